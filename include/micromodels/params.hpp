@@ -1,0 +1,72 @@
+// Typed stage parameters, checked against the stage type's declared list.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace micromodels {
+
+/// A parameter value as written in YAML or on the command line.
+using ParamValue = std::variant<bool, std::int64_t, double, std::string, std::vector<double>>;
+
+enum class ParamType { boolean, integer, number, text, numbers };
+[[nodiscard]] std::string_view param_type_name(ParamType type) noexcept;
+
+/// One declared parameter. A spec without a default is required.
+struct ParamSpec {
+  std::string name;
+  ParamType type = ParamType::text;
+  std::optional<ParamValue> default_value;
+  std::string help;
+};
+
+/// Thrown for an unknown, missing or wrongly typed parameter; `what()` names the stage and key.
+class ParamError : public std::runtime_error {
+ public:
+  ParamError(std::string key, const std::string& message)
+      : std::runtime_error(message), key_(std::move(key)) {}
+  [[nodiscard]] const std::string& key() const noexcept { return key_; }
+
+ private:
+  std::string key_;
+};
+
+/// The parameters of one stage instance, complete (defaults filled in) and type-checked.
+///
+///   Params p = Params::resolve("identify", specs, {{"every", std::int64_t{10}}});
+///   int every = p.integer("every");
+class Params {
+ public:
+  Params() = default;
+  /// Checks `given` against `specs` (unknown keys, missing required keys, types; an integer is
+  /// accepted where a number is expected) and fills in defaults. Throws ParamError.
+  static Params resolve(std::string_view stage, const std::vector<ParamSpec>& specs,
+                        const std::map<std::string, ParamValue>& given);
+
+  [[nodiscard]] bool boolean(std::string_view key) const;
+  [[nodiscard]] std::int64_t integer(std::string_view key) const;
+  [[nodiscard]] double number(std::string_view key) const;
+  [[nodiscard]] const std::string& text(std::string_view key) const;
+  [[nodiscard]] const std::vector<double>& numbers(std::string_view key) const;
+  [[nodiscard]] const std::map<std::string, ParamValue, std::less<>>& values() const noexcept {
+    return values_;
+  }
+
+ private:
+  const ParamValue& at(std::string_view key) const;
+  std::string stage_;
+  std::map<std::string, ParamValue, std::less<>> values_;
+};
+
+/// Parses a command-line or YAML scalar ("3", "2.5", "true", "[1, 2]", "text") as `type`;
+/// nullopt when it does not fit.
+[[nodiscard]] std::optional<ParamValue> parse_param(std::string_view text, ParamType type);
+[[nodiscard]] std::string format_param(const ParamValue& value);
+
+}  // namespace micromodels

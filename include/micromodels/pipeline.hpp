@@ -1,0 +1,115 @@
+// The description of a pipeline: stages, their parameters and how each is run.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "micromodels/params.hpp"
+
+namespace micromodels {
+
+class Registry;
+
+/// Where something was written: file, 1-based line and column. Empty for the C++ builder.
+struct SourceLocation {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  [[nodiscard]] std::string str() const;  // "file:line:column" or "" when unknown
+};
+
+/// A configuration error, found before anything runs: `what()` reads
+/// "pipelines/x.yaml:12:7: stage 'track': key 'consumers': must be at least 1".
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(SourceLocation where, std::string key, const std::string& message);
+  [[nodiscard]] const SourceLocation& where() const noexcept { return where_; }
+  [[nodiscard]] const std::string& key() const noexcept { return key_; }
+
+ private:
+  SourceLocation where_;
+  std::string key_;
+};
+
+enum class Overflow { block, drop_oldest, drop_newest };
+enum class JoinTimeout { drop, partial };
+
+/// One stage of a pipeline, as configured.
+struct StageConfig {
+  std::string name;
+  std::string type;
+  std::map<std::string, ParamValue> params;
+  int consumers = 1;
+  std::size_t queue_capacity = 64;
+  Overflow overflow = Overflow::block;
+  bool per_stream = false;  // `state: per_stream`: one stream at a time per consumer, in order
+  bool ordered = false;     // restore (stream, seq) order before this stage
+  std::optional<bool> blocking;  // overrides the stage type's own answer
+  std::size_t max_batch = 1;
+  double max_delay_ms = 0;
+  std::vector<std::string> inputs;  // empty: the previous stage in the list (none for a source)
+  double join_timeout_ms = 1000;
+  JoinTimeout join_on_timeout = JoinTimeout::drop;
+  /// Where each key was written, for errors found after parsing ("" is the stage itself).
+  std::map<std::string, SourceLocation> locations;
+};
+
+/// A pipeline description. Building it runs nothing; `Runner` runs it.
+///
+///   Pipeline p = Pipeline::from_yaml_file("pipelines/example.yaml");
+///   p.set_param("source.count", "1000");       // like --set on the command line
+///   p.validate(Registry::global());            // throws ConfigError naming file:line:column
+///
+///   Pipeline q("demo");                          // or in C++
+///   q.add({.name = "source", .type = "synthetic.source", .params = {{"count", std::int64_t{100}}}});
+///   q.add({.name = "work", .type = "model.spin", .consumers = 2});
+class Pipeline {
+ public:
+  explicit Pipeline(std::string name = "pipeline") : name_(std::move(name)) {}
+  static Pipeline from_yaml_file(const std::filesystem::path& path);
+  static Pipeline from_yaml_string(std::string_view yaml, std::string file_name = "<string>");
+
+  Pipeline& add(StageConfig stage);
+  /// "stage.param=value" or (stage, param, text): the text is typed by the stage type's spec
+  /// when the stage is built. Throws ConfigError for an unknown stage.
+  void set_param(std::string_view assignment);
+  void set_param(std::string_view stage, std::string_view param, std::string_view text);
+  void set_consumers(std::string_view stage, int consumers);
+
+  /// Checks everything that can be checked without running: types and params against
+  /// `registry`, inputs, cycles, duplicate names, fields read but never written, numbers.
+  void validate(const Registry& registry) const;
+
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] const std::vector<StageConfig>& stages() const noexcept { return stages_; }
+  [[nodiscard]] const StageConfig& stage(std::string_view name) const;
+  /// The effective inputs of stage `index` (the previous stage when none are given).
+  [[nodiscard]] std::vector<std::string> inputs_of(std::size_t index) const;
+  [[nodiscard]] const std::string& broker() const noexcept { return broker_; }
+  [[nodiscard]] const std::string& dead_letter() const noexcept { return dead_letter_; }
+  [[nodiscard]] int workers() const noexcept { return workers_; }
+  void set_broker(std::string broker) { broker_ = std::move(broker); }
+  void set_dead_letter(std::string stage) { dead_letter_ = std::move(stage); }
+  void set_workers(int workers) { workers_ = workers; }
+
+  /// The graph as plain text and as Graphviz DOT.
+  [[nodiscard]] std::string to_text() const;
+  [[nodiscard]] std::string to_dot() const;
+
+ private:
+  StageConfig& mutable_stage(std::string_view name);
+  std::string name_;
+  std::string file_;
+  std::string broker_ = "memory";
+  std::string dead_letter_;  // stage that receives failed packets, if any
+  int workers_ = 0;          // pool threads for CPU-bound stages; 0: one per core
+  std::vector<StageConfig> stages_;
+};
+
+}  // namespace micromodels

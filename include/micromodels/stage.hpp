@@ -1,0 +1,57 @@
+// One step of a pipeline: a specialist model or the code between models.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "micromodels/packet.hpp"
+
+namespace micromodels {
+
+/// What a configured stage reads and writes, and how it wants to be run. The pipeline checks
+/// that every field read is written upstream; the runner gives blocking stages their own threads.
+struct StageInfo {
+  std::vector<std::string> reads;
+  std::vector<std::string> writes;
+  bool blocking = false;   // waits on I/O, a remote model or a clock rather than the CPU
+  bool batching = false;   // overrides process_batch with a real batched implementation
+};
+
+/// A transform or sink. Lifecycle: the constructor opens (loads the model), `process` is called
+/// once per packet, the destructor closes. A stage knows nothing of queues, threads or brokers.
+/// Threading: with `consumers: N` the runner calls `process` on up to N threads at once, on
+/// one instance; a stage with per-call mutable state must guard it, or be configured with
+/// `state: per_stream` (then one stream's packets arrive one at a time, in order).
+/// Errors: throw; the runner fails that packet only.
+///
+///   class Negate : public Stage {
+///     void process(Packet p, std::vector<Packet>& out) override {
+///       p.set("x", -p.get<double>("x"));
+///       out.push_back(std::move(p));
+///     }
+///   };
+class Stage {
+ public:
+  virtual ~Stage() = default;
+  /// Consumes `packet`, appends zero, one or more packets to `out` (usually the same packet with
+  /// fields added). A stage that appends nothing filters the packet out.
+  virtual void process(Packet packet, std::vector<Packet>& out) = 0;
+  /// Processes several packets at once (`batch:` in the pipeline). Default: one by one.
+  virtual void process_batch(std::vector<Packet>& batch, std::vector<Packet>& out);
+};
+
+/// A stage with no input: produces packets until its stream ends. `next` is called repeatedly
+/// from one thread at a time.
+class Source {
+ public:
+  virtual ~Source() = default;
+  /// Appends the next packet(s) to `out`; returns false once the stream has ended (packets
+  /// appended by that last call still count).
+  virtual bool next(std::vector<Packet>& out) = 0;
+  /// Number of packets the source will produce, when known (a file), for progress and ETA.
+  [[nodiscard]] virtual std::optional<std::uint64_t> expected_count() const { return std::nullopt; }
+};
+
+}  // namespace micromodels
