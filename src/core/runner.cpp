@@ -1,0 +1,25 @@
+#include "micromodels/runner.hpp"
+
+#include "engine.hpp"
+
+namespace micromodels {
+
+Runner::Runner(const Pipeline& pipeline, const Registry& registry)
+    : engine_(std::make_unique<detail::Engine>(pipeline, registry)) {}
+
+Runner::~Runner() = default;
+
+void Runner::start() { engine_->start(); }
+void Runner::wait() { engine_->wait_for(std::nullopt); }
+bool Runner::wait_for(double timeout_ms) {
+  return engine_->wait_for(std::chrono::duration_cast<detail::Clock::duration>(
+      std::chrono::duration<double, std::milli>(timeout_ms)));
+}
+void Runner::stop() { engine_->stop(); }
+void Runner::scale(std::string_view stage, int consumers) { engine_->scale(stage, consumers); }
+bool Runner::finished() const { return engine_->finished(); }
+MetricsSnapshot Runner::metrics() const { return engine_->metrics(); }
+std::uint64_t Runner::expected_packets() const { return engine_->expected_packets(); }
+std::uint64_t Runner::retired_packets() const { return engine_->retired_packets(); }
+
+}  // namespace micromodels

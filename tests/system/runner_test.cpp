@@ -1,0 +1,419 @@
+// Whole pipelines on the in-memory runner: order, affinity, DAGs, overflow, failures, scaling.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "micromodels/micromodels.hpp"
+
+using namespace micromodels;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// What a collecting sink saw, in arrival order.
+struct Seen {
+  std::mutex mutex;
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> keys;
+  std::vector<Packet> packets;
+  std::atomic<int> concurrent_same_stream{0};
+
+  std::size_t size() {
+    std::lock_guard lock(mutex);
+    return keys.size();
+  }
+};
+
+class Collect final : public Stage {
+ public:
+  explicit Collect(std::shared_ptr<Seen> seen) : seen_(std::move(seen)) {}
+  void process(Packet packet, std::vector<Packet>& out) override {
+    std::lock_guard lock(seen_->mutex);
+    seen_->keys.emplace_back(packet.stream, packet.seq);
+    seen_->packets.push_back(packet);
+    out.push_back(std::move(packet));
+  }
+
+ private:
+  std::shared_ptr<Seen> seen_;
+};
+
+/// Checks that no two packets of one stream are processed at once, and that each stream arrives
+/// in seq order; sleeps a little so that overlaps would show.
+class StreamProbe final : public Stage {
+ public:
+  explicit StreamProbe(std::shared_ptr<Seen> seen) : seen_(std::move(seen)) {}
+  void process(Packet packet, std::vector<Packet>& out) override {
+    {
+      std::lock_guard lock(mutex_);
+      if (!busy_.insert(packet.stream).second) seen_->concurrent_same_stream++;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    {
+      std::lock_guard lock(mutex_);
+      busy_.erase(packet.stream);
+    }
+    {
+      std::lock_guard lock(seen_->mutex);
+      seen_->keys.emplace_back(packet.stream, packet.seq);
+    }
+    out.push_back(std::move(packet));
+  }
+
+ private:
+  std::shared_ptr<Seen> seen_;
+  std::mutex mutex_;
+  std::set<std::uint32_t> busy_;
+};
+
+/// Writes a field, to test fan-out and fan-in.
+class Tag final : public Stage {
+ public:
+  explicit Tag(std::string field) : field_(std::move(field)) {}
+  void process(Packet packet, std::vector<Packet>& out) override {
+    packet.set(field_, static_cast<std::int64_t>(packet.seq));
+    out.push_back(std::move(packet));
+  }
+
+ private:
+  std::string field_;
+};
+
+/// Drops packets whose seq is odd.
+class DropOdd final : public Stage {
+ public:
+  void process(Packet packet, std::vector<Packet>& out) override {
+    if (packet.seq % 2 == 0) out.push_back(std::move(packet));
+  }
+};
+
+/// A stage with a real batch method, recording batch sizes.
+class Batcher final : public Stage {
+ public:
+  explicit Batcher(std::shared_ptr<std::vector<std::size_t>> sizes) : sizes_(std::move(sizes)) {}
+  void process(Packet packet, std::vector<Packet>& out) override { out.push_back(std::move(packet)); }
+  void process_batch(std::vector<Packet>& batch, std::vector<Packet>& out) override {
+    sizes_->push_back(batch.size());
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    for (Packet& packet : batch) out.push_back(std::move(packet));
+  }
+
+ private:
+  std::shared_ptr<std::vector<std::size_t>> sizes_;
+};
+
+struct Fixture {
+  Registry registry = Registry::with_builtins();
+  std::shared_ptr<Seen> seen = std::make_shared<Seen>();
+  std::shared_ptr<std::vector<std::size_t>> batch_sizes = std::make_shared<std::vector<std::size_t>>();
+
+  Fixture() {
+    auto seen_ptr = seen;
+    registry.add({.name = "test.collect",
+                  .info = [](const Params&) { return StageInfo{}; },
+                  .make = [seen_ptr](const Params&) -> std::unique_ptr<Stage> {
+                    return std::make_unique<Collect>(seen_ptr);
+                  }});
+    registry.add({.name = "test.stream_probe",
+                  .info = [](const Params&) { return StageInfo{.blocking = true}; },
+                  .make = [seen_ptr](const Params&) -> std::unique_ptr<Stage> {
+                    return std::make_unique<StreamProbe>(seen_ptr);
+                  }});
+    registry.add({.name = "test.tag",
+                  .params = {{"field", ParamType::text, std::nullopt, ""}},
+                  .info = [](const Params& p) { return StageInfo{.writes = {p.text("field")}}; },
+                  .make = [](const Params& p) -> std::unique_ptr<Stage> {
+                    return std::make_unique<Tag>(p.text("field"));
+                  }});
+    registry.add({.name = "test.drop_odd",
+                  .info = [](const Params&) { return StageInfo{}; },
+                  .make = [](const Params&) -> std::unique_ptr<Stage> {
+                    return std::make_unique<DropOdd>();
+                  }});
+    auto sizes = batch_sizes;
+    registry.add({.name = "test.batcher",
+                  .info = [](const Params&) { return StageInfo{.batching = true}; },
+                  .make = [sizes](const Params&) -> std::unique_ptr<Stage> {
+                    return std::make_unique<Batcher>(sizes);
+                  }});
+  }
+
+  MetricsSnapshot run(const Pipeline& pipeline) {
+    Runner runner(pipeline, registry);
+    runner.start();
+    EXPECT_TRUE(runner.wait_for(60'000)) << "pipeline did not finish";
+    return runner.metrics();
+  }
+};
+
+StageConfig source(std::int64_t count, std::int64_t streams = 1, double rate = 0) {
+  return {.name = "source",
+          .type = "synthetic.source",
+          .params = {{"count", count}, {"streams", streams}, {"rate", rate}}};
+}
+
+StageConfig model(std::string name, double service_ms, int consumers, double jitter = 0) {
+  return {.name = std::move(name),
+          .type = "model.spin",
+          .params = {{"service_ms", service_ms}, {"jitter", jitter}},
+          .consumers = consumers};
+}
+
+void expect_each_stream_in_order(const std::vector<std::pair<std::uint32_t, std::uint64_t>>& keys,
+                                 std::uint32_t streams, std::uint64_t count) {
+  std::map<std::uint32_t, std::uint64_t> next;
+  for (const auto& [stream, seq] : keys) {
+    ASSERT_EQ(seq, next[stream]) << "stream " << stream << " out of order";
+    ++next[stream];
+  }
+  ASSERT_EQ(next.size(), streams);
+  for (const auto& [stream, n] : next) EXPECT_EQ(n, count) << "stream " << stream;
+}
+
+}  // namespace
+
+TEST(Runner, OrderedSinkGetsEveryPacketInOrderFromManyConsumers) {
+  Fixture f;
+  Pipeline p("order");
+  p.add(source(3000, 2));
+  p.add(model("work", 0.05, 4, 0.9));  // jittered service times finish out of order
+  p.add({.name = "sink", .type = "test.collect", .ordered = true});
+  const MetricsSnapshot m = f.run(p);
+  expect_each_stream_in_order(f.seen->keys, 2, 3000);
+  EXPECT_EQ(m.packets_in, 6000u);
+  EXPECT_EQ(m.packets_out, 6000u);
+  EXPECT_EQ(m.stage("work")->processed, 6000u);
+}
+
+TEST(Runner, PerStreamStateSeesOneStreamAtATimeInOrder) {
+  Fixture f;
+  Pipeline p("affinity");
+  p.add(source(200, 4));
+  p.add(model("shuffle", 0.02, 3, 0.9));
+  p.add({.name = "track", .type = "test.stream_probe", .consumers = 3, .per_stream = true});
+  f.run(p);
+  EXPECT_EQ(f.seen->concurrent_same_stream.load(), 0);
+  expect_each_stream_in_order(f.seen->keys, 4, 200);
+}
+
+TEST(Runner, FanOutAndJoinMergesFieldsOnStreamAndSeq) {
+  Fixture f;
+  Pipeline p("dag");
+  p.add(source(500));
+  p.add({.name = "a", .type = "test.tag", .params = {{"field", std::string("a")}}, .consumers = 2,
+         .inputs = {"source"}});
+  p.add({.name = "b", .type = "test.tag", .params = {{"field", std::string("b")}}, .consumers = 2,
+         .inputs = {"source"}});
+  p.add({.name = "sink", .type = "test.collect", .ordered = true, .inputs = {"a", "b"}});
+  const MetricsSnapshot m = f.run(p);
+  ASSERT_EQ(f.seen->packets.size(), 500u);
+  for (std::size_t i = 0; i < 500; ++i) {
+    const Packet& packet = f.seen->packets[i];
+    EXPECT_EQ(packet.seq, i);
+    EXPECT_EQ(packet.get<std::int64_t>("a"), static_cast<std::int64_t>(i));
+    EXPECT_EQ(packet.get<std::int64_t>("b"), static_cast<std::int64_t>(i));
+  }
+  EXPECT_EQ(m.stage("sink")->processed, 500u);
+}
+
+TEST(Runner, JoinDropsWhenOneBranchFiltersAndOrderContinues) {
+  Fixture f;
+  Pipeline p("dag_filter");
+  p.add(source(400));
+  p.add({.name = "a", .type = "test.drop_odd", .inputs = {"source"}});
+  p.add({.name = "b", .type = "test.tag", .params = {{"field", std::string("b")}}, .inputs = {"source"}});
+  p.add({.name = "sink", .type = "test.collect", .ordered = true, .inputs = {"a", "b"},
+         .join_on_timeout = JoinTimeout::drop});
+  f.run(p);
+  ASSERT_EQ(f.seen->keys.size(), 200u);
+  for (std::size_t i = 0; i < 200; ++i) EXPECT_EQ(f.seen->keys[i].second, 2 * i);
+}
+
+TEST(Runner, FilteredPacketsDoNotStallAnOrderedStage) {
+  Fixture f;
+  Pipeline p("filter");
+  p.add(source(1000));
+  p.add({.name = "filter", .type = "test.drop_odd", .consumers = 2});
+  p.add(model("work", 0.01, 2, 0.9));
+  p.add({.name = "sink", .type = "test.collect", .ordered = true});
+  const MetricsSnapshot m = f.run(p);
+  ASSERT_EQ(f.seen->keys.size(), 500u);
+  for (std::size_t i = 0; i < 500; ++i) EXPECT_EQ(f.seen->keys[i].second, 2 * i);
+  EXPECT_EQ(m.packets_out, 1000u);
+}
+
+TEST(Runner, BlockPolicyBoundsQueuesAndLosesNothing) {
+  Fixture f;
+  Pipeline p("block");
+  p.add(source(2000));
+  StageConfig slow = model("slow", 0.05, 1);
+  slow.queue_capacity = 8;
+  p.add(slow);
+  p.add({.name = "sink", .type = "test.collect"});
+  const MetricsSnapshot m = f.run(p);
+  EXPECT_EQ(f.seen->size(), 2000u);
+  EXPECT_EQ(m.stage("slow")->dropped, 0u);
+  // A producer checks for room before each packet it sends, so a queue overshoots by one at most.
+  EXPECT_LE(m.stage("slow")->queue_max, 9u);
+}
+
+TEST(Runner, DropPoliciesCountEveryDroppedPacket) {
+  for (Overflow overflow : {Overflow::drop_newest, Overflow::drop_oldest}) {
+    Fixture f;
+    Pipeline p("drop");
+    p.add(source(3000));
+    StageConfig slow = model("slow", 0.05, 1);
+    slow.queue_capacity = 4;
+    slow.overflow = overflow;
+    p.add(slow);
+    p.add({.name = "sink", .type = "test.collect", .ordered = true});
+    const MetricsSnapshot m = f.run(p);
+    const StageMetrics& s = *m.stage("slow");
+    EXPECT_GT(s.dropped, 0u);
+    EXPECT_EQ(s.processed + s.dropped, 3000u);
+    EXPECT_EQ(f.seen->size(), s.processed);
+    EXPECT_LE(s.queue_max, 4u);
+    // What survives still arrives in order.
+    for (std::size_t i = 1; i < f.seen->keys.size(); ++i) {
+      EXPECT_LT(f.seen->keys[i - 1].second, f.seen->keys[i].second);
+    }
+  }
+}
+
+TEST(Runner, FailingPacketsAreCountedAndDeadLetteredWhileOthersFlow) {
+  Fixture f;
+  auto letters = std::make_shared<Seen>();
+  f.registry.add({.name = "test.letters",
+                  .info = [](const Params&) { return StageInfo{}; },
+                  .make = [letters](const Params&) -> std::unique_ptr<Stage> {
+                    return std::make_unique<Collect>(letters);
+                  }});
+  Pipeline p("fail");
+  p.add(source(1000));
+  p.add({.name = "flaky", .type = "model.spin",
+         .params = {{"service_ms", 0.0}, {"fail_every", std::int64_t{10}}}, .consumers = 2});
+  p.add({.name = "sink", .type = "test.collect", .ordered = true});
+  p.add({.name = "letters", .type = "test.letters", .inputs = {}});
+  p.set_dead_letter("letters");
+  const MetricsSnapshot m = f.run(p);
+  EXPECT_EQ(m.stage("flaky")->failed, 100u);
+  EXPECT_EQ(m.stage("flaky")->processed, 900u);
+  EXPECT_EQ(f.seen->size(), 900u);
+  ASSERT_EQ(letters->packets.size(), 100u);
+  for (const Packet& letter : letters->packets) {
+    EXPECT_EQ((letter.seq + 1) % 10, 0u);
+    EXPECT_EQ(letter.get<std::string>("failed_stage"), "flaky");
+    EXPECT_NE(letter.get<std::string>("error").find("fail_every"), std::string::npos);
+  }
+  for (std::size_t i = 1; i < f.seen->keys.size(); ++i) {
+    EXPECT_LT(f.seen->keys[i - 1].second, f.seen->keys[i].second);
+  }
+}
+
+TEST(Runner, ScalingUpAndDownUnderLoadLosesAndDuplicatesNothing) {
+  Fixture f;
+  Pipeline p("scale");
+  p.add(source(4000, 1, 4000));  // paced: about one second
+  p.add({.name = "work", .type = "model.sleep", .params = {{"service_ms", 1.0}}, .consumers = 1});
+  p.add({.name = "sink", .type = "test.collect", .ordered = true});
+  Runner runner(p, f.registry);
+  runner.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto before = runner.metrics().stage("work")->processed;
+  runner.scale("work", 6);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto after = runner.metrics().stage("work")->processed;
+  EXPECT_GT(after - before, 300u) << "six consumers should process far more than one";
+  runner.scale("work", 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  runner.scale("work", 5);
+  ASSERT_TRUE(runner.wait_for(60'000));
+  EXPECT_EQ(runner.metrics().stage("work")->consumers, 5);
+  expect_each_stream_in_order(f.seen->keys, 1, 4000);
+}
+
+TEST(Runner, ScaleRejectsBadRequests) {
+  Fixture f;
+  Pipeline p("bad_scale");
+  p.add(source(10));
+  p.add({.name = "sink", .type = "test.collect"});
+  Runner runner(p, f.registry);
+  EXPECT_THROW(runner.scale("nope", 2), std::invalid_argument);
+  EXPECT_THROW(runner.scale("sink", 0), std::invalid_argument);
+  EXPECT_THROW(runner.scale("source", 2), std::invalid_argument);
+  runner.start();
+  EXPECT_TRUE(runner.wait_for(10'000));
+}
+
+TEST(Runner, StopDrainsInFlightPackets) {
+  Fixture f;
+  Pipeline p("stop");
+  p.add(source(100000, 1, 2000));
+  p.add({.name = "work", .type = "model.sleep", .params = {{"service_ms", 2.0}}, .consumers = 2});
+  p.add({.name = "sink", .type = "test.collect", .ordered = true});
+  Runner runner(p, f.registry);
+  runner.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  runner.stop();
+  ASSERT_TRUE(runner.wait_for(10'000));
+  const MetricsSnapshot m = runner.metrics();
+  EXPECT_GT(m.packets_in, 0u);
+  EXPECT_LT(m.packets_in, 100000u);
+  EXPECT_EQ(m.packets_out, m.packets_in);
+  expect_each_stream_in_order(f.seen->keys, 1, m.packets_in);
+}
+
+TEST(Runner, BatchingStageGetsBatchesAndEveryPacket) {
+  Fixture f;
+  Pipeline p("batch");
+  p.add(source(500));
+  p.add({.name = "batch", .type = "test.batcher", .max_batch = 8, .max_delay_ms = 5});
+  p.add({.name = "sink", .type = "test.collect", .ordered = true});
+  f.run(p);
+  expect_each_stream_in_order(f.seen->keys, 1, 500);
+  std::size_t total = 0;
+  std::size_t largest = 0;
+  for (std::size_t size : *f.batch_sizes) {
+    total += size;
+    largest = std::max(largest, size);
+    EXPECT_LE(size, 8u);
+  }
+  EXPECT_EQ(total, 500u);
+  EXPECT_EQ(largest, 8u);
+}
+
+TEST(Runner, MetricsDescribeWhatHappened) {
+  Fixture f;
+  Pipeline p("metrics");
+  p.add(source(300));
+  p.add({.name = "slow", .type = "model.sleep", .params = {{"service_ms", 1.0}}, .consumers = 1});
+  p.add({.name = "sink", .type = "test.collect"});
+  const MetricsSnapshot m = f.run(p);
+  const StageMetrics& slow = *m.stage("slow");
+  EXPECT_EQ(slow.processed, 300u);
+  EXPECT_GE(slow.service.p50_us, 900.0);
+  EXPECT_LT(slow.service.p50_us, 20'000.0);
+  EXPECT_GT(slow.busy_share, 0.5);
+  EXPECT_EQ(m.bottleneck()->name, "slow");
+  EXPECT_GT(m.elapsed_s, 0.25);
+}
+
+TEST(StageHarness, RunsOneStageWithoutThreads) {
+  Fixture f;
+  StageHarness source_harness("synthetic.source", {{"count", std::int64_t{3}}}, f.registry);
+  std::vector<Packet> packets = source_harness.drain();
+  ASSERT_EQ(packets.size(), 3u);
+  EXPECT_EQ(packets[2].seq, 2u);
+  StageHarness tag("test.tag", {{"field", std::string("x")}}, f.registry);
+  std::vector<Packet> out = tag.process(packets[1]);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].get<std::int64_t>("x"), 1);
+  StageHarness flaky("model.spin", {{"service_ms", 0.0}, {"fail_every", std::int64_t{1}}},
+                     f.registry);
+  EXPECT_THROW(flaky.process(packets[0]), std::runtime_error);
+}
