@@ -159,7 +159,8 @@ class Engine {
   void propagate_skip(const Node& node, std::uint32_t stream, std::uint64_t seq);
   void deliver(const Edge& edge, Packet packet);
   void deliver_skip(const Edge& edge, std::uint32_t stream, std::uint64_t seq);
-  void after_delivery(Node& to, const std::vector<Skip>& skips);
+  bool claim_locked(Node& node) const;
+  void after_delivery(Node& to, const std::vector<Skip>& skips, bool claimed);
   Node::JoinEntry& join_entry_locked(Node& to, std::uint32_t stream, std::uint64_t seq);
   std::optional<Packet> join_locked(Node& to, std::size_t input, Packet packet,
                                     std::vector<Skip>& skips);
@@ -173,6 +174,7 @@ class Engine {
   void add_in_flight(std::int64_t count);
   void retire(std::int64_t count);
   void retire_quietly(std::int64_t count);
+  void check_done();
   void housekeeping();
   void expire_joins(Node& node, bool everything);
   void flush_reorder();
@@ -190,6 +192,7 @@ class Engine {
   std::atomic<std::uint64_t> retired_{0};
   std::atomic<std::uint64_t> produced_{0};
   std::atomic<int> live_sources_{0};
+  std::atomic<int> turns_{0};  // turns being served right now
   std::atomic<bool> stopping_{false};
   std::atomic<bool> started_{false};
   Clock::time_point start_time_;

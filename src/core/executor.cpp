@@ -24,6 +24,9 @@ thread_local WorkerPool* current_pool = nullptr;
 thread_local Node* next_token = nullptr;
 
 constexpr auto kSpin = std::chrono::microseconds(50);
+// After this long spinning, yield the core between checks: on a small machine the threads of
+// blocking stages need it more than an idle worker does.
+constexpr auto kSpinBeforeYield = std::chrono::microseconds(5);
 
 }  // namespace
 
@@ -79,14 +82,18 @@ void WorkerPool::run(int /*index*/) {
       }
     }
     // Spin a little: in a busy pipeline the next token usually comes within microseconds.
-    const auto spin_until = std::chrono::steady_clock::now() + kSpin;
+    const auto spin_start = std::chrono::steady_clock::now();
     bool found = false;
-    while (std::chrono::steady_clock::now() < spin_until) {
+    for (auto now = spin_start; now - spin_start < kSpin; now = std::chrono::steady_clock::now()) {
       if (shared_size_.load(std::memory_order_acquire) > 0) {
         found = true;
         break;
       }
-      for (int i = 0; i < 32; ++i) cpu_relax();
+      if (now - spin_start < kSpinBeforeYield) {
+        for (int i = 0; i < 32; ++i) cpu_relax();
+      } else {
+        std::this_thread::yield();
+      }
     }
     if (found) continue;
     std::unique_lock lock(mutex_);

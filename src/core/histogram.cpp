@@ -33,7 +33,6 @@ double Histogram::upper_bound_ns(int bucket) noexcept {
 void Histogram::record(std::int64_t nanoseconds) noexcept {
   const auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(nanoseconds, 0));
   counts_[static_cast<std::size_t>(bucket_of(ns))].fetch_add(1, std::memory_order_relaxed);
-  total_.fetch_add(1, std::memory_order_relaxed);
   sum_ns_.fetch_add(ns, std::memory_order_relaxed);
 }
 

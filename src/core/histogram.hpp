@@ -22,7 +22,6 @@ class Histogram {
   static double upper_bound_ns(int bucket) noexcept;
 
   std::array<std::atomic<std::uint64_t>, kBuckets> counts_{};
-  std::atomic<std::uint64_t> total_{0};
   std::atomic<std::uint64_t> sum_ns_{0};
 };
 
