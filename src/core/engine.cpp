@@ -78,6 +78,8 @@ Engine::~Engine() {
 
 void Engine::build(const Pipeline& pipeline, const Registry& registry) {
   pipeline.validate(registry);
+  // Create spdlog's default logger here, before any worker thread logs through it.
+  spdlog::default_logger();
   std::map<std::string, Node*, std::less<>> by_name;
   for (const StageConfig& config : pipeline.stages()) {
     const StageType& type = *registry.find(config.type);
