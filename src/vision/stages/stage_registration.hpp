@@ -1,0 +1,18 @@
+// One registration function per vision stage file; vision_stages.cpp calls them all.
+#pragma once
+
+#include "micromodels/registry.hpp"
+
+namespace micromodels::vision {
+
+void register_video_stages(Registry& registry);     // video.source, video.sink
+void register_face_detect(Registry& registry);      // face.detect
+void register_face_track(Registry& registry);       // face.track
+void register_face_landmarks(Registry& registry);   // face.landmarks68
+void register_eye_iris(Registry& registry);         // eye.iris
+void register_face_smooth(Registry& registry);      // face.smooth
+void register_gaze_redirect(Registry& registry);    // gaze.redirect
+void register_image_blend(Registry& registry);      // image.blend
+void register_eye_contact_monolith(Registry& registry);  // eye_contact.monolith
+
+}  // namespace micromodels::vision
