@@ -17,12 +17,12 @@ struct Latency {
   std::uint64_t count = 0;
   double sum_us = 0;
   /// Cumulative counts at the histogram's upper bounds (for Prometheus buckets).
-  std::vector<std::pair<double, std::uint64_t>> buckets;
+  std::vector<std::pair<double, std::uint64_t>> buckets{};
 };
 
 struct StageMetrics {
-  std::string name;
-  std::string type;
+  std::string name{};
+  std::string type{};
   std::uint64_t processed = 0;  // packets whose process() returned
   std::uint64_t failed = 0;     // packets whose process() threw
   std::uint64_t dropped = 0;    // by the queue's overflow policy or a join timeout
@@ -30,8 +30,8 @@ struct StageMetrics {
   std::size_t queue_depth = 0;
   std::size_t queue_max = 0;
   std::size_t queue_capacity = 0;
-  Latency queue_wait;
-  Latency service;
+  Latency queue_wait{};
+  Latency service{};
   int consumers = 0;
   double busy_share = 0;  // busy time / (elapsed time x consumers)
 };
@@ -42,11 +42,11 @@ struct StageMetrics {
 ///   std::cout << m.to_table();
 ///   std::ofstream("metrics.json") << m.to_json();
 struct MetricsSnapshot {
-  std::string pipeline;
+  std::string pipeline{};
   double elapsed_s = 0;
   std::uint64_t packets_in = 0;   // produced by sources
   std::uint64_t packets_out = 0;  // retired: processed by their last stage, dropped or failed
-  std::vector<StageMetrics> stages;
+  std::vector<StageMetrics> stages{};
 
   [[nodiscard]] const StageMetrics* stage(const std::string& name) const;
   /// The stage that limits throughput: highest busy share among stages that did work.

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -39,7 +40,7 @@ class Buffer {
   [[nodiscard]] std::byte* mutable_data();
 
  private:
-  std::shared_ptr<const std::byte> data_;
+  std::shared_ptr<const std::byte> data_{};
   std::size_t size_ = 0;
 };
 
@@ -52,7 +53,7 @@ struct Image {
   int height = 0;
   int channels = 0;
   Depth depth = Depth::u8;
-  Buffer pixels;
+  Buffer pixels{};
 
   /// A zeroed image with its own buffer; fill it through `pixels.mutable_data()`.
   static Image allocate(int width, int height, int channels, Depth depth = Depth::u8);
@@ -65,8 +66,8 @@ struct Image {
 /// An N-dimensional array, row-major.
 struct Tensor {
   Depth dtype = Depth::f32;
-  std::vector<std::int64_t> shape;
-  Buffer data;
+  std::vector<std::int64_t> shape{};
+  Buffer data{};
 
   [[nodiscard]] std::size_t element_count() const noexcept;
   [[nodiscard]] const float* f32() const;  // throws unless dtype is f32
@@ -116,7 +117,7 @@ struct Packet {
   std::uint32_t stream = 0;  // which source stream
   std::uint64_t seq = 0;     // position in the stream, from 0, contiguous
   std::int64_t time_ns = 0;  // media or capture time
-  std::vector<Field> fields;
+  std::vector<Field> fields{};
 
   [[nodiscard]] bool has(std::string_view name) const noexcept { return find(name) != nullptr; }
   [[nodiscard]] const Value* find(std::string_view name) const noexcept;
@@ -126,7 +127,7 @@ struct Packet {
     const Value* value = find(name);
     if (value == nullptr) throw_missing(name);
     const T* typed = std::get_if<T>(value);
-    if (typed == nullptr) throw_wrong_type(name, value->index());
+    if (typed == nullptr) throw_wrong_type(name, value->index(), index_of<T>());
     return *typed;
   }
 
@@ -136,7 +137,16 @@ struct Packet {
 
  private:
   [[noreturn]] void throw_missing(std::string_view name) const;
-  [[noreturn]] void throw_wrong_type(std::string_view name, std::size_t index) const;
+  [[noreturn]] void throw_wrong_type(std::string_view name, std::size_t held,
+                                     std::size_t wanted) const;
+  template <class T, std::size_t I = 0>
+  static constexpr std::size_t index_of() {
+    if constexpr (std::is_same_v<T, std::variant_alternative_t<I, Value>>) {
+      return I;
+    } else {
+      return index_of<T, I + 1>();
+    }
+  }
 };
 
 /// Name of a Value alternative ("image", "tensor", ...), for messages.

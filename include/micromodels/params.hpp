@@ -20,10 +20,10 @@ enum class ParamType { boolean, integer, number, text, numbers };
 
 /// One declared parameter. A spec without a default is required.
 struct ParamSpec {
-  std::string name;
+  std::string name{};
   ParamType type = ParamType::text;
-  std::optional<ParamValue> default_value;
-  std::string help;
+  std::optional<ParamValue> default_value{};
+  std::string help{};
 };
 
 /// Thrown for an unknown, missing or wrongly typed parameter; `what()` names the stage and key.
@@ -34,7 +34,7 @@ class ParamError : public std::runtime_error {
   [[nodiscard]] const std::string& key() const noexcept { return key_; }
 
  private:
-  std::string key_;
+  std::string key_{};
 };
 
 /// The parameters of one stage instance, complete (defaults filled in) and type-checked.
@@ -60,8 +60,8 @@ class Params {
 
  private:
   const ParamValue& at(std::string_view key) const;
-  std::string stage_;
-  std::map<std::string, ParamValue, std::less<>> values_;
+  std::string stage_{};
+  std::map<std::string, ParamValue, std::less<>> values_{};
 };
 
 /// Parses a command-line or YAML scalar ("3", "2.5", "true", "[1, 2]", "text") as `type`;

@@ -11,30 +11,31 @@
 #include <vector>
 
 #include "micromodels/params.hpp"
+#include "micromodels/registry.hpp"
 
 namespace micromodels {
 
-class Registry;
-
 /// Where something was written: file, 1-based line and column. Empty for the C++ builder.
 struct SourceLocation {
-  std::string file;
+  std::string file{};
   int line = 0;
   int column = 0;
-  [[nodiscard]] std::string str() const;  // "file:line:column" or "" when unknown
+  [[nodiscard]] std::string str() const;  // "file:line:column", "file" when line is 0, or ""
 };
 
 /// A configuration error, found before anything runs: `what()` reads
-/// "pipelines/x.yaml:12:7: stage 'track': key 'consumers': must be at least 1".
+/// "pipelines/x.yaml:12:7: stage 'track': key 'consumers': must be between 1 and 1024, got 0".
 class ConfigError : public std::runtime_error {
  public:
+  /// `what()` is "where.str(): message" (just `message` when the location is unknown), so the
+  /// message names the stage and key itself; `key` is for programs.
   ConfigError(SourceLocation where, std::string key, const std::string& message);
   [[nodiscard]] const SourceLocation& where() const noexcept { return where_; }
   [[nodiscard]] const std::string& key() const noexcept { return key_; }
 
  private:
-  SourceLocation where_;
-  std::string key_;
+  SourceLocation where_{};
+  std::string key_{};
 };
 
 enum class Overflow { block, drop_oldest, drop_newest };
@@ -42,9 +43,9 @@ enum class JoinTimeout { drop, partial };
 
 /// One stage of a pipeline, as configured.
 struct StageConfig {
-  std::string name;
-  std::string type;
-  std::map<std::string, ParamValue> params;
+  std::string name{};
+  std::string type{};
+  std::map<std::string, ParamValue> params{};
   int consumers = 1;
   std::size_t queue_capacity = 64;
   Overflow overflow = Overflow::block;
@@ -57,7 +58,7 @@ struct StageConfig {
   double join_timeout_ms = 1000;
   JoinTimeout join_on_timeout = JoinTimeout::drop;
   /// Where each key was written, for errors found after parsing ("" is the stage itself).
-  std::map<std::string, SourceLocation> locations;
+  std::map<std::string, SourceLocation> locations{};
 };
 
 /// A pipeline description. Building it runs nothing; `Runner` runs it.
@@ -89,8 +90,11 @@ class Pipeline {
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   [[nodiscard]] const std::vector<StageConfig>& stages() const noexcept { return stages_; }
   [[nodiscard]] const StageConfig& stage(std::string_view name) const;
-  /// The effective inputs of stage `index` (the previous stage when none are given).
-  [[nodiscard]] std::vector<std::string> inputs_of(std::size_t index) const;
+  /// The effective inputs of stage `index`: those given, else the previous stage in the list.
+  /// A source and the dead-letter stage (fed only with failed packets) have none; `registry`
+  /// says which types are sources. The stage after the dead-letter stage reads the one before.
+  [[nodiscard]] std::vector<std::string> inputs_of(
+      std::size_t index, const Registry& registry = Registry::global()) const;
   [[nodiscard]] const std::string& broker() const noexcept { return broker_; }
   [[nodiscard]] const std::string& dead_letter() const noexcept { return dead_letter_; }
   [[nodiscard]] int workers() const noexcept { return workers_; }
@@ -98,18 +102,19 @@ class Pipeline {
   void set_dead_letter(std::string stage) { dead_letter_ = std::move(stage); }
   void set_workers(int workers) { workers_ = workers; }
 
-  /// The graph as plain text and as Graphviz DOT.
-  [[nodiscard]] std::string to_text() const;
-  [[nodiscard]] std::string to_dot() const;
+  /// The graph as plain text and as Graphviz DOT (edges as `inputs_of` gives them).
+  [[nodiscard]] std::string to_text(const Registry& registry = Registry::global()) const;
+  [[nodiscard]] std::string to_dot(const Registry& registry = Registry::global()) const;
 
  private:
   StageConfig& mutable_stage(std::string_view name);
-  std::string name_;
-  std::string file_;
+  std::string name_{};
+  std::string file_{};
   std::string broker_ = "memory";
   std::string dead_letter_;  // stage that receives failed packets, if any
   int workers_ = 0;          // pool threads for CPU-bound stages; 0: one per core
-  std::vector<StageConfig> stages_;
+  std::vector<StageConfig> stages_{};
+  std::map<std::string, SourceLocation> locations_;  // pipeline-level keys, for validate()
 };
 
 }  // namespace micromodels

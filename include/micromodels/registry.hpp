@@ -16,12 +16,12 @@ namespace micromodels {
 /// A registered stage type: its parameters, what an instance reads and writes, and a factory.
 /// Exactly one of `make` and `make_source` is set.
 struct StageType {
-  std::string name;
-  std::string help;
-  std::vector<ParamSpec> params;
-  std::function<StageInfo(const Params&)> info;
-  std::function<std::unique_ptr<Stage>(const Params&)> make;
-  std::function<std::unique_ptr<Source>(const Params&)> make_source;
+  std::string name{};
+  std::string help{};
+  std::vector<ParamSpec> params{};
+  std::function<StageInfo(const Params&)> info{};
+  std::function<std::unique_ptr<Stage>(const Params&)> make{};
+  std::function<std::unique_ptr<Source>(const Params&)> make_source{};
 
   [[nodiscard]] bool is_source() const noexcept { return static_cast<bool>(make_source); }
 };
@@ -44,7 +44,7 @@ class Registry {
   [[nodiscard]] std::vector<std::string> names() const;
 
  private:
-  std::map<std::string, StageType, std::less<>> types_;
+  std::map<std::string, StageType, std::less<>> types_{};
 };
 
 /// Registers the generic built-in stages into `registry`.

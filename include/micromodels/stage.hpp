@@ -13,8 +13,8 @@ namespace micromodels {
 /// What a configured stage reads and writes, and how it wants to be run. The pipeline checks
 /// that every field read is written upstream; the runner gives blocking stages their own threads.
 struct StageInfo {
-  std::vector<std::string> reads;
-  std::vector<std::string> writes;
+  std::vector<std::string> reads{};
+  std::vector<std::string> writes{};
   bool blocking = false;   // waits on I/O, a remote model or a clock rather than the CPU
   bool batching = false;   // overrides process_batch with a real batched implementation
 };

@@ -1,0 +1,80 @@
+// Writes a few valid packet encodings into a directory, as the fuzzer's seed corpus. Valid seeds
+// let the fuzzer start from deep inside the format instead of rediscovering the magic and the
+// header by mutation.
+//
+//   packet_codec_seeds <dir>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "micromodels/packet_codec.hpp"
+
+namespace mm = micromodels;
+
+namespace {
+
+mm::Packet with_header(std::uint32_t stream, std::uint64_t seq, std::int64_t time_ns) {
+  mm::Packet packet;
+  packet.stream = stream;
+  packet.seq = seq;
+  packet.time_ns = time_ns;
+  return packet;
+}
+
+std::vector<mm::Packet> seed_packets() {
+  std::vector<mm::Packet> packets;
+  packets.push_back(with_header(0, 0, 0));
+
+  mm::Packet frame = with_header(1, 42, 1'400'000'000);
+  mm::Image image = mm::Image::allocate(4, 3, 3);
+  for (std::size_t i = 0; i < image.pixels.size(); ++i) {
+    image.pixels.mutable_data()[i] = static_cast<std::byte>(i * 13);
+  }
+  frame.set("image", image);
+  frame.set("faces", mm::Rects{{10, 20, 100, 120, 0.9f}, {5, 5, 8, 8, 0.1f}});
+  frame.set("landmarks", mm::Points{{1, 2}, {3, 4}, {5, 6}});
+  packets.push_back(frame);
+
+  mm::Packet tensors = with_header(2, 7, -5);
+  const float values[] = {1, 2, 3, 4, 5, 6};
+  tensors.set("embedding", mm::Tensor{mm::Depth::f32, {2, 3}, mm::Buffer::copy_of(values, sizeof values)});
+  tensors.set("mask", mm::Tensor{mm::Depth::u8, {2, 2, 1}, mm::Buffer::zeros(4)});
+  tensors.set("float_image", mm::Image::allocate(2, 2, 1, mm::Depth::f32));
+  packets.push_back(tensors);
+
+  mm::Packet meta = with_header(3, 1, 99);
+  meta.set("scores", mm::Scalars{0.5, -1.0, 1e300});
+  meta.set("frame_count", std::int64_t{-12});
+  meta.set("fps", 29.97);
+  meta.set("codec", std::string("h264"));
+  meta.set("blob", mm::Buffer::copy_of("\x00\xff\x10", 3));
+  meta.set("empty_text", std::string());
+  meta.set("empty_rects", mm::Rects{});
+  packets.push_back(meta);
+  return packets;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s <corpus-dir>\n", argv[0]);
+    return 2;
+  }
+  const std::filesystem::path dir = argv[1];
+  std::filesystem::create_directories(dir);
+  const auto packets = seed_packets();
+  for (std::size_t i = 0; i < packets.size(); ++i) {
+    const auto wire = mm::encode_packet(packets[i]);
+    std::ofstream out(dir / ("seed-" + std::to_string(i) + ".mmpk"), std::ios::binary);
+    out.write(reinterpret_cast<const char*>(wire.data()), static_cast<std::streamsize>(wire.size()));
+    if (!out) {
+      std::fprintf(stderr, "cannot write seeds to %s\n", dir.c_str());
+      return 1;
+    }
+  }
+  std::printf("wrote %zu seeds to %s\n", packets.size(), dir.c_str());
+  return 0;
+}
