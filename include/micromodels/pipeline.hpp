@@ -51,10 +51,10 @@ struct StageConfig {
   Overflow overflow = Overflow::block;
   bool per_stream = false;  // `state: per_stream`: one stream at a time per consumer, in order
   bool ordered = false;     // restore (stream, seq) order before this stage
-  std::optional<bool> blocking;  // overrides the stage type's own answer
+  std::optional<bool> blocking{};  // overrides the stage type's own answer
   std::size_t max_batch = 1;
   double max_delay_ms = 0;
-  std::vector<std::string> inputs;  // empty: the previous stage in the list (none for a source)
+  std::vector<std::string> inputs{};  // empty: the previous stage in the list (none for a source)
   double join_timeout_ms = 1000;
   JoinTimeout join_on_timeout = JoinTimeout::drop;
   /// Where each key was written, for errors found after parsing ("" is the stage itself).
