@@ -1,0 +1,106 @@
+#include "config_checks.hpp"
+
+#include <cctype>
+#include <cmath>
+#include <vector>
+
+#include "micromodels/params.hpp"
+
+#include "suggest.hpp"
+
+namespace micromodels::detail {
+namespace {
+
+bool name_char(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; }
+
+// "Face-Detect" -> "face_detect": the fix, spelled out.
+std::string sanitized(std::string_view name) {
+  std::string out;
+  for (char c : name) {
+    const char low = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out += name_char(low) ? low : '_';
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string plain_number(double value) {
+  std::string text = format_param(value);
+  if (text.size() > 2 && text.ends_with(".0")) {
+    text.resize(text.size() - 2);
+  }
+  return text;
+}
+
+std::string stage_label(std::string_view name, std::size_t index) {
+  if (name.empty()) {
+    return "stage #" + std::to_string(index + 1);
+  }
+  return "stage '" + std::string(name) + "'";
+}
+
+void fail(const SourceLocation& where, std::string_view subject, std::string_view key,
+          const std::string& message) {
+  std::string text;
+  if (!subject.empty()) {
+    text += std::string(subject) + ": ";
+  }
+  if (!key.empty()) {
+    text += "key '" + std::string(key) + "': ";
+  }
+  throw ConfigError(where, std::string(key), text + message);
+}
+
+void check_stage_name(std::string_view name, const SourceLocation& where, std::size_t index) {
+  const std::string subject = stage_label(name, index);
+  if (name.empty()) {
+    fail(where, subject, "name", "missing; every stage needs a unique name, e.g. name: detect");
+  }
+  for (char c : name) {
+    if (!name_char(c)) {
+      fail(where, subject, "name",
+           in_quotes(name) +
+               " is not a valid stage name; use lower-case letters, digits and '_', "
+               "e.g. " +
+               sanitized(name));
+    }
+  }
+}
+
+void check_broker(std::string_view broker, const SourceLocation& where) {
+  if (broker == "memory") {
+    return;
+  }
+  constexpr std::string_view kRedis = "redis://";
+  if (broker.starts_with(kRedis)) {
+    if (broker.size() > kRedis.size()) {
+      return;
+    }
+    fail(where, "", "broker", "redis:// needs a host, e.g. redis://127.0.0.1:6379");
+  }
+  const std::string hint = did_you_mean(broker, {"memory"});
+  fail(where, "", "broker",
+       "unknown broker " + in_quotes(broker) + (hint.empty() ? "; use" : hint + " Use") +
+           " memory (in this process) or redis://host:port");
+}
+
+void check_count(std::int64_t value, std::int64_t min, std::int64_t max,
+                 const SourceLocation& where, std::string_view subject, std::string_view key) {
+  if (value < min || value > max) {
+    fail(where, subject, key,
+         "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
+             std::to_string(value));
+  }
+}
+
+void check_duration(double value, bool positive, const SourceLocation& where,
+                    std::string_view subject, std::string_view key) {
+  if (!std::isfinite(value) || value < 0 || (positive && value == 0)) {
+    fail(where, subject, key,
+         std::string(positive ? "must be more than 0" : "must be 0 or more") +
+             " (milliseconds), got " + plain_number(value));
+  }
+}
+
+}  // namespace micromodels::detail

@@ -1,0 +1,100 @@
+#include "micromodels/registry.hpp"
+
+#include <cctype>
+#include <set>
+#include <stdexcept>
+
+namespace micromodels {
+namespace {
+
+bool valid_type_name(std::string_view name) {
+  if (name.empty()) {
+    return false;
+  }
+  for (char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u) == 0 && c != '_' && c != '.' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A default of the wrong type would only fail when some pipeline leaves the param out; checking
+// here makes the type's author see it at registration instead.
+bool default_fits(const ParamValue& value, ParamType type) {
+  switch (type) {
+    case ParamType::boolean:
+      return std::holds_alternative<bool>(value);
+    case ParamType::integer:
+      return std::holds_alternative<std::int64_t>(value);
+    case ParamType::number:
+      return std::holds_alternative<double>(value) || std::holds_alternative<std::int64_t>(value);
+    case ParamType::text:
+      return std::holds_alternative<std::string>(value);
+    case ParamType::numbers:
+      return std::holds_alternative<std::vector<double>>(value);
+  }
+  return false;
+}
+
+}  // namespace
+
+Registry Registry::with_builtins() {
+  Registry registry;
+  register_builtin_stages(registry);
+  return registry;
+}
+
+Registry& Registry::global() {
+  static Registry registry = with_builtins();
+  return registry;
+}
+
+void Registry::add(StageType type) {
+  const std::string where = "stage type '" + type.name + "': ";
+  if (!valid_type_name(type.name)) {
+    throw std::invalid_argument(where + "a type name is letters, digits, '_', '.' or '-'");
+  }
+  if (types_.contains(type.name)) {
+    throw std::invalid_argument(where + "already registered");
+  }
+  if (static_cast<bool>(type.make) == static_cast<bool>(type.make_source)) {
+    throw std::invalid_argument(where + "set exactly one of make (a stage) and make_source");
+  }
+  std::set<std::string, std::less<>> seen;
+  for (const ParamSpec& spec : type.params) {
+    if (spec.name.empty()) {
+      throw std::invalid_argument(where + "a param has no name");
+    }
+    if (!seen.insert(spec.name).second) {
+      throw std::invalid_argument(where + "param '" + spec.name + "' is declared twice");
+    }
+    if (spec.default_value && !default_fits(*spec.default_value, spec.type)) {
+      throw std::invalid_argument(where + "param '" + spec.name + "': the default is not of type " +
+                                  std::string(param_type_name(spec.type)));
+    }
+  }
+  // A type that reads and writes nothing need not say so.
+  if (!type.info) {
+    type.info = [](const Params&) { return StageInfo{}; };
+  }
+  std::string name = type.name;
+  types_.emplace(std::move(name), std::move(type));
+}
+
+const StageType* Registry::find(std::string_view name) const {
+  auto found = types_.find(name);
+  return found == types_.end() ? nullptr : &found->second;
+}
+
+std::vector<std::string> Registry::names() const {
+  std::vector<std::string> names;
+  names.reserve(types_.size());
+  for (const auto& entry : types_) {
+    names.push_back(entry.first);
+  }
+  return names;
+}
+
+}  // namespace micromodels
