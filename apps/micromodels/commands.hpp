@@ -1,0 +1,46 @@
+// The subcommands of `micromodels`, each in its own file, and what they share.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "micromodels/pipeline.hpp"
+
+namespace micromodels::cli {
+
+/// A subcommand registered on the application. `run` is called after the command line parsed
+/// and `app` was the chosen subcommand; it returns the exit code and may throw ConfigError,
+/// ParamError or any std::exception, which main() turns into a message and an exit code.
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+Command add_run_command(CLI::App& app);
+Command add_inspect_command(CLI::App& app);
+#ifdef MICROMODELS_HAS_BENCH
+Command add_bench_command(CLI::App& app);
+#endif
+#ifdef MICROMODELS_HAS_EVAL
+Command add_eval_command(CLI::App& app);
+#endif
+
+/// A pipeline file and the command-line changes to it, shared by `run` and `inspect`.
+struct PipelineOptions {
+  std::string file;
+  std::vector<std::string> sets;       // "stage.param=value"
+  std::vector<std::string> consumers;  // "stage=N"
+  std::optional<int> workers;
+};
+
+/// Adds FILE, --set and --consumers to `command`, storing into `options`.
+void add_pipeline_options(CLI::App& command, PipelineOptions& options);
+/// Reads the file, applies the changes in command-line order, validates against the global
+/// registry. Throws ConfigError (or ParamError) naming the file, line and key.
+[[nodiscard]] Pipeline load_pipeline(const PipelineOptions& options);
+
+}  // namespace micromodels::cli

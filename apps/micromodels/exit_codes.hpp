@@ -1,0 +1,19 @@
+// What `micromodels` returns to the shell. docs/cli.md documents the same table.
+#pragma once
+
+namespace micromodels::cli {
+
+/// The command did what was asked. A run that finished with failed or dropped packets still
+/// succeeded as a run: those are counted in the metrics, not reported through the exit code.
+inline constexpr int kExitOk = 0;
+/// Something went wrong while running: a stage could not be built at run time, an output could
+/// not be written, an unexpected exception.
+inline constexpr int kExitFailure = 1;
+/// Nothing ran because the input was wrong: the command line, the pipeline file (YAML, stage
+/// types, parameters, graph) or an output path. The message names the file, line and key.
+inline constexpr int kExitConfigError = 2;
+/// Stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report a Ctrl-C). After one signal the
+/// in-flight packets drained and the metrics were still written; after a second, they were not.
+inline constexpr int kExitInterrupted = 130;
+
+}  // namespace micromodels::cli

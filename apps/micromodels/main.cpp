@@ -1,0 +1,102 @@
+// `micromodels`: run, inspect and benchmark micro-model pipelines from the command line.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "micromodels/params.hpp"
+#include "micromodels/pipeline.hpp"
+#include "micromodels/registry.hpp"
+#ifdef MICROMODELS_HAS_VISION
+#include "micromodels/vision/vision_stages.hpp"
+#endif
+
+#include "commands.hpp"
+#include "exit_codes.hpp"
+
+namespace micromodels::cli {
+
+namespace {
+
+constexpr const char* kFooter = R"(Exit codes:
+  0    success
+  1    runtime failure
+  2    configuration or command-line error (nothing ran)
+  130  interrupted (SIGINT/SIGTERM)
+
+See docs/cli.md for examples.)";
+
+// One error rule for every command: configuration mistakes are the user's to fix and name the
+// file, line and key; anything else is a failure of the run.
+int run_command(const Command& command) {
+  try {
+    return command.run();
+  } catch (const ConfigError& e) {
+    std::cerr << "error: " << e.what() << '\n';
+    return kExitConfigError;
+  } catch (const ParamError& e) {
+    std::cerr << "error: " << e.what() << '\n';
+    return kExitConfigError;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << '\n';
+    return kExitFailure;
+  }
+}
+
+// Builds the command line, parses it and runs the chosen command; returns the exit code.
+int run_tool(int argc, char** argv) {
+#ifdef MICROMODELS_HAS_VISION
+  // Before any command reads a pipeline, so that every stage type is known.
+  vision::register_stages(Registry::global());
+#endif
+
+  CLI::App app("Run micro-model AI pipelines.", "micromodels");
+  app.set_version_flag("--version", "micromodels " MICROMODELS_VERSION);
+  app.footer(kFooter);
+  app.require_subcommand(1);
+  // Every message to the user starts with "error:", whether the command line or the pipeline
+  // was wrong.
+  app.failure_message([](const CLI::App* failed, const CLI::Error& e) {
+    return "error: " + CLI::FailureMessage::simple(failed, e);
+  });
+
+  std::vector<Command> commands;
+  commands.push_back(add_run_command(app));
+  commands.push_back(add_inspect_command(app));
+#ifdef MICROMODELS_HAS_BENCH
+  commands.push_back(add_bench_command(app));
+#endif
+#ifdef MICROMODELS_HAS_EVAL
+  commands.push_back(add_eval_command(app));
+#endif
+
+  // `micromodels help [COMMAND]`, for those who type it before trying --help.
+  std::string help_topic;
+  CLI::App* help = app.add_subcommand("help", "Show help for the tool or for one command");
+  std::vector<std::string> topics;
+  for (const Command& command : commands) topics.push_back(command.app->get_name());
+  help->add_option("command", help_topic, "Command to describe")->check(CLI::IsMember(topics));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version arrive here too, with exit code 0.
+    return app.exit(e) == 0 ? kExitOk : kExitConfigError;
+  }
+
+  if (help->parsed()) {
+    // The parent's name as prefix gives "Usage: micromodels run", as `run --help` prints it.
+    std::cout << (help_topic.empty() ? app.help()
+                                     : app.get_subcommand(help_topic)->help(app.get_name()));
+    return kExitOk;
+  }
+  for (const Command& command : commands) {
+    if (command.app->parsed()) return run_command(command);
+  }
+  return kExitConfigError;  // unreachable: require_subcommand(1) rejected the command line
+}
+
+}  // namespace
+
+}  // namespace micromodels::cli
+
+int main(int argc, char** argv) { return micromodels::cli::run_tool(argc, argv); }

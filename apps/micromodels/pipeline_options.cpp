@@ -1,0 +1,86 @@
+// FILE, --set and --consumers: how the command line names a pipeline and changes it.
+#include <charconv>
+#include <string_view>
+
+#include "micromodels/registry.hpp"
+
+#include "commands.hpp"
+
+namespace micromodels::cli {
+
+namespace {
+
+// Rejects malformed assignments while parsing the command line, so that the message points at
+// the option rather than at the pipeline.
+CLI::Validator assignment_validator() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const auto equals = text.find('=');
+        const auto dot = text.find('.');
+        if (equals == std::string::npos || dot == std::string::npos || dot == 0 || dot > equals ||
+            dot + 1 == equals) {
+          return "expected stage.param=value, got '" + text + "'";
+        }
+        return {};
+      },
+      "STAGE.PARAM=VALUE");
+}
+
+struct ConsumersAssignment {
+  std::string_view stage;
+  int consumers = 0;
+};
+
+std::optional<ConsumersAssignment> parse_consumers(std::string_view text) {
+  const auto equals = text.rfind('=');
+  if (equals == std::string_view::npos || equals == 0) return std::nullopt;
+  const std::string_view number = text.substr(equals + 1);
+  int consumers = 0;
+  const auto [end, error] =
+      std::from_chars(number.data(), number.data() + number.size(), consumers);
+  if (error != std::errc() || end != number.data() + number.size() || consumers < 1) {
+    return std::nullopt;
+  }
+  return ConsumersAssignment{text.substr(0, equals), consumers};
+}
+
+CLI::Validator consumers_validator() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        return parse_consumers(text) ? std::string()
+                                     : "expected stage=N with N at least 1, got '" + text + "'";
+      },
+      "STAGE=N");
+}
+
+}  // namespace
+
+void add_pipeline_options(CLI::App& command, PipelineOptions& options) {
+  command.add_option("file", options.file, "Pipeline description (YAML)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  // allow_extra_args(false): each --set takes one value, so `--set a.b=1 FILE` leaves FILE alone.
+  command
+      .add_option("--set", options.sets, "Set a stage parameter, overriding the file (repeatable)")
+      ->allow_extra_args(false)
+      ->check(assignment_validator());
+  command
+      .add_option("--consumers", options.consumers,
+                  "Set a stage's consumer count, overriding the file (repeatable)")
+      ->allow_extra_args(false)
+      ->check(consumers_validator());
+}
+
+Pipeline load_pipeline(const PipelineOptions& options) {
+  Pipeline pipeline = Pipeline::from_yaml_file(options.file);
+  for (const std::string& assignment : options.sets) pipeline.set_param(assignment);
+  for (const std::string& assignment : options.consumers) {
+    const auto parsed = parse_consumers(assignment);  // checked by the validator already
+    pipeline.set_consumers(parsed->stage, parsed->consumers);
+  }
+  if (options.workers) pipeline.set_workers(*options.workers);
+  pipeline.validate(Registry::global());
+  return pipeline;
+}
+
+}  // namespace micromodels::cli

@@ -1,0 +1,405 @@
+// Formatting of metrics snapshots: a table for people, JSON for scripts, Prometheus for scrapers.
+#include "micromodels/metrics.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <sstream>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace micromodels {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Number formatting shared by the outputs.
+
+// snprintf into a std::string; callers format one number at a time, so one small buffer suffices.
+template <class... Args>
+std::string printf_string(const char* format, Args... args) {
+  char buffer[64];
+  const int n = std::snprintf(buffer, sizeof buffer, format, args...);
+  return std::string(buffer, static_cast<std::size_t>(std::clamp(n, 0, int{sizeof buffer} - 1)));
+}
+
+// A duration in microseconds with about three significant digits and its unit, so that a column
+// mixing 3µs and 1.2s stays readable.
+std::string format_duration_us(double us) {
+  if (!std::isfinite(us) || us < 0) return "-";
+  if (us < 10) return printf_string("%.1fµs", us);
+  if (us < 999.5) return printf_string("%.0fµs", us);
+  const double ms = us / 1e3;
+  if (ms < 9.995) return printf_string("%.2fms", ms);
+  if (ms < 99.95) return printf_string("%.1fms", ms);
+  if (ms < 999.5) return printf_string("%.0fms", ms);
+  return printf_string("%.2fs", us / 1e6);
+}
+
+std::string format_latency(const Latency& latency, double value_us) {
+  // With no samples a percentile of 0 would read as "instant"; a dash says "nothing measured".
+  return latency.count == 0 ? std::string("-") : format_duration_us(value_us);
+}
+
+std::string format_percent(double share) {
+  if (!std::isfinite(share)) return "-";
+  return printf_string("%.0f%%", share * 100.0);
+}
+
+std::string format_rate(double per_s) {
+  if (!std::isfinite(per_s)) return "-";
+  if (per_s < 10) return printf_string("%.2f", per_s);
+  if (per_s < 1000) return printf_string("%.1f", per_s);
+  return printf_string("%.0f", per_s);
+}
+
+double throughput(const MetricsSnapshot& m) {
+  return m.elapsed_s > 0 ? static_cast<double>(m.packets_out) / m.elapsed_s : 0.0;
+}
+
+// Prometheus floats: the shortest text that reads back as the same double, laid out as Go's
+// strconv.FormatFloat(v, 'g', -1, 64) does (what the official clients write), because Prometheus
+// 2.x compares `le` label values as text: le="0.0001" and le="1e-04" would be different series.
+std::string prometheus_float(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  char buffer[64];
+  const auto scientific =
+      std::to_chars(buffer, buffer + sizeof buffer, value, std::chars_format::scientific);
+  const std::string text(buffer, scientific.ptr);
+  const int exponent = std::atoi(text.c_str() + text.find('e') + 1);
+  if (exponent < -4 || exponent >= 6) return text;  // Go's rule for the shortest 'g' format
+  const auto fixed = std::to_chars(buffer, buffer + sizeof buffer, value, std::chars_format::fixed);
+  return std::string(buffer, fixed.ptr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table.
+
+// Terminal columns taken by UTF-8 text ("µs" is three bytes, one column): count the bytes that
+// start a code point. Stage names and units are not wide characters, so this is enough.
+std::size_t display_width(std::string_view text) {
+  return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0U) != 0x80U;
+  }));
+}
+
+struct Column {
+  std::string group;  // label over a run of adjacent columns with the same group ("" for none)
+  std::string header;
+  bool left = false;  // text left-aligned, numbers right-aligned
+};
+
+void pad(std::string& out, std::size_t columns) { out.append(columns, ' '); }
+
+void append_cell(std::string& out, const std::string& text, std::size_t width, bool left) {
+  const std::size_t used = display_width(text);
+  const std::size_t fill = width > used ? width - used : 0;
+  if (left) {
+    out += text;
+    pad(out, fill);
+  } else {
+    pad(out, fill);
+    out += text;
+  }
+}
+
+void append_line(std::string& out, std::string line) {
+  // Trailing blanks from padding the last cell are noise in logs and diffs.
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  out += line;
+  out += '\n';
+}
+
+// Lays out rows under a one- or two-line header; group labels are centred over their columns,
+// and a group label wider than its columns widens the last of them.
+std::string render_table(const std::vector<Column>& columns,
+                         const std::vector<std::vector<std::string>>& rows) {
+  constexpr std::size_t kGap = 2;
+  std::vector<std::size_t> width(columns.size());
+  for (std::size_t c = 0; c < columns.size(); ++c) {
+    width[c] = display_width(columns[c].header);
+    for (const auto& row : rows) width[c] = std::max(width[c], display_width(row[c]));
+  }
+
+  struct Span {
+    std::size_t first;
+    std::size_t last;
+  };
+  std::vector<Span> groups;
+  for (std::size_t c = 0; c < columns.size(); ++c) {
+    if (columns[c].group.empty()) continue;
+    if (!groups.empty() && groups.back().last + 1 == c &&
+        columns[groups.back().first].group == columns[c].group) {
+      groups.back().last = c;
+    } else {
+      groups.push_back({c, c});
+    }
+  }
+  auto span_width = [&](const Span& s) {
+    std::size_t total = 0;
+    for (std::size_t c = s.first; c <= s.last; ++c) total += width[c];
+    return total + kGap * (s.last - s.first);
+  };
+  for (const Span& s : groups) {
+    const std::size_t need = display_width(columns[s.first].group);
+    const std::size_t have = span_width(s);
+    if (need > have) width[s.last] += need - have;
+  }
+
+  std::string out;
+  if (!groups.empty()) {
+    std::string line;
+    std::size_t column = 0;  // display column where the next group's span starts
+    std::size_t c = 0;
+    for (const Span& s : groups) {
+      for (; c < s.first; ++c) column += width[c] + kGap;
+      const std::string& label = columns[s.first].group;
+      const std::size_t left = (span_width(s) - display_width(label)) / 2;
+      pad(line, column + left - display_width(line));
+      line += label;
+      for (; c <= s.last; ++c) column += width[c] + kGap;
+    }
+    append_line(out, std::move(line));
+  }
+  auto append_row = [&](auto cell_of) {
+    std::string line;
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+      if (c > 0) pad(line, kGap);
+      append_cell(line, cell_of(c), width[c], columns[c].left);
+    }
+    append_line(out, std::move(line));
+  };
+  append_row([&](std::size_t c) { return columns[c].header; });
+  for (const auto& row : rows) append_row([&](std::size_t c) { return row[c]; });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prometheus text exposition format 0.0.4.
+
+std::string escape_label_value(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (const char c : value) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+class PrometheusWriter {
+ public:
+  explicit PrometheusWriter(const std::string& pipeline)
+      : pipeline_label_("pipeline=\"" + escape_label_value(pipeline) + "\"") {}
+
+  // Every family is written whole, HELP and TYPE first: the format requires a family's samples
+  // to be contiguous.
+  void family(std::string_view name, std::string_view type, std::string_view help) {
+    out_ << "# HELP " << name << ' ' << help << '\n' << "# TYPE " << name << ' ' << type << '\n';
+  }
+
+  void sample(std::string_view name, const StageMetrics* stage, const std::string& value,
+              std::string_view extra_label = {}) {
+    out_ << name << '{' << pipeline_label_;
+    if (stage != nullptr) out_ << ",stage=\"" << escape_label_value(stage->name) << '"';
+    if (!extra_label.empty()) out_ << ',' << extra_label;
+    out_ << "} " << value << '\n';
+  }
+
+  void histogram(std::string_view name, const StageMetrics& stage, const Latency& latency) {
+    const std::string bucket = std::string(name) + "_bucket";
+    // The snapshot reads each counter on its own while packets complete, so a later bucket can
+    // lag an earlier one by a packet or two; a scraper must never see a cumulative count fall.
+    std::uint64_t cumulative = 0;
+    for (const auto& [upper_us, count] : latency.buckets) {
+      if (std::isinf(upper_us)) continue;  // the +Inf bucket is written below from `count`
+      cumulative = std::max(cumulative, count);
+      sample(bucket, &stage, std::to_string(cumulative),
+             "le=\"" + prometheus_float(upper_us / 1e6) + '"');
+    }
+    const std::uint64_t total = std::max(cumulative, latency.count);
+    sample(bucket, &stage, std::to_string(total), "le=\"+Inf\"");
+    sample(std::string(name) + "_sum", &stage, prometheus_float(latency.sum_us / 1e6));
+    sample(std::string(name) + "_count", &stage, std::to_string(total));
+  }
+
+  [[nodiscard]] std::string str() const { return out_.str(); }
+
+ private:
+  std::string pipeline_label_;
+  std::ostringstream out_;
+};
+
+}  // namespace
+
+const StageMetrics* MetricsSnapshot::stage(const std::string& name) const {
+  const auto it = std::find_if(stages.begin(), stages.end(),
+                               [&](const StageMetrics& s) { return s.name == name; });
+  return it == stages.end() ? nullptr : &*it;
+}
+
+const StageMetrics* MetricsSnapshot::bottleneck() const {
+  // A stage that processed nothing has no evidence of being the limit, whatever its busy share
+  // (a model still loading, a source blocked on back-pressure). Among saturated stages at the
+  // same share, the one with the slower typical packet is the one worth scaling.
+  const StageMetrics* best = nullptr;
+  for (const StageMetrics& s : stages) {
+    if (s.processed == 0) continue;
+    if (best == nullptr || s.busy_share > best->busy_share ||
+        (s.busy_share == best->busy_share && s.service.p50_us > best->service.p50_us)) {
+      best = &s;
+    }
+  }
+  return best;
+}
+
+std::string MetricsSnapshot::to_table() const {
+  const std::vector<Column> columns = {
+      {"", "stage", true},     {"", "consumers"},       {"", "processed"},
+      {"", "failed"},          {"", "dropped"},         {"queue", "now/max/cap"},
+      {"queue wait", "p50"},   {"queue wait", "p99"},   {"service time", "p50"},
+      {"service time", "p95"}, {"service time", "p99"}, {"", "busy"},
+  };
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(stages.size());
+  for (const StageMetrics& s : stages) {
+    rows.push_back({
+        s.name,
+        std::to_string(s.consumers),
+        std::to_string(s.processed),
+        std::to_string(s.failed),
+        std::to_string(s.dropped),
+        std::to_string(s.queue_depth) + '/' + std::to_string(s.queue_max) + '/' +
+            std::to_string(s.queue_capacity),
+        format_latency(s.queue_wait, s.queue_wait.p50_us),
+        format_latency(s.queue_wait, s.queue_wait.p99_us),
+        format_latency(s.service, s.service.p50_us),
+        format_latency(s.service, s.service.p95_us),
+        format_latency(s.service, s.service.p99_us),
+        format_percent(s.busy_share),
+    });
+  }
+  std::string out = render_table(columns, rows);
+  out += "elapsed " + printf_string("%.2f", elapsed_s) + " s, packets in " +
+         std::to_string(packets_in) + ", out " + std::to_string(packets_out) + ", throughput " +
+         format_rate(throughput(*this)) + "/s\n";
+  const StageMetrics* limit = bottleneck();
+  out += limit == nullptr
+             ? std::string("bottleneck: none (no stage processed a packet)")
+             : "bottleneck: " + limit->name + " (busy " + format_percent(limit->busy_share) + ")";
+  out += '\n';
+  return out;
+}
+
+std::string MetricsSnapshot::to_json() const {
+  // ordered_json keeps the keys in the documented order, which is easier to read in a file.
+  using Json = nlohmann::ordered_json;
+  auto latency_json = [](const Latency& l) {
+    return Json{{"p50", l.p50_us}, {"p95", l.p95_us}, {"p99", l.p99_us}, {"mean", l.mean_us}};
+  };
+  Json stage_list = Json::array();
+  for (const StageMetrics& s : stages) {
+    stage_list.push_back(Json{
+        {"name", s.name},
+        {"type", s.type},
+        {"processed", s.processed},
+        {"failed", s.failed},
+        {"dropped", s.dropped},
+        {"emitted", s.emitted},
+        {"queue_depth", s.queue_depth},
+        {"queue_max", s.queue_max},
+        {"queue_capacity", s.queue_capacity},
+        {"consumers", s.consumers},
+        {"busy_share", s.busy_share},
+        {"queue_wait_us", latency_json(s.queue_wait)},
+        {"service_us", latency_json(s.service)},
+    });
+  }
+  const StageMetrics* limit = bottleneck();
+  const Json out{
+      {"pipeline", pipeline},
+      {"elapsed_s", elapsed_s},
+      {"packets_in", packets_in},
+      {"packets_out", packets_out},
+      {"throughput_per_s", throughput(*this)},
+      {"bottleneck", limit == nullptr ? Json(nullptr) : Json(limit->name)},
+      {"stages", std::move(stage_list)},
+  };
+  // Replace invalid UTF-8 in names instead of throwing: metrics output must not fail a run.
+  return out.dump(2, ' ', false, Json::error_handler_t::replace) + '\n';
+}
+
+std::string MetricsSnapshot::to_prometheus() const {
+  PrometheusWriter w(pipeline);
+  const auto integer = [](auto value) { return std::to_string(value); };
+
+  w.family("micromodels_pipeline_elapsed_seconds", "gauge", "Seconds since the run started.");
+  w.sample("micromodels_pipeline_elapsed_seconds", nullptr, prometheus_float(elapsed_s));
+  w.family("micromodels_pipeline_packets_in_total", "counter", "Packets produced by the sources.");
+  w.sample("micromodels_pipeline_packets_in_total", nullptr, integer(packets_in));
+  w.family("micromodels_pipeline_packets_out_total", "counter",
+           "Packets retired: processed by their last stage, dropped or failed.");
+  w.sample("micromodels_pipeline_packets_out_total", nullptr, integer(packets_out));
+
+  struct PerStage {
+    const char* name;
+    const char* type;
+    const char* help;
+    std::string (*value)(const StageMetrics&);
+  };
+  static constexpr PerStage kPerStage[] = {
+      {"micromodels_stage_processed_total", "counter", "Packets whose process() returned.",
+       [](const StageMetrics& s) { return std::to_string(s.processed); }},
+      {"micromodels_stage_failed_total", "counter", "Packets whose process() threw.",
+       [](const StageMetrics& s) { return std::to_string(s.failed); }},
+      {"micromodels_stage_dropped_total", "counter",
+       "Packets dropped by the queue's overflow policy or a join timeout.",
+       [](const StageMetrics& s) { return std::to_string(s.dropped); }},
+      {"micromodels_stage_emitted_total", "counter", "Packets passed downstream.",
+       [](const StageMetrics& s) { return std::to_string(s.emitted); }},
+      {"micromodels_stage_queue_depth", "gauge", "Packets waiting in the stage's queue.",
+       [](const StageMetrics& s) { return std::to_string(s.queue_depth); }},
+      {"micromodels_stage_queue_depth_max", "gauge", "Highest queue depth seen.",
+       [](const StageMetrics& s) { return std::to_string(s.queue_max); }},
+      {"micromodels_stage_queue_capacity", "gauge", "Capacity of the stage's queue.",
+       [](const StageMetrics& s) { return std::to_string(s.queue_capacity); }},
+      {"micromodels_stage_consumers", "gauge", "Consumers of the stage.",
+       [](const StageMetrics& s) { return std::to_string(s.consumers); }},
+      {"micromodels_stage_busy_ratio", "gauge",
+       "Busy time over elapsed time times consumers (1 is saturated).",
+       [](const StageMetrics& s) { return prometheus_float(s.busy_share); }},
+  };
+  for (const PerStage& metric : kPerStage) {
+    w.family(metric.name, metric.type, metric.help);
+    for (const StageMetrics& s : stages) w.sample(metric.name, &s, metric.value(s));
+  }
+
+  w.family("micromodels_stage_service_seconds", "histogram",
+           "Time a stage spent processing one packet.");
+  for (const StageMetrics& s : stages)
+    w.histogram("micromodels_stage_service_seconds", s, s.service);
+  w.family("micromodels_stage_queue_wait_seconds", "histogram",
+           "Time a packet waited in the stage's queue.");
+  for (const StageMetrics& s : stages) {
+    w.histogram("micromodels_stage_queue_wait_seconds", s, s.queue_wait);
+  }
+  return w.str();
+}
+
+}  // namespace micromodels

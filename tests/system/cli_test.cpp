@@ -1,0 +1,435 @@
+// The `micromodels` command-line tool, run as a user would: exit codes, output, files written.
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void write_text(const fs::path& path, const std::string& text) { std::ofstream(path) << text; }
+
+struct Result {
+  int exit_code = -1;  // 128 + signal when killed by a signal, as a shell reports it
+  std::string out;
+  std::string err;
+  double seconds = 0;
+};
+
+// The tool running in the background, stdout and stderr captured in files (never a terminal,
+// so the progress display is in its plain-lines style).
+class Cli {
+ public:
+  Cli(const fs::path& dir, std::vector<std::string> args)
+      : out_(dir / "stdout.txt"),
+        err_(dir / "stderr.txt"),
+        start_(std::chrono::steady_clock::now()) {
+#ifdef MICROMODELS_CLI_PATH
+    args.insert(args.begin(), MICROMODELS_CLI_PATH);
+#endif
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int error = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (error != 0) throw std::runtime_error(std::string("cannot start ") + argv[0]);
+  }
+
+  ~Cli() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  void signal(int number) const { ::kill(pid_, number); }
+
+  // Waits for the exit; kills the tool and fails the test after `timeout`.
+  Result wait(std::chrono::seconds timeout = 60s) {
+    Result result;
+    int status = 0;
+    while (::waitpid(pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() - start_ > timeout) {
+        ADD_FAILURE() << "the tool did not exit within " << timeout.count() << " s";
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    pid_ = -1;
+    result.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    result.out = read_text(out_);
+    result.err = read_text(err_);
+    return result;
+  }
+
+ private:
+  fs::path out_;
+  fs::path err_;
+  pid_t pid_ = -1;
+  std::chrono::steady_clock::time_point start_;
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+#ifndef MICROMODELS_CLI_PATH
+    GTEST_SKIP() << "the micromodels tool is not built (MICROMODELS_BUILD_APPS=OFF)";
+#endif
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() /
+           ("micromodels_cli_" + std::to_string(::getpid()) + "_" + info->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+
+  void TearDown() override {
+    if (!HasFailure() && !dir_.empty()) fs::remove_all(dir_);
+  }
+
+  Result run(std::vector<std::string> args, std::chrono::seconds timeout = 60s) {
+    return Cli(dir_, std::move(args)).wait(timeout);
+  }
+
+  // source -> work -> relay -> sink, `count` packets, the sink writing dir/out.jsonl.
+  fs::path write_pipeline(int count, const std::string& work_type = "model.spin",
+                          const std::string& work_params = "service_ms: 0.2",
+                          const std::string& source_params = "") {
+    const fs::path path = dir_ / "good.yaml";
+    write_text(path,
+               "pipeline: cli_demo\n"
+               "stages:\n"
+               "  - name: source\n"
+               "    type: synthetic.source\n"
+               "    params: { count: " +
+                   std::to_string(count) + source_params +
+                   " }\n"
+                   "  - name: work\n"
+                   "    type: " +
+                   work_type +
+                   "\n"
+                   "    consumers: 2\n"
+                   "    params: { " +
+                   work_params +
+                   " }\n"
+                   "  - name: relay\n"
+                   "    type: pass\n"
+                   "  - name: sink\n"
+                   "    type: sink.jsonl\n"
+                   "    params: { path: " +
+                   (dir_ / "out.jsonl").string() + " }\n");
+    return path;
+  }
+
+  std::size_t sink_lines() const {
+    std::ifstream in(dir_ / "out.jsonl");
+    std::size_t lines = 0;
+    for (std::string line; std::getline(in, line);) ++lines;
+    return lines;
+  }
+
+  // A signal sent before the tool installs its handlers would kill it outright. The first
+  // progress line (in a log: 2 s after the start) shows that they are installed: the progress
+  // display is created after them. Sink output would not do: the sink's file is buffered.
+  bool wait_until_running(std::chrono::seconds timeout = 30s) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (read_text(dir_ / "stderr.txt").find("progress: ") != std::string::npos) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+
+  nlohmann::json metrics_json() const {
+    return nlohmann::json::parse(read_text(dir_ / "metrics.json"));
+  }
+
+  static const nlohmann::json& stage(const nlohmann::json& metrics, const std::string& name) {
+    for (const auto& s : metrics.at("stages")) {
+      if (s.at("name") == name) return s;
+    }
+    throw std::runtime_error("no stage '" + name + "' in the metrics");
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(CliTest, VersionPrintsTheProjectVersion) {
+  const Result r = run({"--version"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(^micromodels \d+\.\d+\.\d+\n$)"))) << r.out;
+}
+
+TEST_F(CliTest, HelpListsCommandsAndExitCodes) {
+  const Result r = run({"--help"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  for (const char* text : {"run", "inspect", "help", "130"}) {
+    EXPECT_NE(r.out.find(text), std::string::npos) << text << " missing from\n" << r.out;
+  }
+}
+
+TEST_F(CliTest, HelpForACommandBothWays) {
+  const Result flag = run({"run", "--help"});
+  EXPECT_EQ(flag.exit_code, 0) << flag.err;
+  EXPECT_NE(flag.out.find("--metrics-json"), std::string::npos) << flag.out;
+  EXPECT_NE(flag.out.find("--consumers"), std::string::npos) << flag.out;
+
+  const Result command = run({"help", "run"});
+  EXPECT_EQ(command.exit_code, 0) << command.err;
+  EXPECT_EQ(command.out, flag.out);
+
+  const Result inspect = run({"help", "inspect"});
+  EXPECT_EQ(inspect.exit_code, 0) << inspect.err;
+  EXPECT_NE(inspect.out.find("--dot"), std::string::npos) << inspect.out;
+}
+
+TEST_F(CliTest, CommandLineMistakesExitWithTwo) {
+  EXPECT_EQ(run({}).exit_code, 2);
+  EXPECT_EQ(run({"frobnicate"}).exit_code, 2);
+  EXPECT_EQ(run({"inspect"}).exit_code, 2) << "FILE is required";
+
+  const Result missing = run({"inspect", (dir_ / "nope.yaml").string()});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("nope.yaml"), std::string::npos) << missing.err;
+
+  const fs::path good = write_pipeline(10);
+  EXPECT_EQ(run({"inspect", good.string(), "--set", "no-dot=1"}).exit_code, 2);
+  EXPECT_EQ(run({"inspect", good.string(), "--consumers", "work=0"}).exit_code, 2);
+  EXPECT_EQ(run({"run", good.string(), "--workers", "-1"}).exit_code, 2);
+}
+
+TEST_F(CliTest, BenchRunsWhenBuiltIn) {
+  EXPECT_EQ(run({"bench", "no-such-benchmark"}).exit_code, 2);
+  if (run({"--help"}).out.find("bench") == std::string::npos) {
+    GTEST_SKIP() << "built without the benchmark library";
+  }
+  const Result r =
+      run({"bench", "engine.hop", "--quick", "--json", (dir_ / "bench.json").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json figures = nlohmann::json::parse(read_text(dir_ / "bench.json"));
+  EXPECT_TRUE(figures.contains("hop")) << figures.dump(2);
+}
+
+TEST_F(CliTest, InspectPrintsEveryStage) {
+  const fs::path good = write_pipeline(10);
+  const Result text = run({"inspect", good.string()});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  for (const char* name : {"source", "work", "relay", "sink", "synthetic.source", "model.spin"}) {
+    EXPECT_NE(text.out.find(name), std::string::npos) << name << " missing from\n" << text.out;
+  }
+
+  const Result dot = run({"inspect", good.string(), "--dot"});
+  ASSERT_EQ(dot.exit_code, 0) << dot.err;
+  EXPECT_NE(dot.out.find("digraph"), std::string::npos) << dot.out;
+  EXPECT_NE(dot.out.find("\"relay\""), std::string::npos) << dot.out;
+}
+
+TEST_F(CliTest, InspectAppliesOverrides) {
+  const fs::path good = write_pipeline(10);
+  const Result r =
+      run({"inspect", good.string(), "--consumers", "relay=3", "--set", "work.service_ms=5"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The text names consumer counts as "×N" or "consumers N", depending on the layout.
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(relay[^\n]*(×\s*3|consumers:?\s*3))")))
+      << r.out;
+}
+
+TEST_F(CliTest, BadFileExitsWithTwoAndNamesFileLineAndColumn) {
+  const fs::path bad = dir_ / "bad.yaml";
+  write_text(bad,
+             "pipeline: bad\n"
+             "stages:\n"
+             "  - name: source\n"
+             "    type: synthetic.source\n"
+             "  - name: work\n"
+             "    type: model.spin\n"
+             "    consumers: 0\n");
+  const Result r = run({"inspect", bad.string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(std::regex_search(r.err, std::regex(R"(^error: .*bad\.yaml:7:\d+: )"))) << r.err;
+  EXPECT_NE(r.err.find("consumers"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+
+  // run checks the same way before it starts anything
+  EXPECT_EQ(run({"run", bad.string()}).exit_code, 2);
+}
+
+TEST_F(CliTest, UnknownStageTypeAndBrokenYamlExitWithTwo) {
+  const fs::path unknown = dir_ / "unknown.yaml";
+  write_text(unknown,
+             "pipeline: bad\n"
+             "stages:\n"
+             "  - name: source\n"
+             "    type: synthetic.source\n"
+             "  - name: work\n"
+             "    type: model.spinn\n");
+  const Result type = run({"inspect", unknown.string()});
+  EXPECT_EQ(type.exit_code, 2);
+  EXPECT_TRUE(std::regex_search(type.err, std::regex(R"(unknown\.yaml:6:\d+: )"))) << type.err;
+
+  const fs::path broken = dir_ / "broken.yaml";
+  write_text(broken, "pipeline: bad\nstages:\n  - name: [source\n");
+  const Result yaml = run({"inspect", broken.string()});
+  EXPECT_EQ(yaml.exit_code, 2);
+  EXPECT_TRUE(std::regex_search(yaml.err, std::regex(R"(broken\.yaml:\d+:\d+)"))) << yaml.err;
+
+  const fs::path good = write_pipeline(10);
+  const Result set = run({"inspect", good.string(), "--set", "nosuchstage.count=3"});
+  EXPECT_EQ(set.exit_code, 2);
+  EXPECT_NE(set.err.find("nosuchstage"), std::string::npos) << set.err;
+}
+
+TEST_F(CliTest, RunWritesMetricsJsonWithTheProcessedCounts) {
+  const fs::path good = write_pipeline(40);
+  const Result r =
+      run({"run", good.string(), "--quiet", "--metrics-json", (dir_ / "metrics.json").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "") << "--quiet shows no progress";
+  EXPECT_NE(r.out.find("bottleneck: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("packets in 40, out 40"), std::string::npos) << r.out;
+
+  const nlohmann::json m = metrics_json();
+  EXPECT_EQ(m["pipeline"], "cli_demo");
+  EXPECT_EQ(m["packets_in"], 40);
+  EXPECT_EQ(m["packets_out"], 40);
+  for (const char* name : {"work", "relay", "sink"}) {
+    EXPECT_EQ(stage(m, name)["processed"], 40) << name;
+    EXPECT_EQ(stage(m, name)["failed"], 0) << name;
+  }
+  EXPECT_EQ(stage(m, "work")["consumers"], 2);
+  EXPECT_EQ(stage(m, "work")["type"], "model.spin");
+  EXPECT_EQ(sink_lines(), 40U);
+}
+
+TEST_F(CliTest, RunAppliesSetConsumersAndWorkers) {
+  const fs::path good = write_pipeline(40);
+  const Result r =
+      run({"run", good.string(), "-q", "--set", "source.count=25", "--consumers", "work=3",
+           "--workers", "2", "--metrics-json", (dir_ / "metrics.json").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json m = metrics_json();
+  EXPECT_EQ(m["packets_in"], 25);
+  EXPECT_EQ(stage(m, "sink")["processed"], 25);
+  EXPECT_EQ(stage(m, "work")["consumers"], 3);
+  EXPECT_EQ(sink_lines(), 25U);
+}
+
+TEST_F(CliTest, FailedPacketsAreCountedNotAnExitCode) {
+  const fs::path good = write_pipeline(40, "model.spin", "service_ms: 0.1, fail_every: 5");
+  const Result r =
+      run({"run", good.string(), "-q", "--metrics-json", (dir_ / "metrics.json").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json m = metrics_json();
+  EXPECT_EQ(stage(m, "work")["failed"], 8);
+  EXPECT_EQ(stage(m, "sink")["processed"], 32);
+  EXPECT_EQ(m["packets_out"], 40) << "a failed packet is retired too";
+}
+
+TEST_F(CliTest, UnwritableMetricsPathFailsBeforeRunning) {
+  const fs::path good = write_pipeline(10);
+  const Result r = run({"run", good.string(), "-q", "--metrics-json",
+                        (dir_ / "no" / "such" / "dir" / "m.json").string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("m.json"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out.jsonl")) << "nothing ran";
+}
+
+TEST_F(CliTest, ProgressLinesWhenStderrIsNotATerminal) {
+  // 30 packets at 10 per second: about 3 s, so at least one line at the 2 s mark.
+  const fs::path paced = write_pipeline(30, "pass", "", ", rate: 10");
+  const Result r = run({"run", paced.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(std::regex_search(r.err, std::regex(R"((^|\n)progress: +\d+/30 +\d+%)"))) << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << "no in-place redraw in a log";
+}
+
+TEST_F(CliTest, FirstSignalDrainsAndStillReports) {
+  // Paced so that the run would take minutes; SIGINT stops the source and lets the rest drain.
+  const fs::path paced = write_pipeline(100000, "model.sleep", "service_ms: 5", ", rate: 200");
+  Cli cli(dir_, {"run", paced.string(), "--metrics-json", (dir_ / "metrics.json").string()});
+  ASSERT_TRUE(wait_until_running());
+  std::this_thread::sleep_for(500ms);
+  cli.signal(SIGINT);
+  const Result r = cli.wait(30s);
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_TRUE(std::regex_search(
+      r.err, std::regex(R"(stopping: draining \d+ in-flight packets \(Ctrl-C again to abort\))")))
+      << r.err;
+  EXPECT_NE(r.out.find("bottleneck: "), std::string::npos) << r.out;
+
+  const nlohmann::json m = metrics_json();
+  const std::uint64_t in = m["packets_in"];
+  EXPECT_GT(in, 0U);
+  EXPECT_LT(in, 100000U);
+  EXPECT_EQ(m["packets_out"], in) << "every packet produced was retired";
+  EXPECT_EQ(stage(m, "sink")["processed"], in);
+  EXPECT_EQ(sink_lines(), in);
+}
+
+TEST_F(CliTest, SigtermDrainsLikeSigint) {
+  const fs::path paced = write_pipeline(100000, "pass", "", ", rate: 200");
+  Cli cli(dir_, {"run", paced.string()});
+  ASSERT_TRUE(wait_until_running());
+  cli.signal(SIGTERM);
+  const Result r = cli.wait(30s);
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_NE(r.err.find("stopping: draining"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, SecondSignalAbortsAtOnce) {
+  // A slow model with a full queue: draining would take minutes.
+  const fs::path slow = write_pipeline(200, "model.sleep", "service_ms: 2000");
+  Cli cli(dir_, {"run", slow.string(), "--metrics-json", (dir_ / "metrics.json").string()});
+  ASSERT_TRUE(wait_until_running());
+  cli.signal(SIGINT);
+  std::this_thread::sleep_for(500ms);  // the main loop polls at 10 Hz and starts draining
+  const auto second = std::chrono::steady_clock::now();
+  cli.signal(SIGINT);
+  const Result r = cli.wait(30s);
+  const double abort_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - second).count();
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_LT(abort_s, 1.0) << "the second signal does not wait for the drain";
+  EXPECT_NE(r.err.find("stopping: draining"), std::string::npos) << r.err;
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(
+      r.err, match, std::regex(R"(interrupted: aborting with (\d+) packets still in flight)")))
+      << r.err;
+  EXPECT_GT(std::stoull(match[1]), 0U);
+  EXPECT_EQ(read_text(dir_ / "metrics.json"), "") << "no metrics after an abort";
+}
+
+}  // namespace
