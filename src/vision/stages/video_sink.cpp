@@ -1,0 +1,364 @@
+#include "video_sink.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <system_error>
+#include <utility>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <spdlog/spdlog.h>
+
+#include "image_mat.hpp"
+
+namespace micromodels::vision {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr double kDefaultFps = 25;
+constexpr std::size_t kSheetTiles = 6;
+constexpr std::size_t kSheetColumns = 3;
+constexpr std::size_t kSheetKeepMax = 12;  // frames held while the video's length is unknown
+constexpr int kMaxTileWidth = 640;
+const cv::Scalar kLandmarkColor(0, 255, 0);
+const cv::Scalar kIrisColor(0, 0, 255);
+
+// Errors this stage raises itself; they already name the path.
+class SinkError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+// Fails now, at configuration time, if `path` cannot be created, rather than at the first frame
+// or, for the contact sheet, silently at close. Leaves no file behind that was not there.
+void check_writable(const fs::path& path, const std::string& what) {
+  std::error_code error;
+  const fs::path parent = path.parent_path();
+  if (!parent.empty()) {
+    fs::create_directories(parent, error);
+    if (error) {
+      throw SinkError("video.sink: cannot create the folder of " + what + " '" + path.string() +
+                      "': " + error.message());
+    }
+  }
+  const bool existed = fs::exists(path, error);
+  {
+    std::ofstream probe(path, std::ios::app | std::ios::binary);
+    if (!probe) {
+      throw SinkError("video.sink: cannot write " + what + " '" + path.string() +
+                      "'; check the folder exists and is writable");
+    }
+  }
+  if (!existed) fs::remove(path, error);
+}
+
+// A BGR 8-bit view of `image` (no copy when it is BGR already), the only layout encoders take.
+cv::Mat bgr8(const Image& image, const std::string& field) {
+  if (image.depth != Depth::u8) {
+    throw SinkError("image field '" + field + "' is 32-bit float; video.sink writes 8-bit images");
+  }
+  cv::Mat view = to_mat(image);
+  cv::Mat converted;
+  switch (image.channels) {
+    case 3:
+      return view;
+    case 1:
+      cv::cvtColor(view, converted, cv::COLOR_GRAY2BGR);
+      return converted;
+    case 4:
+      cv::cvtColor(view, converted, cv::COLOR_BGRA2BGR);
+      return converted;
+    default:
+      throw SinkError("image field '" + field + "' has " + std::to_string(image.channels) +
+                      " channels; video.sink writes 1, 3 or 4");
+  }
+}
+
+std::optional<double> packet_fps(const Packet& packet) {
+  const Value* value = packet.find("fps");
+  if (value == nullptr) return std::nullopt;
+  if (const auto* number = std::get_if<double>(value)) return *number;
+  if (const auto* integer = std::get_if<std::int64_t>(value)) return static_cast<double>(*integer);
+  if (const auto* scalars = std::get_if<Scalars>(value); scalars != nullptr && !scalars->empty()) {
+    return scalars->front();
+  }
+  return std::nullopt;
+}
+
+Points points_field(const Packet& packet, std::string_view name) {
+  const Value* value = packet.find(name);
+  const auto* points = value != nullptr ? std::get_if<Points>(value) : nullptr;
+  return points != nullptr ? *points : Points{};
+}
+
+void draw_eyes(cv::Mat& tile, const Points& landmarks, const Points& iris, double scale,
+               double offset_x) {
+  const auto at = [&](const Point& p) {
+    return cv::Point(static_cast<int>(std::lround((p.x + offset_x) * scale)),
+                     static_cast<int>(std::lround(p.y * scale)));
+  };
+  const int dot = std::max(1, static_cast<int>(std::lround(2 * scale)));
+  // 68 points per face, dlib order: 36-41 the subject's right eye, 42-47 the left.
+  const std::size_t faces = landmarks.size() / 68;
+  for (std::size_t face = 0; face < faces; ++face) {
+    for (std::size_t k = 36; k <= 47; ++k) {
+      cv::circle(tile, at(landmarks[face * 68 + k]), dot, kLandmarkColor, cv::FILLED, cv::LINE_8);
+    }
+  }
+  const int ring = std::max(2, static_cast<int>(std::lround(3 * scale)));
+  for (const Point& p : iris) cv::circle(tile, at(p), ring, kIrisColor, 1, cv::LINE_8);
+}
+
+}  // namespace
+
+VideoSink::VideoSink(VideoSinkOptions options) : options_(std::move(options)) {
+  const std::string& path = options_.path;
+  if (path.empty()) {
+    throw SinkError(
+        "video.sink: 'path' is empty; give an .mp4, .avi or .mkv file, or a folder "
+        "ending in '/' for numbered PNGs");
+  }
+  if (options_.field.empty()) throw SinkError("video.sink: 'field' is empty");
+  if (options_.fps < 0) throw SinkError("video.sink '" + path + "': 'fps' must be >= 0");
+  to_folder_ = path.back() == '/';
+  if (to_folder_) {
+    std::error_code error;
+    fs::create_directories(path, error);
+    if (error || !fs::is_directory(path)) {
+      throw SinkError("video.sink: cannot create the output folder '" + path +
+                      "': " + (error ? error.message() : std::string("not a folder")));
+    }
+  } else {
+    const std::string extension = lower(fs::path(path).extension().string());
+    if (extension != ".mp4" && extension != ".m4v" && extension != ".mov" && extension != ".avi" &&
+        extension != ".mkv") {
+      throw SinkError("video.sink: output '" + path +
+                      "' has no video extension; use .mp4, .avi or .mkv, or end the path with "
+                      "'/' to write numbered PNGs");
+    }
+    if (options_.codec.size() != 4) {
+      throw SinkError("video.sink '" + path +
+                      "': 'codec' must be a 4-letter FourCC such as "
+                      "mp4v, avc1, MJPG or FFV1, got '" +
+                      options_.codec + "'");
+    }
+    const std::string& c = options_.codec;
+    fourcc_ = cv::VideoWriter::fourcc(c[0], c[1], c[2], c[3]);
+    check_writable(path, "output video");
+  }
+  if (!options_.contact_sheet.empty()) {
+    const std::string extension = lower(fs::path(options_.contact_sheet).extension().string());
+    if (extension != ".png" && extension != ".jpg" && extension != ".jpeg") {
+      throw SinkError("video.sink: 'contact_sheet' '" + options_.contact_sheet +
+                      "' must end in .png (or .jpg)");
+    }
+    check_writable(options_.contact_sheet, "contact sheet");
+  }
+  if (options_.expected_frames > 0) {
+    const auto last = static_cast<double>(options_.expected_frames - 1);
+    for (std::size_t i = 0; i < kSheetTiles; ++i) {
+      const auto seq = static_cast<std::uint64_t>(
+          std::llround(last * static_cast<double>(i) / static_cast<double>(kSheetTiles - 1)));
+      if (sheet_targets_.empty() || sheet_targets_.back() != seq) sheet_targets_.push_back(seq);
+    }
+  }
+}
+
+VideoSink::~VideoSink() {
+  // Destructors must not throw: failures here can only be logged.
+  try {
+    std::lock_guard lock(mutex_);
+    if (writer_.isOpened()) writer_.release();
+    if (written_ == 0) {
+      spdlog::warn("video.sink: no frame reached '{}'; nothing was written", options_.path);
+    } else {
+      spdlog::info("video.sink: wrote {} frames of {}x{} at {} fps to '{}'", written_, size_->width,
+                   size_->height, written_fps_, options_.path);
+    }
+    if (!options_.contact_sheet.empty()) write_contact_sheet();
+  } catch (const std::exception& error) {
+    spdlog::error("video.sink '{}': closing failed: {}", options_.path, error.what());
+  }
+}
+
+void VideoSink::process(Packet packet, std::vector<Packet>& /*out*/) {
+  std::lock_guard lock(mutex_);  // the encoder, and frame order, admit one writer at a time
+  try {
+    write(packet);
+  } catch (const SinkError&) {
+    throw;
+  } catch (const std::exception& error) {
+    throw SinkError("video.sink '" + options_.path + "': " + error.what());
+  }
+}
+
+cv::Mat VideoSink::compose(const Image& frame, const Image* other) const {
+  cv::Mat right = bgr8(frame, options_.field);
+  if (other == nullptr) return right;
+  cv::Mat left = bgr8(*other, options_.side_by_side);
+  if (left.rows != right.rows) {
+    // Same height is all hconcat needs; keep the other image's aspect ratio.
+    const int width = std::max(
+        1, static_cast<int>(std::lround(left.cols * static_cast<double>(right.rows) / left.rows)));
+    cv::Mat resized;
+    cv::resize(left, resized, cv::Size(width, right.rows), 0, 0, cv::INTER_AREA);
+    left = resized;
+  }
+  cv::Mat joined;
+  cv::hconcat(left, right, joined);
+  return joined;
+}
+
+void VideoSink::open_writer(const Packet& packet, cv::Size size) {
+  written_fps_ = options_.fps;
+  if (written_fps_ <= 0) written_fps_ = packet_fps(packet).value_or(0);
+  if (!(written_fps_ > 0 && std::isfinite(written_fps_))) written_fps_ = kDefaultFps;
+  if (to_folder_) return;
+  // FFmpeg explicitly: the container follows the extension, and other backends (GStreamer)
+  // accept other FourCCs with different results on other machines.
+  if (!writer_.open(options_.path, cv::CAP_FFMPEG, fourcc_, written_fps_, size, true)) {
+    open_error_ = "video.sink: cannot open '" + options_.path + "' for writing " +
+                  std::to_string(size.width) + "x" + std::to_string(size.height) + " at " +
+                  std::to_string(written_fps_) + " fps with codec '" + options_.codec +
+                  "'; try codec mp4v (.mp4), MJPG (.avi) or FFV1 (.mkv)";
+    throw SinkError(*open_error_);
+  }
+}
+
+void VideoSink::write(const Packet& packet) {
+  if (open_error_) throw SinkError(*open_error_);
+  if (stream_ && *stream_ != packet.stream) {
+    throw SinkError("video.sink '" + options_.path + "' writes one stream: got stream " +
+                    std::to_string(packet.stream) + " after stream " + std::to_string(*stream_) +
+                    "; give each stream its own sink");
+  }
+  if (last_seq_ && packet.seq < *last_seq_ && !warned_order_) {
+    warned_order_ = true;
+    spdlog::warn(
+        "video.sink '{}': frames arrive out of order (seq {} after {}); set "
+        "`ordered: true` on this stage",
+        options_.path, packet.seq, *last_seq_);
+  }
+  const auto& frame = packet.get<Image>(options_.field);
+  const Image* other =
+      options_.side_by_side.empty() ? nullptr : &packet.get<Image>(options_.side_by_side);
+  const cv::Mat pixels = compose(frame, other);
+  if (!size_) {
+    open_writer(packet, pixels.size());
+    size_ = pixels.size();
+    stream_ = packet.stream;
+  } else if (pixels.size() != *size_) {
+    throw SinkError("video.sink '" + options_.path + "': frame seq " + std::to_string(packet.seq) +
+                    " is " + std::to_string(pixels.cols) + "x" + std::to_string(pixels.rows) +
+                    " but the video is " + std::to_string(size_->width) + "x" +
+                    std::to_string(size_->height) + "; a video keeps one size");
+  }
+  last_seq_ = packet.seq;
+  if (to_folder_) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%06llu.png", static_cast<unsigned long long>(packet.seq));
+    const fs::path file = fs::path(options_.path) / name;
+    if (!cv::imwrite(file.string(), pixels)) {
+      throw SinkError("video.sink: cannot write '" + file.string() + "' (disk full?)");
+    }
+  } else {
+    writer_.write(pixels);
+  }
+  ++written_;
+  keep_for_sheet(packet);
+}
+
+void VideoSink::keep_for_sheet(const Packet& packet) {
+  if (options_.contact_sheet.empty()) return;
+  if (!sheet_targets_.empty()) {
+    if (!std::binary_search(sheet_targets_.begin(), sheet_targets_.end(), packet.seq)) return;
+  } else if (packet.seq % sheet_stride_ != 0) {
+    return;
+  }
+  Kept kept{
+      .seq = packet.seq,
+      .frame = packet.get<Image>(options_.field),
+      .other = options_.side_by_side.empty() ? Image{} : packet.get<Image>(options_.side_by_side),
+      .landmarks = points_field(packet, "landmarks"),
+      .iris = points_field(packet, "iris")};
+  kept_.push_back(std::move(kept));
+  if (!sheet_targets_.empty()) return;
+  // Length unknown: keep every stride-th frame and, when too many are held, drop every other
+  // one and double the stride. What is kept stays evenly spread over everything seen so far.
+  while (kept_.size() > kSheetKeepMax) {
+    sheet_stride_ *= 2;
+    std::erase_if(kept_, [&](const Kept& k) { return k.seq % sheet_stride_ != 0; });
+  }
+}
+
+void VideoSink::write_contact_sheet() const {
+  if (kept_.empty()) {
+    spdlog::warn("video.sink: no frames for the contact sheet '{}'", options_.contact_sheet);
+    return;
+  }
+  std::vector<const Kept*> chosen;
+  const std::size_t n = kept_.size();
+  for (std::size_t i = 0; i < std::min(n, kSheetTiles); ++i) {
+    const std::size_t index =
+        n <= kSheetTiles ? i
+                         : static_cast<std::size_t>(
+                               std::lround(static_cast<double>((n - 1) * i) / (kSheetTiles - 1)));
+    chosen.push_back(&kept_[index]);
+  }
+
+  std::vector<cv::Mat> tiles;
+  for (const Kept* kept : chosen) {
+    const bool has_other = kept->other.width > 0;
+    const cv::Mat composite = compose(kept->frame, has_other ? &kept->other : nullptr);
+    const double scale = std::min(1.0, static_cast<double>(kMaxTileWidth) / composite.cols);
+    cv::Mat tile;
+    // A copy in both cases: drawing must never touch the packets' shared pixels.
+    if (scale < 1) {
+      cv::resize(composite, tile, cv::Size(), scale, scale, cv::INTER_AREA);
+    } else {
+      tile = composite.clone();
+    }
+    const double frame_x = composite.cols - kept->frame.width;  // `field` is the right part
+    draw_eyes(tile, kept->landmarks, kept->iris, scale, frame_x);
+    if (has_other && kept->other.width == kept->frame.width &&
+        kept->other.height == kept->frame.height) {
+      draw_eyes(tile, kept->landmarks, kept->iris, scale, 0);
+    }
+    const std::string label = "#" + std::to_string(kept->seq);
+    cv::putText(tile, label, {6, 20}, cv::FONT_HERSHEY_SIMPLEX, 0.55, cv::Scalar(0, 0, 0), 3);
+    cv::putText(tile, label, {6, 20}, cv::FONT_HERSHEY_SIMPLEX, 0.55, cv::Scalar(255, 255, 255), 1);
+    tiles.push_back(tile);
+  }
+
+  const int tile_w = tiles.front().cols;
+  const int tile_h = tiles.front().rows;
+  const auto columns = static_cast<int>(std::min(tiles.size(), kSheetColumns));
+  const auto rows = static_cast<int>((tiles.size() + kSheetColumns - 1) / kSheetColumns);
+  cv::Mat sheet(rows * tile_h, columns * tile_w, CV_8UC3, cv::Scalar(0, 0, 0));
+  for (std::size_t i = 0; i < tiles.size(); ++i) {
+    const int col = static_cast<int>(i % kSheetColumns);
+    const int row = static_cast<int>(i / kSheetColumns);
+    tiles[i].copyTo(sheet(cv::Rect(col * tile_w, row * tile_h, tile_w, tile_h)));
+  }
+  if (!cv::imwrite(options_.contact_sheet, sheet)) {
+    spdlog::error("video.sink: cannot write the contact sheet '{}'", options_.contact_sheet);
+    return;
+  }
+  spdlog::info("video.sink: contact sheet of {} frames written to '{}'", tiles.size(),
+               options_.contact_sheet);
+}
+
+}  // namespace micromodels::vision

@@ -1,0 +1,100 @@
+// `video.source` and `video.sink`: the pipeline's ends, decoding and encoding with OpenCV's
+// FFmpeg backend.
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "stage_registration.hpp"
+#include "video_sink.hpp"
+#include "video_source.hpp"
+
+namespace micromodels::vision {
+
+namespace {
+
+std::uint64_t non_negative(const Params& params, std::string_view key, std::string_view stage) {
+  const std::int64_t value = params.integer(key);
+  if (value < 0) {
+    throw std::invalid_argument(std::string(stage) + ": '" + std::string(key) +
+                                "' must be >= 0, got " + std::to_string(value));
+  }
+  return static_cast<std::uint64_t>(value);
+}
+
+}  // namespace
+
+void register_video_stages(Registry& registry) {
+  // Filled member by member: designated initializers that leave members out trip GCC's
+  // -Wmissing-field-initializers.
+  StageType source;
+  source.name = "video.source";
+  source.help =
+      "Frames of a video file, an image, a folder of images (by name), a camera index "
+      "or a stream URL, as 8-bit BGR field 'frame' plus 'fps'.";
+  source.params = {
+      {"path", ParamType::text, std::nullopt,
+       "video file, image, folder of images, camera index (\"0\") or stream URL"},
+      {"stream", ParamType::integer, std::int64_t{0}, "stream id of the packets"},
+      {"max_frames", ParamType::integer, std::int64_t{0}, "stop after this many; 0: all"},
+      {"start", ParamType::integer, std::int64_t{0}, "first frame (or image) to read"},
+      {"fps", ParamType::number, 0.0, "rate for images and inputs that report none; 0: 25"}};
+  source.info = [](const Params& params) {
+    StageInfo info;
+    info.writes = {"frame", "fps"};
+    // A file decodes as fast as the CPU allows; a camera or a network stream waits for
+    // the next frame, which must not hold a pool thread.
+    const VideoInputKind kind = classify_video_input(params.text("path"));
+    info.blocking = kind == VideoInputKind::camera || kind == VideoInputKind::url;
+    return info;
+  };
+  source.make_source = [](const Params& params) -> std::unique_ptr<Source> {
+    const std::uint64_t stream = non_negative(params, "stream", "video.source");
+    if (stream > UINT32_MAX) throw std::invalid_argument("video.source: 'stream' too large");
+    return std::make_unique<VideoSource>(
+        VideoSourceOptions{.path = params.text("path"),
+                           .stream = static_cast<std::uint32_t>(stream),
+                           .max_frames = non_negative(params, "max_frames", "video.source"),
+                           .start = non_negative(params, "start", "video.source"),
+                           .fps = params.number("fps")});
+  };
+  registry.add(std::move(source));
+
+  StageType sink;
+  sink.name = "video.sink";
+  sink.help =
+      "Writes an image field to a video (.mp4, .avi, .mkv) or numbered PNGs (path ending "
+      "in '/'), in the order received: use it with `ordered: true`.";
+  sink.params = {{"path", ParamType::text, std::nullopt,
+                  "output .mp4/.avi/.mkv, or a folder ending in '/' for PNGs"},
+                 {"field", ParamType::text, std::string("frame"), "image field to write"},
+                 {"fps", ParamType::number, 0.0, "0: the packets' 'fps' field, else 25"},
+                 {"codec", ParamType::text, std::string("mp4v"), "FourCC: mp4v, avc1, MJPG, FFV1"},
+                 {"side_by_side", ParamType::text, std::string(),
+                  "second image field written left of 'field' (e.g. input_frame); empty: none"},
+                 {"contact_sheet", ParamType::text, std::string(),
+                  "PNG of 6 frames spread over the video, eyes drawn; written at close"},
+                 {"expected_frames", ParamType::integer, std::int64_t{0},
+                  "frames in the video, to space the contact sheet; 0: unknown"}};
+  sink.info = [](const Params& params) {
+    StageInfo info;
+    info.reads = {params.text("field")};
+    if (!params.text("side_by_side").empty()) info.reads.push_back(params.text("side_by_side"));
+    return info;
+  };
+  sink.make = [](const Params& params) -> std::unique_ptr<Stage> {
+    return std::make_unique<VideoSink>(
+        VideoSinkOptions{.path = params.text("path"),
+                         .field = params.text("field"),
+                         .fps = params.number("fps"),
+                         .codec = params.text("codec"),
+                         .side_by_side = params.text("side_by_side"),
+                         .contact_sheet = params.text("contact_sheet"),
+                         .expected_frames = non_negative(params, "expected_frames", "video.sink")});
+  };
+  registry.add(std::move(sink));
+}
+
+}  // namespace micromodels::vision

