@@ -6,6 +6,7 @@
 namespace micromodels::vision {
 
 void register_video_stages(Registry& registry);     // video.source, video.sink
+void register_onnx_model(Registry& registry);       // model.onnx
 void register_face_detect(Registry& registry);      // face.detect
 void register_face_track(Registry& registry);       // face.track
 void register_face_landmarks(Registry& registry);   // face.landmarks68
