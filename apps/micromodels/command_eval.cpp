@@ -27,7 +27,8 @@ Command add_eval_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--out", options->out_dir,
                       "Keep the written videos in this folder (default: a temp folder, removed)");
-  return {command, [options] { return bench::run_eye_contact_eval(*options); }};
+  // `name` is captured too: CLI11 writes into it while parsing, after this function returned.
+  return {command, [options, name] { return bench::run_eye_contact_eval(*options); }};
 }
 
 }  // namespace micromodels::cli

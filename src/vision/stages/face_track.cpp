@@ -66,8 +66,9 @@ struct StreamTrack {
   bool seen = false;
   std::uint64_t last_seq = 0;
   cv::Rect2f box;             // frame pixels
-  cv::Mat templ;              // gray, downscaled by `scale`
-  double scale = 1;           // template pixels per frame pixel
+  cv::Mat templ;              // gray, downscaled
+  cv::Point2d templ_scale{1, 1};   // template pixels per frame pixel, per axis
+  cv::Point2d templ_offset{0, 0};  // the template's top-left minus the box's, frame pixels
   double confidence = 0;
   std::int64_t redetections = 0;
   std::optional<std::uint64_t> last_attempt;  // seq of the last own detection
@@ -206,19 +207,26 @@ class FaceTrack final : public Stage {
                            (1 - 2 * kTemplateInset) * track.box.height);
     const cv::Rect pixels = cv::Rect(inner) & cv::Rect(0, 0, frame.cols, frame.rows);
     if (pixels.width < 4 || pixels.height < 4 || pixels.area() < 0.5 * inner.area()) return;
-    track.scale = std::min(1.0, kTemplateSide / std::max(pixels.width, pixels.height));
-    cv::Mat gray = to_gray8(frame(pixels), "face.track");
+    const double scale = std::min(1.0, kTemplateSide / std::max(pixels.width, pixels.height));
+    const cv::Size size(std::max(1, static_cast<int>(std::lround(pixels.width * scale))),
+                        std::max(1, static_cast<int>(std::lround(pixels.height * scale))));
     cv::Mat small;
-    cv::resize(gray, small, cv::Size(), track.scale, track.scale, cv::INTER_AREA);
+    cv::resize(to_gray8(frame(pixels), "face.track"), small, size, 0, 0, cv::INTER_AREA);
     cv::Scalar mean, stddev;
     cv::meanStdDev(small, mean, stddev);
     if (small.cols < 3 || small.rows < 3 || stddev[0] < kMinTemplateStddev) return;
     track.templ = small;
+    track.templ_scale = {static_cast<double>(small.cols) / pixels.width,
+                         static_cast<double>(small.rows) / pixels.height};
+    track.templ_offset = {pixels.x - track.box.x, pixels.y - track.box.y};
   }
 
   // One normalised cross-correlation search of `templ` in the window; box in frame pixels.
+  // `to_frame`: frame pixels per window pixel, per axis.
+  // `templ_offset`: the template's top-left minus the box's, frame pixels, at this box size.
   [[nodiscard]] static MatchResult match(const cv::Mat& window, const cv::Point2d& window_origin,
-                                         double scale, const cv::Mat& templ,
+                                         const cv::Point2d& to_frame, const cv::Mat& templ,
+                                         const cv::Point2d& templ_offset,
                                          const cv::Size2f& box_size) {
     MatchResult best{.box = {}, .score = -1};
     if (window.cols < templ.cols || window.rows < templ.rows) return best;
@@ -236,12 +244,11 @@ class FaceTrack final : public Stage {
     if (at.y > 0 && at.y + 1 < response.rows) {
       peak.y += parabola_peak(r(at.x, at.y - 1), max_value, r(at.x, at.y + 1));
     }
-    // Template origin (inset corner) back to frame pixels, then out to the full box.
-    const double inner_x = window_origin.x + peak.x / scale;
-    const double inner_y = window_origin.y + peak.y / scale;
-    best.box = cv::Rect2f(static_cast<float>(inner_x - kTemplateInset * box_size.width),
-                          static_cast<float>(inner_y - kTemplateInset * box_size.height),
-                          box_size.width, box_size.height);
+    // The template's top-left back in frame pixels, then out to the box's.
+    const double x = window_origin.x + peak.x * to_frame.x - templ_offset.x;
+    const double y = window_origin.y + peak.y * to_frame.y - templ_offset.y;
+    best.box = cv::Rect2f(static_cast<float>(x), static_cast<float>(y), box_size.width,
+                          box_size.height);
     best.score = max_value;
     return best;
   }
@@ -270,26 +277,37 @@ class FaceTrack final : public Stage {
       return none;
     }
     const cv::Point2f centre(track.box.x + track.box.width / 2, track.box.y + track.box.height / 2);
-    const double scale = track.scale;
+    const cv::Rect bounds(0, 0, frame.cols, frame.rows);
+    // The search window for a box `factor` x the tracked one: the box grown to search_scale x
+    // its size around the last centre, clipped to the frame.
+    const auto window_for = [&](double factor) {
+      const double w = track.box.width * factor * search_scale_;
+      const double h = track.box.height * factor * search_scale_;
+      return cv::Rect(cv::Rect2d(centre.x - w / 2, centre.y - h / 2, w, h)) & bounds;
+    };
+    // Gray once, for the largest window; the others are inside it.
+    const cv::Rect outer = window_for(kScaleStep);
+    if (outer.empty()) return none;
+    const cv::Mat gray = to_gray8(frame(outer), "face.track");
+
     MatchResult best = none;
     double unchanged = -1;
     for (const double factor : {1.0, kScaleStep, 1.0 / kScaleStep}) {
+      const cv::Rect window = window_for(factor) & outer;
+      // Searching the window shrunk by factor keeps the template pristine (no resampling).
+      const cv::Size small_size(
+          static_cast<int>(std::lround(window.width * track.templ_scale.x / factor)),
+          static_cast<int>(std::lround(window.height * track.templ_scale.y / factor)));
+      if (small_size.width < track.templ.cols || small_size.height < track.templ.rows) continue;
+      cv::Mat small;
+      cv::resize(gray(window - outer.tl()), small, small_size, 0, 0, cv::INTER_AREA);
       const cv::Size2f size(static_cast<float>(track.box.width * factor),
                             static_cast<float>(track.box.height * factor));
-      // The search window: the box grown to search_scale x its size around the last centre,
-      // plus the template's extent, clipped to the frame.
-      const cv::Rect2f want(static_cast<float>(centre.x - size.width * 0.5 * search_scale()),
-                            static_cast<float>(centre.y - size.height * 0.5 * search_scale()),
-                            static_cast<float>(size.width * search_scale()),
-                            static_cast<float>(size.height * search_scale()));
-      const cv::Rect window = cv::Rect(want) & cv::Rect(0, 0, frame.cols, frame.rows);
-      if (window.empty()) continue;
-      // Searching at `scale * factor` instead of resizing the template keeps it pristine.
-      const double s = scale / factor;
-      cv::Mat gray = to_gray8(frame(window), "face.track");
-      cv::Mat small;
-      cv::resize(gray, small, cv::Size(), s, s, cv::INTER_AREA);
-      MatchResult m = match(small, cv::Point2d(window.x, window.y), s, track.templ, size);
+      // The rounded size's own scale, per axis, maps the peak back exactly.
+      const cv::Point2d to_frame(static_cast<double>(window.width) / small.cols,
+                                 static_cast<double>(window.height) / small.rows);
+      const MatchResult m = match(small, cv::Point2d(window.x, window.y), to_frame, track.templ,
+                                  track.templ_offset * factor, size);
       if (factor == 1.0) {
         unchanged = m.score;
         best = m;
@@ -299,8 +317,6 @@ class FaceTrack final : public Stage {
     }
     return best;
   }
-
-  [[nodiscard]] double search_scale() const { return search_scale_; }
 
   void redetect(StreamTrack& track, const cv::Mat& frame, std::uint64_t seq) {
     track.last_attempt = seq;

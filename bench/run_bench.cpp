@@ -1,0 +1,42 @@
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "bench.hpp"
+
+namespace micromodels::bench {
+
+// Defined in engine_bench.cpp; `parts` empty means all of them.
+int run_engine_bench(const std::vector<std::string>& parts, const BenchOptions& options);
+#ifdef MICROMODELS_HAS_VISION
+// Defined in eye_contact_bench.cpp, built only with the vision stages.
+int run_eye_contact_bench(const BenchOptions& options);
+#endif
+
+std::vector<std::string> bench_names() {
+  std::vector<std::string> names{"engine", "engine.hop", "engine.composition", "engine.scale"};
+#ifdef MICROMODELS_HAS_VISION
+  names.emplace_back("eye_contact");
+#endif
+  return names;
+}
+
+int run_bench(const std::string& name, const BenchOptions& options) {
+  if (name == "engine") return run_engine_bench({}, options);
+#ifdef MICROMODELS_HAS_VISION
+  if (name == "eye_contact") return run_eye_contact_bench(options);
+#endif
+  const std::string prefix = "engine.";
+  if (name.starts_with(prefix)) {
+    const std::string part = name.substr(prefix.size());
+    if (part == "hop" || part == "composition" || part == "scale") {
+      return run_engine_bench({part}, options);
+    }
+  }
+  std::cerr << "unknown benchmark '" << name << "'; benchmarks:";
+  for (const std::string& known : bench_names()) std::cerr << ' ' << known;
+  std::cerr << '\n';
+  return 2;
+}
+
+}  // namespace micromodels::bench

@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run). See docs/testing.md.
+#
+#   scripts/test.sh                 every phase, in order
+#   scripts/test.sh quick           deps + main: the RelWithDebInfo build and its tests
+#   scripts/test.sh tsan package    just those phases (the main build is made when one needs it)
+#
+# Phases: deps media main examples asan tsan fuzz package pipelines
+# Knobs (environment): JOBS (ctest parallelism, default 2), FUZZ_SECONDS (default 30),
+# TEST_TIMEOUT (seconds per test, default 300), ASAN_APPS (ON to build the CLI and examples under
+# ASan too, default OFF).
+#
+# Every phase runs even when an earlier one failed, so one run shows everything that is broken.
+# The last line is "N passed, N failed": ctest tests of every build plus one per script check.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+root=$(pwd)
+
+all_phases=(deps media main examples asan tsan fuzz package pipelines)
+jobs=${JOBS:-2}
+fuzz_seconds=${FUZZ_SECONDS:-30}
+test_timeout=${TEST_TIMEOUT:-300}
+asan_apps=${ASAN_APPS:-OFF}
+log_dir=$root/out/test-logs
+mkdir -p "$log_dir"
+
+usage() {
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+phases=()
+if [[ $# -eq 0 ]]; then
+  phases=("${all_phases[@]}")
+fi
+for arg in "$@"; do
+  case $arg in
+    all) phases+=("${all_phases[@]}") ;;
+    quick) phases+=(deps main) ;;
+    -h | --help) usage; exit 0 ;;
+    *)
+      if [[ " ${all_phases[*]} " == *" $arg "* ]]; then
+        phases+=("$arg")
+      else
+        echo "test.sh: unknown phase '$arg'" >&2
+        usage >&2
+        exit 2
+      fi
+      ;;
+  esac
+done
+
+generator=(-G Ninja)
+command -v ninja >/dev/null || generator=()
+
+# ---------------------------------------------------------------------------------------------
+# Bookkeeping: totals, and one summary row per phase.
+
+passed=0
+failed=0
+summary=()
+run_start=$(date +%s)
+
+banner() { printf '\n==== %s ====\n' "$*"; }
+
+now() { date +%s.%N; }
+elapsed_since() { awk -v s="$1" -v e="$(now)" 'BEGIN { printf "%.1f", e - s }'; }
+
+# record PHASE RESULT SECONDS DETAIL
+record() { summary+=("$(printf '%-10s %-8s %8ss   %s' "$1" "$2" "$3" "$4")"); }
+
+check_passed() { passed=$((passed + 1)); }
+check_failed() { failed=$((failed + 1)); }
+
+# configure DIR ARGS...: configures once, then lets the build tool notice changes.
+configure() {
+  local dir=$1
+  shift
+  if [[ -f $dir/CMakeCache.txt ]]; then
+    cmake -S . -B "$dir" "$@" >/dev/null
+  else
+    cmake -S . -B "$dir" "${generator[@]}" "$@"
+  fi
+}
+
+# run_ctest NAME DIR ARGS...: runs ctest (under "${ctest_wrapper[@]}" when set), adds its counts
+# to the totals, sets ctest_detail. Returns non-zero when a test failed or nothing ran.
+ctest_detail=""
+ctest_wrapper=()
+run_ctest() {
+  local name=$1 dir=$2
+  shift 2
+  local log=$log_dir/$name-ctest.log
+  (cd "$dir" &&
+    "${ctest_wrapper[@]}" ctest --output-on-failure -j"$jobs" --timeout "$test_timeout" "$@") 2>&1 |
+    tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local line
+  line=$(grep -Eo '[0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1)
+  if [[ -z $line ]]; then
+    if grep -q 'No tests were found' "$log"; then
+      ctest_detail="no tests found"
+    else
+      ctest_detail="ctest did not finish (rc $rc)"
+    fi
+    check_failed
+    return 1
+  fi
+  local bad total
+  bad=$(awk '{print $1}' <<<"$line")
+  total=$(awk '{print $NF}' <<<"$line")
+  passed=$((passed + total - bad))
+  failed=$((failed + bad))
+  ctest_detail="$((total - bad))/$total tests passed"
+  [[ $bad -eq 0 && $rc -eq 0 ]]
+}
+
+# ---------------------------------------------------------------------------------------------
+# Phases. Each records one summary row.
+
+phase_deps() {
+  local start
+  start=$(now)
+  banner "deps: Debian packages"
+  if bash scripts/deps.sh 2>&1 | tee "$log_dir/deps.log"; then
+    check_passed
+    record deps ok "$(elapsed_since "$start")" "packages present"
+  else
+    check_failed
+    record deps FAILED "$(elapsed_since "$start")" "scripts/deps.sh failed (out/test-logs/deps.log)"
+  fi
+}
+
+phase_media() {
+  local start
+  start=$(now)
+  banner "media: scripts/fetch_media.sh"
+  if [[ ! -f scripts/fetch_media.sh ]]; then
+    record media skipped 0 "no scripts/fetch_media.sh"
+    return
+  fi
+  if bash scripts/fetch_media.sh 2>&1 | tee "$log_dir/media.log"; then
+    check_passed
+    record media ok "$(elapsed_since "$start")" "media ready"
+  else
+    check_failed
+    record media FAILED "$(elapsed_since "$start")" "scripts/fetch_media.sh failed"
+  fi
+}
+
+# The main build: warnings are errors here, and only here (sanitizer builds at -O1 can warn
+# differently, and the warnings are the same code's).
+main_state=""  # "" not tried, ok, failed
+build_main() {
+  [[ -n $main_state ]] && { [[ $main_state == ok ]]; return; }
+  local log=$log_dir/main-build.log
+  if configure build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMICROMODELS_WERROR=ON \
+    -DMICROMODELS_BUILD_TESTS=ON -DMICROMODELS_BUILD_APPS=ON 2>&1 | tee "$log" &&
+    cmake --build build 2>&1 | tee -a "$log"; then
+    main_state=ok
+  else
+    main_state=failed
+  fi
+  [[ $main_state == ok ]]
+}
+
+need_main() {  # PHASE START: true when the main build is usable; records a failure otherwise
+  if [[ -z $main_state ]]; then
+    banner "$1: building build/ first"
+    build_main
+  fi
+  if [[ $main_state != ok ]]; then
+    check_failed
+    record "$1" FAILED "$(elapsed_since "$2")" "main build failed"
+    return 1
+  fi
+}
+
+phase_main() {
+  local start build_time
+  start=$(now)
+  banner "main: RelWithDebInfo build in build/ (-Werror), ctest"
+  if ! build_main; then
+    check_failed
+    record main FAILED "$(elapsed_since "$start")" "build failed (out/test-logs/main-build.log)"
+    return
+  fi
+  build_time=$(elapsed_since "$start")
+  # Examples run in their own phase, so that each test counts once.
+  if run_ctest main build -LE '^examples$'; then
+    record main ok "$(elapsed_since "$start")" "build ${build_time}s; $ctest_detail"
+  else
+    record main FAILED "$(elapsed_since "$start")" "build ${build_time}s; $ctest_detail"
+  fi
+}
+
+phase_examples() {
+  local start
+  start=$(now)
+  banner "examples: every examples/*.cpp built and run"
+  need_main examples "$start" || return
+  # A program that is not registered as a test would silently never run.
+  local missing=() source name
+  local listed
+  listed=$(cd build && ctest -N -L '^examples$')
+  for source in examples/*.cpp; do
+    [[ -e $source ]] || continue
+    name=$(basename "$source" .cpp)
+    grep -q "examples\.$name\$" <<<"$listed" || missing+=("$name")
+  done
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    check_failed
+    record examples FAILED "$(elapsed_since "$start")" "not registered as tests: ${missing[*]}"
+    return
+  fi
+  if run_ctest examples build -L '^examples$'; then
+    record examples ok "$(elapsed_since "$start")" "$ctest_detail"
+  else
+    record examples FAILED "$(elapsed_since "$start")" "$ctest_detail"
+  fi
+}
+
+phase_asan() {
+  local start build_time log=$log_dir/asan-build.log
+  start=$(now)
+  banner "asan: AddressSanitizer + UBSan build in build-asan/, ctest"
+  # -O1: most of -O2's speed for the tests at a fraction of its compile time.
+  if ! { configure build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+    -DMICROMODELS_SANITIZE=address,undefined -DMICROMODELS_BUILD_TESTS=ON \
+    -DMICROMODELS_BUILD_APPS="$asan_apps" 2>&1 | tee "$log" &&
+    cmake --build build-asan 2>&1 | tee -a "$log"; }; then
+    check_failed
+    record asan FAILED "$(elapsed_since "$start")" "build failed (out/test-logs/asan-build.log)"
+    return
+  fi
+  build_time=$(elapsed_since "$start")
+  if ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 run_ctest asan build-asan; then
+    record asan ok "$(elapsed_since "$start")" "build ${build_time}s; $ctest_detail"
+  else
+    record asan FAILED "$(elapsed_since "$start")" "build ${build_time}s; $ctest_detail"
+  fi
+}
+
+phase_tsan() {
+  local start build_time log=$log_dir/tsan-build.log
+  start=$(now)
+  banner "tsan: ThreadSanitizer build in build-tsan/, concurrent-core tests (unit|system|stress)"
+  if ! { configure build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+    -DMICROMODELS_SANITIZE=thread -DMICROMODELS_BUILD_VISION=OFF -DMICROMODELS_BUILD_APPS=OFF \
+    -DMICROMODELS_BUILD_TESTS=ON 2>&1 | tee "$log" &&
+    cmake --build build-tsan 2>&1 | tee -a "$log"; }; then
+    check_failed
+    record tsan FAILED "$(elapsed_since "$start")" "build failed (out/test-logs/tsan-build.log)"
+    return
+  fi
+  build_time=$(elapsed_since "$start")
+  # TSan's shadow memory needs the classic address layout: kernels with more mmap randomisation
+  # than it expects fail with "unexpected memory mapping" unless ASLR is off for the tests.
+  if command -v setarch >/dev/null && setarch "$(uname -m)" -R true 2>/dev/null; then
+    ctest_wrapper=(setarch "$(uname -m)" -R)
+  fi
+  local ok=0
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+    run_ctest tsan build-tsan -L '^(unit|system|stress)$' || ok=1
+  ctest_wrapper=()
+  if [[ $ok -eq 0 ]]; then
+    record tsan ok "$(elapsed_since "$start")" "build ${build_time}s; $ctest_detail"
+  else
+    record tsan FAILED "$(elapsed_since "$start")" "build ${build_time}s; $ctest_detail"
+  fi
+}
+
+phase_fuzz() {
+  local start
+  start=$(now)
+  banner "fuzz: scripts/fuzz.sh (FUZZ_SECONDS=$fuzz_seconds)"
+  if [[ ! -f scripts/fuzz.sh ]]; then
+    record fuzz skipped 0 "no scripts/fuzz.sh"
+    return
+  fi
+  if FUZZ_SECONDS=$fuzz_seconds bash scripts/fuzz.sh 2>&1 | tee "$log_dir/fuzz.log"; then
+    check_passed
+    record fuzz ok "$(elapsed_since "$start")" "${fuzz_seconds}s per target"
+  else
+    check_failed
+    record fuzz FAILED "$(elapsed_since "$start")" "scripts/fuzz.sh failed (out/test-logs/fuzz.log)"
+  fi
+}
+
+phase_package() {
+  local start
+  start=$(now)
+  banner "package: install build/ and build tests/package against it with find_package"
+  need_main package "$start" || return
+  if bash scripts/check_package.sh build 2>&1 | tee "$log_dir/package.log"; then
+    check_passed
+    record package ok "$(elapsed_since "$start")" "find_package(micromodels) consumer ran"
+  else
+    check_failed
+    record package FAILED "$(elapsed_since "$start")" "out/test-logs/package.log"
+  fi
+}
+
+phase_pipelines() {
+  local start
+  start=$(now)
+  banner "pipelines: micromodels inspect on every pipelines/*.yaml"
+  need_main pipelines "$start" || return
+  local cli=build/apps/micromodels/micromodels
+  local files=() file good=0 bad=() log=$log_dir/pipelines.log
+  shopt -s nullglob
+  files=(pipelines/*.yaml pipelines/*.yml)
+  shopt -u nullglob
+  if [[ ${#files[@]} -eq 0 ]]; then
+    record pipelines skipped 0 "no pipelines/*.yaml"
+    return
+  fi
+  if [[ ! -x $cli ]]; then
+    check_failed
+    record pipelines FAILED "$(elapsed_since "$start")" "$cli was not built"
+    return
+  fi
+  : >"$log"
+  for file in "${files[@]}"; do
+    echo "--- $cli inspect $file" | tee -a "$log"
+    if "$cli" inspect "$file" >>"$log" 2>&1; then
+      echo "ok" | tee -a "$log"
+      good=$((good + 1))
+      check_passed
+    else
+      tail -n 20 "$log"
+      bad+=("$(basename "$file")")
+      check_failed
+    fi
+  done
+  if [[ ${#bad[@]} -eq 0 ]]; then
+    record pipelines ok "$(elapsed_since "$start")" "$good/${#files[@]} valid"
+  else
+    record pipelines FAILED "$(elapsed_since "$start")" "invalid: ${bad[*]}"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+
+echo "test.sh: phases: ${phases[*]} (logs in out/test-logs/)"
+for phase in "${phases[@]}"; do
+  "phase_$phase"
+done
+
+total=$(($(date +%s) - run_start))
+banner "summary"
+printf '%-10s %-8s %9s   %s\n' phase result time detail
+for row in "${summary[@]}"; do
+  echo "$row"
+done
+printf 'total time %dm%02ds\n' $((total / 60)) $((total % 60))
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]

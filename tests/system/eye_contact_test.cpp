@@ -1,0 +1,141 @@
+// The eye-contact application end to end: pipelines/eye_contact.yaml on 120 frames of the sample
+// video, checked frame by frame with the code of `micromodels eval eye_contact`; the monolithic
+// baseline on the same frames; and `micromodels bench eye_contact --quick --json` writing its
+// figures. Needs the vision stages and the fetched media and models (scripts/fetch_media.sh):
+// without them the tests skip and say so; with MICROMODELS_REQUIRE_MEDIA=1 they fail instead.
+//
+// Built by src/vision/CMakeLists.txt (label `vision`) with MICROMODELS_HAS_VISION. The
+// tests/system glob compiles this file too, without vision: that build holds one skipped test.
+#include <gtest/gtest.h>
+
+#ifdef MICROMODELS_HAS_VISION
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "bench/bench.hpp"
+#include "bench/eye_contact_eval.hpp"
+#include "bench/eye_contact_support.hpp"
+#include "micromodels/micromodels.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace mb = micromodels::bench;
+
+constexpr std::uint64_t kFrames = 120;
+
+// The sample video, or skips (fails with MICROMODELS_REQUIRE_MEDIA set) when it is not fetched.
+#define REQUIRE_MEDIA(path_var, name)                                                  \
+  fs::path path_var;                                                                   \
+  try {                                                                                \
+    path_var = mb::media_file(name);                                                   \
+  } catch (const std::exception& missing) {                                            \
+    if (std::getenv("MICROMODELS_REQUIRE_MEDIA") != nullptr) FAIL() << missing.what(); \
+    GTEST_SKIP() << missing.what();                                                    \
+  }
+
+class EyeContactTest : public ::testing::Test {
+ protected:
+  const mb::ScratchDir scratch_{"micromodels-eye-contact-test"};
+};
+
+TEST_F(EyeContactTest, PipelineKeepsEveryFrameAndChangesOnlyTheEyes) {
+  REQUIRE_MEDIA(video, "franck.mp4");
+  const mb::EyeContactEval e = mb::evaluate_eye_contact(video, kFrames, scratch_.path() / "micro");
+
+  // Every frame in comes out, in a video of the input's size and rate.
+  EXPECT_EQ(e.frames_in, kFrames);
+  EXPECT_EQ(e.frames_out, kFrames);
+  EXPECT_EQ(e.frames_checked, kFrames);
+  EXPECT_EQ(e.probe_failures, 0u);
+  const mb::VideoFacts input = mb::read_video_facts(video, /*count_frames=*/false);
+  const mb::VideoFacts output = mb::read_video_facts(e.output_video);
+  EXPECT_EQ(output.frames, kFrames);
+  EXPECT_EQ(output.width, input.width);
+  EXPECT_EQ(output.height, input.height);
+  EXPECT_NEAR(output.fps, input.fps, 0.01);
+
+  // Outside the blend masks the output is the input, bit for bit (against an independent
+  // decode of the input, and against what image.blend kept as input_frame).
+  EXPECT_EQ(e.max_pixel_change_outside_masks, 0);
+  EXPECT_EQ(e.frames_changed_outside_masks, 0u);
+  EXPECT_EQ(e.input_frame_mismatches, 0u);
+
+  // The face is found on nearly every frame of this talking head ...
+  EXPECT_GE(e.face_share, 0.9);
+  // ... the eyes were corrected somewhere (inside the masks something changed) ...
+  EXPECT_GT(e.frames_corrected, 0u);
+  EXPECT_GT(e.max_pixel_change_inside_masks, 0);
+  // ... and where the correction was on, the irises ended up closer to where the pipeline aims
+  // them, as the iris model measures them on the input and on the output.
+  ASSERT_GT(e.eyes_measured, 0u);
+  EXPECT_LT(e.iris_after_px, e.iris_before_px)
+      << "before " << e.iris_before_px << " px, after " << e.iris_after_px << " px";
+}
+
+TEST_F(EyeContactTest, MonolithWritesTheSameFrames) {
+  REQUIRE_MEDIA(video, "franck.mp4");
+  mb::ensure_vision_stages();
+  micromodels::Pipeline pipeline =
+      micromodels::Pipeline::from_yaml_file(mb::find_repo_file("pipelines/eye_contact_monolith.yaml"));
+  fs::create_directories(scratch_.path() / "monolith");
+  const fs::path out = mb::retarget_pipeline(pipeline, video, kFrames, scratch_.path() / "monolith");
+  micromodels::MetricsSnapshot metrics;
+  {
+    micromodels::Runner runner(pipeline);
+    runner.start();
+    runner.wait();
+    metrics = runner.metrics();
+  }
+  const micromodels::StageMetrics* sink = metrics.stage("sink");
+  ASSERT_NE(sink, nullptr);
+  EXPECT_EQ(sink->processed, kFrames);
+  EXPECT_EQ(sink->failed, 0u);
+  EXPECT_EQ(mb::read_video_facts(out).frames, kFrames);
+}
+
+TEST_F(EyeContactTest, BenchWritesItsFigures) {
+  REQUIRE_MEDIA(video, "franck.mp4");
+  REQUIRE_MEDIA(video_720p, "franck_720p.mp4");
+  const fs::path json_path = scratch_.path() / "bench.json";
+  // --quick with fewer frames still: this checks the report, not the figures.
+  mb::BenchOptions options;
+  options.json_path = json_path.string();
+  options.quick = true;
+  options.frames = 24;
+  ASSERT_EQ(mb::run_bench("eye_contact", options), 0);
+  std::ifstream file(json_path);
+  ASSERT_TRUE(file.good());
+  const nlohmann::json figures = nlohmann::json::parse(file);
+  for (const char* key : {"micro_fps", "monolith_fps", "speedup", "cpu_utilisation", "frames_in",
+                          "frames_out", "micro_fps_720p", "monolith_fps_720p"}) {
+    ASSERT_TRUE(figures.contains(key)) << key;
+    EXPECT_TRUE(figures[key].is_number()) << key;
+  }
+  EXPECT_EQ(figures["frames_in"], 24);
+  EXPECT_EQ(figures["frames_out"], 24);
+  EXPECT_GT(figures["micro_fps"].get<double>(), 0);
+  EXPECT_GT(figures["monolith_fps"].get<double>(), 0);
+  ASSERT_TRUE(figures["stage_cpu_ms_per_frame"].is_object());
+  for (const char* stage : {"identify", "track", "landmarks", "iris", "generate", "substitute"}) {
+    EXPECT_TRUE(figures["stage_cpu_ms_per_frame"].contains(stage)) << stage;
+  }
+  EXPECT_EQ(figures["opencv_threads_micro"], 1);
+}
+
+}  // namespace
+
+#else  // built by the tests/system glob, without the vision stages
+
+TEST(EyeContactTest, NeedsVision) {
+  GTEST_SKIP() << "built without the vision stages; the eye-contact system test is "
+                  "vision_eye_contact_test (src/vision/CMakeLists.txt)";
+}
+
+#endif
