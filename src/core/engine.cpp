@@ -1,5 +1,7 @@
 #include "engine.hpp"
 
+#include "tick_clock.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -16,6 +18,8 @@ constexpr std::size_t kTurn = 32;
 // Below this service time a single-consumer stage takes packets from its queue in chunks.
 constexpr std::int64_t kChunkBelowNs = 20'000;
 
+std::int64_t ns_between(std::int64_t a, std::int64_t b) { return b - a; }
+
 std::int64_t ns_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count();
 }
@@ -31,9 +35,9 @@ thread_local std::vector<Packet> t_outputs;
 
 // The time this thread last read the clock: a packet's enqueue time is the moment its producer
 // finished, which saves a clock read per hop.
-thread_local Clock::time_point t_clock;
+thread_local std::int64_t t_clock = 0;
 
-Clock::time_point stamp() { return t_clock = Clock::now(); }
+std::int64_t stamp() { return t_clock = tick_ns(); }
 
 }  // namespace
 
@@ -171,8 +175,8 @@ bool Engine::ready_locked(Node& node) const {
   if (downstream_full(node)) return false;
   if (node.config.max_batch > 1 && node.queue.size() < node.config.max_batch &&
       live_sources_.load() > 0 && !stopping_) {
-    const auto age = Clock::now() - node.queue.front().enqueued;
-    return age >= std::chrono::duration<double, std::milli>(node.config.max_delay_ms);
+    const auto age_ns = tick_ns() - node.queue.front().enqueued;
+    return static_cast<double>(age_ns) >= node.config.max_delay_ms * 1e6;
   }
   return true;
 }
@@ -270,8 +274,12 @@ void Engine::serve_stage(Node& node) {
   std::vector<Queued> batch;
   std::optional<std::uint32_t> lane;
   std::size_t before = 0;
+  bool exclusive = false;
   {
     std::lock_guard lock(node.mutex);
+    // A single consumer records its latencies without atomic read-modify-writes (a scale-up in
+    // the middle of this turn can at worst lose a few histogram counts, never corrupt them).
+    exclusive = node.consumers == 1;
     before = node.depth.load(std::memory_order_relaxed);
     if (node.config.per_stream) {
       if (!node.ready_lanes.empty()) {
@@ -306,7 +314,7 @@ void Engine::serve_stage(Node& node) {
   if (before >= node.config.queue_capacity && after < node.config.queue_capacity) {
     for (Node* up : node.upstream) try_activate(*up);
   }
-  if (!batch.empty()) run_packets(node, batch);
+  if (!batch.empty()) run_packets(node, batch, exclusive);
   if (lane) {
     std::lock_guard lock(node.mutex);
     Node::Lane& l = node.lanes[*lane];
@@ -320,7 +328,7 @@ void Engine::serve_stage(Node& node) {
   }
 }
 
-void Engine::run_packets(Node& node, std::vector<Queued>& batch) {
+void Engine::run_packets(Node& node, std::vector<Queued>& batch, bool exclusive) {
   std::vector<Packet>& out = t_outputs;
   if (node.config.max_batch > 1) {
     const auto t0 = stamp();
@@ -328,7 +336,7 @@ void Engine::run_packets(Node& node, std::vector<Queued>& batch) {
     std::vector<Packet> originals;
     packets.reserve(batch.size());
     for (Queued& queued : batch) {
-      node.wait.record(ns_between(queued.enqueued, t0));
+      node.wait.record(ns_between(queued.enqueued, t0), exclusive);
       packets.push_back(std::move(queued.packet));
     }
     if (dead_letter_ != nullptr) originals = packets;
@@ -363,13 +371,13 @@ void Engine::run_packets(Node& node, std::vector<Queued>& batch) {
   }
   // One clock read per packet: the end of one packet is the start of the next. Counters are
   // added once per turn, not per packet, to keep shared cache lines quiet.
-  Clock::time_point t0 = stamp();
-  const Clock::time_point turn_start = t0;
+  std::int64_t t0 = stamp();
+  const std::int64_t turn_start = t0;
   std::uint64_t done = 0;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     if (i > 0) WorkerPool::share_pending();
     Queued& queued = batch[i];
-    node.wait.record(ns_between(queued.enqueued, t0));
+    node.wait.record(ns_between(queued.enqueued, t0), exclusive);
     const std::uint32_t stream = queued.packet.stream;
     const std::uint64_t seq = queued.packet.seq;
     std::optional<Packet> original;
@@ -389,7 +397,7 @@ void Engine::run_packets(Node& node, std::vector<Queued>& batch) {
     const auto t1 = stamp();
     const auto spent = ns_between(t0, t1);
     t0 = t1;
-    node.service.record(spent);
+    node.service.record(spent, exclusive);
     const auto ewma = node.service_ewma_ns.load(std::memory_order_relaxed);
     node.service_ewma_ns.store(ewma + (spent - ewma) / 8, std::memory_order_relaxed);
     if (!ok) {

@@ -31,7 +31,7 @@ class Engine;
 /// A packet waiting in a stage's queue.
 struct Queued {
   Packet packet;
-  Clock::time_point enqueued;
+  std::int64_t enqueued = 0;  // tick_ns()
 };
 
 /// Where a packet goes: a node and which of its inputs it arrives on.
@@ -153,7 +153,7 @@ class Engine {
   void finish_turn(Node& node);
   void serve_source(Node& node);
   void serve_stage(Node& node);
-  void run_packets(Node& node, std::vector<Queued>& batch);
+  void run_packets(Node& node, std::vector<Queued>& batch, bool exclusive);
   void route(Node& node, std::vector<Packet>& outputs, std::span<const Key> inputs);
   void fail(Node& node, Packet packet, const std::string& error);
   void propagate_skip(const Node& node, std::uint32_t stream, std::uint64_t seq);

@@ -30,9 +30,15 @@ double Histogram::upper_bound_ns(int bucket) noexcept {
   return base + (sub + 1) * (base / (1 << kSubBits));
 }
 
-void Histogram::record(std::int64_t nanoseconds) noexcept {
+void Histogram::record(std::int64_t nanoseconds, bool exclusive) noexcept {
   const auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(nanoseconds, 0));
-  counts_[static_cast<std::size_t>(bucket_of(ns))].fetch_add(1, std::memory_order_relaxed);
+  auto& count = counts_[static_cast<std::size_t>(bucket_of(ns))];
+  if (exclusive) {
+    count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    sum_ns_.store(sum_ns_.load(std::memory_order_relaxed) + ns, std::memory_order_relaxed);
+    return;
+  }
+  count.fetch_add(1, std::memory_order_relaxed);
   sum_ns_.fetch_add(ns, std::memory_order_relaxed);
 }
 

@@ -11,7 +11,8 @@ namespace micromodels::detail {
 
 class Histogram {
  public:
-  void record(std::int64_t nanoseconds) noexcept;
+  /// `exclusive`: the caller is the only thread recording now, so plain loads and stores do.
+  void record(std::int64_t nanoseconds, bool exclusive = false) noexcept;
   [[nodiscard]] Latency summary() const;
 
  private:
