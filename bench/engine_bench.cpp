@@ -449,7 +449,7 @@ Json bench_composition(bool quick) {
   const MetricsSnapshot metrics = runner.metrics();
   for (const char* name : {"a", "b", "c"}) {
     if (const StageMetrics* stage = metrics.stage(name)) {
-      result[std::string(name) + "_service_p50_ms"] = stage->service.p50_us / 1e3;
+      result[std::string(name) + "_service_mean_ms"] = stage->service.mean_us / 1e3;
     }
   }
   return result;

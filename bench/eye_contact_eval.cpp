@@ -26,13 +26,13 @@
 #include <opencv2/videoio.hpp>
 
 #include "micromodels/micromodels.hpp"
+
+#include "eye_contact_support.hpp"
 #include "vision/models/iris_model.hpp"
 #include "vision/models/model_files.hpp"
 #include "vision/stages/eye_fields.hpp"
 #include "vision/stages/eye_warp.hpp"
 #include "vision/stages/image_mat.hpp"
-
-#include "eye_contact_support.hpp"
 
 namespace micromodels::bench {
 
@@ -217,7 +217,8 @@ class EyeContactProbe {
     sums_.max_inside = std::max(sums_.max_inside, static_cast<int>(inside));
     if (outside > 0) ++sums_.frames_outside;
 
-    if (const Points* shift = field<Points>(packet, "gaze_shift"); shift != nullptr && !mask.empty()) {
+    if (const Points* shift = field<Points>(packet, "gaze_shift");
+        shift != nullptr && !mask.empty()) {
       for (const Point& d : *shift) {
         sums_.shift_sum += std::hypot(d.x, d.y);
         ++sums_.shifts;
@@ -241,8 +242,10 @@ class EyeContactProbe {
     // The crops eye.iris makes: corners 36/39 (right eye), 42/45 mirrored (left eye).
     std::vector<vision::EyeCrop> crops;
     for (const cv::Mat* frame : {&in, &out}) {
-      crops.push_back(vision::IrisModel::crop_eye(*frame, at(landmarks, 36), at(landmarks, 39), false));
-      crops.push_back(vision::IrisModel::crop_eye(*frame, at(landmarks, 42), at(landmarks, 45), true));
+      crops.push_back(
+          vision::IrisModel::crop_eye(*frame, at(landmarks, 36), at(landmarks, 39), false));
+      crops.push_back(
+          vision::IrisModel::crop_eye(*frame, at(landmarks, 42), at(landmarks, 45), true));
     }
     const std::vector<vision::IrisLandmarks> found = iris_.run(crops);
     IrisPair pair{.seq = packet.seq};
@@ -278,9 +281,9 @@ class EyeContactProbe {
   void measure_edge(const cv::Mat& in, const cv::Mat& out, const cv::Mat& mask) {
     const cv::Rect support = cv::boundingRect(mask > 0);
     if (support.empty()) return;
-    const cv::Rect box = cv::Rect(support.x - 2, support.y - 2, support.width + 4,
-                                  support.height + 4) &
-                         cv::Rect(0, 0, mask.cols, mask.rows);
+    const cv::Rect box =
+        cv::Rect(support.x - 2, support.y - 2, support.width + 4, support.height + 4) &
+        cv::Rect(0, 0, mask.cols, mask.rows);
     const cv::Mat m = mask(box);
     const cv::Mat kernel = cv::getStructuringElement(cv::MORPH_RECT, {3, 3});
     cv::Mat grown, core;
@@ -502,8 +505,7 @@ int run_eye_contact_eval(const EyeContactEvalOptions& options) {
     try {
       const fs::path video = resolve_video(name);
       std::cerr << "eval eye_contact: " << video.string() << "...\n";
-      const EyeContactEval e =
-          evaluate_eye_contact(video, options.frames, out_root / video.stem());
+      const EyeContactEval e = evaluate_eye_contact(video, options.frames, out_root / video.stem());
       print_eval(e);
       per_video.push_back(to_json(e));
     } catch (const std::exception& error) {

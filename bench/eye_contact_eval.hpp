@@ -28,12 +28,12 @@ struct EyeContactEval {
   // |target - iris centre|, pixels, mean over eyes. The target is where gaze.redirect aims:
   // the centroid of the eye opening (from the packet's smoothed eyelid contour) plus the
   // stage's target_offset_px.
-  std::uint64_t eyes_measured = 0;     // eye-frames with gaze_strength > 0
-  double iris_before_px = 0;           // on the input, frames with gaze_strength > 0
-  double iris_after_px = 0;            // on the output, same frames
-  double iris_before_all_px = 0;       // over every frame with a face
+  std::uint64_t eyes_measured = 0;  // eye-frames with gaze_strength > 0
+  double iris_before_px = 0;        // on the input, frames with gaze_strength > 0
+  double iris_after_px = 0;         // on the output, same frames
+  double iris_before_all_px = 0;    // over every frame with a face
   double iris_after_all_px = 0;
-  double mean_applied_shift_px = 0;    // gaze_shift the warp reported, frames corrected
+  double mean_applied_shift_px = 0;  // gaze_shift the warp reported, frames corrected
 
   // Pixels where the blend mask is 0 (or outside generated_roi) must be the input's, bit for bit.
   int max_pixel_change_outside_masks = 0;

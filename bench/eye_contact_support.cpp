@@ -9,7 +9,6 @@
 
 #include <opencv2/core.hpp>
 #include <opencv2/videoio.hpp>
-
 #include <sched.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -17,6 +16,7 @@
 
 #include "micromodels/registry.hpp"
 #include "micromodels/vision/vision_stages.hpp"
+
 #include "vision/models/model_files.hpp"
 
 namespace micromodels::bench {
@@ -53,7 +53,8 @@ void ensure_vision_stages() {
 ScratchDir::ScratchDir(const std::string& prefix, bool keep) : keep_(keep) {
   std::string pattern = (fs::temp_directory_path() / (prefix + "-XXXXXX")).string();
   if (::mkdtemp(pattern.data()) == nullptr) {
-    throw std::system_error(errno, std::generic_category(), "cannot create a folder like " + pattern);
+    throw std::system_error(errno, std::generic_category(),
+                            "cannot create a folder like " + pattern);
   }
   path_ = pattern;
 }

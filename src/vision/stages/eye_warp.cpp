@@ -19,7 +19,7 @@ constexpr float kIrisCore = 1.1f;
 // Cardinal-spline tangent scale for the opening (Catmull-Rom is 0.5): smaller bulges less
 // past the eye corners while still rounding the eyelids.
 constexpr float kTension = 0.35f;
-constexpr int kSplineSamples = 4;  // per hull side
+constexpr int kSplineSamples = 4;   // per hull side
 constexpr float kMinShift = 1e-3f;  // pixels: below this the warp would change nothing
 
 float smoothstep(float t) {
@@ -223,7 +223,8 @@ EyePatch redirect_eyes(const cv::Mat& frame, std::span<const EyeWarpRequest> eye
     }
     eye.shift = clamp_shift(eye.frame, eyes[i].shift, options.max_shift);
     if (length(eye.shift) < kMinShift) continue;
-    eye.iris_radius = eyes[i].eye.iris_radius > 0 ? eyes[i].eye.iris_radius : 0.2f * eye.frame.width;
+    eye.iris_radius =
+        eyes[i].eye.iris_radius > 0 ? eyes[i].eye.iris_radius : 0.2f * eye.frame.width;
     const cv::Rect box = cv::boundingRect(eye.frame.polygon);
     const cv::Rect grown(box.x - margin, box.y - margin, box.width + 2 * margin,
                          box.height + 2 * margin);

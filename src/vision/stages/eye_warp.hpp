@@ -36,10 +36,10 @@ struct EyeWarpOptions {
 
 /// The result: a patch of the frame with the irises moved, where it goes, and its alpha.
 struct EyePatch {
-  cv::Rect roi;                       // in the frame, clipped to it; empty when nothing to do
-  cv::Mat patch;                      // roi.size(), the frame's type
-  cv::Mat mask;                       // roi.size(), CV_8UC1, 255 = use the patch
-  std::vector<cv::Point2f> applied;   // the displacement actually applied to each eye
+  cv::Rect roi;                      // in the frame, clipped to it; empty when nothing to do
+  cv::Mat patch;                     // roi.size(), the frame's type
+  cv::Mat mask;                      // roi.size(), CV_8UC1, 255 = use the patch
+  std::vector<cv::Point2f> applied;  // the displacement actually applied to each eye
 
   [[nodiscard]] bool empty() const noexcept { return roi.empty(); }
 };
@@ -71,8 +71,7 @@ inline constexpr float kDefaultIrisRise = 0.08f;
 /// The displacement redirect_eyes() will really apply for `wanted` on this eye: no longer than
 /// `max_shift` x eye width, and its component across the eye (toward a lid) small enough for
 /// the field to stay fold-free inside the opening's height.
-[[nodiscard]] cv::Point2f clamp_eye_shift(const EyeShape& eye, cv::Point2f wanted,
-                                          float max_shift);
+[[nodiscard]] cv::Point2f clamp_eye_shift(const EyeShape& eye, cv::Point2f wanted, float max_shift);
 
 /// Warps `frame` (8-bit, any channel count) around the given eyes. Each output pixel p samples
 /// the frame at p - D(p) (cv::remap, bilinear): the iris slides to its target and the sclera it

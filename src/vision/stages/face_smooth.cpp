@@ -37,13 +37,20 @@ enum class Gate { ok, no_face, no_iris, blink, head_turned, looking_away, eyes_s
 
 const char* gate_name(Gate gate) {
   switch (gate) {
-    case Gate::ok: return "ok";
-    case Gate::no_face: return "no_face";
-    case Gate::no_iris: return "no_iris";
-    case Gate::blink: return "blink";
-    case Gate::head_turned: return "head_turned";
-    case Gate::looking_away: return "looking_away";
-    case Gate::eyes_small: return "eyes_small";
+    case Gate::ok:
+      return "ok";
+    case Gate::no_face:
+      return "no_face";
+    case Gate::no_iris:
+      return "no_iris";
+    case Gate::blink:
+      return "blink";
+    case Gate::head_turned:
+      return "head_turned";
+    case Gate::looking_away:
+      return "looking_away";
+    case Gate::eyes_small:
+      return "eyes_small";
   }
   return "?";
 }
@@ -76,8 +83,8 @@ class FaceSmoother {
     Points smoothed;
     smoothed.reserve(points.size());
     for (std::size_t i = 0; i < points.size(); ++i) {
-      const Point offset = filters[i].filter(
-          {points[i].x - raw_anchor_.x, points[i].y - raw_anchor_.y}, time_ns);
+      const Point offset =
+          filters[i].filter({points[i].x - raw_anchor_.x, points[i].y - raw_anchor_.y}, time_ns);
       smoothed.push_back({smooth_anchor_.x + offset.x, smooth_anchor_.y + offset.y});
     }
     return smoothed;
@@ -178,8 +185,7 @@ class FaceSmooth final : public Stage {
         state->iris.clear();
       }
       // Smoothed with the rest, or gaze.redirect would use a steady iris in a jittery eyelid.
-      if (const Points* contours =
-              points_field(packet, "eye_contours", 2 * kContourPointsPerEye)) {
+      if (const Points* contours = points_field(packet, "eye_contours", 2 * kContourPointsPerEye)) {
         packet.set("eye_contours", smoother.filter(state->contours, *contours, packet.time_ns));
       } else {
         state->contours.clear();
@@ -236,10 +242,11 @@ void register_face_smooth(Registry& registry) {
                   "eye width (corner to corner, pixels) below which eyes are too small to warp"},
                  {"fade_frames", ParamType::integer, std::int64_t{5},
                   "frames for the strength to go from 0 to 1 or back"}},
-      .info = [](const Params&) {
-        return StageInfo{.reads = {"frame"},
-                         .writes = {"gaze_strength", "gaze_reason", "landmarks", "iris"}};
-      },
+      .info =
+          [](const Params&) {
+            return StageInfo{.reads = {"frame"},
+                             .writes = {"gaze_strength", "gaze_reason", "landmarks", "iris"}};
+          },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         SmoothParams p;
         p.filter.min_cutoff = params.number("min_cutoff");
@@ -254,7 +261,8 @@ void register_face_smooth(Registry& registry) {
         p.fade_frames = params.integer("fade_frames");
         if (p.filter.min_cutoff <= 0 || p.filter.d_cutoff <= 0 || p.filter.beta < 0 ||
             p.anchor.beta < 0) {
-          throw std::invalid_argument("min_cutoff and d_cutoff must be > 0, beta and anchor_beta >= 0");
+          throw std::invalid_argument(
+              "min_cutoff and d_cutoff must be > 0, beta and anchor_beta >= 0");
         }
         if (p.fade_frames < 1) throw std::invalid_argument("param 'fade_frames' must be >= 1");
         return std::make_unique<FaceSmooth>(p);

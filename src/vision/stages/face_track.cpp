@@ -65,9 +65,9 @@ struct StreamTrack {
   bool active = false;
   bool seen = false;
   std::uint64_t last_seq = 0;
-  cv::Rect2f box;             // frame pixels
-  cv::Mat templ;              // gray, downscaled
-  cv::Point2d templ_scale{1, 1};   // template pixels per frame pixel, per axis
+  cv::Rect2f box;                  // frame pixels
+  cv::Mat templ;                   // gray, downscaled
+  double templ_scale = 1;          // template pixels per frame pixel
   cv::Point2d templ_offset{0, 0};  // the template's top-left minus the box's, frame pixels
   double confidence = 0;
   std::int64_t redetections = 0;
@@ -160,7 +160,8 @@ class FaceTrack final : public Stage {
   static std::vector<cv::Rect2f> to_boxes(const Rects& rects) {
     std::vector<cv::Rect2f> boxes;
     for (const Rect& r : rects) {
-      if (r.width > 0 && r.height > 0 && std::isfinite(r.x) && std::isfinite(r.y)) {
+      if (r.width > 0 && r.height > 0 && std::isfinite(r.x) && std::isfinite(r.y) &&
+          std::isfinite(r.width) && std::isfinite(r.height)) {
         boxes.emplace_back(r.x, r.y, r.width, r.height);
       }
     }
@@ -188,9 +189,8 @@ class FaceTrack final : public Stage {
       }
     }
     if (chosen == nullptr) {
-      chosen = &*std::max_element(boxes.begin(), boxes.end(), [](const auto& a, const auto& b) {
-        return a.area() < b.area();
-      });
+      chosen = &*std::max_element(boxes.begin(), boxes.end(),
+                                  [](const auto& a, const auto& b) { return a.area() < b.area(); });
     }
     track.active = true;
     track.box = *chosen;
@@ -207,17 +207,17 @@ class FaceTrack final : public Stage {
                            (1 - 2 * kTemplateInset) * track.box.height);
     const cv::Rect pixels = cv::Rect(inner) & cv::Rect(0, 0, frame.cols, frame.rows);
     if (pixels.width < 4 || pixels.height < 4 || pixels.area() < 0.5 * inner.area()) return;
+    // Template and search windows are resized with explicit factors (not target sizes): OpenCV
+    // then maps both with exactly that factor, so their pixel grids agree.
     const double scale = std::min(1.0, kTemplateSide / std::max(pixels.width, pixels.height));
-    const cv::Size size(std::max(1, static_cast<int>(std::lround(pixels.width * scale))),
-                        std::max(1, static_cast<int>(std::lround(pixels.height * scale))));
     cv::Mat small;
-    cv::resize(to_gray8(frame(pixels), "face.track"), small, size, 0, 0, cv::INTER_AREA);
+    cv::resize(to_gray8(frame(pixels), "face.track"), small, cv::Size(), scale, scale,
+               cv::INTER_AREA);
     cv::Scalar mean, stddev;
     cv::meanStdDev(small, mean, stddev);
     if (small.cols < 3 || small.rows < 3 || stddev[0] < kMinTemplateStddev) return;
     track.templ = small;
-    track.templ_scale = {static_cast<double>(small.cols) / pixels.width,
-                         static_cast<double>(small.rows) / pixels.height};
+    track.templ_scale = scale;
     track.templ_offset = {pixels.x - track.box.x, pixels.y - track.box.y};
   }
 
@@ -247,15 +247,16 @@ class FaceTrack final : public Stage {
     // The template's top-left back in frame pixels, then out to the box's.
     const double x = window_origin.x + peak.x * to_frame.x - templ_offset.x;
     const double y = window_origin.y + peak.y * to_frame.y - templ_offset.y;
-    best.box = cv::Rect2f(static_cast<float>(x), static_cast<float>(y), box_size.width,
-                          box_size.height);
+    best.box =
+        cv::Rect2f(static_cast<float>(x), static_cast<float>(y), box_size.width, box_size.height);
     best.score = max_value;
     return best;
   }
 
   void follow(StreamTrack& track, const cv::Mat& frame, std::uint64_t seq) {
     const MatchResult found = track_template(track, frame);
-    const cv::Rect2f frame_box(0, 0, static_cast<float>(frame.cols), static_cast<float>(frame.rows));
+    const cv::Rect2f frame_box(0, 0, static_cast<float>(frame.cols),
+                               static_cast<float>(frame.rows));
     const bool on_frame =
         found.score >= 0 && (found.box & frame_box).area() >= 0.5f * found.box.area();
     if (on_frame && found.score >= min_confidence_) {
@@ -295,17 +296,13 @@ class FaceTrack final : public Stage {
     for (const double factor : {1.0, kScaleStep, 1.0 / kScaleStep}) {
       const cv::Rect window = window_for(factor) & outer;
       // Searching the window shrunk by factor keeps the template pristine (no resampling).
-      const cv::Size small_size(
-          static_cast<int>(std::lround(window.width * track.templ_scale.x / factor)),
-          static_cast<int>(std::lround(window.height * track.templ_scale.y / factor)));
-      if (small_size.width < track.templ.cols || small_size.height < track.templ.rows) continue;
+      const double s = track.templ_scale / factor;
+      if (window.width * s < track.templ.cols || window.height * s < track.templ.rows) continue;
       cv::Mat small;
-      cv::resize(gray(window - outer.tl()), small, small_size, 0, 0, cv::INTER_AREA);
+      cv::resize(gray(window - outer.tl()), small, cv::Size(), s, s, cv::INTER_AREA);
       const cv::Size2f size(static_cast<float>(track.box.width * factor),
                             static_cast<float>(track.box.height * factor));
-      // The rounded size's own scale, per axis, maps the peak back exactly.
-      const cv::Point2d to_frame(static_cast<double>(window.width) / small.cols,
-                                 static_cast<double>(window.height) / small.rows);
+      const cv::Point2d to_frame(1 / s, 1 / s);
       const MatchResult m = match(small, cv::Point2d(window.x, window.y), to_frame, track.templ,
                                   track.templ_offset * factor, size);
       if (factor == 1.0) {
@@ -367,11 +364,12 @@ void register_face_track(Registry& registry) {
                   "search window around the last position, as a multiple of the face box"},
                  {"retry_every", ParamType::integer, std::int64_t{1},
                   "while no face is tracked, run the own detector every Nth frame (0: never)"}},
-      .info = [](const Params&) {
-        // `faces` is read too, but only key frames carry it, so it is not declared.
-        return StageInfo{.reads = {"frame"},
-                         .writes = {"face", "track_confidence", "track_redetections"}};
-      },
+      .info =
+          [](const Params&) {
+            // `faces` is read too, but only key frames carry it, so it is not declared.
+            return StageInfo{.reads = {"frame"},
+                             .writes = {"face", "track_confidence", "track_redetections"}};
+          },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         return std::make_unique<FaceTrack>(params);
       },

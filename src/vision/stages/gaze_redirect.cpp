@@ -17,7 +17,10 @@ namespace {
 class GazeRedirect final : public Stage {
  public:
   GazeRedirect(EyeWarpOptions options, float iris_rise, cv::Point2f target_offset, bool conjugate)
-      : options_(options), iris_rise_(iris_rise), target_offset_(target_offset), conjugate_(conjugate) {}
+      : options_(options),
+        iris_rise_(iris_rise),
+        target_offset_(target_offset),
+        conjugate_(conjugate) {}
 
   void process(Packet packet, std::vector<Packet>& out) override {
     redirect(packet);
@@ -102,10 +105,12 @@ void register_gaze_redirect(Registry& registry) {
                   "the mask covers the eye opening grown by this many pixels"},
                  {"conjugate", ParamType::boolean, true,
                   "move both irises by their mean shift (eyes turn together)"}},
-      .info = [](const Params&) {
-        return StageInfo{.reads = {"frame", "landmarks", "iris"},
-                         .writes = {"generated", "generated_roi", "generated_mask", "gaze_shift"}};
-      },
+      .info =
+          [](const Params&) {
+            return StageInfo{
+                .reads = {"frame", "landmarks", "iris"},
+                .writes = {"generated", "generated_roi", "generated_mask", "gaze_shift"}};
+          },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         if (params.text("target") != "camera") {
           throw std::invalid_argument("param 'target': expected camera, got '" +
@@ -125,7 +130,8 @@ void register_gaze_redirect(Registry& registry) {
               "max_shift must be within 0..1, feather_px and grow_px within 0..50");
         }
         return std::make_unique<GazeRedirect>(
-            options, static_cast<float>(params.number("iris_rise")), cv::Point2f(static_cast<float>(offset[0]), static_cast<float>(offset[1])),
+            options, static_cast<float>(params.number("iris_rise")),
+            cv::Point2f(static_cast<float>(offset[0]), static_cast<float>(offset[1])),
             params.boolean("conjugate"));
       },
       .make_source = {},

@@ -34,7 +34,7 @@ bool has_pixels(const Image& image) {
 class ImageBlend final : public Stage {
  public:
   void process(Packet packet, std::vector<Packet>& out) override {
-    const Image* frame = optional_field<Image>(packet, "frame");
+    const auto* frame = optional_field<Image>(packet, "frame");
     if (frame == nullptr) {  // nothing to blend into: pass through
       out.push_back(std::move(packet));
       return;
@@ -50,14 +50,14 @@ class ImageBlend final : public Stage {
  private:
   // The blended frame, or nullopt when the packet has nothing (visible) to blend.
   static std::optional<Image> blend(const Packet& packet, const Image& frame) {
-    const Image* patch = optional_field<Image>(packet, "generated");
-    const Image* mask = optional_field<Image>(packet, "generated_mask");
-    const Rects* roi = optional_field<Rects>(packet, "generated_roi");
+    const auto* patch = optional_field<Image>(packet, "generated");
+    const auto* mask = optional_field<Image>(packet, "generated_mask");
+    const auto* roi = optional_field<Rects>(packet, "generated_roi");
     if (patch == nullptr || mask == nullptr || roi == nullptr || roi->empty()) return std::nullopt;
     if (!has_pixels(frame) || !has_pixels(*patch) || !has_pixels(*mask)) return std::nullopt;
     if (frame.depth != Depth::u8 || patch->depth != Depth::u8 || mask->depth != Depth::u8 ||
-        patch->channels != frame.channels || mask->channels != 1 ||
-        mask->width != patch->width || mask->height != patch->height) {
+        patch->channels != frame.channels || mask->channels != 1 || mask->width != patch->width ||
+        mask->height != patch->height) {
       throw std::invalid_argument(
           "image.blend: 'generated' must be 8-bit with the frame's channels and "
           "'generated_mask' 8-bit, 1 channel, the patch's size");
@@ -117,9 +117,10 @@ void register_image_blend(Registry& registry) {
               "frame), as a new image; the original goes to 'input_frame'. Without 'generated' "
               "the frame passes unchanged (and 'input_frame' shares its pixels).",
       .params = {},
-      .info = [](const Params&) {
-        return StageInfo{.reads = {"frame"}, .writes = {"frame", "input_frame"}};
-      },
+      .info =
+          [](const Params&) {
+            return StageInfo{.reads = {"frame"}, .writes = {"frame", "input_frame"}};
+          },
       .make = [](const Params&) -> std::unique_ptr<Stage> {
         return std::make_unique<ImageBlend>();
       },

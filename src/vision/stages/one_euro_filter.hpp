@@ -37,8 +37,8 @@ class OneEuroFilter {
  private:
   OneEuroParams params_;
   bool initialized_ = false;
-  double value_ = 0;     // last filtered value
-  double speed_ = 0;     // last filtered derivative
+  double value_ = 0;  // last filtered value
+  double speed_ = 0;  // last filtered derivative
   std::int64_t time_ns_ = 0;
 };
 
