@@ -208,56 +208,42 @@ class SlowStage final : public Stage {
   std::shared_ptr<SlowState> state_;
 };
 
-// Built field by field rather than with designated initializers: GCC's -Wextra flags every
-// member a designated initializer leaves out unless the member has its own initializer.
 StageConfig stage_config(std::string name, std::string type,
                          std::map<std::string, ParamValue> params = {}, int consumers = 1) {
-  StageConfig config;
-  config.name = std::move(name);
-  config.type = std::move(type);
-  config.params = std::move(params);
-  config.consumers = consumers;
-  return config;
+  return {.name = std::move(name),
+          .type = std::move(type),
+          .params = std::move(params),
+          .consumers = consumers};
 }
 
 ParamSpec count_param(std::int64_t fallback) {
-  ParamSpec spec;
-  spec.name = "count";
-  spec.type = ParamType::integer;
-  spec.default_value = ParamValue{fallback};
-  spec.help = "packets to emit";
-  return spec;
+  return {.name = "count",
+          .type = ParamType::integer,
+          .default_value = ParamValue{fallback},
+          .help = "packets to emit"};
 }
 
-/// A stage type whose instances share `make`'s captured state. `blocking` stages get threads of
-/// their own instead of a slot on the shared pool.
+/// `blocking` stages get threads of their own instead of a slot on the shared pool.
+std::function<StageInfo(const Params&)> info_of(bool blocking) {
+  return [blocking](const Params&) { return StageInfo{.blocking = blocking}; };
+}
+
+/// A stage type whose instances share `make`'s captured state.
 StageType stage_type(std::string name, std::string help, bool blocking,
                      std::function<std::unique_ptr<Stage>(const Params&)> make) {
-  StageType type;
-  type.name = std::move(name);
-  type.help = std::move(help);
-  type.info = [blocking](const Params&) {
-    StageInfo info;
-    info.blocking = blocking;
-    return info;
-  };
-  type.make = std::move(make);
-  return type;
+  return {.name = std::move(name),
+          .help = std::move(help),
+          .info = info_of(blocking),
+          .make = std::move(make)};
 }
 
 StageType source_type(std::string name, std::string help, bool blocking,
                       std::function<std::unique_ptr<Source>(const Params&)> make) {
-  StageType type;
-  type.name = std::move(name);
-  type.help = std::move(help);
-  type.params = {count_param(1000)};
-  type.info = [blocking](const Params&) {
-    StageInfo info;
-    info.blocking = blocking;
-    return info;
-  };
-  type.make_source = std::move(make);
-  return type;
+  return {.name = std::move(name),
+          .help = std::move(help),
+          .params = {count_param(1000)},
+          .info = info_of(blocking),
+          .make_source = std::move(make)};
 }
 
 std::uint64_t count_of(const Params& params) {
@@ -475,9 +461,8 @@ double scale_trial() {
   Pipeline pipeline("bench_scale");
   pipeline.add(
       stage_config("source", "bench.source", {{"count", ParamValue{std::int64_t{1'000'000}}}}));
-  StageConfig slow = stage_config("slow", "bench.slow");
-  slow.queue_capacity = 16;  // a short queue keeps the drain after stop() short
-  pipeline.add(slow);
+  // A short queue keeps the drain after stop() short.
+  pipeline.add({.name = "slow", .type = "bench.slow", .queue_capacity = 16});
   pipeline.add(stage_config("sink", "bench.count"));
 
   Runner runner(pipeline, registry);

@@ -21,11 +21,9 @@
 
 using micromodels::Packet;
 using micromodels::Params;
-using micromodels::ParamSpec;
 using micromodels::ParamType;
 using micromodels::ParamValue;
 using micromodels::StageInfo;
-using micromodels::StageType;
 
 namespace {
 
@@ -80,26 +78,22 @@ stages:
 int main() {
   micromodels::Registry registry = micromodels::Registry::with_builtins();
 
-  StageType label;
-  label.name = "example.label";
-  label.help = "writes \"label\" = prefix + seq";
-  ParamSpec prefix;
-  prefix.name = "prefix";
-  prefix.type = ParamType::text;
-  prefix.default_value = ParamValue{std::string("packet-")};
-  prefix.help = "text before the sequence number";
-  label.params = {prefix};
-  label.info = [](const Params&) { return StageInfo{{}, {"label"}}; };
-  label.make = [](const Params& params) { return std::make_unique<Label>(params.text("prefix")); };
-  registry.add(label);
+  registry.add(
+      {.name = "example.label",
+       .help = "writes \"label\" = prefix + seq",
+       .params = {{.name = "prefix",
+                   .type = ParamType::text,
+                   .default_value = ParamValue{std::string("packet-")},
+                   .help = "text before the sequence number"}},
+       .info = [](const Params&) { return StageInfo{.writes = {"label"}}; },
+       .make =
+           [](const Params& params) { return std::make_unique<Label>(params.text("prefix")); }});
 
   auto labels = std::make_shared<Collect::Labels>();
-  StageType collect;
-  collect.name = "example.collect";
-  collect.help = "keeps every \"label\"";
-  collect.info = [](const Params&) { return StageInfo{{"label"}, {}}; };
-  collect.make = [labels](const Params&) { return std::make_unique<Collect>(labels); };
-  registry.add(collect);
+  registry.add({.name = "example.collect",
+                .help = "keeps every \"label\"",
+                .info = [](const Params&) { return StageInfo{.reads = {"label"}}; },
+                .make = [labels](const Params&) { return std::make_unique<Collect>(labels); }});
 
   micromodels::Pipeline pipeline =
       micromodels::Pipeline::from_yaml_string(kPipelineYaml, "custom_stage.yaml");

@@ -13,16 +13,13 @@
 #include <cstdint>
 #include <iostream>
 #include <memory>
-#include <string>
 #include <vector>
 
 #include "micromodels/micromodels.hpp"
 
 using micromodels::Packet;
 using micromodels::Params;
-using micromodels::StageConfig;
 using micromodels::StageInfo;
-using micromodels::StageType;
 
 namespace {
 
@@ -53,13 +50,6 @@ class Total final : public micromodels::Stage {
   std::shared_ptr<Result> result_;
 };
 
-StageConfig stage(std::string name, std::string type) {
-  StageConfig config;
-  config.name = std::move(name);
-  config.type = std::move(type);
-  return config;
-}
-
 }  // namespace
 
 int main() {
@@ -68,30 +58,23 @@ int main() {
   // Our two types join the built-in ones in a registry of our own. What a stage reads and writes
   // is declared, so the pipeline is checked before it runs.
   micromodels::Registry registry = micromodels::Registry::with_builtins();
-  StageType square;
-  square.name = "example.square";
-  square.help = "writes seq * seq as \"square\"";
-  square.info = [](const Params&) { return StageInfo{{}, {"square"}}; };
-  square.make = [](const Params&) { return std::make_unique<Square>(); };
-  registry.add(square);
-
+  registry.add({.name = "example.square",
+                .help = "writes seq * seq as \"square\"",
+                .info = [](const Params&) { return StageInfo{.writes = {"square"}}; },
+                .make = [](const Params&) { return std::make_unique<Square>(); }});
   auto result = std::make_shared<Total::Result>();
-  StageType total;
-  total.name = "example.total";
-  total.help = "adds up \"square\"";
-  total.info = [](const Params&) { return StageInfo{{"square"}, {}}; };
-  total.make = [result](const Params&) { return std::make_unique<Total>(result); };
-  registry.add(total);
+  registry.add({.name = "example.total",
+                .help = "adds up \"square\"",
+                .info = [](const Params&) { return StageInfo{.reads = {"square"}}; },
+                .make = [result](const Params&) { return std::make_unique<Total>(result); }});
 
   micromodels::Pipeline pipeline("hello");
-  StageConfig source = stage("source", "synthetic.source");
-  source.params = {{"count", micromodels::ParamValue{kCount}}};
-  pipeline.add(source);
-  StageConfig work = stage("square", "example.square");
-  work.consumers = 2;
-  pipeline.add(work);
-  pipeline.add(stage("total", "example.total"));
-  std::cout << pipeline.to_text() << '\n';
+  pipeline.add({.name = "source",
+                .type = "synthetic.source",
+                .params = {{"count", micromodels::ParamValue{kCount}}}});
+  pipeline.add({.name = "square", .type = "example.square", .consumers = 2});
+  pipeline.add({.name = "total", .type = "example.total"});
+  std::cout << pipeline.to_text(registry) << '\n';
 
   micromodels::Runner runner(pipeline, registry);
   runner.start();

@@ -41,19 +41,15 @@ double throughput(const micromodels::Runner& runner, const char* stage,
 
 int main() {
   micromodels::Pipeline pipeline("scale_while_running");
-  micromodels::StageConfig source;
-  source.name = "source";
-  source.type = "synthetic.source";
   // More packets than the demo will take: stop() ends the source, and what is queued drains.
-  source.params = {{"count", micromodels::ParamValue{std::int64_t{1'000'000}}}};
-  pipeline.add(source);
-  micromodels::StageConfig work;
-  work.name = "work";
-  work.type = "model.sleep";
-  work.params = {{"service_ms", micromodels::ParamValue{5.0}}};
-  work.consumers = 1;
-  work.queue_capacity = 16;  // keeps the drain after stop() short
-  pipeline.add(work);
+  pipeline.add({.name = "source",
+                .type = "synthetic.source",
+                .params = {{"count", micromodels::ParamValue{std::int64_t{1'000'000}}}}});
+  pipeline.add({.name = "work",
+                .type = "model.sleep",
+                .params = {{"service_ms", micromodels::ParamValue{5.0}}},
+                .consumers = 1,
+                .queue_capacity = 16});  // a short queue keeps the drain after stop() short
 
   const micromodels::Registry registry = micromodels::Registry::with_builtins();
   micromodels::Runner runner(pipeline, registry);

@@ -13,6 +13,8 @@
 # Every phase runs even when an earlier one failed, so one run shows everything that is broken.
 # The last line is "N passed, N failed": ctest tests of every build plus one per script check
 # (tests that skip themselves are reported on the line before, and count in neither).
+# Phases are called by name ("phase_$phase"), which shellcheck cannot follow:
+# shellcheck disable=SC2317
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
@@ -30,27 +32,6 @@ mkdir -p "$log_dir"
 usage() {
   sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
 }
-
-phases=()
-if [[ $# -eq 0 ]]; then
-  phases=("${all_phases[@]}")
-fi
-for arg in "$@"; do
-  case $arg in
-    all) phases+=("${all_phases[@]}") ;;
-    quick) phases+=(deps main) ;;
-    -h | --help) usage; exit 0 ;;
-    *)
-      if [[ " ${all_phases[*]} " == *" $arg "* ]]; then
-        phases+=("$arg")
-      else
-        echo "test.sh: unknown phase '$arg'" >&2
-        usage >&2
-        exit 2
-      fi
-      ;;
-  esac
-done
 
 generator=(-G Ninja)
 command -v ninja >/dev/null || generator=()
@@ -351,18 +332,48 @@ phase_pipelines() {
 
 # ---------------------------------------------------------------------------------------------
 
-echo "test.sh: phases: ${phases[*]} (logs in out/test-logs/)"
-for phase in "${phases[@]}"; do
-  "phase_$phase"
-done
+parse_phases() {
+  phases=()
+  if [[ $# -eq 0 ]]; then
+    phases=("${all_phases[@]}")
+  fi
+  for arg in "$@"; do
+    case $arg in
+      all) phases+=("${all_phases[@]}") ;;
+      quick) phases+=(deps main) ;;
+      -h | --help) usage; exit 0 ;;
+      *)
+        if [[ " ${all_phases[*]} " == *" $arg "* ]]; then
+          phases+=("$arg")
+        else
+          echo "test.sh: unknown phase '$arg'" >&2
+          usage >&2
+          exit 2
+        fi
+        ;;
+    esac
+  done
+}
 
-total=$(($(date +%s) - run_start))
-banner "summary"
-printf '%-10s %-8s %9s   %s\n' phase result time detail
-for row in "${summary[@]}"; do
-  echo "$row"
-done
-printf 'total time %dm%02ds\n' $((total / 60)) $((total % 60))
-[[ $skipped -gt 0 ]] && echo "($skipped tests skipped themselves; not counted below)"
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+# Everything runs from inside main: bash reads a script as it goes, so a top-level command list
+# would pick up an edit made to this file while a long run is under way.
+main() {
+  parse_phases "$@"
+  echo "test.sh: phases: ${phases[*]} (logs in out/test-logs/)"
+  for phase in "${phases[@]}"; do
+    "phase_$phase"
+  done
+
+  total=$(($(date +%s) - run_start))
+  banner "summary"
+  printf '%-10s %-8s %9s   %s\n' phase result time detail
+  for row in "${summary[@]}"; do
+    echo "$row"
+  done
+  printf 'total time %dm%02ds\n' $((total / 60)) $((total % 60))
+  [[ $skipped -gt 0 ]] && echo "($skipped tests skipped themselves; not counted below)"
+  echo "$passed passed, $failed failed"
+  [[ $failed -eq 0 ]]
+}
+
+main "$@"; exit

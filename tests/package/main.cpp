@@ -32,22 +32,15 @@ int main() {
   auto seen = std::make_shared<std::atomic<std::uint64_t>>(0);
 
   micromodels::Registry registry = micromodels::Registry::with_builtins();
-  micromodels::StageType count;
-  count.name = "consumer.count";
-  count.info = [](const micromodels::Params&) { return micromodels::StageInfo{}; };
-  count.make = [seen](const micromodels::Params&) { return std::make_unique<Count>(seen); };
-  registry.add(count);
+  registry.add({.name = "consumer.count", .make = [seen](const micromodels::Params&) {
+                  return std::make_unique<Count>(seen);
+                }});
 
   micromodels::Pipeline pipeline("consumer");
-  micromodels::StageConfig source;
-  source.name = "source";
-  source.type = "synthetic.source";
-  source.params = {{"count", micromodels::ParamValue{kCount}}};
-  pipeline.add(source);
-  micromodels::StageConfig sink;
-  sink.name = "count";
-  sink.type = "consumer.count";
-  pipeline.add(sink);
+  pipeline.add({.name = "source",
+                .type = "synthetic.source",
+                .params = {{"count", micromodels::ParamValue{kCount}}}});
+  pipeline.add({.name = "count", .type = "consumer.count"});
 
   micromodels::Runner runner(pipeline, registry);
   runner.start();
