@@ -22,7 +22,7 @@ namespace micromodels {
 ///   std::vector<Packet> all = source.drain();   // 3 packets
 class StageHarness {
  public:
-  StageHarness(const std::string& type, const std::map<std::string, ParamValue>& params = {},
+  explicit StageHarness(const std::string& type, const std::map<std::string, ParamValue>& params = {},
                const Registry& registry = Registry::global());
   ~StageHarness();
 

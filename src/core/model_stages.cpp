@@ -38,7 +38,11 @@ class ModelStage final : public Stage {
       while (std::chrono::steady_clock::now() < until) {
       }
     } else if (duration.count() > 0) {
-      std::this_thread::sleep_for(duration);
+      // sleep_for overshoots by tens of microseconds; sleep to just short of the deadline and
+      // yield the rest, so a 1 ms model takes 1 ms (the composition benchmark depends on it).
+      const auto until = std::chrono::steady_clock::now() + duration;
+      std::this_thread::sleep_until(until - std::chrono::microseconds(100));
+      while (std::chrono::steady_clock::now() < until) std::this_thread::yield();
     }
     if (!writes_.empty()) packet.set(writes_, ms);
     out.push_back(std::move(packet));

@@ -16,16 +16,6 @@ namespace mm = micromodels;
 
 namespace {
 
-// Not `Packet{.stream = s, .seq = q}`: GCC's -Wmissing-field-initializers flags the omitted
-// `fields` member (it has no default member initializer), and CI builds with -Werror.
-mm::Packet make_packet(std::uint32_t stream, std::uint64_t seq, std::int64_t time_ns = 0) {
-  mm::Packet packet;
-  packet.stream = stream;
-  packet.seq = seq;
-  packet.time_ns = time_ns;
-  return packet;
-}
-
 constexpr std::size_t kHeaderSize = 29;  // magic 4, version 1, stream 4, seq 8, time 8, count 4
 
 // Builds wire bytes by hand, so tests state the format independently of the encoder.
@@ -144,7 +134,7 @@ mm::Tensor f32_tensor(std::vector<std::int64_t> shape) {
 
 // One field of every type, with a few awkward values.
 mm::Packet full_packet() {
-  mm::Packet packet = make_packet(7, 123456789, -42);
+  mm::Packet packet = mm::Packet{.stream = 7, .seq = 123456789, .time_ns = -42};
   packet.set("image", patterned_image(3, 2, 3, mm::Depth::u8));
   packet.set("float_image", patterned_image(2, 2, 1, mm::Depth::f32));
   packet.set("tensor", f32_tensor({2, 3}));
@@ -161,9 +151,9 @@ mm::Packet full_packet() {
 }  // namespace
 
 TEST(PacketCodec, EmptyPacketIsJustTheHeader) {
-  mm::Packet packet = make_packet(std::numeric_limits<std::uint32_t>::max(),
-                                  std::numeric_limits<std::uint64_t>::max(),
-                                  std::numeric_limits<std::int64_t>::min());
+  mm::Packet packet = {.stream = std::numeric_limits<std::uint32_t>::max(),
+                                 .seq = std::numeric_limits<std::uint64_t>::max(),
+                                 .time_ns = std::numeric_limits<std::int64_t>::min()};
   const auto wire = mm::encode_packet(packet);
   EXPECT_EQ(wire.size(), kHeaderSize);
   expect_same(mm::decode_packet(wire), packet);
@@ -171,7 +161,7 @@ TEST(PacketCodec, EmptyPacketIsJustTheHeader) {
 
 TEST(PacketCodec, GoldenBytes) {
   // Pins the wire format: changing it must change kPacketCodecVersion.
-  mm::Packet packet = make_packet(1, 2, -3);
+  mm::Packet packet = mm::Packet{.stream = 1, .seq = 2, .time_ns = -3};
   packet.set("n", std::int64_t{5});
   packet.set("r", mm::Rects{{1.0f, 2.0f, 3.0f, 4.0f, 0.5f}});
   Wire expected;
@@ -210,7 +200,7 @@ TEST(PacketCodec, RoundTripEveryTypeAlone) {
   };
   for (const auto& [name, value] : cases) {
     SCOPED_TRACE(name);
-    mm::Packet packet = make_packet(2, 3, 4);
+    mm::Packet packet = mm::Packet{.stream = 2, .seq = 3, .time_ns = 4};
     packet.set(name, value);
     const auto wire = mm::encode_packet(packet);
     const mm::Packet back = mm::decode_packet(wire);

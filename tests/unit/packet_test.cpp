@@ -14,16 +14,6 @@ namespace mm = micromodels;
 
 namespace {
 
-// Not `Packet{.stream = s, .seq = q}`: GCC's -Wmissing-field-initializers flags the omitted
-// `fields` member (it has no default member initializer), and CI builds with -Werror.
-mm::Packet make_packet(std::uint32_t stream, std::uint64_t seq, std::int64_t time_ns = 0) {
-  mm::Packet packet;
-  packet.stream = stream;
-  packet.seq = seq;
-  packet.time_ns = time_ns;
-  return packet;
-}
-
 std::vector<std::byte> bytes_of(std::initializer_list<int> values) {
   std::vector<std::byte> out;
   for (int v : values) out.push_back(static_cast<std::byte>(v));
@@ -203,7 +193,7 @@ TEST(Tensor, F32RejectsMisalignedSharedMemory) {
 // Packet
 
 TEST(Packet, SetGetFindHas) {
-  mm::Packet packet = make_packet(3, 7);
+  mm::Packet packet = mm::Packet{.stream = 3, .seq = 7};
   packet.set("faces", mm::Rects{{10, 20, 100, 100, 0.9f}});
   packet.set("count", std::int64_t{2});
   packet.set("label", std::string("hello"));
@@ -245,19 +235,19 @@ TEST(Packet, Erase) {
 }
 
 TEST(Packet, MissingFieldMessageListsFieldsPresent) {
-  mm::Packet packet = make_packet(0, 12);
+  mm::Packet packet = mm::Packet{.stream = 0, .seq = 12};
   packet.set("image", mm::Image::allocate(2, 2, 3));
   packet.set("time", 0.5);
   EXPECT_EQ(field_error_message(packet, [](const mm::Packet& p) { (void)p.get<mm::Rects>("faces"); }),
             "packet stream 0 seq 12: field 'faces' is missing; fields present: image, time");
 
-  mm::Packet empty = make_packet(4, 1);
+  mm::Packet empty = mm::Packet{.stream = 4, .seq = 1};
   EXPECT_EQ(field_error_message(empty, [](const mm::Packet& p) { (void)p.get<double>("x"); }),
             "packet stream 4 seq 1: field 'x' is missing; fields present: (none)");
 }
 
 TEST(Packet, WrongTypeMessageNamesHeldType) {
-  mm::Packet packet = make_packet(0, 12);
+  mm::Packet packet = mm::Packet{.stream = 0, .seq = 12};
   packet.set("faces", mm::Points{{1, 2}});
   const std::string message =
       field_error_message(packet, [](const mm::Packet& p) { (void)p.get<mm::Rects>("faces"); });
@@ -265,7 +255,7 @@ TEST(Packet, WrongTypeMessageNamesHeldType) {
 }
 
 TEST(Packet, CopySharesBuffers) {
-  mm::Packet packet = make_packet(1, 2);
+  mm::Packet packet = mm::Packet{.stream = 1, .seq = 2};
   packet.set("image", mm::Image::allocate(64, 48, 3));
   packet.set("tensor", mm::Tensor{mm::Depth::f32, {8}, mm::Buffer::zeros(32)});
   packet.set("blob", mm::Buffer::zeros(10));

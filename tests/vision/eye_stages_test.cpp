@@ -25,6 +25,7 @@
 #include "micromodels/registry.hpp"
 #include "micromodels/stage_harness.hpp"
 
+#include "cache_files.hpp"
 #include "vision/models/blaze_face.hpp"
 #include "vision/models/hog_face_detector.hpp"
 #include "vision/models/iris_model.hpp"
@@ -42,18 +43,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-#define REQUIRE_CACHE_FILE(path)                                                 \
-  do {                                                                           \
-    if (!fs::exists(path)) {                                                     \
-      if (std::getenv("MICROMODELS_REQUIRE_MEDIA") != nullptr) {                 \
-        FAIL() << "missing " << (path) << " (MICROMODELS_REQUIRE_MEDIA is set)"; \
-      }                                                                          \
-      GTEST_SKIP() << "missing " << (path) << "; run: scripts/fetch_media.sh";   \
-    }                                                                            \
-  } while (0)
-
-fs::path model(const char* name) { return mv::models_dir() / name; }
-fs::path media(const char* name) { return mv::media_dir() / name; }
+using micromodels::vision::testing::media;
+using micromodels::vision::testing::model;
 fs::path blaze_model() { return model(mv::BlazeFace::model_file(mv::BlazeFace::Variant::front)); }
 
 // The stages under test, registered the way vision_stages.cpp does.

@@ -20,6 +20,7 @@
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 
+#include "cache_files.hpp"
 #include "vision/models/blaze_face.hpp"
 #include "vision/models/face_mesh.hpp"
 #include "vision/models/hog_face_detector.hpp"
@@ -41,18 +42,8 @@ const cv::Point2f kAstronautNose(223, 126);
 const cv::Point2f kAstronautMouth(224, 144);
 const cv::Rect2f kAstronautFace(180, 80, 92, 100);
 
-#define REQUIRE_CACHE_FILE(path)                                                 \
-  do {                                                                           \
-    if (!fs::exists(path)) {                                                     \
-      if (std::getenv("MICROMODELS_REQUIRE_MEDIA") != nullptr) {                 \
-        FAIL() << "missing " << (path) << " (MICROMODELS_REQUIRE_MEDIA is set)"; \
-      }                                                                          \
-      GTEST_SKIP() << "missing " << (path) << "; run: scripts/fetch_media.sh";   \
-    }                                                                            \
-  } while (0)
-
-fs::path model(const char* name) { return mv::models_dir() / name; }
-fs::path media(const char* name) { return mv::media_dir() / name; }
+using micromodels::vision::testing::media;
+using micromodels::vision::testing::model;
 
 cv::Mat load_astronaut() { return cv::imread(media("astronaut.png").string(), cv::IMREAD_COLOR); }
 
