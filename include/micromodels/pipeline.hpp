@@ -82,6 +82,7 @@ class Pipeline {
   void set_param(std::string_view assignment);
   void set_param(std::string_view stage, std::string_view param, std::string_view text);
   void set_consumers(std::string_view stage, int consumers);
+  void set_type(std::string_view stage, std::string_view type);
 
   /// Checks everything that can be checked without running: types and params against
   /// `registry`, inputs, cycles, duplicate names, fields read but never written, numbers.

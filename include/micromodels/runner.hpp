@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -51,6 +52,14 @@ class Runner {
   /// ones finish their current packet. Throws std::invalid_argument for an unknown stage or a
   /// count below 1.
   void scale(std::string_view stage, int consumers);
+  /// Replaces a stage's instance while running: the new one, with `params` changed (values as
+  /// text, like --set) and `type` changed when not empty, is built and its model loaded beside
+  /// the old one, then takes over atomically. Packets in progress finish on the old instance;
+  /// none is lost, duplicated or reordered. State the old instance kept per stream is not carried
+  /// over. Throws std::invalid_argument for an unknown stage or a source, and ConfigError when the
+  /// new configuration is invalid or fails to build: the old instance then keeps running.
+  void swap(std::string_view stage, const std::map<std::string, std::string>& params,
+            std::string_view type = {});
 
   [[nodiscard]] bool finished() const;
   [[nodiscard]] MetricsSnapshot metrics() const;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <set>
 #include <stdexcept>
+#include <utility>
 
 namespace micromodels::detail {
 
@@ -61,8 +62,9 @@ Node::Node(Engine& owner, const StageConfig& stage_config, const StageType& type
   consumers = source ? 1 : config.consumers;
 }
 
-Engine::Engine(const Pipeline& pipeline, const Registry& registry) : name_(pipeline.name()) {
-  build(pipeline, registry);
+Engine::Engine(const Pipeline& pipeline, const Registry& registry)
+    : pipeline_(pipeline), registry_(registry), name_(pipeline.name()) {
+  build();
 }
 
 Engine::~Engine() {
@@ -80,7 +82,9 @@ Engine::~Engine() {
   for (auto& threads : dedicated_) threads->shutdown();
 }
 
-void Engine::build(const Pipeline& pipeline, const Registry& registry) {
+void Engine::build() {
+  const Pipeline& pipeline = pipeline_;
+  const Registry& registry = registry_;
   pipeline.validate(registry);
   // Create spdlog's default logger here, before any worker thread logs through it.
   spdlog::default_logger();
@@ -273,6 +277,7 @@ void Engine::serve_source(Node& node) {
 void Engine::serve_stage(Node& node) {
   std::vector<Queued> batch;
   std::optional<std::uint32_t> lane;
+  std::shared_ptr<Stage> stage;  // the instance this turn uses, even if `swap` replaces it
   std::size_t before = 0;
   bool exclusive = false;
   {
@@ -309,12 +314,13 @@ void Engine::serve_stage(Node& node) {
       }
     }
     node.depth.store(before - batch.size(), std::memory_order_release);
+    if (!batch.empty()) stage = node.stage;
   }
   const std::size_t after = before - batch.size();
   if (before >= node.config.queue_capacity && after < node.config.queue_capacity) {
     for (Node* up : node.upstream) try_activate(*up);
   }
-  if (!batch.empty()) run_packets(node, batch, exclusive);
+  if (!batch.empty()) run_packets(node, *stage, batch, exclusive);
   if (lane) {
     std::lock_guard lock(node.mutex);
     Node::Lane& l = node.lanes[*lane];
@@ -328,7 +334,7 @@ void Engine::serve_stage(Node& node) {
   }
 }
 
-void Engine::run_packets(Node& node, std::vector<Queued>& batch, bool exclusive) {
+void Engine::run_packets(Node& node, Stage& stage, std::vector<Queued>& batch, bool exclusive) {
   std::vector<Packet>& out = t_outputs;
   if (node.config.max_batch > 1) {
     const auto t0 = stamp();
@@ -342,7 +348,7 @@ void Engine::run_packets(Node& node, std::vector<Queued>& batch, bool exclusive)
     if (dead_letter_ != nullptr) originals = packets;
     out.clear();
     try {
-      node.stage->process_batch(packets, out);
+      stage.process_batch(packets, out);
     } catch (const std::exception& error) {
       if (originals.empty()) {
         for (Queued& queued : batch) originals.push_back(std::move(queued.packet));
@@ -386,7 +392,7 @@ void Engine::run_packets(Node& node, std::vector<Queued>& batch, bool exclusive)
     bool ok = true;
     std::string error_text;
     try {
-      node.stage->process(std::move(queued.packet), out);
+      stage.process(std::move(queued.packet), out);
     } catch (const std::exception& error) {
       ok = false;
       error_text = error.what();
@@ -793,17 +799,26 @@ bool Engine::finished() const {
   return done_;
 }
 
-void Engine::scale(std::string_view stage, int consumers) {
+Node& Engine::node_named(std::string_view stage, std::string_view operation) const {
   auto it = std::find_if(nodes_.begin(), nodes_.end(),
                          [&](const auto& node) { return node->config.name == stage; });
   if (it == nodes_.end()) {
-    throw std::invalid_argument("scale: no stage named '" + std::string(stage) + "'");
+    std::string names;
+    for (const auto& node : nodes_) names += (names.empty() ? "" : ", ") + node->config.name;
+    throw std::invalid_argument(std::string(operation) + ": no stage named '" +
+                                std::string(stage) + "'; the stages are " + names);
   }
   Node& node = **it;
   if (node.source) {
-    throw std::invalid_argument("scale: stage '" + std::string(stage) +
-                                "' is a source; a source has exactly one consumer");
+    throw std::invalid_argument(std::string(operation) + ": stage '" + std::string(stage) +
+                                "' is a source; only the stages after it can be " +
+                                (operation == "scale" ? "scaled" : "swapped"));
   }
+  return node;
+}
+
+void Engine::scale(std::string_view stage, int consumers) {
+  Node& node = node_named(stage, "scale");
   if (consumers < 1 || consumers > kMaxConsumers) {
     throw std::invalid_argument("scale: stage '" + std::string(stage) + "': consumers must be 1.." +
                                 std::to_string(kMaxConsumers) + ", got " +
@@ -818,6 +833,52 @@ void Engine::scale(std::string_view stage, int consumers) {
   }
   node.executor->reserve(consumers);
   try_activate(node);
+}
+
+void Engine::swap(std::string_view stage, const std::map<std::string, std::string>& params,
+                  std::string_view type) {
+  std::lock_guard swap_lock(swap_mutex_);
+  Node& node = node_named(stage, "swap");
+  // The new configuration is checked as a whole pipeline, so a new type that no longer writes a
+  // field read downstream is refused with the usual message.
+  Pipeline next = pipeline_;
+  if (!type.empty()) next.set_type(stage, type);
+  for (const auto& [param, text] : params) next.set_param(stage, param, text);
+  next.validate(registry_);
+  const StageConfig& config = next.stage(stage);
+  const StageType& stage_type = *registry_.find(config.type);
+  const Params resolved = Params::resolve(config.name, stage_type.params, config.params);
+  const StageInfo info = stage_type.info ? stage_type.info(resolved) : StageInfo{};
+  const std::string label = "swap: stage '" + config.name + "' (" + config.type + ")";
+  if (config.blocking.value_or(info.blocking) != node.blocking) {
+    throw ConfigError({}, "type",
+                      label + (node.blocking ? " would no longer block" : " would block") +
+                          ", which needs other threads; stop the run and change the pipeline");
+  }
+  if (info.batching != node.info.batching && node.config.max_batch > 1) {
+    throw ConfigError({}, "type",
+                      label + " batches differently from the running instance; stop the run "
+                              "and change the pipeline");
+  }
+  // Built (its model loaded) beside the old instance, which keeps serving meanwhile.
+  std::shared_ptr<Stage> fresh;
+  try {
+    fresh = stage_type.make(resolved);
+  } catch (const std::exception& error) {
+    throw ConfigError({}, "type",
+                      label + " could not be built: " + error.what() +
+                          "; the running instance is unchanged");
+  }
+  std::shared_ptr<Stage> old;
+  {
+    std::lock_guard lock(node.mutex);
+    old = std::exchange(node.stage, std::move(fresh));
+    node.config.type = config.type;
+    node.config.params = config.params;
+  }
+  pipeline_ = std::move(next);
+  spdlog::info("{}: swapped in; packets in progress finish on the old instance", label);
+  // `old` is destroyed here, or by the last turn still using it.
 }
 
 MetricsSnapshot Engine::metrics() const {
@@ -835,7 +896,6 @@ MetricsSnapshot Engine::metrics() const {
     Node& node = *node_ptr;
     StageMetrics m;
     m.name = node.config.name;
-    m.type = node.config.type;
     m.processed = node.processed.load();
     m.failed = node.failed.load();
     m.dropped = node.dropped.load();
@@ -849,6 +909,7 @@ MetricsSnapshot Engine::metrics() const {
     {
       std::lock_guard lock(node.mutex);
       m.consumers = node.consumers;
+      m.type = node.config.type;
       capacity = node.capacity_ns.load();
       if (started_ && now > node.last_change) {
         capacity += ns_between(node.last_change, now) * node.consumers;

@@ -68,7 +68,7 @@ class Node {
   StageConfig config;
   StageInfo info;
   bool blocking = false;
-  std::unique_ptr<Stage> stage;
+  std::shared_ptr<Stage> stage;  // guarded by mutex: `swap` replaces it; a turn holds a copy
   std::unique_ptr<Source> source;
   std::vector<Edge> outputs;
   std::vector<Node*> upstream;
@@ -136,6 +136,8 @@ class Engine {
   bool wait_for(std::optional<Clock::duration> timeout);
   void stop();
   void scale(std::string_view stage, int consumers);
+  void swap(std::string_view stage, const std::map<std::string, std::string>& params,
+            std::string_view type);
   [[nodiscard]] bool finished() const;
   [[nodiscard]] MetricsSnapshot metrics() const;
   [[nodiscard]] std::uint64_t expected_packets() const { return expected_; }
@@ -145,7 +147,8 @@ class Engine {
   void serve(Node& node);
 
  private:
-  void build(const Pipeline& pipeline, const Registry& registry);
+  void build();
+  Node& node_named(std::string_view stage, std::string_view operation) const;
   void collect_skip_targets(const Node& from, std::vector<Edge>& targets) const;
   bool ready_locked(Node& node) const;
   bool downstream_full(const Node& node) const;
@@ -153,7 +156,7 @@ class Engine {
   void finish_turn(Node& node);
   void serve_source(Node& node);
   void serve_stage(Node& node);
-  void run_packets(Node& node, std::vector<Queued>& batch, bool exclusive);
+  void run_packets(Node& node, Stage& stage, std::vector<Queued>& batch, bool exclusive);
   void route(Node& node, std::vector<Packet>& outputs, std::span<const Key> inputs);
   void fail(Node& node, Packet packet, const std::string& error);
   void propagate_skip(const Node& node, std::uint32_t stream, std::uint64_t seq);
@@ -179,6 +182,9 @@ class Engine {
   void expire_joins(Node& node, bool everything);
   void flush_reorder();
 
+  Pipeline pipeline_;  // as running: `swap` changes it (under swap_mutex_)
+  const Registry& registry_;
+  std::mutex swap_mutex_;
   std::string name_;
   std::vector<std::unique_ptr<Node>> nodes_;
   Node* dead_letter_ = nullptr;

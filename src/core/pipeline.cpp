@@ -219,6 +219,12 @@ void Pipeline::set_consumers(std::string_view stage, int consumers) {
   config.locations.erase("consumers");
 }
 
+void Pipeline::set_type(std::string_view stage, std::string_view type) {
+  StageConfig& config = mutable_stage(stage);
+  config.type = std::string(type);
+  config.locations["type"] = SourceLocation{"type=" + std::string(type)};
+}
+
 const StageConfig& Pipeline::stage(std::string_view name) const {
   auto found = std::find_if(stages_.begin(), stages_.end(),
                             [name](const StageConfig& stage) { return stage.name == name; });

@@ -17,6 +17,10 @@ bool Runner::wait_for(double timeout_ms) {
 }
 void Runner::stop() { engine_->stop(); }
 void Runner::scale(std::string_view stage, int consumers) { engine_->scale(stage, consumers); }
+void Runner::swap(std::string_view stage, const std::map<std::string, std::string>& params,
+                  std::string_view type) {
+  engine_->swap(stage, params, type);
+}
 bool Runner::finished() const { return engine_->finished(); }
 MetricsSnapshot Runner::metrics() const { return engine_->metrics(); }
 std::uint64_t Runner::expected_packets() const { return engine_->expected_packets(); }

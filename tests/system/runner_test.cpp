@@ -379,6 +379,94 @@ TEST(Runner, ScaleRejectsBadRequests) {
   EXPECT_TRUE(runner.wait_for(10'000));
 }
 
+/// Writes its `version` param into each packet; version -1 fails to build, like a missing model.
+class Versioned final : public Stage {
+ public:
+  explicit Versioned(std::int64_t version) : version_(version) {
+    if (version < 0) throw std::runtime_error("model file 'v" + std::to_string(version) + "' not found");
+  }
+  void process(Packet packet, std::vector<Packet>& out) override {
+    std::this_thread::sleep_for(std::chrono::microseconds(300));
+    packet.set("version", version_);
+    out.push_back(std::move(packet));
+  }
+
+ private:
+  std::int64_t version_;
+};
+
+TEST(Runner, SwapUnderLoadTakesOverWithoutLossDuplicationOrReordering) {
+  Fixture f;
+  f.registry.add({.name = "test.versioned",
+                  .params = {{"version", ParamType::integer, std::int64_t{1}, ""}},
+                  .info = [](const Params&) { return StageInfo{.writes = {"version"}}; },
+                  .make = [](const Params& p) -> std::unique_ptr<Stage> {
+                    return std::make_unique<Versioned>(p.integer("version"));
+                  }});
+  Pipeline p("swap");
+  p.add(source(2000, 2, 2000));  // 2 streams of 2000, paced: about a second
+  p.add({.name = "work", .type = "test.versioned", .consumers = 2});
+  p.add({.name = "sink", .type = "test.collect", .ordered = true});
+  Runner runner(p, f.registry);
+  runner.start();
+  while (runner.metrics().stage("work")->processed < 200) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  // Refused swaps change nothing: version 1 keeps running.
+  EXPECT_THROW(runner.swap("nope", {{"version", "2"}}), std::invalid_argument);
+  EXPECT_THROW(runner.swap("source", {{"count", "5"}}), std::invalid_argument);
+  EXPECT_THROW(runner.swap("work", {{"versoin", "2"}}), ConfigError);
+  EXPECT_THROW(runner.swap("work", {{"version", "two"}}), ConfigError);
+  EXPECT_THROW(runner.swap("work", {{"version", "-1"}}), ConfigError);
+  EXPECT_THROW(runner.swap("work", {}, "no.such.type"), ConfigError);
+  runner.swap("work", {{"version", "2"}});
+  ASSERT_TRUE(runner.wait_for(60'000));
+  EXPECT_EQ(runner.metrics().stage("work")->failed, 0u);
+
+  std::lock_guard lock(f.seen->mutex);
+  expect_each_stream_in_order(f.seen->keys, 2, 2000);
+  std::map<std::uint32_t, std::int64_t> last;
+  std::map<std::int64_t, int> count;
+  for (const Packet& packet : f.seen->packets) {
+    const std::int64_t version = packet.get<std::int64_t>("version");
+    EXPECT_GE(version, last[packet.stream]) << "stream " << packet.stream << " seq " << packet.seq
+                                             << " went back to the old instance";
+    last[packet.stream] = version;
+    ++count[version];
+  }
+  EXPECT_GT(count[1], 0);
+  EXPECT_GT(count[2], 0) << "the swapped-in instance never ran";
+}
+
+TEST(Runner, SwapRefusesATypeThatNoLongerWritesWhatIsReadDownstream) {
+  Fixture f;
+  f.registry.add({.name = "test.versioned",
+                  .params = {{"version", ParamType::integer, std::int64_t{1}, ""}},
+                  .info = [](const Params&) { return StageInfo{.writes = {"version"}}; },
+                  .make = [](const Params& p) -> std::unique_ptr<Stage> {
+                    return std::make_unique<Versioned>(p.integer("version"));
+                  }});
+  f.registry.add({.name = "test.needs_version",
+                  .info = [](const Params&) { return StageInfo{.reads = {"version"}}; },
+                  .make = [](const Params&) -> std::unique_ptr<Stage> {
+                    return std::make_unique<DropOdd>();
+                  }});
+  Pipeline p("swap_type");
+  p.add(source(10));
+  p.add({.name = "work", .type = "test.versioned"});
+  p.add({.name = "check", .type = "test.needs_version"});
+  Runner runner(p, f.registry);
+  try {
+    runner.swap("work", {}, "pass");
+    FAIL() << "swap to a type that does not write 'version' was accepted";
+  } catch (const ConfigError& error) {
+    EXPECT_NE(std::string(error.what()).find("version"), std::string::npos) << error.what();
+  }
+  runner.start();
+  ASSERT_TRUE(runner.wait_for(10'000));
+  EXPECT_EQ(runner.metrics().stage("check")->processed, 10u);
+}
+
 TEST(Runner, StopDrainsInFlightPackets) {
   Fixture f;
   Pipeline p("stop");
