@@ -61,6 +61,16 @@ struct StageConfig {
   std::map<std::string, SourceLocation> locations{};
 };
 
+/// `autoscale:` in a pipeline: the runner moves consumers to the stage that limits throughput,
+/// within a budget, from the service times it measures (see docs/operations.md).
+struct AutoscaleConfig {
+  bool enabled = false;
+  int max_consumers = 8;    // per stage
+  int budget = 0;           // consumers beyond one per managed stage; 0: one per core
+  double interval_ms = 500;  // between decisions
+  std::vector<std::string> stages{};  // empty: every stage but sources, ordered and per_stream ones
+};
+
 /// A pipeline description. Building it runs nothing; `Runner` runs it.
 ///
 ///   Pipeline p = Pipeline::from_yaml_file("pipelines/example.yaml");
@@ -102,6 +112,8 @@ class Pipeline {
   void set_broker(std::string broker) { broker_ = std::move(broker); }
   void set_dead_letter(std::string stage) { dead_letter_ = std::move(stage); }
   void set_workers(int workers) { workers_ = workers; }
+  [[nodiscard]] const AutoscaleConfig& autoscale() const noexcept { return autoscale_; }
+  void set_autoscale(AutoscaleConfig autoscale) { autoscale_ = std::move(autoscale); }
 
   /// The graph as plain text and as Graphviz DOT (edges as `inputs_of` gives them).
   [[nodiscard]] std::string to_text(const Registry& registry = Registry::global()) const;
@@ -114,6 +126,7 @@ class Pipeline {
   std::string broker_ = "memory";
   std::string dead_letter_;  // stage that receives failed packets, if any
   int workers_ = 0;          // pool threads for CPU-bound stages; 0: one per core
+  AutoscaleConfig autoscale_{};
   std::vector<StageConfig> stages_{};
   std::map<std::string, SourceLocation> locations_;  // pipeline-level keys, for validate()
 };

@@ -15,6 +15,7 @@ namespace micromodels {
 
 namespace detail {
 class Engine;
+class Autoscaler;
 }
 
 /// Runs a pipeline in this process on bounded in-memory queues.
@@ -41,6 +42,7 @@ class Runner {
   Runner(const Runner&) = delete;
   Runner& operator=(const Runner&) = delete;
 
+  /// Starts the sources (and the autoscaler, when the pipeline has `autoscale:`).
   void start();
   /// Blocks until every source has ended and every packet is retired (or `stop` has drained).
   void wait();
@@ -69,6 +71,9 @@ class Runner {
 
  private:
   std::unique_ptr<detail::Engine> engine_;
+  Pipeline pipeline_;
+  const Registry& registry_;
+  std::unique_ptr<detail::Autoscaler> autoscaler_;  // after engine_: stops before it
 };
 
 }  // namespace micromodels

@@ -112,6 +112,7 @@ void Engine::build() {
                           ? pipeline.workers()
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   auto serve = [this](Node& node) { this->serve(node); };
+  workers_ = workers;
   pool_ = std::make_unique<WorkerPool>(workers, serve, name_);
   bool all_known = true;
   std::uint64_t expected = 0;
@@ -246,6 +247,12 @@ void Engine::serve_source(Node& node) {
     if (out.empty()) continue;
     const auto count = static_cast<std::int64_t>(out.size());
     produced_.fetch_add(out.size());
+    for (const Packet& packet : out) {
+      std::uint32_t seen = streams_.load(std::memory_order_relaxed);
+      while (packet.stream >= seen &&
+             !streams_.compare_exchange_weak(seen, packet.stream + 1, std::memory_order_relaxed)) {
+      }
+    }
     node.processed.fetch_add(out.size(), std::memory_order_relaxed);
     node.emitted.fetch_add(out.size(), std::memory_order_relaxed);
     if (node.outputs.empty()) {
@@ -892,6 +899,8 @@ MetricsSnapshot Engine::metrics() const {
   snapshot.elapsed_s = started_ ? std::chrono::duration<double>(now - start_time_).count() : 0;
   snapshot.packets_in = produced_.load();
   snapshot.packets_out = retired_.load();
+  snapshot.workers = workers_;
+  snapshot.streams = streams_.load(std::memory_order_relaxed);
   for (const auto& node_ptr : nodes_) {
     Node& node = *node_ptr;
     StageMetrics m;
@@ -903,6 +912,9 @@ MetricsSnapshot Engine::metrics() const {
     m.queue_depth = node.depth.load();
     m.queue_max = node.depth_max.load();
     m.queue_capacity = node.config.queue_capacity;
+    m.source = node.source != nullptr;
+    m.blocking = node.blocking;
+    m.per_stream = node.config.per_stream;
     m.queue_wait = node.wait.summary();
     m.service = node.service.summary();
     std::int64_t capacity = 0;

@@ -189,6 +189,7 @@ class Engine {
   std::vector<std::unique_ptr<Node>> nodes_;
   Node* dead_letter_ = nullptr;
   std::unique_ptr<WorkerPool> pool_;
+  int workers_ = 1;
   std::vector<std::unique_ptr<DedicatedThreads>> dedicated_;
   std::uint64_t expected_ = 0;
   std::size_t terminal_count_ = 0;
@@ -197,6 +198,7 @@ class Engine {
   std::atomic<std::int64_t> held_{0};  // in reorder buffers and joins
   std::atomic<std::uint64_t> retired_{0};
   std::atomic<std::uint64_t> produced_{0};
+  std::atomic<std::uint32_t> streams_{0};  // highest stream id produced + 1
   std::atomic<int> live_sources_{0};
   std::atomic<int> turns_{0};  // turns being served right now
   std::atomic<bool> stopping_{false};

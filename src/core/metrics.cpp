@@ -1,6 +1,8 @@
 // Formatting of metrics snapshots: a table for people, JSON for scripts, Prometheus for scrapers.
 #include "micromodels/metrics.hpp"
 
+#include "capacity_model.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -299,10 +301,53 @@ std::string MetricsSnapshot::to_table() const {
   out += "elapsed " + printf_string("%.2f", elapsed_s) + " s, packets in " +
          std::to_string(packets_in) + ", out " + std::to_string(packets_out) + ", throughput " +
          format_rate(throughput(*this)) + "/s\n";
-  const StageMetrics* limit = bottleneck();
-  out += limit == nullptr
-             ? std::string("bottleneck: none (no stage processed a packet)")
-             : "bottleneck: " + limit->name + " (busy " + format_percent(limit->busy_share) + ")";
+  out += bottleneck_report();
+  return out;
+}
+
+std::string MetricsSnapshot::bottleneck_report() const {
+  const std::vector<detail::StageLoad> loads = detail::stage_loads(*this);
+  const detail::Capacity now = detail::capacity(loads, workers);
+  if (loads.empty() || !std::isfinite(now.rate)) {
+    return "bottleneck: none (no packet was measured)\n";
+  }
+  auto rate = [](double per_s) { return format_rate(per_s) + " packets/s"; };
+  const std::string measured = " (measured " + format_rate(throughput(*this)) + "/s)\n";
+  if (!now.stage) {
+    double pool_demand = 0;
+    for (const detail::StageLoad& load : loads) pool_demand += load.blocking ? 0 : load.demand_s;
+    return "bottleneck: the worker pool: " + std::to_string(workers) + " thread" +
+           (workers == 1 ? "" : "s") + " for " + format_duration_us(pool_demand * 1e6) +
+           " of CPU-bound work per packet = at most " + rate(now.rate) + measured +
+           "  one more consumer adds nothing; more cores (" + std::to_string(workers + 1) +
+           " workers: at most " + rate((workers + 1) / pool_demand) +
+           ") or cheaper CPU-bound stages would\n";
+  }
+  const detail::StageLoad& limit = loads[*now.stage];
+  std::string out = "bottleneck: " + limit.name + ": " + std::to_string(limit.consumers) +
+                    " consumer" + (limit.consumers == 1 ? "" : "s") + " x " +
+                    format_duration_us(limit.demand_s * 1e6) + " per packet = at most " +
+                    rate(now.rate) + measured;
+  if (stages[*now.stage].source) {
+    out += "  a source has one consumer: it paces the pipeline (decoding, a camera's frame rate, "
+           "a rate param)\n";
+    return out;
+  }
+  if (limit.max_parallel > 0 && limit.consumers >= limit.max_parallel) {
+    out += "  it is per_stream with " + std::to_string(limit.max_parallel) + " stream" +
+           (limit.max_parallel == 1 ? "" : "s") +
+           ": one more consumer adds nothing; more streams or a cheaper stage would\n";
+    return out;
+  }
+  std::vector<detail::StageLoad> more = loads;
+  ++more[*now.stage].consumers;
+  const detail::Capacity next = detail::capacity(more, workers);
+  out += "  one more consumer on " + limit.name + ": at most " + rate(next.rate);
+  if (next.rate <= now.rate * 1.01) {
+    out += ", no gain";
+  }
+  out += next.stage ? " (then " + loads[*next.stage].name + " limits)"
+                    : " (then the " + std::to_string(workers) + " worker threads limit)";
   out += '\n';
   return out;
 }

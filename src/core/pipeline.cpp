@@ -175,6 +175,7 @@ Pipeline Pipeline::from_yaml_string(std::string_view yaml, std::string file_name
   pipeline.broker_ = std::move(doc.broker);
   pipeline.workers_ = doc.workers;
   pipeline.dead_letter_ = std::move(doc.dead_letter);
+  pipeline.autoscale_ = std::move(doc.autoscale);
   pipeline.stages_ = std::move(doc.stages);
   pipeline.locations_ = std::move(doc.locations);
   return pipeline;
@@ -354,6 +355,19 @@ void Pipeline::validate(const Registry& registry) const {
     }
     types.push_back(type);
     infos.push_back(std::move(info));
+  }
+
+  for (const std::string& name : autoscale_.stages) {
+    auto found = index_of.find(name);
+    const SourceLocation at = where(locations_, "autoscale.stages");
+    if (found == index_of.end()) {
+      fail(at, "", "autoscale.stages",
+           "unknown stage '" + name + "'" + detail::unknown_hint(name, names_of(stages_), "stages"));
+    }
+    if (types[found->second]->is_source()) {
+      fail(at, "", "autoscale.stages",
+           "stage '" + name + "' is a source; a source has exactly one consumer");
+    }
   }
 
   if (!dead_letter_.empty()) {

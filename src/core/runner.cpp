@@ -1,15 +1,28 @@
 #include "micromodels/runner.hpp"
 
+#include "autoscaler.hpp"
 #include "engine.hpp"
 
 namespace micromodels {
 
 Runner::Runner(const Pipeline& pipeline, const Registry& registry)
-    : engine_(std::make_unique<detail::Engine>(pipeline, registry)) {}
+    : engine_(std::make_unique<detail::Engine>(pipeline, registry)),
+      pipeline_(pipeline),
+      registry_(registry) {}
 
 Runner::~Runner() = default;
 
-void Runner::start() { engine_->start(); }
+void Runner::start() {
+  engine_->start();
+  const AutoscaleConfig& config = pipeline_.autoscale();
+  if (config.enabled && !autoscaler_) {
+    detail::Engine& engine = *engine_;
+    autoscaler_ = std::make_unique<detail::Autoscaler>(
+        detail::autoscale_policy(pipeline_, registry_, engine.metrics().workers),
+        config.interval_ms, [&engine] { return engine.metrics(); },
+        [&engine](const std::string& stage, int consumers) { engine.scale(stage, consumers); });
+  }
+}
 void Runner::wait() { engine_->wait_for(std::nullopt); }
 bool Runner::wait_for(double timeout_ms) {
   return engine_->wait_for(std::chrono::duration_cast<detail::Clock::duration>(

@@ -144,10 +144,62 @@ TEST(MetricsSnapshot, NoBottleneckWhenNothingWasProcessed) {
   EXPECT_TRUE(nlohmann::json::parse(m.to_json())["bottleneck"].is_null());
 }
 
+// source -> a (1 ms) -> b (4 ms) -> c (1 ms), 1000 packets through each, on dedicated threads
+// unless `pool`.
+MetricsSnapshot three_stages(int b_consumers, bool pool = false, bool per_stream = false) {
+  MetricsSnapshot m;
+  m.packets_in = 1000;
+  m.packets_out = 1000;
+  m.elapsed_s = 4.0;
+  m.workers = 2;
+  m.streams = 1;
+  StageMetrics source = make_stage("source", "synthetic.source", 1000, 1, 0.01);
+  source.source = true;
+  source.blocking = true;
+  source.service = make_latency(1, 1, 1, 1, 1000);
+  m.stages.push_back(source);
+  const std::vector<std::pair<std::string, double>> work = {{"a", 1000}, {"b", 4000}, {"c", 1000}};
+  for (const auto& [name, service_us] : work) {
+    StageMetrics s = make_stage(name, "model.sleep", 1000, name == "b" ? b_consumers : 1, 0.5);
+    s.blocking = !pool;
+    s.per_stream = per_stream && name == "b";
+    s.service = make_latency(service_us, service_us, service_us, service_us, 1000);
+    m.stages.push_back(s);
+  }
+  return m;
+}
+
+TEST(MetricsSnapshot, BottleneckReportNamesTheLimitAndWhatOneMoreConsumerGives) {
+  EXPECT_EQ(three_stages(1).bottleneck_report(),
+            "bottleneck: b: 1 consumer x 4.00ms per packet = at most 250.0 packets/s (measured "
+            "250.0/s)\n  one more consumer on b: at most 500.0 packets/s (then b limits)\n");
+  EXPECT_EQ(three_stages(4).bottleneck_report(),
+            "bottleneck: a: 1 consumer x 1.00ms per packet = at most 1000 packets/s (measured "
+            "250.0/s)\n  one more consumer on a: at most 1000 packets/s, no gain (then b "
+            "limits)\n");
+}
+
+TEST(MetricsSnapshot, BottleneckReportKnowsThePoolStreamsAndSources) {
+  // 6 ms of CPU-bound work per packet on 2 workers: 333/s whatever the consumers.
+  EXPECT_EQ(three_stages(4, true).bottleneck_report(),
+            "bottleneck: the worker pool: 2 threads for 6.00ms of CPU-bound work per packet = at "
+            "most 333.3 packets/s (measured 250.0/s)\n  one more consumer adds nothing; more "
+            "cores (3 workers: at most 500.0 packets/s) or cheaper CPU-bound stages would\n");
+  EXPECT_NE(three_stages(2, false, true).bottleneck_report().find(
+                "it is per_stream with 1 stream: one more consumer adds nothing"),
+            std::string::npos);
+  MetricsSnapshot paced = three_stages(4);
+  paced.stages[0].service = make_latency(20000, 20000, 20000, 20000, 1000);
+  const std::string report = paced.bottleneck_report();
+  EXPECT_EQ(report.rfind("bottleneck: source: 1 consumer x 20.0ms per packet", 0), 0u) << report;
+  EXPECT_NE(report.find("a source has one consumer"), std::string::npos) << report;
+  EXPECT_EQ(MetricsSnapshot{}.bottleneck_report(), "bottleneck: none (no packet was measured)\n");
+}
+
 TEST(MetricsTable, HasOneAlignedRowPerStage) {
   const std::vector<std::string> lines = lines_of(demo_snapshot().to_table());
-  // group labels, column headers, 3 stages, summary, bottleneck
-  ASSERT_EQ(lines.size(), 7U) << demo_snapshot().to_table();
+  // group labels, column headers, 3 stages, summary, bottleneck report (2 lines)
+  ASSERT_EQ(lines.size(), 8U) << demo_snapshot().to_table();
   EXPECT_NE(lines[0].find("queue wait"), std::string::npos);
   EXPECT_NE(lines[0].find("service time"), std::string::npos);
 
@@ -187,7 +239,7 @@ TEST(MetricsTable, HasOneAlignedRowPerStage) {
   EXPECT_EQ(sink[8].first, "2.50s");
 
   EXPECT_EQ(lines[5], "elapsed 2.00 s, packets in 1000, out 990, throughput 495.0/s");
-  EXPECT_EQ(lines[6], "bottleneck: work (busy 97%)");
+  EXPECT_EQ(lines[6] + "\n" + lines[7] + "\n", demo_snapshot().bottleneck_report());
 }
 
 TEST(MetricsJson, ParsesAndCarriesEveryValue) {

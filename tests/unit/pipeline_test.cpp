@@ -292,7 +292,7 @@ TEST(PipelineYaml, InvalidYamlNamesLineAndColumn) {
 TEST(PipelineYaml, UnknownKeysSuggestTheClosestKnownKey) {
   EXPECT_EQ(error_of("pipeline: demo\nstage:\n  - name: camera\n"),
             "bad.yaml:2:1: key 'stage': unknown key; did you mean 'stages'? Valid keys: pipeline, "
-            "broker, workers, dead_letter, stages");
+            "broker, workers, dead_letter, autoscale, stages");
   EXPECT_EQ(error_of(with_header("    consumer: 2\n")),
             "bad.yaml:7:5: stage 'detect': key 'consumer': unknown key; did you mean 'consumers'? "
             "Valid keys: name, type, params, consumers, queue, state, ordered, blocking, batch, "
@@ -607,6 +607,43 @@ TEST(PipelineValidate, DeadLetter) {
   EXPECT_EQ(error_of("dead_letter: failed\n" + with_header(sinks + "    inputs: [detect]\n")),
             "bad.yaml:11:5: stage 'failed': key 'inputs': the dead-letter stage receives the "
             "failed packets of every stage; remove its inputs");
+}
+
+TEST(PipelineYaml, Autoscale) {
+  EXPECT_FALSE(Pipeline::from_yaml_string(with_header("")).autoscale().enabled);
+  const AutoscaleConfig defaults =
+      Pipeline::from_yaml_string("autoscale: {}\n" + with_header("")).autoscale();
+  EXPECT_TRUE(defaults.enabled);
+  EXPECT_EQ(defaults.max_consumers, 8);
+  EXPECT_EQ(defaults.budget, 0);
+  EXPECT_TRUE(defaults.stages.empty());
+  const AutoscaleConfig given =
+      Pipeline::from_yaml_string(
+          "autoscale: { max_consumers: 3, budget: 5, interval_ms: 250, stages: [detect] }\n" +
+          with_header(""))
+          .autoscale();
+  EXPECT_EQ(given.max_consumers, 3);
+  EXPECT_EQ(given.budget, 5);
+  EXPECT_DOUBLE_EQ(given.interval_ms, 250);
+  EXPECT_EQ(given.stages, std::vector<std::string>{"detect"});
+  EXPECT_EQ(error_of("autoscale: { stages: [detect] }\n" + with_header("")), "");
+
+  EXPECT_EQ(error_of("autoscale: { max_consumer: 3 }\n" + with_header("")),
+            "bad.yaml:1:14: key 'autoscale.max_consumer': unknown key; did you mean "
+            "'max_consumers'? Valid keys: max_consumers, budget, interval_ms, stages");
+  EXPECT_EQ(error_of("autoscale: { max_consumers: 0 }\n" + with_header("")),
+            "bad.yaml:1:14: key 'autoscale.max_consumers': must be between 1 and 1024, got 0");
+  EXPECT_EQ(error_of("autoscale: { interval_ms: 0 }\n" + with_header("")),
+            "bad.yaml:1:14: key 'autoscale.interval_ms': must be more than 0 (milliseconds), got 0");
+  EXPECT_EQ(error_of("autoscale: 4\n" + with_header("")),
+            "bad.yaml:1:1: key 'autoscale': must be a map, e.g. autoscale: { max_consumers: 8 } "
+            "(or {} for the defaults), not a single value");
+  EXPECT_EQ(error_of("autoscale: { stages: [detct] }\n" + with_header("")),
+            "bad.yaml:1:14: key 'autoscale.stages': unknown stage 'detct'; did you mean 'detect'? "
+            "Valid stages: camera, detect");
+  EXPECT_EQ(error_of("autoscale: { stages: [camera] }\n" + with_header("")),
+            "bad.yaml:1:14: key 'autoscale.stages': stage 'camera' is a source; a source has "
+            "exactly one consumer");
 }
 
 TEST(PipelineValidate, BuilderPipelinesHaveNoLocations) {

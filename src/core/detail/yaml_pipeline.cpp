@@ -13,8 +13,10 @@
 namespace micromodels::detail {
 namespace {
 
-const std::vector<std::string> kTopKeys = {"pipeline", "broker", "workers", "dead_letter",
-                                           "stages"};
+const std::vector<std::string> kTopKeys = {"pipeline",    "broker",    "workers",
+                                           "dead_letter", "autoscale", "stages"};
+const std::vector<std::string> kAutoscaleKeys = {"max_consumers", "budget", "interval_ms",
+                                                 "stages"};
 const std::vector<std::string> kStageKeys = {"name",  "type",   "params",  "consumers",
                                              "queue", "state",  "ordered", "blocking",
                                              "batch", "inputs", "join"};
@@ -121,6 +123,8 @@ class Reader {
         doc.workers = static_cast<int>(workers);
       } else if (entry.key == "dead_letter") {
         doc.dead_letter = text(entry, "");
+      } else if (entry.key == "autoscale") {
+        doc.autoscale = autoscale(entry, doc.locations);
       } else {
         has_stages = true;
         doc.stages = stages(entry);
@@ -176,6 +180,49 @@ class Reader {
       stage.locations[sub.key] = sub.where;
     }
     return out;
+  }
+
+  // `autoscale: {}` turns it on with the defaults; each key changes one of them.
+  AutoscaleConfig autoscale(const Entry& entry,
+                            std::map<std::string, SourceLocation>& locations) const {
+    AutoscaleConfig config;
+    config.enabled = true;
+    if (entry.value.IsNull()) return config;
+    if (!entry.value.IsMap()) {
+      fail(entry.where, "", entry.key,
+           "must be a map, e.g. autoscale: { max_consumers: 8 } (or {} for the defaults), not " +
+               kind_of(entry.value));
+    }
+    for (Entry& sub : entries(entry.value, "", entry.key, kAutoscaleKeys)) {
+      sub.key = entry.key + "." + sub.key;
+      locations[sub.key] = sub.where;
+      if (sub.key == "autoscale.max_consumers") {
+        const std::int64_t value = integer(sub, "");
+        check_count(value, 1, kMaxConsumers, sub.where, "", sub.key);
+        config.max_consumers = static_cast<int>(value);
+      } else if (sub.key == "autoscale.budget") {
+        const std::int64_t value = integer(sub, "");
+        check_count(value, 0, kMaxConsumers, sub.where, "", sub.key);
+        config.budget = static_cast<int>(value);
+      } else if (sub.key == "autoscale.interval_ms") {
+        config.interval_ms = number(sub, "");
+        check_duration(config.interval_ms, true, sub.where, "", sub.key);
+      } else {
+        const YAML::Node& list = sub.value;
+        if (!list.IsSequence()) {
+          fail(sub.where, "", sub.key,
+               "must be a list of stage names, e.g. stages: [landmarks, iris], not " +
+                   kind_of(list));
+        }
+        for (const YAML::Node& item : list) {
+          if (!item.IsScalar()) {
+            fail(at(item.Mark()), "", sub.key, "expected a stage name, not " + kind_of(item));
+          }
+          config.stages.push_back(item.Scalar());
+        }
+      }
+    }
+    return config;
   }
 
   std::string text(const Entry& entry, std::string_view subject) const {

@@ -16,9 +16,10 @@ struct PipelineDocument {
   std::string broker = "memory";
   int workers = 0;
   std::string dead_letter;
+  AutoscaleConfig autoscale;
   std::vector<StageConfig> stages;
-  /// Pipeline-level keys ("pipeline", "broker", "workers", "dead_letter", "stages"; "" is the
-  /// document itself).
+  /// Pipeline-level keys ("pipeline", "broker", "workers", "dead_letter", "autoscale",
+  /// "autoscale.stages", "stages"; "" is the document itself).
   std::map<std::string, SourceLocation> locations;
 };
 

@@ -1,0 +1,189 @@
+#include "autoscaler.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "capacity_model.hpp"
+
+namespace micromodels::detail {
+
+namespace {
+
+// Consumers stage `load` needs to take `rate` packets/s (at least one).
+int needed(const StageLoad& load, double rate) {
+  const double exact = rate * load.demand_s;
+  // A hair of tolerance: 3.0000001 consumers' worth of work is 3 consumers, not 4.
+  return std::max(1, static_cast<int>(std::ceil(exact - 1e-6)));
+}
+
+std::string format_rate(double rate) {
+  return std::isfinite(rate) ? std::to_string(static_cast<long long>(std::lround(rate)))
+                             : std::string("unbounded");
+}
+
+}  // namespace
+
+bool measured_enough(const MetricsSnapshot& now, const MetricsSnapshot& before,
+                     const AutoscalePolicy& policy) {
+  for (const std::string& name : policy.stages) {
+    const StageMetrics* after = now.stage(name);
+    const StageMetrics* earlier = before.stage(name);
+    if (after == nullptr) continue;
+    const std::uint64_t served = after->service.count - (earlier ? earlier->service.count : 0);
+    if (served < policy.min_samples) return false;
+  }
+  return true;
+}
+
+std::optional<ScalingPlan> plan_scaling(const MetricsSnapshot& now, const MetricsSnapshot& before,
+                                        const AutoscalePolicy& policy) {
+  if (now.packets_in <= before.packets_in) return std::nullopt;  // nothing new measured
+  std::vector<StageLoad> loads =
+      stage_loads(now, &before, policy.inputs.empty() ? nullptr : &policy.inputs);
+  std::vector<std::size_t> managed;
+  double ceiling = std::numeric_limits<double>::infinity();  // what no count of ours can pass
+  double pool_demand = 0;
+  for (std::size_t i = 0; i < loads.size(); ++i) {
+    const StageLoad& load = loads[i];
+    if (!load.blocking) pool_demand += load.demand_s;
+    const bool ours =
+        std::find(policy.stages.begin(), policy.stages.end(), load.name) != policy.stages.end();
+    if (!ours) {
+      ceiling = std::min(ceiling, stage_rate(load));
+      continue;
+    }
+    managed.push_back(i);
+    StageLoad at_most = load;
+    at_most.consumers = policy.max_consumers;
+    ceiling = std::min(ceiling, stage_rate(at_most));
+  }
+  if (managed.empty()) return std::nullopt;
+  if (pool_demand > 0) ceiling = std::min(ceiling, now.workers / pool_demand);
+
+  // The highest rate whose consumer counts fit the budget: counts grow with the rate, so bisect.
+  auto total_at = [&](double rate) {
+    int total = 0;
+    for (std::size_t i : managed) total += needed(loads[i], rate);
+    return total;
+  };
+  double low = 0;
+  double high = ceiling;
+  if (!std::isfinite(high)) {
+    high = 1;
+    while (total_at(high) <= policy.total && high < 1e12) high *= 2;
+  }
+  if (total_at(high) <= policy.total) {
+    low = high;
+  } else {
+    for (int step = 0; step < 60; ++step) {
+      const double mid = (low + high) / 2;
+      (total_at(mid) <= policy.total ? low : high) = mid;
+    }
+  }
+  ScalingPlan plan;
+  plan.rate_now = capacity(loads, now.workers).rate;
+  std::vector<StageLoad> planned = loads;
+  bool changed = false;
+  for (std::size_t i : managed) {
+    int count = std::min(needed(loads[i], low), policy.max_consumers);
+    if (loads[i].max_parallel > 0) count = std::min(count, loads[i].max_parallel);
+    planned[i].consumers = count;
+    plan.consumers[loads[i].name] = count;
+    changed = changed || count != loads[i].consumers;
+  }
+  const Capacity after = capacity(planned, now.workers);
+  plan.rate_planned = after.rate;
+  if (!changed || !(plan.rate_planned >= plan.rate_now * (1 + policy.min_gain))) {
+    return std::nullopt;
+  }
+  const Capacity limit = capacity(loads, now.workers);
+  plan.reason = limit.stage ? loads[*limit.stage].name + " limits (" +
+                                  std::to_string(loads[*limit.stage].consumers) + " x " +
+                                  std::to_string(std::lround(loads[*limit.stage].demand_s * 1e6)) +
+                                  " us per packet)"
+                            : "the worker pool limits";
+  return plan;
+}
+
+AutoscalePolicy autoscale_policy(const Pipeline& pipeline, const Registry& registry, int workers) {
+  const AutoscaleConfig& config = pipeline.autoscale();
+  AutoscalePolicy policy;
+  policy.stages = config.stages;
+  policy.max_consumers = config.max_consumers;
+  if (policy.stages.empty()) {
+    for (const StageConfig& stage : pipeline.stages()) {
+      const StageType* type = registry.find(stage.type);
+      const bool source = type != nullptr && type->is_source();
+      if (!source && !stage.ordered && !stage.per_stream && stage.name != pipeline.dead_letter()) {
+        policy.stages.push_back(stage.name);
+      }
+    }
+  }
+  const std::vector<StageConfig>& stages = pipeline.stages();
+  for (std::size_t i = 0; i < stages.size(); ++i) {
+    std::vector<std::size_t>& from = policy.inputs.emplace_back();
+    for (const std::string& input : pipeline.inputs_of(i, registry)) {
+      for (std::size_t k = 0; k < stages.size(); ++k) {
+        if (stages[k].name == input) from.push_back(k);
+      }
+    }
+  }
+  policy.total = static_cast<int>(policy.stages.size()) + (config.budget > 0 ? config.budget : workers);
+  return policy;
+}
+
+Autoscaler::Autoscaler(AutoscalePolicy policy, double interval_ms, Metrics metrics, Scale scale)
+    : policy_(std::move(policy)),
+      interval_ms_(interval_ms),
+      metrics_(std::move(metrics)),
+      scale_(std::move(scale)),
+      thread_([this] { run(); }) {}
+
+Autoscaler::~Autoscaler() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void Autoscaler::run() {
+  const auto interval = std::chrono::duration<double, std::milli>(interval_ms_);
+  MetricsSnapshot before = metrics_();
+  std::unique_lock lock(mutex_);
+  while (!wake_.wait_for(lock, interval, [this] { return stopping_; })) {
+    lock.unlock();
+    MetricsSnapshot now = metrics_();
+    if (!measured_enough(now, before, policy_)) {
+      lock.lock();
+      continue;  // keep measuring from `before`
+    }
+    std::optional<ScalingPlan> plan = plan_scaling(now, before, policy_);
+    if (plan) {
+      std::string changes;
+      for (const auto& [stage, count] : plan->consumers) {
+        const StageMetrics* current = now.stage(stage);
+        if (current == nullptr || current->consumers == count) continue;
+        changes += (changes.empty() ? "" : ", ") + stage + " " +
+                   std::to_string(current->consumers) + "->" + std::to_string(count);
+        scale_(stage, count);
+      }
+      spdlog::info("autoscale: {}: {}; at most {} -> {} packets/s", changes, plan->reason,
+                   format_rate(plan->rate_now), format_rate(plan->rate_planned));
+      // Let the queues settle before measuring again.
+      lock.lock();
+      if (wake_.wait_for(lock, interval, [this] { return stopping_; })) return;
+      lock.unlock();
+      now = metrics_();
+    }
+    before = std::move(now);
+    lock.lock();
+  }
+}
+
+}  // namespace micromodels::detail

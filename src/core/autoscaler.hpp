@@ -1,0 +1,79 @@
+// Moves consumers to the stages that limit throughput, from measured service times.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "micromodels/metrics.hpp"
+#include "micromodels/pipeline.hpp"
+
+namespace micromodels::detail {
+
+/// What the autoscaler may do: which stages it manages and how many consumers it hands out.
+struct AutoscalePolicy {
+  std::vector<std::string> stages;  // managed; the others keep their consumers
+  std::vector<std::vector<std::size_t>> inputs;  // each stage's input stages, by index
+  int total = 0;                    // consumers over the managed stages, at most
+  int max_consumers = 8;            // per stage
+  double min_gain = 0.1;            // a change must promise this much more throughput
+  std::uint64_t min_samples = 20;   // packets each managed stage must serve in an interval
+};
+
+/// A change of consumer counts, and why.
+struct ScalingPlan {
+  std::map<std::string, int> consumers;  // the managed stages' new counts
+  double rate_now = 0;                   // packets/s the current counts allow
+  double rate_planned = 0;               // and the new ones
+  std::string reason;
+};
+
+/// Whether every managed stage served `policy.min_samples` packets between `before` and `now`:
+/// until then an interval's service times are too noisy to act on, and it is extended.
+[[nodiscard]] bool measured_enough(const MetricsSnapshot& now, const MetricsSnapshot& before,
+                                   const AutoscalePolicy& policy);
+
+/// The most throughput `policy` allows from the loads measured between `before` and `now`, if
+/// it beats the current counts by the policy's margin. Pure: no clock, no threads.
+[[nodiscard]] std::optional<ScalingPlan> plan_scaling(const MetricsSnapshot& now,
+                                                      const MetricsSnapshot& before,
+                                                      const AutoscalePolicy& policy);
+
+/// The policy a pipeline's `autoscale:` asks for: the listed stages (default: every stage that is
+/// not a source, ordered, per_stream or the dead-letter stage) and a budget of one consumer per
+/// managed stage plus `budget` (default: `workers`).
+[[nodiscard]] AutoscalePolicy autoscale_policy(const Pipeline& pipeline, const Registry& registry,
+                                               int workers);
+
+/// Runs plan_scaling every `interval_ms` on a thread of its own and applies what it plans,
+/// logging each decision with its reason; after a change it waits an interval before measuring.
+class Autoscaler {
+ public:
+  using Metrics = std::function<MetricsSnapshot()>;
+  using Scale = std::function<void(const std::string&, int)>;
+
+  Autoscaler(AutoscalePolicy policy, double interval_ms, Metrics metrics, Scale scale);
+  ~Autoscaler();
+  Autoscaler(const Autoscaler&) = delete;
+  Autoscaler& operator=(const Autoscaler&) = delete;
+
+ private:
+  void run();
+
+  AutoscalePolicy policy_;
+  double interval_ms_;
+  Metrics metrics_;
+  Scale scale_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace micromodels::detail
