@@ -8,13 +8,16 @@ namespace micromodels::bench {
 
 // Defined in engine_bench.cpp; `parts` empty means all of them.
 int run_engine_bench(const std::vector<std::string>& parts, const BenchOptions& options);
+// Defined in autoscale_bench.cpp (its eye-contact case only with the vision stages).
+int run_autoscale_bench(const BenchOptions& options);
 #ifdef MICROMODELS_HAS_VISION
 // Defined in eye_contact_bench.cpp, built only with the vision stages.
 int run_eye_contact_bench(const BenchOptions& options);
 #endif
 
 std::vector<std::string> bench_names() {
-  std::vector<std::string> names{"engine", "engine.hop", "engine.composition", "engine.scale"};
+  std::vector<std::string> names{"engine", "engine.hop", "engine.composition", "engine.scale",
+                                 "autoscale"};
 #ifdef MICROMODELS_HAS_VISION
   names.emplace_back("eye_contact");
 #endif
@@ -23,6 +26,7 @@ std::vector<std::string> bench_names() {
 
 int run_bench(const std::string& name, const BenchOptions& options) {
   if (name == "engine") return run_engine_bench({}, options);
+  if (name == "autoscale") return run_autoscale_bench(options);
 #ifdef MICROMODELS_HAS_VISION
   if (name == "eye_contact") return run_eye_contact_bench(options);
 #endif
