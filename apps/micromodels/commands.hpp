@@ -35,9 +35,10 @@ struct PipelineOptions {
   std::vector<std::string> sets;       // "stage.param=value"
   std::vector<std::string> consumers;  // "stage=N"
   std::optional<int> workers;
+  bool autoscale = false;              // --autoscale: on, with the file's settings or defaults
 };
 
-/// Adds FILE, --set and --consumers to `command`, storing into `options`.
+/// Adds FILE, --set, --consumers and --autoscale to `command`, storing into `options`.
 void add_pipeline_options(CLI::App& command, PipelineOptions& options);
 /// Reads the file, applies the changes in command-line order, validates against the global
 /// registry. Throws ConfigError (or ParamError) naming the file, line and key.

@@ -3,6 +3,9 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
 #include "micromodels/params.hpp"
 #include "micromodels/pipeline.hpp"
 #include "micromodels/registry.hpp"
@@ -44,6 +47,10 @@ int run_command(const Command& command) {
 
 // Builds the command line, parses it and runs the chosen command; returns the exit code.
 int run_tool(int argc, char** argv) {
+  // Log lines (decisions, files written) go to stderr: stdout carries what a command prints
+  // (the metrics table, JSON), ready for a pipe.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("micromodels"));
+  spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
 #ifdef MICROMODELS_HAS_VISION
   // Before any command reads a pipeline, so that every stage type is known.
   vision::register_stages(Registry::global());

@@ -1,4 +1,4 @@
-// FILE, --set and --consumers: how the command line names a pipeline and changes it.
+// FILE, --set, --consumers and --autoscale: how the command line names a pipeline and changes it.
 #include <charconv>
 #include <string_view>
 
@@ -69,6 +69,9 @@ void add_pipeline_options(CLI::App& command, PipelineOptions& options) {
                   "Set a stage's consumer count, overriding the file (repeatable)")
       ->allow_extra_args(false)
       ->check(consumers_validator());
+  command.add_flag("--autoscale", options.autoscale,
+                   "Move consumers to the stage that limits throughput while running (the file's "
+                   "autoscale: settings, or the defaults)");
 }
 
 Pipeline load_pipeline(const PipelineOptions& options) {
@@ -79,6 +82,7 @@ Pipeline load_pipeline(const PipelineOptions& options) {
     pipeline.set_consumers(parsed->stage, parsed->consumers);
   }
   if (options.workers) pipeline.set_workers(*options.workers);
+  if (options.autoscale && !pipeline.autoscale().enabled) pipeline.set_autoscale({.enabled = true});
   pipeline.validate(Registry::global());
   return pipeline;
 }

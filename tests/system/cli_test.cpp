@@ -347,6 +347,17 @@ TEST_F(CliTest, RunAppliesSetConsumersAndWorkers) {
   EXPECT_EQ(sink_lines(), 25U);
 }
 
+TEST_F(CliTest, RunAutoscaleGivesTheSlowStageConsumersAndReportsTheBottleneck) {
+  const fs::path good = write_pipeline(1500, "model.sleep", "service_ms: 2");
+  const Result r = run({"run", good.string(), "-q", "--consumers", "work=1", "--autoscale",
+                        "--metrics-json", (dir_ / "metrics.json").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("autoscale: work 1->"), std::string::npos) << r.err;
+  EXPECT_GT(stage(metrics_json(), "work")["consumers"].get<int>(), 1);
+  EXPECT_NE(r.out.find("\nbottleneck: "), std::string::npos) << r.out;
+  EXPECT_EQ(sink_lines(), 1500U);
+}
+
 TEST_F(CliTest, FailedPacketsAreCountedNotAnExitCode) {
   const fs::path good = write_pipeline(40, "model.spin", "service_ms: 0.1, fail_every: 5");
   const Result r =
