@@ -1,14 +1,11 @@
 // The eye-contact application end to end: pipelines/eye_contact.yaml on 120 frames of the sample
 // video, checked frame by frame with the code of `micromodels eval eye_contact`; the monolithic
 // baseline on the same frames; and `micromodels bench eye_contact --quick --json` writing its
-// figures. Needs the vision stages and the fetched media and models (scripts/fetch_media.sh):
-// without them the tests skip and say so; with MICROMODELS_REQUIRE_MEDIA=1 they fail instead.
+// figures. Needs the fetched media and models (scripts/fetch_media.sh): without them the tests
+// skip and say so; with MICROMODELS_REQUIRE_MEDIA=1 they fail instead.
 //
-// Built by src/vision/CMakeLists.txt (label `vision`) with MICROMODELS_HAS_VISION. The
-// tests/system glob compiles this file too, without vision: that build holds one skipped test.
+// Built by src/vision/CMakeLists.txt (label `vision`) with the other vision tests.
 #include <gtest/gtest.h>
-
-#ifdef MICROMODELS_HAS_VISION
 
 #include <cmath>
 #include <cstdlib>
@@ -132,12 +129,3 @@ TEST_F(EyeContactTest, BenchWritesItsFigures) {
 }
 
 }  // namespace
-
-#else  // built by the tests/system glob, without the vision stages
-
-TEST(EyeContactTest, NeedsVision) {
-  GTEST_SKIP() << "built without the vision stages; the eye-contact system test is "
-                  "vision_eye_contact_test (src/vision/CMakeLists.txt)";
-}
-
-#endif
