@@ -820,6 +820,32 @@ TEST(GazeRedirect, StrengthScalesTheShiftAndZeroPassesThrough) {
                std::invalid_argument);
 }
 
+// The stage and `micromodels eval eye_contact` aim at one definition of the target: GazeTarget.
+TEST(GazeRedirect, AimsAtTheSharedGazeTarget) {
+  const cv::Point2f c(160, 120);
+  const mv::GazeTarget target{.iris_rise = 0.03f, .offset_px = {1.0f, -0.5f}};
+  auto redirect = harness("gaze.redirect", {{"conjugate", false},
+                                            {"iris_rise", 0.03},
+                                            {"target_offset_px", std::vector<double>{1, -0.5}}});
+  const mm::Packet in = drawn_face_packet(c, {-2, 0.5f}, 1.0);
+  const mm::Packet out = single(redirect.process(in));
+  ASSERT_TRUE(out.has("gaze_shift"));
+  const mm::Points& shift = out.get<mm::Points>("gaze_shift");
+  ASSERT_EQ(shift.size(), 2u);
+  for (const mv::EyeSide side : {mv::EyeSide::right, mv::EyeSide::left}) {
+    const std::optional<mv::EyeShape> eye = mv::eye_shape(in, side);
+    ASSERT_TRUE(eye);
+    const cv::Point2f wanted = target.for_eye(*eye) - eye->iris_center;
+    const auto i = static_cast<std::size_t>(side);
+    EXPECT_NEAR(shift[i].x, wanted.x, 0.01) << "eye " << i;
+    EXPECT_NEAR(shift[i].y, wanted.y, 0.01) << "eye " << i;
+  }
+  // And the target is not the centre of the opening, which the eval used to measure against.
+  const std::optional<mv::EyeShape> right = mv::eye_shape(in, mv::EyeSide::right);
+  const cv::Point2f centre = mv::polygon_centroid(mv::eye_opening_polygon(right->opening));
+  EXPECT_GT(cv::norm(target.for_eye(*right) - centre), 0.5);
+}
+
 // =============================================================================================
 // Degenerate inputs: every stage passes tiny frames and missing fields through cleanly
 
