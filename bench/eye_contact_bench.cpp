@@ -366,9 +366,9 @@ struct Calibration {
   int frames = 0;
   double detect_ms_per_call = 0;
   double landmarks_ms = 0;
-  double iris_alone_ms = 0;    // per frame, one frame per forward pass (as the monolith does)
-  double iris_batched_ms = 0;  // per frame, `batch` frames per forward pass
-  std::size_t batch = 1;        // the pipeline's batch, or 4 when it does not batch
+  double iris_alone_ms = 0;          // per frame, one frame per forward pass (as the monolith does)
+  double iris_batched_ms = 0;        // per frame, `batch` frames per forward pass
+  std::size_t batch = 1;             // the pipeline's batch, or 4 when it does not batch
   std::size_t configured_batch = 1;  // eye.iris's max_batch in the pipeline
 };
 
@@ -529,7 +529,8 @@ Account account_for(const RunFigures& micro, const RunFigures& mono, const Calib
   const double mono_iris_runs = static_cast<double>(mono.iris_runs) / mono.frames();
   a.iris_saved_ms = c.iris_alone_ms * (mono_iris_runs - a.iris_runs_per_frame);
   // Batching shares a forward pass between the frames the model does run on.
-  a.batching_saved_ms = c.configured_batch > 1 ? (c.iris_alone_ms - c.iris_batched_ms) * a.iris_runs_per_frame : 0;
+  a.batching_saved_ms =
+      c.configured_batch > 1 ? (c.iris_alone_ms - c.iris_batched_ms) * a.iris_runs_per_frame : 0;
   a.rest_ms = (a.monolith_cpu_ms - a.micro_cpu_ms) - a.detection_saved_ms - a.iris_saved_ms -
               a.batching_saved_ms;
   return a;

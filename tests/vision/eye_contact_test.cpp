@@ -5,14 +5,13 @@
 // skip and say so; with MICROMODELS_REQUIRE_MEDIA=1 they fail instead.
 //
 // Built by src/vision/CMakeLists.txt (label `vision`) with the other vision tests.
-#include <gtest/gtest.h>
-
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "micromodels/micromodels.hpp"

@@ -58,8 +58,7 @@ class EyeIris final : public Stage {
     std::vector<Plan> plan(batch.size(), Plan::none);
     std::map<std::uint32_t, std::optional<IrisKeyFrame>> planned_key;  // key as of the plan
     for (const auto& [stream, state] : streams) planned_key[stream] = state->key;
-    std::vector<EyeCrop> crops;
-    std::vector<std::size_t> owners;  // packet index of each pair of crops
+    std::vector<EyeCrop> crops;  // two per frame that runs the model, in the batch's order
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const Packet& packet = batch[i];
       const Points* lm = points_field(packet, "landmarks", kLandmarkCount);
@@ -74,7 +73,10 @@ class EyeIris final : public Stage {
           continue;
         }
         // Only seq and landmarks are needed to plan; the points come after the forward pass.
-        key = IrisKeyFrame{.seq = packet.seq, .landmarks = *lm, .iris = Points(2 * kIrisPointsPerEye), .contours = {}};
+        key = IrisKeyFrame{.seq = packet.seq,
+                           .landmarks = *lm,
+                           .iris = Points(2 * kIrisPointsPerEye),
+                           .contours = {}};
       }
       plan[i] = Plan::run;
       const cv::Mat frame = to_mat(packet.get<Image>("frame"));
@@ -82,7 +84,6 @@ class EyeIris final : public Stage {
       // The model expects a subject's right eye; the left eye is mirrored into that shape.
       crops.push_back(IrisModel::crop_eye(frame, at(36), at(39), false));
       crops.push_back(IrisModel::crop_eye(frame, at(42), at(45), true));
-      owners.push_back(i);
     }
     std::vector<IrisLandmarks> results;
     if (!crops.empty()) results = models_.with([&](IrisModel& model) { return model.run(crops); });
@@ -107,8 +108,8 @@ class EyeIris final : public Stage {
         }
         ++next_result;
         if (schedule_.every > 1) {
-          streams.at(packet.stream)->key =
-              IrisKeyFrame{.seq = packet.seq, .landmarks = landmarks, .iris = iris, .contours = contours};
+          streams.at(packet.stream)->key = IrisKeyFrame{
+              .seq = packet.seq, .landmarks = landmarks, .iris = iris, .contours = contours};
         }
         packet.set("iris", std::move(iris));
         packet.set("eye_contours", std::move(contours));
@@ -151,7 +152,8 @@ void register_eye_iris(Registry& registry) {
               "MediaPipe Iris; batches both eyes of several frames per forward pass. With every "
               "> 1 the model runs on at least every Nth frame of a stream and the frames between "
               "carry the last run's points along with the face (run it with state: per_stream).",
-      .params = {{"path", ParamType::text, std::string(), "iris ONNX; empty: the converted iris.onnx"},
+      .params = {{"path", ParamType::text, std::string(),
+                  "iris ONNX; empty: the converted iris.onnx"},
                  {"every", ParamType::integer, std::int64_t{1},
                   "run the model on at least every Nth frame of a stream (1: every frame)"},
                  {"max_motion", ParamType::number, 0.2,
@@ -160,11 +162,12 @@ void register_eye_iris(Registry& registry) {
                  {"max_ear_change", ParamType::number, 0.04,
                   "with every > 1: run anyway when an eye's aspect ratio (openness) changed more "
                   "than this since the last run"}},
-      .info = [](const Params&) {
-        return StageInfo{.reads = {"frame", "landmarks"},
-                         .writes = {"iris", "eye_contours", "iris_measured"},
-                         .batching = true};
-      },
+      .info =
+          [](const Params&) {
+            return StageInfo{.reads = {"frame", "landmarks"},
+                             .writes = {"iris", "eye_contours", "iris_measured"},
+                             .batching = true};
+          },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         std::filesystem::path path = params.text("path");
         if (path.empty()) path = models_dir() / IrisModel::kModelFile;

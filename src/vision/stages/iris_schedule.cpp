@@ -53,7 +53,8 @@ Points move_points(const Points& points, const cv::Matx23f& m) {
   Points moved;
   moved.reserve(points.size());
   for (const Point& p : points) {
-    moved.push_back({m(0, 0) * p.x + m(0, 1) * p.y + m(0, 2), m(1, 0) * p.x + m(1, 1) * p.y + m(1, 2)});
+    moved.push_back(
+        {m(0, 0) * p.x + m(0, 1) * p.y + m(0, 2), m(1, 0) * p.x + m(1, 1) * p.y + m(1, 2)});
   }
   return moved;
 }

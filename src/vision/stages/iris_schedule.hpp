@@ -21,9 +21,9 @@
 namespace micromodels::vision {
 
 struct IrisScheduleOptions {
-  std::int64_t every = 1;       // run the model on at least every Nth frame of a stream
-  double max_motion = 0.2;      // fresh run when the face moved more, in eye widths
-  double max_ear_change = 0.04; // fresh run when an eye's aspect ratio changed more
+  std::int64_t every = 1;        // run the model on at least every Nth frame of a stream
+  double max_motion = 0.2;       // fresh run when the face moved more, in eye widths
+  double max_ear_change = 0.04;  // fresh run when an eye's aspect ratio changed more
 };
 
 /// The landmarks of the frame the model last ran on, and its outputs.
