@@ -113,8 +113,8 @@ struct IrisPair {
 
 class EyeContactProbe {
  public:
-  EyeContactProbe(const fs::path& video, cv::Point2f target_offset)
-      : iris_(vision::models_dir() / vision::IrisModel::kModelFile), offset_(target_offset) {
+  EyeContactProbe(const fs::path& video, vision::GazeTarget target)
+      : iris_(vision::models_dir() / vision::IrisModel::kModelFile), target_(target) {
     if (!capture_.open(video.string(), cv::CAP_FFMPEG)) {
       throw std::runtime_error("eval: cannot open '" + video.string() + "'");
     }
@@ -172,18 +172,18 @@ class EyeContactProbe {
     return full;
   }
 
-  // Where gaze.redirect aims one eye: the centroid of the eye opening plus the target offset.
+  // Where gaze.redirect aims one eye (vision::GazeTarget, the stage's own definition), on the
+  // eye the packet describes: its smoothed eyelid contour and iris, or dlib's six points when
+  // the packet has no iris.
   std::optional<cv::Point2f> target(const Packet& packet, const Points& landmarks,
                                     vision::EyeSide side) const {
-    std::vector<cv::Point2f> opening;
-    if (std::optional<vision::EyeShape> eye = vision::eye_shape(packet, side)) {
-      opening = std::move(eye->opening);
-    } else {
-      opening = vision::eye_landmarks(landmarks, side);
+    std::optional<vision::EyeShape> eye = vision::eye_shape(packet, side);
+    if (!eye) {
+      eye.emplace();
+      eye->opening = vision::eye_landmarks(landmarks, side);
     }
-    const std::vector<cv::Point2f> polygon = vision::eye_opening_polygon(opening);
-    if (polygon.empty()) return std::nullopt;
-    return vision::polygon_centroid(polygon) + offset_;
+    if (vision::eye_opening_polygon(eye->opening).empty()) return std::nullopt;
+    return target_.for_eye(*eye);
   }
 
   void measure(const Packet& packet) {
@@ -297,7 +297,7 @@ class EyeContactProbe {
 
   mutable std::mutex mutex_;
   vision::IrisModel iris_;
-  cv::Point2f offset_;
+  vision::GazeTarget target_;
   cv::VideoCapture capture_;
   std::uint64_t decoded_ = 0;
   std::optional<IrisPair> previous_;
@@ -313,16 +313,22 @@ class ProbeStage final : public Stage {
   std::shared_ptr<EyeContactProbe> probe_;
 };
 
-cv::Point2f target_offset_of(const Pipeline& pipeline) {
+// The gaze.redirect stage's target params (iris_rise, target_offset_px), as it reads them.
+vision::GazeTarget gaze_target_of(const Pipeline& pipeline) {
+  vision::GazeTarget target;
   for (const StageConfig& stage : pipeline.stages()) {
     if (stage.type != "gaze.redirect") continue;
-    const auto found = stage.params.find("target_offset_px");
-    if (found == stage.params.end()) return {};
-    const auto* numbers = std::get_if<std::vector<double>>(&found->second);
-    if (numbers == nullptr || numbers->size() != 2) return {};
-    return {static_cast<float>((*numbers)[0]), static_cast<float>((*numbers)[1])};
+    const StageType* type = Registry::global().find(stage.type);
+    if (type == nullptr) break;
+    const Params params = Params::resolve(stage.type, type->params, stage.params);
+    target.iris_rise = static_cast<float>(params.number("iris_rise"));
+    const std::vector<double>& offset = params.numbers("target_offset_px");
+    if (offset.size() == 2) {
+      target.offset_px = {static_cast<float>(offset[0]), static_cast<float>(offset[1])};
+    }
+    break;
   }
-  return {};
+  return target;
 }
 
 double ratio(double numerator, double denominator) {
@@ -346,7 +352,7 @@ EyeContactEval evaluate_eye_contact(const fs::path& video, std::uint64_t frames,
   result.video = video.string();
   result.output_video = retarget_pipeline(pipeline, video, frames, out_dir);
 
-  auto probe = std::make_shared<EyeContactProbe>(video, target_offset_of(pipeline));
+  auto probe = std::make_shared<EyeContactProbe>(video, gaze_target_of(pipeline));
   // The probe lives in a copy of the global registry, so that its captured state stays local
   // to this evaluation.
   Registry registry = Registry::global();

@@ -25,9 +25,9 @@ struct EyeContactEval {
   double corrected_share = 0;          // frames_corrected / frames_checked
   double mean_gaze_strength = 0;       // over frames with a face
 
-  // |target - iris centre|, pixels, mean over eyes. The target is where gaze.redirect aims:
-  // the centroid of the eye opening (from the packet's smoothed eyelid contour) plus the
-  // stage's target_offset_px.
+  // |target - iris centre|, pixels, mean over eyes. The target is where gaze.redirect aims
+  // (vision::GazeTarget with the stage's iris_rise and target_offset_px): the midpoint of the
+  // eye corners of the packet's smoothed eyelid contour, raised by iris_rise eye widths.
   std::uint64_t eyes_measured = 0;  // eye-frames with gaze_strength > 0
   double iris_before_px = 0;        // on the input, frames with gaze_strength > 0
   double iris_after_px = 0;         // on the output, same frames

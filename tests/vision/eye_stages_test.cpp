@@ -34,6 +34,7 @@
 #include "vision/stages/eye_fields.hpp"
 #include "vision/stages/eye_warp.hpp"
 #include "vision/stages/image_mat.hpp"
+#include "vision/stages/iris_schedule.hpp"
 #include "vision/stages/one_euro_filter.hpp"
 #include "vision/stages/stage_registration.hpp"
 
@@ -819,6 +820,32 @@ TEST(GazeRedirect, StrengthScalesTheShiftAndZeroPassesThrough) {
                std::invalid_argument);
 }
 
+// The stage and `micromodels eval eye_contact` aim at one definition of the target: GazeTarget.
+TEST(GazeRedirect, AimsAtTheSharedGazeTarget) {
+  const cv::Point2f c(160, 120);
+  const mv::GazeTarget target{.iris_rise = 0.03f, .offset_px = {1.0f, -0.5f}};
+  auto redirect = harness("gaze.redirect", {{"conjugate", false},
+                                            {"iris_rise", 0.03},
+                                            {"target_offset_px", std::vector<double>{1, -0.5}}});
+  const mm::Packet in = drawn_face_packet(c, {-2, 0.5f}, 1.0);
+  const mm::Packet out = single(redirect.process(in));
+  ASSERT_TRUE(out.has("gaze_shift"));
+  const mm::Points& shift = out.get<mm::Points>("gaze_shift");
+  ASSERT_EQ(shift.size(), 2u);
+  for (const mv::EyeSide side : {mv::EyeSide::right, mv::EyeSide::left}) {
+    const std::optional<mv::EyeShape> eye = mv::eye_shape(in, side);
+    ASSERT_TRUE(eye);
+    const cv::Point2f wanted = target.for_eye(*eye) - eye->iris_center;
+    const auto i = static_cast<std::size_t>(side);
+    EXPECT_NEAR(shift[i].x, wanted.x, 0.01) << "eye " << i;
+    EXPECT_NEAR(shift[i].y, wanted.y, 0.01) << "eye " << i;
+  }
+  // And the target is not the centre of the opening, which the eval used to measure against.
+  const std::optional<mv::EyeShape> right = mv::eye_shape(in, mv::EyeSide::right);
+  const cv::Point2f centre = mv::polygon_centroid(mv::eye_opening_polygon(right->opening));
+  EXPECT_GT(cv::norm(target.for_eye(*right) - centre), 0.5);
+}
+
 // =============================================================================================
 // Degenerate inputs: every stage passes tiny frames and missing fields through cleanly
 
@@ -1282,5 +1309,142 @@ TEST(EyeStagesReal, TimingsOn360x288Frames) {
     mm::Packet plain = frame_packet(frames[0], 0);
     report("image.blend, nothing generated (pass-through)",
            time_ms(200, [&] { (void)blend.process(plain); }));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// eye.iris key-frame schedule (iris_schedule.hpp): when the model must run, and how the points
+// of the last run follow the face in between.
+
+namespace {
+
+// 68 landmarks of an open-eyed frontal face: eyes 30 px wide, EAR 1/3, nose bridge between them.
+mm::Points synthetic_landmarks() {
+  mm::Points lm(68, mm::Point{150, 180});
+  const auto eye = [&](std::size_t first, float x0) {
+    // dlib order: corner, two upper lid points, corner, two lower lid points.
+    const float xs[6] = {x0, x0 + 10, x0 + 20, x0 + 30, x0 + 20, x0 + 10};
+    const float ys[6] = {100, 95, 95, 100, 105, 105};
+    for (std::size_t k = 0; k < 6; ++k) lm[first + k] = {xs[k], ys[k]};
+  };
+  eye(36, 100);
+  eye(42, 170);
+  for (std::size_t k = 0; k < 4; ++k) lm[27 + k] = {150, 105 + 12 * static_cast<float>(k)};
+  return lm;
+}
+
+mm::Points apply(const mm::Points& points, float angle_deg, float scale, cv::Point2f shift) {
+  const float a = angle_deg * static_cast<float>(CV_PI) / 180;
+  const float c = std::cos(a) * scale, s = std::sin(a) * scale;
+  mm::Points out;
+  for (const mm::Point& p : points) {
+    out.push_back({c * p.x - s * p.y + shift.x, s * p.x + c * p.y + shift.y});
+  }
+  return out;
+}
+
+mv::IrisKeyFrame synthetic_key(std::uint64_t seq) {
+  mv::IrisKeyFrame key{.seq = seq, .landmarks = synthetic_landmarks(), .iris = {}, .contours = {}};
+  for (const float x : {115.0f, 185.0f}) {
+    key.iris.push_back({x, 99});
+    for (const cv::Point2f d : {cv::Point2f(4, 0), {0, 4}, {-4, 0}, {0, -4}}) {
+      key.iris.push_back({x + d.x, 99 + d.y});
+    }
+  }
+  return key;
+}
+
+}  // namespace
+
+TEST(IrisSchedule, FaceMotionRecoversAShiftRotationAndScale) {
+  const mm::Points from = synthetic_landmarks();
+  const mm::Points to = apply(from, 4, 1.05f, {3.5f, -2});
+  const cv::Matx23f motion = mv::face_motion(from, to);
+  const mm::Points moved = mv::move_points(from, motion);
+  ASSERT_EQ(moved.size(), to.size());
+  for (std::size_t i = 0; i < to.size(); ++i) {
+    EXPECT_NEAR(moved[i].x, to[i].x, 1e-3) << i;
+    EXPECT_NEAR(moved[i].y, to[i].y, 1e-3) << i;
+  }
+  // Lid and mouth points do not steer the fit: only the rigid ones do.
+  mm::Points blinking = from;
+  for (const std::size_t i : {37u, 38u, 43u, 44u, 60u, 66u}) blinking[i].y += 4;
+  const cv::Matx23f still = mv::face_motion(from, blinking);
+  EXPECT_NEAR(still(0, 0), 1, 1e-5);
+  EXPECT_NEAR(still(0, 2), 0, 1e-3);
+  EXPECT_NEAR(still(1, 2), 0, 1e-3);
+}
+
+TEST(IrisSchedule, CarriesOnlyBetweenKeyFramesOfAStillOpenEye) {
+  const mv::IrisKeyFrame key = synthetic_key(10);
+  const mm::Points still = synthetic_landmarks();
+  mv::IrisScheduleOptions every2{.every = 2};
+  mv::IrisScheduleOptions every3{.every = 3};
+  EXPECT_TRUE(mv::can_carry_iris(key, 11, still, every2));
+  EXPECT_FALSE(mv::can_carry_iris(key, 12, still, every2)) << "the next key frame runs";
+  EXPECT_TRUE(mv::can_carry_iris(key, 12, still, every3));
+  EXPECT_FALSE(mv::can_carry_iris(key, 10, still, every2)) << "same seq: a restarted stream";
+  EXPECT_FALSE(mv::can_carry_iris(key, 9, still, every2)) << "older seq: a restarted stream";
+  EXPECT_FALSE(mv::can_carry_iris(std::nullopt, 11, still, every2)) << "no key yet";
+  EXPECT_FALSE(mv::can_carry_iris(key, 11, still, mv::IrisScheduleOptions{.every = 1}));
+
+  // Motion: 0.2 eye widths (6 px) is the default limit.
+  EXPECT_TRUE(mv::can_carry_iris(key, 11, apply(still, 0, 1, {5, 0}), every2));
+  EXPECT_FALSE(mv::can_carry_iris(key, 11, apply(still, 0, 1, {7, 0}), every2));
+  // Lids: an eye closing by 2 px changes its aspect ratio by 0.067 > 0.04.
+  mm::Points closing = still;
+  for (const std::size_t i : {43u, 44u}) closing[i].y += 2;
+  EXPECT_FALSE(mv::can_carry_iris(key, 11, closing, every2));
+  mm::Points twitch = still;
+  for (const std::size_t i : {43u, 44u}) twitch[i].y += 0.5f;  // EAR change 0.017
+  EXPECT_TRUE(mv::can_carry_iris(key, 11, twitch, every2));
+}
+
+TEST(IrisSchedule, EyeIrisStageRunsOnKeyFramesAndCarriesBetween) {
+  REQUIRE_CACHE_FILE(model(mv::IrisModel::kModelFile));
+  mm::Registry r;
+  mv::register_eye_iris(r);
+  mm::StageHarness iris("eye.iris", {{"every", std::int64_t{2}}}, r);
+  const cv::Mat frame(288, 360, CV_8UC3, cv::Scalar(120, 120, 120));
+  const mm::Points still = synthetic_landmarks();
+  std::vector<std::int64_t> measured;
+  mm::Points key_iris;
+  for (std::uint64_t seq = 0; seq < 6; ++seq) {
+    mm::Packet p = frame_packet(frame, seq);
+    // Frame 3 moves the face by 4 px: carried points follow it exactly.
+    p.set("landmarks", seq == 3 ? apply(still, 0, 1, {4, 0}) : still);
+    const mm::Packet out = single(iris.process(std::move(p)));
+    ASSERT_TRUE(out.has("iris"));
+    ASSERT_TRUE(out.has("eye_contours"));
+    measured.push_back(out.get<std::int64_t>("iris_measured"));
+    if (seq == 2) key_iris = out.get<mm::Points>("iris");
+    if (seq == 3) {
+      const mm::Points& carried = out.get<mm::Points>("iris");
+      ASSERT_EQ(carried.size(), key_iris.size());
+      for (std::size_t i = 0; i < carried.size(); ++i) {
+        EXPECT_NEAR(carried[i].x, key_iris[i].x + 4, 1e-3);
+        EXPECT_NEAR(carried[i].y, key_iris[i].y, 1e-3);
+      }
+    }
+  }
+  EXPECT_EQ(measured, (std::vector<std::int64_t>{1, 0, 1, 0, 1, 0}));
+  // A frame without landmarks drops the key: the face that comes back runs the model.
+  (void)iris.process(frame_packet(frame, 6));
+  mm::Packet back = frame_packet(frame, 7);
+  back.set("landmarks", still);
+  EXPECT_EQ(single(iris.process(std::move(back))).get<std::int64_t>("iris_measured"), 1);
+}
+
+TEST(IrisSchedule, BadParamsNameTheKeyAndValue) {
+  mm::Registry r;
+  mv::register_eye_iris(r);
+  for (const auto& [key, value] : std::vector<std::pair<std::string, mm::ParamValue>>{
+           {"every", std::int64_t{0}}, {"max_motion", -1.0}, {"max_ear_change", -0.5}}) {
+    try {
+      mm::StageHarness h("eye.iris", {{key, value}}, r);
+      ADD_FAILURE() << key << " was accepted";
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find("'" + key + "'"), std::string::npos) << e.what();
+    }
   }
 }

@@ -68,6 +68,18 @@ inline constexpr float kDefaultIrisRise = 0.08f;
 /// centre), so they are the steadier reference.
 [[nodiscard]] cv::Point2f camera_gaze_target(const EyeShape& eye, float rise = kDefaultIrisRise);
 
+/// Where gaze.redirect aims an eye's iris: camera_gaze_target() plus a fixed per-setup offset.
+/// The one definition of the target, shared by the stage and by `micromodels eval eye_contact`
+/// (which measures how close the irises get to it).
+struct GazeTarget {
+  float iris_rise = kDefaultIrisRise;  // eye widths above the corner line
+  cv::Point2f offset_px{};             // added to the target, frame pixels
+
+  [[nodiscard]] cv::Point2f for_eye(const EyeShape& eye) const {
+    return camera_gaze_target(eye, iris_rise) + offset_px;
+  }
+};
+
 /// The displacement redirect_eyes() will really apply for `wanted` on this eye: no longer than
 /// `max_shift` x eye width, and its component across the eye (toward a lid) small enough for
 /// the field to stay fold-free inside the opening's height.

@@ -16,11 +16,8 @@ namespace {
 
 class GazeRedirect final : public Stage {
  public:
-  GazeRedirect(EyeWarpOptions options, float iris_rise, cv::Point2f target_offset, bool conjugate)
-      : options_(options),
-        iris_rise_(iris_rise),
-        target_offset_(target_offset),
-        conjugate_(conjugate) {}
+  GazeRedirect(EyeWarpOptions options, GazeTarget target, bool conjugate)
+      : options_(options), target_(target), conjugate_(conjugate) {}
 
   void process(Packet packet, std::vector<Packet>& out) override {
     redirect(packet);
@@ -48,7 +45,7 @@ class GazeRedirect final : public Stage {
       std::optional<EyeShape> eye = eye_shape(packet, side);
       if (!eye) continue;
       if (eye_opening_polygon(eye->opening).empty()) continue;
-      const cv::Point2f target = camera_gaze_target(*eye, iris_rise_) + target_offset_;
+      const cv::Point2f target = target_.for_eye(*eye);
       const cv::Point2f shift = (target - eye->iris_center) * static_cast<float>(strength);
       requests.push_back({.eye = std::move(*eye), .shift = shift});
     }
@@ -73,8 +70,7 @@ class GazeRedirect final : public Stage {
   }
 
   EyeWarpOptions options_;
-  float iris_rise_;
-  cv::Point2f target_offset_;
+  GazeTarget target_;
   bool conjugate_;
 };
 
@@ -129,10 +125,10 @@ void register_gaze_redirect(Registry& registry) {
           throw std::invalid_argument(
               "max_shift must be within 0..1, feather_px and grow_px within 0..50");
         }
-        return std::make_unique<GazeRedirect>(
-            options, static_cast<float>(params.number("iris_rise")),
-            cv::Point2f(static_cast<float>(offset[0]), static_cast<float>(offset[1])),
-            params.boolean("conjugate"));
+        const GazeTarget target{
+            .iris_rise = static_cast<float>(params.number("iris_rise")),
+            .offset_px = {static_cast<float>(offset[0]), static_cast<float>(offset[1])}};
+        return std::make_unique<GazeRedirect>(options, target, params.boolean("conjugate"));
       },
       .make_source = {},
   });

@@ -1,21 +1,17 @@
 // The eye-contact application end to end: pipelines/eye_contact.yaml on 120 frames of the sample
 // video, checked frame by frame with the code of `micromodels eval eye_contact`; the monolithic
 // baseline on the same frames; and `micromodels bench eye_contact --quick --json` writing its
-// figures. Needs the vision stages and the fetched media and models (scripts/fetch_media.sh):
-// without them the tests skip and say so; with MICROMODELS_REQUIRE_MEDIA=1 they fail instead.
+// figures. Needs the fetched media and models (scripts/fetch_media.sh): without them the tests
+// skip and say so; with MICROMODELS_REQUIRE_MEDIA=1 they fail instead.
 //
-// Built by src/vision/CMakeLists.txt (label `vision`) with MICROMODELS_HAS_VISION. The
-// tests/system glob compiles this file too, without vision: that build holds one skipped test.
-#include <gtest/gtest.h>
-
-#ifdef MICROMODELS_HAS_VISION
-
+// Built by src/vision/CMakeLists.txt (label `vision`) with the other vision tests.
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "micromodels/micromodels.hpp"
@@ -129,15 +125,10 @@ TEST_F(EyeContactTest, BenchWritesItsFigures) {
     EXPECT_TRUE(figures["stage_cpu_ms_per_frame"].contains(stage)) << stage;
   }
   EXPECT_EQ(figures["opencv_threads_micro"], 1);
+  // The pipeline runs the iris model on key frames only; the monolith on every frame.
+  const double iris_runs = figures["account"]["micro_iris_runs_per_frame"].get<double>();
+  EXPECT_GT(iris_runs, 0.4);
+  EXPECT_LT(iris_runs, 0.9);
 }
 
 }  // namespace
-
-#else  // built by the tests/system glob, without the vision stages
-
-TEST(EyeContactTest, NeedsVision) {
-  GTEST_SKIP() << "built without the vision stages; the eye-contact system test is "
-                  "vision_eye_contact_test (src/vision/CMakeLists.txt)";
-}
-
-#endif
