@@ -94,15 +94,6 @@ float iou(const cv::Rect2f& a, const cv::Rect2f& b) {
   return inter / (a.area() + b.area() - inter);
 }
 
-// Milliseconds per call of `f` over `reps` calls, after one warm-up call.
-double time_ms(int reps, const std::function<void()>& f) {
-  f();
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < reps; ++i) f();
-  const auto t1 = std::chrono::steady_clock::now();
-  return std::chrono::duration<double, std::milli>(t1 - t0).count() / reps;
-}
-
 // 255 where any channel of `a` and `b` differs, else 0 (a gray conversion would round a change
 // of 1 in one channel away).
 cv::Mat any_change(const cv::Mat& a, const cv::Mat& b) {
@@ -1222,93 +1213,6 @@ TEST(EyeStagesReal, AstronautIsJudgedCorrectableAndItsIrisesMove) {
       EXPECT_LT(std::abs(moved.y - shift[k].y), 1.0f);
       EXPECT_GT(after->x - before->x, 0.4f * shift[k].x);
     }
-  }
-}
-
-// =============================================================================================
-// Timings on 360x288 frames (franck.mp4), printed for the docs; loose sanity bounds only.
-
-TEST(EyeStagesReal, TimingsOn360x288Frames) {
-  REQUIRE_CACHE_FILE(media("franck.mp4"));
-  REQUIRE_CACHE_FILE(blaze_model());
-  REQUIRE_CACHE_FILE(model(mv::Landmarks68::kModelFile));
-  REQUIRE_CACHE_FILE(model(mv::IrisModel::kModelFile));
-  cv::VideoCapture video(media("franck.mp4").string());
-  std::vector<cv::Mat> frames;
-  for (int i = 0; i < 60; ++i) {
-    cv::Mat f;
-    ASSERT_TRUE(video.read(f));
-    frames.push_back(f);
-  }
-  ASSERT_EQ(frames[0].cols, 360);
-  ASSERT_EQ(frames[0].rows, 288);
-  const std::optional<RealFace> face = fit_real_face(frames[0]);
-  ASSERT_TRUE(face);
-  const auto report = [](const char* what, double ms) {
-    std::printf("[ timing    ] %-52s %7.3f ms\n", what, ms);
-  };
-
-  {
-    auto track = harness("face.track");
-    std::uint64_t seq = 0;
-    // Key frame first, then pure tracking.
-    mm::Packet key = frame_packet(frames[0], seq++);
-    mv::BlazeFace detector(blaze_model(), mv::BlazeFace::Variant::front);
-    mm::Rects faces;
-    for (const auto& d : detector.detect(frames[0])) faces.push_back(to_rect(d.box, d.score));
-    key.set("faces", faces);
-    (void)track.process(std::move(key));
-    std::vector<mm::Packet> packets;
-    for (std::size_t i = 1; i < frames.size(); ++i) packets.push_back(frame_packet(frames[i], i));
-    std::size_t i = 0;
-    std::int64_t redetections = 0;
-    const double ms = time_ms(static_cast<int>(packets.size()) - 1, [&] {
-      redetections = single(track.process(packets[i++])).get<std::int64_t>("track_redetections");
-    });
-    report("face.track, following (template match)", ms);
-    EXPECT_EQ(redetections, 0);
-    EXPECT_LT(ms, 20.0);
-    auto redetect = harness("face.track", {{"retry_every", std::int64_t{1}}});
-    std::uint64_t s = 0;
-    report("face.track, re-detecting (BlazeFace front)", time_ms(20, [&] {
-             mm::Packet p = frame_packet(frames[s % frames.size()], s);
-             p.set("faces", mm::Rects{});  // drop the track: the next frame must re-detect
-             (void)redetect.process(std::move(p));
-             ++s;
-             (void)redetect.process(frame_packet(frames[s % frames.size()], s));
-             ++s;
-           }));
-  }
-  {
-    const mv::Landmarks68 predictor(model(mv::Landmarks68::kModelFile));
-    mv::HogFaceDetector hog;
-    const auto box = hog.detect(frames[0]).at(0).box;
-    report("(model) Landmarks68 fit, one face",
-           time_ms(30, [&] { (void)predictor.fit(frames[0], box); }));
-  }
-  {
-    auto smooth = harness("face.smooth");
-    std::uint64_t seq = 0;
-    report("face.smooth (68 + 10 + 142 points)",
-           time_ms(200, [&] { (void)smooth.process(real_packet(*face, seq++, true)); }));
-  }
-  mm::Packet warped;
-  {
-    auto redirect = harness("gaze.redirect", {{"target_offset_px", std::vector<double>{2, -1}}});
-    mm::Packet p = real_packet(*face, 0, true);
-    p.set("gaze_strength", 1.0);
-    const double ms = time_ms(200, [&] { warped = single(redirect.process(p)); });
-    report("gaze.redirect (both eyes)", ms);
-    ASSERT_TRUE(warped.has("generated"));
-    EXPECT_LT(ms, 20.0);
-  }
-  {
-    auto blend = harness("image.blend");
-    const double ms = time_ms(200, [&] { (void)blend.process(warped); });
-    report("image.blend (copy frame + blend ROI)", ms);
-    mm::Packet plain = frame_packet(frames[0], 0);
-    report("image.blend, nothing generated (pass-through)",
-           time_ms(200, [&] { (void)blend.process(plain); }));
   }
 }
 

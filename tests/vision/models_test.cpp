@@ -53,42 +53,6 @@ cv::Rect2f grow(const cv::Rect2f& r, float f) {
   return {r.x - r.width * f, r.y - r.height * f, r.width * (1 + 2 * f), r.height * (1 + 2 * f)};
 }
 
-// Per-call cost of `f`, after one warm-up call: wall time with OpenCV's default threads, and
-// the calling thread's CPU time with OpenCV held to one thread. The CPU figure is what a
-// single-threaded consumer pays, and stays meaningful when the machine is busy (wall time
-// then includes waiting for a core).
-struct CallCost {
-  double wall_ms = 0;
-  double cpu1_ms = 0;
-};
-
-double thread_cpu_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
-}
-
-CallCost measure(int reps, const std::function<void()>& f) {
-  CallCost cost;
-  f();
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < reps; ++i) {
-    f();
-  }
-  const auto t1 = std::chrono::steady_clock::now();
-  cost.wall_ms = std::chrono::duration<double, std::milli>(t1 - t0).count() / reps;
-  const int threads = cv::getNumThreads();
-  cv::setNumThreads(1);
-  f();
-  const double c0 = thread_cpu_ms();
-  for (int i = 0; i < reps; ++i) {
-    f();
-  }
-  cost.cpu1_ms = (thread_cpu_ms() - c0) / reps;
-  cv::setNumThreads(threads);
-  return cost;
-}
-
 // Reads the check file written by convert_tfjs_to_onnx.py --check-out.
 struct CheckTensor {
   std::string name;
@@ -600,48 +564,4 @@ TEST(Video, Franck720pIsFranckScaledAndPillarboxed) {
     EXPECT_LT(distance(fb[0].keypoints[k], expected), 15.f) << k << " " << fb[0].keypoints[k];
   }
   EXPECT_LT(cv::mean(b(cv::Rect(0, 0, 180, 720)))[0], 8.0);  // the black bar
-}
-
-TEST(Timing, PerCallTimesOnThisMachine) {
-  // Prints per-call times (not asserted: machines differ).
-  REQUIRE_CACHE_FILE(media("astronaut.png"));
-  REQUIRE_CACHE_FILE(model(mv::IrisModel::kModelFile));
-  REQUIRE_CACHE_FILE(model(mv::FaceMesh::kModelFile));
-  REQUIRE_CACHE_FILE(model(mv::Landmarks68::kModelFile));
-  const cv::Mat image = load_astronaut();
-  cv::Mat hd;
-  cv::resize(image, hd, {1280, 720});
-  std::printf("[ timing    ] OpenCV threads: %d\n", cv::getNumThreads());
-  std::printf("[ timing    ] %-44s %14s %16s\n", "per call", "wall, default", "CPU, 1 thread");
-  const auto report = [](const char* what, CallCost c) {
-    std::printf("[ timing    ] %-44s %11.2f ms %13.2f ms\n", what, c.wall_ms, c.cpu1_ms);
-  };
-  for (auto v : {mv::BlazeFace::Variant::front, mv::BlazeFace::Variant::back}) {
-    mv::BlazeFace d(model(mv::BlazeFace::model_file(v)), v);
-    const bool front = v == mv::BlazeFace::Variant::front;
-    report(front ? "BlazeFace front 128, 512x512 image" : "BlazeFace back 256, 512x512 image",
-           measure(20, [&] { (void)d.detect(image); }));
-    report(front ? "BlazeFace front 128, 1280x720 image" : "BlazeFace back 256, 1280x720 image",
-           measure(20, [&] { (void)d.detect(hd); }));
-  }
-  mv::HogFaceDetector hog;
-  report("HOG detector, 512x512", measure(5, [&] { (void)hog.detect(image); }));
-  report("HOG detector, 1280x720", measure(3, [&] { (void)hog.detect(hd); }));
-  const auto faces = hog.detect(image);
-  ASSERT_FALSE(faces.empty());
-  const mv::Landmarks68 lm(model(mv::Landmarks68::kModelFile));
-  report("Landmarks68, one face", measure(50, [&] { (void)lm.fit(image, faces[0].box); }));
-  const auto pts = lm.fit(image, faces[0].box);
-  mv::IrisModel iris(model(mv::IrisModel::kModelFile));
-  const auto r = mv::IrisModel::crop_eye(image, pts[36], pts[39], false);
-  const auto l = mv::IrisModel::crop_eye(image, pts[42], pts[45], true);
-  report("Iris crop_eye, one eye",
-         measure(100, [&] { (void)mv::IrisModel::crop_eye(image, pts[36], pts[39], false); }));
-  report("Iris, batch of 1 eye", measure(30, [&] { (void)iris.run({r}); }));
-  report("Iris, batch of 2 eyes (one face)", measure(30, [&] { (void)iris.run({r, l}); }));
-  report("Iris, batch of 8 eyes", measure(10, [&] { (void)iris.run({r, l, r, l, r, l, r, l}); }));
-  mv::FaceMesh mesh(model(mv::FaceMesh::kModelFile));
-  const auto fc = mv::FaceMesh::crop_face(image, faces[0].box);
-  report("FaceMesh, batch of 1", measure(20, [&] { (void)mesh.run({fc}); }));
-  report("FaceMesh, batch of 4", measure(5, [&] { (void)mesh.run({fc, fc, fc, fc}); }));
 }
