@@ -312,7 +312,9 @@ std::string MetricsSnapshot::bottleneck_report() const {
     return "bottleneck: none (no packet was measured)\n";
   }
   auto rate = [](double per_s) { return format_rate(per_s) + " packets/s"; };
-  const std::string measured = " (measured " + format_rate(throughput(*this)) + "/s)\n";
+  // Packets entering per second: what the rates above bound (several sinks each retire a packet).
+  const double entering = elapsed_s > 0 ? static_cast<double>(packets_in) / elapsed_s : 0.0;
+  const std::string measured = " (measured " + format_rate(entering) + "/s)\n";
   if (!now.stage) {
     double pool_demand = 0;
     for (const detail::StageLoad& load : loads) pool_demand += load.blocking ? 0 : load.demand_s;

@@ -29,6 +29,7 @@
 #include "vision/models/blaze_face.hpp"
 #include "vision/models/hog_face_detector.hpp"
 #include "vision/models/iris_model.hpp"
+#include "vision/models/face_mesh.hpp"
 #include "vision/models/landmarks68.hpp"
 #include "vision/models/model_files.hpp"
 #include "vision/stages/eye_fields.hpp"
@@ -53,6 +54,8 @@ const mm::Registry& registry() {
   static const mm::Registry kRegistry = [] {
     mm::Registry r;
     mv::register_face_track(r);
+    mv::register_face_landmarks(r);
+    mv::register_face_mesh68(r);
     mv::register_face_smooth(r);
     mv::register_gaze_redirect(r);
     mv::register_image_blend(r);
@@ -1055,6 +1058,60 @@ TEST(FaceTrack, ReDetectsWithBlazeFaceWhenTheFaceJumps) {
   const mm::Packet gone = single(track.process(frame_packet(background, 14)));
   EXPECT_TRUE(gone.get<mm::Rects>("face").empty());
   EXPECT_EQ(gone.get<std::int64_t>("track_redetections"), 3);
+}
+
+// The second landmark model: FaceMesh's points mapped to the 68-point layout land where dlib's
+// do on the eyes (what the eye-contact stages read), so either model can serve the pipeline.
+TEST(FaceMesh68, EyePointsAgreeWithDlibOnARealVideo) {
+  REQUIRE_CACHE_FILE(media("franck.mp4"));
+  REQUIRE_CACHE_FILE(blaze_model());
+  REQUIRE_CACHE_FILE(model(mv::FaceMesh::kModelFile));
+  REQUIRE_CACHE_FILE(model(mv::Landmarks68::kModelFile));
+  cv::VideoCapture video(media("franck.mp4").string());
+  ASSERT_TRUE(video.isOpened());
+  mv::BlazeFace detector(blaze_model(), mv::BlazeFace::Variant::front);
+  auto dlib = harness("face.landmarks68");
+  auto mesh = harness("face.mesh68");
+  double eye_error = 0;   // mean over eye points, in eye widths
+  double worst = 0;       // worst frame's mean
+  int frames = 0;
+  for (std::uint64_t seq = 0; seq < 200; ++seq) {
+    cv::Mat frame;
+    ASSERT_TRUE(video.read(frame));
+    if (seq % 10 != 0) continue;
+    const auto detections = detector.detect(frame);
+    ASSERT_FALSE(detections.empty()) << "seq " << seq;
+    mm::Packet p = frame_packet(frame, seq);
+    p.set("face", mm::Rects{to_rect(detections[0].box, detections[0].score)});
+    const mm::Packet a = single(dlib.process(p));
+    const mm::Packet b = single(mesh.process(p));
+    const auto& reference = a.get<mm::Points>("landmarks");
+    const auto& mapped = b.get<mm::Points>("landmarks");
+    ASSERT_EQ(mapped.size(), 68u);
+    const auto at = [](const mm::Points& points, std::size_t k) {
+      return cv::Point2f(points[k].x, points[k].y);
+    };
+    const double width = cv::norm(at(reference, 36) - at(reference, 39));
+    double sum = 0;
+    for (std::size_t k = 36; k < 48; ++k) sum += cv::norm(at(reference, k) - at(mapped, k));
+    const double frame_error = sum / 12 / width;
+    eye_error += frame_error;
+    worst = std::max(worst, frame_error);
+    ++frames;
+  }
+  eye_error /= frames;
+  std::printf("[ franck    ] face.mesh68 vs dlib, eye points: mean %.3f, worst frame %.3f eye "
+              "widths over %d frames\n", eye_error, worst, frames);
+  EXPECT_LT(eye_error, 0.12);
+  EXPECT_LT(worst, 0.25);
+
+  // A crop with no face in it: no landmarks, as with no face at all.
+  cv::Mat frame;
+  ASSERT_TRUE(video.read(frame));
+  mm::Packet empty = frame_packet(frame, 500);
+  empty.set("face", mm::Rects{{2, 2, 30, 30, 1}});
+  EXPECT_FALSE(single(mesh.process(std::move(empty))).has("landmarks"));
+  EXPECT_THROW(harness("face.mesh68", {{"crop_scale", 0.5}}), std::exception);
 }
 
 TEST(FaceTrack, StaysOnTheFaceInARealVideo) {

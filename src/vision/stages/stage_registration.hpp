@@ -10,6 +10,7 @@ void register_onnx_model(Registry& registry);       // model.onnx
 void register_face_detect(Registry& registry);      // face.detect
 void register_face_track(Registry& registry);       // face.track
 void register_face_landmarks(Registry& registry);   // face.landmarks68
+void register_face_mesh68(Registry& registry);      // face.mesh68
 void register_eye_iris(Registry& registry);         // eye.iris
 void register_face_smooth(Registry& registry);      // face.smooth
 void register_gaze_redirect(Registry& registry);    // gaze.redirect

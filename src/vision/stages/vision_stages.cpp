@@ -10,6 +10,7 @@ void register_stages(Registry& registry) {
   register_face_detect(registry);
   register_face_track(registry);
   register_face_landmarks(registry);
+  register_face_mesh68(registry);
   register_eye_iris(registry);
   register_face_smooth(registry);
   register_gaze_redirect(registry);
