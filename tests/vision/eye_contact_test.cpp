@@ -5,11 +5,13 @@
 // skip and say so; with MICROMODELS_REQUIRE_MEDIA=1 they fail instead.
 //
 // Built by src/vision/CMakeLists.txt (label `vision`) with the other vision tests.
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -95,6 +97,37 @@ TEST_F(EyeContactTest, MonolithWritesTheSameFrames) {
   ASSERT_NE(sink, nullptr);
   EXPECT_EQ(sink->processed, kFrames);
   EXPECT_EQ(sink->failed, 0u);
+  EXPECT_EQ(mb::read_video_facts(out).frames, kFrames);
+}
+
+// The operator's move while the demo runs: scale the slow stage and swap the landmark model for
+// the other one; the output video still has every frame.
+TEST_F(EyeContactTest, ScaleAndSwapTheLandmarkModelWhileRunning) {
+  REQUIRE_MEDIA(video, "franck.mp4");
+  mb::ensure_vision_stages();
+  micromodels::Pipeline pipeline =
+      micromodels::Pipeline::from_yaml_file(mb::find_repo_file("pipelines/eye_contact.yaml"));
+  fs::create_directories(scratch_.path() / "swap");
+  const fs::path out = mb::retarget_pipeline(pipeline, video, kFrames, scratch_.path() / "swap");
+  micromodels::MetricsSnapshot metrics;
+  {
+    micromodels::Runner runner(pipeline);
+    runner.start();
+    while (runner.metrics().stage("landmarks")->processed < kFrames / 3 && !runner.finished()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_FALSE(runner.finished()) << "the run ended before the swap could be tried";
+    runner.scale("landmarks", 3);
+    runner.swap("landmarks", {}, "face.mesh68");
+    runner.wait();
+    metrics = runner.metrics();
+  }
+  EXPECT_EQ(metrics.stage("landmarks")->type, "face.mesh68");
+  EXPECT_EQ(metrics.stage("landmarks")->consumers, 3);
+  for (const micromodels::StageMetrics& stage : metrics.stages) {
+    EXPECT_EQ(stage.failed, 0u) << stage.name;
+    EXPECT_EQ(stage.processed, kFrames) << stage.name;
+  }
   EXPECT_EQ(mb::read_video_facts(out).frames, kFrames);
 }
 
