@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <regex>
 #include <string>
 #include <thread>
@@ -14,6 +15,8 @@
 #include <httplib.h>
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
+#include <pty.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,6 +40,66 @@ std::string find_on_path(const std::string& program) {
   }
   return {};
 }
+
+// A pseudo-terminal for `top`'s live view: 120 x 40, everything written to it collected.
+class PseudoTerminal {
+ public:
+  PseudoTerminal() {
+    winsize size{};
+    size.ws_col = 120;
+    size.ws_row = 40;
+    if (::openpty(&master_, &slave_, nullptr, nullptr, &size) != 0) {
+      throw std::runtime_error("openpty failed");
+    }
+    reader_ = std::thread([this] {
+      char buffer[4096];
+      for (;;) {
+        const ssize_t n = ::read(master_, buffer, sizeof buffer);
+        if (n <= 0) return;  // EIO once the slave side is closed everywhere
+        const std::lock_guard lock(mutex_);
+        screen_.append(buffer, static_cast<std::size_t>(n));
+      }
+    });
+  }
+  ~PseudoTerminal() {
+    if (slave_ >= 0) ::close(slave_);
+    ::shutdown(master_, SHUT_RDWR);
+    ::close(master_);  // ends the reader's read()
+    reader_.join();
+  }
+  PseudoTerminal(const PseudoTerminal&) = delete;
+  PseudoTerminal& operator=(const PseudoTerminal&) = delete;
+
+  [[nodiscard]] int slave() const { return slave_; }
+  void type(const std::string& keys) const {
+    EXPECT_EQ(::write(master_, keys.data(), keys.size()), static_cast<ssize_t>(keys.size()));
+  }
+  [[nodiscard]] std::string screen() const {
+    const std::lock_guard lock(mutex_);
+    return screen_;
+  }
+  [[nodiscard]] bool wait_for(const std::string& text, std::chrono::milliseconds timeout) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (screen().find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+  // The terminal is back in its ordinary (cooked, echoing) mode.
+  [[nodiscard]] bool cooked() const {
+    termios modes{};
+    ::tcgetattr(slave_, &modes);
+    return (modes.c_lflag & ICANON) != 0 && (modes.c_lflag & ECHO) != 0;
+  }
+
+ private:
+  int master_ = -1;
+  int slave_ = -1;
+  mutable std::mutex mutex_;
+  std::string screen_;
+  std::thread reader_;
+};
 
 class ControlTest : public ::testing::Test {
  protected:
@@ -496,6 +559,49 @@ TEST_F(ControlTest, CtlAndTopSayWhenNothingListens) {
   const ToolResult bad = tool("bad", {"ctl", "not a url", "status"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("http://HOST:PORT"), std::string::npos) << bad.err;
+}
+
+TEST_F(ControlTest, TopOnATerminalQuitsWithQAndRestoresTheTerminal) {
+  auto run = start_run(write_pipeline(100000, 0, 10));
+  ASSERT_FALSE(url_.empty());
+  PseudoTerminal terminal;
+  ASSERT_TRUE(terminal.cooked());
+  ToolProcess top(dir_, "top", {"top", url_, "--interval", "0.2"},
+                  {{"MICROMODELS_TOKEN", std::nullopt}}, terminal.slave());
+  ASSERT_TRUE(terminal.wait_for("◀ bottleneck", 10s)) << terminal.screen();
+  EXPECT_NE(terminal.screen().find("\x1b[?1049h"), std::string::npos) << "alternate screen";
+  EXPECT_FALSE(terminal.cooked()) << "raw mode while the view runs";
+  EXPECT_TRUE(terminal.wait_for("q: quit", 2s));
+
+  terminal.type("q");
+  const ToolResult r = top.wait(5s);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(terminal.cooked()) << "the terminal's modes are restored";
+  EXPECT_TRUE(terminal.wait_for("\x1b[?1049l", 2s)) << "back to the main screen";
+
+  // A signal ends the view the same way.
+  ToolProcess again(dir_, "top2", {"top", url_}, {{"MICROMODELS_TOKEN", std::nullopt}},
+                    terminal.slave());
+  std::this_thread::sleep_for(1s);
+  again.signal(SIGTERM);
+  EXPECT_EQ(again.wait(5s).exit_code, 0);
+  EXPECT_TRUE(terminal.cooked());
+
+  run->signal(SIGINT);
+  EXPECT_EQ(run->wait(20s).exit_code, 130);
+}
+
+TEST_F(ControlTest, TopSaysSoWhenTheRunEnds) {
+  auto run = start_run(write_pipeline(150, 0, 10));  // about 1.5 s
+  ASSERT_FALSE(url_.empty());
+  PseudoTerminal terminal;
+  ToolProcess top(dir_, "top", {"top", url_, "--interval", "0.2"},
+                  {{"MICROMODELS_TOKEN", std::nullopt}}, terminal.slave());
+  EXPECT_EQ(run->wait(20s).exit_code, 0);
+  const ToolResult r = top.wait(10s);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(terminal.wait_for("has ended", 2s)) << terminal.screen();
+  EXPECT_TRUE(terminal.cooked());
 }
 
 }  // namespace

@@ -43,9 +43,10 @@ struct ToolResult {
 /// of this process's environment; a value of nullopt removes one. Killed by the destructor.
 class ToolProcess {
  public:
+  /// `terminal`: a pseudo-terminal's slave side to use as stdin, stdout and stderr instead.
   ToolProcess(const std::filesystem::path& dir, const std::string& name,
               std::vector<std::string> args,
-              const std::map<std::string, std::optional<std::string>>& env = {})
+              const std::map<std::string, std::optional<std::string>>& env = {}, int terminal = -1)
       : out_(dir / (name + ".out")), err_(dir / (name + ".err")) {
 #ifdef MICROMODELS_CLI_PATH
     args.insert(args.begin(), MICROMODELS_CLI_PATH);
@@ -69,11 +70,17 @@ class ToolProcess {
 
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (terminal >= 0) {
+      for (const int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) {
+        posix_spawn_file_actions_adddup2(&actions, terminal, fd);
+      }
+    } else {
+      posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+      posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_.c_str(),
+                                       O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_.c_str(),
+                                       O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    }
     const int error = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     if (error != 0) throw std::runtime_error(std::string("cannot start ") + argv[0]);
