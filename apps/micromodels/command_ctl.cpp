@@ -68,7 +68,8 @@ int status(const CtlOptions& options, const ControlClient& client) {
   const ControlReply reply = client.get("/status");
   if (!reply.ok()) return refused(reply);
   const auto answer = nlohmann::json::parse(reply.body);
-  std::cout << (options.json ? answer.dump(2) + "\n" : render_status(answer, {}));
+  std::cout << (options.json ? answer.dump(2) + "\n"
+                             : render_status(answer, {.width = plain_width(), .ansi = false}));
   return kExitOk;
 }
 

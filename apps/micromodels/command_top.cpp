@@ -1,6 +1,5 @@
 // `micromodels top URL`: a live view of a running pipeline, like htop, from its control endpoint.
 #include <chrono>
-#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -34,10 +33,8 @@ int refused(const ControlReply& reply) {
 int print_once(const ControlClient& client) {
   const ControlReply reply = client.get("/status");
   if (!reply.ok()) return refused(reply);
-  // Wide enough for the busy bars; a terminal's own width when COLUMNS says it.
-  const char* columns = std::getenv("COLUMNS");
-  const int width = columns != nullptr && std::atoi(columns) > 40 ? std::atoi(columns) : 132;
-  std::cout << render_status(nlohmann::json::parse(reply.body), {.width = width, .ansi = false});
+  std::cout << render_status(nlohmann::json::parse(reply.body),
+                             {.width = plain_width(), .ansi = false});
   return kExitOk;
 }
 

@@ -1,7 +1,11 @@
 // `micromodels`: run, inspect and benchmark micro-model pipelines from the command line.
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "micromodels/params.hpp"
 #include "micromodels/pipeline.hpp"
@@ -45,6 +49,9 @@ int run_command(const Command& command) {
 
 // Builds the command line, parses it and runs the chosen command; returns the exit code.
 int run_tool(int argc, char** argv) {
+  // The engine's log (failed packets, live swaps) goes to stderr: stdout carries only output.
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
 #ifdef MICROMODELS_HAS_VISION
   // Before any command reads a pipeline, so that every stage type is known.
   vision::register_stages(Registry::global());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 namespace micromodels::cli {
@@ -57,6 +58,12 @@ std::string pad(const std::string& text, std::size_t width, bool left) {
 
 }  // namespace
 
+int plain_width() {
+  const char* columns = std::getenv("COLUMNS");
+  const int width = columns != nullptr ? std::atoi(columns) : 0;
+  return width > 40 ? width : 132;
+}
+
 std::string render_status(const Json& status, const StatusViewStyle& style) {
   const std::string bottleneck = status.contains("bottleneck") && status["bottleneck"].is_string()
                                      ? status["bottleneck"].get<std::string>()
@@ -91,9 +98,11 @@ std::string render_status(const Json& status, const StatusViewStyle& style) {
                        "  " + pad("rate/s", 8, false) + "  " + pad("p50", 8, false) + "  " +
                        pad("p99", 8, false) + "  " + pad("busy", 5, false);
   if (bar_width > 0) header += "  " + pad("", static_cast<std::size_t>(bar_width) + 2, true);
-  out += (style.ansi ? kReverse + pad(header, static_cast<std::size_t>(style.width), true) + kReset
-                     : header) +
-         "\n";
+  if (style.ansi) {
+    out += kReverse + pad(header, static_cast<std::size_t>(style.width), true) + kReset + "\n";
+  } else {
+    out += header.substr(0, header.find_last_not_of(' ') + 1) + "\n";
+  }
 
   for (const Json& stage : status.value("stages", Json::array())) {
     const std::string name = stage.value("name", std::string());

@@ -12,6 +12,9 @@ struct StatusViewStyle {
   bool ansi = false;  // colours and bold (a terminal); plain text otherwise
 };
 
+/// The width for plain output (a pipe, a log): $COLUMNS when set, else 132.
+[[nodiscard]] int plain_width();
+
 /// A header line (pipeline, elapsed, packets, throughput), one row per stage (consumers, queue,
 /// rate, service p50/p99, busy share as a bar) and a last line naming the bottleneck, whose row
 /// is marked. Lines end with '\n'.

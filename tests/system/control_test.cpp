@@ -374,6 +374,9 @@ TEST_F(ControlTest, SwapReplacesTheModelWhileItRuns) {
   const ToolResult r = run->wait(20s);
   EXPECT_EQ(r.exit_code, 130) << r.err;
   expect_complete_output(packets_in());
+  // The engine's note of each swap is a log line, on stderr; stdout keeps only the table.
+  EXPECT_NE(r.err.find("swapped in"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("swapped in"), std::string::npos) << r.out;
 }
 
 TEST_F(ControlTest, BadRequestsAreRefusedWithAMessageAndChangeNothing) {
