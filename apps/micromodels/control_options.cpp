@@ -17,9 +17,11 @@ void add_control_options(CLI::App& command, ControlCliOptions& options) {
       ->envname("MICROMODELS_TOKEN");
   command.parse_complete_callback([&options] {
     if (options.listen.empty()) return;
+    // Before any stage is built: a run that cannot serve its endpoint must not start work
+    // (a sink would already have truncated its output file).
     try {
-      check_control_options({.listen = options.listen, .token = options.token});
-    } catch (const std::invalid_argument& e) {
+      probe_control_options({.listen = options.listen, .token = options.token});
+    } catch (const std::exception& e) {
       throw CLI::ValidationError(e.what());
     }
   });

@@ -16,8 +16,8 @@ struct ControlCliOptions {
   std::string token;   // --token or MICROMODELS_TOKEN
 };
 
-/// Adds --listen and --token to `command`. A non-loopback --listen without a token is refused
-/// while the command line is parsed, before any stage is built (exit 2).
+/// Adds --listen and --token to `command`. A non-loopback --listen without a token, or a port
+/// in use, is refused while the command line is parsed, before any stage is built (exit 2).
 void add_control_options(CLI::App& command, ControlCliOptions& options);
 
 /// Starts the endpoint for `runner` when --listen was given and prints "control: URL" on stderr;

@@ -85,6 +85,11 @@ void check_control_options(const ControlOptions& options) {
   }
 }
 
+void probe_control_options(const ControlOptions& options) {
+  check_control_options(options);
+  detail::probe_listen_address(detail::parse_listen_address(options.listen));
+}
+
 ControlServer::ControlServer(ControlHandlers handlers, ControlOptions options) {
   if (!handlers.metrics) throw std::invalid_argument("ControlServer: a metrics handler is needed");
   check_control_options(options);

@@ -1,10 +1,16 @@
 #include "listen_address.hpp"
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <stdexcept>
+#include <string>
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace micromodels::detail {
 
@@ -58,6 +64,37 @@ ListenAddress parse_listen_address(std::string_view text) {
   address.port = port;
   address.loopback = is_loopback(address.host);
   return address;
+}
+
+void probe_listen_address(const ListenAddress& address) {
+  if (address.port == 0) return;  // any free port: nothing to collide with
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(address.port);
+  if (const int error = ::getaddrinfo(address.host.c_str(), port.c_str(), &hints, &found);
+      error != 0) {
+    throw std::runtime_error("cannot listen on " + address.host + ":" + port + ": " +
+                             ::gai_strerror(error));
+  }
+  std::string reason = "no usable address";
+  bool bound = false;
+  for (const addrinfo* a = found; a != nullptr && !bound; a = a->ai_next) {
+    const int socket = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (socket < 0) continue;
+    const int yes = 1;
+    ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);  // as the server does
+    bound = ::bind(socket, a->ai_addr, a->ai_addrlen) == 0;
+    if (!bound) reason = std::strerror(errno);
+    ::close(socket);
+  }
+  ::freeaddrinfo(found);
+  if (!bound) {
+    throw std::runtime_error("cannot listen on " + http_url(address.host, address.port).substr(7) +
+                             ": " + reason + " (is the port in use? port 0 picks a free one)");
+  }
 }
 
 std::string http_url(const std::string& host, int port) {

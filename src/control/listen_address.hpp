@@ -16,6 +16,11 @@ struct ListenAddress {
 /// Throws std::invalid_argument naming the text and the expected form.
 [[nodiscard]] ListenAddress parse_listen_address(std::string_view text);
 
+/// Binds a socket to the address and closes it again: throws std::runtime_error when that is
+/// not possible now (the port is in use, the address is not this machine's), so that a run can
+/// refuse before it builds its stages rather than after.
+void probe_listen_address(const ListenAddress& address);
+
 /// "http://HOST:PORT", with IPv6 hosts in brackets.
 [[nodiscard]] std::string http_url(const std::string& host, int port);
 

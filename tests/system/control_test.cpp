@@ -465,6 +465,26 @@ TEST_F(ControlTest, ListeningBeyondLoopbackNeedsAToken) {
   const ToolResult bad = tool("bad", {"run", pipeline.string(), "--listen", "127.0.0.1:99999"});
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
   EXPECT_NE(bad.err.find("0 to 65535"), std::string::npos) << bad.err;
+
+  // A port in use is found before the stages are built: the sink has not truncated anything.
+  const int busy = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(busy, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::bind(busy, reinterpret_cast<sockaddr*>(&address), length), 0);
+  ASSERT_EQ(::listen(busy, 1), 0);
+  ASSERT_EQ(::getsockname(busy, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const std::string port = std::to_string(ntohs(address.sin_port));
+  const ToolResult in_use =
+      tool("in_use", {"run", pipeline.string(), "--listen", "127.0.0.1:" + port});
+  ::close(busy);
+  EXPECT_EQ(in_use.exit_code, 2) << in_use.err;
+  EXPECT_NE(in_use.err.find("cannot listen on 127.0.0.1:" + port + ": Address already in use"),
+            std::string::npos)
+      << in_use.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out.jsonl")) << "nothing ran";
 }
 
 TEST_F(ControlTest, TokenProtectsEveryRoute) {

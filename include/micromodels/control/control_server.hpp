@@ -71,4 +71,9 @@ class ControlServer {
 /// std::invalid_argument with a message for the operator.
 void check_control_options(const ControlOptions& options);
 
+/// check_control_options, and then binds the address and lets it go again: throws
+/// std::runtime_error when the port is in use now. A program checks this before work that
+/// should not start when the endpoint cannot (`micromodels run` does, before building stages).
+void probe_control_options(const ControlOptions& options);
+
 }  // namespace micromodels
