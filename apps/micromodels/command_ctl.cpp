@@ -67,9 +67,12 @@ int swap(const CtlOptions& options, const ControlClient& client) {
 int status(const CtlOptions& options, const ControlClient& client) {
   const ControlReply reply = client.get("/status");
   if (!reply.ok()) return refused(reply);
-  const auto answer = nlohmann::json::parse(reply.body);
-  std::cout << (options.json ? answer.dump(2) + "\n"
-                             : render_status(answer, {.width = plain_width(), .ansi = false}));
+  if (options.json) {
+    std::cout << reply.body;  // as the endpoint wrote it: its key order, its numbers
+  } else {
+    std::cout << render_status(nlohmann::json::parse(reply.body),
+                               {.width = plain_width(), .ansi = false});
+  }
   return kExitOk;
 }
 
