@@ -20,6 +20,8 @@ cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
 # The media phase fetches the sample media first: a test that finds it missing must fail, not skip.
 export MICROMODELS_REQUIRE_MEDIA=${MICROMODELS_REQUIRE_MEDIA:-1}
+# The deps phase installs promtool (Debian's prometheus): a test that finds it missing must fail.
+export MICROMODELS_REQUIRE_TOOLS=${MICROMODELS_REQUIRE_TOOLS:-1}
 
 all_phases=(deps media main examples asan tsan fuzz package pipelines)
 jobs=${JOBS:-2}

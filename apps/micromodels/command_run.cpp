@@ -7,6 +7,7 @@
 #include "micromodels/runner.hpp"
 
 #include "commands.hpp"
+#include "control_options.hpp"
 #include "exit_codes.hpp"
 #include "interrupts.hpp"
 #include "progress_bar.hpp"
@@ -20,6 +21,7 @@ struct RunOptions {
   std::string metrics_json;
   bool quiet = false;
   int workers = 0;
+  ControlCliOptions control;
 };
 
 std::uint64_t in_flight(const MetricsSnapshot& metrics) {
@@ -45,6 +47,7 @@ int run(RunOptions options, const CLI::App& command) {
   {
     Interrupts interrupts;
     ProgressBar progress(options.quiet);
+    const auto control = start_control(options.control, runner);  // stops when the run has ended
     runner.start();
     // Polling at 10 Hz drives the progress bar and notices signals; the handler only counts.
     while (!runner.wait_for(100)) {
@@ -91,6 +94,7 @@ Command add_run_command(CLI::App& app) {
                    "Pool threads for CPU-bound stages (0: one per core; overrides the file)")
       ->check(CLI::NonNegativeNumber);
   command->add_flag("-q,--quiet", options->quiet, "Show no progress bar");
+  add_control_options(*command, options->control);
   return {command, [options, command] { return run(*options, *command); }};
 }
 

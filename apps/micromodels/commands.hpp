@@ -28,6 +28,9 @@ Command add_bench_command(CLI::App& app);
 #ifdef MICROMODELS_HAS_EVAL
 Command add_eval_command(CLI::App& app);
 #endif
+// Live operations: a running pipeline's control endpoint (run --listen), changed and watched.
+Command add_ctl_command(CLI::App& app);
+Command add_top_command(CLI::App& app);
 
 /// A pipeline file and the command-line changes to it, shared by `run` and `inspect`.
 struct PipelineOptions {

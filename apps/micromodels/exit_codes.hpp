@@ -12,6 +12,10 @@ inline constexpr int kExitFailure = 1;
 /// Nothing ran because the input was wrong: the command line, the pipeline file (YAML, stage
 /// types, parameters, graph) or an output path. The message names the file, line and key.
 inline constexpr int kExitConfigError = 2;
+/// `ctl` and `top`: no control endpoint answered at the URL (nothing listens there: the run
+/// ended or the port is wrong; or it timed out). A request the endpoint refused is
+/// kExitConfigError: it changed nothing.
+inline constexpr int kExitUnreachable = 3;
 /// Stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report a Ctrl-C). After one signal the
 /// in-flight packets drained and the metrics were still written; after a second, they were not.
 inline constexpr int kExitInterrupted = 130;

@@ -1,5 +1,6 @@
 // `micromodels`: run, inspect and benchmark micro-model pipelines from the command line.
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,7 +24,8 @@ namespace {
 constexpr const char* kFooter = R"(Exit codes:
   0    success
   1    runtime failure
-  2    configuration or command-line error (nothing ran)
+  2    configuration or command-line error (nothing ran); ctl: request refused
+  3    ctl, top: no control endpoint answered at the URL
   130  interrupted (SIGINT/SIGTERM)
 
 See docs/cli.md for examples.)";
@@ -75,6 +77,8 @@ int run_tool(int argc, char** argv) {
 #ifdef MICROMODELS_HAS_EVAL
   commands.push_back(add_eval_command(app));
 #endif
+  commands.push_back(add_ctl_command(app));
+  commands.push_back(add_top_command(app));
 
   // `micromodels help [COMMAND]`, for those who type it before trying --help.
   std::string help_topic;

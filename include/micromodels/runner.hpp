@@ -37,6 +37,7 @@ class Autoscaler;
 class Runner {
  public:
   /// Validates the pipeline and builds every stage (loading models). Throws ConfigError.
+  /// `registry` must outlive the runner: `swap` builds new instances from it.
   explicit Runner(const Pipeline& pipeline, const Registry& registry = Registry::global());
   ~Runner();
   Runner(const Runner&) = delete;

@@ -164,17 +164,22 @@ void Autoscaler::run() {
       continue;  // keep measuring from `before`
     }
     std::optional<ScalingPlan> plan = plan_scaling(now, before, policy_);
-    if (plan) {
+    // A plan is acted on only when two intervals in a row ask for the same counts: one interval
+    // of slow packets (another process took the core) must not move consumers around.
+    const bool confirmed = plan && pending_ && pending_->consumers == plan->consumers;
+    pending_ = confirmed ? std::nullopt : std::move(plan);
+    if (confirmed) {
       std::string changes;
-      for (const auto& [stage, count] : plan->consumers) {
+      const ScalingPlan& chosen = *plan;
+      for (const auto& [stage, count] : chosen.consumers) {
         const StageMetrics* current = now.stage(stage);
         if (current == nullptr || current->consumers == count) continue;
         changes += (changes.empty() ? "" : ", ") + stage + " " +
                    std::to_string(current->consumers) + "->" + std::to_string(count);
         scale_(stage, count);
       }
-      spdlog::info("autoscale: {}: {}; at most {} -> {} packets/s", changes, plan->reason,
-                   format_rate(plan->rate_now), format_rate(plan->rate_planned));
+      spdlog::info("autoscale: {}: {}; at most {} -> {} packets/s", changes, chosen.reason,
+                   format_rate(chosen.rate_now), format_rate(chosen.rate_planned));
       // Let the queues settle before measuring again.
       lock.lock();
       if (wake_.wait_for(lock, interval, [this] { return stopping_; })) return;

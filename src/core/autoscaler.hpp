@@ -51,8 +51,9 @@ struct ScalingPlan {
 [[nodiscard]] AutoscalePolicy autoscale_policy(const Pipeline& pipeline, const Registry& registry,
                                                int workers);
 
-/// Runs plan_scaling every `interval_ms` on a thread of its own and applies what it plans,
-/// logging each decision with its reason; after a change it waits an interval before measuring.
+/// Runs plan_scaling every `interval_ms` on a thread of its own and applies a plan once two
+/// intervals in a row agree on it, logging each decision with its reason; after a change it waits
+/// an interval before measuring again.
 class Autoscaler {
  public:
   using Metrics = std::function<MetricsSnapshot()>;
@@ -73,6 +74,7 @@ class Autoscaler {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  std::optional<ScalingPlan> pending_;  // planned in the last interval, not yet confirmed
   std::thread thread_;
 };
 

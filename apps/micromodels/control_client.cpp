@@ -1,0 +1,68 @@
+#include "control_client.hpp"
+
+#include <regex>
+
+#include <httplib.h>
+
+namespace micromodels::cli {
+
+namespace {
+
+// A swap loads a model before it answers, which may take a while; a status answers at once.
+constexpr int kConnectTimeoutS = 3;
+constexpr int kGetTimeoutS = 10;
+constexpr int kPostTimeoutS = 300;
+
+httplib::Client make_client(const std::string& url, const std::string& token, int read_timeout_s) {
+  httplib::Client client(url);
+  client.set_connection_timeout(kConnectTimeoutS);
+  client.set_read_timeout(read_timeout_s);
+  if (!token.empty()) client.set_bearer_token_auth(token);
+  return client;
+}
+
+ControlReply reply_of(const httplib::Result& result, const std::string& url) {
+  if (!result) {
+    const httplib::Error error = result.error();
+    std::string why = httplib::to_string(error);
+    if (error == httplib::Error::Connection) why = "connection refused";
+    throw Unreachable("no control endpoint answered at " + url + " (" + why +
+                      "): is the `micromodels run --listen ...` still running, and is this the "
+                      "URL it printed as 'control: ...'?");
+  }
+  return {.status = result->status, .body = result->body};
+}
+
+}  // namespace
+
+std::string ControlReply::error_message() const {
+  const auto json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (json.is_object() && json.contains("error") && json["error"].is_string()) {
+    return json["error"].get<std::string>();
+  }
+  return body.empty() ? "HTTP status " + std::to_string(status) : body;
+}
+
+ControlClient::ControlClient(std::string url, std::string token) : token_(std::move(token)) {
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  if (url.find("://") == std::string::npos) url = "http://" + url;
+  static const std::regex kForm(R"(^https?://(\[[0-9a-fA-F:.]+\]|[^/:\[\]]+):\d+$)");
+  if (!std::regex_match(url, kForm)) {
+    throw std::invalid_argument("'" + url +
+                                "' is not a control URL: give it as http://HOST:PORT, as "
+                                "`micromodels run --listen` prints it ('control: ...')");
+  }
+  url_ = std::move(url);
+}
+
+ControlReply ControlClient::get(const std::string& path) const {
+  httplib::Client client = make_client(url_, token_, kGetTimeoutS);
+  return reply_of(client.Get(path), url_);
+}
+
+ControlReply ControlClient::post(const std::string& path, const nlohmann::json& body) const {
+  httplib::Client client = make_client(url_, token_, kPostTimeoutS);
+  return reply_of(client.Post(path, body.dump(), "application/json"), url_);
+}
+
+}  // namespace micromodels::cli

@@ -1,0 +1,44 @@
+#include "control_options.hpp"
+
+#include <cstdio>
+#include <stdexcept>
+
+#include "micromodels/pipeline.hpp"
+
+namespace micromodels::cli {
+
+void add_control_options(CLI::App& command, ControlCliOptions& options) {
+  command.add_option("--listen", options.listen,
+                     "Serve the control endpoint (metrics, status, scale, swap) on ADDR:PORT; "
+                     "port 0 picks a free one (see docs/operations.md)");
+  command
+      .add_option("--token", options.token,
+                  "Token clients must send (Authorization: Bearer); needed off loopback")
+      ->envname("MICROMODELS_TOKEN");
+  command.parse_complete_callback([&options] {
+    if (options.listen.empty()) return;
+    // Before any stage is built: a run that cannot serve its endpoint must not start work
+    // (a sink would already have truncated its output file).
+    try {
+      probe_control_options({.listen = options.listen, .token = options.token});
+    } catch (const std::exception& e) {
+      throw CLI::ValidationError(e.what());
+    }
+  });
+}
+
+std::unique_ptr<ControlServer> start_control(const ControlCliOptions& options, Runner& runner) {
+  if (options.listen.empty()) return nullptr;
+  std::unique_ptr<ControlServer> server;
+  try {
+    server = std::make_unique<ControlServer>(
+        runner_handlers(runner), ControlOptions{.listen = options.listen, .token = options.token});
+  } catch (const std::exception& e) {
+    throw ConfigError({}, "listen", e.what());
+  }
+  std::fprintf(stderr, "control: %s\n", server->url().c_str());
+  std::fflush(stderr);
+  return server;
+}
+
+}  // namespace micromodels::cli

@@ -1,0 +1,143 @@
+#include "status_view.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+namespace micromodels::cli {
+
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr const char* kBold = "\x1b[1m";
+constexpr const char* kReverse = "\x1b[7m";
+constexpr const char* kRed = "\x1b[31m";
+constexpr const char* kReset = "\x1b[0m";
+
+std::string printf_text(const char* format, auto... values) {
+  char buffer[256];
+  std::snprintf(buffer, sizeof buffer, format, values...);
+  return buffer;
+}
+
+double number_or(const Json& object, const char* key, double fallback) {
+  return object.contains(key) && object[key].is_number() ? object[key].get<double>() : fallback;
+}
+
+std::string duration_us(double us) {
+  if (us <= 0) return "-";
+  if (us < 10) return printf_text("%.1fµs", us);
+  if (us < 1e3) return printf_text("%.0fµs", us);
+  if (us < 1e6) return printf_text("%.1fms", us / 1e3);
+  return printf_text("%.2fs", us / 1e6);
+}
+
+std::string rate(const Json& value) {
+  if (!value.is_number()) return "-";
+  const double r = value.get<double>();
+  return r >= 100 ? printf_text("%.0f", r) : printf_text("%.1f", r);
+}
+
+std::string clock_time(double seconds) {
+  const auto s = static_cast<long long>(seconds);
+  return s >= 3600 ? printf_text("%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60)
+                   : printf_text("%lld:%02lld", s / 60, s % 60);
+}
+
+// Pads to `width` display columns; "µ" is two bytes but one column.
+std::string pad(const std::string& text, std::size_t width, bool left) {
+  std::size_t columns = 0;
+  for (const char c : text) columns += (static_cast<unsigned char>(c) & 0xC0) != 0x80 ? 1 : 0;
+  if (columns >= width) return text;
+  const std::string fill(width - columns, ' ');
+  return left ? text + fill : fill + text;
+}
+
+}  // namespace
+
+int plain_width() {
+  const char* columns = std::getenv("COLUMNS");
+  const int width = columns != nullptr ? std::atoi(columns) : 0;
+  return width > 40 ? width : 132;
+}
+
+std::string render_status(const Json& status, const StatusViewStyle& style) {
+  const std::string bottleneck = status.contains("bottleneck") && status["bottleneck"].is_string()
+                                     ? status["bottleneck"].get<std::string>()
+                                     : std::string();
+  std::string out;
+  const auto emphasis = [&](const char* code, const std::string& text) {
+    return style.ansi ? code + text + kReset : text;
+  };
+
+  out += emphasis(kBold, status.value("pipeline", std::string("?")));
+  out += "  elapsed " + clock_time(number_or(status, "elapsed_s", 0));
+  out += printf_text("  packets in %llu out %llu in flight %llu",
+                     static_cast<unsigned long long>(number_or(status, "packets_in", 0)),
+                     static_cast<unsigned long long>(number_or(status, "packets_out", 0)),
+                     static_cast<unsigned long long>(number_or(status, "in_flight", 0)));
+  out += "  throughput " + rate(status.value("throughput_per_s", Json())) + "/s\n\n";
+
+  // stage, type, consumers, queue, rate, p50, p99 and then the busy bar with what is left.
+  std::size_t name_width = 5;
+  std::size_t type_width = 4;
+  for (const Json& stage : status.value("stages", Json::array())) {
+    name_width = std::max(name_width, stage.value("name", std::string()).size());
+    type_width = std::max(type_width, stage.value("type", std::string()).size());
+  }
+  const std::size_t fixed =
+      name_width + 2 + type_width + 2 + 9 + 2 + 13 + 2 + 8 + 2 + 8 + 2 + 8 + 2 + 5 + 2;
+  const int bar_width =
+      std::clamp(style.width - static_cast<int>(fixed) - 2 - 14, 0, 40);  // 14: "  ◀ bottleneck"
+
+  std::string header = pad("stage", name_width, true) + "  " + pad("type", type_width, true) +
+                       "  " + pad("consumers", 9, false) + "  " + pad("queue now/cap", 13, false) +
+                       "  " + pad("rate/s", 8, false) + "  " + pad("p50", 8, false) + "  " +
+                       pad("p99", 8, false) + "  " + pad("busy", 5, false);
+  if (bar_width > 0) header += "  " + pad("", static_cast<std::size_t>(bar_width) + 2, true);
+  if (style.ansi) {
+    out += kReverse + pad(header, static_cast<std::size_t>(style.width), true) + kReset + "\n";
+  } else {
+    out += header.substr(0, header.find_last_not_of(' ') + 1) + "\n";
+  }
+
+  for (const Json& stage : status.value("stages", Json::array())) {
+    const std::string name = stage.value("name", std::string());
+    // The busy share of the last window when there is one: after a scale it shows the change.
+    const Json recent = stage.value("recent_busy_share", Json());
+    const double busy =
+        recent.is_number() ? recent.get<double>() : number_or(stage, "busy_share", 0);
+    const Json service = stage.value("service_us", Json::object());
+    std::string row =
+        pad(name, name_width, true) + "  " +
+        pad(stage.value("type", std::string()), type_width, true) + "  " +
+        pad(std::to_string(stage.value("consumers", 0)), 9, false) + "  " +
+        pad(printf_text("%llu/%llu",
+                        static_cast<unsigned long long>(number_or(stage, "queue_depth", 0)),
+                        static_cast<unsigned long long>(number_or(stage, "queue_capacity", 0))),
+            13, false) +
+        "  " + pad(rate(stage.value("rate_per_s", Json())), 8, false) + "  " +
+        pad(duration_us(number_or(service, "p50", 0)), 8, false) + "  " +
+        pad(duration_us(number_or(service, "p99", 0)), 8, false) + "  " +
+        pad(printf_text("%.0f%%", busy * 100), 5, false);
+    if (bar_width > 0) {
+      const auto filled = static_cast<int>(std::lround(busy * bar_width));
+      row +=
+          "  [" + std::string(static_cast<std::size_t>(std::clamp(filled, 0, bar_width)), '#') +
+          std::string(static_cast<std::size_t>(bar_width - std::clamp(filled, 0, bar_width)), ' ') +
+          "]";
+    }
+    if (name == bottleneck) {
+      row += "  ◀ bottleneck";
+      if (style.ansi) row = std::string(kBold) + kRed + row + kReset;
+    }
+    out += row + "\n";
+  }
+  out += "\nbottleneck: " + (bottleneck.empty() ? std::string("none yet") : bottleneck) + "\n";
+  return out;
+}
+
+}  // namespace micromodels::cli

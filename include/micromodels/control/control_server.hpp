@@ -1,0 +1,79 @@
+// The live-operations endpoint: metrics, status, scale and swap over HTTP.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "micromodels/metrics.hpp"
+
+namespace micromodels {
+
+class Runner;
+
+/// What the control endpoint asks of the process it controls. `metrics` is required; `scale` and
+/// `swap` may be left empty, and their routes then answer 501. A handler reports a refused
+/// request by throwing: std::invalid_argument (answered 400) or ConfigError (422), with a message
+/// for the operator; the handler must then have changed nothing. Handlers run on the server's
+/// threads, possibly several at once.
+struct ControlHandlers {
+  std::function<MetricsSnapshot()> metrics{};
+  std::function<void(const std::string& stage, int consumers)> scale{};
+  std::function<void(const std::string& stage, const std::map<std::string, std::string>& params,
+                     const std::string& type)>
+      swap{};
+};
+
+/// The handlers for a Runner in this process; the runner must outlive the server.
+[[nodiscard]] ControlHandlers runner_handlers(Runner& runner);
+
+struct ControlOptions {
+  /// "ADDR:PORT", "[IPv6]:PORT" or "PORT" (loopback). Port 0 picks a free port.
+  std::string listen = "127.0.0.1:0";
+  /// Required from clients as `Authorization: Bearer TOKEN` when not empty, and required to be
+  /// set when `listen` is not a loopback address.
+  std::string token{};
+  /// Period of the samples that /status computes its recent rates from.
+  double sample_period_s = 0.25;
+  /// How far back /status looks for its recent rates and busy shares.
+  double rate_window_s = 1.0;
+};
+
+/// An HTTP server on its own threads: GET /metrics (Prometheus text), GET /status (JSON),
+/// POST /stages/NAME/scale, POST /stages/NAME/swap. docs/operations.md describes every route.
+/// Construction binds and starts serving (throws std::invalid_argument for bad options,
+/// std::runtime_error when the address cannot be bound); destruction stops it and waits for
+/// requests in progress.
+///
+///   Runner runner(pipeline);
+///   ControlServer control(runner_handlers(runner), {.listen = "127.0.0.1:0"});
+///   std::cerr << "control: " << control.url() << '\n';
+///   runner.start();
+///   runner.wait();
+class ControlServer {
+ public:
+  ControlServer(ControlHandlers handlers, ControlOptions options);
+  ~ControlServer();
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+
+  /// "http://127.0.0.1:41234": the address and the port actually bound.
+  [[nodiscard]] std::string url() const;
+  [[nodiscard]] int port() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+/// Checks a --listen address and the token rule without binding anything; throws
+/// std::invalid_argument with a message for the operator.
+void check_control_options(const ControlOptions& options);
+
+/// check_control_options, and then binds the address and lets it go again: throws
+/// std::runtime_error when the port is in use now. A program checks this before work that
+/// should not start when the endpoint cannot (`micromodels run` does, before building stages).
+void probe_control_options(const ControlOptions& options);
+
+}  // namespace micromodels

@@ -1,0 +1,162 @@
+// The HTTP transport of the control endpoint: binding, the token check, threads.
+#include "micromodels/control/control_server.hpp"
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include "control_routes.hpp"
+#include "listen_address.hpp"
+#include "status_sampler.hpp"
+
+namespace micromodels {
+
+namespace {
+
+// Compares in time independent of where the texts differ, so that a client cannot find the
+// token a character at a time by timing the answers.
+bool same_secret(const std::string& given, const std::string& expected) {
+  unsigned char difference = given.size() == expected.size() ? 0 : 1;
+  for (std::size_t i = 0; i < given.size(); ++i) {
+    difference |= static_cast<unsigned char>(given[i] ^ expected[i % expected.size()]);
+  }
+  return difference == 0;
+}
+
+void send(const detail::Reply& reply, httplib::Response& response) {
+  response.status = reply.status;
+  if (!reply.allow.empty()) response.set_header("Allow", reply.allow);
+  response.set_content(reply.body, reply.content_type.c_str());
+}
+
+}  // namespace
+
+struct ControlServer::State {
+  State(ControlHandlers h, ControlOptions o)
+      : handlers(std::move(h)),
+        options(std::move(o)),
+        sampler(handlers.metrics, options.sample_period_s, options.rate_window_s),
+        routes(handlers, sampler) {}
+
+  // Unhandled lets the request go on to routing; a refused one is answered here.
+  httplib::Server::HandlerResponse check_token(const httplib::Request& request,
+                                               httplib::Response& response) const {
+    if (options.token.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    constexpr std::string_view kBearer = "Bearer ";
+    const std::string header = request.get_header_value("Authorization");
+    std::string message;
+    if (header.empty()) {
+      message =
+          "this endpoint needs a token: send 'Authorization: Bearer TOKEN' (micromodels "
+          "ctl and top take --token or MICROMODELS_TOKEN)";
+    } else if (!header.starts_with(kBearer) ||
+               !same_secret(header.substr(kBearer.size()), options.token)) {
+      message = "wrong token in the Authorization header";
+    } else {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    send(detail::error_reply(401, message), response);
+    response.set_header("WWW-Authenticate", "Bearer realm=\"micromodels\"");
+    return httplib::Server::HandlerResponse::Handled;
+  }
+
+  ControlHandlers handlers;
+  ControlOptions options;
+  detail::StatusSampler sampler;
+  detail::ControlRoutes routes;
+  httplib::Server server;
+  std::string host;
+  int port = 0;
+  std::thread thread;
+};
+
+void check_control_options(const ControlOptions& options) {
+  const detail::ListenAddress address = detail::parse_listen_address(options.listen);
+  if (!address.loopback && options.token.empty()) {
+    throw std::invalid_argument(
+        "--listen " + options.listen +
+        ": a control endpoint reachable from other machines needs a token; give one with "
+        "--token TEXT or the environment variable MICROMODELS_TOKEN, or listen on 127.0.0.1");
+  }
+}
+
+void probe_control_options(const ControlOptions& options) {
+  check_control_options(options);
+  detail::probe_listen_address(detail::parse_listen_address(options.listen));
+}
+
+ControlServer::ControlServer(ControlHandlers handlers, ControlOptions options) {
+  if (!handlers.metrics) throw std::invalid_argument("ControlServer: a metrics handler is needed");
+  check_control_options(options);
+  const detail::ListenAddress address = detail::parse_listen_address(options.listen);
+  state_ = std::make_unique<State>(std::move(handlers), std::move(options));
+  State& state = *state_;
+
+  state.server.set_pre_routing_handler(
+      [&state](const httplib::Request& request, httplib::Response& response) {
+        return state.check_token(request, response);
+      });
+  // Every method on every path goes to the routes, which answer 404 and 405 themselves.
+  const auto dispatch = [&state](const httplib::Request& request, httplib::Response& response) {
+    send(state.routes.handle(request.method, request.path, request.body), response);
+  };
+  const std::string any = ".*";
+  state.server.Get(any, dispatch)
+      .Post(any, dispatch)
+      .Put(any, dispatch)
+      .Patch(any, dispatch)
+      .Delete(any, dispatch)
+      .Options(any, dispatch);
+  state.server.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& response, std::exception_ptr error) {
+        std::string message = "internal error";
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          message += std::string(": ") + e.what();
+        } catch (...) {
+        }
+        send(detail::error_reply(500, message), response);
+      });
+  // httplib's default also sets SO_REUSEPORT, which would let a second run bind the same port
+  // and share the requests at random with the first: only SO_REUSEADDR here.
+  state.server.set_socket_options([](int socket) {
+    const int yes = 1;
+    ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  state.server.set_payload_max_length(1 << 20);
+  // Short, so that stopping does not wait long for an idle keep-alive connection.
+  state.server.set_keep_alive_timeout(1);
+
+  state.host = address.host;
+  errno = 0;
+  if (address.port == 0) {
+    state.port = state.server.bind_to_any_port(address.host);
+  } else {
+    state.port = state.server.bind_to_port(address.host, address.port) ? address.port : -1;
+  }
+  if (state.port <= 0) {
+    const std::string reason = errno != 0 ? std::strerror(errno) : "cannot bind";
+    throw std::runtime_error("control endpoint: cannot listen on " + state.options.listen + ": " +
+                             reason + " (is the port in use? port 0 picks a free one)");
+  }
+  state.thread = std::thread([&state] { state.server.listen_after_bind(); });
+  // stop() only takes effect once the server runs: a server destroyed sooner would never end.
+  while (!state.server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+ControlServer::~ControlServer() {
+  state_->server.stop();
+  state_->thread.join();
+}
+
+std::string ControlServer::url() const { return detail::http_url(state_->host, state_->port); }
+
+int ControlServer::port() const { return state_->port; }
+
+}  // namespace micromodels

@@ -1,0 +1,67 @@
+// GET /status: the metrics with rates and busy shares over the last second, from successive
+// snapshots taken in the background.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "micromodels/metrics.hpp"
+
+namespace micromodels::detail {
+
+/// Takes a metrics snapshot every `period_s` on its own thread and keeps those of the last
+/// `window_s` and a little more. `status()` compares a fresh snapshot with the newest sample at
+/// least `window_s` old (or the oldest one there is), so rates follow changes within a second
+/// whoever polls and however often.
+class StatusSampler {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  StatusSampler(std::function<MetricsSnapshot()> metrics, double period_s, double window_s);
+  ~StatusSampler();
+  StatusSampler(const StatusSampler&) = delete;
+  StatusSampler& operator=(const StatusSampler&) = delete;
+
+  /// The /status document for a fresh snapshot.
+  [[nodiscard]] nlohmann::ordered_json status();
+  /// The same, but for a snapshot the caller has already taken.
+  [[nodiscard]] nlohmann::ordered_json status(const MetricsSnapshot& now);
+  /// One stage's entry of `status()`, or null when there is no such stage.
+  [[nodiscard]] nlohmann::ordered_json stage_status(const std::string& name);
+
+  /// What /status is computed from: per stage, cumulative counts at one instant.
+  struct StageCounts {
+    std::string name;
+    std::uint64_t finished = 0;  // processed + failed
+    std::uint64_t service_count = 0;
+    double service_sum_us = 0;
+  };
+  struct Sample {
+    Clock::time_point time;
+    std::uint64_t packets_out = 0;
+    std::vector<StageCounts> stages;
+  };
+
+ private:
+  static Sample sample_of(const MetricsSnapshot& metrics, Clock::time_point time);
+  void loop();
+
+  std::function<MetricsSnapshot()> metrics_;
+  Clock::duration period_;
+  Clock::duration window_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::deque<Sample> samples_;  // oldest first
+  std::thread thread_;
+};
+
+}  // namespace micromodels::detail
