@@ -200,6 +200,9 @@ int run_autoscale_bench(const BenchOptions& options) {
                    .steady_seconds = quick ? 5.0 : 30.0});
 #ifdef MICROMODELS_HAS_VISION
   ensure_vision_stages();
+  // As in `bench eye_contact`: the pipeline's parallelism is its stages, so OpenCV runs each call
+  // on one thread, and a stage's service time is the CPU it takes.
+  const OpenCvThreads opencv_threads(1);
   ScratchDir scratch("micromodels-bench-autoscale");
   Pipeline tuned = Pipeline::from_yaml_file(find_repo_file("pipelines/eye_contact.yaml"));
   retarget_pipeline(tuned, media_file("franck.mp4"), 0, scratch.path());
