@@ -12,6 +12,12 @@ inline constexpr int kExitFailure = 1;
 /// Nothing ran because the input was wrong: the command line, the pipeline file (YAML, stage
 /// types, parameters, graph) or an output path. The message names the file, line and key.
 inline constexpr int kExitConfigError = 2;
+/// Redis (the broker of a distributed run) could not be reached: at start, or for longer than
+/// the reconnect window during the run. The message names host:port.
+inline constexpr int kExitBrokerUnreachable = 3;
+/// Redis came back without the run's queues (restarted without persistence, or another run of
+/// the same pipeline reset them): the run stopped rather than deliver an incomplete output.
+inline constexpr int kExitBrokerLost = 4;
 /// Stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report a Ctrl-C). After one signal the
 /// in-flight packets drained and the metrics were still written; after a second, they were not.
 inline constexpr int kExitInterrupted = 130;
