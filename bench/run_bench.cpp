@@ -8,6 +8,10 @@ namespace micromodels::bench {
 
 // Defined in engine_bench.cpp; `parts` empty means all of them.
 int run_engine_bench(const std::vector<std::string>& parts, const BenchOptions& options);
+#ifdef MICROMODELS_HAS_REDIS
+// Defined in redis_bench.cpp, built with the Redis broker.
+int run_redis_bench(const BenchOptions& options);
+#endif
 #ifdef MICROMODELS_HAS_VISION
 // Defined in eye_contact_bench.cpp, built only with the vision stages.
 int run_eye_contact_bench(const BenchOptions& options);
@@ -15,6 +19,9 @@ int run_eye_contact_bench(const BenchOptions& options);
 
 std::vector<std::string> bench_names() {
   std::vector<std::string> names{"engine", "engine.hop", "engine.composition", "engine.scale"};
+#ifdef MICROMODELS_HAS_REDIS
+  names.emplace_back("redis");
+#endif
 #ifdef MICROMODELS_HAS_VISION
   names.emplace_back("eye_contact");
 #endif
@@ -23,6 +30,9 @@ std::vector<std::string> bench_names() {
 
 int run_bench(const std::string& name, const BenchOptions& options) {
   if (name == "engine") return run_engine_bench({}, options);
+#ifdef MICROMODELS_HAS_REDIS
+  if (name == "redis") return run_redis_bench(options);
+#endif
 #ifdef MICROMODELS_HAS_VISION
   if (name == "eye_contact") return run_eye_contact_bench(options);
 #endif
