@@ -266,6 +266,14 @@ class OwnRedis {
     throw std::runtime_error("redis-server did not start on port " + std::to_string(port_));
   }
   void kill() { server_.reset(); }
+  // Waits until a run of `pipeline` has started on this Redis (its run id is set).
+  void wait_for_run(const std::string& pipeline) {
+    Redis r(url());
+    for (int i = 0; i < 1000 && r.text({"GET", "mm:{" + pipeline + "}:run"}).empty(); ++i) {
+      std::this_thread::sleep_for(20ms);
+    }
+    std::this_thread::sleep_for(300ms);  // and has sent some packets
+  }
   [[nodiscard]] std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
 
  private:
@@ -279,7 +287,7 @@ TEST_F(DistributedCliTest, RedisRestartedWithoutItsDataStopsTheRunWithExitCode4)
   OwnRedis redis(dir_);
   const fs::path file = write_pipeline(200, "service_ms: 0", ", rate: 50");
   auto run = start("run", {"run", file.string(), "--broker", redis.url(), "-q"});
-  std::this_thread::sleep_for(1000ms);
+  redis.wait_for_run(name_);
   redis.kill();
   std::this_thread::sleep_for(300ms);
   redis.start();
@@ -293,7 +301,7 @@ TEST_F(DistributedCliTest, RedisGoneForLongerThanTheReconnectWindowIsExitCode3) 
   OwnRedis redis(dir_);
   const fs::path file = write_pipeline(200, "service_ms: 0", ", rate: 50");
   auto run = start("run", {"run", file.string(), "--broker", redis.url(), "-q", "--reconnect-s", "1"});
-  std::this_thread::sleep_for(1000ms);
+  redis.wait_for_run(name_);
   redis.kill();
   const Result r = run->wait(30s);
   EXPECT_EQ(r.exit_code, 3) << r.err;
