@@ -1035,6 +1035,9 @@ void RedisRunner::Impl::ordered_consumer(Node& node, std::string name, bool excl
       const auto now = Clock::now();
       if (!exclusive && now >= next_lease) {
         next_lease = now + std::chrono::milliseconds(kLeaseMs / 3);
+        // What we processed must be acknowledged and its next seq recorded before a lease
+        // changes hands (even back to us): a take-over claims everything still pending.
+        flush(*conn, out);
         for (auto it = owned.begin(); it != owned.end();) {
           const Reply renewed = conn->command(
               {"EVAL", kRenew, "1", names_.lease(it->second.key), name, std::to_string(kLeaseMs)});
