@@ -16,6 +16,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -177,7 +178,7 @@ struct Partition {
   int index = 0;
   std::string key{};
   std::string run{};
-  Clock::time_point renewed{};
+  bool lost = false;  // the lease expired or went to another consumer: stop working on it
   std::map<std::uint32_t, std::uint64_t> next{};
   std::map<std::uint32_t, std::map<std::uint64_t, WireEntry>> buffer{};
 };
@@ -240,7 +241,10 @@ class RedisRunner::Impl {
 
   // Ordered consumers (per_stream stages and sinks).
   void place(Connection& conn, Node& node, Partition& part, WireEntry entry, Outbox& out);
-  void drain(Connection& conn, Node& node, Partition& part, bool exclusive, Outbox& out);
+  void drain(Connection& conn, Node& node, Partition& part, bool exclusive, Outbox& out,
+             const std::function<void()>& between);
+  void claim_strays(Connection& conn, Node& node, Partition& part, const std::string& name,
+                    Outbox& out);
   void take_over(Connection& conn, Node& node, Partition& part, const std::string& name);
 
   Pipeline pipeline_;
@@ -937,6 +941,9 @@ void RedisRunner::Impl::place(Connection& conn, Node& node, Partition& part, Wir
   }
   auto& next = part.next[entry.stream];
   auto& buffer = part.buffer[entry.stream];
+  if (const auto held = buffer.find(entry.seq); held != buffer.end() && held->second.id == entry.id) {
+    return;  // the same entry again (claimed back): acknowledged once it is processed
+  }
   if (entry.seq < next || buffer.contains(entry.seq)) {
     ++node.duplicates;
     out.add({"XACK", entry.key, group, entry.id});
@@ -946,8 +953,30 @@ void RedisRunner::Impl::place(Connection& conn, Node& node, Partition& part, Wir
   buffer.emplace(seq, std::move(entry));
 }
 
+// Entries of our partition pending on another consumer: a former owner read them after its
+// lease had expired and before it noticed. They are ours to run.
+void RedisRunner::Impl::claim_strays(Connection& conn, Node& node, Partition& part,
+                                     const std::string& name, Outbox& out) {
+  const Reply pending = conn.command({"XPENDING", part.key, node.config.name, "-", "+", "256"});
+  Args claim{"XCLAIM", part.key, node.config.name, name, "0"};
+  bool any = false;
+  for (std::size_t i = 0; i < detail::size(pending.get()); ++i) {
+    const redisReply* p = detail::at(pending.get(), i);
+    if (detail::text(detail::at(p, 1)) == name) continue;
+    claim.add(detail::text(detail::at(p, 0)));
+    any = true;
+  }
+  if (!any) return;
+  const Reply claimed = conn.command(claim);
+  log().info("stage '{}': claimed {} entries a former owner of {} had read", node.config.name,
+             detail::size(claimed.get()), part.key);
+  for (std::size_t i = 0; i < detail::size(claimed.get()); ++i) {
+    place(conn, node, part, detail::parse_entry(detail::at(claimed.get(), i), part.key), out);
+  }
+}
+
 void RedisRunner::Impl::drain(Connection& conn, Node& node, Partition& part, bool exclusive,
-                              Outbox& out) {
+                              Outbox& out, const std::function<void()>& between) {
   const std::string& group = node.config.name;
   for (auto& [stream, buffer] : part.buffer) {
     auto& next = part.next[stream];
@@ -995,6 +1024,8 @@ void RedisRunner::Impl::drain(Connection& conn, Node& node, Partition& part, boo
         out.add({"HSET", names_.next_seq(part.key), std::to_string(stream), std::to_string(next)});
       }
       if (out.commands.size() >= kFlushEvery) flush(conn, out);
+      between();  // keeps the lease while a long batch runs
+      if (part.lost) return;
     }
     if (node.is_sink) {  // written by the sink; the acknowledgements follow with the next read
       std::lock_guard lock(node.delivered_mutex);
@@ -1020,6 +1051,20 @@ void RedisRunner::Impl::ordered_consumer(Node& node, std::string name, bool excl
                  "1", names_.lease(part.key), name});
     }
   };
+  auto next_renew = Clock::now();
+  // Renews every owned lease at most once a second; marks the ones we no longer hold.
+  const auto renew = [&] {
+    if (exclusive || !conn || Clock::now() < next_renew) return;
+    next_renew = Clock::now() + std::chrono::milliseconds(kLeaseMs / 3);
+    for (auto& [k, part] : owned) {
+      const Reply renewed =
+          conn->command({"EVAL", kRenew, "1", names_.lease(part.key), name, std::to_string(kLeaseMs)});
+      if (detail::integer(renewed.get()) != 1 && !part.lost) {
+        log().warn("stage '{}': lost the lease on {}", node.config.name, part.key);
+        part.lost = true;
+      }
+    }
+  };
   while (!stop_all_) {
     try {
       if (!conn) {
@@ -1038,14 +1083,13 @@ void RedisRunner::Impl::ordered_consumer(Node& node, std::string name, bool excl
         // What we processed must be acknowledged and its next seq recorded before a lease
         // changes hands (even back to us): a take-over claims everything still pending.
         flush(*conn, out);
+        renew();
         for (auto it = owned.begin(); it != owned.end();) {
-          const Reply renewed = conn->command(
-              {"EVAL", kRenew, "1", names_.lease(it->second.key), name, std::to_string(kLeaseMs)});
-          if (detail::integer(renewed.get()) == 1) {
-            ++it;
-          } else {
-            log().warn("stage '{}': lost the lease on {}", node.config.name, it->second.key);
+          if (it->second.lost) {
             it = owned.erase(it);
+          } else {
+            claim_strays(*conn, node, it->second, name, out);
+            ++it;
           }
         }
         for (int k = 0; k < node.partitions && static_cast<int>(owned.size()) < max_own; ++k) {
@@ -1063,7 +1107,7 @@ void RedisRunner::Impl::ordered_consumer(Node& node, std::string name, bool excl
         std::this_thread::sleep_for(std::chrono::milliseconds(kBlockMs));
         continue;
       }
-      Args read{"XREADGROUP", "GROUP", group, name, "COUNT", "64", "BLOCK",
+      Args read{"XREADGROUP", "GROUP", group, name, "COUNT", "16", "BLOCK",
                 std::to_string(kBlockMs), "STREAMS"};
       for (const auto& [k, part] : owned) read.add(part.key);
       for (std::size_t i = 0; i < owned.size(); ++i) read.add(">");
@@ -1092,7 +1136,9 @@ void RedisRunner::Impl::ordered_consumer(Node& node, std::string name, bool excl
       for (std::size_t st = 0; st < detail::size(reply.get()); ++st) {
         got += detail::size(detail::at(detail::at(reply.get(), st), 1));
       }
-      for (auto& [k, part] : owned) drain(*conn, node, part, exclusive, out);
+      for (auto& [k, part] : owned) {
+        if (!part.lost) drain(*conn, node, part, exclusive, out, renew);
+      }
       if (got > 0 && got < kLingerBelow) std::this_thread::sleep_for(std::chrono::microseconds(kLingerUs));
       if (stop_all_) flush(*conn, out);
     } catch (const BrokerError& e) {

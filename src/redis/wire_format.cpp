@@ -68,7 +68,12 @@ std::string encode_for_hop(const Packet& packet, const std::optional<std::set<st
   } else {
     Packet pruned{.stream = packet.stream, .seq = packet.seq, .time_ns = packet.time_ns};
     for (const Packet::Field& f : packet.fields) {
-      if (keep->contains(f.name)) pruned.fields.push_back(f);  // images share their buffers
+      // Only pixels and blobs are left behind: small fields travel anyway, since a stage may
+      // read one it does not declare (video.sink takes the frame rate from `fps` when there).
+      const bool heavy = std::holds_alternative<Image>(f.value) ||
+                         std::holds_alternative<Tensor>(f.value) ||
+                         std::holds_alternative<Buffer>(f.value);
+      if (!heavy || keep->contains(f.name)) pruned.fields.push_back(f);  // buffers are shared
     }
     bytes = encode_packet(pruned);
   }

@@ -37,7 +37,8 @@ struct WireEntry {
 [[nodiscard]] Args xadd_args(std::string_view key, std::string_view run, std::uint32_t stream,
                              std::uint64_t seq, const std::string* payload);
 
-/// The packet as it travels one hop: only the fields in `keep` (all when empty optional).
+/// The packet as it travels one hop: images, tensors and buffers only when named in `keep`
+/// (all when `keep` is empty); every other field always.
 [[nodiscard]] std::string encode_for_hop(const Packet& packet,
                                          const std::optional<std::set<std::string>>& keep);
 

@@ -89,6 +89,10 @@ TEST_F(EyeContactRedisTest, ThreeWorkerProcessesGiveTheSameFramesAsTheEmbeddedRu
   EXPECT_NE(distributed.err.find("serving here: none"), std::string::npos) << distributed.err;
 
   for (const std::string& output : {std::string(""), std::string("_sbs")}) {
+    // The same frame rate too: it travels as a small field the sink does not declare.
+    EXPECT_EQ(cv::VideoCapture((dir_ / ("embedded" + output + ".mp4")).string()).get(cv::CAP_PROP_FPS),
+              cv::VideoCapture((dir_ / ("redis" + output + ".mp4")).string()).get(cv::CAP_PROP_FPS))
+        << output;
     const auto a = decode(dir_ / ("embedded" + output + ".mp4"));
     const auto b = decode(dir_ / ("redis" + output + ".mp4"));
     ASSERT_EQ(a.size(), static_cast<std::size_t>(kFrames)) << output;
