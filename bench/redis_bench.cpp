@@ -170,6 +170,50 @@ double broker_hop(const std::string& url, int messages) {
   return static_cast<double>(run.retired_packets()) / seconds_since(start);
 }
 
+// Waits until `processes` distinct processes announce consumers of pipeline `name`.
+void wait_for_workers(const std::string& url, const std::string& name, int processes) {
+  Context ctx(url);
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < deadline) {
+    ctx.append({"ZRANGE", "mm:{" + name + "}:live", "0", "-1"});
+    redisReply* r = ctx.read();
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < r->elements; ++i) {
+      const std::string m(r->element[i]->str, r->element[i]->len);
+      seen.insert(m.substr(m.find('|') + 1, m.rfind('|') - m.find('|') - 1));
+    }
+    freeReplyObject(r);
+    if (static_cast<int>(seen.size()) >= processes) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  throw std::runtime_error("bench: workers did not come up within 120 s");
+}
+
+// A stage that waits 10 ms per packet (a remote model: no CPU), one consumer per worker
+// process: packets per second with k worker processes. This is the figure that shows what
+// more machines give, since waiting does not compete for this machine's two cores.
+double sleep_stage_rate(const std::string& url, int workers, int packets, const fs::path& dir) {
+  const std::string name = "bench_scale";
+  const fs::path file = dir / "bench_scale.yaml";
+  std::ofstream(file) << "pipeline: " << name << "\nstages:\n"
+                      << "  - { name: source, type: synthetic.source, params: { count: " << packets
+                      << " } }\n"
+                      << "  - { name: work, type: model.sleep, params: { service_ms: 10 } }\n"
+                      << "  - { name: sink, type: pass }\n";
+  std::vector<std::unique_ptr<Child>> children;
+  for (int i = 0; i < workers; ++i) {
+    children.push_back(std::make_unique<Child>(std::vector<std::string>{
+        "/proc/self/exe", "worker", file.string(), "--broker", url, "--stages", "work"}));
+  }
+  wait_for_workers(url, name, workers);
+  RedisRunner run(Pipeline::from_yaml_file(file), {.url = url, .serve = RedisOptions::Serve::none});
+  const auto start = Clock::now();
+  run.start();
+  while (!run.wait_for(20)) {
+  }
+  return static_cast<double>(run.retired_packets()) / seconds_since(start);
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -229,21 +273,8 @@ double fps_redis(const EyeContact& e, const std::string& url, int workers,
     }
     children.push_back(std::make_unique<Child>(args, (e.out / ("worker" + std::to_string(i) + ".log")).string()));
   }
-  // Every worker announces each stage once it has built them.
-  Context ctx(url);
-  const auto deadline = Clock::now() + std::chrono::seconds(120);
-  while (Clock::now() < deadline) {
-    ctx.append({"ZRANGE", "mm:{" + p.name() + "}:live", "0", "-1"});
-    redisReply* r = ctx.read();
-    std::set<std::string> processes;
-    for (std::size_t i = 0; i < r->elements; ++i) {
-      const std::string m(r->element[i]->str, r->element[i]->len);
-      processes.insert(m.substr(m.find('|') + 1, m.rfind('|') - m.find('|') - 1));
-    }
-    freeReplyObject(r);
-    if (static_cast<int>(processes.size()) >= workers) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  // Every worker announces its stages once it has built them (models loaded).
+  wait_for_workers(url, p.name(), workers);
   RedisRunner run(p, {.url = url, .serve = RedisOptions::Serve::none});
   const auto start = Clock::now();
   run.start();
@@ -300,6 +331,20 @@ int run_redis_bench(const BenchOptions& options) {
     std::printf("  (--quick: %d packets, so the run's start-up (connections, stream reset, threads)\n"
                 "   weighs on broker_hop; the full run's 50,000 packets give the figure)\n",
                 messages);
+  }
+
+  {
+    const fs::path dir = fs::temp_directory_path();
+    const int packets = options.quick ? 100 : 400;
+    std::printf("\nA 10 ms waiting stage (a remote model), one consumer per worker process, %d packets:\n",
+                packets);
+    for (int k = 1; k <= 3; ++k) {
+      const double rate = sleep_stage_rate(url, k, packets, dir);
+      const std::string name = "sleep_stage_rate_" + std::to_string(k);
+      row(name.c_str(), rate, "/s", k == 1 ? "(ideal: 100/s per worker)" : "");
+      json[name] = rate;
+    }
+    fs::remove(dir / "bench_scale.yaml");
   }
 
 #ifdef MICROMODELS_HAS_VISION

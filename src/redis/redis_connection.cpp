@@ -88,6 +88,13 @@ Reply Connection::read() {
   return Reply(static_cast<redisReply*>(reply));
 }
 
+void Connection::send() {
+  int done = 0;
+  while (done == 0) {
+    if (redisBufferWrite(context_.get(), &done) != REDIS_OK) io_failed("write");
+  }
+}
+
 bool is_error(const redisReply* reply) noexcept {
   return reply != nullptr && reply->type == REDIS_REPLY_ERROR;
 }

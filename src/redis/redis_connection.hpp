@@ -55,6 +55,8 @@ class Connection {
   /// Pipelining: append any number, then read one reply per appended command, in order.
   void append(const Args& args);
   Reply read();
+  /// Writes what was appended without waiting for the replies (read them later, in order).
+  void send();
   [[nodiscard]] std::size_t appended() const noexcept { return appended_; }
   [[nodiscard]] const RedisUrl& url() const noexcept { return url_; }
 

@@ -227,7 +227,9 @@ class RedisRunner::Impl {
     std::vector<Args> commands;
     void add(Args args) { commands.push_back(std::move(args)); }
   };
-  void emit(Connection& conn, Node& from, const Packet& packet, Outbox& out);
+  /// `probe`: where to ask for a stage's backlog when `conn` has replies outstanding.
+  void emit(Connection& conn, Node& from, const Packet& packet, Outbox& out,
+            Connection* probe = nullptr);
   void emit_tombstone(Connection& conn, Node& from, std::uint32_t stream, std::uint64_t seq,
                       const std::string& run, Outbox& out);
   void wait_for_room(Connection& conn, const Node& child, const std::string& key);
@@ -566,12 +568,13 @@ void RedisRunner::Impl::wait_for_room(Connection& conn, const Node& child, const
   }
 }
 
-void RedisRunner::Impl::emit(Connection& conn, Node& from, const Packet& packet, Outbox& out) {
+void RedisRunner::Impl::emit(Connection& conn, Node& from, const Packet& packet, Outbox& out,
+                             Connection* probe) {
   const std::string run = current_run(conn, false);
   for (std::size_t c : from.children) {
     Node& child = *nodes_[c];
     const std::string& key = child.key_for(packet.stream);
-    wait_for_room(conn, child, key);
+    wait_for_room(probe != nullptr ? *probe : conn, child, key);
     const std::string payload = detail::encode_for_hop(packet, child.keep);
     child.in_bytes += payload.size();
     ++child.in_packets;
@@ -639,15 +642,32 @@ double RedisRunner::Impl::min_idle_ms(const Node& node) const {
 // Sources (run process)
 
 void RedisRunner::Impl::source_thread(Node& node) {
+  // Two batches in flight: while Redis adds one, the source produces the next. The backlog
+  // checks go through a second connection, which has no replies outstanding.
   std::unique_ptr<Connection> conn;
-  Outbox out;
+  std::unique_ptr<Connection> probe;
+  Outbox out;   // being produced
+  Outbox sent;  // written, replies not read yet
   std::vector<Packet> produced;
   bool more = true;
+  const auto collect = [&] {
+    std::string first_error;
+    for (std::size_t i = 0; i < sent.commands.size(); ++i) {
+      const Reply reply = conn->read();
+      if (detail::is_error(reply.get()) && first_error.empty()) {
+        first_error = std::string(detail::text(reply.get()));
+      }
+    }
+    sent.commands.clear();
+    if (!first_error.empty()) throw std::runtime_error("Redis refused XADD: " + first_error);
+  };
   while (!stop_all_) {
     try {
       if (!conn) {
         conn = connect();
+        probe = connect();
         // Unconfirmed adds from before a reconnect are sent again: the sinks drop duplicates.
+        flush(*conn, sent);
         flush(*conn, out);
       }
       if (!more || stop_sources_) break;
@@ -660,21 +680,36 @@ void RedisRunner::Impl::source_thread(Node& node) {
         more = false;
       }
       for (const Packet& p : produced) {
-        emit(*conn, node, p, out);
+        emit(*conn, node, p, out, probe.get());
         ++node.processed;
         ++produced_;
         std::lock_guard lock(counts_mutex_);
         auto& n = counts_[node.index][p.stream];
         n = std::max(n, p.seq + 1);
       }
-      if (out.commands.size() >= kFlushEvery || node.info.blocking || !more) flush(*conn, out);
+      if (out.commands.size() >= kFlushEvery || node.info.blocking || !more) {
+        collect();
+        for (const Args& args : out.commands) conn->append(args);
+        conn->send();
+        sent.commands.swap(out.commands);
+        if (node.info.blocking || !more) collect();  // a paced source: no packet waits
+      }
     } catch (const BrokerError& e) {
       conn.reset();
+      probe.reset();
       if (!reconnect(e, node.config.name.c_str())) break;
     } catch (const std::exception& e) {
       log().error("source '{}': {}", node.config.name, e.what());
       fail(BrokerError(BrokerError::Kind::lost, "source '" + node.config.name + "': " + e.what()));
       break;
+    }
+  }
+  if (conn) {
+    try {
+      collect();
+      flush(*conn, out);  // what was produced before a stop
+    } catch (const std::exception& e) {
+      log().error("source '{}': {}", node.config.name, e.what());
     }
   }
   --sources_running_;
@@ -978,6 +1013,12 @@ void RedisRunner::Impl::claim_strays(Connection& conn, Node& node, Partition& pa
 void RedisRunner::Impl::drain(Connection& conn, Node& node, Partition& part, bool exclusive,
                               Outbox& out, const std::function<void()>& between) {
   const std::string& group = node.config.name;
+  // One XACK for the entries drained, after their outputs (it goes last into the outbox).
+  Args acks{"XACK", part.key, group};
+  const auto close_acks = [&] {
+    if (acks.items().size() > 3) out.add(std::move(acks));
+    acks = Args{"XACK", part.key, group};
+  };
   for (auto& [stream, buffer] : part.buffer) {
     auto& next = part.next[stream];
     while (!buffer.empty() && buffer.begin()->first == next) {
@@ -1018,20 +1059,27 @@ void RedisRunner::Impl::drain(Connection& conn, Node& node, Partition& part, boo
         }
       }
       if (!delivered_packet && !node.is_sink) emit_tombstone(conn, node, e.stream, e.seq, e.run, out);
-      out.add({"XACK", e.key, group, e.id});
+      acks.add(e.id);
       ++next;
       if (!exclusive) {
         out.add({"HSET", names_.next_seq(part.key), std::to_string(stream), std::to_string(next)});
       }
-      if (out.commands.size() >= kFlushEvery) flush(conn, out);
+      if (out.commands.size() >= kFlushEvery || acks.items().size() >= kFlushEvery + 3) {
+        close_acks();
+        flush(conn, out);
+      }
       between();  // keeps the lease while a long batch runs
-      if (part.lost) return;
+      if (part.lost) {
+        close_acks();
+        return;
+      }
     }
     if (node.is_sink) {  // written by the sink; the acknowledgements follow with the next read
       std::lock_guard lock(node.delivered_mutex);
       node.delivered[stream] = next;
     }
   }
+  close_acks();
 }
 
 void RedisRunner::Impl::ordered_consumer(Node& node, std::string name, bool exclusive, int max_own) {

@@ -118,10 +118,27 @@ TEST_F(DistributedCliTest, KillingAWorkerMidRunStillDeliversEveryPacketOnceInOrd
   wait_live("work", 3);
   auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q",
                            "--reclaim-ms", "300"});
-  // Kill once the sink has some packets but far from all (each worker needs >= 0.8 s alone).
+  // Kill once the sink has some packets but far from all (each worker needs >= 0.8 s alone),
+  // at a moment when the doomed worker holds unacknowledged packets.
+  Redis redis(redis_url());
+  const std::string doomed_name = ":" + std::to_string(doomed->pid()) + ":";
+  const auto doomed_pending = [&] {
+    auto summary = redis.command({"XPENDING", key("work"), "work"});
+    long long n = 0;
+    const redisReply* consumers = summary && summary->elements == 4 ? summary->element[3] : nullptr;
+    for (std::size_t i = 0; consumers != nullptr && i < consumers->elements; ++i) {
+      const std::string consumer(consumers->element[i]->element[0]->str,
+                                 consumers->element[i]->element[0]->len);
+      if (consumer.find(doomed_name) != std::string::npos) {
+        n += std::atoll(consumers->element[i]->element[1]->str);
+      }
+    }
+    return n;
+  };
   const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (lines_of(dir_ / "out.jsonl").size() < 60 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
+  while ((lines_of(dir_ / "out.jsonl").size() < 60 || doomed_pending() == 0) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(2ms);
   }
   const std::size_t before = lines_of(dir_ / "out.jsonl").size();
   doomed->signal(SIGKILL);
