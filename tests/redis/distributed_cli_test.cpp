@@ -226,6 +226,23 @@ TEST_F(DistributedCliTest, CorruptEntriesAreDeadLetteredWithAClearError) {
   EXPECT_NE(r.err.find("corrupt packet"), std::string::npos) << r.err;  // and said so
 }
 
+TEST_F(DistributedCliTest, CtrlCStopsTheSourcesAndDrainsWhatWasProduced) {
+  const fs::path file = write_pipeline(1000, "service_ms: 1", ", rate: 100");  // 10 s if left alone
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "-q"});
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (lines_of(dir_ / "out.jsonl").size() < 20 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  run->signal(SIGINT);
+  const Result r = run->wait(30s);
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_NE(r.err.find("stopping"), std::string::npos) << r.err;
+  // Everything produced arrived: seq 0..n-1, no gap, far fewer than 1000.
+  const std::size_t n = lines_of(dir_ / "out.jsonl").size();
+  EXPECT_LT(n, 900u);
+  expect_complete(static_cast<int>(n));
+}
+
 TEST_F(DistributedCliTest, StatusShowsEachStageAsTableAndJson) {
   const fs::path file = write_pipeline(50, "service_ms: 0");
   ASSERT_EQ(start("run", {"run", file.string(), "--broker", redis_url(), "-q"})->wait(60s).exit_code, 0);
