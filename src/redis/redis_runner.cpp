@@ -451,6 +451,11 @@ std::string RedisRunner::Impl::current_run(Connection& conn, bool refresh) {
   if (refresh) {
     // Asked only when an entry names another run than the one we know: rare (after a reset).
     const Reply reply = conn.command({"GET", names_.run()});
+    if (detail::is_error(reply.get())) {  // LOADING: never judge entries against an error
+      throw BrokerError(BrokerError::Kind::unreachable,
+                        "Redis at " + url_.where() + " is not ready: " +
+                            std::string(detail::text(reply.get())));
+    }
     run_id_ = std::string(detail::text(reply.get()));
   }
   return run_id_;
@@ -462,6 +467,11 @@ void RedisRunner::Impl::check_run(Connection& conn) {
     return;
   }
   const Reply reply = conn.command({"GET", names_.run()});
+  if (detail::is_error(reply.get())) {  // e.g. LOADING: a restarted Redis reads its files
+    throw BrokerError(BrokerError::Kind::unreachable,
+                      "Redis at " + url_.where() + " is not ready: " +
+                          std::string(detail::text(reply.get())));
+  }
   if (detail::text(reply.get()) != run_id_) {
     throw BrokerError(
         BrokerError::Kind::lost,
@@ -1118,8 +1128,9 @@ void RedisRunner::Impl::ordered_consumer(Node& node, std::string name, bool excl
       if (!conn) {
         conn = connect();
         ensure_groups(*conn, node);
-        owned.clear();
-        if (exclusive) {
+        // A sink keeps what it knows across a reconnect (its next seq lives only here); the
+        // entries it had read are still pending on it, and it drains them from its buffer.
+        if (exclusive && owned.empty()) {
           Partition part{.index = 0, .key = node.keys[0]};
           take_over(*conn, node, part, name);
           owned.emplace(0, std::move(part));
@@ -1191,8 +1202,10 @@ void RedisRunner::Impl::ordered_consumer(Node& node, std::string name, bool excl
       if (stop_all_) flush(*conn, out);
     } catch (const BrokerError& e) {
       conn.reset();
-      out.commands.clear();
-      owned.clear();
+      if (!exclusive) {
+        out.commands.clear();  // unacknowledged entries stay pending and are taken again
+        owned.clear();         // with the lease, and the next seq from Redis
+      }  // a sink sends its acknowledgements again on the new connection (XACK is idempotent)
       if (!reconnect(e, name.c_str())) break;
     } catch (const std::exception& e) {
       log().error("stage '{}': {}", node.config.name, e.what());

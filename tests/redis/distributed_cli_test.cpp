@@ -269,7 +269,8 @@ TEST_F(DistributedCliTest, StatusShowsEachStageAsTableAndJson) {
 // A Redis of the test's own, to stop and restart: the run must not report success.
 class OwnRedis {
  public:
-  explicit OwnRedis(const fs::path& dir) : dir_(dir) {
+  /// `persistent`: an append-only file synced on every write, so that a restart keeps the data.
+  explicit OwnRedis(const fs::path& dir, bool persistent = false) : dir_(dir), persistent_(persistent) {
     // A free port, probed by binding, below the ephemeral range (32768-) so that no client
     // connection takes it between the probe and redis-server's bind.
     for (port_ = 20000 + ::getpid() % 12000;; ++port_) {
@@ -287,8 +288,12 @@ class OwnRedis {
   void start() {
     server_ = std::make_unique<Process>(
         dir_, "redis" + std::to_string(starts_++),
-        std::vector<std::string>{"redis-server", "--port", std::to_string(port_), "--bind",
-                                 "127.0.0.1", "--save", "", "--appendonly", "no"});
+        persistent_
+            ? std::vector<std::string>{"redis-server", "--port", std::to_string(port_), "--bind",
+                                       "127.0.0.1", "--save", "", "--appendonly", "yes",
+                                       "--appendfsync", "always", "--dir", dir_.string()}
+            : std::vector<std::string>{"redis-server", "--port", std::to_string(port_), "--bind",
+                                       "127.0.0.1", "--save", "", "--appendonly", "no"});
     for (int i = 0; i < 200; ++i) {
       try {
         Redis r(url());
@@ -312,6 +317,7 @@ class OwnRedis {
 
  private:
   fs::path dir_;
+  bool persistent_ = false;
   int port_ = 0;
   int starts_ = 0;
   std::unique_ptr<Process> server_;
@@ -329,6 +335,23 @@ TEST_F(DistributedCliTest, RedisRestartedWithoutItsDataStopsTheRunWithExitCode4)
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_NE(r.err.find("came back without this run's queues"), std::string::npos) << r.err;
   EXPECT_LT(lines_of(dir_ / "out.jsonl").size(), 200u);
+}
+
+TEST_F(DistributedCliTest, RedisRestartedWithItsDataLetsTheRunResumeAndFinish) {
+  OwnRedis redis(dir_, /*persistent=*/true);
+  const fs::path file = write_pipeline(150, "service_ms: 1", ", rate: 50");  // 3 s
+  auto worker_process =
+      start("w", {"worker", file.string(), "--broker", redis.url(), "--stages", "work"});
+  auto run = start("run", {"run", file.string(), "--broker", redis.url(), "-q", "--serve", "none",
+                           "--reclaim-ms", "300"});
+  redis.wait_for_run(name_);
+  redis.kill();
+  std::this_thread::sleep_for(500ms);
+  redis.start();
+  const Result r = run->wait(60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("reconnected"), std::string::npos) << r.err;
+  expect_complete(150);
 }
 
 TEST_F(DistributedCliTest, RedisGoneForLongerThanTheReconnectWindowIsExitCode3) {
