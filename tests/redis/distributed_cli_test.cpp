@@ -152,6 +152,24 @@ TEST_F(DistributedCliTest, KillingAWorkerMidRunStillDeliversEveryPacketOnceInOrd
       << survivor->err();
 }
 
+TEST_F(DistributedCliTest, TheRunServesAStageItselfOnceItsOnlyWorkerIsGone) {
+  const int count = 300;
+  const fs::path file = write_pipeline(count, "service_ms: 5");
+  auto only = worker("only", file, "work");
+  wait_live("work", 1);
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "-q", "--reclaim-ms", "300"});
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (lines_of(dir_ / "out.jsonl").size() < 30 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  only->signal(SIGKILL);
+  const Result r = run->wait(60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("serving here: none"), std::string::npos) << r.err;  // the worker had it
+  EXPECT_NE(r.err.find("no worker serves stage 'work': serving it here"), std::string::npos) << r.err;
+  expect_complete(count);
+}
+
 TEST_F(DistributedCliTest, PerStreamStageIsHandedOverWhenItsWorkerDies) {
   const int count = 150;
   const fs::path file =
