@@ -378,9 +378,29 @@ int run_redis_bench(const BenchOptions& options) {
       total += per;
     }
     const double mean = hops.empty() ? 0 : total / static_cast<double>(hops.size());
-    row("bytes_per_frame_per_hop", mean, "B", "(mean over hops)");
+    row("bytes_per_frame_per_hop", mean, "B", "(mean over hops, raw images)");
     json["bytes_per_frame_per_hop"] = mean;
     json["bytes_per_frame_by_hop"] = per_hop;
+    // The same with JPEG (quality 90) on the wire, this process serving every stage.
+    {
+      Pipeline p = e.pipeline();
+      RedisRunner run(p, {.url = url, .serve = RedisOptions::Serve::all, .wire_images = "jpeg"});
+      const auto start = Clock::now();
+      run.start();
+      while (!run.wait_for(100)) {
+      }
+      const double fps = static_cast<double>(run.retired_packets()) / seconds_since(start);
+      double jpeg_total = 0;
+      const auto jpeg_hops = run.hop_bytes();
+      for (const HopBytes& h : jpeg_hops) {
+        jpeg_total += h.packets > 0 ? static_cast<double>(h.bytes) / static_cast<double>(h.packets) : 0;
+      }
+      const double jpeg_mean = jpeg_hops.empty() ? 0 : jpeg_total / static_cast<double>(jpeg_hops.size());
+      row("bytes_per_frame_per_hop_jpeg", jpeg_mean, "B", "(--wire-images jpeg, quality 90)");
+      row("fps_redis_run_only_jpeg", fps, "fps", "(the run serving every stage, jpeg)");
+      json["bytes_per_frame_per_hop_jpeg"] = jpeg_mean;
+      json["fps_redis_run_only_jpeg"] = fps;
+    }
   } catch (const std::exception& error) {
     std::printf("eye contact part skipped: %s\n", error.what());
     json["eye_contact_error"] = error.what();

@@ -22,6 +22,8 @@ RedisOptions redis_options(const Pipeline& pipeline, const BrokerOptions& broker
   options.max_deliveries = broker.max_deliveries;
   options.reclaim_idle_ms = broker.reclaim_ms;
   options.reconnect_s = broker.reconnect_s;
+  options.wire_images = broker.wire_images;
+  options.jpeg_quality = broker.jpeg_quality;
   if (broker.serve == "all") options.serve = RedisOptions::Serve::all;
   if (broker.serve == "none") options.serve = RedisOptions::Serve::none;
   return options;

@@ -48,6 +48,8 @@ struct BrokerOptions {
   int max_deliveries = 3;
   double reclaim_ms = 1000;
   double reconnect_s = 10;
+  std::string wire_images = "raw";
+  int jpeg_quality = 90;
 };
 /// Adds --broker and the delivery options; `run` also gets --serve.
 void add_broker_options(CLI::App& command, BrokerOptions& options, bool run);

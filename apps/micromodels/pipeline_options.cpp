@@ -110,6 +110,13 @@ void add_broker_options(CLI::App& command, BrokerOptions& options, bool run) {
       .add_option("--reconnect-s", options.reconnect_s,
                   "Redis: how long to retry a lost connection before giving up (0: for ever)")
       ->check(CLI::NonNegativeNumber);
+  command
+      .add_option("--wire-images", options.wire_images,
+                  "Redis: how this process sends images to the next stage: raw, png (lossless) or "
+                  "jpeg")
+      ->check(CLI::IsMember({"raw", "png", "jpeg"}));
+  command.add_option("--jpeg-quality", options.jpeg_quality, "Redis: JPEG quality, 1-100 (default 90)")
+      ->check(CLI::Range(1, 100));
   if (run) {
     command
         .add_option("--serve", options.serve,

@@ -253,6 +253,7 @@ class RedisRunner::Impl {
   RedisOptions options_;
   detail::RedisUrl url_;
   detail::StreamNames names_;
+  detail::WireImages images_;
   std::string consumer_prefix_;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::string run_id_;  // run: ours; worker: the latest seen
@@ -290,6 +291,7 @@ RedisRunner::Impl::Impl(const Pipeline& pipeline, RedisOptions options, const Re
       options_(std::move(options)),
       url_(detail::parse_redis_url(options_.url.empty() ? pipeline.broker() : options_.url)),
       names_(pipeline.name()),
+      images_(detail::parse_wire_images(options_.wire_images, options_.jpeg_quality)),
       consumer_prefix_(host_name() + ":" + std::to_string(getpid())) {
   pipeline_.validate(registry);
   if (options_.max_deliveries < 1) {
@@ -585,7 +587,7 @@ void RedisRunner::Impl::emit(Connection& conn, Node& from, const Packet& packet,
     Node& child = *nodes_[c];
     const std::string& key = child.key_for(packet.stream);
     wait_for_room(probe != nullptr ? *probe : conn, child, key);
-    const std::string payload = detail::encode_for_hop(packet, child.keep);
+    const std::string payload = detail::encode_for_hop(packet, child.keep, images_);
     child.in_bytes += payload.size();
     ++child.in_packets;
     out.add(detail::xadd_args(key, run, packet.stream, packet.seq, &payload));
@@ -842,7 +844,7 @@ void RedisRunner::Impl::shared_consumer(Node& node, std::shared_ptr<InFlight> sl
           continue;
         }
         try {
-          packets.push_back(decode_packet(std::as_bytes(std::span(e.payload.data(), e.payload.size()))));
+          packets.push_back(detail::decode_hop(e.payload));
           work.push_back(std::move(e));
         } catch (const CodecError& error) {
           dead_letter(node, e, std::string("corrupt packet: ") + error.what(), delivered, out);
@@ -1038,7 +1040,7 @@ void RedisRunner::Impl::drain(Connection& conn, Node& node, Partition& part, boo
       if (!e.tombstone) {
         std::optional<Packet> packet;
         try {
-          packet = decode_packet(std::as_bytes(std::span(e.payload.data(), e.payload.size())));
+          packet = detail::decode_hop(e.payload);
         } catch (const CodecError& error) {
           dead_letter(node, e, std::string("corrupt packet: ") + error.what(), 1, out);
         }

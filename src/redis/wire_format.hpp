@@ -37,9 +37,25 @@ struct WireEntry {
 [[nodiscard]] Args xadd_args(std::string_view key, std::string_view run, std::uint32_t stream,
                              std::uint64_t seq, const std::string* payload);
 
+/// How images travel: raw pixels, or compressed (8-bit, 1 or 3 channels; others stay raw).
+struct WireImages {
+  enum class Kind { raw, png, jpeg };
+  Kind kind = Kind::raw;
+  int jpeg_quality = 90;
+};
+
+/// Parses "raw", "png", "jpeg"; throws ConfigError naming the value. PNG and JPEG need the
+/// build's OpenCV (with the vision stages); without it they are a ConfigError too.
+[[nodiscard]] WireImages parse_wire_images(const std::string& kind, int jpeg_quality);
+
 /// The packet as it travels one hop: images, tensors and buffers only when named in `keep`
-/// (all when `keep` is empty); every other field always.
+/// (all when `keep` is empty); every other field always. Compressed images become a Buffer of
+/// the same name plus a marker field, so that the receiver knows what to decode.
 [[nodiscard]] std::string encode_for_hop(const Packet& packet,
-                                         const std::optional<std::set<std::string>>& keep);
+                                         const std::optional<std::set<std::string>>& keep,
+                                         const WireImages& images = {});
+
+/// decode_packet, then compressed images back to Image. Throws CodecError.
+[[nodiscard]] Packet decode_hop(const std::string& payload);
 
 }  // namespace micromodels::detail
