@@ -1136,6 +1136,22 @@ void RedisRunner::Impl::ordered_consumer(Node& node, std::string name, bool excl
           Partition part{.index = 0, .key = node.keys[0]};
           take_over(*conn, node, part, name);
           owned.emplace(0, std::move(part));
+        } else if (exclusive) {
+          // Entries Redis delivered to us in a reply the connection lost are pending on us
+          // but were never seen: read our own pending entries again (id 0, not '>').
+          Partition& part = owned.begin()->second;
+          std::string after = "0";
+          for (;;) {
+            const Reply again = conn->command({"XREADGROUP", "GROUP", group, name, "COUNT", "256",
+                                               "STREAMS", part.key, after});
+            const redisReply* list = detail::at(detail::at(again.get(), 0), 1);
+            if (detail::size(list) == 0) break;
+            for (std::size_t i = 0; i < detail::size(list); ++i) {
+              WireEntry entry = detail::parse_entry(detail::at(list, i), part.key);
+              after = entry.id;
+              place(*conn, node, part, std::move(entry), out);
+            }
+          }
         }
       }
       const auto now = Clock::now();
