@@ -12,6 +12,7 @@ struct BenchOptions {
   bool quick = false;        // fewer packets and trials: a smoke run for CI, not for figures
   std::uint64_t frames = 0;  // eye_contact: frames per run, 720p runs at most their default;
                              // 0: the default (all frames, or 300 with quick)
+  std::string broker;        // redis: redis://host:port to use; empty: start a redis-server
 };
 
 /// Runs the benchmark `name` ("engine", or one part of it: "engine.hop", "engine.composition",

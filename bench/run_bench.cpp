@@ -10,6 +10,10 @@ namespace micromodels::bench {
 int run_engine_bench(const std::vector<std::string>& parts, const BenchOptions& options);
 // Defined in autoscale_bench.cpp (its eye-contact case only with the vision stages).
 int run_autoscale_bench(const BenchOptions& options);
+#ifdef MICROMODELS_HAS_REDIS
+// Defined in redis_bench.cpp, built with the Redis broker.
+int run_redis_bench(const BenchOptions& options);
+#endif
 #ifdef MICROMODELS_HAS_VISION
 // Defined in eye_contact_bench.cpp, built only with the vision stages.
 int run_eye_contact_bench(const BenchOptions& options);
@@ -18,6 +22,9 @@ int run_eye_contact_bench(const BenchOptions& options);
 std::vector<std::string> bench_names() {
   std::vector<std::string> names{"engine", "engine.hop", "engine.composition", "engine.scale",
                                  "autoscale"};
+#ifdef MICROMODELS_HAS_REDIS
+  names.emplace_back("redis");
+#endif
 #ifdef MICROMODELS_HAS_VISION
   names.emplace_back("eye_contact");
 #endif
@@ -27,6 +34,9 @@ std::vector<std::string> bench_names() {
 int run_bench(const std::string& name, const BenchOptions& options) {
   if (name == "engine") return run_engine_bench({}, options);
   if (name == "autoscale") return run_autoscale_bench(options);
+#ifdef MICROMODELS_HAS_REDIS
+  if (name == "redis") return run_redis_bench(options);
+#endif
 #ifdef MICROMODELS_HAS_VISION
   if (name == "eye_contact") return run_eye_contact_bench(options);
 #endif

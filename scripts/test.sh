@@ -107,6 +107,51 @@ run_ctest() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Redis for the broker's tests (label redis): a throw-away redis-server on a free loopback port,
+# no persistence, stopped when the script exits. The tests find it through MICROMODELS_REDIS_URL
+# and fail rather than skip without it (MICROMODELS_REQUIRE_REDIS).
+
+redis_pid=""
+stop_redis() {
+  if [[ -n $redis_pid ]]; then
+    kill "$redis_pid" 2>/dev/null
+    wait "$redis_pid" 2>/dev/null
+    redis_pid=""
+  fi
+}
+start_redis() {
+  [[ -n $redis_pid ]] && return 0
+  export MICROMODELS_REQUIRE_REDIS=1
+  if ! command -v redis-server >/dev/null; then
+    echo "test.sh: redis-server is missing (scripts/deps.sh installs it); the redis tests will fail"
+    return 1
+  fi
+  local port tries
+  for tries in 1 2 3 4 5 6 7 8 9 10; do
+    # Below the ephemeral range (32768-): no client connection can hold it.
+    port=$((20000 + (RANDOM % 12000)))
+    # Something answers there already: try another port.
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+      --logfile "$log_dir/redis-server.log" &
+    redis_pid=$!
+    for _ in $(seq 1 100); do
+      if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+        export MICROMODELS_REDIS_URL=redis://127.0.0.1:$port
+        trap stop_redis EXIT
+        echo "test.sh: redis-server on $MICROMODELS_REDIS_URL (pid $redis_pid), try $tries"
+        return 0
+      fi
+      kill -0 "$redis_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    stop_redis
+  done
+  echo "test.sh: could not start redis-server on a free port (out/test-logs/redis-server.log)"
+  return 1
+}
+
+# ---------------------------------------------------------------------------------------------
 # Phases. Each records one summary row.
 
 phase_deps() {
@@ -177,6 +222,7 @@ phase_main() {
     return
   fi
   build_time=$(elapsed_since "$start")
+  start_redis
   # Examples run in their own phase, so that each test counts once.
   if run_ctest main build -LE '^examples$'; then
     record main ok "$(elapsed_since "$start")" "build ${build_time}s; $ctest_detail"
@@ -225,6 +271,7 @@ phase_asan() {
     return
   fi
   build_time=$(elapsed_since "$start")
+  start_redis
   if ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 run_ctest asan build-asan; then
     record asan ok "$(elapsed_since "$start")" "build ${build_time}s; $ctest_detail"

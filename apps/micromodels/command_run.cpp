@@ -18,6 +18,7 @@ namespace {
 
 struct RunOptions {
   PipelineOptions pipeline;
+  BrokerOptions broker;
   std::string metrics_json;
   bool quiet = false;
   int workers = 0;
@@ -30,7 +31,18 @@ std::uint64_t in_flight(const MetricsSnapshot& metrics) {
 
 int run(RunOptions options, const CLI::App& command) {
   if (command.count("--workers") > 0) options.pipeline.workers = options.workers;
-  const Pipeline pipeline = load_pipeline(options.pipeline);
+  Pipeline pipeline = load_pipeline(options.pipeline);
+  if (!options.broker.broker.empty()) pipeline.set_broker(options.broker.broker);
+  if (pipeline.broker() != "memory") {
+#ifdef MICROMODELS_HAS_REDIS
+    return run_distributed(pipeline, options.broker, options.metrics_json, options.quiet);
+#else
+    std::cerr << "error: broker '" << pipeline.broker()
+              << "': this build has no Redis support (configure with -DMICROMODELS_BUILD_REDIS=ON "
+                 "and libhiredis-dev), or use --broker memory\n";
+    return kExitConfigError;
+#endif
+  }
 
   // Opened before the run so that a wrong path fails now, not after an hour of work.
   std::ofstream metrics_file;
@@ -85,7 +97,8 @@ int run(RunOptions options, const CLI::App& command) {
 
 Command add_run_command(CLI::App& app) {
   auto options = std::make_shared<RunOptions>();
-  CLI::App* command = app.add_subcommand("run", "Run a pipeline in this process");
+  CLI::App* command = app.add_subcommand(
+      "run", "Run a pipeline in this process, or across processes with --broker redis://...");
   add_pipeline_options(*command, options->pipeline);
   command->add_option("--metrics-json", options->metrics_json,
                       "Write the final metrics as JSON to this file");
@@ -95,6 +108,7 @@ Command add_run_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   command->add_flag("-q,--quiet", options->quiet, "Show no progress bar");
   add_control_options(*command, options->control);
+  add_broker_options(*command, options->broker, true);
   return {command, [options, command] { return run(*options, *command); }};
 }
 

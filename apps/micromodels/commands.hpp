@@ -22,6 +22,10 @@ struct Command {
 
 Command add_run_command(CLI::App& app);
 Command add_inspect_command(CLI::App& app);
+#ifdef MICROMODELS_HAS_REDIS
+Command add_worker_command(CLI::App& app);
+Command add_status_command(CLI::App& app);
+#endif
 #ifdef MICROMODELS_HAS_BENCH
 Command add_bench_command(CLI::App& app);
 #endif
@@ -40,6 +44,24 @@ struct PipelineOptions {
   std::optional<int> workers;
   bool autoscale = false;              // --autoscale: on, with the file's settings or defaults
 };
+
+/// How a process reaches the broker of a distributed run (`run --broker`, `worker`).
+struct BrokerOptions {
+  std::string broker;          // "" : the pipeline file's `broker:`
+  std::string serve = "missing";
+  int max_deliveries = 3;
+  double reclaim_ms = 1000;
+  double reconnect_s = 10;
+  std::string wire_images = "raw";
+  int jpeg_quality = 90;
+};
+/// Adds --broker and the delivery options; `run` also gets --serve.
+void add_broker_options(CLI::App& command, BrokerOptions& options, bool run);
+#ifdef MICROMODELS_HAS_REDIS
+/// `micromodels run` on Redis: feeds the sources, collects the sinks, serves stages.
+int run_distributed(const Pipeline& pipeline, const BrokerOptions& broker,
+                    const std::string& metrics_json, bool quiet);
+#endif
 
 /// Adds FILE, --set, --consumers and --autoscale to `command`, storing into `options`.
 void add_pipeline_options(CLI::App& command, PipelineOptions& options);

@@ -10,6 +10,9 @@
 #include "micromodels/params.hpp"
 #include "micromodels/pipeline.hpp"
 #include "micromodels/registry.hpp"
+#ifdef MICROMODELS_HAS_REDIS
+#include "micromodels/redis.hpp"
+#endif
 #ifdef MICROMODELS_HAS_VISION
 #include "micromodels/vision/vision_stages.hpp"
 #endif
@@ -25,7 +28,8 @@ constexpr const char* kFooter = R"(Exit codes:
   0    success
   1    runtime failure
   2    configuration or command-line error (nothing ran); ctl: request refused
-  3    ctl, top: no control endpoint answered at the URL
+  3    a server could not be reached: the control endpoint (ctl, top) or Redis (distributed run)
+  4    Redis lost the run's queues (restarted without persistence)
   130  interrupted (SIGINT/SIGTERM)
 
 See docs/cli.md for examples.)";
@@ -41,6 +45,11 @@ int run_command(const Command& command) {
   } catch (const ParamError& e) {
     std::cerr << "error: " << e.what() << '\n';
     return kExitConfigError;
+#ifdef MICROMODELS_HAS_REDIS
+  } catch (const BrokerError& e) {
+    std::cerr << "error: " << e.what() << '\n';
+    return e.kind() == BrokerError::Kind::lost ? kExitBrokerLost : kExitUnreachable;
+#endif
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << '\n';
     return kExitFailure;
@@ -71,6 +80,10 @@ int run_tool(int argc, char** argv) {
   std::vector<Command> commands;
   commands.push_back(add_run_command(app));
   commands.push_back(add_inspect_command(app));
+#ifdef MICROMODELS_HAS_REDIS
+  commands.push_back(add_worker_command(app));
+  commands.push_back(add_status_command(app));
+#endif
 #ifdef MICROMODELS_HAS_BENCH
   commands.push_back(add_bench_command(app));
 #endif

@@ -88,3 +88,46 @@ Pipeline load_pipeline(const PipelineOptions& options) {
 }
 
 }  // namespace micromodels::cli
+
+namespace micromodels::cli {
+
+void add_broker_options(CLI::App& command, BrokerOptions& options, bool run) {
+  command
+      .add_option("--broker", options.broker,
+                  "memory, or redis://host:port[/db] to run across processes (overrides the "
+                  "file's broker:)")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            if (text == "memory" || text.starts_with("redis://")) return {};
+            return "expected memory or redis://host:port[/db], got '" + text + "'";
+          },
+          "URL"));
+  command
+      .add_option("--max-deliveries", options.max_deliveries,
+                  "Redis: deliveries of a failing packet before it goes to the dead-letter stream")
+      ->check(CLI::Range(1, 1000));
+  command
+      .add_option("--reclaim-ms", options.reclaim_ms,
+                  "Redis: least idle time before a dead consumer's packets are taken over")
+      ->check(CLI::Range(10.0, 3600e3));
+  command
+      .add_option("--reconnect-s", options.reconnect_s,
+                  "Redis: how long to retry a lost connection before giving up (0: for ever)")
+      ->check(CLI::NonNegativeNumber);
+  command
+      .add_option("--wire-images", options.wire_images,
+                  "Redis: how this process sends images to the next stage: raw, png (lossless) or "
+                  "jpeg")
+      ->check(CLI::IsMember({"raw", "png", "jpeg"}));
+  command.add_option("--jpeg-quality", options.jpeg_quality, "Redis: JPEG quality, 1-100 (default 90)")
+      ->check(CLI::Range(1, 100));
+  if (run) {
+    command
+        .add_option("--serve", options.serve,
+                    "Redis: stages this process serves: missing (those no worker serves), all, "
+                    "none")
+        ->check(CLI::IsMember({"missing", "all", "none"}));
+  }
+}
+
+}  // namespace micromodels::cli

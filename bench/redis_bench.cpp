@@ -1,0 +1,420 @@
+// `micromodels bench redis`: the Redis broker against raw hiredis, bytes on the wire, and the
+// eye-contact pipeline's frame rate embedded and on Redis with 1, 2 and 3 worker processes.
+//
+// Without --broker it starts its own redis-server on a free loopback port (no persistence) and
+// stops it at the end. All figures of one run come from the same Redis and the same machine
+// load, so the ratios mean more than the absolute rates.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <hiredis/hiredis.h>
+#include <nlohmann/json.hpp>
+
+#include "bench.hpp"
+#include "micromodels/redis.hpp"
+#include "micromodels/runner.hpp"
+#ifdef MICROMODELS_HAS_VISION
+#include "eye_contact_support.hpp"
+#endif
+
+extern char** environ;
+
+namespace micromodels::bench {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// A child process (redis-server, or this tool as a worker), killed by the destructor.
+class Child {
+ public:
+  explicit Child(std::vector<std::string> args, const std::string& log = "/dev/null") {
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+    const int error = posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (error != 0) throw std::runtime_error("cannot start " + args[0]);
+  }
+  ~Child() {
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 500; ++i) {
+      if (::waitpid(pid_, nullptr, WNOHANG) != 0) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+ private:
+  pid_t pid_ = -1;
+};
+
+int free_port() {
+  // Below the ephemeral range (32768-), so that no client connection takes it meanwhile.
+  for (int port = 21000 + static_cast<int>(::getpid() % 11000);; ++port) {
+    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool free = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(s);
+    if (free) return port;
+  }
+}
+
+struct Context {
+  std::unique_ptr<redisContext, void (*)(redisContext*)> c{nullptr, redisFree};
+  explicit Context(const std::string& url) {
+    const std::string rest = url.substr(std::string("redis://").size());
+    const auto colon = rest.rfind(':');
+    c.reset(redisConnect(rest.substr(0, colon).c_str(), std::atoi(rest.c_str() + colon + 1)));
+    if (!c || c->err != 0) throw std::runtime_error("bench: cannot connect to " + url);
+  }
+  void command(const std::vector<std::string>& args) {
+    append(args);
+    read();
+  }
+  void append(const std::vector<std::string>& args) {
+    std::vector<const char*> argv;
+    std::vector<std::size_t> len;
+    for (const auto& a : args) {
+      argv.push_back(a.data());
+      len.push_back(a.size());
+    }
+    redisAppendCommandArgv(c.get(), static_cast<int>(argv.size()), argv.data(), len.data());
+  }
+  redisReply* read() {
+    void* reply = nullptr;
+    if (redisGetReply(c.get(), &reply) != REDIS_OK) throw std::runtime_error("bench: Redis I/O");
+    return static_cast<redisReply*>(reply);
+  }
+};
+
+// The floor: one connection, batches of 64 XADDs pipelined, then XREADGROUP COUNT 64 and one
+// XACK of those ids; 1 KiB messages. Messages per second through one stream.
+double raw_hiredis(const std::string& url, int messages) {
+  Context ctx(url);
+  const std::string key = "mm:bench:raw";
+  ctx.command({"DEL", key});
+  ctx.command({"XGROUP", "CREATE", key, "g", "0", "MKSTREAM"});
+  const std::string payload(1024, 'x');
+  constexpr int kBatch = 64;
+  const auto start = Clock::now();
+  for (int done = 0; done < messages; done += kBatch) {
+    for (int i = 0; i < kBatch; ++i) ctx.append({"XADD", key, "*", "p", payload});
+    for (int i = 0; i < kBatch; ++i) freeReplyObject(ctx.read());
+    ctx.append({"XREADGROUP", "GROUP", "g", "c", "COUNT", std::to_string(kBatch), "STREAMS", key, ">"});
+    redisReply* read = ctx.read();
+    std::vector<std::string> ack = {"XACK", key, "g"};
+    const redisReply* entries = read->element[0]->element[1];
+    for (std::size_t i = 0; i < entries->elements; ++i) {
+      ack.emplace_back(entries->element[i]->element[0]->str, entries->element[i]->element[0]->len);
+    }
+    freeReplyObject(read);
+    ctx.append(ack);
+    freeReplyObject(ctx.read());
+    // Keeps Redis memory flat, as the broker's trimming does.
+    if (done % 4096 == 0) ctx.command({"XTRIM", key, "MAXLEN", "~", "1000"});
+  }
+  const double rate = messages / seconds_since(start);
+  ctx.command({"DEL", key});
+  return rate;
+}
+
+// Ours: source -> sink through one Redis stream (the run process produces and collects, as a
+// single-machine run does), 1 KiB payloads. Packets per second through that hop.
+double broker_hop(const std::string& url, int messages) {
+  Pipeline p("bench_hop");
+  p.add({.name = "source",
+         .type = "synthetic.source",
+         .params = {{"count", std::int64_t{messages}}, {"payload_bytes", std::int64_t{1024}}}});
+  p.add({.name = "sink", .type = "pass", .queue_capacity = 4096});
+  RedisRunner run(p, {.url = url});
+  const auto start = Clock::now();
+  run.start();
+  while (!run.wait_for(50)) {
+  }
+  return static_cast<double>(run.retired_packets()) / seconds_since(start);
+}
+
+// Waits until `processes` distinct processes announce consumers of pipeline `name`.
+void wait_for_workers(const std::string& url, const std::string& name, int processes) {
+  Context ctx(url);
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < deadline) {
+    ctx.append({"ZRANGE", "mm:{" + name + "}:live", "0", "-1"});
+    redisReply* r = ctx.read();
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < r->elements; ++i) {
+      const std::string m(r->element[i]->str, r->element[i]->len);
+      seen.insert(m.substr(m.find('|') + 1, m.rfind('|') - m.find('|') - 1));
+    }
+    freeReplyObject(r);
+    if (static_cast<int>(seen.size()) >= processes) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  throw std::runtime_error("bench: workers did not come up within 120 s");
+}
+
+// A stage that waits 10 ms per packet (a remote model: no CPU), one consumer per worker
+// process: packets per second with k worker processes. This is the figure that shows what
+// more machines give, since waiting does not compete for this machine's two cores.
+double sleep_stage_rate(const std::string& url, int workers, int packets, const fs::path& dir) {
+  const std::string name = "bench_scale";
+  const fs::path file = dir / "bench_scale.yaml";
+  std::ofstream(file) << "pipeline: " << name << "\nstages:\n"
+                      << "  - { name: source, type: synthetic.source, params: { count: " << packets
+                      << " } }\n"
+                      << "  - { name: work, type: model.sleep, params: { service_ms: 10 } }\n"
+                      << "  - { name: sink, type: pass }\n";
+  std::vector<std::unique_ptr<Child>> children;
+  for (int i = 0; i < workers; ++i) {
+    children.push_back(std::make_unique<Child>(std::vector<std::string>{
+        "/proc/self/exe", "worker", file.string(), "--broker", url, "--stages", "work"}));
+  }
+  wait_for_workers(url, name, workers);
+  RedisRunner run(Pipeline::from_yaml_file(file), {.url = url, .serve = RedisOptions::Serve::none});
+  const auto start = Clock::now();
+  run.start();
+  while (!run.wait_for(20)) {
+  }
+  return static_cast<double>(run.retired_packets()) / seconds_since(start);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+void row(const char* name, double value, const char* unit, const char* note = "") {
+  std::printf("  %-28s %12.2f %-10s %s\n", name, value, unit, note);
+}
+
+#ifdef MICROMODELS_HAS_VISION
+struct EyeContact {
+  fs::path file;
+  fs::path video;
+  std::uint64_t frames;
+  fs::path out;
+  std::vector<std::string> sets() const {
+    std::vector<std::string> s = {"source.path=" + video.string(),
+                                  "source.max_frames=" + std::to_string(frames)};
+    for (const char* sink : {"sink", "side_by_side"}) {
+      s.push_back(std::string(sink) + ".path=" + (out / (std::string(sink) + ".mp4")).string());
+    }
+    s.push_back("side_by_side.contact_sheet=" + (out / "sheet.png").string());
+    return s;
+  }
+  Pipeline pipeline() const {
+    Pipeline p = Pipeline::from_yaml_file(file);
+    for (const std::string& s : sets()) p.set_param(s);
+    return p;
+  }
+};
+
+double fps_embedded(const EyeContact& e) {
+  Runner runner(e.pipeline());
+  const auto start = Clock::now();
+  runner.start();
+  runner.wait();
+  return static_cast<double>(runner.metrics().packets_in) / seconds_since(start);
+}
+
+// k worker processes (this tool, `worker ... --stages <every middle stage>`), the run serving
+// nothing; timed from the run's start, after every worker has loaded its models.
+double fps_redis(const EyeContact& e, const std::string& url, int workers,
+                 std::vector<HopBytes>* hops) {
+  Pipeline p = e.pipeline();
+  p.set_broker(url);
+  std::string middle;
+  for (const StageConfig& s : p.stages()) {
+    if (s.type != "video.source" && s.type != "video.sink") middle += (middle.empty() ? "" : ",") + s.name;
+  }
+  std::vector<std::unique_ptr<Child>> children;
+  for (int i = 0; i < workers; ++i) {
+    std::vector<std::string> args = {"/proc/self/exe", "worker", e.file.string(), "--broker", url,
+                                     "--stages", middle};
+    for (const std::string& s : e.sets()) {
+      args.push_back("--set");
+      args.push_back(s);
+    }
+    children.push_back(std::make_unique<Child>(args, (e.out / ("worker" + std::to_string(i) + ".log")).string()));
+  }
+  // Every worker announces its stages once it has built them (models loaded).
+  wait_for_workers(url, p.name(), workers);
+  RedisRunner run(p, {.url = url, .serve = RedisOptions::Serve::none});
+  const auto start = Clock::now();
+  run.start();
+  while (!run.wait_for(100)) {
+  }
+  const double fps = static_cast<double>(run.retired_packets()) / seconds_since(start);
+  if (hops != nullptr) *hops = run.hop_bytes();
+  return fps;
+}
+#endif
+
+}  // namespace
+
+int run_redis_bench(const BenchOptions& options) {
+  std::optional<Child> server;
+  std::string url = options.broker;
+  if (url.empty()) {
+    const int port = free_port();
+    server.emplace(std::vector<std::string>{"redis-server", "--port", std::to_string(port), "--bind",
+                                            "127.0.0.1", "--save", "", "--appendonly", "no"});
+    url = "redis://127.0.0.1:" + std::to_string(port);
+    for (int i = 0;; ++i) {
+      try {
+        Context probe(url);
+        break;
+      } catch (const std::exception&) {
+        if (i > 200) throw std::runtime_error("bench: redis-server did not start on " + url);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+  }
+  std::printf("bench redis on %s%s\n", url.c_str(), server ? " (started for this run)" : "");
+  const int messages = options.quick ? 5000 : 50000;
+  const int trials = options.quick ? 1 : 3;
+  std::vector<double> raw, ours;
+  for (int t = 0; t < trials; ++t) {  // interleaved, so that both see the same load
+    raw.push_back(raw_hiredis(url, messages));
+    ours.push_back(broker_hop(url, messages));
+  }
+  const double raw_rate = median(raw);
+  const double our_rate = median(ours);
+  const double ratio = raw_rate > 0 ? our_rate / raw_rate : 0;
+  Json json = {{"url", url},
+               {"messages", messages},
+               {"trials", trials},
+               {"hiredis_msgs_per_s", raw_rate},
+               {"broker_hop_packets_per_s", our_rate},
+               {"ratio_vs_hiredis", ratio}};
+  std::printf("\n1 KiB packets, %d per trial, median of %d:\n", messages, trials);
+  row("hiredis_msgs_per_s", raw_rate, "/s", "(XADD+XREADGROUP+XACK, pipelined by 64)");
+  row("broker_hop_packets_per_s", our_rate, "/s", "(source -> sink through one stream)");
+  row("ratio_vs_hiredis", ratio, "", ratio >= 0.8 ? "target >= 0.8: met" : "target >= 0.8: MISSED");
+  if (options.quick) {
+    std::printf("  (--quick: %d packets, so the run's start-up (connections, stream reset, threads)\n"
+                "   weighs on broker_hop; the full run's 50,000 packets give the figure)\n",
+                messages);
+  }
+
+  {
+    const fs::path dir = fs::temp_directory_path();
+    const int packets = options.quick ? 100 : 400;
+    std::printf("\nA 10 ms waiting stage (a remote model), one consumer per worker process, %d packets:\n",
+                packets);
+    for (int k = 1; k <= 3; ++k) {
+      const double rate = sleep_stage_rate(url, k, packets, dir);
+      const std::string name = "sleep_stage_rate_" + std::to_string(k);
+      row(name.c_str(), rate, "/s", k == 1 ? "(ideal: 100/s per worker)" : "");
+      json[name] = rate;
+    }
+    fs::remove(dir / "bench_scale.yaml");
+  }
+
+#ifdef MICROMODELS_HAS_VISION
+  try {
+    ensure_vision_stages();
+    const ScratchDir scratch("micromodels_bench_redis");
+    EyeContact e{.file = find_repo_file("pipelines/eye_contact.yaml"),
+                 .video = media_file("franck.mp4"),
+                 .frames = options.frames > 0 ? options.frames : (options.quick ? 30 : 150),
+                 .out = scratch.path()};
+    std::printf("\neye contact, %llu frames of %s:\n", static_cast<unsigned long long>(e.frames),
+                e.video.filename().c_str());
+    const double embedded = fps_embedded(e);
+    row("fps_embedded", embedded, "fps");
+    json["eye_contact_frames"] = e.frames;
+    json["fps_embedded"] = embedded;
+    std::vector<HopBytes> hops;
+    for (int k = 1; k <= 3; ++k) {
+      const double fps = fps_redis(e, url, k, k == 1 ? &hops : nullptr);
+      const std::string name = "fps_redis_" + std::to_string(k);
+      row(name.c_str(), fps, "fps", k == 1 ? "(worker processes, each serving every stage)" : "");
+      json[name] = fps;
+    }
+    double total = 0;
+    Json per_hop = Json::object();
+    std::printf("\nbytes per frame per hop (1 worker run):\n");
+    for (const HopBytes& h : hops) {
+      const double per = h.packets > 0 ? static_cast<double>(h.bytes) / static_cast<double>(h.packets) : 0;
+      std::printf("  %-14s -> %-14s %10.0f B\n", h.from.c_str(), h.to.c_str(), per);
+      per_hop[h.from + ">" + h.to] = per;
+      total += per;
+    }
+    const double mean = hops.empty() ? 0 : total / static_cast<double>(hops.size());
+    row("bytes_per_frame_per_hop", mean, "B", "(mean over hops, raw images)");
+    json["bytes_per_frame_per_hop"] = mean;
+    json["bytes_per_frame_by_hop"] = per_hop;
+    // The same with JPEG (quality 90) on the wire, this process serving every stage.
+    {
+      Pipeline p = e.pipeline();
+      RedisRunner run(p, {.url = url, .serve = RedisOptions::Serve::all, .wire_images = "jpeg"});
+      const auto start = Clock::now();
+      run.start();
+      while (!run.wait_for(100)) {
+      }
+      const double fps = static_cast<double>(run.retired_packets()) / seconds_since(start);
+      double jpeg_total = 0;
+      const auto jpeg_hops = run.hop_bytes();
+      for (const HopBytes& h : jpeg_hops) {
+        jpeg_total += h.packets > 0 ? static_cast<double>(h.bytes) / static_cast<double>(h.packets) : 0;
+      }
+      const double jpeg_mean = jpeg_hops.empty() ? 0 : jpeg_total / static_cast<double>(jpeg_hops.size());
+      row("bytes_per_frame_per_hop_jpeg", jpeg_mean, "B", "(--wire-images jpeg, quality 90)");
+      row("fps_redis_run_only_jpeg", fps, "fps", "(the run serving every stage, jpeg)");
+      json["bytes_per_frame_per_hop_jpeg"] = jpeg_mean;
+      json["fps_redis_run_only_jpeg"] = fps;
+    }
+  } catch (const std::exception& error) {
+    std::printf("eye contact part skipped: %s\n", error.what());
+    json["eye_contact_error"] = error.what();
+  }
+#endif
+  if (!options.json_path.empty()) {
+    std::ofstream out(options.json_path);
+    out << json.dump(2) << '\n';
+    if (!out) {
+      std::cerr << "error: cannot write '" << options.json_path << "'\n";
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace micromodels::bench

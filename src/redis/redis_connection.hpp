@@ -1,0 +1,80 @@
+// One hiredis connection: commands, pipelining, and errors that say what to do.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <hiredis/hiredis.h>
+
+#include "redis_url.hpp"
+
+namespace micromodels::detail {
+
+struct ReplyDeleter {
+  void operator()(redisReply* reply) const noexcept { freeReplyObject(reply); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+/// A command's arguments. Binary-safe: an argument may hold any bytes.
+class Args {
+ public:
+  Args() = default;
+  Args(std::initializer_list<std::string_view> args) {
+    for (std::string_view a : args) add(a);
+  }
+  Args& add(std::string_view arg) {
+    items_.emplace_back(arg);
+    return *this;
+  }
+  Args& add(std::uint64_t value) { return add(std::to_string(value)); }
+  Args& add(const void* data, std::size_t size) {
+    items_.emplace_back(static_cast<const char*>(data), size);
+    return *this;
+  }
+  [[nodiscard]] const std::vector<std::string>& items() const noexcept { return items_; }
+
+ private:
+  std::vector<std::string> items_;
+};
+
+/// RAII connection. Every I/O failure throws BrokerError(unreachable) naming host:port; an error
+/// reply is returned as a reply (callers decide), except through `ok()`.
+class Connection {
+ public:
+  /// Connects (and SELECTs the database). Throws BrokerError(unreachable) with what to do.
+  explicit Connection(const RedisUrl& url, int timeout_ms = 5000);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  Reply command(const Args& args);
+  /// `command`, throwing std::runtime_error on an error reply (naming the command).
+  Reply ok(const Args& args);
+  /// Pipelining: append any number, then read one reply per appended command, in order.
+  void append(const Args& args);
+  Reply read();
+  /// Writes what was appended without waiting for the replies (read them later, in order).
+  void send();
+  [[nodiscard]] std::size_t appended() const noexcept { return appended_; }
+  [[nodiscard]] const RedisUrl& url() const noexcept { return url_; }
+
+ private:
+  [[noreturn]] void io_failed(const char* doing);
+  RedisUrl url_;
+  std::unique_ptr<redisContext, void (*)(redisContext*)> context_;
+  std::size_t appended_ = 0;
+};
+
+// Reply helpers: null-safe, for the shapes Redis stream commands return.
+[[nodiscard]] bool is_error(const redisReply* reply) noexcept;
+[[nodiscard]] std::string_view text(const redisReply* reply) noexcept;  // "" unless string/status/error
+[[nodiscard]] long long integer(const redisReply* reply) noexcept;      // also parses strings
+/// Element `i` of an array reply, or nullptr.
+[[nodiscard]] const redisReply* at(const redisReply* reply, std::size_t i) noexcept;
+[[nodiscard]] std::size_t size(const redisReply* reply) noexcept;
+/// In a flat [key, value, key, value...] array: the value after `key`, or nullptr.
+[[nodiscard]] const redisReply* field(const redisReply* reply, std::string_view key) noexcept;
+
+}  // namespace micromodels::detail

@@ -1,0 +1,176 @@
+#include "wire_format.hpp"
+
+#include <charconv>
+#include <cstring>
+
+#include "micromodels/packet_codec.hpp"
+#include "micromodels/pipeline.hpp"
+
+#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#include <opencv2/imgcodecs.hpp>
+#endif
+
+namespace micromodels::detail {
+
+namespace {
+
+template <class T>
+bool parse_number(std::string_view text, T& value) {
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return !text.empty() && error == std::errc() && end == text.data() + text.size();
+}
+
+}  // namespace
+
+WireEntry parse_entry(const redisReply* entry, std::string key) {
+  WireEntry parsed;
+  parsed.key = std::move(key);
+  parsed.id = std::string(text(at(entry, 0)));
+  const redisReply* fields = at(entry, 1);
+  if (fields == nullptr || size(fields) == 0) {
+    parsed.malformed = "entry " + parsed.id + " has no fields (deleted or not a micromodels entry)";
+    return parsed;
+  }
+  parsed.run = std::string(text(field(fields, "r")));
+  const std::string_view stream = text(field(fields, "s"));
+  const std::string_view seq = text(field(fields, "q"));
+  parsed.has_position = parse_number(stream, parsed.stream) && parse_number(seq, parsed.seq);
+  const std::string_view kind = text(field(fields, "k"));
+  if (!parsed.has_position) {
+    parsed.malformed = "entry " + parsed.id + " has no valid stream/seq fields (s='" +
+                       std::string(stream) + "', q='" + std::string(seq) + "')";
+  } else if (kind == "t") {
+    parsed.tombstone = true;
+  } else if (kind == "p") {
+    const redisReply* payload = field(fields, "p");
+    if (payload == nullptr) {
+      parsed.malformed = "entry " + parsed.id + " has no packet field 'p'";
+    } else {
+      parsed.payload = std::string(text(payload));
+    }
+  } else {
+    parsed.malformed = "entry " + parsed.id + " has an unknown kind '" + std::string(kind) +
+                       "' (expected p or t)";
+  }
+  return parsed;
+}
+
+Args xadd_args(std::string_view key, std::string_view run, std::uint32_t stream, std::uint64_t seq,
+               const std::string* payload) {
+  Args args{"XADD", key, "*", "r", run, "s"};
+  args.add(std::uint64_t{stream}).add("q").add(seq).add("k");
+  if (payload == nullptr) {
+    args.add("t");
+  } else {
+    args.add("p").add("p").add(*payload);
+  }
+  return args;
+}
+
+namespace {
+
+constexpr std::string_view kMarker = "\x01wire:";  // + field name; value: "png" or "jpeg"
+
+#ifdef MICROMODELS_REDIS_HAS_OPENCV
+std::optional<Buffer> compress(const Image& image, const WireImages& images) {
+  if (image.depth != Depth::u8 || (image.channels != 1 && image.channels != 3) ||
+      image.pixels.size() < image.byte_size() || image.width <= 0 || image.height <= 0) {
+    return std::nullopt;
+  }
+  const cv::Mat mat(image.height, image.width, image.channels == 1 ? CV_8UC1 : CV_8UC3,
+                    const_cast<std::byte*>(image.pixels.data()));
+  std::vector<unsigned char> bytes;
+  const bool png = images.kind == WireImages::Kind::png;
+  std::vector<int> flags;
+  if (!png) flags = {cv::IMWRITE_JPEG_QUALITY, images.jpeg_quality};
+  if (!cv::imencode(png ? ".png" : ".jpg", mat, bytes, flags)) return std::nullopt;
+  return Buffer::copy_of(bytes.data(), bytes.size());
+}
+#endif
+
+}  // namespace
+
+WireImages parse_wire_images(const std::string& kind, int jpeg_quality) {
+  WireImages images;
+  images.jpeg_quality = jpeg_quality;
+  if (jpeg_quality < 1 || jpeg_quality > 100) {
+    throw ConfigError({}, "jpeg_quality",
+                      "--jpeg-quality must be from 1 to 100, got " + std::to_string(jpeg_quality));
+  }
+  if (kind == "raw") return images;
+  if (kind != "png" && kind != "jpeg") {
+    throw ConfigError({}, "wire_images",
+                      "--wire-images '" + kind + "': expected raw, png or jpeg");
+  }
+#ifdef MICROMODELS_REDIS_HAS_OPENCV
+  images.kind = kind == "png" ? WireImages::Kind::png : WireImages::Kind::jpeg;
+  return images;
+#else
+  throw ConfigError({}, "wire_images",
+                    "--wire-images " + kind +
+                        ": this build has no OpenCV (build with the vision stages); use raw");
+#endif
+}
+
+std::string encode_for_hop(const Packet& packet, const std::optional<std::set<std::string>>& keep,
+                           const WireImages& images) {
+  Packet wire{.stream = packet.stream, .seq = packet.seq, .time_ns = packet.time_ns};
+  for (const Packet::Field& f : packet.fields) {
+    // Only pixels and blobs are left behind: small fields travel anyway, since a stage may
+    // read one it does not declare (video.sink takes the frame rate from `fps` when there).
+    const bool heavy = std::holds_alternative<Image>(f.value) ||
+                       std::holds_alternative<Tensor>(f.value) ||
+                       std::holds_alternative<Buffer>(f.value);
+    if (keep && heavy && !keep->contains(f.name)) continue;
+#ifdef MICROMODELS_REDIS_HAS_OPENCV
+    if (const auto* image = std::get_if<Image>(&f.value);
+        image != nullptr && images.kind != WireImages::Kind::raw) {
+      if (std::optional<Buffer> packed = compress(*image, images)) {
+        wire.fields.push_back({f.name, std::move(*packed)});
+        wire.fields.push_back({std::string(kMarker) + f.name,
+                               std::string(images.kind == WireImages::Kind::png ? "png" : "jpeg")});
+        continue;
+      }
+    }
+#else
+    (void)images;
+#endif
+    wire.fields.push_back(f);  // buffers are shared, not copied
+  }
+  const std::vector<std::byte> bytes = encode_packet(wire);
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+Packet decode_hop(const std::string& payload) {
+  Packet packet = decode_packet(std::as_bytes(std::span(payload.data(), payload.size())));
+  std::vector<std::string> markers;
+  for (const Packet::Field& f : packet.fields) {
+    if (f.name.starts_with(kMarker)) markers.push_back(f.name);
+  }
+  for (const std::string& marker : markers) {
+    const std::string name = marker.substr(kMarker.size());
+#ifdef MICROMODELS_REDIS_HAS_OPENCV
+    const auto* packed = std::get_if<Buffer>(packet.find(name));
+    if (packed == nullptr) throw CodecError("compressed image '" + name + "' is missing");
+    const cv::Mat bytes(1, static_cast<int>(packed->size()), CV_8UC1,
+                        const_cast<std::byte*>(packed->data()));
+    const cv::Mat mat = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
+    if (mat.empty() || mat.depth() != CV_8U) {
+      throw CodecError("compressed image '" + name + "' does not decode");
+    }
+    Image image = Image::allocate(mat.cols, mat.rows, mat.channels());
+    const std::size_t row = static_cast<std::size_t>(mat.cols) * static_cast<std::size_t>(mat.channels());
+    for (int y = 0; y < mat.rows; ++y) {
+      std::memcpy(image.pixels.mutable_data() + static_cast<std::size_t>(y) * row, mat.ptr(y), row);
+    }
+    packet.set(name, std::move(image));
+#else
+    throw CodecError("image '" + name +
+                     "' arrived compressed, and this build has no OpenCV to decode it");
+#endif
+    packet.erase(marker);
+  }
+  return packet;
+}
+
+}  // namespace micromodels::detail

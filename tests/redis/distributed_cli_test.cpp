@@ -1,0 +1,388 @@
+// `micromodels run --broker`, `worker` and `status` as separate processes on the test's Redis:
+// workers that share a stage, a worker killed with SIGKILL mid-run, Redis unreachable, stopped
+// or restarted, and corrupt entries.
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "redis_test_support.hpp"
+
+namespace micromodels {
+namespace {
+
+using namespace redis_testing;
+
+class DistributedCliTest : public RedisTest {
+ protected:
+  void SetUp() override {
+    RedisTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    REQUIRE_CLI();
+  }
+
+  // source -> work (model.sleep) -> sink.jsonl, the sink writing dir/out.jsonl.
+  fs::path write_pipeline(int count, const std::string& work, const std::string& source = "",
+                          const std::string& work_keys = "") {
+    const fs::path path = dir_ / "p.yaml";
+    write_text(path, "pipeline: " + name_ +
+                         "\nstages:\n"
+                         "  - { name: source, type: synthetic.source, params: { count: " +
+                         std::to_string(count) + source +
+                         " } }\n"
+                         "  - { name: work, type: model.sleep" + work_keys + ", params: { " + work +
+                         " } }\n"
+                         "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
+                         (dir_ / "out.jsonl").string() + " } }\n");
+    return path;
+  }
+
+  std::unique_ptr<Process> start(const std::string& tag, std::vector<std::string> args) {
+    args.insert(args.begin(), cli_path());
+    return std::make_unique<Process>(dir_, tag, std::move(args));
+  }
+
+  std::unique_ptr<Process> worker(const std::string& tag, const fs::path& file,
+                                  const std::string& stages, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"worker", file.string(), "--broker", redis_url(), "--stages",
+                                     stages};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return start(tag, args);
+  }
+
+  // Waits until `n` consumers of `stage` announced themselves (workers load models first).
+  void wait_live(const std::string& stage, int n) {
+    Redis redis(redis_url());
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto members = redis.command({"ZRANGE", key("live"), "0", "-1"});
+      int live = 0;
+      for (std::size_t i = 0; members && i < members->elements; ++i) {
+        const std::string m(members->element[i]->str, members->element[i]->len);
+        if (m.starts_with(stage + "|")) live += std::stoi(m.substr(m.rfind('|') + 1));
+      }
+      if (live >= n) return;
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL() << "fewer than " << n << " consumers of '" << stage << "' came up within 30 s";
+  }
+
+  // The sink's (seq) list for stream 0: every packet once, in order, unless listed missing.
+  void expect_complete(int count, const std::set<int>& missing = {}) {
+    std::vector<int> seqs;
+    for (const std::string& line : lines_of(dir_ / "out.jsonl")) {
+      seqs.push_back(nlohmann::json::parse(line)["seq"].get<int>());
+    }
+    std::vector<int> want;
+    for (int i = 0; i < count; ++i) {
+      if (!missing.contains(i)) want.push_back(i);
+    }
+    EXPECT_EQ(seqs, want);
+  }
+};
+
+TEST_F(DistributedCliTest, TwoWorkersShareAStageAndTheRunServesNothing) {
+  const fs::path file = write_pipeline(200, "service_ms: 2");
+  auto w1 = worker("w1", file, "work");
+  auto w2 = worker("w2", file, "work");
+  wait_live("work", 2);
+  const Result run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none",
+                                   "-q"})
+                         ->wait(60s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.err.find("serving here: none"), std::string::npos) << run.err;
+  EXPECT_NE(run.out.find("source         -> work"), std::string::npos) << run.out;  // bytes per hop
+  expect_complete(200);
+  // Both workers took part: each one's table counts packets for `work`.
+  for (auto* w : {w1.get(), w2.get()}) {
+    w->signal(SIGTERM);
+    const Result r = w->wait(20s);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const auto row = r.out.find("\nwork ");
+    ASSERT_NE(row, std::string::npos) << r.out;
+    std::istringstream fields(r.out.substr(row + 1));
+    std::string name;
+    int consumers = 0;
+    std::uint64_t processed = 0;
+    fields >> name >> consumers >> processed;
+    EXPECT_GT(processed, 20u) << r.out;
+  }
+}
+
+TEST_F(DistributedCliTest, KillingAWorkerMidRunStillDeliversEveryPacketOnceInOrder) {
+  const int count = 400;
+  const fs::path file = write_pipeline(count, "service_ms: 4");
+  auto doomed = worker("doomed", file, "work", {"--consumers", "2"});
+  auto survivor = worker("survivor", file, "work");
+  wait_live("work", 3);
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q",
+                           "--reclaim-ms", "300"});
+  // Kill once the sink has some packets but far from all (each worker needs >= 0.8 s alone),
+  // at a moment when the doomed worker holds unacknowledged packets.
+  Redis redis(redis_url());
+  const std::string doomed_name = ":" + std::to_string(doomed->pid()) + ":";
+  const auto doomed_pending = [&] {
+    auto summary = redis.command({"XPENDING", key("work"), "work"});
+    long long n = 0;
+    const redisReply* consumers = summary && summary->elements == 4 ? summary->element[3] : nullptr;
+    for (std::size_t i = 0; consumers != nullptr && i < consumers->elements; ++i) {
+      const std::string consumer(consumers->element[i]->element[0]->str,
+                                 consumers->element[i]->element[0]->len);
+      if (consumer.find(doomed_name) != std::string::npos) {
+        n += std::atoll(consumers->element[i]->element[1]->str);
+      }
+    }
+    return n;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while ((lines_of(dir_ / "out.jsonl").size() < 60 || doomed_pending() == 0) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(2ms);
+  }
+  const std::size_t before = lines_of(dir_ / "out.jsonl").size();
+  doomed->signal(SIGKILL);
+  EXPECT_EQ(doomed->wait(10s).exit_code, 128 + SIGKILL);
+  EXPECT_LT(before, static_cast<std::size_t>(count) / 2) << "killed too late to mean anything";
+  const Result r = run->wait(60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_complete(count);
+  EXPECT_NE(survivor->err().find("reclaimed"), std::string::npos)
+      << "the survivor never took over the dead worker's packets:\n"
+      << survivor->err();
+}
+
+TEST_F(DistributedCliTest, TheRunServesAStageItselfOnceItsOnlyWorkerIsGone) {
+  const int count = 300;
+  const fs::path file = write_pipeline(count, "service_ms: 5");
+  auto only = worker("only", file, "work");
+  wait_live("work", 1);
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "-q", "--reclaim-ms", "300"});
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (lines_of(dir_ / "out.jsonl").size() < 30 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  only->signal(SIGKILL);
+  const Result r = run->wait(60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("serving here: none"), std::string::npos) << r.err;  // the worker had it
+  EXPECT_NE(r.err.find("no worker serves stage 'work': serving it here"), std::string::npos) << r.err;
+  expect_complete(count);
+}
+
+TEST_F(DistributedCliTest, PerStreamStageIsHandedOverWhenItsWorkerDies) {
+  const int count = 150;
+  const fs::path file =
+      write_pipeline(count, "service_ms: 4", ", streams: 2", ", state: per_stream, consumers: 2");
+  auto doomed = worker("doomed", file, "work", {"--consumers", "2"});
+  wait_live("work", 2);
+  auto heir = worker("heir", file, "work");
+  wait_live("work", 3);
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q"});
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (lines_of(dir_ / "out.jsonl").size() < 40 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  doomed->signal(SIGKILL);
+  const Result r = run->wait(60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::map<int, std::vector<int>> seqs;
+  for (const std::string& line : lines_of(dir_ / "out.jsonl")) {
+    const auto j = nlohmann::json::parse(line);
+    seqs[j["stream"].get<int>()].push_back(j["seq"].get<int>());
+  }
+  std::vector<int> want(count);
+  for (int i = 0; i < count; ++i) want[static_cast<std::size_t>(i)] = i;
+  EXPECT_EQ(seqs[0], want);
+  EXPECT_EQ(seqs[1], want);
+  EXPECT_NE(heir->err().find("took over"), std::string::npos) << heir->err();
+}
+
+TEST_F(DistributedCliTest, UnreachableRedisIsAClearErrorWithItsOwnExitCode) {
+  const fs::path file = write_pipeline(10, "service_ms: 0");
+  for (const std::string command : {"run", "worker"}) {
+    std::vector<std::string> args = {command, file.string(), "--broker", "redis://127.0.0.1:1"};
+    if (command == "worker") args.insert(args.end(), {"--stages", "work"});
+    const Result r = start(command, args)->wait(20s);
+    EXPECT_EQ(r.exit_code, 3) << command << ": " << r.err;
+    EXPECT_NE(r.err.find("error: cannot connect to Redis at 127.0.0.1:1"), std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find("start redis-server there, or pass --broker"), std::string::npos) << r.err;
+  }
+  const Result bad = start("bad", {"run", file.string(), "--broker", "redis://localhost:port"})->wait(20s);
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("port 'port'"), std::string::npos) << bad.err;
+}
+
+TEST_F(DistributedCliTest, CorruptEntriesAreDeadLetteredWithAClearError) {
+  // A paced source (2 s), so that there is a run to inject into.
+  const fs::path file = write_pipeline(100, "service_ms: 0", ", rate: 50");
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "-q"});
+  Redis redis(redis_url());
+  std::string run_id;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (run_id.empty() && std::chrono::steady_clock::now() < deadline) {
+    run_id = redis.text({"GET", key("run")});
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_FALSE(run_id.empty());
+  // Garbage where a packet should be, and an entry that is not ours at all.
+  redis.command({"XADD", key("work"), "*", "r", run_id, "s", "0", "q", "100000", "k", "p", "p",
+                 "\x01not a packet"});
+  redis.command({"XADD", key("work"), "*", "hello", "world"});
+  const Result r = run->wait(60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_complete(100);
+  EXPECT_NE(r.out.find("dead-lettered: 2"), std::string::npos) << r.out;
+  auto dead = redis.command({"XRANGE", key("dead"), "-", "+"});
+  ASSERT_TRUE(dead && dead->elements == 2);
+  EXPECT_NE(field_text(dead->element[0]->element[1], "error").find("corrupt packet"), std::string::npos)
+      << field_text(dead->element[0]->element[1], "error");
+  EXPECT_NE(field_text(dead->element[1]->element[1], "error").find("no valid stream/seq"),
+            std::string::npos)
+      << field_text(dead->element[1]->element[1], "error");
+  EXPECT_NE(r.err.find("corrupt packet"), std::string::npos) << r.err;  // and said so
+}
+
+TEST_F(DistributedCliTest, CtrlCStopsTheSourcesAndDrainsWhatWasProduced) {
+  const fs::path file = write_pipeline(1000, "service_ms: 1", ", rate: 100");  // 10 s if left alone
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "-q"});
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (lines_of(dir_ / "out.jsonl").size() < 20 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  run->signal(SIGINT);
+  const Result r = run->wait(30s);
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_NE(r.err.find("stopping"), std::string::npos) << r.err;
+  // Everything produced arrived: seq 0..n-1, no gap, far fewer than 1000.
+  const std::size_t n = lines_of(dir_ / "out.jsonl").size();
+  EXPECT_LT(n, 900u);
+  expect_complete(static_cast<int>(n));
+}
+
+TEST_F(DistributedCliTest, StatusShowsEachStageAsTableAndJson) {
+  const fs::path file = write_pipeline(50, "service_ms: 0");
+  ASSERT_EQ(start("run", {"run", file.string(), "--broker", redis_url(), "-q"})->wait(60s).exit_code, 0);
+  const Result table = start("status", {"status", "--broker", redis_url(), "--pipeline", name_,
+                                        "--interval", "0"})
+                           ->wait(20s);
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("backlog"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find(name_), std::string::npos) << table.out;
+  const Result json = start("json", {"status", "--broker", redis_url(), "--pipeline", name_,
+                                     "--interval", "0", "--json"})
+                          ->wait(20s);
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const auto parsed = nlohmann::json::parse(json.out);
+  std::set<std::string> stages;
+  for (const auto& s : parsed["stages"]) {
+    stages.insert(s["stage"].get<std::string>());
+    EXPECT_EQ(s["backlog"].get<int>(), 0);
+    EXPECT_EQ(s["pending"].get<int>(), 0);
+  }
+  EXPECT_EQ(stages, (std::set<std::string>{"work", "sink"}));
+}
+
+// A Redis of the test's own, to stop and restart: the run must not report success.
+class OwnRedis {
+ public:
+  /// `persistent`: an append-only file synced on every write, so that a restart keeps the data.
+  explicit OwnRedis(const fs::path& dir, bool persistent = false) : dir_(dir), persistent_(persistent) {
+    // A free port, probed by binding, below the ephemeral range (32768-) so that no client
+    // connection takes it between the probe and redis-server's bind.
+    for (port_ = 20000 + ::getpid() % 12000;; ++port_) {
+      const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(static_cast<std::uint16_t>(port_));
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      const bool free = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+      ::close(s);
+      if (free) break;
+    }
+    start();
+  }
+  void start() {
+    server_ = std::make_unique<Process>(
+        dir_, "redis" + std::to_string(starts_++),
+        persistent_
+            ? std::vector<std::string>{"redis-server", "--port", std::to_string(port_), "--bind",
+                                       "127.0.0.1", "--save", "", "--appendonly", "yes",
+                                       "--appendfsync", "always", "--dir", dir_.string()}
+            : std::vector<std::string>{"redis-server", "--port", std::to_string(port_), "--bind",
+                                       "127.0.0.1", "--save", "", "--appendonly", "no"});
+    for (int i = 0; i < 200; ++i) {
+      try {
+        Redis r(url());
+        if (r.text({"PING"}) == "PONG") return;
+      } catch (const std::exception&) {
+        std::this_thread::sleep_for(20ms);
+      }
+    }
+    throw std::runtime_error("redis-server did not start on port " + std::to_string(port_));
+  }
+  void kill() { server_.reset(); }
+  // Waits until a run of `pipeline` has started on this Redis (its run id is set).
+  void wait_for_run(const std::string& pipeline) {
+    Redis r(url());
+    for (int i = 0; i < 1000 && r.text({"GET", "mm:{" + pipeline + "}:run"}).empty(); ++i) {
+      std::this_thread::sleep_for(20ms);
+    }
+    std::this_thread::sleep_for(300ms);  // and has sent some packets
+  }
+  [[nodiscard]] std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  fs::path dir_;
+  bool persistent_ = false;
+  int port_ = 0;
+  int starts_ = 0;
+  std::unique_ptr<Process> server_;
+};
+
+TEST_F(DistributedCliTest, RedisRestartedWithoutItsDataStopsTheRunWithExitCode4) {
+  OwnRedis redis(dir_);
+  const fs::path file = write_pipeline(200, "service_ms: 0", ", rate: 50");
+  auto run = start("run", {"run", file.string(), "--broker", redis.url(), "-q"});
+  redis.wait_for_run(name_);
+  redis.kill();
+  std::this_thread::sleep_for(300ms);
+  redis.start();
+  const Result r = run->wait(30s);
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("came back without this run's queues"), std::string::npos) << r.err;
+  EXPECT_LT(lines_of(dir_ / "out.jsonl").size(), 200u);
+}
+
+TEST_F(DistributedCliTest, RedisRestartedWithItsDataLetsTheRunResumeAndFinish) {
+  OwnRedis redis(dir_, /*persistent=*/true);
+  const fs::path file = write_pipeline(150, "service_ms: 1", ", rate: 50");  // 3 s
+  auto worker_process =
+      start("w", {"worker", file.string(), "--broker", redis.url(), "--stages", "work"});
+  auto run = start("run", {"run", file.string(), "--broker", redis.url(), "-q", "--serve", "none",
+                           "--reclaim-ms", "300"});
+  redis.wait_for_run(name_);
+  redis.kill();
+  std::this_thread::sleep_for(500ms);
+  redis.start();
+  const Result r = run->wait(60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("reconnected"), std::string::npos) << r.err;
+  expect_complete(150);
+}
+
+TEST_F(DistributedCliTest, RedisGoneForLongerThanTheReconnectWindowIsExitCode3) {
+  OwnRedis redis(dir_);
+  const fs::path file = write_pipeline(200, "service_ms: 0", ", rate: 50");
+  auto run = start("run", {"run", file.string(), "--broker", redis.url(), "-q", "--reconnect-s", "1"});
+  redis.wait_for_run(name_);
+  redis.kill();
+  const Result r = run->wait(30s);
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("for more than 1 s"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("packets reached the sinks"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace micromodels

@@ -1,0 +1,225 @@
+// What the Redis tests share: the server the test script started, processes of the built tool,
+// and a raw hiredis connection to look at what the broker left in Redis.
+//
+// The test script starts `redis-server` on a free loopback port and exports
+// MICROMODELS_REDIS_URL; without it the tests skip, unless MICROMODELS_REQUIRE_REDIS is set
+// (the script sets it), then they fail.
+#pragma once
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace micromodels::redis_testing {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+inline std::string redis_url() {
+  const char* url = std::getenv("MICROMODELS_REDIS_URL");
+  return url != nullptr ? url : "";
+}
+
+#define REQUIRE_REDIS()                                                                       \
+  do {                                                                                        \
+    if (::micromodels::redis_testing::redis_url().empty()) {                                  \
+      if (std::getenv("MICROMODELS_REQUIRE_REDIS") != nullptr) {                              \
+        FAIL() << "MICROMODELS_REDIS_URL is not set (MICROMODELS_REQUIRE_REDIS is)";           \
+      }                                                                                       \
+      GTEST_SKIP() << "no Redis: scripts/test.sh starts one and sets MICROMODELS_REDIS_URL";  \
+    }                                                                                         \
+  } while (0)
+
+inline std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+inline void write_text(const fs::path& path, const std::string& text) { std::ofstream(path) << text; }
+
+inline std::vector<std::string> lines_of(const fs::path& path) {
+  std::vector<std::string> lines;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+struct Result {
+  int exit_code = -1;  // 128 + signal when killed by a signal
+  std::string out;
+  std::string err;
+};
+
+/// A process in the background, stdout and stderr captured in files named after `tag`.
+class Process {
+ public:
+  Process(const fs::path& dir, const std::string& tag, std::vector<std::string> args)
+      : out_(dir / (tag + ".out")), err_(dir / (tag + ".err")) {
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int error = posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (error != 0) throw std::runtime_error(std::string("cannot start ") + argv[0]);
+  }
+  ~Process() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  void signal(int number) const { ::kill(pid_, number); }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] std::string err() const { return read_text(err_); }
+
+  /// Waits for the exit; kills the process and fails the test after `timeout`.
+  Result wait(std::chrono::seconds timeout = 60s) {
+    Result result;
+    int status = 0;
+    const auto start = std::chrono::steady_clock::now();
+    while (::waitpid(pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() - start > timeout) {
+        ADD_FAILURE() << "process did not exit within " << timeout.count() << " s: " << out_;
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    pid_ = -1;
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    result.out = read_text(out_);
+    result.err = read_text(err_);
+    return result;
+  }
+
+ private:
+  fs::path out_;
+  fs::path err_;
+  pid_t pid_ = -1;
+};
+
+/// A plain hiredis connection, to look into Redis from a test.
+class Redis {
+ public:
+  explicit Redis(const std::string& url) {
+    const std::string rest = url.substr(std::string("redis://").size());
+    const auto colon = rest.rfind(':');
+    const std::string host = rest.substr(0, colon);
+    const int port = std::atoi(rest.c_str() + colon + 1);
+    context_.reset(redisConnect(host.c_str(), port));
+    if (!context_ || context_->err != 0) throw std::runtime_error("cannot connect to " + url);
+  }
+  struct Free {
+    void operator()(redisReply* r) const { freeReplyObject(r); }
+  };
+  using Reply = std::unique_ptr<redisReply, Free>;
+  Reply command(const std::vector<std::string>& args) {
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lengths;
+    for (const std::string& a : args) {
+      argv.push_back(a.data());
+      lengths.push_back(a.size());
+    }
+    return Reply(static_cast<redisReply*>(
+        redisCommandArgv(context_.get(), static_cast<int>(argv.size()), argv.data(), lengths.data())));
+  }
+  std::string text(const std::vector<std::string>& args) {
+    Reply r = command(args);
+    return r && r->str != nullptr ? std::string(r->str, r->len) : std::string();
+  }
+
+ private:
+  struct FreeContext {
+    void operator()(redisContext* c) const { redisFree(c); }
+  };
+  std::unique_ptr<redisContext, FreeContext> context_;
+};
+
+/// In a flat [k, v, k, v...] reply: the value after `key` as text.
+inline std::string field_text(const redisReply* reply, const std::string& key) {
+  for (std::size_t i = 0; reply != nullptr && i + 1 < reply->elements; i += 2) {
+    const redisReply* k = reply->element[i];
+    const redisReply* v = reply->element[i + 1];
+    if (k->str != nullptr && key == std::string(k->str, k->len)) {
+      if (v->type == REDIS_REPLY_INTEGER) return std::to_string(v->integer);
+      return v->str != nullptr ? std::string(v->str, v->len) : std::string();
+    }
+  }
+  return {};
+}
+
+/// A per-test folder and a pipeline name no other test (or parallel run) uses.
+class RedisTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    REQUIRE_REDIS();
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    name_ = "t" + std::to_string(::getpid()) + "_" + info->name();
+    for (char& c : name_) {
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+    }
+    dir_ = fs::temp_directory_path() / ("micromodels_redis_" + name_);
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!HasFailure() && !dir_.empty()) fs::remove_all(dir_);
+  }
+  [[nodiscard]] std::string key(const std::string& suffix) const {
+    return "mm:{" + name_ + "}:" + suffix;
+  }
+
+  std::string name_;
+  fs::path dir_;
+};
+
+/// The built tool, or empty (then CLI tests skip).
+inline std::string cli_path() {
+#ifdef MICROMODELS_CLI_PATH
+  return MICROMODELS_CLI_PATH;
+#else
+  return {};
+#endif
+}
+
+#define REQUIRE_CLI()                                                                   \
+  do {                                                                                  \
+    if (::micromodels::redis_testing::cli_path().empty()) {                             \
+      GTEST_SKIP() << "the micromodels tool is not built (MICROMODELS_BUILD_APPS=OFF)"; \
+    }                                                                                   \
+  } while (0)
+
+}  // namespace micromodels::redis_testing

@@ -1,0 +1,95 @@
+// What one hop carries: pruning into sinks, and images raw, PNG (lossless) or JPEG.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "micromodels/packet_codec.hpp"
+#include "micromodels/pipeline.hpp"
+#include "wire_format.hpp"
+
+namespace micromodels::detail {
+namespace {
+
+Image gradient(int width, int height) {
+  Image image = Image::allocate(width, height, 3);
+  std::byte* p = image.pixels.mutable_data();
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        p[(static_cast<std::size_t>(y) * width + x) * 3 + c] =
+            static_cast<std::byte>((x * 2 + y + c * 40) % 256);
+      }
+    }
+  }
+  return image;
+}
+
+Packet frame_packet() {
+  Packet p{.stream = 3, .seq = 7, .time_ns = 11};
+  p.set("frame", gradient(64, 48));
+  p.set("input_frame", gradient(64, 48));
+  p.set("fps", 25.0);
+  return p;
+}
+
+TEST(WireFormat, IntoASinkOnlyTheDeclaredImagesTravelAndSmallFieldsAlways) {
+  const Packet back = decode_hop(encode_for_hop(frame_packet(), std::set<std::string>{"frame"}));
+  EXPECT_TRUE(back.has("frame"));
+  EXPECT_FALSE(back.has("input_frame"));
+  EXPECT_EQ(back.get<double>("fps"), 25.0);
+  EXPECT_EQ(back.seq, 7u);
+  EXPECT_EQ(back.stream, 3u);
+}
+
+TEST(WireFormat, RawIsTheDefaultAndExact) {
+  const Packet p = frame_packet();
+  const std::string wire = encode_for_hop(p, std::nullopt);
+  const Packet back = decode_hop(wire);
+  const Image& a = p.get<Image>("frame");
+  const Image& b = back.get<Image>("frame");
+  ASSERT_EQ(a.byte_size(), b.byte_size());
+  EXPECT_EQ(std::memcmp(a.pixels.data(), b.pixels.data(), a.byte_size()), 0);
+  EXPECT_GT(wire.size(), 2 * a.byte_size());
+}
+
+#ifdef MICROMODELS_REDIS_HAS_OPENCV
+TEST(WireFormat, PngIsLosslessAndJpegIsCloseAndSmaller) {
+  const Packet p = frame_packet();
+  const Image& a = p.get<Image>("frame");
+  const std::string raw = encode_for_hop(p, std::nullopt);
+  const std::string png = encode_for_hop(p, std::nullopt, parse_wire_images("png", 90));
+  const std::string jpeg = encode_for_hop(p, std::nullopt, parse_wire_images("jpeg", 90));
+  const Packet from_png = decode_hop(png);
+  const Image& b = from_png.get<Image>("frame");
+  ASSERT_EQ(b.width, 64);
+  ASSERT_EQ(b.channels, 3);
+  EXPECT_EQ(std::memcmp(a.pixels.data(), b.pixels.data(), a.byte_size()), 0);
+  EXPECT_EQ(from_png.fields.size(), p.fields.size());  // the markers are gone
+  const Image& c = decode_hop(jpeg).get<Image>("frame");
+  ASSERT_EQ(c.byte_size(), a.byte_size());
+  double diff = 0;
+  for (std::size_t i = 0; i < a.byte_size(); ++i) {
+    diff += std::abs(static_cast<int>(a.pixels.data()[i]) - static_cast<int>(c.pixels.data()[i]));
+  }
+  EXPECT_LT(diff / static_cast<double>(a.byte_size()), 4.0);
+  EXPECT_LT(jpeg.size(), raw.size() / 3);
+}
+#endif
+
+TEST(WireFormat, BadChoicesAreConfigErrorsNamingTheValue) {
+  try {
+    (void)parse_wire_images("webp", 90);
+    ADD_FAILURE();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("'webp'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)parse_wire_images("jpeg", 0), ConfigError);
+}
+
+TEST(WireFormat, GarbageIsACodecErrorNeverACrash) {
+  EXPECT_THROW((void)decode_hop("\x01not a packet"), CodecError);
+}
+
+}  // namespace
+}  // namespace micromodels::detail
