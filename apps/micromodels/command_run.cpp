@@ -35,7 +35,8 @@ int run(RunOptions options, const CLI::App& command) {
   if (!options.broker.broker.empty()) pipeline.set_broker(options.broker.broker);
   if (pipeline.broker() != "memory") {
 #ifdef MICROMODELS_HAS_REDIS
-    return run_distributed(pipeline, options.broker, options.metrics_json, options.quiet);
+    return run_distributed(pipeline, options.broker, options.metrics_json, options.quiet,
+                           options.control);
 #else
     std::cerr << "error: broker '" << pipeline.broker()
               << "': this build has no Redis support (configure with -DMICROMODELS_BUILD_REDIS=ON "

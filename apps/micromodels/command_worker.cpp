@@ -8,6 +8,7 @@
 #include "micromodels/redis.hpp"
 
 #include "commands.hpp"
+#include "control_options.hpp"
 #include "exit_codes.hpp"
 #include "interrupts.hpp"
 #include "progress_bar.hpp"
@@ -59,7 +60,15 @@ struct WorkerOptions {
   std::vector<std::string> stages;
   int consumers = 0;
   BrokerOptions broker = worker_broker_defaults();
+  ControlCliOptions control;
 };
+
+// The control endpoint of a distributed process: metrics and status. Consumers are scaled by
+// starting and stopping workers (or by the external autoscaler reading the lag), so scale and
+// swap answer 501 here.
+ControlHandlers redis_handlers(const RedisRunner& runner) {
+  return ControlHandlers{.metrics = [&runner] { return runner.metrics(); }};
+}
 
 int worker(const WorkerOptions& options) {
   PipelineOptions pipeline_options;
@@ -78,6 +87,7 @@ int worker(const WorkerOptions& options) {
   redis.consumers = options.consumers;
   RedisRunner runner(pipeline, redis);
   Interrupts interrupts;
+  const auto control = start_control(options.control, redis_handlers(runner));
   runner.start();
   std::fprintf(stderr, "worker: serving %s of pipeline '%s' on %s (Ctrl-C to stop)\n",
                join(runner.served_stages()).c_str(), pipeline.name().c_str(), redis.url.c_str());
@@ -92,7 +102,8 @@ int worker(const WorkerOptions& options) {
 }  // namespace
 
 int run_distributed(const Pipeline& pipeline, const BrokerOptions& broker,
-                    const std::string& metrics_json, bool quiet) {
+                    const std::string& metrics_json, bool quiet,
+                    const ControlCliOptions& control_options) {
   std::ofstream metrics_file;
   if (!metrics_json.empty()) {
     metrics_file.open(metrics_json);
@@ -106,6 +117,7 @@ int run_distributed(const Pipeline& pipeline, const BrokerOptions& broker,
   {
     Interrupts interrupts;
     ProgressBar progress(quiet);
+    const auto control = start_control(control_options, redis_handlers(runner));
     runner.start();
     progress.clear();
     std::fprintf(stderr, "run: pipeline '%s' on %s; serving here: %s\n", pipeline.name().c_str(),
@@ -166,6 +178,7 @@ Command add_worker_command(CLI::App& app) {
                    "Consumers per served stage (default: the pipeline's)")
       ->check(CLI::Range(1, 1024));
   add_broker_options(*command, options->broker, false);
+  add_control_options(*command, options->control);
   return {command, [options] { return worker(*options); }};
 }
 

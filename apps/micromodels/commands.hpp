@@ -45,6 +45,8 @@ struct PipelineOptions {
   bool autoscale = false;              // --autoscale: on, with the file's settings or defaults
 };
 
+struct ControlCliOptions;  // control_options.hpp
+
 /// How a process reaches the broker of a distributed run (`run --broker`, `worker`).
 struct BrokerOptions {
   std::string broker;          // "" : the pipeline file's `broker:`
@@ -60,7 +62,8 @@ void add_broker_options(CLI::App& command, BrokerOptions& options, bool run);
 #ifdef MICROMODELS_HAS_REDIS
 /// `micromodels run` on Redis: feeds the sources, collects the sinks, serves stages.
 int run_distributed(const Pipeline& pipeline, const BrokerOptions& broker,
-                    const std::string& metrics_json, bool quiet);
+                    const std::string& metrics_json, bool quiet,
+                    const ControlCliOptions& control);
 #endif
 
 /// Adds FILE, --set, --consumers and --autoscale to `command`, storing into `options`.

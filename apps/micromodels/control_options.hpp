@@ -24,5 +24,8 @@ void add_control_options(CLI::App& command, ControlCliOptions& options);
 /// null otherwise. A port that cannot be bound is a ConfigError (exit 2: nothing ran yet).
 [[nodiscard]] std::unique_ptr<ControlServer> start_control(const ControlCliOptions& options,
                                                            Runner& runner);
+/// The same for a process that is not a Runner (a Redis worker or run): what `handlers` offer.
+[[nodiscard]] std::unique_ptr<ControlServer> start_control(const ControlCliOptions& options,
+                                                           ControlHandlers handlers);
 
 }  // namespace micromodels::cli

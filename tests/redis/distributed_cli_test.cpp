@@ -110,6 +110,39 @@ TEST_F(DistributedCliTest, TwoWorkersShareAStageAndTheRunServesNothing) {
   }
 }
 
+TEST_F(DistributedCliTest, AWorkerShowsItsMetricsOnTheControlEndpoint) {
+  const fs::path file = write_pipeline(300, "service_ms: 2", ", rate: 100");
+  auto w = worker("w", file, "work", {"--listen", "127.0.0.1:0"});
+  wait_live("work", 1);
+  std::string url;
+  for (int i = 0; i < 200 && url.empty(); ++i) {
+    const std::string err = read_text(dir_ / "w.err");
+    const auto at = err.find("control: http://");
+    if (at != std::string::npos) url = err.substr(at + 9, err.find('\n', at) - at - 9);
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_FALSE(url.empty()) << read_text(dir_ / "w.err");
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q"});
+  std::this_thread::sleep_for(1s);
+  const Result status = start("status", {"ctl", url, "status", "--json"})->wait(20s);
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  const nlohmann::json doc = nlohmann::json::parse(status.out);
+  bool found = false;
+  for (const auto& stage : doc["stages"]) {
+    if (stage["name"] == "work") found = stage["processed"].get<std::uint64_t>() > 0;
+  }
+  EXPECT_TRUE(found) << status.out;
+  // Consumers of a distributed stage come from workers: the endpoint says it cannot scale.
+  const Result scale = start("scale", {"ctl", url, "scale", "work", "2"})->wait(20s);
+  EXPECT_NE(scale.exit_code, 0);
+  EXPECT_NE(scale.err.find("cannot scale"), std::string::npos) << scale.err;
+  const Result done = run->wait(60s);
+  ASSERT_EQ(done.exit_code, 0) << done.err;
+  expect_complete(300);
+  w->signal(SIGTERM);
+  EXPECT_EQ(w->wait(20s).exit_code, 0);
+}
+
 TEST_F(DistributedCliTest, KillingAWorkerMidRunStillDeliversEveryPacketOnceInOrder) {
   const int count = 400;
   const fs::path file = write_pipeline(count, "service_ms: 4");
