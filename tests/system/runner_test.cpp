@@ -396,14 +396,18 @@ class Versioned final : public Stage {
   std::int64_t version_;
 };
 
+void add_versioned(Registry& registry) {
+  registry.add({.name = "test.versioned",
+                .params = {{"version", ParamType::integer, std::int64_t{1}, ""}},
+                .info = [](const Params&) { return StageInfo{.writes = {"version"}}; },
+                .make = [](const Params& p) -> std::unique_ptr<Stage> {
+                  return std::make_unique<Versioned>(p.integer("version"));
+                }});
+}
+
 TEST(Runner, SwapUnderLoadTakesOverWithoutLossDuplicationOrReordering) {
   Fixture f;
-  f.registry.add({.name = "test.versioned",
-                  .params = {{"version", ParamType::integer, std::int64_t{1}, ""}},
-                  .info = [](const Params&) { return StageInfo{.writes = {"version"}}; },
-                  .make = [](const Params& p) -> std::unique_ptr<Stage> {
-                    return std::make_unique<Versioned>(p.integer("version"));
-                  }});
+  add_versioned(f.registry);
   Pipeline p("swap");
   p.add(source(2000, 2, 2000));  // 2 streams of 2000, paced: about a second
   p.add({.name = "work", .type = "test.versioned", .consumers = 2});
@@ -441,12 +445,7 @@ TEST(Runner, SwapUnderLoadTakesOverWithoutLossDuplicationOrReordering) {
 
 TEST(Runner, SwapRefusesATypeThatNoLongerWritesWhatIsReadDownstream) {
   Fixture f;
-  f.registry.add({.name = "test.versioned",
-                  .params = {{"version", ParamType::integer, std::int64_t{1}, ""}},
-                  .info = [](const Params&) { return StageInfo{.writes = {"version"}}; },
-                  .make = [](const Params& p) -> std::unique_ptr<Stage> {
-                    return std::make_unique<Versioned>(p.integer("version"));
-                  }});
+  add_versioned(f.registry);
   f.registry.add({.name = "test.needs_version",
                   .info = [](const Params&) { return StageInfo{.reads = {"version"}}; },
                   .make = [](const Params&) -> std::unique_ptr<Stage> {
