@@ -9,99 +9,23 @@
 #include <thread>
 #include <vector>
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-extern char** environ;
+#include "tool_process.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 void write_text(const fs::path& path, const std::string& text) { std::ofstream(path) << text; }
 
-struct Result {
-  int exit_code = -1;  // 128 + signal when killed by a signal, as a shell reports it
-  std::string out;
-  std::string err;
-  double seconds = 0;
-};
-
-// The tool running in the background, stdout and stderr captured in files (never a terminal,
-// so the progress display is in its plain-lines style).
-class Cli {
- public:
-  Cli(const fs::path& dir, std::vector<std::string> args)
-      : out_(dir / "stdout.txt"),
-        err_(dir / "stderr.txt"),
-        start_(std::chrono::steady_clock::now()) {
-#ifdef MICROMODELS_CLI_PATH
-    args.insert(args.begin(), MICROMODELS_CLI_PATH);
-#endif
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int error = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (error != 0) throw std::runtime_error(std::string("cannot start ") + argv[0]);
-  }
-
-  ~Cli() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  void signal(int number) const { ::kill(pid_, number); }
-
-  // Waits for the exit; kills the tool and fails the test after `timeout`.
-  Result wait(std::chrono::seconds timeout = 60s) {
-    Result result;
-    int status = 0;
-    while (::waitpid(pid_, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() - start_ > timeout) {
-        ADD_FAILURE() << "the tool did not exit within " << timeout.count() << " s";
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    pid_ = -1;
-    result.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    result.out = read_text(out_);
-    result.err = read_text(err_);
-    return result;
-  }
-
- private:
-  fs::path out_;
-  fs::path err_;
-  pid_t pid_ = -1;
-  std::chrono::steady_clock::time_point start_;
-};
+// The tool in the background, stdout and stderr in files (never a terminal, so the progress
+// display is in its plain-lines style).
+using Cli = micromodels::testing::ToolProcess;
+using Result = micromodels::testing::ToolResult;
+using micromodels::testing::read_text;
 
 class CliTest : public ::testing::Test {
  protected:
@@ -121,7 +45,7 @@ class CliTest : public ::testing::Test {
   }
 
   Result run(std::vector<std::string> args, std::chrono::seconds timeout = 60s) {
-    return Cli(dir_, std::move(args)).wait(timeout);
+    return Cli(dir_, "cli", std::move(args)).wait(timeout);
   }
 
   // source -> work -> relay -> sink, `count` packets, the sink writing dir/out.jsonl.
@@ -167,7 +91,7 @@ class CliTest : public ::testing::Test {
   bool wait_until_running(std::chrono::seconds timeout = 30s) const {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
-      if (read_text(dir_ / "stderr.txt").find("progress: ") != std::string::npos) return true;
+      if (read_text(dir_ / "cli.err").find("progress: ") != std::string::npos) return true;
       std::this_thread::sleep_for(20ms);
     }
     return false;
@@ -390,7 +314,7 @@ TEST_F(CliTest, ProgressLinesWhenStderrIsNotATerminal) {
 TEST_F(CliTest, FirstSignalDrainsAndStillReports) {
   // Paced so that the run would take minutes; SIGINT stops the source and lets the rest drain.
   const fs::path paced = write_pipeline(100000, "model.sleep", "service_ms: 5", ", rate: 200");
-  Cli cli(dir_, {"run", paced.string(), "--metrics-json", (dir_ / "metrics.json").string()});
+  Cli cli(dir_, "cli", {"run", paced.string(), "--metrics-json", (dir_ / "metrics.json").string()});
   ASSERT_TRUE(wait_until_running());
   std::this_thread::sleep_for(500ms);
   cli.signal(SIGINT);
@@ -412,7 +336,7 @@ TEST_F(CliTest, FirstSignalDrainsAndStillReports) {
 
 TEST_F(CliTest, SigtermDrainsLikeSigint) {
   const fs::path paced = write_pipeline(100000, "pass", "", ", rate: 200");
-  Cli cli(dir_, {"run", paced.string()});
+  Cli cli(dir_, "cli", {"run", paced.string()});
   ASSERT_TRUE(wait_until_running());
   cli.signal(SIGTERM);
   const Result r = cli.wait(30s);
@@ -423,7 +347,7 @@ TEST_F(CliTest, SigtermDrainsLikeSigint) {
 TEST_F(CliTest, SecondSignalAbortsAtOnce) {
   // A slow model with a full queue: draining would take minutes.
   const fs::path slow = write_pipeline(200, "model.sleep", "service_ms: 2000");
-  Cli cli(dir_, {"run", slow.string(), "--metrics-json", (dir_ / "metrics.json").string()});
+  Cli cli(dir_, "cli", {"run", slow.string(), "--metrics-json", (dir_ / "metrics.json").string()});
   ASSERT_TRUE(wait_until_running());
   cli.signal(SIGINT);
   std::this_thread::sleep_for(500ms);  // the main loop polls at 10 Hz and starts draining
