@@ -149,6 +149,21 @@ TEST(OnnxModel, NonOnnxFileNamesPathAndSetupScript) {
   fs::remove(bogus);
 }
 
+// A real ONNX model that cannot take the input the stage would feed it (BlazeFace wants NHWC
+// 128x128, given NCHW 64x64) fails when it is built, during its warm-up pass, not on the first
+// packet; so a swap to it is refused and the old instance keeps running.
+TEST(OnnxModel, ModelThatCannotTakeTheInputFailsAtLoad) {
+  const fs::path path = model("face_detection_front_128x128_barracuda.onnx");
+  REQUIRE_CACHE_FILE(path);
+  try {
+    mv::OnnxModel m(path, mv::OnnxInputSpec{{64, 64}});
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("64x64 input failed"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Landmarks68, NonDlibFileIsAClearError) {
   const fs::path bogus = fs::temp_directory_path() / "micromodels_not_a_predictor.dat";
   { std::ofstream(bogus) << "not a dlib model"; }

@@ -37,6 +37,18 @@ OnnxModel::OnnxModel(std::filesystem::path path, OnnxInputSpec spec)
   for (const auto& name : net_.getUnconnectedOutLayersNames()) {
     output_names_.push_back(name);
   }
+  // Warm up: OpenCV sets the net up (allocates and fuses layers) on the first forward pass,
+  // which takes several times a normal pass. Doing it here keeps that out of the first packet,
+  // and a stage swapped in while the pipeline runs takes over ready.
+  try {
+    run({cv::Mat(spec_.size, CV_8UC3, cv::Scalar::all(0))});
+  } catch (const cv::Exception& e) {
+    throw std::runtime_error("'" + path_.string() + "' loaded, but a forward pass on a " +
+                             std::to_string(spec_.size.width) + "x" +
+                             std::to_string(spec_.size.height) +
+                             " input failed: is it the model this stage expects? OpenCV: " +
+                             e.what());
+  }
 }
 
 cv::Mat OnnxModel::make_blob(const std::vector<cv::Mat>& images) const {

@@ -31,8 +31,9 @@ struct OnnxInputSpec {
 /// inference create one OnnxModel per consumer.
 class OnnxModel {
  public:
-  /// Throws std::runtime_error naming the path (and scripts/fetch_media.sh) when the file is
-  /// missing or is not an ONNX model OpenCV can load.
+  /// Loads the model and warms it up with one forward pass on a blank input. Throws
+  /// std::runtime_error naming the path (and scripts/fetch_media.sh) when the file is missing,
+  /// is not an ONNX model OpenCV can load, or cannot run on an input of `spec.size`.
   OnnxModel(std::filesystem::path path, OnnxInputSpec spec);
 
   OnnxModel(const OnnxModel&) = delete;
