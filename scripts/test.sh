@@ -331,6 +331,7 @@ phase_package() {
   start=$(now)
   banner "package: install build/ and build tests/package against it with find_package"
   need_main package "$start" || return
+  start_redis  # the consumer runs its pipeline through Redis too
   if bash scripts/check_package.sh build 2>&1 | tee "$log_dir/package.log"; then
     check_passed
     record package ok "$(elapsed_since "$start")" "find_package(micromodels) consumer ran"
