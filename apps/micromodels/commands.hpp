@@ -22,6 +22,7 @@ struct Command {
 
 Command add_run_command(CLI::App& app);
 Command add_inspect_command(CLI::App& app);
+Command add_types_command(CLI::App& app);
 #ifdef MICROMODELS_HAS_REDIS
 Command add_worker_command(CLI::App& app);
 Command add_status_command(CLI::App& app);

@@ -181,6 +181,31 @@ TEST_F(CliTest, InspectPrintsEveryStage) {
   EXPECT_NE(dot.out.find("\"relay\""), std::string::npos) << dot.out;
 }
 
+TEST_F(CliTest, TypesListsEveryTypeAndDescribesOne) {
+  const Result list = run({"types"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  for (const char* name : {"synthetic.source", "model.sleep", "model.spin", "pass", "sink.jsonl"}) {
+    EXPECT_TRUE(std::regex_search(list.out, std::regex(std::string("(^|\n)") + name + " ")))
+        << name << " missing from\n" << list.out;
+  }
+
+  const Result one = run({"types", "model.sleep", "synthetic.source"});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  // The params with their types and defaults, and what an instance reads and writes.
+  EXPECT_TRUE(std::regex_search(one.out, std::regex(R"(service_ms\s+number\s+default 1)")))
+      << one.out;
+  EXPECT_TRUE(std::regex_search(one.out, std::regex(R"(runs:\s+on threads of its own)")))
+      << one.out;
+  EXPECT_TRUE(std::regex_search(one.out, std::regex(R"(synthetic\.source  \(source\))")))
+      << one.out;
+  EXPECT_TRUE(std::regex_search(one.out, std::regex(R"(writes: value)"))) << one.out;
+
+  const Result unknown = run({"types", "model.slep"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("unknown stage type 'model.slep'"), std::string::npos) << unknown.err;
+  EXPECT_NE(unknown.err.find("model.sleep"), std::string::npos) << unknown.err;
+}
+
 TEST_F(CliTest, InspectAppliesOverrides) {
   const fs::path good = write_pipeline(10);
   const Result r =

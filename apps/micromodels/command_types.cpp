@@ -1,0 +1,101 @@
+// `micromodels types [TYPE...]`: the stage types a pipeline can use, and for one type its
+// parameters and the fields it reads and writes.
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "exit_codes.hpp"
+#include "micromodels/pipeline.hpp"
+#include "micromodels/registry.hpp"
+
+namespace micromodels::cli {
+
+namespace {
+
+std::string join(const std::vector<std::string>& items) {
+  if (items.empty()) return "(none)";
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+void print_type(const StageType& type) {
+  std::cout << type.name << (type.is_source() ? "  (source)" : "") << '\n';
+  if (!type.help.empty()) std::cout << "  " << type.help << '\n';
+  // What an instance reads and writes can depend on its params: shown for the defaults.
+  std::vector<std::string> required;
+  for (const ParamSpec& spec : type.params) {
+    if (!spec.default_value) required.push_back(spec.name);
+  }
+  if (required.empty() && type.info) {
+    const StageInfo info = type.info(Params::resolve(type.name, type.params, {}));
+    std::cout << "  reads:  " << join(info.reads) << '\n'
+              << "  writes: " << join(info.writes) << '\n'
+              << "  runs:   "
+              << (info.blocking ? "on threads of its own (it blocks)" : "on the shared worker pool")
+              << (info.batching ? "; batches (batch: max_batch)" : "") << '\n';
+  } else if (!required.empty()) {
+    std::cout << "  reads, writes: depend on the required params (" << join(required) << ")\n";
+  }
+  if (type.params.empty()) {
+    std::cout << "  params: none\n";
+    return;
+  }
+  std::cout << "  params:\n";
+  std::size_t width = 0;
+  for (const ParamSpec& spec : type.params) width = std::max(width, spec.name.size());
+  for (const ParamSpec& spec : type.params) {
+    std::string fallback = "required";
+    if (spec.default_value) {
+      const std::string value = format_param(*spec.default_value);
+      fallback = "default " + (value.empty() ? std::string("\"\"") : value);
+    }
+    std::printf("    %-*s  %-7s  %s%s%s\n", static_cast<int>(width), spec.name.c_str(),
+                std::string(param_type_name(spec.type)).c_str(), fallback.c_str(),
+                spec.help.empty() ? "" : ": ", spec.help.c_str());
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+Command add_types_command(CLI::App& app) {
+  auto names = std::make_shared<std::vector<std::string>>();
+  CLI::App* command = app.add_subcommand(
+      "types", "List the stage types a pipeline can use, or describe some: params, reads, writes");
+  command->add_option("type", *names, "Stage types to describe (default: list them all)");
+  return {command, [names] {
+            const Registry& registry = Registry::global();
+            if (names->empty()) {
+              std::size_t width = 0;
+              for (const std::string& name : registry.names()) width = std::max(width, name.size());
+              for (const std::string& name : registry.names()) {
+                // The first sentence: `micromodels types NAME` has the rest.
+                const std::string& help = registry.find(name)->help;
+                const std::string first = help.substr(0, help.find(". ") + 1);
+                std::printf("%-*s  %s\n", static_cast<int>(width), name.c_str(),
+                            (help.find(". ") == std::string::npos ? help : first).c_str());
+              }
+              std::fflush(stdout);
+              return kExitOk;
+            }
+            for (const std::string& name : *names) {
+              if (registry.find(name) == nullptr) {
+                throw ConfigError({}, "type",
+                                  "unknown stage type '" + name + "'; valid types: " +
+                                      join(registry.names()));
+              }
+            }
+            for (std::size_t i = 0; i < names->size(); ++i) {
+              if (i > 0) std::cout << '\n';
+              print_type(*registry.find((*names)[i]));
+            }
+            return kExitOk;
+          }};
+}
+
+}  // namespace micromodels::cli
