@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -66,7 +67,20 @@ bool has_stage(const ControlHandlers& handlers, const std::string& name) {
   return handlers.metrics().stage(name) != nullptr;
 }
 
-Reply handler_error(const std::exception& e, int status) { return error_reply(status, e.what()); }
+// Calls a handler; a refusal becomes its error reply: std::invalid_argument 400, ConfigError 422,
+// anything else 500.
+std::optional<Reply> call_handler(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const std::invalid_argument& e) {
+    return error_reply(400, e.what());
+  } catch (const ConfigError& e) {
+    return error_reply(422, e.what());
+  } catch (const std::exception& e) {
+    return error_reply(500, e.what());
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -132,15 +146,7 @@ Reply ControlRoutes::scale(const std::string& stage, const std::string& body) co
   }
   const int consumers = value.get<int>();
   const Json before = sampler_.stage_status(stage);
-  try {
-    handlers_.scale(stage, consumers);
-  } catch (const std::invalid_argument& e) {
-    return handler_error(e, 400);
-  } catch (const ConfigError& e) {
-    return handler_error(e, 422);
-  } catch (const std::exception& e) {
-    return handler_error(e, 500);
-  }
+  if (auto error = call_handler([&] { handlers_.scale(stage, consumers); })) return *error;
   return json_reply(200,
                     Json{{"stage", stage},
                          {"consumers_before", before.is_object() ? before["consumers"] : Json()},
@@ -187,15 +193,7 @@ Reply ControlRoutes::swap(const std::string& stage, const std::string& body) con
     }
   }
   const Json before = sampler_.stage_status(stage);
-  try {
-    handlers_.swap(stage, params, type);
-  } catch (const std::invalid_argument& e) {
-    return handler_error(e, 400);
-  } catch (const ConfigError& e) {
-    return handler_error(e, 422);
-  } catch (const std::exception& e) {
-    return handler_error(e, 500);
-  }
+  if (auto error = call_handler([&] { handlers_.swap(stage, params, type); })) return *error;
   Json applied = Json::object();
   for (const auto& [name, text] : params) applied[name] = text;
   return json_reply(200, Json{{"stage", stage},
