@@ -283,7 +283,7 @@ phase_asan() {
 phase_tsan() {
   local start build_time log=$log_dir/tsan-build.log
   start=$(now)
-  banner "tsan: ThreadSanitizer build in build-tsan/, concurrent-core tests (unit|system|stress)"
+  banner "tsan: ThreadSanitizer build in build-tsan/, concurrent-core and broker tests (unit|system|stress|redis)"
   if ! { configure build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
     -DMICROMODELS_SANITIZE=thread -DMICROMODELS_BUILD_VISION=OFF -DMICROMODELS_BUILD_APPS=OFF \
     -DMICROMODELS_BUILD_TESTS=ON 2>&1 | tee "$log" &&
@@ -299,8 +299,9 @@ phase_tsan() {
     ctest_wrapper=(setarch "$(uname -m)" -R)
   fi
   local ok=0
+  start_redis  # the broker's in-process tests (its CLI tests skip: no apps in this build)
   TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-    run_ctest tsan build-tsan -L '^(unit|system|stress)$' || ok=1
+    run_ctest tsan build-tsan -L '^(unit|system|stress|redis)$' || ok=1
   ctest_wrapper=()
   if [[ $ok -eq 0 ]]; then
     record tsan ok "$(elapsed_since "$start")" "build ${build_time}s; $ctest_detail"
