@@ -646,6 +646,19 @@ TEST(PipelineYaml, Autoscale) {
             "exactly one consumer");
 }
 
+TEST(PipelineValidate, OptionalReadsNeedNoWriterUpstream) {
+  Registry r = registry();
+  StageType reader = type("test.optional", {"image"}, {});
+  reader.info = [](const Params&) {
+    return StageInfo{.reads = {"image"}, .optional_reads = {"faces", "nobody_writes_this"}};
+  };
+  r.add(reader);
+  Pipeline p("demo");
+  p.add(stage("camera", "test.camera"));
+  p.add(stage("maybe", "test.optional"));
+  EXPECT_NO_THROW(p.validate(r));
+}
+
 TEST(PipelineValidate, BuilderPipelinesHaveNoLocations) {
   Pipeline p("demo");
   p.add(stage("camera", "test.camera")).add(stage("detect", "face.detect"));
