@@ -381,14 +381,17 @@ void RedisRunner::Impl::build_graph(const Registry& registry) {
     for (int k = 0; k < n->partitions; ++k) {
       n->keys.push_back(names_.stream(n->config.name, k, n->partitions));
     }
-    // Only the hops into sinks are pruned: a sink's declared reads are all it uses (a sink that
-    // declares none, like sink.jsonl, takes every field). Stages in the middle may read fields
-    // they do not declare (optional inputs such as face.track's key-frame `faces`), so they get
-    // everything. See docs/distributed.md, "Bytes on the wire".
-    if (n->is_sink && !n->info.reads.empty()) {
-      n->keep = std::set<std::string>(n->info.reads.begin(), n->info.reads.end());
-    }
   }
+  // Every hop carries only what the stages from there on read (docs/distributed.md, "Bytes on
+  // the wire").
+  std::vector<StageInfo> infos;
+  std::vector<std::vector<std::size_t>> children;
+  for (const auto& n : nodes_) {
+    infos.push_back(n->info);
+    children.push_back(n->children);
+  }
+  std::vector<std::optional<std::set<std::string>>> keep = detail::hop_fields(infos, children);
+  for (auto& n : nodes_) n->keep = std::move(keep[n->index]);
 }
 
 std::unique_ptr<Connection> RedisRunner::Impl::connect() { return std::make_unique<Connection>(url_); }

@@ -112,16 +112,33 @@ WireImages parse_wire_images(const std::string& kind, int jpeg_quality) {
 #endif
 }
 
+std::vector<std::optional<std::set<std::string>>> hop_fields(
+    const std::vector<StageInfo>& infos, const std::vector<std::vector<std::size_t>>& children) {
+  std::vector<std::optional<std::set<std::string>>> keep(infos.size());
+  std::vector<bool> done(infos.size(), false);
+  const auto visit = [&](const auto& self, std::size_t i) -> void {
+    if (done[i]) return;
+    done[i] = true;  // no cycles: a stage is finished before anything reaches it again
+    const StageInfo& info = infos[i];
+    if (info.reads_all) return;  // nullopt: every field
+    std::set<std::string> fields(info.reads.begin(), info.reads.end());
+    fields.insert(info.optional_reads.begin(), info.optional_reads.end());
+    for (std::size_t child : children[i]) {
+      self(self, child);
+      if (!keep[child]) return;  // someone downstream reads everything
+      fields.insert(keep[child]->begin(), keep[child]->end());
+    }
+    keep[i] = std::move(fields);
+  };
+  for (std::size_t i = 0; i < infos.size(); ++i) visit(visit, i);
+  return keep;
+}
+
 std::string encode_for_hop(const Packet& packet, const std::optional<std::set<std::string>>& keep,
                            const WireImages& images) {
   Packet wire{.stream = packet.stream, .seq = packet.seq, .time_ns = packet.time_ns};
   for (const Packet::Field& f : packet.fields) {
-    // Only pixels and blobs are left behind: small fields travel anyway, since a stage may
-    // read one it does not declare (video.sink takes the frame rate from `fps` when there).
-    const bool heavy = std::holds_alternative<Image>(f.value) ||
-                       std::holds_alternative<Tensor>(f.value) ||
-                       std::holds_alternative<Buffer>(f.value);
-    if (keep && heavy && !keep->contains(f.name)) continue;
+    if (keep && !keep->contains(f.name)) continue;
 #ifdef MICROMODELS_REDIS_HAS_OPENCV
     if (const auto* image = std::get_if<Image>(&f.value);
         image != nullptr && images.kind != WireImages::Kind::raw) {

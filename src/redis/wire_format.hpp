@@ -10,10 +10,12 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <hiredis/hiredis.h>
 
 #include "micromodels/packet.hpp"
+#include "micromodels/stage.hpp"
 #include "redis_connection.hpp"
 
 namespace micromodels::detail {
@@ -48,9 +50,16 @@ struct WireImages {
 /// build's OpenCV (with the vision stages); without it they are a ConfigError too.
 [[nodiscard]] WireImages parse_wire_images(const std::string& kind, int jpeg_quality);
 
-/// The packet as it travels one hop: images, tensors and buffers only when named in `keep`
-/// (all when `keep` is empty); every other field always. Compressed images become a Buffer of
-/// the same name plus a marker field, so that the receiver knows what to decode.
+/// What each hop carries. The hop into stage i carries the fields stage i reads (`reads` and
+/// `optional_reads`) and those every stage downstream of it reads, and nothing else; every
+/// field (nullopt) when one of them has `reads_all`. `children[i]` are the stages that stage i
+/// feeds (no cycles). Fields a stage writes need no room here: they are added after the hop.
+[[nodiscard]] std::vector<std::optional<std::set<std::string>>> hop_fields(
+    const std::vector<StageInfo>& infos, const std::vector<std::vector<std::size_t>>& children);
+
+/// The packet as it travels one hop: only the fields named in `keep` (every field when `keep`
+/// is nullopt). Compressed images become a Buffer of the same name plus a marker field, so
+/// that the receiver knows what to decode.
 [[nodiscard]] std::string encode_for_hop(const Packet& packet,
                                          const std::optional<std::set<std::string>>& keep,
                                          const WireImages& images = {});
