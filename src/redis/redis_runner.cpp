@@ -291,7 +291,7 @@ RedisRunner::Impl::Impl(const Pipeline& pipeline, RedisOptions options, const Re
       options_(std::move(options)),
       url_(detail::parse_redis_url(options_.url.empty() ? pipeline.broker() : options_.url)),
       names_(pipeline.name()),
-      images_(detail::parse_wire_images(options_.wire_images, options_.jpeg_quality)),
+      images_(detail::wire_images_for(options_.wire_images, options_.jpeg_quality, pipeline)),
       consumer_prefix_(host_name() + ":" + std::to_string(getpid())) {
   pipeline_.validate(registry);
   if (options_.max_deliveries < 1) {

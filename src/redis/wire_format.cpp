@@ -90,26 +90,36 @@ std::optional<Buffer> compress(const Image& image, const WireImages& images) {
 
 }  // namespace
 
-WireImages parse_wire_images(const std::string& kind, int jpeg_quality) {
+WireImages parse_wire_images(const std::string& kind, int jpeg_quality, std::string_view kind_from,
+                             std::string_view quality_from) {
   WireImages images;
   images.jpeg_quality = jpeg_quality;
   if (jpeg_quality < 1 || jpeg_quality > 100) {
     throw ConfigError({}, "jpeg_quality",
-                      "--jpeg-quality must be from 1 to 100, got " + std::to_string(jpeg_quality));
+                      std::string(quality_from) + " must be from 1 to 100, got " +
+                          std::to_string(jpeg_quality));
   }
   if (kind == "raw") return images;
   if (kind != "png" && kind != "jpeg") {
     throw ConfigError({}, "wire_images",
-                      "--wire-images '" + kind + "': expected raw, png or jpeg");
+                      std::string(kind_from) + " '" + kind + "': expected raw, png or jpeg");
   }
 #ifdef MICROMODELS_REDIS_HAS_OPENCV
   images.kind = kind == "png" ? WireImages::Kind::png : WireImages::Kind::jpeg;
   return images;
 #else
   throw ConfigError({}, "wire_images",
-                    "--wire-images " + kind +
+                    std::string(kind_from) + " " + kind +
                         ": this build has no OpenCV (build with the vision stages); use raw");
 #endif
+}
+
+WireImages wire_images_for(const std::string& images, int jpeg_quality, const Pipeline& pipeline) {
+  const std::string file = "pipeline '" + pipeline.name() + "': wire.";
+  return parse_wire_images(images.empty() ? pipeline.wire().images : images,
+                           jpeg_quality != 0 ? jpeg_quality : pipeline.wire().jpeg_quality,
+                           images.empty() ? file + "images" : "--wire-images",
+                           jpeg_quality != 0 ? "--jpeg-quality" : file + "jpeg_quality");
 }
 
 std::vector<std::optional<std::set<std::string>>> hop_fields(

@@ -15,6 +15,7 @@
 #include <hiredis/hiredis.h>
 
 #include "micromodels/packet.hpp"
+#include "micromodels/pipeline.hpp"
 #include "micromodels/stage.hpp"
 #include "redis_connection.hpp"
 
@@ -46,9 +47,17 @@ struct WireImages {
   int jpeg_quality = 90;
 };
 
-/// Parses "raw", "png", "jpeg"; throws ConfigError naming the value. PNG and JPEG need the
-/// build's OpenCV (with the vision stages); without it they are a ConfigError too.
-[[nodiscard]] WireImages parse_wire_images(const std::string& kind, int jpeg_quality);
+/// Parses "raw", "png", "jpeg"; throws ConfigError naming the value and where it came from
+/// (`kind_from`, `quality_from`). PNG and JPEG need the build's OpenCV (with the vision
+/// stages); without it they are a ConfigError too.
+[[nodiscard]] WireImages parse_wire_images(const std::string& kind, int jpeg_quality,
+                                           std::string_view kind_from = "--wire-images",
+                                           std::string_view quality_from = "--jpeg-quality");
+
+/// The encoding a process uses: `--wire-images` / `--jpeg-quality` when given (non-empty,
+/// non-zero), else the pipeline file's `wire:`. Errors name the option or the file's key.
+[[nodiscard]] WireImages wire_images_for(const std::string& images, int jpeg_quality,
+                                         const Pipeline& pipeline);
 
 /// What each hop carries. The hop into stage i carries the fields stage i reads (`reads` and
 /// `optional_reads`) and those every stage downstream of it reads, and nothing else; every

@@ -167,6 +167,28 @@ class Record final : public Stage {
   std::shared_ptr<Seen> seen_;
 };
 
+// `count` 160x120 gradient frames, different each time.
+class Frames final : public Source {
+ public:
+  explicit Frames(int count) : count_(count) {}
+  bool next(std::vector<Packet>& out) override {
+    if (emitted_ >= count_) return false;
+    Image image = Image::allocate(160, 120, 3);
+    std::byte* p = image.pixels.mutable_data();
+    for (std::size_t i = 0; i < image.byte_size(); ++i) {
+      p[i] = static_cast<std::byte>((i / 3 % 160 + i / 480 + static_cast<std::size_t>(emitted_)) % 256);
+    }
+    Packet packet{.seq = static_cast<std::uint64_t>(emitted_++)};
+    packet.set("frame", std::move(image));
+    out.push_back(std::move(packet));
+    return emitted_ < count_;
+  }
+
+ private:
+  int count_;
+  int emitted_ = 0;
+};
+
 StageType recorder(std::string name, StageInfo info, std::shared_ptr<Seen> seen) {
   StageType type;
   type.name = std::move(name);
@@ -267,6 +289,49 @@ TEST_F(HopFieldsTest, AStageThatReadsEverythingGetsWholePackets) {
   for (const Packet& p : got) {
     EXPECT_EQ(field_names(p), (std::set<std::string>{"value", "payload", "ms"}));
   }
+}
+
+TEST_F(HopFieldsTest, ThePipelineFileChoosesTheImageEncodingAndTheCommandLineOverridesIt) {
+  auto frames = std::make_shared<Seen>();
+  StageType source;
+  source.name = "test.frames";
+  source.info = [](const Params&) { return StageInfo{.writes = {"frame"}}; };
+  source.make_source = [](const Params&) -> std::unique_ptr<Source> {
+    return std::make_unique<Frames>(20);
+  };
+  registry_.add(std::move(source));
+  registry_.add(recorder("test.frame_sink", {.reads = {"frame"}}, frames));
+  const auto bytes_into_sink = [&](const std::string& wire, const RedisOptions& options) {
+    const Pipeline p = Pipeline::from_yaml_string(
+        "pipeline: " + name_ + "\n" + wire +
+        "stages:\n"
+        "  - { name: source, type: test.frames }\n"
+        "  - { name: sink, type: test.frame_sink }\n");
+    RedisRunner run(p, options, registry_);
+    run.start();
+    EXPECT_TRUE(run.wait_for(30000));
+    EXPECT_EQ(frames->take().size(), 20u);
+    return per_packet(run.hop_bytes(), "sink");
+  };
+  const double pixels = 160 * 120 * 3;
+  const double raw = bytes_into_sink("", {.url = redis_url()});
+  EXPECT_GT(raw, pixels);
+#ifdef MICROMODELS_REDIS_HAS_OPENCV
+  const std::string jpeg = "wire: { images: jpeg, jpeg_quality: 80 }\n";
+  const double from_file = bytes_into_sink(jpeg, {.url = redis_url()});
+  EXPECT_LT(from_file, raw / 4);
+  // --wire-images raw over the file's jpeg; --jpeg-quality over the file's quality.
+  EXPECT_GT(bytes_into_sink(jpeg, {.url = redis_url(), .wire_images = "raw"}), pixels);
+  EXPECT_LT(bytes_into_sink(jpeg, {.url = redis_url(), .jpeg_quality = 20}), from_file);
+  EXPECT_LT(bytes_into_sink("wire: { images: png }\n", {.url = redis_url()}), raw);
+#else
+  try {
+    bytes_into_sink("wire: { images: jpeg }\n", {.url = redis_url()});
+    ADD_FAILURE() << "jpeg without OpenCV";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("wire.images"), std::string::npos) << e.what();
+  }
+#endif
 }
 
 }  // namespace

@@ -136,6 +136,40 @@ TEST(WireFormat, BadChoicesAreConfigErrorsNamingTheValue) {
   EXPECT_THROW((void)parse_wire_images("jpeg", 0), ConfigError);
 }
 
+TEST(WireFormat, TheCommandLineOverridesThePipelineFileKeyByKey) {
+  const Pipeline file = Pipeline::from_yaml_string(
+      "pipeline: p\nwire: { images: raw, jpeg_quality: 70 }\nstages:\n"
+      "  - { name: source, type: synthetic.source }\n");
+  EXPECT_EQ(wire_images_for("", 0, file).kind, WireImages::Kind::raw);
+  EXPECT_EQ(wire_images_for("", 0, file).jpeg_quality, 70);
+  EXPECT_EQ(wire_images_for("", 0, Pipeline("p")).jpeg_quality, 90);
+  EXPECT_EQ(wire_images_for("", 50, file).jpeg_quality, 50);
+#ifdef MICROMODELS_REDIS_HAS_OPENCV
+  EXPECT_EQ(wire_images_for("jpeg", 0, file).kind, WireImages::Kind::jpeg);
+  EXPECT_EQ(wire_images_for("jpeg", 0, file).jpeg_quality, 70);
+  Pipeline png = file;
+  png.set_wire({.images = "png"});
+  EXPECT_EQ(wire_images_for("", 0, png).kind, WireImages::Kind::png);
+  EXPECT_EQ(wire_images_for("raw", 0, png).kind, WireImages::Kind::raw);
+#endif
+  // A bad value names where it came from.
+  Pipeline bad = file;
+  bad.set_wire({.images = "webp"});
+  try {
+    (void)wire_images_for("", 0, bad);
+    ADD_FAILURE();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "pipeline 'p': wire.images 'webp': expected raw, png or jpeg");
+  }
+  try {
+    (void)wire_images_for("webp", 0, file);
+    ADD_FAILURE();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), "--wire-images 'webp': expected raw, png or jpeg");
+  }
+}
+
 TEST(WireFormat, GarbageIsACodecErrorNeverACrash) {
   EXPECT_THROW((void)decode_hop("\x01not a packet"), CodecError);
 }
