@@ -297,7 +297,10 @@ RunFigures run_pipeline(const RunRequest& request) {
   StageType type;
   type.name = kCountType;
   type.help = "counts faces, patches and re-detections (micromodels bench eye_contact)";
-  type.info = [](const Params&) { return StageInfo{}; };
+  type.info = [](const Params&) {
+    return StageInfo{.optional_reads = {"landmarks", "generated", "iris_measured", "iris",
+                                        "track_redetections"}};
+  };
   type.make = [counts](const Params&) -> std::unique_ptr<Stage> {
     return std::make_unique<CountStage>(counts);
   };

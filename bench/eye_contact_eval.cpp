@@ -362,6 +362,7 @@ EyeContactEval evaluate_eye_contact(const fs::path& video, std::uint64_t frames,
   type.info = [](const Params&) {
     StageInfo info;
     info.reads = {"frame"};
+    info.reads_all = true;  // inspects whatever the pipeline wrote (patch, landmarks, strength...)
     info.blocking = false;
     return info;
   };

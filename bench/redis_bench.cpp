@@ -161,8 +161,14 @@ double broker_hop(const std::string& url, int messages) {
   p.add({.name = "source",
          .type = "synthetic.source",
          .params = {{"count", std::int64_t{messages}}, {"payload_bytes", std::int64_t{1024}}}});
-  p.add({.name = "sink", .type = "pass", .queue_capacity = 4096});
-  RedisRunner run(p, {.url = url});
+  p.add({.name = "sink", .type = "bench.payload_sink", .queue_capacity = 4096});
+  // A `pass` that reads the payload: the hop carries only what its stage reads.
+  Registry registry = Registry::global();
+  StageType sink = *registry.find("pass");
+  sink.name = "bench.payload_sink";
+  sink.info = [](const Params&) { return StageInfo{.reads = {"payload"}}; };
+  registry.add(std::move(sink));
+  RedisRunner run(p, {.url = url}, registry);
   const auto start = Clock::now();
   run.start();
   while (!run.wait_for(50)) {

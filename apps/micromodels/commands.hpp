@@ -55,8 +55,8 @@ struct BrokerOptions {
   int max_deliveries = 3;
   double reclaim_ms = 1000;
   double reconnect_s = 10;
-  std::string wire_images = "raw";
-  int jpeg_quality = 90;
+  std::string wire_images;     // "" : the pipeline file's `wire.images`
+  int jpeg_quality = 0;        // 0 : the pipeline file's `wire.jpeg_quality`
 };
 /// Adds --broker and the delivery options; `run` also gets --serve.
 void add_broker_options(CLI::App& command, BrokerOptions& options, bool run);

@@ -117,9 +117,11 @@ void add_broker_options(CLI::App& command, BrokerOptions& options, bool run) {
   command
       .add_option("--wire-images", options.wire_images,
                   "Redis: how this process sends images to the next stage: raw, png (lossless) or "
-                  "jpeg")
+                  "jpeg (default: the pipeline's wire.images, else raw)")
       ->check(CLI::IsMember({"raw", "png", "jpeg"}));
-  command.add_option("--jpeg-quality", options.jpeg_quality, "Redis: JPEG quality, 1-100 (default 90)")
+  command
+      .add_option("--jpeg-quality", options.jpeg_quality,
+                  "Redis: JPEG quality, 1-100 (default: the pipeline's wire.jpeg_quality, else 90)")
       ->check(CLI::Range(1, 100));
   if (run) {
     command

@@ -71,6 +71,13 @@ struct AutoscaleConfig {
   std::vector<std::string> stages{};  // empty: every stage but sources, ordered and per_stream ones
 };
 
+/// `wire:` in a pipeline: how images travel between processes on Redis (a run in one process
+/// passes them by reference and ignores this). `--wire-images` and `--jpeg-quality` override it.
+struct WireConfig {
+  std::string images = "raw";  // raw, png (lossless) or jpeg (8-bit images of 1 or 3 channels)
+  int jpeg_quality = 90;       // 1..100, for jpeg
+};
+
 /// A pipeline description. Building it runs nothing; `Runner` runs it.
 ///
 ///   Pipeline p = Pipeline::from_yaml_file("pipelines/example.yaml");
@@ -114,6 +121,8 @@ class Pipeline {
   void set_workers(int workers) { workers_ = workers; }
   [[nodiscard]] const AutoscaleConfig& autoscale() const noexcept { return autoscale_; }
   void set_autoscale(AutoscaleConfig autoscale) { autoscale_ = std::move(autoscale); }
+  [[nodiscard]] const WireConfig& wire() const noexcept { return wire_; }
+  void set_wire(WireConfig wire) { wire_ = std::move(wire); }
 
   /// The graph as plain text and as Graphviz DOT (edges as `inputs_of` gives them).
   [[nodiscard]] std::string to_text(const Registry& registry = Registry::global()) const;
@@ -127,6 +136,7 @@ class Pipeline {
   std::string dead_letter_;  // stage that receives failed packets, if any
   int workers_ = 0;          // pool threads for CPU-bound stages; 0: one per core
   AutoscaleConfig autoscale_{};
+  WireConfig wire_{};
   std::vector<StageConfig> stages_{};
   std::map<std::string, SourceLocation> locations_;  // pipeline-level keys, for validate()
 };

@@ -46,8 +46,9 @@ struct RedisOptions {
   int max_deliveries = 3;           // a packet delivered this often without success: dead letter
   double reclaim_idle_ms = 1000;    // floor of the idle time after which pending work is reclaimed
   double reconnect_s = 10;          // how long to retry a lost connection; 0: for ever
-  std::string wire_images = "raw";  // how this process sends images: raw, png or jpeg
-  int jpeg_quality = 90;            // 1..100, for jpeg
+  std::string wire_images{};        // how this process sends images: raw, png or jpeg;
+                                    // empty: the pipeline's `wire.images` (raw by default)
+  int jpeg_quality = 0;             // 1..100, for jpeg; 0: the pipeline's `wire.jpeg_quality`
 };
 
 /// Bytes one hop carried, summed over every process of the run.

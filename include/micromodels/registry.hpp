@@ -19,7 +19,7 @@ struct StageType {
   std::string name{};
   std::string help{};
   std::vector<ParamSpec> params{};
-  std::function<StageInfo(const Params&)> info{};
+  std::function<StageInfo(const Params&)> info{};  // empty: reads all, requires and writes none
   std::function<std::unique_ptr<Stage>(const Params&)> make{};
   std::function<std::unique_ptr<Source>(const Params&)> make_source{};
 

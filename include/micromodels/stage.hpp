@@ -11,12 +11,23 @@
 namespace micromodels {
 
 /// What a configured stage reads and writes, and how it wants to be run. The pipeline checks
-/// that every field read is written upstream; the runner gives blocking stages their own threads.
+/// that every field in `reads` is written upstream; the runner gives blocking stages their own
+/// threads.
+///
+/// Declare every field `process` may look at: on Redis each hop carries only the fields that
+/// the stages after it declare (`reads`, `optional_reads`), so an undeclared field is simply
+/// not there. A field used only when present (written on key frames, by an optional stage
+/// upstream, or only for an optional output) goes in `optional_reads`: it travels when some
+/// stage upstream writes it, and no stage is required to. A stage that looks at whole packets
+/// (a generic sink, a debug dump) sets `reads_all`. A stage that reads nothing itself (`pass`)
+/// declares nothing: its hop still carries what the stages after it read.
 struct StageInfo {
-  std::vector<std::string> reads{};
+  std::vector<std::string> reads{};           // needed: the pipeline checks they are written
   std::vector<std::string> writes{};
   bool blocking = false;   // waits on I/O, a remote model or a clock rather than the CPU
   bool batching = false;   // overrides process_batch with a real batched implementation
+  std::vector<std::string> optional_reads{};  // used when present; not checked upstream
+  bool reads_all = false;  // needs every field of the packet (sink.jsonl)
 };
 
 /// A transform or sink. Lifecycle: the constructor opens (loads the model), `process` is called

@@ -70,7 +70,7 @@ void register_jsonl_sink(Registry& registry) {
   registry.add({.name = "sink.jsonl",
                 .help = "Writes one JSON line per packet (stream, seq, time_ns, fields).",
                 .params = {{"path", ParamType::text, std::nullopt, "output file (.jsonl)"}},
-                .info = [](const Params&) { return StageInfo{}; },
+                .info = [](const Params&) { return StageInfo{.reads_all = true}; },
                 .make = [](const Params& params) -> std::unique_ptr<Stage> {
                   return std::make_unique<JsonlSink>(params.text("path"));
                 }});

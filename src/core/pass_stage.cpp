@@ -16,6 +16,7 @@ void register_pass_stage(Registry& registry) {
   registry.add({.name = "pass",
                 .help = "Forwards each packet unchanged.",
                 .params = {},
+                // Reads nothing itself: the hop into it carries what the stages after it read.
                 .info = [](const Params&) { return StageInfo{}; },
                 .make = [](const Params&) -> std::unique_ptr<Stage> {
                   return std::make_unique<PassStage>();

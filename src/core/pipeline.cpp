@@ -176,6 +176,7 @@ Pipeline Pipeline::from_yaml_string(std::string_view yaml, std::string file_name
   pipeline.workers_ = doc.workers;
   pipeline.dead_letter_ = std::move(doc.dead_letter);
   pipeline.autoscale_ = std::move(doc.autoscale);
+  pipeline.wire_ = std::move(doc.wire);
   pipeline.stages_ = std::move(doc.stages);
   pipeline.locations_ = std::move(doc.locations);
   return pipeline;
@@ -269,6 +270,9 @@ void Pipeline::validate(const Registry& registry) const {
   detail::check_broker(broker_, where(locations_, "broker"));
   detail::check_count(workers_, 0, detail::kMaxWorkers, where(locations_, "workers"), "",
                       "workers");
+  detail::check_wire_images(wire_.images, where(locations_, "wire.images"));
+  detail::check_count(wire_.jpeg_quality, 1, 100, where(locations_, "wire.jpeg_quality"), "",
+                      "wire.jpeg_quality");
   if (stages_.empty()) {
     fail(where(locations_, "stages"), "", "stages",
          "no stages; list at least a source and one stage");

@@ -75,9 +75,10 @@ void Registry::add(StageType type) {
                                   std::string(param_type_name(spec.type)));
     }
   }
-  // A type that reads and writes nothing need not say so.
+  // A type that says nothing of its fields requires none and writes none; what it reads is
+  // unknown, so on Redis it gets whole packets.
   if (!type.info) {
-    type.info = [](const Params&) { return StageInfo{}; };
+    type.info = [](const Params&) { return StageInfo{.reads_all = true}; };
   }
   std::string name = type.name;
   types_.emplace(std::move(name), std::move(type));

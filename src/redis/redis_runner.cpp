@@ -291,7 +291,7 @@ RedisRunner::Impl::Impl(const Pipeline& pipeline, RedisOptions options, const Re
       options_(std::move(options)),
       url_(detail::parse_redis_url(options_.url.empty() ? pipeline.broker() : options_.url)),
       names_(pipeline.name()),
-      images_(detail::parse_wire_images(options_.wire_images, options_.jpeg_quality)),
+      images_(detail::wire_images_for(options_.wire_images, options_.jpeg_quality, pipeline)),
       consumer_prefix_(host_name() + ":" + std::to_string(getpid())) {
   pipeline_.validate(registry);
   if (options_.max_deliveries < 1) {
@@ -381,14 +381,17 @@ void RedisRunner::Impl::build_graph(const Registry& registry) {
     for (int k = 0; k < n->partitions; ++k) {
       n->keys.push_back(names_.stream(n->config.name, k, n->partitions));
     }
-    // Only the hops into sinks are pruned: a sink's declared reads are all it uses (a sink that
-    // declares none, like sink.jsonl, takes every field). Stages in the middle may read fields
-    // they do not declare (optional inputs such as face.track's key-frame `faces`), so they get
-    // everything. See docs/distributed.md, "Bytes on the wire".
-    if (n->is_sink && !n->info.reads.empty()) {
-      n->keep = std::set<std::string>(n->info.reads.begin(), n->info.reads.end());
-    }
   }
+  // Every hop carries only what the stages from there on read (docs/distributed.md, "Bytes on
+  // the wire").
+  std::vector<StageInfo> infos;
+  std::vector<std::vector<std::size_t>> children;
+  for (const auto& n : nodes_) {
+    infos.push_back(n->info);
+    children.push_back(n->children);
+  }
+  std::vector<std::optional<std::set<std::string>>> keep = detail::hop_fields(infos, children);
+  for (auto& n : nodes_) n->keep = std::move(keep[n->index]);
 }
 
 std::unique_ptr<Connection> RedisRunner::Impl::connect() { return std::make_unique<Connection>(url_); }

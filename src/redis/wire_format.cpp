@@ -90,38 +90,65 @@ std::optional<Buffer> compress(const Image& image, const WireImages& images) {
 
 }  // namespace
 
-WireImages parse_wire_images(const std::string& kind, int jpeg_quality) {
+WireImages parse_wire_images(const std::string& kind, int jpeg_quality, std::string_view kind_from,
+                             std::string_view quality_from) {
   WireImages images;
   images.jpeg_quality = jpeg_quality;
   if (jpeg_quality < 1 || jpeg_quality > 100) {
     throw ConfigError({}, "jpeg_quality",
-                      "--jpeg-quality must be from 1 to 100, got " + std::to_string(jpeg_quality));
+                      std::string(quality_from) + " must be from 1 to 100, got " +
+                          std::to_string(jpeg_quality));
   }
   if (kind == "raw") return images;
   if (kind != "png" && kind != "jpeg") {
     throw ConfigError({}, "wire_images",
-                      "--wire-images '" + kind + "': expected raw, png or jpeg");
+                      std::string(kind_from) + " '" + kind + "': expected raw, png or jpeg");
   }
 #ifdef MICROMODELS_REDIS_HAS_OPENCV
   images.kind = kind == "png" ? WireImages::Kind::png : WireImages::Kind::jpeg;
   return images;
 #else
   throw ConfigError({}, "wire_images",
-                    "--wire-images " + kind +
+                    std::string(kind_from) + " " + kind +
                         ": this build has no OpenCV (build with the vision stages); use raw");
 #endif
+}
+
+WireImages wire_images_for(const std::string& images, int jpeg_quality, const Pipeline& pipeline) {
+  const std::string file = "pipeline '" + pipeline.name() + "': wire.";
+  return parse_wire_images(images.empty() ? pipeline.wire().images : images,
+                           jpeg_quality != 0 ? jpeg_quality : pipeline.wire().jpeg_quality,
+                           images.empty() ? file + "images" : "--wire-images",
+                           jpeg_quality != 0 ? "--jpeg-quality" : file + "jpeg_quality");
+}
+
+std::vector<std::optional<std::set<std::string>>> hop_fields(
+    const std::vector<StageInfo>& infos, const std::vector<std::vector<std::size_t>>& children) {
+  std::vector<std::optional<std::set<std::string>>> keep(infos.size());
+  std::vector<bool> done(infos.size(), false);
+  const auto visit = [&](const auto& self, std::size_t i) -> void {
+    if (done[i]) return;
+    done[i] = true;  // no cycles: a stage is finished before anything reaches it again
+    const StageInfo& info = infos[i];
+    if (info.reads_all) return;  // nullopt: every field
+    std::set<std::string> fields(info.reads.begin(), info.reads.end());
+    fields.insert(info.optional_reads.begin(), info.optional_reads.end());
+    for (std::size_t child : children[i]) {
+      self(self, child);
+      if (!keep[child]) return;  // someone downstream reads everything
+      fields.insert(keep[child]->begin(), keep[child]->end());
+    }
+    keep[i] = std::move(fields);
+  };
+  for (std::size_t i = 0; i < infos.size(); ++i) visit(visit, i);
+  return keep;
 }
 
 std::string encode_for_hop(const Packet& packet, const std::optional<std::set<std::string>>& keep,
                            const WireImages& images) {
   Packet wire{.stream = packet.stream, .seq = packet.seq, .time_ns = packet.time_ns};
   for (const Packet::Field& f : packet.fields) {
-    // Only pixels and blobs are left behind: small fields travel anyway, since a stage may
-    // read one it does not declare (video.sink takes the frame rate from `fps` when there).
-    const bool heavy = std::holds_alternative<Image>(f.value) ||
-                       std::holds_alternative<Tensor>(f.value) ||
-                       std::holds_alternative<Buffer>(f.value);
-    if (keep && heavy && !keep->contains(f.name)) continue;
+    if (keep && !keep->contains(f.name)) continue;
 #ifdef MICROMODELS_REDIS_HAS_OPENCV
     if (const auto* image = std::get_if<Image>(&f.value);
         image != nullptr && images.kind != WireImages::Kind::raw) {

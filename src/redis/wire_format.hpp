@@ -10,10 +10,13 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <hiredis/hiredis.h>
 
 #include "micromodels/packet.hpp"
+#include "micromodels/pipeline.hpp"
+#include "micromodels/stage.hpp"
 #include "redis_connection.hpp"
 
 namespace micromodels::detail {
@@ -44,13 +47,28 @@ struct WireImages {
   int jpeg_quality = 90;
 };
 
-/// Parses "raw", "png", "jpeg"; throws ConfigError naming the value. PNG and JPEG need the
-/// build's OpenCV (with the vision stages); without it they are a ConfigError too.
-[[nodiscard]] WireImages parse_wire_images(const std::string& kind, int jpeg_quality);
+/// Parses "raw", "png", "jpeg"; throws ConfigError naming the value and where it came from
+/// (`kind_from`, `quality_from`). PNG and JPEG need the build's OpenCV (with the vision
+/// stages); without it they are a ConfigError too.
+[[nodiscard]] WireImages parse_wire_images(const std::string& kind, int jpeg_quality,
+                                           std::string_view kind_from = "--wire-images",
+                                           std::string_view quality_from = "--jpeg-quality");
 
-/// The packet as it travels one hop: images, tensors and buffers only when named in `keep`
-/// (all when `keep` is empty); every other field always. Compressed images become a Buffer of
-/// the same name plus a marker field, so that the receiver knows what to decode.
+/// The encoding a process uses: `--wire-images` / `--jpeg-quality` when given (non-empty,
+/// non-zero), else the pipeline file's `wire:`. Errors name the option or the file's key.
+[[nodiscard]] WireImages wire_images_for(const std::string& images, int jpeg_quality,
+                                         const Pipeline& pipeline);
+
+/// What each hop carries. The hop into stage i carries the fields stage i reads (`reads` and
+/// `optional_reads`) and those every stage downstream of it reads, and nothing else; every
+/// field (nullopt) when one of them has `reads_all`. `children[i]` are the stages that stage i
+/// feeds (no cycles). Fields a stage writes need no room here: they are added after the hop.
+[[nodiscard]] std::vector<std::optional<std::set<std::string>>> hop_fields(
+    const std::vector<StageInfo>& infos, const std::vector<std::vector<std::size_t>>& children);
+
+/// The packet as it travels one hop: only the fields named in `keep` (every field when `keep`
+/// is nullopt). Compressed images become a Buffer of the same name plus a marker field, so
+/// that the receiver knows what to decode.
 [[nodiscard]] std::string encode_for_hop(const Packet& packet,
                                          const std::optional<std::set<std::string>>& keep,
                                          const WireImages& images = {});

@@ -7,6 +7,7 @@
 #ifdef MICROMODELS_HAS_VISION
 
 #include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/videoio.hpp>
 
 #include "bench/eye_contact_support.hpp"
@@ -89,7 +90,7 @@ TEST_F(EyeContactRedisTest, ThreeWorkerProcessesGiveTheSameFramesAsTheEmbeddedRu
   EXPECT_NE(distributed.err.find("serving here: none"), std::string::npos) << distributed.err;
 
   for (const std::string& output : {std::string(""), std::string("_sbs")}) {
-    // The same frame rate too: it travels as a small field the sink does not declare.
+    // The same frame rate too: `fps` travels to the sinks, which declare it an optional read.
     EXPECT_EQ(cv::VideoCapture((dir_ / ("embedded" + output + ".mp4")).string()).get(cv::CAP_PROP_FPS),
               cv::VideoCapture((dir_ / ("redis" + output + ".mp4")).string()).get(cv::CAP_PROP_FPS))
         << output;
@@ -102,6 +103,13 @@ TEST_F(EyeContactRedisTest, ThreeWorkerProcessesGiveTheSameFramesAsTheEmbeddedRu
       EXPECT_EQ(cv::norm(a[i], b[i], cv::NORM_INF), 0.0) << output << " frame " << i;
     }
   }
+  // The contact sheet draws the landmarks and irises, which reach the side-by-side sink only
+  // because it declares them (optional reads): the same sheet, pixel for pixel.
+  const cv::Mat sheet_embedded = cv::imread((dir_ / "embedded.png").string());
+  const cv::Mat sheet_redis = cv::imread((dir_ / "redis.png").string());
+  ASSERT_FALSE(sheet_embedded.empty());
+  ASSERT_EQ(sheet_embedded.size(), sheet_redis.size());
+  EXPECT_EQ(cv::norm(sheet_embedded, sheet_redis, cv::NORM_INF), 0.0);
 }
 
 }  // namespace

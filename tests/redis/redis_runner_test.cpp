@@ -1,6 +1,8 @@
 // RedisRunner in one process: a run and a worker as two objects, on the test's Redis. These are
 // the broker's tests that also run under the sanitizers (no child processes).
 #include <algorithm>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -135,6 +137,201 @@ TEST_F(RedisRunnerTest, WorkerRefusesStagesItCannotServe) {
   EXPECT_THROW(RedisRunner(p, {.role = RedisOptions::Role::worker, .url = redis_url(),
                                .stages = {"sink"}}),
                ConfigError);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bytes on the wire: each hop carries what the stages from there on read.
+
+// Every packet a recording stage got, as it arrived.
+struct Seen {
+  std::mutex mutex;
+  std::vector<Packet> packets;
+  std::vector<Packet> take() {
+    std::lock_guard lock(mutex);
+    return std::move(packets);
+  }
+};
+
+class Record final : public Stage {
+ public:
+  explicit Record(std::shared_ptr<Seen> seen) : seen_(std::move(seen)) {}
+  void process(Packet packet, std::vector<Packet>& out) override {
+    {
+      std::lock_guard lock(seen_->mutex);
+      seen_->packets.push_back(packet);
+    }
+    out.push_back(std::move(packet));
+  }
+
+ private:
+  std::shared_ptr<Seen> seen_;
+};
+
+// `count` 160x120 gradient frames, different each time.
+class Frames final : public Source {
+ public:
+  explicit Frames(int count) : count_(count) {}
+  bool next(std::vector<Packet>& out) override {
+    if (emitted_ >= count_) return false;
+    Image image = Image::allocate(160, 120, 3);
+    std::byte* p = image.pixels.mutable_data();
+    for (std::size_t i = 0; i < image.byte_size(); ++i) {
+      p[i] = static_cast<std::byte>((i / 3 % 160 + i / 480 + static_cast<std::size_t>(emitted_)) % 256);
+    }
+    Packet packet{.seq = static_cast<std::uint64_t>(emitted_++)};
+    packet.set("frame", std::move(image));
+    out.push_back(std::move(packet));
+    return emitted_ < count_;
+  }
+
+ private:
+  int count_;
+  int emitted_ = 0;
+};
+
+StageType recorder(std::string name, StageInfo info, std::shared_ptr<Seen> seen) {
+  StageType type;
+  type.name = std::move(name);
+  type.info = [info](const Params&) { return info; };
+  type.make = [seen](const Params&) -> std::unique_ptr<Stage> {
+    return std::make_unique<Record>(seen);
+  };
+  return type;
+}
+
+// Bytes per packet of the hop into `to`.
+double per_packet(const std::vector<HopBytes>& hops, const std::string& to) {
+  for (const HopBytes& h : hops) {
+    if (h.to == to) {
+      EXPECT_GT(h.packets, 0u) << to;
+      return h.packets == 0 ? 0 : static_cast<double>(h.bytes) / static_cast<double>(h.packets);
+    }
+  }
+  ADD_FAILURE() << "no hop into " << to;
+  return 0;
+}
+
+std::set<std::string> field_names(const Packet& packet) {
+  std::set<std::string> names;
+  for (const Packet::Field& f : packet.fields) names.insert(f.name);
+  return names;
+}
+
+class HopFieldsTest : public RedisRunnerTest {
+ protected:
+  void SetUp() override {
+    RedisRunnerTest::SetUp();
+    registry_ = Registry::with_builtins();
+    registry_.add(recorder("test.values", {.reads = {"value"}, .optional_reads = {"ms"}}, values_));
+    registry_.add(recorder("test.payloads", {.reads = {"payload"}}, payloads_));
+    registry_.add(recorder("test.everything", {.reads_all = true}, everything_));
+  }
+
+  // source (value + a 20 kB payload) -> work (model.sleep, writes ms) -> the given sinks.
+  std::vector<HopBytes> run(const std::vector<std::string>& sinks) {
+    std::string yaml = "pipeline: " + name_ +
+                       "\nstages:\n"
+                       "  - { name: source, type: synthetic.source, params: { count: 40, "
+                       "payload_bytes: 20000 } }\n"
+                       "  - { name: work, type: model.sleep, params: { service_ms: 0, writes: ms } }\n";
+    for (const std::string& sink : sinks) {
+      yaml += "  - { name: " + sink + ", type: test." + sink + ", inputs: [work] }\n";
+    }
+    RedisRunner run(Pipeline::from_yaml_string(yaml), {.url = redis_url()}, registry_);
+    run.start();
+    EXPECT_TRUE(run.wait_for(30000));
+    EXPECT_EQ(run.retired_packets(), 40u);  // packets, each delivered to every sink
+    return run.hop_bytes();
+  }
+
+  Registry registry_;
+  std::shared_ptr<Seen> values_ = std::make_shared<Seen>();
+  std::shared_ptr<Seen> payloads_ = std::make_shared<Seen>();
+  std::shared_ptr<Seen> everything_ = std::make_shared<Seen>();
+};
+
+TEST_F(HopFieldsTest, AFieldNobodyDownstreamReadsIsNotCarriedAndTheResultIsTheSame) {
+  const auto hops = run({"values"});
+  // Neither `work` (reads nothing) nor `values` (value, ms) reads the payload: no hop carries it.
+  EXPECT_LT(per_packet(hops, "work"), 200);
+  EXPECT_LT(per_packet(hops, "values"), 200);
+  const std::vector<Packet> got = values_->take();
+  ASSERT_EQ(got.size(), 40u);
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].seq, i);
+    EXPECT_EQ(field_names(got[i]), (std::set<std::string>{"value", "ms"}));
+    EXPECT_EQ(got[i].get<std::int64_t>("value"), static_cast<std::int64_t>(i));
+    EXPECT_EQ(got[i].get<double>("ms"), 0.0);
+  }
+}
+
+TEST_F(HopFieldsTest, AFieldReadFurtherDownPassesThroughAStageThatDoesNotReadIt) {
+  const auto hops = run({"values", "payloads"});
+  EXPECT_GT(per_packet(hops, "work"), 20000);     // `payloads`, after `work`, reads it
+  EXPECT_LT(per_packet(hops, "values"), 200);     // one branch carries it, the other not
+  EXPECT_GT(per_packet(hops, "payloads"), 20000);
+  EXPECT_LT(per_packet(hops, "payloads"), 20100);  // the payload alone
+  const std::vector<Packet> got = payloads_->take();
+  ASSERT_EQ(got.size(), 40u);
+  for (const Packet& p : got) {
+    EXPECT_EQ(field_names(p), std::set<std::string>{"payload"});
+    EXPECT_EQ(p.get<Buffer>("payload").size(), 20000u);
+  }
+  EXPECT_EQ(values_->take().size(), 40u);
+}
+
+TEST_F(HopFieldsTest, AStageThatReadsEverythingGetsWholePackets) {
+  const auto hops = run({"everything"});
+  EXPECT_GT(per_packet(hops, "work"), 20000);
+  EXPECT_GT(per_packet(hops, "everything"), 20000);
+  const std::vector<Packet> got = everything_->take();
+  ASSERT_EQ(got.size(), 40u);
+  for (const Packet& p : got) {
+    EXPECT_EQ(field_names(p), (std::set<std::string>{"value", "payload", "ms"}));
+  }
+}
+
+TEST_F(HopFieldsTest, ThePipelineFileChoosesTheImageEncodingAndTheCommandLineOverridesIt) {
+  auto frames = std::make_shared<Seen>();
+  StageType source;
+  source.name = "test.frames";
+  source.info = [](const Params&) { return StageInfo{.writes = {"frame"}}; };
+  source.make_source = [](const Params&) -> std::unique_ptr<Source> {
+    return std::make_unique<Frames>(20);
+  };
+  registry_.add(std::move(source));
+  registry_.add(recorder("test.frame_sink", {.reads = {"frame"}}, frames));
+  const auto bytes_into_sink = [&](const std::string& wire, const RedisOptions& options) {
+    const Pipeline p = Pipeline::from_yaml_string(
+        "pipeline: " + name_ + "\n" + wire +
+        "stages:\n"
+        "  - { name: source, type: test.frames }\n"
+        "  - { name: sink, type: test.frame_sink }\n");
+    RedisRunner run(p, options, registry_);
+    run.start();
+    EXPECT_TRUE(run.wait_for(30000));
+    EXPECT_EQ(frames->take().size(), 20u);
+    return per_packet(run.hop_bytes(), "sink");
+  };
+  const double pixels = 160 * 120 * 3;
+  const double raw = bytes_into_sink("", {.url = redis_url()});
+  EXPECT_GT(raw, pixels);
+#ifdef MICROMODELS_REDIS_HAS_OPENCV
+  const std::string jpeg = "wire: { images: jpeg, jpeg_quality: 80 }\n";
+  const double from_file = bytes_into_sink(jpeg, {.url = redis_url()});
+  EXPECT_LT(from_file, raw / 4);
+  // --wire-images raw over the file's jpeg; --jpeg-quality over the file's quality.
+  EXPECT_GT(bytes_into_sink(jpeg, {.url = redis_url(), .wire_images = "raw"}), pixels);
+  EXPECT_LT(bytes_into_sink(jpeg, {.url = redis_url(), .jpeg_quality = 20}), from_file);
+  EXPECT_LT(bytes_into_sink("wire: { images: png }\n", {.url = redis_url()}), raw);
+#else
+  try {
+    bytes_into_sink("wire: { images: jpeg }\n", {.url = redis_url()});
+    ADD_FAILURE() << "jpeg without OpenCV";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("wire.images"), std::string::npos) << e.what();
+  }
+#endif
 }
 
 }  // namespace

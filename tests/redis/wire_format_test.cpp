@@ -1,4 +1,5 @@
-// What one hop carries: pruning into sinks, and images raw, PNG (lossless) or JPEG.
+// What one hop carries: the fields the stages from there on read, and images raw, PNG
+// (lossless) or JPEG.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -33,13 +34,60 @@ Packet frame_packet() {
   return p;
 }
 
-TEST(WireFormat, IntoASinkOnlyTheDeclaredImagesTravelAndSmallFieldsAlways) {
+TEST(WireFormat, OnlyTheKeptFieldsTravel) {
   const Packet back = decode_hop(encode_for_hop(frame_packet(), std::set<std::string>{"frame"}));
   EXPECT_TRUE(back.has("frame"));
   EXPECT_FALSE(back.has("input_frame"));
-  EXPECT_EQ(back.get<double>("fps"), 25.0);
+  EXPECT_FALSE(back.has("fps"));  // small fields too
   EXPECT_EQ(back.seq, 7u);
   EXPECT_EQ(back.stream, 3u);
+  EXPECT_EQ(back.time_ns, 11);
+  const Packet all = decode_hop(encode_for_hop(frame_packet(), std::nullopt));
+  EXPECT_EQ(all.fields.size(), 3u);
+  const Packet none = decode_hop(encode_for_hop(frame_packet(), std::set<std::string>{}));
+  EXPECT_TRUE(none.fields.empty());
+  EXPECT_EQ(none.seq, 7u);
+}
+
+// The eye-contact chain's shape: source -> detect -> track -> smooth -> blend -> sink, sbs.
+TEST(HopFields, EachHopCarriesWhatItsStageAndEveryStageAfterItRead) {
+  const std::vector<StageInfo> infos = {
+      {.writes = {"frame", "fps"}},                                       // 0 source
+      {.reads = {"frame"}, .writes = {"faces"}},                          // 1 detect
+      {.reads = {"frame"}, .writes = {"face"}, .optional_reads = {"faces"}},  // 2 track
+      {.optional_reads = {"face"}},                                       // 3 smooth: no frame
+      {.reads = {"frame"}, .writes = {"frame", "input_frame"}},           // 4 blend
+      {.reads = {"frame"}, .optional_reads = {"fps"}},                    // 5 sink
+      {.reads = {"frame", "input_frame"}},                                // 6 side by side
+  };
+  const std::vector<std::vector<std::size_t>> children = {{1}, {2}, {3}, {4}, {5, 6}, {}, {}};
+  const auto keep = hop_fields(infos, children);
+  using Set = std::set<std::string>;
+  ASSERT_EQ(keep.size(), infos.size());
+  EXPECT_EQ(keep[6], (Set{"frame", "input_frame"}));
+  EXPECT_EQ(keep[5], (Set{"frame", "fps"}));
+  EXPECT_EQ(keep[4], (Set{"frame", "fps", "input_frame"}));
+  // smooth reads no frame, yet the frame reaches it: blend after it needs it.
+  EXPECT_EQ(keep[3], (Set{"face", "frame", "fps", "input_frame"}));
+  EXPECT_EQ(keep[2], (Set{"faces", "face", "frame", "fps", "input_frame"}));
+  EXPECT_EQ(keep[1], keep[2]);
+  EXPECT_EQ(keep[0], keep[2]);  // nothing hops into a source; harmless
+}
+
+TEST(HopFields, AStageThatReadsEverythingGetsEverythingAndSoDoesEveryHopBeforeIt) {
+  const std::vector<StageInfo> infos = {
+      {.writes = {"value", "payload"}},       // 0 source
+      {.reads = {"value"}},                    // 1 work, feeding two sinks
+      {.reads = {"value"}},                    // 2 small sink
+      {.reads_all = true},                     // 3 sink.jsonl
+      {},                                      // 4 pass after the small sink
+  };
+  const std::vector<std::vector<std::size_t>> children = {{1}, {2, 3}, {4}, {}, {}};
+  const auto keep = hop_fields(infos, children);
+  EXPECT_FALSE(keep[3].has_value());
+  EXPECT_FALSE(keep[1].has_value());  // one branch after it reads everything
+  EXPECT_EQ(keep[2], (std::set<std::string>{"value"}));
+  EXPECT_EQ(keep[4], (std::set<std::string>{}));  // reads nothing: carries nothing
 }
 
 TEST(WireFormat, RawIsTheDefaultAndExact) {
@@ -86,6 +134,40 @@ TEST(WireFormat, BadChoicesAreConfigErrorsNamingTheValue) {
     EXPECT_NE(std::string(e.what()).find("'webp'"), std::string::npos) << e.what();
   }
   EXPECT_THROW((void)parse_wire_images("jpeg", 0), ConfigError);
+}
+
+TEST(WireFormat, TheCommandLineOverridesThePipelineFileKeyByKey) {
+  const Pipeline file = Pipeline::from_yaml_string(
+      "pipeline: p\nwire: { images: raw, jpeg_quality: 70 }\nstages:\n"
+      "  - { name: source, type: synthetic.source }\n");
+  EXPECT_EQ(wire_images_for("", 0, file).kind, WireImages::Kind::raw);
+  EXPECT_EQ(wire_images_for("", 0, file).jpeg_quality, 70);
+  EXPECT_EQ(wire_images_for("", 0, Pipeline("p")).jpeg_quality, 90);
+  EXPECT_EQ(wire_images_for("", 50, file).jpeg_quality, 50);
+#ifdef MICROMODELS_REDIS_HAS_OPENCV
+  EXPECT_EQ(wire_images_for("jpeg", 0, file).kind, WireImages::Kind::jpeg);
+  EXPECT_EQ(wire_images_for("jpeg", 0, file).jpeg_quality, 70);
+  Pipeline png = file;
+  png.set_wire({.images = "png"});
+  EXPECT_EQ(wire_images_for("", 0, png).kind, WireImages::Kind::png);
+  EXPECT_EQ(wire_images_for("raw", 0, png).kind, WireImages::Kind::raw);
+#endif
+  // A bad value names where it came from.
+  Pipeline bad = file;
+  bad.set_wire({.images = "webp"});
+  try {
+    (void)wire_images_for("", 0, bad);
+    ADD_FAILURE();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "pipeline 'p': wire.images 'webp': expected raw, png or jpeg");
+  }
+  try {
+    (void)wire_images_for("webp", 0, file);
+    ADD_FAILURE();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), "--wire-images 'webp': expected raw, png or jpeg");
+  }
 }
 
 TEST(WireFormat, GarbageIsACodecErrorNeverACrash) {

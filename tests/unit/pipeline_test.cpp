@@ -292,7 +292,7 @@ TEST(PipelineYaml, InvalidYamlNamesLineAndColumn) {
 TEST(PipelineYaml, UnknownKeysSuggestTheClosestKnownKey) {
   EXPECT_EQ(error_of("pipeline: demo\nstage:\n  - name: camera\n"),
             "bad.yaml:2:1: key 'stage': unknown key; did you mean 'stages'? Valid keys: pipeline, "
-            "broker, workers, dead_letter, autoscale, stages");
+            "broker, workers, dead_letter, autoscale, wire, stages");
   EXPECT_EQ(error_of(with_header("    consumer: 2\n")),
             "bad.yaml:7:5: stage 'detect': key 'consumer': unknown key; did you mean 'consumers'? "
             "Valid keys: name, type, params, consumers, queue, state, ordered, blocking, batch, "
@@ -644,6 +644,62 @@ TEST(PipelineYaml, Autoscale) {
   EXPECT_EQ(error_of("autoscale: { stages: [camera] }\n" + with_header("")),
             "bad.yaml:1:14: key 'autoscale.stages': stage 'camera' is a source; a source has "
             "exactly one consumer");
+}
+
+TEST(PipelineYaml, Wire) {
+  const WireConfig defaults = Pipeline::from_yaml_string(with_header("")).wire();
+  EXPECT_EQ(defaults.images, "raw");
+  EXPECT_EQ(defaults.jpeg_quality, 90);
+  const WireConfig given =
+      Pipeline::from_yaml_string("wire: { images: jpeg, jpeg_quality: 75 }\n" + with_header(""))
+          .wire();
+  EXPECT_EQ(given.images, "jpeg");
+  EXPECT_EQ(given.jpeg_quality, 75);
+  EXPECT_EQ(Pipeline::from_yaml_string("wire:\n  images: png\n" + with_header("")).wire().images,
+            "png");
+  EXPECT_EQ(error_of("wire: { images: png }\n" + with_header("")), "");
+
+  EXPECT_EQ(error_of("wire: { images: jpg }\n" + with_header("")),
+            "bad.yaml:1:9: key 'wire.images': unknown value \"jpg\"; did you mean 'jpeg'? Valid "
+            "values: raw, png, jpeg (png is lossless, jpeg lossy, with wire.jpeg_quality)");
+  EXPECT_EQ(error_of("wire: { images: webp }\n" + with_header("")),
+            "bad.yaml:1:9: key 'wire.images': unknown value \"webp\"; valid values: raw, png, "
+            "jpeg (png is lossless, jpeg lossy, with wire.jpeg_quality)");
+  EXPECT_EQ(error_of("wire: { jpeg_quality: 0 }\n" + with_header("")),
+            "bad.yaml:1:9: key 'wire.jpeg_quality': must be between 1 and 100, got 0");
+  EXPECT_EQ(error_of("wire: { jpeg_quality: high }\n" + with_header("")),
+            "bad.yaml:1:9: key 'wire.jpeg_quality': expected an integer, got \"high\"");
+  EXPECT_EQ(error_of("wire: { image: jpeg }\n" + with_header("")),
+            "bad.yaml:1:9: key 'wire.image': unknown key; did you mean 'images'? Valid keys: "
+            "images, jpeg_quality");
+  EXPECT_EQ(error_of("wire: jpeg\n" + with_header("")),
+            "bad.yaml:1:1: key 'wire': must be a map, e.g. wire: { images: jpeg, jpeg_quality: "
+            "90 }, not a single value");
+  EXPECT_EQ(error_of(with_header("") + "wire: { images: raw }\nwire: { images: png }\n"),
+            "bad.yaml:8:1: key 'wire': given twice (first at line 7); remove one");
+
+  // Built in C++: the same checks, without a location.
+  Pipeline p("demo");
+  p.add(stage("camera", "test.camera"));
+  p.add(stage("detect", "face.detect"));
+  p.set_wire({.images = "gif", .jpeg_quality = 90});
+  EXPECT_EQ(error_of(p), "key 'wire.images': unknown value \"gif\"; valid values: raw, png, "
+                         "jpeg (png is lossless, jpeg lossy, with wire.jpeg_quality)");
+  p.set_wire({.images = "jpeg", .jpeg_quality = 101});
+  EXPECT_EQ(error_of(p), "key 'wire.jpeg_quality': must be between 1 and 100, got 101");
+}
+
+TEST(PipelineValidate, OptionalReadsNeedNoWriterUpstream) {
+  Registry r = registry();
+  StageType reader = type("test.optional", {"image"}, {});
+  reader.info = [](const Params&) {
+    return StageInfo{.reads = {"image"}, .optional_reads = {"faces", "nobody_writes_this"}};
+  };
+  r.add(reader);
+  Pipeline p("demo");
+  p.add(stage("camera", "test.camera"));
+  p.add(stage("maybe", "test.optional"));
+  EXPECT_NO_THROW(p.validate(r));
 }
 
 TEST(PipelineValidate, BuilderPipelinesHaveNoLocations) {

@@ -78,7 +78,7 @@ TEST(Registry, NamesAreSorted) {
   EXPECT_TRUE(Registry().names().empty());
 }
 
-TEST(Registry, ATypeWithoutInfoReadsAndWritesNothing) {
+TEST(Registry, ATypeWithoutInfoRequiresAndWritesNothingAndGetsWholePackets) {
   Registry registry;
   registry.add(stage_type("plain"));
   const StageType* plain = registry.find("plain");
@@ -86,6 +86,7 @@ TEST(Registry, ATypeWithoutInfoReadsAndWritesNothing) {
   StageInfo info = plain->info(Params{});
   EXPECT_TRUE(info.reads.empty());
   EXPECT_TRUE(info.writes.empty());
+  EXPECT_TRUE(info.reads_all);  // what it reads is unknown: a Redis hop carries every field
   EXPECT_FALSE(info.blocking);
 }
 

@@ -1,5 +1,6 @@
 #include "config_checks.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <vector>
@@ -83,6 +84,16 @@ void check_broker(std::string_view broker, const SourceLocation& where) {
   fail(where, "", "broker",
        "unknown broker " + in_quotes(broker) + (hint.empty() ? "; use" : hint + " Use") +
            " memory (in this process) or redis://host:port");
+}
+
+void check_wire_images(std::string_view images, const SourceLocation& where) {
+  const std::vector<std::string> valid = {"raw", "png", "jpeg"};
+  if (std::find(valid.begin(), valid.end(), images) != valid.end()) {
+    return;
+  }
+  fail(where, "", "wire.images", "unknown value " + in_quotes(images) +
+                                     unknown_hint(images, valid, "values") +
+                                     " (png is lossless, jpeg lossy, with wire.jpeg_quality)");
 }
 
 void check_count(std::int64_t value, std::int64_t min, std::int64_t max,

@@ -30,6 +30,8 @@ inline constexpr std::int64_t kMaxBatch = 4096;
 void check_stage_name(std::string_view name, const SourceLocation& where, std::size_t index);
 /// `memory` or `redis://host[:port]`.
 void check_broker(std::string_view broker, const SourceLocation& where);
+/// How images travel on Redis (`wire.images`): raw, png or jpeg.
+void check_wire_images(std::string_view images, const SourceLocation& where);
 /// An integer in [min, max].
 void check_count(std::int64_t value, std::int64_t min, std::int64_t max,
                  const SourceLocation& where, std::string_view subject, std::string_view key);

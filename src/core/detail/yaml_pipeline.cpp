@@ -13,10 +13,11 @@
 namespace micromodels::detail {
 namespace {
 
-const std::vector<std::string> kTopKeys = {"pipeline",    "broker",    "workers",
-                                           "dead_letter", "autoscale", "stages"};
+const std::vector<std::string> kTopKeys = {"pipeline",  "broker", "workers", "dead_letter",
+                                           "autoscale", "wire",   "stages"};
 const std::vector<std::string> kAutoscaleKeys = {"max_consumers", "budget", "interval_ms",
                                                  "stages"};
+const std::vector<std::string> kWireKeys = {"images", "jpeg_quality"};
 const std::vector<std::string> kStageKeys = {"name",  "type",   "params",  "consumers",
                                              "queue", "state",  "ordered", "blocking",
                                              "batch", "inputs", "join"};
@@ -125,6 +126,8 @@ class Reader {
         doc.dead_letter = text(entry, "");
       } else if (entry.key == "autoscale") {
         doc.autoscale = autoscale(entry, doc.locations);
+      } else if (entry.key == "wire") {
+        doc.wire = wire(entry, doc.locations);
       } else {
         has_stages = true;
         doc.stages = stages(entry);
@@ -220,6 +223,29 @@ class Reader {
           }
           config.stages.push_back(item.Scalar());
         }
+      }
+    }
+    return config;
+  }
+
+  // `wire: { images: jpeg, jpeg_quality: 80 }`; a key left out keeps its default.
+  WireConfig wire(const Entry& entry, std::map<std::string, SourceLocation>& locations) const {
+    WireConfig config;
+    if (!entry.value.IsMap()) {
+      fail(entry.where, "", entry.key,
+           "must be a map, e.g. wire: { images: jpeg, jpeg_quality: 90 }, not " +
+               kind_of(entry.value));
+    }
+    for (Entry& sub : entries(entry.value, "", entry.key, kWireKeys)) {
+      sub.key = entry.key + "." + sub.key;
+      locations[sub.key] = sub.where;
+      if (sub.key == "wire.images") {
+        config.images = text(sub, "");
+        check_wire_images(config.images, sub.where);
+      } else {
+        const std::int64_t quality = integer(sub, "");
+        check_count(quality, 1, 100, sub.where, "", sub.key);
+        config.jpeg_quality = static_cast<int>(quality);
       }
     }
     return config;

@@ -17,9 +17,10 @@ struct PipelineDocument {
   int workers = 0;
   std::string dead_letter;
   AutoscaleConfig autoscale;
+  WireConfig wire;
   std::vector<StageConfig> stages;
   /// Pipeline-level keys ("pipeline", "broker", "workers", "dead_letter", "autoscale",
-  /// "autoscale.stages", "stages"; "" is the document itself).
+  /// "autoscale.stages", "wire", "wire.images", "stages"; "" is the document itself).
   std::map<std::string, SourceLocation> locations;
 };
 

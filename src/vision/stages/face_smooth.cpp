@@ -244,8 +244,10 @@ void register_face_smooth(Registry& registry) {
                   "frames for the strength to go from 0 to 1 or back"}},
       .info =
           [](const Params&) {
-            return StageInfo{.reads = {"frame"},
-                             .writes = {"gaze_strength", "gaze_reason", "landmarks", "iris"}};
+            // No face, no iris model or no contours upstream: it says so in gaze_reason.
+            return StageInfo{.reads = {},
+                             .writes = {"gaze_strength", "gaze_reason", "landmarks", "iris"},
+                             .optional_reads = {"landmarks", "iris", "eye_contours"}};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         SmoothParams p;

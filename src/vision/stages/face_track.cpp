@@ -366,9 +366,10 @@ void register_face_track(Registry& registry) {
                   "while no face is tracked, run the own detector every Nth frame (0: never)"}},
       .info =
           [](const Params&) {
-            // `faces` is read too, but only key frames carry it, so it is not declared.
+            // `faces`: only key frames carry it (face.detect with every > 1).
             return StageInfo{.reads = {"frame"},
-                             .writes = {"face", "track_confidence", "track_redetections"}};
+                             .writes = {"face", "track_confidence", "track_redetections"},
+                             .optional_reads = {"faces"}};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         return std::make_unique<FaceTrack>(params);

@@ -105,7 +105,10 @@ void register_gaze_redirect(Registry& registry) {
           [](const Params&) {
             return StageInfo{
                 .reads = {"frame", "landmarks", "iris"},
-                .writes = {"generated", "generated_roi", "generated_mask", "gaze_shift"}};
+                .writes = {"generated", "generated_roi", "generated_mask", "gaze_shift"},
+                // face.smooth's strength (else 1) and eye.iris's finer eye opening (else the
+                // landmarks').
+                .optional_reads = {"gaze_strength", "eye_contours"}};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         if (params.text("target") != "camera") {

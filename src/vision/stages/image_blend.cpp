@@ -119,7 +119,10 @@ void register_image_blend(Registry& registry) {
       .params = {},
       .info =
           [](const Params&) {
-            return StageInfo{.reads = {"frame"}, .writes = {"frame", "input_frame"}};
+            // The patch is there only when gaze.redirect changed something.
+            return StageInfo{.reads = {"frame"},
+                             .writes = {"frame", "input_frame"},
+                             .optional_reads = {"generated", "generated_mask", "generated_roi"}};
           },
       .make = [](const Params&) -> std::unique_ptr<Stage> {
         return std::make_unique<ImageBlend>();

@@ -82,6 +82,11 @@ void register_video_stages(Registry& registry) {
     StageInfo info;
     info.reads = {params.text("field")};
     if (!params.text("side_by_side").empty()) info.reads.push_back(params.text("side_by_side"));
+    // The packets' frame rate unless set here; the eyes drawn on the contact sheet.
+    if (params.number("fps") <= 0) info.optional_reads.push_back("fps");
+    if (!params.text("contact_sheet").empty()) {
+      info.optional_reads.insert(info.optional_reads.end(), {"landmarks", "iris"});
+    }
     return info;
   };
   sink.make = [](const Params& params) -> std::unique_ptr<Stage> {
