@@ -286,9 +286,20 @@ double fps_redis(const EyeContact& e, const std::string& url, int workers,
 }
 #endif
 
+int write_json(const Json& json, const std::string& path) {
+  if (path.empty()) return 0;
+  std::ofstream out(path);
+  out << json.dump(2) << '\n';
+  if (!out) {
+    std::cerr << "error: cannot write '" << path << "'\n";
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
-int run_redis_bench(const BenchOptions& options) {
+int run_redis_bench(const BenchOptions& options, bool hop_only) {
   std::optional<Child> server;
   std::string url = options.broker;
   if (url.empty()) {
@@ -332,6 +343,8 @@ int run_redis_bench(const BenchOptions& options) {
                 "   weighs on broker_hop; the full run's 50,000 packets give the figure)\n",
                 messages);
   }
+
+  if (hop_only) return write_json(json, options.json_path);
 
   {
     const fs::path dir = fs::temp_directory_path();
@@ -406,15 +419,7 @@ int run_redis_bench(const BenchOptions& options) {
     json["eye_contact_error"] = error.what();
   }
 #endif
-  if (!options.json_path.empty()) {
-    std::ofstream out(options.json_path);
-    out << json.dump(2) << '\n';
-    if (!out) {
-      std::cerr << "error: cannot write '" << options.json_path << "'\n";
-      return 1;
-    }
-  }
-  return 0;
+  return write_json(json, options.json_path);
 }
 
 }  // namespace micromodels::bench
