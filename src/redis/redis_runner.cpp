@@ -672,8 +672,9 @@ double RedisRunner::Impl::min_idle_ms(const Node& node) const {
 // Sources (run process)
 
 void RedisRunner::Impl::source_thread(Node& node) {
-  // Two batches in flight: while Redis adds one, the source produces the next. The backlog
-  // checks go through a second connection, which has no replies outstanding.
+  // Two batches in flight: while Redis adds one (and has the next queued), the source produces
+  // the one after. The backlog checks go through a second connection, which has no replies
+  // outstanding.
   std::unique_ptr<Connection> conn;
   std::unique_ptr<Connection> probe;
   Outbox out;   // being produced
@@ -718,9 +719,12 @@ void RedisRunner::Impl::source_thread(Node& node) {
         n = std::max(n, p.seq + 1);
       }
       if (out.commands.size() >= kFlushEvery || node.info.blocking || !more) {
-        collect();
+        // This batch goes out before the previous one's replies are read, so that Redis has
+        // it queued meanwhile instead of waiting for us. Both stay unconfirmed (sent again
+        // after a reconnect) until their replies are in.
         for (const Args& args : out.commands) conn->append(args);
         conn->send();
+        collect();
         sent.commands.swap(out.commands);
         if (node.info.blocking || !more) collect();  // a paced source: no packet waits
       }
