@@ -11,8 +11,9 @@ int run_engine_bench(const std::vector<std::string>& parts, const BenchOptions& 
 // Defined in autoscale_bench.cpp (its eye-contact case only with the vision stages).
 int run_autoscale_bench(const BenchOptions& options);
 #ifdef MICROMODELS_HAS_REDIS
-// Defined in redis_bench.cpp, built with the Redis broker.
-int run_redis_bench(const BenchOptions& options);
+// Defined in redis_bench.cpp, built with the Redis broker. `hop_only`: just the hop against raw
+// hiredis ("redis.hop"), without the worker and eye-contact parts.
+int run_redis_bench(const BenchOptions& options, bool hop_only);
 #endif
 #ifdef MICROMODELS_HAS_VISION
 // Defined in eye_contact_bench.cpp, built only with the vision stages.
@@ -24,6 +25,7 @@ std::vector<std::string> bench_names() {
                                  "autoscale"};
 #ifdef MICROMODELS_HAS_REDIS
   names.emplace_back("redis");
+  names.emplace_back("redis.hop");
 #endif
 #ifdef MICROMODELS_HAS_VISION
   names.emplace_back("eye_contact");
@@ -35,7 +37,8 @@ int run_bench(const std::string& name, const BenchOptions& options) {
   if (name == "engine") return run_engine_bench({}, options);
   if (name == "autoscale") return run_autoscale_bench(options);
 #ifdef MICROMODELS_HAS_REDIS
-  if (name == "redis") return run_redis_bench(options);
+  if (name == "redis") return run_redis_bench(options, false);
+  if (name == "redis.hop") return run_redis_bench(options, true);
 #endif
 #ifdef MICROMODELS_HAS_VISION
   if (name == "eye_contact") return run_eye_contact_bench(options);
