@@ -80,6 +80,15 @@ std::string host_name() {
   return name;
 }
 
+// host:pid names this process's consumers; a second RedisRunner in the same process (a test,
+// or a program that runs and serves at once) adds .N, so that no two of them share a consumer
+// name: a lease and the pending entries are told apart by it.
+std::string consumer_prefix() {
+  static std::atomic<int> instances{0};
+  const int n = ++instances;
+  return host_name() + ":" + std::to_string(getpid()) + (n > 1 ? "." + std::to_string(n) : "");
+}
+
 std::string random_id() {
   std::random_device device;
   std::mt19937_64 engine((std::uint64_t{device()} << 32) ^ device() ^
@@ -262,7 +271,7 @@ class RedisRunner::Impl {
   // Ordered consumers (per_stream stages and sinks).
   void place(Connection& conn, Node& node, Partition& part, WireEntry entry, Outbox& out);
   void drain(Connection& conn, Node& node, Partition& part, bool exclusive, Outbox& out,
-             const std::function<void()>& between);
+             const std::function<void()>& between, const std::string& name);
   void claim_strays(Connection& conn, Node& node, Partition& part, const std::string& name,
                     Outbox& out);
   void take_over(Connection& conn, Node& node, Partition& part, const std::string& name);
@@ -310,7 +319,7 @@ RedisRunner::Impl::Impl(const Pipeline& pipeline, RedisOptions options, const Re
       url_(detail::parse_redis_url(options_.url.empty() ? pipeline.broker() : options_.url)),
       names_(pipeline.name()),
       images_(detail::wire_images_for(options_.wire_images, options_.jpeg_quality, pipeline)),
-      consumer_prefix_(host_name() + ":" + std::to_string(getpid())) {
+      consumer_prefix_(consumer_prefix()) {
   pipeline_.validate(registry);
   if (options_.max_deliveries < 1) {
     throw ConfigError({}, "max_deliveries",
@@ -1047,14 +1056,45 @@ void RedisRunner::Impl::claim_strays(Connection& conn, Node& node, Partition& pa
   }
 }
 
+// A leased partition's progress (its acknowledgements and next seq per stream) is recorded only
+// while this consumer still holds the lease. A former owner that has not noticed yet that its
+// lease expired then changes nothing: what it processed stays pending, the new owner claims and
+// runs it again (downstream drops the duplicates), and the next seqs the new owner read when it
+// took over stay true. Without this, a late acknowledgement from the former owner could remove
+// an entry the new owner was still waiting for, and its stream would stop there.
+// KEYS: lease, next-seq hash, stream. ARGV: consumer, group, n, n x (stream, next), ids...
+constexpr const char* kCommitIfLeased =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "local n = tonumber(ARGV[3]) "
+    "for i = 0, n - 1 do redis.call('HSET', KEYS[2], ARGV[4 + 2 * i], ARGV[5 + 2 * i]) end "
+    "if #ARGV > 3 + 2 * n then redis.call('XACK', KEYS[3], ARGV[2], unpack(ARGV, 4 + 2 * n)) end "
+    "return 1";
+
 void RedisRunner::Impl::drain(Connection& conn, Node& node, Partition& part, bool exclusive,
-                              Outbox& out, const std::function<void()>& between) {
+                              Outbox& out, const std::function<void()>& between,
+                              const std::string& name) {
   const std::string& group = node.config.name;
-  // One XACK for the entries drained, after their outputs (it goes last into the outbox).
-  Args acks{"XACK", part.key, group};
+  // One XACK for the entries drained, after their outputs (it goes last into the outbox); for a
+  // leased partition, with the next seqs reached, only while the lease is still ours.
+  std::vector<std::string> ids;
+  std::map<std::uint32_t, std::uint64_t> reached;
   const auto close_acks = [&] {
-    if (acks.items().size() > 3) out.add(std::move(acks));
-    acks = Args{"XACK", part.key, group};
+    if (exclusive) {
+      if (ids.empty()) return;
+      Args acks{"XACK", part.key, group};
+      for (const std::string& id : ids) acks.add(id);
+      out.add(std::move(acks));
+    } else {
+      if (ids.empty() && reached.empty()) return;
+      Args commit{"EVAL", kCommitIfLeased, "3", names_.lease(part.key), names_.next_seq(part.key),
+                  part.key, name, group};
+      commit.add(static_cast<std::uint64_t>(reached.size()));
+      for (const auto& [stream, next] : reached) commit.add(std::uint64_t{stream}).add(next);
+      for (const std::string& id : ids) commit.add(id);
+      out.add(std::move(commit));
+    }
+    ids.clear();
+    reached.clear();
   };
   for (auto& [stream, buffer] : part.buffer) {
     auto& next = part.next[stream];
@@ -1096,14 +1136,12 @@ void RedisRunner::Impl::drain(Connection& conn, Node& node, Partition& part, boo
         }
       }
       if (!delivered_packet && !node.is_sink) emit_tombstone(conn, node, e.stream, e.seq, e.run, out);
-      acks.add(e.id);
+      ids.push_back(e.id);
       ++next;
-      if (!exclusive) {
-        out.add({"HSET", names_.next_seq(part.key), std::to_string(stream), std::to_string(next)});
-      }
+      if (!exclusive) reached[stream] = next;
       // Outputs go out every kFlushEvery commands; acknowledgements alone wait for the next read
       // (a sink has no outputs: its whole batch is acknowledged with one XACK).
-      if (out.commands.size() >= kFlushEvery || acks.items().size() >= kAckEvery + 3) {
+      if (out.commands.size() >= kFlushEvery || ids.size() >= kAckEvery) {
         close_acks();
         flush(conn, out);
       }
@@ -1250,7 +1288,7 @@ void RedisRunner::Impl::ordered_consumer(Node& node, std::string name, bool excl
         got += detail::size(detail::at(detail::at(reply.get(), st), 1));
       }
       for (auto& [k, part] : owned) {
-        if (!part.lost) drain(*conn, node, part, exclusive, out, renew);
+        if (!part.lost) drain(*conn, node, part, exclusive, out, renew, name);
       }
       if (got > 0 && got < kLingerBelow) std::this_thread::sleep_for(std::chrono::microseconds(kLingerUs));
       if (stop_all_) flush(*conn, out);
