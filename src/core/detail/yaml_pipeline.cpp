@@ -170,17 +170,23 @@ class Reader {
     return out;
   }
 
-  // The entries of a map-valued key (queue, batch, join, params), located as "queue.capacity".
+  // The entries of a map-valued key (queue, batch, join, params; autoscale, wire), located as
+  // "queue.capacity" in `locations`. A wrong kind of value is explained with `example` when given,
+  // else with the valid keys.
   std::vector<Entry> sub_entries(const Entry& entry, std::string_view subject,
-                                 const std::vector<std::string>& valid, StageConfig& stage) const {
+                                 const std::vector<std::string>& valid,
+                                 std::map<std::string, SourceLocation>& locations,
+                                 std::string_view example = {}) const {
     if (!entry.value.IsMap()) {
       fail(entry.where, subject, entry.key,
-           "must be a map of " + join_names(valid) + ", not " + kind_of(entry.value));
+           (example.empty() ? "must be a map of " + join_names(valid)
+                            : "must be a map, e.g. " + std::string(example)) +
+               ", not " + kind_of(entry.value));
     }
     std::vector<Entry> out = entries(entry.value, subject, entry.key, valid);
     for (Entry& sub : out) {
       sub.key = entry.key + "." + sub.key;
-      stage.locations[sub.key] = sub.where;
+      locations[sub.key] = sub.where;
     }
     return out;
   }
@@ -191,14 +197,9 @@ class Reader {
     AutoscaleConfig config;
     config.enabled = true;
     if (entry.value.IsNull()) return config;
-    if (!entry.value.IsMap()) {
-      fail(entry.where, "", entry.key,
-           "must be a map, e.g. autoscale: { max_consumers: 8 } (or {} for the defaults), not " +
-               kind_of(entry.value));
-    }
-    for (Entry& sub : entries(entry.value, "", entry.key, kAutoscaleKeys)) {
-      sub.key = entry.key + "." + sub.key;
-      locations[sub.key] = sub.where;
+    for (const Entry& sub :
+         sub_entries(entry, "", kAutoscaleKeys, locations,
+                     "autoscale: { max_consumers: 8 } (or {} for the defaults)")) {
       if (sub.key == "autoscale.max_consumers") {
         const std::int64_t value = integer(sub, "");
         check_count(value, 1, kMaxConsumers, sub.where, "", sub.key);
@@ -231,14 +232,8 @@ class Reader {
   // `wire: { images: jpeg, jpeg_quality: 80 }`; a key left out keeps its default.
   WireConfig wire(const Entry& entry, std::map<std::string, SourceLocation>& locations) const {
     WireConfig config;
-    if (!entry.value.IsMap()) {
-      fail(entry.where, "", entry.key,
-           "must be a map, e.g. wire: { images: jpeg, jpeg_quality: 90 }, not " +
-               kind_of(entry.value));
-    }
-    for (Entry& sub : entries(entry.value, "", entry.key, kWireKeys)) {
-      sub.key = entry.key + "." + sub.key;
-      locations[sub.key] = sub.where;
+    for (const Entry& sub :
+         sub_entries(entry, "", kWireKeys, locations, "wire: { images: jpeg, jpeg_quality: 90 }")) {
       if (sub.key == "wire.images") {
         config.images = text(sub, "");
         check_wire_images(config.images, sub.where);
@@ -358,7 +353,7 @@ class Reader {
         check_count(consumers, 1, kMaxConsumers, entry.where, subject, key);
         stage.consumers = static_cast<int>(consumers);
       } else if (key == "queue") {
-        for (const Entry& sub : sub_entries(entry, subject, kQueueKeys, stage)) {
+        for (const Entry& sub : sub_entries(entry, subject, kQueueKeys, stage.locations)) {
           if (sub.key == "queue.capacity") {
             const std::int64_t capacity = integer(sub, subject);
             check_count(capacity, 1, kMaxQueueCapacity, sub.where, subject, sub.key);
@@ -384,7 +379,7 @@ class Reader {
       } else if (key == "blocking") {
         stage.blocking = boolean(entry, subject);
       } else if (key == "batch") {
-        for (const Entry& sub : sub_entries(entry, subject, kBatchKeys, stage)) {
+        for (const Entry& sub : sub_entries(entry, subject, kBatchKeys, stage.locations)) {
           if (sub.key == "batch.max_batch") {
             const std::int64_t max_batch = integer(sub, subject);
             check_count(max_batch, 1, kMaxBatch, sub.where, subject, sub.key);
@@ -397,7 +392,7 @@ class Reader {
       } else if (key == "inputs") {
         read_inputs(entry, subject, stage);
       } else if (key == "join") {
-        for (const Entry& sub : sub_entries(entry, subject, kJoinKeys, stage)) {
+        for (const Entry& sub : sub_entries(entry, subject, kJoinKeys, stage.locations)) {
           if (sub.key == "join.timeout_ms") {
             stage.join_timeout_ms = number(sub, subject);
             check_duration(stage.join_timeout_ms, true, sub.where, subject, sub.key);
@@ -421,7 +416,7 @@ class Reader {
     if (entry.value.IsNull()) {
       return;  // `params:` with nothing under it: no params
     }
-    for (const Entry& param : sub_entries(entry, subject, {}, stage)) {
+    for (const Entry& param : sub_entries(entry, subject, {}, stage.locations)) {
       const YAML::Node& value = param.value;
       if (value.IsScalar()) {
         stage.params[param.key.substr(entry.key.size() + 1)] = typed_scalar(value);
