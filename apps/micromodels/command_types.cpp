@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "detail/suggest.hpp"
 #include "exit_codes.hpp"
 #include "micromodels/pipeline.hpp"
 #include "micromodels/registry.hpp"
@@ -15,13 +16,6 @@
 namespace micromodels::cli {
 
 namespace {
-
-std::string join(const std::vector<std::string>& items) {
-  if (items.empty()) return "(none)";
-  std::string out;
-  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
 
 void print_type(const StageType& type) {
   std::cout << type.name << (type.is_source() ? "  (source)" : "") << '\n';
@@ -33,13 +27,17 @@ void print_type(const StageType& type) {
   }
   if (required.empty() && type.info) {
     const StageInfo info = type.info(Params::resolve(type.name, type.params, {}));
-    std::cout << "  reads:  " << join(info.reads) << '\n'
-              << "  writes: " << join(info.writes) << '\n'
+    std::cout << "  reads:  " << (info.reads_all ? "every field" : detail::join_names(info.reads))
+              << '\n';
+    if (!info.optional_reads.empty()) {
+      std::cout << "  reads when present: " << detail::join_names(info.optional_reads) << '\n';
+    }
+    std::cout << "  writes: " << detail::join_names(info.writes) << '\n'
               << "  runs:   "
               << (info.blocking ? "on threads of its own (it blocks)" : "on the shared worker pool")
               << (info.batching ? "; batches (batch: max_batch)" : "") << '\n';
   } else if (!required.empty()) {
-    std::cout << "  reads, writes: depend on the required params (" << join(required) << ")\n";
+    std::cout << "  reads, writes: depend on the required params (" << detail::join_names(required) << ")\n";
   }
   if (type.params.empty()) {
     std::cout << "  params: none\n";
@@ -86,8 +84,8 @@ Command add_types_command(CLI::App& app) {
             for (const std::string& name : *names) {
               if (registry.find(name) == nullptr) {
                 throw ConfigError({}, "type",
-                                  "unknown stage type '" + name + "'; valid types: " +
-                                      join(registry.names()));
+                                  "unknown stage type '" + name + "'" +
+                                      detail::unknown_hint(name, registry.names(), "types"));
               }
             }
             for (std::size_t i = 0; i < names->size(); ++i) {
