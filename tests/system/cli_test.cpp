@@ -33,11 +33,7 @@ class CliTest : public ::testing::Test {
 #ifndef MICROMODELS_CLI_PATH
     GTEST_SKIP() << "the micromodels tool is not built (MICROMODELS_BUILD_APPS=OFF)";
 #endif
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("micromodels_cli_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = micromodels::testing::fresh_test_dir("micromodels_cli");
   }
 
   void TearDown() override {

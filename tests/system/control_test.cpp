@@ -101,17 +101,31 @@ class PseudoTerminal {
   std::thread reader_;
 };
 
+// A socket bound to a free loopback port (stored in `port`); -1 when the socket or the bind
+// failed.
+int bind_loopback(int& port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), length) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  port = ntohs(address.sin_port);
+  return fd;
+}
+
 class ControlTest : public ::testing::Test {
  protected:
   void SetUp() override {
 #ifndef MICROMODELS_CLI_PATH
     GTEST_SKIP() << "the micromodels tool is not built (MICROMODELS_BUILD_APPS=OFF)";
 #endif
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("micromodels_control_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = micromodels::testing::fresh_test_dir("micromodels_control");
   }
 
   void TearDown() override {
@@ -467,16 +481,11 @@ TEST_F(ControlTest, ListeningBeyondLoopbackNeedsAToken) {
   EXPECT_NE(bad.err.find("0 to 65535"), std::string::npos) << bad.err;
 
   // A port in use is found before the stages are built: the sink has not truncated anything.
-  const int busy = ::socket(AF_INET, SOCK_STREAM, 0);
+  int bound = 0;
+  const int busy = bind_loopback(bound);
   ASSERT_GE(busy, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  ASSERT_EQ(::bind(busy, reinterpret_cast<sockaddr*>(&address), length), 0);
   ASSERT_EQ(::listen(busy, 1), 0);
-  ASSERT_EQ(::getsockname(busy, reinterpret_cast<sockaddr*>(&address), &length), 0);
-  const std::string port = std::to_string(ntohs(address.sin_port));
+  const std::string port = std::to_string(bound);
   const ToolResult in_use =
       tool("in_use", {"run", pipeline.string(), "--listen", "127.0.0.1:" + port});
   ::close(busy);
@@ -560,15 +569,10 @@ TEST_F(ControlTest, CtlAndTopSayWhenNothingListens) {
   // A port that was free a moment ago: bind, note it, close.
   std::string url;
   {
-    const int probe = ::socket(AF_INET, SOCK_STREAM, 0);
+    int port = 0;
+    const int probe = bind_loopback(port);
     ASSERT_GE(probe, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    ASSERT_EQ(::bind(probe, reinterpret_cast<sockaddr*>(&address), length), 0);
-    ASSERT_EQ(::getsockname(probe, reinterpret_cast<sockaddr*>(&address), &length), 0);
-    url = "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+    url = "http://127.0.0.1:" + std::to_string(port);
     ::close(probe);
   }
   const ToolResult ctl = tool("ctl", {"ctl", url, "status"});
