@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench.hpp"
+#include "json_file.hpp"
 #include "micromodels/micromodels.hpp"
 #ifdef MICROMODELS_HAS_VISION
 #include "eye_contact_support.hpp"
@@ -246,15 +247,7 @@ int run_autoscale_bench(const BenchOptions& options) {
     if (!ordered.contains(key)) ordered[key] = value;
   }
   print(ordered);
-  if (!options.json_path.empty()) {
-    std::ofstream file(options.json_path);
-    file << ordered.dump(2) << '\n';
-    if (!file) {
-      std::cerr << "bench autoscale: cannot write " << options.json_path << '\n';
-      return 1;
-    }
-    std::cout << "wrote " << options.json_path << '\n';
-  }
+  if (write_json_file(ordered, options.json_path, "bench autoscale") != 0) return 1;
   return status;
 }
 

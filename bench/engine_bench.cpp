@@ -31,6 +31,7 @@
 #include "micromodels/micromodels.hpp"
 
 #include "bench.hpp"
+#include "json_file.hpp"
 
 namespace micromodels::bench {
 namespace {
@@ -589,15 +590,7 @@ int run_engine_bench(const std::vector<std::string>& parts, const BenchOptions& 
   run("scale", bench_scale);
 
   print_table(results, options.quick);
-  if (!options.json_path.empty()) {
-    std::ofstream file(options.json_path);
-    file << results.dump(2) << '\n';
-    if (!file) {
-      std::cerr << "bench engine: cannot write " << options.json_path << '\n';
-      return 1;
-    }
-    std::cout << "wrote " << options.json_path << '\n';
-  }
+  if (write_json_file(results, options.json_path, "bench engine") != 0) return 1;
   return status;
 }
 

@@ -37,6 +37,7 @@
 #include "micromodels/micromodels.hpp"
 
 #include "bench.hpp"
+#include "json_file.hpp"
 #include "eye_contact_support.hpp"
 
 namespace micromodels::bench {
@@ -784,16 +785,7 @@ int run_eye_contact_bench(const BenchOptions& options) {
         {"monolith", run_json(mono)},
         {"micro_720p", run_json(micro_720p)},
         {"monolith_720p", run_json(mono_720p)}}}};
-  if (!options.json_path.empty()) {
-    std::ofstream file(options.json_path);
-    file << results.dump(2) << '\n';
-    if (!file) {
-      std::cerr << "bench eye_contact: cannot write " << options.json_path << '\n';
-      return 1;
-    }
-    std::cout << "wrote " << options.json_path << '\n';
-  }
-  return 0;
+  return write_json_file(results, options.json_path, "bench eye_contact");
 }
 
 }  // namespace micromodels::bench

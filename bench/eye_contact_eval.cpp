@@ -28,6 +28,7 @@
 #include "micromodels/micromodels.hpp"
 
 #include "eye_contact_support.hpp"
+#include "json_file.hpp"
 #include "vision/models/iris_model.hpp"
 #include "vision/models/model_files.hpp"
 #include "vision/stages/eye_fields.hpp"
@@ -525,15 +526,7 @@ int run_eye_contact_eval(const EyeContactEvalOptions& options) {
   if (scratch) {
     std::printf("\n(written videos were in a temp folder, now removed; --out DIR keeps them)\n");
   }
-  if (!options.json_path.empty()) {
-    std::ofstream file(options.json_path);
-    file << results.dump(2) << '\n';
-    if (!file) {
-      std::cerr << "eval eye_contact: cannot write " << options.json_path << '\n';
-      return 1;
-    }
-    std::cout << "wrote " << options.json_path << '\n';
-  }
+  if (write_json_file(results, options.json_path, "eval eye_contact") != 0) return 1;
   return status;
 }
 

@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench.hpp"
+#include "json_file.hpp"
 #include "micromodels/redis.hpp"
 #include "micromodels/runner.hpp"
 #ifdef MICROMODELS_HAS_VISION
@@ -305,17 +306,6 @@ double fps_redis(const EyeContact& e, const std::string& url, int workers,
 }
 #endif
 
-int write_json(const Json& json, const std::string& path) {
-  if (path.empty()) return 0;
-  std::ofstream out(path);
-  out << json.dump(2) << '\n';
-  if (!out) {
-    std::cerr << "error: cannot write '" << path << "'\n";
-    return 1;
-  }
-  return 0;
-}
-
 }  // namespace
 
 int run_redis_bench(const BenchOptions& options, bool hop_only) {
@@ -364,7 +354,7 @@ int run_redis_bench(const BenchOptions& options, bool hop_only) {
                 messages);
   }
 
-  if (hop_only) return write_json(json, options.json_path);
+  if (hop_only) return write_json_file(json, options.json_path, "bench redis");
 
   {
     const fs::path dir = fs::temp_directory_path();
@@ -439,7 +429,7 @@ int run_redis_bench(const BenchOptions& options, bool hop_only) {
     json["eye_contact_error"] = error.what();
   }
 #endif
-  return write_json(json, options.json_path);
+  return write_json_file(json, options.json_path, "bench redis");
 }
 
 }  // namespace micromodels::bench
