@@ -594,7 +594,7 @@ Points eye_landmarks() {
   return landmarks;
 }
 
-TEST_F(VideoStagesTest, ContactSheetShowsSixSpreadFramesWithEyesDrawn) {
+TEST_F(VideoStagesTest, ContactSheetShowsSixSpreadFramesWithEyesDrawnOnRequest) {
   REQUIRE_MEDIA("franck.mp4");
   std::vector<Packet> packets = franck_packets(120);
   ASSERT_EQ(packets.size(), 120u);
@@ -604,18 +604,28 @@ TEST_F(VideoStagesTest, ContactSheetShowsSixSpreadFramesWithEyesDrawn) {
   }
   const fs::path known = dir_ / "sheet_known.png";
   const fs::path unknown = dir_ / "sheet_unknown.png";
+  const fs::path plain = dir_ / "sheet_plain.png";
   {
     StageHarness with_count("video.sink",
                             {{"path", (dir_ / "a.mp4").string()},
                              {"contact_sheet", known.string()},
+                             {"markers", true},
                              {"expected_frames", std::int64_t{120}}},
                             registry());
-    StageHarness without_count(
-        "video.sink", {{"path", (dir_ / "b.mp4").string()}, {"contact_sheet", unknown.string()}},
-        registry());
+    StageHarness without_count("video.sink",
+                               {{"path", (dir_ / "b.mp4").string()},
+                                {"contact_sheet", unknown.string()},
+                                {"markers", true}},
+                               registry());
+    StageHarness without_markers("video.sink",
+                                 {{"path", (dir_ / "c.mp4").string()},
+                                  {"contact_sheet", plain.string()},
+                                  {"expected_frames", std::int64_t{120}}},
+                                 registry());
     for (const Packet& p : packets) {
       (void)with_count.process(p);
       (void)without_count.process(p);
+      (void)without_markers.process(p);
     }
     EXPECT_FALSE(fs::exists(known)) << "the sheet is written at close";
   }
@@ -638,6 +648,13 @@ TEST_F(VideoStagesTest, ContactSheetShowsSixSpreadFramesWithEyesDrawn) {
   const cv::Mat last = to_mat(packets[119].get<Image>("frame"));
   EXPECT_TRUE(same_pixels(sheet(band), first(band)));
   EXPECT_TRUE(same_pixels(sheet(band + cv::Point(720, 288)), last(band)));
+  // Without markers (the default) the eyes are left as they are: below its frame-number label,
+  // the first tile is frame 0.
+  const cv::Mat unmarked = cv::imread(plain.string(), cv::IMREAD_COLOR);
+  ASSERT_EQ(unmarked.size(), sheet.size());
+  const cv::Rect below_label(0, 40, 360, 248);
+  EXPECT_TRUE(same_pixels(unmarked(below_label), first(below_label)));
+  EXPECT_FALSE(same_pixels(sheet(below_label), first(below_label))) << "markers drawn";
   EXPECT_FALSE(same_pixels(first(band), last(band)));
 }
 

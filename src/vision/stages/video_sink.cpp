@@ -14,6 +14,7 @@
 #include <opencv2/imgproc.hpp>
 #include <spdlog/spdlog.h>
 
+#include "eye_views.hpp"
 #include "image_mat.hpp"
 
 namespace micromodels::vision {
@@ -27,6 +28,8 @@ constexpr std::size_t kSheetTiles = 6;
 constexpr std::size_t kSheetColumns = 3;
 constexpr std::size_t kSheetKeepMax = 12;  // frames held while the video's length is unknown
 constexpr int kMaxTileWidth = 640;
+constexpr int kStripTileWidth = 480;  // an eye strip tile: both eyes, enlarged about 6x
+constexpr float kEyesAspect = 3.0f;   // width over height of an enlarged view of both eyes
 const cv::Scalar kLandmarkColor(0, 255, 0);
 const cv::Scalar kIrisColor(0, 0, 255);
 
@@ -167,6 +170,21 @@ VideoSink::VideoSink(VideoSinkOptions options) : options_(std::move(options)) {
     }
     check_writable(options_.contact_sheet, "contact sheet");
   }
+  if (!options_.eye_strip.empty()) {
+    if (options_.side_by_side.empty()) {
+      throw SinkError("video.sink: 'eye_strip' shows the eyes before and after; it needs "
+                      "'side_by_side' (the input image field, e.g. input_frame)");
+    }
+    const std::string extension = lower(fs::path(options_.eye_strip).extension().string());
+    if (extension != ".png" && extension != ".jpg" && extension != ".jpeg") {
+      throw SinkError("video.sink: 'eye_strip' '" + options_.eye_strip + "' must end in .png (or .jpg)");
+    }
+    check_writable(options_.eye_strip, "eye strip");
+  }
+  if (options_.eye_inset && options_.side_by_side.empty()) {
+    throw SinkError("video.sink: 'eye_inset' enlarges the eyes before and after; it needs "
+                    "'side_by_side' (the input image field, e.g. input_frame)");
+  }
   if (options_.expected_frames > 0) {
     const auto last = static_cast<double>(options_.expected_frames - 1);
     for (std::size_t i = 0; i < kSheetTiles; ++i) {
@@ -189,6 +207,7 @@ VideoSink::~VideoSink() {
                    size_->height, written_fps_, options_.path);
     }
     if (!options_.contact_sheet.empty()) write_contact_sheet();
+    if (!options_.eye_strip.empty()) write_eye_strip();
   } catch (const std::exception& error) {
     spdlog::error("video.sink '{}': closing failed: {}", options_.path, error.what());
   }
@@ -205,7 +224,7 @@ void VideoSink::process(Packet packet, std::vector<Packet>& /*out*/) {
   }
 }
 
-cv::Mat VideoSink::compose(const Image& frame, const Image* other) const {
+cv::Mat VideoSink::compose_still(const Image& frame, const Image* other) const {
   cv::Mat right = bgr8(frame, options_.field);
   if (other == nullptr) return right;
   cv::Mat left = bgr8(*other, options_.side_by_side);
@@ -220,6 +239,28 @@ cv::Mat VideoSink::compose(const Image& frame, const Image* other) const {
   cv::Mat joined;
   cv::hconcat(left, right, joined);
   return joined;
+}
+
+cv::Mat VideoSink::compose(const Image& frame, const Image* other, const Points& landmarks) {
+  cv::Mat joined = compose_still(frame, other);
+  if (!options_.eye_inset || other == nullptr) return joined;
+  // Below the pair, the eyes of each enlarged to half the width: the box follows the face, and
+  // stays where it was on frames without one. Even sizes, which H.264 needs.
+  const cv::Mat after = bgr8(frame, options_.field);
+  const cv::Mat before = bgr8(*other, options_.side_by_side);
+  if (const auto box = eyes_box(landmarks, after.size(), kEyesAspect)) inset_box_ = box;
+  if (!inset_box_) {
+    inset_box_ = cv::Rect2f(0, 0, static_cast<float>(after.cols),
+                            static_cast<float>(after.cols) / kEyesAspect);
+  }
+  const int half = joined.cols / 2;
+  const int height = 2 * std::max(1, static_cast<int>(std::lround(half / kEyesAspect / 2)));
+  cv::Mat band;
+  cv::hconcat(enlarge(before, *inset_box_, {half, height}),
+              enlarge(after, *inset_box_, {joined.cols - half, height}), band);
+  cv::Mat out;
+  cv::vconcat(joined, band, out);
+  return out;
 }
 
 void VideoSink::open_writer(const Packet& packet, cv::Size size) {
@@ -255,7 +296,7 @@ void VideoSink::write(const Packet& packet) {
   const auto& frame = packet.get<Image>(options_.field);
   const Image* other =
       options_.side_by_side.empty() ? nullptr : &packet.get<Image>(options_.side_by_side);
-  const cv::Mat pixels = compose(frame, other);
+  const cv::Mat pixels = compose(frame, other, points_field(packet, "landmarks"));
   if (!size_) {
     open_writer(packet, pixels.size());
     size_ = pixels.size();
@@ -282,7 +323,7 @@ void VideoSink::write(const Packet& packet) {
 }
 
 void VideoSink::keep_for_sheet(const Packet& packet) {
-  if (options_.contact_sheet.empty()) return;
+  if (options_.contact_sheet.empty() && options_.eye_strip.empty()) return;
   if (!sheet_targets_.empty()) {
     if (!std::binary_search(sheet_targets_.begin(), sheet_targets_.end(), packet.seq)) return;
   } else if (packet.seq % sheet_stride_ != 0) {
@@ -322,7 +363,7 @@ void VideoSink::write_contact_sheet() const {
   std::vector<cv::Mat> tiles;
   for (const Kept* kept : chosen) {
     const bool has_other = kept->other.width > 0;
-    const cv::Mat composite = compose(kept->frame, has_other ? &kept->other : nullptr);
+    const cv::Mat composite = compose_still(kept->frame, has_other ? &kept->other : nullptr);
     const double scale = std::min(1.0, static_cast<double>(kMaxTileWidth) / composite.cols);
     cv::Mat tile;
     // A copy in both cases: drawing must never touch the packets' shared pixels.
@@ -331,11 +372,13 @@ void VideoSink::write_contact_sheet() const {
     } else {
       tile = composite.clone();
     }
-    const double frame_x = composite.cols - kept->frame.width;  // `field` is the right part
-    draw_eyes(tile, kept->landmarks, kept->iris, scale, frame_x);
-    if (has_other && kept->other.width == kept->frame.width &&
-        kept->other.height == kept->frame.height) {
-      draw_eyes(tile, kept->landmarks, kept->iris, scale, 0);
+    if (options_.markers) {  // off by default: they hide the eyes a viewer wants to judge
+      const double frame_x = composite.cols - kept->frame.width;  // `field` is the right part
+      draw_eyes(tile, kept->landmarks, kept->iris, scale, frame_x);
+      if (has_other && kept->other.width == kept->frame.width &&
+          kept->other.height == kept->frame.height) {
+        draw_eyes(tile, kept->landmarks, kept->iris, scale, 0);
+      }
     }
     const std::string label = "#" + std::to_string(kept->seq);
     cv::putText(tile, label, {6, 20}, cv::FONT_HERSHEY_SIMPLEX, 0.55, cv::Scalar(0, 0, 0), 3);
@@ -359,6 +402,48 @@ void VideoSink::write_contact_sheet() const {
   }
   spdlog::info("video.sink: contact sheet of {} frames written to '{}'", tiles.size(),
                options_.contact_sheet);
+}
+
+void VideoSink::write_eye_strip() const {
+  std::vector<cv::Mat> tiles;
+  for (const Kept& kept : kept_) {
+    if (kept.other.width == 0) continue;
+    const cv::Mat after = bgr8(kept.frame, options_.field);
+    const cv::Mat before = bgr8(kept.other, options_.side_by_side);
+    const auto box = eyes_box(kept.landmarks, after.size(), kEyesAspect);
+    if (!box || before.size() != after.size()) continue;  // no face, nothing to show
+    const cv::Size size(kStripTileWidth, static_cast<int>(std::lround(kStripTileWidth / kEyesAspect)));
+    cv::Mat top = enlarge(before, *box, size);
+    cv::Mat bottom = enlarge(after, *box, size);
+    const auto label = [](cv::Mat& image, const std::string& text) {
+      cv::putText(image, text, {6, 18}, cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(0, 0, 0), 3);
+      cv::putText(image, text, {6, 18}, cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(255, 255, 255), 1);
+    };
+    label(top, "#" + std::to_string(kept.seq) + " before");
+    label(bottom, "after");
+    cv::Mat tile;
+    cv::vconcat(top, bottom, tile);
+    cv::copyMakeBorder(tile, tile, 2, 2, 2, 2, cv::BORDER_CONSTANT, cv::Scalar(0, 0, 0));
+    tiles.push_back(tile);
+    if (tiles.size() == kSheetTiles) break;
+  }
+  if (tiles.empty()) {
+    spdlog::warn("video.sink: no frame with a face for the eye strip '{}'", options_.eye_strip);
+    return;
+  }
+  const auto columns = static_cast<int>(std::min(tiles.size(), kSheetColumns));
+  const auto rows = static_cast<int>((tiles.size() + kSheetColumns - 1) / kSheetColumns);
+  const int w = tiles.front().cols, h = tiles.front().rows;
+  cv::Mat strip(rows * h, columns * w, CV_8UC3, cv::Scalar(0, 0, 0));
+  for (std::size_t i = 0; i < tiles.size(); ++i) {
+    tiles[i].copyTo(strip(cv::Rect(static_cast<int>(i % kSheetColumns) * w,
+                                   static_cast<int>(i / kSheetColumns) * h, w, h)));
+  }
+  if (!cv::imwrite(options_.eye_strip, strip)) {
+    spdlog::error("video.sink: cannot write the eye strip '{}'", options_.eye_strip);
+    return;
+  }
+  spdlog::info("video.sink: eye strip of {} frames written to '{}'", tiles.size(), options_.eye_strip);
 }
 
 }  // namespace micromodels::vision

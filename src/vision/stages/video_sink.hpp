@@ -18,9 +18,12 @@ struct VideoSinkOptions {
   std::string path;  // .mp4 .m4v .mov .avi .mkv, or a folder ending in '/' for PNGs
   std::string field = "frame";
   double fps = 0;                     // 0: the packets' `fps` field, else 25
-  std::string codec = "mp4v";         // FourCC
+  std::string codec = "avc1";         // FourCC; H.264 plays in browsers and common players
   std::string side_by_side;           // a second image field, written left of `field`
+  bool eye_inset = false;             // with side_by_side: enlarged eyes of both, below them
   std::string contact_sheet;          // PNG written at close: 6 frames spread over the video
+  bool markers = false;               // the contact sheet marks the eye landmarks and irises
+  std::string eye_strip;              // PNG written at close: enlarged eyes, before over after
   std::uint64_t expected_frames = 0;  // spacing of the contact sheet; 0: unknown
 };
 
@@ -56,7 +59,10 @@ class VideoSink final : public Stage {
   void open_writer(const Packet& packet, cv::Size size);
   void keep_for_sheet(const Packet& packet);
   void write_contact_sheet() const;
-  [[nodiscard]] cv::Mat compose(const Image& frame, const Image* other) const;
+  void write_eye_strip() const;
+  // `frame`, with `other` on its left and, with eye_inset, both's eyes enlarged below.
+  [[nodiscard]] cv::Mat compose(const Image& frame, const Image* other, const Points& landmarks);
+  [[nodiscard]] cv::Mat compose_still(const Image& frame, const Image* other) const;
 
   VideoSinkOptions options_;
   bool to_folder_ = false;
@@ -73,6 +79,7 @@ class VideoSink final : public Stage {
   std::vector<std::uint64_t> sheet_targets_;  // seqs to keep, when expected_frames is known
   std::uint64_t sheet_stride_ = 1;            // otherwise: every stride-th seq, thinned as it goes
   std::vector<Kept> kept_;
+  std::optional<cv::Rect2f> inset_box_;  // the eyes' box of the last frame with a face
 };
 
 }  // namespace micromodels::vision

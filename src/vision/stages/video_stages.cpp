@@ -71,11 +71,19 @@ void register_video_stages(Registry& registry) {
                   "output .mp4/.avi/.mkv, or a folder ending in '/' for PNGs"},
                  {"field", ParamType::text, std::string("frame"), "image field to write"},
                  {"fps", ParamType::number, 0.0, "0: the packets' 'fps' field, else 25"},
-                 {"codec", ParamType::text, std::string("mp4v"), "FourCC: mp4v, avc1, MJPG, FFV1"},
+                 {"codec", ParamType::text, std::string("avc1"),
+                  "FourCC: avc1 (H.264, plays in browsers), mp4v, MJPG, FFV1 (lossless, .mkv)"},
                  {"side_by_side", ParamType::text, std::string(),
                   "second image field written left of 'field' (e.g. input_frame); empty: none"},
+                 {"eye_inset", ParamType::boolean, false,
+                  "with side_by_side: both images' eyes enlarged in a band below them"},
                  {"contact_sheet", ParamType::text, std::string(),
-                  "PNG of 6 frames spread over the video, eyes drawn; written at close"},
+                  "PNG of 6 frames spread over the video; written at close"},
+                 {"markers", ParamType::boolean, false,
+                  "mark the eye landmarks and irises on the contact sheet"},
+                 {"eye_strip", ParamType::text, std::string(),
+                  "PNG of 6 frames' eyes enlarged, before over after (needs side_by_side); "
+                  "written at close"},
                  {"expected_frames", ParamType::integer, std::int64_t{0},
                   "frames in the video, to space the contact sheet; 0: unknown"}};
   sink.info = [](const Params& params) {
@@ -84,7 +92,8 @@ void register_video_stages(Registry& registry) {
     if (!params.text("side_by_side").empty()) info.reads.push_back(params.text("side_by_side"));
     // The packets' frame rate unless set here; the eyes drawn on the contact sheet.
     if (params.number("fps") <= 0) info.optional_reads.push_back("fps");
-    if (!params.text("contact_sheet").empty()) {
+    if (!params.text("contact_sheet").empty() || !params.text("eye_strip").empty() ||
+        params.boolean("eye_inset")) {
       info.optional_reads.insert(info.optional_reads.end(), {"landmarks", "iris"});
     }
     return info;
@@ -96,7 +105,10 @@ void register_video_stages(Registry& registry) {
                          .fps = params.number("fps"),
                          .codec = params.text("codec"),
                          .side_by_side = params.text("side_by_side"),
+                         .eye_inset = params.boolean("eye_inset"),
                          .contact_sheet = params.text("contact_sheet"),
+                         .markers = params.boolean("markers"),
+                         .eye_strip = params.text("eye_strip"),
                          .expected_frames = non_negative(params, "expected_frames", "video.sink")});
   };
   registry.add(std::move(sink));
