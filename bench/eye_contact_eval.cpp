@@ -1,9 +1,16 @@
-// `micromodels eval eye_contact`: runs pipelines/eye_contact.yaml on real videos with a probe
-// stage appended after `substitute` that sees every output packet in order, decodes the same
-// frame of the input itself, and measures what the pipeline changed: where (never outside the
-// blend mask), how much closer the irises got to their target, how steady they are, and whether
-// the blend leaves an edge. Figures are kept per frame in running sums, so memory does not grow
-// with the video.
+// `micromodels eval eye_contact`: runs the eye-contact pipeline on a video, then on the same video
+// with its eyes turned down by known angles, and compares what comes out.
+//
+// Run 1 (unturned): a probe stage after `substitute` sees every output frame in order, decodes
+// the same input frame itself, and records per eye where the pipeline put it (the evaluation's
+// test set is placed with these fields; the truth is the known turn, not the fields), crops of
+// input and output, the shift the pipeline applied, and the frame-level checks (pixels outside
+// the masks, seam, jitter). A second probe on the iris model's output records its raw iris.
+// Run 2 per angle: the source is replaced by one that turns every eye of frame i down by
+// radius x sin(angle) with eye_turn.hpp, at the place run 1 found it; the same probes record the
+// turned run's crops and fields. The turn left between the two runs' outputs is measured by
+// fitting the evaluation's own turn between them (measure_turn), and checked on the inputs,
+// where it must find the known turn.
 #include "eye_contact_eval.hpp"
 
 #include <algorithm>
@@ -12,27 +19,25 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
-#include <fstream>
 #include <iostream>
-#include <map>
 #include <memory>
 #include <mutex>
+#include <numbers>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 
 #include "micromodels/micromodels.hpp"
 
 #include "eye_contact_support.hpp"
+#include "eye_turn.hpp"
 #include "json_file.hpp"
-#include "vision/models/iris_model.hpp"
-#include "vision/models/model_files.hpp"
-#include "vision/stages/eye_fields.hpp"
-#include "vision/stages/eye_warp.hpp"
 #include "vision/stages/image_mat.hpp"
 
 namespace micromodels::bench {
@@ -42,10 +47,13 @@ using Json = nlohmann::ordered_json;
 
 namespace {
 
+// The eyeball turns the iris centre on a radius of about 11 mm, the eye is about 29 mm from
+// corner to corner (adult averages): the known turn by `angle` moves the iris 0.37 W sin(angle).
+constexpr double kEyeballRadius = 0.37;
+constexpr int kCropMargin = 3;
 constexpr const char* kProbeType = "eval.eye_contact_probe";
-constexpr const char* kProbeStage = "eval_probe";
-
-cv::Point2f at(const Points& points, std::size_t i) { return {points[i].x, points[i].y}; }
+constexpr const char* kTapType = "eval.iris_tap";
+constexpr const char* kTurnedSourceType = "eval.turned_video";
 
 template <class T>
 const T* field(const Packet& packet, std::string_view name) {
@@ -53,7 +61,18 @@ const T* field(const Packet& packet, std::string_view name) {
   return value == nullptr ? nullptr : std::get_if<T>(value);
 }
 
-/// Per-pixel largest channel difference of two equal-size 8-bit images.
+cv::Point2f at(const Points& points, std::size_t i) { return {points[i].x, points[i].y}; }
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
+double ratio(double numerator, double denominator) {
+  return denominator != 0 ? numerator / denominator : 0.0;
+}
+
 cv::Mat channel_max_absdiff(const cv::Mat& a, const cv::Mat& b) {
   cv::Mat diff;
   cv::absdiff(a, b, diff);
@@ -79,212 +98,253 @@ cv::Mat gradient_magnitude(const cv::Mat& bgr) {
   return magnitude;
 }
 
-/// Running sums of the probe, turned into EyeContactEval at the end.
-struct ProbeSums {
-  std::uint64_t checked = 0;
-  std::uint64_t failures = 0;
-  std::uint64_t with_face = 0;
-  std::uint64_t corrected = 0;
-  double strength_sum = 0;
-  std::uint64_t eyes = 0;
-  double before_sum = 0;
-  double after_sum = 0;
-  std::uint64_t eyes_all = 0;
-  double before_all_sum = 0;
-  double after_all_sum = 0;
-  std::uint64_t shifts = 0;
-  double shift_sum = 0;
-  int max_outside = 0;
-  std::uint64_t frames_outside = 0;
-  int max_inside = 0;
-  std::uint64_t input_mismatches = 0;
+cv::Mat decoded(cv::VideoCapture& capture, std::uint64_t& decoded_count, std::uint64_t seq) {
+  cv::Mat frame;
+  while (decoded_count <= seq) {
+    if (!capture.read(frame)) {
+      throw std::runtime_error("eval: the input has no frame " + std::to_string(seq));
+    }
+    ++decoded_count;
+  }
+  if (frame.channels() == 1) cv::cvtColor(frame, frame, cv::COLOR_GRAY2BGR);
+  if (frame.channels() == 4) cv::cvtColor(frame, frame, cv::COLOR_BGRA2BGR);
+  return frame;
+}
+
+// One eye of one frame as the unturned run saw it.
+struct EyeRecord {
+  EvalEye eye;            // frame coordinates
+  cv::Rect box;           // the crops' place in the frame
+  cv::Mat in, out;        // unturned input and output
+  cv::Mat turned_in, turned_out;
+  cv::Point2f shift{0, 0};  // gaze_shift applied (unturned run)
+  cv::Point2f turned_shift{0, 0};
+  std::optional<cv::Point2f> iris, turned_iris;              // the pipeline's iris
+  std::optional<cv::Point2f> model_iris, turned_model_iris;  // eye.iris's raw iris
+  double turn_px = 0;                                        // the known turn
+};
+
+struct FrameRecord {
+  double strength = 0;
+  double turned_strength = -1;  // -1: not seen in a turned run yet
+  std::array<std::optional<EyeRecord>, 2> eyes;
+};
+
+// Everything the probes and the turned source share; one mutex, the probes are ordered.
+struct EvalState {
+  std::mutex mutex;
+  std::map<std::uint64_t, FrameRecord> frames;
+  std::map<std::uint64_t, std::array<cv::Point2f, 2>> model_iris;  // from the tap, this run
+  bool turned = false;  // which run the probes record into
+  double angle_deg = 0;
+  double max_turn_px = 0;
+
+  // Frame-level sums of the unturned run.
+  std::uint64_t checked = 0, failures = 0, with_face = 0, corrected = 0;
+  double strength_sum = 0, pitch_sum = 0, yaw_sum = 0;
+  std::map<std::string, std::uint64_t> reasons;
+  int max_outside = 0, max_inside = 0;
+  std::uint64_t frames_outside = 0, input_mismatches = 0;
+  double edge_in = 0, edge_out = 0;
+  double asked_sum = 0, delivered_sum = 0, finder_delivered_sum = 0;
+  std::uint64_t asked_eyes = 0, finder_asked_eyes = 0;
+  std::optional<std::pair<std::uint64_t, std::array<std::optional<cv::Point2f>, 4>>> previous;
+  double jitter_in = 0, jitter_out = 0;
   std::uint64_t jitter_steps = 0;
-  double jitter_in_sum = 0;
-  double jitter_out_sum = 0;
-  double edge_in_sum = 0;
-  double edge_out_sum = 0;
 };
 
-/// The iris centres measured on one frame's input and output (right eye, left eye).
-struct IrisPair {
-  std::uint64_t seq = 0;
-  std::array<cv::Point2f, 2> in{};
-  std::array<cv::Point2f, 2> out{};
-};
+std::optional<EvalEye> eval_eye(const Packet& packet, std::size_t side) {
+  const Points* landmarks = field<Points>(packet, "landmarks");
+  const Points* iris = field<Points>(packet, "iris");
+  if (landmarks == nullptr || landmarks->size() != 68 || iris == nullptr || iris->size() != 10) {
+    return std::nullopt;
+  }
+  EvalEye eye;
+  eye.corner_a = at(*landmarks, side == 0 ? 36 : 42);
+  eye.corner_b = at(*landmarks, side == 0 ? 39 : 45);
+  if (const Points* contours = field<Points>(packet, "eye_contours"); contours != nullptr &&
+                                                                      contours->size() == 142) {
+    // The iris model's order: 0..8 the lower lid corner to corner, 9..15 the upper lid.
+    for (std::size_t i = 1; i < 8; ++i) eye.lower_lid.push_back(at(*contours, side * 71 + i));
+    for (std::size_t i = 9; i < 16; ++i) eye.upper_lid.push_back(at(*contours, side * 71 + i));
+  } else {
+    for (const std::size_t i : {1, 2}) eye.upper_lid.push_back(at(*landmarks, side * 6 + 36 + i));
+    for (const std::size_t i : {4, 5}) eye.lower_lid.push_back(at(*landmarks, side * 6 + 36 + i));
+  }
+  eye.iris = at(*iris, side * 5);
+  float radius = 0;
+  for (std::size_t i = 1; i < 5; ++i) radius += static_cast<float>(cv::norm(at(*iris, side * 5 + i) - eye.iris));
+  eye.iris_radius = radius / 4;
+  return eye;
+}
 
-class EyeContactProbe {
+class Probe final : public Stage {
  public:
-  EyeContactProbe(const fs::path& video, vision::GazeTarget target)
-      : iris_(vision::models_dir() / vision::IrisModel::kModelFile), target_(target) {
-    if (!capture_.open(video.string(), cv::CAP_FFMPEG)) {
-      throw std::runtime_error("eval: cannot open '" + video.string() + "'");
+  Probe(std::shared_ptr<EvalState> state, fs::path video)
+      : state_(std::move(state)), video_(std::move(video)) {
+    if (!capture_.open(video_.string(), cv::CAP_FFMPEG)) {
+      throw std::runtime_error("eval: cannot open '" + video_.string() + "'");
     }
   }
 
-  void observe(const Packet& packet) {
-    std::lock_guard lock(mutex_);
-    ++sums_.checked;
+  void process(Packet packet, std::vector<Packet>& /*out*/) override {
+    std::lock_guard lock(state_->mutex);
+    if (!state_->turned) ++state_->checked;
     try {
-      measure(packet);
+      if (state_->turned) {
+        record_turned(packet);
+      } else {
+        record(packet);
+      }
     } catch (...) {
-      ++sums_.failures;
+      if (!state_->turned) ++state_->failures;
       throw;
     }
   }
 
-  [[nodiscard]] ProbeSums sums() const {
-    std::lock_guard lock(mutex_);
-    return sums_;
-  }
-
  private:
-  // The input frame `seq`, decoded here rather than taken from the packet, so that a stage
-  // that wrote into shared pixels would show up as a difference.
-  cv::Mat input_frame(std::uint64_t seq) {
-    cv::Mat frame;
-    while (decoded_ <= seq) {
-      if (!capture_.read(frame)) {
-        throw std::runtime_error("eval: the input has no frame " + std::to_string(seq));
-      }
-      ++decoded_;
-    }
-    if (frame.channels() == 1) cv::cvtColor(frame, frame, cv::COLOR_GRAY2BGR);
-    if (frame.channels() == 4) cv::cvtColor(frame, frame, cv::COLOR_BGRA2BGR);
-    return frame;
-  }
-
-  // The blend's alpha over the whole frame, placed as image.blend places it; empty when the
-  // packet carries no patch.
   static cv::Mat frame_mask(const Packet& packet, cv::Size size) {
-    const Image* patch = field<Image>(packet, "generated");
     const Image* mask = field<Image>(packet, "generated_mask");
     const Rects* roi = field<Rects>(packet, "generated_roi");
-    if (patch == nullptr || mask == nullptr || roi == nullptr || roi->empty()) return {};
+    if (field<Image>(packet, "generated") == nullptr || mask == nullptr || roi == nullptr ||
+        roi->empty()) {
+      return {};
+    }
     const Rect& where = roi->front();
-    if (!std::isfinite(where.x) || !std::isfinite(where.y)) return {};
     const cv::Mat alpha = vision::to_mat(*mask);
-    const cv::Rect placed(static_cast<int>(std::lround(where.x)),
-                          static_cast<int>(std::lround(where.y)), alpha.cols, alpha.rows);
+    const cv::Rect placed(static_cast<int>(std::lround(where.x)), static_cast<int>(std::lround(where.y)),
+                          alpha.cols, alpha.rows);
     const cv::Rect clipped = placed & cv::Rect(0, 0, size.width, size.height);
     cv::Mat full = cv::Mat::zeros(size, CV_8UC1);
-    if (clipped.empty()) return full;
-    alpha(cv::Rect(clipped.x - placed.x, clipped.y - placed.y, clipped.width, clipped.height))
-        .copyTo(full(clipped));
+    if (!clipped.empty()) {
+      alpha(cv::Rect(clipped.x - placed.x, clipped.y - placed.y, clipped.width, clipped.height))
+          .copyTo(full(clipped));
+    }
     return full;
   }
 
-  // Where gaze.redirect aims one eye (vision::GazeTarget, the stage's own definition), on the
-  // eye the packet describes: its smoothed eyelid contour and iris, or dlib's six points when
-  // the packet has no iris.
-  std::optional<cv::Point2f> target(const Packet& packet, const Points& landmarks,
-                                    vision::EyeSide side) const {
-    std::optional<vision::EyeShape> eye = vision::eye_shape(packet, side);
-    if (!eye) {
-      eye.emplace();
-      eye->opening = vision::eye_landmarks(landmarks, side);
+  static std::array<cv::Point2f, 2> shifts(const Packet& packet) {
+    std::array<cv::Point2f, 2> d{};
+    if (const Points* shift = field<Points>(packet, "gaze_shift"); shift != nullptr && shift->size() == 2) {
+      d = {at(*shift, 0), at(*shift, 1)};
     }
-    if (vision::eye_opening_polygon(eye->opening).empty()) return std::nullopt;
-    return target_.for_eye(*eye);
+    return d;
   }
 
-  void measure(const Packet& packet) {
+  void record(const Packet& packet) {
+    EvalState& s = *state_;
     const cv::Mat out = vision::to_mat(packet.get<Image>("frame"));
-    const cv::Mat in = input_frame(packet.seq);
+    const cv::Mat in = decoded(capture_, decoded_, packet.seq);
     if (in.size() != out.size() || in.type() != out.type()) {
       throw std::runtime_error("eval: output frame " + std::to_string(packet.seq) +
                                " differs in size or type from the input");
     }
     if (const Image* kept = field<Image>(packet, "input_frame")) {
       const cv::Mat kept_mat = vision::to_mat(*kept);
-      if (kept_mat.size() != in.size() || cv::norm(kept_mat, in, cv::NORM_INF) > 0) {
-        ++sums_.input_mismatches;
-      }
+      if (kept_mat.size() != in.size() || cv::norm(kept_mat, in, cv::NORM_INF) > 0) ++s.input_mismatches;
     }
-
-    // Pixels outside the mask: unchanged, bit for bit.
     const cv::Mat mask = frame_mask(packet, in.size());
     const cv::Mat change = channel_max_absdiff(in, out);
-    double outside = 0;
-    double inside = 0;
+    double outside = 0, inside = 0;
     if (mask.empty()) {
       cv::minMaxLoc(change, nullptr, &outside);
     } else {
-      ++sums_.corrected;
+      ++s.corrected;
       cv::minMaxLoc(change, nullptr, &outside, nullptr, nullptr, mask == 0);
       cv::minMaxLoc(change, nullptr, &inside, nullptr, nullptr, mask > 0);
-      measure_edge(in, out, mask);
+      seam(in, out, mask);
     }
-    sums_.max_outside = std::max(sums_.max_outside, static_cast<int>(outside));
-    sums_.max_inside = std::max(sums_.max_inside, static_cast<int>(inside));
-    if (outside > 0) ++sums_.frames_outside;
+    s.max_outside = std::max(s.max_outside, static_cast<int>(outside));
+    s.max_inside = std::max(s.max_inside, static_cast<int>(inside));
+    if (outside > 0) ++s.frames_outside;
+    if (const std::string* reason = field<std::string>(packet, "gaze_reason")) ++s.reasons[*reason];
 
-    if (const Points* shift = field<Points>(packet, "gaze_shift");
-        shift != nullptr && !mask.empty()) {
-      for (const Point& d : *shift) {
-        sums_.shift_sum += std::hypot(d.x, d.y);
-        ++sums_.shifts;
-      }
-    }
-
-    const Points* landmarks = vision::points_field(packet, "landmarks", vision::kLandmarkCount);
-    if (landmarks == nullptr) {
-      previous_.reset();
+    FrameRecord& frame = s.frames[packet.seq];
+    const double* strength = field<double>(packet, "gaze_strength");
+    frame.strength = strength != nullptr ? *strength : 0.0;
+    if (field<Points>(packet, "landmarks") == nullptr) {
+      s.previous.reset();
       return;
     }
-    ++sums_.with_face;
-    const double* strength_field = field<double>(packet, "gaze_strength");
-    const double strength = strength_field != nullptr ? *strength_field : 0.0;
-    sums_.strength_sum += strength;
-    measure_iris(packet, *landmarks, in, out, strength);
-  }
-
-  void measure_iris(const Packet& packet, const Points& landmarks, const cv::Mat& in,
-                    const cv::Mat& out, double strength) {
-    // The crops eye.iris makes: corners 36/39 (right eye), 42/45 mirrored (left eye).
-    std::vector<vision::EyeCrop> crops;
-    for (const cv::Mat* frame : {&in, &out}) {
-      crops.push_back(
-          vision::IrisModel::crop_eye(*frame, at(landmarks, 36), at(landmarks, 39), false));
-      crops.push_back(
-          vision::IrisModel::crop_eye(*frame, at(landmarks, 42), at(landmarks, 45), true));
+    ++s.with_face;
+    s.strength_sum += frame.strength;
+    if (const Scalars* gaze = field<Scalars>(packet, "gaze"); gaze != nullptr && gaze->size() == 5) {
+      s.pitch_sum += 0.5 * ((*gaze)[0] + (*gaze)[2]);
+      s.yaw_sum += 0.5 * ((*gaze)[1] + (*gaze)[3]);
     }
-    const std::vector<vision::IrisLandmarks> found = iris_.run(crops);
-    IrisPair pair{.seq = packet.seq};
-    for (std::size_t eye = 0; eye < 2; ++eye) {
-      pair.in[eye] = found[eye].iris_center();
-      pair.out[eye] = found[2 + eye].iris_center();
-      const auto side = eye == 0 ? vision::EyeSide::right : vision::EyeSide::left;
-      const std::optional<cv::Point2f> aim = target(packet, landmarks, side);
-      if (!aim) continue;
-      const double before = cv::norm(*aim - pair.in[eye]);
-      const double after = cv::norm(*aim - pair.out[eye]);
-      sums_.before_all_sum += before;
-      sums_.after_all_sum += after;
-      ++sums_.eyes_all;
-      if (strength > 0) {
-        sums_.before_sum += before;
-        sums_.after_sum += after;
-        ++sums_.eyes;
+    const std::array<cv::Point2f, 2> d = shifts(packet);
+    std::array<std::optional<cv::Point2f>, 4> found;  // finder: in right, in left, out right, out left
+    for (std::size_t side = 0; side < 2; ++side) {
+      const std::optional<EvalEye> eye = eval_eye(packet, side);
+      if (!eye || !(eye->width() > 4)) continue;
+      EyeRecord record;
+      record.eye = *eye;
+      record.box = turn_region(*eye, static_cast<float>(s.max_turn_px) + 2, kCropMargin) &
+                   cv::Rect(0, 0, in.cols, in.rows);
+      if (record.box.area() < 16) continue;
+      record.in = in(record.box).clone();
+      record.out = out(record.box).clone();
+      record.shift = d[side];
+      record.iris = eye->iris;
+      found[side] = find_iris(in, *eye);
+      found[2 + side] = find_iris(out, *eye);
+      const float asked = static_cast<float>(cv::norm(d[side]));
+      if (asked > 0.25f) {
+        const cv::Point2f direction = d[side] * (1.0f / asked);
+        const cv::Point2f offset(static_cast<float>(-record.box.x), static_cast<float>(-record.box.y));
+        // The iris's pixels in the output, where the pipeline put them, found in the input.
+        if (const auto moved = measure_iris_translation(record.out, record.in, eye->moved_by(offset),
+                                                        eye->iris + d[side] + offset,
+                                                        eye->iris_radius, d[side], asked + 2)) {
+          s.asked_sum += asked;
+          s.delivered_sum += moved->dot(direction);
+          ++s.asked_eyes;
+        }
+        if (found[side] && found[2 + side]) {
+          s.finder_delivered_sum += (*found[2 + side] - *found[side]).dot(direction) / asked;
+          ++s.finder_asked_eyes;
+        }
+      }
+      frame.eyes[side] = std::move(record);
+    }
+    if (s.previous && s.previous->first + 1 == packet.seq) {
+      for (std::size_t side = 0; side < 2; ++side) {
+        const auto& before = s.previous->second;
+        if (found[side] && found[2 + side] && before[side] && before[2 + side]) {
+          s.jitter_in += cv::norm(*found[side] - *before[side]);
+          s.jitter_out += cv::norm(*found[2 + side] - *before[2 + side]);
+          ++s.jitter_steps;
+        }
       }
     }
-    if (previous_ && previous_->seq + 1 == pair.seq) {
-      for (std::size_t eye = 0; eye < 2; ++eye) {
-        sums_.jitter_in_sum += cv::norm(pair.in[eye] - previous_->in[eye]);
-        sums_.jitter_out_sum += cv::norm(pair.out[eye] - previous_->out[eye]);
-        ++sums_.jitter_steps;
-      }
-    }
-    previous_ = pair;
+    s.previous = std::make_pair(packet.seq, found);
   }
 
-  // Gradient energy over the mask's transition band, widened by a pixel on each side so that
-  // an edge right at the band's border counts too. Only the mask's bounding box is examined.
-  void measure_edge(const cv::Mat& in, const cv::Mat& out, const cv::Mat& mask) {
+  void record_turned(const Packet& packet) {
+    auto it = state_->frames.find(packet.seq);
+    if (it == state_->frames.end()) return;
+    FrameRecord& frame = it->second;
+    const double* strength = field<double>(packet, "gaze_strength");
+    frame.turned_strength = strength != nullptr ? *strength : 0.0;
+    const cv::Mat out = vision::to_mat(packet.get<Image>("frame"));
+    const std::array<cv::Point2f, 2> d = shifts(packet);
+    const Points* iris = field<Points>(packet, "iris");
+    for (std::size_t side = 0; side < 2; ++side) {
+      if (!frame.eyes[side]) continue;
+      EyeRecord& eye = *frame.eyes[side];
+      eye.turned_out = out(eye.box).clone();
+      eye.turned_shift = d[side];
+      eye.turned_iris.reset();
+      if (iris != nullptr && iris->size() == 10) eye.turned_iris = at(*iris, side * 5);
+    }
+  }
+
+  // Gradient energy over the mask's transition band, widened by a pixel each side.
+  void seam(const cv::Mat& in, const cv::Mat& out, const cv::Mat& mask) {
     const cv::Rect support = cv::boundingRect(mask > 0);
     if (support.empty()) return;
-    const cv::Rect box =
-        cv::Rect(support.x - 2, support.y - 2, support.width + 4, support.height + 4) &
-        cv::Rect(0, 0, mask.cols, mask.rows);
+    const cv::Rect box = cv::Rect(support.x - 2, support.y - 2, support.width + 4, support.height + 4) &
+                         cv::Rect(0, 0, mask.cols, mask.rows);
     const cv::Mat m = mask(box);
     const cv::Mat kernel = cv::getStructuringElement(cv::MORPH_RECT, {3, 3});
     cv::Mat grown, core;
@@ -292,48 +352,131 @@ class EyeContactProbe {
     cv::erode(m == 255, core, kernel);
     cv::Mat band;
     cv::Mat(grown & ~core).convertTo(band, CV_32F, 1.0 / 255);
-    sums_.edge_in_sum += cv::sum(gradient_magnitude(in(box)).mul(band))[0];
-    sums_.edge_out_sum += cv::sum(gradient_magnitude(out(box)).mul(band))[0];
+    state_->edge_in += cv::sum(gradient_magnitude(in(box)).mul(band))[0];
+    state_->edge_out += cv::sum(gradient_magnitude(out(box)).mul(band))[0];
   }
 
-  mutable std::mutex mutex_;
-  vision::IrisModel iris_;
-  vision::GazeTarget target_;
+  std::shared_ptr<EvalState> state_;
+  fs::path video_;
   cv::VideoCapture capture_;
   std::uint64_t decoded_ = 0;
-  std::optional<IrisPair> previous_;
-  ProbeSums sums_;
 };
 
-class ProbeStage final : public Stage {
+// Records eye.iris's own iris centres, before any refinement.
+class IrisTap final : public Stage {
  public:
-  explicit ProbeStage(std::shared_ptr<EyeContactProbe> probe) : probe_(std::move(probe)) {}
-  void process(Packet packet, std::vector<Packet>& /*out*/) override { probe_->observe(packet); }
+  explicit IrisTap(std::shared_ptr<EvalState> state) : state_(std::move(state)) {}
+  void process(Packet packet, std::vector<Packet>& /*out*/) override {
+    const Points* iris = field<Points>(packet, "iris");
+    if (iris == nullptr || iris->size() != 10) return;
+    std::lock_guard lock(state_->mutex);
+    state_->model_iris[packet.seq] = {at(*iris, 0), at(*iris, 5)};
+  }
 
  private:
-  std::shared_ptr<EyeContactProbe> probe_;
+  std::shared_ptr<EvalState> state_;
 };
 
-// The gaze.redirect stage's target params (iris_rise, target_offset_px), as it reads them.
-vision::GazeTarget gaze_target_of(const Pipeline& pipeline) {
-  vision::GazeTarget target;
-  for (const StageConfig& stage : pipeline.stages()) {
-    if (stage.type != "gaze.redirect") continue;
-    const StageType* type = Registry::global().find(stage.type);
-    if (type == nullptr) break;
-    const Params params = Params::resolve(stage.type, type->params, stage.params);
-    target.iris_rise = static_cast<float>(params.number("iris_rise"));
-    const std::vector<double>& offset = params.numbers("target_offset_px");
-    if (offset.size() == 2) {
-      target.offset_px = {static_cast<float>(offset[0]), static_cast<float>(offset[1])};
+// The video with every eye turned down by radius x sin(angle), where the unturned run found it.
+class TurnedVideo final : public Source {
+ public:
+  TurnedVideo(std::shared_ptr<EvalState> state, const std::string& video, std::uint64_t frames)
+      : state_(std::move(state)), limit_(frames) {
+    if (!capture_.open(video, cv::CAP_FFMPEG)) {
+      throw std::runtime_error("eval: cannot open '" + video + "'");
     }
-    break;
   }
-  return target;
+
+  bool next(std::vector<Packet>& out) override {
+    if (limit_ > 0 && seq_ >= limit_) return false;
+    cv::Mat frame;
+    if (!capture_.read(frame)) return false;
+    if (frame.channels() == 1) cv::cvtColor(frame, frame, cv::COLOR_GRAY2BGR);
+    {
+      std::lock_guard lock(state_->mutex);
+      auto it = state_->frames.find(seq_);
+      if (it != state_->frames.end()) {
+        const double angle = state_->angle_deg * std::numbers::pi / 180;
+        for (std::optional<EyeRecord>& eye : it->second.eyes) {
+          if (!eye) continue;
+          eye->turn_px = kEyeballRadius * eye->eye.width() * std::sin(angle);
+          frame = turn_eye(frame, eye->eye, static_cast<float>(eye->turn_px));
+        }
+        for (std::optional<EyeRecord>& eye : it->second.eyes) {
+          if (eye) eye->turned_in = frame(eye->box).clone();
+        }
+      }
+    }
+    Packet packet;
+    packet.stream = 0;
+    packet.seq = seq_;
+    packet.time_ns = static_cast<std::int64_t>(seq_) * 40'000'000;
+    packet.set("frame", vision::to_image(frame));
+    out.push_back(std::move(packet));
+    ++seq_;
+    return true;
+  }
+
+ private:
+  std::shared_ptr<EvalState> state_;
+  cv::VideoCapture capture_;
+  std::uint64_t limit_;
+  std::uint64_t seq_ = 0;
+};
+
+void add_eval_types(Registry& registry, const std::shared_ptr<EvalState>& state, const fs::path& video) {
+  StageType probe;
+  probe.name = kProbeType;
+  probe.help = "compares each output frame with the input (micromodels eval eye_contact)";
+  probe.info = [](const Params&) { return StageInfo{.reads = {"frame"}, .reads_all = true}; };
+  probe.make = [state, video](const Params&) -> std::unique_ptr<Stage> {
+    return std::make_unique<Probe>(state, video);
+  };
+  registry.add(std::move(probe));
+  StageType tap;
+  tap.name = kTapType;
+  tap.help = "records the iris model's iris (micromodels eval eye_contact)";
+  tap.info = [](const Params&) { return StageInfo{.reads = {}, .optional_reads = {"iris"}}; };
+  tap.make = [state](const Params&) -> std::unique_ptr<Stage> { return std::make_unique<IrisTap>(state); };
+  registry.add(std::move(tap));
+  StageType turned;
+  turned.name = kTurnedSourceType;
+  turned.help = "the video with its eyes turned down by a known angle (micromodels eval eye_contact)";
+  turned.params = {{"path", ParamType::text, std::nullopt, "the video"},
+                   {"max_frames", ParamType::integer, std::int64_t{0}, "frames from the start; 0: all"}};
+  turned.info = [](const Params&) { return StageInfo{.reads = {}, .writes = {"frame"}}; };
+  turned.make_source = [state](const Params& params) -> std::unique_ptr<Source> {
+    return std::make_unique<TurnedVideo>(state, params.text("path"),
+                                         static_cast<std::uint64_t>(params.integer("max_frames")));
+  };
+  registry.add(std::move(turned));
 }
 
-double ratio(double numerator, double denominator) {
-  return denominator > 0 ? numerator / denominator : 0.0;
+// The pipeline with the probes added: after `substitute`, and after the stage of type eye.iris.
+Pipeline probed(Pipeline pipeline) {
+  StageConfig probe;
+  probe.name = "eval_probe";
+  probe.type = kProbeType;
+  probe.ordered = true;  // consecutive frames for the jitter, and one decoder read ahead
+  probe.inputs = {"substitute"};
+  pipeline.add(probe);
+  for (const StageConfig& stage : pipeline.stages()) {
+    if (stage.type != "eye.iris") continue;
+    StageConfig tap;
+    tap.name = "eval_iris_tap";
+    tap.type = kTapType;
+    tap.inputs = {stage.name};
+    pipeline.add(tap);
+    break;
+  }
+  return pipeline;
+}
+
+MetricsSnapshot run(const Pipeline& pipeline, const Registry& registry) {
+  Runner runner(pipeline, registry);
+  runner.start();
+  runner.wait();
+  return runner.metrics();
 }
 
 std::uint64_t processed_by(const MetricsSnapshot& metrics, const std::string& stage) {
@@ -341,58 +484,153 @@ std::uint64_t processed_by(const MetricsSnapshot& metrics, const std::string& st
   return found == nullptr ? 0 : found->processed;
 }
 
+// A picture of what was measured: for a few eyes spread over the video, enlarged, the input, the
+// output, the turned input and the turned output, one column each.
+void write_eye_sheet(const EvalState& s, const fs::path& path) {
+  std::vector<const EyeRecord*> eyes;
+  for (const auto& [seq, frame] : s.frames) {
+    if (frame.strength < 0.999 || !frame.eyes[0] || frame.eyes[0]->turned_out.empty()) continue;
+    eyes.push_back(&*frame.eyes[0]);
+  }
+  constexpr std::size_t kColumns = 8;
+  constexpr int kScale = 6;
+  if (eyes.empty()) return;
+  std::vector<cv::Mat> columns;
+  for (std::size_t i = 0; i < std::min(kColumns, eyes.size()); ++i) {
+    const EyeRecord& e = *eyes[i * eyes.size() / std::min(kColumns, eyes.size())];
+    std::vector<cv::Mat> tiles;
+    for (const cv::Mat* image : {&e.in, &e.out, &e.turned_in, &e.turned_out}) {
+      cv::Mat big;
+      cv::resize(*image, big, cv::Size(), kScale, kScale, cv::INTER_CUBIC);
+      cv::copyMakeBorder(big, big, 0, 2, 0, 2, cv::BORDER_CONSTANT, cv::Scalar(0, 0, 0));
+      tiles.push_back(big);
+    }
+    cv::Mat column;
+    cv::vconcat(tiles, column);
+    if (!columns.empty() && column.rows != columns.front().rows) {
+      cv::resize(column, column, cv::Size(column.cols * columns.front().rows / column.rows, columns.front().rows));
+    }
+    columns.push_back(column);
+  }
+  cv::Mat sheet;
+  cv::hconcat(columns, sheet);
+  (void)cv::imwrite(path.string(), sheet);
+}
+
+TurnedEval summarise_turn(EvalState& s, double angle) {
+  TurnedEval t;
+  t.angle_deg = angle;
+  std::vector<double> known, in, residual, residual_ungated, sideways, finder_in, finder_out, model_gain, refined_gain,
+      requested;
+  std::uint64_t gated = 0;
+  for (auto& [seq, frame] : s.frames) {
+    if (frame.strength < 0.999 || frame.turned_strength < 0) continue;
+    if (frame.turned_strength < 0.999) ++gated;
+    for (std::optional<EyeRecord>& eye : frame.eyes) {
+      if (!eye || eye->turned_in.empty() || eye->turned_out.empty() || !(eye->turn_px > 0)) continue;
+      ++t.eyes;
+      const cv::Point2f offset(static_cast<float>(-eye->box.x), static_cast<float>(-eye->box.y));
+      const EvalEye local = eye->eye.moved_by(offset);
+      const auto range = static_cast<float>(std::max(1.0, 1.5 * eye->turn_px));
+      known.push_back(eye->turn_px);
+      if (const auto m = measure_turn(eye->turned_in, eye->in, local, range)) in.push_back(*m);
+      // The unturned output has its iris where the pipeline moved it, and the upper lid with it.
+      EvalEye corrected = local;
+      corrected.iris += eye->shift;
+      for (cv::Point2f& p : corrected.upper_lid) p.y += eye->shift.y;
+      if (const auto m = measure_turn(eye->turned_out, eye->out, corrected, range)) {
+        residual.push_back(*m);
+        if (frame.turned_strength >= 0.999) residual_ungated.push_back(*m);
+      }
+      if (const auto m = measure_iris_translation(eye->turned_out, eye->out, corrected, corrected.iris,
+                                                  corrected.iris_radius, {0, 0}, range)) {
+        sideways.push_back(std::abs(m->x) / eye->eye.width());
+      }
+      const auto fi = find_iris(eye->in, local), fti = find_iris(eye->turned_in, local);
+      const auto fo = find_iris(eye->out, corrected), fto = find_iris(eye->turned_out, corrected);
+      if (fi && fti) finder_in.push_back(fti->y - fi->y);
+      if (fo && fto) finder_out.push_back(fto->y - fo->y);
+      if (eye->iris && eye->turned_iris) refined_gain.push_back((eye->turned_iris->y - eye->iris->y) / eye->turn_px);
+      if (eye->model_iris && eye->turned_model_iris) {
+        model_gain.push_back((eye->turned_model_iris->y - eye->model_iris->y) / eye->turn_px);
+      }
+      requested.push_back(-(eye->turned_shift.y - eye->shift.y) / eye->turn_px);
+    }
+  }
+  t.shift_px = median(known);
+  t.turned_gated = ratio(static_cast<double>(gated), static_cast<double>(t.eyes) / 2);
+  t.measured_in_px = median(in);
+  t.residual_px = median(residual);
+  t.recovery = 1 - ratio(t.residual_px, t.measured_in_px);
+  t.recovery_ungated = 1 - ratio(median(residual_ungated), t.measured_in_px);
+  t.sideways_drift = median(sideways);
+  t.finder_in_px = median(finder_in);
+  t.finder_out_px = median(finder_out);
+  t.finder_recovery = 1 - ratio(t.finder_out_px, t.finder_in_px);
+  t.model_iris_gain = median(model_gain);
+  t.refined_iris_gain = median(refined_gain);
+  t.requested_gain = median(requested);
+  return t;
+}
+
 }  // namespace
 
-EyeContactEval evaluate_eye_contact(const fs::path& video, std::uint64_t frames,
-                                    const fs::path& out_dir, const fs::path& pipeline_file) {
+EyeContactEval evaluate_eye_contact(const fs::path& video, const EyeContactEvalOptions& options,
+                                    const fs::path& out_dir) {
   ensure_vision_stages();
   Pipeline pipeline = Pipeline::from_yaml_file(
-      pipeline_file.empty() ? find_repo_file("pipelines/eye_contact.yaml") : pipeline_file);
+      options.pipeline.empty() ? find_repo_file("pipelines/eye_contact.yaml") : fs::path(options.pipeline));
   fs::create_directories(out_dir);
   EyeContactEval result;
   result.video = video.string();
-  result.output_video = retarget_pipeline(pipeline, video, frames, out_dir);
+  result.output_video = retarget_pipeline(pipeline, video, options.frames, out_dir);
 
-  auto probe = std::make_shared<EyeContactProbe>(video, gaze_target_of(pipeline));
-  // The probe lives in a copy of the global registry, so that its captured state stays local
-  // to this evaluation.
+  auto state = std::make_shared<EvalState>();
+  const double max_angle = options.angles.empty() ? 0 : *std::max_element(options.angles.begin(), options.angles.end());
+  // Crops are cut with room for the largest turn of the largest eye (about 45 px at 720p).
+  state->max_turn_px = kEyeballRadius * 60 * std::sin(max_angle * std::numbers::pi / 180);
   Registry registry = Registry::global();
-  StageType type;
-  type.name = kProbeType;
-  type.help = "compares each output frame with the input (micromodels eval eye_contact)";
-  type.info = [](const Params&) {
-    StageInfo info;
-    info.reads = {"frame"};
-    info.reads_all = true;  // inspects whatever the pipeline wrote (patch, landmarks, strength...)
-    info.blocking = false;
-    return info;
-  };
-  type.make = [probe](const Params&) -> std::unique_ptr<Stage> {
-    return std::make_unique<ProbeStage>(probe);
-  };
-  registry.add(std::move(type));
-  StageConfig probe_stage;
-  probe_stage.name = kProbeStage;
-  probe_stage.type = kProbeType;
-  probe_stage.ordered = true;  // consecutive frames for the jitter, and one decoder read ahead
-  probe_stage.inputs = {"substitute"};
-  pipeline.add(probe_stage);
-
-  // The pipeline's own parallelism is its stages; OpenCV's threads would only compete.
-  const OpenCvThreads threads(1);
+  add_eval_types(registry, state, video);
+  const OpenCvThreads threads(1);  // the pipeline's parallelism is its stages
   const auto start = std::chrono::steady_clock::now();
-  MetricsSnapshot metrics;
-  {
-    Runner runner(pipeline, registry);
-    runner.start();
-    runner.wait();
-    metrics = runner.metrics();
-  }  // the sinks close (and flush) their files here
-  result.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  const ProbeSums s = probe->sums();
+  const MetricsSnapshot metrics = run(probed(pipeline), registry);
+  const auto attach_model_iris = [&](bool turned) {
+    std::lock_guard lock(state->mutex);
+    for (const auto& [seq, iris] : std::exchange(state->model_iris, {})) {
+      auto it = state->frames.find(seq);
+      if (it == state->frames.end()) continue;
+      for (std::size_t side = 0; side < 2; ++side) {
+        if (!it->second.eyes[side]) continue;
+        (turned ? it->second.eyes[side]->turned_model_iris : it->second.eyes[side]->model_iris) = iris[side];
+      }
+    }
+  };
+  attach_model_iris(false);
   result.frames_in = std::max(processed_by(metrics, "source"), metrics.packets_in);
   result.frames_out = processed_by(metrics, "sink");
+
+  for (const double angle : options.angles) {
+    Pipeline turned = pipeline;
+    const std::string tag = "down" + std::to_string(static_cast<int>(std::lround(angle))) + "deg";
+    (void)retarget_pipeline(turned, video, options.frames, out_dir / tag);
+    turned.set_type("source", kTurnedSourceType);
+    {
+      std::lock_guard lock(state->mutex);
+      state->turned = true;
+      state->angle_deg = angle;
+      for (auto& [seq, frame] : state->frames) frame.turned_strength = -1;
+    }
+    (void)run(probed(turned), registry);
+    attach_model_iris(true);
+    std::lock_guard lock(state->mutex);
+    result.turned.push_back(summarise_turn(*state, angle));
+    write_eye_sheet(*state, out_dir / tag / "eyes.png");
+  }
+  result.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  std::lock_guard lock(state->mutex);
+  const EvalState& s = *state;
   result.frames_checked = s.checked - s.failures;
   result.probe_failures = s.failures;
   result.frames_with_face = s.with_face;
@@ -400,87 +638,134 @@ EyeContactEval evaluate_eye_contact(const fs::path& video, std::uint64_t frames,
   result.face_share = ratio(static_cast<double>(s.with_face), static_cast<double>(s.checked));
   result.corrected_share = ratio(static_cast<double>(s.corrected), static_cast<double>(s.checked));
   result.mean_gaze_strength = ratio(s.strength_sum, static_cast<double>(s.with_face));
-  result.eyes_measured = s.eyes;
-  result.iris_before_px = ratio(s.before_sum, static_cast<double>(s.eyes));
-  result.iris_after_px = ratio(s.after_sum, static_cast<double>(s.eyes));
-  result.iris_before_all_px = ratio(s.before_all_sum, static_cast<double>(s.eyes_all));
-  result.iris_after_all_px = ratio(s.after_all_sum, static_cast<double>(s.eyes_all));
-  result.mean_applied_shift_px = ratio(s.shift_sum, static_cast<double>(s.shifts));
+  result.reasons = s.reasons;
+  result.mean_pitch_deg = ratio(s.pitch_sum, static_cast<double>(s.with_face));
+  result.mean_yaw_deg = ratio(s.yaw_sum, static_cast<double>(s.with_face));
+  result.asked_px = ratio(s.asked_sum, static_cast<double>(s.asked_eyes));
+  result.delivered_ratio = ratio(s.delivered_sum, s.asked_sum);
+  result.finder_delivered_ratio = ratio(s.finder_delivered_sum, static_cast<double>(s.finder_asked_eyes));
   result.max_pixel_change_outside_masks = s.max_outside;
   result.frames_changed_outside_masks = s.frames_outside;
   result.max_pixel_change_inside_masks = s.max_inside;
   result.input_frame_mismatches = s.input_mismatches;
-  result.iris_jitter_in_px = ratio(s.jitter_in_sum, static_cast<double>(s.jitter_steps));
-  result.iris_jitter_out_px = ratio(s.jitter_out_sum, static_cast<double>(s.jitter_steps));
+  result.iris_jitter_in_px = ratio(s.jitter_in, static_cast<double>(s.jitter_steps));
+  result.iris_jitter_out_px = ratio(s.jitter_out, static_cast<double>(s.jitter_steps));
   result.iris_jitter_ratio = ratio(result.iris_jitter_out_px, result.iris_jitter_in_px);
-  result.blend_edge_energy_ratio = ratio(s.edge_out_sum, s.edge_in_sum);
+  result.seam_energy_ratio = ratio(s.edge_out, s.edge_in);
   return result;
 }
 
 namespace {
 
+struct Target {
+  double low, high;
+  [[nodiscard]] bool met(double v) const { return v >= low && v <= high; }
+};
+constexpr Target kRecovery10{0.85, 1.10};
+constexpr Target kRecoveryOther{0.75, 1.15};
+
+Target recovery_target(double angle) { return std::abs(angle - 10) < 1e-6 ? kRecovery10 : kRecoveryOther; }
+
 Json to_json(const EyeContactEval& e) {
-  return Json{
-      {"video", e.video},
-      {"output_video", e.output_video.string()},
-      {"frames_in", e.frames_in},
-      {"frames_out", e.frames_out},
-      {"frames_checked", e.frames_checked},
-      {"probe_failures", e.probe_failures},
-      {"face_share", e.face_share},
-      {"corrected_share", e.corrected_share},
-      {"mean_gaze_strength", e.mean_gaze_strength},
-      {"iris_displacement_px",
-       {{"before", e.iris_before_px},
-        {"after", e.iris_after_px},
-        {"eyes_measured", e.eyes_measured},
-        {"before_all_face_frames", e.iris_before_all_px},
-        {"after_all_face_frames", e.iris_after_all_px},
-        {"mean_applied_shift", e.mean_applied_shift_px}}},
-      {"max_pixel_change_outside_masks", e.max_pixel_change_outside_masks},
-      {"frames_changed_outside_masks", e.frames_changed_outside_masks},
-      {"max_pixel_change_inside_masks", e.max_pixel_change_inside_masks},
-      {"input_frame_mismatches", e.input_frame_mismatches},
-      {"iris_jitter_px", {{"input", e.iris_jitter_in_px}, {"output", e.iris_jitter_out_px}}},
-      {"iris_jitter_ratio", e.iris_jitter_ratio},
-      {"blend_edge_energy_ratio", e.blend_edge_energy_ratio},
-      {"wall_s", e.wall_s}};
+  Json turned = Json::array();
+  for (const TurnedEval& t : e.turned) {
+    const Target target = recovery_target(t.angle_deg);
+    turned.push_back({{"angle_deg", t.angle_deg},
+                      {"shift_px", t.shift_px},
+                      {"eyes", t.eyes},
+                      {"turned_gated_share", t.turned_gated},
+                      {"measured_in_px", t.measured_in_px},
+                      {"residual_px", t.residual_px},
+                      {"recovery", t.recovery},
+                      {"recovery_target", {target.low, target.high}},
+                      {"recovery_met", target.met(t.recovery)},
+                      {"recovery_ungated", t.recovery_ungated},
+                      {"sideways_drift_eye_widths", t.sideways_drift},
+                      {"sideways_drift_met", t.sideways_drift <= 0.01},
+                      {"finder_in_px", t.finder_in_px},
+                      {"finder_out_px", t.finder_out_px},
+                      {"finder_recovery", t.finder_recovery},
+                      {"model_iris_gain", t.model_iris_gain},
+                      {"refined_iris_gain", t.refined_iris_gain},
+                      {"requested_gain", t.requested_gain}});
+  }
+  Json reasons = Json::object();
+  for (const auto& [reason, count] : e.reasons) reasons[reason] = count;
+  return Json{{"video", e.video},
+              {"output_video", e.output_video.string()},
+              {"frames_in", e.frames_in},
+              {"frames_out", e.frames_out},
+              {"frames_checked", e.frames_checked},
+              {"probe_failures", e.probe_failures},
+              {"face_share", e.face_share},
+              {"corrected_share", e.corrected_share},
+              {"mean_gaze_strength", e.mean_gaze_strength},
+              {"gaze_reasons", reasons},
+              {"mean_gaze_deg", {{"pitch", e.mean_pitch_deg}, {"yaw", e.mean_yaw_deg}}},
+              {"shift_asked_px", e.asked_px},
+              {"shift_delivered_ratio", e.delivered_ratio},
+              {"shift_delivered_ratio_finder", e.finder_delivered_ratio},
+              {"max_pixel_change_outside_masks", e.max_pixel_change_outside_masks},
+              {"frames_changed_outside_masks", e.frames_changed_outside_masks},
+              {"max_pixel_change_inside_masks", e.max_pixel_change_inside_masks},
+              {"input_frame_mismatches", e.input_frame_mismatches},
+              {"iris_jitter_px", {{"input", e.iris_jitter_in_px}, {"output", e.iris_jitter_out_px}}},
+              {"iris_jitter_ratio", e.iris_jitter_ratio},
+              {"iris_jitter_met", e.iris_jitter_ratio <= 1.05},
+              {"seam_energy_ratio", e.seam_energy_ratio},
+              {"seam_energy_met", e.seam_energy_ratio <= 1.1},
+              {"turned", turned},
+              {"wall_s", e.wall_s}};
+}
+
+std::string num(double v, int digits = 3) {
+  char text[48];
+  std::snprintf(text, sizeof text, "%.*f", digits, v);
+  return text;
 }
 
 void print_eval(const EyeContactEval& e) {
-  const auto row = [](const char* name, const std::string& value, const char* check) {
-    std::printf("  %-40s %16s   %s\n", name, value.c_str(), check);
-  };
-  const auto num = [](double v, int digits = 3) {
-    char text[48];
-    std::snprintf(text, sizeof text, "%.*f", digits, v);
-    return std::string(text);
+  const auto row = [](const std::string& name, const std::string& value, const std::string& check) {
+    std::printf("  %-46s %18s   %s\n", name.c_str(), value.c_str(), check.c_str());
   };
   std::printf("\n%s  (%.1f s)\n", e.video.c_str(), e.wall_s);
   row("frames in / out / checked",
-      std::to_string(e.frames_in) + "/" + std::to_string(e.frames_out) + "/" +
-          std::to_string(e.frames_checked),
+      std::to_string(e.frames_in) + "/" + std::to_string(e.frames_out) + "/" + std::to_string(e.frames_checked),
       e.frames_in == e.frames_out && e.frames_out == e.frames_checked ? "ok: equal" : "MISMATCH");
-  row("face_share", num(e.face_share), "");
-  row("corrected_share (patch blended)", num(e.corrected_share), "");
-  row("mean gaze_strength (face frames)", num(e.mean_gaze_strength), "");
-  row("iris to target, before (px)", num(e.iris_before_px, 2), "");
-  row("iris to target, after (px)", num(e.iris_after_px, 2),
-      e.eyes_measured == 0                 ? "(no corrected frame)"
-      : e.iris_after_px < e.iris_before_px ? "ok: closer"
-                                           : "NOT closer");
-  row("  all face frames: before / after (px)",
-      num(e.iris_before_all_px, 2) + "/" + num(e.iris_after_all_px, 2), "");
-  row("  mean shift applied by the warp (px)", num(e.mean_applied_shift_px, 2), "");
-  row("max_pixel_change_outside_masks", std::to_string(e.max_pixel_change_outside_masks),
+  row("face share / corrected share", num(e.face_share) + " / " + num(e.corrected_share), "");
+  std::string reasons;
+  for (const auto& [reason, count] : e.reasons) reasons += reason + " " + std::to_string(count) + ", ";
+  if (!reasons.empty()) reasons.resize(reasons.size() - 2);
+  row("gaze_reason (frames)", "", reasons);
+  row("mean gaze pitch / yaw (deg)", num(e.mean_pitch_deg, 1) + " / " + num(e.mean_yaw_deg, 1), "");
+  row("shift asked (px), delivered: pixels / finder",
+      num(e.asked_px, 2) + ", " + num(e.delivered_ratio, 2) + " / " + num(e.finder_delivered_ratio, 2),
+      std::abs(e.delivered_ratio - 1) <= 0.1 ? "ok: within 10%" : "MISSED: 1 +- 0.1");
+  row("max pixel change outside the masks", std::to_string(e.max_pixel_change_outside_masks),
       e.max_pixel_change_outside_masks == 0 ? "ok: 0" : "FAILED: must be 0");
-  row("max_pixel_change_inside_masks", std::to_string(e.max_pixel_change_inside_masks), "");
-  row("input_frame mismatches vs own decode", std::to_string(e.input_frame_mismatches),
+  row("input_frame mismatches", std::to_string(e.input_frame_mismatches),
       e.input_frame_mismatches == 0 ? "ok" : "MISMATCH");
-  row("iris jitter in / out (px/frame)",
-      num(e.iris_jitter_in_px, 3) + "/" + num(e.iris_jitter_out_px, 3), "");
-  row("iris_jitter_ratio (out/in)", num(e.iris_jitter_ratio), "");
-  row("blend_edge_energy_ratio (out/in)", num(e.blend_edge_energy_ratio), "1 = seamless");
+  row("iris jitter in / out (px/frame), ratio",
+      num(e.iris_jitter_in_px) + " / " + num(e.iris_jitter_out_px) + ", " + num(e.iris_jitter_ratio),
+      e.iris_jitter_ratio <= 1.05 ? "ok: <= 1.05" : "MISSED: <= 1.05");
+  row("seam energy ratio (out / in)", num(e.seam_energy_ratio),
+      e.seam_energy_ratio <= 1.1 ? "ok: <= 1.1" : "MISSED: <= 1.1");
+  for (const TurnedEval& t : e.turned) {
+    const Target target = recovery_target(t.angle_deg);
+    std::printf("  turned down %2.0f deg: known %.2f px, measured on the inputs %.2f px, %llu eyes, %.0f%% gated\n",
+                t.angle_deg, t.shift_px, t.measured_in_px, static_cast<unsigned long long>(t.eyes),
+                100 * t.turned_gated);
+    row("    recovery (residual px)", num(t.recovery) + " (" + num(t.residual_px, 2) + ")",
+        target.met(t.recovery) ? "ok: " + num(target.low, 2) + ".." + num(target.high, 2)
+                               : "MISSED: " + num(target.low, 2) + ".." + num(target.high, 2));
+    row("    recovery where the turned run corrected fully", num(t.recovery_ungated), "");
+    row("    sideways drift (eye widths)", num(t.sideways_drift, 4),
+        t.sideways_drift <= 0.01 ? "ok: <= 0.01" : "MISSED: <= 0.01");
+    row("    finder: in / out px, recovery",
+        num(t.finder_in_px, 2) + " / " + num(t.finder_out_px, 2) + ", " + num(t.finder_recovery), "");
+    row("    iris gain: model / refined; requested",
+        num(t.model_iris_gain, 2) + " / " + num(t.refined_iris_gain, 2) + "; " + num(t.requested_gain, 2), "");
+  }
   std::printf("  output: %s\n", e.output_video.string().c_str());
   std::fflush(stdout);
 }
@@ -502,10 +787,15 @@ int run_eye_contact_eval(const EyeContactEvalOptions& options) {
     scratch.emplace("micromodels-eval");
     out_root = scratch->path();
   }
-  std::printf("micromodels eval eye_contact: pipelines/eye_contact.yaml, %s frames per video\n",
-              options.frames == 0 ? "all" : std::to_string(options.frames).c_str());
+  const std::string pipeline_file =
+      options.pipeline.empty() ? find_repo_file("pipelines/eye_contact.yaml").string() : options.pipeline;
+  std::string angles;
+  for (const double a : options.angles) angles += (angles.empty() ? "" : ", ") + num(a, 0);
+  std::printf("micromodels eval eye_contact: %s, %s frames per video, eyes turned down by %s deg\n",
+              pipeline_file.c_str(),
+              options.frames == 0 ? "all" : std::to_string(options.frames).c_str(), angles.c_str());
   Json results = Json::object();
-  results["pipeline"] = find_repo_file("pipelines/eye_contact.yaml").string();
+  results["pipeline"] = pipeline_file;
   results["frames_limit"] = options.frames;
   Json per_video = Json::array();
   int status = 0;
@@ -513,19 +803,17 @@ int run_eye_contact_eval(const EyeContactEvalOptions& options) {
     try {
       const fs::path video = resolve_video(name);
       std::cerr << "eval eye_contact: " << video.string() << "...\n";
-      const EyeContactEval e = evaluate_eye_contact(video, options.frames, out_root / video.stem());
+      const EyeContactEval e = evaluate_eye_contact(video, options, out_root / video.stem());
       print_eval(e);
       per_video.push_back(to_json(e));
     } catch (const std::exception& error) {
-      std::cerr << "eval eye_contact: " << name << " failed: " << error.what() << '\n';
+      std::cerr << "error: eval eye_contact: " << name << ": " << error.what() << '\n';
       per_video.push_back(Json{{"video", name}, {"error", error.what()}});
       status = 1;
     }
   }
   results["videos"] = per_video;
-  if (scratch) {
-    std::printf("\n(written videos were in a temp folder, now removed; --out DIR keeps them)\n");
-  }
+  if (scratch) std::printf("\n(written videos were in a temp folder, now removed; --out DIR keeps them)\n");
   if (write_json_file(results, options.json_path, "eval eye_contact") != 0) return 1;
   return status;
 }

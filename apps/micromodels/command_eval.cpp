@@ -24,6 +24,13 @@ Command add_eval_command(CLI::App& app) {
   command->add_option("--json", options->json_path, "Also write the figures as JSON to this file");
   command->add_option("--frames", options->frames, "Frames per video, from the start (0: all)")
       ->capture_default_str();
+  command->add_option("--angles", options->angles,
+                      "Known downward turns of the eyes to take back, degrees")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 30.0));
+  command->add_option("--pipeline", options->pipeline,
+                      "Pipeline file to evaluate (default: pipelines/eye_contact.yaml)");
   command->add_option("--out", options->out_dir,
                       "Keep the written videos in this folder (default: a temp folder, removed)");
   // `name` is captured too: CLI11 writes into it while parsing, after this function returned.

@@ -1,5 +1,6 @@
 // `eye_contact.monolith`: the whole eye-contact task as one stage, the way it is written without
-// micro-models: detect, landmarks, iris, smoothing, gaze redirection and blending in sequence
+// micro-models: detect, landmarks, iris, refinement, smoothing, gaze estimation, redirection and
+// blending in sequence
 // on every frame. It calls the very stages the micro-model pipeline runs, so the two differ
 // only in how the work is arranged: the baseline for `micromodels bench eye_contact`.
 #include "stage_registration.hpp"
@@ -19,7 +20,9 @@ class EyeContactMonolith final : public Stage {
     build("face.detect", {{"model", params.text("detector")}, {"every", std::int64_t{1}}});
     build("face.landmarks68", {});
     build("eye.iris", {});
+    build("eye.refine", {});
     build("face.smooth", {});
+    build("gaze.estimate", {});
     build("gaze.redirect", {});
     build("image.blend", {});
   }
@@ -61,7 +64,7 @@ void register_eye_contact_monolith(Registry& registry) {
       .params = {{"detector", ParamType::text, std::string("blazeface"), "blazeface or hog"}},
       .info = [](const Params&) {
         return StageInfo{.reads = {"frame"},
-                         .writes = {"faces", "face", "landmarks", "iris", "gaze_strength",
+                         .writes = {"faces", "face", "landmarks", "iris", "gaze", "gaze_strength",
                                     "generated", "input_frame"}};
       },
       .make = [types](const Params& params) -> std::unique_ptr<Stage> {

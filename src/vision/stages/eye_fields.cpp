@@ -1,15 +1,12 @@
 #include "eye_fields.hpp"
 
-#include <cmath>
-#include <numbers>
 #include <string>
+
+#include "eye_render.hpp"
 
 namespace micromodels::vision {
 
 namespace {
-
-// Nose-tip depth in front of the outer eye corners, over half the corner span.
-constexpr float kNoseDepthRatio = 0.75f;
 
 cv::Point2f at(const Points& points, std::size_t i) { return {points[i].x, points[i].y}; }
 
@@ -26,6 +23,17 @@ const Points* points_field(const Packet& packet, std::string_view name, std::siz
   return points->size() == count ? points : nullptr;
 }
 
+const Scalars* scalars_field(const Packet& packet, std::string_view name, std::size_t count) {
+  const Value* value = packet.find(name);
+  if (value == nullptr) return nullptr;
+  const auto* scalars = std::get_if<Scalars>(value);
+  if (scalars == nullptr) {
+    throw FieldError("field '" + std::string(name) + "' must hold numbers, not " +
+                     std::string(value_type_name(value->index())));
+  }
+  return scalars->size() == count ? scalars : nullptr;
+}
+
 std::vector<cv::Point2f> eye_landmarks(const Points& landmarks, EyeSide side) {
   const auto& indices = side == EyeSide::right ? kRightEyeLandmarks : kLeftEyeLandmarks;
   std::vector<cv::Point2f> eye;
@@ -34,20 +42,30 @@ std::vector<cv::Point2f> eye_landmarks(const Points& landmarks, EyeSide side) {
   return eye;
 }
 
-std::optional<EyeShape> eye_shape(const Packet& packet, EyeSide side) {
+std::vector<cv::Point2f> eyelid_contour(const Packet& packet, EyeSide side) {
+  std::vector<cv::Point2f> eyelid;
+  if (const Points* contours = points_field(packet, "eye_contours", 2 * kContourPointsPerEye)) {
+    const std::size_t base = static_cast<std::size_t>(side) * kContourPointsPerEye;
+    for (std::size_t i = 0; i < kEyelidContourPoints; ++i) eyelid.push_back(at(*contours, base + i));
+  }
+  return eyelid;
+}
+
+std::optional<EyeView> eye_view(const Packet& packet, EyeSide side) {
   const Points* landmarks = points_field(packet, "landmarks", kLandmarkCount);
   const Points* iris = points_field(packet, "iris", 2 * kIrisPointsPerEye);
   if (landmarks == nullptr || iris == nullptr) return std::nullopt;
-  const auto s = static_cast<std::size_t>(side);
-  EyeShape eye;
-  if (const Points* contours = points_field(packet, "eye_contours", 2 * kContourPointsPerEye)) {
-    for (std::size_t i = 0; i < kEyelidContourPoints; ++i) {
-      eye.opening.push_back(at(*contours, s * kContourPointsPerEye + i));
-    }
+  const std::vector<cv::Point2f> six = eye_landmarks(*landmarks, side);
+  EyeView eye;
+  eye.axes = eye_axes(six[0], six[3]);
+  eye.eyelid = eyelid_contour(packet, side);
+  if (eye.eyelid.empty()) {
+    eye.eyelid = six;
+    eye.lids = lid_profile_of_six(eye.axes, six);
   } else {
-    eye.opening = eye_landmarks(*landmarks, side);
+    eye.lids = lid_profile(eye.axes, eye.eyelid);
   }
-  const std::size_t base = s * kIrisPointsPerEye;
+  const std::size_t base = static_cast<std::size_t>(side) * kIrisPointsPerEye;
   eye.iris_center = at(*iris, base);
   float radius = 0;
   for (std::size_t i = 1; i < kIrisPointsPerEye; ++i) {
@@ -65,24 +83,6 @@ float eye_aspect_ratio(std::span<const cv::Point2f> six) {
   const float width = d(0, 3);
   if (width <= 0) return 0;
   return (d(1, 5) + d(2, 4)) / (2 * width);
-}
-
-float estimate_yaw_degrees(const Points& landmarks) {
-  if (landmarks.size() != kLandmarkCount) return 0;
-  const cv::Point2f right_corner = at(landmarks, 36);
-  const cv::Point2f left_corner = at(landmarks, 45);
-  const cv::Point2f nose = at(landmarks, kNoseTip);
-  const cv::Point2f line = left_corner - right_corner;
-  const auto span = static_cast<float>(cv::norm(line));
-  if (span <= 0) return 0;
-  const cv::Point2f axis = line * (1.0f / span);
-  // Orthographic head model: corners at +-H, the nose tip D in front. Turning by yaw puts the
-  // tip at D sin(yaw) while the corners' span is 2 H cos(yaw), so the tip's off-centre share
-  // r = (a - b) / (a + b) is (D / H) tan(yaw).
-  const float a = (nose - right_corner).dot(axis);
-  const float b = (left_corner - nose).dot(axis);
-  const float r = (a - b) / (a + b);
-  return std::atan(r / kNoseDepthRatio) * 180.0f / std::numbers::pi_v<float>;
 }
 
 }  // namespace micromodels::vision

@@ -1,12 +1,15 @@
-// `gaze.redirect`: moves each iris toward where it would be when looking into the camera, by
-// warping the eye openings (eye_warp.hpp), and hands the result on as a patch for image.blend.
+// `gaze.redirect`: turns each eye's gaze toward the camera, by the angle between them, and
+// re-renders the eyes that way (eye_render.hpp); the result goes on as a patch for image.blend.
+// With `target: camera` (the default) the gaze gaze.estimate measured is turned to 0/0, so a
+// person who already looks into the camera is left alone; with `target: offset` it is raised by
+// `camera_offset_deg`, for users who know how far their camera sits above what they look at.
 // Stateless: any number of consumers.
 #include <algorithm>
 #include <cmath>
 #include <optional>
 
 #include "eye_fields.hpp"
-#include "eye_warp.hpp"
+#include "eye_render.hpp"
 #include "image_mat.hpp"
 #include "stage_registration.hpp"
 
@@ -14,10 +17,55 @@ namespace micromodels::vision {
 
 namespace {
 
+constexpr double kMaxCameraOffset = 30;  // degrees; beyond it a warp of the eye shows
+
+struct RedirectSettings {
+  bool to_camera = true;
+  double camera_offset_deg = 0;
+  double max_correction_deg = 25;
+  bool conjugate = true;
+  EyeRenderOptions render;
+};
+
+// The params, checked; a ParamError names the key, so a pipeline file reports its line.
+RedirectSettings settings(const Params& params) {
+  RedirectSettings s;
+  const std::string& target = params.text("target");
+  if (target != "camera" && target != "offset") {
+    throw ParamError("target", "param 'target': expected camera or offset, got '" + target + "'");
+  }
+  s.to_camera = target == "camera";
+  s.camera_offset_deg = params.number("camera_offset_deg");
+  if (!(std::abs(s.camera_offset_deg) <= kMaxCameraOffset)) {
+    throw ParamError("camera_offset_deg",
+                     "param 'camera_offset_deg' must be within -30..30 degrees (the camera's "
+                     "height above where the eyes look); got " +
+                         std::to_string(s.camera_offset_deg));
+  }
+  s.max_correction_deg = params.number("max_correction_deg");
+  if (!(s.max_correction_deg >= 0 && s.max_correction_deg <= 45)) {
+    throw ParamError("max_correction_deg", "param 'max_correction_deg' must be within 0..45");
+  }
+  s.conjugate = params.boolean("conjugate");
+  s.render.lid_follow = static_cast<float>(params.number("lid_follow"));
+  if (!(s.render.lid_follow >= 0 && s.render.lid_follow <= 1)) {
+    throw ParamError("lid_follow", "param 'lid_follow' must be within 0..1");
+  }
+  s.render.max_shift = static_cast<float>(params.number("max_shift"));
+  if (!(s.render.max_shift >= 0 && s.render.max_shift <= 1)) {
+    throw ParamError("max_shift", "param 'max_shift' must be within 0..1 eye widths");
+  }
+  const std::int64_t feather = params.integer("feather_px");
+  if (feather < 0 || feather > 20) {
+    throw ParamError("feather_px", "param 'feather_px' must be within 0..20");
+  }
+  s.render.feather_px = static_cast<int>(feather);
+  return s;
+}
+
 class GazeRedirect final : public Stage {
  public:
-  GazeRedirect(EyeWarpOptions options, GazeTarget target, bool conjugate)
-      : options_(options), target_(target), conjugate_(conjugate) {}
+  explicit GazeRedirect(RedirectSettings settings) : settings_(settings) {}
 
   void process(Packet packet, std::vector<Packet>& out) override {
     redirect(packet);
@@ -31,7 +79,7 @@ class GazeRedirect final : public Stage {
     if (frame == nullptr || frame->depth != Depth::u8 || frame->width < 1 || frame->height < 1) {
       return;
     }
-    // Without face.smooth upstream every frame gets the full correction.
+    // Without gaze.estimate's strength every frame gets the full correction.
     double strength = 1.0;
     if (const Value* s = packet.find("gaze_strength"); s != nullptr) {
       const auto* number = std::get_if<double>(s);
@@ -39,24 +87,58 @@ class GazeRedirect final : public Stage {
       strength = std::clamp(*number, 0.0, 1.0);
     }
     if (!(strength > 0)) return;
+    const Scalars* gaze = scalars_field(packet, "gaze", 5);
+    const Scalars* balls = scalars_field(packet, "eyeballs", 6);
+    if (gaze == nullptr || balls == nullptr) return;
 
-    std::vector<EyeWarpRequest> requests;
+    struct Eye {
+      EyeView view;
+      Eyeball ball;
+      Gaze now;
+      Gaze turn;
+    };
+    std::vector<Eye> eyes;
     for (const EyeSide side : {EyeSide::right, EyeSide::left}) {
-      std::optional<EyeShape> eye = eye_shape(packet, side);
-      if (!eye) continue;
-      if (eye_opening_polygon(eye->opening).empty()) continue;
-      const cv::Point2f target = target_.for_eye(*eye);
-      const cv::Point2f shift = (target - eye->iris_center) * static_cast<float>(strength);
-      requests.push_back({.eye = std::move(*eye), .shift = shift});
+      std::optional<EyeView> view = eye_view(packet, side);
+      if (!view) continue;
+      const std::size_t s = static_cast<std::size_t>(side);
+      Eyeball ball;
+      ball.axes = view->axes;
+      ball.center = {static_cast<float>((*balls)[3 * s]), static_cast<float>((*balls)[3 * s + 1])};
+      ball.radius = static_cast<float>((*balls)[3 * s + 2]);
+      if (!(ball.radius > 0)) continue;
+      const Gaze now{static_cast<float>((*gaze)[2 * s]), static_cast<float>((*gaze)[2 * s + 1])};
+      const Gaze wanted = settings_.to_camera
+                              ? Gaze{}
+                              : Gaze{static_cast<float>(now.pitch_deg + settings_.camera_offset_deg),
+                                     now.yaw_deg};
+      const auto turn = [&](float from, float to) {
+        return static_cast<float>(std::clamp((to - from) * strength, -settings_.max_correction_deg,
+                                             settings_.max_correction_deg));
+      };
+      eyes.push_back({.view = std::move(*view),
+                      .ball = ball,
+                      .now = now,
+                      .turn = {turn(now.pitch_deg, wanted.pitch_deg), turn(now.yaw_deg, wanted.yaw_deg)}});
     }
-    if (requests.empty()) return;
-    if (conjugate_ && requests.size() == 2) {
-      // The eyes turn together; one shared shift also halves either iris estimate's error.
-      const cv::Point2f mean = (requests[0].shift + requests[1].shift) * 0.5f;
-      requests[0].shift = requests[1].shift = mean;
+    if (eyes.empty()) return;
+    if (settings_.conjugate && eyes.size() == 2) {
+      // The eyes turn together; one shared turn also halves either estimate's error.
+      const Gaze mean{0.5f * (eyes[0].turn.pitch_deg + eyes[1].turn.pitch_deg),
+                      0.5f * (eyes[0].turn.yaw_deg + eyes[1].turn.yaw_deg)};
+      eyes[0].turn = eyes[1].turn = mean;
     }
-
-    EyePatch patch = redirect_eyes(to_mat(*frame), requests, options_);
+    std::vector<EyeRenderRequest> requests;
+    for (const Eye& eye : eyes) {
+      const Gaze to{eye.now.pitch_deg + eye.turn.pitch_deg, eye.now.yaw_deg + eye.turn.yaw_deg};
+      const cv::Point2f shift = eye.ball.iris_for(to) - eye.ball.iris_for(eye.now);
+      requests.push_back({.axes = eye.view.axes,
+                          .lids = eye.view.lids,
+                          .iris = eye.view.iris_center,
+                          .iris_radius = eye.view.iris_radius,
+                          .shift = shift});
+    }
+    EyePatch patch = render_eyes(to_mat(*frame), requests, settings_.render);
     if (patch.empty()) return;
     packet.set("generated", to_image(patch.patch));
     packet.set("generated_mask", to_image(patch.mask));
@@ -69,69 +151,49 @@ class GazeRedirect final : public Stage {
     packet.set("gaze_shift", std::move(applied));
   }
 
-  EyeWarpOptions options_;
-  GazeTarget target_;
-  bool conjugate_;
+  RedirectSettings settings_;
 };
 
 }  // namespace
 
 void register_gaze_redirect(Registry& registry) {
+  const EyeRenderOptions render;
   registry.add({
       .name = "gaze.redirect",
-      .help = "Warps each iris toward where it sits when looking into the camera (between the "
-              "eye corners, raised by iris_rise), scaled "
-              "by 'gaze_strength'; writes the eye patch 'generated', its place 'generated_roi' "
-              "and alpha 'generated_mask' for image.blend, and the applied per-eye shift "
-              "'gaze_shift'. Nothing is written when there is nothing to change.",
+      .help = "Turns each eye's gaze ('gaze', 'eyeballs' from gaze.estimate) toward the camera by "
+              "the angle between them, scaled by 'gaze_strength', and re-renders the eyes: the "
+              "iris moved, the white filled in behind it, the upper lid following. Writes the "
+              "patch 'generated', its place 'generated_roi' and alpha 'generated_mask' for "
+              "image.blend, and each iris's shift 'gaze_shift'. Nothing when there is nothing to "
+              "change.",
       .params = {{"target", ParamType::text, std::string("camera"),
-                  "where the eyes should look: camera (the eye corners' midpoint raised by "
-                  "iris_rise eye widths, plus target_offset_px)"},
-                 {"iris_rise", ParamType::number, static_cast<double>(kDefaultIrisRise),
-                  "how far above the eye corners' line the iris centre sits when looking into "
-                  "the camera, in eye widths (varies a little between people)"},
-                 {"target_offset_px", ParamType::numbers, std::vector<double>{0.0, 0.0},
-                  "{dx, dy} added to the target, frame pixels (e.g. a camera above the "
-                  "screen's centre of attention)"},
-                 {"max_shift", ParamType::number, 0.25,
+                  "camera: turn the gaze into the camera (0 degrees); offset: raise it by "
+                  "camera_offset_deg"},
+                 {"camera_offset_deg", ParamType::number, 0.0,
+                  "with target: offset, how far the camera sits above where the eyes look, "
+                  "degrees (-30..30)"},
+                 {"max_correction_deg", ParamType::number, 25.0,
+                  "largest turn of the gaze, degrees"},
+                 {"lid_follow", ParamType::number, static_cast<double>(render.lid_follow),
+                  "share of the iris's vertical move the upper lid makes (0..1)"},
+                 {"max_shift", ParamType::number, static_cast<double>(render.max_shift),
                   "largest iris displacement, as a fraction of the eye width"},
-                 {"feather_px", ParamType::integer, std::int64_t{3},
-                  "blur radius of the mask edge, pixels"},
-                 {"grow_px", ParamType::integer, std::int64_t{2},
-                  "the mask covers the eye opening grown by this many pixels"},
+                 {"feather_px", ParamType::integer, std::int64_t{render.feather_px},
+                  "the mask covers everything changed grown by this, with a blurred edge"},
                  {"conjugate", ParamType::boolean, true,
-                  "move both irises by their mean shift (eyes turn together)"}},
+                  "turn both eyes by their mean correction (eyes turn together)"}},
       .info =
-          [](const Params&) {
+          [](const Params& params) {
+            (void)settings(params);  // a bad param is a configuration error, at its line
             return StageInfo{
-                .reads = {"frame", "landmarks", "iris"},
+                .reads = {"frame", "landmarks", "iris", "gaze", "eyeballs"},
                 .writes = {"generated", "generated_roi", "generated_mask", "gaze_shift"},
-                // face.smooth's strength (else 1) and eye.iris's finer eye opening (else the
+                // gaze.estimate's strength (else 1) and eye.iris's finer eye opening (else the
                 // landmarks').
                 .optional_reads = {"gaze_strength", "eye_contours"}};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
-        if (params.text("target") != "camera") {
-          throw std::invalid_argument("param 'target': expected camera, got '" +
-                                      params.text("target") + "'");
-        }
-        const std::vector<double>& offset = params.numbers("target_offset_px");
-        if (offset.size() != 2) {
-          throw std::invalid_argument("param 'target_offset_px' must be two numbers {dx, dy}");
-        }
-        EyeWarpOptions options;
-        options.max_shift = static_cast<float>(params.number("max_shift"));
-        options.feather_px = static_cast<int>(params.integer("feather_px"));
-        options.grow_px = static_cast<int>(params.integer("grow_px"));
-        if (options.max_shift < 0 || options.max_shift > 1 || options.feather_px < 0 ||
-            options.feather_px > 50 || options.grow_px < 0 || options.grow_px > 50) {
-          throw std::invalid_argument(
-              "max_shift must be within 0..1, feather_px and grow_px within 0..50");
-        }
-        const GazeTarget target{
-            .iris_rise = static_cast<float>(params.number("iris_rise")),
-            .offset_px = {static_cast<float>(offset[0]), static_cast<float>(offset[1])}};
-        return std::make_unique<GazeRedirect>(options, target, params.boolean("conjugate"));
+        return std::make_unique<GazeRedirect>(settings(params));
       },
       .make_source = {},
   });

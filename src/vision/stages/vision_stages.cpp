@@ -12,7 +12,9 @@ void register_stages(Registry& registry) {
   register_face_landmarks(registry);
   register_face_mesh68(registry);
   register_eye_iris(registry);
+  register_eye_refine(registry);
   register_face_smooth(registry);
+  register_gaze_estimate(registry);
   register_gaze_redirect(registry);
   register_image_blend(registry);
   register_eye_contact_monolith(registry);

@@ -1,0 +1,264 @@
+// `gaze.estimate`: where each eye looks, in degrees from the camera, and how much correction the
+// frame should get. The eyeball model (eye_model.hpp) turns the iris centre's place into pitch
+// and yaw; the head's pose (head_pose.hpp) moves the model's centre and gates the correction.
+//
+// Correction is wanted only while it is plausible: a face with both eyes open, seen and big
+// enough, the head near frontal, the gaze near the camera (a look far away is left alone, as a
+// deliberate one). Each check gives a factor from 1 (fine) to 0 (no correction): a hard 0 for a
+// missing face, iris or eye, a blink or small eyes; a smooth fade over a band of degrees for the
+// head's yaw and pitch and the gaze's angle. The strength then moves toward the product by at
+// most 1/fade_frames per frame, so that corrections fade in and out instead of popping.
+// Per stream: run it with state: per_stream.
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "eye_fields.hpp"
+#include "head_pose.hpp"
+#include "stage_registration.hpp"
+
+namespace micromodels::vision {
+
+namespace {
+
+struct Band {
+  double from = 0;  // the factor is 1 up to here
+  double to = 0;    // and 0 from here
+  [[nodiscard]] double factor(double value) const {
+    const double t = std::clamp((std::abs(value) - from) / std::max(to - from, 1e-9), 0.0, 1.0);
+    return 1 - t * t * (3 - 2 * t);
+  }
+};
+
+struct EstimateParams {
+  EyeballParams eyeball;
+  double blink_ear = 0.18;
+  double min_eye_px = 12;
+  double min_eye_contrast = 8.0;
+  Band head_yaw{20, 25};
+  Band head_pitch{20, 30};
+  Band gaze{25, 35};
+  std::int64_t fade_frames = 6;
+};
+
+// Why a frame gets less than full correction; written as `gaze_reason`, first failing check.
+constexpr const char* kNoFace = "no_face";
+constexpr const char* kNoIris = "no_iris";
+constexpr const char* kEyesSmall = "eyes_small";
+constexpr const char* kEyeHidden = "eye_hidden";
+constexpr const char* kBlink = "blink";
+constexpr const char* kHeadTurned = "head_turned";
+constexpr const char* kHeadPitched = "head_pitched";
+constexpr const char* kLookingAway = "looking_away";
+constexpr const char* kOk = "ok";
+
+// The head's pitch is judged against how this person holds it: the nose's height between the
+// eyes and the mouth differs from face to face by more than a pitch gate's band, so a fixed
+// frontal value would gate some faces always. The usual pitch follows slowly (over about this
+// many frames, 12 s at 25 fps), so a nod still counts.
+constexpr double kUsualPitchFrames = 300;
+
+struct StreamState {
+  std::mutex mutex;  // a pipeline without state: per_stream must still not race
+  bool seen = false;
+  std::uint64_t last_seq = 0;
+  double strength = 0;
+  std::optional<double> usual_pitch;
+};
+
+class GazeEstimate final : public Stage {
+ public:
+  explicit GazeEstimate(EstimateParams params) : params_(params) {}
+
+  void process(Packet packet, std::vector<Packet>& out) override {
+    const char* reason = kOk;
+    const std::shared_ptr<StreamState> state = stream_state(packet.stream);
+    {
+      std::lock_guard lock(state->mutex);
+      if (state->seen && packet.seq <= state->last_seq) {  // started over
+        state->strength = 0;
+        state->usual_pitch.reset();
+      }
+      state->seen = true;
+      state->last_seq = packet.seq;
+      const double target = judge(packet, reason, *state);
+      const double step = 1.0 / static_cast<double>(params_.fade_frames);
+      const double change = target - state->strength;
+      state->strength = std::abs(change) <= step ? target : state->strength + std::copysign(step, change);
+      packet.set("gaze_strength", state->strength);
+    }
+    packet.set("gaze_reason", std::string(reason));
+    out.push_back(std::move(packet));
+  }
+
+ private:
+  // Writes the gaze, eyeballs and head pose when there is a face, and returns the wanted
+  // strength (0..1), naming the first check that lowered it in `reason`.
+  double judge(Packet& packet, const char*& reason, StreamState& state) const {
+    const Points* landmarks = points_field(packet, "landmarks", kLandmarkCount);
+    if (landmarks == nullptr) {
+      reason = kNoFace;
+      return 0;
+    }
+    HeadPose head = estimate_head_pose(*landmarks);
+    if (!state.usual_pitch) state.usual_pitch = head.pitch_deg;
+    *state.usual_pitch += (head.pitch_deg - *state.usual_pitch) / kUsualPitchFrames;
+    head.pitch_deg -= static_cast<float>(*state.usual_pitch);
+    // Written last: setting a new field may move the packet's fields, and `landmarks` with them.
+    const Scalars pose{head.pitch_deg, head.yaw_deg, head.roll_deg};
+    if (points_field(packet, "iris", 2 * kIrisPointsPerEye) == nullptr) {
+      packet.set("head_pose", pose);
+      reason = kNoIris;
+      return 0;
+    }
+    const Scalars* contrast = scalars_field(packet, "eye_contrast", 2);
+    Scalars gaze(5, 0.0);
+    Scalars balls(6, 0.0);
+    double factor = 1;
+    double confidence = 1;
+    double gaze_angle = 0;
+    const auto fail = [&](const char* why) {
+      if (reason == kOk) reason = why;
+      factor = 0;
+    };
+    for (const EyeSide side : {EyeSide::right, EyeSide::left}) {
+      const std::size_t s = static_cast<std::size_t>(side);
+      const std::optional<EyeView> eye = eye_view(packet, side);
+      if (!eye) {
+        fail(kNoIris);
+        continue;
+      }
+      const std::vector<cv::Point2f> six = eye_landmarks(*landmarks, side);
+      const float width = eye->axes.width;
+      if (width < params_.min_eye_px) fail(kEyesSmall);
+      // A closed eye also hides its inside: a blink is named as such.
+      if (eye_aspect_ratio(six) < params_.blink_ear) fail(kBlink);
+      const double seen = contrast != nullptr ? (*contrast)[s] : params_.min_eye_contrast * 2;
+      if (seen < params_.min_eye_contrast) fail(kEyeHidden);
+      confidence = std::min(
+          {confidence, std::clamp(seen / (2 * params_.min_eye_contrast), 0.0, 1.0),
+           std::clamp(static_cast<double>(width) / (2 * params_.min_eye_px), 0.0, 1.0)});
+      const Eyeball ball = eyeball(six[0], six[3], side, eye->lids.lower_at(0), head, params_.eyeball);
+      const Gaze g = ball.gaze_of(eye->iris_center);
+      gaze[2 * s] = g.pitch_deg;
+      gaze[2 * s + 1] = g.yaw_deg;
+      balls[3 * s] = ball.center.x;
+      balls[3 * s + 1] = ball.center.y;
+      balls[3 * s + 2] = ball.radius;
+      gaze_angle += 0.5 * std::hypot(g.pitch_deg, g.yaw_deg);
+    }
+    gaze[4] = confidence;
+    packet.set("head_pose", pose);
+    packet.set("gaze", std::move(gaze));
+    packet.set("eyeballs", std::move(balls));
+    if (factor == 0) return 0;
+    const auto fade = [&](double f, const char* why) {
+      if (f < 1 && reason == kOk) reason = why;
+      factor *= f;
+    };
+    fade(params_.head_yaw.factor(head.yaw_deg), kHeadTurned);
+    fade(params_.head_pitch.factor(head.pitch_deg), kHeadPitched);
+    // Both eyes look the same way; their mean is steadier than either.
+    fade(params_.gaze.factor(gaze_angle), kLookingAway);
+    return factor;
+  }
+
+  std::shared_ptr<StreamState> stream_state(std::uint32_t stream) {
+    std::lock_guard lock(streams_mutex_);
+    std::shared_ptr<StreamState>& state = streams_[stream];
+    if (!state) state = std::make_shared<StreamState>();
+    return state;
+  }
+
+  EstimateParams params_;
+  std::mutex streams_mutex_;
+  std::map<std::uint32_t, std::shared_ptr<StreamState>> streams_;
+};
+
+Band band_param(const Params& params, const std::string& name) {
+  const std::vector<double>& v = params.numbers(name);
+  if (v.size() != 2 || !(v[0] >= 0) || !(v[1] > v[0]) || v[1] > 90) {
+    throw std::invalid_argument("param '" + name +
+                                "' must be two angles {from, to} with 0 <= from < to <= 90");
+  }
+  return {v[0], v[1]};
+}
+
+}  // namespace
+
+void register_gaze_estimate(Registry& registry) {
+  const EyeballParams ball;
+  registry.add({
+      .name = "gaze.estimate",
+      .help = "Each eye's gaze in degrees from the camera (an eyeball model from the eye corners, "
+              "the lower lid and the head's pose) as 'gaze' {right pitch, right yaw, left pitch, "
+              "left yaw, confidence}, the models as 'eyeballs' {x, y, radius per eye}, "
+              "'head_pose' {pitch against the stream's usual pitch, yaw, roll}, and how much "
+              "correction the frame gets: "
+              "'gaze_strength' (0..1, fading over fade_frames) and 'gaze_reason'. Run it with "
+              "state: per_stream.",
+      .params = {{"eyeball_radius", ParamType::number, static_cast<double>(ball.radius),
+                  "radius on which the iris centre turns, eye widths"},
+                 {"eyeball_rise", ParamType::number, static_cast<double>(ball.rise),
+                  "eyeball centre above the eye corners' line, eye widths (seen frontally)"},
+                 {"eyeball_lower_lid_rise", ParamType::number,
+                  static_cast<double>(ball.lower_lid_rise),
+                  "eyeball centre above the lower lid's middle, eye widths (seen frontally)"},
+                 {"eyeball_nasal", ParamType::number, static_cast<double>(ball.nasal),
+                  "eyeball centre toward the nose from the corners' midpoint, eye widths"},
+                 {"eyeball_depth", ParamType::number, static_cast<double>(ball.depth),
+                  "eyeball centre behind the corners, eye widths (moves it when the head turns)"},
+                 {"blink_ear", ParamType::number, 0.18,
+                  "eye aspect ratio below which an eye counts as closed"},
+                 {"min_eye_px", ParamType::number, 12.0,
+                  "eye width (corner to corner, pixels) below which eyes are too small to correct"},
+                 {"min_eye_contrast", ParamType::number, 8.0,
+                  "an eye whose inside varies less than this (eye.refine's 'eye_contrast', gray "
+                  "levels) counts as hidden"},
+                 {"head_yaw_fade_deg", ParamType::numbers, std::vector<double>{20, 25},
+                  "head yaw over which the correction fades out, degrees {from, to}"},
+                 {"head_pitch_fade_deg", ParamType::numbers, std::vector<double>{20, 30},
+                  "head pitch away from the stream's usual pitch over which the correction "
+                  "fades out, degrees {from, to}"},
+                 {"gaze_fade_deg", ParamType::numbers, std::vector<double>{25, 35},
+                  "gaze angle from the camera over which the correction fades out (a look "
+                  "away on purpose), degrees {from, to}"},
+                 {"fade_frames", ParamType::integer, std::int64_t{6},
+                  "frames for the strength to go from 0 to 1 or back"}},
+      .info =
+          [](const Params&) {
+            // No face or no iris: it says so in gaze_reason.
+            return StageInfo{
+                .reads = {},
+                .writes = {"gaze_strength", "gaze_reason", "gaze", "eyeballs", "head_pose"},
+                .optional_reads = {"landmarks", "iris", "eye_contours", "eye_contrast"}};
+          },
+      .make = [](const Params& params) -> std::unique_ptr<Stage> {
+        EstimateParams p;
+        p.eyeball.radius = static_cast<float>(params.number("eyeball_radius"));
+        p.eyeball.rise = static_cast<float>(params.number("eyeball_rise"));
+        p.eyeball.lower_lid_rise = static_cast<float>(params.number("eyeball_lower_lid_rise"));
+        p.eyeball.nasal = static_cast<float>(params.number("eyeball_nasal"));
+        p.eyeball.depth = static_cast<float>(params.number("eyeball_depth"));
+        p.blink_ear = params.number("blink_ear");
+        p.min_eye_px = params.number("min_eye_px");
+        p.min_eye_contrast = params.number("min_eye_contrast");
+        p.head_yaw = band_param(params, "head_yaw_fade_deg");
+        p.head_pitch = band_param(params, "head_pitch_fade_deg");
+        p.gaze = band_param(params, "gaze_fade_deg");
+        p.fade_frames = params.integer("fade_frames");
+        if (!(p.eyeball.radius > 0.1f && p.eyeball.radius < 1)) {
+          throw std::invalid_argument("param 'eyeball_radius' must be within 0.1..1 eye widths");
+        }
+        if (p.fade_frames < 1) throw std::invalid_argument("param 'fade_frames' must be >= 1");
+        return std::make_unique<GazeEstimate>(p);
+      },
+      .make_source = {},
+  });
+}
+
+}  // namespace micromodels::vision

@@ -1,0 +1,175 @@
+// The lids measured in the image (eye_measure.hpp) and eye.refine, which places the iris by them:
+// on drawn eyes whose lids are where the test put them, and on real frames whose eyes were
+// turned down by a known shift with the evaluation's own warp (bench/eye_turn.hpp).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <optional>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <opencv2/imgproc.hpp>
+#include <opencv2/videoio.hpp>
+
+#include "bench/eye_turn.hpp"
+#include "eye_test_support.hpp"
+#include "vision/models/blaze_face.hpp"
+#include "vision/models/iris_model.hpp"
+#include "vision/models/landmarks68.hpp"
+#include "vision/stages/eye_measure.hpp"
+
+namespace {
+
+using namespace eye_test;
+namespace mb = micromodels::bench;
+
+}  // namespace
+
+TEST(EyeMeasure, FindsDrawnLidsToAFractionOfAPixel) {
+  const DrawnEye eye;
+  const cv::Mat image = eye.draw();
+  const mv::EyeAxes axes = eye.axes();
+  for (const float error : {-1.0f, 0.0f, 1.0f}) {
+    SCOPED_TRACE(error);
+    const mv::EyeMeasurement m = mv::measure_eye(image, axes, eye.contour(error), eye.iris, eye.iris_radius);
+    ASSERT_TRUE(m.upper);
+    ASSERT_TRUE(m.lower);
+    // `up` coordinates: the frame's y is centre.y - up for a level eye.
+    // Within a quarter pixel for the upper lid; the lower lid's rim is 1.5 px thin, and the white's
+    // edge on its other side pushes the blurred rim edge's peak about a third of a pixel away.
+    EXPECT_NEAR(eye.centre.y - *m.upper, eye.upper_at(eye.iris.x), 0.25);
+    EXPECT_NEAR(eye.centre.y - *m.lower, eye.lower_at(eye.centre.x), 0.4);
+    EXPECT_GT(m.upper_contrast, 20);  // skin 170 to lashes 40 over a blurred pixel or so
+    EXPECT_GT(m.lower_contrast, 20);
+  }
+}
+
+TEST(EyeMeasure, FollowsTheUpperLidPixelForPixel) {
+  DrawnEye eye;
+  const mv::EyeAxes axes = eye.axes();
+  const auto measured = [&](const DrawnEye& e) {
+    const mv::EyeMeasurement m = mv::measure_eye(e.draw(), axes, e.contour(0.7f), e.iris, e.iris_radius);
+    EXPECT_TRUE(m.upper);
+    return m.upper.value_or(0);
+  };
+  const float start = measured(eye);
+  for (const float drop : {1.0f, 2.0f, 3.0f, 4.0f}) {
+    DrawnEye lower = eye;
+    lower.upper_rise = eye.upper_rise - drop;
+    lower.iris.y = eye.iris.y + drop;
+    if (lower.upper_rise < 1.5f) continue;  // no eye left to measure
+    const float moved = start - measured(lower);
+    EXPECT_NEAR(moved, drop, 0.05f * drop) << "lid lowered by " << drop << " px";
+  }
+}
+
+TEST(EyeMeasure, NothingToFindGivesNothing) {
+  const DrawnEye eye;
+  const cv::Mat flat(80, 120, CV_8UC3, cv::Scalar::all(kSkin));  // an eye hidden under skin
+  const mv::EyeMeasurement hidden = mv::measure_eye(flat, eye.axes(), eye.contour(0), eye.iris, 5);
+  EXPECT_FALSE(hidden.upper && hidden.upper_contrast > 2);
+  EXPECT_FALSE(mv::measure_eye(cv::Mat(), eye.axes(), eye.contour(0), eye.iris, 5).upper);
+  EXPECT_FALSE(mv::measure_eye(eye.draw(), eye.axes(), {}, eye.iris, 5).upper);
+  EXPECT_FALSE(mv::measure_eye(eye.draw(), mv::eye_axes({3, 3}, {3, 3}), eye.contour(0), eye.iris, 5).upper);
+  // An eye off the frame.
+  DrawnEye away = eye;
+  away.centre = {500, 500};
+  EXPECT_FALSE(mv::measure_eye(eye.draw(), away.axes(), away.contour(0), {500, 500}, 5).upper);
+}
+
+// ---------------------------------------------------------------------------------------------
+// eye.refine on real eyes turned down by a known shift.
+
+namespace {
+
+struct EyeFields {
+  std::array<cv::Point2f, 2> model_iris, refined_iris;
+  mm::Packet packet;
+};
+
+// The pipeline's first stages on one frame: BlazeFace, dlib's landmarks, the iris model (every
+// frame), eye.refine.
+std::optional<EyeFields> run_chain(const cv::Mat& frame) {
+  static mm::StageHarness detect("face.detect", {{"model", std::string("blazeface")}}, registry());
+  static mm::StageHarness landmarks("face.landmarks68", {}, registry());
+  static mm::StageHarness iris("eye.iris", {}, registry());
+  static mm::StageHarness refine("eye.refine", {}, registry());
+  mm::Packet p = single(detect.process(frame_packet(frame, 0)));
+  const auto& faces = p.get<mm::Rects>("faces");
+  if (faces.empty()) return std::nullopt;
+  p.set("face", mm::Rects{faces.front()});
+  p = single(landmarks.process(std::move(p)));
+  p = single(iris.process(std::move(p)));
+  EyeFields f;
+  const auto& model = p.get<mm::Points>("iris");
+  f.model_iris = {cv::Point2f(model[0].x, model[0].y), cv::Point2f(model[5].x, model[5].y)};
+  p = single(refine.process(std::move(p)));
+  const auto& refined = p.get<mm::Points>("iris");
+  f.refined_iris = {cv::Point2f(refined[0].x, refined[0].y), cv::Point2f(refined[5].x, refined[5].y)};
+  f.packet = std::move(p);
+  return f;
+}
+
+// The evaluation's view of an eye, from the pipeline's fields (as `eval eye_contact` places it).
+mb::EvalEye eval_eye(const mm::Packet& p, std::size_t side) {
+  const auto& lm = p.get<mm::Points>("landmarks");
+  const auto& contours = p.get<mm::Points>("eye_contours");
+  const auto& iris = p.get<mm::Points>("iris");
+  const auto at = [](const mm::Points& points, std::size_t i) { return cv::Point2f(points[i].x, points[i].y); };
+  mb::EvalEye eye;
+  eye.corner_a = at(lm, side == 0 ? 36 : 42);
+  eye.corner_b = at(lm, side == 0 ? 39 : 45);
+  for (std::size_t i = 1; i < 8; ++i) eye.lower_lid.push_back(at(contours, side * 71 + i));
+  for (std::size_t i = 9; i < 16; ++i) eye.upper_lid.push_back(at(contours, side * 71 + i));
+  eye.iris = at(iris, side * 5);
+  eye.iris_radius = 0;
+  for (std::size_t i = 1; i < 5; ++i) eye.iris_radius += static_cast<float>(cv::norm(at(iris, side * 5 + i) - eye.iris)) / 4;
+  return eye;
+}
+
+}  // namespace
+
+// The iris model sees about a third of a small eye's downward turn; eye.refine, reading the lid
+// the iris rides on, sees all of it: known shifts of 1 to 4 px come back within 15%.
+TEST(EyeRefine, RealEyesTurnedDownByKnownShiftsAreFollowedWithin15Percent) {
+  REQUIRE_CACHE_FILE(media("franck.mp4"));
+  REQUIRE_CACHE_FILE(media("cap13_edit2.mp4"));
+  REQUIRE_CACHE_FILE(model(mv::Landmarks68::kModelFile));
+  REQUIRE_CACHE_FILE(model(mv::IrisModel::kModelFile));
+  std::vector<cv::Mat> frames;
+  for (const char* video : {"franck.mp4", "cap13_edit2.mp4"}) {
+    cv::VideoCapture capture(media(video).string(), cv::CAP_FFMPEG);
+    cv::Mat frame;
+    for (int i = 0; i < 200 && capture.read(frame); ++i) {
+      if (i % 25 == 5) frames.push_back(frame.clone());
+    }
+  }
+  ASSERT_GE(frames.size(), 12u);
+  for (const float shift : {1.0f, 2.0f, 3.0f, 4.0f}) {
+    std::vector<float> model_gain, refined_gain;
+    for (const cv::Mat& frame : frames) {
+      const auto before = run_chain(frame);
+      if (!before) continue;
+      cv::Mat turned = frame.clone();
+      std::array<mb::EvalEye, 2> eyes{eval_eye(before->packet, 0), eval_eye(before->packet, 1)};
+      // Eyes narrower than 5 shifts would be turned shut: the range is for 16-30 px eyes.
+      if (eyes[0].width() < 4 * shift || eyes[1].width() < 4 * shift) continue;
+      for (const mb::EvalEye& eye : eyes) turned = mb::turn_eye(turned, eye, shift);
+      const auto after = run_chain(turned);
+      if (!after) continue;
+      for (std::size_t side = 0; side < 2; ++side) {
+        model_gain.push_back((after->model_iris[side].y - before->model_iris[side].y) / shift);
+        refined_gain.push_back((after->refined_iris[side].y - before->refined_iris[side].y) / shift);
+      }
+    }
+    ASSERT_GE(refined_gain.size(), 12u) << "shift " << shift;
+    const auto median = [](std::vector<float> v) {
+      std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+      return v[v.size() / 2];
+    };
+    std::printf("[ refine    ] turned down %.0f px: iris model sees %.2f of it, eye.refine %.2f (%zu eyes)\n",
+                shift, median(model_gain), median(refined_gain), refined_gain.size());
+    EXPECT_NEAR(median(refined_gain), 1.0, 0.15) << "shift " << shift;
+    EXPECT_GT(median(refined_gain), median(model_gain) + 0.2) << "the refinement is what follows the turn";
+  }
+}

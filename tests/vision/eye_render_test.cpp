@@ -1,0 +1,193 @@
+// The eye re-rendering (eye_render.hpp) on drawn eyes: the output is compared with the same eye
+// drawn turned, and the iris's move is measured by the evaluation's own measure
+// (bench/eye_turn.hpp), not by the renderer's geometry.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "bench/eye_turn.hpp"
+#include "eye_test_support.hpp"
+#include "vision/stages/eye_render.hpp"
+
+namespace {
+
+using namespace eye_test;
+namespace mb = micromodels::bench;
+
+mv::EyeRenderRequest request(const DrawnEye& eye, cv::Point2f shift, float contour_error = 0) {
+  const mv::EyeAxes axes = eye.axes();
+  return {.axes = axes,
+          .lids = mv::lid_profile(axes, eye.contour(contour_error)),
+          .iris = eye.iris,
+          .iris_radius = eye.iris_radius,
+          .shift = shift};
+}
+
+cv::Mat apply(const cv::Mat& frame, const mv::EyePatch& patch) {
+  cv::Mat out = frame.clone();
+  if (!patch.empty()) patch.patch.copyTo(out(patch.roi));
+  return out;
+}
+
+mb::EvalEye eval_eye(const DrawnEye& eye) {
+  mb::EvalEye e;
+  e.corner_a = {eye.centre.x - eye.half_width, eye.centre.y};
+  e.corner_b = {eye.centre.x + eye.half_width, eye.centre.y};
+  const std::vector<cv::Point2f> contour = eye.contour(0);
+  e.lower_lid.assign(contour.begin() + 1, contour.begin() + 8);
+  e.upper_lid.assign(contour.begin() + 9, contour.end());
+  e.iris = eye.iris;
+  e.iris_radius = eye.iris_radius;
+  return e;
+}
+
+double mean_abs_diff(const cv::Mat& a, const cv::Mat& b, const cv::Rect& region) {
+  cv::Mat diff;
+  cv::absdiff(a(region), b(region), diff);
+  return cv::mean(diff)[0];
+}
+
+}  // namespace
+
+// Raising the gaze by 2 px: the iris moves 2 px, the upper lid with it, and the picture becomes
+// the same eye drawn looking up, white showing below the iris.
+TEST(EyeRender, TurnsADrawnEyeIntoTheSameEyeLookingUp) {
+  DrawnEye eye;
+  eye.lower_drop = 5.5;  // some white below the iris, to show where it goes
+  const cv::Mat frame = eye.draw();
+  const cv::Point2f shift(0, -2);
+  const mv::EyeRenderRequest r = request(eye, shift);
+  const mv::EyePatch patch = mv::render_eyes(frame, {&r, 1}, {});
+  ASSERT_FALSE(patch.empty());
+  EXPECT_EQ(patch.applied[0], shift);
+  const cv::Mat out = apply(frame, patch);
+
+  DrawnEye up = eye;  // the truth: the iris 2 px higher, the upper lid following it
+  up.iris.y -= 2;
+  up.upper_rise += 2;
+  const cv::Mat truth = up.draw();
+  const cv::Rect region(44, 28, 34, 20);
+  const double before = mean_abs_diff(frame, truth, region);
+  const double after = mean_abs_diff(out, truth, region);
+  // The same move without the lid following: the iris goes up under a lid that stays down.
+  const mv::EyePatch lid_stays = mv::render_eyes(frame, {&r, 1}, {.lid_follow = 0});
+  const double without_lid = mean_abs_diff(apply(frame, lid_stays), truth, region);
+  std::printf("[ render    ] mean difference from the eye drawn looking up: %.2f before, %.2f after "
+              "(%.2f without the lid following)\n",
+              before, after, without_lid);
+  EXPECT_LT(after, 0.45 * before);  // the rest: the lower lid's rim, and a filled-in iris edge
+  EXPECT_LT(after, 0.8 * without_lid);
+  if (const char* dir = std::getenv("MICROMODELS_TEST_PICTURES")) {  // to look at, when asked
+    cv::Mat strip;
+    cv::vconcat(std::vector<cv::Mat>{frame(region), out(region), truth(region)}, strip);
+    cv::resize(strip, strip, cv::Size(), 10, 10, cv::INTER_NEAREST);
+    cv::imwrite(std::string(dir) + "/eye_render_up.png", strip);
+  }
+
+  // Measured by the evaluation's own means: the iris's pixels moved by what was asked.
+  const auto moved = mb::measure_iris_translation(out, frame, eval_eye(eye), eye.iris + shift,
+                                                  eye.iris_radius, shift, 4);
+  ASSERT_TRUE(moved);
+  EXPECT_NEAR(moved->y, shift.y, 0.1 * std::abs(shift.y));
+  EXPECT_NEAR(moved->x, 0, 0.15);
+}
+
+TEST(EyeRender, MovesTheIrisSidewaysWithoutMovingTheLids) {
+  const DrawnEye eye;
+  const cv::Mat frame = eye.draw();
+  const cv::Point2f shift(3, 0);
+  const mv::EyeRenderRequest r = request(eye, shift);
+  const cv::Mat out = apply(frame, mv::render_eyes(frame, {&r, 1}, {}));
+  const auto moved = mb::measure_iris_translation(out, frame, eval_eye(eye), eye.iris + shift,
+                                                  eye.iris_radius, shift, 5);
+  ASSERT_TRUE(moved);
+  EXPECT_NEAR(moved->x, 3, 0.3);
+  EXPECT_NEAR(moved->y, 0, 0.15);
+  // The lids stay: above the upper lid and below the lower one nothing changed.
+  for (int x = static_cast<int>(eye.centre.x - eye.half_width); x <= eye.centre.x + eye.half_width; ++x) {
+    const auto fx = static_cast<float>(x);
+    for (const float y : {eye.upper_at(fx) - 1.5f, eye.lower_at(fx) + 1.5f}) {
+      const cv::Point at(x, static_cast<int>(std::lround(y)));
+      EXPECT_EQ(out.at<cv::Vec3b>(at), frame.at<cv::Vec3b>(at)) << at;
+    }
+  }
+}
+
+TEST(EyeRender, ChangesNothingOutsideTheMaskAndFeathersOnlyOverUnchangedPixels) {
+  const DrawnEye eye;
+  const cv::Mat frame = eye.draw();
+  const mv::EyeRenderRequest r = request(eye, {1, -1.5f});
+  const mv::EyePatch patch = mv::render_eyes(frame, {&r, 1}, {});
+  ASSERT_FALSE(patch.empty());
+  ASSERT_EQ(patch.patch.size(), patch.roi.size());
+  ASSERT_EQ(patch.mask.size(), patch.roi.size());
+  ASSERT_EQ(patch.mask.type(), CV_8UC1);
+  const cv::Mat changed = any_change(patch.patch, frame(patch.roi));
+  EXPECT_GT(cv::countNonZero(changed), 20);
+  // Every changed pixel is under full alpha; where alpha is partial the patch is the frame.
+  EXPECT_EQ(cv::countNonZero(changed & (patch.mask < 255)), 0);
+  // The patch's border row is never used, and the ROI lies on the frame.
+  EXPECT_EQ(cv::countNonZero(patch.mask.row(0)), 0);
+  EXPECT_TRUE((patch.roi & cv::Rect(0, 0, frame.cols, frame.rows)) == patch.roi);
+}
+
+TEST(EyeRender, SmallShiftsFadeInAndClosedEyesAreLeftAlone) {
+  const DrawnEye eye;
+  const cv::Mat frame = eye.draw();
+  // A quarter pixel: half the rendering shows, so a correction fading out leaves no step.
+  const mv::EyeRenderRequest tiny = request(eye, {0, -0.25f});
+  const mv::EyePatch faint = mv::render_eyes(frame, {&tiny, 1}, {});
+  ASSERT_FALSE(faint.empty());
+  EXPECT_NEAR(faint.applied[0].y, -0.125f, 1e-4);
+  // Nothing asked, nothing done.
+  const mv::EyeRenderRequest still = request(eye, {0, 0});
+  EXPECT_TRUE(mv::render_eyes(frame, {&still, 1}, {}).empty());
+  // A closed eye: the lids meet over the iris, whatever the gaze.
+  DrawnEye closed = eye;
+  closed.upper_rise = 0.8f;
+  closed.lower_drop = 0.6f;
+  const mv::EyeRenderRequest shut = request(closed, {0, -2});
+  EXPECT_TRUE(mv::render_eyes(closed.draw(), {&shut, 1}, {}).empty());
+}
+
+TEST(EyeRender, DegenerateInputsGiveAnEmptyPatch) {
+  const DrawnEye eye;
+  const cv::Mat frame = eye.draw();
+  const mv::EyeRenderRequest ok = request(eye, {0, -2});
+  EXPECT_TRUE(mv::render_eyes(cv::Mat(), {&ok, 1}, {}).empty());
+  EXPECT_TRUE(mv::render_eyes(cv::Mat(80, 120, CV_32FC3), {&ok, 1}, {}).empty());
+  mv::EyeRenderRequest nan = ok;
+  nan.iris = {NAN, 1};
+  EXPECT_TRUE(mv::render_eyes(frame, {&nan, 1}, {}).empty());
+  mv::EyeRenderRequest nan_shift = ok;
+  nan_shift.shift = {NAN, 0};
+  EXPECT_TRUE(mv::render_eyes(frame, {&nan_shift, 1}, {}).empty());
+  DrawnEye away = eye;
+  away.centre = {1000, 1000};
+  away.iris = {1000, 999};
+  const mv::EyeRenderRequest off = request(away, {0, -2});
+  EXPECT_TRUE(mv::render_eyes(frame, {&off, 1}, {}).empty());
+  mv::EyeRenderRequest no_lids = ok;
+  no_lids.lids = {};
+  EXPECT_TRUE(mv::render_eyes(frame, {&no_lids, 1}, {}).empty());
+  // Tiny frames: the ROI is clipped, nothing breaks.
+  for (const cv::Size size : {cv::Size(1, 1), cv::Size(3, 2), cv::Size(61, 41)}) {
+    const cv::Mat small(size, CV_8UC3, cv::Scalar::all(100));
+    const mv::EyePatch out = mv::render_eyes(small, {&ok, 1}, {});
+    if (!out.empty()) {
+      EXPECT_TRUE((out.roi & cv::Rect(0, 0, size.width, size.height)) == out.roi);
+      EXPECT_EQ(out.patch.size(), out.roi.size());
+    }
+  }
+  // Longer than max_shift x width: shortened along its direction.
+  const mv::EyeRenderRequest far = request(eye, {0, -30});
+  const mv::EyePatch clamped = mv::render_eyes(frame, {&far, 1}, {.lid_follow = 1, .max_shift = 0.25f, .feather_px = 2});
+  ASSERT_FALSE(clamped.empty());
+  EXPECT_NEAR(clamped.applied[0].y, -0.25f * 24, 1e-3);
+}

@@ -1,0 +1,153 @@
+// gaze.estimate: gaze in degrees from the eyeball model, and the strength gates with their fades,
+// on synthetic faces whose gaze and pose the test sets.
+#include <cmath>
+#include <numbers>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "eye_test_support.hpp"
+#include "vision/stages/eye_model.hpp"
+#include "vision/stages/head_pose.hpp"
+
+namespace {
+
+using namespace eye_test;
+
+constexpr float kDeg = std::numbers::pi_v<float> / 180;
+
+// A synthetic face whose irises sit where the eyeball model puts a gaze of `gaze` (the same for
+// both eyes), so that the expected angles are known.
+mm::Packet looking(mv::Gaze gaze, float nose_dx = 0, float open = 1, float eye_w = 24) {
+  SyntheticFace face = synthetic_face({160, 120}, eye_w, open, nose_dx);
+  mv::HeadPose head = mv::estimate_head_pose(face.landmarks);
+  head.pitch_deg = 0;  // pitch is judged against the stream's usual one: this face's own
+  for (const mv::EyeSide side : {mv::EyeSide::right, mv::EyeSide::left}) {
+    const auto six = mv::eye_landmarks(face.landmarks, side);
+    const mv::EyeAxes axes = mv::eye_axes(six[0], six[3]);
+    const float lower = mv::lid_profile_of_six(axes, six).lower_at(0);
+    const mv::Eyeball ball = mv::eyeball(six[0], six[3], side, lower, head);
+    const cv::Point2f iris = ball.iris_for(gaze);
+    const cv::Point2f move = iris - cv::Point2f(face.iris[5 * static_cast<std::size_t>(side)].x,
+                                                face.iris[5 * static_cast<std::size_t>(side)].y);
+    for (std::size_t i = 0; i < 5; ++i) {
+      mm::Point& p = face.iris[5 * static_cast<std::size_t>(side) + i];
+      p = {p.x + move.x, p.y + move.y};
+    }
+  }
+  return face_packet(face, 0);
+}
+
+struct Judged {
+  double strength;
+  std::string reason;
+};
+
+Judged judge(mm::StageHarness& estimate, mm::Packet p, std::uint64_t seq) {
+  p.seq = seq;
+  const mm::Packet out = single(estimate.process(std::move(p)));
+  return {out.get<double>("gaze_strength"), out.get<std::string>("gaze_reason")};
+}
+
+}  // namespace
+
+TEST(GazeEstimate, MeasuresTheGazeInDegrees) {
+  auto estimate = harness("gaze.estimate");
+  for (const mv::Gaze g : {mv::Gaze{0, 0}, mv::Gaze{-10, 0}, mv::Gaze{-15, 5}, mv::Gaze{8, -6}}) {
+    const mm::Packet out = single(estimate.process(looking(g)));
+    const auto& gaze = out.get<mm::Scalars>("gaze");
+    ASSERT_EQ(gaze.size(), 5u);
+    for (std::size_t eye = 0; eye < 2; ++eye) {
+      EXPECT_NEAR(gaze[2 * eye], g.pitch_deg, 0.05) << "eye " << eye;
+      EXPECT_NEAR(gaze[2 * eye + 1], g.yaw_deg, 0.05) << "eye " << eye;
+    }
+    EXPECT_GT(gaze[4], 0.5);  // confidence: big open eyes, no lid contrast to say otherwise
+    ASSERT_EQ(out.get<mm::Scalars>("eyeballs").size(), 6u);
+    ASSERT_EQ(out.get<mm::Scalars>("head_pose").size(), 3u);
+  }
+  // The model's geometry: the iris 10 degrees down sits R sin(10 deg) below the camera point.
+  const mm::Packet out = single(estimate.process(looking({-10, 0})));
+  const auto& balls = out.get<mm::Scalars>("eyeballs");
+  const auto& iris = out.get<mm::Points>("iris");
+  EXPECT_NEAR(iris[0].y - balls[1], balls[2] * std::sin(10 * kDeg), 1e-3);
+}
+
+TEST(GazeEstimate, StrengthFadesOutOnABlinkAndBackIn) {
+  auto estimate = harness("gaze.estimate");  // fade_frames 6
+  std::uint64_t seq = 0;
+  for (int i = 1; i <= 6; ++i) {
+    const Judged j = judge(estimate, looking({0, 0}), seq++);
+    EXPECT_NEAR(j.strength, i / 6.0, 1e-12) << "fading in, frame " << i;
+    EXPECT_EQ(j.reason, "ok");
+  }
+  EXPECT_EQ(judge(estimate, looking({0, 0}), seq++).strength, 1.0);
+  for (int i = 5; i >= 0; --i) {
+    const Judged j = judge(estimate, looking({0, 0}, 0, 0.1f), seq++);
+    EXPECT_NEAR(j.strength, i / 6.0, 1e-12) << "fading out on the blink";
+    EXPECT_EQ(j.reason, "blink");
+  }
+  EXPECT_EQ(judge(estimate, looking({0, 0}, 0, 0.1f), seq++).strength, 0.0);  // exactly 0
+  for (int i = 1; i <= 6; ++i) EXPECT_NEAR(judge(estimate, looking({0, 0}), seq++).strength, i / 6.0, 1e-12);
+  // A stream that starts over starts from 0.
+  EXPECT_NEAR(judge(estimate, looking({0, 0}), 0).strength, 1 / 6.0, 1e-12);
+}
+
+TEST(GazeEstimate, GatesFadeOverTheirBandsInDegrees) {
+  const auto target = [](const mm::Packet& p) {
+    auto estimate = harness("gaze.estimate", {{"fade_frames", std::int64_t{1}}});
+    return judge(estimate, p, 0);
+  };
+  EXPECT_EQ(target(looking({0, 0})).reason, "ok");
+  EXPECT_EQ(target(looking({0, 0})).strength, 1.0);
+  // Looking away on purpose: full up to 25 degrees, gone from 35.
+  EXPECT_EQ(target(looking({-20, 0})).strength, 1.0);
+  const Judged partway = target(looking({-30, 0}));
+  EXPECT_EQ(partway.reason, "looking_away");
+  EXPECT_GT(partway.strength, 0.2);
+  EXPECT_LT(partway.strength, 0.8);
+  EXPECT_EQ(target(looking({-40, 0})).strength, 0.0);
+  // The head turned: nose tip 16 of 34 px off centre is ~32 degrees (gone), 4 px ~9 (fine).
+  EXPECT_EQ(target(looking({0, 0}, 4)).reason, "ok");
+  const Judged turned = target(looking({0, 0}, 16));
+  EXPECT_EQ(turned.reason, "head_turned");
+  EXPECT_EQ(turned.strength, 0.0);
+  EXPECT_EQ(target(looking({0, 0}, 0, 1, 10)).reason, "eyes_small");  // 10 px < min_eye_px 12
+  // An eye whose inside shows no contrast (eye.refine's eye_contrast) is hidden.
+  mm::Packet hidden = looking({0, 0});
+  hidden.set("eye_contrast", mm::Scalars{40.0, 3.0});
+  EXPECT_EQ(target(hidden).reason, "eye_hidden");
+  EXPECT_EQ(target(hidden).strength, 0.0);
+  // A nod far from how this stream holds its head: the nose tip dropped toward the mouth.
+  {
+    auto estimate = harness("gaze.estimate", {{"fade_frames", std::int64_t{1}}});
+    for (std::uint64_t seq = 0; seq < 10; ++seq) EXPECT_EQ(judge(estimate, looking({0, 0}), seq).reason, "ok");
+    mm::Packet nod = looking({0, 0});
+    mm::Points lm = nod.get<mm::Points>("landmarks");
+    lm[30].y += 14;  // about 35 degrees down by the pitch model
+    nod.set("landmarks", lm);
+    const Judged nodded = judge(estimate, nod, 10);
+    EXPECT_EQ(nodded.reason, "head_pitched");
+    EXPECT_EQ(nodded.strength, 0.0);
+  }
+  // No face, no iris.
+  mm::Packet no_face = frame_packet(cv::Mat(24, 32, CV_8UC3, cv::Scalar::all(0)), 0);
+  const Judged none = target(no_face);
+  EXPECT_EQ(none.reason, "no_face");
+  EXPECT_EQ(none.strength, 0.0);
+  mm::Packet no_iris = looking({0, 0});
+  no_iris.erase("iris");
+  EXPECT_EQ(target(no_iris).reason, "no_iris");
+}
+
+TEST(GazeEstimate, StreamsFadeApart) {
+  auto estimate = harness("gaze.estimate");
+  for (std::uint64_t seq = 0; seq < 6; ++seq) {
+    mm::Packet a = looking({0, 0});
+    a.seq = seq;
+    mm::Packet b = looking({0, 0}, 0, 0.1f);  // stream 1 blinks throughout
+    b.seq = seq;
+    b.stream = 1;
+    EXPECT_NEAR(single(estimate.process(std::move(a))).get<double>("gaze_strength"), (seq + 1) / 6.0, 1e-12);
+    EXPECT_EQ(single(estimate.process(std::move(b))).get<double>("gaze_strength"), 0.0);
+  }
+}
