@@ -134,11 +134,28 @@ TEST_F(CliTest, HelpForACommandBothWays) {
   const Result inspect = run({"help", "inspect"});
   EXPECT_EQ(inspect.exit_code, 0) << inspect.err;
   EXPECT_NE(inspect.out.find("--dot"), std::string::npos) << inspect.out;
+
+  const Result help = run({"help"});
+  EXPECT_EQ(help.exit_code, 0) << help.err;
+  EXPECT_EQ(help.out, run({"--help"}).out);
 }
 
 TEST_F(CliTest, CommandLineMistakesExitWithTwo) {
-  EXPECT_EQ(run({}).exit_code, 2);
-  EXPECT_EQ(run({"frobnicate"}).exit_code, 2);
+  const Result none = run({});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("error: a command is required; valid commands: run, inspect, types"),
+            std::string::npos)
+      << none.err;
+  // An unknown command is named, with the valid ones (and the likely one when it is a typo).
+  const Result unknown = run({"frobnicate"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("error: unknown command 'frobnicate'; valid commands: run, inspect"),
+            std::string::npos)
+      << unknown.err;
+  const Result typo = run({"inspekt", "p.yaml"});
+  EXPECT_EQ(typo.exit_code, 2);
+  EXPECT_NE(typo.err.find("unknown command 'inspekt'; did you mean 'inspect'?"), std::string::npos)
+      << typo.err;
   EXPECT_EQ(run({"inspect"}).exit_code, 2) << "FILE is required";
 
   const Result missing = run({"inspect", (dir_ / "nope.yaml").string()});
