@@ -219,6 +219,29 @@ TEST_F(CliTest, TypesListsEveryTypeAndDescribesOne) {
   EXPECT_NE(unknown.err.find("model.sleep"), std::string::npos) << unknown.err;
 }
 
+// Defaults read as they were written: 0.08, not 0.07999999821186066, which is 0.08f widened to a
+// double (a float constant as a number param's default). A long default that is exactly a float
+// is that mistake; 1/255 (0.00392156862745098) is not.
+TEST_F(CliTest, TypesShowsNumberDefaultsAsWritten) {
+  const Result list = run({"types"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  std::vector<std::string> args{"types"};
+  std::istringstream lines(list.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty()) args.push_back(line.substr(0, line.find(' ')));
+  }
+  ASSERT_GT(args.size(), 5U) << list.out;
+  const Result all = run(args);
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  EXPECT_NE(all.out.find("default 1.0:"), std::string::npos) << all.out;  // model.sleep's service_ms
+  const std::regex number(R"((default |\[|, )(-?\d+\.\d{8,}))");
+  for (std::sregex_iterator it(all.out.begin(), all.out.end(), number), end; it != end; ++it) {
+    const double value = std::stod((*it)[2].str());
+    EXPECT_NE(static_cast<double>(static_cast<float>(value)), value)
+        << (*it)[2].str() << " is a float's value: make the default a double\n" << all.out;
+  }
+}
+
 TEST_F(CliTest, InspectAppliesOverrides) {
   const fs::path good = write_pipeline(10);
   const Result r =

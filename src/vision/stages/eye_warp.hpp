@@ -58,21 +58,23 @@ struct EyePatch {
 /// How far above the line through the eye corners the iris centre sits when the eye looks into
 /// the camera, in eye widths. Measured with the iris model on camera-facing faces (astronaut.png
 /// 0.076, franck.mp4 0.085); a person looking at a screen below a webcam measured 0.035-0.040.
-/// People differ by a few hundredths.
-inline constexpr float kDefaultIrisRise = 0.08f;
+/// People differ by a few hundredths. A double, like the number param it is the default of (as a
+/// float it would show as 0.07999999821186066 there).
+inline constexpr double kDefaultIrisRise = 0.08;
 
 /// Where the iris centre of `eye` would be when looking into the camera: the midpoint of the
 /// eye corners (the two points of the opening farthest apart), raised by `rise` x the eye width
 /// perpendicular to the corner line. The corners are fixed to the skull, unlike the eyelids,
 /// which follow the gaze (a downward look lowers the upper lid and with it the opening's
 /// centre), so they are the steadier reference.
-[[nodiscard]] cv::Point2f camera_gaze_target(const EyeShape& eye, float rise = kDefaultIrisRise);
+[[nodiscard]] cv::Point2f camera_gaze_target(const EyeShape& eye,
+                                             float rise = static_cast<float>(kDefaultIrisRise));
 
 /// Where gaze.redirect aims an eye's iris: camera_gaze_target() plus a fixed per-setup offset.
 /// The one definition of the target, shared by the stage and by `micromodels eval eye_contact`
 /// (which measures how close the irises get to it).
 struct GazeTarget {
-  float iris_rise = kDefaultIrisRise;  // eye widths above the corner line
+  float iris_rise = static_cast<float>(kDefaultIrisRise);  // eye widths above the corner line
   cv::Point2f offset_px{};             // added to the target, frame pixels
 
   [[nodiscard]] cv::Point2f for_eye(const EyeShape& eye) const {

@@ -87,7 +87,7 @@ void register_gaze_redirect(Registry& registry) {
       .params = {{"target", ParamType::text, std::string("camera"),
                   "where the eyes should look: camera (the eye corners' midpoint raised by "
                   "iris_rise eye widths, plus target_offset_px)"},
-                 {"iris_rise", ParamType::number, static_cast<double>(kDefaultIrisRise),
+                 {"iris_rise", ParamType::number, kDefaultIrisRise,
                   "how far above the eye corners' line the iris centre sits when looking into "
                   "the camera, in eye widths (varies a little between people)"},
                  {"target_offset_px", ParamType::numbers, std::vector<double>{0.0, 0.0},
