@@ -517,7 +517,7 @@ int run_eye_contact_eval(const EyeContactEvalOptions& options) {
       print_eval(e);
       per_video.push_back(to_json(e));
     } catch (const std::exception& error) {
-      std::cerr << "eval eye_contact: " << name << " failed: " << error.what() << '\n';
+      std::cerr << "error: eval eye_contact: " << name << ": " << error.what() << '\n';
       per_video.push_back(Json{{"video", name}, {"error", error.what()}});
       status = 1;
     }

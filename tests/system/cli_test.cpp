@@ -180,6 +180,18 @@ TEST_F(CliTest, BenchRunsWhenBuiltIn) {
   EXPECT_TRUE(figures.contains("hop")) << figures.dump(2);
 }
 
+TEST_F(CliTest, EvalNamesAMistypedVideoBeforeRunningAny) {
+  if (run({"--help"}).out.find("eval") == std::string::npos) {
+    GTEST_SKIP() << "built without the vision stages";
+  }
+  const Result r = run({"eval", "eye_contact", "no_such_clip.mp4"});
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.err.find("error: no video 'no_such_clip.mp4': not a file, nor a name in the media folder"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.out.find("frames in"), std::string::npos) << "nothing ran:\n" << r.out;
+}
+
 TEST_F(CliTest, InspectPrintsEveryStage) {
   const fs::path good = write_pipeline(10);
   const Result text = run({"inspect", good.string()});
