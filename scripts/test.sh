@@ -5,7 +5,7 @@
 #   scripts/test.sh quick           deps + main: the RelWithDebInfo build and its tests
 #   scripts/test.sh tsan package    just those phases (the main build is made when one needs it)
 #
-# Phases: deps media main examples asan tsan fuzz package pipelines
+# Phases: deps media main examples asan tsan fuzz package pipelines docs
 # Knobs (environment): JOBS (ctest parallelism, default 2), FUZZ_SECONDS (default 30),
 # TEST_TIMEOUT (seconds per test, default 300), ASAN_APPS (ON to build the CLI and examples under
 # ASan too, default OFF).
@@ -23,7 +23,7 @@ export MICROMODELS_REQUIRE_MEDIA=${MICROMODELS_REQUIRE_MEDIA:-1}
 # The deps phase installs promtool (Debian's prometheus): a test that finds it missing must fail.
 export MICROMODELS_REQUIRE_TOOLS=${MICROMODELS_REQUIRE_TOOLS:-1}
 
-all_phases=(deps media main examples asan tsan fuzz package pipelines)
+all_phases=(deps media main examples asan tsan fuzz package pipelines docs)
 jobs=${JOBS:-2}
 fuzz_seconds=${FUZZ_SECONDS:-30}
 test_timeout=${TEST_TIMEOUT:-300}
@@ -378,6 +378,32 @@ phase_pipelines() {
     record pipelines ok "$(elapsed_since "$start")" "$good/${#files[@]} valid"
   else
     record pipelines FAILED "$(elapsed_since "$start")" "invalid: ${bad[*]}"
+  fi
+}
+
+phase_docs() {
+  local start log=$log_dir/docs.log
+  start=$(now)
+  banner "docs: every sh, console and yaml block of README.md, docs/ and examples/README.md"
+  need_main docs "$start" || return
+  python3 scripts/check_docs.py 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]} line good bad
+  # "check_docs: N passed, N failed, N not run ...": one check per block.
+  line=$(grep -E '^check_docs: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+  if [[ -z $line ]]; then
+    check_failed
+    record docs FAILED "$(elapsed_since "$start")" "scripts/check_docs.py did not finish (rc $rc)"
+    return
+  fi
+  good=$(awk '{print $2}' <<<"$line")
+  bad=$(awk '{print $4}' <<<"$line")
+  passed=$((passed + good))
+  failed=$((failed + bad))
+  if [[ $rc -eq 0 && $bad -eq 0 ]]; then
+    record docs ok "$(elapsed_since "$start")" "$good blocks ran"
+  else
+    [[ $bad -eq 0 ]] && check_failed  # a failure that is not one block's
+    record docs FAILED "$(elapsed_since "$start")" "$bad blocks failed (out/test-logs/docs.log)"
   fi
 }
 
