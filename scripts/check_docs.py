@@ -384,6 +384,14 @@ def run_yaml(block, scratch, cli):
 # ---------------------------------------------------------------------------------------------
 
 
+def build_state():
+    """The main build's configuration, which no block may change (the scratch folder links build/)."""
+    try:
+        return os.stat(os.path.join(ROOT, "build", "CMakeCache.txt")).st_mtime_ns
+    except OSError:
+        return None
+
+
 def doc_files():
     files = ["README.md"] + sorted(glob.glob("docs/*.md", root_dir=ROOT)) + ["examples/README.md"]
     return [f for f in files if os.path.exists(os.path.join(ROOT, f))]
@@ -441,6 +449,7 @@ def main():
                 print(f"{kind:8} {block.where()}")
                 continue
             start = time.monotonic()
+            build_before = build_state()
             scratch = Scratch(os.path.abspath(args.cli), fixtures)
             try:
                 if kind == "sh":
@@ -454,6 +463,9 @@ def main():
             finally:
                 scratch.close()
             took = time.monotonic() - start
+            if not error and build_state() != build_before:
+                error = (f"{block.where()}: the block reconfigured build/ (its CMakeCache.txt "
+                         "changed): mark it norun, or make it use a build folder of its own")
             if error:
                 failed += 1
                 failures.append(error)
