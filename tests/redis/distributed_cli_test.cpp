@@ -16,12 +16,6 @@ using namespace redis_testing;
 
 class DistributedCliTest : public RedisTest {
  protected:
-  void SetUp() override {
-    RedisTest::SetUp();
-    if (IsSkipped() || HasFatalFailure()) return;
-    REQUIRE_CLI();
-  }
-
   // source -> work (model.sleep) -> sink.jsonl, the sink writing dir/out.jsonl.
   fs::path write_pipeline(int count, const std::string& work, const std::string& source = "",
                           const std::string& work_keys = "") {

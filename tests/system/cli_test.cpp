@@ -30,9 +30,6 @@ using micromodels::testing::read_text;
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-#ifndef MICROMODELS_CLI_PATH
-    GTEST_SKIP() << "the micromodels tool is not built (MICROMODELS_BUILD_APPS=OFF)";
-#endif
     dir_ = micromodels::testing::fresh_test_dir("micromodels_cli");
   }
 
