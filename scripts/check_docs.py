@@ -3,7 +3,7 @@
 
     scripts/check_docs.py                     every block (what scripts/test.sh's docs phase runs)
     scripts/check_docs.py docs/cli.md         the blocks of one file
-    scripts/check_docs.py docs/cli.md:384     the block whose fence is on that line
+    scripts/check_docs.py docs/cli.md:123     the block whose fence is on that line
     scripts/check_docs.py --list              what would be done with each block, running nothing
 
 A fence's info string says what its block is (docs/testing.md, "Executable docs"):
@@ -28,6 +28,7 @@ take at most 60 seconds. A failure names the file and line.
 import argparse
 import glob
 import os
+import random
 import re
 import shutil
 import signal
@@ -41,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC_PORTS = ("6379", "9464", "41234")
 REDIS_PORT = "6379"
 BLOCK_TIMEOUT_S = 60
-CHECKED = {"sh": "sh", "bash": "sh", "console": "console", "yaml": "yaml"}
+CHECKED = {"sh": "sh", "console": "console", "yaml": "yaml"}
 UNCHECKED = {"text", "cpp", "json"}
 
 
@@ -118,9 +119,16 @@ def fence_problem(block):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
+    """A port nothing listens on, below the ephemeral range (32768-), so that no client
+    connection takes it between this check and the block's server binding it."""
+    while True:
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return str(port)
 
 
 def wait_for_port(port, seconds=20):
