@@ -20,6 +20,7 @@ ops=(
   nodejs npm
   libhiredis-dev redis-server libcpp-httplib-dev
   prometheus graphviz
+  python3 curl jq                   # scripts/check_docs.py, and the commands the docs show
 )
 
 # A package counts as present when dpkg has it installed, or when an installed package provides

@@ -5,10 +5,10 @@
 #   scripts/test.sh quick           deps + main: the RelWithDebInfo build and its tests
 #   scripts/test.sh tsan package    just those phases (the main build is made when one needs it)
 #
-# Phases: deps media main examples asan tsan fuzz package pipelines
-# Knobs (environment): JOBS (ctest parallelism, default 2), FUZZ_SECONDS (default 30),
-# TEST_TIMEOUT (seconds per test, default 300), ASAN_APPS (ON to build the CLI and examples under
-# ASan too, default OFF).
+# Phases: deps media main examples asan tsan fuzz package pipelines docs
+# Knobs (environment): JOBS (ctest parallelism, default 2), BUILD_JOBS (compile jobs, default
+# one per core), FUZZ_SECONDS (default 30), TEST_TIMEOUT (seconds per test, default 300),
+# ASAN_APPS (ON to build the CLI and examples under ASan too, default OFF).
 #
 # Every phase runs even when an earlier one failed, so one run shows everything that is broken.
 # The last line is "N passed, N failed": ctest tests of every build plus one per script check
@@ -23,8 +23,9 @@ export MICROMODELS_REQUIRE_MEDIA=${MICROMODELS_REQUIRE_MEDIA:-1}
 # The deps phase installs promtool (Debian's prometheus): a test that finds it missing must fail.
 export MICROMODELS_REQUIRE_TOOLS=${MICROMODELS_REQUIRE_TOOLS:-1}
 
-all_phases=(deps media main examples asan tsan fuzz package pipelines)
+all_phases=(deps media main examples asan tsan fuzz package pipelines docs)
 jobs=${JOBS:-2}
+build_jobs=${BUILD_JOBS:-$(nproc)}
 fuzz_seconds=${FUZZ_SECONDS:-30}
 test_timeout=${TEST_TIMEOUT:-300}
 asan_apps=${ASAN_APPS:-OFF}
@@ -34,9 +35,6 @@ mkdir -p "$log_dir"
 usage() {
   sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
 }
-
-generator=(-G Ninja)
-command -v ninja >/dev/null || generator=()
 
 # ---------------------------------------------------------------------------------------------
 # Bookkeeping: totals, and one summary row per phase.
@@ -51,22 +49,49 @@ banner() { printf '\n==== %s ====\n' "$*"; }
 
 now() { date +%s.%N; }
 elapsed_since() { awk -v s="$1" -v e="$(now)" 'BEGIN { printf "%.1f", e - s }'; }
+# cpu_mark: sets cpu_seconds to the CPU time (user + system) of this script's finished child
+# processes so far. `times` must run in this shell, not in a $(...) subshell, which has no
+# children of its own yet. A phase's CPU time hardly depends on what else runs on the machine,
+# unlike its wall time: on a busy machine, a build's CPU time over the cores estimates its wall
+# time on an idle one.
+cpu_seconds=0
+cpu_mark() {
+  times >"$log_dir/.times"
+  cpu_seconds=$(awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/);
+    printf "%.1f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$log_dir/.times")
+}
+phase_cpu_start=0
 
-# record PHASE RESULT SECONDS DETAIL
-record() { summary+=("$(printf '%-10s %-8s %8ss   %s' "$1" "$2" "$3" "$4")"); }
+# record PHASE RESULT SECONDS DETAIL: one summary row, with the phase's CPU time.
+record() {
+  local cpu
+  cpu_mark
+  cpu=$(awk -v s="$phase_cpu_start" -v e="$cpu_seconds" 'BEGIN { printf "%.1f", e - s }')
+  summary+=("$(printf '%-10s %-8s %8ss %8ss   %s' "$1" "$2" "$3" "$cpu" "$4")")
+}
 
 check_passed() { passed=$((passed + 1)); }
 check_failed() { failed=$((failed + 1)); }
 
-# configure DIR ARGS...: configures once, then lets the build tool notice changes.
+# configure DIR ARGS...: configures once, then lets the build tool notice changes. The generator
+# is chosen here, not at start-up: on a fresh machine the deps phase is what installs ninja.
 configure() {
   local dir=$1
   shift
   if [[ -f $dir/CMakeCache.txt ]]; then
     cmake -S . -B "$dir" "$@" >/dev/null
+  elif command -v ninja >/dev/null; then
+    cmake -S . -B "$dir" -G Ninja "$@"
   else
-    cmake -S . -B "$dir" "${generator[@]}" "$@"
+    cmake -S . -B "$dir" "$@"
   fi
+}
+
+# build DIR [ARGS...]: every core compiles (Make alone would run one job at a time).
+build() {
+  local dir=$1
+  shift
+  cmake --build "$dir" --parallel "$build_jobs" "$@"
 }
 
 # run_ctest NAME DIR ARGS...: runs ctest (under "${ctest_wrapper[@]}" when set), adds its counts
@@ -185,14 +210,16 @@ phase_media() {
 }
 
 # The main build: warnings are errors here, and only here (sanitizer builds at -O1 can warn
-# differently, and the warnings are the same code's).
+# differently, and the warnings are the same code's). RelWithDebInfo with line tables only (-g1):
+# file:line in backtraces, at three quarters of -g's compile time.
 main_state=""  # "" not tried, ok, failed
 build_main() {
   [[ -n $main_state ]] && { [[ $main_state == ok ]]; return; }
   local log=$log_dir/main-build.log
-  if configure build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMICROMODELS_WERROR=ON \
+  if configure build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
+    -DMICROMODELS_WERROR=ON \
     -DMICROMODELS_BUILD_TESTS=ON -DMICROMODELS_BUILD_APPS=ON 2>&1 | tee "$log" &&
-    cmake --build build 2>&1 | tee -a "$log"; then
+    build build 2>&1 | tee -a "$log"; then
     main_state=ok
   else
     main_state=failed
@@ -261,11 +288,12 @@ phase_asan() {
   local start build_time log=$log_dir/asan-build.log
   start=$(now)
   banner "asan: AddressSanitizer + UBSan build in build-asan/, ctest"
-  # -O1: most of -O2's speed for the tests at a fraction of its compile time.
-  if ! { configure build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+  # -O1: most of -O2's speed for the tests at a fraction of its compile time. -g1: line tables,
+  # enough for file:line in the sanitizers' reports, at three quarters of -g's compile time.
+  if ! { configure build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1" \
     -DMICROMODELS_SANITIZE=address,undefined -DMICROMODELS_BUILD_TESTS=ON \
     -DMICROMODELS_BUILD_APPS="$asan_apps" 2>&1 | tee "$log" &&
-    cmake --build build-asan 2>&1 | tee -a "$log"; }; then
+    build build-asan 2>&1 | tee -a "$log"; }; then
     check_failed
     record asan FAILED "$(elapsed_since "$start")" "build failed (out/test-logs/asan-build.log)"
     return
@@ -283,11 +311,11 @@ phase_asan() {
 phase_tsan() {
   local start build_time log=$log_dir/tsan-build.log
   start=$(now)
-  banner "tsan: ThreadSanitizer build in build-tsan/, concurrent-core and broker tests (unit|system|stress|redis)"
-  if ! { configure build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+  banner "tsan: ThreadSanitizer build in build-tsan/, concurrent-core and broker tests (unit|system|redis)"
+  if ! { configure build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1" \
     -DMICROMODELS_SANITIZE=thread -DMICROMODELS_BUILD_VISION=OFF -DMICROMODELS_BUILD_APPS=OFF \
     -DMICROMODELS_BUILD_TESTS=ON 2>&1 | tee "$log" &&
-    cmake --build build-tsan 2>&1 | tee -a "$log"; }; then
+    build build-tsan 2>&1 | tee -a "$log"; }; then
     check_failed
     record tsan FAILED "$(elapsed_since "$start")" "build failed (out/test-logs/tsan-build.log)"
     return
@@ -299,9 +327,9 @@ phase_tsan() {
     ctest_wrapper=(setarch "$(uname -m)" -R)
   fi
   local ok=0
-  start_redis  # the broker's in-process tests (its CLI tests skip: no apps in this build)
+  start_redis  # the broker's in-process tests (the tests that start the CLI are not built here)
   TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-    run_ctest tsan build-tsan -L '^(unit|system|stress|redis)$' || ok=1
+    run_ctest tsan build-tsan -L '^(unit|system|redis)$' || ok=1
   ctest_wrapper=()
   if [[ $ok -eq 0 ]]; then
     record tsan ok "$(elapsed_since "$start")" "build ${build_time}s; $ctest_detail"
@@ -381,6 +409,32 @@ phase_pipelines() {
   fi
 }
 
+phase_docs() {
+  local start log=$log_dir/docs.log
+  start=$(now)
+  banner "docs: every sh, console and yaml block of README.md, docs/ and examples/README.md"
+  need_main docs "$start" || return
+  python3 scripts/check_docs.py 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]} line good bad
+  # "check_docs: N passed, N failed, N not run ...": one check per block.
+  line=$(grep -E '^check_docs: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+  if [[ -z $line ]]; then
+    check_failed
+    record docs FAILED "$(elapsed_since "$start")" "scripts/check_docs.py did not finish (rc $rc)"
+    return
+  fi
+  good=$(awk '{print $2}' <<<"$line")
+  bad=$(awk '{print $4}' <<<"$line")
+  passed=$((passed + good))
+  failed=$((failed + bad))
+  if [[ $rc -eq 0 && $bad -eq 0 ]]; then
+    record docs ok "$(elapsed_since "$start")" "$good blocks ran"
+  else
+    [[ $bad -eq 0 ]] && check_failed  # a failure that is not one block's
+    record docs FAILED "$(elapsed_since "$start")" "$bad blocks failed (out/test-logs/docs.log)"
+  fi
+}
+
 # ---------------------------------------------------------------------------------------------
 
 parse_phases() {
@@ -412,12 +466,14 @@ main() {
   parse_phases "$@"
   echo "test.sh: phases: ${phases[*]} (logs in out/test-logs/)"
   for phase in "${phases[@]}"; do
+    cpu_mark
+    phase_cpu_start=$cpu_seconds
     "phase_$phase"
   done
 
   total=$(($(date +%s) - run_start))
   banner "summary"
-  printf '%-10s %-8s %9s   %s\n' phase result time detail
+  printf '%-10s %-8s %9s %9s   %s\n' phase result time cpu detail
   for row in "${summary[@]}"; do
     echo "$row"
   done

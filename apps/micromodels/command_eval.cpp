@@ -1,14 +1,45 @@
 // `micromodels eval eye_contact`: how well the eye-contact pipeline does its job on real videos
 // (bench/eye_contact_eval.hpp has the figures and how each is measured).
+#include <algorithm>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "bench/eye_contact_eval.hpp"
 #include "commands.hpp"
+#include "detail/suggest.hpp"
+#include "micromodels/pipeline.hpp"
+#include "vision/models/model_files.hpp"
 
 namespace micromodels::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Every video named on the command line is a file, or a name in the media folder: checked before
+// the first one runs, so that a typo in the last name does not wait for the others.
+void check_videos(const std::vector<std::string>& videos) {
+  const fs::path media = vision::media_dir();
+  std::vector<std::string> fetched;
+  std::error_code ec;
+  for (const fs::directory_entry& entry : fs::directory_iterator(media, ec)) {
+    if (entry.path().extension() == ".mp4") fetched.push_back(entry.path().filename().string());
+  }
+  std::sort(fetched.begin(), fetched.end());
+  for (const std::string& video : videos) {
+    if (fs::is_regular_file(video, ec) || fs::is_regular_file(media / video, ec)) continue;
+    throw ConfigError({}, "video",
+                      "no video '" + video + "': not a file, nor a name in the media folder " +
+                          media.string() +
+                          (fetched.empty() ? " (empty: scripts/fetch_media.sh fills it)"
+                                           : detail::unknown_hint(video, fetched, "names")));
+  }
+}
+
+}  // namespace
 
 Command add_eval_command(CLI::App& app) {
   auto options = std::make_shared<bench::EyeContactEvalOptions>();
@@ -34,7 +65,10 @@ Command add_eval_command(CLI::App& app) {
   command->add_option("--out", options->out_dir,
                       "Keep the written videos in this folder (default: a temp folder, removed)");
   // `name` is captured too: CLI11 writes into it while parsing, after this function returned.
-  return {command, [options, name] { return bench::run_eye_contact_eval(*options); }};
+  return {command, [options, name] {
+            check_videos(options->videos);
+            return bench::run_eye_contact_eval(*options);
+          }};
 }
 
 }  // namespace micromodels::cli

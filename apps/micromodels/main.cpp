@@ -1,4 +1,5 @@
 // `micromodels`: run, inspect and benchmark micro-model pipelines from the command line.
+#include <algorithm>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -18,6 +19,7 @@
 #endif
 
 #include "commands.hpp"
+#include "detail/suggest.hpp"
 #include "exit_codes.hpp"
 
 namespace micromodels::cli {
@@ -101,6 +103,21 @@ int run_tool(int argc, char** argv) {
   for (const Command& command : commands) topics.push_back(command.app->get_name());
   help->add_option("command", help_topic, "Command to describe")->check(CLI::IsMember(topics));
 
+  // A command line that names no known command: CLI11 would only say that one is required.
+  const std::string first = argc > 1 ? argv[1] : "";
+  if (!first.starts_with('-')) {
+    std::vector<std::string> names;
+    for (const CLI::App* command : app.get_subcommands({})) names.push_back(command->get_name());
+    if (std::find(names.begin(), names.end(), first) == names.end()) {
+      std::cerr << "error: "
+                << (first.empty() ? "a command is required; valid commands: " + detail::join_names(names)
+                                  : "unknown command '" + first + "'" +
+                                        detail::unknown_hint(first, names, "commands"))
+                << " (micromodels --help describes them)\n";
+      return kExitConfigError;
+    }
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -110,8 +127,10 @@ int run_tool(int argc, char** argv) {
 
   if (help->parsed()) {
     // The parent's name as prefix gives "Usage: micromodels run", as `run --help` prints it.
-    std::cout << (help_topic.empty() ? app.help()
-                                     : app.get_subcommand(help_topic)->help(app.get_name()));
+    // The tool's own help from its formatter: app.help() would describe the selected `help`.
+    std::cout << (help_topic.empty()
+                      ? app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal)
+                      : app.get_subcommand(help_topic)->help(app.get_name()));
     return kExitOk;
   }
   for (const Command& command : commands) {

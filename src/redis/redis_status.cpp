@@ -1,4 +1,5 @@
 // `micromodels status`: each stage's queue as Redis sees it.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -53,14 +54,21 @@ std::vector<StageStatus> redis_status(const std::string& url, const std::string&
                                       double sample_s) {
   detail::Connection conn(detail::parse_redis_url(url));
   std::vector<std::string> pipelines;
+  const Reply known = conn.command({"SMEMBERS", detail::StreamNames::pipelines()});
+  for (std::size_t i = 0; i < detail::size(known.get()); ++i) {
+    pipelines.emplace_back(detail::text(detail::at(known.get(), i)));
+  }
+  std::sort(pipelines.begin(), pipelines.end());
   if (!pipeline.empty()) {
-    pipelines.push_back(pipeline);
-  } else {
-    const Reply members = conn.command({"SMEMBERS", detail::StreamNames::pipelines()});
-    for (std::size_t i = 0; i < detail::size(members.get()); ++i) {
-      pipelines.emplace_back(detail::text(detail::at(members.get(), i)));
+    if (std::find(pipelines.begin(), pipelines.end(), pipeline) == pipelines.end()) {
+      std::string here;
+      for (const std::string& name : pipelines) here += (here.empty() ? "" : ", ") + name;
+      throw ConfigError({}, "pipeline",
+                        "no pipeline '" + pipeline + "' on this Redis" +
+                            (here.empty() ? " (none yet: start one with `micromodels run FILE --broker URL`)"
+                                          : "; pipelines here: " + here));
     }
-    std::sort(pipelines.begin(), pipelines.end());
+    pipelines = {pipeline};
   }
   const auto first = sample(conn, pipelines);
   const auto start = std::chrono::steady_clock::now();

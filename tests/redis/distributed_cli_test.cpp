@@ -16,12 +16,6 @@ using namespace redis_testing;
 
 class DistributedCliTest : public RedisTest {
  protected:
-  void SetUp() override {
-    RedisTest::SetUp();
-    if (IsSkipped() || HasFatalFailure()) return;
-    REQUIRE_CLI();
-  }
-
   // source -> work (model.sleep) -> sink.jsonl, the sink writing dir/out.jsonl.
   fs::path write_pipeline(int count, const std::string& work, const std::string& source = "",
                           const std::string& work_keys = "") {
@@ -315,6 +309,17 @@ TEST_F(DistributedCliTest, StatusShowsEachStageAsTableAndJson) {
     EXPECT_EQ(s["pending"].get<int>(), 0);
   }
   EXPECT_EQ(stages, (std::set<std::string>{"work", "sink"}));
+
+  // A pipeline that is not there is named, with those that are (the test Redis is shared, so
+  // there may be others).
+  const Result unknown = start("unknown", {"status", "--broker", redis_url(), "--pipeline",
+                                           name_ + "_nosuch", "--interval", "0"})
+                             ->wait(20s);
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.out;
+  const std::string said = "error: no pipeline '" + name_ + "_nosuch' on this Redis; pipelines here: ";
+  const auto at = unknown.err.find(said);
+  ASSERT_NE(at, std::string::npos) << unknown.err;
+  EXPECT_NE(unknown.err.find(name_, at + said.size()), std::string::npos) << unknown.err;
 }
 
 // A Redis of the test's own, to stop and restart: the run must not report success.

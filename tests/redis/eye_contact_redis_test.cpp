@@ -29,7 +29,6 @@ std::vector<cv::Mat> decode(const fs::path& video) {
 class EyeContactRedisTest : public RedisTest {};
 
 TEST_F(EyeContactRedisTest, ThreeWorkerProcessesGiveTheSameFramesAsTheEmbeddedRun) {
-  REQUIRE_CLI();
   fs::path video;
   try {
     video = bench::media_file("franck.mp4");

@@ -206,20 +206,9 @@ class RedisTest : public ::testing::Test {
   fs::path dir_;
 };
 
-/// The built tool, or empty (then CLI tests skip).
-inline std::string cli_path() {
 #ifdef MICROMODELS_CLI_PATH
-  return MICROMODELS_CLI_PATH;
-#else
-  return {};
+/// The built tool (tests that start it are built only with it: tests/CMakeLists.txt).
+inline std::string cli_path() { return MICROMODELS_CLI_PATH; }
 #endif
-}
-
-#define REQUIRE_CLI()                                                                   \
-  do {                                                                                  \
-    if (::micromodels::redis_testing::cli_path().empty()) {                             \
-      GTEST_SKIP() << "the micromodels tool is not built (MICROMODELS_BUILD_APPS=OFF)"; \
-    }                                                                                   \
-  } while (0)
 
 }  // namespace micromodels::redis_testing

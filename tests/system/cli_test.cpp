@@ -30,9 +30,6 @@ using micromodels::testing::read_text;
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-#ifndef MICROMODELS_CLI_PATH
-    GTEST_SKIP() << "the micromodels tool is not built (MICROMODELS_BUILD_APPS=OFF)";
-#endif
     dir_ = micromodels::testing::fresh_test_dir("micromodels_cli");
   }
 
@@ -134,11 +131,28 @@ TEST_F(CliTest, HelpForACommandBothWays) {
   const Result inspect = run({"help", "inspect"});
   EXPECT_EQ(inspect.exit_code, 0) << inspect.err;
   EXPECT_NE(inspect.out.find("--dot"), std::string::npos) << inspect.out;
+
+  const Result help = run({"help"});
+  EXPECT_EQ(help.exit_code, 0) << help.err;
+  EXPECT_EQ(help.out, run({"--help"}).out);
 }
 
 TEST_F(CliTest, CommandLineMistakesExitWithTwo) {
-  EXPECT_EQ(run({}).exit_code, 2);
-  EXPECT_EQ(run({"frobnicate"}).exit_code, 2);
+  const Result none = run({});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("error: a command is required; valid commands: run, inspect, types"),
+            std::string::npos)
+      << none.err;
+  // An unknown command is named, with the valid ones (and the likely one when it is a typo).
+  const Result unknown = run({"frobnicate"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("error: unknown command 'frobnicate'; valid commands: run, inspect"),
+            std::string::npos)
+      << unknown.err;
+  const Result typo = run({"inspekt", "p.yaml"});
+  EXPECT_EQ(typo.exit_code, 2);
+  EXPECT_NE(typo.err.find("unknown command 'inspekt'; did you mean 'inspect'?"), std::string::npos)
+      << typo.err;
   EXPECT_EQ(run({"inspect"}).exit_code, 2) << "FILE is required";
 
   const Result missing = run({"inspect", (dir_ / "nope.yaml").string()});
@@ -161,6 +175,18 @@ TEST_F(CliTest, BenchRunsWhenBuiltIn) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json figures = nlohmann::json::parse(read_text(dir_ / "bench.json"));
   EXPECT_TRUE(figures.contains("hop")) << figures.dump(2);
+}
+
+TEST_F(CliTest, EvalNamesAMistypedVideoBeforeRunningAny) {
+  if (run({"--help"}).out.find("eval") == std::string::npos) {
+    GTEST_SKIP() << "built without the vision stages";
+  }
+  const Result r = run({"eval", "eye_contact", "no_such_clip.mp4"});
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.err.find("error: no video 'no_such_clip.mp4': not a file, nor a name in the media folder"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.out.find("frames in"), std::string::npos) << "nothing ran:\n" << r.out;
 }
 
 TEST_F(CliTest, InspectPrintsEveryStage) {
@@ -200,6 +226,29 @@ TEST_F(CliTest, TypesListsEveryTypeAndDescribesOne) {
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_NE(unknown.err.find("unknown stage type 'model.slep'"), std::string::npos) << unknown.err;
   EXPECT_NE(unknown.err.find("model.sleep"), std::string::npos) << unknown.err;
+}
+
+// Defaults read as they were written: 0.08, not 0.07999999821186066, which is 0.08f widened to a
+// double (a float constant as a number param's default). A long default that is exactly a float
+// is that mistake; 1/255 (0.00392156862745098) is not.
+TEST_F(CliTest, TypesShowsNumberDefaultsAsWritten) {
+  const Result list = run({"types"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  std::vector<std::string> args{"types"};
+  std::istringstream lines(list.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty()) args.push_back(line.substr(0, line.find(' ')));
+  }
+  ASSERT_GT(args.size(), 5U) << list.out;
+  const Result all = run(args);
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  EXPECT_NE(all.out.find("default 1.0:"), std::string::npos) << all.out;  // model.sleep's service_ms
+  const std::regex number(R"((default |\[|, )(-?\d+\.\d{8,}))");
+  for (std::sregex_iterator it(all.out.begin(), all.out.end(), number), end; it != end; ++it) {
+    const double value = std::stod((*it)[2].str());
+    EXPECT_NE(static_cast<double>(static_cast<float>(value)), value)
+        << (*it)[2].str() << " is a float's value: make the default a double\n" << all.out;
+  }
 }
 
 TEST_F(CliTest, InspectAppliesOverrides) {

@@ -122,9 +122,6 @@ int bind_loopback(int& port) {
 class ControlTest : public ::testing::Test {
  protected:
   void SetUp() override {
-#ifndef MICROMODELS_CLI_PATH
-    GTEST_SKIP() << "the micromodels tool is not built (MICROMODELS_BUILD_APPS=OFF)";
-#endif
     dir_ = micromodels::testing::fresh_test_dir("micromodels_control");
   }
 

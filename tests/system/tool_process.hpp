@@ -59,9 +59,7 @@ class ToolProcess {
               std::vector<std::string> args,
               const std::map<std::string, std::optional<std::string>>& env = {}, int terminal = -1)
       : out_(dir / (name + ".out")), err_(dir / (name + ".err")) {
-#ifdef MICROMODELS_CLI_PATH
     args.insert(args.begin(), MICROMODELS_CLI_PATH);
-#endif
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
