@@ -142,6 +142,7 @@ struct EvalState {
   // Frame-level sums of the unturned run.
   std::uint64_t checked = 0, failures = 0, with_face = 0, corrected = 0;
   double strength_sum = 0, pitch_sum = 0, yaw_sum = 0;
+  std::uint64_t gaze_frames = 0;  // with reason ok: the gaze of a blink means nothing
   std::map<std::string, std::uint64_t> reasons;
   int max_outside = 0, max_inside = 0;
   std::uint64_t frames_outside = 0, input_mismatches = 0;
@@ -257,7 +258,8 @@ class Probe final : public Stage {
     s.max_outside = std::max(s.max_outside, static_cast<int>(outside));
     s.max_inside = std::max(s.max_inside, static_cast<int>(inside));
     if (outside > 0) ++s.frames_outside;
-    if (const std::string* reason = field<std::string>(packet, "gaze_reason")) ++s.reasons[*reason];
+    const std::string* reason = field<std::string>(packet, "gaze_reason");
+    if (reason != nullptr) ++s.reasons[*reason];
 
     FrameRecord& frame = s.frames[packet.seq];
     const double* strength = field<double>(packet, "gaze_strength");
@@ -268,7 +270,9 @@ class Probe final : public Stage {
     }
     ++s.with_face;
     s.strength_sum += frame.strength;
-    if (const Scalars* gaze = field<Scalars>(packet, "gaze"); gaze != nullptr && gaze->size() == 5) {
+    if (const Scalars* gaze = field<Scalars>(packet, "gaze");
+        gaze != nullptr && gaze->size() == 5 && reason != nullptr && *reason == "ok") {
+      ++s.gaze_frames;
       s.pitch_sum += 0.5 * ((*gaze)[0] + (*gaze)[2]);
       s.yaw_sum += 0.5 * ((*gaze)[1] + (*gaze)[3]);
     }
@@ -639,8 +643,8 @@ EyeContactEval evaluate_eye_contact(const fs::path& video, const EyeContactEvalO
   result.corrected_share = ratio(static_cast<double>(s.corrected), static_cast<double>(s.checked));
   result.mean_gaze_strength = ratio(s.strength_sum, static_cast<double>(s.with_face));
   result.reasons = s.reasons;
-  result.mean_pitch_deg = ratio(s.pitch_sum, static_cast<double>(s.with_face));
-  result.mean_yaw_deg = ratio(s.yaw_sum, static_cast<double>(s.with_face));
+  result.mean_pitch_deg = ratio(s.pitch_sum, static_cast<double>(s.gaze_frames));
+  result.mean_yaw_deg = ratio(s.yaw_sum, static_cast<double>(s.gaze_frames));
   result.asked_px = ratio(s.asked_sum, static_cast<double>(s.asked_eyes));
   result.delivered_ratio = ratio(s.delivered_sum, s.asked_sum);
   result.finder_delivered_ratio = ratio(s.finder_delivered_sum, static_cast<double>(s.finder_asked_eyes));

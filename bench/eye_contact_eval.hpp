@@ -46,7 +46,7 @@ struct EyeContactEval {
   double corrected_share = 0;          // frames_corrected / frames_checked
   double mean_gaze_strength = 0;       // over frames with a face
   std::map<std::string, std::uint64_t> reasons;  // gaze_reason -> frames
-  double mean_pitch_deg = 0;           // gaze.estimate's gaze, frames with a face
+  double mean_pitch_deg = 0;           // gaze.estimate's gaze, frames whose gaze_reason is ok
   double mean_yaw_deg = 0;
 
   // The shift gaze.redirect asked for and what reached the picture: the iris's own pixels found

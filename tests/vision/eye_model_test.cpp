@@ -76,27 +76,23 @@ TEST(EyeModel, GazeAndIrisPositionAreInverses) {
 }
 
 TEST(EyeModel, EyeballSitsAboveTheCornersAndMovesAgainstATurnedHead) {
-  const mv::EyeballParams params{.radius = 0.37f, .rise = 0.1f, .lower_lid_rise = 0.2f, .nasal = 0.05f,
-                                 .depth = 0.13f};
+  const mv::EyeballParams params{.radius = 0.37f, .rise = 0.1f, .nasal = 0.05f, .depth = 0.13f};
   const cv::Point2f a(100, 50), b(124, 50);  // W = 24
-  const mv::Eyeball right = mv::eyeball(a, b, mv::EyeSide::right, std::nullopt, {}, params);
+  const mv::Eyeball right = mv::eyeball(a, b, mv::EyeSide::right, {}, params);
   EXPECT_NEAR(right.center.x, 112 + 0.05f * 24, 1e-4);  // toward the nose: +x for the right eye
   EXPECT_NEAR(right.center.y, 50 - 0.1f * 24, 1e-4);
   EXPECT_NEAR(right.radius, 0.37f * 24, 1e-4);
-  const mv::Eyeball left = mv::eyeball(a, b, mv::EyeSide::left, std::nullopt, {}, params);
+  const mv::Eyeball left = mv::eyeball(a, b, mv::EyeSide::left, {}, params);
   EXPECT_NEAR(left.center.x, 112 - 0.05f * 24, 1e-4);
-  // With the lower lid measured 2 px below the corner line, the two anchors are averaged.
-  const mv::Eyeball lidded = mv::eyeball(a, b, mv::EyeSide::right, -2.0f, {}, params);
-  EXPECT_NEAR(lidded.center.y, 50 - 0.5f * (0.1f * 24 + (-2 + 0.2f * 24)), 1e-4);
   // A head turned toward the image's right: the centre, behind the corners, lags to the left;
   // the corners' span shrinks by cos(yaw), the ball does not.
   const mv::HeadPose turned{.pitch_deg = 0, .yaw_deg = 20, .roll_deg = 0};
-  const mv::Eyeball t = mv::eyeball(a, b, mv::EyeSide::right, std::nullopt, turned, params);
+  const mv::Eyeball t = mv::eyeball(a, b, mv::EyeSide::right, turned, params);
   EXPECT_NEAR(t.center.x, right.center.x - 0.13f * 24 * std::sin(20 * kDeg), 1e-4);
   EXPECT_NEAR(t.radius, 0.37f * 24 / std::cos(20 * kDeg), 1e-4);
   // A face turned up: the centre drops against the corners.
   const mv::Eyeball pitched =
-      mv::eyeball(a, b, mv::EyeSide::right, std::nullopt, {.pitch_deg = 15, .yaw_deg = 0, .roll_deg = 0}, params);
+      mv::eyeball(a, b, mv::EyeSide::right, {.pitch_deg = 15, .yaw_deg = 0, .roll_deg = 0}, params);
   EXPECT_NEAR(pitched.center.y, right.center.y + 0.13f * 24 * std::sin(15 * kDeg), 1e-4);
 }
 

@@ -53,9 +53,7 @@ DrawnFace drawn_face(mv::Gaze gaze) {
       contours[s * 71 + i] = {p.x, p.y};
     }
     const auto six = mv::eye_landmarks(face.landmarks, side);
-    const mv::EyeAxes axes = mv::eye_axes(six[0], six[3]);
-    const mv::Eyeball ball =
-        mv::eyeball(six[0], six[3], side, mv::lid_profile(axes, contour).lower_at(0), head);
+    const mv::Eyeball ball = mv::eyeball(six[0], six[3], side, head);
     eye.iris = ball.iris_for(gaze);
     for (std::size_t i = 0; i < 5; ++i) {
       const cv::Point2f d = i == 0 ? cv::Point2f(0, 0)

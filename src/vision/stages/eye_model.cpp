@@ -43,8 +43,8 @@ cv::Point2f Eyeball::iris_for(Gaze gaze) const {
   return axes.to_frame(axes.to_eye(center) + q);
 }
 
-Eyeball eyeball(cv::Point2f a, cv::Point2f b, EyeSide side, std::optional<float> lower_lid_up,
-                const HeadPose& head, const EyeballParams& params) {
+Eyeball eyeball(cv::Point2f a, cv::Point2f b, EyeSide side, const HeadPose& head,
+                const EyeballParams& params) {
   Eyeball ball;
   ball.axes = eye_axes(a, b);
   const float w = ball.axes.width;
@@ -52,10 +52,7 @@ Eyeball eyeball(cv::Point2f a, cv::Point2f b, EyeSide side, std::optional<float>
   const float toward_nose = side == EyeSide::right ? 1.0f : -1.0f;
   // A point `depth` behind the corners moves against them when the head turns or pitches.
   const float along = toward_nose * params.nasal * w - params.depth * w * std::sin(radians(head.yaw_deg));
-  const float from_corners = params.rise * w;
-  float up = from_corners;
-  if (lower_lid_up) up = 0.5f * (from_corners + (*lower_lid_up + params.lower_lid_rise * w));
-  up -= params.depth * w * std::sin(radians(head.pitch_deg));
+  const float up = params.rise * w - params.depth * w * std::sin(radians(head.pitch_deg));
   ball.center = ball.axes.to_frame({along, up});
   // The corners' span shrinks with the head's yaw; the ball does not.
   const float foreshortening = std::max(0.5f, std::cos(radians(head.yaw_deg)));

@@ -6,7 +6,6 @@
 // Pure functions on points; no engine types.
 #pragma once
 
-#include <optional>
 
 #include <opencv2/core.hpp>
 
@@ -51,12 +50,11 @@ struct HeadPose {
 
 /// The model's constants, in eye widths (corner to corner). Defaults are adult averages: an
 /// eyeball turns the iris centre on a radius of about 11 mm, and the palpebral fissure is about
-/// 29 mm wide; `rise`, `lower_lid_rise` and `nasal` were measured on the sample videos
-/// (docs/eye-contact.md, "The eyeball model").
+/// 29 mm wide; `rise` was set on franck.mp4, whose subject talks into the camera
+/// (docs/eye-contact.md, gaze.estimate).
 struct EyeballParams {
   float radius = 0.37f;          // iris centre's turning radius
-  float rise = 0.13f;            // eyeball centre above the corner line, seen frontally
-  float lower_lid_rise = 0.16f;  // eyeball centre above the lower lid's middle, seen frontally
+  float rise = 0.155f;           // eyeball centre above the corner line, seen frontally
   float nasal = 0.0f;            // eyeball centre toward the nose from the corners' midpoint
   float depth = 0.13f;           // eyeball centre behind the corners' midpoint (for head turns)
 };
@@ -76,14 +74,11 @@ struct Eyeball {
 /// Which eye: the subject's right eye is on the image's left in an unmirrored video.
 enum class EyeSide : std::size_t { right = 0, left = 1 };
 
-/// The eyeball of an eye with corners `a`, `b`, whose lower lid's middle sits `lower_lid_up`
-/// (eye axes' `up` coordinate, pixels) when it was measured in the image: the corners give the
-/// centre's place along the eye and, averaged with the lower lid, its height (each anchor's
-/// error is halved; the lower lid hardly moves with the gaze, and dlib's corners follow a
-/// lowered lid by about a fifth of its move). A turned or pitched head moves the centre, which
-/// lies `depth` behind the corners, against them.
-[[nodiscard]] Eyeball eyeball(cv::Point2f a, cv::Point2f b, EyeSide side,
-                              std::optional<float> lower_lid_up, const HeadPose& head,
+/// The eyeball of an eye with corners `a`, `b`: the corners, which are fixed to the skull, give
+/// the centre's place. (The lids are not fixed: their measured edges also move with the image's
+/// blur, by more than a gaze's worth from one video to another.) A turned or pitched head moves
+/// the centre, which lies `depth` behind the corners, against them.
+[[nodiscard]] Eyeball eyeball(cv::Point2f a, cv::Point2f b, EyeSide side, const HeadPose& head,
                               const EyeballParams& params = {});
 
 }  // namespace micromodels::vision

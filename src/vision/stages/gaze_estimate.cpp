@@ -10,6 +10,7 @@
 // most 1/fade_frames per frame, so that corrections fade in and out instead of popping.
 // Per stream: run it with state: per_stream.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -36,12 +37,13 @@ struct Band {
 
 struct EstimateParams {
   EyeballParams eyeball;
-  double blink_ear = 0.18;
+  double blink_ear = 0.12;
+  double blink_ratio = 0.7;
   double min_eye_px = 12;
-  double min_eye_contrast = 8.0;
+  double min_eye_contrast = 5.0;
   Band head_yaw{20, 25};
   Band head_pitch{20, 30};
-  Band gaze{25, 35};
+  Band gaze{20, 30};
   std::int64_t fade_frames = 6;
 };
 
@@ -62,12 +64,43 @@ constexpr const char* kOk = "ok";
 // many frames, 12 s at 25 fps), so a nod still counts.
 constexpr double kUsualPitchFrames = 300;
 
+// The eyeball's centre is fixed in the eye: from frame to frame its estimate (from the corners
+// and the lower lid) varies only by the landmarks' noise, which would go straight into the
+// correction as jitter. So its place in the eye's axes (eye widths) is averaged over about this
+// many frames; a head turn moves it slowly enough to follow.
+constexpr float kCentreFrames = 8;
+
+// A blink is an eye that closes against how open this person's eyes usually are: looking down
+// at a screen also narrows the eyes (the upper lid follows the iris), and an absolute threshold
+// would take a person who looks down for one who blinks, and stop correcting exactly them. The
+// usual opening follows over about this many frames; a blink lasts a few.
+constexpr double kUsualEarFrames = 100;
+
+// An eye is hidden (a hand, hair, a patch) when its inside shows less contrast than this share
+// of the other eye's, or than min_eye_contrast. Relative because lighting from one side and a
+// look down (less white in view) lower both eyes' contrast, and neither is a hidden eye.
+constexpr double kHiddenShare = 0.3;
+
+// Each frame's gaze is averaged with the last (an exponential average of weight 1/2): the
+// estimate's frame-to-frame noise, which the correction would add to the eyes' own motion,
+// falls to a third of its variance, at the price of a frame's lag.
+constexpr float kGazeWeight = 0.5f;
+
+// A look away on purpose is a look far from where this person usually looks (the screen), not
+// from the camera: the camera may sit far above the screen, and that is what is corrected. The
+// usual gaze follows over about this many frames (12 s at 25 fps).
+constexpr double kUsualGazeFrames = 300;
+
 struct StreamState {
   std::mutex mutex;  // a pipeline without state: per_stream must still not race
   bool seen = false;
   std::uint64_t last_seq = 0;
   double strength = 0;
   std::optional<double> usual_pitch;
+  std::array<std::optional<cv::Point2f>, 2> centre;  // per eye, in its axes, eye widths
+  std::array<std::optional<double>, 2> usual_ear;     // per eye
+  std::array<std::optional<Gaze>, 2> gaze;            // per eye, averaged
+  std::optional<Gaze> usual_gaze;                     // both eyes' mean
 };
 
 class GazeEstimate final : public Stage {
@@ -82,6 +115,10 @@ class GazeEstimate final : public Stage {
       if (state->seen && packet.seq <= state->last_seq) {  // started over
         state->strength = 0;
         state->usual_pitch.reset();
+        state->centre = {};
+        state->usual_ear = {};
+        state->gaze = {};
+        state->usual_gaze.reset();
       }
       state->seen = true;
       state->last_seq = packet.seq;
@@ -101,6 +138,10 @@ class GazeEstimate final : public Stage {
   double judge(Packet& packet, const char*& reason, StreamState& state) const {
     const Points* landmarks = points_field(packet, "landmarks", kLandmarkCount);
     if (landmarks == nullptr) {
+      state.centre = {};  // the face that comes back may be another's
+      state.usual_ear = {};
+      state.gaze = {};
+      state.usual_gaze.reset();
       reason = kNoFace;
       return 0;
     }
@@ -120,7 +161,7 @@ class GazeEstimate final : public Stage {
     Scalars balls(6, 0.0);
     double factor = 1;
     double confidence = 1;
-    double gaze_angle = 0;
+    Gaze mean;
     const auto fail = [&](const char* why) {
       if (reason == kOk) reason = why;
       factor = 0;
@@ -134,22 +175,49 @@ class GazeEstimate final : public Stage {
       }
       const std::vector<cv::Point2f> six = eye_landmarks(*landmarks, side);
       const float width = eye->axes.width;
-      if (width < params_.min_eye_px) fail(kEyesSmall);
-      // A closed eye also hides its inside: a blink is named as such.
-      if (eye_aspect_ratio(six) < params_.blink_ear) fail(kBlink);
+      const bool big = width >= params_.min_eye_px;
+      const double ear = eye_aspect_ratio(six);
+      std::optional<double>& usual_ear = state.usual_ear[s];
+      const bool open = ear >= params_.blink_ear && (!usual_ear || ear >= params_.blink_ratio * *usual_ear);
+      // A closed eye does not count; a narrowed one does, slowly, so that eyes that stay narrow
+      // (a long look down) count as open again after a couple of seconds.
+      if (ear >= params_.blink_ear) {
+        usual_ear = usual_ear ? *usual_ear + (ear - *usual_ear) / kUsualEarFrames : ear;
+      }
       const double seen = contrast != nullptr ? (*contrast)[s] : params_.min_eye_contrast * 2;
-      if (seen < params_.min_eye_contrast) fail(kEyeHidden);
+      const double other = contrast != nullptr ? (*contrast)[1 - s] : seen;
+      const bool visible = seen >= params_.min_eye_contrast && seen >= kHiddenShare * other;
+      if (!big) fail(kEyesSmall);
+      if (!open) fail(kBlink);  // a closed eye also hides its inside: named a blink
+      if (!visible) fail(kEyeHidden);
       confidence = std::min(
           {confidence, std::clamp(seen / (2 * params_.min_eye_contrast), 0.0, 1.0),
            std::clamp(static_cast<double>(width) / (2 * params_.min_eye_px), 0.0, 1.0)});
-      const Eyeball ball = eyeball(six[0], six[3], side, eye->lids.lower_at(0), head, params_.eyeball);
-      const Gaze g = ball.gaze_of(eye->iris_center);
+      Eyeball ball = eyeball(six[0], six[3], side, head, params_.eyeball);
+      std::optional<cv::Point2f>& kept = state.centre[s];
+      if (width > 0 && big && open && visible) {  // a closing lid is not the eyeball moving
+        const cv::Point2f now = ball.axes.to_eye(ball.center) * (1.0f / width);
+        kept = kept ? *kept + (now - *kept) * (1.0f / kCentreFrames) : now;
+      }
+      if (kept) ball.center = ball.axes.to_frame(*kept * width);
+      Gaze g = ball.gaze_of(eye->iris_center);
+      std::optional<Gaze>& last = state.gaze[s];
+      if (big && open && visible) {
+        if (last) {
+          g = {last->pitch_deg + kGazeWeight * (g.pitch_deg - last->pitch_deg),
+               last->yaw_deg + kGazeWeight * (g.yaw_deg - last->yaw_deg)};
+        }
+        last = g;
+      } else {
+        last.reset();  // after a blink, from the eye as it opens
+      }
       gaze[2 * s] = g.pitch_deg;
       gaze[2 * s + 1] = g.yaw_deg;
       balls[3 * s] = ball.center.x;
       balls[3 * s + 1] = ball.center.y;
       balls[3 * s + 2] = ball.radius;
-      gaze_angle += 0.5 * std::hypot(g.pitch_deg, g.yaw_deg);
+      mean.pitch_deg += 0.5f * g.pitch_deg;
+      mean.yaw_deg += 0.5f * g.yaw_deg;
     }
     gaze[4] = confidence;
     packet.set("head_pose", pose);
@@ -163,7 +231,12 @@ class GazeEstimate final : public Stage {
     fade(params_.head_yaw.factor(head.yaw_deg), kHeadTurned);
     fade(params_.head_pitch.factor(head.pitch_deg), kHeadPitched);
     // Both eyes look the same way; their mean is steadier than either.
-    fade(params_.gaze.factor(gaze_angle), kLookingAway);
+    if (!state.usual_gaze) state.usual_gaze = mean;
+    Gaze& usual = *state.usual_gaze;
+    usual.pitch_deg += static_cast<float>((mean.pitch_deg - usual.pitch_deg) / kUsualGazeFrames);
+    usual.yaw_deg += static_cast<float>((mean.yaw_deg - usual.yaw_deg) / kUsualGazeFrames);
+    fade(params_.gaze.factor(std::hypot(mean.pitch_deg - usual.pitch_deg, mean.yaw_deg - usual.yaw_deg)),
+         kLookingAway);
     return factor;
   }
 
@@ -205,28 +278,28 @@ void register_gaze_estimate(Registry& registry) {
                   "radius on which the iris centre turns, eye widths"},
                  {"eyeball_rise", ParamType::number, static_cast<double>(ball.rise),
                   "eyeball centre above the eye corners' line, eye widths (seen frontally)"},
-                 {"eyeball_lower_lid_rise", ParamType::number,
-                  static_cast<double>(ball.lower_lid_rise),
-                  "eyeball centre above the lower lid's middle, eye widths (seen frontally)"},
                  {"eyeball_nasal", ParamType::number, static_cast<double>(ball.nasal),
                   "eyeball centre toward the nose from the corners' midpoint, eye widths"},
                  {"eyeball_depth", ParamType::number, static_cast<double>(ball.depth),
                   "eyeball centre behind the corners, eye widths (moves it when the head turns)"},
-                 {"blink_ear", ParamType::number, 0.18,
-                  "eye aspect ratio below which an eye counts as closed"},
+                 {"blink_ear", ParamType::number, 0.12,
+                  "eye aspect ratio below which an eye counts as closed, whatever its usual"},
+                 {"blink_ratio", ParamType::number, 0.7,
+                  "an eye counts as closed below this share of its usual aspect ratio in the "
+                  "stream"},
                  {"min_eye_px", ParamType::number, 12.0,
                   "eye width (corner to corner, pixels) below which eyes are too small to correct"},
-                 {"min_eye_contrast", ParamType::number, 8.0,
+                 {"min_eye_contrast", ParamType::number, 5.0,
                   "an eye whose inside varies less than this (eye.refine's 'eye_contrast', gray "
-                  "levels) counts as hidden"},
+                  "levels), or less than 0.3 of the other eye's, counts as hidden"},
                  {"head_yaw_fade_deg", ParamType::numbers, std::vector<double>{20, 25},
                   "head yaw over which the correction fades out, degrees {from, to}"},
                  {"head_pitch_fade_deg", ParamType::numbers, std::vector<double>{20, 30},
                   "head pitch away from the stream's usual pitch over which the correction "
                   "fades out, degrees {from, to}"},
-                 {"gaze_fade_deg", ParamType::numbers, std::vector<double>{25, 35},
-                  "gaze angle from the camera over which the correction fades out (a look "
-                  "away on purpose), degrees {from, to}"},
+                 {"gaze_fade_deg", ParamType::numbers, std::vector<double>{20, 30},
+                  "angle between the gaze and where this stream usually looks over which the "
+                  "correction fades out (a look away on purpose), degrees {from, to}"},
                  {"fade_frames", ParamType::integer, std::int64_t{6},
                   "frames for the strength to go from 0 to 1 or back"}},
       .info =
@@ -241,10 +314,13 @@ void register_gaze_estimate(Registry& registry) {
         EstimateParams p;
         p.eyeball.radius = static_cast<float>(params.number("eyeball_radius"));
         p.eyeball.rise = static_cast<float>(params.number("eyeball_rise"));
-        p.eyeball.lower_lid_rise = static_cast<float>(params.number("eyeball_lower_lid_rise"));
         p.eyeball.nasal = static_cast<float>(params.number("eyeball_nasal"));
         p.eyeball.depth = static_cast<float>(params.number("eyeball_depth"));
         p.blink_ear = params.number("blink_ear");
+        p.blink_ratio = params.number("blink_ratio");
+        if (!(p.blink_ratio > 0 && p.blink_ratio < 1)) {
+          throw std::invalid_argument("param 'blink_ratio' must be within 0..1 (exclusive)");
+        }
         p.min_eye_px = params.number("min_eye_px");
         p.min_eye_contrast = params.number("min_eye_contrast");
         p.head_yaw = band_param(params, "head_yaw_fade_deg");

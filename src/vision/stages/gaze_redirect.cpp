@@ -22,7 +22,7 @@ constexpr double kMaxCameraOffset = 30;  // degrees; beyond it a warp of the eye
 struct RedirectSettings {
   bool to_camera = true;
   double camera_offset_deg = 0;
-  double max_correction_deg = 25;
+  double max_correction_deg = 30;
   bool conjugate = true;
   EyeRenderOptions render;
 };
@@ -172,7 +172,7 @@ void register_gaze_redirect(Registry& registry) {
                  {"camera_offset_deg", ParamType::number, 0.0,
                   "with target: offset, how far the camera sits above where the eyes look, "
                   "degrees (-30..30)"},
-                 {"max_correction_deg", ParamType::number, 25.0,
+                 {"max_correction_deg", ParamType::number, 30.0,
                   "largest turn of the gaze, degrees"},
                  {"lid_follow", ParamType::number, static_cast<double>(render.lid_follow),
                   "share of the iris's vertical move the upper lid makes (0..1)"},
