@@ -16,9 +16,8 @@ namespace micromodels::cli {
 /// Call `update` as often as convenient: it decides itself when to draw.
 ///
 ///   ProgressBar progress(options.quiet);
-///   while (!runner.wait_for(100)) progress.update(runner.retired_packets(),
-///   runner.expected_packets()); progress.finish(runner.retired_packets(),
-///   runner.expected_packets());
+///   while (!run.wait_for(100)) progress.update(run.progress().done, run.progress().expected);
+///   progress.finish(run.progress().done, run.progress().expected);
 class ProgressBar {
  public:
   enum class Style { off, redraw, lines };

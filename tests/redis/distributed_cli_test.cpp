@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "entry.hpp"
 #include "redis_test_support.hpp"
 
 namespace micromodels {
@@ -132,10 +133,23 @@ TEST_F(DistributedCliTest, AWorkerShowsItsMetricsOnTheControlEndpoint) {
     if (stage["name"] == "work") found = stage["processed"].get<std::uint64_t>() > 0;
   }
   EXPECT_TRUE(found) << status.out;
-  // Consumers of a distributed stage come from workers: the endpoint says it cannot scale.
+  // The worker runs its stages on the same engine as an embedded run: scale acts on the
+  // consumers of this process, as in one process.
   const Result scale = start("scale", {"ctl", url, "scale", "work", "2"})->wait(20s);
-  EXPECT_NE(scale.exit_code, 0);
-  EXPECT_NE(scale.err.find("cannot scale"), std::string::npos) << scale.err;
+  EXPECT_EQ(scale.exit_code, 0) << scale.err;
+  EXPECT_NE(scale.out.find("scaled work: 1 -> 2 consumers"), std::string::npos) << scale.out;
+  const Result after = start("after", {"ctl", url, "status", "--json"})->wait(20s);
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  for (const auto& stage : nlohmann::json::parse(after.out)["stages"]) {
+    if (stage["name"] == "work") {
+      EXPECT_EQ(stage["consumers"], 2) << after.out;
+    }
+  }
+  // A stage this worker does not serve is not here to change.
+  const Result elsewhere = start("elsewhere", {"ctl", url, "scale", "sink", "2"})->wait(20s);
+  EXPECT_NE(elsewhere.exit_code, 0);
+  EXPECT_NE(elsewhere.err.find("no stage 'sink' runs in this process"), std::string::npos)
+      << elsewhere.err;
   const Result done = run->wait(60s);
   ASSERT_EQ(done.exit_code, 0) << done.err;
   expect_complete(300);
@@ -252,28 +266,36 @@ TEST_F(DistributedCliTest, CorruptEntriesAreDeadLetteredWithAClearError) {
   const fs::path file = write_pipeline(100, "service_ms: 0", ", rate: 50");
   auto run = start("run", {"run", file.string(), "--broker", redis_url(), "-q"});
   Redis redis(redis_url());
-  std::string run_id;
+  std::string run_record;  // "RUN VERSION", 16 hex digits each
   const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (run_id.empty() && std::chrono::steady_clock::now() < deadline) {
-    run_id = redis.text({"GET", key("run")});
+  while (run_record.empty() && std::chrono::steady_clock::now() < deadline) {
+    run_record = redis.text({"GET", key("run")});
     std::this_thread::sleep_for(10ms);
   }
-  ASSERT_FALSE(run_id.empty());
-  // Garbage where a packet should be, and an entry that is not ours at all.
-  redis.command({"XADD", key("work"), "*", "r", run_id, "s", "0", "q", "100000", "k", "p", "p",
-                 "\x01not a packet"});
+  ASSERT_EQ(run_record.size(), 33u) << run_record;
+  const detail::Entry header{.kind = detail::Entry::Kind::packet,
+                             .version = std::stoull(run_record.substr(17), nullptr, 16),
+                             .run = std::stoull(run_record.substr(0, 16), nullptr, 16),
+                             .stream = 0,
+                             .seq = 100000};
+  // Garbage where a packet should be, an entry that is not ours at all, and one of the first
+  // entry format (five fields).
+  redis.command({"XADD", key("work"), "*", "m", detail::encode_entry(header, "\x01not a packet")});
   redis.command({"XADD", key("work"), "*", "hello", "world"});
+  redis.command({"XADD", key("work"), "*", "r", "x", "s", "0", "q", "7", "k", "p", "p", "?"});
   const Result r = run->wait(60s);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_complete(100);
-  EXPECT_NE(r.out.find("dead-lettered: 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dead-lettered: 3"), std::string::npos) << r.out;
   auto dead = redis.command({"XRANGE", key("dead"), "-", "+"});
-  ASSERT_TRUE(dead && dead->elements == 2);
-  EXPECT_NE(field_text(dead->element[0]->element[1], "error").find("corrupt packet"), std::string::npos)
-      << field_text(dead->element[0]->element[1], "error");
-  EXPECT_NE(field_text(dead->element[1]->element[1], "error").find("no valid stream/seq"),
-            std::string::npos)
-      << field_text(dead->element[1]->element[1], "error");
+  ASSERT_TRUE(dead && dead->elements == 3);
+  const auto error_of = [&](std::size_t i) { return field_text(dead->element[i]->element[1], "error"); };
+  EXPECT_NE(error_of(0).find("corrupt packet"), std::string::npos) << error_of(0);
+  EXPECT_EQ(field_text(dead->element[0]->element[1], "q"), "100000");
+  EXPECT_NE(error_of(1).find("is not a micromodels entry (no field 'm')"), std::string::npos)
+      << error_of(1);
+  EXPECT_NE(error_of(2).find("written by an older micromodels (entry format 1)"), std::string::npos)
+      << error_of(2);
   EXPECT_NE(r.err.find("corrupt packet"), std::string::npos) << r.err;  // and said so
 }
 

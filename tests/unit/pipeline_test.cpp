@@ -296,10 +296,10 @@ TEST(PipelineYaml, UnknownKeysSuggestTheClosestKnownKey) {
   EXPECT_EQ(error_of(with_header("    consumer: 2\n")),
             "bad.yaml:7:5: stage 'detect': key 'consumer': unknown key; did you mean 'consumers'? "
             "Valid keys: name, type, params, consumers, queue, state, ordered, blocking, batch, "
-            "inputs, join");
+            "inputs, join, partitions");
   EXPECT_EQ(error_of(with_header("    colour: red\n")),
             "bad.yaml:7:5: stage 'detect': key 'colour': unknown key; valid keys: name, type, "
-            "params, consumers, queue, state, ordered, blocking, batch, inputs, join");
+            "params, consumers, queue, state, ordered, blocking, batch, inputs, join, partitions");
   EXPECT_EQ(error_of(with_header("    queue: { capacity: 8, overflw: block }\n")),
             "bad.yaml:7:27: stage 'detect': key 'queue.overflw': unknown key; did you mean "
             "'overflow'? Valid keys: capacity, overflow");

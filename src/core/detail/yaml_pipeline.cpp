@@ -20,7 +20,7 @@ const std::vector<std::string> kAutoscaleKeys = {"max_consumers", "budget", "int
 const std::vector<std::string> kWireKeys = {"images", "jpeg_quality"};
 const std::vector<std::string> kStageKeys = {"name",  "type",   "params",  "consumers",
                                              "queue", "state",  "ordered", "blocking",
-                                             "batch", "inputs", "join"};
+                                             "batch", "inputs", "join",    "partitions"};
 const std::vector<std::string> kQueueKeys = {"capacity", "overflow"};
 const std::vector<std::string> kBatchKeys = {"max_batch", "max_delay_ms"};
 const std::vector<std::string> kJoinKeys = {"timeout_ms", "on_timeout"};
@@ -376,6 +376,10 @@ class Reader {
         stage.per_stream = true;
       } else if (key == "ordered") {
         stage.ordered = boolean(entry, subject);
+      } else if (key == "partitions") {
+        const std::int64_t partitions = integer(entry, subject);
+        check_count(partitions, 1, kMaxConsumers, entry.where, subject, key);
+        stage.partitions = static_cast<int>(partitions);
       } else if (key == "blocking") {
         stage.blocking = boolean(entry, subject);
       } else if (key == "batch") {
