@@ -230,7 +230,7 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
     std::lock_guard lock(mutex_);
     if (in_flight_.contains({part, id})) return true;  // the same entry again: on its way
     if (mode_ != Mode::shared) {
-      SeqSet& seen = parts_[part].seen[entry.stream];
+      SeqSet& seen = parts_[part].seen[{entry.stream, entry.input}];
       if (seen.contains(entry.seq)) {  // a duplicate (a stage ran twice after a crash)
         parts_[part].acks.push_back(id);
         return true;
@@ -450,7 +450,9 @@ void RedisInlet::take_over(std::size_t k, std::vector<Delivery>& out) {
     for (std::size_t i = 0; i + 1 < size(next.get()); i += 2) {
       const auto stream = static_cast<std::uint32_t>(integer(at(next.get(), i)));
       const auto seq = static_cast<std::uint64_t>(integer(at(next.get(), i + 1)));
-      part.seen.emplace(stream, SeqSet(seq));
+      for (std::size_t input = 0; input < std::max<std::size_t>(1, stage_.inputs.size()); ++input) {
+        part.seen.emplace(std::make_pair(stream, static_cast<std::uint16_t>(input)), SeqSet(seq));
+      }
       part.settled.emplace(stream, SeqSet(seq));
       part.committed[stream] = seq;
       out.push_back(control(Delivery::Kind::reset, stream, seq, 0, 0));
@@ -482,9 +484,9 @@ void RedisInlet::give_up(std::size_t k, std::vector<Delivery>& out, bool release
   std::lock_guard lock(mutex_);
   Partition& part = parts_[k];
   if (!part.owned) return;
-  for (const auto& [stream, seen] : part.seen) {
-    out.push_back(control(Delivery::Kind::reset, stream, 0, 0, 0));
-  }
+  std::set<std::uint32_t> streams;
+  for (const auto& [key, seen] : part.seen) streams.insert(key.first);
+  for (std::uint32_t stream : streams) out.push_back(control(Delivery::Kind::reset, stream, 0, 0, 0));
   for (auto& [ticket, held] : tickets_) {
     for (const Held& h : held) {
       if (h.part == k) in_flight_.erase({h.part, h.id});

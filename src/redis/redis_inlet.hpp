@@ -66,7 +66,8 @@ class RedisInlet final : public Inlet {
     bool owned = false;   // always, unless leased
     bool lost = false;    // the keeper found the lease gone
     std::uint64_t generation = 0;  // one per take-over: settles of an older one are void
-    std::map<std::uint32_t, SeqSet> seen{};     // delivered to the engine (duplicates dropped)
+    // Delivered to the engine, per (stream, input): a second one is a duplicate and is dropped.
+    std::map<std::pair<std::uint32_t, std::uint16_t>, SeqSet> seen{};
     std::map<std::uint32_t, SeqSet> settled{};  // done with
     std::map<std::uint32_t, std::uint64_t> committed{};  // next seq recorded in Redis
     std::vector<std::string> acks{};  // settled, not yet acknowledged

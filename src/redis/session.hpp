@@ -22,6 +22,7 @@
 #include "micromodels/transport.hpp"
 #include "redis_connection.hpp"
 #include "redis_url.hpp"
+#include "runtime/seq_set.hpp"
 #include "stream_names.hpp"
 #include "writer.hpp"
 
@@ -29,31 +30,6 @@ namespace micromodels::detail {
 
 class RedisInlet;
 class RedisOutlet;
-
-/// Seqs of one stream seen so far: everything below `low`, and the ones above it.
-class SeqSet {
- public:
-  explicit SeqSet(std::uint64_t low = 0) : low_(low) {}
-  [[nodiscard]] bool contains(std::uint64_t seq) const { return seq < low_ || above_.contains(seq); }
-  void insert(std::uint64_t seq) {
-    if (seq < low_) return;
-    if (seq > low_) {
-      above_.insert(seq);
-      return;
-    }
-    ++low_;
-    while (!above_.empty() && *above_.begin() == low_) {
-      above_.erase(above_.begin());
-      ++low_;
-    }
-  }
-  /// The lowest seq not in the set: every seq below it is.
-  [[nodiscard]] std::uint64_t low() const noexcept { return low_; }
-
- private:
-  std::uint64_t low_;
-  std::set<std::uint64_t> above_;
-};
 
 class Session {
  public:

@@ -73,7 +73,9 @@ bool Engine::ready_locked(Node& node) const {
     case Node::Kind::stage:
       break;
   }
-  if (node.queue.available() <= static_cast<std::size_t>(node.active.load())) return false;
+  // Another turn only for packets that the turns already claimed will not take: a consumer busy
+  // with a slow packet takes nothing more until it is done.
+  if (node.queue.available() <= static_cast<std::size_t>(node.untaken)) return false;
   if (downstream_full(node)) return false;
   if (node.config.max_batch > 1 && node.queue.size() < node.config.max_batch &&
       live_sources_.load() + live_inlets_.load() > 0 && !stopping_) {
@@ -84,11 +86,13 @@ bool Engine::ready_locked(Node& node) const {
 }
 
 bool Engine::claim_locked(Node& node) const {
-  if (!node.served.load(std::memory_order_relaxed) || node.active >= node.consumers ||
-      !ready_locked(node)) {
+  const int active = node.active.load(std::memory_order_relaxed);
+  if (!node.served.load(std::memory_order_relaxed) ||
+      active >= node.consumers.load(std::memory_order_relaxed) || !ready_locked(node)) {
     return false;
   }
-  ++node.active;
+  node.active.store(active + 1, std::memory_order_relaxed);  // written under the lock only
+  if (node.kind == Node::Kind::stage) ++node.untaken;
   return true;
 }
 
@@ -106,7 +110,7 @@ void Engine::try_activate(Node& node) {
 void Engine::finish_turn(Node& node) {
   {
     std::lock_guard lock(node.mutex);
-    --node.active;
+    node.active.store(node.active.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   }
   try_activate(node);
   // A slow stage fed by an inlet takes from it only as its consumers free up.
@@ -233,14 +237,15 @@ void Engine::serve_stage(Node& node) {
     std::lock_guard lock(node.mutex);
     // A single consumer records its latencies without atomic read-modify-writes (a scale-up in
     // the middle of this turn can at worst lose a few histogram counts, never corrupt them).
-    exclusive = node.consumers == 1;
+    exclusive = node.consumers.load(std::memory_order_relaxed) == 1;
+    --node.untaken;
     had_room = !node.queue.full();
     std::size_t take = 1;
     if (node.config.per_stream) {
       take = kTurn;
     } else if (node.config.max_batch > 1) {
       take = node.config.max_batch;
-    } else if (node.consumers == 1 &&
+    } else if (exclusive &&
                node.service_ewma_ns.load(std::memory_order_relaxed) < kChunkBelowNs) {
       take = kTurn;
     }
@@ -439,11 +444,11 @@ void Engine::deliver(const Edge& edge, Packet packet, Ticket ticket) {
   {
     std::lock_guard lock(to.mutex);
     if (to.joins_inputs()) {
-      bool duplicate = false;
+      bool refused = false;
       std::optional<JoinTable::Done> done = to.joins.part(edge.input, std::move(packet), ticket,
-                                                          duplicate);
-      if (duplicate) {
-        // One packet per (stream, seq) per input: a second one has nothing to join with.
+                                                          refused);
+      if (refused) {
+        // A second part for an input, or one after its join timed out: nothing to join with.
         to.dropped.fetch_add(1, std::memory_order_relaxed);
         leave(1);
         after.settled.push_back(ticket);
@@ -471,7 +476,9 @@ void Engine::deliver_skip(const Edge& edge, std::uint32_t stream, std::uint64_t 
   {
     std::lock_guard lock(to.mutex);
     if (to.joins_inputs()) {
-      std::optional<JoinTable::Done> done = to.joins.skip(edge.input, stream, seq, ticket);
+      bool refused = false;
+      std::optional<JoinTable::Done> done = to.joins.skip(edge.input, stream, seq, ticket, refused);
+      if (refused) after.settled.push_back(ticket);
       if (done) settle_join(to, std::move(*done), after);
     } else {
       skip_locked(to, stream, seq, ticket, true, after);
@@ -535,7 +542,8 @@ void Engine::skip_locked(Node& to, std::uint32_t stream, std::uint64_t seq, Tick
 }
 
 void Engine::release_locked(Node& to, Packet packet, Ticket ticket, Aftermath& after) {
-  to.arrived.fetch_add(1, std::memory_order_relaxed);
+  // Written under the node's lock only: a plain store, not a read-modify-write per hop.
+  to.arrived.store(to.arrived.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   if (!to.ordered()) {
     enqueue_locked(to, std::move(packet), ticket, after);
     return;
@@ -561,7 +569,7 @@ void Engine::reset_stream(Node& to, std::uint32_t stream, std::uint64_t next) {
   {
     std::lock_guard lock(to.mutex);
     const auto [reordered, held_there] = to.reorder.reset(stream, next, abandoned);
-    const std::size_t parts = to.joins.reset(stream, abandoned);
+    const std::size_t parts = to.joins.reset(stream, next, abandoned);
     dropped = static_cast<std::int64_t>(reordered + parts);
     held = static_cast<std::int64_t>(held_there + parts);
   }

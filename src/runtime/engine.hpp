@@ -76,6 +76,7 @@ class Node {
   Engine& engine;
   const PlanStage& plan;
   const Kind kind;
+  const bool joining;  // several inputs: parts of one (stream, seq) are merged
   StageConfig config;  // as running: `swap` changes the type and params, under `mutex`
   bool blocking = false;
   std::shared_ptr<Stage> stage;  // guarded by mutex: `swap` replaces it; a turn holds a copy
@@ -92,7 +93,7 @@ class Node {
 
   [[nodiscard]] bool producer() const noexcept { return kind != Kind::stage; }
   [[nodiscard]] bool ordered() const noexcept { return config.ordered || config.per_stream; }
-  [[nodiscard]] bool joins_inputs() const noexcept { return plan.inputs.size() > 1; }
+  [[nodiscard]] bool joins_inputs() const noexcept { return joining; }
   [[nodiscard]] bool barrier() const noexcept { return joins_inputs() || ordered(); }
 
   // Guarded by mutex (atomics: written under it, read anywhere).
@@ -100,7 +101,8 @@ class Node {
   StageQueue queue;
   ReorderBuffer reorder;
   JoinTable joins;
-  std::atomic<int> active{0};
+  std::atomic<int> active{0};    // consumer turns claimed and not finished
+  int untaken = 0;               // of those, turns that have not taken their packets yet
   std::atomic<int> consumers{1};
   bool ended = false;  // a producer that produces no more
   Clock::time_point last_change;

@@ -26,6 +26,7 @@ Node::Node(Engine& owner, const PlanStage& stage_plan, Kind node_kind)
     : engine(owner),
       plan(stage_plan),
       kind(node_kind),
+      joining(node_kind == Kind::stage && stage_plan.inputs.size() > 1),
       config(stage_plan.config),
       queue(stage_plan.config.queue_capacity, stage_plan.config.overflow,
             stage_plan.config.per_stream),

@@ -10,11 +10,14 @@
 
 #include "micromodels/packet.hpp"
 #include "micromodels/transport.hpp"
+#include "seq_set.hpp"
 
 namespace micromodels::detail {
 
 /// Collects the parts of each (stream, seq) until every input has given one or said it never
-/// will (a skip), or until the join times out. Not thread-safe: the node's mutex guards it.
+/// will (a skip), or until the join times out. A part that comes after its (stream, seq) was
+/// settled (it timed out) has nothing left to join with. Not thread-safe: the node's mutex
+/// guards it.
 class JoinTable {
  public:
   using Clock = std::chrono::steady_clock;
@@ -37,21 +40,26 @@ class JoinTable {
   explicit JoinTable(std::size_t inputs = 0) : inputs_(inputs) {}
 
   /// A part arrives on `input`. Returns the entry once every input has settled. A second part
-  /// on the same input has nothing to join with: `duplicate` is set and the caller drops it.
-  std::optional<Done> part(std::size_t input, Packet packet, Ticket ticket, bool& duplicate) {
+  /// on the same input, or one after the key settled, has nothing to join with: `refused` is
+  /// set and the caller drops it.
+  std::optional<Done> part(std::size_t input, Packet packet, Ticket ticket, bool& refused) {
     const std::uint32_t stream = packet.stream;
     const std::uint64_t seq = packet.seq;
+    refused = settled_[stream].contains(seq);
+    if (refused) return std::nullopt;
     Entry& entry = entry_for(stream, seq);
-    duplicate = entry.parts[input] || entry.skipped[input];
-    if (duplicate) return std::nullopt;
+    refused = entry.parts[input] || entry.skipped[input];
+    if (refused) return std::nullopt;
     entry.parts[input] = std::move(packet);
     entry.tickets.push_back(ticket);
     return settle_if_complete(stream, seq, entry);
   }
 
-  /// Input `input` says (stream, seq) will never come.
+  /// Input `input` says (stream, seq) will never come; `refused` when the key settled already.
   std::optional<Done> skip(std::size_t input, std::uint32_t stream, std::uint64_t seq,
-                           Ticket ticket) {
+                           Ticket ticket, bool& refused) {
+    refused = settled_[stream].contains(seq);
+    if (refused) return std::nullopt;
     Entry& entry = entry_for(stream, seq);
     entry.tickets.push_back(ticket);
     if (!entry.skipped[input] && !entry.parts[input]) entry.skipped[input] = true;
@@ -64,6 +72,7 @@ class JoinTable {
     for (auto it = entries_.begin(); it != entries_.end();) {
       if (everything || it->second.first <= deadline) {
         done.push_back(take(it->first.first, it->first.second, it->second));
+        settled_[it->first.first].insert(it->first.second);
         it = entries_.erase(it);
       } else {
         ++it;
@@ -72,8 +81,10 @@ class JoinTable {
     return done;
   }
 
-  /// Forgets the entries of `stream`; their tickets go to `abandoned`. Returns the parts dropped.
-  std::size_t reset(std::uint32_t stream, std::vector<Ticket>& abandoned) {
+  /// Forgets the entries of `stream`, which goes on at seq `next`; their tickets go to
+  /// `abandoned`. Returns the parts dropped.
+  std::size_t reset(std::uint32_t stream, std::uint64_t next, std::vector<Ticket>& abandoned) {
+    settled_[stream] = SeqSet(next);
     std::size_t dropped = 0;
     auto it = entries_.lower_bound({stream, 0});
     while (it != entries_.end() && it->first.first == stream) {
@@ -117,6 +128,7 @@ class JoinTable {
     if (settled < inputs_) return std::nullopt;
     Done done = take(stream, seq, entry);
     entries_.erase({stream, seq});
+    settled_[stream].insert(seq);
     return done;
   }
 
@@ -129,6 +141,7 @@ class JoinTable {
 
   std::size_t inputs_;
   std::map<std::pair<std::uint32_t, std::uint64_t>, Entry> entries_;
+  std::map<std::uint32_t, SeqSet> settled_;  // keys joined, dropped or timed out
 };
 
 }  // namespace micromodels::detail

@@ -23,7 +23,7 @@ struct Queued {
 };
 
 /// One queue, or for a per_stream stage one lane per stream, served by one consumer at a time
-/// and taken in turns. Mutated under the node's mutex; `depth` may be read without it.
+/// and taken in turns. Changed only under the node's mutex; `depth` may be read without it.
 class StageQueue {
  public:
   /// A packet the overflow policy dropped.
@@ -59,7 +59,7 @@ class StageQueue {
       const Queued& front = oldest->front();
       dropped = Dropped{front.packet.stream, front.packet.seq, front.ticket};
       oldest->pop_front();
-      depth_.fetch_sub(1, std::memory_order_relaxed);
+      depth_.store(depth_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     }
     if (per_stream_) {
       const std::uint32_t stream = item.packet.stream;
@@ -72,10 +72,10 @@ class StageQueue {
     } else {
       queue_.push_back(std::move(item));
     }
-    const std::size_t depth = depth_.fetch_add(1, std::memory_order_release) + 1;
-    std::size_t seen = depth_max_.load(std::memory_order_relaxed);
-    while (depth > seen &&
-           !depth_max_.compare_exchange_weak(seen, depth, std::memory_order_relaxed)) {
+    const std::size_t depth = depth_.load(std::memory_order_relaxed) + 1;
+    depth_.store(depth, std::memory_order_release);
+    if (depth > depth_max_.load(std::memory_order_relaxed)) {
+      depth_max_.store(depth, std::memory_order_relaxed);
     }
     return dropped;
   }
@@ -106,7 +106,8 @@ class StageQueue {
       batch.push_back(std::move(from->front()));
       from->pop_front();
     }
-    depth_.fetch_sub(count, std::memory_order_release);
+    // Changed under the node's lock only: a plain store, read elsewhere without the lock.
+    depth_.store(depth_.load(std::memory_order_relaxed) - count, std::memory_order_release);
     return taken;
   }
 

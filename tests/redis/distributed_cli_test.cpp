@@ -1,6 +1,7 @@
 // `micromodels run --broker`, `worker` and `status` as separate processes on the test's Redis:
-// workers that share a stage, a worker killed with SIGKILL mid-run, Redis unreachable, stopped
-// or restarted, and corrupt entries.
+// workers that share a stage, a stage served by the run once its worker died, per_stream
+// hand-over, Redis unreachable, stopped or restarted, and corrupt entries. (Ctrl-C and a worker
+// killed with SIGKILL are in tests/conformance/processes_test.cpp.)
 #include <algorithm>
 #include <map>
 #include <set>
@@ -157,48 +158,6 @@ TEST_F(DistributedCliTest, AWorkerShowsItsMetricsOnTheControlEndpoint) {
   EXPECT_EQ(w->wait(20s).exit_code, 0);
 }
 
-TEST_F(DistributedCliTest, KillingAWorkerMidRunStillDeliversEveryPacketOnceInOrder) {
-  const int count = 400;
-  const fs::path file = write_pipeline(count, "service_ms: 4");
-  auto doomed = worker("doomed", file, "work", {"--consumers", "2"});
-  auto survivor = worker("survivor", file, "work");
-  wait_live("work", 3);
-  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q",
-                           "--reclaim-ms", "300"});
-  // Kill once the sink has some packets but far from all (each worker needs >= 0.8 s alone),
-  // at a moment when the doomed worker holds unacknowledged packets.
-  Redis redis(redis_url());
-  const std::string doomed_name = ":" + std::to_string(doomed->pid()) + ":";
-  const auto doomed_pending = [&] {
-    auto summary = redis.command({"XPENDING", key("work"), "work"});
-    long long n = 0;
-    const redisReply* consumers = summary && summary->elements == 4 ? summary->element[3] : nullptr;
-    for (std::size_t i = 0; consumers != nullptr && i < consumers->elements; ++i) {
-      const std::string consumer(consumers->element[i]->element[0]->str,
-                                 consumers->element[i]->element[0]->len);
-      if (consumer.find(doomed_name) != std::string::npos) {
-        n += std::atoll(consumers->element[i]->element[1]->str);
-      }
-    }
-    return n;
-  };
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while ((lines_of(dir_ / "out.jsonl").size() < 60 || doomed_pending() == 0) &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(2ms);
-  }
-  const std::size_t before = lines_of(dir_ / "out.jsonl").size();
-  doomed->signal(SIGKILL);
-  EXPECT_EQ(doomed->wait(10s).exit_code, 128 + SIGKILL);
-  EXPECT_LT(before, static_cast<std::size_t>(count) / 2) << "killed too late to mean anything";
-  const Result r = run->wait(60s);
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  expect_complete(count);
-  EXPECT_NE(survivor->err().find("reclaimed"), std::string::npos)
-      << "the survivor never took over the dead worker's packets:\n"
-      << survivor->err();
-}
-
 TEST_F(DistributedCliTest, TheRunServesAStageItselfOnceItsOnlyWorkerIsGone) {
   const int count = 300;
   const fs::path file = write_pipeline(count, "service_ms: 5");
@@ -297,23 +256,6 @@ TEST_F(DistributedCliTest, CorruptEntriesAreDeadLetteredWithAClearError) {
   EXPECT_NE(error_of(2).find("written by an older micromodels (entry format 1)"), std::string::npos)
       << error_of(2);
   EXPECT_NE(r.err.find("corrupt packet"), std::string::npos) << r.err;  // and said so
-}
-
-TEST_F(DistributedCliTest, CtrlCStopsTheSourcesAndDrainsWhatWasProduced) {
-  const fs::path file = write_pipeline(1000, "service_ms: 1", ", rate: 100");  // 10 s if left alone
-  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "-q"});
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (lines_of(dir_ / "out.jsonl").size() < 20 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
-  }
-  run->signal(SIGINT);
-  const Result r = run->wait(30s);
-  EXPECT_EQ(r.exit_code, 130) << r.err;
-  EXPECT_NE(r.err.find("stopping"), std::string::npos) << r.err;
-  // Everything produced arrived: seq 0..n-1, no gap, far fewer than 1000.
-  const std::size_t n = lines_of(dir_ / "out.jsonl").size();
-  EXPECT_LT(n, 900u);
-  expect_complete(static_cast<int>(n));
 }
 
 TEST_F(DistributedCliTest, StatusShowsEachStageAsTableAndJson) {
