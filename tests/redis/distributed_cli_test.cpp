@@ -204,6 +204,45 @@ TEST_F(DistributedCliTest, PerStreamStageIsHandedOverWhenItsWorkerDies) {
   EXPECT_NE(heir->err().find("took over"), std::string::npos) << heir->err();
 }
 
+// A worker started with another version of the pipeline file (here `work` has another type)
+// meets an entry of the run: it refuses it, says which version it runs and which wrote the entry,
+// and hands it back untouched; a worker with the run's file then processes everything.
+TEST_F(DistributedCliTest, AWorkerOfAnotherPipelineVersionRefusesEntriesAndLosesNone) {
+  const int count = 100;
+  const fs::path file = write_pipeline(count, "service_ms: 1", ", rate: 100");
+  const fs::path other = dir_ / "other.yaml";
+  std::string text = read_text(file);
+  text.replace(text.find("model.sleep"), 11, "model.spin");
+  write_text(other, text);
+  auto stranger = worker("stranger", other, "work");
+  wait_live("work", 1);
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q",
+                           "--reclaim-ms", "300"});
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (stranger->err().find("refused entry") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  const std::string said = stranger->err();
+  ASSERT_NE(said.find("refused entry"), std::string::npos) << said;
+  Redis redis(redis_url());
+  const std::string record = redis.text({"GET", key("run")});  // "RUN VERSION"
+  ASSERT_EQ(record.size(), 33u) << record;
+  EXPECT_NE(said.find("written by pipeline version " + record.substr(17)), std::string::npos) << said;
+  EXPECT_NE(said.find("this process runs version"), std::string::npos) << said;
+  EXPECT_NE(said.find("start this process with the run's pipeline file"), std::string::npos) << said;
+  auto heir = worker("heir", file, "work");
+  const Result r = run->wait(60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_complete(count);
+  stranger->signal(SIGTERM);
+  const Result left = stranger->wait(20s);
+  EXPECT_EQ(left.exit_code, 0) << left.err;
+  EXPECT_NE(left.out.find("\nwork "), std::string::npos) << left.out;
+  heir->signal(SIGTERM);
+  EXPECT_EQ(heir->wait(20s).exit_code, 0);
+}
+
 TEST_F(DistributedCliTest, UnreachableRedisIsAClearErrorWithItsOwnExitCode) {
   const fs::path file = write_pipeline(10, "service_ms: 0");
   for (const std::string command : {"run", "worker"}) {
