@@ -5,7 +5,7 @@
 #include <thread>
 
 #include "entry.hpp"
-#include "hop_codec.hpp"
+#include "wire/hop_codec.hpp"
 #include "micromodels/packet_codec.hpp"
 #include "redis_outlet.hpp"
 

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <memory>
 
-#include "hop_codec.hpp"
+#include "wire/hop_codec.hpp"
 #include "micromodels/packet_codec.hpp"
 #include "session.hpp"
 

@@ -16,7 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "hop_codec.hpp"
+#include "wire/hop_codec.hpp"
 #include "micromodels/plan.hpp"
 #include "micromodels/redis.hpp"
 #include "micromodels/transport.hpp"

@@ -59,7 +59,7 @@ TEST(HopCodec, RawIsTheDefaultAndExact) {
   EXPECT_GT(wire.size(), 2 * a.byte_size());
 }
 
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
 TEST(HopCodec, PngIsLosslessAndJpegIsCloseAndSmaller) {
   const Packet p = frame_packet();
   const Image& a = p.get<Image>("frame");
@@ -102,7 +102,7 @@ TEST(HopCodec, TheCommandLineOverridesThePipelineFileKeyByKey) {
   EXPECT_EQ(wire_images_for("", 0, file).jpeg_quality, 70);
   EXPECT_EQ(wire_images_for("", 0, Pipeline("p")).jpeg_quality, 90);
   EXPECT_EQ(wire_images_for("", 50, file).jpeg_quality, 50);
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
   EXPECT_EQ(wire_images_for("jpeg", 0, file).kind, WireImages::Kind::jpeg);
   EXPECT_EQ(wire_images_for("jpeg", 0, file).jpeg_quality, 70);
   Pipeline png = file;

@@ -391,7 +391,7 @@ TEST_F(HopFieldsTest, ThePipelineFileChoosesTheImageEncodingAndTheCommandLineOve
   const double pixels = 160 * 120 * 3;
   const double raw = bytes_into_sink("", {.url = redis_url()});
   EXPECT_GT(raw, pixels);
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
   const std::string jpeg = "wire: { images: jpeg, jpeg_quality: 80 }\n";
   const double from_file = bytes_into_sink(jpeg, {.url = redis_url()});
   EXPECT_LT(from_file, raw / 4);

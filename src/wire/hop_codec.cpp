@@ -5,7 +5,7 @@
 #include "micromodels/packet_codec.hpp"
 #include "micromodels/pipeline.hpp"
 
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
 #include <opencv2/imgcodecs.hpp>
 #endif
 
@@ -15,7 +15,7 @@ namespace {
 
 constexpr std::string_view kMarker = "\x01wire:";  // + field name; value: "png" or "jpeg"
 
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
 std::optional<Buffer> compress(const Image& image, const WireImages& images) {
   if (image.depth != Depth::u8 || (image.channels != 1 && image.channels != 3) ||
       image.pixels.size() < image.byte_size() || image.width <= 0 || image.height <= 0) {
@@ -48,7 +48,7 @@ WireImages parse_wire_images(const std::string& kind, int jpeg_quality, std::str
     throw ConfigError({}, "wire_images",
                       std::string(kind_from) + " '" + kind + "': expected raw, png or jpeg");
   }
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
   images.kind = kind == "png" ? WireImages::Kind::png : WireImages::Kind::jpeg;
   return images;
 #else
@@ -71,7 +71,7 @@ std::string encode_for_hop(const Packet& packet, const std::optional<std::set<st
   Packet wire{.stream = packet.stream, .seq = packet.seq, .time_ns = packet.time_ns};
   for (const Packet::Field& f : packet.fields) {
     if (keep && !keep->contains(f.name)) continue;
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
     if (const auto* image = std::get_if<Image>(&f.value);
         image != nullptr && images.kind != WireImages::Kind::raw) {
       if (std::optional<Buffer> packed = compress(*image, images)) {
@@ -98,7 +98,7 @@ Packet decode_hop(std::string_view payload) {
   }
   for (const std::string& marker : markers) {
     const std::string name = marker.substr(kMarker.size());
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
     const auto* packed = std::get_if<Buffer>(packet.find(name));
     if (packed == nullptr) throw CodecError("compressed image '" + name + "' is missing");
     const cv::Mat bytes(1, static_cast<int>(packed->size()), CV_8UC1,
