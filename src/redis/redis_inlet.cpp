@@ -1,3 +1,6 @@
+// RedisInlet: the three ways a stage reads its stream(s) (redis_inlet.hpp). About 600 lines, kept
+// in one file on purpose: the shared, partitioned and sink modes share one path for accepting an
+// entry and one for settling it, and the leases' take-over and give-up change both.
 #include "redis_inlet.hpp"
 
 #include <algorithm>
@@ -5,7 +8,6 @@
 #include <thread>
 
 #include "entry.hpp"
-#include "wire/hop_codec.hpp"
 #include "micromodels/packet_codec.hpp"
 #include "redis_outlet.hpp"
 
@@ -91,15 +93,15 @@ bool RedisInlet::take(std::vector<Delivery>& out, std::size_t max) {
   if (run_ == 0) run_ = session_.run();
   try {
     if (!conn_) {
-      const bool again = connected_;
-      connected_ = true;
       connect();
-      // After a lost connection: leases are taken again (with what they hold), and entries
-      // Redis delivered in a reply that never arrived are read again from our pending list.
-      if (again && mode_ == Mode::partitioned) {
-        for (std::size_t k = 0; k < parts_.size(); ++k) give_up(k, out, false);
+      // After a lost connection: leases are taken again (with what they hold); a sink claims
+      // back what Redis delivered in a reply that never arrived (pending on it, never seen).
+      if (std::exchange(connected_, true) && mode_ != Mode::shared) {
+        for (std::size_t k = 0; k < parts_.size(); ++k) {
+          if (mode_ == Mode::partitioned) give_up(k, out, false);
+          if (mode_ == Mode::sink) claim_pending(k, out);
+        }
       }
-      if (again && mode_ == Mode::sink) read_own_pending(out);
     }
     const auto now = Clock::now();
     if (now >= next_upkeep_) {
@@ -169,7 +171,7 @@ bool RedisInlet::take(std::vector<Delivery>& out, std::size_t max) {
 
 // One entry read from partition `part`: a delivery for the engine, or handled here (an older
 // run's entry, a duplicate, one that is not ours). False when the rest of the read must wait:
-// the first entry of a new run, for which leased partitions are taken over afresh.
+// the first entry of a new run, whose leased partitions are taken over afresh.
 bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t deliveries,
                         std::vector<Delivery>& out) {
   const std::string id(text(at(item, 0)));
@@ -181,17 +183,17 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
   const redisReply* value = field(fields, kEntryField);
   if (value == nullptr) {
     dead_letter(id, part,
-                field(fields, "k") != nullptr
-                    ? "entry " + id + " was written by an older micromodels (entry format 1)"
-                    : "entry " + id + " is not a micromodels entry (no field 'm')",
-                deliveries, {}, std::nullopt);
+                "entry " + id + (field(fields, "k") != nullptr
+                                     ? " was written by an older micromodels (entry format 1)"
+                                     : " is not a micromodels entry (no field 'm')"),
+                deliveries, {}, nullptr, out);
     return true;
   }
   Entry entry;
   try {
     entry = decode_entry(text(value));
   } catch (const EntryError& error) {
-    dead_letter(id, part, "entry " + id + ": " + error.what(), deliveries, text(value), std::nullopt);
+    dead_letter(id, part, "entry " + id + ": " + error.what(), deliveries, text(value), nullptr, out);
     return true;
   }
   if (entry.run != run_) {
@@ -207,23 +209,14 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
     return true;
   }
   if (entry.input >= std::max<std::size_t>(1, stage_.inputs.size())) {
-    dead_letter(id, part,
-                "entry " + id + " names input " + std::to_string(entry.input) + " of stage '" +
-                    stage_.name() + "', which has " + std::to_string(stage_.inputs.size()),
-                deliveries, text(value), std::make_pair(entry.stream, entry.seq));
-    out.push_back(control(Delivery::Kind::skip, entry.stream, entry.seq, 0,
-                          ticket_for({part, entry.stream, entry.seq, id, 0})));
-    out.back().dead_lettered = true;
+    dead_letter(id, part, "entry " + id + " names input " + std::to_string(entry.input) +
+                " of stage '" + stage_.name() + "', which has " + std::to_string(stage_.inputs.size()),
+                deliveries, text(value), &entry, out);
     return true;
   }
   if (deliveries > session_.options.max_deliveries) {
-    const std::string why = "delivered " + std::to_string(deliveries) +
-                            " times without success (the processes that took it died or were "
-                            "killed)";
-    dead_letter(id, part, why, deliveries, entry.payload, std::make_pair(entry.stream, entry.seq));
-    out.push_back(control(Delivery::Kind::skip, entry.stream, entry.seq, entry.input,
-                          ticket_for({part, entry.stream, entry.seq, id, 0})));
-    out.back().dead_lettered = true;
+    dead_letter(id, part, "delivered " + std::to_string(deliveries) + " times without success (the "
+                "processes that took it died or were killed)", deliveries, entry.payload, &entry, out);
     return true;
   }
   {
@@ -238,23 +231,22 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
       seen.insert(entry.seq);
     }
   }
-  const Ticket ticket = ticket_for({part, entry.stream, entry.seq, id, 0});
-  if (entry.kind == Entry::Kind::skip) {
-    out.push_back(control(Delivery::Kind::skip, entry.stream, entry.seq, entry.input, ticket));
-    return true;
+  Delivery d{.kind = Delivery::Kind::skip, .input = entry.input,
+             .ticket = ticket_for({part, entry.stream, entry.seq, id, 0})};
+  if (entry.kind == Entry::Kind::packet) {
+    try {
+      d.packet = decode_hop(entry.payload);
+      d.kind = Delivery::Kind::packet;
+    } catch (const CodecError& error) {
+      write_dead_letter(session_, {.stage = stage_.name(), .error = "corrupt packet: " + std::string(error.what()),
+                                   .entry_id = id, .deliveries = deliveries,
+                                   .position = std::make_pair(entry.stream, entry.seq)});
+      d.dead_lettered = true;  // a skip goes on in its place
+    }
   }
-  try {
-    Delivery d{.kind = Delivery::Kind::packet, .packet = decode_hop(entry.payload),
-               .input = entry.input, .ticket = ticket};
-    d.packet.stream = entry.stream;
-    d.packet.seq = entry.seq;
-    out.push_back(std::move(d));
-  } catch (const CodecError& error) {
-    dead_letter(id, part, std::string("corrupt packet: ") + error.what(), deliveries, {},
-                std::make_pair(entry.stream, entry.seq));
-    out.push_back(control(Delivery::Kind::skip, entry.stream, entry.seq, entry.input, ticket));
-    out.back().dead_lettered = true;
-  }
+  d.packet.stream = entry.stream;
+  d.packet.seq = entry.seq;
+  out.push_back(std::move(d));
   return true;
 }
 
@@ -328,16 +320,25 @@ void RedisInlet::ack_now(std::size_t part, const std::string& id) {
   parts_[part].acks.push_back(id);
 }
 
+// An entry that cannot be delivered goes to the dead-letter stream; when its (stream, seq) is
+// known a skip goes on in its place (its settle acknowledges the entry).
 void RedisInlet::dead_letter(const std::string& id, std::size_t part, const std::string& error,
-                             std::int64_t deliveries, std::string_view payload,
-                             std::optional<std::pair<std::uint32_t, std::uint64_t>> position) {
-  write_dead_letter(session_, {.stage = stage_.name(),
-                               .error = error,
-                               .entry_id = id,
+                             std::int64_t deliveries, std::string_view payload, const Entry* entry,
+                             std::vector<Delivery>& out) {
+  write_dead_letter(session_, {.stage = stage_.name(), .error = error, .entry_id = id,
                                .deliveries = deliveries,
-                               .position = position,
+                               .position = entry != nullptr ? std::optional(std::make_pair(entry->stream, entry->seq))
+                                                            : std::nullopt,
                                .payload = payload});
-  if (!position) ack_now(part, id);  // with a position, the skip's settle acknowledges it
+  if (entry == nullptr) {
+    ack_now(part, id);
+    return;
+  }
+  // On the input it came by, unless that input is what was wrong with it.
+  const std::size_t input = entry->input < std::max<std::size_t>(1, stage_.inputs.size()) ? entry->input : 0;
+  out.push_back(control(Delivery::Kind::skip, entry->stream, entry->seq, input,
+                        ticket_for({part, entry->stream, entry->seq, id, 0})));
+  out.back().dead_lettered = true;
 }
 
 // An entry written by another version of the pipeline: it goes back, untouched, to the
@@ -458,8 +459,18 @@ void RedisInlet::take_over(std::size_t k, std::vector<Delivery>& out) {
       out.push_back(control(Delivery::Kind::reset, stream, seq, 0, 0));
     }
   }
+  const std::size_t before = out.size();
+  claim_pending(k, out);
+  if (out.size() > before || size(next.get()) > 0) {
+    log().info("stage '{}': took over {} with {} pending entries", stage_.name(), parts_[k].key,
+               out.size() - before);
+  }
+}
+
+// Every entry pending in partition k (a previous owner's, or ours) becomes ours to deliver;
+// those already on their way are recognised by their id.
+void RedisInlet::claim_pending(std::size_t k, std::vector<Delivery>& out) {
   std::string cursor = "0-0";
-  std::size_t claimed = 0;
   do {
     const Reply reply = conn_->command({"XAUTOCLAIM", parts_[k].key, group_, consumer_, "0", cursor,
                                         "COUNT", std::to_string(kMostRead)});
@@ -468,12 +479,7 @@ void RedisInlet::take_over(std::size_t k, std::vector<Delivery>& out) {
     const redisReply* list = at(reply.get(), 1);
     for (std::size_t i = 0; i < size(list) && accept(at(list, i), k, 1, out); ++i) {
     }
-    claimed += size(list);
   } while (cursor != "0-0");
-  if (claimed > 0 || size(next.get()) > 0) {
-    log().info("stage '{}': took over {} with {} pending entries", stage_.name(), parts_[k].key,
-               claimed);
-  }
 }
 
 // This process no longer works for partition k: what the engine holds of its streams is
@@ -520,22 +526,6 @@ void RedisInlet::claim_strays(std::size_t k, std::vector<Delivery>& out) {
   log().info("stage '{}': claimed {} entries a former owner of {} had read", stage_.name(),
              size(claimed.get()), parts_[k].key);
   for (std::size_t i = 0; i < size(claimed.get()) && accept(at(claimed.get(), i), k, 1, out); ++i) {
-  }
-}
-
-// A sink after a reconnect: entries Redis delivered in a reply the connection lost are pending
-// on us but were never seen; read our own pending entries again (from id 0, not '>').
-void RedisInlet::read_own_pending(std::vector<Delivery>& out) {
-  std::string after = "0";
-  for (;;) {
-    const Reply again = conn_->command({"XREADGROUP", "GROUP", group_, consumer_, "COUNT",
-                                        std::to_string(kMostRead), "STREAMS", parts_[0].key, after});
-    const redisReply* list = at(at(again.get(), 0), 1);
-    if (size(list) == 0) break;
-    for (std::size_t i = 0; i < size(list); ++i) {
-      after = std::string(text(at(at(list, i), 0)));
-      (void)accept(at(list, i), 0, 1, out);  // a sink: never a new run
-    }
   }
 }
 

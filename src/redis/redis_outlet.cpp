@@ -126,26 +126,15 @@ void RedisOutlet::probe() {
   }
 }
 
-std::string RedisOutlet::hop() const { return from_.name() + ">" + to_.name(); }
-
-std::pair<std::uint64_t, std::uint64_t> RedisOutlet::take_sent() {
-  return {bytes_.exchange(0), packets_.exchange(0)};
-}
-
 void DeadLetterOutlet::put(const Packet& packet) {
-  const Packet::Field* stage = nullptr;
-  const Packet::Field* error = nullptr;
-  for (const Packet::Field& f : packet.fields) {
-    if (f.name == "failed_stage") stage = &f;
-    if (f.name == "error") error = &f;
-  }
-  const auto text_of = [](const Packet::Field* f) {
-    const auto* value = f != nullptr ? std::get_if<std::string>(&f->value) : nullptr;
+  // The engine set "failed_stage" and "error" (Engine::fail).
+  const auto text_of = [&](const char* name) {
+    const auto* value = std::get_if<std::string>(packet.find(name));
     return value != nullptr ? *value : std::string();
   };
   const std::vector<std::byte> bytes = encode_packet(packet);
-  write_dead_letter(session_, {.stage = text_of(stage),
-                               .error = text_of(error),
+  write_dead_letter(session_, {.stage = text_of("failed_stage"),
+                               .error = text_of("error"),
                                .position = std::make_pair(packet.stream, packet.seq),
                                .payload = {reinterpret_cast<const char*>(bytes.data()), bytes.size()}});
 }

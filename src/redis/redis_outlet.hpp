@@ -9,34 +9,30 @@
 #include <vector>
 
 #include "entry.hpp"
-#include "micromodels/plan.hpp"
 #include "micromodels/transport.hpp"
 
 namespace micromodels::detail {
 
 class Session;
 
-/// Adds entries to the streams of stage `to`, through the session's writer. Back-pressure: a
+/// Adds entries to the streams of stage `to` through the session's writer. Back-pressure: a
 /// stage whose overflow policy is `block` takes more only while its backlog in Redis (entries
 /// not yet delivered to any consumer) is under its queue capacity; the outlet counts its adds
-/// against the room the last probe found and asks again when it runs out.
+/// against the room the last probe found, and the writer probes again when it runs out.
 class RedisOutlet final : public Outlet {
  public:
   RedisOutlet(Session& session, const PlanStage& from, const PlanStage& to, std::size_t input);
   ~RedisOutlet() override;
-  RedisOutlet(const RedisOutlet&) = delete;
-  RedisOutlet& operator=(const RedisOutlet&) = delete;
 
   void put(const Packet& packet) override;
   void skip(std::uint32_t stream, std::uint64_t seq) override;
   [[nodiscard]] bool full() const override;
 
-  /// Asks Redis for the backlog behind every outlet that waits for room (on the writer's
-  /// thread, at most every 2 ms per outlet).
+  /// On the writer's thread: asks for the backlog behind the outlets that wait for room.
   static void probe_waiting(Session& session);
-  /// "from>to", and the bytes and packets sent since the last call (for the keeper's totals).
-  [[nodiscard]] std::string hop() const;
-  std::pair<std::uint64_t, std::uint64_t> take_sent();
+  /// "from>to", and the bytes and packets sent since the last call (the keeper's totals).
+  [[nodiscard]] std::string hop() const { return from_.name() + ">" + to_.name(); }
+  std::pair<std::uint64_t, std::uint64_t> take_sent() { return {bytes_.exchange(0), packets_.exchange(0)}; }
 
  private:
   void add(Entry entry, std::string_view payload);
@@ -45,19 +41,18 @@ class RedisOutlet final : public Outlet {
   Session& session_;
   const PlanStage& from_;
   const PlanStage& to_;
-  std::uint16_t input_;
-  bool blocks_;
-  std::vector<std::string> keys_;
+  const std::uint16_t input_;
+  const bool blocks_;
+  const std::vector<std::string> keys_;
   mutable std::atomic<long long> room_;
   mutable std::atomic<bool> waiting_{false};
   std::atomic<bool> probing_{false};
   std::atomic<std::int64_t> last_probe_ns_{0};
-  std::atomic<std::uint64_t> bytes_{0};
-  std::atomic<std::uint64_t> packets_{0};
+  std::atomic<std::uint64_t> bytes_{0}, packets_{0};
 };
 
 /// The transport's own dead letter, for a pipeline without a `dead_letter:` stage: failed
-/// packets go to the stream `mm:{pipeline}:dead` with the stage, the error and the packet.
+/// packets go to the stream `mm:{pipeline}:dead` with their stage and error.
 class DeadLetterOutlet final : public Outlet {
  public:
   explicit DeadLetterOutlet(Session& session) : session_(session) {}
@@ -68,15 +63,14 @@ class DeadLetterOutlet final : public Outlet {
   Session& session_;
 };
 
-/// A dead letter written by whoever finds it: the failed stage's packet (encoded, may be
-/// empty), what went wrong and where it came from.
+/// A dead letter, from a failed packet or an entry an inlet could not deliver.
 struct DeadLetter {
   std::string stage{};
   std::string error{};
-  std::string entry_id{};  // the Redis entry it came from, when an inlet found it
+  std::string entry_id{};  // the Redis entry, when an inlet found it
   std::int64_t deliveries = 1;
   std::optional<std::pair<std::uint32_t, std::uint64_t>> position{};  // (stream, seq) when known
-  std::string_view payload{};
+  std::string_view payload{};  // the packet's bytes
 };
 void write_dead_letter(Session& session, const DeadLetter& letter);
 

@@ -8,7 +8,6 @@
 #include <thread>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 namespace micromodels::detail {
 
@@ -16,34 +15,23 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// host:pid names this process's consumers; a second transport in the same process (a test, or
-// a program that runs and serves at once) adds .N, so that no two of them share a consumer
-// name: a lease and the pending entries are told apart by it.
+// host:pid names this process's consumers; a second transport in one process (a test, or a
+// program that runs and serves at once) adds .N: leases and pending entries go by this name.
 std::string consumer_prefix() {
   static std::atomic<int> instances{0};
   const int n = ++instances;
-  char name[256] = {};
-  if (gethostname(name, sizeof name - 1) != 0) std::snprintf(name, sizeof name, "host");
-  return std::string(name) + ":" + std::to_string(getpid()) + (n > 1 ? "." + std::to_string(n) : "");
+  char host[256] = "host";
+  gethostname(host, sizeof host - 1);
+  return std::string(host) + ":" + std::to_string(getpid()) + (n > 1 ? "." + std::to_string(n) : "");
 }
 
-std::uint64_t random_id() {
-  std::random_device device;
-  std::mt19937_64 engine((std::uint64_t{device()} << 32) ^ device() ^
-                         static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()));
-  std::uint64_t id = 0;
-  while (id == 0) id = engine();
-  return id;
-}
-
-// "RUN VERSION", as `mm:{P}:run` holds it (16 hex digits each).
+// `mm:{P}:run` holds "RUN VERSION", 16 hex digits each.
 std::pair<std::uint64_t, std::uint64_t> parse_run(std::string_view text) {
   std::uint64_t run = 0;
   std::uint64_t version = 0;
-  const auto space = text.find(' ');
-  if (space == std::string_view::npos) return {0, 0};
-  std::from_chars(text.data(), text.data() + space, run, 16);
-  std::from_chars(text.data() + space + 1, text.data() + text.size(), version, 16);
+  if (text.size() != 33) return {0, 0};
+  std::from_chars(text.data(), text.data() + 16, run, 16);
+  std::from_chars(text.data() + 17, text.data() + 33, version, 16);
   return {run, version};
 }
 
@@ -72,10 +60,9 @@ void Session::bind(const Plan& bound) {
   version = bound.version();
   if (options.max_deliveries < 1) {
     throw ConfigError({}, "max_deliveries",
-                      "--max-deliveries must be at least 1, got " +
-                          std::to_string(options.max_deliveries));
+                      "--max-deliveries must be at least 1, got " + std::to_string(options.max_deliveries));
   }
-  if (options.role == RedisOptions::Role::worker) {
+  if (!is_run()) {
     std::string servable;
     for (const PlanStage& s : bound.stages()) {
       if (!s.source() && !s.sink()) servable += (servable.empty() ? "" : ", ") + s.name();
@@ -87,9 +74,8 @@ void Session::bind(const Plan& bound) {
     for (const std::string& name : options.stages) {
       const PlanStage* stage = bound.find(name);
       if (stage == nullptr) {
-        throw ConfigError({}, "stages",
-                          "--stages: pipeline '" + pipeline.name() + "' has no stage '" + name +
-                              "'; a worker can serve: " + servable);
+        throw ConfigError({}, "stages", "--stages: pipeline '" + pipeline.name() +
+                                            "' has no stage '" + name + "'; a worker can serve: " + servable);
       }
       if (stage->source() || stage->sink()) {
         throw ConfigError({}, "stages",
@@ -99,18 +85,12 @@ void Session::bind(const Plan& bound) {
       }
     }
   }
-  // Fail now, with the address, rather than in a thread.
-  auto conn = connect();
+  auto conn = connect();  // fails now, with the address, rather than in a thread
   if (!is_run()) is_current_run(*conn, 0);
 }
 
 int Session::partitions(const PlanStage& stage) const {
   return stage.gathers() && !stage.sink() ? std::max(1, stage.config.partitions) : 1;
-}
-
-std::string Session::key(const PlanStage& stage, std::uint32_t stream) const {
-  const int n = partitions(stage);
-  return names->stream(stage.name(), static_cast<int>(stream % static_cast<std::uint32_t>(n)), n);
 }
 
 std::vector<std::string> Session::keys(const PlanStage& stage) const {
@@ -120,13 +100,10 @@ std::vector<std::string> Session::keys(const PlanStage& stage) const {
   return keys;
 }
 
-std::unique_ptr<Connection> Session::connect() const { return std::make_unique<Connection>(url); }
-
 bool Session::is_current_run(Connection& conn, std::uint64_t run) {
   if (run != 0 && run == run_.load()) return true;
   if (is_run()) return false;
   std::lock_guard lock(run_mutex_);
-  // Asked only when an entry names another run than the one we know: rare (after a reset).
   const Reply reply = conn.command({"GET", names->run()});
   if (is_error(reply.get())) {  // LOADING: never judge entries against an error
     throw BrokerError(BrokerError::Kind::unreachable,
@@ -139,7 +116,10 @@ bool Session::is_current_run(Connection& conn, std::uint64_t run) {
 }
 
 void Session::begin_run(Connection& conn) {
-  run_ = random_id();
+  std::random_device device;
+  std::mt19937_64 random((std::uint64_t{device()} << 32) ^ device() ^
+                         static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()));
+  run_ = random() | 1;  // never 0: no run
   run_version_ = version;
   Args del{"DEL", names->dead_letter(), names->hops(), names->streams(), names->counters()};
   Args streams{"HSET", names->streams()};
@@ -152,8 +132,7 @@ void Session::begin_run(Connection& conn) {
   }
   conn.ok(del);
   for (const PlanStage& stage : plan->stages()) {
-    if (stage.source()) continue;
-    for (const std::string& key : keys(stage)) {
+    for (const std::string& key : stage.source() ? std::vector<std::string>{} : keys(stage)) {
       // A worker that read the old stream may have made the new one (and its group) already.
       const Reply made = conn.command({"XGROUP", "CREATE", key, stage.name(), "0", "MKSTREAM"});
       if (is_error(made.get()) && !text(made.get()).starts_with("BUSYGROUP")) {
@@ -171,13 +150,12 @@ void Session::produced(std::size_t source, std::uint32_t stream, std::uint64_t s
   std::lock_guard lock(produced_mutex_);
   std::uint64_t& n = produced_[source][stream];
   if (seq + 1 > n) {
-    packets_sent += seq + 1 - n;
+    packets_sent_ += seq + 1 - n;
     n = seq + 1;
   }
 }
 
-std::map<std::uint32_t, std::uint64_t> Session::produced_by(
-    const std::vector<std::size_t>& sources) const {
+std::map<std::uint32_t, std::uint64_t> Session::produced_by(const std::vector<std::size_t>& sources) const {
   std::map<std::uint32_t, std::uint64_t> counts;
   std::lock_guard lock(produced_mutex_);
   for (std::size_t source : sources) {
@@ -194,52 +172,47 @@ void Session::fail(const std::exception_ptr& error) {
 }
 
 bool Session::reconnect(const BrokerError& error, std::string_view who) {
-  if (error.kind() == BrokerError::Kind::lost) {
-    fail(std::make_exception_ptr(error));
+  const auto lost = [this](const BrokerError& e) {
+    fail(std::make_exception_ptr(e));
     return false;
-  }
-  log().warn("{}: {}; reconnecting", who, error.what());
-  const auto start = Clock::now();
-  const auto reached = [&] {
-    return std::to_string(host_ != nullptr ? host_->packets_out() : 0) + " of " +
-           std::to_string(packets_sent.load()) + " packets reached the sinks";
   };
-  while (!stopping()) {
+  if (error.kind() == BrokerError::Kind::lost) return lost(error);
+  log().warn("{}: {}; reconnecting", who, error.what());
+  const auto reached = [&] {
+    std::lock_guard lock(produced_mutex_);
+    return std::to_string(host_ != nullptr ? host_->packets_out() : 0) + " of " +
+           std::to_string(packets_sent_) + " packets reached the sinks";
+  };
+  const auto start = Clock::now();
+  for (; !stopping(); std::this_thread::sleep_for(std::chrono::milliseconds(200))) {
     try {
       auto conn = connect();
       const Reply reply = conn->command({"GET", names->run()});
       if (is_error(reply.get())) {  // e.g. LOADING: a restarted Redis reads its files
-        throw BrokerError(BrokerError::Kind::unreachable, "Redis at " + url.where() +
-                                                              " is not ready: " +
-                                                              std::string(text(reply.get())));
+        throw BrokerError(BrokerError::Kind::unreachable,
+                          "Redis at " + url.where() + " is not ready: " + std::string(text(reply.get())));
       }
       if (is_run() && parse_run(text(reply.get())).first != run_.load()) {
-        throw BrokerError(
+        return lost(BrokerError(
             BrokerError::Kind::lost,
-            "Redis at " + url.where() + " came back without this run's queues (it restarted "
-            "without persistence, or another run of pipeline '" + plan->pipeline().name() +
-                "' reset them): " + reached() +
-                "; rerun, or give Redis persistence (appendonly yes) so that a run survives a "
-                "restart");
+            "Redis at " + url.where() + " came back without this run's queues (it restarted without "
+            "persistence, or another run of pipeline '" + plan->pipeline().name() + "' reset them): " +
+                reached() + "; rerun, or give Redis persistence (appendonly yes) so that a run "
+                            "survives a restart"));
       }
       log().info("{}: reconnected to Redis at {}", who, url.where());
       return true;
     } catch (const BrokerError& again) {
-      if (again.kind() == BrokerError::Kind::lost) {
-        fail(std::make_exception_ptr(again));
-        return false;
-      }
+      if (again.kind() == BrokerError::Kind::lost) return lost(again);
       const double waited = std::chrono::duration<double>(Clock::now() - start).count();
       if (options.reconnect_s > 0 && waited > options.reconnect_s) {
-        fail(std::make_exception_ptr(BrokerError(
-            BrokerError::Kind::unreachable,
-            "lost Redis at " + url.where() + " for more than " +
-                std::to_string(static_cast<int>(options.reconnect_s)) + " s (" + again.what() +
-                "); " + reached() + ". Start redis-server again and rerun")));
-        return false;
+        return lost(BrokerError(BrokerError::Kind::unreachable,
+                                "lost Redis at " + url.where() + " for more than " +
+                                    std::to_string(static_cast<int>(options.reconnect_s)) + " s (" +
+                                    again.what() + "); " + reached() +
+                                    ". Start redis-server again and rerun"));
       }
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   return false;
 }

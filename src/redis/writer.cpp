@@ -8,12 +8,8 @@
 
 namespace micromodels::detail {
 
-namespace {
-
 // Most commands sent in one go: bounds what waits unconfirmed (and is sent again on reconnect).
 constexpr std::size_t kMostPerBatch = 1024;
-
-}  // namespace
 
 void Writer::start() {
   std::lock_guard lock(mutex_);
