@@ -1,3 +1,6 @@
+// Pipeline: the builder, the YAML entry points, validate() and the text and DOT views. Over 600
+// lines because validate() checks the whole description in one pass (each check names the key's
+// file:line), and splitting it would scatter one rule set over several files.
 #include "micromodels/pipeline.hpp"
 
 #include <algorithm>
