@@ -36,7 +36,7 @@ class Part {
         transport(*static_cast<RedisTransport*>(runner.transport())) {}
 };
 
-class RedisRunnerTest : public redis_testing::RedisTest {
+class RedisTransportTest : public redis_testing::RedisTest {
  protected:
   Pipeline pipeline(int count, const std::string& work_params, int streams = 1,
                     bool per_stream = false) {
@@ -75,7 +75,7 @@ class RedisRunnerTest : public redis_testing::RedisTest {
   }
 };
 
-TEST_F(RedisRunnerTest, RunAloneServesEveryStageAndDeliversEachPacketOnceInOrder) {
+TEST_F(RedisTransportTest, RunAloneServesEveryStageAndDeliversEachPacketOnceInOrder) {
   Part run(pipeline(300, "service_ms: 0.2, jitter: 0.9"), {.url = redis_url()});
   run.runner.start();
   ASSERT_TRUE(run.runner.wait_for(30000));
@@ -96,7 +96,7 @@ TEST_F(RedisRunnerTest, RunAloneServesEveryStageAndDeliversEachPacketOnceInOrder
   }
 }
 
-TEST_F(RedisRunnerTest, WorkerInTheSameProcessDoesTheWorkWhenTheRunServesNothing) {
+TEST_F(RedisTransportTest, WorkerInTheSameProcessDoesTheWorkWhenTheRunServesNothing) {
   const Pipeline p = pipeline(200, "service_ms: 0.5");
   Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"work"}});
   worker.runner.start();
@@ -117,7 +117,7 @@ TEST_F(RedisRunnerTest, WorkerInTheSameProcessDoesTheWorkWhenTheRunServesNothing
   expect_complete(200);
 }
 
-TEST_F(RedisRunnerTest, PerStreamStageKeepsEachStreamInOrderAcrossPartitions) {
+TEST_F(RedisTransportTest, PerStreamStageKeepsEachStreamInOrderAcrossPartitions) {
   // Three streams over two partitions; the sink checks order and completeness per stream.
   Part run(pipeline(100, "service_ms: 0.3, jitter: 0.9", 3, true), {.url = redis_url()});
   run.runner.start();
@@ -133,7 +133,7 @@ TEST_F(RedisRunnerTest, PerStreamStageKeepsEachStreamInOrderAcrossPartitions) {
 // the former owner only notices at its next renewal. Whatever the former owner finishes in
 // between must not move the partition on under the new owner: here the lease is taken away a few
 // times mid-run, and every packet must still arrive once, in order, and the run must end.
-TEST_F(RedisRunnerTest, LeaseLostMidBatchNeitherStallsNorLosesAStream) {
+TEST_F(RedisTransportTest, LeaseLostMidBatchNeitherStallsNorLosesAStream) {
   const Pipeline p = Pipeline::from_yaml_string(
       "pipeline: " + name_ +
       "\nstages:\n"
@@ -169,7 +169,7 @@ TEST_F(RedisRunnerTest, LeaseLostMidBatchNeitherStallsNorLosesAStream) {
   expect_complete(400);
 }
 
-TEST_F(RedisRunnerTest, FailingPacketsAreDeadLetteredWithTheirErrorAndTheRestArrive) {
+TEST_F(RedisTransportTest, FailingPacketsAreDeadLetteredWithTheirErrorAndTheRestArrive) {
   // Packets 24, 49, 74 and 99 fail: as in one process, a packet whose stage threw has failed
   // (once); without a dead_letter stage it goes to the dead-letter stream.
   Part run(pipeline(100, "service_ms: 0.1, fail_every: 25"),
@@ -195,7 +195,7 @@ TEST_F(RedisRunnerTest, FailingPacketsAreDeadLetteredWithTheirErrorAndTheRestArr
   }
 }
 
-TEST_F(RedisRunnerTest, UnreachableRedisIsABrokerErrorNamingTheAddress) {
+TEST_F(RedisTransportTest, UnreachableRedisIsABrokerErrorNamingTheAddress) {
   try {
     Part run(pipeline(1, ""), {.url = "redis://127.0.0.1:1"});
     ADD_FAILURE() << "connected to port 1";
@@ -206,7 +206,7 @@ TEST_F(RedisRunnerTest, UnreachableRedisIsABrokerErrorNamingTheAddress) {
   }
 }
 
-TEST_F(RedisRunnerTest, WorkerRefusesStagesItCannotServe) {
+TEST_F(RedisTransportTest, WorkerRefusesStagesItCannotServe) {
   const Pipeline p = pipeline(1, "");
   EXPECT_THROW(Part(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"wrok"}}),
                ConfigError);
@@ -292,10 +292,10 @@ std::set<std::string> field_names(const Packet& packet) {
   return names;
 }
 
-class HopFieldsTest : public RedisRunnerTest {
+class HopFieldsTest : public RedisTransportTest {
  protected:
   void SetUp() override {
-    RedisRunnerTest::SetUp();
+    RedisTransportTest::SetUp();
     registry_ = Registry::with_builtins();
     registry_.add(recorder("test.values", {.reads = {"value"}, .optional_reads = {"ms"}}, values_));
     registry_.add(recorder("test.payloads", {.reads = {"payload"}}, payloads_));
