@@ -285,6 +285,32 @@ TEST_P(ConformanceTest, ScaleAndSwapStormsWhileRunningLoseNothing) {
   EXPECT_EQ(r->metrics().stage("work")->failed, 0u);
 }
 
+// The autoscaler acts on the consumers of this process, on any transport: it gives the 4 ms
+// stage more of the budget than the 1 ms one, and no packet is lost or reordered meanwhile.
+TEST_P(ConformanceTest, TheAutoscalerMovesConsumersToTheSlowStageAndLosesNothing) {
+  auto sink = std::make_shared<Records>();
+  add_recorder("test.sink", sink);
+  Pipeline p;
+  p.set_autoscale({.enabled = true, .budget = 3, .interval_ms = 250});
+  p.add(source(1500));
+  p.add({.name = "fast", .type = "model.sleep", .params = {{"service_ms", 1.0}}});
+  p.add({.name = "slow", .type = "model.sleep", .params = {{"service_ms", 4.0}}});
+  p.add({.name = "sink", .type = "test.sink", .ordered = true});
+  std::unique_ptr<Runner> r = runner(p);
+  r->start();
+  int most_slow = 0;
+  int most_fast = 0;
+  while (!r->wait_for(10)) {
+    const MetricsSnapshot m = r->metrics();
+    most_slow = std::max(most_slow, m.stage("slow")->consumers);
+    most_fast = std::max(most_fast, m.stage("fast")->consumers);
+  }
+  EXPECT_GE(most_slow, 3) << "the 4 ms stage never got most of the budget";
+  EXPECT_GT(most_slow, most_fast);
+  expect_every_packet_once_in_order(sink->take(), 1, 1500);
+  EXPECT_EQ(r->metrics().packets_out, 1500u);
+}
+
 TEST_P(ConformanceTest, StopDrainsWhatWasProducedAndNothingMore) {
   auto sink = std::make_shared<Records>();
   add_recorder("test.sink", sink);
