@@ -208,7 +208,9 @@ class Engine {
   void flush_held();
 
   const Plan& plan_;
-  Pipeline pipeline_;  // as running: `swap` changes it (under swap_mutex_)
+  // As running: `swap` changes it, and it is read only under swap_mutex_ (what never changes,
+  // such as the name and the dead letter, is read from plan_).
+  Pipeline pipeline_;
   Transport* transport_;
   std::mutex swap_mutex_;
   std::vector<std::unique_ptr<Node>> nodes_;  // stage i at i, its inlet at stages + i

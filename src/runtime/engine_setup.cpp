@@ -125,7 +125,7 @@ void Engine::serve_node(Node& node) {
     }
     node.skip_targets = node.outputs;
     if (!s.source() && !s.dead_letter) {
-      const PlanStage* letters = plan_.find(pipeline_.dead_letter());
+      const PlanStage* letters = plan_.find(plan_.pipeline().dead_letter());
       if (Outlet* outlet = add_outlet(letters, 0)) node.dead_letter = {nullptr, 0, outlet};
     }
   }
@@ -135,7 +135,9 @@ void Engine::serve_node(Node& node) {
 
 void Engine::link_in_memory() {
   Node* letters = nullptr;
-  if (const PlanStage* d = plan_.find(pipeline_.dead_letter())) letters = nodes_[d->index].get();
+  if (const PlanStage* d = plan_.find(plan_.pipeline().dead_letter())) {
+    letters = nodes_[d->index].get();
+  }
   for (std::size_t i = 0; i < stage_count_; ++i) {
     Node& node = *nodes_[i];
     for (const auto& [child, input] : node.plan.outputs) {
@@ -431,7 +433,7 @@ void Engine::flush_held() {
 
 MetricsSnapshot Engine::metrics() const {
   MetricsSnapshot snapshot;
-  snapshot.pipeline = pipeline_.name();
+  snapshot.pipeline = plan_.pipeline().name();  // never changes; pipeline_ may, in swap
   Clock::time_point now = Clock::now();
   {
     std::lock_guard lock(done_mutex_);
