@@ -285,8 +285,17 @@ TEST(PipelineYaml, InvalidYamlNamesLineAndColumn) {
             "bad.yaml:1:1: the top level must be a map with the keys pipeline and stages, not a "
             "list");
   EXPECT_EQ(error_of(with_header("---\npipeline: other\n")),
-            "bad.yaml:8:1: a pipeline file holds one YAML document; remove the '---' and what "
-            "follows, or split it into two files");
+            "bad.yaml:8:1: a second YAML document starts here (after a '---', or text left of "
+            "where the first one began); a pipeline file holds one: remove it, or split the file "
+            "in two");
+  // yaml-cpp's parser does not move past a stray ',' at the top level (found by the YAML
+  // fuzzer: it used to fill memory for ever); an error, at once.
+  EXPECT_EQ(error_of(","),
+            "bad.yaml:1:1: invalid YAML: nothing readable here (a stray ',' or the like); check "
+            "indentation, brackets and quotes");
+  EXPECT_EQ(error_of("# a pipeline\n\n  ,\n"),
+            "bad.yaml:3:3: invalid YAML: nothing readable here (a stray ',' or the like); check "
+            "indentation, brackets and quotes");
 }
 
 TEST(PipelineYaml, UnknownKeysSuggestTheClosestKnownKey) {
