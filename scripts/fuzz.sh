@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang into build-fuzz/ and fuzzes the packet codec for a
-# bounded time. Fails if the fuzzer finds a crash, leak, sanitizer report or timeout.
+# Builds the libFuzzer targets with clang into build-fuzz/ and fuzzes each for a bounded time:
+# the packet codec, the pipeline YAML reader, and the reading of a Redis stream entry. Fails if a
+# fuzzer finds a crash, leak, sanitizer report or timeout.
 #
-#   scripts/fuzz.sh                  # 30 s
+#   scripts/fuzz.sh                  # 30 s per target
 #   FUZZ_SECONDS=600 scripts/fuzz.sh
 set -euo pipefail
 
@@ -23,20 +24,31 @@ CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja \
   -DMICROMODELS_BUILD_VISION=OFF \
   -DMICROMODELS_BUILD_APPS=OFF \
   -DMICROMODELS_BUILD_TESTS=OFF
-cmake --build "$build" --target packet_codec_fuzz packet_codec_seeds
+cmake --build "$build" --target packet_codec_fuzz redis_entry_fuzz yaml_pipeline_fuzz \
+  packet_codec_seeds
 
-seeds="$build/fuzz/seeds/packet_codec"
-corpus="$build/fuzz/corpus/packet_codec"   # grows across runs; new inputs land here
 artifacts="$build/fuzz/artifacts/"
-mkdir -p "$corpus" "$artifacts"
-"$build/tests/fuzz/packet_codec_seeds" "$seeds"
+mkdir -p "$artifacts"
+"$build/tests/fuzz/packet_codec_seeds" "$build/fuzz/seeds/packet_codec"
+"$build/tests/fuzz/packet_codec_seeds" "$build/fuzz/seeds/redis_entry" --entries
 
-# libFuzzer exits non-zero on a finding and writes the input to $artifacts; set -e fails the script.
-"$build/tests/fuzz/packet_codec_fuzz" "$corpus" "$seeds" \
-  -max_total_time="$seconds" \
-  -max_len=4096 \
-  -timeout=10 \
-  -rss_limit_mb=2048 \
-  -artifact_prefix="$artifacts" \
-  -print_final_stats=1
-echo "fuzz: packet_codec ran ${seconds}s without findings"
+# fuzz TARGET MAX_LEN SEEDS...: libFuzzer exits non-zero on a finding and writes the input to
+# $artifacts; set -e fails the script. New inputs land in the corpus, which grows across runs.
+fuzz() {
+  local target=$1 max_len=$2
+  shift 2
+  local corpus="$build/fuzz/corpus/$target"
+  mkdir -p "$corpus"
+  "$build/tests/fuzz/${target}_fuzz" "$corpus" "$@" \
+    -max_total_time="$seconds" \
+    -max_len="$max_len" \
+    -timeout=10 \
+    -rss_limit_mb=2048 \
+    -artifact_prefix="$artifacts" \
+    -print_final_stats=1
+  echo "fuzz: $target ran ${seconds}s without findings"
+}
+
+fuzz packet_codec 4096 "$build/fuzz/seeds/packet_codec"
+fuzz redis_entry 4096 "$build/fuzz/seeds/redis_entry"
+fuzz yaml_pipeline 4096 "$root/pipelines"

@@ -311,7 +311,7 @@ phase_asan() {
 phase_tsan() {
   local start build_time log=$log_dir/tsan-build.log
   start=$(now)
-  banner "tsan: ThreadSanitizer build in build-tsan/, concurrent-core and broker tests (unit|system|redis)"
+  banner "tsan: ThreadSanitizer build in build-tsan/, concurrent-core, conformance and broker tests (unit|system|redis|conformance)"
   if ! { configure build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1" \
     -DMICROMODELS_SANITIZE=thread -DMICROMODELS_BUILD_VISION=OFF -DMICROMODELS_BUILD_APPS=OFF \
     -DMICROMODELS_BUILD_TESTS=ON 2>&1 | tee "$log" &&
@@ -329,7 +329,7 @@ phase_tsan() {
   local ok=0
   start_redis  # the broker's in-process tests (the tests that start the CLI are not built here)
   TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-    run_ctest tsan build-tsan -L '^(unit|system|redis)$' || ok=1
+    run_ctest tsan build-tsan -L '^(unit|system|redis|conformance)$' || ok=1
   ctest_wrapper=()
   if [[ $ok -eq 0 ]]; then
     record tsan ok "$(elapsed_since "$start")" "build ${build_time}s; $ctest_detail"

@@ -9,6 +9,9 @@
 #include <CLI/CLI.hpp>
 
 #include "micromodels/pipeline.hpp"
+#ifdef MICROMODELS_HAS_REDIS
+#include "micromodels/redis.hpp"
+#endif
 
 namespace micromodels::cli {
 
@@ -61,10 +64,10 @@ struct BrokerOptions {
 /// Adds --broker and the delivery options; `run` also gets --serve.
 void add_broker_options(CLI::App& command, BrokerOptions& options, bool run);
 #ifdef MICROMODELS_HAS_REDIS
-/// `micromodels run` on Redis: feeds the sources, collects the sinks, serves stages.
-int run_distributed(const Pipeline& pipeline, const BrokerOptions& broker,
-                    const std::string& metrics_json, bool quiet,
-                    const ControlCliOptions& control);
+/// The Redis options --broker and the delivery options give (`run --broker`, `worker`).
+[[nodiscard]] RedisOptions redis_options(const Pipeline& pipeline, const BrokerOptions& broker);
+/// "a,b", or "none".
+[[nodiscard]] std::string join_or_none(const std::vector<std::string>& items);
 #endif
 
 /// Adds FILE, --set, --consumers and --autoscale to `command`, storing into `options`.

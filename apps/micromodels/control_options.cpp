@@ -29,18 +29,12 @@ void add_control_options(CLI::App& command, ControlCliOptions& options) {
   });
 }
 
-std::unique_ptr<ControlServer> start_control(const ControlCliOptions& options, Runner& runner) {
-  if (options.listen.empty()) return nullptr;
-  return start_control(options, runner_handlers(runner));
-}
-
-std::unique_ptr<ControlServer> start_control(const ControlCliOptions& options,
-                                             ControlHandlers handlers) {
+std::unique_ptr<ControlServer> start_control(const ControlCliOptions& options, Run& run) {
   if (options.listen.empty()) return nullptr;
   std::unique_ptr<ControlServer> server;
   try {
     server = std::make_unique<ControlServer>(
-        std::move(handlers), ControlOptions{.listen = options.listen, .token = options.token});
+        run, ControlOptions{.listen = options.listen, .token = options.token});
   } catch (const std::exception& e) {
     throw ConfigError({}, "listen", e.what());
   }

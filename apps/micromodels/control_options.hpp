@@ -7,7 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "micromodels/control/control_server.hpp"
-#include "micromodels/runner.hpp"
+#include "micromodels/run.hpp"
 
 namespace micromodels::cli {
 
@@ -20,12 +20,9 @@ struct ControlCliOptions {
 /// in use, is refused while the command line is parsed, before any stage is built (exit 2).
 void add_control_options(CLI::App& command, ControlCliOptions& options);
 
-/// Starts the endpoint for `runner` when --listen was given and prints "control: URL" on stderr;
+/// Starts the endpoint for `run` when --listen was given and prints "control: URL" on stderr;
 /// null otherwise. A port that cannot be bound is a ConfigError (exit 2: nothing ran yet).
 [[nodiscard]] std::unique_ptr<ControlServer> start_control(const ControlCliOptions& options,
-                                                           Runner& runner);
-/// The same for a process that is not a Runner (a Redis worker or run): what `handlers` offer.
-[[nodiscard]] std::unique_ptr<ControlServer> start_control(const ControlCliOptions& options,
-                                                           ControlHandlers handlers);
+                                                           Run& run);
 
 }  // namespace micromodels::cli

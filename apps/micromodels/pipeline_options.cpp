@@ -104,7 +104,8 @@ void add_broker_options(CLI::App& command, BrokerOptions& options, bool run) {
           "URL"));
   command
       .add_option("--max-deliveries", options.max_deliveries,
-                  "Redis: deliveries of a failing packet before it goes to the dead-letter stream")
+                  "Redis: deliveries of a packet whose processes died with it before it goes to "
+                  "the dead-letter stream")
       ->check(CLI::Range(1, 1000));
   command
       .add_option("--reclaim-ms", options.reclaim_ms,

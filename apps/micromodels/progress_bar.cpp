@@ -15,7 +15,7 @@ using namespace std::chrono_literals;
 
 constexpr auto kRedrawInterval = 100ms;  // at most 10 redraws a second on a terminal
 constexpr auto kLineInterval = 2s;       // a line every 2 s in a log
-constexpr auto kRateWindow = 3s;         // fps over the last seconds, not since the start
+constexpr auto kRateWindow = 3s;         // the rate over the last seconds, not since the start
 
 std::string format_clock(double seconds) {
   const auto total = static_cast<long long>(std::llround(std::max(seconds, 0.0)));
@@ -31,10 +31,12 @@ std::string format_clock(double seconds) {
   return text;
 }
 
-std::string format_fps(double rate_per_s) {
-  if (!(rate_per_s > 0) || !std::isfinite(rate_per_s)) return "- fps";
+// Packets out per second: the word is the metrics' (a frame is a packet of the eye-contact
+// pipeline, not of every pipeline).
+std::string format_rate(double rate_per_s) {
+  if (!(rate_per_s > 0) || !std::isfinite(rate_per_s)) return "-/s";
   char text[32];
-  std::snprintf(text, sizeof text, rate_per_s < 10 ? "%.1f fps" : "%.0f fps", rate_per_s);
+  std::snprintf(text, sizeof text, rate_per_s < 10 ? "%.1f/s" : "%.0f/s", rate_per_s);
   return text;
 }
 
@@ -49,7 +51,7 @@ std::size_t terminal_columns(std::FILE* out) {
 std::string format_progress(std::uint64_t done, std::uint64_t total, double rate_per_s,
                             double elapsed_s, std::size_t bar_width) {
   if (total == 0) {
-    return std::to_string(done) + " packets  " + format_fps(rate_per_s) + "  elapsed " +
+    return std::to_string(done) + " packets  " + format_rate(rate_per_s) + "  elapsed " +
            format_clock(elapsed_s);
   }
   // A stage that fans out can retire more packets than the sources announced; never show >100%.
@@ -70,7 +72,7 @@ std::string format_progress(std::uint64_t done, std::uint64_t total, double rate
   char percent[16];
   std::snprintf(percent, sizeof percent, "  %3d%%  ", static_cast<int>(std::floor(fraction * 100)));
   text += percent;
-  text += format_fps(rate_per_s);
+  text += format_rate(rate_per_s);
   if (done >= total) {
     text += "  elapsed " + format_clock(elapsed_s);
   } else if (rate_per_s > 0) {

@@ -10,15 +10,15 @@
 
 namespace micromodels::cli {
 
-/// Shows packets done out of a total (when known), percentage, packets per second and ETA.
+/// Shows packets out of the total the sources announced (when known), percentage, packets out
+/// per second and ETA.
 /// On a terminal the bar is redrawn in place at most 10 times a second; otherwise a plain line
 /// is written every 2 seconds, so that logs stay readable. `quiet` shows nothing.
 /// Call `update` as often as convenient: it decides itself when to draw.
 ///
 ///   ProgressBar progress(options.quiet);
-///   while (!runner.wait_for(100)) progress.update(runner.retired_packets(),
-///   runner.expected_packets()); progress.finish(runner.retired_packets(),
-///   runner.expected_packets());
+///   while (!run.wait_for(100)) progress.update(run.progress().done, run.progress().expected);
+///   progress.finish(run.progress().done, run.progress().expected);
 class ProgressBar {
  public:
   enum class Style { off, redraw, lines };
@@ -56,7 +56,7 @@ class ProgressBar {
 };
 
 /// The text of one progress report, without control characters; `bar_width` 0 omits the bar.
-/// "[#####-----]  450/1000  45%  120 fps  ETA 0:04" or "450 packets  120 fps  elapsed 0:04".
+/// "[#####-----]  450/1000  45%  120/s  ETA 0:04" or "450 packets  120/s  elapsed 0:04".
 [[nodiscard]] std::string format_progress(std::uint64_t done, std::uint64_t total,
                                           double rate_per_s, double elapsed_s,
                                           std::size_t bar_width);

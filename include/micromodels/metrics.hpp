@@ -20,12 +20,17 @@ struct Latency {
   std::vector<std::pair<double, std::uint64_t>> buckets{};
 };
 
+/// One stage in this process. The words mean the same in the table, the JSON, /status,
+/// /metrics and `top`:
 struct StageMetrics {
   std::string name{};
   std::string type{};
   std::uint64_t processed = 0;  // packets whose process() returned
   std::uint64_t failed = 0;     // packets whose process() threw
-  std::uint64_t dropped = 0;    // by the queue's overflow policy or a join timeout
+  std::uint64_t dropped = 0;    // removed by a policy the pipeline chose: overflow, join timeout
+  std::uint64_t dead_lettered = 0;  // handed to the dead letter: failed packets (when the
+                                    // pipeline or transport keeps them), and on Redis entries
+                                    // delivered max_deliveries times or unreadable
   std::uint64_t emitted = 0;    // packets passed downstream
   std::size_t queue_depth = 0;
   std::size_t queue_max = 0;
@@ -39,7 +44,17 @@ struct StageMetrics {
   bool per_stream = false;  // one consumer per stream at a time
 };
 
-/// A consistent-enough snapshot of all stages (each counter is read atomically).
+/// What limits throughput, from the measured service times: one stage's consumers, or the pool
+/// of worker threads that CPU-bound stages share. One meaning everywhere (table, JSON, /status,
+/// `top`).
+struct Bottleneck {
+  std::string name{};      // the stage, or "worker pool"
+  bool pool = false;       // the worker pool, not a stage
+  double rate_per_s = 0;   // packets per second it allows at most
+};
+
+/// A consistent-enough snapshot of the stages this process runs (each counter is read
+/// atomically).
 ///
 ///   MetricsSnapshot m = runner.metrics();
 ///   std::cout << m.to_table();
@@ -47,15 +62,20 @@ struct StageMetrics {
 struct MetricsSnapshot {
   std::string pipeline{};
   double elapsed_s = 0;
-  std::uint64_t packets_in = 0;   // produced by sources
-  std::uint64_t packets_out = 0;  // retired: processed by their last stage, dropped or failed
+  /// Packets that entered this process's part of the pipeline: produced by its sources, or,
+  /// for a process that runs no source, arrived at its first stages.
+  std::uint64_t packets_in = 0;
+  /// Packets its last stages are done with (processed, failed, dropped, or known never to
+  /// come), counted once per packet however many last stages there are (the least of them).
+  std::uint64_t packets_out = 0;
   int workers = 0;                // threads of the pool that CPU-bound stages share
   std::uint32_t streams = 0;      // streams the sources produced (highest stream id + 1)
   std::vector<StageMetrics> stages{};
 
   [[nodiscard]] const StageMetrics* stage(const std::string& name) const;
-  /// The stage that limits throughput: highest busy share among stages that did work.
-  [[nodiscard]] const StageMetrics* bottleneck() const;
+  /// What limits throughput, from the service times since the start, or since `before` (an
+  /// earlier snapshot of the same run); nullopt before any packet was measured.
+  [[nodiscard]] std::optional<Bottleneck> bottleneck(const MetricsSnapshot* before = nullptr) const;
   /// What limits throughput, from the measured service times, and what one more consumer there
   /// would give: "iris limits throughput: 1 consumer x 8.1 ms = at most 123 packets/s ...".
   [[nodiscard]] std::string bottleneck_report() const;

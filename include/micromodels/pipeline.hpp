@@ -57,6 +57,11 @@ struct StageConfig {
   std::vector<std::string> inputs{};  // empty: the previous stage in the list (none for a source)
   double join_timeout_ms = 1000;
   JoinTimeout join_on_timeout = JoinTimeout::drop;
+  /// Across processes (Redis): how many partitions the queue of a stage that needs each stream
+  /// in one place (ordered, per_stream, joins) is split into, by stream id. A process serves
+  /// the streams of the partitions it holds, so this bounds the processes that share the stage
+  /// (its consumers within a process are `consumers`). A run in one process does not use it.
+  int partitions = 8;
   /// Where each key was written, for errors found after parsing ("" is the stage itself).
   std::map<std::string, SourceLocation> locations{};
 };
@@ -95,9 +100,11 @@ class Pipeline {
 
   Pipeline& add(StageConfig stage);
   /// "stage.param=value" or (stage, param, text): the text is typed by the stage type's spec
-  /// when the stage is built. Throws ConfigError for an unknown stage.
+  /// when the stage is built. Throws ConfigError for an unknown stage. An error about the value
+  /// later names `origin` and the assignment ("--set work.service_ms=abc").
   void set_param(std::string_view assignment);
-  void set_param(std::string_view stage, std::string_view param, std::string_view text);
+  void set_param(std::string_view stage, std::string_view param, std::string_view text,
+                 std::string_view origin = "--set");
   void set_consumers(std::string_view stage, int consumers);
   void set_type(std::string_view stage, std::string_view type);
 

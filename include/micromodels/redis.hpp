@@ -1,4 +1,4 @@
-// Runs a pipeline across processes and machines on Redis Streams.
+// Runs a pipeline across processes and machines: Redis Streams as the transport.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +9,7 @@
 
 #include "micromodels/metrics.hpp"
 #include "micromodels/pipeline.hpp"
-#include "micromodels/registry.hpp"
+#include "micromodels/transport.hpp"
 
 namespace micromodels {
 
@@ -39,12 +39,11 @@ struct RedisOptions {
     none,     // run: serve no stage; workers do all the work
   };
   Role role = Role::run;
-  std::string url{};                // redis://host:port[/db]; empty: the pipeline's broker
+  std::string url{};                // redis://host:port[/db]
   std::vector<std::string> stages{};  // worker: the stages to serve
   Serve serve = Serve::missing;
-  int consumers = 0;                // worker: consumers per served stage; 0: the pipeline's
-  int max_deliveries = 3;           // a packet delivered this often without success: dead letter
-  double reclaim_idle_ms = 1000;    // floor of the idle time after which pending work is reclaimed
+  int max_deliveries = 3;           // delivered this often without being settled: dead letter
+  double reclaim_idle_ms = 1000;    // pending this long (its process died): taken over
   double reconnect_s = 10;          // how long to retry a lost connection; 0: for ever
   std::string wire_images{};        // how this process sends images: raw, png or jpeg;
                                     // empty: the pipeline's `wire.images` (raw by default)
@@ -59,46 +58,55 @@ struct HopBytes {
   std::uint64_t bytes = 0;
 };
 
-/// The distributed counterpart of Runner: each stage's queue is a Redis stream with one
-/// consumer group (named after the stage). Delivery is at least once; sinks see every packet
-/// exactly once, in (stream, seq) order. See docs/distributed.md for the guarantees.
+namespace detail {
+class Session;
+class Keeper;
+}
+
+/// Redis Streams as the transport between the processes of one run: each stage's queue is a
+/// stream with one consumer group, named after the stage. Delivery is at least once between
+/// stages; sinks see every packet exactly once, in (stream, seq) order when ordered. See
+/// docs/distributed.md for the guarantees and docs/architecture.md for how it fits the engine.
 ///
-///   RedisRunner run(pipeline, {.url = "redis://127.0.0.1:6379"});        // micromodels run
+///   Runner run(pipeline, std::make_unique<RedisTransport>(RedisOptions{.url = "redis://10.0.0.5:6379"}));
 ///   run.start();
-///   while (!run.wait_for(100)) {}                                         // throws BrokerError
-///   RedisRunner worker(pipeline, {.role = RedisOptions::Role::worker,
-///                                 .url = "redis://10.0.0.5:6379", .stages = {"generate"}});
-class RedisRunner {
+///   while (!run.wait_for(100)) {}                               // throws BrokerError
+///   Runner worker(pipeline, std::make_unique<RedisTransport>(RedisOptions{
+///       .role = RedisOptions::Role::worker, .url = "redis://10.0.0.5:6379", .stages = {"generate"}}));
+class RedisTransport final : public Transport {
  public:
-  /// Connects, checks the pipeline and the options and builds the stages this process runs.
-  /// Throws ConfigError for a wrong URL or stage list, BrokerError when Redis is unreachable.
-  RedisRunner(const Pipeline& pipeline, RedisOptions options,
-              const Registry& registry = Registry::global());
-  ~RedisRunner();
-  RedisRunner(const RedisRunner&) = delete;
-  RedisRunner& operator=(const RedisRunner&) = delete;
+  /// Throws ConfigError for a URL that is not redis://host[:port][/db].
+  explicit RedisTransport(RedisOptions options);
+  ~RedisTransport() override;
+  RedisTransport(const RedisTransport&) = delete;
+  RedisTransport& operator=(const RedisTransport&) = delete;
 
-  void start();
-  /// True once finished: a run when every sink has every packet; a worker once stopped.
-  /// Throws BrokerError when the run failed because of Redis.
-  bool wait_for(double timeout_ms);
-  /// Run: stops the sources, then drains. Worker: finishes the current packets and leaves.
-  void stop();
+  [[nodiscard]] std::string name() const override;
+  /// Throws ConfigError for a wrong stage list, BrokerError when Redis is unreachable.
+  void bind(const Plan& plan) override;
+  [[nodiscard]] bool serves(const PlanStage& stage) const override;
+  std::unique_ptr<Inlet> inlet(const PlanStage& stage) override;
+  std::unique_ptr<Outlet> outlet(const PlanStage& from, const PlanStage* to,
+                                 std::size_t input) override;
+  void start(Host& host) override;
+  [[nodiscard]] bool finished() const override;
+  void stop_taking() override;
+  void stop() override;
+  /// Bytes per hop (all processes) and the run's dead letters.
+  [[nodiscard]] std::string report() const override;
 
-  [[nodiscard]] MetricsSnapshot metrics() const;
   /// Bytes per hop over all processes (read from Redis).
   [[nodiscard]] std::vector<HopBytes> hop_bytes() const;
-  [[nodiscard]] std::uint64_t expected_packets() const;
-  [[nodiscard]] std::uint64_t retired_packets() const;
   /// Packets that went to the dead-letter stream during this run (all processes).
   [[nodiscard]] std::uint64_t dead_lettered() const;
-  /// Stages this process serves now (a run may add stages while it runs).
-  [[nodiscard]] std::vector<std::string> served_stages() const;
-
-  class Impl;
+  /// The stages between sources and sinks that this process serves now (a run may add some
+  /// while it runs).
+  [[nodiscard]] std::vector<std::string> served() const;
 
  private:
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<detail::Session> session_;
+  std::unique_ptr<detail::Keeper> keeper_;
+  bool started_ = false;
 };
 
 /// One stage's queue as Redis sees it.

@@ -1,7 +1,6 @@
 // Runs a Pipeline: consumers, queues, order, back-pressure, failures, live scaling.
 #pragma once
 
-#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -10,6 +9,8 @@
 #include "micromodels/metrics.hpp"
 #include "micromodels/pipeline.hpp"
 #include "micromodels/registry.hpp"
+#include "micromodels/run.hpp"
+#include "micromodels/transport.hpp"
 
 namespace micromodels {
 
@@ -18,7 +19,8 @@ class Engine;
 class Autoscaler;
 }
 
-/// Runs a pipeline in this process on bounded in-memory queues.
+/// Runs a pipeline in this process: all of it on bounded in-memory queues, or, with a
+/// transport, the stages this process serves of a run across processes (Redis: micromodels/redis.hpp).
 ///
 /// Threads: CPU-bound stages share a pool of worker threads (one per core by default); each
 /// consumer is a slot on that pool, and a packet runs straight on into the next stage on the same
@@ -34,47 +36,46 @@ class Autoscaler;
 ///   runner.scale("work", 4);   // while it runs
 ///   runner.wait();
 ///   std::cout << runner.metrics().to_table();
-class Runner {
+class Runner final : public Run {
  public:
   /// Validates the pipeline and builds every stage (loading models). Throws ConfigError.
   /// `registry` must outlive the runner: `swap` builds new instances from it.
   explicit Runner(const Pipeline& pipeline, const Registry& registry = Registry::global());
-  ~Runner();
+  /// The stages `transport` says this process serves. Throws ConfigError, also for a pipeline
+  /// that needs what the transport cannot do, and what `Transport::bind` throws.
+  Runner(const Pipeline& pipeline, std::unique_ptr<Transport> transport,
+         const Registry& registry = Registry::global());
+  ~Runner() override;
   Runner(const Runner&) = delete;
   Runner& operator=(const Runner&) = delete;
 
   /// Starts the sources (and the autoscaler, when the pipeline has `autoscale:`).
-  void start();
-  /// Blocks until every source has ended and every packet is retired (or `stop` has drained).
-  void wait();
-  /// Waits at most `timeout_ms`; true when finished.
-  bool wait_for(double timeout_ms);
-  /// Stops the sources; in-flight packets still drain. Safe from any thread, idempotent.
-  void stop();
-  /// Sets a stage's consumer count while running. New consumers take packets at once; removed
-  /// ones finish their current packet. Throws std::invalid_argument for an unknown stage or a
-  /// count below 1.
-  void scale(std::string_view stage, int consumers);
-  /// Replaces a stage's instance while running: the new one, with `params` changed (values as
-  /// text, like --set) and `type` changed when not empty, is built and its model loaded beside
-  /// the old one, then takes over atomically. Packets in progress finish on the old instance;
-  /// none is lost, duplicated or reordered. State the old instance kept per stream is not carried
-  /// over. Throws std::invalid_argument for an unknown stage or a source, and ConfigError when the
-  /// new configuration is invalid or fails to build: the old instance then keeps running.
+  void start() override;
+  bool wait_for(double timeout_ms) override;
+  void stop() override;
+  /// New consumers take packets at once; removed ones finish their current packet.
+  void scale(std::string_view stage, int consumers) override;
+  /// The new instance is built (its model loaded) beside the old one, then takes over
+  /// atomically. Packets in progress finish on the old instance; none is lost, duplicated or
+  /// reordered. State the old instance kept per stream is not carried over.
   void swap(std::string_view stage, const std::map<std::string, std::string>& params,
-            std::string_view type = {});
+            std::string_view type = {}) override;
+  [[nodiscard]] MetricsSnapshot metrics() const override;
+  [[nodiscard]] Progress progress() const override;
 
   [[nodiscard]] bool finished() const;
-  [[nodiscard]] MetricsSnapshot metrics() const;
-  /// Packets the sources announced in total (0 when unknown) and packets retired so far.
-  [[nodiscard]] std::uint64_t expected_packets() const;
-  [[nodiscard]] std::uint64_t retired_packets() const;
+  /// The transport given to the constructor, or null.
+  [[nodiscard]] Transport* transport() const noexcept { return transport_.get(); }
 
  private:
+  class Host;
+  void finish();  // with a transport: stop everything here, take nothing more
+  std::unique_ptr<const Plan> plan_;      // outlives everything below, which reads it
+  std::unique_ptr<Transport> transport_;  // outlives the engine, which holds its inlets and outlets
+  std::unique_ptr<Host> host_;
   std::unique_ptr<detail::Engine> engine_;
-  Pipeline pipeline_;
-  const Registry& registry_;
   std::unique_ptr<detail::Autoscaler> autoscaler_;  // after engine_: stops before it
+  bool transport_stopped_ = false;
 };
 
 }  // namespace micromodels

@@ -62,14 +62,14 @@ std::optional<Reply> unknown_keys(const Json& object, std::initializer_list<cons
   return std::nullopt;
 }
 
-// A stage that is not in the metrics is not in the pipeline: 404 before any handler runs.
-bool has_stage(const ControlHandlers& handlers, const std::string& name) {
-  return handlers.metrics().stage(name) != nullptr;
+// A stage that is not in the metrics does not run in this process: 404 before the run is asked.
+bool has_stage(const Run& run, const std::string& name) {
+  return run.metrics().stage(name) != nullptr;
 }
 
-// Calls a handler; a refusal becomes its error reply: std::invalid_argument 400, ConfigError 422,
+// Asks the run; a refusal becomes its error reply: std::invalid_argument 400, ConfigError 422,
 // anything else 500.
-std::optional<Reply> call_handler(const std::function<void()>& call) {
+std::optional<Reply> ask_run(const std::function<void()>& call) {
   try {
     call();
   } catch (const std::invalid_argument& e) {
@@ -94,7 +94,7 @@ Reply ControlRoutes::handle(const std::string& method, const std::string& path,
     if (method != "GET" && method != "HEAD") return method_not_allowed(method, path, "GET");
     return {.status = 200,
             .content_type = "text/plain; version=0.0.4; charset=utf-8",
-            .body = handlers_.metrics().to_prometheus(),
+            .body = run_.metrics().to_prometheus(),
             .allow = {}};
   }
   if (path == "/status") {
@@ -110,8 +110,8 @@ Reply ControlRoutes::handle(const std::string& method, const std::string& path,
       const std::string action = rest.substr(slash + 1);
       if (action == "scale" || action == "swap") {
         if (method != "POST") return method_not_allowed(method, path, "POST");
-        if (stage.find('/') != std::string::npos || !has_stage(handlers_, stage)) {
-          return error_reply(404, "no stage '" + stage + "' in this pipeline");
+        if (stage.find('/') != std::string::npos || !has_stage(run_, stage)) {
+          return error_reply(404, "no stage '" + stage + "' runs in this process");
         }
         return action == "scale" ? scale(stage, body) : swap(stage, body);
       }
@@ -122,7 +122,6 @@ Reply ControlRoutes::handle(const std::string& method, const std::string& path,
 
 Reply ControlRoutes::scale(const std::string& stage, const std::string& body) const {
   const std::string example = R"({"consumers": 4})";
-  if (!handlers_.scale) return error_reply(501, "this process cannot scale stages");
   Json request;
   if (auto error = parse_object(body, example, request)) return *error;
   if (auto error = unknown_keys(request, {"consumers"}, example)) return *error;
@@ -133,7 +132,7 @@ Reply ControlRoutes::scale(const std::string& stage, const std::string& body) co
   if (!value.is_number_integer()) {
     return error_reply(400, "'consumers' must be a whole number, got " + value.dump());
   }
-  // Counts beyond int are refused here; the handler decides the real upper limit.
+  // Counts beyond int are refused here; the run decides the real upper limit.
   constexpr auto kIntMax = static_cast<std::int64_t>(std::numeric_limits<int>::max());
   const bool in_range =
       value.is_number_unsigned()
@@ -146,7 +145,7 @@ Reply ControlRoutes::scale(const std::string& stage, const std::string& body) co
   }
   const int consumers = value.get<int>();
   const Json before = sampler_.stage_status(stage);
-  if (auto error = call_handler([&] { handlers_.scale(stage, consumers); })) return *error;
+  if (auto error = ask_run([&] { run_.scale(stage, consumers); })) return *error;
   return json_reply(200,
                     Json{{"stage", stage},
                          {"consumers_before", before.is_object() ? before["consumers"] : Json()},
@@ -156,7 +155,6 @@ Reply ControlRoutes::scale(const std::string& stage, const std::string& body) co
 
 Reply ControlRoutes::swap(const std::string& stage, const std::string& body) const {
   const std::string example = R"({"params": {"service_ms": 2}, "type": "model.spin"})";
-  if (!handlers_.swap) return error_reply(501, "this process cannot swap stages");
   Json request;
   if (auto error = parse_object(body, example, request)) return *error;
   if (auto error = unknown_keys(request, {"params", "type"}, example)) return *error;
@@ -193,7 +191,7 @@ Reply ControlRoutes::swap(const std::string& stage, const std::string& body) con
     }
   }
   const Json before = sampler_.stage_status(stage);
-  if (auto error = call_handler([&] { handlers_.swap(stage, params, type); })) return *error;
+  if (auto error = ask_run([&] { run_.swap(stage, params, type); })) return *error;
   Json applied = Json::object();
   for (const auto& [name, text] : params) applied[name] = text;
   return json_reply(200, Json{{"stage", stage},

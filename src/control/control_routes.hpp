@@ -20,12 +20,11 @@ struct Reply {
 [[nodiscard]] Reply error_reply(int status, const std::string& message);
 
 /// Answers GET /metrics, GET /status, POST /stages/NAME/scale and POST /stages/NAME/swap.
-/// Every request is checked completely before a handler is called, so a refused request
+/// Every request is checked completely before the run is asked, so a refused request
 /// changes nothing; errors are JSON with a message for the operator.
 class ControlRoutes {
  public:
-  ControlRoutes(const ControlHandlers& handlers, StatusSampler& sampler)
-      : handlers_(handlers), sampler_(sampler) {}
+  ControlRoutes(Run& run, StatusSampler& sampler) : run_(run), sampler_(sampler) {}
 
   [[nodiscard]] Reply handle(const std::string& method, const std::string& path,
                              const std::string& body) const;
@@ -34,7 +33,7 @@ class ControlRoutes {
   [[nodiscard]] Reply scale(const std::string& stage, const std::string& body) const;
   [[nodiscard]] Reply swap(const std::string& stage, const std::string& body) const;
 
-  const ControlHandlers& handlers_;
+  Run& run_;
   StatusSampler& sampler_;
 };
 

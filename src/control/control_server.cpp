@@ -37,11 +37,10 @@ void send(const detail::Reply& reply, httplib::Response& response) {
 }  // namespace
 
 struct ControlServer::State {
-  State(ControlHandlers h, ControlOptions o)
-      : handlers(std::move(h)),
-        options(std::move(o)),
-        sampler(handlers.metrics, options.sample_period_s, options.rate_window_s),
-        routes(handlers, sampler) {}
+  State(Run& r, ControlOptions o)
+      : options(std::move(o)),
+        sampler([&r] { return r.metrics(); }, options.sample_period_s, options.rate_window_s),
+        routes(r, sampler) {}
 
   // Unhandled lets the request go on to routing; a refused one is answered here.
   httplib::Server::HandlerResponse check_token(const httplib::Request& request,
@@ -65,7 +64,6 @@ struct ControlServer::State {
     return httplib::Server::HandlerResponse::Handled;
   }
 
-  ControlHandlers handlers;
   ControlOptions options;
   detail::StatusSampler sampler;
   detail::ControlRoutes routes;
@@ -90,11 +88,10 @@ void probe_control_options(const ControlOptions& options) {
   detail::probe_listen_address(detail::parse_listen_address(options.listen));
 }
 
-ControlServer::ControlServer(ControlHandlers handlers, ControlOptions options) {
-  if (!handlers.metrics) throw std::invalid_argument("ControlServer: a metrics handler is needed");
+ControlServer::ControlServer(Run& run, ControlOptions options) {
   check_control_options(options);
   const detail::ListenAddress address = detail::parse_listen_address(options.listen);
-  state_ = std::make_unique<State>(std::move(handlers), std::move(options));
+  state_ = std::make_unique<State>(run, std::move(options));
   State& state = *state_;
 
   state.server.set_pre_routing_handler(

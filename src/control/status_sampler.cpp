@@ -15,37 +15,27 @@ struct Recent {
   std::optional<double> rate_per_s;
   std::optional<double> busy_share;
   std::optional<double> service_mean_us;
-  bool did_work = false;
 };
 
 Json optional_number(const std::optional<double>& value) {
   return value ? Json(*value) : Json(nullptr);
 }
 
-const StatusSampler::StageCounts* find(const std::vector<StatusSampler::StageCounts>& stages,
-                                       const std::string& name) {
-  for (const auto& s : stages) {
-    if (s.name == name) return &s;
-  }
-  return nullptr;
-}
-
-Recent recent_of(const StageMetrics& now, const StatusSampler::StageCounts* before,
-                 double window_s) {
+Recent recent_of(const StageMetrics& now, const StageMetrics* before, double window_s) {
   Recent recent;
   recent.window_s = window_s;
   if (before == nullptr || window_s <= 0) return recent;
   const std::uint64_t finished = now.processed + now.failed;
-  const std::uint64_t done = finished >= before->finished ? finished - before->finished : 0;
+  const std::uint64_t earlier = before->processed + before->failed;
+  const std::uint64_t done = finished >= earlier ? finished - earlier : 0;
   recent.rate_per_s = static_cast<double>(done) / window_s;
-  recent.did_work = done > 0;
   // Busy time is estimated from the service times of the packets that finished in the window:
   // exact for short packets, lumpy for packets that take a good part of the window.
-  const double busy_us = std::max(0.0, now.service.sum_us - before->service_sum_us);
+  const double busy_us = std::max(0.0, now.service.sum_us - before->service.sum_us);
   recent.busy_share =
       now.consumers > 0 ? std::min(1.0, busy_us / 1e6 / (window_s * now.consumers)) : 0.0;
   const std::uint64_t count =
-      now.service.count >= before->service_count ? now.service.count - before->service_count : 0;
+      now.service.count >= before->service.count ? now.service.count - before->service.count : 0;
   if (count > 0) recent.service_mean_us = busy_us / static_cast<double>(count);
   return recent;
 }
@@ -60,6 +50,7 @@ Json stage_json(const StageMetrics& s, const Recent& recent) {
               {"processed", s.processed},
               {"failed", s.failed},
               {"dropped", s.dropped},
+              {"dead_lettered", s.dead_lettered},
               {"rate_per_s", optional_number(recent.rate_per_s)},
               {"busy_share", s.busy_share},
               {"recent_busy_share", optional_number(recent.busy_share)},
@@ -79,7 +70,7 @@ StatusSampler::StatusSampler(std::function<MetricsSnapshot()> metrics, double pe
           std::chrono::duration<double>(std::max(period_s, 0.01)))),
       window_(std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(std::max(window_s, 0.05)))) {
-  samples_.push_back(sample_of(metrics_(), Clock::now()));
+  samples_.push_back({Clock::now(), metrics_()});
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -92,24 +83,12 @@ StatusSampler::~StatusSampler() {
   thread_.join();
 }
 
-StatusSampler::Sample StatusSampler::sample_of(const MetricsSnapshot& metrics,
-                                               Clock::time_point time) {
-  Sample sample{.time = time, .packets_out = metrics.packets_out, .stages = {}};
-  for (const StageMetrics& s : metrics.stages) {
-    sample.stages.push_back({.name = s.name,
-                             .finished = s.processed + s.failed,
-                             .service_count = s.service.count,
-                             .service_sum_us = s.service.sum_us});
-  }
-  return sample;
-}
-
 void StatusSampler::loop() {
   std::unique_lock lock(mutex_);
   while (!wake_.wait_for(lock, period_, [this] { return stopping_; })) {
     lock.unlock();
     // Outside the lock: a snapshot reads every stage and must not hold up /status.
-    Sample sample = sample_of(metrics_(), Clock::now());
+    Sample sample{Clock::now(), metrics_()};
     lock.lock();
     samples_.push_back(std::move(sample));
     // Keep one sample older than the window, so that there is always a full window to look at.
@@ -142,27 +121,21 @@ Json StatusSampler::status(const MetricsSnapshot& now) {
   }
 
   Json stages = Json::array();
-  const StageMetrics* current = nullptr;  // highest recent busy share among stages that worked
-  double current_busy = -1;
   for (const StageMetrics& s : now.stages) {
-    const Recent recent = recent_of(s, base ? find(base->stages, s.name) : nullptr, window_s);
-    stages.push_back(stage_json(s, recent));
-    if (recent.did_work && recent.busy_share &&
-        (*recent.busy_share > current_busy ||
-         (*recent.busy_share == current_busy && s.service.p50_us > current->service.p50_us))) {
-      current = &s;
-      current_busy = *recent.busy_share;
-    }
+    stages.push_back(stage_json(s, recent_of(s, base ? base->metrics.stage(s.name) : nullptr,
+                                             window_s)));
   }
-  // The same rule as MetricsSnapshot::bottleneck(), on the last window rather than since start:
-  // after a stage was scaled, the limit moves at once. Before there is a window, or when
-  // nothing moved in it, the figures since start decide.
-  if (current == nullptr) current = now.bottleneck();
+  // The same rule as the run's report (MetricsSnapshot::bottleneck), on the service times of the
+  // last window when packets finished in it, so that after a change the limit moves at once.
+  std::optional<Bottleneck> limit;
+  if (base && now.packets_in > base->metrics.packets_in) limit = now.bottleneck(&base->metrics);
+  if (!limit) limit = now.bottleneck();
 
   std::optional<double> throughput;
   if (base) {
-    const std::uint64_t out =
-        now.packets_out >= base->packets_out ? now.packets_out - base->packets_out : 0;
+    const std::uint64_t out = now.packets_out >= base->metrics.packets_out
+                                  ? now.packets_out - base->metrics.packets_out
+                                  : 0;
     throughput = static_cast<double>(out) / window_s;
   }
   return Json{
@@ -173,7 +146,7 @@ Json StatusSampler::status(const MetricsSnapshot& now) {
       {"in_flight", now.packets_in > now.packets_out ? now.packets_in - now.packets_out : 0},
       {"window_s", base ? Json(window_s) : Json(nullptr)},
       {"throughput_per_s", optional_number(throughput)},
-      {"bottleneck", current != nullptr ? Json(current->name) : Json(nullptr)},
+      {"bottleneck", limit ? Json(limit->name) : Json(nullptr)},
       {"stages", std::move(stages)}};
 }
 

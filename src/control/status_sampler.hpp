@@ -37,21 +37,13 @@ class StatusSampler {
   /// One stage's entry of `status()`, or null when there is no such stage.
   [[nodiscard]] nlohmann::ordered_json stage_status(const std::string& name);
 
-  /// What /status is computed from: per stage, cumulative counts at one instant.
-  struct StageCounts {
-    std::string name;
-    std::uint64_t finished = 0;  // processed + failed
-    std::uint64_t service_count = 0;
-    double service_sum_us = 0;
-  };
+  /// What /status is computed from: the metrics at one instant.
   struct Sample {
     Clock::time_point time;
-    std::uint64_t packets_out = 0;
-    std::vector<StageCounts> stages;
+    MetricsSnapshot metrics;
   };
 
  private:
-  static Sample sample_of(const MetricsSnapshot& metrics, Clock::time_point time);
   void loop();
 
   std::function<MetricsSnapshot()> metrics_;

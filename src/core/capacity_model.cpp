@@ -50,7 +50,10 @@ std::vector<double> visits_through(const MetricsSnapshot& now,
         continue;
       }
       // A join emits one packet per key whatever its number of inputs: the least input counts.
-      double least = inputs[i].empty() ? 0.0 : std::numeric_limits<double>::infinity();
+      // A stage whose inputs run in another process (or the dead-letter stage) counts its own.
+      double least = inputs[i].empty() ? static_cast<double>(s.service.count) /
+                                             static_cast<double>(now.packets_in)
+                                       : std::numeric_limits<double>::infinity();
       for (std::size_t from : inputs[i]) {
         const StageMetrics& up = now.stages[from];
         least = std::min(least, up.source ? static_cast<double>(up.processed) /

@@ -256,25 +256,19 @@ const StageMetrics* MetricsSnapshot::stage(const std::string& name) const {
   return it == stages.end() ? nullptr : &*it;
 }
 
-const StageMetrics* MetricsSnapshot::bottleneck() const {
-  // A stage that processed nothing has no evidence of being the limit, whatever its busy share
-  // (a model still loading, a source blocked on back-pressure). Among saturated stages at the
-  // same share, the one with the slower typical packet is the one worth scaling.
-  const StageMetrics* best = nullptr;
-  for (const StageMetrics& s : stages) {
-    if (s.processed == 0) continue;
-    if (best == nullptr || s.busy_share > best->busy_share ||
-        (s.busy_share == best->busy_share && s.service.p50_us > best->service.p50_us)) {
-      best = &s;
-    }
-  }
-  return best;
+std::optional<Bottleneck> MetricsSnapshot::bottleneck(const MetricsSnapshot* before) const {
+  const std::vector<detail::StageLoad> loads = detail::stage_loads(*this, before);
+  const detail::Capacity limit = detail::capacity(loads, workers);
+  if (loads.empty() || !std::isfinite(limit.rate)) return std::nullopt;
+  if (!limit.stage) return Bottleneck{.name = "worker pool", .pool = true, .rate_per_s = limit.rate};
+  return Bottleneck{.name = loads[*limit.stage].name, .rate_per_s = limit.rate};
 }
 
 std::string MetricsSnapshot::to_table() const {
   const std::vector<Column> columns = {
       {"", "stage", true},     {"", "consumers"},       {"", "processed"},
-      {"", "failed"},          {"", "dropped"},         {"queue", "now/max/cap"},
+      {"", "failed"},          {"", "dropped"},         {"", "dead-lettered"},
+      {"queue", "now/max/cap"},
       {"queue wait", "p50"},   {"queue wait", "p99"},   {"service time", "p50"},
       {"service time", "p95"}, {"service time", "p99"}, {"", "busy"},
   };
@@ -287,6 +281,7 @@ std::string MetricsSnapshot::to_table() const {
         std::to_string(s.processed),
         std::to_string(s.failed),
         std::to_string(s.dropped),
+        std::to_string(s.dead_lettered),
         std::to_string(s.queue_depth) + '/' + std::to_string(s.queue_max) + '/' +
             std::to_string(s.queue_capacity),
         format_latency(s.queue_wait, s.queue_wait.p50_us),
@@ -312,9 +307,8 @@ std::string MetricsSnapshot::bottleneck_report() const {
     return "bottleneck: none (no packet was measured)\n";
   }
   auto rate = [](double per_s) { return format_rate(per_s) + " packets/s"; };
-  // Packets entering per second: what the rates above bound (several sinks each retire a packet).
-  const double entering = elapsed_s > 0 ? static_cast<double>(packets_in) / elapsed_s : 0.0;
-  const std::string measured = " (measured " + format_rate(entering) + "/s)\n";
+  // The rate the summary line calls throughput: packets out per second.
+  const std::string measured = " (measured " + format_rate(throughput(*this)) + "/s)\n";
   if (!now.stage) {
     double pool_demand = 0;
     for (const detail::StageLoad& load : loads) pool_demand += load.blocking ? 0 : load.demand_s;
@@ -368,6 +362,7 @@ std::string MetricsSnapshot::to_json() const {
         {"processed", s.processed},
         {"failed", s.failed},
         {"dropped", s.dropped},
+        {"dead_lettered", s.dead_lettered},
         {"emitted", s.emitted},
         {"queue_depth", s.queue_depth},
         {"queue_max", s.queue_max},
@@ -378,14 +373,14 @@ std::string MetricsSnapshot::to_json() const {
         {"service_us", latency_json(s.service)},
     });
   }
-  const StageMetrics* limit = bottleneck();
+  const std::optional<Bottleneck> limit = bottleneck();
   const Json out{
       {"pipeline", pipeline},
       {"elapsed_s", elapsed_s},
       {"packets_in", packets_in},
       {"packets_out", packets_out},
       {"throughput_per_s", throughput(*this)},
-      {"bottleneck", limit == nullptr ? Json(nullptr) : Json(limit->name)},
+      {"bottleneck", limit ? Json(limit->name) : Json(nullptr)},
       {"stages", std::move(stage_list)},
   };
   // Replace invalid UTF-8 in names instead of throwing: metrics output must not fail a run.
@@ -398,10 +393,11 @@ std::string MetricsSnapshot::to_prometheus() const {
 
   w.family("micromodels_pipeline_elapsed_seconds", "gauge", "Seconds since the run started.");
   w.sample("micromodels_pipeline_elapsed_seconds", nullptr, prometheus_float(elapsed_s));
-  w.family("micromodels_pipeline_packets_in_total", "counter", "Packets produced by the sources.");
+  w.family("micromodels_pipeline_packets_in_total", "counter",
+           "Packets that entered this process's part of the pipeline.");
   w.sample("micromodels_pipeline_packets_in_total", nullptr, integer(packets_in));
   w.family("micromodels_pipeline_packets_out_total", "counter",
-           "Packets retired: processed by their last stage, dropped or failed.");
+           "Packets its last stages are done with, once per packet.");
   w.sample("micromodels_pipeline_packets_out_total", nullptr, integer(packets_out));
 
   struct PerStage {
@@ -416,8 +412,12 @@ std::string MetricsSnapshot::to_prometheus() const {
       {"micromodels_stage_failed_total", "counter", "Packets whose process() threw.",
        [](const StageMetrics& s) { return std::to_string(s.failed); }},
       {"micromodels_stage_dropped_total", "counter",
-       "Packets dropped by the queue's overflow policy or a join timeout.",
+       "Packets removed by a policy the pipeline chose: queue overflow or join timeout.",
        [](const StageMetrics& s) { return std::to_string(s.dropped); }},
+      {"micromodels_stage_dead_lettered_total", "counter",
+       "Packets handed to the dead letter: failed ones, and on Redis entries that could not be "
+       "delivered.",
+       [](const StageMetrics& s) { return std::to_string(s.dead_lettered); }},
       {"micromodels_stage_emitted_total", "counter", "Packets passed downstream.",
        [](const StageMetrics& s) { return std::to_string(s.emitted); }},
       {"micromodels_stage_queue_depth", "gauge", "Packets waiting in the stage's queue.",

@@ -1,3 +1,6 @@
+// Pipeline: the builder, the YAML entry points, validate() and the text and DOT views. Over 600
+// lines because validate() checks the whole description in one pass (each check names the key's
+// file:line), and splitting it would scatter one rule set over several files.
 #include "micromodels/pipeline.hpp"
 
 #include <algorithm>
@@ -200,7 +203,8 @@ void Pipeline::set_param(std::string_view assignment) {
             assignment.substr(equals + 1));
 }
 
-void Pipeline::set_param(std::string_view stage, std::string_view param, std::string_view text) {
+void Pipeline::set_param(std::string_view stage, std::string_view param, std::string_view text,
+                         std::string_view origin) {
   if (param.empty()) {
     throw ConfigError({}, std::string(stage),
                       "stage '" + std::string(stage) + "': no param name given; write e.g. " +
@@ -210,8 +214,8 @@ void Pipeline::set_param(std::string_view stage, std::string_view param, std::st
   const std::string key(param);
   config.params[key] = std::string(text);
   // The value no longer comes from the file: errors about it should point at the override.
-  config.locations["params." + key] =
-      SourceLocation{"--set " + std::string(stage) + "." + key + "=" + std::string(text)};
+  config.locations["params." + key] = SourceLocation{
+      std::string(origin) + " " + std::string(stage) + "." + key + "=" + std::string(text)};
 }
 
 void Pipeline::set_consumers(std::string_view stage, int consumers) {
@@ -317,6 +321,8 @@ void Pipeline::validate(const Registry& registry) const {
                            "batch.max_delay_ms");
     detail::check_duration(stage.join_timeout_ms, true, where(stage, "join.timeout_ms"), subject,
                            "join.timeout_ms");
+    detail::check_count(stage.partitions, 1, detail::kMaxConsumers, where(stage, "partitions"),
+                        subject, "partitions");
 
     StageInfo info;
     try {
@@ -432,6 +438,12 @@ void Pipeline::validate(const Registry& registry) const {
     if (join && inputs[i].size() < 2) {
       fail(where(stage, "join"), subject, "join",
            "join applies only to a stage with two or more inputs; remove it");
+    }
+    if (stage.locations.contains("partitions") &&
+        ((!stage.ordered && !stage.per_stream && inputs[i].size() < 2) || types[i]->is_source())) {
+      fail(where(stage, "partitions"), subject, "partitions",
+           "partitions apply only to a stage that needs each stream in one process (ordered, "
+           "state: per_stream, or two or more inputs); remove it");
     }
   }
   if (!any_source) {

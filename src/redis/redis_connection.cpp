@@ -78,13 +78,11 @@ void Connection::append(const Args& args) {
                              lengths.data()) != REDIS_OK) {
     io_failed("append");
   }
-  ++appended_;
 }
 
 Reply Connection::read() {
   void* reply = nullptr;
   if (redisGetReply(context_.get(), &reply) != REDIS_OK || reply == nullptr) io_failed("read");
-  if (appended_ > 0) --appended_;
   return Reply(static_cast<redisReply*>(reply));
 }
 

@@ -29,11 +29,12 @@ class Args {
     items_.emplace_back(arg);
     return *this;
   }
-  Args& add(std::uint64_t value) { return add(std::to_string(value)); }
-  Args& add(const void* data, std::size_t size) {
-    items_.emplace_back(static_cast<const char*>(data), size);
+  Args& add(std::string&& arg) {
+    items_.push_back(std::move(arg));
     return *this;
   }
+  Args& add(const char* arg) { return add(std::string_view(arg)); }
+  Args& add(std::uint64_t value) { return add(std::to_string(value)); }
   [[nodiscard]] const std::vector<std::string>& items() const noexcept { return items_; }
 
  private:
@@ -57,14 +58,12 @@ class Connection {
   Reply read();
   /// Writes what was appended without waiting for the replies (read them later, in order).
   void send();
-  [[nodiscard]] std::size_t appended() const noexcept { return appended_; }
   [[nodiscard]] const RedisUrl& url() const noexcept { return url_; }
 
  private:
   [[noreturn]] void io_failed(const char* doing);
   RedisUrl url_;
   std::unique_ptr<redisContext, void (*)(redisContext*)> context_;
-  std::size_t appended_ = 0;
 };
 
 // Reply helpers: null-safe, for the shapes Redis stream commands return.

@@ -29,7 +29,6 @@ class StreamNames {
   [[nodiscard]] std::string run() const { return prefix_ + "run"; }         // the run's id
   [[nodiscard]] std::string live() const { return prefix_ + "live"; }       // zset of consumers
   [[nodiscard]] std::string hops() const { return prefix_ + "hops"; }       // hash of byte counts
-  [[nodiscard]] std::string errors() const { return prefix_ + "errors"; }   // entry id -> error
   [[nodiscard]] std::string streams() const { return prefix_ + "streams"; } // key -> stage
   [[nodiscard]] std::string counters() const { return prefix_ + "counters"; }
   /// The set of pipeline names, for `micromodels status`.

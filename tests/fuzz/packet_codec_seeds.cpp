@@ -1,14 +1,16 @@
-// Writes a few valid packet encodings into a directory, as the fuzzer's seed corpus. Valid seeds
-// let the fuzzer start from deep inside the format instead of rediscovering the magic and the
-// header by mutation.
+// Writes a few valid packet encodings into a directory, as the fuzzers' seed corpus, and with
+// `--entries`, the same packets as Redis stream entries (and a skip entry). Valid seeds let the
+// fuzzer start from deep inside the format instead of rediscovering the magic and the header by
+// mutation.
 //
-//   packet_codec_seeds <dir>
+//   packet_codec_seeds <dir> [--entries]
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "entry.hpp"
 #include "micromodels/packet_codec.hpp"
 
 namespace mm = micromodels;
@@ -59,22 +61,38 @@ std::vector<mm::Packet> seed_packets() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s <corpus-dir>\n", argv[0]);
+  const bool entries = argc == 3 && std::string(argv[2]) == "--entries";
+  if (argc != 2 && !entries) {
+    std::fprintf(stderr, "usage: %s <corpus-dir> [--entries]\n", argv[0]);
     return 2;
   }
   const std::filesystem::path dir = argv[1];
   std::filesystem::create_directories(dir);
-  const auto packets = seed_packets();
-  for (std::size_t i = 0; i < packets.size(); ++i) {
-    const auto wire = mm::encode_packet(packets[i]);
-    std::ofstream out(dir / ("seed-" + std::to_string(i) + ".mmpk"), std::ios::binary);
-    out.write(reinterpret_cast<const char*>(wire.data()), static_cast<std::streamsize>(wire.size()));
+  std::vector<std::string> seeds;
+  for (const mm::Packet& packet : seed_packets()) {
+    const auto wire = mm::encode_packet(packet);
+    std::string bytes(reinterpret_cast<const char*>(wire.data()), wire.size());
+    if (entries) {
+      bytes = mm::detail::encode_entry({.kind = mm::detail::Entry::Kind::packet,
+                                        .version = 0x1234,
+                                        .run = 0x5678,
+                                        .stream = packet.stream,
+                                        .seq = packet.seq,
+                                        .input = 1},
+                                       bytes);
+    }
+    seeds.push_back(std::move(bytes));
+  }
+  if (entries) seeds.push_back(mm::detail::encode_entry({.kind = mm::detail::Entry::Kind::skip, .seq = 9}));
+  for (std::size_t i = 0; i < seeds.size(); ++i) {
+    std::ofstream out(dir / ("seed-" + std::to_string(i) + (entries ? ".entry" : ".mmpk")),
+                      std::ios::binary);
+    out.write(seeds[i].data(), static_cast<std::streamsize>(seeds[i].size()));
     if (!out) {
       std::fprintf(stderr, "cannot write seeds to %s\n", dir.c_str());
       return 1;
     }
   }
-  std::printf("wrote %zu seeds to %s\n", packets.size(), dir.c_str());
+  std::printf("wrote %zu seeds to %s\n", seeds.size(), dir.c_str());
   return 0;
 }

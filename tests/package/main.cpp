@@ -69,8 +69,7 @@ int main() {
 
   {  // core and control
     micromodels::Runner runner(counting_pipeline(), registry);
-    micromodels::ControlServer control(micromodels::runner_handlers(runner),
-                                       {.listen = "127.0.0.1:0"});
+    micromodels::ControlServer control(runner, {.listen = "127.0.0.1:0"});
     std::cout << "consumer: control endpoint on " << control.url() << '\n';
     runner.start();
     runner.wait();
@@ -85,17 +84,23 @@ int main() {
   seen->store(0);
   const char* url = std::getenv("MICROMODELS_REDIS_URL");
   if (url != nullptr && *url != '\0') {
-    micromodels::RedisRunner run(counting_pipeline(), {.url = url}, registry);
+    micromodels::Runner run(
+        counting_pipeline(),
+        std::make_unique<micromodels::RedisTransport>(micromodels::RedisOptions{.url = url}),
+        registry);
     run.start();
     while (!run.wait_for(100)) {
     }
     if (!check("on Redis", *seen, run.metrics()) ||
-        run.retired_packets() != static_cast<std::uint64_t>(kCount)) {
+        run.progress().done != static_cast<std::uint64_t>(kCount)) {
       return 1;
     }
   } else {
     try {
-      micromodels::RedisRunner run(counting_pipeline(), {.url = "redis://127.0.0.1:1"}, registry);
+      micromodels::Runner run(counting_pipeline(),
+                              std::make_unique<micromodels::RedisTransport>(
+                                  micromodels::RedisOptions{.url = "redis://127.0.0.1:1"}),
+                              registry);
       std::cerr << "consumer: no BrokerError for a Redis that is not there\n";
       return 1;
     } catch (const micromodels::BrokerError& error) {

@@ -1,12 +1,14 @@
 // `micromodels run --broker`, `worker` and `status` as separate processes on the test's Redis:
-// workers that share a stage, a worker killed with SIGKILL mid-run, Redis unreachable, stopped
-// or restarted, and corrupt entries.
+// workers that share a stage, a stage served by the run once its worker died, per_stream
+// hand-over, Redis unreachable, stopped or restarted, and corrupt entries. (Ctrl-C and a worker
+// killed with SIGKILL are in tests/conformance/processes_test.cpp.)
 #include <algorithm>
 #include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
+#include "entry.hpp"
 #include "redis_test_support.hpp"
 
 namespace micromodels {
@@ -126,57 +128,28 @@ TEST_F(DistributedCliTest, AWorkerShowsItsMetricsOnTheControlEndpoint) {
     if (stage["name"] == "work") found = stage["processed"].get<std::uint64_t>() > 0;
   }
   EXPECT_TRUE(found) << status.out;
-  // Consumers of a distributed stage come from workers: the endpoint says it cannot scale.
+  // The worker runs its stages on the same engine as an embedded run: scale acts on the
+  // consumers of this process, as in one process.
   const Result scale = start("scale", {"ctl", url, "scale", "work", "2"})->wait(20s);
-  EXPECT_NE(scale.exit_code, 0);
-  EXPECT_NE(scale.err.find("cannot scale"), std::string::npos) << scale.err;
+  EXPECT_EQ(scale.exit_code, 0) << scale.err;
+  EXPECT_NE(scale.out.find("scaled work: 1 -> 2 consumers"), std::string::npos) << scale.out;
+  const Result after = start("after", {"ctl", url, "status", "--json"})->wait(20s);
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  for (const auto& stage : nlohmann::json::parse(after.out)["stages"]) {
+    if (stage["name"] == "work") {
+      EXPECT_EQ(stage["consumers"], 2) << after.out;
+    }
+  }
+  // A stage this worker does not serve is not here to change.
+  const Result elsewhere = start("elsewhere", {"ctl", url, "scale", "sink", "2"})->wait(20s);
+  EXPECT_NE(elsewhere.exit_code, 0);
+  EXPECT_NE(elsewhere.err.find("no stage 'sink' runs in this process"), std::string::npos)
+      << elsewhere.err;
   const Result done = run->wait(60s);
   ASSERT_EQ(done.exit_code, 0) << done.err;
   expect_complete(300);
   w->signal(SIGTERM);
   EXPECT_EQ(w->wait(20s).exit_code, 0);
-}
-
-TEST_F(DistributedCliTest, KillingAWorkerMidRunStillDeliversEveryPacketOnceInOrder) {
-  const int count = 400;
-  const fs::path file = write_pipeline(count, "service_ms: 4");
-  auto doomed = worker("doomed", file, "work", {"--consumers", "2"});
-  auto survivor = worker("survivor", file, "work");
-  wait_live("work", 3);
-  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q",
-                           "--reclaim-ms", "300"});
-  // Kill once the sink has some packets but far from all (each worker needs >= 0.8 s alone),
-  // at a moment when the doomed worker holds unacknowledged packets.
-  Redis redis(redis_url());
-  const std::string doomed_name = ":" + std::to_string(doomed->pid()) + ":";
-  const auto doomed_pending = [&] {
-    auto summary = redis.command({"XPENDING", key("work"), "work"});
-    long long n = 0;
-    const redisReply* consumers = summary && summary->elements == 4 ? summary->element[3] : nullptr;
-    for (std::size_t i = 0; consumers != nullptr && i < consumers->elements; ++i) {
-      const std::string consumer(consumers->element[i]->element[0]->str,
-                                 consumers->element[i]->element[0]->len);
-      if (consumer.find(doomed_name) != std::string::npos) {
-        n += std::atoll(consumers->element[i]->element[1]->str);
-      }
-    }
-    return n;
-  };
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while ((lines_of(dir_ / "out.jsonl").size() < 60 || doomed_pending() == 0) &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(2ms);
-  }
-  const std::size_t before = lines_of(dir_ / "out.jsonl").size();
-  doomed->signal(SIGKILL);
-  EXPECT_EQ(doomed->wait(10s).exit_code, 128 + SIGKILL);
-  EXPECT_LT(before, static_cast<std::size_t>(count) / 2) << "killed too late to mean anything";
-  const Result r = run->wait(60s);
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  expect_complete(count);
-  EXPECT_NE(survivor->err().find("reclaimed"), std::string::npos)
-      << "the survivor never took over the dead worker's packets:\n"
-      << survivor->err();
 }
 
 TEST_F(DistributedCliTest, TheRunServesAStageItselfOnceItsOnlyWorkerIsGone) {
@@ -225,6 +198,45 @@ TEST_F(DistributedCliTest, PerStreamStageIsHandedOverWhenItsWorkerDies) {
   EXPECT_NE(heir->err().find("took over"), std::string::npos) << heir->err();
 }
 
+// A worker started with another version of the pipeline file (here `work` has another type)
+// meets an entry of the run: it refuses it, says which version it runs and which wrote the entry,
+// and hands it back untouched; a worker with the run's file then processes everything.
+TEST_F(DistributedCliTest, AWorkerOfAnotherPipelineVersionRefusesEntriesAndLosesNone) {
+  const int count = 100;
+  const fs::path file = write_pipeline(count, "service_ms: 1", ", rate: 100");
+  const fs::path other = dir_ / "other.yaml";
+  std::string text = read_text(file);
+  text.replace(text.find("model.sleep"), 11, "model.spin");
+  write_text(other, text);
+  auto stranger = worker("stranger", other, "work");
+  wait_live("work", 1);
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q",
+                           "--reclaim-ms", "300"});
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (stranger->err().find("refused entry") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  const std::string said = stranger->err();
+  ASSERT_NE(said.find("refused entry"), std::string::npos) << said;
+  Redis redis(redis_url());
+  const std::string record = redis.text({"GET", key("run")});  // "RUN VERSION"
+  ASSERT_EQ(record.size(), 33u) << record;
+  EXPECT_NE(said.find("written by pipeline version " + record.substr(17)), std::string::npos) << said;
+  EXPECT_NE(said.find("this process runs version"), std::string::npos) << said;
+  EXPECT_NE(said.find("start this process with the run's pipeline file"), std::string::npos) << said;
+  auto heir = worker("heir", file, "work");
+  const Result r = run->wait(60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_complete(count);
+  stranger->signal(SIGTERM);
+  const Result left = stranger->wait(20s);
+  EXPECT_EQ(left.exit_code, 0) << left.err;
+  EXPECT_NE(left.out.find("\nwork "), std::string::npos) << left.out;
+  heir->signal(SIGTERM);
+  EXPECT_EQ(heir->wait(20s).exit_code, 0);
+}
+
 TEST_F(DistributedCliTest, UnreachableRedisIsAClearErrorWithItsOwnExitCode) {
   const fs::path file = write_pipeline(10, "service_ms: 0");
   for (const std::string command : {"run", "worker"}) {
@@ -246,46 +258,37 @@ TEST_F(DistributedCliTest, CorruptEntriesAreDeadLetteredWithAClearError) {
   const fs::path file = write_pipeline(100, "service_ms: 0", ", rate: 50");
   auto run = start("run", {"run", file.string(), "--broker", redis_url(), "-q"});
   Redis redis(redis_url());
-  std::string run_id;
+  std::string run_record;  // "RUN VERSION", 16 hex digits each
   const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (run_id.empty() && std::chrono::steady_clock::now() < deadline) {
-    run_id = redis.text({"GET", key("run")});
+  while (run_record.empty() && std::chrono::steady_clock::now() < deadline) {
+    run_record = redis.text({"GET", key("run")});
     std::this_thread::sleep_for(10ms);
   }
-  ASSERT_FALSE(run_id.empty());
-  // Garbage where a packet should be, and an entry that is not ours at all.
-  redis.command({"XADD", key("work"), "*", "r", run_id, "s", "0", "q", "100000", "k", "p", "p",
-                 "\x01not a packet"});
+  ASSERT_EQ(run_record.size(), 33u) << run_record;
+  const detail::Entry header{.kind = detail::Entry::Kind::packet,
+                             .version = std::stoull(run_record.substr(17), nullptr, 16),
+                             .run = std::stoull(run_record.substr(0, 16), nullptr, 16),
+                             .stream = 0,
+                             .seq = 100000};
+  // Garbage where a packet should be, an entry that is not ours at all, and one of the first
+  // entry format (five fields).
+  redis.command({"XADD", key("work"), "*", "m", detail::encode_entry(header, "\x01not a packet")});
   redis.command({"XADD", key("work"), "*", "hello", "world"});
+  redis.command({"XADD", key("work"), "*", "r", "x", "s", "0", "q", "7", "k", "p", "p", "?"});
   const Result r = run->wait(60s);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_complete(100);
-  EXPECT_NE(r.out.find("dead-lettered: 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dead-lettered: 3"), std::string::npos) << r.out;
   auto dead = redis.command({"XRANGE", key("dead"), "-", "+"});
-  ASSERT_TRUE(dead && dead->elements == 2);
-  EXPECT_NE(field_text(dead->element[0]->element[1], "error").find("corrupt packet"), std::string::npos)
-      << field_text(dead->element[0]->element[1], "error");
-  EXPECT_NE(field_text(dead->element[1]->element[1], "error").find("no valid stream/seq"),
-            std::string::npos)
-      << field_text(dead->element[1]->element[1], "error");
+  ASSERT_TRUE(dead && dead->elements == 3);
+  const auto error_of = [&](std::size_t i) { return field_text(dead->element[i]->element[1], "error"); };
+  EXPECT_NE(error_of(0).find("corrupt packet"), std::string::npos) << error_of(0);
+  EXPECT_EQ(field_text(dead->element[0]->element[1], "q"), "100000");
+  EXPECT_NE(error_of(1).find("is not a micromodels entry (no field 'm')"), std::string::npos)
+      << error_of(1);
+  EXPECT_NE(error_of(2).find("written by an older micromodels (entry format 1)"), std::string::npos)
+      << error_of(2);
   EXPECT_NE(r.err.find("corrupt packet"), std::string::npos) << r.err;  // and said so
-}
-
-TEST_F(DistributedCliTest, CtrlCStopsTheSourcesAndDrainsWhatWasProduced) {
-  const fs::path file = write_pipeline(1000, "service_ms: 1", ", rate: 100");  // 10 s if left alone
-  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "-q"});
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (lines_of(dir_ / "out.jsonl").size() < 20 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
-  }
-  run->signal(SIGINT);
-  const Result r = run->wait(30s);
-  EXPECT_EQ(r.exit_code, 130) << r.err;
-  EXPECT_NE(r.err.find("stopping"), std::string::npos) << r.err;
-  // Everything produced arrived: seq 0..n-1, no gap, far fewer than 1000.
-  const std::size_t n = lines_of(dir_ / "out.jsonl").size();
-  EXPECT_LT(n, 900u);
-  expect_complete(static_cast<int>(n));
 }
 
 TEST_F(DistributedCliTest, StatusShowsEachStageAsTableAndJson) {

@@ -534,3 +534,73 @@ TEST(StageHarness, RunsOneStageWithoutThreads) {
                      f.registry);
   EXPECT_THROW(flaky.process(packets[0]), std::runtime_error);
 }
+
+namespace {
+
+// A transport that can neither join, nor restore order, nor take a dead-letter stage. It is
+// never started: the runner must refuse what it cannot do before it binds anything.
+class LimitedTransport final : public Transport {
+ public:
+  explicit LimitedTransport(bool& bound) : bound_(bound) {}
+  [[nodiscard]] std::string name() const override { return "limited://test"; }
+  [[nodiscard]] Capabilities capabilities() const override {
+    return {.joins = false, .ordered = false, .dead_letter = false};
+  }
+  void bind(const Plan&) override { bound_ = true; }
+  [[nodiscard]] bool serves(const PlanStage&) const override { return true; }
+  std::unique_ptr<Inlet> inlet(const PlanStage&) override { return nullptr; }
+  std::unique_ptr<Outlet> outlet(const PlanStage&, const PlanStage*, std::size_t) override {
+    return nullptr;
+  }
+  void start(Host&) override {}
+  [[nodiscard]] bool finished() const override { return true; }
+  void stop_taking() override {}
+  void stop() override {}
+
+ private:
+  bool& bound_;
+};
+
+// What() of the refusal of `stage_lines` (after a source) on LimitedTransport; "" if accepted.
+std::string refusal_on_limited_transport(const std::string& stage_lines, bool& bound) {
+  const std::string yaml =
+      "pipeline: limited\n"
+      "stages:\n"
+      "  - name: source\n"
+      "    type: synthetic.source\n" +
+      stage_lines;
+  try {
+    Runner runner(Pipeline::from_yaml_string(yaml, "limited.yaml"),
+                  std::make_unique<LimitedTransport>(bound), Registry::with_builtins());
+  } catch (const ConfigError& error) {
+    return error.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Runner, ATransportThatCannotDoAKeyRefusesItNamingTheKeyItsLineAndTheBroker) {
+  bool bound = false;
+  const std::string join = refusal_on_limited_transport(
+      "  - name: a\n    type: pass\n    inputs: source\n"
+      "  - name: b\n    type: pass\n    inputs: source\n"
+      "  - name: both\n    type: pass\n    inputs: [a, b]\n",
+      bound);
+  EXPECT_NE(join.find("limited.yaml:13"), std::string::npos) << join;
+  EXPECT_NE(join.find("key 'inputs'"), std::string::npos) << join;
+  EXPECT_NE(join.find("joining several inputs is not supported on limited://test"),
+            std::string::npos)
+      << join;
+  const std::string ordered =
+      refusal_on_limited_transport("  - name: sink\n    type: pass\n    ordered: true\n", bound);
+  EXPECT_NE(ordered.find("limited.yaml:7"), std::string::npos) << ordered;
+  EXPECT_NE(ordered.find("key 'ordered'"), std::string::npos) << ordered;
+  const std::string state =
+      refusal_on_limited_transport("  - name: track\n    type: pass\n    state: per_stream\n", bound);
+  EXPECT_NE(state.find("limited.yaml:7"), std::string::npos) << state;
+  EXPECT_NE(state.find("key 'state'"), std::string::npos) << state;
+  EXPECT_FALSE(bound) << "refused before the transport was bound";
+  EXPECT_EQ(refusal_on_limited_transport("  - name: work\n    type: pass\n", bound), "");
+  EXPECT_TRUE(bound) << "what the transport can do is accepted";
+}

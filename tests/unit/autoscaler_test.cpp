@@ -1,6 +1,6 @@
 // The autoscaler's planning and the capacity model under it, on hand-made snapshots.
-#include "autoscaler.hpp"
-#include "capacity_model.hpp"
+#include "runtime/autoscaler.hpp"
+#include "core/capacity_model.hpp"
 
 #include <gtest/gtest.h>
 

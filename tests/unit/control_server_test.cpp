@@ -1,8 +1,9 @@
-// ControlServer in this process: its routes, its errors, its handlers for a Runner and for a
-// process that is not one, and rates measured over the last window.
+// ControlServer in this process: its routes, its errors, a Runner and a Run that is not one,
+// and rates measured over the last window.
 #include "micromodels/control/control_server.hpp"
 
 #include <atomic>
+#include <functional>
 #include <chrono>
 #include <mutex>
 #include <stdexcept>
@@ -51,10 +52,10 @@ const Json& stage_of(const Json& status, const std::string& name) {
   throw std::runtime_error("no stage " + name);
 }
 
-// Metrics a test sets by hand, as a process that is not a Runner (a worker) would report them.
-class FakeMetrics {
+// A Run whose metrics a test sets by hand, as a process that is not a Runner would report them.
+class FakeRun final : public Run {
  public:
-  FakeMetrics() {
+  FakeRun() {
     for (const char* name : {"a", "b"}) {
       StageMetrics s;
       s.name = name;
@@ -64,18 +65,31 @@ class FakeMetrics {
     }
     snapshot_.pipeline = "fake";
   }
-  MetricsSnapshot get() {
-    std::lock_guard lock(mutex_);
-    return snapshot_;
-  }
   template <class Change>
   void change(Change change) {
     std::lock_guard lock(mutex_);
     change(snapshot_);
   }
+  std::function<void(std::string_view, int)> on_scale = [](std::string_view, int) {
+    throw std::invalid_argument("this run cannot scale");
+  };
+
+  void start() override {}
+  bool wait_for(double /*timeout_ms*/) override { return true; }
+  void stop() override {}
+  void scale(std::string_view stage, int consumers) override { on_scale(stage, consumers); }
+  void swap(std::string_view /*stage*/, const std::map<std::string, std::string>& /*params*/,
+            std::string_view /*type*/) override {
+    throw std::invalid_argument("this run cannot swap stages");
+  }
+  [[nodiscard]] MetricsSnapshot metrics() const override {
+    std::lock_guard lock(mutex_);
+    return snapshot_;
+  }
+  [[nodiscard]] Progress progress() const override { return {}; }
 
  private:
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   MetricsSnapshot snapshot_;
 };
 
@@ -108,7 +122,7 @@ TEST(ControlServer, ServesARunnerInThisProcess) {
   pipeline.set_param("work.service_ms=1");
   Runner runner(pipeline);
   {
-    ControlServer server(runner_handlers(runner), {});
+    ControlServer server(runner, {});
     EXPECT_TRUE(server.url().starts_with("http://127.0.0.1:")) << server.url();
     EXPECT_EQ(server.url(), "http://127.0.0.1:" + std::to_string(server.port()));
     runner.start();
@@ -136,25 +150,21 @@ TEST(ControlServer, ServesARunnerInThisProcess) {
   runner.wait();
 }
 
-TEST(ControlServer, HandlersOfAProcessThatIsNotARunner) {
-  FakeMetrics fake;
+TEST(ControlServer, ServesARunThatIsNotARunner) {
+  FakeRun fake;
   std::atomic<int> scaled{0};
-  ControlHandlers handlers{.metrics = [&] { return fake.get(); },
-                           .scale =
-                               [&](const std::string& stage, int consumers) {
-                                 if (consumers == 7)
-                                   throw std::invalid_argument("seven is right out");
-                                 if (consumers == 8) throw ConfigError({}, "x", "eight is invalid");
-                                 if (consumers == 9) throw std::runtime_error("broke");
-                                 fake.change([&](MetricsSnapshot& m) {
-                                   for (auto& s : m.stages) {
-                                     if (s.name == stage) s.consumers = consumers;
-                                   }
-                                 });
-                                 ++scaled;
-                               },
-                           .swap = {}};
-  ControlServer server(handlers, {});
+  fake.on_scale = [&](std::string_view stage, int consumers) {
+    if (consumers == 7) throw std::invalid_argument("seven is right out");
+    if (consumers == 8) throw ConfigError({}, "x", "eight is invalid");
+    if (consumers == 9) throw std::runtime_error("broke");
+    fake.change([&](MetricsSnapshot& m) {
+      for (auto& s : m.stages) {
+        if (s.name == stage) s.consumers = consumers;
+      }
+    });
+    ++scaled;
+  };
+  ControlServer server(fake, {});
 
   EXPECT_EQ(post_json(server, "/stages/b/scale", R"({"consumers": 4})").first, 200);
   EXPECT_EQ(stage_of(get_json(server, "/status"), "b")["consumers"], 4);
@@ -170,32 +180,41 @@ TEST(ControlServer, HandlersOfAProcessThatIsNotARunner) {
   expect(R"({"consumers": 8})", 422, "eight is invalid");
   expect(R"({"consumers": 9})", 500, "broke");
   expect(R"([1, 2])", 400, "expected a JSON object");
-  EXPECT_EQ(scaled.load(), 1) << "refused requests reach no handler or change nothing";
+  EXPECT_EQ(scaled.load(), 1) << "refused requests change nothing";
 
   const auto [code, answer] = post_json(server, "/stages/b/swap", R"({"params": {}})");
-  EXPECT_EQ(code, 501) << answer.dump();
+  EXPECT_EQ(code, 400) << answer.dump();
+  EXPECT_EQ(answer["error"], "this run cannot swap stages");
+  const auto [missing, why] = post_json(server, "/stages/nosuch/scale", R"({"consumers": 2})");
+  EXPECT_EQ(missing, 404) << why.dump();
+  EXPECT_EQ(why["error"], "no stage 'nosuch' runs in this process");
 }
 
 TEST(ControlServer, RatesComeFromTheLastWindowNotFromTheStart) {
-  FakeMetrics fake;
-  // Stage a did a lot long ago: a high busy share since the start, nothing lately.
+  FakeRun fake;
+  // 100000 packets long ago: stage a took 0.95 ms each (a high busy share since the start),
+  // stage b 0.1 ms. Then stage a stops, and b alone works, slowly.
   fake.change([](MetricsSnapshot& m) {
     m.elapsed_s = 100;
-    m.stages[0].processed = 100000;
+    m.packets_in = 100000;
+    for (StageMetrics& s : m.stages) {
+      s.processed = 100000;
+      s.emitted = 100000;
+      s.service.count = 100000;
+    }
     m.stages[0].busy_share = 0.95;
-    m.stages[0].service.count = 100000;
     m.stages[0].service.sum_us = 95e6;
-    m.stages[1].processed = 10;
     m.stages[1].busy_share = 0.1;
+    m.stages[1].service.sum_us = 10e6;
   });
-  ControlServer server({.metrics = [&] { return fake.get(); }, .scale = {}, .swap = {}},
-                       {.sample_period_s = 0.02, .rate_window_s = 0.3});
+  ControlServer server(fake, {.sample_period_s = 0.02, .rate_window_s = 0.3});
 
   // Stage b now works flat out: 50 packets of 10 ms every 0.5 s on one consumer.
   const auto start = std::chrono::steady_clock::now();
   Json status;
   while (std::chrono::steady_clock::now() - start < 1500ms) {
     fake.change([](MetricsSnapshot& m) {
+      m.packets_in += 5;
       m.stages[1].processed += 5;
       m.stages[1].service.count += 5;
       m.stages[1].service.sum_us += 5 * 10e3;
@@ -211,15 +230,15 @@ TEST(ControlServer, RatesComeFromTheLastWindowNotFromTheStart) {
   EXPECT_NEAR(b["rate_per_s"].get<double>(), 100, 40) << b.dump();
   EXPECT_GT(b["recent_busy_share"].get<double>(), 0.6) << b.dump();
   EXPECT_NEAR(b["recent_service_mean_us"].get<double>(), 10e3, 1) << b.dump();
-  EXPECT_EQ(status["bottleneck"], "b") << "the stage busy now, not the one busy long ago";
+  // What limits throughput now: b's 10 ms per packet of the window, not a's 0.95 ms from long ago.
+  EXPECT_EQ(status["bottleneck"], "b") << status.dump();
+  EXPECT_EQ(fake.metrics().bottleneck()->name, "a") << "since the start, a was the slower";
   EXPECT_NEAR(status["window_s"].get<double>(), 0.3, 0.15);
 }
 
 TEST(ControlServer, StopsPromptlyWithAClientConnected) {
-  FakeMetrics fake;
-  auto server = std::make_unique<ControlServer>(
-      ControlHandlers{.metrics = [&] { return fake.get(); }, .scale = {}, .swap = {}},
-      ControlOptions{});
+  FakeRun fake;
+  auto server = std::make_unique<ControlServer>(fake, ControlOptions{});
   httplib::Client client(server->url());
   client.set_keep_alive(true);
   ASSERT_TRUE(client.Get("/status"));
@@ -230,11 +249,10 @@ TEST(ControlServer, StopsPromptlyWithAClientConnected) {
 }
 
 TEST(ControlServer, APortInUseIsReported) {
-  FakeMetrics fake;
-  const ControlHandlers handlers{.metrics = [&] { return fake.get(); }, .scale = {}, .swap = {}};
-  ControlServer first(handlers, {});
+  FakeRun fake;
+  ControlServer first(fake, {});
   try {
-    ControlServer second(handlers, {.listen = "127.0.0.1:" + std::to_string(first.port())});
+    ControlServer second(fake, {.listen = "127.0.0.1:" + std::to_string(first.port())});
     ADD_FAILURE() << "two servers on one port";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("cannot listen on 127.0.0.1:"), std::string::npos)

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -112,34 +113,11 @@ TEST(MetricsSnapshot, StageFindsByNameOrReturnsNull) {
   EXPECT_EQ(m.stage("nope"), nullptr);
 }
 
-TEST(MetricsSnapshot, BottleneckIsTheBusiestStageThatDidWork) {
-  MetricsSnapshot m = demo_snapshot();
-  ASSERT_NE(m.bottleneck(), nullptr);
-  EXPECT_EQ(m.bottleneck()->name, "work");
-
-  // Busy but idle-handed (e.g. still loading a model): not evidence of a bottleneck.
-  StageMetrics loading = make_stage("loading", "model.sleep", 0, 1, 1.0);
-  m.stages.push_back(loading);
-  EXPECT_EQ(m.bottleneck()->name, "work");
-}
-
-TEST(MetricsSnapshot, BottleneckTieGoesToTheSlowerService) {
-  MetricsSnapshot m;
-  StageMetrics fast = make_stage("fast", "model.spin", 10, 1, 0.9);
-  fast.service.p50_us = 100;
-  StageMetrics slow = make_stage("slow", "model.spin", 10, 1, 0.9);
-  slow.service.p50_us = 900;
-  m.stages = {fast, slow};
-  EXPECT_EQ(m.bottleneck()->name, "slow");
-  m.stages = {slow, fast};
-  EXPECT_EQ(m.bottleneck()->name, "slow");
-}
-
 TEST(MetricsSnapshot, NoBottleneckWhenNothingWasProcessed) {
   MetricsSnapshot m;
-  EXPECT_EQ(m.bottleneck(), nullptr);
+  EXPECT_FALSE(m.bottleneck());
   m.stages = {make_stage("idle", "pass", 0, 1, 0.5)};
-  EXPECT_EQ(m.bottleneck(), nullptr);
+  EXPECT_FALSE(m.bottleneck());
   EXPECT_NE(m.to_table().find("bottleneck: none"), std::string::npos);
   EXPECT_TRUE(nlohmann::json::parse(m.to_json())["bottleneck"].is_null());
 }
@@ -167,6 +145,39 @@ MetricsSnapshot three_stages(int b_consumers, bool pool = false, bool per_stream
     m.stages.push_back(s);
   }
   return m;
+}
+
+TEST(MetricsSnapshot, BottleneckIsWhatLimitsThroughputAsTheReportSaysIt) {
+  // One meaning for the word: the stage (or the pool) the capacity model finds, not the busiest.
+  const std::optional<Bottleneck> b = three_stages(1).bottleneck();
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->name, "b");
+  EXPECT_FALSE(b->pool);
+  EXPECT_DOUBLE_EQ(b->rate_per_s, 250);
+  EXPECT_EQ(three_stages(1).bottleneck_report().rfind("bottleneck: b:", 0), 0u);
+  EXPECT_EQ(three_stages(4).bottleneck()->name, "a");
+  const std::optional<Bottleneck> pool = three_stages(4, true).bottleneck();
+  ASSERT_TRUE(pool);
+  EXPECT_TRUE(pool->pool);
+  EXPECT_EQ(pool->name, "worker pool");
+  EXPECT_EQ(nlohmann::json::parse(three_stages(4, true).to_json())["bottleneck"], "worker pool");
+  // A stage still loading its model (nothing processed) changes nothing.
+  MetricsSnapshot loading = three_stages(1);
+  loading.stages.push_back(make_stage("loading", "model.sleep", 0, 1, 1.0));
+  EXPECT_EQ(loading.bottleneck()->name, "b");
+  // Since an earlier snapshot: the service times of the interval decide.
+  MetricsSnapshot later = three_stages(1);
+  later.packets_in = 2000;
+  for (StageMetrics& s : later.stages) {
+    s.processed = 2000;
+    s.emitted = 2000;
+    s.service.count = 2000;
+  }
+  later.stages[1].service.sum_us += 1000 * 9000.0;  // a: 9 ms a packet lately
+  later.stages[2].service.sum_us += 1000 * 1000.0;  // b: 1 ms
+  later.stages[3].service.sum_us += 1000 * 1000.0;
+  const MetricsSnapshot before = three_stages(1);
+  EXPECT_EQ(later.bottleneck(&before)->name, "a");
 }
 
 TEST(MetricsSnapshot, BottleneckReportNamesTheLimitAndWhatOneMoreConsumerGives) {
@@ -204,9 +215,9 @@ TEST(MetricsTable, HasOneAlignedRowPerStage) {
   EXPECT_NE(lines[0].find("service time"), std::string::npos);
 
   const auto header = tokens_with_end(lines[1]);
-  const std::vector<std::string> expected_header = {"stage",   "consumers",   "processed", "failed",
-                                                    "dropped", "now/max/cap", "p50",       "p99",
-                                                    "p50",     "p95",         "p99",       "busy"};
+  const std::vector<std::string> expected_header = {
+      "stage", "consumers", "processed", "failed", "dropped", "dead-lettered", "now/max/cap",
+      "p50",   "p99",       "p50",       "p95",    "p99",     "busy"};
   ASSERT_EQ(header.size(), expected_header.size()) << lines[1];
   for (std::size_t i = 0; i < header.size(); ++i) EXPECT_EQ(header[i].first, expected_header[i]);
 
@@ -223,20 +234,20 @@ TEST(MetricsTable, HasOneAlignedRowPerStage) {
   }
 
   const auto work = tokens_with_end(lines[3]);
-  const std::vector<std::string> work_cells = {"work",   "4",       "990",    "2",
-                                               "1",      "7/40/64", "1.20ms", "4.50ms",
-                                               "1.50ms", "4.00ms",  "12.0ms", "97%"};
+  const std::vector<std::string> work_cells = {"work",   "4",      "990",     "2",
+                                               "1",      "0",      "7/40/64", "1.20ms",
+                                               "4.50ms", "1.50ms", "4.00ms",  "12.0ms", "97%"};
   for (std::size_t i = 0; i < work_cells.size(); ++i) EXPECT_EQ(work[i].first, work_cells[i]);
 
   const auto source = tokens_with_end(lines[2]);
-  EXPECT_EQ(source[6].first, "-") << "no queue wait measured for a source";
-  EXPECT_EQ(source[8].first, "3.2µs");
-  EXPECT_EQ(source[10].first, "8.0µs");
-  EXPECT_EQ(source[11].first, "5%");
+  EXPECT_EQ(source[7].first, "-") << "no queue wait measured for a source";
+  EXPECT_EQ(source[9].first, "3.2µs");
+  EXPECT_EQ(source[11].first, "8.0µs");
+  EXPECT_EQ(source[12].first, "5%");
 
   const auto sink = tokens_with_end(lines[4]);
-  EXPECT_EQ(sink[6].first, "40µs");
-  EXPECT_EQ(sink[8].first, "2.50s");
+  EXPECT_EQ(sink[7].first, "40µs");
+  EXPECT_EQ(sink[9].first, "2.50s");
 
   EXPECT_EQ(lines[5], "elapsed 2.00 s, packets in 1000, out 990, throughput 495.0/s");
   EXPECT_EQ(lines[6] + "\n" + lines[7] + "\n", demo_snapshot().bottleneck_report());
@@ -249,7 +260,7 @@ TEST(MetricsJson, ParsesAndCarriesEveryValue) {
   EXPECT_EQ(j["packets_in"], 1000);
   EXPECT_EQ(j["packets_out"], 990);
   EXPECT_DOUBLE_EQ(j["throughput_per_s"].get<double>(), 495.0);
-  EXPECT_EQ(j["bottleneck"], "work");
+  EXPECT_EQ(j["bottleneck"], "sink") << "2.5 s a packet on one consumer limits throughput";
   ASSERT_EQ(j["stages"].size(), 3U);
 
   const nlohmann::json& work = j["stages"][1];
@@ -258,6 +269,7 @@ TEST(MetricsJson, ParsesAndCarriesEveryValue) {
   EXPECT_EQ(work["processed"], 990);
   EXPECT_EQ(work["failed"], 2);
   EXPECT_EQ(work["dropped"], 1);
+  EXPECT_EQ(work["dead_lettered"], 0);
   EXPECT_EQ(work["emitted"], 988);
   EXPECT_EQ(work["queue_depth"], 7);
   EXPECT_EQ(work["queue_max"], 40);

@@ -285,8 +285,17 @@ TEST(PipelineYaml, InvalidYamlNamesLineAndColumn) {
             "bad.yaml:1:1: the top level must be a map with the keys pipeline and stages, not a "
             "list");
   EXPECT_EQ(error_of(with_header("---\npipeline: other\n")),
-            "bad.yaml:8:1: a pipeline file holds one YAML document; remove the '---' and what "
-            "follows, or split it into two files");
+            "bad.yaml:8:1: a second YAML document starts here (after a '---', or text left of "
+            "where the first one began); a pipeline file holds one: remove it, or split the file "
+            "in two");
+  // yaml-cpp's parser does not move past a stray ',' at the top level (found by the YAML
+  // fuzzer: it used to fill memory for ever); an error, at once.
+  EXPECT_EQ(error_of(","),
+            "bad.yaml:1:1: invalid YAML: nothing readable here (a stray ',' or the like); check "
+            "indentation, brackets and quotes");
+  EXPECT_EQ(error_of("# a pipeline\n\n  ,\n"),
+            "bad.yaml:3:3: invalid YAML: nothing readable here (a stray ',' or the like); check "
+            "indentation, brackets and quotes");
 }
 
 TEST(PipelineYaml, UnknownKeysSuggestTheClosestKnownKey) {
@@ -296,10 +305,10 @@ TEST(PipelineYaml, UnknownKeysSuggestTheClosestKnownKey) {
   EXPECT_EQ(error_of(with_header("    consumer: 2\n")),
             "bad.yaml:7:5: stage 'detect': key 'consumer': unknown key; did you mean 'consumers'? "
             "Valid keys: name, type, params, consumers, queue, state, ordered, blocking, batch, "
-            "inputs, join");
+            "inputs, join, partitions");
   EXPECT_EQ(error_of(with_header("    colour: red\n")),
             "bad.yaml:7:5: stage 'detect': key 'colour': unknown key; valid keys: name, type, "
-            "params, consumers, queue, state, ordered, blocking, batch, inputs, join");
+            "params, consumers, queue, state, ordered, blocking, batch, inputs, join, partitions");
   EXPECT_EQ(error_of(with_header("    queue: { capacity: 8, overflw: block }\n")),
             "bad.yaml:7:27: stage 'detect': key 'queue.overflw': unknown key; did you mean "
             "'overflow'? Valid keys: capacity, overflow");

@@ -491,7 +491,7 @@ TEST_F(VideoStagesTest, PipelineCopiesCap12FrameForFrame) {
   pipeline.set_workers(2);
   {
     Runner runner(pipeline, registry());
-    EXPECT_EQ(runner.expected_packets(), 1337u);
+    EXPECT_EQ(runner.progress().expected, 1337u);
     const auto t0 = std::chrono::steady_clock::now();
     runner.start();
     runner.wait();

@@ -1,32 +1,12 @@
 // The live-operations endpoint: metrics, status, scale and swap over HTTP.
 #pragma once
 
-#include <functional>
-#include <map>
 #include <memory>
 #include <string>
 
-#include "micromodels/metrics.hpp"
+#include "micromodels/run.hpp"
 
 namespace micromodels {
-
-class Runner;
-
-/// What the control endpoint asks of the process it controls. `metrics` is required; `scale` and
-/// `swap` may be left empty, and their routes then answer 501. A handler reports a refused
-/// request by throwing: std::invalid_argument (answered 400) or ConfigError (422), with a message
-/// for the operator; the handler must then have changed nothing. Handlers run on the server's
-/// threads, possibly several at once.
-struct ControlHandlers {
-  std::function<MetricsSnapshot()> metrics{};
-  std::function<void(const std::string& stage, int consumers)> scale{};
-  std::function<void(const std::string& stage, const std::map<std::string, std::string>& params,
-                     const std::string& type)>
-      swap{};
-};
-
-/// The handlers for a Runner in this process; the runner must outlive the server.
-[[nodiscard]] ControlHandlers runner_handlers(Runner& runner);
 
 struct ControlOptions {
   /// "ADDR:PORT", "[IPv6]:PORT" or "PORT" (loopback). Port 0 picks a free port.
@@ -40,20 +20,22 @@ struct ControlOptions {
   double rate_window_s = 1.0;
 };
 
-/// An HTTP server on its own threads: GET /metrics (Prometheus text), GET /status (JSON),
+/// An HTTP server on its own threads for one Run (an embedded run, or a worker's part of a
+/// distributed one): GET /metrics (Prometheus text), GET /status (JSON),
 /// POST /stages/NAME/scale, POST /stages/NAME/swap. docs/operations.md describes every route.
+/// A refusal from the run (std::invalid_argument: 400, ConfigError: 422) changes nothing.
 /// Construction binds and starts serving (throws std::invalid_argument for bad options,
 /// std::runtime_error when the address cannot be bound); destruction stops it and waits for
-/// requests in progress.
+/// requests in progress. The run must outlive the server.
 ///
 ///   Runner runner(pipeline);
-///   ControlServer control(runner_handlers(runner), {.listen = "127.0.0.1:0"});
+///   ControlServer control(runner, {.listen = "127.0.0.1:0"});
 ///   std::cerr << "control: " << control.url() << '\n';
 ///   runner.start();
 ///   runner.wait();
 class ControlServer {
  public:
-  ControlServer(ControlHandlers handlers, ControlOptions options);
+  ControlServer(Run& run, ControlOptions options);
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cctype>
 #include <optional>
+#include <sstream>
 #include <utility>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "config_checks.hpp"
@@ -20,7 +22,7 @@ const std::vector<std::string> kAutoscaleKeys = {"max_consumers", "budget", "int
 const std::vector<std::string> kWireKeys = {"images", "jpeg_quality"};
 const std::vector<std::string> kStageKeys = {"name",  "type",   "params",  "consumers",
                                              "queue", "state",  "ordered", "blocking",
-                                             "batch", "inputs", "join"};
+                                             "batch", "inputs", "join",    "partitions"};
 const std::vector<std::string> kQueueKeys = {"capacity", "overflow"};
 const std::vector<std::string> kBatchKeys = {"max_batch", "max_delay_ms"};
 const std::vector<std::string> kJoinKeys = {"timeout_ms", "on_timeout"};
@@ -376,6 +378,10 @@ class Reader {
         stage.per_stream = true;
       } else if (key == "ordered") {
         stage.ordered = boolean(entry, subject);
+      } else if (key == "partitions") {
+        const std::int64_t partitions = integer(entry, subject);
+        check_count(partitions, 1, kMaxConsumers, entry.where, subject, key);
+        stage.partitions = static_cast<int>(partitions);
       } else if (key == "blocking") {
         stage.blocking = boolean(entry, subject);
       } else if (key == "batch") {
@@ -481,23 +487,89 @@ class Reader {
   std::string file_;
 };
 
+// The documents of a YAML stream, counted with yaml-cpp's parser: the first two, and whether the
+// parser got stuck. YAML::LoadAll cannot be used: yaml-cpp 0.7 does not consume a stray ',' at
+// the top level and reports an empty document for it again and again, which LoadAll collects
+// without end until memory runs out (jbeder/yaml-cpp#1040; fixed upstream after 0.7 by stopping
+// at the first empty document, as this does).
+class DocumentCount final : public YAML::EventHandler {
+ public:
+  struct Document {
+    YAML::Mark first{};  // where its first node is
+    bool seen = false;   // a node was seen
+    bool empty = true;   // nothing but a null
+  };
+
+  /// Reads documents until the stream ends, a second one is found, or the parser is stuck.
+  explicit DocumentCount(std::string_view yaml) {
+    std::istringstream in{std::string(yaml)};
+    YAML::Parser parser(in);
+    while (documents.size() < 2 && parser.HandleNextDocument(*this)) {
+      if (!documents.back().empty) continue;
+      // An empty document ends the stream, unless the parser is stuck on a token it cannot read:
+      // it then reports another empty document at the same place.
+      const std::size_t at = documents.size();
+      if (parser.HandleNextDocument(*this) && documents.size() > at && documents.back().empty &&
+          documents.back().first.pos == documents[at - 1].first.pos) {
+        stuck = documents.back().first;
+      }
+      break;
+    }
+  }
+
+  std::vector<Document> documents;
+  std::optional<YAML::Mark> stuck;
+
+ private:
+  void node(const YAML::Mark& mark, bool null) {
+    Document& d = documents.back();
+    if (!d.seen) d.first = mark;
+    d.seen = true;
+    if (!null) d.empty = false;
+  }
+  void OnDocumentStart(const YAML::Mark&) override { documents.emplace_back(); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark, true); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark, false); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    node(mark, false);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node(mark, false);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(mark, false);
+  }
+  void OnMapEnd() override {}
+};
+
 }  // namespace
 
 PipelineDocument read_pipeline_yaml(std::string_view yaml, const std::string& file_name) {
   Reader reader(file_name);
   try {
-    std::vector<YAML::Node> documents = YAML::LoadAll(std::string(yaml));
-    if (documents.empty() || documents.front().IsNull()) {
+    const DocumentCount count(yaml);
+    if (count.stuck) {
+      throw ConfigError(reader.at(*count.stuck), "",
+                        "invalid YAML: nothing readable here (a stray ',' or the like); check "
+                        "indentation, brackets and quotes");
+    }
+    if (count.documents.empty() || count.documents.front().empty) {
       throw ConfigError(SourceLocation{file_name, 1, 1}, "",
                         "the file is empty; a pipeline needs at least the keys pipeline and "
                         "stages");
     }
-    if (documents.size() > 1) {
-      throw ConfigError(reader.at(documents[1].Mark()), "",
-                        "a pipeline file holds one YAML document; remove the '---' and what "
-                        "follows, or split it into two files");
+    if (count.documents.size() > 1) {
+      throw ConfigError(reader.at(count.documents[1].first), "",
+                        "a second YAML document starts here (after a '---', or text left of "
+                        "where the first one began); a pipeline file holds one: remove it, or "
+                        "split the file in two");
     }
-    return reader.document(documents.front());
+    return reader.document(YAML::Load(std::string(yaml)));  // the first document only
   } catch (const YAML::Exception& error) {
     throw ConfigError(reader.at(error.mark), "",
                       "invalid YAML: " + error.msg + "; check indentation, brackets and quotes");

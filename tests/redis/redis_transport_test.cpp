@@ -1,5 +1,5 @@
-// RedisRunner in one process: a run and a worker as two objects, on the test's Redis. These are
-// the broker's tests that also run under the sanitizers (no child processes).
+// Runners on the Redis transport in one process: a run and workers as objects, on the test's
+// Redis. These are the broker's tests that also run under the sanitizers (no child processes).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -10,6 +10,7 @@
 
 #include "micromodels/redis.hpp"
 #include "micromodels/registry.hpp"
+#include "micromodels/runner.hpp"
 #include "micromodels/stage.hpp"
 #include "redis_test_support.hpp"
 
@@ -21,7 +22,21 @@ using redis_testing::lines_of;
 using redis_testing::Redis;
 using redis_testing::redis_url;
 
-class RedisRunnerTest : public redis_testing::RedisTest {
+// One process of a distributed run: a Runner on a RedisTransport.
+class Part {
+ public:
+  Part(const Pipeline& pipeline, RedisOptions options, const Registry& registry = Registry::global())
+      : Part(pipeline, std::make_unique<RedisTransport>(std::move(options)), registry) {}
+  Runner runner;
+  RedisTransport& transport;
+
+ private:
+  Part(const Pipeline& pipeline, std::unique_ptr<RedisTransport> owned, const Registry& registry)
+      : runner(pipeline, std::move(owned), registry),
+        transport(*static_cast<RedisTransport*>(runner.transport())) {}
+};
+
+class RedisTransportTest : public redis_testing::RedisTest {
  protected:
   Pipeline pipeline(int count, const std::string& work_params, int streams = 1,
                     bool per_stream = false) {
@@ -60,12 +75,17 @@ class RedisRunnerTest : public redis_testing::RedisTest {
   }
 };
 
-TEST_F(RedisRunnerTest, RunAloneServesEveryStageAndDeliversEachPacketOnceInOrder) {
-  RedisRunner run(pipeline(300, "service_ms: 0.2, jitter: 0.9"), {.url = redis_url()});
-  run.start();
-  ASSERT_TRUE(run.wait_for(30000));
-  EXPECT_EQ(run.served_stages(), std::vector<std::string>{"work"});
-  EXPECT_EQ(run.retired_packets(), 300u);
+TEST_F(RedisTransportTest, RunAloneServesEveryStageAndDeliversEachPacketOnceInOrder) {
+  Part run(pipeline(300, "service_ms: 0.2, jitter: 0.9"), {.url = redis_url()});
+  run.runner.start();
+  ASSERT_TRUE(run.runner.wait_for(30000));
+  EXPECT_EQ(run.transport.served(), std::vector<std::string>{"work"});
+  EXPECT_EQ(run.runner.progress().done, 300u);
+  const MetricsSnapshot m = run.runner.metrics();
+  EXPECT_EQ(m.packets_in, 300u);
+  EXPECT_EQ(m.packets_out, 300u);
+  EXPECT_EQ(m.stage("work")->processed, 300u);
+  EXPECT_EQ(m.stage("sink")->processed, 300u);
   expect_complete(300);
   // One consumer group per stage, named after it.
   Redis redis(redis_url());
@@ -76,28 +96,36 @@ TEST_F(RedisRunnerTest, RunAloneServesEveryStageAndDeliversEachPacketOnceInOrder
   }
 }
 
-TEST_F(RedisRunnerTest, WorkerInTheSameProcessDoesTheWorkWhenTheRunServesNothing) {
+TEST_F(RedisTransportTest, WorkerInTheSameProcessDoesTheWorkWhenTheRunServesNothing) {
   const Pipeline p = pipeline(200, "service_ms: 0.5");
-  RedisRunner worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"work"}});
-  worker.start();
-  RedisRunner run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none});
-  run.start();
-  ASSERT_TRUE(run.wait_for(30000));
-  EXPECT_TRUE(run.served_stages().empty());
-  worker.stop();
-  ASSERT_TRUE(worker.wait_for(10000));
-  EXPECT_GE(worker.metrics().stage("work")->processed, 200u);
+  Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"work"}});
+  worker.runner.start();
+  Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none});
+  run.runner.start();
+  ASSERT_TRUE(run.runner.wait_for(30000));
+  EXPECT_TRUE(run.transport.served().empty());
+  worker.runner.stop();
+  ASSERT_TRUE(worker.runner.wait_for(10000));
+  // The worker's own table: what entered and left its part, and no source or sink row.
+  const MetricsSnapshot m = worker.runner.metrics();
+  ASSERT_EQ(m.stages.size(), 1u);
+  EXPECT_EQ(m.stages[0].name, "work");
+  EXPECT_EQ(m.stages[0].processed, 200u);
+  EXPECT_EQ(m.packets_in, 200u);
+  EXPECT_EQ(m.packets_out, 200u);
+  ASSERT_TRUE(m.bottleneck());
   expect_complete(200);
 }
 
-TEST_F(RedisRunnerTest, PerStreamStageKeepsEachStreamInOrderAcrossPartitions) {
+TEST_F(RedisTransportTest, PerStreamStageKeepsEachStreamInOrderAcrossPartitions) {
   // Three streams over two partitions; the sink checks order and completeness per stream.
-  RedisRunner run(pipeline(100, "service_ms: 0.3, jitter: 0.9", 3, true), {.url = redis_url()});
-  run.start();
-  ASSERT_TRUE(run.wait_for(30000));
+  Part run(pipeline(100, "service_ms: 0.3, jitter: 0.9", 3, true), {.url = redis_url()});
+  run.runner.start();
+  ASSERT_TRUE(run.runner.wait_for(30000));
   expect_complete(100, 3);
   Redis redis(redis_url());
-  EXPECT_EQ(redis.command({"EXISTS", key("work:p0"), key("work:p1")})->integer, 2);
+  // Partitions: `partitions:` (default 8), not the consumers.
+  EXPECT_EQ(redis.command({"EXISTS", key("work:p0"), key("work:p1"), key("work:p7")})->integer, 3);
 }
 
 // A per_stream partition's lease can expire while its owner is still working on what it read
@@ -105,22 +133,23 @@ TEST_F(RedisRunnerTest, PerStreamStageKeepsEachStreamInOrderAcrossPartitions) {
 // the former owner only notices at its next renewal. Whatever the former owner finishes in
 // between must not move the partition on under the new owner: here the lease is taken away a few
 // times mid-run, and every packet must still arrive once, in order, and the run must end.
-TEST_F(RedisRunnerTest, LeaseLostMidBatchNeitherStallsNorLosesAStream) {
+TEST_F(RedisTransportTest, LeaseLostMidBatchNeitherStallsNorLosesAStream) {
   const Pipeline p = Pipeline::from_yaml_string(
       "pipeline: " + name_ +
       "\nstages:\n"
       "  - { name: source, type: synthetic.source, params: { count: 400, rate: 150 } }\n"
-      "  - { name: work, type: model.sleep, state: per_stream, params: { service_ms: 4 } }\n"
+      "  - { name: work, type: model.sleep, state: per_stream, partitions: 1, params: { "
+      "service_ms: 4 } }\n"
       "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
       (dir_ / "out.jsonl").string() + " } }\n");
   const RedisOptions worker{.role = RedisOptions::Role::worker, .url = redis_url(),
                             .stages = {"work"}};
-  RedisRunner w0(p, worker);
-  RedisRunner w1(p, worker);
-  w0.start();
-  w1.start();
-  RedisRunner run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none});
-  run.start();
+  Part w0(p, worker);
+  Part w1(p, worker);
+  w0.runner.start();
+  w1.runner.start();
+  Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none});
+  run.runner.start();
   // The lease goes a few times while packets still arrive, then stays with whoever holds it: a
   // stream that stalled after a hand-over would stay stalled.
   std::thread thief([&] {
@@ -130,24 +159,30 @@ TEST_F(RedisRunnerTest, LeaseLostMidBatchNeitherStallsNorLosesAStream) {
       redis.command({"DEL", key("work:lease")});
     }
   });
-  const bool finished = run.wait_for(30000);
+  const bool finished = run.runner.wait_for(30000);
   thief.join();
-  w0.stop();
-  w1.stop();
-  ASSERT_TRUE(w0.wait_for(10000));
-  ASSERT_TRUE(w1.wait_for(10000));
+  w0.runner.stop();
+  w1.runner.stop();
+  ASSERT_TRUE(w0.runner.wait_for(10000));
+  ASSERT_TRUE(w1.runner.wait_for(10000));
   ASSERT_TRUE(finished) << "the run stalled after a lease changed hands";
   expect_complete(400);
 }
 
-TEST_F(RedisRunnerTest, FailingPacketsAreDeadLetteredWithTheirErrorAndTheRestArrive) {
-  // Packets 24, 49, 74 and 99 fail every time: after two deliveries they are dead letters.
-  RedisRunner run(pipeline(100, "service_ms: 0.1, fail_every: 25"),
-                  {.url = redis_url(), .max_deliveries = 2, .reclaim_idle_ms = 100});
-  run.start();
-  ASSERT_TRUE(run.wait_for(30000));
+TEST_F(RedisTransportTest, FailingPacketsAreDeadLetteredWithTheirErrorAndTheRestArrive) {
+  // Packets 24, 49, 74 and 99 fail: as in one process, a packet whose stage threw has failed
+  // (once); without a dead_letter stage it goes to the dead-letter stream.
+  Part run(pipeline(100, "service_ms: 0.1, fail_every: 25"),
+           {.url = redis_url(), .max_deliveries = 2, .reclaim_idle_ms = 100});
+  run.runner.start();
+  ASSERT_TRUE(run.runner.wait_for(30000));
   expect_complete(100, 1, {24, 49, 74, 99});
-  EXPECT_EQ(run.dead_lettered(), 4u);
+  EXPECT_EQ(run.transport.dead_lettered(), 4u);
+  const MetricsSnapshot m = run.runner.metrics();
+  EXPECT_EQ(m.stage("work")->failed, 4u);
+  EXPECT_EQ(m.stage("work")->dead_lettered, 4u);
+  EXPECT_EQ(m.stage("work")->processed, 96u);
+  EXPECT_EQ(m.packets_out, 100u) << "a failed packet is done with: it counts out";
   Redis redis(redis_url());
   auto dead = redis.command({"XRANGE", key("dead"), "-", "+"});
   ASSERT_TRUE(dead);
@@ -156,13 +191,13 @@ TEST_F(RedisRunnerTest, FailingPacketsAreDeadLetteredWithTheirErrorAndTheRestArr
     const redisReply* fields = dead->element[i]->element[1];
     EXPECT_EQ(field_text(fields, "stage"), "work");
     EXPECT_NE(field_text(fields, "error").find("failed on purpose"), std::string::npos);
-    EXPECT_EQ(field_text(fields, "deliveries"), "2");
+    EXPECT_EQ(field_text(fields, "deliveries"), "1");
   }
 }
 
-TEST_F(RedisRunnerTest, UnreachableRedisIsABrokerErrorNamingTheAddress) {
+TEST_F(RedisTransportTest, UnreachableRedisIsABrokerErrorNamingTheAddress) {
   try {
-    RedisRunner run(pipeline(1, ""), {.url = "redis://127.0.0.1:1"});
+    Part run(pipeline(1, ""), {.url = "redis://127.0.0.1:1"});
     ADD_FAILURE() << "connected to port 1";
   } catch (const BrokerError& e) {
     EXPECT_EQ(e.kind(), BrokerError::Kind::unreachable);
@@ -171,13 +206,11 @@ TEST_F(RedisRunnerTest, UnreachableRedisIsABrokerErrorNamingTheAddress) {
   }
 }
 
-TEST_F(RedisRunnerTest, WorkerRefusesStagesItCannotServe) {
+TEST_F(RedisTransportTest, WorkerRefusesStagesItCannotServe) {
   const Pipeline p = pipeline(1, "");
-  EXPECT_THROW(RedisRunner(p, {.role = RedisOptions::Role::worker, .url = redis_url(),
-                               .stages = {"wrok"}}),
+  EXPECT_THROW(Part(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"wrok"}}),
                ConfigError);
-  EXPECT_THROW(RedisRunner(p, {.role = RedisOptions::Role::worker, .url = redis_url(),
-                               .stages = {"sink"}}),
+  EXPECT_THROW(Part(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"sink"}}),
                ConfigError);
 }
 
@@ -259,10 +292,10 @@ std::set<std::string> field_names(const Packet& packet) {
   return names;
 }
 
-class HopFieldsTest : public RedisRunnerTest {
+class HopFieldsTest : public RedisTransportTest {
  protected:
   void SetUp() override {
-    RedisRunnerTest::SetUp();
+    RedisTransportTest::SetUp();
     registry_ = Registry::with_builtins();
     registry_.add(recorder("test.values", {.reads = {"value"}, .optional_reads = {"ms"}}, values_));
     registry_.add(recorder("test.payloads", {.reads = {"payload"}}, payloads_));
@@ -279,11 +312,11 @@ class HopFieldsTest : public RedisRunnerTest {
     for (const std::string& sink : sinks) {
       yaml += "  - { name: " + sink + ", type: test." + sink + ", inputs: [work] }\n";
     }
-    RedisRunner run(Pipeline::from_yaml_string(yaml), {.url = redis_url()}, registry_);
-    run.start();
-    EXPECT_TRUE(run.wait_for(30000));
-    EXPECT_EQ(run.retired_packets(), 40u);  // packets, each delivered to every sink
-    return run.hop_bytes();
+    Part run(Pipeline::from_yaml_string(yaml), {.url = redis_url()}, registry_);
+    run.runner.start();
+    EXPECT_TRUE(run.runner.wait_for(30000));
+    EXPECT_EQ(run.runner.progress().done, 40u);  // packets, each delivered to every sink
+    return run.transport.hop_bytes();
   }
 
   Registry registry_;
@@ -349,16 +382,16 @@ TEST_F(HopFieldsTest, ThePipelineFileChoosesTheImageEncodingAndTheCommandLineOve
         "stages:\n"
         "  - { name: source, type: test.frames }\n"
         "  - { name: sink, type: test.frame_sink }\n");
-    RedisRunner run(p, options, registry_);
-    run.start();
-    EXPECT_TRUE(run.wait_for(30000));
+    Part run(p, options, registry_);
+    run.runner.start();
+    EXPECT_TRUE(run.runner.wait_for(30000));
     EXPECT_EQ(frames->take().size(), 20u);
-    return per_packet(run.hop_bytes(), "sink");
+    return per_packet(run.transport.hop_bytes(), "sink");
   };
   const double pixels = 160 * 120 * 3;
   const double raw = bytes_into_sink("", {.url = redis_url()});
   EXPECT_GT(raw, pixels);
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
   const std::string jpeg = "wire: { images: jpeg, jpeg_quality: 80 }\n";
   const double from_file = bytes_into_sink(jpeg, {.url = redis_url()});
   EXPECT_LT(from_file, raw / 4);

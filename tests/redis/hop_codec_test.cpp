@@ -1,5 +1,4 @@
-// What one hop carries: the fields the stages from there on read, and images raw, PNG
-// (lossless) or JPEG.
+// A packet as one hop carries it: the fields kept, and images raw, PNG (lossless) or JPEG.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -7,7 +6,7 @@
 
 #include "micromodels/packet_codec.hpp"
 #include "micromodels/pipeline.hpp"
-#include "wire_format.hpp"
+#include "hop_codec.hpp"
 
 namespace micromodels::detail {
 namespace {
@@ -34,7 +33,7 @@ Packet frame_packet() {
   return p;
 }
 
-TEST(WireFormat, OnlyTheKeptFieldsTravel) {
+TEST(HopCodec, OnlyTheKeptFieldsTravel) {
   const Packet back = decode_hop(encode_for_hop(frame_packet(), std::set<std::string>{"frame"}));
   EXPECT_TRUE(back.has("frame"));
   EXPECT_FALSE(back.has("input_frame"));
@@ -49,48 +48,7 @@ TEST(WireFormat, OnlyTheKeptFieldsTravel) {
   EXPECT_EQ(none.seq, 7u);
 }
 
-// The eye-contact chain's shape: source -> detect -> track -> smooth -> blend -> sink, sbs.
-TEST(HopFields, EachHopCarriesWhatItsStageAndEveryStageAfterItRead) {
-  const std::vector<StageInfo> infos = {
-      {.writes = {"frame", "fps"}},                                       // 0 source
-      {.reads = {"frame"}, .writes = {"faces"}},                          // 1 detect
-      {.reads = {"frame"}, .writes = {"face"}, .optional_reads = {"faces"}},  // 2 track
-      {.optional_reads = {"face"}},                                       // 3 smooth: no frame
-      {.reads = {"frame"}, .writes = {"frame", "input_frame"}},           // 4 blend
-      {.reads = {"frame"}, .optional_reads = {"fps"}},                    // 5 sink
-      {.reads = {"frame", "input_frame"}},                                // 6 side by side
-  };
-  const std::vector<std::vector<std::size_t>> children = {{1}, {2}, {3}, {4}, {5, 6}, {}, {}};
-  const auto keep = hop_fields(infos, children);
-  using Set = std::set<std::string>;
-  ASSERT_EQ(keep.size(), infos.size());
-  EXPECT_EQ(keep[6], (Set{"frame", "input_frame"}));
-  EXPECT_EQ(keep[5], (Set{"frame", "fps"}));
-  EXPECT_EQ(keep[4], (Set{"frame", "fps", "input_frame"}));
-  // smooth reads no frame, yet the frame reaches it: blend after it needs it.
-  EXPECT_EQ(keep[3], (Set{"face", "frame", "fps", "input_frame"}));
-  EXPECT_EQ(keep[2], (Set{"faces", "face", "frame", "fps", "input_frame"}));
-  EXPECT_EQ(keep[1], keep[2]);
-  EXPECT_EQ(keep[0], keep[2]);  // nothing hops into a source; harmless
-}
-
-TEST(HopFields, AStageThatReadsEverythingGetsEverythingAndSoDoesEveryHopBeforeIt) {
-  const std::vector<StageInfo> infos = {
-      {.writes = {"value", "payload"}},       // 0 source
-      {.reads = {"value"}},                    // 1 work, feeding two sinks
-      {.reads = {"value"}},                    // 2 small sink
-      {.reads_all = true},                     // 3 sink.jsonl
-      {},                                      // 4 pass after the small sink
-  };
-  const std::vector<std::vector<std::size_t>> children = {{1}, {2, 3}, {4}, {}, {}};
-  const auto keep = hop_fields(infos, children);
-  EXPECT_FALSE(keep[3].has_value());
-  EXPECT_FALSE(keep[1].has_value());  // one branch after it reads everything
-  EXPECT_EQ(keep[2], (std::set<std::string>{"value"}));
-  EXPECT_EQ(keep[4], (std::set<std::string>{}));  // reads nothing: carries nothing
-}
-
-TEST(WireFormat, RawIsTheDefaultAndExact) {
+TEST(HopCodec, RawIsTheDefaultAndExact) {
   const Packet p = frame_packet();
   const std::string wire = encode_for_hop(p, std::nullopt);
   const Packet back = decode_hop(wire);
@@ -101,8 +59,8 @@ TEST(WireFormat, RawIsTheDefaultAndExact) {
   EXPECT_GT(wire.size(), 2 * a.byte_size());
 }
 
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
-TEST(WireFormat, PngIsLosslessAndJpegIsCloseAndSmaller) {
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
+TEST(HopCodec, PngIsLosslessAndJpegIsCloseAndSmaller) {
   const Packet p = frame_packet();
   const Image& a = p.get<Image>("frame");
   const std::string raw = encode_for_hop(p, std::nullopt);
@@ -126,7 +84,7 @@ TEST(WireFormat, PngIsLosslessAndJpegIsCloseAndSmaller) {
 }
 #endif
 
-TEST(WireFormat, BadChoicesAreConfigErrorsNamingTheValue) {
+TEST(HopCodec, BadChoicesAreConfigErrorsNamingTheValue) {
   try {
     (void)parse_wire_images("webp", 90);
     ADD_FAILURE();
@@ -136,7 +94,7 @@ TEST(WireFormat, BadChoicesAreConfigErrorsNamingTheValue) {
   EXPECT_THROW((void)parse_wire_images("jpeg", 0), ConfigError);
 }
 
-TEST(WireFormat, TheCommandLineOverridesThePipelineFileKeyByKey) {
+TEST(HopCodec, TheCommandLineOverridesThePipelineFileKeyByKey) {
   const Pipeline file = Pipeline::from_yaml_string(
       "pipeline: p\nwire: { images: raw, jpeg_quality: 70 }\nstages:\n"
       "  - { name: source, type: synthetic.source }\n");
@@ -144,7 +102,7 @@ TEST(WireFormat, TheCommandLineOverridesThePipelineFileKeyByKey) {
   EXPECT_EQ(wire_images_for("", 0, file).jpeg_quality, 70);
   EXPECT_EQ(wire_images_for("", 0, Pipeline("p")).jpeg_quality, 90);
   EXPECT_EQ(wire_images_for("", 50, file).jpeg_quality, 50);
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
   EXPECT_EQ(wire_images_for("jpeg", 0, file).kind, WireImages::Kind::jpeg);
   EXPECT_EQ(wire_images_for("jpeg", 0, file).jpeg_quality, 70);
   Pipeline png = file;
@@ -170,7 +128,7 @@ TEST(WireFormat, TheCommandLineOverridesThePipelineFileKeyByKey) {
   }
 }
 
-TEST(WireFormat, GarbageIsACodecErrorNeverACrash) {
+TEST(HopCodec, GarbageIsACodecErrorNeverACrash) {
   EXPECT_THROW((void)decode_hop("\x01not a packet"), CodecError);
 }
 

@@ -1,12 +1,11 @@
-#include "wire_format.hpp"
+#include "hop_codec.hpp"
 
-#include <charconv>
 #include <cstring>
 
 #include "micromodels/packet_codec.hpp"
 #include "micromodels/pipeline.hpp"
 
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
 #include <opencv2/imgcodecs.hpp>
 #endif
 
@@ -14,64 +13,9 @@ namespace micromodels::detail {
 
 namespace {
 
-template <class T>
-bool parse_number(std::string_view text, T& value) {
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  return !text.empty() && error == std::errc() && end == text.data() + text.size();
-}
-
-}  // namespace
-
-WireEntry parse_entry(const redisReply* entry, std::string key) {
-  WireEntry parsed;
-  parsed.key = std::move(key);
-  parsed.id = std::string(text(at(entry, 0)));
-  const redisReply* fields = at(entry, 1);
-  if (fields == nullptr || size(fields) == 0) {
-    parsed.malformed = "entry " + parsed.id + " has no fields (deleted or not a micromodels entry)";
-    return parsed;
-  }
-  parsed.run = std::string(text(field(fields, "r")));
-  const std::string_view stream = text(field(fields, "s"));
-  const std::string_view seq = text(field(fields, "q"));
-  parsed.has_position = parse_number(stream, parsed.stream) && parse_number(seq, parsed.seq);
-  const std::string_view kind = text(field(fields, "k"));
-  if (!parsed.has_position) {
-    parsed.malformed = "entry " + parsed.id + " has no valid stream/seq fields (s='" +
-                       std::string(stream) + "', q='" + std::string(seq) + "')";
-  } else if (kind == "t") {
-    parsed.tombstone = true;
-  } else if (kind == "p") {
-    const redisReply* payload = field(fields, "p");
-    if (payload == nullptr) {
-      parsed.malformed = "entry " + parsed.id + " has no packet field 'p'";
-    } else {
-      parsed.payload = std::string(text(payload));
-    }
-  } else {
-    parsed.malformed = "entry " + parsed.id + " has an unknown kind '" + std::string(kind) +
-                       "' (expected p or t)";
-  }
-  return parsed;
-}
-
-Args xadd_args(std::string_view key, std::string_view run, std::uint32_t stream, std::uint64_t seq,
-               const std::string* payload) {
-  Args args{"XADD", key, "*", "r", run, "s"};
-  args.add(std::uint64_t{stream}).add("q").add(seq).add("k");
-  if (payload == nullptr) {
-    args.add("t");
-  } else {
-    args.add("p").add("p").add(*payload);
-  }
-  return args;
-}
-
-namespace {
-
 constexpr std::string_view kMarker = "\x01wire:";  // + field name; value: "png" or "jpeg"
 
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
 std::optional<Buffer> compress(const Image& image, const WireImages& images) {
   if (image.depth != Depth::u8 || (image.channels != 1 && image.channels != 3) ||
       image.pixels.size() < image.byte_size() || image.width <= 0 || image.height <= 0) {
@@ -104,7 +48,7 @@ WireImages parse_wire_images(const std::string& kind, int jpeg_quality, std::str
     throw ConfigError({}, "wire_images",
                       std::string(kind_from) + " '" + kind + "': expected raw, png or jpeg");
   }
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
   images.kind = kind == "png" ? WireImages::Kind::png : WireImages::Kind::jpeg;
   return images;
 #else
@@ -122,34 +66,12 @@ WireImages wire_images_for(const std::string& images, int jpeg_quality, const Pi
                            jpeg_quality != 0 ? "--jpeg-quality" : file + "jpeg_quality");
 }
 
-std::vector<std::optional<std::set<std::string>>> hop_fields(
-    const std::vector<StageInfo>& infos, const std::vector<std::vector<std::size_t>>& children) {
-  std::vector<std::optional<std::set<std::string>>> keep(infos.size());
-  std::vector<bool> done(infos.size(), false);
-  const auto visit = [&](const auto& self, std::size_t i) -> void {
-    if (done[i]) return;
-    done[i] = true;  // no cycles: a stage is finished before anything reaches it again
-    const StageInfo& info = infos[i];
-    if (info.reads_all) return;  // nullopt: every field
-    std::set<std::string> fields(info.reads.begin(), info.reads.end());
-    fields.insert(info.optional_reads.begin(), info.optional_reads.end());
-    for (std::size_t child : children[i]) {
-      self(self, child);
-      if (!keep[child]) return;  // someone downstream reads everything
-      fields.insert(keep[child]->begin(), keep[child]->end());
-    }
-    keep[i] = std::move(fields);
-  };
-  for (std::size_t i = 0; i < infos.size(); ++i) visit(visit, i);
-  return keep;
-}
-
 std::string encode_for_hop(const Packet& packet, const std::optional<std::set<std::string>>& keep,
                            const WireImages& images) {
   Packet wire{.stream = packet.stream, .seq = packet.seq, .time_ns = packet.time_ns};
   for (const Packet::Field& f : packet.fields) {
     if (keep && !keep->contains(f.name)) continue;
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
     if (const auto* image = std::get_if<Image>(&f.value);
         image != nullptr && images.kind != WireImages::Kind::raw) {
       if (std::optional<Buffer> packed = compress(*image, images)) {
@@ -168,7 +90,7 @@ std::string encode_for_hop(const Packet& packet, const std::optional<std::set<st
   return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
 }
 
-Packet decode_hop(const std::string& payload) {
+Packet decode_hop(std::string_view payload) {
   Packet packet = decode_packet(std::as_bytes(std::span(payload.data(), payload.size())));
   std::vector<std::string> markers;
   for (const Packet::Field& f : packet.fields) {
@@ -176,7 +98,7 @@ Packet decode_hop(const std::string& payload) {
   }
   for (const std::string& marker : markers) {
     const std::string name = marker.substr(kMarker.size());
-#ifdef MICROMODELS_REDIS_HAS_OPENCV
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
     const auto* packed = std::get_if<Buffer>(packet.find(name));
     if (packed == nullptr) throw CodecError("compressed image '" + name + "' is missing");
     const cv::Mat bytes(1, static_cast<int>(packed->size()), CV_8UC1,

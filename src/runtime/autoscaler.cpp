@@ -7,7 +7,7 @@
 #include <cmath>
 #include <limits>
 
-#include "capacity_model.hpp"
+#include "core/capacity_model.hpp"
 
 namespace micromodels::detail {
 
@@ -109,27 +109,32 @@ std::optional<ScalingPlan> plan_scaling(const MetricsSnapshot& now, const Metric
   return plan;
 }
 
-AutoscalePolicy autoscale_policy(const Pipeline& pipeline, const Registry& registry, int workers) {
-  const AutoscaleConfig& config = pipeline.autoscale();
+AutoscalePolicy autoscale_policy(const Plan& plan, const std::vector<std::string>& served,
+                                 int workers) {
+  const AutoscaleConfig& config = plan.pipeline().autoscale();
+  const auto here = [&](const std::string& name) {
+    return std::find(served.begin(), served.end(), name) != served.end();
+  };
   AutoscalePolicy policy;
-  policy.stages = config.stages;
   policy.max_consumers = config.max_consumers;
-  if (policy.stages.empty()) {
-    for (const StageConfig& stage : pipeline.stages()) {
-      const StageType* type = registry.find(stage.type);
-      const bool source = type != nullptr && type->is_source();
-      if (!source && !stage.ordered && !stage.per_stream && stage.name != pipeline.dead_letter()) {
-        policy.stages.push_back(stage.name);
+  for (const std::string& name : config.stages) {
+    if (here(name)) policy.stages.push_back(name);
+  }
+  if (config.stages.empty()) {
+    for (const PlanStage& stage : plan.stages()) {
+      if (here(stage.name()) && !stage.source() && !stage.config.ordered &&
+          !stage.config.per_stream && !stage.dead_letter) {
+        policy.stages.push_back(stage.name());
       }
     }
   }
-  const std::vector<StageConfig>& stages = pipeline.stages();
-  for (std::size_t i = 0; i < stages.size(); ++i) {
+  // Inputs by index into `served` (the metrics' stages): an input run by another process is
+  // left out, and the stage's own packet count then gives its visits.
+  for (const std::string& name : served) {
     std::vector<std::size_t>& from = policy.inputs.emplace_back();
-    for (const std::string& input : pipeline.inputs_of(i, registry)) {
-      for (std::size_t k = 0; k < stages.size(); ++k) {
-        if (stages[k].name == input) from.push_back(k);
-      }
+    for (std::size_t input : plan.stage(name).inputs) {
+      const auto found = std::find(served.begin(), served.end(), plan.stages()[input].name());
+      if (found != served.end()) from.push_back(static_cast<std::size_t>(found - served.begin()));
     }
   }
   policy.total = static_cast<int>(policy.stages.size()) + (config.budget > 0 ? config.budget : workers);

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "micromodels/metrics.hpp"
-#include "micromodels/pipeline.hpp"
+#include "micromodels/plan.hpp"
 
 namespace micromodels::detail {
 
@@ -45,11 +45,12 @@ struct ScalingPlan {
                                                       const MetricsSnapshot& before,
                                                       const AutoscalePolicy& policy);
 
-/// The policy a pipeline's `autoscale:` asks for: the listed stages (default: every stage that is
-/// not a source, ordered, per_stream or the dead-letter stage) and a budget of one consumer per
-/// managed stage plus `budget` (default: `workers`).
-[[nodiscard]] AutoscalePolicy autoscale_policy(const Pipeline& pipeline, const Registry& registry,
-                                               int workers);
+/// The policy a pipeline's `autoscale:` asks for, over the stages `served` in this process (in
+/// the order of the metrics): the listed stages (default: every stage that is not a source,
+/// ordered, per_stream or the dead-letter stage) and a budget of one consumer per managed stage
+/// plus `budget` (default: `workers`).
+[[nodiscard]] AutoscalePolicy autoscale_policy(const Plan& plan,
+                                               const std::vector<std::string>& served, int workers);
 
 /// Runs plan_scaling every `interval_ms` on a thread of its own and applies a plan once two
 /// intervals in a row agree on it, logging each decision with its reason; after a change it waits

@@ -1,0 +1,83 @@
+#include "run_loop.hpp"
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "micromodels/pipeline.hpp"
+
+#include "exit_codes.hpp"
+#include "interrupts.hpp"
+#include "progress_bar.hpp"
+
+namespace micromodels::cli {
+
+namespace {
+
+std::uint64_t in_flight(const MetricsSnapshot& metrics) {
+  return metrics.packets_in > metrics.packets_out ? metrics.packets_in - metrics.packets_out : 0;
+}
+
+}  // namespace
+
+void check_metrics_path(const std::string& path) {
+  if (path.empty()) return;
+  std::ofstream file(path, std::ios::app);
+  if (!file) throw ConfigError({}, "metrics-json", "cannot write metrics to '" + path + "'");
+}
+
+int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) {
+  // Opened before the run so that a wrong path fails now, not after an hour of work.
+  std::ofstream metrics_file;
+  if (!options.metrics_json.empty()) {
+    metrics_file.open(options.metrics_json);
+    if (!metrics_file) {
+      throw ConfigError({}, "metrics-json", "cannot write metrics to '" + options.metrics_json + "'");
+    }
+  }
+  bool interrupted = false;
+  {
+    Interrupts interrupts;
+    ProgressBar progress(options.quiet || !options.progress);
+    const auto control = start_control(options.control, run);  // stops when the run has ended
+    run.start();
+    if (options.started) {
+      progress.clear();
+      options.started();
+    }
+    // Polling at 10 Hz drives the progress bar and notices signals; the handler only counts.
+    while (!run.wait_for(100)) {
+      if (interrupts.count() > 0 && !interrupted) {
+        interrupted = true;
+        const std::uint64_t draining = in_flight(run.metrics());
+        interrupts.set_in_flight(draining);
+        progress.clear();
+        std::fprintf(stderr, "stopping: draining %llu in-flight packets (Ctrl-C again to abort)\n",
+                     static_cast<unsigned long long>(draining));
+        std::fflush(stderr);
+        run.stop();
+      } else if (interrupted) {
+        interrupts.set_in_flight(in_flight(run.metrics()));
+      }
+      const Progress now = run.progress();
+      progress.update(now.done, now.expected);
+    }
+    const Progress last = run.progress();
+    progress.finish(last.done, last.expected);
+  }
+  const MetricsSnapshot metrics = run.metrics();
+  std::cout << metrics.to_table();
+  if (options.report) std::cout << options.report();
+  std::cout << std::flush;
+  if (metrics_file.is_open()) {
+    metrics_file << metrics.to_json();
+    metrics_file.close();
+    if (!metrics_file) {
+      std::cerr << "error: failed writing metrics to '" << options.metrics_json << "'\n";
+      return kExitFailure;
+    }
+  }
+  return interrupted && !interrupted_is_ok ? kExitInterrupted : kExitOk;
+}
+
+}  // namespace micromodels::cli

@@ -1,0 +1,31 @@
+// What `run` and `worker` share: driving a Run to its end in this process.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "micromodels/run.hpp"
+
+#include "control_options.hpp"
+
+namespace micromodels::cli {
+
+struct RunLoopOptions {
+  std::string metrics_json;    // also write the final metrics here (opened before the run)
+  bool progress = true;        // a progress bar on stderr (run); a worker has no end to show
+  bool quiet = false;
+  ControlCliOptions control;   // --listen, --token
+  std::function<void()> started{};       // called once the run has started (a banner)
+  std::function<std::string()> report{};  // lines after the metrics table
+};
+
+/// Starts `run`, serves its control endpoint, shows progress, and on the first SIGINT or
+/// SIGTERM stops it and lets what is in flight drain (a second one aborts); then prints the
+/// metrics table (and `report`) and writes --metrics-json. Returns the exit code: 0, or 130
+/// after a signal (`interrupted_is_ok`: 0, as a worker that was told to stop).
+int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok = false);
+
+/// Opens --metrics-json before anything runs, so that a wrong path fails at once (exit 2).
+void check_metrics_path(const std::string& path);
+
+}  // namespace micromodels::cli

@@ -1,0 +1,47 @@
+// What one stream entry holds: a packet of one hop, or a skip ("this (stream, seq) will never
+// come"), stamped with the run and the pipeline version that wrote it.
+//
+// An entry has one field, `m`, whose value is a fixed header and, for a packet, the packet:
+//
+//   "mm"  u8 format (2)  u8 kind ('p' packet, 's' skip)  u64 pipeline version  u64 run id
+//   u32 stream  u64 seq  u16 input  [packet: encode_packet of the fields the hop carries]
+//
+// Integers are little-endian. One field keeps what Redis formats per entry small (the first
+// format had five fields: ten bulk strings per entry read).
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace micromodels::detail {
+
+inline constexpr std::uint8_t kEntryFormat = 2;
+inline constexpr std::string_view kEntryField = "m";
+
+/// An entry that is not ours, or not whole: `what()` says what is wrong with it.
+class EntryError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Entry {
+  enum class Kind : char { packet = 'p', skip = 's' };
+  Kind kind = Kind::packet;
+  std::uint64_t version = 0;  // Plan::version() of the pipeline that wrote it
+  std::uint64_t run = 0;      // the run it belongs to
+  std::uint32_t stream = 0;
+  std::uint64_t seq = 0;
+  std::uint16_t input = 0;    // which input of the receiving stage
+  std::string_view payload{};  // the packet's bytes (a view into the decoded value)
+};
+
+/// The value of field `m`: header and payload.
+[[nodiscard]] std::string encode_entry(const Entry& entry, std::string_view payload = {});
+
+/// Reads the value of field `m`. Throws EntryError for anything else (too short, another
+/// format, an unknown kind, a skip with bytes after it). The payload is not decoded here.
+[[nodiscard]] Entry decode_entry(std::string_view value);
+
+}  // namespace micromodels::detail

@@ -1,0 +1,218 @@
+#include "keeper.hpp"
+
+#include <chrono>
+#include <map>
+
+#include "redis_inlet.hpp"
+#include "redis_outlet.hpp"
+#include "session.hpp"
+
+namespace micromodels::detail {
+
+namespace {
+
+constexpr int kLiveTtlMs = 5000;  // a consumer counts as live this long after its heartbeat
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+void Keeper::start() {
+  std::lock_guard lock(mutex_);
+  if (running_) return;
+  running_ = true;
+  thread_ = std::thread([this] { run(); });
+}
+
+void Keeper::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (!running_) return;
+    running_ = false;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void Keeper::run() {
+  std::unique_ptr<Connection> conn;
+  auto next_second = std::chrono::steady_clock::now();
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      if (stopping_) break;
+    }
+    try {
+      if (!conn) conn = session_.connect();
+      std::vector<RedisInlet*> inlets;
+      {
+        std::lock_guard lock(session_.parts_mutex);
+        inlets = session_.inlets;
+      }
+      for (RedisInlet* inlet : inlets) {
+        inlet->refresh_idle(*conn);
+        inlet->flush_acks();
+      }
+      if (std::chrono::steady_clock::now() >= next_second) {
+        next_second = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        every_second(*conn);
+      }
+    } catch (const BrokerError& error) {
+      conn.reset();
+      if (!session_.reconnect(error, "keeper")) break;
+    } catch (const std::exception& error) {
+      log().error("keeper: {}", error.what());
+    }
+    std::unique_lock lock(mutex_);
+    wake_.wait_for(lock, std::chrono::milliseconds(250), [this] { return stopping_; });
+  }
+  // Leave at once, so that the run notices a stopped worker without waiting for its heartbeat
+  // to expire, and another process takes its partitions without waiting for the leases to.
+  try {
+    if (!conn) conn = session_.connect();
+    std::vector<RedisInlet*> inlets;
+    {
+      std::lock_guard lock(session_.parts_mutex);
+      inlets = session_.inlets;
+    }
+    for (RedisInlet* inlet : inlets) inlet->leave(*conn);
+    session_.writer.drain();
+    add_hop_bytes(*conn);
+    announce(*conn, true);
+  } catch (const std::exception&) {
+    // Redis is gone: the heartbeats and leases expire by themselves.
+  }
+}
+
+void Keeper::every_second(Connection& conn) {
+  std::vector<RedisInlet*> inlets;
+  {
+    std::lock_guard lock(session_.parts_mutex);
+    inlets = session_.inlets;
+  }
+  for (RedisInlet* inlet : inlets) inlet->renew_leases(conn);
+  announce(conn, false);
+  add_hop_bytes(conn);
+  if (!session_.is_run()) return;
+  trim(conn);
+  if (session_.options.serve == RedisOptions::Serve::missing) serve_missing(conn);
+}
+
+// One member per stage served here: "STAGE|host:pid|VERSION|CONSUMERS", scored with its expiry.
+// The processes of this version per stage also give each inlet its share of the partitions.
+void Keeper::announce(Connection& conn, bool leave) {
+  const std::int64_t wall = wall_ms();
+  const std::string version = version_text(session_.version);
+  const Reply members = conn.command({"ZRANGE", session_.names->live(), "0", "-1"});
+  for (std::size_t m = 0; m < size(members.get()); ++m) {
+    const std::string_view member = text(at(members.get(), m));
+    if (member.find("|" + session_.consumer + "|") != std::string_view::npos) {
+      conn.command({"ZREM", session_.names->live(), member});
+    }
+  }
+  conn.command({"ZREMRANGEBYSCORE", session_.names->live(), "-inf", std::to_string(wall)});
+  if (leave) return;
+  Args add{"ZADD", session_.names->live()};
+  bool any = false;
+  {
+    std::lock_guard lock(session_.parts_mutex);
+    for (std::size_t stage : session_.served) {
+      const std::string& name = session_.plan->stages()[stage].name();
+      const int consumers = session_.host() != nullptr ? session_.host()->consumers(name) : 0;
+      add.add(std::to_string(wall + kLiveTtlMs))
+          .add(name + "|" + session_.consumer + "|" + version + "|" + std::to_string(consumers));
+      any = true;
+    }
+  }
+  if (any) conn.command(add);
+  std::map<std::string, std::set<std::string>> processes;  // stage -> processes of our version
+  const Reply live = conn.command({"ZRANGEBYSCORE", session_.names->live(), std::to_string(wall), "+inf"});
+  for (std::size_t m = 0; m < size(live.get()); ++m) {
+    const std::string member(text(at(live.get(), m)));
+    const auto a = member.find('|');
+    const auto b = member.find('|', a + 1);
+    const auto c = member.find('|', b + 1);
+    if (c == std::string::npos || member.substr(b + 1, c - b - 1) != version) continue;
+    processes[member.substr(0, a)].insert(member.substr(a + 1, b - a - 1));
+  }
+  std::lock_guard lock(session_.parts_mutex);
+  for (RedisInlet* inlet : session_.inlets) {
+    inlet->processes = std::max<int>(1, static_cast<int>(processes[inlet->stage().name()].size()));
+  }
+}
+
+void Keeper::add_hop_bytes(Connection& conn) {
+  std::vector<std::pair<std::string, std::pair<std::uint64_t, std::uint64_t>>> sent;
+  {
+    std::lock_guard lock(session_.parts_mutex);
+    for (RedisOutlet* outlet : session_.outlets) sent.emplace_back(outlet->hop(), outlet->take_sent());
+  }
+  for (const auto& [hop, counts] : sent) {
+    if (counts.second == 0) continue;
+    conn.command({"HINCRBY", session_.names->hops(), hop + ":bytes", std::to_string(counts.first)});
+    conn.command({"HINCRBY", session_.names->hops(), hop + ":packets", std::to_string(counts.second)});
+  }
+}
+
+// Drops what every consumer has acknowledged: entries older than the oldest pending one, or
+// than the last delivered one when nothing is pending. Unread entries are newer than the last
+// delivered one, so they are never trimmed. Also notes whether the dead letters are all read.
+void Keeper::trim(Connection& conn) {
+  bool letters_drained = true;
+  for (const PlanStage& stage : session_.plan->stages()) {
+    if (stage.source()) continue;
+    for (const std::string& key : session_.keys(stage)) {
+      const Reply groups = conn.command({"XINFO", "GROUPS", key});
+      for (std::size_t g = 0; g < size(groups.get()); ++g) {
+        const redisReply* info = at(groups.get(), g);
+        if (text(field(info, "name")) != stage.name()) continue;
+        std::string min_id(text(field(info, "last-delivered-id")));
+        const long long pending = integer(field(info, "pending"));
+        if (stage.dead_letter && (pending > 0 || integer(field(info, "lag")) > 0)) {
+          letters_drained = false;
+        }
+        if (pending > 0) {
+          const Reply summary = conn.command({"XPENDING", key, stage.name()});
+          min_id = std::string(text(at(summary.get(), 1)));
+        }
+        if (!min_id.empty() && min_id != "0-0") conn.command({"XTRIM", key, "MINID", min_id});
+      }
+    }
+  }
+  letters_drained_ = letters_drained;
+}
+
+// Serves here every stage that no live process of this pipeline version serves: a run works
+// with nothing else running, and a stage whose workers all died is picked up.
+void Keeper::serve_missing(Connection& conn) {
+  const std::string version = version_text(session_.version);
+  const Reply members =
+      conn.command({"ZRANGEBYSCORE", session_.names->live(), std::to_string(wall_ms()), "+inf"});
+  std::set<std::string> covered;
+  for (std::size_t m = 0; m < size(members.get()); ++m) {
+    const std::string member(text(at(members.get(), m)));
+    const auto a = member.find('|');
+    const auto b = member.find('|', a + 1);
+    if (member.compare(b + 1, version.size(), version) == 0) covered.insert(member.substr(0, a));
+  }
+  for (const PlanStage& stage : session_.plan->stages()) {
+    if (stage.source() || stage.sink() || covered.contains(stage.name())) continue;
+    {
+      std::lock_guard lock(session_.parts_mutex);
+      if (session_.served.contains(stage.index)) continue;
+    }
+    log().info("no worker serves stage '{}': serving it here", stage.name());
+    try {
+      session_.host()->serve(stage.name());
+    } catch (const std::exception& error) {
+      log().error("cannot serve stage '{}' here: {}", stage.name(), error.what());
+    }
+  }
+}
+
+}  // namespace micromodels::detail

@@ -1,0 +1,50 @@
+// What a process does for a distributed run besides moving packets, on a thread of its own:
+// keeps the entries it works on fresh and its leases alive, announces its consumers, adds up
+// the bytes per hop and, in the run process, trims the streams and serves what nobody serves.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "redis_connection.hpp"
+
+namespace micromodels::detail {
+
+class Session;
+
+class Keeper {
+ public:
+  explicit Keeper(Session& session) : session_(session) {}
+  ~Keeper() { stop(); }
+  Keeper(const Keeper&) = delete;
+  Keeper& operator=(const Keeper&) = delete;
+
+  void start();
+  /// Ends the thread after a last round: hop bytes added up, the live set left, leases handed
+  /// over, the last acknowledgements sent.
+  void stop();
+  /// The run process: whether the dead-letter stage's stream was last seen drained.
+  [[nodiscard]] bool letters_drained() const noexcept { return letters_drained_.load(); }
+
+ private:
+  void run();
+  void every_second(Connection& conn);
+  void announce(Connection& conn, bool leave);
+  void add_hop_bytes(Connection& conn);
+  void trim(Connection& conn);
+  void serve_missing(Connection& conn);
+
+  Session& session_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  bool running_ = false;
+  std::atomic<bool> letters_drained_{false};
+  std::thread thread_;
+};
+
+}  // namespace micromodels::detail

@@ -1,0 +1,612 @@
+// RedisInlet: the three ways a stage reads its stream(s) (redis_inlet.hpp). About 600 lines, kept
+// in one file on purpose: the shared, partitioned and sink modes share one path for accepting an
+// entry and one for settling it, and the leases' take-over and give-up change both.
+#include "redis_inlet.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "entry.hpp"
+#include "micromodels/packet_codec.hpp"
+#include "redis_outlet.hpp"
+
+namespace micromodels::detail {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kLeaseMs = 3000;         // a partition's lease; renewed every second by the keeper
+constexpr std::size_t kMostRead = 256;  // entries per read
+constexpr int kBlockMs = 100;          // longest wait for entries: how soon a stop is noticed
+
+// A partition's lease. KEYS[1]: the lease. ARGV: consumer, time to live (ms). Taken when free,
+// or kept when ours already (after a reconnect); returns 1 when it is ours.
+constexpr const char* kAcquire =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
+    "if v then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1";
+// The progress of a leased partition (its acknowledgements and next seq per stream) is recorded
+// only while the lease is still ours, in one step. A former owner that has not noticed yet that
+// its lease expired then changes nothing: what it processed stays pending, the new owner claims
+// and runs it again (downstream drops the duplicates), and the next seqs the new owner read
+// when it took over stay true. KEYS: lease, next-seq hash, stream. ARGV: consumer, group, n,
+// n x (stream, next), ids to acknowledge...
+constexpr const char* kCommitIfLeased =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "local n = tonumber(ARGV[3]) "
+    "for i = 0, n - 1 do redis.call('HSET', KEYS[2], ARGV[4 + 2 * i], ARGV[5 + 2 * i]) end "
+    "if #ARGV > 3 + 2 * n then redis.call('XACK', KEYS[3], ARGV[2], unpack(ARGV, 4 + 2 * n)) end "
+    "return 1";
+// KEYS[1]: the lease. ARGV: consumer, time to live (ms). 1 when renewed, 0 when no longer ours.
+constexpr const char* kRenew =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+    "else return 0 end";
+// KEYS[1]: the lease. ARGV: consumer. Hands a lease over at once (when still ours).
+constexpr const char* kRelease =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+Delivery control(Delivery::Kind kind, std::uint32_t stream, std::uint64_t seq, std::size_t input,
+                 Ticket ticket) {
+  Delivery d{.kind = kind, .input = input, .ticket = ticket};
+  d.packet.stream = stream;
+  d.packet.seq = seq;
+  return d;
+}
+
+}  // namespace
+
+RedisInlet::RedisInlet(Session& session, const PlanStage& stage)
+    : session_(session),
+      stage_(stage),
+      mode_(stage.sink()                             ? Mode::sink
+            : session.partitions(stage) > 1 || stage.gathers() ? Mode::partitioned
+                                                     : Mode::shared),
+      group_(stage.name()),
+      consumer_(session.consumer + ":" + stage.name()) {
+  for (const std::string& key : session.keys(stage)) {
+    parts_.push_back({.key = key, .owned = mode_ != Mode::partitioned});
+  }
+  std::lock_guard lock(session_.parts_mutex);
+  session_.inlets.push_back(this);
+}
+
+RedisInlet::~RedisInlet() {
+  std::lock_guard lock(session_.parts_mutex);
+  std::erase(session_.inlets, this);
+}
+
+void RedisInlet::connect() {
+  conn_ = session_.connect();
+  for (const Partition& part : parts_) {
+    const Reply reply = conn_->command({"XGROUP", "CREATE", part.key, group_, "0", "MKSTREAM"});
+    if (is_error(reply.get()) && !text(reply.get()).starts_with("BUSYGROUP")) {
+      throw std::runtime_error("cannot create consumer group '" + group_ + "' on " + part.key +
+                               ": " + std::string(text(reply.get())));
+    }
+  }
+}
+
+bool RedisInlet::take(std::vector<Delivery>& out, std::size_t max) {
+  if (session_.stopping()) return false;
+  if (run_ == 0) run_ = session_.run();
+  try {
+    if (!conn_) {
+      connect();
+      // After a lost connection: leases are taken again (with what they hold); a sink claims
+      // back what Redis delivered in a reply that never arrived (pending on it, never seen).
+      if (std::exchange(connected_, true) && mode_ != Mode::shared) {
+        for (std::size_t k = 0; k < parts_.size(); ++k) {
+          if (mode_ == Mode::partitioned) give_up(k, out, false);
+          if (mode_ == Mode::sink) claim_pending(k, out);
+        }
+      }
+    }
+    const auto now = Clock::now();
+    if (now >= next_upkeep_) {
+      next_upkeep_ = now + std::chrono::milliseconds(kLeaseMs / 3);
+      if (paused_ && session_.is_current_run(*conn_, run_) &&
+          session_.run_version() == session_.version) {
+        paused_ = false;
+      }
+      if (!paused_ && mode_ == Mode::partitioned) lease_round(out);
+    }
+    if (paused_) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(kBlockMs));
+      return true;
+    }
+    if (mode_ == Mode::shared && now >= next_reclaim_) {
+      next_reclaim_ = now + std::chrono::milliseconds(
+                                static_cast<int>(std::max(10.0, session_.options.reclaim_idle_ms / 2)));
+      reclaim(out, std::max<std::size_t>(max, 1));
+    }
+    flush_acks();
+    if (!out.empty() || max == 0) return true;
+
+    Args read{"XREADGROUP", "GROUP", group_, consumer_, "COUNT",
+              std::to_string(std::min(max, kMostRead)), "BLOCK", std::to_string(kBlockMs),
+              "STREAMS"};
+    std::vector<std::size_t> reading;
+    {
+      std::lock_guard lock(mutex_);
+      for (std::size_t k = 0; k < parts_.size(); ++k) {
+        if (parts_[k].owned && !parts_[k].lost) {
+          read.add(parts_[k].key);
+          reading.push_back(k);
+        }
+      }
+    }
+    if (reading.empty()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(kBlockMs));
+      return true;
+    }
+    for (std::size_t i = 0; i < reading.size(); ++i) read.add(">");
+    const Reply reply = conn_->command(read);
+    if (is_error(reply.get())) {
+      // A run reset the streams (NOGROUP), or a stop woke the read (UNBLOCKED).
+      if (!text(reply.get()).starts_with("NOGROUP") && !text(reply.get()).starts_with("UNBLOCKED")) {
+        throw std::runtime_error("XREADGROUP: " + std::string(text(reply.get())));
+      }
+      connect();
+      return true;
+    }
+    for (std::size_t s = 0; s < size(reply.get()); ++s) {
+      const redisReply* stream = at(reply.get(), s);
+      const std::string_view key = text(at(stream, 0));
+      for (std::size_t k : reading) {
+        if (parts_[k].key != key) continue;
+        const redisReply* list = at(stream, 1);
+        for (std::size_t i = 0; i < size(list); ++i) {
+          if (!accept(at(list, i), k, 1, out)) return true;
+        }
+      }
+    }
+  } catch (const BrokerError& error) {
+    conn_.reset();
+    if (!session_.reconnect(error, consumer_)) return false;
+  }
+  return true;
+}
+
+// One entry read from partition `part`: a delivery for the engine, or handled here (an older
+// run's entry, a duplicate, one that is not ours). False when the rest of the read must wait:
+// the first entry of a new run, whose leased partitions are taken over afresh.
+bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t deliveries,
+                        std::vector<Delivery>& out) {
+  const std::string id(text(at(item, 0)));
+  const redisReply* fields = at(item, 1);
+  if (fields == nullptr || size(fields) == 0) {  // deleted meanwhile (trimmed): nothing to do
+    ack_now(part, id);
+    return true;
+  }
+  const redisReply* value = field(fields, kEntryField);
+  if (value == nullptr) {
+    dead_letter(id, part,
+                "entry " + id + (field(fields, "k") != nullptr
+                                     ? " was written by an older micromodels (entry format 1)"
+                                     : " is not a micromodels entry (no field 'm')"),
+                deliveries, {}, nullptr, out);
+    return true;
+  }
+  Entry entry;
+  try {
+    entry = decode_entry(text(value));
+  } catch (const EntryError& error) {
+    dead_letter(id, part, "entry " + id + ": " + error.what(), deliveries, text(value), nullptr, out);
+    return true;
+  }
+  if (entry.run != run_) {
+    if (!session_.is_current_run(*conn_, entry.run)) {  // an older run's entry
+      ack_now(part, id);
+      return true;
+    }
+    new_run(out);
+    if (mode_ == Mode::partitioned) return false;  // taken over again, with this entry
+  }
+  if (entry.version != session_.version) {
+    refuse(id, part, entry.version);
+    return true;
+  }
+  if (entry.input >= std::max<std::size_t>(1, stage_.inputs.size())) {
+    dead_letter(id, part, "entry " + id + " names input " + std::to_string(entry.input) +
+                " of stage '" + stage_.name() + "', which has " + std::to_string(stage_.inputs.size()),
+                deliveries, text(value), &entry, out);
+    return true;
+  }
+  if (deliveries > session_.options.max_deliveries) {
+    dead_letter(id, part, "delivered " + std::to_string(deliveries) + " times without success (the "
+                "processes that took it died or were killed)", deliveries, entry.payload, &entry, out);
+    return true;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (in_flight_.contains({part, id})) return true;  // the same entry again: on its way
+    if (mode_ != Mode::shared) {
+      SeqSet& seen = parts_[part].seen[{entry.stream, entry.input}];
+      if (seen.contains(entry.seq)) {  // a duplicate (a stage ran twice after a crash)
+        parts_[part].acks.push_back(id);
+        return true;
+      }
+      seen.insert(entry.seq);
+    }
+  }
+  Delivery d{.kind = Delivery::Kind::skip, .input = entry.input,
+             .ticket = ticket_for({part, entry.stream, entry.seq, id, 0})};
+  if (entry.kind == Entry::Kind::packet) {
+    try {
+      d.packet = decode_hop(entry.payload);
+      d.kind = Delivery::Kind::packet;
+    } catch (const CodecError& error) {
+      write_dead_letter(session_, {.stage = stage_.name(), .error = "corrupt packet: " + std::string(error.what()),
+                                   .entry_id = id, .deliveries = deliveries,
+                                   .position = std::make_pair(entry.stream, entry.seq)});
+      d.dead_lettered = true;  // a skip goes on in its place
+    }
+  }
+  d.packet.stream = entry.stream;
+  d.packet.seq = entry.seq;
+  out.push_back(std::move(d));
+  return true;
+}
+
+Ticket RedisInlet::ticket_for(Held held) {
+  std::lock_guard lock(mutex_);
+  held.generation = parts_[held.part].generation;
+  in_flight_.insert({held.part, held.id});
+  const Ticket ticket = next_ticket_++;
+  tickets_[ticket].push_back(std::move(held));
+  return ticket;
+}
+
+void RedisInlet::settle(Ticket ticket) {
+  std::lock_guard lock(mutex_);
+  const auto it = tickets_.find(ticket);
+  if (it == tickets_.end()) return;
+  for (const Held& held : it->second) {
+    in_flight_.erase({held.part, held.id});
+    Partition& part = parts_[held.part];
+    // A lease lost since: not ours to record; the new owner runs it again.
+    if (!part.owned || held.generation != part.generation) continue;
+    part.acks.push_back(held.id);
+    if (mode_ != Mode::shared) part.settled[held.stream].insert(held.seq);
+  }
+  tickets_.erase(it);
+}
+
+Ticket RedisInlet::merge(Ticket kept, Ticket absorbed) {
+  std::lock_guard lock(mutex_);
+  auto from = tickets_.find(absorbed);
+  if (from == tickets_.end()) return kept;
+  std::vector<Held>& into = tickets_[kept];
+  into.insert(into.end(), std::make_move_iterator(from->second.begin()),
+              std::make_move_iterator(from->second.end()));
+  tickets_.erase(from);
+  return kept;
+}
+
+void RedisInlet::flush_acks() {
+  std::lock_guard lock(mutex_);
+  for (Partition& part : parts_) {
+    if (mode_ != Mode::partitioned) {
+      if (part.acks.empty()) continue;
+      Args ack{"XACK", part.key, group_};
+      for (std::string& id : part.acks) ack.add(std::move(id));
+      part.acks.clear();
+      session_.writer.add(std::move(ack));
+      continue;
+    }
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> reached;
+    for (const auto& [stream, settled] : part.settled) {
+      auto& committed = part.committed[stream];
+      if (settled.low() > committed) {
+        reached.emplace_back(stream, settled.low());
+        committed = settled.low();
+      }
+    }
+    if (part.acks.empty() && reached.empty()) continue;
+    Args commit{"EVAL", kCommitIfLeased, "3", session_.names->lease(part.key),
+                session_.names->next_seq(part.key), part.key, consumer_, group_};
+    commit.add(static_cast<std::uint64_t>(reached.size()));
+    for (const auto& [stream, next] : reached) commit.add(std::uint64_t{stream}).add(next);
+    for (std::string& id : part.acks) commit.add(std::move(id));
+    part.acks.clear();
+    session_.writer.add(std::move(commit));
+  }
+}
+
+void RedisInlet::ack_now(std::size_t part, const std::string& id) {
+  std::lock_guard lock(mutex_);
+  parts_[part].acks.push_back(id);
+}
+
+// An entry that cannot be delivered goes to the dead-letter stream; when its (stream, seq) is
+// known a skip goes on in its place (its settle acknowledges the entry).
+void RedisInlet::dead_letter(const std::string& id, std::size_t part, const std::string& error,
+                             std::int64_t deliveries, std::string_view payload, const Entry* entry,
+                             std::vector<Delivery>& out) {
+  write_dead_letter(session_, {.stage = stage_.name(), .error = error, .entry_id = id,
+                               .deliveries = deliveries,
+                               .position = entry != nullptr ? std::optional(std::make_pair(entry->stream, entry->seq))
+                                                            : std::nullopt,
+                               .payload = payload});
+  if (entry == nullptr) {
+    ack_now(part, id);
+    return;
+  }
+  // On the input it came by, unless that input is what was wrong with it.
+  const std::size_t input = entry->input < std::max<std::size_t>(1, stage_.inputs.size()) ? entry->input : 0;
+  out.push_back(control(Delivery::Kind::skip, entry->stream, entry->seq, input,
+                        ticket_for({part, entry->stream, entry->seq, id, 0})));
+  out.back().dead_lettered = true;
+}
+
+// An entry written by another version of the pipeline: it goes back, untouched, to the
+// consumers that run that version, and this inlet reads nothing until the run changes.
+void RedisInlet::refuse(const std::string& id, std::size_t part, std::uint64_t version) {
+  const std::string& key = parts_[part].key;
+  conn_->command({"XCLAIM", key, group_, group_ + ":refused", "0", id, "IDLE", "3600000",
+                  "RETRYCOUNT", "0", "JUSTID"});
+  if (!refused_logged_) {
+    refused_logged_ = true;
+    log().error(
+        "stage '{}': refused entry {} of {}: written by pipeline version {}, this process runs "
+        "version {} (its pipeline file differs: stages, types, inputs, ordering or partitions). "
+        "The entry goes back to the other consumers; start this process with the run's "
+        "pipeline file",
+        stage_.name(), id, key, version_text(version), version_text(session_.version));
+  }
+  if (!paused_) {
+    paused_ = true;
+    std::vector<Delivery> resets;  // nothing is delivered while paused
+    for (std::size_t k = 0; k < parts_.size() && mode_ == Mode::partitioned; ++k) {
+      give_up(k, resets, true);
+    }
+  }
+}
+
+// Entries of dead consumers: pending for longer than the reclaim time. Entries being worked on
+// do not look idle (the keeper refreshes them), so only a dead or stuck process's go.
+void RedisInlet::reclaim(std::vector<Delivery>& out, std::size_t max) {
+  const std::string idle = std::to_string(static_cast<long long>(session_.options.reclaim_idle_ms));
+  const Reply claimed = conn_->command({"XAUTOCLAIM", parts_[0].key, group_, consumer_, idle,
+                                        cursor_, "COUNT", std::to_string(std::min(max, kMostRead))});
+  if (is_error(claimed.get())) {
+    cursor_ = "0-0";
+    return;
+  }
+  cursor_ = std::string(text(at(claimed.get(), 0)));
+  const redisReply* list = at(claimed.get(), 1);
+  if (size(list) == 0) return;
+  // How often each was delivered: a packet that kills its consumers ends as a dead letter.
+  std::map<std::string, std::int64_t> deliveries;
+  const Reply pending =
+      conn_->command({"XPENDING", parts_[0].key, group_, text(at(at(list, 0), 0)),
+                      text(at(at(list, size(list) - 1), 0)), std::to_string(size(list) + 16),
+                      consumer_});
+  for (std::size_t i = 0; i < size(pending.get()); ++i) {
+    const redisReply* p = at(pending.get(), i);
+    deliveries[std::string(text(at(p, 0)))] = integer(at(p, 3));
+  }
+  log().info("stage '{}': reclaimed {} entries idle for over {} ms", stage_.name(), size(list), idle);
+  for (std::size_t i = 0; i < size(list); ++i) {
+    const auto found = deliveries.find(std::string(text(at(at(list, i), 0))));
+    (void)accept(at(list, i), 0, found == deliveries.end() ? 1 : found->second, out);  // shared
+  }
+}
+
+// Leases: let go of what was lost, take this process's share of the free partitions (a
+// stopped process's at once, a dead one's once its lease expired), hand one back when others
+// came to share, and claim what a former owner read of ours after its lease ran out.
+void RedisInlet::lease_round(std::vector<Delivery>& out) {
+  std::size_t owned = 0;
+  for (std::size_t k = 0; k < parts_.size(); ++k) {
+    bool lost = false;
+    {
+      std::lock_guard lock(mutex_);
+      lost = parts_[k].owned && parts_[k].lost;
+    }
+    if (lost) {
+      log().warn("stage '{}': lost the lease on {}", stage_.name(), parts_[k].key);
+      give_up(k, out, false);
+    }
+    if (parts_[k].owned) ++owned;
+  }
+  const auto share = (parts_.size() + static_cast<std::size_t>(std::max(1, processes.load())) - 1) /
+                     static_cast<std::size_t>(std::max(1, processes.load()));
+  for (std::size_t k = 0; k < parts_.size() && owned < share; ++k) {
+    if (parts_[k].owned) continue;
+    const Reply got = conn_->command({"EVAL", kAcquire, "1", session_.names->lease(parts_[k].key),
+                                      consumer_, std::to_string(kLeaseMs)});
+    if (integer(got.get()) != 1) continue;
+    take_over(k, out);
+    ++owned;
+  }
+  if (owned > share && processes.load() > 1) {
+    for (std::size_t k = parts_.size(); k-- > 0;) {
+      if (!parts_[k].owned) continue;
+      give_up(k, out, true);
+      break;
+    }
+  }
+  for (std::size_t k = 0; k < parts_.size(); ++k) {
+    if (parts_[k].owned) claim_strays(k, out);
+  }
+}
+
+// A partition becomes ours: its progress from Redis, then every entry still pending in it (a
+// previous owner's, or ours from before a reconnect).
+void RedisInlet::take_over(std::size_t k, std::vector<Delivery>& out) {
+  const Reply next = conn_->command({"HGETALL", session_.names->next_seq(parts_[k].key)});
+  {
+    std::lock_guard lock(mutex_);
+    Partition& part = parts_[k];
+    part.owned = true;
+    part.lost = false;
+    ++part.generation;
+    part.seen.clear();
+    part.settled.clear();
+    part.committed.clear();
+    part.acks.clear();
+    for (std::size_t i = 0; i + 1 < size(next.get()); i += 2) {
+      const auto stream = static_cast<std::uint32_t>(integer(at(next.get(), i)));
+      const auto seq = static_cast<std::uint64_t>(integer(at(next.get(), i + 1)));
+      for (std::size_t input = 0; input < std::max<std::size_t>(1, stage_.inputs.size()); ++input) {
+        part.seen.emplace(std::make_pair(stream, static_cast<std::uint16_t>(input)), SeqSet(seq));
+      }
+      part.settled.emplace(stream, SeqSet(seq));
+      part.committed[stream] = seq;
+      out.push_back(control(Delivery::Kind::reset, stream, seq, 0, 0));
+    }
+  }
+  const std::size_t before = out.size();
+  claim_pending(k, out);
+  if (out.size() > before || size(next.get()) > 0) {
+    log().info("stage '{}': took over {} with {} pending entries", stage_.name(), parts_[k].key,
+               out.size() - before);
+  }
+}
+
+// Every entry pending in partition k (a previous owner's, or ours) becomes ours to deliver;
+// those already on their way are recognised by their id.
+void RedisInlet::claim_pending(std::size_t k, std::vector<Delivery>& out) {
+  std::string cursor = "0-0";
+  do {
+    const Reply reply = conn_->command({"XAUTOCLAIM", parts_[k].key, group_, consumer_, "0", cursor,
+                                        "COUNT", std::to_string(kMostRead)});
+    if (is_error(reply.get())) break;
+    cursor = std::string(text(at(reply.get(), 0)));
+    const redisReply* list = at(reply.get(), 1);
+    for (std::size_t i = 0; i < size(list) && accept(at(list, i), k, 1, out); ++i) {
+    }
+  } while (cursor != "0-0");
+}
+
+// This process no longer works for partition k: what the engine holds of its streams is
+// forgotten (its deliveries are void: the next owner runs them), and with `release` the lease
+// goes at once, after what was settled is recorded.
+void RedisInlet::give_up(std::size_t k, std::vector<Delivery>& out, bool release) {
+  if (release) flush_acks();
+  std::lock_guard lock(mutex_);
+  Partition& part = parts_[k];
+  if (!part.owned) return;
+  std::set<std::uint32_t> streams;
+  for (const auto& [key, seen] : part.seen) streams.insert(key.first);
+  for (std::uint32_t stream : streams) out.push_back(control(Delivery::Kind::reset, stream, 0, 0, 0));
+  for (auto& [ticket, held] : tickets_) {
+    for (const Held& h : held) {
+      if (h.part == k) in_flight_.erase({h.part, h.id});
+    }
+  }
+  part.owned = false;
+  part.lost = false;
+  ++part.generation;
+  part.seen.clear();
+  part.settled.clear();
+  part.acks.clear();
+  if (release) {
+    session_.writer.add({"EVAL", kRelease, "1", session_.names->lease(part.key), consumer_});
+  }
+}
+
+// Entries of our partition pending on another consumer: a former owner read them after its
+// lease had expired and before it noticed. They are ours to run.
+void RedisInlet::claim_strays(std::size_t k, std::vector<Delivery>& out) {
+  const Reply pending = conn_->command({"XPENDING", parts_[k].key, group_, "-", "+", "256"});
+  Args claim{"XCLAIM", parts_[k].key, group_, consumer_, "0"};
+  std::size_t strays = 0;
+  for (std::size_t i = 0; i < size(pending.get()); ++i) {
+    const redisReply* p = at(pending.get(), i);
+    if (text(at(p, 1)) == consumer_) continue;
+    claim.add(text(at(p, 0)));
+    ++strays;
+  }
+  if (strays == 0) return;
+  const Reply claimed = conn_->command(claim);
+  log().info("stage '{}': claimed {} entries a former owner of {} had read", stage_.name(),
+             size(claimed.get()), parts_[k].key);
+  for (std::size_t i = 0; i < size(claimed.get()) && accept(at(claimed.get(), i), k, 1, out); ++i) {
+  }
+}
+
+// Entries of a new run: what was known of the old one does not apply.
+void RedisInlet::new_run(std::vector<Delivery>& out) {
+  run_ = session_.run();
+  if (mode_ == Mode::partitioned) {
+    for (std::size_t k = 0; k < parts_.size(); ++k) give_up(k, out, false);
+    next_upkeep_ = {};  // take the leases of the new run at once
+  }
+  std::lock_guard lock(mutex_);
+  for (Partition& part : parts_) {
+    part.seen.clear();
+    part.settled.clear();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The keeper's side
+
+void RedisInlet::refresh_idle(Connection& conn) {
+  if (mode_ != Mode::shared) return;
+  Args claim{"XCLAIM", parts_[0].key, group_, consumer_, "0"};
+  {
+    std::lock_guard lock(mutex_);
+    if (in_flight_.empty()) return;
+    for (const auto& [part, id] : in_flight_) claim.add(id);  // one partition: part 0
+  }
+  claim.add("JUSTID");  // resets the idle time, not the delivery count
+  conn.command(claim);
+}
+
+void RedisInlet::renew_leases(Connection& conn) {
+  if (mode_ != Mode::partitioned) return;
+  std::vector<std::string> owned;
+  {
+    std::lock_guard lock(mutex_);
+    for (const Partition& part : parts_) {
+      if (part.owned && !part.lost) owned.push_back(part.key);
+    }
+  }
+  for (const std::string& key : owned) {
+    const Reply renewed = conn.command(
+        {"EVAL", kRenew, "1", session_.names->lease(key), consumer_, std::to_string(kLeaseMs)});
+    if (integer(renewed.get()) == 1) continue;
+    std::lock_guard lock(mutex_);
+    for (Partition& part : parts_) {
+      if (part.key == key) part.lost = true;
+    }
+  }
+}
+
+bool RedisInlet::complete(const std::map<std::uint32_t, std::uint64_t>& counts) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& [stream, count] : counts) {
+    const auto found = parts_[0].settled.find(stream);
+    if (count > 0 && (found == parts_[0].settled.end() || found->second.low() < count)) return false;
+  }
+  return true;
+}
+
+std::size_t RedisInlet::unsettled() const {
+  std::lock_guard lock(mutex_);
+  return tickets_.size();
+}
+
+void RedisInlet::leave(Connection& conn) {
+  flush_acks();
+  if (mode_ != Mode::partitioned) return;
+  std::vector<std::string> owned;
+  {
+    std::lock_guard lock(mutex_);
+    for (Partition& part : parts_) {
+      if (part.owned) owned.push_back(part.key);
+      part.owned = false;
+    }
+  }
+  session_.writer.drain();  // the progress is recorded before the lease goes
+  for (const std::string& key : owned) {
+    conn.command({"EVAL", kRelease, "1", session_.names->lease(key), consumer_});
+  }
+}
+
+}  // namespace micromodels::detail

@@ -1,0 +1,115 @@
+// Where one stage's packets arrive from Redis.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "entry.hpp"
+#include "runtime/seq_set.hpp"
+#include "session.hpp"
+
+namespace micromodels::detail {
+
+/// Reads a stage's stream(s) as consumer `host:pid:stage` of the group named after the stage,
+/// and acknowledges an entry once the engine settles its delivery (after the outputs went to
+/// the same writer: at least once). Three ways to read:
+///  - shared: one stream, any number of processes; a dead consumer's entries are reclaimed once
+///    idle (XAUTOCLAIM) and dead-lettered after `max_deliveries`;
+///  - partitioned (stages that gather a stream: ordered, per_stream, joins): one stream per
+///    partition; a process reads the partitions it holds a lease on, so each stream is in one
+///    process at a time; the next seq per stream is recorded with the acknowledgements, only
+///    while the lease is ours, and a new owner starts from it;
+///  - sink: one stream only the run process reads; duplicates are dropped (exactly once), and
+///    `complete` says when every seq has come.
+class RedisInlet final : public Inlet {
+ public:
+  RedisInlet(Session& session, const PlanStage& stage);
+  ~RedisInlet() override;
+
+  bool take(std::vector<Delivery>& out, std::size_t max) override;
+  void settle(Ticket ticket) override;
+  Ticket merge(Ticket kept, Ticket absorbed) override;
+
+  // The keeper's side, on its own connection.
+  [[nodiscard]] const PlanStage& stage() const noexcept { return stage_; }
+  /// Keeps entries being worked on from looking idle to other processes' reclaim.
+  void refresh_idle(Connection& conn);
+  /// Renews the leases held; one that is gone is marked lost.
+  void renew_leases(Connection& conn);
+  /// Sends what was settled: acknowledgements (and a leased partition's progress).
+  void flush_acks();
+  /// Processes of this version that serve the stage: each takes its share of the partitions.
+  std::atomic<int> processes{1};
+  /// A sink: has every seq below `counts[stream]` been settled?
+  [[nodiscard]] bool complete(const std::map<std::uint32_t, std::uint64_t>& counts) const;
+  [[nodiscard]] std::size_t unsettled() const;
+  /// At the end: the last acknowledgements, and the leases handed over at once.
+  void leave(Connection& conn);
+
+ private:
+  enum class Mode { shared, partitioned, sink };
+  struct Partition {
+    std::string key{};
+    bool owned = false;  // always, unless leased
+    bool lost = false;   // the keeper found the lease gone
+    std::uint64_t generation = 0;  // one per ownership: settles of an older one are void
+    std::map<std::pair<std::uint32_t, std::uint16_t>, SeqSet> seen{};  // (stream, input) delivered
+    std::map<std::uint32_t, SeqSet> settled{};
+    std::map<std::uint32_t, std::uint64_t> committed{};  // next seq recorded in Redis
+    std::vector<std::string> acks{};  // settled, not acknowledged yet
+  };
+  struct Held {
+    std::size_t part = 0;
+    std::uint32_t stream = 0;
+    std::uint64_t seq = 0;
+    std::string id{};
+    std::uint64_t generation = 0;
+  };
+
+  void connect();
+  bool accept(const redisReply* entry, std::size_t part, std::int64_t deliveries,
+              std::vector<Delivery>& out);
+  Ticket ticket_for(Held held);
+  void dead_letter(const std::string& id, std::size_t part, const std::string& error,
+                   std::int64_t deliveries, std::string_view payload, const Entry* entry,
+                   std::vector<Delivery>& out);
+  void ack_now(std::size_t part, const std::string& id);
+  void refuse(const std::string& id, std::size_t part, std::uint64_t version);
+  void reclaim(std::vector<Delivery>& out, std::size_t max);
+  void lease_round(std::vector<Delivery>& out);
+  void take_over(std::size_t part, std::vector<Delivery>& out);
+  void claim_pending(std::size_t part, std::vector<Delivery>& out);
+  void give_up(std::size_t part, std::vector<Delivery>& out, bool release);
+  void claim_strays(std::size_t part, std::vector<Delivery>& out);
+  void new_run(std::vector<Delivery>& out);
+
+  Session& session_;
+  const PlanStage& stage_;
+  const Mode mode_;
+  const std::string group_;
+  const std::string consumer_;
+  // The engine's inlet thread only:
+  std::unique_ptr<Connection> conn_;
+  bool connected_ = false;  // a connection was made before: this one is a reconnect
+  std::uint64_t run_ = 0;   // the run this inlet reads for
+  bool paused_ = false;     // refused another version's entries: reads nothing until a new run
+  std::chrono::steady_clock::time_point next_upkeep_{}, next_reclaim_{};
+  std::string cursor_ = "0-0";
+  bool refused_logged_ = false;
+
+  mutable std::mutex mutex_;  // everything below
+  std::vector<Partition> parts_;
+  std::unordered_map<Ticket, std::vector<Held>> tickets_;
+  std::set<std::pair<std::size_t, std::string>> in_flight_;  // (partition, id) unsettled
+  Ticket next_ticket_ = 1;
+};
+
+}  // namespace micromodels::detail

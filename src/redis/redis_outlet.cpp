@@ -1,0 +1,161 @@
+#include "redis_outlet.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+
+#include "wire/hop_codec.hpp"
+#include "micromodels/packet_codec.hpp"
+#include "session.hpp"
+
+namespace micromodels::detail {
+
+namespace {
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr std::int64_t kProbeEveryNs = 2'000'000;
+
+}  // namespace
+
+RedisOutlet::RedisOutlet(Session& session, const PlanStage& from, const PlanStage& to,
+                         std::size_t input)
+    : session_(session),
+      from_(from),
+      to_(to),
+      input_(static_cast<std::uint16_t>(input)),
+      blocks_(to.config.overflow == Overflow::block),
+      keys_(session.keys(to)),
+      room_(static_cast<long long>(to.config.queue_capacity)) {
+  std::lock_guard lock(session_.parts_mutex);
+  session_.outlets.push_back(this);
+}
+
+RedisOutlet::~RedisOutlet() {
+  {
+    std::lock_guard lock(session_.parts_mutex);
+    std::erase(session_.outlets, this);
+    if (waiting_) --session_.outlets_waiting;
+  }
+  session_.writer.drain();  // no probe reply may reach this outlet any more
+}
+
+void RedisOutlet::put(const Packet& packet) {
+  add({.kind = Entry::Kind::packet,
+       .version = session_.version,
+       .run = session_.run(),
+       .stream = packet.stream,
+       .seq = packet.seq,
+       .input = input_},
+      encode_for_hop(packet, to_.carried, session_.images));
+}
+
+void RedisOutlet::skip(std::uint32_t stream, std::uint64_t seq) {
+  add({.kind = Entry::Kind::skip,
+       .version = session_.version,
+       .run = session_.run(),
+       .stream = stream,
+       .seq = seq,
+       .input = input_},
+      {});
+}
+
+void RedisOutlet::add(Entry entry, std::string_view payload) {
+  std::string value = encode_entry(entry, payload);
+  bytes_.fetch_add(value.size(), std::memory_order_relaxed);
+  packets_.fetch_add(1, std::memory_order_relaxed);
+  if (from_.source()) session_.produced(from_.index, entry.stream, entry.seq);
+  room_.fetch_sub(1, std::memory_order_relaxed);
+  Args args{"XADD", keys_[entry.stream % keys_.size()], "*", kEntryField};
+  session_.writer.add(std::move(args.add(std::move(value))));
+}
+
+bool RedisOutlet::full() const {
+  if (!blocks_ || room_.load(std::memory_order_relaxed) > 0) return false;
+  if (!waiting_.exchange(true)) ++session_.outlets_waiting;  // the writer probes from now on
+  return true;
+}
+
+void RedisOutlet::probe_waiting(Session& session) {
+  if (session.outlets_waiting.load() == 0) return;
+  std::vector<RedisOutlet*> due;
+  {
+    std::lock_guard lock(session.parts_mutex);
+    const std::int64_t now = now_ns();
+    for (RedisOutlet* outlet : session.outlets) {
+      if (outlet->waiting_ && !outlet->probing_ && now - outlet->last_probe_ns_ >= kProbeEveryNs) {
+        outlet->probing_ = true;
+        outlet->last_probe_ns_ = now;
+        due.push_back(outlet);
+      }
+    }
+  }
+  for (RedisOutlet* outlet : due) outlet->probe();
+}
+
+void RedisOutlet::probe() {
+  // The backlog is the consumer group's lag summed over the stage's partitions: entries not yet
+  // delivered to any consumer.
+  struct Sum {
+    long long lag = 0;
+    std::size_t replies = 0;
+  };
+  auto sum = std::make_shared<Sum>();
+  for (const std::string& key : keys_) {
+    session_.writer.add({"XINFO", "GROUPS", key}, [this, sum](const redisReply* reply) {
+      for (std::size_t i = 0; i < size(reply); ++i) {
+        const redisReply* group = at(reply, i);
+        if (text(field(group, "name")) == to_.name()) sum->lag += integer(field(group, "lag"));
+      }
+      if (++sum->replies < keys_.size()) return;
+      const long long room = static_cast<long long>(to_.config.queue_capacity) - sum->lag;
+      room_.store(room, std::memory_order_relaxed);
+      probing_ = false;
+      if (room > 0 && waiting_.exchange(false)) {
+        {
+          std::lock_guard lock(session_.parts_mutex);
+          --session_.outlets_waiting;
+        }
+        if (wake) wake();
+      }
+    });
+  }
+}
+
+void DeadLetterOutlet::put(const Packet& packet) {
+  // The engine set "failed_stage" and "error" (Engine::fail).
+  const auto text_of = [&](const char* name) {
+    const auto* value = std::get_if<std::string>(packet.find(name));
+    return value != nullptr ? *value : std::string();
+  };
+  const std::vector<std::byte> bytes = encode_packet(packet);
+  write_dead_letter(session_, {.stage = text_of("failed_stage"),
+                               .error = text_of("error"),
+                               .position = std::make_pair(packet.stream, packet.seq),
+                               .payload = {reinterpret_cast<const char*>(bytes.data()), bytes.size()}});
+}
+
+void write_dead_letter(Session& session, const DeadLetter& letter) {
+  log().error("stage '{}': {}{}: dead-lettered to {}", letter.stage, letter.error,
+              letter.position ? " (stream " + std::to_string(letter.position->first) + " seq " +
+                                    std::to_string(letter.position->second) + ")"
+                              : std::string(),
+              session.names->dead_letter());
+  Args args{"XADD", session.names->dead_letter(), "MAXLEN", "~", "10000", "*", "stage",
+            letter.stage, "error", letter.error, "deliveries"};
+  args.add(static_cast<std::uint64_t>(std::max<std::int64_t>(1, letter.deliveries)));
+  args.add("run").add(version_text(session.run()));
+  if (!letter.entry_id.empty()) args.add("entry").add(letter.entry_id);
+  if (letter.position) {
+    args.add("s").add(std::uint64_t{letter.position->first}).add("q").add(letter.position->second);
+  }
+  if (!letter.payload.empty()) args.add("p").add(letter.payload);
+  session.writer.add(std::move(args));
+  session.writer.add({"HINCRBY", session.names->counters(), "dead", "1"});
+}
+
+}  // namespace micromodels::detail

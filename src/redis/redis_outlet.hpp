@@ -1,0 +1,77 @@
+// An edge out of this process: packets and skips added to the receiving stage's stream.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "entry.hpp"
+#include "micromodels/transport.hpp"
+
+namespace micromodels::detail {
+
+class Session;
+
+/// Adds entries to the streams of stage `to` through the session's writer. Back-pressure: a
+/// stage whose overflow policy is `block` takes more only while its backlog in Redis (entries
+/// not yet delivered to any consumer) is under its queue capacity; the outlet counts its adds
+/// against the room the last probe found, and the writer probes again when it runs out.
+class RedisOutlet final : public Outlet {
+ public:
+  RedisOutlet(Session& session, const PlanStage& from, const PlanStage& to, std::size_t input);
+  ~RedisOutlet() override;
+
+  void put(const Packet& packet) override;
+  void skip(std::uint32_t stream, std::uint64_t seq) override;
+  [[nodiscard]] bool full() const override;
+
+  /// On the writer's thread: asks for the backlog behind the outlets that wait for room.
+  static void probe_waiting(Session& session);
+  /// "from>to", and the bytes and packets sent since the last call (the keeper's totals).
+  [[nodiscard]] std::string hop() const { return from_.name() + ">" + to_.name(); }
+  std::pair<std::uint64_t, std::uint64_t> take_sent() { return {bytes_.exchange(0), packets_.exchange(0)}; }
+
+ private:
+  void add(Entry entry, std::string_view payload);
+  void probe();
+
+  Session& session_;
+  const PlanStage& from_;
+  const PlanStage& to_;
+  const std::uint16_t input_;
+  const bool blocks_;
+  const std::vector<std::string> keys_;
+  mutable std::atomic<long long> room_;
+  mutable std::atomic<bool> waiting_{false};
+  std::atomic<bool> probing_{false};
+  std::atomic<std::int64_t> last_probe_ns_{0};
+  std::atomic<std::uint64_t> bytes_{0}, packets_{0};
+};
+
+/// The transport's own dead letter, for a pipeline without a `dead_letter:` stage: failed
+/// packets go to the stream `mm:{pipeline}:dead` with their stage and error.
+class DeadLetterOutlet final : public Outlet {
+ public:
+  explicit DeadLetterOutlet(Session& session) : session_(session) {}
+  void put(const Packet& packet) override;
+  void skip(std::uint32_t /*stream*/, std::uint64_t /*seq*/) override {}
+
+ private:
+  Session& session_;
+};
+
+/// A dead letter, from a failed packet or an entry an inlet could not deliver.
+struct DeadLetter {
+  std::string stage{};
+  std::string error{};
+  std::string entry_id{};  // the Redis entry, when an inlet found it
+  std::int64_t deliveries = 1;
+  std::optional<std::pair<std::uint32_t, std::uint64_t>> position{};  // (stream, seq) when known
+  std::string_view payload{};  // the packet's bytes
+};
+void write_dead_letter(Session& session, const DeadLetter& letter);
+
+}  // namespace micromodels::detail

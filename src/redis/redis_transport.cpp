@@ -1,0 +1,181 @@
+// Redis Streams as a transport: which stages a process serves, and its session's life.
+//
+// Delivery, in one paragraph (docs/distributed.md has the long form): an inlet reads entries
+// with XREADGROUP and hands them to the engine; the stage's outputs are added to each
+// downstream stream (XADD) through the process's writer, and only then is the input
+// acknowledged (XACK), through the same writer, so a crash at any point leaves the input
+// pending. Pending entries of a dead consumer are taken over with XAUTOCLAIM once idle; the
+// keeper keeps entries still being worked on from looking idle. Stages that gather a stream
+// (ordered, per_stream, joins) read partitions that one process holds at a time (a lease);
+// sinks run in the run process, which drops duplicates: every packet reaches a sink once.
+#include <cstdio>
+
+#include "keeper.hpp"
+#include "micromodels/redis.hpp"
+#include "redis_inlet.hpp"
+#include "redis_outlet.hpp"
+#include "session.hpp"
+
+namespace micromodels {
+
+using detail::Session;
+
+RedisTransport::RedisTransport(RedisOptions options)
+    : session_(std::make_unique<Session>(std::move(options))),
+      keeper_(std::make_unique<detail::Keeper>(*session_)) {}
+
+RedisTransport::~RedisTransport() {
+  if (started_) stop();
+}
+
+std::string RedisTransport::name() const { return "redis://" + session_->url.where(); }
+
+void RedisTransport::bind(const Plan& plan) { session_->bind(plan); }
+
+bool RedisTransport::serves(const PlanStage& stage) const {
+  const RedisOptions& options = session_->options;
+  if (options.role == RedisOptions::Role::worker) {
+    return std::find(options.stages.begin(), options.stages.end(), stage.name()) !=
+           options.stages.end();
+  }
+  if (stage.source() || stage.sink()) return true;
+  switch (options.serve) {
+    case RedisOptions::Serve::all:
+      return true;
+    case RedisOptions::Serve::none:
+      return false;
+    case RedisOptions::Serve::missing:
+      break;
+  }
+  // Served here unless a live worker of this pipeline version serves it.
+  auto conn = session_->connect();
+  const std::string now = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
+  const detail::Reply members =
+      conn->command({"ZRANGEBYSCORE", session_->names->live(), now, "+inf"});
+  const std::string prefix = stage.name() + "|";
+  const std::string version = "|" + version_text(session_->version) + "|";
+  for (std::size_t m = 0; m < detail::size(members.get()); ++m) {
+    const std::string_view member = detail::text(detail::at(members.get(), m));
+    if (member.starts_with(prefix) && member.find(version) != std::string_view::npos) return false;
+  }
+  return true;
+}
+
+std::unique_ptr<Inlet> RedisTransport::inlet(const PlanStage& stage) {
+  {
+    std::lock_guard lock(session_->parts_mutex);
+    session_->served.insert(stage.index);
+  }
+  return std::make_unique<detail::RedisInlet>(*session_, stage);
+}
+
+std::unique_ptr<Outlet> RedisTransport::outlet(const PlanStage& from, const PlanStage* to,
+                                               std::size_t input) {
+  if (to == nullptr) return std::make_unique<detail::DeadLetterOutlet>(*session_);
+  return std::make_unique<detail::RedisOutlet>(*session_, from, *to, input);
+}
+
+void RedisTransport::start(Host& host) {
+  if (started_) return;
+  started_ = true;
+  session_->set_host(&host);
+  if (session_->is_run()) {
+    auto conn = session_->connect();
+    session_->begin_run(*conn);
+  }
+  session_->writer.start();
+  keeper_->start();
+}
+
+bool RedisTransport::finished() const {
+  if (!session_->is_run()) return false;
+  std::lock_guard lock(session_->parts_mutex);
+  for (detail::RedisInlet* inlet : session_->inlets) {
+    const PlanStage& stage = inlet->stage();
+    if (!stage.sink()) continue;
+    if (stage.dead_letter) {
+      if (!keeper_->letters_drained() || inlet->unsettled() > 0) return false;
+      continue;
+    }
+    if (!inlet->complete(session_->produced_by(session_->plan->roots(stage.index)))) return false;
+  }
+  return true;
+}
+
+void RedisTransport::stop_taking() { session_->stop(); }
+
+void RedisTransport::stop() {
+  session_->stop();
+  keeper_->stop();  // hands the leases over, sends the last acknowledgements
+  session_->writer.drain();
+  session_->writer.stop();
+}
+
+std::vector<HopBytes> RedisTransport::hop_bytes() const {
+  std::vector<HopBytes> hops;
+  auto conn = session_->connect();
+  const detail::Reply all = conn->command({"HGETALL", session_->names->hops()});
+  for (const PlanStage& to : session_->plan->stages()) {
+    for (std::size_t from : to.inputs) {
+      HopBytes h{.from = session_->plan->stages()[from].name(), .to = to.name()};
+      const std::string hop = h.from + ">" + h.to;
+      h.bytes = static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), hop + ":bytes")));
+      h.packets =
+          static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), hop + ":packets")));
+      hops.push_back(h);
+    }
+  }
+  return hops;
+}
+
+std::uint64_t RedisTransport::dead_lettered() const {
+  auto conn = session_->connect();
+  return static_cast<std::uint64_t>(
+      detail::integer(conn->command({"HGET", session_->names->counters(), "dead"}).get()));
+}
+
+std::vector<std::string> RedisTransport::served() const {
+  std::vector<std::string> names;
+  std::lock_guard lock(session_->parts_mutex);
+  for (std::size_t i : session_->served) {
+    const PlanStage& stage = session_->plan->stages()[i];
+    if (!stage.sink()) names.push_back(stage.name());
+  }
+  return names;
+}
+
+std::string RedisTransport::report() const {
+  const auto format_bytes = [](double bytes) {
+    char text[32];
+    if (bytes < 10e3) {
+      std::snprintf(text, sizeof text, "%.0f B", bytes);
+    } else if (bytes < 10e6) {
+      std::snprintf(text, sizeof text, "%.1f KiB", bytes / 1024);
+    } else {
+      std::snprintf(text, sizeof text, "%.1f MiB", bytes / 1024 / 1024);
+    }
+    return std::string(text);
+  };
+  std::string out = "\nbytes per hop (all processes):\n";
+  try {
+    for (const HopBytes& hop : hop_bytes()) {
+      const double per_packet =
+          hop.packets > 0 ? static_cast<double>(hop.bytes) / static_cast<double>(hop.packets) : 0;
+      char line[160];
+      std::snprintf(line, sizeof line, "  %-14s -> %-14s %10llu packets %12s  %12s/packet\n",
+                    hop.from.c_str(), hop.to.c_str(), static_cast<unsigned long long>(hop.packets),
+                    format_bytes(static_cast<double>(hop.bytes)).c_str(),
+                    format_bytes(per_packet).c_str());
+      out += line;
+    }
+    out += "dead-lettered: " + std::to_string(dead_lettered()) + " (all processes; " +
+           session_->names->dead_letter() + ")\n";
+  } catch (const BrokerError& error) {
+    out += "  (Redis unreachable: " + std::string(error.what()) + ")\n";
+  }
+  return out;
+}
+
+}  // namespace micromodels

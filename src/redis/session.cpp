@@ -1,0 +1,220 @@
+#include "session.hpp"
+
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+namespace micromodels::detail {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// host:pid names this process's consumers; a second transport in one process (a test, or a
+// program that runs and serves at once) adds .N: leases and pending entries go by this name.
+std::string consumer_prefix() {
+  static std::atomic<int> instances{0};
+  const int n = ++instances;
+  char host[256] = "host";
+  gethostname(host, sizeof host - 1);
+  return std::string(host) + ":" + std::to_string(getpid()) + (n > 1 ? "." + std::to_string(n) : "");
+}
+
+// `mm:{P}:run` holds "RUN VERSION", 16 hex digits each.
+std::pair<std::uint64_t, std::uint64_t> parse_run(std::string_view text) {
+  std::uint64_t run = 0;
+  std::uint64_t version = 0;
+  if (text.size() != 33) return {0, 0};
+  std::from_chars(text.data(), text.data() + 16, run, 16);
+  std::from_chars(text.data() + 17, text.data() + 33, version, 16);
+  return {run, version};
+}
+
+}  // namespace
+
+spdlog::logger& log() {
+  static const std::shared_ptr<spdlog::logger> logger = [] {
+    auto l = spdlog::get("micromodels.redis");
+    return l ? l : spdlog::stderr_color_mt("micromodels.redis");
+  }();
+  return *logger;
+}
+
+Session::Session(RedisOptions options_in)
+    : options(std::move(options_in)),
+      url(options.url.empty() ? RedisUrl{} : parse_redis_url(options.url)),
+      consumer(consumer_prefix()),
+      writer(*this) {}
+
+void Session::bind(const Plan& bound) {
+  plan = &bound;
+  const Pipeline& pipeline = bound.pipeline();
+  if (options.url.empty()) url = parse_redis_url(pipeline.broker());
+  names = std::make_unique<StreamNames>(pipeline.name());
+  images = wire_images_for(options.wire_images, options.jpeg_quality, pipeline);
+  version = bound.version();
+  if (options.max_deliveries < 1) {
+    throw ConfigError({}, "max_deliveries",
+                      "--max-deliveries must be at least 1, got " + std::to_string(options.max_deliveries));
+  }
+  if (!is_run()) {
+    std::string servable;
+    for (const PlanStage& s : bound.stages()) {
+      if (!s.source() && !s.sink()) servable += (servable.empty() ? "" : ", ") + s.name();
+    }
+    if (options.stages.empty()) {
+      throw ConfigError({}, "stages", "a worker needs --stages, e.g. --stages " +
+                                          servable.substr(0, servable.find(',')));
+    }
+    for (const std::string& name : options.stages) {
+      const PlanStage* stage = bound.find(name);
+      if (stage == nullptr) {
+        throw ConfigError({}, "stages", "--stages: pipeline '" + pipeline.name() +
+                                            "' has no stage '" + name + "'; a worker can serve: " + servable);
+      }
+      if (stage->source() || stage->sink()) {
+        throw ConfigError({}, "stages",
+                          "--stages: '" + name + "' is a " + (stage->source() ? "source" : "sink") +
+                              "; `micromodels run --broker` runs sources and sinks, workers serve "
+                              "the stages between them");
+      }
+    }
+  }
+  auto conn = connect();  // fails now, with the address, rather than in a thread
+  if (!is_run()) is_current_run(*conn, 0);
+}
+
+int Session::partitions(const PlanStage& stage) const {
+  return stage.gathers() && !stage.sink() ? std::max(1, stage.config.partitions) : 1;
+}
+
+std::vector<std::string> Session::keys(const PlanStage& stage) const {
+  std::vector<std::string> keys;
+  const int n = partitions(stage);
+  for (int k = 0; k < n; ++k) keys.push_back(names->stream(stage.name(), k, n));
+  return keys;
+}
+
+bool Session::is_current_run(Connection& conn, std::uint64_t run) {
+  if (run != 0 && run == run_.load()) return true;
+  if (is_run()) return false;
+  std::lock_guard lock(run_mutex_);
+  const Reply reply = conn.command({"GET", names->run()});
+  if (is_error(reply.get())) {  // LOADING: never judge entries against an error
+    throw BrokerError(BrokerError::Kind::unreachable,
+                      "Redis at " + url.where() + " is not ready: " + std::string(text(reply.get())));
+  }
+  const auto [current, current_version] = parse_run(text(reply.get()));
+  run_ = current;
+  run_version_ = current_version;
+  return run != 0 && run == current;
+}
+
+void Session::begin_run(Connection& conn) {
+  std::random_device device;
+  std::mt19937_64 random((std::uint64_t{device()} << 32) ^ device() ^
+                         static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()));
+  run_ = random() | 1;  // never 0: no run
+  run_version_ = version;
+  Args del{"DEL", names->dead_letter(), names->hops(), names->streams(), names->counters()};
+  Args streams{"HSET", names->streams()};
+  for (const PlanStage& stage : plan->stages()) {
+    if (stage.source()) continue;
+    for (const std::string& key : keys(stage)) {
+      del.add(key).add(names->lease(key)).add(names->next_seq(key));
+      streams.add(key).add(stage.name());
+    }
+  }
+  conn.ok(del);
+  for (const PlanStage& stage : plan->stages()) {
+    for (const std::string& key : stage.source() ? std::vector<std::string>{} : keys(stage)) {
+      // A worker that read the old stream may have made the new one (and its group) already.
+      const Reply made = conn.command({"XGROUP", "CREATE", key, stage.name(), "0", "MKSTREAM"});
+      if (is_error(made.get()) && !text(made.get()).starts_with("BUSYGROUP")) {
+        throw std::runtime_error("cannot create consumer group '" + stage.name() + "' on " + key +
+                                 ": " + std::string(text(made.get())));
+      }
+    }
+  }
+  conn.ok(streams);
+  conn.ok({"SADD", StreamNames::pipelines(), plan->pipeline().name()});
+  conn.ok({"SET", names->run(), version_text(run_) + " " + version_text(version)});
+}
+
+void Session::produced(std::size_t source, std::uint32_t stream, std::uint64_t seq) {
+  std::lock_guard lock(produced_mutex_);
+  std::uint64_t& n = produced_[source][stream];
+  if (seq + 1 > n) {
+    packets_sent_ += seq + 1 - n;
+    n = seq + 1;
+  }
+}
+
+std::map<std::uint32_t, std::uint64_t> Session::produced_by(const std::vector<std::size_t>& sources) const {
+  std::map<std::uint32_t, std::uint64_t> counts;
+  std::lock_guard lock(produced_mutex_);
+  for (std::size_t source : sources) {
+    const auto found = produced_.find(source);
+    if (found == produced_.end()) continue;
+    for (const auto& [stream, n] : found->second) counts[stream] = std::max(counts[stream], n);
+  }
+  return counts;
+}
+
+void Session::fail(const std::exception_ptr& error) {
+  stopping_ = true;
+  if (host_ != nullptr) host_->fail(error);
+}
+
+bool Session::reconnect(const BrokerError& error, std::string_view who) {
+  const auto lost = [this](const BrokerError& e) {
+    fail(std::make_exception_ptr(e));
+    return false;
+  };
+  if (error.kind() == BrokerError::Kind::lost) return lost(error);
+  log().warn("{}: {}; reconnecting", who, error.what());
+  const auto reached = [&] {
+    std::lock_guard lock(produced_mutex_);
+    return std::to_string(host_ != nullptr ? host_->packets_out() : 0) + " of " +
+           std::to_string(packets_sent_) + " packets reached the sinks";
+  };
+  const auto start = Clock::now();
+  for (; !stopping(); std::this_thread::sleep_for(std::chrono::milliseconds(200))) {
+    try {
+      auto conn = connect();
+      const Reply reply = conn->command({"GET", names->run()});
+      if (is_error(reply.get())) {  // e.g. LOADING: a restarted Redis reads its files
+        throw BrokerError(BrokerError::Kind::unreachable,
+                          "Redis at " + url.where() + " is not ready: " + std::string(text(reply.get())));
+      }
+      if (is_run() && parse_run(text(reply.get())).first != run_.load()) {
+        return lost(BrokerError(
+            BrokerError::Kind::lost,
+            "Redis at " + url.where() + " came back without this run's queues (it restarted without "
+            "persistence, or another run of pipeline '" + plan->pipeline().name() + "' reset them): " +
+                reached() + "; rerun, or give Redis persistence (appendonly yes) so that a run "
+                            "survives a restart"));
+      }
+      log().info("{}: reconnected to Redis at {}", who, url.where());
+      return true;
+    } catch (const BrokerError& again) {
+      if (again.kind() == BrokerError::Kind::lost) return lost(again);
+      const double waited = std::chrono::duration<double>(Clock::now() - start).count();
+      if (options.reconnect_s > 0 && waited > options.reconnect_s) {
+        return lost(BrokerError(BrokerError::Kind::unreachable,
+                                "lost Redis at " + url.where() + " for more than " +
+                                    std::to_string(static_cast<int>(options.reconnect_s)) + " s (" +
+                                    again.what() + "); " + reached() +
+                                    ". Start redis-server again and rerun"));
+      }
+    }
+  }
+  return false;
+}
+
+}  // namespace micromodels::detail

@@ -1,0 +1,273 @@
+// The scheduler behind Runner: one node per stage, consumers as turns on executors, packets
+// handed from node to node in memory or, on an edge that leaves the process, to an outlet.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "executor.hpp"
+#include "histogram.hpp"
+#include "join_table.hpp"
+#include "micromodels/metrics.hpp"
+#include "micromodels/plan.hpp"
+#include "micromodels/transport.hpp"
+#include "reorder_buffer.hpp"
+#include "stage_queue.hpp"
+
+namespace micromodels::detail {
+
+using Clock = std::chrono::steady_clock;
+
+class Engine;
+class Node;
+
+/// Where a packet goes: input `input` of a stage in this process, or out of the process.
+struct Edge {
+  Node* node = nullptr;
+  std::size_t input = 0;
+  Outlet* outlet = nullptr;  // instead of `node`, for an edge to a stage served elsewhere
+  [[nodiscard]] explicit operator bool() const noexcept { return node != nullptr || outlet != nullptr; }
+};
+
+/// A (stream, seq) that will not reach the stages after `from`. Its ticket, from `from`'s inlet,
+/// is settled once the skip has been passed on.
+struct Skip {
+  const Node* from = nullptr;
+  std::uint32_t stream = 0;
+  std::uint64_t seq = 0;
+  Ticket ticket = 0;
+};
+
+/// What a change made under a node's lock leaves to do once the lock is released.
+struct Aftermath {
+  std::vector<Skip> skips;      // to pass on
+  std::vector<Ticket> settled;  // of deliveries the node is done with (duplicates, drops)
+};
+
+/// A key of a packet that entered a stage.
+struct Key {
+  std::uint32_t stream = 0;
+  std::uint64_t seq = 0;
+  Ticket ticket = 0;
+};
+
+/// A stage at run time, or the producer in front of one: its source, or its inlet from other
+/// processes. A packet arriving at a stage passes, in order, through the join (several inputs:
+/// the parts of one (stream, seq) are merged), the reorder buffer (ordered and per_stream
+/// stages: released in seq order per stream), and the queue (for per_stream stages one lane per
+/// stream). Consumers take packets from the queue in turns.
+class Node {
+ public:
+  enum class Kind { source, inlet, stage };
+  Node(Engine& engine, const PlanStage& plan, Kind kind);
+
+  // Set when the node is served (before `served`), then fixed.
+  Engine& engine;
+  const PlanStage& plan;
+  const Kind kind;
+  const bool joining;  // several inputs: parts of one (stream, seq) are merged
+  StageConfig config;  // as running: `swap` changes the type and params, under `mutex`
+  bool blocking = false;
+  std::shared_ptr<Stage> stage;  // guarded by mutex: `swap` replaces it; a turn holds a copy
+  std::unique_ptr<Source> source;
+  std::unique_ptr<Inlet> inlet;
+  Inlet* tickets = nullptr;  // a stage fed from other processes: where its deliveries settle
+  std::vector<std::unique_ptr<Outlet>> outlets;  // edges out of the process point at these
+  std::vector<Edge> outputs;
+  std::vector<Node*> upstream;
+  std::vector<Edge> skip_targets;  // the first join, ordered stage, last stage or outlet on every path
+  Edge dead_letter;                // where its failed packets go (none: an empty edge)
+  Executor* executor = nullptr;
+  std::atomic<bool> served{false};
+
+  [[nodiscard]] bool producer() const noexcept { return kind != Kind::stage; }
+  [[nodiscard]] bool ordered() const noexcept { return config.ordered || config.per_stream; }
+  [[nodiscard]] bool joins_inputs() const noexcept { return joining; }
+  [[nodiscard]] bool barrier() const noexcept { return joins_inputs() || ordered(); }
+
+  // Guarded by mutex (atomics: written under it, read anywhere).
+  std::mutex mutex;
+  StageQueue queue;
+  ReorderBuffer reorder;
+  JoinTable joins;
+  std::atomic<int> active{0};    // consumer turns claimed and not finished
+  int untaken = 0;               // of those, turns that have not taken their packets yet
+  std::atomic<int> consumers{1};
+  bool ended = false;  // a producer that produces no more
+  Clock::time_point last_change;
+
+  // Counters, read by metrics().
+  std::atomic<std::uint64_t> arrived{0};    // packets that reached the stage (after its join)
+  std::atomic<std::uint64_t> processed{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::uint64_t> dropped{0};
+  std::atomic<std::uint64_t> dead_lettered{0};
+  std::atomic<std::uint64_t> emitted{0};
+  std::atomic<std::uint64_t> skipped{0};    // "will never come" notices that reached it
+  std::atomic<std::int64_t> busy_ns{0};
+  std::atomic<std::int64_t> service_ewma_ns{1'000'000};  // until measured: assume slow
+  std::atomic<std::int64_t> capacity_ns{0};  // consumer-nanoseconds available until last_change
+  Histogram wait;
+  Histogram service;
+};
+
+class Engine {
+ public:
+  /// Builds the stages `transport` says run here (all of them without a transport). `plan`
+  /// must outlive the engine.
+  Engine(const Plan& plan, Transport* transport);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  void start();
+  bool wait_for(std::optional<Clock::duration> timeout);
+  /// Stops everything: sources and inlets take nothing more; in-flight packets drain.
+  void stop();
+  /// Stops the sources only (a distributed run drains into its sinks until they have it all).
+  void stop_sources();
+  void scale(std::string_view stage, int consumers);
+  void swap(std::string_view stage, const std::map<std::string, std::string>& params,
+            std::string_view type);
+  /// Once finished: destroys the stage instances, so that sinks finish their files before the
+  /// run reports. Idempotent.
+  void close_stages();
+  /// Starts serving `stage` in this process (a transport asks: no other process serves it).
+  void serve_here(std::string_view stage);
+  /// Stops the run because of `error`; `fatal()` returns it afterwards.
+  void fail(std::exception_ptr error);
+  [[nodiscard]] std::exception_ptr fatal() const;
+
+  [[nodiscard]] bool finished() const;
+  [[nodiscard]] bool started() const noexcept { return started_.load(); }
+  [[nodiscard]] bool sources_done() const noexcept { return live_sources_.load() == 0; }
+  /// Whether this process runs any of the pipeline's sources.
+  [[nodiscard]] bool runs_sources() const noexcept { return runs_sources_; }
+  [[nodiscard]] MetricsSnapshot metrics() const;
+  [[nodiscard]] std::uint64_t expected() const noexcept { return expected_; }
+  [[nodiscard]] const Plan& plan() const noexcept { return plan_; }
+  [[nodiscard]] int workers() const noexcept { return workers_; }
+
+  // Called by executors: one turn of a node.
+  void serve(Node& node);
+
+ private:
+  // Set-up (engine_setup.cpp).
+  void serve_node(Node& node);
+  void link_in_memory();
+  void collect_skip_targets(const Node& from, std::vector<Edge>& targets) const;
+  Node& stage_node(std::string_view stage, std::string_view operation) const;
+
+  // Turns (engine.cpp).
+  bool ready_locked(Node& node) const;
+  bool downstream_full(const Node& node) const;
+  std::size_t inlet_room(const Node& stage) const;
+  bool claim_locked(Node& node) const;
+  void try_activate(Node& node);
+  void finish_turn(Node& node);
+  void serve_source(Node& node);
+  void serve_inlet(Node& node);
+  void serve_stage(Node& node);
+  void run_batch(Node& node, Stage& stage, std::vector<Queued>& batch, bool exclusive);
+  void run_packets(Node& node, Stage& stage, std::vector<Queued>& batch, bool exclusive);
+  void end_producer(Node& node);
+
+  // Moving packets (engine.cpp).
+  void route(Node& node, std::vector<Packet>& outputs, std::span<const Key> inputs);
+  void fail(Node& node, Packet packet, const std::string& error, Ticket ticket);
+  void propagate_skip(const Node& node, std::uint32_t stream, std::uint64_t seq);
+  void deliver(const Edge& edge, Packet packet, Ticket ticket = 0);
+  void deliver_skip(const Edge& edge, std::uint32_t stream, std::uint64_t seq, Ticket ticket = 0);
+  void after_delivery(Node& to, Aftermath& after, bool claimed);
+  void settle(const Node& node, Ticket ticket) const;
+  void settle_join(Node& to, JoinTable::Done done, Aftermath& after);
+  void release_locked(Node& to, Packet packet, Ticket ticket, Aftermath& after);
+  void skip_locked(Node& to, std::uint32_t stream, std::uint64_t seq, Ticket ticket, bool arrived,
+                   Aftermath& after);
+  void enqueue_locked(Node& to, Packet packet, Ticket ticket, Aftermath& after);
+  void reset_stream(Node& to, std::uint32_t stream, std::uint64_t next);
+  void add_in_flight(std::int64_t count);
+  void leave(std::int64_t count);
+  void check_done();
+  struct ReorderOut;  // takes what a node's reorder buffer releases
+
+  // Housekeeping (engine_setup.cpp).
+  void housekeeping();
+  void expire_joins(Node& node, bool everything);
+  void flush_held();
+
+  const Plan& plan_;
+  // As running: `swap` changes it, and it is read only under swap_mutex_ (what never changes,
+  // such as the name and the dead letter, is read from plan_).
+  Pipeline pipeline_;
+  Transport* transport_;
+  std::mutex swap_mutex_;
+  std::vector<std::unique_ptr<Node>> nodes_;  // stage i at i, its inlet at stages + i
+  std::size_t stage_count_ = 0;
+  std::unique_ptr<WorkerPool> pool_;
+  int workers_ = 1;
+  std::mutex dedicated_mutex_;
+  std::vector<std::unique_ptr<DedicatedThreads>> dedicated_;
+  std::uint64_t expected_ = 0;
+  bool runs_sources_ = false;
+
+  std::atomic<std::int64_t> in_flight_{0};
+  std::atomic<std::int64_t> held_{0};  // in reorder buffers and joins, waiting for order
+  std::atomic<std::uint32_t> streams_{0};  // highest stream id produced + 1
+  std::atomic<int> live_sources_{0};
+  std::atomic<int> live_inlets_{0};
+  std::atomic<int> turns_{0};  // turns being served right now
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> sources_stopping_{false};
+  std::atomic<bool> started_{false};
+  Clock::time_point start_time_;
+  Clock::time_point end_time_;
+
+  mutable std::mutex done_mutex_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  std::exception_ptr fatal_;  // under done_mutex_
+
+  std::mutex housekeeper_mutex_;
+  std::condition_variable housekeeper_cv_;
+  bool housekeeper_stop_ = false;
+  std::thread housekeeper_;
+};
+
+/// Stamps the calling thread's clock (tick_ns) and returns it; enqueue times are taken from the
+/// last stamp, which saves a clock read per hop.
+std::int64_t stamp();
+
+/// Takes what a node's reorder buffer releases, under the node's lock.
+struct Engine::ReorderOut {
+  Engine& engine;
+  Node& to;
+  Aftermath& after;
+  bool arrived;  // skips released here arrived from upstream (counted); else made here
+
+  [[nodiscard]] bool room() const {
+    return to.queue.overflow() != Overflow::block || !to.queue.full();
+  }
+  void enqueue(Packet packet, Ticket ticket) {
+    engine.enqueue_locked(to, std::move(packet), ticket, after);
+  }
+  void skip(std::uint32_t stream, std::uint64_t seq, Ticket ticket) {
+    if (arrived) to.skipped.fetch_add(1, std::memory_order_relaxed);
+    after.skips.push_back({&to, stream, seq, ticket});
+  }
+  void settle(Ticket ticket) { after.settled.push_back(ticket); }
+  void held(std::int64_t delta) { engine.held_.fetch_add(delta); }
+};
+
+}  // namespace micromodels::detail

@@ -1,0 +1,151 @@
+#include "micromodels/runner.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "autoscaler.hpp"
+#include "engine.hpp"
+
+namespace micromodels {
+
+namespace {
+
+SourceLocation where(const StageConfig& stage, const std::string& key) {
+  const auto found = stage.locations.find(key);
+  if (found != stage.locations.end()) return found->second;
+  const auto whole = stage.locations.find("");
+  return whole == stage.locations.end() ? SourceLocation{} : whole->second;
+}
+
+// A pipeline that needs what the transport cannot do is refused before anything is built.
+void check_capabilities(const Plan& plan, const Transport& transport) {
+  const Capabilities can = transport.capabilities();
+  const auto refuse = [&](const PlanStage& stage, const std::string& key, const std::string& what) {
+    throw ConfigError(where(stage.config, key), key,
+                      "stage '" + stage.name() + "': key '" + key + "': " + what +
+                          " is not supported on " + transport.name() +
+                          "; run this pipeline with broker: memory, or change the stage");
+  };
+  for (const PlanStage& stage : plan.stages()) {
+    if (!can.joins && stage.inputs.size() > 1) refuse(stage, "inputs", "joining several inputs");
+    if (!can.ordered && stage.config.ordered) refuse(stage, "ordered", "restoring order");
+    if (!can.ordered && stage.config.per_stream) refuse(stage, "state", "per-stream state");
+    if (!can.dead_letter && stage.dead_letter) refuse(stage, "", "a dead_letter stage");
+  }
+}
+
+}  // namespace
+
+class Runner::Host final : public Transport::Host {
+ public:
+  detail::Engine* engine = nullptr;
+  void serve(std::string_view stage) override { engine->serve_here(stage); }
+  void fail(std::exception_ptr error) override { engine->fail(std::move(error)); }
+  [[nodiscard]] int consumers(std::string_view stage) const override {
+    const MetricsSnapshot m = engine->metrics();
+    const StageMetrics* s = m.stage(std::string(stage));
+    return s != nullptr ? s->consumers : 0;
+  }
+  [[nodiscard]] std::uint64_t packets_out() const override { return engine->metrics().packets_out; }
+};
+
+Runner::Runner(const Pipeline& pipeline, const Registry& registry)
+    : plan_(std::make_unique<const Plan>(pipeline, registry)),
+      engine_(std::make_unique<detail::Engine>(*plan_, nullptr)) {}
+
+Runner::Runner(const Pipeline& pipeline, std::unique_ptr<Transport> transport,
+               const Registry& registry)
+    : plan_(std::make_unique<const Plan>(pipeline, registry)),
+      transport_(std::move(transport)),
+      host_(std::make_unique<Host>()) {
+  check_capabilities(*plan_, *transport_);
+  transport_->bind(*plan_);
+  engine_ = std::make_unique<detail::Engine>(*plan_, transport_.get());
+  host_->engine = engine_.get();
+}
+
+Runner::~Runner() {
+  autoscaler_.reset();
+  if (engine_ && transport_ && !transport_stopped_) {
+    finish();
+    if (engine_->started()) engine_->wait_for(std::nullopt);
+    transport_->stop();
+  }
+  engine_.reset();  // (without a transport, the engine stops and drains itself)
+}
+
+void Runner::finish() {
+  engine_->stop();
+  transport_->stop_taking();
+}
+
+void Runner::start() {
+  // The transport first: a run process opens its run before its sources send anything.
+  if (transport_) transport_->start(*host_);
+  engine_->start();
+  const Pipeline& pipeline = engine_->plan().pipeline();
+  if (pipeline.autoscale().enabled && !autoscaler_) {
+    detail::Engine& engine = *engine_;
+    std::vector<std::string> served;
+    for (const StageMetrics& s : engine.metrics().stages) served.push_back(s.name);
+    autoscaler_ = std::make_unique<detail::Autoscaler>(
+        detail::autoscale_policy(engine.plan(), served, engine.workers()),
+        pipeline.autoscale().interval_ms, [&engine] { return engine.metrics(); },
+        [&engine](const std::string& stage, int consumers) { engine.scale(stage, consumers); });
+  }
+}
+
+bool Runner::wait_for(double timeout_ms) {
+  const auto timeout = std::chrono::duration_cast<detail::Clock::duration>(
+      std::chrono::duration<double, std::milli>(timeout_ms));
+  if (transport_) {
+    // A distributed run ends when its sinks have every packet the sources made; then its inlets
+    // stop and what is in flight here drains. A process without sources ends when stopped.
+    const auto deadline = detail::Clock::now() + timeout;
+    while (!engine_->wait_for(std::chrono::milliseconds(0))) {
+      if (engine_->fatal() ||
+          (engine_->runs_sources() && engine_->sources_done() && transport_->finished())) {
+        finish();
+      }
+      const auto now = detail::Clock::now();
+      if (now >= deadline) return false;
+      engine_->wait_for(std::min<detail::Clock::duration>(deadline - now, std::chrono::milliseconds(5)));
+    }
+  } else if (!engine_->wait_for(timeout)) {
+    return false;
+  }
+  engine_->close_stages();  // the sinks' files are complete when the run says it is done
+  if (transport_ && !transport_stopped_) {
+    transport_stopped_ = true;
+    transport_->stop();  // and this process has left the distributed run (its counts are in)
+  }
+  if (std::exception_ptr error = engine_->fatal()) std::rethrow_exception(error);
+  return true;
+}
+
+void Runner::stop() {
+  if (!transport_) {
+    engine_->stop();
+  } else if (engine_->runs_sources()) {
+    engine_->stop_sources();  // what is in flight still reaches the sinks, here
+  } else {
+    finish();  // a worker: takes nothing more, finishes what it holds
+  }
+}
+
+void Runner::scale(std::string_view stage, int consumers) { engine_->scale(stage, consumers); }
+
+void Runner::swap(std::string_view stage, const std::map<std::string, std::string>& params,
+                  std::string_view type) {
+  engine_->swap(stage, params, type);
+}
+
+bool Runner::finished() const { return engine_->finished(); }
+MetricsSnapshot Runner::metrics() const { return engine_->metrics(); }
+
+Progress Runner::progress() const {
+  return {.done = engine_->metrics().packets_out, .expected = engine_->expected()};
+}
+
+}  // namespace micromodels

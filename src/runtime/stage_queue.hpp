@@ -1,0 +1,153 @@
+// The packets waiting for a stage's consumers, and its overflow policy.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "micromodels/packet.hpp"
+#include "micromodels/pipeline.hpp"
+#include "micromodels/transport.hpp"
+
+namespace micromodels::detail {
+
+/// A packet waiting in a stage's queue.
+struct Queued {
+  Packet packet;
+  std::int64_t enqueued = 0;  // tick_ns()
+  Ticket ticket = 0;          // of the delivery it came with (0: none)
+};
+
+/// One queue, or for a per_stream stage one lane per stream, served by one consumer at a time
+/// and taken in turns. Changed only under the node's mutex; `depth` may be read without it.
+class StageQueue {
+ public:
+  /// A packet the overflow policy dropped.
+  struct Dropped {
+    std::uint32_t stream = 0;
+    std::uint64_t seq = 0;
+    Ticket ticket = 0;
+  };
+
+  StageQueue(std::size_t capacity, Overflow overflow, bool per_stream)
+      : capacity_(capacity), overflow_(overflow), per_stream_(per_stream) {}
+
+  /// Adds `item`. When the queue is full and the policy drops, the packet dropped (the newest:
+  /// this one; the oldest: the oldest of its lane or queue) is returned.
+  std::optional<Dropped> push(Queued item) {
+    std::optional<Dropped> dropped;
+    if (depth_.load(std::memory_order_relaxed) >= capacity_ && overflow_ != Overflow::block) {
+      if (overflow_ == Overflow::drop_newest) {
+        return Dropped{item.packet.stream, item.packet.seq, item.ticket};
+      }
+      std::deque<Queued>* oldest = &queue_;
+      if (per_stream_) {
+        auto lane = lanes_.find(item.packet.stream);
+        if (lane == lanes_.end() || lane->second.queue.empty()) {
+          lane = std::find_if(lanes_.begin(), lanes_.end(),
+                              [](const auto& l) { return !l.second.queue.empty(); });
+        }
+        oldest = lane == lanes_.end() ? nullptr : &lane->second.queue;
+      }
+      if (oldest == nullptr || oldest->empty()) {
+        return Dropped{item.packet.stream, item.packet.seq, item.ticket};
+      }
+      const Queued& front = oldest->front();
+      dropped = Dropped{front.packet.stream, front.packet.seq, front.ticket};
+      oldest->pop_front();
+      depth_.store(depth_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    }
+    if (per_stream_) {
+      const std::uint32_t stream = item.packet.stream;
+      Lane& lane = lanes_[stream];
+      lane.queue.push_back(std::move(item));
+      if (!lane.busy && !lane.listed) {
+        lane.listed = true;
+        ready_lanes_.push_back(stream);
+      }
+    } else {
+      queue_.push_back(std::move(item));
+    }
+    const std::size_t depth = depth_.load(std::memory_order_relaxed) + 1;
+    depth_.store(depth, std::memory_order_release);
+    if (depth > depth_max_.load(std::memory_order_relaxed)) {
+      depth_max_.store(depth, std::memory_order_relaxed);
+    }
+    return dropped;
+  }
+
+  /// What consumers could start on now: packets, or ready lanes of a per_stream stage.
+  [[nodiscard]] std::size_t available() const noexcept {
+    return per_stream_ ? ready_lanes_.size() : queue_.size();
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return queue_.size(); }
+  [[nodiscard]] const Queued& front() const { return queue_.front(); }
+
+  /// Moves up to `n` packets (from the next ready lane, for a per_stream stage, which is then
+  /// busy until `release_lane`) into `batch`; returns the lane taken.
+  std::optional<std::uint32_t> take(std::vector<Queued>& batch, std::size_t n) {
+    std::optional<std::uint32_t> taken;
+    std::deque<Queued>* from = &queue_;
+    if (per_stream_) {
+      if (ready_lanes_.empty()) return std::nullopt;
+      taken = ready_lanes_.front();
+      ready_lanes_.pop_front();
+      Lane& lane = lanes_[*taken];
+      lane.listed = false;
+      lane.busy = true;
+      from = &lane.queue;
+    }
+    const std::size_t count = std::min(n, from->size());
+    for (std::size_t i = 0; i < count; ++i) {
+      batch.push_back(std::move(from->front()));
+      from->pop_front();
+    }
+    // Changed under the node's lock only: a plain store, read elsewhere without the lock.
+    depth_.store(depth_.load(std::memory_order_relaxed) - count, std::memory_order_release);
+    return taken;
+  }
+
+  /// A consumer is done with `lane`: it is offered again when packets wait in it.
+  void release_lane(std::uint32_t stream) {
+    Lane& lane = lanes_[stream];
+    lane.busy = false;
+    if (!lane.queue.empty()) {
+      lane.listed = true;
+      ready_lanes_.push_back(stream);
+    } else if (!lane.listed) {
+      lanes_.erase(stream);
+    }
+  }
+
+  [[nodiscard]] std::size_t depth() const noexcept {
+    return depth_.load(std::memory_order_acquire);
+  }
+  [[nodiscard]] std::size_t depth_max() const noexcept {
+    return depth_max_.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool full() const noexcept { return depth() >= capacity_; }
+  [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+  [[nodiscard]] Overflow overflow() const noexcept { return overflow_; }
+
+ private:
+  struct Lane {
+    std::deque<Queued> queue;
+    bool busy = false;    // a consumer is serving this stream
+    bool listed = false;  // in ready_lanes_
+  };
+
+  std::size_t capacity_;
+  Overflow overflow_;
+  bool per_stream_;
+  std::deque<Queued> queue_;
+  std::unordered_map<std::uint32_t, Lane> lanes_;
+  std::deque<std::uint32_t> ready_lanes_;
+  std::atomic<std::size_t> depth_{0};
+  std::atomic<std::size_t> depth_max_{0};
+};
+
+}  // namespace micromodels::detail
