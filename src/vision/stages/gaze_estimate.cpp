@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -65,7 +67,7 @@ constexpr const char* kOk = "ok";
 constexpr double kUsualPitchFrames = 300;
 
 // The eyeball's centre is fixed in the eye: from frame to frame its estimate (from the corners
-// and the lower lid) varies only by the landmarks' noise, which would go straight into the
+// and the head's pose) varies only by the landmarks' noise, which would go straight into the
 // correction as jitter. So its place in the eye's axes (eye widths) is averaged over about this
 // many frames; a head turn moves it slowly enough to follow.
 constexpr float kCentreFrames = 8;
@@ -252,6 +254,14 @@ class GazeEstimate final : public Stage {
   std::map<std::uint32_t, std::shared_ptr<StreamState>> streams_;
 };
 
+// A float constant as the double it was written as (0.37f is 0.37000000476837158 as a double),
+// so that `types` and the docs show the defaults as they are written.
+double as_written(float value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.6g", static_cast<double>(value));
+  return std::strtod(text, nullptr);
+}
+
 Band band_param(const Params& params, const std::string& name) {
   const std::vector<double>& v = params.numbers(name);
   if (v.size() != 2 || !(v[0] >= 0) || !(v[1] > v[0]) || v[1] > 90) {
@@ -267,20 +277,20 @@ void register_gaze_estimate(Registry& registry) {
   const EyeballParams ball;
   registry.add({
       .name = "gaze.estimate",
-      .help = "Each eye's gaze in degrees from the camera (an eyeball model from the eye corners, "
-              "the lower lid and the head's pose) as 'gaze' {right pitch, right yaw, left pitch, "
+      .help = "Each eye's gaze in degrees from the camera (an eyeball model hung from the eye "
+              "corners, moved by the head's pose) as 'gaze' {right pitch, right yaw, left pitch, "
               "left yaw, confidence}, the models as 'eyeballs' {x, y, radius per eye}, "
               "'head_pose' {pitch against the stream's usual pitch, yaw, roll}, and how much "
               "correction the frame gets: "
               "'gaze_strength' (0..1, fading over fade_frames) and 'gaze_reason'. Run it with "
               "state: per_stream.",
-      .params = {{"eyeball_radius", ParamType::number, static_cast<double>(ball.radius),
+      .params = {{"eyeball_radius", ParamType::number, as_written(ball.radius),
                   "radius on which the iris centre turns, eye widths"},
-                 {"eyeball_rise", ParamType::number, static_cast<double>(ball.rise),
+                 {"eyeball_rise", ParamType::number, as_written(ball.rise),
                   "eyeball centre above the eye corners' line, eye widths (seen frontally)"},
-                 {"eyeball_nasal", ParamType::number, static_cast<double>(ball.nasal),
+                 {"eyeball_nasal", ParamType::number, as_written(ball.nasal),
                   "eyeball centre toward the nose from the corners' midpoint, eye widths"},
-                 {"eyeball_depth", ParamType::number, static_cast<double>(ball.depth),
+                 {"eyeball_depth", ParamType::number, as_written(ball.depth),
                   "eyeball centre behind the corners, eye widths (moves it when the head turns)"},
                  {"blink_ear", ParamType::number, 0.12,
                   "eye aspect ratio below which an eye counts as closed, whatever its usual"},
