@@ -146,8 +146,10 @@ class EyeLayers {
         fill_white(q, white);
         const float iris =
             std::clamp(radius_ - static_cast<float>(cv::norm(source - centre_)) + 0.5f, 0.0f, 1.0f);
+        float iris_fill[4];
+        fill_iris(source, iris_fill);
         for (int c = 0; c < channels; ++c) {
-          const float hidden = iris * colour_[c] + (1 - iris) * white[c];
+          const float hidden = iris * iris_fill[c] + (1 - iris) * white[c];
           inside[c] = seen * inside[c] + (1 - seen) * hidden;
         }
       }
@@ -247,6 +249,21 @@ class EyeLayers {
     for (int c = 0; c < channels; ++c) {
       out[c] = (has_left ? left[c] : 0) * (1 - w) + (has_right ? right[c] : 0) * w;
     }
+  }
+
+  // Iris that was hidden by a lid, at q (eye axes, before the move): the iris mirrored across
+  // its centre's row where the eye shows that, so that the limbus and the pupil's edge come
+  // back where they belong; else the iris's median colour.
+  void fill_iris(cv::Point2f q, float* out) const {
+    const int channels = frame_.channels();
+    const cv::Point2f mirror(q.x, 2 * centre_.y - q.y);
+    const float seen = soft_inside(mirror);
+    float mirrored[4] = {0, 0, 0, 0};
+    if (seen > 0) {
+      const cv::Point2f at = eye_.axes.to_frame(mirror);
+      sample(frame_, at.x, at.y, mirrored);
+    }
+    for (int c = 0; c < channels; ++c) out[c] = seen * mirrored[c] + (1 - seen) * colour_[c];
   }
 
   // The median colour of the iris where the eye shows it, for iris that was hidden by a lid.
