@@ -16,7 +16,8 @@ namespace micromodels::vision {
 [[nodiscard]] std::optional<cv::Rect2f> eyes_box(const Points& landmarks, cv::Size frame,
                                                  float aspect = 3.0f);
 
-/// The pixels of `box` in `image`, resized to `size` with cubic interpolation.
+/// The pixels of `box` (rounded out to whole pixels, clipped to the image) in `image`, resized to
+/// `size` with cubic interpolation; black when the box misses the image.
 [[nodiscard]] cv::Mat enlarge(const cv::Mat& image, const cv::Rect2f& box, cv::Size size);
 
 }  // namespace micromodels::vision
