@@ -121,8 +121,17 @@ struct EyeRecord {
   cv::Point2f turned_shift{0, 0};
   std::optional<cv::Point2f> iris, turned_iris;              // the pipeline's iris
   std::optional<cv::Point2f> model_iris, turned_model_iris;  // eye.iris's raw iris
+  std::optional<cv::Point2f> finder_in, finder_out;          // the finder on in, out (crops)
   double turn_px = 0;                                        // the known turn
 };
+
+// The eye as the unturned output shows it: the iris where the pipeline moved it, and the upper
+// lid with it.
+EvalEye corrected_eye(EvalEye eye, cv::Point2f shift) {
+  eye.iris += shift;
+  for (cv::Point2f& p : eye.upper_lid) p.y += shift.y;
+  return eye;
+}
 
 struct FrameRecord {
   double strength = 0;
@@ -292,12 +301,16 @@ class Probe final : public Stage {
       record.iris = eye->iris;
       found[side] = find_iris(in, *eye);
       found[2 + side] = find_iris(out, *eye);
+      const cv::Point2f offset(static_cast<float>(-record.box.x), static_cast<float>(-record.box.y));
+      const EvalEye local = eye->moved_by(offset);
+      // Measured once here, compared with every turned run's.
+      record.finder_in = find_iris(record.in, local);
+      record.finder_out = find_iris(record.out, corrected_eye(local, d[side]));
       const float asked = static_cast<float>(cv::norm(d[side]));
       if (asked > 0.25f) {
         const cv::Point2f direction = d[side] * (1.0f / asked);
-        const cv::Point2f offset(static_cast<float>(-record.box.x), static_cast<float>(-record.box.y));
         // The iris's pixels in the output, where the pipeline put them, found in the input.
-        if (const auto moved = measure_iris_translation(record.out, record.in, eye->moved_by(offset),
+        if (const auto moved = measure_iris_translation(record.out, record.in, local,
                                                         eye->iris + d[side] + offset,
                                                         eye->iris_radius, d[side], asked + 2)) {
           s.asked_sum += asked;
@@ -538,10 +551,7 @@ TurnedEval summarise_turn(EvalState& s, double angle) {
       const auto range = static_cast<float>(std::max(1.0, 1.5 * eye->turn_px));
       known.push_back(eye->turn_px);
       if (const auto m = measure_turn(eye->turned_in, eye->in, local, range)) in.push_back(*m);
-      // The unturned output has its iris where the pipeline moved it, and the upper lid with it.
-      EvalEye corrected = local;
-      corrected.iris += eye->shift;
-      for (cv::Point2f& p : corrected.upper_lid) p.y += eye->shift.y;
+      const EvalEye corrected = corrected_eye(local, eye->shift);
       if (const auto m = measure_turn(eye->turned_out, eye->out, corrected, range)) {
         residual.push_back(*m);
         if (frame.turned_strength >= 0.999) residual_ungated.push_back(*m);
@@ -550,10 +560,9 @@ TurnedEval summarise_turn(EvalState& s, double angle) {
                                                   corrected.iris_radius, {0, 0}, range)) {
         sideways.push_back(std::abs(m->x) / eye->eye.width());
       }
-      const auto fi = find_iris(eye->in, local), fti = find_iris(eye->turned_in, local);
-      const auto fo = find_iris(eye->out, corrected), fto = find_iris(eye->turned_out, corrected);
-      if (fi && fti) finder_in.push_back(fti->y - fi->y);
-      if (fo && fto) finder_out.push_back(fto->y - fo->y);
+      const auto fti = find_iris(eye->turned_in, local), fto = find_iris(eye->turned_out, corrected);
+      if (eye->finder_in && fti) finder_in.push_back(fti->y - eye->finder_in->y);
+      if (eye->finder_out && fto) finder_out.push_back(fto->y - eye->finder_out->y);
       if (eye->iris && eye->turned_iris) refined_gain.push_back((eye->turned_iris->y - eye->iris->y) / eye->turn_px);
       if (eye->model_iris && eye->turned_model_iris) {
         model_gain.push_back((eye->turned_model_iris->y - eye->model_iris->y) / eye->turn_px);

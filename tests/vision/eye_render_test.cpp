@@ -11,14 +11,12 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "bench/eye_turn.hpp"
-#include "eye_test_support.hpp"
+#include "eye_eval_support.hpp"
 #include "vision/stages/eye_render.hpp"
 
 namespace {
 
 using namespace eye_test;
-namespace mb = micromodels::bench;
 
 mv::EyeRenderRequest request(const DrawnEye& eye, cv::Point2f shift, float contour_error = 0) {
   const mv::EyeAxes axes = eye.axes();
@@ -33,18 +31,6 @@ cv::Mat apply(const cv::Mat& frame, const mv::EyePatch& patch) {
   cv::Mat out = frame.clone();
   if (!patch.empty()) patch.patch.copyTo(out(patch.roi));
   return out;
-}
-
-mb::EvalEye eval_eye(const DrawnEye& eye) {
-  mb::EvalEye e;
-  e.corner_a = {eye.centre.x - eye.half_width, eye.centre.y};
-  e.corner_b = {eye.centre.x + eye.half_width, eye.centre.y};
-  const std::vector<cv::Point2f> contour = eye.contour(0);
-  e.lower_lid.assign(contour.begin() + 1, contour.begin() + 8);
-  e.upper_lid.assign(contour.begin() + 9, contour.end());
-  e.iris = eye.iris;
-  e.iris_radius = eye.iris_radius;
-  return e;
 }
 
 double mean_abs_diff(const cv::Mat& a, const cv::Mat& b, const cv::Rect& region) {

@@ -10,8 +10,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "bench/eye_turn.hpp"
-#include "eye_test_support.hpp"
+#include "eye_eval_support.hpp"
 #include "micromodels/pipeline.hpp"
 #include "vision/models/hog_face_detector.hpp"
 #include "vision/models/iris_model.hpp"
@@ -22,7 +21,6 @@
 namespace {
 
 using namespace eye_test;
-namespace mb = micromodels::bench;
 
 constexpr float kDeg = std::numbers::pi_v<float> / 180;
 
@@ -71,18 +69,6 @@ DrawnFace drawn_face(mv::Gaze gaze) {
   drawn.packet.set("iris", iris);
   drawn.packet.set("eye_contours", contours);
   return drawn;
-}
-
-mb::EvalEye eval_eye(const DrawnEye& eye) {
-  mb::EvalEye e;
-  e.corner_a = {eye.centre.x - eye.half_width, eye.centre.y};
-  e.corner_b = {eye.centre.x + eye.half_width, eye.centre.y};
-  const std::vector<cv::Point2f> contour = eye.contour(0);
-  e.lower_lid.assign(contour.begin() + 1, contour.begin() + 8);
-  e.upper_lid.assign(contour.begin() + 9, contour.end());
-  e.iris = eye.iris;
-  e.iris_radius = eye.iris_radius;
-  return e;
 }
 
 mm::Packet redirected(mm::Packet p, const std::map<std::string, mm::ParamValue>& params = {},

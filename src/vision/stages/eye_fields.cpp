@@ -10,28 +10,28 @@ namespace {
 
 cv::Point2f at(const Points& points, std::size_t i) { return {points[i].x, points[i].y}; }
 
+// The field `name` as a T of `count` elements: nullptr when absent or of another size, an error
+// when it holds another type (`what` names T for the message).
+template <typename T>
+const T* sized_field(const Packet& packet, std::string_view name, std::size_t count, const char* what) {
+  const Value* value = packet.find(name);
+  if (value == nullptr) return nullptr;
+  const auto* field = std::get_if<T>(value);
+  if (field == nullptr) {
+    throw FieldError("field '" + std::string(name) + "' must hold " + what + ", not " +
+                     std::string(value_type_name(value->index())));
+  }
+  return field->size() == count ? field : nullptr;
+}
+
 }  // namespace
 
 const Points* points_field(const Packet& packet, std::string_view name, std::size_t count) {
-  const Value* value = packet.find(name);
-  if (value == nullptr) return nullptr;
-  const auto* points = std::get_if<Points>(value);
-  if (points == nullptr) {
-    throw FieldError("field '" + std::string(name) + "' must hold points, not " +
-                     std::string(value_type_name(value->index())));
-  }
-  return points->size() == count ? points : nullptr;
+  return sized_field<Points>(packet, name, count, "points");
 }
 
 const Scalars* scalars_field(const Packet& packet, std::string_view name, std::size_t count) {
-  const Value* value = packet.find(name);
-  if (value == nullptr) return nullptr;
-  const auto* scalars = std::get_if<Scalars>(value);
-  if (scalars == nullptr) {
-    throw FieldError("field '" + std::string(name) + "' must hold numbers, not " +
-                     std::string(value_type_name(value->index())));
-  }
-  return scalars->size() == count ? scalars : nullptr;
+  return sized_field<Scalars>(packet, name, count, "numbers");
 }
 
 std::vector<cv::Point2f> eye_landmarks(const Points& landmarks, EyeSide side) {

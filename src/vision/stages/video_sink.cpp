@@ -224,10 +224,9 @@ void VideoSink::process(Packet packet, std::vector<Packet>& /*out*/) {
   }
 }
 
-cv::Mat VideoSink::compose_still(const Image& frame, const Image* other) const {
-  cv::Mat right = bgr8(frame, options_.field);
+cv::Mat VideoSink::compose_still(const cv::Mat& right, const cv::Mat* other) {
   if (other == nullptr) return right;
-  cv::Mat left = bgr8(*other, options_.side_by_side);
+  cv::Mat left = *other;
   if (left.rows != right.rows) {
     // Same height is all hconcat needs; keep the other image's aspect ratio.
     const int width = std::max(
@@ -242,12 +241,13 @@ cv::Mat VideoSink::compose_still(const Image& frame, const Image* other) const {
 }
 
 cv::Mat VideoSink::compose(const Image& frame, const Image* other, const Points& landmarks) {
-  cv::Mat joined = compose_still(frame, other);
-  if (!options_.eye_inset || other == nullptr) return joined;
+  const cv::Mat after = bgr8(frame, options_.field);
+  if (other == nullptr) return after;
+  const cv::Mat before = bgr8(*other, options_.side_by_side);
+  cv::Mat joined = compose_still(after, &before);
+  if (!options_.eye_inset) return joined;
   // Below the pair, the eyes of each enlarged to half the width: the box follows the face, and
   // stays where it was on frames without one. Even sizes, which H.264 needs.
-  const cv::Mat after = bgr8(frame, options_.field);
-  const cv::Mat before = bgr8(*other, options_.side_by_side);
   if (const auto box = eyes_box(landmarks, after.size(), kEyesAspect)) inset_box_ = box;
   if (!inset_box_) {
     inset_box_ = cv::Rect2f(0, 0, static_cast<float>(after.cols),
@@ -363,7 +363,9 @@ void VideoSink::write_contact_sheet() const {
   std::vector<cv::Mat> tiles;
   for (const Kept* kept : chosen) {
     const bool has_other = kept->other.width > 0;
-    const cv::Mat composite = compose_still(kept->frame, has_other ? &kept->other : nullptr);
+    const cv::Mat before = has_other ? bgr8(kept->other, options_.side_by_side) : cv::Mat();
+    const cv::Mat composite =
+        compose_still(bgr8(kept->frame, options_.field), has_other ? &before : nullptr);
     const double scale = std::min(1.0, static_cast<double>(kMaxTileWidth) / composite.cols);
     cv::Mat tile;
     // A copy in both cases: drawing must never touch the packets' shared pixels.

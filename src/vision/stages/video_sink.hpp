@@ -62,7 +62,8 @@ class VideoSink final : public Stage {
   void write_eye_strip() const;
   // `frame`, with `other` on its left and, with eye_inset, both's eyes enlarged below.
   [[nodiscard]] cv::Mat compose(const Image& frame, const Image* other, const Points& landmarks);
-  [[nodiscard]] cv::Mat compose_still(const Image& frame, const Image* other) const;
+  // `right` with `other` (when given) on its left, scaled to `right`'s height.
+  [[nodiscard]] static cv::Mat compose_still(const cv::Mat& right, const cv::Mat* other);
 
   VideoSinkOptions options_;
   bool to_folder_ = false;
