@@ -157,6 +157,25 @@ TEST(GazeRedirect, StrengthTargetAndConjugateShapeTheTurn) {
   EXPECT_NEAR(mean.get<mm::Points>("gaze_shift")[0].y, mean.get<mm::Points>("gaze_shift")[1].y, 0.05);
 }
 
+TEST(GazeRedirect, OnlyThePitchTurnsUnlessTurnYawIsOn) {
+  // Looking down and 10 degrees to the side: by default the eyes turn up only, so the iris
+  // moves along the eye's up axis; with turn_yaw they also turn sideways into the camera.
+  const DrawnFace face = drawn_face({-12, 10});
+  const mm::Packet pitch_only = redirected(face.packet);
+  const mm::Packet both = redirected(face.packet, {{"turn_yaw", true}});
+  const auto& balls = both.get<mm::Scalars>("eyeballs");
+  for (std::size_t s = 0; s < 2; ++s) {
+    const mm::Point up = pitch_only.get<mm::Points>("gaze_shift")[s];
+    const mm::Point full = both.get<mm::Points>("gaze_shift")[s];
+    EXPECT_LT(up.y, -1.5) << "eye " << s;
+    // A pitch-only turn on the sphere keeps the yaw: the iris comes in a little toward the
+    // eyeball's meridian as cos(pitch) grows, far less than a turn of the yaw.
+    EXPECT_LT(std::abs(up.x), 0.15) << "eye " << s;
+    EXPECT_NEAR(full.x, balls[3 * s] - face.eyes[s].iris.x, 0.02) << "eye " << s;
+    EXPECT_GT(std::abs(full.x), 1.0) << "eye " << s;
+  }
+}
+
 TEST(GazeRedirect, ACameraOffsetOutOfRangeIsAConfigErrorAtItsLine) {
   const std::string yaml = R"(pipeline: offset
 stages:

@@ -23,6 +23,7 @@ struct RedirectSettings {
   bool to_camera = true;
   double camera_offset_deg = 0;
   double max_correction_deg = 30;
+  bool turn_yaw = false;
   bool conjugate = true;
   EyeRenderOptions render;
 };
@@ -47,6 +48,7 @@ RedirectSettings settings(const Params& params) {
     throw ParamError("max_correction_deg", "param 'max_correction_deg' must be within 0..45");
   }
   s.conjugate = params.boolean("conjugate");
+  s.turn_yaw = params.boolean("turn_yaw");
   s.render.lid_follow = static_cast<float>(params.number("lid_follow"));
   if (!(s.render.lid_follow >= 0 && s.render.lid_follow <= 1)) {
     throw ParamError("lid_follow", "param 'lid_follow' must be within 0..1");
@@ -119,7 +121,8 @@ class GazeRedirect final : public Stage {
       eyes.push_back({.view = std::move(*view),
                       .ball = ball,
                       .now = now,
-                      .turn = {turn(now.pitch_deg, wanted.pitch_deg), turn(now.yaw_deg, wanted.yaw_deg)}});
+                      .turn = {turn(now.pitch_deg, wanted.pitch_deg),
+                               settings_.turn_yaw ? turn(now.yaw_deg, wanted.yaw_deg) : 0.0f}});
     }
     if (eyes.empty()) return;
     if (settings_.conjugate && eyes.size() == 2) {
@@ -180,6 +183,9 @@ void register_gaze_redirect(Registry& registry) {
                   "largest iris displacement, as a fraction of the eye width"},
                  {"feather_px", ParamType::integer, std::int64_t{render.feather_px},
                   "the mask covers everything changed grown by this, with a blurred edge"},
+                 {"turn_yaw", ParamType::boolean, false,
+                  "turn the gaze sideways toward the camera too; off by default: the camera "
+                  "usually sits above the screen, and the sideways estimate is the less sure"},
                  {"conjugate", ParamType::boolean, true,
                   "turn both eyes by their mean correction (eyes turn together)"}},
       .info =
