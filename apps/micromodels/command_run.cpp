@@ -32,7 +32,8 @@ int run(RunOptions options, const CLI::App& command) {
   check_metrics_path(options.metrics_json);
   RunLoopOptions loop{.metrics_json = options.metrics_json,
                       .quiet = options.quiet,
-                      .control = options.control};
+                      .control = options.control,
+                      .inputs = stage_inputs(pipeline)};
   if (pipeline.broker() == "memory") {
     Runner runner(pipeline);  // builds every stage: models load here
     return run_to_end(runner, loop);

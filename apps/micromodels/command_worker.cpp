@@ -57,7 +57,7 @@ int worker(const WorkerOptions& options) {
   RedisTransport& transport = *owned;
   Runner runner(pipeline, std::move(owned));
   RunLoopOptions loop{.metrics_json = options.metrics_json, .progress = false,
-                      .control = options.control};
+                      .control = options.control, .inputs = stage_inputs(pipeline)};
   loop.started = [&] {
     std::fprintf(stderr, "worker: serving %s of pipeline '%s' on %s (Ctrl-C to stop)\n",
                  join_or_none(transport.served()).c_str(), pipeline.name().c_str(),

@@ -40,9 +40,10 @@ Recent recent_of(const StageMetrics& now, const StageMetrics* before, double win
   return recent;
 }
 
-Json stage_json(const StageMetrics& s, const Recent& recent) {
+Json stage_json(const StageMetrics& s, const Recent& recent, Json inputs) {
   return Json{{"name", s.name},
               {"type", s.type},
+              {"inputs", std::move(inputs)},
               {"consumers", s.consumers},
               {"queue_depth", s.queue_depth},
               {"queue_max", s.queue_max},
@@ -64,8 +65,9 @@ Json stage_json(const StageMetrics& s, const Recent& recent) {
 }  // namespace
 
 StatusSampler::StatusSampler(std::function<MetricsSnapshot()> metrics, double period_s,
-                             double window_s)
+                             double window_s, std::map<std::string, std::vector<std::string>> inputs)
     : metrics_(std::move(metrics)),
+      inputs_(std::move(inputs)),
       period_(std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(std::max(period_s, 0.01)))),
       window_(std::chrono::duration_cast<Clock::duration>(
@@ -122,8 +124,10 @@ Json StatusSampler::status(const MetricsSnapshot& now) {
 
   Json stages = Json::array();
   for (const StageMetrics& s : now.stages) {
-    stages.push_back(stage_json(s, recent_of(s, base ? base->metrics.stage(s.name) : nullptr,
-                                             window_s)));
+    const auto inputs = inputs_.find(s.name);
+    stages.push_back(stage_json(
+        s, recent_of(s, base ? base->metrics.stage(s.name) : nullptr, window_s),
+        inputs != inputs_.end() ? Json(inputs->second) : Json(nullptr)));
   }
   // The same rule as the run's report (MetricsSnapshot::bottleneck), on the service times of the
   // last window when packets finished in it, so that after a change the limit moves at once.

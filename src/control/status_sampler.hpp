@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -25,7 +26,9 @@ class StatusSampler {
  public:
   using Clock = std::chrono::steady_clock;
 
-  StatusSampler(std::function<MetricsSnapshot()> metrics, double period_s, double window_s);
+  /// `inputs`: each stage's inputs, given in /status as they are (empty: null).
+  StatusSampler(std::function<MetricsSnapshot()> metrics, double period_s, double window_s,
+                std::map<std::string, std::vector<std::string>> inputs = {});
   ~StatusSampler();
   StatusSampler(const StatusSampler&) = delete;
   StatusSampler& operator=(const StatusSampler&) = delete;
@@ -47,6 +50,7 @@ class StatusSampler {
   void loop();
 
   std::function<MetricsSnapshot()> metrics_;
+  std::map<std::string, std::vector<std::string>> inputs_;
   Clock::duration period_;
   Clock::duration window_;
   std::mutex mutex_;

@@ -1,8 +1,10 @@
 // The live-operations endpoint: metrics, status, scale and swap over HTTP.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "micromodels/run.hpp"
 
@@ -18,11 +20,15 @@ struct ControlOptions {
   double sample_period_s = 0.25;
   /// How far back /status looks for its recent rates and busy shares.
   double rate_window_s = 1.0;
+  /// Each stage's inputs (Pipeline::inputs_of), for the graph the dashboard draws: /status
+  /// gives a stage's as `inputs`. Empty: `inputs` is null and the dashboard draws no edges.
+  std::map<std::string, std::vector<std::string>> inputs{};
 };
 
 /// An HTTP server on its own threads for one Run (an embedded run, or a worker's part of a
-/// distributed one): GET /metrics (Prometheus text), GET /status (JSON),
-/// POST /stages/NAME/scale, POST /stages/NAME/swap. docs/operations.md describes every route.
+/// distributed one): GET / (the dashboard, a web page), GET /metrics (Prometheus text),
+/// GET /status (JSON), POST /stages/NAME/scale, POST /stages/NAME/swap. docs/operations.md
+/// describes every route.
 /// A refusal from the run (std::invalid_argument: 400, ConfigError: 422) changes nothing.
 /// Construction binds and starts serving (throws std::invalid_argument for bad options,
 /// std::runtime_error when the address cannot be bound); destruction stops it and waits for
