@@ -190,6 +190,18 @@ TEST(ControlServer, ServesARunThatIsNotARunner) {
   EXPECT_EQ(why["error"], "no stage 'nosuch' runs in this process");
 }
 
+TEST(ControlServer, StatusGivesEachStagesInputsWhenTold) {
+  FakeRun fake;
+  {
+    ControlServer server(fake, {.inputs = {{"a", {}}, {"b", {"a"}}}});
+    const Json status = get_json(server, "/status");
+    EXPECT_EQ(stage_of(status, "a")["inputs"], Json::array());
+    EXPECT_EQ(stage_of(status, "b")["inputs"], Json::array({"a"}));
+  }
+  ControlServer untold(fake, {});
+  EXPECT_TRUE(stage_of(get_json(untold, "/status"), "b")["inputs"].is_null());
+}
+
 TEST(ControlServer, RatesComeFromTheLastWindowNotFromTheStart) {
   FakeRun fake;
   // 100000 packets long ago: stage a took 0.95 ms each (a high busy share since the start),
