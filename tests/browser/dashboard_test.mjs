@@ -4,7 +4,9 @@
 //
 //   node --test tests/browser/dashboard_test.mjs    (ctest -L browser sets the variables below)
 //
-// MICROMODELS_CLI_PATH   the tool;   MICROMODELS_PUPPETEER  the folder of puppeteer-core
+// MICROMODELS_CLI_PATH   the tool
+// MICROMODELS_PUPPETEER  puppeteer-core's folder, inside the cache ($MICROMODELS_CACHE, default
+//                        $MICROMODELS_SOURCE_DIR/.cache/micromodels) where fetch_media.sh puts it
 // MICROMODELS_CHROMIUM   the browser (default /usr/bin/chromium)
 // MICROMODELS_LOG_DIR    where the screenshots go (default out/test-logs)
 import { test, before, after } from "node:test";
@@ -16,7 +18,9 @@ import path from "node:path";
 import { createRequire } from "node:module";
 
 const tool = process.env.MICROMODELS_CLI_PATH;
-const puppeteerDir = process.env.MICROMODELS_PUPPETEER;
+const cache = process.env.MICROMODELS_CACHE ||
+  path.join(process.env.MICROMODELS_SOURCE_DIR || ".", ".cache", "micromodels");
+const puppeteerDir = path.resolve(cache, process.env.MICROMODELS_PUPPETEER || "");
 const chromium = process.env.MICROMODELS_CHROMIUM || "/usr/bin/chromium";
 const logDir = process.env.MICROMODELS_LOG_DIR || "out/test-logs";
 // Without the browser or puppeteer-core the test skips (exit 77), unless the media and tools

@@ -1,0 +1,148 @@
+// `micromodels bench dashboard` (bench/dashboard_bench.cpp starts this with node): what an open
+// dashboard costs a run, and how soon the page shows a change.
+//
+// One `micromodels run` of a CPU-bound pipeline (its pool as busy as the machine allows) serves
+// its control endpoint. Periods with the page open in headless Chromium and periods without it
+// alternate (off on on off, ...), each measured after a settling time on the run's own
+// packets_out; the cost is 1 - (rate with the page / rate without), from the sums of each kind.
+// At the end of each period with the page, a scale call (POST /stages/done/scale, as ctl sends
+// it) and the time until the page shows the new consumer count.
+//
+//   node bench/dashboard_bench.mjs TOOL PUPPETEER_DIR CHROMIUM [--quick] [--json FILE]
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { createRequire } from "node:module";
+
+const [tool, puppeteerDir, chromium, ...rest] = process.argv.slice(2);
+const quick = rest.includes("--quick");
+const jsonIndex = rest.indexOf("--json");
+const jsonPath = jsonIndex >= 0 ? rest[jsonIndex + 1] : "";
+const puppeteer = createRequire(import.meta.url)(puppeteerDir);
+
+const PAIRS = quick ? 2 : 6;            // periods of each kind
+const MEASURE_S = quick ? 2 : 5;        // measured part of a period
+const SETTLE_S = 1.5;                   // after opening or closing the page
+const TARGET_COST = 0.01;               // ≤ 1 % of throughput lost with the page open
+const TARGET_UPDATE_MS = 1000;          // the page shows a change within 1 s
+
+const sleep = (s) => new Promise((r) => setTimeout(r, s * 1000));
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dashboard-bench-"));
+const pipeline = path.join(dir, "bench.yaml");
+// Two consumers of a 0.2 ms CPU stage keep the pool busy; `done` is the stage that is scaled.
+fs.writeFileSync(pipeline, `pipeline: dashboard_bench
+stages:
+  - name: source
+    type: synthetic.source
+    params: { count: 1000000000 }
+  - name: work
+    type: model.spin
+    consumers: 2
+    params: { service_ms: 0.2 }
+  - name: done
+    type: pass
+`);
+
+const run = spawn(tool, ["run", pipeline, "-q", "--listen", "127.0.0.1:0"],
+                  { stdio: ["ignore", "ignore", "pipe"] });
+let stderr = "";
+const url = await new Promise((resolve, reject) => {
+  run.stderr.on("data", (chunk) => {
+    stderr += chunk;
+    const m = stderr.match(/control: (http:\/\/\S+)/);
+    if (m) resolve(m[1]);
+  });
+  run.on("exit", (code) => reject(new Error(`the run ended (exit ${code}): ${stderr}`)));
+});
+
+async function status() {
+  return (await fetch(url + "/status")).json();
+}
+const clock = () => performance.now() / 1000;
+
+const browser = await puppeteer.launch({
+  executablePath: chromium, headless: true, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+});
+const periods = [];   // {page, rate}
+const updates = [];   // ms from sending a scale call to the page showing its effect
+let page = null;
+let consumers = 1;
+try {
+  await sleep(SETTLE_S);
+  // off on on off off on ...: each kind as often first as second.
+  const order = [];
+  for (let i = 0; i < PAIRS; ++i) order.push(...(i % 2 === 0 ? [false, true] : [true, false]));
+  for (const withPage of order) {
+    if (withPage && !page) {
+      page = await browser.newPage();
+      await page.goto(url + "/", { waitUntil: "load" });
+      await page.waitForSelector('.stage[data-stage="done"]', { timeout: 10000 });
+    } else if (!withPage && page) {
+      await page.close();
+      page = null;
+    }
+    await sleep(SETTLE_S);
+    const a = await status(), ta = clock();
+    await sleep(MEASURE_S);
+    const b = await status(), tb = clock();
+    const rate = (b.packets_out - a.packets_out) / (tb - ta);
+    periods.push({ page: withPage, rate });
+    process.stdout.write(`  ${withPage ? "with the page   " : "without the page"}  ${rate.toFixed(0)} packets/s\n`);
+    if (withPage) {
+      // From sending the scale call to the page showing its effect.
+      consumers = consumers === 1 ? 2 : 1;
+      const sent = performance.now();
+      const reply = await fetch(url + "/stages/done/scale", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ consumers }),
+      });
+      if (!reply.ok) throw new Error(`scale refused: ${await reply.text()}`);
+      await page.waitForFunction((n) => document.querySelector(
+        '.stage[data-stage="done"] [data-field="consumers"]').textContent === String(n),
+      { polling: 5, timeout: 10000 }, consumers);
+      updates.push(performance.now() - sent);
+    }
+  }
+} finally {
+  await browser.close();
+  run.kill("SIGINT");
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+const mean = (xs) => xs.reduce((s, x) => s + x, 0) / xs.length;
+const without = mean(periods.filter((p) => !p.page).map((p) => p.rate));
+const withPage = mean(periods.filter((p) => p.page).map((p) => p.rate));
+const cost = 1 - withPage / without;
+const sorted = [...updates].sort((x, y) => x - y);
+const median = sorted[Math.floor(sorted.length / 2)];
+const worst = sorted[sorted.length - 1];
+const load = os.loadavg().map((l) => l.toFixed(2)).join(" ");
+// One figure a line; with a target, whether it was met.
+const line = (name, value, target, ok) => `${name.padEnd(34)}${value.padStart(10)}` +
+  (target ? `   target ${target.padEnd(10)} ${ok ? "met" : "MISSED"}` : "");
+console.log(`\ndashboard: ${PAIRS} periods of ${MEASURE_S} s with the page and ${PAIRS} without, interleaved; load ${load} (1/5/15 min), ${os.cpus().length} cores`);
+console.log(line("throughput without the page", `${without.toFixed(0)}/s`));
+console.log(line("throughput with the page", `${withPage.toFixed(0)}/s`));
+console.log(line("throughput lost with the page", `${(cost * 100).toFixed(2)} %`, "≤ 1 %", cost <= TARGET_COST));
+console.log(line("scale call to page, median", `${median.toFixed(0)} ms`));
+console.log(line("scale call to page, worst", `${worst.toFixed(0)} ms`, "≤ 1000 ms", worst <= TARGET_UPDATE_MS));
+
+if (jsonPath) {
+  fs.writeFileSync(jsonPath, JSON.stringify({
+    benchmark: "dashboard",
+    quick,
+    load_average: os.loadavg(),
+    cores: os.cpus().length,
+    periods,
+    throughput_without_page_per_s: without,
+    throughput_with_page_per_s: withPage,
+    throughput_lost_share: cost,
+    target_throughput_lost_share: TARGET_COST,
+    update_ms: updates,
+    update_ms_median: median,
+    update_ms_worst: worst,
+    target_update_ms: TARGET_UPDATE_MS,
+  }, null, 2) + "\n");
+  console.log(`wrote ${jsonPath}`);
+}
