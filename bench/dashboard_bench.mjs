@@ -5,11 +5,14 @@
 // its control endpoint. Periods with the page open in headless Chromium and periods without it
 // alternate (off on on off, ...), each measured after a settling time on the run's own
 // packets_out; the cost is 1 - (rate with the page / rate without), from the sums of each kind.
+// The throughput of a shared machine swings by more than 1 % from one period to the next, so the
+// browser's own CPU time in each period is measured too (its processes' utime + stime): what
+// the page costs the machine, whatever else runs on it.
 // At the end of each period with the page, a scale call (POST /stages/done/scale, as ctl sends
 // it) and the time until the page shows the new consumer count.
 //
 //   node bench/dashboard_bench.mjs TOOL PUPPETEER_DIR CHROMIUM [--quick] [--json FILE]
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -61,10 +64,33 @@ async function status() {
 }
 const clock = () => performance.now() / 1000;
 
+// CPU seconds used so far by `root` and every process below it (Chromium's renderers, GPU and
+// network processes), from /proc.
+const ticksPerSecond = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
+function treeCpuSeconds(root) {
+  const parent = new Map(), ticks = new Map();
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    let stat;
+    try { stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8"); } catch { continue; }  // ended
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");  // from field 3, state
+    parent.set(Number(entry), Number(fields[1]));
+    ticks.set(Number(entry), Number(fields[11]) + Number(fields[12]));
+  }
+  let sum = 0;
+  for (const [pid, t] of ticks) {
+    let p = pid;
+    for (let depth = 0; p && p !== root && depth < 64; ++depth) p = parent.get(p);
+    if (p === root) sum += t;
+  }
+  return sum / ticksPerSecond;
+}
+
 const browser = await puppeteer.launch({
   executablePath: chromium, headless: true, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
 });
-const periods = [];   // {page, rate}
+const browserPid = browser.process().pid;
+const periods = [];   // {page, rate, browser_cpu_share}: browser CPU seconds per second
 const updates = [];   // ms from sending a scale call to the page showing its effect
 let page = null;
 let consumers = 1;
@@ -83,12 +109,14 @@ try {
       page = null;
     }
     await sleep(SETTLE_S);
-    const a = await status(), ta = clock();
+    const a = await status(), ta = clock(), cpuA = treeCpuSeconds(browserPid);
     await sleep(MEASURE_S);
-    const b = await status(), tb = clock();
+    const b = await status(), tb = clock(), cpuB = treeCpuSeconds(browserPid);
     const rate = (b.packets_out - a.packets_out) / (tb - ta);
-    periods.push({ page: withPage, rate });
-    process.stdout.write(`  ${withPage ? "with the page   " : "without the page"}  ${rate.toFixed(0)} packets/s\n`);
+    const browserCpu = (cpuB - cpuA) / (tb - ta);
+    periods.push({ page: withPage, rate, browser_cpu_share: browserCpu });
+    process.stdout.write(`  ${withPage ? "with the page   " : "without the page"}  ${rate.toFixed(0)} packets/s, ` +
+                         `browser ${(browserCpu * 1000).toFixed(0)} ms CPU/s\n`);
     if (withPage) {
       // From sending the scale call to the page showing its effect.
       consumers = consumers === 1 ? 2 : 1;
@@ -114,6 +142,11 @@ const mean = (xs) => xs.reduce((s, x) => s + x, 0) / xs.length;
 const without = mean(periods.filter((p) => !p.page).map((p) => p.rate));
 const withPage = mean(periods.filter((p) => p.page).map((p) => p.rate));
 const cost = 1 - withPage / without;
+const cores = os.cpus().length;
+// The page's CPU: the browser's with it open less the idle browser's, as a share of the machine.
+const pageCpu = mean(periods.filter((p) => p.page).map((p) => p.browser_cpu_share)) -
+  mean(periods.filter((p) => !p.page).map((p) => p.browser_cpu_share));
+const pageShare = pageCpu / cores;
 const sorted = [...updates].sort((x, y) => x - y);
 const median = sorted[Math.floor(sorted.length / 2)];
 const worst = sorted[sorted.length - 1];
@@ -121,10 +154,13 @@ const load = os.loadavg().map((l) => l.toFixed(2)).join(" ");
 // One figure a line; with a target, whether it was met.
 const line = (name, value, target, ok) => `${name.padEnd(34)}${value.padStart(10)}` +
   (target ? `   target ${target.padEnd(10)} ${ok ? "met" : "MISSED"}` : "");
-console.log(`\ndashboard: ${PAIRS} periods of ${MEASURE_S} s with the page and ${PAIRS} without, interleaved; load ${load} (1/5/15 min), ${os.cpus().length} cores`);
+const spread = (xs) => (Math.max(...xs) - Math.min(...xs)) / mean(xs);
+console.log(`\ndashboard: ${PAIRS} periods of ${MEASURE_S} s with the page and ${PAIRS} without, interleaved; load ${load} (1/5/15 min), ${cores} cores`);
 console.log(line("throughput without the page", `${without.toFixed(0)}/s`));
 console.log(line("throughput with the page", `${withPage.toFixed(0)}/s`));
+console.log(line("spread of the periods without", `${(spread(periods.filter((p) => !p.page).map((p) => p.rate)) * 100).toFixed(1)} %`));
 console.log(line("throughput lost with the page", `${(cost * 100).toFixed(2)} %`, "≤ 1 %", cost <= TARGET_COST));
+console.log(line("the page's CPU, share of the machine", `${(pageShare * 100).toFixed(2)} %`, "≤ 1 %", pageShare <= TARGET_COST));
 console.log(line("scale call to page, median", `${median.toFixed(0)} ms`));
 console.log(line("scale call to page, worst", `${worst.toFixed(0)} ms`, "≤ 1000 ms", worst <= TARGET_UPDATE_MS));
 
@@ -138,6 +174,7 @@ if (jsonPath) {
     throughput_without_page_per_s: without,
     throughput_with_page_per_s: withPage,
     throughput_lost_share: cost,
+    page_cpu_share_of_machine: pageShare,
     target_throughput_lost_share: TARGET_COST,
     update_ms: updates,
     update_ms_median: median,
