@@ -33,13 +33,15 @@ int run(RunOptions options, const CLI::App& command) {
   RunLoopOptions loop{.metrics_json = options.metrics_json,
                       .quiet = options.quiet,
                       .control = options.control,
-                      .inputs = stage_inputs(pipeline)};
+                      .endpoint = {.inputs = stage_inputs(pipeline)}};
   if (pipeline.broker() == "memory") {
     Runner runner(pipeline);  // builds every stage: models load here
     return run_to_end(runner, loop);
   }
 #ifdef MICROMODELS_HAS_REDIS
-  auto owned = std::make_unique<RedisTransport>(redis_options(pipeline, options.broker));
+  const RedisOptions redis = redis_options(pipeline, options.broker);
+  loop.endpoint.broker = broker_view(redis.url, pipeline.name());
+  auto owned = std::make_unique<RedisTransport>(redis);
   RedisTransport& transport = *owned;
   Runner runner(pipeline, std::move(owned));
   loop.started = [&] {

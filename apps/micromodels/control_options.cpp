@@ -37,15 +37,14 @@ std::map<std::string, std::vector<std::string>> stage_inputs(const Pipeline& pip
   return inputs;
 }
 
-std::unique_ptr<ControlServer> start_control(
-    const ControlCliOptions& options, Run& run,
-    std::map<std::string, std::vector<std::string>> inputs) {
+std::unique_ptr<ControlServer> start_control(const ControlCliOptions& options, Run& run,
+                                             ControlOptions endpoint) {
   if (options.listen.empty()) return nullptr;
+  endpoint.listen = options.listen;
+  endpoint.token = options.token;
   std::unique_ptr<ControlServer> server;
   try {
-    server = std::make_unique<ControlServer>(run, ControlOptions{.listen = options.listen,
-                                                                 .token = options.token,
-                                                                 .inputs = std::move(inputs)});
+    server = std::make_unique<ControlServer>(run, std::move(endpoint));
   } catch (const std::exception& e) {
     throw ConfigError({}, "listen", e.what());
   }

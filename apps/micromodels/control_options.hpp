@@ -28,10 +28,10 @@ void add_control_options(CLI::App& command, ControlCliOptions& options);
     const Pipeline& pipeline);
 
 /// Starts the endpoint for `run` when --listen was given and prints "control: URL" on stderr;
-/// null otherwise. `inputs` is the graph (stage_inputs). A port that cannot be bound is a
-/// ConfigError (exit 2: nothing ran yet).
-[[nodiscard]] std::unique_ptr<ControlServer> start_control(
-    const ControlCliOptions& options, Run& run,
-    std::map<std::string, std::vector<std::string>> inputs);
+/// null otherwise. `endpoint` carries what the run adds (its graph, its broker's view); its
+/// listen address and token are set here. A port that cannot be bound is a ConfigError (exit 2:
+/// nothing ran yet).
+[[nodiscard]] std::unique_ptr<ControlServer> start_control(const ControlCliOptions& options,
+                                                           Run& run, ControlOptions endpoint);
 
 }  // namespace micromodels::cli

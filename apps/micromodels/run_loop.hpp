@@ -2,9 +2,7 @@
 #pragma once
 
 #include <functional>
-#include <map>
 #include <string>
-#include <vector>
 
 #include "micromodels/run.hpp"
 
@@ -17,7 +15,7 @@ struct RunLoopOptions {
   bool progress = true;        // a progress bar on stderr (run); a worker has no end to show
   bool quiet = false;
   ControlCliOptions control;   // --listen, --token
-  std::map<std::string, std::vector<std::string>> inputs{};  // the graph, for /status
+  ControlOptions endpoint{};   // the graph and the broker's view, for /status
   std::function<void()> started{};       // called once the run has started (a banner)
   std::function<std::string()> report{};  // lines after the metrics table
 };

@@ -45,7 +45,7 @@ struct ControlServer::State {
   State(Run& r, ControlOptions o)
       : options(std::move(o)),
         sampler([&r] { return r.metrics(); }, options.sample_period_s, options.rate_window_s,
-                options.inputs),
+                options.inputs, options.broker),
         routes(r, sampler) {}
 
   // Unhandled lets the request go on to routing; a refused one is answered here. The

@@ -65,9 +65,11 @@ Json stage_json(const StageMetrics& s, const Recent& recent, Json inputs) {
 }  // namespace
 
 StatusSampler::StatusSampler(std::function<MetricsSnapshot()> metrics, double period_s,
-                             double window_s, std::map<std::string, std::vector<std::string>> inputs)
+                             double window_s, std::map<std::string, std::vector<std::string>> inputs,
+                             std::function<std::vector<BrokerStage>()> broker)
     : metrics_(std::move(metrics)),
       inputs_(std::move(inputs)),
+      broker_(std::move(broker)),
       period_(std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(std::max(period_s, 0.01)))),
       window_(std::chrono::duration_cast<Clock::duration>(
@@ -85,11 +87,36 @@ StatusSampler::~StatusSampler() {
   thread_.join();
 }
 
+void StatusSampler::read_broker() {
+  Json view = Json::array();
+  Json error = nullptr;
+  try {
+    for (const BrokerStage& s : broker_()) {
+      view.push_back(Json{{"stage", s.stage},
+                          {"backlog", s.backlog},
+                          {"pending", s.pending},
+                          {"consumers", s.consumers}});
+    }
+  } catch (const std::exception& e) {
+    view = nullptr;
+    error = e.what();
+  }
+  std::lock_guard lock(mutex_);
+  broker_view_ = std::move(view);
+  broker_error_ = std::move(error);
+}
+
 void StatusSampler::loop() {
+  Clock::time_point broker_read{};  // never yet
   std::unique_lock lock(mutex_);
   while (!wake_.wait_for(lock, period_, [this] { return stopping_; })) {
     lock.unlock();
-    // Outside the lock: a snapshot reads every stage and must not hold up /status.
+    // Outside the lock: a snapshot reads every stage, and the broker is another process; neither
+    // may hold up /status.
+    if (broker_ && Clock::now() - broker_read >= std::chrono::seconds(1)) {
+      broker_read = Clock::now();
+      read_broker();
+    }
     Sample sample{Clock::now(), metrics_()};
     lock.lock();
     samples_.push_back(std::move(sample));
@@ -105,8 +132,11 @@ Json StatusSampler::status() { return status(metrics_()); }
 Json StatusSampler::status(const MetricsSnapshot& now) {
   const Clock::time_point time = Clock::now();
   std::optional<Sample> base;
+  Json broker_view, broker_error;
   {
     std::lock_guard lock(mutex_);
+    broker_view = broker_view_;
+    broker_error = broker_error_;
     // The newest sample at least a window old; the oldest when the server is younger than that.
     for (auto it = samples_.rbegin(); it != samples_.rend(); ++it) {
       if (it->time <= time - window_) {
@@ -135,6 +165,15 @@ Json StatusSampler::status(const MetricsSnapshot& now) {
   if (base && now.packets_in > base->metrics.packets_in) limit = now.bottleneck(&base->metrics);
   if (!limit) limit = now.bottleneck();
 
+  // Each stage the broker knows gets its inputs too: on a distributed run most stages run in
+  // other processes, and the dashboard draws them all.
+  if (broker_view.is_array()) {
+    for (Json& stage : broker_view) {
+      const auto inputs = inputs_.find(stage.at("stage").get<std::string>());
+      stage["inputs"] = inputs != inputs_.end() ? Json(inputs->second) : Json(nullptr);
+    }
+  }
+
   std::optional<double> throughput;
   if (base) {
     const std::uint64_t out = now.packets_out >= base->metrics.packets_out
@@ -151,7 +190,9 @@ Json StatusSampler::status(const MetricsSnapshot& now) {
       {"window_s", base ? Json(window_s) : Json(nullptr)},
       {"throughput_per_s", optional_number(throughput)},
       {"bottleneck", limit ? Json(limit->name) : Json(nullptr)},
-      {"stages", std::move(stages)}};
+      {"stages", std::move(stages)},
+      {"broker", std::move(broker_view)},
+      {"broker_error", std::move(broker_error)}};
 }
 
 Json StatusSampler::stage_status(const std::string& name) {

@@ -65,9 +65,10 @@ stages:
 `);
 const stageNames = ["source", "decode", "work", "sink", "audit"];
 
-// Starts `micromodels run` with a control endpoint and resolves with its URL.
-function startRun(listen, env = {}) {
-  const child = spawn(tool, ["run", pipelineFile, "-q", "--listen", listen], {
+// Starts `micromodels run` (or, with `args`, another command) with a control endpoint and
+// resolves with its URL.
+function startRun(listen, env = {}, args = ["run", pipelineFile, "-q"]) {
+  const child = spawn(tool, [...args, "--listen", listen], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -284,4 +285,43 @@ test("off loopback, a page without the token gets nothing of the run", async () 
   await until("work's consumers to grow", async () => stageOf(await status(url, token), "work").consumers === before + 1);
   await page.close();
   await stop(run.child);
+});
+
+test("on Redis, the run's page shows the stages its workers serve, as the broker sees them", async (t) => {
+  const redis = process.env.MICROMODELS_REDIS_URL;
+  if (!redis) {
+    if (process.env.MICROMODELS_REQUIRE_REDIS === "1") throw new Error("MICROMODELS_REDIS_URL is not set");
+    t.skip("MICROMODELS_REDIS_URL is not set (scripts/test.sh starts a redis-server)");
+    return;
+  }
+  // Its own pipeline name, so that nothing of another run on this Redis is mixed in.
+  const file = path.join(dir, "redis.yaml");
+  fs.writeFileSync(file, fs.readFileSync(pipelineFile, "utf8")
+    .replace("pipeline: dashboard_demo", `pipeline: dashboard_redis_${process.pid}`));
+  const worker = startRun("127.0.0.1:0", {},
+    ["worker", file, "--broker", redis, "--stages", "decode,work", "--consumers", "2"]);
+  runs.push(worker.child);
+  await worker.url;
+  const run = startRun("127.0.0.1:0", {}, ["run", file, "-q", "--broker", redis, "--serve", "none"]);
+  runs.push(run.child);
+  const url = await run.url;
+
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1360, height: 760 });
+  await page.goto(url + "/", { waitUntil: "load" });
+  // Every stage is drawn: the run's own and, dashed, those its worker serves, with the worker's
+  // consumers and the backlog from the broker.
+  await page.waitForFunction((n) => document.querySelectorAll(".stage").length === n &&
+    document.querySelector('.stage[data-stage="work"] [data-field="broker-consumers"]')?.textContent === "2 consumers" &&
+    /^[0-9,]+ · pending [0-9,]+$/.test(document.querySelector('.stage[data-stage="work"] [data-field="backlog"]').textContent),
+  { timeout: 20000 }, stageNames.length);
+  const elsewhere = await page.$$eval(".stage.elsewhere", (cards) => cards.map((c) => c.dataset.stage).sort());
+  assert.deepEqual(elsewhere, ["decode", "work"]);
+  const doc = await status(url);
+  assert.equal(stageOf({ stages: doc.broker.map((b) => ({ ...b, name: b.stage })) }, "work").consumers, 2);
+  assert.equal(await page.$$eval("path.edge", (edges) => edges.length), 4);
+  await page.screenshot({ path: path.join(logDir, "dashboard-redis.png") });
+  await page.close();
+  await stop(run.child);
+  worker.child.kill("SIGTERM");
 });

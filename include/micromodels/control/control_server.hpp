@@ -1,6 +1,8 @@
 // The live-operations endpoint: metrics, status, scale and swap over HTTP.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -9,6 +11,15 @@
 #include "micromodels/run.hpp"
 
 namespace micromodels {
+
+/// A stage of a distributed run as its broker sees it, over every process (on Redis what
+/// `micromodels status --broker URL` shows).
+struct BrokerStage {
+  std::string stage{};
+  std::uint64_t backlog = 0;    // entries no process has taken yet
+  std::uint64_t pending = 0;    // taken by a process, not yet done
+  std::uint64_t consumers = 0;  // the consumers of every live process that serves it
+};
 
 struct ControlOptions {
   /// "ADDR:PORT", "[IPv6]:PORT" or "PORT" (loopback). Port 0 picks a free port.
@@ -23,6 +34,10 @@ struct ControlOptions {
   /// Each stage's inputs (Pipeline::inputs_of), for the graph the dashboard draws: /status
   /// gives a stage's as `inputs`. Empty: `inputs` is null and the dashboard draws no edges.
   std::map<std::string, std::vector<std::string>> inputs{};
+  /// The broker's view of every stage of a distributed run, read about once a second on the
+  /// endpoint's own thread: /status gives the last one as `broker`. Empty (a run in one
+  /// process): `broker` is null. When it throws, /status gives the message as `broker_error`.
+  std::function<std::vector<BrokerStage>()> broker{};
 };
 
 /// An HTTP server on its own threads for one Run (an embedded run, or a worker's part of a

@@ -7,7 +7,7 @@
 // thirds of the browser's CPU of polling twice a second; a hidden tab polls every 5 s.
 const POLL_MS = 750, HIDDEN_POLL_MS = 5000;
 const HISTORY_S = 60;         // what the plots show
-const CARD_W = 300, GAP_X = 64, GAP_Y = 18;
+const CARD_W = 290, GAP_X = 48, GAP_Y = 18;
 const TOKEN_KEY = "micromodels.token";
 const COLORS = ["#2760c4", "#c62828", "#3a8f5c", "#d08a1e", "#7b3fb5", "#00838f", "#ad1457",
                 "#5d6875"];
@@ -179,11 +179,6 @@ function makeCard(name, elsewhere) {
   const title = el("div", "title");
   title.append(el("span", "name", name), el("span", "type", elsewhere ? "runs elsewhere" : ""));
   card.append(title);
-  if (elsewhere) return card;
-  const badge = el("span", "badge", "bottleneck");
-  badge.hidden = true;
-  title.append(badge);
-
   const row = (label, ...children) => {
     const r = el("div", "row");
     r.append(el("span", "label", label), ...children);
@@ -191,6 +186,17 @@ function makeCard(name, elsewhere) {
     return r;
   };
   const value = (field) => { const v = el("span", "value"); v.dataset.field = field; return v; };
+  // On a distributed run: the broker's figures over every process (hidden until it has some).
+  const broker = [row("all procs", value("broker-consumers")), row("backlog", value("backlog"))];
+  for (const r of broker) {
+    r.classList.add("broker");
+    r.hidden = true;
+  }
+  if (elsewhere) return card;
+  const badge = el("span", "badge", "bottleneck");
+  badge.hidden = true;
+  title.append(badge);
+
   const bar = (field, extra) => {
     const b = el("div", "bar" + (extra ? " " + extra : ""));
     const fill = el("span");
@@ -212,7 +218,19 @@ function makeCard(name, elsewhere) {
   row("service", value("latency"));
   row("busy", value("busy"), bar("busy-fill"));
   row("lost", value("lost"));
+  card.append(...broker);
   return card;
+}
+
+// The stages to draw: this process's, and on a distributed run the broker's others, each with
+// its inputs when known.
+function graphStages(status) {
+  const stages = status.stages.map((s) => ({ name: s.name, inputs: s.inputs }));
+  const here = new Set(stages.map((s) => s.name));
+  for (const b of status.broker || []) {
+    if (!here.has(b.stage)) stages.push({ name: b.stage, inputs: b.inputs, elsewhere: true });
+  }
+  return stages;
 }
 
 // Builds a card per stage (and per input that runs elsewhere) when the set of stages changes.
@@ -226,7 +244,10 @@ function build(stages) {
       if (!known.has(input) && !names.includes(input)) names.push(input);
     }
   }
-  for (const name of names) graph.append(makeCard(name, !known.has(name)));
+  for (const name of names) {
+    const s = stages.find((x) => x.name === name);
+    graph.append(makeCard(name, !s || s.elsewhere));
+  }
 }
 
 // Places the cards in columns by depth and draws the edges; after every update, since a
@@ -306,10 +327,19 @@ function show(status) {
   setText($("bottleneck"), status.bottleneck === null ? "–" : status.bottleneck);
   $("bottleneck").classList.toggle("alarm", status.bottleneck !== null);
 
-  const key = JSON.stringify(status.stages.map((s) => [s.name, s.inputs]));
+  const drawn = graphStages(status);
+  const key = JSON.stringify(drawn);
   if (key !== layoutKey) {
     layoutKey = key;
-    build(status.stages);
+    build(drawn);
+  }
+  const graph = $("graph");
+  for (const b of status.broker || []) {
+    const card = graph.querySelector(`.stage[data-stage="${CSS.escape(b.stage)}"]`);
+    if (!card) continue;
+    for (const r of card.querySelectorAll(".broker")) r.hidden = false;
+    fill(card, "broker-consumers", `${b.consumers} consumer${b.consumers === 1 ? "" : "s"}`);
+    fill(card, "backlog", `${count(b.backlog)} · pending ${count(b.pending)}`);
   }
   for (const s of status.stages) {
     const card = $("graph").querySelector(`.stage[data-stage="${CSS.escape(s.name)}"]`);
@@ -331,7 +361,7 @@ function show(status) {
       (s.dead_lettered > 0 ? ` · dead-lettered ${count(s.dead_lettered)}` : ""));
     lost.classList.toggle("bad", s.dropped + s.failed + s.dead_lettered > 0);
   }
-  place(status.stages);
+  place(drawn);
   record(status);
 }
 
