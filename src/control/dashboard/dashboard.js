@@ -101,16 +101,19 @@ function showMessage(text, ok) {
 }
 
 let pollTimer = 0;
+let unanswered = 0;           // polls in a row that got no answer
 async function poll() {
   clearTimeout(pollTimer);
   try {
     const status = await call("GET", "/status");
+    unanswered = 0;
     $("token-form").hidden = true;
     setText($("connection"), "live");
     $("connection").classList.remove("lost");
     show(status);
   } catch (e) {
-    if (!(e instanceof Refused)) {
+    // One lost poll on a busy machine is no news; two in a row are.
+    if (!(e instanceof Refused) && ++unanswered >= 2) {
       $("connection").textContent = "no answer: has the run ended? retrying…";
       $("connection").classList.add("lost");
     }
@@ -215,7 +218,7 @@ function makeCard(name, elsewhere) {
   row("consumers", value("consumers"), minus, plus, swap);
   row("queue", value("queue"), bar("queue-fill", "queue"));
   row("rate", value("rate"));
-  row("service", value("latency"));
+  row("p50 · p99", value("latency"));
   row("busy", value("busy"), bar("busy-fill"));
   row("lost", value("lost"));
   card.append(...broker);
@@ -352,7 +355,7 @@ function show(status) {
     fill(card, "queue", s.queue_capacity > 0 ? `${s.queue_depth}/${s.queue_capacity}` : "–");
     width(card, "queue-fill", s.queue_capacity > 0 ? s.queue_depth / s.queue_capacity : 0);
     fill(card, "rate", rate(s.rate_per_s));
-    fill(card, "latency", `p50 ${duration(s.service_us.p50)} · p99 ${duration(s.service_us.p99)}`);
+    fill(card, "latency", `${duration(s.service_us.p50)} · ${duration(s.service_us.p99)}`);
     const busy = s.recent_busy_share !== null ? s.recent_busy_share : s.busy_share;
     fill(card, "busy", percent(busy));
     width(card, "busy-fill", busy);
