@@ -2,7 +2,8 @@
 // (driven by puppeteer-core) opens it, and every effect is checked through /status, not
 // through the page. Saves screenshots in out/test-logs/ (dashboard.png, dashboard-token.png).
 //
-//   node --test tests/browser/dashboard_test.mjs    (ctest -L browser sets the variables below)
+//   node tests/browser/dashboard_test.mjs    (ctest -L browser sets the variables below; run as
+//   a plain script, not under `node --test`, so that its skip, exit 77, reaches ctest)
 //
 // MICROMODELS_CLI_PATH   the tool
 // MICROMODELS_PUPPETEER  puppeteer-core's folder, inside the cache ($MICROMODELS_CACHE, default
