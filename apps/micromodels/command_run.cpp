@@ -32,13 +32,16 @@ int run(RunOptions options, const CLI::App& command) {
   check_metrics_path(options.metrics_json);
   RunLoopOptions loop{.metrics_json = options.metrics_json,
                       .quiet = options.quiet,
-                      .control = options.control};
+                      .control = options.control,
+                      .endpoint = {.inputs = stage_inputs(pipeline)}};
   if (pipeline.broker() == "memory") {
     Runner runner(pipeline);  // builds every stage: models load here
     return run_to_end(runner, loop);
   }
 #ifdef MICROMODELS_HAS_REDIS
-  auto owned = std::make_unique<RedisTransport>(redis_options(pipeline, options.broker));
+  const RedisOptions redis = redis_options(pipeline, options.broker);
+  loop.endpoint.broker = broker_view(redis.url, pipeline.name());
+  auto owned = std::make_unique<RedisTransport>(redis);
   RedisTransport& transport = *owned;
   Runner runner(pipeline, std::move(owned));
   loop.started = [&] {

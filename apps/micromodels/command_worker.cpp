@@ -53,11 +53,14 @@ int worker(const WorkerOptions& options) {
     if (options.consumers > 0 && served) pipeline.set_consumers(stage.name, options.consumers);
   }
   check_metrics_path(options.metrics_json);
+  const std::string url = redis.url;
   auto owned = std::make_unique<RedisTransport>(std::move(redis));
   RedisTransport& transport = *owned;
   Runner runner(pipeline, std::move(owned));
   RunLoopOptions loop{.metrics_json = options.metrics_json, .progress = false,
-                      .control = options.control};
+                      .control = options.control,
+                      .endpoint = {.inputs = stage_inputs(pipeline),
+                                   .broker = broker_view(url, pipeline.name())}};
   loop.started = [&] {
     std::fprintf(stderr, "worker: serving %s of pipeline '%s' on %s (Ctrl-C to stop)\n",
                  join_or_none(transport.served()).c_str(), pipeline.name().c_str(),
@@ -80,6 +83,18 @@ RedisOptions redis_options(const Pipeline& pipeline, const BrokerOptions& broker
   if (broker.serve == "all") options.serve = RedisOptions::Serve::all;
   if (broker.serve == "none") options.serve = RedisOptions::Serve::none;
   return options;
+}
+
+std::function<std::vector<BrokerStage>()> broker_view(const std::string& url,
+                                                      const std::string& pipeline) {
+  return [url, pipeline] {
+    std::vector<BrokerStage> view;
+    for (const StageStatus& s : redis_status(url, pipeline, 0)) {
+      view.push_back(
+          {.stage = s.stage, .backlog = s.lag, .pending = s.pending, .consumers = s.consumers});
+    }
+    return view;
+  };
 }
 
 std::string join_or_none(const std::vector<std::string>& items) {

@@ -29,12 +29,22 @@ void add_control_options(CLI::App& command, ControlCliOptions& options) {
   });
 }
 
-std::unique_ptr<ControlServer> start_control(const ControlCliOptions& options, Run& run) {
+std::map<std::string, std::vector<std::string>> stage_inputs(const Pipeline& pipeline) {
+  std::map<std::string, std::vector<std::string>> inputs;
+  for (std::size_t i = 0; i < pipeline.stages().size(); ++i) {
+    inputs[pipeline.stages()[i].name] = pipeline.inputs_of(i);
+  }
+  return inputs;
+}
+
+std::unique_ptr<ControlServer> start_control(const ControlCliOptions& options, Run& run,
+                                             ControlOptions endpoint) {
   if (options.listen.empty()) return nullptr;
+  endpoint.listen = options.listen;
+  endpoint.token = options.token;
   std::unique_ptr<ControlServer> server;
   try {
-    server = std::make_unique<ControlServer>(
-        run, ControlOptions{.listen = options.listen, .token = options.token});
+    server = std::make_unique<ControlServer>(run, std::move(endpoint));
   } catch (const std::exception& e) {
     throw ConfigError({}, "listen", e.what());
   }

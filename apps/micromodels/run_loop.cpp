@@ -39,7 +39,7 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
   {
     Interrupts interrupts;
     ProgressBar progress(options.quiet || !options.progress);
-    const auto control = start_control(options.control, run);  // stops when the run has ended
+    const auto control = start_control(options.control, run, options.endpoint);  // stops when the run has ended
     run.start();
     if (options.started) {
       progress.clear();

@@ -15,6 +15,7 @@ struct RunLoopOptions {
   bool progress = true;        // a progress bar on stderr (run); a worker has no end to show
   bool quiet = false;
   ControlCliOptions control;   // --listen, --token
+  ControlOptions endpoint{};   // the graph and the broker's view, for /status
   std::function<void()> started{};       // called once the run has started (a banner)
   std::function<std::string()> report{};  // lines after the metrics table
 };

@@ -10,6 +10,8 @@
 
 #include "micromodels/pipeline.hpp"
 
+#include "dashboard.hpp"
+
 namespace micromodels::detail {
 
 namespace {
@@ -17,7 +19,8 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr const char* kRoutes =
-    "GET /metrics, GET /status, POST /stages/NAME/scale, POST /stages/NAME/swap";
+    "GET / (the dashboard), GET /metrics, GET /status, POST /stages/NAME/scale, "
+    "POST /stages/NAME/swap";
 
 Reply json_reply(int status, const Json& body) {
   return {.status = status,
@@ -90,6 +93,13 @@ Reply error_reply(int status, const std::string& message) {
 
 Reply ControlRoutes::handle(const std::string& method, const std::string& path,
                             const std::string& body) const {
+  if (const EmbeddedFile* file = dashboard_file(path)) {
+    if (method != "GET" && method != "HEAD") return method_not_allowed(method, path, "GET");
+    return {.status = 200,
+            .content_type = std::string(content_type_of(file->path)),
+            .body = std::string(file->body),
+            .allow = {}};
+  }
   if (path == "/metrics") {
     if (method != "GET" && method != "HEAD") return method_not_allowed(method, path, "GET");
     return {.status = 200,

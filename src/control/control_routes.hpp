@@ -19,7 +19,7 @@ struct Reply {
 /// A JSON error reply: {"error": message, "status": status}.
 [[nodiscard]] Reply error_reply(int status, const std::string& message);
 
-/// Answers GET /metrics, GET /status, POST /stages/NAME/scale and POST /stages/NAME/swap.
+/// Answers GET / (the dashboard's files), GET /metrics, GET /status, POST /stages/NAME/scale and POST /stages/NAME/swap.
 /// Every request is checked completely before the run is asked, so a refused request
 /// changes nothing; errors are JSON with a message for the operator.
 class ControlRoutes {

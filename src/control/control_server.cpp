@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "control_routes.hpp"
+#include "dashboard.hpp"
 #include "listen_address.hpp"
 #include "status_sampler.hpp"
 
@@ -30,6 +31,10 @@ bool same_secret(const std::string& given, const std::string& expected) {
 
 void send(const detail::Reply& reply, httplib::Response& response) {
   response.status = reply.status;
+  // The dashboard runs only its own files, and no other site may frame it.
+  response.set_header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'");
+  response.set_header("X-Content-Type-Options", "nosniff");
+  response.set_header("Cache-Control", "no-store");
   if (!reply.allow.empty()) response.set_header("Allow", reply.allow);
   response.set_content(reply.body, reply.content_type.c_str());
 }
@@ -39,13 +44,20 @@ void send(const detail::Reply& reply, httplib::Response& response) {
 struct ControlServer::State {
   State(Run& r, ControlOptions o)
       : options(std::move(o)),
-        sampler([&r] { return r.metrics(); }, options.sample_period_s, options.rate_window_s),
+        sampler([&r] { return r.metrics(); }, options.sample_period_s, options.rate_window_s,
+                options.inputs, options.broker),
         routes(r, sampler) {}
 
-  // Unhandled lets the request go on to routing; a refused one is answered here.
+  // Unhandled lets the request go on to routing; a refused one is answered here. The
+  // dashboard's own files (the same for every run, no data of it) need no token: the page
+  // asks for the token when /status answers 401.
   httplib::Server::HandlerResponse check_token(const httplib::Request& request,
                                                httplib::Response& response) const {
     if (options.token.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    if ((request.method == "GET" || request.method == "HEAD") &&
+        detail::dashboard_file(request.path) != nullptr) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
     constexpr std::string_view kBearer = "Bearer ";
     const std::string header = request.get_header_value("Authorization");
     std::string message;

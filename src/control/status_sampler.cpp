@@ -40,9 +40,10 @@ Recent recent_of(const StageMetrics& now, const StageMetrics* before, double win
   return recent;
 }
 
-Json stage_json(const StageMetrics& s, const Recent& recent) {
+Json stage_json(const StageMetrics& s, const Recent& recent, Json inputs) {
   return Json{{"name", s.name},
               {"type", s.type},
+              {"inputs", std::move(inputs)},
               {"consumers", s.consumers},
               {"queue_depth", s.queue_depth},
               {"queue_max", s.queue_max},
@@ -64,8 +65,11 @@ Json stage_json(const StageMetrics& s, const Recent& recent) {
 }  // namespace
 
 StatusSampler::StatusSampler(std::function<MetricsSnapshot()> metrics, double period_s,
-                             double window_s)
+                             double window_s, std::map<std::string, std::vector<std::string>> inputs,
+                             std::function<std::vector<BrokerStage>()> broker)
     : metrics_(std::move(metrics)),
+      inputs_(std::move(inputs)),
+      broker_(std::move(broker)),
       period_(std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(std::max(period_s, 0.01)))),
       window_(std::chrono::duration_cast<Clock::duration>(
@@ -83,11 +87,36 @@ StatusSampler::~StatusSampler() {
   thread_.join();
 }
 
+void StatusSampler::read_broker() {
+  Json view = Json::array();
+  Json error = nullptr;
+  try {
+    for (const BrokerStage& s : broker_()) {
+      view.push_back(Json{{"stage", s.stage},
+                          {"backlog", s.backlog},
+                          {"pending", s.pending},
+                          {"consumers", s.consumers}});
+    }
+  } catch (const std::exception& e) {
+    view = nullptr;
+    error = e.what();
+  }
+  std::lock_guard lock(mutex_);
+  broker_view_ = std::move(view);
+  broker_error_ = std::move(error);
+}
+
 void StatusSampler::loop() {
+  Clock::time_point broker_read{};  // never yet
   std::unique_lock lock(mutex_);
   while (!wake_.wait_for(lock, period_, [this] { return stopping_; })) {
     lock.unlock();
-    // Outside the lock: a snapshot reads every stage and must not hold up /status.
+    // Outside the lock: a snapshot reads every stage, and the broker is another process; neither
+    // may hold up /status.
+    if (broker_ && Clock::now() - broker_read >= std::chrono::seconds(1)) {
+      broker_read = Clock::now();
+      read_broker();
+    }
     Sample sample{Clock::now(), metrics_()};
     lock.lock();
     samples_.push_back(std::move(sample));
@@ -103,8 +132,11 @@ Json StatusSampler::status() { return status(metrics_()); }
 Json StatusSampler::status(const MetricsSnapshot& now) {
   const Clock::time_point time = Clock::now();
   std::optional<Sample> base;
+  Json broker_view, broker_error;
   {
     std::lock_guard lock(mutex_);
+    broker_view = broker_view_;
+    broker_error = broker_error_;
     // The newest sample at least a window old; the oldest when the server is younger than that.
     for (auto it = samples_.rbegin(); it != samples_.rend(); ++it) {
       if (it->time <= time - window_) {
@@ -122,14 +154,25 @@ Json StatusSampler::status(const MetricsSnapshot& now) {
 
   Json stages = Json::array();
   for (const StageMetrics& s : now.stages) {
-    stages.push_back(stage_json(s, recent_of(s, base ? base->metrics.stage(s.name) : nullptr,
-                                             window_s)));
+    const auto inputs = inputs_.find(s.name);
+    stages.push_back(stage_json(
+        s, recent_of(s, base ? base->metrics.stage(s.name) : nullptr, window_s),
+        inputs != inputs_.end() ? Json(inputs->second) : Json(nullptr)));
   }
   // The same rule as the run's report (MetricsSnapshot::bottleneck), on the service times of the
   // last window when packets finished in it, so that after a change the limit moves at once.
   std::optional<Bottleneck> limit;
   if (base && now.packets_in > base->metrics.packets_in) limit = now.bottleneck(&base->metrics);
   if (!limit) limit = now.bottleneck();
+
+  // Each stage the broker knows gets its inputs too: on a distributed run most stages run in
+  // other processes, and the dashboard draws them all.
+  if (broker_view.is_array()) {
+    for (Json& stage : broker_view) {
+      const auto inputs = inputs_.find(stage.at("stage").get<std::string>());
+      stage["inputs"] = inputs != inputs_.end() ? Json(inputs->second) : Json(nullptr);
+    }
+  }
 
   std::optional<double> throughput;
   if (base) {
@@ -147,7 +190,9 @@ Json StatusSampler::status(const MetricsSnapshot& now) {
       {"window_s", base ? Json(window_s) : Json(nullptr)},
       {"throughput_per_s", optional_number(throughput)},
       {"bottleneck", limit ? Json(limit->name) : Json(nullptr)},
-      {"stages", std::move(stages)}};
+      {"stages", std::move(stages)},
+      {"broker", std::move(broker_view)},
+      {"broker_error", std::move(broker_error)}};
 }
 
 Json StatusSampler::stage_status(const std::string& name) {

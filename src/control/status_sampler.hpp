@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -13,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "micromodels/control/control_server.hpp"
 #include "micromodels/metrics.hpp"
 
 namespace micromodels::detail {
@@ -25,7 +27,11 @@ class StatusSampler {
  public:
   using Clock = std::chrono::steady_clock;
 
-  StatusSampler(std::function<MetricsSnapshot()> metrics, double period_s, double window_s);
+  /// `inputs`: each stage's inputs, given in /status as they are (empty: null). `broker`: read
+  /// about once a second beside the samples (empty: /status's `broker` is null).
+  StatusSampler(std::function<MetricsSnapshot()> metrics, double period_s, double window_s,
+                std::map<std::string, std::vector<std::string>> inputs = {},
+                std::function<std::vector<BrokerStage>()> broker = {});
   ~StatusSampler();
   StatusSampler(const StatusSampler&) = delete;
   StatusSampler& operator=(const StatusSampler&) = delete;
@@ -45,14 +51,19 @@ class StatusSampler {
 
  private:
   void loop();
+  void read_broker();
 
   std::function<MetricsSnapshot()> metrics_;
+  std::map<std::string, std::vector<std::string>> inputs_;
+  std::function<std::vector<BrokerStage>()> broker_;
   Clock::duration period_;
   Clock::duration window_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
   std::deque<Sample> samples_;  // oldest first
+  nlohmann::ordered_json broker_view_;   // /status's `broker`: null until read
+  nlohmann::ordered_json broker_error_;  // /status's `broker_error`: null or the message
   std::thread thread_;
 };
 

@@ -152,6 +152,45 @@ TEST_F(DistributedCliTest, AWorkerShowsItsMetricsOnTheControlEndpoint) {
   EXPECT_EQ(w->wait(20s).exit_code, 0);
 }
 
+TEST_F(DistributedCliTest, TheRunsEndpointShowsEveryStageAsTheBrokerSeesIt) {
+  const fs::path file = write_pipeline(400, "service_ms: 5", ", rate: 100");
+  auto w = worker("w", file, "work", {"--consumers", "2"});
+  wait_live("work", 2);
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q",
+                           "--listen", "127.0.0.1:0"});
+  std::string url;
+  for (int i = 0; i < 200 && url.empty(); ++i) {
+    const std::string err = read_text(dir_ / "run.err");
+    const auto at = err.find("control: http://");
+    if (at != std::string::npos) url = err.substr(at + 9, err.find('\n', at) - at - 9);
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_FALSE(url.empty()) << read_text(dir_ / "run.err");
+  // The run process does not run `work`; its /status has it from the broker: the worker's two
+  // consumers, and its inputs for the dashboard's graph.
+  nlohmann::json work;
+  nlohmann::json doc;
+  for (int i = 0; i < 40 && work.is_null(); ++i) {
+    const Result status = start("status", {"ctl", url, "status", "--json"})->wait(20s);
+    ASSERT_EQ(status.exit_code, 0) << status.err;
+    doc = nlohmann::json::parse(status.out);
+    for (const auto& stage : doc["broker"].is_array() ? doc["broker"] : nlohmann::json::array()) {
+      if (stage["stage"] == "work" && stage["consumers"] == 2) work = stage;
+    }
+    if (work.is_null()) std::this_thread::sleep_for(250ms);
+  }
+  ASSERT_FALSE(work.is_null()) << doc.dump(2);
+  EXPECT_EQ(work["inputs"], nlohmann::json::array({"source"}));
+  EXPECT_TRUE(work["backlog"].is_number_unsigned());
+  EXPECT_TRUE(doc["broker_error"].is_null()) << doc.dump(2);
+  for (const auto& stage : doc["stages"]) EXPECT_NE(stage["name"], "work") << "runs in the worker";
+  const Result done = run->wait(60s);
+  ASSERT_EQ(done.exit_code, 0) << done.err;
+  expect_complete(400);
+  w->signal(SIGTERM);
+  EXPECT_EQ(w->wait(20s).exit_code, 0);
+}
+
 TEST_F(DistributedCliTest, TheRunServesAStageItselfOnceItsOnlyWorkerIsGone) {
   const int count = 300;
   const fs::path file = write_pipeline(count, "service_ms: 5");

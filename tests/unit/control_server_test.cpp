@@ -190,6 +190,57 @@ TEST(ControlServer, ServesARunThatIsNotARunner) {
   EXPECT_EQ(why["error"], "no stage 'nosuch' runs in this process");
 }
 
+TEST(ControlServer, StatusGivesEachStagesInputsWhenTold) {
+  FakeRun fake;
+  {
+    ControlServer server(fake, {.inputs = {{"a", {}}, {"b", {"a"}}}});
+    const Json status = get_json(server, "/status");
+    EXPECT_EQ(stage_of(status, "a")["inputs"], Json::array());
+    EXPECT_EQ(stage_of(status, "b")["inputs"], Json::array({"a"}));
+  }
+  ControlServer untold(fake, {});
+  EXPECT_TRUE(stage_of(get_json(untold, "/status"), "b")["inputs"].is_null());
+}
+
+TEST(ControlServer, StatusGivesTheBrokersViewAndWhyItCannotBeRead) {
+  FakeRun fake;
+  std::atomic<bool> reachable{true};
+  ControlServer server(fake, {.inputs = {{"a", {}}, {"b", {"a"}}, {"far", {"b"}}},
+                              .broker = [&reachable] {
+                                if (!reachable) throw std::runtime_error("broker unreachable");
+                                return std::vector<BrokerStage>{
+                                    {.stage = "b", .backlog = 5, .pending = 2, .consumers = 3},
+                                    {.stage = "far", .backlog = 7, .pending = 0, .consumers = 4}};
+                              }});
+  const auto status_until = [&](const std::function<bool(const Json&)>& done) {
+    Json status;
+    for (int i = 0; i < 100; ++i) {
+      status = get_json(server, "/status");
+      if (done(status)) break;
+      std::this_thread::sleep_for(50ms);
+    }
+    return status;
+  };
+  const Json read = status_until([](const Json& s) { return s["broker"].is_array(); });
+  ASSERT_TRUE(read["broker"].is_array()) << read.dump(2);
+  ASSERT_EQ(read["broker"].size(), 2u);
+  // A stage of another process, with its inputs for the graph.
+  EXPECT_EQ(read["broker"][1], Json::parse(R"({"stage": "far", "backlog": 7, "pending": 0,
+                                               "consumers": 4, "inputs": ["b"]})"));
+  EXPECT_EQ(read["broker"][0]["consumers"], 3);
+  EXPECT_TRUE(read["broker_error"].is_null());
+
+  reachable = false;
+  const Json failed = status_until([](const Json& s) { return !s["broker_error"].is_null(); });
+  EXPECT_EQ(failed["broker_error"], "broker unreachable") << failed.dump(2);
+  EXPECT_TRUE(failed["broker"].is_null());
+
+  ControlServer alone(fake, {});
+  const Json untold = get_json(alone, "/status");
+  EXPECT_TRUE(untold["broker"].is_null());
+  EXPECT_TRUE(untold["broker_error"].is_null());
+}
+
 TEST(ControlServer, RatesComeFromTheLastWindowNotFromTheStart) {
   FakeRun fake;
   // 100000 packets long ago: stage a took 0.95 ms each (a high busy share since the start),

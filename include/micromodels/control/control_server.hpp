@@ -1,12 +1,25 @@
 // The live-operations endpoint: metrics, status, scale and swap over HTTP.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "micromodels/run.hpp"
 
 namespace micromodels {
+
+/// A stage of a distributed run as its broker sees it, over every process (on Redis what
+/// `micromodels status --broker URL` shows).
+struct BrokerStage {
+  std::string stage{};
+  std::uint64_t backlog = 0;    // entries no process has taken yet
+  std::uint64_t pending = 0;    // taken by a process, not yet done
+  std::uint64_t consumers = 0;  // the consumers of every live process that serves it
+};
 
 struct ControlOptions {
   /// "ADDR:PORT", "[IPv6]:PORT" or "PORT" (loopback). Port 0 picks a free port.
@@ -18,11 +31,19 @@ struct ControlOptions {
   double sample_period_s = 0.25;
   /// How far back /status looks for its recent rates and busy shares.
   double rate_window_s = 1.0;
+  /// Each stage's inputs (Pipeline::inputs_of), for the graph the dashboard draws: /status
+  /// gives a stage's as `inputs`. Empty: `inputs` is null and the dashboard draws no edges.
+  std::map<std::string, std::vector<std::string>> inputs{};
+  /// The broker's view of every stage of a distributed run, read about once a second on the
+  /// endpoint's own thread: /status gives the last one as `broker`. Empty (a run in one
+  /// process): `broker` is null. When it throws, /status gives the message as `broker_error`.
+  std::function<std::vector<BrokerStage>()> broker{};
 };
 
 /// An HTTP server on its own threads for one Run (an embedded run, or a worker's part of a
-/// distributed one): GET /metrics (Prometheus text), GET /status (JSON),
-/// POST /stages/NAME/scale, POST /stages/NAME/swap. docs/operations.md describes every route.
+/// distributed one): GET / (the dashboard, a web page), GET /metrics (Prometheus text),
+/// GET /status (JSON), POST /stages/NAME/scale, POST /stages/NAME/swap. docs/operations.md
+/// describes every route.
 /// A refusal from the run (std::invalid_argument: 400, ConfigError: 422) changes nothing.
 /// Construction binds and starts serving (throws std::invalid_argument for bad options,
 /// std::runtime_error when the address cannot be bound); destruction stops it and waits for

@@ -1,0 +1,492 @@
+// The dashboard: polls GET /status, draws the stages as a graph with their live figures and the
+// last minute as plots, and scales or swaps a stage through the routes `micromodels ctl` uses.
+// Every text from the server is set as text (never as HTML).
+"use strict";
+
+// /status's figures cover the last second. Every 750 ms a change shows within a second, at two
+// thirds of the browser's CPU of polling twice a second; a hidden tab polls every 5 s.
+const POLL_MS = 750, HIDDEN_POLL_MS = 5000;
+const HISTORY_S = 60;         // what the plots show
+const CARD_W = 290, GAP_X = 48, GAP_Y = 18;
+const TOKEN_KEY = "micromodels.token";
+const COLORS = ["#2760c4", "#c62828", "#3a8f5c", "#d08a1e", "#7b3fb5", "#00838f", "#ad1457",
+                "#5d6875"];
+
+const $ = (id) => document.getElementById(id);
+const svgNS = "http://www.w3.org/2000/svg";
+
+let latest = null;            // the last /status document
+let layoutKey = "";           // the graph drawn: stages and their inputs
+let history = [];             // {t, throughput, service: {stage: ms}}
+let swapStage = "";
+let placed = "";              // the cards' heights when the graph was last placed
+
+// --- talking to the endpoint -----------------------------------------------------------------
+
+function headers() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const h = {};
+  if (token) h.Authorization = "Bearer " + token;
+  return h;
+}
+
+class Refused extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// Sends a request; a refusal throws Refused with the server's own message.
+async function call(method, path, body) {
+  const init = { method, headers: headers(), cache: "no-store" };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), 10000);
+  init.signal = controller.signal;
+  let reply;
+  try {
+    reply = await fetch(path, init);
+  } finally {
+    clearTimeout(timer);
+  }
+  const text = await reply.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch (e) { /* not JSON: the text is the message */ }
+  if (!reply.ok) {
+    const message = json && json.error ? json.error : `HTTP ${reply.status}: ${text}`;
+    if (reply.status === 401 || reply.status === 403) askForToken(message);
+    throw new Refused(reply.status, message);
+  }
+  return json;
+}
+
+function askForToken(message) {
+  // Without a valid token the page keeps nothing of the run on screen.
+  latest = null;
+  layoutKey = "";
+  placed = "";
+  history = [];
+  $("view").hidden = true;
+  $("pipeline").textContent = "";
+  for (const id of ["elapsed", "packets-in", "packets-out", "in-flight", "throughput", "bottleneck"]) {
+    $(id).textContent = "–";
+  }
+  $("token-reason").textContent = message;
+  $("connection").textContent = "needs a token";
+  $("connection").classList.remove("lost");
+  const form = $("token-form");
+  if (form.hidden) {
+    form.hidden = false;
+    $("token").focus();
+  }
+}
+
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("token").value);
+  $("token").value = "";
+  $("token-form").hidden = true;
+  poll();
+});
+
+function showMessage(text, ok) {
+  const m = $("message");
+  m.textContent = text;
+  m.classList.toggle("ok", !!ok);
+  m.hidden = !text;
+}
+
+let pollTimer = 0;
+let unanswered = 0;           // polls in a row that got no answer
+async function poll() {
+  clearTimeout(pollTimer);
+  try {
+    const status = await call("GET", "/status");
+    unanswered = 0;
+    $("token-form").hidden = true;
+    setText($("connection"), "live");
+    $("connection").classList.remove("lost");
+    show(status);
+  } catch (e) {
+    // One lost poll on a busy machine is no news; two in a row are.
+    if (!(e instanceof Refused) && ++unanswered >= 2) {
+      $("connection").textContent = "no answer: has the run ended? retrying…";
+      $("connection").classList.add("lost");
+    }
+  }
+  // While the token is asked for, nothing is polled: the form's submit polls again.
+  if ($("token-form").hidden) pollTimer = setTimeout(poll, document.hidden ? HIDDEN_POLL_MS : POLL_MS);
+}
+
+// A tab shown again is brought up to date at once.
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && $("token-form").hidden) poll();
+});
+
+// --- formatting ------------------------------------------------------------------------------
+
+function count(n) { return n === null || n === undefined ? "–" : Math.round(n).toLocaleString("en"); }
+function rate(n) { return n === null || n === undefined ? "–" : (n < 10 ? n.toFixed(1) : count(n)) + "/s"; }
+function duration(us) {
+  if (us === null || us === undefined || us === 0) return "–";
+  if (us < 1000) return us.toFixed(us < 10 ? 1 : 0) + " µs";
+  if (us < 1e6) return (us / 1000).toFixed(us < 1e4 ? 2 : 1) + " ms";
+  return (us / 1e6).toFixed(2) + " s";
+}
+function clock(s) {
+  const m = Math.floor(s / 60), r = Math.floor(s % 60);
+  return `${m}:${String(r).padStart(2, "0")}`;
+}
+function percent(share) { return share === null || share === undefined ? "–" : Math.round(share * 100) + "%"; }
+
+function el(tag, className, text) {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+// --- the graph -------------------------------------------------------------------------------
+
+// Depth of each stage: 0 for one without inputs, else one more than its deepest input. Inputs
+// that do not run in this process (a worker's) are drawn as "elsewhere" nodes.
+function depths(stages) {
+  const byName = new Map(stages.map((s) => [s.name, s]));
+  const depth = new Map();
+  const visit = (name, seen) => {
+    if (depth.has(name)) return depth.get(name);
+    const s = byName.get(name);
+    let d = 0;
+    if (s && s.inputs && !seen.has(name)) {
+      seen.add(name);
+      for (const input of s.inputs) d = Math.max(d, visit(input, seen) + 1);
+    }
+    depth.set(name, d);
+    return d;
+  };
+  const graphKnown = stages.some((s) => Array.isArray(s.inputs));
+  stages.forEach((s, i) => {
+    if (!graphKnown) depth.set(s.name, i);  // no graph given: the stages in a row, no edges
+    else visit(s.name, new Set());
+  });
+  return depth;
+}
+
+function makeCard(name, elsewhere) {
+  const card = el("div", "stage" + (elsewhere ? " elsewhere" : ""));
+  card.dataset.stage = name;
+  const title = el("div", "title");
+  title.append(el("span", "name", name), el("span", "type", elsewhere ? "runs elsewhere" : ""));
+  card.append(title);
+  const row = (label, ...children) => {
+    const r = el("div", "row");
+    r.append(el("span", "label", label), ...children);
+    card.append(r);
+    return r;
+  };
+  const value = (field) => { const v = el("span", "value"); v.dataset.field = field; return v; };
+  // On a distributed run: the broker's figures over every process (hidden until it has some).
+  const broker = [row("all procs", value("broker-consumers")), row("backlog", value("backlog"))];
+  for (const r of broker) {
+    r.classList.add("broker");
+    r.hidden = true;
+  }
+  if (elsewhere) return card;
+  const badge = el("span", "badge", "bottleneck");
+  badge.hidden = true;
+  title.append(badge);
+
+  const bar = (field, extra) => {
+    const b = el("div", "bar" + (extra ? " " + extra : ""));
+    const fill = el("span");
+    fill.dataset.field = field;
+    b.append(fill);
+    return b;
+  };
+  const minus = el("button", "scale-down", "−");
+  minus.title = "one consumer less";
+  minus.addEventListener("click", () => scaleBy(name, -1));
+  const plus = el("button", "scale-up", "+");
+  plus.title = "one consumer more";
+  plus.addEventListener("click", () => scaleBy(name, +1));
+  const swap = el("button", "swap", "swap…");
+  swap.addEventListener("click", () => openSwap(name));
+  row("consumers", value("consumers"), minus, plus, swap);
+  row("queue", value("queue"), bar("queue-fill", "queue"));
+  row("rate", value("rate"));
+  row("p50 · p99", value("latency"));
+  row("busy", value("busy"), bar("busy-fill"));
+  row("lost", value("lost"));
+  card.append(...broker);
+  return card;
+}
+
+// The stages to draw: this process's, and on a distributed run the broker's others, each with
+// its inputs when known.
+function graphStages(status) {
+  const stages = status.stages.map((s) => ({ name: s.name, inputs: s.inputs }));
+  const here = new Set(stages.map((s) => s.name));
+  for (const b of status.broker || []) {
+    if (!here.has(b.stage)) stages.push({ name: b.stage, inputs: b.inputs, elsewhere: true });
+  }
+  return stages;
+}
+
+// Builds a card per stage (and per input that runs elsewhere) when the set of stages changes.
+function build(stages) {
+  const graph = $("graph");
+  for (const card of graph.querySelectorAll(".stage")) card.remove();
+  const known = new Set(stages.map((s) => s.name));
+  const names = stages.map((s) => s.name);
+  for (const s of stages) {
+    for (const input of s.inputs || []) {
+      if (!known.has(input) && !names.includes(input)) names.push(input);
+    }
+  }
+  for (const name of names) {
+    const s = stages.find((x) => x.name === name);
+    graph.append(makeCard(name, !s || s.elsewhere));
+  }
+}
+
+// Places the cards in columns by depth and draws the edges; after every update, since a
+// card's height follows its text.
+function place(stages) {
+  const graph = $("graph");
+  const cards = new Map([...graph.querySelectorAll(".stage")].map((c) => [c.dataset.stage, c]));
+  const heights = layoutKey + [...cards.values()].map((c) => c.offsetHeight).join(",");
+  if (heights === placed) return;
+  placed = heights;
+  const depth = depths(stages);
+  const columns = [];
+  for (const [name, card] of cards) {
+    const d = depth.has(name) ? depth.get(name) : 0;
+    (columns[d] = columns[d] || []).push(card);
+  }
+  let height = 0;
+  columns.forEach((column, d) => {
+    let y = 0;
+    for (const card of column || []) {
+      card.style.left = d * (CARD_W + GAP_X) + "px";
+      card.style.top = y + "px";
+      y += card.offsetHeight + GAP_Y;
+    }
+    height = Math.max(height, y - GAP_Y);
+  });
+  const width = columns.length * (CARD_W + GAP_X) - GAP_X;
+  graph.style.height = height + "px";
+  graph.style.width = width + "px";
+  const edges = $("edges");
+  edges.setAttribute("width", width);
+  edges.setAttribute("height", height);
+  const paths = [];
+  for (const s of stages) {
+    for (const input of s.inputs || []) {
+      const from = cards.get(input), to = cards.get(s.name);
+      if (!from || !to) continue;
+      const x1 = from.offsetLeft + from.offsetWidth, y1 = from.offsetTop + from.offsetHeight / 2;
+      const x2 = to.offsetLeft, y2 = to.offsetTop + to.offsetHeight / 2;
+      const mid = (x1 + x2) / 2;
+      const path = document.createElementNS(svgNS, "path");
+      path.setAttribute("class", "edge");
+      path.setAttribute("d", `M ${x1} ${y1} C ${mid} ${y1}, ${mid} ${y2}, ${x2 - 2} ${y2}`);
+      path.setAttribute("marker-end", "url(#arrow)");
+      paths.push(path);
+    }
+  }
+  for (const path of edges.querySelectorAll("path.edge")) path.remove();
+  edges.append(...paths);
+}
+
+// Writes only what changed: the browser then lays out and paints only that.
+function setText(e, text) {
+  if (e && e.textContent !== text) e.textContent = text;
+  return e;
+}
+
+function fill(card, field, text) {
+  return setText(card.querySelector(`[data-field="${field}"]`), text);
+}
+
+function width(card, field, share) {
+  const e = card.querySelector(`[data-field="${field}"]`);
+  const value = (Math.max(0, Math.min(1, share || 0)) * 100).toFixed(1) + "%";
+  if (e && e.style.width !== value) e.style.width = value;
+}
+
+function show(status) {
+  latest = status;
+  $("view").hidden = false;
+  setText($("pipeline"), status.pipeline);
+  setText($("elapsed"), clock(status.elapsed_s));
+  setText($("packets-in"), count(status.packets_in));
+  setText($("packets-out"), count(status.packets_out));
+  setText($("in-flight"), count(status.in_flight));
+  setText($("throughput"), rate(status.throughput_per_s));
+  setText($("bottleneck"), status.bottleneck === null ? "–" : status.bottleneck);
+  $("bottleneck").classList.toggle("alarm", status.bottleneck !== null);
+
+  const drawn = graphStages(status);
+  const key = JSON.stringify(drawn);
+  if (key !== layoutKey) {
+    layoutKey = key;
+    build(drawn);
+  }
+  const graph = $("graph");
+  for (const b of status.broker || []) {
+    const card = graph.querySelector(`.stage[data-stage="${CSS.escape(b.stage)}"]`);
+    if (!card) continue;
+    for (const r of card.querySelectorAll(".broker")) r.hidden = false;
+    fill(card, "broker-consumers", `${b.consumers} consumer${b.consumers === 1 ? "" : "s"}`);
+    fill(card, "backlog", `${count(b.backlog)} · pending ${count(b.pending)}`);
+  }
+  for (const s of status.stages) {
+    const card = $("graph").querySelector(`.stage[data-stage="${CSS.escape(s.name)}"]`);
+    if (!card) continue;
+    setText(card.querySelector(".type"), s.type);
+    const limit = s.name === status.bottleneck;
+    card.classList.toggle("bottleneck", limit);
+    card.querySelector(".badge").hidden = !limit;
+    fill(card, "consumers", String(s.consumers));
+    fill(card, "queue", s.queue_capacity > 0 ? `${s.queue_depth}/${s.queue_capacity}` : "–");
+    width(card, "queue-fill", s.queue_capacity > 0 ? s.queue_depth / s.queue_capacity : 0);
+    fill(card, "rate", rate(s.rate_per_s));
+    fill(card, "latency", `${duration(s.service_us.p50)} · ${duration(s.service_us.p99)}`);
+    const busy = s.recent_busy_share !== null ? s.recent_busy_share : s.busy_share;
+    fill(card, "busy", percent(busy));
+    width(card, "busy-fill", busy);
+    const lost = fill(card, "lost",
+      `dropped ${count(s.dropped)} · failed ${count(s.failed)}` +
+      (s.dead_lettered > 0 ? ` · dead-lettered ${count(s.dead_lettered)}` : ""));
+    lost.classList.toggle("bad", s.dropped + s.failed + s.dead_lettered > 0);
+  }
+  place(drawn);
+  record(status);
+}
+
+// --- the plots -------------------------------------------------------------------------------
+
+function record(status) {
+  const t = status.elapsed_s;
+  if (history.length && t < history[history.length - 1].t) history = [];  // another run
+  const service = {};
+  for (const s of status.stages) {
+    if (s.recent_service_mean_us !== null) service[s.name] = s.recent_service_mean_us / 1000;
+  }
+  history.push({ t, throughput: status.throughput_per_s, service });
+  while (history.length && history[0].t < t - HISTORY_S) history.shift();
+  const names = status.stages.map((s) => s.name);
+  plot($("plot-throughput"), [{ color: COLORS[0], get: (h) => h.throughput }], t);
+  plot($("plot-service"),
+    names.map((n, i) => ({ name: n, color: COLORS[i % COLORS.length], get: (h) => h.service[n] })), t);
+  const legend = $("legend-service");
+  if (legend.dataset.names !== names.join("\n")) {
+    legend.dataset.names = names.join("\n");
+    legend.replaceChildren(...names.map((n, i) => {
+      const li = el("li", "", n);
+      li.style.setProperty("--swatch", COLORS[i % COLORS.length]);
+      return li;
+    }));
+  }
+}
+
+function plot(svg, series, now) {
+  const W = 600, H = 150, top = 14, bottom = 4;
+  let max = 0;
+  for (const h of history) for (const s of series) max = Math.max(max, s.get(h) || 0);
+  max = niceCeiling(max);
+  const x = (t) => ((t - (now - HISTORY_S)) / HISTORY_S) * W;
+  const y = (v) => H - bottom - (v / max) * (H - top - bottom);
+  const parts = [];
+  for (const f of [0.5, 1]) {
+    const line = document.createElementNS(svgNS, "line");
+    line.setAttribute("class", "grid");
+    line.setAttribute("x1", 0); line.setAttribute("x2", W);
+    line.setAttribute("y1", y(max * f)); line.setAttribute("y2", y(max * f));
+    parts.push(line);
+  }
+  const label = document.createElementNS(svgNS, "text");
+  label.setAttribute("x", 4); label.setAttribute("y", 12);
+  label.textContent = max.toLocaleString("en");
+  parts.push(label);
+  for (const s of series) {
+    const points = history.filter((h) => s.get(h) !== undefined && s.get(h) !== null)
+      .map((h) => `${x(h.t).toFixed(1)},${y(s.get(h)).toFixed(1)}`);
+    if (points.length < 2) continue;
+    const line = document.createElementNS(svgNS, "polyline");
+    line.setAttribute("points", points.join(" "));
+    line.setAttribute("stroke", s.color);
+    parts.push(line);
+  }
+  svg.replaceChildren(...parts);
+}
+
+function niceCeiling(v) {
+  if (v <= 0) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
+  return 10 * p;
+}
+
+// --- scale and swap, through the routes `ctl` uses -------------------------------------------
+
+async function scaleBy(name, delta) {
+  const s = latest && latest.stages.find((x) => x.name === name);
+  if (!s) return;
+  try {
+    const answer = await call("POST", `/stages/${encodeURIComponent(name)}/scale`,
+                              { consumers: s.consumers + delta });
+    showMessage(`scaled ${name}: ${answer.consumers_before} → ${answer.consumers} consumers`, true);
+    poll();
+  } catch (e) {
+    showMessage(`scale ${name}: ${e.message}`);
+  }
+}
+
+function openSwap(name) {
+  swapStage = name;
+  $("swap-stage").textContent = name;
+  $("swap-type").value = "";
+  $("swap-params").value = "";
+  $("swap-message").hidden = true;
+  $("swap-dialog").showModal();
+}
+
+$("swap-cancel").addEventListener("click", () => $("swap-dialog").close());
+
+$("swap-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const params = {};
+  const lines = $("swap-params").value.split("\n").map((l) => l.trim()).filter((l) => l);
+  for (const [i, line] of lines.entries()) {
+    const eq = line.indexOf("=");
+    if (eq <= 0) {
+      $("swap-message").textContent = `line ${i + 1}: '${line}' is not name=value`;
+      $("swap-message").hidden = false;
+      return;
+    }
+    params[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();  // as text, as ctl sends it
+  }
+  const request = { params };
+  const type = $("swap-type").value.trim();
+  if (type) request.type = type;
+  $("swap-submit").disabled = true;
+  try {
+    const answer = await call("POST", `/stages/${encodeURIComponent(swapStage)}/swap`, request);
+    $("swap-dialog").close();
+    const changes = Object.entries(answer.params).map(([k, v]) => ` ${k}=${v}`).join("");
+    showMessage(`swapped ${swapStage}: ${answer.status.type}${changes}`, true);
+    poll();
+  } catch (e) {
+    $("swap-message").textContent = e.message;
+    $("swap-message").hidden = false;
+  } finally {
+    $("swap-submit").disabled = false;
+  }
+});
+
+poll();

@@ -1,0 +1,328 @@
+// The dashboard in a real browser: `micromodels run --listen` serves it, headless Chromium
+// (driven by puppeteer-core) opens it, and every effect is checked through /status, not
+// through the page. Saves screenshots in out/test-logs/ (dashboard.png, dashboard-token.png).
+//
+//   node tests/browser/dashboard_test.mjs    (ctest -L browser sets the variables below; run as
+//   a plain script, not under `node --test`, so that its skip, exit 77, reaches ctest)
+//
+// MICROMODELS_CLI_PATH   the tool
+// MICROMODELS_PUPPETEER  puppeteer-core's folder, inside the cache ($MICROMODELS_CACHE, default
+//                        $MICROMODELS_SOURCE_DIR/.cache/micromodels) where fetch_media.sh puts it
+// MICROMODELS_CHROMIUM   the browser (default /usr/bin/chromium)
+// MICROMODELS_LOG_DIR    where the screenshots go (default out/test-logs)
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { createRequire } from "node:module";
+
+const tool = process.env.MICROMODELS_CLI_PATH;
+const cache = process.env.MICROMODELS_CACHE ||
+  path.join(process.env.MICROMODELS_SOURCE_DIR || ".", ".cache", "micromodels");
+const puppeteerDir = path.resolve(cache, process.env.MICROMODELS_PUPPETEER || "");
+const chromium = process.env.MICROMODELS_CHROMIUM || "/usr/bin/chromium";
+const logDir = process.env.MICROMODELS_LOG_DIR || "out/test-logs";
+// Without the browser or puppeteer-core the test skips (exit 77), unless the media and tools
+// are required (MICROMODELS_REQUIRE_MEDIA=1, as scripts/test.sh sets it): then it fails.
+for (const [name, value, hint] of [
+  ["MICROMODELS_CLI_PATH", tool, "build the tool first"],
+  ["MICROMODELS_PUPPETEER", puppeteerDir, "scripts/fetch_media.sh fetches puppeteer-core"],
+  ["MICROMODELS_CHROMIUM", chromium, "scripts/deps.sh installs chromium"]]) {
+  if (!value || !fs.existsSync(value)) {
+    const message = `${name} must name an existing path (got '${value}'): ${hint}`;
+    if (process.env.MICROMODELS_REQUIRE_MEDIA === "1") throw new Error(message);
+    console.log(`skipped: ${message}`);
+    process.exit(77);
+  }
+}
+const puppeteer = createRequire(import.meta.url)(puppeteerDir);
+fs.mkdirSync(logDir, { recursive: true });
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dashboard-test-"));
+
+// A pipeline with a branch, so that the graph has depth and more than one edge into a column:
+// source -> decode -> work -> sink, and source -> audit. `work` sleeps 5 ms a packet on one
+// consumer: it is the bottleneck, and one more consumer shows at once.
+const pipelineFile = path.join(dir, "demo.yaml");
+fs.writeFileSync(pipelineFile, `pipeline: dashboard_demo
+stages:
+  - name: source
+    type: synthetic.source
+    params: { count: 100000000 }
+  - name: decode
+    type: model.spin
+    params: { service_ms: 0.05 }
+  - name: work
+    type: model.sleep
+    params: { service_ms: 5 }
+  - name: sink
+    type: sink.jsonl
+    params: { path: ${JSON.stringify(path.join(dir, "out.jsonl"))} }
+  - name: audit
+    type: model.spin
+    inputs: [source]
+    params: { service_ms: 0.01 }
+`);
+const stageNames = ["source", "decode", "work", "sink", "audit"];
+
+// Starts `micromodels run` (or, with `args`, another command) with a control endpoint and
+// resolves with its URL.
+function startRun(listen, env = {}, args = ["run", pipelineFile, "-q"]) {
+  const child = spawn(tool, [...args, "--listen", listen], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let err = "";
+  const url = new Promise((resolve, reject) => {
+    child.stderr.on("data", (chunk) => {
+      err += chunk;
+      const m = err.match(/control: (http:\/\/\S+)/);
+      if (m) resolve(m[1]);
+    });
+    child.on("exit", (code) => reject(new Error(`the run ended (exit ${code}) before its endpoint: ${err}`)));
+  });
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no 'control:' line in 20 s: ${err}`)), 20000);
+  });
+  return { child, url: Promise.race([url, timeout]).finally(() => clearTimeout(timer)) };
+}
+
+async function get(url, pathname, token) {
+  const headers = token ? { Authorization: "Bearer " + token } : {};
+  const reply = await fetch(url + pathname, { headers });
+  return { status: reply.status, text: await reply.text(), headers: reply.headers };
+}
+
+async function status(url, token) {
+  const reply = await get(url, "/status", token);
+  assert.equal(reply.status, 200, reply.text);
+  return JSON.parse(reply.text);
+}
+
+const stageOf = (document, name) => document.stages.find((s) => s.name === name);
+
+async function until(what, predicate, timeoutMs = 10000) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await predicate();
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+// A non-loopback address of this machine, for the listener that needs a token.
+function outsideAddress() {
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const a of list || []) if (!a.internal && a.family === "IPv4") return a.address;
+  }
+  return "0.0.0.0";  // no other interface: all of them, still not loopback
+}
+
+let browser;
+const runs = [];
+
+before(async () => {
+  browser = await puppeteer.launch({
+    executablePath: chromium,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  for (const run of runs) run.kill("SIGKILL");
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+// Stops a run as an operator does (Ctrl-C) and expects it to drain and end.
+async function stop(child) {
+  const ended = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  child.kill("SIGINT");
+  const result = await ended;
+  assert.equal(result.code, 130, `the run ended with ${JSON.stringify(result)} after Ctrl-C`);
+}
+
+test("the dashboard shows the run live, and scales and swaps through the routes", async () => {
+  const run = startRun("127.0.0.1:0");
+  runs.push(run.child);
+  const url = await run.url;
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1360, height: 900 });
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  await page.goto(url + "/", { waitUntil: "load" });
+
+  // Every stage is drawn, once, with its edges, laid out by depth.
+  await page.waitForFunction((n) => document.querySelectorAll(".stage").length === n, { timeout: 10000 },
+                             stageNames.length);
+  const drawn = await page.$$eval(".stage", (cards) => cards.map((c) => ({
+    name: c.dataset.stage, left: c.offsetLeft, type: c.querySelector(".type").textContent })));
+  assert.deepEqual(drawn.map((d) => d.name).sort(), [...stageNames].sort());
+  const left = Object.fromEntries(drawn.map((d) => [d.name, d.left]));
+  assert.ok(left.source < left.decode && left.decode < left.work && left.work < left.sink,
+            `columns by depth: ${JSON.stringify(left)}`);
+  assert.equal(left.audit, left.decode, "audit reads the source: the same depth as decode");
+  assert.equal(drawn.find((d) => d.name === "work").type, "model.sleep");
+  assert.equal(await page.$$eval("path.edge", (edges) => edges.length), 4);
+
+  // The numbers change while the pipeline runs.
+  const packetsOut = () => page.$eval("#packets-out", (e) => e.textContent);
+  const first = await packetsOut();
+  await new Promise((r) => setTimeout(r, 1500));
+  const second = await packetsOut();
+  assert.notEqual(first, second, "packets out did not change in 1.5 s");
+  assert.match(await page.$eval('.stage[data-stage="work"] [data-field="rate"]', (e) => e.textContent),
+               /^[0-9.,]+\/s$/);
+
+  // The bottleneck /status names is the one highlighted.
+  await until("the bottleneck to be work", async () => (await status(url)).bottleneck === "work");
+  await page.waitForFunction(() => {
+    const marked = [...document.querySelectorAll(".stage.bottleneck")].map((c) => c.dataset.stage);
+    return marked.length === 1 && marked[0] === "work" && document.querySelector("#bottleneck").textContent === "work";
+  }, { timeout: 5000 });
+
+  // The scale button changes the consumers: checked through /status, and the page follows.
+  const before = stageOf(await status(url), "work").consumers;
+  const clicked = Date.now();
+  await page.click('.stage[data-stage="work"] .scale-up');
+  await until("work's consumers to grow", async () => stageOf(await status(url), "work").consumers === before + 1);
+  await page.waitForFunction((n) => document.querySelector('.stage[data-stage="work"] [data-field="consumers"]')
+    .textContent === String(n), { timeout: 5000 }, before + 1);
+  console.log(`# the page showed the new consumer count ${Date.now() - clicked} ms after the click`);
+  assert.match(await page.$eval("#message", (e) => e.textContent), /scaled work: 1 → 2 consumers/);
+
+  // A refusal shows the server's message and changes nothing.
+  await page.click('.stage[data-stage="source"] .scale-up');
+  await page.waitForFunction(() => /scale source: /.test(document.querySelector("#message").textContent),
+                             { timeout: 5000 });
+  const refusal = await page.$eval("#message", (e) => e.textContent);
+  assert.ok(refusal.length > "scale source: ".length, refusal);
+  assert.equal(stageOf(await status(url), "source").consumers, 1);
+
+  // Swap from the page: the server's refusal is shown in the dialog; a good swap takes over.
+  await page.click('.stage[data-stage="work"] .swap');
+  await page.type("#swap-type", "model.nosuch");
+  await page.click("#swap-submit");
+  await page.waitForFunction(() => !document.querySelector("#swap-message").hidden, { timeout: 5000 });
+  assert.match(await page.$eval("#swap-message", (e) => e.textContent), /unknown stage type 'model.nosuch'/);
+  assert.equal(stageOf(await status(url), "work").type, "model.sleep");
+  await page.$eval("#swap-type", (e) => { e.value = ""; });
+  await page.type("#swap-params", "service_ms=2");
+  await page.click("#swap-submit");
+  await page.waitForFunction(() => /swapped work: model.sleep service_ms=2/.test(
+    document.querySelector("#message").textContent), { timeout: 10000 });
+  await until("work's service time to follow the swap", async () => {
+    const mean = stageOf(await status(url), "work").recent_service_mean_us;
+    return mean !== null && mean < 3500;
+  });
+
+  // The plots fill in; then the screenshot (the artifact).
+  await page.waitForFunction(() => document.querySelectorAll("#plot-throughput polyline").length === 1 &&
+    document.querySelectorAll("#plot-service polyline").length >= 3, { timeout: 10000 });
+  await new Promise((r) => setTimeout(r, 2000));
+  await page.screenshot({ path: path.join(logDir, "dashboard.png"), fullPage: true });
+  assert.deepEqual(pageErrors, []);
+  await page.close();
+  await stop(run.child);
+});
+
+test("off loopback, a page without the token gets nothing of the run", async () => {
+  const token = "dashboard-s3cret";
+  const address = outsideAddress();
+  const run = startRun(`${address}:0`, { MICROMODELS_TOKEN: token });
+  runs.push(run.child);
+  const url = await run.url;
+  assert.ok(!url.includes("127.0.0.1"), url);
+
+  // Every route with data or an action: 401 without the token, and with a wrong one.
+  for (const pathname of ["/status", "/metrics", "/nothing", "/stages/work/scale"]) {
+    for (const wrong of [undefined, "not-the-token"]) {
+      const reply = await get(url, pathname, wrong);
+      assert.equal(reply.status, 401, `${pathname}: ${reply.text}`);
+      assert.ok(!reply.text.includes("dashboard_demo") && !reply.text.includes("decode"), reply.text);
+    }
+  }
+  // The page's own files are served (the same for every run), with nothing of this run in them.
+  const shell = await get(url, "/");
+  assert.equal(shell.status, 200);
+  for (const name of ["dashboard_demo", ...stageNames.filter((n) => n !== "source")]) {
+    assert.ok(!shell.text.includes(name), `the page's file names '${name}'`);
+  }
+  assert.equal(shell.headers.get("set-cookie"), null);
+
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1360, height: 700 });
+  await page.goto(url + "/", { waitUntil: "load" });
+  await page.waitForFunction(() => !document.querySelector("#token-form").hidden, { timeout: 10000 });
+  assert.match(await page.$eval("#token-reason", (e) => e.textContent), /needs a token/);
+  const shown = await page.evaluate(() => ({ text: document.body.innerText, stages: document.querySelectorAll(".stage").length }));
+  assert.equal(shown.stages, 0);
+  assert.ok(!shown.text.includes("dashboard_demo"), "the pipeline's name is on the page without the token");
+  await page.screenshot({ path: path.join(logDir, "dashboard-token.png") });
+
+  // A wrong token: the server's message, still nothing shown.
+  await page.type("#token", "not-the-token");
+  await page.click('#token-form button[type="submit"]');
+  await page.waitForFunction(() => /wrong token/.test(document.querySelector("#token-reason").textContent) &&
+    !document.querySelector("#token-form").hidden, { timeout: 10000 });
+  assert.equal(await page.$$eval(".stage", (c) => c.length), 0);
+
+  // The right one: the run appears; the token stays in this tab's sessionStorage, no cookie.
+  await page.type("#token", token);
+  await page.click('#token-form button[type="submit"]');
+  await page.waitForFunction((n) => document.querySelectorAll(".stage").length === n, { timeout: 10000 },
+                             stageNames.length);
+  assert.equal(await page.evaluate(() => sessionStorage.getItem("micromodels.token")), token);
+  assert.equal(await page.evaluate(() => document.cookie), "");
+  assert.equal((await page.cookies()).length, 0);
+
+  // The page sends the token with its actions too.
+  const before = stageOf(await status(url, token), "work").consumers;
+  await page.click('.stage[data-stage="work"] .scale-up');
+  await until("work's consumers to grow", async () => stageOf(await status(url, token), "work").consumers === before + 1);
+  await page.close();
+  await stop(run.child);
+});
+
+test("on Redis, the run's page shows the stages its workers serve, as the broker sees them", async (t) => {
+  const redis = process.env.MICROMODELS_REDIS_URL;
+  if (!redis) {
+    if (process.env.MICROMODELS_REQUIRE_REDIS === "1") throw new Error("MICROMODELS_REDIS_URL is not set");
+    t.skip("MICROMODELS_REDIS_URL is not set (scripts/test.sh starts a redis-server)");
+    return;
+  }
+  // Its own pipeline name, so that nothing of another run on this Redis is mixed in.
+  const file = path.join(dir, "redis.yaml");
+  fs.writeFileSync(file, fs.readFileSync(pipelineFile, "utf8")
+    .replace("pipeline: dashboard_demo", `pipeline: dashboard_redis_${process.pid}`));
+  const worker = startRun("127.0.0.1:0", {},
+    ["worker", file, "--broker", redis, "--stages", "decode,work", "--consumers", "2"]);
+  runs.push(worker.child);
+  await worker.url;
+  const run = startRun("127.0.0.1:0", {}, ["run", file, "-q", "--broker", redis, "--serve", "none"]);
+  runs.push(run.child);
+  const url = await run.url;
+
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1360, height: 760 });
+  await page.goto(url + "/", { waitUntil: "load" });
+  // Every stage is drawn: the run's own and, dashed, those its worker serves, with the worker's
+  // consumers and the backlog from the broker.
+  await page.waitForFunction((n) => document.querySelectorAll(".stage").length === n &&
+    document.querySelector('.stage[data-stage="work"] [data-field="broker-consumers"]')?.textContent === "2 consumers" &&
+    /^[0-9,]+ · pending [0-9,]+$/.test(document.querySelector('.stage[data-stage="work"] [data-field="backlog"]').textContent),
+  { timeout: 20000 }, stageNames.length);
+  const elsewhere = await page.$$eval(".stage.elsewhere", (cards) => cards.map((c) => c.dataset.stage).sort());
+  assert.deepEqual(elsewhere, ["decode", "work"]);
+  const doc = await status(url);
+  assert.equal(stageOf({ stages: doc.broker.map((b) => ({ ...b, name: b.stage })) }, "work").consumers, 2);
+  assert.equal(await page.$$eval("path.edge", (edges) => edges.length), 4);
+  await page.screenshot({ path: path.join(logDir, "dashboard-redis.png") });
+  await page.close();
+  await stop(run.child);
+  worker.child.kill("SIGTERM");
+});
