@@ -165,7 +165,8 @@ void Engine::serve_source(Node& node) {
     if (trace_ != nullptr) {
       for (const Packet& packet : out) {
         trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index), .stream = packet.stream,
-                        .seq = packet.seq, .enqueued = t0, .start = t0, .end = t1});
+                        .seq = packet.seq, .enqueued = t0, .start = t0, .end = t1, .thread = 0,
+                        .failed = false});
       }
     }
     node.processed.fetch_add(out.size(), std::memory_order_relaxed);
@@ -303,7 +304,7 @@ void Engine::run_batch(Node& node, Stage& stage, std::vector<Queued>& batch, boo
     for (std::size_t i = 0; i < keys.size(); ++i) {
       trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index), .stream = keys[i].stream,
                       .seq = keys[i].seq, .enqueued = batch[i].enqueued, .start = t0, .end = t1,
-                      .failed = !ok});
+                      .thread = 0, .failed = !ok});
     }
   }
   if (!ok) {
@@ -347,7 +348,7 @@ void Engine::run_packets(Node& node, Stage& stage, std::vector<Queued>& batch, b
     if (trace_ != nullptr) {
       trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index), .stream = key.stream,
                       .seq = key.seq, .enqueued = queued.enqueued, .start = t0, .end = t1,
-                      .failed = !ok});
+                      .thread = 0, .failed = !ok});
     }
     t0 = t1;
     node.service.record(spent, exclusive);

@@ -171,7 +171,7 @@ TraceBuffer& TraceRecorder::buffer() {
     fresh->owner = self;
     fresh->tid = thread_id(buffers_.size() + 1);
     fresh->name = thread_name(fresh->tid);
-    fresh->chunk = std::make_unique<TraceEvent[]>(kChunk);
+    fresh->chunk = std::make_unique_for_overwrite<TraceEvent[]>(kChunk);
     found = fresh.get();
     buffers_.push_back(std::move(fresh));
   }
@@ -188,7 +188,7 @@ void TraceRecorder::append(const TraceEvent& event) {
 }
 
 void TraceRecorder::hand_off(TraceBuffer& b) {
-  auto fresh = std::make_unique<TraceEvent[]>(kChunk);
+  auto fresh = std::make_unique_for_overwrite<TraceEvent[]>(kChunk);
   std::lock_guard lock(mutex_);
   b.full.push_back(std::move(b.chunk));
   b.chunk = std::move(fresh);

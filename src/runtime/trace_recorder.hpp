@@ -17,16 +17,17 @@ namespace micromodels::detail {
 
 struct TraceBuffer;  // one thread's events (trace_recorder.cpp)
 
-/// One stage's turn with one packet; times are tick_ns().
+/// One stage's turn with one packet; times are tick_ns(). Trivial (no member initializers), so
+/// that a chunk of them is allocated without being written twice; the engine sets every field.
 struct TraceEvent {
-  std::uint32_t stage = 0;  // index in the plan
-  std::uint32_t stream = 0;
-  std::uint64_t seq = 0;
-  std::int64_t enqueued = 0;  // entered the stage's queue (a source: = start)
-  std::int64_t start = 0;
-  std::int64_t end = 0;
-  std::uint32_t thread = 0;  // filled in when written: the recording thread's id
-  bool failed = false;
+  std::uint32_t stage;  // index in the plan
+  std::uint32_t stream;
+  std::uint64_t seq;
+  std::int64_t enqueued;  // entered the stage's queue (a source: = start)
+  std::int64_t start;
+  std::int64_t end;
+  std::uint32_t thread;  // filled in when written: the recording thread's id
+  bool failed;
 };
 
 /// Records the sampled packets of one engine and writes them to `config.path`.
