@@ -12,6 +12,8 @@ int run_engine_bench(const std::vector<std::string>& parts, const BenchOptions& 
 int run_autoscale_bench(const BenchOptions& options);
 // Defined in dashboard_bench.cpp: runs bench/dashboard_bench.mjs with Node.js and Chromium.
 int run_dashboard_bench(const BenchOptions& options);
+// Defined in trace_bench.cpp (its eye-contact part only with the vision stages).
+int run_trace_bench(const BenchOptions& options);
 #ifdef MICROMODELS_HAS_REDIS
 // Defined in redis_bench.cpp, built with the Redis broker. `hop_only`: just the hop against raw
 // hiredis ("redis.hop"), without the worker and eye-contact parts.
@@ -24,7 +26,7 @@ int run_eye_contact_bench(const BenchOptions& options);
 
 std::vector<std::string> bench_names() {
   std::vector<std::string> names{"engine", "engine.hop", "engine.composition", "engine.scale",
-                                 "autoscale", "dashboard"};
+                                 "autoscale", "dashboard", "trace"};
 #ifdef MICROMODELS_HAS_REDIS
   names.emplace_back("redis");
   names.emplace_back("redis.hop");
@@ -39,6 +41,7 @@ int run_bench(const std::string& name, const BenchOptions& options) {
   if (name == "engine") return run_engine_bench({}, options);
   if (name == "autoscale") return run_autoscale_bench(options);
   if (name == "dashboard") return run_dashboard_bench(options);
+  if (name == "trace") return run_trace_bench(options);
 #ifdef MICROMODELS_HAS_REDIS
   if (name == "redis") return run_redis_bench(options, false);
   if (name == "redis.hop") return run_redis_bench(options, true);

@@ -20,6 +20,7 @@ struct RunOptions {
   PipelineOptions pipeline;
   BrokerOptions broker;
   std::string metrics_json;
+  std::string trace;
   bool quiet = false;
   int workers = 0;
   ControlCliOptions control;
@@ -29,6 +30,7 @@ int run(RunOptions options, const CLI::App& command) {
   if (command.count("--workers") > 0) options.pipeline.workers = options.workers;
   Pipeline pipeline = load_pipeline(options.pipeline);
   if (!options.broker.broker.empty()) pipeline.set_broker(options.broker.broker);
+  apply_trace_option(pipeline, options.trace);
   check_metrics_path(options.metrics_json);
   RunLoopOptions loop{.metrics_json = options.metrics_json,
                       .quiet = options.quiet,
@@ -68,6 +70,7 @@ Command add_run_command(CLI::App& app) {
   add_pipeline_options(*command, options->pipeline);
   command->add_option("--metrics-json", options->metrics_json,
                       "Write the final metrics as JSON to this file");
+  add_trace_option(*command, options->trace);
   command
       ->add_option("--workers", options->workers,
                    "Pool threads for CPU-bound stages (0: one per core; overrides the file)")

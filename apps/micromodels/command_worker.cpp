@@ -29,6 +29,7 @@ struct WorkerOptions {
   int consumers = 0;
   BrokerOptions broker = worker_broker_defaults();
   std::string metrics_json;
+  std::string trace;
   ControlCliOptions control;
 };
 
@@ -37,6 +38,9 @@ int worker(const WorkerOptions& options) {
   pipeline_options.file = options.file;
   pipeline_options.sets = options.sets;
   Pipeline pipeline = load_pipeline(pipeline_options);
+  // The file's trace.path is the run process's; a worker writes its own part only with --trace.
+  if (options.trace.empty()) pipeline.set_trace({});
+  apply_trace_option(pipeline, options.trace);
   RedisOptions redis = redis_options(pipeline, options.broker);
   if (redis.url == "memory") {
     throw ConfigError({}, "broker",
@@ -121,6 +125,7 @@ Command add_worker_command(CLI::App& app) {
       ->check(CLI::Range(1, 1024));
   command->add_option("--metrics-json", options->metrics_json,
                       "Write the final metrics as JSON to this file");
+  add_trace_option(*command, options->trace);
   add_broker_options(*command, options->broker, false);
   add_control_options(*command, options->control);
   return {command, [options] { return worker(*options); }};

@@ -27,6 +27,7 @@ struct Command {
 Command add_run_command(CLI::App& app);
 Command add_inspect_command(CLI::App& app);
 Command add_types_command(CLI::App& app);
+Command add_trace_command(CLI::App& app);
 #ifdef MICROMODELS_HAS_REDIS
 Command add_worker_command(CLI::App& app);
 Command add_status_command(CLI::App& app);
@@ -74,6 +75,11 @@ void add_broker_options(CLI::App& command, BrokerOptions& options, bool run);
 /// "a,b", or "none".
 [[nodiscard]] std::string join_or_none(const std::vector<std::string>& items);
 #endif
+
+/// Adds --trace FILE (`run`, `worker`): per-packet timings as Chrome trace-event JSON.
+void add_trace_option(CLI::App& command, std::string& path);
+/// Traces `pipeline` into `path` when given, keeping the file's trace.every and trace.max_mb.
+void apply_trace_option(Pipeline& pipeline, const std::string& path);
 
 /// Adds FILE, --set, --consumers and --autoscale to `command`, storing into `options`.
 void add_pipeline_options(CLI::App& command, PipelineOptions& options);

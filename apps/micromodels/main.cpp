@@ -83,6 +83,7 @@ int run_tool(int argc, char** argv) {
   commands.push_back(add_run_command(app));
   commands.push_back(add_inspect_command(app));
   commands.push_back(add_types_command(app));
+  commands.push_back(add_trace_command(app));
 #ifdef MICROMODELS_HAS_REDIS
   commands.push_back(add_worker_command(app));
   commands.push_back(add_status_command(app));

@@ -74,6 +74,20 @@ void add_pipeline_options(CLI::App& command, PipelineOptions& options) {
                    "autoscale: settings, or the defaults)");
 }
 
+void add_trace_option(CLI::App& command, std::string& path) {
+  command.add_option("--trace", path,
+                     "Write per-packet timings of this process (queue wait, service time, thread) "
+                     "as Chrome trace-event JSON to this file, for Perfetto (overrides the "
+                     "file's trace.path)");
+}
+
+void apply_trace_option(Pipeline& pipeline, const std::string& path) {
+  if (path.empty()) return;
+  TraceConfig trace = pipeline.trace();
+  trace.path = path;
+  pipeline.set_trace(std::move(trace));
+}
+
 Pipeline load_pipeline(const PipelineOptions& options) {
   Pipeline pipeline = Pipeline::from_yaml_file(options.file);
   for (const std::string& assignment : options.sets) pipeline.set_param(assignment);

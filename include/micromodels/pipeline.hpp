@@ -83,6 +83,14 @@ struct WireConfig {
   int jpeg_quality = 90;       // 1..100, for jpeg
 };
 
+/// `trace:` in a pipeline (or `--trace FILE`): per-packet timings of this process as a Chrome
+/// trace-event JSON file, written when the run ends (docs/operations.md#tracing-a-run).
+struct TraceConfig {
+  std::string path{};  // empty: no tracing
+  int every = 1;       // trace the packets whose seq is a multiple of `every`
+  double max_mb = 256;  // the file's size bound: `every` doubles each time half the room left is used
+};
+
 /// A pipeline description. Building it runs nothing; `Runner` runs it.
 ///
 ///   Pipeline p = Pipeline::from_yaml_file("pipelines/example.yaml");
@@ -130,6 +138,8 @@ class Pipeline {
   void set_autoscale(AutoscaleConfig autoscale) { autoscale_ = std::move(autoscale); }
   [[nodiscard]] const WireConfig& wire() const noexcept { return wire_; }
   void set_wire(WireConfig wire) { wire_ = std::move(wire); }
+  [[nodiscard]] const TraceConfig& trace() const noexcept { return trace_; }
+  void set_trace(TraceConfig trace) { trace_ = std::move(trace); }
 
   /// The graph as plain text and as Graphviz DOT (edges as `inputs_of` gives them).
   [[nodiscard]] std::string to_text(const Registry& registry = Registry::global()) const;
@@ -144,6 +154,7 @@ class Pipeline {
   int workers_ = 0;          // pool threads for CPU-bound stages; 0: one per core
   AutoscaleConfig autoscale_{};
   WireConfig wire_{};
+  TraceConfig trace_{};
   std::vector<StageConfig> stages_{};
   std::map<std::string, SourceLocation> locations_;  // pipeline-level keys, for validate()
 };

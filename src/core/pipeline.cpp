@@ -180,6 +180,7 @@ Pipeline Pipeline::from_yaml_string(std::string_view yaml, std::string file_name
   pipeline.dead_letter_ = std::move(doc.dead_letter);
   pipeline.autoscale_ = std::move(doc.autoscale);
   pipeline.wire_ = std::move(doc.wire);
+  pipeline.trace_ = std::move(doc.trace);
   pipeline.stages_ = std::move(doc.stages);
   pipeline.locations_ = std::move(doc.locations);
   return pipeline;
@@ -277,6 +278,9 @@ void Pipeline::validate(const Registry& registry) const {
   detail::check_wire_images(wire_.images, where(locations_, "wire.images"));
   detail::check_count(wire_.jpeg_quality, 1, 100, where(locations_, "wire.jpeg_quality"), "",
                       "wire.jpeg_quality");
+  detail::check_count(trace_.every, 1, detail::kMaxTraceEvery, where(locations_, "trace.every"), "",
+                      "trace.every");
+  detail::check_megabytes(trace_.max_mb, where(locations_, "trace.max_mb"), "trace.max_mb");
   if (stages_.empty()) {
     fail(where(locations_, "stages"), "", "stages",
          "no stages; list at least a source and one stage");

@@ -162,6 +162,13 @@ void Engine::serve_source(Node& node) {
              !streams_.compare_exchange_weak(seen, packet.stream + 1, std::memory_order_relaxed)) {
       }
     }
+    if (trace_ != nullptr) {
+      for (const Packet& packet : out) {
+        trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index), .stream = packet.stream,
+                        .seq = packet.seq, .enqueued = t0, .start = t0, .end = t1, .thread = 0,
+                        .failed = false});
+      }
+    }
     node.processed.fetch_add(out.size(), std::memory_order_relaxed);
     node.emitted.fetch_add(out.size(), std::memory_order_relaxed);
     const auto count = static_cast<std::int64_t>(out.size());
@@ -291,7 +298,16 @@ void Engine::run_batch(Node& node, Stage& stage, std::vector<Queued>& batch, boo
   if (node.dead_letter) originals = packets;
   out.clear();
   std::string error;
-  if (!contained([&] { stage.process_batch(packets, out); }, error)) {
+  const bool ok = contained([&] { stage.process_batch(packets, out); }, error);
+  const auto t1 = stamp();
+  if (trace_ != nullptr) {
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index), .stream = keys[i].stream,
+                      .seq = keys[i].seq, .enqueued = batch[i].enqueued, .start = t0, .end = t1,
+                      .thread = 0, .failed = !ok});
+    }
+  }
+  if (!ok) {
     out.clear();
     for (std::size_t i = 0; i < keys.size(); ++i) {
       Packet failed = node.dead_letter ? std::move(originals[i]) : Packet{};
@@ -301,7 +317,6 @@ void Engine::run_batch(Node& node, Stage& stage, std::vector<Queued>& batch, boo
     }
     return;
   }
-  const auto t1 = stamp();
   const auto each = ns_between(t0, t1) / static_cast<std::int64_t>(keys.size());
   for (std::size_t i = 0; i < keys.size(); ++i) node.service.record(each);
   node.busy_ns.fetch_add(ns_between(t0, t1), std::memory_order_relaxed);
@@ -330,6 +345,11 @@ void Engine::run_packets(Node& node, Stage& stage, std::vector<Queued>& batch, b
     const bool ok = contained([&] { stage.process(std::move(queued.packet), out); }, error);
     const auto t1 = stamp();
     const auto spent = ns_between(t0, t1);
+    if (trace_ != nullptr) {
+      trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index), .stream = key.stream,
+                      .seq = key.seq, .enqueued = queued.enqueued, .start = t0, .end = t1,
+                      .thread = 0, .failed = !ok});
+    }
     t0 = t1;
     node.service.record(spent, exclusive);
     const auto ewma = node.service_ewma_ns.load(std::memory_order_relaxed);

@@ -24,6 +24,7 @@
 #include "micromodels/transport.hpp"
 #include "reorder_buffer.hpp"
 #include "stage_queue.hpp"
+#include "trace_recorder.hpp"
 
 namespace micromodels::detail {
 
@@ -208,6 +209,7 @@ class Engine {
   void flush_held();
 
   const Plan& plan_;
+  std::unique_ptr<TraceRecorder> trace_;  // null unless the pipeline is traced
   // As running: `swap` changes it, and it is read only under swap_mutex_ (what never changes,
   // such as the name and the dead letter, is read from plan_).
   Pipeline pipeline_;

@@ -37,6 +37,13 @@ Node::Node(Engine& owner, const PlanStage& stage_plan, Kind node_kind)
 
 Engine::Engine(const Plan& plan, Transport* transport)
     : plan_(plan), pipeline_(plan.pipeline()), transport_(transport) {
+  if (!pipeline_.trace().path.empty()) {
+    // First: a trace file that cannot be written fails before any model loads.
+    std::vector<std::string> names;
+    for (const PlanStage& s : plan_.stages()) names.push_back(s.name());
+    trace_ = std::make_unique<TraceRecorder>(pipeline_.trace(), std::move(names),
+                                             "pipeline " + pipeline_.name());
+  }
   // Create spdlog's default logger here, before any worker thread logs through it.
   spdlog::default_logger();
   stage_count_ = plan_.stages().size();
@@ -83,8 +90,11 @@ Engine::~Engine() {
   housekeeper_cv_.notify_all();
   if (housekeeper_.joinable()) housekeeper_.join();
   pool_->shutdown();
-  std::lock_guard lock(dedicated_mutex_);
-  for (auto& threads : dedicated_) threads->shutdown();
+  {
+    std::lock_guard lock(dedicated_mutex_);
+    for (auto& threads : dedicated_) threads->shutdown();
+  }
+  if (trace_) trace_->finish();
 }
 
 void Engine::serve_node(Node& node) {
@@ -232,6 +242,7 @@ void Engine::close_stages() {
     }
     // Destroyed here, outside the lock: a video sink may take a while to finish its file.
   }
+  if (trace_) trace_->finish();  // no turn records any more
 }
 
 void Engine::stop_sources() {

@@ -10,6 +10,7 @@
 
 #include "entry.hpp"
 #include "redis_test_support.hpp"
+#include "../system/trace_checks.hpp"
 
 namespace micromodels {
 namespace {
@@ -103,6 +104,42 @@ TEST_F(DistributedCliTest, TwoWorkersShareAStageAndTheRunServesNothing) {
     std::uint64_t processed = 0;
     fields >> name >> consumers >> processed;
     EXPECT_GT(processed, 20u) << r.out;
+  }
+}
+
+TEST_F(DistributedCliTest, TracePartsOfTheRunAndAWorkerMergeOntoOneTimeline) {
+  const fs::path file = write_pipeline(100, "service_ms: 1");
+  const fs::path worker_part = dir_ / "worker.json";
+  const fs::path run_part = dir_ / "run.json";
+  const fs::path merged = dir_ / "all.json";
+  auto w = worker("w", file, "work", {"--trace", worker_part.string()});
+  wait_live("work", 1);
+  const Result run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none",
+                                   "-q", "--trace", run_part.string()})
+                         ->wait(60s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  expect_complete(100);
+  w->signal(SIGTERM);
+  const Result stopped = w->wait(20s);
+  ASSERT_EQ(stopped.exit_code, 0) << stopped.err;
+
+  const Result merge = start("merge", {"trace", "merge", run_part.string(), worker_part.string(),
+                                       "-o", merged.string()})
+                           ->wait(20s);
+  ASSERT_EQ(merge.exit_code, 0) << merge.err;
+  EXPECT_NE(merge.err.find("300 stage events of 2 processes, 100 packets (100 seen in more than "
+                           "one process)"),
+            std::string::npos)
+      << merge.err;
+  const std::vector<std::string> stages = {"source", "work", "sink"};
+  const auto content = testing::read_trace(merged, stages);
+  EXPECT_EQ(content.pids.size(), 2U);
+  EXPECT_EQ(content.flow_steps, 300U);  // one flow per packet, across the processes
+  for (std::uint64_t seq = 0; seq < 100; ++seq) {
+    testing::expect_path(content, {0, seq}, stages);
+    const auto& slices = content.packets.at({0, seq});
+    EXPECT_EQ(slices[0].pid, slices[2].pid);  // source and sink: the run process
+    EXPECT_NE(slices[1].pid, slices[0].pid);  // work: the worker
   }
 }
 

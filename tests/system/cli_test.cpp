@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tool_process.hpp"
+#include "trace_checks.hpp"
 
 namespace {
 
@@ -370,6 +371,68 @@ TEST_F(CliTest, UnwritableMetricsPathFailsBeforeRunning) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("m.json"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir_ / "out.jsonl")) << "nothing ran";
+}
+
+TEST_F(CliTest, RunTraceWritesAChromeTraceOfEveryPacket) {
+  const fs::path good = write_pipeline(50);
+  const fs::path trace = dir_ / "trace.json";
+  const Result r = run({"run", good.string(), "-q", "--trace", trace.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("trace '" + trace.string() + "': 200 stage events"), std::string::npos)
+      << r.err;
+  const std::vector<std::string> stages = {"source", "work", "relay", "sink"};
+  const auto content = micromodels::testing::read_trace(trace, stages);
+  ASSERT_EQ(content.packets.size(), 50U);
+  for (std::uint64_t seq = 0; seq < 50; ++seq) {
+    micromodels::testing::expect_path(content, {0, seq}, stages);
+  }
+}
+
+TEST_F(CliTest, UnwritableTracePathFailsBeforeRunning) {
+  const fs::path good = write_pipeline(10);
+  const std::string trace = (dir_ / "no" / "such" / "dir" / "t.json").string();
+  const Result r = run({"run", good.string(), "-q", "--trace", trace});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("error: cannot write the trace file '" + trace + "'"), std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out.jsonl")) << "nothing ran";
+}
+
+TEST_F(CliTest, TraceSizeBoundThinsSamplingWithOneLogLineEach) {
+  const fs::path trace = dir_ / "bounded.json";
+  const fs::path file = dir_ / "bounded.yaml";
+  write_text(file, "pipeline: bounded\n"
+                   "trace: { path: " + trace.string() + ", max_mb: 2 }\n"
+                   "stages:\n"
+                   "  - { name: source, type: synthetic.source, params: { count: 20000 } }\n"
+                   "  - { name: work, type: pass }\n"
+                   "  - { name: sink, type: pass }\n");
+  const Result r = run({"run", file.string(), "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // 60,000 stage events do not fit in 2 MB: sampling thins, one line each time.
+  const auto count = [&](const std::string& text) {
+    std::size_t n = 0;
+    for (auto at = r.err.find(text); at != std::string::npos; at = r.err.find(text, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("from now on 1 packet in 2 is traced"), 1U) << r.err;
+  EXPECT_EQ(count("from now on 1 packet in 4 is traced"), 1U) << r.err;
+  EXPECT_EQ(count("from now on 1 packet in 8 is traced"), 1U) << r.err;
+  EXPECT_EQ(count("no more packets are traced"), 1U) << r.err;
+  EXPECT_LE(fs::file_size(trace), 2'000'000U);
+  const std::vector<std::string> stages = {"source", "work", "sink"};
+  const auto content = micromodels::testing::read_trace(trace, stages);
+  EXPECT_GT(content.packets.size(), 100U);
+  EXPECT_LT(content.packets.size(), 20'000U);
+  micromodels::testing::expect_path(content, {0, 0}, stages);
+}
+
+TEST_F(CliTest, TraceMergeRefusesWhatIsNotATrace) {
+  write_text(dir_ / "not.json", "{\"events\": []}");
+  const Result r = run({"trace", "merge", (dir_ / "not.json").string(), "-o",
+                        (dir_ / "all.json").string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("not.json: not a trace"), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, ProgressLinesWhenStderrIsNotATerminal) {

@@ -301,7 +301,7 @@ TEST(PipelineYaml, InvalidYamlNamesLineAndColumn) {
 TEST(PipelineYaml, UnknownKeysSuggestTheClosestKnownKey) {
   EXPECT_EQ(error_of("pipeline: demo\nstage:\n  - name: camera\n"),
             "bad.yaml:2:1: key 'stage': unknown key; did you mean 'stages'? Valid keys: pipeline, "
-            "broker, workers, dead_letter, autoscale, wire, stages");
+            "broker, workers, dead_letter, autoscale, wire, trace, stages");
   EXPECT_EQ(error_of(with_header("    consumer: 2\n")),
             "bad.yaml:7:5: stage 'detect': key 'consumer': unknown key; did you mean 'consumers'? "
             "Valid keys: name, type, params, consumers, queue, state, ordered, blocking, batch, "

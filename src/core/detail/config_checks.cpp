@@ -105,6 +105,12 @@ void check_count(std::int64_t value, std::int64_t min, std::int64_t max,
   }
 }
 
+void check_megabytes(double value, const SourceLocation& where, std::string_view key) {
+  if (!std::isfinite(value) || value <= 0) {
+    fail(where, "", key, "must be more than 0 (megabytes), got " + plain_number(value));
+  }
+}
+
 void check_duration(double value, bool positive, const SourceLocation& where,
                     std::string_view subject, std::string_view key) {
   if (!std::isfinite(value) || value < 0 || (positive && value == 0)) {

@@ -14,6 +14,7 @@ inline constexpr std::int64_t kMaxConsumers = 1024;
 inline constexpr std::int64_t kMaxWorkers = 1024;
 inline constexpr std::int64_t kMaxQueueCapacity = std::int64_t{1} << 20;
 inline constexpr std::int64_t kMaxBatch = 4096;
+inline constexpr std::int64_t kMaxTraceEvery = 1'000'000'000;
 
 /// A number as people write it: "-1", "2.5" (format_param would say "-1.0").
 [[nodiscard]] std::string plain_number(double value);
@@ -35,6 +36,8 @@ void check_wire_images(std::string_view images, const SourceLocation& where);
 /// An integer in [min, max].
 void check_count(std::int64_t value, std::int64_t min, std::int64_t max,
                  const SourceLocation& where, std::string_view subject, std::string_view key);
+/// A size in megabytes: finite and more than 0.
+void check_megabytes(double value, const SourceLocation& where, std::string_view key);
 /// A finite number >= 0, or > 0 when `positive`.
 void check_duration(double value, bool positive, const SourceLocation& where,
                     std::string_view subject, std::string_view key);

@@ -16,10 +16,11 @@ namespace micromodels::detail {
 namespace {
 
 const std::vector<std::string> kTopKeys = {"pipeline",  "broker", "workers", "dead_letter",
-                                           "autoscale", "wire",   "stages"};
+                                           "autoscale", "wire",   "trace",   "stages"};
 const std::vector<std::string> kAutoscaleKeys = {"max_consumers", "budget", "interval_ms",
                                                  "stages"};
 const std::vector<std::string> kWireKeys = {"images", "jpeg_quality"};
+const std::vector<std::string> kTraceKeys = {"path", "every", "max_mb"};
 const std::vector<std::string> kStageKeys = {"name",  "type",   "params",  "consumers",
                                              "queue", "state",  "ordered", "blocking",
                                              "batch", "inputs", "join",    "partitions"};
@@ -130,6 +131,8 @@ class Reader {
         doc.autoscale = autoscale(entry, doc.locations);
       } else if (entry.key == "wire") {
         doc.wire = wire(entry, doc.locations);
+      } else if (entry.key == "trace") {
+        doc.trace = trace(entry, doc.locations);
       } else {
         has_stages = true;
         doc.stages = stages(entry);
@@ -244,6 +247,29 @@ class Reader {
         check_count(quality, 1, 100, sub.where, "", sub.key);
         config.jpeg_quality = static_cast<int>(quality);
       }
+    }
+    return config;
+  }
+
+  // `trace: { path: t.json, every: 1, max_mb: 256 }`; path is required.
+  TraceConfig trace(const Entry& entry, std::map<std::string, SourceLocation>& locations) const {
+    TraceConfig config;
+    for (const Entry& sub : sub_entries(entry, "", kTraceKeys, locations,
+                                        "trace: { path: trace.json, every: 1, max_mb: 256 }")) {
+      if (sub.key == "trace.path") {
+        config.path = text(sub, "");
+      } else if (sub.key == "trace.every") {
+        const std::int64_t every = integer(sub, "");
+        check_count(every, 1, kMaxTraceEvery, sub.where, "", sub.key);
+        config.every = static_cast<int>(every);
+      } else {
+        config.max_mb = number(sub, "");
+        check_megabytes(config.max_mb, sub.where, sub.key);
+      }
+    }
+    if (config.path.empty()) {
+      fail(entry.where, "", "trace.path",
+           "missing; name the file to write, e.g. trace: { path: trace.json }");
     }
     return config;
   }
