@@ -130,6 +130,21 @@ class Process {
   pid_t pid_ = -1;
 };
 
+/// A free loopback port, probed by binding, below the ephemeral range (32768-) so that no client
+/// connection takes it between the probe and the server's bind.
+inline int free_loopback_port() {
+  for (int port = 20000 + ::getpid() % 12000;; port = port < 31999 ? port + 1 : 20000) {
+    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool free = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(s);
+    if (free) return port;
+  }
+}
+
 /// A plain hiredis connection, to look into Redis from a test.
 class Redis {
  public:

@@ -74,6 +74,9 @@ void check_broker(std::string_view broker, const SourceLocation& where) {
     return;
   }
   constexpr std::string_view kRedis = "redis://";
+  if (broker.starts_with("rediss://")) {
+    return;  // the Redis transport says how to reach a TLS Redis (through a tunnel)
+  }
   if (broker.starts_with(kRedis)) {
     if (broker.size() > kRedis.size()) {
       return;
