@@ -19,6 +19,7 @@ vision=(
 ops=(
   nodejs npm
   libhiredis-dev redis-server libcpp-httplib-dev
+  stunnel4 openssl                  # Redis over TLS through a tunnel (docs/distributed.md#tls)
   prometheus graphviz
   python3 curl jq                   # scripts/check_docs.py, and the commands the docs show
 )
