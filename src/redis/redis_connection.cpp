@@ -65,6 +65,12 @@ void Connection::authenticate() {
   if (!is_error(reply.get())) return;
   const std::string why(text(reply.get()));  // Redis never repeats the password
   const std::string who = url_.user.empty() ? "the default user" : "user '" + url_.user + "'";
+  if (url_.password.empty() && !why.starts_with("NOAUTH")) {
+    // LOADING (a restarted Redis reads its files; AUTH is answered meanwhile, PING is not):
+    // worth waiting for, as for a lost connection.
+    throw BrokerError(BrokerError::Kind::unreachable,
+                      "Redis at " + url_.where() + " is not ready: " + why);
+  }
   if (why.starts_with("NOAUTH")) {
     throw BrokerError(BrokerError::Kind::refused,
                       "Redis at " + url_.where() + " requires a password (" + why +
