@@ -54,12 +54,12 @@ class RedisAuthTest : public RedisTest {
   }
 
   // source -> work (shared) -> keep (per_stream: leases and scripts) -> sink.jsonl
-  fs::path write_pipeline(int count) {
+  fs::path write_pipeline(int count, const std::string& source = "") {
     const fs::path path = dir_ / "p.yaml";
     write_text(path, "pipeline: " + name_ +
                          "\nstages:\n"
                          "  - { name: source, type: synthetic.source, params: { count: " +
-                         std::to_string(count) +
+                         std::to_string(count) + source +
                          ", streams: 2 } }\n"
                          "  - { name: work, type: model.sleep, params: { service_ms: 1 } }\n"
                          "  - { name: keep, type: model.sleep, state: per_stream, partitions: 2, "
@@ -172,7 +172,7 @@ class RedisAuthTest : public RedisTest {
 TEST_F(RedisAuthTest, PasswordFromTheEnvironmentServesRunWorkerAndStatusAndShowsNowhere) {
   const auto server = redis_server({"--requirepass", password_});
   const std::string url = "redis://127.0.0.1:" + std::to_string(server->port());
-  const fs::path file = write_pipeline(60);
+  const fs::path file = write_pipeline(60, ", rate: 20");  // 3 s: long enough for progress lines
   const Env env = password_env(password_);
   auto w = tool("w", {"worker", file.string(), "--broker", url, "--stages", "work,keep", "--listen",
                       "127.0.0.1:0"},
@@ -187,6 +187,7 @@ TEST_F(RedisAuthTest, PasswordFromTheEnvironmentServesRunWorkerAndStatusAndShows
                        ->wait(60s);
   ASSERT_EQ(run.exit_code, 0) << run.err;
   expect_complete(60);
+  EXPECT_NE(run.err.find("progress: "), std::string::npos) << run.err;  // checked below too
   expect_no_secret("run", run);
   expect_no_secret("--metrics-json", read_text(metrics));
 
