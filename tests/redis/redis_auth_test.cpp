@@ -19,33 +19,6 @@ namespace {
 using namespace redis_testing;
 using Env = std::map<std::string, std::optional<std::string>>;
 
-// A daemon of the test's own (redis-server, stunnel), up once its port takes connections;
-// killed by the destructor.
-class Daemon {
- public:
-  Daemon(const fs::path& dir, const std::string& tag, std::vector<std::string> args, int port)
-      : process_(dir, tag, std::move(args)), port_(port) {
-    for (int i = 0; i < 500; ++i) {
-      const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(static_cast<std::uint16_t>(port_));
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      const bool up = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-      ::close(s);
-      if (up) return;
-      std::this_thread::sleep_for(20ms);
-    }
-    throw std::runtime_error(tag + " did not listen on port " + std::to_string(port_) + ": " +
-                             process_.err() + read_text(dir / (tag + ".out")));
-  }
-  [[nodiscard]] int port() const { return port_; }
-
- private:
-  Process process_;
-  int port_;
-};
-
 class RedisAuthTest : public RedisTest {
  protected:
   void SetUp() override {
