@@ -20,6 +20,7 @@ ops=(
   nodejs npm
   chromium                          # the dashboard's browser test (tests/browser/)
   libhiredis-dev redis-server libcpp-httplib-dev
+  stunnel4 openssl                  # Redis over TLS through a tunnel (docs/distributed.md#tls)
   prometheus graphviz
   python3 curl jq                   # scripts/check_docs.py, and the commands the docs show
 )

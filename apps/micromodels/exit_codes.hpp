@@ -15,7 +15,8 @@ inline constexpr int kExitConfigError = 2;
 /// A server the command needs could not be reached. `ctl` and `top`: no control endpoint
 /// answered at the URL (the run ended, the port is wrong, or it timed out); a request the endpoint
 /// refused is kExitConfigError, it changed nothing. A distributed run: Redis could not be reached,
-/// at start or for longer than the reconnect window; the message names host:port.
+/// at start or for longer than the reconnect window, or refused this process (a wrong or missing
+/// password, a command or key its ACL denies); the message names host:port and what to do.
 inline constexpr int kExitUnreachable = 3;
 /// Redis came back without the run's queues (restarted without persistence, or another run of
 /// the same pipeline reset them): the run stopped rather than deliver an incomplete output.

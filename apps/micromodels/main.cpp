@@ -30,7 +30,8 @@ constexpr const char* kFooter = R"(Exit codes:
   0    success
   1    runtime failure
   2    configuration or command-line error (nothing ran); ctl: request refused
-  3    a server could not be reached: the control endpoint (ctl, top) or Redis (distributed run)
+  3    a server could not be reached: the control endpoint (ctl, top) or Redis (distributed run),
+       or Redis refused this process (a wrong password, a command its ACL denies)
   4    Redis lost the run's queues (restarted without persistence)
   130  interrupted (SIGINT/SIGTERM)
 

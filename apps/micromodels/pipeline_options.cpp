@@ -112,7 +112,10 @@ void add_broker_options(CLI::App& command, BrokerOptions& options, bool run) {
                   "file's broker:)")
       ->check(CLI::Validator(
           [](std::string& text) -> std::string {
-            if (text == "memory" || text.starts_with("redis://")) return {};
+            // rediss:// goes on to the transport, which says how to reach a TLS Redis.
+            if (text == "memory" || text.starts_with("redis://") || text.starts_with("rediss://")) {
+              return {};
+            }
             return "expected memory or redis://host:port[/db], got '" + text + "'";
           },
           "URL"));

@@ -13,11 +13,13 @@
 
 namespace micromodels {
 
-/// Redis could not be reached, or lost the run's queues. `what()` names host:port and what to do.
+/// Redis could not be reached, refused this process, or lost the run's queues. `what()` names
+/// host:port and what to do, never the password.
 class BrokerError : public std::runtime_error {
  public:
   enum class Kind {
     unreachable,  // no connection (at start, or for longer than the reconnect window)
+    refused,      // a wrong password, or the ACL forbids a command or key: retrying cannot help
     lost,         // Redis came back without this run's queues (restarted without persistence)
   };
   BrokerError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
@@ -39,7 +41,8 @@ struct RedisOptions {
     none,     // run: serve no stage; workers do all the work
   };
   Role role = Role::run;
-  std::string url{};                // redis://host:port[/db]
+  std::string url{};                // redis://[user@]host:port[/db]; the password comes from
+                                    // MICROMODELS_REDIS_PASSWORD(_FILE)
   std::vector<std::string> stages{};  // worker: the stages to serve
   Serve serve = Serve::missing;
   int max_deliveries = 3;           // delivered this often without being settled: dead letter

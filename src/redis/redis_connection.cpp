@@ -35,6 +35,7 @@ Connection::Connection(const RedisUrl& url, int timeout_ms)
   }
   // Replies wait at most this long; blocking reads ask for less.
   redisSetTimeout(context_.get(), to_timeval(timeout_ms));
+  authenticate();
   if (url.db != 0) {
     const Reply reply = command({"SELECT", std::to_string(url.db)});
     if (is_error(reply.get())) {
@@ -43,6 +44,44 @@ Connection::Connection(const RedisUrl& url, int timeout_ms)
                             ": " + std::string(text(reply.get())));
     }
   }
+}
+
+void Connection::authenticate() {
+  // AUTH when there is a password, else PING: either way the first reply says whether this is a
+  // Redis that lets us in, before any thread relies on the connection.
+  Args hello{"PING"};
+  if (!url_.password.empty()) {
+    hello = url_.user.empty() ? Args{"AUTH", url_.password} : Args{"AUTH", url_.user, url_.password};
+  }
+  Reply reply;
+  try {
+    reply = command(hello);
+  } catch (const BrokerError& e) {
+    throw BrokerError(BrokerError::Kind::unreachable,
+                      std::string(e.what()) +
+                          ". If that server speaks TLS only, reach it through a local stunnel "
+                          "and pass its end: redis://127.0.0.1:PORT (docs/distributed.md#tls)");
+  }
+  if (!is_error(reply.get())) return;
+  const std::string why(text(reply.get()));  // Redis never repeats the password
+  const std::string who = url_.user.empty() ? "the default user" : "user '" + url_.user + "'";
+  if (url_.password.empty() && !why.starts_with("NOAUTH")) {
+    // LOADING (a restarted Redis reads its files; AUTH is answered meanwhile, PING is not):
+    // worth waiting for, as for a lost connection.
+    throw BrokerError(BrokerError::Kind::unreachable,
+                      "Redis at " + url_.where() + " is not ready: " + why);
+  }
+  if (why.starts_with("NOAUTH")) {
+    throw BrokerError(BrokerError::Kind::refused,
+                      "Redis at " + url_.where() + " requires a password (" + why +
+                          "): set MICROMODELS_REDIS_PASSWORD, or MICROMODELS_REDIS_PASSWORD_FILE to "
+                          "a file that holds it, and name the ACL user in the URL, "
+                          "redis://USER@host:port, unless it is the default user");
+  }
+  throw BrokerError(BrokerError::Kind::refused,
+                    "Redis at " + url_.where() + " refused the password of " + who + " (" + why +
+                        "): check MICROMODELS_REDIS_PASSWORD (or the file "
+                        "MICROMODELS_REDIS_PASSWORD_FILE names) and the user in the URL");
 }
 
 void Connection::io_failed(const char* doing) {
@@ -58,7 +97,18 @@ Reply Connection::command(const Args& args) {
   auto* reply = static_cast<redisReply*>(redisCommandArgv(
       context_.get(), static_cast<int>(argv.size()), argv.data(), lengths.data()));
   if (reply == nullptr) io_failed(args.items().empty() ? "command" : args.items()[0].c_str());
-  return Reply(reply);
+  Reply owned(reply);
+  check_permitted(owned.get());
+  return owned;
+}
+
+void Connection::check_permitted(const redisReply* reply) const {
+  if (!is_error(reply) || !text(reply).starts_with("NOPERM")) return;
+  const std::string who = url_.user.empty() ? "the default user" : "user '" + url_.user + "'";
+  throw BrokerError(BrokerError::Kind::refused,
+      "Redis at " + url_.where() + " refused a command of " + who + " (" + std::string(text(reply)) +
+      "): give the user every command and key that micromodels uses in its ACL, as "
+      "deploy/redis/users.acl does (docs/distributed.md#access-control)");
 }
 
 Reply Connection::ok(const Args& args) {
@@ -83,7 +133,9 @@ void Connection::append(const Args& args) {
 Reply Connection::read() {
   void* reply = nullptr;
   if (redisGetReply(context_.get(), &reply) != REDIS_OK || reply == nullptr) io_failed("read");
-  return Reply(static_cast<redisReply*>(reply));
+  Reply owned(static_cast<redisReply*>(reply));
+  check_permitted(owned.get());
+  return owned;
 }
 
 void Connection::send() {

@@ -42,10 +42,13 @@ class Args {
 };
 
 /// RAII connection. Every I/O failure throws BrokerError(unreachable) naming host:port; an error
-/// reply is returned as a reply (callers decide), except through `ok()`.
+/// reply is returned as a reply (callers decide), except through `ok()`; NOPERM (the ACL
+/// forbids the command or key) throws BrokerError(refused) saying what to grant.
 class Connection {
  public:
-  /// Connects (and SELECTs the database). Throws BrokerError(unreachable) with what to do.
+  /// Connects, authenticates (AUTH with the URL's user and password, else PING) and SELECTs the
+  /// database. Throws BrokerError (refused: a wrong or missing password) with what to do; never
+  /// shows the password.
   explicit Connection(const RedisUrl& url, int timeout_ms = 5000);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -61,6 +64,8 @@ class Connection {
   [[nodiscard]] const RedisUrl& url() const noexcept { return url_; }
 
  private:
+  void authenticate();
+  void check_permitted(const redisReply* reply) const;
   [[noreturn]] void io_failed(const char* doing);
   RedisUrl url_;
   std::unique_ptr<redisContext, void (*)(redisContext*)> context_;

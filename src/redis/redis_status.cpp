@@ -10,6 +10,7 @@
 
 #include "micromodels/redis.hpp"
 #include "redis_connection.hpp"
+#include "redis_password.hpp"
 #include "redis_url.hpp"
 #include "stream_names.hpp"
 
@@ -52,7 +53,7 @@ std::map<std::pair<std::string, std::string>, Sample> sample(detail::Connection&
 
 std::vector<StageStatus> redis_status(const std::string& url, const std::string& pipeline,
                                       double sample_s) {
-  detail::Connection conn(detail::parse_redis_url(url));
+  detail::Connection conn(detail::with_password(detail::parse_redis_url(url)));
   std::vector<std::string> pipelines;
   const Reply known = conn.command({"SMEMBERS", detail::StreamNames::pipelines()});
   for (std::size_t i = 0; i < detail::size(known.get()); ++i) {

@@ -1,5 +1,7 @@
 #include "session.hpp"
 
+#include "redis_password.hpp"
+
 #include <unistd.h>
 
 #include <charconv>
@@ -55,6 +57,7 @@ void Session::bind(const Plan& bound) {
   plan = &bound;
   const Pipeline& pipeline = bound.pipeline();
   if (options.url.empty()) url = parse_redis_url(pipeline.broker());
+  url = with_password(std::move(url));
   names = std::make_unique<StreamNames>(pipeline.name());
   images = wire_images_for(options.wire_images, options.jpeg_quality, pipeline);
   version = bound.version();
@@ -176,7 +179,7 @@ bool Session::reconnect(const BrokerError& error, std::string_view who) {
     fail(std::make_exception_ptr(e));
     return false;
   };
-  if (error.kind() == BrokerError::Kind::lost) return lost(error);
+  if (error.kind() != BrokerError::Kind::unreachable) return lost(error);
   log().warn("{}: {}; reconnecting", who, error.what());
   const auto reached = [&] {
     std::lock_guard lock(produced_mutex_);
@@ -203,7 +206,7 @@ bool Session::reconnect(const BrokerError& error, std::string_view who) {
       log().info("{}: reconnected to Redis at {}", who, url.where());
       return true;
     } catch (const BrokerError& again) {
-      if (again.kind() == BrokerError::Kind::lost) return lost(again);
+      if (again.kind() != BrokerError::Kind::unreachable) return lost(again);
       const double waited = std::chrono::duration<double>(Clock::now() - start).count();
       if (options.reconnect_s > 0 && waited > options.reconnect_s) {
         return lost(BrokerError(BrokerError::Kind::unreachable,

@@ -405,19 +405,8 @@ TEST_F(DistributedCliTest, StatusShowsEachStageAsTableAndJson) {
 class OwnRedis {
  public:
   /// `persistent`: an append-only file synced on every write, so that a restart keeps the data.
-  explicit OwnRedis(const fs::path& dir, bool persistent = false) : dir_(dir), persistent_(persistent) {
-    // A free port, probed by binding, below the ephemeral range (32768-) so that no client
-    // connection takes it between the probe and redis-server's bind.
-    for (port_ = 20000 + ::getpid() % 12000;; ++port_) {
-      const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(static_cast<std::uint16_t>(port_));
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      const bool free = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-      ::close(s);
-      if (free) break;
-    }
+  explicit OwnRedis(const fs::path& dir, bool persistent = false)
+      : dir_(dir), persistent_(persistent), port_(free_loopback_port()) {
     start();
   }
   void start() {

@@ -1,5 +1,6 @@
 // What the Redis tests share: the server the test script started, processes of the built tool,
-// and a raw hiredis connection to look at what the broker left in Redis.
+// servers of a test's own (redis-server, stunnel) on free ports, and a raw hiredis connection to
+// look at what the broker left in Redis.
 //
 // The test script starts `redis-server` on a free loopback port and exports
 // MICROMODELS_REDIS_URL; without it the tests skip, unless MICROMODELS_REQUIRE_REDIS is set
@@ -128,6 +129,48 @@ class Process {
   fs::path out_;
   fs::path err_;
   pid_t pid_ = -1;
+};
+
+/// A free loopback port, probed by binding, below the ephemeral range (32768-) so that no client
+/// connection takes it between the probe and the server's bind.
+inline int free_loopback_port() {
+  for (int port = 20000 + ::getpid() % 12000;; port = port < 31999 ? port + 1 : 20000) {
+    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool free = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(s);
+    if (free) return port;
+  }
+}
+
+/// A daemon of the test's own (redis-server, stunnel), up once its port takes connections;
+/// killed by the destructor.
+class Daemon {
+ public:
+  Daemon(const fs::path& dir, const std::string& tag, std::vector<std::string> args, int port)
+      : process_(dir, tag, std::move(args)), port_(port) {
+    for (int i = 0; i < 500; ++i) {
+      const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(static_cast<std::uint16_t>(port_));
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      const bool up = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+      ::close(s);
+      if (up) return;
+      std::this_thread::sleep_for(20ms);
+    }
+    throw std::runtime_error(tag + " did not listen on port " + std::to_string(port_) + ": " +
+                             process_.err() + read_text(dir / (tag + ".out")));
+  }
+  [[nodiscard]] int port() const { return port_; }
+
+ private:
+  Process process_;
+  int port_;
 };
 
 /// A plain hiredis connection, to look into Redis from a test.

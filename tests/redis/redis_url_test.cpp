@@ -1,4 +1,4 @@
-// redis://host:port[/db]: what is accepted, and what a wrong value is told.
+// redis://[user@]host:port[/db]: what is accepted, and what a wrong value is told.
 #include <gtest/gtest.h>
 
 #include "micromodels/pipeline.hpp"
@@ -43,7 +43,35 @@ TEST(RedisUrl, RejectsWhatItCannotUseNamingTheValue) {
   expect_rejected("redis://h:70000", "port '70000'");
   expect_rejected("redis://h:6379/x", "database 'x'");
   expect_rejected("http://h:6379", "not a redis:// URL");
-  expect_rejected("redis://user:pw@h:6379", "passwords");
+  expect_rejected("redis://@h:6379", "no user");
+  expect_rejected("rediss://h:6379", "stunnel");
+}
+
+TEST(RedisUrl, TakesAnAclUserFromTheUrl) {
+  const RedisUrl url = parse_redis_url("redis://pipeline-eye@10.0.0.5:6380/1");
+  EXPECT_EQ(url.user, "pipeline-eye");
+  EXPECT_EQ(url.host, "10.0.0.5");
+  EXPECT_EQ(url.port, 6380);
+  EXPECT_EQ(url.db, 1);
+  EXPECT_EQ(url.password, "");  // never from the URL
+  EXPECT_EQ(url.where(), "10.0.0.5:6380/1");
+}
+
+// A password in the URL is refused, and the message that repeats the URL hides it.
+TEST(RedisUrl, RefusesAPasswordInTheUrlWithoutShowingIt) {
+  for (const std::string url : {"redis://user:s3cret@h:6379", "redis://:s3cret@h:6379/2",
+                                "redis://user:s3c@ret/x@h:6379"}) {
+    try {
+      (void)parse_redis_url(url);
+      ADD_FAILURE() << url << " was accepted";
+    } catch (const ConfigError& e) {
+      const std::string what = e.what();
+      EXPECT_EQ(what.find("s3c"), std::string::npos) << what;
+      EXPECT_NE(what.find(":***@h:6379"), std::string::npos) << what;
+      EXPECT_NE(what.find("MICROMODELS_REDIS_PASSWORD_FILE"), std::string::npos) << what;
+      EXPECT_EQ(e.key(), "broker");
+    }
+  }
 }
 
 }  // namespace

@@ -422,6 +422,9 @@ TEST(PipelineYaml, ImpossibleNumbers) {
   EXPECT_EQ(error_of("pipeline: demo\nbroker: memroy\n"),
             "bad.yaml:2:1: key 'broker': unknown broker \"memroy\"; did you mean 'memory'? Use "
             "memory (in this process) or redis://host:port");
+  const std::string in_file = error_of("pipeline: demo\nbroker: redis://app:s3cret@h:6379\n");
+  EXPECT_TRUE(in_file.starts_with("bad.yaml:2:1: key 'broker': the URL holds a password")) << in_file;
+  EXPECT_EQ(in_file.find("s3cret"), std::string::npos) << in_file;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -748,6 +751,15 @@ TEST(PipelineValidate, BuilderPipelinesHaveNoLocations) {
   Pipeline v = p;
   v.set_broker("redis://");
   EXPECT_EQ(error_of(v), "key 'broker': redis:// needs a host, e.g. redis://127.0.0.1:6379");
+  v.set_broker("redis://app@10.0.0.5:6379/1");  // an ACL user, its password from the environment
+  EXPECT_EQ(error_of(v), "");
+  for (const std::string url : {"redis://app:s3cret@h:6379", "redis://:s3cret@h", "rediss://a:s3cret@h"}) {
+    v.set_broker(url);
+    const std::string error = error_of(v);
+    EXPECT_TRUE(error.starts_with("key 'broker': the URL holds a password")) << error;
+    EXPECT_NE(error.find("MICROMODELS_REDIS_PASSWORD_FILE"), std::string::npos) << error;
+    EXPECT_EQ(error.find("s3cret"), std::string::npos) << error;
+  }
   Pipeline w = p;
   w.set_dead_letter("detect");
   EXPECT_EQ(error_of(w), "");

@@ -74,6 +74,18 @@ void check_broker(std::string_view broker, const SourceLocation& where) {
     return;
   }
   constexpr std::string_view kRedis = "redis://";
+  if (const auto scheme = broker.find("://"), at = broker.rfind('@');
+      scheme != std::string_view::npos && at != std::string_view::npos && at > scheme &&
+      broker.substr(scheme + 3, at - scheme - 3).find(':') != std::string_view::npos) {
+    // Not repeated: `inspect` and every message would show the password.
+    fail(where, "", "broker",
+         "the URL holds a password, which would show wherever the URL does; keep only the user "
+         "(redis://USER@host:port) and put the password in MICROMODELS_REDIS_PASSWORD, or in a "
+         "file named by MICROMODELS_REDIS_PASSWORD_FILE");
+  }
+  if (broker.starts_with("rediss://")) {
+    return;  // the Redis transport says how to reach a TLS Redis (through a tunnel)
+  }
   if (broker.starts_with(kRedis)) {
     if (broker.size() > kRedis.size()) {
       return;
