@@ -277,6 +277,8 @@ void Pipeline::validate(const Registry& registry) const {
   detail::check_wire_images(wire_.images, where(locations_, "wire.images"));
   detail::check_count(wire_.jpeg_quality, 1, 100, where(locations_, "wire.jpeg_quality"), "",
                       "wire.jpeg_quality");
+  detail::check_count(wire_.image_ttl_s, 1, detail::kMaxImageTtlS,
+                      where(locations_, "wire.image_ttl_s"), "", "wire.image_ttl_s");
   if (stages_.empty()) {
     fail(where(locations_, "stages"), "", "stages",
          "no stages; list at least a source and one stage");
