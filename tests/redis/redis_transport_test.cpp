@@ -18,6 +18,7 @@ namespace micromodels {
 namespace {
 
 using redis_testing::field_text;
+using redis_testing::OwnRedis;
 using redis_testing::lines_of;
 using redis_testing::Redis;
 using redis_testing::redis_url;
@@ -577,6 +578,25 @@ TEST_F(ImageRefsTest, AnImageGoneFromRedisFailsItsPacketWithAClearErrorAndTheRun
     EXPECT_NE(error.find("image 'frame': image key mm:{" + name_ + "}:img:"), std::string::npos) << error;
     EXPECT_NE(error.find("is gone from Redis"), std::string::npos) << error;
     EXPECT_NE(error.find("wire.image_ttl_s is 60 s"), std::string::npos) << error;
+  }
+}
+
+TEST_F(ImageRefsTest, RedisOutOfMemoryStopsTheRunWithAClearErrorNotASilentLoss) {
+  // 200 frames of 57,600 B stay in Redis for their TTL: far more than 3 MB. Redis refuses the
+  // writes (noeviction answers OOM); the run must say so, never finish with frames missing.
+  OwnRedis redis(dir_, false, {"--maxmemory", "3mb", "--maxmemory-policy", "noeviction"});
+  frames_ = 200;
+  Part run(chain({"blind"}), {.url = redis.url()}, registry_);
+  run.runner.start();
+  try {
+    for (int i = 0; i < 300 && !run.runner.wait_for(100); ++i) {
+    }
+    ADD_FAILURE() << "the run ended without an error, " << sink_->take().size() << " frames at the sink";
+  } catch (const BrokerError& e) {
+    const std::string error = e.what();
+    EXPECT_NE(error.find("refused"), std::string::npos) << error;
+    EXPECT_NE(error.find("OOM"), std::string::npos) << error;
+    EXPECT_LT(sink_->take().size(), 200u);
   }
 }
 
