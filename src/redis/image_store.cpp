@@ -96,7 +96,6 @@ std::map<std::string, ImageStore::Fetched> ImageStore::fetch(Connection& conn,
       Image image = unpack_image(Buffer::copy_of(reply->str, reply->len), *ref);
       cache_.keep(*ref, image);
       result = std::move(image);
-      fetched_.fetch_add(1);
     } catch (const CodecError& error) {
       result = error.what();
     }

@@ -33,10 +33,6 @@ class ImageStore final : public ImageRefs {
   using Fetched = std::variant<Image, std::string>;
   [[nodiscard]] std::map<std::string, Fetched> fetch(Connection& conn, const std::vector<ImageRef>& refs);
 
-  /// Keys fetched from Redis and bytes stored by this process, for tests and reports.
-  [[nodiscard]] std::uint64_t keys_fetched() const noexcept { return fetched_.load(); }
-  [[nodiscard]] int ttl_s() const noexcept { return ttl_s_; }
-
  private:
   Writer& writer_;
   const std::string prefix_;  // key_prefix + this process's id + ":"
@@ -44,7 +40,6 @@ class ImageStore final : public ImageRefs {
   const int ttl_s_;
   ImageCache cache_;
   std::atomic<std::uint64_t> next_{0};
-  std::atomic<std::uint64_t> fetched_{0};
 };
 
 }  // namespace micromodels::detail
