@@ -264,7 +264,50 @@ struct EyeContact {
     for (const std::string& s : sets()) p.set_param(s);
     return p;
   }
+  // The same pipeline with every image sent in every hop (`wire: { image_refs: false }`), as
+  // before images went by reference: a copy of the file, for the worker processes too.
+  EyeContact without_refs() const {
+    EyeContact copy = *this;
+    copy.file = out / "eye_contact_no_refs.yaml";
+    std::ifstream in(file);
+    std::ofstream(copy.file) << in.rdbuf() << "\nwire: { image_refs: false }\n";
+    return copy;
+  }
 };
+
+// Per frame: the entries of each hop, and the images stored for it, over the hops of a run.
+struct HopFigures {
+  double entries_per_hop = 0;            // mean over hops
+  double entries_per_unchanged_hop = 0;  // mean over the hops that stored no image
+  double images_per_frame = 0;           // images stored, summed over hops
+  double total_per_hop = 0;              // (entries + images) / hops
+  Json by_hop = Json::object();
+};
+
+HopFigures hop_figures(const std::vector<HopBytes>& hops, bool print) {
+  HopFigures f;
+  double unchanged = 0;
+  int unchanged_hops = 0;
+  for (const HopBytes& h : hops) {
+    const double n = h.packets > 0 ? static_cast<double>(h.packets) : 1;
+    const double entries = static_cast<double>(h.bytes) / n;
+    const double images = static_cast<double>(h.image_bytes) / n;
+    if (print) std::printf("  %-14s -> %-14s %10.0f B entries %10.0f B images\n", h.from.c_str(), h.to.c_str(), entries, images);
+    f.by_hop[h.from + ">" + h.to] = {{"entries", entries}, {"images", images}};
+    f.entries_per_hop += entries;
+    f.images_per_frame += images;
+    if (h.image_bytes == 0) {
+      unchanged += entries;
+      ++unchanged_hops;
+    }
+  }
+  if (!hops.empty()) {
+    f.total_per_hop = (f.entries_per_hop + f.images_per_frame) / static_cast<double>(hops.size());
+    f.entries_per_hop /= static_cast<double>(hops.size());
+  }
+  if (unchanged_hops > 0) f.entries_per_unchanged_hop = unchanged / unchanged_hops;
+  return f;
+}
 
 double fps_embedded(const EyeContact& e) {
   Runner runner(e.pipeline());
@@ -278,7 +321,7 @@ double fps_embedded(const EyeContact& e) {
 // nothing; timed from the run's start, after every worker has loaded its models.
 double fps_redis(const EyeContact& e, const std::string& url, int workers,
                  std::vector<HopBytes>* hops) {
-  Pipeline p = e.pipeline();
+  Pipeline p = e.pipeline();  // the run reads the same file as the workers
   p.set_broker(url);
   std::string middle;
   for (const StageConfig& s : p.stages()) {
@@ -395,19 +438,32 @@ int run_redis_bench(const BenchOptions& options, bool hop_only) {
       row(name.c_str(), fps, "fps", k == 1 ? "(worker processes, each serving every stage)" : "");
       json[name] = fps;
     }
-    double total = 0;
-    Json per_hop = Json::object();
-    std::printf("\nbytes per frame per hop (1 worker run):\n");
-    for (const HopBytes& h : hops) {
-      const double per = h.packets > 0 ? static_cast<double>(h.bytes) / static_cast<double>(h.packets) : 0;
-      std::printf("  %-14s -> %-14s %10.0f B\n", h.from.c_str(), h.to.c_str(), per);
-      per_hop[h.from + ">" + h.to] = per;
-      total += per;
-    }
-    const double mean = hops.empty() ? 0 : total / static_cast<double>(hops.size());
-    row("bytes_per_frame_per_hop", mean, "B", "(mean over hops, raw images)");
-    json["bytes_per_frame_per_hop"] = mean;
-    json["bytes_per_frame_by_hop"] = per_hop;
+    const double ratio_1 = embedded > 0 ? json["fps_redis_1"].get<double>() / embedded : 0;
+    row("fps_redis_1_vs_embedded", ratio_1, "", ratio_1 >= 0.6 ? "target >= 0.6: met" : "target >= 0.6: MISSED");
+    json["fps_redis_1_vs_embedded"] = ratio_1;
+    // The same with every image in every hop (wire.image_refs false): the figures before.
+    std::vector<HopBytes> hops_no_refs;
+    const double no_refs = fps_redis(e.without_refs(), url, 1, &hops_no_refs);
+    row("fps_redis_1_no_refs", no_refs, "fps", "(wire: { image_refs: false })");
+    json["fps_redis_1_no_refs"] = no_refs;
+    json["fps_redis_1_no_refs_vs_embedded"] = embedded > 0 ? no_refs / embedded : 0;
+
+    std::printf("\nbytes per frame per hop (1 worker run, raw images by reference):\n");
+    const HopFigures f = hop_figures(hops, true);
+    row("bytes_per_frame_per_hop", f.entries_per_hop, "B", "(entries, mean over hops)");
+    row("bytes_per_frame_per_hop_unchanged", f.entries_per_unchanged_hop, "B",
+        f.entries_per_unchanged_hop <= 2000 ? "(hops that stored no image; target <= 2000: met)"
+                                            : "(hops that stored no image; target <= 2000: MISSED)");
+    row("image_bytes_per_frame", f.images_per_frame, "B", "(stored once per image, all hops)");
+    row("bytes_per_frame_per_hop_total", f.total_per_hop, "B", "((entries + images) / hops)");
+    json["bytes_per_frame_per_hop"] = f.entries_per_hop;
+    json["bytes_per_frame_per_hop_unchanged"] = f.entries_per_unchanged_hop;
+    json["image_bytes_per_frame"] = f.images_per_frame;
+    json["bytes_per_frame_per_hop_total"] = f.total_per_hop;
+    json["bytes_per_frame_by_hop"] = f.by_hop;
+    const HopFigures before = hop_figures(hops_no_refs, false);
+    row("bytes_per_frame_per_hop_no_refs", before.total_per_hop, "B", "(every image in every hop)");
+    json["bytes_per_frame_per_hop_no_refs"] = before.total_per_hop;
     // The same with JPEG (quality 90) on the wire, this process serving every stage.
     {
       Pipeline p = e.pipeline();
@@ -420,13 +476,8 @@ int run_redis_bench(const BenchOptions& options, bool hop_only) {
       while (!run.wait_for(100)) {
       }
       const double fps = static_cast<double>(run.progress().done) / seconds_since(start);
-      double jpeg_total = 0;
-      const auto jpeg_hops = redis.hop_bytes();
-      for (const HopBytes& h : jpeg_hops) {
-        jpeg_total += h.packets > 0 ? static_cast<double>(h.bytes) / static_cast<double>(h.packets) : 0;
-      }
-      const double jpeg_mean = jpeg_hops.empty() ? 0 : jpeg_total / static_cast<double>(jpeg_hops.size());
-      row("bytes_per_frame_per_hop_jpeg", jpeg_mean, "B", "(--wire-images jpeg, quality 90)");
+      const double jpeg_mean = hop_figures(redis.hop_bytes(), false).total_per_hop;
+      row("bytes_per_frame_per_hop_jpeg", jpeg_mean, "B", "(--wire-images jpeg, quality 90; (entries + images) / hops)");
       row("fps_redis_run_only_jpeg", fps, "fps", "(the run serving every stage, jpeg)");
       json["bytes_per_frame_per_hop_jpeg"] = jpeg_mean;
       json["fps_redis_run_only_jpeg"] = fps;

@@ -81,6 +81,8 @@ struct AutoscaleConfig {
 struct WireConfig {
   std::string images = "raw";  // raw, png (lossless) or jpeg (8-bit images of 1 or 3 channels)
   int jpeg_quality = 90;       // 1..100, for jpeg
+  bool image_refs = true;      // an image goes to Redis once, hops carry a reference to it
+  int image_ttl_s = 60;        // an image key lives this long after the last hop that carried it
 };
 
 /// `trace:` in a pipeline (or `--trace FILE`): per-packet timings of this process as a Chrome

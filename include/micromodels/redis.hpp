@@ -58,7 +58,8 @@ struct HopBytes {
   std::string from{};
   std::string to{};
   std::uint64_t packets = 0;
-  std::uint64_t bytes = 0;
+  std::uint64_t bytes = 0;        // the entries (with images that travel in them)
+  std::uint64_t image_bytes = 0;  // images stored once by reference (wire.image_refs) for this hop
 };
 
 namespace detail {

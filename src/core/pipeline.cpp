@@ -281,6 +281,8 @@ void Pipeline::validate(const Registry& registry) const {
   detail::check_count(trace_.every, 1, detail::kMaxTraceEvery, where(locations_, "trace.every"), "",
                       "trace.every");
   detail::check_megabytes(trace_.max_mb, where(locations_, "trace.max_mb"), "trace.max_mb");
+  detail::check_count(wire_.image_ttl_s, 1, detail::kMaxImageTtlS,
+                      where(locations_, "wire.image_ttl_s"), "", "wire.image_ttl_s");
   if (stages_.empty()) {
     fail(where(locations_, "stages"), "", "stages",
          "no stages; list at least a source and one stage");

@@ -147,15 +147,18 @@ void Keeper::announce(Connection& conn, bool leave) {
 }
 
 void Keeper::add_hop_bytes(Connection& conn) {
-  std::vector<std::pair<std::string, std::pair<std::uint64_t, std::uint64_t>>> sent;
+  std::vector<std::pair<std::string, RedisOutlet::Sent>> sent;
   {
     std::lock_guard lock(session_.parts_mutex);
     for (RedisOutlet* outlet : session_.outlets) sent.emplace_back(outlet->hop(), outlet->take_sent());
   }
   for (const auto& [hop, counts] : sent) {
-    if (counts.second == 0) continue;
-    conn.command({"HINCRBY", session_.names->hops(), hop + ":bytes", std::to_string(counts.first)});
-    conn.command({"HINCRBY", session_.names->hops(), hop + ":packets", std::to_string(counts.second)});
+    if (counts.packets == 0) continue;
+    conn.command({"HINCRBY", session_.names->hops(), hop + ":bytes", std::to_string(counts.bytes)});
+    conn.command({"HINCRBY", session_.names->hops(), hop + ":packets", std::to_string(counts.packets)});
+    if (counts.image_bytes > 0) {
+      conn.command({"HINCRBY", session_.names->hops(), hop + ":images", std::to_string(counts.image_bytes)});
+    }
   }
 }
 

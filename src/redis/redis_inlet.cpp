@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <thread>
 
 #include "entry.hpp"
@@ -89,6 +90,88 @@ void RedisInlet::connect() {
 }
 
 bool RedisInlet::take(std::vector<Delivery>& out, std::size_t max) {
+  const std::size_t first = out.size();
+  const bool more = read(out, max);
+  fetch_images(out, first);
+  return more;
+}
+
+bool RedisInlet::reads(const std::string& field) const {
+  const StageInfo& info = stage_.info;
+  return info.reads_all || std::find(info.reads.begin(), info.reads.end(), field) != info.reads.end() ||
+         std::find(info.optional_reads.begin(), info.optional_reads.end(), field) !=
+             info.optional_reads.end();
+}
+
+// The images that came by reference and that this stage reads: fetched once for the batch
+// (the cache, then pipelined GETs), and put in place. A packet whose image is gone (expired,
+// deleted) or not what its reference says fails here: dead-lettered, a skip in its place.
+// Images the stage does not read stay references: they go on without being fetched.
+void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
+  std::vector<std::pair<std::size_t, std::vector<std::pair<std::string, ImageRef>>>> wanted;
+  std::vector<ImageRef> refs;
+  for (std::size_t i = first; i < out.size(); ++i) {
+    if (out[i].kind != Delivery::Kind::packet) continue;
+    try {
+      std::vector<std::pair<std::string, ImageRef>> read_here;
+      for (auto& [name, ref] : references(out[i].packet)) {
+        if (!reads(name)) continue;
+        refs.push_back(ref);
+        read_here.emplace_back(std::move(name), std::move(ref));
+      }
+      if (!read_here.empty()) wanted.emplace_back(i, std::move(read_here));
+    } catch (const CodecError& error) {
+      fail_delivery(out[i], "corrupt packet: " + std::string(error.what()));
+    }
+  }
+  if (refs.empty()) return;
+  std::map<std::string, ImageStore::Fetched> fetched;
+  for (;;) {
+    try {
+      if (!images_conn_) images_conn_ = session_.connect();
+      fetched = session_.image_store->fetch(*images_conn_, refs);
+      break;
+    } catch (const BrokerError& error) {
+      images_conn_.reset();
+      if (!session_.reconnect(error, consumer_)) {
+        // The run stops: these entries stay pending in Redis, for another process.
+        for (auto it = wanted.rbegin(); it != wanted.rend(); ++it) {
+          out.erase(out.begin() + static_cast<std::ptrdiff_t>(it->first));
+        }
+        return;
+      }
+    }
+  }
+  for (auto& [i, read_here] : wanted) {
+    for (auto& [name, ref] : read_here) {
+      ImageStore::Fetched& image = fetched.at(ref.key);
+      if (const auto* why = std::get_if<std::string>(&image)) {
+        fail_delivery(out[i], "image '" + name + "': " + *why);
+        break;
+      }
+      resolve(out[i].packet, name, std::get<Image>(image));
+    }
+  }
+}
+
+void RedisInlet::fail_delivery(Delivery& d, const std::string& error) {
+  std::string id;
+  {
+    std::lock_guard lock(mutex_);
+    if (const auto it = tickets_.find(d.ticket); it != tickets_.end() && !it->second.empty()) {
+      id = it->second.front().id;
+    }
+  }
+  const std::vector<std::byte> bytes = encode_packet(d.packet);
+  write_dead_letter(session_, {.stage = stage_.name(), .error = error, .entry_id = id,
+                               .position = std::make_pair(d.packet.stream, d.packet.seq),
+                               .payload = {reinterpret_cast<const char*>(bytes.data()), bytes.size()}});
+  d.kind = Delivery::Kind::skip;
+  d.dead_lettered = true;  // a skip goes on in its place
+  d.packet = Packet{.stream = d.packet.stream, .seq = d.packet.seq};
+}
+
+bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
   if (session_.stopping()) return false;
   if (run_ == 0) run_ = session_.run();
   try {

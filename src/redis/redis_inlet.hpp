@@ -75,6 +75,10 @@ class RedisInlet final : public Inlet {
   };
 
   void connect();
+  bool read(std::vector<Delivery>& out, std::size_t max);
+  [[nodiscard]] bool reads(const std::string& field) const;
+  void fetch_images(std::vector<Delivery>& out, std::size_t first);
+  void fail_delivery(Delivery& d, const std::string& error);
   bool accept(const redisReply* entry, std::size_t part, std::int64_t deliveries,
               std::vector<Delivery>& out);
   Ticket ticket_for(Held held);
@@ -98,6 +102,7 @@ class RedisInlet final : public Inlet {
   const std::string consumer_;
   // The engine's inlet thread only:
   std::unique_ptr<Connection> conn_;
+  std::unique_ptr<Connection> images_conn_;  // GETs of images (fetch_images)
   bool connected_ = false;  // a connection was made before: this one is a reconnect
   std::uint64_t run_ = 0;   // the run this inlet reads for
   bool paused_ = false;     // refused another version's entries: reads nothing until a new run

@@ -45,13 +45,17 @@ RedisOutlet::~RedisOutlet() {
 }
 
 void RedisOutlet::put(const Packet& packet) {
+  std::uint64_t stored = 0;
+  std::string payload = encode_for_hop(packet, to_.carried, session_.images,
+                                       session_.image_refs ? session_.image_store.get() : nullptr, &stored);
+  image_bytes_.fetch_add(stored, std::memory_order_relaxed);
   add({.kind = Entry::Kind::packet,
        .version = session_.version,
        .run = session_.run(),
        .stream = packet.stream,
        .seq = packet.seq,
        .input = input_},
-      encode_for_hop(packet, to_.carried, session_.images));
+      payload);
 }
 
 void RedisOutlet::skip(std::uint32_t stream, std::uint64_t seq) {

@@ -30,9 +30,14 @@ class RedisOutlet final : public Outlet {
 
   /// On the writer's thread: asks for the backlog behind the outlets that wait for room.
   static void probe_waiting(Session& session);
-  /// "from>to", and the bytes and packets sent since the last call (the keeper's totals).
+  /// "from>to", and what was sent since the last call (the keeper's totals).
   [[nodiscard]] std::string hop() const { return from_.name() + ">" + to_.name(); }
-  std::pair<std::uint64_t, std::uint64_t> take_sent() { return {bytes_.exchange(0), packets_.exchange(0)}; }
+  struct Sent {
+    std::uint64_t bytes = 0;        // entries
+    std::uint64_t packets = 0;
+    std::uint64_t image_bytes = 0;  // images stored by reference for this hop
+  };
+  Sent take_sent() { return {bytes_.exchange(0), packets_.exchange(0), image_bytes_.exchange(0)}; }
 
  private:
   void add(Entry entry, std::string_view payload);
@@ -48,7 +53,7 @@ class RedisOutlet final : public Outlet {
   mutable std::atomic<bool> waiting_{false};
   std::atomic<bool> probing_{false};
   std::atomic<std::int64_t> last_probe_ns_{0};
-  std::atomic<std::uint64_t> bytes_{0}, packets_{0};
+  std::atomic<std::uint64_t> bytes_{0}, packets_{0}, image_bytes_{0};
 };
 
 /// The transport's own dead letter, for a pipeline without a `dead_letter:` stage: failed

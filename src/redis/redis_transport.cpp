@@ -124,6 +124,8 @@ std::vector<HopBytes> RedisTransport::hop_bytes() const {
       h.bytes = static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), hop + ":bytes")));
       h.packets =
           static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), hop + ":packets")));
+      h.image_bytes =
+          static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), hop + ":images")));
       hops.push_back(h);
     }
   }
@@ -163,11 +165,13 @@ std::string RedisTransport::report() const {
     for (const HopBytes& hop : hop_bytes()) {
       const double per_packet =
           hop.packets > 0 ? static_cast<double>(hop.bytes) / static_cast<double>(hop.packets) : 0;
-      char line[160];
-      std::snprintf(line, sizeof line, "  %-14s -> %-14s %10llu packets %12s  %12s/packet\n",
+      const double images_per_packet =
+          hop.packets > 0 ? static_cast<double>(hop.image_bytes) / static_cast<double>(hop.packets) : 0;
+      char line[200];
+      std::snprintf(line, sizeof line, "  %-14s -> %-14s %10llu packets %12s  %12s/packet  + images stored %12s/packet\n",
                     hop.from.c_str(), hop.to.c_str(), static_cast<unsigned long long>(hop.packets),
                     format_bytes(static_cast<double>(hop.bytes)).c_str(),
-                    format_bytes(per_packet).c_str());
+                    format_bytes(per_packet).c_str(), format_bytes(images_per_packet).c_str());
       out += line;
     }
     out += "dead-lettered: " + std::to_string(dead_lettered()) + " (all processes; " +

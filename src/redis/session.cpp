@@ -61,6 +61,9 @@ void Session::bind(const Plan& bound) {
   names = std::make_unique<StreamNames>(pipeline.name());
   images = wire_images_for(options.wire_images, options.jpeg_quality, pipeline);
   version = bound.version();
+  image_refs = pipeline.wire().image_refs;
+  image_store = std::make_unique<ImageStore>(writer, names->images(), images,
+                                             pipeline.wire().image_ttl_s, kImageCacheBytes);
   if (options.max_deliveries < 1) {
     throw ConfigError({}, "max_deliveries",
                       "--max-deliveries must be at least 1, got " + std::to_string(options.max_deliveries));

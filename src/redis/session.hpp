@@ -18,6 +18,7 @@
 #include "micromodels/redis.hpp"
 #include "redis_connection.hpp"
 #include "stream_names.hpp"
+#include "image_store.hpp"
 #include "wire/hop_codec.hpp"
 #include "writer.hpp"
 
@@ -36,10 +37,14 @@ class Session {
   RedisUrl url;  // options.url, or the pipeline's broker
   std::unique_ptr<StreamNames> names;
   WireImages images;
+  bool image_refs = true;  // wire.image_refs: images this process sends go by reference
+  std::unique_ptr<ImageStore> image_store;  // stores them, fetches what arrives by reference
   const Plan* plan = nullptr;
   std::uint64_t version = 0;
   std::string consumer;  // host:pid (.N for a second transport in one process)
   Writer writer;
+  /// The images a process keeps (stored or fetched), at most this many bytes.
+  static constexpr std::size_t kImageCacheBytes = std::size_t{256} << 20;
 
   /// A stage that gathers each stream in one process (ordered, per_stream, joins) has
   /// `partitions:` streams, one per stream id modulo their number; other stages, and the sinks

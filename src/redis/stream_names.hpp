@@ -31,6 +31,8 @@ class StreamNames {
   [[nodiscard]] std::string hops() const { return prefix_ + "hops"; }       // hash of byte counts
   [[nodiscard]] std::string streams() const { return prefix_ + "streams"; } // key -> stage
   [[nodiscard]] std::string counters() const { return prefix_ + "counters"; }
+  /// Where images stored by reference live: this + a process's id + ":" + a count.
+  [[nodiscard]] std::string images() const { return prefix_ + "img:"; }
   /// The set of pipeline names, for `micromodels status`.
   [[nodiscard]] static std::string pipelines() { return "mm:pipelines"; }
 

@@ -51,12 +51,15 @@ void Writer::read_replies(Connection& conn, std::vector<Command>& sent) {
     if (is_error(reply.get())) {
       const std::string& name = command.args.items().front();
       const std::string why(text(reply.get()));
-      if (name == "XADD") {
-        // Redis will not keep a packet (out of memory, a key of another type): the run cannot
-        // deliver it, so it stops rather than lose it.
+      if (name == "XADD" || name == "SET") {
+        // Redis will not keep a packet or the image it refers to (out of memory, a key of
+        // another type): the run cannot deliver it, so it stops rather than lose it.
         session_.fail(std::make_exception_ptr(BrokerError(
-            BrokerError::Kind::lost, "Redis at " + session_.url.where() + " refused XADD to " +
-                                         command.args.items()[1] + ": " + why)));
+            BrokerError::Kind::lost, "Redis at " + session_.url.where() + " refused " + name +
+                                         " of " + command.args.items()[1] + ": " + why +
+                                         (why.starts_with("OOM")
+                                              ? " (raise maxmemory, or lower wire.image_ttl_s)"
+                                              : ""))));
       } else if (!why.starts_with("NOGROUP")) {  // NOGROUP: a new run reset the stream
         log().warn("Redis refused {}: {}", name, why);
       }

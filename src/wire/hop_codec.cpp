@@ -1,36 +1,23 @@
 #include "hop_codec.hpp"
 
-#include <cstring>
-
 #include "micromodels/packet_codec.hpp"
 #include "micromodels/pipeline.hpp"
-
-#ifdef MICROMODELS_WIRE_HAS_OPENCV
-#include <opencv2/imgcodecs.hpp>
-#endif
 
 namespace micromodels::detail {
 
 namespace {
 
-constexpr std::string_view kMarker = "\x01wire:";  // + field name; value: "png" or "jpeg"
+// A marker field, "\x01wire:" + the image's name, says how the field of that name travels:
+// "png" or "jpeg" (compressed bytes), "ref" (an image reference).
+constexpr std::string_view kMarker = "\x01wire:";
+constexpr std::string_view kRef = "ref";
 
-#ifdef MICROMODELS_WIRE_HAS_OPENCV
-std::optional<Buffer> compress(const Image& image, const WireImages& images) {
-  if (image.depth != Depth::u8 || (image.channels != 1 && image.channels != 3) ||
-      image.pixels.size() < image.byte_size() || image.width <= 0 || image.height <= 0) {
-    return std::nullopt;
-  }
-  const cv::Mat mat(image.height, image.width, image.channels == 1 ? CV_8UC1 : CV_8UC3,
-                    const_cast<std::byte*>(image.pixels.data()));
-  std::vector<unsigned char> bytes;
-  const bool png = images.kind == WireImages::Kind::png;
-  std::vector<int> flags;
-  if (!png) flags = {cv::IMWRITE_JPEG_QUALITY, images.jpeg_quality};
-  if (!cv::imencode(png ? ".png" : ".jpg", mat, bytes, flags)) return std::nullopt;
-  return Buffer::copy_of(bytes.data(), bytes.size());
+std::string marker(std::string_view name) { return std::string(kMarker) + std::string(name); }
+
+bool is_ref(const Packet& packet, std::string_view name) {
+  const auto* how = std::get_if<std::string>(packet.find(marker(name)));
+  return how != nullptr && *how == kRef && std::holds_alternative<Buffer>(*packet.find(name));
 }
-#endif
 
 }  // namespace
 
@@ -67,25 +54,38 @@ WireImages wire_images_for(const std::string& images, int jpeg_quality, const Pi
 }
 
 std::string encode_for_hop(const Packet& packet, const std::optional<std::set<std::string>>& keep,
-                           const WireImages& images) {
+                           const WireImages& images, ImageRefs* refs, std::uint64_t* stored) {
   Packet wire{.stream = packet.stream, .seq = packet.seq, .time_ns = packet.time_ns};
+  std::uint64_t stored_here = 0;
   for (const Packet::Field& f : packet.fields) {
+    if (f.name.starts_with(kMarker)) continue;  // markers follow their fields
     if (keep && !keep->contains(f.name)) continue;
-#ifdef MICROMODELS_WIRE_HAS_OPENCV
-    if (const auto* image = std::get_if<Image>(&f.value);
-        image != nullptr && images.kind != WireImages::Kind::raw) {
-      if (std::optional<Buffer> packed = compress(*image, images)) {
-        wire.fields.push_back({f.name, std::move(*packed)});
-        wire.fields.push_back({std::string(kMarker) + f.name,
-                               std::string(images.kind == WireImages::Kind::png ? "png" : "jpeg")});
+    if (is_ref(packet, f.name)) {  // never fetched here: the reference goes on
+      if (refs != nullptr) refs->carry(decode_ref(std::get<Buffer>(f.value).span()));
+      wire.fields.push_back(f);
+      wire.fields.push_back({marker(f.name), std::string(kRef)});
+      continue;
+    }
+    if (const auto* image = std::get_if<Image>(&f.value); image != nullptr) {
+      if (refs != nullptr && image->pixels.data() != nullptr) {
+        const std::string ref = encode_ref(refs->reference(*image, stored_here));
+        wire.fields.push_back({f.name, Buffer::copy_of(ref.data(), ref.size())});
+        wire.fields.push_back({marker(f.name), std::string(kRef)});
         continue;
       }
+      if (images.kind != WireImages::Kind::raw) {
+        PackedImage packed = pack_image(*image, images);
+        if (packed.encoding != WireImages::Kind::raw) {
+          wire.fields.push_back({f.name, std::move(packed.bytes)});
+          wire.fields.push_back(
+              {marker(f.name), std::string(packed.encoding == WireImages::Kind::png ? "png" : "jpeg")});
+          continue;
+        }
+      }
     }
-#else
-    (void)images;
-#endif
     wire.fields.push_back(f);  // buffers are shared, not copied
   }
+  if (stored != nullptr) *stored += stored_here;
   const std::vector<std::byte> bytes = encode_packet(wire);
   return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
 }
@@ -96,30 +96,36 @@ Packet decode_hop(std::string_view payload) {
   for (const Packet::Field& f : packet.fields) {
     if (f.name.starts_with(kMarker)) markers.push_back(f.name);
   }
-  for (const std::string& marker : markers) {
-    const std::string name = marker.substr(kMarker.size());
-#ifdef MICROMODELS_WIRE_HAS_OPENCV
+  for (const std::string& m : markers) {
+    const std::string name = m.substr(kMarker.size());
+    const auto* how = std::get_if<std::string>(packet.find(m));
     const auto* packed = std::get_if<Buffer>(packet.find(name));
-    if (packed == nullptr) throw CodecError("compressed image '" + name + "' is missing");
-    const cv::Mat bytes(1, static_cast<int>(packed->size()), CV_8UC1,
-                        const_cast<std::byte*>(packed->data()));
-    const cv::Mat mat = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
-    if (mat.empty() || mat.depth() != CV_8U) {
-      throw CodecError("compressed image '" + name + "' does not decode");
+    if (how == nullptr || packed == nullptr) {
+      throw CodecError("image '" + name + "' is missing, or its marker is not text");
     }
-    Image image = Image::allocate(mat.cols, mat.rows, mat.channels());
-    const std::size_t row = static_cast<std::size_t>(mat.cols) * static_cast<std::size_t>(mat.channels());
-    for (int y = 0; y < mat.rows; ++y) {
-      std::memcpy(image.pixels.mutable_data() + static_cast<std::size_t>(y) * row, mat.ptr(y), row);
+    if (*how == kRef) continue;  // fetched by the processes that read it (references())
+    if (*how != "png" && *how != "jpeg") {
+      throw CodecError("image '" + name + "' travels as '" + *how + "' (expected png, jpeg or ref)");
     }
-    packet.set(name, std::move(image));
-#else
-    throw CodecError("image '" + name +
-                     "' arrived compressed, and this build has no OpenCV to decode it");
-#endif
-    packet.erase(marker);
+    packet.set(name, unpack_compressed(packed->span(), "'" + name + "'"));
+    packet.erase(m);
   }
   return packet;
+}
+
+std::vector<std::pair<std::string, ImageRef>> references(const Packet& packet) {
+  std::vector<std::pair<std::string, ImageRef>> refs;
+  for (const Packet::Field& f : packet.fields) {
+    if (!f.name.starts_with(kMarker)) continue;
+    const std::string name = f.name.substr(kMarker.size());
+    if (is_ref(packet, name)) refs.emplace_back(name, decode_ref(std::get<Buffer>(*packet.find(name)).span()));
+  }
+  return refs;
+}
+
+void resolve(Packet& packet, const std::string& name, Image image) {
+  packet.set(name, std::move(image));
+  packet.erase(marker(name));
 }
 
 }  // namespace micromodels::detail

@@ -1,23 +1,20 @@
-// A packet as it travels one hop: only the fields the stages after it read, and images raw or
-// compressed as `wire:` says.
+// A packet as it travels one hop: only the fields the stages after it read, and images raw,
+// compressed or by reference as `wire:` says.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
+#include "image_ref.hpp"
 #include "micromodels/packet.hpp"
 #include "micromodels/pipeline.hpp"
 
 namespace micromodels::detail {
-
-/// How images travel: raw pixels, or compressed (8-bit, 1 or 3 channels; others stay raw).
-struct WireImages {
-  enum class Kind { raw, png, jpeg };
-  Kind kind = Kind::raw;
-  int jpeg_quality = 90;
-};
 
 /// Parses "raw", "png", "jpeg"; throws ConfigError naming the value and where it came from
 /// (`kind_from`, `quality_from`). PNG and JPEG need the build's OpenCV (with the vision
@@ -31,14 +28,37 @@ struct WireImages {
 [[nodiscard]] WireImages wire_images_for(const std::string& images, int jpeg_quality,
                                          const Pipeline& pipeline);
 
+/// Where a hop's images go when they travel by reference: a transport's image store.
+class ImageRefs {
+ public:
+  virtual ~ImageRefs() = default;
+  /// The reference of `image`: the one it arrived with when its pixels did not change, else a
+  /// new one, its pixels stored now (`stored` += the bytes stored).
+  virtual ImageRef reference(const Image& image, std::uint64_t& stored) = 0;
+  /// A hop carries `ref` on, its pixels never fetched here.
+  virtual void carry(const ImageRef& ref) = 0;
+};
+
 /// The packet as it travels one hop: only the fields named in `keep` (every field when `keep`
-/// is nullopt; PlanStage::carried says which). Compressed images become a Buffer of the same
-/// name plus a marker field, so that the receiver knows what to decode.
+/// is nullopt; PlanStage::carried says which). With `refs`, images travel as references (a
+/// Buffer field of the same name holding encode_ref, and a marker field); without, compressed
+/// images become a Buffer of the same name plus a marker, so that the receiver knows what to
+/// decode. An image that arrived by reference and was not fetched goes on as that reference.
+/// `stored` (when given) += the image bytes `refs` stored for this hop.
 [[nodiscard]] std::string encode_for_hop(const Packet& packet,
                                          const std::optional<std::set<std::string>>& keep,
-                                         const WireImages& images = {});
+                                         const WireImages& images = {}, ImageRefs* refs = nullptr,
+                                         std::uint64_t* stored = nullptr);
 
-/// decode_packet, then compressed images back to Image. Throws CodecError.
+/// decode_packet, then compressed images back to Image. Images that came by reference stay
+/// references (see `references`): only a process that reads their pixels fetches them.
+/// Throws CodecError.
 [[nodiscard]] Packet decode_hop(std::string_view payload);
+
+/// The images of `packet` that are still references: (field name, reference). Throws
+/// CodecError for a reference that does not decode.
+[[nodiscard]] std::vector<std::pair<std::string, ImageRef>> references(const Packet& packet);
+/// Puts the fetched pixels of field `name` in place of its reference.
+void resolve(Packet& packet, const std::string& name, Image image);
 
 }  // namespace micromodels::detail

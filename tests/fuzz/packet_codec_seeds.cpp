@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "entry.hpp"
+#include "image_ref.hpp"
 #include "micromodels/packet_codec.hpp"
 
 namespace mm = micromodels;
@@ -83,7 +84,19 @@ int main(int argc, char** argv) {
     }
     seeds.push_back(std::move(bytes));
   }
-  if (entries) seeds.push_back(mm::detail::encode_entry({.kind = mm::detail::Entry::Kind::skip, .seq = 9}));
+  if (entries) {
+    seeds.push_back(mm::detail::encode_entry({.kind = mm::detail::Entry::Kind::skip, .seq = 9}));
+    // An image by reference, as a hop with wire.image_refs carries it (hop_codec.cpp).
+    mm::Packet by_ref = with_header(1, 43, 1'400'000'000);
+    const std::string ref = mm::detail::encode_ref({.key = "mm:{p}:img:5eed:0", .channels = 3,
+                                                    .width = 4, .height = 3, .size = 36, .check = 7});
+    by_ref.set("image", mm::Buffer::copy_of(ref.data(), ref.size()));
+    by_ref.set("\x01wire:image", std::string("ref"));
+    const auto wire = mm::encode_packet(by_ref);
+    seeds.push_back(mm::detail::encode_entry(
+        {.kind = mm::detail::Entry::Kind::packet, .version = 0x1234, .run = 0x5678, .stream = 1, .seq = 43},
+        std::string(reinterpret_cast<const char*>(wire.data()), wire.size())));
+  }
   for (std::size_t i = 0; i < seeds.size(); ++i) {
     std::ofstream out(dir / ("seed-" + std::to_string(i) + (entries ? ".entry" : ".mmpk")),
                       std::ios::binary);

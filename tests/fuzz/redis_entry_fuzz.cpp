@@ -1,5 +1,5 @@
 // libFuzzer target for reading a Redis stream entry as an inlet does: the value of field `m`
-// must decode (header, then the packet the hop carries) or be refused with EntryError or
+// must decode (header, then the packet the hop carries and its image references) or be refused with EntryError or
 // CodecError; never a crash, leak or undefined behaviour. A header that decodes re-encodes to
 // the same bytes (one encoding per entry).
 #include <cstddef>
@@ -27,7 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   if (entry.kind == micromodels::detail::Entry::Kind::packet) {
     try {
-      (void)micromodels::detail::decode_hop(entry.payload);
+      // As an inlet does: the images that came by reference are read too.
+      (void)micromodels::detail::references(micromodels::detail::decode_hop(entry.payload));
     } catch (const micromodels::CodecError&) {
       return 0;
     }

@@ -1,4 +1,5 @@
-// A packet as one hop carries it: the fields kept, and images raw, PNG (lossless) or JPEG.
+// A packet as one hop carries it: the fields kept, and images raw, PNG (lossless), JPEG or by
+// reference (the reference format, its content check, the cache that knows unchanged images).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -7,6 +8,7 @@
 #include "micromodels/packet_codec.hpp"
 #include "micromodels/pipeline.hpp"
 #include "hop_codec.hpp"
+#include "image_cache.hpp"
 
 namespace micromodels::detail {
 namespace {
@@ -130,6 +132,124 @@ TEST(HopCodec, TheCommandLineOverridesThePipelineFileKeyByKey) {
 
 TEST(HopCodec, GarbageIsACodecErrorNeverACrash) {
   EXPECT_THROW((void)decode_hop("\x01not a packet"), CodecError);
+}
+
+// A store without Redis: what a transport's store does, in memory.
+class MemoryRefs final : public ImageRefs {
+ public:
+  ImageRef reference(const Image& image, std::uint64_t& stored) override {
+    if (std::optional<ImageRef> known = cache.ref_of(image)) {
+      carried.push_back(known->key);
+      return *known;
+    }
+    const PackedImage packed = pack_image(image, {});
+    ImageRef ref{.key = "k" + std::to_string(keys.size()), .channels = image.channels,
+                 .width = image.width, .height = image.height, .size = packed.bytes.size(),
+                 .check = content_check(packed.bytes.span())};
+    keys.push_back(packed.bytes);
+    cache.keep(ref, image);
+    stored += ref.size;
+    return ref;
+  }
+  void carry(const ImageRef& ref) override { carried.push_back(ref.key); }
+
+  ImageCache cache{1 << 20};
+  std::vector<Buffer> keys;
+  std::vector<std::string> carried;
+};
+
+TEST(ImageRefs, AReferenceRoundTripsAndGarbageIsACodecError) {
+  const ImageRef ref{.key = "mm:{p}:img:ab:1", .encoding = WireImages::Kind::png, .channels = 3,
+                     .width = 640, .height = 360, .size = 123456, .check = 0x0123456789abcdefull};
+  const std::string bytes = encode_ref(ref);
+  EXPECT_LT(bytes.size(), 60u);
+  const ImageRef back = decode_ref(std::as_bytes(std::span(bytes.data(), bytes.size())));
+  EXPECT_EQ(back.key, ref.key);
+  EXPECT_EQ(back.encoding, ref.encoding);
+  EXPECT_EQ(back.channels, 3);
+  EXPECT_EQ(back.width, 640);
+  EXPECT_EQ(back.height, 360);
+  EXPECT_EQ(back.size, ref.size);
+  EXPECT_EQ(back.check, ref.check);
+  for (std::size_t cut = 0; cut <= 30; ++cut) {  // truncated: the header alone, or less
+    EXPECT_THROW((void)decode_ref(std::as_bytes(std::span(bytes.data(), cut))), CodecError) << cut;
+  }
+  std::string wrong = bytes;
+  wrong[3] = 9;  // encoding 9
+  EXPECT_THROW((void)decode_ref(std::as_bytes(std::span(wrong.data(), wrong.size()))), CodecError);
+}
+
+TEST(ImageRefs, StoredBytesThatAreNotTheReferencedOnesAreRefused) {
+  const Image image = gradient(64, 48);
+  const ImageRef ref{.key = "k", .channels = 3, .width = 64, .height = 48, .size = image.byte_size(),
+                     .check = content_check(image.pixels.span())};
+  const Image back = unpack_image(Buffer::copy_of(image.pixels.data(), image.byte_size()), ref);
+  EXPECT_EQ(std::memcmp(back.pixels.data(), image.pixels.data(), image.byte_size()), 0);
+  std::vector<std::byte> changed(image.pixels.data(), image.pixels.data() + image.byte_size());
+  changed[1000] ^= std::byte{1};  // one bit
+  try {
+    (void)unpack_image(Buffer(changed), ref);
+    ADD_FAILURE() << "a changed byte went unnoticed";
+  } catch (const CodecError& e) {
+    EXPECT_NE(std::string(e.what()).find("at key k"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)unpack_image(Buffer::copy_of(image.pixels.data(), 100), ref), CodecError);
+}
+
+TEST(ImageRefs, AnUnchangedImageKeepsItsReferenceAndAChangedOneIsStoredOnce) {
+  MemoryRefs refs;
+  Packet p = frame_packet();
+  std::uint64_t stored = 0;
+  Packet hop1 = decode_hop(encode_for_hop(p, std::set<std::string>{"frame", "fps"}, {}, &refs, &stored));
+  EXPECT_EQ(stored, 64u * 48u * 3u);
+  EXPECT_EQ(refs.keys.size(), 1u);
+  // On the other side: the frame is a reference until fetched; fps travels as it is.
+  const auto waiting = references(hop1);
+  ASSERT_EQ(waiting.size(), 1u);
+  EXPECT_EQ(waiting[0].first, "frame");
+  EXPECT_EQ(hop1.get<double>("fps"), 25.0);
+  // Not fetched: the reference goes on as it came, its key kept alive (carried).
+  stored = 0;
+  Packet hop2 = decode_hop(encode_for_hop(hop1, std::nullopt, {}, &refs, &stored));
+  EXPECT_EQ(stored, 0u);
+  EXPECT_EQ(refs.carried, std::vector<std::string>{"k0"});
+  // Fetched (here: the stored bytes) and passed on unchanged: the same reference, nothing stored.
+  resolve(hop2, "frame", unpack_image(refs.keys[0], waiting[0].second));
+  EXPECT_TRUE(references(hop2).empty());
+  refs.cache.keep(waiting[0].second, hop2.get<Image>("frame"));  // what a fetch does
+  Packet hop3 = decode_hop(encode_for_hop(hop2, std::nullopt, {}, &refs, &stored));
+  EXPECT_EQ(stored, 0u);
+  EXPECT_EQ(refs.keys.size(), 1u);
+  // A stage writes a new image under the same name: a new buffer, stored once.
+  hop2.set("frame", gradient(64, 48));
+  Packet hop4 = decode_hop(encode_for_hop(hop2, std::nullopt, {}, &refs, &stored));
+  EXPECT_EQ(stored, 64u * 48u * 3u);
+  EXPECT_EQ(refs.keys.size(), 2u);
+  EXPECT_EQ(references(hop4)[0].second.key, "k1");
+  // And an image written over a reference that was never fetched replaces it.
+  hop1.set("frame", gradient(8, 8));
+  const Packet hop5 = decode_hop(encode_for_hop(hop1, std::nullopt));
+  EXPECT_TRUE(references(hop5).empty());
+  EXPECT_EQ(hop5.get<Image>("frame").width, 8);
+}
+
+TEST(ImageRefs, TheCacheKnowsOnlyTheVeryBufferItKeptAndStaysWithinItsBytes) {
+  ImageCache cache(3 * 64 * 48 * 3);
+  const Image a = gradient(64, 48);
+  const ImageRef ref{.key = "a", .channels = 3, .width = 64, .height = 48};
+  cache.keep(ref, a);
+  EXPECT_EQ(cache.ref_of(a)->key, "a");
+  EXPECT_FALSE(cache.ref_of(gradient(64, 48)));  // equal pixels, another buffer: not known
+  Image reshaped = a;
+  reshaped.width = 48;
+  reshaped.height = 64;
+  EXPECT_FALSE(cache.ref_of(reshaped));  // the same bytes seen as another image
+  for (int i = 0; i < 5; ++i) {
+    cache.keep({.key = "b" + std::to_string(i), .channels = 3, .width = 64, .height = 48}, gradient(64, 48));
+  }
+  EXPECT_LE(cache.bytes(), 3u * 64u * 48u * 3u);
+  EXPECT_FALSE(cache.image_at("a"));  // the least recently used went first
+  EXPECT_TRUE(cache.image_at("b4"));
 }
 
 }  // namespace

@@ -249,6 +249,55 @@ class RedisTest : public ::testing::Test {
   fs::path dir_;
 };
 
+// A Redis of the test's own, to stop and restart: the run must not report success.
+class OwnRedis {
+ public:
+  /// `persistent`: an append-only file synced on every write, so that a restart keeps the data.
+  /// `extra`: more options for redis-server (e.g. --maxmemory).
+  explicit OwnRedis(const fs::path& dir, bool persistent = false, std::vector<std::string> extra = {})
+      : dir_(dir), persistent_(persistent), extra_(std::move(extra)), port_(free_loopback_port()) {
+    start();
+  }
+  void start() {
+    std::vector<std::string> args =
+        persistent_
+            ? std::vector<std::string>{"redis-server", "--port", std::to_string(port_), "--bind",
+                                       "127.0.0.1", "--save", "", "--appendonly", "yes",
+                                       "--appendfsync", "always", "--dir", dir_.string()}
+            : std::vector<std::string>{"redis-server", "--port", std::to_string(port_), "--bind",
+                                       "127.0.0.1", "--save", "", "--appendonly", "no"};
+    args.insert(args.end(), extra_.begin(), extra_.end());
+    server_ = std::make_unique<Process>(dir_, "redis" + std::to_string(starts_++), std::move(args));
+    for (int i = 0; i < 200; ++i) {
+      try {
+        Redis r(url());
+        if (r.text({"PING"}) == "PONG") return;
+      } catch (const std::exception&) {
+        std::this_thread::sleep_for(20ms);
+      }
+    }
+    throw std::runtime_error("redis-server did not start on port " + std::to_string(port_));
+  }
+  void kill() { server_.reset(); }
+  // Waits until a run of `pipeline` has started on this Redis (its run id is set).
+  void wait_for_run(const std::string& pipeline) {
+    Redis r(url());
+    for (int i = 0; i < 1000 && r.text({"GET", "mm:{" + pipeline + "}:run"}).empty(); ++i) {
+      std::this_thread::sleep_for(20ms);
+    }
+    std::this_thread::sleep_for(300ms);  // and has sent some packets
+  }
+  [[nodiscard]] std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  fs::path dir_;
+  bool persistent_ = false;
+  std::vector<std::string> extra_;
+  int port_ = 0;
+  int starts_ = 0;
+  std::unique_ptr<Process> server_;
+};
+
 #ifdef MICROMODELS_CLI_PATH
 /// The built tool (tests that start it are built only with it: tests/CMakeLists.txt).
 inline std::string cli_path() { return MICROMODELS_CLI_PATH; }

@@ -18,6 +18,7 @@ namespace micromodels {
 namespace {
 
 using redis_testing::field_text;
+using redis_testing::OwnRedis;
 using redis_testing::lines_of;
 using redis_testing::Redis;
 using redis_testing::redis_url;
@@ -274,12 +275,14 @@ StageType recorder(std::string name, StageInfo info, std::shared_ptr<Seen> seen)
   return type;
 }
 
-// Bytes per packet of the hop into `to`.
-double per_packet(const std::vector<HopBytes>& hops, const std::string& to) {
+// Bytes per packet of the hop into `to`: its entries, and with `images` the images stored
+// by reference for it too.
+double per_packet(const std::vector<HopBytes>& hops, const std::string& to, bool images = false) {
   for (const HopBytes& h : hops) {
     if (h.to == to) {
       EXPECT_GT(h.packets, 0u) << to;
-      return h.packets == 0 ? 0 : static_cast<double>(h.bytes) / static_cast<double>(h.packets);
+      const std::uint64_t bytes = h.bytes + (images ? h.image_bytes : 0);
+      return h.packets == 0 ? 0 : static_cast<double>(bytes) / static_cast<double>(h.packets);
     }
   }
   ADD_FAILURE() << "no hop into " << to;
@@ -386,7 +389,7 @@ TEST_F(HopFieldsTest, ThePipelineFileChoosesTheImageEncodingAndTheCommandLineOve
     run.runner.start();
     EXPECT_TRUE(run.runner.wait_for(30000));
     EXPECT_EQ(frames->take().size(), 20u);
-    return per_packet(run.transport.hop_bytes(), "sink");
+    return per_packet(run.transport.hop_bytes(), "sink", true);
   };
   const double pixels = 160 * 120 * 3;
   const double raw = bytes_into_sink("", {.url = redis_url()});
@@ -407,6 +410,194 @@ TEST_F(HopFieldsTest, ThePipelineFileChoosesTheImageEncodingAndTheCommandLineOve
     EXPECT_NE(std::string(e.what()).find("wire.images"), std::string::npos) << e.what();
   }
 #endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// Images by reference: stored once, fetched only where read, gone images fail their packets.
+
+// The image's bytes stored for the hop into `to`, per packet.
+double images_per_packet(const std::vector<HopBytes>& hops, const std::string& to) {
+  for (const HopBytes& h : hops) {
+    if (h.to == to) return h.packets == 0 ? 0 : static_cast<double>(h.image_bytes) / static_cast<double>(h.packets);
+  }
+  ADD_FAILURE() << "no hop into " << to;
+  return 0;
+}
+
+// Writes a new frame: the old one with every byte inverted.
+class Invert final : public Stage {
+ public:
+  void process(Packet packet, std::vector<Packet>& out) override {
+    const Image& in = packet.get<Image>("frame");
+    Image inverted = Image::allocate(in.width, in.height, in.channels);
+    std::byte* p = inverted.pixels.mutable_data();
+    for (std::size_t i = 0; i < in.byte_size(); ++i) p[i] = ~in.pixels.data()[i];
+    packet.set("frame", std::move(inverted));
+    out.push_back(std::move(packet));
+  }
+};
+
+class ImageRefsTest : public HopFieldsTest {
+ protected:
+  void SetUp() override {
+    HopFieldsTest::SetUp();
+    StageType source;
+    source.name = "test.frames";
+    source.info = [](const Params&) { return StageInfo{.writes = {"frame"}}; };
+    source.make_source = [this](const Params&) -> std::unique_ptr<Source> {
+      return std::make_unique<Frames>(frames_);
+    };
+    registry_.add(std::move(source));
+    registry_.add(recorder("test.blind", {.reads = {}}, blind_));   // reads no image
+    registry_.add(recorder("test.peek", {.reads = {"frame"}}, peek_));  // reads it, changes nothing
+    registry_.add(recorder("test.frame_sink", {.reads = {"frame"}}, sink_));
+    StageType invert;
+    invert.name = "test.invert";
+    invert.info = [](const Params&) { return StageInfo{.reads = {"frame"}, .writes = {"frame"}}; };
+    invert.make = [](const Params&) -> std::unique_ptr<Stage> { return std::make_unique<Invert>(); };
+    registry_.add(std::move(invert));
+  }
+
+  Pipeline chain(const std::vector<std::string>& middle, const std::string& wire = "") const {
+    std::string yaml = "pipeline: " + name_ + "\n" + wire + "stages:\n  - { name: source, type: test.frames }\n";
+    for (const std::string& type : middle) yaml += "  - { name: " + type + ", type: test." + type + " }\n";
+    yaml += "  - { name: sink, type: test.frame_sink, ordered: true }\n";
+    return Pipeline::from_yaml_string(yaml);
+  }
+
+  // The run serves the source and the sink; a worker (a Session of its own, so a cache of its
+  // own: like another process) serves the stages between.
+  std::vector<HopBytes> run_with_worker(const Pipeline& p, const std::vector<std::string>& middle,
+                                        std::uint64_t dead = 0) {
+    Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = middle}, registry_);
+    worker.runner.start();
+    Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none}, registry_);
+    run.runner.start();
+    EXPECT_TRUE(run.runner.wait_for(30000));
+    worker.runner.stop();
+    EXPECT_TRUE(worker.runner.wait_for(10000));
+    EXPECT_EQ(run.transport.dead_lettered(), dead);
+    return run.transport.hop_bytes();
+  }
+
+  // Frame `seq` as test.frames made it (inverted: as test.invert made it).
+  static void expect_frame(const Packet& p, bool inverted) {
+    const Image& image = p.get<Image>("frame");
+    ASSERT_EQ(image.byte_size(), 160u * 120u * 3u);
+    for (std::size_t i = 0; i < image.byte_size(); i += 997) {
+      auto want = static_cast<std::byte>((i / 3 % 160 + i / 480 + p.seq) % 256);
+      if (inverted) want = ~want;
+      ASSERT_EQ(image.pixels.data()[i], want) << "seq " << p.seq << " byte " << i;
+    }
+  }
+
+  int frames_ = 20;
+  std::shared_ptr<Seen> blind_ = std::make_shared<Seen>();
+  std::shared_ptr<Seen> peek_ = std::make_shared<Seen>();
+  std::shared_ptr<Seen> sink_ = std::make_shared<Seen>();
+};
+
+TEST_F(ImageRefsTest, AnUnchangedImageIsStoredOnceAndAStageThatDoesNotReadItNeverFetchesIt) {
+  const auto hops = run_with_worker(chain({"blind"}), {"blind"});
+  const double frame = 160 * 120 * 3;
+  EXPECT_LT(per_packet(hops, "blind"), 2000);  // a reference, not the frame
+  EXPECT_LT(per_packet(hops, "sink"), 2000);
+  EXPECT_EQ(images_per_packet(hops, "blind"), frame);  // stored once, by the source's hop
+  EXPECT_EQ(images_per_packet(hops, "sink"), 0);
+  // The worker's stage saw the reference, not pixels: it never fetched them.
+  const std::vector<Packet> blind = blind_->take();
+  ASSERT_EQ(blind.size(), 20u);
+  for (const Packet& p : blind) {
+    EXPECT_TRUE(std::holds_alternative<Buffer>(*p.find("frame"))) << "seq " << p.seq;
+  }
+  const std::vector<Packet> got = sink_->take();
+  ASSERT_EQ(got.size(), 20u);
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].seq, i);
+    expect_frame(got[i], false);
+  }
+}
+
+TEST_F(ImageRefsTest, AStageThatReadsButKeepsAnImageStoresNothingAndOneThatWritesStoresItsResult) {
+  const auto hops = run_with_worker(chain({"peek", "invert"}), {"peek", "invert"});
+  const double frame = 160 * 120 * 3;
+  EXPECT_EQ(images_per_packet(hops, "peek"), frame);
+  EXPECT_EQ(images_per_packet(hops, "invert"), 0);  // peek fetched it, passed the same pixels on
+  EXPECT_EQ(images_per_packet(hops, "sink"), frame);  // invert's new frame, stored once
+  for (const char* to : {"peek", "invert", "sink"}) EXPECT_LT(per_packet(hops, to), 2000) << to;
+  const std::vector<Packet> peeked = peek_->take();
+  ASSERT_EQ(peeked.size(), 20u);
+  for (const Packet& p : peeked) expect_frame(p, false);
+  const std::vector<Packet> got = sink_->take();
+  ASSERT_EQ(got.size(), 20u);
+  for (const Packet& p : got) expect_frame(p, true);
+}
+
+TEST_F(ImageRefsTest, WithoutReferencesEveryHopCarriesTheFrame) {
+  const auto hops = run_with_worker(chain({"peek"}, "wire: { image_refs: false }\n"), {"peek"});
+  EXPECT_GT(per_packet(hops, "peek"), 160 * 120 * 3);
+  EXPECT_GT(per_packet(hops, "sink"), 160 * 120 * 3);
+  EXPECT_EQ(images_per_packet(hops, "peek"), 0);
+  const std::vector<Packet> got = sink_->take();
+  ASSERT_EQ(got.size(), 20u);
+  for (const Packet& p : got) expect_frame(p, false);
+}
+
+TEST_F(ImageRefsTest, AnImageGoneFromRedisFailsItsPacketWithAClearErrorAndTheRunEnds) {
+  frames_ = 10;
+  const Pipeline p = chain({"peek"});
+  Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none}, registry_);
+  run.runner.start();
+  // The source's entries are in peek's stream, nobody reads them yet: delete their images.
+  Redis redis(redis_url());
+  for (int i = 0; i < 500 && redis.command({"XLEN", key("peek")})->integer < frames_; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(redis.command({"XLEN", key("peek")})->integer, frames_);
+  const auto keys = redis.command({"KEYS", key("img:*")});
+  ASSERT_EQ(keys->elements, static_cast<std::size_t>(frames_));
+  for (std::size_t i = 0; i < keys->elements; ++i) {
+    redis.command({"DEL", std::string(keys->element[i]->str, keys->element[i]->len)});
+  }
+  Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"peek"}}, registry_);
+  worker.runner.start();
+  ASSERT_TRUE(run.runner.wait_for(30000)) << "skips went on in place of the failed packets";
+  worker.runner.stop();
+  ASSERT_TRUE(worker.runner.wait_for(10000));
+  EXPECT_EQ(run.transport.dead_lettered(), 10u);
+  EXPECT_EQ(worker.runner.metrics().stage("peek")->dead_lettered, 10u);
+  EXPECT_EQ(worker.runner.metrics().stage("peek")->processed, 0u);
+  EXPECT_TRUE(peek_->take().empty());
+  EXPECT_TRUE(sink_->take().empty());
+  auto dead = redis.command({"XRANGE", key("dead"), "-", "+"});
+  ASSERT_EQ(dead->elements, 10u);
+  for (std::size_t i = 0; i < dead->elements; ++i) {
+    const redisReply* fields = dead->element[i]->element[1];
+    EXPECT_EQ(field_text(fields, "stage"), "peek");
+    const std::string error = field_text(fields, "error");
+    EXPECT_NE(error.find("image 'frame': image key mm:{" + name_ + "}:img:"), std::string::npos) << error;
+    EXPECT_NE(error.find("is gone from Redis"), std::string::npos) << error;
+    EXPECT_NE(error.find("wire.image_ttl_s is 60 s"), std::string::npos) << error;
+  }
+}
+
+TEST_F(ImageRefsTest, RedisOutOfMemoryStopsTheRunWithAClearErrorNotASilentLoss) {
+  // 200 frames of 57,600 B stay in Redis for their TTL: far more than 3 MB. Redis refuses the
+  // writes (noeviction answers OOM); the run must say so, never finish with frames missing.
+  OwnRedis redis(dir_, false, {"--maxmemory", "3mb", "--maxmemory-policy", "noeviction"});
+  frames_ = 200;
+  Part run(chain({"blind"}), {.url = redis.url()}, registry_);
+  run.runner.start();
+  try {
+    for (int i = 0; i < 300 && !run.runner.wait_for(100); ++i) {
+    }
+    ADD_FAILURE() << "the run ended without an error, " << sink_->take().size() << " frames at the sink";
+  } catch (const BrokerError& e) {
+    const std::string error = e.what();
+    EXPECT_NE(error.find("refused"), std::string::npos) << error;
+    EXPECT_NE(error.find("OOM"), std::string::npos) << error;
+    EXPECT_LT(sink_->take().size(), 200u);
+  }
 }
 
 }  // namespace

@@ -667,6 +667,17 @@ TEST(PipelineYaml, Wire) {
           .wire();
   EXPECT_EQ(given.images, "jpeg");
   EXPECT_EQ(given.jpeg_quality, 75);
+  EXPECT_TRUE(defaults.image_refs);
+  EXPECT_EQ(defaults.image_ttl_s, 60);
+  const WireConfig refs =
+      Pipeline::from_yaml_string("wire: { image_refs: false, image_ttl_s: 300 }\n" + with_header(""))
+          .wire();
+  EXPECT_FALSE(refs.image_refs);
+  EXPECT_EQ(refs.image_ttl_s, 300);
+  EXPECT_EQ(error_of("wire: { image_refs: maybe }\n" + with_header("")),
+            "bad.yaml:1:9: key 'wire.image_refs': expected true or false, got \"maybe\"");
+  EXPECT_EQ(error_of("wire: { image_ttl_s: 0 }\n" + with_header("")),
+            "bad.yaml:1:9: key 'wire.image_ttl_s': must be between 1 and 604800, got 0");
   EXPECT_EQ(Pipeline::from_yaml_string("wire:\n  images: png\n" + with_header("")).wire().images,
             "png");
   EXPECT_EQ(error_of("wire: { images: png }\n" + with_header("")), "");
@@ -683,7 +694,7 @@ TEST(PipelineYaml, Wire) {
             "bad.yaml:1:9: key 'wire.jpeg_quality': expected an integer, got \"high\"");
   EXPECT_EQ(error_of("wire: { image: jpeg }\n" + with_header("")),
             "bad.yaml:1:9: key 'wire.image': unknown key; did you mean 'images'? Valid keys: "
-            "images, jpeg_quality");
+            "images, jpeg_quality, image_refs, image_ttl_s");
   EXPECT_EQ(error_of("wire: jpeg\n" + with_header("")),
             "bad.yaml:1:1: key 'wire': must be a map, e.g. wire: { images: jpeg, jpeg_quality: "
             "90 }, not a single value");

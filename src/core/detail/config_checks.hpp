@@ -12,6 +12,7 @@ namespace micromodels::detail {
 
 inline constexpr std::int64_t kMaxConsumers = 1024;
 inline constexpr std::int64_t kMaxWorkers = 1024;
+inline constexpr std::int64_t kMaxImageTtlS = 7 * 24 * 3600;  // wire.image_ttl_s: a week
 inline constexpr std::int64_t kMaxQueueCapacity = std::int64_t{1} << 20;
 inline constexpr std::int64_t kMaxBatch = 4096;
 inline constexpr std::int64_t kMaxTraceEvery = 1'000'000'000;

@@ -19,7 +19,7 @@ const std::vector<std::string> kTopKeys = {"pipeline",  "broker", "workers", "de
                                            "autoscale", "wire",   "trace",   "stages"};
 const std::vector<std::string> kAutoscaleKeys = {"max_consumers", "budget", "interval_ms",
                                                  "stages"};
-const std::vector<std::string> kWireKeys = {"images", "jpeg_quality"};
+const std::vector<std::string> kWireKeys = {"images", "jpeg_quality", "image_refs", "image_ttl_s"};
 const std::vector<std::string> kTraceKeys = {"path", "every", "max_mb"};
 const std::vector<std::string> kStageKeys = {"name",  "type",   "params",  "consumers",
                                              "queue", "state",  "ordered", "blocking",
@@ -234,7 +234,8 @@ class Reader {
     return config;
   }
 
-  // `wire: { images: jpeg, jpeg_quality: 80 }`; a key left out keeps its default.
+  // `wire: { images: jpeg, jpeg_quality: 80, image_refs: true, image_ttl_s: 60 }`; a key left
+  // out keeps its default.
   WireConfig wire(const Entry& entry, std::map<std::string, SourceLocation>& locations) const {
     WireConfig config;
     for (const Entry& sub :
@@ -242,6 +243,12 @@ class Reader {
       if (sub.key == "wire.images") {
         config.images = text(sub, "");
         check_wire_images(config.images, sub.where);
+      } else if (sub.key == "wire.image_refs") {
+        config.image_refs = boolean(sub, "");
+      } else if (sub.key == "wire.image_ttl_s") {
+        const std::int64_t ttl = integer(sub, "");
+        check_count(ttl, 1, kMaxImageTtlS, sub.where, "", sub.key);
+        config.image_ttl_s = static_cast<int>(ttl);
       } else {
         const std::int64_t quality = integer(sub, "");
         check_count(quality, 1, 100, sub.where, "", sub.key);

@@ -1,0 +1,45 @@
+// Images by reference on Redis: an image goes to Redis once, as a plain key with a TTL
+// (`SET key bytes PX ttl`, through the writer, so before the entry that refers to it), and hops
+// carry its reference. A process that reads the pixels fetches them once (pipelined GETs for a
+// batch) and keeps them in its ImageCache; a hop that carries a reference on renews the key's TTL.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "redis_connection.hpp"
+#include "wire/hop_codec.hpp"
+#include "wire/image_cache.hpp"
+#include "writer.hpp"
+
+namespace micromodels::detail {
+
+class ImageStore final : public ImageRefs {
+ public:
+  /// Keys are `key_prefix` + a random id of this process + a count; `ttl_s` is wire.image_ttl_s.
+  ImageStore(Writer& writer, std::string key_prefix, WireImages images, int ttl_s,
+             std::size_t cache_bytes);
+
+  ImageRef reference(const Image& image, std::uint64_t& stored) override;
+  void carry(const ImageRef& ref) override;
+
+  /// The pixels of each reference, by key: from the cache, else fetched with one GET per key,
+  /// pipelined on `conn`; or why not (the key expired or was deleted, or holds other bytes).
+  /// Throws BrokerError when Redis is unreachable.
+  using Fetched = std::variant<Image, std::string>;
+  [[nodiscard]] std::map<std::string, Fetched> fetch(Connection& conn, const std::vector<ImageRef>& refs);
+
+ private:
+  Writer& writer_;
+  const std::string prefix_;  // key_prefix + this process's id + ":"
+  const WireImages images_;
+  const int ttl_s_;
+  ImageCache cache_;
+  std::atomic<std::uint64_t> next_{0};
+};
+
+}  // namespace micromodels::detail

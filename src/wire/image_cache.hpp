@@ -1,0 +1,51 @@
+// The images one process has stored or fetched, with their references, bounded by bytes: a
+// process fetches an image once, and knows an image it passes on unchanged by its pixels' buffer.
+#pragma once
+
+#include <cstddef>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "image_ref.hpp"
+
+namespace micromodels::detail {
+
+/// Least recently used entries go first once the pixels held pass `max_bytes`. Thread-safe.
+///
+/// "Unchanged" is buffer identity: `ref_of` answers only for an image whose pixels are the very
+/// buffer kept here (same address, size and shape). The cache holds that buffer, so its address
+/// cannot be reused while the entry lives, and `Buffer::mutable_data` refuses to write to shared
+/// bytes: a stage that changes an image makes a new buffer, which has no reference yet.
+class ImageCache {
+ public:
+  explicit ImageCache(std::size_t max_bytes) : max_bytes_(max_bytes) {}
+
+  /// The reference of `image` when its pixels are the ones kept under it.
+  [[nodiscard]] std::optional<ImageRef> ref_of(const Image& image);
+  /// The image stored under `key`, when kept here.
+  [[nodiscard]] std::optional<Image> image_at(const std::string& key);
+  /// Keeps `image` as the pixels of `ref` (the most recently used).
+  void keep(const ImageRef& ref, const Image& image);
+
+  [[nodiscard]] std::size_t bytes() const;
+
+ private:
+  struct Kept {
+    ImageRef ref;
+    Image image;
+  };
+  using Entries = std::list<Kept>;
+  void drop(Entries::iterator it);
+
+  const std::size_t max_bytes_;
+  mutable std::mutex mutex_;
+  Entries entries_;  // most recently used first
+  std::unordered_map<std::string, Entries::iterator> by_key_;
+  std::unordered_map<const std::byte*, Entries::iterator> by_pixels_;
+  std::size_t bytes_ = 0;
+};
+
+}  // namespace micromodels::detail
