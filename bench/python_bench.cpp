@@ -1,0 +1,207 @@
+// `micromodels bench python`: what a Python stage costs. Public API only.
+//
+//   call:     source ─► X ─► pass, X = the C++ `pass`, the same on its own thread
+//             (`blocking: true`, as Python stages run), or a Python stage that returns its
+//             packet: the difference per packet is what calling Python costs (thread hand-off,
+//             GIL, packet wrapper)
+//   scaling:  source ─► image (Python) ─► blur (Python, cv2.GaussianBlur 640x480) ─► pass with
+//             1 and 2 consumers on blur: OpenCV releases the GIL, so two consumers use two cores
+//             (OpenCV's own threads are set to 1, so that the engine's consumers are measured)
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "micromodels/micromodels.hpp"
+
+#include "bench.hpp"
+#include "json_file.hpp"
+
+namespace micromodels::bench {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+constexpr const char* kStages = R"(import cv2
+import numpy as np
+
+cv2.setNumThreads(1)
+
+
+class Trivial:
+    def process(self, packet):
+        return packet
+
+
+class MakeImage:
+    writes = {"image": "image"}
+
+    def __init__(self):
+        self.image = np.random.default_rng(1).integers(0, 255, (480, 640, 3), np.uint8)
+
+    def process(self, packet):
+        packet["image"] = self.image
+        return packet
+
+
+class Blur:
+    reads = {"image": "image"}
+    writes = {"mean": "number"}
+
+    def process(self, packet):
+        packet["mean"] = float(cv2.GaussianBlur(packet["image"], (15, 15), 0).mean())
+        return packet
+)";
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+struct Timed {
+  double seconds = 0;
+  double service_p50_us = 0;  // of the stage named "x"
+};
+
+Timed run_timed(const std::string& yaml) {
+  Runner runner(Pipeline::from_yaml_string(yaml, "bench python"));
+  const auto start = std::chrono::steady_clock::now();
+  runner.start();
+  runner.wait();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const MetricsSnapshot metrics = runner.metrics();
+  if (metrics.stage("x")->failed > 0) throw std::runtime_error("stage x failed packets; see the log");
+  return {seconds, metrics.stage("x")->service.p50_us};
+}
+
+Json bench_call(const std::string& dir, bool quick) {
+  const int count = quick ? 2000 : 20000;
+  const int trials = quick ? 1 : 5;
+  const auto pipeline = [&](const std::string& x) {
+    return "pipeline: call\nstages:\n"
+           "  - { name: source, type: synthetic.source, params: { count: " + std::to_string(count) +
+           " } }\n  - " + x + "\n  - { name: sink, type: pass }\n";
+  };
+  const std::string cpp = pipeline("{ name: x, type: pass }");
+  const std::string cpp_thread = pipeline("{ name: x, type: pass, blocking: true }");
+  const std::string python =
+      pipeline("{ name: x, type: python, params: { module: bench_stages, class: Trivial, path: " +
+               dir + " } }");
+  std::vector<double> cpp_us, thread_us, python_us, cpp_service, python_service;
+  for (int t = 0; t < trials; ++t) {  // interleaved, so that a change of load hits all three
+    const Timed a = run_timed(cpp);
+    const Timed own = run_timed(cpp_thread);
+    const Timed b = run_timed(python);
+    cpp_us.push_back(a.seconds * 1e6 / count);
+    thread_us.push_back(own.seconds * 1e6 / count);
+    python_us.push_back(b.seconds * 1e6 / count);
+    cpp_service.push_back(a.service_p50_us);
+    python_service.push_back(b.service_p50_us);
+  }
+  return Json{{"packets", count},
+              {"trials", trials},
+              {"pass_us_per_packet", median(cpp_us)},
+              {"pass_own_thread_us_per_packet", median(thread_us)},
+              {"python_us_per_packet", median(python_us)},
+              {"overhead_us_per_packet", median(python_us) - median(cpp_us)},
+              {"pass_service_p50_us", median(cpp_service)},
+              {"python_service_p50_us", median(python_service)}};
+}
+
+Json bench_scaling(const std::string& dir, bool quick) {
+  const int count = quick ? 60 : 400;
+  const int trials = quick ? 1 : 3;
+  const auto pipeline = [&](int consumers) {
+    return "pipeline: scaling\nstages:\n"
+           "  - { name: source, type: synthetic.source, params: { count: " + std::to_string(count) +
+           " } }\n"
+           "  - { name: image, type: python, params: { module: bench_stages, class: MakeImage, "
+           "path: " + dir + " } }\n"
+           "  - { name: x, type: python, consumers: " + std::to_string(consumers) +
+           ", params: { module: bench_stages, class: Blur, path: " + dir + " } }\n"
+           "  - { name: sink, type: pass }\n";
+  };
+  std::vector<double> one, two, ratios;
+  double service_one = 0;
+  for (int t = 0; t < trials; ++t) {
+    const Timed a = run_timed(pipeline(1));
+    const Timed b = run_timed(pipeline(2));
+    one.push_back(count / a.seconds);
+    two.push_back(count / b.seconds);
+    ratios.push_back(a.seconds / b.seconds);
+    service_one = a.service_p50_us;
+  }
+  return Json{{"packets", count},
+              {"trials", trials},
+              {"blur_service_p50_ms", service_one / 1000},
+              {"one_consumer_per_s", median(one)},
+              {"two_consumers_per_s", median(two)},
+              {"speedup", median(ratios)}};
+}
+
+struct Target {
+  const char* part;
+  const char* key;
+  bool at_most;
+  double bound;
+};
+constexpr Target kTargets[] = {{"call", "overhead_us_per_packet", true, 5.0},
+                               {"scaling", "speedup", false, 1.7}};
+
+void print_table(const Json& results, bool quick) {
+  std::printf("\nmicromodels bench python%s\n", quick ? " (quick: rough figures)" : "");
+  std::printf("%-34s %16s   %-10s\n", "figure", "value", "target");
+  std::printf("%s\n", std::string(72, '-').c_str());
+  for (const auto& [part, figures] : results.items()) {
+    for (const auto& [key, value] : figures.items()) {
+      if (!value.is_number()) continue;
+      std::string target_text, status;
+      for (const Target& target : kTargets) {
+        if (part != target.part || key != target.key) continue;
+        char text[32];
+        std::snprintf(text, sizeof text, "%s %g", target.at_most ? "<=" : ">=", target.bound);
+        target_text = text;
+        const double v = value.get<double>();
+        status = (target.at_most ? v <= target.bound : v >= target.bound) ? "met" : "MISSED";
+      }
+      std::printf("%-34s %16.3f   %-10s %s\n", (part + "." + key).c_str(), value.get<double>(),
+                  target_text.c_str(), status.c_str());
+    }
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int run_python_bench(const BenchOptions& options) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("micromodels-bench-python-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "bench_stages.py") << kStages;
+  Json results = Json::object();
+  int status = 0;
+  for (const auto& [part, bench] : {std::pair{"call", &bench_call}, std::pair{"scaling", &bench_scaling}}) {
+    std::cerr << "bench python: " << part << "...\n";
+    try {
+      results[part] = bench(dir.string(), options.quick);
+    } catch (const std::exception& error) {
+      std::cerr << "bench python: " << part << " failed: " << error.what() << '\n';
+      results[part] = Json{{"error", error.what()}};
+      status = 1;
+    }
+  }
+  std::filesystem::remove_all(dir);
+  print_table(results, options.quick);
+  if (write_json_file(results, options.json_path, "bench python") != 0) return 1;
+  return status;
+}
+
+}  // namespace micromodels::bench
