@@ -61,8 +61,13 @@ std::pair<py::array, Depth> contiguous(py::handle object, std::string_view field
   return {py::array::ensure(array, py::array::c_style), depth};
 }
 
+// The copy runs without the GIL (the array stays referenced), so that other consumers' Python
+// code runs meanwhile.
 Buffer copy_of(const py::array& array) {
-  return Buffer::copy_of(array.data(), static_cast<std::size_t>(array.nbytes()));
+  const void* data = array.data();
+  const auto size = static_cast<std::size_t>(array.nbytes());
+  py::gil_scoped_release release;
+  return Buffer::copy_of(data, size);
 }
 
 Value image_from(py::handle object, std::string_view field) {
