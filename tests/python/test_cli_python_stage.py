@@ -379,3 +379,35 @@ def test_the_example_runs(cli, tmp_path):
     rows = read_jsonl(tmp_path / "blur.jsonl")
     assert len(rows) == 200
     assert all(0 < r["fields"]["brightness"] < 255 for r in rows)
+
+
+def test_process_batch_gets_the_batch(cli, stages, pipeline, tmp_path):
+    path = stages("batched", """
+        class Sum:
+            reads = {"value": "int"}
+            writes = {"batch_size": "int"}
+            def process(self, packet):
+                raise RuntimeError("process_batch should have been called")
+            def process_batch(self, packets):
+                for p in packets:
+                    p["batch_size"] = len(packets)
+                return packets
+    """)
+    out = tmp_path / "out.jsonl"
+    file = pipeline(f"""
+        pipeline: batched
+        stages:
+          - {{ name: source, type: synthetic.source, params: {{ count: 64 }} }}
+          - name: work
+            type: python
+            batch: {{ max_batch: 8, max_delay_ms: 50 }}
+            params: {{ module: batched, class: Sum, path: {path} }}
+          - {{ name: sink, type: sink.jsonl, ordered: true, params: {{ path: {out} }} }}
+    """)
+    inspected = run(cli, "inspect", file)
+    assert inspected.returncode == 0, inspected.stderr
+    assert re.search(r"work +python", inspected.stdout)
+    result = run(cli, "run", "-q", file)
+    assert result.returncode == 0, result.stderr
+    sizes = [r["fields"]["batch_size"] for r in read_jsonl(out)]
+    assert len(sizes) == 64 and max(sizes) > 1 and max(sizes) <= 8
