@@ -1,5 +1,6 @@
 #include "python_stage.hpp"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -210,8 +211,7 @@ class PythonStage final : public Stage {
     const auto add = [&](py::handle item) {
       if (!py::isinstance<PythonPacket>(item)) {
         throw std::runtime_error(label_ + ": " + method + " returned " +
-                                 (packets.empty() && item.is(result) ? "" : "a list holding ") +
-                                 "a " + type_name_of(item) +
+                                 (item.is(result) ? "" : "a list holding ") + type_name_of(item) +
                                  "; return the packet, a list of packets, or None to drop it");
       }
       auto* packet = item.cast<PythonPacket*>();

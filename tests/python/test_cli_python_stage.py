@@ -168,7 +168,7 @@ def test_a_wrong_return_type_fails_the_packet(cli, stages, pipeline, tmp_path):
     """))
     assert result.returncode == 0, result.stderr
     assert [r["seq"] for r in read_jsonl(out)] == [0, 2, 4, 6, 8]
-    assert "process returned a int; return the packet, a list of packets, or None" in result.stderr
+    assert "process returned int; return the packet, a list of packets, or None" in result.stderr
 
 
 def test_a_value_of_the_wrong_type_fails_the_packet(cli, stages, pipeline, tmp_path):
