@@ -161,7 +161,6 @@ class PythonStage final : public Stage {
     }
     process_ = instance_.attr("process");
     if (declaration_->batching) process_batch_ = instance_.attr("process_batch");
-    loaded.cls = py::object();
   }
 
   ~PythonStage() override {
