@@ -6,6 +6,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import SOURCE_DIR, run
 
 COUNTING = """
@@ -411,3 +413,54 @@ def test_process_batch_gets_the_batch(cli, stages, pipeline, tmp_path):
     assert result.returncode == 0, result.stderr
     sizes = [r["fields"]["batch_size"] for r in read_jsonl(out)]
     assert len(sizes) == 64 and max(sizes) > 1 and max(sizes) <= 8
+
+
+def test_python_stages_in_a_worker_on_redis(cli, stages, pipeline, tmp_path):
+    """Across processes each has its own interpreter; a hop carries the declared fields."""
+    url = os.environ.get("MICROMODELS_REDIS_URL")
+    if not url:
+        pytest.skip("MICROMODELS_REDIS_URL is not set (scripts/test.sh starts a redis-server)")
+    path = stages("remote", """
+        import os
+        import numpy as np
+
+        class Draw:
+            reads = {"value": "int"}
+            writes = {"image": "image"}
+            def process(self, packet):
+                packet["image"] = np.full((48, 64, 3), packet["value"] % 256, np.uint8)
+                return packet
+
+        class Mean:
+            reads = {"image": "image"}
+            writes = {"mean": "number", "pid": "int"}
+            def process(self, packet):
+                packet["mean"] = float(packet["image"].mean())
+                packet["pid"] = os.getpid()
+                return packet
+    """)
+    out = tmp_path / "out.jsonl"
+    file = pipeline(f"""
+        pipeline: python_on_redis_{os.getpid()}
+        stages:
+          - {{ name: source, type: synthetic.source, params: {{ count: 100 }} }}
+          - {{ name: draw, type: python, params: {{ module: remote, class: Draw, path: {path} }} }}
+          - {{ name: mean, type: python, consumers: 2, params: {{ module: remote, class: Mean, path: {path} }} }}
+          - {{ name: sink, type: sink.jsonl, ordered: true, params: {{ path: {out} }} }}
+    """)
+    worker = subprocess.Popen([cli, "worker", file, "--broker", url, "--stages", "draw,mean"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              cwd=SOURCE_DIR)
+    try:
+        assert "worker: serving" in worker.stderr.readline()
+        time.sleep(0.5)  # its heartbeat, so that the run leaves the stages to it
+        result = run(cli, "run", "-q", file, "--broker", url)
+        assert result.returncode == 0, result.stderr
+    finally:
+        worker.send_signal(signal.SIGINT)
+        _, worker_err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, worker_err
+    rows = read_jsonl(out)
+    assert [r["seq"] for r in rows] == list(range(100))
+    assert all(r["fields"]["mean"] == r["seq"] % 256 for r in rows)
+    assert worker.pid in {r["fields"]["pid"] for r in rows}, "the worker served mean"
