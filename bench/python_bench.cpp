@@ -11,6 +11,8 @@
 //             and OpenCV's own threads are set to 1, so that the engine's consumers are measured.
 //   scaling_pure_python: the same with a pure-Python loop of about the same cost, which holds
 //             the GIL: what does not scale.
+//   scaling_cpp: the same with the C++ model.spin (1.3 ms of CPU, on its own threads): what
+//             the machine allows at the time, the reference for the two above on a shared one.
 
 #include <algorithm>
 #include <chrono>
@@ -141,15 +143,15 @@ Json bench_call(const std::string& dir, bool quick) {
               {"python_service_p50_us", median(python_service)}};
 }
 
-Json bench_scaling(const std::string& dir, bool quick, const std::string& stage_class) {
+// `x` (a stage's YAML after its consumers: type and params) with 1 and 2 consumers.
+Json bench_scaling(bool quick, const std::string& x) {
   const int count = quick ? 60 : 400;
   const int trials = quick ? 1 : 3;
   const auto pipeline = [&](int consumers) {
     return "pipeline: scaling\nstages:\n"
            "  - { name: source, type: synthetic.source, params: { count: " + std::to_string(count) +
            " } }\n"
-           "  - { name: x, type: python, consumers: " + std::to_string(consumers) +
-           ", params: { module: bench_stages, class: " + stage_class + ", path: " + dir + " } }\n"
+           "  - { name: x, consumers: " + std::to_string(consumers) + ", " + x + " }\n"
            "  - { name: sink, type: pass }\n";
   };
   std::vector<double> one, two, ratios;
@@ -211,10 +213,17 @@ int run_python_bench(const BenchOptions& options) {
   std::ofstream(dir / "bench_stages.py") << kStages;
   Json results = Json::object();
   int status = 0;
+  const auto python = [&](const std::string& stage_class) {
+    return "type: python, params: { module: bench_stages, class: " + stage_class +
+           ", path: " + dir.string() + " }";
+  };
   const std::pair<const char*, std::function<Json()>> parts[] = {
       {"call", [&] { return bench_call(dir.string(), options.quick); }},
-      {"scaling_cv2", [&] { return bench_scaling(dir.string(), options.quick, "Blur"); }},
-      {"scaling_pure_python", [&] { return bench_scaling(dir.string(), options.quick, "Loop"); }}};
+      {"scaling_cv2", [&] { return bench_scaling(options.quick, python("Blur")); }},
+      {"scaling_pure_python", [&] { return bench_scaling(options.quick, python("Loop")); }},
+      {"scaling_cpp", [&] {
+         return bench_scaling(options.quick, "type: model.spin, blocking: true, params: { service_ms: 1.3 }");
+       }}};
   for (const auto& [part, bench] : parts) {
     std::cerr << "bench python: " << part << "...\n";
     try {
