@@ -145,7 +145,7 @@ Json bench_call(const std::string& dir, bool quick) {
 
 // `x` (a stage's YAML after its consumers: type and params) with 1 and 2 consumers.
 Json bench_scaling(bool quick, const std::string& x) {
-  const int count = quick ? 60 : 400;
+  const int count = quick ? 60 : 1500;  // about 2 s a run: shorter runs are noise on a shared machine
   const int trials = quick ? 1 : 3;
   const auto pipeline = [&](int consumers) {
     return "pipeline: scaling\nstages:\n"
