@@ -14,11 +14,14 @@ COUNTING = """
     class Double:
         reads = {"value": "int"}
         writes = {"double": "int", "label": "text", "box": "rects", "xy": "points",
-                  "stats": "scalars", "half": "number"}
+                  "stats": "scalars", "half": "number", "from_numpy": "scalars", "raw": "bytes"}
 
         def process(self, packet):
             import micromodels
+            import numpy as np
             v = packet["value"]
+            packet["from_numpy"] = np.array([v, 1.5])
+            packet["raw"] = bytes(range(v % 5))
             packet["double"] = 2 * v
             packet["label"] = f"n{v}"
             packet["box"] = [micromodels.Rect(v, 1, 2, 3, 0.5)]
@@ -69,6 +72,8 @@ def test_fields_of_every_kind_round_trip(cli, stages, pipeline, tmp_path):
     row = rows[7]["fields"]
     assert row["double"] == 14 and row["label"] == "n7" and row["half"] == 3.5
     assert row["stats"] == [7, 3.5]
+    assert row["from_numpy"] == [7, 1.5]
+    assert row["raw"] == {"bytes": 2}
     assert row["box"] == [[7, 1, 2, 3, 0.5]]  # x, y, width, height, score
     assert row["xy"] == [[7, -7]]
 
@@ -238,6 +243,20 @@ def test_a_missing_class_or_process_is_a_configuration_error(cli, stages, pipeli
     result, file = bad_input(cli, pipeline, path, "half", "NoProcess")
     assert result.returncode == 2
     assert f"{file}:10:" in result.stderr and "has no method process(self, packet)" in result.stderr
+
+
+def test_declarations_that_are_not_dicts_of_names_to_types_are_configuration_errors(
+        cli, stages, pipeline):
+    path = stages("notdict", """
+        class Stage:
+            reads = ["image"]
+            def process(self, packet):
+                return packet
+    """)
+    result, file = bad_input(cli, pipeline, path, "notdict")
+    assert result.returncode == 2
+    assert f"{file}:10:" in result.stderr
+    assert "notdict.Stage.reads must be a dict of field name to type" in result.stderr
 
 
 def test_a_field_of_an_unknown_type_is_a_configuration_error(cli, stages, pipeline):
