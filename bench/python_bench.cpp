@@ -11,8 +11,9 @@
 //             and OpenCV's own threads are set to 1, so that the engine's consumers are measured.
 //   scaling_pure_python: the same with a pure-Python loop of about the same cost, which holds
 //             the GIL: what does not scale.
-//   scaling_cpp: the same with the C++ model.spin (1.3 ms of CPU, on its own threads): what
-//             the machine allows at the time, the reference for the two above on a shared one.
+//   scaling_cpp: the same with the C++ model.spin (spinning 1.3 ms of wall time, on its own
+//             threads), run after them: a sign of the shared machine's load at the time, not a
+//             bound (a spin preempted by other processes still ends on time).
 
 #include <algorithm>
 #include <chrono>
