@@ -16,7 +16,7 @@ struct BenchOptions {
 };
 
 /// Runs the benchmark `name` ("engine", or one part of it: "engine.hop", "engine.composition",
-/// "engine.scale"; "autoscale"; "dashboard"; "trace"; "eye_contact" when built with the vision stages), prints a table of figures
+/// "engine.scale"; "autoscale"; "dashboard"; "trace"; "python" when built with the Python stages; "eye_contact" when built with the vision stages), prints a table of figures
 /// against their targets, writes JSON when asked.
 /// Returns 0 when it ran (targets missed are reported, not failed), 2 for an unknown name.
 ///

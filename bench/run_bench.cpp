@@ -19,6 +19,10 @@ int run_trace_bench(const BenchOptions& options);
 // hiredis ("redis.hop"), without the worker and eye-contact parts.
 int run_redis_bench(const BenchOptions& options, bool hop_only);
 #endif
+#ifdef MICROMODELS_HAS_PYTHON
+// Defined in python_bench.cpp, built with the Python stages.
+int run_python_bench(const BenchOptions& options);
+#endif
 #ifdef MICROMODELS_HAS_VISION
 // Defined in eye_contact_bench.cpp, built only with the vision stages.
 int run_eye_contact_bench(const BenchOptions& options);
@@ -30,6 +34,9 @@ std::vector<std::string> bench_names() {
 #ifdef MICROMODELS_HAS_REDIS
   names.emplace_back("redis");
   names.emplace_back("redis.hop");
+#endif
+#ifdef MICROMODELS_HAS_PYTHON
+  names.emplace_back("python");
 #endif
 #ifdef MICROMODELS_HAS_VISION
   names.emplace_back("eye_contact");
@@ -45,6 +52,9 @@ int run_bench(const std::string& name, const BenchOptions& options) {
 #ifdef MICROMODELS_HAS_REDIS
   if (name == "redis") return run_redis_bench(options, false);
   if (name == "redis.hop") return run_redis_bench(options, true);
+#endif
+#ifdef MICROMODELS_HAS_PYTHON
+  if (name == "python") return run_python_bench(options);
 #endif
 #ifdef MICROMODELS_HAS_VISION
   if (name == "eye_contact") return run_eye_contact_bench(options);

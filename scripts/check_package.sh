@@ -26,4 +26,35 @@ cmake -S tests/package -B "$work/consumer" "${generator[@]}" -DCMAKE_BUILD_TYPE=
   -DCMAKE_PREFIX_PATH="$prefix"
 cmake --build "$work/consumer"
 "$work/consumer/consumer"
+
+# The Python module, when the build has one: importable from where it was installed, and it runs
+# a pipeline with a stage written in Python.
+module=$(find "$prefix" -name 'micromodels*.so' -path '*-packages/*' | head -n 1)
+if [[ -n $module ]]; then
+  python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
+  echo "check_package: running the installed Python module ($module) with $python"
+  cat >"$work/doubling.py" <<'PY'
+class Double:
+    reads = {"value": "int"}
+    writes = {"double": "int"}
+
+    def process(self, packet):
+        packet["double"] = 2 * packet["value"]
+        return packet
+PY
+  PYTHONPATH=$(dirname "$module") "$python" - "$work" <<'PY'
+import sys
+import micromodels
+
+pipeline = micromodels.Pipeline.from_yaml_string(f"""
+pipeline: installed
+stages:
+  - {{ name: source, type: synthetic.source, params: {{ count: 20 }} }}
+  - {{ name: double, type: python, params: {{ module: doubling, class: Double, path: {sys.argv[1]} }} }}
+""")
+metrics = micromodels.run(pipeline)
+assert metrics.stage("double").processed == 20, metrics.to_table()
+print("check_package: the Python module ran", metrics.packets_out, "packets")
+PY
+fi
 echo "check_package: ok"

@@ -16,6 +16,10 @@ vision=(
   libopencv-dev libdlib-dev libdlib-data ffmpeg
   python3-onnx python3-numpy python3-skimage
 )
+python=(
+  python3-dev python3-pybind11      # Python stages (`type: python`) and the micromodels module
+  python3-pytest python3-opencv     # tests/python, examples/python and `bench python`
+)
 ops=(
   nodejs npm
   chromium                          # the dashboard's browser test (tests/browser/)
@@ -33,7 +37,7 @@ provided=" $(dpkg-query -W -f='${db:Status-Abbrev}|${Provides}\n' 2>/dev/null |
   sed -e 's/(.*)//' -e 's/:any//' -e 's/[[:space:]]//g' | sort -u | tr '\n' ' ') "
 
 missing=()
-for package in "${core[@]}" "${vision[@]}" "${ops[@]}"; do
+for package in "${core[@]}" "${vision[@]}" "${python[@]}" "${ops[@]}"; do
   if dpkg-query -W -f='${db:Status-Abbrev}' "$package" 2>/dev/null | grep -q '^ii'; then
     continue
   fi
@@ -44,7 +48,7 @@ for package in "${core[@]}" "${vision[@]}" "${ops[@]}"; do
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "deps: all ${#core[@]} core, ${#vision[@]} vision and ${#ops[@]} ops packages present"
+  echo "deps: all ${#core[@]} core, ${#vision[@]} vision, ${#python[@]} python and ${#ops[@]} ops packages present"
   exit 0
 fi
 echo "deps: missing: ${missing[*]}"

@@ -11,6 +11,9 @@
 #include "micromodels/params.hpp"
 #include "micromodels/pipeline.hpp"
 #include "micromodels/registry.hpp"
+#ifdef MICROMODELS_HAS_PYTHON
+#include "micromodels/python.hpp"
+#endif
 #ifdef MICROMODELS_HAS_REDIS
 #include "micromodels/redis.hpp"
 #endif
@@ -68,6 +71,9 @@ int run_tool(int argc, char** argv) {
 #ifdef MICROMODELS_HAS_VISION
   // Before any command reads a pipeline, so that every stage type is known.
   vision::register_stages(Registry::global());
+#endif
+#ifdef MICROMODELS_HAS_PYTHON
+  register_python_stages(Registry::global());
 #endif
 
   CLI::App app("Run micro-model AI pipelines.", "micromodels");

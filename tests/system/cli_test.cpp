@@ -329,6 +329,38 @@ TEST_F(CliTest, RunWritesMetricsJsonWithTheProcessedCounts) {
   EXPECT_EQ(sink_lines(), 40U);
 }
 
+// `type: python` end to end: the tool embeds the interpreter and runs the class's process().
+// tests/python/ has the rest (fields, errors, the GIL, swap).
+TEST_F(CliTest, RunsAStageWrittenInPython) {
+  if (run({"types"}).out.find("\npython ") == std::string::npos) {
+    GTEST_SKIP() << "built without Python";
+  }
+  write_text(dir_ / "doubling.py",
+             "class Double:\n"
+             "    reads = {'value': 'int'}\n"
+             "    writes = {'double': 'int'}\n"
+             "    def process(self, packet):\n"
+             "        packet['double'] = 2 * packet['value']\n"
+             "        return packet if packet['value'] != 7 else None\n");
+  const fs::path good =
+      write_pipeline(40, "python", "module: doubling, class: Double, path: " + dir_.string());
+  const Result r =
+      run({"run", good.string(), "--quiet", "--metrics-json", (dir_ / "metrics.json").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json m = metrics_json();
+  EXPECT_EQ(stage(m, "work")["processed"], 40);
+  EXPECT_EQ(stage(m, "work")["emitted"], 39) << "None filters the packet out";
+  EXPECT_EQ(stage(m, "work")["type"], "python");
+  std::ifstream in(dir_ / "out.jsonl");
+  std::size_t checked = 0;
+  for (std::string line; std::getline(in, line); ++checked) {
+    const nlohmann::json row = nlohmann::json::parse(line);
+    EXPECT_EQ(row["fields"]["double"], 2 * row["fields"]["value"].get<int>()) << line;
+    EXPECT_NE(row["seq"], 7) << line;
+  }
+  EXPECT_EQ(checked, 39U);
+}
+
 TEST_F(CliTest, RunAppliesSetConsumersAndWorkers) {
   const fs::path good = write_pipeline(40);
   const Result r =

@@ -1,0 +1,160 @@
+// The `micromodels` Python module: load, check and run pipelines from Python, with the names of
+// the C++ API (Pipeline, Runner, MetricsSnapshot), and the types Python stages use.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <pybind11/stl/filesystem.h>
+
+#include "micromodels/pipeline.hpp"
+#include "micromodels/registry.hpp"
+#include "micromodels/runner.hpp"
+#include "python_packet.hpp"
+#include "python_stage.hpp"
+
+namespace py = pybind11;
+
+namespace micromodels::python {
+
+namespace {
+
+// A Runner's destructor joins its threads, and Python stages on them may wait for the GIL.
+struct ReleaseAndDelete {
+  void operator()(Runner* runner) const {
+    py::gil_scoped_release release;
+    delete runner;
+  }
+};
+
+// Waits with the GIL released, looking for Ctrl-C between waits: then stops the sources, lets
+// what is in flight finish, and raises KeyboardInterrupt.
+bool wait_for(Runner& runner, double timeout_ms) {
+  const bool forever = !std::isfinite(timeout_ms);
+  const auto start = std::chrono::steady_clock::now();
+  while (true) {
+    const double spent =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const double left = forever ? 100.0 : timeout_ms - spent;
+    bool finished = false;
+    {
+      py::gil_scoped_release release;
+      finished = runner.wait_for(std::min(std::max(left, 0.0), 100.0));
+    }
+    if (finished) return true;
+    if (PyErr_CheckSignals() != 0) {
+      py::error_already_set interrupted;
+      {
+        py::gil_scoped_release release;
+        runner.stop();
+        runner.wait();
+      }
+      throw interrupted;
+    }
+    if (left <= 0) return false;
+  }
+}
+
+}  // namespace
+
+}  // namespace micromodels::python
+
+PYBIND11_MODULE(micromodels, module) {
+  using namespace micromodels;
+  using micromodels::python::wait_for;
+  module.doc() =
+      "Run micro-model pipelines from Python: Pipeline, Runner, run(); and the types a Python "
+      "stage's process() receives and writes (Packet, Rect, Point).";
+  python::bind_packet(module);
+  Registry& registry = Registry::global();
+  if (registry.find("python") == nullptr) python::register_python_stage(registry);
+
+  py::register_exception<ConfigError>(module, "ConfigError", PyExc_ValueError);
+  py::register_exception<ParamError>(module, "ParamError", PyExc_ValueError);
+
+  py::class_<Pipeline>(module, "Pipeline", "A pipeline description, from YAML.")
+      .def_static("from_yaml_file", &Pipeline::from_yaml_file, py::arg("path"))
+      .def_static("from_yaml_string", &Pipeline::from_yaml_string, py::arg("yaml"),
+                  py::arg("file_name") = "<string>")
+      .def(
+          "validate", [](const Pipeline& p) { p.validate(Registry::global()); },
+          "Checks types, params, inputs and fields; raises ConfigError naming file:line:column.")
+      .def("set_param",
+           py::overload_cast<std::string_view>(&Pipeline::set_param), py::arg("assignment"))
+      .def("set_consumers", &Pipeline::set_consumers, py::arg("stage"), py::arg("consumers"))
+      .def_property_readonly("name", &Pipeline::name)
+      .def_property_readonly("stages",
+                             [](const Pipeline& p) {
+                               py::list names;
+                               for (const StageConfig& s : p.stages()) names.append(s.name);
+                               return names;
+                             })
+      .def("to_text", [](const Pipeline& p) { return p.to_text(Registry::global()); });
+
+  py::class_<Progress>(module, "Progress")
+      .def_readonly("done", &Progress::done)
+      .def_readonly("expected", &Progress::expected);
+
+  py::class_<StageMetrics>(module, "StageMetrics")
+      .def_readonly("name", &StageMetrics::name)
+      .def_readonly("type", &StageMetrics::type)
+      .def_readonly("processed", &StageMetrics::processed)
+      .def_readonly("failed", &StageMetrics::failed)
+      .def_readonly("dropped", &StageMetrics::dropped)
+      .def_readonly("dead_lettered", &StageMetrics::dead_lettered)
+      .def_readonly("emitted", &StageMetrics::emitted)
+      .def_readonly("consumers", &StageMetrics::consumers)
+      .def_readonly("busy_share", &StageMetrics::busy_share);
+
+  py::class_<MetricsSnapshot>(module, "MetricsSnapshot")
+      .def_readonly("pipeline", &MetricsSnapshot::pipeline)
+      .def_readonly("elapsed_s", &MetricsSnapshot::elapsed_s)
+      .def_readonly("packets_in", &MetricsSnapshot::packets_in)
+      .def_readonly("packets_out", &MetricsSnapshot::packets_out)
+      .def_readonly("workers", &MetricsSnapshot::workers)
+      .def_readonly("stages", &MetricsSnapshot::stages)
+      .def(
+          "stage", [](const MetricsSnapshot& m, const std::string& name) { return m.stage(name); },
+          py::return_value_policy::reference_internal)
+      .def("to_table", &MetricsSnapshot::to_table)
+      .def("to_json", &MetricsSnapshot::to_json)
+      .def("to_prometheus", &MetricsSnapshot::to_prometheus);
+
+  py::class_<Runner, std::unique_ptr<Runner, python::ReleaseAndDelete>>(
+      module, "Runner", "A pipeline running in this process: start, wait, stop, scale, swap.")
+      .def(py::init<const Pipeline&>(), py::arg("pipeline"))
+      .def("start", &Runner::start, py::call_guard<py::gil_scoped_release>())
+      .def("wait_for", &wait_for, py::arg("timeout_ms"),
+           "True once finished; Ctrl-C stops the run, lets it drain and raises KeyboardInterrupt.")
+      .def("wait", [](Runner& r) { wait_for(r, std::numeric_limits<double>::infinity()); })
+      .def("stop", &Runner::stop, py::call_guard<py::gil_scoped_release>())
+      .def("scale", &Runner::scale, py::arg("stage"), py::arg("consumers"),
+           py::call_guard<py::gil_scoped_release>())
+      .def(
+          "swap",
+          [](Runner& r, const std::string& stage, const std::map<std::string, std::string>& params,
+             const std::string& type) { r.swap(stage, params, type); },
+          py::arg("stage"), py::arg("params") = std::map<std::string, std::string>{},
+          py::arg("type") = "", py::call_guard<py::gil_scoped_release>())
+      .def("metrics", &Runner::metrics, py::call_guard<py::gil_scoped_release>())
+      .def("progress", &Runner::progress, py::call_guard<py::gil_scoped_release>())
+      .def("finished", &Runner::finished);
+
+  module.def(
+      "run",
+      [](const Pipeline& pipeline) {
+        std::unique_ptr<Runner, python::ReleaseAndDelete> runner(new Runner(pipeline));
+        {
+          py::gil_scoped_release release;
+          runner->start();
+        }
+        wait_for(*runner, std::numeric_limits<double>::infinity());
+        return runner->metrics();
+      },
+      py::arg("pipeline"), "Runs a pipeline to its end and returns its metrics.");
+}

@@ -1,0 +1,273 @@
+#include "python_stage.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "python_fields.hpp"
+#include "python_interpreter.hpp"
+#include "python_packet.hpp"
+
+namespace py = pybind11;
+
+namespace micromodels::python {
+
+namespace {
+
+// What a Python exception says, as Python prints it: the traceback, then the error.
+std::string python_error(py::error_already_set& error) {
+  try {
+    const py::object lines = py::module_::import("traceback")
+                                 .attr("format_exception")(error.type(), error.value(), error.trace());
+    std::string text = py::str("").attr("join")(lines).cast<std::string>();
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    return text;
+  } catch (const std::exception&) {
+    return error.what();
+  }
+}
+
+std::string type_name_of(py::handle object) {
+  return py::str(py::type::handle_of(object).attr("__name__")).cast<std::string>();
+}
+
+// A class attribute `name` (reads, optional_reads, writes): a dict of field name to type name.
+std::map<std::string, std::size_t> declared(py::handle cls, const char* name,
+                                            const std::string& label) {
+  std::map<std::string, std::size_t> fields;
+  if (!py::hasattr(cls, name)) return fields;
+  const py::object value = cls.attr(name);
+  const std::string where = label + "." + name;
+  if (!py::isinstance<py::dict>(value)) {
+    throw ParamError("class", where + " must be a dict of field name to type, e.g. {\"image\": "
+                                      "\"image\"}; it is a " + type_name_of(value));
+  }
+  for (const auto& [key, type] : py::reinterpret_borrow<py::dict>(value)) {
+    if (!py::isinstance<py::str>(key) || !py::isinstance<py::str>(type)) {
+      throw ParamError("class", where + " must map field names (str) to type names (str)");
+    }
+    const auto field = key.cast<std::string>();
+    const auto type_name = type.cast<std::string>();
+    const auto index = field_type(type_name);
+    if (!index) {
+      throw ParamError("class", where + "['" + field + "'] has unknown type '" + type_name +
+                                    "'; the types are " + field_type_names());
+    }
+    fields.emplace(field, *index);
+  }
+  return fields;
+}
+
+struct Loaded {
+  py::object cls;
+  std::shared_ptr<const Declaration> declaration;
+  std::string label;  // module.Class
+};
+
+// Imports (or re-imports) the module and checks the class. Needs the GIL.
+Loaded load(const Params& params, bool reload) {
+  const std::string& module_name = params.text("module");
+  const std::string& class_name = params.text("class");
+  const std::string& path = params.text("path");
+  Loaded loaded;
+  loaded.label = module_name + "." + class_name;
+  py::module_ module;
+  try {
+    const py::object absolute = py::module_::import("os.path").attr("abspath")(path);
+    py::list sys_path = py::module_::import("sys").attr("path");
+    if (!sys_path.contains(absolute)) sys_path.insert(0, absolute);
+    module = py::module_::import(module_name.c_str());
+    if (reload) module.reload();
+  } catch (py::error_already_set& error) {
+    throw ParamError("module", "Python module '" + module_name + "' (searched first in '" + path +
+                                   "') does not import; fix the module or the path:\n" +
+                                   python_error(error));
+  }
+  const std::string file = py::hasattr(module, "__file__")
+                               ? py::str(module.attr("__file__")).cast<std::string>()
+                               : module_name;
+  if (!py::hasattr(module, class_name.c_str())) {
+    std::string classes;
+    for (const auto& [name, value] : py::reinterpret_borrow<py::dict>(module.attr("__dict__"))) {
+      if (py::isinstance<py::type>(value)) classes += (classes.empty() ? "" : ", ") + py::str(name).cast<std::string>();
+    }
+    throw ParamError("class", "Python module '" + module_name + "' (" + file + ") has no class '" +
+                                  class_name + "'; its classes: " +
+                                  (classes.empty() ? "none" : classes));
+  }
+  loaded.cls = module.attr(class_name.c_str());
+  if (!py::isinstance<py::type>(loaded.cls)) {
+    throw ParamError("class", "'" + loaded.label + "' (" + file + ") is a " +
+                                  type_name_of(loaded.cls) + ", not a class");
+  }
+  const py::object process = py::getattr(loaded.cls, "process", py::none());
+  if (process.is_none() || !PyCallable_Check(process.ptr())) {
+    throw ParamError("class", "class '" + loaded.label + "' (" + file +
+                                  ") has no method process(self, packet); a Python stage needs one");
+  }
+  Declaration declaration;
+  declaration.reads = declared(loaded.cls, "reads", loaded.label);
+  declaration.optional_reads = declared(loaded.cls, "optional_reads", loaded.label);
+  declaration.writes = declared(loaded.cls, "writes", loaded.label);
+  declaration.batching = py::hasattr(loaded.cls, "process_batch");
+  loaded.declaration = std::make_shared<const Declaration>(std::move(declaration));
+  return loaded;
+}
+
+std::string key_of(const Params& params) {
+  return params.text("path") + '\n' + params.text("module") + '\n' + params.text("class");
+}
+
+// What each class declared when the pipeline was first checked, and the modules a stage was
+// built from; guarded by the GIL. A module built from again (a swap) is re-imported, and must
+// declare what the running pipeline was checked with.
+std::map<std::string, Declaration>& first_declarations() {
+  static std::map<std::string, Declaration> declarations;
+  return declarations;
+}
+std::set<std::string>& built_modules() {
+  static std::set<std::string> modules;
+  return modules;
+}
+
+StageInfo describe(const Params& params) {
+  ensure_interpreter();
+  Gil gil;
+  const Loaded loaded = load(params, false);
+  const Declaration& declaration = *loaded.declaration;
+  first_declarations().try_emplace(key_of(params), declaration);
+  StageInfo info;
+  for (const auto& [name, type] : declaration.reads) info.reads.push_back(name);
+  for (const auto& [name, type] : declaration.optional_reads) info.optional_reads.push_back(name);
+  for (const auto& [name, type] : declaration.writes) info.writes.push_back(name);
+  info.batching = declaration.batching;
+  // Its own threads: a consumer waiting for the GIL must not hold a slot of the worker pool
+  // that the C++ stages run on.
+  info.blocking = true;
+  return info;
+}
+
+class PythonStage final : public Stage {
+ public:
+  explicit PythonStage(Loaded loaded)
+      : label_("Python stage " + loaded.label), declaration_(std::move(loaded.declaration)) {
+    try {
+      instance_ = loaded.cls();
+    } catch (py::error_already_set& error) {
+      throw std::runtime_error(loaded.label + "() raised:\n" + python_error(error));
+    }
+    process_ = instance_.attr("process");
+    if (declaration_->batching) process_batch_ = instance_.attr("process_batch");
+  }
+
+  ~PythonStage() override {
+    Gil gil;
+    process_batch_ = py::object();
+    process_ = py::object();
+    instance_ = py::object();
+  }
+
+  PythonStage(const PythonStage&) = delete;
+  PythonStage& operator=(const PythonStage&) = delete;
+
+  void process(Packet packet, std::vector<Packet>& out) override {
+    Gil gil;
+    py::object result;
+    try {
+      result = process_(PythonPacket{std::move(packet), declaration_, false});
+    } catch (py::error_already_set& error) {
+      throw std::runtime_error(label_ + ": process raised:\n" + python_error(error));
+    }
+    collect(result, "process", out);
+  }
+
+  void process_batch(std::vector<Packet>& batch, std::vector<Packet>& out) override {
+    if (!process_batch_) {
+      Stage::process_batch(batch, out);
+      return;
+    }
+    Gil gil;
+    py::list packets;
+    for (Packet& packet : batch) packets.append(PythonPacket{std::move(packet), declaration_, false});
+    batch.clear();
+    py::object result;
+    try {
+      result = process_batch_(packets);
+    } catch (py::error_already_set& error) {
+      throw std::runtime_error(label_ + ": process_batch raised:\n" + python_error(error));
+    }
+    collect(result, "process_batch", out);
+  }
+
+ private:
+  // What `method` returned: None (nothing comes out), a packet, or a list (or tuple) of packets.
+  void collect(const py::object& result, const char* method, std::vector<Packet>& out) const {
+    if (result.is_none()) return;
+    std::vector<PythonPacket*> packets;
+    const auto add = [&](py::handle item) {
+      if (!py::isinstance<PythonPacket>(item)) {
+        throw std::runtime_error(label_ + ": " + method + " returned " +
+                                 (item.is(result) ? "" : "a list holding ") + type_name_of(item) +
+                                 "; return the packet, a list of packets, or None to drop it");
+      }
+      auto* packet = item.cast<PythonPacket*>();
+      if (packet->taken || std::find(packets.begin(), packets.end(), packet) != packets.end()) {
+        throw std::runtime_error(label_ + ": " + method +
+                                 " returned a packet twice; return packet.copy() for another one");
+      }
+      packets.push_back(packet);
+    };
+    if (py::isinstance<py::list>(result) || py::isinstance<py::tuple>(result)) {
+      for (const py::handle item : result) add(item);
+    } else {
+      add(result);
+    }
+    for (PythonPacket* packet : packets) {
+      out.push_back(std::move(packet->packet));
+      packet->taken = true;
+    }
+  }
+
+  std::string label_;
+  std::shared_ptr<const Declaration> declaration_;
+  py::object instance_;
+  py::object process_;
+  py::object process_batch_;
+};
+
+std::unique_ptr<Stage> build(const Params& params) {
+  ensure_interpreter();
+  Gil gil;
+  const std::string& module_name = params.text("module");
+  const bool again = !built_modules().insert(module_name).second;
+  Loaded loaded = load(params, again);
+  const auto first = first_declarations().find(key_of(params));
+  if (again && first != first_declarations().end() && !(first->second == *loaded.declaration)) {
+    throw std::runtime_error("the re-imported class '" + loaded.label +
+                             "' declares other reads, writes or batching than the running "
+                             "pipeline was checked with; stop the run to change them");
+  }
+  return std::make_unique<PythonStage>(std::move(loaded));
+}
+
+}  // namespace
+
+void register_python_stage(Registry& registry) {
+  registry.add(
+      {.name = "python",
+       .help = "A Python class as a stage: process(packet) returns the packet, a list, or None. "
+               "Its reads and writes (dicts of field name to type) are checked like any stage's.",
+       .params = {{.name = "module", .type = ParamType::text, .help = "Python module to import"},
+                  {.name = "class", .type = ParamType::text, .help = "class in the module"},
+                  {.name = "path",
+                   .type = ParamType::text,
+                   .default_value = std::string("."),
+                   .help = "directory searched first for the module"}},
+       .info = describe,
+       .make = build});
+}
+
+}  // namespace micromodels::python
