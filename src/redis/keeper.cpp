@@ -100,7 +100,9 @@ void Keeper::every_second(Connection& conn) {
   add_hop_bytes(conn);
   if (!session_.is_run()) return;
   trim(conn);
+  ++rounds_;
   if (session_.options.serve == RedisOptions::Serve::missing) serve_missing(conn);
+  if (session_.options.serve == RedisOptions::Serve::none) warn_unserved(conn);
 }
 
 // One member per stage served here: "STAGE|host:pid|VERSION|CONSUMERS", scored with its expiry.
@@ -190,9 +192,7 @@ void Keeper::trim(Connection& conn) {
   letters_drained_ = letters_drained;
 }
 
-// Serves here every stage that no live process of this pipeline version serves: a run works
-// with nothing else running, and a stage whose workers all died is picked up.
-void Keeper::serve_missing(Connection& conn) {
+std::vector<std::string> Keeper::unserved(Connection& conn) {
   const std::string version = version_text(session_.version);
   const Reply members =
       conn.command({"ZRANGEBYSCORE", session_.names->live(), std::to_string(wall_ms()), "+inf"});
@@ -203,19 +203,54 @@ void Keeper::serve_missing(Connection& conn) {
     const auto b = member.find('|', a + 1);
     if (member.compare(b + 1, version.size(), version) == 0) covered.insert(member.substr(0, a));
   }
+  std::vector<std::string> names;
   for (const PlanStage& stage : session_.plan->stages()) {
     if (stage.source() || stage.sink() || covered.contains(stage.name())) continue;
     {
       std::lock_guard lock(session_.parts_mutex);
       if (session_.served.contains(stage.index)) continue;
     }
-    log().info("no worker serves stage '{}': serving it here", stage.name());
+    names.push_back(stage.name());
+  }
+  return names;
+}
+
+// Serves here every stage that no live process of this pipeline version serves: a run works
+// with nothing else running, and a stage whose workers all died is picked up.
+void Keeper::serve_missing(Connection& conn) {
+  for (const std::string& name : unserved(conn)) {
+    log().info("no worker serves stage '{}': serving it here", name);
     try {
-      session_.host()->serve(stage.name());
+      session_.host()->serve(name);
     } catch (const std::exception& error) {
-      log().error("cannot serve stage '{}' here: {}", stage.name(), error.what());
+      log().error("cannot serve stage '{}' here: {}", name, error.what());
     }
   }
+}
+
+// With --serve none the run waits for workers: say which stages nobody serves, so that a run
+// that waits for ever says why. Workers get a few seconds to announce themselves first; then
+// the warning comes when the set changes, and again every half minute while it stands.
+void Keeper::warn_unserved(Connection& conn) {
+  constexpr int kGraceRounds = 5;
+  constexpr int kRepeatRounds = 30;
+  if (rounds_ < kGraceRounds) return;
+  const std::vector<std::string> names = unserved(conn);
+  std::string list;
+  for (const std::string& name : names) list += (list.empty() ? "" : ",") + name;
+  if (list.empty()) {
+    if (!warned_.empty()) log().info("every stage has a live worker again");
+    warned_.clear();
+    return;
+  }
+  if (list == warned_ && rounds_ - warned_round_ < kRepeatRounds) return;
+  warned_ = list;
+  warned_round_ = rounds_;
+  const bool one = names.size() == 1;
+  log().warn("no live worker serves {} '{}', and --serve none keeps this run from serving {}: "
+             "{} packets wait in Redis; start `micromodels worker FILE --broker URL --stages {}`, "
+             "or run with --serve missing",
+             one ? "stage" : "stages", list, one ? "it" : "them", one ? "its" : "their", list);
 }
 
 }  // namespace micromodels::detail

@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "redis_connection.hpp"
 
@@ -36,7 +37,10 @@ class Keeper {
   void announce(Connection& conn, bool leave);
   void add_hop_bytes(Connection& conn);
   void trim(Connection& conn);
+  /// The stages (not sources or sinks) that no live process of this version serves.
+  std::vector<std::string> unserved(Connection& conn);
   void serve_missing(Connection& conn);
+  void warn_unserved(Connection& conn);
 
   Session& session_;
   std::mutex mutex_;
@@ -44,6 +48,9 @@ class Keeper {
   bool stopping_ = false;
   bool running_ = false;
   std::atomic<bool> letters_drained_{false};
+  int rounds_ = 0;                  // every_second calls so far
+  std::string warned_;              // the unserved stages last warned about
+  int warned_round_ = 0;
   std::thread thread_;
 };
 

@@ -246,6 +246,28 @@ TEST_F(DistributedCliTest, TheRunServesAStageItselfOnceItsOnlyWorkerIsGone) {
   expect_complete(count);
 }
 
+TEST_F(DistributedCliTest, ARunThatServesNothingNamesTheStagesNoWorkerServes) {
+  const int count = 50;
+  const fs::path file = write_pipeline(count, "service_ms: 1");
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "-q", "--serve", "none"});
+  const std::string said = "no live worker serves stage 'work'";
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (run->err().find(said) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  const std::string waiting = run->err();
+  EXPECT_NE(waiting.find(said), std::string::npos) << waiting;
+  EXPECT_NE(waiting.find("--stages work"), std::string::npos) << waiting;  // what to start
+  EXPECT_TRUE(lines_of(dir_ / "out.jsonl").empty());
+  // A worker for it, and the run goes on to the end, with every packet.
+  auto w = worker("w", file, "work");
+  const Result r = run->wait(60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_complete(count);
+  w->signal(SIGTERM);
+  EXPECT_EQ(w->wait(20s).exit_code, 0);
+}
+
 TEST_F(DistributedCliTest, PerStreamStageIsHandedOverWhenItsWorkerDies) {
   const int count = 150;
   const fs::path file =
