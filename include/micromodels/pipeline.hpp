@@ -83,6 +83,14 @@ struct WireConfig {
   int jpeg_quality = 90;       // 1..100, for jpeg
 };
 
+/// A plugin a pipeline file names (`plugins:`), and where. from_yaml_file resolves a relative
+/// path from the file's folder; from_yaml_string leaves it as written. load_plugin (plugin.hpp)
+/// loads it.
+struct PluginPath {
+  std::filesystem::path path{};
+  SourceLocation where{};
+};
+
 /// A pipeline description. Building it runs nothing; `Runner` runs it.
 ///
 ///   Pipeline p = Pipeline::from_yaml_file("pipelines/example.yaml");
@@ -128,6 +136,7 @@ class Pipeline {
   void set_workers(int workers) { workers_ = workers; }
   [[nodiscard]] const AutoscaleConfig& autoscale() const noexcept { return autoscale_; }
   void set_autoscale(AutoscaleConfig autoscale) { autoscale_ = std::move(autoscale); }
+  [[nodiscard]] const std::vector<PluginPath>& plugins() const noexcept { return plugins_; }
   [[nodiscard]] const WireConfig& wire() const noexcept { return wire_; }
   void set_wire(WireConfig wire) { wire_ = std::move(wire); }
 
@@ -144,6 +153,7 @@ class Pipeline {
   int workers_ = 0;          // pool threads for CPU-bound stages; 0: one per core
   AutoscaleConfig autoscale_{};
   WireConfig wire_{};
+  std::vector<PluginPath> plugins_{};
   std::vector<StageConfig> stages_{};
   std::map<std::string, SourceLocation> locations_;  // pipeline-level keys, for validate()
 };

@@ -18,9 +18,10 @@ struct PipelineDocument {
   std::string dead_letter;
   AutoscaleConfig autoscale;
   WireConfig wire;
+  std::vector<PluginPath> plugins;
   std::vector<StageConfig> stages;
   /// Pipeline-level keys ("pipeline", "broker", "workers", "dead_letter", "autoscale",
-  /// "autoscale.stages", "wire", "wire.images", "stages"; "" is the document itself).
+  /// "autoscale.stages", "wire", "wire.images", "plugins", "stages"; "" is the document itself).
   std::map<std::string, SourceLocation> locations;
 };
 
