@@ -44,7 +44,9 @@ void load_plugin(const std::filesystem::path& path, Registry& registry,
                                        : "the pipeline file's folder") +
                    ")");
   }
-  const std::string canonical = std::filesystem::canonical(path, error).string();
+  // Absolute: dlopen would search the library path for a bare name, and open the program for "".
+  std::string canonical = std::filesystem::canonical(path, error).string();
+  if (canonical.empty()) canonical = std::filesystem::absolute(path, error).string();
   const std::lock_guard lock(loaded_mutex);
   if (loaded.count({canonical, &registry}) != 0) return;
 
