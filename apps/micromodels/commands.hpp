@@ -84,7 +84,8 @@ void add_broker_options(CLI::App& command, BrokerOptions& options, bool run);
 /// Adds FILE, --plugin, --set, --consumers and --autoscale to `command`, storing into `options`.
 void add_pipeline_options(CLI::App& command, PipelineOptions& options);
 /// Reads the file, loads the plugins (--plugin, then the file's `plugins:`), applies the changes
-/// in command-line order, validates against the global registry. Throws ConfigError (or ParamError) naming the file, line and key.
+/// in command-line order, validates against the global registry. Throws ConfigError (or
+/// ParamError) naming the file, line and key.
 [[nodiscard]] Pipeline load_pipeline(const PipelineOptions& options);
 
 }  // namespace micromodels::cli

@@ -1,4 +1,5 @@
-// FILE, --plugin, --set, --consumers and --autoscale: how the command line names a pipeline and changes it.
+// FILE, --plugin, --set, --consumers and --autoscale: how the command line names a pipeline and
+// changes it.
 #include <charconv>
 #include <string_view>
 

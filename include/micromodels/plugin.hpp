@@ -3,7 +3,8 @@
 //
 //   #include <micromodels/plugin.hpp>
 //   MICROMODELS_PLUGIN(registry) {
-//     registry.add({.name = "my.stage", .make = [](const Params&) { return std::make_unique<My>(); }});
+//     registry.add({.name = "my.stage",
+//                   .make = [](const Params&) { return std::make_unique<My>(); }});
 //   }
 //
 // A plugin links no micromodels library: its references to the engine resolve against the
@@ -41,6 +42,6 @@ void load_plugin(const std::filesystem::path& path, Registry& registry,
 /// Defines the plugin's two entry points: `micromodels_plugin_abi()`, which returns the
 /// kPluginAbi the plugin was built with, and `micromodels_register(Registry& registry)`, whose
 /// body follows the macro.
-#define MICROMODELS_PLUGIN(registry)                                                  \
+#define MICROMODELS_PLUGIN(registry)                                                           \
   MICROMODELS_PLUGIN_EXPORT int micromodels_plugin_abi() { return ::micromodels::kPluginAbi; } \
   MICROMODELS_PLUGIN_EXPORT void micromodels_register(::micromodels::Registry& registry)

@@ -1,12 +1,12 @@
 #include "micromodels/plugin.hpp"
 
-#include <dlfcn.h>
-
 #include <exception>
 #include <mutex>
 #include <set>
 #include <string>
 #include <utility>
+
+#include <dlfcn.h>
 
 namespace micromodels {
 namespace {

@@ -16,8 +16,7 @@ class Pass final : public micromodels::Stage {
 
 MICROMODELS_PLUGIN(registry) {
   for (const char* name : {"plugin.fresh", "pass"}) {
-    registry.add({.name = name, .make = [](const micromodels::Params&) {
-                    return std::make_unique<Pass>();
-                  }});
+    registry.add({.name = name,
+                  .make = [](const micromodels::Params&) { return std::make_unique<Pass>(); }});
   }
 }

@@ -84,8 +84,8 @@ TEST_F(PluginTest, WithoutThePluginItsTypeIsUnknown) {
 TEST_F(PluginTest, RunLoadsThePluginGivenOnTheCommandLine) {
   const fs::path metrics = dir_ / "metrics.json";
   const Result r = run({"run", write_pipeline().string(), "--plugin",
-                        plugin("example_label").string(), "--set", "label.prefix=x-",
-                        "--consumers", "label=3", "--quiet", "--metrics-json", metrics.string()});
+                        plugin("example_label").string(), "--set", "label.prefix=x-", "--consumers",
+                        "label=3", "--quiet", "--metrics-json", metrics.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(labels(), expected_labels("x-"));
   const nlohmann::json m = nlohmann::json::parse(read_text(metrics));
@@ -169,20 +169,21 @@ TEST_F(PluginTest, BadPluginsExitWithTwoNamingTheFile) {
 TEST_F(PluginTest, BadPluginsKeyNamesTheLineOfThePipelineFile) {
   const Result missing = run({"run", write_pipeline("plugins:\n  - libmissing.so\n").string()});
   EXPECT_EQ(missing.exit_code, 2);
-  EXPECT_TRUE(std::regex_search(missing.err,
-                                std::regex(R"(labels\.yaml:3:5: plugin '.*libmissing\.so': no such file)")))
+  EXPECT_TRUE(std::regex_search(
+      missing.err, std::regex(R"(labels\.yaml:3:5: plugin '.*libmissing\.so': no such file)")))
       << missing.err;
 
-  const Result abi = run({"run", write_pipeline("plugins: [" + plugin("plugin_wrong_abi").string() +
-                                                "]\n")
-                                     .string()});
+  const Result abi = run(
+      {"run", write_pipeline("plugins: [" + plugin("plugin_wrong_abi").string() + "]\n").string()});
   EXPECT_EQ(abi.exit_code, 2);
-  EXPECT_TRUE(std::regex_search(abi.err, std::regex(R"(labels\.yaml:2:\d+: .*built for plugin ABI 2)")))
+  EXPECT_TRUE(
+      std::regex_search(abi.err, std::regex(R"(labels\.yaml:2:\d+: .*built for plugin ABI 2)")))
       << abi.err;
 
   const Result not_a_list = run({"run", write_pipeline("plugins: libx.so\n").string()});
   EXPECT_EQ(not_a_list.exit_code, 2);
-  EXPECT_TRUE(std::regex_search(not_a_list.err, std::regex(R"(labels\.yaml:2:1: .*must be a list)")))
+  EXPECT_TRUE(
+      std::regex_search(not_a_list.err, std::regex(R"(labels\.yaml:2:1: .*must be a list)")))
       << not_a_list.err;
 }
 
