@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Checks the installed package as a user sees it: installs build/ into a temporary prefix, then
-# configures, builds and runs tests/package (a separate project) against it with find_package.
+# configures, builds and runs tests/package (a separate project) against it with find_package,
+# and builds examples/plugin (a plugin, with micromodels_add_plugin) against it and runs it with
+# the installed `micromodels run --plugin`.
 #   scripts/check_package.sh [BUILD_DIR]     (default: build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,22 @@ cmake -S tests/package -B "$work/consumer" "${generator[@]}" -DCMAKE_BUILD_TYPE=
   -DCMAKE_PREFIX_PATH="$prefix"
 cmake --build "$work/consumer"
 "$work/consumer/consumer"
+
+echo "check_package: building examples/plugin against it"
+cmake -S examples/plugin -B "$work/plugin" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$prefix"
+cmake --build "$work/plugin"
+plugin=$work/plugin/libexample_label.so
+"$prefix/bin/micromodels" types example.label --plugin "$plugin"
+"$prefix/bin/micromodels" run examples/plugin/label.yaml --plugin "$plugin" --quiet \
+  --set sink.path="$work/labels.jsonl"
+labels=$(grep -o '"label":"[^"]*"' "$work/labels.jsonl" | tr -d '"' | tr '\n' ' ')
+expected=$(for n in $(seq 0 11); do printf 'label:frame-%s ' "$n"; done)
+if [[ "$labels" != "$expected" ]]; then
+  echo "check_package: the plugin's labels are '$labels', expected '$expected'" >&2
+  exit 1
+fi
+echo "check_package: the plugin labelled 12 packets in order"
 
 # The Python module, when the build has one: importable from where it was installed, and it runs
 # a pipeline with a stage written in Python.

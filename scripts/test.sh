@@ -358,12 +358,12 @@ phase_fuzz() {
 phase_package() {
   local start
   start=$(now)
-  banner "package: install build/ and build tests/package against it with find_package"
+  banner "package: install build/, build tests/package and examples/plugin against it with find_package"
   need_main package "$start" || return
   start_redis  # the consumer runs its pipeline through Redis too
   if bash scripts/check_package.sh build 2>&1 | tee "$log_dir/package.log"; then
     check_passed
-    record package ok "$(elapsed_since "$start")" "find_package(micromodels) consumer ran"
+    record package ok "$(elapsed_since "$start")" "find_package(micromodels) consumer and plugin ran"
   else
     check_failed
     record package FAILED "$(elapsed_since "$start")" "out/test-logs/package.log"

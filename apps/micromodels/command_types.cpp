@@ -63,10 +63,13 @@ void print_type(const StageType& type) {
 
 Command add_types_command(CLI::App& app) {
   auto names = std::make_shared<std::vector<std::string>>();
+  auto plugins = std::make_shared<std::vector<std::string>>();
   CLI::App* command = app.add_subcommand(
       "types", "List the stage types a pipeline can use, or describe some: params, reads, writes");
   command->add_option("type", *names, "Stage types to describe (default: list them all)");
-  return {command, [names] {
+  add_plugin_option(*command, *plugins);
+  return {command, [names, plugins] {
+            load_plugins(*plugins);
             const Registry& registry = Registry::global();
             if (names->empty()) {
               std::size_t width = 0;

@@ -24,6 +24,7 @@ BrokerOptions worker_broker_defaults() {
 
 struct WorkerOptions {
   std::string file;
+  std::vector<std::string> plugins;
   std::vector<std::string> sets;
   std::vector<std::string> stages;
   int consumers = 0;
@@ -36,6 +37,7 @@ struct WorkerOptions {
 int worker(const WorkerOptions& options) {
   PipelineOptions pipeline_options;
   pipeline_options.file = options.file;
+  pipeline_options.plugins = options.plugins;
   pipeline_options.sets = options.sets;
   Pipeline pipeline = load_pipeline(pipeline_options);
   // The file's trace.path is the run process's; a worker writes its own part only with --trace.
@@ -114,6 +116,7 @@ Command add_worker_command(CLI::App& app) {
   command->add_option("file", options->file, "Pipeline description (YAML), as `run` uses it")
       ->required()
       ->check(CLI::ExistingFile);
+  add_plugin_option(*command, options->plugins);
   command->add_option("--set", options->sets, "Set a stage parameter (repeatable)")
       ->allow_extra_args(false);
   command->add_option("--stages", options->stages, "Stages to serve, comma-separated")

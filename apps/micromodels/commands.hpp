@@ -42,9 +42,15 @@ Command add_eval_command(CLI::App& app);
 Command add_ctl_command(CLI::App& app);
 Command add_top_command(CLI::App& app);
 
-/// A pipeline file and the command-line changes to it, shared by `run` and `inspect`.
+/// Adds --plugin (repeatable) to `command`, storing the paths into `plugins`.
+void add_plugin_option(CLI::App& command, std::vector<std::string>& plugins);
+/// Loads each plugin into the global registry. Throws ConfigError naming the file.
+void load_plugins(const std::vector<std::string>& plugins);
+
+/// A pipeline file and the command-line changes to it, shared by `run`, `inspect` and `worker`.
 struct PipelineOptions {
   std::string file;
+  std::vector<std::string> plugins;    // --plugin, loaded before the file's `plugins:`
   std::vector<std::string> sets;       // "stage.param=value"
   std::vector<std::string> consumers;  // "stage=N"
   std::optional<int> workers;
@@ -81,10 +87,11 @@ void add_trace_option(CLI::App& command, std::string& path);
 /// Traces `pipeline` into `path` when given, keeping the file's trace.every and trace.max_mb.
 void apply_trace_option(Pipeline& pipeline, const std::string& path);
 
-/// Adds FILE, --set, --consumers and --autoscale to `command`, storing into `options`.
+/// Adds FILE, --plugin, --set, --consumers and --autoscale to `command`, storing into `options`.
 void add_pipeline_options(CLI::App& command, PipelineOptions& options);
-/// Reads the file, applies the changes in command-line order, validates against the global
-/// registry. Throws ConfigError (or ParamError) naming the file, line and key.
+/// Reads the file, loads the plugins (--plugin, then the file's `plugins:`), applies the changes
+/// in command-line order, validates against the global registry. Throws ConfigError (or
+/// ParamError) naming the file, line and key.
 [[nodiscard]] Pipeline load_pipeline(const PipelineOptions& options);
 
 }  // namespace micromodels::cli

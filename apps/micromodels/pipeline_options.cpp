@@ -1,7 +1,9 @@
-// FILE, --set, --consumers and --autoscale: how the command line names a pipeline and changes it.
+// FILE, --plugin, --set, --consumers and --autoscale: how the command line names a pipeline and
+// changes it.
 #include <charconv>
 #include <string_view>
 
+#include "micromodels/plugin.hpp"
 #include "micromodels/registry.hpp"
 
 #include "commands.hpp"
@@ -59,6 +61,7 @@ void add_pipeline_options(CLI::App& command, PipelineOptions& options) {
   command.add_option("file", options.file, "Pipeline description (YAML)")
       ->required()
       ->check(CLI::ExistingFile);
+  add_plugin_option(command, options.plugins);
   // allow_extra_args(false): each --set takes one value, so `--set a.b=1 FILE` leaves FILE alone.
   command
       .add_option("--set", options.sets, "Set a stage parameter, overriding the file (repeatable)")
@@ -90,6 +93,10 @@ void apply_trace_option(Pipeline& pipeline, const std::string& path) {
 
 Pipeline load_pipeline(const PipelineOptions& options) {
   Pipeline pipeline = Pipeline::from_yaml_file(options.file);
+  load_plugins(options.plugins);
+  for (const PluginPath& plugin : pipeline.plugins()) {
+    load_plugin(plugin.path, Registry::global(), plugin.where);
+  }
   for (const std::string& assignment : options.sets) pipeline.set_param(assignment);
   for (const std::string& assignment : options.consumers) {
     const auto parsed = parse_consumers(assignment);  // checked by the validator already

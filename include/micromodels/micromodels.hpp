@@ -6,6 +6,7 @@
 #include "micromodels/packet_codec.hpp"
 #include "micromodels/params.hpp"
 #include "micromodels/pipeline.hpp"
+#include "micromodels/plugin.hpp"
 #include "micromodels/registry.hpp"
 #include "micromodels/runner.hpp"
 #include "micromodels/stage.hpp"

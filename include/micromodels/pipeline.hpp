@@ -93,6 +93,14 @@ struct TraceConfig {
   double max_mb = 256;  // the file's size bound: `every` doubles each time half the room left is used
 };
 
+/// A plugin a pipeline file names (`plugins:`), and where. from_yaml_file resolves a relative
+/// path from the file's folder; from_yaml_string leaves it as written. load_plugin (plugin.hpp)
+/// loads it.
+struct PluginPath {
+  std::filesystem::path path{};
+  SourceLocation where{};
+};
+
 /// A pipeline description. Building it runs nothing; `Runner` runs it.
 ///
 ///   Pipeline p = Pipeline::from_yaml_file("pipelines/example.yaml");
@@ -138,6 +146,7 @@ class Pipeline {
   void set_workers(int workers) { workers_ = workers; }
   [[nodiscard]] const AutoscaleConfig& autoscale() const noexcept { return autoscale_; }
   void set_autoscale(AutoscaleConfig autoscale) { autoscale_ = std::move(autoscale); }
+  [[nodiscard]] const std::vector<PluginPath>& plugins() const noexcept { return plugins_; }
   [[nodiscard]] const WireConfig& wire() const noexcept { return wire_; }
   void set_wire(WireConfig wire) { wire_ = std::move(wire); }
   [[nodiscard]] const TraceConfig& trace() const noexcept { return trace_; }
@@ -157,6 +166,7 @@ class Pipeline {
   AutoscaleConfig autoscale_{};
   WireConfig wire_{};
   TraceConfig trace_{};
+  std::vector<PluginPath> plugins_{};
   std::vector<StageConfig> stages_{};
   std::map<std::string, SourceLocation> locations_;  // pipeline-level keys, for validate()
 };

@@ -168,7 +168,11 @@ Pipeline Pipeline::from_yaml_file(const std::filesystem::path& path) {
     throw ConfigError(SourceLocation{file}, "",
                       std::string("cannot read the file: ") + std::strerror(errno));
   }
-  return from_yaml_string(text.str(), file);
+  Pipeline pipeline = from_yaml_string(text.str(), file);
+  for (PluginPath& plugin : pipeline.plugins_) {
+    if (plugin.path.is_relative()) plugin.path = path.parent_path() / plugin.path;
+  }
+  return pipeline;
 }
 
 Pipeline Pipeline::from_yaml_string(std::string_view yaml, std::string file_name) {
@@ -181,6 +185,7 @@ Pipeline Pipeline::from_yaml_string(std::string_view yaml, std::string file_name
   pipeline.autoscale_ = std::move(doc.autoscale);
   pipeline.wire_ = std::move(doc.wire);
   pipeline.trace_ = std::move(doc.trace);
+  pipeline.plugins_ = std::move(doc.plugins);
   pipeline.stages_ = std::move(doc.stages);
   pipeline.locations_ = std::move(doc.locations);
   return pipeline;

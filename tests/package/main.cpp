@@ -5,6 +5,7 @@
 //   micromodels::redis    the same pipeline through Redis streams when MICROMODELS_REDIS_URL is
 //                         set (the test command starts a redis-server); otherwise an unreachable
 //                         Redis must give BrokerError
+//   micromodels::vision   its stage types registered, video.source and video.sink among them
 //
 // Exits 0 when every packet arrived and the metrics agree.
 
@@ -20,6 +21,9 @@
 #include "micromodels/micromodels.hpp"
 #ifdef CONSUMER_HAS_REDIS
 #include "micromodels/redis.hpp"
+#endif
+#ifdef CONSUMER_HAS_VISION
+#include "micromodels/vision/vision_stages.hpp"
 #endif
 
 namespace {
@@ -108,6 +112,18 @@ int main() {
       if (error.kind() != micromodels::BrokerError::Kind::unreachable) return 1;
     }
   }
+#endif
+#ifdef CONSUMER_HAS_VISION
+  micromodels::vision::register_stages(registry);
+  for (const char* name : {"video.source", "video.sink", "face.detect"}) {
+    const micromodels::StageType* type = registry.find(name);
+    if (type == nullptr) {
+      std::cerr << "consumer (vision): no stage type " << name << '\n';
+      return 1;
+    }
+    std::cout << "consumer (vision): " << name << (type->is_source() ? " (source)" : "") << '\n';
+  }
+  if (!registry.find("video.source")->is_source()) return 1;
 #endif
   std::cout << "consumer: ok\n";
   return 0;

@@ -143,6 +143,42 @@ TEST_F(DistributedCliTest, TracePartsOfTheRunAndAWorkerMergeOntoOneTimeline) {
   }
 }
 
+#ifdef MICROMODELS_PLUGIN_DIR
+TEST_F(DistributedCliTest, AWorkerServesAStageTypeFromAPlugin) {
+  // example.label (tests/plugins/, from examples/plugin/) exists only in processes that load it.
+  const std::string plugin = std::string(MICROMODELS_PLUGIN_DIR) + "/libexample_label.so";
+  const fs::path file = dir_ / "labels.yaml";
+  write_text(file, "pipeline: " + name_ +
+                       "\nstages:\n"
+                       "  - { name: source, type: synthetic.source, params: { count: 50 } }\n"
+                       "  - { name: label, type: example.label, params: { prefix: w- } }\n"
+                       "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
+                       (dir_ / "out.jsonl").string() + " } }\n");
+  auto w = worker("w", file, "label", {"--plugin", plugin});
+  wait_live("label", 1);
+  const Result run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve",
+                                   "none", "--plugin", plugin, "-q"})
+                         ->wait(60s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::vector<std::string> labels;
+  for (const std::string& line : lines_of(dir_ / "out.jsonl")) {
+    labels.push_back(nlohmann::json::parse(line)["fields"]["label"].get<std::string>());
+  }
+  std::vector<std::string> want;
+  for (int seq = 0; seq < 50; ++seq) want.push_back("w-" + std::to_string(seq));
+  EXPECT_EQ(labels, want);
+  w->signal(SIGTERM);
+  const Result r = w->wait(20s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\nlabel "), std::string::npos) << r.out;
+
+  // Without the plugin a worker cannot serve the stage: exit 2 naming the type.
+  const Result bare = worker("bare", file, "label")->wait(30s);
+  EXPECT_EQ(bare.exit_code, 2);
+  EXPECT_NE(bare.err.find("unknown stage type 'example.label'"), std::string::npos) << bare.err;
+}
+#endif
+
 TEST_F(DistributedCliTest, AWorkerShowsItsMetricsOnTheControlEndpoint) {
   const fs::path file = write_pipeline(300, "service_ms: 2", ", rate: 100");
   auto w = worker("w", file, "work", {"--listen", "127.0.0.1:0"});

@@ -298,10 +298,35 @@ TEST(PipelineYaml, InvalidYamlNamesLineAndColumn) {
             "indentation, brackets and quotes");
 }
 
+TEST(PipelineYaml, PluginsKeepTheirLinesAndResolveFromTheFilesFolder) {
+  const std::string yaml =
+      "pipeline: demo\nplugins:\n  - lib/libone.so\n  - /abs/libtwo.so\n"
+      "stages:\n  - { name: source, type: synthetic.source }\n";
+  const micromodels::Pipeline text = micromodels::Pipeline::from_yaml_string(yaml, "p.yaml");
+  ASSERT_EQ(text.plugins().size(), 2U);
+  EXPECT_EQ(text.plugins()[0].path, "lib/libone.so");
+  EXPECT_EQ(text.plugins()[0].where.str(), "p.yaml:3:5");
+  EXPECT_EQ(text.plugins()[1].path, "/abs/libtwo.so");
+  EXPECT_EQ(text.plugins()[1].where.str(), "p.yaml:4:5");
+
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / "micromodels_pipeline_test_plugins";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "p.yaml") << yaml;
+  const micromodels::Pipeline file = micromodels::Pipeline::from_yaml_file(dir / "p.yaml");
+  ASSERT_EQ(file.plugins().size(), 2U);
+  EXPECT_EQ(file.plugins()[0].path, dir / "lib/libone.so");
+  EXPECT_EQ(file.plugins()[1].path, "/abs/libtwo.so");
+  std::filesystem::remove_all(dir);
+
+  EXPECT_EQ(error_of("pipeline: demo\nplugins: [[a]]\nstages:\n  - name: camera\n"),
+            "bad.yaml:2:11: key 'plugins': expected the path of a plugin's .so file, not a list");
+}
+
 TEST(PipelineYaml, UnknownKeysSuggestTheClosestKnownKey) {
   EXPECT_EQ(error_of("pipeline: demo\nstage:\n  - name: camera\n"),
             "bad.yaml:2:1: key 'stage': unknown key; did you mean 'stages'? Valid keys: pipeline, "
-            "broker, workers, dead_letter, autoscale, wire, trace, stages");
+            "broker, workers, dead_letter, autoscale, wire, trace, plugins, stages");
   EXPECT_EQ(error_of(with_header("    consumer: 2\n")),
             "bad.yaml:7:5: stage 'detect': key 'consumer': unknown key; did you mean 'consumers'? "
             "Valid keys: name, type, params, consumers, queue, state, ordered, blocking, batch, "

@@ -16,7 +16,8 @@ namespace micromodels::detail {
 namespace {
 
 const std::vector<std::string> kTopKeys = {"pipeline",  "broker", "workers", "dead_letter",
-                                           "autoscale", "wire",   "trace",   "stages"};
+                                           "autoscale", "wire",   "trace",   "plugins",
+                                           "stages"};
 const std::vector<std::string> kAutoscaleKeys = {"max_consumers", "budget", "interval_ms",
                                                  "stages"};
 const std::vector<std::string> kWireKeys = {"images", "jpeg_quality", "image_refs", "image_ttl_s"};
@@ -133,6 +134,8 @@ class Reader {
         doc.wire = wire(entry, doc.locations);
       } else if (entry.key == "trace") {
         doc.trace = trace(entry, doc.locations);
+      } else if (entry.key == "plugins") {
+        doc.plugins = plugins(entry);
       } else {
         has_stages = true;
         doc.stages = stages(entry);
@@ -232,6 +235,25 @@ class Reader {
       }
     }
     return config;
+  }
+
+  // `plugins: [libmy_stages.so, ...]`: paths as written, each with its own line.
+  std::vector<PluginPath> plugins(const Entry& entry) const {
+    if (!entry.value.IsSequence()) {
+      fail(entry.where, "", entry.key,
+           "must be a list of plugin files, e.g. plugins: [build/libmy_stages.so], not " +
+               kind_of(entry.value));
+    }
+    std::vector<PluginPath> out;
+    for (const YAML::Node& item : entry.value) {
+      if (!item.IsScalar() || item.Scalar().empty()) {
+        fail(at(item.Mark()), "", entry.key,
+             "expected the path of a plugin's .so file, not " +
+                 (item.IsScalar() ? std::string("an empty value") : kind_of(item)));
+      }
+      out.push_back(PluginPath{item.Scalar(), at(item.Mark())});
+    }
+    return out;
   }
 
   // `wire: { images: jpeg, jpeg_quality: 80, image_refs: true, image_ttl_s: 60 }`; a key left

@@ -19,9 +19,11 @@ struct PipelineDocument {
   AutoscaleConfig autoscale;
   WireConfig wire;
   TraceConfig trace;
+  std::vector<PluginPath> plugins;
   std::vector<StageConfig> stages;
   /// Pipeline-level keys ("pipeline", "broker", "workers", "dead_letter", "autoscale",
-  /// "autoscale.stages", "wire", "wire.images", "trace", "trace.path", "stages"; "" is the document itself).
+  /// "autoscale.stages", "wire", "wire.images", "trace", "trace.path", "plugins", "stages"; ""
+  /// is the document itself).
   std::map<std::string, SourceLocation> locations;
 };
 
