@@ -48,21 +48,9 @@ class DistributedCliTest : public RedisTest {
     return start(tag, args);
   }
 
-  // Waits until `n` consumers of `stage` announced themselves (workers load models first).
   void wait_live(const std::string& stage, int n) {
     Redis redis(redis_url());
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto members = redis.command({"ZRANGE", key("live"), "0", "-1"});
-      int live = 0;
-      for (std::size_t i = 0; members && i < members->elements; ++i) {
-        const std::string m(members->element[i]->str, members->element[i]->len);
-        if (m.starts_with(stage + "|")) live += std::stoi(m.substr(m.rfind('|') + 1));
-      }
-      if (live >= n) return;
-      std::this_thread::sleep_for(50ms);
-    }
-    FAIL() << "fewer than " << n << " consumers of '" << stage << "' came up within 30 s";
+    RedisTest::wait_live(redis, stage, n);
   }
 
   // The sink's (seq) list for stream 0: every packet once, in order, unless listed missing.

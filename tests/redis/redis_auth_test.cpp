@@ -114,18 +114,7 @@ class RedisAuthTest : public RedisTest {
     } else {
       redis.command({"AUTH", user, password_});
     }
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto members = redis.command({"ZRANGE", key("live"), "0", "-1"});
-      int live = 0;
-      for (std::size_t i = 0; members && i < members->elements; ++i) {
-        const std::string m(members->element[i]->str, members->element[i]->len);
-        if (m.starts_with(stage + "|")) live += std::stoi(m.substr(m.rfind('|') + 1));
-      }
-      if (live >= n) return;
-      std::this_thread::sleep_for(50ms);
-    }
-    FAIL() << "fewer than " << n << " consumers of '" << stage << "' came up within 30 s";
+    RedisTest::wait_live(redis, stage, n);
   }
 
   // `text` (named `what`) holds neither the password nor a wrong one tried.

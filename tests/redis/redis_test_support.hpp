@@ -245,6 +245,23 @@ class RedisTest : public ::testing::Test {
     return "mm:{" + name_ + "}:" + suffix;
   }
 
+  // Waits until `n` consumers of `stage` announced themselves on `redis` (workers load models
+  // first).
+  void wait_live(Redis& redis, const std::string& stage, int n) const {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto members = redis.command({"ZRANGE", key("live"), "0", "-1"});
+      int live = 0;
+      for (std::size_t i = 0; members && i < members->elements; ++i) {
+        const std::string m(members->element[i]->str, members->element[i]->len);
+        if (m.starts_with(stage + "|")) live += std::stoi(m.substr(m.rfind('|') + 1));
+      }
+      if (live >= n) return;
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL() << "fewer than " << n << " consumers of '" << stage << "' came up within 30 s";
+  }
+
   std::string name_;
   fs::path dir_;
 };
