@@ -31,7 +31,9 @@
 #include "micromodels/micromodels.hpp"
 
 #include "bench.hpp"
+#include "count_source.hpp"
 #include "json_file.hpp"
+#include "stats.hpp"
 
 namespace micromodels::bench {
 namespace {
@@ -50,39 +52,11 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-/// The value below which `fraction` of `values` lie (nearest rank on a sorted copy).
-double percentile(std::vector<double> values, double fraction) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const auto rank =
-      static_cast<std::size_t>(std::lround(fraction * static_cast<double>(values.size() - 1)));
-  return values[std::min(rank, values.size() - 1)];
-}
-
-double median(std::vector<double> values) { return percentile(std::move(values), 0.5); }
 
 // ---------------------------------------------------------------------------------------------
 // Stage types of the benchmark. They live in a local Registry so that the built-ins stay as
 // they are; shared state reaches an instance through the factory's captured shared_ptr.
 
-/// Emits `count` field-less packets as fast as it is asked: the cheapest possible source, so
-/// that the hop benchmark measures the engine and not packet construction.
-class CountSource final : public Source {
- public:
-  explicit CountSource(std::uint64_t count) : count_(count) {}
-  bool next(std::vector<Packet>& out) override {
-    if (next_seq_ >= count_) return false;
-    Packet packet;
-    packet.seq = next_seq_++;
-    out.push_back(std::move(packet));
-    return next_seq_ < count_;
-  }
-  [[nodiscard]] std::optional<std::uint64_t> expected_count() const override { return count_; }
-
- private:
-  std::uint64_t count_;
-  std::uint64_t next_seq_ = 0;
-};
 
 /// A terminal stage that only counts what reaches it.
 class CountSink final : public Stage {

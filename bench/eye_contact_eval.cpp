@@ -38,6 +38,7 @@
 #include "eye_contact_support.hpp"
 #include "eye_turn.hpp"
 #include "json_file.hpp"
+#include "stats.hpp"
 #include "vision/stages/image_mat.hpp"
 
 namespace micromodels::bench {
@@ -63,11 +64,6 @@ const T* field(const Packet& packet, std::string_view name) {
 
 cv::Point2f at(const Points& points, std::size_t i) { return {points[i].x, points[i].y}; }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-  return v[v.size() / 2];
-}
 
 double ratio(double numerator, double denominator) {
   return denominator != 0 ? numerator / denominator : 0.0;

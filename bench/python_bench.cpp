@@ -33,6 +33,7 @@
 
 #include "bench.hpp"
 #include "json_file.hpp"
+#include "stats.hpp"
 
 namespace micromodels::bench {
 namespace {
@@ -72,10 +73,6 @@ class Loop:
         return packet
 )";
 
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
 
 double cpu_seconds() {
   timespec now{};

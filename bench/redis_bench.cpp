@@ -31,6 +31,7 @@
 #include "json_file.hpp"
 #include "micromodels/redis.hpp"
 #include "micromodels/runner.hpp"
+#include "stats.hpp"
 #ifdef MICROMODELS_HAS_VISION
 #include "eye_contact_support.hpp"
 #endif
@@ -235,10 +236,6 @@ double sleep_stage_rate(const std::string& url, int workers, int packets, const 
   return static_cast<double>(run.progress().done) / seconds_since(start);
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
 
 void row(const char* name, double value, const char* unit, const char* note = "") {
   std::printf("  %-28s %12.2f %-10s %s\n", name, value, unit, note);

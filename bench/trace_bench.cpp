@@ -26,7 +26,9 @@
 #include "micromodels/micromodels.hpp"
 
 #include "bench.hpp"
+#include "count_source.hpp"
 #include "json_file.hpp"
+#include "stats.hpp"
 #ifdef MICROMODELS_HAS_VISION
 #include "eye_contact_support.hpp"
 #endif
@@ -43,28 +45,7 @@ constexpr double kEyeContactTarget = 0.99;  // traced / untraced fps, at least
 // Large enough that every packet of the runs below is traced (the size bound never thins).
 constexpr double kTraceMb = 4096;
 
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values.empty() ? 0 : values[values.size() / 2];
-}
 
-/// Field-less packets as fast as asked (as bench engine's hop chain).
-class CountSource final : public Source {
- public:
-  explicit CountSource(std::uint64_t count) : count_(count) {}
-  bool next(std::vector<Packet>& out) override {
-    if (next_seq_ >= count_) return false;
-    Packet packet;
-    packet.seq = next_seq_++;
-    out.push_back(std::move(packet));
-    return next_seq_ < count_;
-  }
-  [[nodiscard]] std::optional<std::uint64_t> expected_count() const override { return count_; }
-
- private:
-  std::uint64_t count_;
-  std::uint64_t next_seq_ = 0;
-};
 
 /// Counts what arrives and notes when the last packet did.
 struct Arrivals {
