@@ -26,7 +26,10 @@ scripts/fetch_media.sh
 cache=${MICROMODELS_CACHE:-$root/.cache/micromodels}
 video=${1:-$cache/media/franck.mp4}
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMICROMODELS_BUILD_TESTS=OFF >/dev/null
+# Warnings are the test command's gate, not the demo's: after scripts/test.sh, build/ is configured
+# with -Werror, and GCC 12 warns falsely at -O3 (stringop-overflow in std::copy).
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMICROMODELS_BUILD_TESTS=OFF \
+  -DMICROMODELS_WERROR=OFF >/dev/null
 cmake --build build --target micromodels
 
 mkdir -p out
