@@ -27,10 +27,11 @@ std::string process_id() {
 
 }  // namespace
 
-ImageStore::ImageStore(Writer& writer, std::string key_prefix, WireImages images, int ttl_s,
+ImageStore::ImageStore(Writer& writer, const StreamNames& names, WireImages images, int ttl_s,
                        std::size_t cache_bytes)
     : writer_(writer),
-      prefix_(std::move(key_prefix) + process_id() + ":"),
+      names_(names),
+      id_(process_id()),
       images_(images),
       ttl_s_(ttl_s),
       cache_(cache_bytes) {}
@@ -41,7 +42,7 @@ ImageRef ImageStore::reference(const Image& image, std::uint64_t& stored) {
     return *known;
   }
   const PackedImage packed = pack_image(image, images_);
-  ImageRef ref{.key = prefix_ + hex(next_.fetch_add(1)),
+  ImageRef ref{.key = names_.image(id_ + ":" + hex(next_.fetch_add(1))),
                .encoding = packed.encoding,
                .depth = image.depth,
                .channels = image.channels,

@@ -14,14 +14,16 @@
 #include "redis_connection.hpp"
 #include "wire/hop_codec.hpp"
 #include "wire/image_cache.hpp"
+#include "stream_names.hpp"
 #include "writer.hpp"
 
 namespace micromodels::detail {
 
 class ImageStore final : public ImageRefs {
  public:
-  /// Keys are `key_prefix` + a random id of this process + a count; `ttl_s` is wire.image_ttl_s.
-  ImageStore(Writer& writer, std::string key_prefix, WireImages images, int ttl_s,
+  /// Keys are `names.image(ID:N)`: ID a random id of this process, N a count; `ttl_s` is
+  /// wire.image_ttl_s. `names` outlives the store.
+  ImageStore(Writer& writer, const StreamNames& names, WireImages images, int ttl_s,
              std::size_t cache_bytes);
 
   ImageRef reference(const Image& image, std::uint64_t& stored) override;
@@ -35,7 +37,8 @@ class ImageStore final : public ImageRefs {
 
  private:
   Writer& writer_;
-  const std::string prefix_;  // key_prefix + this process's id + ":"
+  const StreamNames& names_;
+  const std::string id_;  // this process's id among the image keys
   const WireImages images_;
   const int ttl_s_;
   ImageCache cache_;

@@ -62,7 +62,7 @@ void Session::bind(const Plan& bound) {
   images = wire_images_for(options.wire_images, options.jpeg_quality, pipeline);
   version = bound.version();
   image_refs = pipeline.wire().image_refs;
-  image_store = std::make_unique<ImageStore>(writer, names->images(), images,
+  image_store = std::make_unique<ImageStore>(writer, *names, images,
                                              pipeline.wire().image_ttl_s, kImageCacheBytes);
   if (options.max_deliveries < 1) {
     throw ConfigError({}, "max_deliveries",
@@ -127,16 +127,18 @@ void Session::begin_run(Connection& conn) {
                          static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()));
   run_ = random() | 1;  // never 0: no run
   run_version_ = version;
-  Args del{"DEL", names->dead_letter(), names->hops(), names->streams(), names->counters()};
+  // One DEL per hash slot (docs/distributed.md, "Keys"): the pipeline's keys, then each stage's.
+  conn.ok({"DEL", names->dead_letter(), names->hops(), names->streams(), names->counters()});
   Args streams{"HSET", names->streams()};
   for (const PlanStage& stage : plan->stages()) {
     if (stage.source()) continue;
+    Args del{"DEL"};
     for (const std::string& key : keys(stage)) {
       del.add(key).add(names->lease(key)).add(names->next_seq(key));
       streams.add(key).add(stage.name());
     }
+    conn.ok(del);
   }
-  conn.ok(del);
   for (const PlanStage& stage : plan->stages()) {
     for (const std::string& key : stage.source() ? std::vector<std::string>{} : keys(stage)) {
       // A worker that read the old stream may have made the new one (and its group) already.

@@ -116,7 +116,8 @@ TEST_P(WorkerKillTest, AWorkerKilledMidRunLosesNothing) {
   auto run = start("run", {"run", file.string(), "--serve", "none", "-q", "--reclaim-ms", "300"});
   const std::string doomed_name = ":" + std::to_string(doomed->pid()) + ":";
   const auto doomed_pending = [&] {
-    auto summary = redis.command({"XPENDING", prefix + "work", "work"});
+    // The stage's stream, hash tag {P:STAGE} (docs/distributed.md, "Keys").
+    auto summary = redis.command({"XPENDING", "mm:{" + name_ + ":work}", "work"});
     long long n = 0;
     const redisReply* consumers = summary && summary->elements == 4 ? summary->element[3] : nullptr;
     for (std::size_t i = 0; consumers != nullptr && i < consumers->elements; ++i) {

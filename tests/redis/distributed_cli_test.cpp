@@ -413,9 +413,9 @@ TEST_F(DistributedCliTest, CorruptEntriesAreDeadLetteredWithAClearError) {
                              .seq = 100000};
   // Garbage where a packet should be, an entry that is not ours at all, and one of the first
   // entry format (five fields).
-  redis.command({"XADD", key("work"), "*", "m", detail::encode_entry(header, "\x01not a packet")});
-  redis.command({"XADD", key("work"), "*", "hello", "world"});
-  redis.command({"XADD", key("work"), "*", "r", "x", "s", "0", "q", "7", "k", "p", "p", "?"});
+  redis.command({"XADD", stream_key("work"), "*", "m", detail::encode_entry(header, "\x01not a packet")});
+  redis.command({"XADD", stream_key("work"), "*", "hello", "world"});
+  redis.command({"XADD", stream_key("work"), "*", "r", "x", "s", "0", "q", "7", "k", "p", "p", "?"});
   const Result r = run->wait(60s);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_complete(100);

@@ -87,7 +87,9 @@ class RedisAuthTest : public RedisTest {
   // deploy/redis/users.acl for this test's pipeline and password.
   std::string example_acl() {
     std::string acl = read_text(fs::path(MICROMODELS_SOURCE_DIR) / "deploy/redis/users.acl");
-    acl.replace(acl.find("{eye_contact}"), 13, "{" + name_ + "}");
+    for (auto at = acl.find("{eye_contact"); at != std::string::npos; at = acl.find("{eye_contact", at)) {
+      acl.replace(at, 12, "{" + name_);
+    }
     acl.replace(acl.find("#PASSWORD_SHA256"), 16, "#" + sha256(password_));
     return acl;
   }

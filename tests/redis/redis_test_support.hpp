@@ -241,8 +241,13 @@ class RedisTest : public ::testing::Test {
   void TearDown() override {
     if (!HasFailure() && !dir_.empty()) fs::remove_all(dir_);
   }
-  [[nodiscard]] std::string key(const std::string& suffix) const {
-    return "mm:{" + name_ + "}:" + suffix;
+  /// The test pipeline's own keys (`run`, `live`, `dead`, ...), hash tag {P}; and a stage's
+  /// stream (partition k of n), hash tag {P:STAGE} (docs/distributed.md, "Keys").
+  [[nodiscard]] std::string key(const std::string& what) const {
+    return "mm:{" + name_ + "}:" + what;
+  }
+  [[nodiscard]] std::string stream_key(const std::string& stage, int k = 0, int partitions = 1) const {
+    return "mm:{" + name_ + ":" + stage + "}" + (partitions > 1 ? ":p" + std::to_string(k) : "");
   }
 
   // Waits until `n` consumers of `stage` announced themselves on `redis` (workers load models

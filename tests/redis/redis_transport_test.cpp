@@ -91,7 +91,7 @@ TEST_F(RedisTransportTest, RunAloneServesEveryStageAndDeliversEachPacketOnceInOr
   // One consumer group per stage, named after it.
   Redis redis(redis_url());
   for (const std::string stage : {"work", "sink"}) {
-    auto groups = redis.command({"XINFO", "GROUPS", key(stage)});
+    auto groups = redis.command({"XINFO", "GROUPS", stream_key(stage)});
     ASSERT_TRUE(groups && groups->elements == 1) << stage;
     EXPECT_EQ(field_text(groups->element[0], "name"), stage);
   }
@@ -126,7 +126,7 @@ TEST_F(RedisTransportTest, PerStreamStageKeepsEachStreamInOrderAcrossPartitions)
   expect_complete(100, 3);
   Redis redis(redis_url());
   // Partitions: `partitions:` (default 8), not the consumers.
-  EXPECT_EQ(redis.command({"EXISTS", key("work:p0"), key("work:p1"), key("work:p7")})->integer, 3);
+  EXPECT_EQ(redis.command({"EXISTS", stream_key("work", 0, 8), stream_key("work", 1, 8), stream_key("work", 7, 8)})->integer, 3);
 }
 
 // A per_stream partition's lease can expire while its owner is still working on what it read
@@ -157,7 +157,7 @@ TEST_F(RedisTransportTest, LeaseLostMidBatchNeitherStallsNorLosesAStream) {
     Redis redis(redis_url());
     for (int i = 0; i < 4; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(400));
-      redis.command({"DEL", key("work:lease")});
+      redis.command({"DEL", stream_key("work") + ":lease"});
     }
   });
   const bool finished = run.runner.wait_for(30000);
@@ -550,11 +550,11 @@ TEST_F(ImageRefsTest, AnImageGoneFromRedisFailsItsPacketWithAClearErrorAndTheRun
   run.runner.start();
   // The source's entries are in peek's stream, nobody reads them yet: delete their images.
   Redis redis(redis_url());
-  for (int i = 0; i < 500 && redis.command({"XLEN", key("peek")})->integer < frames_; ++i) {
+  for (int i = 0; i < 500 && redis.command({"XLEN", stream_key("peek")})->integer < frames_; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  ASSERT_EQ(redis.command({"XLEN", key("peek")})->integer, frames_);
-  const auto keys = redis.command({"KEYS", key("img:*")});
+  ASSERT_EQ(redis.command({"XLEN", stream_key("peek")})->integer, frames_);
+  const auto keys = redis.command({"KEYS", "mm:{" + name_ + ":img:*"});
   ASSERT_EQ(keys->elements, static_cast<std::size_t>(frames_));
   for (std::size_t i = 0; i < keys->elements; ++i) {
     redis.command({"DEL", std::string(keys->element[i]->str, keys->element[i]->len)});
@@ -575,10 +575,75 @@ TEST_F(ImageRefsTest, AnImageGoneFromRedisFailsItsPacketWithAClearErrorAndTheRun
     const redisReply* fields = dead->element[i]->element[1];
     EXPECT_EQ(field_text(fields, "stage"), "peek");
     const std::string error = field_text(fields, "error");
-    EXPECT_NE(error.find("image 'frame': image key mm:{" + name_ + "}:img:"), std::string::npos) << error;
+    EXPECT_NE(error.find("image 'frame': image key mm:{" + name_ + ":img:"), std::string::npos) << error;
     EXPECT_NE(error.find("is gone from Redis"), std::string::npos) << error;
     EXPECT_NE(error.find("wire.image_ttl_s is 60 s"), std::string::npos) << error;
   }
+}
+
+// The key layout a Redis Cluster needs: on a cluster node (one node holding every slot, so that
+// it answers CROSSSLOT, not MOVED), a run and a worker with a partitioned stage, images by
+// reference and a stage that writes an image get through without a command or a script that
+// touches two slots; and the node's own hashing puts each stage in a slot of its own and spreads
+// the images.
+TEST_F(ImageRefsTest, TheKeysSpreadOverClusterSlotsAndNoCommandCrossesTwo) {
+  OwnRedis redis(dir_, false, {"--cluster-enabled", "yes", "--cluster-config-file",
+                               (dir_ / "nodes.conf").string()});
+  Redis node(redis.url());
+  ASSERT_EQ(node.text({"CLUSTER", "ADDSLOTSRANGE", "0", "16383"}), "OK");
+  for (int i = 0; i < 200 && node.text({"CLUSTER", "INFO"}).find("cluster_state:ok") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_NE(node.text({"CLUSTER", "INFO"}).find("cluster_state:ok"), std::string::npos);
+  const auto slot = [&](const std::string& key) { return node.command({"CLUSTER", "KEYSLOT", key})->integer; };
+  // Two stages in different slots, on the names of this test: otherwise the layout cannot show.
+  ASSERT_NE(slot(stream_key("peek")), slot(stream_key("invert")));
+
+  frames_ = 30;
+  const Pipeline p = Pipeline::from_yaml_string(
+      "pipeline: " + name_ +
+      "\nstages:\n"
+      "  - { name: source, type: test.frames }\n"
+      "  - { name: peek, type: test.peek, state: per_stream, partitions: 2 }\n"
+      "  - { name: invert, type: test.invert }\n"
+      "  - { name: sink, type: test.frame_sink, ordered: true }\n");
+  Part worker(p, {.role = RedisOptions::Role::worker, .url = redis.url(), .stages = {"peek", "invert"}},
+              registry_);
+  worker.runner.start();
+  Part run(p, {.url = redis.url(), .serve = RedisOptions::Serve::none}, registry_);
+  run.runner.start();
+  ASSERT_TRUE(run.runner.wait_for(30000));
+  worker.runner.stop();
+  ASSERT_TRUE(worker.runner.wait_for(10000));
+  EXPECT_EQ(run.transport.dead_lettered(), 0u);
+  const std::vector<Packet> out = sink_->take();
+  ASSERT_EQ(out.size(), static_cast<std::size_t>(frames_));
+  for (const Packet& packet : out) expect_frame(packet, true);
+
+  // Each stage's keys in one slot of its own, none in the pipeline's.
+  std::set<long long> stage_slots;
+  for (const char* stage : {"invert", "sink"}) stage_slots.insert(slot(stream_key(stage)));
+  for (int k = 0; k < 2; ++k) {
+    const std::string partition = stream_key("peek", k, 2);
+    EXPECT_EQ(node.command({"EXISTS", partition})->integer, 1) << partition;
+    EXPECT_EQ(slot(partition + ":lease"), slot(partition));
+    EXPECT_EQ(slot(partition + ":next"), slot(partition));
+    EXPECT_EQ(slot(partition), slot(stream_key("peek", 0, 2)));
+  }
+  stage_slots.insert(slot(stream_key("peek", 0, 2)));
+  EXPECT_EQ(stage_slots.size(), 3u);
+  for (const char* own : {"run", "live", "hops", "streams", "counters", "dead"}) {
+    EXPECT_EQ(slot(key(own)), slot(key("run"))) << own;
+  }
+  EXPECT_FALSE(stage_slots.contains(slot(key("run"))));
+  // The frames and the inverted frames, stored once each, over many slots.
+  const auto images = node.command({"KEYS", "mm:{" + name_ + ":img:*"});
+  ASSERT_EQ(images->elements, 2u * static_cast<std::size_t>(frames_));
+  std::set<long long> image_slots;
+  for (std::size_t i = 0; i < images->elements; ++i) {
+    image_slots.insert(slot(std::string(images->element[i]->str, images->element[i]->len)));
+  }
+  EXPECT_GE(image_slots.size(), images->elements - 2);
 }
 
 TEST_F(ImageRefsTest, RedisOutOfMemoryStopsTheRunWithAClearErrorNotASilentLoss) {
