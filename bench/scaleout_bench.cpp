@@ -115,6 +115,7 @@ struct RedisInfo {
   double net_in = 0;
   double net_out = 0;
   std::map<std::string, double> calls;
+  std::map<std::string, double> usec;  // time inside each command (not its reading and writing)
 };
 
 RedisInfo redis_info(Context& ctx) {
@@ -129,8 +130,10 @@ RedisInfo redis_info(Context& ctx) {
     if (key == "used_cpu_sys" || key == "used_cpu_user") info.cpu_s += std::stod(value);
     if (key == "total_net_input_bytes") info.net_in = std::stod(value);
     if (key == "total_net_output_bytes") info.net_out = std::stod(value);
-    if (key.starts_with("cmdstat_")) {  // cmdstat_xadd:calls=12,usec=...
+    if (key.starts_with("cmdstat_")) {  // cmdstat_xadd:calls=12,usec=34,...
       info.calls[key.substr(8)] = std::stod(value.substr(value.find('=') + 1));
+      const auto usec = value.find("usec=");
+      if (usec != std::string::npos) info.usec[key.substr(8)] = std::stod(value.substr(usec + 5));
     }
   }
   return info;
@@ -312,6 +315,13 @@ class Bench {
       groups_->move(group, workers[i]->pid());
       throttled_before[i] = groups_->throttling(group);
     }
+    // Redis's CPU while the workers wait for work (their blocking reads, heartbeats and leases):
+    // a cost per second, not per frame, that a run pays for as long as it takes.
+    const RedisInfo idle_before = redis_info(*ctx_);
+    const auto idle_start = Clock::now();
+    pause_ms(1000);
+    const double idle_cores = (redis_info(*ctx_).cpu_s - idle_before.cpu_s) /
+                              std::chrono::duration<double>(Clock::now() - idle_start).count();
     const RedisInfo redis_before = redis_info(*ctx_);
     const double redis_cpu_before = cpu_seconds(redis_->pid());
     std::vector<double> worker_cpu_before;
@@ -390,19 +400,25 @@ class Bench {
     c["redis_cpu_ms_per_frame"] = 1e3 * (redis_after.cpu_s - redis_before.cpu_s) / frames;
     c["redis_cpu_ms_per_frame_proc"] = 1e3 * redis_cpu / frames;  // /proc/PID/stat, 10 ms ticks
     c["redis_cores_used"] = (redis_after.cpu_s - redis_before.cpu_s) / window;
+    c["redis_cores_idle"] = idle_cores;  // the same with the workers up and no run
     c["redis_bytes_in_per_frame"] = (redis_after.net_in - redis_before.net_in) / frames;
     c["redis_bytes_out_per_frame"] = (redis_after.net_out - redis_before.net_out) / frames;
     Json calls = Json::object();
+    Json usec = Json::object();
     double all_calls = 0;
     for (const auto& [command, n] : redis_after.calls) {
-      const auto was = redis_before.calls.find(command);
-      const double delta = n - (was == redis_before.calls.end() ? 0 : was->second);
+      const double delta =
+          n - (redis_before.calls.contains(command) ? redis_before.calls.at(command) : 0);
       if (delta <= 0 || command == "info") continue;  // INFO: the bench's own
       calls[command] = delta / frames;
       all_calls += delta;
+      const double us = redis_after.usec.at(command) -
+                        (redis_before.usec.contains(command) ? redis_before.usec.at(command) : 0);
+      usec[command] = us / frames;
     }
     c["redis_commands_per_frame"] = all_calls / frames;
     c["redis_commands_per_frame_by_name"] = calls;
+    c["redis_command_us_per_frame_by_name"] = usec;  // INFO commandstats' usec
     // The workers' own figures, written when they stop: each stage's time per frame (wall
     // time while serving it, so a worker's throttled time counts in the stage it was serving).
     workers.clear();
@@ -627,10 +643,11 @@ int run_scaleout_bench(const BenchOptions& options) {
               throttled.empty() ? "-" : throttled.c_str(),
               100 * c["per_stream_share"].get<double>());
           std::printf(
-              "    Redis: %.2f ms CPU/frame (%.2f cores), %.0f commands/frame, %.0f B in + %.0f B "
+              "    Redis: %.2f ms CPU/frame (%.3f cores; %.3f idle), %.0f commands/frame, %.0f B "
+              "in + %.0f B "
               "out per frame; %.0f B per frame per hop + %.0f B of images per frame\n",
               c["redis_cpu_ms_per_frame"].get<double>(), c["redis_cores_used"].get<double>(),
-              c["redis_commands_per_frame"].get<double>(),
+              c["redis_cores_idle"].get<double>(), c["redis_commands_per_frame"].get<double>(),
               c["redis_bytes_in_per_frame"].get<double>(),
               c["redis_bytes_out_per_frame"].get<double>(),
               c["bytes_per_frame_per_hop"].get<double>(), c["image_bytes_per_frame"].get<double>());
