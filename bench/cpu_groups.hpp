@@ -10,7 +10,7 @@ namespace micromodels::bench {
 
 /// Control groups under `<cpu hierarchy>/micromodels-scaleout-<PID>/`, each capped at a share of
 /// a core: cgroup v2's `cpu.max` where the unified hierarchy has the cpu controller, else v1's
-/// `cpu.cfs_quota_us`. Each also gets 10× the default weight, so that on a busy machine its
+/// `cpu.cfs_quota_us`. Each also gets the highest weight, so that on a busy machine its
 /// processes get their quota (the cap keeps them from taking more). The destructor moves what is
 /// left back to the root group and removes the groups. Needs root.
 ///
