@@ -32,20 +32,8 @@ std::string joined(const std::vector<std::string>& args) {
   return text;
 }
 
-// Kills every process in namespace `ns` (`ip netns pids`) and deletes it.
-void delete_namespace(const std::string& ns) noexcept {
-  try {
-    std::istringstream pids(run_tool({"ip", "netns", "pids", ns}));
-    for (pid_t pid = 0; pids >> pid;) ::kill(pid, SIGKILL);
-    run_tool({"ip", "netns", "delete", ns});
-  } catch (const std::exception& error) {
-    std::cerr << "bench scaleout: could not remove network namespace " << ns << ": " << error.what()
-              << " (remove it with: ip netns delete " << ns << ")\n";
-  }
-}
-
-}  // namespace
-
+// Runs `args` and returns what it printed (stdout and stderr). Throws std::runtime_error with
+// the command, its exit code and its output when it fails.
 std::string run_tool(const std::vector<std::string>& args) {
   int pipe_fds[2];
   if (::pipe(pipe_fds) != 0) throw std::runtime_error("cannot make a pipe for " + args[0]);
@@ -87,6 +75,20 @@ std::string run_tool(const std::vector<std::string>& args) {
   }
   return output;
 }
+
+// Kills every process in namespace `ns` (`ip netns pids`) and deletes it.
+void delete_namespace(const std::string& ns) noexcept {
+  try {
+    std::istringstream pids(run_tool({"ip", "netns", "pids", ns}));
+    for (pid_t pid = 0; pids >> pid;) ::kill(pid, SIGKILL);
+    run_tool({"ip", "netns", "delete", ns});
+  } catch (const std::exception& error) {
+    std::cerr << "bench scaleout: could not remove network namespace " << ns << ": " << error.what()
+              << " (remove it with: ip netns delete " << ns << ")\n";
+  }
+}
+
+}  // namespace
 
 Testbed::Testbed(std::vector<std::string> hosts, bool isolated)
     : hosts_(std::move(hosts)),

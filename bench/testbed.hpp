@@ -52,8 +52,4 @@ class Testbed {
   std::string link_;
 };
 
-/// Runs `args` and returns what it printed (stdout and stderr). Throws std::runtime_error with
-/// the command, its exit code and its output when it fails.
-std::string run_tool(const std::vector<std::string>& args);
-
 }  // namespace micromodels::bench
