@@ -662,7 +662,7 @@ int run_scaleout_bench(const BenchOptions& options) {
       } catch (const Interrupted&) {
         throw;
       } catch (const std::exception& error) {  // the next clip still runs; the exit code says it
-        std::printf("  %s failed: %s\n", w.label.c_str(), error.what());
+        std::fprintf(stderr, "bench scaleout: %s failed: %s\n", w.label.c_str(), error.what());
         json["error_" + w.label] = error.what();
         failed = true;
       }

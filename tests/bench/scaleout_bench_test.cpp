@@ -1,7 +1,7 @@
 // `micromodels bench scaleout --quick`: its set-up and tear-down on this machine. It makes network
 // namespaces and cgroups, so it needs root and a kernel that allows namespaces; elsewhere it
-// skips, saying why. Short (a --quick run of about 15 s, and one cut short by Ctrl-C); it checks
-// that the figures are sane, never how fast.
+// skips, saying why. Short (a --quick run of about 15 s, one that fails as its workers start, and
+// one cut short by Ctrl-C); it checks that the figures are sane, never how fast.
 #include <cstdio>
 #include <functional>
 #include <optional>
@@ -174,6 +174,30 @@ TEST_F(ScaleoutBenchTest, QuickRunMakesItsHostsMeasuresAndRemovesEverything) {
       EXPECT_LE(used.get<double>(), quota * 1.2);
     }
   }
+}
+
+TEST_F(ScaleoutBenchTest, AFailedRunRemovesEverythingAndSaysWhy) {
+  // The bench reads pipelines/eye_contact.yaml from the current folder first: here one whose
+  // landmarks stage has a parameter no such stage takes, so that every worker stops at start.
+  std::string yaml = read_text(fs::path(MICROMODELS_SOURCE_DIR) / "pipelines/eye_contact.yaml");
+  const std::string stage = "type: face.landmarks68\n";
+  ASSERT_NE(yaml.find(stage), std::string::npos);
+  yaml.replace(yaml.find(stage), stage.size(), stage + "    params: { no_such_param: 1 }\n");
+  fs::create_directories(dir_ / "pipelines");
+  write_text(dir_ / "pipelines/eye_contact.yaml", yaml);
+  const fs::path cwd = fs::current_path();
+  fs::current_path(dir_);
+  Process bench(dir_, "bench", {cli_path(), "bench", "scaleout", "--quick"});
+  fs::current_path(cwd);
+  const pid_t pid = bench.pid();  // wait() forgets it
+  const Watch w = watch(bench, [](const Watch&) { return false; });
+  const Result result = bench.wait(90s);
+  EXPECT_EQ(w.seen.count("w1"), 1u);
+  EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
+  EXPECT_NE(result.err.find("no_such_param"), std::string::npos) << result.err;
+  EXPECT_TRUE(namespaces("mmscale" + std::to_string(pid) + "-").empty());
+  EXPECT_TRUE(cgroups_of(pid).empty());
+  EXPECT_EQ(processes_naming(dir_), 0);
 }
 
 TEST_F(ScaleoutBenchTest, CtrlCRemovesItsNamespacesCgroupsAndProcesses) {
