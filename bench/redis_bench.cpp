@@ -4,13 +4,6 @@
 // Without --broker it starts its own redis-server on a free loopback port (no persistence) and
 // stops it at the end. All figures of one run come from the same Redis and the same machine
 // load, so the ratios mean more than the absolute rates.
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -24,19 +17,18 @@
 #include <thread>
 #include <vector>
 
-#include <hiredis/hiredis.h>
 #include <nlohmann/json.hpp>
 
 #include "bench.hpp"
+#include "child_process.hpp"
 #include "json_file.hpp"
+#include "redis_context.hpp"
 #include "micromodels/redis.hpp"
 #include "micromodels/runner.hpp"
 #include "stats.hpp"
 #ifdef MICROMODELS_HAS_VISION
 #include "eye_contact_support.hpp"
 #endif
-
-extern char** environ;
 
 namespace micromodels::bench {
 
@@ -49,81 +41,6 @@ namespace fs = std::filesystem;
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
-
-// A child process (redis-server, or this tool as a worker), killed by the destructor.
-class Child {
- public:
-  explicit Child(std::vector<std::string> args, const std::string& log = "/dev/null") {
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-    const int error = posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (error != 0) throw std::runtime_error("cannot start " + args[0]);
-  }
-  ~Child() {
-    ::kill(pid_, SIGTERM);
-    for (int i = 0; i < 500; ++i) {
-      if (::waitpid(pid_, nullptr, WNOHANG) != 0) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-
- private:
-  pid_t pid_ = -1;
-};
-
-int free_port() {
-  // Below the ephemeral range (32768-), so that no client connection takes it meanwhile.
-  for (int port = 21000 + static_cast<int>(::getpid() % 11000);; ++port) {
-    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const bool free = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(s);
-    if (free) return port;
-  }
-}
-
-struct Context {
-  std::unique_ptr<redisContext, void (*)(redisContext*)> c{nullptr, redisFree};
-  explicit Context(const std::string& url) {
-    const std::string rest = url.substr(std::string("redis://").size());
-    const auto colon = rest.rfind(':');
-    c.reset(redisConnect(rest.substr(0, colon).c_str(), std::atoi(rest.c_str() + colon + 1)));
-    if (!c || c->err != 0) throw std::runtime_error("bench: cannot connect to " + url);
-  }
-  void command(const std::vector<std::string>& args) {
-    append(args);
-    read();
-  }
-  void append(const std::vector<std::string>& args) {
-    std::vector<const char*> argv;
-    std::vector<std::size_t> len;
-    for (const auto& a : args) {
-      argv.push_back(a.data());
-      len.push_back(a.size());
-    }
-    redisAppendCommandArgv(c.get(), static_cast<int>(argv.size()), argv.data(), len.data());
-  }
-  redisReply* read() {
-    void* reply = nullptr;
-    if (redisGetReply(c.get(), &reply) != REDIS_OK) throw std::runtime_error("bench: Redis I/O");
-    return static_cast<redisReply*>(reply);
-  }
-};
 
 // The floor: one connection, batches of 64 XADDs pipelined, then XREADGROUP COUNT 64 and one
 // XACK of those ids; 1 KiB messages. Messages per second through one stream.

@@ -19,6 +19,10 @@ int run_trace_bench(const BenchOptions& options);
 // hiredis ("redis.hop"), without the worker and eye-contact parts.
 int run_redis_bench(const BenchOptions& options, bool hop_only);
 #endif
+#if defined(MICROMODELS_HAS_REDIS) && defined(MICROMODELS_HAS_VISION)
+// Defined in scaleout_bench.cpp, built with the Redis broker and the vision stages.
+int run_scaleout_bench(const BenchOptions& options);
+#endif
 #ifdef MICROMODELS_HAS_PYTHON
 // Defined in python_bench.cpp, built with the Python stages.
 int run_python_bench(const BenchOptions& options);
@@ -41,6 +45,9 @@ std::vector<std::string> bench_names() {
 #ifdef MICROMODELS_HAS_VISION
   names.emplace_back("eye_contact");
 #endif
+#if defined(MICROMODELS_HAS_REDIS) && defined(MICROMODELS_HAS_VISION)
+  names.emplace_back("scaleout");
+#endif
   return names;
 }
 
@@ -58,6 +65,9 @@ int run_bench(const std::string& name, const BenchOptions& options) {
 #endif
 #ifdef MICROMODELS_HAS_VISION
   if (name == "eye_contact") return run_eye_contact_bench(options);
+#endif
+#if defined(MICROMODELS_HAS_REDIS) && defined(MICROMODELS_HAS_VISION)
+  if (name == "scaleout") return run_scaleout_bench(options);
 #endif
   const std::string prefix = "engine.";
   if (name.starts_with(prefix)) {

@@ -25,6 +25,7 @@ ops=(
   chromium                          # the dashboard's browser test (tests/browser/)
   libhiredis-dev redis-server libcpp-httplib-dev
   stunnel4 openssl                  # Redis over TLS through a tunnel (docs/distributed.md#tls)
+  iproute2                          # `bench scaleout`: network namespaces, veth links, tc
   prometheus graphviz
   python3 curl jq                   # scripts/check_docs.py, and the commands the docs show
 )

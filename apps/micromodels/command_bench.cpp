@@ -20,6 +20,8 @@ Command add_bench_command(CLI::App& app) {
                       "eye_contact: frames per run (the 720p runs take at most their default)");
   command->add_option("--broker", options->broker,
                       "redis: the Redis to measure on (default: start a redis-server on a free port)");
+  command->add_flag("--no-netns", options->no_netns,
+                    "scaleout: every process on loopback, without network namespaces");
   return {command, [options, name] { return bench::run_bench(*name, *options); }};
 }
 

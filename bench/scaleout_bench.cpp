@@ -1,0 +1,682 @@
+// `micromodels bench scaleout`: the eye-contact pipeline on Redis with 1 to 4 worker processes,
+// each held to the same CPU quota, the run, Redis and every worker on its own host: a network
+// namespace joined to the others through a bridge by a shaped link (bench/testbed.hpp). The
+// worker count, not this machine's cores, is what varies; the figures are the frame rate per
+// worker count, the bytes per frame per hop, Redis's CPU per frame, and what each worker used of
+// its quota. Without root (or with --no-netns) the hosts are this machine's loopback, and it
+// says so; without cgroups the workers are not held to a quota, and it says so.
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "bench.hpp"
+#include "child_process.hpp"
+#include "cpu_groups.hpp"
+#include "eye_contact_support.hpp"
+#include "json_file.hpp"
+#include "redis_context.hpp"
+#include "testbed.hpp"
+
+namespace micromodels::bench {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+constexpr double kWorkerCores = 0.25;  // each worker's CPU quota, in cores
+constexpr int kRedisPort = 6379;       // in its own namespace; loopback takes a free port
+
+// SIGINT and SIGTERM while the bench runs: counted, and the bench stops at its next poll and
+// removes what it made (its destructors), instead of dying with namespaces left behind.
+std::atomic<int> g_signals{0};
+extern "C" void count_signal(int) { g_signals.fetch_add(1); }
+
+class SignalGuard {
+ public:
+  SignalGuard() {
+    struct sigaction action {};
+    action.sa_handler = count_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &previous_int_);
+    sigaction(SIGTERM, &action, &previous_term_);
+  }
+  ~SignalGuard() {
+    sigaction(SIGINT, &previous_int_, nullptr);
+    sigaction(SIGTERM, &previous_term_, nullptr);
+  }
+  SignalGuard(const SignalGuard&) = delete;
+  SignalGuard& operator=(const SignalGuard&) = delete;
+
+ private:
+  struct sigaction previous_int_ {};
+  struct sigaction previous_term_ {};
+};
+
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+
+void pause_ms(int ms) {
+  if (g_signals.load() > 0) throw Interrupted();
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
+// User + system CPU seconds of process `pid`, all its threads (/proc/PID/stat); 0 when gone.
+double cpu_seconds(pid_t pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  const auto close = text.rfind(')');  // the command name may hold spaces
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(text.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) stime = std::stod(field);
+  }
+  return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+std::string load_average() {
+  std::ifstream file("/proc/loadavg");
+  std::string one, five, fifteen;
+  file >> one >> five >> fifteen;
+  return one + " " + five + " " + fifteen;
+}
+
+std::string tail(const fs::path& log) {
+  std::ifstream file(log);
+  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  if (text.size() > 1500) text = "..." + text.substr(text.size() - 1500);
+  return text;
+}
+
+// What Redis says of itself (INFO all): CPU of all its threads, bytes in and out, and the calls
+// of each command.
+struct RedisInfo {
+  double cpu_s = 0;
+  double net_in = 0;
+  double net_out = 0;
+  std::map<std::string, double> calls;
+  std::map<std::string, double> usec;  // time inside each command (not its reading and writing)
+};
+
+RedisInfo redis_info(Context& ctx) {
+  RedisInfo info;
+  std::istringstream lines(ctx.text({"INFO", "all"}));
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    const std::string key = line.substr(0, colon);
+    const std::string value = line.substr(colon + 1);
+    if (key == "used_cpu_sys" || key == "used_cpu_user") info.cpu_s += std::stod(value);
+    if (key == "total_net_input_bytes") info.net_in = std::stod(value);
+    if (key == "total_net_output_bytes") info.net_out = std::stod(value);
+    if (key.starts_with("cmdstat_")) {  // cmdstat_xadd:calls=12,usec=34,...
+      info.calls[key.substr(8)] = std::stod(value.substr(value.find('=') + 1));
+      const auto usec = value.find("usec=");
+      if (usec != std::string::npos) info.usec[key.substr(8)] = std::stod(value.substr(usec + 5));
+    }
+  }
+  return info;
+}
+
+// Per frame, from the hash the processes add their hop counts to: entry bytes (mean over the
+// hops) and image bytes stored (summed over the hops).
+struct HopBytesPerFrame {
+  int hops = 0;
+  double entries_per_hop = 0;
+  double images = 0;
+};
+
+HopBytesPerFrame hop_bytes(Context& ctx, const std::string& pipeline) {
+  redisReply* reply = nullptr;
+  ctx.append({"HGETALL", "mm:{" + pipeline + "}:hops"});
+  reply = ctx.read();
+  std::map<std::string, std::map<std::string, double>> by_hop;  // FROM>TO -> bytes|packets|images
+  for (std::size_t i = 0; i + 1 < reply->elements; i += 2) {
+    const std::string field(reply->element[i]->str, reply->element[i]->len);
+    const auto colon = field.rfind(':');
+    by_hop[field.substr(0, colon)][field.substr(colon + 1)] =
+        std::stod(std::string(reply->element[i + 1]->str, reply->element[i + 1]->len));
+  }
+  freeReplyObject(reply);
+  HopBytesPerFrame f;
+  for (auto& [hop, counts] : by_hop) {
+    const double packets = counts["packets"] > 0 ? counts["packets"] : 1;
+    f.entries_per_hop += counts["bytes"] / packets;
+    f.images += counts["images"] / packets;
+    ++f.hops;
+  }
+  if (f.hops > 0) f.entries_per_hop /= f.hops;
+  return f;
+}
+
+// The eye-contact pipeline on one clip, as the run and every worker read it.
+struct Workload {
+  std::string label;  // "360p"
+  fs::path video;
+  int width = 0;
+  int height = 0;
+  std::uint64_t frames = 0;
+  int max_workers = 4;
+  std::vector<std::string> sets(const fs::path& out) const {
+    std::vector<std::string> s = {"source.path=" + video.string(),
+                                  "source.max_frames=" + std::to_string(frames)};
+    for (const char* sink : {"sink", "side_by_side"}) {
+      s.push_back(std::string(sink) + ".path=" + (out / (std::string(sink) + ".mp4")).string());
+    }
+    s.push_back("side_by_side.contact_sheet=" + (out / "sheet.png").string());
+    s.push_back("side_by_side.eye_strip=" + (out / "eyes.png").string());
+    return s;
+  }
+};
+
+class Bench {
+ public:
+  Bench(const BenchOptions& options, Testbed& bed, CpuGroups* groups, const fs::path& scratch,
+        int port)
+      : options_(options),
+        bed_(bed),
+        groups_(groups),
+        scratch_(scratch),
+        url_("redis://" + bed.address("redis") + ":" + std::to_string(port)),
+        exe_(fs::read_symlink("/proc/self/exe")),
+        file_(find_repo_file("pipelines/eye_contact.yaml")) {
+    // In its own namespace, reached only by the bench's hosts: no password needed there. On
+    // loopback it binds 127.0.0.1 with protected mode on, as usual.
+    std::vector<std::string> args = {
+        "redis-server", "--port", std::to_string(port), "--bind", bed.address("redis"),
+        "--save",       "",       "--appendonly",       "no"};
+    if (bed.isolated()) {
+      args.push_back("--protected-mode");
+      args.push_back("no");
+    }
+    redis_ = std::make_unique<Child>(bed.command("redis", args), (scratch / "redis.log").string());
+    for (int i = 0;; ++i) {
+      try {
+        bed_.in("run", [&] { ctx_ = std::make_unique<Context>(url_); });
+        break;
+      } catch (const std::runtime_error&) {
+        if (i > 250 || redis_->exited()) {
+          throw std::runtime_error("redis-server did not start on " + url_ + ": " +
+                                   tail(scratch / "redis.log"));
+        }
+        pause_ms(20);
+      }
+    }
+    if (groups_ != nullptr) groups_->move("base", redis_->pid());
+  }
+
+  const std::string& url() const { return url_; }
+
+  // Redis CPU per 1 KiB entry through a stream (XADD, and XREADGROUP and XACK per 64), and per
+  // byte of a SET and of a GET of a frame-sized image: the constants of the model on paper.
+  Json calibrate(std::size_t image_bytes) {
+    const int entries = options_.quick ? 5000 : 30000;
+    const int images = options_.quick ? 20 : 100;
+    const std::string key = "mm:bench:calibrate";
+    ctx_->command({"DEL", key});
+    ctx_->command({"XGROUP", "CREATE", key, "g", "0", "MKSTREAM"});
+    const std::string payload(1024, 'x');
+    RedisInfo before = redis_info(*ctx_);
+    for (int done = 0; done < entries; done += 64) {
+      for (int i = 0; i < 64; ++i) ctx_->append({"XADD", key, "*", "m", payload});
+      for (int i = 0; i < 64; ++i) freeReplyObject(ctx_->read());
+      ctx_->append({"XREADGROUP", "GROUP", "g", "c", "COUNT", "64", "STREAMS", key, ">"});
+      redisReply* read = ctx_->read();
+      std::vector<std::string> ack = {"XACK", key, "g"};
+      const redisReply* got = read->element[0]->element[1];
+      for (std::size_t i = 0; i < got->elements; ++i) {
+        ack.emplace_back(got->element[i]->element[0]->str, got->element[i]->element[0]->len);
+      }
+      freeReplyObject(read);
+      ctx_->command(ack);
+      if (done % 4096 == 0) ctx_->command({"XTRIM", key, "MAXLEN", "~", "1000"});
+    }
+    RedisInfo after = redis_info(*ctx_);
+    const double per_entry = (after.cpu_s - before.cpu_s) / entries;
+    // One command at a time, as most of the transport's small commands go (a read, a lease, a
+    // probe): a round trip each, so Redis pays a read and a write system call per command.
+    const int singles = entries / 10;
+    before = after;
+    for (int i = 0; i < singles; ++i) ctx_->command({"XADD", key, "*", "m", payload});
+    after = redis_info(*ctx_);
+    const double per_command = (after.cpu_s - before.cpu_s) / singles;
+    const std::string image(image_bytes, 'i');
+    before = after;
+    for (int i = 0; i < images; ++i)
+      ctx_->command({"SET", key + ":img:" + std::to_string(i), image});
+    after = redis_info(*ctx_);
+    const double per_set = (after.cpu_s - before.cpu_s) / images;
+    before = after;
+    for (int i = 0; i < images; ++i) ctx_->command({"GET", key + ":img:" + std::to_string(i)});
+    after = redis_info(*ctx_);
+    const double per_get = (after.cpu_s - before.cpu_s) / images;
+    for (int i = 0; i < images; ++i) ctx_->command({"DEL", key + ":img:" + std::to_string(i)});
+    ctx_->command({"DEL", key});
+    return {{"image_bytes", image_bytes},
+            {"redis_us_per_entry", per_entry * 1e6},
+            {"redis_us_per_command", per_command * 1e6},
+            {"redis_us_per_image_set", per_set * 1e6},
+            {"redis_us_per_image_get", per_get * 1e6}};
+  }
+
+  // One run of `w` with `count` workers: the figures of the case.
+  Json measure(const Workload& w, int count) {
+    const std::string pipeline = "eye_contact";
+    const fs::path out = scratch_ / (w.label + "_" + std::to_string(count));
+    fs::create_directories(out);
+    std::vector<std::string> sets;
+    for (const std::string& s : w.sets(out)) {
+      sets.push_back("--set");
+      sets.push_back(s);
+    }
+    std::vector<std::unique_ptr<Child>> workers;
+    for (int i = 1; i <= count; ++i) {
+      std::vector<std::string> args = {exe_.string(),
+                                       "worker",
+                                       file_.string(),
+                                       "--broker",
+                                       url_,
+                                       "--stages",
+                                       middle_stages(),
+                                       "--metrics-json",
+                                       (out / ("worker" + std::to_string(i) + ".json")).string()};
+      args.insert(args.end(), sets.begin(), sets.end());
+      workers.push_back(
+          std::make_unique<Child>(bed_.command("w" + std::to_string(i), args),
+                                  (out / ("worker" + std::to_string(i) + ".log")).string()));
+    }
+    wait_for_workers(pipeline, workers, out);
+    // The quota from here on: loading the models is not what is measured.
+    std::vector<CpuGroups::Throttling> throttled_before(workers.size());
+    for (std::size_t i = 0; i < workers.size(); ++i) {
+      if (groups_ == nullptr) continue;
+      const std::string group = "w" + std::to_string(i + 1);
+      groups_->move(group, workers[i]->pid());
+      throttled_before[i] = groups_->throttling(group);
+    }
+    // Redis's CPU while the workers wait for work (their blocking reads, heartbeats and leases):
+    // a cost per second, not per frame, that a run pays for as long as it takes.
+    const RedisInfo idle_before = redis_info(*ctx_);
+    const auto idle_start = Clock::now();
+    pause_ms(1000);
+    const double idle_cores = (redis_info(*ctx_).cpu_s - idle_before.cpu_s) /
+                              std::chrono::duration<double>(Clock::now() - idle_start).count();
+    const RedisInfo redis_before = redis_info(*ctx_);
+    const double redis_cpu_before = cpu_seconds(redis_->pid());
+    std::vector<double> worker_cpu_before;
+    for (const auto& worker : workers) worker_cpu_before.push_back(cpu_seconds(worker->pid()));
+
+    const fs::path metrics = out / "run.json";
+    std::vector<std::string> args = {
+        exe_.string(), "run",  file_.string(), "--broker",       url_,
+        "--serve",     "none", "-q",           "--metrics-json", metrics.string()};
+    args.insert(args.end(), sets.begin(), sets.end());
+    const auto start = Clock::now();
+    Child run(bed_.command("run", args), (out / "run.log").string());
+    auto next_check = Clock::now() + std::chrono::seconds(60);
+    double last_done = -1;
+    if (groups_ != nullptr) groups_->move("base", run.pid());
+    double run_cpu = 0;
+    std::vector<double> worker_cpu(workers.size(), 0);
+    while (!run.exited()) {
+      // Sampled while they live: a process's /proc entry goes with it.
+      run_cpu = cpu_seconds(run.pid());
+      for (std::size_t i = 0; i < workers.size(); ++i) {
+        worker_cpu[i] = cpu_seconds(workers[i]->pid()) - worker_cpu_before[i];
+      }
+      // A run that stops making progress (frames reaching the sinks) is a failure, not a wait.
+      if (Clock::now() > next_check) {
+        const double done = frames_done(pipeline);
+        if (done == last_done) {
+          throw std::runtime_error(
+              "the run made no progress for 60 s (" + std::to_string(static_cast<long>(done)) +
+              " frames reached the sink); the run's log: " + tail(out / "run.log") +
+              "\nworker 1's log: " + tail(out / "worker1.log"));
+        }
+        last_done = done;
+        next_check = Clock::now() + std::chrono::seconds(60);
+      }
+      pause_ms(20);
+    }
+    const double window = std::chrono::duration<double>(Clock::now() - start).count();
+    for (std::size_t i = 0; i < workers.size(); ++i) {
+      worker_cpu[i] = cpu_seconds(workers[i]->pid()) - worker_cpu_before[i];
+    }
+    const RedisInfo redis_after = redis_info(*ctx_);
+    const double redis_cpu = cpu_seconds(redis_->pid()) - redis_cpu_before;
+    if (run.exit_code() != 0) {
+      throw std::runtime_error("the run exited with code " + std::to_string(run.exit_code()) +
+                               "; its log: " + tail(out / "run.log"));
+    }
+    Json figures = Json::parse(std::ifstream(metrics));
+    const double frames = figures["packets_in"].get<double>();
+    const double elapsed = figures["elapsed_s"].get<double>();
+    const HopBytesPerFrame hops = hop_bytes(*ctx_, pipeline);
+
+    Json c = {{"clip", w.label},
+              {"workers", count},
+              {"frames", frames},
+              {"elapsed_s", elapsed},
+              {"fps", elapsed > 0 ? frames / elapsed : 0}};
+    double worker_sum = 0;
+    Json use = Json::array();
+    Json throttled = Json::array();
+    for (std::size_t i = 0; i < workers.size(); ++i) {
+      worker_sum += worker_cpu[i];
+      use.push_back(worker_cpu[i] / window);
+      if (groups_ != nullptr) {
+        const CpuGroups::Throttling t = groups_->throttling("w" + std::to_string(i + 1));
+        const double periods = t.periods - throttled_before[i].periods;
+        throttled.push_back(periods > 0 ? (t.throttled - throttled_before[i].throttled) / periods
+                                        : 0);
+      }
+    }
+    c["worker_cores_used"] = use;  // CPU seconds / the run's wall time, per worker
+    c["worker_quota_cores"] = groups_ != nullptr ? Json(kWorkerCores) : Json(nullptr);
+    c["worker_throttled_share"] = throttled;  // of the 100 ms periods, those that hit the cap
+    c["worker_cpu_ms_per_frame"] = 1e3 * worker_sum / frames;
+    c["run_cpu_ms_per_frame"] = 1e3 * run_cpu / frames;
+    c["redis_cpu_ms_per_frame"] = 1e3 * (redis_after.cpu_s - redis_before.cpu_s) / frames;
+    c["redis_cpu_ms_per_frame_proc"] = 1e3 * redis_cpu / frames;  // /proc/PID/stat, 10 ms ticks
+    c["redis_cores_used"] = (redis_after.cpu_s - redis_before.cpu_s) / window;
+    c["redis_cores_idle"] = idle_cores;  // the same with the workers up and no run
+    c["redis_bytes_in_per_frame"] = (redis_after.net_in - redis_before.net_in) / frames;
+    c["redis_bytes_out_per_frame"] = (redis_after.net_out - redis_before.net_out) / frames;
+    Json calls = Json::object();
+    Json usec = Json::object();
+    double all_calls = 0;
+    for (const auto& [command, n] : redis_after.calls) {
+      const double delta =
+          n - (redis_before.calls.contains(command) ? redis_before.calls.at(command) : 0);
+      if (delta <= 0 || command == "info") continue;  // INFO: the bench's own
+      calls[command] = delta / frames;
+      all_calls += delta;
+      const double us = redis_after.usec.at(command) -
+                        (redis_before.usec.contains(command) ? redis_before.usec.at(command) : 0);
+      usec[command] = us / frames;
+    }
+    c["redis_commands_per_frame"] = all_calls / frames;
+    c["redis_commands_per_frame_by_name"] = calls;
+    c["redis_command_us_per_frame_by_name"] = usec;  // INFO commandstats' usec
+    // The workers' own figures, written when they stop: each stage's time per frame (wall
+    // time while serving it, so a worker's throttled time counts in the stage it was serving).
+    workers.clear();
+    Json stages = Json::array();
+    double per_stream = 0, all = 0;
+    for (int i = 1; i <= count; ++i) {
+      const Json m = Json::parse(std::ifstream(out / ("worker" + std::to_string(i) + ".json")));
+      Json mine = Json::object();
+      for (const Json& stage : m["stages"]) {
+        const double ms = stage["processed"].get<double>() *
+                          stage["service_us"]["mean"].get<double>() / 1e3 / frames;
+        mine[stage["name"].get<std::string>()] = ms;
+        all += ms;
+        if (per_stream_.count(stage["name"].get<std::string>()) > 0) per_stream += ms;
+      }
+      stages.push_back(mine);
+    }
+    c["worker_stage_ms_per_frame"] = stages;
+    c["per_stream_share"] = all > 0 ? per_stream / all : 0;
+    c["hops"] = hops.hops;
+    c["bytes_per_frame_per_hop"] = hops.entries_per_hop;
+    c["image_bytes_per_frame"] = hops.images;
+    return c;
+  }
+
+ private:
+  std::string middle_stages() {
+    const Pipeline p = Pipeline::from_yaml_file(file_);
+    std::string middle;
+    for (const StageConfig& s : p.stages()) {
+      if (s.type != "video.source" && s.type != "video.sink") {
+        middle += (middle.empty() ? "" : ",") + s.name;
+        if (s.per_stream) per_stream_.insert(s.name);
+      }
+    }
+    return middle;
+  }
+
+  // Frames that reached the main sink so far, as the processes count them for `hops`.
+  double frames_done(const std::string& pipeline) {
+    const std::string text =
+        ctx_->text({"HGET", "mm:{" + pipeline + "}:hops", "substitute>sink:packets"});
+    return text.empty() ? 0 : std::stod(text);
+  }
+
+  // Until each worker announces its stages (models loaded) in the live set.
+  void wait_for_workers(const std::string& pipeline,
+                        const std::vector<std::unique_ptr<Child>>& workers, const fs::path& out) {
+    const auto deadline = Clock::now() + std::chrono::seconds(180);
+    while (true) {
+      std::set<std::string> live;
+      ctx_->append({"ZRANGE", "mm:{" + pipeline + "}:live", "0", "-1"});
+      redisReply* r = ctx_->read();
+      for (std::size_t i = 0; i < r->elements; ++i) {
+        const std::string m(r->element[i]->str, r->element[i]->len);  // STAGE|host:pid|...
+        const auto bar = m.find('|');
+        const std::string who = m.substr(bar + 1, m.find('|', bar + 1) - bar - 1);
+        live.insert(who.substr(who.rfind(':') + 1));
+      }
+      freeReplyObject(r);
+      std::size_t up = 0;
+      for (std::size_t i = 0; i < workers.size(); ++i) {
+        if (workers[i]->exited()) {
+          const fs::path log = out / ("worker" + std::to_string(i + 1) + ".log");
+          throw std::runtime_error("worker " + std::to_string(i + 1) + " exited with code " +
+                                   std::to_string(workers[i]->exit_code()) + ": " + tail(log));
+        }
+        up += live.count(std::to_string(workers[i]->pid()));
+      }
+      if (up == workers.size()) return;
+      if (Clock::now() > deadline)
+        throw std::runtime_error("the workers did not come up within 180 s");
+      pause_ms(50);
+    }
+  }
+
+  const BenchOptions& options_;
+  Testbed& bed_;
+  CpuGroups* groups_;
+  fs::path scratch_;
+  std::string url_;
+  fs::path exe_;
+  fs::path file_;
+  std::unique_ptr<Child> redis_;
+  std::unique_ptr<Context> ctx_;
+  std::set<std::string> per_stream_;  // the middle stages with `state: per_stream`
+};
+
+void row(const std::string& name, double value, const char* unit, const std::string& note = "") {
+  std::printf("  %-34s %10.2f %-6s %s\n", name.c_str(), value, unit, note.c_str());
+}
+
+}  // namespace
+
+int run_scaleout_bench(const BenchOptions& options) {
+  const SignalGuard signals;
+  g_signals.store(0);
+  const int max_workers = options.quick ? 2 : 4;
+  std::vector<std::string> hosts = {"redis", "run"};
+  for (int i = 1; i <= max_workers; ++i) hosts.push_back("w" + std::to_string(i));
+
+  Json json = {{"load_average_start", load_average()}};
+  std::string why_loopback = options.no_netns ? "--no-netns" : "";
+  if (why_loopback.empty()) {
+    try {
+      Testbed::remove_leftovers();
+    } catch (const std::exception& error) {
+      why_loopback = error.what();
+    }
+  }
+  std::unique_ptr<Testbed> bed;
+  if (why_loopback.empty()) {
+    try {
+      bed = std::make_unique<Testbed>(hosts, true);
+    } catch (const std::exception& error) {
+      why_loopback = error.what();
+    }
+  }
+  if (!bed) bed = std::make_unique<Testbed>(hosts, false);
+  std::unique_ptr<CpuGroups> groups;
+  std::string why_no_quota;
+  try {
+    CpuGroups::remove_leftovers();
+    groups = std::make_unique<CpuGroups>();
+    groups->add("base", 0);  // Redis and the run: weight only
+    for (int i = 1; i <= max_workers; ++i) groups->add("w" + std::to_string(i), kWorkerCores);
+  } catch (const std::exception& error) {
+    groups.reset();
+    why_no_quota = error.what();
+  }
+  json["mode"] = bed->isolated() ? "netns" : "loopback";
+  json["link"] = bed->link();
+  if (!why_loopback.empty()) json["why_loopback"] = why_loopback;
+  json["cpu_quota"] =
+      groups ? Json{{"controller", groups->controller()}, {"cores_per_worker", kWorkerCores}}
+             : Json(nullptr);
+  if (!why_no_quota.empty()) json["why_no_quota"] = why_no_quota;
+  std::printf("bench scaleout: mode %s (%s)\n", bed->isolated() ? "netns" : "loopback",
+              bed->link().c_str());
+  if (!why_loopback.empty()) std::printf("  on loopback because: %s\n", why_loopback.c_str());
+  if (groups) {
+    std::printf("  every worker held to %.2f of a core (%s)\n", kWorkerCores,
+                groups->controller().c_str());
+  } else {
+    std::printf(
+        "  workers NOT held to a CPU quota, so the machine's cores, not the worker count,\n"
+        "  set the figures: %s\n",
+        why_no_quota.c_str());
+  }
+  std::printf("  load average at the start: %s\n", load_average().c_str());
+  std::fflush(stdout);
+
+  bool failed = false;
+  try {
+    const ScratchDir scratch("micromodels_bench_scaleout");
+    Bench bench(options, *bed, groups.get(), scratch.path(),
+                bed->isolated() ? kRedisPort : free_port());
+    json["redis"] = bench.url();
+    // 720p: 1 and 2 workers only, fewer frames (a worker at a quarter of a core does about 4
+    // frames a second there).
+    std::vector<Workload> workloads = {
+        {.label = "360p", .video = media_file("franck.mp4"), .frames = 300, .max_workers = 4}};
+    if (!options.quick) {
+      workloads.push_back({.label = "720p",
+                           .video = media_file("franck_720p.mp4"),
+                           .frames = 100,
+                           .max_workers = 2});
+    }
+    Json cases = Json::array();
+    for (Workload& w : workloads) {
+      const VideoFacts facts = read_video_facts(w.video, false);
+      w.width = facts.width;
+      w.height = facts.height;
+      if (options.quick) w.frames = 40;
+      if (options.frames > 0) w.frames = options.frames;
+      try {
+        const Json calibration = bench.calibrate(static_cast<std::size_t>(w.width) * w.height * 3);
+        json["calibration_" + w.label] = calibration;
+        std::printf(
+            "\n%s (%dx%d), %llu frames; Redis calibration: %.2f us per entry (pipelined), "
+            "%.1f us per command (one at a time), %.1f us per image SET, %.1f us per image GET\n",
+            w.label.c_str(), w.width, w.height, static_cast<unsigned long long>(w.frames),
+            calibration["redis_us_per_entry"].get<double>(),
+            calibration["redis_us_per_command"].get<double>(),
+            calibration["redis_us_per_image_set"].get<double>(),
+            calibration["redis_us_per_image_get"].get<double>());
+        double fps_1 = 0;
+        for (int n = 1; n <= std::min(max_workers, w.max_workers); ++n) {
+          Json c = bench.measure(w, n);
+          const double fps = c["fps"].get<double>();
+          if (n == 1) fps_1 = fps;
+          const std::string key = w.label + "_" + std::to_string(n);
+          json["fps_" + key] = fps;
+          std::string note = "(" + std::to_string(n) + (n == 1 ? " worker" : " workers");
+          if (n > 1 && fps_1 > 0) {
+            char ratio[64];
+            std::snprintf(ratio, sizeof ratio, ", %.2fx one", fps / fps_1);
+            note += ratio;
+            json["speedup_" + key] = fps / fps_1;
+          }
+          note += ")";
+          row("fps_" + key, fps, "fps", note);
+          std::string used;
+          for (const auto& u : c["worker_cores_used"]) {
+            char text[16];
+            std::snprintf(text, sizeof text, "%s%.2f", used.empty() ? "" : " ", u.get<double>());
+            used += text;
+          }
+          std::printf(
+              "    worker cores used %s (quota %s); worker CPU %.1f ms/frame, run %.1f ms/frame\n",
+              used.c_str(), groups ? "0.25 each" : "none",
+              c["worker_cpu_ms_per_frame"].get<double>(), c["run_cpu_ms_per_frame"].get<double>());
+          std::string throttled;
+          for (const auto& t : c["worker_throttled_share"]) {
+            char text[16];
+            std::snprintf(text, sizeof text, "%s%.0f%%", throttled.empty() ? "" : " ",
+                          100 * t.get<double>());
+            throttled += text;
+          }
+          std::printf(
+              "    periods at the cap: %s; per_stream stages: %.0f%% of the workers' stage time\n",
+              throttled.empty() ? "-" : throttled.c_str(),
+              100 * c["per_stream_share"].get<double>());
+          std::printf(
+              "    Redis: %.2f ms CPU/frame (%.3f cores; %.3f idle), %.0f commands/frame, %.0f B "
+              "in + %.0f B "
+              "out per frame; %.0f B per frame per hop + %.0f B of images per frame\n",
+              c["redis_cpu_ms_per_frame"].get<double>(), c["redis_cores_used"].get<double>(),
+              c["redis_cores_idle"].get<double>(), c["redis_commands_per_frame"].get<double>(),
+              c["redis_bytes_in_per_frame"].get<double>(),
+              c["redis_bytes_out_per_frame"].get<double>(),
+              c["bytes_per_frame_per_hop"].get<double>(), c["image_bytes_per_frame"].get<double>());
+          cases.push_back(std::move(c));
+          std::fflush(stdout);
+        }
+        if (max_workers >= 2 && fps_1 > 0) {
+          const double s = json["speedup_" + w.label + "_2"].get<double>();
+          std::printf("  2 workers / 1: %.2f (target >= 1.7: %s)\n", s,
+                      s >= 1.7 ? "met" : "MISSED");
+        }
+      } catch (const Interrupted&) {
+        throw;
+      } catch (const std::exception& error) {  // the next clip still runs; the exit code says it
+        std::fprintf(stderr, "bench scaleout: %s failed: %s\n", w.label.c_str(), error.what());
+        json["error_" + w.label] = error.what();
+        failed = true;
+      }
+    }
+    json["cases"] = cases;
+  } catch (const Interrupted&) {
+    std::fprintf(stderr,
+                 "bench scaleout: interrupted; removing its processes, namespaces and cgroups\n");
+    return 130;
+  }
+  json["load_average_end"] = load_average();
+  std::printf("\n  load average at the end: %s\n", load_average().c_str());
+  const int written = write_json_file(json, options.json_path, "bench scaleout");
+  return failed ? 1 : written;
+}
+
+}  // namespace micromodels::bench
