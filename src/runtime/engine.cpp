@@ -31,13 +31,7 @@ std::int64_t ns_between(std::int64_t a, std::int64_t b) { return b - a; }
 thread_local std::vector<Packet> t_outputs;
 thread_local std::vector<Delivery> t_deliveries;
 
-// The time this thread last read the clock: a packet's enqueue time is the moment its producer
-// finished, which saves a clock read per hop.
-thread_local std::int64_t t_clock = 0;
-
 }  // namespace
-
-std::int64_t stamp() { return t_clock = tick_ns(); }
 
 // ---------------------------------------------------------------------------------------------
 // Turns
