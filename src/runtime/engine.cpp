@@ -418,10 +418,6 @@ void Engine::propagate_skip(const Node& node, std::uint32_t stream, std::uint64_
   for (const Edge& target : node.skip_targets) deliver_skip(target, stream, seq);
 }
 
-void Engine::settle(const Node& node, Ticket ticket) const {
-  if (ticket != 0 && node.tickets != nullptr) node.tickets->settle(ticket);
-}
-
 void Engine::add_in_flight(std::int64_t count) { in_flight_.fetch_add(count); }
 
 void Engine::leave(std::int64_t count) {

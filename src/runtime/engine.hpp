@@ -192,7 +192,9 @@ class Engine {
   void deliver(const Edge& edge, Packet packet, Ticket ticket = 0);
   void deliver_skip(const Edge& edge, std::uint32_t stream, std::uint64_t seq, Ticket ticket = 0);
   void after_delivery(Node& to, Aftermath& after, bool claimed);
-  void settle(const Node& node, Ticket ticket) const;
+  void settle(const Node& node, Ticket ticket) const {
+    if (ticket != 0 && node.tickets != nullptr) node.tickets->settle(ticket);
+  }
   void settle_join(Node& to, JoinTable::Done done, Aftermath& after);
   void release_locked(Node& to, Packet packet, Ticket ticket, Aftermath& after);
   void skip_locked(Node& to, std::uint32_t stream, std::uint64_t seq, Ticket ticket, bool arrived,
