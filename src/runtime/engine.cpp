@@ -31,13 +31,7 @@ std::int64_t ns_between(std::int64_t a, std::int64_t b) { return b - a; }
 thread_local std::vector<Packet> t_outputs;
 thread_local std::vector<Delivery> t_deliveries;
 
-// The time this thread last read the clock: a packet's enqueue time is the moment its producer
-// finished, which saves a clock read per hop.
-thread_local std::int64_t t_clock = 0;
-
 }  // namespace
-
-std::int64_t stamp() { return t_clock = tick_ns(); }
 
 // ---------------------------------------------------------------------------------------------
 // Turns
@@ -422,10 +416,6 @@ void Engine::fail(Node& node, Packet packet, const std::string& error, Ticket ti
 
 void Engine::propagate_skip(const Node& node, std::uint32_t stream, std::uint64_t seq) {
   for (const Edge& target : node.skip_targets) deliver_skip(target, stream, seq);
-}
-
-void Engine::settle(const Node& node, Ticket ticket) const {
-  if (ticket != 0 && node.tickets != nullptr) node.tickets->settle(ticket);
 }
 
 void Engine::add_in_flight(std::int64_t count) { in_flight_.fetch_add(count); }

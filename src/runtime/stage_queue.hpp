@@ -39,45 +39,12 @@ class StageQueue {
   /// Adds `item`. When the queue is full and the policy drops, the packet dropped (the newest:
   /// this one; the oldest: the oldest of its lane or queue) is returned.
   std::optional<Dropped> push(Queued item) {
-    std::optional<Dropped> dropped;
+    // Small enough to be inlined into the hop; the full queue's case is not on the hop's path.
     if (depth_.load(std::memory_order_relaxed) >= capacity_ && overflow_ != Overflow::block) {
-      if (overflow_ == Overflow::drop_newest) {
-        return Dropped{item.packet.stream, item.packet.seq, item.ticket};
-      }
-      std::deque<Queued>* oldest = &queue_;
-      if (per_stream_) {
-        auto lane = lanes_.find(item.packet.stream);
-        if (lane == lanes_.end() || lane->second.queue.empty()) {
-          lane = std::find_if(lanes_.begin(), lanes_.end(),
-                              [](const auto& l) { return !l.second.queue.empty(); });
-        }
-        oldest = lane == lanes_.end() ? nullptr : &lane->second.queue;
-      }
-      if (oldest == nullptr || oldest->empty()) {
-        return Dropped{item.packet.stream, item.packet.seq, item.ticket};
-      }
-      const Queued& front = oldest->front();
-      dropped = Dropped{front.packet.stream, front.packet.seq, front.ticket};
-      oldest->pop_front();
-      depth_.store(depth_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+      return push_dropping(std::move(item));
     }
-    if (per_stream_) {
-      const std::uint32_t stream = item.packet.stream;
-      Lane& lane = lanes_[stream];
-      lane.queue.push_back(std::move(item));
-      if (!lane.busy && !lane.listed) {
-        lane.listed = true;
-        ready_lanes_.push_back(stream);
-      }
-    } else {
-      queue_.push_back(std::move(item));
-    }
-    const std::size_t depth = depth_.load(std::memory_order_relaxed) + 1;
-    depth_.store(depth, std::memory_order_release);
-    if (depth > depth_max_.load(std::memory_order_relaxed)) {
-      depth_max_.store(depth, std::memory_order_relaxed);
-    }
-    return dropped;
+    append(std::move(item));
+    return std::nullopt;
   }
 
   /// What consumers could start on now: packets, or ready lanes of a per_stream stage.
@@ -139,6 +106,50 @@ class StageQueue {
     bool busy = false;    // a consumer is serving this stream
     bool listed = false;  // in ready_lanes_
   };
+
+  /// push() into a full queue whose policy drops.
+  std::optional<Dropped> push_dropping(Queued&& item) {
+    if (overflow_ == Overflow::drop_newest) {
+      return Dropped{item.packet.stream, item.packet.seq, item.ticket};
+    }
+    std::deque<Queued>* oldest = &queue_;
+    if (per_stream_) {
+      auto lane = lanes_.find(item.packet.stream);
+      if (lane == lanes_.end() || lane->second.queue.empty()) {
+        lane = std::find_if(lanes_.begin(), lanes_.end(),
+                            [](const auto& l) { return !l.second.queue.empty(); });
+      }
+      oldest = lane == lanes_.end() ? nullptr : &lane->second.queue;
+    }
+    if (oldest == nullptr || oldest->empty()) {
+      return Dropped{item.packet.stream, item.packet.seq, item.ticket};
+    }
+    const Queued& front = oldest->front();
+    const Dropped dropped{front.packet.stream, front.packet.seq, front.ticket};
+    oldest->pop_front();
+    depth_.store(depth_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    append(std::move(item));
+    return dropped;
+  }
+
+  void append(Queued&& item) {
+    if (per_stream_) {
+      const std::uint32_t stream = item.packet.stream;
+      Lane& lane = lanes_[stream];
+      lane.queue.push_back(std::move(item));
+      if (!lane.busy && !lane.listed) {
+        lane.listed = true;
+        ready_lanes_.push_back(stream);
+      }
+    } else {
+      queue_.push_back(std::move(item));
+    }
+    const std::size_t depth = depth_.load(std::memory_order_relaxed) + 1;
+    depth_.store(depth, std::memory_order_release);
+    if (depth > depth_max_.load(std::memory_order_relaxed)) {
+      depth_max_.store(depth, std::memory_order_relaxed);
+    }
+  }
 
   std::size_t capacity_;
   Overflow overflow_;
