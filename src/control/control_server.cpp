@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <thread>
+#include <variant>
 
 #include <httplib.h>
 #include <sys/socket.h>
@@ -13,6 +14,7 @@
 #include "control_routes.hpp"
 #include "dashboard.hpp"
 #include "listen_address.hpp"
+#include "preview.hpp"
 #include "status_sampler.hpp"
 
 namespace micromodels {
@@ -29,14 +31,45 @@ bool same_secret(const std::string& given, const std::string& expected) {
   return difference == 0;
 }
 
-void send(const detail::Reply& reply, httplib::Response& response) {
-  response.status = reply.status;
-  // The dashboard runs only its own files, and no other site may frame it.
-  response.set_header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'");
+void set_common_headers(httplib::Response& response) {
+  // The dashboard runs only its own files (and shows preview frames it made blobs of), and no
+  // other site may frame it.
+  response.set_header("Content-Security-Policy",
+                      "default-src 'self'; img-src 'self' blob:; frame-ancestors 'none'");
   response.set_header("X-Content-Type-Options", "nosniff");
   response.set_header("Cache-Control", "no-store");
+}
+
+void send(const detail::Reply& reply, httplib::Response& response) {
+  response.status = reply.status;
+  set_common_headers(response);
   if (!reply.allow.empty()) response.set_header("Allow", reply.allow);
   response.set_content(reply.body, reply.content_type.c_str());
+}
+
+// GET /preview/FIELD: a stream of JPEG parts, written on this client's own thread until the
+// run ends, the endpoint stops or the client goes away (a write fails).
+void stream_preview(detail::Previews& previews, const httplib::Request& request,
+                    httplib::Response& response) {
+  auto opened = previews.open(request.path, request.params);
+  if (const auto* reply = std::get_if<detail::Reply>(&opened)) {
+    send(*reply, response);
+    return;
+  }
+  std::shared_ptr<detail::PreviewStream> stream =
+      std::move(std::get<std::unique_ptr<detail::PreviewStream>>(opened));
+  set_common_headers(response);
+  response.set_header("X-Preview-Stage", stream->stage());
+  response.set_header("X-Preview-Image-Fields", stream->image_fields());
+  response.set_content_provider(
+      detail::Previews::kContentType, [stream](std::size_t, httplib::DataSink& sink) {
+        const std::string part = stream->next_part([&sink] { return sink.is_writable(); });
+        if (part.empty()) {
+          sink.done();
+          return true;
+        }
+        return sink.write(part.data(), part.size());
+      });
 }
 
 }  // namespace
@@ -46,7 +79,8 @@ struct ControlServer::State {
       : options(std::move(o)),
         sampler([&r] { return r.metrics(); }, options.sample_period_s, options.rate_window_s,
                 options.inputs, options.broker),
-        routes(r, sampler) {}
+        routes(r, sampler),
+        previews(r) {}
 
   // Unhandled lets the request go on to routing; a refused one is answered here. The
   // dashboard's own files (the same for every run, no data of it) need no token: the page
@@ -79,6 +113,7 @@ struct ControlServer::State {
   ControlOptions options;
   detail::StatusSampler sampler;
   detail::ControlRoutes routes;
+  detail::Previews previews;
   httplib::Server server;
   std::string host;
   int port = 0;
@@ -114,6 +149,15 @@ ControlServer::ControlServer(Run& run, ControlOptions options) {
   const auto dispatch = [&state](const httplib::Request& request, httplib::Response& response) {
     send(state.routes.handle(request.method, request.path, request.body), response);
   };
+  // Each preview stream holds a thread of the pool while it plays: the pool has room for the
+  // most streams at once beside httplib's usual 8 threads for every other route.
+  state.server.new_task_queue = [] {
+    return new httplib::ThreadPool(detail::Previews::kMaxClients + 8);
+  };
+  state.server.Get(R"(/preview(/.*)?)",
+                   [&state](const httplib::Request& request, httplib::Response& response) {
+                     stream_preview(state.previews, request, response);
+                   });
   const std::string any = ".*";
   state.server.Get(any, dispatch)
       .Post(any, dispatch)
@@ -160,6 +204,7 @@ ControlServer::ControlServer(Run& run, ControlOptions options) {
 }
 
 ControlServer::~ControlServer() {
+  state_->previews.stop();  // the streams end, so that stopping does not wait for them
   state_->server.stop();
   state_->thread.join();
 }
