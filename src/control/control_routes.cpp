@@ -19,7 +19,7 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr const char* kRoutes =
-    "GET / (the dashboard), GET /metrics, GET /status, GET /preview/FIELD, "
+    "GET / (the dashboard), GET /metrics, GET /status, GET /status/stream, GET /preview/FIELD, "
     "POST /stages/NAME/scale, POST /stages/NAME/swap";
 
 Reply json_reply(int status, const Json& body) {
@@ -107,8 +107,8 @@ Reply ControlRoutes::handle(const std::string& method, const std::string& path,
             .body = run_.metrics().to_prometheus(),
             .allow = {}};
   }
-  // GET /preview streams (preview.cpp); other methods reach here.
-  if (path == "/preview" || path.starts_with("/preview/")) {
+  // GET streams (preview.cpp, status_stream.cpp); other methods reach here.
+  if (path == "/preview" || path.starts_with("/preview/") || path == "/status/stream") {
     return method_not_allowed(method, path, "GET");
   }
   if (path == "/status") {

@@ -16,6 +16,7 @@
 #include "listen_address.hpp"
 #include "preview.hpp"
 #include "status_sampler.hpp"
+#include "status_stream.hpp"
 
 namespace micromodels {
 
@@ -72,6 +73,38 @@ void stream_preview(detail::Previews& previews, const httplib::Request& request,
       });
 }
 
+// GET /status/stream: a /status document every 750 ms as server-sent events, on this client's
+// own thread, until the client goes away or the endpoint stops.
+void stream_status(detail::StatusStreams& streams, httplib::Response& response) {
+  if (!streams.claim()) {
+    send(detail::error_reply(503, std::to_string(detail::StatusStreams::kMaxClients) +
+                                      " status streams are open, the most this endpoint serves at "
+                                      "once; ask GET /status instead"),
+         response);
+    return;
+  }
+  // Gives the place back when httplib is done with the response.
+  struct Place {
+    explicit Place(detail::StatusStreams& s) : streams(s) {}
+    ~Place() { streams.release(); }
+    Place(const Place&) = delete;
+    Place& operator=(const Place&) = delete;
+    detail::StatusStreams& streams;
+    detail::StatusStreams::Clock::time_point due = detail::StatusStreams::Clock::now();
+  };
+  auto place = std::make_shared<Place>(streams);
+  set_common_headers(response);
+  response.set_content_provider("text/event-stream", [place](std::size_t, httplib::DataSink& sink) {
+    const std::string event =
+        place->streams.next_event(place->due, [&sink] { return sink.is_writable(); });
+    if (event.empty()) {
+      sink.done();
+      return true;
+    }
+    return sink.write(event.data(), event.size());
+  });
+}
+
 }  // namespace
 
 struct ControlServer::State {
@@ -80,7 +113,8 @@ struct ControlServer::State {
         sampler([&r] { return r.metrics(); }, options.sample_period_s, options.rate_window_s,
                 options.inputs, options.broker),
         routes(r, sampler),
-        previews(r) {}
+        previews(r),
+        status_streams(sampler) {}
 
   // Unhandled lets the request go on to routing; a refused one is answered here. The
   // dashboard's own files (the same for every run, no data of it) need no token: the page
@@ -114,6 +148,7 @@ struct ControlServer::State {
   detail::StatusSampler sampler;
   detail::ControlRoutes routes;
   detail::Previews previews;
+  detail::StatusStreams status_streams;
   httplib::Server server;
   std::string host;
   int port = 0;
@@ -149,11 +184,15 @@ ControlServer::ControlServer(Run& run, ControlOptions options) {
   const auto dispatch = [&state](const httplib::Request& request, httplib::Response& response) {
     send(state.routes.handle(request.method, request.path, request.body), response);
   };
-  // Each preview stream holds a thread of the pool while it plays: the pool has room for the
-  // most streams at once beside httplib's usual 8 threads for every other route.
+  // Each stream (a preview, a status stream) holds a thread of the pool while it plays: the pool
+  // has room for the most streams at once beside httplib's usual 8 threads for every other route.
   state.server.new_task_queue = [] {
-    return new httplib::ThreadPool(detail::Previews::kMaxClients + 8);
+    return new httplib::ThreadPool(detail::Previews::kMaxClients +
+                                   detail::StatusStreams::kMaxClients + 8);
   };
+  state.server.Get("/status/stream", [&state](const httplib::Request&, httplib::Response& response) {
+    stream_status(state.status_streams, response);
+  });
   state.server.Get(R"(/preview(/.*)?)",
                    [&state](const httplib::Request& request, httplib::Response& response) {
                      stream_preview(state.previews, request, response);
@@ -204,7 +243,9 @@ ControlServer::ControlServer(Run& run, ControlOptions options) {
 }
 
 ControlServer::~ControlServer() {
-  state_->previews.stop();  // the streams end, so that stopping does not wait for them
+  // The streams end, so that stopping does not wait for them.
+  state_->previews.stop();
+  state_->status_streams.stop();
   state_->server.stop();
   state_->thread.join();
 }

@@ -156,6 +156,8 @@ test("the dashboard shows the run live, and scales and swaps through the routes"
   await page.setViewport({ width: 1360, height: 900 });
   const pageErrors = [];
   page.on("pageerror", (e) => pageErrors.push(String(e)));
+  const requested = [];
+  page.on("request", (r) => requested.push(new URL(r.url()).pathname));
   await page.goto(url + "/", { waitUntil: "load" });
 
   // Every stage is drawn, once, with its edges, laid out by depth.
@@ -177,6 +179,9 @@ test("the dashboard shows the run live, and scales and swaps through the routes"
   await new Promise((r) => setTimeout(r, 1500));
   const second = await packetsOut();
   assert.notEqual(first, second, "packets out did not change in 1.5 s");
+  // The figures come from the status stream: one /status to start, then no polling.
+  assert.equal(requested.filter((p) => p === "/status/stream").length, 1, requested.join(" "));
+  assert.ok(requested.filter((p) => p === "/status").length <= 1, requested.join(" "));
   assert.match(await page.$eval('.stage[data-stage="work"] [data-field="rate"]', (e) => e.textContent),
                /^[0-9.,]+\/s$/);
 
@@ -340,7 +345,7 @@ test("off loopback, a page without the token gets nothing of the run", async () 
   assert.ok(!url.includes("127.0.0.1"), url);
 
   // Every route with data or an action: 401 without the token, and with a wrong one.
-  for (const pathname of ["/status", "/metrics", "/nothing", "/stages/work/scale", "/preview/frame"]) {
+  for (const pathname of ["/status", "/status/stream", "/metrics", "/nothing", "/stages/work/scale", "/preview/frame"]) {
     for (const wrong of [undefined, "not-the-token"]) {
       const reply = await get(url, pathname, wrong);
       assert.equal(reply.status, 401, `${pathname}: ${reply.text}`);

@@ -498,7 +498,7 @@ TEST_F(ControlTest, TokenProtectsEveryRoute) {
   auto run = start_run(write_pipeline(100000, 100, 1), {"--token", token});
   ASSERT_FALSE(url_.empty());
 
-  for (const char* path : {"/status", "/metrics", "/nothing", "/preview/frame"}) {
+  for (const char* path : {"/status", "/status/stream", "/metrics", "/nothing", "/preview/frame"}) {
     auto anonymous = client();
     const auto without = anonymous.Get(path);
     ASSERT_TRUE(without);

@@ -627,5 +627,60 @@ TEST(ControlPreview, NeedsTheTokenLikeEveryRoute) {
       << stream.status() << " " << stream.body().substr(0, 200);
 }
 
+// --- GET /status/stream ------------------------------------------------------------------------
+
+// The data of each complete event ("data: ...\n\n") received so far.
+std::vector<std::string> events_in(const std::string& body) {
+  std::vector<std::string> events;
+  std::size_t at = 0;
+  for (std::size_t end; (end = body.find("\n\n", at)) != std::string::npos; at = end + 2) {
+    const std::string event = body.substr(at, end - at);
+    EXPECT_EQ(event.rfind("data: ", 0), 0u) << event;
+    events.push_back(event.substr(6));
+  }
+  return events;
+}
+
+TEST(ControlServer, StatusStreamSendsTheStatusEvery750Ms) {
+  FakeRun fake;
+  auto server = std::make_unique<ControlServer>(fake, ControlOptions{});
+  const auto start = std::chrono::steady_clock::now();
+  StreamClient stream(server->url(), "/status/stream");
+  ASSERT_TRUE(stream.wait_until([&] { return events_in(stream.body()).size() >= 4; }, 10s))
+      << stream.status() << " " << stream.body().substr(0, 300);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(stream.status(), 200);
+  EXPECT_EQ(stream.content_type(), "text/event-stream");
+  // The first at once, then one every 750 ms: the fourth after about 2.25 s.
+  EXPECT_GE(seconds, 2.0);
+  for (const std::string& data : events_in(stream.body())) {
+    const Json status = Json::parse(data);
+    EXPECT_EQ(status["pipeline"], "fake");
+    EXPECT_EQ(stage_of(status, "b")["type"], "model.fake");
+  }
+  // Figures that change arrive in the next events.
+  fake.change([](MetricsSnapshot& m) { m.stages[1].consumers = 7; });
+  EXPECT_TRUE(stream.wait_until(
+      [&] { return stage_of(Json::parse(events_in(stream.body()).back()), "b")["consumers"] == 7; }, 3s));
+  // A ninth stream beside eight is refused with a message; stopping ends the streams at once.
+  std::vector<std::unique_ptr<StreamClient>> more;
+  for (int i = 0; i < 7; ++i) {
+    more.push_back(std::make_unique<StreamClient>(server->url(), "/status/stream"));
+    ASSERT_TRUE(more.back()->wait_until([&] { return !events_in(more.back()->body()).empty(); }, 10s));
+  }
+  {
+    auto client = client_for(*server);
+    const auto ninth = client.Get("/status/stream");
+    ASSERT_TRUE(ninth);
+    EXPECT_EQ(ninth->status, 503);
+    EXPECT_NE(ninth->body.find("ask GET /status instead"), std::string::npos) << ninth->body;
+  }
+  const auto stopping = std::chrono::steady_clock::now();
+  server.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - stopping, 3s);
+  EXPECT_TRUE(stream.wait_until([&] { return stream.ended(); }, 3s));
+}
+
 }  // namespace
 }  // namespace micromodels
