@@ -91,13 +91,17 @@ RedisOptions redis_options(const Pipeline& pipeline, const BrokerOptions& broker
   return options;
 }
 
-std::function<std::vector<BrokerStage>()> broker_view(const std::string& url,
-                                                      const std::string& pipeline) {
+std::function<BrokerView()> broker_view(const std::string& url, const std::string& pipeline) {
   return [url, pipeline] {
-    std::vector<BrokerStage> view;
+    BrokerView view;
     for (const StageStatus& s : redis_status(url, pipeline, 0)) {
-      view.push_back(
+      view.stages.push_back(
           {.stage = s.stage, .backlog = s.lag, .pending = s.pending, .consumers = s.consumers});
+    }
+    for (ProcessStatus& w : redis_processes(url, pipeline)) {
+      view.processes.push_back({.id = std::move(w.id),
+                              .consumers = std::move(w.stages),
+                              .heartbeat_age_s = w.heartbeat_age_s});
     }
     return view;
   };

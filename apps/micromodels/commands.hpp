@@ -74,10 +74,10 @@ void add_broker_options(CLI::App& command, BrokerOptions& options, bool run);
 #ifdef MICROMODELS_HAS_REDIS
 /// The Redis options --broker and the delivery options give (`run --broker`, `worker`).
 [[nodiscard]] RedisOptions redis_options(const Pipeline& pipeline, const BrokerOptions& broker);
-/// The control endpoint's view of the broker: `micromodels status` of this pipeline, read when
-/// the endpoint asks (about once a second).
-[[nodiscard]] std::function<std::vector<BrokerStage>()> broker_view(const std::string& url,
-                                                                     const std::string& pipeline);
+/// The control endpoint's view of the broker: `micromodels status` of this pipeline and its
+/// live processes, read when the endpoint asks (about once a second).
+[[nodiscard]] std::function<BrokerView()> broker_view(const std::string& url,
+                                                      const std::string& pipeline);
 /// "a,b", or "none".
 [[nodiscard]] std::string join_or_none(const std::vector<std::string>& items);
 #endif

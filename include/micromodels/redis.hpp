@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -129,6 +130,17 @@ struct StageStatus {
 [[nodiscard]] std::vector<StageStatus> redis_status(const std::string& url,
                                                     const std::string& pipeline = {},
                                                     double sample_s = 1.0);
+/// One live process of a pipeline on Redis (a worker, or the run process), from its heartbeat.
+struct ProcessStatus {
+  std::string id{};                                 // host:pid
+  std::map<std::string, std::uint64_t> stages{};    // the stages it serves: their consumers there
+  double heartbeat_age_s = 0;                       // since its last heartbeat (one a second)
+};
+
+/// The live processes of `pipeline` on the Redis at `url`, by id. Throws BrokerError when
+/// unreachable.
+[[nodiscard]] std::vector<ProcessStatus> redis_processes(const std::string& url,
+                                                      const std::string& pipeline);
 [[nodiscard]] std::string status_table(const std::vector<StageStatus>& status);
 [[nodiscard]] std::string status_json(const std::vector<StageStatus>& status);
 

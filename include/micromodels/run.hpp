@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "micromodels/metrics.hpp"
+#include "micromodels/packet_tap.hpp"
 
 namespace micromodels {
 
@@ -47,6 +48,11 @@ class Run {
                     std::string_view type = {}) = 0;
   [[nodiscard]] virtual MetricsSnapshot metrics() const = 0;
   [[nodiscard]] virtual Progress progress() const = 0;
+  /// The packets leaving `stage` in this process, for a live preview: what it emits, or, for a
+  /// last stage (a sink), the packets that leave the pipeline there. The tap lives as long as
+  /// the run and closes when the run ends. Throws std::invalid_argument for an unknown stage or
+  /// one not served here.
+  [[nodiscard]] virtual PacketTap& tap(std::string_view stage) = 0;
 
   /// Waits until finished.
   void wait() {

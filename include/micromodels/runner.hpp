@@ -62,6 +62,7 @@ class Runner final : public Run {
             std::string_view type = {}) override;
   [[nodiscard]] MetricsSnapshot metrics() const override;
   [[nodiscard]] Progress progress() const override;
+  [[nodiscard]] PacketTap& tap(std::string_view stage) override;
 
   [[nodiscard]] bool finished() const;
   /// The transport given to the constructor, or null.

@@ -19,8 +19,8 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr const char* kRoutes =
-    "GET / (the dashboard), GET /metrics, GET /status, POST /stages/NAME/scale, "
-    "POST /stages/NAME/swap";
+    "GET / (the dashboard), GET /metrics, GET /status, GET /status/stream, GET /preview/FIELD, "
+    "POST /stages/NAME/scale, POST /stages/NAME/swap";
 
 Reply json_reply(int status, const Json& body) {
   return {.status = status,
@@ -106,6 +106,10 @@ Reply ControlRoutes::handle(const std::string& method, const std::string& path,
             .content_type = "text/plain; version=0.0.4; charset=utf-8",
             .body = run_.metrics().to_prometheus(),
             .allow = {}};
+  }
+  // GET streams (preview.cpp, status_stream.cpp); other methods reach here.
+  if (path == "/preview" || path.starts_with("/preview/") || path == "/status/stream") {
+    return method_not_allowed(method, path, "GET");
   }
   if (path == "/status") {
     if (method != "GET" && method != "HEAD") return method_not_allowed(method, path, "GET");

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <thread>
+#include <variant>
 
 #include <httplib.h>
 #include <sys/socket.h>
@@ -13,7 +14,9 @@
 #include "control_routes.hpp"
 #include "dashboard.hpp"
 #include "listen_address.hpp"
+#include "preview.hpp"
 #include "status_sampler.hpp"
+#include "status_stream.hpp"
 
 namespace micromodels {
 
@@ -29,14 +32,77 @@ bool same_secret(const std::string& given, const std::string& expected) {
   return difference == 0;
 }
 
-void send(const detail::Reply& reply, httplib::Response& response) {
-  response.status = reply.status;
-  // The dashboard runs only its own files, and no other site may frame it.
-  response.set_header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'");
+void set_common_headers(httplib::Response& response) {
+  // The dashboard runs only its own files (and shows preview frames it made blobs of), and no
+  // other site may frame it.
+  response.set_header("Content-Security-Policy",
+                      "default-src 'self'; img-src 'self' blob:; frame-ancestors 'none'");
   response.set_header("X-Content-Type-Options", "nosniff");
   response.set_header("Cache-Control", "no-store");
+}
+
+void send(const detail::Reply& reply, httplib::Response& response) {
+  response.status = reply.status;
+  set_common_headers(response);
   if (!reply.allow.empty()) response.set_header("Allow", reply.allow);
   response.set_content(reply.body, reply.content_type.c_str());
+}
+
+// GET /preview/FIELD: a stream of JPEG parts, written on this client's own thread until the
+// run ends, the endpoint stops or the client goes away (a write fails).
+void stream_preview(detail::Previews& previews, const httplib::Request& request,
+                    httplib::Response& response) {
+  auto opened = previews.open(request.path, request.params);
+  if (const auto* reply = std::get_if<detail::Reply>(&opened)) {
+    send(*reply, response);
+    return;
+  }
+  std::shared_ptr<detail::PreviewStream> stream =
+      std::move(std::get<std::unique_ptr<detail::PreviewStream>>(opened));
+  set_common_headers(response);
+  response.set_header("X-Preview-Stage", stream->stage());
+  response.set_header("X-Preview-Image-Fields", stream->image_fields());
+  response.set_content_provider(
+      detail::Previews::kContentType, [stream](std::size_t, httplib::DataSink& sink) {
+        const std::string part = stream->next_part([&sink] { return sink.is_writable(); });
+        if (part.empty()) {
+          sink.done();
+          return true;
+        }
+        return sink.write(part.data(), part.size());
+      });
+}
+
+// GET /status/stream: a /status document every 750 ms as server-sent events, on this client's
+// own thread, until the client goes away or the endpoint stops.
+void stream_status(detail::StatusStreams& streams, httplib::Response& response) {
+  if (!streams.claim()) {
+    send(detail::error_reply(503, std::to_string(detail::StatusStreams::kMaxClients) +
+                                      " status streams are open, the most this endpoint serves at "
+                                      "once; ask GET /status instead"),
+         response);
+    return;
+  }
+  // Gives the place back when httplib is done with the response.
+  struct Place {
+    explicit Place(detail::StatusStreams& s) : streams(s) {}
+    ~Place() { streams.release(); }
+    Place(const Place&) = delete;
+    Place& operator=(const Place&) = delete;
+    detail::StatusStreams& streams;
+    detail::StatusStreams::Clock::time_point due = detail::StatusStreams::Clock::now();
+  };
+  auto place = std::make_shared<Place>(streams);
+  set_common_headers(response);
+  response.set_content_provider("text/event-stream", [place](std::size_t, httplib::DataSink& sink) {
+    const std::string event =
+        place->streams.next_event(place->due, [&sink] { return sink.is_writable(); });
+    if (event.empty()) {
+      sink.done();
+      return true;
+    }
+    return sink.write(event.data(), event.size());
+  });
 }
 
 }  // namespace
@@ -46,7 +112,9 @@ struct ControlServer::State {
       : options(std::move(o)),
         sampler([&r] { return r.metrics(); }, options.sample_period_s, options.rate_window_s,
                 options.inputs, options.broker),
-        routes(r, sampler) {}
+        routes(r, sampler),
+        previews(r),
+        status_streams(sampler) {}
 
   // Unhandled lets the request go on to routing; a refused one is answered here. The
   // dashboard's own files (the same for every run, no data of it) need no token: the page
@@ -79,6 +147,8 @@ struct ControlServer::State {
   ControlOptions options;
   detail::StatusSampler sampler;
   detail::ControlRoutes routes;
+  detail::Previews previews;
+  detail::StatusStreams status_streams;
   httplib::Server server;
   std::string host;
   int port = 0;
@@ -114,6 +184,19 @@ ControlServer::ControlServer(Run& run, ControlOptions options) {
   const auto dispatch = [&state](const httplib::Request& request, httplib::Response& response) {
     send(state.routes.handle(request.method, request.path, request.body), response);
   };
+  // Each stream (a preview, a status stream) holds a thread of the pool while it plays: the pool
+  // has room for the most streams at once beside httplib's usual 8 threads for every other route.
+  state.server.new_task_queue = [] {
+    return new httplib::ThreadPool(detail::Previews::kMaxClients +
+                                   detail::StatusStreams::kMaxClients + 8);
+  };
+  state.server.Get("/status/stream", [&state](const httplib::Request&, httplib::Response& response) {
+    stream_status(state.status_streams, response);
+  });
+  state.server.Get(R"(/preview(/.*)?)",
+                   [&state](const httplib::Request& request, httplib::Response& response) {
+                     stream_preview(state.previews, request, response);
+                   });
   const std::string any = ".*";
   state.server.Get(any, dispatch)
       .Post(any, dispatch)
@@ -160,6 +243,9 @@ ControlServer::ControlServer(Run& run, ControlOptions options) {
 }
 
 ControlServer::~ControlServer() {
+  // The streams end, so that stopping does not wait for them.
+  state_->previews.stop();
+  state_->status_streams.stop();
   state_->server.stop();
   state_->thread.join();
 }

@@ -66,7 +66,7 @@ Json stage_json(const StageMetrics& s, const Recent& recent, Json inputs) {
 
 StatusSampler::StatusSampler(std::function<MetricsSnapshot()> metrics, double period_s,
                              double window_s, std::map<std::string, std::vector<std::string>> inputs,
-                             std::function<std::vector<BrokerStage>()> broker)
+                             std::function<BrokerView()> broker)
     : metrics_(std::move(metrics)),
       inputs_(std::move(inputs)),
       broker_(std::move(broker)),
@@ -89,20 +89,31 @@ StatusSampler::~StatusSampler() {
 
 void StatusSampler::read_broker() {
   Json view = Json::array();
+  Json processes = Json::array();
   Json error = nullptr;
   try {
-    for (const BrokerStage& s : broker_()) {
+    const BrokerView read = broker_();
+    for (const BrokerStage& s : read.stages) {
       view.push_back(Json{{"stage", s.stage},
                           {"backlog", s.backlog},
                           {"pending", s.pending},
                           {"consumers", s.consumers}});
     }
+    for (const BrokerProcess& w : read.processes) {
+      Json consumers = Json::object();
+      for (const auto& [stage, count] : w.consumers) consumers[stage] = count;
+      processes.push_back(Json{{"id", w.id},
+                             {"consumers", std::move(consumers)},
+                             {"heartbeat_age_s", w.heartbeat_age_s}});
+    }
   } catch (const std::exception& e) {
     view = nullptr;
+    processes = nullptr;
     error = e.what();
   }
   std::lock_guard lock(mutex_);
   broker_view_ = std::move(view);
+  processes_view_ = std::move(processes);
   broker_error_ = std::move(error);
 }
 
@@ -132,10 +143,11 @@ Json StatusSampler::status() { return status(metrics_()); }
 Json StatusSampler::status(const MetricsSnapshot& now) {
   const Clock::time_point time = Clock::now();
   std::optional<Sample> base;
-  Json broker_view, broker_error;
+  Json broker_view, processes_view, broker_error;
   {
     std::lock_guard lock(mutex_);
     broker_view = broker_view_;
+    processes_view = processes_view_;
     broker_error = broker_error_;
     // The newest sample at least a window old; the oldest when the server is younger than that.
     for (auto it = samples_.rbegin(); it != samples_.rend(); ++it) {
@@ -192,6 +204,7 @@ Json StatusSampler::status(const MetricsSnapshot& now) {
       {"bottleneck", limit ? Json(limit->name) : Json(nullptr)},
       {"stages", std::move(stages)},
       {"broker", std::move(broker_view)},
+      {"processes", std::move(processes_view)},
       {"broker_error", std::move(broker_error)}};
 }
 

@@ -31,7 +31,7 @@ class StatusSampler {
   /// about once a second beside the samples (empty: /status's `broker` is null).
   StatusSampler(std::function<MetricsSnapshot()> metrics, double period_s, double window_s,
                 std::map<std::string, std::vector<std::string>> inputs = {},
-                std::function<std::vector<BrokerStage>()> broker = {});
+                std::function<BrokerView()> broker = {});
   ~StatusSampler();
   StatusSampler(const StatusSampler&) = delete;
   StatusSampler& operator=(const StatusSampler&) = delete;
@@ -55,7 +55,7 @@ class StatusSampler {
 
   std::function<MetricsSnapshot()> metrics_;
   std::map<std::string, std::vector<std::string>> inputs_;
-  std::function<std::vector<BrokerStage>()> broker_;
+  std::function<BrokerView()> broker_;
   Clock::duration period_;
   Clock::duration window_;
   std::mutex mutex_;
@@ -63,6 +63,7 @@ class StatusSampler {
   bool stopping_ = false;
   std::deque<Sample> samples_;  // oldest first
   nlohmann::ordered_json broker_view_;   // /status's `broker`: null until read
+  nlohmann::ordered_json processes_view_;  // /status's `processes`: null until read
   nlohmann::ordered_json broker_error_;  // /status's `broker_error`: null or the message
   std::thread thread_;
 };

@@ -107,6 +107,35 @@ std::vector<StageStatus> redis_status(const std::string& url, const std::string&
   return status;
 }
 
+std::vector<ProcessStatus> redis_processes(const std::string& url, const std::string& pipeline) {
+  detail::Connection conn(detail::with_password(detail::parse_redis_url(url)));
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  // The keeper's live set: "STAGE|host:pid|VERSION|CONSUMERS", scored with its heartbeat's
+  // expiry, 5 s after it (keeper.cpp).
+  constexpr double kLiveTtlS = 5.0;
+  const Reply members = conn.command({"ZRANGEBYSCORE", detail::StreamNames(pipeline).live(),
+                                      std::to_string(now_ms), "+inf", "WITHSCORES"});
+  std::map<std::string, ProcessStatus> processes;
+  for (std::size_t i = 0; i + 1 < detail::size(members.get()); i += 2) {
+    const std::string member(detail::text(detail::at(members.get(), i)));
+    const double expiry_ms = std::strtod(std::string(detail::text(detail::at(members.get(), i + 1))).c_str(), nullptr);
+    const auto a = member.find('|');
+    const auto b = member.find('|', a == std::string::npos ? a : a + 1);
+    const auto last = member.rfind('|');
+    if (a == std::string::npos || b == std::string::npos || last <= b) continue;
+    ProcessStatus& w = processes[member.substr(a + 1, b - a - 1)];
+    w.id = member.substr(a + 1, b - a - 1);
+    w.stages[member.substr(0, a)] = std::strtoull(member.c_str() + last + 1, nullptr, 10);
+    const double age = std::max(0.0, kLiveTtlS - (expiry_ms - static_cast<double>(now_ms)) / 1000);
+    w.heartbeat_age_s = w.stages.size() == 1 ? age : std::min(w.heartbeat_age_s, age);
+  }
+  std::vector<ProcessStatus> list;
+  for (auto& [id, w] : processes) list.push_back(std::move(w));
+  return list;
+}
+
 std::string status_table(const std::vector<StageStatus>& status) {
   std::ostringstream out;
   if (status.empty()) {

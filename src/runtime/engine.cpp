@@ -151,6 +151,7 @@ void Engine::serve_source(Node& node) {
     node.busy_ns.fetch_add(ns_between(t0, t1), std::memory_order_relaxed);
     if (out.empty()) continue;
     for (const Packet& packet : out) {
+      node.tap.pass(packet);
       std::uint32_t seen = streams_.load(std::memory_order_relaxed);
       while (packet.stream >= seen &&
              !streams_.compare_exchange_weak(seen, packet.stream + 1, std::memory_order_relaxed)) {
@@ -264,6 +265,10 @@ void Engine::serve_stage(Node& node) {
   }
   after_delivery(node, after, false);
   if (!batch.empty()) {
+    // A last stage's packets leave the pipeline here: its tap shows them as it takes them.
+    if (node.outputs.empty()) {
+      for (const Queued& queued : batch) node.tap.pass(queued.packet);
+    }
     if (node.config.max_batch > 1) {
       run_batch(node, *stage, batch, exclusive);
     } else {
@@ -386,6 +391,7 @@ void Engine::route(Node& node, std::vector<Packet>& outputs, std::span<const Key
   if (delta != 0) add_in_flight(delta);  // a 1-to-1 hop leaves the shared counter alone
   node.emitted.fetch_add(outputs.size(), std::memory_order_relaxed);
   for (Packet& packet : outputs) {
+    node.tap.pass(packet);
     for (std::size_t e = 0; e + 1 < node.outputs.size(); ++e) deliver(node.outputs[e], packet);
     deliver(node.outputs.back(), std::move(packet));
   }
@@ -440,6 +446,7 @@ void Engine::check_done() {
   done_ = true;
   end_time_ = Clock::now();
   done_cv_.notify_all();
+  close_taps();
 }
 
 void Engine::deliver(const Edge& edge, Packet packet, Ticket ticket) {

@@ -20,6 +20,7 @@
 #include "histogram.hpp"
 #include "join_table.hpp"
 #include "micromodels/metrics.hpp"
+#include "micromodels/packet_tap.hpp"
 #include "micromodels/plan.hpp"
 #include "micromodels/transport.hpp"
 #include "reorder_buffer.hpp"
@@ -122,6 +123,7 @@ class Node {
   std::atomic<std::int64_t> capacity_ns{0};  // consumer-nanoseconds available until last_change
   Histogram wait;
   Histogram service;
+  PacketTap tap;  // the packets leaving it, for a preview (engine_tap.cpp)
 };
 
 class Engine {
@@ -140,6 +142,8 @@ class Engine {
   /// Stops the sources only (a distributed run drains into its sinks until they have it all).
   void stop_sources();
   void scale(std::string_view stage, int consumers);
+  /// The packets leaving a stage (or source) served here; throws std::invalid_argument.
+  PacketTap& tap(std::string_view stage);
   void swap(std::string_view stage, const std::map<std::string, std::string>& params,
             std::string_view type);
   /// Once finished: destroys the stage instances, so that sinks finish their files before the
@@ -204,6 +208,7 @@ class Engine {
   void add_in_flight(std::int64_t count);
   void leave(std::int64_t count);
   void check_done();
+  void close_taps();  // the run has ended: watchers get nothing more
   struct ReorderOut;  // takes what a node's reorder buffer releases
 
   // Housekeeping (engine_setup.cpp).

@@ -141,6 +141,8 @@ void Runner::swap(std::string_view stage, const std::map<std::string, std::strin
   engine_->swap(stage, params, type);
 }
 
+PacketTap& Runner::tap(std::string_view stage) { return engine_->tap(stage); }
+
 bool Runner::finished() const { return engine_->finished(); }
 MetricsSnapshot Runner::metrics() const { return engine_->metrics(); }
 

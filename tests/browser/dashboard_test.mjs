@@ -2,6 +2,8 @@
 // (driven by puppeteer-core) opens it, and every effect is checked through /status, not
 // through the page. Saves screenshots in out/test-logs/ (dashboard.png, dashboard-token.png).
 //
+// Also dashboard-preview.png: a 12-stage video pipeline in rows, and its preview playing.
+//
 //   node tests/browser/dashboard_test.mjs    (ctest -L browser sets the variables below; run as
 //   a plain script, not under `node --test`, so that its skip, exit 77, reaches ctest)
 //
@@ -154,6 +156,8 @@ test("the dashboard shows the run live, and scales and swaps through the routes"
   await page.setViewport({ width: 1360, height: 900 });
   const pageErrors = [];
   page.on("pageerror", (e) => pageErrors.push(String(e)));
+  const requested = [];
+  page.on("request", (r) => requested.push(new URL(r.url()).pathname));
   await page.goto(url + "/", { waitUntil: "load" });
 
   // Every stage is drawn, once, with its edges, laid out by depth.
@@ -175,6 +179,9 @@ test("the dashboard shows the run live, and scales and swaps through the routes"
   await new Promise((r) => setTimeout(r, 1500));
   const second = await packetsOut();
   assert.notEqual(first, second, "packets out did not change in 1.5 s");
+  // The figures come from the status stream: one /status to start, then no polling.
+  assert.equal(requested.filter((p) => p === "/status/stream").length, 1, requested.join(" "));
+  assert.ok(requested.filter((p) => p === "/status").length <= 1, requested.join(" "));
   assert.match(await page.$eval('.stage[data-stage="work"] [data-field="rate"]', (e) => e.textContent),
                /^[0-9.,]+\/s$/);
 
@@ -230,6 +237,105 @@ test("the dashboard shows the run live, and scales and swaps through the routes"
   await stop(run.child);
 });
 
+// A 12-stage video pipeline, as long as eye_contact.yaml: source, ten stages in a line (one of
+// them paces the frames at 50 a second), and a video sink.
+function videoPipeline(media) {
+  const middle = [];
+  for (let i = 1; i <= 10; i++) {
+    middle.push(i === 5
+      ? `  - name: stage${i}\n    type: model.sleep\n    params: { service_ms: 20 }`
+      : `  - name: stage${i}\n    type: pass`);
+  }
+  const file = path.join(dir, "video.yaml");
+  fs.writeFileSync(file, `pipeline: dashboard_video
+stages:
+  - name: source
+    type: video.source
+    params: { path: ${JSON.stringify(media)} }
+${middle.join("\n")}
+  - name: sink
+    type: video.sink
+    ordered: true
+    params: { path: ${JSON.stringify(path.join(dir, "video.mp4"))} }
+`);
+  return file;
+}
+
+// What the preview's <img> shows, as a few numbers: the mean of each of 64 blocks of its pixels.
+const previewPixels = (page) => page.$eval("#preview-image", (image) => {
+  const canvas = document.createElement("canvas");
+  canvas.width = 8;
+  canvas.height = 8;
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0, 8, 8);
+  return Array.from(context.getImageData(0, 0, 8, 8).data).join(",");
+});
+
+test("a long pipeline wraps into rows, and the preview panel plays a stage's frames", async (t) => {
+  const media = path.join(cache, "media", "franck.mp4");
+  if (!fs.existsSync(media)) {
+    if (process.env.MICROMODELS_REQUIRE_MEDIA === "1") throw new Error(`missing ${media}`);
+    t.skip(`missing ${media}: scripts/fetch_media.sh fetches it`);
+    return;
+  }
+  const run = startRun("127.0.0.1:0", {}, ["run", videoPipeline(media), "-q"]);
+  runs.push(run.child);
+  const url = await run.url;
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1400, height: 1100 });
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  await page.goto(url + "/", { waitUntil: "load" });
+  await page.waitForFunction(() => document.querySelectorAll(".stage").length === 12, { timeout: 10000 });
+
+  // Every stage fits the width: rows, not a line to scroll along; each edge is drawn.
+  const layout = await page.evaluate(() => ({
+    scroll: document.querySelector(".graph-scroll").scrollWidth,
+    width: document.querySelector(".graph-scroll").clientWidth,
+    cards: [...document.querySelectorAll(".stage")].map((c) => {
+      const box = c.getBoundingClientRect();
+      return { name: c.dataset.stage, left: box.left, right: box.right, top: box.top };
+    }),
+  }));
+  assert.ok(layout.scroll <= layout.width, `the graph scrolls sideways: ${layout.scroll} > ${layout.width}`);
+  for (const card of layout.cards) assert.ok(card.right <= 1400, `${card.name} is cut off: ${JSON.stringify(card)}`);
+  const rows = new Set(layout.cards.map((c) => Math.round(c.top))).size;
+  assert.ok(rows >= 3, `the 12 stages take ${rows} rows`);
+  const byName = Object.fromEntries(layout.cards.map((c) => [c.name, c]));
+  assert.ok(byName.stage4.top > byName.source.top && byName.stage4.left < byName.stage3.left,
+            `stage4 starts the next row: ${JSON.stringify(layout.cards)}`);
+  assert.equal(await page.$$eval("path.edge", (edges) => edges.length), 11);
+
+  // The preview: the last stage's frame by default, frames that change.
+  await page.waitForFunction(() => Number(document.querySelector("#preview-image").dataset.frames || 0) >= 3 &&
+    document.querySelector("#preview-image").naturalWidth === 360, { timeout: 20000 });
+  assert.equal(await page.$eval("#preview-stage", (e) => e.value), "sink");
+  const first = await previewPixels(page);
+  await page.waitForFunction((n) => Number(document.querySelector("#preview-image").dataset.frames) >= n + 5,
+                             { timeout: 10000 }, Number(await page.$eval("#preview-image", (e) => e.dataset.frames)));
+  const later = await previewPixels(page);
+  assert.notEqual(first, later, "the preview's picture did not change");
+  assert.match(await page.$eval("#preview-state", (e) => e.textContent), /^sink · frame: 360×288/);
+  assert.deepEqual(await page.$$eval("#preview-fields option", (o) => o.map((x) => x.value)), ["frame"]);
+  await page.screenshot({ path: path.join(logDir, "dashboard-preview.png") });
+
+  // Another stage from the picker; then a field its packets do not have: the server's message.
+  await page.select("#preview-stage", "stage3");
+  const shown = Number(await page.$eval("#preview-image", (e) => e.dataset.frames));
+  await page.waitForFunction((n) => Number(document.querySelector("#preview-image").dataset.frames) >= n + 3 &&
+    /^stage3 · frame: 360×288/.test(document.querySelector("#preview-state").textContent),
+  { timeout: 10000 }, shown);
+  await page.$eval("#preview-field", (e) => {
+    e.value = "nope";
+    e.dispatchEvent(new Event("change"));
+  });
+  await page.waitForFunction(() => /no preview: the packets leaving stage 'stage3' have no field 'nope'; its image fields: frame/
+    .test(document.querySelector("#preview-state").textContent), { timeout: 15000 });
+  assert.deepEqual(pageErrors, []);
+  await page.close();
+  await stop(run.child);
+});
+
 test("off loopback, a page without the token gets nothing of the run", async () => {
   const token = "dashboard-s3cret";
   const address = outsideAddress();
@@ -239,7 +345,7 @@ test("off loopback, a page without the token gets nothing of the run", async () 
   assert.ok(!url.includes("127.0.0.1"), url);
 
   // Every route with data or an action: 401 without the token, and with a wrong one.
-  for (const pathname of ["/status", "/metrics", "/nothing", "/stages/work/scale"]) {
+  for (const pathname of ["/status", "/status/stream", "/metrics", "/nothing", "/stages/work/scale", "/preview/frame"]) {
     for (const wrong of [undefined, "not-the-token"]) {
       const reply = await get(url, pathname, wrong);
       assert.equal(reply.status, 401, `${pathname}: ${reply.text}`);
@@ -321,6 +427,17 @@ test("on Redis, the run's page shows the stages its workers serve, as the broker
   const doc = await status(url);
   assert.equal(stageOf({ stages: doc.broker.map((b) => ({ ...b, name: b.stage })) }, "work").consumers, 2);
   assert.equal(await page.$$eval("path.edge", (edges) => edges.length), 4);
+  // Each live process: the worker with its two stages and their consumers, and the run process.
+  await page.waitForFunction(() => [...document.querySelectorAll("#processes-body tr")]
+    .some((row) => row.cells[1].textContent === "decode ×2, work ×2"), { timeout: 10000 });
+  const processes = await page.$$eval("#processes-body tr", (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
+  assert.ok(processes.length >= 2, JSON.stringify(processes));
+  for (const [id, , total, heartbeat] of processes) {
+    assert.match(id, /^.+:\d+/);
+    assert.match(total, /^\d+$/);
+    assert.match(heartbeat, /^\d+\.\d s ago$/);
+  }
+  assert.deepEqual(doc.processes.find((w) => w.consumers.work !== undefined).consumers, { decode: 2, work: 2 });
   await page.screenshot({ path: path.join(logDir, "dashboard-redis.png") });
   await page.close();
   await stop(run.child);

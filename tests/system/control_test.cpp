@@ -498,7 +498,7 @@ TEST_F(ControlTest, TokenProtectsEveryRoute) {
   auto run = start_run(write_pipeline(100000, 100, 1), {"--token", token});
   ASSERT_FALSE(url_.empty());
 
-  for (const char* path : {"/status", "/metrics", "/nothing"}) {
+  for (const char* path : {"/status", "/status/stream", "/metrics", "/nothing", "/preview/frame"}) {
     auto anonymous = client();
     const auto without = anonymous.Get(path);
     ASSERT_TRUE(without);
@@ -627,5 +627,73 @@ TEST_F(ControlTest, TopSaysSoWhenTheRunEnds) {
   EXPECT_TRUE(terminal.wait_for("has ended", 2s)) << terminal.screen();
   EXPECT_TRUE(terminal.cooked());
 }
+
+#ifdef MICROMODELS_HAS_VISION
+// The preview as players read it: ffprobe and ffmpeg open the MJPEG stream of a video run's
+// frames, and the stream ends when the run does.
+TEST_F(ControlTest, FfmpegPlaysThePreviewOfAVideoRun) {
+  const char* cache = std::getenv("MICROMODELS_CACHE");
+  const fs::path media = (cache != nullptr && *cache != '\0'
+                              ? fs::path(cache)
+                              : fs::path(MICROMODELS_SOURCE_DIR) / ".cache" / "micromodels") /
+                         "media" / "franck.mp4";
+  const std::string ffmpeg = find_on_path("ffmpeg");
+  const std::string ffprobe = find_on_path("ffprobe");
+  if (!fs::exists(media) || ffmpeg.empty() || ffprobe.empty()) {
+    const std::string missing = "needs " + media.string() + " (scripts/fetch_media.sh), ffmpeg "
+                                "and ffprobe (scripts/deps.sh)";
+    if (std::getenv("MICROMODELS_REQUIRE_MEDIA") != nullptr) FAIL() << missing;
+    GTEST_SKIP() << missing;
+  }
+  // 360x288 frames, 20 ms each in `work`: about 8 s of run.
+  const fs::path pipeline = dir_ / "video.yaml";
+  std::ofstream(pipeline) << "pipeline: video_preview\n"
+                             "stages:\n"
+                             "  - name: source\n"
+                             "    type: video.source\n"
+                             "    params: { path: " << media.string() << ", max_frames: 400 }\n"
+                             "  - name: work\n"
+                             "    type: model.sleep\n"
+                             "    params: { service_ms: 20 }\n"
+                             "  - name: sink\n"
+                             "    type: video.sink\n"
+                             "    ordered: true\n"
+                             "    params: { path: " << (dir_ / "out.mp4").string() << " }\n";
+  auto run = start_run(pipeline, {"-q"});
+  ASSERT_FALSE(url_.empty());
+  const auto shell = [&](const std::string& name, const std::string& command) {
+    const std::string out = (dir_ / (name + ".out")).string();
+    const int code = std::system(("timeout 60 " + command + " > " + out + " 2>&1").c_str());
+    return std::make_pair(WIFEXITED(code) ? WEXITSTATUS(code) : -1, read_text(out));
+  };
+  // The default: field `frame` of the last stage, the sink.
+  const std::string stream = url_ + "/preview/frame";
+  const auto [probed, probe] = shell(
+      "ffprobe", ffprobe + " -v error -f mpjpeg -show_entries stream=codec_name,width,height "
+                           "-of default=noprint_wrappers=1 '" + stream + "'");
+  EXPECT_EQ(probed, 0) << probe;
+  EXPECT_NE(probe.find("codec_name=mjpeg"), std::string::npos) << probe;
+  EXPECT_NE(probe.find("width=360"), std::string::npos) << probe;
+  EXPECT_NE(probe.find("height=288"), std::string::npos) << probe;
+
+  // Five frames of another stage, as files; they show the video moving.
+  const auto [read, log] = shell(
+      "ffmpeg", ffmpeg + " -v error -f mpjpeg -i '" + url_ + "/preview/frame?stage=work&fps=5' " +
+                    "-frames:v 5 -c copy '" + (dir_ / "frame_%d.jpg").string() + "'");
+  ASSERT_EQ(read, 0) << log;
+  std::vector<std::string> frames;
+  for (int i = 1; i <= 5; ++i) {
+    frames.push_back(read_text(dir_ / ("frame_" + std::to_string(i) + ".jpg")));
+    EXPECT_EQ(frames.back().compare(0, 2, "\xFF\xD8"), 0) << "frame " << i << " is no JPEG";
+  }
+  EXPECT_NE(frames.front(), frames.back()) << "the preview shows the same picture";
+
+  // Played to the end: the stream closes when the run ends, and the player stops by itself.
+  const auto [played, play_log] = shell(
+      "ffmpeg_all", ffmpeg + " -v error -f mpjpeg -i '" + stream + "' -f null -");
+  EXPECT_EQ(played, 0) << "ffmpeg did not end with the run: " << play_log;
+  EXPECT_EQ(run->wait(30s).exit_code, 0) << run->err_so_far();
+}
+#endif
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "micromodels/micromodels.hpp"
@@ -483,6 +484,46 @@ TEST(Runner, StopDrainsInFlightPackets) {
   EXPECT_LT(m.packets_in, 100000u);
   EXPECT_EQ(m.packets_out, m.packets_in);
   expect_each_stream_in_order(f.seen->keys, 1, m.packets_in);
+}
+
+TEST(Runner, TapsHandOnThePacketsLeavingAStageWhileItRuns) {
+  Fixture f;
+  Pipeline p("tap");
+  p.add(source(100000, 1, 2000));
+  p.add({.name = "work", .type = "model.spin", .params = {{"service_ms", 0.05}, {"writes", std::string("ms")}},
+         .consumers = 2});
+  p.add({.name = "sink", .type = "test.collect", .ordered = true});
+  Runner runner(p, f.registry);
+  runner.start();
+  using std::chrono::seconds;
+  // A stage's outputs (with what it wrote), a source's packets, and what a last stage takes (it
+  // emits nothing: its packets leave the pipeline there).
+  const PacketTap::Next work = runner.tap("work").next(seconds(10));
+  ASSERT_NE(work.packet, nullptr);
+  EXPECT_TRUE(work.packet->has("ms"));
+  EXPECT_EQ(work.packet->get<std::int64_t>("value"), static_cast<std::int64_t>(work.packet->seq));
+  const PacketTap::Next later = runner.tap("work").next(seconds(10));
+  ASSERT_NE(later.packet, nullptr);
+  EXPECT_NE(later.packet->seq, work.packet->seq) << "the same packet twice";
+  const PacketTap::Next source_packet = runner.tap("source").next(seconds(10));
+  ASSERT_NE(source_packet.packet, nullptr);
+  EXPECT_FALSE(source_packet.packet->has("ms"));
+  const PacketTap::Next sink = runner.tap("sink").next(seconds(10));
+  ASSERT_NE(sink.packet, nullptr);
+  EXPECT_TRUE(sink.packet->has("ms"));
+  try {
+    (void)runner.tap("nosuch");
+    ADD_FAILURE() << "an unknown stage was tapped";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("the stages are source, work, sink"), std::string::npos)
+        << e.what();
+  }
+  // The run's end closes the taps: a watcher is told at once.
+  runner.stop();
+  ASSERT_TRUE(runner.wait_for(10'000));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(runner.tap("work").next(seconds(30)).closed);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(1));
 }
 
 TEST(Runner, BatchingStageGetsBatchesAndEveryPacket) {

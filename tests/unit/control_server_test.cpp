@@ -3,11 +3,13 @@
 #include "micromodels/control/control_server.hpp"
 
 #include <atomic>
+#include <cstring>
 #include <functional>
 #include <chrono>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -87,6 +89,14 @@ class FakeRun final : public Run {
     return snapshot_;
   }
   [[nodiscard]] Progress progress() const override { return {}; }
+  // A test passes packets into these by hand, as the engine would.
+  [[nodiscard]] PacketTap& tap(std::string_view stage) override {
+    if (stage == "a") return tap_a;
+    if (stage == "b") return tap_b;
+    throw std::invalid_argument("no stage named '" + std::string(stage) + "'; the stages are a, b");
+  }
+  PacketTap tap_a;
+  PacketTap tap_b;
 
  private:
   mutable std::mutex mutex_;
@@ -208,9 +218,15 @@ TEST(ControlServer, StatusGivesTheBrokersViewAndWhyItCannotBeRead) {
   ControlServer server(fake, {.inputs = {{"a", {}}, {"b", {"a"}}, {"far", {"b"}}},
                               .broker = [&reachable] {
                                 if (!reachable) throw std::runtime_error("broker unreachable");
-                                return std::vector<BrokerStage>{
-                                    {.stage = "b", .backlog = 5, .pending = 2, .consumers = 3},
-                                    {.stage = "far", .backlog = 7, .pending = 0, .consumers = 4}};
+                                return BrokerView{
+                                    .stages = {{.stage = "b", .backlog = 5, .pending = 2, .consumers = 3},
+                                               {.stage = "far", .backlog = 7, .pending = 0, .consumers = 4}},
+                                    .processes = {{.id = "hostA:12",
+                                                 .consumers = {{"b", 1}, {"far", 4}},
+                                                 .heartbeat_age_s = 0.4},
+                                                {.id = "hostB:7",
+                                                 .consumers = {{"b", 2}},
+                                                 .heartbeat_age_s = 1.5}}};
                               }});
   const auto status_until = [&](const std::function<bool(const Json&)>& done) {
     Json status;
@@ -228,16 +244,22 @@ TEST(ControlServer, StatusGivesTheBrokersViewAndWhyItCannotBeRead) {
   EXPECT_EQ(read["broker"][1], Json::parse(R"({"stage": "far", "backlog": 7, "pending": 0,
                                                "consumers": 4, "inputs": ["b"]})"));
   EXPECT_EQ(read["broker"][0]["consumers"], 3);
+  // Each live process: what it serves, with its consumers, and how fresh its heartbeat is.
+  EXPECT_EQ(read["processes"], Json::parse(R"([
+      {"id": "hostA:12", "consumers": {"b": 1, "far": 4}, "heartbeat_age_s": 0.4},
+      {"id": "hostB:7", "consumers": {"b": 2}, "heartbeat_age_s": 1.5}])")) << read.dump(2);
   EXPECT_TRUE(read["broker_error"].is_null());
 
   reachable = false;
   const Json failed = status_until([](const Json& s) { return !s["broker_error"].is_null(); });
   EXPECT_EQ(failed["broker_error"], "broker unreachable") << failed.dump(2);
   EXPECT_TRUE(failed["broker"].is_null());
+  EXPECT_TRUE(failed["processes"].is_null());
 
   ControlServer alone(fake, {});
   const Json untold = get_json(alone, "/status");
   EXPECT_TRUE(untold["broker"].is_null());
+  EXPECT_TRUE(untold["processes"].is_null());
   EXPECT_TRUE(untold["broker_error"].is_null());
 }
 
@@ -309,6 +331,355 @@ TEST(ControlServer, APortInUseIsReported) {
     EXPECT_NE(std::string(e.what()).find("cannot listen on 127.0.0.1:"), std::string::npos)
         << e.what();
   }
+}
+
+// --- the preview (GET /preview/FIELD) --------------------------------------------------------
+
+// Passes a packet into a tap every 5 ms, as the engine does for the packets leaving a stage:
+// `frame` (a BGR image whose gray level follows the seq), `depth` (a float image) and `faces`.
+class TapFeeder {
+ public:
+  explicit TapFeeder(PacketTap& tap)
+      : thread_([this, &tap] {
+          for (std::uint64_t seq = 0; !done_; ++seq) {
+            Packet p{.stream = 0, .seq = seq};
+            Image frame = Image::allocate(64, 48, 3);
+            std::memset(frame.pixels.mutable_data(), static_cast<int>(seq * 7 % 256),
+                        frame.byte_size());
+            p.set("frame", std::move(frame));
+            p.set("depth", Image::allocate(8, 8, 1, Depth::f32));
+            p.set("faces", Rects{{1, 2, 3, 4, 0.9f}});
+            tap.pass(p);
+            std::this_thread::sleep_for(5ms);
+          }
+        }) {}
+  ~TapFeeder() {
+    done_ = true;
+    thread_.join();
+  }
+  TapFeeder(const TapFeeder&) = delete;
+  TapFeeder& operator=(const TapFeeder&) = delete;
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+// A client reading GET `path` as a stream on a thread of its own, as a browser's <img> does.
+class StreamClient {
+ public:
+  StreamClient(const std::string& url, const std::string& path, const std::string& token = {})
+      : thread_([this, url, path, token] {
+          httplib::Client client(url);
+          client.set_read_timeout(10);
+          if (!token.empty()) client.set_bearer_token_auth(token);
+          client.Get(
+              path,
+              [this](const httplib::Response& response) {
+                std::lock_guard lock(mutex_);
+                status_ = response.status;
+                content_type_ = response.get_header_value("Content-Type");
+                return true;
+              },
+              [this](const char* data, std::size_t size) {
+                std::lock_guard lock(mutex_);
+                body_.append(data, size);
+                return !leave_;
+              });
+          std::lock_guard lock(mutex_);
+          ended_ = true;
+        }) {}
+  ~StreamClient() {
+    leave();
+    thread_.join();
+  }
+  StreamClient(const StreamClient&) = delete;
+  StreamClient& operator=(const StreamClient&) = delete;
+
+  // Stops reading: the connection closes at the next bytes that arrive.
+  void leave() {
+    std::lock_guard lock(mutex_);
+    leave_ = true;
+  }
+  [[nodiscard]] int status() const {
+    std::lock_guard lock(mutex_);
+    return status_;
+  }
+  [[nodiscard]] std::string content_type() const {
+    std::lock_guard lock(mutex_);
+    return content_type_;
+  }
+  [[nodiscard]] std::string body() const {
+    std::lock_guard lock(mutex_);
+    return body_;
+  }
+  [[nodiscard]] bool ended() const {
+    std::lock_guard lock(mutex_);
+    return ended_;
+  }
+  // The JPEGs of the complete parts received so far.
+  [[nodiscard]] std::vector<std::string> jpegs() const {
+    const std::string all = body();
+    std::vector<std::string> found;
+    const std::string head = "--micromodels\r\nContent-Type: image/jpeg\r\nContent-Length: ";
+    std::size_t at = 0;
+    while (all.compare(at, head.size(), head) == 0) {
+      const std::size_t length_end = all.find("\r\n\r\n", at);
+      if (length_end == std::string::npos) break;
+      const std::size_t size = std::stoul(all.substr(at + head.size(), length_end - at - head.size()));
+      const std::size_t start = length_end + 4;
+      if (all.size() < start + size + 2) break;
+      found.push_back(all.substr(start, size));
+      EXPECT_EQ(all.substr(start + size, 2), "\r\n");
+      at = start + size + 2;
+    }
+    return found;
+  }
+  template <class Predicate>
+  bool wait_until(Predicate ok, std::chrono::milliseconds timeout) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (ok()) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return ok();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  int status_ = 0;
+  std::string content_type_;
+  std::string body_;
+  bool leave_ = false;
+  bool ended_ = false;
+  std::thread thread_;
+};
+
+// The streams need the JPEG encoder, which comes with OpenCV; a build without it answers 501
+// (checked below).
+#ifdef MICROMODELS_WIRE_HAS_OPENCV
+#define REQUIRE_JPEG_ENCODER() \
+  do {                         \
+  } while (false)
+#else
+#define REQUIRE_JPEG_ENCODER() \
+  GTEST_SKIP() << "this build has no JPEG encoder (no OpenCV): the preview answers 501"
+#endif
+
+bool is_jpeg(const std::string& bytes) {
+  return bytes.size() > 4 && bytes.compare(0, 2, "\xFF\xD8") == 0 &&
+         bytes.compare(bytes.size() - 2, 2, "\xFF\xD9") == 0;
+}
+
+TEST(ControlPreview, StreamsAnImageFieldAsJpegParts) {
+  REQUIRE_JPEG_ENCODER();
+  FakeRun fake;
+  ControlServer server(fake, {});
+  TapFeeder feeder(fake.tap_b);
+  StreamClient stream(server.url(), "/preview/frame?stage=b&fps=50");
+  ASSERT_TRUE(stream.wait_until([&] { return stream.jpegs().size() >= 4; }, 10s))
+      << "status " << stream.status() << ": " << stream.body().substr(0, 300);
+  EXPECT_EQ(stream.status(), 200);
+  EXPECT_EQ(stream.content_type(), "multipart/x-mixed-replace; boundary=micromodels");
+  const std::vector<std::string> jpegs = stream.jpegs();
+  for (const std::string& jpeg : jpegs) EXPECT_TRUE(is_jpeg(jpeg));
+  EXPECT_NE(jpegs.front(), jpegs.back()) << "the frames change as the packets do";
+  EXPECT_FALSE(stream.ended());
+}
+
+TEST(ControlPreview, TheRateCapHoldsBackTheParts) {
+  REQUIRE_JPEG_ENCODER();
+  FakeRun fake;
+  ControlServer server(fake, {});
+  TapFeeder feeder(fake.tap_b);  // 200 packets a second
+  StreamClient stream(server.url(), "/preview/frame?stage=b&fps=4");
+  ASSERT_TRUE(stream.wait_until([&] { return !stream.jpegs().empty(); }, 10s));
+  const auto start = std::chrono::steady_clock::now();
+  const std::size_t first = stream.jpegs().size();
+  std::this_thread::sleep_for(1500ms);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double parts = static_cast<double>(stream.jpegs().size() - first);
+  EXPECT_LE(parts, 4 * seconds + 1) << "more parts than fps=4 allows";
+  EXPECT_GE(parts, 2) << "the stream stalled";
+}
+
+TEST(ControlPreview, RefusesWhatItCannotShowWithAMessage) {
+  FakeRun fake;
+  ControlServer server(fake, {});
+  TapFeeder feeder_a(fake.tap_a);
+  TapFeeder feeder_b(fake.tap_b);
+  const auto refused = [&](const std::string& path, int status, const std::string& says) {
+    auto client = client_for(server);
+    const auto reply = client.Get(path);
+    ASSERT_TRUE(reply) << path;
+    EXPECT_EQ(reply->status, status) << path << ": " << reply->body;
+    const Json body = Json::parse(reply->body);
+    EXPECT_NE(body["error"].get<std::string>().find(says), std::string::npos)
+        << path << ": " << body.dump();
+  };
+  refused("/preview/nope?stage=b", 404, "have no field 'nope'; its image fields: frame, depth; "
+                                        "its other fields: faces");
+  refused("/preview/faces?stage=b", 400, "holds rects, not an image");
+  refused("/preview/depth?stage=a", 400, "32-bit float image of 1 channel(s)");
+  refused("/preview/frame?stage=zzz", 404, "the stages are a, b");
+  refused("/preview/frame?stage=b&fps=0", 400, "fps must be a number above 0");
+  refused("/preview/frame?stage=b&fps=61", 400, "got '61'");
+  refused("/preview/frame?stage=b&fps=fast", 400, "got 'fast'");
+  refused("/preview/frame?stage=b&size=2", 400, "unknown query parameter 'size'");
+  refused("/preview/a/b", 404, "the preview is GET /preview/FIELD");
+  auto client = client_for(server);
+  const auto post = client.Post("/preview/frame", "", "text/plain");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 405);
+  EXPECT_EQ(post->get_header_value("Allow"), "GET");
+}
+
+#ifndef MICROMODELS_WIRE_HAS_OPENCV
+TEST(ControlPreview, WithoutAJpegEncoderItSaysSo) {
+  FakeRun fake;
+  ControlServer server(fake, {});
+  TapFeeder feeder(fake.tap_b);
+  auto client = client_for(server);
+  const auto reply = client.Get("/preview/frame?stage=b");
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->status, 501) << reply->body;
+  EXPECT_NE(reply->body.find("no JPEG encoder"), std::string::npos) << reply->body;
+}
+#endif
+
+TEST(ControlPreview, BoundsItsClientsAndKeepsTheOtherRoutesAnswering) {
+  REQUIRE_JPEG_ENCODER();
+  FakeRun fake;
+  ControlServer server(fake, {});
+  TapFeeder feeder(fake.tap_b);
+  std::vector<std::unique_ptr<StreamClient>> streams;
+  for (int i = 0; i < 4; ++i) {
+    streams.push_back(std::make_unique<StreamClient>(server.url(), "/preview/frame?stage=b"));
+    ASSERT_TRUE(streams.back()->wait_until([&] { return !streams.back()->jpegs().empty(); }, 10s))
+        << "stream " << i;
+  }
+  // Four streams play; /status still answers at once.
+  const auto start = std::chrono::steady_clock::now();
+  get_json(server, "/status");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  {
+    auto client = client_for(server);
+    const auto fifth = client.Get("/preview/frame?stage=b");
+    ASSERT_TRUE(fifth);
+    EXPECT_EQ(fifth->status, 503) << fifth->body;
+    EXPECT_NE(fifth->body.find("4 preview streams are open"), std::string::npos) << fifth->body;
+  }
+  // A client that goes away gives its place back.
+  streams.front()->leave();
+  ASSERT_TRUE(streams.front()->wait_until([&] { return streams.front()->ended(); }, 5s));
+  bool played = false;
+  for (int attempt = 0; attempt < 50 && !played; ++attempt) {
+    StreamClient again(server.url(), "/preview/frame?stage=b");
+    played = again.wait_until([&] { return !again.jpegs().empty() || again.ended(); }, 10s) &&
+             !again.jpegs().empty();
+    if (!played) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(played) << "the place of the client that left was not given back";
+}
+
+TEST(ControlPreview, TheRunsEndEndsTheStream) {
+  REQUIRE_JPEG_ENCODER();
+  FakeRun fake;
+  ControlServer server(fake, {});
+  TapFeeder feeder(fake.tap_b);
+  StreamClient stream(server.url(), "/preview/frame?stage=b");
+  ASSERT_TRUE(stream.wait_until([&] { return !stream.jpegs().empty(); }, 10s));
+  fake.tap_b.close();  // what the engine does when the run ends
+  EXPECT_TRUE(stream.wait_until([&] { return stream.ended(); }, 3s));
+  auto client = client_for(server);
+  const auto after = client.Get("/preview/frame?stage=b");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 503);
+  EXPECT_NE(after->body.find("the run has ended"), std::string::npos) << after->body;
+}
+
+TEST(ControlPreview, StopsPromptlyWithAStreamPlaying) {
+  REQUIRE_JPEG_ENCODER();
+  FakeRun fake;
+  auto server = std::make_unique<ControlServer>(fake, ControlOptions{});
+  TapFeeder feeder(fake.tap_b);
+  StreamClient stream(server->url(), "/preview/frame?stage=b");
+  ASSERT_TRUE(stream.wait_until([&] { return !stream.jpegs().empty(); }, 10s));
+  const auto start = std::chrono::steady_clock::now();
+  server.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  EXPECT_TRUE(stream.wait_until([&] { return stream.ended(); }, 3s));
+}
+
+TEST(ControlPreview, NeedsTheTokenLikeEveryRoute) {
+  REQUIRE_JPEG_ENCODER();
+  FakeRun fake;
+  ControlServer server(fake, {.token = "s3cret"});
+  TapFeeder feeder(fake.tap_b);
+  auto anonymous = client_for(server);
+  const auto refused = anonymous.Get("/preview/frame?stage=b");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 401);
+  EXPECT_EQ(refused->body.find("\xFF\xD8"), std::string::npos) << "no pixels without the token";
+  StreamClient stream(server.url(), "/preview/frame?stage=b", "s3cret");
+  EXPECT_TRUE(stream.wait_until([&] { return !stream.jpegs().empty(); }, 10s))
+      << stream.status() << " " << stream.body().substr(0, 200);
+}
+
+// --- GET /status/stream ------------------------------------------------------------------------
+
+// The data of each complete event ("data: ...\n\n") received so far.
+std::vector<std::string> events_in(const std::string& body) {
+  std::vector<std::string> events;
+  std::size_t at = 0;
+  for (std::size_t end; (end = body.find("\n\n", at)) != std::string::npos; at = end + 2) {
+    const std::string event = body.substr(at, end - at);
+    EXPECT_EQ(event.rfind("data: ", 0), 0u) << event;
+    events.push_back(event.substr(6));
+  }
+  return events;
+}
+
+TEST(ControlServer, StatusStreamSendsTheStatusEvery750Ms) {
+  FakeRun fake;
+  auto server = std::make_unique<ControlServer>(fake, ControlOptions{});
+  const auto start = std::chrono::steady_clock::now();
+  StreamClient stream(server->url(), "/status/stream");
+  ASSERT_TRUE(stream.wait_until([&] { return events_in(stream.body()).size() >= 4; }, 10s))
+      << stream.status() << " " << stream.body().substr(0, 300);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(stream.status(), 200);
+  EXPECT_EQ(stream.content_type(), "text/event-stream");
+  // The first at once, then one every 750 ms: the fourth after about 2.25 s.
+  EXPECT_GE(seconds, 2.0);
+  for (const std::string& data : events_in(stream.body())) {
+    const Json status = Json::parse(data);
+    EXPECT_EQ(status["pipeline"], "fake");
+    EXPECT_EQ(stage_of(status, "b")["type"], "model.fake");
+  }
+  // Figures that change arrive in the next events.
+  fake.change([](MetricsSnapshot& m) { m.stages[1].consumers = 7; });
+  EXPECT_TRUE(stream.wait_until(
+      [&] { return stage_of(Json::parse(events_in(stream.body()).back()), "b")["consumers"] == 7; }, 3s));
+  // A ninth stream beside eight is refused with a message; stopping ends the streams at once.
+  std::vector<std::unique_ptr<StreamClient>> more;
+  for (int i = 0; i < 7; ++i) {
+    more.push_back(std::make_unique<StreamClient>(server->url(), "/status/stream"));
+    ASSERT_TRUE(more.back()->wait_until([&] { return !events_in(more.back()->body()).empty(); }, 10s));
+  }
+  {
+    auto client = client_for(*server);
+    const auto ninth = client.Get("/status/stream");
+    ASSERT_TRUE(ninth);
+    EXPECT_EQ(ninth->status, 503);
+    EXPECT_NE(ninth->body.find("ask GET /status instead"), std::string::npos) << ninth->body;
+  }
+  const auto stopping = std::chrono::steady_clock::now();
+  server.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - stopping, 3s);
+  EXPECT_TRUE(stream.wait_until([&] { return stream.ended(); }, 3s));
 }
 
 }  // namespace

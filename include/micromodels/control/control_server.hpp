@@ -21,6 +21,19 @@ struct BrokerStage {
   std::uint64_t consumers = 0;  // the consumers of every live process that serves it
 };
 
+/// A live process of a distributed run (a worker, or the run process), from its heartbeats.
+struct BrokerProcess {
+  std::string id{};                                    // host:pid
+  std::map<std::string, std::uint64_t> consumers{};    // per stage it serves
+  double heartbeat_age_s = 0;                          // since its last heartbeat
+};
+
+/// What the broker says of a distributed run: its stages and its live processes.
+struct BrokerView {
+  std::vector<BrokerStage> stages{};
+  std::vector<BrokerProcess> processes{};
+};
+
 struct ControlOptions {
   /// "ADDR:PORT", "[IPv6]:PORT" or "PORT" (loopback). Port 0 picks a free port.
   std::string listen = "127.0.0.1:0";
@@ -34,10 +47,12 @@ struct ControlOptions {
   /// Each stage's inputs (Pipeline::inputs_of), for the graph the dashboard draws: /status
   /// gives a stage's as `inputs`. Empty: `inputs` is null and the dashboard draws no edges.
   std::map<std::string, std::vector<std::string>> inputs{};
-  /// The broker's view of every stage of a distributed run, read about once a second on the
-  /// endpoint's own thread: /status gives the last one as `broker`. Empty (a run in one
-  /// process): `broker` is null. When it throws, /status gives the message as `broker_error`.
-  std::function<std::vector<BrokerStage>()> broker{};
+  /// The broker's view of a distributed run, read about once a second on the endpoint's own
+  /// thread: /status gives the last one's stages as `broker` and its processes as
+  /// `processes`.
+  /// Empty (a run in one process): both are null. When it throws, /status gives the message as
+  /// `broker_error`.
+  std::function<BrokerView()> broker{};
 };
 
 /// An HTTP server on its own threads for one Run (an embedded run, or a worker's part of a

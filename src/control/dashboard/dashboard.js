@@ -1,13 +1,14 @@
-// The dashboard: polls GET /status, draws the stages as a graph with their live figures and the
-// last minute as plots, and scales or swaps a stage through the routes `micromodels ctl` uses.
+// The dashboard: reads GET /status/stream (or polls GET /status), draws the stages as a graph
+// with their live figures and the last minute as plots, shows the preview of an image field, and
+// scales or swaps a stage through the routes `micromodels ctl` uses.
 // Every text from the server is set as text (never as HTML).
 "use strict";
 
-// /status's figures cover the last second. Every 750 ms a change shows within a second, at two
-// thirds of the browser's CPU of polling twice a second; a hidden tab polls every 5 s.
+// /status's figures cover the last second. The stream sends one every 750 ms, so a change shows
+// within a second; a page polling (no stream) asks as often, a hidden tab every 5 s.
 const POLL_MS = 750, HIDDEN_POLL_MS = 5000;
 const HISTORY_S = 60;         // what the plots show
-const CARD_W = 290, GAP_X = 48, GAP_Y = 18;
+const CARD_W = 290, GAP_X = 48, GAP_Y = 18, ROW_GAP = 44;
 const TOKEN_KEY = "micromodels.token";
 const COLORS = ["#2760c4", "#c62828", "#3a8f5c", "#d08a1e", "#7b3fb5", "#00838f", "#ad1457",
                 "#5d6875"];
@@ -66,6 +67,9 @@ async function call(method, path, body) {
 
 function askForToken(message) {
   // Without a valid token the page keeps nothing of the run on screen.
+  stopWatching();
+  stopPreview();
+  $("preview-image").hidden = true;
   latest = null;
   layoutKey = "";
   placed = "";
@@ -100,17 +104,31 @@ function showMessage(text, ok) {
   m.hidden = !text;
 }
 
+// Every /status document comes from GET /status/stream (server-sent events, read with fetch so
+// that the token goes in the header, every 750 ms): the page is told rather than asking, which
+// saves the browser a request each time. A hidden tab asks GET /status every 5 s instead, and a
+// page without a stream asks every 750 ms until the next answer lets it open one.
 let pollTimer = 0;
 let unanswered = 0;           // polls in a row that got no answer
+let stream = null;            // the open status stream's AbortController
+let noStreamUntil = 0;        // after a refused stream, poll until then
+
+function received(status) {
+  unanswered = 0;
+  $("token-form").hidden = true;
+  setText($("connection"), "live");
+  $("connection").classList.remove("lost");
+  show(status);
+}
+
 async function poll() {
   clearTimeout(pollTimer);
   try {
-    const status = await call("GET", "/status");
-    unanswered = 0;
-    $("token-form").hidden = true;
-    setText($("connection"), "live");
-    $("connection").classList.remove("lost");
-    show(status);
+    received(await call("GET", "/status"));
+    if (!document.hidden && !stream && Date.now() >= noStreamUntil) {
+      watch();
+      return;
+    }
   } catch (e) {
     // One lost poll on a busy machine is no news; two in a row are.
     if (!(e instanceof Refused) && ++unanswered >= 2) {
@@ -119,12 +137,52 @@ async function poll() {
     }
   }
   // While the token is asked for, nothing is polled: the form's submit polls again.
-  if ($("token-form").hidden) pollTimer = setTimeout(poll, document.hidden ? HIDDEN_POLL_MS : POLL_MS);
+  if ($("token-form").hidden && !stream) {
+    pollTimer = setTimeout(poll, document.hidden ? HIDDEN_POLL_MS : POLL_MS);
+  }
 }
 
-// A tab shown again is brought up to date at once.
+async function watch() {
+  const controller = new AbortController();
+  stream = controller;
+  try {
+    const reply = await fetch("/status/stream", { headers: headers(), cache: "no-store",
+                                                  signal: controller.signal });
+    if (!reply.ok) noStreamUntil = Date.now() + 10000;  // too many streams: poll a while
+    const reader = reply.ok ? reply.body.getReader() : null;
+    const decoder = new TextDecoder();
+    let text = "";
+    while (reader) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+      for (let end; (end = text.indexOf("\n\n")) >= 0; text = text.slice(end + 2)) {
+        const data = text.slice(0, end).split("\n").filter((l) => l.startsWith("data: "))
+          .map((l) => l.slice(6)).join("\n");
+        if (data) received(JSON.parse(data));
+      }
+    }
+  } catch (e) {
+    // Aborted, or the connection broke: polling takes over below.
+  }
+  if (stream === controller) stream = null;
+  if (!controller.signal.aborted) poll();  // the stream ended: ask, and open another if answered
+}
+
+function stopWatching() {
+  if (stream) stream.abort();
+  stream = null;
+}
+
+// A hidden tab polls slowly; a tab shown again is brought up to date at once.
 document.addEventListener("visibilitychange", () => {
-  if (!document.hidden && $("token-form").hidden) poll();
+  if (document.hidden) {
+    stopWatching();
+    clearTimeout(pollTimer);
+    if ($("token-form").hidden) pollTimer = setTimeout(poll, HIDDEN_POLL_MS);
+  } else if ($("token-form").hidden) {
+    poll();
+  }
 });
 
 // --- formatting ------------------------------------------------------------------------------
@@ -254,30 +312,44 @@ function build(stages) {
 }
 
 // Places the cards in columns by depth and draws the edges; after every update, since a
-// card's height follows its text.
+// card's height follows its text. A pipeline deeper than the page is wide wraps: its columns go
+// on in a row below, and an edge into the next row turns back along the gap between the rows
+// and enters its card from the top.
 function place(stages) {
   const graph = $("graph");
   const cards = new Map([...graph.querySelectorAll(".stage")].map((c) => [c.dataset.stage, c]));
-  const heights = layoutKey + [...cards.values()].map((c) => c.offsetHeight).join(",");
-  if (heights === placed) return;
-  placed = heights;
   const depth = depths(stages);
   const columns = [];
   for (const [name, card] of cards) {
     const d = depth.has(name) ? depth.get(name) : 0;
     (columns[d] = columns[d] || []).push(card);
   }
-  let height = 0;
-  columns.forEach((column, d) => {
-    let y = 0;
-    for (const card of column || []) {
-      card.style.left = d * (CARD_W + GAP_X) + "px";
-      card.style.top = y + "px";
-      y += card.offsetHeight + GAP_Y;
+  const room = graph.parentElement.clientWidth;
+  let perRow = Math.max(1, Math.floor((room + GAP_X) / (CARD_W + GAP_X)));
+  // Rows: room is kept right of the last column for the edge that turns back to the next row.
+  if (columns.length > perRow) perRow = Math.max(1, Math.floor((room + GAP_X / 2) / (CARD_W + GAP_X)));
+  const heights = layoutKey + perRow + [...cards.values()].map((c) => c.offsetHeight).join(",");
+  if (heights === placed) return;
+  placed = heights;
+  const rowOf = (card) => Math.floor((depth.get(card.dataset.stage) || 0) / perRow);
+  const rowBottom = [];
+  let top = 0, width = 0;
+  for (let first = 0; first < columns.length; first += perRow) {
+    let bottom = top;
+    for (let c = 0; c < perRow && first + c < columns.length; c++) {
+      let y = top;
+      for (const card of columns[first + c] || []) {
+        card.style.left = c * (CARD_W + GAP_X) + "px";
+        card.style.top = y + "px";
+        y += card.offsetHeight + GAP_Y;
+      }
+      bottom = Math.max(bottom, y - GAP_Y);
+      width = Math.max(width, (c + 1) * (CARD_W + GAP_X) - GAP_X);
     }
-    height = Math.max(height, y - GAP_Y);
-  });
-  const width = columns.length * (CARD_W + GAP_X) - GAP_X;
+    rowBottom.push(bottom);
+    top = bottom + ROW_GAP;
+  }
+  const height = Math.max(0, top - ROW_GAP);
   graph.style.height = height + "px";
   graph.style.width = width + "px";
   const edges = $("edges");
@@ -290,10 +362,19 @@ function place(stages) {
       if (!from || !to) continue;
       const x1 = from.offsetLeft + from.offsetWidth, y1 = from.offsetTop + from.offsetHeight / 2;
       const x2 = to.offsetLeft, y2 = to.offsetTop + to.offsetHeight / 2;
-      const mid = (x1 + x2) / 2;
+      let d;
+      if (rowOf(to) > rowOf(from)) {
+        // Out to the right, down to the gap below the row, back left, down into the card's top.
+        const gap = rowBottom[rowOf(from)] + ROW_GAP / 2;
+        const out = x1 + GAP_X / 2, into = to.offsetLeft + to.offsetWidth / 2;
+        d = `M ${x1} ${y1} H ${out} V ${gap} H ${into} V ${to.offsetTop - 2}`;
+      } else {
+        const mid = (x1 + x2) / 2;
+        d = `M ${x1} ${y1} C ${mid} ${y1}, ${mid} ${y2}, ${x2 - 2} ${y2}`;
+      }
       const path = document.createElementNS(svgNS, "path");
       path.setAttribute("class", "edge");
-      path.setAttribute("d", `M ${x1} ${y1} C ${mid} ${y1}, ${mid} ${y2}, ${x2 - 2} ${y2}`);
+      path.setAttribute("d", d);
       path.setAttribute("marker-end", "url(#arrow)");
       paths.push(path);
     }
@@ -365,7 +446,30 @@ function show(status) {
     lost.classList.toggle("bad", s.dropped + s.failed + s.dead_lettered > 0);
   }
   place(drawn);
+  showProcesses(status.processes);
   record(status);
+  previewStages(status);
+  startPreview();
+}
+
+// On a distributed run, a row per live process: what it serves and how fresh its heartbeat is.
+function showProcesses(processes) {
+  const box = $("processes");
+  box.hidden = !Array.isArray(processes);
+  if (box.hidden) return;
+  const key = JSON.stringify(processes);
+  if (box.dataset.shown === key) return;
+  box.dataset.shown = key;
+  $("processes-body").replaceChildren(...processes.map((w) => {
+    const row = el("tr");
+    const stages = Object.entries(w.consumers);
+    const total = stages.reduce((sum, [, n]) => sum + n, 0);
+    row.append(el("td", "", w.id),
+      el("td", "", stages.map(([stage, n]) => `${stage} ×${n}`).join(", ")),
+      el("td", "number", count(total)),
+      el("td", "number", `${w.heartbeat_age_s.toFixed(1)} s ago`));
+    return row;
+  }));
 }
 
 // --- the plots -------------------------------------------------------------------------------
@@ -431,6 +535,139 @@ function niceCeiling(v) {
   for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
   return 10 * p;
 }
+
+// --- the preview -----------------------------------------------------------------------------
+
+// GET /preview/FIELD?stage=NAME is MJPEG: parts of "headers, blank line, Content-Length bytes of
+// JPEG". It is read with fetch rather than an <img src>, so that the token goes in the
+// Authorization header as on every other route, and each JPEG is shown as a blob.
+const PREVIEW_FPS = 10, PREVIEW_RETRY_MS = 3000;
+const preview = { key: "", controller: null, frames: 0, retry: 0 };
+
+function previewState(text, bad) {
+  setText($("preview-state"), text);
+  $("preview-state").classList.toggle("bad", !!bad);
+}
+
+// Offers the stages served here, the last one first chosen (what leaves the pipeline).
+function previewStages(status) {
+  const select = $("preview-stage");
+  const names = status.stages.map((s) => s.name);
+  if (select.dataset.names === names.join("\n")) return;
+  const chosen = select.value;
+  select.dataset.names = names.join("\n");
+  select.replaceChildren(...names.map((n) => el("option", "", n)));
+  select.value = names.includes(chosen) ? chosen : names[names.length - 1] || "";
+}
+
+function stopPreview() {
+  clearTimeout(preview.retry);
+  if (preview.controller) preview.controller.abort();
+  preview.controller = null;
+  preview.key = "";
+}
+
+// Starts the stream of the chosen stage and field, unless it plays already, was refused, or
+// waits to be asked again (`again`: ask now).
+function startPreview(again) {
+  const stage = $("preview-stage").value;
+  const field = $("preview-field").value.trim();
+  if (!stage || !field || document.hidden || !$("token-form").hidden) return;
+  const key = stage + "\n" + field;
+  if (key === preview.key && again !== true) return;
+  stopPreview();
+  preview.key = key;
+  const controller = new AbortController();
+  preview.controller = controller;
+  const path = `/preview/${encodeURIComponent(field)}?stage=${encodeURIComponent(stage)}` +
+    `&fps=${PREVIEW_FPS}`;
+  readPreview(path, controller.signal).then(({ why, retry }) => {
+    if (controller.signal.aborted) return;
+    previewState(why, true);
+    preview.controller = null;
+    // A run still starting (503) or a stream that ended is asked again; a field or stage the
+    // server refused waits for the user to choose another.
+    if (retry) preview.retry = setTimeout(() => startPreview(true), PREVIEW_RETRY_MS);
+  }, (e) => {
+    if (controller.signal.aborted) return;
+    previewState(`no preview: ${e.message}`, true);
+    preview.controller = null;
+    preview.retry = setTimeout(() => startPreview(true), PREVIEW_RETRY_MS);
+  });
+}
+
+function indexOf(bytes, pattern, from) {
+  outer: for (let i = from; i + pattern.length <= bytes.length; i++) {
+    for (let j = 0; j < pattern.length; j++) if (bytes[i + j] !== pattern[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+// Reads the stream until it ends; resolves with why it ended (for the panel) and whether to ask
+// again.
+async function readPreview(path, signal) {
+  const reply = await fetch(path, { headers: headers(), cache: "no-store", signal });
+  if (!reply.ok) {
+    const text = await reply.text();
+    let message = `HTTP ${reply.status}`;
+    try { message = JSON.parse(text).error; } catch (e) { /* not JSON */ }
+    if (reply.status === 401 || reply.status === 403) askForToken(message);
+    return { why: `no preview: ${message}`, retry: reply.status === 503 };
+  }
+  const fields = (reply.headers.get("X-Preview-Image-Fields") || "").split(",").filter((f) => f);
+  $("preview-fields").replaceChildren(...fields.map((f) => { const o = el("option"); o.value = f; return o; }));
+  previewState(`${$("preview-stage").value} · ${$("preview-field").value.trim()}: starting…`);
+  const reader = reply.body.getReader();
+  const blank = new Uint8Array([13, 10, 13, 10]);
+  const decoder = new TextDecoder();
+  let buffer = new Uint8Array(0);
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return { why: "the stream ended: has the run ended?", retry: true };
+    const joined = new Uint8Array(buffer.length + value.length);
+    joined.set(buffer);
+    joined.set(value, buffer.length);
+    buffer = joined;
+    let start = 0;
+    for (;;) {
+      const end = indexOf(buffer, blank, start);
+      if (end < 0) break;
+      const length = /Content-Length:\s*(\d+)/i.exec(decoder.decode(buffer.subarray(start, end)));
+      if (!length) throw new Error("a part without Content-Length");
+      const body = end + 4, next = body + Number(length[1]) + 2;  // the JPEG, then CRLF
+      if (buffer.length < next) break;
+      showFrame(buffer.slice(body, next - 2));
+      start = next;
+    }
+    buffer = buffer.slice(start);
+  }
+}
+
+function showFrame(jpeg) {
+  const image = $("preview-image");
+  const old = image.src;
+  image.src = URL.createObjectURL(new Blob([jpeg], { type: "image/jpeg" }));
+  if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+  image.hidden = false;
+  preview.frames++;
+  image.dataset.frames = String(preview.frames);
+  image.onload = () => previewState(
+    `${$("preview-stage").value} · ${$("preview-field").value.trim()}: ` +
+    `${image.naturalWidth}×${image.naturalHeight}, at most ${PREVIEW_FPS} frames/s`);
+}
+
+$("preview-stage").addEventListener("change", () => startPreview(true));
+$("preview-field").addEventListener("change", () => startPreview(true));
+$("preview-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  startPreview(true);
+});
+// A hidden tab streams nothing.
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) stopPreview();
+  else startPreview();
+});
 
 // --- scale and swap, through the routes `ctl` uses -------------------------------------------
 
