@@ -18,7 +18,11 @@ std::int64_t now_ns() {
       .count();
 }
 
-constexpr std::int64_t kProbeEveryNs = 2'000'000;
+// How often a waiting outlet asks for its stage's backlog (XINFO GROUPS): at first every 2 ms,
+// then less often while the stage stays full, so that a slow stage does not have its producers
+// ask hundreds of times per packet (what most of Redis's CPU went to, bench scaleout).
+constexpr std::int64_t kProbeFirstNs = 2'000'000;
+constexpr std::int64_t kProbeMostNs = 32'000'000;
 
 }  // namespace
 
@@ -91,7 +95,7 @@ void RedisOutlet::probe_waiting(Session& session) {
     std::lock_guard lock(session.parts_mutex);
     const std::int64_t now = now_ns();
     for (RedisOutlet* outlet : session.outlets) {
-      if (outlet->waiting_ && !outlet->probing_ && now - outlet->last_probe_ns_ >= kProbeEveryNs) {
+      if (outlet->waiting_ && !outlet->probing_ && now - outlet->last_probe_ns_ >= std::max(outlet->probe_every_ns_.load(), kProbeFirstNs)) {
         outlet->probing_ = true;
         outlet->last_probe_ns_ = now;
         due.push_back(outlet);
@@ -118,6 +122,8 @@ void RedisOutlet::probe() {
       if (++sum->replies < keys_.size()) return;
       const long long room = static_cast<long long>(to_.config.queue_capacity) - sum->lag;
       room_.store(room, std::memory_order_relaxed);
+      probe_every_ns_ = room > 0 ? kProbeFirstNs
+                                 : std::min(std::max(probe_every_ns_.load(), kProbeFirstNs) * 2, kProbeMostNs);
       probing_ = false;
       if (room > 0 && waiting_.exchange(false)) {
         {

@@ -53,6 +53,8 @@ class RedisOutlet final : public Outlet {
   mutable std::atomic<bool> waiting_{false};
   std::atomic<bool> probing_{false};
   std::atomic<std::int64_t> last_probe_ns_{0};
+  // Doubles (2 ms up to 32 ms) while the probes find no room, back to 2 ms when one does.
+  std::atomic<std::int64_t> probe_every_ns_{0};
   std::atomic<std::uint64_t> bytes_{0}, packets_{0}, image_bytes_{0};
 };
 
