@@ -202,9 +202,10 @@ class EyeLayers {
   }
 
   // A one-pixel ramp across the old opening's border: how surely q showed the eye's inside.
-  // Everything above the lower lid's rim counts, as the eyeball carries it: filling a band
-  // above the rim as well (tried, for the lid's shadow) left a raised eye looking lower than
-  // the same eye turned up, by 0.06-0.10 of the turn, and moved it sideways.
+  // Everything above the lower lid's rim counts, as the eyeball carries it. Filling a band
+  // above the rim as well (tried, for the lid's shadow) left real eyes turned down and rendered
+  // back up by the same turn looking 0.11-0.17 of it low by the eval's measure (0.06-0.11
+  // without it), and moved them sideways.
   [[nodiscard]] float soft_inside(cv::Point2f q) const {
     const float margin = std::min({q.y - lower_at(q.x), eye_.lids.upper_at(q.x) - q.y,
                                    q.x - first_, last_ - q.x});
