@@ -50,7 +50,8 @@ Judged judge(mm::StageHarness& estimate, mm::Packet p, std::uint64_t seq) {
 }  // namespace
 
 TEST(GazeEstimate, MeasuresTheGazeInDegrees) {
-  auto estimate = harness("gaze.estimate");
+  // The synthetic corners stay where they are whatever the gaze: no lid pulls them along.
+  auto estimate = harness("gaze.estimate", {{"corner_follow", 0.0}});
   for (const mv::Gaze g : {mv::Gaze{0, 0}, mv::Gaze{-10, 0}, mv::Gaze{-15, 5}, mv::Gaze{8, -6}}) {
     const mm::Packet out = single(estimate.process(looking(g)));
     const auto& gaze = out.get<mm::Scalars>("gaze");
@@ -68,6 +69,34 @@ TEST(GazeEstimate, MeasuresTheGazeInDegrees) {
   const auto& balls = out.get<mm::Scalars>("eyeballs");
   const auto& iris = out.get<mm::Points>("iris");
   EXPECT_NEAR(iris[0].y - balls[1], balls[2] * std::sin(10 * kDeg), 1e-3);
+}
+
+// Corners that follow a lowered lid by a share c of the iris's move (as dlib's do on real eyes,
+// EyeRefine.DlibCornersFollowTheLoweredLid) hide that share of a vertical gaze change; with
+// corner_follow c the gaze reads back true, and without it (0) a turn reads 1 - c of itself.
+TEST(GazeEstimate, CornersThatFollowTheLidAreAllowedFor) {
+  constexpr float kFollow = 0.2f;
+  auto corrected = harness("gaze.estimate", {{"corner_follow", static_cast<double>(kFollow)}});
+  auto plain = harness("gaze.estimate", {{"corner_follow", 0.0}});
+  for (const float pitch : {0.0f, -10.0f, -15.0f, 8.0f}) {
+    mm::Packet p = looking({pitch, 0});
+    // Down by kFollow of the iris's move from its place at 0 degrees: the eye's corners (and,
+    // as dlib's do, the rest of the eye's points with them).
+    const mm::Packet straight = looking({0, 0});
+    const float move = p.get<mm::Points>("iris")[0].y - straight.get<mm::Points>("iris")[0].y;
+    mm::Points landmarks = p.get<mm::Points>("landmarks");
+    for (std::size_t i = 36; i < 48; ++i) landmarks[i].y += kFollow * move;
+    p.set("landmarks", landmarks);
+    const auto got = single(corrected.process(p)).get<mm::Scalars>("gaze");
+    const auto uncorrected = single(plain.process(p)).get<mm::Scalars>("gaze");
+    for (std::size_t eye = 0; eye < 2; ++eye) {
+      EXPECT_NEAR(got[2 * eye], pitch, 0.3) << "pitch " << pitch << ", eye " << eye;
+      const float seen = std::asin((1 - kFollow) * std::sin(pitch * kDeg)) / kDeg;
+      EXPECT_NEAR(uncorrected[2 * eye], seen, 0.3) << "pitch " << pitch << ", eye " << eye;
+    }
+  }
+  EXPECT_THROW(harness("gaze.estimate", {{"corner_follow", 0.8}}), std::invalid_argument);
+  EXPECT_THROW(harness("gaze.estimate", {{"corner_follow", -0.1}}), std::invalid_argument);
 }
 
 TEST(GazeEstimate, StrengthFadesOutOnABlinkAndBackIn) {

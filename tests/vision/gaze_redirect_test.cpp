@@ -73,7 +73,8 @@ DrawnFace drawn_face(mv::Gaze gaze) {
 
 mm::Packet redirected(mm::Packet p, const std::map<std::string, mm::ParamValue>& params = {},
                       std::optional<double> strength = std::nullopt) {
-  auto estimate = harness("gaze.estimate");
+  // The drawn corners stay where they are whatever the gaze: no lid pulls them along.
+  auto estimate = harness("gaze.estimate", {{"corner_follow", 0.0}});
   auto redirect = harness("gaze.redirect", params);
   p = single(estimate.process(std::move(p)));
   p.set("gaze_strength", strength.value_or(1.0));

@@ -12,8 +12,7 @@ namespace {
 constexpr float kMinShift = 1e-3f;     // pixels: below this nothing is rendered
 constexpr float kFullShift = 0.5f;     // pixels: smaller shifts fade the rendering in
 constexpr float kWhiteAt = 1.5f;       // the white is sampled this far beyond the iris's edge
-constexpr float kLowerRim = 1.0f;      // pixels of the lower lid's rim inside its measured edge
-constexpr float kLowerShadow = 1.0f;   // and of its shadow above that, filled rather than moved
+constexpr float kLowerRim = 1.25f;     // pixels of the lower lid's rim inside its measured edge
 // Lid-to-lid height over the iris, eye widths: at or below the first the eye counts as closed
 // and is left alone, from the second on it is rendered in full (an open eye measures ~0.3).
 constexpr float kClosedAperture = 0.08f;
@@ -76,7 +75,6 @@ class EyeLayers {
     const cv::Point2f d = {shift.dot(axes.along), shift.dot(axes.up)};
     shift_eye_ = d;
     lid_ = options.lid_follow * d.y;
-    shadow_ = kLowerShadow * std::clamp(d.y, 0.0f, 1.0f);
     above_ = std::max(0.45f * axes.width, 2 * std::abs(lid_) + 1);
     band_ = std::max(1.5f, std::abs(lid_) + 1);
     first_ = eye.lids.lower.front().x;
@@ -204,11 +202,12 @@ class EyeLayers {
   }
 
   // A one-pixel ramp across the old opening's border: how surely q showed the eye's inside.
-  // Next to the lower lid the eye is in the lid's shadow and its rim's blur; content raised
-  // from there would carry a dark line up with it, so for a rising eye it counts as hidden and
-  // is filled in instead.
+  // Everything above the lower lid's rim counts, as the eyeball carries it. Filling a band
+  // above the rim as well (tried, for the lid's shadow) left real eyes turned down and rendered
+  // back up by the same turn looking 0.11-0.17 of it low by the eval's measure (0.06-0.11
+  // without it), and moved them sideways.
   [[nodiscard]] float soft_inside(cv::Point2f q) const {
-    const float margin = std::min({q.y - lower_at(q.x) - shadow_, eye_.lids.upper_at(q.x) - q.y,
+    const float margin = std::min({q.y - lower_at(q.x), eye_.lids.upper_at(q.x) - q.y,
                                    q.x - first_, last_ - q.x});
     return std::clamp(margin + 0.5f, 0.0f, 1.0f);
   }
@@ -305,7 +304,6 @@ class EyeLayers {
   float lid_ = 0;           // the upper lid's move over the iris, along `up`
   float above_ = 0;         // the skin above the lid follows it over this height
   float band_ = 0;          // and this much of the opening below the lid line moves with it
-  float shadow_ = 0;        // the lower lid's shadow band, for an eye moving up
   float first_ = 0, last_ = 0;  // the corners, along
   float opacity_ = 1;
   float colour_[4] = {0, 0, 0, 0};
