@@ -5,7 +5,7 @@
 #   scripts/test.sh quick           deps + main: the RelWithDebInfo build and its tests
 #   scripts/test.sh tsan package    just those phases (the main build is made when one needs it)
 #
-# Phases: deps media main examples asan tsan fuzz package pipelines docs
+# Phases: deps media main examples asan tsan fuzz package deb pipelines docs
 # Knobs (environment): JOBS (ctest parallelism, default 2), BUILD_JOBS (compile jobs, default
 # one per core), FUZZ_SECONDS (default 30), TEST_TIMEOUT (seconds per test, default 300),
 # ASAN_APPS (ON to build the CLI and examples under ASan too, default OFF).
@@ -23,7 +23,7 @@ export MICROMODELS_REQUIRE_MEDIA=${MICROMODELS_REQUIRE_MEDIA:-1}
 # The deps phase installs promtool (Debian's prometheus): a test that finds it missing must fail.
 export MICROMODELS_REQUIRE_TOOLS=${MICROMODELS_REQUIRE_TOOLS:-1}
 
-all_phases=(deps media main examples asan tsan fuzz package pipelines docs)
+all_phases=(deps media main examples asan tsan fuzz package deb pipelines docs)
 jobs=${JOBS:-2}
 build_jobs=${BUILD_JOBS:-$(nproc)}
 fuzz_seconds=${FUZZ_SECONDS:-30}
@@ -367,6 +367,28 @@ phase_package() {
   else
     check_failed
     record package FAILED "$(elapsed_since "$start")" "out/test-logs/package.log"
+  fi
+}
+
+# The Debian package, installed on a clean bookworm: scripts/package.sh builds it (build-deb/,
+# Release, no tests), scripts/check_deb.sh installs it with apt-get on an overlay of the cached
+# debootstrap root and runs the tool and the Python module from it.
+phase_deb() {
+  local start build_time log=$log_dir/deb.log
+  start=$(now)
+  banner "deb: scripts/package.sh, then scripts/check_deb.sh (apt-get install on a clean bookworm)"
+  if ! bash scripts/package.sh 2>&1 | tee "$log"; then
+    check_failed
+    record deb FAILED "$(elapsed_since "$start")" "scripts/package.sh failed (out/test-logs/deb.log)"
+    return
+  fi
+  build_time=$(elapsed_since "$start")
+  if bash scripts/check_deb.sh 2>&1 | tee -a "$log"; then
+    check_passed
+    record deb ok "$(elapsed_since "$start")" "package ${build_time}s; installed and ran on a clean bookworm"
+  else
+    check_failed
+    record deb FAILED "$(elapsed_since "$start")" "package ${build_time}s; scripts/check_deb.sh failed (out/test-logs/deb.log)"
   fi
 }
 
