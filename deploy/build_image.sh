@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Builds the container image of deploy/Containerfile without a registry, and smoke-tests it:
+#   1. the base: the clean bookworm root (scripts/bookworm_root.sh), `podman import`ed as
+#      localhost/micromodels-base:bookworm (no image is pulled from anywhere);
+#   2. `podman build --build-arg BASE=that` with out/micromodels_*.deb (scripts/package.sh makes
+#      it when missing) -> localhost/micromodels:<version>;
+#   3. in the image: `micromodels types` lists the vision stages and the models are in the cache;
+#      a `micromodels worker` in the image serves the `work` stage of pipelines/example.yaml for
+#      a `micromodels run --serve none` outside it, over a throw-away redis-server.
+#   deploy/build_image.sh            (needs root, podman, redis-server and the npm registry)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v podman >/dev/null ||
+  { echo "build_image: podman is missing; install it with: apt-get install podman" >&2; exit 1; }
+shopt -s nullglob
+debs=(out/micromodels_*.deb)
+shopt -u nullglob
+[[ ${#debs[@]} -gt 0 ]] || scripts/package.sh
+deb=$(echo out/micromodels_*.deb)
+version=$(dpkg-deb --field "$deb" Version)
+image=localhost/micromodels:$version
+base=localhost/micromodels-base:bookworm
+
+clean=$(scripts/bookworm_root.sh)
+if ! podman image exists "$base"; then
+  echo "build_image: importing $clean as $base"
+  tar -C "$clean" -c . | podman import - "$base" >/dev/null
+fi
+
+context=$(mktemp -d /tmp/micromodels-image.XXXXXX)
+redis_pid=""
+cleanup() {
+  [[ -n $redis_pid ]] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+  rm -rf "$context"
+}
+trap cleanup EXIT
+cp "$deb" "$context/"
+echo "build_image: podman build $image on $base"
+podman build --network host --build-arg "BASE=$base" -f deploy/Containerfile -t "$image" "$context"
+
+fail() { echo "build_image: $*" >&2; exit 1; }
+types=$(podman run --rm "$image" micromodels types | awk '{print $1}')
+for type in video.source face.detect gaze.estimate python; do
+  grep -qxF -- "$type" <<<"$types" || fail "micromodels types in the image lists no $type"
+done
+podman run --rm "$image" sh -c 'ls /var/cache/micromodels/models' >"$context/models.txt"
+for model in face_detection_front_128x128_barracuda.onnx iris.onnx facemesh.onnx \
+  shape_predictor_68_face_landmarks.dat; do
+  grep -qx "$model" "$context/models.txt" || fail "the image's cache has no $model"
+done
+echo "build_image: micromodels types and the models are in the image"
+
+# A worker in the image serves the `work` stage; the run outside serves none, so the run can only
+# finish if the worker took its packets.
+port=$((20000 + RANDOM % 12000))
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$context/redis.log" &
+redis_pid=$!
+for _ in $(seq 1 100); do redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
+broker=redis://127.0.0.1:$port
+worker=$(podman run -d --rm --network host "$image" \
+  micromodels worker /usr/share/micromodels/pipelines/example.yaml --broker "$broker" --stages work)
+podman_stop() { podman stop -t 5 "$worker" >/dev/null 2>&1 || true; }
+cli=build/apps/micromodels/micromodels
+[[ -x $cli ]] || cli=micromodels
+if ! timeout 120 "$cli" run pipelines/example.yaml --broker "$broker" --serve none --quiet \
+  --set source.count=300 --set sink.path="$context/example.jsonl"; then
+  podman logs "$worker" >&2 || true
+  podman_stop
+  fail "the run did not finish with the image's worker serving the work stage"
+fi
+podman_stop
+lines=$(wc -l <"$context/example.jsonl")
+[[ $lines -eq 300 ]] || fail "the run wrote $lines packets, expected 300"
+echo "build_image: ok: $image; its worker served the 300 packets of a run over Redis"
