@@ -11,8 +11,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-command -v podman >/dev/null ||
-  { echo "build_image: podman is missing; install it with: apt-get install podman" >&2; exit 1; }
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+  echo "build_image: podman or runc is missing; install them with: apt-get install podman runc" >&2
+  exit 1
+fi
+# runc, not bookworm's default crun 1.8, which refuses a host with hybrid cgroups (v1 and v2);
+# and limits that any host lets a container set (podman's defaults raise them to the maximum,
+# which a container host that is itself a container may refuse).
+podman=(podman --runtime runc)
+limits=(--ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
 shopt -s nullglob
 debs=(out/micromodels_*.deb)
 shopt -u nullglob
@@ -23,9 +30,9 @@ image=localhost/micromodels:$version
 base=localhost/micromodels-base:bookworm
 
 clean=$(scripts/bookworm_root.sh)
-if ! podman image exists "$base"; then
+if ! "${podman[@]}" image exists "$base"; then
   echo "build_image: importing $clean as $base"
-  tar -C "$clean" -c . | podman import - "$base" >/dev/null
+  tar -C "$clean" -c . | "${podman[@]}" import - "$base" >/dev/null
 fi
 
 context=$(mktemp -d /tmp/micromodels-image.XXXXXX)
@@ -37,14 +44,15 @@ cleanup() {
 trap cleanup EXIT
 cp "$deb" "$context/"
 echo "build_image: podman build $image on $base"
-podman build --network host --build-arg "BASE=$base" -f deploy/Containerfile -t "$image" "$context"
+"${podman[@]}" build "${limits[@]}" --network host --build-arg "BASE=$base" -f deploy/Containerfile \
+  -t "$image" "$context"
 
 fail() { echo "build_image: $*" >&2; exit 1; }
-types=$(podman run --rm "$image" micromodels types | awk '{print $1}')
+types=$("${podman[@]}" run "${limits[@]}" --rm "$image" micromodels types | awk '{print $1}')
 for type in video.source face.detect gaze.estimate python; do
   grep -qxF -- "$type" <<<"$types" || fail "micromodels types in the image lists no $type"
 done
-podman run --rm "$image" sh -c 'ls /var/cache/micromodels/models' >"$context/models.txt"
+"${podman[@]}" run "${limits[@]}" --rm "$image" ls /var/cache/micromodels/models >"$context/models.txt"
 for model in face_detection_front_128x128_barracuda.onnx iris.onnx facemesh.onnx \
   shape_predictor_68_face_landmarks.dat; do
   grep -qx "$model" "$context/models.txt" || fail "the image's cache has no $model"
@@ -58,14 +66,14 @@ redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$contex
 redis_pid=$!
 for _ in $(seq 1 100); do redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
 broker=redis://127.0.0.1:$port
-worker=$(podman run -d --rm --network host "$image" \
+worker=$("${podman[@]}" run "${limits[@]}" -d --rm --network host "$image" \
   micromodels worker /usr/share/micromodels/pipelines/example.yaml --broker "$broker" --stages work)
-podman_stop() { podman stop -t 5 "$worker" >/dev/null 2>&1 || true; }
+podman_stop() { "${podman[@]}" stop -t 5 "$worker" >/dev/null 2>&1 || true; }
 cli=build/apps/micromodels/micromodels
 [[ -x $cli ]] || cli=micromodels
 if ! timeout 120 "$cli" run pipelines/example.yaml --broker "$broker" --serve none --quiet \
   --set source.count=300 --set sink.path="$context/example.jsonl"; then
-  podman logs "$worker" >&2 || true
+  "${podman[@]}" logs "$worker" >&2 || true
   podman_stop
   fail "the run did not finish with the image's worker serving the work stage"
 fi
