@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Debian package: out/micromodels_<version>_<arch>.deb, made by `cpack -G DEB` from a
-# build of its own (build-deb/: Release, no tests) configured for /usr:
+# build of its own (build-deb/: no tests, -O2 and the other flags of scripts/test.sh's main build,
+# so that a compiler cache serves it from that build; cpack strips the binaries) configured for /usr:
 #   - the Python module in /usr/lib/python3/dist-packages, where Debian's python3 finds it;
 #   - the models' cache at /var/cache/micromodels (or $MICROMODELS_CACHE), which the installed
 #     micromodels-fetch-models fills.
@@ -13,8 +14,9 @@ build_dir=${BUILD_DIR:-build-deb}
 generator=()
 [[ -f $build_dir/CMakeCache.txt ]] || { command -v ninja >/dev/null && generator=(-G Ninja); }
 
-cmake -S . -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-  -DMICROMODELS_BUILD_TESTS=OFF -DMICROMODELS_BUILD_APPS=ON -DMICROMODELS_WERROR=OFF \
+cmake -S . -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" -DMICROMODELS_WERROR=ON \
+  -DMICROMODELS_BUILD_TESTS=OFF -DMICROMODELS_BUILD_APPS=ON \
   -DCMAKE_INSTALL_PREFIX=/usr \
   -DMICROMODELS_PYTHON_INSTALL_DIR=lib/python3/dist-packages \
   -DMICROMODELS_DEFAULT_CACHE=/var/cache/micromodels >/dev/null
