@@ -371,7 +371,7 @@ phase_package() {
 }
 
 # The Debian package, installed on a clean bookworm: scripts/package.sh builds it (build-deb/,
-# Release, no tests), scripts/check_deb.sh installs it with apt-get on an overlay of the cached
+# no tests), scripts/check_deb.sh installs it with apt-get on an overlay of the cached
 # debootstrap root and runs the tool and the Python module from it.
 phase_deb() {
   local start build_time log=$log_dir/deb.log
