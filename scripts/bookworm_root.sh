@@ -4,14 +4,13 @@
 # read-only in the cache; the users of it (scripts/check_deb.sh, scripts/fresh_demo.sh,
 # deploy/build_image.sh) run on an overlay of it, so it stays clean.
 #   scripts/bookworm_root.sh          prints the root's path, making it first when missing
-# Where: $MICROMODELS_CACHE/rootfs/bookworm (default <repo>/.cache/micromodels). Needs root,
-# debootstrap (scripts/deps.sh test) and the Debian mirror; making it takes about a minute and a
-# half, and 210 MB.
+# Where: $MICROMODELS_ROOTFS/bookworm, by default ~/.cache/micromodels/rootfs/bookworm: in the
+# user's cache rather than the repository's, so that a fresh clone (CI's) finds it made. Needs
+# root, debootstrap (scripts/deps.sh test) and the Debian mirror; making it takes about a minute
+# and a half, and 210 MB.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
-cache=${MICROMODELS_CACHE:-$(pwd)/.cache/micromodels}
-rootfs=$cache/rootfs/bookworm
+rootfs=${MICROMODELS_ROOTFS:-${XDG_CACHE_HOME:-$HOME/.cache}/micromodels/rootfs}/bookworm
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 if [[ -f $rootfs/etc/micromodels-clean-root ]]; then

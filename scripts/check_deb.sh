@@ -6,11 +6,11 @@
 #   python3 -c "import micromodels" from /usr/lib/python3/dist-packages;
 #   a run of the installed pipelines/example.yaml, and one with a stage written in Python.
 #   scripts/check_deb.sh [DEB]       (default: out/micromodels_*.deb, made by scripts/package.sh)
-# The packages apt downloads are kept in $MICROMODELS_CACHE/rootfs/apt-archives, so that a second
-# run needs the mirror only for `apt-get update`. Needs root.
+# The packages apt downloads are kept beside the clean root (~/.cache/micromodels/rootfs/
+# apt-archives, or $MICROMODELS_ROOTFS/apt-archives), so that a second run needs the mirror only
+# for `apt-get update`. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 # shellcheck source=scripts/overlay_root.sh
 source scripts/overlay_root.sh
 
@@ -20,12 +20,11 @@ shopt -u nullglob
 deb=${1:-${made[0]:-}}
 [[ -n $deb && -f $deb ]] ||
   { echo "check_deb: no package ${1:-out/micromodels_*.deb}; make it with scripts/package.sh" >&2; exit 1; }
-cache=${MICROMODELS_CACHE:-$root/.cache/micromodels}
 clean=$(scripts/bookworm_root.sh)
 
 work=$(mktemp -d /tmp/micromodels-deb.XXXXXX)
 trap overlay_root_down EXIT
-overlay_root_up "$clean" "$work" "$cache/rootfs/apt-archives"
+overlay_root_up "$clean" "$work" "$(dirname "$clean")/apt-archives"
 
 fail() { echo "check_deb: $*" >&2; exit 1; }
 
@@ -43,10 +42,12 @@ echo "check_deb: installed in $(($(date +%s) - start)) s"
   fail "micromodels is not /usr/bin/micromodels"
 in_root micromodels --version
 in_root micromodels types >"$work/types.txt" || { cat "$work/types.txt"; fail "micromodels types failed"; }
-for type in synthetic.source sink.jsonl video.source face.detect eye.gaze python; do
-  grep -qw -- "$type" "$work/types.txt" || { cat "$work/types.txt"; fail "micromodels types lists no $type"; }
+awk '{print $1}' "$work/types.txt" >"$work/type-names.txt"
+for type in synthetic.source sink.jsonl video.source face.detect gaze.estimate python; do
+  grep -qxF -- "$type" "$work/type-names.txt" ||
+    { cat "$work/types.txt"; fail "micromodels types lists no $type"; }
 done
-echo "check_deb: micromodels types lists $(grep -cE '^[[:space:]]*[a-z]' "$work/types.txt") lines, the vision and python types among them"
+echo "check_deb: micromodels types lists $(wc -l <"$work/type-names.txt") types, the vision and python ones among them"
 
 in_root python3 -c 'import micromodels; print("check_deb: import micromodels from", micromodels.__file__)' |
   tee "$work/import.txt"
