@@ -56,7 +56,8 @@ grep -q '/usr/lib/python3/dist-packages/' "$work/import.txt" ||
 
 # A run of an installed pipeline, and one with a stage written in Python.
 in_root micromodels run /usr/share/micromodels/pipelines/example.yaml --quiet \
-  --set source.count=200 --set work.service_ms=0 --set sink.path=/tmp/example.jsonl
+  --set source.count=200 --set work.service_ms=0 --set sink.path=/tmp/example.jsonl \
+  >"$work/run.log" 2>&1 || { cat "$work/run.log"; fail "micromodels run of example.yaml failed"; }
 lines=$(wc -l <"$overlay_root/tmp/example.jsonl")
 [[ $lines -eq 200 ]] || fail "pipelines/example.yaml wrote $lines packets, expected 200"
 cat >"$overlay_root/tmp/doubling.py" <<'PY'
@@ -75,7 +76,8 @@ stages:
   - { name: double, type: python, params: { module: doubling, class: Double, path: /tmp } }
   - { name: sink, type: sink.jsonl, ordered: true, params: { path: /tmp/doubling.jsonl } }
 YAML
-in_root micromodels run /tmp/doubling.yaml --quiet
+in_root micromodels run /tmp/doubling.yaml --quiet >"$work/run.log" 2>&1 ||
+  { cat "$work/run.log"; fail "micromodels run with a Python stage failed"; }
 doubled=$(grep -c '"double":' "$overlay_root/tmp/doubling.jsonl" || true)
 [[ $doubled -eq 50 ]] || fail "the Python stage doubled $doubled packets, expected 50"
 echo "check_deb: ok: $(basename "$deb") installs on a clean bookworm; the tool ran 200 packets and a Python stage 50"

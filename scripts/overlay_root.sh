@@ -29,6 +29,13 @@ overlay_root_up() {
       overlay_mounts+=("$overlay_root/var/cache/apt/archives")
   fi
   cp -L /etc/resolv.conf "$overlay_root/etc/resolv.conf"
+  # The certificate authorities added on this machine (a TLS-inspecting proxy's, where the network
+  # has one): HTTPS from inside (npm) then works as it does outside. ca-certificates, when apt
+  # installs it in here, adds them to the bundle.
+  if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    mkdir -p "$overlay_root/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$overlay_root/usr/local/share/ca-certificates/"
+  fi
 }
 
 in_root() {
