@@ -43,9 +43,16 @@ cleanup() {
 }
 trap cleanup EXIT
 cp "$deb" "$context/"
+# The certificate authorities added on this machine (a TLS-inspecting proxy's, where the network
+# has one), for the build's npm: ca-certificates adds them to the image's bundle when apt
+# installs it, so the image trusts them too.
+build_opts=()
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  build_opts+=(--volume /usr/local/share/ca-certificates:/usr/local/share/ca-certificates:ro)
+fi
 echo "build_image: podman build $image on $base"
-"${podman[@]}" build "${limits[@]}" --network host --build-arg "BASE=$base" -f deploy/Containerfile \
-  -t "$image" "$context"
+"${podman[@]}" build "${limits[@]}" "${build_opts[@]}" --network host --build-arg "BASE=$base" \
+  -f deploy/Containerfile -t "$image" "$context"
 
 fail() { echo "build_image: $*" >&2; exit 1; }
 types=$("${podman[@]}" run "${limits[@]}" --rm "$image" micromodels types | awk '{print $1}')

@@ -42,6 +42,7 @@ test=(
   prometheus graphviz
   curl jq                            # the commands the docs show (scripts/check_docs.py)
   debootstrap                        # the clean system that the deb phase installs the package on
+  podman runc                        # the image phase (asked for by name): the container image
 )
 wanted=("${run[@]}")
 [[ $profile == run ]] || wanted+=("${dev[@]}")

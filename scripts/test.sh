@@ -6,6 +6,8 @@
 #   scripts/test.sh tsan package    just those phases (the main build is made when one needs it)
 #
 # Phases: deps media main examples asan tsan fuzz package deb pipelines docs
+# Asked for by name only: image (deploy/build_image.sh: the container image, built and smoke-tested
+# with podman; several minutes more, see docs/packaging.md)
 # Knobs (environment): JOBS (ctest parallelism, default 2), BUILD_JOBS (compile jobs, default
 # one per core), FUZZ_SECONDS (default 30), TEST_TIMEOUT (seconds per test, default 300),
 # ASAN_APPS (ON to build the CLI and examples under ASan too, default OFF).
@@ -24,6 +26,7 @@ export MICROMODELS_REQUIRE_MEDIA=${MICROMODELS_REQUIRE_MEDIA:-1}
 export MICROMODELS_REQUIRE_TOOLS=${MICROMODELS_REQUIRE_TOOLS:-1}
 
 all_phases=(deps media main examples asan tsan fuzz package deb pipelines docs)
+named_phases=(image)
 jobs=${JOBS:-2}
 build_jobs=${BUILD_JOBS:-$(nproc)}
 fuzz_seconds=${FUZZ_SECONDS:-30}
@@ -33,7 +36,7 @@ log_dir=$root/out/test-logs
 mkdir -p "$log_dir"
 
 usage() {
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -392,6 +395,22 @@ phase_deb() {
   fi
 }
 
+# The container image on the Debian package: deploy/build_image.sh builds it with podman on the
+# clean root imported as a base, and checks the tool, the models and a worker in it (against a
+# redis-server of its own).
+phase_image() {
+  local start log=$log_dir/image.log
+  start=$(now)
+  banner "image: deploy/build_image.sh (podman build of deploy/Containerfile, smoke test)"
+  if bash deploy/build_image.sh 2>&1 | tee "$log"; then
+    check_passed
+    record image ok "$(elapsed_since "$start")" "built; types, models and a worker over Redis checked"
+  else
+    check_failed
+    record image FAILED "$(elapsed_since "$start")" "deploy/build_image.sh failed (out/test-logs/image.log)"
+  fi
+}
+
 phase_pipelines() {
   local start
   start=$(now)
@@ -470,7 +489,7 @@ parse_phases() {
       quick) phases+=(deps main) ;;
       -h | --help) usage; exit 0 ;;
       *)
-        if [[ " ${all_phases[*]} " == *" $arg "* ]]; then
+        if [[ " ${all_phases[*]} ${named_phases[*]} " == *" $arg "* ]]; then
           phases+=("$arg")
         else
           echo "test.sh: unknown phase '$arg'" >&2
