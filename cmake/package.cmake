@@ -32,5 +32,5 @@ set(CPACK_DEBIAN_PACKAGE_DEPENDS "python3, python3-numpy")
 # needs the headers of what the static libraries link. Suggested, not recommended: a user who only
 # runs pipelines needs neither, and apt installs recommendations by default.
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS
-    "npm, python3-onnx, libdlib-data, ffmpeg, cmake, pkg-config, libyaml-cpp-dev, nlohmann-json3-dev, libspdlog-dev, libcpp-httplib-dev, libhiredis-dev, libopencv-dev, libdlib-dev")
+    "npm, python3-onnx, libdlib-data, ffmpeg, cmake, pkg-config, libyaml-cpp-dev, nlohmann-json3-dev, libspdlog-dev, libcpp-httplib-dev, libhiredis-dev, libopencv-dev, libdlib-dev, libblas-dev, liblapack-dev")
 include(CPack)
