@@ -1,7 +1,6 @@
 // The unit that flows through a pipeline.
 #pragma once
 
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -154,13 +153,10 @@ struct Packet {
   }
 };
 
-/// The clock of `Packet::capture_ns`: std::chrono::steady_clock in nanoseconds, the same for
-/// every process of a machine (CLOCK_MONOTONIC), never set back.
-[[nodiscard]] inline std::int64_t capture_clock_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+/// The clock of `Packet::capture_ns`: this process's monotonic clock in nanoseconds (the
+/// engine's own, steady_clock's rate, read in a few nanoseconds), never set back. A time on
+/// another clock converts by its age: capture_clock_ns() - (that clock's now - its time).
+[[nodiscard]] std::int64_t capture_clock_ns() noexcept;
 
 /// Name of a Value alternative ("image", "tensor", ...), for messages.
 [[nodiscard]] std::string_view value_type_name(std::size_t index) noexcept;

@@ -153,12 +153,10 @@ void Engine::serve_source(Node& node) {
     }
     ended = !more;
     const auto t1 = stamp();
-    if (!out.empty()) {
-      // Its capture time, unless the source knew it better (the moment a camera frame came).
-      const std::int64_t captured = capture_clock_ns();
-      for (Packet& packet : out) {
-        if (packet.capture_ns == 0) packet.capture_ns = captured;
-      }
+    // Its capture time (the capture clock is the tick clock: t1), unless the source knew it
+    // better (the moment a camera frame came).
+    for (Packet& packet : out) {
+      if (packet.capture_ns == 0) packet.capture_ns = t1;
     }
     node.service.record(ns_between(t0, t1));
     node.busy_ns.fetch_add(ns_between(t0, t1), std::memory_order_relaxed);
@@ -332,7 +330,7 @@ void Engine::run_batch(Node& node, Stage& stage, std::vector<Queued>& batch, boo
   for (std::size_t i = 0; i < keys.size(); ++i) node.service.record(each);
   node.busy_ns.fetch_add(ns_between(t0, t1), std::memory_order_relaxed);
   node.processed.fetch_add(keys.size(), std::memory_order_relaxed);
-  route(node, out, keys);
+  route(node, out, keys, exclusive);
   out.clear();
   for (const Key& key : keys) settle(node, key.ticket);
 }
@@ -375,7 +373,7 @@ void Engine::run_packets(Node& node, Stage& stage, std::vector<Queued>& batch, b
       continue;
     }
     ++done;
-    route(node, out, {&key, 1});
+    route(node, out, {&key, 1}, exclusive);
     settle(node, key.ticket);
   }
   out.clear();
@@ -386,11 +384,12 @@ void Engine::run_packets(Node& node, Stage& stage, std::vector<Queued>& batch, b
 // ---------------------------------------------------------------------------------------------
 // Moving packets
 
-void Engine::route(Node& node, std::vector<Packet>& outputs, std::span<const Key> inputs) {
+void Engine::route(Node& node, std::vector<Packet>& outputs, std::span<const Key> inputs,
+                   bool exclusive) {
   const auto consumed = static_cast<std::int64_t>(inputs.size());
   if (node.outputs.empty()) {
     // A last stage: whatever it emits leaves the pipeline here.
-    if (!node.plan.dead_letter) record_ages(node, inputs);
+    if (!node.plan.dead_letter) record_ages(node, inputs, t_clock, exclusive);
     leave(consumed);
     return;
   }
@@ -410,11 +409,13 @@ void Engine::route(Node& node, std::vector<Packet>& outputs, std::span<const Key
   }
 }
 
-void Engine::record_ages(Node& node, std::span<const Key> done) {
-  const std::int64_t now = capture_clock_ns();
+void Engine::record_ages(Node& node, std::span<const Key> done, std::int64_t now,
+                         bool exclusive) {
   for (const Key& key : done) {
     // Clamped at 0: a capture time from another machine's clock may lie ahead of ours.
-    if (key.capture_ns != 0) node.age.record(std::max<std::int64_t>(0, now - key.capture_ns));
+    if (key.capture_ns != 0) {
+      node.age.record(std::max<std::int64_t>(0, now - key.capture_ns), exclusive);
+    }
   }
 }
 

@@ -196,7 +196,9 @@ class Engine {
   void end_producer(Node& node);
 
   // Moving packets (engine.cpp).
-  void route(Node& node, std::vector<Packet>& outputs, std::span<const Key> inputs);
+  /// `exclusive`: the stage's only consumer calls (its histograms need no atomic adds).
+  void route(Node& node, std::vector<Packet>& outputs, std::span<const Key> inputs,
+             bool exclusive);
   void fail(Node& node, Packet packet, const std::string& error, Ticket ticket);
   void propagate_skip(const Node& node, std::uint32_t stream, std::uint64_t seq);
   void deliver(const Edge& edge, Packet packet, Ticket ticket = 0);
@@ -209,7 +211,8 @@ class Engine {
                    Aftermath& after);
   void enqueue_locked(Node& to, Packet packet, Ticket ticket, Aftermath& after);
   void drop_aged_locked(Node& node, std::vector<Queued>& batch, Aftermath& after);
-  void record_ages(Node& node, std::span<const Key> done);
+  /// `now`: the capture clock when the stage was done with them (the thread's last stamp).
+  void record_ages(Node& node, std::span<const Key> done, std::int64_t now, bool exclusive);
   void reset_stream(Node& to, std::uint32_t stream, std::uint64_t next);
   void add_in_flight(std::int64_t count);
   void leave(std::int64_t count);

@@ -40,7 +40,7 @@ class ImageRefs {
 };
 
 /// A packet's capture time across processes: `Packet::capture_ns` is on the capture clock
-/// (steady, one per machine), which another machine does not share; a hop carries it as the
+/// (this process's monotonic clock), which another process does not share; a hop carries it as the
 /// wall-clock time its age says (capture_to_wall) and the receiver turns that back into its own
 /// capture clock (capture_from_wall, an age below 0 clamped to 0). Ages across machines are then
 /// as right as their wall clocks agree (NTP: a few milliseconds). 0 (not stamped) stays 0.
