@@ -116,7 +116,11 @@ struct Packet {
 
   std::uint32_t stream = 0;  // which source stream
   std::uint64_t seq = 0;     // position in the stream, from 0, contiguous
-  std::int64_t time_ns = 0;  // media or capture time
+  std::int64_t time_ns = 0;  // media time (a frame's timestamp in its stream)
+  /// When the source produced it, on capture_clock_ns(): the engine stamps it when
+  /// `Source::next` returns, unless the source set it earlier (the moment a camera frame
+  /// arrived). A packet's age is the capture clock now minus this; 0: not stamped.
+  std::int64_t capture_ns = 0;
   std::vector<Field> fields{};
 
   [[nodiscard]] bool has(std::string_view name) const noexcept { return find(name) != nullptr; }
@@ -148,6 +152,11 @@ struct Packet {
     }
   }
 };
+
+/// The clock of `Packet::capture_ns`: this process's monotonic clock in nanoseconds (the
+/// engine's own, steady_clock's rate, read in a few nanoseconds), never set back. A time on
+/// another clock converts by its age: capture_clock_ns() - (that clock's now - its time).
+[[nodiscard]] std::int64_t capture_clock_ns() noexcept;
 
 /// Name of a Value alternative ("image", "tensor", ...), for messages.
 [[nodiscard]] std::string_view value_type_name(std::size_t index) noexcept;

@@ -106,6 +106,8 @@ PYBIND11_MODULE(micromodels, module) {
       .def_readonly("processed", &StageMetrics::processed)
       .def_readonly("failed", &StageMetrics::failed)
       .def_readonly("dropped", &StageMetrics::dropped)
+      .def_readonly("dropped_age", &StageMetrics::dropped_age)
+      .def_readonly("dropped_newest", &StageMetrics::dropped_newest)
       .def_readonly("dead_lettered", &StageMetrics::dead_lettered)
       .def_readonly("emitted", &StageMetrics::emitted)
       .def_readonly("consumers", &StageMetrics::consumers)

@@ -1,5 +1,7 @@
 #include "tick_clock.hpp"
 
+#include "micromodels/packet.hpp"
+
 #include <chrono>
 
 #if defined(__x86_64__)
@@ -58,3 +60,9 @@ std::int64_t tick_ns() noexcept {
 }
 
 }  // namespace micromodels::detail
+
+namespace micromodels {
+
+std::int64_t capture_clock_ns() noexcept { return detail::tick_ns(); }
+
+}  // namespace micromodels

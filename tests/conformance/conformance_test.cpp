@@ -95,6 +95,23 @@ TEST_P(ConformanceTest, OrderIsRestoredAfterManyConsumersWithJitter) {
   EXPECT_EQ(m.packets_out, 900u);
 }
 
+TEST_P(ConformanceTest, TheSinkMeasuresEveryPacketsAgeFromItsCapture) {
+  // Every packet spends at least 2 ms in `work`: its age at the sink, from its capture at the
+  // source (carried across each hop on Redis), is at least that, and never below 0.
+  auto sink = std::make_shared<Records>();
+  add_recorder("test.sink", sink);
+  Pipeline p;
+  p.add(source(100, 2));
+  p.add({.name = "work", .type = "model.sleep", .params = {{"service_ms", 2.0}}, .consumers = 2});
+  p.add({.name = "sink", .type = "test.sink"});
+  const MetricsSnapshot m = run(p);
+  const Latency& age = m.stage("sink")->age;
+  EXPECT_EQ(age.count, 200u);
+  EXPECT_GE(age.p50_us, 0.9 * 2000) << "the histogram's buckets are about 9% wide";
+  EXPECT_LT(age.p99_us, 60e6);
+  EXPECT_EQ(m.stage("work")->age.count, 0u) << "measured at the last stages only";
+}
+
 TEST_P(ConformanceTest, PerStreamStateSeesEachStreamAloneAndInOrderAcrossConsumers) {
   auto sink = std::make_shared<Records>();
   add_recorder("test.sink", sink);

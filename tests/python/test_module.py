@@ -42,6 +42,22 @@ def test_run_returns_the_metrics():
     assert "work" in metrics.to_table()
 
 
+def test_live_metrics_count_the_drops_by_reason():
+    # A source of 2 x 400 unpaced packets never waits for a 1 ms stage: each stream keeps its
+    # newest, and every packet is either processed at the end or dropped once.
+    metrics = micromodels.run(micromodels.Pipeline.from_yaml_string("""
+pipeline: live
+live: { max_age_ms: 0 }
+stages:
+  - { name: source, type: synthetic.source, params: { count: 400, streams: 2 } }
+  - { name: work, type: model.sleep, params: { service_ms: 1 } }
+"""))
+    work = metrics.stage("work")
+    assert work.dropped_newest > 0
+    assert work.dropped == work.dropped_newest + work.dropped_age
+    assert work.processed + work.dropped == metrics.packets_in == 800
+
+
 def test_a_python_stage_runs_in_this_interpreter(stages):
     path = stages("here", """
         import threading
