@@ -24,6 +24,10 @@ constexpr double kDefaultFps = 25;
 constexpr int kLiveTimeoutMs = 5000;
 constexpr double kFirstRetryS = 0.5;
 constexpr double kLongestRetryS = 8;
+// A live input that repeats one frame, byte for byte, this long is reopened: it froze, or it
+// changed frame size, which OpenCV's FFmpeg reader does not follow (it repeats the last frame
+// of the old size).
+constexpr double kFrozenS = 2;
 
 std::string lower(std::string text) {
   std::transform(text.begin(), text.end(), text.begin(),
@@ -289,8 +293,26 @@ std::optional<VideoFrame> VideoInput::read(const std::stop_token& stop) {
     return read_image_frame();
   }
   std::optional<VideoFrame> frame = read_capture_frame();
+  if (frame && live() && frozen(frame->pixels)) {
+    spdlog::warn("video.source: {} repeated the same frame for {} s: it froze, or changed frame "
+                 "size, which the reader follows only by reopening it",
+                 describe(), kFrozenS);
+    frame.reset();
+  }
   if (!frame && live()) frame = reconnect(stop);
   return frame;
+}
+
+bool VideoInput::frozen(const cv::Mat& pixels) {
+  const bool same = !last_pixels_.empty() && last_pixels_.size() == pixels.size() &&
+                    pixels.isContinuous() && last_pixels_.isContinuous() &&
+                    std::equal(pixels.datastart, pixels.dataend, last_pixels_.datastart);
+  repeats_ = same ? repeats_ + 1 : 0;
+  last_pixels_ = pixels;  // shares the pixels of the packet: no copy
+  if (static_cast<double>(repeats_) < kFrozenS * fps_) return false;
+  repeats_ = 0;
+  last_pixels_.release();
+  return true;
 }
 
 std::optional<VideoFrame> VideoInput::reconnect(const std::stop_token& stop) {

@@ -50,7 +50,9 @@ class VideoInput {
 
   /// The next frame; nullopt at the end: a file's last frame was read, or a live input dropped
   /// and did not come back within `reconnect_s` (each attempt logged, with backoff from 0.5 s
-  /// doubling to 8 s), or `stop` was requested while it waited to retry.
+  /// doubling to 8 s), or `stop` was requested while it waited to retry. A live input that
+  /// repeats one frame for 2 s counts as dropped: that is how OpenCV's reader shows a change of
+  /// frame size, which reopening the input follows.
   std::optional<VideoFrame> read(const std::stop_token& stop = {});
 
   [[nodiscard]] VideoInputKind kind() const noexcept { return kind_; }
@@ -71,6 +73,8 @@ class VideoInput {
   std::optional<VideoFrame> read_image_frame();
   std::optional<VideoFrame> reconnect(const std::stop_token& stop);
   void note_size(const cv::Mat& pixels);
+  // True when a live input has repeated `pixels` for 2 s (counted here, frame by frame).
+  bool frozen(const cv::Mat& pixels);
 
   VideoInputOptions options_;
   VideoInputKind kind_;
@@ -85,6 +89,8 @@ class VideoInput {
   std::chrono::steady_clock::time_point opened_at_;
   std::atomic<std::uint64_t> reconnects_ = 0;  // read by other threads
   std::optional<cv::Size> size_;  // of the last frame, to log a change of size
+  cv::Mat last_pixels_;           // a live input's last frame, to see it repeat
+  std::uint64_t repeats_ = 0;     // frames equal to the one before, in a row
 };
 
 }  // namespace micromodels::vision
