@@ -26,6 +26,8 @@ int run_python_bench(const BenchOptions& options);
 #ifdef MICROMODELS_HAS_VISION
 // Defined in eye_contact_bench.cpp, built only with the vision stages.
 int run_eye_contact_bench(const BenchOptions& options);
+// Defined in live_bench.cpp, built only with the vision stages.
+int run_live_bench(const BenchOptions& options);
 #endif
 
 std::vector<std::string> bench_names() {
@@ -40,6 +42,7 @@ std::vector<std::string> bench_names() {
 #endif
 #ifdef MICROMODELS_HAS_VISION
   names.emplace_back("eye_contact");
+  names.emplace_back("live");
 #endif
   return names;
 }
@@ -58,6 +61,7 @@ int run_bench(const std::string& name, const BenchOptions& options) {
 #endif
 #ifdef MICROMODELS_HAS_VISION
   if (name == "eye_contact") return run_eye_contact_bench(options);
+  if (name == "live") return run_live_bench(options);
 #endif
   const std::string prefix = "engine.";
   if (name.starts_with(prefix)) {
