@@ -1,5 +1,6 @@
 #include "run_loop.hpp"
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -17,6 +18,37 @@ namespace {
 std::uint64_t in_flight(const MetricsSnapshot& metrics) {
   return metrics.packets_in > metrics.packets_out ? metrics.packets_in - metrics.packets_out : 0;
 }
+
+// After the first Ctrl-C: says once when the drain has made no progress for a while, so that a
+// run whose packets wait for a stage nobody serves (a `--serve none` run without its workers)
+// does not wait without a word.
+class DrainWatch {
+ public:
+  static constexpr int kStallSeconds = 5;
+
+  void start(std::uint64_t out) {
+    out_ = out;
+    since_ = std::chrono::steady_clock::now();
+  }
+  /// True once per stall: the first time `out` has not moved for kStallSeconds.
+  bool stalled(std::uint64_t out) {
+    const auto now = std::chrono::steady_clock::now();
+    if (out != out_) {
+      out_ = out;
+      since_ = now;
+      said_ = false;
+      return false;
+    }
+    if (said_ || now - since_ < std::chrono::seconds(kStallSeconds)) return false;
+    said_ = true;
+    return true;
+  }
+
+ private:
+  std::uint64_t out_ = 0;
+  std::chrono::steady_clock::time_point since_;
+  bool said_ = false;
+};
 
 }  // namespace
 
@@ -46,18 +78,31 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
       options.started();
     }
     // Polling at 10 Hz drives the progress bar and notices signals; the handler only counts.
+    DrainWatch drain;
     while (!run.wait_for(100)) {
       if (interrupts.count() > 0 && !interrupted) {
         interrupted = true;
-        const std::uint64_t draining = in_flight(run.metrics());
+        const MetricsSnapshot now = run.metrics();
+        const std::uint64_t draining = in_flight(now);
         interrupts.set_in_flight(draining);
+        drain.start(now.packets_out);
         progress.clear();
         std::fprintf(stderr, "stopping: draining %llu in-flight packets (Ctrl-C again to abort)\n",
                      static_cast<unsigned long long>(draining));
         std::fflush(stderr);
         run.stop();
       } else if (interrupted) {
-        interrupts.set_in_flight(in_flight(run.metrics()));
+        const MetricsSnapshot now = run.metrics();
+        interrupts.set_in_flight(in_flight(now));
+        if (drain.stalled(now.packets_out)) {
+          progress.clear();
+          std::fprintf(stderr,
+                       "stopping: %llu packets still in flight, and none has finished for %d s: "
+                       "a stage they wait for may have no one to serve it (see the messages above); "
+                       "Ctrl-C again abandons them\n",
+                       static_cast<unsigned long long>(in_flight(now)), DrainWatch::kStallSeconds);
+          std::fflush(stderr);
+        }
       }
       const Progress now = run.progress();
       progress.update(now.done, now.expected);

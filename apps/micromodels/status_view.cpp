@@ -136,6 +136,25 @@ std::string render_status(const Json& status, const StatusViewStyle& style) {
     }
     out += row + "\n";
   }
+  // Live figures, when there are any: the age of what the last stages put out, and drops by
+  // reason.
+  std::string ages;
+  std::string drops;
+  for (const Json& stage : status.value("stages", Json::array())) {
+    const std::string name = stage.value("name", std::string());
+    const Json age = stage.value("age_us", Json());
+    if (age.is_object()) {
+      ages += (ages.empty() ? "" : ", ") + name + " p50 " + duration_us(number_or(age, "p50", 0)) +
+              " p99 " + duration_us(number_or(age, "p99", 0));
+    }
+    const auto for_age = static_cast<unsigned long long>(number_or(stage, "dropped_age", 0));
+    const auto newest = static_cast<unsigned long long>(number_or(stage, "dropped_newest", 0));
+    if (for_age + newest > 0) {
+      drops += (drops.empty() ? "" : ", ") + name + printf_text(" age %llu newest %llu", for_age, newest);
+    }
+  }
+  if (!ages.empty()) out += "\nage: " + ages + "\n";
+  if (!drops.empty()) out += (ages.empty() ? "\n" : "") + std::string("dropped: ") + drops + "\n";
   out += "\nbottleneck: " + (bottleneck.empty() ? std::string("none yet") : bottleneck) + "\n";
   return out;
 }

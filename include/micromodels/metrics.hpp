@@ -27,7 +27,10 @@ struct StageMetrics {
   std::string type{};
   std::uint64_t processed = 0;  // packets whose process() returned
   std::uint64_t failed = 0;     // packets whose process() threw
-  std::uint64_t dropped = 0;    // removed by a policy the pipeline chose: overflow, join timeout
+  std::uint64_t dropped = 0;    // removed by a policy the pipeline chose: overflow, join
+                                // timeout, and in live mode, by reason:
+  std::uint64_t dropped_age = 0;     //   older than the budget (live.max_age_ms) when taken
+  std::uint64_t dropped_newest = 0;  //   replaced by its stream's newer packet (policy: newest)
   std::uint64_t dead_lettered = 0;  // handed to the dead letter: failed packets (when the
                                     // pipeline or transport keeps them), and on Redis entries
                                     // delivered max_deliveries times or unreadable
@@ -37,6 +40,7 @@ struct StageMetrics {
   std::size_t queue_capacity = 0;
   Latency queue_wait{};
   Latency service{};
+  Latency age{};  // a last stage: from capture (Packet::capture_ns) to processed
   int consumers = 0;
   double busy_share = 0;  // busy time / (elapsed time x consumers)
   bool source = false;      // produces packets; has no queue
@@ -68,6 +72,8 @@ struct MetricsSnapshot {
   /// Packets its last stages are done with (processed, failed, dropped, or known never to
   /// come), counted once per packet however many last stages there are (the least of them).
   std::uint64_t packets_out = 0;
+  // Rates: a stage's own is processed / elapsed_s (a source's: frames per second produced; a
+  // last stage's: what it wrote); the run's is packets_in / elapsed_s, never a sum over sinks.
   int workers = 0;                // threads of the pool that CPU-bound stages share
   std::uint32_t streams = 0;      // streams the sources produced (highest stream id + 1)
   std::vector<StageMetrics> stages{};

@@ -1,6 +1,7 @@
 // The unit that flows through a pipeline.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -116,7 +117,11 @@ struct Packet {
 
   std::uint32_t stream = 0;  // which source stream
   std::uint64_t seq = 0;     // position in the stream, from 0, contiguous
-  std::int64_t time_ns = 0;  // media or capture time
+  std::int64_t time_ns = 0;  // media time (a frame's timestamp in its stream)
+  /// When the source produced it, on capture_clock_ns(): the engine stamps it when
+  /// `Source::next` returns, unless the source set it earlier (the moment a camera frame
+  /// arrived). A packet's age is the capture clock now minus this; 0: not stamped.
+  std::int64_t capture_ns = 0;
   std::vector<Field> fields{};
 
   [[nodiscard]] bool has(std::string_view name) const noexcept { return find(name) != nullptr; }
@@ -148,6 +153,14 @@ struct Packet {
     }
   }
 };
+
+/// The clock of `Packet::capture_ns`: std::chrono::steady_clock in nanoseconds, the same for
+/// every process of a machine (CLOCK_MONOTONIC), never set back.
+[[nodiscard]] inline std::int64_t capture_clock_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 /// Name of a Value alternative ("image", "tensor", ...), for messages.
 [[nodiscard]] std::string_view value_type_name(std::size_t index) noexcept;

@@ -25,7 +25,7 @@ struct CodecLimits {
 };
 
 /// Format version written by encode_packet; decode_packet reads this version.
-inline constexpr std::uint8_t kPacketCodecVersion = 1;
+inline constexpr std::uint8_t kPacketCodecVersion = 2;  // 2: capture_ns
 
 ///   std::vector<std::byte> wire = encode_packet(packet);
 ///   Packet back = decode_packet(wire);   // equal fields, new buffers

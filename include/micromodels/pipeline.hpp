@@ -41,6 +41,16 @@ class ConfigError : public std::runtime_error {
 enum class Overflow { block, drop_oldest, drop_newest };
 enum class JoinTimeout { drop, partial };
 
+/// `live:` in a pipeline (and a stage's override): the latency budget of live video. A source
+/// is never held back; a packet older than `max_age_ms` (since its capture) when a stage takes
+/// it is dropped; with `policy: newest`, where a source's packets wait, each stream keeps only
+/// its newest (docs/yaml-reference.md#live).
+struct LiveConfig {
+  enum class Policy { newest };
+  double max_age_ms = 0;  // 0: no age limit (at this stage)
+  Policy policy = Policy::newest;
+};
+
 /// One stage of a pipeline, as configured.
 struct StageConfig {
   std::string name{};
@@ -62,6 +72,8 @@ struct StageConfig {
   /// the streams of the partitions it holds, so this bounds the processes that share the stage
   /// (its consumers within a process are `consumers`). A run in one process does not use it.
   int partitions = 8;
+  /// `live:` of this stage: overrides the pipeline's budget here (only with the pipeline's `live:`).
+  std::optional<LiveConfig> live{};
   /// Where each key was written, for errors found after parsing ("" is the stage itself).
   std::map<std::string, SourceLocation> locations{};
 };
@@ -151,6 +163,15 @@ class Pipeline {
   void set_wire(WireConfig wire) { wire_ = std::move(wire); }
   [[nodiscard]] const TraceConfig& trace() const noexcept { return trace_; }
   void set_trace(TraceConfig trace) { trace_ = std::move(trace); }
+  /// `live:`: nullopt runs in batch mode (every packet, back-pressure up to the sources).
+  [[nodiscard]] const std::optional<LiveConfig>& live() const noexcept { return live_; }
+  void set_live(std::optional<LiveConfig> live) { live_ = live; }
+  /// The budget at stage `name`: its own `live:`, else the pipeline's; nullopt in batch mode.
+  [[nodiscard]] std::optional<LiveConfig> live_at(std::string_view name) const;
+
+  /// Where a pipeline-level key ("live", "live.max_age_ms", ...) was written; the file when
+  /// the key was not, empty for a pipeline built in C++.
+  [[nodiscard]] SourceLocation location(const std::string& key) const;
 
   /// The graph as plain text and as Graphviz DOT (edges as `inputs_of` gives them).
   [[nodiscard]] std::string to_text(const Registry& registry = Registry::global()) const;
@@ -166,6 +187,7 @@ class Pipeline {
   AutoscaleConfig autoscale_{};
   WireConfig wire_{};
   TraceConfig trace_{};
+  std::optional<LiveConfig> live_{};
   std::vector<PluginPath> plugins_{};
   std::vector<StageConfig> stages_{};
   std::map<std::string, SourceLocation> locations_;  // pipeline-level keys, for validate()

@@ -70,6 +70,7 @@ struct Capabilities {
   bool joins = true;        // stages with several inputs
   bool ordered = true;      // `ordered` and `state: per_stream` stages
   bool dead_letter = true;  // a `dead_letter:` stage
+  bool live = false;        // `live:` (a latency budget): no transport carries it yet
 };
 
 /// A way to run a pipeline across processes. The Runner calls, in order: `bind` (in its

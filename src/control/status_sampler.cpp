@@ -51,6 +51,8 @@ Json stage_json(const StageMetrics& s, const Recent& recent, Json inputs) {
               {"processed", s.processed},
               {"failed", s.failed},
               {"dropped", s.dropped},
+              {"dropped_age", s.dropped_age},
+              {"dropped_newest", s.dropped_newest},
               {"dead_lettered", s.dead_lettered},
               {"rate_per_s", optional_number(recent.rate_per_s)},
               {"busy_share", s.busy_share},
@@ -59,7 +61,9 @@ Json stage_json(const StageMetrics& s, const Recent& recent, Json inputs) {
                                   {"p95", s.service.p95_us},
                                   {"p99", s.service.p99_us},
                                   {"mean", s.service.mean_us}}},
-              {"recent_service_mean_us", optional_number(recent.service_mean_us)}};
+              {"recent_service_mean_us", optional_number(recent.service_mean_us)},
+              {"age_us", s.age.count == 0 ? Json(nullptr)
+                                          : Json{{"p50", s.age.p50_us}, {"p99", s.age.p99_us}}}};
 }
 
 }  // namespace

@@ -59,9 +59,11 @@ std::string format_rate(double per_s) {
   return printf_string("%.0f", per_s);
 }
 
-double throughput(const MetricsSnapshot& m) {
-  return m.elapsed_s > 0 ? static_cast<double>(m.packets_out) / m.elapsed_s : 0.0;
+double per_second(std::uint64_t count, double elapsed_s) {
+  return elapsed_s > 0 ? static_cast<double>(count) / elapsed_s : 0.0;
 }
+
+double throughput(const MetricsSnapshot& m) { return per_second(m.packets_out, m.elapsed_s); }
 
 // Prometheus floats: the shortest text that reads back as the same double, laid out as Go's
 // strconv.FormatFloat(v, 'g', -1, 64) does (what the official clients write), because Prometheus
@@ -267,10 +269,12 @@ std::optional<Bottleneck> MetricsSnapshot::bottleneck(const MetricsSnapshot* bef
 std::string MetricsSnapshot::to_table() const {
   const std::vector<Column> columns = {
       {"", "stage", true},     {"", "consumers"},       {"", "processed"},
-      {"", "failed"},          {"", "dropped"},         {"", "dead-lettered"},
+      {"", "rate/s"},          {"", "failed"},          {"dropped", "all"},
+      {"dropped", "age"},      {"dropped", "newest"},   {"", "dead-lettered"},
       {"queue", "now/max/cap"},
       {"queue wait", "p50"},   {"queue wait", "p99"},   {"service time", "p50"},
-      {"service time", "p95"}, {"service time", "p99"}, {"", "busy"},
+      {"service time", "p95"}, {"service time", "p99"}, {"age", "p50"},
+      {"age", "p99"},          {"", "busy"},
   };
   std::vector<std::vector<std::string>> rows;
   rows.reserve(stages.size());
@@ -279,8 +283,11 @@ std::string MetricsSnapshot::to_table() const {
         s.name,
         std::to_string(s.consumers),
         std::to_string(s.processed),
+        format_rate(per_second(s.processed, elapsed_s)),
         std::to_string(s.failed),
         std::to_string(s.dropped),
+        std::to_string(s.dropped_age),
+        std::to_string(s.dropped_newest),
         std::to_string(s.dead_lettered),
         std::to_string(s.queue_depth) + '/' + std::to_string(s.queue_max) + '/' +
             std::to_string(s.queue_capacity),
@@ -289,13 +296,18 @@ std::string MetricsSnapshot::to_table() const {
         format_latency(s.service, s.service.p50_us),
         format_latency(s.service, s.service.p95_us),
         format_latency(s.service, s.service.p99_us),
+        format_latency(s.age, s.age.p50_us),
+        format_latency(s.age, s.age.p99_us),
         format_percent(s.busy_share),
     });
   }
   std::string out = render_table(columns, rows);
+  // Rates of the run, not sums over its sinks: in is what the sources made (frames), out what
+  // the last stages are done with, once per packet; each stage's own is in its row.
   out += "elapsed " + printf_string("%.2f", elapsed_s) + " s, packets in " +
-         std::to_string(packets_in) + ", out " + std::to_string(packets_out) + ", throughput " +
-         format_rate(throughput(*this)) + "/s\n";
+         std::to_string(packets_in) + " (" + format_rate(per_second(packets_in, elapsed_s)) +
+         "/s), out " + std::to_string(packets_out) + " (" + format_rate(throughput(*this)) +
+         "/s)\n";
   out += bottleneck_report();
   return out;
 }
@@ -354,6 +366,13 @@ std::string MetricsSnapshot::to_json() const {
   auto latency_json = [](const Latency& l) {
     return Json{{"p50", l.p50_us}, {"p95", l.p95_us}, {"p99", l.p99_us}, {"mean", l.mean_us}};
   };
+  // Null where nothing was measured (stages other than the last ones).
+  auto age_json = [&](const Latency& l) {
+    if (l.count == 0) return Json(nullptr);
+    Json j = latency_json(l);
+    j["count"] = l.count;
+    return j;
+  };
   Json stage_list = Json::array();
   for (const StageMetrics& s : stages) {
     stage_list.push_back(Json{
@@ -362,8 +381,11 @@ std::string MetricsSnapshot::to_json() const {
         {"processed", s.processed},
         {"failed", s.failed},
         {"dropped", s.dropped},
+        {"dropped_age", s.dropped_age},
+        {"dropped_newest", s.dropped_newest},
         {"dead_lettered", s.dead_lettered},
         {"emitted", s.emitted},
+        {"rate_per_s", per_second(s.processed, elapsed_s)},
         {"queue_depth", s.queue_depth},
         {"queue_max", s.queue_max},
         {"queue_capacity", s.queue_capacity},
@@ -371,6 +393,7 @@ std::string MetricsSnapshot::to_json() const {
         {"busy_share", s.busy_share},
         {"queue_wait_us", latency_json(s.queue_wait)},
         {"service_us", latency_json(s.service)},
+        {"age_us", age_json(s.age)},
     });
   }
   const std::optional<Bottleneck> limit = bottleneck();
@@ -379,6 +402,7 @@ std::string MetricsSnapshot::to_json() const {
       {"elapsed_s", elapsed_s},
       {"packets_in", packets_in},
       {"packets_out", packets_out},
+      {"in_per_s", per_second(packets_in, elapsed_s)},
       {"throughput_per_s", throughput(*this)},
       {"bottleneck", limit ? Json(limit->name) : Json(nullptr)},
       {"stages", std::move(stage_list)},
@@ -412,8 +436,15 @@ std::string MetricsSnapshot::to_prometheus() const {
       {"micromodels_stage_failed_total", "counter", "Packets whose process() threw.",
        [](const StageMetrics& s) { return std::to_string(s.failed); }},
       {"micromodels_stage_dropped_total", "counter",
-       "Packets removed by a policy the pipeline chose: queue overflow or join timeout.",
+       "Packets removed by a policy the pipeline chose: queue overflow, join timeout, and in live "
+       "mode age and newest.",
        [](const StageMetrics& s) { return std::to_string(s.dropped); }},
+      {"micromodels_stage_dropped_age_total", "counter",
+       "Of the dropped packets, those older than the live budget when taken.",
+       [](const StageMetrics& s) { return std::to_string(s.dropped_age); }},
+      {"micromodels_stage_dropped_newest_total", "counter",
+       "Of the dropped packets, those replaced by their stream's newer packet (live, newest).",
+       [](const StageMetrics& s) { return std::to_string(s.dropped_newest); }},
       {"micromodels_stage_dead_lettered_total", "counter",
        "Packets handed to the dead letter: failed ones, and on Redis entries that could not be "
        "delivered.",
@@ -445,6 +476,11 @@ std::string MetricsSnapshot::to_prometheus() const {
            "Time a packet waited in the stage's queue.");
   for (const StageMetrics& s : stages) {
     w.histogram("micromodels_stage_queue_wait_seconds", s, s.queue_wait);
+  }
+  w.family("micromodels_stage_age_seconds", "histogram",
+           "Age of a packet when a last stage is done with it: from its capture to now.");
+  for (const StageMetrics& s : stages) {
+    if (s.age.count > 0) w.histogram("micromodels_stage_age_seconds", s, s.age);
   }
   return w.str();
 }

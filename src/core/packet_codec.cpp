@@ -1,6 +1,6 @@
-// Wire format, version 1. All integers little-endian, floats as their IEEE-754 bits.
+// Wire format, version 2. All integers little-endian, floats as their IEEE-754 bits.
 //
-//   "MMPK"  u8 version  u32 stream  u64 seq  i64 time_ns  u32 field_count
+//   "MMPK"  u8 version  u32 stream  u64 seq  i64 time_ns  i64 capture_ns  u32 field_count
 //   field:  u32 name_len  name bytes  u8 tag (index in Value)  payload
 //   payload by tag:
 //     0 image    i32 width  i32 height  i32 channels  u8 depth  u64 byte_len  bytes
@@ -15,7 +15,7 @@
 //
 // Every value has exactly one encoding (lengths must match shapes, depths must be known, no
 // padding), so decode followed by encode reproduces the input byte for byte; the fuzz target
-// checks that.
+// checks that. Version 2 added capture_ns, as the packet holds it (the codec converts no clock).
 #include "micromodels/packet_codec.hpp"
 
 #include <algorithm>
@@ -31,7 +31,7 @@ namespace micromodels {
 namespace {
 
 constexpr std::array<char, 4> kMagic = {'M', 'M', 'P', 'K'};
-constexpr std::size_t kHeaderSize = 4 + 1 + 4 + 8 + 8 + 4;
+constexpr std::size_t kHeaderSize = 4 + 1 + 4 + 8 + 8 + 8 + 4;
 constexpr std::size_t kRectWireSize = 5 * sizeof(float);
 constexpr std::size_t kPointWireSize = 2 * sizeof(float);
 
@@ -463,6 +463,7 @@ std::vector<std::byte> encode_packet(const Packet& packet) {
   writer.put(packet.stream);
   writer.put(packet.seq);
   writer.put(packet.time_ns);
+  writer.put(packet.capture_ns);
   writer.put(static_cast<std::uint32_t>(packet.fields.size()));
   for (const Packet::Field& field : packet.fields) {
     writer.put(static_cast<std::uint32_t>(field.name.size()));
@@ -488,6 +489,7 @@ Packet decode_packet(std::span<const std::byte> bytes, const CodecLimits& limits
   packet.stream = reader.get<std::uint32_t>("stream");
   packet.seq = reader.get<std::uint64_t>("seq");
   packet.time_ns = reader.get<std::int64_t>("time");
+  packet.capture_ns = reader.get<std::int64_t>("capture time");
   const std::size_t count_at = reader.offset();
   const auto count = reader.get<std::uint32_t>("field count");
   if (count > limits.max_fields) {

@@ -185,6 +185,7 @@ Pipeline Pipeline::from_yaml_string(std::string_view yaml, std::string file_name
   pipeline.autoscale_ = std::move(doc.autoscale);
   pipeline.wire_ = std::move(doc.wire);
   pipeline.trace_ = std::move(doc.trace);
+  pipeline.live_ = doc.live;
   pipeline.plugins_ = std::move(doc.plugins);
   pipeline.stages_ = std::move(doc.stages);
   pipeline.locations_ = std::move(doc.locations);
@@ -272,6 +273,16 @@ std::vector<std::string> Pipeline::inputs_of(std::size_t index, const Registry& 
   return {};
 }
 
+SourceLocation Pipeline::location(const std::string& key) const { return where(locations_, key); }
+
+std::optional<LiveConfig> Pipeline::live_at(std::string_view name) const {
+  if (!live_) return std::nullopt;
+  const auto found = std::find_if(stages_.begin(), stages_.end(),
+                                  [name](const StageConfig& stage) { return stage.name == name; });
+  if (found != stages_.end() && found->live) return found->live;
+  return live_;
+}
+
 void Pipeline::validate(const Registry& registry) const {
   if (name_.empty()) {
     fail(where(locations_, "pipeline"), "", "pipeline",
@@ -286,6 +297,10 @@ void Pipeline::validate(const Registry& registry) const {
   detail::check_count(trace_.every, 1, detail::kMaxTraceEvery, where(locations_, "trace.every"), "",
                       "trace.every");
   detail::check_megabytes(trace_.max_mb, where(locations_, "trace.max_mb"), "trace.max_mb");
+  if (live_) {
+    detail::check_max_age(live_->max_age_ms, where(locations_, "live.max_age_ms"), "",
+                          "live.max_age_ms");
+  }
   detail::check_count(wire_.image_ttl_s, 1, detail::kMaxImageTtlS,
                       where(locations_, "wire.image_ttl_s"), "", "wire.image_ttl_s");
   if (stages_.empty()) {
@@ -334,6 +349,15 @@ void Pipeline::validate(const Registry& registry) const {
                            "join.timeout_ms");
     detail::check_count(stage.partitions, 1, detail::kMaxConsumers, where(stage, "partitions"),
                         subject, "partitions");
+    if (stage.live) {
+      if (!live_) {
+        fail(where(stage, "live"), subject, "live",
+             "a stage's live: overrides the pipeline's budget, and this pipeline has none; add "
+             "live: { max_age_ms: 120 } at the top level, or remove this key");
+      }
+      detail::check_max_age(stage.live->max_age_ms, where(stage, "live.max_age_ms"), subject,
+                            "live.max_age_ms");
+    }
 
     StageInfo info;
     try {
@@ -367,6 +391,11 @@ void Pipeline::validate(const Registry& registry) const {
       if (stage.max_batch > 1) {
         fail(where(stage, "batch.max_batch"), subject, "batch.max_batch",
              "a source is not batched; remove batch");
+      }
+      if (stage.live) {
+        fail(where(stage, "live"), subject, "live",
+             "a source is never held back in live mode and its packets are not old yet; put the "
+             "budget on the stages after it");
       }
     } else if (stage.max_batch > 1 && !info.batching) {
       fail(where(stage, "batch.max_batch"), subject, "batch.max_batch",

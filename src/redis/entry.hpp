@@ -3,12 +3,14 @@
 //
 // An entry has one field, `m`, whose value is a fixed header and, for a packet, the packet:
 //
-//   "mm"  u8 format (3)  u8 kind ('p' packet, 's' skip)  u64 pipeline version  u64 run id
+//   "mm"  u8 format (4)  u8 kind ('p' packet, 's' skip)  u64 pipeline version  u64 run id
 //   u32 stream  u64 seq  u16 input  [packet: encode_packet of the fields the hop carries]
 //
 // Integers are little-endian. One field keeps what Redis formats per entry small (the first
 // format had five fields: ten bulk strings per entry read). Format 3: the packet may hold image
 // references (src/wire/image_ref.hpp), which format 2's readers would take for corrupt images.
+// Format 4: the packet carries its capture time (packet codec version 2, the time as wall-clock
+// time: src/wire/hop_codec.hpp), which format 3's readers cannot decode.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +20,7 @@
 
 namespace micromodels::detail {
 
-inline constexpr std::uint8_t kEntryFormat = 3;
+inline constexpr std::uint8_t kEntryFormat = 4;
 inline constexpr std::string_view kEntryField = "m";
 
 /// An entry that is not ours, or not whole: `what()` says what is wrong with it.

@@ -153,6 +153,13 @@ void Engine::serve_source(Node& node) {
     }
     ended = !more;
     const auto t1 = stamp();
+    if (!out.empty()) {
+      // Its capture time, unless the source knew it better (the moment a camera frame came).
+      const std::int64_t captured = capture_clock_ns();
+      for (Packet& packet : out) {
+        if (packet.capture_ns == 0) packet.capture_ns = captured;
+      }
+    }
     node.service.record(ns_between(t0, t1));
     node.busy_ns.fetch_add(ns_between(t0, t1), std::memory_order_relaxed);
     if (out.empty()) continue;
@@ -248,15 +255,18 @@ void Engine::serve_stage(Node& node) {
     --node.untaken;
     had_room = !node.queue.full();
     std::size_t take = 1;
-    if (node.config.per_stream) {
-      take = kTurn;
-    } else if (node.config.max_batch > 1) {
+    if (node.config.max_batch > 1) {
       take = node.config.max_batch;
+    } else if (live_) {
+      take = 1;  // for latency: a packet that arrives meanwhile is not stuck behind a chunk
+    } else if (node.config.per_stream) {
+      take = kTurn;
     } else if (exclusive &&
                node.service_ewma_ns.load(std::memory_order_relaxed) < kChunkBelowNs) {
       take = kTurn;
     }
     lane = node.queue.take(batch, take);
+    if (node.max_age_ns > 0) drop_aged_locked(node, batch, after);
     if (node.reorder.waiting()) {
       ReorderOut out{*this, node, after, false};
       node.reorder.release_waiting(out);
@@ -292,7 +302,8 @@ void Engine::run_batch(Node& node, Stage& stage, std::vector<Queued>& batch, boo
   keys.reserve(batch.size());
   for (Queued& queued : batch) {
     node.wait.record(ns_between(queued.enqueued, t0), exclusive);
-    keys.push_back({queued.packet.stream, queued.packet.seq, queued.ticket});
+    keys.push_back(
+        {queued.packet.stream, queued.packet.seq, queued.ticket, queued.packet.capture_ns});
     packets.push_back(std::move(queued.packet));
   }
   if (node.dead_letter) originals = packets;
@@ -338,7 +349,8 @@ void Engine::run_packets(Node& node, Stage& stage, std::vector<Queued>& batch, b
     if (i > 0) WorkerPool::share_pending();
     Queued& queued = batch[i];
     node.wait.record(ns_between(queued.enqueued, t0), exclusive);
-    const Key key{queued.packet.stream, queued.packet.seq, queued.ticket};
+    const Key key{queued.packet.stream, queued.packet.seq, queued.ticket,
+                  queued.packet.capture_ns};
     std::optional<Packet> original;
     if (node.dead_letter) original = queued.packet;
     out.clear();
@@ -378,6 +390,7 @@ void Engine::route(Node& node, std::vector<Packet>& outputs, std::span<const Key
   const auto consumed = static_cast<std::int64_t>(inputs.size());
   if (node.outputs.empty()) {
     // A last stage: whatever it emits leaves the pipeline here.
+    if (!node.plan.dead_letter) record_ages(node, inputs);
     leave(consumed);
     return;
   }
@@ -394,6 +407,14 @@ void Engine::route(Node& node, std::vector<Packet>& outputs, std::span<const Key
   for (Packet& packet : outputs) {
     for (std::size_t e = 0; e + 1 < node.outputs.size(); ++e) deliver(node.outputs[e], packet);
     deliver(node.outputs.back(), std::move(packet));
+  }
+}
+
+void Engine::record_ages(Node& node, std::span<const Key> done) {
+  const std::int64_t now = capture_clock_ns();
+  for (const Key& key : done) {
+    // Clamped at 0: a capture time from another machine's clock may lie ahead of ours.
+    if (key.capture_ns != 0) node.age.record(std::max<std::int64_t>(0, now - key.capture_ns));
   }
 }
 
@@ -576,8 +597,27 @@ void Engine::enqueue_locked(Node& to, Packet packet, Ticket ticket, Aftermath& a
   std::optional<StageQueue::Dropped> dropped = to.queue.push({std::move(packet), t_clock, ticket});
   if (!dropped) return;
   to.dropped.fetch_add(1, std::memory_order_relaxed);
+  if (to.newest) to.dropped_newest.fetch_add(1, std::memory_order_relaxed);
   after.skips.push_back({&to, dropped->stream, dropped->seq, dropped->ticket});
   leave(1);
+}
+
+void Engine::drop_aged_locked(Node& node, std::vector<Queued>& batch, Aftermath& after) {
+  // Live mode: a packet older than the budget is not worth processing any more. Its seq goes on
+  // as a skip, so that ordered stages and joins after do not wait for it.
+  const std::int64_t now = capture_clock_ns();
+  const auto aged = std::remove_if(batch.begin(), batch.end(), [&](const Queued& queued) {
+    const std::int64_t capture = queued.packet.capture_ns;
+    if (capture == 0 || now - capture <= node.max_age_ns) return false;
+    after.skips.push_back({&node, queued.packet.stream, queued.packet.seq, queued.ticket});
+    return true;
+  });
+  const auto count = static_cast<std::int64_t>(batch.end() - aged);
+  if (count == 0) return;
+  batch.erase(aged, batch.end());
+  node.dropped.fetch_add(static_cast<std::uint64_t>(count), std::memory_order_relaxed);
+  node.dropped_age.fetch_add(static_cast<std::uint64_t>(count), std::memory_order_relaxed);
+  leave(count);
 }
 
 void Engine::reset_stream(Node& to, std::uint32_t stream, std::uint64_t next) {

@@ -61,6 +61,7 @@ struct Key {
   std::uint32_t stream = 0;
   std::uint64_t seq = 0;
   Ticket ticket = 0;
+  std::int64_t capture_ns = 0;  // Packet::capture_ns, for its age at a last stage
 };
 
 /// A stage at run time, or the producer in front of one: its source, or its inlet from other
@@ -71,7 +72,9 @@ struct Key {
 class Node {
  public:
   enum class Kind { source, inlet, stage };
-  Node(Engine& engine, const PlanStage& plan, Kind kind);
+  /// `live`: the stage's budget in live mode (Pipeline::live_at), nullopt in batch mode.
+  Node(Engine& engine, const PlanStage& plan, Kind kind, std::optional<LiveConfig> live,
+       bool fed_by_source);
 
   // Set when the node is served (before `served`), then fixed.
   Engine& engine;
@@ -91,6 +94,11 @@ class Node {
   Edge dead_letter;                // where its failed packets go (none: an empty edge)
   Executor* executor = nullptr;
   std::atomic<bool> served{false};
+  // Live mode (`live:`): the most age (since capture) a packet may have when a consumer takes
+  // it (0: none), and whether the stage's queue keeps only each stream's newest packet (it is
+  // fed by a source, which does not wait).
+  std::int64_t max_age_ns = 0;
+  bool newest = false;
 
   [[nodiscard]] bool producer() const noexcept { return kind != Kind::stage; }
   [[nodiscard]] bool ordered() const noexcept { return config.ordered || config.per_stream; }
@@ -112,7 +120,9 @@ class Node {
   std::atomic<std::uint64_t> arrived{0};    // packets that reached the stage (after its join)
   std::atomic<std::uint64_t> processed{0};
   std::atomic<std::uint64_t> failed{0};
-  std::atomic<std::uint64_t> dropped{0};
+  std::atomic<std::uint64_t> dropped{0};         // all reasons, among them:
+  std::atomic<std::uint64_t> dropped_age{0};     //   older than the budget when taken
+  std::atomic<std::uint64_t> dropped_newest{0};  //   replaced by its stream's newer packet
   std::atomic<std::uint64_t> dead_lettered{0};
   std::atomic<std::uint64_t> emitted{0};
   std::atomic<std::uint64_t> skipped{0};    // "will never come" notices that reached it
@@ -121,6 +131,7 @@ class Node {
   std::atomic<std::int64_t> capacity_ns{0};  // consumer-nanoseconds available until last_change
   Histogram wait;
   Histogram service;
+  Histogram age;  // capture to done, at a last stage
 };
 
 class Engine {
@@ -197,6 +208,8 @@ class Engine {
   void skip_locked(Node& to, std::uint32_t stream, std::uint64_t seq, Ticket ticket, bool arrived,
                    Aftermath& after);
   void enqueue_locked(Node& to, Packet packet, Ticket ticket, Aftermath& after);
+  void drop_aged_locked(Node& node, std::vector<Queued>& batch, Aftermath& after);
+  void record_ages(Node& node, std::span<const Key> done);
   void reset_stream(Node& to, std::uint32_t stream, std::uint64_t next);
   void add_in_flight(std::int64_t count);
   void leave(std::int64_t count);
@@ -223,6 +236,7 @@ class Engine {
   std::vector<std::unique_ptr<DedicatedThreads>> dedicated_;
   std::uint64_t expected_ = 0;
   bool runs_sources_ = false;
+  bool live_ = false;  // `live:`: sources never wait (docs/architecture.md, live mode)
 
   std::atomic<std::int64_t> in_flight_{0};
   std::atomic<std::int64_t> held_{0};  // in reorder buffers and joins, waiting for order

@@ -22,14 +22,18 @@ std::int64_t ns_between(Clock::time_point a, Clock::time_point b) {
 
 }  // namespace
 
-Node::Node(Engine& owner, const PlanStage& stage_plan, Kind node_kind)
+Node::Node(Engine& owner, const PlanStage& stage_plan, Kind node_kind,
+           std::optional<LiveConfig> live, bool fed_by_source)
     : engine(owner),
       plan(stage_plan),
       kind(node_kind),
       joining(node_kind == Kind::stage && stage_plan.inputs.size() > 1),
       config(stage_plan.config),
+      max_age_ns(live ? static_cast<std::int64_t>(live->max_age_ms * 1e6) : 0),
+      newest(live && live->policy == LiveConfig::Policy::newest && fed_by_source &&
+             stage_plan.config.overflow == Overflow::block),
       queue(stage_plan.config.queue_capacity, stage_plan.config.overflow,
-            stage_plan.config.per_stream),
+            stage_plan.config.per_stream, newest),
       joins(stage_plan.inputs.size()) {}
 
 // ---------------------------------------------------------------------------------------------
@@ -47,12 +51,18 @@ Engine::Engine(const Plan& plan, Transport* transport)
   // Create spdlog's default logger here, before any worker thread logs through it.
   spdlog::default_logger();
   stage_count_ = plan_.stages().size();
+  live_ = pipeline_.live().has_value();
   for (const PlanStage& s : plan_.stages()) {
-    nodes_.push_back(
-        std::make_unique<Node>(*this, s, s.source() ? Node::Kind::source : Node::Kind::stage));
+    const bool fed_by_source = std::any_of(s.inputs.begin(), s.inputs.end(), [&](std::size_t i) {
+      return plan_.stages()[i].source();
+    });
+    nodes_.push_back(std::make_unique<Node>(*this, s,
+                                            s.source() ? Node::Kind::source : Node::Kind::stage,
+                                            pipeline_.live_at(s.name()), fed_by_source));
   }
   for (const PlanStage& s : plan_.stages()) {
-    nodes_.push_back(std::make_unique<Node>(*this, s, Node::Kind::inlet));
+    nodes_.push_back(
+        std::make_unique<Node>(*this, s, Node::Kind::inlet, std::nullopt, false));
   }
   workers_ = pipeline_.workers() > 0
                  ? pipeline_.workers()
@@ -99,7 +109,8 @@ Engine::~Engine() {
 
 void Engine::serve_node(Node& node) {
   const PlanStage& s = node.plan;
-  node.blocking = s.blocking;
+  // Live: a source runs on a thread of its own, as a camera does, whatever the pool is doing.
+  node.blocking = s.blocking || (live_ && s.source());
   if (s.source()) {
     node.source = Plan::make_source(s);
   } else {
@@ -501,6 +512,8 @@ MetricsSnapshot Engine::metrics() const {
     m.processed = node.processed.load();
     m.failed = node.failed.load();
     m.dropped = node.dropped.load();
+    m.dropped_age = node.dropped_age.load();
+    m.dropped_newest = node.dropped_newest.load();
     m.dead_lettered = node.dead_lettered.load();
     m.emitted = node.emitted.load();
     m.queue_depth = node.queue.depth();
@@ -511,6 +524,7 @@ MetricsSnapshot Engine::metrics() const {
     m.per_stream = node.config.per_stream;
     m.queue_wait = node.wait.summary();
     m.service = node.service.summary();
+    m.age = node.age.summary();
     std::int64_t capacity = 0;
     {
       std::lock_guard lock(node.mutex);

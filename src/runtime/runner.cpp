@@ -27,6 +27,13 @@ void check_capabilities(const Plan& plan, const Transport& transport) {
                           " is not supported on " + transport.name() +
                           "; run this pipeline with broker: memory, or change the stage");
   };
+  const Pipeline& pipeline = plan.pipeline();
+  if (!can.live && pipeline.live()) {
+    throw ConfigError(pipeline.location("live"), "live",
+                      "key 'live': a latency budget (live mode) is not supported on " +
+                          transport.name() +
+                          " yet; run this pipeline with broker: memory, or remove live:");
+  }
   for (const PlanStage& stage : plan.stages()) {
     if (!can.joins && stage.inputs.size() > 1) refuse(stage, "inputs", "joining several inputs");
     if (!can.ordered && stage.config.ordered) refuse(stage, "ordered", "restoring order");

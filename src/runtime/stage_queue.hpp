@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <optional>
 #include <unordered_map>
 #include <vector>
@@ -23,7 +24,11 @@ struct Queued {
 };
 
 /// One queue, or for a per_stream stage one lane per stream, served by one consumer at a time
-/// and taken in turns. Changed only under the node's mutex; `depth` may be read without it.
+/// and taken in turns. With `newest` (live mode, a queue a source feeds) each stream keeps only
+/// its newest packet: one arriving takes the place of its stream's packet still waiting, which is
+/// dropped, and a full queue drops its oldest; consumers take first the stream served longest
+/// ago, so that streams over capacity get equal shares whatever order their packets arrive in.
+/// Changed only under the node's mutex; `depth` may be read without it.
 class StageQueue {
  public:
   /// A packet the overflow policy dropped.
@@ -33,12 +38,28 @@ class StageQueue {
     Ticket ticket = 0;
   };
 
-  StageQueue(std::size_t capacity, Overflow overflow, bool per_stream)
-      : capacity_(capacity), overflow_(overflow), per_stream_(per_stream) {}
+  StageQueue(std::size_t capacity, Overflow overflow, bool per_stream, bool newest = false)
+      : capacity_(capacity),
+        overflow_(newest ? Overflow::drop_oldest : overflow),
+        per_stream_(per_stream),
+        newest_(newest) {}
 
   /// Adds `item`. When the queue is full and the policy drops, the packet dropped (the newest:
-  /// this one; the oldest: the oldest of its lane or queue) is returned.
+  /// this one; the oldest: the oldest of its lane or queue) is returned; with `newest`, the
+  /// packet of the same stream it replaced.
   std::optional<Dropped> push(Queued item) {
+    if (newest_) {
+      std::deque<Queued>& waiting = per_stream_ ? lanes_[item.packet.stream].queue : queue_;
+      const auto same = std::find_if(waiting.begin(), waiting.end(), [&](const Queued& q) {
+        return q.packet.stream == item.packet.stream;
+      });
+      if (same != waiting.end()) {
+        // In its place: a stream whose packets keep being replaced does not lose its turn.
+        const Dropped replaced{same->packet.stream, same->packet.seq, same->ticket};
+        *same = std::move(item);
+        return replaced;
+      }
+    }
     std::optional<Dropped> dropped;
     if (depth_.load(std::memory_order_relaxed) >= capacity_ && overflow_ != Overflow::block) {
       if (overflow_ == Overflow::drop_newest) {
@@ -92,10 +113,25 @@ class StageQueue {
   std::optional<std::uint32_t> take(std::vector<Queued>& batch, std::size_t n) {
     std::optional<std::uint32_t> taken;
     std::deque<Queued>* from = &queue_;
+    if (newest_ && !per_stream_) {
+      // At most one packet per stream waits: take them one by one, fairest first.
+      const std::size_t count = std::min(n, queue_.size());
+      for (std::size_t i = 0; i < count; ++i) {
+        const auto next = least_served(queue_, [](const Queued& q) { return q.packet.stream; });
+        served_[next->packet.stream] = ++turns_;
+        batch.push_back(std::move(*next));
+        queue_.erase(next);
+      }
+      depth_.store(depth_.load(std::memory_order_relaxed) - count, std::memory_order_release);
+      return std::nullopt;
+    }
     if (per_stream_) {
       if (ready_lanes_.empty()) return std::nullopt;
-      taken = ready_lanes_.front();
-      ready_lanes_.pop_front();
+      auto next = ready_lanes_.begin();
+      if (newest_) next = least_served(ready_lanes_, [](std::uint32_t stream) { return stream; });
+      taken = *next;
+      ready_lanes_.erase(next);
+      if (newest_) served_[*taken] = ++turns_;
       Lane& lane = lanes_[*taken];
       lane.listed = false;
       lane.busy = true;
@@ -134,6 +170,23 @@ class StageQueue {
   [[nodiscard]] Overflow overflow() const noexcept { return overflow_; }
 
  private:
+  // The item of `items` whose stream was served longest ago (never: first), the earliest of
+  // equals.
+  template <class Items, class StreamOf>
+  typename Items::iterator least_served(Items& items, StreamOf stream_of) {
+    auto best = items.begin();
+    std::uint64_t best_turn = std::numeric_limits<std::uint64_t>::max();
+    for (auto it = items.begin(); it != items.end(); ++it) {
+      const auto found = served_.find(stream_of(*it));
+      const std::uint64_t turn = found == served_.end() ? 0 : found->second;
+      if (turn < best_turn) {
+        best = it;
+        best_turn = turn;
+      }
+    }
+    return best;
+  }
+
   struct Lane {
     std::deque<Queued> queue;
     bool busy = false;    // a consumer is serving this stream
@@ -143,9 +196,12 @@ class StageQueue {
   std::size_t capacity_;
   Overflow overflow_;
   bool per_stream_;
+  bool newest_;
   std::deque<Queued> queue_;
   std::unordered_map<std::uint32_t, Lane> lanes_;
   std::deque<std::uint32_t> ready_lanes_;
+  std::unordered_map<std::uint32_t, std::uint64_t> served_;  // newest: stream -> its last turn
+  std::uint64_t turns_ = 0;
   std::atomic<std::size_t> depth_{0};
   std::atomic<std::size_t> depth_max_{0};
 };

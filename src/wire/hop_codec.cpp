@@ -1,5 +1,8 @@
 #include "hop_codec.hpp"
 
+#include <algorithm>
+#include <chrono>
+
 #include "micromodels/packet_codec.hpp"
 #include "micromodels/pipeline.hpp"
 
@@ -13,6 +16,12 @@ constexpr std::string_view kMarker = "\x01wire:";
 constexpr std::string_view kRef = "ref";
 
 std::string marker(std::string_view name) { return std::string(kMarker) + std::string(name); }
+
+std::int64_t wall_clock_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 bool is_ref(const Packet& packet, std::string_view name) {
   const auto* how = std::get_if<std::string>(packet.find(marker(name)));
@@ -53,9 +62,23 @@ WireImages wire_images_for(const std::string& images, int jpeg_quality, const Pi
                            jpeg_quality != 0 ? "--jpeg-quality" : file + "jpeg_quality");
 }
 
+std::int64_t capture_to_wall(std::int64_t capture_ns) {
+  if (capture_ns == 0) return 0;
+  const std::int64_t age = std::max<std::int64_t>(0, capture_clock_ns() - capture_ns);
+  return wall_clock_ns() - age;
+}
+
+std::int64_t capture_from_wall(std::int64_t wall_ns) {
+  if (wall_ns == 0) return 0;
+  // A sender's clock ahead of ours would make the packet younger than new: clamped at 0.
+  const std::int64_t age = std::max<std::int64_t>(0, wall_clock_ns() - wall_ns);
+  return capture_clock_ns() - age;
+}
+
 std::string encode_for_hop(const Packet& packet, const std::optional<std::set<std::string>>& keep,
                            const WireImages& images, ImageRefs* refs, std::uint64_t* stored) {
-  Packet wire{.stream = packet.stream, .seq = packet.seq, .time_ns = packet.time_ns};
+  Packet wire{.stream = packet.stream, .seq = packet.seq, .time_ns = packet.time_ns,
+              .capture_ns = capture_to_wall(packet.capture_ns)};
   std::uint64_t stored_here = 0;
   for (const Packet::Field& f : packet.fields) {
     if (f.name.starts_with(kMarker)) continue;  // markers follow their fields
@@ -92,6 +115,7 @@ std::string encode_for_hop(const Packet& packet, const std::optional<std::set<st
 
 Packet decode_hop(std::string_view payload) {
   Packet packet = decode_packet(std::as_bytes(std::span(payload.data(), payload.size())));
+  packet.capture_ns = capture_from_wall(packet.capture_ns);
   std::vector<std::string> markers;
   for (const Packet::Field& f : packet.fields) {
     if (f.name.starts_with(kMarker)) markers.push_back(f.name);

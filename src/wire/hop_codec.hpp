@@ -39,7 +39,15 @@ class ImageRefs {
   virtual void carry(const ImageRef& ref) = 0;
 };
 
-/// The packet as it travels one hop: only the fields named in `keep` (every field when `keep`
+/// A packet's capture time across processes: `Packet::capture_ns` is on the capture clock
+/// (steady, one per machine), which another machine does not share; a hop carries it as the
+/// wall-clock time its age says (capture_to_wall) and the receiver turns that back into its own
+/// capture clock (capture_from_wall, an age below 0 clamped to 0). Ages across machines are then
+/// as right as their wall clocks agree (NTP: a few milliseconds). 0 (not stamped) stays 0.
+[[nodiscard]] std::int64_t capture_to_wall(std::int64_t capture_ns);
+[[nodiscard]] std::int64_t capture_from_wall(std::int64_t wall_ns);
+
+/// The packet as it travels one hop (its capture time as wall-clock time): only the fields named in `keep` (every field when `keep`
 /// is nullopt; PlanStage::carried says which). With `refs`, images travel as references (a
 /// Buffer field of the same name holding encode_ref, and a marker field); without, compressed
 /// images become a Buffer of the same name plus a marker, so that the receiver knows what to
@@ -50,7 +58,8 @@ class ImageRefs {
                                          const WireImages& images = {}, ImageRefs* refs = nullptr,
                                          std::uint64_t* stored = nullptr);
 
-/// decode_packet, then compressed images back to Image. Images that came by reference stay
+/// decode_packet, the capture time back to this machine's capture clock, then compressed
+/// images back to Image. Images that came by reference stay
 /// references (see `references`): only a process that reads their pixels fetches them.
 /// Throws CodecError.
 [[nodiscard]] Packet decode_hop(std::string_view payload);

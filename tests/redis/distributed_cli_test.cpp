@@ -292,6 +292,25 @@ TEST_F(DistributedCliTest, ARunThatServesNothingNamesTheStagesNoWorkerServes) {
   EXPECT_EQ(w->wait(20s).exit_code, 0);
 }
 
+TEST_F(DistributedCliTest, ACtrlCOnARunThatServesNothingSaysTheDrainIsStuckAndASecondAbandons) {
+  const fs::path file = write_pipeline(50, "service_ms: 1");
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "-q", "--serve", "none"});
+  std::this_thread::sleep_for(1s);  // the packets wait in Redis for a worker of 'work'
+  run->signal(SIGINT);
+  const std::string said = "none has finished for 5 s";
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (run->err().find(said) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  const std::string stuck = run->err();
+  EXPECT_NE(stuck.find("stopping: draining"), std::string::npos) << stuck;
+  EXPECT_NE(stuck.find(said), std::string::npos) << stuck;
+  EXPECT_NE(stuck.find("Ctrl-C again abandons them"), std::string::npos) << stuck;
+  run->signal(SIGINT);
+  const Result r = run->wait(20s);
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+}
+
 TEST_F(DistributedCliTest, PerStreamStageIsHandedOverWhenItsWorkerDies) {
   const int count = 150;
   const fs::path file =

@@ -50,7 +50,7 @@ TEST(Entry, AnythingElseIsAnEntryErrorThatSaysWhat) {
   EXPECT_NE(error_of("").find("not a micromodels entry"), std::string::npos);
   std::string other = encode_entry({.kind = Entry::Kind::skip});
   other[2] = 1;
-  EXPECT_NE(error_of(other).find("entry format 1, this build reads format 3"), std::string::npos)
+  EXPECT_NE(error_of(other).find("entry format 1, this build reads format 4"), std::string::npos)
       << error_of(other);
   EXPECT_NE(error_of(encode_entry({.kind = Entry::Kind::skip}).substr(0, 20)).find("truncated"),
             std::string::npos);

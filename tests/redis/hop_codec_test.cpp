@@ -50,6 +50,27 @@ TEST(HopCodec, OnlyTheKeptFieldsTravel) {
   EXPECT_EQ(none.seq, 7u);
 }
 
+TEST(HopCodec, TheCaptureTimeTravelsAsItsAge) {
+  // 40 ms old when it leaves; on arrival (the same machine) its age is 40 ms and the time the
+  // hop took, give or take the two clocks' readings (microseconds).
+  Packet p = frame_packet();
+  p.capture_ns = capture_clock_ns() - 40'000'000;
+  const Packet back = decode_hop(encode_for_hop(p, std::nullopt));
+  const std::int64_t age = capture_clock_ns() - back.capture_ns;
+  EXPECT_GE(age, 39'000'000);
+  EXPECT_LT(age, 40'000'000 + 5'000'000'000) << "within the test's own time";
+  EXPECT_LE(back.capture_ns, p.capture_ns + 1'000'000) << "the wall clock's rounding at most";
+  // Not stamped stays not stamped; a sender's clock ahead of ours gives age 0, never below.
+  EXPECT_EQ(decode_hop(encode_for_hop(frame_packet(), std::nullopt)).capture_ns, 0);
+  EXPECT_EQ(capture_to_wall(0), 0);
+  EXPECT_EQ(capture_from_wall(0), 0);
+  const std::int64_t ahead = capture_to_wall(capture_clock_ns()) + 3'600'000'000'000;
+  const std::int64_t before = capture_clock_ns();
+  const std::int64_t arrived = capture_from_wall(ahead);
+  EXPECT_GE(arrived, before);
+  EXPECT_LE(arrived, capture_clock_ns());
+}
+
 TEST(HopCodec, RawIsTheDefaultAndExact) {
   const Packet p = frame_packet();
   const std::string wire = encode_for_hop(p, std::nullopt);

@@ -347,7 +347,8 @@ TEST_F(ControlTest, ScaleUnderLoadThroughTheEndpointAndCtl) {
   const ToolResult r = run->wait(20s);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   expect_complete_output(1200);
-  EXPECT_NE(r.out.find("packets in 1200, out 1200"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(packets in 1200 \([0-9.]+/s\), out 1200 )")))
+      << r.out;
 }
 
 TEST_F(ControlTest, SwapReplacesTheModelWhileItRuns) {
@@ -550,7 +551,7 @@ TEST_F(ControlTest, TopPrintsTheStagesAndTheBottleneck) {
     const ToolResult top = tool(once ? "top_once" : "top", args);
     EXPECT_EQ(top.exit_code, 0) << top.err;
     for (const char* text : {"live", "source", "work", "sink", "model.sleep", "rate/s", "p99",
-                             "busy", "bottleneck: work"}) {
+                             "busy", "bottleneck: work", "\nage: sink p50 "}) {
       EXPECT_NE(top.out.find(text), std::string::npos) << text << " missing from\n" << top.out;
     }
     EXPECT_TRUE(std::regex_search(top.out, std::regex(R"(\nwork [^\n]*\[#+ *\]  ◀ bottleneck\n)")))

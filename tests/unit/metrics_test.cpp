@@ -61,6 +61,7 @@ MetricsSnapshot demo_snapshot() {
   StageMetrics work = make_stage("work", "model.spin", 990, 4, 0.97);
   work.failed = 2;
   work.dropped = 1;
+  work.dropped_age = 1;
   work.emitted = 988;
   work.queue_depth = 7;
   work.queue_max = 40;
@@ -74,6 +75,7 @@ MetricsSnapshot demo_snapshot() {
   sink.queue_capacity = 64;
   sink.queue_wait = make_latency(40, 90, 150, 50, 988, {{100, 900}, {1000, 988}});
   sink.service = make_latency(2'500'000, 2'600'000, 2'700'000, 2'500'000, 988);
+  sink.age = make_latency(30'000, 50'000, 80'000, 35'000, 988, {{10'000, 100}, {100'000, 988}});
 
   m.stages = {source, work, sink};
   return m;
@@ -211,13 +213,15 @@ TEST(MetricsTable, HasOneAlignedRowPerStage) {
   const std::vector<std::string> lines = lines_of(demo_snapshot().to_table());
   // group labels, column headers, 3 stages, summary, bottleneck report (2 lines)
   ASSERT_EQ(lines.size(), 8U) << demo_snapshot().to_table();
+  EXPECT_NE(lines[0].find("dropped"), std::string::npos);
   EXPECT_NE(lines[0].find("queue wait"), std::string::npos);
   EXPECT_NE(lines[0].find("service time"), std::string::npos);
+  EXPECT_NE(lines[0].find("age"), std::string::npos);
 
   const auto header = tokens_with_end(lines[1]);
   const std::vector<std::string> expected_header = {
-      "stage", "consumers", "processed", "failed", "dropped", "dead-lettered", "now/max/cap",
-      "p50",   "p99",       "p50",       "p95",    "p99",     "busy"};
+      "stage", "consumers", "processed", "rate/s", "failed", "all", "age", "newest",
+      "dead-lettered", "now/max/cap", "p50", "p99", "p50", "p95", "p99", "p50", "p99", "busy"};
   ASSERT_EQ(header.size(), expected_header.size()) << lines[1];
   for (std::size_t i = 0; i < header.size(); ++i) EXPECT_EQ(header[i].first, expected_header[i]);
 
@@ -234,22 +238,28 @@ TEST(MetricsTable, HasOneAlignedRowPerStage) {
   }
 
   const auto work = tokens_with_end(lines[3]);
-  const std::vector<std::string> work_cells = {"work",   "4",      "990",     "2",
-                                               "1",      "0",      "7/40/64", "1.20ms",
-                                               "4.50ms", "1.50ms", "4.00ms",  "12.0ms", "97%"};
+  const std::vector<std::string> work_cells = {
+      "work",   "4",      "990",    "495.0",  "2",      "1", "1", "0", "0",
+      "7/40/64", "1.20ms", "4.50ms", "1.50ms", "4.00ms", "12.0ms", "-", "-", "97%"};
   for (std::size_t i = 0; i < work_cells.size(); ++i) EXPECT_EQ(work[i].first, work_cells[i]);
 
   const auto source = tokens_with_end(lines[2]);
-  EXPECT_EQ(source[7].first, "-") << "no queue wait measured for a source";
-  EXPECT_EQ(source[9].first, "3.2µs");
-  EXPECT_EQ(source[11].first, "8.0µs");
-  EXPECT_EQ(source[12].first, "5%");
+  EXPECT_EQ(source[3].first, "500.0") << "a source's rate is the frames it made per second";
+  EXPECT_EQ(source[10].first, "-") << "no queue wait measured for a source";
+  EXPECT_EQ(source[12].first, "3.2µs");
+  EXPECT_EQ(source[14].first, "8.0µs");
+  EXPECT_EQ(source[15].first, "-") << "no age measured but at the last stages";
+  EXPECT_EQ(source[17].first, "5%");
 
   const auto sink = tokens_with_end(lines[4]);
-  EXPECT_EQ(sink[7].first, "40µs");
-  EXPECT_EQ(sink[9].first, "2.50s");
+  EXPECT_EQ(sink[3].first, "494.0");
+  EXPECT_EQ(sink[10].first, "40µs");
+  EXPECT_EQ(sink[12].first, "2.50s");
+  EXPECT_EQ(sink[15].first, "30.0ms");
+  EXPECT_EQ(sink[16].first, "80.0ms");
 
-  EXPECT_EQ(lines[5], "elapsed 2.00 s, packets in 1000, out 990, throughput 495.0/s");
+  // The run's rates: frames in from the sources, packets out once each (never a sum over sinks).
+  EXPECT_EQ(lines[5], "elapsed 2.00 s, packets in 1000 (500.0/s), out 990 (495.0/s)");
   EXPECT_EQ(lines[6] + "\n" + lines[7] + "\n", demo_snapshot().bottleneck_report());
 }
 
@@ -259,9 +269,15 @@ TEST(MetricsJson, ParsesAndCarriesEveryValue) {
   EXPECT_DOUBLE_EQ(j["elapsed_s"].get<double>(), 2.0);
   EXPECT_EQ(j["packets_in"], 1000);
   EXPECT_EQ(j["packets_out"], 990);
+  EXPECT_DOUBLE_EQ(j["in_per_s"].get<double>(), 500.0);
   EXPECT_DOUBLE_EQ(j["throughput_per_s"].get<double>(), 495.0);
   EXPECT_EQ(j["bottleneck"], "sink") << "2.5 s a packet on one consumer limits throughput";
   ASSERT_EQ(j["stages"].size(), 3U);
+  EXPECT_DOUBLE_EQ(j["stages"][0]["rate_per_s"].get<double>(), 500.0);
+  const nlohmann::json& sink_age = j["stages"][2]["age_us"];
+  EXPECT_DOUBLE_EQ(sink_age["p50"].get<double>(), 30'000);
+  EXPECT_DOUBLE_EQ(sink_age["p99"].get<double>(), 80'000);
+  EXPECT_EQ(sink_age["count"], 988);
 
   const nlohmann::json& work = j["stages"][1];
   EXPECT_EQ(work["name"], "work");
@@ -269,6 +285,10 @@ TEST(MetricsJson, ParsesAndCarriesEveryValue) {
   EXPECT_EQ(work["processed"], 990);
   EXPECT_EQ(work["failed"], 2);
   EXPECT_EQ(work["dropped"], 1);
+  EXPECT_EQ(work["dropped_age"], 1);
+  EXPECT_EQ(work["dropped_newest"], 0);
+  EXPECT_TRUE(work["age_us"].is_null()) << "no age measured but at the last stages";
+  EXPECT_DOUBLE_EQ(work["rate_per_s"].get<double>(), 495.0);
   EXPECT_EQ(work["dead_lettered"], 0);
   EXPECT_EQ(work["emitted"], 988);
   EXPECT_EQ(work["queue_depth"], 7);
@@ -430,6 +450,8 @@ TEST(MetricsPrometheus, WritesCountersGaugesAndHistograms) {
   EXPECT_TRUE(has_line(text, "micromodels_stage_processed_total" + work + "} 990")) << text;
   EXPECT_TRUE(has_line(text, "micromodels_stage_failed_total" + work + "} 2"));
   EXPECT_TRUE(has_line(text, "micromodels_stage_dropped_total" + work + "} 1"));
+  EXPECT_TRUE(has_line(text, "micromodels_stage_dropped_age_total" + work + "} 1"));
+  EXPECT_TRUE(has_line(text, "micromodels_stage_dropped_newest_total" + work + "} 0"));
   EXPECT_TRUE(has_line(text, "# TYPE micromodels_stage_queue_depth gauge"));
   EXPECT_TRUE(has_line(text, "micromodels_stage_queue_depth" + work + "} 7"));
   EXPECT_TRUE(has_line(text, "micromodels_stage_consumers" + work + "} 4"));
@@ -454,6 +476,14 @@ TEST(MetricsPrometheus, WritesCountersGaugesAndHistograms) {
   EXPECT_TRUE(has_line(
       text,
       R"(micromodels_stage_service_seconds_bucket{pipeline="demo",stage="source",le="1e-05"} 990)"));
+
+  // Ages: a histogram for the last stages only.
+  const std::string age = R"(micromodels_stage_age_seconds_bucket{pipeline="demo",stage="sink")";
+  EXPECT_TRUE(has_line(text, "# TYPE micromodels_stage_age_seconds histogram"));
+  EXPECT_TRUE(has_line(text, age + R"(,le="0.01"} 100)")) << text;
+  EXPECT_TRUE(has_line(text, age + R"(,le="0.1"} 988)"));
+  EXPECT_TRUE(has_line(text, age + R"(,le="+Inf"} 988)"));
+  EXPECT_EQ(text.find("micromodels_stage_age_seconds_count" + work), std::string::npos);
 
   // A stage without buckets still has a complete histogram.
   const std::string sink = R"({pipeline="demo",stage="sink")";

@@ -16,7 +16,7 @@ namespace mm = micromodels;
 
 namespace {
 
-constexpr std::size_t kHeaderSize = 29;  // magic 4, version 1, stream 4, seq 8, time 8, count 4
+constexpr std::size_t kHeaderSize = 37;  // magic 4, version 1, stream 4, seq 8, time 8, capture 8, count 4
 
 // Builds wire bytes by hand, so tests state the format independently of the encoder.
 class Wire {
@@ -35,9 +35,9 @@ class Wire {
     bytes.insert(bytes.end(), n, std::byte{0});
     return *this;
   }
-  // "MMPK", version, stream 0, seq 0, time 0, and the field count.
+  // "MMPK", version, stream 0, seq 0, time 0, capture time 0, and the field count.
   Wire& header(std::uint32_t field_count, std::uint8_t version = mm::kPacketCodecVersion) {
-    return text("MMPK").u8(version).u32(0).u64(0).i64(0).u32(field_count);
+    return text("MMPK").u8(version).u32(0).u64(0).i64(0).i64(0).u32(field_count);
   }
   Wire& field(std::string_view name, std::uint8_t tag) {
     return u32(static_cast<std::uint32_t>(name.size())).text(name).u8(tag);
@@ -82,6 +82,7 @@ void expect_same(const mm::Packet& a, const mm::Packet& b) {
   EXPECT_EQ(a.stream, b.stream);
   EXPECT_EQ(a.seq, b.seq);
   EXPECT_EQ(a.time_ns, b.time_ns);
+  EXPECT_EQ(a.capture_ns, b.capture_ns);
   ASSERT_EQ(a.fields.size(), b.fields.size());
   for (std::size_t i = 0; i < a.fields.size(); ++i) {
     SCOPED_TRACE(a.fields[i].name);
@@ -134,7 +135,7 @@ mm::Tensor f32_tensor(std::vector<std::int64_t> shape) {
 
 // One field of every type, with a few awkward values.
 mm::Packet full_packet() {
-  mm::Packet packet = mm::Packet{.stream = 7, .seq = 123456789, .time_ns = -42};
+  mm::Packet packet = mm::Packet{.stream = 7, .seq = 123456789, .time_ns = -42, .capture_ns = 99};
   packet.set("image", patterned_image(3, 2, 3, mm::Depth::u8));
   packet.set("float_image", patterned_image(2, 2, 1, mm::Depth::f32));
   packet.set("tensor", f32_tensor({2, 3}));
@@ -153,7 +154,8 @@ mm::Packet full_packet() {
 TEST(PacketCodec, EmptyPacketIsJustTheHeader) {
   mm::Packet packet = {.stream = std::numeric_limits<std::uint32_t>::max(),
                                  .seq = std::numeric_limits<std::uint64_t>::max(),
-                                 .time_ns = std::numeric_limits<std::int64_t>::min()};
+                                 .time_ns = std::numeric_limits<std::int64_t>::min(),
+                                 .capture_ns = std::numeric_limits<std::int64_t>::max()};
   const auto wire = mm::encode_packet(packet);
   EXPECT_EQ(wire.size(), kHeaderSize);
   expect_same(mm::decode_packet(wire), packet);
@@ -161,11 +163,11 @@ TEST(PacketCodec, EmptyPacketIsJustTheHeader) {
 
 TEST(PacketCodec, GoldenBytes) {
   // Pins the wire format: changing it must change kPacketCodecVersion.
-  mm::Packet packet = mm::Packet{.stream = 1, .seq = 2, .time_ns = -3};
+  mm::Packet packet = mm::Packet{.stream = 1, .seq = 2, .time_ns = -3, .capture_ns = 6};
   packet.set("n", std::int64_t{5});
   packet.set("r", mm::Rects{{1.0f, 2.0f, 3.0f, 4.0f, 0.5f}});
   Wire expected;
-  expected.text("MMPK").u8(1).u32(1).u64(2).i64(-3).u32(2);
+  expected.text("MMPK").u8(2).u32(1).u64(2).i64(-3).i64(6).u32(2);
   expected.field("n", 5).i64(5);
   expected.field("r", 2).u64(1).f32(1.0f).f32(2.0f).f32(3.0f).f32(4.0f).f32(0.5f);
   EXPECT_EQ(mm::encode_packet(packet), expected.bytes);
@@ -272,8 +274,8 @@ TEST(PacketCodec, BadMagic) {
 }
 
 TEST(PacketCodec, UnknownVersion) {
-  EXPECT_EQ(decode_error(Wire().header(0, 2).bytes),
-            "decode_packet: unknown version 2 (this build reads version 1) at offset 4");
+  EXPECT_EQ(decode_error(Wire().header(0, 1).bytes),
+            "decode_packet: unknown version 1 (this build reads version 2) at offset 4");
   EXPECT_NE(decode_error(Wire().header(0, 0).bytes).find("unknown version 0"), std::string::npos);
 }
 
@@ -283,7 +285,7 @@ TEST(PacketCodec, UnknownTag) {
     wire.header(1).field("x", tag).zeros(16);
     const std::string message = decode_error(wire.bytes);
     EXPECT_NE(message.find("unknown type tag " + std::to_string(tag)), std::string::npos) << message;
-    EXPECT_NE(message.find("at offset 34"), std::string::npos) << message;  // 29 + 4 + 1
+    EXPECT_NE(message.find("at offset 42"), std::string::npos) << message;  // 37 + 4 + 1
     EXPECT_NE(message.find("field 'x'"), std::string::npos) << message;
   }
 }
@@ -312,7 +314,7 @@ TEST(PacketCodec, HugeClaimedLengthsFailBeforeAllocating) {
     wire.header(1).field("big", tag).u64(length).zeros(8);
     const std::string message = decode_error(wire.bytes);
     EXPECT_NE(message.find("exceeds the limit"), std::string::npos) << message;
-    EXPECT_NE(message.find("at offset 37"), std::string::npos) << message;  // header, name length, "big", tag
+    EXPECT_NE(message.find("at offset 45"), std::string::npos) << message;  // header, name length, "big", tag
   }
   // Within the limits but past the end of the input.
   Wire wire;
@@ -336,7 +338,7 @@ TEST(PacketCodec, LimitsAreEnforced) {
   three.set("b", 2.0);
   three.set("c", 3.0);
   EXPECT_NE(decode_error(mm::encode_packet(three), {.max_fields = 2})
-                .find("field count 3 exceeds the limit of 2 at offset 25"),
+                .find("field count 3 exceeds the limit of 2 at offset 33"),
             std::string::npos);
 
   mm::Packet cube;
@@ -370,7 +372,7 @@ TEST(PacketCodec, OverflowingAndNegativeDims) {
   {
     Wire wire;
     wire.header(1).field("t", 1).u8(1).u32(2).i64(2).i64(-1).u64(0);
-    EXPECT_NE(decode_error(wire.bytes).find("negative tensor dim -1 at offset 48"), std::string::npos);
+    EXPECT_NE(decode_error(wire.bytes).find("negative tensor dim -1 at offset 56"), std::string::npos);
   }
 }
 
@@ -402,7 +404,7 @@ TEST(PacketCodec, LengthsMustMatchShapes) {
 TEST(PacketCodec, DuplicateNamesRejected) {
   Wire wire;
   wire.header(2).field("a", 5).i64(1).field("a", 5).i64(2);
-  EXPECT_NE(decode_error(wire.bytes).find("duplicate field name at offset 43 (field 'a')"), std::string::npos);
+  EXPECT_NE(decode_error(wire.bytes).find("duplicate field name at offset 51 (field 'a')"), std::string::npos);
 
   mm::Packet packet;
   packet.fields.push_back({"a", 1.0});

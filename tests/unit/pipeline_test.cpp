@@ -1,6 +1,7 @@
 // Pipeline: reading YAML, the C++ builder, validation against a registry, text and DOT output.
 #include "micromodels/pipeline.hpp"
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -323,17 +324,67 @@ TEST(PipelineYaml, PluginsKeepTheirLinesAndResolveFromTheFilesFolder) {
             "bad.yaml:2:11: key 'plugins': expected the path of a plugin's .so file, not a list");
 }
 
+TEST(PipelineYaml, LiveBudgetForThePipelineAndAStage) {
+  const Pipeline p = Pipeline::from_yaml_string(
+      "pipeline: faces\nlive: { max_age_ms: 120, policy: newest }\nstages:\n"
+      "  - name: camera\n    type: test.camera\n  - name: detect\n    type: face.detect\n"
+      "    live: { max_age_ms: 80 }\n  - name: out\n    type: sink.jsonl\n"
+      "    params: { path: x.jsonl }\n",
+      "live.yaml");
+  p.validate(registry());
+  ASSERT_TRUE(p.live());
+  EXPECT_DOUBLE_EQ(p.live()->max_age_ms, 120);
+  EXPECT_EQ(p.live()->policy, LiveConfig::Policy::newest);
+  EXPECT_DOUBLE_EQ(p.live_at("detect")->max_age_ms, 80);
+  EXPECT_DOUBLE_EQ(p.live_at("out")->max_age_ms, 120) << "the pipeline's budget by default";
+  EXPECT_EQ(p.location("live").str(), "live.yaml:2:1");
+  EXPECT_FALSE(Pipeline::from_yaml_string(kHeader).live()) << "batch mode without the key";
+  EXPECT_FALSE(Pipeline::from_yaml_string(kHeader).live_at("detect"));
+  const Pipeline empty = Pipeline::from_yaml_string("live: {}\n" + std::string(kHeader));
+  ASSERT_TRUE(empty.live());
+  EXPECT_DOUBLE_EQ(empty.live()->max_age_ms, 0) << "live without an age limit";
+}
+
+TEST(PipelineYaml, BadLiveValuesNameTheLineAndSayWhatToDo) {
+  EXPECT_EQ(error_of("live: { max_age_ms: -5 }\n" + std::string(kHeader)),
+            "bad.yaml:1:9: key 'live.max_age_ms': must be from 0 (no age limit) to 3600000 "
+            "milliseconds, got -5; a live budget is a packet's most age since capture, e.g. 120");
+  EXPECT_EQ(error_of("live: { max_age_ms: soon }\n" + std::string(kHeader)),
+            "bad.yaml:1:9: key 'live.max_age_ms': expected a number, got \"soon\"");
+  EXPECT_EQ(error_of("live: { policy: oldest }\n" + std::string(kHeader)),
+            "bad.yaml:1:9: key 'live.policy': unknown value \"oldest\"; valid values: newest");
+  EXPECT_EQ(error_of("live: 120\n" + std::string(kHeader)),
+            "bad.yaml:1:1: key 'live': must be a map, e.g. live: { max_age_ms: 120, policy: "
+            "newest }, not a single value");
+  EXPECT_EQ(error_of(with_header("    live: { max_age_ms: 80 }\n")),
+            "bad.yaml:7:5: stage 'detect': key 'live': a stage's live: overrides the pipeline's "
+            "budget, and this pipeline has none; add live: { max_age_ms: 120 } at the top level, "
+            "or remove this key");
+  EXPECT_EQ(error_of("live: {}\npipeline: faces\nstages:\n  - name: camera\n    type: "
+                     "test.camera\n    live: { max_age_ms: 80 }\n  - name: detect\n    type: "
+                     "face.detect\n"),
+            "bad.yaml:6:5: stage 'camera': key 'live': a source is never held back in live mode "
+            "and its packets are not old yet; put the budget on the stages after it");
+  Pipeline built("built");
+  built.set_live(LiveConfig{.max_age_ms = std::nan("")});
+  built.add(stage("camera", "test.camera"));
+  EXPECT_EQ(error_of(built),
+            "key 'live.max_age_ms': must be from 0 (no age limit) to 3600000 milliseconds, got "
+            "nan; a live budget is a packet's most age since capture, e.g. 120");
+}
+
 TEST(PipelineYaml, UnknownKeysSuggestTheClosestKnownKey) {
   EXPECT_EQ(error_of("pipeline: demo\nstage:\n  - name: camera\n"),
             "bad.yaml:2:1: key 'stage': unknown key; did you mean 'stages'? Valid keys: pipeline, "
-            "broker, workers, dead_letter, autoscale, wire, trace, plugins, stages");
+            "broker, workers, dead_letter, autoscale, wire, trace, live, plugins, stages");
   EXPECT_EQ(error_of(with_header("    consumer: 2\n")),
             "bad.yaml:7:5: stage 'detect': key 'consumer': unknown key; did you mean 'consumers'? "
             "Valid keys: name, type, params, consumers, queue, state, ordered, blocking, batch, "
-            "inputs, join, partitions");
+            "inputs, join, partitions, live");
   EXPECT_EQ(error_of(with_header("    colour: red\n")),
             "bad.yaml:7:5: stage 'detect': key 'colour': unknown key; valid keys: name, type, "
-            "params, consumers, queue, state, ordered, blocking, batch, inputs, join, partitions");
+            "params, consumers, queue, state, ordered, blocking, batch, inputs, join, partitions, "
+            "live");
   EXPECT_EQ(error_of(with_header("    queue: { capacity: 8, overflw: block }\n")),
             "bad.yaml:7:27: stage 'detect': key 'queue.overflw': unknown key; did you mean "
             "'overflow'? Valid keys: capacity, overflow");

@@ -123,6 +123,16 @@ void check_megabytes(double value, const SourceLocation& where, std::string_view
   }
 }
 
+void check_max_age(double value, const SourceLocation& where, std::string_view subject,
+                   std::string_view key) {
+  if (!std::isfinite(value) || value < 0 || value > kMaxAgeMs) {
+    fail(where, subject, key,
+         "must be from 0 (no age limit) to " + plain_number(kMaxAgeMs) +
+             " milliseconds, got " + plain_number(value) +
+             "; a live budget is a packet's most age since capture, e.g. 120");
+  }
+}
+
 void check_duration(double value, bool positive, const SourceLocation& where,
                     std::string_view subject, std::string_view key) {
   if (!std::isfinite(value) || value < 0 || (positive && value == 0)) {

@@ -16,6 +16,7 @@ inline constexpr std::int64_t kMaxImageTtlS = 7 * 24 * 3600;  // wire.image_ttl_
 inline constexpr std::int64_t kMaxQueueCapacity = std::int64_t{1} << 20;
 inline constexpr std::int64_t kMaxBatch = 4096;
 inline constexpr std::int64_t kMaxTraceEvery = 1'000'000'000;
+inline constexpr double kMaxAgeMs = 3'600'000;  // live.max_age_ms: an hour
 
 /// A number as people write it: "-1", "2.5" (format_param would say "-1.0").
 [[nodiscard]] std::string plain_number(double value);
@@ -39,6 +40,9 @@ void check_count(std::int64_t value, std::int64_t min, std::int64_t max,
                  const SourceLocation& where, std::string_view subject, std::string_view key);
 /// A size in megabytes: finite and more than 0.
 void check_megabytes(double value, const SourceLocation& where, std::string_view key);
+/// `live.max_age_ms`: milliseconds from 0 (no age limit) to kMaxAgeMs.
+void check_max_age(double value, const SourceLocation& where, std::string_view subject,
+                   std::string_view key);
 /// A finite number >= 0, or > 0 when `positive`.
 void check_duration(double value, bool positive, const SourceLocation& where,
                     std::string_view subject, std::string_view key);

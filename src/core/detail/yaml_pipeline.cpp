@@ -15,16 +15,18 @@
 namespace micromodels::detail {
 namespace {
 
-const std::vector<std::string> kTopKeys = {"pipeline",  "broker", "workers", "dead_letter",
-                                           "autoscale", "wire",   "trace",   "plugins",
+const std::vector<std::string> kTopKeys = {"pipeline", "broker", "workers", "dead_letter",
+                                           "autoscale", "wire", "trace", "live", "plugins",
                                            "stages"};
 const std::vector<std::string> kAutoscaleKeys = {"max_consumers", "budget", "interval_ms",
                                                  "stages"};
 const std::vector<std::string> kWireKeys = {"images", "jpeg_quality", "image_refs", "image_ttl_s"};
 const std::vector<std::string> kTraceKeys = {"path", "every", "max_mb"};
+const std::vector<std::string> kLiveKeys = {"max_age_ms", "policy"};
 const std::vector<std::string> kStageKeys = {"name",  "type",   "params",  "consumers",
                                              "queue", "state",  "ordered", "blocking",
-                                             "batch", "inputs", "join",    "partitions"};
+                                             "batch", "inputs", "join",    "partitions",
+                                             "live"};
 const std::vector<std::string> kQueueKeys = {"capacity", "overflow"};
 const std::vector<std::string> kBatchKeys = {"max_batch", "max_delay_ms"};
 const std::vector<std::string> kJoinKeys = {"timeout_ms", "on_timeout"};
@@ -134,6 +136,8 @@ class Reader {
         doc.wire = wire(entry, doc.locations);
       } else if (entry.key == "trace") {
         doc.trace = trace(entry, doc.locations);
+      } else if (entry.key == "live") {
+        doc.live = live(entry, "", doc.locations);
       } else if (entry.key == "plugins") {
         doc.plugins = plugins(entry);
       } else {
@@ -303,6 +307,25 @@ class Reader {
     return config;
   }
 
+  // `live: { max_age_ms: 120, policy: newest }`, for the pipeline or (an override) a stage;
+  // `live: {}` is live mode without an age limit.
+  LiveConfig live(const Entry& entry, std::string_view subject,
+                  std::map<std::string, SourceLocation>& locations) const {
+    LiveConfig config;
+    if (entry.value.IsNull()) return config;
+    for (const Entry& sub : sub_entries(entry, subject, kLiveKeys, locations,
+                                        "live: { max_age_ms: 120, policy: newest }")) {
+      if (sub.key == "live.max_age_ms") {
+        config.max_age_ms = number(sub, subject);
+        check_max_age(config.max_age_ms, sub.where, subject, sub.key);
+      } else {
+        choice(sub, subject, {"newest"});
+        config.policy = LiveConfig::Policy::newest;
+      }
+    }
+    return config;
+  }
+
   std::string text(const Entry& entry, std::string_view subject) const {
     if (entry.value.IsNull()) {
       fail(entry.where, subject, entry.key, "has no value; give one or remove the key");
@@ -452,6 +475,8 @@ class Reader {
         }
       } else if (key == "inputs") {
         read_inputs(entry, subject, stage);
+      } else if (key == "live") {
+        stage.live = live(entry, subject, stage.locations);
       } else if (key == "join") {
         for (const Entry& sub : sub_entries(entry, subject, kJoinKeys, stage.locations)) {
           if (sub.key == "join.timeout_ms") {

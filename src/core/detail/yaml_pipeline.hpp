@@ -2,6 +2,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,10 +20,12 @@ struct PipelineDocument {
   AutoscaleConfig autoscale;
   WireConfig wire;
   TraceConfig trace;
+  std::optional<LiveConfig> live;
   std::vector<PluginPath> plugins;
   std::vector<StageConfig> stages;
   /// Pipeline-level keys ("pipeline", "broker", "workers", "dead_letter", "autoscale",
-  /// "autoscale.stages", "wire", "wire.images", "trace", "trace.path", "plugins", "stages"; ""
+  /// "autoscale.stages", "wire", "wire.images", "trace", "trace.path", "live", "live.max_age_ms", "plugins",
+  /// "stages"; ""
   /// is the document itself).
   std::map<std::string, SourceLocation> locations;
 };
