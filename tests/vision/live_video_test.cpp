@@ -246,7 +246,13 @@ TEST_F(LiveVideoTest, RealtimePacesAFileAtItsFrameRate) {
     // Frame k no earlier than k/24 s after frame 0 (the reader may start its clock a little
     // before frame 0 is taken: 5 ms of slack).
     EXPECT_GE(returned_at[k], static_cast<double>(k) / 24 - 0.005) << "frame " << k;
+    // Stamped when delivered, so that its age in live mode counts from there.
+    EXPECT_GE(static_cast<double>(out[k].capture_ns - out[0].capture_ns) / 1e9,
+              static_cast<double>(k) / 24 - 0.005)
+        << "frame " << k;
+    EXPECT_LE(out[k].capture_ns, micromodels::capture_clock_ns());
   }
+  EXPECT_GT(out[0].capture_ns, 0);
 }
 
 TEST_F(LiveVideoTest, SeveralInputsAreEachTheirOwnStream) {

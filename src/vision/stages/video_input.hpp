@@ -37,8 +37,9 @@ struct VideoInputOptions {
 };
 
 struct VideoFrame {
-  cv::Mat pixels;            // 8-bit BGR
-  std::int64_t time_ns = 0;  // a file's media time; a live input's capture time since it opened
+  cv::Mat pixels;               // 8-bit BGR
+  std::int64_t time_ns = 0;     // a file's media time; a live input's time since it opened
+  std::int64_t capture_ns = 0;  // when it was delivered (capture_clock_ns()); 0: not stamped
 };
 
 /// Opens in the constructor, which also decodes the first frame, so that everything that can

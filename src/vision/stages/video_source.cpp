@@ -105,6 +105,7 @@ void VideoSource::emit(Lane& lane, VideoFrame frame, std::vector<Packet>& out) {
   packet.stream = lane.stream;
   packet.seq = lane.emitted++;
   packet.time_ns = frame.time_ns;
+  packet.capture_ns = frame.capture_ns;
   packet.set("frame", to_image(frame.pixels));
   packet.set("fps", lane.input->fps());
   out.push_back(std::move(packet));
@@ -203,6 +204,8 @@ void VideoSource::run_reader(Lane& lane, const std::stop_token& stop) {
         if (stop.stop_requested()) break;
       }
     }
+    // Delivered now, as a camera delivers it: the age of the packet counts from here.
+    frame->capture_ns = capture_clock_ns();
     if (!changed_.wait(lock, stop, [&] { return lane.ready.size() < kReadyPerReader; })) break;
     lane.ready.push_back(std::move(*frame));
     ++k;

@@ -33,13 +33,15 @@ struct VideoSourceOptions {
 
 /// Packets with field `frame` (Image, 8-bit BGR; gray and BGRA inputs are converted) and `fps`
 /// (double); per input, its own `stream`, `seq` from 0 and `time_ns` (a file's media time, a
-/// live input's capture time). Everything that can go wrong with an input at start (missing,
+/// live input's time since it opened); on a reader thread, `capture_ns` when the frame was
+/// delivered (after pacing), so that its age counts the time it waited here. Everything that can go wrong with an input at start (missing,
 /// unreachable, undecodable, `start` past the end) is found in the constructor, which throws
 /// std::runtime_error naming the path.
 ///
 /// Files and images are read on the caller's thread, inputs in turn. A live input (camera or
 /// stream URL) or `realtime` gets a reader thread per input, so that a stalled input does not
-/// hold up the others; each keeps at most two frames ready, and waits while they are not taken.
+/// hold up the others; each keeps at most two frames ready, and waits while they are not taken
+/// (in live mode the engine takes them at once).
 ///
 ///   VideoSource source({.path = "franck.mp4", .max_frames = 100});
 ///   std::vector<Packet> out;
