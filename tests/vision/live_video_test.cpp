@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "micromodels/micromodels.hpp"
+#include "micromodels/vision/vision_stages.hpp"
 
 #include "vision/stages/image_mat.hpp"
 #include "vision/stages/stage_registration.hpp"
@@ -435,6 +436,47 @@ TEST_F(LiveVideoTest, FrameSizeChangeMidStreamIsFollowedAndRefusedClearlyByTheSi
     }
   }
   EXPECT_EQ(refused, packets.size() - small);
+}
+
+// The whole live path: eye contact in live mode on a stream that ffmpeg plays in real time, as
+// scripts/demo.sh --live runs it. Every frame in is written or dropped once, and the frames
+// written have ages.
+TEST_F(LiveVideoTest, EyeContactRunsLiveOnAStreamFfmpegPlays) {
+  REQUIRE_MEDIA("franck.mp4");
+  Registry vision = Registry::with_builtins();
+  micromodels::vision::register_stages(vision);
+  Pipeline pipeline =
+      Pipeline::from_yaml_file(fs::path(MICROMODELS_SOURCE_DIR) / "pipelines/eye_contact_live.yaml");
+  ASSERT_TRUE(pipeline.live().has_value());
+  const int port = free_port();
+  std::unique_ptr<Child> server = serve(media("franck.mp4"), port, dir_ / "ffmpeg.log");
+  ASSERT_TRUE(wait_listening(port)) << read_text(dir_ / "ffmpeg.log");
+  pipeline.set_param("source", "path", tcp_url(port));
+  pipeline.set_param("source", "max_frames", "72");
+  pipeline.set_param("sink", "path", (dir_ / "out_{stream}.mp4").string());
+  micromodels::MetricsSnapshot metrics;
+  {
+    Runner runner(pipeline, vision);
+    runner.start();
+    ASSERT_TRUE(runner.wait_for(60000)) << "the live run did not end";
+    metrics = runner.metrics();
+  }
+  const micromodels::StageMetrics* sink = metrics.stage("sink");
+  ASSERT_NE(sink, nullptr);
+  std::uint64_t dropped = 0;
+  for (const micromodels::StageMetrics& stage : metrics.stages) {
+    EXPECT_EQ(stage.failed, 0u) << stage.name;
+    dropped += stage.dropped;
+  }
+  EXPECT_EQ(metrics.packets_in, 72u);
+  EXPECT_EQ(sink->processed + dropped, 72u) << "every frame written or dropped, once";
+  EXPECT_GT(sink->processed, 0u);
+  EXPECT_EQ(sink->age.count, sink->processed);
+  EXPECT_GT(sink->age.p50_us, 0);
+  cv::VideoCapture written((dir_ / "out_0.mp4").string(), cv::CAP_FFMPEG);
+  std::uint64_t frames = 0;
+  for (cv::Mat frame; written.read(frame);) ++frames;
+  EXPECT_EQ(frames, sink->processed);
 }
 
 // --- video.sink ------------------------------------------------------------------------------
