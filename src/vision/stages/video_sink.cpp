@@ -173,12 +173,13 @@ VideoSink::VideoSink(VideoSinkOptions options) : options_(std::move(options)) {
   to_network_ = is_stream_output(path);
   if (to_folder_) {
     std::error_code error;
+    const bool existed = fs::exists(first, error);
     fs::create_directories(first, error);
     if (error || !fs::is_directory(first)) {
       throw SinkError("video.sink: cannot create the output folder '" + first +
                       "': " + (error ? error.message() : std::string("not a folder")));
     }
-    if (per_stream_) fs::remove(first, error);  // made again if stream 0 comes
+    if (per_stream_ && !existed) fs::remove(first, error);  // made again if stream 0 comes
   } else if (path.find("://") != std::string::npos && !to_network_) {
     throw SinkError("video.sink: cannot write to '" + path +
                     "'; network outputs are udp://host:port or tcp://host:port (MPEG-TS); to "
