@@ -30,6 +30,12 @@ Capacity capacity(const std::vector<StageLoad>& loads, int workers) {
 
 namespace {
 
+// Packets offered to a stage: those it served, and in live mode those it dropped because it
+// could not serve them in time (for age, or replaced by a newer one): load it did not keep up with.
+double offered(const StageMetrics& s) {
+  return static_cast<double>(s.service.count + s.dropped_age + s.dropped_newest);
+}
+
 // Packets each stage sees per packet the sources produce, from the pass ratios upstream. Stages
 // are listed in an order where inputs come first (Pipeline::validate refuses cycles, but does
 // not sort): repeat until settled.
@@ -51,8 +57,7 @@ std::vector<double> visits_through(const MetricsSnapshot& now,
       }
       // A join emits one packet per key whatever its number of inputs: the least input counts.
       // A stage whose inputs run in another process (or the dead-letter stage) counts its own.
-      double least = inputs[i].empty() ? static_cast<double>(s.service.count) /
-                                             static_cast<double>(now.packets_in)
+      double least = inputs[i].empty() ? offered(s) / static_cast<double>(now.packets_in)
                                        : std::numeric_limits<double>::infinity();
       for (std::size_t from : inputs[i]) {
         const StageMetrics& up = now.stages[from];
@@ -93,7 +98,7 @@ std::vector<StageLoad> stage_loads(const MetricsSnapshot& now, const MetricsSnap
     const double visits =
         !graph_visits.empty()
             ? graph_visits[i]
-            : static_cast<double>(stage.service.count) / static_cast<double>(now.packets_in);
+            : offered(stage) / static_cast<double>(now.packets_in);
     loads.push_back({.name = stage.name,
                      .demand_s = mean_s * visits,
                      .consumers = stage.consumers,

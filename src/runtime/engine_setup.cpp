@@ -29,7 +29,10 @@ Node::Node(Engine& owner, const PlanStage& stage_plan, Kind node_kind,
       kind(node_kind),
       joining(node_kind == Kind::stage && stage_plan.inputs.size() > 1),
       config(stage_plan.config),
-      max_age_ns(live ? static_cast<std::int64_t>(live->max_age_ms * 1e6) : 0),
+      // The dead letter keeps every failed packet, however old.
+      max_age_ns(live && !stage_plan.dead_letter
+                     ? static_cast<std::int64_t>(live->max_age_ms * 1e6)
+                     : 0),
       newest(live && live->policy == LiveConfig::Policy::newest && fed_by_source &&
              stage_plan.config.overflow == Overflow::block),
       queue(stage_plan.config.queue_capacity, stage_plan.config.overflow,

@@ -430,7 +430,8 @@ TEST_F(CliTest, LiveRunReportsAgesRatesAndDropsThatAddUp) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(packets in 400 \([0-9.]+/s\), out 400 )")))
       << r.out;
-  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\n +dropped +queue wait +service time +age\n)")))
+  EXPECT_TRUE(std::regex_search(
+      r.out, std::regex(R"((^|\n) +dropped +queue +queue wait +service time +age\n)")))
       << r.out;
 
   const nlohmann::json m = metrics_json();

@@ -285,3 +285,28 @@ TEST(Live, StreamsOverCapacityGetFairSharesAndAStalledOneHoldsNobodyUp) {
     EXPECT_NEAR(shares[s], mean, 0.1 * mean) << "stream " << s << " is not within 10% of its share";
   }
 }
+
+TEST(Live, TheDeadLetterKeepsEveryFailedPacketHoweverOld) {
+  Fixture f;
+  Pipeline p("letters");
+  p.set_live(budget(10'000));
+  p.set_dead_letter("letters");
+  // Every packet an hour old: `work` has no budget of its own and fails every second one.
+  p.add({.name = "source",
+         .type = "test.stamped",
+         .params = {{"count", std::int64_t{100}}, {"old_every", std::int64_t{1}}}});
+  p.add({.name = "work",
+         .type = "model.spin",
+         .params = {{"service_ms", 0.0}, {"fail_every", std::int64_t{2}}},
+         .queue_capacity = 1 << 20,
+         .overflow = Overflow::drop_newest,
+         .live = LiveConfig{.max_age_ms = 0}});
+  p.add({.name = "sink", .type = "pass", .live = LiveConfig{.max_age_ms = 0}});
+  p.add({.name = "letters", .type = "test.collect"});
+  const MetricsSnapshot m = f.run(p);
+  EXPECT_EQ(m.stage("work")->failed, 50u);
+  EXPECT_EQ(m.stage("letters")->processed, 50u) << "no budget at the dead letter";
+  EXPECT_EQ(m.stage("letters")->dropped, 0u);
+  EXPECT_EQ(m.stage("sink")->processed, 50u);
+  EXPECT_EQ(f.seen_total(), 50u);
+}

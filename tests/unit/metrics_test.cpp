@@ -182,6 +182,31 @@ TEST(MetricsSnapshot, BottleneckIsWhatLimitsThroughputAsTheReportSaysIt) {
   EXPECT_EQ(later.bottleneck(&before)->name, "a");
 }
 
+TEST(MetricsSnapshot, InLiveModeWhatAStageDroppedIsLoadItDidNotKeepUpWith) {
+  // A paced source of 400 packets at 1 ms each; `work` (4 ms) served 65 and dropped the rest
+  // for age or as replaced by newer ones: work limits, at 250/s, not the source at 1000/s.
+  MetricsSnapshot m;
+  m.packets_in = 400;
+  m.packets_out = 400;
+  m.elapsed_s = 0.4;
+  m.workers = 2;
+  StageMetrics source = make_stage("source", "synthetic.source", 400, 1, 0.9);
+  source.source = true;
+  source.blocking = true;
+  source.service = make_latency(1000, 1000, 1000, 1000, 400);
+  StageMetrics work = make_stage("work", "model.sleep", 65, 1, 0.9);
+  work.blocking = true;
+  work.dropped = 335;
+  work.dropped_newest = 300;
+  work.dropped_age = 35;
+  work.service = make_latency(4000, 4000, 4000, 4000, 65);
+  m.stages = {source, work};
+  const std::optional<Bottleneck> b = m.bottleneck();
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->name, "work");
+  EXPECT_DOUBLE_EQ(b->rate_per_s, 250);
+}
+
 TEST(MetricsSnapshot, BottleneckReportNamesTheLimitAndWhatOneMoreConsumerGives) {
   EXPECT_EQ(three_stages(1).bottleneck_report(),
             "bottleneck: b: 1 consumer x 4.00ms per packet = at most 250.0 packets/s (measured "
