@@ -74,10 +74,6 @@ VideoSource::VideoSource(VideoSourceOptions options) : options_(std::move(option
   }
   if (!threaded_) {
     for (Lane& lane : lanes_) read_ahead(lane);
-    return;
-  }
-  for (Lane& lane : lanes_) {
-    readers_.emplace_back([this, &lane](const std::stop_token& stop) { run_reader(lane, stop); });
   }
 }
 
@@ -154,6 +150,14 @@ bool VideoSource::next_in_turn(std::vector<Packet>& out) {
 
 // Live inputs and `realtime`: what the readers have ready, one frame per input at most.
 bool VideoSource::next_from_readers(std::vector<Packet>& out) {
+  if (readers_.empty()) {
+    // Started by the first call, not the constructor: a camera's clock starts when the pipeline
+    // asks for frames, not while the models load, which would make the first frames stale.
+    for (Lane& lane : lanes_) {
+      readers_.emplace_back(
+          [this, &lane](const std::stop_token& stop) { run_reader(lane, stop); });
+    }
+  }
   std::unique_lock lock(mutex_);
   const auto anything = [&] {
     return std::any_of(lanes_.begin(), lanes_.end(),

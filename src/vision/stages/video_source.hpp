@@ -39,9 +39,9 @@ struct VideoSourceOptions {
 /// std::runtime_error naming the path.
 ///
 /// Files and images are read on the caller's thread, inputs in turn. A live input (camera or
-/// stream URL) or `realtime` gets a reader thread per input, so that a stalled input does not
-/// hold up the others; each keeps at most two frames ready, and waits while they are not taken
-/// (in live mode the engine takes them at once).
+/// stream URL) or `realtime` gets a reader thread per input, started by the first `next`, so
+/// that a stalled input does not hold up the others; each keeps at most two frames ready, and
+/// waits while they are not taken (in live mode the engine takes them at once).
 ///
 ///   VideoSource source({.path = "franck.mp4", .max_frames = 100});
 ///   std::vector<Packet> out;
@@ -86,7 +86,7 @@ class VideoSource final : public Source {
   bool threaded_ = false;
   std::mutex mutex_;                      // lanes' `ready` and `ended` when threaded
   std::condition_variable_any changed_;   // a frame ready, taken, or a lane ended
-  std::vector<std::jthread> readers_;     // last: stopped and joined first
+  std::vector<std::jthread> readers_;     // last: stopped and joined first; started by next()
 };
 
 }  // namespace micromodels::vision
