@@ -30,6 +30,8 @@ int run_python_bench(const BenchOptions& options);
 #ifdef MICROMODELS_HAS_VISION
 // Defined in eye_contact_bench.cpp, built only with the vision stages.
 int run_eye_contact_bench(const BenchOptions& options);
+// Defined in live_bench.cpp, built only with the vision stages.
+int run_live_bench(const BenchOptions& options);
 #endif
 
 std::vector<std::string> bench_names() {
@@ -44,6 +46,7 @@ std::vector<std::string> bench_names() {
 #endif
 #ifdef MICROMODELS_HAS_VISION
   names.emplace_back("eye_contact");
+  names.emplace_back("live");
 #endif
 #if defined(MICROMODELS_HAS_REDIS) && defined(MICROMODELS_HAS_VISION)
   names.emplace_back("scaleout");
@@ -65,6 +68,7 @@ int run_bench(const std::string& name, const BenchOptions& options) {
 #endif
 #ifdef MICROMODELS_HAS_VISION
   if (name == "eye_contact") return run_eye_contact_bench(options);
+  if (name == "live") return run_live_bench(options);
 #endif
 #if defined(MICROMODELS_HAS_REDIS) && defined(MICROMODELS_HAS_VISION)
   if (name == "scaleout") return run_scaleout_bench(options);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: eye-contact correction of a real talking-head video, embedded in one process.
 #
-#   scripts/demo.sh [VIDEO]      default: the fetched franck.mp4 (360x288, 4800 frames)
+#   scripts/demo.sh [VIDEO]          default: the fetched franck.mp4 (360x288, 4800 frames)
+#   scripts/demo.sh --live [VIDEO]   the same on a live stream (below)
 #
 # Installs what is missing (the Debian packages of `scripts/deps.sh run`, the npm packages of the
 # models and clips: `scripts/fetch_media.sh demo`), builds the tool, runs
@@ -18,6 +19,12 @@
 #   eye_contact_down15_side_by_side.mp4  eyes turned down | corrected, eyes enlarged below
 #   eye_contact_down15_eyes.png          six frames: turned down over corrected
 #   eye_contact_down15.json              the eval's figures for it (docs/eye-contact.md)
+#
+# With --live, ffmpeg plays the first 20 s of VIDEO as a live MPEG-TS stream in real time (-re)
+# on tcp://127.0.0.1:PORT, pipelines/eye_contact_live.yaml (live mode, a 120 ms budget) reads
+# it, and the demo prints the frames' ages (capture to written) and the drops:
+#   eye_contact_live.mp4               the corrected stream
+#   eye_contact_live_metrics.json      per-stage metrics, with the ages (age_us)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -45,6 +52,11 @@ step_done packages
 scripts/fetch_media.sh demo
 step_done models
 cache=${MICROMODELS_CACHE:-$root/.cache/micromodels}
+live=false
+if [[ ${1:-} == --live ]]; then
+  live=true
+  shift
+fi
 video=${1:-$cache/media/franck.mp4}
 
 # Warnings are the test command's gate, not the demo's: after scripts/test.sh, build/ is configured
@@ -54,6 +66,45 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMICROMODELS_BUILD_TEST
 cmake --build build --target micromodels
 step_done build
 
+if $live; then
+  live_seconds=20
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  url=tcp://127.0.0.1:$port
+  ffmpeg -nostdin -loglevel error -re -t "$live_seconds" -i "$video" -c copy -f mpegts \
+    "$url?listen" &
+  server=$!
+  trap 'kill "$server" 2>/dev/null || true' EXIT
+  # Listening when /proc/net/tcp shows the port in state 0A (a connection would take ffmpeg's
+  # one client).
+  hex=$(printf ':%04X ' "$port")
+  for _ in $(seq 100); do
+    grep -q "$hex.* 0A " /proc/net/tcp && break
+    sleep 0.1
+  done
+  control=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  echo "ffmpeg plays $video live on $url for $live_seconds s"
+  echo "watch the corrected frames as they come: http://127.0.0.1:$control/preview/frame"
+  echo "(the run's dashboard: http://127.0.0.1:$control/)"
+  # The stream ends with the clip: reconnect_s=0 ends the run then instead of waiting for it.
+  build/apps/micromodels/micromodels run pipelines/eye_contact_live.yaml \
+    --set "source.path=$url" --set source.reconnect_s=0 \
+    --set sink.path=out/eye_contact_live.mp4 --listen "127.0.0.1:$control" \
+    --metrics-json out/eye_contact_live_metrics.json
+  python3 - out/eye_contact_live_metrics.json <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+sink = next(s for s in m["stages"] if s["name"] == "sink")
+age = sink["age_us"] or {}
+dropped = sum(s["dropped"] for s in m["stages"])
+print(f"\nlive: {m['packets_in']} frames in, {sink['processed']} written, {dropped} dropped "
+      f"(age {sum(s['dropped_age'] for s in m['stages'])}, "
+      f"newest {sum(s['dropped_newest'] for s in m['stages'])})")
+print(f"age of the written frames, capture to written: p50 {age.get('p50', 0) / 1e3:.1f} ms, "
+      f"p99 {age.get('p99', 0) / 1e3:.1f} ms (budget 120 ms)")
+PY
+  echo "wrote out/eye_contact_live.mp4, out/eye_contact_live_metrics.json"
+  exit 0
+fi
 build/apps/micromodels/micromodels run pipelines/eye_contact.yaml \
   --set "source.path=$video" \
   --set sink.path=out/eye_contact.mp4 \

@@ -125,32 +125,73 @@ void draw_eyes(cv::Mat& tile, const Points& landmarks, const Points& iris, doubl
   for (const Point& p : iris) cv::circle(tile, at(p), ring, kIrisColor, 1, cv::LINE_8);
 }
 
+// `text` with every "{stream}" replaced by `stream`.
+std::string for_stream(std::string text, std::uint32_t stream) {
+  static constexpr std::string_view kKey = "{stream}";
+  const std::string number = std::to_string(stream);
+  for (std::size_t at = text.find(kKey); at != std::string::npos; at = text.find(kKey, at)) {
+    text.replace(at, kKey.size(), number);
+    at += number.size();
+  }
+  return text;
+}
+
+// The URL FFmpeg opens. OpenCV picks the container from the name's extension, taken after its
+// last '.', options included; udp and tcp ignore a URL's path and options they do not know, so
+// one ending in ".ts" selects MPEG-TS.
+std::string muxer_url(const std::string& path) {
+  const std::size_t authority = path.find("://") + 3;
+  const std::size_t query = path.find('?', authority);
+  if (query == std::string::npos) return path.substr(0, path.find('/', authority)) + "/stream.ts";
+  return path + "&container=.ts";
+}
+
 }  // namespace
+
+bool is_stream_output(const std::string& path) {
+  return path.starts_with("udp://") || path.starts_with("tcp://");
+}
 
 VideoSink::VideoSink(VideoSinkOptions options) : options_(std::move(options)) {
   const std::string& path = options_.path;
   if (path.empty()) {
     throw SinkError(
-        "video.sink: 'path' is empty; give an .mp4, .avi or .mkv file, or a folder "
-        "ending in '/' for numbered PNGs");
+        "video.sink: 'path' is empty; give an .mp4, .avi or .mkv file, a folder ending in '/' "
+        "for numbered PNGs, or a udp:// or tcp:// URL");
   }
   if (options_.field.empty()) throw SinkError("video.sink: 'field' is empty");
   if (options_.fps < 0) throw SinkError("video.sink '" + path + "': 'fps' must be >= 0");
+  per_stream_ = path.find("{stream}") != std::string::npos;
+  for (const std::string* other : {&options_.contact_sheet, &options_.eye_strip}) {
+    if (!other->empty() && per_stream_ != (other->find("{stream}") != std::string::npos)) {
+      throw SinkError("video.sink: '" + *other + "' and the path '" + path +
+                      "' must both hold {stream} (one output per stream) or neither");
+    }
+  }
+  const std::string first = for_stream(path, 0);  // what is checked now, for any stream
   to_folder_ = path.back() == '/';
+  to_network_ = is_stream_output(path);
   if (to_folder_) {
     std::error_code error;
-    fs::create_directories(path, error);
-    if (error || !fs::is_directory(path)) {
-      throw SinkError("video.sink: cannot create the output folder '" + path +
+    const bool existed = fs::exists(first, error);
+    fs::create_directories(first, error);
+    if (error || !fs::is_directory(first)) {
+      throw SinkError("video.sink: cannot create the output folder '" + first +
                       "': " + (error ? error.message() : std::string("not a folder")));
     }
+    if (per_stream_ && !existed) fs::remove(first, error);  // made again if stream 0 comes
+  } else if (path.find("://") != std::string::npos && !to_network_) {
+    throw SinkError("video.sink: cannot write to '" + path +
+                    "'; network outputs are udp://host:port or tcp://host:port (MPEG-TS); to "
+                    "publish over RTSP or RTMP, relay one with ffmpeg");
   } else {
+    if (options_.codec.empty()) options_.codec = to_network_ ? "mp4v" : "avc1";
     const std::string extension = lower(fs::path(path).extension().string());
-    if (extension != ".mp4" && extension != ".m4v" && extension != ".mov" && extension != ".avi" &&
-        extension != ".mkv") {
+    if (!to_network_ && extension != ".mp4" && extension != ".m4v" && extension != ".mov" &&
+        extension != ".avi" && extension != ".mkv") {
       throw SinkError("video.sink: output '" + path +
-                      "' has no video extension; use .mp4, .avi or .mkv, or end the path with "
-                      "'/' to write numbered PNGs");
+                      "' has no video extension; use .mp4, .avi or .mkv, end the path with "
+                      "'/' to write numbered PNGs, or give a udp:// or tcp:// URL");
     }
     if (options_.codec.size() != 4) {
       throw SinkError("video.sink '" + path +
@@ -160,7 +201,7 @@ VideoSink::VideoSink(VideoSinkOptions options) : options_(std::move(options)) {
     }
     const std::string& c = options_.codec;
     fourcc_ = cv::VideoWriter::fourcc(c[0], c[1], c[2], c[3]);
-    check_writable(path, "output video");
+    if (!to_network_) check_writable(first, "output video");
   }
   if (!options_.contact_sheet.empty()) {
     const std::string extension = lower(fs::path(options_.contact_sheet).extension().string());
@@ -168,7 +209,7 @@ VideoSink::VideoSink(VideoSinkOptions options) : options_(std::move(options)) {
       throw SinkError("video.sink: 'contact_sheet' '" + options_.contact_sheet +
                       "' must end in .png (or .jpg)");
     }
-    check_writable(options_.contact_sheet, "contact sheet");
+    check_writable(for_stream(options_.contact_sheet, 0), "contact sheet");
   }
   if (!options_.eye_strip.empty()) {
     if (options_.side_by_side.empty()) {
@@ -179,7 +220,7 @@ VideoSink::VideoSink(VideoSinkOptions options) : options_(std::move(options)) {
     if (extension != ".png" && extension != ".jpg" && extension != ".jpeg") {
       throw SinkError("video.sink: 'eye_strip' '" + options_.eye_strip + "' must end in .png (or .jpg)");
     }
-    check_writable(options_.eye_strip, "eye strip");
+    check_writable(for_stream(options_.eye_strip, 0), "eye strip");
   }
   if (options_.eye_inset && options_.side_by_side.empty()) {
     throw SinkError("video.sink: 'eye_inset' enlarges the eyes before and after; it needs "
@@ -196,31 +237,63 @@ VideoSink::VideoSink(VideoSinkOptions options) : options_(std::move(options)) {
 }
 
 VideoSink::~VideoSink() {
+  std::lock_guard lock(mutex_);
+  if (outputs_.empty()) {
+    spdlog::warn("video.sink: no frame reached '{}'; nothing was written", options_.path);
+  }
+  for (auto& [stream, output] : outputs_) close(output);
+}
+
+void VideoSink::close(Output& output) {
   // Destructors must not throw: failures here can only be logged.
   try {
-    std::lock_guard lock(mutex_);
-    if (writer_.isOpened()) writer_.release();
-    if (written_ == 0) {
-      spdlog::warn("video.sink: no frame reached '{}'; nothing was written", options_.path);
+    if (output.writer.isOpened()) output.writer.release();
+    if (output.written == 0) {
+      spdlog::warn("video.sink: no frame reached '{}'; nothing was written", output.path);
     } else {
-      spdlog::info("video.sink: wrote {} frames of {}x{} at {} fps to '{}'", written_, size_->width,
-                   size_->height, written_fps_, options_.path);
+      spdlog::info("video.sink: wrote {} frames of {}x{} at {} fps to '{}'", output.written,
+                   output.size->width, output.size->height, output.written_fps, output.path);
     }
-    if (!options_.contact_sheet.empty()) write_contact_sheet();
-    if (!options_.eye_strip.empty()) write_eye_strip();
+    if (!output.contact_sheet.empty()) write_contact_sheet(output);
+    if (!output.eye_strip.empty()) write_eye_strip(output);
   } catch (const std::exception& error) {
-    spdlog::error("video.sink '{}': closing failed: {}", options_.path, error.what());
+    spdlog::error("video.sink '{}': closing failed: {}", output.path, error.what());
   }
+}
+
+VideoSink::Output& VideoSink::output_for(std::uint32_t stream) {
+  if (const auto found = outputs_.find(stream); found != outputs_.end()) return found->second;
+  if (!per_stream_ && !outputs_.empty()) {
+    throw SinkError("video.sink '" + options_.path + "' writes one stream: got stream " +
+                    std::to_string(stream) + " after stream " +
+                    std::to_string(outputs_.begin()->first) +
+                    "; put {stream} in the path (one output per stream) or give each stream its "
+                    "own sink");
+  }
+  Output& output = outputs_[stream];
+  output.path = for_stream(options_.path, stream);
+  output.contact_sheet = for_stream(options_.contact_sheet, stream);
+  output.eye_strip = for_stream(options_.eye_strip, stream);
+  if (to_folder_) {
+    std::error_code error;
+    fs::create_directories(output.path, error);
+    if (error) {
+      output.open_error =
+          "video.sink: cannot create the output folder '" + output.path + "': " + error.message();
+    }
+  }
+  return output;
 }
 
 void VideoSink::process(Packet packet, std::vector<Packet>& /*out*/) {
   std::lock_guard lock(mutex_);  // the encoder, and frame order, admit one writer at a time
+  Output& output = output_for(packet.stream);
   try {
-    write(packet);
+    write(output, packet);
   } catch (const SinkError&) {
     throw;
   } catch (const std::exception& error) {
-    throw SinkError("video.sink '" + options_.path + "': " + error.what());
+    throw SinkError("video.sink '" + output.path + "': " + error.what());
   }
 }
 
@@ -240,7 +313,8 @@ cv::Mat VideoSink::compose_still(const cv::Mat& right, const cv::Mat* other) {
   return joined;
 }
 
-cv::Mat VideoSink::compose(const Image& frame, const Image* other, const Points& landmarks) {
+cv::Mat VideoSink::compose(Output& output, const Image& frame, const Image* other,
+                           const Points& landmarks) {
   const cv::Mat after = bgr8(frame, options_.field);
   if (other == nullptr) return after;
   const cv::Mat before = bgr8(*other, options_.side_by_side);
@@ -248,85 +322,89 @@ cv::Mat VideoSink::compose(const Image& frame, const Image* other, const Points&
   if (!options_.eye_inset) return joined;
   // Below the pair, the eyes of each enlarged to half the width: the box follows the face, and
   // stays where it was on frames without one. Even sizes, which H.264 needs.
-  if (const auto box = eyes_box(landmarks, after.size(), kEyesAspect)) inset_box_ = box;
-  if (!inset_box_) {
-    inset_box_ = cv::Rect2f(0, 0, static_cast<float>(after.cols),
-                            static_cast<float>(after.cols) / kEyesAspect);
+  std::optional<cv::Rect2f>& box = output.inset_box;
+  if (const auto found = eyes_box(landmarks, after.size(), kEyesAspect)) box = found;
+  if (!box) {
+    box = cv::Rect2f(0, 0, static_cast<float>(after.cols),
+                     static_cast<float>(after.cols) / kEyesAspect);
   }
   const int half = joined.cols / 2;
   const int height = 2 * std::max(1, static_cast<int>(std::lround(half / kEyesAspect / 2)));
   cv::Mat band;
-  cv::hconcat(enlarge(before, *inset_box_, {half, height}),
-              enlarge(after, *inset_box_, {joined.cols - half, height}), band);
+  cv::hconcat(enlarge(before, *box, {half, height}),
+              enlarge(after, *box, {joined.cols - half, height}), band);
   cv::Mat out;
   cv::vconcat(joined, band, out);
   return out;
 }
 
-void VideoSink::open_writer(const Packet& packet, cv::Size size) {
-  written_fps_ = options_.fps;
-  if (written_fps_ <= 0) written_fps_ = packet_fps(packet).value_or(0);
-  if (!(written_fps_ > 0 && std::isfinite(written_fps_))) written_fps_ = kDefaultFps;
+void VideoSink::open_writer(Output& output, const Packet& packet, cv::Size size) {
+  output.written_fps = options_.fps;
+  if (output.written_fps <= 0) output.written_fps = packet_fps(packet).value_or(0);
+  if (!(output.written_fps > 0 && std::isfinite(output.written_fps))) {
+    output.written_fps = kDefaultFps;
+  }
   if (to_folder_) return;
   // FFmpeg explicitly: the container follows the extension, and other backends (GStreamer)
   // accept other FourCCs with different results on other machines.
-  if (!writer_.open(options_.path, cv::CAP_FFMPEG, fourcc_, written_fps_, size, true)) {
-    open_error_ = "video.sink: cannot open '" + options_.path + "' for writing " +
-                  std::to_string(size.width) + "x" + std::to_string(size.height) + " at " +
-                  std::to_string(written_fps_) + " fps with codec '" + options_.codec +
-                  "'; try codec mp4v (.mp4), MJPG (.avi) or FFV1 (.mkv)";
-    throw SinkError(*open_error_);
+  const std::string target = to_network_ ? muxer_url(output.path) : output.path;
+  if (!output.writer.open(target, cv::CAP_FFMPEG, fourcc_, output.written_fps, size, true)) {
+    output.open_error =
+        "video.sink: cannot open '" + output.path + "' for writing " + std::to_string(size.width) +
+        "x" + std::to_string(size.height) + " at " + std::to_string(output.written_fps) +
+        " fps with codec '" + options_.codec + "'; " +
+        (to_network_ ? std::string("check the address, and for tcp:// that a player listens "
+                                   "there (or add ?listen to wait for one)")
+                     : std::string("try codec mp4v (.mp4), MJPG (.avi) or FFV1 (.mkv)"));
+    throw SinkError(*output.open_error);
   }
 }
 
-void VideoSink::write(const Packet& packet) {
-  if (open_error_) throw SinkError(*open_error_);
-  if (stream_ && *stream_ != packet.stream) {
-    throw SinkError("video.sink '" + options_.path + "' writes one stream: got stream " +
-                    std::to_string(packet.stream) + " after stream " + std::to_string(*stream_) +
-                    "; give each stream its own sink");
-  }
-  if (last_seq_ && packet.seq < *last_seq_ && !warned_order_) {
-    warned_order_ = true;
+void VideoSink::write(Output& output, const Packet& packet) {
+  if (output.open_error) throw SinkError(*output.open_error);
+  if (output.last_seq && packet.seq < *output.last_seq && !output.warned_order) {
+    output.warned_order = true;
     spdlog::warn(
         "video.sink '{}': frames arrive out of order (seq {} after {}); set "
         "`ordered: true` on this stage",
-        options_.path, packet.seq, *last_seq_);
+        output.path, packet.seq, *output.last_seq);
   }
   const auto& frame = packet.get<Image>(options_.field);
   const Image* other =
       options_.side_by_side.empty() ? nullptr : &packet.get<Image>(options_.side_by_side);
-  const cv::Mat pixels = compose(frame, other, points_field(packet, "landmarks"));
-  if (!size_) {
-    open_writer(packet, pixels.size());
-    size_ = pixels.size();
-    stream_ = packet.stream;
-  } else if (pixels.size() != *size_) {
-    throw SinkError("video.sink '" + options_.path + "': frame seq " + std::to_string(packet.seq) +
-                    " is " + std::to_string(pixels.cols) + "x" + std::to_string(pixels.rows) +
-                    " but the video is " + std::to_string(size_->width) + "x" +
-                    std::to_string(size_->height) + "; a video keeps one size");
+  const cv::Mat pixels = compose(output, frame, other, points_field(packet, "landmarks"));
+  if (!output.size) {
+    open_writer(output, packet, pixels.size());
+    output.size = pixels.size();
+  } else if (pixels.size() != *output.size) {
+    throw SinkError("video.sink '" + output.path + "': frame seq " + std::to_string(packet.seq) +
+                    " of stream " + std::to_string(packet.stream) + " is " +
+                    std::to_string(pixels.cols) + "x" + std::to_string(pixels.rows) +
+                    " but the video is " + std::to_string(output.size->width) + "x" +
+                    std::to_string(output.size->height) +
+                    "; a video keeps one size (the input changed size: scale its frames to one "
+                    "size before this stage, or restart the run)");
   }
-  last_seq_ = packet.seq;
+  output.last_seq = packet.seq;
   if (to_folder_) {
     char name[32];
     std::snprintf(name, sizeof name, "%06llu.png", static_cast<unsigned long long>(packet.seq));
-    const fs::path file = fs::path(options_.path) / name;
+    const fs::path file = fs::path(output.path) / name;
     if (!cv::imwrite(file.string(), pixels)) {
       throw SinkError("video.sink: cannot write '" + file.string() + "' (disk full?)");
     }
   } else {
-    writer_.write(pixels);
+    output.writer.write(pixels);
   }
-  ++written_;
-  keep_for_sheet(packet);
+  ++output.written;
+  keep_for_sheet(output, packet);
 }
 
-void VideoSink::keep_for_sheet(const Packet& packet) {
-  if (options_.contact_sheet.empty() && options_.eye_strip.empty()) return;
+void VideoSink::keep_for_sheet(Output& output, const Packet& packet) {
+  if (output.contact_sheet.empty() && output.eye_strip.empty()) return;
   if (!sheet_targets_.empty()) {
     if (!std::binary_search(sheet_targets_.begin(), sheet_targets_.end(), packet.seq)) return;
-  } else if (packet.seq % sheet_stride_ != 0) {
+  } else if (packet.seq % output.sheet_stride != 0) {
     return;
   }
   Kept kept{
@@ -335,29 +413,30 @@ void VideoSink::keep_for_sheet(const Packet& packet) {
       .other = options_.side_by_side.empty() ? Image{} : packet.get<Image>(options_.side_by_side),
       .landmarks = points_field(packet, "landmarks"),
       .iris = points_field(packet, "iris")};
-  kept_.push_back(std::move(kept));
+  output.kept.push_back(std::move(kept));
   if (!sheet_targets_.empty()) return;
   // Length unknown: keep every stride-th frame and, when too many are held, drop every other
   // one and double the stride. What is kept stays evenly spread over everything seen so far.
-  while (kept_.size() > kSheetKeepMax) {
-    sheet_stride_ *= 2;
-    std::erase_if(kept_, [&](const Kept& k) { return k.seq % sheet_stride_ != 0; });
+  while (output.kept.size() > kSheetKeepMax) {
+    output.sheet_stride *= 2;
+    std::erase_if(output.kept, [&](const Kept& k) { return k.seq % output.sheet_stride != 0; });
   }
 }
 
-void VideoSink::write_contact_sheet() const {
-  if (kept_.empty()) {
-    spdlog::warn("video.sink: no frames for the contact sheet '{}'", options_.contact_sheet);
+void VideoSink::write_contact_sheet(const Output& output) const {
+  const std::vector<Kept>& held = output.kept;
+  if (held.empty()) {
+    spdlog::warn("video.sink: no frames for the contact sheet '{}'", output.contact_sheet);
     return;
   }
   std::vector<const Kept*> chosen;
-  const std::size_t n = kept_.size();
+  const std::size_t n = held.size();
   for (std::size_t i = 0; i < std::min(n, kSheetTiles); ++i) {
     const std::size_t index =
         n <= kSheetTiles ? i
                          : static_cast<std::size_t>(
                                std::lround(static_cast<double>((n - 1) * i) / (kSheetTiles - 1)));
-    chosen.push_back(&kept_[index]);
+    chosen.push_back(&held[index]);
   }
 
   std::vector<cv::Mat> tiles;
@@ -398,17 +477,17 @@ void VideoSink::write_contact_sheet() const {
     const int row = static_cast<int>(i / kSheetColumns);
     tiles[i].copyTo(sheet(cv::Rect(col * tile_w, row * tile_h, tile_w, tile_h)));
   }
-  if (!cv::imwrite(options_.contact_sheet, sheet)) {
-    spdlog::error("video.sink: cannot write the contact sheet '{}'", options_.contact_sheet);
+  if (!cv::imwrite(output.contact_sheet, sheet)) {
+    spdlog::error("video.sink: cannot write the contact sheet '{}'", output.contact_sheet);
     return;
   }
   spdlog::info("video.sink: contact sheet of {} frames written to '{}'", tiles.size(),
-               options_.contact_sheet);
+               output.contact_sheet);
 }
 
-void VideoSink::write_eye_strip() const {
+void VideoSink::write_eye_strip(const Output& output) const {
   std::vector<cv::Mat> tiles;
-  for (const Kept& kept : kept_) {
+  for (const Kept& kept : output.kept) {
     if (kept.other.width == 0) continue;
     const cv::Mat after = bgr8(kept.frame, options_.field);
     const cv::Mat before = bgr8(kept.other, options_.side_by_side);
@@ -430,7 +509,7 @@ void VideoSink::write_eye_strip() const {
     if (tiles.size() == kSheetTiles) break;
   }
   if (tiles.empty()) {
-    spdlog::warn("video.sink: no frame with a face for the eye strip '{}'", options_.eye_strip);
+    spdlog::warn("video.sink: no frame with a face for the eye strip '{}'", output.eye_strip);
     return;
   }
   const auto columns = static_cast<int>(std::min(tiles.size(), kSheetColumns));
@@ -441,11 +520,11 @@ void VideoSink::write_eye_strip() const {
     tiles[i].copyTo(strip(cv::Rect(static_cast<int>(i % kSheetColumns) * w,
                                    static_cast<int>(i / kSheetColumns) * h, w, h)));
   }
-  if (!cv::imwrite(options_.eye_strip, strip)) {
-    spdlog::error("video.sink: cannot write the eye strip '{}'", options_.eye_strip);
+  if (!cv::imwrite(output.eye_strip, strip)) {
+    spdlog::error("video.sink: cannot write the eye strip '{}'", output.eye_strip);
     return;
   }
-  spdlog::info("video.sink: eye strip of {} frames written to '{}'", tiles.size(), options_.eye_strip);
+  spdlog::info("video.sink: eye strip of {} frames written to '{}'", tiles.size(), output.eye_strip);
 }
 
 }  // namespace micromodels::vision

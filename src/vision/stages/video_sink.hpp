@@ -1,7 +1,9 @@
-// `video.sink`: writes an image field of each packet to a video file or a folder of PNGs.
+// `video.sink`: writes an image field of each packet to a video file, a folder of PNGs or a
+// network stream.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -14,24 +16,32 @@
 
 namespace micromodels::vision {
 
+/// A network output `video.sink` writes MPEG-TS to: "udp://host:port" or "tcp://host:port",
+/// with FFmpeg's options after '?' ("tcp://0.0.0.0:9000?listen" waits for a player).
+[[nodiscard]] bool is_stream_output(const std::string& path);
+
 struct VideoSinkOptions {
-  std::string path;  // .mp4 .m4v .mov .avi .mkv, or a folder ending in '/' for PNGs
+  // .mp4 .m4v .mov .avi .mkv, a folder ending in '/' for PNGs, or udp:// or tcp:// (MPEG-TS);
+  // "{stream}" in it is replaced by each packet's stream, one output per stream.
+  std::string path;
   std::string field = "frame";
   double fps = 0;                     // 0: the packets' `fps` field, else 25
-  std::string codec = "avc1";         // FourCC; H.264 plays in browsers and common players
+  std::string codec;                  // FourCC; empty: avc1 (H.264) for files, mp4v for streams
   std::string side_by_side;           // a second image field, written left of `field`
   bool eye_inset = false;             // with side_by_side: enlarged eyes of both, below them
   std::string contact_sheet;          // PNG written at close: 6 frames spread over the video
+                                      // (with several streams, "{stream}" in it too)
   bool markers = false;               // the contact sheet marks the eye landmarks and irises
   std::string eye_strip;              // PNG written at close: enlarged eyes, before over after
   std::uint64_t expected_frames = 0;  // spacing of the contact sheet; 0: unknown
 };
 
 /// Writes frames in the order it receives them; run it with `ordered: true` so that order is
-/// the stream's. Lifecycle: the constructor checks the output can be written, the first packet
-/// opens the encoder (its frame gives the size), the destructor flushes the file and writes the
-/// contact sheet. Thread-safe (one lock around each write), though one consumer is the sane
-/// setting. Errors name the output path.
+/// the stream's. One output per stream when the path holds "{stream}"; otherwise a second
+/// stream is refused. Lifecycle: the constructor checks the output can be written, a stream's
+/// first packet opens its encoder (its frame gives the size; a frame of another size later is
+/// refused), the destructor flushes the files and writes the contact sheets. Thread-safe (one
+/// lock around each write), though one consumer is the sane setting. Errors name the output.
 ///
 ///   VideoSink sink({.path = "out.mp4", .side_by_side = "input_frame"});
 ///   std::vector<Packet> none;
@@ -54,33 +64,44 @@ class VideoSink final : public Stage {
     Points landmarks;
     Points iris;
   };
+  // What is written for one stream: its video (or folder) and contact sheet.
+  struct Output {
+    std::string path;
+    std::string contact_sheet;
+    std::string eye_strip;
+    cv::VideoWriter writer;
+    std::optional<cv::Size> size;           // of the written frames, fixed by the first packet
+    std::optional<std::string> open_error;  // a failed open fails every later packet the same way
+    std::optional<std::uint64_t> last_seq;
+    bool warned_order = false;
+    std::uint64_t written = 0;
+    double written_fps = 0;
+    std::uint64_t sheet_stride = 1;  // when expected_frames is unknown: every stride-th seq
+    std::vector<Kept> kept;
+    std::optional<cv::Rect2f> inset_box;  // the eyes' box of the last frame with a face
+  };
 
-  void write(const Packet& packet);
-  void open_writer(const Packet& packet, cv::Size size);
-  void keep_for_sheet(const Packet& packet);
-  void write_contact_sheet() const;
-  void write_eye_strip() const;
+  Output& output_for(std::uint32_t stream);
+  void write(Output& output, const Packet& packet);
+  void open_writer(Output& output, const Packet& packet, cv::Size size);
+  void keep_for_sheet(Output& output, const Packet& packet);
+  void close(Output& output);
+  void write_contact_sheet(const Output& output) const;
+  void write_eye_strip(const Output& output) const;
   // `frame`, with `other` on its left and, with eye_inset, both's eyes enlarged below.
-  [[nodiscard]] cv::Mat compose(const Image& frame, const Image* other, const Points& landmarks);
+  [[nodiscard]] cv::Mat compose(Output& output, const Image& frame, const Image* other,
+                                const Points& landmarks);
   // `right` with `other` (when given) on its left, scaled to `right`'s height.
   [[nodiscard]] static cv::Mat compose_still(const cv::Mat& right, const cv::Mat* other);
 
   VideoSinkOptions options_;
+  bool per_stream_ = false;  // the path holds "{stream}"
   bool to_folder_ = false;
+  bool to_network_ = false;
   int fourcc_ = 0;
   std::mutex mutex_;
-  cv::VideoWriter writer_;
-  std::optional<cv::Size> size_;           // of the written frames, fixed by the first packet
-  std::optional<std::string> open_error_;  // a failed open fails every later packet the same way
-  std::optional<std::uint32_t> stream_;
-  std::optional<std::uint64_t> last_seq_;
-  bool warned_order_ = false;
-  std::uint64_t written_ = 0;
-  double written_fps_ = 0;
+  std::map<std::uint32_t, Output> outputs_;
   std::vector<std::uint64_t> sheet_targets_;  // seqs to keep, when expected_frames is known
-  std::uint64_t sheet_stride_ = 1;            // otherwise: every stride-th seq, thinned as it goes
-  std::vector<Kept> kept_;
-  std::optional<cv::Rect2f> inset_box_;  // the eyes' box of the last frame with a face
 };
 
 }  // namespace micromodels::vision

@@ -1,323 +1,223 @@
 #include "video_source.hpp"
 
 #include <algorithm>
-#include <cctype>
-#include <cmath>
+#include <chrono>
 #include <stdexcept>
-#include <system_error>
 #include <utility>
 
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 #include <spdlog/spdlog.h>
 
 #include "image_mat.hpp"
 
 namespace micromodels::vision {
 
-namespace fs = std::filesystem;
-
 namespace {
 
-constexpr double kDefaultFps = 25;
+constexpr std::size_t kReadyPerReader = 2;
+// How long next() waits for a reader before it returns empty-handed, so that the engine can
+// stop a run whose inputs are all stalled.
+constexpr auto kLongestWait = std::chrono::milliseconds(100);
 
-std::string lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return text;
-}
-
-// The pipeline promises 8-bit BGR whatever the input; decoders hand out gray, BGRA or 16-bit
-// only for unusual files, so the common case costs nothing.
-cv::Mat frame_as_bgr8(cv::Mat frame, const std::string& where) {
-  if (frame.depth() != CV_8U) {
-    double scale = 1;
-    if (frame.depth() == CV_16U) scale = 1.0 / 257;
-    if (frame.depth() == CV_32F || frame.depth() == CV_64F) scale = 255;  // [0, 1] by convention
-    cv::Mat converted;
-    frame.convertTo(converted, CV_8U, scale);
-    frame = converted;
-  }
-  cv::Mat bgr;
-  switch (frame.channels()) {
-    case 3:
-      return frame;
-    case 1:
-      cv::cvtColor(frame, bgr, cv::COLOR_GRAY2BGR);
-      return bgr;
-    case 4:
-      cv::cvtColor(frame, bgr, cv::COLOR_BGRA2BGR);
-      return bgr;
-    default:
-      throw std::runtime_error("video.source: " + where + ": frames with " +
-                               std::to_string(frame.channels()) +
-                               " channels are not supported (expected 1, 3 or 4)");
-  }
-}
-
-std::string absolute_text(const std::string& path) {
-  std::error_code error;
-  const fs::path absolute = fs::absolute(path, error);
-  return error ? path : absolute.string();
+std::string trim(const std::string& text) {
+  const std::size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return {};
+  return text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
 }
 
 }  // namespace
 
-bool is_image_file_name(const fs::path& path) {
-  static const char* const kExtensions[] = {".png",  ".jpg", ".jpeg", ".bmp", ".tif", ".tiff",
-                                            ".webp", ".ppm", ".pgm",  ".pbm", ".pnm", ".jp2",
-                                            ".exr",  ".hdr", ".pfm",  ".sr",  ".ras"};
-  const std::string extension = lower(path.extension().string());
-  return std::any_of(std::begin(kExtensions), std::end(kExtensions),
-                     [&](const char* known) { return extension == known; });
+std::vector<std::string> split_video_inputs(const std::string& path) {
+  std::string text = trim(path);
+  if (text.size() >= 2 && text.front() == '[' && text.back() == ']') {
+    text = text.substr(1, text.size() - 2);
+  }
+  std::vector<std::string> inputs;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t comma = text.find(',', start);
+    inputs.push_back(trim(text.substr(start, comma == std::string::npos ? comma : comma - start)));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (inputs.size() > 1 &&
+      std::any_of(inputs.begin(), inputs.end(), [](const std::string& s) { return s.empty(); })) {
+    throw std::runtime_error("video.source: 'path' = '" + path +
+                             "' lists an empty input; separate the inputs with single commas");
+  }
+  return inputs;
 }
 
-VideoInputKind classify_video_input(const std::string& path) {
-  if (!path.empty() && path.size() <= 2 &&
-      std::all_of(path.begin(), path.end(), [](unsigned char c) { return std::isdigit(c); })) {
-    return VideoInputKind::camera;
+VideoSource::VideoSource(VideoSourceOptions options) : options_(std::move(options)) {
+  const std::vector<std::string> paths = split_video_inputs(options_.path);
+  if (static_cast<std::uint64_t>(options_.stream) + paths.size() - 1 > UINT32_MAX) {
+    throw std::runtime_error("video.source: 'stream' too large for " +
+                             std::to_string(paths.size()) + " inputs");
   }
-  if (path.find("://") != std::string::npos) return VideoInputKind::url;
-  std::error_code error;
-  if (fs::is_directory(path, error) || (!path.empty() && path.back() == '/')) {
-    return VideoInputKind::image_folder;
-  }
-  if (is_image_file_name(path)) return VideoInputKind::image_file;
-  return VideoInputKind::video_file;
-}
-
-VideoSource::VideoSource(VideoSourceOptions options)
-    : options_(std::move(options)), kind_(classify_video_input(options_.path)) {
-  if (options_.path.empty()) {
-    throw std::runtime_error(
-        "video.source: 'path' is empty; give a video file, an image, a folder of images, a camera "
-        "index such as \"0\" or a stream URL");
-  }
-  if (options_.fps < 0) throw std::runtime_error("video.source: 'fps' must be >= 0");
-  if (kind_ == VideoInputKind::image_file || kind_ == VideoInputKind::image_folder) {
-    open_images();
-  } else {
-    open_capture();
-  }
-  if (expected_ && options_.max_frames > 0) expected_ = std::min(*expected_, options_.max_frames);
-  // Reading the first frame now turns an undecodable input into a configuration error, found
-  // before the pipeline starts, instead of a stream that silently ends at once.
-  pending_ = read_frame();
-  if (!pending_) {
-    if (options_.start > 0) {
-      throw std::runtime_error(
-          "video.source: no frame at 'start' = " + std::to_string(options_.start) + " in " +
-          describe() + "; it is past the end, lower 'start'");
+  lanes_.resize(paths.size());
+  expected_ = 0;
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    Lane& lane = lanes_[i];
+    lane.input = std::make_unique<VideoInput>(VideoInputOptions{.path = paths[i],
+                                                                .start = options_.start,
+                                                                .fps = options_.fps,
+                                                                .reconnect_s =
+                                                                    options_.reconnect_s});
+    lane.stream = options_.stream + static_cast<std::uint32_t>(i);
+    threaded_ = threaded_ || options_.realtime || lane.input->live();
+    std::optional<std::uint64_t> count = lane.input->expected_count();
+    if (count && options_.max_frames > 0) count = std::min(*count, options_.max_frames);
+    if (expected_ && count) {
+      *expected_ += *count;
+    } else {
+      expected_.reset();
     }
-    throw std::runtime_error("video.source: no frame could be decoded from " + describe() +
-                             "; check it is a complete video in a format FFmpeg reads (try: "
-                             "ffprobe '" +
-                             options_.path + "')");
   }
-}
-
-std::string VideoSource::describe() const {
-  switch (kind_) {
-    case VideoInputKind::camera:
-      return "camera " + options_.path;
-    case VideoInputKind::url:
-      return "stream '" + options_.path + "'";
-    case VideoInputKind::image_folder:
-      return "folder '" + options_.path + "'";
-    default:
-      return "'" + options_.path + "'";
+  if (!threaded_) {
+    for (Lane& lane : lanes_) read_ahead(lane);
   }
 }
 
-void VideoSource::open_capture() {
-  const std::string& path = options_.path;
-  if (kind_ == VideoInputKind::video_file) {
-    std::error_code error;
-    if (!fs::exists(path, error)) {
-      throw std::runtime_error("video.source: '" + path + "' does not exist (looked for " +
-                               absolute_text(path) +
-                               "); check the 'path' parameter, or run scripts/fetch_media.sh for "
-                               "the sample media");
+VideoSource::~VideoSource() {
+  for (std::jthread& reader : readers_) reader.request_stop();
+  readers_.clear();  // joins: a reader inside a read returns within the input's timeout
+  for (const Lane& lane : lanes_) {
+    if (lane.input->reconnects() > 0) {
+      spdlog::info("video.source: {} reconnected {} time(s)", lane.input->describe(),
+                   lane.input->reconnects());
     }
-    if (!fs::is_regular_file(path, error)) {
-      throw std::runtime_error("video.source: '" + path + "' is not a regular file");
-    }
-    // FFmpeg explicitly: with CAP_ANY a file FFmpeg rejects is offered to other backends
-    // (GStreamer, image sequences) that fail later and more obscurely.
-    if (!capture_.open(path, cv::CAP_FFMPEG)) {
-      throw std::runtime_error("video.source: cannot open '" + path +
-                               "' as a video: FFmpeg does not recognise it (corrupt, truncated "
-                               "or not a video); check it with: ffprobe '" +
-                               path + "'");
-    }
-  } else if (kind_ == VideoInputKind::url) {
-    if (!capture_.open(path, cv::CAP_FFMPEG)) {
-      throw std::runtime_error("video.source: cannot open stream '" + path +
-                               "'; check the URL is reachable (try: ffprobe '" + path + "')");
-    }
-  } else {
-    const int index = std::stoi(path);
-    if (!capture_.open(index, cv::CAP_ANY)) {
-      throw std::runtime_error("video.source: cannot open camera " + path + " (/dev/video" + path +
-                               "); check it exists and no other program holds it");
-    }
-  }
-
-  const double reported_fps = capture_.get(cv::CAP_PROP_FPS);
-  if (std::isfinite(reported_fps) && reported_fps > 0 && reported_fps < 1000) {
-    fps_ = reported_fps;
-  } else {
-    fps_ = options_.fps > 0 ? options_.fps : kDefaultFps;
-  }
-
-  if (kind_ == VideoInputKind::video_file) {
-    const double count = capture_.get(cv::CAP_PROP_FRAME_COUNT);
-    if (std::isfinite(count) && count > 0) {
-      const auto frames = static_cast<std::uint64_t>(std::llround(count));
-      if (options_.start >= frames) {
-        throw std::runtime_error("video.source: 'start' = " + std::to_string(options_.start) +
-                                 " is past the end of '" + path + "', which has " +
-                                 std::to_string(frames) + " frames");
-      }
-      expected_ = frames - options_.start;
-    }
-  }
-
-  if (options_.start == 0) return;
-  if (kind_ == VideoInputKind::video_file) {
-    // FFmpeg's seek lands on the exact frame for the files we checked; when it does not say so,
-    // decode from the beginning, which is slow but exact.
-    capture_.set(cv::CAP_PROP_POS_FRAMES, static_cast<double>(options_.start));
-    if (std::llround(capture_.get(cv::CAP_PROP_POS_FRAMES)) ==
-        static_cast<long long>(options_.start)) {
-      return;
-    }
-    capture_.open(path, cv::CAP_FFMPEG);
-  }
-  for (std::uint64_t i = 0; i < options_.start; ++i) {
-    if (!capture_.grab()) break;  // the first read then fails and reports `start` past the end
   }
 }
 
-void VideoSource::open_images() {
-  const fs::path path(options_.path);
-  std::error_code error;
-  if (kind_ == VideoInputKind::image_file) {
-    if (!fs::is_regular_file(path, error)) {
-      throw std::runtime_error("video.source: image '" + options_.path +
-                               "' does not exist (looked for " + absolute_text(options_.path) +
-                               "); check the 'path' parameter");
-    }
-    images_.push_back(path);
-  } else {
-    if (!fs::is_directory(path, error)) {
-      throw std::runtime_error("video.source: folder '" + options_.path +
-                               "' does not exist (looked for " + absolute_text(options_.path) +
-                               "); check the 'path' parameter");
-    }
-    for (const fs::directory_entry& entry : fs::directory_iterator(path, error)) {
-      if (entry.is_regular_file() && is_image_file_name(entry.path())) {
-        images_.push_back(entry.path());
-      }
-    }
-    if (error) {
-      throw std::runtime_error("video.source: cannot list folder '" + options_.path +
-                               "': " + error.message());
-    }
-    if (images_.empty()) {
-      throw std::runtime_error("video.source: folder '" + options_.path +
-                               "' holds no images (.png, .jpg, .bmp, .tif, ...); put the frames "
-                               "there or point 'path' at a video");
-    }
-    std::sort(images_.begin(), images_.end(), [](const fs::path& a, const fs::path& b) {
-      return a.filename().string() < b.filename().string();
-    });
-  }
-  if (options_.start >= images_.size()) {
-    throw std::runtime_error("video.source: 'start' = " + std::to_string(options_.start) +
-                             " is past the end of " + describe() + ", which has " +
-                             std::to_string(images_.size()) + " image(s)");
-  }
-  next_image_ = static_cast<std::size_t>(options_.start);
-  fps_ = options_.fps > 0 ? options_.fps : kDefaultFps;
-  expected_ = images_.size() - options_.start;
+double VideoSource::fps() const noexcept { return lanes_.front().input->fps(); }
+
+std::uint64_t VideoSource::reconnects() const {
+  std::uint64_t total = 0;
+  for (const Lane& lane : lanes_) total += lane.input->reconnects();
+  return total;
 }
 
-std::optional<VideoSource::Frame> VideoSource::read_frame() {
-  std::optional<Frame> frame =
-      kind_ == VideoInputKind::image_file || kind_ == VideoInputKind::image_folder
-          ? read_image_frame()
-          : read_capture_frame();
-  if (frame) {
-    ++read_;
-    last_time_ns_ = frame->time_ns;
-  }
-  return frame;
-}
-
-std::optional<VideoSource::Frame> VideoSource::read_capture_frame() {
-  // A fresh Mat per frame: packets share its pixels (zero-copy), so the decoder must never
-  // write into a Mat an earlier packet still holds.
-  cv::Mat pixels;
-  if (!capture_.read(pixels) || pixels.empty()) {
-    if (expected_ && read_ < *expected_ && read_ > 0) {
-      spdlog::warn("video.source: {} ended after {} of the {} frames its header announces",
-                   describe(), read_, *expected_);
-    }
-    return std::nullopt;
-  }
-  Frame frame{frame_as_bgr8(std::move(pixels), describe()), 0};
-  const double msec = capture_.get(cv::CAP_PROP_POS_MSEC);
-  const auto step_ns = static_cast<std::int64_t>(std::llround(1e9 / fps_));
-  const auto from_decoder = static_cast<std::int64_t>(std::llround(msec * 1e6));
-  // Trust the decoder's timestamp while it is sane (present, increasing); otherwise count
-  // frames at the nominal rate so that time_ns stays monotonic.
-  if (std::isfinite(msec) && msec >= 0 && (read_ == 0 || from_decoder > last_time_ns_)) {
-    frame.time_ns = from_decoder;
-  } else {
-    frame.time_ns = read_ == 0 ? static_cast<std::int64_t>(
-                                     std::llround(static_cast<double>(options_.start) * 1e9 / fps_))
-                               : last_time_ns_ + step_ns;
-  }
-  return frame;
-}
-
-std::optional<VideoSource::Frame> VideoSource::read_image_frame() {
-  if (next_image_ >= images_.size()) return std::nullopt;
-  const fs::path& path = images_[next_image_];
-  // IMREAD_COLOR: gray and 16-bit become 8-bit BGR, alpha is dropped, EXIF rotation applied.
-  cv::Mat pixels = cv::imread(path.string(), cv::IMREAD_COLOR);
-  if (pixels.empty()) {
-    throw std::runtime_error("video.source: cannot decode image '" + path.string() +
-                             "'; it is corrupt or in a format OpenCV does not read");
-  }
-  Frame frame{
-      frame_as_bgr8(std::move(pixels), path.string()),
-      static_cast<std::int64_t>(std::llround(static_cast<double>(next_image_) * 1e9 / fps_))};
-  ++next_image_;
-  return frame;
+void VideoSource::emit(Lane& lane, VideoFrame frame, std::vector<Packet>& out) {
+  Packet packet;
+  packet.stream = lane.stream;
+  packet.seq = lane.emitted++;
+  packet.time_ns = frame.time_ns;
+  packet.capture_ns = frame.capture_ns;
+  packet.set("frame", to_image(frame.pixels));
+  packet.set("fps", lane.input->fps());
+  out.push_back(std::move(packet));
 }
 
 bool VideoSource::next(std::vector<Packet>& out) {
-  if (read_error_) std::rethrow_exception(std::exchange(read_error_, nullptr));
-  if (!pending_) return false;
-  Packet packet;
-  packet.stream = options_.stream;
-  packet.seq = emitted_++;
-  packet.time_ns = pending_->time_ns;
-  packet.set("frame", to_image(pending_->pixels));
-  packet.set("fps", fps_);
-  out.push_back(std::move(packet));
-  pending_.reset();
-  if (options_.max_frames > 0 && emitted_ >= options_.max_frames) return false;
+  return threaded_ ? next_from_readers(out) : next_in_turn(out);
+}
+
+// Files on the caller's thread: one frame of the next input in turn that has one.
+void VideoSource::read_ahead(Lane& lane) {
+  if (options_.max_frames > 0 && lane.read >= options_.max_frames) {
+    lane.ended = true;
+    return;
+  }
   try {
-    pending_ = read_frame();
+    std::optional<VideoFrame> frame = lane.input->read();
+    if (frame) {
+      ++lane.read;
+      lane.ready.push_back(std::move(*frame));
+    } else {
+      lane.ended = true;
+    }
   } catch (...) {
     // The packet just made is good: deliver it now and report the failure on the next call.
-    read_error_ = std::current_exception();
-    return true;
+    lane.read_error = std::current_exception();
+    lane.ended = true;
   }
-  return pending_.has_value();
+}
+
+bool VideoSource::next_in_turn(std::vector<Packet>& out) {
+  for (std::size_t k = 0; k < lanes_.size(); ++k) {
+    Lane& lane = lanes_[(turn_ + k) % lanes_.size()];
+    if (lane.read_error) std::rethrow_exception(std::exchange(lane.read_error, nullptr));
+    if (lane.ready.empty()) continue;
+    turn_ = (turn_ + k + 1) % lanes_.size();
+    emit(lane, std::move(lane.ready.front()), out);
+    lane.ready.pop_front();
+    read_ahead(lane);
+    break;
+  }
+  return std::any_of(lanes_.begin(), lanes_.end(), [](const Lane& lane) {
+    return !lane.ready.empty() || lane.read_error != nullptr;
+  });
+}
+
+// Live inputs and `realtime`: what the readers have ready, one frame per input at most.
+bool VideoSource::next_from_readers(std::vector<Packet>& out) {
+  if (readers_.empty()) {
+    // Started by the first call, not the constructor: a camera's clock starts when the pipeline
+    // asks for frames, not while the models load, which would make the first frames stale.
+    for (Lane& lane : lanes_) {
+      readers_.emplace_back(
+          [this, &lane](const std::stop_token& stop) { run_reader(lane, stop); });
+    }
+  }
+  std::unique_lock lock(mutex_);
+  const auto anything = [&] {
+    return std::any_of(lanes_.begin(), lanes_.end(),
+                       [](const Lane& lane) { return !lane.ready.empty() || lane.ended; });
+  };
+  changed_.wait_for(lock, kLongestWait, anything);
+  for (std::size_t k = 0; k < lanes_.size(); ++k) {
+    Lane& lane = lanes_[(turn_ + k) % lanes_.size()];
+    if (lane.ready.empty()) continue;
+    emit(lane, std::move(lane.ready.front()), out);
+    lane.ready.pop_front();
+  }
+  turn_ = (turn_ + 1) % lanes_.size();
+  changed_.notify_all();
+  return !std::all_of(lanes_.begin(), lanes_.end(),
+                      [](const Lane& lane) { return lane.ended && lane.ready.empty(); });
+}
+
+void VideoSource::run_reader(Lane& lane, const std::stop_token& stop) {
+  using Clock = std::chrono::steady_clock;
+  const auto interval = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(1.0 / lane.input->fps()));
+  Clock::time_point started = Clock::now();
+  std::uint64_t k = 0;  // frames since `started`
+  while (!stop.stop_requested()) {
+    if (options_.max_frames > 0 && lane.read >= options_.max_frames) break;
+    std::optional<VideoFrame> frame;
+    try {
+      frame = lane.input->read(stop);
+    } catch (const std::exception& error) {
+      // One input's failure ends its stream only; the others go on.
+      spdlog::error("video.source: {}: {}; its stream ends", lane.input->describe(),
+                    error.what());
+    }
+    if (!frame) break;
+    ++lane.read;
+    std::unique_lock lock(mutex_);
+    if (options_.realtime) {
+      // Frame k no earlier than k intervals after the start; a reader that fell behind does
+      // not hurry to catch up (a camera does not deliver the frames it missed): it starts over.
+      const Clock::time_point due = started + k * interval;
+      const Clock::time_point now = Clock::now();
+      if (now > due + interval) {
+        started = now;
+        k = 0;
+      } else if (now < due) {
+        changed_.wait_until(lock, stop, due, [] { return false; });
+        if (stop.stop_requested()) break;
+      }
+    }
+    // Delivered now, as a camera delivers it: the age of the packet counts from here.
+    frame->capture_ns = capture_clock_ns();
+    if (!changed_.wait(lock, stop, [&] { return lane.ready.size() < kReadyPerReader; })) break;
+    lane.ready.push_back(std::move(*frame));
+    ++k;
+    changed_.notify_all();
+  }
+  std::lock_guard lock(mutex_);
+  lane.ended = true;
+  changed_.notify_all();
 }
 
 }  // namespace micromodels::vision

@@ -1,42 +1,47 @@
-// `video.source`: frames from a video file, an image, a folder of images, a camera or a stream.
+// `video.source`: frames from video files, images, folders of images, cameras or streams.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <exception>
-#include <filesystem>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include <opencv2/core.hpp>
-#include <opencv2/videoio.hpp>
-
 #include "micromodels/stage.hpp"
+#include "video_input.hpp"
 
 namespace micromodels::vision {
 
-/// What a `path` parameter names; decides how frames are read and whether reading blocks.
-enum class VideoInputKind { video_file, image_file, image_folder, camera, url };
-
-/// "0".."99": a camera index; "scheme://...": a stream URL; an existing folder; a file whose
-/// extension is an image format; anything else is taken for a video file.
-[[nodiscard]] VideoInputKind classify_video_input(const std::string& path);
-
-/// True for the extensions OpenCV's imread reads (case-insensitive): .png, .jpg, .jpeg, ...
-[[nodiscard]] bool is_image_file_name(const std::filesystem::path& path);
+/// The inputs a `path` lists: one, or several separated by commas (optionally in brackets:
+/// "[a.mp4, rtsp://cam/1]"), blanks around each trimmed.
+[[nodiscard]] std::vector<std::string> split_video_inputs(const std::string& path);
 
 struct VideoSourceOptions {
-  std::string path;
-  std::uint32_t stream = 0;
-  std::uint64_t max_frames = 0;  // 0: all
-  std::uint64_t start = 0;       // frames (or images) skipped before the first packet
-  double fps = 0;                // for images and inputs that report no rate; 0: 25
+  std::string path;               // one input, or several separated by commas
+  std::uint32_t stream = 0;       // of the first input; the i-th input's is stream + i
+  std::uint64_t max_frames = 0;   // per input; 0: all
+  std::uint64_t start = 0;        // frames (or images) skipped before the first packet
+  double fps = 0;                 // for images and inputs that report no rate; 0: 25
+  bool realtime = false;          // frame k no earlier than k / fps after the start
+  double reconnect_s = 30;        // live inputs: how long to retry after a drop; 0: never
 };
 
 /// Packets with field `frame` (Image, 8-bit BGR; gray and BGRA inputs are converted) and `fps`
-/// (double), `seq` from 0 and `time_ns` from the frame's timestamp (seq / fps when the input
-/// has none). Everything that can go wrong with the input (missing, undecodable, empty, `start`
-/// past the end) is found in the constructor, which throws std::runtime_error naming the path.
+/// (double); per input, its own `stream`, `seq` from 0 and `time_ns` (a file's media time, a
+/// live input's time since it opened); on a reader thread, `capture_ns` when the frame was
+/// delivered (after pacing), so that its age counts the time it waited here. Everything that can go wrong with an input at start (missing,
+/// unreachable, undecodable, `start` past the end) is found in the constructor, which throws
+/// std::runtime_error naming the path.
+///
+/// Files and images are read on the caller's thread, inputs in turn. A live input (camera or
+/// stream URL) or `realtime` gets a reader thread per input, started by the first `next`, so
+/// that a stalled input does not hold up the others; each keeps at most two frames ready, and
+/// waits while they are not taken (in live mode the engine takes them at once).
 ///
 ///   VideoSource source({.path = "franck.mp4", .max_frames = 100});
 ///   std::vector<Packet> out;
@@ -44,37 +49,44 @@ struct VideoSourceOptions {
 class VideoSource final : public Source {
  public:
   explicit VideoSource(VideoSourceOptions options);
+  ~VideoSource() override;
+  VideoSource(const VideoSource&) = delete;
+  VideoSource& operator=(const VideoSource&) = delete;
 
   bool next(std::vector<Packet>& out) override;
   [[nodiscard]] std::optional<std::uint64_t> expected_count() const override { return expected_; }
-  [[nodiscard]] double fps() const noexcept { return fps_; }
-  [[nodiscard]] VideoInputKind kind() const noexcept { return kind_; }
+  /// The first input's frame rate.
+  [[nodiscard]] double fps() const noexcept;
+  [[nodiscard]] std::size_t inputs() const noexcept { return lanes_.size(); }
+  /// Times the live inputs were reopened after they dropped, summed.
+  [[nodiscard]] std::uint64_t reconnects() const;
 
  private:
-  struct Frame {
-    cv::Mat pixels;
-    std::int64_t time_ns = 0;
+  // One input and what it has ready.
+  struct Lane {
+    std::unique_ptr<VideoInput> input;
+    std::uint32_t stream = 0;
+    std::uint64_t emitted = 0;
+    std::uint64_t read = 0;
+    std::deque<VideoFrame> ready;    // read ahead: one frame, or up to two on a reader thread
+    bool ended = false;              // nothing more will be read
+    std::exception_ptr read_error;   // from reading ahead; rethrown by the following next()
   };
 
-  void open_capture();
-  void open_images();
-  std::optional<Frame> read_frame();
-  std::optional<Frame> read_capture_frame();
-  std::optional<Frame> read_image_frame();
-  [[nodiscard]] std::string describe() const;
+  bool next_in_turn(std::vector<Packet>& out);
+  bool next_from_readers(std::vector<Packet>& out);
+  void read_ahead(Lane& lane);
+  void run_reader(Lane& lane, const std::stop_token& stop);
+  void emit(Lane& lane, VideoFrame frame, std::vector<Packet>& out);
 
   VideoSourceOptions options_;
-  VideoInputKind kind_;
-  cv::VideoCapture capture_;
-  std::vector<std::filesystem::path> images_;  // image_file / image_folder, sorted by name
-  std::size_t next_image_ = 0;
-  double fps_ = 25;
+  std::vector<Lane> lanes_;
   std::optional<std::uint64_t> expected_;
-  std::optional<Frame> pending_;   // read ahead, so that the last packet can end the stream
-  std::exception_ptr read_error_;  // from reading ahead; rethrown by the following next()
-  std::uint64_t emitted_ = 0;
-  std::uint64_t read_ = 0;  // frames read so far, counting from `start`
-  std::int64_t last_time_ns_ = 0;
+  std::size_t turn_ = 0;  // the lane served first by the next call
+  bool threaded_ = false;
+  std::mutex mutex_;                      // lanes' `ready` and `ended` when threaded
+  std::condition_variable_any changed_;   // a frame ready, taken, or a lane ended
+  std::vector<std::jthread> readers_;     // last: stopped and joined first; started by next()
 };
 
 }  // namespace micromodels::vision

@@ -32,22 +32,33 @@ void register_video_stages(Registry& registry) {
   StageType source;
   source.name = "video.source";
   source.help =
-      "Frames of a video file, an image, a folder of images (by name), a camera index "
-      "or a stream URL, as 8-bit BGR field 'frame' plus 'fps'.";
+      "Frames of video files, images, folders of images (by name), cameras or stream URLs "
+      "(several, separated by commas, each its own stream), as 8-bit BGR field 'frame' plus "
+      "'fps'.";
   source.params = {
       {"path", ParamType::text, std::nullopt,
-       "video file, image, folder of images, camera index (\"0\") or stream URL"},
-      {"stream", ParamType::integer, std::int64_t{0}, "stream id of the packets"},
-      {"max_frames", ParamType::integer, std::int64_t{0}, "stop after this many; 0: all"},
-      {"start", ParamType::integer, std::int64_t{0}, "first frame (or image) to read"},
-      {"fps", ParamType::number, 0.0, "rate for images and inputs that report none; 0: 25"}};
+       "video file, image, folder of images, camera (\"0\", \"/dev/video0\") or stream URL "
+       "(rtsp://, http://, udp://, tcp://); several separated by commas"},
+      {"stream", ParamType::integer, std::int64_t{0},
+       "stream id of the first input's packets; the next inputs count on from it"},
+      {"max_frames", ParamType::integer, std::int64_t{0}, "stop each input after this many; 0: all"},
+      {"start", ParamType::integer, std::int64_t{0}, "first frame (or image) to read; files only"},
+      {"fps", ParamType::number, 0.0, "rate for images and inputs that report none; 0: 25"},
+      {"realtime", ParamType::boolean, false,
+       "deliver frames no faster than their rate, like a camera (files; live inputs are paced "
+       "by their source)"},
+      {"reconnect_s", ParamType::number, 30.0,
+       "camera or stream that drops: retry (0.5 s doubling to 8 s apart) for this long, then "
+       "end its stream; 0: end at once"}};
   source.info = [](const Params& params) {
     StageInfo info;
     info.writes = {"frame", "fps"};
-    // A file decodes as fast as the CPU allows; a camera or a network stream waits for
-    // the next frame, which must not hold a pool thread.
-    const VideoInputKind kind = classify_video_input(params.text("path"));
-    info.blocking = kind == VideoInputKind::camera || kind == VideoInputKind::url;
+    // A file decodes as fast as the CPU allows; a camera, a network stream or a file paced in
+    // real time waits for the next frame, which must not hold a pool thread.
+    info.blocking = params.boolean("realtime");
+    for (const std::string& path : split_video_inputs(params.text("path"))) {
+      info.blocking = info.blocking || is_live(classify_video_input(path));
+    }
     return info;
   };
   source.make_source = [](const Params& params) -> std::unique_ptr<Source> {
@@ -58,27 +69,33 @@ void register_video_stages(Registry& registry) {
                            .stream = static_cast<std::uint32_t>(stream),
                            .max_frames = non_negative(params, "max_frames", "video.source"),
                            .start = non_negative(params, "start", "video.source"),
-                           .fps = params.number("fps")});
+                           .fps = params.number("fps"),
+                           .realtime = params.boolean("realtime"),
+                           .reconnect_s = params.number("reconnect_s")});
   };
   registry.add(std::move(source));
 
   StageType sink;
   sink.name = "video.sink";
   sink.help =
-      "Writes an image field to a video (.mp4, .avi, .mkv) or numbered PNGs (path ending "
-      "in '/'), in the order received: use it with `ordered: true`.";
+      "Writes an image field to a video (.mp4, .avi, .mkv), numbered PNGs (path ending in '/') "
+      "or an MPEG-TS stream (udp://, tcp://), in the order received: use it with "
+      "`ordered: true`. {stream} in the path: one output per stream.";
   sink.params = {{"path", ParamType::text, std::nullopt,
-                  "output .mp4/.avi/.mkv, or a folder ending in '/' for PNGs"},
+                  "output .mp4/.avi/.mkv, a folder ending in '/' for PNGs, or udp://host:port "
+                  "or tcp://host:port (MPEG-TS); {stream} in it: one output per stream"},
                  {"field", ParamType::text, std::string("frame"), "image field to write"},
                  {"fps", ParamType::number, 0.0, "0: the packets' 'fps' field, else 25"},
-                 {"codec", ParamType::text, std::string("avc1"),
-                  "FourCC: avc1 (H.264, plays in browsers), mp4v, MJPG, FFV1 (lossless, .mkv)"},
+                 {"codec", ParamType::text, std::string(),
+                  "FourCC: avc1 (H.264, plays in browsers), mp4v, MJPG, FFV1 (lossless, .mkv); "
+                  "empty: avc1 for files, mp4v (no encoder delay) for streams"},
                  {"side_by_side", ParamType::text, std::string(),
                   "second image field written left of 'field' (e.g. input_frame); empty: none"},
                  {"eye_inset", ParamType::boolean, false,
                   "with side_by_side: both images' eyes enlarged in a band below them"},
                  {"contact_sheet", ParamType::text, std::string(),
-                  "PNG of 6 frames spread over the video; written at close"},
+                  "PNG of 6 frames spread over the video; written at close ({stream} in it "
+                  "when in the path)"},
                  {"markers", ParamType::boolean, false,
                   "mark the eye landmarks and irises on the contact sheet"},
                  {"eye_strip", ParamType::text, std::string(),

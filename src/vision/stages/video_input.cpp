@@ -1,0 +1,420 @@
+#include "video_input.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <condition_variable>
+#include <mutex>
+#include <stdexcept>
+#include <system_error>
+#include <utility>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <spdlog/spdlog.h>
+
+namespace micromodels::vision {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr double kDefaultFps = 25;
+// A live input that stalls this long counts as dropped; opening one waits as long.
+constexpr int kLiveTimeoutMs = 5000;
+constexpr double kFirstRetryS = 0.5;
+constexpr double kLongestRetryS = 8;
+// A live input that repeats one frame, byte for byte, this long is reopened: it froze, or it
+// changed frame size, which OpenCV's FFmpeg reader does not follow (it repeats the last frame
+// of the old size).
+constexpr double kFrozenS = 2;
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+// The pipeline promises 8-bit BGR whatever the input; decoders hand out gray, BGRA or 16-bit
+// only for unusual files, so the common case costs nothing.
+cv::Mat frame_as_bgr8(cv::Mat frame, const std::string& where) {
+  if (frame.depth() != CV_8U) {
+    double scale = 1;
+    if (frame.depth() == CV_16U) scale = 1.0 / 257;
+    if (frame.depth() == CV_32F || frame.depth() == CV_64F) scale = 255;  // [0, 1] by convention
+    cv::Mat converted;
+    frame.convertTo(converted, CV_8U, scale);
+    frame = converted;
+  }
+  cv::Mat bgr;
+  switch (frame.channels()) {
+    case 3:
+      return frame;
+    case 1:
+      cv::cvtColor(frame, bgr, cv::COLOR_GRAY2BGR);
+      return bgr;
+    case 4:
+      cv::cvtColor(frame, bgr, cv::COLOR_BGRA2BGR);
+      return bgr;
+    default:
+      throw std::runtime_error("video.source: " + where + ": frames with " +
+                               std::to_string(frame.channels()) +
+                               " channels are not supported (expected 1, 3 or 4)");
+  }
+}
+
+std::string absolute_text(const std::string& path) {
+  std::error_code error;
+  const fs::path absolute = fs::absolute(path, error);
+  return error ? path : absolute.string();
+}
+
+bool all_digits(const std::string& text) {
+  return !text.empty() &&
+         std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
+// Sleeps `seconds` unless `stop` is requested first; returns false when it was.
+bool sleep_unless_stopped(const std::stop_token& stop, double seconds) {
+  std::mutex mutex;
+  std::condition_variable_any wake;
+  std::unique_lock lock(mutex);
+  return !wake.wait_for(lock, stop, std::chrono::duration<double>(seconds), [] { return false; });
+}
+
+}  // namespace
+
+bool is_image_file_name(const fs::path& path) {
+  static const char* const kExtensions[] = {".png",  ".jpg", ".jpeg", ".bmp", ".tif", ".tiff",
+                                            ".webp", ".ppm", ".pgm",  ".pbm", ".pnm", ".jp2",
+                                            ".exr",  ".hdr", ".pfm",  ".sr",  ".ras"};
+  const std::string extension = lower(path.extension().string());
+  return std::any_of(std::begin(kExtensions), std::end(kExtensions),
+                     [&](const char* known) { return extension == known; });
+}
+
+VideoInputKind classify_video_input(const std::string& path) {
+  if (path.size() <= 2 && all_digits(path)) return VideoInputKind::camera;
+  if (path.starts_with("/dev/video") && all_digits(path.substr(10))) {
+    return VideoInputKind::camera;
+  }
+  if (path.find("://") != std::string::npos) return VideoInputKind::url;
+  std::error_code error;
+  if (fs::is_directory(path, error) || (!path.empty() && path.back() == '/')) {
+    return VideoInputKind::image_folder;
+  }
+  if (is_image_file_name(path)) return VideoInputKind::image_file;
+  return VideoInputKind::video_file;
+}
+
+bool is_live(VideoInputKind kind) noexcept {
+  return kind == VideoInputKind::camera || kind == VideoInputKind::url;
+}
+
+VideoInput::VideoInput(VideoInputOptions options)
+    : options_(std::move(options)),
+      kind_(classify_video_input(options_.path)),
+      opened_at_(std::chrono::steady_clock::now()) {
+  if (options_.path.empty()) {
+    throw std::runtime_error(
+        "video.source: 'path' is empty; give a video file, an image, a folder of images, a camera "
+        "(\"0\", \"/dev/video0\") or a stream URL");
+  }
+  if (options_.fps < 0) throw std::runtime_error("video.source: 'fps' must be >= 0");
+  if (options_.reconnect_s < 0) {
+    throw std::runtime_error("video.source: 'reconnect_s' must be >= 0");
+  }
+  if (live() && options_.start > 0) {
+    throw std::runtime_error("video.source: 'start' = " + std::to_string(options_.start) +
+                             " with " + describe() +
+                             ", which is live and cannot seek; remove 'start'");
+  }
+  if (kind_ == VideoInputKind::image_file || kind_ == VideoInputKind::image_folder) {
+    open_images();
+  } else {
+    open_capture();
+  }
+  // Reading the first frame now turns an undecodable input into a configuration error, found
+  // before the pipeline starts, instead of a stream that silently ends at once.
+  first_ = kind_ == VideoInputKind::image_file || kind_ == VideoInputKind::image_folder
+               ? read_image_frame()
+               : read_capture_frame();
+  if (!first_) {
+    if (options_.start > 0) {
+      throw std::runtime_error(
+          "video.source: no frame at 'start' = " + std::to_string(options_.start) + " in " +
+          describe() + "; it is past the end, lower 'start'");
+    }
+    throw std::runtime_error("video.source: no frame could be decoded from " + describe() +
+                             "; check it is a complete video in a format FFmpeg reads (try: "
+                             "ffprobe '" +
+                             options_.path + "')");
+  }
+}
+
+std::string VideoInput::describe() const {
+  switch (kind_) {
+    case VideoInputKind::camera:
+      return "camera " + options_.path;
+    case VideoInputKind::url:
+      return "stream '" + options_.path + "'";
+    case VideoInputKind::image_folder:
+      return "folder '" + options_.path + "'";
+    default:
+      return "'" + options_.path + "'";
+  }
+}
+
+bool VideoInput::open_live() {
+  if (kind_ == VideoInputKind::url) {
+    // Timeouts so that an unreachable or stalled stream fails (and is retried) instead of
+    // blocking the reader for FFmpeg's default of 30 s.
+    return capture_.open(options_.path, cv::CAP_FFMPEG,
+                         {cv::CAP_PROP_OPEN_TIMEOUT_MSEC, kLiveTimeoutMs,
+                          cv::CAP_PROP_READ_TIMEOUT_MSEC, kLiveTimeoutMs});
+  }
+  if (all_digits(options_.path)) return capture_.open(std::stoi(options_.path), cv::CAP_ANY);
+  return capture_.open(options_.path, cv::CAP_V4L2);
+}
+
+void VideoInput::open_capture() {
+  const std::string& path = options_.path;
+  if (kind_ == VideoInputKind::video_file) {
+    std::error_code error;
+    if (!fs::exists(path, error)) {
+      throw std::runtime_error("video.source: '" + path + "' does not exist (looked for " +
+                               absolute_text(path) +
+                               "); check the 'path' parameter, or run scripts/fetch_media.sh for "
+                               "the sample media");
+    }
+    if (!fs::is_regular_file(path, error)) {
+      throw std::runtime_error("video.source: '" + path + "' is not a regular file");
+    }
+    // FFmpeg explicitly: with CAP_ANY a file FFmpeg rejects is offered to other backends
+    // (GStreamer, image sequences) that fail later and more obscurely.
+    if (!capture_.open(path, cv::CAP_FFMPEG)) {
+      throw std::runtime_error("video.source: cannot open '" + path +
+                               "' as a video: FFmpeg does not recognise it (corrupt, truncated "
+                               "or not a video); check it with: ffprobe '" +
+                               path + "'");
+    }
+  } else if (!open_live()) {
+    if (kind_ == VideoInputKind::url) {
+      throw std::runtime_error("video.source: cannot open stream '" + path +
+                               "' (refused, not found, or no answer within " +
+                               std::to_string(kLiveTimeoutMs / 1000) +
+                               " s); check the server is up and the URL is right (try: ffprobe '" +
+                               path + "')");
+    }
+    throw std::runtime_error("video.source: cannot open camera " + path +
+                             (all_digits(path) ? " (/dev/video" + path + ")" : std::string()) +
+                             "; check it exists and no other program holds it");
+  }
+
+  const double reported_fps = capture_.get(cv::CAP_PROP_FPS);
+  if (std::isfinite(reported_fps) && reported_fps > 0 && reported_fps < 1000) {
+    fps_ = reported_fps;
+  } else {
+    fps_ = options_.fps > 0 ? options_.fps : kDefaultFps;
+  }
+  if (kind_ != VideoInputKind::video_file) return;
+
+  const double count = capture_.get(cv::CAP_PROP_FRAME_COUNT);
+  if (std::isfinite(count) && count > 0) {
+    const auto frames = static_cast<std::uint64_t>(std::llround(count));
+    if (options_.start >= frames) {
+      throw std::runtime_error("video.source: 'start' = " + std::to_string(options_.start) +
+                               " is past the end of '" + path + "', which has " +
+                               std::to_string(frames) + " frames");
+    }
+    expected_ = frames - options_.start;
+  }
+  if (options_.start == 0) return;
+  // FFmpeg's seek lands on the exact frame for the files we checked; when it does not say so,
+  // decode from the beginning, which is slow but exact.
+  capture_.set(cv::CAP_PROP_POS_FRAMES, static_cast<double>(options_.start));
+  if (std::llround(capture_.get(cv::CAP_PROP_POS_FRAMES)) ==
+      static_cast<long long>(options_.start)) {
+    return;
+  }
+  capture_.open(path, cv::CAP_FFMPEG);
+  for (std::uint64_t i = 0; i < options_.start; ++i) {
+    if (!capture_.grab()) break;  // the first read then fails and reports `start` past the end
+  }
+}
+
+void VideoInput::open_images() {
+  const fs::path path(options_.path);
+  std::error_code error;
+  if (kind_ == VideoInputKind::image_file) {
+    if (!fs::is_regular_file(path, error)) {
+      throw std::runtime_error("video.source: image '" + options_.path +
+                               "' does not exist (looked for " + absolute_text(options_.path) +
+                               "); check the 'path' parameter");
+    }
+    images_.push_back(path);
+  } else {
+    if (!fs::is_directory(path, error)) {
+      throw std::runtime_error("video.source: folder '" + options_.path +
+                               "' does not exist (looked for " + absolute_text(options_.path) +
+                               "); check the 'path' parameter");
+    }
+    for (const fs::directory_entry& entry : fs::directory_iterator(path, error)) {
+      if (entry.is_regular_file() && is_image_file_name(entry.path())) {
+        images_.push_back(entry.path());
+      }
+    }
+    if (error) {
+      throw std::runtime_error("video.source: cannot list folder '" + options_.path +
+                               "': " + error.message());
+    }
+    if (images_.empty()) {
+      throw std::runtime_error("video.source: folder '" + options_.path +
+                               "' holds no images (.png, .jpg, .bmp, .tif, ...); put the frames "
+                               "there or point 'path' at a video");
+    }
+    std::sort(images_.begin(), images_.end(), [](const fs::path& a, const fs::path& b) {
+      return a.filename().string() < b.filename().string();
+    });
+  }
+  if (options_.start >= images_.size()) {
+    throw std::runtime_error("video.source: 'start' = " + std::to_string(options_.start) +
+                             " is past the end of " + describe() + ", which has " +
+                             std::to_string(images_.size()) + " image(s)");
+  }
+  next_image_ = static_cast<std::size_t>(options_.start);
+  fps_ = options_.fps > 0 ? options_.fps : kDefaultFps;
+  expected_ = images_.size() - options_.start;
+}
+
+std::optional<VideoFrame> VideoInput::read(const std::stop_token& stop) {
+  if (first_) return std::exchange(first_, std::nullopt);
+  if (kind_ == VideoInputKind::image_file || kind_ == VideoInputKind::image_folder) {
+    return read_image_frame();
+  }
+  std::optional<VideoFrame> frame = read_capture_frame();
+  if (frame && live() && frozen(frame->pixels)) {
+    spdlog::warn("video.source: {} repeated the same frame for {} s: it froze, or changed frame "
+                 "size, which the reader follows only by reopening it",
+                 describe(), kFrozenS);
+    frame.reset();
+  }
+  if (!frame && live()) frame = reconnect(stop);
+  return frame;
+}
+
+bool VideoInput::frozen(const cv::Mat& pixels) {
+  const bool same = !last_pixels_.empty() && last_pixels_.size() == pixels.size() &&
+                    pixels.isContinuous() && last_pixels_.isContinuous() &&
+                    std::equal(pixels.datastart, pixels.dataend, last_pixels_.datastart);
+  repeats_ = same ? repeats_ + 1 : 0;
+  last_pixels_ = pixels;  // shares the pixels of the packet: no copy
+  if (static_cast<double>(repeats_) < kFrozenS * fps_) return false;
+  repeats_ = 0;
+  last_pixels_.release();
+  return true;
+}
+
+std::optional<VideoFrame> VideoInput::reconnect(const std::stop_token& stop) {
+  capture_.release();
+  if (options_.reconnect_s <= 0) {
+    spdlog::error("video.source: {} dropped after {} frames; it ends (reconnect_s is 0)",
+                  describe(), read_);
+    return std::nullopt;
+  }
+  spdlog::warn("video.source: {} dropped after {} frames; reconnecting for up to {} s",
+               describe(), read_, options_.reconnect_s);
+  const auto dropped_at = std::chrono::steady_clock::now();
+  const auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - dropped_at).count();
+  };
+  double wait_s = kFirstRetryS;
+  for (int attempt = 1;; ++attempt) {
+    const double left = options_.reconnect_s - elapsed();
+    if (left <= 0) break;
+    if (!sleep_unless_stopped(stop, std::min(wait_s, left))) return std::nullopt;
+    wait_s = std::min(2 * wait_s, kLongestRetryS);
+    spdlog::info("video.source: reconnecting to {} (attempt {}, {:.1f} s after the drop)",
+                 describe(), attempt, elapsed());
+    if (!open_live()) continue;
+    if (std::optional<VideoFrame> frame = read_capture_frame()) {
+      ++reconnects_;
+      spdlog::info("video.source: {} is back after {} attempt(s), {:.1f} s", describe(),
+                   attempt, elapsed());
+      return frame;
+    }
+    capture_.release();
+  }
+  spdlog::error("video.source: gave up on {} after {} s without a frame; its stream ends",
+                describe(), options_.reconnect_s);
+  return std::nullopt;
+}
+
+void VideoInput::note_size(const cv::Mat& pixels) {
+  if (size_ && *size_ != pixels.size()) {
+    spdlog::warn("video.source: {} changed frame size from {}x{} to {}x{} at frame {}",
+                 describe(), size_->width, size_->height, pixels.cols, pixels.rows, read_);
+  }
+  size_ = pixels.size();
+}
+
+std::optional<VideoFrame> VideoInput::read_capture_frame() {
+  // A fresh Mat per frame: packets share its pixels (zero-copy), so the decoder must never
+  // write into a Mat an earlier packet still holds.
+  cv::Mat pixels;
+  if (!capture_.isOpened() || !capture_.read(pixels) || pixels.empty()) {
+    if (expected_ && read_ < *expected_ && read_ > 0) {
+      spdlog::warn("video.source: {} ended after {} of the {} frames its header announces",
+                   describe(), read_, *expected_);
+    }
+    return std::nullopt;
+  }
+  VideoFrame frame{frame_as_bgr8(std::move(pixels), describe()), 0};
+  note_size(frame.pixels);
+  const auto step_ns = static_cast<std::int64_t>(std::llround(1e9 / fps_));
+  if (live()) {
+    // When it was read, on a steady clock from when the input was first opened: a live input's
+    // own timestamps restart when it reconnects, and a camera's follow the device's clock.
+    frame.time_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::steady_clock::now() - opened_at_)
+                        .count();
+    frame.time_ns = std::max(frame.time_ns, read_ == 0 ? 0 : last_time_ns_ + 1);
+  } else {
+    const double msec = capture_.get(cv::CAP_PROP_POS_MSEC);
+    const auto from_decoder = static_cast<std::int64_t>(std::llround(msec * 1e6));
+    // Trust the decoder's timestamp while it is sane (present, increasing); otherwise count
+    // frames at the nominal rate so that time_ns stays monotonic.
+    if (std::isfinite(msec) && msec >= 0 && (read_ == 0 || from_decoder > last_time_ns_)) {
+      frame.time_ns = from_decoder;
+    } else {
+      frame.time_ns =
+          read_ == 0
+              ? static_cast<std::int64_t>(
+                    std::llround(static_cast<double>(options_.start) * 1e9 / fps_))
+              : last_time_ns_ + step_ns;
+    }
+  }
+  ++read_;
+  last_time_ns_ = frame.time_ns;
+  return frame;
+}
+
+std::optional<VideoFrame> VideoInput::read_image_frame() {
+  if (next_image_ >= images_.size()) return std::nullopt;
+  const fs::path& path = images_[next_image_];
+  // IMREAD_COLOR: gray and 16-bit become 8-bit BGR, alpha is dropped, EXIF rotation applied.
+  cv::Mat pixels = cv::imread(path.string(), cv::IMREAD_COLOR);
+  if (pixels.empty()) {
+    throw std::runtime_error("video.source: cannot decode image '" + path.string() +
+                             "'; it is corrupt or in a format OpenCV does not read");
+  }
+  VideoFrame frame{
+      frame_as_bgr8(std::move(pixels), path.string()),
+      static_cast<std::int64_t>(std::llround(static_cast<double>(next_image_) * 1e9 / fps_))};
+  note_size(frame.pixels);
+  ++next_image_;
+  ++read_;
+  return frame;
+}
+
+}  // namespace micromodels::vision
