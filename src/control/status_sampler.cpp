@@ -15,6 +15,7 @@ struct Recent {
   std::optional<double> rate_per_s;
   std::optional<double> busy_share;
   std::optional<double> service_mean_us;
+  std::optional<double> age_mean_us;  // capture to done, at a last stage
 };
 
 Json optional_number(const std::optional<double>& value) {
@@ -37,6 +38,8 @@ Recent recent_of(const StageMetrics& now, const StageMetrics* before, double win
   const std::uint64_t count =
       now.service.count >= before->service.count ? now.service.count - before->service.count : 0;
   if (count > 0) recent.service_mean_us = busy_us / static_cast<double>(count);
+  const std::uint64_t aged = now.age.count >= before->age.count ? now.age.count - before->age.count : 0;
+  if (aged > 0) recent.age_mean_us = std::max(0.0, now.age.sum_us - before->age.sum_us) / static_cast<double>(aged);
   return recent;
 }
 
@@ -63,7 +66,8 @@ Json stage_json(const StageMetrics& s, const Recent& recent, Json inputs) {
                                   {"mean", s.service.mean_us}}},
               {"recent_service_mean_us", optional_number(recent.service_mean_us)},
               {"age_us", s.age.count == 0 ? Json(nullptr)
-                                          : Json{{"p50", s.age.p50_us}, {"p99", s.age.p99_us}}}};
+                                          : Json{{"p50", s.age.p50_us}, {"p99", s.age.p99_us}}},
+              {"recent_age_mean_us", optional_number(recent.age_mean_us)}};
 }
 
 }  // namespace

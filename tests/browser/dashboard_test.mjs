@@ -229,7 +229,8 @@ test("the dashboard shows the run live, and scales and swaps through the routes"
 
   // The plots fill in; then the screenshot (the artifact).
   await page.waitForFunction(() => document.querySelectorAll("#plot-throughput polyline").length === 1 &&
-    document.querySelectorAll("#plot-service polyline").length >= 3, { timeout: 10000 });
+    document.querySelectorAll("#plot-service polyline").length >= 3 &&
+    document.querySelectorAll("#plot-age polyline").length >= 1, { timeout: 10000 });  // the last stages'
   await new Promise((r) => setTimeout(r, 2000));
   await page.screenshot({ path: path.join(logDir, "dashboard.png"), fullPage: true });
   assert.deepEqual(pageErrors, []);

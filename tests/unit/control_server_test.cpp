@@ -291,6 +291,8 @@ TEST(ControlServer, RatesComeFromTheLastWindowNotFromTheStart) {
       m.stages[1].processed += 5;
       m.stages[1].service.count += 5;
       m.stages[1].service.sum_us += 5 * 10e3;
+      m.stages[1].age.count += 5;  // b is a last stage: its packets are 40 ms old when done
+      m.stages[1].age.sum_us += 5 * 40e3;
     });
     std::this_thread::sleep_for(50ms);
   }
@@ -303,6 +305,8 @@ TEST(ControlServer, RatesComeFromTheLastWindowNotFromTheStart) {
   EXPECT_NEAR(b["rate_per_s"].get<double>(), 100, 40) << b.dump();
   EXPECT_GT(b["recent_busy_share"].get<double>(), 0.6) << b.dump();
   EXPECT_NEAR(b["recent_service_mean_us"].get<double>(), 10e3, 1) << b.dump();
+  EXPECT_NEAR(b["recent_age_mean_us"].get<double>(), 40e3, 1) << b.dump();
+  EXPECT_TRUE(a["recent_age_mean_us"].is_null()) << "no age recorded in the window";
   // What limits throughput now: b's 10 ms per packet of the window, not a's 0.95 ms from long ago.
   EXPECT_EQ(status["bottleneck"], "b") << status.dump();
   EXPECT_EQ(fake.metrics().bottleneck()->name, "a") << "since the start, a was the slower";

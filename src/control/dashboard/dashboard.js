@@ -18,7 +18,7 @@ const svgNS = "http://www.w3.org/2000/svg";
 
 let latest = null;            // the last /status document
 let layoutKey = "";           // the graph drawn: stages and their inputs
-let history = [];             // {t, throughput, service: {stage: ms}}
+let history = [];             // {t, throughput, service: {stage: ms}, age: {stage: ms}}
 let swapStage = "";
 let placed = "";              // the cards' heights when the graph was last placed
 
@@ -478,15 +478,23 @@ function record(status) {
   const t = status.elapsed_s;
   if (history.length && t < history[history.length - 1].t) history = [];  // another run
   const service = {};
+  const age = {};
   for (const s of status.stages) {
     if (s.recent_service_mean_us !== null) service[s.name] = s.recent_service_mean_us / 1000;
+    if (s.recent_age_mean_us !== null && s.recent_age_mean_us !== undefined) {
+      age[s.name] = s.recent_age_mean_us / 1000;
+    }
   }
-  history.push({ t, throughput: status.throughput_per_s, service });
+  history.push({ t, throughput: status.throughput_per_s, service, age });
   while (history.length && history[0].t < t - HISTORY_S) history.shift();
   const names = status.stages.map((s) => s.name);
   plot($("plot-throughput"), [{ color: COLORS[0], get: (h) => h.throughput }], t);
   plot($("plot-service"),
     names.map((n, i) => ({ name: n, color: COLORS[i % COLORS.length], get: (h) => h.service[n] })), t);
+  // The age of what the last stages finished (capture to done): one line per last stage, in the
+  // colour of its service-time line.
+  plot($("plot-age"),
+    names.map((n, i) => ({ name: n, color: COLORS[i % COLORS.length], get: (h) => h.age[n] })), t);
   const legend = $("legend-service");
   if (legend.dataset.names !== names.join("\n")) {
     legend.dataset.names = names.join("\n");
