@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 #include "micromodels/packet_codec.hpp"
 #include "micromodels/pipeline.hpp"
@@ -62,17 +63,28 @@ WireImages wire_images_for(const std::string& images, int jpeg_quality, const Pi
                            jpeg_quality != 0 ? "--jpeg-quality" : file + "jpeg_quality");
 }
 
+namespace {
+
+// a - b, held at the int64 range: an entry from elsewhere may carry any time at all.
+std::int64_t saturating_sub(std::int64_t a, std::int64_t b) {
+  std::int64_t out = 0;
+  if (!__builtin_sub_overflow(a, b, &out)) return out;
+  return b < 0 ? std::numeric_limits<std::int64_t>::max() : std::numeric_limits<std::int64_t>::min();
+}
+
+}  // namespace
+
 std::int64_t capture_to_wall(std::int64_t capture_ns) {
   if (capture_ns == 0) return 0;
-  const std::int64_t age = std::max<std::int64_t>(0, capture_clock_ns() - capture_ns);
-  return wall_clock_ns() - age;
+  const std::int64_t age = std::max<std::int64_t>(0, saturating_sub(capture_clock_ns(), capture_ns));
+  return saturating_sub(wall_clock_ns(), age);
 }
 
 std::int64_t capture_from_wall(std::int64_t wall_ns) {
   if (wall_ns == 0) return 0;
   // A sender's clock ahead of ours would make the packet younger than new: clamped at 0.
-  const std::int64_t age = std::max<std::int64_t>(0, wall_clock_ns() - wall_ns);
-  return capture_clock_ns() - age;
+  const std::int64_t age = std::max<std::int64_t>(0, saturating_sub(wall_clock_ns(), wall_ns));
+  return saturating_sub(capture_clock_ns(), age);
 }
 
 std::string encode_for_hop(const Packet& packet, const std::optional<std::set<std::string>>& keep,

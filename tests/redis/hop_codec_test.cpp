@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #include "micromodels/packet_codec.hpp"
 #include "micromodels/pipeline.hpp"
@@ -69,6 +70,15 @@ TEST(HopCodec, TheCaptureTimeTravelsAsItsAge) {
   const std::int64_t arrived = capture_from_wall(ahead);
   EXPECT_GE(arrived, before);
   EXPECT_LE(arrived, capture_clock_ns());
+  // Any time an entry from elsewhere carries is read without overflow (found by the entry
+  // fuzzer): the far past is as old as can be, the far future is new.
+  const std::int64_t lowest = std::numeric_limits<std::int64_t>::min();
+  const std::int64_t highest = std::numeric_limits<std::int64_t>::max();
+  const std::int64_t ancient = before - 9'000'000'000'000'000'000;  // 285 years before now
+  EXPECT_LT(capture_from_wall(lowest + 1), ancient);
+  EXPECT_LT(capture_from_wall(-9'223'318'160'785'014'784), ancient);
+  EXPECT_GE(capture_from_wall(highest), before);
+  EXPECT_GT(capture_to_wall(lowest + 1), lowest) << "a capture time of the far past";
 }
 
 TEST(HopCodec, RawIsTheDefaultAndExact) {
