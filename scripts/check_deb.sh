@@ -60,15 +60,7 @@ in_root micromodels run /usr/share/micromodels/pipelines/example.yaml --quiet \
   >"$work/run.log" 2>&1 || { cat "$work/run.log"; fail "micromodels run of example.yaml failed"; }
 lines=$(wc -l <"$overlay_root/tmp/example.jsonl")
 [[ $lines -eq 200 ]] || fail "pipelines/example.yaml wrote $lines packets, expected 200"
-cat >"$overlay_root/tmp/doubling.py" <<'PY'
-class Double:
-    reads = {"value": "int"}
-    writes = {"double": "int"}
-
-    def process(self, packet):
-        packet["double"] = 2 * packet["value"]
-        return packet
-PY
+cp tests/package/doubling.py "$overlay_root/tmp/doubling.py"
 cat >"$overlay_root/tmp/doubling.yaml" <<'YAML'
 pipeline: doubling
 stages:

@@ -51,15 +51,7 @@ module=$(find "$prefix" -name 'micromodels*.so' -path '*-packages/*' | head -n 1
 if [[ -n $module ]]; then
   python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' "$build_dir/CMakeCache.txt")
   echo "check_package: running the installed Python module ($module) with $python"
-  cat >"$work/doubling.py" <<'PY'
-class Double:
-    reads = {"value": "int"}
-    writes = {"double": "int"}
-
-    def process(self, packet):
-        packet["double"] = 2 * packet["value"]
-        return packet
-PY
+  cp tests/package/doubling.py "$work/doubling.py"
   PYTHONPATH=$(dirname "$module") "$python" - "$work" <<'PY'
 import sys
 import micromodels

@@ -147,15 +147,13 @@ void Engine::serve_source(Node& node) {
     }
     ended = !more;
     const auto t1 = stamp();
-    // Its capture time (the capture clock is the tick clock: t1), unless the source knew it
-    // better (the moment a camera frame came).
-    for (Packet& packet : out) {
-      if (packet.capture_ns == 0) packet.capture_ns = t1;
-    }
     node.service.record(ns_between(t0, t1));
     node.busy_ns.fetch_add(ns_between(t0, t1), std::memory_order_relaxed);
     if (out.empty()) continue;
-    for (const Packet& packet : out) {
+    for (Packet& packet : out) {
+      // Its capture time (the capture clock is the tick clock: t1), unless the source knew it
+      // better (the moment a camera frame came).
+      if (packet.capture_ns == 0) packet.capture_ns = t1;
       node.tap.pass(packet);
       std::uint32_t seen = streams_.load(std::memory_order_relaxed);
       while (packet.stream >= seen &&
