@@ -433,11 +433,10 @@ void Engine::fail(Node& node, Packet packet, const std::string& error, Ticket ti
     packet.set("failed_stage", node.config.name);
     node.dead_lettered.fetch_add(1, std::memory_order_relaxed);
     deliver(node.dead_letter, std::move(packet));
-  } else {
-    leave(1);
   }
   propagate_skip(node, stream, seq);
   settle(node, ticket);
+  if (!node.dead_letter) leave(1);  // after its skip has reached the stages after
 }
 
 void Engine::propagate_skip(const Node& node, std::uint32_t stream, std::uint64_t seq) {
@@ -487,7 +486,7 @@ void Engine::deliver(const Edge& edge, Packet packet, Ticket ticket) {
       if (refused) {
         // A second part for an input, or one after its join timed out: nothing to join with.
         to.dropped.fetch_add(1, std::memory_order_relaxed);
-        leave(1);
+        ++after.leaves;
         after.settled.push_back(ticket);
       } else {
         held_.fetch_add(1);
@@ -532,6 +531,7 @@ void Engine::after_delivery(Node& to, Aftermath& after, bool claimed) {
     settle(*skip.from, skip.ticket);
   }
   for (Ticket ticket : after.settled) settle(to, ticket);
+  leave(after.leaves);
 }
 
 void Engine::settle_join(Node& to, JoinTable::Done done, Aftermath& after) {
@@ -547,7 +547,7 @@ void Engine::settle_join(Node& to, JoinTable::Done done, Aftermath& after) {
   if (present == 0 || (!complete && to.config.join_on_timeout == JoinTimeout::drop)) {
     if (present > 0) {
       to.dropped.fetch_add(1, std::memory_order_relaxed);
-      leave(static_cast<std::int64_t>(present));
+      after.leaves += static_cast<std::int64_t>(present);
     }
     skip_locked(to, done.stream, done.seq, ticket, present == 0, after);
     return;
@@ -595,7 +595,7 @@ void Engine::enqueue_locked(Node& to, Packet packet, Ticket ticket, Aftermath& a
   to.dropped.fetch_add(1, std::memory_order_relaxed);
   if (to.newest) to.dropped_newest.fetch_add(1, std::memory_order_relaxed);
   after.skips.push_back({&to, dropped->stream, dropped->seq, dropped->ticket});
-  leave(1);
+  ++after.leaves;
 }
 
 void Engine::drop_aged_locked(Node& node, std::vector<Queued>& batch, Aftermath& after) {
@@ -608,12 +608,12 @@ void Engine::drop_aged_locked(Node& node, std::vector<Queued>& batch, Aftermath&
     after.skips.push_back({&node, queued.packet.stream, queued.packet.seq, queued.ticket});
     return true;
   });
-  const auto count = static_cast<std::int64_t>(batch.end() - aged);
+  const auto count = static_cast<std::uint64_t>(batch.end() - aged);
   if (count == 0) return;
   batch.erase(aged, batch.end());
-  node.dropped.fetch_add(static_cast<std::uint64_t>(count), std::memory_order_relaxed);
-  node.dropped_age.fetch_add(static_cast<std::uint64_t>(count), std::memory_order_relaxed);
-  leave(count);
+  node.dropped.fetch_add(count, std::memory_order_relaxed);
+  node.dropped_age.fetch_add(count, std::memory_order_relaxed);
+  after.leaves += static_cast<std::int64_t>(count);
 }
 
 void Engine::reset_stream(Node& to, std::uint32_t stream, std::uint64_t next) {

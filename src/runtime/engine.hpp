@@ -56,6 +56,9 @@ struct Skip {
 struct Aftermath {
   std::vector<Skip> skips;      // to pass on
   std::vector<Ticket> settled;  // of deliveries the node is done with (duplicates, drops)
+  // Packets dropped here: they leave the run only after their skips have reached the stages
+  // after, so that the run cannot end before those have counted them.
+  std::int64_t leaves = 0;
 };
 
 /// A key of a packet that entered a stage.

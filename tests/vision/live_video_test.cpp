@@ -226,30 +226,28 @@ TEST_F(LiveVideoTest, InputsAreClassifiedAndLiveOrRealtimeSourcesBlock) {
 
 TEST_F(LiveVideoTest, RealtimePacesAFileAtItsFrameRate) {
   REQUIRE_MEDIA("franck.mp4");  // 24 fps
+  // Taken before the source exists, so before its clock starts: frame k cannot be returned
+  // earlier than k/24 s after this, however late frame 0 was taken.
+  const auto created = Clock::now();
   VideoSource source({.path = media("franck.mp4").string(), .max_frames = 36, .realtime = true});
   EXPECT_EQ(source.expected_count(), std::optional<std::uint64_t>(36));
   std::vector<Packet> out;
-  std::vector<double> returned_at;  // seconds after the first packet
-  std::optional<Clock::time_point> first;
+  std::vector<double> returned_at;  // seconds after `created`
   bool more = true;
   while (more) {
     const std::size_t before = out.size();
     more = source.next(out);
-    const auto now = Clock::now();
-    for (std::size_t i = before; i < out.size(); ++i) {
-      if (!first) first = now;
-      returned_at.push_back(std::chrono::duration<double>(now - *first).count());
-    }
+    const double now = std::chrono::duration<double>(Clock::now() - created).count();
+    for (std::size_t i = before; i < out.size(); ++i) returned_at.push_back(now);
   }
   ASSERT_EQ(out.size(), 36u);
   for (std::size_t k = 0; k < out.size(); ++k) {
     EXPECT_EQ(out[k].seq, k);
-    // Frame k no earlier than k/24 s after frame 0 (the reader may start its clock a little
-    // before frame 0 is taken: 5 ms of slack).
-    EXPECT_GE(returned_at[k], static_cast<double>(k) / 24 - 0.005) << "frame " << k;
-    // Stamped when delivered, so that its age in live mode counts from there.
+    EXPECT_GE(returned_at[k], static_cast<double>(k) / 24) << "frame " << k;
+    // Stamped when delivered, so that its age in live mode counts from there; the pacing
+    // clock starts when frame 0 is delivered (1 ms for the stamp taken just after it).
     EXPECT_GE(static_cast<double>(out[k].capture_ns - out[0].capture_ns) / 1e9,
-              static_cast<double>(k) / 24 - 0.005)
+              static_cast<double>(k) / 24 - 0.001)
         << "frame " << k;
     EXPECT_LE(out[k].capture_ns, micromodels::capture_clock_ns());
   }

@@ -180,8 +180,8 @@ void VideoSource::run_reader(Lane& lane, const std::stop_token& stop) {
   using Clock = std::chrono::steady_clock;
   const auto interval = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(1.0 / lane.input->fps()));
-  Clock::time_point started = Clock::now();
-  std::uint64_t k = 0;  // frames since `started`
+  Clock::time_point started;  // when frame 0 of this run of frames was delivered
+  std::uint64_t k = 0;        // frames since `started`
   while (!stop.stop_requested()) {
     if (options_.max_frames > 0 && lane.read >= options_.max_frames) break;
     std::optional<VideoFrame> frame;
@@ -198,8 +198,11 @@ void VideoSource::run_reader(Lane& lane, const std::stop_token& stop) {
     if (options_.realtime) {
       // Frame k no earlier than k intervals after the start; a reader that fell behind does
       // not hurry to catch up (a camera does not deliver the frames it missed): it starts over.
-      const Clock::time_point due = started + k * interval;
+      // The clock starts at the first frame, once it is decoded (opening a file or a stream
+      // can take longer than a frame interval).
       const Clock::time_point now = Clock::now();
+      if (k == 0) started = now;
+      const Clock::time_point due = started + k * interval;
       if (now > due + interval) {
         started = now;
         k = 0;
