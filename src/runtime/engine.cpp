@@ -44,6 +44,17 @@ bool Engine::downstream_full(const Node& node) const {
   });
 }
 
+std::size_t Engine::downstream_room(const Node& node) const {
+  std::size_t room = kMostTaken;
+  for (const Edge& edge : node.outputs) {
+    if (edge.outlet != nullptr || edge.node->queue.overflow() != Overflow::block) continue;
+    const StageQueue& queue = edge.node->queue;
+    const std::size_t depth = queue.depth();
+    room = std::min(room, depth >= queue.capacity() ? 0 : queue.capacity() - depth);
+  }
+  return room;
+}
+
 std::size_t Engine::inlet_room(const Node& stage) const {
   if (stage.queue.overflow() != Overflow::block) return kMostTaken;  // the queue drops, never waits
   const std::size_t depth = stage.queue.depth();
@@ -250,11 +261,12 @@ void Engine::serve_stage(Node& node) {
       take = node.config.max_batch;
     } else if (live_) {
       take = 1;  // for latency: a packet that arrives meanwhile is not stuck behind a chunk
-    } else if (node.config.per_stream) {
-      take = kTurn;
-    } else if (exclusive &&
-               node.service_ewma_ns.load(std::memory_order_relaxed) < kChunkBelowNs) {
-      take = kTurn;
+    } else if (node.config.per_stream ||
+               (exclusive &&
+                node.service_ewma_ns.load(std::memory_order_relaxed) < kChunkBelowNs)) {
+      // A chunk, but no more than the queues it feeds have room for: a turn in progress does
+      // not fill them past their capacity.
+      take = std::clamp<std::size_t>(downstream_room(node), 1, kTurn);
     }
     lane = node.queue.take(batch, take);
     if (node.max_age_ns > 0) drop_aged_locked(node, batch, after);

@@ -192,6 +192,8 @@ class Engine {
   // Turns (engine.cpp).
   bool ready_locked(Node& node) const;
   bool downstream_full(const Node& node) const;
+  // The fewest packets a queue that `node` feeds (and that waits when full) has room for.
+  std::size_t downstream_room(const Node& node) const;
   std::size_t inlet_room(const Node& stage) const;
   bool claim_locked(Node& node) const;
   void try_activate(Node& node);

@@ -264,6 +264,22 @@ TEST(Runner, BlockPolicyBoundsQueuesAndLosesNothing) {
   EXPECT_LE(m.stage("slow")->queue_max, 9u);
 }
 
+TEST(Runner, AFastStageFeedingASlowOneDoesNotOverfillItsQueue) {
+  // A fast stage with one consumer takes packets in chunks; a chunk is no larger than the room
+  // the queue it feeds has, so the queue never holds more than its capacity.
+  Fixture f;
+  Pipeline p("chunks");
+  p.add(source(2000));
+  p.add({.name = "fast", .type = "pass"});
+  StageConfig slow = model("slow", 0.05, 1);
+  slow.queue_capacity = 8;
+  p.add(slow);
+  p.add({.name = "sink", .type = "test.collect", .ordered = true});
+  const MetricsSnapshot m = f.run(p);
+  EXPECT_EQ(f.seen->size(), 2000u);
+  EXPECT_EQ(m.stage("slow")->queue_max, 8u) << "filled to its capacity, and no further";
+}
+
 TEST(Runner, DropPoliciesCountEveryDroppedPacket) {
   for (Overflow overflow : {Overflow::drop_newest, Overflow::drop_oldest}) {
     Fixture f;
