@@ -58,6 +58,7 @@ void Keeper::run() {
         inlet->refresh_idle(*conn);
         inlet->flush_acks();
       }
+      add_hop_bytes(*conn);  // every round, so that a run's report soon has the workers' bytes
       if (std::chrono::steady_clock::now() >= next_second) {
         next_second = std::chrono::steady_clock::now() + std::chrono::seconds(1);
         every_second(*conn);
@@ -97,7 +98,6 @@ void Keeper::every_second(Connection& conn) {
   }
   for (RedisInlet* inlet : inlets) inlet->renew_leases(conn);
   announce(conn, false);
-  add_hop_bytes(conn);
   if (!session_.is_run()) return;
   trim(conn);
   ++rounds_;

@@ -8,7 +8,9 @@
 // keeper keeps entries still being worked on from looking idle. Stages that gather a stream
 // (ordered, per_stream, joins) read partitions that one process holds at a time (a lease);
 // sinks run in the run process, which drops duplicates: every packet reaches a sink once.
+#include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include "keeper.hpp"
 #include "micromodels/redis.hpp"
@@ -160,7 +162,23 @@ std::string RedisTransport::report() const {
     }
     return std::string(text);
   };
-  std::string out = "\nbytes per hop (all processes):\n";
+  std::string out;
+  std::string elsewhere;  // the stages other processes serve: not in this process's table
+  {
+    std::lock_guard lock(session_->parts_mutex);
+    const std::vector<PlanStage>& stages = session_->plan->stages();
+    for (std::size_t i = 0; i < stages.size(); ++i) {
+      if (stages[i].source() || session_->served.contains(i)) continue;
+      elsewhere += (elsewhere.empty() ? "" : ", ") + stages[i].name();
+    }
+  }
+  if (!elsewhere.empty()) {
+    out += "served by other processes, so not in the table nor its bottleneck line: " + elsewhere +
+           " (micromodels status --broker URL shows every stage)\n";
+    // Their keepers add what they sent every 250 ms: wait for the round after the last packet.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  out += "\nbytes per hop (all processes):\n";
   try {
     for (const HopBytes& hop : hop_bytes()) {
       const double per_packet =

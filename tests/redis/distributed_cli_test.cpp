@@ -4,6 +4,7 @@
 // killed with SIGKILL are in tests/conformance/processes_test.cpp.)
 #include <algorithm>
 #include <map>
+#include <regex>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -78,6 +79,13 @@ TEST_F(DistributedCliTest, TwoWorkersShareAStageAndTheRunServesNothing) {
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_NE(run.err.find("serving here: none"), std::string::npos) << run.err;
   EXPECT_NE(run.out.find("source         -> work"), std::string::npos) << run.out;  // bytes per hop
+  // The workers' part is counted too, though they may not have reported it when the last packet
+  // came; and the report says which stages its table leaves out.
+  EXPECT_TRUE(std::regex_search(run.out, std::regex(R"(work +-> sink +200 packets)"))) << run.out;
+  EXPECT_NE(run.out.find("served by other processes, so not in the table nor its bottleneck "
+                         "line: work"),
+            std::string::npos)
+      << run.out;
   expect_complete(200);
   // Both workers took part: each one's table counts packets for `work`.
   for (auto* w : {w1.get(), w2.get()}) {
