@@ -17,6 +17,9 @@
 #include "micromodels/runner.hpp"
 #include "python_packet.hpp"
 #include "python_stage.hpp"
+#if MICROMODELS_PYTHON_VISION
+#include "micromodels/vision/vision_stages.hpp"
+#endif
 
 namespace py = pybind11;
 
@@ -73,6 +76,9 @@ PYBIND11_MODULE(micromodels, module) {
   python::bind_packet(module);
   Registry& registry = Registry::global();
   if (registry.find("python") == nullptr) python::register_python_stage(registry);
+#if MICROMODELS_PYTHON_VISION
+  if (registry.find("video.source") == nullptr) vision::register_stages(registry);
+#endif
 
   py::register_exception<ConfigError>(module, "ConfigError", PyExc_ValueError);
   py::register_exception<ParamError>(module, "ParamError", PyExc_ValueError);
@@ -159,4 +165,7 @@ PYBIND11_MODULE(micromodels, module) {
         return runner->metrics();
       },
       py::arg("pipeline"), "Runs a pipeline to its end and returns its metrics.");
+  module.def(
+      "types", [] { return Registry::global().names(); },
+      "The stage types a pipeline can use here, as `micromodels types` lists them.");
 }
