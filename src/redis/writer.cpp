@@ -24,6 +24,12 @@ bool grows(const Args& args) {
 
 bool out_of_memory(const redisReply* reply) { return is_error(reply) && text(reply).starts_with("OOM"); }
 
+std::size_t bytes_of(const Args& args) {
+  std::size_t bytes = 0;
+  for (const std::string& arg : args.items()) bytes += arg.size();
+  return bytes;
+}
+
 }  // namespace
 
 Writer::Writer(Session& session) : session_(session), most_per_transaction_(kMostPerBatch) {}
@@ -128,11 +134,8 @@ bool Writer::transact(Connection& conn, std::vector<Command>& batch) {
     }
     const Reply done = conn.read();
     if (is_error(done.get())) {  // EXECABORT: nothing of it was done
-      const std::size_t bytes = n == 1 ? [&] {
-        std::size_t sum = 0;
-        for (const std::string& arg : batch.front().args.items()) sum += arg.size();
-        return sum;
-      }() : 0;
+      if (refusal.empty()) refusal = text(done.get());
+      const std::size_t bytes = n == 1 ? bytes_of(batch.front().args) : 0;
       if (!refusal.starts_with("OOM") || !session_.memory.fits(bytes)) {
         session_.fail(std::make_exception_ptr(BrokerError(
             BrokerError::Kind::lost,
