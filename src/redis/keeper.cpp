@@ -49,6 +49,7 @@ void Keeper::run() {
     }
     try {
       if (!conn) conn = session_.connect();
+      session_.memory.sample(*conn);
       std::vector<RedisInlet*> inlets;
       {
         std::lock_guard lock(session_.parts_mutex);

@@ -1,6 +1,7 @@
 // What a process does for a distributed run besides moving packets, on a thread of its own:
-// keeps the entries it works on fresh and its leases alive, announces its consumers, adds up
-// the bytes per hop and, in the run process, trims the streams and serves what nobody serves.
+// keeps the entries it works on fresh and its leases alive, watches Redis's memory
+// (memory_gate.hpp), announces its consumers, adds up the bytes per hop and, in the run process,
+// trims the streams and serves what nobody serves.
 #pragma once
 
 #include <atomic>

@@ -32,13 +32,15 @@ constexpr const char* kAcquire =
 // only while the lease is still ours, in one step. A former owner that has not noticed yet that
 // its lease expired then changes nothing: what it processed stays pending, the new owner claims
 // and runs it again (downstream drops the duplicates), and the next seqs the new owner read
-// when it took over stay true. KEYS: lease, next-seq hash, stream. ARGV: consumer, group, n,
-// n x (stream, next), ids to acknowledge...
+// when it took over stay true. The acknowledgement comes first: a Redis at its maxmemory refuses
+// a script's first write when that one makes it grow (HSET), not the writes after it, so the
+// commit is never refused halfway. KEYS: lease, next-seq hash, stream. ARGV: consumer, group,
+// n, n x (stream, next), ids to acknowledge...
 constexpr const char* kCommitIfLeased =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
     "local n = tonumber(ARGV[3]) "
-    "for i = 0, n - 1 do redis.call('HSET', KEYS[2], ARGV[4 + 2 * i], ARGV[5 + 2 * i]) end "
     "if #ARGV > 3 + 2 * n then redis.call('XACK', KEYS[3], ARGV[2], unpack(ARGV, 4 + 2 * n)) end "
+    "for i = 0, n - 1 do redis.call('HSET', KEYS[2], ARGV[4 + 2 * i], ARGV[5 + 2 * i]) end "
     "return 1";
 // KEYS[1]: the lease. ARGV: consumer, time to live (ms). 1 when renewed, 0 when no longer ours.
 constexpr const char* kRenew =
@@ -347,7 +349,10 @@ void RedisInlet::settle(Ticket ticket) {
   const auto it = tickets_.find(ticket);
   if (it == tickets_.end()) return;
   for (const Held& held : it->second) {
-    in_flight_.erase({held.part, held.id});
+    // A partition's entries are ours by lease; others stay on their way (kept fresh against
+    // reclaim) until their acknowledgement is in: it may wait in the writer, behind outputs
+    // Redis refused for memory.
+    if (mode_ == Mode::partitioned) in_flight_.erase({held.part, held.id});
     Partition& part = parts_[held.part];
     // A lease lost since: not ours to record; the new owner runs it again.
     if (!part.owned || held.generation != part.generation) continue;
@@ -374,9 +379,12 @@ void RedisInlet::flush_acks() {
     if (mode_ != Mode::partitioned) {
       if (part.acks.empty()) continue;
       Args ack{"XACK", part.key, group_};
-      for (std::string& id : part.acks) ack.add(std::move(id));
+      for (const std::string& id : part.acks) ack.add(id);
+      session_.writer.add(std::move(ack), [this, ids = std::move(part.acks)](const redisReply*) {
+        std::lock_guard acked(mutex_);
+        for (const std::string& id : ids) in_flight_.erase({0, id});  // one partition: part 0
+      });
       part.acks.clear();
-      session_.writer.add(std::move(ack));
       continue;
     }
     std::vector<std::pair<std::uint32_t, std::uint64_t>> reached;

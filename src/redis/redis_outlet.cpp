@@ -83,6 +83,7 @@ void RedisOutlet::add(Entry entry, std::string_view payload) {
 }
 
 bool RedisOutlet::full() const {
+  if (session_.memory.holds(from_.source())) return true;  // until Redis has room (memory_gate.hpp)
   if (!blocks_ || room_.load(std::memory_order_relaxed) > 0) return false;
   if (!waiting_.exchange(true)) ++session_.outlets_waiting;  // the writer probes from now on
   return true;

@@ -194,6 +194,14 @@ std::string RedisTransport::report() const {
     }
     out += "dead-lettered: " + std::to_string(dead_lettered()) + " (all processes; " +
            session_->names->dead_letter() + ")\n";
+    auto conn = session_->connect();
+    const detail::Reply counters = conn->command({"HGETALL", session_->names->counters()});
+    if (const long long pauses = detail::integer(detail::field(counters.get(), "memory_pauses")); pauses > 0) {
+      char line[160];
+      std::snprintf(line, sizeof line, "held back for Redis's memory: %lld times, %.1f s in all (all processes)\n",
+                    pauses, static_cast<double>(detail::integer(detail::field(counters.get(), "memory_paused_ms"))) / 1000);
+      out += line;
+    }
   } catch (const BrokerError& error) {
     out += "  (Redis unreachable: " + std::string(error.what()) + ")\n";
   }

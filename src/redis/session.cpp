@@ -92,6 +92,7 @@ void Session::bind(const Plan& bound) {
     }
   }
   auto conn = connect();  // fails now, with the address, rather than in a thread
+  memory.sample(*conn);   // the writer's first batch knows whether Redis has a maxmemory
   if (!is_run()) is_current_run(*conn, 0);
 }
 

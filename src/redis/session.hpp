@@ -15,6 +15,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "memory_gate.hpp"
 #include "micromodels/redis.hpp"
 #include "redis_connection.hpp"
 #include "stream_names.hpp"
@@ -43,6 +44,7 @@ class Session {
   std::uint64_t version = 0;
   std::string consumer;  // host:pid (.N for a second transport in one process)
   Writer writer;
+  MemoryGate memory{*this};  // Redis near its maxmemory: what holds back
   /// The images a process keeps (stored or fetched), at most this many bytes.
   static constexpr std::size_t kImageCacheBytes = std::size_t{256} << 20;
 

@@ -1,5 +1,6 @@
 #include "writer.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "micromodels/redis.hpp"
@@ -10,6 +11,28 @@ namespace micromodels::detail {
 
 // Most commands sent in one go: bounds what waits unconfirmed (and is sent again on reconnect).
 constexpr std::size_t kMostPerBatch = 1024;
+// How often a batch Redis refused for memory is tried again.
+constexpr auto kRetryRefused = std::chrono::milliseconds(100);
+
+namespace {
+
+// The commands the writer sends that make Redis grow: refused (OOM) when it is at its maxmemory.
+bool grows(const Args& args) {
+  const std::string& name = args.items().front();
+  return name == "XADD" || name == "SET" || name == "HINCRBY";
+}
+
+bool out_of_memory(const redisReply* reply) { return is_error(reply) && text(reply).starts_with("OOM"); }
+
+std::size_t bytes_of(const Args& args) {
+  std::size_t bytes = 0;
+  for (const std::string& arg : args.items()) bytes += arg.size();
+  return bytes;
+}
+
+}  // namespace
+
+Writer::Writer(Session& session) : session_(session), most_per_transaction_(kMostPerBatch) {}
 
 void Writer::start() {
   std::lock_guard lock(mutex_);
@@ -45,43 +68,131 @@ void Writer::stop() {
   if (thread_.joinable()) thread_.join();  // also after it ended by itself (Redis gone for good)
 }
 
-void Writer::read_replies(Connection& conn, std::vector<Command>& sent) {
-  for (Command& command : sent) {
-    const Reply reply = conn.read();
-    if (is_error(reply.get())) {
-      const std::string& name = command.args.items().front();
-      const std::string why(text(reply.get()));
-      if (name == "XADD" || name == "SET") {
-        // Redis will not keep a packet or the image it refers to (out of memory, a key of
-        // another type): the run cannot deliver it, so it stops rather than lose it.
-        session_.fail(std::make_exception_ptr(BrokerError(
-            BrokerError::Kind::lost, "Redis at " + session_.url.where() + " refused " + name +
-                                         " of " + command.args.items()[1] + ": " + why +
-                                         (why.starts_with("OOM")
-                                              ? " (raise maxmemory, or lower wire.image_ttl_s)"
-                                              : ""))));
-      } else if (!why.starts_with("NOGROUP")) {  // NOGROUP: a new run reset the stream
-        log().warn("Redis refused {}: {}", name, why);
-      }
+void Writer::answered(Command& command, const redisReply* reply) {
+  if (is_error(reply)) {
+    const std::string& name = command.args.items().front();
+    const std::string why(text(reply));
+    if (name == "XADD" || name == "SET") {
+      // Redis will not keep a packet or the image it refers to (a key of another type): the
+      // run cannot deliver it, so it stops rather than lose it.
+      session_.fail(std::make_exception_ptr(
+          BrokerError(BrokerError::Kind::lost, "Redis at " + session_.url.where() + " refused " + name +
+                                                   " of " + command.args.items()[1] + ": " + why)));
+    } else if (!why.starts_with("NOGROUP")) {  // NOGROUP: a new run reset the stream
+      log().warn("Redis refused {}: {}", name, why);
     }
-    if (command.on_reply) command.on_reply(reply.get());
   }
+  if (command.on_reply) command.on_reply(reply);
+}
+
+void Writer::confirm(std::size_t n, std::vector<Command>&& again) {
   {
     std::lock_guard lock(mutex_);
-    confirmed_ += sent.size();
+    confirmed_ += n;
+    pending_.insert(pending_.begin(), std::make_move_iterator(again.begin()),
+                    std::make_move_iterator(again.end()));
   }
   confirmed_cv_.notify_all();
+}
+
+void Writer::read_replies(Connection& conn, std::vector<Command>& sent) {
+  // A refusal for memory here (no maxmemory when the batch went, one set since) sends that
+  // command again after what was in flight: a transaction from now on (memory_gate.hpp).
+  std::vector<Command> again;
+  for (Command& command : sent) {
+    const Reply reply = conn.read();
+    if (out_of_memory(reply.get()) && grows(command.args)) {
+      again.push_back(std::move(command));
+    } else {
+      answered(command, reply.get());
+    }
+  }
+  confirm(sent.size() - again.size(), std::move(again));
   sent.clear();
+}
+
+bool Writer::transact(Connection& conn, std::vector<Command>& batch) {
+  const auto n = static_cast<std::ptrdiff_t>(std::min(batch.size(), most_per_transaction_));
+  const auto end = batch.begin() + n;
+  const bool growing = std::any_of(batch.begin(), end, [](const Command& c) { return grows(c.args); });
+  if (growing) conn.append({"MULTI"});
+  for (auto it = batch.begin(); it != end; ++it) conn.append(it->args);
+  if (growing) conn.append({"EXEC"});
+  conn.send();
+  if (!growing) {  // nothing Redis could refuse for memory
+    for (auto it = batch.begin(); it != end; ++it) answered(*it, conn.read().get());
+  } else {
+    (void)conn.read();  // MULTI's OK
+    std::string refusal;  // the first command Redis would not queue, and why
+    for (auto it = batch.begin(); it != end; ++it) {
+      const Reply queued = conn.read();
+      if (is_error(queued.get()) && refusal.empty()) {
+        const std::vector<std::string>& args = it->args.items();
+        refusal = std::string(text(queued.get())) + " (" + args.front() + " of " +
+                  args[args.front() == "EVAL" ? 3 : 1] + ")";
+      }
+    }
+    const Reply done = conn.read();
+    if (is_error(done.get())) {  // EXECABORT: nothing of it was done
+      if (refusal.empty()) refusal = text(done.get());
+      const std::size_t bytes = n == 1 ? bytes_of(batch.front().args) : 0;
+      if (!refusal.starts_with("OOM") || !session_.memory.fits(bytes)) {
+        session_.fail(std::make_exception_ptr(BrokerError(
+            BrokerError::Kind::lost,
+            "Redis at " + session_.url.where() + " refused a write: " + refusal +
+                (refusal.starts_with("OOM")
+                     ? "; it is " + std::to_string(bytes) + " bytes, more than Redis can ever hold (" +
+                           session_.memory.figures() + "): raise maxmemory"
+                     : ""))));
+      }
+      most_per_transaction_ = std::max<std::size_t>(1, most_per_transaction_ / 2);
+      return false;
+    }
+    auto it = batch.begin();
+    for (std::size_t i = 0; it != end; ++it, ++i) answered(*it, at(done.get(), i));
+  }
+  most_per_transaction_ = std::min(kMostPerBatch, most_per_transaction_ * 2);
+  batch.erase(batch.begin(), end);
+  confirm(static_cast<std::size_t>(n));
+  return true;
+}
+
+std::size_t Writer::outputs_in(const std::vector<Command>& batch) {
+  const auto output = [](const Command& c) { return c.args.items().front() == "XADD"; };
+  std::lock_guard lock(mutex_);
+  return std::max<std::size_t>(1, static_cast<std::size_t>(std::count_if(batch.begin(), batch.end(), output) +
+                                                           std::count_if(pending_.begin(), pending_.end(), output)));
+}
+
+// The process stops while Redis refuses its writes: what waits is given up (and what came after
+// it, since an acknowledgement there may be for a packet whose output was refused). The inputs
+// stay pending in Redis, for another process: nothing is lost.
+void Writer::give_up(std::vector<Command>& batch) {
+  std::size_t n = batch.size();
+  {
+    std::lock_guard lock(mutex_);
+    n += pending_.size();
+    pending_.clear();
+  }
+  log().warn("Redis at {} refuses writes for memory while this process stops: {} commands not "
+             "written; the packets they were for stay pending in Redis for another process",
+             session_.url.where(), n);
+  batch.clear();
+  session_.memory.refused(0);
+  confirm(n);
 }
 
 void Writer::run() {
   std::unique_ptr<Connection> conn;
-  std::vector<Command> sent;   // written, replies not read yet
-  std::vector<Command> batch;  // taken from pending_
+  std::vector<Command> sent;   // written, replies not read yet (no maxmemory)
+  std::vector<Command> batch;  // taken from pending_, not written yet (or refused)
+  bool refused = false;        // Redis refused the head of `batch` for memory
   for (;;) {
     {
       std::unique_lock lock(mutex_);
-      if (pending_.empty() && sent.empty()) {
+      if (refused) {
+        wake_.wait_for(lock, kRetryRefused, [this] { return stopping_; });
+      } else if (pending_.empty() && sent.empty() && batch.empty()) {
         if (stopping_) break;
         // Outlets waiting for room are probed again every 2 ms.
         waiting_ = true;
@@ -90,23 +201,45 @@ void Writer::run() {
         wake_.wait_for(lock, wait, [this] { return !pending_.empty() || stopping_; });
         waiting_ = false;
       }
-      const std::size_t take = std::min(pending_.size(), kMostPerBatch);
+      const std::size_t take = std::min(pending_.size(), kMostPerBatch - std::min(kMostPerBatch, batch.size()));
       batch.insert(batch.end(), std::make_move_iterator(pending_.begin()),
                    std::make_move_iterator(pending_.begin() + static_cast<std::ptrdiff_t>(take)));
       pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(take));
     }
+    if (refused && (session_.stopping() || stopping_)) {
+      give_up(batch);
+      refused = false;
+      continue;
+    }
     try {
+      const bool limited = session_.memory.limited();
       if (!conn) {
         conn = session_.connect();
         // Unconfirmed commands from before a reconnect go again (the sinks drop duplicates).
+        if (limited) {
+          batch.insert(batch.begin(), std::make_move_iterator(sent.begin()), std::make_move_iterator(sent.end()));
+          sent.clear();
+        }
         for (const Command& command : sent) conn->append(command.args);
       }
-      // This batch goes out before the previous one's replies are read, so that Redis has it
-      // queued meanwhile instead of waiting for us.
-      for (const Command& command : batch) conn->append(command.args);
-      if (!batch.empty()) conn->send();
-      read_replies(*conn, sent);
-      sent.swap(batch);
+      if (limited) {
+        // One transaction at a time: a refused one must not be overtaken by the next.
+        if (!sent.empty()) read_replies(*conn, sent);
+        const bool was_refused = std::exchange(refused, !batch.empty() && !transact(*conn, batch));
+        if (refused) {
+          session_.memory.refused(outputs_in(batch));
+        } else if (was_refused) {
+          session_.memory.refused(0);
+        }
+      } else {
+        // This batch goes out before the previous one's replies are read, so that Redis has it
+        // queued meanwhile instead of waiting for us.
+        for (const Command& command : batch) conn->append(command.args);
+        if (!batch.empty()) conn->send();
+        read_replies(*conn, sent);
+        sent.swap(batch);
+        if (std::exchange(refused, false)) session_.memory.refused(0);
+      }
       RedisOutlet::probe_waiting(session_);
     } catch (const BrokerError& error) {
       conn.reset();

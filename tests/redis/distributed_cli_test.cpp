@@ -347,6 +347,47 @@ TEST_F(DistributedCliTest, PerStreamStageIsHandedOverWhenItsWorkerDies) {
   EXPECT_NE(heir->err().find("took over"), std::string::npos) << heir->err();
 }
 
+// A worker stopped (SIGSTOP, as a CPU quota or a swapped-out machine would) for longer than its
+// leases, while it holds the per_stream partitions that carry the streams: another worker takes
+// them over; when the first one wakes, the entries it read meanwhile are taken back, and the run
+// completes with every packet once, in order.
+TEST_F(DistributedCliTest, APerStreamWorkerPausedPastItsLeasesIsTakenOverAndTheRunCompletes) {
+  const int count = 300;
+  const fs::path file = write_pipeline(count, "service_ms: 2", ", streams: 2, rate: 50",
+                                       ", state: per_stream, consumers: 2");
+  auto sleeper = worker("sleeper", file, "work");
+  wait_live("work", 2);
+  auto heir = worker("heir", file, "work");
+  wait_live("work", 4);
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q"});
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (lines_of(dir_ / "out.jsonl").size() < 60 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  sleeper->signal(SIGSTOP);
+  std::this_thread::sleep_for(5s);  // the leases last 3 s
+  sleeper->signal(SIGCONT);
+  const Result r = run->wait(60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err << "\nsleeper:\n" << sleeper->err() << "\nheir:\n" << heir->err();
+  std::map<int, std::vector<int>> seqs;
+  for (const std::string& line : lines_of(dir_ / "out.jsonl")) {
+    const auto j = nlohmann::json::parse(line);
+    seqs[j["stream"].get<int>()].push_back(j["seq"].get<int>());
+  }
+  std::vector<int> want(count);
+  for (int i = 0; i < count; ++i) want[static_cast<std::size_t>(i)] = i;
+  EXPECT_EQ(seqs[0], want);
+  EXPECT_EQ(seqs[1], want);
+  EXPECT_NE(heir->err().find("took over"), std::string::npos) << heir->err();
+  std::this_thread::sleep_for(1500ms);  // the sleeper's next look at its leases
+  heir->signal(SIGTERM);
+  EXPECT_EQ(heir->wait(20s).exit_code, 0);
+  sleeper->signal(SIGTERM);
+  const Result slept = sleeper->wait(20s);
+  EXPECT_EQ(slept.exit_code, 0);
+  EXPECT_NE(slept.err.find("lost the lease"), std::string::npos) << slept.err;
+}
+
 // A worker started with another version of the pipeline file (here `work` has another type)
 // meets an entry of the run: it refuses it, says which version it runs and which wrote the entry,
 // and hands it back untouched; a worker with the run's file then processes everything.

@@ -1,0 +1,128 @@
+#include "memory_gate.hpp"
+
+#include <charconv>
+#include <cstdio>
+#include <vector>
+
+#include "redis_outlet.hpp"
+#include "session.hpp"
+
+namespace micromodels::detail {
+
+namespace {
+
+constexpr double kClose = 0.90;  // the sources hold back from this share of maxmemory
+constexpr double kOpen = 0.80;   // until Redis is below this one
+constexpr auto kSayEvery = std::chrono::seconds(30);
+
+// A field of INFO's text ("\r\nNAME:VALUE\r\n"); 0 when absent.
+long long info_value(std::string_view info, std::string_view name) {
+  const std::string key = "\n" + std::string(name) + ":";
+  const auto at = info.find(key);
+  long long value = 0;
+  if (at != std::string_view::npos) {
+    const char* first = info.data() + at + key.size();
+    std::from_chars(first, info.data() + info.size(), value);
+  }
+  return value;
+}
+
+std::string mib(long long bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return text;
+}
+
+}  // namespace
+
+void MemoryGate::sample(Connection& conn) {
+  Reply info;
+  try {
+    info = conn.command({"INFO", "memory"});
+  } catch (const BrokerError& error) {
+    if (error.kind() != BrokerError::Kind::refused) throw;
+    if (!info_refused_) {  // maxmemory stays unknown: the writer sends transactions
+      info_refused_ = true;
+      log().warn("cannot watch Redis's memory ({}): a Redis near its maxmemory is noticed only "
+                 "when it refuses a write; give the user +info",
+                 error.what());
+    }
+    return;
+  }
+  if (is_error(info.get())) return;
+  const std::string_view text = detail::text(info.get());
+  const long long max = info_value(text, "maxmemory");
+  const long long used = info_value(text, "used_memory");
+  maxmemory_ = max;
+  used_ = used;
+  startup_ = info_value(text, "used_memory_startup");
+  const double share = max > 0 ? static_cast<double>(used) / static_cast<double>(max) : 0;
+  if (max > 0 && share >= kClose) {
+    closed_ = true;
+  } else if ((max <= 0 || share < kOpen) && closed_.exchange(false)) {
+    wake_outlets();
+  }
+
+  // A pause: what this process holds back (the run's sources, or refused writes).
+  const bool holding = held_outputs_.load() > 0 || (closed_.load() && session_.is_run());
+  const auto now = std::chrono::steady_clock::now();
+  if (holding && !paused_) {
+    paused_ = true;
+    paused_at_ = said_at_ = now;
+    log_pause("is at");
+  } else if (holding && now - said_at_ >= kSayEvery) {
+    said_at_ = now;
+    log_pause("still has no room after " +
+              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - paused_at_).count()) +
+              " s: at");
+  } else if (!holding && paused_) {
+    paused_ = false;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - paused_at_).count();
+    log().info("Redis at {} has room again, at {}: resuming after {:.1f} s", session_.url.where(),
+               figures(), static_cast<double>(ms) / 1000);
+    conn.command({"HINCRBY", session_.names->counters(), "memory_pauses", "1"});
+    conn.command({"HINCRBY", session_.names->counters(), "memory_paused_ms", std::to_string(ms)});
+  }
+}
+
+void MemoryGate::log_pause(const std::string& state) {
+  const std::size_t outputs = held_outputs_.load();
+  std::string what = closed_.load() && session_.is_run() ? "the sources' packets" : "";
+  if (outputs > 0) {
+    what += (what.empty() ? "" : " and ") + std::to_string(outputs) + " stage output" +
+            (outputs == 1 ? "" : "s") + " Redis refused";
+  }
+  log().warn("Redis at {} {} {}; holding {} until it has room (below {:.0f}% of maxmemory): raise "
+             "maxmemory, add consumers, or lower wire.image_ttl_s (images stay that long after "
+             "their last hop)",
+             session_.url.where(), state, figures(), what, kOpen * 100);
+}
+
+void MemoryGate::refused(std::size_t outputs) {
+  if (held_outputs_.exchange(outputs) > 0 && outputs == 0) wake_outlets();
+}
+
+bool MemoryGate::fits(std::size_t bytes) const noexcept {
+  const long long max = maxmemory_.load();
+  return max <= 0 || static_cast<long long>(bytes) + startup_.load() < max;
+}
+
+std::string MemoryGate::figures() const {
+  const long long max = maxmemory_.load();
+  if (max <= 0) return "maxmemory not known";
+  const long long used = used_.load();
+  return std::to_string(used * 100 / max) + "% of maxmemory (used " + mib(used) + " of " + mib(max) + ")";
+}
+
+void MemoryGate::wake_outlets() {
+  std::vector<RedisOutlet*> outlets;
+  {
+    std::lock_guard lock(session_.parts_mutex);
+    outlets = session_.outlets;
+  }
+  for (RedisOutlet* outlet : outlets) {
+    if (outlet->wake) outlet->wake();
+  }
+}
+
+}  // namespace micromodels::detail
