@@ -35,7 +35,8 @@ constexpr const char* kFooter = R"(Exit codes:
   2    configuration or command-line error (nothing ran); ctl: request refused
   3    a server could not be reached: the control endpoint (ctl, top) or Redis (distributed run),
        or Redis refused this process (a wrong password, a command its ACL denies)
-  4    Redis lost the run's queues (restarted without persistence)
+  4    Redis cannot keep the run's data: its queues were lost (restarted without persistence),
+       or one write is larger than its maxmemory
   130  interrupted (SIGINT/SIGTERM)
 
 See docs/cli.md for examples.)";
