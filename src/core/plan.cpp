@@ -52,7 +52,7 @@ Plan::Plan(const Pipeline& pipeline, const Registry& registry)
     stage.index = i;
     stage.config = configs[i];
     stage.type = registry.find(configs[i].type);
-    stage.params = Params::resolve(configs[i].name, stage.type->params, configs[i].params);
+    stage.params = stage.type->resolve(configs[i].name, configs[i].params);
     stage.info = stage.type->info(stage.params);
     stage.blocking = configs[i].blocking.value_or(stage.info.blocking);
     stage.dead_letter = configs[i].name == pipeline_.dead_letter();
