@@ -1,6 +1,7 @@
 #include "python_stage.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -75,7 +76,11 @@ std::optional<ParamValue> param_value(py::handle value) {
       return std::nullopt;  // beyond 64 bits
     }
   }
-  if (py::isinstance<py::float_>(value)) return ParamValue(value.cast<double>());
+  if (py::isinstance<py::float_>(value)) {
+    const auto number = value.cast<double>();
+    if (!std::isfinite(number)) return std::nullopt;  // as a YAML or --set value must be
+    return ParamValue(number);
+  }
   if (py::isinstance<py::str>(value)) return ParamValue(value.cast<std::string>());
   if (py::isinstance<py::list>(value)) {
     std::vector<double> numbers;
@@ -85,6 +90,7 @@ std::optional<ParamValue> param_value(py::handle value) {
         return std::nullopt;
       }
       numbers.push_back(item.cast<double>());
+      if (!std::isfinite(numbers.back())) return std::nullopt;
     }
     return ParamValue(std::move(numbers));
   }
@@ -147,7 +153,7 @@ std::vector<ParamSpec> declared_params(py::handle cls, const std::string& label)
     const std::optional<ParamValue> typed = param_value(fallback);
     if (!typed) {
       throw ParamError("class", at + " = " + py::repr(fallback).cast<std::string>() +
-                                    ": a param's default is a bool, int (64-bit), float, str or a "
+                                    ": a param's default is a bool, int (64-bit), finite float, str or a "
                                     "list of numbers, and gives the param its type");
     }
     spec.type = type_of(*typed);

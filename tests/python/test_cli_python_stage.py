@@ -477,7 +477,8 @@ def test_params_declarations_that_cannot_be_params_are_configuration_errors(
         "params = ['radius']": "notparams.Stage.params must be a dict of param name to its default",
         "params = {'radius': None}":
             "notparams.Stage.params['radius'] = None: a param's default is a bool, int (64-bit), "
-            "float, str or a list of numbers",
+            "finite float, str or a list of numbers",
+        "params = {'gain': float('nan')}": "notparams.Stage.params['gain'] = nan: a param's default is",
         "params = {'process': 1}":
             "notparams.Stage.params['process']: the class has an attribute 'process' already",
         "params = {'path': 'x'}": "param 'path': declared again; type 'python' has a param",
