@@ -26,7 +26,7 @@ void print_type(const StageType& type) {
     if (!spec.default_value) required.push_back(spec.name);
   }
   if (required.empty() && type.info) {
-    const StageInfo info = type.info(Params::resolve(type.name, type.params, {}));
+    const StageInfo info = type.info(type.resolve(type.name, {}));
     std::cout << "  reads:  " << (info.reads_all ? "every field" : detail::join_names(info.reads))
               << '\n';
     if (!info.optional_reads.empty()) {

@@ -136,10 +136,11 @@ std::string render_status(const Json& status, const StatusViewStyle& style) {
     }
     out += row + "\n";
   }
-  // Live figures, when there are any: the age of what the last stages put out, and drops by
-  // reason.
+  // Live figures, when there are any: the age of what the last stages put out, drops by
+  // reason, and the events stages counted.
   std::string ages;
   std::string drops;
+  std::string events;
   for (const Json& stage : status.value("stages", Json::array())) {
     const std::string name = stage.value("name", std::string());
     const Json age = stage.value("age_us", Json());
@@ -152,9 +153,19 @@ std::string render_status(const Json& status, const StatusViewStyle& style) {
     if (for_age + newest > 0) {
       drops += (drops.empty() ? "" : ", ") + name + printf_text(" age %llu newest %llu", for_age, newest);
     }
+    const Json counted = stage.value("events", Json::object());
+    if (counted.is_object() && !counted.empty()) {
+      events += (events.empty() ? "" : "; ") + name;
+      for (const auto& [event, n] : counted.items()) {
+        events += " " + event + printf_text(" %llu", static_cast<unsigned long long>(
+                                                          n.is_number() ? n.get<double>() : 0));
+      }
+    }
   }
+  const bool gap = ages.empty() && drops.empty();
   if (!ages.empty()) out += "\nage: " + ages + "\n";
   if (!drops.empty()) out += (ages.empty() ? "\n" : "") + std::string("dropped: ") + drops + "\n";
+  if (!events.empty()) out += (gap ? "\n" : "") + std::string("events: ") + events + "\n";
   out += "\nbottleneck: " + (bottleneck.empty() ? std::string("none yet") : bottleneck) + "\n";
   return out;
 }

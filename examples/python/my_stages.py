@@ -20,9 +20,10 @@ class Blur:
     """Blurs the image (OpenCV releases the GIL, so consumers: 2 uses two cores)."""
     reads = {"image": "image"}
     writes = {"blurred": "image", "brightness": "number"}
+    params = {"size": (15, "kernel width and height in pixels, odd")}  # self.size; --set blur.size=9
 
     def process(self, packet):
-        blurred = cv2.GaussianBlur(packet["image"], (15, 15), 0)
+        blurred = cv2.GaussianBlur(packet["image"], (self.size, self.size), 0)
         packet["blurred"] = blurred
         packet["brightness"] = float(blurred.mean())
         return packet

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -41,6 +42,8 @@ struct StageMetrics {
   Latency queue_wait{};
   Latency service{};
   Latency age{};  // a last stage: from capture (Packet::capture_ns) to processed
+  std::map<std::string, std::uint64_t> events{};  // what the stage counted (Stage::count):
+                                                  // reconnects, retries, ...
   int consumers = 0;
   double busy_share = 0;  // busy time / (elapsed time x consumers)
   bool source = false;      // produces packets; has no queue

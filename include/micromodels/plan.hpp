@@ -69,11 +69,18 @@ class Plan {
   [[nodiscard]] std::uint64_t version() const noexcept { return version_; }
 
   /// Builds a stage (loads its model) or a source. A failure is a ConfigError naming the stage,
-  /// its type and the file position of `type:`.
-  [[nodiscard]] static std::unique_ptr<Stage> make_stage(const PlanStage& stage);
-  [[nodiscard]] static std::unique_ptr<Source> make_source(const PlanStage& stage);
+  /// its type and the file position of `type:`. `events`: where the instance counts its events
+  /// (what it counted while being built is added there), so that the instances of one stage
+  /// share their counts; null: its own.
+  [[nodiscard]] static std::unique_ptr<Stage> make_stage(
+      const PlanStage& stage, const std::shared_ptr<EventCounts>& events = nullptr);
+  [[nodiscard]] static std::unique_ptr<Source> make_source(
+      const PlanStage& stage, const std::shared_ptr<EventCounts>& events = nullptr);
 
  private:
+  template <class T>
+  static std::unique_ptr<T> share_events(std::unique_ptr<T> made,
+                                         const std::shared_ptr<EventCounts>& events);
   Pipeline pipeline_;
   const Registry* registry_;
   std::vector<PlanStage> stages_;

@@ -19,11 +19,18 @@ struct StageType {
   std::string name{};
   std::string help{};
   std::vector<ParamSpec> params{};
+  /// Params declared by what the others name (a `python` stage's class declares its own): the
+  /// specs added to `params`, given the values of those. Empty: `params` are all there are.
+  std::function<std::vector<ParamSpec>(const Params&)> more_params{};
   std::function<StageInfo(const Params&)> info{};  // empty: reads all, requires and writes none
   std::function<std::unique_ptr<Stage>(const Params&)> make{};
   std::function<std::unique_ptr<Source>(const Params&)> make_source{};
 
   [[nodiscard]] bool is_source() const noexcept { return static_cast<bool>(make_source); }
+  /// The params of an instance of stage `stage`: `given` checked against `params` and
+  /// `more_params` (Params::resolve). Throws ParamError.
+  [[nodiscard]] Params resolve(std::string_view stage,
+                               const std::map<std::string, ParamValue>& given) const;
 };
 
 /// Maps type names (`face.detect`, `model.sleep`, ...) to stage types.

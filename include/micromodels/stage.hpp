@@ -2,8 +2,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "micromodels/packet.hpp"
@@ -30,12 +35,29 @@ struct StageInfo {
   bool reads_all = false;  // needs every field of the packet (sink.jsonl)
 };
 
+/// Named counts of what a stage met besides packets: a reconnect, a retry, a model reloaded.
+/// One per stage of a run, shared by its instances (a swap keeps the counts); shown per stage
+/// as `events` in the metrics (table, JSON, /status, /metrics, `top`). Thread-safe; a count
+/// takes a short lock, so count events, not every packet (the packet counts are the engine's).
+class EventCounts {
+ public:
+  void add(std::string_view event, std::uint64_t n = 1);
+  /// The counts so far, by event name.
+  [[nodiscard]] std::map<std::string, std::uint64_t> counts() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, std::uint64_t, std::less<>> counts_;
+};
+
 /// A transform or sink. Lifecycle: the constructor opens (loads the model), `process` is called
 /// once per packet, the destructor closes. A stage knows nothing of queues, threads or brokers.
 /// Threading: with `consumers: N` the runner calls `process` on up to N threads at once, on
 /// one instance; a stage with per-call mutable state must guard it, or be configured with
 /// `state: per_stream` (then one stream's packets arrive one at a time, in order).
 /// Errors: throw; the runner fails that packet only.
+/// Events: `count("retries")` adds to the stage's events in the metrics; from any thread (the
+/// caller's, or threads the stage starts once its constructor has returned).
 ///
 ///   class Negate : public Stage {
 ///     void process(Packet p, std::vector<Packet>& out) override {
@@ -51,6 +73,16 @@ class Stage {
   virtual void process(Packet packet, std::vector<Packet>& out) = 0;
   /// Processes several packets at once (`batch:` in the pipeline). Default: one by one.
   virtual void process_batch(std::vector<Packet>& batch, std::vector<Packet>& out);
+  /// What the stage counted (`count`), with the other instances of its stage in a run.
+  [[nodiscard]] std::map<std::string, std::uint64_t> events() const { return events_->counts(); }
+
+ protected:
+  /// Counts `n` more of `event` ("retries"); shown per stage in the metrics.
+  void count(std::string_view event, std::uint64_t n = 1) const { events_->add(event, n); }
+
+ private:
+  friend class Plan;  // shares one EventCounts among the instances of a stage
+  std::shared_ptr<EventCounts> events_ = std::make_shared<EventCounts>();
 };
 
 /// A stage with no input: produces packets until its stream ends. `next` is called repeatedly
@@ -63,6 +95,17 @@ class Source {
   virtual bool next(std::vector<Packet>& out) = 0;
   /// Number of packets the source will produce, when known (a file), for progress and ETA.
   [[nodiscard]] virtual std::optional<std::uint64_t> expected_count() const { return std::nullopt; }
+  /// What the source counted (`count`), as for a Stage.
+  [[nodiscard]] std::map<std::string, std::uint64_t> events() const { return events_->counts(); }
+
+ protected:
+  /// Counts `n` more of `event` ("reconnects"); shown per stage in the metrics. From any
+  /// thread: the caller's, or threads the source starts once its constructor has returned.
+  void count(std::string_view event, std::uint64_t n = 1) const { events_->add(event, n); }
+
+ private:
+  friend class Plan;
+  std::shared_ptr<EventCounts> events_ = std::make_shared<EventCounts>();
 };
 
 }  // namespace micromodels

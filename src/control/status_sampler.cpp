@@ -57,6 +57,7 @@ Json stage_json(const StageMetrics& s, const Recent& recent, Json inputs) {
               {"dropped_age", s.dropped_age},
               {"dropped_newest", s.dropped_newest},
               {"dead_lettered", s.dead_lettered},
+              {"events", s.events},
               {"rate_per_s", optional_number(recent.rate_per_s)},
               {"busy_share", s.busy_share},
               {"recent_busy_share", optional_number(recent.busy_share)},

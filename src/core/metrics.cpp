@@ -302,6 +302,14 @@ std::string MetricsSnapshot::to_table() const {
     });
   }
   std::string out = render_table(columns, rows);
+  // Events are named by each stage: one line for the stages that counted any.
+  std::string events;
+  for (const StageMetrics& s : stages) {
+    if (s.events.empty()) continue;
+    events += (events.empty() ? "events: " : "; ") + s.name;
+    for (const auto& [event, n] : s.events) events += ' ' + event + ' ' + std::to_string(n);
+  }
+  if (!events.empty()) out += events + '\n';
   // Rates of the run, not sums over its sinks: in is what the sources made (frames), out what
   // the last stages are done with, once per packet; each stage's own is in its row.
   out += "elapsed " + printf_string("%.2f", elapsed_s) + " s, packets in " +
@@ -394,6 +402,7 @@ std::string MetricsSnapshot::to_json() const {
         {"queue_wait_us", latency_json(s.queue_wait)},
         {"service_us", latency_json(s.service)},
         {"age_us", age_json(s.age)},
+        {"events", s.events},
     });
   }
   const std::optional<Bottleneck> limit = bottleneck();
@@ -466,6 +475,19 @@ std::string MetricsSnapshot::to_prometheus() const {
   for (const PerStage& metric : kPerStage) {
     w.family(metric.name, metric.type, metric.help);
     for (const StageMetrics& s : stages) w.sample(metric.name, &s, metric.value(s));
+  }
+
+  const bool any_events =
+      std::any_of(stages.begin(), stages.end(), [](const StageMetrics& s) { return !s.events.empty(); });
+  if (any_events) {
+    w.family("micromodels_stage_events_total", "counter",
+             "Events a stage counted besides packets (reconnects, retries), by event.");
+  }
+  for (const StageMetrics& s : stages) {
+    for (const auto& [event, n] : s.events) {
+      w.sample("micromodels_stage_events_total", &s, integer(n),
+               "event=\"" + escape_label_value(event) + '"');
+    }
   }
 
   w.family("micromodels_stage_service_seconds", "histogram",

@@ -361,7 +361,7 @@ void Pipeline::validate(const Registry& registry) const {
 
     StageInfo info;
     try {
-      info = type->info(Params::resolve(stage.name, type->params, stage.params));
+      info = type->info(type->resolve(stage.name, stage.params));
     } catch (const ParamError& error) {
       param_failed(stage, error);
     } catch (const std::exception& error) {

@@ -52,7 +52,7 @@ Plan::Plan(const Pipeline& pipeline, const Registry& registry)
     stage.index = i;
     stage.config = configs[i];
     stage.type = registry.find(configs[i].type);
-    stage.params = Params::resolve(configs[i].name, stage.type->params, configs[i].params);
+    stage.params = stage.type->resolve(configs[i].name, configs[i].params);
     stage.info = stage.type->info(stage.params);
     stage.blocking = configs[i].blocking.value_or(stage.info.blocking);
     stage.dead_letter = configs[i].name == pipeline_.dead_letter();
@@ -125,12 +125,24 @@ std::unique_ptr<T> build(const PlanStage& stage, const Make& make) {
 
 }  // namespace
 
-std::unique_ptr<Stage> Plan::make_stage(const PlanStage& stage) {
-  return build<Stage>(stage, stage.type->make);
+template <class T>
+std::unique_ptr<T> Plan::share_events(std::unique_ptr<T> made,
+                                      const std::shared_ptr<EventCounts>& events) {
+  if (events) {
+    for (const auto& [event, n] : made->events_->counts()) events->add(event, n);
+    made->events_ = events;
+  }
+  return made;
 }
 
-std::unique_ptr<Source> Plan::make_source(const PlanStage& stage) {
-  return build<Source>(stage, stage.type->make_source);
+std::unique_ptr<Stage> Plan::make_stage(const PlanStage& stage,
+                                        const std::shared_ptr<EventCounts>& events) {
+  return share_events(build<Stage>(stage, stage.type->make), events);
+}
+
+std::unique_ptr<Source> Plan::make_source(const PlanStage& stage,
+                                          const std::shared_ptr<EventCounts>& events) {
+  return share_events(build<Source>(stage, stage.type->make_source), events);
 }
 
 std::string version_text(std::uint64_t version) {

@@ -1,5 +1,6 @@
 #include "micromodels/registry.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <set>
 #include <stdexcept>
@@ -39,6 +40,33 @@ bool default_fits(const ParamValue& value, ParamType type) {
 }
 
 }  // namespace
+
+Params StageType::resolve(std::string_view stage,
+                          const std::map<std::string, ParamValue>& given) const {
+  if (!more_params) return Params::resolve(stage, params, given);
+  // First the type's own params, which say where the others are declared.
+  std::map<std::string, ParamValue> own;
+  for (const ParamSpec& spec : params) {
+    if (const auto found = given.find(spec.name); found != given.end()) own.insert(*found);
+  }
+  std::vector<ParamSpec> all = params;
+  for (ParamSpec& spec : more_params(Params::resolve(stage, params, own))) {
+    const bool taken = std::any_of(all.begin(), all.end(),
+                                   [&](const ParamSpec& s) { return s.name == spec.name; });
+    if (taken) {
+      throw ParamError(spec.name, "stage '" + std::string(stage) + "': param '" + spec.name +
+                                      "': declared again; type '" + name +
+                                      "' has a param of that name, rename the other");
+    }
+    if (spec.default_value && !default_fits(*spec.default_value, spec.type)) {
+      throw ParamError(spec.name, "stage '" + std::string(stage) + "': param '" + spec.name +
+                                      "': its default is not of type " +
+                                      std::string(param_type_name(spec.type)));
+    }
+    all.push_back(std::move(spec));
+  }
+  return Params::resolve(stage, all, given);
+}
 
 Registry Registry::with_builtins() {
   Registry registry;

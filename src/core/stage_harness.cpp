@@ -9,7 +9,7 @@ StageHarness::StageHarness(const std::string& type_name,
                            const Registry& registry) {
   const StageType* type = registry.find(type_name);
   if (type == nullptr) throw std::invalid_argument("no stage type named '" + type_name + "'");
-  const Params resolved = Params::resolve(type_name, type->params, params);
+  const Params resolved = type->resolve(type_name, params);
   info_ = type->info ? type->info(resolved) : StageInfo{};
   if (type->is_source()) {
     source_ = type->make_source(resolved);

@@ -116,6 +116,7 @@ PYBIND11_MODULE(micromodels, module) {
       .def_readonly("dropped_newest", &StageMetrics::dropped_newest)
       .def_readonly("dead_lettered", &StageMetrics::dead_lettered)
       .def_readonly("emitted", &StageMetrics::emitted)
+      .def_readonly("events", &StageMetrics::events)
       .def_readonly("consumers", &StageMetrics::consumers)
       .def_readonly("busy_share", &StageMetrics::busy_share);
 

@@ -9,15 +9,18 @@
 #include <pybind11/pybind11.h>
 
 #include "micromodels/packet.hpp"
+#include "micromodels/params.hpp"
 
 namespace micromodels::python {
 
-/// What a Python stage class declares: field name to field type (an index of Value).
+/// What a Python stage class declares: field name to field type (an index of Value), and its
+/// own params (name to type).
 struct Declaration {
   std::map<std::string, std::size_t> reads{};
   std::map<std::string, std::size_t> optional_reads{};
   std::map<std::string, std::size_t> writes{};
   bool batching = false;  // the class defines process_batch
+  std::map<std::string, ParamType> params{};
   friend bool operator==(const Declaration&, const Declaration&) = default;
 };
 

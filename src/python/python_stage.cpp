@@ -1,10 +1,15 @@
 #include "python_stage.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "python_fields.hpp"
@@ -61,9 +66,107 @@ std::map<std::string, std::size_t> declared(py::handle cls, const char* name,
   return fields;
 }
 
+// A param's default as Python gives it: bool, int, float, str or a list of numbers.
+std::optional<ParamValue> param_value(py::handle value) {
+  if (py::isinstance<py::bool_>(value)) return ParamValue(value.cast<bool>());
+  if (py::isinstance<py::int_>(value)) {
+    try {
+      return ParamValue(value.cast<std::int64_t>());
+    } catch (const py::cast_error&) {
+      return std::nullopt;  // beyond 64 bits
+    }
+  }
+  if (py::isinstance<py::float_>(value)) {
+    const auto number = value.cast<double>();
+    if (!std::isfinite(number)) return std::nullopt;  // as a YAML or --set value must be
+    return ParamValue(number);
+  }
+  if (py::isinstance<py::str>(value)) return ParamValue(value.cast<std::string>());
+  if (py::isinstance<py::list>(value)) {
+    std::vector<double> numbers;
+    for (const py::handle item : value) {
+      if (py::isinstance<py::bool_>(item) ||
+          !(py::isinstance<py::int_>(item) || py::isinstance<py::float_>(item))) {
+        return std::nullopt;
+      }
+      numbers.push_back(item.cast<double>());
+      if (!std::isfinite(numbers.back())) return std::nullopt;
+    }
+    return ParamValue(std::move(numbers));
+  }
+  return std::nullopt;
+}
+
+ParamType type_of(const ParamValue& value) {
+  constexpr ParamType kTypes[] = {ParamType::boolean, ParamType::integer, ParamType::number,
+                                  ParamType::text, ParamType::numbers};
+  return kTypes[value.index()];  // the order of ParamValue's alternatives
+}
+
+py::object to_python(const ParamValue& value) {
+  return std::visit(
+      [](const auto& v) -> py::object {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::vector<double>>) {
+          py::list numbers;
+          for (const double x : v) numbers.append(x);
+          return numbers;
+        } else {
+          return py::cast(v);
+        }
+      },
+      value);
+}
+
+// The class attribute `params`: a dict of param name to its default, whose type is the param's
+// (bool, int, float, str, or a list of numbers), or to a tuple (default, "help").
+std::vector<ParamSpec> declared_params(py::handle cls, const std::string& label) {
+  std::vector<ParamSpec> specs;
+  if (!py::hasattr(cls, "params")) return specs;
+  const py::object value = cls.attr("params");
+  const std::string where = label + ".params";
+  if (!py::isinstance<py::dict>(value)) {
+    throw ParamError("class", where + " must be a dict of param name to its default, e.g. "
+                                      "{\"radius\": 3}; it is a " + type_name_of(value));
+  }
+  for (const auto& [key, entry] : py::reinterpret_borrow<py::dict>(value)) {
+    if (!py::isinstance<py::str>(key) || !key.attr("isidentifier")().cast<bool>()) {
+      throw ParamError("class", where + " must map param names (identifiers, as they become "
+                                        "attributes) to defaults; " +
+                                        py::repr(key).cast<std::string>() + " is none");
+    }
+    ParamSpec spec{.name = key.cast<std::string>()};
+    const std::string at = where + "['" + spec.name + "']";
+    if (py::hasattr(cls, spec.name.c_str())) {
+      throw ParamError("class", at + ": the class has an attribute '" + spec.name +
+                                    "' already, which the param would hide; rename the param");
+    }
+    py::handle fallback = entry;
+    if (py::isinstance<py::tuple>(entry)) {
+      const auto pair = py::reinterpret_borrow<py::tuple>(entry);
+      if (pair.size() != 2 || !py::isinstance<py::str>(pair[1])) {
+        throw ParamError("class", at + " is a tuple: write (default, \"help\")");
+      }
+      fallback = pair[0];
+      spec.help = pair[1].cast<std::string>();
+    }
+    const std::optional<ParamValue> typed = param_value(fallback);
+    if (!typed) {
+      throw ParamError("class", at + " = " + py::repr(fallback).cast<std::string>() +
+                                    ": a param's default is a bool, int (64-bit), finite float, str or a "
+                                    "list of numbers, and gives the param its type");
+    }
+    spec.type = type_of(*typed);
+    spec.default_value = *typed;
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
 struct Loaded {
   py::object cls;
   std::shared_ptr<const Declaration> declaration;
+  std::vector<ParamSpec> params;  // the class's own
   std::string label;  // module.Class
 };
 
@@ -113,6 +216,8 @@ Loaded load(const Params& params, bool reload) {
   declaration.optional_reads = declared(loaded.cls, "optional_reads", loaded.label);
   declaration.writes = declared(loaded.cls, "writes", loaded.label);
   declaration.batching = py::hasattr(loaded.cls, "process_batch");
+  loaded.params = declared_params(loaded.cls, loaded.label);
+  for (const ParamSpec& spec : loaded.params) declaration.params.emplace(spec.name, spec.type);
   loaded.declaration = std::make_shared<const Declaration>(std::move(declaration));
   return loaded;
 }
@@ -131,6 +236,12 @@ std::map<std::string, Declaration>& first_declarations() {
 std::set<std::string>& built_modules() {
   static std::set<std::string> modules;
   return modules;
+}
+
+std::vector<ParamSpec> class_params(const Params& params) {
+  ensure_interpreter();
+  Gil gil;
+  return load(params, false).params;
 }
 
 StageInfo describe(const Params& params) {
@@ -152,10 +263,15 @@ StageInfo describe(const Params& params) {
 
 class PythonStage final : public Stage {
  public:
-  explicit PythonStage(Loaded loaded)
+  // The class's params are attributes of the instance, set before its __init__ runs.
+  PythonStage(Loaded loaded, const Params& params)
       : label_("Python stage " + loaded.label), declaration_(std::move(loaded.declaration)) {
     try {
-      instance_ = loaded.cls();
+      instance_ = loaded.cls.attr("__new__")(loaded.cls);
+      for (const ParamSpec& spec : loaded.params) {
+        py::setattr(instance_, spec.name.c_str(), to_python(params.values().at(spec.name)));
+      }
+      instance_.attr("__init__")();
     } catch (py::error_already_set& error) {
       throw std::runtime_error(loaded.label + "() raised:\n" + python_error(error));
     }
@@ -247,10 +363,10 @@ std::unique_ptr<Stage> build(const Params& params) {
   const auto first = first_declarations().find(key_of(params));
   if (again && first != first_declarations().end() && !(first->second == *loaded.declaration)) {
     throw std::runtime_error("the re-imported class '" + loaded.label +
-                             "' declares other reads, writes or batching than the running "
-                             "pipeline was checked with; stop the run to change them");
+                             "' declares other reads, writes, batching or params than the "
+                             "running pipeline was checked with; stop the run to change them");
   }
-  return std::make_unique<PythonStage>(std::move(loaded));
+  return std::make_unique<PythonStage>(std::move(loaded), params);
 }
 
 }  // namespace
@@ -259,13 +375,16 @@ void register_python_stage(Registry& registry) {
   registry.add(
       {.name = "python",
        .help = "A Python class as a stage: process(packet) returns the packet, a list, or None. "
-               "Its reads and writes (dicts of field name to type) are checked like any stage's.",
+               "Its reads and writes (dicts of field name to type) are checked like any stage's, "
+               "and so are its own params (a dict `params` of name to default, whose type is the "
+               "param's), given beside module and class and set as attributes before __init__.",
        .params = {{.name = "module", .type = ParamType::text, .help = "Python module to import"},
                   {.name = "class", .type = ParamType::text, .help = "class in the module"},
                   {.name = "path",
                    .type = ParamType::text,
                    .default_value = std::string("."),
                    .help = "directory searched first for the module"}},
+       .more_params = class_params,
        .info = describe,
        .make = build});
 }

@@ -138,6 +138,8 @@ class Node {
   Histogram service;
   Histogram age;  // capture to done, at a last stage
   PacketTap tap;  // the packets leaving it, for a preview (engine_tap.cpp)
+  // What its instances count (Stage::count), shared by them: a swap keeps the counts.
+  const std::shared_ptr<EventCounts> events = std::make_shared<EventCounts>();
 };
 
 class Engine {

@@ -115,9 +115,9 @@ void Engine::serve_node(Node& node) {
   // Live: a source runs on a thread of its own, as a camera does, whatever the pool is doing.
   node.blocking = s.blocking || (live_ && s.source());
   if (s.source()) {
-    node.source = Plan::make_source(s);
+    node.source = Plan::make_source(s, node.events);
   } else {
-    node.stage = Plan::make_stage(s);
+    node.stage = Plan::make_stage(s, node.events);
   }
   node.consumers = s.source() ? 1 : node.config.consumers;
   const auto dedicated = [this](const std::string& name) {
@@ -354,7 +354,7 @@ void Engine::swap(std::string_view stage, const std::map<std::string, std::strin
   // Built (its model loaded) beside the old instance, which keeps serving meanwhile.
   std::shared_ptr<Stage> fresh;
   try {
-    fresh = Plan::make_stage(fresh_plan);
+    fresh = Plan::make_stage(fresh_plan, node.events);
   } catch (const ConfigError& error) {
     throw ConfigError(error.where(), error.key(),
                       std::string("swap: ") + error.what() + "; the running instance is unchanged");
@@ -528,6 +528,7 @@ MetricsSnapshot Engine::metrics() const {
     m.queue_wait = node.wait.summary();
     m.service = node.service.summary();
     m.age = node.age.summary();
+    m.events = node.events->counts();
     std::int64_t capacity = 0;
     {
       std::lock_guard lock(node.mutex);

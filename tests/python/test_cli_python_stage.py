@@ -383,7 +383,7 @@ def test_swap_reimports_the_module_while_the_run_goes_on(cli, stages, pipeline, 
         """)
         refused = run(cli, "ctl", url, "swap", "work")
         assert refused.returncode == 2
-        assert "declares other reads, writes or batching" in refused.stderr
+        assert "declares other reads, writes, batching or params" in refused.stderr
         time.sleep(0.3)
     finally:
         process.send_signal(signal.SIGINT)
@@ -391,6 +391,153 @@ def test_swap_reimports_the_module_while_the_run_goes_on(cli, stages, pipeline, 
     versions = [r["fields"]["version"] for r in read_jsonl(out)]
     assert versions[0] == 1 and versions[-1] == 2
     assert versions == sorted(versions)  # one stage instance at a time, in order (1 consumer)
+
+
+SCALE = """
+    class Scale:
+        reads = {"value": "int"}
+        writes = {"scaled": "number", "note": "text"}
+        params = {"factor": 2, "offset": (0.5, "added after scaling"), "note": "x",
+                  "loud": False, "weights": [1, 2]}
+
+        def __init__(self):
+            # The params are attributes already when __init__ runs.
+            self.total_weight = sum(self.weights)
+
+        def process(self, packet):
+            packet["scaled"] = packet["value"] * self.factor + self.offset
+            packet["note"] = (self.note.upper() if self.loud else self.note) + str(self.total_weight)
+            return packet
+"""
+
+
+def scale_pipeline(pipeline, path, out, params=""):
+    return pipeline(f"""
+        pipeline: scaling
+        stages:
+          - name: source
+            type: synthetic.source
+            params: {{ count: 5 }}
+          - name: work
+            type: python
+            params:
+              module: scale
+              class: Scale
+              path: {path}
+              {params}
+          - name: sink
+            type: sink.jsonl
+            ordered: true
+            params: {{ path: {out} }}
+    """)
+
+
+def test_a_python_stage_takes_the_params_its_class_declares(cli, stages, pipeline, tmp_path):
+    path = stages("scale", SCALE)
+    out = tmp_path / "out.jsonl"
+    # The defaults, as the class declares them.
+    result = run(cli, "run", "-q", scale_pipeline(pipeline, path, out))
+    assert result.returncode == 0, result.stderr
+    assert [r["fields"]["scaled"] for r in read_jsonl(out)] == [0.5, 2.5, 4.5, 6.5, 8.5]
+    assert read_jsonl(out)[0]["fields"]["note"] == "x3.0"  # a list param holds floats
+    # From the file, and from --set over it; an integer is taken where a float is declared.
+    file = scale_pipeline(pipeline, path, out, "factor: 10\n              loud: true")
+    result = run(cli, "run", "-q", file, "--set", "work.offset=1", "--set", "work.note=y",
+                 "--set", "work.weights=[4, 5.5]")
+    assert result.returncode == 0, result.stderr
+    rows = read_jsonl(out)
+    assert [r["fields"]["scaled"] for r in rows] == [1, 11, 21, 31, 41]
+    assert rows[0]["fields"]["note"] == "Y9.5"
+
+
+def test_a_param_the_class_does_not_declare_or_of_the_wrong_type_is_refused(
+        cli, stages, pipeline, tmp_path):
+    path = stages("scale", SCALE)
+    out = tmp_path / "out.jsonl"
+    file = scale_pipeline(pipeline, path, out, "radius: 3")
+    result = run(cli, "run", "-q", file)
+    assert result.returncode == 2, result.stderr
+    assert f"{file}:13:" in result.stderr  # the `radius:` line
+    assert "param 'radius': unknown param" in result.stderr
+    for name in ("factor", "offset", "note", "loud", "weights"):
+        assert name in result.stderr, result.stderr
+    file = scale_pipeline(pipeline, path, out, "factor: 2.5")
+    result = run(cli, "run", "-q", file)
+    assert result.returncode == 2, result.stderr
+    assert f"{file}:13:" in result.stderr
+    assert "param 'factor': expected an integer, got 2.5" in result.stderr
+    result = run(cli, "run", "-q", scale_pipeline(pipeline, path, out), "--set", "work.loud=maybe")
+    assert result.returncode == 2, result.stderr
+    assert "work.loud=maybe" in result.stderr and "expected true or false" in result.stderr
+
+
+def test_params_declarations_that_cannot_be_params_are_configuration_errors(
+        cli, stages, pipeline):
+    cases = {
+        "params = ['radius']": "notparams.Stage.params must be a dict of param name to its default",
+        "params = {'radius': None}":
+            "notparams.Stage.params['radius'] = None: a param's default is a bool, int (64-bit), "
+            "finite float, str or a list of numbers",
+        "params = {'gain': float('nan')}": "notparams.Stage.params['gain'] = nan: a param's default is",
+        "params = {'process': 1}":
+            "notparams.Stage.params['process']: the class has an attribute 'process' already",
+        "params = {'path': 'x'}": "param 'path': declared again; type 'python' has a param",
+        "params = {'radius': (3, 4)}": "notparams.Stage.params['radius'] is a tuple: write (default, \"help\")",
+        "params = {'two words': 1}": "must map param names (identifiers, as they become attributes)",
+    }
+    for declaration, message in cases.items():
+        path = stages("notparams", f"""
+            class Stage:
+                {declaration}
+                def process(self, packet):
+                    return packet
+        """)
+        result, file = bad_input(cli, pipeline, path, "notparams")
+        assert result.returncode == 2, (declaration, result.stderr)
+        assert f"{file}:" in result.stderr, result.stderr
+        assert message in result.stderr, (declaration, result.stderr)
+
+
+def test_swap_changes_a_python_stages_param_while_the_run_goes_on(cli, stages, pipeline, tmp_path):
+    path = stages("tagged", """
+        class Stage:
+            writes = {"tag": "int"}
+            params = {"tag": 1}
+            def process(self, packet):
+                packet["tag"] = self.tag
+                return packet
+    """)
+    out = tmp_path / "out.jsonl"
+    file = pipeline(f"""
+        pipeline: swapping
+        stages:
+          - {{ name: source, type: synthetic.source, params: {{ count: 100000, rate: 1000 }} }}
+          - {{ name: work, type: python, params: {{ module: tagged, class: Stage, path: {path} }} }}
+          - {{ name: sink, type: sink.jsonl, params: {{ path: {out} }} }}
+    """)
+    process = subprocess.Popen([cli, "run", "-q", file, "--listen", "127.0.0.1:0"],
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               cwd=SOURCE_DIR)
+    try:
+        url = None
+        while url is None:
+            line = process.stderr.readline()
+            assert line, "the run ended before printing its control address"
+            found = re.search(r"control: (http://\S+)", line)
+            url = found.group(1) if found else None
+        time.sleep(0.5)
+        refused = run(cli, "ctl", url, "swap", "work", "tag=two")
+        assert refused.returncode == 2
+        assert "param 'tag': expected an integer" in refused.stderr, refused.stderr
+        swapped = run(cli, "ctl", url, "swap", "work", "tag=2")
+        assert swapped.returncode == 0, swapped.stderr
+        time.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    tags = [r["fields"]["tag"] for r in read_jsonl(out)]
+    assert tags[0] == 1 and tags[-1] == 2
+    assert set(tags) == {1, 2}
 
 
 def test_the_example_runs(cli, tmp_path):

@@ -577,6 +577,58 @@ TEST(Runner, MetricsDescribeWhatHappened) {
   EXPECT_GT(m.elapsed_s, 0.25);
 }
 
+/// Counts "built" when it is made and "odd" for each packet with an odd seq.
+class CountsOdd final : public Stage {
+ public:
+  CountsOdd() { count("built"); }
+  void process(Packet packet, std::vector<Packet>& out) override {
+    if (packet.seq % 2 == 1) count("odd");
+    out.push_back(std::move(packet));
+  }
+};
+
+TEST(Runner, EventsAStageCountsAreItsMetricsAndASwapKeepsThem) {
+  Fixture f;
+  f.registry.add({.name = "test.counts_odd",
+                  .params = {{"version", ParamType::integer, std::int64_t{1}, ""}},
+                  .make = [](const Params&) -> std::unique_ptr<Stage> {
+                    return std::make_unique<CountsOdd>();
+                  }});
+  Pipeline p("events");
+  p.add(source(1000, 2, 2000));  // 2 streams of 1000, paced: about half a second
+  p.add({.name = "work", .type = "test.counts_odd", .consumers = 2});
+  p.add({.name = "sink", .type = "test.collect"});
+  Runner runner(p, f.registry);
+  runner.start();
+  while (runner.metrics().stage("work")->processed < 200) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  runner.swap("work", {{"version", "2"}});
+  ASSERT_TRUE(runner.wait_for(60'000));
+  const MetricsSnapshot m = runner.metrics();
+  const std::map<std::string, std::uint64_t> expected = {{"built", 2}, {"odd", 1000}};
+  EXPECT_EQ(m.stage("work")->events, expected)
+      << "one count per instance built, and every odd packet once, across the swap";
+  EXPECT_TRUE(m.stage("sink")->events.empty());
+  EXPECT_TRUE(m.stage("source")->events.empty());
+
+  const std::string table = m.to_table();
+  EXPECT_NE(table.find("\nevents: work built 2 odd 1000\n"), std::string::npos) << table;
+  const std::string json = m.to_json();
+  EXPECT_NE(json.find("\"events\": {\n        \"built\": 2,\n        \"odd\": 1000\n      }"),
+            std::string::npos)
+      << json;
+  const std::string prometheus = m.to_prometheus();
+  EXPECT_NE(prometheus.find("# TYPE micromodels_stage_events_total counter\n"), std::string::npos);
+  EXPECT_NE(prometheus.find("micromodels_stage_events_total{pipeline=\"events\",stage=\"work\","
+                            "event=\"odd\"} 1000\n"),
+            std::string::npos)
+      << prometheus;
+  EXPECT_EQ(prometheus.find("micromodels_stage_events_total{pipeline=\"events\",stage=\"sink\""),
+            std::string::npos)
+      << "a stage that counted nothing has no events";
+}
+
 TEST(StageHarness, RunsOneStageWithoutThreads) {
   Fixture f;
   StageHarness source_harness("synthetic.source", {{"count", std::int64_t{3}}}, f.registry);

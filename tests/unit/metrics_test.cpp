@@ -531,6 +531,40 @@ TEST(MetricsPrometheus, EscapesLabelValues) {
   EXPECT_TRUE(problems.empty()) << ::testing::PrintToString(problems) << "\n" << text;
 }
 
+// Events a stage counted (Stage::count): a line under the table, an object in the JSON, a
+// counter with an `event` label; stages that counted none add nothing.
+TEST(MetricsEvents, AreShownPerStageInTheTableJsonAndPrometheus) {
+  MetricsSnapshot m = demo_snapshot();
+  m.stages[0].events = {{"reconnects", 3}, {"frozen", 1}};
+  m.stages[1].events = {{"say \"hi\"", 2}};
+
+  const std::vector<std::string> lines = lines_of(m.to_table());
+  ASSERT_EQ(lines.size(), 9U) << m.to_table();
+  EXPECT_EQ(lines[5], "events: source frozen 1 reconnects 3; work say \"hi\" 2");
+
+  const nlohmann::json j = nlohmann::json::parse(m.to_json());
+  EXPECT_EQ(j["stages"][0]["events"], (nlohmann::json{{"frozen", 1}, {"reconnects", 3}}));
+  EXPECT_EQ(j["stages"][1]["events"]["say \"hi\""], 2);
+  EXPECT_EQ(j["stages"][2]["events"], nlohmann::json::object());
+
+  const std::string text = m.to_prometheus();
+  EXPECT_TRUE(has_line(text, "# TYPE micromodels_stage_events_total counter"));
+  EXPECT_TRUE(has_line(
+      text, R"(micromodels_stage_events_total{pipeline="demo",stage="source",event="reconnects"} 3)"))
+      << text;
+  EXPECT_TRUE(has_line(
+      text, R"(micromodels_stage_events_total{pipeline="demo",stage="work",event="say \"hi\""} 2)"));
+  EXPECT_EQ(text.find(R"(micromodels_stage_events_total{pipeline="demo",stage="sink")"),
+            std::string::npos);
+  const auto problems = exposition_problems(text);
+  EXPECT_TRUE(problems.empty()) << ::testing::PrintToString(problems) << "\n" << text;
+
+  // Without events, no line under the table and no family.
+  EXPECT_EQ(lines_of(demo_snapshot().to_table()).size(), 8U);
+  EXPECT_EQ(demo_snapshot().to_prometheus().find("micromodels_stage_events_total"),
+            std::string::npos);
+}
+
 TEST(MetricsPrometheus, KeepsBucketsCumulativeWhenTheSnapshotRaced) {
   MetricsSnapshot m;
   m.pipeline = "p";

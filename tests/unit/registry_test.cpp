@@ -1,6 +1,7 @@
 // Registry: adding, finding and listing stage types; the built-in and global registries.
 #include "micromodels/registry.hpp"
 
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -154,6 +155,46 @@ TEST(Registry, RefusesBadParamSpecs) {
   number.params = {spec("rate", ParamType::number, std::int64_t{30})};
   registry.add(number);
   EXPECT_DOUBLE_EQ(Params::resolve("n", registry.find("number")->params, {}).number("rate"), 30);
+}
+
+// A type whose params depend on another (as a Python class declares its own): `kind` says
+// which further params there are, and the whole set is checked as one.
+TEST(StageType, ResolvesTheParamsThatItsOwnParamsDeclare) {
+  StageType type = stage_type("test.kinds");
+  type.params = {{"kind", ParamType::text, std::nullopt, ""}};
+  type.more_params = [](const Params& own) -> std::vector<ParamSpec> {
+    if (own.text("kind") == "blur") return {{"radius", ParamType::integer, std::int64_t{3}, ""}};
+    if (own.text("kind") == "clash") return {{"kind", ParamType::integer, std::int64_t{1}, ""}};
+    if (own.text("kind") == "bad") return {{"gain", ParamType::integer, 1.5, ""}};
+    return {};
+  };
+  const Params defaults = type.resolve("s", {{"kind", std::string("blur")}});
+  EXPECT_EQ(defaults.integer("radius"), 3);
+  EXPECT_EQ(type.resolve("s", {{"kind", std::string("blur")}, {"radius", std::int64_t{7}}})
+                .integer("radius"),
+            7);
+  const auto error_of = [&](const std::map<std::string, ParamValue>& given) {
+    try {
+      (void)type.resolve("s", given);
+    } catch (const ParamError& error) {
+      return error.key() + ": " + error.what();
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error_of({{"kind", std::string("plain")}, {"radius", std::int64_t{7}}}),
+            "radius: stage 's': param 'radius': unknown param; valid params: kind");
+  EXPECT_EQ(error_of({{"kind", std::string("blur")}, {"raduis", std::int64_t{7}}}),
+            "raduis: stage 's': param 'raduis': unknown param; did you mean 'radius'? Valid "
+            "params: kind, radius");
+  EXPECT_EQ(error_of({{"kind", std::string("blur")}, {"radius", 2.5}}),
+            "radius: stage 's': param 'radius': expected an integer, got 2.5");
+  EXPECT_EQ(error_of({}), "kind: stage 's': param 'kind': required but not given; set it under "
+                          "params (text)");
+  EXPECT_EQ(error_of({{"kind", std::string("clash")}}),
+            "kind: stage 's': param 'kind': declared again; type 'test.kinds' has a param of that "
+            "name, rename the other");
+  EXPECT_EQ(error_of({{"kind", std::string("bad")}}),
+            "gain: stage 's': param 'gain': its default is not of type integer");
 }
 
 TEST(Registry, WithBuiltinsHoldsWhatRegisterBuiltinStagesAdds) {

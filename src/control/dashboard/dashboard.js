@@ -442,7 +442,8 @@ function show(status) {
     width(card, "busy-fill", busy);
     const lost = fill(card, "lost",
       `dropped ${count(s.dropped)} · failed ${count(s.failed)}` +
-      (s.dead_lettered > 0 ? ` · dead-lettered ${count(s.dead_lettered)}` : ""));
+      (s.dead_lettered > 0 ? ` · dead-lettered ${count(s.dead_lettered)}` : "") +
+      Object.entries(s.events || {}).map(([event, n]) => ` · ${event} ${count(n)}`).join(""));
     lost.classList.toggle("bad", s.dropped + s.failed + s.dead_lettered > 0);
   }
   place(drawn);

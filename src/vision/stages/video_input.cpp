@@ -297,6 +297,7 @@ std::optional<VideoFrame> VideoInput::read(const std::stop_token& stop) {
     spdlog::warn("video.source: {} repeated the same frame for {} s: it froze, or changed frame "
                  "size, which the reader follows only by reopening it",
                  describe(), kFrozenS);
+    if (options_.count) options_.count("frozen");
     frame.reset();
   }
   if (!frame && live()) frame = reconnect(stop);
@@ -336,9 +337,10 @@ std::optional<VideoFrame> VideoInput::reconnect(const std::stop_token& stop) {
     wait_s = std::min(2 * wait_s, kLongestRetryS);
     spdlog::info("video.source: reconnecting to {} (attempt {}, {:.1f} s after the drop)",
                  describe(), attempt, elapsed());
+    if (options_.count) options_.count("reconnects");
     if (!open_live()) continue;
     if (std::optional<VideoFrame> frame = read_capture_frame()) {
-      ++reconnects_;
+      ++reconnected_;
       spdlog::info("video.source: {} is back after {} attempt(s), {:.1f} s", describe(),
                    attempt, elapsed());
       return frame;

@@ -6,9 +6,11 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -34,6 +36,9 @@ struct VideoInputOptions {
   std::uint64_t start = 0;   // frames (or images) skipped first; files and folders only
   double fps = 0;            // for images and inputs that report no rate; 0: 25
   double reconnect_s = 30;   // live: how long to retry after the input drops; 0: never
+  // Where a live input counts its events (Source::count): "reconnects", each attempt to reopen
+  // it; "frozen", each time it repeated one frame for 2 s. Empty: not counted.
+  std::function<void(std::string_view event)> count{};
 };
 
 struct VideoFrame {
@@ -61,8 +66,8 @@ class VideoInput {
   [[nodiscard]] double fps() const noexcept { return fps_; }
   /// Frames the input will deliver, when known (a file or a folder).
   [[nodiscard]] std::optional<std::uint64_t> expected_count() const noexcept { return expected_; }
-  /// Times a live input was reopened after it dropped.
-  [[nodiscard]] std::uint64_t reconnects() const noexcept { return reconnects_.load(); }
+  /// Times a live input came back after it dropped (each after one or more attempts).
+  [[nodiscard]] std::uint64_t reconnected() const noexcept { return reconnected_.load(); }
   /// "'clip.mp4'", "camera 0", "stream 'rtsp://...'": how messages name the input.
   [[nodiscard]] std::string describe() const;
 
@@ -88,7 +93,7 @@ class VideoInput {
   std::uint64_t read_ = 0;           // frames read so far, counting from `start`
   std::int64_t last_time_ns_ = 0;
   std::chrono::steady_clock::time_point opened_at_;
-  std::atomic<std::uint64_t> reconnects_ = 0;  // read by other threads
+  std::atomic<std::uint64_t> reconnected_ = 0;  // read by other threads
   std::optional<cv::Size> size_;  // of the last frame, to log a change of size
   cv::Mat last_pixels_;           // a live input's last frame, to see it repeat
   std::uint64_t repeats_ = 0;     // frames equal to the one before, in a row

@@ -57,17 +57,18 @@ VideoSource::VideoSource(VideoSourceOptions options) : options_(std::move(option
   expected_ = 0;
   for (std::size_t i = 0; i < paths.size(); ++i) {
     Lane& lane = lanes_[i];
-    lane.input = std::make_unique<VideoInput>(VideoInputOptions{.path = paths[i],
-                                                                .start = options_.start,
-                                                                .fps = options_.fps,
-                                                                .reconnect_s =
-                                                                    options_.reconnect_s});
+    lane.input = std::make_unique<VideoInput>(
+        VideoInputOptions{.path = paths[i],
+                          .start = options_.start,
+                          .fps = options_.fps,
+                          .reconnect_s = options_.reconnect_s,
+                          .count = [this](std::string_view event) { count(event); }});
     lane.stream = options_.stream + static_cast<std::uint32_t>(i);
     threaded_ = threaded_ || options_.realtime || lane.input->live();
-    std::optional<std::uint64_t> count = lane.input->expected_count();
-    if (count && options_.max_frames > 0) count = std::min(*count, options_.max_frames);
-    if (expected_ && count) {
-      *expected_ += *count;
+    std::optional<std::uint64_t> frames = lane.input->expected_count();
+    if (frames && options_.max_frames > 0) frames = std::min(*frames, options_.max_frames);
+    if (expected_ && frames) {
+      *expected_ += *frames;
     } else {
       expected_.reset();
     }
@@ -81,18 +82,18 @@ VideoSource::~VideoSource() {
   for (std::jthread& reader : readers_) reader.request_stop();
   readers_.clear();  // joins: a reader inside a read returns within the input's timeout
   for (const Lane& lane : lanes_) {
-    if (lane.input->reconnects() > 0) {
+    if (lane.input->reconnected() > 0) {
       spdlog::info("video.source: {} reconnected {} time(s)", lane.input->describe(),
-                   lane.input->reconnects());
+                   lane.input->reconnected());
     }
   }
 }
 
 double VideoSource::fps() const noexcept { return lanes_.front().input->fps(); }
 
-std::uint64_t VideoSource::reconnects() const {
+std::uint64_t VideoSource::reconnected() const {
   std::uint64_t total = 0;
-  for (const Lane& lane : lanes_) total += lane.input->reconnects();
+  for (const Lane& lane : lanes_) total += lane.input->reconnected();
   return total;
 }
 

@@ -58,8 +58,9 @@ class VideoSource final : public Source {
   /// The first input's frame rate.
   [[nodiscard]] double fps() const noexcept;
   [[nodiscard]] std::size_t inputs() const noexcept { return lanes_.size(); }
-  /// Times the live inputs were reopened after they dropped, summed.
-  [[nodiscard]] std::uint64_t reconnects() const;
+  /// Times the live inputs came back after they dropped, summed. Each attempt is counted as
+  /// the event "reconnects", and each time an input froze as "frozen" (Source::count).
+  [[nodiscard]] std::uint64_t reconnected() const;
 
  private:
   // One input and what it has ready.
