@@ -43,6 +43,7 @@ inline const mm::Registry& registry() {
     mv::register_eye_refine(r);
     mv::register_face_smooth(r);
     mv::register_gaze_estimate(r);
+    mv::register_eye_steady(r);
     mv::register_gaze_redirect(r);
     mv::register_image_blend(r);
     return r;

@@ -51,14 +51,16 @@ std::vector<cv::Point2f> eyelid_contour(const Packet& packet, EyeSide side) {
   return eyelid;
 }
 
-std::optional<EyeView> eye_view(const Packet& packet, EyeSide side) {
-  const Points* landmarks = points_field(packet, "landmarks", kLandmarkCount);
-  const Points* iris = points_field(packet, "iris", 2 * kIrisPointsPerEye);
-  if (landmarks == nullptr || iris == nullptr) return std::nullopt;
-  const std::vector<cv::Point2f> six = eye_landmarks(*landmarks, side);
+namespace {
+
+// An eye from the corners in `landmarks`, an iris field (5 points per eye) and an eyelid contour
+// (16 points, or empty for dlib's six).
+EyeView view_of(const Points& landmarks, const Points& iris, std::vector<cv::Point2f> eyelid,
+                EyeSide side) {
+  const std::vector<cv::Point2f> six = eye_landmarks(landmarks, side);
   EyeView eye;
   eye.axes = eye_axes(six[0], six[3]);
-  eye.eyelid = eyelid_contour(packet, side);
+  eye.eyelid = std::move(eyelid);
   if (eye.eyelid.empty()) {
     eye.eyelid = six;
     eye.lids = lid_profile_of_six(eye.axes, six);
@@ -66,13 +68,33 @@ std::optional<EyeView> eye_view(const Packet& packet, EyeSide side) {
     eye.lids = lid_profile(eye.axes, eye.eyelid);
   }
   const std::size_t base = static_cast<std::size_t>(side) * kIrisPointsPerEye;
-  eye.iris_center = at(*iris, base);
+  eye.iris_center = at(iris, base);
   float radius = 0;
   for (std::size_t i = 1; i < kIrisPointsPerEye; ++i) {
-    radius += static_cast<float>(cv::norm(at(*iris, base + i) - eye.iris_center));
+    radius += static_cast<float>(cv::norm(at(iris, base + i) - eye.iris_center));
   }
   eye.iris_radius = radius / static_cast<float>(kIrisPointsPerEye - 1);
   return eye;
+}
+
+}  // namespace
+
+std::optional<EyeView> eye_view(const Packet& packet, EyeSide side) {
+  const Points* landmarks = points_field(packet, "landmarks", kLandmarkCount);
+  const Points* iris = points_field(packet, "iris", 2 * kIrisPointsPerEye);
+  if (landmarks == nullptr || iris == nullptr) return std::nullopt;
+  return view_of(*landmarks, *iris, eyelid_contour(packet, side), side);
+}
+
+std::optional<EyeView> steady_eye_view(const Packet& packet, EyeSide side) {
+  const Points* landmarks = points_field(packet, "landmarks", kLandmarkCount);
+  const Points* iris = points_field(packet, "steady_iris", 2 * kIrisPointsPerEye);
+  const Points* eyelids = points_field(packet, "steady_eyelids", 2 * kEyelidContourPoints);
+  if (landmarks == nullptr || iris == nullptr || eyelids == nullptr) return std::nullopt;
+  std::vector<cv::Point2f> eyelid;
+  const std::size_t base = static_cast<std::size_t>(side) * kEyelidContourPoints;
+  for (std::size_t i = 0; i < kEyelidContourPoints; ++i) eyelid.push_back(at(*eyelids, base + i));
+  return view_of(*landmarks, *iris, std::move(eyelid), side);
 }
 
 float eye_aspect_ratio(std::span<const cv::Point2f> six) {

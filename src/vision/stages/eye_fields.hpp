@@ -60,6 +60,11 @@ struct EyeView {
 /// nullopt when the packet lacks landmarks or iris (no face, or the models did not run).
 [[nodiscard]] std::optional<EyeView> eye_view(const Packet& packet, EyeSide side);
 
+/// The same eye as eye.steady holds it: the iris from `steady_iris` and the eyelid from
+/// `steady_eyelids` (16 points per eye, right first), the corners from `landmarks`. nullopt
+/// when those fields are absent.
+[[nodiscard]] std::optional<EyeView> steady_eye_view(const Packet& packet, EyeSide side);
+
 /// Eye aspect ratio (Soukupova & Cech 2016) of dlib's 6 eye points: lid-to-lid heights over
 /// corner-to-corner width; ~0.3 open, below ~0.2 closed.
 [[nodiscard]] float eye_aspect_ratio(std::span<const cv::Point2f> six);

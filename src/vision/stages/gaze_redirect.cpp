@@ -89,8 +89,10 @@ class GazeRedirect final : public Stage {
       strength = std::clamp(*number, 0.0, 1.0);
     }
     if (!(strength > 0)) return;
-    const Scalars* gaze = scalars_field(packet, "gaze", 5);
-    const Scalars* balls = scalars_field(packet, "eyeballs", 6);
+    // eye.steady's held geometry when it ran, else the estimates.
+    const bool steady = packet.find("steady_gaze") != nullptr;
+    const Scalars* gaze = scalars_field(packet, steady ? "steady_gaze" : "gaze", 5);
+    const Scalars* balls = scalars_field(packet, steady ? "steady_eyeballs" : "eyeballs", 6);
     if (gaze == nullptr || balls == nullptr) return;
 
     struct Eye {
@@ -101,7 +103,7 @@ class GazeRedirect final : public Stage {
     };
     std::vector<Eye> eyes;
     for (const EyeSide side : {EyeSide::right, EyeSide::left}) {
-      std::optional<EyeView> view = eye_view(packet, side);
+      std::optional<EyeView> view = steady ? steady_eye_view(packet, side) : eye_view(packet, side);
       if (!view) continue;
       const std::size_t s = static_cast<std::size_t>(side);
       Eyeball ball;
@@ -194,9 +196,10 @@ void register_gaze_redirect(Registry& registry) {
             return StageInfo{
                 .reads = {"frame", "landmarks", "iris", "gaze", "eyeballs"},
                 .writes = {"generated", "generated_roi", "generated_mask", "gaze_shift"},
-                // gaze.estimate's strength (else 1) and eye.iris's finer eye opening (else the
-                // landmarks').
-                .optional_reads = {"gaze_strength", "eye_contours"}};
+                // gaze.estimate's strength (else 1), eye.iris's finer eye opening (else the
+                // landmarks'), and eye.steady's held geometry, preferred when present.
+                .optional_reads = {"gaze_strength", "eye_contours", "steady_iris",
+                                   "steady_eyelids", "steady_gaze", "steady_eyeballs"}};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         return std::make_unique<GazeRedirect>(settings(params));

@@ -15,6 +15,7 @@ void register_eye_iris(Registry& registry);         // eye.iris
 void register_eye_refine(Registry& registry);       // eye.refine
 void register_face_smooth(Registry& registry);      // face.smooth
 void register_gaze_estimate(Registry& registry);    // gaze.estimate
+void register_eye_steady(Registry& registry);       // eye.steady
 void register_gaze_redirect(Registry& registry);    // gaze.redirect
 void register_image_blend(Registry& registry);      // image.blend
 void register_eye_contact_monolith(Registry& registry);  // eye_contact.monolith

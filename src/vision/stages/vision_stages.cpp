@@ -15,6 +15,7 @@ void register_stages(Registry& registry) {
   register_eye_refine(registry);
   register_face_smooth(registry);
   register_gaze_estimate(registry);
+  register_eye_steady(registry);
   register_gaze_redirect(registry);
   register_image_blend(registry);
   register_eye_contact_monolith(registry);
