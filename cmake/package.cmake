@@ -28,9 +28,9 @@ set(CPACK_DEBIAN_PACKAGE_SECTION science)
 # found by dpkg-shlibdeps; numpy is imported by the module, not linked.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "python3, python3-numpy")
-# micromodels-fetch-models needs npm, Debian's onnx and dlib's model; find_package(micromodels)
+# micromodels-fetch-models needs curl, Debian's onnx and dlib's model; find_package(micromodels)
 # needs the headers of what the static libraries link. Suggested, not recommended: a user who only
 # runs pipelines needs neither, and apt installs recommendations by default.
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS
-    "npm, python3-onnx, libdlib-data, ffmpeg, cmake, pkg-config, libyaml-cpp-dev, nlohmann-json3-dev, libspdlog-dev, libcpp-httplib-dev, libhiredis-dev, libopencv-dev, libdlib-dev, libblas-dev, liblapack-dev")
+    "curl, ca-certificates, python3-onnx, libdlib-data, ffmpeg, cmake, pkg-config, libyaml-cpp-dev, nlohmann-json3-dev, libspdlog-dev, libcpp-httplib-dev, libhiredis-dev, libopencv-dev, libdlib-dev, libblas-dev, liblapack-dev")
 include(CPack)

