@@ -55,6 +55,7 @@ test=(
   prometheus graphviz
   jq                                 # the commands the docs show (scripts/check_docs.py), with curl
   debootstrap                        # the clean system that the deb phase installs the package on
+  podman runc                        # the image phase: deploy/Containerfile, built and smoke-tested
 )
 wanted=("${run[@]}")
 [[ $profile == run ]] || wanted+=("${dev[@]}")
