@@ -87,8 +87,10 @@ std::optional<Reply> ask_run(const std::function<void()>& call) {
 
 }  // namespace
 
-Reply error_reply(int status, const std::string& message) {
-  return json_reply(status, Json{{"error", message}, {"status", status}});
+Reply error_reply(int status, const std::string& message, const Json& more) {
+  Json body{{"error", message}, {"status", status}};
+  body.update(more);
+  return json_reply(status, body);
 }
 
 Reply ControlRoutes::handle(const std::string& method, const std::string& path,

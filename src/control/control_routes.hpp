@@ -16,8 +16,10 @@ struct Reply {
   std::string allow;  // the Allow header of a 405
 };
 
-/// A JSON error reply: {"error": message, "status": status}.
-[[nodiscard]] Reply error_reply(int status, const std::string& message);
+/// A JSON error reply: {"error": message, "status": status}, and the keys of `more` (what a
+/// client such as the dashboard can act on).
+[[nodiscard]] Reply error_reply(int status, const std::string& message,
+                                const nlohmann::ordered_json& more = nlohmann::ordered_json::object());
 
 /// Answers GET / (the dashboard's files), GET /metrics, GET /status, POST /stages/NAME/scale and POST /stages/NAME/swap.
 /// Every request is checked completely before the run is asked, so a refused request

@@ -179,9 +179,15 @@ std::variant<Reply, std::unique_ptr<PreviewStream>> Previews::open(
   }
   const Value* value = packet->find(field);
   if (value == nullptr) {
-    return give_back(error_reply(404, "the packets leaving stage '" + stage +
-                                          "' have no field '" + field + "'; " +
-                                          fields_of(*packet)));
+    // The image fields as a list too: the dashboard offers them, or says there is none to show.
+    nlohmann::ordered_json images = nlohmann::ordered_json::array();
+    for (const Packet::Field& f : packet->fields) {
+      if (std::holds_alternative<Image>(f.value)) images.push_back(f.name);
+    }
+    return give_back(error_reply(404,
+                                 "the packets leaving stage '" + stage + "' have no field '" +
+                                     field + "'; " + fields_of(*packet),
+                                 {{"image_fields", images}}));
   }
   const auto* image = std::get_if<Image>(value);
   if (image == nullptr) {

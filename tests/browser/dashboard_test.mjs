@@ -227,6 +227,12 @@ test("the dashboard shows the run live, and scales and swaps through the routes"
     return mean !== null && mean < 3500;
   });
 
+  // A pipeline without images: the preview panel says so, in its plain colour, not as an error.
+  await page.waitForFunction(() => /^stage '\w+' sends no images: nothing to preview$/.test(
+    document.querySelector("#preview-state").textContent), { timeout: 15000 });
+  assert.equal(await page.$eval("#preview-state", (e) => e.classList.contains("bad")), false);
+  assert.equal(await page.$eval("#preview-image", (e) => e.hidden), true);
+
   // The plots fill in; then the screenshot (the artifact).
   await page.waitForFunction(() => document.querySelectorAll("#plot-throughput polyline").length === 1 &&
     document.querySelectorAll("#plot-service polyline").length >= 3 &&

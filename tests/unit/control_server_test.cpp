@@ -524,6 +524,11 @@ TEST(ControlPreview, RefusesWhatItCannotShowWithAMessage) {
   };
   refused("/preview/nope?stage=b", 404, "have no field 'nope'; its image fields: frame, depth; "
                                         "its other fields: faces");
+  {  // The refusal also lists the image fields, for the dashboard to offer.
+    const auto reply = client_for(server).Get("/preview/nope?stage=b");
+    ASSERT_TRUE(reply);
+    EXPECT_EQ(Json::parse(reply->body)["image_fields"], Json::parse(R"(["frame", "depth"])"));
+  }
   refused("/preview/faces?stage=b", 400, "holds rects, not an image");
   refused("/preview/depth?stage=a", 400, "32-bit float image of 1 channel(s)");
   refused("/preview/frame?stage=zzz", 404, "the stages are a, b");

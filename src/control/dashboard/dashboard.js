@@ -590,9 +590,9 @@ function startPreview(again) {
   preview.controller = controller;
   const path = `/preview/${encodeURIComponent(field)}?stage=${encodeURIComponent(stage)}` +
     `&fps=${PREVIEW_FPS}`;
-  readPreview(path, controller.signal).then(({ why, retry }) => {
+  readPreview(path, controller.signal).then(({ why, retry, fine }) => {
     if (controller.signal.aborted) return;
-    previewState(why, true);
+    previewState(why, !fine);
     preview.controller = null;
     // A run still starting (503) or a stream that ended is asked again; a field or stage the
     // server refused waits for the user to choose another.
@@ -613,19 +613,33 @@ function indexOf(bytes, pattern, from) {
   return -1;
 }
 
-// Reads the stream until it ends; resolves with why it ended (for the panel) and whether to ask
-// again.
+// The image fields of the chosen stage, offered in the field's list.
+function offerFields(fields) {
+  $("preview-fields").replaceChildren(...fields.map((f) => { const o = el("option"); o.value = f; return o; }));
+}
+
+// Reads the stream until it ends; resolves with why it ended (for the panel), whether to ask
+// again, and whether that is fine rather than an error.
 async function readPreview(path, signal) {
   const reply = await fetch(path, { headers: headers(), cache: "no-store", signal });
   if (!reply.ok) {
     const text = await reply.text();
-    let message = `HTTP ${reply.status}`;
-    try { message = JSON.parse(text).error; } catch (e) { /* not JSON */ }
+    let body = {};
+    try { body = JSON.parse(text); } catch (e) { /* not JSON */ }
+    const message = body.error || `HTTP ${reply.status}`;
     if (reply.status === 401 || reply.status === 403) askForToken(message);
+    // A stage whose packets carry no image at all is not an error: there is nothing to show.
+    if (Array.isArray(body.image_fields)) {
+      offerFields(body.image_fields);
+      if (body.image_fields.length === 0) {
+        $("preview-image").hidden = true;
+        return { why: `stage '${$("preview-stage").value}' sends no images: nothing to preview`,
+                 retry: false, fine: true };
+      }
+    }
     return { why: `no preview: ${message}`, retry: reply.status === 503 };
   }
-  const fields = (reply.headers.get("X-Preview-Image-Fields") || "").split(",").filter((f) => f);
-  $("preview-fields").replaceChildren(...fields.map((f) => { const o = el("option"); o.value = f; return o; }));
+  offerFields((reply.headers.get("X-Preview-Image-Fields") || "").split(",").filter((f) => f));
   previewState(`${$("preview-stage").value} · ${$("preview-field").value.trim()}: starting…`);
   const reader = reply.body.getReader();
   const blank = new Uint8Array([13, 10, 13, 10]);
