@@ -450,6 +450,16 @@ def test_a_python_stage_takes_the_params_its_class_declares(cli, stages, pipelin
     assert rows[0]["fields"]["note"] == "Y9.5"
 
 
+def test_inspect_params_shows_the_params_a_class_declares(cli, stages, pipeline, tmp_path):
+    path = stages("scale", SCALE)
+    file = scale_pipeline(pipeline, path, tmp_path / "out.jsonl", "factor: 10")
+    result = run(cli, "inspect", file, "--params", "--set", "work.note=y")
+    assert result.returncode == 0, result.stderr
+    work = next(line for line in result.stdout.splitlines() if line.startswith("  work:"))
+    assert "factor=10 " in work and "note=y " in work, work
+    assert "offset=0.5 (default)" in work and "loud=false (default)" in work, work
+
+
 def test_a_param_the_class_does_not_declare_or_of_the_wrong_type_is_refused(
         cli, stages, pipeline, tmp_path):
     path = stages("scale", SCALE)

@@ -166,6 +166,23 @@ TEST_F(CliTest, CommandLineMistakesExitWithTwo) {
   EXPECT_EQ(run({"run", good.string(), "--workers", "-1"}).exit_code, 2);
 }
 
+TEST_F(CliTest, InspectParamsShowsEveryStagesParamsWithTheDefaultsMarked) {
+  const fs::path good = write_pipeline(10);
+  const Result r = run({"inspect", good.string(), "--params", "--set", "work.jitter=0.5"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\nparams:\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  source: count=10 payload_bytes=0 (default) rate=0.0 (default)"),
+            std::string::npos)
+      << r.out;
+  // From the file, from --set, and a default; an empty text shows as "".
+  EXPECT_NE(r.out.find("  work: fail_every=0 (default) jitter=0.5 service_ms=0.2 writes=\"\" "
+                       "(default)\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("  relay: none\n"), std::string::npos) << r.out;
+  EXPECT_EQ(run({"inspect", good.string()}).out.find("params:"), std::string::npos);
+}
+
 TEST_F(CliTest, BenchRunsWhenBuiltIn) {
   EXPECT_EQ(run({"bench", "no-such-benchmark"}).exit_code, 2);
   if (run({"--help"}).out.find("bench") == std::string::npos) {
