@@ -8,6 +8,7 @@
 PYBIND11_EMBEDDED_MODULE(micromodels, module) {
   module.doc() = "The types a Python stage's process() receives and writes.";
   micromodels::python::bind_packet(module);
+  micromodels::python::bind_count(module);
 }
 
 namespace micromodels {

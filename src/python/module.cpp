@@ -74,6 +74,7 @@ PYBIND11_MODULE(micromodels, module) {
       "Run micro-model pipelines from Python: Pipeline, Runner, run(); and the types a Python "
       "stage's process() receives and writes (Packet, Rect, Point).";
   python::bind_packet(module);
+  python::bind_count(module);
   Registry& registry = Registry::global();
   if (registry.find("python") == nullptr) python::register_python_stage(registry);
 #if MICROMODELS_PYTHON_VISION

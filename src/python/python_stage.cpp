@@ -8,6 +8,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <variant>
 #include <vector>
@@ -261,8 +262,29 @@ StageInfo describe(const Params& params) {
   return info;
 }
 
+class PythonStage;
+
+// The Python stage whose process() or process_batch() this thread is in: micromodels.count()
+// counts for it.
+thread_local const PythonStage* calling_stage = nullptr;
+
+class CallingStage {
+ public:
+  explicit CallingStage(const PythonStage* stage) : previous_(calling_stage) {
+    calling_stage = stage;
+  }
+  ~CallingStage() { calling_stage = previous_; }
+  CallingStage(const CallingStage&) = delete;
+  CallingStage& operator=(const CallingStage&) = delete;
+
+ private:
+  const PythonStage* previous_;
+};
+
 class PythonStage final : public Stage {
  public:
+  void count_event(std::string_view event, std::uint64_t n) const { count(event, n); }
+
   // The class's params are attributes of the instance, set before its __init__ runs.
   PythonStage(Loaded loaded, const Params& params)
       : label_("Python stage " + loaded.label), declaration_(std::move(loaded.declaration)) {
@@ -291,6 +313,7 @@ class PythonStage final : public Stage {
 
   void process(Packet packet, std::vector<Packet>& out) override {
     Gil gil;
+    const CallingStage calling(this);
     py::object result;
     try {
       result = process_(PythonPacket{std::move(packet), declaration_, false});
@@ -306,6 +329,7 @@ class PythonStage final : public Stage {
       return;
     }
     Gil gil;
+    const CallingStage calling(this);
     py::list packets;
     for (Packet& packet : batch) packets.append(PythonPacket{std::move(packet), declaration_, false});
     batch.clear();
@@ -370,6 +394,27 @@ std::unique_ptr<Stage> build(const Params& params) {
 }
 
 }  // namespace
+
+void bind_count(py::module_& module) {
+  module.def(
+      "count",
+      [](const std::string& event, std::int64_t n) {
+        if (calling_stage == nullptr) {
+          throw std::runtime_error(
+              "micromodels.count() counts an event of the Python stage whose process() or "
+              "process_batch() calls it; call it from there");
+        }
+        if (event.empty()) throw py::value_error("micromodels.count(): the event needs a name");
+        if (n < 0) {
+          throw py::value_error("micromodels.count('" + event + "', " + std::to_string(n) +
+                                "): a count only grows; n must be >= 0");
+        }
+        calling_stage->count_event(event, static_cast<std::uint64_t>(n));
+      },
+      py::arg("event"), py::arg("n") = 1,
+      "Counts n more of `event` (\"retries\") for the Python stage whose process() or "
+      "process_batch() calls it; shown per stage as `events` in the metrics.");
+}
 
 void register_python_stage(Registry& registry) {
   registry.add(

@@ -159,6 +159,66 @@ def test_an_exception_fails_the_packet_with_its_traceback(cli, stages, pipeline,
     assert work["failed"] == 4 and work["processed"] == 36
 
 
+def test_a_python_stage_counts_events_into_the_metrics(cli, stages, pipeline, tmp_path):
+    path = stages("counting", """
+        import micromodels
+
+        class Counting:
+            reads = {"value": "int"}
+            writes = {}
+            def process(self, packet):
+                if packet["value"] % 4 == 0:
+                    micromodels.count("fours")
+                micromodels.count("seen", 2)
+                return packet
+
+        class Batches:
+            reads = {"value": "int"}
+            writes = {}
+            def process(self, packet):
+                return packet
+            def process_batch(self, packets):
+                micromodels.count("batches")
+                return packets
+
+        class Wrong:
+            reads = {"value": "int"}
+            writes = {}
+            def process(self, packet):
+                micromodels.count("lost", -1)
+                return packet
+    """)
+    metrics_file = tmp_path / "m.json"
+    result = run(cli, "run", "-q", "--metrics-json", str(metrics_file), pipeline(f"""
+        pipeline: counting
+        stages:
+          - {{ name: source, type: synthetic.source, params: {{ count: 40 }} }}
+          - {{ name: work, type: python, consumers: 2,
+              params: {{ module: counting, class: Counting, path: {path} }} }}
+          - {{ name: batched, type: python, batch: {{ max_batch: 8 }},
+              params: {{ module: counting, class: Batches, path: {path} }} }}
+          - {{ name: sink, type: sink.jsonl, params: {{ path: {tmp_path / "out.jsonl"} }} }}
+    """))
+    assert result.returncode == 0, result.stderr
+    stages_by_name = {s["name"]: s for s in json.load(open(metrics_file))["stages"]}
+    assert stages_by_name["work"]["events"] == {"fours": 10, "seen": 80}
+    batches = stages_by_name["batched"]["events"]["batches"]
+    assert 5 <= batches <= 40, batches  # one per batch of at most 8
+
+    # A negative count fails the packet with the reason.
+    result = run(cli, "run", "-q", "--metrics-json", str(metrics_file), pipeline(f"""
+        pipeline: wrong
+        stages:
+          - {{ name: source, type: synthetic.source, params: {{ count: 3 }} }}
+          - {{ name: work, type: python, params: {{ module: counting, class: Wrong, path: {path} }} }}
+          - {{ name: sink, type: sink.jsonl, params: {{ path: {tmp_path / "out.jsonl"} }} }}
+    """))
+    assert result.returncode == 0, result.stderr
+    assert "a count only grows; n must be >= 0" in result.stderr
+    work = next(s for s in json.load(open(metrics_file))["stages"] if s["name"] == "work")
+    assert work["failed"] == 3
+
+
 def test_a_wrong_return_type_fails_the_packet(cli, stages, pipeline, tmp_path):
     path = stages("wrong", """
         class Wrong:

@@ -131,3 +131,8 @@ def test_ctrl_c_stops_the_run_cleanly(tmp_path):
     word, packets_in, packets_out = out.split()
     assert word == "interrupted"
     assert 0 < int(packets_in) == int(packets_out) < 100000000  # drained: nothing lost in flight
+
+
+def test_count_outside_a_python_stage_says_where_to_call_it():
+    with pytest.raises(RuntimeError, match=r"call it from there"):
+        micromodels.count("nowhere")
