@@ -218,9 +218,11 @@ test("the dashboard shows the run live, and scales and swaps through the routes"
   assert.match(await page.$eval("#swap-message", (e) => e.textContent), /unknown stage type 'model.nosuch'/);
   assert.equal(stageOf(await status(url), "work").type, "model.sleep");
   await page.$eval("#swap-type", (e) => { e.value = ""; });
-  await page.type("#swap-params", "service_ms=2");
+  // From 5 ms to 1 ms: a sleep overshoots on a loaded machine, so the new figure must stand
+  // well clear of the old one (after a swap to 2 ms the check once failed while a build ran).
+  await page.type("#swap-params", "service_ms=1");
   await page.click("#swap-submit");
-  await page.waitForFunction(() => /swapped work: model.sleep service_ms=2/.test(
+  await page.waitForFunction(() => /swapped work: model.sleep service_ms=1/.test(
     document.querySelector("#message").textContent), { timeout: 10000 });
   await until("work's service time to follow the swap", async () => {
     const mean = stageOf(await status(url), "work").recent_service_mean_us;
