@@ -157,16 +157,19 @@ std::unique_ptr<Child> serve(const fs::path& clip, int port, const fs::path& log
 
 // Waits until something listens on TCP `port` (as /proc/net/tcp shows, without connecting,
 // which would take the one client an `ffmpeg ... ?listen` serves); false after 10 s.
-bool wait_listening(int port) {
+// Whether something on this machine has `port` open: a TCP socket listening on it, or (udp) a
+// UDP socket bound to it, as /proc/net lists them; waits up to 10 s.
+bool wait_bound(int port, bool udp) {
   char local[16];
   std::snprintf(local, sizeof local, ":%04X ", port);
+  // "sl local_address rem_address st ...": state 0A is TCP's LISTEN, 07 an open UDP socket.
+  const char* state = udp ? " 07 " : " 0A ";
   const auto until = Clock::now() + std::chrono::seconds(10);
   while (Clock::now() < until) {
-    std::ifstream table("/proc/net/tcp");
+    std::ifstream table(udp ? "/proc/net/udp" : "/proc/net/tcp");
     std::string line;
     while (std::getline(table, line)) {
-      // "sl local_address rem_address st ...": state 0A is LISTEN.
-      if (line.find(local) != std::string::npos && line.find(" 0A ") != std::string::npos) {
+      if (line.find(local) != std::string::npos && line.find(state) != std::string::npos) {
         return true;
       }
     }
@@ -174,6 +177,8 @@ bool wait_listening(int port) {
   }
   return false;
 }
+
+bool wait_listening(int port) { return wait_bound(port, false); }
 
 std::string tcp_url(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }
 
@@ -579,16 +584,14 @@ TEST_F(LiveVideoTest, SinkStreamsMpegTsThatFfprobeReads) {
                  "stream=codec_name,width,height,nb_read_frames", "-of", "csv=p=0",
                  address + (scheme == "tcp" ? "?listen" : "?timeout=3000000")},
                 log);
-    if (scheme == "tcp") {
-      ASSERT_TRUE(wait_listening(port)) << read_text(log);
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));  // its UDP socket open
-    }
+    // Written only once ffprobe has its socket: on UDP, what is sent before is lost (a fixed
+    // wait of 500 ms can be too short on a loaded machine, where ffprobe starts slowly).
+    ASSERT_TRUE(wait_bound(port, scheme == "udp")) << scheme << ": " << read_text(log);
     {
       StageHarness sink("video.sink", {{"path", address}}, registry());
       for (const Packet& p : packets) {
         (void)sink.process(p);
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // paced, as live video is
       }
     }
     ASSERT_EQ(probe.wait(std::chrono::seconds(20)), 0) << scheme << ": " << read_text(log);
