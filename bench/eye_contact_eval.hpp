@@ -29,6 +29,9 @@ struct TurnedEval {
   double finder_recovery = 0;    // 1 - out / in by the finder
   double model_iris_gain = 0;    // eye.iris's iris centre moved / known shift
   double refined_iris_gain = 0;  // the iris the pipeline uses (after eye.refine) moved / shift
+  double corner_gain = 0;         // the eye corners' midpoint (landmarks) moved down / shift
+  double bridge_gain = 0;         // the nose bridge (landmarks 27..30) moved down / shift
+  double gaze_gain = 0;           // the gaze's height on the eyeball (radius x sin pitch) fell / shift
   double requested_gain = 0;     // gaze.redirect's shift grew by this share of the known shift
 };
 
