@@ -135,6 +135,7 @@ EvalEye corrected_eye(EvalEye eye, cv::Point2f shift) {
 struct FrameRecord {
   double strength = 0;
   double turned_strength = -1;  // -1: not seen in a turned run yet
+  std::string turned_reason;    // the turned run's gaze_reason
   std::array<std::optional<EyeRecord>, 2> eyes;
 };
 
@@ -362,6 +363,8 @@ class Probe final : public Stage {
     FrameRecord& frame = it->second;
     const double* strength = field<double>(packet, "gaze_strength");
     frame.turned_strength = strength != nullptr ? *strength : 0.0;
+    const std::string* reason = field<std::string>(packet, "gaze_reason");
+    frame.turned_reason = reason != nullptr ? *reason : "";
     const cv::Mat out = vision::to_mat(packet.get<Image>("frame"));
     const std::array<cv::Point2f, 2> d = shifts(packet);
     const Points* iris = field<Points>(packet, "iris");
@@ -568,7 +571,10 @@ TurnedEval summarise_turn(EvalState& s, double angle) {
   std::uint64_t gated = 0;
   for (auto& [seq, frame] : s.frames) {
     if (frame.strength < 0.999 || frame.turned_strength < 0) continue;
-    if (frame.turned_strength < 0.999) ++gated;
+    if (frame.turned_strength < 0.999) {
+      ++gated;
+      ++t.gated_reasons[frame.turned_reason];
+    }
     for (std::optional<EyeRecord>& eye : frame.eyes) {
       if (!eye || eye->turned_in.empty() || eye->turned_out.empty() || !(eye->turn_px > 0)) continue;
       ++t.eyes;
@@ -726,6 +732,7 @@ Json to_json(const EyeContactEval& e) {
                       {"shift_px", t.shift_px},
                       {"eyes", t.eyes},
                       {"turned_gated_share", t.turned_gated},
+                      {"turned_gated_reasons", t.gated_reasons},
                       {"measured_in_px", t.measured_in_px},
                       {"residual_px", t.residual_px},
                       {"recovery", t.recovery},
@@ -807,9 +814,11 @@ void print_eval(const EyeContactEval& e) {
       e.seam_energy_ratio <= 1.1 ? "ok: <= 1.1" : "MISSED: <= 1.1");
   for (const TurnedEval& t : e.turned) {
     const Target target = recovery_target(t.angle_deg);
-    std::printf("  turned down %2.0f deg: known %.2f px, measured on the inputs %.2f px, %llu eyes, %.0f%% gated\n",
+    std::string gated;
+    for (const auto& [reason, count] : t.gated_reasons) gated += ", " + reason + " " + std::to_string(count);
+    std::printf("  turned down %2.0f deg: known %.2f px, measured on the inputs %.2f px, %llu eyes, %.0f%% gated%s\n",
                 t.angle_deg, t.shift_px, t.measured_in_px, static_cast<unsigned long long>(t.eyes),
-                100 * t.turned_gated);
+                100 * t.turned_gated, gated.empty() ? "" : (" (" + gated.substr(2) + ")").c_str());
     row("    recovery (residual px)", num(t.recovery) + " (" + num(t.residual_px, 2) + ")",
         target.met(t.recovery) ? "ok: " + num(target.low, 2) + ".." + num(target.high, 2)
                                : "MISSED: " + num(target.low, 2) + ".." + num(target.high, 2));

@@ -19,6 +19,7 @@ struct TurnedEval {
   double shift_px = 0;           // median of the known shift applied: eyeball radius x sin(angle)
   std::uint64_t eyes = 0;        // eye-frames measured: the pipeline corrected them fully unturned
   double turned_gated = 0;       // share of those whose turned run got less than full strength
+  std::map<std::string, std::uint64_t> gated_reasons;  // the turned run's gaze_reason on those frames
   double measured_in_px = 0;     // the turn measured on the inputs (checks the measure: = shift)
   double residual_px = 0;        // the turn left between the two runs' outputs
   double recovery = 0;           // 1 - residual / measured_in: 1 = the same gaze comes out
