@@ -118,6 +118,9 @@ struct EyeRecord {
   std::optional<cv::Point2f> iris, turned_iris;              // the pipeline's iris
   std::optional<cv::Point2f> model_iris, turned_model_iris;  // eye.iris's raw iris
   std::optional<cv::Point2f> finder_in, finder_out;          // the finder on in, out (crops)
+  std::optional<cv::Point2f> turned_corners;                 // the turned run's corners' midpoint
+  std::optional<float> bridge_y, turned_bridge_y;            // the nose bridge's height (27..30)
+  std::optional<double> pitch_sin, turned_pitch_sin;         // radius x sin(gaze pitch), pixels
   double turn_px = 0;                                        // the known turn
 };
 
@@ -132,6 +135,7 @@ EvalEye corrected_eye(EvalEye eye, cv::Point2f shift) {
 struct FrameRecord {
   double strength = 0;
   double turned_strength = -1;  // -1: not seen in a turned run yet
+  std::string turned_reason;    // the turned run's gaze_reason
   std::array<std::optional<EyeRecord>, 2> eyes;
 };
 
@@ -182,6 +186,24 @@ std::optional<EvalEye> eval_eye(const Packet& packet, std::size_t side) {
   for (std::size_t i = 1; i < 5; ++i) radius += static_cast<float>(cv::norm(at(*iris, side * 5 + i) - eye.iris));
   eye.iris_radius = radius / 4;
   return eye;
+}
+
+// The iris's height on the eyeball that gaze.estimate's pitch stands for: radius x sin(pitch),
+// pixels (what gaze.redirect's shift is made of).
+std::optional<double> gaze_height(const Packet& packet, std::size_t side) {
+  const Scalars* gaze = field<Scalars>(packet, "gaze");
+  const Scalars* balls = field<Scalars>(packet, "eyeballs");
+  if (gaze == nullptr || gaze->size() != 5 || balls == nullptr || balls->size() != 6) return std::nullopt;
+  return (*balls)[3 * side + 2] * std::sin((*gaze)[2 * side] * std::numbers::pi / 180);
+}
+
+// The nose bridge's mean height (landmarks 27..30), pixels: the face's own move.
+std::optional<float> bridge_height(const Packet& packet) {
+  const Points* landmarks = field<Points>(packet, "landmarks");
+  if (landmarks == nullptr || landmarks->size() != 68) return std::nullopt;
+  float sum = 0;
+  for (std::size_t i = 27; i <= 30; ++i) sum += (*landmarks)[i].y;
+  return sum / 4;
 }
 
 class Probe final : public Stage {
@@ -295,6 +317,8 @@ class Probe final : public Stage {
       record.out = out(record.box).clone();
       record.shift = d[side];
       record.iris = eye->iris;
+      record.pitch_sin = gaze_height(packet, side);
+      record.bridge_y = bridge_height(packet);
       found[side] = find_iris(in, *eye);
       found[2 + side] = find_iris(out, *eye);
       const cv::Point2f offset(static_cast<float>(-record.box.x), static_cast<float>(-record.box.y));
@@ -339,9 +363,12 @@ class Probe final : public Stage {
     FrameRecord& frame = it->second;
     const double* strength = field<double>(packet, "gaze_strength");
     frame.turned_strength = strength != nullptr ? *strength : 0.0;
+    const std::string* reason = field<std::string>(packet, "gaze_reason");
+    frame.turned_reason = reason != nullptr ? *reason : "";
     const cv::Mat out = vision::to_mat(packet.get<Image>("frame"));
     const std::array<cv::Point2f, 2> d = shifts(packet);
     const Points* iris = field<Points>(packet, "iris");
+    const Points* landmarks = field<Points>(packet, "landmarks");
     for (std::size_t side = 0; side < 2; ++side) {
       if (!frame.eyes[side]) continue;
       EyeRecord& eye = *frame.eyes[side];
@@ -349,6 +376,12 @@ class Probe final : public Stage {
       eye.turned_shift = d[side];
       eye.turned_iris.reset();
       if (iris != nullptr && iris->size() == 10) eye.turned_iris = at(*iris, side * 5);
+      eye.turned_corners.reset();
+      if (landmarks != nullptr && landmarks->size() == 68) {
+        eye.turned_corners = 0.5f * (at(*landmarks, side == 0 ? 36 : 42) + at(*landmarks, side == 0 ? 39 : 45));
+      }
+      eye.turned_pitch_sin = gaze_height(packet, side);
+      eye.turned_bridge_y = bridge_height(packet);
     }
   }
 
@@ -534,11 +567,14 @@ TurnedEval summarise_turn(EvalState& s, double angle) {
   TurnedEval t;
   t.angle_deg = angle;
   std::vector<double> known, in, residual, residual_ungated, sideways, finder_in, finder_out, model_gain, refined_gain,
-      requested;
+      corner_gain, bridge_gain, gaze_gain, requested;
   std::uint64_t gated = 0;
   for (auto& [seq, frame] : s.frames) {
     if (frame.strength < 0.999 || frame.turned_strength < 0) continue;
-    if (frame.turned_strength < 0.999) ++gated;
+    if (frame.turned_strength < 0.999) {
+      ++gated;
+      ++t.gated_reasons[frame.turned_reason];
+    }
     for (std::optional<EyeRecord>& eye : frame.eyes) {
       if (!eye || eye->turned_in.empty() || eye->turned_out.empty() || !(eye->turn_px > 0)) continue;
       ++t.eyes;
@@ -563,6 +599,16 @@ TurnedEval summarise_turn(EvalState& s, double angle) {
       if (eye->model_iris && eye->turned_model_iris) {
         model_gain.push_back((eye->turned_model_iris->y - eye->model_iris->y) / eye->turn_px);
       }
+      if (eye->turned_corners) {
+        const cv::Point2f corners = 0.5f * (eye->eye.corner_a + eye->eye.corner_b);
+        corner_gain.push_back((eye->turned_corners->y - corners.y) / eye->turn_px);
+      }
+      if (eye->bridge_y && eye->turned_bridge_y) {
+        bridge_gain.push_back((*eye->turned_bridge_y - *eye->bridge_y) / eye->turn_px);
+      }
+      if (eye->pitch_sin && eye->turned_pitch_sin) {
+        gaze_gain.push_back((*eye->pitch_sin - *eye->turned_pitch_sin) / eye->turn_px);
+      }
       requested.push_back(-(eye->turned_shift.y - eye->shift.y) / eye->turn_px);
     }
   }
@@ -578,6 +624,9 @@ TurnedEval summarise_turn(EvalState& s, double angle) {
   t.finder_recovery = 1 - ratio(t.finder_out_px, t.finder_in_px);
   t.model_iris_gain = median(model_gain);
   t.refined_iris_gain = median(refined_gain);
+  t.corner_gain = median(corner_gain);
+  t.bridge_gain = median(bridge_gain);
+  t.gaze_gain = median(gaze_gain);
   t.requested_gain = median(requested);
   return t;
 }
@@ -683,6 +732,7 @@ Json to_json(const EyeContactEval& e) {
                       {"shift_px", t.shift_px},
                       {"eyes", t.eyes},
                       {"turned_gated_share", t.turned_gated},
+                      {"turned_gated_reasons", t.gated_reasons},
                       {"measured_in_px", t.measured_in_px},
                       {"residual_px", t.residual_px},
                       {"recovery", t.recovery},
@@ -696,6 +746,9 @@ Json to_json(const EyeContactEval& e) {
                       {"finder_recovery", t.finder_recovery},
                       {"model_iris_gain", t.model_iris_gain},
                       {"refined_iris_gain", t.refined_iris_gain},
+                      {"corner_gain", t.corner_gain},
+                      {"bridge_gain", t.bridge_gain},
+                      {"gaze_gain", t.gaze_gain},
                       {"requested_gain", t.requested_gain}});
   }
   Json reasons = Json::object();
@@ -761,9 +814,11 @@ void print_eval(const EyeContactEval& e) {
       e.seam_energy_ratio <= 1.1 ? "ok: <= 1.1" : "MISSED: <= 1.1");
   for (const TurnedEval& t : e.turned) {
     const Target target = recovery_target(t.angle_deg);
-    std::printf("  turned down %2.0f deg: known %.2f px, measured on the inputs %.2f px, %llu eyes, %.0f%% gated\n",
+    std::string gated;
+    for (const auto& [reason, count] : t.gated_reasons) gated += ", " + reason + " " + std::to_string(count);
+    std::printf("  turned down %2.0f deg: known %.2f px, measured on the inputs %.2f px, %llu eyes, %.0f%% gated%s\n",
                 t.angle_deg, t.shift_px, t.measured_in_px, static_cast<unsigned long long>(t.eyes),
-                100 * t.turned_gated);
+                100 * t.turned_gated, gated.empty() ? "" : (" (" + gated.substr(2) + ")").c_str());
     row("    recovery (residual px)", num(t.recovery) + " (" + num(t.residual_px, 2) + ")",
         target.met(t.recovery) ? "ok: " + num(target.low, 2) + ".." + num(target.high, 2)
                                : "MISSED: " + num(target.low, 2) + ".." + num(target.high, 2));
@@ -774,6 +829,8 @@ void print_eval(const EyeContactEval& e) {
         num(t.finder_in_px, 2) + " / " + num(t.finder_out_px, 2) + ", " + num(t.finder_recovery), "");
     row("    iris gain: model / refined; requested",
         num(t.model_iris_gain, 2) + " / " + num(t.refined_iris_gain, 2) + "; " + num(t.requested_gain, 2), "");
+    row("    corners' gain, nose bridge's; gaze's gain",
+        num(t.corner_gain, 2) + ", " + num(t.bridge_gain, 2) + "; " + num(t.gaze_gain, 2), "");
   }
   std::printf("  output: %s\n", e.output_video.string().c_str());
   std::fflush(stdout);

@@ -19,6 +19,7 @@ struct TurnedEval {
   double shift_px = 0;           // median of the known shift applied: eyeball radius x sin(angle)
   std::uint64_t eyes = 0;        // eye-frames measured: the pipeline corrected them fully unturned
   double turned_gated = 0;       // share of those whose turned run got less than full strength
+  std::map<std::string, std::uint64_t> gated_reasons;  // the turned run's gaze_reason on those frames
   double measured_in_px = 0;     // the turn measured on the inputs (checks the measure: = shift)
   double residual_px = 0;        // the turn left between the two runs' outputs
   double recovery = 0;           // 1 - residual / measured_in: 1 = the same gaze comes out
@@ -29,6 +30,9 @@ struct TurnedEval {
   double finder_recovery = 0;    // 1 - out / in by the finder
   double model_iris_gain = 0;    // eye.iris's iris centre moved / known shift
   double refined_iris_gain = 0;  // the iris the pipeline uses (after eye.refine) moved / shift
+  double corner_gain = 0;         // the eye corners' midpoint (landmarks) moved down / shift
+  double bridge_gain = 0;         // the nose bridge (landmarks 27..30) moved down / shift
+  double gaze_gain = 0;           // the gaze's height on the eyeball (radius x sin pitch) fell / shift
   double requested_gain = 0;     // gaze.redirect's shift grew by this share of the known shift
 };
 

