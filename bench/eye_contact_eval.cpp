@@ -26,6 +26,7 @@
 #include <optional>
 #include <sstream>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -408,7 +409,7 @@ class Probe final : public Stage {
   std::uint64_t decoded_ = 0;
 };
 
-// Records eye.iris's own iris centres, before any refinement.
+// Records the iris model's own iris centres (measured or carried), before any refinement.
 class IrisTap final : public Stage {
  public:
   explicit IrisTap(std::shared_ptr<EvalState> state) : state_(std::move(state)) {}
@@ -498,7 +499,9 @@ void add_eval_types(Registry& registry, const std::shared_ptr<EvalState>& state,
   registry.add(std::move(turned));
 }
 
-// The pipeline with the probes added: after `substitute`, and after the stage of type eye.iris.
+// The pipeline with the probes added: after `substitute`, and where the iris model's points are
+// complete: after the stage of type eye.iris_carry (which fills in the frames between key
+// frames), else after the one of type eye.iris.
 Pipeline probed(Pipeline pipeline) {
   StageConfig probe;
   probe.name = "eval_probe";
@@ -506,14 +509,18 @@ Pipeline probed(Pipeline pipeline) {
   probe.ordered = true;  // consecutive frames for the jitter, and one decoder read ahead
   probe.inputs = {"substitute"};
   pipeline.add(probe);
+  std::string tapped;
   for (const StageConfig& stage : pipeline.stages()) {
-    if (stage.type != "eye.iris") continue;
+    if (stage.type == "eye.iris_carry" || (stage.type == "eye.iris" && tapped.empty())) {
+      tapped = stage.name;
+    }
+  }
+  if (!tapped.empty()) {
     StageConfig tap;
     tap.name = "eval_iris_tap";
     tap.type = kTapType;
-    tap.inputs = {stage.name};
+    tap.inputs = {tapped};
     pipeline.add(tap);
-    break;
   }
   return pipeline;
 }

@@ -62,7 +62,8 @@ TEST_F(EyeContactRedisTest, ThreeWorkerProcessesGiveTheSameFramesAsTheEmbeddedRu
 
   // Three workers, each serving part of the chain; the run only feeds and collects.
   std::vector<std::unique_ptr<Process>> workers;
-  const std::vector<std::string> parts = {"identify,track,landmarks", "iris,refine,smooth,gaze",
+  const std::vector<std::string> parts = {"identify,track,landmarks",
+                                          "iris_schedule,iris,iris_carry,refine,smooth,gaze",
                                           "generate,substitute"};
   for (std::size_t i = 0; i < parts.size(); ++i) {
     workers.push_back(std::make_unique<Process>(
@@ -75,7 +76,7 @@ TEST_F(EyeContactRedisTest, ThreeWorkerProcessesGiveTheSameFramesAsTheEmbeddedRu
     const auto deadline = std::chrono::steady_clock::now() + 60s;
     for (;;) {
       auto members = redis.command({"ZRANGE", key("live"), "0", "-1"});
-      if (members && members->elements >= 9) break;  // one per served stage
+      if (members && members->elements >= 11) break;  // one per served stage
       ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "workers did not come up";
       std::this_thread::sleep_for(50ms);
     }

@@ -38,7 +38,9 @@ inline const mm::Registry& registry() {
     mv::register_face_track(r);
     mv::register_face_detect(r);
     mv::register_face_landmarks(r);
+    mv::register_eye_iris_schedule(r);
     mv::register_eye_iris(r);
+    mv::register_eye_iris_carry(r);
     mv::register_face_mesh68(r);
     mv::register_eye_refine(r);
     mv::register_face_smooth(r);

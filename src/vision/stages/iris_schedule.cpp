@@ -64,7 +64,6 @@ bool can_carry_iris(const std::optional<IrisKeyFrame>& key, std::uint64_t seq,
   if (!key || options.every <= 1) return false;
   if (seq <= key->seq || seq - key->seq >= static_cast<std::uint64_t>(options.every)) return false;
   if (landmarks.size() != kLandmarkCount || key->landmarks.size() != kLandmarkCount) return false;
-  if (key->iris.size() != 2 * kIrisPointsPerEye) return false;
   const float width = mean_eye_width(key->landmarks);
   if (!(width > 0)) return false;
   // Motion: the farthest any rigid point moved since the key frame, in eye widths.

@@ -1,4 +1,5 @@
-// When eye.iris runs its model, and what it writes on the frames in between.
+// When eye.iris runs its model (eye.iris_schedule decides), and what eye.iris_carry writes on the
+// frames in between.
 //
 // The iris model is the most expensive step of the eye-contact pipeline. Between two runs the
 // iris keeps its place in the eye unless the eye itself turns, which a saccade does in a frame
@@ -26,12 +27,10 @@ struct IrisScheduleOptions {
   double max_ear_change = 0.04;  // fresh run when an eye's aspect ratio changed more
 };
 
-/// The landmarks of the frame the model last ran on, and its outputs.
+/// The frame the model last ran on: what the schedule needs to decide about the next frames.
 struct IrisKeyFrame {
   std::uint64_t seq = 0;
   Points landmarks;  // 68
-  Points iris;       // 10
-  Points contours;   // 142, or empty
 };
 
 /// Shift, rotation and scale taking `from` to `to`, fitted by least squares on the rigid

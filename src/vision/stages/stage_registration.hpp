@@ -11,7 +11,9 @@ void register_face_detect(Registry& registry);      // face.detect
 void register_face_track(Registry& registry);       // face.track
 void register_face_landmarks(Registry& registry);   // face.landmarks68
 void register_face_mesh68(Registry& registry);      // face.mesh68
+void register_eye_iris_schedule(Registry& registry);  // eye.iris_schedule
 void register_eye_iris(Registry& registry);         // eye.iris
+void register_eye_iris_carry(Registry& registry);   // eye.iris_carry
 void register_eye_refine(Registry& registry);       // eye.refine
 void register_face_smooth(Registry& registry);      // face.smooth
 void register_gaze_estimate(Registry& registry);    // gaze.estimate

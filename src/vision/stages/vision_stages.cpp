@@ -11,7 +11,9 @@ void register_stages(Registry& registry) {
   register_face_track(registry);
   register_face_landmarks(registry);
   register_face_mesh68(registry);
+  register_eye_iris_schedule(registry);
   register_eye_iris(registry);
+  register_eye_iris_carry(registry);
   register_eye_refine(registry);
   register_face_smooth(registry);
   register_gaze_estimate(registry);
