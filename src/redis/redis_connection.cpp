@@ -181,4 +181,11 @@ const redisReply* field(const redisReply* reply, std::string_view key) noexcept 
   return nullptr;
 }
 
+const redisReply* group(const redisReply* groups, std::string_view name) noexcept {
+  for (std::size_t i = 0; i < size(groups); ++i) {
+    if (text(field(at(groups, i), "name")) == name) return at(groups, i);
+  }
+  return nullptr;
+}
+
 }  // namespace micromodels::detail

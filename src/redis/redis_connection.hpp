@@ -80,5 +80,7 @@ class Connection {
 [[nodiscard]] std::size_t size(const redisReply* reply) noexcept;
 /// In a flat [key, value, key, value...] array: the value after `key`, or nullptr.
 [[nodiscard]] const redisReply* field(const redisReply* reply, std::string_view key) noexcept;
+/// In an XINFO GROUPS reply: the group named `name`, or nullptr.
+[[nodiscard]] const redisReply* group(const redisReply* groups, std::string_view name) noexcept;
 
 }  // namespace micromodels::detail

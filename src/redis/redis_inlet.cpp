@@ -66,6 +66,7 @@ RedisInlet::RedisInlet(Session& session, const PlanStage& stage)
       mode_(stage.sink()                             ? Mode::sink
             : session.partitions(stage) > 1 || stage.gathers() ? Mode::partitioned
                                                      : Mode::shared),
+      inputs_(std::max<std::size_t>(1, stage.inputs.size())),
       group_(stage.name()),
       consumer_(session.consumer + ":" + stage.name()) {
   for (const std::string& key : session.keys(stage)) {
@@ -82,13 +83,7 @@ RedisInlet::~RedisInlet() {
 
 void RedisInlet::connect() {
   conn_ = session_.connect();
-  for (const Partition& part : parts_) {
-    const Reply reply = conn_->command({"XGROUP", "CREATE", part.key, group_, "0", "MKSTREAM"});
-    if (is_error(reply.get()) && !text(reply.get()).starts_with("BUSYGROUP")) {
-      throw std::runtime_error("cannot create consumer group '" + group_ + "' on " + part.key +
-                               ": " + std::string(text(reply.get())));
-    }
-  }
+  for (const Partition& part : parts_) create_group(*conn_, part.key, group_);
 }
 
 bool RedisInlet::take(std::vector<Delivery>& out, std::size_t max) {
@@ -241,10 +236,7 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
       const std::string_view key = text(at(stream, 0));
       for (std::size_t k : reading) {
         if (parts_[k].key != key) continue;
-        const redisReply* list = at(stream, 1);
-        for (std::size_t i = 0; i < size(list); ++i) {
-          if (!accept(at(list, i), k, 1, out)) return true;
-        }
+        if (!accept_all(at(stream, 1), k, out)) return true;
       }
     }
   } catch (const BrokerError& error) {
@@ -293,7 +285,7 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
     refuse(id, part, entry.version);
     return true;
   }
-  if (entry.input >= std::max<std::size_t>(1, stage_.inputs.size())) {
+  if (entry.input >= inputs_) {
     dead_letter(id, part, "entry " + id + " names input " + std::to_string(entry.input) +
                 " of stage '" + stage_.name() + "', which has " + std::to_string(stage_.inputs.size()),
                 deliveries, text(value), &entry, out);
@@ -316,22 +308,27 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
       seen.insert(entry.seq);
     }
   }
-  Delivery d{.kind = Delivery::Kind::skip, .input = entry.input,
-             .ticket = ticket_for({part, entry.stream, entry.seq, id, 0})};
+  Delivery d{.kind = entry.kind == Entry::Kind::packet ? Delivery::Kind::packet : Delivery::Kind::skip,
+             .input = entry.input};
   if (entry.kind == Entry::Kind::packet) {
     try {
       d.packet = decode_hop(entry.payload);
-      d.kind = Delivery::Kind::packet;
     } catch (const CodecError& error) {
-      write_dead_letter(session_, {.stage = stage_.name(), .error = "corrupt packet: " + std::string(error.what()),
-                                   .entry_id = id, .deliveries = deliveries,
-                                   .position = std::make_pair(entry.stream, entry.seq)});
-      d.dead_lettered = true;  // a skip goes on in its place
+      dead_letter(id, part, "corrupt packet: " + std::string(error.what()), deliveries, {}, &entry, out);
+      return true;
     }
   }
+  d.ticket = ticket_for({part, entry.stream, entry.seq, id, 0});
   d.packet.stream = entry.stream;
   d.packet.seq = entry.seq;
   out.push_back(std::move(d));
+  return true;
+}
+
+bool RedisInlet::accept_all(const redisReply* entries, std::size_t part, std::vector<Delivery>& out) {
+  for (std::size_t i = 0; i < size(entries); ++i) {
+    if (!accept(at(entries, i), part, 1, out)) return false;
+  }
   return true;
 }
 
@@ -426,7 +423,7 @@ void RedisInlet::dead_letter(const std::string& id, std::size_t part, const std:
     return;
   }
   // On the input it came by, unless that input is what was wrong with it.
-  const std::size_t input = entry->input < std::max<std::size_t>(1, stage_.inputs.size()) ? entry->input : 0;
+  const std::size_t input = entry->input < inputs_ ? entry->input : 0;
   out.push_back(control(Delivery::Kind::skip, entry->stream, entry->seq, input,
                         ticket_for({part, entry->stream, entry->seq, id, 0})));
   out.back().dead_lettered = true;
@@ -542,7 +539,7 @@ void RedisInlet::take_over(std::size_t k, std::vector<Delivery>& out) {
     for (std::size_t i = 0; i + 1 < size(next.get()); i += 2) {
       const auto stream = static_cast<std::uint32_t>(integer(at(next.get(), i)));
       const auto seq = static_cast<std::uint64_t>(integer(at(next.get(), i + 1)));
-      for (std::size_t input = 0; input < std::max<std::size_t>(1, stage_.inputs.size()); ++input) {
+      for (std::size_t input = 0; input < inputs_; ++input) {
         part.seen.emplace(std::make_pair(stream, static_cast<std::uint16_t>(input)), SeqSet(seq));
       }
       part.settled.emplace(stream, SeqSet(seq));
@@ -567,9 +564,7 @@ void RedisInlet::claim_pending(std::size_t k, std::vector<Delivery>& out) {
                                         "COUNT", std::to_string(kMostRead)});
     if (is_error(reply.get())) break;
     cursor = std::string(text(at(reply.get(), 0)));
-    const redisReply* list = at(reply.get(), 1);
-    for (std::size_t i = 0; i < size(list) && accept(at(list, i), k, 1, out); ++i) {
-    }
+    accept_all(at(reply.get(), 1), k, out);
   } while (cursor != "0-0");
 }
 
@@ -616,8 +611,7 @@ void RedisInlet::claim_strays(std::size_t k, std::vector<Delivery>& out) {
   const Reply claimed = conn_->command(claim);
   log().info("stage '{}': claimed {} entries a former owner of {} had read", stage_.name(),
              size(claimed.get()), parts_[k].key);
-  for (std::size_t i = 0; i < size(claimed.get()) && accept(at(claimed.get(), i), k, 1, out); ++i) {
-  }
+  accept_all(claimed.get(), k, out);
 }
 
 // Entries of a new run: what was known of the old one does not apply.

@@ -81,6 +81,8 @@ class RedisInlet final : public Inlet {
   void fail_delivery(Delivery& d, const std::string& error);
   bool accept(const redisReply* entry, std::size_t part, std::int64_t deliveries,
               std::vector<Delivery>& out);
+  /// `accept` for each entry of a list delivered for the first time; false when one said stop.
+  bool accept_all(const redisReply* entries, std::size_t part, std::vector<Delivery>& out);
   Ticket ticket_for(Held held);
   void dead_letter(const std::string& id, std::size_t part, const std::string& error,
                    std::int64_t deliveries, std::string_view payload, const Entry* entry,
@@ -98,6 +100,7 @@ class RedisInlet final : public Inlet {
   Session& session_;
   const PlanStage& stage_;
   const Mode mode_;
+  const std::size_t inputs_;  // the stage's inputs; a source-fed stage has one
   const std::string group_;
   const std::string consumer_;
   // The engine's inlet thread only:

@@ -116,10 +116,7 @@ void RedisOutlet::probe() {
   auto sum = std::make_shared<Sum>();
   for (const std::string& key : keys_) {
     session_.writer.add({"XINFO", "GROUPS", key}, [this, sum](const redisReply* reply) {
-      for (std::size_t i = 0; i < size(reply); ++i) {
-        const redisReply* group = at(reply, i);
-        if (text(field(group, "name")) == to_.name()) sum->lag += integer(field(group, "lag"));
-      }
+      sum->lag += integer(field(group(reply, to_.name()), "lag"));
       if (++sum->replies < keys_.size()) return;
       const long long room = static_cast<long long>(to_.config.queue_capacity) - sum->lag;
       room_.store(room, std::memory_order_relaxed);

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "keeper.hpp"
+#include "live_set.hpp"
 #include "micromodels/redis.hpp"
 #include "redis_inlet.hpp"
 #include "redis_outlet.hpp"
@@ -51,18 +52,8 @@ bool RedisTransport::serves(const PlanStage& stage) const {
   }
   // Served here unless a live worker of this pipeline version serves it.
   auto conn = session_->connect();
-  const std::string now = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                             std::chrono::system_clock::now().time_since_epoch())
-                                             .count());
-  const detail::Reply members =
-      conn->command({"ZRANGEBYSCORE", session_->names->live(), now, "+inf"});
-  const std::string prefix = stage.name() + "|";
-  const std::string version = "|" + version_text(session_->version) + "|";
-  for (std::size_t m = 0; m < detail::size(members.get()); ++m) {
-    const std::string_view member = detail::text(detail::at(members.get(), m));
-    if (member.starts_with(prefix) && member.find(version) != std::string_view::npos) return false;
-  }
-  return true;
+  return !detail::live_processes(*conn, *session_->names, version_text(session_->version))
+              .contains(stage.name());
 }
 
 std::unique_ptr<Inlet> RedisTransport::inlet(const PlanStage& stage) {
