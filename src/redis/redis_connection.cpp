@@ -13,14 +13,18 @@ timeval to_timeval(int ms) {
   return timeval{.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 }
 
-void argv_of(const Args& args, std::vector<const char*>& argv, std::vector<std::size_t>& lengths) {
-  argv.clear();
-  lengths.clear();
-  for (const std::string& item : args.items()) {
-    argv.push_back(item.data());
-    lengths.push_back(item.size());
+// hiredis's form of a command: pointers to the arguments and their lengths.
+struct Argv {
+  explicit Argv(const Args& args) {
+    for (const std::string& item : args.items()) {
+      argv.push_back(item.data());
+      lengths.push_back(item.size());
+    }
   }
-}
+  [[nodiscard]] int argc() const { return static_cast<int>(argv.size()); }
+  std::vector<const char*> argv;
+  std::vector<std::size_t> lengths;
+};
 
 }  // namespace
 
@@ -91,22 +95,18 @@ void Connection::io_failed(const char* doing) {
 }
 
 Reply Connection::command(const Args& args) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lengths;
-  argv_of(args, argv, lengths);
-  auto* reply = static_cast<redisReply*>(redisCommandArgv(
-      context_.get(), static_cast<int>(argv.size()), argv.data(), lengths.data()));
-  if (reply == nullptr) io_failed(args.items().empty() ? "command" : args.items()[0].c_str());
-  Reply owned(reply);
-  check_permitted(owned.get());
-  return owned;
+  Argv a(args);
+  return checked(redisCommandArgv(context_.get(), a.argc(), a.argv.data(), a.lengths.data()),
+                 args.items().empty() ? "command" : args.items()[0].c_str());
 }
 
-void Connection::check_permitted(const redisReply* reply) const {
-  if (!is_error(reply) || !text(reply).starts_with("NOPERM")) return;
+Reply Connection::checked(void* reply, const char* doing) {
+  if (reply == nullptr) io_failed(doing);
+  Reply owned(static_cast<redisReply*>(reply));
+  if (!is_error(owned.get()) || !text(owned.get()).starts_with("NOPERM")) return owned;
   const std::string who = url_.user.empty() ? "the default user" : "user '" + url_.user + "'";
   throw BrokerError(BrokerError::Kind::refused,
-      "Redis at " + url_.where() + " refused a command of " + who + " (" + std::string(text(reply)) +
+      "Redis at " + url_.where() + " refused a command of " + who + " (" + std::string(text(owned.get())) +
       "): give the user every command and key that micromodels uses in its ACL, as "
       "deploy/redis/users.acl does (docs/distributed.md#access-control)");
 }
@@ -121,21 +121,16 @@ Reply Connection::ok(const Args& args) {
 }
 
 void Connection::append(const Args& args) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lengths;
-  argv_of(args, argv, lengths);
-  if (redisAppendCommandArgv(context_.get(), static_cast<int>(argv.size()), argv.data(),
-                             lengths.data()) != REDIS_OK) {
+  Argv a(args);
+  if (redisAppendCommandArgv(context_.get(), a.argc(), a.argv.data(), a.lengths.data()) != REDIS_OK) {
     io_failed("append");
   }
 }
 
 Reply Connection::read() {
   void* reply = nullptr;
-  if (redisGetReply(context_.get(), &reply) != REDIS_OK || reply == nullptr) io_failed("read");
-  Reply owned(static_cast<redisReply*>(reply));
-  check_permitted(owned.get());
-  return owned;
+  if (redisGetReply(context_.get(), &reply) != REDIS_OK) reply = nullptr;
+  return checked(reply, "read");
 }
 
 void Connection::send() {

@@ -65,7 +65,8 @@ class Connection {
 
  private:
   void authenticate();
-  void check_permitted(const redisReply* reply) const;
+  /// Owns what hiredis returned: throws for none (an I/O failure while `doing`) and for NOPERM.
+  Reply checked(void* reply, const char* doing);
   [[noreturn]] void io_failed(const char* doing);
   RedisUrl url_;
   std::unique_ptr<redisContext, void (*)(redisContext*)> context_;

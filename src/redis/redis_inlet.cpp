@@ -529,13 +529,7 @@ void RedisInlet::take_over(std::size_t k, std::vector<Delivery>& out) {
   {
     std::lock_guard lock(mutex_);
     Partition& part = parts_[k];
-    part.owned = true;
-    part.lost = false;
-    ++part.generation;
-    part.seen.clear();
-    part.settled.clear();
-    part.committed.clear();
-    part.acks.clear();
+    part.change_owner(true);
     for (std::size_t i = 0; i + 1 < size(next.get()); i += 2) {
       const auto stream = static_cast<std::uint32_t>(integer(at(next.get(), i)));
       const auto seq = static_cast<std::uint64_t>(integer(at(next.get(), i + 1)));
@@ -584,12 +578,7 @@ void RedisInlet::give_up(std::size_t k, std::vector<Delivery>& out, bool release
       if (h.part == k) in_flight_.erase({h.part, h.id});
     }
   }
-  part.owned = false;
-  part.lost = false;
-  ++part.generation;
-  part.seen.clear();
-  part.settled.clear();
-  part.acks.clear();
+  part.change_owner(false);
   if (release) {
     session_.writer.add({"EVAL", kRelease, "1", session_.names->lease(part.key), consumer_});
   }

@@ -1,12 +1,11 @@
 // `micromodels status`: each stage's queue as Redis sees it.
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <map>
-#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/fmt/fmt.h>
 
 #include "micromodels/redis.hpp"
 #include "live_set.hpp"
@@ -112,24 +111,17 @@ std::vector<ProcessStatus> redis_processes(const std::string& url, const std::st
 }
 
 std::string status_table(const std::vector<StageStatus>& status) {
-  std::ostringstream out;
   if (status.empty()) {
-    out << "no pipelines on this Redis yet (start one with `micromodels run FILE --broker URL`)\n";
-    return out.str();
+    return "no pipelines on this Redis yet (start one with `micromodels run FILE --broker URL`)\n";
   }
-  char line[256];
-  std::snprintf(line, sizeof line, "%-16s %-16s %10s %10s %10s %9s %10s\n", "pipeline", "stage",
-                "backlog", "pending", "length", "consumers", "rate/s");
-  out << line;
+  constexpr std::string_view kRow = "{:<16} {:<16} {:>10} {:>10} {:>10} {:>9} {:>10}\n";
+  std::string out = fmt::format(kRow, "pipeline", "stage", "backlog", "pending", "length",
+                                "consumers", "rate/s");
   for (const StageStatus& s : status) {
-    std::snprintf(line, sizeof line, "%-16s %-16s %10llu %10llu %10llu %9llu %10.1f\n",
-                  s.pipeline.c_str(), s.stage.c_str(), static_cast<unsigned long long>(s.lag),
-                  static_cast<unsigned long long>(s.pending),
-                  static_cast<unsigned long long>(s.length),
-                  static_cast<unsigned long long>(s.consumers), s.rate);
-    out << line;
+    out += fmt::format(kRow, s.pipeline, s.stage, s.lag, s.pending, s.length, s.consumers,
+                       fmt::format("{:.1f}", s.rate));
   }
-  return out.str();
+  return out;
 }
 
 std::string status_json(const std::vector<StageStatus>& status) {

@@ -9,8 +9,9 @@
 // (ordered, per_stream, joins) read partitions that one process holds at a time (a lease);
 // sinks run in the run process, which drops duplicates: every packet reaches a sink once.
 #include <chrono>
-#include <cstdio>
 #include <thread>
+
+#include <spdlog/fmt/fmt.h>
 
 #include "keeper.hpp"
 #include "live_set.hpp"
@@ -143,15 +144,9 @@ std::vector<std::string> RedisTransport::served() const {
 
 std::string RedisTransport::report() const {
   const auto format_bytes = [](double bytes) {
-    char text[32];
-    if (bytes < 10e3) {
-      std::snprintf(text, sizeof text, "%.0f B", bytes);
-    } else if (bytes < 10e6) {
-      std::snprintf(text, sizeof text, "%.1f KiB", bytes / 1024);
-    } else {
-      std::snprintf(text, sizeof text, "%.1f MiB", bytes / 1024 / 1024);
-    }
-    return std::string(text);
+    return bytes < 10e3   ? fmt::format("{:.0f} B", bytes)
+           : bytes < 10e6 ? fmt::format("{:.1f} KiB", bytes / 1024)
+                          : fmt::format("{:.1f} MiB", bytes / 1024 / 1024);
   };
   std::string out;
   std::string elsewhere;  // the stages other processes serve: not in this process's table
@@ -172,26 +167,23 @@ std::string RedisTransport::report() const {
   out += "\nbytes per hop (all processes):\n";
   try {
     for (const HopBytes& hop : hop_bytes()) {
-      const double per_packet =
-          hop.packets > 0 ? static_cast<double>(hop.bytes) / static_cast<double>(hop.packets) : 0;
-      const double images_per_packet =
-          hop.packets > 0 ? static_cast<double>(hop.image_bytes) / static_cast<double>(hop.packets) : 0;
-      char line[200];
-      std::snprintf(line, sizeof line, "  %-14s -> %-14s %10llu packets %12s  %12s/packet  + images stored %12s/packet\n",
-                    hop.from.c_str(), hop.to.c_str(), static_cast<unsigned long long>(hop.packets),
-                    format_bytes(static_cast<double>(hop.bytes)).c_str(),
-                    format_bytes(per_packet).c_str(), format_bytes(images_per_packet).c_str());
-      out += line;
+      // No packets, no bytes: 0 per packet.
+      const auto packets = static_cast<double>(std::max<std::uint64_t>(1, hop.packets));
+      out += fmt::format("  {:<14} -> {:<14} {:>10} packets {:>12}  {:>12}/packet  + images stored "
+                         "{:>12}/packet\n",
+                         hop.from, hop.to, hop.packets, format_bytes(static_cast<double>(hop.bytes)),
+                         format_bytes(static_cast<double>(hop.bytes) / packets),
+                         format_bytes(static_cast<double>(hop.image_bytes) / packets));
     }
     out += "dead-lettered: " + std::to_string(dead_lettered()) + " (all processes; " +
            session_->names->dead_letter() + ")\n";
     auto conn = session_->connect();
     const detail::Reply counters = conn->command({"HGETALL", session_->names->counters()});
-    if (const long long pauses = detail::integer(detail::field(counters.get(), "memory_pauses")); pauses > 0) {
-      char line[160];
-      std::snprintf(line, sizeof line, "held back for Redis's memory: %lld times, %.1f s in all (all processes)\n",
-                    pauses, static_cast<double>(detail::integer(detail::field(counters.get(), "memory_paused_ms"))) / 1000);
-      out += line;
+    const long long pauses = detail::integer(detail::field(counters.get(), "memory_pauses"));
+    const long long paused_ms = detail::integer(detail::field(counters.get(), "memory_paused_ms"));
+    if (pauses > 0) {
+      out += fmt::format("held back for Redis's memory: {} times, {:.1f} s in all (all processes)\n",
+                         pauses, static_cast<double>(paused_ms) / 1000);
     }
   } catch (const BrokerError& error) {
     out += "  (Redis unreachable: " + std::string(error.what()) + ")\n";
