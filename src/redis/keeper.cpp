@@ -61,7 +61,7 @@ void Keeper::run() {
   // to expire, and another process takes its partitions without waiting for the leases to.
   try {
     if (!conn) conn = session_.connect();
-    for (RedisInlet* inlet : session_.inlets_now()) inlet->leave(*conn);
+    for (RedisInlet* inlet : session_.inlets_now()) inlet->leave();
     session_.writer.drain();
     add_hop_bytes(*conn);
     announce(*conn, true);
@@ -123,11 +123,9 @@ void Keeper::add_hop_bytes(Connection& conn) {
     for (RedisOutlet* outlet : session_.outlets) sent.emplace_back(outlet->hop(), outlet->take_sent());
   }
   for (const auto& [hop, counts] : sent) {
-    if (counts.packets == 0) continue;
-    conn.command({"HINCRBY", session_.names->hops(), hop + ":bytes", std::to_string(counts.bytes)});
-    conn.command({"HINCRBY", session_.names->hops(), hop + ":packets", std::to_string(counts.packets)});
-    if (counts.image_bytes > 0) {
-      conn.command({"HINCRBY", session_.names->hops(), hop + ":images", std::to_string(counts.image_bytes)});
+    for (const auto& [what, n] : {std::pair{":bytes", counts.bytes}, {":packets", counts.packets},
+                                  {":images", counts.image_bytes}}) {
+      if (n > 0) conn.command({"HINCRBY", session_.names->hops(), hop + what, std::to_string(n)});
     }
   }
 }

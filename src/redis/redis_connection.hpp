@@ -61,7 +61,6 @@ class Connection {
   Reply read();
   /// Writes what was appended without waiting for the replies (read them later, in order).
   void send();
-  [[nodiscard]] const RedisUrl& url() const noexcept { return url_; }
 
  private:
   void authenticate();

@@ -444,12 +444,15 @@ void RedisInlet::refuse(const std::string& id, std::size_t part, std::uint64_t v
         "pipeline file",
         stage_.name(), id, key, version_text(version), version_text(session_.version));
   }
-  if (!paused_) {
-    paused_ = true;
-    std::vector<Delivery> resets;  // nothing is delivered while paused
-    for (std::size_t k = 0; k < parts_.size() && mode_ == Mode::partitioned; ++k) {
-      give_up(k, resets, true);
-    }
+  if (!std::exchange(paused_, true)) release_leases();  // nothing is delivered while paused
+}
+
+// Every lease goes at once, after what was settled is recorded (the writer keeps that order).
+// The resets are for nobody: nothing more is delivered (paused, or the engine has stopped).
+void RedisInlet::release_leases() {
+  std::vector<Delivery> resets;
+  for (std::size_t k = 0; k < parts_.size() && mode_ == Mode::partitioned; ++k) {
+    give_up(k, resets, true);
   }
 }
 
@@ -666,21 +669,9 @@ std::size_t RedisInlet::unsettled() const {
   return tickets_.size();
 }
 
-void RedisInlet::leave(Connection& conn) {
+void RedisInlet::leave() {
   flush_acks();
-  if (mode_ != Mode::partitioned) return;
-  std::vector<std::string> owned;
-  {
-    std::lock_guard lock(mutex_);
-    for (Partition& part : parts_) {
-      if (part.owned) owned.push_back(part.key);
-      part.owned = false;
-    }
-  }
-  session_.writer.drain();  // the progress is recorded before the lease goes
-  for (const std::string& key : owned) {
-    conn.command({"EVAL", kRelease, "1", session_.names->lease(key), consumer_});
-  }
+  release_leases();
 }
 
 }  // namespace micromodels::detail

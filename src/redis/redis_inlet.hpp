@@ -52,7 +52,7 @@ class RedisInlet final : public Inlet {
   [[nodiscard]] bool complete(const std::map<std::uint32_t, std::uint64_t>& counts) const;
   [[nodiscard]] std::size_t unsettled() const;
   /// At the end: the last acknowledgements, and the leases handed over at once.
-  void leave(Connection& conn);
+  void leave();
 
  private:
   enum class Mode { shared, partitioned, sink };
@@ -104,6 +104,7 @@ class RedisInlet final : public Inlet {
   void take_over(std::size_t part, std::vector<Delivery>& out);
   void claim_pending(std::size_t part, std::vector<Delivery>& out);
   void give_up(std::size_t part, std::vector<Delivery>& out, bool release);
+  void release_leases();
   void claim_strays(std::size_t part, std::vector<Delivery>& out);
   void new_run(std::vector<Delivery>& out);
 

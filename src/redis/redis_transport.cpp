@@ -113,14 +113,13 @@ std::vector<HopBytes> RedisTransport::hop_bytes() const {
   const detail::Reply all = conn->command({"HGETALL", session_->names->hops()});
   for (const PlanStage& to : session_->plan->stages()) {
     for (std::size_t from : to.inputs) {
-      HopBytes h{.from = session_->plan->stages()[from].name(), .to = to.name()};
-      const std::string hop = h.from + ">" + h.to;
-      h.bytes = static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), hop + ":bytes")));
-      h.packets =
-          static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), hop + ":packets")));
-      h.image_bytes =
-          static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), hop + ":images")));
-      hops.push_back(h);
+      const std::string& name = session_->plan->stages()[from].name();
+      const auto count = [&](std::string_view what) {  // the keepers' totals (Keeper::add_hop_bytes)
+        const std::string key = name + ">" + to.name() + std::string(what);
+        return static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), key)));
+      };
+      hops.push_back({.from = name, .to = to.name(), .packets = count(":packets"),
+                      .bytes = count(":bytes"), .image_bytes = count(":images")});
     }
   }
   return hops;
