@@ -42,13 +42,12 @@ constexpr const char* kCommitIfLeased =
     "if #ARGV > 3 + 2 * n then redis.call('XACK', KEYS[3], ARGV[2], unpack(ARGV, 4 + 2 * n)) end "
     "for i = 0, n - 1 do redis.call('HSET', KEYS[2], ARGV[4 + 2 * i], ARGV[5 + 2 * i]) end "
     "return 1";
-// KEYS[1]: the lease. ARGV: consumer, time to live (ms). 1 when renewed, 0 when no longer ours.
-constexpr const char* kRenew =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
-    "else return 0 end";
-// KEYS[1]: the lease. ARGV: consumer. Hands a lease over at once (when still ours).
-constexpr const char* kRelease =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+// KEYS[1]: the lease. ARGV: consumer, a command on the lease and its arguments: PEXPIRE and a
+// time to live (ms) renews it, DEL hands it over at once. Done only while the lease is ours;
+// returns the command's reply (1), or 0 when it is no longer ours.
+constexpr const char* kIfOurs =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call(ARGV[2], KEYS[1], unpack(ARGV, 3)) else return 0 end";
 
 Delivery control(Delivery::Kind kind, std::uint32_t stream, std::uint64_t seq, std::size_t input,
                  Ticket ticket) {
@@ -583,7 +582,7 @@ void RedisInlet::give_up(std::size_t k, std::vector<Delivery>& out, bool release
   }
   part.change_owner(false);
   if (release) {
-    session_.writer.add({"EVAL", kRelease, "1", session_.names->lease(part.key), consumer_});
+    session_.writer.add({"EVAL", kIfOurs, "1", session_.names->lease(part.key), consumer_, "DEL"});
   }
 }
 
@@ -645,8 +644,8 @@ void RedisInlet::renew_leases(Connection& conn) {
     }
   }
   for (const std::string& key : owned) {
-    const Reply renewed = conn.command(
-        {"EVAL", kRenew, "1", session_.names->lease(key), consumer_, std::to_string(kLeaseMs)});
+    const Reply renewed = conn.command({"EVAL", kIfOurs, "1", session_.names->lease(key), consumer_,
+                                        "PEXPIRE", std::to_string(kLeaseMs)});
     if (integer(renewed.get()) == 1) continue;
     std::lock_guard lock(mutex_);
     for (Partition& part : parts_) {
