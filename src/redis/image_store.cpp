@@ -19,14 +19,13 @@ std::string process_id() {
 
 }  // namespace
 
-ImageStore::ImageStore(Writer& writer, const StreamNames& names, WireImages images, int ttl_s,
-                       std::size_t cache_bytes)
+ImageStore::ImageStore(Writer& writer, const StreamNames& names, WireImages images, int ttl_s)
     : writer_(writer),
       names_(names),
       id_(process_id()),
       images_(images),
       ttl_s_(ttl_s),
-      cache_(cache_bytes) {}
+      cache_(std::size_t{256} << 20) {}
 
 ImageRef ImageStore::reference(const Image& image, std::uint64_t& stored) {
   if (std::optional<ImageRef> known = cache_.ref_of(image)) {

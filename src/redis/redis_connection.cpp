@@ -9,9 +9,8 @@ namespace micromodels::detail {
 
 namespace {
 
-timeval to_timeval(int ms) {
-  return timeval{.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-}
+// How long connecting, and a reply, may take (a blocking read asks Redis for less).
+constexpr timeval kTimeout{.tv_sec = 5, .tv_usec = 0};
 
 // hiredis's form of a command: pointers to the arguments and their lengths.
 struct Argv {
@@ -28,17 +27,16 @@ struct Argv {
 
 }  // namespace
 
-Connection::Connection(const RedisUrl& url, int timeout_ms)
+Connection::Connection(const RedisUrl& url)
     : url_(url), context_(nullptr, redisFree) {
-  context_.reset(redisConnectWithTimeout(url.host.c_str(), url.port, to_timeval(timeout_ms)));
+  context_.reset(redisConnectWithTimeout(url.host.c_str(), url.port, kTimeout));
   if (!context_ || context_->err != 0) {
     const std::string why = context_ ? context_->errstr : "out of memory";
     throw BrokerError(BrokerError::Kind::unreachable,
                       "cannot connect to Redis at " + url.where() + " (" + why +
                           "): start redis-server there, or pass --broker redis://host:port");
   }
-  // Replies wait at most this long; blocking reads ask for less.
-  redisSetTimeout(context_.get(), to_timeval(timeout_ms));
+  redisSetTimeout(context_.get(), kTimeout);
   authenticate();
   if (url.db != 0) {
     const Reply reply = command({"SELECT", std::to_string(url.db)});

@@ -49,7 +49,7 @@ class Connection {
   /// Connects, authenticates (AUTH with the URL's user and password, else PING) and SELECTs the
   /// database. Throws BrokerError (refused: a wrong or missing password) with what to do; never
   /// shows the password.
-  explicit Connection(const RedisUrl& url, int timeout_ms = 5000);
+  explicit Connection(const RedisUrl& url);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 

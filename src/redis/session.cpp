@@ -70,8 +70,7 @@ void Session::bind(const Plan& bound) {
   images = wire_images_for(options.wire_images, options.jpeg_quality, pipeline);
   version = bound.version();
   image_refs = pipeline.wire().image_refs;
-  image_store = std::make_unique<ImageStore>(writer, *names, images,
-                                             pipeline.wire().image_ttl_s, kImageCacheBytes);
+  image_store = std::make_unique<ImageStore>(writer, *names, images, pipeline.wire().image_ttl_s);
   if (options.max_deliveries < 1) {
     throw ConfigError({}, "max_deliveries",
                       "--max-deliveries must be at least 1, got " + std::to_string(options.max_deliveries));

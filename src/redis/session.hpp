@@ -45,8 +45,6 @@ class Session {
   std::string consumer;  // host:pid (.N for a second transport in one process)
   Writer writer;
   MemoryGate memory{*this};  // Redis near its maxmemory: what holds back
-  /// The images a process keeps (stored or fetched), at most this many bytes.
-  static constexpr std::size_t kImageCacheBytes = std::size_t{256} << 20;
 
   /// A stage that gathers each stream in one process (ordered, per_stream, joins) has
   /// `partitions:` streams, one per stream id modulo their number; other stages, and the sinks
