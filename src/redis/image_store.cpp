@@ -2,39 +2,30 @@
 
 #include <random>
 
+#include <spdlog/fmt/fmt.h>
+
 #include "micromodels/packet_codec.hpp"
 
 namespace micromodels::detail {
 
 namespace {
 
-std::string hex(std::uint64_t value) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  do {
-    out.insert(out.begin(), kDigits[value & 0xf]);
-    value >>= 4;
-  } while (value != 0);
-  return out;
-}
-
 // A process's id among the image keys: random, so that a restarted process (same host and
 // pid, as in a container) never writes over the keys of its former self.
 std::string process_id() {
   std::random_device random;
-  return hex((static_cast<std::uint64_t>(random()) << 32) ^ random());
+  return fmt::format("{:x}", (static_cast<std::uint64_t>(random()) << 32) ^ random());
 }
 
 }  // namespace
 
-ImageStore::ImageStore(Writer& writer, const StreamNames& names, WireImages images, int ttl_s,
-                       std::size_t cache_bytes)
+ImageStore::ImageStore(Writer& writer, const StreamNames& names, WireImages images, int ttl_s)
     : writer_(writer),
       names_(names),
       id_(process_id()),
       images_(images),
       ttl_s_(ttl_s),
-      cache_(cache_bytes) {}
+      cache_(std::size_t{256} << 20) {}
 
 ImageRef ImageStore::reference(const Image& image, std::uint64_t& stored) {
   if (std::optional<ImageRef> known = cache_.ref_of(image)) {
@@ -42,7 +33,7 @@ ImageRef ImageStore::reference(const Image& image, std::uint64_t& stored) {
     return *known;
   }
   const PackedImage packed = pack_image(image, images_);
-  ImageRef ref{.key = names_.image(id_ + ":" + hex(next_.fetch_add(1))),
+  ImageRef ref{.key = names_.image(fmt::format("{}:{:x}", id_, next_.fetch_add(1))),
                .encoding = packed.encoding,
                .depth = image.depth,
                .channels = image.channels,

@@ -23,8 +23,7 @@ class ImageStore final : public ImageRefs {
  public:
   /// Keys are `names.image(ID:N)`: ID a random id of this process, N a count; `ttl_s` is
   /// wire.image_ttl_s. `names` outlives the store.
-  ImageStore(Writer& writer, const StreamNames& names, WireImages images, int ttl_s,
-             std::size_t cache_bytes);
+  ImageStore(Writer& writer, const StreamNames& names, WireImages images, int ttl_s);
 
   ImageRef reference(const Image& image, std::uint64_t& stored) override;
   void carry(const ImageRef& ref) override;
@@ -41,7 +40,7 @@ class ImageStore final : public ImageRefs {
   const std::string id_;  // this process's id among the image keys
   const WireImages images_;
   const int ttl_s_;
-  ImageCache cache_;
+  ImageCache cache_;  // the images this process stored or fetched, at most 256 MiB
   std::atomic<std::uint64_t> next_{0};
 };
 

@@ -3,23 +3,12 @@
 #include <chrono>
 #include <map>
 
+#include "live_set.hpp"
 #include "redis_inlet.hpp"
 #include "redis_outlet.hpp"
 #include "session.hpp"
 
 namespace micromodels::detail {
-
-namespace {
-
-constexpr int kLiveTtlMs = 5000;  // a consumer counts as live this long after its heartbeat
-
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
 
 void Keeper::start() {
   std::lock_guard lock(mutex_);
@@ -50,12 +39,7 @@ void Keeper::run() {
     try {
       if (!conn) conn = session_.connect();
       session_.memory.sample(*conn);
-      std::vector<RedisInlet*> inlets;
-      {
-        std::lock_guard lock(session_.parts_mutex);
-        inlets = session_.inlets;
-      }
-      for (RedisInlet* inlet : inlets) {
+      for (RedisInlet* inlet : session_.inlets_now()) {
         inlet->refresh_idle(*conn);
         inlet->flush_acks();
       }
@@ -77,12 +61,7 @@ void Keeper::run() {
   // to expire, and another process takes its partitions without waiting for the leases to.
   try {
     if (!conn) conn = session_.connect();
-    std::vector<RedisInlet*> inlets;
-    {
-      std::lock_guard lock(session_.parts_mutex);
-      inlets = session_.inlets;
-    }
-    for (RedisInlet* inlet : inlets) inlet->leave(*conn);
+    for (RedisInlet* inlet : session_.inlets_now()) inlet->leave();
     session_.writer.drain();
     add_hop_bytes(*conn);
     announce(*conn, true);
@@ -92,12 +71,7 @@ void Keeper::run() {
 }
 
 void Keeper::every_second(Connection& conn) {
-  std::vector<RedisInlet*> inlets;
-  {
-    std::lock_guard lock(session_.parts_mutex);
-    inlets = session_.inlets;
-  }
-  for (RedisInlet* inlet : inlets) inlet->renew_leases(conn);
+  for (RedisInlet* inlet : session_.inlets_now()) inlet->renew_leases(conn);
   announce(conn, false);
   if (!session_.is_run()) return;
   trim(conn);
@@ -106,43 +80,36 @@ void Keeper::every_second(Connection& conn) {
   if (session_.options.serve == RedisOptions::Serve::none) warn_unserved(conn);
 }
 
-// One member per stage served here: "STAGE|host:pid|VERSION|CONSUMERS", scored with its expiry.
-// The processes of this version per stage also give each inlet its share of the partitions.
+// One member per stage served here (live_set.hpp), its former ones replaced. The processes of
+// this version per stage also give each inlet its share of the partitions.
 void Keeper::announce(Connection& conn, bool leave) {
   const std::int64_t wall = wall_ms();
   const std::string version = version_text(session_.version);
-  const Reply members = conn.command({"ZRANGE", session_.names->live(), "0", "-1"});
-  for (std::size_t m = 0; m < size(members.get()); ++m) {
-    const std::string_view member = text(at(members.get(), m));
-    if (member.find("|" + session_.consumer + "|") != std::string_view::npos) {
-      conn.command({"ZREM", session_.names->live(), member});
+  conn.command({"ZREMRANGEBYSCORE", session_.names->live(), "-inf", std::to_string(wall)});
+  std::map<std::string, std::set<std::string>> processes;  // stage -> processes of our version
+  Args remove{"ZREM", session_.names->live()};
+  for (const LiveMember& m : live_members(conn, *session_.names)) {
+    if (m.process == session_.consumer) {
+      remove.add(m.text());
+    } else if (m.version == version) {
+      processes[m.stage].insert(m.process);
     }
   }
-  conn.command({"ZREMRANGEBYSCORE", session_.names->live(), "-inf", std::to_string(wall)});
+  if (remove.items().size() > 2) conn.command(remove);
   if (leave) return;
   Args add{"ZADD", session_.names->live()};
-  bool any = false;
   {
     std::lock_guard lock(session_.parts_mutex);
     for (std::size_t stage : session_.served) {
       const std::string& name = session_.plan->stages()[stage].name();
       const int consumers = session_.host() != nullptr ? session_.host()->consumers(name) : 0;
       add.add(std::to_string(wall + kLiveTtlMs))
-          .add(name + "|" + session_.consumer + "|" + version + "|" + std::to_string(consumers));
-      any = true;
+          .add(LiveMember{.stage = name, .process = session_.consumer, .version = version,
+                          .consumers = static_cast<std::uint64_t>(consumers)}.text());
+      processes[name].insert(session_.consumer);
     }
   }
-  if (any) conn.command(add);
-  std::map<std::string, std::set<std::string>> processes;  // stage -> processes of our version
-  const Reply live = conn.command({"ZRANGEBYSCORE", session_.names->live(), std::to_string(wall), "+inf"});
-  for (std::size_t m = 0; m < size(live.get()); ++m) {
-    const std::string member(text(at(live.get(), m)));
-    const auto a = member.find('|');
-    const auto b = member.find('|', a + 1);
-    const auto c = member.find('|', b + 1);
-    if (c == std::string::npos || member.substr(b + 1, c - b - 1) != version) continue;
-    processes[member.substr(0, a)].insert(member.substr(a + 1, b - a - 1));
-  }
+  if (add.items().size() > 2) conn.command(add);
   std::lock_guard lock(session_.parts_mutex);
   for (RedisInlet* inlet : session_.inlets) {
     inlet->processes = std::max<int>(1, static_cast<int>(processes[inlet->stage().name()].size()));
@@ -156,11 +123,9 @@ void Keeper::add_hop_bytes(Connection& conn) {
     for (RedisOutlet* outlet : session_.outlets) sent.emplace_back(outlet->hop(), outlet->take_sent());
   }
   for (const auto& [hop, counts] : sent) {
-    if (counts.packets == 0) continue;
-    conn.command({"HINCRBY", session_.names->hops(), hop + ":bytes", std::to_string(counts.bytes)});
-    conn.command({"HINCRBY", session_.names->hops(), hop + ":packets", std::to_string(counts.packets)});
-    if (counts.image_bytes > 0) {
-      conn.command({"HINCRBY", session_.names->hops(), hop + ":images", std::to_string(counts.image_bytes)});
+    for (const auto& [what, n] : {std::pair{":bytes", counts.bytes}, {":packets", counts.packets},
+                                  {":images", counts.image_bytes}}) {
+      if (n > 0) conn.command({"HINCRBY", session_.names->hops(), hop + what, std::to_string(n)});
     }
   }
 }
@@ -174,42 +139,31 @@ void Keeper::trim(Connection& conn) {
     if (stage.source()) continue;
     for (const std::string& key : session_.keys(stage)) {
       const Reply groups = conn.command({"XINFO", "GROUPS", key});
-      for (std::size_t g = 0; g < size(groups.get()); ++g) {
-        const redisReply* info = at(groups.get(), g);
-        if (text(field(info, "name")) != stage.name()) continue;
-        std::string min_id(text(field(info, "last-delivered-id")));
-        const long long pending = integer(field(info, "pending"));
-        if (stage.dead_letter && (pending > 0 || integer(field(info, "lag")) > 0)) {
-          letters_drained = false;
-        }
-        if (pending > 0) {
-          const Reply summary = conn.command({"XPENDING", key, stage.name()});
-          min_id = std::string(text(at(summary.get(), 1)));
-        }
-        if (!min_id.empty() && min_id != "0-0") conn.command({"XTRIM", key, "MINID", min_id});
+      const redisReply* info = group(groups.get(), stage.name());
+      if (info == nullptr) continue;
+      std::string min_id(text(field(info, "last-delivered-id")));
+      const long long pending = integer(field(info, "pending"));
+      if (stage.dead_letter && (pending > 0 || integer(field(info, "lag")) > 0)) {
+        letters_drained = false;
       }
+      if (pending > 0) {
+        const Reply summary = conn.command({"XPENDING", key, stage.name()});
+        min_id = std::string(text(at(summary.get(), 1)));
+      }
+      if (!min_id.empty() && min_id != "0-0") conn.command({"XTRIM", key, "MINID", min_id});
     }
   }
   letters_drained_ = letters_drained;
 }
 
 std::vector<std::string> Keeper::unserved(Connection& conn) {
-  const std::string version = version_text(session_.version);
-  const Reply members =
-      conn.command({"ZRANGEBYSCORE", session_.names->live(), std::to_string(wall_ms()), "+inf"});
-  std::set<std::string> covered;
-  for (std::size_t m = 0; m < size(members.get()); ++m) {
-    const std::string member(text(at(members.get(), m)));
-    const auto a = member.find('|');
-    const auto b = member.find('|', a + 1);
-    if (member.compare(b + 1, version.size(), version) == 0) covered.insert(member.substr(0, a));
-  }
+  const auto covered = live_processes(conn, *session_.names, version_text(session_.version));
   std::vector<std::string> names;
+  std::lock_guard lock(session_.parts_mutex);
   for (const PlanStage& stage : session_.plan->stages()) {
-    if (stage.source() || stage.sink() || covered.contains(stage.name())) continue;
-    {
-      std::lock_guard lock(session_.parts_mutex);
-      if (session_.served.contains(stage.index)) continue;
+    if (stage.source() || stage.sink() || covered.contains(stage.name()) ||
+        session_.served.contains(stage.index)) {
+      continue;
     }
     names.push_back(stage.name());
   }

@@ -1,7 +1,6 @@
 #include "memory_gate.hpp"
 
 #include <charconv>
-#include <cstdio>
 #include <vector>
 
 #include "redis_outlet.hpp"
@@ -28,9 +27,7 @@ long long info_value(std::string_view info, std::string_view name) {
 }
 
 std::string mib(long long bytes) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
-  return text;
+  return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
 }
 
 }  // namespace

@@ -9,32 +9,34 @@ namespace micromodels::detail {
 
 namespace {
 
-timeval to_timeval(int ms) {
-  return timeval{.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-}
+// How long connecting, and a reply, may take (a blocking read asks Redis for less).
+constexpr timeval kTimeout{.tv_sec = 5, .tv_usec = 0};
 
-void argv_of(const Args& args, std::vector<const char*>& argv, std::vector<std::size_t>& lengths) {
-  argv.clear();
-  lengths.clear();
-  for (const std::string& item : args.items()) {
-    argv.push_back(item.data());
-    lengths.push_back(item.size());
+// hiredis's form of a command: pointers to the arguments and their lengths.
+struct Argv {
+  explicit Argv(const Args& args) {
+    for (const std::string& item : args.items()) {
+      argv.push_back(item.data());
+      lengths.push_back(item.size());
+    }
   }
-}
+  [[nodiscard]] int argc() const { return static_cast<int>(argv.size()); }
+  std::vector<const char*> argv;
+  std::vector<std::size_t> lengths;
+};
 
 }  // namespace
 
-Connection::Connection(const RedisUrl& url, int timeout_ms)
+Connection::Connection(const RedisUrl& url)
     : url_(url), context_(nullptr, redisFree) {
-  context_.reset(redisConnectWithTimeout(url.host.c_str(), url.port, to_timeval(timeout_ms)));
+  context_.reset(redisConnectWithTimeout(url.host.c_str(), url.port, kTimeout));
   if (!context_ || context_->err != 0) {
     const std::string why = context_ ? context_->errstr : "out of memory";
     throw BrokerError(BrokerError::Kind::unreachable,
                       "cannot connect to Redis at " + url.where() + " (" + why +
                           "): start redis-server there, or pass --broker redis://host:port");
   }
-  // Replies wait at most this long; blocking reads ask for less.
-  redisSetTimeout(context_.get(), to_timeval(timeout_ms));
+  redisSetTimeout(context_.get(), kTimeout);
   authenticate();
   if (url.db != 0) {
     const Reply reply = command({"SELECT", std::to_string(url.db)});
@@ -91,22 +93,18 @@ void Connection::io_failed(const char* doing) {
 }
 
 Reply Connection::command(const Args& args) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lengths;
-  argv_of(args, argv, lengths);
-  auto* reply = static_cast<redisReply*>(redisCommandArgv(
-      context_.get(), static_cast<int>(argv.size()), argv.data(), lengths.data()));
-  if (reply == nullptr) io_failed(args.items().empty() ? "command" : args.items()[0].c_str());
-  Reply owned(reply);
-  check_permitted(owned.get());
-  return owned;
+  Argv a(args);
+  return checked(redisCommandArgv(context_.get(), a.argc(), a.argv.data(), a.lengths.data()),
+                 args.items().empty() ? "command" : args.items()[0].c_str());
 }
 
-void Connection::check_permitted(const redisReply* reply) const {
-  if (!is_error(reply) || !text(reply).starts_with("NOPERM")) return;
+Reply Connection::checked(void* reply, const char* doing) {
+  if (reply == nullptr) io_failed(doing);
+  Reply owned(static_cast<redisReply*>(reply));
+  if (!is_error(owned.get()) || !text(owned.get()).starts_with("NOPERM")) return owned;
   const std::string who = url_.user.empty() ? "the default user" : "user '" + url_.user + "'";
   throw BrokerError(BrokerError::Kind::refused,
-      "Redis at " + url_.where() + " refused a command of " + who + " (" + std::string(text(reply)) +
+      "Redis at " + url_.where() + " refused a command of " + who + " (" + std::string(text(owned.get())) +
       "): give the user every command and key that micromodels uses in its ACL, as "
       "deploy/redis/users.acl does (docs/distributed.md#access-control)");
 }
@@ -121,21 +119,16 @@ Reply Connection::ok(const Args& args) {
 }
 
 void Connection::append(const Args& args) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lengths;
-  argv_of(args, argv, lengths);
-  if (redisAppendCommandArgv(context_.get(), static_cast<int>(argv.size()), argv.data(),
-                             lengths.data()) != REDIS_OK) {
+  Argv a(args);
+  if (redisAppendCommandArgv(context_.get(), a.argc(), a.argv.data(), a.lengths.data()) != REDIS_OK) {
     io_failed("append");
   }
 }
 
 Reply Connection::read() {
   void* reply = nullptr;
-  if (redisGetReply(context_.get(), &reply) != REDIS_OK || reply == nullptr) io_failed("read");
-  Reply owned(static_cast<redisReply*>(reply));
-  check_permitted(owned.get());
-  return owned;
+  if (redisGetReply(context_.get(), &reply) != REDIS_OK) reply = nullptr;
+  return checked(reply, "read");
 }
 
 void Connection::send() {
@@ -177,6 +170,13 @@ std::size_t size(const redisReply* reply) noexcept {
 const redisReply* field(const redisReply* reply, std::string_view key) noexcept {
   for (std::size_t i = 0; i + 1 < size(reply); i += 2) {
     if (text(at(reply, i)) == key) return at(reply, i + 1);
+  }
+  return nullptr;
+}
+
+const redisReply* group(const redisReply* groups, std::string_view name) noexcept {
+  for (std::size_t i = 0; i < size(groups); ++i) {
+    if (text(field(at(groups, i), "name")) == name) return at(groups, i);
   }
   return nullptr;
 }

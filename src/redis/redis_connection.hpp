@@ -49,7 +49,7 @@ class Connection {
   /// Connects, authenticates (AUTH with the URL's user and password, else PING) and SELECTs the
   /// database. Throws BrokerError (refused: a wrong or missing password) with what to do; never
   /// shows the password.
-  explicit Connection(const RedisUrl& url, int timeout_ms = 5000);
+  explicit Connection(const RedisUrl& url);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -61,11 +61,11 @@ class Connection {
   Reply read();
   /// Writes what was appended without waiting for the replies (read them later, in order).
   void send();
-  [[nodiscard]] const RedisUrl& url() const noexcept { return url_; }
 
  private:
   void authenticate();
-  void check_permitted(const redisReply* reply) const;
+  /// Owns what hiredis returned: throws for none (an I/O failure while `doing`) and for NOPERM.
+  Reply checked(void* reply, const char* doing);
   [[noreturn]] void io_failed(const char* doing);
   RedisUrl url_;
   std::unique_ptr<redisContext, void (*)(redisContext*)> context_;
@@ -80,5 +80,7 @@ class Connection {
 [[nodiscard]] std::size_t size(const redisReply* reply) noexcept;
 /// In a flat [key, value, key, value...] array: the value after `key`, or nullptr.
 [[nodiscard]] const redisReply* field(const redisReply* reply, std::string_view key) noexcept;
+/// In an XINFO GROUPS reply: the group named `name`, or nullptr.
+[[nodiscard]] const redisReply* group(const redisReply* groups, std::string_view name) noexcept;
 
 }  // namespace micromodels::detail

@@ -42,13 +42,12 @@ constexpr const char* kCommitIfLeased =
     "if #ARGV > 3 + 2 * n then redis.call('XACK', KEYS[3], ARGV[2], unpack(ARGV, 4 + 2 * n)) end "
     "for i = 0, n - 1 do redis.call('HSET', KEYS[2], ARGV[4 + 2 * i], ARGV[5 + 2 * i]) end "
     "return 1";
-// KEYS[1]: the lease. ARGV: consumer, time to live (ms). 1 when renewed, 0 when no longer ours.
-constexpr const char* kRenew =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
-    "else return 0 end";
-// KEYS[1]: the lease. ARGV: consumer. Hands a lease over at once (when still ours).
-constexpr const char* kRelease =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+// KEYS[1]: the lease. ARGV: consumer, a command on the lease and its arguments: PEXPIRE and a
+// time to live (ms) renews it, DEL hands it over at once. Done only while the lease is ours;
+// returns the command's reply (1), or 0 when it is no longer ours.
+constexpr const char* kIfOurs =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call(ARGV[2], KEYS[1], unpack(ARGV, 3)) else return 0 end";
 
 Delivery control(Delivery::Kind kind, std::uint32_t stream, std::uint64_t seq, std::size_t input,
                  Ticket ticket) {
@@ -66,6 +65,7 @@ RedisInlet::RedisInlet(Session& session, const PlanStage& stage)
       mode_(stage.sink()                             ? Mode::sink
             : session.partitions(stage) > 1 || stage.gathers() ? Mode::partitioned
                                                      : Mode::shared),
+      inputs_(std::max<std::size_t>(1, stage.inputs.size())),
       group_(stage.name()),
       consumer_(session.consumer + ":" + stage.name()) {
   for (const std::string& key : session.keys(stage)) {
@@ -82,13 +82,7 @@ RedisInlet::~RedisInlet() {
 
 void RedisInlet::connect() {
   conn_ = session_.connect();
-  for (const Partition& part : parts_) {
-    const Reply reply = conn_->command({"XGROUP", "CREATE", part.key, group_, "0", "MKSTREAM"});
-    if (is_error(reply.get()) && !text(reply.get()).starts_with("BUSYGROUP")) {
-      throw std::runtime_error("cannot create consumer group '" + group_ + "' on " + part.key +
-                               ": " + std::string(text(reply.get())));
-    }
-  }
+  for (const Partition& part : parts_) create_group(*conn_, part.key, group_);
 }
 
 bool RedisInlet::take(std::vector<Delivery>& out, std::size_t max) {
@@ -241,10 +235,7 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
       const std::string_view key = text(at(stream, 0));
       for (std::size_t k : reading) {
         if (parts_[k].key != key) continue;
-        const redisReply* list = at(stream, 1);
-        for (std::size_t i = 0; i < size(list); ++i) {
-          if (!accept(at(list, i), k, 1, out)) return true;
-        }
+        if (!accept_all(at(stream, 1), k, out)) return true;
       }
     }
   } catch (const BrokerError& error) {
@@ -293,7 +284,7 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
     refuse(id, part, entry.version);
     return true;
   }
-  if (entry.input >= std::max<std::size_t>(1, stage_.inputs.size())) {
+  if (entry.input >= inputs_) {
     dead_letter(id, part, "entry " + id + " names input " + std::to_string(entry.input) +
                 " of stage '" + stage_.name() + "', which has " + std::to_string(stage_.inputs.size()),
                 deliveries, text(value), &entry, out);
@@ -316,22 +307,27 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
       seen.insert(entry.seq);
     }
   }
-  Delivery d{.kind = Delivery::Kind::skip, .input = entry.input,
-             .ticket = ticket_for({part, entry.stream, entry.seq, id, 0})};
+  Delivery d{.kind = entry.kind == Entry::Kind::packet ? Delivery::Kind::packet : Delivery::Kind::skip,
+             .input = entry.input};
   if (entry.kind == Entry::Kind::packet) {
     try {
       d.packet = decode_hop(entry.payload);
-      d.kind = Delivery::Kind::packet;
     } catch (const CodecError& error) {
-      write_dead_letter(session_, {.stage = stage_.name(), .error = "corrupt packet: " + std::string(error.what()),
-                                   .entry_id = id, .deliveries = deliveries,
-                                   .position = std::make_pair(entry.stream, entry.seq)});
-      d.dead_lettered = true;  // a skip goes on in its place
+      dead_letter(id, part, "corrupt packet: " + std::string(error.what()), deliveries, {}, &entry, out);
+      return true;
     }
   }
+  d.ticket = ticket_for({part, entry.stream, entry.seq, id, 0});
   d.packet.stream = entry.stream;
   d.packet.seq = entry.seq;
   out.push_back(std::move(d));
+  return true;
+}
+
+bool RedisInlet::accept_all(const redisReply* entries, std::size_t part, std::vector<Delivery>& out) {
+  for (std::size_t i = 0; i < size(entries); ++i) {
+    if (!accept(at(entries, i), part, 1, out)) return false;
+  }
   return true;
 }
 
@@ -426,7 +422,7 @@ void RedisInlet::dead_letter(const std::string& id, std::size_t part, const std:
     return;
   }
   // On the input it came by, unless that input is what was wrong with it.
-  const std::size_t input = entry->input < std::max<std::size_t>(1, stage_.inputs.size()) ? entry->input : 0;
+  const std::size_t input = entry->input < inputs_ ? entry->input : 0;
   out.push_back(control(Delivery::Kind::skip, entry->stream, entry->seq, input,
                         ticket_for({part, entry->stream, entry->seq, id, 0})));
   out.back().dead_lettered = true;
@@ -447,12 +443,15 @@ void RedisInlet::refuse(const std::string& id, std::size_t part, std::uint64_t v
         "pipeline file",
         stage_.name(), id, key, version_text(version), version_text(session_.version));
   }
-  if (!paused_) {
-    paused_ = true;
-    std::vector<Delivery> resets;  // nothing is delivered while paused
-    for (std::size_t k = 0; k < parts_.size() && mode_ == Mode::partitioned; ++k) {
-      give_up(k, resets, true);
-    }
+  if (!std::exchange(paused_, true)) release_leases();  // nothing is delivered while paused
+}
+
+// Every lease goes at once, after what was settled is recorded (the writer keeps that order).
+// The resets are for nobody: nothing more is delivered (paused, or the engine has stopped).
+void RedisInlet::release_leases() {
+  std::vector<Delivery> resets;
+  for (std::size_t k = 0; k < parts_.size() && mode_ == Mode::partitioned; ++k) {
+    give_up(k, resets, true);
   }
 }
 
@@ -532,17 +531,11 @@ void RedisInlet::take_over(std::size_t k, std::vector<Delivery>& out) {
   {
     std::lock_guard lock(mutex_);
     Partition& part = parts_[k];
-    part.owned = true;
-    part.lost = false;
-    ++part.generation;
-    part.seen.clear();
-    part.settled.clear();
-    part.committed.clear();
-    part.acks.clear();
+    part.change_owner(true);
     for (std::size_t i = 0; i + 1 < size(next.get()); i += 2) {
       const auto stream = static_cast<std::uint32_t>(integer(at(next.get(), i)));
       const auto seq = static_cast<std::uint64_t>(integer(at(next.get(), i + 1)));
-      for (std::size_t input = 0; input < std::max<std::size_t>(1, stage_.inputs.size()); ++input) {
+      for (std::size_t input = 0; input < inputs_; ++input) {
         part.seen.emplace(std::make_pair(stream, static_cast<std::uint16_t>(input)), SeqSet(seq));
       }
       part.settled.emplace(stream, SeqSet(seq));
@@ -567,9 +560,7 @@ void RedisInlet::claim_pending(std::size_t k, std::vector<Delivery>& out) {
                                         "COUNT", std::to_string(kMostRead)});
     if (is_error(reply.get())) break;
     cursor = std::string(text(at(reply.get(), 0)));
-    const redisReply* list = at(reply.get(), 1);
-    for (std::size_t i = 0; i < size(list) && accept(at(list, i), k, 1, out); ++i) {
-    }
+    accept_all(at(reply.get(), 1), k, out);
   } while (cursor != "0-0");
 }
 
@@ -589,14 +580,9 @@ void RedisInlet::give_up(std::size_t k, std::vector<Delivery>& out, bool release
       if (h.part == k) in_flight_.erase({h.part, h.id});
     }
   }
-  part.owned = false;
-  part.lost = false;
-  ++part.generation;
-  part.seen.clear();
-  part.settled.clear();
-  part.acks.clear();
+  part.change_owner(false);
   if (release) {
-    session_.writer.add({"EVAL", kRelease, "1", session_.names->lease(part.key), consumer_});
+    session_.writer.add({"EVAL", kIfOurs, "1", session_.names->lease(part.key), consumer_, "DEL"});
   }
 }
 
@@ -616,8 +602,7 @@ void RedisInlet::claim_strays(std::size_t k, std::vector<Delivery>& out) {
   const Reply claimed = conn_->command(claim);
   log().info("stage '{}': claimed {} entries a former owner of {} had read", stage_.name(),
              size(claimed.get()), parts_[k].key);
-  for (std::size_t i = 0; i < size(claimed.get()) && accept(at(claimed.get(), i), k, 1, out); ++i) {
-  }
+  accept_all(claimed.get(), k, out);
 }
 
 // Entries of a new run: what was known of the old one does not apply.
@@ -659,8 +644,8 @@ void RedisInlet::renew_leases(Connection& conn) {
     }
   }
   for (const std::string& key : owned) {
-    const Reply renewed = conn.command(
-        {"EVAL", kRenew, "1", session_.names->lease(key), consumer_, std::to_string(kLeaseMs)});
+    const Reply renewed = conn.command({"EVAL", kIfOurs, "1", session_.names->lease(key), consumer_,
+                                        "PEXPIRE", std::to_string(kLeaseMs)});
     if (integer(renewed.get()) == 1) continue;
     std::lock_guard lock(mutex_);
     for (Partition& part : parts_) {
@@ -683,21 +668,9 @@ std::size_t RedisInlet::unsettled() const {
   return tickets_.size();
 }
 
-void RedisInlet::leave(Connection& conn) {
+void RedisInlet::leave() {
   flush_acks();
-  if (mode_ != Mode::partitioned) return;
-  std::vector<std::string> owned;
-  {
-    std::lock_guard lock(mutex_);
-    for (Partition& part : parts_) {
-      if (part.owned) owned.push_back(part.key);
-      part.owned = false;
-    }
-  }
-  session_.writer.drain();  // the progress is recorded before the lease goes
-  for (const std::string& key : owned) {
-    conn.command({"EVAL", kRelease, "1", session_.names->lease(key), consumer_});
-  }
+  release_leases();
 }
 
 }  // namespace micromodels::detail

@@ -52,7 +52,7 @@ class RedisInlet final : public Inlet {
   [[nodiscard]] bool complete(const std::map<std::uint32_t, std::uint64_t>& counts) const;
   [[nodiscard]] std::size_t unsettled() const;
   /// At the end: the last acknowledgements, and the leases handed over at once.
-  void leave(Connection& conn);
+  void leave();
 
  private:
   enum class Mode { shared, partitioned, sink };
@@ -65,6 +65,16 @@ class RedisInlet final : public Inlet {
     std::map<std::uint32_t, SeqSet> settled{};
     std::map<std::uint32_t, std::uint64_t> committed{};  // next seq recorded in Redis
     std::vector<std::string> acks{};  // settled, not acknowledged yet
+    /// Taken over (or given up): what was known of it no longer holds.
+    void change_owner(bool ours) {
+      owned = ours;
+      lost = false;
+      ++generation;
+      seen.clear();
+      settled.clear();
+      committed.clear();
+      acks.clear();
+    }
   };
   struct Held {
     std::size_t part = 0;
@@ -81,6 +91,8 @@ class RedisInlet final : public Inlet {
   void fail_delivery(Delivery& d, const std::string& error);
   bool accept(const redisReply* entry, std::size_t part, std::int64_t deliveries,
               std::vector<Delivery>& out);
+  /// `accept` for each entry of a list delivered for the first time; false when one said stop.
+  bool accept_all(const redisReply* entries, std::size_t part, std::vector<Delivery>& out);
   Ticket ticket_for(Held held);
   void dead_letter(const std::string& id, std::size_t part, const std::string& error,
                    std::int64_t deliveries, std::string_view payload, const Entry* entry,
@@ -92,12 +104,14 @@ class RedisInlet final : public Inlet {
   void take_over(std::size_t part, std::vector<Delivery>& out);
   void claim_pending(std::size_t part, std::vector<Delivery>& out);
   void give_up(std::size_t part, std::vector<Delivery>& out, bool release);
+  void release_leases();
   void claim_strays(std::size_t part, std::vector<Delivery>& out);
   void new_run(std::vector<Delivery>& out);
 
   Session& session_;
   const PlanStage& stage_;
   const Mode mode_;
+  const std::size_t inputs_;  // the stage's inputs; a source-fed stage has one
   const std::string group_;
   const std::string consumer_;
   // The engine's inlet thread only:

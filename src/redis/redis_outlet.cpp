@@ -53,26 +53,17 @@ void RedisOutlet::put(const Packet& packet) {
   std::string payload = encode_for_hop(packet, to_.carried, session_.images,
                                        session_.image_refs ? session_.image_store.get() : nullptr, &stored);
   image_bytes_.fetch_add(stored, std::memory_order_relaxed);
-  add({.kind = Entry::Kind::packet,
-       .version = session_.version,
-       .run = session_.run(),
-       .stream = packet.stream,
-       .seq = packet.seq,
-       .input = input_},
-      payload);
+  add(Entry::Kind::packet, packet.stream, packet.seq, payload);
 }
 
 void RedisOutlet::skip(std::uint32_t stream, std::uint64_t seq) {
-  add({.kind = Entry::Kind::skip,
-       .version = session_.version,
-       .run = session_.run(),
-       .stream = stream,
-       .seq = seq,
-       .input = input_},
-      {});
+  add(Entry::Kind::skip, stream, seq, {});
 }
 
-void RedisOutlet::add(Entry entry, std::string_view payload) {
+void RedisOutlet::add(Entry::Kind kind, std::uint32_t stream, std::uint64_t seq,
+                      std::string_view payload) {
+  const Entry entry{.kind = kind, .version = session_.version, .run = session_.run(),
+                    .stream = stream, .seq = seq, .input = input_};
   std::string value = encode_entry(entry, payload);
   bytes_.fetch_add(value.size(), std::memory_order_relaxed);
   packets_.fetch_add(1, std::memory_order_relaxed);
@@ -116,10 +107,7 @@ void RedisOutlet::probe() {
   auto sum = std::make_shared<Sum>();
   for (const std::string& key : keys_) {
     session_.writer.add({"XINFO", "GROUPS", key}, [this, sum](const redisReply* reply) {
-      for (std::size_t i = 0; i < size(reply); ++i) {
-        const redisReply* group = at(reply, i);
-        if (text(field(group, "name")) == to_.name()) sum->lag += integer(field(group, "lag"));
-      }
+      sum->lag += integer(field(group(reply, to_.name()), "lag"));
       if (++sum->replies < keys_.size()) return;
       const long long room = static_cast<long long>(to_.config.queue_capacity) - sum->lag;
       room_.store(room, std::memory_order_relaxed);

@@ -40,7 +40,7 @@ class RedisOutlet final : public Outlet {
   Sent take_sent() { return {bytes_.exchange(0), packets_.exchange(0), image_bytes_.exchange(0)}; }
 
  private:
-  void add(Entry entry, std::string_view payload);
+  void add(Entry::Kind kind, std::uint32_t stream, std::uint64_t seq, std::string_view payload);
   void probe();
 
   Session& session_;

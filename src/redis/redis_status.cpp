@@ -1,14 +1,14 @@
 // `micromodels status`: each stage's queue as Redis sees it.
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <map>
-#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/fmt/fmt.h>
 
 #include "micromodels/redis.hpp"
+#include "live_set.hpp"
 #include "redis_connection.hpp"
 #include "redis_password.hpp"
 #include "redis_url.hpp"
@@ -37,13 +37,10 @@ std::map<std::pair<std::string, std::string>, Sample> sample(detail::Connection&
       Sample& s = result[{p, stage}];
       s.length += static_cast<std::uint64_t>(detail::integer(conn.command({"XLEN", key}).get()));
       const Reply groups = conn.command({"XINFO", "GROUPS", key});
-      for (std::size_t g = 0; g < detail::size(groups.get()); ++g) {
-        const redisReply* info = detail::at(groups.get(), g);
-        if (detail::text(detail::field(info, "name")) != stage) continue;
-        s.pending += static_cast<std::uint64_t>(detail::integer(detail::field(info, "pending")));
-        s.lag += static_cast<std::uint64_t>(detail::integer(detail::field(info, "lag")));
-        s.read += static_cast<std::uint64_t>(detail::integer(detail::field(info, "entries-read")));
-      }
+      const redisReply* info = detail::group(groups.get(), stage);
+      s.pending += static_cast<std::uint64_t>(detail::integer(detail::field(info, "pending")));
+      s.lag += static_cast<std::uint64_t>(detail::integer(detail::field(info, "lag")));
+      s.read += static_cast<std::uint64_t>(detail::integer(detail::field(info, "entries-read")));
     }
   }
   return result;
@@ -77,21 +74,11 @@ std::vector<StageStatus> redis_status(const std::string& url, const std::string&
   const auto second = sample(conn, pipelines);
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
-
   std::vector<StageStatus> status;
   for (const std::string& p : pipelines) {
-    const detail::StreamNames names(p);
     std::map<std::string, std::uint64_t> live;
-    const Reply members =
-        conn.command({"ZRANGEBYSCORE", names.live(), std::to_string(now_ms), "+inf"});
-    for (std::size_t i = 0; i < detail::size(members.get()); ++i) {
-      const std::string member(detail::text(detail::at(members.get(), i)));
-      const auto bar = member.find('|');
-      const auto last = member.rfind('|');
-      live[member.substr(0, bar)] += std::strtoull(member.c_str() + last + 1, nullptr, 10);
+    for (const detail::LiveMember& m : detail::live_members(conn, detail::StreamNames(p))) {
+      live[m.stage] += m.consumers;
     }
     for (const auto& [id, s] : second) {
       if (id.first != p) continue;
@@ -109,26 +96,13 @@ std::vector<StageStatus> redis_status(const std::string& url, const std::string&
 
 std::vector<ProcessStatus> redis_processes(const std::string& url, const std::string& pipeline) {
   detail::Connection conn(detail::with_password(detail::parse_redis_url(url)));
-  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
-  // The keeper's live set: "STAGE|host:pid|VERSION|CONSUMERS", scored with its heartbeat's
-  // expiry, 5 s after it (keeper.cpp).
-  constexpr double kLiveTtlS = 5.0;
-  const Reply members = conn.command({"ZRANGEBYSCORE", detail::StreamNames(pipeline).live(),
-                                      std::to_string(now_ms), "+inf", "WITHSCORES"});
+  const auto now_ms = static_cast<double>(detail::wall_ms());
   std::map<std::string, ProcessStatus> processes;
-  for (std::size_t i = 0; i + 1 < detail::size(members.get()); i += 2) {
-    const std::string member(detail::text(detail::at(members.get(), i)));
-    const double expiry_ms = std::strtod(std::string(detail::text(detail::at(members.get(), i + 1))).c_str(), nullptr);
-    const auto a = member.find('|');
-    const auto b = member.find('|', a == std::string::npos ? a : a + 1);
-    const auto last = member.rfind('|');
-    if (a == std::string::npos || b == std::string::npos || last <= b) continue;
-    ProcessStatus& w = processes[member.substr(a + 1, b - a - 1)];
-    w.id = member.substr(a + 1, b - a - 1);
-    w.stages[member.substr(0, a)] = std::strtoull(member.c_str() + last + 1, nullptr, 10);
-    const double age = std::max(0.0, kLiveTtlS - (expiry_ms - static_cast<double>(now_ms)) / 1000);
+  for (const detail::LiveMember& m : detail::live_members(conn, detail::StreamNames(pipeline))) {
+    ProcessStatus& w = processes[m.process];
+    w.id = m.process;
+    w.stages[m.stage] = m.consumers;
+    const double age = std::max(0.0, (detail::kLiveTtlMs - (m.expiry_ms - now_ms)) / 1000);
     w.heartbeat_age_s = w.stages.size() == 1 ? age : std::min(w.heartbeat_age_s, age);
   }
   std::vector<ProcessStatus> list;
@@ -137,24 +111,17 @@ std::vector<ProcessStatus> redis_processes(const std::string& url, const std::st
 }
 
 std::string status_table(const std::vector<StageStatus>& status) {
-  std::ostringstream out;
   if (status.empty()) {
-    out << "no pipelines on this Redis yet (start one with `micromodels run FILE --broker URL`)\n";
-    return out.str();
+    return "no pipelines on this Redis yet (start one with `micromodels run FILE --broker URL`)\n";
   }
-  char line[256];
-  std::snprintf(line, sizeof line, "%-16s %-16s %10s %10s %10s %9s %10s\n", "pipeline", "stage",
-                "backlog", "pending", "length", "consumers", "rate/s");
-  out << line;
+  constexpr std::string_view kRow = "{:<16} {:<16} {:>10} {:>10} {:>10} {:>9} {:>10}\n";
+  std::string out = fmt::format(kRow, "pipeline", "stage", "backlog", "pending", "length",
+                                "consumers", "rate/s");
   for (const StageStatus& s : status) {
-    std::snprintf(line, sizeof line, "%-16s %-16s %10llu %10llu %10llu %9llu %10.1f\n",
-                  s.pipeline.c_str(), s.stage.c_str(), static_cast<unsigned long long>(s.lag),
-                  static_cast<unsigned long long>(s.pending),
-                  static_cast<unsigned long long>(s.length),
-                  static_cast<unsigned long long>(s.consumers), s.rate);
-    out << line;
+    out += fmt::format(kRow, s.pipeline, s.stage, s.lag, s.pending, s.length, s.consumers,
+                       fmt::format("{:.1f}", s.rate));
   }
-  return out.str();
+  return out;
 }
 
 std::string status_json(const std::vector<StageStatus>& status) {

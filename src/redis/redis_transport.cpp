@@ -9,10 +9,12 @@
 // (ordered, per_stream, joins) read partitions that one process holds at a time (a lease);
 // sinks run in the run process, which drops duplicates: every packet reaches a sink once.
 #include <chrono>
-#include <cstdio>
 #include <thread>
 
+#include <spdlog/fmt/fmt.h>
+
 #include "keeper.hpp"
+#include "live_set.hpp"
 #include "micromodels/redis.hpp"
 #include "redis_inlet.hpp"
 #include "redis_outlet.hpp"
@@ -51,18 +53,8 @@ bool RedisTransport::serves(const PlanStage& stage) const {
   }
   // Served here unless a live worker of this pipeline version serves it.
   auto conn = session_->connect();
-  const std::string now = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                             std::chrono::system_clock::now().time_since_epoch())
-                                             .count());
-  const detail::Reply members =
-      conn->command({"ZRANGEBYSCORE", session_->names->live(), now, "+inf"});
-  const std::string prefix = stage.name() + "|";
-  const std::string version = "|" + version_text(session_->version) + "|";
-  for (std::size_t m = 0; m < detail::size(members.get()); ++m) {
-    const std::string_view member = detail::text(detail::at(members.get(), m));
-    if (member.starts_with(prefix) && member.find(version) != std::string_view::npos) return false;
-  }
-  return true;
+  return !detail::live_processes(*conn, *session_->names, version_text(session_->version))
+              .contains(stage.name());
 }
 
 std::unique_ptr<Inlet> RedisTransport::inlet(const PlanStage& stage) {
@@ -121,14 +113,13 @@ std::vector<HopBytes> RedisTransport::hop_bytes() const {
   const detail::Reply all = conn->command({"HGETALL", session_->names->hops()});
   for (const PlanStage& to : session_->plan->stages()) {
     for (std::size_t from : to.inputs) {
-      HopBytes h{.from = session_->plan->stages()[from].name(), .to = to.name()};
-      const std::string hop = h.from + ">" + h.to;
-      h.bytes = static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), hop + ":bytes")));
-      h.packets =
-          static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), hop + ":packets")));
-      h.image_bytes =
-          static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), hop + ":images")));
-      hops.push_back(h);
+      const std::string& name = session_->plan->stages()[from].name();
+      const auto count = [&](std::string_view what) {  // the keepers' totals (Keeper::add_hop_bytes)
+        const std::string key = name + ">" + to.name() + std::string(what);
+        return static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), key)));
+      };
+      hops.push_back({.from = name, .to = to.name(), .packets = count(":packets"),
+                      .bytes = count(":bytes"), .image_bytes = count(":images")});
     }
   }
   return hops;
@@ -152,15 +143,9 @@ std::vector<std::string> RedisTransport::served() const {
 
 std::string RedisTransport::report() const {
   const auto format_bytes = [](double bytes) {
-    char text[32];
-    if (bytes < 10e3) {
-      std::snprintf(text, sizeof text, "%.0f B", bytes);
-    } else if (bytes < 10e6) {
-      std::snprintf(text, sizeof text, "%.1f KiB", bytes / 1024);
-    } else {
-      std::snprintf(text, sizeof text, "%.1f MiB", bytes / 1024 / 1024);
-    }
-    return std::string(text);
+    return bytes < 10e3   ? fmt::format("{:.0f} B", bytes)
+           : bytes < 10e6 ? fmt::format("{:.1f} KiB", bytes / 1024)
+                          : fmt::format("{:.1f} MiB", bytes / 1024 / 1024);
   };
   std::string out;
   std::string elsewhere;  // the stages other processes serve: not in this process's table
@@ -181,26 +166,23 @@ std::string RedisTransport::report() const {
   out += "\nbytes per hop (all processes):\n";
   try {
     for (const HopBytes& hop : hop_bytes()) {
-      const double per_packet =
-          hop.packets > 0 ? static_cast<double>(hop.bytes) / static_cast<double>(hop.packets) : 0;
-      const double images_per_packet =
-          hop.packets > 0 ? static_cast<double>(hop.image_bytes) / static_cast<double>(hop.packets) : 0;
-      char line[200];
-      std::snprintf(line, sizeof line, "  %-14s -> %-14s %10llu packets %12s  %12s/packet  + images stored %12s/packet\n",
-                    hop.from.c_str(), hop.to.c_str(), static_cast<unsigned long long>(hop.packets),
-                    format_bytes(static_cast<double>(hop.bytes)).c_str(),
-                    format_bytes(per_packet).c_str(), format_bytes(images_per_packet).c_str());
-      out += line;
+      // No packets, no bytes: 0 per packet.
+      const auto packets = static_cast<double>(std::max<std::uint64_t>(1, hop.packets));
+      out += fmt::format("  {:<14} -> {:<14} {:>10} packets {:>12}  {:>12}/packet  + images stored "
+                         "{:>12}/packet\n",
+                         hop.from, hop.to, hop.packets, format_bytes(static_cast<double>(hop.bytes)),
+                         format_bytes(static_cast<double>(hop.bytes) / packets),
+                         format_bytes(static_cast<double>(hop.image_bytes) / packets));
     }
     out += "dead-lettered: " + std::to_string(dead_lettered()) + " (all processes; " +
            session_->names->dead_letter() + ")\n";
     auto conn = session_->connect();
     const detail::Reply counters = conn->command({"HGETALL", session_->names->counters()});
-    if (const long long pauses = detail::integer(detail::field(counters.get(), "memory_pauses")); pauses > 0) {
-      char line[160];
-      std::snprintf(line, sizeof line, "held back for Redis's memory: %lld times, %.1f s in all (all processes)\n",
-                    pauses, static_cast<double>(detail::integer(detail::field(counters.get(), "memory_paused_ms"))) / 1000);
-      out += line;
+    const long long pauses = detail::integer(detail::field(counters.get(), "memory_pauses"));
+    const long long paused_ms = detail::integer(detail::field(counters.get(), "memory_paused_ms"));
+    if (pauses > 0) {
+      out += fmt::format("held back for Redis's memory: {} times, {:.1f} s in all (all processes)\n",
+                         pauses, static_cast<double>(paused_ms) / 1000);
     }
   } catch (const BrokerError& error) {
     out += "  (Redis unreachable: " + std::string(error.what()) + ")\n";

@@ -27,13 +27,21 @@ std::string consumer_prefix() {
   return std::string(host) + ":" + std::to_string(getpid()) + (n > 1 ? "." + std::to_string(n) : "");
 }
 
-// `mm:{P}:run` holds "RUN VERSION", 16 hex digits each.
-std::pair<std::uint64_t, std::uint64_t> parse_run(std::string_view text) {
+// `mm:{P}:run` holds "RUN VERSION", 16 hex digits each; {0, 0} when there is no run. An error
+// reply (LOADING: a restarted Redis reads its files) is no answer: entries are never judged
+// against it.
+std::pair<std::uint64_t, std::uint64_t> read_run(Connection& conn, const Session& session) {
+  const Reply reply = conn.command({"GET", session.names->run()});
+  if (is_error(reply.get())) {
+    throw BrokerError(BrokerError::Kind::unreachable, "Redis at " + session.url.where() +
+                                                          " is not ready: " + std::string(text(reply.get())));
+  }
+  const std::string_view value = text(reply.get());
   std::uint64_t run = 0;
   std::uint64_t version = 0;
-  if (text.size() != 33) return {0, 0};
-  std::from_chars(text.data(), text.data() + 16, run, 16);
-  std::from_chars(text.data() + 17, text.data() + 33, version, 16);
+  if (value.size() != 33) return {0, 0};
+  std::from_chars(value.data(), value.data() + 16, run, 16);
+  std::from_chars(value.data() + 17, value.data() + 33, version, 16);
   return {run, version};
 }
 
@@ -62,8 +70,7 @@ void Session::bind(const Plan& bound) {
   images = wire_images_for(options.wire_images, options.jpeg_quality, pipeline);
   version = bound.version();
   image_refs = pipeline.wire().image_refs;
-  image_store = std::make_unique<ImageStore>(writer, *names, images,
-                                             pipeline.wire().image_ttl_s, kImageCacheBytes);
+  image_store = std::make_unique<ImageStore>(writer, *names, images, pipeline.wire().image_ttl_s);
   if (options.max_deliveries < 1) {
     throw ConfigError({}, "max_deliveries",
                       "--max-deliveries must be at least 1, got " + std::to_string(options.max_deliveries));
@@ -111,12 +118,7 @@ bool Session::is_current_run(Connection& conn, std::uint64_t run) {
   if (run != 0 && run == run_.load()) return true;
   if (is_run()) return false;
   std::lock_guard lock(run_mutex_);
-  const Reply reply = conn.command({"GET", names->run()});
-  if (is_error(reply.get())) {  // LOADING: never judge entries against an error
-    throw BrokerError(BrokerError::Kind::unreachable,
-                      "Redis at " + url.where() + " is not ready: " + std::string(text(reply.get())));
-  }
-  const auto [current, current_version] = parse_run(text(reply.get()));
+  const auto [current, current_version] = read_run(conn, *this);
   run_ = current;
   run_version_ = current_version;
   return run != 0 && run == current;
@@ -141,18 +143,22 @@ void Session::begin_run(Connection& conn) {
     conn.ok(del);
   }
   for (const PlanStage& stage : plan->stages()) {
+    // A worker that read the old stream may have made the new one (and its group) already.
     for (const std::string& key : stage.source() ? std::vector<std::string>{} : keys(stage)) {
-      // A worker that read the old stream may have made the new one (and its group) already.
-      const Reply made = conn.command({"XGROUP", "CREATE", key, stage.name(), "0", "MKSTREAM"});
-      if (is_error(made.get()) && !text(made.get()).starts_with("BUSYGROUP")) {
-        throw std::runtime_error("cannot create consumer group '" + stage.name() + "' on " + key +
-                                 ": " + std::string(text(made.get())));
-      }
+      create_group(conn, key, stage.name());
     }
   }
   conn.ok(streams);
   conn.ok({"SADD", StreamNames::pipelines(), plan->pipeline().name()});
   conn.ok({"SET", names->run(), version_text(run_) + " " + version_text(version)});
+}
+
+void create_group(Connection& conn, const std::string& key, const std::string& group) {
+  const Reply made = conn.command({"XGROUP", "CREATE", key, group, "0", "MKSTREAM"});
+  if (is_error(made.get()) && !text(made.get()).starts_with("BUSYGROUP")) {
+    throw std::runtime_error("cannot create consumer group '" + group + "' on " + key + ": " +
+                             std::string(text(made.get())));
+  }
 }
 
 void Session::produced(std::size_t source, std::uint32_t stream, std::uint64_t seq) {
@@ -196,12 +202,8 @@ bool Session::reconnect(const BrokerError& error, std::string_view who) {
   for (; !stopping(); std::this_thread::sleep_for(std::chrono::milliseconds(200))) {
     try {
       auto conn = connect();
-      const Reply reply = conn->command({"GET", names->run()});
-      if (is_error(reply.get())) {  // e.g. LOADING: a restarted Redis reads its files
-        throw BrokerError(BrokerError::Kind::unreachable,
-                          "Redis at " + url.where() + " is not ready: " + std::string(text(reply.get())));
-      }
-      if (is_run() && parse_run(text(reply.get())).first != run_.load()) {
+      const std::uint64_t current = read_run(*conn, *this).first;  // throws while Redis loads
+      if (is_run() && current != run_.load()) {
         return lost(BrokerError(
             BrokerError::Kind::lost,
             "Redis at " + url.where() + " came back without this run's queues (it restarted without "

@@ -45,8 +45,6 @@ class Session {
   std::string consumer;  // host:pid (.N for a second transport in one process)
   Writer writer;
   MemoryGate memory{*this};  // Redis near its maxmemory: what holds back
-  /// The images a process keeps (stored or fetched), at most this many bytes.
-  static constexpr std::size_t kImageCacheBytes = std::size_t{256} << 20;
 
   /// A stage that gathers each stream in one process (ordered, per_stream, joins) has
   /// `partitions:` streams, one per stream id modulo their number; other stages, and the sinks
@@ -84,6 +82,11 @@ class Session {
   std::vector<RedisInlet*> inlets;
   std::vector<RedisOutlet*> outlets;
   std::set<std::size_t> served;  // stages served here (announced by the keeper)
+  /// A copy of `inlets`, for a thread that calls into them.
+  [[nodiscard]] std::vector<RedisInlet*> inlets_now() {
+    std::lock_guard lock(parts_mutex);
+    return inlets;
+  }
   std::atomic<int> outlets_waiting{0};  // outlets waiting for room, probed by the writer
 
  private:
@@ -96,6 +99,9 @@ class Session {
   std::map<std::size_t, std::map<std::uint32_t, std::uint64_t>> produced_;
   std::uint64_t packets_sent_ = 0;  // under produced_mutex_, for messages
 };
+
+/// Makes the consumer group `group` of stream `key` (and the stream) unless it exists.
+void create_group(Connection& conn, const std::string& key, const std::string& group);
 
 /// Messages go to stderr (spdlog's "micromodels.redis" logger): stdout holds only what a
 /// script may read.
