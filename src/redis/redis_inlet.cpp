@@ -169,7 +169,14 @@ void RedisInlet::fail_delivery(Delivery& d, const std::string& error) {
 
 bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
   if (session_.stopping()) return false;
-  if (run_ == 0) run_ = session_.run();
+  // A run began since this inlet last looked (another part of this process met its first
+  // entry): what it held does not apply, the leases least of all, which the run's start deleted.
+  // Noticed here rather than at this stage's own first entry, which may come much later: read
+  // under the old leases, the new run's entries would be taken again when the keeper finds them
+  // gone, and run twice.
+  if (const std::uint64_t current = session_.run(); current != 0 && current != run_) {
+    new_run(out);
+  }
   try {
     if (!conn_) {
       connect();

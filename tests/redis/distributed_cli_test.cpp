@@ -388,6 +388,44 @@ TEST_F(DistributedCliTest, APerStreamWorkerPausedPastItsLeasesIsTakenOverAndTheR
   EXPECT_NE(slept.err.find("lost the lease"), std::string::npos) << slept.err;
 }
 
+// A worker that was up before the run took the per_stream stage's leases while idle; the run's
+// start deletes them. A stage whose first entry comes long after the run began (here behind a
+// 150 ms stage) must not read the new run under the old leases, which the keeper would then find
+// gone: "lost the lease", and the entries read meanwhile run twice.
+TEST_F(DistributedCliTest, AWorkerUpBeforeTheRunKeepsItsPerStreamStageThroughTheRunsStart) {
+  const int count = 30;
+  const fs::path path = dir_ / "p.yaml";
+  write_text(path, "pipeline: " + name_ +
+                       "\nstages:\n"
+                       "  - { name: source, type: synthetic.source, params: { count: 30 } }\n"
+                       "  - { name: slow, type: model.sleep, params: { service_ms: 150 } }\n"
+                       "  - { name: work, type: model.sleep, state: per_stream, params: { "
+                       "service_ms: 20 } }\n"
+                       "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
+                       (dir_ / "out.jsonl").string() + " } }\n");
+  auto w = worker("w", path, "slow,work");
+  wait_live("work", 1);
+  std::this_thread::sleep_for(1500ms);  // its leases taken while no run exists
+  const Result run = start("run", {"run", path.string(), "--broker", redis_url(), "--serve",
+                                   "none", "-q"})
+                         ->wait(60s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  expect_complete(count);
+  std::this_thread::sleep_for(1500ms);  // a keeper round after the last packet
+  w->signal(SIGTERM);
+  const Result r = w->wait(20s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("lost the lease"), std::string::npos) << r.err;
+  const auto row = r.out.find("\nwork ");
+  ASSERT_NE(row, std::string::npos) << r.out;
+  std::istringstream fields(r.out.substr(row + 1));
+  std::string name;
+  int consumers = 0;
+  std::uint64_t processed = 0;
+  fields >> name >> consumers >> processed;
+  EXPECT_EQ(processed, static_cast<std::uint64_t>(count)) << "each packet once\n" << r.out;
+}
+
 // A worker started with another version of the pipeline file (here `work` has another type)
 // meets an entry of the run: it refuses it, says which version it runs and which wrote the entry,
 // and hands it back untouched; a worker with the run's file then processes everything.
