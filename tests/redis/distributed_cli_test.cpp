@@ -54,6 +54,18 @@ class DistributedCliTest : public RedisTest {
     RedisTest::wait_live(redis, stage, n);
   }
 
+  // The `processed` column of `stage`'s row in a process's table; -1 without such a row.
+  static long long processed_in(const std::string& table, const std::string& stage) {
+    const auto row = table.find("\n" + stage + " ");
+    if (row == std::string::npos) return -1;
+    std::istringstream fields(table.substr(row + 1));
+    std::string name;
+    int consumers = 0;
+    long long processed = -1;
+    fields >> name >> consumers >> processed;
+    return processed;
+  }
+
   // The sink's (seq) list for stream 0: every packet once, in order, unless listed missing.
   void expect_complete(int count, const std::set<int>& missing = {}) {
     std::vector<int> seqs;
@@ -92,14 +104,7 @@ TEST_F(DistributedCliTest, TwoWorkersShareAStageAndTheRunServesNothing) {
     w->signal(SIGTERM);
     const Result r = w->wait(20s);
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    const auto row = r.out.find("\nwork ");
-    ASSERT_NE(row, std::string::npos) << r.out;
-    std::istringstream fields(r.out.substr(row + 1));
-    std::string name;
-    int consumers = 0;
-    std::uint64_t processed = 0;
-    fields >> name >> consumers >> processed;
-    EXPECT_GT(processed, 20u) << r.out;
+    EXPECT_GT(processed_in(r.out, "work"), 20) << r.out;
   }
 }
 
@@ -416,14 +421,7 @@ TEST_F(DistributedCliTest, AWorkerUpBeforeTheRunKeepsItsPerStreamStageThroughThe
   const Result r = w->wait(20s);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err.find("lost the lease"), std::string::npos) << r.err;
-  const auto row = r.out.find("\nwork ");
-  ASSERT_NE(row, std::string::npos) << r.out;
-  std::istringstream fields(r.out.substr(row + 1));
-  std::string name;
-  int consumers = 0;
-  std::uint64_t processed = 0;
-  fields >> name >> consumers >> processed;
-  EXPECT_EQ(processed, static_cast<std::uint64_t>(count)) << "each packet once\n" << r.out;
+  EXPECT_EQ(processed_in(r.out, "work"), count) << "each packet once\n" << r.out;
 }
 
 // A worker started with another version of the pipeline file (here `work` has another type)
