@@ -80,6 +80,9 @@ struct MetricsSnapshot {
   int workers = 0;                // threads of the pool that CPU-bound stages share
   std::uint32_t streams = 0;      // streams the sources produced (highest stream id + 1)
   std::vector<StageMetrics> stages{};
+  /// What the transport counted in this process (Redis: memory_pauses, memory_paused_ms); empty
+  /// in memory.
+  std::map<std::string, std::uint64_t> transport{};
 
   [[nodiscard]] const StageMetrics* stage(const std::string& name) const;
   /// What limits throughput, from the service times since the start, or since `before` (an

@@ -99,6 +99,9 @@ class RedisTransport final : public Transport {
   void stop() override;
   /// Bytes per hop (all processes) and the run's dead letters.
   [[nodiscard]] std::string report() const override;
+  /// Pauses for Redis's memory in this process: `memory_pauses` (begun) and `memory_paused_ms`
+  /// (the one under way included).
+  [[nodiscard]] std::map<std::string, std::uint64_t> events() const override;
 
   /// Bytes per hop over all processes (read from Redis).
   [[nodiscard]] std::vector<HopBytes> hop_bytes() const;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -121,6 +122,9 @@ class Transport {
   virtual void stop() = 0;
   /// Lines for the end-of-run report (bytes per hop, dead letters); empty when none.
   [[nodiscard]] virtual std::string report() const { return {}; }
+  /// Named counts of what the transport met in this process (Redis: `memory_pauses`,
+  /// `memory_paused_ms`), shown as `transport` in the metrics (JSON, /status, /metrics).
+  [[nodiscard]] virtual std::map<std::string, std::uint64_t> events() const { return {}; }
 };
 
 }  // namespace micromodels

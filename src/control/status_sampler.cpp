@@ -212,6 +212,7 @@ Json StatusSampler::status(const MetricsSnapshot& now) {
       {"throughput_per_s", optional_number(throughput)},
       {"bottleneck", limit ? Json(limit->name) : Json(nullptr)},
       {"stages", std::move(stages)},
+      {"transport", now.transport},
       {"broker", std::move(broker_view)},
       {"processes", std::move(processes_view)},
       {"broker_error", std::move(broker_error)}};

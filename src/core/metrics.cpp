@@ -415,6 +415,7 @@ std::string MetricsSnapshot::to_json() const {
       {"throughput_per_s", throughput(*this)},
       {"bottleneck", limit ? Json(limit->name) : Json(nullptr)},
       {"stages", std::move(stage_list)},
+      {"transport", transport},
   };
   // Replace invalid UTF-8 in names instead of throwing: metrics output must not fail a run.
   return out.dump(2, ' ', false, Json::error_handler_t::replace) + '\n';
@@ -488,6 +489,16 @@ std::string MetricsSnapshot::to_prometheus() const {
       w.sample("micromodels_stage_events_total", &s, integer(n),
                "event=\"" + escape_label_value(event) + '"');
     }
+  }
+
+  if (!transport.empty()) {
+    w.family("micromodels_transport_events_total", "counter",
+             "What the transport met in this process, by event (Redis: memory_pauses, "
+             "memory_paused_ms).");
+  }
+  for (const auto& [event, n] : transport) {
+    w.sample("micromodels_transport_events_total", nullptr, integer(n),
+             "event=\"" + escape_label_value(event) + '"');
   }
 
   w.family("micromodels_stage_service_seconds", "histogram",

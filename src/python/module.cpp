@@ -128,6 +128,7 @@ PYBIND11_MODULE(micromodels, module) {
       .def_readonly("packets_out", &MetricsSnapshot::packets_out)
       .def_readonly("workers", &MetricsSnapshot::workers)
       .def_readonly("stages", &MetricsSnapshot::stages)
+      .def_readonly("transport", &MetricsSnapshot::transport)
       .def(
           "stage", [](const MetricsSnapshot& m, const std::string& name) { return m.stage(name); },
           py::return_value_policy::reference_internal)

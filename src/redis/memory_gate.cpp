@@ -66,6 +66,8 @@ void MemoryGate::sample(Connection& conn) {
   if (holding && !paused_) {
     paused_ = true;
     paused_at_ = said_at_ = now;
+    ++pauses_;
+    paused_since_ns_ = now.time_since_epoch().count();
     log_pause("is at");
   } else if (holding && now - said_at_ >= kSayEvery) {
     said_at_ = now;
@@ -75,11 +77,23 @@ void MemoryGate::sample(Connection& conn) {
   } else if (!holding && paused_) {
     paused_ = false;
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - paused_at_).count();
+    paused_ms_ += static_cast<std::uint64_t>(ms);
+    paused_since_ns_ = 0;
     log().info("Redis at {} has room again, at {}: resuming after {:.1f} s", session_.url.where(),
                figures(), static_cast<double>(ms) / 1000);
     conn.command({"HINCRBY", session_.names->counters(), "memory_pauses", "1"});
     conn.command({"HINCRBY", session_.names->counters(), "memory_paused_ms", std::to_string(ms)});
   }
+}
+
+std::uint64_t MemoryGate::paused_ms() const {
+  std::uint64_t ms = paused_ms_.load();
+  if (const std::int64_t since = paused_since_ns_.load(); since != 0) {
+    const std::chrono::steady_clock::duration now = std::chrono::steady_clock::now().time_since_epoch();
+    ms += static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - std::chrono::nanoseconds(since)).count());
+  }
+  return ms;
 }
 
 void MemoryGate::log_pause(const std::string& state) {

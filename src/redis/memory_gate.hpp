@@ -42,6 +42,9 @@ class MemoryGate {
   [[nodiscard]] bool fits(std::size_t bytes) const noexcept;
   /// "used U of maxmemory M (P%)", from the last sample.
   [[nodiscard]] std::string figures() const;
+  /// Pauses begun in this process, and their milliseconds (the one under way included).
+  [[nodiscard]] std::uint64_t pauses() const noexcept { return pauses_.load(); }
+  [[nodiscard]] std::uint64_t paused_ms() const;
 
  private:
   void log_pause(const std::string& state);
@@ -54,6 +57,9 @@ class MemoryGate {
   std::atomic<bool> closed_{false};
   std::atomic<std::size_t> held_outputs_{0};
   bool info_refused_ = false;  // the ACL denies INFO: said once
+  std::atomic<std::uint64_t> pauses_{0};
+  std::atomic<std::uint64_t> paused_ms_{0};     // of the pauses that ended
+  std::atomic<std::int64_t> paused_since_ns_{0};  // steady clock; 0: no pause under way
   // The keeper's thread only:
   bool paused_ = false;
   std::chrono::steady_clock::time_point paused_at_{}, said_at_{};

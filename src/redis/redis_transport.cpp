@@ -141,6 +141,10 @@ std::vector<std::string> RedisTransport::served() const {
   return names;
 }
 
+std::map<std::string, std::uint64_t> RedisTransport::events() const {
+  return {{"memory_pauses", session_->memory.pauses()}, {"memory_paused_ms", session_->memory.paused_ms()}};
+}
+
 std::string RedisTransport::report() const {
   const auto format_bytes = [](double bytes) {
     return bytes < 10e3   ? fmt::format("{:.0f} B", bytes)

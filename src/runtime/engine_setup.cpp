@@ -467,6 +467,7 @@ MetricsSnapshot Engine::metrics() const {
   snapshot.elapsed_s = started_ ? std::chrono::duration<double>(now - start_time_).count() : 0;
   snapshot.workers = workers_;
   snapshot.streams = streams_.load(std::memory_order_relaxed);
+  if (transport_ != nullptr) snapshot.transport = transport_->events();
 
   // Packets in: what entered this process's part of the pipeline at its first stages (sources,
   // or stages whose inputs run elsewhere); out: what its last stages are done with, counted

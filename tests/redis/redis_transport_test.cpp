@@ -707,6 +707,13 @@ TEST_F(RedisMemoryTest, AnotherClientFillingRedisPausesTheRunUntilItHasRoomAndNo
   EXPECT_EQ(log.find("reclaimed"), std::string::npos) << "a packet waiting for room ran twice: " << log;
   EXPECT_GE(pauses(redis.url(), key("counters")), 1u);
   EXPECT_NE(run.transport.report().find("held back for Redis's memory"), std::string::npos);
+  // The process's own pauses, in its metrics: the 1.5 s above at least.
+  const MetricsSnapshot metrics = run.runner.metrics();
+  EXPECT_GE(metrics.transport.at("memory_pauses"), 1u);
+  EXPECT_GE(metrics.transport.at("memory_paused_ms"), 1000u);
+  EXPECT_NE(metrics.to_prometheus().find("micromodels_transport_events_total{pipeline=\""),
+            std::string::npos);
+  EXPECT_NE(metrics.to_json().find("\"memory_pauses\""), std::string::npos);
   expect_every_frame(run);
 }
 
