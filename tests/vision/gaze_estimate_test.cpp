@@ -142,7 +142,7 @@ TEST(GazeEstimate, ABlinkIsAnEyeClosingAgainstItsUsualOpening) {
 }
 
 // A hidden eye is one whose contrast fell alone: a look down lowers both eyes' (less white in
-// view, by up to half at 15 degrees), a hand or hair over one eye that eye's, to about a third.
+// view), a hand or hair over one eye that eye's.
 TEST(GazeEstimate, AnEyeIsHiddenWhenItsContrastFallsAloneNotWhenBothEyesLookDown) {
   auto estimate = harness("gaze.estimate", {{"fade_frames", std::int64_t{1}}});
   std::uint64_t seq = 0;

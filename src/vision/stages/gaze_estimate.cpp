@@ -86,9 +86,8 @@ constexpr double kUsualEarFrames = 100;
 // best, but not fully. Set from the eval's runs (first 300 frames of the three clips, both eyes
 // turned down by 10 and 15 degrees): no open turned eye fell below 0.29 of the other's fall,
 // 0.19 of the other's contrast or 2.5 gray levels (a lid lowered on one eye alone, cap12 from
-// frame 250); a
-// cheek's skin or dark strands over one eye (tests/vision/eye_measure_test.cpp, EyeHidden) fall
-// to 0.25-0.68 of the other's at the median, so only part of them is caught.
+// frame 250); a cheek's skin or dark strands over one eye (tests/vision/eye_measure_test.cpp,
+// EyeHidden) fall to 0.25-0.68 of the other's at the median, so only part of them is caught.
 constexpr double kHiddenShare = 0.15;
 constexpr double kHiddenFall = 0.25;
 
@@ -224,7 +223,8 @@ class GazeEstimate final : public Stage {
       if (ear >= params_.blink_ear) {
         usual_ear = usual_ear ? *usual_ear + (ear - *usual_ear) / kUsualEarFrames : ear;
       }
-      const bool visible = seen[s] >= params_.min_eye_contrast && seen[s] >= kHiddenShare * seen[1 - s] &&
+      const bool visible = seen[s] >= params_.min_eye_contrast &&
+                           seen[s] >= kHiddenShare * seen[1 - s] &&
                            fell[s] >= kHiddenFall * fell[1 - s];
       both_seen = both_seen && open && visible;
       if (!big) fail(kEyesSmall);
