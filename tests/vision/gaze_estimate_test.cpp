@@ -141,6 +141,34 @@ TEST(GazeEstimate, ABlinkIsAnEyeClosingAgainstItsUsualOpening) {
   EXPECT_LT(frames, 100);
 }
 
+// A hidden eye is one whose contrast fell alone: a look down lowers both eyes' (less white in
+// view), a hand or hair over one eye that eye's.
+TEST(GazeEstimate, AnEyeIsHiddenWhenItsContrastFallsAloneNotWhenBothEyesLookDown) {
+  auto estimate = harness("gaze.estimate", {{"fade_frames", std::int64_t{1}}});
+  std::uint64_t seq = 0;
+  const auto with_contrast = [&](double right, double left) {
+    mm::Packet p = looking({0, 0});
+    p.set("eye_contrast", mm::Scalars{right, left});
+    return judge(estimate, std::move(p), seq++);
+  };
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(with_contrast(9, 20).reason, "ok");  // one eye lit less
+  // A look down: both fall by half, the dimmer eye under the 5 gray levels that once gated it.
+  EXPECT_EQ(with_contrast(4.5, 10).reason, "ok");
+  EXPECT_EQ(with_contrast(6.5, 15).reason, "ok");  // and by a quarter and a third: still seen
+  // A hand over the brighter eye: 4 is more than 0.15 of the other's 9 and more than 2, but a
+  // fifth of its usual 20 while the other kept its own.
+  const Judged hand = with_contrast(9, 4);
+  EXPECT_EQ(hand.reason, "eye_hidden");
+  EXPECT_EQ(hand.strength, 0.0);
+  // A hand that stays is still a hand: the usual does not learn from a hidden eye.
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(with_contrast(9, 4).reason, "eye_hidden") << i;
+  EXPECT_EQ(with_contrast(9, 20).reason, "ok");  // taken away
+  // The light dims on both eyes alike: seen, and the usual follows it.
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(with_contrast(4, 9).reason, "ok") << i;
+  // Flat, with no texture at all: below min_eye_contrast (2), whatever the other eye does.
+  EXPECT_EQ(with_contrast(1.5, 1.2).reason, "eye_hidden");
+}
+
 TEST(GazeEstimate, GatesFadeOverTheirBandsInDegrees) {
   const auto target = [](const mm::Packet& p) {
     auto estimate = harness("gaze.estimate", {{"fade_frames", std::int64_t{1}}});
@@ -179,8 +207,8 @@ TEST(GazeEstimate, GatesFadeOverTheirBandsInDegrees) {
   hidden.set("eye_contrast", mm::Scalars{40.0, 3.0});
   EXPECT_EQ(target(hidden).reason, "eye_hidden");
   EXPECT_EQ(target(hidden).strength, 0.0);
-  // Or less than 0.3 of the other eye's; both eyes low (a dim light, a look down) are seen.
-  hidden.set("eye_contrast", mm::Scalars{40.0, 10.0});
+  // Or less than 0.15 of the other eye's; both eyes low (a dim light, a look down) are seen.
+  hidden.set("eye_contrast", mm::Scalars{40.0, 5.0});
   EXPECT_EQ(target(hidden).reason, "eye_hidden");
   hidden.set("eye_contrast", mm::Scalars{7.0, 6.0});
   EXPECT_EQ(target(hidden).reason, "ok");
