@@ -9,6 +9,7 @@
 #include "eye_fields.hpp"
 #include "iris_schedule.hpp"
 #include "stage_registration.hpp"
+#include "stream_states.hpp"
 
 namespace micromodels::vision {
 
@@ -30,7 +31,7 @@ struct StreamCarry {
 class EyeIrisCarry final : public Stage {
  public:
   void process(Packet packet, std::vector<Packet>& out) override {
-    const std::shared_ptr<StreamCarry> state = stream_state(packet.stream);
+    const std::shared_ptr<StreamCarry> state = streams_.of(packet.stream);
     std::lock_guard lock(state->mutex);
     const Points* landmarks = points_field(packet, "landmarks", kLandmarkCount);
     if (landmarks == nullptr) {
@@ -70,15 +71,7 @@ class EyeIrisCarry final : public Stage {
     packet.set("iris_measured", std::int64_t{0});
   }
 
-  std::shared_ptr<StreamCarry> stream_state(std::uint32_t stream) {
-    std::lock_guard lock(streams_mutex_);
-    std::shared_ptr<StreamCarry>& state = streams_[stream];
-    if (!state) state = std::make_shared<StreamCarry>();
-    return state;
-  }
-
-  std::mutex streams_mutex_;
-  std::map<std::uint32_t, std::shared_ptr<StreamCarry>> streams_;
+  StreamStates<StreamCarry> streams_;
 };
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "eye_fields.hpp"
 #include "iris_schedule.hpp"
 #include "stage_registration.hpp"
+#include "stream_states.hpp"
 
 namespace micromodels::vision {
 
@@ -26,7 +27,7 @@ class EyeIrisSchedule final : public Stage {
   explicit EyeIrisSchedule(IrisScheduleOptions options) : options_(options) {}
 
   void process(Packet packet, std::vector<Packet>& out) override {
-    const std::shared_ptr<StreamSchedule> state = stream_state(packet.stream);
+    const std::shared_ptr<StreamSchedule> state = streams_.of(packet.stream);
     std::lock_guard lock(state->mutex);
     const Points* landmarks = points_field(packet, "landmarks", kLandmarkCount);
     if (landmarks == nullptr) {
@@ -41,16 +42,9 @@ class EyeIrisSchedule final : public Stage {
   }
 
  private:
-  std::shared_ptr<StreamSchedule> stream_state(std::uint32_t stream) {
-    std::lock_guard lock(streams_mutex_);
-    std::shared_ptr<StreamSchedule>& state = streams_[stream];
-    if (!state) state = std::make_shared<StreamSchedule>();
-    return state;
-  }
 
   IrisScheduleOptions options_;
-  std::mutex streams_mutex_;
-  std::map<std::uint32_t, std::shared_ptr<StreamSchedule>> streams_;
+  StreamStates<StreamSchedule> streams_;
 };
 
 }  // namespace

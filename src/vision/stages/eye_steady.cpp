@@ -30,6 +30,7 @@
 
 #include "eye_fields.hpp"
 #include "stage_registration.hpp"
+#include "stream_states.hpp"
 
 namespace micromodels::vision {
 
@@ -126,7 +127,7 @@ class EyeSteady final : public Stage {
       : params_(params), band_(static_cast<float>(params.dead_band)) {}
 
   void process(Packet packet, std::vector<Packet>& out) override {
-    const std::shared_ptr<StreamSteady> state = stream_state(packet.stream);
+    const std::shared_ptr<StreamSteady> state = streams_.of(packet.stream);
     std::lock_guard lock(state->mutex);
     const bool restarted = state->seen && packet.seq <= state->last_seq;
     const double dt = state->seen && packet.time_ns > state->last_time_ns
@@ -200,17 +201,9 @@ class EyeSteady final : public Stage {
     packet.set("steady_eyeballs", std::move(steady_balls));
   }
 
-  std::shared_ptr<StreamSteady> stream_state(std::uint32_t stream) {
-    std::lock_guard lock(streams_mutex_);
-    std::shared_ptr<StreamSteady>& state = streams_[stream];
-    if (!state) state = std::make_shared<StreamSteady>();
-    return state;
-  }
-
   SteadyParams params_;
   float band_;
-  std::mutex streams_mutex_;
-  std::map<std::uint32_t, std::shared_ptr<StreamSteady>> streams_;
+  StreamStates<StreamSteady> streams_;
 };
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "eye_fields.hpp"
 #include "one_euro_filter.hpp"
 #include "stage_registration.hpp"
+#include "stream_states.hpp"
 
 namespace micromodels::vision {
 
@@ -108,7 +109,8 @@ class FaceSmooth final : public Stage {
   explicit FaceSmooth(SmoothParams params) : params_(params) {}
 
   void process(Packet packet, std::vector<Packet>& out) override {
-    const std::shared_ptr<StreamSmooth> state = stream_state(packet.stream);
+    const std::shared_ptr<StreamSmooth> state =
+        streams_.of(packet.stream, params_.filter, params_.anchor);
     std::lock_guard lock(state->mutex);
     if (state->seen && packet.seq <= state->last_seq) state->reset_points();  // started over
     state->seen = true;
@@ -141,16 +143,9 @@ class FaceSmooth final : public Stage {
   }
 
  private:
-  std::shared_ptr<StreamSmooth> stream_state(std::uint32_t stream) {
-    std::lock_guard lock(streams_mutex_);
-    std::shared_ptr<StreamSmooth>& state = streams_[stream];
-    if (!state) state = std::make_shared<StreamSmooth>(params_.filter, params_.anchor);
-    return state;
-  }
 
   SmoothParams params_;
-  std::mutex streams_mutex_;
-  std::map<std::uint32_t, std::shared_ptr<StreamSmooth>> streams_;
+  StreamStates<StreamSmooth> streams_;
 };
 
 }  // namespace

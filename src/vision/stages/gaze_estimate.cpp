@@ -23,6 +23,7 @@
 #include "eye_fields.hpp"
 #include "head_pose.hpp"
 #include "stage_registration.hpp"
+#include "stream_states.hpp"
 
 namespace micromodels::vision {
 
@@ -138,7 +139,7 @@ class GazeEstimate final : public Stage {
 
   void process(Packet packet, std::vector<Packet>& out) override {
     const char* reason = kOk;
-    const std::shared_ptr<StreamState> state = stream_state(packet.stream);
+    const std::shared_ptr<StreamState> state = streams_.of(packet.stream);
     {
       std::lock_guard lock(state->mutex);
       if (state->seen && packet.seq <= state->last_seq) {  // started over
@@ -287,16 +288,8 @@ class GazeEstimate final : public Stage {
     return factor;
   }
 
-  std::shared_ptr<StreamState> stream_state(std::uint32_t stream) {
-    std::lock_guard lock(streams_mutex_);
-    std::shared_ptr<StreamState>& state = streams_[stream];
-    if (!state) state = std::make_shared<StreamState>();
-    return state;
-  }
-
   EstimateParams params_;
-  std::mutex streams_mutex_;
-  std::map<std::uint32_t, std::shared_ptr<StreamState>> streams_;
+  StreamStates<StreamState> streams_;
 };
 
 // A float constant as the double it was written as (0.37f is 0.37000000476837158 as a double),
