@@ -43,6 +43,7 @@ passed=0
 failed=0
 skipped=0
 summary=()
+failed_names=()  # "phase: test (Failed|Timeout|...)", listed after the summary
 run_start=$(date +%s)
 
 banner() { printf '\n==== %s ====\n' "$*"; }
@@ -132,6 +133,11 @@ run_ctest() {
   failed=$((failed + bad))
   skipped=$((skipped + skip))
   ctest_detail="$((total - bad - skip))/$total tests passed"
+  # ctest ends with "The following tests FAILED:" and one "  N - name (Failed)" line each.
+  local name_line
+  while IFS= read -r name_line; do
+    failed_names+=("$name: ${name_line#"${name_line%%[![:space:]]*}"}")
+  done < <(sed -n '/The following tests FAILED:/,$p' "$log" | grep -E '^[[:space:]]+[0-9]+ - ')
   [[ $skip -gt 0 ]] && ctest_detail+=", $skip skipped"
   [[ $bad -gt 0 ]] && ctest_detail+=", $bad failed"
   [[ $bad -eq 0 && $rc -eq 0 ]]
@@ -528,6 +534,10 @@ main() {
   done
   printf 'total time %dm%02ds\n' $((total / 60)) $((total % 60))
   [[ $skipped -gt 0 ]] && echo "($skipped tests skipped themselves; not counted below)"
+  if [[ ${#failed_names[@]} -gt 0 ]]; then
+    echo "failed tests (their output: out/test-logs/PHASE-ctest.log):"
+    printf '  %s\n' "${failed_names[@]}"
+  fi
   echo "$passed passed, $failed failed"
   [[ $failed -eq 0 ]]
 }
