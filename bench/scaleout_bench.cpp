@@ -5,8 +5,10 @@
 // worker count, the bytes per frame per hop, Redis's CPU per frame, and what each worker used of
 // its quota. Without root (or with --no-netns) the hosts are this machine's loopback, and it
 // says so; without cgroups the workers are not held to a quota, and it says so.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -29,6 +31,8 @@
 #include "cpu_groups.hpp"
 #include "eye_contact_support.hpp"
 #include "json_file.hpp"
+#include "micromodels/plan.hpp"
+#include "micromodels/registry.hpp"
 #include "redis_context.hpp"
 #include "testbed.hpp"
 
@@ -272,7 +276,14 @@ class Bench {
     after = redis_info(*ctx_);
     const double per_set = (after.cpu_s - before.cpu_s) / images;
     before = after;
-    for (int i = 0; i < images; ++i) ctx_->command({"GET", key + ":img:" + std::to_string(i)});
+    // The reading process pays for a GET too (the reply read off the socket and copied out):
+    // this thread's CPU, which the model charges to the workers for each extra fetch.
+    const double client_before = thread_cpu_seconds();
+    for (int i = 0; i < images; ++i) {
+      const std::string pixels = ctx_->text({"GET", key + ":img:" + std::to_string(i)});
+      if (pixels.size() != image_bytes) throw std::runtime_error("calibration: a GET came back short");
+    }
+    const double client_per_get = (thread_cpu_seconds() - client_before) / images;
     after = redis_info(*ctx_);
     const double per_get = (after.cpu_s - before.cpu_s) / images;
     for (int i = 0; i < images; ++i) ctx_->command({"DEL", key + ":img:" + std::to_string(i)});
@@ -281,7 +292,24 @@ class Bench {
             {"redis_us_per_entry", per_entry * 1e6},
             {"redis_us_per_command", per_command * 1e6},
             {"redis_us_per_image_set", per_set * 1e6},
-            {"redis_us_per_image_get", per_get * 1e6}};
+            {"redis_us_per_image_get", per_get * 1e6},
+            {"client_us_per_image_get", client_per_get * 1e6}};
+  }
+
+  /// The model on paper (docs/distributed.md, "The model on paper") for `n` workers against one,
+  /// from the one-worker case `one`: the worker holding the per_stream leases does their share p
+  /// of a frame's work W and 1/n of the rest, and the rest grows by the frame's extra fetches,
+  /// G(n) - G(1) with G(n) = 1 + n(1 - (1 - 1/n)^k) for the k stages that read its pixels, at
+  /// the calibrated client cost of a GET each.
+  double model_speedup(const Json& one, const Json& calibration, int n) const {
+    const double p = one["per_stream_share"].get<double>();
+    const double w = one["worker_cpu_ms_per_frame"].get<double>();
+    const auto fetches = [&](int workers) {
+      return 1 + workers * (1 - std::pow(1 - 1.0 / workers, frame_readers_));
+    };
+    const double extra =
+        (fetches(n) - fetches(1)) * calibration["client_us_per_image_get"].get<double>() / 1e3;
+    return w / (p * w + ((1 - p) * w + extra) / n);
   }
 
   // One run of `w` with `count` workers: the figures of the case.
@@ -321,11 +349,17 @@ class Bench {
     }
     // Redis's CPU while the workers wait for work (their blocking reads, heartbeats and leases):
     // a cost per second, not per frame, that a run pays for as long as it takes.
+    // The workers' own (their inlets' blocking reads, heartbeats, leases) over the same second.
     const RedisInfo idle_before = redis_info(*ctx_);
+    double workers_idle_before = 0;
+    for (const auto& worker : workers) workers_idle_before += cpu_seconds(worker->pid());
     const auto idle_start = Clock::now();
     pause_ms(1000);
-    const double idle_cores = (redis_info(*ctx_).cpu_s - idle_before.cpu_s) /
-                              std::chrono::duration<double>(Clock::now() - idle_start).count();
+    const double idle_s = std::chrono::duration<double>(Clock::now() - idle_start).count();
+    const double idle_cores = (redis_info(*ctx_).cpu_s - idle_before.cpu_s) / idle_s;
+    double workers_idle = -workers_idle_before;
+    for (const auto& worker : workers) workers_idle += cpu_seconds(worker->pid());
+    const double worker_idle_cores = workers_idle / idle_s / static_cast<double>(workers.size());
     const RedisInfo redis_before = redis_info(*ctx_);
     const double redis_cpu_before = cpu_seconds(redis_->pid());
     std::vector<double> worker_cpu_before;
@@ -405,6 +439,7 @@ class Bench {
     c["redis_cpu_ms_per_frame_proc"] = 1e3 * redis_cpu / frames;  // /proc/PID/stat, 10 ms ticks
     c["redis_cores_used"] = (redis_after.cpu_s - redis_before.cpu_s) / window;
     c["redis_cores_idle"] = idle_cores;  // the same with the workers up and no run
+    c["worker_cores_idle"] = worker_idle_cores;  // each worker's, up and waiting for a run
     c["redis_bytes_in_per_frame"] = (redis_after.net_in - redis_before.net_in) / frames;
     c["redis_bytes_out_per_frame"] = (redis_after.net_out - redis_before.net_out) / frames;
     Json calls = Json::object();
@@ -450,12 +485,15 @@ class Bench {
 
  private:
   std::string middle_stages() {
-    const Pipeline p = Pipeline::from_yaml_file(file_);
+    const Plan plan(Pipeline::from_yaml_file(file_), Registry::global());
     std::string middle;
-    for (const StageConfig& s : p.stages()) {
-      if (s.type != "video.source" && s.type != "video.sink") {
-        middle += (middle.empty() ? "" : ",") + s.name;
-        if (s.per_stream) per_stream_.insert(s.name);
+    frame_readers_ = 0;
+    for (const PlanStage& s : plan.stages()) {
+      if (s.config.type != "video.source" && s.config.type != "video.sink") {
+        middle += (middle.empty() ? "" : ",") + s.name();
+        if (s.config.per_stream) per_stream_.insert(s.name());
+        const auto& reads = s.info.reads;
+        if (std::find(reads.begin(), reads.end(), "frame") != reads.end()) ++frame_readers_;
       }
     }
     return middle;
@@ -509,6 +547,7 @@ class Bench {
   std::unique_ptr<Child> redis_;
   std::unique_ptr<Context> ctx_;
   std::set<std::string> per_stream_;  // the middle stages with `state: per_stream`
+  int frame_readers_ = 0;             // the middle stages that read the frame's pixels
 };
 
 void row(const std::string& name, double value, const char* unit, const std::string& note = "") {
@@ -610,18 +649,26 @@ int run_scaleout_bench(const BenchOptions& options) {
             calibration["redis_us_per_image_set"].get<double>(),
             calibration["redis_us_per_image_get"].get<double>());
         double fps_1 = 0;
+        Json one;
         for (int n = 1; n <= std::min(max_workers, w.max_workers); ++n) {
           Json c = bench.measure(w, n);
           const double fps = c["fps"].get<double>();
-          if (n == 1) fps_1 = fps;
+          if (n == 1) {
+            fps_1 = fps;
+            one = c;
+          }
           const std::string key = w.label + "_" + std::to_string(n);
           json["fps_" + key] = fps;
           std::string note = "(" + std::to_string(n) + (n == 1 ? " worker" : " workers");
           if (n > 1 && fps_1 > 0) {
-            char ratio[64];
-            std::snprintf(ratio, sizeof ratio, ", %.2fx one", fps / fps_1);
+            const double model = bench.model_speedup(one, calibration, n);
+            const double speedup = fps / fps_1;
+            char ratio[96];
+            std::snprintf(ratio, sizeof ratio, ", %.2fx one; the model %.2fx: %+.0f%%", speedup,
+                          model, 100 * (speedup / model - 1));
             note += ratio;
-            json["speedup_" + key] = fps / fps_1;
+            json["speedup_" + key] = speedup;
+            json["model_speedup_" + key] = model;
           }
           note += ")";
           row("fps_" + key, fps, "fps", note);
@@ -632,8 +679,9 @@ int run_scaleout_bench(const BenchOptions& options) {
             used += text;
           }
           std::printf(
-              "    worker cores used %s (quota %s); worker CPU %.1f ms/frame, run %.1f ms/frame\n",
-              used.c_str(), groups ? "0.25 each" : "none",
+              "    worker cores used %s (quota %s; %.3f each while idle); worker CPU %.1f "
+              "ms/frame, run %.1f ms/frame\n",
+              used.c_str(), groups ? "0.25 each" : "none", c["worker_cores_idle"].get<double>(),
               c["worker_cpu_ms_per_frame"].get<double>(), c["run_cpu_ms_per_frame"].get<double>());
           std::string throttled;
           for (const auto& t : c["worker_throttled_share"]) {
