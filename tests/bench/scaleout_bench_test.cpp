@@ -173,7 +173,16 @@ TEST_F(ScaleoutBenchTest, QuickRunMakesItsHostsMeasuresAndRemovesEverything) {
       EXPECT_GT(used.get<double>(), 0);
       EXPECT_LE(used.get<double>(), quota * 1.2);
     }
+    EXPECT_GE(c["worker_cores_idle"].get<double>(), 0);
+    EXPECT_LE(c["worker_cores_idle"].get<double>(), quota * 1.2);
   }
+  // The model on paper for two workers: between one worker's rate (everything per_stream) and
+  // twice it (nothing per_stream, no fetch cost), from figures the run measured.
+  EXPECT_GT(figures["calibration_360p"]["client_us_per_image_get"].get<double>(), 0);
+  const double model = figures["model_speedup_360p_2"].get<double>();
+  EXPECT_GT(model, 1.0);
+  EXPECT_LT(model, 2.0);
+  EXPECT_NE(result.out.find("the model"), std::string::npos) << result.out;
 }
 
 TEST_F(ScaleoutBenchTest, AFailedRunRemovesEverythingAndSaysWhy) {
