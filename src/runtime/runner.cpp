@@ -109,6 +109,9 @@ bool Runner::wait_for(double timeout_ms) {
   if (transport_) {
     // A distributed run ends when its sinks have every packet the sources made; then its inlets
     // stop and what is in flight here drains. A process without sources ends when stopped.
+    // How often to look: a run's end soon after its last packet; a worker only for a fatal
+    // error (at 5 ms, this loop was most of an idle worker's CPU).
+    const auto step = std::chrono::milliseconds(engine_->runs_sources() ? 5 : 100);
     const auto deadline = detail::Clock::now() + timeout;
     while (!engine_->wait_for(std::chrono::milliseconds(0))) {
       if (engine_->fatal() ||
@@ -117,7 +120,7 @@ bool Runner::wait_for(double timeout_ms) {
       }
       const auto now = detail::Clock::now();
       if (now >= deadline) return false;
-      engine_->wait_for(std::min<detail::Clock::duration>(deadline - now, std::chrono::milliseconds(5)));
+      engine_->wait_for(std::min<detail::Clock::duration>(deadline - now, step));
     }
   } else if (!engine_->wait_for(timeout)) {
     return false;
