@@ -134,7 +134,14 @@ bool Writer::transact(Connection& conn, std::vector<Command>& batch) {
     }
     const Reply done = conn.read();
     if (is_error(done.get())) {  // EXECABORT: nothing of it was done
-      if (refusal.empty()) refusal = text(done.get());
+      if (refusal.empty()) {
+        // Every command was queued, and Redis refused them at EXEC, when it checks its memory
+        // again: "EXECABORT Transaction discarded because of: OOM command not allowed ...".
+        const std::string_view why = text(done.get());
+        constexpr std::string_view kBecause = "because of: ";
+        const auto at = why.find(kBecause);
+        refusal = at == std::string_view::npos ? why : why.substr(at + kBecause.size());
+      }
       const std::size_t bytes = n == 1 ? bytes_of(batch.front().args) : 0;
       if (!refusal.starts_with("OOM") || !session_.memory.fits(bytes)) {
         session_.fail(std::make_exception_ptr(BrokerError(
