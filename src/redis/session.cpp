@@ -154,10 +154,20 @@ void Session::begin_run(Connection& conn) {
 }
 
 void create_group(Connection& conn, const std::string& key, const std::string& group) {
-  const Reply made = conn.command({"XGROUP", "CREATE", key, group, "0", "MKSTREAM"});
-  if (is_error(made.get()) && !text(made.get()).starts_with("BUSYGROUP")) {
-    throw std::runtime_error("cannot create consumer group '" + group + "' on " + key + ": " +
-                             std::string(text(made.get())));
+  // Redis at its maxmemory refuses the new stream (OOM), also for a moment while it reads
+  // another client's large write: tried again for up to 5 s before it is an error.
+  constexpr int kTries = 50;
+  constexpr auto kWait = std::chrono::milliseconds(100);
+  for (int tried = 1;; ++tried) {
+    const Reply made = conn.command({"XGROUP", "CREATE", key, group, "0", "MKSTREAM"});
+    const std::string_view why = text(made.get());
+    if (!is_error(made.get()) || why.starts_with("BUSYGROUP")) return;
+    if (!why.starts_with("OOM") || tried == kTries) {
+      throw std::runtime_error("cannot create consumer group '" + group + "' on " + key + ": " +
+                               std::string(why) +
+                               (why.starts_with("OOM") ? " (for 5 s): raise maxmemory" : ""));
+    }
+    std::this_thread::sleep_for(kWait);
   }
 }
 

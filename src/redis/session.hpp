@@ -100,7 +100,8 @@ class Session {
   std::uint64_t packets_sent_ = 0;  // under produced_mutex_, for messages
 };
 
-/// Makes the consumer group `group` of stream `key` (and the stream) unless it exists.
+/// Makes the consumer group `group` of stream `key` (and the stream) unless it exists; waits
+/// up to 5 s while Redis refuses it for memory.
 void create_group(Connection& conn, const std::string& key, const std::string& group);
 
 /// Messages go to stderr (spdlog's "micromodels.redis" logger): stdout holds only what a
