@@ -84,7 +84,7 @@ class RedisInlet final : public Inlet {
     std::uint64_t generation = 0;
   };
 
-  void connect();
+  void create_groups(Connection& conn);
   bool read(std::vector<Delivery>& out, std::size_t max);
   [[nodiscard]] bool reads(const std::string& field) const;
   void fetch_images(std::vector<Delivery>& out, std::size_t first);
@@ -99,7 +99,8 @@ class RedisInlet final : public Inlet {
                    std::vector<Delivery>& out);
   void ack_now(std::size_t part, const std::string& id);
   void refuse(const std::string& id, std::size_t part, std::uint64_t version);
-  void reclaim(std::vector<Delivery>& out, std::size_t max);
+  std::string claim(std::size_t part, const std::string& idle, const std::string& cursor,
+                    std::size_t count, bool counted, std::vector<Delivery>& out);
   void lease_round(std::vector<Delivery>& out);
   void take_over(std::size_t part, std::vector<Delivery>& out);
   void claim_pending(std::size_t part, std::vector<Delivery>& out);
