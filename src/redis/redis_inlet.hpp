@@ -66,15 +66,7 @@ class RedisInlet final : public Inlet {
     std::map<std::uint32_t, std::uint64_t> committed{};  // next seq recorded in Redis
     std::vector<std::string> acks{};  // settled, not acknowledged yet
     /// Taken over (or given up): what was known of it no longer holds.
-    void change_owner(bool ours) {
-      owned = ours;
-      lost = false;
-      ++generation;
-      seen.clear();
-      settled.clear();
-      committed.clear();
-      acks.clear();
-    }
+    void change_owner(bool ours) { *this = Partition{.key = key, .owned = ours, .generation = generation + 1}; }
   };
   struct Held {
     std::size_t part = 0;
