@@ -113,7 +113,6 @@ class Session {
   Transport::Host* host_ = nullptr;
   mutable std::mutex produced_mutex_;
   std::map<std::size_t, std::map<std::uint32_t, std::uint64_t>> produced_;
-  std::uint64_t packets_sent_ = 0;  // under produced_mutex_, for messages
 };
 
 /// Makes the consumer group `group` of stream `key` (and the stream) unless it exists.
