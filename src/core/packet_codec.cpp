@@ -18,6 +18,8 @@
 // checks that. Version 2 added capture_ns, as the packet holds it (the codec converts no clock).
 #include "micromodels/packet_codec.hpp"
 
+#include "detail/little_endian.hpp"
+
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -163,10 +165,7 @@ class Writer {
     using Bits = std::conditional_t<sizeof(T) == 1, std::uint8_t,
                  std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>>;
     static_assert(sizeof(Bits) == sizeof(T));
-    auto bits = std::bit_cast<Bits>(value);
-    std::array<std::byte, sizeof(T)> le{};
-    for (std::size_t i = 0; i < sizeof(T); ++i) le[i] = static_cast<std::byte>((bits >> (8 * i)) & 0xFFu);
-    out_.insert(out_.end(), le.begin(), le.end());
+    detail::put_le(out_, std::bit_cast<Bits>(value));
   }
 
   void put_raw(const void* data, std::size_t size) {
@@ -296,10 +295,7 @@ class Reader {
     static_assert(std::is_integral_v<T> || std::is_floating_point_v<T>);
     using Bits = std::conditional_t<sizeof(T) == 1, std::uint8_t,
                  std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>>;
-    const std::byte* first = take(sizeof(T), what);
-    Bits bits = 0;
-    for (std::size_t i = 0; i < sizeof(T); ++i) bits |= static_cast<Bits>(std::to_integer<Bits>(first[i]) << (8 * i));
-    return std::bit_cast<T>(bits);
+    return std::bit_cast<T>(detail::get_le<Bits>(take(sizeof(T), what)));
   }
 
   // A length or count of `unit`-byte items, checked against the limits and the remaining input

@@ -15,6 +15,7 @@
 
 #include "detail/config_checks.hpp"
 #include "detail/suggest.hpp"
+#include "detail/text_table.hpp"
 #include "detail/yaml_pipeline.hpp"
 
 namespace micromodels {
@@ -93,13 +94,6 @@ std::vector<std::string> names_of(const std::vector<StageConfig>& stages) {
        "reads field '" + field + "', which no stage upstream writes (upstream fields: " +
            (fields.empty() ? "none" : fields) + "); add a stage that writes '" + field +
            "' before '" + stage.name + "' or change its inputs");
-}
-
-// Columns are padded by what a terminal shows, so "×" counts once.
-std::size_t display_width(std::string_view text) {
-  return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
-    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-  }));
 }
 
 std::string dot_escaped(std::string_view text) {
@@ -611,7 +605,7 @@ std::string Pipeline::to_text(const Registry& registry) const {
   std::vector<std::size_t> widths(6, 0);
   for (const auto& row : rows) {
     for (std::size_t c = 0; c < row.size(); ++c) {
-      widths[c] = std::max(widths[c], display_width(row[c]));
+      widths[c] = std::max(widths[c], detail::display_width(row[c]));
     }
   }
   std::string out = "pipeline " + name_ + ": " + std::to_string(stages_.size()) +
@@ -624,7 +618,7 @@ std::string Pipeline::to_text(const Registry& registry) const {
       if (widths[c] == 0) {
         continue;
       }
-      line += " " + row[c] + std::string(widths[c] - display_width(row[c]), ' ') + " ";
+      line += " " + row[c] + std::string(widths[c] - detail::display_width(row[c]), ' ') + " ";
     }
     while (!line.empty() && line.back() == ' ') {
       line.pop_back();

@@ -1,30 +1,10 @@
 #include "entry.hpp"
 
-#include <cstring>
+#include "core/detail/little_endian.hpp"
 
 namespace micromodels::detail {
 
-namespace {
-
 constexpr std::size_t kHeader = 2 + 1 + 1 + 8 + 8 + 4 + 8 + 2;
-
-template <class T>
-void put(std::string& out, T value) {
-  for (std::size_t i = 0; i < sizeof(T); ++i) {
-    out.push_back(static_cast<char>((static_cast<std::uint64_t>(value) >> (8 * i)) & 0xff));
-  }
-}
-
-template <class T>
-T get(std::string_view bytes, std::size_t at) {
-  std::uint64_t value = 0;
-  for (std::size_t i = 0; i < sizeof(T); ++i) {
-    value |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[at + i])) << (8 * i);
-  }
-  return static_cast<T>(value);
-}
-
-}  // namespace
 
 std::string encode_entry(const Entry& entry, std::string_view payload) {
   std::string out;
@@ -32,11 +12,11 @@ std::string encode_entry(const Entry& entry, std::string_view payload) {
   out += "mm";
   out.push_back(static_cast<char>(kEntryFormat));
   out.push_back(static_cast<char>(entry.kind));
-  put(out, entry.version);
-  put(out, entry.run);
-  put(out, entry.stream);
-  put(out, entry.seq);
-  put(out, entry.input);
+  put_le(out, entry.version);
+  put_le(out, entry.run);
+  put_le(out, entry.stream);
+  put_le(out, entry.seq);
+  put_le(out, entry.input);
   out.append(payload);
   return out;
 }
@@ -60,11 +40,11 @@ Entry decode_entry(std::string_view value) {
     throw EntryError("unknown entry kind '" + std::string(1, kind) + "' (expected p or s)");
   }
   entry.kind = static_cast<Entry::Kind>(kind);
-  entry.version = get<std::uint64_t>(value, 4);
-  entry.run = get<std::uint64_t>(value, 12);
-  entry.stream = get<std::uint32_t>(value, 20);
-  entry.seq = get<std::uint64_t>(value, 24);
-  entry.input = get<std::uint16_t>(value, 32);
+  entry.version = get_le<std::uint64_t>(value.data() + 4);
+  entry.run = get_le<std::uint64_t>(value.data() + 12);
+  entry.stream = get_le<std::uint32_t>(value.data() + 20);
+  entry.seq = get_le<std::uint64_t>(value.data() + 24);
+  entry.input = get_le<std::uint16_t>(value.data() + 32);
   entry.payload = value.substr(kHeader);
   if (entry.kind == Entry::Kind::skip && !entry.payload.empty()) {
     throw EntryError("a skip entry with " + std::to_string(entry.payload.size()) +

@@ -37,20 +37,19 @@ void Keeper::run() {
       if (stopping_) break;
     }
     try {
-      if (!conn) conn = session_.connect();
-      session_.memory.sample(*conn);
-      for (RedisInlet* inlet : session_.inlets_now()) {
-        inlet->refresh_idle(*conn);
-        inlet->flush_acks();
-      }
-      add_hop_bytes(*conn);  // every round, so that a run's report soon has the workers' bytes
-      if (std::chrono::steady_clock::now() >= next_second) {
-        next_second = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-        every_second(*conn);
-      }
-    } catch (const BrokerError& error) {
-      conn.reset();
-      if (!session_.reconnect(error, "keeper")) break;
+      const bool on = session_.attempt(conn, "keeper", [&](Connection& redis, bool /*fresh*/) {
+        session_.memory.sample(redis);
+        for (RedisInlet* inlet : session_.inlets_now()) {
+          inlet->refresh_idle(redis);
+          inlet->flush_acks();
+        }
+        add_hop_bytes(redis);  // every round, so that a run's report soon has the workers' bytes
+        if (std::chrono::steady_clock::now() >= next_second) {
+          next_second = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+          every_second(redis);
+        }
+      });
+      if (!on) break;
     } catch (const std::exception& error) {
       log().error("keeper: {}", error.what());
     }

@@ -12,19 +12,6 @@ namespace {
 // How long connecting, and a reply, may take (a blocking read asks Redis for less).
 constexpr timeval kTimeout{.tv_sec = 5, .tv_usec = 0};
 
-// hiredis's form of a command: pointers to the arguments and their lengths.
-struct Argv {
-  explicit Argv(const Args& args) {
-    for (const std::string& item : args.items()) {
-      argv.push_back(item.data());
-      lengths.push_back(item.size());
-    }
-  }
-  [[nodiscard]] int argc() const { return static_cast<int>(argv.size()); }
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lengths;
-};
-
 }  // namespace
 
 Connection::Connection(const RedisUrl& url)
@@ -93,9 +80,8 @@ void Connection::io_failed(const char* doing) {
 }
 
 Reply Connection::command(const Args& args) {
-  Argv a(args);
-  return checked(redisCommandArgv(context_.get(), a.argc(), a.argv.data(), a.lengths.data()),
-                 args.items().empty() ? "command" : args.items()[0].c_str());
+  append(args);
+  return read(args.items().empty() ? "command" : args.items()[0].c_str());
 }
 
 Reply Connection::checked(void* reply, const char* doing) {
@@ -119,16 +105,23 @@ Reply Connection::ok(const Args& args) {
 }
 
 void Connection::append(const Args& args) {
-  Argv a(args);
-  if (redisAppendCommandArgv(context_.get(), a.argc(), a.argv.data(), a.lengths.data()) != REDIS_OK) {
+  // hiredis's form of a command: pointers to the arguments and their lengths.
+  std::vector<const char*> argv;
+  std::vector<std::size_t> lengths;
+  for (const std::string& item : args.items()) {
+    argv.push_back(item.data());
+    lengths.push_back(item.size());
+  }
+  if (redisAppendCommandArgv(context_.get(), static_cast<int>(argv.size()), argv.data(), lengths.data()) !=
+      REDIS_OK) {
     io_failed("append");
   }
 }
 
-Reply Connection::read() {
+Reply Connection::read(const char* doing) {
   void* reply = nullptr;
   if (redisGetReply(context_.get(), &reply) != REDIS_OK) reply = nullptr;
-  return checked(reply, "read");
+  return checked(reply, doing);
 }
 
 void Connection::send() {

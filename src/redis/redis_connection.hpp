@@ -56,9 +56,10 @@ class Connection {
   Reply command(const Args& args);
   /// `command`, throwing std::runtime_error on an error reply (naming the command).
   Reply ok(const Args& args);
-  /// Pipelining: append any number, then read one reply per appended command, in order.
+  /// Pipelining: append any number, then read one reply per appended command, in order
+  /// (`doing` names it in the error when the connection fails).
   void append(const Args& args);
-  Reply read();
+  Reply read(const char* doing = "read");
   /// Writes what was appended without waiting for the replies (read them later, in order).
   void send();
 

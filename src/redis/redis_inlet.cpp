@@ -80,9 +80,8 @@ RedisInlet::~RedisInlet() {
   std::erase(session_.inlets, this);
 }
 
-void RedisInlet::connect() {
-  conn_ = session_.connect();
-  for (const Partition& part : parts_) create_group(*conn_, part.key, group_);
+void RedisInlet::create_groups(Connection& conn) {
+  for (const Partition& part : parts_) create_group(conn, part.key, group_);
 }
 
 bool RedisInlet::take(std::vector<Delivery>& out, std::size_t max) {
@@ -121,26 +120,20 @@ void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
     }
   }
   if (refs.empty()) return;
-  std::map<std::string, ImageStore::Fetched> fetched;
-  for (;;) {
-    try {
-      if (!images_conn_) images_conn_ = session_.connect();
-      fetched = session_.image_store->fetch(*images_conn_, refs);
-      break;
-    } catch (const BrokerError& error) {
-      images_conn_.reset();
-      if (!session_.reconnect(error, consumer_)) {
-        // The run stops: these entries stay pending in Redis, for another process.
-        for (auto it = wanted.rbegin(); it != wanted.rend(); ++it) {
-          out.erase(out.begin() + static_cast<std::ptrdiff_t>(it->first));
-        }
-        return;
+  std::optional<std::map<std::string, ImageStore::Fetched>> fetched;
+  while (!fetched) {
+    const auto fetch = [&](Connection& redis, bool) { fetched = session_.image_store->fetch(redis, refs); };
+    if (!session_.attempt(images_conn_, consumer_, fetch)) {
+      // The run stops: these entries stay pending in Redis, for another process.
+      for (auto it = wanted.rbegin(); it != wanted.rend(); ++it) {
+        out.erase(out.begin() + static_cast<std::ptrdiff_t>(it->first));
       }
+      return;
     }
   }
   for (auto& [i, read_here] : wanted) {
     for (auto& [name, ref] : read_here) {
-      ImageStore::Fetched& image = fetched.at(ref.key);
+      ImageStore::Fetched& image = fetched->at(ref.key);
       if (const auto* why = std::get_if<std::string>(&image)) {
         fail_delivery(out[i], "image '" + name + "': " + *why);
         break;
@@ -177,9 +170,9 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
   if (const std::uint64_t current = session_.run(); current != 0 && current != run_) {
     new_run(out);
   }
-  try {
-    if (!conn_) {
-      connect();
+  return session_.attempt(conn_, consumer_, [&](Connection& conn, bool fresh) {
+    if (fresh) {
+      create_groups(conn);
       // After a lost connection: leases are taken again (with what they hold); a sink claims
       // back what Redis delivered in a reply that never arrived (pending on it, never seen).
       if (std::exchange(connected_, true) && mode_ != Mode::shared) {
@@ -192,23 +185,26 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
     const auto now = Clock::now();
     if (now >= next_upkeep_) {
       next_upkeep_ = now + std::chrono::milliseconds(kLeaseMs / 3);
-      if (paused_ && session_.is_current_run(*conn_, run_) &&
-          session_.run_version() == session_.version) {
+      if (paused_ && session_.is_current_run(conn, run_) && session_.run_version() == session_.version) {
         paused_ = false;
       }
       if (!paused_ && mode_ == Mode::partitioned) lease_round(out);
     }
     if (paused_) {
       std::this_thread::sleep_for(std::chrono::milliseconds(kBlockMs));
-      return true;
+      return;
     }
     if (mode_ == Mode::shared && now >= next_reclaim_) {
       next_reclaim_ = now + std::chrono::milliseconds(
                                 static_cast<int>(std::max(10.0, session_.options.reclaim_idle_ms / 2)));
-      reclaim(out, std::max<std::size_t>(max, 1));
+      // Entries of dead consumers: pending for longer than the reclaim time. Entries being
+      // worked on do not look idle (the keeper refreshes them), so only a dead or stuck
+      // process's go.
+      const auto idle = static_cast<long long>(session_.options.reclaim_idle_ms);
+      cursor_ = claim(0, std::to_string(idle), cursor_, std::clamp<std::size_t>(max, 1, kMostRead), true, out);
     }
     flush_acks();
-    if (!out.empty() || max == 0) return true;
+    if (!out.empty() || max == 0) return;
 
     Args read{"XREADGROUP", "GROUP", group_, consumer_, "COUNT",
               std::to_string(std::min(max, kMostRead)), "BLOCK", std::to_string(kBlockMs),
@@ -225,31 +221,27 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
     }
     if (reading.empty()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(kBlockMs));
-      return true;
+      return;
     }
     for (std::size_t i = 0; i < reading.size(); ++i) read.add(">");
-    const Reply reply = conn_->command(read);
+    const Reply reply = conn.command(read);
     if (is_error(reply.get())) {
       // A run reset the streams (NOGROUP), or a stop woke the read (UNBLOCKED).
       if (!text(reply.get()).starts_with("NOGROUP") && !text(reply.get()).starts_with("UNBLOCKED")) {
         throw std::runtime_error("XREADGROUP: " + std::string(text(reply.get())));
       }
-      connect();
-      return true;
+      create_groups(conn);
+      return;
     }
     for (std::size_t s = 0; s < size(reply.get()); ++s) {
       const redisReply* stream = at(reply.get(), s);
       const std::string_view key = text(at(stream, 0));
       for (std::size_t k : reading) {
         if (parts_[k].key != key) continue;
-        if (!accept_all(at(stream, 1), k, out)) return true;
+        if (!accept_all(at(stream, 1), k, out)) return;
       }
     }
-  } catch (const BrokerError& error) {
-    conn_.reset();
-    if (!session_.reconnect(error, consumer_)) return false;
-  }
-  return true;
+  });
 }
 
 // One entry read from partition `part`: a delivery for the engine, or handled here (an older
@@ -462,34 +454,33 @@ void RedisInlet::release_leases() {
   }
 }
 
-// Entries of dead consumers: pending for longer than the reclaim time. Entries being worked on
-// do not look idle (the keeper refreshes them), so only a dead or stuck process's go.
-void RedisInlet::reclaim(std::vector<Delivery>& out, std::size_t max) {
-  const std::string idle = std::to_string(static_cast<long long>(session_.options.reclaim_idle_ms));
-  const Reply claimed = conn_->command({"XAUTOCLAIM", parts_[0].key, group_, consumer_, idle,
-                                        cursor_, "COUNT", std::to_string(std::min(max, kMostRead))});
-  if (is_error(claimed.get())) {
-    cursor_ = "0-0";
-    return;
-  }
-  cursor_ = std::string(text(at(claimed.get(), 0)));
+// Entries of partition k pending for `idle` ms or more become ours, from `cursor` on, at most
+// `count` (XAUTOCLAIM); returns where the next claim goes on ("0-0": it went through them all).
+// With `counted`, how often each was delivered: a packet that kills its consumers ends as a dead
+// letter. Entries already on their way here are recognised by their id (accept).
+std::string RedisInlet::claim(std::size_t k, const std::string& idle, const std::string& cursor,
+                              std::size_t count, bool counted, std::vector<Delivery>& out) {
+  const std::string& key = parts_[k].key;
+  const Reply claimed =
+      conn_->command({"XAUTOCLAIM", key, group_, consumer_, idle, cursor, "COUNT", std::to_string(count)});
+  if (is_error(claimed.get())) return "0-0";
   const redisReply* list = at(claimed.get(), 1);
-  if (size(list) == 0) return;
-  // How often each was delivered: a packet that kills its consumers ends as a dead letter.
   std::map<std::string, std::int64_t> deliveries;
-  const Reply pending =
-      conn_->command({"XPENDING", parts_[0].key, group_, text(at(at(list, 0), 0)),
-                      text(at(at(list, size(list) - 1), 0)), std::to_string(size(list) + 16),
-                      consumer_});
-  for (std::size_t i = 0; i < size(pending.get()); ++i) {
-    const redisReply* p = at(pending.get(), i);
-    deliveries[std::string(text(at(p, 0)))] = integer(at(p, 3));
+  if (counted && size(list) > 0) {
+    const Reply pending = conn_->command({"XPENDING", key, group_, text(at(at(list, 0), 0)),
+                                          text(at(at(list, size(list) - 1), 0)),
+                                          std::to_string(size(list) + 16), consumer_});
+    for (std::size_t i = 0; i < size(pending.get()); ++i) {
+      const redisReply* p = at(pending.get(), i);
+      deliveries[std::string(text(at(p, 0)))] = integer(at(p, 3));
+    }
+    log().info("stage '{}': reclaimed {} entries idle for over {} ms", stage_.name(), size(list), idle);
   }
-  log().info("stage '{}': reclaimed {} entries idle for over {} ms", stage_.name(), size(list), idle);
   for (std::size_t i = 0; i < size(list); ++i) {
     const auto found = deliveries.find(std::string(text(at(at(list, i), 0))));
-    (void)accept(at(list, i), 0, found == deliveries.end() ? 1 : found->second, out);  // shared
+    if (!accept(at(list, i), k, found == deliveries.end() ? 1 : found->second, out)) break;
   }
+  return std::string(text(at(claimed.get(), 0)));
 }
 
 // Leases: let go of what was lost, take this process's share of the free partitions (a
@@ -558,17 +549,11 @@ void RedisInlet::take_over(std::size_t k, std::vector<Delivery>& out) {
   }
 }
 
-// Every entry pending in partition k (a previous owner's, or ours) becomes ours to deliver;
-// those already on their way are recognised by their id.
+// Every entry pending in partition k (a previous owner's, or ours) becomes ours to deliver.
 void RedisInlet::claim_pending(std::size_t k, std::vector<Delivery>& out) {
   std::string cursor = "0-0";
-  do {
-    const Reply reply = conn_->command({"XAUTOCLAIM", parts_[k].key, group_, consumer_, "0", cursor,
-                                        "COUNT", std::to_string(kMostRead)});
-    if (is_error(reply.get())) break;
-    cursor = std::string(text(at(reply.get(), 0)));
-    accept_all(at(reply.get(), 1), k, out);
-  } while (cursor != "0-0");
+  do cursor = claim(k, "0", cursor, kMostRead, false, out);
+  while (cursor != "0-0");
 }
 
 // This process no longer works for partition k: what the engine holds of its streams is

@@ -66,15 +66,7 @@ class RedisInlet final : public Inlet {
     std::map<std::uint32_t, std::uint64_t> committed{};  // next seq recorded in Redis
     std::vector<std::string> acks{};  // settled, not acknowledged yet
     /// Taken over (or given up): what was known of it no longer holds.
-    void change_owner(bool ours) {
-      owned = ours;
-      lost = false;
-      ++generation;
-      seen.clear();
-      settled.clear();
-      committed.clear();
-      acks.clear();
-    }
+    void change_owner(bool ours) { *this = Partition{.key = key, .owned = ours, .generation = generation + 1}; }
   };
   struct Held {
     std::size_t part = 0;
@@ -84,7 +76,7 @@ class RedisInlet final : public Inlet {
     std::uint64_t generation = 0;
   };
 
-  void connect();
+  void create_groups(Connection& conn);
   bool read(std::vector<Delivery>& out, std::size_t max);
   [[nodiscard]] bool reads(const std::string& field) const;
   void fetch_images(std::vector<Delivery>& out, std::size_t first);
@@ -99,7 +91,8 @@ class RedisInlet final : public Inlet {
                    std::vector<Delivery>& out);
   void ack_now(std::size_t part, const std::string& id);
   void refuse(const std::string& id, std::size_t part, std::uint64_t version);
-  void reclaim(std::vector<Delivery>& out, std::size_t max);
+  std::string claim(std::size_t part, const std::string& idle, const std::string& cursor,
+                    std::size_t count, bool counted, std::vector<Delivery>& out);
   void lease_round(std::vector<Delivery>& out);
   void take_over(std::size_t part, std::vector<Delivery>& out);
   void claim_pending(std::size_t part, std::vector<Delivery>& out);

@@ -8,6 +8,7 @@
 #include <spdlog/fmt/fmt.h>
 
 #include "micromodels/redis.hpp"
+#include "core/detail/text_table.hpp"
 #include "live_set.hpp"
 #include "redis_connection.hpp"
 #include "redis_password.hpp"
@@ -114,14 +115,14 @@ std::string status_table(const std::vector<StageStatus>& status) {
   if (status.empty()) {
     return "no pipelines on this Redis yet (start one with `micromodels run FILE --broker URL`)\n";
   }
-  constexpr std::string_view kRow = "{:<16} {:<16} {:>10} {:>10} {:>10} {:>9} {:>10}\n";
-  std::string out = fmt::format(kRow, "pipeline", "stage", "backlog", "pending", "length",
-                                "consumers", "rate/s");
+  std::vector<std::vector<std::string>> rows;
   for (const StageStatus& s : status) {
-    out += fmt::format(kRow, s.pipeline, s.stage, s.lag, s.pending, s.length, s.consumers,
-                       fmt::format("{:.1f}", s.rate));
+    rows.push_back({s.pipeline, s.stage, std::to_string(s.lag), std::to_string(s.pending),
+                    std::to_string(s.length), std::to_string(s.consumers), fmt::format("{:.1f}", s.rate)});
   }
-  return out;
+  return detail::render_table({{"", "pipeline", true}, {"", "stage", true}, {"", "backlog"}, {"", "pending"},
+                               {"", "length"}, {"", "consumers"}, {"", "rate/s"}},
+                              rows);
 }
 
 std::string status_json(const std::vector<StageStatus>& status) {

@@ -42,16 +42,9 @@ bool RedisTransport::serves(const PlanStage& stage) const {
     return std::find(options.stages.begin(), options.stages.end(), stage.name()) !=
            options.stages.end();
   }
-  if (stage.source() || stage.sink()) return true;
-  switch (options.serve) {
-    case RedisOptions::Serve::all:
-      return true;
-    case RedisOptions::Serve::none:
-      return false;
-    case RedisOptions::Serve::missing:
-      break;
-  }
-  // Served here unless a live worker of this pipeline version serves it.
+  if (stage.source() || stage.sink() || options.serve == RedisOptions::Serve::all) return true;
+  if (options.serve == RedisOptions::Serve::none) return false;
+  // Serve::missing: served here unless a live worker of this pipeline version serves it.
   auto conn = session_->connect();
   return !detail::live_processes(*conn, *session_->names, version_text(session_->version))
               .contains(stage.name());

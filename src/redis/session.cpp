@@ -174,10 +174,7 @@ void create_group(Connection& conn, const std::string& key, const std::string& g
 void Session::produced(std::size_t source, std::uint32_t stream, std::uint64_t seq) {
   std::lock_guard lock(produced_mutex_);
   std::uint64_t& n = produced_[source][stream];
-  if (seq + 1 > n) {
-    packets_sent_ += seq + 1 - n;
-    n = seq + 1;
-  }
+  n = std::max(n, seq + 1);
 }
 
 std::map<std::uint32_t, std::uint64_t> Session::produced_by(const std::vector<std::size_t>& sources) const {
@@ -204,9 +201,13 @@ bool Session::reconnect(const BrokerError& error, std::string_view who) {
   if (error.kind() != BrokerError::Kind::unreachable) return lost(error);
   log().warn("{}: {}; reconnecting", who, error.what());
   const auto reached = [&] {
+    std::uint64_t sent = 0;
     std::lock_guard lock(produced_mutex_);
-    return std::to_string(host_ != nullptr ? host_->packets_out() : 0) + " of " +
-           std::to_string(packets_sent_) + " packets reached the sinks";
+    for (const auto& [source, streams] : produced_) {
+      for (const auto& [stream, n] : streams) sent += n;
+    }
+    return std::to_string(host_ != nullptr ? host_->packets_out() : 0) + " of " + std::to_string(sent) +
+           " packets reached the sinks";
   };
   const auto start = Clock::now();
   for (; !stopping(); std::this_thread::sleep_for(std::chrono::milliseconds(200))) {

@@ -67,6 +67,22 @@ class Session {
   [[nodiscard]] std::unique_ptr<Connection> connect() const { return std::make_unique<Connection>(url); }
   /// False when the run must stop (the error went to the host).
   bool reconnect(const BrokerError& error, std::string_view who);
+  /// The skeleton of every loop that talks to Redis (the writer's, the keeper's, an inlet's):
+  /// `work(conn, fresh)` on `conn`, connected first when there is none (`fresh`). When Redis is
+  /// lost, the connection goes and this waits for Redis to come back (`reconnect`): true to go
+  /// on (the next call connects again), false when the run must stop.
+  template <class Work>
+  bool attempt(std::unique_ptr<Connection>& conn, std::string_view who, Work&& work) {
+    try {
+      const bool fresh = !conn;
+      if (fresh) conn = connect();
+      work(*conn, fresh);
+      return true;
+    } catch (const BrokerError& error) {
+      conn.reset();
+      return reconnect(error, who);
+    }
+  }
   void fail(const std::exception_ptr& error);
   [[nodiscard]] bool stopping() const noexcept { return stopping_.load(); }
   void stop() { stopping_ = true; }
@@ -97,7 +113,6 @@ class Session {
   Transport::Host* host_ = nullptr;
   mutable std::mutex produced_mutex_;
   std::map<std::size_t, std::map<std::uint32_t, std::uint64_t>> produced_;
-  std::uint64_t packets_sent_ = 0;  // under produced_mutex_, for messages
 };
 
 /// Makes the consumer group `group` of stream `key` (and the stream) unless it exists; waits

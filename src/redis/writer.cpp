@@ -218,21 +218,22 @@ void Writer::run() {
       refused = false;
       continue;
     }
-    try {
+    // A lost connection keeps `sent` and `batch` as they are: after the reconnect, what was
+    // sent goes again first, then the batch.
+    const bool on = session_.attempt(conn, "writer", [&](Connection& redis, bool fresh) {
       const bool limited = session_.memory.limited();
-      if (!conn) {
-        conn = session_.connect();
+      if (fresh) {
         // Unconfirmed commands from before a reconnect go again (the sinks drop duplicates).
         if (limited) {
           batch.insert(batch.begin(), std::make_move_iterator(sent.begin()), std::make_move_iterator(sent.end()));
           sent.clear();
         }
-        for (const Command& command : sent) conn->append(command.args);
+        for (const Command& command : sent) redis.append(command.args);
       }
       if (limited) {
         // One transaction at a time: a refused one must not be overtaken by the next.
-        if (!sent.empty()) read_replies(*conn, sent);
-        const bool was_refused = std::exchange(refused, !batch.empty() && !transact(*conn, batch));
+        if (!sent.empty()) read_replies(redis, sent);
+        const bool was_refused = std::exchange(refused, !batch.empty() && !transact(redis, batch));
         if (refused) {
           session_.memory.refused(outputs_in(batch));
         } else if (was_refused) {
@@ -241,20 +242,15 @@ void Writer::run() {
       } else {
         // This batch goes out before the previous one's replies are read, so that Redis has it
         // queued meanwhile instead of waiting for us.
-        for (const Command& command : batch) conn->append(command.args);
-        if (!batch.empty()) conn->send();
-        read_replies(*conn, sent);
+        for (const Command& command : batch) redis.append(command.args);
+        if (!batch.empty()) redis.send();
+        read_replies(redis, sent);
         sent.swap(batch);
         if (std::exchange(refused, false)) session_.memory.refused(0);
       }
       RedisOutlet::probe_waiting(session_);
-    } catch (const BrokerError& error) {
-      conn.reset();
-      sent.insert(sent.end(), std::make_move_iterator(batch.begin()),
-                  std::make_move_iterator(batch.end()));
-      batch.clear();
-      if (!session_.reconnect(error, "writer")) break;
-    }
+    });
+    if (!on) break;
   }
   std::lock_guard lock(mutex_);
   running_ = false;
