@@ -1,6 +1,7 @@
 // The lids measured in the image (eye_measure.hpp) and eye.refine, which places the iris by them:
 // on drawn eyes whose lids are where the test put them, and on real frames whose eyes were
-// turned down by a known shift with the evaluation's own warp (bench/eye_turn.hpp).
+// turned down by a known shift with the evaluation's own warp (bench/eye_turn.hpp); and what
+// makes the evaluation's iris finder jitter on the re-rendered eyes, on known inputs.
 #include <algorithm>
 #include <array>
 #include <cmath>
