@@ -306,6 +306,7 @@ class Probe final : public Stage {
     }
     const std::array<cv::Point2f, 2> d = shifts(packet);
     std::array<std::optional<cv::Point2f>, 4> found;  // finder: in right, in left, out right, out left
+    std::array<std::optional<cv::Point2f>, 4> tracked;  // for the jitter: the output's in its raised opening
     for (std::size_t side = 0; side < 2; ++side) {
       const std::optional<EvalEye> eye = eval_eye(packet, side);
       if (!eye || !(eye->width() > 4)) continue;
@@ -322,6 +323,11 @@ class Probe final : public Stage {
       record.bridge_y = bridge_height(packet);
       found[side] = find_iris(in, *eye);
       found[2 + side] = find_iris(out, *eye);
+      // For the jitter, the output's iris inside the output's opening: looked for in the input's,
+      // a correctly raised eye jitters 2-3.5 times as much as it moves (its raised lid's edge at
+      // the border of the search, EyeJitter.AMeasureInTheInputsOpeningMakesAPerfectRaiseJitter).
+      tracked[side] = found[side];
+      tracked[2 + side] = find_iris(out, corrected_eye(*eye, d[side]));
       const cv::Point2f offset(static_cast<float>(-record.box.x), static_cast<float>(-record.box.y));
       const EvalEye local = eye->moved_by(offset);
       // Measured once here, compared with every turned run's.
@@ -348,14 +354,14 @@ class Probe final : public Stage {
     if (s.previous && s.previous->first + 1 == packet.seq) {
       for (std::size_t side = 0; side < 2; ++side) {
         const auto& before = s.previous->second;
-        if (found[side] && found[2 + side] && before[side] && before[2 + side]) {
-          s.jitter_in += cv::norm(*found[side] - *before[side]);
-          s.jitter_out += cv::norm(*found[2 + side] - *before[2 + side]);
+        if (tracked[side] && tracked[2 + side] && before[side] && before[2 + side]) {
+          s.jitter_in += cv::norm(*tracked[side] - *before[side]);
+          s.jitter_out += cv::norm(*tracked[2 + side] - *before[2 + side]);
           ++s.jitter_steps;
         }
       }
     }
-    s.previous = std::make_pair(packet.seq, found);
+    s.previous = std::make_pair(packet.seq, tracked);
   }
 
   void record_turned(const Packet& packet) {

@@ -5,9 +5,11 @@
 //     less toward the corners.
 //  2. The upper lid follows the iris's vertical move by `lid_follow` (a raised gaze lifts the
 //     lid), with the skin above it fading out toward the brow.
-//  3. What comes into view from under a lid is filled in: inside the iris's circle with the
-//     iris mirrored across its centre's row (its median colour where that is hidden too),
-//     elsewhere with the white on either side of the iris, row by row.
+//  3. What comes into view from under a lid is filled in: over its first pixel with the eye's
+//     content just above the lid, carried down (it follows the pixels, not the estimated iris,
+//     whose noise would move a drawn edge from frame to frame); deeper, inside the iris's circle
+//     with the iris mirrored across its centre's row (its median colour where that is hidden
+//     too), elsewhere with the white on either side of the iris, row by row.
 //     So a raised iris shows its round lower edge, with white below it.
 //
 // The iris thus moves by what it is asked, and pixels that none of this changes stay the
