@@ -42,6 +42,19 @@ void check_capabilities(const Plan& plan, const Transport& transport) {
   }
 }
 
+// How long a stopped process drains before it says what it still waits for, and again after.
+constexpr auto kDrainReport = std::chrono::seconds(10);
+
+void report_draining(const detail::Engine& engine, std::chrono::seconds waited) {
+  std::string waiting;
+  for (const StageMetrics& s : engine.metrics().stages) {
+    if (s.queue_depth == 0) continue;
+    waiting += (waiting.empty() ? "" : ", ") + s.name + " " + std::to_string(s.queue_depth);
+  }
+  spdlog::warn("still draining {} s after the stop; packets queued per stage: {}", waited.count(),
+               waiting.empty() ? "none (a stage is still processing)" : waiting);
+}
+
 }  // namespace
 
 class Runner::Host final : public Transport::Host {
@@ -76,7 +89,12 @@ Runner::~Runner() {
   autoscaler_.reset();
   if (engine_ && transport_ && !transport_stopped_) {
     finish();
-    if (engine_->started()) engine_->wait_for(std::nullopt);
+    // A drain that takes long says what it waits for (a queue held by a full outlet, a stage
+    // that does not return), instead of hanging without a word.
+    for (auto waited = kDrainReport; engine_->started() && !engine_->wait_for(kDrainReport);
+         waited += kDrainReport) {
+      report_draining(*engine_, waited);
+    }
     transport_->stop();
   }
   engine_.reset();  // (without a transport, the engine stops and drains itself)
