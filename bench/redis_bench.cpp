@@ -171,6 +171,7 @@ struct EyeContact {
       s.push_back(std::string(sink) + ".path=" + (out / (std::string(sink) + ".mp4")).string());
     }
     s.push_back("side_by_side.contact_sheet=" + (out / "sheet.png").string());
+    s.push_back("side_by_side.eye_strip=" + (out / "eyes.png").string());
     return s;
   }
   Pipeline pipeline() const {
