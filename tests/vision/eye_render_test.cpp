@@ -164,7 +164,8 @@ TEST(EyeRender, AClosingEyeIsOpenedLessAndLessThenLeftAlone) {
     const mv::EyePatch patch = mv::render_eyes(eye.draw(), {&r, 1}, {});
     const float applied = patch.empty() ? 0.0f : -patch.applied[0].y;
     std::printf("[ closing  ] opening %.2f px: applied %.2f of 3 px\n", opening, applied);
-    EXPECT_LE(applied, 0.8f * std::max(0.0f, opening - kLashLines) + 1e-3f) << "opening " << opening;
+    EXPECT_LE(applied, 0.8f * std::max(0.0f, opening - kLashLines) + 1e-3f)
+        << "opening " << opening;
     if (opening >= kLashLines + 3 / 0.8f) {
       EXPECT_NEAR(applied, 3, 1e-3) << "an open eye gets what it asks, opening " << opening;
     }
@@ -211,7 +212,8 @@ TEST(EyeRender, DegenerateInputsGiveAnEmptyPatch) {
   }
   // Longer than max_shift x width: shortened along its direction.
   const mv::EyeRenderRequest far = request(eye, {0, -30});
-  const mv::EyePatch clamped = mv::render_eyes(frame, {&far, 1}, {.lid_follow = 1, .max_shift = 0.2f, .feather_px = 2});
+  const mv::EyePatch clamped =
+      mv::render_eyes(frame, {&far, 1}, {.lid_follow = 1, .max_shift = 0.2f, .feather_px = 2});
   ASSERT_FALSE(clamped.empty());
-  EXPECT_NEAR(clamped.applied[0].y, -0.2f * 24, 1e-3);  // within what the opening allows (5.7 px)
+  EXPECT_NEAR(clamped.applied[0].y, -0.2f * 24, 1e-3);  // within what the opening allows, 5.7 px
 }

@@ -79,7 +79,8 @@ class EyeLayers {
     // A closing eye is opened less and less, and a shut one not at all (kMaxOpening). A sideways
     // shift opens nothing; it fades out over the last kClosedAperture before the eye is shut.
     const float closed = kClosedAperture * axes.width;
-    const float beyond = std::max(0.0f, eye.lids.upper_at(centre_.x) - eye.lids.lower_at(centre_.x) - closed);
+    const float opening = eye.lids.upper_at(centre_.x) - eye.lids.lower_at(centre_.x);
+    const float beyond = std::max(0.0f, opening - closed);
     const float limit = kMaxOpening * beyond;
     const cv::Point2f d = {shift.dot(axes.along) * std::min(1.0f, beyond / closed),
                            std::clamp(shift.dot(axes.up), -limit, limit)};
