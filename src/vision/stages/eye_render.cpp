@@ -14,10 +14,13 @@ constexpr float kFullShift = 0.5f;     // pixels: smaller shifts fade the render
 constexpr float kWhiteAt = 1.5f;       // the white is sampled this far beyond the iris's edge
 constexpr float kLowerRim = 1.25f;     // pixels of the lower lid's rim inside its measured edge
 constexpr float kCarried = 1.0f;       // pixels below the old opening filled from the content above
-// Lid-to-lid height over the iris, eye widths: at or below the first the eye counts as closed
-// and is left alone, from the second on it is rendered in full (an open eye measures ~0.3).
+// A vertical shift opens (or closes) the eye by as much, and what comes into view is invented.
+// So it is at most kMaxOpening of the opening between the lids over the iris beyond
+// kClosedAperture eye widths (the lash lines' own height: an eye that shows no more is shut
+// and left alone; an open eye measures ~0.3). A nearly shut eye asked for a large raise (a
+// closing lid reads as a look down) was opened into a dark box with a pale line below it.
 constexpr float kClosedAperture = 0.08f;
-constexpr float kOpenAperture = 0.16f;
+constexpr float kMaxOpening = 0.8f;
 constexpr int kSamples = 4;            // per pixel side, for the opening's coverage
 
 float smoothstep(float t) {
@@ -69,28 +72,35 @@ class EyeLayers {
  public:
   EyeLayers(const cv::Mat& frame, const EyeRenderRequest& eye, cv::Point2f shift,
             const EyeRenderOptions& options)
-      : frame_(frame), eye_(eye), shift_(shift) {
+      : frame_(frame), eye_(eye) {
     const EyeAxes& axes = eye.axes;
     centre_ = axes.to_eye(eye.iris);
     radius_ = eye.iris_radius > 0 ? eye.iris_radius : 0.2f * axes.width;
-    const cv::Point2f d = {shift.dot(axes.along), shift.dot(axes.up)};
+    // A closing eye is opened less and less, and a shut one not at all (kMaxOpening). A sideways
+    // shift opens nothing; it fades out over the last kClosedAperture before the eye is shut.
+    const float closed = kClosedAperture * axes.width;
+    const float opening = eye.lids.upper_at(centre_.x) - eye.lids.lower_at(centre_.x);
+    const float beyond = std::max(0.0f, opening - closed);
+    const float limit = kMaxOpening * beyond;
+    const cv::Point2f d = {shift.dot(axes.along) * std::min(1.0f, beyond / closed),
+                           std::clamp(shift.dot(axes.up), -limit, limit)};
+    shift_ = axes.along * d.x + axes.up * d.y;
     shift_eye_ = d;
     lid_ = options.lid_follow * d.y;
     above_ = std::max(0.45f * axes.width, 2 * std::abs(lid_) + 1);
     band_ = std::max(1.5f, std::abs(lid_) + 1);
     first_ = eye.lids.lower.front().x;
     last_ = eye.lids.lower.back().x;
-    // A closing eye is left alone: its lids meet over the iris, whatever the gaze.
-    const float aperture =
-        (eye.lids.upper_at(centre_.x) - eye.lids.lower_at(centre_.x)) / std::max(axes.width, 1.0f);
-    const float openness = smoothstep((aperture - kClosedAperture) / (kOpenAperture - kClosedAperture));
-    opacity_ = openness * std::min(1.0f, static_cast<float>(cv::norm(shift)) / kFullShift);
+    opacity_ = std::min(1.0f, static_cast<float>(cv::norm(shift_)) / kFullShift);
     iris_colour();
   }
 
-  // How much of the rendering shows: 0 for a closed eye, rising over the first half pixel of
-  // shift.
+  // How much of the rendering shows: rising over the first half pixel of the shift rendered (0
+  // for a shut eye).
   [[nodiscard]] float opacity() const { return opacity_; }
+
+  // The shift rendered, frame pixels (the one asked, its vertical part clamped to the opening).
+  [[nodiscard]] cv::Point2f shift() const { return shift_; }
 
   // The region the layers may change, in frame pixels.
   [[nodiscard]] cv::Rect2f extent() const {
@@ -360,7 +370,7 @@ EyePatch render_eyes(const cv::Mat& frame, std::span<const EyeRenderRequest> eye
     EyeLayers eye_layers(frame, eye, d, options);
     const cv::Rect box = cv::Rect(eye_layers.extent()) & bounds;
     if (box.empty() || !(eye_layers.opacity() > 0)) continue;
-    result.applied[i] = d * eye_layers.opacity();
+    result.applied[i] = eye_layers.shift() * eye_layers.opacity();
     layers.push_back(std::move(eye_layers));
     boxes.push_back(box);
     roi = roi.empty() ? box : (roi | box);

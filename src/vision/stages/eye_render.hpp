@@ -46,14 +46,16 @@ struct EyePatch {
   cv::Rect roi;                      // in the frame, clipped to it; empty when nothing to do
   cv::Mat patch;                     // roi.size(), the frame's type
   cv::Mat mask;                      // roi.size(), CV_8UC1, 255 = use the patch
-  std::vector<cv::Point2f> applied;  // the displacement applied to each eye (after clamping)
+  std::vector<cv::Point2f> applied;  // the displacement applied to each eye (after the limits)
 
   [[nodiscard]] bool empty() const noexcept { return roi.empty(); }
 };
 
 /// Re-renders `frame` (8-bit, 1 or 3 channels) around the given eyes. Shifts below 0.5 px fade
 /// the rendering in (a shift of 0 changes nothing), so a correction that fades out leaves no
-/// step. Wherever nothing changed the patch equals the frame, and the mask's feathered band lies
+/// step. A vertical shift opens the eye by as much, so it is limited to 0.8 of the eye's
+/// opening over the iris beyond its lash lines (0.08 eye widths): a nearly shut eye is opened
+/// little, a shut one left alone (`applied` holds what was rendered). Wherever nothing changed the patch equals the frame, and the mask's feathered band lies
 /// only over such pixels, so blending leaves no seam.
 [[nodiscard]] EyePatch render_eyes(const cv::Mat& frame, std::span<const EyeRenderRequest> eyes,
                                    const EyeRenderOptions& options);
