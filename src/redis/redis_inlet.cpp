@@ -62,9 +62,7 @@ Delivery control(Delivery::Kind kind, std::uint32_t stream, std::uint64_t seq, s
 RedisInlet::RedisInlet(Session& session, const PlanStage& stage)
     : session_(session),
       stage_(stage),
-      mode_(stage.sink()                             ? Mode::sink
-            : session.partitions(stage) > 1 || stage.gathers() ? Mode::partitioned
-                                                     : Mode::shared),
+      mode_(stage.sink() ? Mode::sink : stage.gathers() ? Mode::partitioned : Mode::shared),
       inputs_(std::max<std::size_t>(1, stage.inputs.size())),
       group_(stage.name()),
       consumer_(session.consumer + ":" + stage.name()) {
@@ -103,36 +101,30 @@ bool RedisInlet::reads(const std::string& field) const {
 // deleted) or not what its reference says fails here: dead-lettered, a skip in its place.
 // Images the stage does not read stay references: they go on without being fetched.
 void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
-  std::vector<std::pair<std::size_t, std::vector<std::pair<std::string, ImageRef>>>> wanted;
-  std::vector<ImageRef> refs;
+  std::vector<ImageRef> refs;  // of the whole batch
+  std::vector<std::vector<std::pair<std::string, ImageRef>>> read_here(out.size() - first);
   for (std::size_t i = first; i < out.size(); ++i) {
     if (out[i].kind != Delivery::Kind::packet) continue;
     try {
-      std::vector<std::pair<std::string, ImageRef>> read_here;
       for (auto& [name, ref] : references(out[i].packet)) {
         if (!reads(name)) continue;
         refs.push_back(ref);
-        read_here.emplace_back(std::move(name), std::move(ref));
+        read_here[i - first].emplace_back(std::move(name), std::move(ref));
       }
-      if (!read_here.empty()) wanted.emplace_back(i, std::move(read_here));
     } catch (const CodecError& error) {
       fail_delivery(out[i], "corrupt packet: " + std::string(error.what()));
     }
   }
-  if (refs.empty()) return;
   std::optional<std::map<std::string, ImageStore::Fetched>> fetched;
-  while (!fetched) {
+  while (!refs.empty() && !fetched) {
     const auto fetch = [&](Connection& redis, bool) { fetched = session_.image_store->fetch(redis, refs); };
     if (!session_.attempt(images_conn_, consumer_, fetch)) {
-      // The run stops: these entries stay pending in Redis, for another process.
-      for (auto it = wanted.rbegin(); it != wanted.rend(); ++it) {
-        out.erase(out.begin() + static_cast<std::ptrdiff_t>(it->first));
-      }
+      out.resize(first);  // the run stops: these entries stay pending in Redis, for another process
       return;
     }
   }
-  for (auto& [i, read_here] : wanted) {
-    for (auto& [name, ref] : read_here) {
+  for (std::size_t i = first; fetched && i < out.size(); ++i) {
+    for (auto& [name, ref] : read_here[i - first]) {
       ImageStore::Fetched& image = fetched->at(ref.key);
       if (const auto* why = std::get_if<std::string>(&image)) {
         fail_delivery(out[i], "image '" + name + "': " + *why);
@@ -296,7 +288,7 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
   }
   {
     std::lock_guard lock(mutex_);
-    if (in_flight_.contains({part, id})) return true;  // the same entry again: on its way
+    if (in_flight_.contains(id)) return true;  // the same entry again: on its way
     if (mode_ != Mode::shared) {
       SeqSet& seen = parts_[part].seen[{entry.stream, entry.input}];
       if (seen.contains(entry.seq)) {  // a duplicate (a stage ran twice after a crash)
@@ -333,7 +325,8 @@ bool RedisInlet::accept_all(const redisReply* entries, std::size_t part, std::ve
 Ticket RedisInlet::ticket_for(Held held) {
   std::lock_guard lock(mutex_);
   held.generation = parts_[held.part].generation;
-  in_flight_.insert({held.part, held.id});
+  // A partition's entries are ours by lease: nobody reclaims them, none comes twice.
+  if (mode_ != Mode::partitioned) in_flight_.insert(held.id);
   const Ticket ticket = next_ticket_++;
   tickets_[ticket].push_back(std::move(held));
   return ticket;
@@ -344,10 +337,8 @@ void RedisInlet::settle(Ticket ticket) {
   const auto it = tickets_.find(ticket);
   if (it == tickets_.end()) return;
   for (const Held& held : it->second) {
-    // A partition's entries are ours by lease; others stay on their way (kept fresh against
-    // reclaim) until their acknowledgement is in: it may wait in the writer, behind outputs
-    // Redis refused for memory.
-    if (mode_ == Mode::partitioned) in_flight_.erase({held.part, held.id});
+    // Entries stay on their way (kept fresh against reclaim) until their acknowledgement is in
+    // (flush_acks): it may wait in the writer, behind outputs Redis refused for memory.
     Partition& part = parts_[held.part];
     // A lease lost since: not ours to record; the new owner runs it again.
     if (!part.owned || held.generation != part.generation) continue;
@@ -377,7 +368,7 @@ void RedisInlet::flush_acks() {
       for (const std::string& id : part.acks) ack.add(id);
       session_.writer.add(std::move(ack), [this, ids = std::move(part.acks)](const redisReply*) {
         std::lock_guard acked(mutex_);
-        for (const std::string& id : ids) in_flight_.erase({0, id});  // one partition: part 0
+        for (const std::string& id : ids) in_flight_.erase(id);
       });
       part.acks.clear();
       continue;
@@ -567,11 +558,6 @@ void RedisInlet::give_up(std::size_t k, std::vector<Delivery>& out, bool release
   std::set<std::uint32_t> streams;
   for (const auto& [key, seen] : part.seen) streams.insert(key.first);
   for (std::uint32_t stream : streams) out.push_back(control(Delivery::Kind::reset, stream, 0, 0, 0));
-  for (auto& [ticket, held] : tickets_) {
-    for (const Held& h : held) {
-      if (h.part == k) in_flight_.erase({h.part, h.id});
-    }
-  }
   part.change_owner(false);
   if (release) {
     session_.writer.add({"EVAL", kIfOurs, "1", session_.names->lease(part.key), consumer_, "DEL"});
@@ -620,7 +606,7 @@ void RedisInlet::refresh_idle(Connection& conn) {
   {
     std::lock_guard lock(mutex_);
     if (in_flight_.empty()) return;
-    for (const auto& [part, id] : in_flight_) claim.add(id);  // one partition: part 0
+    for (const std::string& id : in_flight_) claim.add(id);
   }
   claim.add("JUSTID");  // resets the idle time, not the delivery count
   conn.command(claim);

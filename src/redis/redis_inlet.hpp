@@ -120,7 +120,7 @@ class RedisInlet final : public Inlet {
   mutable std::mutex mutex_;  // everything below
   std::vector<Partition> parts_;
   std::unordered_map<Ticket, std::vector<Held>> tickets_;
-  std::set<std::pair<std::size_t, std::string>> in_flight_;  // (partition, id) unsettled
+  std::set<std::string> in_flight_;  // ids not acknowledged yet (one stream: not partitioned)
   Ticket next_ticket_ = 1;
 };
 

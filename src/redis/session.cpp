@@ -162,10 +162,10 @@ void create_group(Connection& conn, const std::string& key, const std::string& g
     const Reply made = conn.command({"XGROUP", "CREATE", key, group, "0", "MKSTREAM"});
     const std::string_view why = text(made.get());
     if (!is_error(made.get()) || why.starts_with("BUSYGROUP")) return;
-    if (!why.starts_with("OOM") || tried == kTries) {
+    const bool oom = !memory_refusal(made.get()).empty();
+    if (!oom || tried == kTries) {
       throw std::runtime_error("cannot create consumer group '" + group + "' on " + key + ": " +
-                               std::string(why) +
-                               (why.starts_with("OOM") ? " (for 5 s): raise maxmemory" : ""));
+                               std::string(why) + (oom ? " (for 5 s): raise maxmemory" : ""));
     }
     std::this_thread::sleep_for(kWait);
   }
