@@ -135,6 +135,7 @@ void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
   }
 }
 
+// A packet that fails on its way in (after accept): dead-lettered with its decoded bytes.
 void RedisInlet::fail_delivery(Delivery& d, const std::string& error) {
   std::string id;
   {
@@ -144,11 +145,19 @@ void RedisInlet::fail_delivery(Delivery& d, const std::string& error) {
     }
   }
   const std::vector<std::byte> bytes = encode_packet(d.packet);
+  dead_letter(d, id, error, 1, {reinterpret_cast<const char*>(bytes.data()), bytes.size()});
+}
+
+// A delivery that cannot reach the stage goes to the dead-letter stream, and becomes a skip
+// that goes on in its place (its settle acknowledges the entry).
+void RedisInlet::dead_letter(Delivery& d, const std::string& id, const std::string& error,
+                             std::int64_t deliveries, std::string_view payload) {
   write_dead_letter(session_, {.stage = stage_.name(), .error = error, .entry_id = id,
+                               .deliveries = deliveries,
                                .position = std::make_pair(d.packet.stream, d.packet.seq),
-                               .payload = {reinterpret_cast<const char*>(bytes.data()), bytes.size()}});
+                               .payload = payload});
   d.kind = Delivery::Kind::skip;
-  d.dead_lettered = true;  // a skip goes on in its place
+  d.dead_lettered = true;
   d.packet = Packet{.stream = d.packet.stream, .seq = d.packet.seq};
 }
 
@@ -167,11 +176,9 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
       create_groups(conn);
       // After a lost connection: leases are taken again (with what they hold); a sink claims
       // back what Redis delivered in a reply that never arrived (pending on it, never seen).
-      if (std::exchange(connected_, true) && mode_ != Mode::shared) {
-        for (std::size_t k = 0; k < parts_.size(); ++k) {
-          if (mode_ == Mode::partitioned) give_up(k, out, false);
-          if (mode_ == Mode::sink) claim_pending(k, out);
-        }
+      if (std::exchange(connected_, true)) {
+        give_up_all(out, false);
+        if (mode_ == Mode::sink) claim_pending(0, out);
       }
     }
     const auto now = Clock::now();
@@ -243,25 +250,29 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
                         std::vector<Delivery>& out) {
   const std::string id(text(at(item, 0)));
   const redisReply* fields = at(item, 1);
+  // An entry whose (stream, seq) is not known: dead-lettered and acknowledged, no skip for it.
+  const auto unreadable = [&](const std::string& error, std::string_view payload) {
+    write_dead_letter(session_, {.stage = stage_.name(), .error = error, .entry_id = id,
+                                 .deliveries = deliveries, .payload = payload});
+    ack_now(part, id);
+    return true;
+  };
   if (fields == nullptr || size(fields) == 0) {  // deleted meanwhile (trimmed): nothing to do
     ack_now(part, id);
     return true;
   }
   const redisReply* value = field(fields, kEntryField);
   if (value == nullptr) {
-    dead_letter(id, part,
-                "entry " + id + (field(fields, "k") != nullptr
-                                     ? " was written by an older micromodels (entry format 1)"
-                                     : " is not a micromodels entry (no field 'm')"),
-                deliveries, {}, nullptr, out);
-    return true;
+    return unreadable("entry " + id + (field(fields, "k") != nullptr
+                                           ? " was written by an older micromodels (entry format 1)"
+                                           : " is not a micromodels entry (no field 'm')"),
+                      {});
   }
   Entry entry;
   try {
     entry = decode_entry(text(value));
   } catch (const EntryError& error) {
-    dead_letter(id, part, "entry " + id + ": " + error.what(), deliveries, text(value), nullptr, out);
-    return true;
+    return unreadable("entry " + id + ": " + error.what(), text(value));
   }
   if (entry.run != run_) {
     if (!session_.is_current_run(*conn_, entry.run)) {  // an older run's entry
@@ -273,17 +284,6 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
   }
   if (entry.version != session_.version) {
     refuse(id, part, entry.version);
-    return true;
-  }
-  if (entry.input >= inputs_) {
-    dead_letter(id, part, "entry " + id + " names input " + std::to_string(entry.input) +
-                " of stage '" + stage_.name() + "', which has " + std::to_string(stage_.inputs.size()),
-                deliveries, text(value), &entry, out);
-    return true;
-  }
-  if (deliveries > session_.options.max_deliveries) {
-    dead_letter(id, part, "delivered " + std::to_string(deliveries) + " times without success (the "
-                "processes that took it died or were killed)", deliveries, entry.payload, &entry, out);
     return true;
   }
   {
@@ -299,18 +299,28 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
     }
   }
   Delivery d{.kind = entry.kind == Entry::Kind::packet ? Delivery::Kind::packet : Delivery::Kind::skip,
-             .input = entry.input};
-  if (entry.kind == Entry::Kind::packet) {
+             .input = entry.input < inputs_ ? entry.input : 0u,  // unless that is what is wrong
+             .ticket = ticket_for({part, entry.stream, entry.seq, id, 0})};
+  std::string error;
+  std::string_view payload = entry.payload;
+  if (entry.input >= inputs_) {
+    error = "entry " + id + " names input " + std::to_string(entry.input) + " of stage '" +
+            stage_.name() + "', which has " + std::to_string(stage_.inputs.size());
+    payload = text(value);
+  } else if (deliveries > session_.options.max_deliveries) {
+    error = "delivered " + std::to_string(deliveries) + " times without success (the processes "
+            "that took it died or were killed)";
+  } else if (d.kind == Delivery::Kind::packet) {
     try {
       d.packet = decode_hop(entry.payload);
-    } catch (const CodecError& error) {
-      dead_letter(id, part, "corrupt packet: " + std::string(error.what()), deliveries, {}, &entry, out);
-      return true;
+    } catch (const CodecError& e) {
+      error = "corrupt packet: " + std::string(e.what());
+      payload = {};
     }
   }
-  d.ticket = ticket_for({part, entry.stream, entry.seq, id, 0});
   d.packet.stream = entry.stream;
   d.packet.seq = entry.seq;
+  if (!error.empty()) dead_letter(d, id, error, deliveries, payload);
   out.push_back(std::move(d));
   return true;
 }
@@ -397,27 +407,6 @@ void RedisInlet::ack_now(std::size_t part, const std::string& id) {
   parts_[part].acks.push_back(id);
 }
 
-// An entry that cannot be delivered goes to the dead-letter stream; when its (stream, seq) is
-// known a skip goes on in its place (its settle acknowledges the entry).
-void RedisInlet::dead_letter(const std::string& id, std::size_t part, const std::string& error,
-                             std::int64_t deliveries, std::string_view payload, const Entry* entry,
-                             std::vector<Delivery>& out) {
-  write_dead_letter(session_, {.stage = stage_.name(), .error = error, .entry_id = id,
-                               .deliveries = deliveries,
-                               .position = entry != nullptr ? std::optional(std::make_pair(entry->stream, entry->seq))
-                                                            : std::nullopt,
-                               .payload = payload});
-  if (entry == nullptr) {
-    ack_now(part, id);
-    return;
-  }
-  // On the input it came by, unless that input is what was wrong with it.
-  const std::size_t input = entry->input < inputs_ ? entry->input : 0;
-  out.push_back(control(Delivery::Kind::skip, entry->stream, entry->seq, input,
-                        ticket_for({part, entry->stream, entry->seq, id, 0})));
-  out.back().dead_lettered = true;
-}
-
 // An entry written by another version of the pipeline: it goes back, untouched, to the
 // consumers that run that version, and this inlet reads nothing until the run changes.
 void RedisInlet::refuse(const std::string& id, std::size_t part, std::uint64_t version) {
@@ -433,16 +422,13 @@ void RedisInlet::refuse(const std::string& id, std::size_t part, std::uint64_t v
         "pipeline file",
         stage_.name(), id, key, version_text(version), version_text(session_.version));
   }
-  if (!std::exchange(paused_, true)) release_leases();  // nothing is delivered while paused
+  std::vector<Delivery> none;  // nothing is delivered while paused
+  if (!std::exchange(paused_, true)) give_up_all(none, true);
 }
 
-// Every lease goes at once, after what was settled is recorded (the writer keeps that order).
-// The resets are for nobody: nothing more is delivered (paused, or the engine has stopped).
-void RedisInlet::release_leases() {
-  std::vector<Delivery> resets;
-  for (std::size_t k = 0; k < parts_.size() && mode_ == Mode::partitioned; ++k) {
-    give_up(k, resets, true);
-  }
+// Every partition of a partitioned stage (see give_up).
+void RedisInlet::give_up_all(std::vector<Delivery>& out, bool release) {
+  for (std::size_t k = 0; k < parts_.size() && mode_ == Mode::partitioned; ++k) give_up(k, out, release);
 }
 
 // Entries of partition k pending for `idle` ms or more become ours, from `cursor` on, at most
@@ -586,10 +572,8 @@ void RedisInlet::claim_strays(std::size_t k, std::vector<Delivery>& out) {
 // Entries of a new run: what was known of the old one does not apply.
 void RedisInlet::new_run(std::vector<Delivery>& out) {
   run_ = session_.run();
-  if (mode_ == Mode::partitioned) {
-    for (std::size_t k = 0; k < parts_.size(); ++k) give_up(k, out, false);
-    next_upkeep_ = {};  // take the leases of the new run at once
-  }
+  give_up_all(out, false);
+  next_upkeep_ = {};  // take the leases of the new run at once
   std::lock_guard lock(mutex_);
   for (Partition& part : parts_) {
     part.seen.clear();
@@ -646,9 +630,12 @@ std::size_t RedisInlet::unsettled() const {
   return tickets_.size();
 }
 
+// Every lease goes at once, after what was settled is recorded (the writer keeps that order).
+// The resets are for nobody: the engine has stopped.
 void RedisInlet::leave() {
   flush_acks();
-  release_leases();
+  std::vector<Delivery> none;
+  give_up_all(none, true);
 }
 
 }  // namespace micromodels::detail

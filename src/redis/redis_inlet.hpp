@@ -86,9 +86,8 @@ class RedisInlet final : public Inlet {
   /// `accept` for each entry of a list delivered for the first time; false when one said stop.
   bool accept_all(const redisReply* entries, std::size_t part, std::vector<Delivery>& out);
   Ticket ticket_for(Held held);
-  void dead_letter(const std::string& id, std::size_t part, const std::string& error,
-                   std::int64_t deliveries, std::string_view payload, const Entry* entry,
-                   std::vector<Delivery>& out);
+  void dead_letter(Delivery& d, const std::string& id, const std::string& error,
+                   std::int64_t deliveries, std::string_view payload);
   void ack_now(std::size_t part, const std::string& id);
   void refuse(const std::string& id, std::size_t part, std::uint64_t version);
   std::string claim(std::size_t part, const std::string& idle, const std::string& cursor,
@@ -97,7 +96,7 @@ class RedisInlet final : public Inlet {
   void take_over(std::size_t part, std::vector<Delivery>& out);
   void claim_pending(std::size_t part, std::vector<Delivery>& out);
   void give_up(std::size_t part, std::vector<Delivery>& out, bool release);
-  void release_leases();
+  void give_up_all(std::vector<Delivery>& out, bool release);
   void claim_strays(std::size_t part, std::vector<Delivery>& out);
   void new_run(std::vector<Delivery>& out);
 
