@@ -428,7 +428,9 @@ void RedisInlet::refuse(const std::string& id, std::size_t part, std::uint64_t v
 
 // Every partition of a partitioned stage (see give_up).
 void RedisInlet::give_up_all(std::vector<Delivery>& out, bool release) {
-  for (std::size_t k = 0; k < parts_.size() && mode_ == Mode::partitioned; ++k) give_up(k, out, release);
+  for (std::size_t k = 0; k < parts_.size() && mode_ == Mode::partitioned; ++k) {
+    give_up(k, out, release);
+  }
 }
 
 // Entries of partition k pending for `idle` ms or more become ours, from `cursor` on, at most

@@ -103,13 +103,9 @@ void Session::bind(const Plan& bound) {
   if (!is_run()) is_current_run(*conn, 0);
 }
 
-int Session::partitions(const PlanStage& stage) const {
-  return stage.gathers() && !stage.sink() ? std::max(1, stage.config.partitions) : 1;
-}
-
 std::vector<std::string> Session::keys(const PlanStage& stage) const {
   std::vector<std::string> keys;
-  const int n = partitions(stage);
+  const int n = stage.gathers() && !stage.sink() ? std::max(1, stage.config.partitions) : 1;
   for (int k = 0; k < n; ++k) keys.push_back(names->stream(stage.name(), k, n));
   return keys;
 }
