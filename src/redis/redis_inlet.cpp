@@ -325,9 +325,11 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
   return true;
 }
 
-bool RedisInlet::accept_all(const redisReply* entries, std::size_t part, std::vector<Delivery>& out) {
+bool RedisInlet::accept_all(const redisReply* entries, std::size_t part, std::vector<Delivery>& out,
+                            const std::map<std::string, std::int64_t>& deliveries) {
   for (std::size_t i = 0; i < size(entries); ++i) {
-    if (!accept(at(entries, i), part, 1, out)) return false;
+    const auto found = deliveries.find(std::string(text(at(at(entries, i), 0))));
+    if (!accept(at(entries, i), part, found == deliveries.end() ? 1 : found->second, out)) return false;
   }
   return true;
 }
@@ -455,10 +457,7 @@ std::string RedisInlet::claim(std::size_t k, const std::string& idle, const std:
     }
     log().info("stage '{}': reclaimed {} entries idle for over {} ms", stage_.name(), size(list), idle);
   }
-  for (std::size_t i = 0; i < size(list); ++i) {
-    const auto found = deliveries.find(std::string(text(at(at(list, i), 0))));
-    if (!accept(at(list, i), k, found == deliveries.end() ? 1 : found->second, out)) break;
-  }
+  accept_all(list, k, out, deliveries);
   return std::string(text(at(claimed.get(), 0)));
 }
 

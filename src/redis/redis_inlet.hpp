@@ -83,8 +83,10 @@ class RedisInlet final : public Inlet {
   void fail_delivery(Delivery& d, const std::string& error);
   bool accept(const redisReply* entry, std::size_t part, std::int64_t deliveries,
               std::vector<Delivery>& out);
-  /// `accept` for each entry of a list delivered for the first time; false when one said stop.
-  bool accept_all(const redisReply* entries, std::size_t part, std::vector<Delivery>& out);
+  /// `accept` for each entry of a list, delivered once unless `deliveries` (by id) says more;
+  /// false when one said stop.
+  bool accept_all(const redisReply* entries, std::size_t part, std::vector<Delivery>& out,
+                  const std::map<std::string, std::int64_t>& deliveries = {});
   Ticket ticket_for(Held held);
   void dead_letter(Delivery& d, const std::string& id, const std::string& error,
                    std::int64_t deliveries, std::string_view payload);

@@ -216,16 +216,13 @@ void Writer::run() {
     // A lost connection keeps `sent` and `batch` as they are: after the reconnect, what was
     // sent goes again first, then the batch.
     const bool on = session_.attempt(conn, "writer", [&](Connection& redis, bool fresh) {
-      const bool limited = session_.memory.limited();
       if (fresh) {
-        // Unconfirmed commands from before a reconnect go again (the sinks drop duplicates).
-        if (limited) {
-          batch.insert(batch.begin(), std::make_move_iterator(sent.begin()), std::make_move_iterator(sent.end()));
-          sent.clear();
-        }
-        for (const Command& command : sent) redis.append(command.args);
+        // Unconfirmed commands from before a reconnect go again, first (the sinks drop duplicates).
+        batch.insert(batch.begin(), std::make_move_iterator(sent.begin()),
+                     std::make_move_iterator(sent.end()));
+        sent.clear();
       }
-      if (limited) {
+      if (session_.memory.limited()) {
         // One transaction at a time: a refused one must not be overtaken by the next.
         if (!sent.empty()) read_replies(redis, sent);
         const bool was_refused = std::exchange(refused, !batch.empty() && !transact(redis, batch));
