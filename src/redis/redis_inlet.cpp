@@ -329,7 +329,8 @@ bool RedisInlet::accept_all(const redisReply* entries, std::size_t part, std::ve
                             const std::map<std::string, std::int64_t>& deliveries) {
   for (std::size_t i = 0; i < size(entries); ++i) {
     const auto found = deliveries.find(std::string(text(at(at(entries, i), 0))));
-    if (!accept(at(entries, i), part, found == deliveries.end() ? 1 : found->second, out)) return false;
+    const std::int64_t times = found == deliveries.end() ? 1 : found->second;
+    if (!accept(at(entries, i), part, times, out)) return false;
   }
   return true;
 }
