@@ -71,21 +71,21 @@ void Keeper::run() {
 
 void Keeper::every_second(Connection& conn) {
   for (RedisInlet* inlet : session_.inlets_now()) inlet->renew_leases(conn);
-  announce(conn, false);
+  const Processes processes = announce(conn, false);
   if (!session_.is_run()) return;
   trim(conn);
   ++rounds_;
-  if (session_.options.serve == RedisOptions::Serve::missing) serve_missing(conn);
-  if (session_.options.serve == RedisOptions::Serve::none) warn_unserved(conn);
+  if (session_.options.serve == RedisOptions::Serve::missing) serve_missing(processes);
+  if (session_.options.serve == RedisOptions::Serve::none) warn_unserved(processes);
 }
 
 // One member per stage served here (live_set.hpp), its former ones replaced. The processes of
-// this version per stage also give each inlet its share of the partitions.
-void Keeper::announce(Connection& conn, bool leave) {
+// this version per stage (returned) also give each inlet its share of the partitions.
+Keeper::Processes Keeper::announce(Connection& conn, bool leave) {
   const std::int64_t wall = wall_ms();
   const std::string version = version_text(session_.version);
   conn.command({"ZREMRANGEBYSCORE", session_.names->live(), "-inf", std::to_string(wall)});
-  std::map<std::string, std::set<std::string>> processes;  // stage -> processes of our version
+  Processes processes;
   Args remove{"ZREM", session_.names->live()};
   for (const LiveMember& m : live_members(conn, *session_.names)) {
     if (m.process == session_.consumer) {
@@ -95,7 +95,7 @@ void Keeper::announce(Connection& conn, bool leave) {
     }
   }
   if (remove.items().size() > 2) conn.command(remove);
-  if (leave) return;
+  if (leave) return processes;
   Args add{"ZADD", session_.names->live()};
   {
     std::lock_guard lock(session_.parts_mutex);
@@ -113,6 +113,7 @@ void Keeper::announce(Connection& conn, bool leave) {
   for (RedisInlet* inlet : session_.inlets) {
     inlet->processes = std::max<int>(1, static_cast<int>(processes[inlet->stage().name()].size()));
   }
+  return processes;
 }
 
 void Keeper::add_hop_bytes(Connection& conn) {
@@ -155,15 +156,10 @@ void Keeper::trim(Connection& conn) {
   letters_drained_ = letters_drained;
 }
 
-std::vector<std::string> Keeper::unserved(Connection& conn) {
-  const auto covered = live_processes(conn, *session_.names, version_text(session_.version));
+std::vector<std::string> Keeper::unserved(const Processes& processes) const {
   std::vector<std::string> names;
-  std::lock_guard lock(session_.parts_mutex);
   for (const PlanStage& stage : session_.plan->stages()) {
-    if (stage.source() || stage.sink() || covered.contains(stage.name()) ||
-        session_.served.contains(stage.index)) {
-      continue;
-    }
+    if (stage.source() || stage.sink() || processes.contains(stage.name())) continue;
     names.push_back(stage.name());
   }
   return names;
@@ -171,8 +167,8 @@ std::vector<std::string> Keeper::unserved(Connection& conn) {
 
 // Serves here every stage that no live process of this pipeline version serves: a run works
 // with nothing else running, and a stage whose workers all died is picked up.
-void Keeper::serve_missing(Connection& conn) {
-  for (const std::string& name : unserved(conn)) {
+void Keeper::serve_missing(const Processes& processes) {
+  for (const std::string& name : unserved(processes)) {
     log().info("no worker serves stage '{}': serving it here", name);
     try {
       session_.host()->serve(name);
@@ -185,11 +181,11 @@ void Keeper::serve_missing(Connection& conn) {
 // With --serve none the run waits for workers: say which stages nobody serves, so that a run
 // that waits for ever says why. Workers get a few seconds to announce themselves first; then
 // the warning comes when the set changes, and again every half minute while it stands.
-void Keeper::warn_unserved(Connection& conn) {
+void Keeper::warn_unserved(const Processes& processes) {
   constexpr int kGraceRounds = 5;
   constexpr int kRepeatRounds = 30;
   if (rounds_ < kGraceRounds) return;
-  const std::vector<std::string> names = unserved(conn);
+  const std::vector<std::string> names = unserved(processes);
   std::string list;
   for (const std::string& name : names) list += (list.empty() ? "" : ",") + name;
   if (list.empty()) {

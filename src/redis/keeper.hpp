@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -35,13 +36,15 @@ class Keeper {
  private:
   void run();
   void every_second(Connection& conn);
-  void announce(Connection& conn, bool leave);
+  /// Stage -> the live processes of this pipeline version that serve it (this one included).
+  using Processes = std::map<std::string, std::set<std::string>>;
+  Processes announce(Connection& conn, bool leave);
   void add_hop_bytes(Connection& conn);
   void trim(Connection& conn);
   /// The stages (not sources or sinks) that no live process of this version serves.
-  std::vector<std::string> unserved(Connection& conn);
-  void serve_missing(Connection& conn);
-  void warn_unserved(Connection& conn);
+  [[nodiscard]] std::vector<std::string> unserved(const Processes& processes) const;
+  void serve_missing(const Processes& processes);
+  void warn_unserved(const Processes& processes);
 
   Session& session_;
   std::mutex mutex_;

@@ -26,6 +26,13 @@ long long info_value(std::string_view info, std::string_view name) {
   return value;
 }
 
+// Milliseconds since `since_ns` on the steady clock.
+std::int64_t ms_since(std::int64_t since_ns) {
+  using namespace std::chrono;
+  const auto elapsed = steady_clock::now().time_since_epoch() - nanoseconds(since_ns);
+  return duration_cast<milliseconds>(elapsed).count();
+}
+
 std::string mib(long long bytes) {
   return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
 }
@@ -63,20 +70,17 @@ void MemoryGate::sample(Connection& conn) {
   // A pause: what this process holds back (the run's sources, or refused writes).
   const bool holding = held_outputs_.load() > 0 || (closed_.load() && session_.is_run());
   const auto now = std::chrono::steady_clock::now();
-  if (holding && !paused_) {
-    paused_ = true;
-    paused_at_ = said_at_ = now;
+  const std::int64_t since = paused_since_ns_.load();
+  const std::int64_t ms = ms_since(since);  // of the pause under way
+  if (holding && since == 0) {
+    said_at_ = now;
     ++pauses_;
     paused_since_ns_ = now.time_since_epoch().count();
     log_pause("is at");
   } else if (holding && now - said_at_ >= kSayEvery) {
     said_at_ = now;
-    log_pause("still has no room after " +
-              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - paused_at_).count()) +
-              " s: at");
-  } else if (!holding && paused_) {
-    paused_ = false;
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - paused_at_).count();
+    log_pause("still has no room after " + std::to_string(ms / 1000) + " s: at");
+  } else if (!holding && since != 0) {
     paused_ms_ += static_cast<std::uint64_t>(ms);
     paused_since_ns_ = 0;
     log().info("Redis at {} has room again, at {}: resuming after {:.1f} s", session_.url.where(),
@@ -87,13 +91,8 @@ void MemoryGate::sample(Connection& conn) {
 }
 
 std::uint64_t MemoryGate::paused_ms() const {
-  std::uint64_t ms = paused_ms_.load();
-  if (const std::int64_t since = paused_since_ns_.load(); since != 0) {
-    const std::chrono::steady_clock::duration now = std::chrono::steady_clock::now().time_since_epoch();
-    ms += static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(now - std::chrono::nanoseconds(since)).count());
-  }
-  return ms;
+  const std::int64_t since = paused_since_ns_.load();
+  return paused_ms_.load() + (since == 0 ? 0 : static_cast<std::uint64_t>(ms_since(since)));
 }
 
 void MemoryGate::log_pause(const std::string& state) {

@@ -60,9 +60,7 @@ class MemoryGate {
   std::atomic<std::uint64_t> pauses_{0};
   std::atomic<std::uint64_t> paused_ms_{0};     // of the pauses that ended
   std::atomic<std::int64_t> paused_since_ns_{0};  // steady clock; 0: no pause under way
-  // The keeper's thread only:
-  bool paused_ = false;
-  std::chrono::steady_clock::time_point paused_at_{}, said_at_{};
+  std::chrono::steady_clock::time_point said_at_{};  // the keeper's thread only
 };
 
 }  // namespace micromodels::detail

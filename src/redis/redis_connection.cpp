@@ -174,4 +174,12 @@ const redisReply* group(const redisReply* groups, std::string_view name) noexcep
   return nullptr;
 }
 
+std::string_view memory_refusal(const redisReply* reply) noexcept {
+  std::string_view why = is_error(reply) ? text(reply) : std::string_view{};
+  constexpr std::string_view kBecause = "because of: ";
+  const auto at = why.find(kBecause);
+  if (at != std::string_view::npos) why.remove_prefix(at + kBecause.size());
+  return why.starts_with("OOM") ? why : std::string_view{};
+}
+
 }  // namespace micromodels::detail

@@ -83,5 +83,8 @@ class Connection {
 [[nodiscard]] const redisReply* field(const redisReply* reply, std::string_view key) noexcept;
 /// In an XINFO GROUPS reply: the group named `name`, or nullptr.
 [[nodiscard]] const redisReply* group(const redisReply* groups, std::string_view name) noexcept;
+/// Redis refusing a write for memory (at its maxmemory): the "OOM ..." error of `reply`, also
+/// when an EXECABORT gives it ("... because of: OOM ..."); empty for any other reply.
+[[nodiscard]] std::string_view memory_refusal(const redisReply* reply) noexcept;
 
 }  // namespace micromodels::detail

@@ -62,9 +62,7 @@ Delivery control(Delivery::Kind kind, std::uint32_t stream, std::uint64_t seq, s
 RedisInlet::RedisInlet(Session& session, const PlanStage& stage)
     : session_(session),
       stage_(stage),
-      mode_(stage.sink()                             ? Mode::sink
-            : session.partitions(stage) > 1 || stage.gathers() ? Mode::partitioned
-                                                     : Mode::shared),
+      mode_(stage.sink() ? Mode::sink : stage.gathers() ? Mode::partitioned : Mode::shared),
       inputs_(std::max<std::size_t>(1, stage.inputs.size())),
       group_(stage.name()),
       consumer_(session.consumer + ":" + stage.name()) {
@@ -103,36 +101,30 @@ bool RedisInlet::reads(const std::string& field) const {
 // deleted) or not what its reference says fails here: dead-lettered, a skip in its place.
 // Images the stage does not read stay references: they go on without being fetched.
 void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
-  std::vector<std::pair<std::size_t, std::vector<std::pair<std::string, ImageRef>>>> wanted;
-  std::vector<ImageRef> refs;
+  std::vector<ImageRef> refs;  // of the whole batch
+  std::vector<std::vector<std::pair<std::string, ImageRef>>> read_here(out.size() - first);
   for (std::size_t i = first; i < out.size(); ++i) {
     if (out[i].kind != Delivery::Kind::packet) continue;
     try {
-      std::vector<std::pair<std::string, ImageRef>> read_here;
       for (auto& [name, ref] : references(out[i].packet)) {
         if (!reads(name)) continue;
         refs.push_back(ref);
-        read_here.emplace_back(std::move(name), std::move(ref));
+        read_here[i - first].emplace_back(std::move(name), std::move(ref));
       }
-      if (!read_here.empty()) wanted.emplace_back(i, std::move(read_here));
     } catch (const CodecError& error) {
       fail_delivery(out[i], "corrupt packet: " + std::string(error.what()));
     }
   }
-  if (refs.empty()) return;
   std::optional<std::map<std::string, ImageStore::Fetched>> fetched;
-  while (!fetched) {
+  while (!refs.empty() && !fetched) {
     const auto fetch = [&](Connection& redis, bool) { fetched = session_.image_store->fetch(redis, refs); };
     if (!session_.attempt(images_conn_, consumer_, fetch)) {
-      // The run stops: these entries stay pending in Redis, for another process.
-      for (auto it = wanted.rbegin(); it != wanted.rend(); ++it) {
-        out.erase(out.begin() + static_cast<std::ptrdiff_t>(it->first));
-      }
+      out.resize(first);  // the run stops: these entries stay pending in Redis, for another process
       return;
     }
   }
-  for (auto& [i, read_here] : wanted) {
-    for (auto& [name, ref] : read_here) {
+  for (std::size_t i = first; fetched && i < out.size(); ++i) {
+    for (auto& [name, ref] : read_here[i - first]) {
       ImageStore::Fetched& image = fetched->at(ref.key);
       if (const auto* why = std::get_if<std::string>(&image)) {
         fail_delivery(out[i], "image '" + name + "': " + *why);
@@ -143,6 +135,7 @@ void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
   }
 }
 
+// A packet that fails on its way in (after accept): dead-lettered with its decoded bytes.
 void RedisInlet::fail_delivery(Delivery& d, const std::string& error) {
   std::string id;
   {
@@ -152,11 +145,19 @@ void RedisInlet::fail_delivery(Delivery& d, const std::string& error) {
     }
   }
   const std::vector<std::byte> bytes = encode_packet(d.packet);
+  dead_letter(d, id, error, 1, {reinterpret_cast<const char*>(bytes.data()), bytes.size()});
+}
+
+// A delivery that cannot reach the stage goes to the dead-letter stream, and becomes a skip
+// that goes on in its place (its settle acknowledges the entry).
+void RedisInlet::dead_letter(Delivery& d, const std::string& id, const std::string& error,
+                             std::int64_t deliveries, std::string_view payload) {
   write_dead_letter(session_, {.stage = stage_.name(), .error = error, .entry_id = id,
+                               .deliveries = deliveries,
                                .position = std::make_pair(d.packet.stream, d.packet.seq),
-                               .payload = {reinterpret_cast<const char*>(bytes.data()), bytes.size()}});
+                               .payload = payload});
   d.kind = Delivery::Kind::skip;
-  d.dead_lettered = true;  // a skip goes on in its place
+  d.dead_lettered = true;
   d.packet = Packet{.stream = d.packet.stream, .seq = d.packet.seq};
 }
 
@@ -175,11 +176,9 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
       create_groups(conn);
       // After a lost connection: leases are taken again (with what they hold); a sink claims
       // back what Redis delivered in a reply that never arrived (pending on it, never seen).
-      if (std::exchange(connected_, true) && mode_ != Mode::shared) {
-        for (std::size_t k = 0; k < parts_.size(); ++k) {
-          if (mode_ == Mode::partitioned) give_up(k, out, false);
-          if (mode_ == Mode::sink) claim_pending(k, out);
-        }
+      if (std::exchange(connected_, true)) {
+        give_up_all(out, false);
+        if (mode_ == Mode::sink) claim_pending(0, out);
       }
     }
     const auto now = Clock::now();
@@ -251,25 +250,29 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
                         std::vector<Delivery>& out) {
   const std::string id(text(at(item, 0)));
   const redisReply* fields = at(item, 1);
+  // An entry whose (stream, seq) is not known: dead-lettered and acknowledged, no skip for it.
+  const auto unreadable = [&](const std::string& error, std::string_view payload) {
+    write_dead_letter(session_, {.stage = stage_.name(), .error = error, .entry_id = id,
+                                 .deliveries = deliveries, .payload = payload});
+    ack_now(part, id);
+    return true;
+  };
   if (fields == nullptr || size(fields) == 0) {  // deleted meanwhile (trimmed): nothing to do
     ack_now(part, id);
     return true;
   }
   const redisReply* value = field(fields, kEntryField);
   if (value == nullptr) {
-    dead_letter(id, part,
-                "entry " + id + (field(fields, "k") != nullptr
-                                     ? " was written by an older micromodels (entry format 1)"
-                                     : " is not a micromodels entry (no field 'm')"),
-                deliveries, {}, nullptr, out);
-    return true;
+    return unreadable("entry " + id + (field(fields, "k") != nullptr
+                                           ? " was written by an older micromodels (entry format 1)"
+                                           : " is not a micromodels entry (no field 'm')"),
+                      {});
   }
   Entry entry;
   try {
     entry = decode_entry(text(value));
   } catch (const EntryError& error) {
-    dead_letter(id, part, "entry " + id + ": " + error.what(), deliveries, text(value), nullptr, out);
-    return true;
+    return unreadable("entry " + id + ": " + error.what(), text(value));
   }
   if (entry.run != run_) {
     if (!session_.is_current_run(*conn_, entry.run)) {  // an older run's entry
@@ -283,20 +286,9 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
     refuse(id, part, entry.version);
     return true;
   }
-  if (entry.input >= inputs_) {
-    dead_letter(id, part, "entry " + id + " names input " + std::to_string(entry.input) +
-                " of stage '" + stage_.name() + "', which has " + std::to_string(stage_.inputs.size()),
-                deliveries, text(value), &entry, out);
-    return true;
-  }
-  if (deliveries > session_.options.max_deliveries) {
-    dead_letter(id, part, "delivered " + std::to_string(deliveries) + " times without success (the "
-                "processes that took it died or were killed)", deliveries, entry.payload, &entry, out);
-    return true;
-  }
   {
     std::lock_guard lock(mutex_);
-    if (in_flight_.contains({part, id})) return true;  // the same entry again: on its way
+    if (in_flight_.contains(id)) return true;  // the same entry again: on its way
     if (mode_ != Mode::shared) {
       SeqSet& seen = parts_[part].seen[{entry.stream, entry.input}];
       if (seen.contains(entry.seq)) {  // a duplicate (a stage ran twice after a crash)
@@ -307,25 +299,38 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
     }
   }
   Delivery d{.kind = entry.kind == Entry::Kind::packet ? Delivery::Kind::packet : Delivery::Kind::skip,
-             .input = entry.input};
-  if (entry.kind == Entry::Kind::packet) {
+             .input = entry.input < inputs_ ? entry.input : 0u,  // unless that is what is wrong
+             .ticket = ticket_for({part, entry.stream, entry.seq, id, 0})};
+  std::string error;
+  std::string_view payload = entry.payload;
+  if (entry.input >= inputs_) {
+    error = "entry " + id + " names input " + std::to_string(entry.input) + " of stage '" +
+            stage_.name() + "', which has " + std::to_string(stage_.inputs.size());
+    payload = text(value);
+  } else if (deliveries > session_.options.max_deliveries) {
+    error = "delivered " + std::to_string(deliveries) + " times without success (the processes "
+            "that took it died or were killed)";
+  } else if (d.kind == Delivery::Kind::packet) {
     try {
       d.packet = decode_hop(entry.payload);
-    } catch (const CodecError& error) {
-      dead_letter(id, part, "corrupt packet: " + std::string(error.what()), deliveries, {}, &entry, out);
-      return true;
+    } catch (const CodecError& e) {
+      error = "corrupt packet: " + std::string(e.what());
+      payload = {};
     }
   }
-  d.ticket = ticket_for({part, entry.stream, entry.seq, id, 0});
   d.packet.stream = entry.stream;
   d.packet.seq = entry.seq;
+  if (!error.empty()) dead_letter(d, id, error, deliveries, payload);
   out.push_back(std::move(d));
   return true;
 }
 
-bool RedisInlet::accept_all(const redisReply* entries, std::size_t part, std::vector<Delivery>& out) {
+bool RedisInlet::accept_all(const redisReply* entries, std::size_t part, std::vector<Delivery>& out,
+                            const std::map<std::string, std::int64_t>& deliveries) {
   for (std::size_t i = 0; i < size(entries); ++i) {
-    if (!accept(at(entries, i), part, 1, out)) return false;
+    const auto found = deliveries.find(std::string(text(at(at(entries, i), 0))));
+    const std::int64_t times = found == deliveries.end() ? 1 : found->second;
+    if (!accept(at(entries, i), part, times, out)) return false;
   }
   return true;
 }
@@ -333,7 +338,8 @@ bool RedisInlet::accept_all(const redisReply* entries, std::size_t part, std::ve
 Ticket RedisInlet::ticket_for(Held held) {
   std::lock_guard lock(mutex_);
   held.generation = parts_[held.part].generation;
-  in_flight_.insert({held.part, held.id});
+  // A partition's entries are ours by lease: nobody reclaims them, none comes twice.
+  if (mode_ != Mode::partitioned) in_flight_.insert(held.id);
   const Ticket ticket = next_ticket_++;
   tickets_[ticket].push_back(std::move(held));
   return ticket;
@@ -344,10 +350,8 @@ void RedisInlet::settle(Ticket ticket) {
   const auto it = tickets_.find(ticket);
   if (it == tickets_.end()) return;
   for (const Held& held : it->second) {
-    // A partition's entries are ours by lease; others stay on their way (kept fresh against
-    // reclaim) until their acknowledgement is in: it may wait in the writer, behind outputs
-    // Redis refused for memory.
-    if (mode_ == Mode::partitioned) in_flight_.erase({held.part, held.id});
+    // Entries stay on their way (kept fresh against reclaim) until their acknowledgement is in
+    // (flush_acks): it may wait in the writer, behind outputs Redis refused for memory.
     Partition& part = parts_[held.part];
     // A lease lost since: not ours to record; the new owner runs it again.
     if (!part.owned || held.generation != part.generation) continue;
@@ -377,7 +381,7 @@ void RedisInlet::flush_acks() {
       for (const std::string& id : part.acks) ack.add(id);
       session_.writer.add(std::move(ack), [this, ids = std::move(part.acks)](const redisReply*) {
         std::lock_guard acked(mutex_);
-        for (const std::string& id : ids) in_flight_.erase({0, id});  // one partition: part 0
+        for (const std::string& id : ids) in_flight_.erase(id);
       });
       part.acks.clear();
       continue;
@@ -406,27 +410,6 @@ void RedisInlet::ack_now(std::size_t part, const std::string& id) {
   parts_[part].acks.push_back(id);
 }
 
-// An entry that cannot be delivered goes to the dead-letter stream; when its (stream, seq) is
-// known a skip goes on in its place (its settle acknowledges the entry).
-void RedisInlet::dead_letter(const std::string& id, std::size_t part, const std::string& error,
-                             std::int64_t deliveries, std::string_view payload, const Entry* entry,
-                             std::vector<Delivery>& out) {
-  write_dead_letter(session_, {.stage = stage_.name(), .error = error, .entry_id = id,
-                               .deliveries = deliveries,
-                               .position = entry != nullptr ? std::optional(std::make_pair(entry->stream, entry->seq))
-                                                            : std::nullopt,
-                               .payload = payload});
-  if (entry == nullptr) {
-    ack_now(part, id);
-    return;
-  }
-  // On the input it came by, unless that input is what was wrong with it.
-  const std::size_t input = entry->input < inputs_ ? entry->input : 0;
-  out.push_back(control(Delivery::Kind::skip, entry->stream, entry->seq, input,
-                        ticket_for({part, entry->stream, entry->seq, id, 0})));
-  out.back().dead_lettered = true;
-}
-
 // An entry written by another version of the pipeline: it goes back, untouched, to the
 // consumers that run that version, and this inlet reads nothing until the run changes.
 void RedisInlet::refuse(const std::string& id, std::size_t part, std::uint64_t version) {
@@ -442,15 +425,14 @@ void RedisInlet::refuse(const std::string& id, std::size_t part, std::uint64_t v
         "pipeline file",
         stage_.name(), id, key, version_text(version), version_text(session_.version));
   }
-  if (!std::exchange(paused_, true)) release_leases();  // nothing is delivered while paused
+  std::vector<Delivery> none;  // nothing is delivered while paused
+  if (!std::exchange(paused_, true)) give_up_all(none, true);
 }
 
-// Every lease goes at once, after what was settled is recorded (the writer keeps that order).
-// The resets are for nobody: nothing more is delivered (paused, or the engine has stopped).
-void RedisInlet::release_leases() {
-  std::vector<Delivery> resets;
+// Every partition of a partitioned stage (see give_up).
+void RedisInlet::give_up_all(std::vector<Delivery>& out, bool release) {
   for (std::size_t k = 0; k < parts_.size() && mode_ == Mode::partitioned; ++k) {
-    give_up(k, resets, true);
+    give_up(k, out, release);
   }
 }
 
@@ -476,10 +458,7 @@ std::string RedisInlet::claim(std::size_t k, const std::string& idle, const std:
     }
     log().info("stage '{}': reclaimed {} entries idle for over {} ms", stage_.name(), size(list), idle);
   }
-  for (std::size_t i = 0; i < size(list); ++i) {
-    const auto found = deliveries.find(std::string(text(at(at(list, i), 0))));
-    if (!accept(at(list, i), k, found == deliveries.end() ? 1 : found->second, out)) break;
-  }
+  accept_all(list, k, out, deliveries);
   return std::string(text(at(claimed.get(), 0)));
 }
 
@@ -567,11 +546,6 @@ void RedisInlet::give_up(std::size_t k, std::vector<Delivery>& out, bool release
   std::set<std::uint32_t> streams;
   for (const auto& [key, seen] : part.seen) streams.insert(key.first);
   for (std::uint32_t stream : streams) out.push_back(control(Delivery::Kind::reset, stream, 0, 0, 0));
-  for (auto& [ticket, held] : tickets_) {
-    for (const Held& h : held) {
-      if (h.part == k) in_flight_.erase({h.part, h.id});
-    }
-  }
   part.change_owner(false);
   if (release) {
     session_.writer.add({"EVAL", kIfOurs, "1", session_.names->lease(part.key), consumer_, "DEL"});
@@ -600,10 +574,8 @@ void RedisInlet::claim_strays(std::size_t k, std::vector<Delivery>& out) {
 // Entries of a new run: what was known of the old one does not apply.
 void RedisInlet::new_run(std::vector<Delivery>& out) {
   run_ = session_.run();
-  if (mode_ == Mode::partitioned) {
-    for (std::size_t k = 0; k < parts_.size(); ++k) give_up(k, out, false);
-    next_upkeep_ = {};  // take the leases of the new run at once
-  }
+  give_up_all(out, false);
+  next_upkeep_ = {};  // take the leases of the new run at once
   std::lock_guard lock(mutex_);
   for (Partition& part : parts_) {
     part.seen.clear();
@@ -620,7 +592,7 @@ void RedisInlet::refresh_idle(Connection& conn) {
   {
     std::lock_guard lock(mutex_);
     if (in_flight_.empty()) return;
-    for (const auto& [part, id] : in_flight_) claim.add(id);  // one partition: part 0
+    for (const std::string& id : in_flight_) claim.add(id);
   }
   claim.add("JUSTID");  // resets the idle time, not the delivery count
   conn.command(claim);
@@ -660,9 +632,12 @@ std::size_t RedisInlet::unsettled() const {
   return tickets_.size();
 }
 
+// Every lease goes at once, after what was settled is recorded (the writer keeps that order).
+// The resets are for nobody: the engine has stopped.
 void RedisInlet::leave() {
   flush_acks();
-  release_leases();
+  std::vector<Delivery> none;
+  give_up_all(none, true);
 }
 
 }  // namespace micromodels::detail

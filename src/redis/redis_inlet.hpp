@@ -83,12 +83,13 @@ class RedisInlet final : public Inlet {
   void fail_delivery(Delivery& d, const std::string& error);
   bool accept(const redisReply* entry, std::size_t part, std::int64_t deliveries,
               std::vector<Delivery>& out);
-  /// `accept` for each entry of a list delivered for the first time; false when one said stop.
-  bool accept_all(const redisReply* entries, std::size_t part, std::vector<Delivery>& out);
+  /// `accept` for each entry of a list, delivered once unless `deliveries` (by id) says more;
+  /// false when one said stop.
+  bool accept_all(const redisReply* entries, std::size_t part, std::vector<Delivery>& out,
+                  const std::map<std::string, std::int64_t>& deliveries = {});
   Ticket ticket_for(Held held);
-  void dead_letter(const std::string& id, std::size_t part, const std::string& error,
-                   std::int64_t deliveries, std::string_view payload, const Entry* entry,
-                   std::vector<Delivery>& out);
+  void dead_letter(Delivery& d, const std::string& id, const std::string& error,
+                   std::int64_t deliveries, std::string_view payload);
   void ack_now(std::size_t part, const std::string& id);
   void refuse(const std::string& id, std::size_t part, std::uint64_t version);
   std::string claim(std::size_t part, const std::string& idle, const std::string& cursor,
@@ -97,7 +98,7 @@ class RedisInlet final : public Inlet {
   void take_over(std::size_t part, std::vector<Delivery>& out);
   void claim_pending(std::size_t part, std::vector<Delivery>& out);
   void give_up(std::size_t part, std::vector<Delivery>& out, bool release);
-  void release_leases();
+  void give_up_all(std::vector<Delivery>& out, bool release);
   void claim_strays(std::size_t part, std::vector<Delivery>& out);
   void new_run(std::vector<Delivery>& out);
 
@@ -120,7 +121,7 @@ class RedisInlet final : public Inlet {
   mutable std::mutex mutex_;  // everything below
   std::vector<Partition> parts_;
   std::unordered_map<Ticket, std::vector<Held>> tickets_;
-  std::set<std::pair<std::size_t, std::string>> in_flight_;  // (partition, id) unsettled
+  std::set<std::string> in_flight_;  // ids not acknowledged yet (one stream: not partitioned)
   Ticket next_ticket_ = 1;
 };
 

@@ -171,15 +171,17 @@ std::string RedisTransport::report() const {
                          format_bytes(static_cast<double>(hop.bytes) / packets),
                          format_bytes(static_cast<double>(hop.image_bytes) / packets));
     }
-    out += "dead-lettered: " + std::to_string(dead_lettered()) + " (all processes; " +
-           session_->names->dead_letter() + ")\n";
     auto conn = session_->connect();
     const detail::Reply counters = conn->command({"HGETALL", session_->names->counters()});
-    const long long pauses = detail::integer(detail::field(counters.get(), "memory_pauses"));
-    const long long paused_ms = detail::integer(detail::field(counters.get(), "memory_paused_ms"));
-    if (pauses > 0) {
+    const auto count = [&](const char* key) {
+      return detail::integer(detail::field(counters.get(), key));
+    };
+    out += "dead-lettered: " + std::to_string(count("dead")) + " (all processes; " +
+           session_->names->dead_letter() + ")\n";
+    if (const long long pauses = count("memory_pauses"); pauses > 0) {
+      const double paused_s = static_cast<double>(count("memory_paused_ms")) / 1000;
       out += fmt::format("held back for Redis's memory: {} times, {:.1f} s in all (all processes)\n",
-                         pauses, static_cast<double>(paused_ms) / 1000);
+                         pauses, paused_s);
     }
   } catch (const BrokerError& error) {
     out += "  (Redis unreachable: " + std::string(error.what()) + ")\n";

@@ -103,13 +103,9 @@ void Session::bind(const Plan& bound) {
   if (!is_run()) is_current_run(*conn, 0);
 }
 
-int Session::partitions(const PlanStage& stage) const {
-  return stage.gathers() && !stage.sink() ? std::max(1, stage.config.partitions) : 1;
-}
-
 std::vector<std::string> Session::keys(const PlanStage& stage) const {
   std::vector<std::string> keys;
-  const int n = partitions(stage);
+  const int n = stage.gathers() && !stage.sink() ? std::max(1, stage.config.partitions) : 1;
   for (int k = 0; k < n; ++k) keys.push_back(names->stream(stage.name(), k, n));
   return keys;
 }
@@ -162,10 +158,10 @@ void create_group(Connection& conn, const std::string& key, const std::string& g
     const Reply made = conn.command({"XGROUP", "CREATE", key, group, "0", "MKSTREAM"});
     const std::string_view why = text(made.get());
     if (!is_error(made.get()) || why.starts_with("BUSYGROUP")) return;
-    if (!why.starts_with("OOM") || tried == kTries) {
+    const bool oom = !memory_refusal(made.get()).empty();
+    if (!oom || tried == kTries) {
       throw std::runtime_error("cannot create consumer group '" + group + "' on " + key + ": " +
-                               std::string(why) +
-                               (why.starts_with("OOM") ? " (for 5 s): raise maxmemory" : ""));
+                               std::string(why) + (oom ? " (for 5 s): raise maxmemory" : ""));
     }
     std::this_thread::sleep_for(kWait);
   }

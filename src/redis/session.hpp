@@ -46,10 +46,9 @@ class Session {
   Writer writer;
   MemoryGate memory{*this};  // Redis near its maxmemory: what holds back
 
-  /// A stage that gathers each stream in one process (ordered, per_stream, joins) has
-  /// `partitions:` streams, one per stream id modulo their number; other stages, and the sinks
-  /// (read by the run process alone), one.
-  [[nodiscard]] int partitions(const PlanStage& stage) const;
+  /// The streams of a stage: a stage that gathers each stream in one process (ordered,
+  /// per_stream, joins) has `partitions:` streams, one per stream id modulo their number; other
+  /// stages, and the sinks (read by the run process alone), one.
   [[nodiscard]] std::vector<std::string> keys(const PlanStage& stage) const;
   [[nodiscard]] bool is_run() const noexcept { return options.role == RedisOptions::Role::run; }
 

@@ -22,8 +22,6 @@ bool grows(const Args& args) {
   return name == "XADD" || name == "SET" || name == "HINCRBY";
 }
 
-bool out_of_memory(const redisReply* reply) { return is_error(reply) && text(reply).starts_with("OOM"); }
-
 std::size_t bytes_of(const Args& args) {
   std::size_t bytes = 0;
   for (const std::string& arg : args.items()) bytes += arg.size();
@@ -101,7 +99,7 @@ void Writer::read_replies(Connection& conn, std::vector<Command>& sent) {
   std::vector<Command> again;
   for (Command& command : sent) {
     const Reply reply = conn.read();
-    if (out_of_memory(reply.get()) && grows(command.args)) {
+    if (!memory_refusal(reply.get()).empty() && grows(command.args)) {
       again.push_back(std::move(command));
     } else {
       answered(command, reply.get());
@@ -134,20 +132,17 @@ bool Writer::transact(Connection& conn, std::vector<Command>& batch) {
     }
     const Reply done = conn.read();
     if (is_error(done.get())) {  // EXECABORT: nothing of it was done
-      if (refusal.empty()) {
-        // Every command was queued, and Redis refused them at EXEC, when it checks its memory
-        // again: "EXECABORT Transaction discarded because of: OOM command not allowed ...".
-        const std::string_view why = text(done.get());
-        constexpr std::string_view kBecause = "because of: ";
-        const auto at = why.find(kBecause);
-        refusal = at == std::string_view::npos ? why : why.substr(at + kBecause.size());
+      if (refusal.empty()) {  // every command was queued: Redis refused them at EXEC, when it
+        const std::string_view why = memory_refusal(done.get());  // checks its memory again
+        refusal = why.empty() ? text(done.get()) : why;
       }
       const std::size_t bytes = n == 1 ? bytes_of(batch.front().args) : 0;
-      if (!refusal.starts_with("OOM") || !session_.memory.fits(bytes)) {
+      const bool oom = refusal.starts_with("OOM");
+      if (!oom || !session_.memory.fits(bytes)) {
         session_.fail(std::make_exception_ptr(BrokerError(
             BrokerError::Kind::lost,
             "Redis at " + session_.url.where() + " refused a write: " + refusal +
-                (refusal.starts_with("OOM")
+                (oom
                      ? "; it is " + std::to_string(bytes) + " bytes, more than Redis can ever hold (" +
                            session_.memory.figures() + "): raise maxmemory"
                      : ""))));
@@ -221,16 +216,13 @@ void Writer::run() {
     // A lost connection keeps `sent` and `batch` as they are: after the reconnect, what was
     // sent goes again first, then the batch.
     const bool on = session_.attempt(conn, "writer", [&](Connection& redis, bool fresh) {
-      const bool limited = session_.memory.limited();
       if (fresh) {
-        // Unconfirmed commands from before a reconnect go again (the sinks drop duplicates).
-        if (limited) {
-          batch.insert(batch.begin(), std::make_move_iterator(sent.begin()), std::make_move_iterator(sent.end()));
-          sent.clear();
-        }
-        for (const Command& command : sent) redis.append(command.args);
+        // Unconfirmed commands from before a reconnect go again, first (the sinks drop duplicates).
+        batch.insert(batch.begin(), std::make_move_iterator(sent.begin()),
+                     std::make_move_iterator(sent.end()));
+        sent.clear();
       }
-      if (limited) {
+      if (session_.memory.limited()) {
         // One transaction at a time: a refused one must not be overtaken by the next.
         if (!sent.empty()) read_replies(redis, sent);
         const bool was_refused = std::exchange(refused, !batch.empty() && !transact(redis, batch));
