@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <map>
+#include <set>
 
 #include "live_set.hpp"
 #include "redis_inlet.hpp"
@@ -79,36 +80,41 @@ void Keeper::every_second(Connection& conn) {
   if (session_.options.serve == RedisOptions::Serve::none) warn_unserved(processes);
 }
 
-// One member per stage served here (live_set.hpp), its former ones replaced. The processes of
-// this version per stage (returned) also give each inlet its share of the partitions.
+// One member per stage served here (live_set.hpp), its former ones replaced: the new ones are
+// added before the old ones go, so that no read in between finds this process gone (a run would
+// say that nobody serves its stages). The processes of this version per stage (returned) also
+// give each inlet its share of the partitions.
 Keeper::Processes Keeper::announce(Connection& conn, bool leave) {
   const std::int64_t wall = wall_ms();
   const std::string version = version_text(session_.version);
-  conn.command({"ZREMRANGEBYSCORE", session_.names->live(), "-inf", std::to_string(wall)});
   Processes processes;
+  Args add{"ZADD", session_.names->live()};
+  std::set<std::string> mine;
+  if (!leave) {
+    std::lock_guard lock(session_.parts_mutex);
+    for (std::size_t stage : session_.served) {
+      const std::string& name = session_.plan->stages()[stage].name();
+      const int consumers = session_.host() != nullptr ? session_.host()->consumers(name) : 0;
+      const std::string member =
+          LiveMember{.stage = name, .process = session_.consumer, .version = version,
+                     .consumers = static_cast<std::uint64_t>(consumers)}.text();
+      add.add(std::to_string(wall + kLiveTtlMs)).add(member);
+      mine.insert(member);
+      processes[name].insert(session_.consumer);
+    }
+  }
+  if (add.items().size() > 2) conn.command(add);
+  conn.command({"ZREMRANGEBYSCORE", session_.names->live(), "-inf", std::to_string(wall)});
   Args remove{"ZREM", session_.names->live()};
   for (const LiveMember& m : live_members(conn, *session_.names)) {
     if (m.process == session_.consumer) {
-      remove.add(m.text());
+      if (!mine.contains(m.text())) remove.add(m.text());
     } else if (m.version == version) {
       processes[m.stage].insert(m.process);
     }
   }
   if (remove.items().size() > 2) conn.command(remove);
   if (leave) return processes;
-  Args add{"ZADD", session_.names->live()};
-  {
-    std::lock_guard lock(session_.parts_mutex);
-    for (std::size_t stage : session_.served) {
-      const std::string& name = session_.plan->stages()[stage].name();
-      const int consumers = session_.host() != nullptr ? session_.host()->consumers(name) : 0;
-      add.add(std::to_string(wall + kLiveTtlMs))
-          .add(LiveMember{.stage = name, .process = session_.consumer, .version = version,
-                          .consumers = static_cast<std::uint64_t>(consumers)}.text());
-      processes[name].insert(session_.consumer);
-    }
-  }
-  if (add.items().size() > 2) conn.command(add);
   std::lock_guard lock(session_.parts_mutex);
   for (RedisInlet* inlet : session_.inlets) {
     inlet->processes = std::max<int>(1, static_cast<int>(processes[inlet->stage().name()].size()));

@@ -108,6 +108,45 @@ TEST_F(DistributedCliTest, TwoWorkersShareAStageAndTheRunServesNothing) {
   }
 }
 
+// A worker renews its member of the live set every second. A run (and `status`) reading the set
+// in between must always find it: the renewal once removed the old member before adding the new
+// one, and a run warned now and then that nobody served a stage a live worker served.
+TEST_F(DistributedCliTest, ALiveWorkerIsNeverMissingFromTheLiveSet) {
+  const fs::path file = write_pipeline(10, "service_ms: 1");
+  auto w = worker("w", file, "work");
+  wait_live("work", 1);
+  Redis redis(redis_url());
+  int reads = 0;
+  int missing = 0;
+  std::string first_miss;
+  const auto until = std::chrono::steady_clock::now() + 4s;  // four renewals
+  while (std::chrono::steady_clock::now() < until) {
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    auto members = redis.command(
+        {"ZRANGEBYSCORE", key("live"), std::to_string(now_ms), "+inf"});  // as the run reads it
+    bool found = false;
+    for (std::size_t i = 0; members && i < members->elements; ++i) {
+      found = found || std::string(members->element[i]->str, members->element[i]->len)
+                           .starts_with("work|");
+    }
+    ++reads;
+    if (!found && missing++ == 0) {  // what the set held then, with its scores (expiries)
+      auto all = redis.command({"ZRANGE", key("live"), "0", "-1", "WITHSCORES"});
+      first_miss = "at " + std::to_string(now_ms) + ":";
+      for (std::size_t i = 0; all && i < all->elements; ++i) {
+        first_miss += " " + std::string(all->element[i]->str, all->element[i]->len);
+      }
+    }
+  }
+  EXPECT_EQ(missing, 0) << "the worker was missing from " << missing << " of " << reads
+                        << " reads of the live set; the first time, the set " << first_miss;
+  EXPECT_GT(reads, 1000);
+  w->signal(SIGTERM);
+  EXPECT_EQ(w->wait(20s).exit_code, 0);
+}
+
 TEST_F(DistributedCliTest, TracePartsOfTheRunAndAWorkerMergeOntoOneTimeline) {
   const fs::path file = write_pipeline(100, "service_ms: 1");
   const fs::path worker_part = dir_ / "worker.json";
