@@ -504,6 +504,9 @@ void RedisInlet::lease_round(std::vector<Delivery>& out) {
 // A partition becomes ours: its progress from Redis, then every entry still pending in it (a
 // previous owner's, or ours from before a reconnect).
 void RedisInlet::take_over(std::size_t k, std::vector<Delivery>& out) {
+  // Our own earlier ownership of it (before a lost lease or a reconnect) may still have progress
+  // in the writer, which is recorded once the lease is ours again: read the progress after it.
+  session_.writer.drain();
   const Reply next = conn_->command({"HGETALL", session_.names->next_seq(parts_[k].key)});
   {
     std::lock_guard lock(mutex_);

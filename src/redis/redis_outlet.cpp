@@ -76,6 +76,10 @@ void RedisOutlet::add(Entry::Kind kind, std::uint32_t stream, std::uint64_t seq,
 bool RedisOutlet::full() const {
   if (session_.memory.holds(from_.source())) return true;  // until Redis has room (memory_gate.hpp)
   if (!blocks_ || room_.load(std::memory_order_relaxed) > 0) return false;
+  // A process that stops drains what it holds without waiting for room: the stage may have no
+  // reader left (this process's own inlets, stopped; a finished run's sink), and what it adds
+  // past the capacity is at most what it held.
+  if (session_.stopping()) return false;
   if (!waiting_.exchange(true)) ++session_.outlets_waiting;  // the writer probes from now on
   return true;
 }
@@ -114,7 +118,8 @@ void RedisOutlet::probe() {
       probe_every_ns_ = room > 0 ? kProbeFirstNs
                                  : std::min(std::max(probe_every_ns_.load(), kProbeFirstNs) * 2, kProbeMostNs);
       probing_ = false;
-      if (room > 0 && waiting_.exchange(false)) {
+      // Room, or the process stops (full() waits no more): the stage feeding it goes on.
+      if ((room > 0 || session_.stopping()) && waiting_.exchange(false)) {
         {
           std::lock_guard lock(session_.parts_mutex);
           --session_.outlets_waiting;

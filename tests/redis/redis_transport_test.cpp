@@ -170,6 +170,43 @@ TEST_F(RedisTransportTest, LeaseLostMidBatchNeitherStallsNorLosesAStream) {
   expect_complete(400);
 }
 
+// A worker that stops drains what it holds, even when the stage after it has no reader left:
+// its consumers were this worker's own inlets (stopped first), or the stage is a finished run's
+// sink. Waiting for room in that stage's stream (back-pressure) would wait forever. Here nobody
+// serves `b`: once its stream holds its capacity, `a`'s packets wait in `a`'s queue when the
+// worker is stopped, and the worker must still end.
+TEST_F(RedisTransportTest, AStoppedWorkerDrainsIntoAStageThatNobodyReads) {
+  const Pipeline p = Pipeline::from_yaml_string(
+      "pipeline: " + name_ +
+      "\nstages:\n"
+      "  - { name: source, type: synthetic.source, params: { count: 50 } }\n"
+      "  - { name: a, type: model.sleep, queue: { capacity: 2 }, params: { service_ms: 1 } }\n"
+      "  - { name: b, type: model.sleep, queue: { capacity: 2 }, params: { service_ms: 1 } }\n"
+      "  - { name: sink, type: sink.jsonl, params: { path: " +
+      (dir_ / "out.jsonl").string() + " } }\n");
+  Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"a"}});
+  worker.runner.start();
+  Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none});
+  run.runner.start();
+  // `b`'s stream full, and packets of `a` waiting for room in it.
+  Redis redis(redis_url());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (;;) {
+    const auto length = redis.command({"XLEN", stream_key("b")});
+    const MetricsSnapshot m = worker.runner.metrics();
+    const StageMetrics* a = m.stage("a");
+    if (length && length->integer >= 2 && a != nullptr && a->queue_depth > 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "a's packets never waited for b";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  worker.runner.stop();
+  const bool stopped = worker.runner.wait_for(10000);
+  EXPECT_TRUE(stopped) << "the stopped worker waits for room in b forever";
+  if (!stopped) redis.command({"DEL", stream_key("b")});  // room at last: the test ends, failed
+  EXPECT_GT(redis.command({"XLEN", stream_key("b")})->integer, 2) << "what a held went to b";
+  run.runner.stop();
+}
+
 TEST_F(RedisTransportTest, FailingPacketsAreDeadLetteredWithTheirErrorAndTheRestArrive) {
   // Packets 24, 49, 74 and 99 fail: as in one process, a packet whose stage threw has failed
   // (once); without a dead_letter stage it goes to the dead-letter stream.
