@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/detail/little_endian.hpp"
 #include "micromodels/packet_codec.hpp"
 
 #ifdef MICROMODELS_WIRE_HAS_OPENCV
@@ -16,21 +17,6 @@ namespace {
 
 constexpr std::uint8_t kRefFormat = 1;
 constexpr std::size_t kRefHeader = 2 + 1 + 1 + 1 + 1 + 4 + 4 + 8 + 8;
-
-template <class T>
-void put(std::string& out, T value) {
-  const auto bits = static_cast<std::uint64_t>(value);
-  for (std::size_t i = 0; i < sizeof(T); ++i) out.push_back(static_cast<char>((bits >> (8 * i)) & 0xff));
-}
-
-template <class T>
-T get(std::span<const std::byte> bytes, std::size_t at) {
-  std::uint64_t value = 0;
-  for (std::size_t i = 0; i < sizeof(T); ++i) {
-    value |= static_cast<std::uint64_t>(bytes[at + i]) << (8 * i);
-  }
-  return static_cast<T>(value);
-}
 
 std::uint64_t load64(const std::byte* p) noexcept {
   std::uint64_t v = 0;
@@ -55,14 +41,14 @@ std::string encode_ref(const ImageRef& ref) {
   std::string out;
   out.reserve(kRefHeader + ref.key.size());
   out += "ir";
-  put(out, kRefFormat);
-  put(out, static_cast<std::uint8_t>(ref.encoding));
-  put(out, static_cast<std::uint8_t>(ref.depth));
-  put(out, static_cast<std::uint8_t>(ref.channels));
-  put(out, static_cast<std::uint32_t>(ref.width));
-  put(out, static_cast<std::uint32_t>(ref.height));
-  put(out, ref.size);
-  put(out, ref.check);
+  put_le(out, kRefFormat);
+  put_le(out, static_cast<std::uint8_t>(ref.encoding));
+  put_le(out, static_cast<std::uint8_t>(ref.depth));
+  put_le(out, static_cast<std::uint8_t>(ref.channels));
+  put_le(out, static_cast<std::uint32_t>(ref.width));
+  put_le(out, static_cast<std::uint32_t>(ref.height));
+  put_le(out, ref.size);
+  put_le(out, ref.check);
   out += ref.key;
   return out;
 }
@@ -73,13 +59,14 @@ ImageRef decode_ref(std::span<const std::byte> bytes) {
     throw CodecError("an image reference of " + std::to_string(bytes.size()) +
                      " bytes that is not one (it must start with \"ir\" and name a key)");
   }
-  if (get<std::uint8_t>(bytes, 2) != kRefFormat) {
-    throw CodecError("image reference format " + std::to_string(get<std::uint8_t>(bytes, 2)) +
+  const auto format = get_le<std::uint8_t>(bytes.data() + 2);
+  if (format != kRefFormat) {
+    throw CodecError("image reference format " + std::to_string(format) +
                      ", this build reads format " + std::to_string(kRefFormat));
   }
   ImageRef ref;
-  const auto encoding = get<std::uint8_t>(bytes, 3);
-  const auto depth = get<std::uint8_t>(bytes, 4);
+  const auto encoding = get_le<std::uint8_t>(bytes.data() + 3);
+  const auto depth = get_le<std::uint8_t>(bytes.data() + 4);
   if (encoding > static_cast<std::uint8_t>(WireImages::Kind::jpeg) ||
       depth > static_cast<std::uint8_t>(Depth::f32)) {
     throw CodecError("an image reference with encoding " + std::to_string(encoding) + " and depth " +
@@ -87,11 +74,11 @@ ImageRef decode_ref(std::span<const std::byte> bytes) {
   }
   ref.encoding = static_cast<WireImages::Kind>(encoding);
   ref.depth = static_cast<Depth>(depth);
-  ref.channels = get<std::uint8_t>(bytes, 5);
-  ref.width = static_cast<int>(get<std::uint32_t>(bytes, 6));
-  ref.height = static_cast<int>(get<std::uint32_t>(bytes, 10));
-  ref.size = get<std::uint64_t>(bytes, 14);
-  ref.check = get<std::uint64_t>(bytes, 22);
+  ref.channels = get_le<std::uint8_t>(bytes.data() + 5);
+  ref.width = static_cast<int>(get_le<std::uint32_t>(bytes.data() + 6));
+  ref.height = static_cast<int>(get_le<std::uint32_t>(bytes.data() + 10));
+  ref.size = get_le<std::uint64_t>(bytes.data() + 14);
+  ref.check = get_le<std::uint64_t>(bytes.data() + 22);
   if (ref.channels <= 0 || ref.width <= 0 || ref.height <= 0) {
     throw CodecError("an image reference of " + std::to_string(ref.width) + "x" +
                      std::to_string(ref.height) + "x" + std::to_string(ref.channels) +

@@ -1,5 +1,6 @@
-// The one text table: the metrics table, `micromodels status` and a distributed run's bytes per
-// hop are laid out by it, so that every table the tool prints pads and aligns alike.
+// The one text table: the metrics table and `micromodels status` are laid out by it, so that
+// they pad and align alike. (A distributed run's bytes per hop keep their fixed columns, which
+// scripts read.)
 #pragma once
 
 #include <cstddef>

@@ -55,8 +55,9 @@ struct EyePatch {
 /// the rendering in (a shift of 0 changes nothing), so a correction that fades out leaves no
 /// step. A vertical shift opens the eye by as much, so it is limited to 0.8 of the eye's
 /// opening over the iris beyond its lash lines (0.08 eye widths): a nearly shut eye is opened
-/// little, a shut one left alone (`applied` holds what was rendered). Wherever nothing changed the patch equals the frame, and the mask's feathered band lies
-/// only over such pixels, so blending leaves no seam.
+/// little, a shut one left alone (`applied` holds what was rendered). Wherever nothing changed
+/// the patch equals the frame, and the mask's feathered band lies only over such pixels, so
+/// blending leaves no seam.
 [[nodiscard]] EyePatch render_eyes(const cv::Mat& frame, std::span<const EyeRenderRequest> eyes,
                                    const EyeRenderOptions& options);
 
