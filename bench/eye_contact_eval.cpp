@@ -580,7 +580,7 @@ TurnedEval summarise_turn(EvalState& s, double angle) {
   TurnedEval t;
   t.angle_deg = angle;
   std::vector<double> known, in, residual, residual_ungated, sideways, finder_in, finder_out, model_gain, refined_gain,
-      corner_gain, bridge_gain, gaze_gain, requested;
+      corner_gain, bridge_gain, gaze_gain, requested, outward;
   std::uint64_t gated = 0;
   for (auto& [seq, frame] : s.frames) {
     if (frame.strength < 0.999 || frame.turned_strength < 0) continue;
@@ -604,6 +604,9 @@ TurnedEval summarise_turn(EvalState& s, double angle) {
       if (const auto m = measure_iris_translation(eye->turned_out, eye->out, corrected, corrected.iris,
                                                   corrected.iris_radius, {0, 0}, range)) {
         sideways.push_back(std::abs(m->x) / eye->eye.width());
+        // Signed: positive away from the eye's middle, toward the side the iris sits on.
+        const cv::Point2f middle = 0.5f * (eye->eye.corner_a + eye->eye.corner_b);
+        outward.push_back((eye->eye.iris.x >= middle.x ? m->x : -m->x) / eye->eye.width());
       }
       const auto fti = find_iris(eye->turned_in, local), fto = find_iris(eye->turned_out, corrected);
       if (eye->finder_in && fti) finder_in.push_back(fti->y - eye->finder_in->y);
@@ -632,6 +635,7 @@ TurnedEval summarise_turn(EvalState& s, double angle) {
   t.recovery = 1 - ratio(t.residual_px, t.measured_in_px);
   t.recovery_ungated = 1 - ratio(median(residual_ungated), t.measured_in_px);
   t.sideways_drift = median(sideways);
+  t.sideways_outward = median(outward);
   t.finder_in_px = median(finder_in);
   t.finder_out_px = median(finder_out);
   t.finder_recovery = 1 - ratio(t.finder_out_px, t.finder_in_px);
@@ -754,6 +758,7 @@ Json to_json(const EyeContactEval& e) {
                       {"recovery_ungated", t.recovery_ungated},
                       {"sideways_drift_eye_widths", t.sideways_drift},
                       {"sideways_drift_met", t.sideways_drift <= 0.01},
+                      {"sideways_outward_eye_widths", t.sideways_outward},
                       {"finder_in_px", t.finder_in_px},
                       {"finder_out_px", t.finder_out_px},
                       {"finder_recovery", t.finder_recovery},
@@ -838,6 +843,7 @@ void print_eval(const EyeContactEval& e) {
     row("    recovery where the turned run corrected fully", num(t.recovery_ungated), "");
     row("    sideways drift (eye widths)", num(t.sideways_drift, 4),
         t.sideways_drift <= 0.01 ? "ok: <= 0.01" : "MISSED: <= 0.01");
+    row("    the same signed, + away from the eye's middle", num(t.sideways_outward, 4), "");
     row("    finder: in / out px, recovery",
         num(t.finder_in_px, 2) + " / " + num(t.finder_out_px, 2) + ", " + num(t.finder_recovery), "");
     row("    iris gain: model / refined; requested",

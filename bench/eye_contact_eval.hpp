@@ -25,6 +25,7 @@ struct TurnedEval {
   double recovery = 0;           // 1 - residual / measured_in: 1 = the same gaze comes out
   double recovery_ungated = 0;   // the same over the eyes the turned run corrected fully
   double sideways_drift = 0;     // median |sideways iris move| between the outputs, eye widths
+  double sideways_outward = 0;   // the same signed, + away from the eye's middle: its bias
   double finder_in_px = 0;       // the independent iris finder's vertical move on the inputs
   double finder_out_px = 0;      // ... and between the outputs
   double finder_recovery = 0;    // 1 - out / in by the finder

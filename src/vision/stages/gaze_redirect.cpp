@@ -136,7 +136,11 @@ class GazeRedirect final : public Stage {
     std::vector<EyeRenderRequest> requests;
     for (const Eye& eye : eyes) {
       const Gaze to{eye.now.pitch_deg + eye.turn.pitch_deg, eye.now.yaw_deg + eye.turn.yaw_deg};
-      const cv::Point2f shift = eye.ball.iris_for(to) - eye.ball.iris_for(eye.now);
+      cv::Point2f shift = eye.ball.iris_for(to) - eye.ball.iris_for(eye.now);
+      // A pitch-only turn moves the iris along the eye's up axis only. On the sphere it would
+      // also move sideways, by the yaw's sine times (1 - cos pitch): under a tenth of a pixel on
+      // these eyes, but it carries the sideways estimate, the less sure one, into the picture.
+      if (!settings_.turn_yaw) shift = eye.ball.axes.up * shift.dot(eye.ball.axes.up);
       requests.push_back({.axes = eye.view.axes,
                           .lids = eye.view.lids,
                           .iris = eye.view.iris_center,
