@@ -15,8 +15,11 @@ namespace micromodels::cli {
 
 namespace {
 
-std::uint64_t in_flight(const MetricsSnapshot& metrics) {
-  return metrics.packets_in > metrics.packets_out ? metrics.packets_in - metrics.packets_out : 0;
+// Work finished by this process's stages: what a drain's progress is measured in.
+std::uint64_t finished(const MetricsSnapshot& metrics) {
+  std::uint64_t done = metrics.packets_out;
+  for (const StageMetrics& stage : metrics.stages) done += stage.processed + stage.failed;
+  return done;
 }
 
 // After the first Ctrl-C: says once when the drain has made no progress for a while, so that a
@@ -26,15 +29,15 @@ class DrainWatch {
  public:
   static constexpr int kStallSeconds = 5;
 
-  void start(std::uint64_t out) {
-    out_ = out;
+  void start(std::uint64_t done) {
+    done_ = done;
     since_ = std::chrono::steady_clock::now();
   }
-  /// True once per stall: the first time `out` has not moved for kStallSeconds.
-  bool stalled(std::uint64_t out) {
+  /// True once per stall: the first time `done` has not moved for kStallSeconds.
+  bool stalled(std::uint64_t done) {
     const auto now = std::chrono::steady_clock::now();
-    if (out != out_) {
-      out_ = out;
+    if (done != done_) {
+      done_ = done;
       since_ = now;
       said_ = false;
       return false;
@@ -45,7 +48,7 @@ class DrainWatch {
   }
 
  private:
-  std::uint64_t out_ = 0;
+  std::uint64_t done_ = 0;
   std::chrono::steady_clock::time_point since_;
   bool said_ = false;
 };
@@ -83,9 +86,9 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
       if (interrupts.count() > 0 && !interrupted) {
         interrupted = true;
         const MetricsSnapshot now = run.metrics();
-        const std::uint64_t draining = in_flight(now);
+        const std::uint64_t draining = now.in_flight;
         interrupts.set_in_flight(draining);
-        drain.start(now.packets_out);
+        drain.start(finished(now));
         progress.clear();
         std::fprintf(stderr, "stopping: draining %llu in-flight packets (Ctrl-C again to abort)\n",
                      static_cast<unsigned long long>(draining));
@@ -93,14 +96,14 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
         run.stop();
       } else if (interrupted) {
         const MetricsSnapshot now = run.metrics();
-        interrupts.set_in_flight(in_flight(now));
-        if (drain.stalled(now.packets_out)) {
+        interrupts.set_in_flight(now.in_flight);
+        if (drain.stalled(finished(now))) {
           progress.clear();
           std::fprintf(stderr,
                        "stopping: %llu packets still in flight, and none has finished for %d s: "
                        "a stage they wait for may have no one to serve it (see the messages above); "
                        "Ctrl-C again abandons them\n",
-                       static_cast<unsigned long long>(in_flight(now)), DrainWatch::kStallSeconds);
+                       static_cast<unsigned long long>(now.in_flight), DrainWatch::kStallSeconds);
           std::fflush(stderr);
         }
       }

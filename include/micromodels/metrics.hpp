@@ -75,6 +75,9 @@ struct MetricsSnapshot {
   /// Packets its last stages are done with (processed, failed, dropped, or known never to
   /// come), counted once per packet however many last stages there are (the least of them).
   std::uint64_t packets_out = 0;
+  /// Packets inside this process now: queued at its stages, being processed, or held for
+  /// order. What a stop still drains.
+  std::uint64_t in_flight = 0;
   // Rates: a stage's own is processed / elapsed_s (a source's: frames per second produced; a
   // last stage's: what it wrote); the run's is packets_in / elapsed_s, never a sum over sinks.
   int workers = 0;                // threads of the pool that CPU-bound stages share

@@ -207,7 +207,7 @@ Json StatusSampler::status(const MetricsSnapshot& now) {
       {"elapsed_s", now.elapsed_s},
       {"packets_in", now.packets_in},
       {"packets_out", now.packets_out},
-      {"in_flight", now.packets_in > now.packets_out ? now.packets_in - now.packets_out : 0},
+      {"in_flight", now.in_flight},
       {"window_s", base ? Json(window_s) : Json(nullptr)},
       {"throughput_per_s", optional_number(throughput)},
       {"bottleneck", limit ? Json(limit->name) : Json(nullptr)},

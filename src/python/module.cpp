@@ -126,6 +126,7 @@ PYBIND11_MODULE(micromodels, module) {
       .def_readonly("elapsed_s", &MetricsSnapshot::elapsed_s)
       .def_readonly("packets_in", &MetricsSnapshot::packets_in)
       .def_readonly("packets_out", &MetricsSnapshot::packets_out)
+      .def_readonly("in_flight", &MetricsSnapshot::in_flight)
       .def_readonly("workers", &MetricsSnapshot::workers)
       .def_readonly("stages", &MetricsSnapshot::stages)
       .def_readonly("transport", &MetricsSnapshot::transport)

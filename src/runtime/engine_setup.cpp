@@ -507,6 +507,7 @@ MetricsSnapshot Engine::metrics() const {
     }
   }
   snapshot.packets_out = out.value_or(0);
+  snapshot.in_flight = static_cast<std::uint64_t>(std::max<std::int64_t>(0, in_flight_.load()));
 
   for (std::size_t i = 0; i < stage_count_; ++i) {
     if (!served[i]) continue;

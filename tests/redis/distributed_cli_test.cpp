@@ -147,6 +147,43 @@ TEST_F(DistributedCliTest, ALiveWorkerIsNeverMissingFromTheLiveSet) {
   EXPECT_EQ(w->wait(20s).exit_code, 0);
 }
 
+TEST_F(DistributedCliTest, AStoppedWorkerSaysHowManyPacketsItStillDrains) {
+  // A worker has no sources: what it drains is what its stages' queues hold, not packets in
+  // minus packets out (0 for it).
+  const int count = 40;
+  const fs::path file = write_pipeline(count, "service_ms: 100");
+  auto w = worker("w", file, "work");
+  wait_live("work", 1);
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q"});
+  // Stopped while it works: a few packets written on to the sink, most still to come.
+  Redis redis(redis_url());
+  const auto written = [&] {
+    auto n = redis.command({"XLEN", stream_key("sink")});
+    return n ? n->integer : 0;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (written() < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_LT(written(), count - 5);
+  w->signal(SIGTERM);
+  const Result stopped = w->wait(30s);
+  EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+  std::smatch said;
+  ASSERT_TRUE(std::regex_search(stopped.err, said, std::regex(R"(stopping: draining (\d+) in-flight)")))
+      << stopped.err;
+  EXPECT_GE(std::stoi(said[1].str()), 1) << stopped.err;
+  EXPECT_EQ(stopped.err.find("none has finished"), std::string::npos) << stopped.err;
+  // Whatever it had not taken, another worker finishes.
+  auto heir = worker("heir", file, "work");
+  wait_live("work", 1);
+  const Result r = run->wait(60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_complete(count);
+  heir->signal(SIGTERM);
+  EXPECT_EQ(heir->wait(20s).exit_code, 0);
+}
+
 TEST_F(DistributedCliTest, TracePartsOfTheRunAndAWorkerMergeOntoOneTimeline) {
   const fs::path file = write_pipeline(100, "service_ms: 1");
   const fs::path worker_part = dir_ / "worker.json";
@@ -491,6 +528,7 @@ TEST_F(DistributedCliTest, AWorkerOfAnotherPipelineVersionRefusesEntriesAndLoses
   EXPECT_NE(said.find("this process runs version"), std::string::npos) << said;
   EXPECT_NE(said.find("start this process with the run's pipeline file"), std::string::npos) << said;
   auto heir = worker("heir", file, "work");
+  wait_live("work", 1);
   const Result r = run->wait(60s);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_complete(count);
