@@ -1,5 +1,6 @@
 #include "image_store.hpp"
 
+#include <algorithm>
 #include <random>
 
 #include <spdlog/fmt/fmt.h>
@@ -19,13 +20,14 @@ std::string process_id() {
 
 }  // namespace
 
-ImageStore::ImageStore(Writer& writer, const StreamNames& names, WireImages images, int ttl_s)
+ImageStore::ImageStore(Writer& writer, const StreamNames& names, WireImages images, int ttl_s,
+                       std::size_t in_flight, std::size_t min_cache_bytes)
     : writer_(writer),
       names_(names),
       id_(process_id()),
       images_(images),
       ttl_s_(ttl_s),
-      cache_(std::size_t{256} << 20) {}
+      cache_(min_cache_bytes, in_flight) {}
 
 ImageRef ImageStore::reference(const Image& image, std::uint64_t& stored) {
   if (std::optional<ImageRef> known = cache_.ref_of(image)) {
@@ -57,18 +59,59 @@ void ImageStore::carry(const ImageRef& ref) {
 std::map<std::string, ImageStore::Fetched> ImageStore::fetch(Connection& conn,
                                                              const std::vector<ImageRef>& refs) {
   std::map<std::string, Fetched> found;
-  std::vector<const ImageRef*> asked;
+  std::vector<const ImageRef*> wanted;
   for (const ImageRef& ref : refs) {
-    if (found.contains(ref.key)) continue;
-    if (std::optional<Image> image = cache_.image_at(ref.key)) {
-      found.emplace(ref.key, std::move(*image));
+    if (found.emplace(ref.key, std::string()).second) wanted.push_back(&ref);
+  }
+  while (!wanted.empty()) {
+    std::vector<const ImageRef*> others;
+    fetch_round(conn, wanted, found, others);
+    if (others.empty()) break;
+    // Their GETs are on their way on another thread (another inlet of this process): wait for
+    // them to land in the cache, then look again; what is still missing then (evicted at once,
+    // or the other fetch failed) is asked for in the next round.
+    std::unique_lock lock(fetching_mutex_);
+    fetched_.wait(lock, [&] {
+      return std::none_of(others.begin(), others.end(),
+                          [&](const ImageRef* ref) { return fetching_.contains(ref->key); });
+    });
+    wanted = std::move(others);
+  }
+  return found;
+}
+
+void ImageStore::fetch_round(Connection& conn, const std::vector<const ImageRef*>& refs,
+                             std::map<std::string, Fetched>& found,
+                             std::vector<const ImageRef*>& others) {
+  std::vector<const ImageRef*> asked;
+  for (const ImageRef* ref : refs) {
+    // The cache is looked at under the same lock as the keys on their way: a fetch keeps its
+    // image before its key leaves fetching_, so a key that is in neither is nobody's.
+    std::lock_guard lock(fetching_mutex_);
+    if (std::optional<Image> image = cache_.image_at(ref->key)) {
+      found[ref->key] = std::move(*image);
       continue;
     }
-    found.emplace(ref.key, std::string());
-    conn.append({"GET", ref.key});
-    asked.push_back(&ref);
+    if (!fetching_.insert(ref->key).second) {
+      others.push_back(ref);
+      continue;
+    }
+    asked.push_back(ref);
   }
-  if (asked.empty()) return found;
+  if (asked.empty()) return;
+  // However this round ends (Redis unreachable: BrokerError), its keys are no longer on their way.
+  struct Done {
+    ImageStore& store;
+    const std::vector<const ImageRef*>& asked;
+    ~Done() {
+      {
+        std::lock_guard lock(store.fetching_mutex_);
+        for (const ImageRef* ref : asked) store.fetching_.erase(ref->key);
+      }
+      store.fetched_.notify_all();
+    }
+  } done{*this, asked};
+  for (const ImageRef* ref : asked) conn.append({"GET", ref->key});
   conn.send();
   for (const ImageRef* ref : asked) {
     const Reply reply = conn.read();
@@ -92,7 +135,6 @@ std::map<std::string, ImageStore::Fetched> ImageStore::fetch(Connection& conn,
       result = error.what();
     }
   }
-  return found;
 }
 
 }  // namespace micromodels::detail

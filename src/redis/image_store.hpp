@@ -1,12 +1,16 @@
 // Images by reference on Redis: an image goes to Redis once, as a plain key with a TTL
 // (`SET key bytes PX ttl`, through the writer, so before the entry that refers to it), and hops
 // carry its reference. A process that reads the pixels fetches them once (pipelined GETs for a
-// batch) and keeps them in its ImageCache; a hop that carries a reference on renews the key's TTL.
+// batch; a key another of its inlets is fetching is waited for, not asked again) and keeps them
+// in its ImageCache; a hop that carries a reference on renews the key's TTL.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <mutex>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -22,26 +26,37 @@ namespace micromodels::detail {
 class ImageStore final : public ImageRefs {
  public:
   /// Keys are `names.image(ID:N)`: ID a random id of this process, N a count; `ttl_s` is
-  /// wire.image_ttl_s. `names` outlives the store.
-  ImageStore(Writer& writer, const StreamNames& names, WireImages images, int ttl_s);
+  /// wire.image_ttl_s; `in_flight` the packets the pipeline can hold (its queues' capacities),
+  /// which the cache keeps the images of (ImageCache). `names` outlives the store.
+  ImageStore(Writer& writer, const StreamNames& names, WireImages images, int ttl_s,
+             std::size_t in_flight, std::size_t min_cache_bytes = std::size_t{256} << 20);
 
   ImageRef reference(const Image& image, std::uint64_t& stored) override;
   void carry(const ImageRef& ref) override;
 
   /// The pixels of each reference, by key: from the cache, else fetched with one GET per key,
-  /// pipelined on `conn`; or why not (the key expired or was deleted, or holds other bytes).
-  /// Throws BrokerError when Redis is unreachable.
+  /// pipelined on `conn`; or why not (the key expired or was deleted, or holds other bytes). A
+  /// key that another thread is fetching meanwhile is waited for, then taken from the cache: one
+  /// GET per key and process, however many inlets read it at once. Throws BrokerError when Redis
+  /// is unreachable.
   using Fetched = std::variant<Image, std::string>;
   [[nodiscard]] std::map<std::string, Fetched> fetch(Connection& conn, const std::vector<ImageRef>& refs);
 
  private:
+  // One round of fetch: GETs the keys nobody is fetching; `others` gets those another thread is.
+  void fetch_round(Connection& conn, const std::vector<const ImageRef*>& refs,
+                   std::map<std::string, Fetched>& found, std::vector<const ImageRef*>& others);
+
   Writer& writer_;
   const StreamNames& names_;
   const std::string id_;  // this process's id among the image keys
   const WireImages images_;
   const int ttl_s_;
-  ImageCache cache_;  // the images this process stored or fetched, at most 256 MiB
+  ImageCache cache_;  // the images this process stored or fetched
   std::atomic<std::uint64_t> next_{0};
+  std::mutex fetching_mutex_;
+  std::condition_variable fetched_;  // a key left fetching_
+  std::set<std::string> fetching_;   // keys whose GET is on its way, on some thread
 };
 
 }  // namespace micromodels::detail

@@ -70,7 +70,14 @@ void Session::bind(const Plan& bound) {
   images = wire_images_for(options.wire_images, options.jpeg_quality, pipeline);
   version = bound.version();
   image_refs = pipeline.wire().image_refs;
-  image_store = std::make_unique<ImageStore>(writer, *names, images, pipeline.wire().image_ttl_s);
+  // What the pipeline can hold in flight: the packets its queues hold. A process keeps the
+  // images of as many (ImageCache), so that it fetches an image once however large the frames.
+  std::size_t in_flight = 0;
+  for (const PlanStage& s : bound.stages()) {
+    if (!s.source()) in_flight += s.config.queue_capacity;
+  }
+  image_store =
+      std::make_unique<ImageStore>(writer, *names, images, pipeline.wire().image_ttl_s, in_flight);
   if (options.max_deliveries < 1) {
     throw ConfigError({}, "max_deliveries",
                       "--max-deliveries must be at least 1, got " + std::to_string(options.max_deliveries));

@@ -1,5 +1,7 @@
 #include "image_cache.hpp"
 
+#include <algorithm>
+
 namespace micromodels::detail {
 
 std::optional<ImageRef> ImageCache::ref_of(const Image& image) {
@@ -33,12 +35,22 @@ void ImageCache::keep(const ImageRef& ref, const Image& image) {
   by_key_[ref.key] = entries_.begin();
   by_pixels_[image.pixels.data()] = entries_.begin();
   bytes_ += image.pixels.size();
-  while (bytes_ > max_bytes_ && entries_.size() > 1) drop(std::prev(entries_.end()));
+  largest_ = std::max(largest_, image.pixels.size());
+  while (bytes_ > max_bytes_locked() && entries_.size() > 1) drop(std::prev(entries_.end()));
 }
 
 std::size_t ImageCache::bytes() const {
   std::lock_guard lock(mutex_);
   return bytes_;
+}
+
+std::size_t ImageCache::max_bytes() const {
+  std::lock_guard lock(mutex_);
+  return max_bytes_locked();
+}
+
+std::size_t ImageCache::max_bytes_locked() const {
+  return std::max(min_bytes_, 2 * packets_ * largest_);
 }
 
 void ImageCache::drop(Entries::iterator it) {

@@ -283,5 +283,27 @@ TEST(ImageRefs, TheCacheKnowsOnlyTheVeryBufferItKeptAndStaysWithinItsBytes) {
   EXPECT_TRUE(cache.image_at("b4"));
 }
 
+// What can be in flight sets the bound: a cache whose least bytes are below one image still keeps
+// the images of its packets in flight (two each), sized by the largest image it has kept.
+TEST(ImageRefs, TheCacheKeepsTheImagesOfThePacketsInFlightWhateverItsLeastBytes) {
+  ImageCache cache(1, 3);  // 3 packets in flight: 6 images
+  const std::size_t image = 64 * 48 * 3;
+  const auto ref = [](const std::string& key, int width, int height) {
+    return ImageRef{.key = key, .channels = 3, .width = width, .height = height};
+  };
+  for (int i = 0; i < 6; ++i) cache.keep(ref("i" + std::to_string(i), 64, 48), gradient(64, 48));
+  EXPECT_EQ(cache.max_bytes(), 6 * image);
+  EXPECT_EQ(cache.bytes(), 6 * image);
+  for (int i = 0; i < 6; ++i) EXPECT_TRUE(cache.image_at("i" + std::to_string(i))) << i;
+  cache.keep(ref("i6", 64, 48), gradient(64, 48));  // a seventh: the least recently used goes
+  EXPECT_FALSE(cache.image_at("i0"));
+  EXPECT_EQ(cache.bytes(), 6 * image);
+  // A larger image raises the bound to 6 images as large: nothing else has to go for it.
+  cache.keep(ref("large", 128, 96), gradient(128, 96));
+  EXPECT_EQ(cache.max_bytes(), 6 * 4 * image);
+  for (int i = 1; i < 7; ++i) EXPECT_TRUE(cache.image_at("i" + std::to_string(i))) << i;
+  EXPECT_TRUE(cache.image_at("large"));
+}
+
 }  // namespace
 }  // namespace micromodels::detail

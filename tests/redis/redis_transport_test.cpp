@@ -3,16 +3,20 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
 
+#include "image_store.hpp"
+#include "micromodels/plan.hpp"
 #include "micromodels/redis.hpp"
 #include "micromodels/registry.hpp"
 #include "micromodels/runner.hpp"
 #include "micromodels/stage.hpp"
 #include "redis_test_support.hpp"
+#include "session.hpp"
 
 namespace micromodels {
 namespace {
@@ -619,6 +623,103 @@ TEST_F(ImageRefsTest, AnImageGoneFromRedisFailsItsPacketWithAClearErrorAndTheRun
     EXPECT_NE(error.find("is gone from Redis"), std::string::npos) << error;
     EXPECT_NE(error.find("wire.image_ttl_s is 60 s"), std::string::npos) << error;
   }
+}
+
+// The GETs a Redis has served: with images by reference, its image fetches, and a worker's
+// reads of the run record.
+long long gets(Redis& redis) {
+  const std::string info = redis.text({"INFO", "commandstats"});
+  const auto at = info.find("cmdstat_get:calls=");
+  return at == std::string::npos ? 0 : std::stoll(info.substr(at + 18));
+}
+
+// The conditions that made a process fetch an image again, on the image store itself, on a Redis
+// of its own: more images in flight than the cache's least bytes hold (1 byte here, so every
+// image is over them), and two threads (two inlets) asking for the same keys at once, three times
+// over (three stages). The cache keeps the images of the packets in flight, and a key another
+// thread is fetching is waited for: one GET per key.
+TEST_F(ImageRefsTest, TheStoreFetchesEachKeyOnceWithMoreInFlightThanItsLeastBytesAndTwoReaders) {
+  OwnRedis own(dir_);
+  Redis redis(own.url());
+  const Plan plan(chain({"peek"}), registry_);
+  detail::Session session({.url = own.url()});
+  session.bind(plan);
+  session.writer.start();
+  constexpr int kImages = 40;
+  std::vector<Image> images;
+  std::vector<detail::ImageRef> refs;
+  for (int i = 0; i < kImages; ++i) {
+    Image image = Image::allocate(160, 120, 3);
+    std::byte* p = image.pixels.mutable_data();
+    for (std::size_t b = 0; b < image.byte_size(); ++b) {
+      p[b] = static_cast<std::byte>((b + 7 * static_cast<std::size_t>(i)) % 251);
+    }
+    std::uint64_t stored = 0;
+    refs.push_back(session.image_store->reference(image, stored));  // stored by "another process"
+    images.push_back(std::move(image));
+  }
+  session.writer.drain();
+  // This process's store: 20 packets in flight, two images each, so all 40 fit; none kept yet.
+  detail::ImageStore store(session.writer, *session.names, {}, 60, kImages / 2, 1);
+  const long long before = gets(redis);
+  std::atomic<int> wrong{0};
+  const auto reader = [&] {
+    detail::Connection conn(session.url);
+    for (int stage = 0; stage < 3; ++stage) {
+      for (int first = 0; first < kImages; first += 8) {
+        const std::vector<detail::ImageRef> batch(refs.begin() + first, refs.begin() + first + 8);
+        const auto found = store.fetch(conn, batch);
+        for (int i = first; i < first + 8; ++i) {
+          const auto* image = std::get_if<Image>(&found.at(refs[i].key));
+          if (image == nullptr || image->byte_size() != images[i].byte_size() ||
+              std::memcmp(image->pixels.data(), images[i].pixels.data(), image->byte_size()) != 0) {
+            ++wrong;
+          }
+        }
+      }
+    }
+  };
+  std::thread a(reader);
+  std::thread b(reader);
+  a.join();
+  b.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(gets(redis) - before, kImages);
+  session.writer.stop();
+}
+
+// In a pipeline: a worker inverts every frame, and two sinks of the run read the inverted one,
+// each through an inlet (a connection) of its own, at about the same time. Each process fetches
+// each image once: the worker the frame, the run the inverted frame (not once per sink, and
+// never the frame it stored itself). On a Redis of its own, where the only other GET is the
+// worker's read of the run record when it starts, after the run has begun.
+TEST_F(ImageRefsTest, EachProcessFetchesAnImageOnceThoughTwoOfItsStagesReadItAtOnce) {
+  OwnRedis own(dir_);
+  Redis redis(own.url());
+  frames_ = 60;
+  const Pipeline p = Pipeline::from_yaml_string(
+      "pipeline: " + name_ +
+      "\nstages:\n"
+      "  - { name: source, type: test.frames }\n"
+      "  - { name: invert, type: test.invert }\n"
+      "  - { name: sink, type: test.frame_sink, ordered: true, inputs: [invert] }\n"
+      "  - { name: also, type: test.peek, inputs: [invert] }\n");
+  const long long before = gets(redis);
+  Part run(p, {.url = own.url(), .serve = RedisOptions::Serve::none}, registry_);
+  run.runner.start();
+  Part worker(p, {.role = RedisOptions::Role::worker, .url = own.url(), .stages = {"invert"}},
+              registry_);
+  worker.runner.start();
+  ASSERT_TRUE(run.runner.wait_for(30000));
+  worker.runner.stop();
+  ASSERT_TRUE(worker.runner.wait_for(10000));
+  EXPECT_EQ(run.transport.dead_lettered(), 0u);
+  for (const auto& seen : {sink_, peek_}) {
+    const std::vector<Packet> got = seen->take();
+    ASSERT_EQ(got.size(), 60u);
+    for (const Packet& packet : got) expect_frame(packet, true);
+  }
+  EXPECT_EQ(gets(redis) - before, 2 * frames_ + 1);
 }
 
 // The key layout a Redis Cluster needs: on a cluster node (one node holding every slot, so that
