@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 namespace micromodels::detail {
@@ -158,9 +159,10 @@ void Session::begin_run(Connection& conn) {
 
 void create_group(Connection& conn, const std::string& key, const std::string& group) {
   // Redis at its maxmemory refuses the new stream (OOM), also for a moment while it reads
-  // another client's large write: tried again for up to 5 s before it is an error.
+  // another client's large write: tried again for a while (kTries x kWait) before it is an error.
   constexpr int kTries = 50;
   constexpr auto kWait = std::chrono::milliseconds(100);
+  const std::string tried_for = fmt::format("{:g}", kTries * kWait.count() / 1000.0);
   for (int tried = 1;; ++tried) {
     const Reply made = conn.command({"XGROUP", "CREATE", key, group, "0", "MKSTREAM"});
     const std::string_view why = text(made.get());
@@ -168,7 +170,7 @@ void create_group(Connection& conn, const std::string& key, const std::string& g
     const bool oom = !memory_refusal(made.get()).empty();
     if (!oom || tried == kTries) {
       throw std::runtime_error("cannot create consumer group '" + group + "' on " + key + ": " +
-                               std::string(why) + (oom ? " (for 5 s): raise maxmemory" : ""));
+                               std::string(why) + (oom ? " (for " + tried_for + " s): raise maxmemory" : ""));
     }
     std::this_thread::sleep_for(kWait);
   }
