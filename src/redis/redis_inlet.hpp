@@ -26,7 +26,8 @@ namespace micromodels::detail {
 ///  - partitioned (stages that gather a stream: ordered, per_stream, joins): one stream per
 ///    partition; a process reads the partitions it holds a lease on, so each stream is in one
 ///    process at a time; the next seq per stream is recorded with the acknowledgements, only
-///    while the lease is ours, and a new owner starts from it;
+///    while the lease is ours, and a new owner starts from it (so an entry is acknowledged only
+///    once the next seq has passed it);
 ///  - sink: one stream only the run process reads; duplicates are dropped (exactly once), and
 ///    `complete` says when every seq has come.
 class RedisInlet final : public Inlet {
