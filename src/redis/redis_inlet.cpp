@@ -355,8 +355,12 @@ void RedisInlet::settle(Ticket ticket) {
     Partition& part = parts_[held.part];
     // A lease lost since: not ours to record; the new owner runs it again.
     if (!part.owned || held.generation != part.generation) continue;
-    part.acks.push_back(held.id);
     if (mode_ != Mode::shared) part.settled[held.stream].insert(held.seq);
+    if (mode_ == Mode::partitioned) {
+      part.unrecorded[held.stream].emplace(held.seq, held.id);  // acknowledged in flush_acks
+    } else {
+      part.acks.push_back(held.id);
+    }
   }
   tickets_.erase(it);
 }
@@ -392,6 +396,15 @@ void RedisInlet::flush_acks() {
       if (settled.low() > committed) {
         reached.emplace_back(stream, settled.low());
         committed = settled.low();
+      }
+      // An entry is acknowledged only with a next seq past it. One settled ahead of an earlier
+      // seq (a skip, which ordering releases at once while the packets before it still wait in
+      // the stage's lane) stays pending until that seq settles too: a new owner starts from the
+      // recorded next seq and must find every entry from there on still pending.
+      auto& waiting = part.unrecorded[stream];
+      for (auto it = waiting.begin(); it != waiting.end() && it->first < committed;) {
+        part.acks.push_back(std::move(it->second));
+        it = waiting.erase(it);
       }
     }
     if (part.acks.empty() && reached.empty()) continue;

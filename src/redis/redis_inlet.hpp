@@ -26,7 +26,8 @@ namespace micromodels::detail {
 ///  - partitioned (stages that gather a stream: ordered, per_stream, joins): one stream per
 ///    partition; a process reads the partitions it holds a lease on, so each stream is in one
 ///    process at a time; the next seq per stream is recorded with the acknowledgements, only
-///    while the lease is ours, and a new owner starts from it;
+///    while the lease is ours, and a new owner starts from it (so an entry is acknowledged only
+///    once the next seq has passed it);
 ///  - sink: one stream only the run process reads; duplicates are dropped (exactly once), and
 ///    `complete` says when every seq has come.
 class RedisInlet final : public Inlet {
@@ -64,7 +65,9 @@ class RedisInlet final : public Inlet {
     std::map<std::pair<std::uint32_t, std::uint16_t>, SeqSet> seen{};  // (stream, input) delivered
     std::map<std::uint32_t, SeqSet> settled{};
     std::map<std::uint32_t, std::uint64_t> committed{};  // next seq recorded in Redis
-    std::vector<std::string> acks{};  // settled, not acknowledged yet
+    /// Settled entries (id by stream and seq) that wait for the next seq to pass them (leased).
+    std::map<std::uint32_t, std::multimap<std::uint64_t, std::string>> unrecorded{};
+    std::vector<std::string> acks{};  // to acknowledge with the next commit
     /// Taken over (or given up): what was known of it no longer holds.
     void change_owner(bool ours) { *this = Partition{.key = key, .owned = ours, .generation = generation + 1}; }
   };
