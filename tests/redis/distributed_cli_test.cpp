@@ -148,8 +148,8 @@ TEST_F(DistributedCliTest, ALiveWorkerIsNeverMissingFromTheLiveSet) {
 }
 
 TEST_F(DistributedCliTest, AStoppedWorkerSaysHowManyPacketsItStillDrains) {
-  // A worker has no sources: what it drains is what its stages' queues hold, not packets in
-  // minus packets out (0 for it).
+  // A worker stopped mid-run says what its engine still holds (MetricsSnapshot::in_flight) and
+  // drains it without a false stall message.
   const int count = 40;
   const fs::path file = write_pipeline(count, "service_ms: 100");
   auto w = worker("w", file, "work");
