@@ -204,6 +204,77 @@ TEST_P(ConformanceTest, AJoinThatTimesOutPassesWhatCameAndDropsTheLatePart) {
   EXPECT_EQ(m.stage("sink")->processed, 60u);
 }
 
+/// Emits each packet twice: as it came, then a copy marked `copy` = 1.
+class Twice final : public Stage {
+ public:
+  void process(Packet packet, std::vector<Packet>& out) override {
+    Packet copy = packet;
+    copy.set("copy", std::int64_t{1});
+    out.push_back(std::move(packet));
+    out.push_back(std::move(copy));
+  }
+};
+
+TEST_P(ConformanceTest, SeveralPacketsForOneInputGoOnInOneProcessAndFailClearlyAcross) {
+  // In one process every packet a stage emits for one input goes on, through an ordered and a
+  // per_stream stage, in seq order. Across processes a (stream, seq) is one packet (a second is a
+  // duplicate to the next process): the first goes on, each other one fails, counted and
+  // dead-lettered with the reason; nothing is lost silently.
+  auto ordered = std::make_shared<Records>();
+  auto tracked = std::make_shared<Records>();
+  auto sink = std::make_shared<Records>();
+  auto letters = std::make_shared<Records>();
+  add_recorder("test.ordered", ordered);
+  add_recorder("test.tracked", tracked);
+  add_recorder("test.sink", sink);
+  add_recorder("test.letters", letters);
+  registry_.add(stage_type("test.twice", {.writes = {"copy"}},
+                           [] { return std::make_unique<Twice>(); }));
+  Pipeline p;
+  p.add(source(20, 2));
+  // One consumer: with several, in one process, another consumer's later seq can reach the
+  // ordered stage between a packet and its extra one, which then goes on late (out of order).
+  p.add({.name = "twice", .type = "test.twice"});
+  p.add({.name = "ordered", .type = "test.ordered", .ordered = true});
+  p.add({.name = "tracked", .type = "test.tracked", .per_stream = true});
+  p.add({.name = "sink", .type = "test.sink"});
+  p.add({.name = "letters", .type = "test.letters", .inputs = {}});
+  p.set_dead_letter("letters");
+  const MetricsSnapshot m = run(p);
+  const bool across = GetParam() != Transport::memory;
+  const std::uint64_t each = across ? 1 : 2;  // packets per (stream, seq) after `twice`
+  for (const auto& [name, records] :
+       {std::pair{"ordered", ordered}, std::pair{"tracked", tracked}, std::pair{"sink", sink}}) {
+    std::map<std::uint32_t, std::vector<std::uint64_t>> seqs;
+    for (const Record& r : records->take()) {
+      seqs[r.stream].push_back(r.seq);
+      if (across) {
+        EXPECT_FALSE(r.packet.has("copy")) << name << ": only the first goes on";
+      }
+    }
+    ASSERT_EQ(seqs.size(), 2u) << name;
+    std::vector<std::uint64_t> want;
+    for (std::uint64_t seq = 0; seq < 20; ++seq) want.insert(want.end(), each, seq);
+    for (const auto& [stream, got] : seqs) EXPECT_EQ(got, want) << name << ", stream " << stream;
+  }
+  const StageMetrics& twice = *m.stage("twice");
+  EXPECT_EQ(twice.processed, 40u);
+  EXPECT_EQ(twice.failed, across ? 40u : 0u);
+  EXPECT_EQ(twice.dead_lettered, across ? 40u : 0u);
+  std::vector<Record> dead = letters->take();
+  ASSERT_EQ(dead.size(), across ? 40u : 0u);
+  for (const Record& letter : dead) {
+    EXPECT_EQ(letter.packet.get<std::int64_t>("copy"), 1) << "the second packet is the one refused";
+    EXPECT_EQ(letter.packet.get<std::string>("failed_stage"), "twice");
+    EXPECT_NE(letter.packet.get<std::string>("error").find(
+                  "emitted another packet of stream " + std::to_string(letter.stream) + " seq " +
+                  std::to_string(letter.seq) + " for one input; across processes (redis://"),
+              std::string::npos)
+        << letter.packet.get<std::string>("error");
+  }
+  EXPECT_EQ(m.stage("sink")->processed, 40u * each);
+}
+
 TEST_P(ConformanceTest, FailuresEveryNGoToTheDeadLetterStageCountedExactly) {
   auto sink = std::make_shared<Records>();
   auto letters = std::make_shared<Records>();
