@@ -488,8 +488,8 @@ void Engine::refuse_extra_outputs(Node& node, std::vector<Packet>& outputs) {
         std::to_string(packet.seq) + " for one input; across processes (" + transport_->name() +
         ") a (stream, seq) is one packet, and a second would be dropped as a duplicate: emit "
         "one packet that carries them all (a list or tensor field), or run in one process";
-    add_in_flight(1);  // as any packet that left the stage, until it is done with
-    if (!report_failure(node, std::move(packet), error)) leave(1);
+    if (node.dead_letter) add_in_flight(1);  // on its way to the dead letter
+    report_failure(node, std::move(packet), error);
   }
   outputs = std::move(kept);
 }
