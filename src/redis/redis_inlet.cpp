@@ -289,7 +289,9 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
   {
     std::lock_guard lock(mutex_);
     if (in_flight_.contains(id)) return true;  // the same entry again: on its way
-    if (mode_ != Mode::shared) {
+    // The dead-letter stage takes every entry, at least once: failures of one (stream, seq) in
+    // two stages, or several refused packets of one input, are each a dead letter of their own.
+    if (mode_ != Mode::shared && !stage_.dead_letter) {
       SeqSet& seen = parts_[part].seen[{entry.stream, entry.input}];
       if (seen.contains(entry.seq)) {  // a duplicate (a stage ran twice after a crash)
         parts_[part].acks.push_back(id);

@@ -29,7 +29,8 @@ namespace micromodels::detail {
 ///    while the lease is ours, and a new owner starts from it (so an entry is acknowledged only
 ///    once the next seq has passed it);
 ///  - sink: one stream only the run process reads; duplicates are dropped (exactly once), and
-///    `complete` says when every seq has come.
+///    `complete` says when every seq has come. The dead-letter stage drops none: two dead
+///    letters may share a (stream, seq).
 class RedisInlet final : public Inlet {
  public:
   RedisInlet(Session& session, const PlanStage& stage);

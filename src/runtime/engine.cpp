@@ -402,6 +402,7 @@ void Engine::route(Node& node, std::vector<Packet>& outputs, std::span<const Key
     leave(consumed);
     return;
   }
+  if (outputs.size() > 1 && !node.outlets.empty()) refuse_extra_outputs(node, outputs);
   if (outputs.empty()) {
     // Filtered out: ordered stages and joins downstream must not wait for these seqs.
     for (const Key& key : inputs) propagate_skip(node, key.stream, key.seq);
@@ -430,25 +431,67 @@ void Engine::record_ages(Node& node, std::span<const Key> done, std::int64_t now
 }
 
 void Engine::fail(Node& node, Packet packet, const std::string& error, Ticket ticket) {
+  const std::uint32_t stream = packet.stream;
+  const std::uint64_t seq = packet.seq;
+  // The dead letter before the skip, so that a process that waits for the skip finds the dead
+  // letter already sent.
+  const bool lettered = report_failure(node, std::move(packet), error);
+  propagate_skip(node, stream, seq);
+  settle(node, ticket);
+  if (!lettered) leave(1);  // after its skip has reached the stages after
+}
+
+bool Engine::report_failure(Node& node, Packet packet, const std::string& error) {
   const auto count = node.failed.fetch_add(1, std::memory_order_relaxed) + 1;
   // Log the first failures of a stage, then every hundredth, so a broken stage cannot flood.
   if (count <= 10 || count % 100 == 0) {
     spdlog::warn("stage '{}': packet stream {} seq {} failed ({} so far): {}", node.config.name,
                  packet.stream, packet.seq, count, error);
   }
-  const std::uint32_t stream = packet.stream;
-  const std::uint64_t seq = packet.seq;
-  if (node.dead_letter) {
-    // Still in flight, now towards the dead letters; before the skip, so that a process that
-    // waits for the skip finds the dead letter already sent.
-    packet.set("error", error);
-    packet.set("failed_stage", node.config.name);
-    node.dead_lettered.fetch_add(1, std::memory_order_relaxed);
-    deliver(node.dead_letter, std::move(packet));
+  if (!node.dead_letter) return false;
+  packet.set("error", error);
+  packet.set("failed_stage", node.config.name);
+  node.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+  deliver(node.dead_letter, std::move(packet));
+  return true;
+}
+
+// A transport tells a packet from the same packet again (a stage run twice after a crash) by its
+// (stream, seq), and its sinks take each (stream, seq) once; so a second packet of one (stream,
+// seq) from one call would be dropped on the other side as a duplicate. It fails here instead:
+// counted, logged and dead-lettered, never lost silently. The first of each goes on.
+void Engine::refuse_extra_outputs(Node& node, std::vector<Packet>& outputs) {
+  std::vector<std::size_t> order(outputs.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  const auto key = [&](std::size_t i) { return std::pair(outputs[i].stream, outputs[i].seq); };
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return key(a) < key(b); });
+  std::vector<bool> extra(outputs.size(), false);
+  std::size_t extras = 0;
+  for (std::size_t i = 1; i < order.size(); ++i) {
+    if (key(order[i]) == key(order[i - 1])) {
+      extra[order[i]] = true;
+      ++extras;
+    }
   }
-  propagate_skip(node, stream, seq);
-  settle(node, ticket);
-  if (!node.dead_letter) leave(1);  // after its skip has reached the stages after
+  if (extras == 0) return;
+  std::vector<Packet> kept;
+  kept.reserve(outputs.size() - extras);
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    if (!extra[i]) {
+      kept.push_back(std::move(outputs[i]));
+      continue;
+    }
+    Packet& packet = outputs[i];
+    const std::string error =
+        "emitted another packet of stream " + std::to_string(packet.stream) + " seq " +
+        std::to_string(packet.seq) + " for one input; across processes (" + transport_->name() +
+        ") a (stream, seq) is one packet, and a second would be dropped as a duplicate: emit "
+        "one packet that carries them all (a list or tensor field), or run in one process";
+    if (node.dead_letter) add_in_flight(1);  // on its way to the dead letter
+    report_failure(node, std::move(packet), error);
+  }
+  outputs = std::move(kept);
 }
 
 void Engine::propagate_skip(const Node& node, std::uint32_t stream, std::uint64_t seq) {

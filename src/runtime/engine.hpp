@@ -212,6 +212,12 @@ class Engine {
   void route(Node& node, std::vector<Packet>& outputs, std::span<const Key> inputs,
              bool exclusive);
   void fail(Node& node, Packet packet, const std::string& error, Ticket ticket);
+  /// Counts and logs a failed packet and hands it to the dead letter; true when it went there
+  /// (still in flight).
+  bool report_failure(Node& node, Packet packet, const std::string& error);
+  /// Fails, from one call's outputs that leave the process, each packet of a (stream, seq) an
+  /// earlier one of them already has: across processes a (stream, seq) is one packet.
+  void refuse_extra_outputs(Node& node, std::vector<Packet>& outputs);
   void propagate_skip(const Node& node, std::uint32_t stream, std::uint64_t seq);
   void deliver(const Edge& edge, Packet packet, Ticket ticket = 0);
   void deliver_skip(const Edge& edge, std::uint32_t stream, std::uint64_t seq, Ticket ticket = 0);

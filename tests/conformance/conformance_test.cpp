@@ -204,6 +204,83 @@ TEST_P(ConformanceTest, AJoinThatTimesOutPassesWhatCameAndDropsTheLatePart) {
   EXPECT_EQ(m.stage("sink")->processed, 60u);
 }
 
+/// Emits each packet three times: as it came, then copies marked `copy` = 1 and 2.
+class Thrice final : public Stage {
+ public:
+  void process(Packet packet, std::vector<Packet>& out) override {
+    for (std::int64_t copy = 1; copy <= 2; ++copy) {
+      out.push_back(packet);
+      out.back().set("copy", copy);
+    }
+    out.insert(out.begin(), std::move(packet));
+  }
+};
+
+TEST_P(ConformanceTest, SeveralPacketsForOneInputGoOnInOneProcessAndFailClearlyAcross) {
+  // In one process every packet a stage emits for one input goes on, through an ordered and a
+  // per_stream stage, in seq order. Across processes a (stream, seq) is one packet (a second is a
+  // duplicate to the next process): the first goes on, each other one fails, counted and
+  // dead-lettered with the reason, and the dead-letter stage gets every one of them, though two
+  // share a (stream, seq); nothing is lost silently.
+  auto ordered = std::make_shared<Records>();
+  auto tracked = std::make_shared<Records>();
+  auto sink = std::make_shared<Records>();
+  auto letters = std::make_shared<Records>();
+  add_recorder("test.ordered", ordered);
+  add_recorder("test.tracked", tracked);
+  add_recorder("test.sink", sink);
+  add_recorder("test.letters", letters);
+  registry_.add(stage_type("test.thrice", {.writes = {"copy"}},
+                           [] { return std::make_unique<Thrice>(); }));
+  Pipeline p;
+  p.add(source(20, 2));
+  // One consumer: with several, in one process, another consumer's later seq can reach the
+  // ordered stage between a packet and its extra one, which then goes on late (out of order).
+  p.add({.name = "thrice", .type = "test.thrice"});
+  p.add({.name = "ordered", .type = "test.ordered", .ordered = true});
+  p.add({.name = "tracked", .type = "test.tracked", .per_stream = true});
+  p.add({.name = "sink", .type = "test.sink"});
+  p.add({.name = "letters", .type = "test.letters", .inputs = {}});
+  p.set_dead_letter("letters");
+  const MetricsSnapshot m = run(p);
+  const bool across = GetParam() != Transport::memory;
+  const std::uint64_t each = across ? 1 : 3;  // packets per (stream, seq) after `thrice`
+  for (const auto& [name, records] :
+       {std::pair{"ordered", ordered}, std::pair{"tracked", tracked}, std::pair{"sink", sink}}) {
+    std::map<std::uint32_t, std::vector<std::uint64_t>> seqs;
+    for (const Record& r : records->take()) {
+      seqs[r.stream].push_back(r.seq);
+      if (across) {
+        EXPECT_FALSE(r.packet.has("copy")) << name << ": only the first goes on";
+      }
+    }
+    ASSERT_EQ(seqs.size(), 2u) << name;
+    std::vector<std::uint64_t> want;
+    for (std::uint64_t seq = 0; seq < 20; ++seq) want.insert(want.end(), each, seq);
+    for (const auto& [stream, got] : seqs) EXPECT_EQ(got, want) << name << ", stream " << stream;
+  }
+  const StageMetrics& thrice = *m.stage("thrice");
+  EXPECT_EQ(thrice.processed, 40u);
+  EXPECT_EQ(thrice.failed, across ? 80u : 0u);
+  EXPECT_EQ(thrice.dead_lettered, across ? 80u : 0u);
+  std::vector<Record> dead = letters->take();
+  ASSERT_EQ(dead.size(), across ? 80u : 0u) << "every refused packet, two of each (stream, seq)";
+  std::map<std::pair<std::uint32_t, std::uint64_t>, std::set<std::int64_t>> copies;
+  for (const Record& letter : dead) {
+    copies[{letter.stream, letter.seq}].insert(letter.packet.get<std::int64_t>("copy"));
+    EXPECT_EQ(letter.packet.get<std::string>("failed_stage"), "thrice");
+    EXPECT_NE(letter.packet.get<std::string>("error").find(
+                  "emitted another packet of stream " + std::to_string(letter.stream) + " seq " +
+                  std::to_string(letter.seq) + " for one input; across processes (redis://"),
+              std::string::npos)
+        << letter.packet.get<std::string>("error");
+  }
+  for (const auto& [key, got] : copies) {
+    EXPECT_EQ(got, (std::set<std::int64_t>{1, 2})) << "stream " << key.first << " seq " << key.second;
+  }
+  EXPECT_EQ(m.stage("sink")->processed, 40u * each);
+}
+
 TEST_P(ConformanceTest, FailuresEveryNGoToTheDeadLetterStageCountedExactly) {
   auto sink = std::make_shared<Records>();
   auto letters = std::make_shared<Records>();

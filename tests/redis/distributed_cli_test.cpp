@@ -594,6 +594,72 @@ TEST_F(DistributedCliTest, CorruptEntriesAreDeadLetteredWithAClearError) {
   EXPECT_NE(r.err.find("corrupt packet"), std::string::npos) << r.err;  // and said so
 }
 
+// A stage that emits two packets for one input (a Python stage returning a list): run embedded,
+// both reach the ordered sink; run by a worker, the second of each cannot cross (a (stream, seq)
+// is one packet between processes): it fails in the worker, counted and dead-lettered with the
+// reason, and the first reaches the sink. Nothing is lost silently.
+TEST_F(DistributedCliTest, SeveralPacketsForOneInputFailClearlyAcrossProcesses) {
+  if (start("types", {"types"})->wait(30s).out.find("\npython ") == std::string::npos) {
+    GTEST_SKIP() << "built without Python";
+  }
+  write_text(dir_ / "twice.py",
+             "class Twice:\n"
+             "    writes = {'copy': 'int'}\n"
+             "    def process(self, packet):\n"
+             "        copy = packet.copy()\n"
+             "        copy['copy'] = 1\n"
+             "        return [packet, copy]\n");
+  const fs::path file = dir_ / "p.yaml";
+  write_text(file, "pipeline: " + name_ +
+                       "\nstages:\n"
+                       "  - { name: source, type: synthetic.source, params: { count: 20 } }\n"
+                       "  - { name: work, type: python, params: { module: twice, class: Twice, "
+                       "path: " + dir_.string() + " } }\n"
+                       "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
+                       (dir_ / "out.jsonl").string() + " } }\n");
+  const auto sink_rows = [&] {
+    std::vector<std::pair<int, bool>> rows;  // seq, is the copy
+    for (const std::string& line : lines_of(dir_ / "out.jsonl")) {
+      const nlohmann::json row = nlohmann::json::parse(line);
+      rows.emplace_back(row["seq"].get<int>(), row["fields"].contains("copy"));
+    }
+    return rows;
+  };
+  const Result embedded = start("embedded", {"run", file.string(), "-q"})->wait(60s);
+  ASSERT_EQ(embedded.exit_code, 0) << embedded.err;
+  std::vector<std::pair<int, bool>> rows = sink_rows();
+  ASSERT_EQ(rows.size(), 40u);
+  for (std::size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(rows[i].first, static_cast<int>(i / 2));
+
+  auto w = worker("w", file, "work");
+  wait_live("work", 1);
+  const Result run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none",
+                                   "-q"})
+                         ->wait(60s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  rows = sink_rows();
+  ASSERT_EQ(rows.size(), 20u);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i], std::pair(static_cast<int>(i), false)) << "the first of each goes on";
+  }
+  EXPECT_NE(run.out.find("dead-lettered: 20"), std::string::npos) << run.out;
+  Redis redis(redis_url());
+  auto dead = redis.command({"XRANGE", key("dead"), "-", "+"});
+  ASSERT_TRUE(dead && dead->elements == 20) << (dead ? dead->elements : 0);
+  for (std::size_t i = 0; i < dead->elements; ++i) {
+    const redisReply* fields = dead->element[i]->element[1];
+    EXPECT_EQ(field_text(fields, "stage"), "work");
+    EXPECT_NE(field_text(fields, "error").find("emitted another packet of stream 0 seq " +
+                                               field_text(fields, "q") + " for one input"),
+              std::string::npos)
+        << field_text(fields, "error");
+  }
+  w->signal(SIGTERM);
+  const Result worker_end = w->wait(20s);
+  EXPECT_EQ(worker_end.exit_code, 0) << worker_end.err;
+  EXPECT_NE(worker_end.err.find("a (stream, seq) is one packet"), std::string::npos) << worker_end.err;
+}
+
 TEST_F(DistributedCliTest, StatusShowsEachStageAsTableAndJson) {
   const fs::path file = write_pipeline(50, "service_ms: 0");
   ASSERT_EQ(start("run", {"run", file.string(), "--broker", redis_url(), "-q"})->wait(60s).exit_code, 0);
