@@ -99,6 +99,42 @@ TEST(GazeEstimate, CornersThatFollowTheLidAreAllowedFor) {
   EXPECT_THROW(harness("gaze.estimate", {{"corner_follow", -0.1}}), std::invalid_argument);
 }
 
+// The gaze reported stays put while the estimate wanders within hold_deg of it (its noise), and a
+// real change of gaze is followed at once, short of it by at most hold_deg.
+TEST(GazeEstimate, SmallChangesAreHeldALargeOneIsFollowedAtOnce) {
+  const auto pitch_of = [](mm::StageHarness& estimate, float pitch, std::uint64_t seq) {
+    mm::Packet p = looking({pitch, 0});
+    p.seq = seq;
+    return static_cast<float>(single(estimate.process(std::move(p))).get<mm::Scalars>("gaze")[0]);
+  };
+  auto held = harness("gaze.estimate", {{"corner_follow", 0.0}, {"hold_deg", 1.0}});
+  auto every = harness("gaze.estimate", {{"corner_follow", 0.0}, {"hold_deg", 0.0}});
+  std::uint64_t seq = 1;
+  const float first = pitch_of(held, -10, seq);
+  (void)pitch_of(every, -10, seq);
+  float every_moved = 0;
+  float last_every = -10;
+  for (int i = 0; i < 20; ++i) {
+    ++seq;
+    const float noisy = -10 + (i % 2 == 0 ? 0.8f : -0.8f);  // the average leaves +-0.4 or so
+    EXPECT_EQ(pitch_of(held, noisy, seq), first) << "frame " << seq;
+    const float now = pitch_of(every, noisy, seq);
+    every_moved += std::abs(now - last_every);
+    last_every = now;
+  }
+  EXPECT_GT(every_moved, 20 * 0.3f);  // without the hold the noise goes through
+  // A look 10 degrees further down: the first frame already moves most of the way (the average
+  // with the last frame takes half), and it settles within hold_deg of the new gaze.
+  ++seq;
+  EXPECT_LT(pitch_of(held, -20, seq), -13.5f);
+  float settled = 0;
+  for (int i = 0; i < 10; ++i) settled = pitch_of(held, -20, ++seq);
+  EXPECT_NEAR(settled, -20, 1.0 + 0.05);
+  EXPECT_LT(settled, -18.9f);
+  EXPECT_THROW(harness("gaze.estimate", {{"hold_deg", -0.5}}), std::invalid_argument);
+  EXPECT_THROW(harness("gaze.estimate", {{"hold_deg", 6.0}}), std::invalid_argument);
+}
+
 TEST(GazeEstimate, StrengthFadesOutOnABlinkAndBackIn) {
   auto estimate = harness("gaze.estimate");  // fade_frames 6
   std::uint64_t seq = 0;

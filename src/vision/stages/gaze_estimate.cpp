@@ -49,6 +49,7 @@ struct EstimateParams {
   Band head_pitch{20, 30};
   Band gaze{20, 30};
   std::int64_t fade_frames = 6;
+  float hold_deg = 1.0f;
 };
 
 // Why a frame gets less than full correction; written as `gaze_reason`, first failing check.
@@ -120,6 +121,26 @@ cv::Point2f unfollow_corners(const Eyeball& ball, cv::Point2f iris, float corner
 // usual gaze follows over about this many frames (12 s at 25 fps).
 constexpr double kUsualGazeFrames = 300;
 
+// The gaze reported stays where it is while the averaged estimate moves within `hold_deg` of
+// it, and beyond that follows it at that distance (a backlash): the estimate's frame-to-frame
+// noise, smaller than the band, no longer moves the eyes, and a real change of gaze is followed
+// at once, short of it by at most the band. Around a steady gaze the held value is pushed from
+// either side in turn, so on average it sits where the estimate does.
+Gaze hold(std::optional<Gaze>& held, Gaze g, float hold_deg) {
+  if (held) {
+    const float dp = g.pitch_deg - held->pitch_deg;
+    const float dy = g.yaw_deg - held->yaw_deg;
+    const float d = std::hypot(dp, dy);
+    if (d > hold_deg) {
+      const float k = hold_deg / d;
+      held = Gaze{g.pitch_deg - k * dp, g.yaw_deg - k * dy};
+    }
+  } else {
+    held = g;
+  }
+  return *held;
+}
+
 struct StreamState {
   std::mutex mutex;  // a pipeline without state: per_stream must still not race
   bool seen = false;
@@ -130,6 +151,7 @@ struct StreamState {
   std::array<std::optional<double>, 2> usual_ear;     // per eye
   std::array<std::optional<double>, 2> usual_contrast;  // per eye
   std::array<std::optional<Gaze>, 2> gaze;            // per eye, averaged
+  std::array<std::optional<Gaze>, 2> held;            // per eye, as reported (hold_deg)
   std::optional<Gaze> usual_gaze;                     // both eyes' mean
 };
 
@@ -149,6 +171,7 @@ class GazeEstimate final : public Stage {
         state->usual_ear = {};
         state->usual_contrast = {};
         state->gaze = {};
+        state->held = {};
         state->usual_gaze.reset();
       }
       state->seen = true;
@@ -249,8 +272,10 @@ class GazeEstimate final : public Stage {
                last->yaw_deg + kGazeWeight * (g.yaw_deg - last->yaw_deg)};
         }
         last = g;
+        g = hold(state.held[s], g, params_.hold_deg);
       } else {
         last.reset();  // after a blink, from the eye as it opens
+        state.held[s].reset();
       }
       gaze[2 * s] = g.pitch_deg;
       gaze[2 * s + 1] = g.yaw_deg;
@@ -354,7 +379,10 @@ void register_gaze_estimate(Registry& registry) {
                   "angle between the gaze and where this stream usually looks over which the "
                   "correction fades out (a look away on purpose), degrees {from, to}"},
                  {"fade_frames", ParamType::integer, std::int64_t{6},
-                  "frames for the strength to go from 0 to 1 or back"}},
+                  "frames for the strength to go from 0 to 1 or back"},
+                 {"hold_deg", ParamType::number, as_written(EstimateParams{}.hold_deg),
+                  "the gaze reported moves only when the estimate leaves a band this wide "
+                  "around it, degrees (0: every change; against the estimate's noise)"}},
       .info =
           [](const Params&) {
             // No face or no iris: it says so in gaze_reason.
@@ -384,6 +412,10 @@ void register_gaze_estimate(Registry& registry) {
         p.head_pitch = band_param(params, "head_pitch_fade_deg");
         p.gaze = band_param(params, "gaze_fade_deg");
         p.fade_frames = params.integer("fade_frames");
+        p.hold_deg = static_cast<float>(params.number("hold_deg"));
+        if (!(p.hold_deg >= 0 && p.hold_deg <= 5)) {
+          throw std::invalid_argument("param 'hold_deg' must be within 0..5 degrees");
+        }
         if (!(p.eyeball.radius > 0.1f && p.eyeball.radius < 1)) {
           throw std::invalid_argument("param 'eyeball_radius' must be within 0.1..1 eye widths");
         }
