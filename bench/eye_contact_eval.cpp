@@ -24,6 +24,7 @@
 #include <mutex>
 #include <numbers>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -56,6 +57,8 @@ constexpr int kCropMargin = 3;
 constexpr const char* kProbeType = "eval.eye_contact_probe";
 constexpr const char* kTapType = "eval.iris_tap";
 constexpr const char* kTurnedSourceType = "eval.turned_video";
+// The step run's turn: the angle whose recovery has the tightest target.
+constexpr double kStepAngle = 10;
 
 template <class T>
 const T* field(const Packet& packet, std::string_view name) {
@@ -147,6 +150,7 @@ struct EvalState {
   std::map<std::uint64_t, std::array<cv::Point2f, 2>> model_iris;  // from the tap, this run
   bool turned = false;  // which run the probes record into
   double angle_deg = 0;
+  std::uint64_t step_period = 0;  // turned in every other period of this many frames; 0: always
   double max_turn_px = 0;
 
   // Frame-level sums of the unturned run.
@@ -450,10 +454,12 @@ class TurnedVideo final : public Source {
       auto it = state_->frames.find(seq_);
       if (it != state_->frames.end()) {
         const double angle = state_->angle_deg * std::numbers::pi / 180;
+        const std::uint64_t period = state_->step_period;
+        const bool down = period == 0 || (seq_ / period) % 2 == 1;
         for (std::optional<EyeRecord>& eye : it->second.eyes) {
           if (!eye) continue;
-          eye->turn_px = kEyeballRadius * eye->eye.width() * std::sin(angle);
-          frame = turn_eye(frame, eye->eye, static_cast<float>(eye->turn_px));
+          eye->turn_px = down ? kEyeballRadius * eye->eye.width() * std::sin(angle) : 0.0;
+          if (down) frame = turn_eye(frame, eye->eye, static_cast<float>(eye->turn_px));
         }
         for (std::optional<EyeRecord>& eye : it->second.eyes) {
           if (eye) eye->turned_in = frame(eye->box).clone();
@@ -648,6 +654,54 @@ TurnedEval summarise_turn(EvalState& s, double angle) {
   return t;
 }
 
+// The step run: per frame since the eyes went down, the share of the turn taken back (as
+// summarise_turn's recovery, over the eyes of that frame of every period down), and per frame
+// since they came back up, the turn the output still shows against the unturned run's.
+StepEval summarise_step(EvalState& s, double angle, std::uint64_t period) {
+  StepEval t;
+  t.angle_deg = angle;
+  t.period_frames = period;
+  std::vector<std::vector<double>> in(period), residual(period), release(period);
+  std::set<std::uint64_t> looks;  // the periods down that were measured
+  for (auto& [seq, frame] : s.frames) {
+    if (frame.strength < 0.999 || frame.turned_strength < 0 || seq < period) continue;
+    const std::uint64_t k = seq % period;
+    const bool down = (seq / period) % 2 == 1;
+    for (std::optional<EyeRecord>& eye : frame.eyes) {
+      if (!eye || eye->turned_in.empty() || eye->turned_out.empty()) continue;
+      const double known = kEyeballRadius * eye->eye.width() * std::sin(angle * std::numbers::pi / 180);
+      const auto range = static_cast<float>(std::max(1.0, 1.5 * known));
+      const cv::Point2f offset(static_cast<float>(-eye->box.x), static_cast<float>(-eye->box.y));
+      const EvalEye local = eye->eye.moved_by(offset);
+      const std::optional<float> left =
+          measure_turn(eye->turned_out, eye->out, corrected_eye(local, eye->shift), range);
+      if (!left) continue;
+      if (!down) {
+        release[k].push_back(*left / known);
+      } else if (const auto m = measure_turn(eye->turned_in, eye->in, local, range)) {
+        in[k].push_back(*m);
+        residual[k].push_back(*left);
+        looks.insert(seq / period);
+      }
+    }
+  }
+  t.steps = looks.size();
+  std::vector<double> later;
+  for (std::uint64_t k = 0; k < period; ++k) {
+    t.recovery.push_back(1 - ratio(median(residual[k]), median(in[k])));
+    t.release.push_back(median(release[k]));
+    if (2 * k >= period) later.push_back(t.recovery.back());
+  }
+  t.steady = median(later);
+  for (std::uint64_t k = 0; k < period; ++k) {
+    if (t.recovery[k] >= 0.5 * t.steady) {
+      t.lag_frames = static_cast<double>(k);
+      break;
+    }
+  }
+  return t;
+}
+
 }  // namespace
 
 EyeContactEval evaluate_eye_contact(const fs::path& video, const EyeContactEvalOptions& options,
@@ -661,7 +715,8 @@ EyeContactEval evaluate_eye_contact(const fs::path& video, const EyeContactEvalO
   result.output_video = retarget_pipeline(pipeline, video, options.frames, out_dir);
 
   auto state = std::make_shared<EvalState>();
-  const double max_angle = options.angles.empty() ? 0 : *std::max_element(options.angles.begin(), options.angles.end());
+  double max_angle = options.angles.empty() ? 0 : *std::max_element(options.angles.begin(), options.angles.end());
+  if (options.step_period > 0) max_angle = std::max(max_angle, kStepAngle);
   // Crops are cut with room for the largest turn of the largest eye (about 45 px at 720p).
   state->max_turn_px = kEyeballRadius * 60 * std::sin(max_angle * std::numbers::pi / 180);
   Registry registry = Registry::global();
@@ -701,6 +756,22 @@ EyeContactEval evaluate_eye_contact(const fs::path& video, const EyeContactEvalO
     std::lock_guard lock(state->mutex);
     result.turned.push_back(summarise_turn(*state, angle));
     write_eye_sheet(*state, out_dir / tag / "eyes.png");
+  }
+  // A look down needs a period up before it and a full period down: twice the period at least.
+  if (options.step_period > 0 && (options.frames == 0 || options.frames >= 2 * options.step_period)) {
+    Pipeline stepped = pipeline;
+    (void)retarget_pipeline(stepped, video, options.frames, out_dir / "step");
+    stepped.set_type("source", kTurnedSourceType);
+    {
+      std::lock_guard lock(state->mutex);
+      state->turned = true;
+      state->angle_deg = kStepAngle;
+      state->step_period = options.step_period;
+      for (auto& [seq, frame] : state->frames) frame.turned_strength = -1;
+    }
+    (void)run(probed(stepped), registry);
+    std::lock_guard lock(state->mutex);
+    result.step = summarise_step(*state, kStepAngle, options.step_period);
   }
   result.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -769,6 +840,16 @@ Json to_json(const EyeContactEval& e) {
                       {"gaze_gain", t.gaze_gain},
                       {"requested_gain", t.requested_gain}});
   }
+  Json step = nullptr;
+  if (e.step) {
+    step = {{"angle_deg", e.step->angle_deg},
+            {"period_frames", e.step->period_frames},
+            {"steps", e.step->steps},
+            {"recovery", e.step->recovery},
+            {"steady", e.step->steady},
+            {"lag_frames", e.step->lag_frames},
+            {"release", e.step->release}};
+  }
   Json reasons = Json::object();
   for (const auto& [reason, count] : e.reasons) reasons[reason] = count;
   return Json{{"video", e.video},
@@ -795,6 +876,7 @@ Json to_json(const EyeContactEval& e) {
               {"seam_energy_ratio", e.seam_energy_ratio},
               {"seam_energy_met", e.seam_energy_ratio <= 1.1},
               {"turned", turned},
+              {"step", step},
               {"wall_s", e.wall_s}};
 }
 
@@ -850,6 +932,19 @@ void print_eval(const EyeContactEval& e) {
         num(t.model_iris_gain, 2) + " / " + num(t.refined_iris_gain, 2) + "; " + num(t.requested_gain, 2), "");
     row("    corners' gain, nose bridge's; gaze's gain",
         num(t.corner_gain, 2) + ", " + num(t.bridge_gain, 2) + "; " + num(t.gaze_gain, 2), "");
+  }
+  if (e.step) {
+    const StepEval& t = *e.step;
+    const auto first = [](const std::vector<double>& v) {
+      std::string text;
+      for (std::size_t k = 0; k < std::min<std::size_t>(6, v.size()); ++k) text += (k ? " " : "") + num(v[k], 2);
+      return text;
+    };
+    std::printf("  turned down %2.0f deg every other %llu frames: %llu looks down\n", t.angle_deg,
+                static_cast<unsigned long long>(t.period_frames), static_cast<unsigned long long>(t.steps));
+    row("    recovery, frames 0-5 after the look down", first(t.recovery), "");
+    row("    steady recovery; half of it reached at frame", num(t.steady) + "; " + num(t.lag_frames, 0), "");
+    row("    turn left, frames 0-5 after the look back up", first(t.release), "");
   }
   std::printf("  output: %s\n", e.output_video.string().c_str());
   std::fflush(stdout);

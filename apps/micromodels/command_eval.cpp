@@ -60,6 +60,11 @@ Command add_eval_command(CLI::App& app) {
       ->delimiter(',')
       ->capture_default_str()
       ->check(CLI::Range(0.0, 30.0));
+  command->add_option("--step-period", options->step_period,
+                      "Also turn the eyes down 10 deg in every other period of this many frames, "
+                      "to measure how soon the correction follows (0: no such run)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000));
   command->add_option("--pipeline", options->pipeline,
                       "Pipeline file to evaluate (default: pipelines/eye_contact.yaml)");
   command->add_option("--out", options->out_dir,

