@@ -740,18 +740,23 @@ EyeContactEval evaluate_eye_contact(const fs::path& video, const EyeContactEvalO
   result.frames_in = std::max(processed_by(metrics, "source"), metrics.packets_in);
   result.frames_out = processed_by(metrics, "sink");
 
-  for (const double angle : options.angles) {
+  // A run of the turned source: the eyes down by `angle`, in every other `period` frames (0: all).
+  const auto run_turned = [&](const std::string& tag, double angle, std::uint64_t period) {
     Pipeline turned = pipeline;
-    const std::string tag = "down" + std::to_string(static_cast<int>(std::lround(angle))) + "deg";
     (void)retarget_pipeline(turned, video, options.frames, out_dir / tag);
     turned.set_type("source", kTurnedSourceType);
     {
       std::lock_guard lock(state->mutex);
       state->turned = true;
       state->angle_deg = angle;
+      state->step_period = period;
       for (auto& [seq, frame] : state->frames) frame.turned_strength = -1;
     }
     (void)run(probed(turned), registry);
+  };
+  for (const double angle : options.angles) {
+    const std::string tag = "down" + std::to_string(static_cast<int>(std::lround(angle))) + "deg";
+    run_turned(tag, angle, 0);
     attach_model_iris(true);
     std::lock_guard lock(state->mutex);
     result.turned.push_back(summarise_turn(*state, angle));
@@ -759,17 +764,7 @@ EyeContactEval evaluate_eye_contact(const fs::path& video, const EyeContactEvalO
   }
   // A look down needs a period up before it and a full period down: twice the period at least.
   if (options.step_period > 0 && (options.frames == 0 || options.frames >= 2 * options.step_period)) {
-    Pipeline stepped = pipeline;
-    (void)retarget_pipeline(stepped, video, options.frames, out_dir / "step");
-    stepped.set_type("source", kTurnedSourceType);
-    {
-      std::lock_guard lock(state->mutex);
-      state->turned = true;
-      state->angle_deg = kStepAngle;
-      state->step_period = options.step_period;
-      for (auto& [seq, frame] : state->frames) frame.turned_strength = -1;
-    }
-    (void)run(probed(stepped), registry);
+    run_turned("step", kStepAngle, options.step_period);
     std::lock_guard lock(state->mutex);
     result.step = summarise_step(*state, kStepAngle, options.step_period);
   }

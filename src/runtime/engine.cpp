@@ -5,7 +5,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <set>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "stage_call.hpp"
 #include "tick_clock.hpp"
@@ -461,28 +464,14 @@ bool Engine::report_failure(Node& node, Packet packet, const std::string& error)
 // seq) from one call would be dropped on the other side as a duplicate. It fails here instead:
 // counted, logged and dead-lettered, never lost silently. The first of each goes on.
 void Engine::refuse_extra_outputs(Node& node, std::vector<Packet>& outputs) {
-  std::vector<std::size_t> order(outputs.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  const auto key = [&](std::size_t i) { return std::pair(outputs[i].stream, outputs[i].seq); };
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t a, std::size_t b) { return key(a) < key(b); });
-  std::vector<bool> extra(outputs.size(), false);
-  std::size_t extras = 0;
-  for (std::size_t i = 1; i < order.size(); ++i) {
-    if (key(order[i]) == key(order[i - 1])) {
-      extra[order[i]] = true;
-      ++extras;
-    }
-  }
-  if (extras == 0) return;
+  std::set<std::pair<std::uint32_t, std::uint64_t>> seen;
   std::vector<Packet> kept;
-  kept.reserve(outputs.size() - extras);
-  for (std::size_t i = 0; i < outputs.size(); ++i) {
-    if (!extra[i]) {
-      kept.push_back(std::move(outputs[i]));
+  kept.reserve(outputs.size());
+  for (Packet& packet : outputs) {
+    if (seen.emplace(packet.stream, packet.seq).second) {
+      kept.push_back(std::move(packet));
       continue;
     }
-    Packet& packet = outputs[i];
     const std::string error =
         "emitted another packet of stream " + std::to_string(packet.stream) + " seq " +
         std::to_string(packet.seq) + " for one input; across processes (" + transport_->name() +
