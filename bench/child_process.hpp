@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdint>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -78,9 +79,10 @@ class Child {
 };
 
 /// A loopback TCP port nobody listens on, below the ephemeral range (32768-) so that no client
-/// connection takes it meanwhile.
+/// connection takes it meanwhile; from a random start, so that two runs side by side do not both
+/// choose it.
 inline int free_port() {
-  for (int port = 21000 + static_cast<int>(::getpid() % 11000);; ++port) {
+  for (int port = 21000 + static_cast<int>(std::random_device{}() % 11000);; ++port) {
     const int s = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;

@@ -9,10 +9,12 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -134,7 +136,10 @@ class Process {
 /// A free loopback port, probed by binding, below the ephemeral range (32768-) so that no client
 /// connection takes it between the probe and the server's bind.
 inline int free_loopback_port() {
-  for (int port = 20000 + ::getpid() % 12000;; port = port < 31999 ? port + 1 : 20000) {
+  // A random start: tests run side by side, and two that started from near places (their pids,
+  // once) took each other's ports between choosing one and binding it.
+  const int start = 20000 + static_cast<int>(std::random_device{}() % 12000);
+  for (int port = start;; port = port < 31999 ? port + 1 : 20000) {
     const int s = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -146,21 +151,38 @@ inline int free_loopback_port() {
   }
 }
 
-/// A daemon of the test's own (redis-server, stunnel), up once its port takes connections;
+/// Whether process `pid` listens on 127.0.0.1:`port`: the socket /proc/net/tcp lists there is
+/// one of its open files. A server of a test's own is used only once this holds, so that a test
+/// never talks to another test's server that took the port first.
+inline bool listens_on(pid_t pid, int port) {
+  char local[32];
+  std::snprintf(local, sizeof local, "0100007F:%04X", port);
+  std::ifstream table("/proc/net/tcp");
+  std::string line;
+  std::getline(table, line);  // the header
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string slot, address, remote, state, queues, timer, retransmits, uid, timeout, inode;
+    fields >> slot >> address >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >>
+        inode;
+    if (address != local || state != "0A") continue;  // 0A: LISTEN
+    const std::string socket = "socket:[" + inode + "]";
+    std::error_code error;
+    for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", error)) {
+      if (fs::read_symlink(fd.path(), error) == socket) return true;
+    }
+  }
+  return false;
+}
+
+/// A daemon of the test's own (redis-server, stunnel), up once it listens on its port;
 /// killed by the destructor.
 class Daemon {
  public:
   Daemon(const fs::path& dir, const std::string& tag, std::vector<std::string> args, int port)
       : process_(dir, tag, std::move(args)), port_(port) {
     for (int i = 0; i < 500; ++i) {
-      const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(static_cast<std::uint16_t>(port_));
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      const bool up = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-      ::close(s);
-      if (up) return;
+      if (listens_on(process_.pid(), port_)) return;
       std::this_thread::sleep_for(20ms);
     }
     throw std::runtime_error(tag + " did not listen on port " + std::to_string(port_) + ": " +
@@ -292,11 +314,10 @@ class OwnRedis {
     server_ = std::make_unique<Process>(dir_, "redis" + std::to_string(starts_++), std::move(args));
     for (int i = 0; i < 200; ++i) {
       try {
-        Redis r(url());
-        if (r.text({"PING"}) == "PONG") return;
+        if (listens_on(server_->pid(), port_) && Redis(url()).text({"PING"}) == "PONG") return;
       } catch (const std::exception&) {
-        std::this_thread::sleep_for(20ms);
       }
+      std::this_thread::sleep_for(20ms);
     }
     throw std::runtime_error("redis-server did not start on port " + std::to_string(port_));
   }
