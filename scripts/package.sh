@@ -15,7 +15,7 @@ generator=()
 [[ -f $build_dir/CMakeCache.txt ]] || { command -v ninja >/dev/null && generator=(-G Ninja); }
 launcher=()
 if command -v ccache >/dev/null; then  # the objects of a main build with the same flags serve
-  export CCACHE_BASEDIR=$root
+  export CCACHE_BASEDIR=$root CCACHE_NOHASHDIR=1  # as scripts/test.sh: build/ and build-deb/ share
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 fi
 

@@ -77,12 +77,14 @@ check_failed() { failed=$((failed + 1)); }
 # configure DIR ARGS...: configures once, then lets the build tool notice changes. The generator
 # is chosen here, not at start-up: on a fresh machine the deps phase is what installs ninja.
 # With ccache (the deps phase installs it), a build shares the objects another build with the same
-# flags made: the deb phase's package build reuses the main build's.
+# flags made: the deb phase's package build reuses the main build's. Paths are made relative to the
+# clone, and the build directory is left out of the hash (-g would put it in), so that build/ and
+# build-deb/, or two clones, share.
 configure() {
   local dir=$1
   shift
   if command -v ccache >/dev/null; then
-    export CCACHE_BASEDIR=$PWD
+    export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1
     set -- "$@" -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache
   fi
   if [[ -f $dir/CMakeCache.txt ]]; then
