@@ -73,7 +73,7 @@ void Keeper::run() {
 void Keeper::every_second(Connection& conn) {
   for (RedisInlet* inlet : session_.inlets_now()) inlet->renew_leases(conn);
   const Processes processes = announce(conn, false);
-  if (!session_.is_run()) return;
+  if (!session_.is_run() || !session_.holds_run(conn)) return;
   trim(conn);
   ++rounds_;
   if (session_.options.serve == RedisOptions::Serve::missing) serve_missing(processes);

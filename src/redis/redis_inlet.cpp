@@ -188,6 +188,9 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
         paused_ = false;
       }
       if (!paused_ && mode_ == Mode::partitioned) lease_round(out);
+      // The run process alone reads a sink: what another consumer holds there, an older run's
+      // process read before it noticed this run.
+      if (mode_ == Mode::sink && !paused_) claim_strays(0, out);
     }
     if (paused_) {
       std::this_thread::sleep_for(std::chrono::milliseconds(kBlockMs));
@@ -275,6 +278,9 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
     return unreadable("entry " + id + ": " + error.what(), text(value));
   }
   if (entry.run != run_) {
+    // The run process meets a newer run's entry when that run reset the queues: this run ends,
+    // and the entry (pending here) goes to that run's sink (claim_strays).
+    if (session_.is_run() && !session_.holds_run(*conn_)) return false;
     if (!session_.is_current_run(*conn_, entry.run)) {  // an older run's entry
       ack_now(part, id);
       return true;
@@ -571,20 +577,23 @@ void RedisInlet::give_up(std::size_t k, std::vector<Delivery>& out, bool release
 }
 
 // Entries of our partition pending on another consumer: a former owner read them after its
-// lease had expired and before it noticed. They are ours to run.
+// lease had expired and before it noticed, or (a sink) an older run's process read them. They
+// are ours to run.
 void RedisInlet::claim_strays(std::size_t k, std::vector<Delivery>& out) {
   const Reply pending = conn_->command({"XPENDING", parts_[k].key, group_, "-", "+", "256"});
   Args claim{"XCLAIM", parts_[k].key, group_, consumer_, "0"};
   std::size_t strays = 0;
   for (std::size_t i = 0; i < size(pending.get()); ++i) {
     const redisReply* p = at(pending.get(), i);
-    if (text(at(p, 1)) == consumer_) continue;
+    const std::string_view holder = text(at(p, 1));
+    // A sink leaves what it refused (another pipeline version's) where refuse() put it.
+    if (holder == consumer_ || (mode_ == Mode::sink && holder == group_ + ":refused")) continue;
     claim.add(text(at(p, 0)));
     ++strays;
   }
   if (strays == 0) return;
   const Reply claimed = conn_->command(claim);
-  log().info("stage '{}': claimed {} entries a former owner of {} had read", stage_.name(),
+  log().info("stage '{}': claimed {} entries of {} that another process had read", stage_.name(),
              size(claimed.get()), parts_[k].key);
   accept_all(claimed.get(), k, out);
 }

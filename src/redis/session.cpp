@@ -198,6 +198,27 @@ void Session::fail(const std::exception_ptr& error) {
   if (host_ != nullptr) host_->fail(error);
 }
 
+std::string Session::reached() const {
+  std::uint64_t sent = 0;
+  std::lock_guard lock(produced_mutex_);
+  for (const auto& [source, streams] : produced_) {
+    for (const auto& [stream, n] : streams) sent += n;
+  }
+  return std::to_string(host_ != nullptr ? host_->packets_out() : 0) + " of " + std::to_string(sent) +
+         " packets reached the sinks";
+}
+
+bool Session::holds_run(Connection& conn) {
+  if (read_run(conn, *this).first == run_.load()) return true;
+  fail(std::make_exception_ptr(BrokerError(
+      BrokerError::Kind::lost,
+      "another run of pipeline '" + plan->pipeline().name() + "' started on Redis at " + url.where() +
+          " and reset this run's queues: " + reached() +
+          "; run one at a time: let a run finish, or stop it (a second Ctrl-C abandons one that "
+          "drains), before the next starts")));
+  return false;
+}
+
 bool Session::reconnect(const BrokerError& error, std::string_view who) {
   const auto lost = [this](const BrokerError& e) {
     fail(std::make_exception_ptr(e));
@@ -205,15 +226,6 @@ bool Session::reconnect(const BrokerError& error, std::string_view who) {
   };
   if (error.kind() != BrokerError::Kind::unreachable) return lost(error);
   log().warn("{}: {}; reconnecting", who, error.what());
-  const auto reached = [&] {
-    std::uint64_t sent = 0;
-    std::lock_guard lock(produced_mutex_);
-    for (const auto& [source, streams] : produced_) {
-      for (const auto& [stream, n] : streams) sent += n;
-    }
-    return std::to_string(host_ != nullptr ? host_->packets_out() : 0) + " of " + std::to_string(sent) +
-           " packets reached the sinks";
-  };
   const auto start = Clock::now();
   for (; !stopping(); std::this_thread::sleep_for(std::chrono::milliseconds(200))) {
     try {

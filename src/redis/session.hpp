@@ -59,6 +59,10 @@ class Session {
   bool is_current_run(Connection& conn, std::uint64_t run);
   /// Resets the pipeline's keys and records a new run with this process's version.
   void begin_run(Connection& conn);
+  /// The run process: true while Redis's run record is still this run's. Otherwise another run
+  /// of the pipeline started and reset its queues: this run fails (kind lost, nothing of the
+  /// new run is taken) and this returns false.
+  bool holds_run(Connection& conn);
 
   // Failure policy: a lost connection is retried for reconnect_s (0: for ever). The run process
   // then checks that Redis still holds its run (it may have restarted without persistence) and
@@ -105,6 +109,9 @@ class Session {
   std::atomic<int> outlets_waiting{0};  // outlets waiting for room, probed by the writer
 
  private:
+  /// "N of M packets reached the sinks", for a run that cannot finish.
+  [[nodiscard]] std::string reached() const;
+
   std::atomic<std::uint64_t> run_{0};
   std::atomic<std::uint64_t> run_version_{0};
   std::mutex run_mutex_;

@@ -694,6 +694,38 @@ TEST_F(DistributedCliTest, StatusShowsEachStageAsTableAndJson) {
   EXPECT_NE(unknown.err.find(name_, at + said.size()), std::string::npos) << unknown.err;
 }
 
+// A run still waiting (here for a worker of 'work') when the next run of the pipeline starts:
+// the new run resets the queues, so the old one can never finish. It stops with exit code 4 and
+// says why, and takes nothing of the new run, whose sink gets every packet back from it.
+TEST_F(DistributedCliTest, ARunThatANewerRunOfThePipelineResetStopsAndTakesNothingOfIt) {
+  const int count = 150;
+  const fs::path old_file = write_pipeline(count, "service_ms: 1", ", rate: 100");
+  std::string text = read_text(old_file);
+  text.replace(text.find("out.jsonl"), 9, "newer.jsonl");
+  const fs::path new_file = dir_ / "newer.yaml";
+  write_text(new_file, text);
+  auto older = start("older", {"run", old_file.string(), "--broker", redis_url(), "-q", "--serve", "none"});
+  Redis redis(redis_url());
+  for (int i = 0; i < 500 && redis.text({"GET", key("run")}).empty(); ++i) std::this_thread::sleep_for(20ms);
+  std::this_thread::sleep_for(500ms);  // its sink is waiting for entries
+  auto newer = start("newer", {"run", new_file.string(), "--broker", redis_url(), "-q"});
+  const Result stopped = older->wait(30s);
+  EXPECT_EQ(stopped.exit_code, 4) << stopped.err;
+  EXPECT_NE(stopped.err.find("another run of pipeline '" + name_ + "' started on Redis at"), std::string::npos)
+      << stopped.err;
+  EXPECT_NE(stopped.err.find("reset this run's queues"), std::string::npos) << stopped.err;
+  EXPECT_TRUE(lines_of(dir_ / "out.jsonl").empty());
+  const Result done = newer->wait(60s);
+  ASSERT_EQ(done.exit_code, 0) << done.err;
+  std::vector<int> seqs;
+  for (const std::string& line : lines_of(dir_ / "newer.jsonl")) {
+    seqs.push_back(nlohmann::json::parse(line)["seq"].get<int>());
+  }
+  std::vector<int> want(count);
+  for (int i = 0; i < count; ++i) want[static_cast<std::size_t>(i)] = i;
+  EXPECT_EQ(seqs, want);
+}
+
 TEST_F(DistributedCliTest, RedisRestartedWithoutItsDataStopsTheRunWithExitCode4) {
   OwnRedis redis(dir_);
   const fs::path file = write_pipeline(200, "service_ms: 0", ", rate: 50");
