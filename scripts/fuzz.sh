@@ -49,6 +49,16 @@ fuzz() {
   echo "fuzz: $target ran ${seconds}s without findings"
 }
 
-fuzz packet_codec 4096 "$build/fuzz/seeds/packet_codec"
-fuzz redis_entry 4096 "$build/fuzz/seeds/redis_entry"
+# Two targets at once, a core each: the same time per target, a third less time in all. Each
+# one's output is shown when it ends.
+fuzz packet_codec 4096 "$build/fuzz/seeds/packet_codec" >"$build/fuzz/packet_codec.log" 2>&1 &
+codec=$!
+fuzz redis_entry 4096 "$build/fuzz/seeds/redis_entry" >"$build/fuzz/redis_entry.log" 2>&1 &
+entry=$!
+found=0
+wait "$codec" || found=1
+cat "$build/fuzz/packet_codec.log"
+wait "$entry" || found=1
+cat "$build/fuzz/redis_entry.log"
+[[ $found == 0 ]] || { echo "fuzz: a finding above (inputs in $artifacts)" >&2; exit 1; }
 fuzz yaml_pipeline 4096 "$root/pipelines"
