@@ -20,6 +20,8 @@ using Clock = std::chrono::steady_clock;
 constexpr int kLeaseMs = 3000;         // a partition's lease; renewed every second by the keeper
 constexpr std::size_t kMostRead = 256;  // entries per read
 constexpr int kBlockMs = 100;          // longest wait for entries: how soon a stop is noticed
+constexpr int kIdleBlockMs = 500;      // the same once a read has found nothing for a second
+constexpr int kIdleReads = 10;         // ... that is after this many empty reads in a row
 
 // A partition's lease. KEYS[1]: the lease. ARGV: consumer, time to live (ms). Taken when free,
 // or kept when ours already (after a reconnect); returns 1 when it is ours.
@@ -42,12 +44,21 @@ constexpr const char* kCommitIfLeased =
     "if #ARGV > 3 + 2 * n then redis.call('XACK', KEYS[3], ARGV[2], unpack(ARGV, 4 + 2 * n)) end "
     "for i = 0, n - 1 do redis.call('HSET', KEYS[2], ARGV[4 + 2 * i], ARGV[5 + 2 * i]) end "
     "return 1";
-// KEYS[1]: the lease. ARGV: consumer, a command on the lease and its arguments: PEXPIRE and a
-// time to live (ms) renews it, DEL hands it over at once. Done only while the lease is ours;
-// returns the command's reply (1), or 0 when it is no longer ours.
+// KEYS[1]: the lease. ARGV: consumer, a command on the lease and its arguments: DEL hands it
+// over at once. Done only while the lease is ours; returns the command's reply (1), or 0 when it
+// is no longer ours.
 constexpr const char* kIfOurs =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call(ARGV[2], KEYS[1], unpack(ARGV, 3)) else return 0 end";
+// KEYS: leases of one stage (one slot). ARGV: consumer, time to live (ms). Each one still ours
+// is renewed; returns 1 or 0 for each.
+constexpr const char* kRenewIfOurs =
+    "local kept = {} "
+    "for i, key in ipairs(KEYS) do "
+    "  if redis.call('GET', key) == ARGV[1] then redis.call('PEXPIRE', key, ARGV[2]) kept[i] = 1 "
+    "  else kept[i] = 0 end "
+    "end "
+    "return kept";
 
 Delivery control(Delivery::Kind kind, std::uint32_t stream, std::uint64_t seq, std::size_t input,
                  Ticket ticket) {
@@ -208,9 +219,11 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
     flush_acks();
     if (!out.empty() || max == 0) return;
 
+    // An idle stage asks less often (an idle worker's round trips are mostly these reads); an
+    // entry ends the wait at once either way.
+    const int block = empty_reads_ >= kIdleReads ? kIdleBlockMs : kBlockMs;
     Args read{"XREADGROUP", "GROUP", group_, consumer_, "COUNT",
-              std::to_string(std::min(max, kMostRead)), "BLOCK", std::to_string(kBlockMs),
-              "STREAMS"};
+              std::to_string(std::min(max, kMostRead)), "BLOCK", std::to_string(block), "STREAMS"};
     std::vector<std::size_t> reading;
     {
       std::lock_guard lock(mutex_);
@@ -235,6 +248,7 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
       create_groups(conn);
       return;
     }
+    empty_reads_ = size(reply.get()) == 0 ? empty_reads_ + 1 : 0;
     for (std::size_t s = 0; s < size(reply.get()); ++s) {
       const redisReply* stream = at(reply.get(), s);
       const std::string_view key = text(at(stream, 0));
@@ -634,13 +648,16 @@ void RedisInlet::renew_leases(Connection& conn) {
       if (part.owned && !part.lost) owned.push_back(part.key);
     }
   }
-  for (const std::string& key : owned) {
-    const Reply renewed = conn.command({"EVAL", kIfOurs, "1", session_.names->lease(key), consumer_,
-                                        "PEXPIRE", std::to_string(kLeaseMs)});
-    if (integer(renewed.get()) == 1) continue;
-    std::lock_guard lock(mutex_);
+  if (owned.empty()) return;
+  Args renew{"EVAL", kRenewIfOurs, std::to_string(owned.size())};
+  for (const std::string& key : owned) renew.add(session_.names->lease(key));
+  renew.add(consumer_).add(std::to_string(kLeaseMs));
+  const Reply renewed = conn.command(renew);  // one round trip for all of them
+  std::lock_guard lock(mutex_);
+  for (std::size_t i = 0; i < owned.size(); ++i) {
+    if (integer(at(renewed.get(), i)) == 1) continue;
     for (Partition& part : parts_) {
-      if (part.key == key) part.lost = true;
+      if (part.key == owned[i]) part.lost = true;
     }
   }
 }

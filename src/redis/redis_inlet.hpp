@@ -120,6 +120,7 @@ class RedisInlet final : public Inlet {
   bool paused_ = false;     // refused another version's entries: reads nothing until a new run
   std::chrono::steady_clock::time_point next_upkeep_{}, next_reclaim_{};
   std::string cursor_ = "0-0";
+  int empty_reads_ = 0;  // reads in a row that found nothing
   bool refused_logged_ = false;
 
   mutable std::mutex mutex_;  // everything below
