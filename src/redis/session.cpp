@@ -209,11 +209,15 @@ std::string Session::reached() const {
 }
 
 bool Session::holds_run(Connection& conn) {
-  if (read_run(conn, *this).first == run_.load()) return true;
+  const std::uint64_t current = read_run(conn, *this).first;
+  if (current == run_.load()) return true;
+  const std::string what =
+      current == 0 ? "Redis at " + url.where() + " no longer holds this run (its keys were deleted)"
+                   : "another run of pipeline '" + plan->pipeline().name() + "' started on Redis at " +
+                         url.where() + " and reset this run's queues";
   fail(std::make_exception_ptr(BrokerError(
       BrokerError::Kind::lost,
-      "another run of pipeline '" + plan->pipeline().name() + "' started on Redis at " + url.where() +
-          " and reset this run's queues: " + reached() +
+      what + ": " + reached() +
           "; run one at a time: let a run finish, or stop it (a second Ctrl-C abandons one that "
           "drains), before the next starts")));
   return false;

@@ -726,6 +726,19 @@ TEST_F(DistributedCliTest, ARunThatANewerRunOfThePipelineResetStopsAndTakesNothi
   EXPECT_EQ(seqs, want);
 }
 
+// The same when the run's keys are deleted under it (a FLUSHALL, a clean-up script).
+TEST_F(DistributedCliTest, ARunWhoseKeysWereDeletedStopsWithExitCode4) {
+  const fs::path file = write_pipeline(50, "service_ms: 1");
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "-q", "--serve", "none"});
+  Redis redis(redis_url());
+  for (int i = 0; i < 500 && redis.text({"GET", key("run")}).empty(); ++i) std::this_thread::sleep_for(20ms);
+  redis.command({"DEL", key("run")});
+  const Result stopped = run->wait(30s);
+  EXPECT_EQ(stopped.exit_code, 4) << stopped.err;
+  EXPECT_NE(stopped.err.find("no longer holds this run (its keys were deleted)"), std::string::npos)
+      << stopped.err;
+}
+
 TEST_F(DistributedCliTest, RedisRestartedWithoutItsDataStopsTheRunWithExitCode4) {
   OwnRedis redis(dir_);
   const fs::path file = write_pipeline(200, "service_ms: 0", ", rate: 50");
