@@ -61,8 +61,7 @@ TEST(ReorderBuffer, ASkipFillsItsGapAndASecondSkipOrALateOneIsSettled) {
 }
 
 TEST(ReorderBuffer, ASkipOfASeqThatAlsoHasAPacketGoesOnAsThePacketAlone) {
-  // A stage emitted one packet for seq 1 and the engine also skipped it at a join: the packet
-  // goes on, the skip's ticket is settled.
+  // Both a packet and a skip for seq 1: the packet goes on, the skip's ticket is settled.
   ReorderBuffer buffer;
   Recorder out;
   buffer.packet(packet(0, 1), 1, out);
