@@ -25,7 +25,7 @@ namespace micromodels::detail {
 
 class ImageStore final : public ImageRefs {
  public:
-  /// Keys are `names.image(ID:N)`: ID a random id of this process, N a count; `ttl_s` is
+  /// Keys are `names.image(X)`: X 16 hex digits, unique to the image and random-looking; `ttl_s` is
   /// wire.image_ttl_s; `in_flight` the packets the pipeline can hold (its queues' capacities),
   /// which the cache keeps the images of (ImageCache). `names` outlives the store.
   ImageStore(Writer& writer, const StreamNames& names, WireImages images, int ttl_s,
@@ -49,7 +49,7 @@ class ImageStore final : public ImageRefs {
 
   Writer& writer_;
   const StreamNames& names_;
-  const std::string id_;  // this process's id among the image keys
+  const std::uint64_t seed_;  // where this process's image keys start (mixed: image_store.cpp)
   const WireImages images_;
   const int ttl_s_;
   ImageCache cache_;  // the images this process stored or fetched

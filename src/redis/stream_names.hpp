@@ -5,7 +5,7 @@
 //   - each stage's keys (its stream, or its partitions' streams, leases and next seqs) share the
 //     tag {P:STAGE}: one slot per stage, so a cluster spreads a pipeline's stages over shards,
 //     and the scripts of a partition (lease, next seq, stream) touch one slot;
-//   - each stored image has a tag of its own, {P:img:ID:N}, so images spread over every slot.
+//   - each stored image has a tag of its own, {P:img:X}, so images spread over every slot.
 #pragma once
 
 #include <string>
@@ -38,7 +38,7 @@ class StreamNames {
   [[nodiscard]] std::string hops() const { return own("hops"); }        // hash of byte counts
   [[nodiscard]] std::string streams() const { return own("streams"); }  // key -> stage
   [[nodiscard]] std::string counters() const { return own("counters"); }
-  /// An image stored by reference; `id` is unique to it (a process's id and a count).
+  /// An image stored by reference; `id` is unique to it (16 random-looking hex digits).
   [[nodiscard]] std::string image(std::string_view id) const {
     return "mm:{" + pipeline_ + ":img:" + std::string(id) + "}";
   }
