@@ -59,9 +59,9 @@ class Session {
   bool is_current_run(Connection& conn, std::uint64_t run);
   /// Resets the pipeline's keys and records a new run with this process's version.
   void begin_run(Connection& conn);
-  /// The run process: true while Redis's run record is still this run's. Otherwise another run
-  /// of the pipeline started and reset its queues: this run fails (kind lost, nothing of the
-  /// new run is taken) and this returns false.
+  /// The run process: true while Redis's run record is still this run's. Otherwise (another run
+  /// of the pipeline reset its queues, or its keys were deleted) this run fails (kind lost;
+  /// nothing of a new run is taken) and this returns false.
   bool holds_run(Connection& conn);
 
   // Failure policy: a lost connection is retried for reconnect_s (0: for ever). The run process
