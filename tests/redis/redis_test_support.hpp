@@ -152,7 +152,8 @@ inline int free_loopback_port(bool bus = false) {
   // A random start: tests run side by side, and two that started from near places (their pids,
   // once) took each other's ports between choosing one and binding it.
   const int last = bus ? 22767 : 31999;
-  const int start = 20000 + static_cast<int>(std::random_device{}() % static_cast<unsigned>(last - 19999));
+  const auto span = static_cast<unsigned>(last - 19999);
+  const int start = 20000 + static_cast<int>(std::random_device{}() % span);
   for (int port = start;; port = port < last ? port + 1 : 20000) {
     if (free(port) && (!bus || free(port + 10000))) return port;
   }
@@ -309,7 +310,7 @@ class OwnRedis {
       : dir_(dir),
         persistent_(persistent),
         extra_(std::move(extra)),
-        port_(free_loopback_port(std::find(extra_.begin(), extra_.end(), "--cluster-enabled") != extra_.end())) {
+        port_(free_loopback_port(std::ranges::find(extra_, "--cluster-enabled") != extra_.end())) {
     start();
   }
   void start() {
