@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -122,6 +123,8 @@ struct EyeRecord {
   std::optional<cv::Point2f> iris, turned_iris;              // the pipeline's iris
   std::optional<cv::Point2f> model_iris, turned_model_iris;  // eye.iris's raw iris
   std::optional<cv::Point2f> finder_in, finder_out;          // the finder on in, out (crops)
+  std::optional<cv::Point2f> found_in, found_out;  // the same, frame coordinates, as the jitter's
+  std::optional<std::pair<float, float>> gaze;     // gaze.estimate's pitch and yaw, degrees
   std::optional<cv::Point2f> turned_corners;                 // the turned run's corners' midpoint
   std::optional<float> bridge_y, turned_bridge_y;            // the nose bridge's height (27..30)
   std::optional<double> pitch_sin, turned_pitch_sin;         // radius x sin(gaze pitch), pixels
@@ -140,6 +143,7 @@ struct FrameRecord {
   double strength = 0;
   double turned_strength = -1;  // -1: not seen in a turned run yet
   std::string turned_reason;    // the turned run's gaze_reason
+  std::string reason;           // the unturned run's
   std::array<std::optional<EyeRecord>, 2> eyes;
 };
 
@@ -294,6 +298,7 @@ class Probe final : public Stage {
     if (reason != nullptr) ++s.reasons[*reason];
 
     FrameRecord& frame = s.frames[packet.seq];
+    if (reason != nullptr) frame.reason = *reason;
     const double* strength = field<double>(packet, "gaze_strength");
     frame.strength = strength != nullptr ? *strength : 0.0;
     if (field<Points>(packet, "landmarks") == nullptr) {
@@ -332,6 +337,12 @@ class Probe final : public Stage {
       // the border of the search, EyeJitter.AMeasureInTheInputsOpeningMakesAPerfectRaiseJitter).
       tracked[side] = found[side];
       tracked[2 + side] = find_iris(out, corrected_eye(*eye, d[side]));
+      record.found_in = tracked[side];
+      record.found_out = tracked[2 + side];
+      if (const Scalars* gaze = field<Scalars>(packet, "gaze"); gaze != nullptr && gaze->size() == 5) {
+        record.gaze = std::make_pair(static_cast<float>((*gaze)[2 * side]),
+                                     static_cast<float>((*gaze)[2 * side + 1]));
+      }
       const cv::Point2f offset(static_cast<float>(-record.box.x), static_cast<float>(-record.box.y));
       const EvalEye local = eye->moved_by(offset);
       // Measured once here, compared with every turned run's.
@@ -582,6 +593,51 @@ void write_eye_sheet(const EvalState& s, const fs::path& path) {
   (void)cv::imwrite(path.string(), sheet);
 }
 
+// The unturned run, one row per eye and frame: what each measure saw, to follow a figure back to
+// the frames that make it (docs/eye-contact.md, "The eval"). Frame pixels; an empty cell is a
+// value the frame did not have.
+void write_frame_table(const EvalState& s, const fs::path& path) {
+  std::ofstream table(path);
+  table << "seq,eye,gaze_strength,gaze_reason,pitch_deg,yaw_deg,eye_width_px,corners_y,upper_lid_y,"
+           "lower_lid_y,iris_model_y,iris_x,iris_y,finder_in_x,finder_in_y,finder_out_x,finder_out_y,"
+           "shift_x,shift_y\n";
+  const auto num = [](std::optional<double> value) {
+    if (!value) return std::string();
+    std::array<char, 32> text{};
+    (void)std::snprintf(text.data(), text.size(), "%.3f", *value);
+    return std::string(text.data());
+  };
+  const auto mean_y = [](const std::vector<cv::Point2f>& points) -> std::optional<double> {
+    if (points.empty()) return std::nullopt;
+    double sum = 0;
+    for (const cv::Point2f& p : points) sum += p.y;
+    return sum / static_cast<double>(points.size());
+  };
+  const auto x = [](const std::optional<cv::Point2f>& p) -> std::optional<double> {
+    return p ? std::optional<double>(p->x) : std::nullopt;
+  };
+  const auto y = [](const std::optional<cv::Point2f>& p) -> std::optional<double> {
+    return p ? std::optional<double>(p->y) : std::nullopt;
+  };
+  for (const auto& [seq, frame] : s.frames) {
+    for (std::size_t side = 0; side < 2; ++side) {
+      if (!frame.eyes[side]) continue;
+      const EyeRecord& e = *frame.eyes[side];
+      const std::vector<std::string> cells{
+          std::to_string(seq), side == 0 ? "right" : "left", num(frame.strength), frame.reason,
+          num(e.gaze ? std::optional<double>(e.gaze->first) : std::nullopt),
+          num(e.gaze ? std::optional<double>(e.gaze->second) : std::nullopt), num(e.eye.width()),
+          num(0.5 * (e.eye.corner_a.y + e.eye.corner_b.y)), num(mean_y(e.eye.upper_lid)),
+          num(mean_y(e.eye.lower_lid)), num(y(e.model_iris)), num(e.eye.iris.x), num(e.eye.iris.y),
+          num(x(e.found_in)), num(y(e.found_in)), num(x(e.found_out)), num(y(e.found_out)),
+          num(e.shift.x), num(e.shift.y)};
+      for (std::size_t i = 0; i < cells.size(); ++i) table << (i == 0 ? "" : ",") << cells[i];
+      table << "\n";
+    }
+  }
+  if (!table.flush()) throw std::runtime_error("eval: cannot write '" + path.string() + "'");
+}
+
 TurnedEval summarise_turn(EvalState& s, double angle) {
   TurnedEval t;
   t.angle_deg = angle;
@@ -737,6 +793,10 @@ EyeContactEval evaluate_eye_contact(const fs::path& video, const EyeContactEvalO
     }
   };
   attach_model_iris(false);
+  {
+    std::lock_guard lock(state->mutex);
+    write_frame_table(*state, out_dir / "frames.csv");
+  }
   result.frames_in = std::max(processed_by(metrics, "source"), metrics.packets_in);
   result.frames_out = processed_by(metrics, "sink");
 

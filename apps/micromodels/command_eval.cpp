@@ -68,7 +68,8 @@ Command add_eval_command(CLI::App& app) {
   command->add_option("--pipeline", options->pipeline,
                       "Pipeline file to evaluate (default: pipelines/eye_contact.yaml)");
   command->add_option("--out", options->out_dir,
-                      "Keep the written videos in this folder (default: a temp folder, removed)");
+                      "Keep the written videos and frames.csv (per eye and frame) in this folder "
+                      "(default: a temp folder, removed)");
   // `name` is captured too: CLI11 writes into it while parsing, after this function returned.
   return {command, [options, name] {
             check_videos(options->videos);

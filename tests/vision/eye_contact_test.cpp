@@ -5,18 +5,21 @@
 // skip and say so; with MICROMODELS_REQUIRE_MEDIA=1 they fail instead.
 //
 // Built by src/vision/CMakeLists.txt (label `vision`) with the other vision tests.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
 
 #include "micromodels/micromodels.hpp"
 
@@ -41,6 +44,18 @@ constexpr std::uint64_t kFrames = 120;
     if (std::getenv("MICROMODELS_REQUIRE_MEDIA") != nullptr) FAIL() << missing.what(); \
     GTEST_SKIP() << missing.what();                                                    \
   }
+
+std::vector<std::string> split(const std::string& line) {
+  std::vector<std::string> cells(1);
+  for (const char c : line) {
+    if (c == ',') {
+      cells.emplace_back();
+    } else {
+      cells.back() += c;
+    }
+  }
+  return cells;
+}
 
 class EyeContactTest : public ::testing::Test {
  protected:
@@ -91,6 +106,41 @@ TEST_F(EyeContactTest, PipelineKeepsEveryFrameAndChangesOnlyTheEyes) {
   EXPECT_GT(t.recovery, 0.6) << "residual " << t.residual_px << " px of " << t.shift_px;
   EXPECT_LT(t.sideways_drift, 0.02);
   EXPECT_GT(t.refined_iris_gain, 0.8);
+
+  // frames.csv: a row per eye and frame of the plain run, from which the figures come. The
+  // finder's frame-to-frame moves on the input, summed from its rows, give the jitter reported.
+  std::ifstream table(scratch_.path() / "micro" / "frames.csv");
+  std::string line;
+  ASSERT_TRUE(std::getline(table, line));
+  const std::vector<std::string> header = split(line);
+  ASSERT_EQ(header.size(), 19u) << line;
+  const auto column = [&](const std::string& name) {
+    const auto it = std::find(header.begin(), header.end(), name);
+    EXPECT_NE(it, header.end()) << name;
+    return static_cast<std::size_t>(it - header.begin());
+  };
+  const std::size_t seq = column("seq"), eye = column("eye"), x = column("finder_in_x"),
+                    y = column("finder_in_y");
+  std::map<std::string, std::pair<std::uint64_t, cv::Point2d>> last;  // per eye
+  double moved = 0;
+  std::size_t rows = 0, steps = 0;
+  while (std::getline(table, line)) {
+    const std::vector<std::string> cells = split(line);
+    ASSERT_EQ(cells.size(), header.size()) << line;
+    ++rows;
+    if (cells[x].empty()) continue;
+    const std::uint64_t n = std::stoull(cells[seq]);
+    const cv::Point2d at(std::stod(cells[x]), std::stod(cells[y]));
+    if (const auto before = last.find(cells[eye]); before != last.end() && before->second.first + 1 == n) {
+      moved += cv::norm(at - before->second.second);
+      ++steps;
+    }
+    last[cells[eye]] = {n, at};
+  }
+  EXPECT_GT(rows, kFrames);
+  EXPECT_LE(rows, 2 * kFrames);
+  ASSERT_GT(steps, 0u);
+  EXPECT_NEAR(moved / static_cast<double>(steps), e.iris_jitter_in_px, 0.002);
 }
 
 // The eval's step run: the eyes turned down 10 degrees in every other 25 frames (down at 25-49
