@@ -232,6 +232,13 @@ class Redis {
     Reply r = command(args);
     return r && r->str != nullptr ? std::string(r->str, r->len) : std::string();
   }
+  /// The next reply that comes on this connection unasked (after MONITOR or SUBSCRIBE); null
+  /// once the connection fails.
+  Reply next() {
+    void* reply = nullptr;
+    if (redisGetReply(context_.get(), &reply) != REDIS_OK) return nullptr;
+    return Reply(static_cast<redisReply*>(reply));
+  }
 
  private:
   struct FreeContext {

@@ -678,18 +678,11 @@ long long gets(Redis& redis) {
 // a run's processes also read the run record (the run once a second), which `gets` counts too.
 class ImageGets {
  public:
-  explicit ImageGets(const std::string& url) : url_(url) {
-    const std::string rest = url.substr(std::string("redis://").size());
-    const auto colon = rest.rfind(':');
-    context_ = redisConnect(rest.substr(0, colon).c_str(), std::atoi(rest.c_str() + colon + 1));
-    if (context_ == nullptr || context_->err != 0) throw std::runtime_error("cannot connect to " + url);
-    freeReplyObject(redisCommand(context_, "MONITOR"));
+  explicit ImageGets(const std::string& url) : url_(url), monitor_(url) {
+    (void)monitor_.command({"MONITOR"});
     thread_ = std::thread([this] {
-      void* reply = nullptr;
-      while (redisGetReply(context_, &reply) == REDIS_OK) {
-        const auto* r = static_cast<redisReply*>(reply);
+      while (const Redis::Reply r = monitor_.next()) {
         const std::string line = r->str != nullptr ? std::string(r->str, r->len) : "";
-        freeReplyObject(reply);
         if (line.find("\"GET\" \"mm:{") != std::string::npos && line.find(":img:") != std::string::npos) {
           ++count_;
         } else if (line.find("\"ECHO\" \"image-gets-end\"") != std::string::npos) {
@@ -700,7 +693,6 @@ class ImageGets {
   }
   ~ImageGets() {
     if (thread_.joinable()) (void)count();
-    redisFree(context_);
   }
   ImageGets(const ImageGets&) = delete;
   ImageGets& operator=(const ImageGets&) = delete;
@@ -714,7 +706,7 @@ class ImageGets {
 
  private:
   std::string url_;
-  redisContext* context_ = nullptr;
+  Redis monitor_;
   std::thread thread_;
   long long count_ = 0;
 };
