@@ -593,20 +593,31 @@ void write_eye_sheet(const EvalState& s, const fs::path& path) {
   (void)cv::imwrite(path.string(), sheet);
 }
 
+// A CSV cell: three decimals, or empty for a value that is not there.
+std::string cell(std::optional<double> value) {
+  if (!value) return {};
+  std::array<char, 32> text{};
+  (void)std::snprintf(text.data(), text.size(), "%.3f", *value);
+  return text.data();
+}
+
+// Writes `header` and `rows` (cells joined by commas) as a CSV file.
+void write_table(const fs::path& path, const std::string& header,
+                 const std::vector<std::vector<std::string>>& rows) {
+  std::ofstream table(path);
+  table << header << "\n";
+  for (const std::vector<std::string>& row : rows) {
+    for (std::size_t i = 0; i < row.size(); ++i) table << (i == 0 ? "" : ",") << row[i];
+    table << "\n";
+  }
+  if (!table.flush()) throw std::runtime_error("eval: cannot write '" + path.string() + "'");
+}
+
 // The unturned run, one row per eye and frame: what each measure saw, to follow a figure back to
 // the frames that make it (docs/eye-contact.md, "The eval"). Frame pixels; an empty cell is a
 // value the frame did not have.
 void write_frame_table(const EvalState& s, const fs::path& path) {
-  std::ofstream table(path);
-  table << "seq,eye,gaze_strength,gaze_reason,pitch_deg,yaw_deg,eye_width_px,corners_y,upper_lid_y,"
-           "lower_lid_y,iris_model_y,iris_x,iris_y,finder_in_x,finder_in_y,finder_out_x,finder_out_y,"
-           "shift_x,shift_y\n";
-  const auto num = [](std::optional<double> value) {
-    if (!value) return std::string();
-    std::array<char, 32> text{};
-    (void)std::snprintf(text.data(), text.size(), "%.3f", *value);
-    return std::string(text.data());
-  };
+  const auto num = cell;
   const auto mean_y = [](const std::vector<cv::Point2f>& points) -> std::optional<double> {
     if (points.empty()) return std::nullopt;
     double sum = 0;
@@ -619,67 +630,77 @@ void write_frame_table(const EvalState& s, const fs::path& path) {
   const auto y = [](const std::optional<cv::Point2f>& p) -> std::optional<double> {
     return p ? std::optional<double>(p->y) : std::nullopt;
   };
+  std::vector<std::vector<std::string>> rows;
   for (const auto& [seq, frame] : s.frames) {
     for (std::size_t side = 0; side < 2; ++side) {
       if (!frame.eyes[side]) continue;
       const EyeRecord& e = *frame.eyes[side];
-      const std::vector<std::string> cells{
+      rows.push_back({
           std::to_string(seq), side == 0 ? "right" : "left", num(frame.strength), frame.reason,
           num(e.gaze ? std::optional<double>(e.gaze->first) : std::nullopt),
           num(e.gaze ? std::optional<double>(e.gaze->second) : std::nullopt), num(e.eye.width()),
           num(0.5 * (e.eye.corner_a.y + e.eye.corner_b.y)), num(mean_y(e.eye.upper_lid)),
           num(mean_y(e.eye.lower_lid)), num(y(e.model_iris)), num(e.eye.iris.x), num(e.eye.iris.y),
           num(x(e.found_in)), num(y(e.found_in)), num(x(e.found_out)), num(y(e.found_out)),
-          num(e.shift.x), num(e.shift.y)};
-      for (std::size_t i = 0; i < cells.size(); ++i) table << (i == 0 ? "" : ",") << cells[i];
-      table << "\n";
+          num(e.shift.x), num(e.shift.y)});
     }
   }
-  if (!table.flush()) throw std::runtime_error("eval: cannot write '" + path.string() + "'");
+  write_table(path,
+              "seq,eye,gaze_strength,gaze_reason,pitch_deg,yaw_deg,eye_width_px,corners_y,upper_lid_y,"
+              "lower_lid_y,iris_model_y,iris_x,iris_y,finder_in_x,finder_in_y,finder_out_x,finder_out_y,"
+              "shift_x,shift_y",
+              rows);
 }
 
-TurnedEval summarise_turn(EvalState& s, double angle) {
+// One turned run's figures, from the medians over the eyes of every frame that the plain run
+// corrected fully; `table` gets each eye's own values, the medians' inputs (pixels, down +).
+TurnedEval summarise_turn(EvalState& s, double angle, const fs::path& table) {
   TurnedEval t;
   t.angle_deg = angle;
   std::vector<double> known, in, residual, residual_ungated, sideways, finder_in, finder_out, model_gain, refined_gain,
       corner_gain, bridge_gain, gaze_gain, requested, outward;
   std::uint64_t gated = 0;
+  std::vector<std::vector<std::string>> rows;
   for (auto& [seq, frame] : s.frames) {
     if (frame.strength < 0.999 || frame.turned_strength < 0) continue;
     if (frame.turned_strength < 0.999) {
       ++gated;
       ++t.gated_reasons[frame.turned_reason];
     }
-    for (std::optional<EyeRecord>& eye : frame.eyes) {
+    for (std::size_t side = 0; side < 2; ++side) {
+      std::optional<EyeRecord>& eye = frame.eyes[side];
       if (!eye || eye->turned_in.empty() || eye->turned_out.empty() || !(eye->turn_px > 0)) continue;
       ++t.eyes;
+      std::vector<std::optional<double>> row(9);  // turn_in ... shift, as the header below
       const cv::Point2f offset(static_cast<float>(-eye->box.x), static_cast<float>(-eye->box.y));
       const EvalEye local = eye->eye.moved_by(offset);
       const auto range = static_cast<float>(std::max(1.0, 1.5 * eye->turn_px));
       known.push_back(eye->turn_px);
-      if (const auto m = measure_turn(eye->turned_in, eye->in, local, range)) in.push_back(*m);
+      if (const auto m = measure_turn(eye->turned_in, eye->in, local, range)) in.push_back(*(row[0] = *m));
       const EvalEye corrected = corrected_eye(local, eye->shift);
       if (const auto m = measure_turn(eye->turned_out, eye->out, corrected, range)) {
-        residual.push_back(*m);
+        residual.push_back(*(row[1] = *m));
         if (frame.turned_strength >= 0.999) residual_ungated.push_back(*m);
       }
       if (const auto m = measure_iris_translation(eye->turned_out, eye->out, corrected, corrected.iris,
                                                   corrected.iris_radius, {0, 0}, range)) {
-        sideways.push_back(std::abs(m->x) / eye->eye.width());
+        sideways.push_back(std::abs(*(row[2] = m->x)) / eye->eye.width());
         // Signed: positive away from the eye's middle, toward the side the iris sits on.
         const cv::Point2f middle = 0.5f * (eye->eye.corner_a + eye->eye.corner_b);
         outward.push_back((eye->eye.iris.x >= middle.x ? m->x : -m->x) / eye->eye.width());
       }
       const auto fti = find_iris(eye->turned_in, local), fto = find_iris(eye->turned_out, corrected);
-      if (eye->finder_in && fti) finder_in.push_back(fti->y - eye->finder_in->y);
-      if (eye->finder_out && fto) finder_out.push_back(fto->y - eye->finder_out->y);
-      if (eye->iris && eye->turned_iris) refined_gain.push_back((eye->turned_iris->y - eye->iris->y) / eye->turn_px);
+      if (eye->finder_in && fti) finder_in.push_back(*(row[3] = fti->y - eye->finder_in->y));
+      if (eye->finder_out && fto) finder_out.push_back(*(row[4] = fto->y - eye->finder_out->y));
       if (eye->model_iris && eye->turned_model_iris) {
-        model_gain.push_back((eye->turned_model_iris->y - eye->model_iris->y) / eye->turn_px);
+        model_gain.push_back(*(row[5] = eye->turned_model_iris->y - eye->model_iris->y) / eye->turn_px);
+      }
+      if (eye->iris && eye->turned_iris) {
+        refined_gain.push_back(*(row[6] = eye->turned_iris->y - eye->iris->y) / eye->turn_px);
       }
       if (eye->turned_corners) {
         const cv::Point2f corners = 0.5f * (eye->eye.corner_a + eye->eye.corner_b);
-        corner_gain.push_back((eye->turned_corners->y - corners.y) / eye->turn_px);
+        corner_gain.push_back(*(row[7] = eye->turned_corners->y - corners.y) / eye->turn_px);
       }
       if (eye->bridge_y && eye->turned_bridge_y) {
         bridge_gain.push_back((*eye->turned_bridge_y - *eye->bridge_y) / eye->turn_px);
@@ -687,9 +708,17 @@ TurnedEval summarise_turn(EvalState& s, double angle) {
       if (eye->pitch_sin && eye->turned_pitch_sin) {
         gaze_gain.push_back((*eye->pitch_sin - *eye->turned_pitch_sin) / eye->turn_px);
       }
-      requested.push_back(-(eye->turned_shift.y - eye->shift.y) / eye->turn_px);
+      requested.push_back(-*(row[8] = eye->turned_shift.y - eye->shift.y) / eye->turn_px);
+      std::vector<std::string> cells{std::to_string(seq), side == 0 ? "right" : "left",
+                                     cell(frame.turned_strength), frame.turned_reason, cell(eye->turn_px)};
+      for (const std::optional<double>& value : row) cells.push_back(cell(value));
+      rows.push_back(std::move(cells));
     }
   }
+  write_table(table,
+              "seq,eye,gaze_strength,gaze_reason,turn_px,turn_in_px,turn_left_px,sideways_px,finder_in_px,"
+              "finder_out_px,iris_model_px,iris_px,corners_px,shift_px",
+              rows);
   t.shift_px = median(known);
   t.turned_gated = ratio(static_cast<double>(gated), static_cast<double>(t.eyes) / 2);
   t.measured_in_px = median(in);
@@ -819,7 +848,7 @@ EyeContactEval evaluate_eye_contact(const fs::path& video, const EyeContactEvalO
     run_turned(tag, angle, 0);
     attach_model_iris(true);
     std::lock_guard lock(state->mutex);
-    result.turned.push_back(summarise_turn(*state, angle));
+    result.turned.push_back(summarise_turn(*state, angle, out_dir / tag / "frames.csv"));
     write_eye_sheet(*state, out_dir / tag / "eyes.png");
   }
   // A look down needs a period up before it and a full period down: twice the period at least.

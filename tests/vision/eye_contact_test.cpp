@@ -141,6 +141,31 @@ TEST_F(EyeContactTest, PipelineKeepsEveryFrameAndChangesOnlyTheEyes) {
   EXPECT_LE(rows, 2 * kFrames);
   ASSERT_GT(steps, 0u);
   EXPECT_NEAR(moved / static_cast<double>(steps), e.iris_jitter_in_px, 0.002);
+
+  // down10deg/frames.csv: each eye's own values of the turned run's figures, whose medians they
+  // are: the turn found on the inputs, and the turn left between the outputs.
+  std::ifstream turned(scratch_.path() / "micro" / "down10deg" / "frames.csv");
+  ASSERT_TRUE(std::getline(turned, line));
+  const std::vector<std::string> turned_header = split(line);
+  ASSERT_EQ(turned_header.size(), 14u) << line;
+  const auto turned_column = [&](const std::string& name) {
+    const auto it = std::find(turned_header.begin(), turned_header.end(), name);
+    EXPECT_NE(it, turned_header.end()) << name;
+    return static_cast<std::size_t>(it - turned_header.begin());
+  };
+  const std::size_t turn_in = turned_column("turn_in_px"), turn_left = turned_column("turn_left_px");
+  std::vector<double> ins, lefts;
+  std::size_t turned_rows = 0;
+  while (std::getline(turned, line)) {
+    const std::vector<std::string> cells = split(line);
+    ASSERT_EQ(cells.size(), turned_header.size()) << line;
+    ++turned_rows;
+    if (!cells[turn_in].empty()) ins.push_back(std::stod(cells[turn_in]));
+    if (!cells[turn_left].empty()) lefts.push_back(std::stod(cells[turn_left]));
+  }
+  EXPECT_EQ(turned_rows, t.eyes);
+  EXPECT_NEAR(mb::median(ins), t.measured_in_px, 0.001);
+  EXPECT_NEAR(mb::median(lefts), t.residual_px, 0.001);
 }
 
 // The eval's step run: the eyes turned down 10 degrees in every other 25 frames (down at 25-49
