@@ -339,7 +339,8 @@ class Probe final : public Stage {
       tracked[2 + side] = find_iris(out, corrected_eye(*eye, d[side]));
       record.found_in = tracked[side];
       record.found_out = tracked[2 + side];
-      if (const Scalars* gaze = field<Scalars>(packet, "gaze"); gaze != nullptr && gaze->size() == 5) {
+      if (const Scalars* gaze = field<Scalars>(packet, "gaze");
+          gaze != nullptr && gaze->size() == 5) {
         record.gaze = std::make_pair(static_cast<float>((*gaze)[2 * side]),
                                      static_cast<float>((*gaze)[2 * side + 1]));
       }
@@ -635,21 +636,22 @@ void write_frame_table(const EvalState& s, const fs::path& path) {
     for (std::size_t side = 0; side < 2; ++side) {
       if (!frame.eyes[side]) continue;
       const EyeRecord& e = *frame.eyes[side];
-      rows.push_back({
-          std::to_string(seq), side == 0 ? "right" : "left", num(frame.strength), frame.reason,
-          num(e.gaze ? std::optional<double>(e.gaze->first) : std::nullopt),
-          num(e.gaze ? std::optional<double>(e.gaze->second) : std::nullopt), num(e.eye.width()),
-          num(0.5 * (e.eye.corner_a.y + e.eye.corner_b.y)), num(mean_y(e.eye.upper_lid)),
-          num(mean_y(e.eye.lower_lid)), num(y(e.model_iris)), num(e.eye.iris.x), num(e.eye.iris.y),
-          num(x(e.found_in)), num(y(e.found_in)), num(x(e.found_out)), num(y(e.found_out)),
-          num(e.shift.x), num(e.shift.y)});
+      rows.push_back(
+          {std::to_string(seq), side == 0 ? "right" : "left", num(frame.strength), frame.reason,
+           num(e.gaze ? std::optional<double>(e.gaze->first) : std::nullopt),
+           num(e.gaze ? std::optional<double>(e.gaze->second) : std::nullopt), num(e.eye.width()),
+           num(0.5 * (e.eye.corner_a.y + e.eye.corner_b.y)), num(mean_y(e.eye.upper_lid)),
+           num(mean_y(e.eye.lower_lid)), num(y(e.model_iris)), num(e.eye.iris.x), num(e.eye.iris.y),
+           num(x(e.found_in)), num(y(e.found_in)), num(x(e.found_out)), num(y(e.found_out)),
+           num(e.shift.x), num(e.shift.y)});
     }
   }
-  write_table(path,
-              "seq,eye,gaze_strength,gaze_reason,pitch_deg,yaw_deg,eye_width_px,corners_y,upper_lid_y,"
-              "lower_lid_y,iris_model_y,iris_x,iris_y,finder_in_x,finder_in_y,finder_out_x,finder_out_y,"
-              "shift_x,shift_y",
-              rows);
+  write_table(
+      path,
+      "seq,eye,gaze_strength,gaze_reason,pitch_deg,yaw_deg,eye_width_px,corners_y,upper_lid_y,"
+      "lower_lid_y,iris_model_y,iris_x,iris_y,finder_in_x,finder_in_y,finder_out_x,finder_out_y,"
+      "shift_x,shift_y",
+      rows);
 }
 
 // One turned run's figures, from the medians over the eyes of every frame that the plain run
@@ -676,7 +678,9 @@ TurnedEval summarise_turn(EvalState& s, double angle, const fs::path& table) {
       const EvalEye local = eye->eye.moved_by(offset);
       const auto range = static_cast<float>(std::max(1.0, 1.5 * eye->turn_px));
       known.push_back(eye->turn_px);
-      if (const auto m = measure_turn(eye->turned_in, eye->in, local, range)) in.push_back(*(row[0] = *m));
+      if (const auto m = measure_turn(eye->turned_in, eye->in, local, range)) {
+        in.push_back(*(row[0] = *m));
+      }
       const EvalEye corrected = corrected_eye(local, eye->shift);
       if (const auto m = measure_turn(eye->turned_out, eye->out, corrected, range)) {
         residual.push_back(*(row[1] = *m));
@@ -693,7 +697,8 @@ TurnedEval summarise_turn(EvalState& s, double angle, const fs::path& table) {
       if (eye->finder_in && fti) finder_in.push_back(*(row[3] = fti->y - eye->finder_in->y));
       if (eye->finder_out && fto) finder_out.push_back(*(row[4] = fto->y - eye->finder_out->y));
       if (eye->model_iris && eye->turned_model_iris) {
-        model_gain.push_back(*(row[5] = eye->turned_model_iris->y - eye->model_iris->y) / eye->turn_px);
+        model_gain.push_back(*(row[5] = eye->turned_model_iris->y - eye->model_iris->y) /
+                             eye->turn_px);
       }
       if (eye->iris && eye->turned_iris) {
         refined_gain.push_back(*(row[6] = eye->turned_iris->y - eye->iris->y) / eye->turn_px);
@@ -710,15 +715,17 @@ TurnedEval summarise_turn(EvalState& s, double angle, const fs::path& table) {
       }
       requested.push_back(-*(row[8] = eye->turned_shift.y - eye->shift.y) / eye->turn_px);
       std::vector<std::string> cells{std::to_string(seq), side == 0 ? "right" : "left",
-                                     cell(frame.turned_strength), frame.turned_reason, cell(eye->turn_px)};
+                                     cell(frame.turned_strength), frame.turned_reason,
+                                     cell(eye->turn_px)};
       for (const std::optional<double>& value : row) cells.push_back(cell(value));
       rows.push_back(std::move(cells));
     }
   }
-  write_table(table,
-              "seq,eye,gaze_strength,gaze_reason,turn_px,turn_in_px,turn_left_px,sideways_px,finder_in_px,"
-              "finder_out_px,iris_model_px,iris_px,corners_px,shift_px",
-              rows);
+  write_table(
+      table,
+      "seq,eye,gaze_strength,gaze_reason,turn_px,turn_in_px,turn_left_px,sideways_px,finder_in_px,"
+      "finder_out_px,iris_model_px,iris_px,corners_px,shift_px",
+      rows);
   t.shift_px = median(known);
   t.turned_gated = ratio(static_cast<double>(gated), static_cast<double>(t.eyes) / 2);
   t.measured_in_px = median(in);

@@ -45,17 +45,46 @@ constexpr std::uint64_t kFrames = 120;
     GTEST_SKIP() << missing.what();                                                    \
   }
 
-std::vector<std::string> split(const std::string& line) {
-  std::vector<std::string> cells(1);
-  for (const char c : line) {
-    if (c == ',') {
-      cells.emplace_back();
-    } else {
-      cells.back() += c;
+// A CSV file as the eval writes it (no quoting): its header and rows of cells.
+struct Csv {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+
+  static std::vector<std::string> split(const std::string& line) {
+    std::vector<std::string> cells(1);
+    for (const char c : line) {
+      if (c == ',') {
+        cells.emplace_back();
+      } else {
+        cells.back() += c;
+      }
     }
+    return cells;
   }
-  return cells;
-}
+  static Csv read(const fs::path& path) {
+    Csv csv;
+    std::ifstream file(path);
+    std::string line;
+    if (std::getline(file, line)) csv.header = split(line);
+    while (std::getline(file, line)) csv.rows.push_back(split(line));
+    return csv;
+  }
+  /// The column's index; header.size() (and a failure) when there is none.
+  [[nodiscard]] std::size_t column(const std::string& name) const {
+    const auto it = std::find(header.begin(), header.end(), name);
+    EXPECT_NE(it, header.end()) << name;
+    return static_cast<std::size_t>(it - header.begin());
+  }
+  /// The column's numbers, its empty cells left out.
+  [[nodiscard]] std::vector<double> numbers(const std::string& name) const {
+    const std::size_t i = column(name);
+    std::vector<double> values;
+    for (const std::vector<std::string>& row : rows) {
+      if (i < row.size() && !row[i].empty()) values.push_back(std::stod(row[i]));
+    }
+    return values;
+  }
+};
 
 class EyeContactTest : public ::testing::Test {
  protected:
@@ -109,63 +138,39 @@ TEST_F(EyeContactTest, PipelineKeepsEveryFrameAndChangesOnlyTheEyes) {
 
   // frames.csv: a row per eye and frame of the plain run, from which the figures come. The
   // finder's frame-to-frame moves on the input, summed from its rows, give the jitter reported.
-  std::ifstream table(scratch_.path() / "micro" / "frames.csv");
-  std::string line;
-  ASSERT_TRUE(std::getline(table, line));
-  const std::vector<std::string> header = split(line);
-  ASSERT_EQ(header.size(), 19u) << line;
-  const auto column = [&](const std::string& name) {
-    const auto it = std::find(header.begin(), header.end(), name);
-    EXPECT_NE(it, header.end()) << name;
-    return static_cast<std::size_t>(it - header.begin());
-  };
-  const std::size_t seq = column("seq"), eye = column("eye"), x = column("finder_in_x"),
-                    y = column("finder_in_y");
+  const Csv plain = Csv::read(scratch_.path() / "micro" / "frames.csv");
+  ASSERT_EQ(plain.header.size(), 19u);
+  const std::size_t seq = plain.column("seq"), eye = plain.column("eye"),
+                    x = plain.column("finder_in_x"), y = plain.column("finder_in_y");
   std::map<std::string, std::pair<std::uint64_t, cv::Point2d>> last;  // per eye
   double moved = 0;
-  std::size_t rows = 0, steps = 0;
-  while (std::getline(table, line)) {
-    const std::vector<std::string> cells = split(line);
-    ASSERT_EQ(cells.size(), header.size()) << line;
-    ++rows;
+  std::size_t steps = 0;
+  for (const std::vector<std::string>& cells : plain.rows) {
+    ASSERT_EQ(cells.size(), plain.header.size());
     if (cells[x].empty()) continue;
     const std::uint64_t n = std::stoull(cells[seq]);
     const cv::Point2d at(std::stod(cells[x]), std::stod(cells[y]));
-    if (const auto before = last.find(cells[eye]); before != last.end() && before->second.first + 1 == n) {
+    if (const auto before = last.find(cells[eye]);
+        before != last.end() && before->second.first + 1 == n) {
       moved += cv::norm(at - before->second.second);
       ++steps;
     }
     last[cells[eye]] = {n, at};
   }
-  EXPECT_GT(rows, kFrames);
-  EXPECT_LE(rows, 2 * kFrames);
+  EXPECT_GT(plain.rows.size(), kFrames);
+  EXPECT_LE(plain.rows.size(), 2 * kFrames);
   ASSERT_GT(steps, 0u);
   EXPECT_NEAR(moved / static_cast<double>(steps), e.iris_jitter_in_px, 0.002);
 
   // down10deg/frames.csv: each eye's own values of the turned run's figures, whose medians they
   // are: the turn found on the inputs, and the turn left between the outputs.
-  std::ifstream turned(scratch_.path() / "micro" / "down10deg" / "frames.csv");
-  ASSERT_TRUE(std::getline(turned, line));
-  const std::vector<std::string> turned_header = split(line);
-  ASSERT_EQ(turned_header.size(), 14u) << line;
-  const auto turned_column = [&](const std::string& name) {
-    const auto it = std::find(turned_header.begin(), turned_header.end(), name);
-    EXPECT_NE(it, turned_header.end()) << name;
-    return static_cast<std::size_t>(it - turned_header.begin());
-  };
-  const std::size_t turn_in = turned_column("turn_in_px"), turn_left = turned_column("turn_left_px");
-  std::vector<double> ins, lefts;
-  std::size_t turned_rows = 0;
-  while (std::getline(turned, line)) {
-    const std::vector<std::string> cells = split(line);
-    ASSERT_EQ(cells.size(), turned_header.size()) << line;
-    ++turned_rows;
-    if (!cells[turn_in].empty()) ins.push_back(std::stod(cells[turn_in]));
-    if (!cells[turn_left].empty()) lefts.push_back(std::stod(cells[turn_left]));
-  }
-  EXPECT_EQ(turned_rows, t.eyes);
-  EXPECT_NEAR(mb::median(ins), t.measured_in_px, 0.001);
-  EXPECT_NEAR(mb::median(lefts), t.residual_px, 0.001);
+  const Csv turned = Csv::read(scratch_.path() / "micro" / "down10deg" / "frames.csv");
+  ASSERT_EQ(turned.header.size(), 14u);
+  for (const std::vector<std::string>& cells : turned.rows)
+    ASSERT_EQ(cells.size(), turned.header.size());
+  EXPECT_EQ(turned.rows.size(), t.eyes);
+  EXPECT_NEAR(mb::median(turned.numbers("turn_in_px")), t.measured_in_px, 0.001);
+  EXPECT_NEAR(mb::median(turned.numbers("turn_left_px")), t.residual_px, 0.001);
 }
 
 // The eval's step run: the eyes turned down 10 degrees in every other 25 frames (down at 25-49
