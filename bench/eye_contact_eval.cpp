@@ -618,7 +618,6 @@ void write_table(const fs::path& path, const std::string& header,
 // the frames that make it (docs/eye-contact.md, "The eval"). Frame pixels; an empty cell is a
 // value the frame did not have.
 void write_frame_table(const EvalState& s, const fs::path& path) {
-  const auto num = cell;
   const auto mean_y = [](const std::vector<cv::Point2f>& points) -> std::optional<double> {
     if (points.empty()) return std::nullopt;
     double sum = 0;
@@ -637,13 +636,13 @@ void write_frame_table(const EvalState& s, const fs::path& path) {
       if (!frame.eyes[side]) continue;
       const EyeRecord& e = *frame.eyes[side];
       rows.push_back(
-          {std::to_string(seq), side == 0 ? "right" : "left", num(frame.strength), frame.reason,
-           num(e.gaze ? std::optional<double>(e.gaze->first) : std::nullopt),
-           num(e.gaze ? std::optional<double>(e.gaze->second) : std::nullopt), num(e.eye.width()),
-           num(0.5 * (e.eye.corner_a.y + e.eye.corner_b.y)), num(mean_y(e.eye.upper_lid)),
-           num(mean_y(e.eye.lower_lid)), num(y(e.model_iris)), num(e.eye.iris.x), num(e.eye.iris.y),
-           num(x(e.found_in)), num(y(e.found_in)), num(x(e.found_out)), num(y(e.found_out)),
-           num(e.shift.x), num(e.shift.y)});
+          {std::to_string(seq), side == 0 ? "right" : "left", cell(frame.strength), frame.reason,
+           cell(e.gaze ? std::optional<double>(e.gaze->first) : std::nullopt),
+           cell(e.gaze ? std::optional<double>(e.gaze->second) : std::nullopt), cell(e.eye.width()),
+           cell(0.5 * (e.eye.corner_a.y + e.eye.corner_b.y)), cell(mean_y(e.eye.upper_lid)),
+           cell(mean_y(e.eye.lower_lid)), cell(y(e.model_iris)), cell(e.eye.iris.x),
+           cell(e.eye.iris.y), cell(x(e.found_in)), cell(y(e.found_in)), cell(x(e.found_out)),
+           cell(y(e.found_out)), cell(e.shift.x), cell(e.shift.y)});
     }
   }
   write_table(

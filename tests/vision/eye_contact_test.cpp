@@ -166,8 +166,9 @@ TEST_F(EyeContactTest, PipelineKeepsEveryFrameAndChangesOnlyTheEyes) {
   // are: the turn found on the inputs, and the turn left between the outputs.
   const Csv turned = Csv::read(scratch_.path() / "micro" / "down10deg" / "frames.csv");
   ASSERT_EQ(turned.header.size(), 14u);
-  for (const std::vector<std::string>& cells : turned.rows)
+  for (const std::vector<std::string>& cells : turned.rows) {
     ASSERT_EQ(cells.size(), turned.header.size());
+  }
   EXPECT_EQ(turned.rows.size(), t.eyes);
   EXPECT_NEAR(mb::median(turned.numbers("turn_in_px")), t.measured_in_px, 0.001);
   EXPECT_NEAR(mb::median(turned.numbers("turn_left_px")), t.residual_px, 0.001);
