@@ -135,6 +135,60 @@ TEST(GazeEstimate, SmallChangesAreHeldALargeOneIsFollowedAtOnce) {
   EXPECT_THROW(harness("gaze.estimate", {{"hold_deg", 6.0}}), std::invalid_argument);
 }
 
+// average_frames: the gaze written (what the correction is made from) averaged over that many
+// frames, so a lid that swings without the eyes moves it little, kept through a blink (whose
+// closing lid reads as a look down), and a new gaze reached over about that many frames; the
+// gates still read each frame's own estimate, so a look away fades out as fast as without it.
+TEST(GazeEstimate, AnAveragedGazeIsSteadyKeptThroughBlinksAndTheGatesStillReadEachFrame) {
+  std::uint64_t seq = 0;
+  const auto step = [&seq](mm::StageHarness& estimate, mm::Packet p) {
+    p.seq = seq;
+    const mm::Packet out = single(estimate.process(std::move(p)));
+    return std::pair{static_cast<float>(out.get<mm::Scalars>("gaze")[0]),
+                     Judged{out.get<double>("gaze_strength"), out.get<std::string>("gaze_reason")}};
+  };
+  auto slow = harness("gaze.estimate", {{"corner_follow", 0.0}, {"hold_deg", 0.0}, {"average_frames", 50.0}});
+  auto each = harness("gaze.estimate", {{"corner_follow", 0.0}, {"hold_deg", 0.0}});
+  for (int i = 0; i < 10; ++i, ++seq) {
+    EXPECT_NEAR(step(slow, looking({-10, 0})).first, -10, 0.05);
+    (void)step(each, looking({-10, 0}));
+  }
+  // Swings of 8 degrees either way, a frame each.
+  float slow_range = 0, each_range = 0;
+  for (int i = 0; i < 20; ++i, ++seq) {
+    const float pitch = i % 2 == 0 ? -2.0f : -18.0f;
+    slow_range = std::max(slow_range, std::abs(step(slow, looking({pitch, 0})).first + 10));
+    each_range = std::max(each_range, std::abs(step(each, looking({pitch, 0})).first + 10));
+  }
+  EXPECT_LT(slow_range, 0.5f);
+  EXPECT_GT(each_range, 3.0f);
+  // A blink whose closing lid reads as a look 15 degrees further down: the averaged gaze stays.
+  const float before = step(slow, looking({-10, 0})).first;
+  ++seq;
+  for (int i = 0; i < 3; ++i, ++seq) EXPECT_EQ(step(slow, looking({-25, 0}, 0, 0.1f)).second.reason, "blink");
+  // Open again, 3 degrees lower: one frame's worth of that (3/50), not the lid's 15 nor the 3.
+  EXPECT_NEAR(step(slow, looking({-13, 0})).first, before, 0.1);
+  ++seq;
+  // A new gaze, 10 degrees further down: reached over about 50 frames, not at once.
+  float pitch = 0;
+  for (int i = 1; i <= 50; ++i, ++seq) {
+    pitch = step(slow, looking({-20, 0})).first;
+    if (i == 1) {
+      EXPECT_GT(pitch, -11.0f);
+    }
+  }
+  EXPECT_LT(pitch, -15.5f);  // 1 - 1/e of the way, and a little more
+  EXPECT_GT(pitch, -19.0f);
+  // A look away (40 degrees up from where this stream looks): the gates read the frame's own
+  // estimate, so the correction fades out over fade_frames (6) as it does without averaging.
+  Judged away{1, ""};
+  for (int i = 0; i < 8; ++i, ++seq) away = step(slow, looking({20, 0})).second;
+  EXPECT_EQ(away.strength, 0.0);
+  EXPECT_EQ(away.reason, "looking_away");
+  EXPECT_THROW(harness("gaze.estimate", {{"average_frames", 0.5}}), std::invalid_argument);
+  EXPECT_THROW(harness("gaze.estimate", {{"average_frames", 2000.0}}), std::invalid_argument);
+}
+
 TEST(GazeEstimate, StrengthFadesOutOnABlinkAndBackIn) {
   auto estimate = harness("gaze.estimate");  // fade_frames 6
   std::uint64_t seq = 0;

@@ -50,6 +50,7 @@ struct EstimateParams {
   Band gaze{20, 30};
   std::int64_t fade_frames = 6;
   float hold_deg = 1.0f;
+  double average_frames = 1;
 };
 
 // Why a frame gets less than full correction; written as `gaze_reason`, first failing check.
@@ -151,6 +152,7 @@ struct StreamState {
   std::array<std::optional<double>, 2> usual_ear;     // per eye
   std::array<std::optional<double>, 2> usual_contrast;  // per eye
   std::array<std::optional<Gaze>, 2> gaze;            // per eye, averaged
+  std::array<std::optional<Gaze>, 2> steady;          // per eye, over average_frames
   std::array<std::optional<Gaze>, 2> held;            // per eye, as reported (hold_deg)
   std::optional<Gaze> usual_gaze;                     // both eyes' mean
 };
@@ -266,13 +268,23 @@ class GazeEstimate final : public Stage {
       if (kept) ball.center = ball.axes.to_frame(*kept * width);
       Gaze g = ball.gaze_of(unfollow_corners(ball, eye->iris_center, params_.corner_follow));
       std::optional<Gaze>& last = state.gaze[s];
+      Gaze gated = g;  // what the gates read: the frame's own, averaged with the last only
       if (big && open && visible) {
         if (last) {
           g = {last->pitch_deg + kGazeWeight * (g.pitch_deg - last->pitch_deg),
                last->yaw_deg + kGazeWeight * (g.yaw_deg - last->yaw_deg)};
         }
         last = g;
-        g = hold(state.held[s], g, params_.hold_deg);
+        gated = g;
+        // The gaze that the correction is made from, kept through blinks (a closing lid reads as
+        // a look down, so it does not count).
+        std::optional<Gaze>& steady = state.steady[s];
+        const auto k = static_cast<float>(1 / params_.average_frames);
+        steady = steady && params_.average_frames > 1
+                     ? Gaze{steady->pitch_deg + k * (g.pitch_deg - steady->pitch_deg),
+                            steady->yaw_deg + k * (g.yaw_deg - steady->yaw_deg)}
+                     : g;
+        g = hold(state.held[s], *steady, params_.hold_deg);
       } else {
         last.reset();  // after a blink, from the eye as it opens
         state.held[s].reset();
@@ -282,8 +294,8 @@ class GazeEstimate final : public Stage {
       balls[3 * s] = ball.center.x;
       balls[3 * s + 1] = ball.center.y;
       balls[3 * s + 2] = ball.radius;
-      mean.pitch_deg += 0.5f * g.pitch_deg;
-      mean.yaw_deg += 0.5f * g.yaw_deg;
+      mean.pitch_deg += 0.5f * gated.pitch_deg;
+      mean.yaw_deg += 0.5f * gated.yaw_deg;
     }
     gaze[4] = confidence;
     // A hidden eye does not count, so a hand that stays is still a hand.
@@ -382,7 +394,12 @@ void register_gaze_estimate(Registry& registry) {
                   "frames for the strength to go from 0 to 1 or back"},
                  {"hold_deg", ParamType::number, as_written(EstimateParams{}.hold_deg),
                   "the gaze reported moves only when the estimate leaves a band this wide "
-                  "around it, degrees (0: every change; against the estimate's noise)"}},
+                  "around it, degrees (0: every change; against the estimate's noise)"},
+                 {"average_frames", ParamType::number, 1.0,
+                  "the gaze written, which the correction is made from, is averaged over about "
+                  "this many frames and kept through blinks (1: each frame's own, averaged with "
+                  "the last; 50: steady against lids that move without the eyes, but a new "
+                  "gaze is corrected over a second or two); the gates read each frame's own"}},
       .info =
           [](const Params&) {
             // No face or no iris: it says so in gaze_reason.
@@ -415,6 +432,10 @@ void register_gaze_estimate(Registry& registry) {
         p.hold_deg = static_cast<float>(params.number("hold_deg"));
         if (!(p.hold_deg >= 0 && p.hold_deg <= 5)) {
           throw std::invalid_argument("param 'hold_deg' must be within 0..5 degrees");
+        }
+        p.average_frames = params.number("average_frames");
+        if (!(p.average_frames >= 1 && p.average_frames <= 1000)) {
+          throw std::invalid_argument("param 'average_frames' must be within 1..1000 frames");
         }
         if (!(p.eyeball.radius > 0.1f && p.eyeball.radius < 1)) {
           throw std::invalid_argument("param 'eyeball_radius' must be within 0.1..1 eye widths");
