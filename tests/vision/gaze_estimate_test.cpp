@@ -185,6 +185,12 @@ TEST(GazeEstimate, AnAveragedGazeIsSteadyKeptThroughBlinksAndTheGatesStillReadEa
   for (int i = 0; i < 8; ++i, ++seq) away = step(slow, looking({20, 0})).second;
   EXPECT_EQ(away.strength, 0.0);
   EXPECT_EQ(away.reason, "looking_away");
+  // A stream that starts over, or a face that comes back, starts from its own gaze.
+  seq = 0;
+  EXPECT_NEAR(step(slow, looking({-5, 0})).first, -5, 0.05);
+  ++seq;
+  EXPECT_EQ(single(slow.process(mm::Packet{.seq = seq++})).get<std::string>("gaze_reason"), "no_face");
+  EXPECT_NEAR(step(slow, looking({-12, 0})).first, -12, 0.05);
   EXPECT_THROW(harness("gaze.estimate", {{"average_frames", 0.5}}), std::invalid_argument);
   EXPECT_THROW(harness("gaze.estimate", {{"average_frames", 2000.0}}), std::invalid_argument);
 }

@@ -142,10 +142,8 @@ Gaze hold(std::optional<Gaze>& held, Gaze g, float hold_deg) {
   return *held;
 }
 
-struct StreamState {
-  std::mutex mutex;  // a pipeline without state: per_stream must still not race
-  bool seen = false;
-  std::uint64_t last_seq = 0;
+// What a stream's frames taught the stage; all of it forgotten when the stream starts over.
+struct StreamMemory {
   double strength = 0;
   std::optional<double> usual_pitch;
   std::array<std::optional<cv::Point2f>, 2> centre;  // per eye, in its axes, eye widths
@@ -155,6 +153,12 @@ struct StreamState {
   std::array<std::optional<Gaze>, 2> steady;          // per eye, over average_frames
   std::array<std::optional<Gaze>, 2> held;            // per eye, as reported (hold_deg)
   std::optional<Gaze> usual_gaze;                     // both eyes' mean
+};
+
+struct StreamState : StreamMemory {
+  std::mutex mutex;  // a pipeline without state: per_stream must still not race
+  bool seen = false;
+  std::uint64_t last_seq = 0;
 };
 
 class GazeEstimate final : public Stage {
@@ -167,14 +171,7 @@ class GazeEstimate final : public Stage {
     {
       std::lock_guard lock(state->mutex);
       if (state->seen && packet.seq <= state->last_seq) {  // started over
-        state->strength = 0;
-        state->usual_pitch.reset();
-        state->centre = {};
-        state->usual_ear = {};
-        state->usual_contrast = {};
-        state->gaze = {};
-        state->held = {};
-        state->usual_gaze.reset();
+        static_cast<StreamMemory&>(*state) = StreamMemory{};
       }
       state->seen = true;
       state->last_seq = packet.seq;
@@ -198,6 +195,7 @@ class GazeEstimate final : public Stage {
       state.usual_ear = {};
       state.usual_contrast = {};
       state.gaze = {};
+      state.steady = {};
       state.usual_gaze.reset();
       reason = kNoFace;
       return 0;
@@ -278,7 +276,7 @@ class GazeEstimate final : public Stage {
         gated = g;
         // The gaze that the correction is made from, kept through blinks (a closing lid reads as
         // a look down, so it does not count).
-        std::optional<Gaze>& steady = state.steady[s];
+        std::optional<Gaze>& steady = state.steady[s];  // with 1, exactly this frame's
         const auto k = static_cast<float>(1 / params_.average_frames);
         steady = steady && params_.average_frames > 1
                      ? Gaze{steady->pitch_deg + k * (g.pitch_deg - steady->pitch_deg),
