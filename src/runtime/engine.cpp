@@ -32,6 +32,8 @@ std::int64_t ns_between(std::int64_t a, std::int64_t b) { return b - a; }
 
 // Packets produced by one call of a stage; reused so that a hop allocates nothing.
 thread_local std::vector<Packet> t_outputs;
+// A turn's packets, taken from the queue: kept per thread so that a turn allocates nothing.
+thread_local std::vector<Queued> t_batch;
 thread_local std::vector<Delivery> t_deliveries;
 
 }  // namespace
@@ -187,7 +189,7 @@ void Engine::serve_source(Node& node) {
     if (node.outputs.empty()) continue;  // a source feeding nothing: its packets end here
     add_in_flight(count * static_cast<std::int64_t>(node.outputs.size()));
     for (Packet& packet : out) {
-      for (std::size_t e = 0; e + 1 < node.outputs.size(); ++e) deliver(node.outputs[e], packet);
+      for (std::size_t e = 0; e + 1 < node.outputs.size(); ++e) deliver(node.outputs[e], Packet(packet));
       deliver(node.outputs.back(), std::move(packet));
     }
     ended = ended || stopping();
@@ -246,7 +248,8 @@ void Engine::end_producer(Node& node) {
 }
 
 void Engine::serve_stage(Node& node) {
-  std::vector<Queued> batch;
+  std::vector<Queued>& batch = t_batch;
+  batch.clear();
   std::optional<std::uint32_t> lane;
   std::shared_ptr<Stage> stage;  // the instance this turn uses, even if `swap` replaces it
   bool exclusive = false;
@@ -418,7 +421,7 @@ void Engine::route(Node& node, std::vector<Packet>& outputs, std::span<const Key
   node.emitted.fetch_add(outputs.size(), std::memory_order_relaxed);
   for (Packet& packet : outputs) {
     node.tap.pass(packet);
-    for (std::size_t e = 0; e + 1 < node.outputs.size(); ++e) deliver(node.outputs[e], packet);
+    for (std::size_t e = 0; e + 1 < node.outputs.size(); ++e) deliver(node.outputs[e], Packet(packet));
     deliver(node.outputs.back(), std::move(packet));
   }
 }
@@ -512,7 +515,7 @@ void Engine::check_done() {
   close_taps();
 }
 
-void Engine::deliver(const Edge& edge, Packet packet, Ticket ticket) {
+void Engine::deliver(const Edge& edge, Packet&& packet, Ticket ticket) {
   if (edge.outlet != nullptr) {
     edge.outlet->put(packet);
     leave(1);  // it left this process
@@ -622,7 +625,7 @@ void Engine::skip_locked(Node& to, std::uint32_t stream, std::uint64_t seq, Tick
   to.reorder.skip(stream, seq, ticket, out);
 }
 
-void Engine::release_locked(Node& to, Packet packet, Ticket ticket, Aftermath& after) {
+void Engine::release_locked(Node& to, Packet&& packet, Ticket ticket, Aftermath& after) {
   // Written under the node's lock only: a plain store, not a read-modify-write per hop.
   to.arrived.store(to.arrived.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   if (!to.ordered()) {
@@ -633,7 +636,7 @@ void Engine::release_locked(Node& to, Packet packet, Ticket ticket, Aftermath& a
   to.reorder.packet(std::move(packet), ticket, out);
 }
 
-void Engine::enqueue_locked(Node& to, Packet packet, Ticket ticket, Aftermath& after) {
+void Engine::enqueue_locked(Node& to, Packet&& packet, Ticket ticket, Aftermath& after) {
   std::optional<StageQueue::Dropped> dropped = to.queue.push({std::move(packet), t_clock, ticket});
   if (!dropped) return;
   to.dropped.fetch_add(1, std::memory_order_relaxed);

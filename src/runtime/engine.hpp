@@ -219,17 +219,17 @@ class Engine {
   /// earlier one of them already has: across processes a (stream, seq) is one packet.
   void refuse_extra_outputs(Node& node, std::vector<Packet>& outputs);
   void propagate_skip(const Node& node, std::uint32_t stream, std::uint64_t seq);
-  void deliver(const Edge& edge, Packet packet, Ticket ticket = 0);
+  void deliver(const Edge& edge, Packet&& packet, Ticket ticket = 0);
   void deliver_skip(const Edge& edge, std::uint32_t stream, std::uint64_t seq, Ticket ticket = 0);
   void after_delivery(Node& to, Aftermath& after, bool claimed);
   void settle(const Node& node, Ticket ticket) const {
     if (ticket != 0 && node.tickets != nullptr) node.tickets->settle(ticket);
   }
   void settle_join(Node& to, JoinTable::Done done, Aftermath& after);
-  void release_locked(Node& to, Packet packet, Ticket ticket, Aftermath& after);
+  void release_locked(Node& to, Packet&& packet, Ticket ticket, Aftermath& after);
   void skip_locked(Node& to, std::uint32_t stream, std::uint64_t seq, Ticket ticket, bool arrived,
                    Aftermath& after);
-  void enqueue_locked(Node& to, Packet packet, Ticket ticket, Aftermath& after);
+  void enqueue_locked(Node& to, Packet&& packet, Ticket ticket, Aftermath& after);
   void drop_aged_locked(Node& node, std::vector<Queued>& batch, Aftermath& after);
   /// `now`: the capture clock when the stage was done with them (the thread's last stamp).
   void record_ages(Node& node, std::span<const Key> done, std::int64_t now, bool exclusive);
@@ -302,7 +302,7 @@ struct Engine::ReorderOut {
   [[nodiscard]] bool room() const {
     return to.queue.overflow() != Overflow::block || !to.queue.full();
   }
-  void enqueue(Packet packet, Ticket ticket) {
+  void enqueue(Packet&& packet, Ticket ticket) {
     engine.enqueue_locked(to, std::move(packet), ticket, after);
   }
   void skip(std::uint32_t stream, std::uint64_t seq, Ticket ticket) {

@@ -13,33 +13,12 @@ constexpr std::array<double, 20> kExportBoundsUs = {1,    2.5,   5,     10,    2
                                                     5e4,  1e5,   2.5e5, 1e6,   2.5e6, 1e7};
 }  // namespace
 
-int Histogram::bucket_of(std::uint64_t ns) noexcept {
-  // Values below 2^kSubBits get exact buckets; above, the top kSubBits+1 bits pick the bucket.
-  if (ns < (1u << kSubBits)) return static_cast<int>(ns);
-  const int msb = std::bit_width(ns) - 1;  // >= kSubBits
-  const int octave = msb - kSubBits + 1;
-  const int sub = static_cast<int>((ns >> (msb - kSubBits)) & ((1u << kSubBits) - 1));
-  return std::min((octave << kSubBits) + sub, kBuckets - 1);
-}
-
 double Histogram::upper_bound_ns(int bucket) noexcept {
   const int octave = bucket >> kSubBits;
   const int sub = bucket & ((1 << kSubBits) - 1);
   if (octave == 0) return sub + 1;
   const double base = std::ldexp(1.0, octave + kSubBits - 1);
   return base + (sub + 1) * (base / (1 << kSubBits));
-}
-
-void Histogram::record(std::int64_t nanoseconds, bool exclusive) noexcept {
-  const auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(nanoseconds, 0));
-  auto& count = counts_[static_cast<std::size_t>(bucket_of(ns))];
-  if (exclusive) {
-    count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    sum_ns_.store(sum_ns_.load(std::memory_order_relaxed) + ns, std::memory_order_relaxed);
-    return;
-  }
-  count.fetch_add(1, std::memory_order_relaxed);
-  sum_ns_.fetch_add(ns, std::memory_order_relaxed);
 }
 
 Latency Histogram::summary() const {

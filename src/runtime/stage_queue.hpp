@@ -47,7 +47,7 @@ class StageQueue {
   /// Adds `item`. When the queue is full and the policy drops, the packet dropped (the newest:
   /// this one; the oldest: the oldest of its lane or queue) is returned; with `newest`, the
   /// packet of the same stream it replaced.
-  std::optional<Dropped> push(Queued item) {
+  std::optional<Dropped> push(Queued&& item) {
     // Small enough to be inlined into the hop; the full queue's case and live mode's replacement
     // are not on the batch hop's path.
     if (newest_) return push_newest(std::move(item));
