@@ -312,17 +312,20 @@ double tbb_chain_rate(std::uint64_t count) {
 Json bench_hop(bool quick) {
   const std::uint64_t count = quick ? 100'000 : 1'000'000;
   const std::uint64_t loop_count = quick ? 5'000 : 20'000;
-  const int repeats = quick ? 1 : 3;
+  const int repeats = quick ? 1 : 5;
 
-  // Alternate the two so that neither gets the warmer machine; keep each one's median.
+  // Alternate the two so that neither gets the warmer machine, and compare each one's best run:
+  // on a shared machine a run is only ever slowed (other load, where the threads land), and
+  // oneTBB's rate here is bimodal (runs at about half speed between runs at full speed), so a
+  // median of a few would compare against whichever mode came up more often.
   std::vector<double> ours;
   std::vector<double> theirs;
   for (int i = 0; i < repeats; ++i) {
     ours.push_back(engine_chain_rate(count));
     theirs.push_back(tbb_chain_rate(count));
   }
-  const double packets_per_s = median(ours);
-  const double tbb_packets_per_s = median(theirs);
+  const double packets_per_s = *std::max_element(ours.begin(), ours.end());
+  const double tbb_packets_per_s = *std::max_element(theirs.begin(), theirs.end());
 
   Registry registry = Registry::with_builtins();
   auto state = std::make_shared<LoopState>();
@@ -354,6 +357,8 @@ Json bench_hop(bool quick) {
               {"packets_per_s", packets_per_s},
               {"tbb_packets_per_s", tbb_packets_per_s},
               {"ratio_vs_tbb", tbb_packets_per_s > 0 ? packets_per_s / tbb_packets_per_s : 0.0},
+              {"runs_packets_per_s", ours},
+              {"runs_tbb_packets_per_s", theirs},
               {"closed_loop_packets", state->latencies_us.size()},
               {"closed_loop_p50_us", p50},
               {"per_hop_p50_us", p50 / kPassStages},
@@ -495,8 +500,8 @@ struct Target {
 };
 
 constexpr Target kTargets[] = {
-    {"hop", "per_hop_p50_us", true, 2.0},
-    {"hop", "ratio_vs_tbb", false, 1.0},
+    {"hop", "per_hop_p50_us", true, 0.5},
+    {"hop", "ratio_vs_tbb", false, 1.5},
     {"composition", "efficiency", false, 0.95},
     {"scale", "reaction_ms", true, 10.0},
 };
