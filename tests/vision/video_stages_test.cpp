@@ -26,6 +26,7 @@
 
 #include "micromodels/micromodels.hpp"
 
+#include "vision/stages/eye_views.hpp"
 #include "vision/stages/image_mat.hpp"
 #include "vision/stages/stage_registration.hpp"
 
@@ -592,6 +593,63 @@ Points eye_landmarks() {
   for (std::size_t k = 36; k <= 47; ++k)
     landmarks[k] = {100.0f + 10.0f * static_cast<float>(k - 36), 120.0f};
   return landmarks;
+}
+
+// A 720p pair (2560 wide with its eye band) under max_width 1920: the pair is scaled to 3/4 as
+// it is put together, the eye band is enlarged from the frames at full size, and a max_width the
+// pair fits in changes nothing.
+TEST_F(VideoStagesTest, SideBySideWiderThanMaxWidthIsScaledDownItsEyesEnlargedFromFullSize) {
+  const auto image_720p = [&](int seed) {
+    cv::Mat m(720, 1280, CV_8UC3);
+    cv::randu(m, cv::Scalar::all(0), cv::Scalar::all(255));
+    cv::GaussianBlur(m, m, cv::Size(0, 0), 2.0 + seed);
+    return m;
+  };
+  const cv::Mat after = image_720p(0);
+  const cv::Mat before = image_720p(1);
+  Packet packet;
+  packet.set("frame", to_image(after));
+  packet.set("input_frame", to_image(before));
+  packet.set("landmarks", eye_landmarks());
+  const auto written = [&](const std::string& name, std::optional<std::int64_t> max_width) {
+    const fs::path folder = dir_ / (name + "/");
+    ParamMap params = {{"path", folder.string()},
+                       {"side_by_side", std::string("input_frame")},
+                       {"eye_inset", true}};
+    if (max_width) params["max_width"] = *max_width;
+    {
+      StageHarness sink("video.sink", params, registry());
+      (void)sink.process(packet);
+    }
+    return cv::imread((folder / "000000.png").string(), cv::IMREAD_COLOR);
+  };
+  const cv::Mat full = written("full", std::nullopt);
+  ASSERT_EQ(full.size(), cv::Size(2560, 720 + 426));
+  EXPECT_TRUE(same_pixels(written("roomy", 2560), full));
+
+  const cv::Mat fitted = written("fitted", 1920);
+  ASSERT_EQ(fitted.size(), cv::Size(1920, 540 + 320));
+  cv::Mat scaled_before, scaled_after;
+  cv::resize(before, scaled_before, cv::Size(960, 540), 0, 0, cv::INTER_LINEAR);
+  cv::resize(after, scaled_after, cv::Size(960, 540), 0, 0, cv::INTER_LINEAR);
+  EXPECT_TRUE(same_pixels(fitted(cv::Rect(0, 0, 960, 540)), scaled_before));
+  EXPECT_TRUE(same_pixels(fitted(cv::Rect(960, 0, 960, 540)), scaled_after));
+  const auto box = micromodels::vision::eyes_box(eye_landmarks(), after.size(), 3.0f);
+  ASSERT_TRUE(box.has_value());
+  EXPECT_TRUE(same_pixels(fitted(cv::Rect(0, 540, 960, 320)),
+                          micromodels::vision::enlarge(before, *box, {960, 320})));
+  EXPECT_TRUE(same_pixels(fitted(cv::Rect(960, 540, 960, 320)),
+                          micromodels::vision::enlarge(after, *box, {960, 320})));
+
+  try {
+    StageHarness sink("video.sink",
+                      {{"path", (dir_ / "bad/").string()}, {"max_width", std::int64_t{-1}}},
+                      registry());
+    ADD_FAILURE() << "max_width -1 accepted";
+  } catch (const std::exception& error) {
+    EXPECT_NE(std::string(error.what()).find("'max_width' must be >= 0"), std::string::npos)
+        << error.what();
+  }
 }
 
 TEST_F(VideoStagesTest, ContactSheetShowsSixSpreadFramesWithEyesDrawnOnRequest) {

@@ -313,12 +313,30 @@ cv::Mat VideoSink::compose_still(const cv::Mat& right, const cv::Mat* other) {
   return joined;
 }
 
+cv::Mat VideoSink::shrink(const cv::Mat& image, double scale) {
+  const cv::Size size(2 * std::max(1, static_cast<int>(std::lround(image.cols * scale / 2))),
+                      2 * std::max(1, static_cast<int>(std::lround(image.rows * scale / 2))));
+  // Linear is 5 times faster than area averaging at factors like 0.75 and as good from 0.5 up.
+  cv::Mat out;
+  cv::resize(image, out, size, 0, 0, scale >= 0.5 ? cv::INTER_LINEAR : cv::INTER_AREA);
+  return out;
+}
+
 cv::Mat VideoSink::compose(Output& output, const Image& frame, const Image* other,
                            const Points& landmarks) {
   const cv::Mat after = bgr8(frame, options_.field);
-  if (other == nullptr) return after;
-  const cv::Mat before = bgr8(*other, options_.side_by_side);
-  cv::Mat joined = compose_still(after, &before);
+  const cv::Mat before = other != nullptr ? bgr8(*other, options_.side_by_side) : cv::Mat();
+  // Frames wider than max_width are scaled down as they are put together (not after: the
+  // encoder's and the copies' work shrinks with them); the eye inset is enlarged from the
+  // frames at full size.
+  const int width = other != nullptr ? 2 * after.cols : after.cols;
+  const double scale = options_.max_width > 0 && width > options_.max_width
+                           ? static_cast<double>(options_.max_width) / width
+                           : 1.0;
+  const cv::Mat right = scale < 1 ? shrink(after, scale) : after;
+  if (other == nullptr) return right;
+  const cv::Mat left = scale < 1 ? shrink(before, scale) : before;
+  cv::Mat joined = compose_still(right, &left);
   if (!options_.eye_inset) return joined;
   // Below the pair, the eyes of each enlarged to half the width: the box follows the face, and
   // stays where it was on frames without one. Even sizes, which H.264 needs.

@@ -29,6 +29,7 @@ struct VideoSinkOptions {
   std::string codec;                  // FourCC; empty: avc1 (H.264) for files, mp4v for streams
   std::string side_by_side;           // a second image field, written left of `field`
   bool eye_inset = false;             // with side_by_side: enlarged eyes of both, below them
+  int max_width = 0;                  // wider frames are written scaled down to this; 0: as made
   std::string contact_sheet;          // PNG written at close: 6 frames spread over the video
                                       // (with several streams, "{stream}" in it too)
   bool markers = false;               // the contact sheet marks the eye landmarks and irises
@@ -93,6 +94,8 @@ class VideoSink final : public Stage {
                                 const Points& landmarks);
   // `right` with `other` (when given) on its left, scaled to `right`'s height.
   [[nodiscard]] static cv::Mat compose_still(const cv::Mat& right, const cv::Mat* other);
+  // `image` scaled down to `scale` (< 1), to even sizes (which H.264 needs).
+  [[nodiscard]] static cv::Mat shrink(const cv::Mat& image, double scale);
 
   VideoSinkOptions options_;
   bool per_stream_ = false;  // the path holds "{stream}"

@@ -1,5 +1,6 @@
 // `video.source` and `video.sink`: the pipeline's ends, decoding and encoding with OpenCV's
 // FFmpeg backend.
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -93,6 +94,9 @@ void register_video_stages(Registry& registry) {
                   "second image field written left of 'field' (e.g. input_frame); empty: none"},
                  {"eye_inset", ParamType::boolean, false,
                   "with side_by_side: both images' eyes enlarged in a band below them"},
+                 {"max_width", ParamType::integer, std::int64_t{0},
+                  "frames (side by side: the pair) wider than this are written scaled down to "
+                  "it, aspect kept; 0: as they are"},
                  {"contact_sheet", ParamType::text, std::string(),
                   "PNG of 6 frames spread over the video; written at close ({stream} in it "
                   "when in the path)"},
@@ -123,6 +127,8 @@ void register_video_stages(Registry& registry) {
                          .codec = params.text("codec"),
                          .side_by_side = params.text("side_by_side"),
                          .eye_inset = params.boolean("eye_inset"),
+                         .max_width = static_cast<int>(std::min<std::uint64_t>(
+                             non_negative(params, "max_width", "video.sink"), INT32_MAX)),
                          .contact_sheet = params.text("contact_sheet"),
                          .markers = params.boolean("markers"),
                          .eye_strip = params.text("eye_strip"),
