@@ -599,14 +599,14 @@ Points eye_landmarks() {
 // it is put together, the eye band is enlarged from the frames at full size, and a max_width the
 // pair fits in changes nothing.
 TEST_F(VideoStagesTest, SideBySideWiderThanMaxWidthIsScaledDownItsEyesEnlargedFromFullSize) {
-  const auto image_720p = [&](int seed) {
+  const auto image_720p = [](double blur) {
     cv::Mat m(720, 1280, CV_8UC3);
     cv::randu(m, cv::Scalar::all(0), cv::Scalar::all(255));
-    cv::GaussianBlur(m, m, cv::Size(0, 0), 2.0 + seed);
+    cv::GaussianBlur(m, m, cv::Size(0, 0), blur);
     return m;
   };
-  const cv::Mat after = image_720p(0);
-  const cv::Mat before = image_720p(1);
+  const cv::Mat after = image_720p(2.0);
+  const cv::Mat before = image_720p(3.0);
   Packet packet;
   packet.set("frame", to_image(after));
   packet.set("input_frame", to_image(before));

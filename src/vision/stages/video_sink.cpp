@@ -297,15 +297,21 @@ void VideoSink::process(Packet packet, std::vector<Packet>& /*out*/) {
   }
 }
 
+namespace {
+// How wide `image` is at `rows` rows, its aspect ratio kept.
+int width_at(const cv::Mat& image, int rows) {
+  return std::max(1, static_cast<int>(std::lround(image.cols * static_cast<double>(rows) / image.rows)));
+}
+}  // namespace
+
 cv::Mat VideoSink::compose_still(const cv::Mat& right, const cv::Mat* other) {
   if (other == nullptr) return right;
   cv::Mat left = *other;
   if (left.rows != right.rows) {
     // Same height is all hconcat needs; keep the other image's aspect ratio.
-    const int width = std::max(
-        1, static_cast<int>(std::lround(left.cols * static_cast<double>(right.rows) / left.rows)));
     cv::Mat resized;
-    cv::resize(left, resized, cv::Size(width, right.rows), 0, 0, cv::INTER_AREA);
+    cv::resize(left, resized, cv::Size(width_at(left, right.rows), right.rows), 0, 0,
+               cv::INTER_AREA);
     left = resized;
   }
   cv::Mat joined;
@@ -313,12 +319,11 @@ cv::Mat VideoSink::compose_still(const cv::Mat& right, const cv::Mat* other) {
   return joined;
 }
 
-cv::Mat VideoSink::shrink(const cv::Mat& image, double scale) {
-  const cv::Size size(2 * std::max(1, static_cast<int>(std::lround(image.cols * scale / 2))),
-                      2 * std::max(1, static_cast<int>(std::lround(image.rows * scale / 2))));
+cv::Mat VideoSink::shrink(const cv::Mat& image, cv::Size size) {
   // Linear is 5 times faster than area averaging at factors like 0.75 and as good from 0.5 up.
   cv::Mat out;
-  cv::resize(image, out, size, 0, 0, scale >= 0.5 ? cv::INTER_LINEAR : cv::INTER_AREA);
+  cv::resize(image, out, size, 0, 0,
+             2 * size.width >= image.cols ? cv::INTER_LINEAR : cv::INTER_AREA);
   return out;
 }
 
@@ -327,16 +332,24 @@ cv::Mat VideoSink::compose(Output& output, const Image& frame, const Image* othe
   const cv::Mat after = bgr8(frame, options_.field);
   const cv::Mat before = other != nullptr ? bgr8(*other, options_.side_by_side) : cv::Mat();
   // Frames wider than max_width are scaled down as they are put together (not after: the
-  // encoder's and the copies' work shrinks with them); the eye inset is enlarged from the
-  // frames at full size.
-  const int width = other != nullptr ? 2 * after.cols : after.cols;
-  const double scale = options_.max_width > 0 && width > options_.max_width
-                           ? static_cast<double>(options_.max_width) / width
-                           : 1.0;
-  const cv::Mat right = scale < 1 ? shrink(after, scale) : after;
-  if (other == nullptr) return right;
-  const cv::Mat left = scale < 1 ? shrink(before, scale) : before;
-  cv::Mat joined = compose_still(right, &left);
+  // encoder's and the copies' work shrinks with them), `before` straight to `after`'s scaled
+  // height; the eye inset is enlarged from the frames at full size.
+  const int before_cols = other != nullptr ? width_at(before, after.rows) : 0;
+  const int width = after.cols + before_cols;
+  cv::Mat joined;
+  if (options_.max_width > 0 && width > options_.max_width) {
+    const double scale = static_cast<double>(options_.max_width) / width;
+    const auto even = [&](int pixels) {  // H.264 needs even sizes
+      return 2 * std::max(1, static_cast<int>(std::lround(pixels * scale / 2)));
+    };
+    const cv::Mat right = shrink(after, {even(after.cols), even(after.rows)});
+    if (other == nullptr) return right;
+    const cv::Mat left = shrink(before, {even(before_cols), right.rows});
+    cv::hconcat(left, right, joined);
+  } else {
+    if (other == nullptr) return after;
+    joined = compose_still(after, &before);
+  }
   if (!options_.eye_inset) return joined;
   // Below the pair, the eyes of each enlarged to half the width: the box follows the face, and
   // stays where it was on frames without one. Even sizes, which H.264 needs.

@@ -94,8 +94,8 @@ class VideoSink final : public Stage {
                                 const Points& landmarks);
   // `right` with `other` (when given) on its left, scaled to `right`'s height.
   [[nodiscard]] static cv::Mat compose_still(const cv::Mat& right, const cv::Mat* other);
-  // `image` scaled down to `scale` (< 1), to even sizes (which H.264 needs).
-  [[nodiscard]] static cv::Mat shrink(const cv::Mat& image, double scale);
+  // `image` scaled down to `size`.
+  [[nodiscard]] static cv::Mat shrink(const cv::Mat& image, cv::Size size);
 
   VideoSinkOptions options_;
   bool per_stream_ = false;  // the path holds "{stream}"
