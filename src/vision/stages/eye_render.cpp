@@ -13,7 +13,8 @@ constexpr float kMinShift = 1e-3f;     // pixels: below this nothing is rendered
 constexpr float kFullShift = 0.5f;     // pixels: smaller shifts fade the rendering in
 constexpr float kWhiteAt = 1.5f;       // the white is sampled this far beyond the iris's edge
 constexpr float kLowerRim = 1.25f;     // pixels of the lower lid's rim inside its measured edge
-constexpr float kCarried = 1.0f;       // pixels below the old opening filled from the content above
+constexpr float kCarried = 1.5f;       // pixels below the old opening filled from the content above
+constexpr float kUpperEdge = 1.0f;     // pixels under the upper lid's contour that show its edge
 // A vertical shift opens (or closes) the eye by as much, and what comes into view is invented.
 // So it is at most kMaxOpening of the opening between the lids over the iris beyond
 // kClosedAperture eye widths (the lash lines' own height: an eye that shows no more is shut
@@ -216,23 +217,29 @@ class EyeLayers {
     return std::clamp(margin + 0.5f, 0.0f, 1.0f);
   }
 
-  // The old opening's height range at `along`, shrunk half a pixel (a pixel and a half from
-  // the lower lid, whose shadow darkens the white next to it), as a clamp for sampling.
+  // The old opening's height range at `along`, shrunk half a pixel, as a clamp for sampling.
+  // What a raised eye shows first is what lay next to the lower lid, shadow and all: sampled a
+  // pixel and a half above the rim, clear of the shadow, it drew a pale band under a raised iris.
   [[nodiscard]] float clamp_inside(float along, float t) const {
-    const float lo = lower_at(along) + 1.5f;
+    const float lo = lower_at(along) + 0.5f;
     const float hi = eye_.lids.upper_at(along) - 0.5f;
     return lo < hi ? std::clamp(t, lo, hi) : 0.5f * (lo + hi);
   }
 
   // What comes into view at q from under the lower lid (`source`: where it was, eye axes).
-  // Within kCarried pixels of the old opening, the eye's content just above the lid, carried
-  // down column by column; deeper, the eyeball's own fill: the hidden iris inside its circle,
-  // the white beside it. The carried part follows the pixels, where the fill's iris edge is
-  // drawn where the estimated iris centre puts it: with the fill throughout, a noise of 0.15 px
-  // on that estimate moved the eval's iris finder on real eyes by up to 0.28 of the noise's own
-  // motion, with the first pixel carried by at most 0.17
-  // (EyeRender.StillRealEyesUnderNoisyGeometryKeepTheirIrisStill). Deeper than a pixel the
-  // fill stays: a raised iris that touched the lower lid shows white below it.
+  // The eye's content next to the lid's rim, carried down column by column, giving way over
+  // kCarried pixels to the eyeball's own fill: the hidden iris inside its circle, the white
+  // beside it. The carried part follows the pixels, where the fill's iris edge is drawn where
+  // the estimated iris centre puts it: with the fill throughout, a noise of 0.15 px on that
+  // estimate moved the eval's iris finder on real eyes by up to 0.28 of the noise's own motion,
+  // with the first pixel carried by at most 0.17
+  // (EyeRender.StillRealEyesUnderNoisyGeometryKeepTheirIrisStill). Real eyes turned down and
+  // rendered back up come out 0.24-0.36 of the turned eye's pixel difference from the unturned
+  // ones, against 0.29-0.41 with a pixel's ramp sampled a pixel higher
+  // (EyeRender.RealEyesTurnedDownAndRenderedBackUpLookAsBefore); a longer ramp, or sampling
+  // nearer the rim, came closer still there but drew a drawn eye's dark rim into the white that
+  // a raised iris uncovers (EyeRender.TurnsADrawnEyeIntoTheSameEyeLookingUp). Deeper, the fill
+  // stays: a raised iris that touched the lower lid shows white below it.
   void fill_hidden(cv::Point2f q, cv::Point2f source, float* out) const {
     const int channels = frame_.channels();
     float carried[4];
@@ -287,11 +294,14 @@ class EyeLayers {
 
   // Iris that was hidden by a lid, at q (eye axes, before the move): the iris mirrored across
   // its centre's row where the eye shows that, so that the limbus and the pupil's edge come
-  // back where they belong; else the iris's median colour.
+  // back where they belong; else the iris's median colour. The mirrored rows keep a pixel clear
+  // of the upper lid: its edge pixels are part lid, and mirrored they drew a pale arc across
+  // the lower iris.
   void fill_iris(cv::Point2f q, float* out) const {
     const int channels = frame_.channels();
     const cv::Point2f mirror(q.x, 2 * centre_.y - q.y);
-    const float seen = soft_inside(mirror);
+    const float clear_of_lid = eye_.lids.upper_at(mirror.x) - kUpperEdge - mirror.y + 0.5f;
+    const float seen = std::min(soft_inside(mirror), std::clamp(clear_of_lid, 0.0f, 1.0f));
     float mirrored[4] = {0, 0, 0, 0};
     if (seen > 0) {
       const cv::Point2f at = eye_.axes.to_frame(mirror);
