@@ -84,6 +84,40 @@ TEST(EyeRender, TurnsADrawnEyeIntoTheSameEyeLookingUp) {
   EXPECT_NEAR(moved->x, 0, 0.15);
 }
 
+// The same on an eye twice the size, as at 720p: its lower lid's rim is twice as thick too, and
+// stays with the lid. With a rim of a fixed 1.25 px, the render took the rim's inner half for
+// the eye's content, carried it up with the iris and drew it again as a dark line under it.
+TEST(EyeRender, TurnsALargeDrawnEyeIntoTheSameEyeLookingUp) {
+  DrawnEye eye;
+  eye.half_width = 24;
+  eye.upper_rise = 12;
+  eye.lower_drop = 11;
+  eye.iris = {60, 38};
+  eye.iris_radius = 10;
+  eye.rim = 3;
+  const cv::Mat frame = eye.draw();
+  const cv::Point2f shift(0, -4);
+  const mv::EyeRenderRequest r = request(eye, shift);
+  const mv::EyePatch patch = mv::render_eyes(frame, {&r, 1}, {});
+  ASSERT_FALSE(patch.empty());
+  const cv::Mat out = apply(frame, patch);
+  DrawnEye up = eye;
+  up.iris.y -= 4;
+  up.upper_rise += 4;
+  const cv::Mat truth = up.draw();
+  const cv::Rect region(34, 22, 52, 34);
+  const double before = mean_abs_diff(frame, truth, region);
+  const double after = mean_abs_diff(out, truth, region);
+  std::printf("[ render    ] a 48 px eye: mean difference from it drawn looking up: %.2f before, %.2f after\n",
+              before, after);
+  EXPECT_LT(after, 0.45 * before);
+  const auto moved = mb::measure_iris_translation(out, frame, eval_eye(eye), eye.iris + shift,
+                                                  eye.iris_radius, shift, 6);
+  ASSERT_TRUE(moved);
+  EXPECT_NEAR(moved->y, shift.y, 0.1 * std::abs(shift.y));
+  EXPECT_NEAR(moved->x, 0, 0.15);
+}
+
 TEST(EyeRender, MovesTheIrisSidewaysWithoutMovingTheLids) {
   const DrawnEye eye;
   const cv::Mat frame = eye.draw();

@@ -231,6 +231,7 @@ struct DrawnEye {
   float lower_drop = 3.5;  // the lower lid's edge below it
   cv::Point2f iris{60, 39};
   float iris_radius = 5;
+  float rim = 1.5f;        // the lower lid's dark rim, above its edge
 
   [[nodiscard]] float upper_at(float x) const {
     const float t = (x - centre.x) / half_width;
@@ -253,9 +254,9 @@ struct DrawnEye {
           const float up = upper_at(fx), low = lower_at(fx);
           if (fy >= up && fy < up + 2.0f) {
             v = 40;  // lashes
-          } else if (fy >= up + 2.0f && fy < low - 1.5f) {
+          } else if (fy >= up + 2.0f && fy < low - rim) {
             v = std::hypot(fx - iris.x, fy - iris.y) < iris_radius ? kIris : kSclera;
-          } else if (fy >= low - 1.5f && fy < low) {
+          } else if (fy >= low - rim && fy < low) {
             v = 110;  // the lower lid's rim
           } else if (fy >= low) {
             v = 185;

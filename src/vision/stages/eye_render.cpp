@@ -12,7 +12,8 @@ namespace {
 constexpr float kMinShift = 1e-3f;     // pixels: below this nothing is rendered
 constexpr float kFullShift = 0.5f;     // pixels: smaller shifts fade the rendering in
 constexpr float kWhiteAt = 1.5f;       // the white is sampled this far beyond the iris's edge
-constexpr float kLowerRim = 1.25f;     // pixels of the lower lid's rim inside its measured edge
+constexpr float kLowerRim = 1.25f;     // pixels of the lower lid's rim inside its measured edge,
+constexpr float kLowerRimWidths = 0.0625f;  // or this share of the eye's width, if more
 constexpr float kCarried = 1.5f;       // pixels below the old opening filled from the content above
 constexpr float kUpperEdge = 1.0f;     // pixels under the upper lid's contour that show its edge
 // A vertical shift opens (or closes) the eye by as much, and what comes into view is invented.
@@ -77,6 +78,7 @@ class EyeLayers {
     const EyeAxes& axes = eye.axes;
     centre_ = axes.to_eye(eye.iris);
     radius_ = eye.iris_radius > 0 ? eye.iris_radius : 0.2f * axes.width;
+    rim_ = std::max(kLowerRim, kLowerRimWidths * axes.width);
     // A closing eye is opened less and less, and a shut one not at all (kMaxOpening). A sideways
     // shift opens nothing; it fades out over the last kClosedAperture before the eye is shut.
     const float closed = kClosedAperture * axes.width;
@@ -167,11 +169,13 @@ class EyeLayers {
   }
 
  private:
-  // The lower lid's edge as the eye's content meets it: the lid's own margin (its dark rim, about
-  // a pixel, which the edge search finds the far side of) belongs to the lid and stays.
+  // The lower lid's edge as the eye's content meets it: the lid's own margin (its dark rim and
+  // pale waterline, about a pixel on 20 px eyes, which the edge search finds the far side of)
+  // belongs to the lid and stays. It grows with the eye: on 40 px eyes (720p) a rim of 1.25 px
+  // left the waterline with the eye, and a raised iris got a pale line under it.
   [[nodiscard]] float lower_at(float along) const {
     const float lower = eye_.lids.lower_at(along);
-    return lower + std::min(kLowerRim, 0.25f * (eye_.lids.upper_at(along) - lower));
+    return lower + std::min(rim_, 0.25f * (eye_.lids.upper_at(along) - lower));
   }
 
   // How much of the lid's move applies at `along`: all of it over the iris, none at the corners.
@@ -346,6 +350,7 @@ class EyeLayers {
   cv::Point2f centre_;      // iris centre, eye axes
   cv::Point2f shift_eye_;   // the shift, eye axes
   float radius_ = 0;
+  float rim_ = kLowerRim;   // the lower lid's rim, pixels
   float lid_ = 0;           // the upper lid's move over the iris, along `up`
   float above_ = 0;         // the skin above the lid follows it over this height
   float band_ = 0;          // and this much of the opening below the lid line moves with it
