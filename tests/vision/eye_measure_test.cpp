@@ -149,14 +149,6 @@ double mean(const std::vector<float>& v) {
   return v.empty() ? 0.0 : sum / static_cast<double>(v.size());
 }
 
-// The mean absolute difference of two images' pixels, over every channel.
-float mean_abs_difference(const cv::Mat& a, const cv::Mat& b) {
-  cv::Mat difference;
-  cv::absdiff(a, b, difference);
-  const cv::Scalar m = cv::mean(difference);
-  return static_cast<float>((m[0] + m[1] + m[2] + m[3]) / a.channels());
-}
-
 // Every `every`th of the first 200 frames of a sample clip.
 std::vector<cv::Mat> clip_frames(const char* video, int every) {
   std::vector<cv::Mat> frames;
@@ -279,8 +271,8 @@ TEST(EyeRender, RealEyesTurnedDownAndRenderedBackUpLookAsBefore) {
           // may change, from the turned eye's and from the eye rendered back up.
           const cv::Rect region =
               mb::turn_region(eyes[side], shifts[side], 0) & cv::Rect(0, 0, frame.cols, frame.rows);
-          turned_difference.push_back(mean_abs_difference(turned(region), frame(region)));
-          left_difference.push_back(mean_abs_difference(out(region), frame(region)));
+          turned_difference.push_back(static_cast<float>(mean_abs_difference(turned(region), frame(region))));
+          left_difference.push_back(static_cast<float>(mean_abs_difference(out(region), frame(region))));
           const auto in = mb::measure_turn(turned, frame, eyes[side], range);
           const auto left = mb::measure_turn(out, frame, eyes[side], range);
           if (!in || !left) continue;

@@ -34,9 +34,7 @@ cv::Mat apply(const cv::Mat& frame, const mv::EyePatch& patch) {
 }
 
 double mean_abs_diff(const cv::Mat& a, const cv::Mat& b, const cv::Rect& region) {
-  cv::Mat diff;
-  cv::absdiff(a(region), b(region), diff);
-  return cv::mean(diff)[0];
+  return mean_abs_difference(a(region), b(region));
 }
 
 // The truth for a raised gaze: the same eye drawn with its iris `by` px higher and the upper lid

@@ -221,6 +221,14 @@ inline mm::Packet face_packet(const SyntheticFace& face, std::uint64_t seq, cv::
   return p;
 }
 
+// The mean absolute difference of two images' pixels, over every channel.
+inline double mean_abs_difference(const cv::Mat& a, const cv::Mat& b) {
+  cv::Mat difference;
+  cv::absdiff(a, b, difference);
+  const cv::Scalar m = cv::mean(difference);
+  return (m[0] + m[1] + m[2] + m[3]) / a.channels();
+}
+
 // A level eye drawn at 4x and averaged down, so that its edges sit where they are asked to, to a
 // fraction of a pixel: skin, then going down a dark lash line under the upper lid's edge, the
 // white with the iris, a dark rim over the lower lid, and the lower lid's skin.

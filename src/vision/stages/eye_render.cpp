@@ -215,8 +215,9 @@ class EyeLayers {
   // above the rim as well (tried, for the lid's shadow) left real eyes turned down and rendered
   // back up by the same turn looking 0.11-0.17 of it low by the eval's measure (0.06-0.11
   // without it), and moved them sideways.
-  [[nodiscard]] float soft_inside(cv::Point2f q) const {
-    const float margin = std::min({q.y - lower_at(q.x), eye_.lids.upper_at(q.x) - q.y,
+  // With `upper_edge`, q must lie that much further under the upper lid's contour.
+  [[nodiscard]] float soft_inside(cv::Point2f q, float upper_edge = 0) const {
+    const float margin = std::min({q.y - lower_at(q.x), eye_.lids.upper_at(q.x) - upper_edge - q.y,
                                    q.x - first_, last_ - q.x});
     return std::clamp(margin + 0.5f, 0.0f, 1.0f);
   }
@@ -304,8 +305,7 @@ class EyeLayers {
   void fill_iris(cv::Point2f q, float* out) const {
     const int channels = frame_.channels();
     const cv::Point2f mirror(q.x, 2 * centre_.y - q.y);
-    const float clear_of_lid = eye_.lids.upper_at(mirror.x) - kUpperEdge - mirror.y + 0.5f;
-    const float seen = std::min(soft_inside(mirror), std::clamp(clear_of_lid, 0.0f, 1.0f));
+    const float seen = soft_inside(mirror, kUpperEdge);
     float mirrored[4] = {0, 0, 0, 0};
     if (seen > 0) {
       const cv::Point2f at = eye_.axes.to_frame(mirror);
