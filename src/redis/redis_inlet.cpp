@@ -314,7 +314,13 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
     if (mode_ != Mode::shared && !stage_.dead_letter) {
       SeqSet& seen = parts_[part].seen[{entry.stream, entry.input}];
       if (seen.contains(entry.seq)) {  // a duplicate (a stage ran twice after a crash)
-        parts_[part].acks.push_back(id);
+        // A leased partition's duplicate may be an entry claimed back that is still on its way
+        // here: acknowledged only with a next seq past it, like the entry it repeats.
+        if (mode_ == Mode::partitioned) {
+          parts_[part].unrecorded[entry.stream].emplace(entry.seq, id);
+        } else {
+          parts_[part].acks.push_back(id);
+        }
         return true;
       }
       seen.insert(entry.seq);

@@ -66,7 +66,8 @@ class RedisInlet final : public Inlet {
     std::map<std::pair<std::uint32_t, std::uint16_t>, SeqSet> seen{};  // (stream, input) delivered
     std::map<std::uint32_t, SeqSet> settled{};
     std::map<std::uint32_t, std::uint64_t> committed{};  // next seq recorded in Redis
-    /// Settled entries (id by stream and seq) that wait for the next seq to pass them (leased).
+    /// Entries settled, or duplicates of deliveries (id by stream and seq), that wait for the
+    /// next seq to pass them (leased).
     std::map<std::uint32_t, std::multimap<std::uint64_t, std::string>> unrecorded{};
     std::vector<std::string> acks{};  // to acknowledge with the next commit
     /// Taken over (or given up): what was known of it no longer holds.

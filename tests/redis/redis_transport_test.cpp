@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -26,6 +27,7 @@ using redis_testing::OwnRedis;
 using redis_testing::lines_of;
 using redis_testing::Redis;
 using redis_testing::redis_url;
+using namespace std::chrono_literals;
 
 // One process of a distributed run: a Runner on a RedisTransport.
 class Part {
@@ -172,6 +174,111 @@ TEST_F(RedisTransportTest, LeaseLostMidBatchNeitherStallsNorLosesAStream) {
   ASSERT_TRUE(w1.runner.wait_for(10000));
   ASSERT_TRUE(finished) << "the run stalled after a lease changed hands";
   expect_complete(400);
+}
+
+// A stage that passes packets below seq `held_from` at once and holds the others until the
+// test opens the gate: the test decides when they settle.
+class Gate {
+ public:
+  void pass(std::uint64_t seq, std::uint64_t held_from) {
+    if (seq < held_from) return;
+    std::unique_lock lock(mutex_);
+    opened_.wait(lock, [&] { return open_; });
+  }
+  void open() {
+    {
+      std::lock_guard lock(mutex_);
+      open_ = true;
+    }
+    opened_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable opened_;
+  bool open_ = false;
+};
+
+StageType gate_type(std::shared_ptr<Gate> gate) {
+  class Held final : public Stage {
+   public:
+    Held(std::shared_ptr<Gate> gate, std::uint64_t held_from)
+        : gate_(std::move(gate)), held_from_(held_from) {}
+    void process(Packet packet, std::vector<Packet>& out) override {
+      gate_->pass(packet.seq, held_from_);
+      out.push_back(std::move(packet));
+    }
+
+   private:
+    std::shared_ptr<Gate> gate_;
+    std::uint64_t held_from_;
+  };
+  return {.name = "test.gate",
+          .params = {{"held_from", ParamType::integer, std::int64_t{0}, "first seq held"}},
+          .info = [](const Params&) { return StageInfo{.blocking = true}; },
+          .make = [gate](const Params& params) -> std::unique_ptr<Stage> {
+            return std::make_unique<Held>(gate, static_cast<std::uint64_t>(params.integer("held_from")));
+          }};
+}
+
+// Entries of a leased partition can come back to their owner while it still works on them:
+// another consumer read them in between (a process that took the lease for a moment, as in the
+// test above), and the owner claims them back as strays. They are duplicates of deliveries still
+// on their way, so they stay pending until their seqs are recorded as done: a lease lost before
+// that must leave every entry past the recorded next seq pending for the new owner, or it waits
+// for them for ever. Here the worker holds every packet from seq 5 on, another consumer takes
+// every entry the worker has read, the worker claims them back, and then loses its lease.
+TEST_F(RedisTransportTest, EntriesClaimedBackStayPendingUntilTheyAreDone) {
+  constexpr int kCount = 40;
+  auto gate = std::make_shared<Gate>();
+  Registry registry = Registry::with_builtins();
+  registry.add(gate_type(gate));
+  const Pipeline p = Pipeline::from_yaml_string(
+      "pipeline: " + name_ +
+      "\nstages:\n"
+      "  - { name: source, type: synthetic.source, params: { count: " + std::to_string(kCount) +
+      " } }\n"
+      "  - { name: work, type: test.gate, state: per_stream, partitions: 1, params: { held_from: 5 } }\n"
+      "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
+      (dir_ / "out.jsonl").string() + " } }\n");
+  Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"work"}}, registry);
+  Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none}, registry);
+  const std::unique_ptr<Gate, void (*)(Gate*)> open_at_the_end(gate.get(), [](Gate* g) { g->open(); });
+  worker.runner.start();
+  run.runner.start();
+  Redis redis(redis_url());
+  const std::string work = stream_key("work");
+  const auto pending = [&](const std::string& consumer = {}) {
+    std::vector<std::string> args{"XPENDING", work, "work", "-", "+", "1000"};
+    if (!consumer.empty()) args.push_back(consumer);
+    auto list = redis.command(args);
+    return list ? list->elements : 0;
+  };
+  const auto wait_until = [](const auto& done) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!done() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    return done();
+  };
+  // Every entry from seq 5 on is read and held (the worker reads ahead while packets are quick).
+  constexpr std::size_t kHeld = kCount - 5;
+  ASSERT_TRUE(wait_until([&] { return pending() >= kHeld; })) << "the worker read too little ahead";
+  auto claimed = redis.command({"XAUTOCLAIM", work, "work", "elsewhere", "0", "0-0", "COUNT", "1000"});
+  ASSERT_TRUE(claimed && claimed->elements >= 2);
+  ASSERT_GE(claimed->element[1]->elements, kHeld);
+  ASSERT_TRUE(wait_until([&] { return pending("elsewhere") == 0; }))
+      << "the lease holder did not claim its entries back";
+  // Held at the gate, none of them is done: none may be acknowledged (progress is sent within
+  // a read's wait, 100 ms).
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(pending(), kHeld) << "entries claimed back were acknowledged before they were done";
+  redis.command({"DEL", work + ":lease"});
+  std::this_thread::sleep_for(1500ms);  // the worker notices, and takes the partition over again
+  gate->open();
+  const bool finished = run.runner.wait_for(30000);
+  worker.runner.stop();
+  ASSERT_TRUE(worker.runner.wait_for(10000));
+  ASSERT_TRUE(finished) << "the run stalled after the lease was lost";
+  expect_complete(kCount);
 }
 
 // A skip reaches a per_stream stage's partition in place of a packet that failed before it.
