@@ -14,6 +14,9 @@
 #include <string>
 #include <vector>
 
+#include <dlib/image_processing/shape_predictor.h>
+#include <dlib/opencv/cv_image.h>
+#include <dlib/serialize.h>
 #include <gtest/gtest.h>
 #include <opencv2/core/utility.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -384,6 +387,57 @@ TEST(Landmarks68, PointsFallOnTheAstronautsFace) {
   EXPECT_NO_THROW(
       (void)predictor.fit(cv::Mat(1, 1, CV_8UC3, cv::Scalar::all(0)), cv::Rect2f(0, 0, 1, 1)));
   EXPECT_THROW((void)predictor.fit(image, cv::Rect2f(0, 0, 0, 0)), std::invalid_argument);
+}
+
+// Landmarks68 runs dlib's trees laid out for speed, and returns the points before dlib rounds
+// them to whole pixels. Rounded as dlib rounds, they are dlib's own predictor's points exactly,
+// on faces of the sample video (the detector's box, and boxes moved and grown off it, as a
+// tracker's are) and on the astronaut.
+TEST(Landmarks68, IsDlibsOwnPredictorBeforeItRoundsToPixels) {
+  const fs::path path = model(mv::Landmarks68::kModelFile);
+  REQUIRE_CACHE_FILE(path);
+  REQUIRE_CACHE_FILE(media("astronaut.png"));
+  REQUIRE_CACHE_FILE(media("franck.mp4"));
+  dlib::shape_predictor dlibs;
+  dlib::deserialize(path.string()) >> dlibs;
+  const mv::Landmarks68 ours(path);
+  std::vector<cv::Mat> images{load_astronaut()};
+  cv::VideoCapture video(media("franck.mp4").string());
+  ASSERT_TRUE(video.isOpened());
+  for (int i = 0; i < 60; ++i) {
+    cv::Mat frame;
+    ASSERT_TRUE(video.read(frame));
+    if (i % 12 == 0) images.push_back(frame.clone());
+  }
+  mv::HogFaceDetector detector;
+  std::size_t compared = 0, between_pixels = 0;
+  for (const cv::Mat& image : images) {
+    const auto faces = detector.detect(image);
+    ASSERT_FALSE(faces.empty());
+    cv::Mat gray;
+    cv::cvtColor(image, gray, cv::COLOR_BGR2GRAY);
+    const dlib::cv_image<unsigned char> view(gray);
+    for (const float dx : {0.0f, -3.3f, 5.0f}) {
+      for (const float grow_by : {1.0f, 1.1f}) {
+        const cv::Rect2f f = faces[0].box;
+        const cv::Rect2f box(f.x + dx - f.width * (grow_by - 1) / 2, f.y - f.height * (grow_by - 1) / 2,
+                             f.width * grow_by, f.height * grow_by);
+        const auto got = ours.fit(image, box);
+        const dlib::full_object_detection want = dlibs(
+            view, dlib::rectangle(std::lround(box.x), std::lround(box.y), std::lround(box.x + box.width) - 1,
+                                  std::lround(box.y + box.height) - 1));
+        ASSERT_EQ(want.num_parts(), got.size());
+        for (unsigned long i = 0; i < want.num_parts(); ++i) {
+          EXPECT_EQ(std::floor(got[i].x + 0.5), want.part(i).x()) << "point " << i;
+          EXPECT_EQ(std::floor(got[i].y + 0.5), want.part(i).y()) << "point " << i;
+          if (got[i].x != std::floor(got[i].x) || got[i].y != std::floor(got[i].y)) ++between_pixels;
+          ++compared;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(compared, images.size() * 6 * 68);
+  EXPECT_GT(between_pixels, compared * 9 / 10);  // nearly every point lies between pixels
 }
 
 // ---------------------------------------------------------------------------------------------

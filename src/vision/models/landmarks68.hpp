@@ -35,7 +35,8 @@ class Landmarks68 {
   Landmarks68& operator=(const Landmarks68&) = delete;
 
   /// Fits the 68 points to the face in `face` (a detector box, image pixels) of a gray, BGR or
-  /// BGRA 8-bit image. Thread-safe: dlib's predictor is read-only at run time.
+  /// BGRA 8-bit image: dlib's predictor's points before it rounds them to whole pixels (rounded,
+  /// they are exactly dlib's). Thread-safe: the model is read-only at run time.
   [[nodiscard]] Landmarks68Points fit(const cv::Mat& image, const cv::Rect2f& face) const;
   /// Same for several faces of one image (converts the image once).
   [[nodiscard]] std::vector<Landmarks68Points> fit(const cv::Mat& image,
