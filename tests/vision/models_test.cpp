@@ -176,6 +176,14 @@ TEST(Landmarks68, NonDlibFileIsAClearError) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find(bogus.string()), std::string::npos) << e.what();
   }
+  // A dlib shape predictor with nothing in it (dlib's own serialization of an empty one).
+  { dlib::serialize(bogus.string()) << dlib::shape_predictor(); }
+  try {
+    mv::Landmarks68 m(bogus);
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("a mean shape of 0 values"), std::string::npos) << e.what();
+  }
   fs::remove(bogus);
 }
 

@@ -54,6 +54,9 @@ void Landmarks68::Impl::load(std::istream& in) {
   dlib::deserialize(anchor_idx, in);
   dlib::deserialize(deltas, in);
   dims = static_cast<std::size_t>(initial_shape.size());
+  if (dims == 0 || dims % 2 != 0) {
+    throw dlib::serialization_error("a mean shape of " + std::to_string(dims) + " values");
+  }
   if (forests.empty() || forests.front().empty() || anchor_idx.size() != forests.size() ||
       deltas.size() != forests.size()) {
     throw dlib::serialization_error("no cascades, or cascades without their feature pixels");
