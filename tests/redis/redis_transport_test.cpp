@@ -217,7 +217,8 @@ StageType gate_type(std::shared_ptr<Gate> gate) {
           .params = {{"held_from", ParamType::integer, std::int64_t{0}, "first seq held"}},
           .info = [](const Params&) { return StageInfo{.blocking = true}; },
           .make = [gate](const Params& params) -> std::unique_ptr<Stage> {
-            return std::make_unique<Held>(gate, static_cast<std::uint64_t>(params.integer("held_from")));
+            const auto held_from = static_cast<std::uint64_t>(params.integer("held_from"));
+            return std::make_unique<Held>(gate, held_from);
           }};
 }
 
@@ -238,12 +239,15 @@ TEST_F(RedisTransportTest, EntriesClaimedBackStayPendingUntilTheyAreDone) {
       "\nstages:\n"
       "  - { name: source, type: synthetic.source, params: { count: " + std::to_string(kCount) +
       " } }\n"
-      "  - { name: work, type: test.gate, state: per_stream, partitions: 1, params: { held_from: 5 } }\n"
+      "  - { name: work, type: test.gate, state: per_stream, partitions: 1,\n"
+      "      params: { held_from: 5 } }\n"
       "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
       (dir_ / "out.jsonl").string() + " } }\n");
-  Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"work"}}, registry);
+  Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"work"}},
+              registry);
   Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none}, registry);
-  const std::unique_ptr<Gate, void (*)(Gate*)> open_at_the_end(gate.get(), [](Gate* g) { g->open(); });
+  const std::unique_ptr<Gate, void (*)(Gate*)> open_at_the_end(gate.get(),
+                                                               [](Gate* g) { g->open(); });
   worker.runner.start();
   run.runner.start();
   Redis redis(redis_url());
@@ -262,7 +266,8 @@ TEST_F(RedisTransportTest, EntriesClaimedBackStayPendingUntilTheyAreDone) {
   // Every entry from seq 5 on is read and held (the worker reads ahead while packets are quick).
   constexpr std::size_t kHeld = kCount - 5;
   ASSERT_TRUE(wait_until([&] { return pending() >= kHeld; })) << "the worker read too little ahead";
-  auto claimed = redis.command({"XAUTOCLAIM", work, "work", "elsewhere", "0", "0-0", "COUNT", "1000"});
+  auto claimed =
+      redis.command({"XAUTOCLAIM", work, "work", "elsewhere", "0", "0-0", "COUNT", "1000"});
   ASSERT_TRUE(claimed && claimed->elements >= 2);
   ASSERT_GE(claimed->element[1]->elements, kHeld);
   ASSERT_TRUE(wait_until([&] { return pending("elsewhere") == 0; }))

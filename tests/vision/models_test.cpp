@@ -182,7 +182,8 @@ TEST(Landmarks68, NonDlibFileIsAClearError) {
     mv::Landmarks68 m(bogus);
     FAIL() << "no exception";
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("a mean shape of 0 values"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("a mean shape of 0 values"), std::string::npos)
+        << e.what();
   }
   fs::remove(bogus);
 }
@@ -428,17 +429,20 @@ TEST(Landmarks68, IsDlibsOwnPredictorBeforeItRoundsToPixels) {
     for (const float dx : {0.0f, -3.3f, 5.0f}) {
       for (const float grow_by : {1.0f, 1.1f}) {
         const cv::Rect2f f = faces[0].box;
-        const cv::Rect2f box(f.x + dx - f.width * (grow_by - 1) / 2, f.y - f.height * (grow_by - 1) / 2,
-                             f.width * grow_by, f.height * grow_by);
+        const cv::Rect2f box(f.x + dx - f.width * (grow_by - 1) / 2,
+                             f.y - f.height * (grow_by - 1) / 2, f.width * grow_by,
+                             f.height * grow_by);
         const auto got = ours.fit(image, box);
-        const dlib::full_object_detection want = dlibs(
-            view, dlib::rectangle(std::lround(box.x), std::lround(box.y), std::lround(box.x + box.width) - 1,
-                                  std::lround(box.y + box.height) - 1));
+        const dlib::full_object_detection want =
+            dlibs(view, dlib::rectangle(std::lround(box.x), std::lround(box.y),
+                                        std::lround(box.x + box.width) - 1,
+                                        std::lround(box.y + box.height) - 1));
         ASSERT_EQ(want.num_parts(), got.size());
         for (unsigned long i = 0; i < want.num_parts(); ++i) {
           EXPECT_EQ(std::floor(got[i].x + 0.5), want.part(i).x()) << "point " << i;
           EXPECT_EQ(std::floor(got[i].y + 0.5), want.part(i).y()) << "point " << i;
-          if (got[i].x != std::floor(got[i].x) || got[i].y != std::floor(got[i].y)) ++between_pixels;
+          const bool between = got[i].x != std::floor(got[i].x) || got[i].y != std::floor(got[i].y);
+          if (between) ++between_pixels;
           ++compared;
         }
       }

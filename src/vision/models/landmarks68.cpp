@@ -23,8 +23,8 @@ namespace micromodels::vision {
 struct Landmarks68::Impl {
   struct Cascade {
     std::vector<dlib::impl::split_feature> splits;  // tree after tree, `nodes` each
-    std::vector<float> leaves;                       // tree after tree, nodes + 1 leaves of `dims`
-    std::vector<unsigned long> anchor_idx;           // the feature pixels, against the shape
+    std::vector<float> leaves;                      // tree after tree, nodes + 1 leaves of `dims`
+    std::vector<unsigned long> anchor_idx;          // the feature pixels, against the shape
     std::vector<dlib::vector<float, 2>> deltas;
     std::size_t trees = 0;
   };
