@@ -45,20 +45,23 @@ class Part {
 
 class RedisTransportTest : public redis_testing::RedisTest {
  protected:
-  Pipeline pipeline(int count, const std::string& work_params, int streams = 1,
-                    bool per_stream = false) {
+  // synthetic.source with `source_params`, then `stages` (YAML list items), then an ordered
+  // sink.jsonl into out.jsonl (which expect_complete reads).
+  Pipeline to_sink(const std::string& source_params, const std::string& stages) {
     return Pipeline::from_yaml_string(
         "pipeline: " + name_ +
         "\nstages:\n"
-        "  - { name: source, type: synthetic.source, params: { count: " +
-        std::to_string(count) + ", streams: " + std::to_string(streams) +
-        " } }\n"
-        "  - { name: work, type: model.sleep, consumers: 2" +
-        (per_stream ? std::string(", state: per_stream") : std::string()) +
-        ", params: { " + work_params +
-        " } }\n"
-        "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
+        "  - { name: source, type: synthetic.source, params: { " + source_params + " } }\n" +
+        stages + "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
         (dir_ / "out.jsonl").string() + " } }\n");
+  }
+
+  Pipeline pipeline(int count, const std::string& work_params, int streams = 1,
+                    bool per_stream = false) {
+    return to_sink("count: " + std::to_string(count) + ", streams: " + std::to_string(streams),
+                   "  - { name: work, type: model.sleep, consumers: 2" +
+                       (per_stream ? std::string(", state: per_stream") : std::string()) +
+                       ", params: { " + work_params + " } }\n");
   }
 
   // Every (stream, seq) exactly once and, per stream, in seq order.
@@ -141,14 +144,9 @@ TEST_F(RedisTransportTest, PerStreamStageKeepsEachStreamInOrderAcrossPartitions)
 // between must not move the partition on under the new owner: here the lease is taken away a few
 // times mid-run, and every packet must still arrive once, in order, and the run must end.
 TEST_F(RedisTransportTest, LeaseLostMidBatchNeitherStallsNorLosesAStream) {
-  const Pipeline p = Pipeline::from_yaml_string(
-      "pipeline: " + name_ +
-      "\nstages:\n"
-      "  - { name: source, type: synthetic.source, params: { count: 400, rate: 150 } }\n"
-      "  - { name: work, type: model.sleep, state: per_stream, partitions: 1, params: { "
-      "service_ms: 4 } }\n"
-      "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
-      (dir_ / "out.jsonl").string() + " } }\n");
+  const Pipeline p = to_sink("count: 400, rate: 150",
+                             "  - { name: work, type: model.sleep, state: per_stream, "
+                             "partitions: 1, params: { service_ms: 4 } }\n");
   const RedisOptions worker{.role = RedisOptions::Role::worker, .url = redis_url(),
                             .stages = {"work"}};
   Part w0(p, worker);
@@ -234,15 +232,9 @@ TEST_F(RedisTransportTest, EntriesClaimedBackStayPendingUntilTheyAreDone) {
   auto gate = std::make_shared<Gate>();
   Registry registry = Registry::with_builtins();
   registry.add(gate_type(gate));
-  const Pipeline p = Pipeline::from_yaml_string(
-      "pipeline: " + name_ +
-      "\nstages:\n"
-      "  - { name: source, type: synthetic.source, params: { count: " + std::to_string(kCount) +
-      " } }\n"
-      "  - { name: work, type: test.gate, state: per_stream, partitions: 1,\n"
-      "      params: { held_from: 5 } }\n"
-      "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
-      (dir_ / "out.jsonl").string() + " } }\n");
+  const Pipeline p = to_sink("count: " + std::to_string(kCount),
+                             "  - { name: work, type: test.gate, state: per_stream, "
+                             "partitions: 1, params: { held_from: 5 } }\n");
   Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"work"}},
               registry);
   Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none}, registry);
@@ -296,17 +288,12 @@ TEST_F(RedisTransportTest, EntriesClaimedBackStayPendingUntilTheyAreDone) {
 // with every other packet once, in order.
 TEST_F(RedisTransportTest, LeaseLostWithASkipSettledAheadOfItsTurnDoesNotStall) {
   constexpr int kCount = 600;
-  const Pipeline p = Pipeline::from_yaml_string(
-      "pipeline: " + name_ +
-      "\nstages:\n"
-      "  - { name: source, type: synthetic.source, params: { count: " + std::to_string(kCount) +
-      " } }\n"
-      "  - { name: fail, type: model.sleep, queue: { capacity: 8 }, params: { service_ms: 0.5, "
-      "fail_every: 3 } }\n"
-      "  - { name: work, type: model.sleep, state: per_stream, partitions: 1, "
-      "queue: { capacity: 8 }, params: { service_ms: 5 } }\n"
-      "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
-      (dir_ / "out.jsonl").string() + " } }\n");
+  const Pipeline p = to_sink("count: " + std::to_string(kCount),
+                             "  - { name: fail, type: model.sleep, queue: { capacity: 8 }, "
+                             "params: { service_ms: 0.5, fail_every: 3 } }\n"
+                             "  - { name: work, type: model.sleep, state: per_stream, "
+                             "partitions: 1, queue: { capacity: 8 },\n"
+                             "      params: { service_ms: 5 } }\n");
   Part run(p, {.url = redis_url()});
   run.runner.start();
   // The lease goes six times while packets still arrive, then stays: a stream that stalled
@@ -1073,12 +1060,7 @@ TEST_F(RedisTransportTest, AWriteLargerThanRedisCanEverHoldStopsTheRunWithAClear
   // Each packet carries 3 MB; Redis may hold 2 MB in all. Waiting cannot help: the run stops,
   // naming the write and what to raise, and never reports success with packets missing.
   OwnRedis redis(dir_, false, {"--maxmemory", "2mb", "--maxmemory-policy", "noeviction"});
-  const Pipeline p = Pipeline::from_yaml_string(
-      "pipeline: " + name_ +
-      "\nstages:\n"
-      "  - { name: source, type: synthetic.source, params: { count: 5, payload_bytes: 3000000 } }\n"
-      "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
-      (dir_ / "out.jsonl").string() + " } }\n");
+  const Pipeline p = to_sink("count: 5, payload_bytes: 3000000", "");
   Part run(p, {.url = redis.url()});
   run.runner.start();
   try {

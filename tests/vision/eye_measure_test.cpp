@@ -271,8 +271,11 @@ TEST(EyeRender, RealEyesTurnedDownAndRenderedBackUpLookAsBefore) {
           // may change, from the turned eye's and from the eye rendered back up.
           const cv::Rect region =
               mb::turn_region(eyes[side], shifts[side], 0) & cv::Rect(0, 0, frame.cols, frame.rows);
-          turned_difference.push_back(static_cast<float>(mean_abs_difference(turned(region), frame(region))));
-          left_difference.push_back(static_cast<float>(mean_abs_difference(out(region), frame(region))));
+          const auto from_frame = [&](const cv::Mat& picture) {
+            return static_cast<float>(mean_abs_difference(picture(region), frame(region)));
+          };
+          turned_difference.push_back(from_frame(turned));
+          left_difference.push_back(from_frame(out));
           const auto in = mb::measure_turn(turned, frame, eyes[side], range);
           const auto left = mb::measure_turn(out, frame, eyes[side], range);
           if (!in || !left) continue;
