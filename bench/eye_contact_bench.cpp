@@ -63,8 +63,8 @@ constexpr const char* kCountStage = "bench_count";
 // Targets of the eye-contact application on the 2-core development machine.
 constexpr double kSpeedupTarget = 2.5;
 constexpr double kUtilisationTarget = 0.9;
-constexpr double kFpsTarget = 60;
-constexpr double kFps720pTarget = 25;
+constexpr double kFpsTarget = 150;
+constexpr double kFps720pTarget = 45;
 
 /// What a counting stage appended after the last processing stage sees: frames with a face,
 /// frames that got a patch, and the tracker's own re-detections (a running count per stream).
