@@ -31,12 +31,13 @@ Entry decode_entry(std::string_view value) {
                      std::to_string(kEntryFormat) + " (another micromodels version wrote it)");
   }
   if (value.size() < kHeader) {
-    throw EntryError("truncated entry: " + std::to_string(value.size()) + " bytes, the header alone is " +
-                     std::to_string(kHeader));
+    throw EntryError("truncated entry: " + std::to_string(value.size()) +
+                     " bytes, the header alone is " + std::to_string(kHeader));
   }
   Entry entry;
   const char kind = value[3];
-  if (kind != static_cast<char>(Entry::Kind::packet) && kind != static_cast<char>(Entry::Kind::skip)) {
+  if (kind != static_cast<char>(Entry::Kind::packet) &&
+      kind != static_cast<char>(Entry::Kind::skip)) {
     throw EntryError("unknown entry kind '" + std::string(1, kind) + "' (expected p or s)");
   }
   entry.kind = static_cast<Entry::Kind>(kind);

@@ -36,7 +36,7 @@ struct Entry {
   std::uint64_t run = 0;      // the run it belongs to
   std::uint32_t stream = 0;
   std::uint64_t seq = 0;
-  std::uint16_t input = 0;    // which input of the receiving stage
+  std::uint16_t input = 0;     // which input of the receiving stage
   std::string_view payload{};  // the packet's bytes (a view into the decoded value)
 };
 

@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "redis_connection.hpp"
+#include "stream_names.hpp"
 #include "wire/hop_codec.hpp"
 #include "wire/image_cache.hpp"
-#include "stream_names.hpp"
 #include "writer.hpp"
 
 namespace micromodels::detail {
@@ -40,7 +40,8 @@ class ImageStore final : public ImageRefs {
   /// GET per key and process, however many inlets read it at once. Throws BrokerError when Redis
   /// is unreachable.
   using Fetched = std::variant<Image, std::string>;
-  [[nodiscard]] std::map<std::string, Fetched> fetch(Connection& conn, const std::vector<ImageRef>& refs);
+  [[nodiscard]] std::map<std::string, Fetched> fetch(Connection& conn,
+                                                     const std::vector<ImageRef>& refs);
 
  private:
   // One round of fetch: GETs the keys nobody is fetching; `others` gets those another thread is.

@@ -95,9 +95,11 @@ Keeper::Processes Keeper::announce(Connection& conn, bool leave) {
     for (std::size_t stage : session_.served) {
       const std::string& name = session_.plan->stages()[stage].name();
       const int consumers = session_.host() != nullptr ? session_.host()->consumers(name) : 0;
-      const std::string member =
-          LiveMember{.stage = name, .process = session_.consumer, .version = version,
-                     .consumers = static_cast<std::uint64_t>(consumers)}.text();
+      const std::string member = LiveMember{.stage = name,
+                                            .process = session_.consumer,
+                                            .version = version,
+                                            .consumers = static_cast<std::uint64_t>(consumers)}
+                                     .text();
       add.add(std::to_string(wall + kLiveTtlMs)).add(member);
       mine.insert(member);
       processes[name].insert(session_.consumer);
@@ -126,10 +128,12 @@ void Keeper::add_hop_bytes(Connection& conn) {
   std::vector<std::pair<std::string, RedisOutlet::Sent>> sent;
   {
     std::lock_guard lock(session_.parts_mutex);
-    for (RedisOutlet* outlet : session_.outlets) sent.emplace_back(outlet->hop(), outlet->take_sent());
+    for (RedisOutlet* outlet : session_.outlets)
+      sent.emplace_back(outlet->hop(), outlet->take_sent());
   }
   for (const auto& [hop, counts] : sent) {
-    for (const auto& [what, n] : {std::pair{":bytes", counts.bytes}, {":packets", counts.packets},
+    for (const auto& [what, n] : {std::pair{":bytes", counts.bytes},
+                                  {":packets", counts.packets},
                                   {":images", counts.image_bytes}}) {
       if (n > 0) conn.command({"HINCRBY", session_.names->hops(), hop + what, std::to_string(n)});
     }
@@ -203,10 +207,11 @@ void Keeper::warn_unserved(const Processes& processes) {
   warned_ = list;
   warned_round_ = rounds_;
   const bool one = names.size() == 1;
-  log().warn("no live worker serves {} '{}', and --serve none keeps this run from serving {}: "
-             "{} packets wait in Redis; start `micromodels worker FILE --broker URL --stages {}`, "
-             "or run with --serve missing",
-             one ? "stage" : "stages", list, one ? "it" : "them", one ? "its" : "their", list);
+  log().warn(
+      "no live worker serves {} '{}', and --serve none keeps this run from serving {}: "
+      "{} packets wait in Redis; start `micromodels worker FILE --broker URL --stages {}`, "
+      "or run with --serve missing",
+      one ? "stage" : "stages", list, one ? "it" : "them", one ? "its" : "their", list);
 }
 
 }  // namespace micromodels::detail

@@ -52,8 +52,8 @@ class Keeper {
   bool stopping_ = false;
   bool running_ = false;
   std::atomic<bool> letters_drained_{false};
-  int rounds_ = 0;                  // every_second calls so far
-  std::string warned_;              // the unserved stages last warned about
+  int rounds_ = 0;      // every_second calls so far
+  std::string warned_;  // the unserved stages last warned about
   int warned_round_ = 0;
   std::thread thread_;
 };

@@ -26,7 +26,7 @@ struct LiveMember {
   std::string process{};  // host:pid (Session::consumer)
   std::string version{};  // version_text of the pipeline version it runs
   std::uint64_t consumers = 0;
-  double expiry_ms = 0;   // its score
+  double expiry_ms = 0;  // its score
 
   /// The member's text, as it is stored.
   [[nodiscard]] std::string text() const;
@@ -36,7 +36,8 @@ struct LiveMember {
 [[nodiscard]] std::vector<LiveMember> live_members(Connection& conn, const StreamNames& names);
 
 /// Stage -> the live processes that run pipeline version `version` and serve it.
-[[nodiscard]] std::map<std::string, std::set<std::string>> live_processes(
-    Connection& conn, const StreamNames& names, std::string_view version);
+[[nodiscard]] std::map<std::string, std::set<std::string>> live_processes(Connection& conn,
+                                                                          const StreamNames& names,
+                                                                          std::string_view version);
 
 }  // namespace micromodels::detail

@@ -47,9 +47,10 @@ void MemoryGate::sample(Connection& conn) {
     if (error.kind() != BrokerError::Kind::refused) throw;
     if (!info_refused_) {  // maxmemory stays unknown: the writer sends transactions
       info_refused_ = true;
-      log().warn("cannot watch Redis's memory ({}): a Redis near its maxmemory is noticed only "
-                 "when it refuses a write; give the user +info",
-                 error.what());
+      log().warn(
+          "cannot watch Redis's memory ({}): a Redis near its maxmemory is noticed only "
+          "when it refuses a write; give the user +info",
+          error.what());
     }
     return;
   }
@@ -102,10 +103,11 @@ void MemoryGate::log_pause(const std::string& state) {
     what += (what.empty() ? "" : " and ") + std::to_string(outputs) + " stage output" +
             (outputs == 1 ? "" : "s") + " Redis refused";
   }
-  log().warn("Redis at {} {} {}; holding {} until it has room (below {:.0f}% of maxmemory): raise "
-             "maxmemory, add consumers, or lower wire.image_ttl_s (images stay that long after "
-             "their last hop)",
-             session_.url.where(), state, figures(), what, kOpen * 100);
+  log().warn(
+      "Redis at {} {} {}; holding {} until it has room (below {:.0f}% of maxmemory): raise "
+      "maxmemory, add consumers, or lower wire.image_ttl_s (images stay that long after "
+      "their last hop)",
+      session_.url.where(), state, figures(), what, kOpen * 100);
 }
 
 void MemoryGate::refused(std::size_t outputs) {
@@ -121,7 +123,8 @@ std::string MemoryGate::figures() const {
   const long long max = maxmemory_.load();
   if (max <= 0) return "maxmemory not known";
   const long long used = used_.load();
-  return std::to_string(used * 100 / max) + "% of maxmemory (used " + mib(used) + " of " + mib(max) + ")";
+  return std::to_string(used * 100 / max) + "% of maxmemory (used " + mib(used) + " of " +
+         mib(max) + ")";
 }
 
 void MemoryGate::wake_outlets() {

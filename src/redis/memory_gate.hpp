@@ -53,13 +53,13 @@ class MemoryGate {
   Session& session_;
   std::atomic<long long> maxmemory_{-1};  // -1: not read yet
   std::atomic<long long> used_{0};
-  std::atomic<long long> startup_{0};     // what Redis uses empty
+  std::atomic<long long> startup_{0};  // what Redis uses empty
   std::atomic<bool> closed_{false};
   std::atomic<std::size_t> held_outputs_{0};
   bool info_refused_ = false;  // the ACL denies INFO: said once
   std::atomic<std::uint64_t> pauses_{0};
-  std::atomic<std::uint64_t> paused_ms_{0};     // of the pauses that ended
-  std::atomic<std::int64_t> paused_since_ns_{0};  // steady clock; 0: no pause under way
+  std::atomic<std::uint64_t> paused_ms_{0};          // of the pauses that ended
+  std::atomic<std::int64_t> paused_since_ns_{0};     // steady clock; 0: no pause under way
   std::chrono::steady_clock::time_point said_at_{};  // the keeper's thread only
 };
 

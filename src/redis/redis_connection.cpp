@@ -14,8 +14,7 @@ constexpr timeval kTimeout{.tv_sec = 5, .tv_usec = 0};
 
 }  // namespace
 
-Connection::Connection(const RedisUrl& url)
-    : url_(url), context_(nullptr, redisFree) {
+Connection::Connection(const RedisUrl& url) : url_(url), context_(nullptr, redisFree) {
   context_.reset(redisConnectWithTimeout(url.host.c_str(), url.port, kTimeout));
   if (!context_ || context_->err != 0) {
     const std::string why = context_ ? context_->errstr : "out of memory";
@@ -40,7 +39,8 @@ void Connection::authenticate() {
   // Redis that lets us in, before any thread relies on the connection.
   Args hello{"PING"};
   if (!url_.password.empty()) {
-    hello = url_.user.empty() ? Args{"AUTH", url_.password} : Args{"AUTH", url_.user, url_.password};
+    hello =
+        url_.user.empty() ? Args{"AUTH", url_.password} : Args{"AUTH", url_.user, url_.password};
   }
   Reply reply;
   try {
@@ -61,11 +61,12 @@ void Connection::authenticate() {
                       "Redis at " + url_.where() + " is not ready: " + why);
   }
   if (why.starts_with("NOAUTH")) {
-    throw BrokerError(BrokerError::Kind::refused,
-                      "Redis at " + url_.where() + " requires a password (" + why +
-                          "): set MICROMODELS_REDIS_PASSWORD, or MICROMODELS_REDIS_PASSWORD_FILE to "
-                          "a file that holds it, and name the ACL user in the URL, "
-                          "redis://USER@host:port, unless it is the default user");
+    throw BrokerError(
+        BrokerError::Kind::refused,
+        "Redis at " + url_.where() + " requires a password (" + why +
+            "): set MICROMODELS_REDIS_PASSWORD, or MICROMODELS_REDIS_PASSWORD_FILE to "
+            "a file that holds it, and name the ACL user in the URL, "
+            "redis://USER@host:port, unless it is the default user");
   }
   throw BrokerError(BrokerError::Kind::refused,
                     "Redis at " + url_.where() + " refused the password of " + who + " (" + why +
@@ -75,8 +76,8 @@ void Connection::authenticate() {
 
 void Connection::io_failed(const char* doing) {
   const std::string why = context_->errstr[0] != '\0' ? context_->errstr : "connection lost";
-  throw BrokerError(BrokerError::Kind::unreachable, std::string("Redis at ") + url_.where() +
-                                                         ": " + doing + " failed (" + why + ")");
+  throw BrokerError(BrokerError::Kind::unreachable, std::string("Redis at ") + url_.where() + ": " +
+                                                        doing + " failed (" + why + ")");
 }
 
 Reply Connection::command(const Args& args) {
@@ -89,17 +90,19 @@ Reply Connection::checked(void* reply, const char* doing) {
   Reply owned(static_cast<redisReply*>(reply));
   if (!is_error(owned.get()) || !text(owned.get()).starts_with("NOPERM")) return owned;
   const std::string who = url_.user.empty() ? "the default user" : "user '" + url_.user + "'";
-  throw BrokerError(BrokerError::Kind::refused,
-      "Redis at " + url_.where() + " refused a command of " + who + " (" + std::string(text(owned.get())) +
-      "): give the user every command and key that micromodels uses in its ACL, as "
-      "deploy/redis/users.acl does (docs/distributed.md#access-control)");
+  throw BrokerError(
+      BrokerError::Kind::refused,
+      "Redis at " + url_.where() + " refused a command of " + who + " (" +
+          std::string(text(owned.get())) +
+          "): give the user every command and key that micromodels uses in its ACL, as "
+          "deploy/redis/users.acl does (docs/distributed.md#access-control)");
 }
 
 Reply Connection::ok(const Args& args) {
   Reply reply = command(args);
   if (is_error(reply.get())) {
-    throw std::runtime_error("Redis " + args.items()[0] + " failed: " +
-                             std::string(text(reply.get())));
+    throw std::runtime_error("Redis " + args.items()[0] +
+                             " failed: " + std::string(text(reply.get())));
   }
   return reply;
 }
@@ -112,8 +115,8 @@ void Connection::append(const Args& args) {
     argv.push_back(item.data());
     lengths.push_back(item.size());
   }
-  if (redisAppendCommandArgv(context_.get(), static_cast<int>(argv.size()), argv.data(), lengths.data()) !=
-      REDIS_OK) {
+  if (redisAppendCommandArgv(context_.get(), static_cast<int>(argv.size()), argv.data(),
+                             lengths.data()) != REDIS_OK) {
     io_failed("append");
   }
 }

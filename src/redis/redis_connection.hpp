@@ -74,8 +74,9 @@ class Connection {
 
 // Reply helpers: null-safe, for the shapes Redis stream commands return.
 [[nodiscard]] bool is_error(const redisReply* reply) noexcept;
-[[nodiscard]] std::string_view text(const redisReply* reply) noexcept;  // "" unless string/status/error
-[[nodiscard]] long long integer(const redisReply* reply) noexcept;      // also parses strings
+[[nodiscard]] std::string_view text(
+    const redisReply* reply) noexcept;                              // "" unless string/status/error
+[[nodiscard]] long long integer(const redisReply* reply) noexcept;  // also parses strings
 /// Element `i` of an array reply, or nullptr.
 [[nodiscard]] const redisReply* at(const redisReply* reply, std::size_t i) noexcept;
 [[nodiscard]] std::size_t size(const redisReply* reply) noexcept;

@@ -8,8 +8,9 @@
 #include <map>
 #include <thread>
 
-#include "entry.hpp"
 #include "micromodels/packet_codec.hpp"
+
+#include "entry.hpp"
 #include "redis_outlet.hpp"
 
 namespace micromodels::detail {
@@ -17,11 +18,11 @@ namespace micromodels::detail {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr int kLeaseMs = 3000;         // a partition's lease; renewed every second by the keeper
+constexpr int kLeaseMs = 3000;          // a partition's lease; renewed every second by the keeper
 constexpr std::size_t kMostRead = 256;  // entries per read
-constexpr int kBlockMs = 100;          // longest wait for entries: how soon a stop is noticed
-constexpr int kIdleBlockMs = 500;      // the same once a read has found nothing for a second
-constexpr int kIdleReads = 10;         // ... that is after this many empty reads in a row
+constexpr int kBlockMs = 100;           // longest wait for entries: how soon a stop is noticed
+constexpr int kIdleBlockMs = 500;       // the same once a read has found nothing for a second
+constexpr int kIdleReads = 10;          // ... that is after this many empty reads in a row
 
 // A partition's lease. KEYS[1]: the lease. ARGV: consumer, time to live (ms). Taken when free,
 // or kept when ours already (after a reconnect); returns 1 when it is ours.
@@ -73,7 +74,9 @@ Delivery control(Delivery::Kind kind, std::uint32_t stream, std::uint64_t seq, s
 RedisInlet::RedisInlet(Session& session, const PlanStage& stage)
     : session_(session),
       stage_(stage),
-      mode_(stage.sink() ? Mode::sink : stage.gathers() ? Mode::partitioned : Mode::shared),
+      mode_(stage.sink()      ? Mode::sink
+            : stage.gathers() ? Mode::partitioned
+                              : Mode::shared),
       inputs_(std::max<std::size_t>(1, stage.inputs.size())),
       group_(stage.name()),
       consumer_(session.consumer + ":" + stage.name()) {
@@ -102,7 +105,8 @@ bool RedisInlet::take(std::vector<Delivery>& out, std::size_t max) {
 
 bool RedisInlet::reads(const std::string& field) const {
   const StageInfo& info = stage_.info;
-  return info.reads_all || std::find(info.reads.begin(), info.reads.end(), field) != info.reads.end() ||
+  return info.reads_all ||
+         std::find(info.reads.begin(), info.reads.end(), field) != info.reads.end() ||
          std::find(info.optional_reads.begin(), info.optional_reads.end(), field) !=
              info.optional_reads.end();
 }
@@ -128,7 +132,9 @@ void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
   }
   std::optional<std::map<std::string, ImageStore::Fetched>> fetched;
   while (!refs.empty() && !fetched) {
-    const auto fetch = [&](Connection& redis, bool) { fetched = session_.image_store->fetch(redis, refs); };
+    const auto fetch = [&](Connection& redis, bool) {
+      fetched = session_.image_store->fetch(redis, refs);
+    };
     if (!session_.attempt(images_conn_, consumer_, fetch)) {
       out.resize(first);  // the run stops: these entries stay pending in Redis, for another process
       return;
@@ -163,7 +169,9 @@ void RedisInlet::fail_delivery(Delivery& d, const std::string& error) {
 // that goes on in its place (its settle acknowledges the entry).
 void RedisInlet::dead_letter(Delivery& d, const std::string& id, const std::string& error,
                              std::int64_t deliveries, std::string_view payload) {
-  write_dead_letter(session_, {.stage = stage_.name(), .error = error, .entry_id = id,
+  write_dead_letter(session_, {.stage = stage_.name(),
+                               .error = error,
+                               .entry_id = id,
                                .deliveries = deliveries,
                                .position = std::make_pair(d.packet.stream, d.packet.seq),
                                .payload = payload});
@@ -195,7 +203,8 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
     const auto now = Clock::now();
     if (now >= next_upkeep_) {
       next_upkeep_ = now + std::chrono::milliseconds(kLeaseMs / 3);
-      if (paused_ && session_.is_current_run(conn, run_) && session_.run_version() == session_.version) {
+      if (paused_ && session_.is_current_run(conn, run_) &&
+          session_.run_version() == session_.version) {
         paused_ = false;
       }
       if (!paused_ && mode_ == Mode::partitioned) lease_round(out);
@@ -208,13 +217,14 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
       return;
     }
     if (mode_ == Mode::shared && now >= next_reclaim_) {
-      next_reclaim_ = now + std::chrono::milliseconds(
-                                static_cast<int>(std::max(10.0, session_.options.reclaim_idle_ms / 2)));
+      next_reclaim_ = now + std::chrono::milliseconds(static_cast<int>(
+                                std::max(10.0, session_.options.reclaim_idle_ms / 2)));
       // Entries of dead consumers: pending for longer than the reclaim time. Entries being
       // worked on do not look idle (the keeper refreshes them), so only a dead or stuck
       // process's go.
       const auto idle = static_cast<long long>(session_.options.reclaim_idle_ms);
-      cursor_ = claim(0, std::to_string(idle), cursor_, std::clamp<std::size_t>(max, 1, kMostRead), true, out);
+      cursor_ = claim(0, std::to_string(idle), cursor_, std::clamp<std::size_t>(max, 1, kMostRead),
+                      true, out);
     }
     flush_acks();
     if (!out.empty() || max == 0) return;
@@ -222,8 +232,11 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
     // An idle stage asks less often (an idle worker's round trips are mostly these reads); an
     // entry ends the wait at once either way.
     const int block = empty_reads_ >= kIdleReads ? kIdleBlockMs : kBlockMs;
-    Args read{"XREADGROUP", "GROUP", group_, consumer_, "COUNT",
-              std::to_string(std::min(max, kMostRead)), "BLOCK", std::to_string(block), "STREAMS"};
+    Args read{"XREADGROUP", "GROUP",
+              group_,       consumer_,
+              "COUNT",      std::to_string(std::min(max, kMostRead)),
+              "BLOCK",      std::to_string(block),
+              "STREAMS"};
     std::vector<std::size_t> reading;
     {
       std::lock_guard lock(mutex_);
@@ -242,7 +255,8 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
     const Reply reply = conn.command(read);
     if (is_error(reply.get())) {
       // A run reset the streams (NOGROUP), or a stop woke the read (UNBLOCKED).
-      if (!text(reply.get()).starts_with("NOGROUP") && !text(reply.get()).starts_with("UNBLOCKED")) {
+      if (!text(reply.get()).starts_with("NOGROUP") &&
+          !text(reply.get()).starts_with("UNBLOCKED")) {
         throw std::runtime_error("XREADGROUP: " + std::string(text(reply.get())));
       }
       create_groups(conn);
@@ -269,8 +283,11 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
   const redisReply* fields = at(item, 1);
   // An entry whose (stream, seq) is not known: dead-lettered and acknowledged, no skip for it.
   const auto unreadable = [&](const std::string& error, std::string_view payload) {
-    write_dead_letter(session_, {.stage = stage_.name(), .error = error, .entry_id = id,
-                                 .deliveries = deliveries, .payload = payload});
+    write_dead_letter(session_, {.stage = stage_.name(),
+                                 .error = error,
+                                 .entry_id = id,
+                                 .deliveries = deliveries,
+                                 .payload = payload});
     ack_now(part, id);
     return true;
   };
@@ -280,10 +297,11 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
   }
   const redisReply* value = field(fields, kEntryField);
   if (value == nullptr) {
-    return unreadable("entry " + id + (field(fields, "k") != nullptr
-                                           ? " was written by an older micromodels (entry format 1)"
+    return unreadable(
+        "entry " + id +
+            (field(fields, "k") != nullptr ? " was written by an older micromodels (entry format 1)"
                                            : " is not a micromodels entry (no field 'm')"),
-                      {});
+        {});
   }
   Entry entry;
   try {
@@ -326,9 +344,10 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
       seen.insert(entry.seq);
     }
   }
-  Delivery d{.kind = entry.kind == Entry::Kind::packet ? Delivery::Kind::packet : Delivery::Kind::skip,
-             .input = entry.input < inputs_ ? entry.input : 0u,  // unless that is what is wrong
-             .ticket = ticket_for({part, entry.stream, entry.seq, id, 0})};
+  Delivery d{
+      .kind = entry.kind == Entry::Kind::packet ? Delivery::Kind::packet : Delivery::Kind::skip,
+      .input = entry.input < inputs_ ? entry.input : 0u,  // unless that is what is wrong
+      .ticket = ticket_for({part, entry.stream, entry.seq, id, 0})};
   std::string error;
   std::string_view payload = entry.payload;
   if (entry.input >= inputs_) {
@@ -336,7 +355,8 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
             stage_.name() + "', which has " + std::to_string(stage_.inputs.size());
     payload = text(value);
   } else if (deliveries > session_.options.max_deliveries) {
-    error = "delivered " + std::to_string(deliveries) + " times without success (the processes "
+    error = "delivered " + std::to_string(deliveries) +
+            " times without success (the processes "
             "that took it died or were killed)";
   } else if (d.kind == Delivery::Kind::packet) {
     try {
@@ -436,8 +456,14 @@ void RedisInlet::flush_acks() {
       }
     }
     if (part.acks.empty() && reached.empty()) continue;
-    Args commit{"EVAL", kCommitIfLeased, "3", session_.names->lease(part.key),
-                session_.names->next_seq(part.key), part.key, consumer_, group_};
+    Args commit{"EVAL",
+                kCommitIfLeased,
+                "3",
+                session_.names->lease(part.key),
+                session_.names->next_seq(part.key),
+                part.key,
+                consumer_,
+                group_};
     commit.add(static_cast<std::uint64_t>(reached.size()));
     for (const auto& [stream, next] : reached) commit.add(std::uint64_t{stream}).add(next);
     for (std::string& id : part.acks) commit.add(std::move(id));
@@ -484,8 +510,8 @@ void RedisInlet::give_up_all(std::vector<Delivery>& out, bool release) {
 std::string RedisInlet::claim(std::size_t k, const std::string& idle, const std::string& cursor,
                               std::size_t count, bool counted, std::vector<Delivery>& out) {
   const std::string& key = parts_[k].key;
-  const Reply claimed =
-      conn_->command({"XAUTOCLAIM", key, group_, consumer_, idle, cursor, "COUNT", std::to_string(count)});
+  const Reply claimed = conn_->command(
+      {"XAUTOCLAIM", key, group_, consumer_, idle, cursor, "COUNT", std::to_string(count)});
   if (is_error(claimed.get())) return "0-0";
   const redisReply* list = at(claimed.get(), 1);
   std::map<std::string, std::int64_t> deliveries;
@@ -497,7 +523,8 @@ std::string RedisInlet::claim(std::size_t k, const std::string& idle, const std:
       const redisReply* p = at(pending.get(), i);
       deliveries[std::string(text(at(p, 0)))] = integer(at(p, 3));
     }
-    log().info("stage '{}': reclaimed {} entries idle for over {} ms", stage_.name(), size(list), idle);
+    log().info("stage '{}': reclaimed {} entries idle for over {} ms", stage_.name(), size(list),
+               idle);
   }
   accept_all(list, k, out, deliveries);
   return std::string(text(at(claimed.get(), 0)));
@@ -589,7 +616,8 @@ void RedisInlet::give_up(std::size_t k, std::vector<Delivery>& out, bool release
   if (!part.owned) return;
   std::set<std::uint32_t> streams;
   for (const auto& [key, seen] : part.seen) streams.insert(key.first);
-  for (std::uint32_t stream : streams) out.push_back(control(Delivery::Kind::reset, stream, 0, 0, 0));
+  for (std::uint32_t stream : streams)
+    out.push_back(control(Delivery::Kind::reset, stream, 0, 0, 0));
   part.change_owner(false);
   if (release) {
     session_.writer.add({"EVAL", kIfOurs, "1", session_.names->lease(part.key), consumer_, "DEL"});
@@ -672,7 +700,8 @@ bool RedisInlet::complete(const std::map<std::uint32_t, std::uint64_t>& counts) 
   std::lock_guard lock(mutex_);
   for (const auto& [stream, count] : counts) {
     const auto found = parts_[0].settled.find(stream);
-    if (count > 0 && (found == parts_[0].settled.end() || found->second.low() < count)) return false;
+    if (count > 0 && (found == parts_[0].settled.end() || found->second.low() < count))
+      return false;
   }
   return true;
 }

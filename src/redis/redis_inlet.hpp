@@ -60,8 +60,8 @@ class RedisInlet final : public Inlet {
   enum class Mode { shared, partitioned, sink };
   struct Partition {
     std::string key{};
-    bool owned = false;  // always, unless leased
-    bool lost = false;   // the keeper found the lease gone
+    bool owned = false;            // always, unless leased
+    bool lost = false;             // the keeper found the lease gone
     std::uint64_t generation = 0;  // one per ownership: settles of an older one are void
     std::map<std::pair<std::uint32_t, std::uint16_t>, SeqSet> seen{};  // (stream, input) delivered
     std::map<std::uint32_t, SeqSet> settled{};
@@ -71,7 +71,9 @@ class RedisInlet final : public Inlet {
     std::map<std::uint32_t, std::multimap<std::uint64_t, std::string>> unrecorded{};
     std::vector<std::string> acks{};  // to acknowledge with the next commit
     /// Taken over (or given up): what was known of it no longer holds.
-    void change_owner(bool ours) { *this = Partition{.key = key, .owned = ours, .generation = generation + 1}; }
+    void change_owner(bool ours) {
+      *this = Partition{.key = key, .owned = ours, .generation = generation + 1};
+    }
   };
   struct Held {
     std::size_t part = 0;

@@ -4,9 +4,10 @@
 #include <chrono>
 #include <memory>
 
-#include "wire/hop_codec.hpp"
 #include "micromodels/packet_codec.hpp"
+
 #include "session.hpp"
+#include "wire/hop_codec.hpp"
 
 namespace micromodels::detail {
 
@@ -50,8 +51,9 @@ RedisOutlet::~RedisOutlet() {
 
 void RedisOutlet::put(const Packet& packet) {
   std::uint64_t stored = 0;
-  std::string payload = encode_for_hop(packet, to_.carried, session_.images,
-                                       session_.image_refs ? session_.image_store.get() : nullptr, &stored);
+  std::string payload =
+      encode_for_hop(packet, to_.carried, session_.images,
+                     session_.image_refs ? session_.image_store.get() : nullptr, &stored);
   image_bytes_.fetch_add(stored, std::memory_order_relaxed);
   add(Entry::Kind::packet, packet.stream, packet.seq, payload);
 }
@@ -62,8 +64,12 @@ void RedisOutlet::skip(std::uint32_t stream, std::uint64_t seq) {
 
 void RedisOutlet::add(Entry::Kind kind, std::uint32_t stream, std::uint64_t seq,
                       std::string_view payload) {
-  const Entry entry{.kind = kind, .version = session_.version, .run = session_.run(),
-                    .stream = stream, .seq = seq, .input = input_};
+  const Entry entry{.kind = kind,
+                    .version = session_.version,
+                    .run = session_.run(),
+                    .stream = stream,
+                    .seq = seq,
+                    .input = input_};
   std::string value = encode_entry(entry, payload);
   bytes_.fetch_add(value.size(), std::memory_order_relaxed);
   packets_.fetch_add(1, std::memory_order_relaxed);
@@ -91,7 +97,8 @@ void RedisOutlet::probe_waiting(Session& session) {
     std::lock_guard lock(session.parts_mutex);
     const std::int64_t now = now_ns();
     for (RedisOutlet* outlet : session.outlets) {
-      if (outlet->waiting_ && !outlet->probing_ && now - outlet->last_probe_ns_ >= std::max(outlet->probe_every_ns_.load(), kProbeFirstNs)) {
+      if (outlet->waiting_ && !outlet->probing_ &&
+          now - outlet->last_probe_ns_ >= std::max(outlet->probe_every_ns_.load(), kProbeFirstNs)) {
         outlet->probing_ = true;
         outlet->last_probe_ns_ = now;
         due.push_back(outlet);
@@ -115,8 +122,9 @@ void RedisOutlet::probe() {
       if (++sum->replies < keys_.size()) return;
       const long long room = static_cast<long long>(to_.config.queue_capacity) - sum->lag;
       room_.store(room, std::memory_order_relaxed);
-      probe_every_ns_ = room > 0 ? kProbeFirstNs
-                                 : std::min(std::max(probe_every_ns_.load(), kProbeFirstNs) * 2, kProbeMostNs);
+      probe_every_ns_ =
+          room > 0 ? kProbeFirstNs
+                   : std::min(std::max(probe_every_ns_.load(), kProbeFirstNs) * 2, kProbeMostNs);
       probing_ = false;
       // Room, or the process stops (full() waits no more): the stage feeding it goes on.
       if ((room > 0 || session_.stopping()) && waiting_.exchange(false)) {
@@ -137,10 +145,11 @@ void DeadLetterOutlet::put(const Packet& packet) {
     return value != nullptr ? *value : std::string();
   };
   const std::vector<std::byte> bytes = encode_packet(packet);
-  write_dead_letter(session_, {.stage = text_of("failed_stage"),
-                               .error = text_of("error"),
-                               .position = std::make_pair(packet.stream, packet.seq),
-                               .payload = {reinterpret_cast<const char*>(bytes.data()), bytes.size()}});
+  write_dead_letter(session_,
+                    {.stage = text_of("failed_stage"),
+                     .error = text_of("error"),
+                     .position = std::make_pair(packet.stream, packet.seq),
+                     .payload = {reinterpret_cast<const char*>(bytes.data()), bytes.size()}});
 }
 
 void write_dead_letter(Session& session, const DeadLetter& letter) {
@@ -149,8 +158,12 @@ void write_dead_letter(Session& session, const DeadLetter& letter) {
                                     std::to_string(letter.position->second) + ")"
                               : std::string(),
               session.names->dead_letter());
-  Args args{"XADD", session.names->dead_letter(), "MAXLEN", "~", "10000", "*", "stage",
-            letter.stage, "error", letter.error, "deliveries"};
+  Args args{"XADD",      session.names->dead_letter(),
+            "MAXLEN",    "~",
+            "10000",     "*",
+            "stage",     letter.stage,
+            "error",     letter.error,
+            "deliveries"};
   args.add(static_cast<std::uint64_t>(std::max<std::int64_t>(1, letter.deliveries)));
   args.add("run").add(version_text(session.run()));
   if (!letter.entry_id.empty()) args.add("entry").add(letter.entry_id);

@@ -8,8 +8,9 @@
 #include <utility>
 #include <vector>
 
-#include "entry.hpp"
 #include "micromodels/transport.hpp"
+
+#include "entry.hpp"
 
 namespace micromodels::detail {
 
@@ -33,7 +34,7 @@ class RedisOutlet final : public Outlet {
   /// "from>to", and what was sent since the last call (the keeper's totals).
   [[nodiscard]] std::string hop() const { return from_.name() + ">" + to_.name(); }
   struct Sent {
-    std::uint64_t bytes = 0;        // entries
+    std::uint64_t bytes = 0;  // entries
     std::uint64_t packets = 0;
     std::uint64_t image_bytes = 0;  // images stored by reference for this hop
   };
@@ -77,7 +78,7 @@ struct DeadLetter {
   std::string entry_id{};  // the Redis entry, when an inlet found it
   std::int64_t deliveries = 1;
   std::optional<std::pair<std::uint32_t, std::uint64_t>> position{};  // (stream, seq) when known
-  std::string_view payload{};  // the packet's bytes
+  std::string_view payload{};                                         // the packet's bytes
 };
 void write_dead_letter(Session& session, const DeadLetter& letter);
 

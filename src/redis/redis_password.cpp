@@ -22,7 +22,8 @@ std::string read_password_file(const std::string& path) {
   if (!in) {
     throw ConfigError({}, kPasswordFileVariable,
                       std::string(kPasswordFileVariable) + "=" + path + ": cannot read the file (" +
-                          std::strerror(errno) + "); point it at the file that holds the Redis password");
+                          std::strerror(errno) +
+                          "); point it at the file that holds the Redis password");
   }
   std::ostringstream text;
   text << in.rdbuf();

@@ -8,6 +8,7 @@
 #include <spdlog/fmt/fmt.h>
 
 #include "micromodels/redis.hpp"
+
 #include "core/detail/text_table.hpp"
 #include "live_set.hpp"
 #include "redis_connection.hpp"
@@ -26,8 +27,8 @@ struct Sample {
 };
 
 // stage -> totals over its partitions, for every pipeline (or one).
-std::map<std::pair<std::string, std::string>, Sample> sample(detail::Connection& conn,
-                                                             const std::vector<std::string>& pipelines) {
+std::map<std::pair<std::string, std::string>, Sample> sample(
+    detail::Connection& conn, const std::vector<std::string>& pipelines) {
   std::map<std::pair<std::string, std::string>, Sample> result;
   for (const std::string& p : pipelines) {
     const detail::StreamNames names(p);
@@ -62,10 +63,11 @@ std::vector<StageStatus> redis_status(const std::string& url, const std::string&
     if (std::find(pipelines.begin(), pipelines.end(), pipeline) == pipelines.end()) {
       std::string here;
       for (const std::string& name : pipelines) here += (here.empty() ? "" : ", ") + name;
-      throw ConfigError({}, "pipeline",
-                        "no pipeline '" + pipeline + "' on this Redis" +
-                            (here.empty() ? " (none yet: start one with `micromodels run FILE --broker URL`)"
-                                          : "; pipelines here: " + here));
+      throw ConfigError(
+          {}, "pipeline",
+          "no pipeline '" + pipeline + "' on this Redis" +
+              (here.empty() ? " (none yet: start one with `micromodels run FILE --broker URL`)"
+                            : "; pipelines here: " + here));
     }
     pipelines = {pipeline};
   }
@@ -83,8 +85,12 @@ std::vector<StageStatus> redis_status(const std::string& url, const std::string&
     }
     for (const auto& [id, s] : second) {
       if (id.first != p) continue;
-      StageStatus row{.pipeline = p, .stage = id.second, .length = s.length, .lag = s.lag,
-                      .pending = s.pending, .consumers = live[id.second]};
+      StageStatus row{.pipeline = p,
+                      .stage = id.second,
+                      .length = s.length,
+                      .lag = s.lag,
+                      .pending = s.pending,
+                      .consumers = live[id.second]};
       const auto before = first.find(id);
       if (before != first.end() && elapsed > 0 && s.read >= before->second.read) {
         row.rate = static_cast<double>(s.read - before->second.read) / elapsed;
@@ -118,10 +124,16 @@ std::string status_table(const std::vector<StageStatus>& status) {
   std::vector<std::vector<std::string>> rows;
   for (const StageStatus& s : status) {
     rows.push_back({s.pipeline, s.stage, std::to_string(s.lag), std::to_string(s.pending),
-                    std::to_string(s.length), std::to_string(s.consumers), fmt::format("{:.1f}", s.rate)});
+                    std::to_string(s.length), std::to_string(s.consumers),
+                    fmt::format("{:.1f}", s.rate)});
   }
-  return detail::render_table({{"", "pipeline", true}, {"", "stage", true}, {"", "backlog"}, {"", "pending"},
-                               {"", "length"}, {"", "consumers"}, {"", "rate/s"}},
+  return detail::render_table({{"", "pipeline", true},
+                               {"", "stage", true},
+                               {"", "backlog"},
+                               {"", "pending"},
+                               {"", "length"},
+                               {"", "consumers"},
+                               {"", "rate/s"}},
                               rows);
 }
 

@@ -13,9 +13,10 @@
 
 #include <spdlog/fmt/fmt.h>
 
+#include "micromodels/redis.hpp"
+
 #include "keeper.hpp"
 #include "live_set.hpp"
-#include "micromodels/redis.hpp"
 #include "redis_inlet.hpp"
 #include "redis_outlet.hpp"
 #include "session.hpp"
@@ -107,12 +108,16 @@ std::vector<HopBytes> RedisTransport::hop_bytes() const {
   for (const PlanStage& to : session_->plan->stages()) {
     for (std::size_t from : to.inputs) {
       const std::string& name = session_->plan->stages()[from].name();
-      const auto count = [&](std::string_view what) {  // the keepers' totals (Keeper::add_hop_bytes)
-        const std::string key = name + ">" + to.name() + std::string(what);
-        return static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), key)));
-      };
-      hops.push_back({.from = name, .to = to.name(), .packets = count(":packets"),
-                      .bytes = count(":bytes"), .image_bytes = count(":images")});
+      const auto count =
+          [&](std::string_view what) {  // the keepers' totals (Keeper::add_hop_bytes)
+            const std::string key = name + ">" + to.name() + std::string(what);
+            return static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), key)));
+          };
+      hops.push_back({.from = name,
+                      .to = to.name(),
+                      .packets = count(":packets"),
+                      .bytes = count(":bytes"),
+                      .image_bytes = count(":images")});
     }
   }
   return hops;
@@ -135,7 +140,8 @@ std::vector<std::string> RedisTransport::served() const {
 }
 
 std::map<std::string, std::uint64_t> RedisTransport::events() const {
-  return {{"memory_pauses", session_->memory.pauses()}, {"memory_paused_ms", session_->memory.paused_ms()}};
+  return {{"memory_pauses", session_->memory.pauses()},
+          {"memory_paused_ms", session_->memory.paused_ms()}};
 }
 
 std::string RedisTransport::report() const {
@@ -165,11 +171,12 @@ std::string RedisTransport::report() const {
     for (const HopBytes& hop : hop_bytes()) {
       // No packets, no bytes: 0 per packet.
       const auto packets = static_cast<double>(std::max<std::uint64_t>(1, hop.packets));
-      out += fmt::format("  {:<14} -> {:<14} {:>10} packets {:>12}  {:>12}/packet  + images stored "
-                         "{:>12}/packet\n",
-                         hop.from, hop.to, hop.packets, format_bytes(static_cast<double>(hop.bytes)),
-                         format_bytes(static_cast<double>(hop.bytes) / packets),
-                         format_bytes(static_cast<double>(hop.image_bytes) / packets));
+      out += fmt::format(
+          "  {:<14} -> {:<14} {:>10} packets {:>12}  {:>12}/packet  + images stored "
+          "{:>12}/packet\n",
+          hop.from, hop.to, hop.packets, format_bytes(static_cast<double>(hop.bytes)),
+          format_bytes(static_cast<double>(hop.bytes) / packets),
+          format_bytes(static_cast<double>(hop.image_bytes) / packets));
     }
     auto conn = session_->connect();
     const detail::Reply counters = conn->command({"HGETALL", session_->names->counters()});
@@ -180,8 +187,9 @@ std::string RedisTransport::report() const {
            session_->names->dead_letter() + ")\n";
     if (const long long pauses = count("memory_pauses"); pauses > 0) {
       const double paused_s = static_cast<double>(count("memory_paused_ms")) / 1000;
-      out += fmt::format("held back for Redis's memory: {} times, {:.1f} s in all (all processes)\n",
-                         pauses, paused_s);
+      out +=
+          fmt::format("held back for Redis's memory: {} times, {:.1f} s in all (all processes)\n",
+                      pauses, paused_s);
     }
   } catch (const BrokerError& error) {
     out += "  (Redis unreachable: " + std::string(error.what()) + ")\n";

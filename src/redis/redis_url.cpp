@@ -49,13 +49,15 @@ std::string RedisUrl::where() const {
 RedisUrl parse_redis_url(std::string_view url) {
   constexpr std::string_view kScheme = "redis://";
   if (const std::string shown = without_password(url); shown != url) {
-    bad(shown, "a password in the URL would show in process lists and logs; put it in "
-               "MICROMODELS_REDIS_PASSWORD, or in a file named by "
-               "MICROMODELS_REDIS_PASSWORD_FILE, and keep only the user in the URL");
+    bad(shown,
+        "a password in the URL would show in process lists and logs; put it in "
+        "MICROMODELS_REDIS_PASSWORD, or in a file named by "
+        "MICROMODELS_REDIS_PASSWORD_FILE, and keep only the user in the URL");
   }
   if (url.starts_with("rediss://")) {
-    bad(url, "TLS is reached through a tunnel: run stunnel in client mode on this machine and "
-             "pass its local end, redis://127.0.0.1:PORT (docs/distributed.md#tls)");
+    bad(url,
+        "TLS is reached through a tunnel: run stunnel in client mode on this machine and "
+        "pass its local end, redis://127.0.0.1:PORT (docs/distributed.md#tls)");
   }
   if (!url.starts_with(kScheme)) bad(url, "not a redis:// URL");
   std::string_view rest = url.substr(kScheme.size());

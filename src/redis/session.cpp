@@ -1,9 +1,5 @@
 #include "session.hpp"
 
-#include "redis_password.hpp"
-
-#include <unistd.h>
-
 #include <charconv>
 #include <chrono>
 #include <random>
@@ -11,6 +7,9 @@
 
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <unistd.h>
+
+#include "redis_password.hpp"
 
 namespace micromodels::detail {
 
@@ -25,7 +24,8 @@ std::string consumer_prefix() {
   const int n = ++instances;
   char host[256] = "host";
   gethostname(host, sizeof host - 1);
-  return std::string(host) + ":" + std::to_string(getpid()) + (n > 1 ? "." + std::to_string(n) : "");
+  return std::string(host) + ":" + std::to_string(getpid()) +
+         (n > 1 ? "." + std::to_string(n) : "");
 }
 
 // `mm:{P}:run` holds "RUN VERSION", 16 hex digits each; {0, 0} when there is no run. An error
@@ -34,8 +34,9 @@ std::string consumer_prefix() {
 std::pair<std::uint64_t, std::uint64_t> read_run(Connection& conn, const Session& session) {
   const Reply reply = conn.command({"GET", session.names->run()});
   if (is_error(reply.get())) {
-    throw BrokerError(BrokerError::Kind::unreachable, "Redis at " + session.url.where() +
-                                                          " is not ready: " + std::string(text(reply.get())));
+    throw BrokerError(
+        BrokerError::Kind::unreachable,
+        "Redis at " + session.url.where() + " is not ready: " + std::string(text(reply.get())));
   }
   const std::string_view value = text(reply.get());
   std::uint64_t run = 0;
@@ -80,8 +81,9 @@ void Session::bind(const Plan& bound) {
   image_store =
       std::make_unique<ImageStore>(writer, *names, images, pipeline.wire().image_ttl_s, in_flight);
   if (options.max_deliveries < 1) {
-    throw ConfigError({}, "max_deliveries",
-                      "--max-deliveries must be at least 1, got " + std::to_string(options.max_deliveries));
+    throw ConfigError(
+        {}, "max_deliveries",
+        "--max-deliveries must be at least 1, got " + std::to_string(options.max_deliveries));
   }
   if (!is_run()) {
     std::string servable;
@@ -89,14 +91,16 @@ void Session::bind(const Plan& bound) {
       if (!s.source() && !s.sink()) servable += (servable.empty() ? "" : ", ") + s.name();
     }
     if (options.stages.empty()) {
-      throw ConfigError({}, "stages", "a worker needs --stages, e.g. --stages " +
-                                          servable.substr(0, servable.find(',')));
+      throw ConfigError(
+          {}, "stages",
+          "a worker needs --stages, e.g. --stages " + servable.substr(0, servable.find(',')));
     }
     for (const std::string& name : options.stages) {
       const PlanStage* stage = bound.find(name);
       if (stage == nullptr) {
-        throw ConfigError({}, "stages", "--stages: pipeline '" + pipeline.name() +
-                                            "' has no stage '" + name + "'; a worker can serve: " + servable);
+        throw ConfigError({}, "stages",
+                          "--stages: pipeline '" + pipeline.name() + "' has no stage '" + name +
+                              "'; a worker can serve: " + servable);
       }
       if (stage->source() || stage->sink()) {
         throw ConfigError({}, "stages",
@@ -170,7 +174,8 @@ void create_group(Connection& conn, const std::string& key, const std::string& g
     const bool oom = !memory_refusal(made.get()).empty();
     if (!oom || tried == kTries) {
       throw std::runtime_error("cannot create consumer group '" + group + "' on " + key + ": " +
-                               std::string(why) + (oom ? " (for " + tried_for + " s): raise maxmemory" : ""));
+                               std::string(why) +
+                               (oom ? " (for " + tried_for + " s): raise maxmemory" : ""));
     }
     std::this_thread::sleep_for(kWait);
   }
@@ -182,7 +187,8 @@ void Session::produced(std::size_t source, std::uint32_t stream, std::uint64_t s
   n = std::max(n, seq + 1);
 }
 
-std::map<std::uint32_t, std::uint64_t> Session::produced_by(const std::vector<std::size_t>& sources) const {
+std::map<std::uint32_t, std::uint64_t> Session::produced_by(
+    const std::vector<std::size_t>& sources) const {
   std::map<std::uint32_t, std::uint64_t> counts;
   std::lock_guard lock(produced_mutex_);
   for (std::size_t source : sources) {
@@ -204,8 +210,8 @@ std::string Session::reached() const {
   for (const auto& [source, streams] : produced_) {
     for (const auto& [stream, n] : streams) sent += n;
   }
-  return std::to_string(host_ != nullptr ? host_->packets_out() : 0) + " of " + std::to_string(sent) +
-         " packets reached the sinks";
+  return std::to_string(host_ != nullptr ? host_->packets_out() : 0) + " of " +
+         std::to_string(sent) + " packets reached the sinks";
 }
 
 bool Session::holds_run(Connection& conn) {
@@ -213,8 +219,8 @@ bool Session::holds_run(Connection& conn) {
   if (current == run_.load()) return true;
   const std::string what =
       current == 0 ? "Redis at " + url.where() + " no longer holds this run (its keys were deleted)"
-                   : "another run of pipeline '" + plan->pipeline().name() + "' started on Redis at " +
-                         url.where() + " and reset this run's queues";
+                   : "another run of pipeline '" + plan->pipeline().name() +
+                         "' started on Redis at " + url.where() + " and reset this run's queues";
   fail(std::make_exception_ptr(BrokerError(
       BrokerError::Kind::lost,
       what + ": " + reached() +
@@ -236,11 +242,13 @@ bool Session::reconnect(const BrokerError& error, std::string_view who) {
       auto conn = connect();
       const std::uint64_t current = read_run(*conn, *this).first;  // throws while Redis loads
       if (is_run() && current != run_.load()) {
-        return lost(BrokerError(
-            BrokerError::Kind::lost,
-            "Redis at " + url.where() + " came back without this run's queues (it restarted without "
-            "persistence, or another run of pipeline '" + plan->pipeline().name() + "' reset them): " +
-                reached() + "; rerun, or give Redis persistence (appendonly yes) so that a run "
+        return lost(
+            BrokerError(BrokerError::Kind::lost,
+                        "Redis at " + url.where() +
+                            " came back without this run's queues (it restarted without "
+                            "persistence, or another run of pipeline '" +
+                            plan->pipeline().name() + "' reset them): " + reached() +
+                            "; rerun, or give Redis persistence (appendonly yes) so that a run "
                             "survives a restart"));
       }
       log().info("{}: reconnected to Redis at {}", who, url.where());

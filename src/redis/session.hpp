@@ -15,11 +15,12 @@
 
 #include <spdlog/spdlog.h>
 
-#include "memory_gate.hpp"
 #include "micromodels/redis.hpp"
+
+#include "image_store.hpp"
+#include "memory_gate.hpp"
 #include "redis_connection.hpp"
 #include "stream_names.hpp"
-#include "image_store.hpp"
 #include "wire/hop_codec.hpp"
 #include "writer.hpp"
 
@@ -67,7 +68,9 @@ class Session {
   // Failure policy: a lost connection is retried for reconnect_s (0: for ever). The run process
   // then checks that Redis still holds its run (it may have restarted without persistence) and
   // stops with a clear error otherwise: never a silent loss.
-  [[nodiscard]] std::unique_ptr<Connection> connect() const { return std::make_unique<Connection>(url); }
+  [[nodiscard]] std::unique_ptr<Connection> connect() const {
+    return std::make_unique<Connection>(url);
+  }
   /// False when the run must stop (the error went to the host).
   bool reconnect(const BrokerError& error, std::string_view who);
   /// The skeleton of every loop that talks to Redis (the writer's, the keeper's, an inlet's):

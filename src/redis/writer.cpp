@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "micromodels/redis.hpp"
+
 #include "redis_outlet.hpp"
 #include "session.hpp"
 
@@ -73,9 +74,9 @@ void Writer::answered(Command& command, const redisReply* reply) {
     if (name == "XADD" || name == "SET") {
       // Redis will not keep a packet or the image it refers to (a key of another type): the
       // run cannot deliver it, so it stops rather than lose it.
-      session_.fail(std::make_exception_ptr(
-          BrokerError(BrokerError::Kind::lost, "Redis at " + session_.url.where() + " refused " + name +
-                                                   " of " + command.args.items()[1] + ": " + why)));
+      session_.fail(std::make_exception_ptr(BrokerError(
+          BrokerError::Kind::lost, "Redis at " + session_.url.where() + " refused " + name +
+                                       " of " + command.args.items()[1] + ": " + why)));
     } else if (!why.starts_with("NOGROUP")) {  // NOGROUP: a new run reset the stream
       log().warn("Redis refused {}: {}", name, why);
     }
@@ -112,7 +113,8 @@ void Writer::read_replies(Connection& conn, std::vector<Command>& sent) {
 bool Writer::transact(Connection& conn, std::vector<Command>& batch) {
   const auto n = static_cast<std::ptrdiff_t>(std::min(batch.size(), most_per_transaction_));
   const auto end = batch.begin() + n;
-  const bool growing = std::any_of(batch.begin(), end, [](const Command& c) { return grows(c.args); });
+  const bool growing =
+      std::any_of(batch.begin(), end, [](const Command& c) { return grows(c.args); });
   if (growing) conn.append({"MULTI"});
   for (auto it = batch.begin(); it != end; ++it) conn.append(it->args);
   if (growing) conn.append({"EXEC"});
@@ -120,7 +122,7 @@ bool Writer::transact(Connection& conn, std::vector<Command>& batch) {
   if (!growing) {  // nothing Redis could refuse for memory
     for (auto it = batch.begin(); it != end; ++it) answered(*it, conn.read().get());
   } else {
-    (void)conn.read();  // MULTI's OK
+    (void)conn.read();    // MULTI's OK
     std::string refusal;  // the first command Redis would not queue, and why
     for (auto it = batch.begin(); it != end; ++it) {
       const Reply queued = conn.read();
@@ -132,7 +134,7 @@ bool Writer::transact(Connection& conn, std::vector<Command>& batch) {
     }
     const Reply done = conn.read();
     if (is_error(done.get())) {  // EXECABORT: nothing of it was done
-      if (refusal.empty()) {  // every command was queued: Redis refused them at EXEC, when it
+      if (refusal.empty()) {     // every command was queued: Redis refused them at EXEC, when it
         const std::string_view why = memory_refusal(done.get());  // checks its memory again
         refusal = why.empty() ? text(done.get()) : why;
       }
@@ -140,12 +142,12 @@ bool Writer::transact(Connection& conn, std::vector<Command>& batch) {
       const bool oom = refusal.starts_with("OOM");
       if (!oom || !session_.memory.fits(bytes)) {
         session_.fail(std::make_exception_ptr(BrokerError(
-            BrokerError::Kind::lost,
-            "Redis at " + session_.url.where() + " refused a write: " + refusal +
-                (oom
-                     ? "; it is " + std::to_string(bytes) + " bytes, more than Redis can ever hold (" +
-                           session_.memory.figures() + "): raise maxmemory"
-                     : ""))));
+            BrokerError::Kind::lost, "Redis at " + session_.url.where() +
+                                         " refused a write: " + refusal +
+                                         (oom ? "; it is " + std::to_string(bytes) +
+                                                    " bytes, more than Redis can ever hold (" +
+                                                    session_.memory.figures() + "): raise maxmemory"
+                                              : ""))));
       }
       most_per_transaction_ = std::max<std::size_t>(1, most_per_transaction_ / 2);
       return false;
@@ -162,8 +164,9 @@ bool Writer::transact(Connection& conn, std::vector<Command>& batch) {
 std::size_t Writer::outputs_in(const std::vector<Command>& batch) {
   const auto output = [](const Command& c) { return c.args.items().front() == "XADD"; };
   std::lock_guard lock(mutex_);
-  return std::max<std::size_t>(1, static_cast<std::size_t>(std::count_if(batch.begin(), batch.end(), output) +
-                                                           std::count_if(pending_.begin(), pending_.end(), output)));
+  return std::max<std::size_t>(
+      1, static_cast<std::size_t>(std::count_if(batch.begin(), batch.end(), output) +
+                                  std::count_if(pending_.begin(), pending_.end(), output)));
 }
 
 // The process stops while Redis refuses its writes: what waits is given up (and what came after
@@ -176,9 +179,10 @@ void Writer::give_up(std::vector<Command>& batch) {
     n += pending_.size();
     pending_.clear();
   }
-  log().warn("Redis at {} refuses writes for memory while this process stops: {} commands not "
-             "written; the packets they were for stay pending in Redis for another process",
-             session_.url.where(), n);
+  log().warn(
+      "Redis at {} refuses writes for memory while this process stops: {} commands not "
+      "written; the packets they were for stay pending in Redis for another process",
+      session_.url.where(), n);
   batch.clear();
   session_.memory.refused(0);
   confirm(n);
@@ -203,7 +207,8 @@ void Writer::run() {
         wake_.wait_for(lock, wait, [this] { return !pending_.empty() || stopping_; });
         waiting_ = false;
       }
-      const std::size_t take = std::min(pending_.size(), kMostPerBatch - std::min(kMostPerBatch, batch.size()));
+      const std::size_t take =
+          std::min(pending_.size(), kMostPerBatch - std::min(kMostPerBatch, batch.size()));
       batch.insert(batch.end(), std::make_move_iterator(pending_.begin()),
                    std::make_move_iterator(pending_.begin() + static_cast<std::ptrdiff_t>(take)));
       pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(take));
