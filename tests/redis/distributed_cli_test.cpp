@@ -758,6 +758,12 @@ TEST_F(DistributedCliTest, RedisRestartedWithItsDataLetsTheRunResumeAndFinish) {
   const fs::path file = write_pipeline(150, "service_ms: 1", ", rate: 50");  // 3 s
   auto worker_process =
       start("w", {"worker", file.string(), "--broker", redis.url(), "--stages", "work"});
+  {
+    // Up before Redis goes away: a worker that cannot reach Redis when it starts gives up (exit
+    // 3), and on a busy machine it can start in the half second Redis is down.
+    Redis live(redis.url());
+    RedisTest::wait_live(live, "work", 1);
+  }
   auto run = start("run", {"run", file.string(), "--broker", redis.url(), "-q", "--serve", "none",
                            "--reclaim-ms", "300"});
   redis.wait_for_run(name_);
