@@ -26,7 +26,6 @@ struct Landmarks68::Impl {
     std::vector<float> leaves;                      // tree after tree, nodes + 1 leaves of `dims`
     std::vector<unsigned long> anchor_idx;          // the feature pixels, against the shape
     std::vector<dlib::vector<float, 2>> deltas;
-    std::size_t trees = 0;
   };
   dlib::matrix<float, 0, 1> initial_shape;
   std::vector<Cascade> cascades;
@@ -62,16 +61,16 @@ void Landmarks68::Impl::load(std::istream& in) {
     throw dlib::serialization_error("no cascades, or cascades without their feature pixels");
   }
   nodes = forests.front().front().splits.size();
+  if (nodes == 0) throw dlib::serialization_error("trees without splits");
   for (std::size_t c = 0; c < forests.size(); ++c) {
     Cascade cascade;
-    cascade.trees = forests[c].size();
     cascade.anchor_idx = std::move(anchor_idx[c]);
     cascade.deltas = std::move(deltas[c]);
     if (cascade.anchor_idx.size() != cascade.deltas.size()) {
       throw dlib::serialization_error("a cascade's anchors and offsets differ in number");
     }
-    cascade.splits.reserve(cascade.trees * nodes);
-    cascade.leaves.reserve(cascade.trees * (nodes + 1) * dims);
+    cascade.splits.reserve(forests[c].size() * nodes);
+    cascade.leaves.reserve(forests[c].size() * (nodes + 1) * dims);
     for (dlib::impl::regression_tree& tree : forests[c]) {
       if (tree.splits.size() != nodes || tree.leaf_values.size() != nodes + 1) {
         throw dlib::serialization_error("trees of different depths");
@@ -102,8 +101,8 @@ Landmarks68Points Landmarks68::Impl::fit(const dlib::cv_image<unsigned char>& im
   for (const Cascade& cascade : cascades) {
     dlib::impl::extract_feature_pixel_values(image, box, shape, initial_shape, cascade.anchor_idx,
                                              cascade.deltas, pixels);
-    chosen.resize(cascade.trees);
-    for (std::size_t t = 0; t < cascade.trees; ++t) {
+    chosen.resize(cascade.splits.size() / nodes);  // one leaf per tree
+    for (std::size_t t = 0; t < chosen.size(); ++t) {
       const dlib::impl::split_feature* split = &cascade.splits[t * nodes];
       std::size_t i = 0;
       while (i < nodes) {  // as dlib::impl::regression_tree::operator()
