@@ -21,6 +21,7 @@
 #include <exception>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <numbers>
@@ -753,11 +754,15 @@ StepEval summarise_step(EvalState& s, double angle, std::uint64_t period) {
   t.angle_deg = angle;
   t.period_frames = period;
   std::vector<std::vector<double>> in(period), residual(period), release(period);
-  std::set<std::uint64_t> looks;  // the periods down that were measured
+  std::vector<std::vector<double>> in_ungated(period), residual_ungated(period);
+  std::set<std::uint64_t> looks;           // the periods down that were measured
+  std::map<std::uint64_t, std::string> faded;  // period down -> the first fade's reason
   for (auto& [seq, frame] : s.frames) {
     if (frame.strength < 0.999 || frame.turned_strength < 0 || seq < period) continue;
     const std::uint64_t k = seq % period;
     const bool down = (seq / period) % 2 == 1;
+    const bool ungated = frame.turned_strength >= 0.999;
+    if (down && !ungated) faded.emplace(seq / period, frame.turned_reason);
     for (std::optional<EyeRecord>& eye : frame.eyes) {
       if (!eye || eye->turned_in.empty() || eye->turned_out.empty()) continue;
       const double known = kEyeballRadius * eye->eye.width() * std::sin(angle * std::numbers::pi / 180);
@@ -772,19 +777,32 @@ StepEval summarise_step(EvalState& s, double angle, std::uint64_t period) {
       } else if (const auto m = measure_turn(eye->turned_in, eye->in, local, range)) {
         in[k].push_back(*m);
         residual[k].push_back(*left);
+        if (ungated) {
+          in_ungated[k].push_back(*m);
+          residual_ungated[k].push_back(*left);
+        }
         looks.insert(seq / period);
       }
     }
   }
   t.steps = looks.size();
-  std::vector<double> later;
+  for (const auto& [look, reason] : faded) {
+    if (looks.contains(look)) ++t.faded_looks[reason];
+  }
+  std::vector<double> later, later_ungated;
   for (std::uint64_t k = 0; k < period; ++k) {
     t.recovery.push_back(1 - ratio(median(residual[k]), median(in[k])));
     t.release.push_back(median(release[k]));
-    if (2 * k >= period) later.push_back(t.recovery.back());
+    if (2 * k >= period) {
+      later.push_back(t.recovery.back());
+      if (!in_ungated[k].empty()) {
+        later_ungated.push_back(1 - ratio(median(residual_ungated[k]), median(in_ungated[k])));
+      }
+    }
   }
   t.steady = median(later);
-  for (std::uint64_t k = 0; k < period; ++k) {
+  t.steady_ungated = median(later_ungated);
+  for (std::uint64_t k = 0; k < period && t.steady > 0; ++k) {
     if (t.recovery[k] >= 0.5 * t.steady) {
       t.lag_frames = static_cast<double>(k);
       break;
@@ -937,6 +955,8 @@ Json to_json(const EyeContactEval& e) {
             {"steps", e.step->steps},
             {"recovery", e.step->recovery},
             {"steady", e.step->steady},
+            {"steady_ungated", e.step->steady_ungated},
+            {"faded_looks", e.step->faded_looks},
             {"lag_frames", e.step->lag_frames},
             {"release", e.step->release}};
   }
@@ -1030,10 +1050,20 @@ void print_eval(const EyeContactEval& e) {
       for (std::size_t k = 0; k < std::min<std::size_t>(6, v.size()); ++k) text += (k ? " " : "") + num(v[k], 2);
       return text;
     };
-    std::printf("  turned down %2.0f deg every other %llu frames: %llu looks down\n", t.angle_deg,
-                static_cast<unsigned long long>(t.period_frames), static_cast<unsigned long long>(t.steps));
+    std::uint64_t faded = 0;
+    std::string why;
+    for (const auto& [reason, count] : t.faded_looks) {
+      faded += count;
+      why += (why.empty() ? "" : ", ") + reason + " " + std::to_string(count);
+    }
+    std::printf("  turned down %2.0f deg every other %llu frames: %llu looks down, %llu faded out in the "
+                "turned run%s\n",
+                t.angle_deg, static_cast<unsigned long long>(t.period_frames),
+                static_cast<unsigned long long>(t.steps), static_cast<unsigned long long>(faded),
+                why.empty() ? "" : (" (" + why + ")").c_str());
     row("    recovery, frames 0-5 after the look down", first(t.recovery), "");
     row("    steady recovery; half of it reached at frame", num(t.steady) + "; " + num(t.lag_frames, 0), "");
+    row("    steady recovery where the turned run corrected fully", num(t.steady_ungated), "");
     row("    turn left, frames 0-5 after the look back up", first(t.release), "");
   }
   std::printf("  output: %s\n", e.output_video.string().c_str());

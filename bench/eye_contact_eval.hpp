@@ -47,6 +47,11 @@ struct StepEval {
   std::uint64_t steps = 0;           // looks down measured
   std::vector<double> recovery;      // per frame since the look down (0: the first frame down)
   double steady = 0;                 // median of `recovery` from the period's second half on
+  // Looks in which the turned run's correction faded (a turned eye judged a blink, a look away,
+  // ...) while the unturned run's did not, by the turned run's gaze_reason on its first such
+  // frame; and `steady` over the frames the turned run corrected fully.
+  std::map<std::string, std::uint64_t> faded_looks;
+  double steady_ungated = 0;
   double lag_frames = -1;            // first frame since the look down at half of `steady`; -1 never
   std::vector<double> release;       // per frame since the look back up: the output's turn
                                      // against the unturned run's, share of the known turn

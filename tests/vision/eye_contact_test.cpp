@@ -209,6 +209,8 @@ TEST_F(EyeContactTest, TheStepRunMeasuresHowSoonTheCorrectionFollows) {
   ASSERT_EQ(step.recovery.size(), 25u);
   ASSERT_EQ(step.release.size(), 25u);
   EXPECT_GT(step.steady, 0.6);
+  EXPECT_TRUE(step.faded_looks.empty());  // cap12's turned eyes are never gated
+  EXPECT_DOUBLE_EQ(step.steady_ungated, step.steady);
   EXPECT_GE(step.lag_frames, 0);
   EXPECT_LE(step.lag_frames, 8);  // 6 here; a floor against regressions
   const std::vector<double> late(step.release.begin() + 12, step.release.end());
