@@ -305,6 +305,8 @@ class GazeEstimate final : public Stage {
       std::optional<Gaze>& last = state.gaze[s];
       Gaze gated = g;  // what the gates read: the frame's own, averaged with the last only
       if (big && open && visible && brows_raised && state.held[s]) {
+        // The gates read this frame's own, averaged with the last one before the raise, which
+        // `last` keeps for when the brows come down.
         if (last) {
           gated = {last->pitch_deg + kGazeWeight * (g.pitch_deg - last->pitch_deg),
                    last->yaw_deg + kGazeWeight * (g.yaw_deg - last->yaw_deg)};
