@@ -8,6 +8,8 @@
 // missing face, iris or eye, a blink or small eyes; a smooth fade over a band of degrees for the
 // head's yaw and pitch and the gaze's angle. The strength then moves toward the product by at
 // most 1/fade_frames per frame, so that corrections fade in and out instead of popping.
+// While the brows are raised (they lift the upper lids, which the iris is placed from, without
+// turning the eyes), the gaze written is held where it was.
 // Per stream: run it with state: per_stream.
 #include <algorithm>
 #include <array>
