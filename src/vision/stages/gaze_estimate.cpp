@@ -153,6 +153,12 @@ std::optional<double> brow_height(const Points& landmarks) {
   return sum / 2;
 }
 
+// `from` moved toward `to` by the share `k` (an exponential average's step).
+Gaze toward(Gaze from, Gaze to, float k) {
+  return {from.pitch_deg + k * (to.pitch_deg - from.pitch_deg),
+          from.yaw_deg + k * (to.yaw_deg - from.yaw_deg)};
+}
+
 // The gaze reported stays where it is while the averaged estimate moves within `hold_deg` of
 // it, and beyond that follows it at that distance (a backlash): the estimate's frame-to-frame
 // noise, smaller than the band, no longer moves the eyes, and a real change of gaze is followed
@@ -297,38 +303,28 @@ class GazeEstimate final : public Stage {
           {confidence, std::clamp(seen[s] / (2 * params_.min_eye_contrast), 0.0, 1.0),
            std::clamp(static_cast<double>(width) / (2 * params_.min_eye_px), 0.0, 1.0)});
       Eyeball ball = eyeball(six[0], six[3], side, head, params_.eyeball);
+      const bool readable = big && open && visible;  // its gaze can be read
       std::optional<cv::Point2f>& kept = state.centre[s];
-      if (width > 0 && big && open && visible) {  // a closing lid is not the eyeball moving
+      if (width > 0 && readable) {  // a closing lid is not the eyeball moving
         const cv::Point2f now = ball.axes.to_eye(ball.center) * (1.0f / width);
         kept = kept ? *kept + (now - *kept) * (1.0f / kCentreFrames) : now;
       }
       if (kept) ball.center = ball.axes.to_frame(*kept * width);
       Gaze g = ball.gaze_of(unfollow_corners(ball, eye->iris_center, params_.corner_follow));
       std::optional<Gaze>& last = state.gaze[s];
-      Gaze gated = g;  // what the gates read: the frame's own, averaged with the last only
-      if (big && open && visible && brows_raised && state.held[s]) {
-        // The gates read this frame's own, averaged with the last one before the raise, which
-        // `last` keeps for when the brows come down.
-        if (last) {
-          gated = {last->pitch_deg + kGazeWeight * (g.pitch_deg - last->pitch_deg),
-                   last->yaw_deg + kGazeWeight * (g.yaw_deg - last->yaw_deg)};
-        }
+      // What the gates read: the frame's own, averaged with the last (while the brows hold the
+      // gaze, the last one before the raise, which `last` keeps for when they come down).
+      const Gaze gated = readable && last ? toward(*last, g, kGazeWeight) : g;
+      if (readable && brows_raised && state.held[s]) {
         g = *state.held[s];  // the lids moved with the brows, not with the eyes
-      } else if (big && open && visible) {
-        if (last) {
-          g = {last->pitch_deg + kGazeWeight * (g.pitch_deg - last->pitch_deg),
-               last->yaw_deg + kGazeWeight * (g.yaw_deg - last->yaw_deg)};
-        }
-        last = g;
-        gated = g;
+      } else if (readable) {
+        last = gated;
         // The gaze that the correction is made from, kept through blinks (a closing lid reads as
         // a look down, so it does not count).
         std::optional<Gaze>& steady = state.steady[s];  // with 1, exactly this frame's
-        const auto k = static_cast<float>(1 / params_.average_frames);
         steady = steady && params_.average_frames > 1
-                     ? Gaze{steady->pitch_deg + k * (g.pitch_deg - steady->pitch_deg),
-                            steady->yaw_deg + k * (g.yaw_deg - steady->yaw_deg)}
-                     : g;
+                     ? toward(*steady, gated, static_cast<float>(1 / params_.average_frames))
+                     : gated;
         g = hold(state.held[s], *steady, params_.hold_deg);
       } else {
         last.reset();  // after a blink, from the eye as it opens
