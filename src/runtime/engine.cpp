@@ -419,11 +419,20 @@ void Engine::route(Node& node, std::vector<Packet>& outputs, std::span<const Key
   const auto delta = static_cast<std::int64_t>(outputs.size()) * edges - consumed;
   if (delta != 0) add_in_flight(delta);  // a 1-to-1 hop leaves the shared counter alone
   node.emitted.fetch_add(outputs.size(), std::memory_order_relaxed);
-  for (Packet& packet : outputs) {
-    node.tap.pass(packet);
-    for (std::size_t e = 0; e + 1 < node.outputs.size(); ++e) deliver(node.outputs[e], Packet(packet));
-    deliver(node.outputs.back(), std::move(packet));
+  if (outputs.size() > 1) {
+    for (const Packet& packet : outputs) node.tap.pass(packet);
+    for (std::size_t e = 0; e + 1 < node.outputs.size(); ++e) {
+      std::vector<Packet> copies(outputs);
+      deliver_all(node.outputs[e], copies);
+    }
+    deliver_all(node.outputs.back(), outputs);
+    return;
   }
+  node.tap.pass(outputs.front());
+  for (std::size_t e = 0; e + 1 < node.outputs.size(); ++e) {
+    deliver(node.outputs[e], Packet(outputs.front()));
+  }
+  deliver(node.outputs.back(), std::move(outputs.front()));
 }
 
 void Engine::record_ages(Node& node, std::span<const Key> done, std::int64_t now,
@@ -541,6 +550,38 @@ void Engine::deliver(const Edge& edge, Packet&& packet, Ticket ticket) {
       }
     } else {
       release_locked(to, std::move(packet), ticket, after);
+    }
+    claimed = claim_locked(to);
+  }
+  after_delivery(to, after, claimed);
+}
+
+void Engine::deliver_all(const Edge& edge, std::vector<Packet>& packets) {
+  if (edge.outlet != nullptr || edge.node->joins_inputs()) {
+    for (Packet& packet : packets) deliver(edge, std::move(packet));
+    return;
+  }
+  // Under one lock, and each (stream, seq)'s packets to the reorder buffer together: another
+  // consumer's later seq cannot come between a packet and the extra ones of its call.
+  Node& to = *edge.node;
+  Aftermath after;
+  bool claimed = false;
+  {
+    std::lock_guard lock(to.mutex);
+    const auto count = static_cast<std::uint64_t>(packets.size());
+    to.arrived.store(to.arrived.load(std::memory_order_relaxed) + count, std::memory_order_relaxed);
+    for (auto first = packets.begin(); first != packets.end();) {
+      const auto same = [&](const Packet& p) {
+        return p.stream == first->stream && p.seq == first->seq;
+      };
+      const auto last = std::find_if_not(first, packets.end(), same);
+      if (to.ordered()) {
+        ReorderOut out{*this, to, after, true};
+        to.reorder.packets({first, last}, 0, out);
+      } else {
+        for (auto it = first; it != last; ++it) enqueue_locked(to, std::move(*it), 0, after);
+      }
+      first = last;
     }
     claimed = claim_locked(to);
   }

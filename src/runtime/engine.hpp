@@ -220,6 +220,7 @@ class Engine {
   void refuse_extra_outputs(Node& node, std::vector<Packet>& outputs);
   void propagate_skip(const Node& node, std::uint32_t stream, std::uint64_t seq);
   void deliver(const Edge& edge, Packet&& packet, Ticket ticket = 0);
+  void deliver_all(const Edge& edge, std::vector<Packet>& packets);  // one call's outputs
   void deliver_skip(const Edge& edge, std::uint32_t stream, std::uint64_t seq, Ticket ticket = 0);
   void after_delivery(Node& to, Aftermath& after, bool claimed);
   void settle(const Node& node, Ticket ticket) const {

@@ -5,6 +5,7 @@
 #include <deque>
 #include <map>
 #include <set>
+#include <span>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -27,20 +28,27 @@ class ReorderBuffer {
  public:
   template <class Out>
   void packet(Packet packet, Ticket ticket, Out& out) {
-    const std::uint32_t id = packet.stream;
+    packets({&packet, 1}, ticket, out);
+  }
+
+  /// Packets of one (stream, seq), all that one call of a stage emitted for it: they are
+  /// released together, so that no later seq comes between them.
+  template <class Out>
+  void packets(std::span<Packet> group, Ticket ticket, Out& out) {
+    const std::uint32_t id = group.front().stream;
+    const std::uint64_t seq = group.front().seq;
     Stream& s = streams_[id];
-    if (packet.seq < s.next) {  // a late extra output of an earlier seq: it goes on
-      emit(id, s, {std::move(packet), ticket}, out);
+    if (seq > s.next) {
+      std::vector<Parcel>& held = s.held[seq].packets;
+      for (Packet& packet : group) held.push_back({std::move(packet), ticket});
+      out.held(static_cast<std::int64_t>(group.size()));
       return;
     }
-    if (packet.seq > s.next) {
-      s.held[packet.seq].packets.push_back({std::move(packet), ticket});
-      out.held(1);
-      return;
-    }
-    ++s.next;
-    emit(id, s, {std::move(packet), ticket}, out);
-    drain(id, s, out);
+    // seq < next: a late extra output of an earlier seq (one that came another way): it goes on.
+    const bool next = seq == s.next;
+    if (next) ++s.next;
+    for (Packet& packet : group) emit(id, s, {std::move(packet), ticket}, out);
+    if (next) drain(id, s, out);
   }
 
   template <class Out>

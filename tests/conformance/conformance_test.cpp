@@ -205,9 +205,12 @@ TEST_P(ConformanceTest, AJoinThatTimesOutPassesWhatCameAndDropsTheLatePart) {
 }
 
 /// Emits each packet three times: as it came, then copies marked `copy` = 1 and 2.
+/// Emits three packets for each one: the input, then two copies (`copy` 1 and 2); takes 0 to
+/// 150 us, varying with the seq, so that its consumers finish out of order.
 class Thrice final : public Stage {
  public:
   void process(Packet packet, std::vector<Packet>& out) override {
+    std::this_thread::sleep_for(std::chrono::microseconds(packet.seq * 37 % 4 * 50));
     for (std::int64_t copy = 1; copy <= 2; ++copy) {
       out.push_back(packet);
       out.back().set("copy", copy);
@@ -233,10 +236,10 @@ TEST_P(ConformanceTest, SeveralPacketsForOneInputGoOnInOneProcessAndFailClearlyA
   registry_.add(stage_type("test.thrice", {.writes = {"copy"}},
                            [] { return std::make_unique<Thrice>(); }));
   Pipeline p;
-  p.add(source(20, 2));
-  // One consumer: with several, in one process, another consumer's later seq can reach the
-  // ordered stage between a packet and its extra one, which then goes on late (out of order).
-  p.add({.name = "thrice", .type = "test.thrice"});
+  p.add(source(200, 2));
+  // Several consumers: each call's packets reach the ordered stage together, so another
+  // consumer's later seq cannot come between a packet and its extra ones.
+  p.add({.name = "thrice", .type = "test.thrice", .consumers = 4});
   p.add({.name = "ordered", .type = "test.ordered", .ordered = true});
   p.add({.name = "tracked", .type = "test.tracked", .per_stream = true});
   p.add({.name = "sink", .type = "test.sink"});
@@ -256,15 +259,15 @@ TEST_P(ConformanceTest, SeveralPacketsForOneInputGoOnInOneProcessAndFailClearlyA
     }
     ASSERT_EQ(seqs.size(), 2u) << name;
     std::vector<std::uint64_t> want;
-    for (std::uint64_t seq = 0; seq < 20; ++seq) want.insert(want.end(), each, seq);
+    for (std::uint64_t seq = 0; seq < 200; ++seq) want.insert(want.end(), each, seq);
     for (const auto& [stream, got] : seqs) EXPECT_EQ(got, want) << name << ", stream " << stream;
   }
   const StageMetrics& thrice = *m.stage("thrice");
-  EXPECT_EQ(thrice.processed, 40u);
-  EXPECT_EQ(thrice.failed, across ? 80u : 0u);
-  EXPECT_EQ(thrice.dead_lettered, across ? 80u : 0u);
+  EXPECT_EQ(thrice.processed, 400u);
+  EXPECT_EQ(thrice.failed, across ? 800u : 0u);
+  EXPECT_EQ(thrice.dead_lettered, across ? 800u : 0u);
   std::vector<Record> dead = letters->take();
-  ASSERT_EQ(dead.size(), across ? 80u : 0u) << "every refused packet, two of each (stream, seq)";
+  ASSERT_EQ(dead.size(), across ? 800u : 0u) << "every refused packet, two of each (stream, seq)";
   std::map<std::pair<std::uint32_t, std::uint64_t>, std::set<std::int64_t>> copies;
   for (const Record& letter : dead) {
     copies[{letter.stream, letter.seq}].insert(letter.packet.get<std::int64_t>("copy"));
@@ -278,7 +281,7 @@ TEST_P(ConformanceTest, SeveralPacketsForOneInputGoOnInOneProcessAndFailClearlyA
   for (const auto& [key, got] : copies) {
     EXPECT_EQ(got, (std::set<std::int64_t>{1, 2})) << "stream " << key.first << " seq " << key.second;
   }
-  EXPECT_EQ(m.stage("sink")->processed, 40u * each);
+  EXPECT_EQ(m.stage("sink")->processed, 400u * each);
 }
 
 TEST_P(ConformanceTest, FailuresEveryNGoToTheDeadLetterStageCountedExactly) {
