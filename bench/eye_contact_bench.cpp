@@ -13,7 +13,8 @@
 //           x parallelism ratio (cores the micro run kept busy / cores the monolith kept busy)
 //
 // which holds exactly when both runs process the same frames; the work ratio is split into
-// fewer detections, batching and the rest.
+// fewer detections, batching and the rest. About 800 lines: the runs, the timing twins, the
+// calibration and the report all feed that one account, and are kept together with it.
 #include <algorithm>
 #include <atomic>
 #include <chrono>

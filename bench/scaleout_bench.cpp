@@ -4,7 +4,9 @@
 // worker count, not this machine's cores, is what varies; the figures are the frame rate per
 // worker count, the bytes per frame per hop, Redis's CPU per frame, and what each worker used of
 // its quota. Without root (or with --no-netns) the hosts are this machine's loopback, and it
-// says so; without cgroups the workers are not held to a quota, and it says so.
+// says so; without cgroups the workers are not held to a quota, and it says so. About 800 lines:
+// the processes' set-up on the test bed, the run per worker count and the report of each host's
+// share depend on one another's details (which host runs what, its quota, its address).
 #include <algorithm>
 #include <atomic>
 #include <chrono>

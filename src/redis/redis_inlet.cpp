@@ -1,4 +1,4 @@
-// RedisInlet: the three ways a stage reads its stream(s) (redis_inlet.hpp). About 600 lines, kept
+// RedisInlet: the three ways a stage reads its stream(s) (redis_inlet.hpp). About 720 lines, kept
 // in one file on purpose: the shared, partitioned and sink modes share one path for accepting an
 // entry and one for settling it, and the leases' take-over and give-up change both.
 #include "redis_inlet.hpp"
