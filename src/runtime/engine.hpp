@@ -114,6 +114,7 @@ class Node {
   std::mutex mutex;
   StageQueue queue;
   ReorderBuffer reorder;
+  bool warned_late = false;  // said once that a packet came after a later seq (under mutex)
   JoinTable joins;
   std::atomic<int> active{0};    // consumer turns claimed and not finished
   int untaken = 0;               // of those, turns that have not taken their packets yet
@@ -312,6 +313,7 @@ struct Engine::ReorderOut {
   }
   void settle(Ticket ticket) { after.settled.push_back(ticket); }
   void held(std::int64_t delta) { engine.held_.fetch_add(delta); }
+  void late(std::uint32_t stream, std::uint64_t seq, std::uint64_t next);
 };
 
 }  // namespace micromodels::detail

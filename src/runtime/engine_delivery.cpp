@@ -293,6 +293,17 @@ void Engine::release_locked(Node& to, Packet&& packet, Ticket ticket, Aftermath&
   to.reorder.packet(std::move(packet), ticket, out);
 }
 
+void Engine::ReorderOut::late(std::uint32_t stream, std::uint64_t seq, std::uint64_t next) {
+  if (std::exchange(to.warned_late, true)) return;
+  spdlog::warn(
+      "stage '{}': a packet of stream {} seq {} came after seq {} had gone on, so it goes on out "
+      "of order (said once per stage): a stage before it emitted several packets for one input, "
+      "and a stage with several consumers between them let a later seq pass. To keep the "
+      "order, give the stages between 'consumers: 1', or emit one packet that carries them all "
+      "(a list or tensor field)",
+      to.config.name, stream, seq, next - 1);
+}
+
 void Engine::enqueue_locked(Node& to, Packet&& packet, Ticket ticket, Aftermath& after) {
   std::optional<StageQueue::Dropped> dropped = to.queue.push({std::move(packet), t_clock, ticket});
   if (!dropped) return;

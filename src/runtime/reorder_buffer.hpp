@@ -23,7 +23,9 @@ namespace micromodels::detail {
 ///
 /// `Out` takes what is released: `bool room()`, `void enqueue(Packet, Ticket)`,
 /// `void skip(std::uint32_t stream, std::uint64_t seq, Ticket)` and `void settle(Ticket)` (the
-/// ticket of a duplicate skip), and `void held(std::int64_t)` (change in packets held for order).
+/// ticket of a duplicate skip), `void held(std::int64_t)` (change in packets held for order), and
+/// `void late(std::uint32_t stream, std::uint64_t seq, std::uint64_t next)` (a packet came after
+/// a later seq had gone on: it goes on out of order).
 class ReorderBuffer {
  public:
   template <class Out>
@@ -44,9 +46,15 @@ class ReorderBuffer {
       out.held(static_cast<std::int64_t>(group.size()));
       return;
     }
-    // seq < next: a late extra output of an earlier seq (one that came another way): it goes on.
+    // seq < next: another packet of a seq already released (a stage before emitted several for
+    // one input). It goes on; out of order when a later seq went on before it (passed it through
+    // a stage with several consumers).
     const bool next = seq == s.next;
-    if (next) ++s.next;
+    if (next) {
+      ++s.next;
+    } else if (seq + 1 < s.next) {
+      out.late(id, seq, s.next);
+    }
     for (Packet& packet : group) emit(id, s, {std::move(packet), ticket}, out);
     if (next) drain(id, s, out);
   }

@@ -28,6 +28,10 @@ struct Recorder {
   }
   void settle(Ticket ticket) { events.push_back("T " + std::to_string(ticket)); }
   void held(std::int64_t change) { held_now += change; }
+  void late(std::uint32_t stream, std::uint64_t seq, std::uint64_t next) {
+    events.push_back("L " + std::to_string(stream) + ":" + std::to_string(seq) + " after " +
+                     std::to_string(next - 1));
+  }
 };
 
 Packet packet(std::uint32_t stream, std::uint64_t seq) { return Packet{.stream = stream, .seq = seq}; }
@@ -124,15 +128,32 @@ TEST(ReorderBuffer, ResetDropsWhatAStreamHoldsAndGoesOnAtTheGivenSeq) {
   EXPECT_EQ(out.events, (Events{"P 0:10", "P 1:0", "P 1:1"}));
 }
 
-TEST(ReorderBuffer, AnExtraPacketOfAReleasedSeqGoesOnLate) {
+TEST(ReorderBuffer, AnExtraPacketOfAReleasedSeqGoesOnLateAndSaysSo) {
   // Several packets for one seq, the second after a later seq was released: it is not held back
-  // (the README's "Not guaranteed": the order of one input's several outputs).
+  // (the README's "Not guaranteed"), and the buffer tells its owner, which warns.
   ReorderBuffer buffer;
   Recorder out;
   buffer.packet(packet(0, 0), 1, out);
-  buffer.packet(packet(0, 1), 2, out);
-  buffer.packet(packet(0, 0), 3, out);
-  EXPECT_EQ(out.events, (Events{"P 0:0", "P 0:1", "P 0:0"}));
+  buffer.packet(packet(0, 0), 2, out);  // right after its first: in order, nothing to say
+  buffer.packet(packet(0, 1), 3, out);
+  buffer.packet(packet(0, 0), 4, out);
+  EXPECT_EQ(out.events, (Events{"P 0:0", "P 0:0", "P 0:1", "L 0:0 after 1", "P 0:0"}));
+}
+
+TEST(ReorderBuffer, OneCallsPacketsOfASeqGoOnTogetherBeforeAnyLaterSeq) {
+  // The packets one call emitted for a seq are given together: held together while an earlier
+  // seq is missing, released together, and nothing later comes between them.
+  ReorderBuffer buffer;
+  Recorder out;
+  std::vector<Packet> second{packet(0, 1), packet(0, 1), packet(0, 1)};
+  buffer.packets(second, 1, out);
+  buffer.packet(packet(0, 2), 2, out);
+  EXPECT_EQ(out.held_now, 4);
+  std::vector<Packet> first{packet(0, 0), packet(0, 0)};
+  buffer.packets(first, 3, out);
+  EXPECT_EQ(out.events,
+            (Events{"P 0:0", "P 0:0", "P 0:1", "P 0:1", "P 0:1", "P 0:2"}));
+  EXPECT_EQ(out.held_now, 0);
 }
 
 }  // namespace
