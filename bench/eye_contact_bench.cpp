@@ -632,9 +632,10 @@ void print_account(const Account& a, const RunFigures& micro, const RunFigures& 
   }
   std::printf(
       "    the rest: %.2f ms (the monolith's OpenCV helper threads %.2f ms vs the micro "
-      "run's %.2f ms unattributed; the micro run's side-by-side sink %.2f ms; noise)\n",
+      "run's %.2f ms unattributed; the side-by-side sinks, the same work in both, %.2f and "
+      "%.2f ms; noise)\n",
       a.rest_ms, mono.unattributed_cpu_ms(), micro.unattributed_cpu_ms(),
-      micro.stage_cpu_ms("side_by_side"));
+      mono.stage_cpu_ms("side_by_side"), micro.stage_cpu_ms("side_by_side"));
   std::printf("  parallel stages: micro kept %.2f cores busy, monolith %.2f -> %.2fx\n",
               micro.busy_cores(), mono.busy_cores(), a.parallelism_ratio);
   std::printf("  speedup = less work x parallel = %.2f x %.2f = %.2f (measured %.2f)\n",
