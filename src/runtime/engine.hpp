@@ -222,6 +222,8 @@ class Engine {
   void propagate_skip(const Node& node, std::uint32_t stream, std::uint64_t seq);
   void deliver(const Edge& edge, Packet&& packet, Ticket ticket = 0);
   void deliver_all(const Edge& edge, std::vector<Packet>& packets);  // one call's outputs
+  template <class Work>
+  void under_lock(Node& to, Work&& work);  // work(Aftermath&) under to's lock, then after_delivery
   void deliver_skip(const Edge& edge, std::uint32_t stream, std::uint64_t seq, Ticket ticket = 0);
   void after_delivery(Node& to, Aftermath& after, bool claimed);
   void settle(const Node& node, Ticket ticket) const {

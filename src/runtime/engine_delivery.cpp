@@ -140,6 +140,20 @@ void Engine::check_done() {
   close_taps();
 }
 
+// Runs `work` (given the node's Aftermath) under the node's lock, then submits a turn if one was
+// claimed and passes on what the work left: skips, settled tickets, packets that left.
+template <class Work>
+void Engine::under_lock(Node& to, Work&& work) {
+  Aftermath after;
+  bool claimed = false;
+  {
+    std::lock_guard lock(to.mutex);
+    work(after);
+    claimed = claim_locked(to);
+  }
+  after_delivery(to, after, claimed);
+}
+
 void Engine::deliver(const Edge& edge, Packet&& packet, Ticket ticket) {
   if (edge.outlet != nullptr) {
     edge.outlet->put(packet);
@@ -147,29 +161,24 @@ void Engine::deliver(const Edge& edge, Packet&& packet, Ticket ticket) {
     return;
   }
   Node& to = *edge.node;
-  Aftermath after;
-  bool claimed = false;
-  {
-    std::lock_guard lock(to.mutex);
-    if (to.joins_inputs()) {
-      bool refused = false;
-      std::optional<JoinTable::Done> done = to.joins.part(edge.input, std::move(packet), ticket,
-                                                          refused);
-      if (refused) {
-        // A second part for an input, or one after its join timed out: nothing to join with.
-        to.dropped.fetch_add(1, std::memory_order_relaxed);
-        ++after.leaves;
-        after.settled.push_back(ticket);
-      } else {
-        held_.fetch_add(1);
-        if (done) settle_join(to, std::move(*done), after);
-      }
-    } else {
+  under_lock(to, [&](Aftermath& after) {
+    if (!to.joins_inputs()) {
       release_locked(to, std::move(packet), ticket, after);
+      return;
     }
-    claimed = claim_locked(to);
-  }
-  after_delivery(to, after, claimed);
+    bool refused = false;
+    std::optional<JoinTable::Done> done = to.joins.part(edge.input, std::move(packet), ticket,
+                                                        refused);
+    if (refused) {
+      // A second part for an input, or one after its join timed out: nothing to join with.
+      to.dropped.fetch_add(1, std::memory_order_relaxed);
+      ++after.leaves;
+      after.settled.push_back(ticket);
+    } else {
+      held_.fetch_add(1);
+      if (done) settle_join(to, std::move(*done), after);
+    }
+  });
 }
 
 void Engine::deliver_all(const Edge& edge, std::vector<Packet>& packets) {
@@ -180,10 +189,7 @@ void Engine::deliver_all(const Edge& edge, std::vector<Packet>& packets) {
   // Under one lock, and each (stream, seq)'s packets to the reorder buffer together: another
   // consumer's later seq cannot come between a packet and the extra ones of its call.
   Node& to = *edge.node;
-  Aftermath after;
-  bool claimed = false;
-  {
-    std::lock_guard lock(to.mutex);
+  under_lock(to, [&](Aftermath& after) {
     const auto count = static_cast<std::uint64_t>(packets.size());
     to.arrived.store(to.arrived.load(std::memory_order_relaxed) + count, std::memory_order_relaxed);
     for (auto first = packets.begin(); first != packets.end();) {
@@ -199,9 +205,7 @@ void Engine::deliver_all(const Edge& edge, std::vector<Packet>& packets) {
       }
       first = last;
     }
-    claimed = claim_locked(to);
-  }
-  after_delivery(to, after, claimed);
+  });
 }
 
 void Engine::deliver_skip(const Edge& edge, std::uint32_t stream, std::uint64_t seq,
@@ -211,21 +215,16 @@ void Engine::deliver_skip(const Edge& edge, std::uint32_t stream, std::uint64_t 
     return;
   }
   Node& to = *edge.node;
-  Aftermath after;
-  bool claimed = false;
-  {
-    std::lock_guard lock(to.mutex);
-    if (to.joins_inputs()) {
-      bool refused = false;
-      std::optional<JoinTable::Done> done = to.joins.skip(edge.input, stream, seq, ticket, refused);
-      if (refused) after.settled.push_back(ticket);
-      if (done) settle_join(to, std::move(*done), after);
-    } else {
+  under_lock(to, [&](Aftermath& after) {
+    if (!to.joins_inputs()) {
       skip_locked(to, stream, seq, ticket, true, after);
+      return;
     }
-    claimed = claim_locked(to);
-  }
-  after_delivery(to, after, claimed);
+    bool refused = false;
+    std::optional<JoinTable::Done> done = to.joins.skip(edge.input, stream, seq, ticket, refused);
+    if (refused) after.settled.push_back(ticket);
+    if (done) settle_join(to, std::move(*done), after);
+  });
 }
 
 void Engine::after_delivery(Node& to, Aftermath& after, bool claimed) {
