@@ -53,8 +53,7 @@ constexpr std::uint64_t kQuickFrames = 300;
 constexpr std::uint64_t kFrames720p = 600;  // 4800 frames at 720p would take the monolith minutes
 // Every run's videos are encoded as MPEG-4 Part 2, cheap to encode, so that the figures are the
 // pipelines' work and not the encoder's: H.264 (video.sink's default, what the demo writes so
-// that browsers play it) costs several times more CPU per frame, and the micro run writes two
-// videos (output and side by side) where the monolith writes one.
+// that browsers play it) costs more CPU per frame, even at x264's superfast preset.
 constexpr const char* kBenchCodec = "mp4v";
 constexpr std::uint64_t kQuickFrames720p = 100;
 constexpr int kCalibrationFrames = 48;

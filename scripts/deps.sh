@@ -29,6 +29,8 @@ run=(
   # would pull every module, some 120 packages more.
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libopencv-videoio-dev
   libopencv-dnn-dev
+  libavformat-dev libavcodec-dev libswscale-dev  # video.sink's H.264 files, through FFmpeg's own
+                                     # libraries (OpenCV's writer cannot set x264's preset)
   libdlib-dev libdlib-data
   libblas-dev liblapack-dev libjpeg-dev  # dlib's CMake package links libblas.so, liblapack.so and
                                      # libjpeg.so, which libdlib-dev does not depend on

@@ -438,7 +438,7 @@ TEST_F(VideoStagesTest, SinkWritesFranckWithSameCountSizeAndFps) {
     for (const Packet& p : packets) EXPECT_TRUE(sink.process(p).empty());
     seconds = seconds_since(t0);
   }  // the file is complete once the sink is destroyed
-  std::cout << "[ info ] video.sink encoded 240 frames of 360x288 with mp4v in " << seconds
+  std::cout << "[ info ] video.sink encoded 240 frames of 360x288 with H.264 in " << seconds
             << " s = " << 240 / seconds << " fps (before the final flush)\n";
   RecordProperty("encode_fps", std::to_string(240 / seconds));
 
@@ -450,7 +450,34 @@ TEST_F(VideoStagesTest, SinkWritesFranckWithSameCountSizeAndFps) {
   for (std::size_t i = 0; i < packets.size(); ++i) {
     worst = std::min(worst, cv::PSNR(written.frames[i], to_mat(packets[i].get<Image>("frame"))));
   }
-  EXPECT_GT(worst, 30.0) << "mp4v at default quality should stay above 30 dB on every frame";
+  EXPECT_GT(worst, 30.0) << "H.264 at its default quality should stay above 30 dB on every frame";
+}
+
+TEST_F(VideoStagesTest, SinkWritesH264AtTheChosenPreset) {
+  // H.264 files are encoded by libx264 at the sink's preset: the settings x264 writes into the
+  // stream say which one it ran (ultrafast turns CABAC off, medium keeps it), and both files
+  // hold every frame.
+  REQUIRE_MEDIA("franck.mp4");
+  const std::vector<Packet> packets = franck_packets(30);
+  const auto settings = [](const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::size_t at = bytes.find("x264 - core");
+    return at == std::string::npos ? std::string() : bytes.substr(at, 2000);
+  };
+  for (const auto& [preset, cabac] :
+       {std::pair{"ultrafast", "cabac=0"}, std::pair{"medium", "cabac=1"}}) {
+    const fs::path out = dir_ / (std::string(preset) + ".mp4");
+    {
+      StageHarness sink("video.sink", {{"path", out.string()}, {"preset", std::string(preset)}},
+                        registry());
+      for (const Packet& p : packets) EXPECT_TRUE(sink.process(p).empty());
+    }
+    const std::string written = settings(out);
+    EXPECT_NE(written.find(cabac), std::string::npos) << preset << ": " << written;
+    EXPECT_NE(written.find("crf=20.0"), std::string::npos) << preset << ": " << written;
+    EXPECT_EQ(decode(out).frames.size(), 30u) << preset;
+  }
 }
 
 TEST_F(VideoStagesTest, SinkUsesTheFpsParameterAndOtherContainers) {
@@ -748,6 +775,8 @@ TEST_F(VideoStagesTest, SinkErrorsNameThePath) {
                       (dir_ / "a_file" / "out.mp4").string());
   expect_config_error({{"path", (dir_ / "out.mp4").string()}, {"codec", std::string("h264x")}},
                       "FourCC");
+  expect_config_error({{"path", (dir_ / "out.mp4").string()}, {"preset", std::string("quick")}},
+                      "'preset' must be one of x264's presets");
   expect_config_error(
       {{"path", (dir_ / "out.mp4").string()}, {"contact_sheet", (dir_ / "sheet.gif").string()}},
       (dir_ / "sheet.gif").string());

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -13,6 +14,8 @@
 #include <opencv2/videoio.hpp>
 
 #include "micromodels/stage.hpp"
+
+#include "h264_writer.hpp"
 
 namespace micromodels::vision {
 
@@ -27,6 +30,7 @@ struct VideoSinkOptions {
   std::string field = "frame";
   double fps = 0;                     // 0: the packets' `fps` field, else 25
   std::string codec;                  // FourCC; empty: avc1 (H.264) for files, mp4v for streams
+  std::string preset = "superfast";   // x264's speed preset for avc1 files
   std::string side_by_side;           // a second image field, written left of `field`
   bool eye_inset = false;             // with side_by_side: enlarged eyes of both, below them
   int max_width = 0;                  // wider frames are written scaled down to this; 0: as made
@@ -70,7 +74,8 @@ class VideoSink final : public Stage {
     std::string path;
     std::string contact_sheet;
     std::string eye_strip;
-    cv::VideoWriter writer;
+    cv::VideoWriter writer;                // every codec but H.264 to a file, and streams
+    std::unique_ptr<H264Writer> h264;      // H.264 (avc1) to a file
     std::optional<cv::Size> size;           // of the written frames, fixed by the first packet
     std::optional<std::string> open_error;  // a failed open fails every later packet the same way
     std::optional<std::uint64_t> last_seq;

@@ -90,6 +90,9 @@ void register_video_stages(Registry& registry) {
                  {"codec", ParamType::text, std::string(),
                   "FourCC: avc1 (H.264, plays in browsers), mp4v, MJPG, FFV1 (lossless, .mkv); "
                   "empty: avc1 for files, mp4v (no encoder delay) for streams"},
+                 {"preset", ParamType::text, std::string("superfast"),
+                  "with codec avc1 to a file: x264's speed preset, ultrafast to veryslow (faster: "
+                  "less CPU, larger files; quality is constant, CRF 20)"},
                  {"side_by_side", ParamType::text, std::string(),
                   "second image field written left of 'field' (e.g. input_frame); empty: none"},
                  {"eye_inset", ParamType::boolean, false,
@@ -125,6 +128,7 @@ void register_video_stages(Registry& registry) {
                          .field = params.text("field"),
                          .fps = params.number("fps"),
                          .codec = params.text("codec"),
+                         .preset = params.text("preset"),
                          .side_by_side = params.text("side_by_side"),
                          .eye_inset = params.boolean("eye_inset"),
                          .max_width = static_cast<int>(std::min<std::uint64_t>(
