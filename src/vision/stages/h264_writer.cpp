@@ -1,5 +1,6 @@
 #include "h264_writer.hpp"
 
+#include <array>
 #include <stdexcept>
 #include <utility>
 
@@ -15,6 +16,10 @@ extern "C" {
 namespace micromodels::vision {
 
 namespace {
+
+constexpr std::array<const char*, 9> kPresets{"ultrafast", "superfast", "veryfast",
+                                              "faster",    "fast",      "medium",
+                                              "slow",      "slower",    "veryslow"};
 
 std::string av_error(int code) {
   char text[AV_ERROR_MAX_STRING_SIZE] = {};
@@ -130,6 +135,8 @@ H264Writer::H264Writer(const std::string& path, cv::Size size, double fps,
   if (code < 0) w.fail("cannot write the header", code);
   w.header_written = true;
 }
+
+std::span<const char* const> H264Writer::presets() { return kPresets; }
 
 H264Writer::~H264Writer() {
   try {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 
 #include <opencv2/core.hpp>
@@ -21,6 +22,9 @@ class H264Writer {
   ~H264Writer();  // finishes the file (errors are logged)
   H264Writer(const H264Writer&) = delete;
   H264Writer& operator=(const H264Writer&) = delete;
+
+  /// x264's speed presets, fastest first.
+  [[nodiscard]] static std::span<const char* const> presets();
 
   void write(const cv::Mat& bgr);  // throws std::runtime_error on an encoder or disk error
   void finish();                   // flushes the encoder and writes the index; idempotent

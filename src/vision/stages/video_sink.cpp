@@ -1,7 +1,6 @@
 #include "video_sink.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -27,9 +26,6 @@ namespace {
 constexpr double kDefaultFps = 25;
 // H.264 files: a constant quality of 20 keeps the enlarged eyes of a side-by-side video sharp.
 constexpr int kH264Crf = 20;
-constexpr std::array<const char*, 9> kH264Presets{"ultrafast", "superfast", "veryfast", "faster",
-                                                   "fast",      "medium",    "slow",     "slower",
-                                                  "veryslow"};
 constexpr std::size_t kSheetTiles = 6;
 constexpr std::size_t kSheetColumns = 3;
 constexpr std::size_t kSheetKeepMax = 12;  // frames held while the video's length is unknown
@@ -205,11 +201,12 @@ VideoSink::VideoSink(VideoSinkOptions options) : options_(std::move(options)) {
                       "mp4v, avc1, MJPG or FFV1, got '" +
                       options_.codec + "'");
     }
-    if (std::find(kH264Presets.begin(), kH264Presets.end(), options_.preset) ==
-        kH264Presets.end()) {
-      throw SinkError("video.sink '" + path + "': 'preset' must be one of x264's presets, "
-                      "ultrafast, superfast, veryfast, faster, fast, medium, slow, slower or "
-                      "veryslow, got '" + options_.preset + "'");
+    const auto presets = H264Writer::presets();
+    if (std::find(presets.begin(), presets.end(), options_.preset) == presets.end()) {
+      std::string known;
+      for (const char* preset : presets) known += (known.empty() ? "" : ", ") + std::string(preset);
+      throw SinkError("video.sink '" + path + "': 'preset' must be one of x264's presets (" +
+                      known + "), got '" + options_.preset + "'");
     }
     const std::string& c = options_.codec;
     fourcc_ = cv::VideoWriter::fourcc(c[0], c[1], c[2], c[3]);
