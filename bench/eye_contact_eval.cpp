@@ -168,8 +168,8 @@ struct EvalState {
   double edge_in = 0, edge_out = 0;
   double asked_sum = 0, delivered_sum = 0, finder_delivered_sum = 0;
   std::uint64_t asked_eyes = 0, finder_asked_eyes = 0;
-  std::optional<std::pair<std::uint64_t, std::array<std::optional<cv::Point2f>, 4>>> previous;
-  double jitter_in = 0, jitter_out = 0;
+  std::optional<std::pair<std::uint64_t, std::array<std::optional<cv::Point2f>, 6>>> previous;
+  double jitter_in = 0, jitter_out = 0, jitter_reference = 0;
   std::uint64_t jitter_steps = 0;
 };
 
@@ -316,7 +316,8 @@ class Probe final : public Stage {
     }
     const std::array<cv::Point2f, 2> d = shifts(packet);
     std::array<std::optional<cv::Point2f>, 4> found;  // finder: in right, in left, out right, out left
-    std::array<std::optional<cv::Point2f>, 4> tracked;  // for the jitter: the output's in its raised opening
+    // For the jitter: in right, in left; the output's in its raised opening; the reference's.
+    std::array<std::optional<cv::Point2f>, 6> tracked;
     for (std::size_t side = 0; side < 2; ++side) {
       const std::optional<EvalEye> eye = eval_eye(packet, side);
       if (!eye || !(eye->width() > 4)) continue;
@@ -338,6 +339,8 @@ class Probe final : public Stage {
       // the border of the search, EyeJitter.AMeasureInTheInputsOpeningMakesAPerfectRaiseJitter).
       tracked[side] = found[side];
       tracked[2 + side] = find_iris(out, corrected_eye(*eye, d[side]));
+      tracked[4 + side] = find_iris(turn_eye(in, *eye, d[side].dot(eye->down())),
+                                    corrected_eye(*eye, d[side]));
       record.found_in = tracked[side];
       record.found_out = tracked[2 + side];
       if (const Scalars* gaze = field<Scalars>(packet, "gaze");
@@ -371,9 +374,11 @@ class Probe final : public Stage {
     if (s.previous && s.previous->first + 1 == packet.seq) {
       for (std::size_t side = 0; side < 2; ++side) {
         const auto& before = s.previous->second;
-        if (tracked[side] && tracked[2 + side] && before[side] && before[2 + side]) {
+        if (tracked[side] && tracked[2 + side] && tracked[4 + side] && before[side] &&
+            before[2 + side] && before[4 + side]) {
           s.jitter_in += cv::norm(*tracked[side] - *before[side]);
           s.jitter_out += cv::norm(*tracked[2 + side] - *before[2 + side]);
+          s.jitter_reference += cv::norm(*tracked[4 + side] - *before[4 + side]);
           ++s.jitter_steps;
         }
       }
@@ -905,6 +910,9 @@ EyeContactEval evaluate_eye_contact(const fs::path& video, const EyeContactEvalO
   result.iris_jitter_in_px = ratio(s.jitter_in, static_cast<double>(s.jitter_steps));
   result.iris_jitter_out_px = ratio(s.jitter_out, static_cast<double>(s.jitter_steps));
   result.iris_jitter_ratio = ratio(result.iris_jitter_out_px, result.iris_jitter_in_px);
+  result.iris_jitter_reference_px = ratio(s.jitter_reference, static_cast<double>(s.jitter_steps));
+  result.iris_jitter_reference_ratio =
+      ratio(result.iris_jitter_reference_px, result.iris_jitter_in_px);
   result.seam_energy_ratio = ratio(s.edge_out, s.edge_in);
   return result;
 }

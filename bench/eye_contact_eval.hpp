@@ -92,6 +92,11 @@ struct EyeContactEval {
   double iris_jitter_in_px = 0;
   double iris_jitter_out_px = 0;
   double iris_jitter_ratio = 0;
+  // The same for a perfect correction as the eval defines one: the input's eyes turned up by
+  // the shift the pipeline asked, with the eval's own warp (the one that makes the turned test
+  // set). What the finder reads for a raised eye that nothing but the raise changed.
+  double iris_jitter_reference_px = 0;
+  double iris_jitter_reference_ratio = 0;
 
   // Sobel gradient energy over the mask's transition band, output over input (a run that
   // changes nothing gives exactly 1): above 1 is a visible edge.

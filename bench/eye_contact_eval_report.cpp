@@ -92,6 +92,8 @@ Json to_json(const EyeContactEval& e) {
               {"input_frame_mismatches", e.input_frame_mismatches},
               {"iris_jitter_px", {{"input", e.iris_jitter_in_px}, {"output", e.iris_jitter_out_px}}},
               {"iris_jitter_ratio", e.iris_jitter_ratio},
+              {"iris_jitter_reference", {{"output", e.iris_jitter_reference_px},
+                                         {"ratio", e.iris_jitter_reference_ratio}}},
               {"iris_jitter_met", e.iris_jitter_ratio <= 1.05},
               {"seam_energy_ratio", e.seam_energy_ratio},
               {"seam_energy_met", e.seam_energy_ratio <= 1.1},
@@ -130,6 +132,8 @@ void print_eval(const EyeContactEval& e) {
   row("iris jitter in / out (px/frame), ratio",
       num(e.iris_jitter_in_px) + " / " + num(e.iris_jitter_out_px) + ", " + num(e.iris_jitter_ratio),
       e.iris_jitter_ratio <= 1.05 ? "ok: <= 1.05" : "MISSED: <= 1.05");
+  row("  a perfect raise by the shift asked: out, ratio",
+      num(e.iris_jitter_reference_px) + ", " + num(e.iris_jitter_reference_ratio), "");
   row("seam energy ratio (out / in)", num(e.seam_energy_ratio),
       e.seam_energy_ratio <= 1.1 ? "ok: <= 1.1" : "MISSED: <= 1.1");
   for (const TurnedEval& t : e.turned) {

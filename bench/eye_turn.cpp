@@ -117,6 +117,8 @@ double squared_difference(const cv::Mat& a, const cv::Mat& b, const cv::Rect& re
 
 float EvalEye::width() const { return static_cast<float>(cv::norm(corner_b - corner_a)); }
 
+cv::Point2f EvalEye::down() const { return -frame_of(*this).up; }
+
 EvalEye EvalEye::moved_by(cv::Point2f offset) const {
   EvalEye moved = *this;
   moved.corner_a += offset;

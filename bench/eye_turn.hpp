@@ -21,6 +21,8 @@ struct EvalEye {
   float iris_radius = 0;
 
   [[nodiscard]] float width() const;
+  /// The unit vector turn_eye() turns the eye along: down, across the corners' line.
+  [[nodiscard]] cv::Point2f down() const;
   /// The same eye in an image cut out at `origin`.
   [[nodiscard]] EvalEye moved_by(cv::Point2f offset) const;
 };

