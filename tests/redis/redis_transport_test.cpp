@@ -314,6 +314,67 @@ TEST_F(RedisTransportTest, LeaseLostWithASkipSettledAheadOfItsTurnDoesNotStall) 
   expect_complete(kCount, 1, failed);
 }
 
+// Seqs that never reach a per_stream stage leave gaps in its partition: a stage before it that
+// emits nothing for some packets (a filter), or a queue that drops by its policy. Its inlet
+// acknowledges an entry only once every seq before it settled, so a gap that never filled would
+// keep every later entry pending (and a new owner would run them all again). Each case must end
+// with the stage's and the sink's streams holding no pending entry.
+TEST_F(RedisTransportTest, SeqsThatNeverComeLeaveNoEntryPendingBehindThemOnAPerStreamStage) {
+  class DropOdd final : public Stage {
+   public:
+    void process(Packet packet, std::vector<Packet>& out) override {
+      if (packet.seq % 2 == 0) out.push_back(std::move(packet));
+    }
+  };
+  Registry registry = Registry::with_builtins();
+  registry.add({.name = "test.drop_odd",
+                .info = [](const Params&) { return StageInfo{}; },
+                .make = [](const Params&) -> std::unique_ptr<Stage> {
+                  return std::make_unique<DropOdd>();
+                }});
+  constexpr int kCount = 300;
+  const std::string work = "  - { name: work, type: model.sleep, state: per_stream, partitions: 1, "
+                           "params: { service_ms: 0.2 } }\n";
+  for (const bool filter : {true, false}) {
+    SCOPED_TRACE(filter ? "a filter before it" : "a queue that drops before it");
+    name_ += filter ? "_f" : "_q";
+    const Pipeline p = to_sink(
+        "count: " + std::to_string(kCount),
+        (filter ? std::string("  - { name: gap, type: test.drop_odd }\n")
+                : std::string("  - { name: gap, type: model.spin, queue: { capacity: 4, overflow: "
+                              "drop_newest }, params: { service_ms: 1 } }\n")) +
+            work);
+    std::filesystem::remove(dir_ / "out.jsonl");
+    Part run(p, {.url = redis_url()}, registry);
+    run.runner.start();
+    const bool finished = run.runner.wait_for(30000);
+    if (!finished) run.runner.stop();
+    ASSERT_TRUE(finished) << "the run stalled on a gap";
+    const MetricsSnapshot m = run.runner.metrics();
+    const std::uint64_t passed = m.stage("work")->processed;
+    if (filter) {
+      EXPECT_EQ(passed, static_cast<std::uint64_t>(kCount / 2));
+      std::set<std::uint64_t> odd;
+      for (std::uint64_t seq = 1; seq < kCount; seq += 2) odd.insert(seq);
+      expect_complete(kCount, 1, odd);
+    } else {
+      EXPECT_GT(m.stage("gap")->dropped, 0u) << "the queue never overflowed: no gap was made";
+      EXPECT_EQ(m.stage("gap")->processed + m.stage("gap")->dropped, static_cast<std::uint64_t>(kCount));
+      EXPECT_EQ(passed, m.stage("gap")->processed);
+      EXPECT_EQ(lines_of(dir_ / "out.jsonl").size(), passed);
+    }
+    Redis redis(redis_url());
+    for (const std::string stage : {"work", "sink"}) {
+      auto length = redis.command({"XLEN", stream_key(stage)});
+      ASSERT_TRUE(length && length->type == REDIS_REPLY_INTEGER) << stage;
+      EXPECT_GT(length->integer, 0) << "'" << stage << "' kept no entries to look at";
+      auto list = redis.command({"XPENDING", stream_key(stage), stage, "-", "+", "1000"});
+      ASSERT_TRUE(list && list->type == REDIS_REPLY_ARRAY) << stage;
+      EXPECT_EQ(list->elements, 0u) << "entries of '" << stage << "' still pending after the run";
+    }
+  }
+}
+
 // A worker that stops drains what it holds, even when the stage after it has no reader left:
 // its consumers were this worker's own inlets (stopped first), or the stage is a finished run's
 // sink. Waiting for room in that stage's stream (back-pressure) would wait forever. Here nobody
