@@ -302,6 +302,41 @@ TEST_F(EyeContactTest, CornerFollowIsTheCornersMoveInThePipeline) {
   EXPECT_NEAR(sum / count, configured, 0.02) << "gaze.estimate's corner_follow default";
 }
 
+// `bench eye_contact` compares the pipeline with its monolithic twin doing the same work, which
+// includes writing the same two videos: the twin's sinks must stay the pipeline's, but for the
+// files' names (a side-by-side sink left out or set differently on one side was the largest
+// unequal cost at 720p, as much CPU a frame as the models).
+TEST(EyeContactPipelines, TheMonolithWritesTheSameOutputsAsThePipeline) {
+  mb::ensure_vision_stages();
+  const micromodels::Pipeline micro =
+      micromodels::Pipeline::from_yaml_file(mb::find_repo_file("pipelines/eye_contact.yaml"));
+  const micromodels::Pipeline monolith = micromodels::Pipeline::from_yaml_file(
+      mb::find_repo_file("pipelines/eye_contact_monolith.yaml"));
+  const auto last_stages = [](const micromodels::Pipeline& p) {
+    std::vector<std::string> names;
+    for (const micromodels::StageConfig& stage : p.stages()) {
+      if (stage.type == "video.sink") names.push_back(stage.name);
+    }
+    return names;
+  };
+  ASSERT_EQ(last_stages(micro), (std::vector<std::string>{"sink", "side_by_side"}));
+  ASSERT_EQ(last_stages(monolith), last_stages(micro));
+  for (const std::string& name : last_stages(micro)) {
+    SCOPED_TRACE(name);
+    const micromodels::StageConfig& a = micro.stage(name);
+    const micromodels::StageConfig& b = monolith.stage(name);
+    EXPECT_EQ(a.ordered, b.ordered);
+    EXPECT_EQ(a.consumers, b.consumers);
+    std::map<std::string, micromodels::ParamValue> pa = a.params, pb = b.params;
+    for (const char* file : {"path", "contact_sheet", "eye_strip"}) {
+      EXPECT_EQ(pa.contains(file), pb.contains(file)) << file;
+      pa.erase(file);
+      pb.erase(file);
+    }
+    EXPECT_EQ(pa, pb) << "the twin's '" << name << "' is set differently";
+  }
+}
+
 TEST_F(EyeContactTest, MonolithWritesTheSameFrames) {
   REQUIRE_MEDIA(video, "franck.mp4");
   mb::ensure_vision_stages();
