@@ -176,6 +176,29 @@ TEST_F(EyeContactGates, ABlinkFadesTheCorrectionOutAndLeavesTheEyesAlone) {
   EXPECT_GE(count(seen, "ok"), 20);  // and corrected around it
 }
 
+// franck.mp4's first 120 frames: he smiles broadly from about frame 25 to 95 (blinking at 60-73),
+// which the lids alone read as a look 10-35 degrees down. Gated as a smile, the smiling eyes are
+// left as they are once the fade is over (32-90: output = input), and the frames before and
+// after it are corrected. Frames taken from a run of this test.
+TEST_F(EyeContactGates, ASmileFadesTheCorrectionOut) {
+  const std::vector<cv::Mat> frames = cut("franck.mp4", 0, 120);
+  REQUIRE_FRAMES(frames);
+  const auto seen = run(frames, "smile");
+  std::printf("[ gates     ] smile clip: %s\n", reasons(seen).c_str());
+  EXPECT_GE(count(seen, "smiling"), 40);
+  for (std::uint64_t seq = 32; seq <= 90; ++seq) {
+    const Seen& s = seen.at(seq);
+    EXPECT_TRUE(s.reason == "smiling" || s.reason == "blink") << seq << " " << s.reason;
+    EXPECT_LT(s.strength, 1e-3) << seq;  // the smile's fade is smooth: 0 to within rounding
+    EXPECT_FALSE(s.patched) << seq;
+    EXPECT_EQ(s.max_change, 0.0) << seq;
+  }
+  for (const std::uint64_t seq : {10u, 20u, 100u, 110u}) {  // corrected before and after
+    EXPECT_EQ(seen.at(seq).reason, "ok") << seq;
+    EXPECT_EQ(seen.at(seq).strength, 1.0) << seq;
+  }
+}
+
 // franck.mp4 from frame 4270: the head turns more than 25 degrees for about two seconds.
 TEST_F(EyeContactGates, AHeadTurnedFarFadesTheCorrectionOut) {
   const std::vector<cv::Mat> frames = cut("franck.mp4", 4270, 120);

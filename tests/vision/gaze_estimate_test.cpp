@@ -248,6 +248,50 @@ TEST(GazeEstimate, RaisedBrowsHoldTheGaze) {
   EXPECT_THROW(harness("gaze.estimate", {{"brow_hold", 1.5}}), std::invalid_argument);
 }
 
+// A smile narrows the eyes, which the gaze read from the lids takes for a look down; the mouth
+// shows it (docs/eye-contact.md, "Smiles"). Its corners moved apart and up, together by 0.25 of
+// the outer eye corners' distance above this face's usual mouth, fade the correction out over
+// fade_frames, named "smiling"; by 0.08 (talking does about that) they change nothing; the
+// correction comes back when the smile ends. A smile held for long counts as usual again.
+TEST(GazeEstimate, ASmileFadesTheCorrectionOut) {
+  const auto smiling = [](mm::Packet p, float by) {
+    mm::Points lm = p.get<mm::Points>("landmarks");
+    const cv::Point2f a(lm[48].x, lm[48].y), b(lm[54].x, lm[54].y);
+    const float eyes = static_cast<float>(cv::norm(cv::Point2f(lm[45].x, lm[45].y) -
+                                                   cv::Point2f(lm[36].x, lm[36].y)));
+    const cv::Point2f apart = (a - b) * (0.25f * by * eyes / static_cast<float>(cv::norm(a - b)));
+    const float up = 0.5f * by * eyes;  // the eyes' line is level: up is -y
+    lm[48] = {a.x + apart.x, a.y + apart.y - up};
+    lm[54] = {b.x - apart.x, b.y - apart.y - up};
+    p.set("landmarks", lm);
+    return p;
+  };
+  auto estimate = harness("gaze.estimate");  // smile_fade {0.14, 0.2}, fade_frames 6
+  std::uint64_t seq = 0;
+  for (int i = 0; i < 10; ++i) (void)judge(estimate, looking({-8, 0}), seq++);
+  EXPECT_EQ(judge(estimate, looking({-8, 0}), seq++).strength, 1.0);
+  for (int i = 0; i < 10; ++i) {
+    const Judged j = judge(estimate, smiling(looking({-8, 0}), 0.08f), seq++);
+    EXPECT_EQ(j.strength, 1.0) << "a mouth that widens a little: frame " << i;
+    EXPECT_EQ(j.reason, "ok");
+  }
+  for (int i = 1; i <= 8; ++i) {
+    const Judged j = judge(estimate, smiling(looking({-8, 0}), 0.25f), seq++);
+    EXPECT_EQ(j.reason, "smiling") << "frame " << i;
+    EXPECT_NEAR(j.strength, std::max(0.0, 1 - i / 6.0), 1e-9) << "frame " << i;
+  }
+  for (int i = 1; i <= 6; ++i) (void)judge(estimate, looking({-8, 0}), seq++);
+  EXPECT_EQ(judge(estimate, looking({-8, 0}), seq++).strength, 1.0) << "back after the smile";
+  Judged held{};
+  for (int i = 0; i < 600; ++i) held = judge(estimate, smiling(looking({-8, 0}), 0.25f), seq++);
+  EXPECT_EQ(held.strength, 1.0) << "a mouth that stays so is this face's usual";
+  EXPECT_EQ(held.reason, "ok");
+  EXPECT_THROW(harness("gaze.estimate", {{"smile_fade", std::vector<double>{0.2, 0.1}}}),
+               std::invalid_argument);
+  EXPECT_THROW(harness("gaze.estimate", {{"smile_fade", std::vector<double>{0.1, 3.0}}}),
+               std::invalid_argument);
+}
+
 TEST(GazeEstimate, StrengthFadesOutOnABlinkAndBackIn) {
   auto estimate = harness("gaze.estimate");  // fade_frames 6
   std::uint64_t seq = 0;
