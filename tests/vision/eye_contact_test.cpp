@@ -119,9 +119,14 @@ TEST_F(EyeContactTest, PipelineKeepsEveryFrameAndChangesOnlyTheEyes) {
   EXPECT_EQ(e.input_frame_mismatches, 0u);
   EXPECT_LT(e.seam_energy_ratio, 1.1);
 
-  // The face is found on nearly every frame of this talking head, and corrected on most.
+  // The face is found on nearly every frame of this talking head, and corrected on nearly every
+  // frame that no gate leaves alone (he smiles broadly at frames 27-93 of these 120, and blinks
+  // in the smile: EyeContactGates.ASmileFadesTheCorrectionOut).
   EXPECT_GE(e.face_share, 0.9);
-  EXPECT_GT(e.frames_corrected, kFrames / 2);
+  ASSERT_TRUE(e.reasons.contains("ok"));
+  const std::uint64_t ok = e.reasons.at("ok");
+  EXPECT_GE(ok, kFrames / 3);
+  EXPECT_GE(e.frames_corrected, ok * 9 / 10);
   EXPECT_GT(e.max_pixel_change_inside_masks, 0);
   // What the pipeline asked for reached the picture (the iris's pixels found again).
   EXPECT_NEAR(e.delivered_ratio, 1.0, 0.15);
@@ -131,7 +136,7 @@ TEST_F(EyeContactTest, PipelineKeepsEveryFrameAndChangesOnlyTheEyes) {
   // evaluation's to report; this is a floor against regressions.
   ASSERT_EQ(e.turned.size(), 1u);
   const mb::TurnedEval& t = e.turned.front();
-  EXPECT_GT(t.eyes, kFrames);
+  EXPECT_GE(t.eyes, ok) << "the turned run measured on the frames corrected fully";
   EXPECT_NEAR(t.measured_in_px, t.shift_px, 0.03 * t.shift_px);
   EXPECT_GT(t.recovery, 0.6) << "residual " << t.residual_px << " px of " << t.shift_px;
   EXPECT_LT(t.sideways_drift, 0.02);
