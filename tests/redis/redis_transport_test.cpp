@@ -342,7 +342,7 @@ TEST_F(RedisTransportTest, SeqsThatNeverComeLeaveNoEntryPendingBehindThemOnAPerS
         "count: " + std::to_string(kCount),
         (filter ? std::string("  - { name: gap, type: test.drop_odd }\n")
                 : std::string("  - { name: gap, type: model.spin, queue: { capacity: 4, overflow: "
-                              "drop_newest }, params: { service_ms: 1 } }\n")) +
+                              "drop_newest }, params: { service_ms: 3 } }\n")) +
             work);
     std::filesystem::remove(dir_ / "out.jsonl");
     Part run(p, {.url = redis_url()}, registry);
