@@ -344,6 +344,44 @@ TEST(EyeContactPipelines, TheMonolithWritesTheSameOutputsAsThePipeline) {
   }
 }
 
+// The live and Python variants are eye_contact.yaml with only the differences they state: live
+// mode, a paced source, shorter queues and one sink (live); image.blend done in Python
+// (Python). Every other stage, the models' settings among them, is the same, so that a setting
+// changed in eye_contact.yaml and forgotten in a variant fails here.
+TEST(EyeContactPipelines, TheLiveAndPythonVariantsRunTheSameStages) {
+  mb::ensure_vision_stages();
+  const auto inputs = [](const micromodels::Pipeline& p, const std::string& name) {
+    const auto& stages = p.stages();
+    for (std::size_t i = 0; i < stages.size(); ++i) {
+      if (stages[i].name == name) return p.inputs_of(i);
+    }
+    return std::vector<std::string>{};
+  };
+  const micromodels::Pipeline micro =
+      micromodels::Pipeline::from_yaml_file(mb::find_repo_file("pipelines/eye_contact.yaml"));
+  for (const char* file : {"pipelines/eye_contact_live.yaml", "pipelines/eye_contact_python.yaml"}) {
+    SCOPED_TRACE(file);
+    const micromodels::Pipeline variant =
+        micromodels::Pipeline::from_yaml_file(mb::find_repo_file(file));
+    const bool live = std::string(file).find("live") != std::string::npos;
+    for (const micromodels::StageConfig& stage : micro.stages()) {
+      if (stage.type == "video.source" || stage.type == "video.sink") continue;
+      if (!live && stage.name == "substitute") continue;  // the stage done in Python
+      SCOPED_TRACE(stage.name);
+      const micromodels::StageConfig& other = variant.stage(stage.name);
+      EXPECT_EQ(other.type, stage.type);
+      EXPECT_EQ(other.params, stage.params);
+      EXPECT_EQ(other.consumers, stage.consumers);
+      EXPECT_EQ(other.per_stream, stage.per_stream);
+      EXPECT_EQ(other.ordered, stage.ordered);
+      EXPECT_EQ(inputs(variant, stage.name), inputs(micro, stage.name));
+      if (!live) {
+        EXPECT_EQ(other.queue_capacity, stage.queue_capacity);
+      }
+    }
+  }
+}
+
 TEST_F(EyeContactTest, MonolithWritesTheSameFrames) {
   REQUIRE_MEDIA(video, "franck.mp4");
   mb::ensure_vision_stages();
