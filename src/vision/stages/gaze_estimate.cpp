@@ -138,11 +138,14 @@ constexpr double kUsualGazeFrames = 300;
 constexpr double kBrowFallFrames = 10;
 constexpr double kBrowRiseFrames = 300;
 
-// A usual value as the lower envelope of a stream's values: it follows a lower value within
-// about kBrowFallFrames and a higher one over kBrowRiseFrames.
-void follow_lower_envelope(std::optional<double>& usual, double value) {
+// A usual value as the lower envelope of a stream's values (starting at the first): it follows
+// a lower value within about kBrowFallFrames and a higher one over kBrowRiseFrames. Returns how
+// far `value` stands above it before this frame moves it.
+double above_lower_envelope(std::optional<double>& usual, double value) {
   double& u = usual ? *usual : usual.emplace(value);
-  u += (value - u) / (value < u ? kBrowFallFrames : kBrowRiseFrames);
+  const double above = value - u;
+  u += above / (above < 0 ? kBrowFallFrames : kBrowRiseFrames);
+  return above;
 }
 
 // A smile narrows the eyes from below and lowers the upper lids a little, and the gaze read from
@@ -278,18 +281,13 @@ class GazeEstimate final : public Stage {
     }
     bool brows_raised = false;
     if (const std::optional<double> brow = brow_height(*landmarks)) {
-      if (!state.usual_brow) state.usual_brow = *brow;
-      brows_raised = params_.brow_hold > 0 && *brow - *state.usual_brow > params_.brow_hold;
-      follow_lower_envelope(state.usual_brow, *brow);
+      const double above = above_lower_envelope(state.usual_brow, *brow);
+      brows_raised = params_.brow_hold > 0 && above > params_.brow_hold;
     }
     double smile = 0;
     if (const std::optional<Mouth> mouth = mouth_of(*landmarks)) {
-      if (!state.usual_mouth_width) state.usual_mouth_width = mouth->width;
-      if (!state.usual_mouth_lift) state.usual_mouth_lift = mouth->lift;
-      smile = std::max(0.0, mouth->width - *state.usual_mouth_width) +
-              std::max(0.0, mouth->lift - *state.usual_mouth_lift);
-      follow_lower_envelope(state.usual_mouth_width, mouth->width);
-      follow_lower_envelope(state.usual_mouth_lift, mouth->lift);
+      smile = std::max(0.0, above_lower_envelope(state.usual_mouth_width, mouth->width)) +
+              std::max(0.0, above_lower_envelope(state.usual_mouth_lift, mouth->lift));
     }
     HeadPose head = estimate_head_pose(*landmarks);
     if (!state.usual_pitch) state.usual_pitch = head.pitch_deg;
