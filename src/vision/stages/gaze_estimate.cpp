@@ -132,19 +132,18 @@ constexpr double kUsualGazeFrames = 300;
 // the brows rise by 0.15-0.2 eye widths for a second at a time as people talk, and the gaze read
 // from the lid then swings by 10-20 degrees while an independent look at the irises sees them
 // stay (docs/eye-contact.md, "Raised brows"). So the brows' height above the eye corners is
-// judged against this person's usual height: the lower envelope of its recent values, which
-// follows a lower brow within about kBrowFallFrames and a higher one over kBrowRiseFrames, so that
-// brows held up for long count as usual again.
-constexpr double kBrowFallFrames = 10;
-constexpr double kBrowRiseFrames = 300;
+// judged against this person's usual height: the lower envelope of its recent values
+// (above_lower_envelope), so that brows held up for long count as usual again.
+constexpr double kUsualFallFrames = 10;
+constexpr double kUsualRiseFrames = 300;
 
 // A usual value as the lower envelope of a stream's values (starting at the first): it follows
-// a lower value within about kBrowFallFrames and a higher one over kBrowRiseFrames. Returns how
+// a lower value within about kUsualFallFrames and a higher one over kUsualRiseFrames. Returns how
 // far `value` stands above it before this frame moves it.
 double above_lower_envelope(std::optional<double>& usual, double value) {
   double& u = usual ? *usual : usual.emplace(value);
   const double above = value - u;
-  u += above / (above < 0 ? kBrowFallFrames : kBrowRiseFrames);
+  u += above / (above < 0 ? kUsualFallFrames : kUsualRiseFrames);
   return above;
 }
 

@@ -1,6 +1,5 @@
 #include "h264_writer.hpp"
 
-#include <array>
 #include <stdexcept>
 #include <utility>
 
@@ -16,10 +15,6 @@ extern "C" {
 namespace micromodels::vision {
 
 namespace {
-
-constexpr std::array<const char*, 9> kPresets{"ultrafast", "superfast", "veryfast",
-                                              "faster",    "fast",      "medium",
-                                              "slow",      "slower",    "veryslow"};
 
 std::string av_error(int code) {
   char text[AV_ERROR_MAX_STRING_SIZE] = {};
@@ -39,7 +34,6 @@ struct H264Writer::Impl {
   AVPacket* packet = nullptr;
   SwsContext* convert = nullptr;
   std::int64_t next_pts = 0;
-  bool header_written = false;
   bool finished = false;
 
   [[noreturn]] void fail(const std::string& what, int code) const {
@@ -133,10 +127,14 @@ H264Writer::H264Writer(const std::string& path, cv::Size size, double fps,
   code = avformat_write_header(w.format, &options);
   av_dict_free(&options);
   if (code < 0) w.fail("cannot write the header", code);
-  w.header_written = true;
 }
 
-std::span<const char* const> H264Writer::presets() { return kPresets; }
+const std::vector<std::string>& H264Writer::presets() {
+  static const std::vector<std::string> names{"ultrafast", "superfast", "veryfast",
+                                              "faster",    "fast",      "medium",
+                                              "slow",      "slower",    "veryslow"};
+  return names;
+}
 
 H264Writer::~H264Writer() {
   try {
@@ -165,7 +163,7 @@ void H264Writer::write(const cv::Mat& bgr) {
 
 void H264Writer::finish() {
   Impl& w = *impl_;
-  if (w.finished || !w.header_written) return;
+  if (w.finished) return;
   w.finished = true;
   const int code = avcodec_send_frame(w.codec, nullptr);
   if (code < 0 && code != AVERROR_EOF) w.fail("flushing the encoder failed", code);

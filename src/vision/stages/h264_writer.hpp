@@ -2,8 +2,8 @@
 #pragma once
 
 #include <memory>
-#include <span>
 #include <string>
+#include <vector>
 
 #include <opencv2/core.hpp>
 
@@ -24,7 +24,7 @@ class H264Writer {
   H264Writer& operator=(const H264Writer&) = delete;
 
   /// x264's speed presets, fastest first.
-  [[nodiscard]] static std::span<const char* const> presets();
+  [[nodiscard]] static const std::vector<std::string>& presets();
 
   void write(const cv::Mat& bgr);  // throws std::runtime_error on an encoder or disk error
   void finish();                   // flushes the encoder and writes the index; idempotent

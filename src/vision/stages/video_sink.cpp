@@ -14,6 +14,7 @@
 #include <opencv2/imgproc.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/detail/suggest.hpp"
 #include "eye_views.hpp"
 #include "image_mat.hpp"
 
@@ -201,12 +202,11 @@ VideoSink::VideoSink(VideoSinkOptions options) : options_(std::move(options)) {
                       "mp4v, avc1, MJPG or FFV1, got '" +
                       options_.codec + "'");
     }
-    const auto presets = H264Writer::presets();
+    const std::vector<std::string>& presets = H264Writer::presets();
     if (std::find(presets.begin(), presets.end(), options_.preset) == presets.end()) {
-      std::string known;
-      for (const char* preset : presets) known += (known.empty() ? "" : ", ") + std::string(preset);
-      throw SinkError("video.sink '" + path + "': 'preset' must be one of x264's presets (" +
-                      known + "), got '" + options_.preset + "'");
+      throw SinkError("video.sink '" + path + "': 'preset' must be one of x264's presets, got '" +
+                      options_.preset + "'" +
+                      detail::unknown_hint(options_.preset, presets, "presets"));
     }
     const std::string& c = options_.codec;
     fourcc_ = cv::VideoWriter::fourcc(c[0], c[1], c[2], c[3]);
