@@ -29,6 +29,7 @@
 #include "vision/stages/eye_views.hpp"
 #include "vision/stages/image_mat.hpp"
 #include "vision/stages/stage_registration.hpp"
+#include "vision/stages/video_sink.hpp"
 
 namespace fs = std::filesystem;
 using micromodels::ConfigError;
@@ -758,6 +759,65 @@ TEST_F(VideoStagesTest, ContactSheetOfSideBySideFramesIsScaledDown) {
   const cv::Mat sheet = cv::imread(sheet_path.string(), cv::IMREAD_COLOR);
   // Tiles of 720x288 are scaled to 640 wide: 640x256.
   EXPECT_EQ(sheet.size(), cv::Size(3 * 640, 2 * 256));
+}
+
+TEST(EyeStripLabel, SaysHowMuchAFrameWasCorrectedAndWhyNotFully) {
+  using micromodels::vision::eye_strip_label;
+  EXPECT_EQ(eye_strip_label(std::nullopt, ""), "after");  // no gaze.estimate upstream
+  EXPECT_EQ(eye_strip_label(1.0, "ok"), "after");
+  EXPECT_EQ(eye_strip_label(0.0, "smiling"), "after: left alone (smiling)");
+  EXPECT_EQ(eye_strip_label(0.0, "head_turned"), "after: left alone (head turned)");
+  EXPECT_EQ(eye_strip_label(0.4, "looking_away"), "after: 40% (looking away)");
+  EXPECT_EQ(eye_strip_label(1.0 / 6, "ok"), "after: 17% (fading in)");
+}
+
+// The eye strip labels each frame's corrected eyes with gaze.estimate's strength and reason:
+// two strips of the same frames, one fully corrected and one left alone, differ in the "after"
+// labels' band and nowhere else.
+TEST_F(VideoStagesTest, EyeStripLabelsHowMuchEachFrameWasCorrected) {
+  REQUIRE_MEDIA("franck.mp4");
+  std::vector<Packet> packets = with_negatives(franck_packets(12));
+  for (Packet& p : packets) p.set("landmarks", eye_landmarks());
+  const auto strip = [&](double strength, const std::string& reason) {
+    const fs::path path = dir_ / ("strip_" + reason + ".png");
+    {
+      StageHarness sink("video.sink",
+                        {{"path", (dir_ / ("strip_" + reason + ".mp4")).string()},
+                         {"side_by_side", std::string("input_frame")},
+                         {"eye_strip", path.string()},
+                         {"expected_frames", std::int64_t{12}}},
+                        registry());
+      const std::vector<std::string>& optional = sink.info().optional_reads;
+      EXPECT_NE(std::find(optional.begin(), optional.end(), "gaze_reason"), optional.end());
+      for (Packet p : packets) {
+        p.set("gaze_strength", strength);
+        p.set("gaze_reason", reason);
+        (void)sink.process(p);
+      }
+    }
+    return cv::imread(path.string(), cv::IMREAD_COLOR);
+  };
+  const cv::Mat corrected = strip(1.0, "ok");
+  const cv::Mat left_alone = strip(0.0, "smiling");
+  ASSERT_FALSE(corrected.empty());
+  ASSERT_EQ(corrected.size(), left_alone.size());
+  // 3 x 2 tiles, each a 2-pixel border around "before" over "after", each 480 x 160.
+  ASSERT_EQ(corrected.size(), cv::Size(3 * 484, 2 * 324));
+  cv::Mat differs;
+  cv::compare(corrected, left_alone, differs, cv::CMP_NE);
+  cv::Mat any;
+  cv::reduce(differs.reshape(1, differs.rows), any, 1, cv::REDUCE_MAX);
+  cv::Mat labels = cv::Mat::zeros(corrected.rows, 1, CV_8U);
+  for (int row = 0; row < 2; ++row) labels.rowRange(row * 324 + 162, row * 324 + 162 + 26) = 255;
+  for (int y = 0; y < corrected.rows; ++y) {
+    if (labels.at<std::uint8_t>(y) == 0) {
+      EXPECT_EQ(any.at<std::uint8_t>(y), 0) << "row " << y;
+    }
+  }
+  for (int row = 0; row < 2; ++row) {
+    const cv::Rect band(0, row * 324 + 162, corrected.cols, 26);
+    EXPECT_GT(cv::countNonZero(differs(band).reshape(1)), 100) << "tile row " << row;
+  }
 }
 
 TEST_F(VideoStagesTest, SinkErrorsNameThePath) {

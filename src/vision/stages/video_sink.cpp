@@ -151,6 +151,14 @@ std::string muxer_url(const std::string& path) {
 
 }  // namespace
 
+std::string eye_strip_label(const std::optional<double>& strength, const std::string& reason) {
+  if (!strength || *strength >= 0.995) return "after";
+  std::string why = reason.empty() || reason == "ok" ? "fading in" : reason;
+  std::replace(why.begin(), why.end(), '_', ' ');
+  if (*strength < 0.005) return "after: left alone (" + why + ")";
+  return "after: " + std::to_string(std::lround(*strength * 100)) + "% (" + why + ")";
+}
+
 bool is_stream_output(const std::string& path) {
   return path.starts_with("udp://") || path.starts_with("tcp://");
 }
@@ -468,7 +476,15 @@ void VideoSink::keep_for_sheet(Output& output, const Packet& packet) {
       .frame = packet.get<Image>(options_.field),
       .other = options_.side_by_side.empty() ? Image{} : packet.get<Image>(options_.side_by_side),
       .landmarks = points_field(packet, "landmarks"),
-      .iris = points_field(packet, "iris")};
+      .iris = points_field(packet, "iris"),
+      .strength = {},
+      .reason = {}};
+  if (const Value* strength = packet.find("gaze_strength")) {
+    if (const auto* value = std::get_if<double>(strength)) kept.strength = *value;
+  }
+  if (const Value* reason = packet.find("gaze_reason")) {
+    if (const auto* value = std::get_if<std::string>(reason)) kept.reason = *value;
+  }
   output.kept.push_back(std::move(kept));
   if (!sheet_targets_.empty()) return;
   // Length unknown: keep every stride-th frame and, when too many are held, drop every other
@@ -557,7 +573,7 @@ void VideoSink::write_eye_strip(const Output& output) const {
       cv::putText(image, text, {6, 18}, cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(255, 255, 255), 1);
     };
     label(top, "#" + std::to_string(kept.seq) + " before");
-    label(bottom, "after");
+    label(bottom, eye_strip_label(kept.strength, kept.reason));
     cv::Mat tile;
     cv::vconcat(top, bottom, tile);
     cv::copyMakeBorder(tile, tile, 2, 2, 2, 2, cv::BORDER_CONSTANT, cv::Scalar(0, 0, 0));

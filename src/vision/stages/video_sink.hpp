@@ -23,6 +23,12 @@ namespace micromodels::vision {
 /// with FFmpeg's options after '?' ("tcp://0.0.0.0:9000?listen" waits for a player).
 [[nodiscard]] bool is_stream_output(const std::string& path);
 
+/// The eye strip's label under a frame's corrected eyes: "after" when it was fully corrected
+/// (or carries no `gaze_strength`), else how much and why not, from gaze.estimate's fields:
+/// "after: left alone (smiling)", "after: 40% (fading in)".
+[[nodiscard]] std::string eye_strip_label(const std::optional<double>& strength,
+                                          const std::string& reason);
+
 struct VideoSinkOptions {
   // .mp4 .m4v .mov .avi .mkv, a folder ending in '/' for PNGs, or udp:// or tcp:// (MPEG-TS);
   // "{stream}" in it is replaced by each packet's stream, one output per stream.
@@ -68,6 +74,8 @@ class VideoSink final : public Stage {
     Image other;
     Points landmarks;
     Points iris;
+    std::optional<double> strength;  // gaze.estimate's, when there
+    std::string reason;              // its gaze_reason
   };
   // What is written for one stream: its video (or folder) and contact sheet.
   struct Output {

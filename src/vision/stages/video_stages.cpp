@@ -106,8 +106,9 @@ void register_video_stages(Registry& registry) {
                  {"markers", ParamType::boolean, false,
                   "mark the eye landmarks and irises on the contact sheet"},
                  {"eye_strip", ParamType::text, std::string(),
-                  "PNG of 6 frames' eyes enlarged, before over after (needs side_by_side); "
-                  "written at close"},
+                  "PNG of 6 frames' eyes enlarged, before over after (needs side_by_side), "
+                  "each labelled with how much it was corrected and why not fully "
+                  "(gaze_strength, gaze_reason); written at close"},
                  {"expected_frames", ParamType::integer, std::int64_t{0},
                   "frames in the video, to space the contact sheet; 0: unknown"}};
   sink.info = [](const Params& params) {
@@ -119,6 +120,10 @@ void register_video_stages(Registry& registry) {
     if (!params.text("contact_sheet").empty() || !params.text("eye_strip").empty() ||
         params.boolean("eye_inset")) {
       info.optional_reads.insert(info.optional_reads.end(), {"landmarks", "iris"});
+    }
+    // The eye strip says how much each frame was corrected, and why not fully.
+    if (!params.text("eye_strip").empty()) {
+      info.optional_reads.insert(info.optional_reads.end(), {"gaze_strength", "gaze_reason"});
     }
     return info;
   };
