@@ -669,6 +669,23 @@ TEST_F(VideoStagesTest, SideBySideWiderThanMaxWidthIsScaledDownItsEyesEnlargedFr
   EXPECT_TRUE(same_pixels(fitted(cv::Rect(960, 540, 960, 320)),
                           micromodels::vision::enlarge(after, *box, {960, 320})));
 
+  // A frame fully corrected is written as it was; one left alone says why under its eyes, in the
+  // corrected half of the band, and nothing else changes.
+  packet.set("gaze_strength", 1.0);
+  packet.set("gaze_reason", std::string("ok"));
+  EXPECT_TRUE(same_pixels(written("corrected", 1920), fitted));
+  packet.set("gaze_strength", 0.0);
+  packet.set("gaze_reason", std::string("smiling"));
+  const cv::Mat noted = written("noted", 1920);
+  ASSERT_EQ(noted.size(), fitted.size());
+  const cv::Rect note_band(960, 540, 960, 26);
+  cv::Mat differs;
+  cv::compare(noted, fitted, differs, cv::CMP_NE);
+  differs = differs.reshape(1, differs.rows);
+  EXPECT_GT(cv::countNonZero(differs(cv::Rect(3 * 960, 540, 3 * 960, 26))), 100);
+  differs(cv::Rect(3 * note_band.x, note_band.y, 3 * note_band.width, note_band.height)) = 0;
+  EXPECT_EQ(cv::countNonZero(differs), 0) << "changed outside the note";
+
   try {
     StageHarness sink("video.sink",
                       {{"path", (dir_ / "bad/").string()}, {"max_width", std::int64_t{-1}}},
@@ -761,14 +778,14 @@ TEST_F(VideoStagesTest, ContactSheetOfSideBySideFramesIsScaledDown) {
   EXPECT_EQ(sheet.size(), cv::Size(3 * 640, 2 * 256));
 }
 
-TEST(EyeStripLabel, SaysHowMuchAFrameWasCorrectedAndWhyNotFully) {
-  using micromodels::vision::eye_strip_label;
-  EXPECT_EQ(eye_strip_label(std::nullopt, ""), "after");  // no gaze.estimate upstream
-  EXPECT_EQ(eye_strip_label(1.0, "ok"), "after");
-  EXPECT_EQ(eye_strip_label(0.0, "smiling"), "after: left alone (smiling)");
-  EXPECT_EQ(eye_strip_label(0.0, "head_turned"), "after: left alone (head turned)");
-  EXPECT_EQ(eye_strip_label(0.4, "looking_away"), "after: 40% (looking away)");
-  EXPECT_EQ(eye_strip_label(1.0 / 6, "ok"), "after: 17% (fading in)");
+TEST(CorrectionNote, SaysHowMuchAFrameWasCorrectedAndWhyNotFully) {
+  using micromodels::vision::correction_note;
+  EXPECT_EQ(correction_note(std::nullopt, ""), "");  // no gaze.estimate upstream
+  EXPECT_EQ(correction_note(1.0, "ok"), "");
+  EXPECT_EQ(correction_note(0.0, "smiling"), "left alone (smiling)");
+  EXPECT_EQ(correction_note(0.0, "head_turned"), "left alone (head turned)");
+  EXPECT_EQ(correction_note(0.4, "looking_away"), "40% (looking away)");
+  EXPECT_EQ(correction_note(1.0 / 6, "ok"), "17% (fading in)");
 }
 
 // The eye strip labels each frame's corrected eyes with gaze.estimate's strength and reason:

@@ -104,6 +104,25 @@ std::optional<double> packet_fps(const Packet& packet) {
   return std::nullopt;
 }
 
+// correction_note of the packet's gaze.estimate fields.
+std::string note_of(const Packet& packet) {
+  std::optional<double> strength;
+  std::string reason;
+  if (const Value* value = packet.find("gaze_strength")) {
+    if (const auto* number = std::get_if<double>(value)) strength = *number;
+  }
+  if (const Value* value = packet.find("gaze_reason")) {
+    if (const auto* text = std::get_if<std::string>(value)) reason = *text;
+  }
+  return correction_note(strength, reason);
+}
+
+// White text with a dark outline, readable on any picture.
+void label(cv::Mat& image, const std::string& text, cv::Point at, double scale) {
+  cv::putText(image, text, at, cv::FONT_HERSHEY_SIMPLEX, scale, cv::Scalar(0, 0, 0), 3);
+  cv::putText(image, text, at, cv::FONT_HERSHEY_SIMPLEX, scale, cv::Scalar(255, 255, 255), 1);
+}
+
 Points points_field(const Packet& packet, std::string_view name) {
   const Value* value = packet.find(name);
   const auto* points = value != nullptr ? std::get_if<Points>(value) : nullptr;
@@ -151,12 +170,12 @@ std::string muxer_url(const std::string& path) {
 
 }  // namespace
 
-std::string eye_strip_label(const std::optional<double>& strength, const std::string& reason) {
-  if (!strength || *strength >= 0.995) return "after";
+std::string correction_note(const std::optional<double>& strength, const std::string& reason) {
+  if (!strength || *strength >= 0.995) return "";
   std::string why = reason.empty() || reason == "ok" ? "fading in" : reason;
   std::replace(why.begin(), why.end(), '_', ' ');
-  if (*strength < 0.005) return "after: left alone (" + why + ")";
-  return "after: " + std::to_string(std::lround(*strength * 100)) + "% (" + why + ")";
+  if (*strength < 0.005) return "left alone (" + why + ")";
+  return std::to_string(std::lround(*strength * 100)) + "% (" + why + ")";
 }
 
 bool is_stream_output(const std::string& path) {
@@ -349,7 +368,7 @@ cv::Mat VideoSink::shrink(const cv::Mat& image, cv::Size size) {
 }
 
 cv::Mat VideoSink::compose(Output& output, const Image& frame, const Image* other,
-                           const Points& landmarks) {
+                           const Points& landmarks, const std::string& note) {
   const cv::Mat after = bgr8(frame, options_.field);
   const cv::Mat before = other != nullptr ? bgr8(*other, options_.side_by_side) : cv::Mat();
   // Frames wider than max_width are scaled down as they are put together (not after: the
@@ -385,6 +404,8 @@ cv::Mat VideoSink::compose(Output& output, const Image& frame, const Image* othe
   cv::Mat band;
   cv::hconcat(enlarge(before, *box, {half, height}),
               enlarge(after, *box, {joined.cols - half, height}), band);
+  // Under the corrected eyes, why they were not fully corrected.
+  if (!note.empty()) label(band, note, {half + 6, 18}, 0.5);
   cv::Mat out;
   cv::vconcat(joined, band, out);
   return out;
@@ -434,7 +455,8 @@ void VideoSink::write(Output& output, const Packet& packet) {
   const auto& frame = packet.get<Image>(options_.field);
   const Image* other =
       options_.side_by_side.empty() ? nullptr : &packet.get<Image>(options_.side_by_side);
-  const cv::Mat pixels = compose(output, frame, other, points_field(packet, "landmarks"));
+  const cv::Mat pixels = compose(output, frame, other, points_field(packet, "landmarks"),
+                                 options_.eye_inset ? note_of(packet) : std::string());
   if (!output.size) {
     open_writer(output, packet, pixels.size());
     output.size = pixels.size();
@@ -477,14 +499,7 @@ void VideoSink::keep_for_sheet(Output& output, const Packet& packet) {
       .other = options_.side_by_side.empty() ? Image{} : packet.get<Image>(options_.side_by_side),
       .landmarks = points_field(packet, "landmarks"),
       .iris = points_field(packet, "iris"),
-      .strength = {},
-      .reason = {}};
-  if (const Value* strength = packet.find("gaze_strength")) {
-    if (const auto* value = std::get_if<double>(strength)) kept.strength = *value;
-  }
-  if (const Value* reason = packet.find("gaze_reason")) {
-    if (const auto* value = std::get_if<std::string>(reason)) kept.reason = *value;
-  }
+      .note = note_of(packet)};
   output.kept.push_back(std::move(kept));
   if (!sheet_targets_.empty()) return;
   // Length unknown: keep every stride-th frame and, when too many are held, drop every other
@@ -533,9 +548,7 @@ void VideoSink::write_contact_sheet(const Output& output) const {
         draw_eyes(tile, kept->landmarks, kept->iris, scale, 0);
       }
     }
-    const std::string label = "#" + std::to_string(kept->seq);
-    cv::putText(tile, label, {6, 20}, cv::FONT_HERSHEY_SIMPLEX, 0.55, cv::Scalar(0, 0, 0), 3);
-    cv::putText(tile, label, {6, 20}, cv::FONT_HERSHEY_SIMPLEX, 0.55, cv::Scalar(255, 255, 255), 1);
+    label(tile, "#" + std::to_string(kept->seq), {6, 20}, 0.55);
     tiles.push_back(tile);
   }
 
@@ -568,12 +581,8 @@ void VideoSink::write_eye_strip(const Output& output) const {
     const cv::Size size(kStripTileWidth, static_cast<int>(std::lround(kStripTileWidth / kEyesAspect)));
     cv::Mat top = enlarge(before, *box, size);
     cv::Mat bottom = enlarge(after, *box, size);
-    const auto label = [](cv::Mat& image, const std::string& text) {
-      cv::putText(image, text, {6, 18}, cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(0, 0, 0), 3);
-      cv::putText(image, text, {6, 18}, cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(255, 255, 255), 1);
-    };
-    label(top, "#" + std::to_string(kept.seq) + " before");
-    label(bottom, eye_strip_label(kept.strength, kept.reason));
+    label(top, "#" + std::to_string(kept.seq) + " before", {6, 18}, 0.5);
+    label(bottom, kept.note.empty() ? "after" : "after: " + kept.note, {6, 18}, 0.5);
     cv::Mat tile;
     cv::vconcat(top, bottom, tile);
     cv::copyMakeBorder(tile, tile, 2, 2, 2, 2, cv::BORDER_CONSTANT, cv::Scalar(0, 0, 0));

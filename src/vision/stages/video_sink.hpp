@@ -23,10 +23,10 @@ namespace micromodels::vision {
 /// with FFmpeg's options after '?' ("tcp://0.0.0.0:9000?listen" waits for a player).
 [[nodiscard]] bool is_stream_output(const std::string& path);
 
-/// The eye strip's label under a frame's corrected eyes: "after" when it was fully corrected
-/// (or carries no `gaze_strength`), else how much and why not, from gaze.estimate's fields:
-/// "after: left alone (smiling)", "after: 40% (fading in)".
-[[nodiscard]] std::string eye_strip_label(const std::optional<double>& strength,
+/// How much a frame's eyes were corrected, from gaze.estimate's `gaze_strength` and
+/// `gaze_reason`, for the eye strip's and the eye inset's labels: empty when fully corrected (or
+/// without a strength), else "left alone (smiling)" or "40% (fading in)".
+[[nodiscard]] std::string correction_note(const std::optional<double>& strength,
                                           const std::string& reason);
 
 struct VideoSinkOptions {
@@ -74,8 +74,7 @@ class VideoSink final : public Stage {
     Image other;
     Points landmarks;
     Points iris;
-    std::optional<double> strength;  // gaze.estimate's, when there
-    std::string reason;              // its gaze_reason
+    std::string note;  // correction_note
   };
   // What is written for one stream: its video (or folder) and contact sheet.
   struct Output {
@@ -104,7 +103,7 @@ class VideoSink final : public Stage {
   void write_eye_strip(const Output& output) const;
   // `frame`, with `other` on its left and, with eye_inset, both's eyes enlarged below.
   [[nodiscard]] cv::Mat compose(Output& output, const Image& frame, const Image* other,
-                                const Points& landmarks);
+                                const Points& landmarks, const std::string& note);
   // `right` with `other` (when given) on its left, scaled to `right`'s height.
   [[nodiscard]] static cv::Mat compose_still(const cv::Mat& right, const cv::Mat* other);
   // `image` scaled down to `size`.

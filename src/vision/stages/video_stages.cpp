@@ -96,7 +96,8 @@ void register_video_stages(Registry& registry) {
                  {"side_by_side", ParamType::text, std::string(),
                   "second image field written left of 'field' (e.g. input_frame); empty: none"},
                  {"eye_inset", ParamType::boolean, false,
-                  "with side_by_side: both images' eyes enlarged in a band below them"},
+                  "with side_by_side: both images' eyes enlarged in a band below them, "
+                  "labelled when a frame was not fully corrected (gaze_strength, gaze_reason)"},
                  {"max_width", ParamType::integer, std::int64_t{0},
                   "frames (side by side: the pair) wider than this are written scaled down to "
                   "it, aspect kept; 0: as they are"},
@@ -121,8 +122,8 @@ void register_video_stages(Registry& registry) {
         params.boolean("eye_inset")) {
       info.optional_reads.insert(info.optional_reads.end(), {"landmarks", "iris"});
     }
-    // The eye strip says how much each frame was corrected, and why not fully.
-    if (!params.text("eye_strip").empty()) {
+    // The eye strip and the eye inset say how much each frame was corrected, and why not fully.
+    if (!params.text("eye_strip").empty() || params.boolean("eye_inset")) {
       info.optional_reads.insert(info.optional_reads.end(), {"gaze_strength", "gaze_reason"});
     }
     return info;
