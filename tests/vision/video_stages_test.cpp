@@ -681,7 +681,7 @@ TEST_F(VideoStagesTest, SideBySideWiderThanMaxWidthIsScaledDownItsEyesEnlargedFr
   cv::Mat differs;
   cv::compare(noted, fitted, differs, cv::CMP_NE);
   differs = differs.reshape(1, differs.rows);  // three bytes a pixel
-  const cv::Rect note_band(3 * 960, 540, 3 * 960, 26);  // the band's right half, top rows
+  const cv::Rect note_band(3 * 960, 540, 3 * 960, 48);  // the band's right half, top rows
   EXPECT_GT(cv::countNonZero(differs(note_band)), 100);
   differs(note_band) = 0;
   EXPECT_EQ(cv::countNonZero(differs), 0) << "changed outside the note";

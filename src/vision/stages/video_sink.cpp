@@ -404,8 +404,12 @@ cv::Mat VideoSink::compose(Output& output, const Image& frame, const Image* othe
   cv::Mat band;
   cv::hconcat(enlarge(before, *box, {half, height}),
               enlarge(after, *box, {joined.cols - half, height}), band);
-  // Under the corrected eyes, why they were not fully corrected.
-  if (!note.empty()) label(band, note, {half + 6, 18}, 0.5);
+  // Under the corrected eyes, why they were not fully corrected; as large on a wide band as on
+  // a 360p pair's.
+  if (!note.empty()) {
+    const double scale = 0.5 * std::max(1.0, half / 480.0);
+    label(band, note, {half + static_cast<int>(12 * scale), static_cast<int>(36 * scale)}, scale);
+  }
   cv::Mat out;
   cv::vconcat(joined, band, out);
   return out;
