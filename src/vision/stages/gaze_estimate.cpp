@@ -162,13 +162,11 @@ struct Mouth {
 
 std::optional<Mouth> mouth_of(const Points& landmarks) {
   const auto at = [&](std::size_t i) { return cv::Point2f(landmarks[i].x, landmarks[i].y); };
-  const cv::Point2f across = at(45) - at(36);
-  const auto eyes = static_cast<float>(cv::norm(across));
-  if (!(eyes > 0)) return std::nullopt;
-  const cv::Point2f down = cv::Point2f(-across.y, across.x) * (1.0f / eyes);
+  const EyeAxes face = eye_axes(at(36), at(45));  // the outer eye corners' line, and the face's up
+  if (!(face.width > 0)) return std::nullopt;
   const cv::Point2f corners = (at(48) + at(54)) * 0.5f;
   const cv::Point2f lips = (at(51) + at(57)) * 0.5f;
-  return Mouth{cv::norm(at(54) - at(48)) / eyes, (lips - corners).dot(down) / eyes};
+  return Mouth{cv::norm(at(54) - at(48)) / face.width, (corners - lips).dot(face.up) / face.width};
 }
 
 // Both brows' mean height above their eye's corners, in eye widths (dlib: 17..21 over the right
