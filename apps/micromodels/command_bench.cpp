@@ -18,7 +18,7 @@ Command add_bench_command(CLI::App& app) {
                     "Fewer packets and trials: a smoke run for CI, not for figures");
   command->add_option("--frames", options->frames,
                       "eye_contact: frames per run (the 720p runs take at most their default); "
-                      "live: frames per stream");
+                      "live: frames per stream; redis: frames per eye-contact run");
   command->add_option("--broker", options->broker,
                       "redis: the Redis to measure on (default: start a redis-server on a free port)");
   command->add_flag("--no-netns", options->no_netns,
