@@ -70,7 +70,7 @@ fs::path retarget_pipeline(Pipeline& pipeline, const fs::path& video, std::uint6
                            std::uint64_t start) {
   pipeline.set_param("source", "path", video.string());
   pipeline.set_param("source", "max_frames", std::to_string(frames));
-  if (start > 0) pipeline.set_param("source", "start", std::to_string(start));
+  pipeline.set_param("source", "start", std::to_string(start));
   fs::path main_path;
   for (const StageConfig& stage : pipeline.stages()) {
     if (stage.type != "video.sink") continue;

@@ -37,7 +37,7 @@ class ScratchDir {
 };
 
 /// Points the pipeline at `video` (source.path), limits it to `frames` (source.max_frames; 0:
-/// all) from frame `start` (source.start, set when not 0) and sends every video.sink (and its
+/// all) from frame `start` (source.start, whatever the file says) and sends every video.sink (and its
 /// contact sheet and eye strip) into `out_dir`, named after the stage: NAME.mp4,
 /// NAME_sheet.png, NAME_eyes.png. Returns the path of the sink stage named `main_sink`.
 std::filesystem::path retarget_pipeline(Pipeline& pipeline, const std::filesystem::path& video,
