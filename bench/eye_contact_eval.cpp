@@ -100,30 +100,36 @@ cv::Mat gradient_magnitude(const cv::Mat& bgr) {
   return magnitude;
 }
 
-// Opens `video` at frame `start` by decoding the frames before it one by one (exact on any
-// video; video.source seeks, and the probe's comparison of the two shows that both got there).
-cv::VideoCapture open_at(const fs::path& video, std::uint64_t start) {
+cv::VideoCapture opened(const fs::path& video) {
   cv::VideoCapture capture;
   if (!capture.open(video.string(), cv::CAP_FFMPEG)) {
     throw std::runtime_error("eval: cannot open '" + video.string() + "'");
   }
-  for (std::uint64_t i = 0; i < start; ++i) {
-    if (!capture.grab()) {
-      throw std::runtime_error("eval: '" + video.string() + "' has no frame " + std::to_string(start) +
-                               " to start at (--start)");
-    }
-  }
   return capture;
 }
 
-cv::Mat decoded(cv::VideoCapture& capture, std::uint64_t& decoded_count, std::uint64_t seq) {
-  cv::Mat frame;
-  while (decoded_count <= seq) {
-    if (!capture.read(frame)) {
-      throw std::runtime_error("eval: the input has no frame " + std::to_string(seq));
-    }
-    ++decoded_count;
+// Decodes the next `count` frames and passes over them, to reach frame `wanted` (exact on any
+// video; video.source seeks to --start, and the probe's comparison of the two shows that both
+// got there).
+void pass_over(cv::VideoCapture& capture, std::uint64_t count, std::uint64_t wanted) {
+  for (std::uint64_t i = 0; i < count; ++i) {
+    if (!capture.grab()) throw std::runtime_error("eval: the input has no frame " + std::to_string(wanted));
   }
+}
+
+// Frame `index` of the video, `decoded_count` frames of which were decoded already.
+cv::Mat decoded(cv::VideoCapture& capture, std::uint64_t& decoded_count, std::uint64_t index) {
+  if (decoded_count < index) {
+    pass_over(capture, index - decoded_count, index);
+    decoded_count = index;
+  }
+  if (decoded_count > index) {
+    throw std::runtime_error("eval: input frame " + std::to_string(index) + " asked after frame " +
+                             std::to_string(decoded_count - 1));
+  }
+  cv::Mat frame;
+  if (!capture.read(frame)) throw std::runtime_error("eval: the input has no frame " + std::to_string(index));
+  ++decoded_count;
   if (frame.channels() == 1) cv::cvtColor(frame, frame, cv::COLOR_GRAY2BGR);
   if (frame.channels() == 4) cv::cvtColor(frame, frame, cv::COLOR_BGRA2BGR);
   return frame;
@@ -235,7 +241,7 @@ std::optional<float> bridge_height(const Packet& packet) {
 class Probe final : public Stage {
  public:
   Probe(std::shared_ptr<EvalState> state, const fs::path& video, std::uint64_t start)
-      : state_(std::move(state)), capture_(open_at(video, start)) {}
+      : state_(std::move(state)), capture_(opened(video)), start_(start) {}
 
   void process(Packet packet, std::vector<Packet>& /*out*/) override {
     std::lock_guard lock(state_->mutex);
@@ -284,7 +290,7 @@ class Probe final : public Stage {
   void record(const Packet& packet) {
     EvalState& s = *state_;
     const cv::Mat out = vision::to_mat(packet.get<Image>("frame"));
-    const cv::Mat in = decoded(capture_, decoded_, packet.seq);
+    const cv::Mat in = decoded(capture_, decoded_, start_ + packet.seq);
     if (in.size() != out.size() || in.type() != out.type()) {
       throw std::runtime_error("eval: output frame " + std::to_string(packet.seq) +
                                " differs in size or type from the input");
@@ -444,8 +450,9 @@ class Probe final : public Stage {
   }
 
   std::shared_ptr<EvalState> state_;
-  cv::VideoCapture capture_;
-  std::uint64_t decoded_ = 0;  // since the start
+  cv::VideoCapture capture_;     // decoded only in the unturned run, which compares its input
+  const std::uint64_t start_;    // the video's frame that is packet 0
+  std::uint64_t decoded_ = 0;
 };
 
 // Records the iris model's own iris centres (measured or carried), before any refinement.
@@ -468,7 +475,9 @@ class TurnedVideo final : public Source {
  public:
   TurnedVideo(std::shared_ptr<EvalState> state, const std::string& video, std::uint64_t start,
               std::uint64_t frames)
-      : state_(std::move(state)), capture_(open_at(video, start)), limit_(frames) {}
+      : state_(std::move(state)), capture_(opened(video)), limit_(frames) {
+    pass_over(capture_, start, start);
+  }
 
   bool next(std::vector<Packet>& out) override {
     if (limit_ > 0 && seq_ >= limit_) return false;
