@@ -33,12 +33,13 @@ std::uint64_t mix(std::uint64_t z) {
 }  // namespace
 
 ImageStore::ImageStore(Writer& writer, const StreamNames& names, WireImages images, int ttl_s,
-                       std::size_t in_flight, std::size_t min_cache_bytes)
+                       std::size_t in_flight, Settling settling, std::size_t min_cache_bytes)
     : writer_(writer),
       names_(names),
       seed_(process_seed()),
       images_(images),
       ttl_s_(ttl_s),
+      settling_(settling),
       cache_(min_cache_bytes, in_flight) {}
 
 ImageRef ImageStore::reference(const Image& image, std::uint64_t& stored) {
@@ -66,6 +67,25 @@ ImageRef ImageStore::reference(const Image& image, std::uint64_t& stored) {
 
 void ImageStore::carry(const ImageRef& ref) {
   writer_.add({"PEXPIRE", ref.key, std::to_string(static_cast<std::uint64_t>(ttl_s_) * 1000)});
+}
+
+void ImageStore::settled(std::uint32_t stream, std::uint64_t seq, std::vector<std::string> keys) {
+  if (settling_.ttl_ms <= 0 || settling_.sinks == 0) return;
+  std::vector<std::string> going;
+  {
+    std::lock_guard lock(settled_mutex_);
+    Frame& frame = settling_frames_[{stream, seq}];
+    frame.keys.insert(frame.keys.end(), std::make_move_iterator(keys.begin()),
+                      std::make_move_iterator(keys.end()));
+    if (++frame.sinks < settling_.sinks) return;
+    going = std::move(frame.keys);
+    settling_frames_.erase({stream, seq});
+  }
+  std::sort(going.begin(), going.end());
+  going.erase(std::unique(going.begin(), going.end()), going.end());
+  for (const std::string& key : going) {
+    writer_.add({"PEXPIRE", key, std::to_string(settling_.ttl_ms)});
+  }
 }
 
 std::map<std::string, ImageStore::Fetched> ImageStore::fetch(Connection& conn,

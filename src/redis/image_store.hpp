@@ -2,7 +2,10 @@
 // (`SET key bytes PX ttl`, through the writer, so before the entry that refers to it), and hops
 // carry its reference. A process that reads the pixels fetches them once (pipelined GETs for a
 // batch; a key another of its inlets is fetching is waited for, not asked again) and keeps them
-// in its ImageCache; a hop that carries a reference on renews the key's TTL.
+// in its ImageCache; a hop that carries a reference on renews the key's TTL. Once every sink of
+// the pipeline has settled a frame, the keys its packets referred to are shortened to a few
+// seconds (`settled`), so that Redis holds the images of the frames in flight, not of the last
+// `wire.image_ttl_s`.
 #pragma once
 
 #include <atomic>
@@ -27,12 +30,24 @@ class ImageStore final : public ImageRefs {
  public:
   /// Keys are `names.image(X)`: X 16 hex digits, unique to the image and random-looking; `ttl_s` is
   /// wire.image_ttl_s; `in_flight` the packets the pipeline can hold (its queues' capacities),
-  /// which the cache keeps the images of (ImageCache). `names` outlives the store.
+  /// which the cache keeps the images of (ImageCache); `settling` what `settled` leaves a key
+  /// once each of the pipeline's sinks settled its frame (`ttl_ms` 0: nothing, keys go by
+  /// `ttl_s`). `names` outlives the store.
+  struct Settling {
+    std::int64_t ttl_ms = 0;
+    std::size_t sinks = 0;
+  };
   ImageStore(Writer& writer, const StreamNames& names, WireImages images, int ttl_s,
-             std::size_t in_flight, std::size_t min_cache_bytes = std::size_t{256} << 20);
+             std::size_t in_flight, Settling settling,
+             std::size_t min_cache_bytes = std::size_t{256} << 20);
 
   ImageRef reference(const Image& image, std::uint64_t& stored) override;
   void carry(const ImageRef& ref) override;
+  /// A sink settled frame (stream, seq), whose packet referred to `keys`. Once every sink did,
+  /// the keys of all of them go `settling.ttl_ms` from now: the time a duplicate still on its
+  /// way needs them (a packet taken back from a dead process runs again, and fetches its
+  /// images), unless a hop carries them on meanwhile.
+  void settled(std::uint32_t stream, std::uint64_t seq, std::vector<std::string> keys);
 
   /// The pixels of each reference, by key: from the cache, else fetched with one GET per key,
   /// pipelined on `conn`; or why not (the key expired or was deleted, or holds other bytes). A
@@ -53,6 +68,13 @@ class ImageStore final : public ImageRefs {
   const std::uint64_t seed_;  // where this process's image keys start (mixed: image_store.cpp)
   const WireImages images_;
   const int ttl_s_;
+  const Settling settling_;
+  std::mutex settled_mutex_;
+  struct Frame {
+    std::size_t sinks = 0;  // that settled it
+    std::vector<std::string> keys{};
+  };
+  std::map<std::pair<std::uint32_t, std::uint64_t>, Frame> settling_frames_;
   ImageCache cache_;  // the images this process stored or fetched
   std::atomic<std::uint64_t> next_{0};
   std::mutex fetching_mutex_;

@@ -1,4 +1,4 @@
-// RedisInlet: the three ways a stage reads its stream(s) (redis_inlet.hpp). About 720 lines, kept
+// RedisInlet: the three ways a stage reads its stream(s) (redis_inlet.hpp). About 735 lines, kept
 // in one file on purpose: the shared, partitioned and sink modes share one path for accepting an
 // entry and one for settling it, and the leases' take-over and give-up change both.
 #include "redis_inlet.hpp"
@@ -122,6 +122,7 @@ void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
     if (out[i].kind != Delivery::Kind::packet) continue;
     try {
       for (auto& [name, ref] : references(out[i].packet)) {
+        if (mode_ == Mode::sink) keep_key(out[i].ticket, ref.key);
         if (!reads(name)) continue;
         refs.push_back(ref);
         read_here[i - first].emplace_back(std::move(name), std::move(ref));
@@ -149,6 +150,14 @@ void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
       }
       resolve(out[i].packet, name, std::get<Image>(image));
     }
+  }
+}
+
+// A sink's packet refers to the image `key`: settling it lets the key go (ImageStore::settled).
+void RedisInlet::keep_key(Ticket ticket, const std::string& key) {
+  std::lock_guard lock(mutex_);
+  if (const auto it = tickets_.find(ticket); it != tickets_.end() && !it->second.empty()) {
+    it->second.front().images.push_back(key);
   }
 }
 
@@ -397,7 +406,10 @@ void RedisInlet::settle(Ticket ticket) {
   std::lock_guard lock(mutex_);
   const auto it = tickets_.find(ticket);
   if (it == tickets_.end()) return;
-  for (const Held& held : it->second) {
+  for (Held& held : it->second) {
+    if (mode_ == Mode::sink && !stage_.dead_letter) {
+      session_.image_store->settled(held.stream, held.seq, std::move(held.images));
+    }
     // Entries stay on their way (kept fresh against reclaim) until their acknowledgement is in
     // (flush_acks): it may wait in the writer, behind outputs Redis refused for memory.
     Partition& part = parts_[held.part];

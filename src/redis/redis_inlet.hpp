@@ -81,12 +81,14 @@ class RedisInlet final : public Inlet {
     std::uint64_t seq = 0;
     std::string id{};
     std::uint64_t generation = 0;
+    std::vector<std::string> images{};  // a sink's: the image keys its packet refers to
   };
 
   void create_groups(Connection& conn);
   bool read(std::vector<Delivery>& out, std::size_t max);
   [[nodiscard]] bool reads(const std::string& field) const;
   void fetch_images(std::vector<Delivery>& out, std::size_t first);
+  void keep_key(Ticket ticket, const std::string& key);
   void fail_delivery(Delivery& d, const std::string& error);
   bool accept(const redisReply* entry, std::size_t part, std::int64_t deliveries,
               std::vector<Delivery>& out);

@@ -1,5 +1,6 @@
 #include "session.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <random>
@@ -78,8 +79,23 @@ void Session::bind(const Plan& bound) {
   for (const PlanStage& s : bound.stages()) {
     if (!s.source()) in_flight += s.config.queue_capacity;
   }
-  image_store =
-      std::make_unique<ImageStore>(writer, *names, images, pipeline.wire().image_ttl_s, in_flight);
+  // Once every sink has a frame, its images are kept only for a duplicate still on its way: one
+  // taken back from a dead process (idle for reclaim_idle_ms) fetches them again within about
+  // twice that. With several sources, sinks may see different frames under one (stream, seq):
+  // the keys then go by their TTL only.
+  ImageStore::Settling settling;
+  std::size_t sources = 0;
+  for (const PlanStage& s : bound.stages()) {
+    sources += s.source() ? 1 : 0;
+    settling.sinks += s.sink() && !s.dead_letter ? 1 : 0;
+  }
+  if (sources == 1) {
+    settling.ttl_ms =
+        std::min(std::int64_t{pipeline.wire().image_ttl_s} * 1000,
+                 std::max<std::int64_t>(5000, static_cast<std::int64_t>(4 * options.reclaim_idle_ms)));
+  }
+  image_store = std::make_unique<ImageStore>(writer, *names, images, pipeline.wire().image_ttl_s,
+                                             in_flight, settling);
   if (options.max_deliveries < 1) {
     throw ConfigError(
         {}, "max_deliveries",

@@ -898,7 +898,7 @@ TEST_F(ImageRefsTest, TheStoreFetchesEachKeyOnceWithMoreInFlightThanItsLeastByte
   }
   session.writer.drain();
   // This process's store: 20 packets in flight, two images each, so all 40 fit; none kept yet.
-  detail::ImageStore store(session.writer, *session.names, {}, 60, kImages / 2, 1);
+  detail::ImageStore store(session.writer, *session.names, {}, 60, kImages / 2, {}, 1);
   const long long before = gets(redis);
   std::atomic<int> wrong{0};
   const auto reader = [&] {
@@ -956,6 +956,130 @@ TEST_F(ImageRefsTest, EachProcessFetchesAnImageOnceThoughTwoOfItsStagesReadItAtO
     for (const Packet& packet : got) expect_frame(packet, true);
   }
   EXPECT_EQ(image_gets.count(), 2 * frames_);
+}
+
+// Once both sinks have written a frame, the inverted frame their packets refer to goes from
+// Redis within seconds (5 s: the default reclaim time is 1 s), not a TTL (60 s) after its last
+// hop. The source's frames, which no sink's packet refers to (invert replaced them), keep their
+// TTL.
+TEST_F(ImageRefsTest, AFramesImagesGoSecondsAfterEverySinkHasItNotATtlLater) {
+  const Pipeline p = Pipeline::from_yaml_string(
+      "pipeline: " + name_ +
+      "\nstages:\n"
+      "  - { name: source, type: test.frames }\n"
+      "  - { name: invert, type: test.invert }\n"
+      "  - { name: sink, type: test.frame_sink, ordered: true, inputs: [invert] }\n"
+      "  - { name: also, type: test.peek, inputs: [invert] }\n");
+  {
+    Part run(p, {.url = redis_url()}, registry_);
+    run.runner.start();
+    ASSERT_TRUE(run.runner.wait_for(30000));
+    EXPECT_EQ(run.transport.dead_lettered(), 0u);
+  }
+  EXPECT_EQ(sink_->take().size(), 20u);
+  EXPECT_EQ(peek_->take().size(), 20u);
+  Redis redis(redis_url());
+  const auto keys = redis.command({"KEYS", "mm:{" + name_ + ":img:*"});
+  ASSERT_EQ(keys->elements, 40u);  // 20 frames, 20 inverted
+  int going = 0;
+  int kept = 0;
+  for (std::size_t i = 0; i < keys->elements; ++i) {
+    const long long ttl = redis.command({"PTTL", keys->element[i]->str})->integer;
+    going += ttl > 0 && ttl <= 5000 ? 1 : 0;
+    kept += ttl > 50000 ? 1 : 0;
+  }
+  EXPECT_EQ(going, 20);
+  EXPECT_EQ(kept, 20);
+}
+
+// Why "seconds after", not at once: a duplicate of a frame the sink already has (an entry run
+// again after its process died) still finds its image. Here a copy of frame 0's entry goes into
+// peek's stream after the sink wrote frame 0 and shortened its key: the worker runs it (its image
+// fetched), the sink drops it as a duplicate, and nothing is dead-lettered.
+TEST_F(ImageRefsTest, ADuplicateAfterTheSinkHasItsFrameStillFindsItsImage) {
+  frames_ = 40;
+  pace_ = std::chrono::milliseconds(25);
+  const Pipeline p = chain({"peek"});
+  Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"peek"}},
+              registry_);
+  worker.runner.start();
+  Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none}, registry_);
+  run.runner.start();
+  Redis redis(redis_url());
+  const auto shortened = [&] {
+    const auto keys = redis.command({"KEYS", "mm:{" + name_ + ":img:*"});
+    for (std::size_t i = 0; i < keys->elements; ++i) {
+      if (redis.command({"PTTL", keys->element[i]->str})->integer <= 5000) return true;
+    }
+    return false;
+  };
+  const auto sunk = [&] {
+    std::lock_guard lock(sink_->mutex);
+    return sink_->packets.size();
+  };
+  // Frame 0's entry, taken before its acknowledgement lets the run trim it.
+  auto first = redis.command({"XRANGE", stream_key("peek"), "-", "+", "COUNT", "1"});
+  for (int i = 0; i < 1000 && first->elements == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    first = redis.command({"XRANGE", stream_key("peek"), "-", "+", "COUNT", "1"});
+  }
+  ASSERT_EQ(first->elements, 1u);
+  for (int i = 0; i < 1000 && (sunk() < 3 || !shortened()); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(shortened()) << "the sink shortened no key";  // the ordered sink's first: frame 0
+  ASSERT_LT(sunk(), 40u) << "the run ended before the duplicate";
+  const redisReply* fields = first->element[0]->element[1];
+  ASSERT_EQ(fields->elements, 2u);
+  redis.command({"XADD", stream_key("peek"), "*", fields->element[0]->str,
+                 std::string(fields->element[1]->str, fields->element[1]->len)});
+  ASSERT_TRUE(run.runner.wait_for(30000));
+  worker.runner.stop();
+  ASSERT_TRUE(worker.runner.wait_for(10000));
+  EXPECT_EQ(run.transport.dead_lettered(), 0u);
+  const std::vector<Packet> peeked = peek_->take();
+  ASSERT_EQ(peeked.size(), 41u);  // frame 0 twice
+  EXPECT_EQ(std::count_if(peeked.begin(), peeked.end(), [](const Packet& q) { return q.seq == 0; }), 2);
+  for (const Packet& q : peeked) expect_frame(q, false);
+  EXPECT_EQ(sink_->take().size(), 40u);
+}
+
+// The rule itself: a frame's keys are shortened when the last of the sinks settles it (each
+// sink's packet may refer to other keys), each key once.
+TEST_F(ImageRefsTest, AFramesKeysWaitForTheLastSinkAndGoTogether) {
+  const Plan plan(Pipeline::from_yaml_string(
+                      "pipeline: " + name_ +
+                      "\nstages:\n"
+                      "  - { name: source, type: test.frames }\n"
+                      "  - { name: sink, type: test.frame_sink, inputs: [source] }\n"
+                      "  - { name: also, type: test.peek, inputs: [source] }\n"),
+                  registry_);
+  detail::Session session({.url = redis_url(), .reclaim_idle_ms = 2000});
+  session.bind(plan);
+  session.writer.start();
+  std::vector<std::string> keys;
+  for (int i = 0; i < 3; ++i) {
+    Image image = Image::allocate(16, 12, 3);
+    std::byte* px = image.pixels.mutable_data();
+    for (std::size_t b = 0; b < image.byte_size(); ++b) px[b] = static_cast<std::byte>(b + i);
+    std::uint64_t stored = 0;
+    keys.push_back(session.image_store->reference(image, stored).key);
+  }
+  Redis redis(redis_url());
+  const auto ttl = [&](int k) {
+    session.writer.drain();
+    return redis.command({"PTTL", keys[k]})->integer;
+  };
+  session.image_store->settled(7, 3, {keys[0], keys[1]});  // the first sink
+  session.image_store->settled(7, 4, {keys[2]});           // another frame
+  EXPECT_GT(ttl(0), 50000);
+  EXPECT_GT(ttl(1), 50000);
+  session.image_store->settled(7, 3, {keys[1]});  // the last sink: 4 x reclaim_idle_ms = 8 s
+  EXPECT_GT(ttl(0), 5000);
+  EXPECT_LE(ttl(0), 8000);
+  EXPECT_LE(ttl(1), 8000);
+  EXPECT_GT(ttl(2), 50000);  // its frame waits for the other sink
+  session.writer.stop();
 }
 
 // The key layout a Redis Cluster needs: on a cluster node (one node holding every slot, so that
