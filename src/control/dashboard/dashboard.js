@@ -2,6 +2,8 @@
 // with their live figures and the last minute as plots, shows the preview of an image field, and
 // scales or swaps a stage through the routes `micromodels ctl` uses.
 // Every text from the server is set as text (never as HTML).
+// About 750 lines in one file: the page loads it as it is, with no build step, and its parts (the
+// graph, the plots, the preview, scale and swap) share the last status document.
 "use strict";
 
 // /status's figures cover the last second. The stream sends one every 750 ms, so a change shows

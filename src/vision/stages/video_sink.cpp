@@ -1,3 +1,6 @@
+// `video.sink` (video_sink.hpp). About 620 lines: one stage's outputs (a file, a folder of PNGs,
+// a network stream, one per stream id) and what it composes into them (side by side, the eye
+// inset, the contact sheet, the eye strip) share its options and its per-stream outputs.
 #include "video_sink.hpp"
 
 #include <algorithm>
