@@ -709,6 +709,17 @@ class ImageRefsTest : public HopFieldsTest {
     return Pipeline::from_yaml_string(yaml);
   }
 
+  // source -> invert -> two sinks that read the inverted frame: `sink` (ordered) and `also`.
+  Pipeline inverted_to_two_sinks() const {
+    return Pipeline::from_yaml_string(
+        "pipeline: " + name_ +
+        "\nstages:\n"
+        "  - { name: source, type: test.frames }\n"
+        "  - { name: invert, type: test.invert }\n"
+        "  - { name: sink, type: test.frame_sink, ordered: true, inputs: [invert] }\n"
+        "  - { name: also, type: test.peek, inputs: [invert] }\n");
+  }
+
   // The run serves the source and the sink; a worker (a Session of its own, so a cache of its
   // own: like another process) serves the stages between.
   std::vector<HopBytes> run_with_worker(const Pipeline& p, const std::vector<std::string>& middle,
@@ -933,13 +944,7 @@ TEST_F(ImageRefsTest, TheStoreFetchesEachKeyOnceWithMoreInFlightThanItsLeastByte
 TEST_F(ImageRefsTest, EachProcessFetchesAnImageOnceThoughTwoOfItsStagesReadItAtOnce) {
   OwnRedis own(dir_);
   frames_ = 60;
-  const Pipeline p = Pipeline::from_yaml_string(
-      "pipeline: " + name_ +
-      "\nstages:\n"
-      "  - { name: source, type: test.frames }\n"
-      "  - { name: invert, type: test.invert }\n"
-      "  - { name: sink, type: test.frame_sink, ordered: true, inputs: [invert] }\n"
-      "  - { name: also, type: test.peek, inputs: [invert] }\n");
+  const Pipeline p = inverted_to_two_sinks();
   ImageGets image_gets(own.url());
   Part run(p, {.url = own.url(), .serve = RedisOptions::Serve::none}, registry_);
   run.runner.start();
@@ -963,13 +968,7 @@ TEST_F(ImageRefsTest, EachProcessFetchesAnImageOnceThoughTwoOfItsStagesReadItAtO
 // key after the run), not a TTL (60 s) after its last hop. The source's frames, which no sink's
 // packet refers to (invert replaced them), keep their TTL.
 TEST_F(ImageRefsTest, AFramesImagesGoSecondsAfterEverySinkHasItNotATtlLater) {
-  const Pipeline p = Pipeline::from_yaml_string(
-      "pipeline: " + name_ +
-      "\nstages:\n"
-      "  - { name: source, type: test.frames }\n"
-      "  - { name: invert, type: test.invert }\n"
-      "  - { name: sink, type: test.frame_sink, ordered: true, inputs: [invert] }\n"
-      "  - { name: also, type: test.peek, inputs: [invert] }\n");
+  const Pipeline p = inverted_to_two_sinks();
   {
     Part run(p, {.url = redis_url(), .reclaim_idle_ms = 5000}, registry_);
     run.runner.start();
