@@ -12,7 +12,7 @@
 // fitting the evaluation's own turn between them (measure_turn), and checked on the inputs,
 // where it must find the known turn.
 //
-// About 900 lines: the probes that record each frame and the summaries that turn the records
+// About 950 lines: the probes that record each frame and the summaries that turn the records
 // into figures share the record types (EvalState, FrameRecord), which stay private to this file.
 // The report (targets, table, JSON) is in eye_contact_eval_report.cpp.
 #include "eye_contact_eval.hpp"
@@ -773,8 +773,9 @@ TurnedEval summarise_turn(EvalState& s, double angle, const fs::path& table) {
 
 // The step run: per frame since the eyes went down, the share of the turn taken back (as
 // summarise_turn's recovery, over the eyes of that frame of every period down), and per frame
-// since they came back up, the turn the output still shows against the unturned run's.
-StepEval summarise_step(EvalState& s, double angle, std::uint64_t period) {
+// since they came back up, the turn the output still shows against the unturned run's. `table`
+// gets a row per eye and frame.
+StepEval summarise_step(EvalState& s, double angle, std::uint64_t period, const fs::path& table) {
   StepEval t;
   t.angle_deg = angle;
   t.period_frames = period;
@@ -782,13 +783,15 @@ StepEval summarise_step(EvalState& s, double angle, std::uint64_t period) {
   std::vector<std::vector<double>> in_ungated(period), residual_ungated(period);
   std::set<std::uint64_t> looks;           // the periods down that were measured
   std::map<std::uint64_t, std::string> faded;  // period down -> the first fade's reason
+  std::vector<std::vector<std::string>> rows;
   for (auto& [seq, frame] : s.frames) {
     if (frame.strength < 0.999 || frame.turned_strength < 0 || seq < period) continue;
     const std::uint64_t k = seq % period;
     const bool down = (seq / period) % 2 == 1;
     const bool ungated = frame.turned_strength >= 0.999;
     if (down && !ungated) faded.emplace(seq / period, frame.turned_reason);
-    for (std::optional<EyeRecord>& eye : frame.eyes) {
+    for (std::size_t side = 0; side < 2; ++side) {
+      std::optional<EyeRecord>& eye = frame.eyes[side];
       if (!eye || eye->turned_in.empty() || eye->turned_out.empty()) continue;
       const double known = kEyeballRadius * eye->eye.width() * std::sin(angle * std::numbers::pi / 180);
       const auto range = static_cast<float>(std::max(1.0, 1.5 * known));
@@ -796,6 +799,13 @@ StepEval summarise_step(EvalState& s, double angle, std::uint64_t period) {
       const EvalEye local = eye->eye.moved_by(offset);
       const std::optional<float> left =
           measure_turn(eye->turned_out, eye->out, corrected_eye(local, eye->shift), range);
+      std::optional<double> iris_px;
+      if (eye->iris && eye->turned_iris) iris_px = eye->turned_iris->y - eye->iris->y;
+      rows.push_back({std::to_string(seq), side == 0 ? "right" : "left", down ? "down" : "up",
+                      std::to_string(k), cell(frame.turned_strength), frame.turned_reason,
+                      cell(down ? known : 0.0), cell(iris_px),
+                      cell(eye->turned_shift.y - eye->shift.y),
+                      cell(left ? std::optional<double>(*left) : std::nullopt)});
       if (!left) continue;
       if (!down) {
         release[k].push_back(*left / known);
@@ -810,6 +820,10 @@ StepEval summarise_step(EvalState& s, double angle, std::uint64_t period) {
       }
     }
   }
+  write_table(table,
+              "seq,eye,phase,frame_in_phase,gaze_strength,gaze_reason,turn_px,iris_px,shift_px,"
+              "turn_left_px",
+              rows);
   t.steps = looks.size();
   for (const auto& [look, reason] : faded) {
     if (looks.contains(look)) ++t.faded_looks[reason];
@@ -904,7 +918,7 @@ EyeContactEval evaluate_eye_contact(const fs::path& video, const EyeContactEvalO
   if (options.step_period > 0 && (options.frames == 0 || options.frames >= 2 * options.step_period)) {
     run_turned("step", kStepAngle, options.step_period);
     std::lock_guard lock(state->mutex);
-    result.step = summarise_step(*state, kStepAngle, options.step_period);
+    result.step = summarise_step(*state, kStepAngle, options.step_period, out_dir / "step" / "frames.csv");
   }
   result.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 

@@ -299,6 +299,28 @@ TEST_F(EyeContactTest, TheStepRunMeasuresHowSoonTheCorrectionFollows) {
   EXPECT_LE(step.lag_frames, 8);  // 6 here; a floor against regressions
   const std::vector<double> late(step.release.begin() + 12, step.release.end());
   EXPECT_NEAR(mb::median(late), 0, 0.15) << "the output still looks up long after the eyes came back";
+  // step/frames.csv: a row per eye and frame from the first period on, down and up. In the
+  // second half of a look down the pipeline's iris sits about the known turn lower (eye.refine
+  // follows the lid, which the eval's warp lowers with the iris), and the shift asked is larger
+  // (more negative: up) than in the unturned run.
+  const Csv table = Csv::read(scratch_.path() / "step" / "step" / "frames.csv");
+  ASSERT_EQ(table.header.size(), 10u);
+  const std::size_t phase = table.column("phase"), k = table.column("frame_in_phase"),
+                    turn = table.column("turn_px"), iris = table.column("iris_px"),
+                    shift = table.column("shift_px");
+  std::size_t ups = 0;
+  std::vector<double> iris_share, shift_px;
+  for (const std::vector<std::string>& row : table.rows) {
+    ASSERT_EQ(row.size(), 10u);
+    if (row[phase] == "up") ++ups;
+    if (row[phase] != "down" || std::stoi(row[k]) < 12 || row[iris].empty()) continue;
+    iris_share.push_back(std::stod(row[iris]) / std::stod(row[turn]));
+    shift_px.push_back(std::stod(row[shift]));
+  }
+  EXPECT_GT(ups, 40u);
+  ASSERT_GT(iris_share.size(), 20u);
+  EXPECT_NEAR(mb::median(iris_share), 1.0, 0.3);
+  EXPECT_LT(mb::median(shift_px), -0.5);
   // The default pipeline: the look in the raise is corrected once the brows are down (from about
   // frame 15 of it), as fully as without the hold.
   options.pipeline.clear();
