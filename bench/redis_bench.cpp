@@ -232,8 +232,6 @@ double fps_embedded(const EyeContact& e) {
   return static_cast<double>(runner.metrics().packets_in) / seconds_since(start);
 }
 
-// k worker processes (this tool, `worker ... --stages <every middle stage>`), the run serving
-// nothing; timed from the run's start, after every worker has loaded its models.
 // Redis's used_memory in bytes (INFO memory).
 double redis_used_memory(Context& redis) {
   const std::string info = redis.text({"INFO", "memory"});
@@ -241,6 +239,8 @@ double redis_used_memory(Context& redis) {
   return at == std::string::npos ? 0 : std::atof(info.c_str() + at + 12);
 }
 
+// k worker processes (this tool, `worker ... --stages <every middle stage>`), the run serving
+// nothing; timed from the run's start, after every worker has loaded its models.
 // `most_memory`: the most Redis held while the run ran, sampled every 100 ms.
 double fps_redis(const EyeContact& e, const std::string& url, int workers,
                  std::vector<HopBytes>* hops, double* most_memory = nullptr) {
@@ -266,16 +266,18 @@ double fps_redis(const EyeContact& e, const std::string& url, int workers,
       RedisOptions{.url = url, .serve = RedisOptions::Serve::none});
   RedisTransport& redis = *transport;
   Runner run(p, std::move(transport));
-  Context memory(url);
-  double most = 0;
+  std::optional<Context> memory;
+  if (most_memory != nullptr) {
+    memory.emplace(url);
+    *most_memory = 0;
+  }
   const auto start = Clock::now();
   run.start();
   while (!run.wait_for(100)) {
-    if (most_memory != nullptr) most = std::max(most, redis_used_memory(memory));
+    if (memory) *most_memory = std::max(*most_memory, redis_used_memory(*memory));
   }
   const double fps = static_cast<double>(run.progress().done) / seconds_since(start);
   if (hops != nullptr) *hops = redis.hop_bytes();
-  if (most_memory != nullptr) *most_memory = most;
   return fps;
 }
 #endif

@@ -77,6 +77,7 @@ RedisInlet::RedisInlet(Session& session, const PlanStage& stage)
       mode_(stage.sink()      ? Mode::sink
             : stage.gathers() ? Mode::partitioned
                               : Mode::shared),
+      settles_frames_(mode_ == Mode::sink && !stage.dead_letter),
       inputs_(std::max<std::size_t>(1, stage.inputs.size())),
       group_(stage.name()),
       consumer_(session.consumer + ":" + stage.name()) {
@@ -122,7 +123,7 @@ void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
     if (out[i].kind != Delivery::Kind::packet) continue;
     try {
       for (auto& [name, ref] : references(out[i].packet)) {
-        if (mode_ == Mode::sink) keep_key(out[i].ticket, ref.key);
+        if (settles_frames_) keep_key(out[i].ticket, ref.key);
         if (!reads(name)) continue;
         refs.push_back(ref);
         read_here[i - first].emplace_back(std::move(name), std::move(ref));
@@ -407,9 +408,7 @@ void RedisInlet::settle(Ticket ticket) {
   const auto it = tickets_.find(ticket);
   if (it == tickets_.end()) return;
   for (Held& held : it->second) {
-    if (mode_ == Mode::sink && !stage_.dead_letter) {
-      session_.image_store->settled(held.stream, held.seq, std::move(held.images));
-    }
+    if (settles_frames_) session_.image_store->settled(held.stream, held.seq, std::move(held.images));
     // Entries stay on their way (kept fresh against reclaim) until their acknowledgement is in
     // (flush_acks): it may wait in the writer, behind outputs Redis refused for memory.
     Partition& part = parts_[held.part];

@@ -114,6 +114,8 @@ class RedisInlet final : public Inlet {
   Session& session_;
   const PlanStage& stage_;
   const Mode mode_;
+  const bool settles_frames_;  // a sink of the pipeline (not the dead-letter stage): its settles
+                               // tell the image store which keys a frame's sinks are done with
   const std::size_t inputs_;  // the stage's inputs; a source-fed stage has one
   const std::string group_;
   const std::string consumer_;
