@@ -187,7 +187,7 @@ stages:
     type: gaze.redirect
     params:
       target: offset
-      camera_offset_deg: 45
+      camera_offset_deg: 45.5
 )";
   mm::Registry registry = mm::Registry::with_builtins();
   mv::register_gaze_redirect(registry);
@@ -200,6 +200,8 @@ stages:
     EXPECT_NE(what.find("offset.yaml:9"), std::string::npos) << what;
     EXPECT_NE(what.find("camera_offset_deg"), std::string::npos) << what;
     EXPECT_NE(what.find("-30..30"), std::string::npos) << what;
+    EXPECT_NE(what.find("got 45.5"), std::string::npos) << what;  // as written, not 45.500000
+    EXPECT_EQ(what.find("45.50"), std::string::npos) << what;
   }
 }
 

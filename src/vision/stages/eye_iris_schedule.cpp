@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <spdlog/fmt/fmt.h>
+
 #include "eye_fields.hpp"
 #include "iris_schedule.hpp"
 #include "stage_registration.hpp"
@@ -79,11 +81,11 @@ void register_eye_iris_schedule(Registry& registry) {
         }
         if (!(options.max_motion >= 0)) {
           throw std::invalid_argument("param 'max_motion' must be >= 0, got " +
-                                      std::to_string(options.max_motion));
+                                      fmt::format("{:g}", options.max_motion));
         }
         if (!(options.max_ear_change >= 0)) {
           throw std::invalid_argument("param 'max_ear_change' must be >= 0, got " +
-                                      std::to_string(options.max_ear_change));
+                                      fmt::format("{:g}", options.max_ear_change));
         }
         return std::make_unique<EyeIrisSchedule>(options);
       },

@@ -2,6 +2,8 @@
 // model beside dlib's `face.landmarks68`, with a licence that allows commercial use.
 #include <array>
 
+#include <spdlog/fmt/fmt.h>
+
 #include "image_mat.hpp"
 #include "model_pool.hpp"
 #include "stage_registration.hpp"
@@ -86,11 +88,11 @@ void register_face_mesh68(Registry& registry) {
         const double min_score = params.number("min_score");
         if (!(crop_scale >= 1.0 && crop_scale <= 4.0)) {
           throw std::invalid_argument("param 'crop_scale' must be between 1 and 4, got " +
-                                      std::to_string(crop_scale));
+                                      fmt::format("{:g}", crop_scale));
         }
         if (!(min_score >= 0.0 && min_score <= 1.0)) {
           throw std::invalid_argument("param 'min_score' must be between 0 and 1, got " +
-                                      std::to_string(min_score));
+                                      fmt::format("{:g}", min_score));
         }
         return std::make_unique<FaceMesh68>(path, crop_scale, min_score);
       },

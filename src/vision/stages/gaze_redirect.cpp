@@ -8,6 +8,8 @@
 #include <cmath>
 #include <optional>
 
+#include <spdlog/fmt/fmt.h>
+
 #include "eye_fields.hpp"
 #include "eye_render.hpp"
 #include "image_mat.hpp"
@@ -41,7 +43,7 @@ RedirectSettings settings(const Params& params) {
     throw ParamError("camera_offset_deg",
                      "param 'camera_offset_deg' must be within -30..30 degrees (the camera's "
                      "height above where the eyes look); got " +
-                         std::to_string(s.camera_offset_deg));
+                         fmt::format("{:g}", s.camera_offset_deg));
   }
   s.max_correction_deg = params.number("max_correction_deg");
   if (!(s.max_correction_deg >= 0 && s.max_correction_deg <= 45)) {
