@@ -481,6 +481,36 @@ TEST_F(VideoStagesTest, SinkWritesH264AtTheChosenPreset) {
   }
 }
 
+TEST_F(VideoStagesTest, SinkWritesOddSizedFramesToH264WithTheLastColumnAndRowRepeated) {
+  // 4:2:0 H.264 needs even sizes. A 301x227 video (an odd crop) is written as 302x228: every
+  // frame, its pixels where they were, the last column and row repeated once.
+  REQUIRE_MEDIA("franck.mp4");
+  const std::vector<Packet> packets = franck_packets(20);
+  const fs::path out = dir_ / "odd.mp4";
+  std::vector<cv::Mat> written;
+  {
+    StageHarness sink("video.sink", {{"path", out.string()}}, registry());
+    for (const Packet& p : packets) {
+      cv::Mat odd = to_mat(p.get<Image>("frame"))(cv::Rect(0, 0, 301, 227)).clone();
+      written.push_back(odd);
+      Packet q = p;
+      q.set("frame", to_image(odd));
+      EXPECT_TRUE(sink.process(q).empty());
+    }
+  }
+  const Decoded decoded = decode(out);
+  ASSERT_EQ(decoded.frames.size(), 20u);
+  EXPECT_EQ(decoded.size, cv::Size(302, 228));
+  for (std::size_t i = 0; i < decoded.frames.size(); i += 5) {
+    const cv::Mat& got = decoded.frames[i];
+    // The picture as written (H.264 at crf 20 is lossy: compared by PSNR), and the repeated
+    // edge close to the one it repeats.
+    EXPECT_GT(cv::PSNR(got(cv::Rect(0, 0, 301, 227)), written[i]), 30.0) << i;
+    EXPECT_GT(cv::PSNR(got.col(301), got.col(300)), 30.0) << i;
+    EXPECT_GT(cv::PSNR(got.row(227), got.row(226)), 30.0) << i;
+  }
+}
+
 TEST_F(VideoStagesTest, SinkUsesTheFpsParameterAndOtherContainers) {
   REQUIRE_MEDIA("franck.mp4");
   const std::vector<Packet> packets = franck_packets(20);

@@ -3,6 +3,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include <opencv2/core.hpp>
 #include <spdlog/spdlog.h>
 
 extern "C" {
@@ -26,7 +27,9 @@ std::string av_error(int code) {
 
 struct H264Writer::Impl {
   std::string path;
-  cv::Size size;
+  cv::Size size;    // the frames'
+  cv::Size coded;   // the video's: `size` rounded up to even sizes
+  cv::Mat padded;   // a frame of `coded` size, when it differs
   AVFormatContext* format = nullptr;
   AVCodecContext* codec = nullptr;
   AVStream* stream = nullptr;
@@ -72,11 +75,21 @@ H264Writer::H264Writer(const std::string& path, cv::Size size, double fps,
   Impl& w = *impl_;
   w.path = path;
   w.size = size;
-  if (size.width <= 0 || size.height <= 0 || size.width % 2 != 0 || size.height % 2 != 0) {
+  if (size.width <= 0 || size.height <= 0) {
     throw std::runtime_error("video.sink: H.264 output '" + path + "': frames of " +
                              std::to_string(size.width) + "x" + std::to_string(size.height) +
-                             " cannot be encoded: H.264 needs even sizes (set max_width, or "
-                             "use codec mp4v)");
+                             " cannot be encoded");
+  }
+  // 4:2:0 chroma, which players decode, needs even sizes: an odd one gets its last column or
+  // row repeated once, so that no pixel of the frame is lost.
+  w.coded = cv::Size(size.width + size.width % 2, size.height + size.height % 2);
+  if (w.coded != size) {
+    spdlog::info("video.sink: H.264 output '{}': frames of {}x{} are written as {}x{}, their last "
+                 "{} repeated (H.264 needs even sizes)",
+                 path, size.width, size.height, w.coded.width, w.coded.height,
+                 size.width % 2 != 0 && size.height % 2 != 0 ? "column and row"
+                 : size.width % 2 != 0                       ? "column"
+                                                              : "row");
   }
   int code = avformat_alloc_output_context2(&w.format, nullptr, nullptr, path.c_str());
   if (code < 0 || w.format == nullptr) w.fail("no container for this file name", code);
@@ -93,8 +106,8 @@ H264Writer::H264Writer(const std::string& path, cv::Size size, double fps,
     w.fail("out of memory", AVERROR(ENOMEM));
   }
   const AVRational rate = av_d2q(fps, 100000);
-  w.codec->width = size.width;
-  w.codec->height = size.height;
+  w.codec->width = w.coded.width;
+  w.codec->height = w.coded.height;
   w.codec->pix_fmt = AV_PIX_FMT_YUV420P;  // what browsers and players decode
   w.codec->framerate = rate;
   w.codec->time_base = av_inv_q(rate);
@@ -112,12 +125,13 @@ H264Writer::H264Writer(const std::string& path, cv::Size size, double fps,
   w.stream->avg_frame_rate = rate;  // what players and readers report as the frame rate
   w.stream->r_frame_rate = rate;
   w.frame->format = w.codec->pix_fmt;
-  w.frame->width = size.width;
-  w.frame->height = size.height;
+  w.frame->width = w.coded.width;
+  w.frame->height = w.coded.height;
   code = av_frame_get_buffer(w.frame, 0);
   if (code < 0) w.fail("out of memory", code);
-  w.convert = sws_getContext(size.width, size.height, AV_PIX_FMT_BGR24, size.width, size.height,
-                             AV_PIX_FMT_YUV420P, SWS_BILINEAR, nullptr, nullptr, nullptr);
+  w.convert = sws_getContext(w.coded.width, w.coded.height, AV_PIX_FMT_BGR24, w.coded.width,
+                             w.coded.height, AV_PIX_FMT_YUV420P, SWS_BILINEAR, nullptr, nullptr,
+                             nullptr);
   if (w.convert == nullptr) w.fail("no colour conversion", AVERROR(EINVAL));
   code = avio_open(&w.format->pb, path.c_str(), AVIO_FLAG_WRITE);
   if (code < 0) w.fail("cannot create the file", code);
@@ -152,9 +166,15 @@ void H264Writer::write(const cv::Mat& bgr) {
   }
   int code = av_frame_make_writable(w.frame);
   if (code < 0) w.fail("out of memory", code);
-  const std::uint8_t* source[1] = {bgr.data};
-  const int stride[1] = {static_cast<int>(bgr.step[0])};
-  sws_scale(w.convert, source, stride, 0, bgr.rows, w.frame->data, w.frame->linesize);
+  const cv::Mat* coded = &bgr;
+  if (w.coded != w.size) {
+    cv::copyMakeBorder(bgr, w.padded, 0, w.coded.height - w.size.height, 0,
+                       w.coded.width - w.size.width, cv::BORDER_REPLICATE);
+    coded = &w.padded;
+  }
+  const std::uint8_t* source[1] = {coded->data};
+  const int stride[1] = {static_cast<int>(coded->step[0])};
+  sws_scale(w.convert, source, stride, 0, coded->rows, w.frame->data, w.frame->linesize);
   w.frame->pts = w.next_pts++;
   code = avcodec_send_frame(w.codec, w.frame);
   if (code < 0) w.fail("encoding failed", code);

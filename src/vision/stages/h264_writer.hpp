@@ -13,7 +13,8 @@ namespace micromodels::vision {
 /// constant-quality factor. OpenCV's VideoWriter (4.6) opens libx264 with its slowest useful
 /// defaults (preset medium, a bit rate of about 1 bit per pixel) and passes no encoder options
 /// through, and at 720p that encode took more CPU than all the models of the eye-contact
-/// pipeline. Frames are BGR, 8-bit, all of the size given at open; sizes must be even.
+/// pipeline. Frames are BGR, 8-bit, all of the size given at open; an odd width or height is
+/// written one pixel larger, its last column or row repeated (4:2:0 needs even sizes).
 class H264Writer {
  public:
   /// Opens `path` for frames of `size` at `fps`; throws std::runtime_error saying why it cannot.
