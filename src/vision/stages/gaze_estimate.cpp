@@ -27,6 +27,7 @@
 #include "head_pose.hpp"
 #include "stage_registration.hpp"
 #include "stream_states.hpp"
+#include "usual_level.hpp"
 
 namespace micromodels::vision {
 
@@ -132,28 +133,16 @@ constexpr double kUsualGazeFrames = 300;
 // the brows rise by 0.15-0.2 eye widths for a second at a time as people talk, and the gaze read
 // from the lid then swings by 10-20 degrees while an independent look at the irises sees them
 // stay (docs/eye-contact.md, "Raised brows"). So the brows' height above the eye corners is
-// judged against this person's usual height: the lower envelope of its recent values
-// (above_lower_envelope), so that brows held up for long count as usual again.
-constexpr double kUsualFallFrames = 10;
-constexpr double kUsualRiseFrames = 300;
-
-// A usual value as the lower envelope of a stream's values (starting at the first): it follows
-// a lower value within about kUsualFallFrames and a higher one over kUsualRiseFrames. Returns how
-// far `value` stands above it before this frame moves it.
-double above_lower_envelope(std::optional<double>& usual, double value) {
-  double& u = usual ? *usual : usual.emplace(value);
-  const double above = value - u;
-  u += above / (above < 0 ? kUsualFallFrames : kUsualRiseFrames);
-  return above;
-}
+// judged against this person's usual height (UsualLevel), so that brows held up for long count
+// as usual again.
 
 // A smile narrows the eyes from below and lowers the upper lids a little, and the gaze read from
 // the lids takes it for a look down: on franck.mp4's smile (frames 28-92) by 10-35 degrees, and
 // the irises raised by up to a fifth of the eye's width into a squint came out as a dark iris
 // pushed into the lid (docs/eye-contact.md, "Smiles"). The mouth shows a smile plainly: its
 // corners move apart and up. How much, against this person's usual mouth: the widening of the
-// corners' distance plus the rise of the corners above the lips' middle, each above its lower
-// envelope (as the brows'), in distances between the outer eye corners. On the sample clips'
+// corners' distance plus the rise of the corners above the lips' middle, each above its usual
+// level (UsualLevel, as the brows'), in distances between the outer eye corners. On the sample clips'
 // first 600 frames: franck's smiles 0.17-0.26, cap12's widest smile 0.15, cap13 at most 0.09.
 struct Mouth {
   double width = 0;  // corner to corner (dlib 48, 54)
@@ -224,8 +213,8 @@ struct StreamMemory {
   std::array<std::optional<Gaze>, 2> steady;          // per eye, over average_frames
   std::array<std::optional<Gaze>, 2> held;            // per eye, as reported (hold_deg)
   std::optional<Gaze> usual_gaze;                     // both eyes' mean
-  std::optional<double> usual_brow;                   // eye widths above the corners
-  std::optional<double> usual_mouth_width, usual_mouth_lift;  // see mouth_of
+  UsualLevel usual_brow;                              // eye widths above the corners
+  UsualLevel usual_mouth_width, usual_mouth_lift;     // see mouth_of
 };
 
 struct StreamState : StreamMemory {
@@ -278,13 +267,13 @@ class GazeEstimate final : public Stage {
     }
     bool brows_raised = false;
     if (const std::optional<double> brow = brow_height(*landmarks)) {
-      const double above = above_lower_envelope(state.usual_brow, *brow);
+      const double above = state.usual_brow.above(*brow);
       brows_raised = params_.brow_hold > 0 && above > params_.brow_hold;
     }
     double smile = 0;
     if (const std::optional<Mouth> mouth = mouth_of(*landmarks)) {
-      smile = std::max(0.0, above_lower_envelope(state.usual_mouth_width, mouth->width)) +
-              std::max(0.0, above_lower_envelope(state.usual_mouth_lift, mouth->lift));
+      smile = std::max(0.0, state.usual_mouth_width.above(mouth->width)) +
+              std::max(0.0, state.usual_mouth_lift.above(mouth->lift));
     }
     HeadPose head = estimate_head_pose(*landmarks);
     if (!state.usual_pitch) state.usual_pitch = head.pitch_deg;
