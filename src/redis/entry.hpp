@@ -10,7 +10,10 @@
 // format had five fields: ten bulk strings per entry read). Format 3: the packet may hold image
 // references (src/wire/image_ref.hpp), which format 2's readers would take for corrupt images.
 // Format 4: the packet carries its capture time (packet codec version 2, the time as wall-clock
-// time: src/wire/hop_codec.hpp), which format 3's readers cannot decode.
+// time: src/wire/hop_codec.hpp), which format 3's readers cannot decode. Format 4's packet may
+// also hold the image keys its hops retired (src/wire/retired_keys.hpp): a reader that knows
+// nothing of them takes the field for an ordinary one, which its next hop drops unless it carries
+// every field, and their keys go by their TTL. Nothing goes wrong, so the format stays 4.
 #pragma once
 
 #include <cstdint>

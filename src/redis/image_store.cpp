@@ -84,7 +84,7 @@ void ImageStore::settled(std::uint32_t stream, std::uint64_t seq, std::vector<st
   std::sort(going.begin(), going.end());
   going.erase(std::unique(going.begin(), going.end()), going.end());
   for (const std::string& key : going) {
-    writer_.add({"PEXPIRE", key, std::to_string(settling_.ttl_ms)});
+    if (names_.is_image(key)) writer_.add({"PEXPIRE", key, std::to_string(settling_.ttl_ms)});
   }
 }
 

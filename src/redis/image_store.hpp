@@ -3,9 +3,10 @@
 // carry its reference. A process that reads the pixels fetches them once (pipelined GETs for a
 // batch; a key another of its inlets is fetching is waited for, not asked again) and keeps them
 // in its ImageCache; a hop that carries a reference on renews the key's TTL. Once every sink of
-// the pipeline has settled a frame, the keys its packets referred to are shortened to a few
-// seconds (`settled`), so that Redis holds the images of the frames in flight, not of the last
-// `wire.image_ttl_s`.
+// the pipeline has settled a frame, the keys its packets referred to, and those its hops retired
+// on the way (an image a stage replaced, or that no stage after a hop reads), are shortened to a
+// few seconds (`settled`), so that Redis holds the images of the frames in flight, not of the
+// last `wire.image_ttl_s`.
 #pragma once
 
 #include <atomic>
@@ -43,10 +44,16 @@ class ImageStore final : public ImageRefs {
 
   ImageRef reference(const Image& image, std::uint64_t& stored) override;
   void carry(const ImageRef& ref) override;
-  /// A sink settled frame (stream, seq), whose packet referred to `keys`. Once every sink did,
-  /// the keys of all of them go `settling.ttl_ms` from now: the time a duplicate still on its
-  /// way needs them (a packet taken back from a dead process runs again, and fetches its
-  /// images), unless a hop carries them on meanwhile.
+  /// With settling: hops carry the keys they retire on to the sinks, whose inlets add them to
+  /// their frame's keys.
+  [[nodiscard]] bool retires() const override {
+    return settling_.ttl_ms > 0 && settling_.sinks > 0;
+  }
+  /// A sink settled frame (stream, seq), whose packet referred to `keys` or carried them as
+  /// retired (retired_keys.hpp). Once every sink did, the keys of all of them go
+  /// `settling.ttl_ms` from now: the time a duplicate still on its way needs them (a packet taken
+  /// back from a dead process runs again, and fetches its images), unless a hop carries them on
+  /// meanwhile. Only this pipeline's image keys: a corrupt entry cannot make a stream expire.
   void settled(std::uint32_t stream, std::uint64_t seq, std::vector<std::string> keys);
 
   /// The pixels of each reference, by key: from the cache, else fetched with one GET per key,

@@ -1,4 +1,4 @@
-// RedisInlet: the three ways a stage reads its stream(s) (redis_inlet.hpp). About 735 lines, kept
+// RedisInlet: the three ways a stage reads its stream(s) (redis_inlet.hpp). About 750 lines, kept
 // in one file on purpose: the shared, partitioned and sink modes share one path for accepting an
 // entry and one for settling it, and the leases' take-over and give-up change both.
 #include "redis_inlet.hpp"
@@ -12,6 +12,7 @@
 
 #include "entry.hpp"
 #include "redis_outlet.hpp"
+#include "wire/retired_keys.hpp"
 
 namespace micromodels::detail {
 
@@ -78,6 +79,7 @@ RedisInlet::RedisInlet(Session& session, const PlanStage& stage)
             : stage.gathers() ? Mode::partitioned
                               : Mode::shared),
       settles_frames_(mode_ == Mode::sink && !stage.dead_letter),
+      holds_keys_(mode_ != Mode::sink && session.image_refs && session.image_store->retires()),
       inputs_(std::max<std::size_t>(1, stage.inputs.size())),
       group_(stage.name()),
       consumer_(session.consumer + ":" + stage.name()) {
@@ -115,18 +117,29 @@ bool RedisInlet::reads(const std::string& field) const {
 // The images that came by reference and that this stage reads: fetched once for the batch
 // (the cache, then pipelined GETs), and put in place. A packet whose image is gone (expired,
 // deleted) or not what its reference says fails here: dead-lettered, a skip in its place.
-// Images the stage does not read stay references: they go on without being fetched.
+// Images the stage does not read stay references: they go on without being fetched. The keys a
+// packet arrived with, referred to or retired (retired_keys.hpp), go with it: a sink's into its
+// frame's keys, another stage's into the packet, for the outlets after it.
 void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
   std::vector<ImageRef> refs;  // of the whole batch
   std::vector<std::vector<std::pair<std::string, ImageRef>>> read_here(out.size() - first);
   for (std::size_t i = first; i < out.size(); ++i) {
     if (out[i].kind != Delivery::Kind::packet) continue;
     try {
+      std::vector<std::string> referred;
       for (auto& [name, ref] : references(out[i].packet)) {
         if (settles_frames_) keep_key(out[i].ticket, ref.key);
+        if (holds_keys_) referred.push_back(ref.key);
         if (!reads(name)) continue;
         refs.push_back(ref);
         read_here[i - first].emplace_back(std::move(name), std::move(ref));
+      }
+      if (mode_ == Mode::sink) {
+        for (const std::string& key : take_retired(out[i].packet)) {
+          if (settles_frames_) keep_key(out[i].ticket, key);
+        }
+      } else if (holds_keys_) {
+        hold_keys(out[i].packet, out[i].input, referred);
       }
     } catch (const CodecError& error) {
       fail_delivery(out[i], "corrupt packet: " + std::string(error.what()));
@@ -154,7 +167,8 @@ void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
   }
 }
 
-// A sink's packet refers to the image `key`: settling it lets the key go (ImageStore::settled).
+// A sink's packet refers to the image `key`, or carries it as retired: settling it lets the key
+// go (ImageStore::settled).
 void RedisInlet::keep_key(Ticket ticket, const std::string& key) {
   std::lock_guard lock(mutex_);
   if (const auto it = tickets_.find(ticket); it != tickets_.end() && !it->second.empty()) {

@@ -116,6 +116,8 @@ class RedisInlet final : public Inlet {
   const Mode mode_;
   const bool settles_frames_;  // a sink of the pipeline (not the dead-letter stage): its settles
                                // tell the image store which keys a frame's sinks are done with
+  const bool holds_keys_;      // not a sink, and hops retire keys: the packet holds the keys it
+                               // arrived with for the outlets after the stage (retired_keys.hpp)
   const std::size_t inputs_;  // the stage's inputs; a source-fed stage has one
   const std::string group_;
   const std::string consumer_;

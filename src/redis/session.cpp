@@ -79,10 +79,11 @@ void Session::bind(const Plan& bound) {
   for (const PlanStage& s : bound.stages()) {
     if (!s.source()) in_flight += s.config.queue_capacity;
   }
-  // Once every sink has a frame, its images are kept only for a duplicate still on its way: one
-  // taken back from a dead process (idle for reclaim_idle_ms) fetches them again within about
-  // twice that. With several sources, sinks may see different frames under one (stream, seq):
-  // the keys then go by their TTL only.
+  // Once every sink has a frame, its images (those the sinks' packets refer to, and those its
+  // hops retired on the way: wire/retired_keys.hpp) are kept only for a duplicate still on its
+  // way: one taken back from a dead process (idle for reclaim_idle_ms) fetches them again within
+  // about twice that. With several sources, sinks may see different frames under one (stream,
+  // seq): the keys then go by their TTL only, and hops retire none.
   ImageStore::Settling settling;
   std::size_t sources = 0;
   for (const PlanStage& s : bound.stages()) {

@@ -42,6 +42,11 @@ class StreamNames {
   [[nodiscard]] std::string image(std::string_view id) const {
     return "mm:{" + pipeline_ + ":img:" + std::string(id) + "}";
   }
+  /// Whether `key` is one of image()'s keys.
+  [[nodiscard]] bool is_image(std::string_view key) const {
+    const std::string start = "mm:{" + pipeline_ + ":img:";
+    return key.size() > start.size() + 1 && key.starts_with(start) && key.ends_with('}');
+  }
   /// The set of pipeline names, for `micromodels status`.
   [[nodiscard]] static std::string pipelines() { return "mm:pipelines"; }
 

@@ -7,6 +7,8 @@
 #include "micromodels/packet_codec.hpp"
 #include "micromodels/pipeline.hpp"
 
+#include "retired_keys.hpp"
+
 namespace micromodels::detail {
 
 namespace {
@@ -92,19 +94,28 @@ std::string encode_for_hop(const Packet& packet, const std::optional<std::set<st
   Packet wire{.stream = packet.stream, .seq = packet.seq, .time_ns = packet.time_ns,
               .capture_ns = capture_to_wall(packet.capture_ns)};
   std::uint64_t stored_here = 0;
+  const bool retires = refs != nullptr && refs->retires();
+  std::set<std::string> referred;  // the keys this hop's fields refer to (when it retires keys)
   for (const Packet::Field& f : packet.fields) {
     if (f.name.starts_with(kMarker)) continue;  // markers follow their fields
+    if (is_retired_field(f.name)) continue;     // written on below, without the keys still used
     if (keep && !keep->contains(f.name)) continue;
     if (is_ref(packet, f.name)) {  // never fetched here: the reference goes on
-      if (refs != nullptr) refs->carry(decode_ref(std::get<Buffer>(f.value).span()));
+      if (refs != nullptr) {
+        const ImageRef ref = decode_ref(std::get<Buffer>(f.value).span());
+        refs->carry(ref);
+        if (retires) referred.insert(ref.key);
+      }
       wire.fields.push_back(f);
       wire.fields.push_back({marker(f.name), std::string(kRef)});
       continue;
     }
     if (const auto* image = std::get_if<Image>(&f.value); image != nullptr) {
       if (refs != nullptr && image->pixels.data() != nullptr) {
-        const std::string ref = encode_ref(refs->reference(*image, stored_here));
-        wire.fields.push_back({f.name, Buffer::copy_of(ref.data(), ref.size())});
+        const ImageRef ref = refs->reference(*image, stored_here);
+        if (retires) referred.insert(ref.key);
+        const std::string bytes = encode_ref(ref);
+        wire.fields.push_back({f.name, Buffer::copy_of(bytes.data(), bytes.size())});
         wire.fields.push_back({marker(f.name), std::string(kRef)});
         continue;
       }
@@ -120,6 +131,13 @@ std::string encode_for_hop(const Packet& packet, const std::optional<std::set<st
     }
     wire.fields.push_back(f);  // buffers are shared, not copied
   }
+  if (retires) {
+    // A key that a field of this hop still refers to (an image passed on unchanged, perhaps
+    // under another name) is not retired here: the stages after the hop may fetch it.
+    std::set<std::string> retired = held_keys(packet);
+    for (const std::string& key : referred) retired.erase(key);
+    if (!retired.empty()) wire.fields.push_back({std::string(kRetired), encode_keys(retired)});
+  }
   if (stored != nullptr) *stored += stored_here;
   const std::vector<std::byte> bytes = encode_packet(wire);
   return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
@@ -132,6 +150,7 @@ Packet decode_hop(std::string_view payload) {
   for (const Packet::Field& f : packet.fields) {
     if (f.name.starts_with(kMarker)) markers.push_back(f.name);
   }
+  (void)held_keys(packet);  // a retired list that does not decode fails here, like a marker
   for (const std::string& m : markers) {
     const std::string name = m.substr(kMarker.size());
     const auto* how = std::get_if<std::string>(packet.find(m));

@@ -37,6 +37,9 @@ class ImageRefs {
   virtual ImageRef reference(const Image& image, std::uint64_t& stored) = 0;
   /// A hop carries `ref` on, its pixels never fetched here.
   virtual void carry(const ImageRef& ref) = 0;
+  /// Whether a frame's keys go once its sinks have it: hops then carry the keys they retire on
+  /// to the sinks (retired_keys.hpp).
+  [[nodiscard]] virtual bool retires() const { return false; }
 };
 
 /// A packet's capture time across processes: `Packet::capture_ns` is on the capture clock
@@ -47,11 +50,13 @@ class ImageRefs {
 [[nodiscard]] std::int64_t capture_to_wall(std::int64_t capture_ns);
 [[nodiscard]] std::int64_t capture_from_wall(std::int64_t wall_ns);
 
-/// The packet as it travels one hop (its capture time as wall-clock time): only the fields named in `keep` (every field when `keep`
-/// is nullopt; PlanStage::carried says which). With `refs`, images travel as references (a
-/// Buffer field of the same name holding encode_ref, and a marker field); without, compressed
-/// images become a Buffer of the same name plus a marker, so that the receiver knows what to
-/// decode. An image that arrived by reference and was not fetched goes on as that reference.
+/// The packet as it travels one hop (its capture time as wall-clock time): only the fields named in
+/// `keep` (every field when `keep` is nullopt; PlanStage::carried says which). With `refs`, images
+/// travel as references (a Buffer field of the same name holding encode_ref, and a marker field);
+/// without, compressed images become a Buffer of the same name plus a marker, so that the receiver
+/// knows what to decode. An image that arrived by reference and was not fetched goes on as that
+/// reference. When `refs` retires keys, the hop also carries the packet's retired keys that no
+/// field it carries refers to (retired_keys.hpp); retired fields never travel as ordinary fields.
 /// `stored` (when given) += the image bytes `refs` stored for this hop.
 [[nodiscard]] std::string encode_for_hop(const Packet& packet,
                                          const std::optional<std::set<std::string>>& keep,
@@ -61,7 +66,7 @@ class ImageRefs {
 /// decode_packet, the capture time back to this machine's capture clock, then compressed
 /// images back to Image. Images that came by reference stay
 /// references (see `references`): only a process that reads their pixels fetches them.
-/// Throws CodecError.
+/// Throws CodecError (for a retired list that does not decode too).
 [[nodiscard]] Packet decode_hop(std::string_view payload);
 
 /// The images of `packet` that are still references: (field name, reference). Throws

@@ -1,7 +1,7 @@
 // Writes a few valid packet encodings into a directory, as the fuzzers' seed corpus, and with
-// `--entries`, the same packets as Redis stream entries (and a skip entry). Valid seeds let the
-// fuzzer start from deep inside the format instead of rediscovering the magic and the header by
-// mutation.
+// `--entries`, the same packets as Redis stream entries (and a skip entry, and an entry with an
+// image reference and retired keys). Valid seeds let the fuzzer start from deep inside the format
+// instead of rediscovering the magic and the header by mutation.
 //
 //   packet_codec_seeds <dir> [--entries]
 #include <cstdio>
@@ -12,6 +12,7 @@
 
 #include "entry.hpp"
 #include "image_ref.hpp"
+#include "retired_keys.hpp"
 #include "micromodels/packet_codec.hpp"
 
 namespace mm = micromodels;
@@ -92,6 +93,9 @@ int main(int argc, char** argv) {
                                                     .width = 4, .height = 3, .size = 36, .check = 7});
     by_ref.set("image", mm::Buffer::copy_of(ref.data(), ref.size()));
     by_ref.set("\x01wire:image", std::string("ref"));
+    // ... and the keys its hops retired (retired_keys.hpp).
+    by_ref.set(mm::detail::kRetired,
+               mm::detail::encode_keys({"mm:{p:img:5eed0}", "mm:{p:img:5eed1}"}));
     const auto wire = mm::encode_packet(by_ref);
     seeds.push_back(mm::detail::encode_entry(
         {.kind = mm::detail::Entry::Kind::packet, .version = 0x1234, .run = 0x5678, .stream = 1, .seq = 43},

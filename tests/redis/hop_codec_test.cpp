@@ -10,6 +10,7 @@
 #include "micromodels/pipeline.hpp"
 #include "hop_codec.hpp"
 #include "image_cache.hpp"
+#include "retired_keys.hpp"
 
 namespace micromodels::detail {
 namespace {
@@ -183,10 +184,12 @@ class MemoryRefs final : public ImageRefs {
     return ref;
   }
   void carry(const ImageRef& ref) override { carried.push_back(ref.key); }
+  bool retires() const override { return retiring; }
 
   ImageCache cache{1 << 20};
   std::vector<Buffer> keys;
   std::vector<std::string> carried;
+  bool retiring = false;  // as a Redis store with one source
 };
 
 TEST(ImageRefs, AReferenceRoundTripsAndGarbageIsACodecError) {
@@ -262,6 +265,108 @@ TEST(ImageRefs, AnUnchangedImageKeepsItsReferenceAndAChangedOneIsStoredOnce) {
   const Packet hop5 = decode_hop(encode_for_hop(hop1, std::nullopt));
   EXPECT_TRUE(references(hop5).empty());
   EXPECT_EQ(hop5.get<Image>("frame").width, 8);
+}
+
+// What an inlet does with a packet that arrived: the keys of its references (and the retired ones
+// it came with) held for the outlets after the stage.
+void arrive(Packet& packet, std::size_t input = 0) {
+  std::vector<std::string> referred;
+  for (const auto& [name, ref] : references(packet)) referred.push_back(ref.key);
+  hold_keys(packet, input, referred);
+}
+
+using Keys = std::vector<std::string>;
+
+TEST(RetiredKeys, AHopRetiresTheKeysThatNoFieldItCarriesRefersTo) {
+  MemoryRefs refs;
+  refs.retiring = true;
+  // The source's hop: frame k0, input_frame k1 (another buffer). Nothing retired yet.
+  Packet hop1 = decode_hop(
+      encode_for_hop(frame_packet(), std::set<std::string>{"frame", "input_frame"}, {}, &refs));
+  EXPECT_FALSE(hop1.has(kRetired));
+  arrive(hop1);
+  // A stage fetches the frame and writes a new one under the same name (a resize): k0 retires,
+  // k1 still goes on (never fetched here), the new frame is k2.
+  const auto waiting = references(hop1);
+  ASSERT_EQ(waiting[0].first, "frame");
+  resolve(hop1, "frame", unpack_image(refs.keys[0], waiting[0].second));
+  refs.cache.keep(waiting[0].second, hop1.get<Image>("frame"));  // what a fetch does
+  Packet replaced = hop1;
+  replaced.set("frame", gradient(32, 24));
+  Packet hop2 = decode_hop(
+      encode_for_hop(replaced, std::set<std::string>{"frame", "input_frame"}, {}, &refs));
+  EXPECT_EQ(take_retired(hop2), Keys{"k0"});
+  EXPECT_FALSE(hop2.has(kRetired)) << "taken out: a sink never sees it";
+  // A hop that carries input_frame no further retires it too.
+  Packet hop2b = decode_hop(encode_for_hop(replaced, std::set<std::string>{"frame"}, {}, &refs));
+  EXPECT_EQ(take_retired(hop2b), (Keys{"k0", "k1"}));
+  // The same pixels under another name keep their key: k0 is not retired while a field refers
+  // to it, whatever the field's name.
+  Packet renamed = hop1;
+  renamed.set("original", hop1.get<Image>("frame"));
+  renamed.set("frame", gradient(32, 24));
+  Packet hop3 = decode_hop(encode_for_hop(
+      renamed, std::set<std::string>{"frame", "original", "input_frame"}, {}, &refs));
+  EXPECT_TRUE(take_retired(hop3).empty());
+  EXPECT_EQ(references(hop3).size(), 3u);
+  // The retired keys go on hop after hop, with the ones each hop adds, until a sink takes them.
+  Packet again = decode_hop(
+      encode_for_hop(replaced, std::set<std::string>{"frame", "input_frame"}, {}, &refs));
+  arrive(again);
+  again.set("frame", gradient(16, 12));
+  Packet hop5 = decode_hop(encode_for_hop(again, std::set<std::string>{"frame"}, {}, &refs));
+  // k0 (retired before), k1 (dropped here), k2 (the frame replaced here)
+  EXPECT_EQ(take_retired(hop5), (Keys{"k0", "k1", "k2"}));
+  // A hop into a stage that reads everything carries the list as the list, not as a field.
+  const Packet all = decode_hop(encode_for_hop(again, std::nullopt, {}, &refs));
+  std::size_t lists = 0;
+  for (const Packet::Field& f : all.fields) lists += is_retired_field(f.name) ? 1 : 0;
+  EXPECT_EQ(lists, 1u);
+  // Without retiring (several sources, or an in-memory run), no hop carries a list.
+  refs.retiring = false;
+  EXPECT_FALSE(decode_hop(encode_for_hop(again, std::nullopt, {}, &refs)).has(kRetired));
+  EXPECT_FALSE(decode_hop(encode_for_hop(again, std::nullopt)).has(kRetired));
+}
+
+TEST(RetiredKeys, AJoinKeepsTheKeysOfEveryPart) {
+  Packet a;
+  a.set("frame", Buffer());  // fields of its own besides the list
+  hold_keys(a, 0, {"a1", "shared"});
+  Packet b;
+  hold_keys(b, 1, {"b1", "shared"});
+  // The engine merges the parts by name, a later input's field over an earlier one's.
+  for (Packet::Field& f : b.fields) a.set(f.name, std::move(f.value));
+  EXPECT_EQ(held_keys(a), (std::set<std::string>{"a1", "b1", "shared"}));
+  EXPECT_EQ(take_retired(a), (Keys{"a1", "b1", "shared"}));
+  EXPECT_EQ(a.fields.size(), 1u);
+}
+
+TEST(RetiredKeys, AListThatDoesNotDecodeIsACodecErrorSayingSo) {
+  const Buffer list = encode_keys({"mm:{p:img:1}", "mm:{p:img:2}"});
+  EXPECT_EQ(list.size(), 2u * (2 + 12));
+  EXPECT_EQ(decode_keys(list.span()), (Keys{"mm:{p:img:1}", "mm:{p:img:2}"}));
+  EXPECT_TRUE(decode_keys({}).empty());
+  const auto fails = [](const Packet& packet, const std::string& says) {
+    const std::vector<std::byte> bytes = encode_packet(packet);
+    try {
+      (void)decode_hop({reinterpret_cast<const char*>(bytes.data()), bytes.size()});
+      ADD_FAILURE() << "decoded: " << says;
+    } catch (const CodecError& e) {
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  };
+  Packet p{.seq = 1};
+  p.set(kRetired, Buffer::copy_of(list.data(), list.size() - 1));  // the last key cut short
+  fails(p, "retired image keys: a key of 12 bytes at byte 16 of 27 runs past the list's end");
+  p.set(kRetired, Buffer::copy_of("\x05", 1));
+  fails(p, "retired image keys: 1 byte left at byte 0 of 1");
+  p.set(kRetired, Buffer::copy_of("\x00\x00", 2));
+  fails(p, "a key is never empty");
+  p.set(kRetired, std::string("mm:{p:img:1}"));
+  fails(p, "retired image keys: field is not a list of keys");
+  p.erase(kRetired);
+  p.set(std::string(kRetired) + ":3", Buffer::copy_of("\x09\x00" "ab", 4));  // any input's field
+  fails(p, "runs past the list's end");
 }
 
 TEST(ImageRefs, TheCacheKnowsOnlyTheVeryBufferItKeptAndStaysWithinItsBytes) {

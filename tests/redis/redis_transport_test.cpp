@@ -5,11 +5,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
 
+#include "entry.hpp"
+#include "hop_codec.hpp"
 #include "image_store.hpp"
 #include "micromodels/plan.hpp"
 #include "micromodels/redis.hpp"
@@ -17,6 +20,7 @@
 #include "micromodels/runner.hpp"
 #include "micromodels/stage.hpp"
 #include "redis_test_support.hpp"
+#include "retired_keys.hpp"
 #include "session.hpp"
 
 namespace micromodels {
@@ -735,15 +739,94 @@ class ImageRefsTest : public HopFieldsTest {
     return run.transport.hop_bytes();
   }
 
-  // Frame `seq` as test.frames made it (inverted: as test.invert made it).
-  static void expect_frame(const Packet& p, bool inverted) {
-    const Image& image = p.get<Image>("frame");
+  // Frame `seq` as test.frames made it (inverted: as test.invert made it), in field `field`.
+  static void expect_frame(const Packet& p, bool inverted, const std::string& field = "frame") {
+    const Image& image = p.get<Image>(field);
     ASSERT_EQ(image.byte_size(), 160u * 120u * 3u);
     for (std::size_t i = 0; i < image.byte_size(); i += 997) {
       auto want = static_cast<std::byte>((i / 3 % 160 + i / 480 + p.seq) % 256);
       if (inverted) want = ~want;
-      ASSERT_EQ(image.pixels.data()[i], want) << "seq " << p.seq << " byte " << i;
+      ASSERT_EQ(image.pixels.data()[i], want) << field << " seq " << p.seq << " byte " << i;
     }
+  }
+
+  // The time to live (ms) of each image key of the test's pipeline.
+  std::map<std::string, long long> image_ttls(Redis& redis) const {
+    std::map<std::string, long long> ttls;
+    const auto keys = redis.command({"KEYS", "mm:{" + name_ + ":img:*"});
+    for (std::size_t i = 0; i < keys->elements; ++i) {
+      const std::string key(keys->element[i]->str, keys->element[i]->len);
+      ttls[key] = redis.command({"PTTL", key})->integer;
+    }
+    return ttls;
+  }
+  // How many of `ttls` are at most `ms`, and still there.
+  static int at_most(const std::map<std::string, long long>& ttls, long long ms) {
+    return static_cast<int>(std::count_if(ttls.begin(), ttls.end(), [&](const auto& kept) {
+      return kept.second > 0 && kept.second <= ms;
+    }));
+  }
+
+  // The packets in `stage`'s stream as the hop into it carried them (entries not acknowledged yet
+  // stay in the stream): references not fetched, the retired keys in their field.
+  std::vector<Packet> hop_packets(Redis& redis, const std::string& stage) const {
+    std::vector<Packet> packets;
+    const auto entries = redis.command({"XRANGE", stream_key(stage), "-", "+"});
+    for (std::size_t i = 0; i < entries->elements; ++i) {
+      const redisReply* fields = entries->element[i]->element[1];
+      const std::string value(fields->element[1]->str, fields->element[1]->len);
+      const detail::Entry entry = detail::decode_entry(value);
+      if (entry.kind == detail::Entry::Kind::packet) {
+        packets.push_back(detail::decode_hop(entry.payload));
+      }
+    }
+    return packets;
+  }
+  // Waits until `stage`'s stream holds `n` entries.
+  bool wait_for_entries(Redis& redis, const std::string& stage, long long n) const {
+    for (int i = 0; i < 3000 && redis.command({"XLEN", stream_key(stage)})->integer < n; ++i) {
+      std::this_thread::sleep_for(10ms);
+    }
+    return redis.command({"XLEN", stream_key(stage)})->integer == n;
+  }
+  // The key of image field `field` in a packet as a hop carried it.
+  static std::string ref_key(const Packet& p, const std::string& field) {
+    for (const auto& [name, ref] : detail::references(p)) {
+      if (name == field) return ref.key;
+    }
+    ADD_FAILURE() << "no reference in field " << field << " of seq " << p.seq;
+    return {};
+  }
+
+  // A stage type that records what it gets, as `recorder`, once `gate_` is open (a thread of its
+  // own: it blocks).
+  StageType held_recorder(std::string name, StageInfo info, std::shared_ptr<Seen> seen) {
+    class HeldRecord final : public Stage {
+     public:
+      HeldRecord(std::shared_ptr<Gate> gate, std::shared_ptr<Seen> seen)
+          : gate_(std::move(gate)), record_(std::move(seen)) {}
+      void process(Packet packet, std::vector<Packet>& out) override {
+        gate_->pass(packet.seq, 0);
+        record_.process(std::move(packet), out);
+      }
+
+     private:
+      std::shared_ptr<Gate> gate_;
+      Record record_;
+    };
+    info.blocking = true;
+    StageType type;
+    type.name = std::move(name);
+    type.info = [info](const Params&) { return info; };
+    type.make = [gate = gate_, seen](const Params&) -> std::unique_ptr<Stage> {
+      return std::make_unique<HeldRecord>(gate, seen);
+    };
+    return type;
+  }
+  // Opens the gate when the test ends, however it ends. Made after the runners, so that it
+  // opens before they are destroyed (they wait for their held packets).
+  std::unique_ptr<Gate, void (*)(Gate*)> open_at_the_end() {
+    return {gate_.get(), [](Gate* g) { g->open(); }};
   }
 
   int frames_ = 20;
@@ -751,6 +834,7 @@ class ImageRefsTest : public HopFieldsTest {
   std::shared_ptr<Seen> blind_ = std::make_shared<Seen>();
   std::shared_ptr<Seen> peek_ = std::make_shared<Seen>();
   std::shared_ptr<Seen> sink_ = std::make_shared<Seen>();
+  std::shared_ptr<Gate> gate_ = std::make_shared<Gate>();
 };
 
 TEST_F(ImageRefsTest, AnUnchangedImageIsStoredOnceAndAStageThatDoesNotReadItNeverFetchesIt) {
@@ -965,8 +1049,9 @@ TEST_F(ImageRefsTest, EachProcessFetchesAnImageOnceThoughTwoOfItsStagesReadItAtO
 
 // Once both sinks have written a frame, the inverted frame their packets refer to goes from
 // Redis within seconds (4 x the reclaim time: 20 s here, so that a slow machine still finds every
-// key after the run), not a TTL (60 s) after its last hop. The source's frames, which no sink's
-// packet refers to (invert replaced them), keep their TTL.
+// key after the run), not a TTL (60 s) after its last hop; and so does the source's frame, which
+// no sink's packet refers to (invert replaced it): the hops after invert carry its key to the
+// sinks as retired.
 TEST_F(ImageRefsTest, AFramesImagesGoSecondsAfterEverySinkHasItNotATtlLater) {
   const Pipeline p = inverted_to_two_sinks();
   {
@@ -987,8 +1072,185 @@ TEST_F(ImageRefsTest, AFramesImagesGoSecondsAfterEverySinkHasItNotATtlLater) {
     going += ttl > 0 && ttl <= 20000 ? 1 : 0;
     kept += ttl > 50000 ? 1 : 0;
   }
-  EXPECT_EQ(going, 20);
-  EXPECT_EQ(kept, 20);
+  EXPECT_EQ(going, 40);
+  EXPECT_EQ(kept, 0);
+}
+
+// The same across processes, with one sink: a worker replaces each frame (invert), and the
+// source's frame, which it fetched and no hop after it refers to, goes with the inverted one once
+// the sink has it, not a TTL later.
+TEST_F(ImageRefsTest, AnImageAStageReplacedGoesWithItsFrameOnceTheSinkHasIt) {
+  const Pipeline p = chain({"invert"});
+  {
+    Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"invert"},
+                    .reclaim_idle_ms = 5000}, registry_);
+    worker.runner.start();
+    Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none, .reclaim_idle_ms = 5000},
+             registry_);
+    run.runner.start();
+    ASSERT_TRUE(run.runner.wait_for(30000));
+    worker.runner.stop();
+    ASSERT_TRUE(worker.runner.wait_for(10000));
+    EXPECT_EQ(run.transport.dead_lettered(), 0u);
+  }
+  const std::vector<Packet> got = sink_->take();
+  ASSERT_EQ(got.size(), 20u);
+  for (const Packet& packet : got) expect_frame(packet, true);
+  Redis redis(redis_url());
+  const auto ttls = image_ttls(redis);
+  EXPECT_EQ(ttls.size(), 40u);  // 20 frames, 20 inverted
+  EXPECT_EQ(at_most(ttls, 20000), 40) << "4 x the reclaim time, not the 60 s TTL";
+}
+
+// A key is retired only where no field carried on refers to it any more. Here `keep` keeps the
+// frame as `input_frame` too (the same pixels, so the same key), then two stages replace `frame`
+// in turn. The first replacement retires nothing (input_frame still refers to the source's key);
+// the second retires the first inversion. While the sink holds its packets (not settled), the
+// hop into it carries exactly that key as retired, and the source's key is still there with its
+// TTL, to be fetched by the sink; once the sink has every frame, every key goes within seconds.
+TEST_F(ImageRefsTest, AnImageStillCarriedUnderAnotherNameIsNotRetired) {
+  class KeepInput final : public Stage {
+   public:
+    void process(Packet packet, std::vector<Packet>& out) override {
+      packet.set("input_frame", packet.get<Image>("frame"));
+      out.push_back(std::move(packet));
+    }
+  };
+  StageType keep;
+  keep.name = "test.keep_input";
+  keep.info = [](const Params&) {
+    return StageInfo{.reads = {"frame"}, .writes = {"input_frame"}};
+  };
+  keep.make = [](const Params&) -> std::unique_ptr<Stage> { return std::make_unique<KeepInput>(); };
+  registry_.add(std::move(keep));
+  registry_.add(held_recorder("test.held_sink", {.reads = {"frame", "input_frame"}}, sink_));
+  const Pipeline p = Pipeline::from_yaml_string(
+      "pipeline: " + name_ +
+      "\nstages:\n"
+      "  - { name: source, type: test.frames }\n"
+      "  - { name: keep, type: test.keep_input }\n"
+      "  - { name: invert, type: test.invert }\n"
+      "  - { name: again, type: test.invert }\n"
+      "  - { name: sink, type: test.held_sink }\n");
+  Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(),
+                  .stages = {"keep", "invert", "again"}, .reclaim_idle_ms = 5000}, registry_);
+  worker.runner.start();
+  Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none, .reclaim_idle_ms = 5000},
+           registry_);
+  run.runner.start();
+  const auto open = open_at_the_end();
+  Redis redis(redis_url());
+  ASSERT_TRUE(wait_for_entries(redis, "sink", 20));
+  const std::vector<Packet> into_sink = hop_packets(redis, "sink");
+  ASSERT_EQ(into_sink.size(), 20u);
+  for (const Packet& hop : into_sink) {
+    const std::string source_key = ref_key(hop, "input_frame");
+    const std::string twice_key = ref_key(hop, "frame");
+    const std::set<std::string> retired = detail::held_keys(hop);
+    ASSERT_EQ(retired.size(), 1u) << "seq " << hop.seq << ": the first inversion's key";
+    EXPECT_FALSE(retired.contains(source_key)) << "seq " << hop.seq;
+    EXPECT_FALSE(retired.contains(twice_key)) << "seq " << hop.seq;
+    EXPECT_TRUE(retired.begin()->starts_with("mm:{" + name_ + ":img:")) << *retired.begin();
+    EXPECT_GT(redis.command({"PTTL", source_key})->integer, 50000) << "seq " << hop.seq;
+    EXPECT_GT(redis.command({"PTTL", *retired.begin()})->integer, 50000) << "seq " << hop.seq;
+  }
+  gate_->open();
+  ASSERT_TRUE(run.runner.wait_for(30000));
+  worker.runner.stop();
+  ASSERT_TRUE(worker.runner.wait_for(10000));
+  EXPECT_EQ(run.transport.dead_lettered(), 0u);
+  const std::vector<Packet> got = sink_->take();
+  ASSERT_EQ(got.size(), 20u);
+  for (const Packet& packet : got) {
+    expect_frame(packet, false, "input_frame");  // fetched by the sink: the source's frame
+    expect_frame(packet, false);                 // inverted twice
+  }
+  const auto ttls = image_ttls(redis);
+  EXPECT_EQ(ttls.size(), 60u);  // the frames, and each inversion
+  EXPECT_EQ(at_most(ttls, 20000), 60);
+}
+
+// With two sources the sinks may see different frames under one (stream, seq), so no key is
+// shortened when they settle: the hops retire none (their entries carry no list) and every image
+// keeps its TTL, as before hops retired keys.
+TEST_F(ImageRefsTest, WithTwoSourcesNoHopRetiresAKeyAndEveryImageKeepsItsTtl) {
+  registry_.add(held_recorder("test.held_sink", {.reads = {"frame"}}, sink_));
+  const Pipeline p = Pipeline::from_yaml_string(
+      "pipeline: " + name_ +
+      "\nstages:\n"
+      "  - { name: source, type: test.frames }\n"
+      "  - { name: other, type: test.frames }\n"
+      "  - { name: invert, type: test.invert, inputs: [source] }\n"
+      "  - { name: sink, type: test.held_sink, inputs: [invert] }\n"
+      "  - { name: also, type: test.peek, inputs: [other] }\n");
+  Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"invert"}},
+              registry_);
+  worker.runner.start();
+  Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none}, registry_);
+  run.runner.start();
+  const auto open = open_at_the_end();
+  Redis redis(redis_url());
+  ASSERT_TRUE(wait_for_entries(redis, "sink", 20));
+  for (const Packet& hop : hop_packets(redis, "sink")) {
+    EXPECT_FALSE(hop.has(detail::kRetired)) << "seq " << hop.seq;
+  }
+  gate_->open();
+  ASSERT_TRUE(run.runner.wait_for(30000));
+  worker.runner.stop();
+  ASSERT_TRUE(worker.runner.wait_for(10000));
+  EXPECT_EQ(run.transport.dead_lettered(), 0u);
+  EXPECT_EQ(sink_->take().size(), 20u);
+  EXPECT_EQ(peek_->take().size(), 20u);
+  const auto ttls = image_ttls(redis);
+  EXPECT_EQ(ttls.size(), 60u);  // each source's frames, and the inverted ones
+  EXPECT_EQ(at_most(ttls, 50000), 0);
+}
+
+// Fan-out: the source's frame goes to two branches. `invert` replaces it, so the hop into `sink`
+// retires its key; `held` still has it to fetch (it reads the frame), behind a gate. Once `sink`
+// has every frame, the keys must stay: the frame's other sink (`tail`, after `held`) has nothing
+// yet. When it has, they all go within seconds, and `held` found every image.
+TEST_F(ImageRefsTest, AKeyOneBranchRetiredStaysUntilEveryBranchsSinkHasTheFrame) {
+  auto held = std::make_shared<Seen>();
+  registry_.add(held_recorder("test.held", {.reads = {"frame"}}, held));
+  const Pipeline p = Pipeline::from_yaml_string(
+      "pipeline: " + name_ +
+      "\nstages:\n"
+      "  - { name: source, type: test.frames }\n"
+      "  - { name: invert, type: test.invert, inputs: [source] }\n"
+      "  - { name: sink, type: test.frame_sink, inputs: [invert] }\n"
+      "  - { name: held, type: test.held, inputs: [source] }\n"
+      "  - { name: tail, type: test.blind, inputs: [held] }\n");
+  Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(),
+                  .stages = {"invert", "held"}, .reclaim_idle_ms = 5000}, registry_);
+  worker.runner.start();
+  Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none, .reclaim_idle_ms = 5000},
+           registry_);
+  run.runner.start();
+  const auto open = open_at_the_end();
+  const auto sunk = [&] {
+    std::lock_guard lock(sink_->mutex);
+    return sink_->packets.size();
+  };
+  for (int i = 0; i < 3000 && sunk() < 20; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(sunk(), 20u);
+  std::this_thread::sleep_for(200ms);  // the sink's settles reach the image store and the writer
+  Redis redis(redis_url());
+  const auto waiting = image_ttls(redis);
+  EXPECT_EQ(waiting.size(), 40u);  // 20 frames, 20 inverted
+  EXPECT_EQ(at_most(waiting, 50000), 0) << "a key went before the frame's other sink had it";
+  gate_->open();
+  ASSERT_TRUE(run.runner.wait_for(30000));
+  worker.runner.stop();
+  ASSERT_TRUE(worker.runner.wait_for(10000));
+  EXPECT_EQ(run.transport.dead_lettered(), 0u) << "held found every image";
+  const std::vector<Packet> seen = held->take();
+  ASSERT_EQ(seen.size(), 20u);
+  for (const Packet& packet : seen) expect_frame(packet, false);
+  EXPECT_EQ(blind_->take().size(), 20u);
+  const auto ttls = image_ttls(redis);
+  EXPECT_EQ(ttls.size(), 40u);
+  EXPECT_EQ(at_most(ttls, 20000), 40);
 }
 
 // Why "seconds after", not at once: a duplicate of a frame the sink already has (an entry run
