@@ -267,7 +267,7 @@ TEST(GazeEstimate, ABriefDipOfTheBrowsDoesNotHoldTheGazeAfterIt) {
     const mm::Packet out = single(estimate.process(std::move(p)));
     return static_cast<float>(out.get<mm::Scalars>("gaze")[0]);
   };
-  for (int i = 0; i < 100; ++i) (void)pitch_of(looking({-5, 0}));
+  for (int i = 0; i < 300; ++i) (void)pitch_of(looking({-5, 0}));  // 12 s of this face
   for (int i = 0; i < 20; ++i) (void)pitch_of(brows_by(looking({-5, 0}), -0.15f));  // the dip
   for (int i = 0; i < 5; ++i) (void)pitch_of(looking({-5, 0}));
   // The brows at their own height again: a look down and back up are followed (within the

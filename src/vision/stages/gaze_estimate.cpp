@@ -213,8 +213,11 @@ struct StreamMemory {
   std::array<std::optional<Gaze>, 2> steady;          // per eye, over average_frames
   std::array<std::optional<Gaze>, 2> held;            // per eye, as reported (hold_deg)
   std::optional<Gaze> usual_gaze;                     // both eyes' mean
-  UsualLevel usual_brow;                              // eye widths above the corners
-  UsualLevel usual_mouth_width, usual_mouth_lift;     // see mouth_of
+  // The brows' usual height at the 20th percentile: one that reads low (after a dip) makes
+  // brows at their height read as raised, and the gaze is held. The mouth's at the 10th: one
+  // that reads low makes a smile read broader, and the eyes are left alone a little longer.
+  UsualLevel usual_brow{0.2};                                       // eye widths above the corners
+  UsualLevel usual_mouth_width{0.1}, usual_mouth_lift{0.1};         // see mouth_of
 };
 
 struct StreamState : StreamMemory {

@@ -8,17 +8,20 @@
 
 namespace micromodels::vision {
 
-/// The 20th percentile of the last 300 values (12 s at 25 fps). A low quantile, so that the
-/// rises (the brows go up for a second at a time, on cap12 for a third of its frames) do not
-/// lift it; a quantile over a window, not a lower envelope, so that a short dip does not pull it
-/// down either: a lower envelope that followed a frown or a bowed head (20 frames of cap12,
-/// frames 570-590) read the brows back at their height as raised for the next 200 frames, and
-/// `gaze.estimate` held the gaze all that while. A level kept for 240 of the last 300 frames
-/// becomes the usual one: brows that stay up, a smile that stays, count as usual again.
+/// A low percentile of the last 300 values (12 s at 25 fps): low, so that the rises (the brows
+/// go up for a second at a time, on cap12 for a third of its frames) do not lift it; over a
+/// window, not a lower envelope, so that a short dip does not pull it down. A lower envelope
+/// followed cap12's brows down in a 20-frame dip (a bowed head, frames 570-590), read them back
+/// at their own height as raised for the next 200 frames, and `gaze.estimate` held the gaze all
+/// that while. A level kept for long becomes the usual one: brows that stay up, a smile that
+/// stays, count as usual again.
 class UsualLevel {
  public:
   static constexpr std::size_t kFrames = 300;
-  static constexpr double kQuantile = 0.2;
+
+  /// `quantile`: 0.2 follows a level kept for 240 of the last 300 frames and ignores a dip of
+  /// up to 60; 0.1, 270 and 30.
+  explicit UsualLevel(double quantile) : quantile_(quantile) {}
 
   /// How far `value` stands above the usual level of the values before it (0 for the first),
   /// then counts it.
@@ -26,7 +29,7 @@ class UsualLevel {
     double result = 0;
     if (!recent_.empty()) {
       sorted_.assign(recent_.begin(), recent_.end());
-      const auto k = static_cast<std::ptrdiff_t>(kQuantile * static_cast<double>(sorted_.size() - 1));
+      const auto k = static_cast<std::ptrdiff_t>(quantile_ * static_cast<double>(sorted_.size() - 1));
       std::nth_element(sorted_.begin(), sorted_.begin() + k, sorted_.end());
       result = value - sorted_[static_cast<std::size_t>(k)];
     }
@@ -45,6 +48,7 @@ class UsualLevel {
   }
 
  private:
+  double quantile_;
   std::vector<double> recent_;  // the last kFrames values, oldest at next_ once full
   std::size_t next_ = 0;
   std::vector<double> sorted_;  // scratch, kept to spare an allocation per frame
