@@ -105,8 +105,8 @@ void MemoryGate::log_pause(const std::string& state) {
   }
   log().warn(
       "Redis at {} {} {}; holding {} until it has room (below {:.0f}% of maxmemory): raise "
-      "maxmemory, add consumers, or lower wire.image_ttl_s (images stay that long after "
-      "their last hop)",
+      "maxmemory, add consumers, or lower wire.image_ttl_s (an image whose frame the sinks do "
+      "not have yet stays that long after its last hop)",
       session_.url.where(), state, figures(), what, kOpen * 100);
 }
 
