@@ -725,18 +725,35 @@ class ImageRefsTest : public HopFieldsTest {
   }
 
   // The run serves the source and the sink; a worker (a Session of its own, so a cache of its
-  // own: like another process) serves the stages between.
+  // own: like another process) serves the stages between. Both start at construction, the
+  // worker first; a test may look at Redis meanwhile, then `finish` waits for the run.
+  class WorkerAndRun {
+   public:
+    WorkerAndRun(const Pipeline& p, const std::vector<std::string>& middle, const Registry& registry,
+                 double reclaim_idle_ms = RedisOptions{}.reclaim_idle_ms)
+        : worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = middle,
+                     .reclaim_idle_ms = reclaim_idle_ms}, registry),
+          run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none,
+                  .reclaim_idle_ms = reclaim_idle_ms}, registry) {
+      worker.runner.start();
+      run.runner.start();
+    }
+    // The run ends, then the worker; `dead` packets were dead-lettered.
+    void finish(std::uint64_t dead = 0) {
+      EXPECT_TRUE(run.runner.wait_for(30000));
+      worker.runner.stop();
+      EXPECT_TRUE(worker.runner.wait_for(10000));
+      EXPECT_EQ(run.transport.dead_lettered(), dead);
+    }
+    Part worker;
+    Part run;
+  };
+
   std::vector<HopBytes> run_with_worker(const Pipeline& p, const std::vector<std::string>& middle,
                                         std::uint64_t dead = 0) {
-    Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = middle}, registry_);
-    worker.runner.start();
-    Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none}, registry_);
-    run.runner.start();
-    EXPECT_TRUE(run.runner.wait_for(30000));
-    worker.runner.stop();
-    EXPECT_TRUE(worker.runner.wait_for(10000));
-    EXPECT_EQ(run.transport.dead_lettered(), dead);
-    return run.transport.hop_bytes();
+    WorkerAndRun both(p, middle, registry_);
+    both.finish(dead);
+    return both.run.transport.hop_bytes();
   }
 
   // Frame `seq` as test.frames made it (inverted: as test.invert made it), in field `field`.
@@ -1081,18 +1098,7 @@ TEST_F(ImageRefsTest, AFramesImagesGoSecondsAfterEverySinkHasItNotATtlLater) {
 // the sink has it, not a TTL later.
 TEST_F(ImageRefsTest, AnImageAStageReplacedGoesWithItsFrameOnceTheSinkHasIt) {
   const Pipeline p = chain({"invert"});
-  {
-    Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"invert"},
-                    .reclaim_idle_ms = 5000}, registry_);
-    worker.runner.start();
-    Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none, .reclaim_idle_ms = 5000},
-             registry_);
-    run.runner.start();
-    ASSERT_TRUE(run.runner.wait_for(30000));
-    worker.runner.stop();
-    ASSERT_TRUE(worker.runner.wait_for(10000));
-    EXPECT_EQ(run.transport.dead_lettered(), 0u);
-  }
+  WorkerAndRun(p, {"invert"}, registry_, 5000).finish();
   const std::vector<Packet> got = sink_->take();
   ASSERT_EQ(got.size(), 20u);
   for (const Packet& packet : got) expect_frame(packet, true);
@@ -1132,12 +1138,7 @@ TEST_F(ImageRefsTest, AnImageStillCarriedUnderAnotherNameIsNotRetired) {
       "  - { name: invert, type: test.invert }\n"
       "  - { name: again, type: test.invert }\n"
       "  - { name: sink, type: test.held_sink }\n");
-  Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(),
-                  .stages = {"keep", "invert", "again"}, .reclaim_idle_ms = 5000}, registry_);
-  worker.runner.start();
-  Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none, .reclaim_idle_ms = 5000},
-           registry_);
-  run.runner.start();
+  WorkerAndRun both(p, {"keep", "invert", "again"}, registry_, 5000);
   const auto open = open_at_the_end();
   Redis redis(redis_url());
   ASSERT_TRUE(wait_for_entries(redis, "sink", 20));
@@ -1155,10 +1156,7 @@ TEST_F(ImageRefsTest, AnImageStillCarriedUnderAnotherNameIsNotRetired) {
     EXPECT_GT(redis.command({"PTTL", *retired.begin()})->integer, 50000) << "seq " << hop.seq;
   }
   gate_->open();
-  ASSERT_TRUE(run.runner.wait_for(30000));
-  worker.runner.stop();
-  ASSERT_TRUE(worker.runner.wait_for(10000));
-  EXPECT_EQ(run.transport.dead_lettered(), 0u);
+  both.finish();
   const std::vector<Packet> got = sink_->take();
   ASSERT_EQ(got.size(), 20u);
   for (const Packet& packet : got) {
@@ -1183,11 +1181,7 @@ TEST_F(ImageRefsTest, WithTwoSourcesNoHopRetiresAKeyAndEveryImageKeepsItsTtl) {
       "  - { name: invert, type: test.invert, inputs: [source] }\n"
       "  - { name: sink, type: test.held_sink, inputs: [invert] }\n"
       "  - { name: also, type: test.peek, inputs: [other] }\n");
-  Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"invert"}},
-              registry_);
-  worker.runner.start();
-  Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none}, registry_);
-  run.runner.start();
+  WorkerAndRun both(p, {"invert"}, registry_);
   const auto open = open_at_the_end();
   Redis redis(redis_url());
   ASSERT_TRUE(wait_for_entries(redis, "sink", 20));
@@ -1195,10 +1189,7 @@ TEST_F(ImageRefsTest, WithTwoSourcesNoHopRetiresAKeyAndEveryImageKeepsItsTtl) {
     EXPECT_FALSE(hop.has(detail::kRetired)) << "seq " << hop.seq;
   }
   gate_->open();
-  ASSERT_TRUE(run.runner.wait_for(30000));
-  worker.runner.stop();
-  ASSERT_TRUE(worker.runner.wait_for(10000));
-  EXPECT_EQ(run.transport.dead_lettered(), 0u);
+  both.finish();
   EXPECT_EQ(sink_->take().size(), 20u);
   EXPECT_EQ(peek_->take().size(), 20u);
   const auto ttls = image_ttls(redis);
@@ -1221,12 +1212,7 @@ TEST_F(ImageRefsTest, AKeyOneBranchRetiredStaysUntilEveryBranchsSinkHasTheFrame)
       "  - { name: sink, type: test.frame_sink, inputs: [invert] }\n"
       "  - { name: held, type: test.held, inputs: [source] }\n"
       "  - { name: tail, type: test.blind, inputs: [held] }\n");
-  Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(),
-                  .stages = {"invert", "held"}, .reclaim_idle_ms = 5000}, registry_);
-  worker.runner.start();
-  Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none, .reclaim_idle_ms = 5000},
-           registry_);
-  run.runner.start();
+  WorkerAndRun both(p, {"invert", "held"}, registry_, 5000);
   const auto open = open_at_the_end();
   const auto sunk = [&] {
     std::lock_guard lock(sink_->mutex);
@@ -1240,10 +1226,7 @@ TEST_F(ImageRefsTest, AKeyOneBranchRetiredStaysUntilEveryBranchsSinkHasTheFrame)
   EXPECT_EQ(waiting.size(), 40u);  // 20 frames, 20 inverted
   EXPECT_EQ(at_most(waiting, 50000), 0) << "a key went before the frame's other sink had it";
   gate_->open();
-  ASSERT_TRUE(run.runner.wait_for(30000));
-  worker.runner.stop();
-  ASSERT_TRUE(worker.runner.wait_for(10000));
-  EXPECT_EQ(run.transport.dead_lettered(), 0u) << "held found every image";
+  both.finish();  // nothing dead-lettered: held found every image
   const std::vector<Packet> seen = held->take();
   ASSERT_EQ(seen.size(), 20u);
   for (const Packet& packet : seen) expect_frame(packet, false);
