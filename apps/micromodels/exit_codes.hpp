@@ -4,10 +4,11 @@
 namespace micromodels::cli {
 
 /// The command did what was asked. A run that finished with failed or dropped packets still
-/// succeeded as a run: those are counted in the metrics, not reported through the exit code.
+/// succeeded as a run: those are counted in the metrics (and a warning says where they failed),
+/// unless a stage failed every packet it took (kExitFailure).
 inline constexpr int kExitOk = 0;
-/// Something went wrong while running: a stage could not be built at run time, an output could
-/// not be written, an unexpected exception.
+/// Something went wrong while running: a stage could not be built at run time, a stage failed
+/// every packet it took, an output could not be written, an unexpected exception.
 inline constexpr int kExitFailure = 1;
 /// Nothing ran because the input was wrong: the command line, the pipeline file (YAML, stage
 /// types, parameters, graph) or an output path. The message names the file, line and key.

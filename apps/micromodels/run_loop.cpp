@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <string>
 
 #include "micromodels/pipeline.hpp"
 
@@ -52,6 +53,31 @@ class DrainWatch {
   std::chrono::steady_clock::time_point since_;
   bool said_ = false;
 };
+
+// The stages that failed packets, "'work' 8 of 40, 'sink' 2 of 32", and whether one of them
+// failed every packet it took: nothing came out of it.
+struct Failures {
+  std::string stages{};
+  std::uint64_t failed = 0;
+  std::uint64_t dead_lettered = 0;
+  std::string failed_all{};  // the first stage that failed every packet, "'sink' (40 of 40)"
+};
+
+Failures failures(const MetricsSnapshot& metrics) {
+  Failures f;
+  for (const StageMetrics& stage : metrics.stages) {
+    if (stage.failed == 0) continue;
+    const std::string counts = std::to_string(stage.failed) + " of " +
+                               std::to_string(stage.failed + stage.processed);
+    f.stages += (f.stages.empty() ? "'" : ", '") + stage.name + "' " + counts;
+    f.failed += stage.failed;
+    f.dead_lettered += stage.dead_lettered;
+    if (stage.processed == 0 && f.failed_all.empty()) {
+      f.failed_all = "'" + stage.name + "' (" + counts + ")";
+    }
+  }
+  return f;
+}
 
 }  // namespace
 
@@ -125,7 +151,24 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
       return kExitFailure;
     }
   }
-  return interrupted && !interrupted_is_ok ? kExitInterrupted : kExitOk;
+  // Failed packets are the pipeline's business (counted, and kept by a dead-letter stage when
+  // it has one), but a stage that failed every packet is a broken part: the run says so.
+  const Failures failed = failures(metrics);
+  if (!failed.failed_all.empty()) {
+    std::cerr << "error: stage " << failed.failed_all
+              << " failed every packet it took, so nothing came out of it; its first errors are "
+                 "in the log above (a missing file, an output that cannot be written, a wrong "
+                 "parameter)\n";
+  } else if (failed.failed > 0) {
+    std::cerr << "warning: packets failed at " << failed.stages << " ("
+              << (failed.dead_lettered >= failed.failed
+                      ? "handed to the dead letter"
+                      : "the table's `failed` column; without a `dead_letter:` stage they are "
+                        "dropped")
+              << ")\n";
+  }
+  if (interrupted && !interrupted_is_ok) return kExitInterrupted;
+  return failed.failed_all.empty() ? kExitOk : kExitFailure;
 }
 
 }  // namespace micromodels::cli

@@ -213,7 +213,9 @@ def test_a_python_stage_counts_events_into_the_metrics(cli, stages, pipeline, tm
           - {{ name: work, type: python, params: {{ module: counting, class: Wrong, path: {path} }} }}
           - {{ name: sink, type: sink.jsonl, params: {{ path: {tmp_path / "out.jsonl"} }} }}
     """))
-    assert result.returncode == 0, result.stderr
+    # Every packet failed there: the run says so and exits 1, after writing its metrics.
+    assert result.returncode == 1, result.stderr
+    assert "error: stage 'work' (3 of 3) failed every packet it took" in result.stderr
     assert "a count only grows; n must be >= 0" in result.stderr
     work = next(s for s in json.load(open(metrics_file))["stages"] if s["name"] == "work")
     assert work["failed"] == 3
@@ -253,7 +255,7 @@ def test_a_value_of_the_wrong_type_fails_the_packet(cli, stages, pipeline, tmp_p
           - {{ name: work, type: python, params: {{ module: badvalue, class: BadValue, path: {path} }} }}
           - {{ name: sink, type: sink.jsonl, params: {{ path: {tmp_path / 'o.jsonl'} }} }}
     """))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # every packet failed at 'work'
     assert "TypeError: field 'image' is declared image; got str" in result.stderr
 
 

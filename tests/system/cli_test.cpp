@@ -412,6 +412,27 @@ TEST_F(CliTest, FailedPacketsAreCountedNotAnExitCode) {
   EXPECT_EQ(stage(m, "work")["failed"], 8);
   EXPECT_EQ(stage(m, "sink")["processed"], 32);
   EXPECT_EQ(m["packets_out"], 40) << "a failed packet is retired too";
+  // The last line says so, after the table: a user need not read the table to notice.
+  EXPECT_NE(r.err.find("warning: packets failed at 'work' 8 of 40 (the table's `failed` column; "
+                       "without a `dead_letter:` stage they are dropped)"),
+            std::string::npos)
+      << r.err;
+}
+
+// A stage that fails every packet (a broken output, a missing file) leaves nothing to show for
+// the run: that is a failure of the run, not a count in a table.
+TEST_F(CliTest, AStageThatFailedEveryPacketExitsOneAndNamesIt) {
+  const fs::path broken = write_pipeline(30, "model.spin", "service_ms: 0.1, fail_every: 1");
+  const Result r =
+      run({"run", broken.string(), "-q", "--metrics-json", (dir_ / "metrics.json").string()});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("error: stage 'work' (30 of 30) failed every packet it took, so nothing "
+                       "came out of it"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.out.find("work"), std::string::npos) << "the table is still printed";
+  EXPECT_EQ(stage(metrics_json(), "work")["failed"], 30) << "and the metrics still written";
+  EXPECT_EQ(sink_lines(), 0U);
 }
 
 TEST_F(CliTest, UnwritableMetricsPathFailsBeforeRunning) {
