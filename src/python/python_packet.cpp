@@ -1,5 +1,6 @@
 #include "python_packet.hpp"
 
+#include "core/detail/transport_fields.hpp"
 #include "python_fields.hpp"
 
 namespace py = pybind11;
@@ -80,7 +81,9 @@ void bind_packet(py::module_& module) {
       .def("fields",
            [](const PythonPacket& p) {
              py::list names;
-             for (const Packet::Field& field : held(p).fields) names.append(field.name);
+             for (const Packet::Field& field : held(p).fields) {
+               if (!detail::is_transport_field(field.name)) names.append(field.name);
+             }
              return names;
            })
       .def("copy", [](const PythonPacket& p) {
@@ -89,7 +92,9 @@ void bind_packet(py::module_& module) {
       .def("__repr__", [](const PythonPacket& p) {
         if (p.taken) return std::string("<Packet returned to the engine>");
         std::string names;
-        for (const Packet::Field& field : p.packet.fields) names += (names.empty() ? "" : ", ") + field.name;
+        for (const Packet::Field& field : p.packet.fields) {
+          if (!detail::is_transport_field(field.name)) names += (names.empty() ? "" : ", ") + field.name;
+        }
         return "<Packet stream " + std::to_string(p.packet.stream) + " seq " +
                std::to_string(p.packet.seq) + ": " + names + ">";
       });

@@ -7,6 +7,7 @@
 #include "micromodels/packet_codec.hpp"
 #include "micromodels/pipeline.hpp"
 
+#include "core/detail/transport_fields.hpp"
 #include "retired_keys.hpp"
 
 namespace micromodels::detail {
@@ -17,6 +18,7 @@ namespace {
 // "png" or "jpeg" (compressed bytes), "ref" (an image reference).
 constexpr std::string_view kMarker = "\x01wire:";
 constexpr std::string_view kRef = "ref";
+static_assert(kMarker.front() == kTransportFieldMark);
 
 std::string marker(std::string_view name) { return std::string(kMarker) + std::string(name); }
 

@@ -21,11 +21,13 @@
 #include <string_view>
 #include <vector>
 
+#include "core/detail/transport_fields.hpp"
 #include "micromodels/packet.hpp"
 
 namespace micromodels::detail {
 
 inline constexpr std::string_view kRetired = "\x01retired";
+static_assert(kRetired.front() == kTransportFieldMark);
 
 /// A field of retired keys (any input's); never a field a stage reads.
 [[nodiscard]] bool is_retired_field(std::string_view name) noexcept;

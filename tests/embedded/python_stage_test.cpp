@@ -58,6 +58,16 @@ class Measure:
         packet["rows"] = int(image.shape[0])
         return packet
 
+class Names:
+    """The packet's fields and its repr, as a stage sees them."""
+    reads = {"value": "int"}
+    writes = {"names": "text", "shown": "text"}
+
+    def process(self, packet):
+        packet["names"] = ",".join(packet.fields())
+        packet["shown"] = repr(packet)
+        return packet
+
 class Twice:
     """process_batch: each packet's value twice (process for a lone packet)."""
     reads = {"value": "int"}
@@ -132,6 +142,24 @@ TEST_F(PythonStageTest, ImagesMadeAndReadInPythonCarryTheirKnownValues) {
     ++read;
   }
   EXPECT_EQ(read, 300 - raised);
+}
+
+// In a worker, a packet carries fields of the transport's own (how an image travels, the image
+// keys a hop retired: names that start with \x01). They are not the stage's: its packet's
+// fields() and repr leave them out.
+TEST_F(PythonStageTest, AStageSeesNoneOfTheTransportsOwnFields) {
+  StageHarness names("python", {{"module", module_}, {"class", std::string("Names")},
+                                {"path", dir_.string()}});
+  Packet packet;
+  packet.seq = 4;
+  packet.set("value", std::int64_t{7});
+  packet.set("\x01wire:frame", std::string("ref"));
+  packet.set("\x01retired", Buffer{});
+  const std::vector<Packet> out = names.process(std::move(packet));
+  ASSERT_EQ(out.size(), 1U);
+  EXPECT_EQ(out[0].get<std::string>("names"), "value");
+  EXPECT_EQ(out[0].get<std::string>("shown"), "<Packet stream 0 seq 4: value, names>");
+  EXPECT_TRUE(out[0].has("\x01retired")) << "the transport's fields stay in the packet";
 }
 
 TEST_F(PythonStageTest, ABatchStageAndASwapWhileRunningLoseNothing) {
