@@ -1,6 +1,6 @@
-// RedisInlet: the three ways a stage reads its stream(s) (redis_inlet.hpp). About 750 lines, kept
-// in one file on purpose: the shared, partitioned and sink modes share one path for accepting an
-// entry and one for settling it, and the leases' take-over and give-up change both.
+// RedisInlet: the three ways a stage reads its stream(s) (redis_inlet.hpp), in Redis commands.
+// What was delivered, settled and may be acknowledged is kept by the DeliveryLedger
+// (src/wire/delivery_ledger.hpp).
 #include "redis_inlet.hpp"
 
 #include <algorithm>
@@ -82,10 +82,9 @@ RedisInlet::RedisInlet(Session& session, const PlanStage& stage)
       holds_keys_(mode_ != Mode::sink && session.image_refs && session.image_store->retires()),
       inputs_(std::max<std::size_t>(1, stage.inputs.size())),
       group_(stage.name()),
-      consumer_(session.consumer + ":" + stage.name()) {
-  for (const std::string& key : session.keys(stage)) {
-    parts_.push_back({.key = key, .owned = mode_ != Mode::partitioned});
-  }
+      consumer_(session.consumer + ":" + stage.name()),
+      keys_(session.keys(stage)),
+      ledger_(mode_, keys_.size(), inputs_, mode_ != Mode::shared && !stage.dead_letter) {
   std::lock_guard lock(session_.parts_mutex);
   session_.inlets.push_back(this);
 }
@@ -96,7 +95,7 @@ RedisInlet::~RedisInlet() {
 }
 
 void RedisInlet::create_groups(Connection& conn) {
-  for (const Partition& part : parts_) create_group(conn, part.key, group_);
+  for (const std::string& key : keys_) create_group(conn, key, group_);
 }
 
 bool RedisInlet::take(std::vector<Delivery>& out, std::size_t max) {
@@ -128,7 +127,7 @@ void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
     try {
       std::vector<std::string> referred;
       for (auto& [name, ref] : references(out[i].packet)) {
-        if (settles_frames_) keep_key(out[i].ticket, ref.key);
+        if (settles_frames_) ledger_.keep_key(out[i].ticket, ref.key);
         if (holds_keys_) referred.push_back(ref.key);
         if (!reads(name)) continue;
         refs.push_back(ref);
@@ -136,7 +135,7 @@ void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
       }
       if (mode_ == Mode::sink) {
         for (const std::string& key : take_retired(out[i].packet)) {
-          if (settles_frames_) keep_key(out[i].ticket, key);
+          if (settles_frames_) ledger_.keep_key(out[i].ticket, key);
         }
       } else if (holds_keys_) {
         hold_keys(out[i].packet, out[i].input, referred);
@@ -167,26 +166,11 @@ void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
   }
 }
 
-// A sink's packet refers to the image `key`, or carries it as retired: settling it lets the key
-// go (ImageStore::settled).
-void RedisInlet::keep_key(Ticket ticket, const std::string& key) {
-  std::lock_guard lock(mutex_);
-  if (const auto it = tickets_.find(ticket); it != tickets_.end() && !it->second.empty()) {
-    it->second.front().images.push_back(key);
-  }
-}
-
 // A packet that fails on its way in (after accept): dead-lettered with its decoded bytes.
 void RedisInlet::fail_delivery(Delivery& d, const std::string& error) {
-  std::string id;
-  {
-    std::lock_guard lock(mutex_);
-    if (const auto it = tickets_.find(d.ticket); it != tickets_.end() && !it->second.empty()) {
-      id = it->second.front().id;
-    }
-  }
   const std::vector<std::byte> bytes = encode_packet(d.packet);
-  dead_letter(d, id, error, 1, {reinterpret_cast<const char*>(bytes.data()), bytes.size()});
+  dead_letter(d, ledger_.id_of(d.ticket), error, 1,
+              {reinterpret_cast<const char*>(bytes.data()), bytes.size()});
 }
 
 // A delivery that cannot reach the stage goes to the dead-letter stream, and becomes a skip
@@ -261,16 +245,8 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
               "COUNT",      std::to_string(std::min(max, kMostRead)),
               "BLOCK",      std::to_string(block),
               "STREAMS"};
-    std::vector<std::size_t> reading;
-    {
-      std::lock_guard lock(mutex_);
-      for (std::size_t k = 0; k < parts_.size(); ++k) {
-        if (parts_[k].owned && !parts_[k].lost) {
-          read.add(parts_[k].key);
-          reading.push_back(k);
-        }
-      }
-    }
+    const std::vector<std::size_t> reading = ledger_.readable();
+    for (std::size_t k : reading) read.add(keys_[k]);
     if (reading.empty()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(kBlockMs));
       return;
@@ -291,7 +267,7 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
       const redisReply* stream = at(reply.get(), s);
       const std::string_view key = text(at(stream, 0));
       for (std::size_t k : reading) {
-        if (parts_[k].key != key) continue;
+        if (keys_[k] != key) continue;
         if (!accept_all(at(stream, 1), k, out)) return;
       }
     }
@@ -312,11 +288,11 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
                                  .entry_id = id,
                                  .deliveries = deliveries,
                                  .payload = payload});
-    ack_now(part, id);
+    ledger_.ack(part, id);
     return true;
   };
   if (fields == nullptr || size(fields) == 0) {  // deleted meanwhile (trimmed): nothing to do
-    ack_now(part, id);
+    ledger_.ack(part, id);
     return true;
   }
   const redisReply* value = field(fields, kEntryField);
@@ -338,7 +314,7 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
     // and the entry (pending here) goes to that run's sink (claim_strays).
     if (session_.is_run() && !session_.holds_run(*conn_)) return false;
     if (!session_.is_current_run(*conn_, entry.run)) {  // an older run's entry
-      ack_now(part, id);
+      ledger_.ack(part, id);
       return true;
     }
     new_run(out);
@@ -348,30 +324,17 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
     refuse(id, part, entry.version);
     return true;
   }
-  {
-    std::lock_guard lock(mutex_);
-    if (in_flight_.contains(id)) return true;  // the same entry again: on its way
-    // The dead-letter stage takes every entry, at least once: failures of one (stream, seq) in
-    // two stages, or several refused packets of one input, are each a dead letter of their own.
-    if (mode_ != Mode::shared && !stage_.dead_letter) {
-      SeqSet& seen = parts_[part].seen[{entry.stream, entry.input}];
-      if (seen.contains(entry.seq)) {  // a duplicate (a stage ran twice after a crash)
-        // A leased partition's duplicate may be an entry claimed back that is still on its way
-        // here: acknowledged only with a next seq past it, like the entry it repeats.
-        if (mode_ == Mode::partitioned) {
-          parts_[part].unrecorded[entry.stream].emplace(entry.seq, id);
-        } else {
-          parts_[part].acks.push_back(id);
-        }
-        return true;
-      }
-      seen.insert(entry.seq);
-    }
+  // Not delivered: the same entry on its way already (reclaimed), or a duplicate. The
+  // dead-letter stage takes every entry, at least once: failures of one (stream, seq) in two
+  // stages, or several refused packets of one input, are each a dead letter of their own.
+  if (ledger_.admit(part, id, entry.stream, entry.input, entry.seq) !=
+      DeliveryLedger::Admit::deliver) {
+    return true;
   }
   Delivery d{
       .kind = entry.kind == Entry::Kind::packet ? Delivery::Kind::packet : Delivery::Kind::skip,
       .input = entry.input < inputs_ ? entry.input : 0u,  // unless that is what is wrong
-      .ticket = ticket_for({part, entry.stream, entry.seq, id, 0})};
+      .ticket = ledger_.hold(part, entry.stream, entry.seq, id)};
   std::string error;
   std::string_view payload = entry.payload;
   if (entry.input >= inputs_) {
@@ -407,105 +370,47 @@ bool RedisInlet::accept_all(const redisReply* entries, std::size_t part, std::ve
   return true;
 }
 
-Ticket RedisInlet::ticket_for(Held held) {
-  std::lock_guard lock(mutex_);
-  held.generation = parts_[held.part].generation;
-  // A partition's entries are ours by lease: nobody reclaims them, none comes twice.
-  if (mode_ != Mode::partitioned) in_flight_.insert(held.id);
-  const Ticket ticket = next_ticket_++;
-  tickets_[ticket].push_back(std::move(held));
-  return ticket;
-}
-
 void RedisInlet::settle(Ticket ticket) {
-  std::lock_guard lock(mutex_);
-  const auto it = tickets_.find(ticket);
-  if (it == tickets_.end()) return;
-  for (Held& held : it->second) {
-    if (settles_frames_) session_.image_store->settled(held.stream, held.seq, std::move(held.images));
-    // Entries stay on their way (kept fresh against reclaim) until their acknowledgement is in
-    // (flush_acks): it may wait in the writer, behind outputs Redis refused for memory.
-    Partition& part = parts_[held.part];
-    // A lease lost since: not ours to record; the new owner runs it again.
-    if (!part.owned || held.generation != part.generation) continue;
-    if (mode_ != Mode::shared) part.settled[held.stream].insert(held.seq);
-    if (mode_ == Mode::partitioned) {
-      part.unrecorded[held.stream].emplace(held.seq, held.id);  // acknowledged in flush_acks
-    } else {
-      part.acks.push_back(held.id);
-    }
-  }
-  tickets_.erase(it);
+  if (!settles_frames_) return ledger_.settle(ticket);
+  ledger_.settle(ticket,
+                 [this](std::uint32_t stream, std::uint64_t seq, std::vector<std::string> keys) {
+                   session_.image_store->settled(stream, seq, std::move(keys));
+                 });
 }
 
-Ticket RedisInlet::merge(Ticket kept, Ticket absorbed) {
-  std::lock_guard lock(mutex_);
-  auto from = tickets_.find(absorbed);
-  if (from == tickets_.end()) return kept;
-  std::vector<Held>& into = tickets_[kept];
-  into.insert(into.end(), std::make_move_iterator(from->second.begin()),
-              std::make_move_iterator(from->second.end()));
-  tickets_.erase(from);
-  return kept;
-}
+Ticket RedisInlet::merge(Ticket kept, Ticket absorbed) { return ledger_.merge(kept, absorbed); }
 
+// Entries stay on their way (kept fresh against reclaim) until their acknowledgement is in: it
+// may wait in the writer, behind outputs Redis refused for memory. A leased partition's progress
+// goes with its acknowledgements, recorded only while the lease is ours.
 void RedisInlet::flush_acks() {
-  std::lock_guard lock(mutex_);
-  for (Partition& part : parts_) {
+  ledger_.flush([this](std::size_t k, DeliveryLedger::Progress progress) {
     if (mode_ != Mode::partitioned) {
-      if (part.acks.empty()) continue;
-      Args ack{"XACK", part.key, group_};
-      for (const std::string& id : part.acks) ack.add(id);
-      session_.writer.add(std::move(ack), [this, ids = std::move(part.acks)](const redisReply*) {
-        std::lock_guard acked(mutex_);
-        for (const std::string& id : ids) in_flight_.erase(id);
-      });
-      part.acks.clear();
-      continue;
+      Args ack{"XACK", keys_[k], group_};
+      for (const std::string& id : progress.acks) ack.add(id);
+      session_.writer.add(std::move(ack), [this, ids = std::move(progress.acks)](
+                                              const redisReply*) { ledger_.acknowledged(ids); });
+      return;
     }
-    std::vector<std::pair<std::uint32_t, std::uint64_t>> reached;
-    for (const auto& [stream, settled] : part.settled) {
-      auto& committed = part.committed[stream];
-      if (settled.low() > committed) {
-        reached.emplace_back(stream, settled.low());
-        committed = settled.low();
-      }
-      // An entry is acknowledged only with a next seq past it. One settled ahead of an earlier
-      // seq (a skip, which ordering releases at once while the packets before it still wait in
-      // the stage's lane) stays pending until that seq settles too: a new owner starts from the
-      // recorded next seq and must find every entry from there on still pending.
-      auto& waiting = part.unrecorded[stream];
-      for (auto it = waiting.begin(); it != waiting.end() && it->first < committed;) {
-        part.acks.push_back(std::move(it->second));
-        it = waiting.erase(it);
-      }
-    }
-    if (part.acks.empty() && reached.empty()) continue;
     Args commit{"EVAL",
                 kCommitIfLeased,
                 "3",
-                session_.names->lease(part.key),
-                session_.names->next_seq(part.key),
-                part.key,
+                session_.names->lease(keys_[k]),
+                session_.names->next_seq(keys_[k]),
+                keys_[k],
                 consumer_,
                 group_};
-    commit.add(static_cast<std::uint64_t>(reached.size()));
-    for (const auto& [stream, next] : reached) commit.add(std::uint64_t{stream}).add(next);
-    for (std::string& id : part.acks) commit.add(std::move(id));
-    part.acks.clear();
+    commit.add(static_cast<std::uint64_t>(progress.reached.size()));
+    for (const auto& [stream, next] : progress.reached) commit.add(std::uint64_t{stream}).add(next);
+    for (std::string& id : progress.acks) commit.add(std::move(id));
     session_.writer.add(std::move(commit));
-  }
-}
-
-void RedisInlet::ack_now(std::size_t part, const std::string& id) {
-  std::lock_guard lock(mutex_);
-  parts_[part].acks.push_back(id);
+  });
 }
 
 // An entry written by another version of the pipeline: it goes back, untouched, to the
 // consumers that run that version, and this inlet reads nothing until the run changes.
 void RedisInlet::refuse(const std::string& id, std::size_t part, std::uint64_t version) {
-  const std::string& key = parts_[part].key;
+  const std::string& key = keys_[part];
   conn_->command({"XCLAIM", key, group_, group_ + ":refused", "0", id, "IDLE", "3600000",
                   "RETRYCOUNT", "0", "JUSTID"});
   if (!refused_logged_) {
@@ -523,7 +428,7 @@ void RedisInlet::refuse(const std::string& id, std::size_t part, std::uint64_t v
 
 // Every partition of a partitioned stage (see give_up).
 void RedisInlet::give_up_all(std::vector<Delivery>& out, bool release) {
-  for (std::size_t k = 0; k < parts_.size() && mode_ == Mode::partitioned; ++k) {
+  for (std::size_t k = 0; k < keys_.size() && mode_ == Mode::partitioned; ++k) {
     give_up(k, out, release);
   }
 }
@@ -534,7 +439,7 @@ void RedisInlet::give_up_all(std::vector<Delivery>& out, bool release) {
 // letter. Entries already on their way here are recognised by their id (accept).
 std::string RedisInlet::claim(std::size_t k, const std::string& idle, const std::string& cursor,
                               std::size_t count, bool counted, std::vector<Delivery>& out) {
-  const std::string& key = parts_[k].key;
+  const std::string& key = keys_[k];
   const Reply claimed = conn_->command(
       {"XAUTOCLAIM", key, group_, consumer_, idle, cursor, "COUNT", std::to_string(count)});
   if (is_error(claimed.get())) return "0-0";
@@ -560,37 +465,32 @@ std::string RedisInlet::claim(std::size_t k, const std::string& idle, const std:
 // came to share, and claim what a former owner read of ours after its lease ran out.
 void RedisInlet::lease_round(std::vector<Delivery>& out) {
   std::size_t owned = 0;
-  for (std::size_t k = 0; k < parts_.size(); ++k) {
-    bool lost = false;
-    {
-      std::lock_guard lock(mutex_);
-      lost = parts_[k].owned && parts_[k].lost;
-    }
-    if (lost) {
-      log().warn("stage '{}': lost the lease on {}", stage_.name(), parts_[k].key);
+  for (std::size_t k = 0; k < keys_.size(); ++k) {
+    if (ledger_.lost(k)) {
+      log().warn("stage '{}': lost the lease on {}", stage_.name(), keys_[k]);
       give_up(k, out, false);
     }
-    if (parts_[k].owned) ++owned;
+    if (ledger_.owned(k)) ++owned;
   }
-  const auto share = (parts_.size() + static_cast<std::size_t>(std::max(1, processes.load())) - 1) /
+  const auto share = (keys_.size() + static_cast<std::size_t>(std::max(1, processes.load())) - 1) /
                      static_cast<std::size_t>(std::max(1, processes.load()));
-  for (std::size_t k = 0; k < parts_.size() && owned < share; ++k) {
-    if (parts_[k].owned) continue;
-    const Reply got = conn_->command({"EVAL", kAcquire, "1", session_.names->lease(parts_[k].key),
+  for (std::size_t k = 0; k < keys_.size() && owned < share; ++k) {
+    if (ledger_.owned(k)) continue;
+    const Reply got = conn_->command({"EVAL", kAcquire, "1", session_.names->lease(keys_[k]),
                                       consumer_, std::to_string(kLeaseMs)});
     if (integer(got.get()) != 1) continue;
     take_over(k, out);
     ++owned;
   }
   if (owned > share && processes.load() > 1) {
-    for (std::size_t k = parts_.size(); k-- > 0;) {
-      if (!parts_[k].owned) continue;
+    for (std::size_t k = keys_.size(); k-- > 0;) {
+      if (!ledger_.owned(k)) continue;
       give_up(k, out, true);
       break;
     }
   }
-  for (std::size_t k = 0; k < parts_.size(); ++k) {
-    if (parts_[k].owned) claim_strays(k, out);
+  for (std::size_t k = 0; k < keys_.size(); ++k) {
+    if (ledger_.owned(k)) claim_strays(k, out);
   }
 }
 
@@ -600,26 +500,20 @@ void RedisInlet::take_over(std::size_t k, std::vector<Delivery>& out) {
   // Our own earlier ownership of it (before a lost lease or a reconnect) may still have progress
   // in the writer, which is recorded once the lease is ours again: read the progress after it.
   session_.writer.drain();
-  const Reply next = conn_->command({"HGETALL", session_.names->next_seq(parts_[k].key)});
-  {
-    std::lock_guard lock(mutex_);
-    Partition& part = parts_[k];
-    part.change_owner(true);
-    for (std::size_t i = 0; i + 1 < size(next.get()); i += 2) {
-      const auto stream = static_cast<std::uint32_t>(integer(at(next.get(), i)));
-      const auto seq = static_cast<std::uint64_t>(integer(at(next.get(), i + 1)));
-      for (std::size_t input = 0; input < inputs_; ++input) {
-        part.seen.emplace(std::make_pair(stream, static_cast<std::uint16_t>(input)), SeqSet(seq));
-      }
-      part.settled.emplace(stream, SeqSet(seq));
-      part.committed[stream] = seq;
-      out.push_back(control(Delivery::Kind::reset, stream, seq, 0, 0));
-    }
+  const Reply reply = conn_->command({"HGETALL", session_.names->next_seq(keys_[k])});
+  std::map<std::uint32_t, std::uint64_t> next;
+  for (std::size_t i = 0; i + 1 < size(reply.get()); i += 2) {
+    next.emplace(static_cast<std::uint32_t>(integer(at(reply.get(), i))),
+                 static_cast<std::uint64_t>(integer(at(reply.get(), i + 1))));
+  }
+  ledger_.take_over(k, next);
+  for (const auto& [stream, seq] : next) {
+    out.push_back(control(Delivery::Kind::reset, stream, seq, 0, 0));
   }
   const std::size_t before = out.size();
   claim_pending(k, out);
-  if (out.size() > before || size(next.get()) > 0) {
-    log().info("stage '{}': took over {} with {} pending entries", stage_.name(), parts_[k].key,
+  if (out.size() > before || !next.empty()) {
+    log().info("stage '{}': took over {} with {} pending entries", stage_.name(), keys_[k],
                out.size() - before);
   }
 }
@@ -636,16 +530,13 @@ void RedisInlet::claim_pending(std::size_t k, std::vector<Delivery>& out) {
 // goes at once, after what was settled is recorded.
 void RedisInlet::give_up(std::size_t k, std::vector<Delivery>& out, bool release) {
   if (release) flush_acks();
-  std::lock_guard lock(mutex_);
-  Partition& part = parts_[k];
-  if (!part.owned) return;
-  std::set<std::uint32_t> streams;
-  for (const auto& [key, seen] : part.seen) streams.insert(key.first);
-  for (std::uint32_t stream : streams)
+  const std::optional<std::set<std::uint32_t>> streams = ledger_.give_up(k);
+  if (!streams) return;
+  for (std::uint32_t stream : *streams) {
     out.push_back(control(Delivery::Kind::reset, stream, 0, 0, 0));
-  part.change_owner(false);
+  }
   if (release) {
-    session_.writer.add({"EVAL", kIfOurs, "1", session_.names->lease(part.key), consumer_, "DEL"});
+    session_.writer.add({"EVAL", kIfOurs, "1", session_.names->lease(keys_[k]), consumer_, "DEL"});
   }
 }
 
@@ -653,8 +544,8 @@ void RedisInlet::give_up(std::size_t k, std::vector<Delivery>& out, bool release
 // lease had expired and before it noticed, or (a sink) an older run's process read them. They
 // are ours to run.
 void RedisInlet::claim_strays(std::size_t k, std::vector<Delivery>& out) {
-  const Reply pending = conn_->command({"XPENDING", parts_[k].key, group_, "-", "+", "256"});
-  Args claim{"XCLAIM", parts_[k].key, group_, consumer_, "0"};
+  const Reply pending = conn_->command({"XPENDING", keys_[k], group_, "-", "+", "256"});
+  Args claim{"XCLAIM", keys_[k], group_, consumer_, "0"};
   std::size_t strays = 0;
   for (std::size_t i = 0; i < size(pending.get()); ++i) {
     const redisReply* p = at(pending.get(), i);
@@ -667,7 +558,7 @@ void RedisInlet::claim_strays(std::size_t k, std::vector<Delivery>& out) {
   if (strays == 0) return;
   const Reply claimed = conn_->command(claim);
   log().info("stage '{}': claimed {} entries of {} that another process had read", stage_.name(),
-             size(claimed.get()), parts_[k].key);
+             size(claimed.get()), keys_[k]);
   accept_all(claimed.get(), k, out);
 }
 
@@ -676,11 +567,7 @@ void RedisInlet::new_run(std::vector<Delivery>& out) {
   run_ = session_.run();
   give_up_all(out, false);
   next_upkeep_ = {};  // take the leases of the new run at once
-  std::lock_guard lock(mutex_);
-  for (Partition& part : parts_) {
-    part.seen.clear();
-    part.settled.clear();
-  }
+  ledger_.forget_run();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -688,52 +575,25 @@ void RedisInlet::new_run(std::vector<Delivery>& out) {
 
 void RedisInlet::refresh_idle(Connection& conn) {
   if (mode_ != Mode::shared) return;
-  Args claim{"XCLAIM", parts_[0].key, group_, consumer_, "0"};
-  {
-    std::lock_guard lock(mutex_);
-    if (in_flight_.empty()) return;
-    for (const std::string& id : in_flight_) claim.add(id);
-  }
+  const std::vector<std::string> ids = ledger_.in_flight();
+  if (ids.empty()) return;
+  Args claim{"XCLAIM", keys_[0], group_, consumer_, "0"};
+  for (const std::string& id : ids) claim.add(id);
   claim.add("JUSTID");  // resets the idle time, not the delivery count
   conn.command(claim);
 }
 
 void RedisInlet::renew_leases(Connection& conn) {
   if (mode_ != Mode::partitioned) return;
-  std::vector<std::string> owned;
-  {
-    std::lock_guard lock(mutex_);
-    for (const Partition& part : parts_) {
-      if (part.owned && !part.lost) owned.push_back(part.key);
-    }
-  }
+  const std::vector<std::size_t> owned = ledger_.readable();
   if (owned.empty()) return;
   Args renew{"EVAL", kRenewIfOurs, std::to_string(owned.size())};
-  for (const std::string& key : owned) renew.add(session_.names->lease(key));
+  for (std::size_t k : owned) renew.add(session_.names->lease(keys_[k]));
   renew.add(consumer_).add(std::to_string(kLeaseMs));
   const Reply renewed = conn.command(renew);  // one round trip for all of them
-  std::lock_guard lock(mutex_);
   for (std::size_t i = 0; i < owned.size(); ++i) {
-    if (integer(at(renewed.get(), i)) == 1) continue;
-    for (Partition& part : parts_) {
-      if (part.key == owned[i]) part.lost = true;
-    }
+    if (integer(at(renewed.get(), i)) != 1) ledger_.lose(owned[i]);
   }
-}
-
-bool RedisInlet::complete(const std::map<std::uint32_t, std::uint64_t>& counts) const {
-  std::lock_guard lock(mutex_);
-  for (const auto& [stream, count] : counts) {
-    const auto found = parts_[0].settled.find(stream);
-    if (count > 0 && (found == parts_[0].settled.end() || found->second.low() < count))
-      return false;
-  }
-  return true;
-}
-
-std::size_t RedisInlet::unsettled() const {
-  std::lock_guard lock(mutex_);
-  return tickets_.size();
 }
 
 // Every lease goes at once, after what was settled is recorded (the writer keeps that order).

@@ -5,16 +5,13 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <mutex>
-#include <optional>
-#include <set>
+#include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "entry.hpp"
-#include "runtime/seq_set.hpp"
 #include "session.hpp"
+#include "wire/delivery_ledger.hpp"
 
 namespace micromodels::detail {
 
@@ -51,44 +48,20 @@ class RedisInlet final : public Inlet {
   /// Processes of this version that serve the stage: each takes its share of the partitions.
   std::atomic<int> processes{1};
   /// A sink: has every seq below `counts[stream]` been settled?
-  [[nodiscard]] bool complete(const std::map<std::uint32_t, std::uint64_t>& counts) const;
-  [[nodiscard]] std::size_t unsettled() const;
+  [[nodiscard]] bool complete(const std::map<std::uint32_t, std::uint64_t>& counts) const {
+    return ledger_.complete(counts);
+  }
+  [[nodiscard]] std::size_t unsettled() const { return ledger_.unsettled(); }
   /// At the end: the last acknowledgements, and the leases handed over at once.
   void leave();
 
  private:
-  enum class Mode { shared, partitioned, sink };
-  struct Partition {
-    std::string key{};
-    bool owned = false;            // always, unless leased
-    bool lost = false;             // the keeper found the lease gone
-    std::uint64_t generation = 0;  // one per ownership: settles of an older one are void
-    std::map<std::pair<std::uint32_t, std::uint16_t>, SeqSet> seen{};  // (stream, input) delivered
-    std::map<std::uint32_t, SeqSet> settled{};
-    std::map<std::uint32_t, std::uint64_t> committed{};  // next seq recorded in Redis
-    /// Entries settled, or duplicates of deliveries (id by stream and seq), that wait for the
-    /// next seq to pass them (leased).
-    std::map<std::uint32_t, std::multimap<std::uint64_t, std::string>> unrecorded{};
-    std::vector<std::string> acks{};  // to acknowledge with the next commit
-    /// Taken over (or given up): what was known of it no longer holds.
-    void change_owner(bool ours) {
-      *this = Partition{.key = key, .owned = ours, .generation = generation + 1};
-    }
-  };
-  struct Held {
-    std::size_t part = 0;
-    std::uint32_t stream = 0;
-    std::uint64_t seq = 0;
-    std::string id{};
-    std::uint64_t generation = 0;
-    std::vector<std::string> images{};  // a sink's: the image keys its packet refers to
-  };
+  using Mode = DeliveryLedger::Mode;
 
   void create_groups(Connection& conn);
   bool read(std::vector<Delivery>& out, std::size_t max);
   [[nodiscard]] bool reads(const std::string& field) const;
   void fetch_images(std::vector<Delivery>& out, std::size_t first);
-  void keep_key(Ticket ticket, const std::string& key);
   void fail_delivery(Delivery& d, const std::string& error);
   bool accept(const redisReply* entry, std::size_t part, std::int64_t deliveries,
               std::vector<Delivery>& out);
@@ -96,10 +69,8 @@ class RedisInlet final : public Inlet {
   /// false when one said stop.
   bool accept_all(const redisReply* entries, std::size_t part, std::vector<Delivery>& out,
                   const std::map<std::string, std::int64_t>& deliveries = {});
-  Ticket ticket_for(Held held);
   void dead_letter(Delivery& d, const std::string& id, const std::string& error,
                    std::int64_t deliveries, std::string_view payload);
-  void ack_now(std::size_t part, const std::string& id);
   void refuse(const std::string& id, std::size_t part, std::uint64_t version);
   std::string claim(std::size_t part, const std::string& idle, const std::string& cursor,
                     std::size_t count, bool counted, std::vector<Delivery>& out);
@@ -118,9 +89,11 @@ class RedisInlet final : public Inlet {
                                // tell the image store which keys a frame's sinks are done with
   const bool holds_keys_;      // not a sink, and hops retire keys: the packet holds the keys it
                                // arrived with for the outlets after the stage (retired_keys.hpp)
-  const std::size_t inputs_;  // the stage's inputs; a source-fed stage has one
+  const std::size_t inputs_;   // the stage's inputs; a source-fed stage has one
   const std::string group_;
   const std::string consumer_;
+  const std::vector<std::string> keys_;  // the streams read: one per partition
+  DeliveryLedger ledger_;                // what was delivered, settled, acknowledged (any thread)
   // The engine's inlet thread only:
   std::unique_ptr<Connection> conn_;
   std::unique_ptr<Connection> images_conn_;  // GETs of images (fetch_images)
@@ -131,12 +104,6 @@ class RedisInlet final : public Inlet {
   std::string cursor_ = "0-0";
   int empty_reads_ = 0;  // reads in a row that found nothing
   bool refused_logged_ = false;
-
-  mutable std::mutex mutex_;  // everything below
-  std::vector<Partition> parts_;
-  std::unordered_map<Ticket, std::vector<Held>> tickets_;
-  std::set<std::string> in_flight_;  // ids not acknowledged yet (one stream: not partitioned)
-  Ticket next_ticket_ = 1;
 };
 
 }  // namespace micromodels::detail
