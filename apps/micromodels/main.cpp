@@ -31,7 +31,7 @@ namespace {
 
 constexpr const char* kFooter = R"(Exit codes:
   0    success
-  1    runtime failure, or a stage failed every packet it took
+  1    runtime failure; run, worker: also a stage that failed every packet it took
   2    configuration or command-line error (nothing ran); ctl: request refused
   3    a server could not be reached: the control endpoint (ctl, top) or Redis (distributed run),
        or Redis refused this process (a wrong password, a command its ACL denies)
