@@ -10,7 +10,7 @@
 
 #include "micromodels/packet_codec.hpp"
 
-#include "entry.hpp"
+#include "wire/entry.hpp"
 #include "redis_outlet.hpp"
 #include "wire/retired_keys.hpp"
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "entry.hpp"
+#include "wire/entry.hpp"
 #include "session.hpp"
 #include "wire/delivery_ledger.hpp"
 

@@ -10,7 +10,7 @@
 
 #include "micromodels/transport.hpp"
 
-#include "entry.hpp"
+#include "wire/entry.hpp"
 
 namespace micromodels::detail {
 

@@ -1,7 +1,10 @@
-// What one stream entry holds: a packet of one hop, or a skip ("this (stream, seq) will never
-// come"), stamped with the run and the pipeline version that wrote it.
+// What one message of a hop holds on a broker (a Redis stream entry): a packet, or a skip ("this
+// (stream, seq) will never come"), stamped with the run and the pipeline version that wrote it,
+// so that a reader tells another run's entries and another version's apart. Nothing in it is
+// Redis's: a broker transport writes this value as its message (Redis: the entry's one field,
+// `m`).
 //
-// An entry has one field, `m`, whose value is a fixed header and, for a packet, the packet:
+// The value is a fixed header and, for a packet, the packet:
 //
 //   "mm"  u8 format (4)  u8 kind ('p' packet, 's' skip)  u64 pipeline version  u64 run id
 //   u32 stream  u64 seq  u16 input  [packet: encode_packet of the fields the hop carries]
@@ -24,7 +27,7 @@
 namespace micromodels::detail {
 
 inline constexpr std::uint8_t kEntryFormat = 4;
-inline constexpr std::string_view kEntryField = "m";
+inline constexpr std::string_view kEntryField = "m";  // the Redis entry's field that holds it
 
 /// An entry that is not ours, or not whole: `what()` says what is wrong with it.
 class EntryError : public std::runtime_error {
