@@ -108,6 +108,26 @@ TEST_F(DistributedCliTest, TwoWorkersShareAStageAndTheRunServesNothing) {
   }
 }
 
+// A worker whose stage fails every packet it takes is a broken part, as in one process: told to
+// stop, it says so and exits 1. The packets are dead-lettered and the run still ends.
+TEST_F(DistributedCliTest, AWorkerWhoseStageFailedEveryPacketExitsOneNamingIt) {
+  const fs::path file = write_pipeline(20, "service_ms: 1, fail_every: 1");
+  auto w = worker("w", file, "work");
+  wait_live("work", 1);
+  const Result run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none",
+                                   "-q"})
+                         ->wait(60s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.out.find("dead-lettered: 20"), std::string::npos) << run.out;
+  expect_complete(20, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19});
+  w->signal(SIGTERM);
+  const Result end = w->wait(20s);
+  EXPECT_EQ(end.exit_code, 1) << end.err;
+  EXPECT_NE(end.err.find("error: stage 'work' (20 of 20) failed every packet it took"),
+            std::string::npos)
+      << end.err;
+}
+
 // A worker renews its member of the live set every second. A run (and `status`) reading the set
 // in between must always find it: the renewal once removed the old member before adding the new
 // one, and a run warned now and then that nobody served a stage a live worker served.
