@@ -41,6 +41,15 @@ class DistributedCliTest : public RedisTest {
     return std::make_unique<Process>(dir_, tag, std::move(args));
   }
 
+  // The run process of `file` with --serve none (workers serve the stages between), -q and `extra`.
+  std::unique_ptr<Process> run_on_workers(const fs::path& file,
+                                          std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"run", file.string(), "--broker", redis_url(), "--serve",
+                                     "none", "-q"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return start("run", args);
+  }
+
   std::unique_ptr<Process> worker(const std::string& tag, const fs::path& file,
                                   const std::string& stages, std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {"worker", file.string(), "--broker", redis_url(), "--stages",
@@ -85,9 +94,7 @@ TEST_F(DistributedCliTest, TwoWorkersShareAStageAndTheRunServesNothing) {
   auto w1 = worker("w1", file, "work");
   auto w2 = worker("w2", file, "work");
   wait_live("work", 2);
-  const Result run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none",
-                                   "-q"})
-                         ->wait(60s);
+  const Result run = run_on_workers(file)->wait(60s);
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_NE(run.err.find("serving here: none"), std::string::npos) << run.err;
   EXPECT_NE(run.out.find("source         -> work"), std::string::npos) << run.out;  // bytes per hop
@@ -114,9 +121,7 @@ TEST_F(DistributedCliTest, AWorkerWhoseStageFailedEveryPacketExitsOneNamingIt) {
   const fs::path file = write_pipeline(20, "service_ms: 1, fail_every: 1");
   auto w = worker("w", file, "work");
   wait_live("work", 1);
-  const Result run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none",
-                                   "-q"})
-                         ->wait(60s);
+  const Result run = run_on_workers(file)->wait(60s);
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_NE(run.out.find("dead-lettered: 20"), std::string::npos) << run.out;
   expect_complete(20, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19});
@@ -174,7 +179,7 @@ TEST_F(DistributedCliTest, AStoppedWorkerSaysHowManyPacketsItStillDrains) {
   const fs::path file = write_pipeline(count, "service_ms: 100");
   auto w = worker("w", file, "work");
   wait_live("work", 1);
-  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q"});
+  auto run = run_on_workers(file);
   // Stopped while it works: a few packets written on to the sink, most still to come.
   Redis redis(redis_url());
   const auto written = [&] {
@@ -211,9 +216,7 @@ TEST_F(DistributedCliTest, TracePartsOfTheRunAndAWorkerMergeOntoOneTimeline) {
   const fs::path merged = dir_ / "all.json";
   auto w = worker("w", file, "work", {"--trace", worker_part.string()});
   wait_live("work", 1);
-  const Result run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none",
-                                   "-q", "--trace", run_part.string()})
-                         ->wait(60s);
+  const Result run = run_on_workers(file, {"--trace", run_part.string()})->wait(60s);
   ASSERT_EQ(run.exit_code, 0) << run.err;
   expect_complete(100);
   w->signal(SIGTERM);
@@ -288,7 +291,7 @@ TEST_F(DistributedCliTest, AWorkerShowsItsMetricsOnTheControlEndpoint) {
     std::this_thread::sleep_for(50ms);
   }
   ASSERT_FALSE(url.empty()) << read_text(dir_ / "w.err");
-  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q"});
+  auto run = run_on_workers(file);
   std::this_thread::sleep_for(1s);
   const Result status = start("status", {"ctl", url, "status", "--json"})->wait(20s);
   ASSERT_EQ(status.exit_code, 0) << status.err;
@@ -326,8 +329,7 @@ TEST_F(DistributedCliTest, TheRunsEndpointShowsEveryStageAsTheBrokerSeesIt) {
   const fs::path file = write_pipeline(400, "service_ms: 5", ", rate: 100");
   auto w = worker("w", file, "work", {"--consumers", "2"});
   wait_live("work", 2);
-  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q",
-                           "--listen", "127.0.0.1:0"});
+  auto run = run_on_workers(file, {"--listen", "127.0.0.1:0"});
   std::string url;
   for (int i = 0; i < 200 && url.empty(); ++i) {
     const std::string err = read_text(dir_ / "run.err");
@@ -428,7 +430,7 @@ TEST_F(DistributedCliTest, PerStreamStageIsHandedOverWhenItsWorkerDies) {
   wait_live("work", 2);
   auto heir = worker("heir", file, "work");
   wait_live("work", 3);
-  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q"});
+  auto run = run_on_workers(file);
   const auto deadline = std::chrono::steady_clock::now() + 20s;
   while (lines_of(dir_ / "out.jsonl").size() < 40 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(10ms);
@@ -460,7 +462,7 @@ TEST_F(DistributedCliTest, APerStreamWorkerPausedPastItsLeasesIsTakenOverAndTheR
   wait_live("work", 2);
   auto heir = worker("heir", file, "work");
   wait_live("work", 4);
-  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q"});
+  auto run = run_on_workers(file);
   const auto deadline = std::chrono::steady_clock::now() + 20s;
   while (lines_of(dir_ / "out.jsonl").size() < 60 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(10ms);
@@ -532,8 +534,7 @@ TEST_F(DistributedCliTest, AWorkerOfAnotherPipelineVersionRefusesEntriesAndLoses
   write_text(other, text);
   auto stranger = worker("stranger", other, "work");
   wait_live("work", 1);
-  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none", "-q",
-                           "--reclaim-ms", "300"});
+  auto run = run_on_workers(file, {"--reclaim-ms", "300"});
   const auto deadline = std::chrono::steady_clock::now() + 20s;
   while (stranger->err().find("refused entry") == std::string::npos &&
          std::chrono::steady_clock::now() < deadline) {
@@ -653,9 +654,7 @@ TEST_F(DistributedCliTest, SeveralPacketsForOneInputFailClearlyAcrossProcesses) 
 
   auto w = worker("w", file, "work");
   wait_live("work", 1);
-  const Result run = start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "none",
-                                   "-q"})
-                         ->wait(60s);
+  const Result run = run_on_workers(file)->wait(60s);
   ASSERT_EQ(run.exit_code, 0) << run.err;
   rows = sink_rows();
   ASSERT_EQ(rows.size(), 20u);
