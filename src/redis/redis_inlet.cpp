@@ -1,6 +1,7 @@
 // RedisInlet: the three ways a stage reads its stream(s) (redis_inlet.hpp), in Redis commands.
 // What was delivered, settled and may be acknowledged is kept by the DeliveryLedger
-// (src/wire/delivery_ledger.hpp).
+// (src/wire/delivery_ledger.hpp). About 600 lines in one file: the shared, partitioned and sink
+// modes share one path for accepting an entry, and the leases' take-over and give-up change it.
 #include "redis_inlet.hpp"
 
 #include <algorithm>
