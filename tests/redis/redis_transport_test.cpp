@@ -49,12 +49,16 @@ class Part {
 
 class RedisTransportTest : public redis_testing::RedisTest {
  protected:
+  // A pipeline named after the test, so that its keys are the test's own: `head` (top-level keys,
+  // each line ending in a newline), then `stages` (YAML list items).
+  Pipeline pipeline_of(const std::string& stages, const std::string& head = "") const {
+    return Pipeline::from_yaml_string("pipeline: " + name_ + "\n" + head + "stages:\n" + stages);
+  }
+
   // synthetic.source with `source_params`, then `stages` (YAML list items), then an ordered
   // sink.jsonl into out.jsonl (which expect_complete reads).
   Pipeline to_sink(const std::string& source_params, const std::string& stages) {
-    return Pipeline::from_yaml_string(
-        "pipeline: " + name_ +
-        "\nstages:\n"
+    return pipeline_of(
         "  - { name: source, type: synthetic.source, params: { " + source_params + " } }\n" +
         stages + "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
         (dir_ / "out.jsonl").string() + " } }\n");
@@ -385,9 +389,7 @@ TEST_F(RedisTransportTest, SeqsThatNeverComeLeaveNoEntryPendingBehindThemOnAPerS
 // serves `b`: once its stream holds its capacity, `a`'s packets wait in `a`'s queue when the
 // worker is stopped, and the worker must still end.
 TEST_F(RedisTransportTest, AStoppedWorkerDrainsIntoAStageThatNobodyReads) {
-  const Pipeline p = Pipeline::from_yaml_string(
-      "pipeline: " + name_ +
-      "\nstages:\n"
+  const Pipeline p = pipeline_of(
       "  - { name: source, type: synthetic.source, params: { count: 50 } }\n"
       "  - { name: a, type: model.sleep, queue: { capacity: 2 }, params: { service_ms: 1 } }\n"
       "  - { name: b, type: model.sleep, queue: { capacity: 2 }, params: { service_ms: 1 } }\n"
@@ -555,15 +557,13 @@ class HopFieldsTest : public RedisTransportTest {
 
   // source (value + a 20 kB payload) -> work (model.sleep, writes ms) -> the given sinks.
   std::vector<HopBytes> run(const std::vector<std::string>& sinks) {
-    std::string yaml = "pipeline: " + name_ +
-                       "\nstages:\n"
-                       "  - { name: source, type: synthetic.source, params: { count: 40, "
-                       "payload_bytes: 20000 } }\n"
-                       "  - { name: work, type: model.sleep, params: { service_ms: 0, writes: ms } }\n";
+    std::string stages =
+        "  - { name: source, type: synthetic.source, params: { count: 40, payload_bytes: 20000 } }\n"
+        "  - { name: work, type: model.sleep, params: { service_ms: 0, writes: ms } }\n";
     for (const std::string& sink : sinks) {
-      yaml += "  - { name: " + sink + ", type: test." + sink + ", inputs: [work] }\n";
+      stages += "  - { name: " + sink + ", type: test." + sink + ", inputs: [work] }\n";
     }
-    Part run(Pipeline::from_yaml_string(yaml), {.url = redis_url()}, registry_);
+    Part run(pipeline_of(stages), {.url = redis_url()}, registry_);
     run.runner.start();
     EXPECT_TRUE(run.runner.wait_for(30000));
     EXPECT_EQ(run.runner.progress().done, 40u);  // packets, each delivered to every sink
@@ -628,11 +628,10 @@ TEST_F(HopFieldsTest, ThePipelineFileChoosesTheImageEncodingAndTheCommandLineOve
   registry_.add(std::move(source));
   registry_.add(recorder("test.frame_sink", {.reads = {"frame"}}, frames));
   const auto bytes_into_sink = [&](const std::string& wire, const RedisOptions& options) {
-    const Pipeline p = Pipeline::from_yaml_string(
-        "pipeline: " + name_ + "\n" + wire +
-        "stages:\n"
+    const Pipeline p = pipeline_of(
         "  - { name: source, type: test.frames }\n"
-        "  - { name: sink, type: test.frame_sink }\n");
+        "  - { name: sink, type: test.frame_sink }\n",
+        wire);
     Part run(p, options, registry_);
     run.runner.start();
     EXPECT_TRUE(run.runner.wait_for(30000));
@@ -707,17 +706,15 @@ class ImageRefsTest : public HopFieldsTest {
   }
 
   Pipeline chain(const std::vector<std::string>& middle, const std::string& wire = "") const {
-    std::string yaml = "pipeline: " + name_ + "\n" + wire + "stages:\n  - { name: source, type: test.frames }\n";
-    for (const std::string& type : middle) yaml += "  - { name: " + type + ", type: test." + type + " }\n";
-    yaml += "  - { name: sink, type: test.frame_sink, ordered: true }\n";
-    return Pipeline::from_yaml_string(yaml);
+    std::string stages = "  - { name: source, type: test.frames }\n";
+    for (const std::string& type : middle) stages += "  - { name: " + type + ", type: test." + type + " }\n";
+    stages += "  - { name: sink, type: test.frame_sink, ordered: true }\n";
+    return pipeline_of(stages, wire);
   }
 
   // source -> invert -> two sinks that read the inverted frame: `sink` (ordered) and `also`.
   Pipeline inverted_to_two_sinks() const {
-    return Pipeline::from_yaml_string(
-        "pipeline: " + name_ +
-        "\nstages:\n"
+    return pipeline_of(
         "  - { name: source, type: test.frames }\n"
         "  - { name: invert, type: test.invert }\n"
         "  - { name: sink, type: test.frame_sink, ordered: true, inputs: [invert] }\n"
@@ -1130,9 +1127,7 @@ TEST_F(ImageRefsTest, AnImageStillCarriedUnderAnotherNameIsNotRetired) {
   keep.make = [](const Params&) -> std::unique_ptr<Stage> { return std::make_unique<KeepInput>(); };
   registry_.add(std::move(keep));
   registry_.add(held_recorder("test.held_sink", {.reads = {"frame", "input_frame"}}, sink_));
-  const Pipeline p = Pipeline::from_yaml_string(
-      "pipeline: " + name_ +
-      "\nstages:\n"
+  const Pipeline p = pipeline_of(
       "  - { name: source, type: test.frames }\n"
       "  - { name: keep, type: test.keep_input }\n"
       "  - { name: invert, type: test.invert }\n"
@@ -1173,9 +1168,7 @@ TEST_F(ImageRefsTest, AnImageStillCarriedUnderAnotherNameIsNotRetired) {
 // keeps its TTL, as before hops retired keys.
 TEST_F(ImageRefsTest, WithTwoSourcesNoHopRetiresAKeyAndEveryImageKeepsItsTtl) {
   registry_.add(held_recorder("test.held_sink", {.reads = {"frame"}}, sink_));
-  const Pipeline p = Pipeline::from_yaml_string(
-      "pipeline: " + name_ +
-      "\nstages:\n"
+  const Pipeline p = pipeline_of(
       "  - { name: source, type: test.frames }\n"
       "  - { name: other, type: test.frames }\n"
       "  - { name: invert, type: test.invert, inputs: [source] }\n"
@@ -1204,9 +1197,7 @@ TEST_F(ImageRefsTest, WithTwoSourcesNoHopRetiresAKeyAndEveryImageKeepsItsTtl) {
 TEST_F(ImageRefsTest, AKeyOneBranchRetiredStaysUntilEveryBranchsSinkHasTheFrame) {
   auto held = std::make_shared<Seen>();
   registry_.add(held_recorder("test.held", {.reads = {"frame"}}, held));
-  const Pipeline p = Pipeline::from_yaml_string(
-      "pipeline: " + name_ +
-      "\nstages:\n"
+  const Pipeline p = pipeline_of(
       "  - { name: source, type: test.frames }\n"
       "  - { name: invert, type: test.invert, inputs: [source] }\n"
       "  - { name: sink, type: test.frame_sink, inputs: [invert] }\n"
@@ -1291,12 +1282,9 @@ TEST_F(ImageRefsTest, ADuplicateAfterTheSinkHasItsFrameStillFindsItsImage) {
 // The rule itself: a frame's keys are shortened when the last of the sinks settles it (each
 // sink's packet may refer to other keys), each key once.
 TEST_F(ImageRefsTest, AFramesKeysWaitForTheLastSinkAndGoTogether) {
-  const Plan plan(Pipeline::from_yaml_string(
-                      "pipeline: " + name_ +
-                      "\nstages:\n"
-                      "  - { name: source, type: test.frames }\n"
-                      "  - { name: sink, type: test.frame_sink, inputs: [source] }\n"
-                      "  - { name: also, type: test.peek, inputs: [source] }\n"),
+  const Plan plan(pipeline_of("  - { name: source, type: test.frames }\n"
+                              "  - { name: sink, type: test.frame_sink, inputs: [source] }\n"
+                              "  - { name: also, type: test.peek, inputs: [source] }\n"),
                   registry_);
   detail::Session session({.url = redis_url(), .reclaim_idle_ms = 2000});
   session.bind(plan);
@@ -1345,9 +1333,7 @@ TEST_F(ImageRefsTest, TheKeysSpreadOverClusterSlotsAndNoCommandCrossesTwo) {
   ASSERT_NE(slot(stream_key("peek")), slot(stream_key("invert")));
 
   frames_ = 30;
-  const Pipeline p = Pipeline::from_yaml_string(
-      "pipeline: " + name_ +
-      "\nstages:\n"
+  const Pipeline p = pipeline_of(
       "  - { name: source, type: test.frames }\n"
       "  - { name: peek, type: test.peek, state: per_stream, partitions: 2 }\n"
       "  - { name: invert, type: test.invert }\n"
@@ -1464,13 +1450,11 @@ TEST_F(RedisMemoryTest, ARunThatKeepsMoreInRedisThanItsMaxmemoryPausesUntilImage
   // may hold. The run pauses until the images of the frames done expire, and completes.
   OwnRedis redis(dir_, false, {"--maxmemory", "8mb", "--maxmemory-policy", "noeviction"});
   frames_ = 120;
-  const Pipeline p = Pipeline::from_yaml_string(
-      "pipeline: " + name_ +
-      "\nwire: { image_ttl_s: 2 }\n"
-      "stages:\n"
+  const Pipeline p = pipeline_of(
       "  - { name: source, type: test.frames }\n"
       "  - { name: invert, type: test.invert, queue: { capacity: 4 } }\n"
-      "  - { name: sink, type: test.frame_sink, ordered: true, queue: { capacity: 4 } }\n");
+      "  - { name: sink, type: test.frame_sink, ordered: true, queue: { capacity: 4 } }\n",
+      "wire: { image_ttl_s: 2 }\n");
   ::testing::internal::CaptureStderr();
   Part run(p, {.url = redis.url()}, registry_);
   run.runner.start();
