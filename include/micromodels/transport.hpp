@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "micromodels/metrics.hpp"
 #include "micromodels/packet.hpp"
 #include "micromodels/plan.hpp"
 
@@ -90,10 +91,9 @@ class Transport {
     virtual void serve(std::string_view stage) = 0;
     /// The run cannot go on: `Run::wait_for` stops and rethrows `error`.
     virtual void fail(std::exception_ptr error) = 0;
-    /// Consumers of a stage in this process (0: not served here).
-    [[nodiscard]] virtual int consumers(std::string_view stage) const = 0;
-    /// Packets out so far (MetricsSnapshot::packets_out), for messages.
-    [[nodiscard]] virtual std::uint64_t packets_out() const = 0;
+    /// The stages this process serves, as `Run::metrics` has them: their consumers and counts
+    /// to announce, the packets out for messages.
+    [[nodiscard]] virtual MetricsSnapshot metrics() const = 0;
   };
 
   virtual ~Transport() = default;

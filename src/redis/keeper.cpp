@@ -3,6 +3,7 @@
 #include <chrono>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "live_set.hpp"
 #include "redis_inlet.hpp"
@@ -44,7 +45,7 @@ void Keeper::run() {
           inlet->refresh_idle(redis);
           inlet->flush_acks();
         }
-        add_hop_bytes(redis);  // every round, so that a run's report soon has the workers' bytes
+        add_counts(redis);  // every round, so that a run's report soon has the workers' counts
         if (std::chrono::steady_clock::now() >= next_second) {
           next_second = std::chrono::steady_clock::now() + std::chrono::seconds(1);
           every_second(redis);
@@ -63,7 +64,7 @@ void Keeper::run() {
     if (!conn) conn = session_.connect();
     for (RedisInlet* inlet : session_.inlets_now()) inlet->leave();
     session_.writer.drain();
-    add_hop_bytes(*conn);
+    add_counts(*conn);
     announce(*conn, true);
   } catch (const std::exception&) {
     // Redis is gone: the heartbeats and leases expire by themselves.
@@ -91,10 +92,13 @@ Keeper::Processes Keeper::announce(Connection& conn, bool leave) {
   Args add{"ZADD", session_.names->live()};
   std::set<std::string> mine;
   if (!leave) {
+    const MetricsSnapshot here =
+        session_.host() != nullptr ? session_.host()->metrics() : MetricsSnapshot{};
     std::lock_guard lock(session_.parts_mutex);
     for (std::size_t stage : session_.served) {
       const std::string& name = session_.plan->stages()[stage].name();
-      const int consumers = session_.host() != nullptr ? session_.host()->consumers(name) : 0;
+      const StageMetrics* metrics = here.stage(name);
+      const int consumers = metrics != nullptr ? metrics->consumers : 0;
       const std::string member = LiveMember{.stage = name,
                                             .process = session_.consumer,
                                             .version = version,
@@ -124,7 +128,26 @@ Keeper::Processes Keeper::announce(Connection& conn, bool leave) {
   return processes;
 }
 
-void Keeper::add_hop_bytes(Connection& conn) {
+// What this process added since the last round, to the run's totals in Redis: bytes per hop,
+// and what the stages between sources and sinks processed, failed and dead-lettered (the run
+// process judges stages served elsewhere by these: RedisTransport::served_elsewhere).
+void Keeper::add_counts(Connection& conn) {
+  if (session_.host() != nullptr) {
+    for (const StageMetrics& stage : session_.host()->metrics().stages) {
+      const PlanStage* planned = session_.plan->find(stage.name);
+      if (planned == nullptr || planned->source() || planned->sink()) continue;
+      Counts& added = added_[stage.name];
+      for (const auto& [what, now, before] :
+           {std::tuple{":processed", stage.processed, &added.processed},
+            {":failed", stage.failed, &added.failed},
+            {":dead_lettered", stage.dead_lettered, &added.dead_lettered}}) {
+        if (now <= *before) continue;
+        conn.command({"HINCRBY", session_.names->counters(), stage.name + what,
+                      std::to_string(now - *before)});
+        *before = now;
+      }
+    }
+  }
   std::vector<std::pair<std::string, RedisOutlet::Sent>> sent;
   {
     std::lock_guard lock(session_.parts_mutex);

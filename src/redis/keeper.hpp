@@ -1,11 +1,12 @@
 // What a process does for a distributed run besides moving packets, on a thread of its own:
 // keeps the entries it works on fresh and its leases alive, watches Redis's memory
-// (memory_gate.hpp), announces its consumers, adds up the bytes per hop and, in the run process,
-// trims the streams and serves what nobody serves.
+// (memory_gate.hpp), announces its consumers, adds up the bytes per hop and the stages' counts
+// and, in the run process, trims the streams and serves what nobody serves.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <set>
@@ -39,7 +40,7 @@ class Keeper {
   /// Stage -> the live processes of this pipeline version that serve it (this one included).
   using Processes = std::map<std::string, std::set<std::string>>;
   Processes announce(Connection& conn, bool leave);
-  void add_hop_bytes(Connection& conn);
+  void add_counts(Connection& conn);
   void trim(Connection& conn);
   /// The stages (not sources or sinks) that no live process of this version serves.
   [[nodiscard]] std::vector<std::string> unserved(const Processes& processes) const;
@@ -54,6 +55,10 @@ class Keeper {
   std::atomic<bool> letters_drained_{false};
   int rounds_ = 0;      // every_second calls so far
   std::string warned_;  // the unserved stages last warned about
+  struct Counts {
+    std::uint64_t processed = 0, failed = 0, dead_lettered = 0;
+  };
+  std::map<std::string, Counts> added_;  // per stage: what add_counts added to Redis so far
   int warned_round_ = 0;
   std::thread thread_;
 };

@@ -227,7 +227,7 @@ std::string Session::reached() const {
   for (const auto& [source, streams] : produced_) {
     for (const auto& [stream, n] : streams) sent += n;
   }
-  return std::to_string(host_ != nullptr ? host_->packets_out() : 0) + " of " +
+  return std::to_string(host_ != nullptr ? host_->metrics().packets_out : 0) + " of " +
          std::to_string(sent) + " packets reached the sinks";
 }
 

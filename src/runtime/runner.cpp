@@ -62,12 +62,7 @@ class Runner::Host final : public Transport::Host {
   detail::Engine* engine = nullptr;
   void serve(std::string_view stage) override { engine->serve_here(stage); }
   void fail(std::exception_ptr error) override { engine->fail(std::move(error)); }
-  [[nodiscard]] int consumers(std::string_view stage) const override {
-    const MetricsSnapshot m = engine->metrics();
-    const StageMetrics* s = m.stage(std::string(stage));
-    return s != nullptr ? s->consumers : 0;
-  }
-  [[nodiscard]] std::uint64_t packets_out() const override { return engine->metrics().packets_out; }
+  [[nodiscard]] MetricsSnapshot metrics() const override { return engine->metrics(); }
 };
 
 Runner::Runner(const Pipeline& pipeline, const Registry& registry)
