@@ -52,6 +52,13 @@ int run(RunOptions options, const CLI::App& command) {
     std::fflush(stderr);
   };
   loop.report = [&] { return transport.report(); };
+  loop.elsewhere = [&] {
+    try {
+      return transport.served_elsewhere();
+    } catch (const BrokerError&) {
+      return std::vector<StageMetrics>{};  // the report said that Redis is unreachable
+    }
+  };
   return run_to_end(runner, loop);
 #else
   throw ConfigError({}, "broker",

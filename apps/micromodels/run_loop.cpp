@@ -61,19 +61,23 @@ struct Failures {
   std::uint64_t failed = 0;
   std::uint64_t dead_lettered = 0;
   std::string failed_all{};  // the first stage that failed every packet, "'sink' (40 of 40)"
+  bool failed_all_elsewhere = false;  // ... served by other processes: its errors are in theirs
 };
 
-Failures failures(const MetricsSnapshot& metrics) {
+Failures failures(const MetricsSnapshot& metrics, const std::vector<StageMetrics>& elsewhere) {
   Failures f;
-  for (const StageMetrics& stage : metrics.stages) {
-    if (stage.failed == 0) continue;
-    const std::string counts = std::to_string(stage.failed) + " of " +
-                               std::to_string(stage.failed + stage.processed);
-    f.stages += (f.stages.empty() ? "'" : ", '") + stage.name + "' " + counts;
-    f.failed += stage.failed;
-    f.dead_lettered += stage.dead_lettered;
-    if (stage.processed == 0 && f.failed_all.empty()) {
-      f.failed_all = "'" + stage.name + "' (" + counts + ")";
+  for (const auto* stages : {&metrics.stages, &elsewhere}) {
+    for (const StageMetrics& stage : *stages) {
+      if (stage.failed == 0) continue;
+      const std::string counts =
+          std::to_string(stage.failed) + " of " + std::to_string(stage.failed + stage.processed);
+      f.stages += (f.stages.empty() ? "'" : ", '") + stage.name + "' " + counts;
+      f.failed += stage.failed;
+      f.dead_lettered += stage.dead_lettered;
+      if (stage.processed == 0 && f.failed_all.empty()) {
+        f.failed_all = "'" + stage.name + "' (" + counts + ")";
+        f.failed_all_elsewhere = stages == &elsewhere;
+      }
     }
   }
   return f;
@@ -153,12 +157,14 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
   }
   // Failed packets are the pipeline's business (counted, and kept by a dead-letter stage when
   // it has one), but a stage that failed every packet is a broken part: the run says so.
-  const Failures failed = failures(metrics);
+  const Failures failed =
+      failures(metrics, options.elsewhere ? options.elsewhere() : std::vector<StageMetrics>{});
   if (!failed.failed_all.empty()) {
     std::cerr << "error: stage " << failed.failed_all
               << " failed every packet it took, so nothing came out of it; its first errors are "
-                 "in the log above (a missing file, an output that cannot be written, a wrong "
-                 "parameter)\n";
+                 "in the log "
+              << (failed.failed_all_elsewhere ? "of the workers that serve it" : "above")
+              << " (a missing file, an output that cannot be written, a wrong parameter)\n";
   } else if (failed.failed > 0) {
     std::cerr << "warning: packets failed at " << failed.stages << " ("
               << (failed.dead_lettered >= failed.failed

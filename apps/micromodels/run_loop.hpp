@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "micromodels/run.hpp"
 
@@ -18,6 +19,9 @@ struct RunLoopOptions {
   ControlOptions endpoint{};   // the graph and the broker's view, for /status
   std::function<void()> started{};       // called once the run has started (a banner)
   std::function<std::string()> report{};  // lines after the metrics table
+  /// A distributed run: the stages other processes serve, with their counts over all of them,
+  /// judged by the exit rule with this process's own (asked after `report`).
+  std::function<std::vector<StageMetrics>()> elsewhere{};
 };
 
 /// Starts `run`, serves its control endpoint, shows progress, and on the first SIGINT or

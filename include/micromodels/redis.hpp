@@ -107,6 +107,10 @@ class RedisTransport final : public Transport {
   [[nodiscard]] std::vector<HopBytes> hop_bytes() const;
   /// Packets that went to the dead-letter stream during this run (all processes).
   [[nodiscard]] std::uint64_t dead_lettered() const;
+  /// The stages between sources and sinks that this process does not serve, with what
+  /// processed, failed and dead_lettered count over the processes that serve them (read from
+  /// Redis; each process adds its counts every 250 ms). The other fields are empty.
+  [[nodiscard]] std::vector<StageMetrics> served_elsewhere() const;
   /// The stages between sources and sinks that this process serves now (a run may add some
   /// while it runs).
   [[nodiscard]] std::vector<std::string> served() const;

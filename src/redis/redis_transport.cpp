@@ -144,6 +144,27 @@ std::map<std::string, std::uint64_t> RedisTransport::events() const {
           {"memory_paused_ms", session_->memory.paused_ms()}};
 }
 
+std::vector<StageMetrics> RedisTransport::served_elsewhere() const {
+  std::vector<StageMetrics> stages;
+  auto conn = session_->connect();
+  const detail::Reply counters = conn->command({"HGETALL", session_->names->counters()});
+  std::lock_guard lock(session_->parts_mutex);
+  const std::vector<PlanStage>& planned = session_->plan->stages();
+  for (std::size_t i = 0; i < planned.size(); ++i) {
+    if (planned[i].source() || planned[i].sink() || session_->served.contains(i)) continue;
+    const auto count = [&](std::string_view what) {  // the keepers' totals (Keeper::add_counts)
+      const std::string key = planned[i].name() + std::string(what);
+      return static_cast<std::uint64_t>(detail::integer(detail::field(counters.get(), key)));
+    };
+    stages.push_back({.name = planned[i].name(),
+                      .type = planned[i].config.type,
+                      .processed = count(":processed"),
+                      .failed = count(":failed"),
+                      .dead_lettered = count(":dead_lettered")});
+  }
+  return stages;
+}
+
 std::string RedisTransport::report() const {
   const auto format_bytes = [](double bytes) {
     return bytes < 10e3   ? fmt::format("{:.0f} B", bytes)
@@ -151,23 +172,31 @@ std::string RedisTransport::report() const {
                           : fmt::format("{:.1f} MiB", bytes / 1024 / 1024);
   };
   std::string out;
-  std::string elsewhere;  // the stages other processes serve: not in this process's table
-  {
-    std::lock_guard lock(session_->parts_mutex);
-    const std::vector<PlanStage>& stages = session_->plan->stages();
-    for (std::size_t i = 0; i < stages.size(); ++i) {
-      if (stages[i].source() || session_->served.contains(i)) continue;
-      elsewhere += (elsewhere.empty() ? "" : ", ") + stages[i].name();
-    }
-  }
-  if (!elsewhere.empty()) {
-    out += "served by other processes, so not in the table nor its bottleneck line: " + elsewhere +
-           " (micromodels status --broker URL shows every stage)\n";
-    // Their keepers add what they sent every 250 ms: wait for the round after the last packet.
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  }
-  out += "\nbytes per hop (all processes):\n";
   try {
+    std::vector<StageMetrics> elsewhere = served_elsewhere();
+    if (!elsewhere.empty()) {
+      // Their keepers add what they counted every 250 ms: read again after a round, until two
+      // reads agree (a second at most), so that the counts include the last packets.
+      const auto total = [](const std::vector<StageMetrics>& stages) {
+        std::uint64_t n = 0;
+        for (const StageMetrics& s : stages) n += s.processed + s.failed + s.dead_lettered;
+        return n;
+      };
+      for (int round = 0; round < 3; ++round) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        const std::uint64_t before = total(elsewhere);
+        elsewhere = served_elsewhere();
+        if (total(elsewhere) == before) break;
+      }
+      out +=
+          "served by other processes, so not in the table nor its bottleneck line "
+          "(micromodels status --broker URL shows every stage):\n";
+      for (const StageMetrics& s : elsewhere) {
+        out += fmt::format("  {:<14} processed {:>10}  failed {:>8}  dead-lettered {:>8}\n", s.name,
+                           s.processed, s.failed, s.dead_lettered);
+      }
+    }
+    out += "\nbytes per hop (all processes):\n";
     for (const HopBytes& hop : hop_bytes()) {
       // No packets, no bytes: 0 per packet.
       const auto packets = static_cast<double>(std::max<std::uint64_t>(1, hop.packets));

@@ -2,6 +2,8 @@
 // workers that share a stage, a stage served by the run once its worker died, per_stream
 // hand-over, Redis unreachable, stopped or restarted, and corrupt entries. (Ctrl-C and a worker
 // killed with SIGKILL are in tests/conformance/processes_test.cpp.)
+// About 840 lines: its tests share the fixture that writes the pipeline, starts the processes
+// and checks the sink's records.
 #include <algorithm>
 #include <map>
 #include <regex>
@@ -101,9 +103,13 @@ TEST_F(DistributedCliTest, TwoWorkersShareAStageAndTheRunServesNothing) {
   // The workers' part is counted too, though they may not have reported it when the last packet
   // came; and the report says which stages its table leaves out.
   EXPECT_TRUE(std::regex_search(run.out, std::regex(R"(work +-> sink +200 packets)"))) << run.out;
+  // ... with what they did there, counted over both workers.
   EXPECT_NE(run.out.find("served by other processes, so not in the table nor its bottleneck "
-                         "line: work"),
+                         "line (micromodels status --broker URL shows every stage):\n"),
             std::string::npos)
+      << run.out;
+  EXPECT_TRUE(std::regex_search(
+      run.out, std::regex(R"(\n  work +processed +200  failed +0  dead-lettered +0\n)")))
       << run.out;
   expect_complete(200);
   // Both workers took part: each one's table counts packets for `work`.
@@ -115,15 +121,24 @@ TEST_F(DistributedCliTest, TwoWorkersShareAStageAndTheRunServesNothing) {
   }
 }
 
-// A worker whose stage fails every packet it takes is a broken part, as in one process: told to
-// stop, it says so and exits 1. The packets are dead-lettered and the run still ends.
-TEST_F(DistributedCliTest, AWorkerWhoseStageFailedEveryPacketExitsOneNamingIt) {
+// A stage that fails every packet it takes is a broken part, as in one process: the run ends
+// (the packets are dead-lettered) and exits 1 naming it, judging the stages its workers serve
+// by the counts they add to Redis; the worker, told to stop, says so too and exits 1.
+TEST_F(DistributedCliTest, AStageThatFailedEveryPacketOnAWorkerFailsTheRunAndTheWorker) {
   const fs::path file = write_pipeline(20, "service_ms: 1, fail_every: 1");
   auto w = worker("w", file, "work");
   wait_live("work", 1);
   const Result run = run_on_workers(file)->wait(60s);
-  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.exit_code, 1) << run.err;
+  EXPECT_NE(run.err.find("error: stage 'work' (20 of 20) failed every packet it took, so nothing "
+                         "came out of it; its first errors are in the log of the workers that "
+                         "serve it"),
+            std::string::npos)
+      << run.err;
   EXPECT_NE(run.out.find("dead-lettered: 20"), std::string::npos) << run.out;
+  EXPECT_TRUE(std::regex_search(
+      run.out, std::regex(R"(\n  work +processed +0  failed +20  dead-lettered +20\n)")))
+      << run.out;
   expect_complete(20, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19});
   w->signal(SIGTERM);
   const Result end = w->wait(20s);
@@ -131,6 +146,22 @@ TEST_F(DistributedCliTest, AWorkerWhoseStageFailedEveryPacketExitsOneNamingIt) {
   EXPECT_NE(end.err.find("error: stage 'work' (20 of 20) failed every packet it took"),
             std::string::npos)
       << end.err;
+}
+
+// Packets that failed on a worker are counted in the run's warning, as in one process, and the
+// run exits 0: failures are the pipeline's business unless a stage failed every packet.
+TEST_F(DistributedCliTest, PacketsThatFailedOnAWorkerAreCountedInTheRunsWarning) {
+  const fs::path file = write_pipeline(20, "service_ms: 1, fail_every: 4");
+  auto w = worker("w", file, "work");
+  wait_live("work", 1);
+  const Result run = run_on_workers(file)->wait(60s);
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.err.find("warning: packets failed at 'work' 5 of 20 (handed to the dead letter)"),
+            std::string::npos)
+      << run.err;
+  expect_complete(20, {3, 7, 11, 15, 19});
+  w->signal(SIGTERM);
+  EXPECT_EQ(w->wait(20s).exit_code, 0);
 }
 
 // A worker renews its member of the live set every second. A run (and `status`) reading the set
