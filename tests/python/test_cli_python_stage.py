@@ -1,4 +1,7 @@
-"""`micromodels run` with `type: python` stages, end to end: the tool embeds the interpreter."""
+"""`micromodels run` with `type: python` stages, end to end: the tool embeds the interpreter.
+
+About 700 lines: one test per behaviour of a Python stage, on the helpers at the top.
+"""
 import json
 import os
 import re

@@ -1,5 +1,7 @@
 // Runners on the Redis transport in one process: a run and workers as objects, on the test's
 // Redis. These are the broker's tests that also run under the sanitizers (no child processes).
+// About 1,500 lines: its tests share one fixture (one Redis for the suite, runners as objects,
+// the sink's records checked one by one), and the sanitizer builds run this file as one executable.
 #include <algorithm>
 #include <atomic>
 #include <chrono>

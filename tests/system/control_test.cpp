@@ -1,5 +1,6 @@
 // The control endpoint of `micromodels run --listen`, `micromodels ctl` and `micromodels top`,
 // as an operator uses them: real processes, real HTTP over loopback.
+// About 700 lines: the terminal, the ports and the processes these tests share sit at the top.
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>

@@ -1,4 +1,5 @@
 // Whole pipelines on the in-memory runner: order, affinity, DAGs, overflow, failures, scaling.
+// About 780 lines: one test per guarantee of the runner, on shared test stages.
 #include <gtest/gtest.h>
 
 #include <algorithm>

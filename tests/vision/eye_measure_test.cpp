@@ -2,6 +2,8 @@
 // on drawn eyes whose lids are where the test put them, and on real frames whose eyes were
 // turned down by a known shift with the evaluation's own warp (bench/eye_turn.hpp); and what
 // makes the evaluation's iris finder jitter on the re-rendered eyes, on known inputs.
+// About 760 lines: the drawn eyes and the turned real frames are built here, next to the tests
+// that use them.
 #include <algorithm>
 #include <array>
 #include <cmath>

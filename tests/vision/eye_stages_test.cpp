@@ -1,9 +1,10 @@
 // Tests of the eye-contact stages: face.track, face.smooth, image.blend, the iris schedule, the
 // One-Euro filter, and how every eye stage copes with degenerate input. The eye model, the lid
-// measurement, the rendering and the gaze stages have their own files. Synthetic data pins each behaviour down
-// exactly; real data (astronaut.png, franck.mp4 and the models from scripts/fetch_media.sh)
-// checks that it holds on faces. Without the cache the real-data tests skip and print the
-// setup command; with MICROMODELS_REQUIRE_MEDIA=1 they fail instead.
+// measurement, the rendering and the gaze stages have their own files. Synthetic data pins each
+// behaviour down exactly; real data (astronaut.png, franck.mp4 and the models from
+// scripts/fetch_media.sh) checks that it holds on faces. Without the cache the real-data tests
+// skip and print the setup command; with MICROMODELS_REQUIRE_MEDIA=1 they fail instead.
+// About 890 lines: one test per behaviour of the stages listed, each with its inputs.
 #include <algorithm>
 #include <chrono>
 #include <cmath>

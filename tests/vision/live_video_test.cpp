@@ -2,6 +2,7 @@
 // reconnecting when it is killed and restarted), `realtime` pacing, several inputs, a frame
 // size that changes mid-stream; `video.sink` writing MPEG-TS that `ffprobe` reads, and one
 // output per stream. Sample media as in video_stages_test.cpp.
+// About 660 lines: the ffmpeg servers and readers these tests share sit at the top.
 #include <algorithm>
 #include <array>
 #include <atomic>

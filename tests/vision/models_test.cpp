@@ -1,6 +1,7 @@
 // Tests of the vision model layer on real media and models from the cache that
 // scripts/fetch_media.sh fills. Without the cache a test skips and prints the setup command;
 // with MICROMODELS_REQUIRE_MEDIA=1 (CI, after the fetch) a missing cache fails instead.
+// About 650 lines: each model of the layer on the same cached media, one test per behaviour.
 #include <algorithm>
 #include <chrono>
 #include <cmath>

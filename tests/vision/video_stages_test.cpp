@@ -1,6 +1,7 @@
 // Tests of `video.source` and `video.sink` on the sample media that scripts/fetch_media.sh puts
 // in <repo>/.cache/micromodels/media (or $MICROMODELS_CACHE/media). The test suite fetches first,
 // so a missing file fails the test, with the command that fixes it.
+// About 920 lines: one test per option of the two stages, on shared media helpers.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
