@@ -77,10 +77,10 @@ struct Capabilities {
 
 /// A way to run a pipeline across processes. The Runner calls, in order: `bind` (in its
 /// constructor), `serves`, `inlet` and `outlet` for what runs here, `start`; then `finished`
-/// as it waits, `stop_taking` when it stops, and `stop` once its engine has stopped. Guarantees a transport must give (docs/architecture.md):
-/// every packet put into an outlet reaches an inlet of the receiving stage at least once, a
-/// delivery not settled is delivered again (to this or another process) when its consumer
-/// dies, and a skip travels like a packet.
+/// as it waits, `stop_taking` when it stops, and `stop` once its engine has stopped.
+/// Guarantees a transport must give (docs/architecture.md): every packet put into an outlet
+/// reaches an inlet of the receiving stage at least once, a delivery not settled is delivered
+/// again (to this or another process) when its consumer dies, and a skip travels like a packet.
 class Transport {
  public:
   /// What the Runner offers a transport while it runs.

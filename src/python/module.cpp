@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -19,6 +20,9 @@
 #include "python_stage.hpp"
 #if MICROMODELS_PYTHON_VISION
 #include "micromodels/vision/vision_stages.hpp"
+#endif
+#if MICROMODELS_PYTHON_REDIS
+#include "micromodels/redis.hpp"
 #endif
 
 namespace py = pybind11;
@@ -63,6 +67,43 @@ bool wait_for(Runner& runner, double timeout_ms) {
   }
 }
 
+using RunnerPtr = std::unique_ptr<Runner, ReleaseAndDelete>;
+
+// Where the pipeline runs, as `micromodels run` and `worker` read it: `broker` (or the file's
+// `broker:`) "memory" in this process; a Redis URL across processes, as the run (feeds the
+// sources, collects the sinks, serves what `serve` says) or, with `stages`, as a worker.
+RunnerPtr make_runner(const Pipeline& pipeline, const std::string& broker,
+                      const std::vector<std::string>& stages, const std::string& serve) {
+  const std::string& where = broker.empty() ? pipeline.broker() : broker;
+  if (serve != "missing" && serve != "all" && serve != "none") {
+    throw ConfigError({}, "serve",
+                      "serve='" + serve + "': use 'missing' (the default), 'all' or 'none'");
+  }
+  if (where == "memory") {
+    if (!stages.empty()) {
+      throw ConfigError({}, "stages",
+                        "stages= makes this process a worker of a run across processes: give "
+                        "it a Redis broker (broker='redis://host:port', or broker: in the file)");
+    }
+    return RunnerPtr(new Runner(pipeline));
+  }
+#if MICROMODELS_PYTHON_REDIS
+  RedisOptions options{
+      .role = stages.empty() ? RedisOptions::Role::run : RedisOptions::Role::worker,
+      .url = where,
+      .stages = stages,
+      .serve = serve == "all"    ? RedisOptions::Serve::all
+               : serve == "none" ? RedisOptions::Serve::none
+                                 : RedisOptions::Serve::missing};
+  return RunnerPtr(new Runner(pipeline, std::make_unique<RedisTransport>(std::move(options))));
+#else
+  throw ConfigError({}, "broker",
+                    "broker '" + where +
+                        "': this module was built without Redis support (configure with "
+                        "-DMICROMODELS_BUILD_REDIS=ON and libhiredis-dev), or use broker='memory'");
+#endif
+}
+
 }  // namespace
 
 }  // namespace micromodels::python
@@ -83,6 +124,9 @@ PYBIND11_MODULE(micromodels, module) {
 
   py::register_exception<ConfigError>(module, "ConfigError", PyExc_ValueError);
   py::register_exception<ParamError>(module, "ParamError", PyExc_ValueError);
+#if MICROMODELS_PYTHON_REDIS
+  py::register_exception<BrokerError>(module, "BrokerError", PyExc_ConnectionError);
+#endif
 
   py::class_<Pipeline>(module, "Pipeline", "A pipeline description, from YAML.")
       .def_static("from_yaml_file", &Pipeline::from_yaml_file, py::arg("path"))
@@ -137,9 +181,12 @@ PYBIND11_MODULE(micromodels, module) {
       .def("to_json", &MetricsSnapshot::to_json)
       .def("to_prometheus", &MetricsSnapshot::to_prometheus);
 
-  py::class_<Runner, std::unique_ptr<Runner, python::ReleaseAndDelete>>(
-      module, "Runner", "A pipeline running in this process: start, wait, stop, scale, swap.")
-      .def(py::init<const Pipeline&>(), py::arg("pipeline"))
+  py::class_<Runner, python::RunnerPtr>(
+      module, "Runner",
+      "A pipeline running in this process: start, wait, stop, scale, swap. On the file's broker "
+      "(or `broker`): in this process on 'memory'; on Redis, the run, or with `stages` a worker.")
+      .def(py::init(&python::make_runner), py::arg("pipeline"), py::arg("broker") = "",
+           py::arg("stages") = std::vector<std::string>{}, py::arg("serve") = "missing")
       .def("start", &Runner::start, py::call_guard<py::gil_scoped_release>())
       .def("wait_for", &wait_for, py::arg("timeout_ms"),
            "True once finished; Ctrl-C stops the run, lets it drain and raises KeyboardInterrupt.")
@@ -155,12 +202,18 @@ PYBIND11_MODULE(micromodels, module) {
           py::arg("type") = "", py::call_guard<py::gil_scoped_release>())
       .def("metrics", &Runner::metrics, py::call_guard<py::gil_scoped_release>())
       .def("progress", &Runner::progress, py::call_guard<py::gil_scoped_release>())
-      .def("finished", &Runner::finished);
+      .def("finished", &Runner::finished)
+      .def(
+          "report",
+          [](const Runner& r) { return r.transport() != nullptr ? r.transport()->report() : ""; },
+          "A run across processes: bytes per hop, the stages other processes serve and their "
+          "counts, dead letters (all processes). Empty in one process.",
+          py::call_guard<py::gil_scoped_release>());
 
   module.def(
       "run",
-      [](const Pipeline& pipeline) {
-        std::unique_ptr<Runner, python::ReleaseAndDelete> runner(new Runner(pipeline));
+      [](const Pipeline& pipeline, const std::string& broker, const std::string& serve) {
+        python::RunnerPtr runner = python::make_runner(pipeline, broker, {}, serve);
         {
           py::gil_scoped_release release;
           runner->start();
@@ -168,7 +221,8 @@ PYBIND11_MODULE(micromodels, module) {
         wait_for(*runner, std::numeric_limits<double>::infinity());
         return runner->metrics();
       },
-      py::arg("pipeline"), "Runs a pipeline to its end and returns its metrics.");
+      py::arg("pipeline"), py::arg("broker") = "", py::arg("serve") = "missing",
+      "Runs a pipeline to its end, on the file's broker (or `broker`), and returns its metrics.");
   module.def(
       "types", [] { return Registry::global().names(); },
       "The stage types a pipeline can use here, as `micromodels types` lists them.");
