@@ -38,7 +38,8 @@ class Autoscaler;
 ///   std::cout << runner.metrics().to_table();
 class Runner final : public Run {
  public:
-  /// Validates the pipeline and builds every stage (loading models). Throws ConfigError.
+  /// Validates the pipeline and builds every stage (loading models). Throws ConfigError, also
+  /// for a pipeline whose `broker` is not "memory" (it needs the constructor below).
   /// `registry` must outlive the runner: `swap` builds new instances from it.
   explicit Runner(const Pipeline& pipeline, const Registry& registry = Registry::global());
   /// The stages `transport` says this process serves. Throws ConfigError, also for a pipeline

@@ -65,8 +65,26 @@ class Runner::Host final : public Transport::Host {
   [[nodiscard]] MetricsSnapshot metrics() const override { return engine->metrics(); }
 };
 
+namespace {
+
+// Runner(pipeline) runs in this process: a file that asks for a broker is not run in memory
+// without a word.
+const Pipeline& in_memory(const Pipeline& pipeline) {
+  if (pipeline.broker() != "memory") {
+    throw ConfigError(pipeline.location("broker"), "broker",
+                      "key 'broker': pipeline '" + pipeline.name() + "' runs on " +
+                          pipeline.broker() +
+                          ", and Runner(pipeline) runs in this process: give the Runner that "
+                          "transport (Runner(pipeline, std::make_unique<RedisTransport>(...)), "
+                          "micromodels/redis.hpp), or set_broker(\"memory\") to run it here");
+  }
+  return pipeline;
+}
+
+}  // namespace
+
 Runner::Runner(const Pipeline& pipeline, const Registry& registry)
-    : plan_(std::make_unique<const Plan>(pipeline, registry)),
+    : plan_(std::make_unique<const Plan>(in_memory(pipeline), registry)),
       engine_(std::make_unique<detail::Engine>(*plan_, nullptr)) {}
 
 Runner::Runner(const Pipeline& pipeline, std::unique_ptr<Transport> transport,

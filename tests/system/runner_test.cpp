@@ -227,6 +227,32 @@ TEST(Runner, OrderedSinkGetsEveryPacketInOrderFromManyConsumers) {
   EXPECT_EQ(m.stage("work")->processed, 6000u);
 }
 
+TEST(Runner, APipelineOnABrokerIsNotRunInMemoryWithoutAWord) {
+  const std::string yaml =
+      "pipeline: elsewhere\n"
+      "broker: redis://10.0.0.5:6379\n"
+      "stages:\n"
+      "  - { name: source, type: synthetic.source, params: { count: 3 } }\n"
+      "  - { name: sink, type: pass }\n";
+  try {
+    Runner runner(Pipeline::from_yaml_string(yaml, "elsewhere.yaml"));
+    FAIL() << "a pipeline on Redis ran in memory";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key(), "broker");
+    EXPECT_NE(std::string(e.what()).find("elsewhere.yaml:2:"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("runs on redis://10.0.0.5:6379, and Runner(pipeline) "
+                                         "runs in this process"),
+              std::string::npos)
+        << e.what();
+  }
+  Pipeline here = Pipeline::from_yaml_string(yaml, "elsewhere.yaml");
+  here.set_broker("memory");
+  Runner runner(here);
+  runner.start();
+  runner.wait();
+  EXPECT_EQ(runner.metrics().packets_out, 3u);
+}
+
 TEST(Runner, AnExtraPacketPassedByALaterSeqGoesOnLateWithOneWarning) {
   // Two packets for each input, then a stage with several consumers that holds one copy back:
   // later seqs pass it, and the ordered sink gets it late (the README's "Not guaranteed"). It
