@@ -7,12 +7,13 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <span>
 #include <thread>
 
 #include "micromodels/packet_codec.hpp"
 
-#include "wire/entry.hpp"
 #include "redis_outlet.hpp"
+#include "wire/entry.hpp"
 #include "wire/retired_keys.hpp"
 
 namespace micromodels::detail {
@@ -140,6 +141,7 @@ void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
         }
       } else if (holds_keys_) {
         hold_keys(out[i].packet, out[i].input, referred);
+        hold(out[i], held_keys(out[i].packet));
       }
     } catch (const CodecError& error) {
       fail_delivery(out[i], "corrupt packet: " + std::string(error.what()));
@@ -356,9 +358,41 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
   }
   d.packet.stream = entry.stream;
   d.packet.seq = entry.seq;
-  if (!error.empty()) dead_letter(d, id, error, deliveries, payload);
+  if (!error.empty()) {
+    dead_letter(d, id, error, deliveries, payload);
+  } else if (d.kind == Delivery::Kind::skip) {
+    skip_keys(d, entry.payload);
+  }
   out.push_back(std::move(d));
   return true;
+}
+
+// The keys a skip brought (the packet it stands for held them): a sink keeps them for its frame,
+// another stage for the skips it passes on. A list that does not decode leaves them to their TTL.
+void RedisInlet::skip_keys(Delivery& d, std::string_view payload) {
+  if (payload.empty() || (mode_ == Mode::sink ? !settles_frames_ : !holds_keys_)) return;
+  std::vector<std::string> keys;
+  try {
+    keys = decode_keys(std::as_bytes(std::span(payload)));
+  } catch (const CodecError& error) {
+    log().warn("stage '{}': the image keys of a skip ({} {}) go by their TTL: {}", stage_.name(),
+               d.packet.stream, d.packet.seq, error.what());
+    return;
+  }
+  if (mode_ != Mode::sink) return hold(d, {keys.begin(), keys.end()});
+  for (std::string& key : keys) ledger_.keep_key(d.ticket, std::move(key));
+}
+
+void RedisInlet::hold(const Delivery& d, std::set<std::string> keys) {
+  if (keys.empty()) return;
+  std::lock_guard lock(held_mutex_);
+  held_[{d.packet.stream, d.packet.seq}].merge(keys);
+}
+
+std::set<std::string> RedisInlet::keys_held(std::uint32_t stream, std::uint64_t seq) const {
+  std::lock_guard lock(held_mutex_);
+  const auto found = held_.find({stream, seq});
+  return found == held_.end() ? std::set<std::string>{} : found->second;
 }
 
 bool RedisInlet::accept_all(const redisReply* entries, std::size_t part, std::vector<Delivery>& out,
@@ -372,11 +406,17 @@ bool RedisInlet::accept_all(const redisReply* entries, std::size_t part, std::ve
 }
 
 void RedisInlet::settle(Ticket ticket) {
-  if (!settles_frames_) return ledger_.settle(ticket);
-  ledger_.settle(ticket,
-                 [this](std::uint32_t stream, std::uint64_t seq, std::vector<std::string> keys) {
-                   session_.image_store->settled(stream, seq, std::move(keys));
-                 });
+  if (settles_frames_) {
+    return ledger_.settle(
+        ticket, [this](std::uint32_t stream, std::uint64_t seq, std::vector<std::string> keys) {
+          session_.image_store->settled(stream, seq, std::move(keys));
+        });
+  }
+  if (!holds_keys_) return ledger_.settle(ticket);
+  ledger_.settle(ticket, [this](std::uint32_t stream, std::uint64_t seq, std::vector<std::string>) {
+    std::lock_guard lock(held_mutex_);
+    held_.erase({stream, seq});
+  });
 }
 
 Ticket RedisInlet::merge(Ticket kept, Ticket absorbed) { return ledger_.merge(kept, absorbed); }
@@ -536,6 +576,10 @@ void RedisInlet::give_up(std::size_t k, std::vector<Delivery>& out, bool release
   for (std::uint32_t stream : *streams) {
     out.push_back(control(Delivery::Kind::reset, stream, 0, 0, 0));
   }
+  {
+    std::lock_guard lock(held_mutex_);
+    std::erase_if(held_, [&](const auto& held) { return streams->contains(held.first.first); });
+  }
   if (release) {
     session_.writer.add({"EVAL", kIfOurs, "1", session_.names->lease(keys_[k]), consumer_, "DEL"});
   }
@@ -569,6 +613,8 @@ void RedisInlet::new_run(std::vector<Delivery>& out) {
   give_up_all(out, false);
   next_upkeep_ = {};  // take the leases of the new run at once
   ledger_.forget_run();
+  std::lock_guard lock(held_mutex_);
+  held_.clear();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,12 +6,14 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
-#include "wire/entry.hpp"
 #include "session.hpp"
 #include "wire/delivery_ledger.hpp"
+#include "wire/entry.hpp"
 
 namespace micromodels::detail {
 
@@ -52,6 +54,9 @@ class RedisInlet final : public Inlet {
     return ledger_.complete(counts);
   }
   [[nodiscard]] std::size_t unsettled() const { return ledger_.unsettled(); }
+  /// The image keys the delivery of (stream, seq) brought, until it is settled: a skip that
+  /// takes its place after the stage (dropped, filtered, failed) carries them on to the sinks.
+  [[nodiscard]] std::set<std::string> keys_held(std::uint32_t stream, std::uint64_t seq) const;
   /// At the end: the last acknowledgements, and the leases handed over at once.
   void leave();
 
@@ -81,6 +86,8 @@ class RedisInlet final : public Inlet {
   void give_up_all(std::vector<Delivery>& out, bool release);
   void claim_strays(std::size_t part, std::vector<Delivery>& out);
   void new_run(std::vector<Delivery>& out);
+  void hold(const Delivery& d, std::set<std::string> keys);
+  void skip_keys(Delivery& d, std::string_view payload);
 
   Session& session_;
   const PlanStage& stage_;
@@ -94,6 +101,9 @@ class RedisInlet final : public Inlet {
   const std::string consumer_;
   const std::vector<std::string> keys_;  // the streams read: one per partition
   DeliveryLedger ledger_;                // what was delivered, settled, acknowledged (any thread)
+  // holds_keys_: the keys of each (stream, seq) delivered and not settled (keys_held).
+  mutable std::mutex held_mutex_;
+  std::map<std::pair<std::uint32_t, std::uint64_t>, std::set<std::string>> held_;
   // The engine's inlet thread only:
   std::unique_ptr<Connection> conn_;
   std::unique_ptr<Connection> images_conn_;  // GETs of images (fetch_images)

@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <set>
 
 #include "micromodels/packet_codec.hpp"
 
+#include "redis_inlet.hpp"
 #include "session.hpp"
 #include "wire/hop_codec.hpp"
+#include "wire/retired_keys.hpp"
 
 namespace micromodels::detail {
 
@@ -58,8 +61,18 @@ void RedisOutlet::put(const Packet& packet) {
   add(Entry::Kind::packet, packet.stream, packet.seq, payload);
 }
 
+// A skip carries on the image keys that the packet in its place held when it came into the
+// stage (RedisInlet::keys_held), so that they go with their frame once the sinks have it.
 void RedisOutlet::skip(std::uint32_t stream, std::uint64_t seq) {
-  add(Entry::Kind::skip, stream, seq, {});
+  std::set<std::string> keys;
+  {
+    std::lock_guard lock(session_.parts_mutex);
+    for (const RedisInlet* inlet : session_.inlets) {
+      if (inlet->stage().index == from_.index) keys = inlet->keys_held(stream, seq);
+    }
+  }
+  const Buffer list = encode_keys(keys);
+  add(Entry::Kind::skip, stream, seq, {reinterpret_cast<const char*>(list.data()), list.size()});
 }
 
 void RedisOutlet::add(Entry::Kind kind, std::uint32_t stream, std::uint64_t seq,

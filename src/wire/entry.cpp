@@ -47,10 +47,6 @@ Entry decode_entry(std::string_view value) {
   entry.seq = get_le<std::uint64_t>(value.data() + 24);
   entry.input = get_le<std::uint16_t>(value.data() + 32);
   entry.payload = value.substr(kHeader);
-  if (entry.kind == Entry::Kind::skip && !entry.payload.empty()) {
-    throw EntryError("a skip entry with " + std::to_string(entry.payload.size()) +
-                     " bytes of packet after its header");
-  }
   if (entry.kind == Entry::Kind::packet && entry.payload.empty()) {
     throw EntryError("a packet entry without its packet");
   }

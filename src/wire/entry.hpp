@@ -4,10 +4,12 @@
 // Redis's: a broker transport writes this value as its message (Redis: the entry's one field,
 // `m`).
 //
-// The value is a fixed header and, for a packet, the packet:
+// The value is a fixed header and, for a packet, the packet; for a skip, the image keys the
+// packet in its place held, if any:
 //
-//   "mm"  u8 format (4)  u8 kind ('p' packet, 's' skip)  u64 pipeline version  u64 run id
+//   "mm"  u8 format (5)  u8 kind ('p' packet, 's' skip)  u64 pipeline version  u64 run id
 //   u32 stream  u64 seq  u16 input  [packet: encode_packet of the fields the hop carries]
+//                                   [skip: encode_keys of the keys, or nothing]
 //
 // Integers are little-endian. One field keeps what Redis formats per entry small (the first
 // format had five fields: ten bulk strings per entry read). Format 3: the packet may hold image
@@ -16,7 +18,9 @@
 // time: src/wire/hop_codec.hpp), which format 3's readers cannot decode. Format 4's packet may
 // also hold the image keys its hops retired (src/wire/retired_keys.hpp): a reader that knows
 // nothing of them takes the field for an ordinary one, which its next hop drops unless it carries
-// every field, and their keys go by their TTL. Nothing goes wrong, so the format stays 4.
+// every field, and their keys go by their TTL. Nothing goes wrong, so the format stayed 4.
+// Format 5: a skip may carry the image keys of the packet it stands for (dropped, filtered or
+// failed), so that they go with the frame too; format 4's readers refuse a skip with bytes.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +30,7 @@
 
 namespace micromodels::detail {
 
-inline constexpr std::uint8_t kEntryFormat = 4;
+inline constexpr std::uint8_t kEntryFormat = 5;
 inline constexpr std::string_view kEntryField = "m";  // the Redis entry's field that holds it
 
 /// An entry that is not ours, or not whole: `what()` says what is wrong with it.
@@ -50,7 +54,7 @@ struct Entry {
 [[nodiscard]] std::string encode_entry(const Entry& entry, std::string_view payload = {});
 
 /// Reads the value of field `m`. Throws EntryError for anything else (too short, another
-/// format, an unknown kind, a skip with bytes after it). The payload is not decoded here.
+/// format, an unknown kind, a packet entry without its packet). The payload is not decoded here.
 [[nodiscard]] Entry decode_entry(std::string_view value);
 
 }  // namespace micromodels::detail

@@ -1107,6 +1107,32 @@ TEST_F(ImageRefsTest, AnImageAStageReplacedGoesWithItsFrameOnceTheSinkHasIt) {
   EXPECT_EQ(at_most(ttls, 20000), 40) << "4 x the reclaim time, not the 60 s TTL";
 }
 
+// A frame that reaches the sink as a skip (a worker's stage filtered it out) still has its images
+// go once the sink has the skip: the skip carries the keys its packet held (the source's frame,
+// which invert retired, and the inverted one), not a TTL later.
+TEST_F(ImageRefsTest, TheImagesOfAFrameAStageFilteredOutGoOnceTheSinkHasItsSkip) {
+  class EvenOnly final : public Stage {
+   public:
+    void process(Packet packet, std::vector<Packet>& out) override {
+      if (packet.seq % 2 == 0) out.push_back(std::move(packet));
+    }
+  };
+  StageType even;
+  even.name = "test.even_only";
+  even.info = [](const Params&) { return StageInfo{}; };
+  even.make = [](const Params&) -> std::unique_ptr<Stage> { return std::make_unique<EvenOnly>(); };
+  registry_.add(std::move(even));
+  const Pipeline p = chain({"invert", "even_only"});
+  WorkerAndRun(p, {"invert", "even_only"}, registry_, 5000).finish();
+  const std::vector<Packet> got = sink_->take();
+  ASSERT_EQ(got.size(), 10u);
+  for (const Packet& packet : got) expect_frame(packet, true);
+  Redis redis(redis_url());
+  const auto ttls = image_ttls(redis);
+  EXPECT_EQ(ttls.size(), 40u);  // 20 frames, 20 inverted
+  EXPECT_EQ(at_most(ttls, 20000), 40) << "4 x the reclaim time, not the 60 s TTL";
+}
+
 // A key is retired only where no field carried on refers to it any more. Here `keep` keeps the
 // frame as `input_frame` too (the same pixels, so the same key), then two stages replace `frame`
 // in turn. The first replacement retires nothing (input_frame still refers to the source's key);
