@@ -87,6 +87,8 @@ class RedisTransport final : public Transport {
   RedisTransport& operator=(const RedisTransport&) = delete;
 
   [[nodiscard]] std::string name() const override;
+  /// Everything the engine does, live mode included.
+  [[nodiscard]] Capabilities capabilities() const override { return {.live = true}; }
   /// Throws ConfigError for a wrong stage list, BrokerError when Redis is unreachable.
   void bind(const Plan& plan) override;
   [[nodiscard]] bool serves(const PlanStage& stage) const override;
@@ -108,8 +110,9 @@ class RedisTransport final : public Transport {
   /// Packets that went to the dead-letter stream during this run (all processes).
   [[nodiscard]] std::uint64_t dead_lettered() const;
   /// The stages between sources and sinks that this process does not serve, with what
-  /// processed, failed and dead_lettered count over the processes that serve them (read from
-  /// Redis; each process adds its counts every 250 ms). The other fields are empty.
+  /// processed, failed, dropped (and by reason) and dead_lettered count over the processes that
+  /// serve them (read from Redis; each process adds its counts every 250 ms). The other fields
+  /// are empty.
   [[nodiscard]] std::vector<StageMetrics> served_elsewhere() const;
   /// The stages between sources and sinks that this process serves now (a run may add some
   /// while it runs).

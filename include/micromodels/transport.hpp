@@ -72,7 +72,8 @@ struct Capabilities {
   bool joins = true;        // stages with several inputs
   bool ordered = true;      // `ordered` and `state: per_stream` stages
   bool dead_letter = true;  // a `dead_letter:` stage
-  bool live = false;        // `live:` (a latency budget): no transport carries it yet
+  bool live = false;        // `live:` (a latency budget): sources that never wait, ages that
+                            // cross processes
 };
 
 /// A way to run a pipeline across processes. The Runner calls, in order: `bind` (in its

@@ -129,8 +129,9 @@ Keeper::Processes Keeper::announce(Connection& conn, bool leave) {
 }
 
 // What this process added since the last round, to the run's totals in Redis: bytes per hop,
-// and what the stages between sources and sinks processed, failed and dead-lettered (the run
-// process judges stages served elsewhere by these: RedisTransport::served_elsewhere).
+// and what the stages between sources and sinks processed, failed, dropped and dead-lettered
+// (the run process reports and judges stages served elsewhere by these:
+// RedisTransport::served_elsewhere).
 void Keeper::add_counts(Connection& conn) {
   if (session_.host() != nullptr) {
     for (const StageMetrics& stage : session_.host()->metrics().stages) {
@@ -140,6 +141,9 @@ void Keeper::add_counts(Connection& conn) {
       for (const auto& [what, now, before] :
            {std::tuple{":processed", stage.processed, &added.processed},
             {":failed", stage.failed, &added.failed},
+            {":dropped", stage.dropped, &added.dropped},
+            {":dropped_age", stage.dropped_age, &added.dropped_age},
+            {":dropped_newest", stage.dropped_newest, &added.dropped_newest},
             {":dead_lettered", stage.dead_lettered, &added.dead_lettered}}) {
         if (now <= *before) continue;
         conn.command({"HINCRBY", session_.names->counters(), stage.name + what,

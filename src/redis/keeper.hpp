@@ -56,7 +56,8 @@ class Keeper {
   int rounds_ = 0;      // every_second calls so far
   std::string warned_;  // the unserved stages last warned about
   struct Counts {
-    std::uint64_t processed = 0, failed = 0, dead_lettered = 0;
+    std::uint64_t processed = 0, failed = 0, dropped = 0, dropped_age = 0, dropped_newest = 0,
+                  dead_lettered = 0;
   };
   std::map<std::string, Counts> added_;  // per stage: what add_counts added to Redis so far
   int warned_round_ = 0;

@@ -36,7 +36,10 @@ RedisOutlet::RedisOutlet(Session& session, const PlanStage& from, const PlanStag
       from_(from),
       to_(to),
       input_(static_cast<std::uint16_t>(input)),
-      blocks_(to.config.overflow == Overflow::block),
+      // In live mode a source never waits (docs/yaml-reference.md#live-mode): the stage after it
+      // keeps each stream's newest and drops the rest as it reads them.
+      blocks_(to.config.overflow == Overflow::block &&
+              !(from.source() && session.plan->pipeline().live())),
       keys_(session.keys(to)),
       room_(static_cast<long long>(to.config.queue_capacity)) {
   std::lock_guard lock(session_.parts_mutex);

@@ -19,7 +19,8 @@ class Session;
 /// Adds entries to the streams of stage `to` through the session's writer. Back-pressure: a
 /// stage whose overflow policy is `block` takes more only while its backlog in Redis (entries
 /// not yet delivered to any consumer) is under its queue capacity; the outlet counts its adds
-/// against the room the last probe found, and the writer probes again when it runs out.
+/// against the room the last probe found, and the writer probes again when it runs out. In live
+/// mode an outlet of a source never holds it back.
 class RedisOutlet final : public Outlet {
  public:
   RedisOutlet(Session& session, const PlanStage& from, const PlanStage& to, std::size_t input);

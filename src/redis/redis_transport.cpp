@@ -160,6 +160,9 @@ std::vector<StageMetrics> RedisTransport::served_elsewhere() const {
                       .type = planned[i].config.type,
                       .processed = count(":processed"),
                       .failed = count(":failed"),
+                      .dropped = count(":dropped"),
+                      .dropped_age = count(":dropped_age"),
+                      .dropped_newest = count(":dropped_newest"),
                       .dead_lettered = count(":dead_lettered")});
   }
   return stages;
@@ -179,7 +182,7 @@ std::string RedisTransport::report() const {
       // reads agree (a second at most), so that the counts include the last packets.
       const auto total = [](const std::vector<StageMetrics>& stages) {
         std::uint64_t n = 0;
-        for (const StageMetrics& s : stages) n += s.processed + s.failed + s.dead_lettered;
+        for (const StageMetrics& s : stages) n += s.processed + s.failed + s.dropped;
         return n;
       };
       for (int round = 0; round < 3; ++round) {
@@ -192,8 +195,9 @@ std::string RedisTransport::report() const {
           "served by other processes, so not in the table nor its bottleneck line "
           "(micromodels status --broker URL shows every stage):\n";
       for (const StageMetrics& s : elsewhere) {
-        out += fmt::format("  {:<14} processed {:>10}  failed {:>8}  dead-lettered {:>8}\n", s.name,
-                           s.processed, s.failed, s.dead_lettered);
+        out += fmt::format(
+            "  {:<14} processed {:>10}  failed {:>8}  dropped {:>8}  dead-lettered {:>8}\n", s.name,
+            s.processed, s.failed, s.dropped, s.dead_lettered);
       }
     }
     out += "\nbytes per hop (all processes):\n";

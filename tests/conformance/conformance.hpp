@@ -132,6 +132,7 @@ class ConformanceTest : public ::testing::TestWithParam<Transport> {
     copy.set_dead_letter(pipeline.dead_letter());
     copy.set_workers(pipeline.workers());
     copy.set_autoscale(pipeline.autoscale());
+    copy.set_live(pipeline.live());
     return copy;
   }
 

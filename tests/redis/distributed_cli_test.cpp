@@ -109,7 +109,8 @@ TEST_F(DistributedCliTest, TwoWorkersShareAStageAndTheRunServesNothing) {
             std::string::npos)
       << run.out;
   EXPECT_TRUE(std::regex_search(
-      run.out, std::regex(R"(\n  work +processed +200  failed +0  dead-lettered +0\n)")))
+      run.out,
+      std::regex(R"(\n  work +processed +200  failed +0  dropped +0  dead-lettered +0\n)")))
       << run.out;
   expect_complete(200);
   // Both workers took part: each one's table counts packets for `work`.
@@ -137,7 +138,8 @@ TEST_F(DistributedCliTest, AStageThatFailedEveryPacketOnAWorkerFailsTheRunAndThe
       << run.err;
   EXPECT_NE(run.out.find("dead-lettered: 20"), std::string::npos) << run.out;
   EXPECT_TRUE(std::regex_search(
-      run.out, std::regex(R"(\n  work +processed +0  failed +20  dead-lettered +20\n)")))
+      run.out,
+      std::regex(R"(\n  work +processed +0  failed +20  dropped +0  dead-lettered +20\n)")))
       << run.out;
   expect_complete(20, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19});
   w->signal(SIGTERM);
@@ -162,6 +164,52 @@ TEST_F(DistributedCliTest, PacketsThatFailedOnAWorkerAreCountedInTheRunsWarning)
   expect_complete(20, {3, 7, 11, 15, 19});
   w->signal(SIGTERM);
   EXPECT_EQ(w->wait(20s).exit_code, 0);
+}
+
+// Live mode across processes means what it means in one: the paced source never waits for the
+// worker's slow stage, whose queue keeps each stream's newest; every packet is processed or
+// dropped once, and the run's report has the worker's counts.
+TEST_F(DistributedCliTest, LiveModeOnAWorkerDropsWhatItCannotTakeAndCountsItOnce) {
+  const fs::path path = dir_ / "live.yaml";
+  write_text(path, "pipeline: " + name_ +
+                       "\nlive: { max_age_ms: 500, policy: newest }\n"
+                       "stages:\n"
+                       "  - { name: source, type: synthetic.source, params: { count: 100, "
+                       "streams: 2, rate: 200 } }\n"
+                       "  - { name: work, type: model.sleep, params: { service_ms: 10 } }\n"
+                       "  - { name: sink, type: sink.jsonl, ordered: true, live: { max_age_ms: 0 "
+                       "}, params: { path: " +
+                       (dir_ / "out.jsonl").string() + " } }\n");
+  auto w = worker("w", path, "work");
+  wait_live("work", 1);
+  const Result run = run_on_workers(path)->wait(60s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::smatch counts;
+  ASSERT_TRUE(std::regex_search(
+      run.out, counts,
+      std::regex(R"(\n  work +processed +(\d+)  failed +0  dropped +(\d+)  dead-lettered +0\n)")))
+      << run.out;
+  const int processed = std::stoi(counts[1]);
+  const int dropped = std::stoi(counts[2]);
+  EXPECT_GT(dropped, 0) << "the source waited for the worker";
+  EXPECT_EQ(processed + dropped, 200);
+  std::map<int, int> last;
+  int written = 0;
+  for (const std::string& line : lines_of(dir_ / "out.jsonl")) {
+    const nlohmann::json record = nlohmann::json::parse(line);
+    const int stream = record["stream"].get<int>();
+    const int seq = record["seq"].get<int>();
+    if (last.contains(stream)) {
+      EXPECT_LT(last[stream], seq) << "each stream in order, once";
+    }
+    last[stream] = seq;
+    ++written;
+  }
+  EXPECT_EQ(written, processed);
+  w->signal(SIGTERM);
+  const Result end = w->wait(20s);
+  EXPECT_EQ(end.exit_code, 0) << end.err;
+  EXPECT_EQ(processed_in(end.out, "work"), processed) << end.out;
 }
 
 // A worker renews its member of the live set every second. A run (and `status`) reading the set

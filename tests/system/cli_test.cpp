@@ -494,25 +494,6 @@ TEST_F(CliTest, LiveRunReportsAgesRatesAndDropsThatAddUp) {
   EXPECT_NEAR(m["in_per_s"].get<double>(), 400 / elapsed, 1e-6);
 }
 
-TEST_F(CliTest, LiveOnRedisIsRefusedNamingTheKeyAndTheBroker) {
-  const fs::path live = dir_ / "live.yaml";
-  write_text(live,
-             "pipeline: live_demo\n"
-             "live: { max_age_ms: 120 }\n"
-             "stages:\n"
-             "  - name: source\n"
-             "    type: synthetic.source\n"
-             "  - name: sink\n"
-             "    type: pass\n");
-  const Result r = run({"run", live.string(), "-q", "--broker", "redis://127.0.0.1:1"});
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_NE(r.err.find(live.string() + ":2:1: key 'live': a latency budget (live mode) is not "
-                       "supported on redis://127.0.0.1:1 yet; run this pipeline with broker: "
-                       "memory, or remove live:"),
-            std::string::npos)
-      << r.err;
-}
-
 TEST_F(CliTest, RunTraceWritesAChromeTraceOfEveryPacket) {
   const fs::path good = write_pipeline(50);
   const fs::path trace = dir_ / "trace.json";

@@ -742,7 +742,8 @@ TEST(StageHarness, RunsOneStageWithoutThreads) {
 
 namespace {
 
-// A transport that can neither join, nor restore order, nor take a dead-letter stage. It is
+// A transport that can neither join, nor restore order, nor take a dead-letter stage, nor run
+// live mode. It is
 // never started: the runner must refuse what it cannot do before it binds anything.
 class LimitedTransport final : public Transport {
  public:
@@ -767,13 +768,13 @@ class LimitedTransport final : public Transport {
 };
 
 // What() of the refusal of `stage_lines` (after a source) on LimitedTransport; "" if accepted.
-std::string refusal_on_limited_transport(const std::string& stage_lines, bool& bound) {
-  const std::string yaml =
-      "pipeline: limited\n"
-      "stages:\n"
-      "  - name: source\n"
-      "    type: synthetic.source\n" +
-      stage_lines;
+std::string refusal_on_limited_transport(const std::string& stage_lines, bool& bound,
+                                         const std::string& head = "") {
+  const std::string yaml = "pipeline: limited\n" + head +
+                           "stages:\n"
+                           "  - name: source\n"
+                           "    type: synthetic.source\n" +
+                           stage_lines;
   try {
     Runner runner(Pipeline::from_yaml_string(yaml, "limited.yaml"),
                   std::make_unique<LimitedTransport>(bound), Registry::with_builtins());
@@ -805,6 +806,13 @@ TEST(Runner, ATransportThatCannotDoAKeyRefusesItNamingTheKeyItsLineAndTheBroker)
       refusal_on_limited_transport("  - name: track\n    type: pass\n    state: per_stream\n", bound);
   EXPECT_NE(state.find("limited.yaml:7"), std::string::npos) << state;
   EXPECT_NE(state.find("key 'state'"), std::string::npos) << state;
+  const std::string live = refusal_on_limited_transport("  - name: sink\n    type: pass\n", bound,
+                                                        "live: { max_age_ms: 120 }\n");
+  EXPECT_NE(live.find("limited.yaml:2:1: key 'live': a latency budget (live mode) is not "
+                      "supported on limited://test yet; run this pipeline with broker: memory, "
+                      "or remove live:"),
+            std::string::npos)
+      << live;
   EXPECT_FALSE(bound) << "refused before the transport was bound";
   EXPECT_EQ(refusal_on_limited_transport("  - name: work\n    type: pass\n", bound), "");
   EXPECT_TRUE(bound) << "what the transport can do is accepted";
