@@ -90,6 +90,9 @@ class Transport {
     virtual ~Host() = default;
     /// Starts serving a stage in this process (builds it, opens its inlet and outlets).
     virtual void serve(std::string_view stage) = 0;
+    /// A new run began: the stage starts afresh, as a new run in one process does (a new
+    /// instance, built beside the old one as `Run::swap` builds it). Throws what swap throws.
+    virtual void restart(std::string_view stage) = 0;
     /// The run cannot go on: `Run::wait_for` stops and rethrows `error`.
     virtual void fail(std::exception_ptr error) = 0;
     /// The stages this process serves, as `Run::metrics` has them: their consumers and counts

@@ -609,7 +609,20 @@ void RedisInlet::claim_strays(std::size_t k, std::vector<Delivery>& out) {
 
 // Entries of a new run: what was known of the old one does not apply.
 void RedisInlet::new_run(std::vector<Delivery>& out) {
-  run_ = session_.run();
+  const bool again = std::exchange(run_, session_.run()) != 0;
+  // A stage with per-stream state has the last run's streams in it, which share their ids with
+  // this run's: it starts afresh, as a new run in one process does.
+  if (again && stage_.config.per_stream && session_.host() != nullptr) {
+    try {
+      session_.host()->restart(stage_.name());
+      log().info("stage '{}': a new run began; its per-stream state starts afresh", stage_.name());
+    } catch (const std::exception& error) {
+      log().error(
+          "stage '{}': a new run began, but a new instance could not be built ({}); it "
+          "keeps the last run's per-stream state",
+          stage_.name(), error.what());
+    }
+  }
   give_up_all(out, false);
   next_upkeep_ = {};  // take the leases of the new run at once
   ledger_.forget_run();

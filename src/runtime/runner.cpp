@@ -61,6 +61,7 @@ class Runner::Host final : public Transport::Host {
  public:
   detail::Engine* engine = nullptr;
   void serve(std::string_view stage) override { engine->serve_here(stage); }
+  void restart(std::string_view stage) override { engine->swap(stage, {}, {}); }
   void fail(std::exception_ptr error) override { engine->fail(std::move(error)); }
   [[nodiscard]] MetricsSnapshot metrics() const override { return engine->metrics(); }
 };

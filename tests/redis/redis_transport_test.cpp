@@ -137,6 +137,60 @@ TEST_F(RedisTransportTest, WorkerInTheSameProcessDoesTheWorkWhenTheRunServesNoth
   expect_complete(200);
 }
 
+// A worker serves one run after another. A stage with per-stream state starts each run afresh,
+// as a new run in one process does: a new instance, not the one that numbered the last run's
+// packets of the same stream ids.
+TEST_F(RedisTransportTest, AStatefulStageOfAWorkerStartsEachRunAfresh) {
+  struct Seen {
+    std::mutex mutex;
+    std::vector<std::int64_t> numbers;
+  };
+  class Numbering final : public Stage {
+   public:
+    explicit Numbering(std::shared_ptr<Seen> seen) : seen_(std::move(seen)) {}
+    void process(Packet packet, std::vector<Packet>& out) override {
+      const std::int64_t n = next_[packet.stream]++;  // one consumer per stream at a time
+      {
+        std::lock_guard lock(seen_->mutex);
+        seen_->numbers.push_back(n);
+      }
+      out.push_back(std::move(packet));
+    }
+
+   private:
+    std::shared_ptr<Seen> seen_;
+    std::map<std::uint32_t, std::int64_t> next_;
+  };
+  auto seen = std::make_shared<Seen>();
+  Registry registry = Registry::with_builtins();
+  StageType numbering;
+  numbering.name = "test.numbering";
+  numbering.info = [](const Params&) { return StageInfo{}; };
+  numbering.make = [seen](const Params&) -> std::unique_ptr<Stage> {
+    return std::make_unique<Numbering>(seen);
+  };
+  registry.add(std::move(numbering));
+  const Pipeline p =
+      to_sink("count: 20", "  - { name: number, type: test.numbering, state: per_stream }\n");
+  Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"number"}},
+              registry);
+  worker.runner.start();
+  for (int run_no = 0; run_no < 2; ++run_no) {
+    Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none}, registry);
+    run.runner.start();
+    ASSERT_TRUE(run.runner.wait_for(30000)) << "run " << run_no;
+    expect_complete(20);
+  }
+  worker.runner.stop();
+  ASSERT_TRUE(worker.runner.wait_for(10000));
+  std::vector<std::int64_t> want;
+  for (int run_no = 0; run_no < 2; ++run_no) {
+    for (std::int64_t n = 0; n < 20; ++n) want.push_back(n);
+  }
+  std::lock_guard lock(seen->mutex);
+  EXPECT_EQ(seen->numbers, want);
+}
+
 TEST_F(RedisTransportTest, PerStreamStageKeepsEachStreamInOrderAcrossPartitions) {
   // Three streams over two partitions; the sink checks order and completeness per stream.
   Part run(pipeline(100, "service_ms: 0.3, jitter: 0.9", 3, true), {.url = redis_url()});
