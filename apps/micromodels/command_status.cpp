@@ -1,4 +1,4 @@
-// `micromodels status --broker URL`: per stage backlog, pending, consumers and rate.
+// `micromodels status --broker URL`: per stage backlog, pending, consumers, rate and counts.
 #include <iostream>
 #include <memory>
 
@@ -22,8 +22,8 @@ struct StatusOptions {
 
 Command add_status_command(CLI::App& app) {
   auto options = std::make_shared<StatusOptions>();
-  CLI::App* command =
-      app.add_subcommand("status", "Show each stage's queue on Redis: backlog, pending, rate");
+  CLI::App* command = app.add_subcommand(
+      "status", "Show each stage's queue on Redis: backlog, pending, rate, counts");
   command->add_option("--broker", options->broker, "redis://host:port[/db]")->required();
   command->add_option("--pipeline", options->pipeline, "Only this pipeline");
   command->add_flag("--json", options->json, "Print JSON instead of a table");

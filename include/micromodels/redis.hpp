@@ -133,6 +133,10 @@ struct StageStatus {
   std::uint64_t pending = 0;   // delivered, not yet acknowledged
   std::uint64_t consumers = 0; // live consumers (heartbeat within the last 5 s)
   double rate = 0;             // entries delivered per second over the sampling interval
+  // This run, over every process that serves the stage (each adds its counts every 250 ms):
+  std::uint64_t processed = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t dropped = 0;
 };
 
 /// Every pipeline's stages on the Redis at `url` (or just `pipeline` when not empty), sampled

@@ -129,14 +129,14 @@ Keeper::Processes Keeper::announce(Connection& conn, bool leave) {
 }
 
 // What this process added since the last round, to the run's totals in Redis: bytes per hop,
-// and what the stages between sources and sinks processed, failed, dropped and dead-lettered
-// (the run process reports and judges stages served elsewhere by these:
-// RedisTransport::served_elsewhere).
+// and what its stages (not sources) processed, failed, dropped and dead-lettered (the run
+// process reports and judges stages served elsewhere by these, RedisTransport::served_elsewhere;
+// `micromodels status` shows them).
 void Keeper::add_counts(Connection& conn) {
   if (session_.host() != nullptr) {
     for (const StageMetrics& stage : session_.host()->metrics().stages) {
       const PlanStage* planned = session_.plan->find(stage.name);
-      if (planned == nullptr || planned->source() || planned->sink()) continue;
+      if (planned == nullptr || planned->source()) continue;
       Counts& added = added_[stage.name];
       for (const auto& [what, now, before] :
            {std::tuple{":processed", stage.processed, &added.processed},

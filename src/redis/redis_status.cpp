@@ -1,4 +1,4 @@
-// `micromodels status`: each stage's queue as Redis sees it.
+// `micromodels status`: each stage's queue as Redis sees it, and what its processes counted.
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -83,6 +83,11 @@ std::vector<StageStatus> redis_status(const std::string& url, const std::string&
     for (const detail::LiveMember& m : detail::live_members(conn, detail::StreamNames(p))) {
       live[m.stage] += m.consumers;
     }
+    const Reply counters = conn.command({"HGETALL", detail::StreamNames(p).counters()});
+    const auto count = [&](const std::string& stage, std::string_view what) {
+      const std::string key = stage + std::string(what);  // Keeper::add_counts
+      return static_cast<std::uint64_t>(detail::integer(detail::field(counters.get(), key)));
+    };
     for (const auto& [id, s] : second) {
       if (id.first != p) continue;
       StageStatus row{.pipeline = p,
@@ -90,7 +95,10 @@ std::vector<StageStatus> redis_status(const std::string& url, const std::string&
                       .length = s.length,
                       .lag = s.lag,
                       .pending = s.pending,
-                      .consumers = live[id.second]};
+                      .consumers = live[id.second],
+                      .processed = count(id.second, ":processed"),
+                      .failed = count(id.second, ":failed"),
+                      .dropped = count(id.second, ":dropped")};
       const auto before = first.find(id);
       if (before != first.end() && elapsed > 0 && s.read >= before->second.read) {
         row.rate = static_cast<double>(s.read - before->second.read) / elapsed;
@@ -125,7 +133,8 @@ std::string status_table(const std::vector<StageStatus>& status) {
   for (const StageStatus& s : status) {
     rows.push_back({s.pipeline, s.stage, std::to_string(s.lag), std::to_string(s.pending),
                     std::to_string(s.length), std::to_string(s.consumers),
-                    fmt::format("{:.1f}", s.rate)});
+                    fmt::format("{:.1f}", s.rate), std::to_string(s.processed),
+                    std::to_string(s.failed), std::to_string(s.dropped)});
   }
   return detail::render_table({{"", "pipeline", true},
                                {"", "stage", true},
@@ -133,7 +142,10 @@ std::string status_table(const std::vector<StageStatus>& status) {
                                {"", "pending"},
                                {"", "length"},
                                {"", "consumers"},
-                               {"", "rate/s"}},
+                               {"", "rate/s"},
+                               {"", "processed"},
+                               {"", "failed"},
+                               {"", "dropped"}},
                               rows);
 }
 
@@ -146,7 +158,10 @@ std::string status_json(const std::vector<StageStatus>& status) {
                       {"pending", s.pending},
                       {"length", s.length},
                       {"consumers", s.consumers},
-                      {"rate_per_s", s.rate}});
+                      {"rate_per_s", s.rate},
+                      {"processed", s.processed},
+                      {"failed", s.failed},
+                      {"dropped", s.dropped}});
   }
   return nlohmann::json{{"stages", stages}}.dump(2) + "\n";
 }

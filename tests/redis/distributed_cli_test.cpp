@@ -766,6 +766,7 @@ TEST_F(DistributedCliTest, StatusShowsEachStageAsTableAndJson) {
                            ->wait(20s);
   ASSERT_EQ(table.exit_code, 0) << table.err;
   EXPECT_NE(table.out.find("backlog"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("processed"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find(name_), std::string::npos) << table.out;
   const Result json = start("json", {"status", "--broker", redis_url(), "--pipeline", name_,
                                      "--interval", "0", "--json"})
@@ -777,6 +778,10 @@ TEST_F(DistributedCliTest, StatusShowsEachStageAsTableAndJson) {
     stages.insert(s["stage"].get<std::string>());
     EXPECT_EQ(s["backlog"].get<int>(), 0);
     EXPECT_EQ(s["pending"].get<int>(), 0);
+    // What the run counted of each stage it served, added to Redis as it left.
+    EXPECT_EQ(s["processed"].get<int>(), 50) << s;
+    EXPECT_EQ(s["failed"].get<int>(), 0) << s;
+    EXPECT_EQ(s["dropped"].get<int>(), 0) << s;
   }
   EXPECT_EQ(stages, (std::set<std::string>{"work", "sink"}));
 
