@@ -95,8 +95,13 @@ std::function<BrokerView()> broker_view(const std::string& url, const std::strin
   return [url, pipeline] {
     BrokerView view;
     for (const StageStatus& s : redis_status(url, pipeline, 0)) {
-      view.stages.push_back(
-          {.stage = s.stage, .backlog = s.lag, .pending = s.pending, .consumers = s.consumers});
+      view.stages.push_back({.stage = s.stage,
+                             .backlog = s.lag,
+                             .pending = s.pending,
+                             .consumers = s.consumers,
+                             .processed = s.processed,
+                             .failed = s.failed,
+                             .dropped = s.dropped});
     }
     for (ProcessStatus& w : redis_processes(url, pipeline)) {
       view.processes.push_back({.id = std::move(w.id),

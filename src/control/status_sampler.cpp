@@ -106,7 +106,10 @@ void StatusSampler::read_broker() {
       view.push_back(Json{{"stage", s.stage},
                           {"backlog", s.backlog},
                           {"pending", s.pending},
-                          {"consumers", s.consumers}});
+                          {"consumers", s.consumers},
+                          {"processed", s.processed},
+                          {"failed", s.failed},
+                          {"dropped", s.dropped}});
     }
     for (const BrokerProcess& w : read.processes) {
       Json consumers = Json::object();

@@ -221,7 +221,13 @@ TEST(ControlServer, StatusGivesTheBrokersViewAndWhyItCannotBeRead) {
                                 if (!reachable) throw std::runtime_error("broker unreachable");
                                 return BrokerView{
                                     .stages = {{.stage = "b", .backlog = 5, .pending = 2, .consumers = 3},
-                                               {.stage = "far", .backlog = 7, .pending = 0, .consumers = 4}},
+                                               {.stage = "far",
+                                                .backlog = 7,
+                                                .pending = 0,
+                                                .consumers = 4,
+                                                .processed = 90,
+                                                .failed = 3,
+                                                .dropped = 1}},
                                     .processes = {{.id = "hostA:12",
                                                  .consumers = {{"b", 1}, {"far", 4}},
                                                  .heartbeat_age_s = 0.4},
@@ -243,7 +249,8 @@ TEST(ControlServer, StatusGivesTheBrokersViewAndWhyItCannotBeRead) {
   ASSERT_EQ(read["broker"].size(), 2u);
   // A stage of another process, with its inputs for the graph.
   EXPECT_EQ(read["broker"][1], Json::parse(R"({"stage": "far", "backlog": 7, "pending": 0,
-                                               "consumers": 4, "inputs": ["b"]})"));
+                                               "consumers": 4, "processed": 90, "failed": 3,
+                                               "dropped": 1, "inputs": ["b"]})"));
   EXPECT_EQ(read["broker"][0]["consumers"], 3);
   // Each live process: what it serves, with its consumers, and how fresh its heartbeat is.
   EXPECT_EQ(read["processes"], Json::parse(R"([

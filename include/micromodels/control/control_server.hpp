@@ -19,6 +19,10 @@ struct BrokerStage {
   std::uint64_t backlog = 0;    // entries no process has taken yet
   std::uint64_t pending = 0;    // taken by a process, not yet done
   std::uint64_t consumers = 0;  // the consumers of every live process that serves it
+  // In the current run, over every process that serves it:
+  std::uint64_t processed = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t dropped = 0;
 };
 
 /// A live process of a distributed run (a worker, or the run process), from its heartbeats.
