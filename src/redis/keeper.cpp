@@ -3,12 +3,12 @@
 #include <chrono>
 #include <map>
 #include <set>
-#include <tuple>
 
 #include "live_set.hpp"
 #include "redis_inlet.hpp"
 #include "redis_outlet.hpp"
 #include "session.hpp"
+#include "stage_counts.hpp"
 
 namespace micromodels::detail {
 
@@ -131,24 +131,21 @@ Keeper::Processes Keeper::announce(Connection& conn, bool leave) {
 // What this process added since the last round, to the run's totals in Redis: bytes per hop,
 // and what its stages (not sources) processed, failed, dropped and dead-lettered (the run
 // process reports and judges stages served elsewhere by these, RedisTransport::served_elsewhere;
-// `micromodels status` shows them).
+// `micromodels status` shows them; src/redis/stage_counts.hpp), in one round trip.
 void Keeper::add_counts(Connection& conn) {
+  std::vector<Args> adds;
   if (session_.host() != nullptr) {
     for (const StageMetrics& stage : session_.host()->metrics().stages) {
       const PlanStage* planned = session_.plan->find(stage.name);
       if (planned == nullptr || planned->source()) continue;
-      Counts& added = added_[stage.name];
-      for (const auto& [what, now, before] :
-           {std::tuple{":processed", stage.processed, &added.processed},
-            {":failed", stage.failed, &added.failed},
-            {":dropped", stage.dropped, &added.dropped},
-            {":dropped_age", stage.dropped_age, &added.dropped_age},
-            {":dropped_newest", stage.dropped_newest, &added.dropped_newest},
-            {":dead_lettered", stage.dead_lettered, &added.dead_lettered}}) {
-        if (now <= *before) continue;
-        conn.command({"HINCRBY", session_.names->counters(), stage.name + what,
-                      std::to_string(now - *before)});
-        *before = now;
+      StageMetrics& added = added_[stage.name];
+      for (const StageCount& count : kStageCounts) {
+        const std::uint64_t now = stage.*count.member;
+        if (now <= added.*count.member) continue;
+        adds.push_back({"HINCRBY", session_.names->counters(),
+                        stage.name + std::string(count.suffix),
+                        std::to_string(now - added.*count.member)});
+        added.*count.member = now;
       }
     }
   }
@@ -162,9 +159,13 @@ void Keeper::add_counts(Connection& conn) {
     for (const auto& [what, n] : {std::pair{":bytes", counts.bytes},
                                   {":packets", counts.packets},
                                   {":images", counts.image_bytes}}) {
-      if (n > 0) conn.command({"HINCRBY", session_.names->hops(), hop + what, std::to_string(n)});
+      if (n > 0) adds.push_back({"HINCRBY", session_.names->hops(), hop + what, std::to_string(n)});
     }
   }
+  if (adds.empty()) return;
+  for (const Args& add : adds) conn.append(add);
+  conn.send();
+  for (std::size_t i = 0; i < adds.size(); ++i) (void)conn.read("add counts");
 }
 
 // Drops what every consumer has acknowledged: entries older than the oldest pending one, or

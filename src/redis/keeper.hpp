@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "micromodels/metrics.hpp"
+
 #include "redis_connection.hpp"
 
 namespace micromodels::detail {
@@ -55,11 +57,7 @@ class Keeper {
   std::atomic<bool> letters_drained_{false};
   int rounds_ = 0;      // every_second calls so far
   std::string warned_;  // the unserved stages last warned about
-  struct Counts {
-    std::uint64_t processed = 0, failed = 0, dropped = 0, dropped_age = 0, dropped_newest = 0,
-                  dead_lettered = 0;
-  };
-  std::map<std::string, Counts> added_;  // per stage: what add_counts added to Redis so far
+  std::map<std::string, StageMetrics> added_;  // per stage: the counts add_counts added so far
   int warned_round_ = 0;
   std::thread thread_;
 };

@@ -14,6 +14,7 @@
 #include "redis_connection.hpp"
 #include "redis_password.hpp"
 #include "redis_url.hpp"
+#include "stage_counts.hpp"
 #include "stream_names.hpp"
 
 namespace micromodels {
@@ -84,21 +85,18 @@ std::vector<StageStatus> redis_status(const std::string& url, const std::string&
       live[m.stage] += m.consumers;
     }
     const Reply counters = conn.command({"HGETALL", detail::StreamNames(p).counters()});
-    const auto count = [&](const std::string& stage, std::string_view what) {
-      const std::string key = stage + std::string(what);  // Keeper::add_counts
-      return static_cast<std::uint64_t>(detail::integer(detail::field(counters.get(), key)));
-    };
     for (const auto& [id, s] : second) {
       if (id.first != p) continue;
+      const StageMetrics counts = detail::stage_counts(counters.get(), id.second);
       StageStatus row{.pipeline = p,
                       .stage = id.second,
                       .length = s.length,
                       .lag = s.lag,
                       .pending = s.pending,
                       .consumers = live[id.second],
-                      .processed = count(id.second, ":processed"),
-                      .failed = count(id.second, ":failed"),
-                      .dropped = count(id.second, ":dropped")};
+                      .processed = counts.processed,
+                      .failed = counts.failed,
+                      .dropped = counts.dropped};
       const auto before = first.find(id);
       if (before != first.end() && elapsed > 0 && s.read >= before->second.read) {
         row.rate = static_cast<double>(s.read - before->second.read) / elapsed;

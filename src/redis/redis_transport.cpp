@@ -20,6 +20,7 @@
 #include "redis_inlet.hpp"
 #include "redis_outlet.hpp"
 #include "session.hpp"
+#include "stage_counts.hpp"
 
 namespace micromodels {
 
@@ -152,18 +153,8 @@ std::vector<StageMetrics> RedisTransport::served_elsewhere() const {
   const std::vector<PlanStage>& planned = session_->plan->stages();
   for (std::size_t i = 0; i < planned.size(); ++i) {
     if (planned[i].source() || planned[i].sink() || session_->served.contains(i)) continue;
-    const auto count = [&](std::string_view what) {  // the keepers' totals (Keeper::add_counts)
-      const std::string key = planned[i].name() + std::string(what);
-      return static_cast<std::uint64_t>(detail::integer(detail::field(counters.get(), key)));
-    };
-    stages.push_back({.name = planned[i].name(),
-                      .type = planned[i].config.type,
-                      .processed = count(":processed"),
-                      .failed = count(":failed"),
-                      .dropped = count(":dropped"),
-                      .dropped_age = count(":dropped_age"),
-                      .dropped_newest = count(":dropped_newest"),
-                      .dead_lettered = count(":dead_lettered")});
+    stages.push_back(detail::stage_counts(counters.get(), planned[i].name()));
+    stages.back().type = planned[i].config.type;
   }
   return stages;
 }

@@ -820,6 +820,18 @@ class ImageRefsTest : public HopFieldsTest {
     }
   }
 
+  // The sink got `frames` frames, inverted; each of the 40 image keys (20 frames, 20 inverted)
+  // goes within 4 x the reclaim time (20 s with the tests' 5 s), not the 60 s TTL.
+  void expect_inverted_and_every_key_going(std::size_t frames) {
+    const std::vector<Packet> got = sink_->take();
+    ASSERT_EQ(got.size(), frames);
+    for (const Packet& packet : got) expect_frame(packet, true);
+    Redis redis(redis_url());
+    const auto ttls = image_ttls(redis);
+    EXPECT_EQ(ttls.size(), 40u);  // 20 frames, 20 inverted
+    EXPECT_EQ(at_most(ttls, 20000), 40) << "4 x the reclaim time, not the 60 s TTL";
+  }
+
   // The time to live (ms) of each image key of the test's pipeline.
   std::map<std::string, long long> image_ttls(Redis& redis) const {
     std::map<std::string, long long> ttls;
@@ -1152,13 +1164,7 @@ TEST_F(ImageRefsTest, AFramesImagesGoSecondsAfterEverySinkHasItNotATtlLater) {
 TEST_F(ImageRefsTest, AnImageAStageReplacedGoesWithItsFrameOnceTheSinkHasIt) {
   const Pipeline p = chain({"invert"});
   WorkerAndRun(p, {"invert"}, registry_, 5000).finish();
-  const std::vector<Packet> got = sink_->take();
-  ASSERT_EQ(got.size(), 20u);
-  for (const Packet& packet : got) expect_frame(packet, true);
-  Redis redis(redis_url());
-  const auto ttls = image_ttls(redis);
-  EXPECT_EQ(ttls.size(), 40u);  // 20 frames, 20 inverted
-  EXPECT_EQ(at_most(ttls, 20000), 40) << "4 x the reclaim time, not the 60 s TTL";
+  expect_inverted_and_every_key_going(20);
 }
 
 // A frame that reaches the sink as a skip (a worker's stage filtered it out) still has its images
@@ -1178,13 +1184,7 @@ TEST_F(ImageRefsTest, TheImagesOfAFrameAStageFilteredOutGoOnceTheSinkHasItsSkip)
   registry_.add(std::move(even));
   const Pipeline p = chain({"invert", "even_only"});
   WorkerAndRun(p, {"invert", "even_only"}, registry_, 5000).finish();
-  const std::vector<Packet> got = sink_->take();
-  ASSERT_EQ(got.size(), 10u);
-  for (const Packet& packet : got) expect_frame(packet, true);
-  Redis redis(redis_url());
-  const auto ttls = image_ttls(redis);
-  EXPECT_EQ(ttls.size(), 40u);  // 20 frames, 20 inverted
-  EXPECT_EQ(at_most(ttls, 20000), 40) << "4 x the reclaim time, not the 60 s TTL";
+  expect_inverted_and_every_key_going(10);
 }
 
 // A key is retired only where no field carried on refers to it any more. Here `keep` keeps the
