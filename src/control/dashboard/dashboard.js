@@ -251,7 +251,7 @@ function makeCard(name, elsewhere) {
   const value = (field) => { const v = el("span", "value"); v.dataset.field = field; return v; };
   // On a distributed run: the broker's figures over every process (hidden until it has some).
   const broker = [row("all procs", value("broker-consumers")), row("backlog", value("backlog")),
-    row("done", value("broker-done"))];
+    row("all done", value("broker-done")), row("all lost", value("broker-lost"))];
   for (const r of broker) {
     r.classList.add("broker");
     r.hidden = true;
@@ -427,8 +427,8 @@ function show(status) {
     for (const r of card.querySelectorAll(".broker")) r.hidden = false;
     fill(card, "broker-consumers", `${b.consumers} consumer${b.consumers === 1 ? "" : "s"}`);
     fill(card, "backlog", `${count(b.backlog)} · pending ${count(b.pending)}`);
-    fill(card, "broker-done",
-      `${count(b.processed)} · failed ${count(b.failed)} · dropped ${count(b.dropped)}`);
+    fill(card, "broker-done", count(b.processed));
+    fill(card, "broker-lost", `dropped ${count(b.dropped)} · failed ${count(b.failed)}`);
   }
   for (const s of status.stages) {
     const card = $("graph").querySelector(`.stage[data-stage="${CSS.escape(s.name)}"]`);
