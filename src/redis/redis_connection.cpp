@@ -20,7 +20,8 @@ Connection::Connection(const RedisUrl& url) : url_(url), context_(nullptr, redis
     const std::string why = context_ ? context_->errstr : "out of memory";
     throw BrokerError(BrokerError::Kind::unreachable,
                       "cannot connect to Redis at " + url.where() + " (" + why +
-                          "): start redis-server there, or pass --broker redis://host:port");
+                          "): start redis-server there, or give the address of one that runs: "
+                          "--broker, broker= in Python, or the pipeline's broker:");
   }
   redisSetTimeout(context_.get(), kTimeout);
   authenticate();

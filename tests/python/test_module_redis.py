@@ -100,7 +100,7 @@ def test_the_tool_runs_what_a_python_worker_serves(redis_url, name, tmp_path, cl
 
 def test_a_wrong_broker_serve_or_stages_is_refused_with_what_to_do(redis_url, name, tmp_path):
     pipeline = pipeline_of(name, tmp_path / "out.jsonl")
-    with pytest.raises(micromodels.BrokerError, match="127.0.0.1:1"):
+    with pytest.raises(micromodels.BrokerError, match="127.0.0.1:1.*broker= in Python"):
         micromodels.Runner(pipeline, broker="redis://127.0.0.1:1")
     with pytest.raises(micromodels.ConfigError, match="stages= makes this process a worker"):
         micromodels.Runner(pipeline, stages=["work"])

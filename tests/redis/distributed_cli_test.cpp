@@ -649,7 +649,10 @@ TEST_F(DistributedCliTest, UnreachableRedisIsAClearErrorWithItsOwnExitCode) {
     EXPECT_EQ(r.exit_code, 3) << command << ": " << r.err;
     EXPECT_NE(r.err.find("error: cannot connect to Redis at 127.0.0.1:1"), std::string::npos)
         << r.err;
-    EXPECT_NE(r.err.find("start redis-server there, or pass --broker"), std::string::npos) << r.err;
+    EXPECT_NE(
+        r.err.find("start redis-server there, or give the address of one that runs: --broker"),
+        std::string::npos)
+        << r.err;
   }
   const Result bad = start("bad", {"run", file.string(), "--broker", "redis://localhost:port"})->wait(20s);
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
