@@ -32,7 +32,11 @@ struct Delivery {
   Packet packet{};        // for a skip or a reset, only stream and seq are set
   std::size_t input = 0;  // which of the stage's inputs it arrived on
   Ticket ticket = 0;      // the engine settles it once the stage is done with this delivery
-  bool dead_lettered = false;  // a skip for an entry the transport dead-lettered itself
+  /// A skip the transport made in place of a packet, counted at the stage as the engine counts
+  /// its own losses: the transport dead-lettered the entry, or dropped the packet (live mode:
+  /// nobody read the stage's backlog while it was at the stage's queue capacity).
+  enum class Loss { none, dead_lettered, dropped };
+  Loss loss = Loss::none;
 };
 
 /// Where one stage's packets arrive from other processes. Called by the engine from one

@@ -187,7 +187,7 @@ void RedisInlet::dead_letter(Delivery& d, const std::string& id, const std::stri
                                .position = std::make_pair(d.packet.stream, d.packet.seq),
                                .payload = payload});
   d.kind = Delivery::Kind::skip;
-  d.dead_lettered = true;
+  d.loss = Delivery::Loss::dead_lettered;
   d.packet = Packet{.stream = d.packet.stream, .seq = d.packet.seq};
 }
 
@@ -337,7 +337,8 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
   Delivery d{
       .kind = entry.kind == Entry::Kind::packet ? Delivery::Kind::packet : Delivery::Kind::skip,
       .input = entry.input < inputs_ ? entry.input : 0u,  // unless that is what is wrong
-      .ticket = ledger_.hold(part, entry.stream, entry.seq, id)};
+      .ticket = ledger_.hold(part, entry.stream, entry.seq, id),
+      .loss = entry.kind == Entry::Kind::dropped ? Delivery::Loss::dropped : Delivery::Loss::none};
   std::string error;
   std::string_view payload = entry.payload;
   if (entry.input >= inputs_) {

@@ -40,8 +40,12 @@ RedisOutlet::RedisOutlet(Session& session, const PlanStage& from, const PlanStag
       // keeps each stream's newest and drops the rest as it reads them.
       blocks_(to.config.overflow == Overflow::block &&
               !(from.source() && session.plan->pipeline().live())),
+      sheds_(from.source() && session.plan->pipeline().live()),
+      probe_below_(
+          sheds_ ? std::max<long long>(1, static_cast<long long>(to.config.queue_capacity) / 2)
+                 : 1),
       keys_(session.keys(to)),
-      room_(static_cast<long long>(to.config.queue_capacity)) {
+      limit_(static_cast<long long>(to.config.queue_capacity)) {
   std::lock_guard lock(session_.parts_mutex);
   session_.outlets.push_back(this);
 }
@@ -56,12 +60,30 @@ RedisOutlet::~RedisOutlet() {
 }
 
 void RedisOutlet::put(const Packet& packet) {
+  if (sheds_ && sheds_now()) return add(Entry::Kind::dropped, packet.stream, packet.seq, {});
   std::uint64_t stored = 0;
   std::string payload =
       encode_for_hop(packet, to_.carried, session_.images,
                      session_.image_refs ? session_.image_store.get() : nullptr, &stored);
   image_bytes_.fetch_add(stored, std::memory_order_relaxed);
   add(Entry::Kind::packet, packet.stream, packet.seq, payload);
+}
+
+bool RedisOutlet::sheds_now() {
+  if (room() >= probe_below_) return false;
+  wait_for_room();
+  const bool full = room() <= 0 && unread_.load();
+  if (full != std::exchange(shedding_, full)) {
+    if (full) {
+      log().warn(
+          "live mode: nobody reads stage '{}' (its backlog in Redis is at its queue capacity, "
+          "{}): the packets of '{}' are dropped, counted at '{}', until it reads again",
+          to_.name(), to_.config.queue_capacity, from_.name(), to_.name());
+    } else {
+      log().info("live mode: stage '{}' reads again", to_.name());
+    }
+  }
+  return full;
 }
 
 // A skip carries on the image keys that the packet in its place held when it came into the
@@ -90,20 +112,24 @@ void RedisOutlet::add(Entry::Kind kind, std::uint32_t stream, std::uint64_t seq,
   bytes_.fetch_add(value.size(), std::memory_order_relaxed);
   packets_.fetch_add(1, std::memory_order_relaxed);
   if (from_.source()) session_.produced(from_.index, entry.stream, entry.seq);
-  room_.fetch_sub(1, std::memory_order_relaxed);
   Args args{"XADD", keys_[entry.stream % keys_.size()], "*", kEntryField};
   session_.writer.add(std::move(args.add(std::move(value))));
+  ++adds_;  // after: a probe never misses it (probe())
 }
 
 bool RedisOutlet::full() const {
   if (session_.memory.holds(from_.source())) return true;  // until Redis has room (memory_gate.hpp)
-  if (!blocks_ || room_.load(std::memory_order_relaxed) > 0) return false;
+  if (!blocks_ || room() > 0) return false;
   // A process that stops drains what it holds without waiting for room: the stage may have no
   // reader left (this process's own inlets, stopped; a finished run's sink), and what it adds
   // past the capacity is at most what it held.
   if (session_.stopping()) return false;
-  if (!waiting_.exchange(true)) ++session_.outlets_waiting;  // the writer probes from now on
+  wait_for_room();
   return true;
+}
+
+void RedisOutlet::wait_for_room() const {
+  if (!waiting_.exchange(true)) ++session_.outlets_waiting;  // the writer probes from now on
 }
 
 void RedisOutlet::probe_waiting(Session& session) {
@@ -126,24 +152,32 @@ void RedisOutlet::probe_waiting(Session& session) {
 
 void RedisOutlet::probe() {
   // The backlog is the consumer group's lag summed over the stage's partitions: entries not yet
-  // delivered to any consumer.
+  // delivered to any consumer. The writer sends the probe after the adds counted so far (and
+  // perhaps a few more, which then count twice); those made after it count against its room.
   struct Sum {
     long long lag = 0;
     std::size_t replies = 0;
+    long long adds = 0;       // adds_ when the probe was queued
+    std::string delivered{};  // each partition's last delivered entry
   };
-  auto sum = std::make_shared<Sum>();
+  auto sum = std::make_shared<Sum>(Sum{.adds = adds_.load()});
   for (const std::string& key : keys_) {
     session_.writer.add({"XINFO", "GROUPS", key}, [this, sum](const redisReply* reply) {
-      sum->lag += integer(field(group(reply, to_.name()), "lag"));
+      const redisReply* info = group(reply, to_.name());
+      sum->lag += integer(field(info, "lag"));
+      sum->delivered.append(text(field(info, "last-delivered-id"))).push_back(' ');
       if (++sum->replies < keys_.size()) return;
-      const long long room = static_cast<long long>(to_.config.queue_capacity) - sum->lag;
-      room_.store(room, std::memory_order_relaxed);
+      limit_ = static_cast<long long>(to_.config.queue_capacity) - sum->lag + sum->adds;
+      const long long room = this->room();
+      // Nobody read the stream since the last probe: a full backlog is not one being read.
+      unread_ = !last_delivered_.empty() && sum->delivered == last_delivered_;
+      last_delivered_ = std::move(sum->delivered);
       probe_every_ns_ =
           room > 0 ? kProbeFirstNs
                    : std::min(std::max(probe_every_ns_.load(), kProbeFirstNs) * 2, kProbeMostNs);
       probing_ = false;
       // Room, or the process stops (full() waits no more): the stage feeding it goes on.
-      if ((room > 0 || session_.stopping()) && waiting_.exchange(false)) {
+      if ((room >= probe_below_ || session_.stopping()) && waiting_.exchange(false)) {
         {
           std::lock_guard lock(session_.parts_mutex);
           --session_.outlets_waiting;

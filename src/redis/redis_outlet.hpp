@@ -20,7 +20,11 @@ class Session;
 /// stage whose overflow policy is `block` takes more only while its backlog in Redis (entries
 /// not yet delivered to any consumer) is under its queue capacity; the outlet counts its adds
 /// against the room the last probe found, and the writer probes again when it runs out. In live
-/// mode an outlet of a source never holds it back.
+/// mode an outlet of a source never holds it back: while the backlog is at the capacity and
+/// nobody reads the stream (its worker stopped), it sends a `dropped` entry in place of each
+/// packet, which the stage counts as its drop, so that the stream does not grow by a frame each
+/// time. A stage that reads its stream, however far behind, gets every packet: its process's
+/// queue keeps each stream's newest.
 class RedisOutlet final : public Outlet {
  public:
   RedisOutlet(Session& session, const PlanStage& from, const PlanStage& to, std::size_t input);
@@ -44,20 +48,34 @@ class RedisOutlet final : public Outlet {
  private:
   void add(Entry::Kind kind, std::uint32_t stream, std::uint64_t seq, std::string_view payload);
   void probe();
+  [[nodiscard]] long long room() const { return limit_.load() - adds_.load(); }
+  void wait_for_room() const;
+  /// `sheds_`: the backlog is full and nobody reads it: drop the packet.
+  bool sheds_now();
 
   Session& session_;
   const PlanStage& from_;
   const PlanStage& to_;
   const std::uint16_t input_;
-  const bool blocks_;
+  const bool blocks_;      // the source or stage feeding it waits while the backlog is full
+  const bool sheds_;       // live mode, from a source: drops instead
+  bool shedding_ = false;  // sheds_: dropping now (the source's thread only)
+  std::atomic<bool> unread_{false};  // the last two probes found the same entries delivered
+  std::string last_delivered_;       // what the last probe found (the writer's thread)
+  // Probes run while the room the outlet counts is below this: for `sheds_` from half the
+  // capacity on, so that a stage that reads its stream has its room back before any drop.
+  const long long probe_below_;
   const std::vector<std::string> keys_;
-  mutable std::atomic<long long> room_;
+  // The room in the stage's backlog is limit_ - adds_: the last probe set limit_ to the capacity
+  // less the backlog it found, plus the adds made before it.
+  std::atomic<long long> limit_;
   mutable std::atomic<bool> waiting_{false};
   std::atomic<bool> probing_{false};
   std::atomic<std::int64_t> last_probe_ns_{0};
   // Doubles (2 ms up to 32 ms) while the probes find no room, back to 2 ms when one does.
   std::atomic<std::int64_t> probe_every_ns_{0};
   std::atomic<std::uint64_t> bytes_{0}, packets_{0}, image_bytes_{0};
+  std::atomic<long long> adds_{0};  // entries handed to the writer, ever
 };
 
 /// The transport's own dead letter, for a pipeline without a `dead_letter:` stage: failed

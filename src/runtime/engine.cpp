@@ -221,7 +221,11 @@ void Engine::serve_inlet(Node& node) {
         deliver(edge, std::move(d.packet), d.ticket);
         break;
       case Delivery::Kind::skip:
-        if (d.dead_lettered) to.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+        if (d.loss == Delivery::Loss::dead_lettered) {
+          to.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+        } else if (d.loss == Delivery::Loss::dropped) {
+          to.dropped.fetch_add(1, std::memory_order_relaxed);
+        }
         deliver_skip(edge, d.packet.stream, d.packet.seq, d.ticket);
         break;
       case Delivery::Kind::reset:

@@ -37,8 +37,9 @@ Entry decode_entry(std::string_view value) {
   Entry entry;
   const char kind = value[3];
   if (kind != static_cast<char>(Entry::Kind::packet) &&
-      kind != static_cast<char>(Entry::Kind::skip)) {
-    throw EntryError("unknown entry kind '" + std::string(1, kind) + "' (expected p or s)");
+      kind != static_cast<char>(Entry::Kind::skip) &&
+      kind != static_cast<char>(Entry::Kind::dropped)) {
+    throw EntryError("unknown entry kind '" + std::string(1, kind) + "' (expected p, s or d)");
   }
   entry.kind = static_cast<Entry::Kind>(kind);
   entry.version = get_le<std::uint64_t>(value.data() + 4);

@@ -212,6 +212,62 @@ TEST_F(DistributedCliTest, LiveModeOnAWorkerDropsWhatItCannotTakeAndCountsItOnce
   EXPECT_EQ(processed_in(end.out, "work"), processed) << end.out;
 }
 
+// Live mode, with nobody reading the stage after the source (no worker yet, --serve none): the
+// source still never waits, and its stream in Redis holds about the stage's queue capacity of
+// packets; past it each frame goes as a small `dropped` entry, which the stage counts as its drop
+// once a worker reads it. Every packet is processed or dropped, counted once. (A stage that
+// reads, however far behind, loses nothing this way: the conformance suite's live-mode test.)
+TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAndCountsTheRest) {
+  const fs::path path = dir_ / "live.yaml";
+  write_text(path, "pipeline: " + name_ +
+                       "\nlive: {}\n"
+                       "stages:\n"
+                       "  - { name: source, type: synthetic.source, params: { count: 200, "
+                       "rate: 400 } }\n"
+                       "  - { name: work, type: model.sleep, queue: { capacity: 8 }, params: { "
+                       "service_ms: 1 } }\n"
+                       "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
+                       (dir_ / "out.jsonl").string() + " } }\n");
+  Redis redis(redis_url());
+  redis.command({"DEL", stream_key("work")});  // an earlier repetition's
+  auto run = run_on_workers(path);
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  long long entries = 0;
+  while (entries < 200 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+    auto len = redis.command({"XLEN", stream_key("work")});
+    entries = len ? len->integer : 0;
+  }
+  ASSERT_EQ(entries, 200) << "the source waited, or its entries did not all come";
+  std::map<char, int> kinds;  // by the entry's kind byte: 'p' packet, 'd' dropped
+  auto all = redis.command({"XRANGE", stream_key("work"), "-", "+"});
+  for (std::size_t i = 0; all && i < all->elements; ++i) {
+    const redisReply* fields = all->element[i]->element[1];
+    const std::string value = field_text(fields, "m");
+    ASSERT_GT(value.size(), 3u);
+    ++kinds[value[3]];
+  }
+  // The queue's capacity, and what came before the outlet's second look found nobody reading.
+  EXPECT_GE(kinds['p'], 8);
+  EXPECT_LE(kinds['p'], 16) << "the stream holds about what the stage's queue holds";
+  EXPECT_EQ(kinds['p'] + kinds['d'], 200);
+  auto w = worker("w", path, "work");
+  const Result done = run->wait(60s);
+  ASSERT_EQ(done.exit_code, 0) << done.err;
+  std::smatch counts;
+  ASSERT_TRUE(std::regex_search(
+      done.out, counts,
+      std::regex(R"(\n  work +processed +(\d+)  failed +0  dropped +(\d+)  dead-lettered +0\n)")))
+      << done.out;
+  const int processed = std::stoi(counts[1]);
+  EXPECT_GE(processed, 1);
+  EXPECT_LE(processed, kinds['p']);
+  EXPECT_EQ(processed + std::stoi(counts[2]), 200);
+  EXPECT_EQ(static_cast<int>(lines_of(dir_ / "out.jsonl").size()), processed);
+  w->signal(SIGTERM);
+  EXPECT_EQ(w->wait(20s).exit_code, 0);
+}
+
 // A worker renews its member of the live set every second. A run (and `status`) reading the set
 // in between must always find it: the renewal once removed the old member before adding the new
 // one, and a run warned now and then that nobody served a stage a live worker served.

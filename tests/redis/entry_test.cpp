@@ -41,6 +41,15 @@ TEST(Entry, ASkipEntryHasNoPacket) {
   EXPECT_EQ(value.size(), 34u) << "a skip costs its header only";
 }
 
+TEST(Entry, ADroppedEntryIsASkipOfItsOwnKind) {
+  const std::string value = encode_entry({.kind = Entry::Kind::dropped, .stream = 1, .seq = 4});
+  const Entry read = decode_entry(value);
+  EXPECT_EQ(read.kind, Entry::Kind::dropped);
+  EXPECT_EQ(read.stream, 1u);
+  EXPECT_EQ(read.seq, 4u);
+  EXPECT_EQ(value.size(), 34u);
+}
+
 TEST(Entry, ASkipEntryCarriesTheImageKeysOfThePacketInItsPlace) {
   const Buffer keys = encode_keys({"mm:{p:img:1}", "mm:{p:img:2}"});
   const std::string bytes(reinterpret_cast<const char*>(keys.data()), keys.size());
@@ -64,7 +73,7 @@ TEST(Entry, AnythingElseIsAnEntryErrorThatSaysWhat) {
   EXPECT_NE(error_of("").find("not a micromodels entry"), std::string::npos);
   std::string other = encode_entry({.kind = Entry::Kind::skip});
   other[2] = 1;
-  EXPECT_NE(error_of(other).find("entry format 1, this build reads format 5"), std::string::npos)
+  EXPECT_NE(error_of(other).find("entry format 1, this build reads format 6"), std::string::npos)
       << error_of(other);
   EXPECT_NE(error_of(encode_entry({.kind = Entry::Kind::skip}).substr(0, 20)).find("truncated"),
             std::string::npos);
