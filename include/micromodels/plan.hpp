@@ -64,8 +64,9 @@ class Plan {
   /// The sources a stage's packets come from (for a source, itself).
   [[nodiscard]] std::vector<std::size_t> roots(std::size_t stage) const;
   /// A fingerprint of what processes of one distributed run must agree on: the pipeline's
-  /// name and, per stage, its name, type, inputs, ordering, state and partitions (not params
-  /// or consumers, which each process may choose).
+  /// name and, per stage, its name, type, inputs, ordering, state and partitions, and what
+  /// decides its drops (overflow policy, join timeout, live budget); not params, consumers or
+  /// queue capacities, which each process may choose.
   [[nodiscard]] std::uint64_t version() const noexcept { return version_; }
 
   /// Builds a stage (loads its model) or a source. A failure is a ConfigError naming the stage,

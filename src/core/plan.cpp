@@ -76,6 +76,16 @@ Plan::Plan(const Pipeline& pipeline, const Registry& registry)
     for (std::size_t input : s.inputs) mix(version_, stages_[input].name());
     mix(version_, std::string(s.config.ordered ? "o" : "") + (s.config.per_stream ? "s" : "") +
                       (s.dead_letter ? "d" : "") + std::to_string(s.config.partitions));
+    // What decides which packets are dropped: a process of other settings would drop others.
+    mix(version_, "overflow " + std::to_string(static_cast<int>(s.config.overflow)));
+    if (s.inputs.size() > 1) {
+      mix(version_, "join " + std::to_string(s.config.join_timeout_ms) + " " +
+                        std::to_string(static_cast<int>(s.config.join_on_timeout)));
+    }
+    if (const std::optional<LiveConfig> live = pipeline_.live_at(s.name())) {
+      mix(version_, "live " + std::to_string(live->max_age_ms) + " " +
+                        std::to_string(static_cast<int>(live->policy)));
+    }
   }
 }
 

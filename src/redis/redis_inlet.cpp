@@ -459,7 +459,8 @@ void RedisInlet::refuse(const std::string& id, std::size_t part, std::uint64_t v
     refused_logged_ = true;
     log().error(
         "stage '{}': refused entry {} of {}: written by pipeline version {}, this process runs "
-        "version {} (its pipeline file differs: stages, types, inputs, ordering or partitions). "
+        "version {} (its pipeline file differs: stages, types, inputs, ordering, partitions, or "
+        "what decides drops: overflow, join timeouts, live). "
         "The entry goes back to the other consumers; start this process with the run's "
         "pipeline file",
         stage_.name(), id, key, version_text(version), version_text(session_.version));

@@ -120,6 +120,20 @@ stages:
   std::string order = base;
   order.replace(order.find("ordered: true"), 13, "ordered: false");
   EXPECT_NE(version(order), v);
+  // What decides the drops: a worker of other settings would drop what this file keeps.
+  std::string capacity = base;
+  capacity.replace(capacity.find("consumers: 2"), 12, "consumers: 2, queue: { capacity: 4 }");
+  EXPECT_EQ(version(capacity), v) << "a queue's capacity is each process's own";
+  std::string overflow = base;
+  overflow.replace(overflow.find("consumers: 2"), 12, "queue: { overflow: drop_newest }");
+  EXPECT_NE(version(overflow), v);
+  const std::string live = "live: { max_age_ms: 50 }\nstages:";
+  std::string with_live = base;
+  with_live.replace(with_live.find("stages:"), 7, live);
+  EXPECT_NE(version(with_live), v);
+  std::string other_budget = with_live;
+  other_budget.replace(other_budget.find("max_age_ms: 50"), 14, "max_age_ms: 80");
+  EXPECT_NE(version(other_budget), version(with_live));
   EXPECT_EQ(version_text(0x1fULL), "000000000000001f");
 }
 
