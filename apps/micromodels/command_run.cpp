@@ -37,6 +37,7 @@ int run(RunOptions options, const CLI::App& command) {
                       .control = options.control,
                       .endpoint = {.inputs = stage_inputs(pipeline)}};
   if (pipeline.broker() == "memory") {
+    refuse_broker_options(command, pipeline);
     Runner runner(pipeline);  // builds every stage: models load here
     return run_to_end(runner, loop);
   }

@@ -71,6 +71,9 @@ struct BrokerOptions {
 };
 /// Adds --broker and the delivery options; `run` also gets --serve.
 void add_broker_options(CLI::App& command, BrokerOptions& options, bool run);
+/// A run in this process (`broker: memory`) given options that only a run on Redis reads: a
+/// ConfigError naming them, rather than ignoring them.
+void refuse_broker_options(const CLI::App& command, const Pipeline& pipeline);
 #ifdef MICROMODELS_HAS_REDIS
 /// The Redis options --broker and the delivery options give (`run --broker`, `worker`).
 [[nodiscard]] RedisOptions redis_options(const Pipeline& pipeline, const BrokerOptions& broker);

@@ -157,4 +157,20 @@ void add_broker_options(CLI::App& command, BrokerOptions& options, bool run) {
   }
 }
 
+void refuse_broker_options(const CLI::App& command, const Pipeline& pipeline) {
+  std::string given;
+  for (const char* name : {"--serve", "--max-deliveries", "--reclaim-ms", "--reconnect-s",
+                           "--wire-images", "--jpeg-quality"}) {
+    if (command.count(name) > 0) given += (given.empty() ? "" : ", ") + std::string(name);
+  }
+  if (given.empty()) return;
+  throw ConfigError({}, "broker",
+                    given + ": only a run on Redis reads " +
+                        (given.find(',') == std::string::npos ? "it" : "them") +
+                        ", and pipeline '" + pipeline.name() +
+                        "' runs in this process (broker: memory); add --broker redis://host:port, "
+                        "or leave " +
+                        (given.find(',') == std::string::npos ? "it" : "them") + " out");
+}
+
 }  // namespace micromodels::cli

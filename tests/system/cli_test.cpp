@@ -167,6 +167,29 @@ TEST_F(CliTest, CommandLineMistakesExitWithTwo) {
   EXPECT_EQ(run({"run", good.string(), "--workers", "-1"}).exit_code, 2);
 }
 
+// Options only a run on Redis reads are refused on a run in this process, naming them: nothing
+// a user gives is ignored.
+TEST_F(CliTest, RedisOptionsOnARunInThisProcessAreRefusedByName) {
+  const fs::path good = write_pipeline(10);
+  const Result one = run({"run", good.string(), "-q", "--serve", "none"});
+  EXPECT_EQ(one.exit_code, 2);
+  EXPECT_NE(one.err.find("error: --serve: only a run on Redis reads it, and pipeline"),
+            std::string::npos)
+      << one.err;
+  EXPECT_NE(one.err.find("runs in this process (broker: memory); add --broker "
+                         "redis://host:port, or leave it out"),
+            std::string::npos)
+      << one.err;
+  const Result two =
+      run({"run", good.string(), "-q", "--reclaim-ms", "50", "--wire-images", "jpeg"});
+  EXPECT_EQ(two.exit_code, 2);
+  EXPECT_NE(two.err.find("error: --reclaim-ms, --wire-images: only a run on Redis reads them"),
+            std::string::npos)
+      << two.err;
+  EXPECT_EQ(sink_lines(), 0U) << "refused before it ran";
+  EXPECT_EQ(run({"run", good.string(), "-q", "--broker", "memory"}).exit_code, 0);
+}
+
 TEST_F(CliTest, InspectParamsShowsEveryStagesParamsWithTheDefaultsMarked) {
   const fs::path good = write_pipeline(10);
   const Result r = run({"inspect", good.string(), "--params", "--set", "work.jitter=0.5"});
