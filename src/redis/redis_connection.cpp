@@ -30,7 +30,9 @@ Connection::Connection(const RedisUrl& url) : url_(url), context_(nullptr, redis
     if (is_error(reply.get())) {
       throw BrokerError(BrokerError::Kind::unreachable,
                         "Redis at " + url.where() + " refused database " + std::to_string(url.db) +
-                            ": " + std::string(text(reply.get())));
+                            ": " + std::string(text(reply.get())) +
+                            "; a Redis has databases 0 to its `databases` setting - 1 (16 by "
+                            "default): use one of those in the URL's /DB");
     }
   }
 }

@@ -9,7 +9,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "redis_url.hpp"
+#include "core/detail/redis_url.hpp"
 
 namespace micromodels::detail {
 

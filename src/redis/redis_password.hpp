@@ -2,7 +2,7 @@
 // URL, so that it shows in no process list, shell history, log or message.
 #pragma once
 
-#include "redis_url.hpp"
+#include "core/detail/redis_url.hpp"
 
 namespace micromodels::detail {
 

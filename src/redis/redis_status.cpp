@@ -9,11 +9,11 @@
 
 #include "micromodels/redis.hpp"
 
+#include "core/detail/redis_url.hpp"
 #include "core/detail/text_table.hpp"
 #include "live_set.hpp"
 #include "redis_connection.hpp"
 #include "redis_password.hpp"
-#include "redis_url.hpp"
 #include "stage_counts.hpp"
 #include "stream_names.hpp"
 

@@ -7,6 +7,7 @@
 
 #include "micromodels/params.hpp"
 
+#include "redis_url.hpp"
 #include "suggest.hpp"
 
 namespace micromodels::detail {
@@ -73,24 +74,13 @@ void check_broker(std::string_view broker, const SourceLocation& where) {
   if (broker == "memory") {
     return;
   }
-  constexpr std::string_view kRedis = "redis://";
-  if (const auto scheme = broker.find("://"), at = broker.rfind('@');
-      scheme != std::string_view::npos && at != std::string_view::npos && at > scheme &&
-      broker.substr(scheme + 3, at - scheme - 3).find(':') != std::string_view::npos) {
-    // Not repeated: `inspect` and every message would show the password.
-    fail(where, "", "broker",
-         "the URL holds a password, which would show wherever the URL does; keep only the user "
-         "(redis://USER@host:port) and put the password in MICROMODELS_REDIS_PASSWORD, or in a "
-         "file named by MICROMODELS_REDIS_PASSWORD_FILE");
-  }
-  if (broker.starts_with("rediss://")) {
-    return;  // the Redis transport says how to reach a TLS Redis (through a tunnel)
-  }
-  if (broker.starts_with(kRedis)) {
-    if (broker.size() > kRedis.size()) {
+  if (broker.find("://") != std::string_view::npos) {
+    try {
+      (void)parse_redis_url(broker);  // the grammar, and a password or TLS refused
       return;
+    } catch (const ConfigError& error) {
+      fail(where, "", "broker", error.what());
     }
-    fail(where, "", "broker", "redis:// needs a host, e.g. redis://127.0.0.1:6379");
   }
   const std::string hint = did_you_mean(broker, {"memory"});
   fail(where, "", "broker",

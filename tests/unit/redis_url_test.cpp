@@ -1,8 +1,9 @@
 // redis://[user@]host:port[/db]: what is accepted, and what a wrong value is told.
+#include "core/detail/redis_url.hpp"
+
 #include <gtest/gtest.h>
 
 #include "micromodels/pipeline.hpp"
-#include "redis_url.hpp"
 
 namespace micromodels::detail {
 namespace {
@@ -45,6 +46,19 @@ TEST(RedisUrl, RejectsWhatItCannotUseNamingTheValue) {
   expect_rejected("http://h:6379", "not a redis:// URL");
   expect_rejected("redis://@h:6379", "no user");
   expect_rejected("rediss://h:6379", "stunnel");
+}
+
+TEST(RedisUrl, TakesAnIpv6AddressInBrackets) {
+  const RedisUrl url = parse_redis_url("redis://[::1]:6411/2");
+  EXPECT_EQ(url.host, "::1");
+  EXPECT_EQ(url.port, 6411);
+  EXPECT_EQ(url.db, 2);
+  EXPECT_EQ(url.where(), "[::1]:6411/2");
+  EXPECT_EQ(parse_redis_url("redis://[fe80::1]").port, 6379);
+  expect_rejected("redis://[::1", "no ']'");
+  expect_rejected("redis://[::1]6379", "':PORT' expected after ']'");
+  expect_rejected("redis://[]:6379", "no host");
+  expect_rejected("redis://h:", "port ''");
 }
 
 TEST(RedisUrl, TakesAnAclUserFromTheUrl) {

@@ -41,7 +41,8 @@ std::string without_password(std::string_view url) {
 }  // namespace
 
 std::string RedisUrl::where() const {
-  std::string text = host + ":" + std::to_string(port);
+  const bool v6 = host.find(':') != std::string::npos;
+  std::string text = (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
   if (db != 0) text += "/" + std::to_string(db);
   return text;
 }
@@ -73,9 +74,17 @@ RedisUrl parse_redis_url(std::string_view url) {
     if (!db.empty()) parsed.db = number(url, db, 0, 65535, "database");
     rest = rest.substr(0, slash);
   }
-  if (const auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+  // host[:port], or [IPv6 address][:port]
+  const bool v6 = rest.starts_with('[');
+  const auto close = v6 ? rest.find(']') : 0;
+  if (close == std::string_view::npos) bad(url, "no ']' after the IPv6 address");
+  if (const auto colon = rest.find(':', close); colon != std::string_view::npos) {
     parsed.port = number(url, rest.substr(colon + 1), 1, 65535, "port");
     rest = rest.substr(0, colon);
+  }
+  if (v6) {
+    if (close + 1 != rest.size()) bad(url, "':PORT' expected after ']'");
+    rest = rest.substr(1, close - 1);
   }
   if (rest.empty()) bad(url, "no host");
   parsed.host = std::string(rest);
