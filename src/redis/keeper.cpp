@@ -66,6 +66,9 @@ void Keeper::run() {
     session_.writer.drain();
     add_counts(*conn);
     announce(*conn, true);
+    // What the run's sinks acknowledged last goes now, not with the next run: a short run
+    // would leave most of its entries in Redis (only acknowledged ones go: it is safe on any run).
+    if (session_.is_run()) trim(*conn);
   } catch (const std::exception&) {
     // Redis is gone: the heartbeats and leases expire by themselves.
   }

@@ -268,6 +268,21 @@ TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAnd
   EXPECT_EQ(w->wait(20s).exit_code, 0);
 }
 
+// A run that ends trims its streams before it leaves: a run shorter than the keeper's second
+// once left every entry it made in Redis (with their packets) until the next run.
+TEST_F(DistributedCliTest, ARunLeavesNoAcknowledgedEntriesBehind) {
+  const fs::path file = write_pipeline(100, "service_ms: 0", ", payload_bytes: 10000");
+  const Result run = start("run", {"run", file.string(), "--broker", redis_url(), "-q"})->wait(60s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  expect_complete(100);
+  Redis redis(redis_url());
+  for (const std::string stage : {"work", "sink"}) {
+    auto length = redis.command({"XLEN", stream_key(stage)});
+    ASSERT_TRUE(length);
+    EXPECT_LE(length->integer, 1) << stage << ": the last delivered entry stays, no more";
+  }
+}
+
 // A worker renews its member of the live set every second. A run (and `status`) reading the set
 // in between must always find it: the renewal once removed the old member before adding the new
 // one, and a run warned now and then that nobody served a stage a live worker served.
