@@ -1,5 +1,6 @@
 #include "run_loop.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -65,10 +66,15 @@ struct Failures {
 };
 
 Failures failures(const MetricsSnapshot& metrics, const std::vector<StageMetrics>& elsewhere) {
+  const auto counted_elsewhere = [&](const std::string& name) {
+    return std::any_of(elsewhere.begin(), elsewhere.end(),
+                       [&](const StageMetrics& s) { return s.name == name; });
+  };
   Failures f;
   for (const auto* stages : {&metrics.stages, &elsewhere}) {
     for (const StageMetrics& stage : *stages) {
-      if (stage.failed == 0) continue;
+      // A stage this process served with others: judged by its counts over all of them.
+      if (stage.failed == 0 || (stages != &elsewhere && counted_elsewhere(stage.name))) continue;
       const std::string counts =
           std::to_string(stage.failed) + " of " + std::to_string(stage.failed + stage.processed);
       f.stages += (f.stages.empty() ? "'" : ", '") + stage.name + "' " + counts;

@@ -19,8 +19,9 @@ struct RunLoopOptions {
   ControlOptions endpoint{};   // the graph and the broker's view, for /status
   std::function<void()> started{};       // called once the run has started (a banner)
   std::function<std::string()> report{};  // lines after the metrics table
-  /// A distributed run: the stages other processes serve, with their counts over all of them,
-  /// judged by the exit rule with this process's own (asked after `report`).
+  /// A distributed run: the stages other processes served (wholly or in part), with their
+  /// counts over all of them, which the exit rule judges instead of this process's share (asked
+  /// after `report`).
   std::function<std::vector<StageMetrics>()> elsewhere{};
 };
 

@@ -107,12 +107,12 @@ class RedisTransport final : public Transport {
 
   /// Bytes per hop over all processes (read from Redis).
   [[nodiscard]] std::vector<HopBytes> hop_bytes() const;
-  /// Packets that went to the dead-letter stream during this run (all processes).
+  /// Entries that went to the dead-letter stream `mm:{P}:dead` during this run (all processes).
   [[nodiscard]] std::uint64_t dead_lettered() const;
-  /// The stages between sources and sinks that this process does not serve, with what
-  /// processed, failed, dropped (and by reason) and dead_lettered count over the processes that
-  /// serve them (read from Redis; each process adds its counts every 250 ms). The other fields
-  /// are empty.
+  /// The stages between sources and sinks that other processes served, wholly or in part,
+  /// with what processed, failed, dropped (and by reason) and dead_lettered count over every
+  /// process that served them, this one included (read from Redis; each process adds its counts
+  /// every 250 ms). The other fields are empty.
   [[nodiscard]] std::vector<StageMetrics> served_elsewhere() const;
   /// The stages between sources and sinks that this process serves now (a run may add some
   /// while it runs).

@@ -146,15 +146,22 @@ std::map<std::string, std::uint64_t> RedisTransport::events() const {
 }
 
 std::vector<StageMetrics> RedisTransport::served_elsewhere() const {
+  const auto total = [](const StageMetrics& s) { return s.processed + s.failed + s.dropped; };
   std::vector<StageMetrics> stages;
   auto conn = session_->connect();
   const detail::Reply counters = conn->command({"HGETALL", session_->names->counters()});
+  const MetricsSnapshot here =
+      session_->host() != nullptr ? session_->host()->metrics() : MetricsSnapshot{};
   std::lock_guard lock(session_->parts_mutex);
   const std::vector<PlanStage>& planned = session_->plan->stages();
   for (std::size_t i = 0; i < planned.size(); ++i) {
-    if (planned[i].source() || planned[i].sink() || session_->served.contains(i)) continue;
-    stages.push_back(detail::stage_counts(counters.get(), planned[i].name()));
-    stages.back().type = planned[i].config.type;
+    if (planned[i].source() || planned[i].sink()) continue;
+    StageMetrics all = detail::stage_counts(counters.get(), planned[i].name());
+    // Served here too: listed when other processes added to it (the table has this one's part).
+    const StageMetrics* mine = here.stage(planned[i].name());
+    if (session_->served.contains(i) && (mine == nullptr || total(all) <= total(*mine))) continue;
+    all.type = planned[i].config.type;
+    stages.push_back(std::move(all));
   }
   return stages;
 }
@@ -183,8 +190,9 @@ std::string RedisTransport::report() const {
         if (total(elsewhere) == before) break;
       }
       out +=
-          "served by other processes, so not in the table nor its bottleneck line "
-          "(micromodels status --broker URL shows every stage):\n";
+          "over every process, for the stages other processes served (the table and its "
+          "bottleneck line have this process's part only; micromodels status --broker URL shows "
+          "every stage):\n";
       for (const StageMetrics& s : elsewhere) {
         out += fmt::format(
             "  {:<14} processed {:>10}  failed {:>8}  dropped {:>8}  dead-lettered {:>8}\n", s.name,
@@ -207,8 +215,13 @@ std::string RedisTransport::report() const {
     const auto count = [&](const char* key) {
       return detail::integer(detail::field(counters.get(), key));
     };
-    out += "dead-lettered: " + std::to_string(count("dead")) + " (all processes; " +
-           session_->names->dead_letter() + ")\n";
+    out += "dead-letter stream " + session_->names->dead_letter() + ": " +
+           std::to_string(count("dead")) + " entries (all processes)";
+    if (!session_->plan->pipeline().dead_letter().empty()) {
+      out += "; failed packets went to stage '" + session_->plan->pipeline().dead_letter() +
+             "', the stream has the entries no stage could be given";
+    }
+    out += "\n";
     if (const long long pauses = count("memory_pauses"); pauses > 0) {
       const double paused_s = static_cast<double>(count("memory_paused_ms")) / 1000;
       out +=

@@ -104,8 +104,9 @@ TEST_F(DistributedCliTest, TwoWorkersShareAStageAndTheRunServesNothing) {
   // came; and the report says which stages its table leaves out.
   EXPECT_TRUE(std::regex_search(run.out, std::regex(R"(work +-> sink +200 packets)"))) << run.out;
   // ... with what they did there, counted over both workers.
-  EXPECT_NE(run.out.find("served by other processes, so not in the table nor its bottleneck "
-                         "line (micromodels status --broker URL shows every stage):\n"),
+  EXPECT_NE(run.out.find("over every process, for the stages other processes served (the "
+                         "table and its bottleneck line have this process's part only; "
+                         "micromodels status --broker URL shows every stage):\n"),
             std::string::npos)
       << run.out;
   EXPECT_TRUE(std::regex_search(
@@ -122,6 +123,31 @@ TEST_F(DistributedCliTest, TwoWorkersShareAStageAndTheRunServesNothing) {
   }
 }
 
+// A stage the run serves alongside a worker (--serve all): the table has the run's part, and
+// the report adds the stage's counts over both processes, as for a stage only workers serve.
+TEST_F(DistributedCliTest, AStageTheRunSharesWithAWorkerIsCountedOverBoth) {
+  const fs::path file = write_pipeline(200, "service_ms: 2");
+  auto w = worker("w", file, "work");
+  wait_live("work", 1);
+  const Result run =
+      start("run", {"run", file.string(), "--broker", redis_url(), "--serve", "all", "-q"})
+          ->wait(60s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  expect_complete(200);
+  w->signal(SIGTERM);
+  const Result end = w->wait(20s);
+  ASSERT_EQ(end.exit_code, 0) << end.err;
+  const long long by_worker = processed_in(end.out, "work");
+  const long long by_run = processed_in(run.out, "work");
+  EXPECT_GT(by_worker, 0) << end.out;
+  EXPECT_GT(by_run, 0) << run.out;
+  EXPECT_EQ(by_worker + by_run, 200);
+  EXPECT_TRUE(std::regex_search(
+      run.out,
+      std::regex(R"(\n  work +processed +200  failed +0  dropped +0  dead-lettered +0\n)")))
+      << run.out;
+}
+
 // A stage that fails every packet it takes is a broken part, as in one process: the run ends
 // (the packets are dead-lettered) and exits 1 naming it, judging the stages its workers serve
 // by the counts they add to Redis; the worker, told to stop, says so too and exits 1.
@@ -136,7 +162,7 @@ TEST_F(DistributedCliTest, AStageThatFailedEveryPacketOnAWorkerFailsTheRunAndThe
                          "serve it"),
             std::string::npos)
       << run.err;
-  EXPECT_NE(run.out.find("dead-lettered: 20"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find(":dead: 20 entries (all processes)"), std::string::npos) << run.out;
   EXPECT_TRUE(std::regex_search(
       run.out,
       std::regex(R"(\n  work +processed +0  failed +20  dropped +0  dead-lettered +20\n)")))
@@ -755,7 +781,7 @@ TEST_F(DistributedCliTest, CorruptEntriesAreDeadLetteredWithAClearError) {
   const Result r = run->wait(60s);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_complete(100);
-  EXPECT_NE(r.out.find("dead-lettered: 3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(":dead: 3 entries (all processes)"), std::string::npos) << r.out;
   auto dead = redis.command({"XRANGE", key("dead"), "-", "+"});
   ASSERT_TRUE(dead && dead->elements == 3);
   const auto error_of = [&](std::size_t i) { return field_text(dead->element[i]->element[1], "error"); };
@@ -814,7 +840,7 @@ TEST_F(DistributedCliTest, SeveralPacketsForOneInputFailClearlyAcrossProcesses) 
   for (std::size_t i = 0; i < rows.size(); ++i) {
     EXPECT_EQ(rows[i], std::pair(static_cast<int>(i), false)) << "the first of each goes on";
   }
-  EXPECT_NE(run.out.find("dead-lettered: 20"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find(":dead: 20 entries (all processes)"), std::string::npos) << run.out;
   Redis redis(redis_url());
   auto dead = redis.command({"XRANGE", key("dead"), "-", "+"});
   ASSERT_TRUE(dead && dead->elements == 20) << (dead ? dead->elements : 0);
