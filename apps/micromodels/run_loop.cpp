@@ -24,6 +24,14 @@ std::uint64_t finished(const MetricsSnapshot& metrics) {
   return done;
 }
 
+// Packets on their way: in this process or, for the process that runs a distributed run's
+// sources and sinks, anywhere between them (made by its sources, not yet done at its sinks).
+std::uint64_t in_flight(const MetricsSnapshot& metrics) {
+  const std::uint64_t between =
+      metrics.packets_in > metrics.packets_out ? metrics.packets_in - metrics.packets_out : 0;
+  return std::max(metrics.in_flight, between);
+}
+
 // After the first Ctrl-C: says once when the drain has made no progress for a while, so that a
 // run whose packets wait for a stage nobody serves (a `--serve none` run without its workers)
 // does not wait without a word.
@@ -122,7 +130,7 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
       if (interrupts.count() > 0 && !interrupted) {
         interrupted = true;
         const MetricsSnapshot now = run.metrics();
-        const std::uint64_t draining = now.in_flight;
+        const std::uint64_t draining = in_flight(now);
         interrupts.set_in_flight(draining);
         drain.start(finished(now));
         progress.clear();
@@ -132,14 +140,15 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
         run.stop();
       } else if (interrupted) {
         const MetricsSnapshot now = run.metrics();
-        interrupts.set_in_flight(now.in_flight);
+        interrupts.set_in_flight(in_flight(now));
         if (drain.stalled(finished(now))) {
           progress.clear();
-          std::fprintf(stderr,
-                       "stopping: %llu packets still in flight, and none has finished for %d s: "
-                       "a stage they wait for may have no one to serve it (see the messages above); "
-                       "Ctrl-C again abandons them\n",
-                       static_cast<unsigned long long>(now.in_flight), DrainWatch::kStallSeconds);
+          std::fprintf(
+              stderr,
+              "stopping: %llu packets still in flight, and none has finished for %d s: "
+              "a stage they wait for may have no one to serve it (see the messages above); "
+              "Ctrl-C again abandons them\n",
+              static_cast<unsigned long long>(in_flight(now)), DrainWatch::kStallSeconds);
           std::fflush(stderr);
         }
       }

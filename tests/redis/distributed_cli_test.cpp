@@ -589,13 +589,17 @@ TEST_F(DistributedCliTest, ACtrlCOnARunThatServesNothingSaysTheDrainIsStuckAndAS
   while (run->err().find(said) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(100ms);
   }
+  // The counts are the run's, across processes: the 50 packets its source made wait in Redis.
   const std::string stuck = run->err();
-  EXPECT_NE(stuck.find("stopping: draining"), std::string::npos) << stuck;
-  EXPECT_NE(stuck.find(said), std::string::npos) << stuck;
+  EXPECT_NE(stuck.find("stopping: draining 50 in-flight packets"), std::string::npos) << stuck;
+  EXPECT_NE(stuck.find("stopping: 50 packets still in flight, and " + said), std::string::npos)
+      << stuck;
   EXPECT_NE(stuck.find("Ctrl-C again abandons them"), std::string::npos) << stuck;
   run->signal(SIGINT);
   const Result r = run->wait(20s);
   EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_NE(r.err.find("interrupted: aborting with 50 packets still in flight"), std::string::npos)
+      << r.err;
 }
 
 TEST_F(DistributedCliTest, PerStreamStageIsHandedOverWhenItsWorkerDies) {
