@@ -21,7 +21,6 @@ namespace micromodels::detail {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr int kLeaseMs = 3000;          // a partition's lease; renewed every second by the keeper
 constexpr std::size_t kMostRead = 256;  // entries per read
 constexpr int kBlockMs = 100;           // longest wait for entries: how soon a stop is noticed
 constexpr int kIdleBlockMs = 500;       // the same once a read has found nothing for a second

@@ -17,6 +17,10 @@
 
 namespace micromodels::detail {
 
+/// A partition's lease (ms): renewed every second by the keeper; a dead process's partitions
+/// are taken over once it expires.
+inline constexpr int kLeaseMs = 3000;
+
 /// Reads a stage's stream(s) as consumer `host:pid:stage` of the group named after the stage,
 /// and acknowledges an entry once the engine settles its delivery (after the outputs went to
 /// the same writer: at least once). Three ways to read:

@@ -10,6 +10,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <unistd.h>
 
+#include "redis_inlet.hpp"
 #include "redis_password.hpp"
 
 namespace micromodels::detail {
@@ -127,9 +128,27 @@ void Session::bind(const Plan& bound) {
       }
     }
   }
+  warn_short_joins();
   auto conn = connect();  // fails now, with the address, rather than in a thread
   memory.sample(*conn);   // the writer's first batch knows whether Redis has a maxmemory
   if (!is_run()) is_current_run(*conn, 0);
+}
+
+// A dead worker's packets come back to the others once idle for reclaim_idle_ms (or, for a
+// stage that gathers a stream, once its lease expires): a join that waits less for a part drops
+// the frames whose parts that worker held, where in one process it would have waited for them.
+void Session::warn_short_joins() const {
+  const double back_ms = 2 * (options.reclaim_idle_ms + kLeaseMs);
+  for (const PlanStage& s : plan->stages()) {
+    if (s.inputs.size() < 2 || s.config.join_timeout_ms >= back_ms) continue;
+    log().warn(
+        "stage '{}': join timeout_ms {:g} is shorter than a dead worker's packets may take to "
+        "come back on Redis (up to about {:g} ms: --reclaim-ms {:g}, leases {} ms, the queue "
+        "before it): a worker that dies mid-run would make this join {} the frames it held; "
+        "raise timeout_ms to let them wait",
+        s.name(), s.config.join_timeout_ms, back_ms, options.reclaim_idle_ms, kLeaseMs,
+        s.config.join_on_timeout == JoinTimeout::drop ? "drop" : "pass on partial");
+  }
 }
 
 std::vector<std::string> Session::keys(const PlanStage& stage) const {

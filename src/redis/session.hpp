@@ -114,6 +114,8 @@ class Session {
  private:
   /// "N of M packets reached the sinks", for a run that cannot finish.
   [[nodiscard]] std::string reached() const;
+  /// Says which joins would drop the parts a dead worker held (their timeout is shorter).
+  void warn_short_joins() const;
 
   std::atomic<std::uint64_t> run_{0};
   std::atomic<std::uint64_t> run_version_{0};

@@ -148,6 +148,36 @@ TEST_F(DistributedCliTest, AStageTheRunSharesWithAWorkerIsCountedOverBoth) {
       << run.out;
 }
 
+// A join that waits less than a dead worker's packets take to come back would drop the frames
+// that worker held, where in one process it would have waited: the run and the worker say so
+// when they start, naming the stage and what to raise.
+TEST_F(DistributedCliTest, AJoinShorterThanATakeOverIsWarnedAbout) {
+  const fs::path path = dir_ / "join.yaml";
+  write_text(path, "pipeline: " + name_ +
+                       "\nstages:\n"
+                       "  - { name: source, type: synthetic.source, params: { count: 10 } }\n"
+                       "  - { name: a, type: pass, inputs: [source] }\n"
+                       "  - { name: b, type: pass, inputs: [source] }\n"
+                       "  - { name: j, type: pass, inputs: [a, b], join: { timeout_ms: 2000 } }\n"
+                       "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
+                       (dir_ / "out.jsonl").string() + " } }\n");
+  const Result run = start("run", {"run", path.string(), "--broker", redis_url(), "-q"})->wait(60s);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.err.find("stage 'j': join timeout_ms 2000 is shorter than a dead worker's packets "
+                         "may take to come back on Redis (up to about 8000 ms"),
+            std::string::npos)
+      << run.err;
+  EXPECT_NE(run.err.find("raise timeout_ms"), std::string::npos) << run.err;
+  EXPECT_EQ(lines_of(dir_ / "out.jsonl").size(), 10u);
+  std::string longer = read_text(path);
+  longer.replace(longer.find("timeout_ms: 2000"), 16, "timeout_ms: 9000");
+  write_text(path, longer);
+  const Result quiet =
+      start("run", {"run", path.string(), "--broker", redis_url(), "-q"})->wait(60s);
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err.find("join timeout_ms"), std::string::npos) << quiet.err;
+}
+
 // A stage that fails every packet it takes is a broken part, as in one process: the run ends
 // (the packets are dead-lettered) and exits 1 naming it, judging the stages its workers serve
 // by the counts they add to Redis; the worker, told to stop, says so too and exits 1.
