@@ -136,7 +136,12 @@ class Pipeline {
   void set_param(std::string_view stage, std::string_view param, std::string_view text,
                  std::string_view origin = "--set");
   void set_consumers(std::string_view stage, int consumers);
+  /// Another type for a stage, with the params it has.
   void set_type(std::string_view stage, std::string_view type);
+  /// The same for a type of `registry` (`swap`): the params it does not declare no longer apply
+  /// and are dropped; returns their names.
+  std::vector<std::string> set_type(std::string_view stage, std::string_view type,
+                                    const Registry& registry);
 
   /// Checks everything that can be checked without running: types and params against
   /// `registry`, inputs, cycles, duplicate names, fields read but never written, numbers.

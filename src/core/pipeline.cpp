@@ -226,6 +226,23 @@ void Pipeline::set_consumers(std::string_view stage, int consumers) {
   config.locations.erase("consumers");
 }
 
+std::vector<std::string> Pipeline::set_type(std::string_view stage, std::string_view type,
+                                            const Registry& registry) {
+  StageConfig& config = mutable_stage(stage);
+  std::vector<std::string> dropped;
+  if (const StageType* next = registry.find(type); next != nullptr && config.type != type) {
+    std::erase_if(config.params, [&](const auto& param) {
+      const bool known =
+          std::any_of(next->params.begin(), next->params.end(),
+                      [&](const ParamSpec& spec) { return spec.name == param.first; });
+      if (!known) dropped.push_back(param.first);
+      return !known;
+    });
+  }
+  set_type(stage, type);
+  return dropped;
+}
+
 void Pipeline::set_type(std::string_view stage, std::string_view type) {
   StageConfig& config = mutable_stage(stage);
   config.type = std::string(type);

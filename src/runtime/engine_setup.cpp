@@ -1,15 +1,15 @@
 // The engine's life around the turns: building and linking nodes, start and stop, live
 // changes (scale, swap, serving a stage), housekeeping, and the metrics snapshot.
-#include "engine.hpp"
-
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <set>
 #include <stdexcept>
 #include <utility>
 
+#include <spdlog/spdlog.h>
+
 #include "core/detail/config_checks.hpp"
+#include "core/detail/suggest.hpp"
+#include "engine.hpp"
 #include "tick_clock.hpp"
 
 namespace micromodels::detail {
@@ -335,7 +335,8 @@ void Engine::swap(std::string_view stage, const std::map<std::string, std::strin
   // The new configuration is checked as a whole pipeline, so a new type that no longer writes a
   // field read downstream is refused with the usual message.
   Pipeline next = pipeline_;
-  if (!type.empty()) next.set_type(stage, type);
+  std::vector<std::string> dropped;  // the old type's params the new one does not have
+  if (!type.empty()) dropped = next.set_type(stage, type, plan_.registry());
   for (const auto& [param, text] : params) next.set_param(stage, param, text, "swap");
   const Plan next_plan(next, plan_.registry());
   const PlanStage& fresh_plan = next_plan.stage(stage);
@@ -367,7 +368,10 @@ void Engine::swap(std::string_view stage, const std::map<std::string, std::strin
     node.config.params = fresh_plan.config.params;
   }
   pipeline_ = std::move(next);
-  spdlog::info("{}: swapped in; packets in progress finish on the old instance", label);
+  spdlog::info("{}: swapped in{}; packets in progress finish on the old instance", label,
+               dropped.empty()
+                   ? ""
+                   : " without the params its type does not have (" + join_names(dropped) + ")");
   // `old` is destroyed here, or by the last turn still using it.
 }
 

@@ -580,6 +580,25 @@ TEST(Runner, SwapRefusesATypeThatNoLongerWritesWhatIsReadDownstream) {
   EXPECT_EQ(runner.metrics().stage("check")->processed, 10u);
 }
 
+// A swap to another type drops the params of the old type that the new one does not have (a
+// swap cannot remove a param, so keeping them would refuse every such swap), keeps those it has,
+// and takes the ones given.
+TEST(Runner, SwapToAnotherTypeKeepsOnlyTheParamsItHas) {
+  Fixture f;
+  Pipeline p("swap_params");
+  p.add(source(10000, 1, 2000));
+  p.add({.name = "work", .type = "model.spin", .params = {{"service_ms", 0.5}}});
+  p.add({.name = "sink", .type = "test.collect", .ordered = true});
+  Runner runner(p, f.registry);
+  runner.start();
+  runner.swap("work", {}, "pass");                             // pass has no service_ms
+  runner.swap("work", {{"service_ms", "0.2"}}, "model.spin");  // model.spin has one
+  runner.stop();
+  ASSERT_TRUE(runner.wait_for(10'000));
+  EXPECT_EQ(runner.metrics().stage("work")->type, "model.spin");
+  EXPECT_EQ(runner.metrics().stage("work")->failed, 0u);
+}
+
 TEST(Runner, StopDrainsInFlightPackets) {
   Fixture f;
   Pipeline p("stop");
