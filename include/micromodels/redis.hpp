@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -132,7 +133,8 @@ struct StageStatus {
   std::uint64_t lag = 0;       // entries not yet delivered to any consumer (the backlog)
   std::uint64_t pending = 0;   // delivered, not yet acknowledged
   std::uint64_t consumers = 0; // live consumers (heartbeat within the last 5 s)
-  double rate = 0;             // entries delivered per second over the sampling interval
+  std::optional<double> rate{};  // entries delivered per second over the sampling interval
+                                 // (none without one)
   // This run, over every process that serves the stage (each adds its counts every 250 ms):
   std::uint64_t processed = 0;
   std::uint64_t failed = 0;

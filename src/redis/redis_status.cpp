@@ -98,7 +98,7 @@ std::vector<StageStatus> redis_status(const std::string& url, const std::string&
                       .failed = counts.failed,
                       .dropped = counts.dropped};
       const auto before = first.find(id);
-      if (before != first.end() && elapsed > 0 && s.read >= before->second.read) {
+      if (before != first.end() && sample_s > 0 && s.read >= before->second.read) {
         row.rate = static_cast<double>(s.read - before->second.read) / elapsed;
       }
       status.push_back(row);
@@ -131,7 +131,7 @@ std::string status_table(const std::vector<StageStatus>& status) {
   for (const StageStatus& s : status) {
     rows.push_back({s.pipeline, s.stage, std::to_string(s.lag), std::to_string(s.pending),
                     std::to_string(s.length), std::to_string(s.consumers),
-                    fmt::format("{:.1f}", s.rate), std::to_string(s.processed),
+                    s.rate ? fmt::format("{:.1f}", *s.rate) : "-", std::to_string(s.processed),
                     std::to_string(s.failed), std::to_string(s.dropped)});
   }
   return detail::render_table({{"", "pipeline", true},
@@ -156,7 +156,7 @@ std::string status_json(const std::vector<StageStatus>& status) {
                       {"pending", s.pending},
                       {"length", s.length},
                       {"consumers", s.consumers},
-                      {"rate_per_s", s.rate},
+                      {"rate_per_s", s.rate ? nlohmann::json(*s.rate) : nullptr},
                       {"processed", s.processed},
                       {"failed", s.failed},
                       {"dropped", s.dropped}});

@@ -916,8 +916,17 @@ TEST_F(DistributedCliTest, StatusShowsEachStageAsTableAndJson) {
     EXPECT_EQ(s["processed"].get<int>(), 50) << s;
     EXPECT_EQ(s["failed"].get<int>(), 0) << s;
     EXPECT_EQ(s["dropped"].get<int>(), 0) << s;
+    EXPECT_TRUE(s["rate_per_s"].is_null()) << "--interval 0: no rate, not a rate of 0";
   }
   EXPECT_EQ(stages, (std::set<std::string>{"work", "sink"}));
+  // And with an interval: a rate (none delivered in it: 0).
+  const Result rated = start("rated", {"status", "--broker", redis_url(), "--pipeline", name_,
+                                       "--interval", "0.1", "--json"})
+                           ->wait(20s);
+  ASSERT_EQ(rated.exit_code, 0) << rated.err;
+  for (const auto& s : nlohmann::json::parse(rated.out)["stages"]) {
+    EXPECT_EQ(s["rate_per_s"].get<double>(), 0.0) << s;
+  }
 
   // A pipeline that is not there is named, with those that are (the test Redis is shared, so
   // there may be others).
