@@ -58,16 +58,18 @@ Command add_eval_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--frames", options->frames, "Frames per video, from --start (0: all)")
       ->capture_default_str();
-  command->add_option("--angles", options->angles,
-                      "Known downward turns of the eyes to take back, degrees")
+  command
+      ->add_option("--angles", options->angles,
+                   "Known downward turns of the eyes to take back, degrees")
       ->delimiter(',')
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 30.0));
-  command->add_option("--step-period", options->step_period,
-                      "Also turn the eyes down 10 deg in every other period of this many frames, "
-                      "to measure how soon the correction follows (0: no such run)")
+      ->check(between(0, 30));
+  command
+      ->add_option("--step-period", options->step_period,
+                   "Also turn the eyes down 10 deg in every other period of this many frames, "
+                   "to measure how soon the correction follows (0: no such run)")
       ->capture_default_str()
-      ->check(CLI::Range(0, 1000));
+      ->check(between(0, 1000));
   command->add_option("--pipeline", options->pipeline,
                       "Pipeline file to evaluate (default: pipelines/eye_contact.yaml)");
   command->add_option("--out", options->out_dir,

@@ -82,7 +82,7 @@ Command add_run_command(CLI::App& app) {
   command
       ->add_option("--workers", options->workers,
                    "Pool threads for CPU-bound stages (0: one per core; overrides the file)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(between(0, 1024));
   command->add_flag("-q,--quiet", options->quiet, "Show no progress bar");
   add_control_options(*command, options->control);
   add_broker_options(*command, options->broker, true);

@@ -30,7 +30,7 @@ Command add_status_command(CLI::App& app) {
   command
       ->add_option("--interval", options->interval_s,
                    "Seconds between the two samples the rate is taken from")
-      ->check(CLI::Range(0.0, 60.0));
+      ->check(between(0, 60));
   return {command, [options] {
             const auto status = redis_status(options->broker, options->pipeline, options->interval_s);
             std::cout << (options->json ? status_json(status) : status_table(status)) << std::flush;

@@ -85,7 +85,7 @@ Command add_top_command(CLI::App& app) {
   command->add_option("--token", options->token, "Token of the endpoint (run --token)")
       ->envname("MICROMODELS_TOKEN");
   command->add_option("--interval", options->interval_s, "Seconds between updates")
-      ->check(CLI::Range(0.1, 60.0));
+      ->check(between(0.1, 60));
   command->add_flag("--once", options->once,
                     "Print one snapshot and exit (what happens when stdout is not a terminal)");
   return {command, [options] {

@@ -134,7 +134,7 @@ Command add_worker_command(CLI::App& app) {
   command
       ->add_option("--consumers", options->consumers,
                    "Consumers of each served stage in this process (default: the pipeline's)")
-      ->check(CLI::Range(1, 1024));
+      ->check(between(1, 1024));
   command->add_option("--metrics-json", options->metrics_json,
                       "Write the final metrics as JSON to this file");
   add_trace_option(*command, options->trace);

@@ -24,6 +24,10 @@ struct Command {
   std::function<int()> run;
 };
 
+/// A number from `min` to `max`: "must be from 10 to 3600000, got 1" (CLI::Range would print
+/// every digit of its bounds).
+[[nodiscard]] CLI::Validator between(double min, double max);
+
 Command add_run_command(CLI::App& app);
 Command add_inspect_command(CLI::App& app);
 Command add_types_command(CLI::App& app);

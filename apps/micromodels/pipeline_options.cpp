@@ -1,6 +1,7 @@
 // FILE, --plugin, --set, --consumers and --autoscale: how the command line names a pipeline and
 // changes it.
 #include <charconv>
+#include <cstdio>
 #include <string_view>
 
 #include "micromodels/plugin.hpp"
@@ -11,6 +12,12 @@
 namespace micromodels::cli {
 
 namespace {
+
+std::string fmt_number(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.15g", value);
+  return text;
+}
 
 // Rejects malformed assignments while parsing the command line, so that the message points at
 // the option rather than at the pipeline.
@@ -56,6 +63,21 @@ CLI::Validator consumers_validator() {
 }
 
 }  // namespace
+
+CLI::Validator between(double min, double max) {
+  return CLI::Validator(
+      [min, max](std::string& text) -> std::string {
+        double value = 0;
+        const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (error != std::errc() || end != text.data() + text.size() || !(value >= min) ||
+            !(value <= max)) {
+          return "must be a number from " + fmt_number(min) + " to " + fmt_number(max) + ", got '" +
+                 text + "'";
+        }
+        return {};
+      },
+      "");
+}
 
 void add_pipeline_options(CLI::App& command, PipelineOptions& options) {
   command.add_option("file", options.file, "Pipeline description (YAML)")
@@ -130,15 +152,15 @@ void add_broker_options(CLI::App& command, BrokerOptions& options, bool run) {
       .add_option("--max-deliveries", options.max_deliveries,
                   "Redis: deliveries of a packet whose processes died with it before it goes to "
                   "the dead-letter stream")
-      ->check(CLI::Range(1, 1000));
+      ->check(between(1, 1000));
   command
       .add_option("--reclaim-ms", options.reclaim_ms,
                   "Redis: least idle time before a dead consumer's packets are taken over")
-      ->check(CLI::Range(10.0, 3600e3));
+      ->check(between(10, 3600e3));
   command
       .add_option("--reconnect-s", options.reconnect_s,
                   "Redis: how long to retry a lost connection before giving up (0: for ever)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(between(0, 604800));
   command
       .add_option("--wire-images", options.wire_images,
                   "Redis: how this process sends images to the next stage: raw, png (lossless) or "
@@ -147,7 +169,7 @@ void add_broker_options(CLI::App& command, BrokerOptions& options, bool run) {
   command
       .add_option("--jpeg-quality", options.jpeg_quality,
                   "Redis: JPEG quality, 1-100 (default: the pipeline's wire.jpeg_quality, else 90)")
-      ->check(CLI::Range(1, 100));
+      ->check(between(1, 100));
   if (run) {
     command
         .add_option("--serve", options.serve,
