@@ -115,11 +115,14 @@ Keeper::Processes Keeper::announce(Connection& conn, bool leave) {
   if (add.items().size() > 2) conn.command(add);
   conn.command({"ZREMRANGEBYSCORE", session_.names->live(), "-inf", std::to_string(wall)});
   Args remove{"ZREM", session_.names->live()};
+  other_versions_.clear();
   for (const LiveMember& m : live_members(conn, *session_.names)) {
     if (m.process == session_.consumer) {
       if (!mine.contains(m.text())) remove.add(m.text());
     } else if (m.version == version) {
       processes[m.stage].insert(m.process);
+    } else {
+      other_versions_[m.stage].insert(m.process);
     }
   }
   if (remove.items().size() > 2) conn.command(remove);
@@ -238,11 +241,25 @@ void Keeper::warn_unserved(const Processes& processes) {
   warned_ = list;
   warned_round_ = rounds_;
   const bool one = names.size() == 1;
+  // The usual cause when workers are running: they were started with another pipeline file.
+  std::string others;
+  for (const std::string& name : names) {
+    const auto found = other_versions_.find(name);
+    if (found == other_versions_.end()) continue;
+    for (const std::string& process : found->second) {
+      others += (others.empty() ? "" : ", ") + process + " ('" + name + "')";
+    }
+  }
   log().warn(
       "no live worker serves {} '{}', and --serve none keeps this run from serving {}: "
       "{} packets wait in Redis; start `micromodels worker FILE --broker URL --stages {}`, "
-      "or run with --serve missing",
-      one ? "stage" : "stages", list, one ? "it" : "them", one ? "its" : "their", list);
+      "or run with --serve missing{}",
+      one ? "stage" : "stages", list, one ? "it" : "them", one ? "its" : "their", list,
+      others.empty() ? ""
+                     : ". Workers of another version of the pipeline are live: " + others +
+                           "; their file differs from this run's (stages, types, inputs, "
+                           "ordering, partitions, or what decides drops): start them with "
+                           "the run's file");
 }
 
 }  // namespace micromodels::detail

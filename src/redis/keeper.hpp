@@ -58,6 +58,7 @@ class Keeper {
   int rounds_ = 0;      // every_second calls so far
   std::string warned_;  // the unserved stages last warned about
   std::map<std::string, StageMetrics> added_;  // per stage: the counts add_counts added so far
+  Processes other_versions_;  // stage -> live processes of another pipeline version (announce)
   int warned_round_ = 0;
   std::thread thread_;
 };

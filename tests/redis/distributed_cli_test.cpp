@@ -771,6 +771,43 @@ TEST_F(DistributedCliTest, AWorkerOfAnotherPipelineVersionRefusesEntriesAndLoses
   EXPECT_EQ(heir->wait(20s).exit_code, 0);
 }
 
+// A worker whose file differs from the run's only in what decides drops (here `live:`, which
+// would drop most frames of a batch run) runs another version: it takes nothing of the run, and
+// the run, waiting for workers, says that one of another version is there and what to do.
+TEST_F(DistributedCliTest, AWorkerWhoseFileWouldDropOtherPacketsIsNamedAndTakesNothing) {
+  const int count = 50;
+  const fs::path file = write_pipeline(count, "service_ms: 1");
+  const fs::path live = dir_ / "live.yaml";
+  std::string text = read_text(file);
+  text.replace(text.find("stages:"), 7, "live: { max_age_ms: 50 }\nstages:");
+  write_text(live, text);
+  auto stranger = worker("stranger", live, "work");
+  wait_live("work", 1);
+  auto run = run_on_workers(file);
+  const std::string said = "Workers of another version of the pipeline are live: ";
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (run->err().find(said) == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  const std::string waiting = run->err();
+  EXPECT_NE(waiting.find(said), std::string::npos) << waiting;
+  EXPECT_NE(waiting.find("('work'); their file differs from this run's"), std::string::npos)
+      << waiting;
+  EXPECT_NE(waiting.find("start them with the run's file"), std::string::npos) << waiting;
+  auto heir = worker("heir", file, "work");
+  const Result r = run->wait(60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_complete(count);
+  EXPECT_TRUE(std::regex_search(
+      r.out, std::regex(R"(\n  work +processed +50  failed +0  dropped +0  dead-lettered +0\n)")))
+      << r.out;
+  for (auto* w : {stranger.get(), heir.get()}) {
+    w->signal(SIGTERM);
+    EXPECT_EQ(w->wait(20s).exit_code, 0);
+  }
+}
+
 TEST_F(DistributedCliTest, UnreachableRedisIsAClearErrorWithItsOwnExitCode) {
   const fs::path file = write_pipeline(10, "service_ms: 0");
   for (const std::string command : {"run", "worker"}) {
