@@ -80,9 +80,14 @@ std::vector<StageStatus> redis_status(const std::string& url, const std::string&
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::vector<StageStatus> status;
   for (const std::string& p : pipelines) {
+    // Consumers of the run's pipeline version ("RUN VERSION"): a worker started with another
+    // file takes none of its entries (any version, while there is no run).
+    const Reply record = conn.command({"GET", detail::StreamNames(p).run()});
+    const std::string run(detail::text(record.get()));
+    const std::string version = run.size() == 33 ? run.substr(17) : "";
     std::map<std::string, std::uint64_t> live;
     for (const detail::LiveMember& m : detail::live_members(conn, detail::StreamNames(p))) {
-      live[m.stage] += m.consumers;
+      if (version.empty() || m.version == version) live[m.stage] += m.consumers;
     }
     const Reply counters = conn.command({"HGETALL", detail::StreamNames(p).counters()});
     for (const auto& [id, s] : second) {

@@ -795,6 +795,16 @@ TEST_F(DistributedCliTest, AWorkerWhoseFileWouldDropOtherPacketsIsNamedAndTakesN
   EXPECT_NE(waiting.find("('work'); their file differs from this run's"), std::string::npos)
       << waiting;
   EXPECT_NE(waiting.find("start them with the run's file"), std::string::npos) << waiting;
+  // `status` counts no consumers for the stage: the stranger serves another version.
+  const Result status = start("status", {"status", "--broker", redis_url(), "--pipeline", name_,
+                                         "--interval", "0", "--json"})
+                            ->wait(20s);
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  for (const auto& s : nlohmann::json::parse(status.out)["stages"]) {
+    if (s["stage"] == "work") {
+      EXPECT_EQ(s["consumers"].get<int>(), 0) << s;
+    }
+  }
   auto heir = worker("heir", file, "work");
   const Result r = run->wait(60s);
   ASSERT_EQ(r.exit_code, 0) << r.err;
