@@ -63,10 +63,12 @@ int worker(const WorkerOptions& options) {
   auto owned = std::make_unique<RedisTransport>(std::move(redis));
   RedisTransport& transport = *owned;
   Runner runner(pipeline, std::move(owned));
-  RunLoopOptions loop{.metrics_json = options.metrics_json, .progress = false,
-                      .control = options.control,
-                      .endpoint = {.inputs = stage_inputs(pipeline),
-                                   .broker = broker_view(url, pipeline.name())}};
+  RunLoopOptions loop{
+      .metrics_json = options.metrics_json,
+      .progress = false,
+      .sources_and_sinks = false,
+      .control = options.control,
+      .endpoint = {.inputs = stage_inputs(pipeline), .broker = broker_view(url, pipeline.name())}};
   loop.started = [&] {
     std::fprintf(stderr, "worker: serving %s of pipeline '%s' on %s (Ctrl-C to stop)\n",
                  join_or_none(transport.served()).c_str(), pipeline.name().c_str(),

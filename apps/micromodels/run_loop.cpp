@@ -24,9 +24,11 @@ std::uint64_t finished(const MetricsSnapshot& metrics) {
   return done;
 }
 
-// Packets on their way: in this process or, for the process that runs a distributed run's
-// sources and sinks, anywhere between them (made by its sources, not yet done at its sinks).
-std::uint64_t in_flight(const MetricsSnapshot& metrics) {
+// Packets on their way: in this process or, where the sources and sinks run, anywhere between
+// them (made by the sources, not yet done at the sinks). A worker's packets out may be none:
+// its last stage's outputs go to a stage another process holds.
+std::uint64_t in_flight(const MetricsSnapshot& metrics, const RunLoopOptions& options) {
+  if (!options.sources_and_sinks) return metrics.in_flight;
   const std::uint64_t between =
       metrics.packets_in > metrics.packets_out ? metrics.packets_in - metrics.packets_out : 0;
   return std::max(metrics.in_flight, between);
@@ -130,7 +132,7 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
       if (interrupts.count() > 0 && !interrupted) {
         interrupted = true;
         const MetricsSnapshot now = run.metrics();
-        const std::uint64_t draining = in_flight(now);
+        const std::uint64_t draining = in_flight(now, options);
         interrupts.set_in_flight(draining);
         drain.start(finished(now));
         progress.clear();
@@ -140,7 +142,7 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
         run.stop();
       } else if (interrupted) {
         const MetricsSnapshot now = run.metrics();
-        interrupts.set_in_flight(in_flight(now));
+        interrupts.set_in_flight(in_flight(now, options));
         if (drain.stalled(finished(now))) {
           progress.clear();
           std::fprintf(
@@ -148,7 +150,7 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
               "stopping: %llu packets still in flight, and none has finished for %d s: "
               "a stage they wait for may have no one to serve it (see the messages above); "
               "Ctrl-C again abandons them\n",
-              static_cast<unsigned long long>(in_flight(now)), DrainWatch::kStallSeconds);
+              static_cast<unsigned long long>(in_flight(now, options)), DrainWatch::kStallSeconds);
           std::fflush(stderr);
         }
       }

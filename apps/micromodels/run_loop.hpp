@@ -14,6 +14,9 @@ namespace micromodels::cli {
 struct RunLoopOptions {
   std::string metrics_json;    // also write the final metrics here (opened before the run)
   bool progress = true;        // a progress bar on stderr (run); a worker has no end to show
+  // The sources and the sinks run here (run, not worker): what is in flight is what the sources
+  // made and the sinks do not have yet, wherever it is (other processes, Redis).
+  bool sources_and_sinks = true;
   bool quiet = false;
   ControlCliOptions control;   // --listen, --token
   ControlOptions endpoint{};   // the graph and the broker's view, for /status
