@@ -115,6 +115,7 @@ class Node {
   StageQueue queue;
   ReorderBuffer reorder;
   bool warned_late = false;  // said once that a packet came after a later seq (under mutex)
+  bool warned_late_part = false;  // said once that a part came after its join timed out
   JoinTable joins;
   std::atomic<int> active{0};    // consumer turns claimed and not finished
   int untaken = 0;               // of those, turns that have not taken their packets yet

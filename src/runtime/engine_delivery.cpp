@@ -166,12 +166,24 @@ void Engine::deliver(const Edge& edge, Packet&& packet, Ticket ticket) {
       release_locked(to, std::move(packet), ticket, after);
       return;
     }
-    bool refused = false;
+    JoinTable::Refused refused = JoinTable::Refused::no;
+    const std::uint32_t stream = packet.stream;
+    const std::uint64_t seq = packet.seq;
     std::optional<JoinTable::Done> done = to.joins.part(edge.input, std::move(packet), ticket,
                                                         refused);
-    if (refused) {
-      // A second part for an input, or one after its join timed out: nothing to join with.
-      to.dropped.fetch_add(1, std::memory_order_relaxed);
+    if (refused != JoinTable::Refused::no) {
+      // Nothing to join with. A late part's packet was counted when its join timed out (dropped,
+      // or passed on partial); an extra part is a packet of its own, dropped here.
+      if (refused == JoinTable::Refused::extra) {
+        to.dropped.fetch_add(1, std::memory_order_relaxed);
+      } else if (!std::exchange(to.warned_late_part, true)) {
+        spdlog::warn(
+            "stage '{}': a part of stream {} seq {} came after its join had timed out ({} ms; "
+            "on_timeout: {}), so it goes no further (said once per stage); raise join "
+            "timeout_ms to wait for such parts",
+            to.config.name, stream, seq, to.config.join_timeout_ms,
+            to.config.join_on_timeout == JoinTimeout::drop ? "drop" : "partial");
+      }
       ++after.leaves;
       after.settled.push_back(ticket);
     } else {

@@ -16,8 +16,8 @@ namespace micromodels::detail {
 
 /// Collects the parts of each (stream, seq) until every input has given one or said it never
 /// will (a skip), or until the join times out. A part that comes after its (stream, seq) was
-/// settled (it timed out) has nothing left to join with. Not thread-safe: the node's mutex
-/// guards it.
+/// settled has nothing left to join with: a late one (its key timed out without it) or an
+/// extra one. Not thread-safe: the node's mutex guards it.
 class JoinTable {
  public:
   using Clock = std::chrono::steady_clock;
@@ -37,19 +37,32 @@ class JoinTable {
     [[nodiscard]] bool complete() const { return present() == parts.size(); }
   };
 
+  /// Why `part` took nothing.
+  enum class Refused {
+    no,
+    late,   // its (stream, seq) timed out without it: the packet went as `on_timeout` said
+    extra,  // a second part for its input, or one for a key that had every part
+  };
+
   explicit JoinTable(std::size_t inputs = 0) : inputs_(inputs) {}
 
-  /// A part arrives on `input`. Returns the entry once every input has settled. A second part
-  /// on the same input, or one after the key settled, has nothing to join with: `refused` is
-  /// set and the caller drops it.
-  std::optional<Done> part(std::size_t input, Packet packet, Ticket ticket, bool& refused) {
+  /// A part arrives on `input`. Returns the entry once every input has settled. A part with
+  /// nothing to join with (`refused` says why) goes no further.
+  std::optional<Done> part(std::size_t input, Packet packet, Ticket ticket, Refused& refused) {
     const std::uint32_t stream = packet.stream;
     const std::uint64_t seq = packet.seq;
-    refused = settled_[stream].contains(seq);
-    if (refused) return std::nullopt;
+    refused = Refused::no;
+    if (settled_[stream].contains(seq)) {
+      const auto late = late_.find({stream, seq});
+      refused = late == late_.end() ? Refused::extra : Refused::late;
+      if (late != late_.end() && --late->second == 0) late_.erase(late);
+      return std::nullopt;
+    }
     Entry& entry = entry_for(stream, seq);
-    refused = entry.parts[input] || entry.skipped[input];
-    if (refused) return std::nullopt;
+    if (entry.parts[input] || entry.skipped[input]) {
+      refused = Refused::extra;
+      return std::nullopt;
+    }
     entry.parts[input] = std::move(packet);
     entry.tickets.push_back(ticket);
     return settle_if_complete(stream, seq, entry);
@@ -71,6 +84,11 @@ class JoinTable {
     std::vector<Done> done;
     for (auto it = entries_.begin(); it != entries_.end();) {
       if (everything || it->second.first <= deadline) {
+        std::size_t missing = 0;
+        for (std::size_t i = 0; i < inputs_; ++i) {
+          missing += it->second.parts[i] || it->second.skipped[i] ? 0 : 1;
+        }
+        if (missing > 0 && !everything) note_late(it->first, missing);
         done.push_back(take(it->first.first, it->first.second, it->second));
         settled_[it->first.first].insert(it->first.second);
         it = entries_.erase(it);
@@ -85,6 +103,7 @@ class JoinTable {
   /// `abandoned`. Returns the parts dropped.
   std::size_t reset(std::uint32_t stream, std::uint64_t next, std::vector<Ticket>& abandoned) {
     settled_[stream] = SeqSet(next);
+    std::erase_if(late_, [stream](const auto& late) { return late.first.first == stream; });
     std::size_t dropped = 0;
     auto it = entries_.lower_bound({stream, 0});
     while (it != entries_.end() && it->first.first == stream) {
@@ -122,6 +141,14 @@ class JoinTable {
     return it->second;
   }
 
+  // The parts a timed-out key still expects; the oldest keys are forgotten past a bound (their
+  // late parts then count as extras).
+  void note_late(std::pair<std::uint32_t, std::uint64_t> key, std::size_t missing) {
+    constexpr std::size_t kMostLate = 65536;
+    if (late_.size() >= kMostLate) late_.erase(late_.begin());
+    late_[key] = missing;
+  }
+
   std::optional<Done> settle_if_complete(std::uint32_t stream, std::uint64_t seq, Entry& entry) {
     std::size_t settled = 0;
     for (std::size_t i = 0; i < inputs_; ++i) settled += entry.parts[i] || entry.skipped[i];
@@ -142,6 +169,8 @@ class JoinTable {
   std::size_t inputs_;
   std::map<std::pair<std::uint32_t, std::uint64_t>, Entry> entries_;
   std::map<std::uint32_t, SeqSet> settled_;  // keys joined, dropped or timed out
+  std::map<std::pair<std::uint32_t, std::uint64_t>, std::size_t>
+      late_;  // timed out: parts still due
 };
 
 }  // namespace micromodels::detail

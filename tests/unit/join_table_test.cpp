@@ -16,11 +16,13 @@ Packet part(std::uint32_t stream, std::uint64_t seq, const std::string& from) {
   return p;
 }
 
+using Refused = JoinTable::Refused;
+
 TEST(JoinTable, SettlesAKeyOnceEveryInputGaveAPartWithThePartsInInputOrder) {
   JoinTable table(2);
-  bool refused = true;
+  Refused refused = Refused::extra;
   EXPECT_FALSE(table.part(1, part(0, 5, "b"), 11, refused));
-  EXPECT_FALSE(refused);
+  EXPECT_EQ(refused, Refused::no);
   EXPECT_FALSE(table.part(0, part(0, 6, "a6"), 12, refused));  // another key waits on its own
   const auto done = table.part(0, part(0, 5, "a"), 13, refused);
   ASSERT_TRUE(done);
@@ -36,9 +38,10 @@ TEST(JoinTable, SettlesAKeyOnceEveryInputGaveAPartWithThePartsInInputOrder) {
 
 TEST(JoinTable, ASkipSettlesItsInputAndTheKeyGoesOnWithThePartsThatCame) {
   JoinTable table(3);
-  bool refused = false;
+  Refused refused = Refused::no;
+  bool skip_refused = false;
   EXPECT_FALSE(table.part(0, part(2, 1, "a"), 1, refused));
-  EXPECT_FALSE(table.skip(2, 2, 1, 2, refused));
+  EXPECT_FALSE(table.skip(2, 2, 1, 2, skip_refused));
   const auto done = table.part(1, part(2, 1, "b"), 3, refused);
   ASSERT_TRUE(done);
   EXPECT_EQ(done->present(), 2u);
@@ -50,20 +53,21 @@ TEST(JoinTable, ASkipSettlesItsInputAndTheKeyGoesOnWithThePartsThatCame) {
 
 TEST(JoinTable, RefusesASecondPartOnOneInputAndAnythingAfterTheKeySettled) {
   JoinTable table(2);
-  bool refused = false;
+  Refused refused = Refused::no;
   (void)table.part(0, part(0, 0, "a"), 1, refused);
   (void)table.part(0, part(0, 0, "again"), 2, refused);
-  EXPECT_TRUE(refused);
+  EXPECT_EQ(refused, Refused::extra);
   ASSERT_TRUE(table.part(1, part(0, 0, "b"), 3, refused));
-  (void)table.part(1, part(0, 0, "late"), 4, refused);
-  EXPECT_TRUE(refused);
-  (void)table.skip(0, 0, 0, 5, refused);
-  EXPECT_TRUE(refused);
+  (void)table.part(1, part(0, 0, "after"), 4, refused);
+  EXPECT_EQ(refused, Refused::extra) << "the key had every part: not a late one";
+  bool skip_refused = false;
+  (void)table.skip(0, 0, 0, 5, skip_refused);
+  EXPECT_TRUE(skip_refused);
 }
 
 TEST(JoinTable, ExpireSettlesTheKeysStartedBeforeTheDeadlineAndTheirLatePartsAreRefused) {
   JoinTable table(2);
-  bool refused = false;
+  Refused refused = Refused::no;
   (void)table.part(0, part(0, 0, "a"), 1, refused);
   std::this_thread::sleep_for(std::chrono::milliseconds(2));
   const JoinTable::Clock::time_point between = JoinTable::Clock::now();
@@ -74,7 +78,9 @@ TEST(JoinTable, ExpireSettlesTheKeysStartedBeforeTheDeadlineAndTheirLatePartsAre
   EXPECT_EQ(expired[0].seq, 0u);
   EXPECT_EQ(expired[0].present(), 1u);
   (void)table.part(1, part(0, 0, "b"), 3, refused);
-  EXPECT_TRUE(refused);  // its key timed out: nothing left to join with
+  EXPECT_EQ(refused, Refused::late);  // its key timed out: nothing left to join with
+  (void)table.part(1, part(0, 0, "b again"), 4, refused);
+  EXPECT_EQ(refused, Refused::extra) << "the one part it waited for came already";
   expired = table.expire({}, true);
   ASSERT_EQ(expired.size(), 1u);
   EXPECT_EQ(expired[0].seq, 1u);
@@ -83,18 +89,19 @@ TEST(JoinTable, ExpireSettlesTheKeysStartedBeforeTheDeadlineAndTheirLatePartsAre
 
 TEST(JoinTable, ResetForgetsAStreamsKeysAndRefusesWhatIsBelowWhereItGoesOn) {
   JoinTable table(2);
-  bool refused = false;
+  Refused refused = Refused::no;
+  bool skip_refused = false;
   (void)table.part(0, part(0, 3, "a"), 1, refused);
-  (void)table.skip(1, 0, 4, 2, refused);
+  (void)table.skip(1, 0, 4, 2, skip_refused);
   (void)table.part(0, part(1, 3, "a"), 3, refused);  // another stream, kept
   std::vector<Ticket> abandoned;
   EXPECT_EQ(table.reset(0, 10, abandoned), 1u);
   EXPECT_EQ(abandoned, (std::vector<Ticket>{1, 2}));
   EXPECT_EQ(table.streams(), (std::vector<std::uint32_t>{1}));
   (void)table.part(0, part(0, 9, "a"), 4, refused);
-  EXPECT_TRUE(refused);
+  EXPECT_EQ(refused, Refused::extra);
   EXPECT_FALSE(table.part(0, part(0, 10, "a"), 5, refused));
-  EXPECT_FALSE(refused);
+  EXPECT_EQ(refused, Refused::no);
 }
 
 }  // namespace
