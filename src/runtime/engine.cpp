@@ -21,8 +21,8 @@ namespace {
 constexpr std::size_t kTurn = 32;
 // Below this service time a single-consumer stage takes packets from its queue in chunks.
 constexpr std::int64_t kChunkBelowNs = 20'000;
-// Below this service time an inlet fills the stage's queue; above, it keeps about one packet
-// waiting per consumer, so that the stage's consumers in other processes get their share.
+// Below this service time an inlet fills the stage's queue; above, it keeps about one call's
+// packets waiting per consumer, so that the stage's consumers in other processes get their share.
 constexpr std::int64_t kPrefetchBelowNs = 1'000'000;
 // Most deliveries an inlet hands over in one turn.
 constexpr std::size_t kMostTaken = 256;
@@ -66,7 +66,11 @@ std::size_t Engine::inlet_room(const Node& stage) const {
   if (depth >= capacity) return 0;
   std::size_t room = std::min(capacity - depth, kMostTaken);
   if (stage.service_ewma_ns.load(std::memory_order_relaxed) >= kPrefetchBelowNs) {
-    const auto want = static_cast<std::size_t>(2 * stage.consumers.load(std::memory_order_relaxed));
+    // One call's worth (a packet, or a batch of max_batch) waiting per consumer, besides the one
+    // it works on.
+    const std::size_t per_consumer = 1 + std::max<std::size_t>(1, stage.config.max_batch);
+    const auto want =
+        per_consumer * static_cast<std::size_t>(stage.consumers.load(std::memory_order_relaxed));
     const std::size_t have = static_cast<std::size_t>(stage.active.load(std::memory_order_relaxed)) + depth;
     room = std::min(room, want > have ? want - have : 0);
   }

@@ -329,6 +329,49 @@ TEST_P(ConformanceTest, FailuresEveryNGoToTheDeadLetterStageCountedExactly) {
   EXPECT_EQ(m.packets_out, 500u) << "a failed packet is done with";
 }
 
+/// Records the size of each batch it gets; 10 ms a call.
+class BatchSizes final : public Stage {
+ public:
+  explicit BatchSizes(std::shared_ptr<std::vector<std::size_t>> sizes) : sizes_(std::move(sizes)) {}
+  void process(Packet packet, std::vector<Packet>& out) override {
+    out.push_back(std::move(packet));
+  }
+  void process_batch(std::vector<Packet>& batch, std::vector<Packet>& out) override {
+    {
+      std::lock_guard lock(mutex_);
+      sizes_->push_back(batch.size());
+    }
+    std::this_thread::sleep_for(10ms);
+    for (Packet& packet : batch) out.push_back(std::move(packet));
+  }
+
+ private:
+  std::mutex mutex_;
+  std::shared_ptr<std::vector<std::size_t>> sizes_;
+};
+
+TEST_P(ConformanceTest, BatchesFillUpToMaxBatch) {
+  // A slow batching stage (10 ms a call) behind a source that outruns it: its calls take
+  // max_batch packets, wherever the packets come from (another process's inlet once kept about
+  // two per consumer waiting for a slow stage, so batches of 2).
+  auto sink = std::make_shared<Records>();
+  add_recorder("test.sink", sink);
+  auto sizes = std::make_shared<std::vector<std::size_t>>();
+  registry_.add(stage_type("test.batch_sizes", {.batching = true},
+                           [sizes] { return std::make_unique<BatchSizes>(sizes); }));
+  Pipeline p;
+  p.add(source(400, 2));
+  p.add({.name = "batch", .type = "test.batch_sizes", .max_batch = 8, .max_delay_ms = 50});
+  p.add({.name = "sink", .type = "test.sink", .ordered = true});
+  const MetricsSnapshot m = run(p);
+  expect_every_packet_once_in_order(sink->take(), 2, 400);
+  EXPECT_EQ(m.stage("batch")->processed, 800u);
+  std::size_t full = 0;
+  for (std::size_t size : *sizes) full += size == 8 ? 1 : 0;
+  EXPECT_GE(full * 10, sizes->size() * 9)
+      << "nine calls in ten take a full batch; calls: " << sizes->size();
+}
+
 TEST_P(ConformanceTest, DropPoliciesDropOnlyWhatTheyMustAndCountIt) {
   for (const Overflow overflow : {Overflow::drop_newest, Overflow::drop_oldest}) {
     SCOPED_TRACE(overflow == Overflow::drop_newest ? "drop_newest" : "drop_oldest");
