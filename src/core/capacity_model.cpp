@@ -30,11 +30,10 @@ Capacity capacity(const std::vector<StageLoad>& loads, int workers) {
 
 namespace {
 
-// Packets offered to a stage: those it served, and in live mode those it dropped because it
-// could not serve them in time (for age, or replaced by a newer one): load it did not keep up with.
-double offered(const StageMetrics& s) {
-  return static_cast<double>(s.service.count + s.dropped_age + s.dropped_newest);
-}
+// Packets offered to a stage: those it served, and those it dropped (its queue full under a drop
+// policy, too old or replaced by a newer one in live mode, a join that timed out): load it did
+// not keep up with.
+double offered(const StageMetrics& s) { return static_cast<double>(s.service.count + s.dropped); }
 
 // Packets each stage sees per packet the sources produce, from the pass ratios upstream. Stages
 // are listed in an order where inputs come first (Pipeline::validate refuses cycles, but does

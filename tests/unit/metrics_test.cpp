@@ -208,6 +208,28 @@ TEST(MetricsSnapshot, InLiveModeWhatAStageDroppedIsLoadItDidNotKeepUpWith) {
   EXPECT_DOUBLE_EQ(b->rate_per_s, 250);
 }
 
+TEST(MetricsSnapshot, WhatAStageDroppedUnderItsOverflowPolicyIsLoadItDidNotKeepUpWithToo) {
+  // 200 packets/s into `slow` (10 ms) behind a drop_oldest queue: it served 95 and dropped 105
+  // of each 200; slow limits at 100/s, not at the 190/s its served share alone would say.
+  MetricsSnapshot m;
+  m.packets_in = 2000;
+  m.packets_out = 2000;
+  m.elapsed_s = 10;
+  StageMetrics source = make_stage("source", "synthetic.source", 2000, 1, 0.1);
+  source.source = true;
+  source.blocking = true;
+  source.service = make_latency(10, 10, 10, 10, 2000);
+  StageMetrics slow = make_stage("slow", "model.sleep", 950, 1, 1.0);
+  slow.blocking = true;
+  slow.dropped = 1050;
+  slow.service = make_latency(10000, 10000, 10000, 10000, 950);
+  m.stages = {source, slow};
+  const std::optional<Bottleneck> b = m.bottleneck();
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->name, "slow");
+  EXPECT_DOUBLE_EQ(b->rate_per_s, 100);
+}
+
 TEST(MetricsSnapshot, BottleneckReportNamesTheLimitAndWhatOneMoreConsumerGives) {
   EXPECT_EQ(three_stages(1).bottleneck_report(),
             "bottleneck: b: 1 consumer x 4.00ms per packet = at most 250.0 packets/s (measured "
