@@ -122,7 +122,10 @@ void Session::bind(const Plan& bound) {
       }
       if (stage->source() || stage->sink()) {
         throw ConfigError({}, "stages",
-                          "--stages: '" + name + "' is a " + (stage->source() ? "source" : "sink") +
+                          "--stages: '" + name + "' is " +
+                              (stage->source()      ? "a source"
+                               : stage->dead_letter ? "the dead-letter stage (a sink)"
+                                                    : "a sink") +
                               "; `micromodels run --broker` runs sources and sinks, workers serve "
                               "the stages between them");
       }
