@@ -166,7 +166,29 @@ std::string render_status(const Json& status, const StatusViewStyle& style) {
   if (!ages.empty()) out += "\nage: " + ages + "\n";
   if (!drops.empty()) out += (ages.empty() ? "\n" : "") + std::string("dropped: ") + drops + "\n";
   if (!events.empty()) out += (gap ? "\n" : "") + std::string("events: ") + events + "\n";
-  out += "\nbottleneck: " + (bottleneck.empty() ? std::string("none yet") : bottleneck) + "\n";
+  // A run across processes: the stages only other processes serve, as the broker sees them.
+  std::string elsewhere;
+  for (const Json& stage : status.value("broker", Json::array())) {
+    const std::string name = stage.value("stage", std::string());
+    const Json local = status.value("stages", Json::array());
+    if (std::any_of(local.begin(), local.end(),
+                    [&](const Json& s) { return s.value("name", std::string()) == name; })) {
+      continue;
+    }
+    elsewhere += "  " + pad(name, name_width, true) +
+                 printf_text(
+                     "  consumers %llu  backlog %llu  pending %llu  processed %llu  "
+                     "failed %llu  dropped %llu\n",
+                     static_cast<unsigned long long>(number_or(stage, "consumers", 0)),
+                     static_cast<unsigned long long>(number_or(stage, "backlog", 0)),
+                     static_cast<unsigned long long>(number_or(stage, "pending", 0)),
+                     static_cast<unsigned long long>(number_or(stage, "processed", 0)),
+                     static_cast<unsigned long long>(number_or(stage, "failed", 0)),
+                     static_cast<unsigned long long>(number_or(stage, "dropped", 0)));
+  }
+  if (!elsewhere.empty()) out += "\nserved by other processes (Redis's view):\n" + elsewhere;
+  out += "\nbottleneck: " + (bottleneck.empty() ? std::string("none yet") : bottleneck) +
+         (elsewhere.empty() || bottleneck.empty() ? "" : " (of the stages served here)") + "\n";
   return out;
 }
 

@@ -565,6 +565,13 @@ TEST_F(DistributedCliTest, TheRunsEndpointShowsEveryStageAsTheBrokerSeesIt) {
   EXPECT_TRUE(work["backlog"].is_number_unsigned());
   EXPECT_TRUE(doc["broker_error"].is_null()) << doc.dump(2);
   for (const auto& stage : doc["stages"]) EXPECT_NE(stage["name"], "work") << "runs in the worker";
+  // `ctl status` (and `top`) show it too, below this process's stages.
+  const Result table = start("table", {"ctl", url, "status"})->wait(20s);
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("served by other processes (Redis's view):\n  work "), std::string::npos)
+      << table.out;
+  EXPECT_TRUE(std::regex_search(table.out, std::regex(R"(\n  work +consumers 2  backlog \d+)")))
+      << table.out;
   const Result done = run->wait(60s);
   ASSERT_EQ(done.exit_code, 0) << done.err;
   expect_complete(400);
