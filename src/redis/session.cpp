@@ -117,17 +117,17 @@ void Session::bind(const Plan& bound) {
       const PlanStage* stage = bound.find(name);
       if (stage == nullptr) {
         throw ConfigError({}, "stages",
-                          "--stages: pipeline '" + pipeline.name() + "' has no stage '" + name +
-                              "'; a worker can serve: " + servable);
+                          "pipeline '" + pipeline.name() + "' has no stage '" + name +
+                              "' to serve; a worker can serve: " + servable);
       }
       if (stage->source() || stage->sink()) {
         throw ConfigError({}, "stages",
-                          "--stages: '" + name + "' is " +
+                          "stage '" + name + "' is " +
                               (stage->source()      ? "a source"
                                : stage->dead_letter ? "the dead-letter stage (a sink)"
                                                     : "a sink") +
-                              "; `micromodels run --broker` runs sources and sinks, workers serve "
-                              "the stages between them");
+                              ", which the run serves (`micromodels run --broker`, or a Runner "
+                              "without stages); workers serve the stages between");
       }
     }
   }

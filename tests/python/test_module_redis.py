@@ -106,5 +106,7 @@ def test_a_wrong_broker_serve_or_stages_is_refused_with_what_to_do(redis_url, na
         micromodels.Runner(pipeline, stages=["work"])
     with pytest.raises(micromodels.ConfigError, match="serve='some': use 'missing'"):
         micromodels.run(pipeline, broker=redis_url, serve="some")
-    with pytest.raises(micromodels.ConfigError, match="has no stage 'nosuch'"):
+    with pytest.raises(micromodels.ConfigError, match="has no stage 'nosuch' to serve"):
         micromodels.Runner(pipeline, broker=redis_url, stages=["nosuch"])
+    with pytest.raises(micromodels.ConfigError, match="is a sink, which the run serves"):
+        micromodels.Runner(pipeline, broker=redis_url, stages=["sink"])

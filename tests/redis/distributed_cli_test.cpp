@@ -828,6 +828,20 @@ TEST_F(DistributedCliTest, AWorkerWhoseFileWouldDropOtherPacketsIsNamedAndTakesN
   }
 }
 
+TEST_F(DistributedCliTest, AWorkerForAStageItCannotServeSaysWhichItCan) {
+  const fs::path file = write_pipeline(10, "service_ms: 0");
+  const Result unknown = worker("unknown", file, "nosuch")->wait(20s);
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("error: pipeline '" + name_ +
+                             "' has no stage 'nosuch' to serve; a worker can serve: work"),
+            std::string::npos)
+      << unknown.err;
+  const Result sink = worker("sink", file, "sink")->wait(20s);
+  EXPECT_EQ(sink.exit_code, 2);
+  EXPECT_NE(sink.err.find("error: stage 'sink' is a sink, which the run serves"), std::string::npos)
+      << sink.err;
+}
+
 TEST_F(DistributedCliTest, UnreachableRedisIsAClearErrorWithItsOwnExitCode) {
   const fs::path file = write_pipeline(10, "service_ms: 0");
   for (const std::string command : {"run", "worker"}) {
