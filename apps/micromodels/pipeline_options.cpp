@@ -1,23 +1,17 @@
 // FILE, --plugin, --set, --consumers and --autoscale: how the command line names a pipeline and
 // changes it.
 #include <charconv>
-#include <cstdio>
 #include <string_view>
 
 #include "micromodels/plugin.hpp"
 #include "micromodels/registry.hpp"
 
 #include "commands.hpp"
+#include "detail/config_checks.hpp"
 
 namespace micromodels::cli {
 
 namespace {
-
-std::string fmt_number(double value) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.15g", value);
-  return text;
-}
 
 // Rejects malformed assignments while parsing the command line, so that the message points at
 // the option rather than at the pipeline.
@@ -71,8 +65,8 @@ CLI::Validator between(double min, double max) {
         const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
         if (error != std::errc() || end != text.data() + text.size() || !(value >= min) ||
             !(value <= max)) {
-          return "must be a number from " + fmt_number(min) + " to " + fmt_number(max) + ", got '" +
-                 text + "'";
+          return "must be a number from " + detail::plain_number(min) + " to " +
+                 detail::plain_number(max) + ", got '" + text + "'";
         }
         return {};
       },
@@ -186,13 +180,13 @@ void refuse_broker_options(const CLI::App& command, const Pipeline& pipeline) {
     if (command.count(name) > 0) given += (given.empty() ? "" : ", ") + std::string(name);
   }
   if (given.empty()) return;
+  const std::string them = given.find(',') == std::string::npos ? "it" : "them";
   throw ConfigError({}, "broker",
-                    given + ": only a run on Redis reads " +
-                        (given.find(',') == std::string::npos ? "it" : "them") +
-                        ", and pipeline '" + pipeline.name() +
+                    given + ": only a run on Redis reads " + them + ", and pipeline '" +
+                        pipeline.name() +
                         "' runs in this process (broker: memory); add --broker redis://host:port, "
                         "or leave " +
-                        (given.find(',') == std::string::npos ? "it" : "them") + " out");
+                        them + " out");
 }
 
 }  // namespace micromodels::cli

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <set>
 #include <vector>
 
 namespace micromodels::cli {
@@ -167,14 +168,14 @@ std::string render_status(const Json& status, const StatusViewStyle& style) {
   if (!drops.empty()) out += (ages.empty() ? "\n" : "") + std::string("dropped: ") + drops + "\n";
   if (!events.empty()) out += (gap ? "\n" : "") + std::string("events: ") + events + "\n";
   // A run across processes: the stages only other processes serve, as the broker sees them.
+  std::set<std::string> here;
+  for (const Json& stage : status.value("stages", Json::array())) {
+    here.insert(stage.value("name", std::string()));
+  }
   std::string elsewhere;
   for (const Json& stage : status.value("broker", Json::array())) {
     const std::string name = stage.value("stage", std::string());
-    const Json local = status.value("stages", Json::array());
-    if (std::any_of(local.begin(), local.end(),
-                    [&](const Json& s) { return s.value("name", std::string()) == name; })) {
-      continue;
-    }
+    if (here.contains(name)) continue;
     elsewhere += "  " + pad(name, name_width, true) +
                  printf_text(
                      "  consumers %llu  backlog %llu  pending %llu  processed %llu  "

@@ -145,8 +145,14 @@ std::map<std::string, std::uint64_t> RedisTransport::events() const {
           {"memory_paused_ms", session_->memory.paused_ms()}};
 }
 
+namespace {
+
+// Packets a stage is done with: what its processes' counts add up to.
+std::uint64_t done_with(const StageMetrics& s) { return s.processed + s.failed + s.dropped; }
+
+}  // namespace
+
 std::vector<StageMetrics> RedisTransport::served_elsewhere() const {
-  const auto total = [](const StageMetrics& s) { return s.processed + s.failed + s.dropped; };
   std::vector<StageMetrics> stages;
   auto conn = session_->connect();
   const detail::Reply counters = conn->command({"HGETALL", session_->names->counters()});
@@ -159,7 +165,9 @@ std::vector<StageMetrics> RedisTransport::served_elsewhere() const {
     StageMetrics all = detail::stage_counts(counters.get(), planned[i].name());
     // Served here too: listed when other processes added to it (the table has this one's part).
     const StageMetrics* mine = here.stage(planned[i].name());
-    if (session_->served.contains(i) && (mine == nullptr || total(all) <= total(*mine))) continue;
+    if (session_->served.contains(i) && (mine == nullptr || done_with(all) <= done_with(*mine))) {
+      continue;
+    }
     all.type = planned[i].config.type;
     stages.push_back(std::move(all));
   }
@@ -180,7 +188,7 @@ std::string RedisTransport::report() const {
       // reads agree (a second at most), so that the counts include the last packets.
       const auto total = [](const std::vector<StageMetrics>& stages) {
         std::uint64_t n = 0;
-        for (const StageMetrics& s : stages) n += s.processed + s.failed + s.dropped;
+        for (const StageMetrics& s : stages) n += done_with(s);
         return n;
       };
       for (int round = 0; round < 3; ++round) {

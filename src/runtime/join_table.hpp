@@ -84,10 +84,7 @@ class JoinTable {
     std::vector<Done> done;
     for (auto it = entries_.begin(); it != entries_.end();) {
       if (everything || it->second.first <= deadline) {
-        std::size_t missing = 0;
-        for (std::size_t i = 0; i < inputs_; ++i) {
-          missing += it->second.parts[i] || it->second.skipped[i] ? 0 : 1;
-        }
+        const std::size_t missing = inputs_ - settled_inputs(it->second);
         if (missing > 0 && !everything) note_late(it->first, missing);
         done.push_back(take(it->first.first, it->first.second, it->second));
         settled_[it->first.first].insert(it->first.second);
@@ -149,10 +146,15 @@ class JoinTable {
     late_[key] = missing;
   }
 
-  std::optional<Done> settle_if_complete(std::uint32_t stream, std::uint64_t seq, Entry& entry) {
+  // The inputs that gave a part or said they never will.
+  [[nodiscard]] std::size_t settled_inputs(const Entry& entry) const {
     std::size_t settled = 0;
     for (std::size_t i = 0; i < inputs_; ++i) settled += entry.parts[i] || entry.skipped[i];
-    if (settled < inputs_) return std::nullopt;
+    return settled;
+  }
+
+  std::optional<Done> settle_if_complete(std::uint32_t stream, std::uint64_t seq, Entry& entry) {
+    if (settled_inputs(entry) < inputs_) return std::nullopt;
     Done done = take(stream, seq, entry);
     entries_.erase({stream, seq});
     settled_[stream].insert(seq);
