@@ -27,6 +27,11 @@ std::int64_t now_ns() {
 // ask hundreds of times per packet (what most of Redis's CPU went to, bench scaleout).
 constexpr std::int64_t kProbeFirstNs = 2'000'000;
 constexpr std::int64_t kProbeMostNs = 32'000'000;
+// In live mode, how long a stage's stream may go unread (no entry delivered to any consumer)
+// before its source's outlet sheds: a stage that reads, however slowly, reads more often than
+// this (its process takes all it can, its queue keeping each stream's newest); a process that
+// is busy or descheduled (a loaded machine, a sanitizer) may not read for some milliseconds.
+constexpr std::int64_t kUnreadNs = 500'000'000;
 
 }  // namespace
 
@@ -169,9 +174,13 @@ void RedisOutlet::probe() {
       if (++sum->replies < keys_.size()) return;
       limit_ = static_cast<long long>(to_.config.queue_capacity) - sum->lag + sum->adds;
       const long long room = this->room();
-      // Nobody read the stream since the last probe: a full backlog is not one being read.
-      unread_ = !last_delivered_.empty() && sum->delivered == last_delivered_;
-      last_delivered_ = std::move(sum->delivered);
+      // Nobody read the stream for kUnreadNs: a full backlog is not one being read.
+      const std::int64_t now = now_ns();
+      if (sum->delivered != last_delivered_) {
+        last_delivered_ = std::move(sum->delivered);
+        delivered_changed_ns_ = now;
+      }
+      unread_ = now - delivered_changed_ns_ >= kUnreadNs;
       probe_every_ns_ =
           room > 0 ? kProbeFirstNs
                    : std::min(std::max(probe_every_ns_.load(), kProbeFirstNs) * 2, kProbeMostNs);

@@ -21,10 +21,10 @@ class Session;
 /// not yet delivered to any consumer) is under its queue capacity; the outlet counts its adds
 /// against the room the last probe found, and the writer probes again when it runs out. In live
 /// mode an outlet of a source never holds it back: while the backlog is at the capacity and
-/// nobody reads the stream (its worker stopped), it sends a `dropped` entry in place of each
-/// packet, which the stage counts as its drop, so that the stream does not grow by a frame each
-/// time. A stage that reads its stream, however far behind, gets every packet: its process's
-/// queue keeps each stream's newest.
+/// nobody has read the stream for half a second (its worker stopped), it sends a `dropped` entry in
+/// place of each packet, which the stage counts as its drop, so that the stream does not grow by a
+/// frame each time. A stage that reads its stream, however far behind, gets every packet: its
+/// process's queue keeps each stream's newest.
 class RedisOutlet final : public Outlet {
  public:
   RedisOutlet(Session& session, const PlanStage& from, const PlanStage& to, std::size_t input);
@@ -60,8 +60,9 @@ class RedisOutlet final : public Outlet {
   const bool blocks_;      // the source or stage feeding it waits while the backlog is full
   const bool sheds_;       // live mode, from a source: drops instead
   bool shedding_ = false;  // sheds_: dropping now (the source's thread only)
-  std::atomic<bool> unread_{false};  // the last two probes found the same entries delivered
-  std::string last_delivered_;       // what the last probe found (the writer's thread)
+  std::atomic<bool> unread_{false};  // the probes found the same entries delivered for a while
+  std::string last_delivered_;       // what the probes found (the writer's thread)
+  std::int64_t delivered_changed_ns_ = 0;  // when last_delivered_ last changed
   // Probes run while the room the outlet counts is below this: for `sheds_` from half the
   // capacity on, so that a stage that reads its stream has its room back before any drop.
   const long long probe_below_;

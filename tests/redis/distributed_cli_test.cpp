@@ -286,8 +286,8 @@ TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAnd
   write_text(path, "pipeline: " + name_ +
                        "\nlive: {}\n"
                        "stages:\n"
-                       "  - { name: source, type: synthetic.source, params: { count: 200, "
-                       "rate: 400 } }\n"
+                       "  - { name: source, type: synthetic.source, params: { count: 300, "
+                       "rate: 100 } }\n"
                        "  - { name: work, type: model.sleep, queue: { capacity: 8 }, params: { "
                        "service_ms: 1 } }\n"
                        "  - { name: sink, type: sink.jsonl, ordered: true, params: { path: " +
@@ -297,12 +297,12 @@ TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAnd
   auto run = run_on_workers(path);
   const auto deadline = std::chrono::steady_clock::now() + 30s;
   long long entries = 0;
-  while (entries < 200 && std::chrono::steady_clock::now() < deadline) {
+  while (entries < 300 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(50ms);
     auto len = redis.command({"XLEN", stream_key("work")});
     entries = len ? len->integer : 0;
   }
-  ASSERT_EQ(entries, 200) << "the source waited, or its entries did not all come";
+  ASSERT_EQ(entries, 300) << "the source waited, or its entries did not all come";
   std::map<char, int> kinds;  // by the entry's kind byte: 'p' packet, 'd' dropped
   auto all = redis.command({"XRANGE", stream_key("work"), "-", "+"});
   for (std::size_t i = 0; all && i < all->elements; ++i) {
@@ -311,17 +311,18 @@ TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAnd
     ASSERT_GT(value.size(), 3u);
     ++kinds[value[3]];
   }
-  // The queue's capacity, and what came before the outlet's second look found nobody reading.
+  // The queue's capacity, and what came in the half second the outlet takes to see that nobody
+  // reads (about 50 frames at 100 per second; a loaded machine's late probes add a few).
   EXPECT_GE(kinds['p'], 8);
-  EXPECT_LE(kinds['p'], 16) << "the stream holds about what the stage's queue holds";
-  EXPECT_EQ(kinds['p'] + kinds['d'], 200);
+  EXPECT_LE(kinds['p'], 8 + 50 + 20) << "the stream holds about what the stage's queue holds";
+  EXPECT_EQ(kinds['p'] + kinds['d'], 300);
   auto w = worker("w", path, "work");
   const Result done = run->wait(60s);
   ASSERT_EQ(done.exit_code, 0) << done.err;
   const auto [processed, dropped] = work_counts(done.out);
   ASSERT_GE(processed, 1) << done.out;
   EXPECT_LE(processed, kinds['p']);
-  EXPECT_EQ(processed + dropped, 200);
+  EXPECT_EQ(processed + dropped, 300);
   EXPECT_EQ(static_cast<int>(lines_of(dir_ / "out.jsonl").size()), processed);
   w->signal(SIGTERM);
   EXPECT_EQ(w->wait(20s).exit_code, 0);
