@@ -151,8 +151,11 @@ std::string render_status(const Json& status, const StatusViewStyle& style) {
     }
     const auto for_age = static_cast<unsigned long long>(number_or(stage, "dropped_age", 0));
     const auto newest = static_cast<unsigned long long>(number_or(stage, "dropped_newest", 0));
-    if (for_age + newest > 0) {
-      drops += (drops.empty() ? "" : ", ") + name + printf_text(" age %llu newest %llu", for_age, newest);
+    const auto unserved = static_cast<unsigned long long>(number_or(stage, "dropped_unserved", 0));
+    if (for_age + newest + unserved > 0) {
+      drops += (drops.empty() ? "" : ", ") + name +
+               printf_text(" age %llu newest %llu", for_age, newest) +
+               (unserved > 0 ? printf_text(" unserved %llu", unserved) : std::string());
     }
     const Json counted = stage.value("events", Json::object());
     if (counted.is_object() && !counted.empty()) {

@@ -32,6 +32,8 @@ struct StageMetrics {
                                 // timeout, and in live mode, by reason:
   std::uint64_t dropped_age = 0;     //   older than the budget (live.max_age_ms) when taken
   std::uint64_t dropped_newest = 0;  //   replaced by its stream's newer packet (policy: newest)
+  std::uint64_t dropped_unserved = 0;  //   not sent: no process served the stage (on Redis, its
+                                       //   stream at its capacity and unread for half a second)
   std::uint64_t dead_lettered = 0;  // handed to the dead letter: failed packets (when the
                                     // pipeline or transport keeps them), and on Redis entries
                                     // delivered max_deliveries times or unreadable

@@ -33,9 +33,10 @@ struct Delivery {
   std::size_t input = 0;  // which of the stage's inputs it arrived on
   Ticket ticket = 0;      // the engine settles it once the stage is done with this delivery
   /// A skip the transport made in place of a packet, counted at the stage as the engine counts
-  /// its own losses: the transport dead-lettered the entry, or dropped the packet (live mode:
-  /// nobody read the stage's backlog while it was at the stage's queue capacity).
-  enum class Loss { none, dead_lettered, dropped };
+  /// its own losses: the transport dead-lettered the entry, or dropped the packet because no
+  /// process served the stage (live mode: nobody read the stage's backlog while it was at the
+  /// stage's queue capacity), which the stage counts as `dropped`, reason `unserved`.
+  enum class Loss { none, dead_lettered, unserved };
   Loss loss = Loss::none;
 };
 

@@ -56,6 +56,7 @@ Json stage_json(const StageMetrics& s, const Recent& recent, Json inputs) {
               {"dropped", s.dropped},
               {"dropped_age", s.dropped_age},
               {"dropped_newest", s.dropped_newest},
+              {"dropped_unserved", s.dropped_unserved},
               {"dead_lettered", s.dead_lettered},
               {"events", s.events},
               {"rate_per_s", optional_number(recent.rate_per_s)},

@@ -167,13 +167,25 @@ std::optional<Bottleneck> MetricsSnapshot::bottleneck(const MetricsSnapshot* bef
 
 std::string MetricsSnapshot::to_table() const {
   const std::vector<detail::TableColumn> columns = {
-      {"", "stage", true},     {"", "consumers"},       {"", "processed"},
-      {"", "rate/s"},          {"", "failed"},          {"dropped", "all"},
-      {"dropped", "age"},      {"dropped", "newest"},   {"", "dead-lettered"},
+      {"", "stage", true},
+      {"", "consumers"},
+      {"", "processed"},
+      {"", "rate/s"},
+      {"", "failed"},
+      {"dropped", "all"},
+      {"dropped", "age"},
+      {"dropped", "newest"},
+      {"dropped", "unserved"},
+      {"", "dead-lettered"},
       {"queue", "now/max/cap"},
-      {"queue wait", "p50"},   {"queue wait", "p99"},   {"service time", "p50"},
-      {"service time", "p95"}, {"service time", "p99"}, {"age", "p50"},
-      {"age", "p99"},          {"", "busy"},
+      {"queue wait", "p50"},
+      {"queue wait", "p99"},
+      {"service time", "p50"},
+      {"service time", "p95"},
+      {"service time", "p99"},
+      {"age", "p50"},
+      {"age", "p99"},
+      {"", "busy"},
   };
   std::vector<std::vector<std::string>> rows;
   rows.reserve(stages.size());
@@ -187,6 +199,7 @@ std::string MetricsSnapshot::to_table() const {
         std::to_string(s.dropped),
         std::to_string(s.dropped_age),
         std::to_string(s.dropped_newest),
+        std::to_string(s.dropped_unserved),
         std::to_string(s.dead_lettered),
         std::to_string(s.queue_depth) + '/' + std::to_string(s.queue_max) + '/' +
             std::to_string(s.queue_capacity),
@@ -290,6 +303,7 @@ std::string MetricsSnapshot::to_json() const {
         {"dropped", s.dropped},
         {"dropped_age", s.dropped_age},
         {"dropped_newest", s.dropped_newest},
+        {"dropped_unserved", s.dropped_unserved},
         {"dead_lettered", s.dead_lettered},
         {"emitted", s.emitted},
         {"rate_per_s", per_second(s.processed, elapsed_s)},
@@ -346,7 +360,7 @@ std::string MetricsSnapshot::to_prometheus() const {
        [](const StageMetrics& s) { return std::to_string(s.failed); }},
       {"micromodels_stage_dropped_total", "counter",
        "Packets removed by a policy the pipeline chose: queue overflow, join timeout, and in live "
-       "mode age and newest.",
+       "mode age, newest and unserved.",
        [](const StageMetrics& s) { return std::to_string(s.dropped); }},
       {"micromodels_stage_dropped_age_total", "counter",
        "Of the dropped packets, those older than the live budget when taken.",
@@ -354,6 +368,9 @@ std::string MetricsSnapshot::to_prometheus() const {
       {"micromodels_stage_dropped_newest_total", "counter",
        "Of the dropped packets, those replaced by their stream's newer packet (live, newest).",
        [](const StageMetrics& s) { return std::to_string(s.dropped_newest); }},
+      {"micromodels_stage_dropped_unserved_total", "counter",
+       "Of the dropped packets, those not sent while no process served the stage (live, Redis).",
+       [](const StageMetrics& s) { return std::to_string(s.dropped_unserved); }},
       {"micromodels_stage_dead_lettered_total", "counter",
        "Packets handed to the dead letter: failed ones, and on Redis entries that could not be "
        "delivered.",

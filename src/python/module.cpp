@@ -159,6 +159,7 @@ PYBIND11_MODULE(micromodels, module) {
       .def_readonly("dropped", &StageMetrics::dropped)
       .def_readonly("dropped_age", &StageMetrics::dropped_age)
       .def_readonly("dropped_newest", &StageMetrics::dropped_newest)
+      .def_readonly("dropped_unserved", &StageMetrics::dropped_unserved)
       .def_readonly("dead_lettered", &StageMetrics::dead_lettered)
       .def_readonly("emitted", &StageMetrics::emitted)
       .def_readonly("events", &StageMetrics::events)

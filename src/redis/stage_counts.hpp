@@ -21,12 +21,13 @@ struct StageCount {
   std::uint64_t StageMetrics::*member;
 };
 
-inline constexpr std::array<StageCount, 6> kStageCounts{{
+inline constexpr std::array<StageCount, 7> kStageCounts{{
     {":processed", &StageMetrics::processed},
     {":failed", &StageMetrics::failed},
     {":dropped", &StageMetrics::dropped},
     {":dropped_age", &StageMetrics::dropped_age},
     {":dropped_newest", &StageMetrics::dropped_newest},
+    {":dropped_unserved", &StageMetrics::dropped_unserved},
     {":dead_lettered", &StageMetrics::dead_lettered},
 }};
 

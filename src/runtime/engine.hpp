@@ -130,6 +130,7 @@ class Node {
   std::atomic<std::uint64_t> dropped{0};         // all reasons, among them:
   std::atomic<std::uint64_t> dropped_age{0};     //   older than the budget when taken
   std::atomic<std::uint64_t> dropped_newest{0};  //   replaced by its stream's newer packet
+  std::atomic<std::uint64_t> dropped_unserved{0};  // not sent: nobody served the stage (Loss)
   std::atomic<std::uint64_t> dead_lettered{0};
   std::atomic<std::uint64_t> emitted{0};
   std::atomic<std::uint64_t> skipped{0};    // "will never come" notices that reached it

@@ -523,6 +523,7 @@ MetricsSnapshot Engine::metrics() const {
     m.dropped = node.dropped.load();
     m.dropped_age = node.dropped_age.load();
     m.dropped_newest = node.dropped_newest.load();
+    m.dropped_unserved = node.dropped_unserved.load();
     m.dead_lettered = node.dead_lettered.load();
     m.emitted = node.emitted.load();
     m.queue_depth = node.queue.depth();

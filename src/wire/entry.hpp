@@ -47,7 +47,7 @@ struct Entry {
   enum class Kind : char {
     packet = 'p',
     skip = 's',     // (stream, seq) will never come
-    dropped = 'd',  // the same, and the receiving stage counts it as dropped
+    dropped = 'd',  // the same, and the receiving stage counts it as dropped (unserved)
   };
   Kind kind = Kind::packet;
   std::uint64_t version = 0;  // Plan::version() of the pipeline that wrote it

@@ -55,6 +55,7 @@ stages:
     work = metrics.stage("work")
     assert work.dropped_newest > 0
     assert work.dropped == work.dropped_newest + work.dropped_age
+    assert work.dropped_unserved == 0  # one process serves every stage
     assert work.processed + work.dropped == metrics.packets_in == 800
 
 

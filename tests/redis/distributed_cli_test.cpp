@@ -316,7 +316,8 @@ TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAnd
   EXPECT_GE(kinds['p'], 8);
   EXPECT_LE(kinds['p'], 8 + 50 + 20) << "the stream holds about what the stage's queue holds";
   EXPECT_EQ(kinds['p'] + kinds['d'], 300);
-  auto w = worker("w", path, "work");
+  const fs::path metrics = dir_ / "worker.json";
+  auto w = worker("w", path, "work", {"--metrics-json", metrics.string()});
   const Result done = run->wait(60s);
   ASSERT_EQ(done.exit_code, 0) << done.err;
   const auto [processed, dropped] = work_counts(done.out);
@@ -326,6 +327,13 @@ TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAnd
   EXPECT_EQ(static_cast<int>(lines_of(dir_ / "out.jsonl").size()), processed);
   w->signal(SIGTERM);
   EXPECT_EQ(w->wait(20s).exit_code, 0);
+  // The worker gives each drop its reason: the `dropped` entries are the unserved ones.
+  const nlohmann::json stages = nlohmann::json::parse(read_text(metrics))["stages"];
+  const auto work = std::find_if(stages.begin(), stages.end(),
+                                 [](const nlohmann::json& s) { return s["name"] == "work"; });
+  ASSERT_NE(work, stages.end());
+  EXPECT_EQ((*work)["dropped_unserved"].get<int>(), kinds['d']);
+  EXPECT_EQ((*work)["dropped"].get<int>(), dropped);
 }
 
 // A run that ends trims its streams before it leaves: a run shorter than the keeper's second

@@ -268,8 +268,9 @@ TEST(MetricsTable, HasOneAlignedRowPerStage) {
 
   const auto header = tokens_with_end(lines[1]);
   const std::vector<std::string> expected_header = {
-      "stage", "consumers", "processed", "rate/s", "failed", "all", "age", "newest",
-      "dead-lettered", "now/max/cap", "p50", "p99", "p50", "p95", "p99", "p50", "p99", "busy"};
+      "stage",  "consumers", "processed",     "rate/s",      "failed", "all", "age",
+      "newest", "unserved",  "dead-lettered", "now/max/cap", "p50",    "p99", "p50",
+      "p95",    "p99",       "p50",           "p99",         "busy"};
   ASSERT_EQ(header.size(), expected_header.size()) << lines[1];
   for (std::size_t i = 0; i < header.size(); ++i) EXPECT_EQ(header[i].first, expected_header[i]);
 
@@ -287,24 +288,24 @@ TEST(MetricsTable, HasOneAlignedRowPerStage) {
 
   const auto work = tokens_with_end(lines[3]);
   const std::vector<std::string> work_cells = {
-      "work",   "4",      "990",    "495.0",  "2",      "1", "1", "0", "0",
+      "work",    "4",      "990",    "495.0",  "2",      "1",      "1", "0", "0",  "0",
       "7/40/64", "1.20ms", "4.50ms", "1.50ms", "4.00ms", "12.0ms", "-", "-", "97%"};
   for (std::size_t i = 0; i < work_cells.size(); ++i) EXPECT_EQ(work[i].first, work_cells[i]);
 
   const auto source = tokens_with_end(lines[2]);
   EXPECT_EQ(source[3].first, "500.0") << "a source's rate is the frames it made per second";
-  EXPECT_EQ(source[10].first, "-") << "no queue wait measured for a source";
-  EXPECT_EQ(source[12].first, "3.2µs");
-  EXPECT_EQ(source[14].first, "8.0µs");
-  EXPECT_EQ(source[15].first, "-") << "no age measured but at the last stages";
-  EXPECT_EQ(source[17].first, "5%");
+  EXPECT_EQ(source[11].first, "-") << "no queue wait measured for a source";
+  EXPECT_EQ(source[13].first, "3.2µs");
+  EXPECT_EQ(source[15].first, "8.0µs");
+  EXPECT_EQ(source[16].first, "-") << "no age measured but at the last stages";
+  EXPECT_EQ(source[18].first, "5%");
 
   const auto sink = tokens_with_end(lines[4]);
   EXPECT_EQ(sink[3].first, "494.0");
-  EXPECT_EQ(sink[10].first, "40µs");
-  EXPECT_EQ(sink[12].first, "2.50s");
-  EXPECT_EQ(sink[15].first, "30.0ms");
-  EXPECT_EQ(sink[16].first, "80.0ms");
+  EXPECT_EQ(sink[11].first, "40µs");
+  EXPECT_EQ(sink[13].first, "2.50s");
+  EXPECT_EQ(sink[16].first, "30.0ms");
+  EXPECT_EQ(sink[17].first, "80.0ms");
 
   // The run's rates: frames in from the sources, packets out once each (never a sum over sinks).
   EXPECT_EQ(lines[5], "elapsed 2.00 s, packets in 1000 (500.0/s), out 990 (495.0/s)");
@@ -335,6 +336,7 @@ TEST(MetricsJson, ParsesAndCarriesEveryValue) {
   EXPECT_EQ(work["dropped"], 1);
   EXPECT_EQ(work["dropped_age"], 1);
   EXPECT_EQ(work["dropped_newest"], 0);
+  EXPECT_EQ(work["dropped_unserved"], 0);
   EXPECT_TRUE(work["age_us"].is_null()) << "no age measured but at the last stages";
   EXPECT_DOUBLE_EQ(work["rate_per_s"].get<double>(), 495.0);
   EXPECT_EQ(work["dead_lettered"], 0);
@@ -500,6 +502,7 @@ TEST(MetricsPrometheus, WritesCountersGaugesAndHistograms) {
   EXPECT_TRUE(has_line(text, "micromodels_stage_dropped_total" + work + "} 1"));
   EXPECT_TRUE(has_line(text, "micromodels_stage_dropped_age_total" + work + "} 1"));
   EXPECT_TRUE(has_line(text, "micromodels_stage_dropped_newest_total" + work + "} 0"));
+  EXPECT_TRUE(has_line(text, "micromodels_stage_dropped_unserved_total" + work + "} 0"));
   EXPECT_TRUE(has_line(text, "# TYPE micromodels_stage_queue_depth gauge"));
   EXPECT_TRUE(has_line(text, "micromodels_stage_queue_depth" + work + "} 7"));
   EXPECT_TRUE(has_line(text, "micromodels_stage_consumers" + work + "} 4"));
