@@ -227,11 +227,9 @@ void Engine::serve_inlet(Node& node) {
       case Delivery::Kind::skip:
         if (d.loss == Delivery::Loss::dead_lettered) {
           to.dead_lettered.fetch_add(1, std::memory_order_relaxed);
-        } else if (d.loss == Delivery::Loss::unserved) {
-          to.dropped.fetch_add(1, std::memory_order_relaxed);
-          to.dropped_unserved.fetch_add(1, std::memory_order_relaxed);
         }
-        deliver_skip(edge, d.packet.stream, d.packet.seq, d.ticket);
+        deliver_skip(edge, d.packet.stream, d.packet.seq, d.ticket,
+                     d.loss == Delivery::Loss::unserved);
         break;
       case Delivery::Kind::reset:
         reset_stream(to, d.packet.stream, d.packet.seq);

@@ -226,7 +226,10 @@ class Engine {
   void deliver_all(const Edge& edge, std::vector<Packet>& packets);  // one call's outputs
   template <class Work>
   void under_lock(Node& to, Work&& work);  // work(Aftermath&) under to's lock, then after_delivery
-  void deliver_skip(const Edge& edge, std::uint32_t stream, std::uint64_t seq, Ticket ticket = 0);
+  /// `unserved`: a packet the transport dropped for want of a reader (Delivery::Loss), counted
+  /// as this stage's drop, once: it arrived and was dropped, as a queue's drop is.
+  void deliver_skip(const Edge& edge, std::uint32_t stream, std::uint64_t seq, Ticket ticket = 0,
+                    bool unserved = false);
   void after_delivery(Node& to, Aftermath& after, bool claimed);
   void settle(const Node& node, Ticket ticket) const {
     if (ticket != 0 && node.tickets != nullptr) node.tickets->settle(ticket);

@@ -220,16 +220,23 @@ void Engine::deliver_all(const Edge& edge, std::vector<Packet>& packets) {
   });
 }
 
-void Engine::deliver_skip(const Edge& edge, std::uint32_t stream, std::uint64_t seq,
-                          Ticket ticket) {
+void Engine::deliver_skip(const Edge& edge, std::uint32_t stream, std::uint64_t seq, Ticket ticket,
+                          bool unserved) {
   if (edge.outlet != nullptr) {
     edge.outlet->skip(stream, seq);
     return;
   }
   Node& to = *edge.node;
   under_lock(to, [&](Aftermath& after) {
+    if (unserved) {
+      to.dropped.fetch_add(1, std::memory_order_relaxed);
+      to.dropped_unserved.fetch_add(1, std::memory_order_relaxed);
+    }
     if (!to.joins_inputs()) {
-      skip_locked(to, stream, seq, ticket, true, after);
+      if (unserved) {  // written under the node's lock only (release_locked)
+        to.arrived.store(to.arrived.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      }
+      skip_locked(to, stream, seq, ticket, !unserved, after);
       return;
     }
     bool refused = false;

@@ -328,7 +328,10 @@ TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAnd
   w->signal(SIGTERM);
   EXPECT_EQ(w->wait(20s).exit_code, 0);
   // The worker gives each drop its reason: the `dropped` entries are the unserved ones.
-  const nlohmann::json stages = nlohmann::json::parse(read_text(metrics))["stages"];
+  const nlohmann::json report = nlohmann::json::parse(read_text(metrics));
+  EXPECT_EQ(report["packets_in"].get<int>(), 300) << "an unserved packet came in, as a marker";
+  EXPECT_EQ(report["packets_out"].get<int>(), 300) << "and is done with once";
+  const nlohmann::json stages = report["stages"];
   const auto work = std::find_if(stages.begin(), stages.end(),
                                  [](const nlohmann::json& s) { return s["name"] == "work"; });
   ASSERT_NE(work, stages.end());
