@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
@@ -171,8 +172,32 @@ struct Loaded {
   std::string label;  // module.Class
 };
 
-// Imports (or re-imports) the module and checks the class. Needs the GIL.
-Loaded load(const Params& params, bool reload) {
+// The file a module was imported from, as it was then (its time and size), by module name:
+// a module whose file changed since is imported again, so that a pipeline checked or built
+// later in this process (a notebook's next run, a swap after a refused one) sees the file as it
+// is. Guarded by the GIL.
+struct FileStamp {
+  std::filesystem::file_time_type time{};
+  std::uintmax_t size = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+std::map<std::string, FileStamp>& imported_files() {
+  static std::map<std::string, FileStamp> files;
+  return files;
+}
+std::optional<FileStamp> stamp_of(const py::module_& module) {
+  if (!py::hasattr(module, "__file__") || module.attr("__file__").is_none()) return std::nullopt;
+  const std::filesystem::path file = py::str(module.attr("__file__")).cast<std::string>();
+  std::error_code error;
+  FileStamp stamp{std::filesystem::last_write_time(file, error), 0};
+  if (!error) stamp.size = std::filesystem::file_size(file, error);
+  if (error) return std::nullopt;
+  return stamp;
+}
+
+// Imports the module (again when `reload`, or when its file changed since) and checks the
+// class. Needs the GIL.
+Loaded load(const Params& params, bool reload = false) {
   const std::string& module_name = params.text("module");
   const std::string& class_name = params.text("class");
   const std::string& path = params.text("path");
@@ -184,7 +209,13 @@ Loaded load(const Params& params, bool reload) {
     py::list sys_path = py::module_::import("sys").attr("path");
     if (!sys_path.contains(absolute)) sys_path.insert(0, absolute);
     module = py::module_::import(module_name.c_str());
-    if (reload) module.reload();
+    const auto known = imported_files().find(module_name);
+    if (reload || (known != imported_files().end() && stamp_of(module) != known->second)) {
+      module.reload();
+    }
+    if (const std::optional<FileStamp> stamp = stamp_of(module)) {
+      imported_files()[module_name] = *stamp;
+    }
   } catch (py::error_already_set& error) {
     throw ParamError("module", "Python module '" + module_name + "' (searched first in '" + path +
                                    "') does not import; fix the module or the path:\n" +
@@ -227,30 +258,25 @@ std::string key_of(const Params& params) {
   return params.text("path") + '\n' + params.text("module") + '\n' + params.text("class");
 }
 
-// What each class declared when the pipeline was first checked, and the modules a stage was
-// built from; guarded by the GIL. A module built from again (a swap) is re-imported, and must
-// declare what the running pipeline was checked with.
-std::map<std::string, Declaration>& first_declarations() {
-  static std::map<std::string, Declaration> declarations;
+// What the live instances of each class (key_of) declared; guarded by the GIL. A stage built
+// while instances of its class live (a swap) re-imports the module, and must declare what the
+// running pipeline was checked with.
+std::map<std::string, std::vector<std::shared_ptr<const Declaration>>>& live_declarations() {
+  static std::map<std::string, std::vector<std::shared_ptr<const Declaration>>> declarations;
   return declarations;
-}
-std::set<std::string>& built_modules() {
-  static std::set<std::string> modules;
-  return modules;
 }
 
 std::vector<ParamSpec> class_params(const Params& params) {
   ensure_interpreter();
   Gil gil;
-  return load(params, false).params;
+  return load(params).params;
 }
 
 StageInfo describe(const Params& params) {
   ensure_interpreter();
   Gil gil;
-  const Loaded loaded = load(params, false);
+  const Loaded loaded = load(params);
   const Declaration& declaration = *loaded.declaration;
-  first_declarations().try_emplace(key_of(params), declaration);
   StageInfo info;
   for (const auto& [name, type] : declaration.reads) info.reads.push_back(name);
   for (const auto& [name, type] : declaration.optional_reads) info.optional_reads.push_back(name);
@@ -287,7 +313,9 @@ class PythonStage final : public Stage {
 
   // The class's params are attributes of the instance, set before its __init__ runs.
   PythonStage(Loaded loaded, const Params& params)
-      : label_("Python stage " + loaded.label), declaration_(std::move(loaded.declaration)) {
+      : label_("Python stage " + loaded.label),
+        key_(key_of(params)),
+        declaration_(std::move(loaded.declaration)) {
     try {
       instance_ = loaded.cls.attr("__new__")(loaded.cls);
       for (const ParamSpec& spec : loaded.params) {
@@ -299,6 +327,7 @@ class PythonStage final : public Stage {
     }
     process_ = instance_.attr("process");
     if (declaration_->batching) process_batch_ = instance_.attr("process_batch");
+    live_declarations()[key_].push_back(declaration_);
   }
 
   ~PythonStage() override {
@@ -306,6 +335,9 @@ class PythonStage final : public Stage {
     process_batch_ = py::object();
     process_ = py::object();
     instance_ = py::object();
+    auto& live = live_declarations()[key_];
+    live.erase(std::find(live.begin(), live.end(), declaration_));
+    if (live.empty()) live_declarations().erase(key_);
   }
 
   PythonStage(const PythonStage&) = delete;
@@ -372,6 +404,7 @@ class PythonStage final : public Stage {
   }
 
   std::string label_;
+  std::string key_;  // key_of its params: its class
   std::shared_ptr<const Declaration> declaration_;
   py::object instance_;
   py::object process_;
@@ -381,11 +414,10 @@ class PythonStage final : public Stage {
 std::unique_ptr<Stage> build(const Params& params) {
   ensure_interpreter();
   Gil gil;
-  const std::string& module_name = params.text("module");
-  const bool again = !built_modules().insert(module_name).second;
-  Loaded loaded = load(params, again);
-  const auto first = first_declarations().find(key_of(params));
-  if (again && first != first_declarations().end() && !(first->second == *loaded.declaration)) {
+  const auto live = live_declarations().find(key_of(params));
+  const bool swapping = live != live_declarations().end();
+  Loaded loaded = load(params, swapping);
+  if (swapping && !(*live->second.front() == *loaded.declaration)) {
     throw std::runtime_error("the re-imported class '" + loaded.label +
                              "' declares other reads, writes, batching or params than the "
                              "running pipeline was checked with; stop the run to change them");

@@ -449,12 +449,35 @@ def test_swap_reimports_the_module_while_the_run_goes_on(cli, stages, pipeline, 
         refused = run(cli, "ctl", url, "swap", "work")
         assert refused.returncode == 2
         assert "declares other reads, writes, batching or params" in refused.stderr
+        # A read that nothing upstream writes is refused as the pipeline's check says.
+        stages("versioned", """
+            class Stage:
+                reads = {"value": "int", "zzz": "int"}
+                writes = {"version": "int"}
+                def process(self, packet):
+                    return packet
+        """)
+        refused = run(cli, "ctl", url, "swap", "work")
+        assert refused.returncode == 2
+        assert "'zzz'" in refused.stderr, refused.stderr
         time.sleep(0.3)
+        # With the file put right, the next swap takes: a refused one leaves nothing behind.
+        stages("versioned", """
+            class Stage:
+                reads = {"value": "int"}
+                writes = {"version": "int"}
+                def process(self, packet):
+                    packet["version"] = 3
+                    return packet
+        """)
+        again = run(cli, "ctl", url, "swap", "work")
+        assert again.returncode == 0, again.stderr
+        time.sleep(0.5)
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=60)
     versions = [r["fields"]["version"] for r in read_jsonl(out)]
-    assert versions[0] == 1 and versions[-1] == 2
+    assert versions[0] == 1 and versions[-1] == 3 and 2 in versions
     assert versions == sorted(versions)  # one stage instance at a time, in order (1 consumer)
 
 
