@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -14,8 +17,10 @@
 #include <pybind11/stl/filesystem.h>
 
 #include "micromodels/pipeline.hpp"
+#include "micromodels/plugin.hpp"
 #include "micromodels/registry.hpp"
 #include "micromodels/runner.hpp"
+
 #include "python_packet.hpp"
 #include "python_stage.hpp"
 #if MICROMODELS_PYTHON_VISION
@@ -31,9 +36,48 @@ namespace micromodels::python {
 
 namespace {
 
+// The runners started and not yet deleted. When the interpreter exits with one still running,
+// it is stopped and drained first (stop_at_exit): a Python stage's thread that waits for the
+// GIL while Python finalizes would abort the process, and the sinks would lose their last
+// packets.
+std::mutex started_mutex;
+std::set<Runner*> started;
+
+void start(Runner& runner) {
+  {
+    const std::lock_guard lock(started_mutex);
+    started.insert(&runner);
+  }
+  py::gil_scoped_release release;
+  runner.start();
+}
+
+void stop_at_exit() {
+  std::set<Runner*> running;
+  {
+    const std::lock_guard lock(started_mutex);
+    running = started;
+  }
+  py::gil_scoped_release release;
+  for (Runner* runner : running) {
+    if (runner->finished()) continue;
+    runner->stop();
+    constexpr double kDrainMs = 30'000;
+    if (!runner->wait_for(kDrainMs)) {
+      std::fprintf(stderr,
+                   "micromodels: a run still had packets in flight 30 s after the interpreter "
+                   "began to exit; leaving them (stop() and wait() before exit to drain)\n");
+    }
+  }
+}
+
 // A Runner's destructor joins its threads, and Python stages on them may wait for the GIL.
 struct ReleaseAndDelete {
   void operator()(Runner* runner) const {
+    {
+      const std::lock_guard lock(started_mutex);
+      started.erase(runner);
+    }
     py::gil_scoped_release release;
     delete runner;
   }
@@ -68,6 +112,14 @@ bool wait_for(Runner& runner, double timeout_ms) {
 }
 
 using RunnerPtr = std::unique_ptr<Runner, ReleaseAndDelete>;
+
+// A pipeline read from YAML, with the plugins its `plugins:` names loaded, as the tool does.
+Pipeline with_plugins(Pipeline pipeline) {
+  for (const PluginPath& plugin : pipeline.plugins()) {
+    load_plugin(plugin.path, Registry::global(), plugin.where);
+  }
+  return pipeline;
+}
 
 // Where the pipeline runs, as `micromodels run` and `worker` read it: `broker` (or the file's
 // `broker:`) "memory" in this process; a Redis URL across processes, as the run (feeds the
@@ -122,6 +174,8 @@ PYBIND11_MODULE(micromodels, module) {
   if (registry.find("video.source") == nullptr) vision::register_stages(registry);
 #endif
 
+  py::module_::import("atexit").attr("register")(py::cpp_function(&python::stop_at_exit));
+
   py::register_exception<ConfigError>(module, "ConfigError", PyExc_ValueError);
   py::register_exception<ParamError>(module, "ParamError", PyExc_ValueError);
 #if MICROMODELS_PYTHON_REDIS
@@ -129,14 +183,23 @@ PYBIND11_MODULE(micromodels, module) {
 #endif
 
   py::class_<Pipeline>(module, "Pipeline", "A pipeline description, from YAML.")
-      .def_static("from_yaml_file", &Pipeline::from_yaml_file, py::arg("path"))
-      .def_static("from_yaml_string", &Pipeline::from_yaml_string, py::arg("yaml"),
-                  py::arg("file_name") = "<string>")
+      .def_static(
+          "from_yaml_file",
+          [](const std::string& path) {
+            return python::with_plugins(Pipeline::from_yaml_file(path));
+          },
+          py::arg("path"), "Reads the file and loads the plugins its `plugins:` names.")
+      .def_static(
+          "from_yaml_string",
+          [](std::string_view yaml, std::string file_name) {
+            return python::with_plugins(Pipeline::from_yaml_string(yaml, std::move(file_name)));
+          },
+          py::arg("yaml"), py::arg("file_name") = "<string>")
       .def(
           "validate", [](const Pipeline& p) { p.validate(Registry::global()); },
           "Checks types, params, inputs and fields; raises ConfigError naming file:line:column.")
-      .def("set_param",
-           py::overload_cast<std::string_view>(&Pipeline::set_param), py::arg("assignment"))
+      .def("set_param", py::overload_cast<std::string_view>(&Pipeline::set_param),
+           py::arg("assignment"))
       .def("set_consumers", &Pipeline::set_consumers, py::arg("stage"), py::arg("consumers"))
       .def_property_readonly("name", &Pipeline::name)
       .def_property_readonly("stages",
@@ -188,7 +251,7 @@ PYBIND11_MODULE(micromodels, module) {
       "(or `broker`): in this process on 'memory'; on Redis, the run, or with `stages` a worker.")
       .def(py::init(&python::make_runner), py::arg("pipeline"), py::arg("broker") = "",
            py::arg("stages") = std::vector<std::string>{}, py::arg("serve") = "missing")
-      .def("start", &Runner::start, py::call_guard<py::gil_scoped_release>())
+      .def("start", &python::start)
       .def("wait_for", &wait_for, py::arg("timeout_ms"),
            "True once finished; Ctrl-C stops the run, lets it drain and raises KeyboardInterrupt.")
       .def("wait", [](Runner& r) { wait_for(r, std::numeric_limits<double>::infinity()); })
@@ -215,10 +278,7 @@ PYBIND11_MODULE(micromodels, module) {
       "run",
       [](const Pipeline& pipeline, const std::string& broker, const std::string& serve) {
         python::RunnerPtr runner = python::make_runner(pipeline, broker, {}, serve);
-        {
-          py::gil_scoped_release release;
-          runner->start();
-        }
+        python::start(*runner);
         wait_for(*runner, std::numeric_limits<double>::infinity());
         return runner->metrics();
       },

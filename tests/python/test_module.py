@@ -1,4 +1,5 @@
 """The `micromodels` Python module: load, check, run, metrics, scale, swap, Ctrl-C."""
+import json
 import os
 import signal
 import subprocess
@@ -132,6 +133,52 @@ def test_ctrl_c_stops_the_run_cleanly(tmp_path):
     word, packets_in, packets_out = out.split()
     assert word == "interrupted"
     assert 0 < int(packets_in) == int(packets_out) < 100000000  # drained: nothing lost in flight
+
+
+def test_exiting_with_a_run_going_stops_it_and_drains_it_first(stages, tmp_path):
+    # The interpreter exits while a run with a Python stage goes on: the run is stopped and
+    # drained before Python finalizes, so that the process ends cleanly and the sink has every
+    # packet the source made, in order (it aborted with "exception not rethrown" before).
+    path = stages("square", """
+        class Square:
+            reads = {"value": "int"}
+            writes = {"square": "int"}
+            def process(self, packet):
+                packet["square"] = packet["value"] ** 2
+                return packet
+    """)
+    out = tmp_path / "out.jsonl"
+    script = tmp_path / "leave.py"
+    script.write_text(textwrap.dedent(f"""
+        import time
+        import micromodels
+        runner = micromodels.Runner(micromodels.Pipeline.from_yaml_string('''
+        pipeline: leave
+        stages:
+          - {{ name: source, type: synthetic.source, params: {{ count: 100000000, rate: 2000 }} }}
+          - {{ name: square, type: python, params: {{ module: square, class: Square, path: {path} }} }}
+          - {{ name: sink, type: sink.jsonl, params: {{ path: {out} }} }}
+        '''))
+        runner.start()
+        time.sleep(0.5)
+        print("leaving", flush=True)
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=os.environ, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "leaving"
+    seqs = [json.loads(line)["seq"] for line in out.read_text().splitlines()]
+    assert len(seqs) > 100
+    assert seqs == list(range(len(seqs)))
+
+
+def test_a_plugin_the_file_names_is_loaded_as_the_tool_loads_it(tmp_path):
+    # `plugins:` is read from Python too: a missing file is an error naming the line.
+    file = tmp_path / "plugged.yaml"
+    file.write_text("pipeline: plugged\nplugins: [nowhere.so]\nstages:\n"
+                    "  - { name: source, type: synthetic.source, params: { count: 3 } }\n")
+    with pytest.raises(micromodels.ConfigError, match=r"plugged.yaml:2:\d+: .*nowhere.so"):
+        micromodels.Pipeline.from_yaml_file(str(file))
 
 
 def test_count_outside_a_python_stage_says_where_to_call_it():
