@@ -32,10 +32,13 @@ class ConfigError : public std::runtime_error {
   ConfigError(SourceLocation where, std::string key, const std::string& message);
   [[nodiscard]] const SourceLocation& where() const noexcept { return where_; }
   [[nodiscard]] const std::string& key() const noexcept { return key_; }
+  /// `what()` without the location.
+  [[nodiscard]] const std::string& message() const noexcept { return message_; }
 
  private:
   SourceLocation where_{};
   std::string key_{};
+  std::string message_{};
 };
 
 enum class Overflow { block, drop_oldest, drop_newest };

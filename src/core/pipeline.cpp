@@ -143,7 +143,8 @@ std::string SourceLocation::str() const {
 ConfigError::ConfigError(SourceLocation where, std::string key, const std::string& message)
     : std::runtime_error(with_location(where, message)),
       where_(std::move(where)),
-      key_(std::move(key)) {}
+      key_(std::move(key)),
+      message_(message) {}
 
 Pipeline Pipeline::from_yaml_file(const std::filesystem::path& path) {
   const std::string file = path.string();

@@ -124,7 +124,13 @@ namespace {
 template <class T, class Make>
 std::unique_ptr<T> build(const PlanStage& stage, const Make& make) {
   try {
-    return make(stage.params);
+    std::unique_ptr<T> made = make(stage.params);
+    if (!made) {
+      throw std::runtime_error(
+          "its type's make returned no stage (a null pointer): fix the "
+          "type's registration (its plugin)");
+    }
+    return made;
   } catch (const std::exception& error) {
     const auto at = stage.config.locations.find("type");
     throw ConfigError(at == stage.config.locations.end() ? SourceLocation{} : at->second, "type",

@@ -358,7 +358,7 @@ void Engine::swap(std::string_view stage, const std::map<std::string, std::strin
     fresh = Plan::make_stage(fresh_plan, node.events);
   } catch (const ConfigError& error) {
     throw ConfigError(error.where(), error.key(),
-                      std::string("swap: ") + error.what() + "; the running instance is unchanged");
+                      "swap: " + error.message() + "; the running instance is unchanged");
   }
   std::shared_ptr<Stage> old;
   {

@@ -158,6 +158,24 @@ TEST(Plan, AStageThatFailsToBuildIsAConfigErrorNamingItAndItsType) {
   EXPECT_THROW((void)plan.stage("nope"), std::invalid_argument);
 }
 
+TEST(Plan, AMakeThatReturnsNoStageIsAConfigErrorNotACrash) {
+  Registry registry = Registry::with_builtins();
+  registry.add({.name = "t.null", .make = [](const Params&) { return std::unique_ptr<Stage>(); }});
+  const Plan plan(Pipeline::from_yaml_string("pipeline: p\nstages:\n"
+                                             "  - { name: source, type: synthetic.source }\n"
+                                             "  - { name: work, type: t.null }\n",
+                                             "p.yaml"),
+                  registry);
+  try {
+    (void)Plan::make_stage(plan.stage("work"));
+    ADD_FAILURE() << "built";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "p.yaml:4:19: stage 'work' (t.null) could not be built: its type's make returned no "
+              "stage (a null pointer): fix the type's registration (its plugin)");
+  }
+}
+
 TEST(Plan, PartitionsOnlyWhereAStreamIsGatheredInOneProcess) {
   EXPECT_NO_THROW(Plan(Pipeline::from_yaml_string(
                            "pipeline: p\nstages:\n"
