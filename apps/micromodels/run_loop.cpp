@@ -7,6 +7,8 @@
 #include <iostream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "micromodels/pipeline.hpp"
 
 #include "exit_codes.hpp"
@@ -99,6 +101,28 @@ Failures failures(const MetricsSnapshot& metrics, const std::vector<StageMetrics
   return f;
 }
 
+// The metrics JSON, and for a run across processes the counts over every process of the stages
+// other processes served (`served_elsewhere`), which the table's last lines give in text.
+std::string metrics_json(const MetricsSnapshot& metrics,
+                         const std::vector<StageMetrics>& elsewhere) {
+  if (elsewhere.empty()) return metrics.to_json();
+  using Json = nlohmann::ordered_json;
+  Json out = Json::parse(metrics.to_json());
+  Json stages = Json::array();
+  for (const StageMetrics& s : elsewhere) {
+    stages.push_back(Json{{"name", s.name},
+                          {"processed", s.processed},
+                          {"failed", s.failed},
+                          {"dropped", s.dropped},
+                          {"dropped_age", s.dropped_age},
+                          {"dropped_newest", s.dropped_newest},
+                          {"dropped_unserved", s.dropped_unserved},
+                          {"dead_lettered", s.dead_lettered}});
+  }
+  out["served_elsewhere"] = std::move(stages);
+  return out.dump(2, ' ', false, Json::error_handler_t::replace) + '\n';
+}
+
 }  // namespace
 
 void check_metrics_path(const std::string& path) {
@@ -164,8 +188,10 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
   std::cout << metrics.to_table();
   if (options.report) std::cout << options.report();
   std::cout << std::flush;
+  const std::vector<StageMetrics> elsewhere =
+      options.elsewhere ? options.elsewhere() : std::vector<StageMetrics>{};
   if (metrics_file.is_open()) {
-    metrics_file << metrics.to_json();
+    metrics_file << metrics_json(metrics, elsewhere);
     metrics_file.close();
     if (!metrics_file) {
       std::cerr << "error: failed writing metrics to '" << options.metrics_json << "'\n";
@@ -174,8 +200,7 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
   }
   // Failed packets are the pipeline's business (counted, and kept by a dead-letter stage when
   // it has one), but a stage that failed every packet is a broken part: the run says so.
-  const Failures failed =
-      failures(metrics, options.elsewhere ? options.elsewhere() : std::vector<StageMetrics>{});
+  const Failures failed = failures(metrics, elsewhere);
   if (!failed.failed_all.empty()) {
     std::cerr << "error: stage " << failed.failed_all
               << " failed every packet it took, so nothing came out of it; its first errors are "

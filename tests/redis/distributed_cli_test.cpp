@@ -294,7 +294,8 @@ TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAnd
                        (dir_ / "out.jsonl").string() + " } }\n");
   Redis redis(redis_url());
   redis.command({"DEL", stream_key("work")});  // an earlier repetition's
-  auto run = run_on_workers(path);
+  const fs::path run_metrics = dir_ / "run.json";
+  auto run = run_on_workers(path, {"--metrics-json", run_metrics.string()});
   const auto deadline = std::chrono::steady_clock::now() + 30s;
   long long entries = 0;
   while (entries < 300 && std::chrono::steady_clock::now() < deadline) {
@@ -337,6 +338,14 @@ TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAnd
   ASSERT_NE(work, stages.end());
   EXPECT_EQ((*work)["dropped_unserved"].get<int>(), kinds['d']);
   EXPECT_EQ((*work)["dropped"].get<int>(), dropped);
+  // The run's JSON has the stage its worker served, counted over every process.
+  const nlohmann::json elsewhere =
+      nlohmann::json::parse(read_text(run_metrics))["served_elsewhere"];
+  ASSERT_EQ(elsewhere.size(), 1u) << elsewhere.dump();
+  EXPECT_EQ(elsewhere[0]["name"], "work");
+  EXPECT_EQ(elsewhere[0]["processed"].get<int>(), processed);
+  EXPECT_EQ(elsewhere[0]["dropped"].get<int>(), dropped);
+  EXPECT_EQ(elsewhere[0]["dropped_unserved"].get<int>(), kinds['d']);
 }
 
 // A run that ends trims its streams before it leaves: a run shorter than the keeper's second
