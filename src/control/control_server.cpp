@@ -9,6 +9,7 @@
 #include <variant>
 
 #include <httplib.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "control_routes.hpp"
@@ -133,7 +134,8 @@ struct ControlServer::State {
       message =
           "this endpoint needs a token: send 'Authorization: Bearer TOKEN' (micromodels "
           "ctl and top take --token or MICROMODELS_TOKEN)";
-    } else if (!header.starts_with(kBearer) ||
+    } else if (header.size() < kBearer.size() ||
+               ::strncasecmp(header.c_str(), kBearer.data(), kBearer.size()) != 0 ||
                !same_secret(header.substr(kBearer.size()), options.token)) {
       message = "wrong token in the Authorization header";
     } else {

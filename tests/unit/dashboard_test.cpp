@@ -45,7 +45,7 @@ struct Answer {
 
 // One request written byte for byte as given: a client library could tidy the path first.
 Answer request(int port, const std::string& method, const std::string& path,
-               const std::string& token = "") {
+               const std::string& token = "", const std::string& scheme = "Bearer") {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -56,7 +56,7 @@ Answer request(int port, const std::string& method, const std::string& path,
     throw std::runtime_error("cannot connect to the endpoint");
   }
   std::string text = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
-  if (!token.empty()) text += "Authorization: Bearer " + token + "\r\n";
+  if (!token.empty()) text += "Authorization: " + scheme + " " + token + "\r\n";
   text += "Content-Length: 0\r\n\r\n";
   ::send(fd, text.data(), text.size(), MSG_NOSIGNAL);
   std::string reply;
@@ -158,6 +158,9 @@ TEST(Dashboard, WithATokenOnlyThePagesOwnFilesAnswerWithoutIt) {
   const Answer status = request(server.port(), "GET", "/status", token);
   EXPECT_EQ(status.status, 200);
   EXPECT_NE(status.body.find("idle_pipeline"), std::string::npos);
+  // The scheme's name is case-insensitive (RFC 9110); the token is not.
+  EXPECT_EQ(request(server.port(), "GET", "/status", token, "bearer").status, 200);
+  EXPECT_EQ(request(server.port(), "GET", "/status", "T0KEN").status, 401);
 }
 
 }  // namespace
