@@ -260,10 +260,18 @@ PYBIND11_MODULE(micromodels, module) {
            py::call_guard<py::gil_scoped_release>())
       .def(
           "swap",
-          [](Runner& r, const std::string& stage, const std::map<std::string, std::string>& params,
-             const std::string& type) { r.swap(stage, params, type); },
-          py::arg("stage"), py::arg("params") = std::map<std::string, std::string>{},
-          py::arg("type") = "", py::call_guard<py::gil_scoped_release>())
+          [](Runner& r, const std::string& stage, const py::dict& params, const std::string& type) {
+            // Values as the command line writes them: "9", "0.5", "true", "text".
+            std::map<std::string, std::string> text;
+            for (const auto& [name, value] : params) {
+              text[py::str(name).cast<std::string>()] =
+                  py::isinstance<py::bool_>(value) ? (value.cast<bool>() ? "true" : "false")
+                                                   : py::str(value).cast<std::string>();
+            }
+            py::gil_scoped_release release;
+            r.swap(stage, text, type);
+          },
+          py::arg("stage"), py::arg("params") = py::dict(), py::arg("type") = "")
       .def("metrics", &Runner::metrics, py::call_guard<py::gil_scoped_release>())
       .def("progress", &Runner::progress, py::call_guard<py::gil_scoped_release>())
       .def("finished", &Runner::finished)

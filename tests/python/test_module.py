@@ -95,6 +95,7 @@ def test_scale_and_swap_while_it_runs():
         SOURCE.replace("count: 300", "count: 100000000")))
     runner.start()
     runner.scale("work", 2)
+    runner.swap("work", {"service_ms": 0.01})  # a number, or text as on the command line
     runner.swap("work", {"service_ms": "0.01"})
     with pytest.raises(micromodels.ConfigError, match="service_ms"):
         runner.swap("work", {"service_ms": "fast"})
