@@ -40,7 +40,13 @@ std::string ControlReply::error_message() const {
   if (json.is_object() && json.contains("error") && json["error"].is_string()) {
     return json["error"].get<std::string>();
   }
-  return body.empty() ? "HTTP status " + std::to_string(status) : body;
+  if (body.empty()) return "HTTP status " + std::to_string(status);
+  // Not one of the endpoint's JSON errors: another server answered (a reverse proxy's page, a
+  // web server on that port). Its first line says which, without a page of HTML.
+  std::string first = body.substr(0, body.find('\n'));
+  if (first.size() > 120) first = first.substr(0, 117) + "...";
+  return "the server there is not a micromodels control endpoint (it answered '" + first +
+         "'): check the URL, which run and worker print as 'control: http://...'";
 }
 
 ControlClient::ControlClient(std::string url, std::string token) : token_(std::move(token)) {

@@ -587,6 +587,27 @@ TEST_F(ControlTest, CtlAndTopSayWhenNothingListens) {
   EXPECT_NE(bad.err.find("http://HOST:PORT"), std::string::npos) << bad.err;
 }
 
+TEST_F(ControlTest, CtlSaysSoWhenAnotherServerAnswers) {
+  // A web server that is not a control endpoint: its page is not printed, its first line is.
+  httplib::Server other;
+  other.Get("/status", [](const httplib::Request&, httplib::Response& response) {
+    response.status = 404;
+    response.set_content(
+        "<!DOCTYPE HTML>\n<html><body>" + std::string(2000, 'x') + "</body></html>", "text/html");
+  });
+  const int port = other.bind_to_any_port("127.0.0.1");
+  std::thread serving([&] { other.listen_after_bind(); });
+  const ToolResult ctl =
+      tool("other", {"ctl", "http://127.0.0.1:" + std::to_string(port), "status"});
+  other.stop();
+  serving.join();
+  EXPECT_EQ(ctl.exit_code, 2);
+  EXPECT_NE(ctl.err.find("not a micromodels control endpoint (it answered '<!DOCTYPE HTML>')"),
+            std::string::npos)
+      << ctl.err;
+  EXPECT_EQ(ctl.err.find("xxxx"), std::string::npos) << "the page was printed";
+}
+
 TEST_F(ControlTest, TopOnATerminalQuitsWithQAndRestoresTheTerminal) {
   auto run = start_run(write_pipeline(100000, 0, 10));
   ASSERT_FALSE(url_.empty());
