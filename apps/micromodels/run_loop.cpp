@@ -11,6 +11,7 @@
 
 #include "micromodels/pipeline.hpp"
 
+#include "detail/stage_counts.hpp"
 #include "exit_codes.hpp"
 #include "interrupts.hpp"
 #include "progress_bar.hpp"
@@ -110,14 +111,11 @@ std::string metrics_json(const MetricsSnapshot& metrics,
   Json out = Json::parse(metrics.to_json());
   Json stages = Json::array();
   for (const StageMetrics& s : elsewhere) {
-    stages.push_back(Json{{"name", s.name},
-                          {"processed", s.processed},
-                          {"failed", s.failed},
-                          {"dropped", s.dropped},
-                          {"dropped_age", s.dropped_age},
-                          {"dropped_newest", s.dropped_newest},
-                          {"dropped_unserved", s.dropped_unserved},
-                          {"dead_lettered", s.dead_lettered}});
+    Json stage{{"name", s.name}};
+    for (const detail::StageCount& count : detail::kStageCounts) {
+      stage[std::string(count.name)] = s.*count.member;
+    }
+    stages.push_back(std::move(stage));
   }
   out["served_elsewhere"] = std::move(stages);
   return out.dump(2, ' ', false, Json::error_handler_t::replace) + '\n';

@@ -149,7 +149,7 @@ void Keeper::add_counts(Connection& conn) {
         const std::uint64_t now = stage.*count.member;
         if (now <= added.*count.member) continue;
         adds.push_back({"HINCRBY", session_.names->counters(),
-                        stage.name + std::string(count.suffix),
+                        stage.name + ':' + std::string(count.name),
                         std::to_string(now - added.*count.member)});
         added.*count.member = now;
       }

@@ -337,7 +337,8 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
       .kind = entry.kind == Entry::Kind::packet ? Delivery::Kind::packet : Delivery::Kind::skip,
       .input = entry.input < inputs_ ? entry.input : 0u,  // unless that is what is wrong
       .ticket = ledger_.hold(part, entry.stream, entry.seq, id),
-      .loss = entry.kind == Entry::Kind::dropped ? Delivery::Loss::unserved : Delivery::Loss::none};
+      .loss =
+          entry.kind == Entry::Kind::unserved ? Delivery::Loss::unserved : Delivery::Loss::none};
   std::string error;
   std::string_view payload = entry.payload;
   if (entry.input >= inputs_) {

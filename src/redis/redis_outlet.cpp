@@ -65,7 +65,7 @@ RedisOutlet::~RedisOutlet() {
 }
 
 void RedisOutlet::put(const Packet& packet) {
-  if (sheds_ && sheds_now()) return add(Entry::Kind::dropped, packet.stream, packet.seq, {});
+  if (sheds_ && sheds_now()) return add(Entry::Kind::unserved, packet.stream, packet.seq, {});
   std::uint64_t stored = 0;
   std::string payload =
       encode_for_hop(packet, to_.carried, session_.images,

@@ -21,9 +21,9 @@ class Session;
 /// not yet delivered to any consumer) is under its queue capacity; the outlet counts its adds
 /// against the room the last probe found, and the writer probes again when it runs out. In live
 /// mode an outlet of a source never holds it back: while the backlog is at the capacity and
-/// nobody has read the stream for half a second (its worker stopped), it sends a `dropped` entry in
-/// place of each packet, which the stage counts as its drop, so that the stream does not grow by a
-/// frame each time. A stage that reads its stream, however far behind, gets every packet: its
+/// nobody has read the stream for half a second (its worker stopped), it sends an `unserved` entry
+/// in place of each packet, which the stage counts as its drop, so that the stream does not grow by
+/// a frame each time. A stage that reads its stream, however far behind, gets every packet: its
 /// process's queue keeps each stream's newest.
 class RedisOutlet final : public Outlet {
  public:

@@ -38,7 +38,7 @@ Entry decode_entry(std::string_view value) {
   const char kind = value[3];
   if (kind != static_cast<char>(Entry::Kind::packet) &&
       kind != static_cast<char>(Entry::Kind::skip) &&
-      kind != static_cast<char>(Entry::Kind::dropped)) {
+      kind != static_cast<char>(Entry::Kind::unserved)) {
     throw EntryError("unknown entry kind '" + std::string(1, kind) + "' (expected p, s or d)");
   }
   entry.kind = static_cast<Entry::Kind>(kind);

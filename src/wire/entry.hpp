@@ -7,11 +7,11 @@
 // The value is a fixed header and, for a packet, the packet; for a skip, the image keys the
 // packet in its place held, if any:
 //
-//   "mm"  u8 format (6)  u8 kind ('p' packet, 's' skip, 'd' dropped)  u64 pipeline version
+//   "mm"  u8 format (6)  u8 kind ('p' packet, 's' skip, 'u' unserved)  u64 pipeline version
 //   u64 run id
 //   u32 stream  u64 seq  u16 input  [packet: encode_packet of the fields the hop carries]
 //                                   [skip: encode_keys of the keys, or nothing]
-//                                   [dropped: nothing]
+//                                   [unserved: nothing]
 //
 // Integers are little-endian. One field keeps what Redis formats per entry small (the first
 // format had five fields: ten bulk strings per entry read). Format 3: the packet may hold image
@@ -23,8 +23,9 @@
 // every field, and their keys go by their TTL. Nothing goes wrong, so the format stayed 4.
 // Format 5: a skip may carry the image keys of the packet it stands for (dropped, filtered or
 // failed), so that they go with the frame too; format 4's readers refuse a skip with bytes.
-// Format 6: a `dropped` entry, a skip the receiving stage counts as its drop (in live mode a
-// source's outlet sends one in place of a packet while nobody reads the stage's stream).
+// Format 6: an `unserved` entry, a skip the receiving stage counts as its drop, reason
+// `unserved` (in live mode a source's outlet sends one in place of a packet while nobody reads
+// the stage's stream).
 #pragma once
 
 #include <cstdint>
@@ -46,8 +47,8 @@ class EntryError : public std::runtime_error {
 struct Entry {
   enum class Kind : char {
     packet = 'p',
-    skip = 's',     // (stream, seq) will never come
-    dropped = 'd',  // the same, and the receiving stage counts it as dropped (unserved)
+    skip = 's',      // (stream, seq) will never come
+    unserved = 'u',  // the same, and the receiving stage counts it as dropped, reason unserved
   };
   Kind kind = Kind::packet;
   std::uint64_t version = 0;  // Plan::version() of the pipeline that wrote it

@@ -278,7 +278,7 @@ TEST_F(DistributedCliTest, LiveModeOnAWorkerDropsWhatItCannotTakeAndCountsItOnce
 
 // Live mode, with nobody reading the stage after the source (no worker yet, --serve none): the
 // source still never waits, and its stream in Redis holds about the stage's queue capacity of
-// packets; past it each frame goes as a small `dropped` entry, which the stage counts as its drop
+// packets; past it each frame goes as a small `unserved` entry, which the stage counts as its drop
 // once a worker reads it. Every packet is processed or dropped, counted once. (A stage that
 // reads, however far behind, loses nothing this way: the conformance suite's live-mode test.)
 TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAndCountsTheRest) {
@@ -304,7 +304,7 @@ TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAnd
     entries = len ? len->integer : 0;
   }
   ASSERT_EQ(entries, 300) << "the source waited, or its entries did not all come";
-  std::map<char, int> kinds;  // by the entry's kind byte: 'p' packet, 'd' dropped
+  std::map<char, int> kinds;  // by the entry's kind byte: 'p' packet, 'u' unserved
   auto all = redis.command({"XRANGE", stream_key("work"), "-", "+"});
   for (std::size_t i = 0; all && i < all->elements; ++i) {
     const redisReply* fields = all->element[i]->element[1];
@@ -316,7 +316,7 @@ TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAnd
   // reads (about 50 frames at 100 per second; a loaded machine's late probes add a few).
   EXPECT_GE(kinds['p'], 8);
   EXPECT_LE(kinds['p'], 8 + 50 + 20) << "the stream holds about what the stage's queue holds";
-  EXPECT_EQ(kinds['p'] + kinds['d'], 300);
+  EXPECT_EQ(kinds['p'] + kinds['u'], 300);
   const fs::path metrics = dir_ / "worker.json";
   auto w = worker("w", path, "work", {"--metrics-json", metrics.string()});
   const Result done = run->wait(60s);
@@ -328,7 +328,7 @@ TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAnd
   EXPECT_EQ(static_cast<int>(lines_of(dir_ / "out.jsonl").size()), processed);
   w->signal(SIGTERM);
   EXPECT_EQ(w->wait(20s).exit_code, 0);
-  // The worker gives each drop its reason: the `dropped` entries are the unserved ones.
+  // The worker gives each drop its reason: the `unserved` entries are counted so.
   const nlohmann::json report = nlohmann::json::parse(read_text(metrics));
   EXPECT_EQ(report["packets_in"].get<int>(), 300) << "an unserved packet came in, as a marker";
   EXPECT_EQ(report["packets_out"].get<int>(), 300) << "and is done with once";
@@ -336,7 +336,7 @@ TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAnd
   const auto work = std::find_if(stages.begin(), stages.end(),
                                  [](const nlohmann::json& s) { return s["name"] == "work"; });
   ASSERT_NE(work, stages.end());
-  EXPECT_EQ((*work)["dropped_unserved"].get<int>(), kinds['d']);
+  EXPECT_EQ((*work)["dropped_unserved"].get<int>(), kinds['u']);
   EXPECT_EQ((*work)["dropped"].get<int>(), dropped);
   // The run's JSON has the stage its worker served, counted over every process.
   const nlohmann::json elsewhere =
@@ -345,7 +345,7 @@ TEST_F(DistributedCliTest, ALiveSourceNobodyReadsSendsNoMoreThanTheQueueHoldsAnd
   EXPECT_EQ(elsewhere[0]["name"], "work");
   EXPECT_EQ(elsewhere[0]["processed"].get<int>(), processed);
   EXPECT_EQ(elsewhere[0]["dropped"].get<int>(), dropped);
-  EXPECT_EQ(elsewhere[0]["dropped_unserved"].get<int>(), kinds['d']);
+  EXPECT_EQ(elsewhere[0]["dropped_unserved"].get<int>(), kinds['u']);
 }
 
 // A run that ends trims its streams before it leaves: a run shorter than the keeper's second

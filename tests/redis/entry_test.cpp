@@ -42,9 +42,9 @@ TEST(Entry, ASkipEntryHasNoPacket) {
 }
 
 TEST(Entry, ADroppedEntryIsASkipOfItsOwnKind) {
-  const std::string value = encode_entry({.kind = Entry::Kind::dropped, .stream = 1, .seq = 4});
+  const std::string value = encode_entry({.kind = Entry::Kind::unserved, .stream = 1, .seq = 4});
   const Entry read = decode_entry(value);
-  EXPECT_EQ(read.kind, Entry::Kind::dropped);
+  EXPECT_EQ(read.kind, Entry::Kind::unserved);
   EXPECT_EQ(read.stream, 1u);
   EXPECT_EQ(read.seq, 4u);
   EXPECT_EQ(value.size(), 34u);
