@@ -3,6 +3,7 @@
 #include <regex>
 
 #include <httplib.h>
+#include <netdb.h>
 
 namespace micromodels::cli {
 
@@ -21,11 +22,29 @@ httplib::Client make_client(const std::string& url, const std::string& token, in
   return client;
 }
 
+// The host of "http://HOST:PORT", without the brackets of an IPv6 address.
+std::string host_of(const std::string& url) {
+  std::string host = url.substr(url.find("://") + 3);
+  host = host.substr(0, host.rfind(':'));
+  if (host.starts_with('[')) host = host.substr(1, host.size() - 2);
+  return host;
+}
+
+// Why a connection failed: a name that does not resolve, or nothing listening there.
+std::string connection_failure(const std::string& url) {
+  const std::string host = host_of(url);
+  addrinfo* found = nullptr;
+  const int resolved = ::getaddrinfo(host.c_str(), nullptr, nullptr, &found);
+  if (found != nullptr) ::freeaddrinfo(found);
+  if (resolved != 0) return "no address found for host '" + host + "': " + gai_strerror(resolved);
+  return "connection refused";
+}
+
 ControlReply reply_of(const httplib::Result& result, const std::string& url) {
   if (!result) {
     const httplib::Error error = result.error();
     std::string why = httplib::to_string(error);
-    if (error == httplib::Error::Connection) why = "connection refused";
+    if (error == httplib::Error::Connection) why = connection_failure(url);
     throw Unreachable("no control endpoint answered at " + url + " (" + why +
                       "): is the `micromodels run --listen ...` still running, and is this the "
                       "URL it printed as 'control: ...'?");

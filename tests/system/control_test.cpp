@@ -582,6 +582,13 @@ TEST_F(ControlTest, CtlAndTopSayWhenNothingListens) {
   EXPECT_EQ(top.exit_code, 3);
   EXPECT_NE(top.err.find(url), std::string::npos) << top.err;
 
+  // A name that does not resolve (RFC 6761 reserves .invalid) is not "connection refused".
+  const ToolResult unknown = tool("unknown", {"ctl", "http://no-such-host.invalid:8080", "status"});
+  EXPECT_EQ(unknown.exit_code, 3);
+  EXPECT_NE(unknown.err.find("no address found for host 'no-such-host.invalid'"), std::string::npos)
+      << unknown.err;
+  EXPECT_EQ(unknown.err.find("connection refused"), std::string::npos) << unknown.err;
+
   const ToolResult bad = tool("bad", {"ctl", "not a url", "status"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("http://HOST:PORT"), std::string::npos) << bad.err;
