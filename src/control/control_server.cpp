@@ -217,6 +217,20 @@ ControlServer::ControlServer(Run& run, ControlOptions options) {
         }
         send(detail::error_reply(500, message), response);
       });
+  // What httplib refuses before a route sees it (a POST without Content-Length, a body over the
+  // limit, a malformed request) still gets the endpoint's JSON error, not an empty body.
+  state.server.set_error_handler(httplib::Server::HandlerWithResponse(
+      [](const httplib::Request&, httplib::Response& response) {
+        if (!response.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        std::string message = "the request could not be read";
+        if (response.status == 400) {
+          message += "; send a JSON body with a Content-Length header";
+        } else if (response.status == 413) {
+          message = "the request body is over 1 MiB";
+        }
+        send(detail::error_reply(response.status, message), response);
+        return httplib::Server::HandlerResponse::Handled;
+      }));
   // httplib's default also sets SO_REUSEPORT, which would let a second run bind the same port
   // and share the requests at random with the first: only SO_REUSEADDR here.
   state.server.set_socket_options([](int socket) {

@@ -2,6 +2,7 @@
 // as an operator uses them: real processes, real HTTP over loopback.
 // About 700 lines: the terminal, the ports and the processes these tests share sit at the top.
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -118,6 +119,27 @@ int bind_loopback(int& port) {
   }
   port = ntohs(address.sin_port);
   return fd;
+}
+
+// Sends `request` as it is to the HTTP server at `url` ("http://127.0.0.1:PORT") and returns
+// what it answered until it closed the connection ("" when it could not connect).
+std::string raw_http(const std::string& url, const std::string& request) {
+  const int port = std::stoi(url.substr(url.rfind(':') + 1));
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  std::string answer;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(request.size())) {
+    char buffer[4096];
+    for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, 0)) > 0;) answer.append(buffer, n);
+  }
+  ::close(fd);
+  return answer;
 }
 
 class ControlTest : public ::testing::Test {
@@ -424,6 +446,15 @@ TEST_F(ControlTest, BadRequestsAreRefusedWithAMessageAndChangeNothing) {
   expect_refused(post("/stages/work/scale", R"({"consumers": 3)"), 400, "malformed JSON",
                  "malformed");
   expect_refused(post("/stages/work/scale", ""), 400, "empty request body", "empty");
+  expect_refused(post("/stages/work/scale", std::string(2 << 20, ' ')), 413, "over 1 MiB",
+                 "a body over the limit");
+  // A POST without Content-Length, which the HTTP library refuses before any route sees it.
+  const std::string unread =
+      raw_http(url_, "POST /stages/work/scale HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(unread.starts_with("HTTP/1.1 400")) << unread;
+  EXPECT_NE(unread.find("Content-Type: application/json"), std::string::npos) << unread;
+  EXPECT_NE(unread.find("send a JSON body with a Content-Length header"), std::string::npos)
+      << unread;
   expect_refused(post("/stages/work/swap", R"({"type": "model.nosuch"})"), 422, "model.nosuch",
                  "unknown type");
   // A model that cannot be built (here: a sink whose folder cannot exist) leaves the old one.
