@@ -71,6 +71,16 @@ Delivery control(Delivery::Kind kind, std::uint32_t stream, std::uint64_t seq, s
   return d;
 }
 
+// A letter the inlet writes (the engine logs the failures of stages): logged, as an error.
+void letter_of_inlet(Session& session, const DeadLetter& letter) {
+  log().error("stage '{}': {}{}: dead-lettered to {}", letter.stage, letter.error,
+              letter.position ? " (stream " + std::to_string(letter.position->first) + " seq " +
+                                    std::to_string(letter.position->second) + ")"
+                              : std::string(),
+              session.names->dead_letter());
+  write_dead_letter(session, letter);
+}
+
 }  // namespace
 
 RedisInlet::RedisInlet(Session& session, const PlanStage& stage)
@@ -179,12 +189,12 @@ void RedisInlet::fail_delivery(Delivery& d, const std::string& error) {
 // that goes on in its place (its settle acknowledges the entry).
 void RedisInlet::dead_letter(Delivery& d, const std::string& id, const std::string& error,
                              std::int64_t deliveries, std::string_view payload) {
-  write_dead_letter(session_, {.stage = stage_.name(),
-                               .error = error,
-                               .entry_id = id,
-                               .deliveries = deliveries,
-                               .position = std::make_pair(d.packet.stream, d.packet.seq),
-                               .payload = payload});
+  letter_of_inlet(session_, {.stage = stage_.name(),
+                             .error = error,
+                             .entry_id = id,
+                             .deliveries = deliveries,
+                             .position = std::make_pair(d.packet.stream, d.packet.seq),
+                             .payload = payload});
   d.kind = Delivery::Kind::skip;
   d.loss = Delivery::Loss::dead_lettered;
   d.packet = Packet{.stream = d.packet.stream, .seq = d.packet.seq};
@@ -285,11 +295,11 @@ bool RedisInlet::accept(const redisReply* item, std::size_t part, std::int64_t d
   const redisReply* fields = at(item, 1);
   // An entry whose (stream, seq) is not known: dead-lettered and acknowledged, no skip for it.
   const auto unreadable = [&](const std::string& error, std::string_view payload) {
-    write_dead_letter(session_, {.stage = stage_.name(),
-                                 .error = error,
-                                 .entry_id = id,
-                                 .deliveries = deliveries,
-                                 .payload = payload});
+    letter_of_inlet(session_, {.stage = stage_.name(),
+                               .error = error,
+                               .entry_id = id,
+                               .deliveries = deliveries,
+                               .payload = payload});
     ledger_.ack(part, id);
     return true;
   };

@@ -198,7 +198,7 @@ void RedisOutlet::probe() {
 }
 
 void DeadLetterOutlet::put(const Packet& packet) {
-  // The engine set "failed_stage" and "error" (Engine::fail).
+  // The engine set "failed_stage" and "error", and logged the failure (Engine::report_failure).
   const auto text_of = [&](const char* name) {
     const auto* value = std::get_if<std::string>(packet.find(name));
     return value != nullptr ? *value : std::string();
@@ -212,11 +212,6 @@ void DeadLetterOutlet::put(const Packet& packet) {
 }
 
 void write_dead_letter(Session& session, const DeadLetter& letter) {
-  log().error("stage '{}': {}{}: dead-lettered to {}", letter.stage, letter.error,
-              letter.position ? " (stream " + std::to_string(letter.position->first) + " seq " +
-                                    std::to_string(letter.position->second) + ")"
-                              : std::string(),
-              session.names->dead_letter());
   Args args{"XADD",      session.names->dead_letter(),
             "MAXLEN",    "~",
             "10000",     "*",

@@ -100,6 +100,7 @@ struct DeadLetter {
   std::optional<std::pair<std::uint32_t, std::uint64_t>> position{};  // (stream, seq) when known
   std::string_view payload{};                                         // the packet's bytes
 };
+/// Adds `letter` to the dead-letter stream (through the writer) and counts it; logs nothing.
 void write_dead_letter(Session& session, const DeadLetter& letter);
 
 }  // namespace micromodels::detail

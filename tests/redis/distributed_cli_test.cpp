@@ -232,7 +232,19 @@ TEST_F(DistributedCliTest, PacketsThatFailedOnAWorkerAreCountedInTheRunsWarning)
       << run.err;
   expect_complete(20, {3, 7, 11, 15, 19});
   w->signal(SIGTERM);
-  EXPECT_EQ(w->wait(20s).exit_code, 0);
+  const Result worker_result = w->wait(20s);
+  EXPECT_EQ(worker_result.exit_code, 0);
+  // The worker logs each failure once, as an embedded run does (not again as its dead letter).
+  const auto occurrences = [&](const std::string& text) {
+    std::size_t n = 0;
+    for (auto at = worker_result.err.find(text); at != std::string::npos;
+         at = worker_result.err.find(text, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(occurrences("failed on purpose"), 5u) << worker_result.err;
+  EXPECT_EQ(occurrences("dead-lettered to"), 0u) << worker_result.err;
 }
 
 // Live mode across processes means what it means in one: the paced source never waits for the
