@@ -202,13 +202,16 @@ test("the dashboard shows the run live, and scales and swaps through the routes"
   console.log(`# the page showed the new consumer count ${Date.now() - clicked} ms after the click`);
   assert.match(await page.$eval("#message", (e) => e.textContent), /scaled work: 1 → 2 consumers/);
 
-  // A refusal shows the server's message and changes nothing.
-  await page.click('.stage[data-stage="source"] .scale-up');
-  await page.waitForFunction(() => /scale source: /.test(document.querySelector("#message").textContent),
+  // A source cannot be scaled or swapped: its card has no buttons.
+  assert.equal(await page.$$eval('.stage[data-stage="source"] button', (b) => b.length), 0,
+               "the source's card has no scale or swap buttons");
+  // A refusal shows the server's message and changes nothing: audit below one consumer.
+  await page.click('.stage[data-stage="audit"] .scale-down');
+  await page.waitForFunction(() => /scale audit: /.test(document.querySelector("#message").textContent),
                              { timeout: 5000 });
   const refusal = await page.$eval("#message", (e) => e.textContent);
-  assert.ok(refusal.length > "scale source: ".length, refusal);
-  assert.equal(stageOf(await status(url), "source").consumers, 1);
+  assert.match(refusal, /at least 1/, refusal);
+  assert.equal(stageOf(await status(url), "audit").consumers, 1);
 
   // Swap from the page: the server's refusal is shown in the dialog; a good swap takes over.
   await page.click('.stage[data-stage="work"] .swap');
@@ -449,6 +452,12 @@ test("on Redis, the run's page shows the stages its workers serve, as the broker
     assert.match(heartbeat, /^\d+\.\d s ago$/);
   }
   assert.deepEqual(doc.processes.find((w) => w.consumers.work !== undefined).consumers, { decode: 2, work: 2 });
+  // A stage the run serves itself: "all done" is never below what this process has done, even
+  // before its counts reached the broker (four times a second).
+  const auditDone = await page.$eval('.stage[data-stage="audit"] [data-field="broker-done"]',
+    (e) => Number(e.textContent.replace(/,/g, "")));
+  const auditHere = await page.$eval('.stage[data-stage="audit"] [data-field="rate"]', (e) => e.textContent);
+  assert.ok(auditDone > 0, `audit processes packets (${auditHere}), its "all done" is ${auditDone}`);
   await page.screenshot({ path: path.join(logDir, "dashboard-redis.png") });
   await page.close();
   await stop(run.child);

@@ -236,7 +236,9 @@ function depths(stages) {
   return depth;
 }
 
-function makeCard(name, elsewhere) {
+// A card for stage `name`; `elsewhere`: it runs in another process (the broker's figures only);
+// `source`: a source, which cannot be scaled or swapped (no buttons).
+function makeCard(name, elsewhere, source) {
   const card = el("div", "stage" + (elsewhere ? " elsewhere" : ""));
   card.dataset.stage = name;
   const title = el("div", "title");
@@ -268,15 +270,19 @@ function makeCard(name, elsewhere) {
     b.append(fill);
     return b;
   };
-  const minus = el("button", "scale-down", "−");
-  minus.title = "one consumer less";
-  minus.addEventListener("click", () => scaleBy(name, -1));
-  const plus = el("button", "scale-up", "+");
-  plus.title = "one consumer more";
-  plus.addEventListener("click", () => scaleBy(name, +1));
-  const swap = el("button", "swap", "swap…");
-  swap.addEventListener("click", () => openSwap(name));
-  row("consumers", value("consumers"), minus, plus, swap);
+  if (source) {
+    row("consumers", value("consumers"));
+  } else {
+    const minus = el("button", "scale-down", "−");
+    minus.title = "one consumer less";
+    minus.addEventListener("click", () => scaleBy(name, -1));
+    const plus = el("button", "scale-up", "+");
+    plus.title = "one consumer more";
+    plus.addEventListener("click", () => scaleBy(name, +1));
+    const swap = el("button", "swap", "swap…");
+    swap.addEventListener("click", () => openSwap(name));
+    row("consumers", value("consumers"), minus, plus, swap);
+  }
   row("queue", value("queue"), bar("queue-fill", "queue"));
   row("rate", value("rate"));
   row("p50 · p99", value("latency"));
@@ -310,7 +316,8 @@ function build(stages) {
   }
   for (const name of names) {
     const s = stages.find((x) => x.name === name);
-    graph.append(makeCard(name, !s || s.elsewhere));
+    const source = !!s && Array.isArray(s.inputs) && s.inputs.length === 0;
+    graph.append(makeCard(name, !s || s.elsewhere, source));
   }
 }
 
@@ -427,8 +434,12 @@ function show(status) {
     for (const r of card.querySelectorAll(".broker")) r.hidden = false;
     fill(card, "broker-consumers", `${b.consumers} consumer${b.consumers === 1 ? "" : "s"}`);
     fill(card, "backlog", `${count(b.backlog)} · pending ${count(b.pending)}`);
-    fill(card, "broker-done", count(b.processed));
-    fill(card, "broker-lost", `dropped ${count(b.dropped)} · failed ${count(b.failed)}`);
+    // The broker adds up each process's counts four times a second: until this process's first
+    // have reached it, its own are the better lower bound.
+    const here = status.stages.find((s) => s.name === b.stage);
+    const atLeast = (field) => Math.max(b[field], here ? here[field] : 0);
+    fill(card, "broker-done", count(atLeast("processed")));
+    fill(card, "broker-lost", `dropped ${count(atLeast("dropped"))} · failed ${count(atLeast("failed"))}`);
   }
   for (const s of status.stages) {
     const card = $("graph").querySelector(`.stage[data-stage="${CSS.escape(s.name)}"]`);
