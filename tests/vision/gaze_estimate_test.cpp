@@ -326,7 +326,9 @@ TEST(GazeEstimate, ASmileFadesTheCorrectionOut) {
                std::invalid_argument);
 }
 
-TEST(GazeEstimate, StrengthFadesOutOnABlinkAndBackIn) {
+// A blink ends the correction at once (a closing lid reads as a look down: a fade would raise a
+// shut eye more and more); the eye that opens again fades in. Other gates fade out.
+TEST(GazeEstimate, StrengthEndsAtOnceOnABlinkAndFadesBackIn) {
   auto estimate = harness("gaze.estimate");  // fade_frames 6
   std::uint64_t seq = 0;
   for (int i = 1; i <= 6; ++i) {
@@ -335,15 +337,44 @@ TEST(GazeEstimate, StrengthFadesOutOnABlinkAndBackIn) {
     EXPECT_EQ(j.reason, "ok");
   }
   EXPECT_EQ(judge(estimate, looking({0, 0}), seq++).strength, 1.0);
-  for (int i = 5; i >= 0; --i) {
+  for (int i = 0; i < 3; ++i) {
     const Judged j = judge(estimate, looking({0, 0}, 0, 0.1f), seq++);
-    EXPECT_NEAR(j.strength, i / 6.0, 1e-12) << "fading out on the blink";
+    EXPECT_EQ(j.strength, 0.0) << "the blink's frame " << i;
     EXPECT_EQ(j.reason, "blink");
   }
-  EXPECT_EQ(judge(estimate, looking({0, 0}, 0, 0.1f), seq++).strength, 0.0);  // exactly 0
   for (int i = 1; i <= 6; ++i) EXPECT_NEAR(judge(estimate, looking({0, 0}), seq++).strength, i / 6.0, 1e-12);
   // A stream that starts over starts from 0.
   EXPECT_NEAR(judge(estimate, looking({0, 0}), 0).strength, 1 / 6.0, 1e-12);
+  // A gate other than the blink fades out: the head turned away (nose 16 px off centre).
+  for (int i = 2; i <= 6; ++i) judge(estimate, looking({0, 0}), i);
+  for (int i = 5; i >= 0; --i) {
+    const Judged j = judge(estimate, looking({0, 0}, 16), 7 + (5 - i));
+    EXPECT_NEAR(j.strength, i / 6.0, 1e-12) << "fading out on the turned head";
+    EXPECT_EQ(j.reason, "head_turned");
+  }
+}
+
+// The lids close on a frame whose landmarks still read open (they are smoothed, and lag): the
+// image shows it, both eyes' contrast fell against their usual. A blink, and the strength is 0
+// at once; a look down, which lowers both by about half, is not.
+TEST(GazeEstimate, EyesWhoseInsideIsGoneAreShutThoughTheLandmarksReadOpen) {
+  auto estimate = harness("gaze.estimate");  // fade_frames 6
+  std::uint64_t seq = 0;
+  const auto with_contrast = [&](double right, double left) {
+    mm::Packet p = looking({0, 0});
+    p.set("eye_contrast", mm::Scalars{right, left});
+    return judge(estimate, std::move(p), seq++);
+  };
+  for (int i = 0; i < 50; ++i) with_contrast(25, 25);
+  EXPECT_EQ(with_contrast(25, 25).strength, 1.0);
+  EXPECT_EQ(with_contrast(13, 13).reason, "ok");    // a look down: about half
+  const Judged closing = with_contrast(6.5, 13.5);  // franck.mp4's frame 220: 0.26 and 0.54
+  EXPECT_EQ(closing.reason, "blink");
+  EXPECT_EQ(closing.strength, 0.0);
+  EXPECT_EQ(with_contrast(6, 6).strength, 0.0);
+  const Judged open = with_contrast(25, 25);
+  EXPECT_EQ(open.reason, "ok");
+  EXPECT_NEAR(open.strength, 1 / 6.0, 1e-12);  // fading in again
 }
 
 TEST(GazeEstimate, ABlinkIsAnEyeClosingAgainstItsUsualOpening) {

@@ -101,6 +101,13 @@ constexpr double kUsualEarFrames = 100;
 constexpr double kHiddenShare = 0.15;
 constexpr double kHiddenFall = 0.25;
 
+// An eye is shut when it is seen (its contrast did not fall alone, as a covered eye's does) and
+// its contrast fell below kShutFall of its usual: the iris and the white are gone under the lid.
+// The image shows it on the frame the lid closes, where the smoothed landmarks' opening (the
+// blink check above) still reads open for a frame or two. On franck.mp4's blinks the contrast
+// falls to 0.22-0.52 of its usual; a look down lowers it to about half (the test below).
+constexpr double kShutFall = 0.4;
+
 // An eye's usual contrast follows over about this many frames, while both eyes are seen.
 constexpr double kUsualContrastFrames = 100;
 
@@ -243,7 +250,11 @@ class GazeEstimate final : public Stage {
       const double target = judge(packet, reason, *state);
       const double step = 1.0 / static_cast<double>(params_.fade_frames);
       const double change = target - state->strength;
-      state->strength = std::abs(change) <= step ? target : state->strength + std::copysign(step, change);
+      // A blink ends the correction at once: a closing lid reads as a look down, which a fade
+      // would turn into a growing raise of a shut eye, and the lid hides the jump. Every other
+      // change fades, and the eye that opens again fades in.
+      const bool at_once = std::abs(change) <= step || reason == kBlink;
+      state->strength = at_once ? target : state->strength + std::copysign(step, change);
       packet.set("gaze_strength", state->strength);
     }
     packet.set("gaze_reason", std::string(reason));
@@ -328,15 +339,18 @@ class GazeEstimate final : public Stage {
       const bool visible = seen[s] >= params_.min_eye_contrast &&
                            seen[s] >= kHiddenShare * seen[1 - s] &&
                            fell[s] >= kHiddenFall * fell[1 - s];
-      both_seen = both_seen && open && visible;
+      // Seen, but its inside gone as the other eye's went too: the lids closed (kShutFall).
+      const bool shut = visible && fell[s] < kShutFall;
+      both_seen = both_seen && open && visible && !shut;
       if (!big) fail(kEyesSmall);
       if (!open) fail(kBlink);  // a closed eye also hides its inside: named a blink
       if (!visible) fail(kEyeHidden);
+      if (shut) fail(kBlink);
       confidence = std::min(
           {confidence, std::clamp(seen[s] / (2 * params_.min_eye_contrast), 0.0, 1.0),
            std::clamp(static_cast<double>(width) / (2 * params_.min_eye_px), 0.0, 1.0)});
       Eyeball ball = eyeball(six[0], six[3], side, head, params_.eyeball);
-      const bool readable = big && open && visible;  // its gaze can be read
+      const bool readable = big && open && visible && !shut;  // its gaze can be read
       std::optional<cv::Point2f>& kept = state.centre[s];
       if (width > 0 && readable) {  // a closing lid is not the eyeball moving
         const cv::Point2f now = ball.axes.to_eye(ball.center) * (1.0f / width);
