@@ -15,6 +15,12 @@
 
 namespace micromodels {
 
+/// A local file a stage opens, and the param that names it.
+struct FileParam {
+  std::string param{};
+  std::string path{};
+};
+
 /// What a configured stage reads and writes, and how it wants to be run. The pipeline checks
 /// that every field in `reads` is written upstream; the runner gives blocking stages their own
 /// threads.
@@ -26,6 +32,9 @@ namespace micromodels {
 /// stage upstream writes it, and no stage is required to. A stage that looks at whole packets
 /// (a generic sink, a debug dump) sets `reads_all`. A stage that reads nothing itself (`pass`)
 /// declares nothing: its hop still carries what the stages after it read.
+///
+/// Files: the pipeline refuses a file that one stage writes and another reads or writes too
+/// (an output over the input would destroy it while it is read).
 struct StageInfo {
   std::vector<std::string> reads{};           // needed: the pipeline checks they are written
   std::vector<std::string> writes{};
@@ -33,6 +42,8 @@ struct StageInfo {
   bool batching = false;   // overrides process_batch with a real batched implementation
   std::vector<std::string> optional_reads{};  // used when present; not checked upstream
   bool reads_all = false;  // needs every field of the packet (sink.jsonl)
+  std::vector<FileParam> files_read{};     // local files it reads (a video, an image)
+  std::vector<FileParam> files_written{};  // local files it creates or overwrites
 };
 
 /// Named counts of what a stage met besides packets: a reconnect, a retry, a model reloaded.

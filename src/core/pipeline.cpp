@@ -14,6 +14,7 @@
 #include "micromodels/registry.hpp"
 
 #include "detail/config_checks.hpp"
+#include "detail/file_uses.hpp"
 #include "detail/suggest.hpp"
 #include "detail/text_table.hpp"
 #include "detail/yaml_pipeline.hpp"
@@ -418,6 +419,23 @@ void Pipeline::validate(const Registry& registry) const {
     types.push_back(type);
     infos.push_back(std::move(info));
   }
+
+  std::vector<detail::FileUse> file_uses;
+  for (std::size_t i = 0; i < stages_.size(); ++i) {
+    const auto add = [&](const std::vector<FileParam>& files, bool written) {
+      for (const FileParam& file : files) {
+        const std::string key = "params." + file.param;
+        file_uses.push_back({.path = file.path,
+                             .written = written,
+                             .at = where(stages_[i], key),
+                             .subject = stage_label(stages_[i].name, i),
+                             .key = key});
+      }
+    };
+    add(infos[i].files_read, false);
+    add(infos[i].files_written, true);
+  }
+  detail::check_file_uses(file_uses);
 
   for (const std::string& name : autoscale_.stages) {
     auto found = index_of.find(name);

@@ -70,7 +70,12 @@ void register_jsonl_sink(Registry& registry) {
   registry.add({.name = "sink.jsonl",
                 .help = "Writes one JSON line per packet (stream, seq, time_ns, fields).",
                 .params = {{"path", ParamType::text, std::nullopt, "output file (.jsonl)"}},
-                .info = [](const Params&) { return StageInfo{.reads_all = true}; },
+                .info =
+                    [](const Params& params) {
+                      return StageInfo{
+                          .reads_all = true,
+                          .files_written = {{.param = "path", .path = params.text("path")}}};
+                    },
                 .make = [](const Params& params) -> std::unique_ptr<Stage> {
                   return std::make_unique<JsonlSink>(params.text("path"));
                 }});

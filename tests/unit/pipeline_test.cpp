@@ -65,6 +65,10 @@ const Registry& registry() {
     StageType camera = type("test.camera", {}, {"image"}, true);
     camera.params = {spec("count", ParamType::integer, std::int64_t{10}),
                      spec("path", ParamType::text, std::string("cam0"))};
+    camera.info = [](const Params& params) {
+      return StageInfo{.writes = {"image"},
+                       .files_read = {{.param = "path", .path = params.text("path")}}};
+    };
     r.add(camera);
     StageType detect = type("face.detect", {"image"}, {"faces"});
     detect.params = {spec("model", ParamType::text, std::string("hog")),
@@ -79,6 +83,9 @@ const Registry& registry() {
     r.add(type("model.batched", {"image"}, {"embedding"}, false, true));
     StageType sink = type("sink.jsonl", {}, {});
     sink.params = {spec("path", ParamType::text, std::nullopt)};
+    sink.info = [](const Params& params) {
+      return StageInfo{.files_written = {{.param = "path", .path = params.text("path")}}};
+    };
     r.add(sink);
     return r;
   }();
@@ -552,6 +559,31 @@ TEST(PipelineValidate, ParamsAreCheckedAtTheirKey) {
     EXPECT_EQ(error.where().line, 7);
     EXPECT_EQ(error.where().column, 15);
   }
+}
+
+// One stage's output may not be another's input (it would be destroyed while it is read) or
+// another's output; files are compared by where they are, not by how they are written.
+TEST(PipelineValidate, AFileWrittenIsNoOtherStagesInputOrOutput) {
+  const auto sinks = [](std::string_view first, std::string_view second) {
+    return with_header("  - name: sink\n    type: sink.jsonl\n    params: { path: " +
+                       std::string(first) + " }\n  - name: copy\n    type: sink.jsonl\n" +
+                       "    inputs: [detect]\n    params: { path: " + std::string(second) + " }\n");
+  };
+  EXPECT_EQ(error_of(sinks("out/a.jsonl", "out/b.jsonl")), "");
+  EXPECT_EQ(error_of(sinks("out/a.jsonl", "out/../out/./a.jsonl")),
+            "bad.yaml:13:15: stage 'copy': key 'params.path': 'out/../out/./a.jsonl' is written "
+            "by stage 'sink' (params.path) too; give each output a file of its own");
+  EXPECT_EQ(error_of(sinks("cam0", "out/b.jsonl")),
+            "bad.yaml:9:15: stage 'sink': key 'params.path': 'cam0' is the input of stage "
+            "'camera' (params.path): writing it would destroy it while it is read; write to "
+            "another file");
+  // An override names itself.
+  Pipeline p = Pipeline::from_yaml_string(sinks("out/a.jsonl", "out/b.jsonl"), "bad.yaml");
+  p.set_param("copy.path=cam0");
+  EXPECT_EQ(error_of(p),
+            "--set copy.path=cam0: stage 'copy': key 'params.path': 'cam0' is the input of stage "
+            "'camera' (params.path): writing it would destroy it while it is read; write to "
+            "another file");
 }
 
 TEST(PipelineValidate, UnknownTypeSuggestsARegisteredOne) {

@@ -407,6 +407,35 @@ TEST_F(VideoStagesTest, SourceReportsMissingInputsByPath) {
   }
 }
 
+// Writing the output over the input would destroy the input while it is read: refused before
+// anything runs, naming both stages; so is one file for two outputs (a folder of PNGs too).
+TEST_F(VideoStagesTest, AnOutputOverTheInputOrAnotherOutputIsAConfigError) {
+  const std::string input = (dir_ / "in.mp4").string();
+  fs::copy_file(media("franck.mp4"), input);
+  const auto error_of = [&](const std::string& out, const std::string& other) {
+    Pipeline pipeline("same");
+    pipeline.add(stage("source", "video.source", {{"path", input}}));
+    pipeline.add(stage("sink", "video.sink", {{"path", out}}, 1, true));
+    micromodels::StageConfig copy = stage("copy", "video.sink", {{"path", other}}, 1, true);
+    copy.inputs = {"source"};
+    pipeline.add(std::move(copy));
+    try {
+      pipeline.validate(registry());
+    } catch (const ConfigError& error) {
+      return std::string(error.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error_of((dir_ / "out.mp4").string(), (dir_ / "copy.mp4").string()), "");
+  const std::string over = error_of((dir_ / "." / "in.mp4").string(), (dir_ / "copy.mp4").string());
+  EXPECT_NE(over.find("is the input of stage 'source' (params.path): writing it would destroy it"),
+            std::string::npos)
+      << over;
+  EXPECT_EQ(fs::file_size(input), fs::file_size(media("franck.mp4"))) << "the input is intact";
+  const std::string twice = error_of((dir_ / "pngs/").string(), (dir_ / "pngs").string());
+  EXPECT_NE(twice.find("is written by stage 'sink' (params.path) too"), std::string::npos) << twice;
+}
+
 TEST_F(VideoStagesTest, SourceReportsCorruptVideosByPath) {
   const fs::path corrupt = dir_ / "corrupt.mp4";
   {

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "stage_registration.hpp"
+#include "video_input.hpp"
 #include "video_sink.hpp"
 #include "video_source.hpp"
 
@@ -58,7 +59,9 @@ void register_video_stages(Registry& registry) {
     // real time waits for the next frame, which must not hold a pool thread.
     info.blocking = params.boolean("realtime");
     for (const std::string& path : split_video_inputs(params.text("path"))) {
-      info.blocking = info.blocking || is_live(classify_video_input(path));
+      const VideoInputKind kind = classify_video_input(path);
+      info.blocking = info.blocking || is_live(kind);
+      if (!is_live(kind)) info.files_read.push_back({.param = "path", .path = path});
     }
     return info;
   };
@@ -125,6 +128,10 @@ void register_video_stages(Registry& registry) {
     // The eye strip and the eye inset say how much each frame was corrected, and why not fully.
     if (!params.text("eye_strip").empty() || params.boolean("eye_inset")) {
       info.optional_reads.insert(info.optional_reads.end(), {"gaze_strength", "gaze_reason"});
+    }
+    for (const char* param : {"path", "contact_sheet", "eye_strip"}) {
+      const std::string& path = params.text(param);
+      if (!is_stream_output(path)) info.files_written.push_back({.param = param, .path = path});
     }
     return info;
   };
