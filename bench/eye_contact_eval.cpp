@@ -477,6 +477,10 @@ class TurnedVideo final : public Source {
               std::uint64_t frames)
       : state_(std::move(state)), capture_(opened(video)), limit_(frames) {
     pass_over(capture_, start, start);
+    // The video's own rate, as video.source gives it, so that the turned runs' videos play as
+    // long as the plain one.
+    const double fps = capture_.get(cv::CAP_PROP_FPS);
+    if (std::isfinite(fps) && fps > 0 && fps <= 1000) fps_ = fps;
   }
 
   bool next(std::vector<Packet>& out) override {
@@ -504,8 +508,9 @@ class TurnedVideo final : public Source {
     Packet packet;
     packet.stream = 0;
     packet.seq = seq_;
-    packet.time_ns = static_cast<std::int64_t>(seq_) * 40'000'000;
+    packet.time_ns = static_cast<std::int64_t>(static_cast<double>(seq_) * 1e9 / fps_);
     packet.set("frame", vision::to_image(frame));
+    packet.set("fps", fps_);
     out.push_back(std::move(packet));
     ++seq_;
     return true;
@@ -516,6 +521,7 @@ class TurnedVideo final : public Source {
   cv::VideoCapture capture_;
   std::uint64_t limit_;
   std::uint64_t seq_ = 0;
+  double fps_ = 25;  // when the video reports none, as video.source
 };
 
 void add_eval_types(Registry& registry, const std::shared_ptr<EvalState>& state, const fs::path& video,
@@ -540,7 +546,7 @@ void add_eval_types(Registry& registry, const std::shared_ptr<EvalState>& state,
   turned.params = {{"path", ParamType::text, std::nullopt, "the video"},
                    {"start", ParamType::integer, std::int64_t{0}, "first frame"},
                    {"max_frames", ParamType::integer, std::int64_t{0}, "frames from the start; 0: all"}};
-  turned.info = [](const Params&) { return StageInfo{.reads = {}, .writes = {"frame"}}; };
+  turned.info = [](const Params&) { return StageInfo{.reads = {}, .writes = {"frame", "fps"}}; };
   turned.make_source = [state](const Params& params) -> std::unique_ptr<Source> {
     return std::make_unique<TurnedVideo>(state, params.text("path"),
                                          static_cast<std::uint64_t>(params.integer("start")),

@@ -43,10 +43,11 @@ Json to_json(const EyeContactEval& e) {
                       {"residual_px", t.residual_px},
                       {"recovery", t.recovery},
                       {"recovery_target", {target.low, target.high}},
-                      {"recovery_met", target.met(t.recovery)},
+                      {"recovery_met", t.eyes > 0 ? Json(target.met(t.recovery)) : Json(nullptr)},
                       {"recovery_ungated", t.recovery_ungated},
                       {"sideways_drift_eye_widths", t.sideways_drift},
-                      {"sideways_drift_met", t.sideways_drift <= 0.01},
+                      {"sideways_drift_met",
+                       t.eyes > 0 ? Json(t.sideways_drift <= 0.01) : Json(nullptr)},
                       {"sideways_outward_eye_widths", t.sideways_outward},
                       {"finder_in_px", t.finder_in_px},
                       {"finder_out_px", t.finder_out_px},
@@ -94,9 +95,11 @@ Json to_json(const EyeContactEval& e) {
               {"iris_jitter_ratio", e.iris_jitter_ratio},
               {"iris_jitter_reference", {{"output", e.iris_jitter_reference_px},
                                          {"ratio", e.iris_jitter_reference_ratio}}},
-              {"iris_jitter_met", e.iris_jitter_ratio <= 1.05},
+              {"iris_jitter_met",
+               e.frames_with_face > 0 ? Json(e.iris_jitter_ratio <= 1.05) : Json(nullptr)},
               {"seam_energy_ratio", e.seam_energy_ratio},
-              {"seam_energy_met", e.seam_energy_ratio <= 1.1},
+              {"seam_energy_met",
+               e.frames_corrected > 0 ? Json(e.seam_energy_ratio <= 1.1) : Json(nullptr)},
               {"turned", turned},
               {"step", step},
               {"wall_s", e.wall_s}};
@@ -124,18 +127,24 @@ void print_eval(const EyeContactEval& e) {
   row("mean gaze pitch / yaw (deg)", num(e.mean_pitch_deg, 1) + " / " + num(e.mean_yaw_deg, 1), "");
   row("shift asked (px), delivered: pixels / finder",
       num(e.asked_px, 2) + ", " + num(e.delivered_ratio, 2) + " / " + num(e.finder_delivered_ratio, 2),
-      std::abs(e.delivered_ratio - 1) <= 0.1 ? "ok: within 10%" : "MISSED: 1 +- 0.1");
+      !(e.asked_px > 0)                      ? "n/a: no shift asked"
+      : std::abs(e.delivered_ratio - 1) <= 0.1 ? "ok: within 10%"
+                                               : "MISSED: 1 +- 0.1");
   row("max pixel change outside the masks", std::to_string(e.max_pixel_change_outside_masks),
       e.max_pixel_change_outside_masks == 0 ? "ok: 0" : "FAILED: must be 0");
   row("input_frame mismatches", std::to_string(e.input_frame_mismatches),
       e.input_frame_mismatches == 0 ? "ok" : "MISMATCH");
   row("iris jitter in / out (px/frame), ratio",
       num(e.iris_jitter_in_px) + " / " + num(e.iris_jitter_out_px) + ", " + num(e.iris_jitter_ratio),
-      e.iris_jitter_ratio <= 1.05 ? "ok: <= 1.05" : "MISSED: <= 1.05");
+      e.frames_with_face == 0     ? "n/a: no face"
+      : e.iris_jitter_ratio <= 1.05 ? "ok: <= 1.05"
+                                    : "MISSED: <= 1.05");
   row("  a perfect raise by the shift asked: out, ratio",
       num(e.iris_jitter_reference_px) + ", " + num(e.iris_jitter_reference_ratio), "");
   row("seam energy ratio (out / in)", num(e.seam_energy_ratio),
-      e.seam_energy_ratio <= 1.1 ? "ok: <= 1.1" : "MISSED: <= 1.1");
+      e.frames_corrected == 0    ? "n/a: nothing corrected"
+      : e.seam_energy_ratio <= 1.1 ? "ok: <= 1.1"
+                                   : "MISSED: <= 1.1");
   for (const TurnedEval& t : e.turned) {
     const Target target = recovery_target(t.angle_deg);
     std::string gated;
@@ -144,11 +153,14 @@ void print_eval(const EyeContactEval& e) {
                 t.angle_deg, t.shift_px, t.measured_in_px, static_cast<unsigned long long>(t.eyes),
                 100 * t.turned_gated, gated.empty() ? "" : (" (" + gated.substr(2) + ")").c_str());
     row("    recovery (residual px)", num(t.recovery) + " (" + num(t.residual_px, 2) + ")",
-        target.met(t.recovery) ? "ok: " + num(target.low, 2) + ".." + num(target.high, 2)
-                               : "MISSED: " + num(target.low, 2) + ".." + num(target.high, 2));
+        t.eyes == 0              ? std::string("n/a: no eye measured")
+        : target.met(t.recovery) ? "ok: " + num(target.low, 2) + ".." + num(target.high, 2)
+                                 : "MISSED: " + num(target.low, 2) + ".." + num(target.high, 2));
     row("    recovery where the turned run corrected fully", num(t.recovery_ungated), "");
     row("    sideways drift (eye widths)", num(t.sideways_drift, 4),
-        t.sideways_drift <= 0.01 ? "ok: <= 0.01" : "MISSED: <= 0.01");
+        t.eyes == 0                ? "n/a: no eye measured"
+        : t.sideways_drift <= 0.01 ? "ok: <= 0.01"
+                                   : "MISSED: <= 0.01");
     row("    the same signed, + away from the eye's middle", num(t.sideways_outward, 4), "");
     row("    finder: in / out px, recovery",
         num(t.finder_in_px, 2) + " / " + num(t.finder_out_px, 2) + ", " + num(t.finder_recovery), "");
