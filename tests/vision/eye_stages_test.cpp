@@ -364,9 +364,9 @@ TEST(EyeStages, BadParamsAreRejectedAtConstruction) {
   EXPECT_THROW(harness("face.track", {{"detector", std::string("yolo")}}), std::invalid_argument);
   EXPECT_THROW(harness("face.track", {{"detector", std::string("none")}, {"search_scale", 0.5}}),
                std::invalid_argument);
-  EXPECT_THROW(harness("gaze.estimate", {{"fade_frames", std::int64_t{0}}}), std::invalid_argument);
+  EXPECT_THROW(harness("gaze.estimate", {{"fade_frames", std::int64_t{0}}}), mm::ParamError);
   EXPECT_THROW(harness("gaze.estimate", {{"gaze_fade_deg", std::vector<double>{30, 20}}}),
-               std::invalid_argument);
+               mm::ParamError);
   EXPECT_THROW(harness("eye.refine", {{"lid_to_iris", 0.9}}), std::invalid_argument);
   // gaze.redirect checks its params when it describes itself, so that a pipeline file reports
   // the param's own line; here they surface as ParamError naming the key.

@@ -95,8 +95,8 @@ TEST(GazeEstimate, CornersThatFollowTheLidAreAllowedFor) {
       EXPECT_NEAR(uncorrected[2 * eye], seen, 0.3) << "pitch " << pitch << ", eye " << eye;
     }
   }
-  EXPECT_THROW(harness("gaze.estimate", {{"corner_follow", 0.8}}), std::invalid_argument);
-  EXPECT_THROW(harness("gaze.estimate", {{"corner_follow", -0.1}}), std::invalid_argument);
+  EXPECT_THROW(harness("gaze.estimate", {{"corner_follow", 0.8}}), mm::ParamError);
+  EXPECT_THROW(harness("gaze.estimate", {{"corner_follow", -0.1}}), mm::ParamError);
 }
 
 // The gaze reported stays put while the estimate wanders within hold_deg of it (its noise), and a
@@ -131,8 +131,8 @@ TEST(GazeEstimate, SmallChangesAreHeldALargeOneIsFollowedAtOnce) {
   for (int i = 0; i < 10; ++i) settled = pitch_of(held, -20, ++seq);
   EXPECT_NEAR(settled, -20, 1.0 + 0.05);
   EXPECT_LT(settled, -18.9f);
-  EXPECT_THROW(harness("gaze.estimate", {{"hold_deg", -0.5}}), std::invalid_argument);
-  EXPECT_THROW(harness("gaze.estimate", {{"hold_deg", 6.0}}), std::invalid_argument);
+  EXPECT_THROW(harness("gaze.estimate", {{"hold_deg", -0.5}}), mm::ParamError);
+  EXPECT_THROW(harness("gaze.estimate", {{"hold_deg", 6.0}}), mm::ParamError);
 }
 
 // average_frames: the gaze written (what the correction is made from) averaged over that many
@@ -191,8 +191,8 @@ TEST(GazeEstimate, AnAveragedGazeIsSteadyKeptThroughBlinksAndTheGatesStillReadEa
   ++seq;
   EXPECT_EQ(single(slow.process(mm::Packet{.seq = seq++})).get<std::string>("gaze_reason"), "no_face");
   EXPECT_NEAR(step(slow, looking({-12, 0})).first, -12, 0.05);
-  EXPECT_THROW(harness("gaze.estimate", {{"average_frames", 0.5}}), std::invalid_argument);
-  EXPECT_THROW(harness("gaze.estimate", {{"average_frames", 2000.0}}), std::invalid_argument);
+  EXPECT_THROW(harness("gaze.estimate", {{"average_frames", 0.5}}), mm::ParamError);
+  EXPECT_THROW(harness("gaze.estimate", {{"average_frames", 2000.0}}), mm::ParamError);
 }
 
 // Raised brows lift the upper lids without turning the eyes, and the lid-placed iris then reads
@@ -244,8 +244,8 @@ TEST(GazeEstimate, RaisedBrowsHoldTheGaze) {
   float last = 0;
   for (int i = 0; i < 400; ++i) last = pitch_of(hold, raised(looking({-12, 0}), 0.15f));
   EXPECT_NEAR(last, -12, 0.05);
-  EXPECT_THROW(harness("gaze.estimate", {{"brow_hold", -0.1}}), std::invalid_argument);
-  EXPECT_THROW(harness("gaze.estimate", {{"brow_hold", 1.5}}), std::invalid_argument);
+  EXPECT_THROW(harness("gaze.estimate", {{"brow_hold", -0.1}}), mm::ParamError);
+  EXPECT_THROW(harness("gaze.estimate", {{"brow_hold", 1.5}}), mm::ParamError);
 }
 
 // The brows' usual height is not pulled down by a short dip (a frown, a bowed head: 20 frames of
@@ -321,9 +321,9 @@ TEST(GazeEstimate, ASmileFadesTheCorrectionOut) {
   EXPECT_EQ(held.strength, 1.0) << "a mouth that stays so is this face's usual";
   EXPECT_EQ(held.reason, "ok");
   EXPECT_THROW(harness("gaze.estimate", {{"smile_fade", std::vector<double>{0.2, 0.1}}}),
-               std::invalid_argument);
+               mm::ParamError);
   EXPECT_THROW(harness("gaze.estimate", {{"smile_fade", std::vector<double>{0.1, 3.0}}}),
-               std::invalid_argument);
+               mm::ParamError);
 }
 
 // A blink ends the correction at once (a closing lid reads as a look down: a fade would raise a

@@ -23,6 +23,8 @@
 #include <optional>
 #include <string>
 
+#include <spdlog/fmt/fmt.h>
+
 #include "eye_fields.hpp"
 #include "head_pose.hpp"
 #include "stage_registration.hpp"
@@ -433,12 +435,63 @@ Band band_param(const Params& params, const std::string& name, const char* what 
                 double most = 90) {
   const std::vector<double>& v = params.numbers(name);
   if (v.size() != 2 || !(v[0] >= 0) || !(v[1] > v[0]) || v[1] > most) {
-    char limit[32];
-    std::snprintf(limit, sizeof limit, "%g", most);
-    throw std::invalid_argument("param '" + name + "' must be two " + what +
-                                " {from, to} with 0 <= from < to <= " + limit);
+    std::string given;
+    for (const double x : v) given += (given.empty() ? "" : ", ") + fmt::format("{:g}", x);
+    throw ParamError(name, "param '" + name + "' must be two " + what +
+                               " {from, to} with 0 <= from < to <= " + fmt::format("{:g}", most) +
+                               "; got [" + given + "]");
   }
   return {v[0], v[1]};
+}
+
+// The params, checked; a ParamError names the key, so a pipeline file reports its line.
+EstimateParams settings(const Params& params) {
+  const auto out_of_range = [](const std::string& name, const std::string& range, double got) {
+    return ParamError(
+        name, "param '" + name + "' must be " + range + "; got " + fmt::format("{:g}", got));
+  };
+  EstimateParams p;
+  p.eyeball.radius = static_cast<float>(params.number("eyeball_radius"));
+  if (!(p.eyeball.radius > 0.1f && p.eyeball.radius < 1)) {
+    throw out_of_range("eyeball_radius", "within 0.1..1 eye widths (exclusive)",
+                       params.number("eyeball_radius"));
+  }
+  p.eyeball.rise = static_cast<float>(params.number("eyeball_rise"));
+  p.eyeball.nasal = static_cast<float>(params.number("eyeball_nasal"));
+  p.eyeball.depth = static_cast<float>(params.number("eyeball_depth"));
+  p.corner_follow = static_cast<float>(params.number("corner_follow"));
+  if (!(p.corner_follow >= 0 && p.corner_follow <= 0.5f)) {
+    throw out_of_range("corner_follow", "within 0..0.5", params.number("corner_follow"));
+  }
+  p.blink_ear = params.number("blink_ear");
+  p.blink_ratio = params.number("blink_ratio");
+  if (!(p.blink_ratio > 0 && p.blink_ratio < 1)) {
+    throw out_of_range("blink_ratio", "within 0..1 (exclusive)", p.blink_ratio);
+  }
+  p.min_eye_px = params.number("min_eye_px");
+  if (!(p.min_eye_px >= 0)) throw out_of_range("min_eye_px", "at least 0 pixels", p.min_eye_px);
+  p.min_eye_contrast = params.number("min_eye_contrast");
+  p.head_yaw = band_param(params, "head_yaw_fade_deg");
+  p.head_pitch = band_param(params, "head_pitch_fade_deg");
+  p.gaze = band_param(params, "gaze_fade_deg");
+  p.smile = band_param(params, "smile_fade", "shares of the outer eye corners' distance", 2);
+  p.fade_frames = params.integer("fade_frames");
+  if (p.fade_frames < 1) {
+    throw out_of_range("fade_frames", "at least 1 frame", static_cast<double>(p.fade_frames));
+  }
+  p.hold_deg = static_cast<float>(params.number("hold_deg"));
+  if (!(p.hold_deg >= 0 && p.hold_deg <= 5)) {
+    throw out_of_range("hold_deg", "within 0..5 degrees", params.number("hold_deg"));
+  }
+  p.average_frames = params.number("average_frames");
+  if (!(p.average_frames >= 1 && p.average_frames <= 1000)) {
+    throw out_of_range("average_frames", "within 1..1000 frames", p.average_frames);
+  }
+  p.brow_hold = params.number("brow_hold");
+  if (!(p.brow_hold >= 0 && p.brow_hold <= 1)) {
+    throw out_of_range("brow_hold", "within 0..1 eye widths", p.brow_hold);
+  }
+  return p;
 }
 
 }  // namespace
@@ -505,7 +558,8 @@ void register_gaze_estimate(Registry& registry) {
                   "correction fades out: a smile narrows the eyes, which reads as a look down "
                   "{from, to}"}},
       .info =
-          [](const Params&) {
+          [](const Params& params) {
+            (void)settings(params);  // a bad param is a configuration error, at its line
             // No face or no iris: it says so in gaze_reason.
             return StageInfo{
                 .reads = {},
@@ -513,44 +567,7 @@ void register_gaze_estimate(Registry& registry) {
                 .optional_reads = {"landmarks", "iris", "eye_contours", "eye_contrast"}};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
-        EstimateParams p;
-        p.eyeball.radius = static_cast<float>(params.number("eyeball_radius"));
-        p.eyeball.rise = static_cast<float>(params.number("eyeball_rise"));
-        p.eyeball.nasal = static_cast<float>(params.number("eyeball_nasal"));
-        p.eyeball.depth = static_cast<float>(params.number("eyeball_depth"));
-        p.corner_follow = static_cast<float>(params.number("corner_follow"));
-        if (!(p.corner_follow >= 0 && p.corner_follow <= 0.5f)) {
-          throw std::invalid_argument("param 'corner_follow' must be within 0..0.5");
-        }
-        p.blink_ear = params.number("blink_ear");
-        p.blink_ratio = params.number("blink_ratio");
-        if (!(p.blink_ratio > 0 && p.blink_ratio < 1)) {
-          throw std::invalid_argument("param 'blink_ratio' must be within 0..1 (exclusive)");
-        }
-        p.min_eye_px = params.number("min_eye_px");
-        p.min_eye_contrast = params.number("min_eye_contrast");
-        p.head_yaw = band_param(params, "head_yaw_fade_deg");
-        p.head_pitch = band_param(params, "head_pitch_fade_deg");
-        p.gaze = band_param(params, "gaze_fade_deg");
-        p.smile = band_param(params, "smile_fade", "shares of the outer eye corners' distance", 2);
-        p.fade_frames = params.integer("fade_frames");
-        p.hold_deg = static_cast<float>(params.number("hold_deg"));
-        if (!(p.hold_deg >= 0 && p.hold_deg <= 5)) {
-          throw std::invalid_argument("param 'hold_deg' must be within 0..5 degrees");
-        }
-        p.average_frames = params.number("average_frames");
-        if (!(p.average_frames >= 1 && p.average_frames <= 1000)) {
-          throw std::invalid_argument("param 'average_frames' must be within 1..1000 frames");
-        }
-        p.brow_hold = params.number("brow_hold");
-        if (!(p.brow_hold >= 0 && p.brow_hold <= 1)) {
-          throw std::invalid_argument("param 'brow_hold' must be within 0..1 eye widths");
-        }
-        if (!(p.eyeball.radius > 0.1f && p.eyeball.radius < 1)) {
-          throw std::invalid_argument("param 'eyeball_radius' must be within 0.1..1 eye widths");
-        }
-        if (p.fade_frames < 1) throw std::invalid_argument("param 'fade_frames' must be >= 1");
-        return std::make_unique<GazeEstimate>(p);
+        return std::make_unique<GazeEstimate>(settings(params));
       },
       .make_source = {},
   });
