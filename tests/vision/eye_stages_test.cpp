@@ -361,9 +361,9 @@ TEST(EyeStages, TinyFramesAndMissingFieldsPassThrough) {
 }
 
 TEST(EyeStages, BadParamsAreRejectedAtConstruction) {
-  EXPECT_THROW(harness("face.track", {{"detector", std::string("yolo")}}), std::invalid_argument);
+  EXPECT_THROW(harness("face.track", {{"detector", std::string("yolo")}}), mm::ParamError);
   EXPECT_THROW(harness("face.track", {{"detector", std::string("none")}, {"search_scale", 0.5}}),
-               std::invalid_argument);
+               mm::ParamError);
   EXPECT_THROW(harness("gaze.estimate", {{"fade_frames", std::int64_t{0}}}), mm::ParamError);
   EXPECT_THROW(harness("gaze.estimate", {{"gaze_fade_deg", std::vector<double>{30, 20}}}),
                mm::ParamError);

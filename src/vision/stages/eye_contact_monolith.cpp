@@ -9,9 +9,20 @@ namespace micromodels::vision {
 
 namespace {
 
+// The params, checked; a ParamError names the key, so a pipeline file reports its line.
+void check_params(const Params& params) {
+  const std::string& detector = params.text("detector");
+  if (detector != "blazeface" && detector != "blazeface_back" && detector != "hog") {
+    throw ParamError(
+        "detector",
+        "param 'detector': expected blazeface, blazeface_back or hog, got '" + detector + "'");
+  }
+}
+
 class EyeContactMonolith final : public Stage {
  public:
   EyeContactMonolith(const Registry& registry, const Params& params) {
+    check_params(params);
     const auto build = [&](const std::string& type, std::map<std::string, ParamValue> given) {
       const StageType* stage_type = registry.find(type);
       if (stage_type == nullptr) throw std::logic_error("stage type '" + type + "' is not registered");
@@ -62,11 +73,13 @@ void register_eye_contact_monolith(Registry& registry) {
       .name = "eye_contact.monolith",
       .help = "The eye-contact task in one stage, detecting on every frame (benchmark baseline).",
       .params = {{"detector", ParamType::text, std::string("blazeface"), "blazeface or hog"}},
-      .info = [](const Params&) {
-        return StageInfo{.reads = {"frame"},
-                         .writes = {"faces", "face", "landmarks", "iris", "gaze", "gaze_strength",
-                                    "generated", "input_frame"}};
-      },
+      .info =
+          [](const Params& params) {
+            check_params(params);  // a bad param is a configuration error, at its line
+            return StageInfo{.reads = {"frame"},
+                             .writes = {"faces", "face", "landmarks", "iris", "gaze",
+                                        "gaze_strength", "generated", "input_frame"}};
+          },
       .make = [types](const Params& params) -> std::unique_ptr<Stage> {
         return std::make_unique<EyeContactMonolith>(*types, params);
       },

@@ -1,5 +1,6 @@
 // `face.detect`: identify faces with BlazeFace (ONNX) or dlib's HOG detector, on key frames.
 #include <opencv2/imgproc.hpp>
+#include <spdlog/fmt/fmt.h>
 
 #include "image_mat.hpp"
 #include "model_pool.hpp"
@@ -12,12 +13,31 @@ namespace micromodels::vision {
 
 namespace {
 
+// The params, checked; a ParamError names the key, so a pipeline file reports its line.
+void check_params(const Params& params) {
+  const std::string& model = params.text("model");
+  if (model != "blazeface" && model != "blazeface_back" && model != "hog") {
+    throw ParamError(
+        "model", "param 'model': expected blazeface, blazeface_back or hog, got '" + model + "'");
+  }
+  if (params.integer("every") < 1) {
+    throw ParamError("every", "param 'every' must be at least 1; got " +
+                                  std::to_string(params.integer("every")));
+  }
+  const double threshold = params.number("score_threshold");
+  if (!(threshold >= 0 && threshold <= 1)) {
+    throw ParamError("score_threshold", "param 'score_threshold' must be within 0..1; got " +
+                                            fmt::format("{:g}", threshold));
+  }
+}
+
 class FaceDetect final : public Stage {
  public:
   explicit FaceDetect(const Params& params)
       : model_(params.text("model")),
         every_(params.integer("every")),
         max_faces_(static_cast<int>(params.integer("max_faces"))) {
+    check_params(params);
     const auto threshold = static_cast<float>(params.number("score_threshold"));
     if (model_ == "hog") {
       hog_ = std::make_unique<ModelPool<HogFaceDetector>>(
@@ -32,11 +52,7 @@ class FaceDetect final : public Stage {
       options.max_faces = max_faces_;
       blaze_ = std::make_unique<ModelPool<BlazeFace>>(
           [=] { return std::make_unique<BlazeFace>(path, variant, options); });
-    } else {
-      throw std::invalid_argument("param 'model': expected blazeface, blazeface_back or hog, got '" +
-                                  model_ + "'");
     }
-    if (every_ < 1) throw std::invalid_argument("param 'every' must be at least 1");
   }
 
   void process(Packet packet, std::vector<Packet>& out) override {
@@ -76,14 +92,19 @@ void register_face_detect(Registry& registry) {
   registry.add({
       .name = "face.detect",
       .help = "Finds faces (field 'faces') on every Nth frame with BlazeFace or dlib HOG.",
-      .params = {{"model", ParamType::text, std::string("blazeface"),
-                  "blazeface (near faces, 128 px input), blazeface_back (small faces, 256 px) or hog"},
-                 {"path", ParamType::text, std::string(), "ONNX file; empty: the fetched model"},
-                 {"every", ParamType::integer, std::int64_t{1},
-                  "detect on frames whose seq is a multiple of this (key frames)"},
-                 {"score_threshold", ParamType::number, 0.5, "BlazeFace minimum score"},
-                 {"max_faces", ParamType::integer, std::int64_t{0}, "keep the best N; 0: all"}},
-      .info = [](const Params&) { return StageInfo{.reads = {"frame"}, .writes = {"faces"}}; },
+      .params =
+          {{"model", ParamType::text, std::string("blazeface"),
+            "blazeface (near faces, 128 px input), blazeface_back (small faces, 256 px) or hog"},
+           {"path", ParamType::text, std::string(), "ONNX file; empty: the fetched model"},
+           {"every", ParamType::integer, std::int64_t{1},
+            "detect on frames whose seq is a multiple of this (key frames)"},
+           {"score_threshold", ParamType::number, 0.5, "BlazeFace minimum score"},
+           {"max_faces", ParamType::integer, std::int64_t{0}, "keep the best N; 0: all"}},
+      .info =
+          [](const Params& params) {
+            check_params(params);  // a bad param is a configuration error, at its line
+            return StageInfo{.reads = {"frame"}, .writes = {"faces"}};
+          },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         return std::make_unique<FaceDetect>(params);
       },

@@ -28,6 +28,20 @@ constexpr std::array<int, 68> kMeshToIbug = {
     61,  39,  37,  0,   267, 269, 291, 405, 314, 17,  84,  181,                             // lips
     78,  82,  13,  312, 308, 317, 14,  87};                                                 // inner
 
+// The params, checked; a ParamError names the key, so a pipeline file reports its line.
+void check_params(const Params& params) {
+  const double crop_scale = params.number("crop_scale");
+  if (!(crop_scale >= 1.0 && crop_scale <= 4.0)) {
+    throw ParamError("crop_scale", "param 'crop_scale' must be within 1..4 face-box sides; got " +
+                                       fmt::format("{:g}", crop_scale));
+  }
+  const double min_score = params.number("min_score");
+  if (!(min_score >= 0.0 && min_score <= 1.0)) {
+    throw ParamError("min_score", "param 'min_score' must be within 0..1; got " +
+                                      fmt::format("{:g}", min_score));
+  }
+}
+
 class FaceMesh68 final : public Stage {
  public:
   FaceMesh68(const std::filesystem::path& path, double crop_scale, double min_score)
@@ -78,23 +92,17 @@ void register_face_mesh68(Registry& registry) {
                   "side of the square crop around the face box, in face-box sides"},
                  {"min_score", ParamType::number, 0.5,
                   "below this face score no landmarks are written (as with no face)"}},
-      .info = [](const Params&) {
-        return StageInfo{.reads = {"frame", "face"}, .writes = {"landmarks"}};
-      },
+      .info =
+          [](const Params& params) {
+            check_params(params);  // a bad param is a configuration error, at its line
+            return StageInfo{.reads = {"frame", "face"}, .writes = {"landmarks"}};
+          },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         std::filesystem::path path = params.text("path");
         if (path.empty()) path = models_dir() / FaceMesh::kModelFile;
-        const double crop_scale = params.number("crop_scale");
-        const double min_score = params.number("min_score");
-        if (!(crop_scale >= 1.0 && crop_scale <= 4.0)) {
-          throw std::invalid_argument("param 'crop_scale' must be between 1 and 4, got " +
-                                      fmt::format("{:g}", crop_scale));
-        }
-        if (!(min_score >= 0.0 && min_score <= 1.0)) {
-          throw std::invalid_argument("param 'min_score' must be between 0 and 1, got " +
-                                      fmt::format("{:g}", min_score));
-        }
-        return std::make_unique<FaceMesh68>(path, crop_scale, min_score);
+        check_params(params);
+        return std::make_unique<FaceMesh68>(path, params.number("crop_scale"),
+                                            params.number("min_score"));
       },
   });
 }

@@ -17,6 +17,7 @@
 #include <optional>
 
 #include <opencv2/imgproc.hpp>
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include "image_mat.hpp"
@@ -84,6 +85,29 @@ struct MatchResult {
   double score = 0;
 };
 
+// The params, checked; a ParamError names the key, so a pipeline file reports its line.
+void check_params(const Params& params) {
+  const double min_confidence = params.number("min_confidence");
+  if (!(min_confidence >= 0 && min_confidence <= 1)) {
+    throw ParamError("min_confidence", "param 'min_confidence' must be within 0..1; got " +
+                                           fmt::format("{:g}", min_confidence));
+  }
+  const std::string& detector = params.text("detector");
+  if (detector != "blazeface" && detector != "hog" && detector != "none") {
+    throw ParamError("detector",
+                     "param 'detector': expected blazeface, hog or none, got '" + detector + "'");
+  }
+  const double search_scale = params.number("search_scale");
+  if (!(search_scale >= 1)) {
+    throw ParamError("search_scale", "param 'search_scale' must be at least 1 (face boxes); got " +
+                                         fmt::format("{:g}", search_scale));
+  }
+  if (params.integer("retry_every") < 0) {
+    throw ParamError("retry_every", "param 'retry_every' must be at least 0 (0: never); got " +
+                                        std::to_string(params.integer("retry_every")));
+  }
+}
+
 class FaceTrack final : public Stage {
  public:
   explicit FaceTrack(const Params& params)
@@ -91,11 +115,7 @@ class FaceTrack final : public Stage {
         search_scale_(params.number("search_scale")),
         retry_every_(params.integer("retry_every")),
         detector_name_(params.text("detector")) {
-    if (search_scale_ < 1.0) throw std::invalid_argument("param 'search_scale' must be >= 1");
-    if (min_confidence_ < 0 || min_confidence_ > 1) {
-      throw std::invalid_argument("param 'min_confidence' must be within 0..1");
-    }
-    if (retry_every_ < 0) throw std::invalid_argument("param 'retry_every' must be >= 0");
+    check_params(params);
     if (detector_name_ == "blazeface") {
       std::filesystem::path path = params.text("path");
       if (path.empty()) path = models_dir() / BlazeFace::model_file(BlazeFace::Variant::front);
@@ -104,9 +124,6 @@ class FaceTrack final : public Stage {
     } else if (detector_name_ == "hog") {
       hog_ = std::make_unique<ModelPool<HogFaceDetector>>(
           [] { return std::make_unique<HogFaceDetector>(); });
-    } else if (detector_name_ != "none") {
-      throw std::invalid_argument("param 'detector': expected blazeface, hog or none, got '" +
-                                  detector_name_ + "'");
     }
   }
 
@@ -365,7 +382,8 @@ void register_face_track(Registry& registry) {
                  {"retry_every", ParamType::integer, std::int64_t{1},
                   "while no face is tracked, run the own detector every Nth frame (0: never)"}},
       .info =
-          [](const Params&) {
+          [](const Params& params) {
+            check_params(params);  // a bad param is a configuration error, at its line
             // `faces`: only key frames carry it (face.detect with every > 1).
             return StageInfo{.reads = {"frame"},
                              .writes = {"face", "track_confidence", "track_redetections"},
