@@ -361,15 +361,16 @@ TEST(EyeStages, TinyFramesAndMissingFieldsPassThrough) {
 }
 
 TEST(EyeStages, BadParamsAreRejectedAtConstruction) {
+  // The stages check their params when they describe themselves too, so that a pipeline file
+  // reports the param's own line (stage_params_test); here they surface as ParamError naming
+  // the key.
   EXPECT_THROW(harness("face.track", {{"detector", std::string("yolo")}}), mm::ParamError);
   EXPECT_THROW(harness("face.track", {{"detector", std::string("none")}, {"search_scale", 0.5}}),
                mm::ParamError);
   EXPECT_THROW(harness("gaze.estimate", {{"fade_frames", std::int64_t{0}}}), mm::ParamError);
   EXPECT_THROW(harness("gaze.estimate", {{"gaze_fade_deg", std::vector<double>{30, 20}}}),
                mm::ParamError);
-  EXPECT_THROW(harness("eye.refine", {{"lid_to_iris", 0.9}}), std::invalid_argument);
-  // gaze.redirect checks its params when it describes itself, so that a pipeline file reports
-  // the param's own line; here they surface as ParamError naming the key.
+  EXPECT_THROW(harness("eye.refine", {{"lid_to_iris", 0.9}}), mm::ParamError);
   EXPECT_THROW(harness("gaze.redirect", {{"max_shift", 2.0}}), mm::ParamError);
   EXPECT_THROW(harness("gaze.redirect", {{"target", std::string("screen")}}), mm::ParamError);
   EXPECT_THROW(harness("gaze.redirect", {{"camera_offset_deg", 45.0}}), mm::ParamError);

@@ -51,6 +51,31 @@ class EyeIrisSchedule final : public Stage {
 
 }  // namespace
 
+namespace {
+
+// The params, checked; a ParamError names the key, so a pipeline file reports its line.
+IrisScheduleOptions settings(const Params& params) {
+  IrisScheduleOptions options;
+  options.every = params.integer("every");
+  options.max_motion = params.number("max_motion");
+  options.max_ear_change = params.number("max_ear_change");
+  if (options.every < 1) {
+    throw ParamError("every", "param 'every' must be at least 1 (1: every frame); got " +
+                                  std::to_string(options.every));
+  }
+  if (!(options.max_motion >= 0)) {
+    throw ParamError("max_motion", "param 'max_motion' must be at least 0 eye widths; got " +
+                                       fmt::format("{:g}", options.max_motion));
+  }
+  if (!(options.max_ear_change >= 0)) {
+    throw ParamError("max_ear_change", "param 'max_ear_change' must be at least 0; got " +
+                                           fmt::format("{:g}", options.max_ear_change));
+  }
+  return options;
+}
+
+}  // namespace
+
 void register_eye_iris_schedule(Registry& registry) {
   registry.add({
       .name = "eye.iris_schedule",
@@ -67,27 +92,12 @@ void register_eye_iris_schedule(Registry& registry) {
                   "a key frame anyway when an eye's aspect ratio (openness) changed more than "
                   "this since the last one"}},
       .info =
-          [](const Params&) {
+          [](const Params& params) {
+            (void)settings(params);  // a bad param is a configuration error, at its line
             return StageInfo{.reads = {"landmarks"}, .writes = {"iris_key"}};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
-        IrisScheduleOptions options;
-        options.every = params.integer("every");
-        options.max_motion = params.number("max_motion");
-        options.max_ear_change = params.number("max_ear_change");
-        if (options.every < 1) {
-          throw std::invalid_argument("param 'every' must be >= 1, got " +
-                                      std::to_string(options.every));
-        }
-        if (!(options.max_motion >= 0)) {
-          throw std::invalid_argument("param 'max_motion' must be >= 0, got " +
-                                      fmt::format("{:g}", options.max_motion));
-        }
-        if (!(options.max_ear_change >= 0)) {
-          throw std::invalid_argument("param 'max_ear_change' must be >= 0, got " +
-                                      fmt::format("{:g}", options.max_ear_change));
-        }
-        return std::make_unique<EyeIrisSchedule>(options);
+        return std::make_unique<EyeIrisSchedule>(settings(params));
       },
   });
 }

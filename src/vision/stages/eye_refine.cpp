@@ -12,6 +12,8 @@
 #include <cmath>
 #include <optional>
 
+#include <spdlog/fmt/fmt.h>
+
 #include "eye_fields.hpp"
 #include "image_mat.hpp"
 #include "stage_registration.hpp"
@@ -140,6 +142,26 @@ class EyeRefine final : public Stage {
 
 }  // namespace
 
+namespace {
+
+// The params, checked; a ParamError names the key, so a pipeline file reports its line.
+RefineParams settings(const Params& params) {
+  RefineParams p;
+  p.lid_to_iris = static_cast<float>(params.number("lid_to_iris"));
+  if (!(p.lid_to_iris >= 0 && p.lid_to_iris <= 0.5f)) {
+    throw ParamError("lid_to_iris", "param 'lid_to_iris' must be within 0..0.5 eye widths; got " +
+                                        fmt::format("{:g}", params.number("lid_to_iris")));
+  }
+  p.min_contrast = static_cast<float>(params.number("min_contrast"));
+  if (!(p.min_contrast >= 0)) {
+    throw ParamError("min_contrast", "param 'min_contrast' must be at least 0 gray levels; got " +
+                                         fmt::format("{:g}", params.number("min_contrast")));
+  }
+  return p;
+}
+
+}  // namespace
+
 void register_eye_refine(Registry& registry) {
   registry.add({
       .name = "eye.refine",
@@ -155,20 +177,14 @@ void register_eye_refine(Registry& registry) {
                   "an upper-lid edge weaker than this (gray levels per pixel) is not trusted: "
                   "that eye keeps the model's iris"}},
       .info =
-          [](const Params&) {
+          [](const Params& params) {
+            (void)settings(params);  // a bad param is a configuration error, at its line
             return StageInfo{.reads = {"frame", "landmarks", "iris"},
                              .writes = {"iris", "eye_contrast"},
                              .optional_reads = {"eye_contours"}};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
-        RefineParams p;
-        p.lid_to_iris = static_cast<float>(params.number("lid_to_iris"));
-        p.min_contrast = static_cast<float>(params.number("min_contrast"));
-        if (!(p.lid_to_iris >= 0 && p.lid_to_iris <= 0.5f)) {
-          throw std::invalid_argument("param 'lid_to_iris' must be within 0..0.5 eye widths");
-        }
-        if (!(p.min_contrast >= 0)) throw std::invalid_argument("param 'min_contrast' must be >= 0");
-        return std::make_unique<EyeRefine>(p);
+        return std::make_unique<EyeRefine>(settings(params));
       },
       .make_source = {},
   });

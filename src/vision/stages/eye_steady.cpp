@@ -28,6 +28,8 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/fmt/fmt.h>
+
 #include "eye_fields.hpp"
 #include "stage_registration.hpp"
 #include "stream_states.hpp"
@@ -208,6 +210,26 @@ class EyeSteady final : public Stage {
 
 }  // namespace
 
+namespace {
+
+// The params, checked; a ParamError names the key, so a pipeline file reports its line.
+SteadyParams settings(const Params& params) {
+  SteadyParams p;
+  p.dead_band = params.number("dead_band");
+  if (!(p.dead_band >= 0 && p.dead_band <= 0.5)) {
+    throw ParamError("dead_band", "param 'dead_band' must be within 0..0.5 eye widths; got " +
+                                      fmt::format("{:g}", p.dead_band));
+  }
+  p.settle_s = params.number("settle_s");
+  if (!(p.settle_s > 0 && p.settle_s <= 10)) {
+    throw ParamError("settle_s", "param 'settle_s' must be within 0..10 seconds (above 0); got " +
+                                     fmt::format("{:g}", p.settle_s));
+  }
+  return p;
+}
+
+}  // namespace
+
 void register_eye_steady(Registry& registry) {
   const SteadyParams defaults;
   registry.add({
@@ -223,22 +245,14 @@ void register_eye_steady(Registry& registry) {
                   "time constant of the slow follow inside the dead band, seconds"}},
       .info =
           [](const Params& params) {
-            if (!(params.number("dead_band") >= 0 && params.number("dead_band") <= 0.5)) {
-              throw ParamError("dead_band", "param 'dead_band' must be within 0..0.5 eye widths");
-            }
-            if (!(params.number("settle_s") > 0 && params.number("settle_s") <= 10)) {
-              throw ParamError("settle_s", "param 'settle_s' must be within 0..10 seconds (above 0)");
-            }
+            (void)settings(params);  // a bad param is a configuration error, at its line
             return StageInfo{
                 .reads = {"landmarks", "iris", "gaze", "eyeballs"},
                 .writes = {"steady_iris", "steady_eyelids", "steady_gaze", "steady_eyeballs"},
                 .optional_reads = {"eye_contours"}};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
-        SteadyParams p;
-        p.dead_band = params.number("dead_band");
-        p.settle_s = params.number("settle_s");
-        return std::make_unique<EyeSteady>(p);
+        return std::make_unique<EyeSteady>(settings(params));
       },
       .make_source = {},
   });

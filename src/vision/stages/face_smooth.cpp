@@ -8,6 +8,8 @@
 #include <mutex>
 #include <string>
 
+#include <spdlog/fmt/fmt.h>
+
 #include "eye_fields.hpp"
 #include "one_euro_filter.hpp"
 #include "stage_registration.hpp"
@@ -150,6 +152,31 @@ class FaceSmooth final : public Stage {
 
 }  // namespace
 
+namespace {
+
+// The params, checked; a ParamError names the key, so a pipeline file reports its line.
+SmoothParams settings(const Params& params) {
+  const auto number = [&](const std::string& key, bool zero_allowed) {
+    const double value = params.number(key);
+    if (!(zero_allowed ? value >= 0 : value > 0)) {
+      throw ParamError(key, "param '" + key + "' must be " +
+                                (zero_allowed ? "at least 0" : "above 0") + "; got " +
+                                fmt::format("{:g}", value));
+    }
+    return value;
+  };
+  SmoothParams p;
+  p.filter.min_cutoff = number("min_cutoff", false);
+  p.filter.beta = number("beta", true);
+  p.filter.d_cutoff = number("d_cutoff", false);
+  p.anchor = p.filter;
+  p.anchor.beta = number("anchor_beta", true);
+  p.blink_ear = params.number("blink_ear");
+  return p;
+}
+
+}  // namespace
+
 void register_face_smooth(Registry& registry) {
   registry.add({
       .name = "face.smooth",
@@ -167,26 +194,15 @@ void register_face_smooth(Registry& registry) {
                  {"blink_ear", ParamType::number, 0.18,
                   "eye aspect ratio below which an eye counts as closed (its filters restart)"}},
       .info =
-          [](const Params&) {
+          [](const Params& params) {
+            (void)settings(params);  // a bad param is a configuration error, at its line
             // Smooths whichever of the three is there.
             return StageInfo{.reads = {},
                              .writes = {"landmarks", "iris"},
                              .optional_reads = {"landmarks", "iris", "eye_contours"}};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
-        SmoothParams p;
-        p.filter.min_cutoff = params.number("min_cutoff");
-        p.filter.beta = params.number("beta");
-        p.filter.d_cutoff = params.number("d_cutoff");
-        p.anchor = p.filter;
-        p.anchor.beta = params.number("anchor_beta");
-        p.blink_ear = params.number("blink_ear");
-        if (p.filter.min_cutoff <= 0 || p.filter.d_cutoff <= 0 || p.filter.beta < 0 ||
-            p.anchor.beta < 0) {
-          throw std::invalid_argument(
-              "min_cutoff and d_cutoff must be > 0, beta and anchor_beta >= 0");
-        }
-        return std::make_unique<FaceSmooth>(p);
+        return std::make_unique<FaceSmooth>(settings(params));
       },
       .make_source = {},
   });
