@@ -1,4 +1,6 @@
 // `model.onnx`: any ONNX model on OpenCV DNN, preprocessing set by params, outputs as tensors.
+#include <spdlog/fmt/fmt.h>
+
 #include "image_mat.hpp"
 #include "model_pool.hpp"
 #include "stage_registration.hpp"
@@ -16,6 +18,31 @@ Tensor to_tensor(const cv::Mat& mat) {
   mat.convertTo(f32, CV_32F);
   tensor.data = Buffer::copy_of(f32.data, f32.total() * sizeof(float));
   return tensor;
+}
+
+// The preprocessing params, checked; a ParamError names the key, so a pipeline file reports its
+// line.
+OnnxInputSpec spec_of(const Params& params) {
+  OnnxInputSpec spec;
+  const auto& size = params.numbers("size");
+  if (size.size() != 2 || size[0] < 1 || size[1] < 1) {
+    std::string given;
+    for (const double x : size) given += (given.empty() ? "" : ", ") + fmt::format("{:g}", x);
+    throw ParamError(
+        "size", "param 'size': expected [width, height], each at least 1; got [" + given + "]");
+  }
+  spec.size = cv::Size(static_cast<int>(size[0]), static_cast<int>(size[1]));
+  spec.scale = params.number("scale");
+  const auto& mean = params.numbers("mean");
+  for (std::size_t i = 0; i < std::min<std::size_t>(mean.size(), 3); ++i)
+    spec.mean[static_cast<int>(i)] = mean[i];
+  spec.swap_rb = params.text("channels") == "rgb";
+  const std::string& layout = params.text("layout");
+  if (layout != "nchw" && layout != "nhwc") {
+    throw ParamError("layout", "param 'layout': expected nchw or nhwc, got '" + layout + "'");
+  }
+  spec.layout = layout == "nchw" ? TensorLayout::nchw : TensorLayout::nhwc;
+  return spec;
 }
 
 class OnnxModelStage final : public Stage {
@@ -51,25 +78,6 @@ class OnnxModelStage final : public Stage {
   }
 
  private:
-  static OnnxInputSpec spec_of(const Params& params) {
-    OnnxInputSpec spec;
-    const auto& size = params.numbers("size");
-    if (size.size() != 2 || size[0] < 1 || size[1] < 1) {
-      throw std::invalid_argument("param 'size': expected [width, height]");
-    }
-    spec.size = cv::Size(static_cast<int>(size[0]), static_cast<int>(size[1]));
-    spec.scale = params.number("scale");
-    const auto& mean = params.numbers("mean");
-    for (std::size_t i = 0; i < std::min<std::size_t>(mean.size(), 3); ++i) spec.mean[static_cast<int>(i)] = mean[i];
-    spec.swap_rb = params.text("channels") == "rgb";
-    const std::string& layout = params.text("layout");
-    if (layout != "nchw" && layout != "nhwc") {
-      throw std::invalid_argument("param 'layout': expected nchw or nhwc, got '" + layout + "'");
-    }
-    spec.layout = layout == "nchw" ? TensorLayout::nchw : TensorLayout::nhwc;
-    return spec;
-  }
-
   std::string input_;
   std::string prefix_;
   ModelPool<OnnxModel> models_;
@@ -90,11 +98,13 @@ void register_onnx_model(Registry& registry) {
                  {"channels", ParamType::text, std::string("rgb"), "rgb or bgr"},
                  {"layout", ParamType::text, std::string("nchw"), "nchw or nhwc"},
                  {"output_prefix", ParamType::text, std::string("output"), "field name prefix"}},
-      .info = [](const Params& params) {
-        return StageInfo{.reads = {params.text("input")},
-                         .writes = {params.text("output_prefix") + "0"},
-                         .batching = true};
-      },
+      .info =
+          [](const Params& params) {
+            (void)spec_of(params);  // a bad param is a configuration error, at its line
+            return StageInfo{.reads = {params.text("input")},
+                             .writes = {params.text("output_prefix") + "0"},
+                             .batching = true};
+          },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         return std::make_unique<OnnxModelStage>(params);
       },
