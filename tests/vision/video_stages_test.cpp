@@ -752,7 +752,7 @@ TEST_F(VideoStagesTest, SideBySideWiderThanMaxWidthIsScaledDownItsEyesEnlargedFr
                       registry());
     ADD_FAILURE() << "max_width -1 accepted";
   } catch (const std::exception& error) {
-    EXPECT_NE(std::string(error.what()).find("'max_width' must be >= 0"), std::string::npos)
+    EXPECT_NE(std::string(error.what()).find("'max_width' must be at least 0"), std::string::npos)
         << error.what();
   }
 }

@@ -151,20 +151,7 @@ VideoInput::VideoInput(VideoInputOptions options)
     : options_(std::move(options)),
       kind_(classify_video_input(options_.path)),
       opened_at_(std::chrono::steady_clock::now()) {
-  if (options_.path.empty()) {
-    throw std::runtime_error(
-        "video.source: 'path' is empty; give a video file, an image, a folder of images, a camera "
-        "(\"0\", \"/dev/video0\") or a stream URL");
-  }
-  if (options_.fps < 0) throw std::runtime_error("video.source: 'fps' must be >= 0");
-  if (options_.reconnect_s < 0) {
-    throw std::runtime_error("video.source: 'reconnect_s' must be >= 0");
-  }
-  if (live() && options_.start > 0) {
-    throw std::runtime_error("video.source: 'start' = " + std::to_string(options_.start) +
-                             " with " + describe() +
-                             ", which is live and cannot seek; remove 'start'");
-  }
+  // The options were checked by check_source_options (video_source.hpp).
   if (kind_ == VideoInputKind::image_file || kind_ == VideoInputKind::image_folder) {
     open_images();
   } else {

@@ -17,6 +17,8 @@
 #include <opencv2/imgproc.hpp>
 #include <spdlog/spdlog.h>
 
+#include "micromodels/params.hpp"
+
 #include "core/detail/suggest.hpp"
 #include "eye_views.hpp"
 #include "image_mat.hpp"
@@ -185,22 +187,86 @@ bool is_stream_output(const std::string& path) {
   return path.starts_with("udp://") || path.starts_with("tcp://");
 }
 
-VideoSink::VideoSink(VideoSinkOptions options) : options_(std::move(options)) {
-  const std::string& path = options_.path;
+void check_sink_options(const VideoSinkOptions& options) {
+  const std::string& path = options.path;
   if (path.empty()) {
-    throw SinkError(
+    throw ParamError(
+        "path",
         "video.sink: 'path' is empty; give an .mp4, .avi or .mkv file, a folder ending in '/' "
         "for numbered PNGs, or a udp:// or tcp:// URL");
   }
-  if (options_.field.empty()) throw SinkError("video.sink: 'field' is empty");
-  if (options_.fps < 0) throw SinkError("video.sink '" + path + "': 'fps' must be >= 0");
-  per_stream_ = path.find("{stream}") != std::string::npos;
-  for (const std::string* other : {&options_.contact_sheet, &options_.eye_strip}) {
-    if (!other->empty() && per_stream_ != (other->find("{stream}") != std::string::npos)) {
-      throw SinkError("video.sink: '" + *other + "' and the path '" + path +
-                      "' must both hold {stream} (one output per stream) or neither");
+  if (options.field.empty()) throw ParamError("field", "video.sink: 'field' is empty");
+  if (!(options.fps >= 0)) {
+    throw ParamError("fps", "param 'fps' must be at least 0 (0: the packets' rate); got " +
+                                fmt::format("{:g}", options.fps));
+  }
+  const bool per_stream = path.find("{stream}") != std::string::npos;
+  for (const auto& [key, other] : {std::pair{"contact_sheet", &options.contact_sheet},
+                                   std::pair{"eye_strip", &options.eye_strip}}) {
+    if (!other->empty() && per_stream != (other->find("{stream}") != std::string::npos)) {
+      throw ParamError(key, "video.sink: '" + *other + "' and the path '" + path +
+                                "' must both hold {stream} (one output per stream) or neither");
     }
   }
+  const bool to_network = is_stream_output(path);
+  if (path.back() == '/') {
+    // Numbered PNGs: no codec, no preset.
+  } else if (path.find("://") != std::string::npos && !to_network) {
+    throw ParamError("path", "video.sink: cannot write to '" + path +
+                                 "'; network outputs are udp://host:port or tcp://host:port "
+                                 "(MPEG-TS); to publish over RTSP or RTMP, relay one with ffmpeg");
+  } else {
+    const std::string extension = lower(fs::path(path).extension().string());
+    if (!to_network && extension != ".mp4" && extension != ".m4v" && extension != ".mov" &&
+        extension != ".avi" && extension != ".mkv") {
+      throw ParamError("path", "video.sink: output '" + path +
+                                   "' has no video extension; use .mp4, .avi or .mkv, end the "
+                                   "path with '/' to write numbered PNGs, or give a udp:// or "
+                                   "tcp:// URL");
+    }
+    if (!options.codec.empty() && options.codec.size() != 4) {
+      throw ParamError("codec",
+                       "param 'codec' must be a 4-letter FourCC such as mp4v, avc1, MJPG or "
+                       "FFV1; got '" +
+                           options.codec + "'");
+    }
+    const std::vector<std::string>& presets = H264Writer::presets();
+    if (std::find(presets.begin(), presets.end(), options.preset) == presets.end()) {
+      throw ParamError("preset", "param 'preset' must be one of x264's presets; got '" +
+                                     options.preset + "'" +
+                                     detail::unknown_hint(options.preset, presets, "presets"));
+    }
+  }
+  if (!options.contact_sheet.empty()) {
+    const std::string extension = lower(fs::path(options.contact_sheet).extension().string());
+    if (extension != ".png" && extension != ".jpg" && extension != ".jpeg") {
+      throw ParamError("contact_sheet", "video.sink: 'contact_sheet' '" + options.contact_sheet +
+                                            "' must end in .png (or .jpg)");
+    }
+  }
+  if (!options.eye_strip.empty()) {
+    if (options.side_by_side.empty()) {
+      throw ParamError("eye_strip",
+                       "video.sink: 'eye_strip' shows the eyes before and after; it needs "
+                       "'side_by_side' (the input image field, e.g. input_frame)");
+    }
+    const std::string extension = lower(fs::path(options.eye_strip).extension().string());
+    if (extension != ".png" && extension != ".jpg" && extension != ".jpeg") {
+      throw ParamError("eye_strip", "video.sink: 'eye_strip' '" + options.eye_strip +
+                                        "' must end in .png (or .jpg)");
+    }
+  }
+  if (options.eye_inset && options.side_by_side.empty()) {
+    throw ParamError("eye_inset",
+                     "video.sink: 'eye_inset' enlarges the eyes before and after; it needs "
+                     "'side_by_side' (the input image field, e.g. input_frame)");
+  }
+}
+
+VideoSink::VideoSink(VideoSinkOptions options) : options_(std::move(options)) {
+  check_sink_options(options_);
+  const std::string& path = options_.path;
+  per_stream_ = path.find("{stream}") != std::string::npos;
   const std::string first = for_stream(path, 0);  // what is checked now, for any stream
   to_folder_ = path.back() == '/';
   to_network_ = is_stream_output(path);
@@ -213,58 +279,16 @@ VideoSink::VideoSink(VideoSinkOptions options) : options_(std::move(options)) {
                       "': " + (error ? error.message() : std::string("not a folder")));
     }
     if (per_stream_ && !existed) fs::remove(first, error);  // made again if stream 0 comes
-  } else if (path.find("://") != std::string::npos && !to_network_) {
-    throw SinkError("video.sink: cannot write to '" + path +
-                    "'; network outputs are udp://host:port or tcp://host:port (MPEG-TS); to "
-                    "publish over RTSP or RTMP, relay one with ffmpeg");
   } else {
     if (options_.codec.empty()) options_.codec = to_network_ ? "mp4v" : "avc1";
-    const std::string extension = lower(fs::path(path).extension().string());
-    if (!to_network_ && extension != ".mp4" && extension != ".m4v" && extension != ".mov" &&
-        extension != ".avi" && extension != ".mkv") {
-      throw SinkError("video.sink: output '" + path +
-                      "' has no video extension; use .mp4, .avi or .mkv, end the path with "
-                      "'/' to write numbered PNGs, or give a udp:// or tcp:// URL");
-    }
-    if (options_.codec.size() != 4) {
-      throw SinkError("video.sink '" + path +
-                      "': 'codec' must be a 4-letter FourCC such as "
-                      "mp4v, avc1, MJPG or FFV1, got '" +
-                      options_.codec + "'");
-    }
-    const std::vector<std::string>& presets = H264Writer::presets();
-    if (std::find(presets.begin(), presets.end(), options_.preset) == presets.end()) {
-      throw SinkError("video.sink '" + path + "': 'preset' must be one of x264's presets, got '" +
-                      options_.preset + "'" +
-                      detail::unknown_hint(options_.preset, presets, "presets"));
-    }
     const std::string& c = options_.codec;
     fourcc_ = cv::VideoWriter::fourcc(c[0], c[1], c[2], c[3]);
     if (!to_network_) check_writable(first, "output video");
   }
   if (!options_.contact_sheet.empty()) {
-    const std::string extension = lower(fs::path(options_.contact_sheet).extension().string());
-    if (extension != ".png" && extension != ".jpg" && extension != ".jpeg") {
-      throw SinkError("video.sink: 'contact_sheet' '" + options_.contact_sheet +
-                      "' must end in .png (or .jpg)");
-    }
     check_writable(for_stream(options_.contact_sheet, 0), "contact sheet");
   }
-  if (!options_.eye_strip.empty()) {
-    if (options_.side_by_side.empty()) {
-      throw SinkError("video.sink: 'eye_strip' shows the eyes before and after; it needs "
-                      "'side_by_side' (the input image field, e.g. input_frame)");
-    }
-    const std::string extension = lower(fs::path(options_.eye_strip).extension().string());
-    if (extension != ".png" && extension != ".jpg" && extension != ".jpeg") {
-      throw SinkError("video.sink: 'eye_strip' '" + options_.eye_strip + "' must end in .png (or .jpg)");
-    }
-    check_writable(for_stream(options_.eye_strip, 0), "eye strip");
-  }
-  if (options_.eye_inset && options_.side_by_side.empty()) {
-    throw SinkError("video.sink: 'eye_inset' enlarges the eyes before and after; it needs "
-                    "'side_by_side' (the input image field, e.g. input_frame)");
-  }
+  if (!options_.eye_strip.empty()) check_writable(for_stream(options_.eye_strip, 0), "eye strip");
   if (options_.expected_frames > 0) {
     const auto last = static_cast<double>(options_.expected_frames - 1);
     for (std::size_t i = 0; i < kSheetTiles; ++i) {

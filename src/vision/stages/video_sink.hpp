@@ -47,6 +47,10 @@ struct VideoSinkOptions {
   std::uint64_t expected_frames = 0;  // spacing of the contact sheet; 0: unknown
 };
 
+/// Checks what `options` says without touching the disk (the VideoSink constructor calls it,
+/// then checks the outputs can be written); throws ParamError naming the option's key.
+void check_sink_options(const VideoSinkOptions& options);
+
 /// Writes frames in the order it receives them; run it with `ordered: true` so that order is
 /// the stream's. One output per stream when the path holds "{stream}"; otherwise a second
 /// stream is refused. Lifecycle: the constructor checks the output can be written, a stream's

@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "micromodels/params.hpp"
+
 #include "image_mat.hpp"
 
 namespace micromodels::vision {
@@ -41,18 +43,50 @@ std::vector<std::string> split_video_inputs(const std::string& path) {
   }
   if (inputs.size() > 1 &&
       std::any_of(inputs.begin(), inputs.end(), [](const std::string& s) { return s.empty(); })) {
-    throw std::runtime_error("video.source: 'path' = '" + path +
-                             "' lists an empty input; separate the inputs with single commas");
+    throw ParamError("path", "video.source: 'path' = '" + path +
+                                 "' lists an empty input; separate the inputs with single commas");
   }
   return inputs;
 }
 
-VideoSource::VideoSource(VideoSourceOptions options) : options_(std::move(options)) {
-  const std::vector<std::string> paths = split_video_inputs(options_.path);
-  if (static_cast<std::uint64_t>(options_.stream) + paths.size() - 1 > UINT32_MAX) {
-    throw std::runtime_error("video.source: 'stream' too large for " +
-                             std::to_string(paths.size()) + " inputs");
+void check_source_options(const VideoSourceOptions& options) {
+  const std::vector<std::string> paths = split_video_inputs(options.path);
+  if (paths.size() == 1 && paths[0].empty()) {
+    throw ParamError("path",
+                     "video.source: 'path' is empty; give a video file, an image, a folder of "
+                     "images, a camera (\"0\", \"/dev/video0\") or a stream URL");
   }
+  if (static_cast<std::uint64_t>(options.stream) + paths.size() - 1 > UINT32_MAX) {
+    throw ParamError("stream", "video.source: 'stream' too large for " +
+                                   std::to_string(paths.size()) + " inputs");
+  }
+  if (!(options.fps >= 0)) {
+    throw ParamError("fps", "video.source: param 'fps' must be at least 0 (0: 25); got " +
+                                fmt::format("{:g}", options.fps));
+  }
+  if (!(options.reconnect_s >= 0)) {
+    throw ParamError("reconnect_s",
+                     "video.source: param 'reconnect_s' must be at least 0 seconds (0: end at "
+                     "once); got " +
+                         fmt::format("{:g}", options.reconnect_s));
+  }
+  if (options.start > 0) {
+    for (const std::string& path : paths) {
+      const VideoInputKind kind = classify_video_input(path);
+      if (is_live(kind)) {
+        throw ParamError(
+            "start",
+            "video.source: 'start' = " + std::to_string(options.start) + " with " +
+                (kind == VideoInputKind::camera ? "camera " + path : "stream '" + path + "'") +
+                ", which is live and cannot seek; remove 'start'");
+      }
+    }
+  }
+}
+
+VideoSource::VideoSource(VideoSourceOptions options) : options_(std::move(options)) {
+  check_source_options(options_);
+  const std::vector<std::string> paths = split_video_inputs(options_.path);
   lanes_.resize(paths.size());
   expected_ = 0;
   for (std::size_t i = 0; i < paths.size(); ++i) {

@@ -31,6 +31,10 @@ struct VideoSourceOptions {
   double reconnect_s = 30;        // live inputs: how long to retry after a drop; 0: never
 };
 
+/// Checks what `options` says without opening anything (the VideoSource constructor calls it
+/// first); throws ParamError naming the option's key.
+void check_source_options(const VideoSourceOptions& options);
+
 /// Packets with field `frame` (Image, 8-bit BGR; gray and BGRA inputs are converted) and `fps`
 /// (double); per input, its own `stream`, `seq` from 0 and `time_ns` (a file's media time, a
 /// live input's time since it opened); on a reader thread, `capture_ns` when the frame was

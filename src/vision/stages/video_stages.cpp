@@ -17,13 +17,46 @@ namespace micromodels::vision {
 
 namespace {
 
-std::uint64_t non_negative(const Params& params, std::string_view key, std::string_view stage) {
+std::uint64_t non_negative(const Params& params, const std::string& key) {
   const std::int64_t value = params.integer(key);
   if (value < 0) {
-    throw std::invalid_argument(std::string(stage) + ": '" + std::string(key) +
-                                "' must be >= 0, got " + std::to_string(value));
+    throw ParamError(key, "param '" + key + "' must be at least 0; got " + std::to_string(value));
   }
   return static_cast<std::uint64_t>(value);
+}
+
+// The options the params give; a ParamError names the key, so a pipeline file reports its line.
+VideoSourceOptions source_options(const Params& params) {
+  const std::uint64_t stream = non_negative(params, "stream");
+  if (stream > UINT32_MAX) {
+    throw ParamError("stream", "param 'stream' must be within 0.." + std::to_string(UINT32_MAX) +
+                                   "; got " + std::to_string(stream));
+  }
+  VideoSourceOptions options{.path = params.text("path"),
+                             .stream = static_cast<std::uint32_t>(stream),
+                             .max_frames = non_negative(params, "max_frames"),
+                             .start = non_negative(params, "start"),
+                             .fps = params.number("fps"),
+                             .realtime = params.boolean("realtime"),
+                             .reconnect_s = params.number("reconnect_s")};
+  return options;
+}
+
+VideoSinkOptions sink_options(const Params& params) {
+  VideoSinkOptions options{.path = params.text("path"),
+                           .field = params.text("field"),
+                           .fps = params.number("fps"),
+                           .codec = params.text("codec"),
+                           .preset = params.text("preset"),
+                           .side_by_side = params.text("side_by_side"),
+                           .eye_inset = params.boolean("eye_inset"),
+                           .max_width = static_cast<int>(std::min<std::uint64_t>(
+                               non_negative(params, "max_width"), INT32_MAX)),
+                           .contact_sheet = params.text("contact_sheet"),
+                           .markers = params.boolean("markers"),
+                           .eye_strip = params.text("eye_strip"),
+                           .expected_frames = non_negative(params, "expected_frames")};
+  return options;
 }
 
 }  // namespace
@@ -53,6 +86,8 @@ void register_video_stages(Registry& registry) {
        "camera or stream that drops: retry (0.5 s doubling to 8 s apart) for this long, then "
        "end its stream; 0: end at once"}};
   source.info = [](const Params& params) {
+    // A bad param is a configuration error, at its line (the constructor checks the same).
+    check_source_options(source_options(params));
     StageInfo info;
     info.writes = {"frame", "fps"};
     // A file decodes as fast as the CPU allows; a camera, a network stream or a file paced in
@@ -66,16 +101,7 @@ void register_video_stages(Registry& registry) {
     return info;
   };
   source.make_source = [](const Params& params) -> std::unique_ptr<Source> {
-    const std::uint64_t stream = non_negative(params, "stream", "video.source");
-    if (stream > UINT32_MAX) throw std::invalid_argument("video.source: 'stream' too large");
-    return std::make_unique<VideoSource>(
-        VideoSourceOptions{.path = params.text("path"),
-                           .stream = static_cast<std::uint32_t>(stream),
-                           .max_frames = non_negative(params, "max_frames", "video.source"),
-                           .start = non_negative(params, "start", "video.source"),
-                           .fps = params.number("fps"),
-                           .realtime = params.boolean("realtime"),
-                           .reconnect_s = params.number("reconnect_s")});
+    return std::make_unique<VideoSource>(source_options(params));
   };
   registry.add(std::move(source));
 
@@ -116,6 +142,8 @@ void register_video_stages(Registry& registry) {
                  {"expected_frames", ParamType::integer, std::int64_t{0},
                   "frames in the video, to space the contact sheet; 0: unknown"}};
   sink.info = [](const Params& params) {
+    // A bad param is a configuration error, at its line (the constructor checks the same).
+    check_sink_options(sink_options(params));
     StageInfo info;
     info.reads = {params.text("field")};
     if (!params.text("side_by_side").empty()) info.reads.push_back(params.text("side_by_side"));
@@ -136,20 +164,7 @@ void register_video_stages(Registry& registry) {
     return info;
   };
   sink.make = [](const Params& params) -> std::unique_ptr<Stage> {
-    return std::make_unique<VideoSink>(
-        VideoSinkOptions{.path = params.text("path"),
-                         .field = params.text("field"),
-                         .fps = params.number("fps"),
-                         .codec = params.text("codec"),
-                         .preset = params.text("preset"),
-                         .side_by_side = params.text("side_by_side"),
-                         .eye_inset = params.boolean("eye_inset"),
-                         .max_width = static_cast<int>(std::min<std::uint64_t>(
-                             non_negative(params, "max_width", "video.sink"), INT32_MAX)),
-                         .contact_sheet = params.text("contact_sheet"),
-                         .markers = params.boolean("markers"),
-                         .eye_strip = params.text("eye_strip"),
-                         .expected_frames = non_negative(params, "expected_frames", "video.sink")});
+    return std::make_unique<VideoSink>(sink_options(params));
   };
   registry.add(std::move(sink));
 }
