@@ -432,7 +432,7 @@ TEST_F(VideoStagesTest, AnOutputOverTheInputOrAnotherOutputIsAConfigError) {
             std::string::npos)
       << over;
   EXPECT_EQ(fs::file_size(input), fs::file_size(media("franck.mp4"))) << "the input is intact";
-  const std::string twice = error_of((dir_ / "pngs/").string(), (dir_ / "pngs").string());
+  const std::string twice = error_of((dir_ / "pngs/").string(), (dir_ / "." / "pngs/").string());
   EXPECT_NE(twice.find("is written by stage 'sink' (params.path) too"), std::string::npos) << twice;
 }
 
