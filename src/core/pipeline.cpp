@@ -76,7 +76,10 @@ std::vector<std::string> names_of(const std::vector<StageConfig>& stages) {
 // Converts a param problem into a configuration error at the param's key.
 [[noreturn]] void param_failed(const StageConfig& stage, const ParamError& error) {
   const std::string key = "params." + error.key();
-  throw ConfigError(where(stage, key), key, error.what());
+  // Params::resolve names the stage; a stage type's own checks name only the param.
+  const std::string subject = stage_label(stage.name, 0) + ": ";
+  const std::string what = error.what();
+  throw ConfigError(where(stage, key), key, what.starts_with(subject) ? what : subject + what);
 }
 
 // A field `stage` reads that nothing upstream writes; `upstream` maps fields to their writers.
