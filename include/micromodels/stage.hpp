@@ -42,6 +42,8 @@ struct StageInfo {
   bool batching = false;   // overrides process_batch with a real batched implementation
   std::vector<std::string> optional_reads{};  // used when present; not checked upstream
   bool reads_all = false;  // needs every field of the packet (sink.jsonl)
+  bool per_stream = false;  // carries each stream's state from packet to packet: the pipeline
+                            // requires `state: per_stream` (one at a time, in order)
   std::vector<FileParam> files_read{};     // local files it reads (a video, an image)
   std::vector<FileParam> files_written{};  // local files it creates or overwrites
 };

@@ -413,6 +413,11 @@ void Pipeline::validate(const Registry& registry) const {
              "a source is never held back in live mode and its packets are not old yet; put the "
              "budget on the stages after it");
       }
+    } else if (info.per_stream && !stage.per_stream) {
+      fail(where(stage, "state"), subject, "state",
+           "stage type '" + stage.type +
+               "' carries each stream's state from one packet to the next, so it needs them one "
+               "at a time and in order; add state: per_stream");
     } else if (stage.max_batch > 1 && !info.batching) {
       fail(where(stage, "batch.max_batch"), subject, "batch.max_batch",
            "stage type '" + stage.type +

@@ -561,6 +561,30 @@ TEST(PipelineValidate, ParamsAreCheckedAtTheirKey) {
   }
 }
 
+// A type that carries each stream's state from packet to packet needs them one at a time, in
+// order: without state: per_stream it would see them out of order, and the pipeline says so.
+TEST(PipelineValidate, ATypeThatKeepsStreamStateNeedsStatePerStream) {
+  Registry with_follow = registry();
+  StageType follow = type("test.follow", {"image"}, {"tracks"});
+  follow.info = [](const Params&) {
+    return StageInfo{.reads = {"image"}, .writes = {"tracks"}, .per_stream = true};
+  };
+  with_follow.add(follow);
+  const auto error_with = [&](const std::string& rest) -> std::string {
+    try {
+      Pipeline::from_yaml_string(with_header(rest), "bad.yaml").validate(with_follow);
+    } catch (const ConfigError& error) {
+      return error.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(error_with("  - name: follow\n    type: test.follow\n    consumers: 2\n"),
+            "bad.yaml:7:5: stage 'follow': key 'state': stage type 'test.follow' carries each "
+            "stream's state from one packet to the next, so it needs them one at a time and in "
+            "order; add state: per_stream");
+  EXPECT_EQ(error_with("  - name: follow\n    type: test.follow\n    state: per_stream\n"), "");
+}
+
 // One stage's output may not be another's input (it would be destroyed while it is read) or
 // another's output; files are compared by where they are, not by how they are written.
 TEST(PipelineValidate, AFileWrittenIsNoOtherStagesInputOrOutput) {

@@ -87,7 +87,8 @@ void register_eye_iris_carry(Registry& registry) {
           [](const Params&) {
             return StageInfo{.reads = {"landmarks"},
                              .writes = {"iris", "eye_contours", "iris_measured"},
-                             .optional_reads = {"iris_key", "iris", "eye_contours"}};
+                             .optional_reads = {"iris_key", "iris", "eye_contours"},
+                             .per_stream = true};
           },
       .make = [](const Params&) -> std::unique_ptr<Stage> {
         return std::make_unique<EyeIrisCarry>();

@@ -94,7 +94,7 @@ void register_eye_iris_schedule(Registry& registry) {
       .info =
           [](const Params& params) {
             (void)settings(params);  // a bad param is a configuration error, at its line
-            return StageInfo{.reads = {"landmarks"}, .writes = {"iris_key"}};
+            return StageInfo{.reads = {"landmarks"}, .writes = {"iris_key"}, .per_stream = true};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         return std::make_unique<EyeIrisSchedule>(settings(params));

@@ -249,7 +249,8 @@ void register_eye_steady(Registry& registry) {
             return StageInfo{
                 .reads = {"landmarks", "iris", "gaze", "eyeballs"},
                 .writes = {"steady_iris", "steady_eyelids", "steady_gaze", "steady_eyeballs"},
-                .optional_reads = {"eye_contours"}};
+                .optional_reads = {"eye_contours"},
+                .per_stream = true};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         return std::make_unique<EyeSteady>(settings(params));

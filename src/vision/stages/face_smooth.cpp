@@ -199,7 +199,8 @@ void register_face_smooth(Registry& registry) {
             // Smooths whichever of the three is there.
             return StageInfo{.reads = {},
                              .writes = {"landmarks", "iris"},
-                             .optional_reads = {"landmarks", "iris", "eye_contours"}};
+                             .optional_reads = {"landmarks", "iris", "eye_contours"},
+                             .per_stream = true};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         return std::make_unique<FaceSmooth>(settings(params));

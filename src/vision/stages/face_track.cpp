@@ -387,7 +387,8 @@ void register_face_track(Registry& registry) {
             // `faces`: only key frames carry it (face.detect with every > 1).
             return StageInfo{.reads = {"frame"},
                              .writes = {"face", "track_confidence", "track_redetections"},
-                             .optional_reads = {"faces"}};
+                             .optional_reads = {"faces"},
+                             .per_stream = true};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         return std::make_unique<FaceTrack>(params);

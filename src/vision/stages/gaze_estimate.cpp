@@ -564,7 +564,8 @@ void register_gaze_estimate(Registry& registry) {
             return StageInfo{
                 .reads = {},
                 .writes = {"gaze_strength", "gaze_reason", "gaze", "eyeballs", "head_pose"},
-                .optional_reads = {"landmarks", "iris", "eye_contours", "eye_contrast"}};
+                .optional_reads = {"landmarks", "iris", "eye_contours", "eye_contrast"},
+                .per_stream = true};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         return std::make_unique<GazeEstimate>(settings(params));
