@@ -172,6 +172,12 @@ SmoothParams settings(const Params& params) {
   p.anchor = p.filter;
   p.anchor.beta = number("anchor_beta", true);
   p.blink_ear = params.number("blink_ear");
+  if (!(p.blink_ear >= 0 && p.blink_ear < 1)) {
+    throw ParamError("blink_ear",
+                     "param 'blink_ear' must be within 0..1 (an open eye is about "
+                     "0.3); got " +
+                         fmt::format("{:g}", p.blink_ear));
+  }
   return p;
 }
 

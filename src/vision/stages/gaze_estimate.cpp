@@ -464,6 +464,9 @@ EstimateParams settings(const Params& params) {
     throw out_of_range("corner_follow", "within 0..0.5", params.number("corner_follow"));
   }
   p.blink_ear = params.number("blink_ear");
+  if (!(p.blink_ear >= 0 && p.blink_ear < 1)) {
+    throw out_of_range("blink_ear", "within 0..1 (an open eye is about 0.3)", p.blink_ear);
+  }
   p.blink_ratio = params.number("blink_ratio");
   if (!(p.blink_ratio > 0 && p.blink_ratio < 1)) {
     throw out_of_range("blink_ratio", "within 0..1 (exclusive)", p.blink_ratio);
@@ -471,6 +474,9 @@ EstimateParams settings(const Params& params) {
   p.min_eye_px = params.number("min_eye_px");
   if (!(p.min_eye_px >= 0)) throw out_of_range("min_eye_px", "at least 0 pixels", p.min_eye_px);
   p.min_eye_contrast = params.number("min_eye_contrast");
+  if (!(p.min_eye_contrast >= 0 && p.min_eye_contrast <= 255)) {
+    throw out_of_range("min_eye_contrast", "within 0..255 gray levels", p.min_eye_contrast);
+  }
   p.head_yaw = band_param(params, "head_yaw_fade_deg");
   p.head_pitch = band_param(params, "head_pitch_fade_deg");
   p.gaze = band_param(params, "gaze_fade_deg");

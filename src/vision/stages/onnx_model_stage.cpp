@@ -36,7 +36,11 @@ OnnxInputSpec spec_of(const Params& params) {
   const auto& mean = params.numbers("mean");
   for (std::size_t i = 0; i < std::min<std::size_t>(mean.size(), 3); ++i)
     spec.mean[static_cast<int>(i)] = mean[i];
-  spec.swap_rb = params.text("channels") == "rgb";
+  const std::string& channels = params.text("channels");
+  if (channels != "rgb" && channels != "bgr") {
+    throw ParamError("channels", "param 'channels': expected rgb or bgr, got '" + channels + "'");
+  }
+  spec.swap_rb = channels == "rgb";
   const std::string& layout = params.text("layout");
   if (layout != "nchw" && layout != "nhwc") {
     throw ParamError("layout", "param 'layout': expected nchw or nhwc, got '" + layout + "'");
