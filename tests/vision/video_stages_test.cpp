@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -201,7 +202,7 @@ TEST_F(VideoStagesTest, SourceDecodesFranckFramesWithSeqTimeAndFps) {
                        {"max_frames", std::int64_t{12}},
                        {"stream", std::int64_t{3}}},
                       registry());
-  EXPECT_EQ(source.info().writes, (std::vector<std::string>{"frame", "fps"}));
+  EXPECT_EQ(source.info().writes, (std::vector<std::string>{"frame", "fps", "media"}));
   EXPECT_FALSE(source.info().blocking);
   const std::vector<Packet> packets = source.drain();
   const Decoded reference = decode(media("franck.mp4"), 12);
@@ -217,6 +218,7 @@ TEST_F(VideoStagesTest, SourceDecodesFranckFramesWithSeqTimeAndFps) {
     EXPECT_EQ(frame.channels, 3);
     EXPECT_EQ(frame.depth, micromodels::Depth::u8);
     EXPECT_DOUBLE_EQ(p.get<double>("fps"), 24.0);
+    EXPECT_EQ(p.get<std::string>("media"), media("franck.mp4").string());  // where its sound is
     // franck.mp4 is 24 fps with regular timestamps: frame i is shown at i/24 s.
     EXPECT_NEAR(static_cast<double>(p.time_ns), static_cast<double>(i) * 1e9 / 24, 1e6) << i;
     EXPECT_TRUE(same_pixels(to_mat(frame), reference.frames[i])) << "frame " << i;
@@ -567,6 +569,85 @@ TEST_F(VideoStagesTest, SinkUsesTheFpsParameterAndOtherContainers) {
   for (std::size_t i = 0; i < 20; ++i) {
     EXPECT_TRUE(same_pixels(from_mkv.frames[i], to_mat(packets[i].get<Image>("frame")))) << i;
   }
+}
+
+// Runs `command` in a shell and returns what it printed on stdout.
+std::string output_of(const std::string& command) {
+  std::string text;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return text;
+  char buffer[4096];
+  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) text.append(buffer, n);
+  ::pclose(pipe);
+  return text;
+}
+
+// The sound of the input comes out with the frames it belongs to. The input: franck's frames
+// with silence, then a 1 kHz tone from 3 s on. Read from frame 48 (2 s at 24 fps), the output's
+// tone must start 1 s in, measured on the decoded samples of the output file.
+TEST_F(VideoStagesTest, TheSinkPutsTheInputsSoundBackInStepWithItsFrames) {
+  REQUIRE_MEDIA("franck.mp4");
+  const fs::path in = dir_ / "with_sound.mp4";
+  const std::string make =
+      "ffmpeg -v error -y -t 6 -i '" + media("franck.mp4").string() +
+      "' -f lavfi -i \"aevalsrc=exprs='if(gte(t,3),0.5*sin(2*PI*1000*t),0)':s=48000:d=6\" "
+      "-map 0:v -map 1:a -c:v copy -c:a aac -shortest '" +
+      in.string() + "'";
+  ASSERT_EQ(std::system(make.c_str()), 0) << make;
+  const fs::path out = dir_ / "out.mp4";
+  Pipeline pipeline("sound");
+  pipeline.add(
+      stage("source", "video.source", {{"path", in.string()}, {"start", std::int64_t{48}}}));
+  pipeline.add(stage("sink", "video.sink", {{"path", out.string()}}, 1, true));
+  {
+    Runner runner(pipeline, registry());
+    runner.start();
+    runner.wait();
+    ASSERT_EQ(runner.metrics().stage("sink")->failed, 0u);
+  }
+  const std::string streams = output_of(
+      "ffprobe -v error -show_entries stream=codec_type,duration "
+      "-of csv=p=0 '" +
+      out.string() + "'");
+  ASSERT_NE(streams.find("audio"), std::string::npos) << streams;
+  // The decoded sound, mono 16-bit at 48 kHz: the first loud sample is where the tone starts.
+  const std::string pcm =
+      output_of("ffmpeg -v error -i '" + out.string() + "' -map 0:a -ac 1 -ar 48000 -f s16le -");
+  ASSERT_GT(pcm.size(), 48000u * 2);
+  std::size_t first_loud = pcm.size() / 2;
+  for (std::size_t i = 0; i < pcm.size() / 2; ++i) {
+    std::int16_t sample;
+    std::memcpy(&sample, pcm.data() + 2 * i, 2);
+    if (std::abs(static_cast<int>(sample)) > 8000) {
+      first_loud = i;
+      break;
+    }
+  }
+  EXPECT_NEAR(static_cast<double>(first_loud) / 48000, 1.0, 0.05) << "the tone starts 1 s in";
+  // As long as the frames: 6 s of input from 2 s on.
+  const double seconds = static_cast<double>(pcm.size() / 2) / 48000;
+  EXPECT_NEAR(seconds, 4.0, 0.1);
+
+  // Frames left out on the way (a stage that fails every third) leave the sound out: it would
+  // drift against the frames that remain.
+  const auto has_sound = [&](std::int64_t fail_every) {
+    const fs::path written = dir_ / ("every" + std::to_string(fail_every) + ".mp4");
+    Pipeline p("gaps");
+    p.add(
+        stage("source", "video.source", {{"path", in.string()}, {"max_frames", std::int64_t{30}}}));
+    p.add(stage("work", "model.spin", {{"service_ms", 0.0}, {"fail_every", fail_every}}));
+    p.add(stage("sink", "video.sink", {{"path", written.string()}}, 1, true));
+    {
+      Runner runner(p, registry());
+      runner.start();
+      runner.wait();
+    }
+    return output_of("ffprobe -v error -show_entries stream=codec_type -of csv=p=0 '" +
+                     written.string() + "'")
+               .find("audio") != std::string::npos;
+  };
+  EXPECT_TRUE(has_sound(0)) << "30 frames in a row keep their sound";
+  EXPECT_FALSE(has_sound(3)) << "a third of the frames failed on the way";
 }
 
 TEST_F(VideoStagesTest, PipelineCopiesCap12FrameForFrame) {

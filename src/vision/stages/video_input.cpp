@@ -12,7 +12,6 @@
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-#include <set>
 #include <spdlog/spdlog.h>
 
 extern "C" {
@@ -35,34 +34,14 @@ constexpr double kLongestRetryS = 8;
 // of the old size).
 constexpr double kFrozenS = 2;
 
-// What FFmpeg makes of a file's container: its format's name and whether it holds audio (read
-// from the header only). Empty when FFmpeg cannot open it (OpenCV's open says why).
-struct Container {
-  std::string format;
-  bool audio = false;
-};
-std::optional<Container> container_of(const std::string& path) {
+// The name of the format FFmpeg reads a file as (from its header); empty when FFmpeg cannot
+// open it (OpenCV's open then says why).
+std::string format_of(const std::string& path) {
   AVFormatContext* context = nullptr;
-  if (avformat_open_input(&context, path.c_str(), nullptr, nullptr) != 0) return std::nullopt;
-  Container found{.format = context->iformat != nullptr ? context->iformat->name : ""};
-  for (unsigned i = 0; i < context->nb_streams; ++i) {
-    found.audio = found.audio || context->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO;
-  }
+  if (avformat_open_input(&context, path.c_str(), nullptr, nullptr) != 0) return "";
+  std::string name = context->iformat != nullptr ? context->iformat->name : "";
   avformat_close_input(&context);
-  return found;
-}
-
-// A file's audio is not carried through the pipeline: said once per file and process.
-void say_audio_is_left_out(const std::string& path) {
-  static std::mutex mutex;
-  static std::set<std::string> said;
-  std::lock_guard lock(mutex);
-  if (!said.insert(path).second) return;
-  spdlog::warn(
-      "video.source: '{}' has an audio track, which the pipeline does not carry: the output is "
-      "video only; to put the sound back: ffmpeg -i OUTPUT -i '{}' -map 0:v -map 1:a -c copy "
-      "WITH_SOUND.mp4",
-      path, path);
+  return name;
 }
 
 std::string lower(std::string text) {
@@ -213,12 +192,10 @@ void VideoInput::open_capture() {
     if (!fs::is_regular_file(path, error)) {
       throw std::runtime_error("video.source: '" + path + "' is not a regular file");
     }
-    const std::optional<Container> container = container_of(path);
-    if (container && container->format == "tty") {  // FFmpeg would draw the characters as frames
+    if (format_of(path) == "tty") {  // FFmpeg would draw the characters as frames
       throw std::runtime_error("video.source: '" + path +
                                "' is text, not a video; check the 'path' parameter");
     }
-    if (container && container->audio) say_audio_is_left_out(path);
     // FFmpeg explicitly: with CAP_ANY a file FFmpeg rejects is offered to other backends
     // (GStreamer, image sequences) that fail later and more obscurely.
     if (!capture_.open(path, cv::CAP_FFMPEG)) {

@@ -62,6 +62,7 @@ class VideoInput {
   std::optional<VideoFrame> read(const std::stop_token& stop = {});
 
   [[nodiscard]] VideoInputKind kind() const noexcept { return kind_; }
+  [[nodiscard]] const std::string& path() const noexcept { return options_.path; }
   [[nodiscard]] bool live() const noexcept { return is_live(kind_); }
   [[nodiscard]] double fps() const noexcept { return fps_; }
   /// Frames the input will deliver, when known (a file or a folder).

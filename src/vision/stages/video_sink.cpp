@@ -19,6 +19,7 @@
 
 #include "micromodels/params.hpp"
 
+#include "audio_copy.hpp"
 #include "core/detail/suggest.hpp"
 #include "eye_views.hpp"
 #include "image_mat.hpp"
@@ -321,6 +322,7 @@ void VideoSink::close(Output& output) {
       spdlog::info("video.sink: wrote {} frames of {}x{} at {} fps to '{}'", output.written,
                    output.size->width, output.size->height, output.written_fps, output.path);
     }
+    if (output.written > 0) add_audio(output);
     if (!output.contact_sheet.empty()) write_contact_sheet(output);
     if (!output.eye_strip.empty()) write_eye_strip(output);
   } catch (const std::exception& error) {
@@ -474,6 +476,46 @@ void VideoSink::open_writer(Output& output, const Packet& packet, cv::Size size)
   }
 }
 
+void VideoSink::note_media(Output& output, const Packet& packet) const {
+  if (!options_.audio || to_folder_ || to_network_ || !output.sound_matches) return;
+  const Value* value = packet.find("media");
+  const auto* media = value != nullptr ? std::get_if<std::string>(value) : nullptr;
+  if (output.written == 0) {
+    if (media != nullptr) output.media = *media;
+    output.first_ns = packet.time_ns;
+  } else if (media == nullptr || *media != output.media || !output.last_seq ||
+             packet.seq != *output.last_seq + 1) {
+    output.sound_matches = false;  // another file, or frames left out: the sound would drift
+  }
+  output.last_ns = packet.time_ns;
+}
+
+void VideoSink::add_audio(const Output& output) const {
+  if (!options_.audio || to_folder_ || to_network_ || output.media.empty()) return;
+  if (!output.sound_matches) {
+    spdlog::warn(
+        "video.sink '{}': the sound of '{}' is left out: the frames written are not all "
+        "of its frames from the first to the last (some were dropped or came from "
+        "another input), so it would drift",
+        output.path, output.media);
+    return;
+  }
+  const double from_s = static_cast<double>(output.first_ns) / 1e9;
+  const double to_s = static_cast<double>(output.last_ns) / 1e9 + 1 / output.written_fps;
+  try {
+    const std::string left_out = copy_audio(output.path, output.media, from_s, to_s);
+    if (left_out.empty()) {
+      spdlog::info("video.sink: '{}' has the sound of '{}'", output.path, output.media);
+    } else if (left_out != "no audio track") {
+      spdlog::warn("video.sink '{}': the sound of '{}' is left out: {}", output.path, output.media,
+                   left_out);
+    }
+  } catch (const std::exception& error) {
+    spdlog::warn("video.sink '{}': the sound of '{}' is left out: {}", output.path, output.media,
+                 error.what());
+  }
+}
+
 void VideoSink::write(Output& output, const Packet& packet) {
   if (output.open_error) throw SinkError(*output.open_error);
   if (output.last_seq && packet.seq < *output.last_seq && !output.warned_order) {
@@ -500,6 +542,7 @@ void VideoSink::write(Output& output, const Packet& packet) {
                     "; a video keeps one size (the input changed size: scale its frames to one "
                     "size before this stage, or restart the run)");
   }
+  note_media(output, packet);
   output.last_seq = packet.seq;
   if (to_folder_) {
     char name[32];

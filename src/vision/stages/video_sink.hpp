@@ -45,6 +45,7 @@ struct VideoSinkOptions {
   bool markers = false;               // the contact sheet marks the eye landmarks and irises
   std::string eye_strip;              // PNG written at close: enlarged eyes, before over after
   std::uint64_t expected_frames = 0;  // spacing of the contact sheet; 0: unknown
+  bool audio = true;  // a video file gets the sound of the file its frames came from ('media')
 };
 
 /// Checks what `options` says without touching the disk (the VideoSink constructor calls it,
@@ -96,6 +97,11 @@ class VideoSink final : public Stage {
     std::uint64_t sheet_stride = 1;  // when expected_frames is unknown: every stride-th seq
     std::vector<Kept> kept;
     std::optional<cv::Rect2f> inset_box;  // the eyes' box of the last frame with a face
+    // The sound: the file the frames came from, when they all did (video.source's 'media'), and
+    // the first and last frame's times there; a gap in the seqs (frames dropped) leaves it out.
+    std::string media;
+    std::int64_t first_ns = 0, last_ns = 0;
+    bool sound_matches = true;
   };
 
   Output& output_for(std::uint32_t stream);
@@ -103,6 +109,8 @@ class VideoSink final : public Stage {
   void open_writer(Output& output, const Packet& packet, cv::Size size);
   void keep_for_sheet(Output& output, const Packet& packet);
   void close(Output& output);
+  void note_media(Output& output, const Packet& packet) const;
+  void add_audio(const Output& output) const;
   void write_contact_sheet(const Output& output) const;
   void write_eye_strip(const Output& output) const;
   // `frame`, with `other` on its left and, with eye_inset, both's eyes enlarged below.

@@ -139,6 +139,8 @@ void VideoSource::emit(Lane& lane, VideoFrame frame, std::vector<Packet>& out) {
   packet.capture_ns = frame.capture_ns;
   packet.set("frame", to_image(frame.pixels));
   packet.set("fps", lane.input->fps());
+  // Which file the frame came from, for a sink that puts its sound back (audio_copy.hpp).
+  if (lane.input->kind() == VideoInputKind::video_file) packet.set("media", lane.input->path());
   out.push_back(std::move(packet));
 }
 

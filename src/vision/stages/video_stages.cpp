@@ -55,7 +55,8 @@ VideoSinkOptions sink_options(const Params& params) {
                            .contact_sheet = params.text("contact_sheet"),
                            .markers = params.boolean("markers"),
                            .eye_strip = params.text("eye_strip"),
-                           .expected_frames = non_negative(params, "expected_frames")};
+                           .expected_frames = non_negative(params, "expected_frames"),
+                           .audio = params.boolean("audio")};
   return options;
 }
 
@@ -89,7 +90,7 @@ void register_video_stages(Registry& registry) {
     // A bad param is a configuration error, at its line (the constructor checks the same).
     check_source_options(source_options(params));
     StageInfo info;
-    info.writes = {"frame", "fps"};
+    info.writes = {"frame", "fps", "media"};
     // A file decodes as fast as the CPU allows; a camera, a network stream or a file paced in
     // real time waits for the next frame, which must not hold a pool thread.
     info.blocking = params.boolean("realtime");
@@ -140,7 +141,11 @@ void register_video_stages(Registry& registry) {
                   "each labelled with how much it was corrected and why not fully "
                   "(gaze_strength, gaze_reason); written at close"},
                  {"expected_frames", ParamType::integer, std::int64_t{0},
-                  "frames in the video, to space the contact sheet; 0: unknown"}};
+                  "frames in the video, to space the contact sheet; 0: unknown"},
+                 {"audio", ParamType::boolean, true,
+                  "a video file gets the sound of the video file its frames came from ('media', "
+                  "from video.source), from its first frame to its last, copied at close; left "
+                  "out, with a warning, when frames were dropped on the way"}};
   sink.info = [](const Params& params) {
     // A bad param is a configuration error, at its line (the constructor checks the same).
     check_sink_options(sink_options(params));
@@ -149,6 +154,7 @@ void register_video_stages(Registry& registry) {
     if (!params.text("side_by_side").empty()) info.reads.push_back(params.text("side_by_side"));
     // The packets' frame rate unless set here; the eyes drawn on the contact sheet.
     if (params.number("fps") <= 0) info.optional_reads.push_back("fps");
+    if (params.boolean("audio")) info.optional_reads.push_back("media");
     if (!params.text("contact_sheet").empty() || !params.text("eye_strip").empty() ||
         params.boolean("eye_inset")) {
       info.optional_reads.insert(info.optional_reads.end(), {"landmarks", "iris"});
