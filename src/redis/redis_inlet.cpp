@@ -223,9 +223,13 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
     const auto now = Clock::now();
     if (now >= next_upkeep_) {
       next_upkeep_ = now + std::chrono::milliseconds(kLeaseMs / 3);
-      if (paused_ && session_.is_current_run(conn, run_) &&
-          session_.run_version() == session_.version) {
-        paused_ = false;
+      if (paused_) {
+        // Paused on another version's entries, this inlet reads none, so it would never meet
+        // the first entry of a run of its own: it reads the run record instead, and a new run
+        // starts on the next call (new_run, above).
+        session_.is_current_run(conn, 0);
+        if (session_.run() != run_) return;
+        if (session_.run_version() == session_.version) paused_ = false;
       }
       if (!paused_ && mode_ == Mode::partitioned) lease_round(out);
       // The run process alone reads a sink: what another consumer holds there, an older run's
@@ -527,7 +531,9 @@ void RedisInlet::lease_round(std::vector<Delivery>& out) {
   }
   const auto share = (keys_.size() + static_cast<std::size_t>(std::max(1, processes.load())) - 1) /
                      static_cast<std::size_t>(std::max(1, processes.load()));
-  for (std::size_t k = 0; k < keys_.size() && owned < share; ++k) {
+  // A partition taken over may hold another version's entries, which pause this inlet (refuse):
+  // it then takes no more, and gives back what it took.
+  for (std::size_t k = 0; k < keys_.size() && owned < share && !paused_; ++k) {
     if (ledger_.owned(k)) continue;
     const Reply got = conn_->command({"EVAL", kAcquire, "1", session_.names->lease(keys_[k]),
                                       consumer_, std::to_string(kLeaseMs)});
@@ -542,9 +548,10 @@ void RedisInlet::lease_round(std::vector<Delivery>& out) {
       break;
     }
   }
-  for (std::size_t k = 0; k < keys_.size(); ++k) {
+  for (std::size_t k = 0; k < keys_.size() && !paused_; ++k) {
     if (ledger_.owned(k)) claim_strays(k, out);
   }
+  if (paused_) give_up_all(out, true);
 }
 
 // A partition becomes ours: its progress from Redis, then every entry still pending in it (a

@@ -806,6 +806,11 @@ TEST_F(DistributedCliTest, AWorkerOfAnotherPipelineVersionRefusesEntriesAndLoses
   const Result r = run->wait(60s);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_complete(count);
+  // The stranger, paused on the other version's entries, reads no entry: it still sees the next
+  // run of its own file begin (from the run record) and serves it, alone (--serve none).
+  const Result own = run_on_workers(other)->wait(60s);
+  ASSERT_EQ(own.exit_code, 0) << own.err;
+  expect_complete(count);
   stranger->signal(SIGTERM);
   const Result left = stranger->wait(20s);
   EXPECT_EQ(left.exit_code, 0) << left.err;
@@ -817,6 +822,34 @@ TEST_F(DistributedCliTest, AWorkerOfAnotherPipelineVersionRefusesEntriesAndLoses
 // A worker whose file differs from the run's only in what decides drops (here `live:`, which
 // would drop most frames of a batch run) runs another version: it takes nothing of the run, and
 // the run, waiting for workers, says that one of another version is there and what to do.
+// A worker of another pipeline version that serves a per_stream stage takes the partitions'
+// leases, meets the run's entries in them and refuses them: it gives every lease back and takes
+// no more, so that the run, serving the stage itself (--serve missing), reads every partition.
+TEST_F(DistributedCliTest, AWorkerOfAnotherVersionGivesBackEveryPartitionOfAPerStreamStage) {
+  const int count = 200;
+  const fs::path file =
+      write_pipeline(count, "service_ms: 1", ", streams: 3, rate: 200", ", state: per_stream");
+  const fs::path other = dir_ / "other.yaml";
+  std::string text = read_text(file);
+  text.replace(text.find("model.sleep"), 11, "model.spin");
+  write_text(other, text);
+  auto stranger = worker("stranger", other, "work");
+  wait_live("work", 1);
+  auto run = start("run", {"run", file.string(), "--broker", redis_url(), "-q"});
+  const Result r = run->wait(60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err << stranger->err();
+  // (Whether the stranger took a partition before the run did is up to timing; when it did, it
+  // said "refused entry".)
+  Redis redis(redis_url());
+  for (int k = 0; k < 8; ++k) {
+    const std::string lease = "mm:{" + name_ + ":work}:p" + std::to_string(k) + ":lease";
+    EXPECT_EQ(redis.text({"GET", lease}).find(":work"), std::string::npos)
+        << lease << " is still held: " << redis.text({"GET", lease});
+  }
+  stranger->signal(SIGTERM);
+  EXPECT_EQ(stranger->wait(20s).exit_code, 0);
+}
+
 TEST_F(DistributedCliTest, AWorkerWhoseFileWouldDropOtherPacketsIsNamedAndTakesNothing) {
   const int count = 50;
   const fs::path file = write_pipeline(count, "service_ms: 1");
