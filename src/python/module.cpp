@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <dlfcn.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
@@ -175,6 +176,13 @@ PYBIND11_MODULE(micromodels, module) {
 #endif
 
   py::module_::import("atexit").attr("register")(py::cpp_function(&python::stop_at_exit));
+  // A plugin (`plugins:`) links against the engine's symbols (micromodels::Stage's type info,
+  // the registry), which this module holds; Python loads an extension with RTLD_LOCAL, which
+  // hides them from libraries loaded after it, so the module makes its own symbols global.
+  if (Dl_info self{}; dladdr(reinterpret_cast<void*>(&python::stop_at_exit), &self) != 0 &&
+                      self.dli_fname != nullptr) {
+    dlopen(self.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
+  }
 
   py::register_exception<ConfigError>(module, "ConfigError", PyExc_ValueError);
   py::register_exception<ParamError>(module, "ParamError", PyExc_ValueError);

@@ -182,6 +182,23 @@ def test_a_plugin_the_file_names_is_loaded_as_the_tool_loads_it(tmp_path):
         micromodels.Pipeline.from_yaml_file(str(file))
 
 
+def test_a_cpp_plugin_serves_its_stage_type_from_python(tmp_path):
+    # The README's plugin (examples/plugin), built by the tests: its stage runs in a pipeline
+    # read from Python as it runs in the tool.
+    plugin = os.environ.get("MICROMODELS_TEST_PLUGIN")
+    if not plugin:
+        pytest.skip("MICROMODELS_TEST_PLUGIN is not set (ctest sets it to the built plugin)")
+    out = tmp_path / "labels.jsonl"
+    pipeline = micromodels.Pipeline.from_yaml_string(
+        f"pipeline: plugged\nplugins: [{plugin}]\nstages:\n"
+        "  - { name: source, type: synthetic.source, params: { count: 5 } }\n"
+        "  - { name: label, type: example.label, params: { prefix: 'f-' } }\n"
+        f"  - {{ name: sink, type: sink.jsonl, ordered: true, params: {{ path: '{out}' }} }}\n")
+    micromodels.run(pipeline)
+    labels = [json.loads(line)["fields"]["label"] for line in out.read_text().splitlines()]
+    assert labels == [f"f-{seq}" for seq in range(5)]
+
+
 def test_count_outside_a_python_stage_says_where_to_call_it():
     with pytest.raises(RuntimeError, match=r"call it from there"):
         micromodels.count("nowhere")
