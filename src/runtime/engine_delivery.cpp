@@ -266,12 +266,14 @@ void Engine::settle_join(Node& to, JoinTable::Done done, Aftermath& after) {
     ticket = ticket == 0 ? part : to.tickets->merge(ticket, part);
   }
   const bool complete = done.complete();
-  if (present == 0 || (!complete && to.config.join_on_timeout == JoinTimeout::drop)) {
-    if (present > 0) {
-      to.dropped.fetch_add(1, std::memory_order_relaxed);
-      after.leaves += static_cast<std::int64_t>(present);
-    }
-    skip_locked(to, done.stream, done.seq, ticket, present == 0, after);
+  // A key an input skipped (its packet failed, was filtered or dropped before the join, and was
+  // counted there) goes on as a skip; only a timeout is the join's own drop (on_timeout).
+  if (present == 0 ||
+      (!complete && (!done.timed_out || to.config.join_on_timeout == JoinTimeout::drop))) {
+    const bool dropped_here = present > 0 && done.timed_out;
+    if (dropped_here) to.dropped.fetch_add(1, std::memory_order_relaxed);
+    after.leaves += static_cast<std::int64_t>(present);
+    skip_locked(to, done.stream, done.seq, ticket, !dropped_here, after);
     return;
   }
   // Merge in input order: a later input's field replaces an earlier one of the same name.

@@ -29,6 +29,7 @@ class JoinTable {
     std::uint64_t seq = 0;
     std::vector<std::optional<Packet>> parts;
     std::vector<Ticket> tickets;
+    bool timed_out = false;  // settled by `expire`, not because every input gave or skipped
     [[nodiscard]] std::size_t present() const {
       std::size_t n = 0;
       for (const auto& part : parts) n += part ? 1 : 0;
@@ -87,6 +88,7 @@ class JoinTable {
         const std::size_t missing = inputs_ - settled_inputs(it->second);
         if (missing > 0 && !everything) note_late(it->first, missing);
         done.push_back(take(it->first.first, it->first.second, it->second));
+        done.back().timed_out = true;
         settled_[it->first.first].insert(it->first.second);
         it = entries_.erase(it);
       } else {
