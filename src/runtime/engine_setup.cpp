@@ -500,7 +500,8 @@ MetricsSnapshot Engine::metrics() const {
   for (std::size_t i = 0; i < stage_count_; ++i) {
     if (!served[i]) continue;
     const Node& node = *nodes_[i];
-    if (!reaches(i, true)) {
+    // The dead-letter stage has no inputs, but what it takes entered the run at a source.
+    if (!reaches(i, true) && !stages[i].dead_letter) {
       snapshot.packets_in +=
           node.kind == Node::Kind::source ? node.processed.load() : node.arrived.load();
     }

@@ -338,6 +338,7 @@ TEST_P(ConformanceTest, FailuresEveryNGoToTheDeadLetterStageCountedExactly) {
   EXPECT_EQ(flaky.dead_lettered, 50u);
   EXPECT_EQ(flaky.processed, 450u);
   EXPECT_EQ(flaky.dropped, 0u);
+  EXPECT_EQ(m.packets_in, 500u) << "what the source made; the dead letters are not more";
   EXPECT_EQ(m.packets_out, 500u) << "a failed packet is done with";
 }
 
