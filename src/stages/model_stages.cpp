@@ -1,6 +1,7 @@
 // `model.sleep` and `model.spin`: a stand-in for a specialist model with a set service time,
 // either waiting (a remote model call) or burning CPU (a local model).
 #include <chrono>
+#include <cstdio>
 #include <random>
 #include <stdexcept>
 #include <thread>
@@ -56,6 +57,24 @@ class ModelStage final : public Stage {
   std::string writes_;
 };
 
+// The params' ranges; a ParamError names the key, so a pipeline file reports its line.
+void check_params(const Params& params) {
+  const auto refuse = [](const std::string& key, const std::string& range, double value) {
+    char given[32];
+    std::snprintf(given, sizeof given, "%g", value);
+    throw ParamError(key, "param '" + key + "' must be " + range + "; got " + given);
+  };
+  if (!(params.number("service_ms") >= 0)) {
+    refuse("service_ms", "at least 0", params.number("service_ms"));
+  }
+  if (!(params.number("jitter") >= 0 && params.number("jitter") <= 1)) {
+    refuse("jitter", "within 0..1", params.number("jitter"));
+  }
+  if (params.integer("fail_every") < 0) {
+    refuse("fail_every", "at least 0", static_cast<double>(params.integer("fail_every")));
+  }
+}
+
 StageType model_type(const std::string& name, bool spin) {
   return {
       .name = name,
@@ -70,20 +89,16 @@ StageType model_type(const std::string& name, bool spin) {
                   "field to write the service time to (number, ms); empty: none"}},
       .info =
           [spin](const Params& params) {
+            check_params(params);  // a bad param is a configuration error, at its line
             StageInfo info;
             if (!params.text("writes").empty()) info.writes.push_back(params.text("writes"));
             info.blocking = !spin;
             return info;
           },
-      .make =
-          [spin](const Params& params) -> std::unique_ptr<Stage> {
-            if (params.number("service_ms") < 0 || params.number("jitter") < 0 ||
-                params.number("jitter") > 1 || params.integer("fail_every") < 0) {
-              throw std::invalid_argument(
-                  "service_ms must be >= 0, jitter within 0..1, fail_every >= 0");
-            }
-            return std::make_unique<ModelStage>(params, spin);
-          },
+      .make = [spin](const Params& params) -> std::unique_ptr<Stage> {
+        check_params(params);
+        return std::make_unique<ModelStage>(params, spin);
+      },
   };
 }
 

@@ -1,6 +1,7 @@
 // `synthetic.source`: numbered packets, optionally paced and with a payload, for tests and
 // benchmarks without media.
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -56,6 +57,25 @@ class SyntheticSource final : public Source {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
+// The params' ranges; a ParamError names the key, so a pipeline file reports its line.
+void check_params(const Params& params) {
+  const auto refuse = [](const std::string& key, const std::string& range, double value) {
+    char given[32];
+    std::snprintf(given, sizeof given, "%g", value);
+    throw ParamError(key, "param '" + key + "' must be " + range + "; got " + given);
+  };
+  if (params.integer("count") < 0) {
+    refuse("count", "at least 0", static_cast<double>(params.integer("count")));
+  }
+  if (params.integer("streams") < 1) {
+    refuse("streams", "at least 1", static_cast<double>(params.integer("streams")));
+  }
+  if (!(params.number("rate") >= 0)) refuse("rate", "at least 0", params.number("rate"));
+  if (params.integer("payload_bytes") < 0) {
+    refuse("payload_bytes", "at least 0", static_cast<double>(params.integer("payload_bytes")));
+  }
+}
+
 }  // namespace
 
 void register_synthetic_source(Registry& registry) {
@@ -69,20 +89,16 @@ void register_synthetic_source(Registry& registry) {
                   "size of a shared 'payload' bytes field; 0: none"}},
       .info =
           [](const Params& params) {
+            check_params(params);  // a bad param is a configuration error, at its line
             StageInfo info{.reads = {}, .writes = {"value"}};
             if (params.integer("payload_bytes") > 0) info.writes.push_back("payload");
             info.blocking = params.number("rate") > 0;  // it sleeps between packets
             return info;
           },
-      .make_source =
-          [](const Params& params) -> std::unique_ptr<Source> {
-            if (params.integer("count") < 0 || params.integer("streams") < 1 ||
-                params.number("rate") < 0 || params.integer("payload_bytes") < 0) {
-              throw std::invalid_argument(
-                  "count and payload_bytes must be >= 0, streams >= 1, rate >= 0");
-            }
-            return std::make_unique<SyntheticSource>(params);
-          },
+      .make_source = [](const Params& params) -> std::unique_ptr<Source> {
+        check_params(params);
+        return std::make_unique<SyntheticSource>(params);
+      },
   });
 }
 

@@ -563,6 +563,30 @@ TEST(PipelineValidate, ParamsAreCheckedAtTheirKey) {
 
 // A type that carries each stream's state from packet to packet needs them one at a time, in
 // order: without state: per_stream it would see them out of order, and the pipeline says so.
+// The built-in stages' ranges are checked at validation (what `inspect` runs), at the param's
+// line, as every stage type's should be.
+TEST(PipelineValidate, TheBuiltInStagesRangesAreCheckedAtTheParamsLine) {
+  const auto error_with = [](const std::string& yaml) -> std::string {
+    try {
+      Pipeline::from_yaml_string(yaml, "bad.yaml").validate(Registry::with_builtins());
+    } catch (const ConfigError& error) {
+      return error.what();
+    }
+    return "";
+  };
+  const std::string head =
+      "pipeline: ranges\nstages:\n  - name: source\n"
+      "    type: synthetic.source\n";
+  EXPECT_EQ(error_with(head + "    params: { streams: 0 }\n"),
+            "bad.yaml:5:15: stage 'source': param 'streams' must be at least 1; got 0");
+  EXPECT_EQ(error_with(head + "  - name: work\n    type: model.spin\n    params:\n"
+                              "      jitter: 5\n"),
+            "bad.yaml:8:7: stage 'work': param 'jitter' must be within 0..1; got 5");
+  EXPECT_EQ(error_with(head + "  - name: work\n    type: model.sleep\n"
+                              "    params: { service_ms: -1 }\n"),
+            "bad.yaml:7:15: stage 'work': param 'service_ms' must be at least 0; got -1");
+}
+
 TEST(PipelineValidate, ATypeThatKeepsStreamStateNeedsStatePerStream) {
   Registry with_follow = registry();
   StageType follow = type("test.follow", {"image"}, {"tracks"});
