@@ -60,6 +60,15 @@ class DistributedCliTest : public RedisTest {
     return start(tag, args);
   }
 
+  // `file` with work's type changed (model.spin): another version of the pipeline.
+  fs::path another_version_of(const fs::path& file) {
+    const fs::path other = dir_ / "other.yaml";
+    std::string text = read_text(file);
+    text.replace(text.find("model.sleep"), 11, "model.spin");
+    write_text(other, text);
+    return other;
+  }
+
   void wait_live(const std::string& stage, int n) {
     Redis redis(redis_url());
     RedisTest::wait_live(redis, stage, n);
@@ -781,10 +790,7 @@ TEST_F(DistributedCliTest, AWorkerUpBeforeTheRunKeepsItsPerStreamStageThroughThe
 TEST_F(DistributedCliTest, AWorkerOfAnotherPipelineVersionRefusesEntriesAndLosesNone) {
   const int count = 100;
   const fs::path file = write_pipeline(count, "service_ms: 1", ", rate: 100");
-  const fs::path other = dir_ / "other.yaml";
-  std::string text = read_text(file);
-  text.replace(text.find("model.sleep"), 11, "model.spin");
-  write_text(other, text);
+  const fs::path other = another_version_of(file);
   auto stranger = worker("stranger", other, "work");
   wait_live("work", 1);
   auto run = run_on_workers(file, {"--reclaim-ms", "300"});
@@ -829,10 +835,7 @@ TEST_F(DistributedCliTest, AWorkerOfAnotherVersionGivesBackEveryPartitionOfAPerS
   const int count = 200;
   const fs::path file =
       write_pipeline(count, "service_ms: 1", ", streams: 3, rate: 200", ", state: per_stream");
-  const fs::path other = dir_ / "other.yaml";
-  std::string text = read_text(file);
-  text.replace(text.find("model.sleep"), 11, "model.spin");
-  write_text(other, text);
+  const fs::path other = another_version_of(file);
   auto stranger = worker("stranger", other, "work");
   wait_live("work", 1);
   auto run = start("run", {"run", file.string(), "--broker", redis_url(), "-q"});

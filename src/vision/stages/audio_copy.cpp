@@ -12,15 +12,11 @@ extern "C" {
 #include <libavutil/mathematics.h>
 }
 
+#include "av_error.hpp"
+
 namespace micromodels::vision {
 
 namespace {
-
-std::string av_error(int code) {
-  char text[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(code, text, sizeof text);
-  return text;
-}
 
 struct InputCloser {
   void operator()(AVFormatContext* c) const { avformat_close_input(&c); }

@@ -13,17 +13,9 @@ extern "C" {
 #include <libswscale/swscale.h>
 }
 
+#include "av_error.hpp"
+
 namespace micromodels::vision {
-
-namespace {
-
-std::string av_error(int code) {
-  char text[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(code, text, sizeof text);
-  return text;
-}
-
-}  // namespace
 
 struct H264Writer::Impl {
   std::string path;
