@@ -648,6 +648,20 @@ TEST_F(VideoStagesTest, TheSinkPutsTheInputsSoundBackInStepWithItsFrames) {
   };
   EXPECT_TRUE(has_sound(0)) << "30 frames in a row keep their sound";
   EXPECT_FALSE(has_sound(3)) << "a third of the frames failed on the way";
+  // Written at twice the input's rate, the frames would run ahead of their sound: none.
+  const fs::path faster = dir_ / "faster.mp4";
+  Pipeline fast("faster");
+  fast.add(
+      stage("source", "video.source", {{"path", in.string()}, {"max_frames", std::int64_t{30}}}));
+  fast.add(stage("sink", "video.sink", {{"path", faster.string()}, {"fps", 48.0}}, 1, true));
+  {
+    Runner runner(fast, registry());
+    runner.start();
+    runner.wait();
+  }
+  EXPECT_EQ(output_of("ffprobe -v error -show_entries stream=codec_type -of csv=p=0 '" +
+                      faster.string() + "'"),
+            "video\n");
 }
 
 TEST_F(VideoStagesTest, PipelineCopiesCap12FrameForFrame) {

@@ -483,6 +483,13 @@ void VideoSink::note_media(Output& output, const Packet& packet) const {
   if (output.written == 0) {
     if (media != nullptr) output.media = *media;
     output.first_ns = packet.time_ns;
+    // Written at another rate than the input's (`fps` set here), the frames no longer keep
+    // the sound's time.
+    const std::optional<double> input_fps = packet_fps(packet);
+    if (options_.fps > 0 && input_fps &&
+        std::abs(*input_fps - options_.fps) > 1e-3 * options_.fps) {
+      output.sound_matches = false;
+    }
   } else if (media == nullptr || *media != output.media || !output.last_seq ||
              packet.seq != *output.last_seq + 1) {
     output.sound_matches = false;  // another file, or frames left out: the sound would drift
@@ -495,8 +502,8 @@ void VideoSink::add_audio(const Output& output) const {
   if (!output.sound_matches) {
     spdlog::warn(
         "video.sink '{}': the sound of '{}' is left out: the frames written are not all "
-        "of its frames from the first to the last (some were dropped or came from "
-        "another input), so it would drift",
+        "of its frames from the first to the last at its rate (some were dropped, came "
+        "from another input, or 'fps' set another rate), so it would drift",
         output.path, output.media);
     return;
   }
