@@ -33,6 +33,13 @@ class ParamError : public std::runtime_error {
       : std::runtime_error(message), key_(std::move(key)) {}
   [[nodiscard]] const std::string& key() const noexcept { return key_; }
 
+  /// "param 'KEY' must be RANGE; got VALUE": a stage type's own check of a value, e.g.
+  /// `throw ParamError::out_of_range("jitter", "within 0..1", 5.0)`.
+  [[nodiscard]] static ParamError out_of_range(const std::string& key, const std::string& range,
+                                               double value);
+  [[nodiscard]] static ParamError out_of_range(const std::string& key, const std::string& range,
+                                               std::int64_t value);
+
  private:
   std::string key_{};
 };

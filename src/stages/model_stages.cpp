@@ -1,7 +1,6 @@
 // `model.sleep` and `model.spin`: a stand-in for a specialist model with a set service time,
 // either waiting (a remote model call) or burning CPU (a local model).
 #include <chrono>
-#include <cstdio>
 #include <random>
 #include <stdexcept>
 #include <thread>
@@ -59,19 +58,14 @@ class ModelStage final : public Stage {
 
 // The params' ranges; a ParamError names the key, so a pipeline file reports its line.
 void check_params(const Params& params) {
-  const auto refuse = [](const std::string& key, const std::string& range, double value) {
-    char given[32];
-    std::snprintf(given, sizeof given, "%g", value);
-    throw ParamError(key, "param '" + key + "' must be " + range + "; got " + given);
-  };
   if (!(params.number("service_ms") >= 0)) {
-    refuse("service_ms", "at least 0", params.number("service_ms"));
+    throw ParamError::out_of_range("service_ms", "at least 0", params.number("service_ms"));
   }
   if (!(params.number("jitter") >= 0 && params.number("jitter") <= 1)) {
-    refuse("jitter", "within 0..1", params.number("jitter"));
+    throw ParamError::out_of_range("jitter", "within 0..1", params.number("jitter"));
   }
   if (params.integer("fail_every") < 0) {
-    refuse("fail_every", "at least 0", static_cast<double>(params.integer("fail_every")));
+    throw ParamError::out_of_range("fail_every", "at least 0", params.integer("fail_every"));
   }
 }
 

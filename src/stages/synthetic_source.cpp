@@ -1,7 +1,6 @@
 // `synthetic.source`: numbered packets, optionally paced and with a payload, for tests and
 // benchmarks without media.
 #include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -59,20 +58,16 @@ class SyntheticSource final : public Source {
 
 // The params' ranges; a ParamError names the key, so a pipeline file reports its line.
 void check_params(const Params& params) {
-  const auto refuse = [](const std::string& key, const std::string& range, double value) {
-    char given[32];
-    std::snprintf(given, sizeof given, "%g", value);
-    throw ParamError(key, "param '" + key + "' must be " + range + "; got " + given);
-  };
   if (params.integer("count") < 0) {
-    refuse("count", "at least 0", static_cast<double>(params.integer("count")));
+    throw ParamError::out_of_range("count", "at least 0", params.integer("count"));
   }
   if (params.integer("streams") < 1) {
-    refuse("streams", "at least 1", static_cast<double>(params.integer("streams")));
+    throw ParamError::out_of_range("streams", "at least 1", params.integer("streams"));
   }
-  if (!(params.number("rate") >= 0)) refuse("rate", "at least 0", params.number("rate"));
+  if (!(params.number("rate") >= 0))
+    throw ParamError::out_of_range("rate", "at least 0", params.number("rate"));
   if (params.integer("payload_bytes") < 0) {
-    refuse("payload_bytes", "at least 0", static_cast<double>(params.integer("payload_bytes")));
+    throw ParamError::out_of_range("payload_bytes", "at least 0", params.integer("payload_bytes"));
   }
 }
 

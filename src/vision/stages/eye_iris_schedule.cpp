@@ -8,8 +8,6 @@
 #include <stdexcept>
 #include <string>
 
-#include <spdlog/fmt/fmt.h>
-
 #include "eye_fields.hpp"
 #include "iris_schedule.hpp"
 #include "stage_registration.hpp"
@@ -60,16 +58,14 @@ IrisScheduleOptions settings(const Params& params) {
   options.max_motion = params.number("max_motion");
   options.max_ear_change = params.number("max_ear_change");
   if (options.every < 1) {
-    throw ParamError("every", "param 'every' must be at least 1 (1: every frame); got " +
-                                  std::to_string(options.every));
+    throw ParamError::out_of_range("every", "at least 1 (1: every frame)",
+                                   static_cast<std::int64_t>(options.every));
   }
   if (!(options.max_motion >= 0)) {
-    throw ParamError("max_motion", "param 'max_motion' must be at least 0 eye widths; got " +
-                                       fmt::format("{:g}", options.max_motion));
+    throw ParamError::out_of_range("max_motion", "at least 0 eye widths", options.max_motion);
   }
   if (!(options.max_ear_change >= 0)) {
-    throw ParamError("max_ear_change", "param 'max_ear_change' must be at least 0; got " +
-                                           fmt::format("{:g}", options.max_ear_change));
+    throw ParamError::out_of_range("max_ear_change", "at least 0", options.max_ear_change);
   }
   return options;
 }

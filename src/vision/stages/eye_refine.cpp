@@ -12,8 +12,6 @@
 #include <cmath>
 #include <optional>
 
-#include <spdlog/fmt/fmt.h>
-
 #include "eye_fields.hpp"
 #include "image_mat.hpp"
 #include "stage_registration.hpp"
@@ -149,13 +147,13 @@ RefineParams settings(const Params& params) {
   RefineParams p;
   p.lid_to_iris = static_cast<float>(params.number("lid_to_iris"));
   if (!(p.lid_to_iris >= 0 && p.lid_to_iris <= 0.5f)) {
-    throw ParamError("lid_to_iris", "param 'lid_to_iris' must be within 0..0.5 eye widths; got " +
-                                        fmt::format("{:g}", params.number("lid_to_iris")));
+    throw ParamError::out_of_range("lid_to_iris", "within 0..0.5 eye widths",
+                                   params.number("lid_to_iris"));
   }
   p.min_contrast = static_cast<float>(params.number("min_contrast"));
   if (!(p.min_contrast >= 0)) {
-    throw ParamError("min_contrast", "param 'min_contrast' must be at least 0 gray levels; got " +
-                                         fmt::format("{:g}", params.number("min_contrast")));
+    throw ParamError::out_of_range("min_contrast", "at least 0 gray levels",
+                                   params.number("min_contrast"));
   }
   return p;
 }

@@ -28,8 +28,6 @@
 #include <string>
 #include <vector>
 
-#include <spdlog/fmt/fmt.h>
-
 #include "eye_fields.hpp"
 #include "stage_registration.hpp"
 #include "stream_states.hpp"
@@ -217,13 +215,11 @@ SteadyParams settings(const Params& params) {
   SteadyParams p;
   p.dead_band = params.number("dead_band");
   if (!(p.dead_band >= 0 && p.dead_band <= 0.5)) {
-    throw ParamError("dead_band", "param 'dead_band' must be within 0..0.5 eye widths; got " +
-                                      fmt::format("{:g}", p.dead_band));
+    throw ParamError::out_of_range("dead_band", "within 0..0.5 eye widths", p.dead_band);
   }
   p.settle_s = params.number("settle_s");
   if (!(p.settle_s > 0 && p.settle_s <= 10)) {
-    throw ParamError("settle_s", "param 'settle_s' must be within 0..10 seconds (above 0); got " +
-                                     fmt::format("{:g}", p.settle_s));
+    throw ParamError::out_of_range("settle_s", "within 0..10 seconds (above 0)", p.settle_s);
   }
   return p;
 }

@@ -1,6 +1,5 @@
 // `face.detect`: identify faces with BlazeFace (ONNX) or dlib's HOG detector, on key frames.
 #include <opencv2/imgproc.hpp>
-#include <spdlog/fmt/fmt.h>
 
 #include "image_mat.hpp"
 #include "model_pool.hpp"
@@ -21,13 +20,11 @@ void check_params(const Params& params) {
         "model", "param 'model': expected blazeface, blazeface_back or hog, got '" + model + "'");
   }
   if (params.integer("every") < 1) {
-    throw ParamError("every", "param 'every' must be at least 1; got " +
-                                  std::to_string(params.integer("every")));
+    throw ParamError::out_of_range("every", "at least 1", params.integer("every"));
   }
   const double threshold = params.number("score_threshold");
   if (!(threshold >= 0 && threshold <= 1)) {
-    throw ParamError("score_threshold", "param 'score_threshold' must be within 0..1; got " +
-                                            fmt::format("{:g}", threshold));
+    throw ParamError::out_of_range("score_threshold", "within 0..1", threshold);
   }
 }
 

@@ -2,8 +2,6 @@
 // model beside dlib's `face.landmarks68`, with a licence that allows commercial use.
 #include <array>
 
-#include <spdlog/fmt/fmt.h>
-
 #include "image_mat.hpp"
 #include "model_pool.hpp"
 #include "stage_registration.hpp"
@@ -32,13 +30,11 @@ constexpr std::array<int, 68> kMeshToIbug = {
 void check_params(const Params& params) {
   const double crop_scale = params.number("crop_scale");
   if (!(crop_scale >= 1.0 && crop_scale <= 4.0)) {
-    throw ParamError("crop_scale", "param 'crop_scale' must be within 1..4 face-box sides; got " +
-                                       fmt::format("{:g}", crop_scale));
+    throw ParamError::out_of_range("crop_scale", "within 1..4 face-box sides", crop_scale);
   }
   const double min_score = params.number("min_score");
   if (!(min_score >= 0.0 && min_score <= 1.0)) {
-    throw ParamError("min_score", "param 'min_score' must be within 0..1; got " +
-                                      fmt::format("{:g}", min_score));
+    throw ParamError::out_of_range("min_score", "within 0..1", min_score);
   }
 }
 

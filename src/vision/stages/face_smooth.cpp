@@ -8,8 +8,6 @@
 #include <mutex>
 #include <string>
 
-#include <spdlog/fmt/fmt.h>
-
 #include "eye_fields.hpp"
 #include "one_euro_filter.hpp"
 #include "stage_registration.hpp"
@@ -159,9 +157,7 @@ SmoothParams settings(const Params& params) {
   const auto number = [&](const std::string& key, bool zero_allowed) {
     const double value = params.number(key);
     if (!(zero_allowed ? value >= 0 : value > 0)) {
-      throw ParamError(key, "param '" + key + "' must be " +
-                                (zero_allowed ? "at least 0" : "above 0") + "; got " +
-                                fmt::format("{:g}", value));
+      throw ParamError::out_of_range(key, zero_allowed ? "at least 0" : "above 0", value);
     }
     return value;
   };
@@ -173,10 +169,8 @@ SmoothParams settings(const Params& params) {
   p.anchor.beta = number("anchor_beta", true);
   p.blink_ear = params.number("blink_ear");
   if (!(p.blink_ear >= 0 && p.blink_ear < 1)) {
-    throw ParamError("blink_ear",
-                     "param 'blink_ear' must be within 0..1 (an open eye is about "
-                     "0.3); got " +
-                         fmt::format("{:g}", p.blink_ear));
+    throw ParamError::out_of_range("blink_ear", "within 0..1 (an open eye is about 0.3)",
+                                   p.blink_ear);
   }
   return p;
 }

@@ -17,7 +17,6 @@
 #include <optional>
 
 #include <opencv2/imgproc.hpp>
-#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include "image_mat.hpp"
@@ -89,8 +88,7 @@ struct MatchResult {
 void check_params(const Params& params) {
   const double min_confidence = params.number("min_confidence");
   if (!(min_confidence >= 0 && min_confidence <= 1)) {
-    throw ParamError("min_confidence", "param 'min_confidence' must be within 0..1; got " +
-                                           fmt::format("{:g}", min_confidence));
+    throw ParamError::out_of_range("min_confidence", "within 0..1", min_confidence);
   }
   const std::string& detector = params.text("detector");
   if (detector != "blazeface" && detector != "hog" && detector != "none") {
@@ -99,12 +97,11 @@ void check_params(const Params& params) {
   }
   const double search_scale = params.number("search_scale");
   if (!(search_scale >= 1)) {
-    throw ParamError("search_scale", "param 'search_scale' must be at least 1 (face boxes); got " +
-                                         fmt::format("{:g}", search_scale));
+    throw ParamError::out_of_range("search_scale", "at least 1 (face boxes)", search_scale);
   }
   if (params.integer("retry_every") < 0) {
-    throw ParamError("retry_every", "param 'retry_every' must be at least 0 (0: never); got " +
-                                        std::to_string(params.integer("retry_every")));
+    throw ParamError::out_of_range("retry_every", "at least 0 (0: never)",
+                                   params.integer("retry_every"));
   }
 }
 

@@ -446,36 +446,36 @@ Band band_param(const Params& params, const std::string& name, const char* what 
 
 // The params, checked; a ParamError names the key, so a pipeline file reports its line.
 EstimateParams settings(const Params& params) {
-  const auto out_of_range = [](const std::string& name, const std::string& range, double got) {
-    return ParamError(
-        name, "param '" + name + "' must be " + range + "; got " + fmt::format("{:g}", got));
-  };
   EstimateParams p;
   p.eyeball.radius = static_cast<float>(params.number("eyeball_radius"));
   if (!(p.eyeball.radius > 0.1f && p.eyeball.radius < 1)) {
-    throw out_of_range("eyeball_radius", "within 0.1..1 eye widths (exclusive)",
-                       params.number("eyeball_radius"));
+    throw ParamError::out_of_range("eyeball_radius", "within 0.1..1 eye widths (exclusive)",
+                                   params.number("eyeball_radius"));
   }
   p.eyeball.rise = static_cast<float>(params.number("eyeball_rise"));
   p.eyeball.nasal = static_cast<float>(params.number("eyeball_nasal"));
   p.eyeball.depth = static_cast<float>(params.number("eyeball_depth"));
   p.corner_follow = static_cast<float>(params.number("corner_follow"));
   if (!(p.corner_follow >= 0 && p.corner_follow <= 0.5f)) {
-    throw out_of_range("corner_follow", "within 0..0.5", params.number("corner_follow"));
+    throw ParamError::out_of_range("corner_follow", "within 0..0.5",
+                                   params.number("corner_follow"));
   }
   p.blink_ear = params.number("blink_ear");
   if (!(p.blink_ear >= 0 && p.blink_ear < 1)) {
-    throw out_of_range("blink_ear", "within 0..1 (an open eye is about 0.3)", p.blink_ear);
+    throw ParamError::out_of_range("blink_ear", "within 0..1 (an open eye is about 0.3)",
+                                   p.blink_ear);
   }
   p.blink_ratio = params.number("blink_ratio");
   if (!(p.blink_ratio > 0 && p.blink_ratio < 1)) {
-    throw out_of_range("blink_ratio", "within 0..1 (exclusive)", p.blink_ratio);
+    throw ParamError::out_of_range("blink_ratio", "within 0..1 (exclusive)", p.blink_ratio);
   }
   p.min_eye_px = params.number("min_eye_px");
-  if (!(p.min_eye_px >= 0)) throw out_of_range("min_eye_px", "at least 0 pixels", p.min_eye_px);
+  if (!(p.min_eye_px >= 0))
+    throw ParamError::out_of_range("min_eye_px", "at least 0 pixels", p.min_eye_px);
   p.min_eye_contrast = params.number("min_eye_contrast");
   if (!(p.min_eye_contrast >= 0 && p.min_eye_contrast <= 255)) {
-    throw out_of_range("min_eye_contrast", "within 0..255 gray levels", p.min_eye_contrast);
+    throw ParamError::out_of_range("min_eye_contrast", "within 0..255 gray levels",
+                                   p.min_eye_contrast);
   }
   p.head_yaw = band_param(params, "head_yaw_fade_deg");
   p.head_pitch = band_param(params, "head_pitch_fade_deg");
@@ -483,19 +483,20 @@ EstimateParams settings(const Params& params) {
   p.smile = band_param(params, "smile_fade", "shares of the outer eye corners' distance", 2);
   p.fade_frames = params.integer("fade_frames");
   if (p.fade_frames < 1) {
-    throw out_of_range("fade_frames", "at least 1 frame", static_cast<double>(p.fade_frames));
+    throw ParamError::out_of_range("fade_frames", "at least 1 frame",
+                                   static_cast<double>(p.fade_frames));
   }
   p.hold_deg = static_cast<float>(params.number("hold_deg"));
   if (!(p.hold_deg >= 0 && p.hold_deg <= 5)) {
-    throw out_of_range("hold_deg", "within 0..5 degrees", params.number("hold_deg"));
+    throw ParamError::out_of_range("hold_deg", "within 0..5 degrees", params.number("hold_deg"));
   }
   p.average_frames = params.number("average_frames");
   if (!(p.average_frames >= 1 && p.average_frames <= 1000)) {
-    throw out_of_range("average_frames", "within 1..1000 frames", p.average_frames);
+    throw ParamError::out_of_range("average_frames", "within 1..1000 frames", p.average_frames);
   }
   p.brow_hold = params.number("brow_hold");
   if (!(p.brow_hold >= 0 && p.brow_hold <= 1)) {
-    throw out_of_range("brow_hold", "within 0..1 eye widths", p.brow_hold);
+    throw ParamError::out_of_range("brow_hold", "within 0..1 eye widths", p.brow_hold);
   }
   return p;
 }

@@ -8,8 +8,6 @@
 #include <cmath>
 #include <optional>
 
-#include <spdlog/fmt/fmt.h>
-
 #include "eye_fields.hpp"
 #include "eye_render.hpp"
 #include "image_mat.hpp"
@@ -40,10 +38,10 @@ RedirectSettings settings(const Params& params) {
   s.to_camera = target == "camera";
   s.camera_offset_deg = params.number("camera_offset_deg");
   if (!(std::abs(s.camera_offset_deg) <= kMaxCameraOffset)) {
-    throw ParamError("camera_offset_deg",
-                     "param 'camera_offset_deg' must be within -30..30 degrees (the camera's "
-                     "height above where the eyes look); got " +
-                         fmt::format("{:g}", s.camera_offset_deg));
+    throw ParamError::out_of_range(
+        "camera_offset_deg",
+        "within -30..30 degrees (the camera's height above where the eyes look)",
+        s.camera_offset_deg);
   }
   s.max_correction_deg = params.number("max_correction_deg");
   if (!(s.max_correction_deg >= 0 && s.max_correction_deg <= 45)) {

@@ -198,8 +198,7 @@ void check_sink_options(const VideoSinkOptions& options) {
   }
   if (options.field.empty()) throw ParamError("field", "video.sink: 'field' is empty");
   if (!(options.fps >= 0)) {
-    throw ParamError("fps", "param 'fps' must be at least 0 (0: the packets' rate); got " +
-                                fmt::format("{:g}", options.fps));
+    throw ParamError::out_of_range("fps", "at least 0 (0: the packets' rate)", options.fps);
   }
   const bool per_stream = path.find("{stream}") != std::string::npos;
   for (const auto& [key, other] : {std::pair{"contact_sheet", &options.contact_sheet},
