@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -139,6 +140,7 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
     }
   }
   bool interrupted = false;
+  std::exception_ptr failure;
   {
     Interrupts interrupts;
     ProgressBar progress(options.quiet || !options.progress);
@@ -150,44 +152,53 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
     }
     // Polling at 10 Hz drives the progress bar and notices signals; the handler only counts.
     DrainWatch drain;
-    while (!run.wait_for(100)) {
-      if (interrupts.count() > 0 && !interrupted) {
-        interrupted = true;
-        const MetricsSnapshot now = run.metrics();
-        const std::uint64_t draining = in_flight(now, options);
-        interrupts.set_in_flight(draining);
-        drain.start(finished(now));
-        progress.clear();
-        std::fprintf(stderr, "stopping: draining %llu in-flight packets (Ctrl-C again to abort)\n",
-                     static_cast<unsigned long long>(draining));
-        std::fflush(stderr);
-        run.stop();
-      } else if (interrupted) {
-        const MetricsSnapshot now = run.metrics();
-        interrupts.set_in_flight(in_flight(now, options));
-        if (drain.stalled(finished(now))) {
+    try {
+      while (!run.wait_for(100)) {
+        if (interrupts.count() > 0 && !interrupted) {
+          interrupted = true;
+          const MetricsSnapshot now = run.metrics();
+          const std::uint64_t draining = in_flight(now, options);
+          interrupts.set_in_flight(draining);
+          drain.start(finished(now));
           progress.clear();
-          std::fprintf(
-              stderr,
-              "stopping: %llu packets still in flight, and none has finished for %d s: "
-              "a stage they wait for may have no one to serve it (see the messages above); "
-              "Ctrl-C again abandons them\n",
-              static_cast<unsigned long long>(in_flight(now, options)), DrainWatch::kStallSeconds);
+          std::fprintf(stderr,
+                       "stopping: draining %llu in-flight packets (Ctrl-C again to abort)\n",
+                       static_cast<unsigned long long>(draining));
           std::fflush(stderr);
+          run.stop();
+        } else if (interrupted) {
+          const MetricsSnapshot now = run.metrics();
+          interrupts.set_in_flight(in_flight(now, options));
+          if (drain.stalled(finished(now))) {
+            progress.clear();
+            std::fprintf(
+                stderr,
+                "stopping: %llu packets still in flight, and none has finished for %d s: "
+                "a stage they wait for may have no one to serve it (see the messages above); "
+                "Ctrl-C again abandons them\n",
+                static_cast<unsigned long long>(in_flight(now, options)),
+                DrainWatch::kStallSeconds);
+            std::fflush(stderr);
+          }
         }
+        const Progress now = run.progress();
+        progress.update(now.done, now.expected);
       }
-      const Progress now = run.progress();
-      progress.update(now.done, now.expected);
+    } catch (const std::exception&) {
+      // The run failed (its error, rethrown below, sets the exit code). What this process did
+      // up to then is still written, for the post-mortem; the report and the other processes'
+      // counts are not asked for: their broker may be what failed.
+      failure = std::current_exception();
     }
     const Progress last = run.progress();
     progress.finish(last.done, last.expected);
   }
   const MetricsSnapshot metrics = run.metrics();
   std::cout << metrics.to_table();
-  if (options.report) std::cout << options.report();
+  if (options.report && !failure) std::cout << options.report();
   std::cout << std::flush;
   const std::vector<StageMetrics> elsewhere =
-      options.elsewhere ? options.elsewhere() : std::vector<StageMetrics>{};
+      options.elsewhere && !failure ? options.elsewhere() : std::vector<StageMetrics>{};
   if (metrics_file.is_open()) {
     metrics_file << metrics_json(metrics, elsewhere);
     metrics_file.close();
@@ -196,6 +207,7 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
       return kExitFailure;
     }
   }
+  if (failure) std::rethrow_exception(failure);
   // Failed packets are the pipeline's business (counted, and kept by a dead-letter stage when
   // it has one), but a stage that failed every packet is a broken part: the run says so.
   const Failures failed = failures(metrics, elsewhere);

@@ -1125,10 +1125,25 @@ TEST_F(DistributedCliTest, ARunWhoseKeysWereDeletedStopsWithExitCode4) {
       << stopped.err;
 }
 
+// What a run that failed did up to then: its table on stdout and its --metrics-json file, whose
+// sink count is the sink file's lines.
+void expect_metrics_of_failed_run(const Result& r, const fs::path& metrics, std::size_t written) {
+  EXPECT_NE(r.out.find("sink"), std::string::npos) << "no table: " << r.out;
+  const nlohmann::json report = nlohmann::json::parse(read_text(metrics));
+  const nlohmann::json stages = report["stages"];
+  const auto sink = std::find_if(stages.begin(), stages.end(),
+                                 [](const nlohmann::json& s) { return s["name"] == "sink"; });
+  ASSERT_NE(sink, stages.end()) << report.dump();
+  EXPECT_EQ((*sink)["processed"].get<std::size_t>(), written);
+  EXPECT_EQ(report["packets_out"].get<std::size_t>(), written);
+}
+
 TEST_F(DistributedCliTest, RedisRestartedWithoutItsDataStopsTheRunWithExitCode4) {
   OwnRedis redis(dir_);
   const fs::path file = write_pipeline(200, "service_ms: 0", ", rate: 50");
-  auto run = start("run", {"run", file.string(), "--broker", redis.url(), "-q"});
+  const fs::path metrics = dir_ / "metrics.json";
+  auto run = start("run", {"run", file.string(), "--broker", redis.url(), "-q", "--metrics-json",
+                           metrics.string()});
   redis.wait_for_run(name_);
   redis.kill();
   std::this_thread::sleep_for(300ms);
@@ -1136,7 +1151,9 @@ TEST_F(DistributedCliTest, RedisRestartedWithoutItsDataStopsTheRunWithExitCode4)
   const Result r = run->wait(30s);
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_NE(r.err.find("came back without this run's queues"), std::string::npos) << r.err;
-  EXPECT_LT(lines_of(dir_ / "out.jsonl").size(), 200u);
+  const std::size_t written = lines_of(dir_ / "out.jsonl").size();
+  EXPECT_LT(written, 200u);
+  expect_metrics_of_failed_run(r, metrics, written);
 }
 
 TEST_F(DistributedCliTest, RedisRestartedWithItsDataLetsTheRunResumeAndFinish) {
@@ -1165,13 +1182,16 @@ TEST_F(DistributedCliTest, RedisRestartedWithItsDataLetsTheRunResumeAndFinish) {
 TEST_F(DistributedCliTest, RedisGoneForLongerThanTheReconnectWindowIsExitCode3) {
   OwnRedis redis(dir_);
   const fs::path file = write_pipeline(200, "service_ms: 0", ", rate: 50");
-  auto run = start("run", {"run", file.string(), "--broker", redis.url(), "-q", "--reconnect-s", "1"});
+  const fs::path metrics = dir_ / "metrics.json";
+  auto run = start("run", {"run", file.string(), "--broker", redis.url(), "-q", "--reconnect-s",
+                           "1", "--metrics-json", metrics.string()});
   redis.wait_for_run(name_);
   redis.kill();
   const Result r = run->wait(30s);
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find("for more than 1 s"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("packets reached the sinks"), std::string::npos) << r.err;
+  expect_metrics_of_failed_run(r, metrics, lines_of(dir_ / "out.jsonl").size());
 }
 
 }  // namespace
