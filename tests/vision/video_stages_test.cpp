@@ -662,6 +662,30 @@ TEST_F(VideoStagesTest, TheSinkPutsTheInputsSoundBackInStepWithItsFrames) {
   EXPECT_EQ(output_of("ffprobe -v error -show_entries stream=codec_type -of csv=p=0 '" +
                       faster.string() + "'"),
             "video\n");
+  // An input whose frame rate varies (every other frame of its first 2 s left out, the others
+  // at their own times: 12 fps, then 24): written at a constant rate, its first second of frames
+  // would take half a second, and the sound would drift by as much. It is left out.
+  const fs::path varying = dir_ / "varying.mp4";
+  const std::string make_varying =
+      "ffmpeg -v error -y -i '" + in.string() +
+      "' -vf \"select='not(lt(n\\,48)*mod(n\\,2))'\" -fps_mode vfr -c:v libx264 -preset "
+      "ultrafast -c:a copy '" +
+      varying.string() + "'";
+  ASSERT_EQ(std::system(make_varying.c_str()), 0) << make_varying;
+  const fs::path from_varying = dir_ / "from_varying.mp4";
+  Pipeline vfr("varying");
+  vfr.add(stage("source", "video.source",
+                {{"path", varying.string()}, {"max_frames", std::int64_t{48}}}));
+  vfr.add(stage("sink", "video.sink", {{"path", from_varying.string()}}, 1, true));
+  {
+    Runner runner(vfr, registry());
+    runner.start();
+    runner.wait();
+    ASSERT_EQ(runner.metrics().stage("sink")->processed, 48u);
+  }
+  EXPECT_EQ(output_of("ffprobe -v error -show_entries stream=codec_type -of csv=p=0 '" +
+                      from_varying.string() + "'"),
+            "video\n");
 }
 
 TEST_F(VideoStagesTest, PipelineCopiesCap12FrameForFrame) {

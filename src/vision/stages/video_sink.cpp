@@ -492,12 +492,27 @@ void VideoSink::note_media(Output& output, const Packet& packet) const {
   } else if (media == nullptr || *media != output.media || !output.last_seq ||
              packet.seq != *output.last_seq + 1) {
     output.sound_matches = false;  // another file, or frames left out: the sound would drift
+  } else if (const double due_ns = static_cast<double>(output.written) * 1e9 / output.written_fps;
+             std::abs(static_cast<double>(packet.time_ns - output.first_ns) - due_ns) >
+             0.5e9 / output.written_fps) {
+    // The input's frames do not keep its rate (a variable frame rate, as a phone records):
+    // written one per 1/fps, they leave its time, and the sound would drift.
+    output.sound_matches = false;
+    output.varying_rate = true;
   }
   output.last_ns = packet.time_ns;
 }
 
 void VideoSink::add_audio(const Output& output) const {
   if (!options_.audio || to_folder_ || to_network_ || output.media.empty()) return;
+  if (output.varying_rate) {
+    spdlog::warn(
+        "video.sink '{}': the sound of '{}' is left out: its frame rate varies, and the "
+        "frames are written at a constant {:.4g} fps, so the sound would drift (make a copy at a "
+        "constant rate first: ffmpeg -i IN -fps_mode cfr -r FPS OUT)",
+        output.path, output.media, output.written_fps);
+    return;
+  }
   if (!output.sound_matches) {
     spdlog::warn(
         "video.sink '{}': the sound of '{}' is left out: the frames written are not all "

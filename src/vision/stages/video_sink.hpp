@@ -102,6 +102,7 @@ class VideoSink final : public Stage {
     std::string media;
     std::int64_t first_ns = 0, last_ns = 0;
     bool sound_matches = true;
+    bool varying_rate = false;  // the input's frames do not keep its frame rate
   };
 
   Output& output_for(std::uint32_t stream);
