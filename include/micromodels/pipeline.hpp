@@ -135,7 +135,7 @@ class Pipeline {
   /// "stage.param=value" or (stage, param, text): the text is typed by the stage type's spec
   /// when the stage is built. Throws ConfigError for an unknown stage. An error about the value
   /// later names `origin` and the assignment ("--set work.service_ms=abc").
-  void set_param(std::string_view assignment);
+  void set_param(std::string_view assignment, std::string_view origin = "--set");
   void set_param(std::string_view stage, std::string_view param, std::string_view text,
                  std::string_view origin = "--set");
   void set_consumers(std::string_view stage, int consumers);

@@ -196,7 +196,7 @@ Pipeline& Pipeline::add(StageConfig stage) {
   return *this;
 }
 
-void Pipeline::set_param(std::string_view assignment) {
+void Pipeline::set_param(std::string_view assignment, std::string_view origin) {
   const std::size_t equals = assignment.find('=');
   const std::size_t dot = assignment.find('.');
   if (equals == std::string_view::npos || dot == std::string_view::npos || dot == 0 ||
@@ -206,7 +206,7 @@ void Pipeline::set_param(std::string_view assignment) {
                           " as stage.param=value; write e.g. source.count=100");
   }
   set_param(assignment.substr(0, dot), assignment.substr(dot + 1, equals - dot - 1),
-            assignment.substr(equals + 1));
+            assignment.substr(equals + 1), origin);
 }
 
 void Pipeline::set_param(std::string_view stage, std::string_view param, std::string_view text,

@@ -206,8 +206,12 @@ PYBIND11_MODULE(micromodels, module) {
       .def(
           "validate", [](const Pipeline& p) { p.validate(Registry::global()); },
           "Checks types, params, inputs and fields; raises ConfigError naming file:line:column.")
-      .def("set_param", py::overload_cast<std::string_view>(&Pipeline::set_param),
-           py::arg("assignment"))
+      .def(
+          "set_param",
+          [](Pipeline& p, std::string_view assignment) {
+            p.set_param(assignment, "set_param");  // an error about the value names it so
+          },
+          py::arg("assignment"))
       .def("set_consumers", &Pipeline::set_consumers, py::arg("stage"), py::arg("consumers"))
       .def_property_readonly("name", &Pipeline::name)
       .def_property_readonly("stages",

@@ -90,6 +90,14 @@ def threading_ident():
     return threading.get_ident()
 
 
+def test_a_bad_value_given_by_set_param_is_named_as_such():
+    pipeline = micromodels.Pipeline.from_yaml_string(SOURCE)
+    pipeline.set_param("work.service_ms=fast")
+    with pytest.raises(micromodels.ConfigError,
+                       match=r"^set_param work\.service_ms=fast: .*service_ms"):
+        pipeline.validate()
+
+
 def test_scale_and_swap_while_it_runs():
     runner = micromodels.Runner(micromodels.Pipeline.from_yaml_string(
         SOURCE.replace("count: 300", "count: 100000000")))
