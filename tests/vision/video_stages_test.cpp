@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -628,26 +629,50 @@ TEST_F(VideoStagesTest, TheSinkPutsTheInputsSoundBackInStepWithItsFrames) {
   const double seconds = static_cast<double>(pcm.size() / 2) / 48000;
   EXPECT_NEAR(seconds, 4.0, 0.1);
 
-  // Frames left out on the way (a stage that fails every third) leave the sound out: it would
-  // drift against the frames that remain.
-  const auto has_sound = [&](std::int64_t fail_every) {
-    const fs::path written = dir_ / ("every" + std::to_string(fail_every) + ".mp4");
+  // The times of the frames in a written file, in seconds, as FFmpeg decodes them.
+  const auto frame_times = [](const fs::path& file) {
+    std::vector<double> times;
+    std::istringstream lines(
+        output_of("ffprobe -v error -select_streams v -show_entries frame=pts_time -of csv=p=0 '" +
+                  file.string() + "'"));
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.empty()) times.push_back(std::stod(line));
+    }
+    return times;
+  };
+  const auto has_sound = [](const fs::path& file) {
+    return output_of("ffprobe -v error -show_entries stream=codec_type -of csv=p=0 '" +
+                     file.string() + "'")
+               .find("audio") != std::string::npos;
+  };
+  // Frames left out on the way (a stage that fails every third): H.264 (the default) writes
+  // each frame at its own time, so the one before a gap stays on screen for it and the sound
+  // stays in step; another codec writes one frame per 1/fps, and would drift: no sound.
+  const auto written_with = [&](std::int64_t fail_every, const std::string& codec) {
+    const fs::path written = dir_ / ("every" + std::to_string(fail_every) + codec + ".mp4");
     Pipeline p("gaps");
     p.add(
         stage("source", "video.source", {{"path", in.string()}, {"max_frames", std::int64_t{30}}}));
     p.add(stage("work", "model.spin", {{"service_ms", 0.0}, {"fail_every", fail_every}}));
-    p.add(stage("sink", "video.sink", {{"path", written.string()}}, 1, true));
+    p.add(stage("sink", "video.sink", {{"path", written.string()}, {"codec", codec}}, 1, true));
     {
       Runner runner(p, registry());
       runner.start();
       runner.wait();
     }
-    return output_of("ffprobe -v error -show_entries stream=codec_type -of csv=p=0 '" +
-                     written.string() + "'")
-               .find("audio") != std::string::npos;
+    return written;
   };
-  EXPECT_TRUE(has_sound(0)) << "30 frames in a row keep their sound";
-  EXPECT_FALSE(has_sound(3)) << "a third of the frames failed on the way";
+  EXPECT_TRUE(has_sound(written_with(0, "avc1"))) << "30 frames in a row keep their sound";
+  const fs::path gaps = written_with(3, "avc1");
+  EXPECT_TRUE(has_sound(gaps)) << "a third of the frames failed on the way; the rest keep time";
+  std::vector<double> want;
+  for (int seq = 0; seq < 30; ++seq) {
+    if (seq % 3 != 2) want.push_back(seq / 24.0);  // model.spin fails seqs 2, 5, 8, ...
+  }
+  const std::vector<double> got = frame_times(gaps);
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-3) << i;
+  EXPECT_FALSE(has_sound(written_with(3, "mp4v"))) << "one frame per 1/fps would drift";
   // Written at twice the input's rate, the frames would run ahead of their sound: none.
   const fs::path faster = dir_ / "faster.mp4";
   Pipeline fast("faster");
@@ -659,12 +684,11 @@ TEST_F(VideoStagesTest, TheSinkPutsTheInputsSoundBackInStepWithItsFrames) {
     runner.start();
     runner.wait();
   }
-  EXPECT_EQ(output_of("ffprobe -v error -show_entries stream=codec_type -of csv=p=0 '" +
-                      faster.string() + "'"),
-            "video\n");
+  EXPECT_FALSE(has_sound(faster));
   // An input whose frame rate varies (every other frame of its first 2 s left out, the others
-  // at their own times: 12 fps, then 24): written at a constant rate, its first second of frames
-  // would take half a second, and the sound would drift by as much. It is left out.
+  // at their own times: 12 fps, then 24), as a phone records. H.264 keeps each frame's time and
+  // the sound, whose tone still starts at 3 s; another codec writes one frame per 1/fps, so its
+  // first 2 s of frames would take 1.2 s and the sound would drift: it is left out.
   const fs::path varying = dir_ / "varying.mp4";
   const std::string make_varying =
       "ffmpeg -v error -y -i '" + in.string() +
@@ -672,20 +696,40 @@ TEST_F(VideoStagesTest, TheSinkPutsTheInputsSoundBackInStepWithItsFrames) {
       "ultrafast -c:a copy '" +
       varying.string() + "'";
   ASSERT_EQ(std::system(make_varying.c_str()), 0) << make_varying;
-  const fs::path from_varying = dir_ / "from_varying.mp4";
-  Pipeline vfr("varying");
-  vfr.add(stage("source", "video.source",
-                {{"path", varying.string()}, {"max_frames", std::int64_t{48}}}));
-  vfr.add(stage("sink", "video.sink", {{"path", from_varying.string()}}, 1, true));
-  {
+  const auto from_varying = [&](const std::string& codec) {
+    const fs::path written = dir_ / ("from_varying_" + codec + ".mp4");
+    Pipeline vfr("varying");
+    vfr.add(stage("source", "video.source",
+                  {{"path", varying.string()}, {"max_frames", std::int64_t{72}}}));
+    vfr.add(stage("sink", "video.sink", {{"path", written.string()}, {"codec", codec}}, 1, true));
     Runner runner(vfr, registry());
     runner.start();
     runner.wait();
-    ASSERT_EQ(runner.metrics().stage("sink")->processed, 48u);
+    EXPECT_EQ(runner.metrics().stage("sink")->processed, 72u);
+    return written;
+  };
+  const fs::path kept = from_varying("avc1");
+  const std::vector<double> input_times = frame_times(varying);
+  const std::vector<double> kept_times = frame_times(kept);
+  ASSERT_EQ(kept_times.size(), 72u);
+  ASSERT_GE(input_times.size(), 72u);
+  for (std::size_t i = 0; i < 72; ++i) {
+    EXPECT_NEAR(kept_times[i], input_times[i], 1e-3) << "frame " << i << " at the input's time";
   }
-  EXPECT_EQ(output_of("ffprobe -v error -show_entries stream=codec_type -of csv=p=0 '" +
-                      from_varying.string() + "'"),
-            "video\n");
+  ASSERT_TRUE(has_sound(kept));
+  const std::string kept_pcm =
+      output_of("ffmpeg -v error -i '" + kept.string() + "' -map 0:a -ac 1 -ar 48000 -f s16le -");
+  std::size_t tone = kept_pcm.size() / 2;
+  for (std::size_t i = 0; i < kept_pcm.size() / 2; ++i) {
+    std::int16_t sample;
+    std::memcpy(&sample, kept_pcm.data() + 2 * i, 2);
+    if (std::abs(static_cast<int>(sample)) > 8000) {
+      tone = i;
+      break;
+    }
+  }
+  EXPECT_NEAR(static_cast<double>(tone) / 48000, 3.0, 0.05) << "the tone starts 3 s in";
+  EXPECT_FALSE(has_sound(from_varying("mp4v")));
 }
 
 TEST_F(VideoStagesTest, PipelineCopiesCap12FrameForFrame) {

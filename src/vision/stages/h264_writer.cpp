@@ -1,5 +1,7 @@
 #include "h264_writer.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <utility>
 
@@ -17,6 +19,10 @@ extern "C" {
 
 namespace micromodels::vision {
 
+namespace {
+constexpr int kTicksPerSecond = 90000;  // the frames' times, as MPEG streams count them
+}  // namespace
+
 struct H264Writer::Impl {
   std::string path;
   cv::Size size;    // the frames'
@@ -28,7 +34,8 @@ struct H264Writer::Impl {
   AVFrame* frame = nullptr;
   AVPacket* packet = nullptr;
   SwsContext* convert = nullptr;
-  std::int64_t next_pts = 0;
+  std::int64_t frame_ticks = 1;  // one frame at the nominal rate, in kTicksPerSecond
+  std::int64_t last_pts = -1;
   bool finished = false;
 
   [[noreturn]] void fail(const std::string& what, int code) const {
@@ -42,6 +49,7 @@ struct H264Writer::Impl {
       const int got = avcodec_receive_packet(codec, packet);
       if (got == AVERROR(EAGAIN) || got == AVERROR_EOF) return;
       if (got < 0) fail("encoding failed", got);
+      packet->duration = frame_ticks;  // the last frame's, which the container cannot infer
       av_packet_rescale_ts(packet, codec->time_base, stream->time_base);
       packet->stream_index = stream->index;
       const int written = av_interleaved_write_frame(format, packet);  // takes the packet
@@ -102,7 +110,8 @@ H264Writer::H264Writer(const std::string& path, cv::Size size, double fps,
   w.codec->height = w.coded.height;
   w.codec->pix_fmt = AV_PIX_FMT_YUV420P;  // what browsers and players decode
   w.codec->framerate = rate;
-  w.codec->time_base = av_inv_q(rate);
+  w.codec->time_base = AVRational{1, kTicksPerSecond};  // fine enough for any frame's own time
+  w.frame_ticks = std::max<std::int64_t>(1, std::llround(kTicksPerSecond / fps));
   w.codec->thread_count = 1;  // one consumer, one core: the pipeline's stages are its parallelism
   if ((w.format->oformat->flags & AVFMT_GLOBALHEADER) != 0) {
     w.codec->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
@@ -150,7 +159,7 @@ H264Writer::~H264Writer() {
   }
 }
 
-void H264Writer::write(const cv::Mat& bgr) {
+void H264Writer::write(const cv::Mat& bgr, std::int64_t time_ns) {
   Impl& w = *impl_;
   if (bgr.type() != CV_8UC3 || bgr.size() != w.size) {
     throw std::runtime_error("video.sink: H.264 output '" + w.path + "': a frame of another size "
@@ -167,7 +176,12 @@ void H264Writer::write(const cv::Mat& bgr) {
   const std::uint8_t* source[1] = {coded->data};
   const int stride[1] = {static_cast<int>(coded->step[0])};
   sws_scale(w.convert, source, stride, 0, coded->rows, w.frame->data, w.frame->linesize);
-  w.frame->pts = w.next_pts++;
+  // Each frame at its own time, after the one before (a frame that came out of order or at
+  // the same time goes one tick later).
+  w.frame->pts =
+      std::max(w.last_pts + 1, static_cast<std::int64_t>(std::llround(static_cast<double>(time_ns) *
+                                                                      kTicksPerSecond / 1e9)));
+  w.last_pts = w.frame->pts;
   code = avcodec_send_frame(w.codec, w.frame);
   if (code < 0) w.fail("encoding failed", code);
   w.drain();

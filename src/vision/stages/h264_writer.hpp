@@ -1,6 +1,7 @@
 // H264Writer: writes an H.264 video file (libx264) through FFmpeg's own libraries.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,7 +18,8 @@ namespace micromodels::vision {
 /// written one pixel larger, its last column or row repeated (4:2:0 needs even sizes).
 class H264Writer {
  public:
-  /// Opens `path` for frames of `size` at `fps`; throws std::runtime_error saying why it cannot.
+  /// Opens `path` for frames of `size` at a nominal `fps` (what players report); throws
+  /// std::runtime_error saying why it cannot.
   H264Writer(const std::string& path, cv::Size size, double fps, const std::string& preset,
              int crf);
   ~H264Writer();  // finishes the file (errors are logged)
@@ -27,7 +29,9 @@ class H264Writer {
   /// x264's speed presets, fastest first.
   [[nodiscard]] static const std::vector<std::string>& presets();
 
-  void write(const cv::Mat& bgr);  // throws std::runtime_error on an encoder or disk error
+  /// A frame shown from `time_ns` after the video's start until the next frame's time (the
+  /// last one for a frame at `fps`); throws std::runtime_error on an encoder or disk error.
+  void write(const cv::Mat& bgr, std::int64_t time_ns);
   void finish();                   // flushes the encoder and writes the index; idempotent
 
  private:

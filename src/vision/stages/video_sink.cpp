@@ -481,7 +481,6 @@ void VideoSink::note_media(Output& output, const Packet& packet) const {
   const auto* media = value != nullptr ? std::get_if<std::string>(value) : nullptr;
   if (output.written == 0) {
     if (media != nullptr) output.media = *media;
-    output.first_ns = packet.time_ns;
     // Written at another rate than the input's (`fps` set here), the frames no longer keep
     // the sound's time.
     const std::optional<double> input_fps = packet_fps(packet);
@@ -489,9 +488,12 @@ void VideoSink::note_media(Output& output, const Packet& packet) const {
         std::abs(*input_fps - options_.fps) > 1e-3 * options_.fps) {
       output.sound_matches = false;
     }
-  } else if (media == nullptr || *media != output.media || !output.last_seq ||
-             packet.seq != *output.last_seq + 1) {
-    output.sound_matches = false;  // another file, or frames left out: the sound would drift
+  } else if (media == nullptr || *media != output.media) {
+    output.sound_matches = false;  // another file
+  } else if (keeps_times(output)) {
+    // Each frame at its own time: a frame left out leaves a gap, and a varying rate stays.
+  } else if (!output.last_seq || packet.seq != *output.last_seq + 1) {
+    output.sound_matches = false;  // frames left out: one per 1/fps, the sound would drift
   } else if (const double due_ns = static_cast<double>(output.written) * 1e9 / output.written_fps;
              std::abs(static_cast<double>(packet.time_ns - output.first_ns) - due_ns) >
              0.5e9 / output.written_fps) {
@@ -507,10 +509,11 @@ void VideoSink::add_audio(const Output& output) const {
   if (!options_.audio || to_folder_ || to_network_ || output.media.empty()) return;
   if (output.varying_rate) {
     spdlog::warn(
-        "video.sink '{}': the sound of '{}' is left out: its frame rate varies, and the "
-        "frames are written at a constant {:.4g} fps, so the sound would drift (make a copy at a "
-        "constant rate first: ffmpeg -i IN -fps_mode cfr -r FPS OUT)",
-        output.path, output.media, output.written_fps);
+        "video.sink '{}': the sound of '{}' is left out: its frame rate varies, and codec "
+        "'{}' writes the frames at a constant {:.4g} fps, so the sound would drift (write H.264, "
+        "the default codec, which keeps each frame's time, or make a copy at a constant rate "
+        "first: ffmpeg -i IN -fps_mode cfr -r FPS OUT)",
+        output.path, output.media, options_.codec, output.written_fps);
     return;
   }
   if (!output.sound_matches) {
@@ -563,6 +566,7 @@ void VideoSink::write(Output& output, const Packet& packet) {
                     "; a video keeps one size (the input changed size: scale its frames to one "
                     "size before this stage, or restart the run)");
   }
+  if (output.written == 0) output.first_ns = packet.time_ns;
   note_media(output, packet);
   output.last_seq = packet.seq;
   if (to_folder_) {
@@ -573,7 +577,11 @@ void VideoSink::write(Output& output, const Packet& packet) {
       throw SinkError("video.sink: cannot write '" + file.string() + "' (disk full?)");
     }
   } else if (output.h264) {
-    output.h264->write(pixels);
+    output.h264->write(
+        pixels, keeps_times(output)
+                    ? packet.time_ns - output.first_ns
+                    : static_cast<std::int64_t>(std::llround(static_cast<double>(output.written) *
+                                                             1e9 / output.written_fps)));
   } else {
     output.writer.write(pixels);
   }

@@ -97,14 +97,20 @@ class VideoSink final : public Stage {
     std::uint64_t sheet_stride = 1;  // when expected_frames is unknown: every stride-th seq
     std::vector<Kept> kept;
     std::optional<cv::Rect2f> inset_box;  // the eyes' box of the last frame with a face
-    // The sound: the file the frames came from, when they all did (video.source's 'media'), and
-    // the first and last frame's times there; a gap in the seqs (frames dropped) leaves it out.
-    std::string media;
+    // The first and last frame's times (the packets'). The sound: the file the frames came
+    // from, when they all did (video.source's 'media'); without keeps_times, a gap in the seqs
+    // (frames dropped) or a varying rate leaves it out.
     std::int64_t first_ns = 0, last_ns = 0;
+    std::string media;
     bool sound_matches = true;
     bool varying_rate = false;  // the input's frames do not keep its frame rate
   };
 
+  /// H.264 files are written at each frame's own time (from the first's) unless `fps` sets a
+  /// rate; other outputs one frame per 1/fps.
+  [[nodiscard]] bool keeps_times(const Output& output) const {
+    return output.h264 != nullptr && options_.fps <= 0;
+  }
   Output& output_for(std::uint32_t stream);
   void write(Output& output, const Packet& packet);
   void open_writer(Output& output, const Packet& packet, cv::Size size);
