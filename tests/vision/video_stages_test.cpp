@@ -612,19 +612,21 @@ TEST_F(VideoStagesTest, TheSinkPutsTheInputsSoundBackInStepWithItsFrames) {
       out.string() + "'");
   ASSERT_NE(streams.find("audio"), std::string::npos) << streams;
   // The decoded sound, mono 16-bit at 48 kHz: the first loud sample is where the tone starts.
-  const std::string pcm =
-      output_of("ffmpeg -v error -i '" + out.string() + "' -map 0:a -ac 1 -ar 48000 -f s16le -");
-  ASSERT_GT(pcm.size(), 48000u * 2);
-  std::size_t first_loud = pcm.size() / 2;
-  for (std::size_t i = 0; i < pcm.size() / 2; ++i) {
-    std::int16_t sample;
-    std::memcpy(&sample, pcm.data() + 2 * i, 2);
-    if (std::abs(static_cast<int>(sample)) > 8000) {
-      first_loud = i;
-      break;
+  const auto sound_of = [](const fs::path& file) {
+    return output_of("ffmpeg -v error -i '" + file.string() +
+                     "' -map 0:a -ac 1 -ar 48000 -f s16le -");
+  };
+  const auto tone_starts_s = [](const std::string& pcm) {
+    for (std::size_t i = 0; i < pcm.size() / 2; ++i) {
+      std::int16_t sample;
+      std::memcpy(&sample, pcm.data() + 2 * i, 2);
+      if (std::abs(static_cast<int>(sample)) > 8000) return static_cast<double>(i) / 48000;
     }
-  }
-  EXPECT_NEAR(static_cast<double>(first_loud) / 48000, 1.0, 0.05) << "the tone starts 1 s in";
+    return static_cast<double>(pcm.size() / 2) / 48000;
+  };
+  const std::string pcm = sound_of(out);
+  ASSERT_GT(pcm.size(), 48000u * 2);
+  EXPECT_NEAR(tone_starts_s(pcm), 1.0, 0.05) << "the tone starts 1 s in";
   // As long as the frames: 6 s of input from 2 s on.
   const double seconds = static_cast<double>(pcm.size() / 2) / 48000;
   EXPECT_NEAR(seconds, 4.0, 0.1);
@@ -717,18 +719,7 @@ TEST_F(VideoStagesTest, TheSinkPutsTheInputsSoundBackInStepWithItsFrames) {
     EXPECT_NEAR(kept_times[i], input_times[i], 1e-3) << "frame " << i << " at the input's time";
   }
   ASSERT_TRUE(has_sound(kept));
-  const std::string kept_pcm =
-      output_of("ffmpeg -v error -i '" + kept.string() + "' -map 0:a -ac 1 -ar 48000 -f s16le -");
-  std::size_t tone = kept_pcm.size() / 2;
-  for (std::size_t i = 0; i < kept_pcm.size() / 2; ++i) {
-    std::int16_t sample;
-    std::memcpy(&sample, kept_pcm.data() + 2 * i, 2);
-    if (std::abs(static_cast<int>(sample)) > 8000) {
-      tone = i;
-      break;
-    }
-  }
-  EXPECT_NEAR(static_cast<double>(tone) / 48000, 3.0, 0.05) << "the tone starts 3 s in";
+  EXPECT_NEAR(tone_starts_s(sound_of(kept)), 3.0, 0.05) << "the tone starts 3 s in";
   EXPECT_FALSE(has_sound(from_varying("mp4v")));
 }
 
