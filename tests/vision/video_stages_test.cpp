@@ -1051,6 +1051,39 @@ TEST_F(VideoStagesTest, EyeStripLabelsHowMuchEachFrameWasCorrected) {
   }
 }
 
+// Without expected_frames the strip's frames still spread over the whole video: 240 frames,
+// each "before" a flat gray as bright as its seq, so that each tile says which frame it shows.
+TEST_F(VideoStagesTest, EyeStripSpreadsOverTheWholeVideoOfUnknownLength) {
+  const fs::path path = dir_ / "spread.png";
+  {
+    StageHarness sink("video.sink",
+                      {{"path", (dir_ / "spread.mp4").string()},
+                       {"side_by_side", std::string("input_frame")},
+                       {"eye_strip", path.string()}},
+                      registry());
+    for (std::uint64_t seq = 0; seq < 240; ++seq) {
+      Packet p;
+      p.seq = seq;
+      p.time_ns = static_cast<std::int64_t>(seq) * 40'000'000;
+      p.set("frame", to_image(cv::Mat(288, 360, CV_8UC3, cv::Scalar(255, 255, 255))));
+      const auto gray = static_cast<double>(seq);
+      p.set("input_frame", to_image(cv::Mat(288, 360, CV_8UC3, cv::Scalar(gray, gray, gray))));
+      p.set("landmarks", eye_landmarks());
+      (void)sink.process(p);
+    }
+  }
+  const cv::Mat strip = cv::imread(path.string(), cv::IMREAD_COLOR);
+  ASSERT_EQ(strip.size(), cv::Size(3 * 484, 2 * 324));
+  std::vector<int> shown;  // a pixel of each tile's "before", away from its label
+  for (int tile = 0; tile < 6; ++tile) {
+    shown.push_back(strip.at<cv::Vec3b>((tile / 3) * 324 + 140, (tile % 3) * 484 + 400)[0]);
+  }
+  EXPECT_EQ(shown.front(), 0);
+  EXPECT_GE(shown.back(), 192) << "the last tile is from the video's last fifth";
+  EXPECT_TRUE(std::is_sorted(shown.begin(), shown.end()));
+  EXPECT_EQ(std::adjacent_find(shown.begin(), shown.end()), shown.end()) << "six frames";
+}
+
 TEST_F(VideoStagesTest, SinkErrorsNameThePath) {
   const auto expect_config_error = [&](const ParamMap& params, const std::string& needle) {
     try {

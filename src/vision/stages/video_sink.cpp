@@ -99,6 +99,20 @@ cv::Mat bgr8(const Image& image, const std::string& field) {
   }
 }
 
+// At most kSheetTiles of `held`, spread evenly from the first to the last.
+template <class T>
+std::vector<T> spread_over(const std::vector<T>& held) {
+  const std::size_t n = held.size();
+  std::vector<T> chosen;
+  for (std::size_t i = 0; i < std::min(n, kSheetTiles); ++i) {
+    chosen.push_back(held[n <= kSheetTiles ? i
+                                           : static_cast<std::size_t>(std::lround(
+                                                 static_cast<double>((n - 1) * i) /
+                                                 static_cast<double>(kSheetTiles - 1)))]);
+  }
+  return chosen;
+}
+
 std::optional<double> packet_fps(const Packet& packet) {
   const Value* value = packet.find("fps");
   if (value == nullptr) return std::nullopt;
@@ -619,18 +633,11 @@ void VideoSink::write_contact_sheet(const Output& output) const {
     spdlog::warn("video.sink: no frames for the contact sheet '{}'", output.contact_sheet);
     return;
   }
-  std::vector<const Kept*> chosen;
-  const std::size_t n = held.size();
-  for (std::size_t i = 0; i < std::min(n, kSheetTiles); ++i) {
-    const std::size_t index =
-        n <= kSheetTiles ? i
-                         : static_cast<std::size_t>(
-                               std::lround(static_cast<double>((n - 1) * i) / (kSheetTiles - 1)));
-    chosen.push_back(&held[index]);
-  }
+  std::vector<const Kept*> all;
+  for (const Kept& kept : held) all.push_back(&kept);
 
   std::vector<cv::Mat> tiles;
-  for (const Kept* kept : chosen) {
+  for (const Kept* kept : spread_over(all)) {
     const bool has_other = kept->other.width > 0;
     const cv::Mat before = has_other ? bgr8(kept->other, options_.side_by_side) : cv::Mat();
     const cv::Mat composite =
@@ -674,23 +681,30 @@ void VideoSink::write_contact_sheet(const Output& output) const {
 }
 
 void VideoSink::write_eye_strip(const Output& output) const {
-  std::vector<cv::Mat> tiles;
+  // The frames with a face (no face, nothing to show), spread over the video.
+  std::vector<const Kept*> faces;
   for (const Kept& kept : output.kept) {
-    if (kept.other.width == 0) continue;
-    const cv::Mat after = bgr8(kept.frame, options_.field);
-    const cv::Mat before = bgr8(kept.other, options_.side_by_side);
-    const auto box = eyes_box(kept.landmarks, after.size(), kEyesAspect);
-    if (!box || before.size() != after.size()) continue;  // no face, nothing to show
+    if (kept.other.width == 0 || kept.other.width != kept.frame.width ||
+        kept.other.height != kept.frame.height ||
+        !eyes_box(kept.landmarks, {kept.frame.width, kept.frame.height}, kEyesAspect)) {
+      continue;
+    }
+    faces.push_back(&kept);
+  }
+  std::vector<cv::Mat> tiles;
+  for (const Kept* kept : spread_over(faces)) {
+    const cv::Mat after = bgr8(kept->frame, options_.field);
+    const cv::Mat before = bgr8(kept->other, options_.side_by_side);
+    const auto box = eyes_box(kept->landmarks, after.size(), kEyesAspect);
     const cv::Size size(kStripTileWidth, static_cast<int>(std::lround(kStripTileWidth / kEyesAspect)));
     cv::Mat top = enlarge(before, *box, size);
     cv::Mat bottom = enlarge(after, *box, size);
-    label(top, "#" + std::to_string(kept.seq) + " before", {6, 18}, 0.5);
-    label(bottom, kept.note.empty() ? "after" : "after: " + kept.note, {6, 18}, 0.5);
+    label(top, "#" + std::to_string(kept->seq) + " before", {6, 18}, 0.5);
+    label(bottom, kept->note.empty() ? "after" : "after: " + kept->note, {6, 18}, 0.5);
     cv::Mat tile;
     cv::vconcat(top, bottom, tile);
     cv::copyMakeBorder(tile, tile, 2, 2, 2, 2, cv::BORDER_CONSTANT, cv::Scalar(0, 0, 0));
     tiles.push_back(tile);
-    if (tiles.size() == kSheetTiles) break;
   }
   if (tiles.empty()) {
     spdlog::warn("video.sink: no frame with a face for the eye strip '{}'", output.eye_strip);
