@@ -51,6 +51,8 @@ struct StageMetrics {
   bool source = false;      // produces packets; has no queue
   bool blocking = false;    // on its own threads; otherwise on the shared worker pool
   bool per_stream = false;  // one consumer per stream at a time
+  bool sheds = false;       // its queue drops what does not fit (overflow drop_oldest or
+                            // drop_newest): it never holds back the stages before it
 };
 
 /// What limits throughput, from the measured service times: one stage's consumers, or the pool

@@ -17,6 +17,7 @@ Capacity capacity(const std::vector<StageLoad>& loads, int workers) {
   double pool_demand = 0;
   for (std::size_t i = 0; i < loads.size(); ++i) {
     if (!loads[i].blocking) pool_demand += loads[i].demand_s;
+    if (loads[i].sheds) continue;  // the stages before it never wait for it
     const double rate = stage_rate(loads[i]);
     if (rate < result.rate) result = {.rate = rate, .stage = i};
   }
@@ -94,15 +95,18 @@ std::vector<StageLoad> stage_loads(const MetricsSnapshot& now, const MetricsSnap
       }
     }
     const double mean_s = count > 0 ? std::max(0.0, sum_us) * 1e-6 / count : 0.0;
-    const double visits =
-        !graph_visits.empty()
-            ? graph_visits[i]
-            : offered(stage) / static_cast<double>(now.packets_in);
+    double visits = !graph_visits.empty() ? graph_visits[i]
+                                          : offered(stage) / static_cast<double>(now.packets_in);
+    // A stage that sheds works only on the packets it kept: its share of the pool.
+    if (stage.sheds && offered(stage) > 0) {
+      visits *= static_cast<double>(stage.service.count) / offered(stage);
+    }
     loads.push_back({.name = stage.name,
                      .demand_s = mean_s * visits,
                      .consumers = stage.consumers,
                      .blocking = stage.blocking,
-                     .max_parallel = stage.per_stream ? static_cast<int>(now.streams) : 0});
+                     .max_parallel = stage.per_stream ? static_cast<int>(now.streams) : 0,
+                     .sheds = stage.sheds});
   }
   return loads;
 }

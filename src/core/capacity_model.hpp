@@ -17,6 +17,7 @@ struct StageLoad {
   int consumers = 1;
   bool blocking = false;     // on its own threads; otherwise on the shared worker pool
   int max_parallel = 0;      // per_stream: streams that can be served at once; 0: no limit
+  bool sheds = false;        // drops what does not fit: limits its own packets, not the rate
 };
 
 /// What limits a pipeline's rate: one stage, or the worker pool shared by CPU-bound stages.
@@ -29,8 +30,8 @@ struct Capacity {
 /// measured no work).
 [[nodiscard]] double stage_rate(const StageLoad& load);
 
-/// The pipeline's rate: the least of every stage's rate and of the pool's (`workers` threads /
-/// the total demand of CPU-bound stages).
+/// The pipeline's rate: the least of the rates of the stages that do not shed and of the pool's
+/// (`workers` threads / the total demand of CPU-bound stages).
 [[nodiscard]] Capacity capacity(const std::vector<StageLoad>& loads, int workers);
 
 /// Every stage's load from a snapshot: demand = mean service time x visits per packet the

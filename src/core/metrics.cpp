@@ -239,16 +239,20 @@ std::string MetricsSnapshot::bottleneck_report() const {
     return "bottleneck: none (no packet was measured)\n";
   }
   auto rate = [](double per_s) { return format_rate(per_s) + " packets/s"; };
-  // The rate the summary line calls throughput: packets out per second.
-  const std::string measured = " (measured " + format_rate(throughput(*this)) + "/s)\n";
+  // In the bound's unit: packets entering (what the sources made) per second, not packets out,
+  // which counts each of a split's packets, and packets dropped or filtered on the way.
+  const std::string measured =
+      " (measured " + format_rate(per_second(packets_in, elapsed_s)) + "/s in)\n";
   if (!now.stage) {
     double pool_demand = 0;
     for (const detail::StageLoad& load : loads) pool_demand += load.blocking ? 0 : load.demand_s;
+    const detail::Capacity more_cores = detail::capacity(loads, workers + 1);
     return "bottleneck: the worker pool: " + std::to_string(workers) + " thread" +
            (workers == 1 ? "" : "s") + " for " + format_duration_us(pool_demand * 1e6) +
            " of CPU-bound work per packet = at most " + rate(now.rate) + measured +
            "  one more consumer adds nothing; more cores (" + std::to_string(workers + 1) +
-           " workers: at most " + rate((workers + 1) / pool_demand) +
+           " workers: at most " + rate(more_cores.rate) +
+           (more_cores.stage ? ", then " + loads[*more_cores.stage].name + " limits" : "") +
            ") or cheaper CPU-bound stages would\n";
   }
   const detail::StageLoad& limit = loads[*now.stage];

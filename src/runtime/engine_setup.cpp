@@ -533,6 +533,7 @@ MetricsSnapshot Engine::metrics() const {
     m.source = node.kind == Node::Kind::source;
     m.blocking = node.blocking;
     m.per_stream = node.config.per_stream;
+    m.sheds = node.config.overflow != Overflow::block;
     m.queue_wait = node.wait.summary();
     m.service = node.service.summary();
     m.age = node.age.summary();

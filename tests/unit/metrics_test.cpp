@@ -233,19 +233,44 @@ TEST(MetricsSnapshot, WhatAStageDroppedUnderItsOverflowPolicyIsLoadItDidNotKeepU
 TEST(MetricsSnapshot, BottleneckReportNamesTheLimitAndWhatOneMoreConsumerGives) {
   EXPECT_EQ(three_stages(1).bottleneck_report(),
             "bottleneck: b: 1 consumer x 4.00ms per packet = at most 250.0 packets/s (measured "
-            "250.0/s)\n  one more consumer on b: at most 500.0 packets/s (then b limits)\n");
+            "250.0/s in)\n  one more consumer on b: at most 500.0 packets/s (then b limits)\n");
   EXPECT_EQ(three_stages(4).bottleneck_report(),
             "bottleneck: a: 1 consumer x 1.00ms per packet = at most 1000 packets/s (measured "
-            "250.0/s)\n  one more consumer on a: at most 1000 packets/s, no gain (then b "
+            "250.0/s in)\n  one more consumer on a: at most 1000 packets/s, no gain (then b "
             "limits)\n");
+}
+
+// A stage whose queue drops what does not fit (overflow drop_oldest) never holds back the
+// stages before it: it limits its own packets, not the pipeline's rate, and is not named. Its
+// share of the pool is the work it did on the packets it kept.
+TEST(MetricsSnapshot, AStageThatShedsIsNotTheBottleneck) {
+  MetricsSnapshot m = three_stages(1);
+  StageMetrics& b = m.stages[2];
+  b.sheds = true;
+  b.processed = 250;
+  b.dropped = 750;
+  b.service = make_latency(4000, 4000, 4000, 4000, 250);
+  const std::string report = m.bottleneck_report();
+  EXPECT_EQ(report.rfind("bottleneck: a: 1 consumer x 1.00ms per packet = at most 1000", 0), 0u)
+      << report;
+  for (StageMetrics& s : m.stages) s.blocking = s.source;  // on the pool: 1 + 1 + 1 ms per packet
+  EXPECT_EQ(m.bottleneck_report().rfind(
+                "bottleneck: the worker pool: 2 threads for 3.00ms of CPU-bound work", 0),
+            0u)
+      << m.bottleneck_report();
 }
 
 TEST(MetricsSnapshot, BottleneckReportKnowsThePoolStreamsAndSources) {
   // 6 ms of CPU-bound work per packet on 2 workers: 333/s whatever the consumers.
   EXPECT_EQ(three_stages(4, true).bottleneck_report(),
             "bottleneck: the worker pool: 2 threads for 6.00ms of CPU-bound work per packet = at "
-            "most 333.3 packets/s (measured 250.0/s)\n  one more consumer adds nothing; more "
+            "most 333.3 packets/s (measured 250.0/s in)\n  one more consumer adds nothing; more "
             "cores (3 workers: at most 500.0 packets/s) or cheaper CPU-bound stages would\n");
+  // More cores help only up to the stages' own limits: with 3 workers, b's 2 consumers limit.
+  EXPECT_NE(three_stages(2, true).bottleneck_report().find(
+                "more cores (3 workers: at most 500.0 packets/s, then b limits)"),
+            std::string::npos)
+      << three_stages(2, true).bottleneck_report();
   EXPECT_NE(three_stages(2, false, true).bottleneck_report().find(
                 "it is per_stream with 1 stream: one more consumer adds nothing"),
             std::string::npos);
