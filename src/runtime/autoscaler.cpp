@@ -7,8 +7,6 @@
 #include <cmath>
 #include <limits>
 
-#include "core/capacity_model.hpp"
-
 namespace micromodels::detail {
 
 namespace {
@@ -25,7 +23,37 @@ std::string format_rate(double rate) {
                              : std::string("unbounded");
 }
 
+// The most consumers `stage` may get.
+int most_for(const AutoscalePolicy& policy, const std::string& stage) {
+  const auto held = policy.held.find(stage);
+  return held != policy.held.end() ? std::min(held->second, policy.max_consumers)
+                                   : policy.max_consumers;
+}
+
 }  // namespace
+
+std::vector<Unscaled> did_not_scale(const std::vector<StageLoad>& before,
+                                    const std::vector<StageLoad>& after) {
+  std::vector<Unscaled> found;
+  for (const StageLoad& was : before) {
+    const auto now = std::find_if(after.begin(), after.end(),
+                                  [&](const StageLoad& l) { return l.name == was.name; });
+    if (now == after.end() || now->consumers <= was.consumers) continue;
+    const double rate_before = stage_rate(was);
+    const double rate_after = stage_rate(*now);
+    StageLoad promised = was;
+    promised.consumers = now->consumers;
+    const double gain = stage_rate(promised) - rate_before;
+    if (!std::isfinite(rate_before) || !std::isfinite(gain) || gain <= 0) continue;
+    if (rate_after - rate_before < gain / 4) {
+      found.push_back({.stage = was.name,
+                       .consumers = was.consumers,
+                       .rate_before = rate_before,
+                       .rate_after = rate_after});
+    }
+  }
+  return found;
+}
 
 bool measured_enough(const MetricsSnapshot& now, const MetricsSnapshot& before,
                      const AutoscalePolicy& policy) {
@@ -58,7 +86,7 @@ std::optional<ScalingPlan> plan_scaling(const MetricsSnapshot& now, const Metric
     }
     managed.push_back(i);
     StageLoad at_most = load;
-    at_most.consumers = policy.max_consumers;
+    at_most.consumers = most_for(policy, load.name);
     ceiling = std::min(ceiling, stage_rate(at_most));
   }
   if (managed.empty()) return std::nullopt;
@@ -89,7 +117,7 @@ std::optional<ScalingPlan> plan_scaling(const MetricsSnapshot& now, const Metric
   std::vector<StageLoad> planned = loads;
   bool changed = false;
   for (std::size_t i : managed) {
-    int count = std::min(needed(loads[i], low), policy.max_consumers);
+    int count = std::min(needed(loads[i], low), most_for(policy, loads[i].name));
     if (loads[i].max_parallel > 0) count = std::min(count, loads[i].max_parallel);
     planned[i].consumers = count;
     plan.consumers[loads[i].name] = count;
@@ -168,6 +196,35 @@ void Autoscaler::run() {
       lock.lock();
       continue;  // keep measuring from `before`
     }
+    const auto loads = [&] {
+      return stage_loads(now, &before, policy_.inputs.empty() ? nullptr : &policy_.inputs);
+    };
+    if (changed_from_) {
+      // The first interval after a change: did the stages given consumers speed up?
+      const std::vector<Unscaled> unscaled = did_not_scale(*changed_from_, loads());
+      changed_from_.reset();
+      for (const Unscaled& u : unscaled) {
+        const StageMetrics* current = now.stage(u.stage);
+        spdlog::info(
+            "autoscale: {} {}->{}: with {} consumers it could take {} packets/s, with {} it "
+            "took {}: its consumers do not run in parallel here (a Python stage holding the "
+            "GIL, a service at its own limit, no free core); it stays at {}",
+            u.stage, current ? current->consumers : 0, u.consumers,
+            current ? current->consumers : 0, format_rate(u.rate_after), u.consumers,
+            format_rate(u.rate_before), u.consumers);
+        policy_.held[u.stage] = u.consumers;
+        scale_(u.stage, u.consumers);
+      }
+      if (!unscaled.empty()) {
+        pending_.reset();
+        lock.lock();
+        if (wake_.wait_for(lock, interval, [this] { return stopping_; })) return;
+        lock.unlock();
+        before = metrics_();
+        lock.lock();
+        continue;
+      }
+    }
     std::optional<ScalingPlan> plan = plan_scaling(now, before, policy_);
     // A plan is acted on only when two intervals in a row ask for the same counts: one interval
     // of slow packets (another process took the core) must not move consumers around.
@@ -185,6 +242,7 @@ void Autoscaler::run() {
       }
       spdlog::info("autoscale: {}: {}; at most {} -> {} packets/s", changes, chosen.reason,
                    format_rate(chosen.rate_now), format_rate(chosen.rate_planned));
+      changed_from_ = loads();
       // Let the queues settle before measuring again.
       lock.lock();
       if (wake_.wait_for(lock, interval, [this] { return stopping_; })) return;

@@ -14,6 +14,8 @@
 #include "micromodels/metrics.hpp"
 #include "micromodels/plan.hpp"
 
+#include "core/capacity_model.hpp"
+
 namespace micromodels::detail {
 
 /// What the autoscaler may do: which stages it manages and how many consumers it hands out.
@@ -24,6 +26,7 @@ struct AutoscalePolicy {
   int max_consumers = 8;            // per stage
   double min_gain = 0.1;            // a change must promise this much more throughput
   std::uint64_t min_samples = 20;   // packets each managed stage must serve in an interval
+  std::map<std::string, int> held;  // stages found not to speed up past this many consumers
 };
 
 /// A change of consumer counts, and why.
@@ -45,6 +48,20 @@ struct ScalingPlan {
                                                       const MetricsSnapshot& before,
                                                       const AutoscalePolicy& policy);
 
+/// A stage whose consumers grew in the last change but did not speed up: more of them took no
+/// more packets per second (a Python stage holding the GIL, a service at its own limit).
+struct Unscaled {
+  std::string stage;
+  int consumers = 0;                       // before the change: what it goes back to
+  double rate_before = 0, rate_after = 0;  // packets/s its consumers could take (stage_rate)
+};
+
+/// The stages whose consumers grew from `before` to `after` (loads measured before the change
+/// and in the first interval after it) while their rate rose by less than a quarter of what
+/// the added consumers promised.
+[[nodiscard]] std::vector<Unscaled> did_not_scale(const std::vector<StageLoad>& before,
+                                                  const std::vector<StageLoad>& after);
+
 /// The policy a pipeline's `autoscale:` asks for, over the stages `served` in this process (in
 /// the order of the metrics): the listed stages (default: every stage that is not a source,
 /// ordered, per_stream or the dead-letter stage) and a budget of one consumer per managed stage
@@ -54,7 +71,8 @@ struct ScalingPlan {
 
 /// Runs plan_scaling every `interval_ms` on a thread of its own and applies a plan once two
 /// intervals in a row agree on it, logging each decision with its reason; after a change it waits
-/// an interval before measuring again.
+/// an interval before measuring again, and checks in the next that the stages it gave
+/// consumers sped up: one that did not goes back to its count and is held there.
 class Autoscaler {
  public:
   using Metrics = std::function<MetricsSnapshot()>;
@@ -76,6 +94,7 @@ class Autoscaler {
   std::condition_variable wake_;
   bool stopping_ = false;
   std::optional<ScalingPlan> pending_;  // planned in the last interval, not yet confirmed
+  std::optional<std::vector<StageLoad>> changed_from_;  // the loads the last change was made on
   std::thread thread_;
 };
 

@@ -728,3 +728,38 @@ def test_python_stages_in_a_worker_on_redis(cli, stages, pipeline, tmp_path):
     assert [r["seq"] for r in rows] == list(range(100))
     assert all(r["fields"]["mean"] == r["seq"] % 256 for r in rows)
     assert worker.pid in {r["fields"]["pid"] for r in rows}, "the worker served mean"
+
+
+def test_the_autoscaler_takes_back_consumers_a_gil_bound_stage_cannot_use(
+        cli, stages, pipeline, tmp_path):
+    # A pure-Python loop holds the GIL: more consumers wait for one another. The model promises
+    # them a gain; the autoscaler gives them, finds in the next interval that the stage took no
+    # more packets per second, and gives them back for good.
+    path = stages("busy", """
+        import time
+
+        class Busy:
+            reads = {}
+            writes = {}
+            def process(self, packet):
+                end = time.perf_counter() + 0.002
+                while time.perf_counter() < end:
+                    pass
+                return packet
+    """)
+    metrics_file = tmp_path / "m.json"
+    result = run(cli, "run", "-q", "--metrics-json", str(metrics_file), pipeline(f"""
+        pipeline: busy
+        autoscale: {{ budget: 5, max_consumers: 6, interval_ms: 300 }}
+        stages:
+          - {{ name: source, type: synthetic.source, params: {{ count: 2000 }} }}
+          - {{ name: py, type: python, params: {{ module: busy, class: Busy, path: {path} }} }}
+          - {{ name: sink, type: sink.jsonl, params: {{ path: {tmp_path / "out.jsonl"} }} }}
+    """))
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"autoscale: py 1->\d", result.stderr), result.stderr
+    assert re.search(r"autoscale: py \d->1: .* do not run in parallel here", result.stderr), \
+        result.stderr
+    py = next(s for s in json.load(open(metrics_file))["stages"] if s["name"] == "py")
+    assert py["consumers"] == 1
+    assert py["processed"] == 2000

@@ -144,6 +144,31 @@ TEST(Autoscaler, UsesTheIntervalsServiceTime) {
   EXPECT_EQ(plan->consumers.at("c"), 2);
 }
 
+// b went from 1 to 4 consumers. Where its service time stayed 4 ms it sped up 4x; where each
+// packet took 4 times as long (its consumers wait for one another: a Python stage holding the
+// GIL) it did not, and goes back to 1 and is held there: the next plan gives it no more.
+TEST(Autoscaler, AStageThatDidNotSpeedUpGoesBackAndIsHeld) {
+  const std::vector<StageLoad> before = stage_loads(snapshot(one_four_one(1, 1, 1), 100));
+  EXPECT_TRUE(did_not_scale(before, stage_loads(snapshot(one_four_one(1, 4, 1), 100))).empty());
+  std::vector<Spec> contended = one_four_one(1, 4, 1);
+  contended[2].service_ms = 16;
+  const std::vector<Unscaled> found = did_not_scale(before, stage_loads(snapshot(contended, 100)));
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].stage, "b");
+  EXPECT_EQ(found[0].consumers, 1);
+  EXPECT_NEAR(found[0].rate_before, 250, 1e-6);
+  EXPECT_NEAR(found[0].rate_after, 250, 1e-6);
+  // Half of the promised gain is a gain: kept.
+  contended[2].service_ms = 6.4;  // 4 / 6.4 ms = 625/s against 250, promised 1000
+  EXPECT_TRUE(did_not_scale(before, stage_loads(snapshot(contended, 100))).empty());
+
+  AutoscalePolicy held = policy(6);
+  held.held["b"] = 1;
+  const std::optional<ScalingPlan> plan = plan_scaling(snapshot(one_four_one(1, 1, 1), 600),
+                                                       snapshot(one_four_one(1, 1, 1), 100), held);
+  EXPECT_FALSE(plan.has_value()) << "b limits, and is held at 1: nothing else helps";
+}
+
 TEST(Autoscaler, WaitsForEnoughSamplesInEveryManagedStage) {
   const MetricsSnapshot before = snapshot(one_four_one(1, 1, 1), 100);
   EXPECT_TRUE(measured_enough(snapshot(one_four_one(1, 1, 1), 120), before, policy(6)));
