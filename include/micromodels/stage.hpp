@@ -86,6 +86,11 @@ class Stage {
   virtual void process(Packet packet, std::vector<Packet>& out) = 0;
   /// Processes several packets at once (`batch:` in the pipeline). Default: one by one.
   virtual void process_batch(std::vector<Packet>& batch, std::vector<Packet>& out);
+  /// `state: per_stream` across processes: another process ran `stream` since this instance
+  /// last saw it (it took the stream's partition over, and gave it back), so what this instance
+  /// keeps of the stream is stale: drop it, and start the stream afresh, as its new owner did.
+  /// Called before the stream's next packet, never during one of its packets. Default: nothing.
+  virtual void forget_stream(std::uint32_t stream);
   /// What the stage counted (`count`), with the other instances of its stage in a run.
   [[nodiscard]] std::map<std::string, std::uint64_t> events() const { return events_->counts(); }
 

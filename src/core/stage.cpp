@@ -21,4 +21,6 @@ void Stage::process_batch(std::vector<Packet>& batch, std::vector<Packet>& out) 
   for (Packet& packet : batch) process(std::move(packet), out);
 }
 
+void Stage::forget_stream(std::uint32_t /*stream*/) {}
+
 }  // namespace micromodels

@@ -374,6 +374,17 @@ class PythonStage final : public Stage {
     collect(result, "process_batch", out);
   }
 
+  // A class that keeps per-stream state forgets a stream with an optional forget_stream(stream).
+  void forget_stream(std::uint32_t stream) override {
+    Gil gil;
+    if (!py::hasattr(instance_, "forget_stream")) return;
+    try {
+      instance_.attr("forget_stream")(stream);
+    } catch (py::error_already_set& error) {
+      throw std::runtime_error(label_ + ": forget_stream raised:\n" + python_error(error));
+    }
+  }
+
  private:
   // What `method` returned: None (nothing comes out), a packet, or a list (or tuple) of packets.
   void collect(const py::object& result, const char* method, std::vector<Packet>& out) const {

@@ -260,6 +260,7 @@ void Engine::serve_stage(Node& node) {
   std::shared_ptr<Stage> stage;  // the instance this turn uses, even if `swap` replaces it
   bool exclusive = false;
   bool had_room = true;
+  bool forget = false;  // the lane's stream was run elsewhere since this stage last saw it
   Aftermath after;
   {
     std::lock_guard lock(node.mutex);
@@ -281,6 +282,7 @@ void Engine::serve_stage(Node& node) {
       take = std::clamp<std::size_t>(downstream_room(node), 1, kTurn);
     }
     lane = node.queue.take(batch, take);
+    forget = lane && !batch.empty() && node.to_forget.erase(*lane) > 0;
     if (node.max_age_ns > 0) drop_aged_locked(node, batch, after);
     if (node.reorder.waiting()) {
       ReorderOut out{*this, node, after, false};
@@ -299,6 +301,7 @@ void Engine::serve_stage(Node& node) {
     if (node.outputs.empty()) {
       for (const Queued& queued : batch) node.tap.pass(queued.packet);
     }
+    if (forget) forget_stream(node, *stage, *lane);
     if (node.config.max_batch > 1) {
       run_batch(node, *stage, batch, exclusive);
     } else {
@@ -308,6 +311,14 @@ void Engine::serve_stage(Node& node) {
   if (lane) {
     std::lock_guard lock(node.mutex);
     node.queue.release_lane(*lane);
+  }
+}
+
+void Engine::forget_stream(const Node& node, Stage& stage, std::uint32_t stream) {
+  std::string error;
+  if (!contained([&] { stage.forget_stream(stream); }, error)) {
+    spdlog::error("stage '{}': forgetting stream {} (run by another process since) failed: {}",
+                  node.config.name, stream, error);
   }
 }
 

@@ -11,18 +11,20 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "executor.hpp"
-#include "histogram.hpp"
-#include "join_table.hpp"
 #include "micromodels/metrics.hpp"
 #include "micromodels/packet_tap.hpp"
 #include "micromodels/plan.hpp"
 #include "micromodels/transport.hpp"
+
+#include "executor.hpp"
+#include "histogram.hpp"
+#include "join_table.hpp"
 #include "reorder_buffer.hpp"
 #include "stage_queue.hpp"
 #include "tick_clock.hpp"
@@ -117,6 +119,9 @@ class Node {
   bool warned_late = false;  // said once that a packet came after a later seq (under mutex)
   bool warned_late_part = false;  // said once that a part came after its join timed out
   JoinTable joins;
+  // per_stream: streams the transport took away (another process ran them since): the stage
+  // forgets what it keeps of each before its next packet (Stage::forget_stream).
+  std::set<std::uint32_t> to_forget;
   std::atomic<int> active{0};    // consumer turns claimed and not finished
   int untaken = 0;               // of those, turns that have not taken their packets yet
   std::atomic<int> consumers{1};
@@ -206,6 +211,8 @@ class Engine {
   void serve_source(Node& node);
   void serve_inlet(Node& node);
   void serve_stage(Node& node);
+  /// Stage::forget_stream, before the stream's next packets; a throw is logged, not fatal.
+  static void forget_stream(const Node& node, Stage& stage, std::uint32_t stream);
   void run_batch(Node& node, Stage& stage, std::vector<Queued>& batch, bool exclusive);
   void run_packets(Node& node, Stage& stage, std::vector<Queued>& batch, bool exclusive);
   void end_producer(Node& node);

@@ -361,6 +361,7 @@ void Engine::reset_stream(Node& to, std::uint32_t stream, std::uint64_t next) {
     std::lock_guard lock(to.mutex);
     const auto [reordered, held_there] = to.reorder.reset(stream, next, abandoned);
     const std::size_t parts = to.joins.reset(stream, next, abandoned);
+    if (to.config.per_stream) to.to_forget.insert(stream);
     dropped = static_cast<std::int64_t>(reordered + parts);
     held = static_cast<std::int64_t>(held_there + parts);
   }

@@ -191,6 +191,94 @@ TEST_F(RedisTransportTest, AStatefulStageOfAWorkerStartsEachRunAfresh) {
   EXPECT_EQ(seen->numbers, want);
 }
 
+// A worker that gets a partition back (another worker took it, then left) starts its streams
+// afresh, as their other owner did: not from what it kept of them before (docs/distributed.md).
+// A per_stream stage numbers each stream's packets from its own memory; wherever an instance
+// meets a stream again after a gap (its seqs ran elsewhere meanwhile), it must number from 0.
+TEST_F(RedisTransportTest, AWorkerThatGetsAPartitionBackStartsItsStreamsAfresh) {
+  struct Seen {
+    std::mutex mutex;
+    struct Record {
+      const void* instance;
+      std::uint32_t stream;
+      std::uint64_t seq;
+      std::int64_t n;  // packets of the stream this instance numbered before, as it remembers
+    };
+    std::vector<Record> records;
+  };
+  class Numbering final : public Stage {
+   public:
+    explicit Numbering(std::shared_ptr<Seen> seen) : seen_(std::move(seen)) {}
+    void process(Packet packet, std::vector<Packet>& out) override {
+      const std::int64_t n = next_[packet.stream]++;  // one consumer per stream at a time
+      {
+        std::lock_guard lock(seen_->mutex);
+        seen_->records.push_back({this, packet.stream, packet.seq, n});
+      }
+      out.push_back(std::move(packet));
+    }
+    void forget_stream(std::uint32_t stream) override { next_.erase(stream); }
+
+   private:
+    std::shared_ptr<Seen> seen_;
+    std::map<std::uint32_t, std::int64_t> next_;
+  };
+  auto seen = std::make_shared<Seen>();
+  Registry registry = Registry::with_builtins();
+  StageType numbering;
+  numbering.name = "test.numbering";
+  numbering.info = [](const Params&) { return StageInfo{.per_stream = true}; };
+  numbering.make = [seen](const Params&) -> std::unique_ptr<Stage> {
+    return std::make_unique<Numbering>(seen);
+  };
+  registry.add(std::move(numbering));
+  // 4 streams at 100 packets/s each for 6 s: the first worker gets the streams back with
+  // seconds to go (the second leaves after about 2 s; a partition moves within a second or two).
+  const int count = 600;
+  const Pipeline p = to_sink("count: " + std::to_string(count) + ", streams: 4, rate: 400",
+                             "  - { name: number, type: test.numbering, state: per_stream, "
+                             "partitions: 4, consumers: 4 }\n");
+  const RedisOptions worker_options{
+      .role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"number"}};
+  Part first(p, worker_options, registry);
+  first.runner.start();
+  Part run(p, {.url = redis_url(), .serve = RedisOptions::Serve::none}, registry);
+  run.runner.start();
+  const auto numbered_by_others = [&] {
+    std::lock_guard lock(seen->mutex);
+    return std::count_if(seen->records.begin(), seen->records.end(), [&](const Seen::Record& r) {
+      return r.instance != seen->records[0].instance;
+    });
+  };
+  std::this_thread::sleep_for(500ms);
+  {
+    // A second worker takes its share of the partitions, works a while, and leaves.
+    Part second(p, worker_options, registry);
+    second.runner.start();
+    for (int i = 0; i < 200 && numbered_by_others() < 40; ++i) std::this_thread::sleep_for(20ms);
+    second.runner.stop();
+    ASSERT_TRUE(second.runner.wait_for(10000));
+  }
+  ASSERT_TRUE(run.runner.wait_for(30000));
+  expect_complete(count, 4);
+  first.runner.stop();
+  ASSERT_TRUE(first.runner.wait_for(10000));
+  std::lock_guard lock(seen->mutex);
+  std::map<std::pair<const void*, std::uint32_t>, std::uint64_t> last;
+  int met_again = 0;
+  for (const Seen::Record& r : seen->records) {
+    const auto key = std::make_pair(r.instance, r.stream);
+    const auto before = last.find(key);
+    if (before == last.end() || r.seq != before->second + 1) {
+      if (before != last.end()) ++met_again;
+      EXPECT_EQ(r.n, 0) << "stream " << r.stream << " seq " << r.seq << " met again after seq "
+                        << (before != last.end() ? std::to_string(before->second) : "none");
+    }
+    last[key] = r.seq;
+  }
+  EXPECT_GT(met_again, 0) << "the first worker got no stream back: nothing was tested";
+}
+
 TEST_F(RedisTransportTest, PerStreamStageKeepsEachStreamInOrderAcrossPartitions) {
   // Three streams over two partitions; the sink checks order and completeness per stream.
   Part run(pipeline(100, "service_ms: 0.3, jitter: 0.9", 3, true), {.url = redis_url()});

@@ -30,6 +30,8 @@ struct StreamCarry {
 
 class EyeIrisCarry final : public Stage {
  public:
+  void forget_stream(std::uint32_t stream) override { streams_.forget(stream); }
+
   void process(Packet packet, std::vector<Packet>& out) override {
     const std::shared_ptr<StreamCarry> state = streams_.of(packet.stream);
     std::lock_guard lock(state->mutex);

@@ -26,6 +26,8 @@ class EyeIrisSchedule final : public Stage {
  public:
   explicit EyeIrisSchedule(IrisScheduleOptions options) : options_(options) {}
 
+  void forget_stream(std::uint32_t stream) override { streams_.forget(stream); }
+
   void process(Packet packet, std::vector<Packet>& out) override {
     const std::shared_ptr<StreamSchedule> state = streams_.of(packet.stream);
     std::lock_guard lock(state->mutex);

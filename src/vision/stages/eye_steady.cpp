@@ -126,6 +126,8 @@ class EyeSteady final : public Stage {
   explicit EyeSteady(SteadyParams params)
       : params_(params), band_(static_cast<float>(params.dead_band)) {}
 
+  void forget_stream(std::uint32_t stream) override { streams_.forget(stream); }
+
   void process(Packet packet, std::vector<Packet>& out) override {
     const std::shared_ptr<StreamSteady> state = streams_.of(packet.stream);
     std::lock_guard lock(state->mutex);

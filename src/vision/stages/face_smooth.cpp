@@ -108,6 +108,8 @@ class FaceSmooth final : public Stage {
  public:
   explicit FaceSmooth(SmoothParams params) : params_(params) {}
 
+  void forget_stream(std::uint32_t stream) override { streams_.forget(stream); }
+
   void process(Packet packet, std::vector<Packet>& out) override {
     const std::shared_ptr<StreamSmooth> state =
         streams_.of(packet.stream, params_.filter, params_.anchor);

@@ -159,6 +159,11 @@ class FaceTrack final : public Stage {
     out.push_back(std::move(packet));
   }
 
+  void forget_stream(std::uint32_t stream) override {
+    std::lock_guard lock(streams_mutex_);
+    streams_.erase(stream);
+  }
+
  private:
   [[nodiscard]] bool has_detector() const { return blaze_ || hog_; }
 

@@ -241,6 +241,8 @@ class GazeEstimate final : public Stage {
  public:
   explicit GazeEstimate(EstimateParams params) : params_(params) {}
 
+  void forget_stream(std::uint32_t stream) override { streams_.forget(stream); }
+
   void process(Packet packet, std::vector<Packet>& out) override {
     const char* reason = kOk;
     const std::shared_ptr<StreamState> state = streams_.of(packet.stream);

@@ -24,6 +24,13 @@ class StreamStates {
     return state;
   }
 
+  /// Drops what is kept of `stream` (Stage::forget_stream): its next packet starts afresh. A
+  /// stage still holding the old state's shared_ptr keeps it until it lets go.
+  void forget(std::uint32_t stream) {
+    std::lock_guard lock(mutex_);
+    states_.erase(stream);
+  }
+
  private:
   std::mutex mutex_;
   std::map<std::uint32_t, std::shared_ptr<State>> states_;
