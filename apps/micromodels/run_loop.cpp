@@ -77,6 +77,9 @@ struct Failures {
   std::uint64_t dead_lettered = 0;
   std::string failed_all{};  // the first stage that failed every packet, "'sink' (40 of 40)"
   bool failed_all_elsewhere = false;  // ... served by other processes: its errors are in theirs
+  // Packets a transport handed to the dead letter before a stage ran them (its entry unreadable,
+  // delivered too often, an image gone): "'track' 5".
+  std::string lost_stages{};
 };
 
 Failures failures(const MetricsSnapshot& metrics, const std::vector<StageMetrics>& elsewhere) {
@@ -88,7 +91,12 @@ Failures failures(const MetricsSnapshot& metrics, const std::vector<StageMetrics
   for (const auto* stages : {&metrics.stages, &elsewhere}) {
     for (const StageMetrics& stage : *stages) {
       // A stage this process served with others: judged by its counts over all of them.
-      if (stage.failed == 0 || (stages != &elsewhere && counted_elsewhere(stage.name))) continue;
+      if (stages != &elsewhere && counted_elsewhere(stage.name)) continue;
+      if (stage.dead_lettered > stage.failed) {
+        f.lost_stages += (f.lost_stages.empty() ? "'" : ", '") + stage.name + "' " +
+                         std::to_string(stage.dead_lettered - stage.failed);
+      }
+      if (stage.failed == 0) continue;
       const std::string counts =
           std::to_string(stage.failed) + " of " + std::to_string(stage.failed + stage.processed);
       f.stages += (f.stages.empty() ? "'" : ", '") + stage.name + "' " + counts;
@@ -224,6 +232,13 @@ int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) 
                       : "the table's `failed` column; without a `dead_letter:` stage they are "
                         "dropped")
               << ")\n";
+  }
+  if (!failed.lost_stages.empty()) {
+    std::cerr << "warning: packets handed to the dead letter before their stage ran them, so no "
+                 "sink has them: at "
+              << failed.lost_stages
+              << " (the log of the process that serves the stage says why: an entry delivered "
+                 "too often, unreadable, or whose image was gone)\n";
   }
   if (interrupted && !interrupted_is_ok) return kExitInterrupted;
   return failed.failed_all.empty() ? kExitOk : kExitFailure;

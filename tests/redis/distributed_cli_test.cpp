@@ -966,6 +966,12 @@ TEST_F(DistributedCliTest, CorruptEntriesAreDeadLetteredWithAClearError) {
   EXPECT_NE(error_of(2).find("written by an older micromodels (entry format 1)"), std::string::npos)
       << error_of(2);
   EXPECT_NE(r.err.find("corrupt packet"), std::string::npos) << r.err;  // and said so
+  // The last line says where packets went to the dead letter without a stage running them: the
+  // corrupt packet (the other two entries are no packet, of no (stream, seq)).
+  EXPECT_NE(r.err.find("warning: packets handed to the dead letter before their stage ran them, "
+                       "so no sink has them: at 'work' 1 "),
+            std::string::npos)
+      << r.err;
 }
 
 // A stage that emits two packets for one input (a Python stage returning a list): run embedded,
