@@ -170,11 +170,41 @@ void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
     for (auto& [name, ref] : read_here[i - first]) {
       ImageStore::Fetched& image = fetched->at(ref.key);
       if (const auto* why = std::get_if<std::string>(&image)) {
-        fail_delivery(out[i], "image '" + name + "': " + *why);
+        if (taken_by_another(out[i])) {
+          // This process stopped (a pause, a cut) long enough for another to take the entry
+          // over and finish it, after which the sinks let its images go: no loss. A plain skip,
+          // which the sinks drop as a duplicate; no dead letter blames the images' TTL.
+          log().info(
+              "stage '{}': stream {} seq {} was taken over and finished by another "
+              "process while this one was held up; skipped here",
+              stage_.name(), out[i].packet.stream, out[i].packet.seq);
+          out[i].kind = Delivery::Kind::skip;
+          out[i].packet = Packet{.stream = out[i].packet.stream, .seq = out[i].packet.seq};
+        } else {
+          fail_delivery(out[i], "image '" + name + "': " + *why);
+        }
         break;
       }
       resolve(out[i].packet, name, std::get<Image>(image));
     }
+  }
+}
+
+// Whether the entry of delivery `d` has passed to another process: the lease of its partition,
+// or (shared) the entry itself, is no longer this process's. Asked only when its image is gone.
+bool RedisInlet::taken_by_another(const Delivery& d) {
+  if (mode_ == Mode::sink || !images_conn_) return false;  // a sink's entries are the run's
+  try {
+    if (mode_ == Mode::partitioned) {
+      const std::string& key = keys_[d.packet.stream % keys_.size()];
+      return text(images_conn_->command({"GET", session_.names->lease(key)}).get()) != consumer_;
+    }
+    const std::string id = ledger_.id_of(d.ticket);
+    if (id.empty()) return false;
+    const Reply pending = images_conn_->command({"XPENDING", keys_[0], group_, id, id, "1"});
+    return size(pending.get()) == 0 || text(at(at(pending.get(), 0), 1)) != consumer_;
+  } catch (const BrokerError&) {
+    return false;  // not known: dead-lettered, as before
   }
 }
 

@@ -72,6 +72,7 @@ class RedisInlet final : public Inlet {
   [[nodiscard]] bool reads(const std::string& field) const;
   void fetch_images(std::vector<Delivery>& out, std::size_t first);
   void fail_delivery(Delivery& d, const std::string& error);
+  [[nodiscard]] bool taken_by_another(const Delivery& d);
   bool accept(const redisReply* entry, std::size_t part, std::int64_t deliveries,
               std::vector<Delivery>& out);
   /// `accept` for each entry of a list, delivered once unless `deliveries` (by id) says more;
