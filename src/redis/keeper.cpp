@@ -92,6 +92,7 @@ Keeper::Processes Keeper::announce(Connection& conn, bool leave) {
   const std::int64_t wall = wall_ms();
   const std::string version = version_text(session_.version);
   Processes processes;
+  Processes sharing;  // other processes that renewed within a lease, for the shares
   Args add{"ZADD", session_.names->live()};
   std::set<std::string> mine;
   if (!leave) {
@@ -121,6 +122,10 @@ Keeper::Processes Keeper::announce(Connection& conn, bool leave) {
       if (!mine.contains(m.text())) remove.add(m.text());
     } else if (m.version == version) {
       processes[m.stage].insert(m.process);
+      // Shares of the partitions count the processes that renewed within a lease: a dead one's
+      // partitions are free once its leases expire (3 s), before its heartbeat does (5 s).
+      if (m.expiry_ms - kLiveTtlMs >= static_cast<double>(wall - kLeaseMs))
+        sharing[m.stage].insert(m.process);
     } else {
       other_versions_[m.stage].insert(m.process);
     }
@@ -129,7 +134,7 @@ Keeper::Processes Keeper::announce(Connection& conn, bool leave) {
   if (leave) return processes;
   std::lock_guard lock(session_.parts_mutex);
   for (RedisInlet* inlet : session_.inlets) {
-    inlet->processes = std::max<int>(1, static_cast<int>(processes[inlet->stage().name()].size()));
+    inlet->processes = 1 + static_cast<int>(sharing[inlet->stage().name()].size());
   }
   return processes;
 }
