@@ -232,7 +232,7 @@ void Engine::serve_inlet(Node& node) {
                      d.loss == Delivery::Loss::unserved);
         break;
       case Delivery::Kind::reset:
-        reset_stream(to, d.packet.stream, d.packet.seq);
+        reset_stream(to, d.packet.stream, d.packet.seq, true);
         break;
     }
   }

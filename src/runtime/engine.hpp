@@ -249,7 +249,10 @@ class Engine {
   void drop_aged_locked(Node& node, std::vector<Queued>& batch, Aftermath& after);
   /// `now`: the capture clock when the stage was done with them (the thread's last stamp).
   void record_ages(Node& node, std::span<const Key> done, std::int64_t now, bool exclusive);
-  void reset_stream(Node& to, std::uint32_t stream, std::uint64_t next);
+  /// What `to` holds of `stream` goes back unsettled. `taken` (a transport's reset: the stream
+  /// is another process's now, or again ours): also the packets waiting in its lane, and a
+  /// per_stream stage forgets the stream before its next packet.
+  void reset_stream(Node& to, std::uint32_t stream, std::uint64_t next, bool taken);
   void add_in_flight(std::int64_t count);
   void leave(std::int64_t count);
   void check_done();

@@ -351,7 +351,7 @@ void Engine::drop_aged_locked(Node& node, std::vector<Queued>& batch, Aftermath&
   after.leaves += static_cast<std::int64_t>(count);
 }
 
-void Engine::reset_stream(Node& to, std::uint32_t stream, std::uint64_t next) {
+void Engine::reset_stream(Node& to, std::uint32_t stream, std::uint64_t next, bool taken) {
   // What this process held of the stream goes back unprocessed: the transport delivers it again
   // (here or elsewhere), so its tickets are not settled.
   std::vector<Ticket> abandoned;
@@ -361,8 +361,13 @@ void Engine::reset_stream(Node& to, std::uint32_t stream, std::uint64_t next) {
     std::lock_guard lock(to.mutex);
     const auto [reordered, held_there] = to.reorder.reset(stream, next, abandoned);
     const std::size_t parts = to.joins.reset(stream, next, abandoned);
-    if (to.config.per_stream) to.to_forget.insert(stream);
-    dropped = static_cast<std::int64_t>(reordered + parts);
+    std::size_t queued = 0;
+    if (taken && to.config.per_stream) {
+      // Waiting packets of the stream would run on the state of before: they go back too.
+      queued = to.queue.clear_lane(stream, abandoned);
+      to.to_forget.insert(stream);
+    }
+    dropped = static_cast<std::int64_t>(reordered + parts + queued);
     held = static_cast<std::int64_t>(held_there + parts);
   }
   held_.fetch_sub(held);

@@ -440,7 +440,7 @@ void Engine::flush_held() {
         const std::vector<std::uint32_t> joined = node.joins.streams();
         streams.insert(streams.end(), joined.begin(), joined.end());
       }
-      for (std::uint32_t stream : streams) reset_stream(node, stream, 0);
+      for (std::uint32_t stream : streams) reset_stream(node, stream, 0, false);
       continue;
     }
     if (node.joins_inputs()) expire_joins(node, true);

@@ -104,6 +104,24 @@ class StageQueue {
     return taken;
   }
 
+  /// A per_stream stage's stream that its transport took away: the packets waiting in its lane
+  /// go, their tickets into `abandoned` (not settled: the transport delivers them again);
+  /// returns how many.
+  std::size_t clear_lane(std::uint32_t stream, std::vector<Ticket>& abandoned) {
+    const auto lane = per_stream_ ? lanes_.find(stream) : lanes_.end();
+    if (lane == lanes_.end() || lane->second.queue.empty()) return 0;
+    const std::size_t count = lane->second.queue.size();
+    for (const Queued& queued : lane->second.queue) abandoned.push_back(queued.ticket);
+    lane->second.queue.clear();
+    depth_.store(depth_.load(std::memory_order_relaxed) - count, std::memory_order_release);
+    if (lane->second.listed) {
+      ready_lanes_.erase(std::find(ready_lanes_.begin(), ready_lanes_.end(), stream));
+      lane->second.listed = false;
+    }
+    if (!lane->second.busy) lanes_.erase(lane);
+    return count;
+  }
+
   /// A consumer is done with `lane`: it is offered again when packets wait in it.
   void release_lane(std::uint32_t stream) {
     Lane& lane = lanes_[stream];

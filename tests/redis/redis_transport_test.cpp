@@ -232,10 +232,10 @@ TEST_F(RedisTransportTest, AWorkerThatGetsAPartitionBackStartsItsStreamsAfresh) 
     return std::make_unique<Numbering>(seen);
   };
   registry.add(std::move(numbering));
-  // 4 streams at 100 packets/s each for 6 s: the first worker gets the streams back with
+  // 4 streams at 100 packets/s each for 5 s: the first worker gets the streams back with
   // seconds to go (the second leaves after about 2 s; a partition moves within a second or two).
-  const int count = 600;
-  const Pipeline p = to_sink("count: " + std::to_string(count) + ", streams: 4, rate: 400",
+  const int count = 500;
+  const Pipeline p = to_sink("count: " + std::to_string(count) + ", streams: 4, rate: 100",
                              "  - { name: number, type: test.numbering, state: per_stream, "
                              "partitions: 4, consumers: 4 }\n");
   const RedisOptions worker_options{
