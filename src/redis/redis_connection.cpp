@@ -18,10 +18,16 @@ Connection::Connection(const RedisUrl& url) : url_(url), context_(nullptr, redis
   context_.reset(redisConnectWithTimeout(url.host.c_str(), url.port, kTimeout));
   if (!context_ || context_->err != 0) {
     const std::string why = context_ ? context_->errstr : "out of memory";
+    // Refused: nothing listens there. Anything else (no route, a timeout, a name that does not
+    // resolve): the network between here and there, or the address.
+    const bool refused = why.find("refused") != std::string::npos;
     throw BrokerError(BrokerError::Kind::unreachable,
-                      "cannot connect to Redis at " + url.where() + " (" + why +
-                          "): start redis-server there, or give the address of one that runs: "
-                          "--broker, broker= in Python, or the pipeline's broker:");
+                      "cannot connect to Redis at " + url.where() + " (" + why + "): " +
+                          (refused ? "start redis-server there"
+                                   : "check the address, and the network from this machine to "
+                                     "it (a route, a firewall)") +
+                          ", or give the address of one that runs: --broker, broker= in Python, "
+                          "or the pipeline's broker:");
   }
   redisSetTimeout(context_.get(), kTimeout);
   authenticate();

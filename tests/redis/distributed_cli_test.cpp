@@ -925,6 +925,14 @@ TEST_F(DistributedCliTest, UnreachableRedisIsAClearErrorWithItsOwnExitCode) {
         std::string::npos)
         << r.err;
   }
+  // A host that cannot be reached (here: no such name) is not told to start a server.
+  const Result nowhere =
+      start("nowhere", {"run", file.string(), "--broker", "redis://nosuchhost.invalid:6379"})
+          ->wait(30s);
+  EXPECT_EQ(nowhere.exit_code, 3) << nowhere.err;
+  EXPECT_NE(nowhere.err.find("check the address, and the network from this machine to it"),
+            std::string::npos)
+      << nowhere.err;
   const Result bad = start("bad", {"run", file.string(), "--broker", "redis://localhost:port"})->wait(20s);
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
   EXPECT_NE(bad.err.find("port 'port'"), std::string::npos) << bad.err;
