@@ -255,16 +255,24 @@ void Keeper::warn_unserved(const Processes& processes) {
       others += (others.empty() ? "" : ", ") + process + " ('" + name + "')";
     }
   }
+  // Redis at its memory limit refuses the workers' heartbeats too: they may be running.
+  const std::string full =
+      session_.memory.holds(true)
+          ? ". Redis is at its memory limit (" + session_.memory.figures() +
+                "): it refuses heartbeats too, so workers that run may look gone; give Redis "
+                "more memory (CONFIG SET maxmemory) if the run does not resume by itself"
+          : "";
   log().warn(
       "no live worker serves {} '{}', and --serve none keeps this run from serving {}: "
       "{} packets wait in Redis; start `micromodels worker FILE --broker URL --stages {}`, "
-      "or run with --serve missing{}",
+      "or run with --serve missing{}{}",
       one ? "stage" : "stages", list, one ? "it" : "them", one ? "its" : "their", list,
       others.empty() ? ""
                      : ". Workers of another version of the pipeline are live: " + others +
                            "; their file differs from this run's (stages, types, inputs, "
                            "ordering, partitions, or what decides drops): start them with "
-                           "the run's file");
+                           "the run's file",
+      full);
 }
 
 }  // namespace micromodels::detail
