@@ -87,7 +87,8 @@ struct MetricsSnapshot {
   int workers = 0;                // threads of the pool that CPU-bound stages share
   std::uint32_t streams = 0;      // streams the sources produced (highest stream id + 1)
   std::vector<StageMetrics> stages{};
-  /// What the transport counted in this process (Redis: memory_pauses, memory_paused_ms); empty
+  /// What the transport counted in this process (Redis: memory_pauses, memory_paused_ms,
+  /// reconnects, leases_lost); empty
   /// in memory.
   std::map<std::string, std::uint64_t> transport{};
 

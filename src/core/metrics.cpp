@@ -414,7 +414,7 @@ std::string MetricsSnapshot::to_prometheus() const {
   if (!transport.empty()) {
     w.family("micromodels_transport_events_total", "counter",
              "What the transport met in this process, by event (Redis: memory_pauses, "
-             "memory_paused_ms).");
+             "memory_paused_ms, reconnects, leases_lost).");
   }
   for (const auto& [event, n] : transport) {
     w.sample("micromodels_transport_events_total", nullptr, integer(n),

@@ -555,6 +555,7 @@ void RedisInlet::lease_round(std::vector<Delivery>& out) {
   for (std::size_t k = 0; k < keys_.size(); ++k) {
     if (ledger_.lost(k)) {
       log().warn("stage '{}': lost the lease on {}", stage_.name(), keys_[k]);
+      session_.leases_lost.fetch_add(1, std::memory_order_relaxed);
       give_up(k, out, false);
     }
     if (ledger_.owned(k)) ++owned;

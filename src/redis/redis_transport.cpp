@@ -142,7 +142,9 @@ std::vector<std::string> RedisTransport::served() const {
 
 std::map<std::string, std::uint64_t> RedisTransport::events() const {
   return {{"memory_pauses", session_->memory.pauses()},
-          {"memory_paused_ms", session_->memory.paused_ms()}};
+          {"memory_paused_ms", session_->memory.paused_ms()},
+          {"reconnects", session_->reconnects.load()},
+          {"leases_lost", session_->leases_lost.load()}};
 }
 
 namespace {

@@ -291,6 +291,7 @@ bool Session::reconnect(const BrokerError& error, std::string_view who) {
                             "survives a restart"));
       }
       log().info("{}: reconnected to Redis at {}", who, url.where());
+      reconnects.fetch_add(1, std::memory_order_relaxed);
       return true;
     } catch (const BrokerError& again) {
       if (again.kind() != BrokerError::Kind::unreachable) return lost(again);

@@ -110,6 +110,10 @@ class Session {
     return inlets;
   }
   std::atomic<int> outlets_waiting{0};  // outlets waiting for room, probed by the writer
+  // Counted for the metrics (RedisTransport::events): connections back after Redis was lost,
+  // and per_stream partitions whose lease this process found gone.
+  std::atomic<std::uint64_t> reconnects{0};
+  std::atomic<std::uint64_t> leases_lost{0};
 
  private:
   /// "N of M packets reached the sinks", for a run that cannot finish.

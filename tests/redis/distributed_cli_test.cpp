@@ -720,7 +720,8 @@ TEST_F(DistributedCliTest, APerStreamWorkerPausedPastItsLeasesIsTakenOverAndTheR
   const int count = 300;
   const fs::path file = write_pipeline(count, "service_ms: 2", ", streams: 2, rate: 50",
                                        ", state: per_stream, consumers: 2");
-  auto sleeper = worker("sleeper", file, "work");
+  const fs::path sleeper_metrics = dir_ / "sleeper.json";
+  auto sleeper = worker("sleeper", file, "work", {"--metrics-json", sleeper_metrics.string()});
   wait_live("work", 2);
   auto heir = worker("heir", file, "work");
   wait_live("work", 4);
@@ -751,6 +752,8 @@ TEST_F(DistributedCliTest, APerStreamWorkerPausedPastItsLeasesIsTakenOverAndTheR
   const Result slept = sleeper->wait(20s);
   EXPECT_EQ(slept.exit_code, 0);
   EXPECT_NE(slept.err.find("lost the lease"), std::string::npos) << slept.err;
+  EXPECT_GE(
+      nlohmann::json::parse(read_text(sleeper_metrics))["transport"]["leases_lost"].get<int>(), 1);
 }
 
 // A worker that was up before the run took the per_stream stage's leases while idle; the run's
@@ -1181,8 +1184,9 @@ TEST_F(DistributedCliTest, RedisRestartedWithItsDataLetsTheRunResumeAndFinish) {
     Redis live(redis.url());
     RedisTest::wait_live(live, "work", 1);
   }
+  const fs::path metrics = dir_ / "metrics.json";
   auto run = start("run", {"run", file.string(), "--broker", redis.url(), "-q", "--serve", "none",
-                           "--reclaim-ms", "300"});
+                           "--reclaim-ms", "300", "--metrics-json", metrics.string()});
   redis.wait_for_run(name_);
   redis.kill();
   std::this_thread::sleep_for(500ms);
@@ -1191,6 +1195,8 @@ TEST_F(DistributedCliTest, RedisRestartedWithItsDataLetsTheRunResumeAndFinish) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("reconnected"), std::string::npos) << r.err;
   expect_complete(150);
+  // Counted for the metrics, where an alert can see it.
+  EXPECT_GE(nlohmann::json::parse(read_text(metrics))["transport"]["reconnects"].get<int>(), 1);
 }
 
 TEST_F(DistributedCliTest, RedisGoneForLongerThanTheReconnectWindowIsExitCode3) {
