@@ -18,15 +18,35 @@ using ParamValue = std::variant<bool, std::int64_t, double, std::string, std::ve
 enum class ParamType { boolean, integer, number, text, numbers };
 [[nodiscard]] std::string_view param_type_name(ParamType type) noexcept;
 
-/// One declared parameter. A spec without a default is required.
+/// The values an integer or number param, or each number of a list, may take: a lower and an
+/// upper bound, either optional, each inclusive unless marked exclusive.
+///
+///   {.low = 0, .high = 1}                                  "within 0..1"
+///   {.low = 0, .low_exclusive = true, .high = 10}          "above 0 and at most 10"
+struct ParamRange {
+  std::optional<double> low{};
+  bool low_exclusive = false;
+  std::optional<double> high{};
+  bool high_exclusive = false;
+
+  [[nodiscard]] bool contains(double value) const noexcept;
+  /// "at least 0", "above 0", "at most 1", "below 1", "within 0..1" (both inclusive), or two
+  /// joined: "above 0 and below 1"; "" when there is no bound.
+  [[nodiscard]] std::string str() const;
+};
+
+/// One declared parameter. A spec without a default is required. Params::resolve refuses a value
+/// outside the range: "param 'KEY' must be RANGE; got VALUE".
 struct ParamSpec {
   std::string name{};
   ParamType type = ParamType::text;
   std::optional<ParamValue> default_value{};
   std::string help{};
+  ParamRange range{};
 };
 
-/// Thrown for an unknown, missing or wrongly typed parameter; `what()` names the stage and key.
+/// Thrown for an unknown, missing, wrongly typed or out-of-range parameter; `what()` names the
+/// key, and the stage when Params::resolve threw it.
 class ParamError : public std::runtime_error {
  public:
   ParamError(std::string key, const std::string& message)
@@ -51,8 +71,8 @@ class ParamError : public std::runtime_error {
 class Params {
  public:
   Params() = default;
-  /// Checks `given` against `specs` (unknown keys, missing required keys, types; an integer is
-  /// accepted where a number is expected) and fills in defaults. Throws ParamError.
+  /// Checks `given` against `specs` (unknown keys, missing required keys, types, ranges; an
+  /// integer is accepted where a number is expected) and fills in defaults. Throws ParamError.
   static Params resolve(std::string_view stage, const std::vector<ParamSpec>& specs,
                         const std::map<std::string, ParamValue>& given);
 

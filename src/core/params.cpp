@@ -189,6 +189,20 @@ std::optional<ParamValue> coerce(const ParamValue& value, ParamType type) {
   return std::nullopt;
 }
 
+// Whether `value`, or each number of a list, is within `range`; other values have no range.
+bool in_range(const ParamRange& range, const ParamValue& value) {
+  if (const auto* integer = std::get_if<std::int64_t>(&value)) {
+    return range.contains(static_cast<double>(*integer));
+  }
+  if (const auto* number = std::get_if<double>(&value)) {
+    return range.contains(*number);
+  }
+  if (const auto* list = std::get_if<std::vector<double>>(&value)) {
+    return std::all_of(list->begin(), list->end(), [&](double x) { return range.contains(x); });
+  }
+  return true;
+}
+
 std::string prefix(std::string_view stage, std::string_view key) {
   return "stage '" + std::string(stage) + "': param '" + std::string(key) + "': ";
 }
@@ -203,6 +217,27 @@ std::vector<std::string> spec_names(const std::vector<ParamSpec>& specs) {
 }
 
 }  // namespace
+
+bool ParamRange::contains(double value) const noexcept {
+  const bool above_low = !low || (low_exclusive ? value > *low : value >= *low);
+  const bool below_high = !high || (high_exclusive ? value < *high : value <= *high);
+  return above_low && below_high;
+}
+
+std::string ParamRange::str() const {
+  if (low && high && !low_exclusive && !high_exclusive) {
+    return "within " + format_double(*low, false) + ".." + format_double(*high, false);
+  }
+  std::string text;
+  if (low) {
+    text = (low_exclusive ? "above " : "at least ") + format_double(*low, false);
+  }
+  if (high) {
+    text += low ? " and " : "";
+    text += (high_exclusive ? "below " : "at most ") + format_double(*high, false);
+  }
+  return text;
+}
 
 std::string_view param_type_name(ParamType type) noexcept {
   switch (type) {
@@ -305,6 +340,18 @@ Params Params::resolve(std::string_view stage, const std::vector<ParamSpec>& spe
       if (spec.type == ParamType::text) {
         message += "; put the value in quotes";
       } else if (found == given.end()) {
+        message += " (the stage type's own default is wrong)";
+      }
+      throw ParamError(spec.name, message);
+    }
+    if (!in_range(spec.range, *typed)) {
+      // A number as written ("5", not "5.0"); a list whole ("[0, 224]"), its numbers each.
+      const auto* number = std::get_if<double>(&*typed);
+      std::string message =
+          "stage '" + std::string(stage) + "': param '" + spec.name + "' must be " +
+          spec.range.str() + (spec.type == ParamType::numbers ? " each" : "") + "; got " +
+          (number != nullptr ? format_double(*number, false) : format_param(*typed));
+      if (found == given.end()) {
         message += " (the stage type's own default is wrong)";
       }
       throw ParamError(spec.name, message);

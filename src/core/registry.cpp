@@ -21,8 +21,7 @@ bool valid_type_name(std::string_view name) {
   return true;
 }
 
-// A default of the wrong type would only fail when some pipeline leaves the param out; checking
-// here makes the type's author see it at registration instead.
+// An integer will do for a number: resolve makes it a double.
 bool default_fits(const ParamValue& value, ParamType type) {
   switch (type) {
     case ParamType::boolean:
@@ -37,6 +36,40 @@ bool default_fits(const ParamValue& value, ParamType type) {
       return std::holds_alternative<std::vector<double>>(value);
   }
   return false;
+}
+
+bool default_in_range(const ParamValue& value, const ParamRange& range) {
+  if (const auto* list = std::get_if<std::vector<double>>(&value)) {
+    return std::all_of(list->begin(), list->end(), [&](double x) { return range.contains(x); });
+  }
+  if (const auto* integer = std::get_if<std::int64_t>(&value)) {
+    return range.contains(static_cast<double>(*integer));
+  }
+  const auto* number = std::get_if<double>(&value);
+  return number == nullptr || range.contains(*number);
+}
+
+// What is wrong with a param as its stage type declares it, or "": a mistake of the type's
+// author, found when the type is registered rather than when a pipeline leaves the param out.
+std::string spec_problem(const ParamSpec& spec) {
+  if (spec.default_value && !default_fits(*spec.default_value, spec.type)) {
+    return "the default is not of type " + std::string(param_type_name(spec.type));
+  }
+  const ParamRange& range = spec.range;
+  if (!range.low && !range.high) return "";
+  if (spec.type != ParamType::integer && spec.type != ParamType::number &&
+      spec.type != ParamType::numbers) {
+    return "a range is for integer, number and list of numbers params, not " +
+           std::string(param_type_name(spec.type));
+  }
+  if (range.low && range.high && !(*range.low < *range.high || range.contains(*range.low))) {
+    return "the range (" + range.str() + ") holds no value";
+  }
+  if (spec.default_value && !default_in_range(*spec.default_value, range)) {
+    return "the default " + format_param(*spec.default_value) + " is not " + range.str() +
+           (spec.type == ParamType::numbers ? " each" : "");
+  }
+  return "";
 }
 
 }  // namespace
@@ -58,10 +91,9 @@ Params StageType::resolve(std::string_view stage,
                                       "': declared again; type '" + name +
                                       "' has a param of that name, rename the other");
     }
-    if (spec.default_value && !default_fits(*spec.default_value, spec.type)) {
-      throw ParamError(spec.name, "stage '" + std::string(stage) + "': param '" + spec.name +
-                                      "': its default is not of type " +
-                                      std::string(param_type_name(spec.type)));
+    if (const std::string problem = spec_problem(spec); !problem.empty()) {
+      throw ParamError(spec.name,
+                       "stage '" + std::string(stage) + "': param '" + spec.name + "': " + problem);
     }
     all.push_back(std::move(spec));
   }
@@ -98,9 +130,8 @@ void Registry::add(StageType type) {
     if (!seen.insert(spec.name).second) {
       throw std::invalid_argument(where + "param '" + spec.name + "' is declared twice");
     }
-    if (spec.default_value && !default_fits(*spec.default_value, spec.type)) {
-      throw std::invalid_argument(where + "param '" + spec.name + "': the default is not of type " +
-                                  std::string(param_type_name(spec.type)));
+    if (const std::string problem = spec_problem(spec); !problem.empty()) {
+      throw std::invalid_argument(where + "param '" + spec.name + "': " + problem);
     }
   }
   // A type that says nothing of its fields requires none and writes none; what it reads is

@@ -134,6 +134,87 @@ TEST(Params, MissingRequiredParamSaysWhatToGive) {
             "a.jsonl");
 }
 
+TEST(ParamRange, BoundsAreInclusiveUnlessMarkedExclusive) {
+  const ParamRange within{.low = 0, .high = 1};
+  EXPECT_TRUE(within.contains(0));
+  EXPECT_TRUE(within.contains(1));
+  EXPECT_FALSE(within.contains(-0.001));
+  EXPECT_FALSE(within.contains(1.001));
+  const ParamRange open{.low = 0, .low_exclusive = true, .high = 1, .high_exclusive = true};
+  EXPECT_FALSE(open.contains(0));
+  EXPECT_TRUE(open.contains(0.5));
+  EXPECT_FALSE(open.contains(1));
+  EXPECT_TRUE(ParamRange{.high = 2}.contains(-1e300));
+  EXPECT_TRUE(ParamRange{}.contains(-1e300));
+}
+
+TEST(ParamRange, SaysItsBoundsInWords) {
+  EXPECT_EQ(ParamRange{}.str(), "");
+  EXPECT_EQ((ParamRange{.low = 0}).str(), "at least 0");
+  EXPECT_EQ((ParamRange{.low = 0, .low_exclusive = true}).str(), "above 0");
+  EXPECT_EQ((ParamRange{.high = 2.5}).str(), "at most 2.5");
+  EXPECT_EQ((ParamRange{.high = 2.5, .high_exclusive = true}).str(), "below 2.5");
+  EXPECT_EQ((ParamRange{.low = -30, .high = 30}).str(), "within -30..30");
+  EXPECT_EQ(
+      (ParamRange{.low = 0.1, .low_exclusive = true, .high = 1, .high_exclusive = true}).str(),
+      "above 0.1 and below 1");
+  EXPECT_EQ((ParamRange{.low = 0, .low_exclusive = true, .high = 10}).str(),
+            "above 0 and at most 10");
+  EXPECT_EQ((ParamRange{.low = 0, .high = 1, .high_exclusive = true}).str(),
+            "at least 0 and below 1");
+  EXPECT_EQ((ParamRange{.low = 0, .high = 4294967295.0}).str(), "within 0..4294967295");
+}
+
+TEST(Params, AValueOutsideItsRangeIsRefusedNamingTheRange) {
+  std::vector<ParamSpec> specs = {
+      spec("every", ParamType::integer, std::int64_t{1}),
+      spec("threshold", ParamType::number, 0.5),
+      spec("cutoff", ParamType::number, 1.0),
+      spec("scales", ParamType::numbers, std::vector<double>{1.0}),
+  };
+  specs[0].range = {.low = 1};
+  specs[1].range = {.low = 0, .high = 1};
+  specs[2].range = {.low = 0, .low_exclusive = true};
+  specs[3].range = {.low = 0, .low_exclusive = true, .high = 4};
+
+  // Inclusive bounds take the bound itself, exclusive ones do not.
+  const Params edges = Params::resolve("identify", specs,
+                                       {{"every", std::int64_t{1}},
+                                        {"threshold", std::int64_t{1}},
+                                        {"cutoff", 1e-9},
+                                        {"scales", std::vector<double>{0.5, 4}}});
+  EXPECT_EQ(edges.integer("every"), 1);
+  EXPECT_DOUBLE_EQ(edges.number("threshold"), 1);
+
+  std::string key;
+  EXPECT_EQ(resolve_error(specs, {{"every", std::int64_t{0}}}, &key),
+            "stage 'identify': param 'every' must be at least 1; got 0");
+  EXPECT_EQ(key, "every");
+  // Text (the command line, quoted YAML) is checked once parsed; a number shows as written.
+  EXPECT_EQ(resolve_error(specs, {{"threshold", std::string("5")}}),
+            "stage 'identify': param 'threshold' must be within 0..1; got 5");
+  EXPECT_EQ(resolve_error(specs, {{"threshold", -0.25}}),
+            "stage 'identify': param 'threshold' must be within 0..1; got -0.25");
+  EXPECT_EQ(resolve_error(specs, {{"cutoff", 0.0}}),
+            "stage 'identify': param 'cutoff' must be above 0; got 0");
+  // A list: each of its numbers; the message shows the whole list.
+  EXPECT_EQ(resolve_error(specs, {{"scales", std::vector<double>{1, 0, 2}}}, &key),
+            "stage 'identify': param 'scales' must be above 0 and at most 4 each; got [1, 0, 2]");
+  EXPECT_EQ(key, "scales");
+  EXPECT_EQ(resolve_error(specs, {{"scales", std::vector<double>{}}}), "");
+}
+
+// Registry::add refuses a default outside its own range; a spec handed straight to resolve says
+// whose mistake it is when the default is used.
+TEST(Params, ADefaultOutsideItsRangeIsTheStageTypesMistake) {
+  std::vector<ParamSpec> specs = {spec("every", ParamType::integer, std::int64_t{0})};
+  specs[0].range = {.low = 1};
+  EXPECT_EQ(resolve_error(specs, {}),
+            "stage 'identify': param 'every' must be at least 1; got 0 (the stage type's own "
+            "default is wrong)");
+  EXPECT_EQ(resolve_error(specs, {{"every", std::int64_t{2}}}), "");
+}
+
 TEST(Params, AccessorsRefuseUndeclaredKeysAndWrongTypes) {
   Params p = Params::resolve("identify", detector_specs(), {});
   try {

@@ -150,6 +150,32 @@ TEST(Registry, RefusesBadParamSpecs) {
   EXPECT_EQ(add_error(registry, wrong_default),
             "stage type 'wrong': param 'every': the default is not of type integer");
 
+  // A range: on a param with numbers, holding a value, and holding the default.
+  StageType text_range = stage_type("text_range");
+  text_range.params = {spec("model", ParamType::text, std::string("hog"))};
+  text_range.params[0].range = {.low = 0};
+  EXPECT_EQ(add_error(registry, text_range),
+            "stage type 'text_range': param 'model': a range is for integer, number and list of "
+            "numbers params, not text");
+  StageType empty_range = stage_type("empty_range");
+  empty_range.params = {spec("share", ParamType::number, 0.5)};
+  empty_range.params[0].range = {.low = 1, .high = 1, .high_exclusive = true};
+  EXPECT_EQ(add_error(registry, empty_range),
+            "stage type 'empty_range': param 'share': the range (at least 1 and below 1) holds no "
+            "value");
+  StageType outside = stage_type("outside");
+  outside.params = {spec("every", ParamType::integer, std::int64_t{0}),
+                    spec("sizes", ParamType::numbers, std::vector<double>{8, 0})};
+  outside.params[0].range = {.low = 1};
+  EXPECT_EQ(add_error(registry, outside),
+            "stage type 'outside': param 'every': the default 0 is not at least 1");
+  outside.params[0].default_value = std::int64_t{1};
+  outside.params[1].range = {.low = 1};
+  EXPECT_EQ(add_error(registry, outside),
+            "stage type 'outside': param 'sizes': the default [8, 0] is not at least 1 each");
+  outside.params[1].range = {.low = 0, .high = 8};
+  registry.add(outside);
+
   // An integer default for a number param is fine: resolve turns it into a double.
   StageType number = stage_type("number");
   number.params = {spec("rate", ParamType::number, std::int64_t{30})};
@@ -166,6 +192,9 @@ TEST(StageType, ResolvesTheParamsThatItsOwnParamsDeclare) {
     if (own.text("kind") == "blur") return {{"radius", ParamType::integer, std::int64_t{3}, ""}};
     if (own.text("kind") == "clash") return {{"kind", ParamType::integer, std::int64_t{1}, ""}};
     if (own.text("kind") == "bad") return {{"gain", ParamType::integer, 1.5, ""}};
+    if (own.text("kind") == "outside") {
+      return {{"gain", ParamType::number, 0.0, "", {.low = 0, .low_exclusive = true}}};
+    }
     return {};
   };
   const Params defaults = type.resolve("s", {{"kind", std::string("blur")}});
@@ -194,7 +223,9 @@ TEST(StageType, ResolvesTheParamsThatItsOwnParamsDeclare) {
             "kind: stage 's': param 'kind': declared again; type 'test.kinds' has a param of that "
             "name, rename the other");
   EXPECT_EQ(error_of({{"kind", std::string("bad")}}),
-            "gain: stage 's': param 'gain': its default is not of type integer");
+            "gain: stage 's': param 'gain': the default is not of type integer");
+  EXPECT_EQ(error_of({{"kind", std::string("outside")}}),
+            "gain: stage 's': param 'gain': the default 0.0 is not above 0");
 }
 
 TEST(Registry, WithBuiltinsHoldsWhatRegisterBuiltinStagesAdds) {
