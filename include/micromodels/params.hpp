@@ -21,8 +21,8 @@ enum class ParamType { boolean, integer, number, text, numbers };
 /// The values an integer or number param, or each number of a list, may take: a lower and an
 /// upper bound, either optional, each inclusive unless marked exclusive.
 ///
-///   {.low = 0, .high = 1}                                  "within 0..1"
-///   {.low = 0, .low_exclusive = true, .high = 10}          "above 0 and at most 10"
+///   {"jitter", ParamType::number, 0.0, "spread", ParamRange{.low = 0, .high = 1}}  // within 0..1
+///   ParamRange{.low = 0, .low_exclusive = true, .high = 10}           // above 0 and at most 10
 struct ParamRange {
   std::optional<double> low{};
   bool low_exclusive = false;
@@ -52,13 +52,6 @@ class ParamError : public std::runtime_error {
   ParamError(std::string key, const std::string& message)
       : std::runtime_error(message), key_(std::move(key)) {}
   [[nodiscard]] const std::string& key() const noexcept { return key_; }
-
-  /// "param 'KEY' must be RANGE; got VALUE": a stage type's own check of a value, e.g.
-  /// `throw ParamError::out_of_range("jitter", "within 0..1", 5.0)`.
-  [[nodiscard]] static ParamError out_of_range(const std::string& key, const std::string& range,
-                                               double value);
-  [[nodiscard]] static ParamError out_of_range(const std::string& key, const std::string& range,
-                                               std::int64_t value);
 
  private:
   std::string key_{};

@@ -4,7 +4,6 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <string>
 
 #include "detail/suggest.hpp"
@@ -414,18 +413,6 @@ const std::string& Params::text(std::string_view key) const {
 
 const std::vector<double>& Params::numbers(std::string_view key) const {
   return typed_at<std::vector<double>>(at(key), stage_, key, ParamType::numbers);
-}
-
-ParamError ParamError::out_of_range(const std::string& key, const std::string& range,
-                                    double value) {
-  char given[32];
-  std::snprintf(given, sizeof given, "%g", value);
-  return {key, "param '" + key + "' must be " + range + "; got " + given};
-}
-
-ParamError ParamError::out_of_range(const std::string& key, const std::string& range,
-                                    std::int64_t value) {
-  return {key, "param '" + key + "' must be " + range + "; got " + std::to_string(value)};
 }
 
 }  // namespace micromodels

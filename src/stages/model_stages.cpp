@@ -56,41 +56,29 @@ class ModelStage final : public Stage {
   std::string writes_;
 };
 
-// The params' ranges; a ParamError names the key, so a pipeline file reports its line.
-void check_params(const Params& params) {
-  if (!(params.number("service_ms") >= 0)) {
-    throw ParamError::out_of_range("service_ms", "at least 0", params.number("service_ms"));
-  }
-  if (!(params.number("jitter") >= 0 && params.number("jitter") <= 1)) {
-    throw ParamError::out_of_range("jitter", "within 0..1", params.number("jitter"));
-  }
-  if (params.integer("fail_every") < 0) {
-    throw ParamError::out_of_range("fail_every", "at least 0", params.integer("fail_every"));
-  }
-}
-
 StageType model_type(const std::string& name, bool spin) {
   return {
       .name = name,
       .help = spin ? "Stand-in for a local model: burns CPU for service_ms per packet."
                    : "Stand-in for a remote model: waits service_ms per packet.",
-      .params = {{"service_ms", ParamType::number, 1.0, "time per packet, milliseconds"},
+      .params = {{"service_ms", ParamType::number, 1.0, "time per packet, milliseconds",
+                  ParamRange{.low = 0}},
                  {"jitter", ParamType::number, 0.0,
-                  "relative spread of the service time, 0..1 (e.g. 0.5: 50% to 150%)"},
+                  "relative spread of the service time (e.g. 0.5: 50% to 150%)",
+                  ParamRange{.low = 0, .high = 1}},
                  {"fail_every", ParamType::integer, std::int64_t{0},
-                  "throw on every Nth packet (seq+1 divisible by N); 0: never"},
+                  "throw on every Nth packet (seq+1 divisible by N); 0: never",
+                  ParamRange{.low = 0}},
                  {"writes", ParamType::text, std::string{},
                   "field to write the service time to (number, ms); empty: none"}},
       .info =
           [spin](const Params& params) {
-            check_params(params);  // a bad param is a configuration error, at its line
             StageInfo info;
             if (!params.text("writes").empty()) info.writes.push_back(params.text("writes"));
             info.blocking = !spin;
             return info;
           },
       .make = [spin](const Params& params) -> std::unique_ptr<Stage> {
-        check_params(params);
         return std::make_unique<ModelStage>(params, spin);
       },
   };

@@ -56,42 +56,28 @@ class SyntheticSource final : public Source {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
-// The params' ranges; a ParamError names the key, so a pipeline file reports its line.
-void check_params(const Params& params) {
-  if (params.integer("count") < 0) {
-    throw ParamError::out_of_range("count", "at least 0", params.integer("count"));
-  }
-  if (params.integer("streams") < 1) {
-    throw ParamError::out_of_range("streams", "at least 1", params.integer("streams"));
-  }
-  if (!(params.number("rate") >= 0))
-    throw ParamError::out_of_range("rate", "at least 0", params.number("rate"));
-  if (params.integer("payload_bytes") < 0) {
-    throw ParamError::out_of_range("payload_bytes", "at least 0", params.integer("payload_bytes"));
-  }
-}
-
 }  // namespace
 
 void register_synthetic_source(Registry& registry) {
   registry.add({
       .name = "synthetic.source",
       .help = "Numbered packets (field 'value' = seq) for tests and benchmarks.",
-      .params = {{"count", ParamType::integer, std::int64_t{100}, "packets per stream"},
-                 {"streams", ParamType::integer, std::int64_t{1}, "number of streams"},
-                 {"rate", ParamType::number, 0.0, "packets per second per stream; 0: unpaced"},
+      .params = {{"count", ParamType::integer, std::int64_t{100}, "packets per stream",
+                  ParamRange{.low = 0}},
+                 {"streams", ParamType::integer, std::int64_t{1}, "number of streams",
+                  ParamRange{.low = 1}},
+                 {"rate", ParamType::number, 0.0, "packets per second per stream; 0: unpaced",
+                  ParamRange{.low = 0}},
                  {"payload_bytes", ParamType::integer, std::int64_t{0},
-                  "size of a shared 'payload' bytes field; 0: none"}},
+                  "size of a shared 'payload' bytes field; 0: none", ParamRange{.low = 0}}},
       .info =
           [](const Params& params) {
-            check_params(params);  // a bad param is a configuration error, at its line
             StageInfo info{.reads = {}, .writes = {"value"}};
             if (params.integer("payload_bytes") > 0) info.writes.push_back("payload");
             info.blocking = params.number("rate") > 0;  // it sleeps between packets
             return info;
           },
       .make_source = [](const Params& params) -> std::unique_ptr<Source> {
-        check_params(params);
         return std::make_unique<SyntheticSource>(params);
       },
   });

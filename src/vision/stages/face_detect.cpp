@@ -19,13 +19,6 @@ void check_params(const Params& params) {
     throw ParamError(
         "model", "param 'model': expected blazeface, blazeface_back or hog, got '" + model + "'");
   }
-  if (params.integer("every") < 1) {
-    throw ParamError::out_of_range("every", "at least 1", params.integer("every"));
-  }
-  const double threshold = params.number("score_threshold");
-  if (!(threshold >= 0 && threshold <= 1)) {
-    throw ParamError::out_of_range("score_threshold", "within 0..1", threshold);
-  }
 }
 
 class FaceDetect final : public Stage {
@@ -94,8 +87,9 @@ void register_face_detect(Registry& registry) {
             "blazeface (near faces, 128 px input), blazeface_back (small faces, 256 px) or hog"},
            {"path", ParamType::text, std::string(), "ONNX file; empty: the fetched model"},
            {"every", ParamType::integer, std::int64_t{1},
-            "detect on frames whose seq is a multiple of this (key frames)"},
-           {"score_threshold", ParamType::number, 0.5, "BlazeFace minimum score"},
+            "detect on frames whose seq is a multiple of this (key frames)", ParamRange{.low = 1}},
+           {"score_threshold", ParamType::number, 0.5, "BlazeFace minimum score",
+            ParamRange{.low = 0, .high = 1}},
            {"max_faces", ParamType::integer, std::int64_t{0}, "keep the best N; 0: all"}},
       .info =
           [](const Params& params) {

@@ -26,18 +26,6 @@ constexpr std::array<int, 68> kMeshToIbug = {
     61,  39,  37,  0,   267, 269, 291, 405, 314, 17,  84,  181,                             // lips
     78,  82,  13,  312, 308, 317, 14,  87};                                                 // inner
 
-// The params, checked; a ParamError names the key, so a pipeline file reports its line.
-void check_params(const Params& params) {
-  const double crop_scale = params.number("crop_scale");
-  if (!(crop_scale >= 1.0 && crop_scale <= 4.0)) {
-    throw ParamError::out_of_range("crop_scale", "within 1..4 face-box sides", crop_scale);
-  }
-  const double min_score = params.number("min_score");
-  if (!(min_score >= 0.0 && min_score <= 1.0)) {
-    throw ParamError::out_of_range("min_score", "within 0..1", min_score);
-  }
-}
-
 class FaceMesh68 final : public Stage {
  public:
   FaceMesh68(const std::filesystem::path& path, double crop_scale, double min_score)
@@ -85,18 +73,18 @@ void register_face_mesh68(Registry& registry) {
       .params = {{"path", ParamType::text, std::string(),
                   "FaceMesh ONNX file; empty: the fetched " + std::string(FaceMesh::kModelFile)},
                  {"crop_scale", ParamType::number, 1.5,
-                  "side of the square crop around the face box, in face-box sides"},
+                  "side of the square crop around the face box, in face-box sides",
+                  ParamRange{.low = 1, .high = 4}},
                  {"min_score", ParamType::number, 0.5,
-                  "below this face score no landmarks are written (as with no face)"}},
+                  "below this face score no landmarks are written (as with no face)",
+                  ParamRange{.low = 0, .high = 1}}},
       .info =
-          [](const Params& params) {
-            check_params(params);  // a bad param is a configuration error, at its line
+          [](const Params&) {
             return StageInfo{.reads = {"frame", "face"}, .writes = {"landmarks"}};
           },
       .make = [](const Params& params) -> std::unique_ptr<Stage> {
         std::filesystem::path path = params.text("path");
         if (path.empty()) path = models_dir() / FaceMesh::kModelFile;
-        check_params(params);
         return std::make_unique<FaceMesh68>(path, params.number("crop_scale"),
                                             params.number("min_score"));
       },

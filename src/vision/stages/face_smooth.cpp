@@ -154,26 +154,14 @@ class FaceSmooth final : public Stage {
 
 namespace {
 
-// The params, checked; a ParamError names the key, so a pipeline file reports its line.
 SmoothParams settings(const Params& params) {
-  const auto number = [&](const std::string& key, bool zero_allowed) {
-    const double value = params.number(key);
-    if (!(zero_allowed ? value >= 0 : value > 0)) {
-      throw ParamError::out_of_range(key, zero_allowed ? "at least 0" : "above 0", value);
-    }
-    return value;
-  };
   SmoothParams p;
-  p.filter.min_cutoff = number("min_cutoff", false);
-  p.filter.beta = number("beta", true);
-  p.filter.d_cutoff = number("d_cutoff", false);
+  p.filter.min_cutoff = params.number("min_cutoff");
+  p.filter.beta = params.number("beta");
+  p.filter.d_cutoff = params.number("d_cutoff");
   p.anchor = p.filter;
-  p.anchor.beta = number("anchor_beta", true);
+  p.anchor.beta = params.number("anchor_beta");
   p.blink_ear = params.number("blink_ear");
-  if (!(p.blink_ear >= 0 && p.blink_ear < 1)) {
-    throw ParamError::out_of_range("blink_ear", "within 0..1 (an open eye is about 0.3)",
-                                   p.blink_ear);
-  }
   return p;
 }
 
@@ -185,19 +173,24 @@ void register_face_smooth(Registry& registry) {
       .help = "One-Euro smoothing of 'landmarks', 'iris' (and 'eye_contours') per stream, "
               "steady at rest without lagging a moving head; the eye points restart on a blink. "
               "Run it with state: per_stream.",
-      .params = {{"min_cutoff", ParamType::number, 1.0, "One-Euro cutoff at rest, Hz"},
+      .params = {{"min_cutoff", ParamType::number, 1.0, "One-Euro cutoff at rest, Hz",
+                  ParamRange{.low = 0, .low_exclusive = true}},
                  {"beta", ParamType::number, 0.02,
                   "One-Euro speed coefficient of the points' offsets from the face's mean "
-                  "position, per pixel/second (higher: less lag in expressions and saccades)"},
+                  "position, per pixel/second (higher: less lag in expressions and saccades)",
+                  ParamRange{.low = 0}},
                  {"anchor_beta", ParamType::number, 0.5,
                   "One-Euro speed coefficient of the face's mean position (higher: less lag "
-                  "behind a moving head)"},
-                 {"d_cutoff", ParamType::number, 1.0, "One-Euro cutoff of the speed, Hz"},
+                  "behind a moving head)",
+                  ParamRange{.low = 0}},
+                 {"d_cutoff", ParamType::number, 1.0, "One-Euro cutoff of the speed, Hz",
+                  ParamRange{.low = 0, .low_exclusive = true}},
                  {"blink_ear", ParamType::number, 0.18,
-                  "eye aspect ratio below which an eye counts as closed (its filters restart)"}},
+                  "eye aspect ratio below which an eye counts as closed (its filters restart; "
+                  "an open eye is about 0.3)",
+                  ParamRange{.low = 0, .high = 1, .high_exclusive = true}}},
       .info =
-          [](const Params& params) {
-            (void)settings(params);  // a bad param is a configuration error, at its line
+          [](const Params&) {
             // Smooths whichever of the three is there.
             return StageInfo{.reads = {},
                              .writes = {"landmarks", "iris"},

@@ -86,22 +86,10 @@ struct MatchResult {
 
 // The params, checked; a ParamError names the key, so a pipeline file reports its line.
 void check_params(const Params& params) {
-  const double min_confidence = params.number("min_confidence");
-  if (!(min_confidence >= 0 && min_confidence <= 1)) {
-    throw ParamError::out_of_range("min_confidence", "within 0..1", min_confidence);
-  }
   const std::string& detector = params.text("detector");
   if (detector != "blazeface" && detector != "hog" && detector != "none") {
     throw ParamError("detector",
                      "param 'detector': expected blazeface, hog or none, got '" + detector + "'");
-  }
-  const double search_scale = params.number("search_scale");
-  if (!(search_scale >= 1)) {
-    throw ParamError::out_of_range("search_scale", "at least 1 (face boxes)", search_scale);
-  }
-  if (params.integer("retry_every") < 0) {
-    throw ParamError::out_of_range("retry_every", "at least 0 (0: never)",
-                                   params.integer("retry_every"));
   }
 }
 
@@ -373,16 +361,19 @@ void register_face_track(Registry& registry) {
               "'track_redetections' (own detector runs so far in this stream). Run it with "
               "state: per_stream.",
       .params = {{"min_confidence", ParamType::number, 0.5,
-                  "template correlation (0..1) below which the face counts as lost"},
+                  "template correlation below which the face counts as lost",
+                  ParamRange{.low = 0, .high = 1}},
                  {"detector", ParamType::text, std::string("blazeface"),
                   "own detector for re-detection: blazeface, hog, or none (drop the track and "
                   "wait for the next key frame)"},
                  {"path", ParamType::text, std::string(),
                   "BlazeFace ONNX file; empty: the fetched front model"},
                  {"search_scale", ParamType::number, 2.0,
-                  "search window around the last position, as a multiple of the face box"},
+                  "search window around the last position, as a multiple of the face box",
+                  ParamRange{.low = 1}},
                  {"retry_every", ParamType::integer, std::int64_t{1},
-                  "while no face is tracked, run the own detector every Nth frame (0: never)"}},
+                  "while no face is tracked, run the own detector every Nth frame (0: never)",
+                  ParamRange{.low = 0}}},
       .info =
           [](const Params& params) {
             check_params(params);  // a bad param is a configuration error, at its line

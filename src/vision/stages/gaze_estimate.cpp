@@ -450,56 +450,22 @@ Band band_param(const Params& params, const std::string& name, const char* what 
 EstimateParams settings(const Params& params) {
   EstimateParams p;
   p.eyeball.radius = static_cast<float>(params.number("eyeball_radius"));
-  if (!(p.eyeball.radius > 0.1f && p.eyeball.radius < 1)) {
-    throw ParamError::out_of_range("eyeball_radius", "within 0.1..1 eye widths (exclusive)",
-                                   params.number("eyeball_radius"));
-  }
   p.eyeball.rise = static_cast<float>(params.number("eyeball_rise"));
   p.eyeball.nasal = static_cast<float>(params.number("eyeball_nasal"));
   p.eyeball.depth = static_cast<float>(params.number("eyeball_depth"));
   p.corner_follow = static_cast<float>(params.number("corner_follow"));
-  if (!(p.corner_follow >= 0 && p.corner_follow <= 0.5f)) {
-    throw ParamError::out_of_range("corner_follow", "within 0..0.5",
-                                   params.number("corner_follow"));
-  }
   p.blink_ear = params.number("blink_ear");
-  if (!(p.blink_ear >= 0 && p.blink_ear < 1)) {
-    throw ParamError::out_of_range("blink_ear", "within 0..1 (an open eye is about 0.3)",
-                                   p.blink_ear);
-  }
   p.blink_ratio = params.number("blink_ratio");
-  if (!(p.blink_ratio > 0 && p.blink_ratio < 1)) {
-    throw ParamError::out_of_range("blink_ratio", "within 0..1 (exclusive)", p.blink_ratio);
-  }
   p.min_eye_px = params.number("min_eye_px");
-  if (!(p.min_eye_px >= 0))
-    throw ParamError::out_of_range("min_eye_px", "at least 0 pixels", p.min_eye_px);
   p.min_eye_contrast = params.number("min_eye_contrast");
-  if (!(p.min_eye_contrast >= 0 && p.min_eye_contrast <= 255)) {
-    throw ParamError::out_of_range("min_eye_contrast", "within 0..255 gray levels",
-                                   p.min_eye_contrast);
-  }
   p.head_yaw = band_param(params, "head_yaw_fade_deg");
   p.head_pitch = band_param(params, "head_pitch_fade_deg");
   p.gaze = band_param(params, "gaze_fade_deg");
   p.smile = band_param(params, "smile_fade", "shares of the outer eye corners' distance", 2);
   p.fade_frames = params.integer("fade_frames");
-  if (p.fade_frames < 1) {
-    throw ParamError::out_of_range("fade_frames", "at least 1 frame",
-                                   static_cast<double>(p.fade_frames));
-  }
   p.hold_deg = static_cast<float>(params.number("hold_deg"));
-  if (!(p.hold_deg >= 0 && p.hold_deg <= 5)) {
-    throw ParamError::out_of_range("hold_deg", "within 0..5 degrees", params.number("hold_deg"));
-  }
   p.average_frames = params.number("average_frames");
-  if (!(p.average_frames >= 1 && p.average_frames <= 1000)) {
-    throw ParamError::out_of_range("average_frames", "within 1..1000 frames", p.average_frames);
-  }
   p.brow_hold = params.number("brow_hold");
-  if (!(p.brow_hold >= 0 && p.brow_hold <= 1)) {
-    throw ParamError::out_of_range("brow_hold", "within 0..1 eye widths", p.brow_hold);
-  }
   return p;
 }
 
@@ -517,7 +483,8 @@ void register_gaze_estimate(Registry& registry) {
               "'gaze_strength' (0..1, fading over fade_frames) and 'gaze_reason'. Run it with "
               "state: per_stream.",
       .params = {{"eyeball_radius", ParamType::number, as_written(ball.radius),
-                  "radius on which the iris centre turns, eye widths"},
+                  "radius on which the iris centre turns, eye widths",
+                  ParamRange{.low = 0.1, .low_exclusive = true, .high = 1, .high_exclusive = true}},
                  {"eyeball_rise", ParamType::number, as_written(ball.rise),
                   "eyeball centre above the eye corners' line, eye widths (seen frontally)"},
                  {"eyeball_nasal", ParamType::number, as_written(ball.nasal),
@@ -527,18 +494,24 @@ void register_gaze_estimate(Registry& registry) {
                  {"corner_follow", ParamType::number, as_written(EstimateParams{}.corner_follow),
                   "share of the upper lid's vertical move that the eye corners (landmarks) make; "
                   "the iris's height above them is divided by 1 minus this (0 for corners that "
-                  "stay)"},
+                  "stay)",
+                  ParamRange{.low = 0, .high = 0.5}},
                  {"blink_ear", ParamType::number, 0.12,
-                  "eye aspect ratio below which an eye counts as closed, whatever its usual"},
+                  "eye aspect ratio below which an eye counts as closed, whatever its usual (an "
+                  "open eye is about 0.3)",
+                  ParamRange{.low = 0, .high = 1, .high_exclusive = true}},
                  {"blink_ratio", ParamType::number, 0.7,
                   "an eye counts as closed below this share of its usual aspect ratio in the "
-                  "stream"},
+                  "stream",
+                  ParamRange{.low = 0, .low_exclusive = true, .high = 1, .high_exclusive = true}},
                  {"min_eye_px", ParamType::number, 12.0,
-                  "eye width (corner to corner, pixels) below which eyes are too small to correct"},
+                  "eye width (corner to corner, pixels) below which eyes are too small to correct",
+                  ParamRange{.low = 0}},
                  {"min_eye_contrast", ParamType::number, 2.0,
                   "an eye whose inside varies less than this (eye.refine's 'eye_contrast', gray "
                   "levels), less than 0.15 of the other eye's, or whose contrast fell against its "
-                  "usual to less than 0.25 of the other eye's fall, counts as hidden"},
+                  "usual to less than 0.25 of the other eye's fall, counts as hidden",
+                  ParamRange{.low = 0, .high = 255}},
                  {"head_yaw_fade_deg", ParamType::numbers, std::vector<double>{20, 25},
                   "head yaw over which the correction fades out, degrees {from, to}"},
                  {"head_pitch_fade_deg", ParamType::numbers, std::vector<double>{20, 30},
@@ -548,19 +521,22 @@ void register_gaze_estimate(Registry& registry) {
                   "angle between the gaze and where this stream usually looks over which the "
                   "correction fades out (a look away on purpose), degrees {from, to}"},
                  {"fade_frames", ParamType::integer, std::int64_t{6},
-                  "frames for the strength to go from 0 to 1 or back"},
+                  "frames for the strength to go from 0 to 1 or back", ParamRange{.low = 1}},
                  {"hold_deg", ParamType::number, as_written(EstimateParams{}.hold_deg),
                   "the gaze reported moves only when the estimate leaves a band this wide "
-                  "around it, degrees (0: every change; against the estimate's noise)"},
+                  "around it, degrees (0: every change; against the estimate's noise)",
+                  ParamRange{.low = 0, .high = 5}},
                  {"average_frames", ParamType::number, 1.0,
                   "the gaze written, which the correction is made from, is averaged over about "
                   "this many frames and kept through blinks (1: each frame's own, averaged with "
                   "the last; 50: steady against lids that move without the eyes, but a new "
-                  "gaze is corrected over a second or two); the gates read each frame's own"},
+                  "gaze is corrected over a second or two); the gates read each frame's own",
+                  ParamRange{.low = 1, .high = 1000}},
                  {"brow_hold", ParamType::number, 0.08,
                   "while the brows stand more than this above their usual height (eye widths "
                   "above the eye corners), the gaze written stays as it was: raised brows lift "
-                  "the upper lids without turning the eyes (0: off)"},
+                  "the upper lids without turning the eyes (0: off)",
+                  ParamRange{.low = 0, .high = 1}},
                  {"smile_fade", ParamType::numbers, std::vector<double>{0.14, 0.2},
                   "how far the mouth widens and its corners rise above this person's usual "
                   "(together, in distances between the outer eye corners) over which the "

@@ -17,8 +17,6 @@ namespace micromodels::vision {
 
 namespace {
 
-constexpr double kMaxCameraOffset = 30;  // degrees; beyond it a warp of the eye shows
-
 struct RedirectSettings {
   bool to_camera = true;
   double camera_offset_deg = 0;
@@ -37,31 +35,12 @@ RedirectSettings settings(const Params& params) {
   }
   s.to_camera = target == "camera";
   s.camera_offset_deg = params.number("camera_offset_deg");
-  if (!(std::abs(s.camera_offset_deg) <= kMaxCameraOffset)) {
-    throw ParamError::out_of_range(
-        "camera_offset_deg",
-        "within -30..30 degrees (the camera's height above where the eyes look)",
-        s.camera_offset_deg);
-  }
   s.max_correction_deg = params.number("max_correction_deg");
-  if (!(s.max_correction_deg >= 0 && s.max_correction_deg <= 45)) {
-    throw ParamError("max_correction_deg", "param 'max_correction_deg' must be within 0..45");
-  }
   s.conjugate = params.boolean("conjugate");
   s.turn_yaw = params.boolean("turn_yaw");
   s.render.lid_follow = static_cast<float>(params.number("lid_follow"));
-  if (!(s.render.lid_follow >= 0 && s.render.lid_follow <= 1)) {
-    throw ParamError("lid_follow", "param 'lid_follow' must be within 0..1");
-  }
   s.render.max_shift = static_cast<float>(params.number("max_shift"));
-  if (!(s.render.max_shift >= 0 && s.render.max_shift <= 1)) {
-    throw ParamError("max_shift", "param 'max_shift' must be within 0..1 eye widths");
-  }
-  const std::int64_t feather = params.integer("feather_px");
-  if (feather < 0 || feather > 20) {
-    throw ParamError("feather_px", "param 'feather_px' must be within 0..20");
-  }
-  s.render.feather_px = static_cast<int>(feather);
+  s.render.feather_px = static_cast<int>(params.integer("feather_px"));
   return s;
 }
 
@@ -180,15 +159,19 @@ void register_gaze_redirect(Registry& registry) {
                   "camera_offset_deg"},
                  {"camera_offset_deg", ParamType::number, 0.0,
                   "with target: offset, how far the camera sits above where the eyes look, "
-                  "degrees (-30..30)"},
+                  "degrees (beyond 30 a warp of the eye shows)",
+                  ParamRange{.low = -30, .high = 30}},
                  {"max_correction_deg", ParamType::number, 30.0,
-                  "largest turn of the gaze, degrees"},
+                  "largest turn of the gaze, degrees", ParamRange{.low = 0, .high = 45}},
                  {"lid_follow", ParamType::number, static_cast<double>(render.lid_follow),
-                  "share of the iris's vertical move the upper lid makes (0..1)"},
+                  "share of the iris's vertical move the upper lid makes",
+                  ParamRange{.low = 0, .high = 1}},
                  {"max_shift", ParamType::number, static_cast<double>(render.max_shift),
-                  "largest iris displacement, as a fraction of the eye width"},
+                  "largest iris displacement, as a fraction of the eye width",
+                  ParamRange{.low = 0, .high = 1}},
                  {"feather_px", ParamType::integer, std::int64_t{render.feather_px},
-                  "the mask covers everything changed grown by this, with a blurred edge"},
+                  "the mask covers everything changed grown by this, pixels, with a blurred edge",
+                  ParamRange{.low = 0, .high = 20}},
                  {"turn_yaw", ParamType::boolean, false,
                   "turn the gaze sideways toward the camera too; off by default: the camera "
                   "usually sits above the screen, and the sideways estimate is the less sure"},

@@ -1,6 +1,4 @@
 // `model.onnx`: any ONNX model on OpenCV DNN, preprocessing set by params, outputs as tensors.
-#include <spdlog/fmt/fmt.h>
-
 #include "image_mat.hpp"
 #include "model_pool.hpp"
 #include "stage_registration.hpp"
@@ -25,11 +23,9 @@ Tensor to_tensor(const cv::Mat& mat) {
 OnnxInputSpec spec_of(const Params& params) {
   OnnxInputSpec spec;
   const auto& size = params.numbers("size");
-  if (size.size() != 2 || size[0] < 1 || size[1] < 1) {
-    std::string given;
-    for (const double x : size) given += (given.empty() ? "" : ", ") + fmt::format("{:g}", x);
+  if (size.size() != 2) {
     throw ParamError(
-        "size", "param 'size': expected [width, height], each at least 1; got [" + given + "]");
+        "size", "param 'size': expected two numbers [width, height]; got " + format_param(size));
   }
   spec.size = cv::Size(static_cast<int>(size[0]), static_cast<int>(size[1]));
   spec.scale = params.number("scale");
@@ -96,7 +92,8 @@ void register_onnx_model(Registry& registry) {
               "field <output_prefix><index>.",
       .params = {{"path", ParamType::text, std::nullopt, "the .onnx file"},
                  {"input", ParamType::text, std::string("frame"), "image field to feed"},
-                 {"size", ParamType::numbers, std::vector<double>{224, 224}, "[width, height]"},
+                 {"size", ParamType::numbers, std::vector<double>{224, 224},
+                  "[width, height], pixels", ParamRange{.low = 1}},
                  {"scale", ParamType::number, 1.0 / 255.0, "value = (pixel - mean) * scale"},
                  {"mean", ParamType::numbers, std::vector<double>{0, 0, 0}, "per channel"},
                  {"channels", ParamType::text, std::string("rgb"), "rgb or bgr"},

@@ -211,9 +211,6 @@ void check_sink_options(const VideoSinkOptions& options) {
         "for numbered PNGs, or a udp:// or tcp:// URL");
   }
   if (options.field.empty()) throw ParamError("field", "video.sink: 'field' is empty");
-  if (!(options.fps >= 0)) {
-    throw ParamError::out_of_range("fps", "at least 0 (0: the packets' rate)", options.fps);
-  }
   const bool per_stream = path.find("{stream}") != std::string::npos;
   for (const auto& [key, other] : {std::pair{"contact_sheet", &options.contact_sheet},
                                    std::pair{"eye_strip", &options.eye_strip}}) {

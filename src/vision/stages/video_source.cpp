@@ -60,16 +60,6 @@ void check_source_options(const VideoSourceOptions& options) {
     throw ParamError("stream", "video.source: 'stream' too large for " +
                                    std::to_string(paths.size()) + " inputs");
   }
-  if (!(options.fps >= 0)) {
-    throw ParamError("fps", "video.source: param 'fps' must be at least 0 (0: 25); got " +
-                                fmt::format("{:g}", options.fps));
-  }
-  if (!(options.reconnect_s >= 0)) {
-    throw ParamError("reconnect_s",
-                     "video.source: param 'reconnect_s' must be at least 0 seconds (0: end at "
-                     "once); got " +
-                         fmt::format("{:g}", options.reconnect_s));
-  }
   if (options.start > 0) {
     for (const std::string& path : paths) {
       const VideoInputKind kind = classify_video_input(path);

@@ -17,23 +17,15 @@ namespace micromodels::vision {
 
 namespace {
 
+// An integer param declared at least 0.
 std::uint64_t non_negative(const Params& params, const std::string& key) {
-  const std::int64_t value = params.integer(key);
-  if (value < 0) {
-    throw ParamError(key, "param '" + key + "' must be at least 0; got " + std::to_string(value));
-  }
-  return static_cast<std::uint64_t>(value);
+  return static_cast<std::uint64_t>(params.integer(key));
 }
 
-// The options the params give; a ParamError names the key, so a pipeline file reports its line.
+// The options the params give (their ranges are the params' own).
 VideoSourceOptions source_options(const Params& params) {
-  const std::uint64_t stream = non_negative(params, "stream");
-  if (stream > UINT32_MAX) {
-    throw ParamError("stream", "param 'stream' must be within 0.." + std::to_string(UINT32_MAX) +
-                                   "; got " + std::to_string(stream));
-  }
   VideoSourceOptions options{.path = params.text("path"),
-                             .stream = static_cast<std::uint32_t>(stream),
+                             .stream = static_cast<std::uint32_t>(params.integer("stream")),
                              .max_frames = non_negative(params, "max_frames"),
                              .start = non_negative(params, "start"),
                              .fps = params.number("fps"),
@@ -76,16 +68,21 @@ void register_video_stages(Registry& registry) {
        "video file, image, folder of images, camera (\"0\", \"/dev/video0\") or stream URL "
        "(rtsp://, http://, udp://, tcp://); several separated by commas"},
       {"stream", ParamType::integer, std::int64_t{0},
-       "stream id of the first input's packets; the next inputs count on from it"},
-      {"max_frames", ParamType::integer, std::int64_t{0}, "stop each input after this many; 0: all"},
-      {"start", ParamType::integer, std::int64_t{0}, "first frame (or image) to read; files only"},
-      {"fps", ParamType::number, 0.0, "rate for images and inputs that report none; 0: 25"},
+       "stream id of the first input's packets; the next inputs count on from it",
+       ParamRange{.low = 0, .high = UINT32_MAX}},
+      {"max_frames", ParamType::integer, std::int64_t{0}, "stop each input after this many; 0: all",
+       ParamRange{.low = 0}},
+      {"start", ParamType::integer, std::int64_t{0}, "first frame (or image) to read; files only",
+       ParamRange{.low = 0}},
+      {"fps", ParamType::number, 0.0, "rate for images and inputs that report none; 0: 25",
+       ParamRange{.low = 0}},
       {"realtime", ParamType::boolean, false,
        "deliver frames no faster than their rate, like a camera (files; live inputs are paced "
        "by their source)"},
       {"reconnect_s", ParamType::number, 30.0,
-       "camera or stream that drops: retry (0.5 s doubling to 8 s apart) for this long, then "
-       "end its stream; 0: end at once"}};
+       "camera or stream that drops: retry (0.5 s doubling to 8 s apart) for this many seconds, "
+       "then end its stream; 0: end at once",
+       ParamRange{.low = 0}}};
   source.info = [](const Params& params) {
     // A bad param is a configuration error, at its line (the constructor checks the same).
     check_source_options(source_options(params));
@@ -112,40 +109,42 @@ void register_video_stages(Registry& registry) {
       "Writes an image field to a video (.mp4, .avi, .mkv), numbered PNGs (path ending in '/') "
       "or an MPEG-TS stream (udp://, tcp://), in the order received: use it with "
       "`ordered: true`. {stream} in the path: one output per stream.";
-  sink.params = {{"path", ParamType::text, std::nullopt,
-                  "output .mp4/.avi/.mkv, a folder ending in '/' for PNGs, or udp://host:port "
-                  "or tcp://host:port (MPEG-TS); {stream} in it: one output per stream"},
-                 {"field", ParamType::text, std::string("frame"), "image field to write"},
-                 {"fps", ParamType::number, 0.0, "0: the packets' 'fps' field, else 25"},
-                 {"codec", ParamType::text, std::string(),
-                  "FourCC: avc1 (H.264, plays in browsers), mp4v, MJPG, FFV1 (lossless, .mkv); "
-                  "empty: avc1 for files, mp4v (no encoder delay) for streams"},
-                 {"preset", ParamType::text, std::string("superfast"),
-                  "with codec avc1 to a file: x264's speed preset, ultrafast to veryslow (faster: "
-                  "less CPU, larger files; quality is constant, CRF 20)"},
-                 {"side_by_side", ParamType::text, std::string(),
-                  "second image field written left of 'field' (e.g. input_frame); empty: none"},
-                 {"eye_inset", ParamType::boolean, false,
-                  "with side_by_side: both images' eyes enlarged in a band below them, "
-                  "labelled when a frame was not fully corrected (gaze_strength, gaze_reason)"},
-                 {"max_width", ParamType::integer, std::int64_t{0},
-                  "frames (side by side: the pair) wider than this are written scaled down to "
-                  "it, aspect kept; 0: as they are"},
-                 {"contact_sheet", ParamType::text, std::string(),
-                  "PNG of 6 frames spread over the video; written at close ({stream} in it "
-                  "when in the path)"},
-                 {"markers", ParamType::boolean, false,
-                  "mark the eye landmarks and irises on the contact sheet"},
-                 {"eye_strip", ParamType::text, std::string(),
-                  "PNG of 6 frames' eyes enlarged, before over after (needs side_by_side), "
-                  "each labelled with how much it was corrected and why not fully "
-                  "(gaze_strength, gaze_reason); written at close"},
-                 {"expected_frames", ParamType::integer, std::int64_t{0},
-                  "frames in the video, to space the contact sheet; 0: unknown"},
-                 {"audio", ParamType::boolean, true,
-                  "a video file gets the sound of the video file its frames came from ('media', "
-                  "from video.source), from its first frame to its last, copied at close; left "
-                  "out, with a warning, when frames were dropped on the way"}};
+  sink.params = {
+      {"path", ParamType::text, std::nullopt,
+       "output .mp4/.avi/.mkv, a folder ending in '/' for PNGs, or udp://host:port "
+       "or tcp://host:port (MPEG-TS); {stream} in it: one output per stream"},
+      {"field", ParamType::text, std::string("frame"), "image field to write"},
+      {"fps", ParamType::number, 0.0, "0: the packets' 'fps' field, else 25", ParamRange{.low = 0}},
+      {"codec", ParamType::text, std::string(),
+       "FourCC: avc1 (H.264, plays in browsers), mp4v, MJPG, FFV1 (lossless, .mkv); "
+       "empty: avc1 for files, mp4v (no encoder delay) for streams"},
+      {"preset", ParamType::text, std::string("superfast"),
+       "with codec avc1 to a file: x264's speed preset, ultrafast to veryslow (faster: "
+       "less CPU, larger files; quality is constant, CRF 20)"},
+      {"side_by_side", ParamType::text, std::string(),
+       "second image field written left of 'field' (e.g. input_frame); empty: none"},
+      {"eye_inset", ParamType::boolean, false,
+       "with side_by_side: both images' eyes enlarged in a band below them, "
+       "labelled when a frame was not fully corrected (gaze_strength, gaze_reason)"},
+      {"max_width", ParamType::integer, std::int64_t{0},
+       "frames (side by side: the pair) wider than this are written scaled down to "
+       "it, aspect kept; 0: as they are",
+       ParamRange{.low = 0}},
+      {"contact_sheet", ParamType::text, std::string(),
+       "PNG of 6 frames spread over the video; written at close ({stream} in it "
+       "when in the path)"},
+      {"markers", ParamType::boolean, false,
+       "mark the eye landmarks and irises on the contact sheet"},
+      {"eye_strip", ParamType::text, std::string(),
+       "PNG of 6 frames' eyes enlarged, before over after (needs side_by_side), "
+       "each labelled with how much it was corrected and why not fully "
+       "(gaze_strength, gaze_reason); written at close"},
+      {"expected_frames", ParamType::integer, std::int64_t{0},
+       "frames in the video, to space the contact sheet; 0: unknown", ParamRange{.low = 0}},
+      {"audio", ParamType::boolean, true,
+       "a video file gets the sound of the video file its frames came from ('media', "
+       "from video.source), from its first frame to its last, copied at close; left "
+       "out, with a warning, when frames were dropped on the way"}};
   sink.info = [](const Params& params) {
     // A bad param is a configuration error, at its line (the constructor checks the same).
     check_sink_options(sink_options(params));
