@@ -147,7 +147,7 @@ TEST_F(PluginTest, BadPluginsExitWithTwoNamingTheFile) {
       {dir_ / "libmissing.so", {"no such file", "build the plugin first"}},
       {not_a_library, {"cannot load it: ", "libtext.so"}},
       {plugin("plugin_no_register"), {"not a micromodels plugin", "micromodels_register()"}},
-      {plugin("plugin_wrong_abi"), {"built for plugin ABI 4", "has ABI 3", "rebuild the plugin"}},
+      {plugin("plugin_wrong_abi"), {"built for plugin ABI 5", "has ABI 4", "rebuild the plugin"}},
       {plugin("plugin_duplicate_type"), {"'pass', which already exists"}},
   };
   for (const Case& c : cases) {
@@ -177,7 +177,7 @@ TEST_F(PluginTest, BadPluginsKeyNamesTheLineOfThePipelineFile) {
       {"run", write_pipeline("plugins: [" + plugin("plugin_wrong_abi").string() + "]\n").string()});
   EXPECT_EQ(abi.exit_code, 2);
   EXPECT_TRUE(
-      std::regex_search(abi.err, std::regex(R"(labels\.yaml:2:\d+: .*built for plugin ABI 4)")))
+      std::regex_search(abi.err, std::regex(R"(labels\.yaml:2:\d+: .*built for plugin ABI 5)")))
       << abi.err;
 
   const Result not_a_list = run({"run", write_pipeline("plugins: libx.so\n").string()});
