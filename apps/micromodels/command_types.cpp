@@ -52,6 +52,10 @@ void print_type(const StageType& type) {
       const std::string value = format_param(*spec.default_value);
       fallback = "default " + (value.empty() ? std::string("\"\"") : value);
     }
+    // The values it takes: "default 1.0, at least 0"; a list's numbers each.
+    if (const std::string range = spec.range.str(); !range.empty()) {
+      fallback += ", " + range + (spec.type == ParamType::numbers ? " each" : "");
+    }
     std::printf("    %-*s  %-7s  %s%s%s\n", static_cast<int>(width), spec.name.c_str(),
                 std::string(param_type_name(spec.type)).c_str(), fallback.c_str(),
                 spec.help.empty() ? "" : ": ", spec.help.c_str());

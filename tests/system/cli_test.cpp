@@ -263,6 +263,15 @@ TEST_F(CliTest, TypesListsEveryTypeAndDescribesOne) {
   // The params with their types and defaults, and what an instance reads and writes.
   EXPECT_TRUE(std::regex_search(one.out, std::regex(R"(service_ms\s+number\s+default 1)")))
       << one.out;
+  // The values a param takes, after its default; a param without a range shows none.
+  EXPECT_TRUE(std::regex_search(
+      one.out, std::regex(R"(\n    jitter +number +default 0\.0, within 0\.\.1: relative)")))
+      << one.out;
+  EXPECT_TRUE(std::regex_search(
+      one.out, std::regex(R"(\n    streams +integer +default 1, at least 1: number of streams)")))
+      << one.out;
+  EXPECT_TRUE(std::regex_search(one.out, std::regex(R"(\n    writes +text +default "": field)")))
+      << one.out;
   EXPECT_TRUE(std::regex_search(one.out, std::regex(R"(runs:\s+on threads of its own)")))
       << one.out;
   EXPECT_TRUE(std::regex_search(one.out, std::regex(R"(synthetic\.source  \(source\))")))
@@ -289,7 +298,9 @@ TEST_F(CliTest, TypesShowsNumberDefaultsAsWritten) {
   ASSERT_GT(args.size(), 5U) << list.out;
   const Result all = run(args);
   ASSERT_EQ(all.exit_code, 0) << all.err;
-  EXPECT_NE(all.out.find("default 1.0:"), std::string::npos) << all.out;  // model.sleep's service_ms
+  EXPECT_NE(all.out.find("default 1.0, at least 0:"),
+            std::string::npos)  // model.sleep's service_ms
+      << all.out;
   const std::regex number(R"((default |\[|, )(-?\d+\.\d{8,}))");
   for (std::sregex_iterator it(all.out.begin(), all.out.end(), number), end; it != end; ++it) {
     const double value = std::stod((*it)[2].str());
