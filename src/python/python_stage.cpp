@@ -120,8 +120,27 @@ py::object to_python(const ParamValue& value) {
       value);
 }
 
+// A param's range as a class writes it: (low, high), both inclusive, either None for no bound.
+std::optional<ParamRange> param_range(py::handle value) {
+  if (!py::isinstance<py::tuple>(value) || py::len(value) != 2) return std::nullopt;
+  ParamRange range;
+  for (const bool low : {true, false}) {
+    const py::handle bound = py::reinterpret_borrow<py::tuple>(value)[low ? 0 : 1];
+    if (bound.is_none()) continue;
+    if (py::isinstance<py::bool_>(bound) ||
+        !(py::isinstance<py::int_>(bound) || py::isinstance<py::float_>(bound))) {
+      return std::nullopt;
+    }
+    const auto number = bound.cast<double>();
+    if (!std::isfinite(number)) return std::nullopt;
+    (low ? range.low : range.high) = number;
+  }
+  return range;
+}
+
 // The class attribute `params`: a dict of param name to its default, whose type is the param's
-// (bool, int, float, str, or a list of numbers), or to a tuple (default, "help").
+// (bool, int, float, str, or a list of numbers), or to a tuple (default, "help") or
+// (default, "help", (low, high)).
 std::vector<ParamSpec> declared_params(py::handle cls, const std::string& label) {
   std::vector<ParamSpec> specs;
   if (!py::hasattr(cls, "params")) return specs;
@@ -145,12 +164,21 @@ std::vector<ParamSpec> declared_params(py::handle cls, const std::string& label)
     }
     py::handle fallback = entry;
     if (py::isinstance<py::tuple>(entry)) {
-      const auto pair = py::reinterpret_borrow<py::tuple>(entry);
-      if (pair.size() != 2 || !py::isinstance<py::str>(pair[1])) {
-        throw ParamError("class", at + " is a tuple: write (default, \"help\")");
+      const auto tuple = py::reinterpret_borrow<py::tuple>(entry);
+      if ((tuple.size() != 2 && tuple.size() != 3) || !py::isinstance<py::str>(tuple[1])) {
+        throw ParamError("class", at + " is a tuple: write (default, \"help\") or (default, "
+                                       "\"help\", (low, high))");
       }
-      fallback = pair[0];
-      spec.help = pair[1].cast<std::string>();
+      fallback = tuple[0];
+      spec.help = tuple[1].cast<std::string>();
+      if (tuple.size() == 3) {
+        const std::optional<ParamRange> range = param_range(tuple[2]);
+        if (!range) {
+          throw ParamError("class", at + ": the range " + py::repr(tuple[2]).cast<std::string>() +
+                                        " is not (low, high), each a number or None");
+        }
+        spec.range = *range;
+      }
     }
     const std::optional<ParamValue> typed = param_value(fallback);
     if (!typed) {

@@ -569,6 +569,48 @@ def test_a_param_the_class_does_not_declare_or_of_the_wrong_type_is_refused(
     assert "work.loud=maybe" in result.stderr and "expected true or false" in result.stderr
 
 
+RANGED = """
+    class Ranged:
+        reads = {"value": "int"}
+        writes = {"scaled": "number"}
+        params = {"factor": (2, "multiplier", (1, None)),
+                  "share": (0.5, "kept share", (0, 1)),
+                  "sizes": ([8, 8], "widths", (1, None))}
+
+        def process(self, packet):
+            packet["scaled"] = packet["value"] * self.factor * self.share
+            return packet
+"""
+
+
+def test_a_param_declared_with_a_range_refuses_a_value_outside_it(cli, stages, pipeline):
+    path = stages("ranged", RANGED)
+    file = pipeline(f"""
+        pipeline: ranged
+        stages:
+          - name: source
+            type: synthetic.source
+          - name: work
+            type: python
+            params:
+              module: ranged
+              class: Ranged
+              path: {path}
+              share: 2
+    """)
+    result = run(cli, "inspect", file)
+    assert result.returncode == 2, result.stderr
+    assert f"{file}:12:" in result.stderr  # the `share:` line
+    assert "stage 'work': param 'share' must be within 0..1; got 2" in result.stderr
+    result = run(cli, "inspect", file, "--set", "work.share=1", "--set", "work.factor=0")
+    assert result.returncode == 2, result.stderr
+    assert "work.factor=0: stage 'work': param 'factor' must be at least 1; got 0" in result.stderr
+    result = run(cli, "inspect", file, "--set", "work.share=1", "--set", "work.sizes=[8, 0]")
+    assert "param 'sizes' must be at least 1 each; got [8, 0]" in result.stderr, result.stderr
+    result = run(cli, "inspect", file, "--set", "work.share=1")
+    assert result.returncode == 0, result.stderr
+
+
 def test_params_declarations_that_cannot_be_params_are_configuration_errors(
         cli, stages, pipeline):
     cases = {
@@ -581,6 +623,11 @@ def test_params_declarations_that_cannot_be_params_are_configuration_errors(
             "notparams.Stage.params['process']: the class has an attribute 'process' already",
         "params = {'path': 'x'}": "param 'path': declared again; type 'python' has a param",
         "params = {'radius': (3, 4)}": "notparams.Stage.params['radius'] is a tuple: write (default, \"help\")",
+        "params = {'radius': (3, 'r', 1)}":
+            "notparams.Stage.params['radius']: the range 1 is not (low, high), each a number or None",
+        "params = {'radius': (0, 'r', (1, None))}": "param 'radius': the default 0 is not at least 1",
+        "params = {'name': ('a', 'r', (1, 2))}":
+            "param 'name': a range is for integer, number and list of numbers params, not text",
         "params = {'two words': 1}": "must map param names (identifiers, as they become attributes)",
     }
     for declaration, message in cases.items():
