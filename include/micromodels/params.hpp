@@ -29,14 +29,17 @@ struct ParamRange {
   std::optional<double> high{};
   bool high_exclusive = false;
 
-  [[nodiscard]] bool contains(double value) const noexcept;
+  /// Whether an integer or a number, or each number of a list, is within the bounds (true for
+  /// other values, which have no range).
+  [[nodiscard]] bool contains(const ParamValue& value) const noexcept;
   /// "at least 0", "above 0", "at most 1", "below 1", "within 0..1" (both inclusive), or two
   /// joined: "above 0 and below 1"; "" when there is no bound.
   [[nodiscard]] std::string str() const;
 };
 
 /// One declared parameter. A spec without a default is required. Params::resolve refuses a value
-/// outside the range: "param 'KEY' must be RANGE; got VALUE".
+/// outside the range ("param 'KEY' must be RANGE; got VALUE"); Registry::add refuses a default
+/// outside it, and a range on a boolean or text param.
 struct ParamSpec {
   std::string name{};
   ParamType type = ParamType::text;

@@ -188,20 +188,6 @@ std::optional<ParamValue> coerce(const ParamValue& value, ParamType type) {
   return std::nullopt;
 }
 
-// Whether `value`, or each number of a list, is within `range`; other values have no range.
-bool in_range(const ParamRange& range, const ParamValue& value) {
-  if (const auto* integer = std::get_if<std::int64_t>(&value)) {
-    return range.contains(static_cast<double>(*integer));
-  }
-  if (const auto* number = std::get_if<double>(&value)) {
-    return range.contains(*number);
-  }
-  if (const auto* list = std::get_if<std::vector<double>>(&value)) {
-    return std::all_of(list->begin(), list->end(), [&](double x) { return range.contains(x); });
-  }
-  return true;
-}
-
 std::string prefix(std::string_view stage, std::string_view key) {
   return "stage '" + std::string(stage) + "': param '" + std::string(key) + "': ";
 }
@@ -217,10 +203,22 @@ std::vector<std::string> spec_names(const std::vector<ParamSpec>& specs) {
 
 }  // namespace
 
-bool ParamRange::contains(double value) const noexcept {
-  const bool above_low = !low || (low_exclusive ? value > *low : value >= *low);
-  const bool below_high = !high || (high_exclusive ? value < *high : value <= *high);
-  return above_low && below_high;
+bool ParamRange::contains(const ParamValue& value) const noexcept {
+  const auto within = [this](double x) {
+    const bool above_low = !low || (low_exclusive ? x > *low : x >= *low);
+    const bool below_high = !high || (high_exclusive ? x < *high : x <= *high);
+    return above_low && below_high;
+  };
+  if (const auto* integer = std::get_if<std::int64_t>(&value)) {
+    return within(static_cast<double>(*integer));
+  }
+  if (const auto* number = std::get_if<double>(&value)) {
+    return within(*number);
+  }
+  if (const auto* list = std::get_if<std::vector<double>>(&value)) {
+    return std::all_of(list->begin(), list->end(), within);
+  }
+  return true;
 }
 
 std::string ParamRange::str() const {
@@ -343,7 +341,7 @@ Params Params::resolve(std::string_view stage, const std::vector<ParamSpec>& spe
       }
       throw ParamError(spec.name, message);
     }
-    if (!in_range(spec.range, *typed)) {
+    if (!spec.range.contains(*typed)) {
       // A number as written ("5", not "5.0"); a list whole ("[0, 224]"), its numbers each.
       const auto* number = std::get_if<double>(&*typed);
       std::string message =

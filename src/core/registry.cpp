@@ -38,17 +38,6 @@ bool default_fits(const ParamValue& value, ParamType type) {
   return false;
 }
 
-bool default_in_range(const ParamValue& value, const ParamRange& range) {
-  if (const auto* list = std::get_if<std::vector<double>>(&value)) {
-    return std::all_of(list->begin(), list->end(), [&](double x) { return range.contains(x); });
-  }
-  if (const auto* integer = std::get_if<std::int64_t>(&value)) {
-    return range.contains(static_cast<double>(*integer));
-  }
-  const auto* number = std::get_if<double>(&value);
-  return number == nullptr || range.contains(*number);
-}
-
 // What is wrong with a param as its stage type declares it, or "": a mistake of the type's
 // author, found when the type is registered rather than when a pipeline leaves the param out.
 std::string spec_problem(const ParamSpec& spec) {
@@ -65,7 +54,7 @@ std::string spec_problem(const ParamSpec& spec) {
   if (range.low && range.high && !(*range.low < *range.high || range.contains(*range.low))) {
     return "the range (" + range.str() + ") holds no value";
   }
-  if (spec.default_value && !default_in_range(*spec.default_value, range)) {
+  if (spec.default_value && !range.contains(*spec.default_value)) {
     return "the default " + format_param(*spec.default_value) + " is not " + range.str() +
            (spec.type == ParamType::numbers ? " each" : "");
   }

@@ -136,16 +136,23 @@ TEST(Params, MissingRequiredParamSaysWhatToGive) {
 
 TEST(ParamRange, BoundsAreInclusiveUnlessMarkedExclusive) {
   const ParamRange within{.low = 0, .high = 1};
-  EXPECT_TRUE(within.contains(0));
-  EXPECT_TRUE(within.contains(1));
+  EXPECT_TRUE(within.contains(0.0));
+  EXPECT_TRUE(within.contains(1.0));
   EXPECT_FALSE(within.contains(-0.001));
   EXPECT_FALSE(within.contains(1.001));
   const ParamRange open{.low = 0, .low_exclusive = true, .high = 1, .high_exclusive = true};
-  EXPECT_FALSE(open.contains(0));
+  EXPECT_FALSE(open.contains(0.0));
   EXPECT_TRUE(open.contains(0.5));
-  EXPECT_FALSE(open.contains(1));
+  EXPECT_FALSE(open.contains(1.0));
   EXPECT_TRUE(ParamRange{.high = 2}.contains(-1e300));
   EXPECT_TRUE(ParamRange{}.contains(-1e300));
+  // An integer as the number it is; a list when each of its numbers is in range.
+  EXPECT_TRUE(within.contains(std::int64_t{1}));
+  EXPECT_FALSE(within.contains(std::int64_t{2}));
+  EXPECT_TRUE(within.contains(std::vector<double>{0, 0.5, 1}));
+  EXPECT_FALSE(within.contains(std::vector<double>{0, 1.5}));
+  EXPECT_TRUE(within.contains(std::vector<double>{}));
+  EXPECT_TRUE(within.contains(std::string("text has no range")));
 }
 
 TEST(ParamRange, SaysItsBoundsInWords) {
