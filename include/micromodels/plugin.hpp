@@ -22,7 +22,8 @@ namespace micromodels {
 /// The plugin interface's version: what the engine's public types look like to a plugin. A
 /// plugin built against other headers is refused with an error that asks to rebuild it.
 inline constexpr int kPluginAbi = 4;  // 2: Packet::capture_ns; 3: Stage and Source count events,
-                                      // StageType::more_params; 4: ParamSpec::range
+                                      // StageType::more_params; 4: ParamSpec::range,
+                                      // Stage::forget_stream
 
 /// Loads the plugin at `path` into `registry`: dlopen, the ABI check, then its registration
 /// function, whose types are added only when none of their names is taken. Loading the same file
