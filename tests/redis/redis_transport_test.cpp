@@ -137,39 +137,53 @@ TEST_F(RedisTransportTest, WorkerInTheSameProcessDoesTheWorkWhenTheRunServesNoth
   expect_complete(200);
 }
 
-// A worker serves one run after another. A stage with per-stream state starts each run afresh,
-// as a new run in one process does: a new instance, not the one that numbered the last run's
-// packets of the same stream ids.
-TEST_F(RedisTransportTest, AStatefulStageOfAWorkerStartsEachRunAfresh) {
-  struct Seen {
-    std::mutex mutex;
-    std::vector<std::int64_t> numbers;
+// What `test.numbering` (state: per_stream) saw: each packet with the number its instance gave
+// it, from its own memory of the stream (0, 1, 2, ...; a forgotten stream starts again at 0).
+struct Numbered {
+  struct Record {
+    const void* instance;
+    std::uint32_t stream;
+    std::uint64_t seq;
+    std::int64_t n;
   };
+  std::mutex mutex;
+  std::vector<Record> records;
+};
+
+void add_numbering(Registry& registry, const std::shared_ptr<Numbered>& seen) {
   class Numbering final : public Stage {
    public:
-    explicit Numbering(std::shared_ptr<Seen> seen) : seen_(std::move(seen)) {}
+    explicit Numbering(std::shared_ptr<Numbered> seen) : seen_(std::move(seen)) {}
     void process(Packet packet, std::vector<Packet>& out) override {
       const std::int64_t n = next_[packet.stream]++;  // one consumer per stream at a time
       {
         std::lock_guard lock(seen_->mutex);
-        seen_->numbers.push_back(n);
+        seen_->records.push_back({this, packet.stream, packet.seq, n});
       }
       out.push_back(std::move(packet));
     }
+    void forget_stream(std::uint32_t stream) override { next_.erase(stream); }
 
    private:
-    std::shared_ptr<Seen> seen_;
+    std::shared_ptr<Numbered> seen_;
     std::map<std::uint32_t, std::int64_t> next_;
   };
-  auto seen = std::make_shared<Seen>();
-  Registry registry = Registry::with_builtins();
   StageType numbering;
   numbering.name = "test.numbering";
-  numbering.info = [](const Params&) { return StageInfo{}; };
+  numbering.info = [](const Params&) { return StageInfo{.per_stream = true}; };
   numbering.make = [seen](const Params&) -> std::unique_ptr<Stage> {
     return std::make_unique<Numbering>(seen);
   };
   registry.add(std::move(numbering));
+}
+
+// A worker serves one run after another. A stage with per-stream state starts each run afresh,
+// as a new run in one process does: a new instance, not the one that numbered the last run's
+// packets of the same stream ids.
+TEST_F(RedisTransportTest, AStatefulStageOfAWorkerStartsEachRunAfresh) {
+  auto seen = std::make_shared<Numbered>();
+  Registry registry = Registry::with_builtins();
+  add_numbering(registry, seen);
   const Pipeline p =
       to_sink("count: 20", "  - { name: number, type: test.numbering, state: per_stream }\n");
   Part worker(p, {.role = RedisOptions::Role::worker, .url = redis_url(), .stages = {"number"}},
@@ -188,7 +202,9 @@ TEST_F(RedisTransportTest, AStatefulStageOfAWorkerStartsEachRunAfresh) {
     for (std::int64_t n = 0; n < 20; ++n) want.push_back(n);
   }
   std::lock_guard lock(seen->mutex);
-  EXPECT_EQ(seen->numbers, want);
+  std::vector<std::int64_t> numbers;
+  for (const Numbered::Record& r : seen->records) numbers.push_back(r.n);
+  EXPECT_EQ(numbers, want);
 }
 
 // A worker that gets a partition back (another worker took it, then left) starts its streams
@@ -196,42 +212,9 @@ TEST_F(RedisTransportTest, AStatefulStageOfAWorkerStartsEachRunAfresh) {
 // A per_stream stage numbers each stream's packets from its own memory; wherever an instance
 // meets a stream again after a gap (its seqs ran elsewhere meanwhile), it must number from 0.
 TEST_F(RedisTransportTest, AWorkerThatGetsAPartitionBackStartsItsStreamsAfresh) {
-  struct Seen {
-    std::mutex mutex;
-    struct Record {
-      const void* instance;
-      std::uint32_t stream;
-      std::uint64_t seq;
-      std::int64_t n;  // packets of the stream this instance numbered before, as it remembers
-    };
-    std::vector<Record> records;
-  };
-  class Numbering final : public Stage {
-   public:
-    explicit Numbering(std::shared_ptr<Seen> seen) : seen_(std::move(seen)) {}
-    void process(Packet packet, std::vector<Packet>& out) override {
-      const std::int64_t n = next_[packet.stream]++;  // one consumer per stream at a time
-      {
-        std::lock_guard lock(seen_->mutex);
-        seen_->records.push_back({this, packet.stream, packet.seq, n});
-      }
-      out.push_back(std::move(packet));
-    }
-    void forget_stream(std::uint32_t stream) override { next_.erase(stream); }
-
-   private:
-    std::shared_ptr<Seen> seen_;
-    std::map<std::uint32_t, std::int64_t> next_;
-  };
-  auto seen = std::make_shared<Seen>();
+  auto seen = std::make_shared<Numbered>();
   Registry registry = Registry::with_builtins();
-  StageType numbering;
-  numbering.name = "test.numbering";
-  numbering.info = [](const Params&) { return StageInfo{.per_stream = true}; };
-  numbering.make = [seen](const Params&) -> std::unique_ptr<Stage> {
-    return std::make_unique<Numbering>(seen);
-  };
-  registry.add(std::move(numbering));
+  add_numbering(registry, seen);
   // 4 streams at 100 packets/s each for 5 s: the first worker gets the streams back with
   // seconds to go (the second leaves after about 2 s; a partition moves within a second or two).
   const int count = 500;
@@ -246,9 +229,9 @@ TEST_F(RedisTransportTest, AWorkerThatGetsAPartitionBackStartsItsStreamsAfresh) 
   run.runner.start();
   const auto numbered_by_others = [&] {
     std::lock_guard lock(seen->mutex);
-    return std::count_if(seen->records.begin(), seen->records.end(), [&](const Seen::Record& r) {
-      return r.instance != seen->records[0].instance;
-    });
+    return std::count_if(
+        seen->records.begin(), seen->records.end(),
+        [&](const Numbered::Record& r) { return r.instance != seen->records[0].instance; });
   };
   std::this_thread::sleep_for(500ms);
   {
@@ -266,7 +249,7 @@ TEST_F(RedisTransportTest, AWorkerThatGetsAPartitionBackStartsItsStreamsAfresh) 
   std::lock_guard lock(seen->mutex);
   std::map<std::pair<const void*, std::uint32_t>, std::uint64_t> last;
   int met_again = 0;
-  for (const Seen::Record& r : seen->records) {
+  for (const Numbered::Record& r : seen->records) {
     const auto key = std::make_pair(r.instance, r.stream);
     const auto before = last.find(key);
     if (before == last.end() || r.seq != before->second + 1) {
