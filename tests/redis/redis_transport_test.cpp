@@ -154,18 +154,27 @@ void add_numbering(Registry& registry, const std::shared_ptr<Numbered>& seen) {
   class Numbering final : public Stage {
    public:
     explicit Numbering(std::shared_ptr<Numbered> seen) : seen_(std::move(seen)) {}
+    // One consumer per stream at a time, but the streams' consumers share the map.
     void process(Packet packet, std::vector<Packet>& out) override {
-      const std::int64_t n = next_[packet.stream]++;  // one consumer per stream at a time
+      std::int64_t n = 0;
+      {
+        std::lock_guard lock(mutex_);
+        n = next_[packet.stream]++;
+      }
       {
         std::lock_guard lock(seen_->mutex);
         seen_->records.push_back({this, packet.stream, packet.seq, n});
       }
       out.push_back(std::move(packet));
     }
-    void forget_stream(std::uint32_t stream) override { next_.erase(stream); }
+    void forget_stream(std::uint32_t stream) override {
+      std::lock_guard lock(mutex_);
+      next_.erase(stream);
+    }
 
    private:
     std::shared_ptr<Numbered> seen_;
+    std::mutex mutex_;
     std::map<std::uint32_t, std::int64_t> next_;
   };
   StageType numbering;
