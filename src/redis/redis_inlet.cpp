@@ -72,6 +72,13 @@ Delivery control(Delivery::Kind kind, std::uint32_t stream, std::uint64_t seq, s
 }
 
 // A letter the inlet writes (the engine logs the failures of stages): logged, as an error.
+// A delivery that goes on as a skip of its (stream, seq), the packet left behind.
+void skip_instead(Delivery& d, Delivery::Loss loss) {
+  d.kind = Delivery::Kind::skip;
+  d.loss = loss;
+  d.packet = Packet{.stream = d.packet.stream, .seq = d.packet.seq};
+}
+
 void letter_of_inlet(Session& session, const DeadLetter& letter) {
   log().error("stage '{}': {}{}: dead-lettered to {}", letter.stage, letter.error,
               letter.position ? " (stream " + std::to_string(letter.position->first) + " seq " +
@@ -178,8 +185,7 @@ void RedisInlet::fetch_images(std::vector<Delivery>& out, std::size_t first) {
               "stage '{}': stream {} seq {} was taken over and finished by another "
               "process while this one was held up; skipped here",
               stage_.name(), out[i].packet.stream, out[i].packet.seq);
-          out[i].kind = Delivery::Kind::skip;
-          out[i].packet = Packet{.stream = out[i].packet.stream, .seq = out[i].packet.seq};
+          skip_instead(out[i], Delivery::Loss::none);
         } else {
           fail_delivery(out[i], "image '" + name + "': " + *why);
         }
@@ -225,9 +231,7 @@ void RedisInlet::dead_letter(Delivery& d, const std::string& id, const std::stri
                              .deliveries = deliveries,
                              .position = std::make_pair(d.packet.stream, d.packet.seq),
                              .payload = payload});
-  d.kind = Delivery::Kind::skip;
-  d.loss = Delivery::Loss::dead_lettered;
-  d.packet = Packet{.stream = d.packet.stream, .seq = d.packet.seq};
+  skip_instead(d, Delivery::Loss::dead_lettered);
 }
 
 bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {

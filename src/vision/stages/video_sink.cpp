@@ -678,24 +678,24 @@ void VideoSink::write_contact_sheet(const Output& output) const {
 }
 
 void VideoSink::write_eye_strip(const Output& output) const {
-  // The frames with a face (no face, nothing to show), spread over the video.
-  std::vector<const Kept*> faces;
+  // The frames with a face (no face, nothing to show), with their eyes' box, spread over the
+  // video.
+  std::vector<std::pair<const Kept*, cv::Rect2f>> faces;
   for (const Kept& kept : output.kept) {
     if (kept.other.width == 0 || kept.other.width != kept.frame.width ||
-        kept.other.height != kept.frame.height ||
-        !eyes_box(kept.landmarks, {kept.frame.width, kept.frame.height}, kEyesAspect)) {
+        kept.other.height != kept.frame.height) {
       continue;
     }
-    faces.push_back(&kept);
+    const auto box = eyes_box(kept.landmarks, {kept.frame.width, kept.frame.height}, kEyesAspect);
+    if (box) faces.emplace_back(&kept, *box);
   }
   std::vector<cv::Mat> tiles;
-  for (const Kept* kept : spread_over(faces)) {
+  for (const auto& [kept, box] : spread_over(faces)) {
     const cv::Mat after = bgr8(kept->frame, options_.field);
     const cv::Mat before = bgr8(kept->other, options_.side_by_side);
-    const auto box = eyes_box(kept->landmarks, after.size(), kEyesAspect);
     const cv::Size size(kStripTileWidth, static_cast<int>(std::lround(kStripTileWidth / kEyesAspect)));
-    cv::Mat top = enlarge(before, *box, size);
-    cv::Mat bottom = enlarge(after, *box, size);
+    cv::Mat top = enlarge(before, box, size);
+    cv::Mat bottom = enlarge(after, box, size);
     label(top, "#" + std::to_string(kept->seq) + " before", {6, 18}, 0.5);
     label(bottom, kept->note.empty() ? "after" : "after: " + kept->note, {6, 18}, 0.5);
     cv::Mat tile;
