@@ -26,6 +26,8 @@ constexpr std::int64_t kChunkBelowNs = 20'000;
 constexpr std::int64_t kPrefetchBelowNs = 1'000'000;
 // Most deliveries an inlet hands over in one turn.
 constexpr std::size_t kMostTaken = 256;
+// The longest take an inlet's prefetch allows for (a broker's round trips).
+constexpr std::int64_t kLongestTakeNs = 100'000'000;
 
 std::int64_t ns_between(std::int64_t a, std::int64_t b) { return b - a; }
 
@@ -59,20 +61,30 @@ std::size_t Engine::downstream_room(const Node& node) const {
   return room;
 }
 
-std::size_t Engine::inlet_room(const Node& stage) const {
+std::size_t Engine::inlet_room(const Node& inlet) const {
+  const Node& stage = *inlet.outputs.front().node;
   if (stage.queue.overflow() != Overflow::block) return kMostTaken;  // the queue drops, never waits
   const std::size_t depth = stage.queue.depth();
   const std::size_t capacity = stage.queue.capacity();
   if (depth >= capacity) return 0;
   std::size_t room = std::min(capacity - depth, kMostTaken);
-  if (stage.service_ewma_ns.load(std::memory_order_relaxed) >= kPrefetchBelowNs) {
+  const std::int64_t service_ns = stage.service_ewma_ns.load(std::memory_order_relaxed);
+  if (service_ns >= kPrefetchBelowNs) {
     // One call's worth (a packet, or a batch of max_batch) waiting per consumer, besides the one
-    // it works on.
-    const std::size_t per_consumer = 1 + std::max<std::size_t>(1, stage.config.max_batch);
-    const auto want =
-        per_consumer * static_cast<std::size_t>(stage.consumers.load(std::memory_order_relaxed));
+    // it works on. With a broker some milliseconds away, a take lasts longer than a call: the
+    // consumers would wait for each round trip. There the queue keeps, on top, what they get
+    // through during one take ("in transit"), and the next take waits until it can bring that
+    // much: one round trip brings what the consumers use up during one, not a packet at a time.
+    const auto consumers =
+        static_cast<std::size_t>(stage.consumers.load(std::memory_order_relaxed));
+    const std::size_t in_transit =
+        consumers *
+        static_cast<std::size_t>(inlet.take_ewma_ns.load(std::memory_order_relaxed) / service_ns);
+    const std::size_t want =
+        consumers * (1 + std::max<std::size_t>(1, stage.config.max_batch)) + 2 * in_transit;
     const std::size_t have = static_cast<std::size_t>(stage.active.load(std::memory_order_relaxed)) + depth;
     room = std::min(room, want > have ? want - have : 0);
+    if (room < std::min(in_transit, capacity / 2)) return 0;
   }
   return room;
 }
@@ -82,7 +94,7 @@ bool Engine::ready_locked(Node& node) const {
     case Node::Kind::source:
       return !node.ended && (stopping_ || sources_stopping_ || !downstream_full(node));
     case Node::Kind::inlet:
-      return !node.ended && (stopping_ || inlet_room(*node.outputs.front().node) > 0);
+      return !node.ended && (stopping_ || inlet_room(node) > 0);
     case Node::Kind::stage:
       break;
   }
@@ -211,12 +223,20 @@ void Engine::serve_inlet(Node& node) {
   got.clear();
   bool more = true;
   std::string error;
-  if (!contained([&] { more = node.inlet->take(got, inlet_room(to)); }, error)) {
+  const auto t0 = stamp();
+  if (!contained([&] { more = node.inlet->take(got, inlet_room(node)); }, error)) {
     fail(std::make_exception_ptr(std::runtime_error("stage '" + to.config.name +
                                                     "': its inlet failed: " + error)));
     more = false;
   }
-  stamp();
+  const auto t1 = stamp();
+  if (!got.empty()) {
+    // A take that waited for entries to arrive measures the source's pace, not the broker's
+    // round trip: counted up to kLongestTakeNs.
+    const auto spent = std::min(ns_between(t0, t1), kLongestTakeNs);
+    const auto ewma = node.take_ewma_ns.load(std::memory_order_relaxed);
+    node.take_ewma_ns.store(ewma + (spent - ewma) / 8, std::memory_order_relaxed);
+  }
   for (Delivery& d : got) {
     const Edge edge{&to, d.input};
     switch (d.kind) {

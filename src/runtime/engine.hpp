@@ -141,6 +141,8 @@ class Node {
   std::atomic<std::uint64_t> skipped{0};    // "will never come" notices that reached it
   std::atomic<std::int64_t> busy_ns{0};
   std::atomic<std::int64_t> service_ewma_ns{1'000'000};  // until measured: assume slow
+  std::atomic<std::int64_t> take_ewma_ns{0};  // an inlet: how long a take that brought deliveries
+                                              // lasted (its broker's round trips)
   std::atomic<std::int64_t> capacity_ns{0};  // consumer-nanoseconds available until last_change
   Histogram wait;
   Histogram service;
@@ -204,7 +206,7 @@ class Engine {
   bool downstream_full(const Node& node) const;
   // The fewest packets a queue that `node` feeds (and that waits when full) has room for.
   std::size_t downstream_room(const Node& node) const;
-  std::size_t inlet_room(const Node& stage) const;
+  std::size_t inlet_room(const Node& inlet) const;
   bool claim_locked(Node& node) const;
   void try_activate(Node& node);
   void finish_turn(Node& node);
