@@ -46,9 +46,7 @@ RedisOutlet::RedisOutlet(Session& session, const PlanStage& from, const PlanStag
       blocks_(to.config.overflow == Overflow::block &&
               !(from.source() && session.plan->pipeline().live())),
       sheds_(from.source() && session.plan->pipeline().live()),
-      probe_below_(
-          sheds_ ? std::max<long long>(1, static_cast<long long>(to.config.queue_capacity) / 2)
-                 : 1),
+      probe_below_(std::max<long long>(1, static_cast<long long>(to.config.queue_capacity) / 2)),
       keys_(session.keys(to)),
       limit_(static_cast<long long>(to.config.queue_capacity)) {
   std::lock_guard lock(session_.parts_mutex);
@@ -120,6 +118,9 @@ void RedisOutlet::add(Entry::Kind kind, std::uint32_t stream, std::uint64_t seq,
   Args args{"XADD", keys_[entry.stream % keys_.size()], "*", kEntryField};
   session_.writer.add(std::move(args.add(std::move(value))));
   ++adds_;  // after: a probe never misses it (probe())
+  // Half the room used: the backlog is asked for now, while the stage still has room, so that
+  // a reader some milliseconds away has the stage held for no round trip when it keeps up.
+  if (blocks_ && room() < probe_below_) wait_for_room();
 }
 
 bool RedisOutlet::full() const {
@@ -185,14 +186,12 @@ void RedisOutlet::probe() {
           room > 0 ? kProbeFirstNs
                    : std::min(std::max(probe_every_ns_.load(), kProbeFirstNs) * 2, kProbeMostNs);
       probing_ = false;
-      // Room, or the process stops (full() waits no more): the stage feeding it goes on.
       if ((room >= probe_below_ || session_.stopping()) && waiting_.exchange(false)) {
-        {
-          std::lock_guard lock(session_.parts_mutex);
-          --session_.outlets_waiting;
-        }
-        if (wake) wake();
+        std::lock_guard lock(session_.parts_mutex);
+        --session_.outlets_waiting;
       }
+      // Room, or the process stops (full() waits no more): the stage feeding it goes on.
+      if ((room > 0 || session_.stopping()) && wake) wake();
     });
   }
 }

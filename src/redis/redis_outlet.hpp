@@ -19,7 +19,8 @@ class Session;
 /// Adds entries to the streams of stage `to` through the session's writer. Back-pressure: a
 /// stage whose overflow policy is `block` takes more only while its backlog in Redis (entries
 /// not yet delivered to any consumer) is under its queue capacity; the outlet counts its adds
-/// against the room the last probe found, and the writer probes again when it runs out. In live
+/// against the room the last probe found, and the writer probes again once half of it is used,
+/// until a probe finds half the capacity free. In live
 /// mode an outlet of a source never holds it back: while the backlog is at the capacity and
 /// nobody has read the stream for half a second (its worker stopped), it sends an `unserved` entry
 /// in place of each packet, which the stage counts as its drop, so that the stream does not grow by
@@ -63,8 +64,8 @@ class RedisOutlet final : public Outlet {
   std::atomic<bool> unread_{false};  // the probes found the same entries delivered for a while
   std::string last_delivered_;       // what the probes found (the writer's thread)
   std::int64_t delivered_changed_ns_ = 0;  // when last_delivered_ last changed
-  // Probes run while the room the outlet counts is below this: for `sheds_` from half the
-  // capacity on, so that a stage that reads its stream has its room back before any drop.
+  // Probes run while the room the outlet counts is below this, half the capacity: a stage that
+  // reads its stream has its room back before the producer waits (or, `sheds_`, drops).
   const long long probe_below_;
   const std::vector<std::string> keys_;
   // The room in the stage's backlog is limit_ - adds_: the last probe set limit_ to the capacity
