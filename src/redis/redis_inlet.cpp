@@ -268,7 +268,7 @@ bool RedisInlet::read(std::vector<Delivery>& out, std::size_t max) {
       if (!paused_ && mode_ == Mode::partitioned) lease_round(out);
       // The run process alone reads a sink: what another consumer holds there, an older run's
       // process read before it noticed this run.
-      if (mode_ == Mode::sink && !paused_) claim_strays(0, out);
+      if (mode_ == Mode::sink && !paused_) claim_strays({0}, out);
     }
     if (paused_) {
       std::this_thread::sleep_for(std::chrono::milliseconds(kBlockMs));
@@ -583,9 +583,7 @@ void RedisInlet::lease_round(std::vector<Delivery>& out) {
       break;
     }
   }
-  for (std::size_t k = 0; k < keys_.size() && !paused_; ++k) {
-    if (ledger_.owned(k)) claim_strays(k, out);
-  }
+  if (!paused_) claim_strays(ledger_.readable(), out);
   if (paused_) give_up_all(out, true);
 }
 
@@ -639,26 +637,32 @@ void RedisInlet::give_up(std::size_t k, std::vector<Delivery>& out, bool release
   }
 }
 
-// Entries of our partition pending on another consumer: a former owner read them after its
+// Entries of our partitions pending on another consumer: a former owner read them after its
 // lease had expired and before it noticed, or (a sink) an older run's process read them. They
-// are ours to run.
-void RedisInlet::claim_strays(std::size_t k, std::vector<Delivery>& out) {
-  const Reply pending = conn_->command({"XPENDING", keys_[k], group_, "-", "+", "256"});
-  Args claim{"XCLAIM", keys_[k], group_, consumer_, "0"};
-  std::size_t strays = 0;
-  for (std::size_t i = 0; i < size(pending.get()); ++i) {
-    const redisReply* p = at(pending.get(), i);
-    const std::string_view holder = text(at(p, 1));
-    // A sink leaves what it refused (another pipeline version's) where refuse() put it.
-    if (holder == consumer_ || (mode_ == Mode::sink && holder == group_ + ":refused")) continue;
-    claim.add(text(at(p, 0)));
-    ++strays;
+// are ours to run. One round trip asks for all the partitions (a broker far away would
+// otherwise hold the reads up for one round trip per partition).
+void RedisInlet::claim_strays(const std::vector<std::size_t>& parts, std::vector<Delivery>& out) {
+  for (std::size_t k : parts) conn_->append({"XPENDING", keys_[k], group_, "-", "+", "256"});
+  std::vector<Reply> pending;
+  for (std::size_t i = 0; i < parts.size(); ++i) pending.push_back(conn_->read("XPENDING"));
+  for (std::size_t i = 0; i < parts.size() && !paused_; ++i) {
+    const std::size_t k = parts[i];
+    Args claim{"XCLAIM", keys_[k], group_, consumer_, "0"};
+    std::size_t strays = 0;
+    for (std::size_t e = 0; e < size(pending[i].get()); ++e) {
+      const redisReply* p = at(pending[i].get(), e);
+      const std::string_view holder = text(at(p, 1));
+      // A sink leaves what it refused (another pipeline version's) where refuse() put it.
+      if (holder == consumer_ || (mode_ == Mode::sink && holder == group_ + ":refused")) continue;
+      claim.add(text(at(p, 0)));
+      ++strays;
+    }
+    if (strays == 0) continue;
+    const Reply claimed = conn_->command(claim);
+    log().info("stage '{}': claimed {} entries of {} that another process had read", stage_.name(),
+               size(claimed.get()), keys_[k]);
+    accept_all(claimed.get(), k, out);
   }
-  if (strays == 0) return;
-  const Reply claimed = conn_->command(claim);
-  log().info("stage '{}': claimed {} entries of {} that another process had read", stage_.name(),
-             size(claimed.get()), keys_[k]);
-  accept_all(claimed.get(), k, out);
 }
 
 // Entries of a new run: what was known of the old one does not apply.

@@ -89,7 +89,7 @@ class RedisInlet final : public Inlet {
   void claim_pending(std::size_t part, std::vector<Delivery>& out);
   void give_up(std::size_t part, std::vector<Delivery>& out, bool release);
   void give_up_all(std::vector<Delivery>& out, bool release);
-  void claim_strays(std::size_t part, std::vector<Delivery>& out);
+  void claim_strays(const std::vector<std::size_t>& parts, std::vector<Delivery>& out);
   void new_run(std::vector<Delivery>& out);
   void hold(const Delivery& d, std::set<std::string> keys);
   void skip_keys(Delivery& d, std::string_view payload);
