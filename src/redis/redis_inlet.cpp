@@ -555,6 +555,18 @@ std::string RedisInlet::claim(std::size_t k, const std::string& idle, const std:
 // stopped process's at once, a dead one's once its lease expired), hand one back when others
 // came to share, and claim what a former owner read of ours after its lease ran out.
 void RedisInlet::lease_round(std::vector<Delivery>& out) {
+  // A lease that went while this process went on may have gone with the last run: a run's start
+  // deletes them, and this process learns of the run from its first entry, which a broker far
+  // away delivers some round trips after the keeper found the leases gone. Not a loss, then.
+  bool lost = false;
+  for (std::size_t k = 0; k < keys_.size(); ++k) lost = lost || ledger_.lost(k);
+  if (lost && !session_.is_run()) {
+    session_.is_current_run(*conn_, 0);  // reads the run record
+    if (session_.run() != run_) {
+      new_run(out);
+      return;
+    }
+  }
   std::size_t owned = 0;
   for (std::size_t k = 0; k < keys_.size(); ++k) {
     if (ledger_.lost(k)) {

@@ -177,8 +177,11 @@ void Session::begin_run(Connection& conn) {
                          static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()));
   run_ = random() | 1;  // never 0: no run
   run_version_ = version;
-  // One DEL per hash slot (docs/distributed.md, "Keys"): the pipeline's keys, then each stage's.
-  conn.ok({"DEL", names->dead_letter(), names->hops(), names->streams(), names->counters()});
+  // One DEL per hash slot (docs/distributed.md, "Keys"): the pipeline's keys, then each stage's,
+  // and the run record, in one round trip: a worker that finds its leases gone finds the new
+  // run too (RedisInlet::lease_round), however far away Redis is.
+  std::vector<Args> reset{
+      {"DEL", names->dead_letter(), names->hops(), names->streams(), names->counters()}};
   Args streams{"HSET", names->streams()};
   for (const PlanStage& stage : plan->stages()) {
     if (stage.source()) continue;
@@ -187,7 +190,16 @@ void Session::begin_run(Connection& conn) {
       del.add(key).add(names->lease(key)).add(names->next_seq(key));
       streams.add(key).add(stage.name());
     }
-    conn.ok(del);
+    reset.push_back(std::move(del));
+  }
+  reset.push_back({"SET", names->run(), version_text(run_) + " " + version_text(version)});
+  for (const Args& command : reset) conn.append(command);
+  for (const Args& command : reset) {
+    const Reply reply = conn.read(command.items()[0].c_str());
+    if (is_error(reply.get())) {
+      throw std::runtime_error("Redis " + command.items()[0] +
+                               " failed: " + std::string(text(reply.get())));
+    }
   }
   for (const PlanStage& stage : plan->stages()) {
     // A worker that read the old stream may have made the new one (and its group) already.
@@ -197,7 +209,6 @@ void Session::begin_run(Connection& conn) {
   }
   conn.ok(streams);
   conn.ok({"SADD", StreamNames::pipelines(), plan->pipeline().name()});
-  conn.ok({"SET", names->run(), version_text(run_) + " " + version_text(version)});
 }
 
 void create_group(Connection& conn, const std::string& key, const std::string& group) {
