@@ -1,6 +1,8 @@
 #include "redis_connection.hpp"
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 
 #include "micromodels/redis.hpp"
@@ -55,6 +57,9 @@ void Connection::authenticate() {
   try {
     reply = command(hello);
   } catch (const BrokerError& e) {
+    // A server that speaks TLS only closes the connection on a plain command; a silent one is
+    // the network.
+    if (timed_out()) throw;
     throw BrokerError(BrokerError::Kind::unreachable,
                       std::string(e.what()) +
                           ". If that server speaks TLS only, reach it through a local stunnel "
@@ -83,7 +88,18 @@ void Connection::authenticate() {
                         "MICROMODELS_REDIS_PASSWORD_FILE names) and the user in the URL");
 }
 
+bool Connection::timed_out() const {
+  return context_->err == REDIS_ERR_IO &&
+         std::string_view(context_->errstr) == std::strerror(EAGAIN);
+}
+
 void Connection::io_failed(const char* doing) {
+  if (timed_out()) {
+    throw BrokerError(BrokerError::Kind::unreachable,
+                      "Redis at " + url_.where() + ": no reply to " + doing + " within " +
+                          std::to_string(kTimeout.tv_sec) +
+                          " s (the network to it went silent, or it is busy with a long command)");
+  }
   const std::string why = context_->errstr[0] != '\0' ? context_->errstr : "connection lost";
   throw BrokerError(BrokerError::Kind::unreachable, std::string("Redis at ") + url_.where() + ": " +
                                                         doing + " failed (" + why + ")");

@@ -67,6 +67,8 @@ class Connection {
   void authenticate();
   /// Owns what hiredis returned: throws for none (an I/O failure while `doing`) and for NOPERM.
   Reply checked(void* reply, const char* doing);
+  /// The last I/O failure was a reply that did not come within the timeout.
+  [[nodiscard]] bool timed_out() const;
   [[noreturn]] void io_failed(const char* doing);
   RedisUrl url_;
   std::unique_ptr<redisContext, void (*)(redisContext*)> context_;
