@@ -24,7 +24,7 @@ void add_control_options(CLI::App& command, ControlCliOptions& options) {
     try {
       probe_control_options({.listen = options.listen, .token = options.token});
     } catch (const std::exception& e) {
-      throw CLI::ValidationError(e.what());
+      throw EndpointRefused(e.what());
     }
   });
 }

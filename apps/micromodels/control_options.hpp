@@ -19,6 +19,14 @@ struct ControlCliOptions {
   std::string token;   // --token or MICROMODELS_TOKEN
 };
 
+/// --listen or --token cannot be served (a port in use, an address not this machine's, no token
+/// off loopback): the command line itself is well formed, so the error says what to change
+/// without the usage hint CLI11 adds to a parse error.
+class EndpointRefused : public CLI::ValidationError {
+ public:
+  explicit EndpointRefused(const std::string& what) : CLI::ValidationError(what) {}
+};
+
 /// Adds --listen and --token to `command`. A non-loopback --listen without a token, or a port
 /// in use, is refused while the command line is parsed, before any stage is built (exit 2).
 void add_control_options(CLI::App& command, ControlCliOptions& options);

@@ -22,6 +22,7 @@
 #endif
 
 #include "commands.hpp"
+#include "control_options.hpp"
 #include "detail/suggest.hpp"
 #include "exit_codes.hpp"
 
@@ -129,6 +130,9 @@ int run_tool(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+  } catch (const EndpointRefused& e) {
+    std::cerr << "error: " << e.what() << '\n';
+    return kExitConfigError;
   } catch (const CLI::ParseError& e) {
     // --help and --version arrive here too, with exit code 0.
     return app.exit(e) == 0 ? kExitOk : kExitConfigError;

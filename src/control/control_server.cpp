@@ -249,9 +249,10 @@ ControlServer::ControlServer(Run& run, ControlOptions options) {
     state.port = state.server.bind_to_port(address.host, address.port) ? address.port : -1;
   }
   if (state.port <= 0) {
-    const std::string reason = errno != 0 ? std::strerror(errno) : "cannot bind";
+    const int failure = errno;
+    const std::string reason = failure != 0 ? std::strerror(failure) : "cannot bind";
     throw std::runtime_error("control endpoint: cannot listen on " + state.options.listen + ": " +
-                             reason + " (is the port in use? port 0 picks a free one)");
+                             reason + detail::listen_advice(failure));
   }
   state.thread = std::thread([&state] { state.server.listen_after_bind(); });
   // stop() only takes effect once the server runs: a server destroyed sooner would never end.

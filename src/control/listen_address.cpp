@@ -67,7 +67,7 @@ ListenAddress parse_listen_address(std::string_view text) {
 }
 
 void probe_listen_address(const ListenAddress& address) {
-  if (address.port == 0) return;  // any free port: nothing to collide with
+  // Port 0 too: any free port collides with nothing, but the address may not be this machine's.
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -80,6 +80,7 @@ void probe_listen_address(const ListenAddress& address) {
                              ::gai_strerror(error));
   }
   std::string reason = "no usable address";
+  int failure = 0;
   bool bound = false;
   for (const addrinfo* a = found; a != nullptr && !bound; a = a->ai_next) {
     const int socket = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
@@ -87,13 +88,30 @@ void probe_listen_address(const ListenAddress& address) {
     const int yes = 1;
     ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);  // as the server does
     bound = ::bind(socket, a->ai_addr, a->ai_addrlen) == 0;
-    if (!bound) reason = std::strerror(errno);
+    if (!bound) {
+      failure = errno;
+      reason = std::strerror(failure);
+    }
     ::close(socket);
   }
   ::freeaddrinfo(found);
   if (!bound) {
     throw std::runtime_error("cannot listen on " + http_url(address.host, address.port).substr(7) +
-                             ": " + reason + " (is the port in use? port 0 picks a free one)");
+                             ": " + reason + listen_advice(failure));
+  }
+}
+
+std::string listen_advice(int error) {
+  switch (error) {
+    case EADDRINUSE:
+      return " (another process listens on that port: pick another; port 0 picks a free one)";
+    case EADDRNOTAVAIL:
+      return " (that address is not one of this machine's: use 127.0.0.1, 0.0.0.0 for every "
+             "interface, or an address `ip addr` lists)";
+    case EACCES:
+      return " (a port below 1024 needs privileges: use a higher one; port 0 picks a free one)";
+    default:
+      return "";
   }
 }
 

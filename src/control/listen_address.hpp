@@ -21,6 +21,10 @@ struct ListenAddress {
 /// refuse before it builds its stages rather than after.
 void probe_listen_address(const ListenAddress& address);
 
+/// What to do when binding failed with `error` (an errno): "port 0 picks a free one" for a
+/// port in use, an address of this machine for one that is not.
+[[nodiscard]] std::string listen_advice(int error);
+
 /// "http://HOST:PORT", with IPv6 hosts in brackets.
 [[nodiscard]] std::string http_url(const std::string& host, int port);
 

@@ -523,6 +523,18 @@ TEST_F(ControlTest, ListeningBeyondLoopbackNeedsAToken) {
   EXPECT_NE(in_use.err.find("cannot listen on 127.0.0.1:" + port + ": Address already in use"),
             std::string::npos)
       << in_use.err;
+  EXPECT_NE(in_use.err.find("another process listens on that port"), std::string::npos)
+      << in_use.err;
+  // The command line is well formed: no usage hint.
+  EXPECT_EQ(in_use.err.find("--help"), std::string::npos) << in_use.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out.jsonl")) << "nothing ran";
+
+  // An address that is not this machine's is said to be that, not a port in use.
+  const ToolResult elsewhere =
+      tool("elsewhere", {"run", pipeline.string(), "--listen", "192.0.2.1:0", "--token", "t0ken"});
+  EXPECT_EQ(elsewhere.exit_code, 2) << elsewhere.err;
+  EXPECT_NE(elsewhere.err.find("not one of this machine's"), std::string::npos) << elsewhere.err;
+  EXPECT_EQ(elsewhere.err.find("in use"), std::string::npos) << elsewhere.err;
   EXPECT_FALSE(fs::exists(dir_ / "out.jsonl")) << "nothing ran";
 }
 
