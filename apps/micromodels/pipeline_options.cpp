@@ -94,10 +94,17 @@ void add_pipeline_options(CLI::App& command, PipelineOptions& options) {
 }
 
 void add_trace_option(CLI::App& command, std::string& path) {
-  command.add_option("--trace", path,
-                     "Write per-packet timings of this process (queue wait, service time, thread) "
-                     "as Chrome trace-event JSON to this file, for Perfetto (overrides the "
-                     "file's trace.path)");
+  command
+      .add_option("--trace", path,
+                  "Write per-packet timings of this process (queue wait, service time, thread) "
+                  "as Chrome trace-event JSON to this file, for Perfetto (overrides the "
+                  "file's trace.path)")
+      ->check(CLI::Validator(
+          [](const std::string& file) -> std::string {
+            return file.empty() ? "an empty path: give the file to write, e.g. --trace trace.json"
+                                : "";
+          },
+          "FILE"));
 }
 
 void apply_trace_option(Pipeline& pipeline, const std::string& path) {

@@ -558,6 +558,14 @@ TEST_F(CliTest, UnwritableTracePathFailsBeforeRunning) {
   EXPECT_FALSE(fs::exists(dir_ / "out.jsonl")) << "nothing ran";
 }
 
+TEST_F(CliTest, AnEmptyTracePathIsRefusedNotIgnored) {
+  const fs::path good = write_pipeline(10);
+  const Result r = run({"run", good.string(), "-q", "--trace", ""});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--trace: an empty path"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out.jsonl")) << "nothing ran";
+}
+
 TEST_F(CliTest, TraceSizeBoundThinsSamplingWithOneLogLineEach) {
   const fs::path trace = dir_ / "bounded.json";
   const fs::path file = dir_ / "bounded.yaml";
