@@ -2,7 +2,8 @@
 // (driven by puppeteer-core) opens it, and every effect is checked through /status, not
 // through the page. Saves screenshots in out/test-logs/ (dashboard.png, dashboard-token.png).
 //
-// Also dashboard-preview.png: a 12-stage video pipeline in rows, and its preview playing.
+// Also dashboard-preview.png: a 12-stage video pipeline in rows, and its preview playing;
+// dashboard-fanout.png: a wrapped graph whose last column has two sinks of one input.
 //
 //   node tests/browser/dashboard_test.mjs    (ctest -L browser sets the variables below; run as
 //   a plain script, not under `node --test`, so that its skip, exit 77, reaches ctest)
@@ -343,6 +344,95 @@ test("a long pipeline wraps into rows, and the preview panel plays a stage's fra
   });
   await page.waitForFunction(() => /no preview: the packets leaving stage 'stage3' have no field 'nope'; its image fields: frame/
     .test(document.querySelector("#preview-state").textContent), { timeout: 15000 });
+  assert.deepEqual(pageErrors, []);
+  await page.close();
+  await stop(run.child);
+});
+
+// source, p1..p11 in a line (p5 sleeps), then two sinks that both read p11: at 1400 px the
+// graph wraps, and the two sinks share the last column, one below the other.
+function fanOutPipeline() {
+  const middle = [];
+  for (let i = 1; i <= 11; i++) {
+    middle.push(i === 5
+      ? `  - name: p${i}\n    type: model.sleep\n    params: { service_ms: 1 }`
+      : `  - name: p${i}\n    type: pass`);
+  }
+  const sink = (name) => `  - name: ${name}\n    type: sink.jsonl\n    inputs: [p11]\n` +
+    `    params: { path: ${JSON.stringify(path.join(dir, name + ".jsonl"))} }`;
+  const file = path.join(dir, "fanout.yaml");
+  fs.writeFileSync(file, `pipeline: dashboard_fanout
+stages:
+  - name: source
+    type: synthetic.source
+    params: { count: 100000000, rate: 200 }
+${middle.join("\n")}
+${sink("sink_a")}
+${sink("sink_b")}
+`);
+  return file;
+}
+
+// Each edge the page draws: the stages it joins (data-from, data-to), where it starts and ends,
+// and the cards other than those two that one of its points (every 3 px) falls inside.
+const drawnEdges = (page) => page.evaluate(() => {
+  const boxes = [...document.querySelectorAll(".stage")].map((c) => ({
+    name: c.dataset.stage, left: c.offsetLeft, top: c.offsetTop,
+    right: c.offsetLeft + c.offsetWidth, bottom: c.offsetTop + c.offsetHeight }));
+  return [...document.querySelectorAll("path.edge")].map((p) => {
+    const length = p.getTotalLength();
+    const crossed = new Set();
+    for (let at = 0; at <= length; at += 3) {
+      const { x, y } = p.getPointAtLength(at);
+      for (const b of boxes) {
+        if (b.name !== p.dataset.from && b.name !== p.dataset.to &&
+            x > b.left + 1 && x < b.right - 1 && y > b.top + 1 && y < b.bottom - 1) crossed.add(b.name);
+      }
+    }
+    const start = p.getPointAtLength(0), end = p.getPointAtLength(length);
+    return { from: p.dataset.from, to: p.dataset.to, crossed: [...crossed],
+             start: { x: start.x, y: start.y }, end: { x: end.x, y: end.y } };
+  });
+});
+
+test("in a wrapped graph, every edge comes from its real input and crosses no other card", async () => {
+  const run = startRun("127.0.0.1:0", {}, ["run", fanOutPipeline(), "-q"]);
+  runs.push(run.child);
+  const url = await run.url;
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1400, height: 1300 });
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  await page.goto(url + "/", { waitUntil: "load" });
+  await page.waitForFunction(() => document.querySelectorAll(".stage").length === 14 &&
+    document.querySelectorAll("path.edge").length === 13, { timeout: 10000 });
+  await new Promise((r) => setTimeout(r, 1000));  // the cards' figures filled in, placed again
+
+  const cards = Object.fromEntries(await page.$$eval(".stage", (all) => all.map((c) => [c.dataset.stage,
+    { left: c.offsetLeft, top: c.offsetTop, right: c.offsetLeft + c.offsetWidth, bottom: c.offsetTop + c.offsetHeight }])));
+  // The case: the graph wraps, and sink_b sits below sink_a in the next row.
+  assert.ok(cards.p4.top > cards.source.top, `no wrap: ${JSON.stringify(cards)}`);
+  assert.equal(cards.sink_b.left, cards.sink_a.left);
+  assert.ok(cards.sink_b.top > cards.sink_a.bottom && cards.sink_a.top > cards.p11.bottom,
+            JSON.stringify(cards));
+
+  // Exactly the edges /status gives (each stage from its inputs), each leaving its input's card
+  // at its right side, ending at its own card's border and passing through no other card.
+  const doc = await status(url);
+  const expected = doc.stages.flatMap((s) => s.inputs.map((input) => `${input} -> ${s.name}`)).sort();
+  const edges = await drawnEdges(page);
+  assert.deepEqual(edges.map((e) => `${e.from} -> ${e.to}`).sort(), expected);
+  const near = (a, b) => Math.abs(a - b) <= 3;
+  for (const e of edges) {
+    const from = cards[e.from], to = cards[e.to];
+    assert.deepEqual(e.crossed, [], `${e.from} -> ${e.to} runs through ${e.crossed}`);
+    assert.ok(near(e.start.x, from.right) && e.start.y > from.top && e.start.y < from.bottom,
+              `${e.from} -> ${e.to} does not start at ${e.from}: ${JSON.stringify(e)}`);
+    const onLeftOrRight = (near(e.end.x, to.left) || near(e.end.x, to.right)) && e.end.y > to.top && e.end.y < to.bottom;
+    const onTop = near(e.end.y, to.top) && e.end.x > to.left && e.end.x < to.right;
+    assert.ok(onLeftOrRight || onTop, `${e.from} -> ${e.to} does not end at ${e.to}: ${JSON.stringify(e)}`);
+  }
+  await page.screenshot({ path: path.join(logDir, "dashboard-fanout.png"), fullPage: true });
   assert.deepEqual(pageErrors, []);
   await page.close();
   await stop(run.child);

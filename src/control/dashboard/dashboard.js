@@ -323,8 +323,14 @@ function build(stages) {
 
 // Places the cards in columns by depth and draws the edges; after every update, since a
 // card's height follows its text. A pipeline deeper than the page is wide wraps: its columns go
-// on in a row below, and an edge into the next row turns back along the gap between the rows
-// and enters its card from the top.
+// on in a row below.
+// An edge never crosses a card, so that it cannot be read as coming from another one: from a
+// card to the next column of its row it is a curve; into the first card of a column of the next
+// row it turns back along the gap below its row and enters the card from the top; any other
+// (into a card below another, a row further down, or a column further along the same row) runs
+// along the gap below its row and then down or up the free lane between the columns, and enters
+// the card from the side (the left, or in the first column the right). Each path names its
+// stages in data-from and data-to.
 function place(stages) {
   const graph = $("graph");
   const cards = new Map([...graph.querySelectorAll(".stage")].map((c) => [c.dataset.stage, c]));
@@ -341,7 +347,8 @@ function place(stages) {
   const heights = layoutKey + perRow + [...cards.values()].map((c) => c.offsetHeight).join(",");
   if (heights === placed) return;
   placed = heights;
-  const rowOf = (card) => Math.floor((depth.get(card.dataset.stage) || 0) / perRow);
+  const depthOf = (card) => depth.get(card.dataset.stage) || 0;
+  const rowOf = (card) => Math.floor(depthOf(card) / perRow);
   const rowBottom = [];
   let top = 0, width = 0;
   for (let first = 0; first < columns.length; first += perRow) {
@@ -359,12 +366,7 @@ function place(stages) {
     rowBottom.push(bottom);
     top = bottom + ROW_GAP;
   }
-  const height = Math.max(0, top - ROW_GAP);
-  graph.style.height = height + "px";
-  graph.style.width = width + "px";
-  const edges = $("edges");
-  edges.setAttribute("width", width);
-  edges.setAttribute("height", height);
+  let height = Math.max(0, top - ROW_GAP);
   const paths = [];
   for (const s of stages) {
     for (const input of s.inputs || []) {
@@ -372,23 +374,44 @@ function place(stages) {
       if (!from || !to) continue;
       const x1 = from.offsetLeft + from.offsetWidth, y1 = from.offsetTop + from.offsetHeight / 2;
       const x2 = to.offsetLeft, y2 = to.offsetTop + to.offsetHeight / 2;
+      const firstInColumn = columns[depthOf(to)][0] === to;
       let d;
-      if (rowOf(to) > rowOf(from)) {
-        // Out to the right, down to the gap below the row, back left, down into the card's top.
-        const gap = rowBottom[rowOf(from)] + ROW_GAP / 2;
-        const out = x1 + GAP_X / 2, into = to.offsetLeft + to.offsetWidth / 2;
-        d = `M ${x1} ${y1} H ${out} V ${gap} H ${into} V ${to.offsetTop - 2}`;
-      } else {
+      if (rowOf(to) === rowOf(from) && depthOf(to) === depthOf(from) + 1) {
         const mid = (x1 + x2) / 2;
         d = `M ${x1} ${y1} C ${mid} ${y1}, ${mid} ${y2}, ${x2 - 2} ${y2}`;
+      } else {
+        // Out to the right, down to the gap below the row, along it.
+        const gap = rowBottom[rowOf(from)] + ROW_GAP / 2;
+        height = Math.max(height, gap + 2);
+        const out = x1 + GAP_X / 2;
+        if (rowOf(to) === rowOf(from) + 1 && firstInColumn) {
+          // Down into the card's top.
+          const into = to.offsetLeft + to.offsetWidth / 2;
+          d = `M ${x1} ${y1} H ${out} V ${gap} H ${into} V ${to.offsetTop - 2}`;
+        } else if (to.offsetLeft > 0) {
+          // Along the lane left of the card's column, into its left side.
+          const lane = to.offsetLeft - GAP_X / 2;
+          d = `M ${x1} ${y1} H ${out} V ${gap} H ${lane} V ${y2} H ${x2 - 2}`;
+        } else {
+          // The first column has no lane on its left: the one on its right, into the right side.
+          const right = to.offsetLeft + to.offsetWidth, lane = right + GAP_X / 2;
+          d = `M ${x1} ${y1} H ${out} V ${gap} H ${lane} V ${y2} H ${right + 2}`;
+        }
       }
       const path = document.createElementNS(svgNS, "path");
       path.setAttribute("class", "edge");
       path.setAttribute("d", d);
       path.setAttribute("marker-end", "url(#arrow)");
+      path.dataset.from = input;
+      path.dataset.to = s.name;
       paths.push(path);
     }
   }
+  graph.style.height = height + "px";
+  graph.style.width = width + "px";
+  const edges = $("edges");
+  edges.setAttribute("width", width);
+  edges.setAttribute("height", height);
   for (const path of edges.querySelectorAll("path.edge")) path.remove();
   edges.append(...paths);
 }
