@@ -191,7 +191,12 @@ std::string render_status(const Json& status, const StatusViewStyle& style) {
                      static_cast<unsigned long long>(number_or(stage, "dropped", 0)));
   }
   if (!elsewhere.empty()) out += "\nserved by other processes (Redis's view):\n" + elsewhere;
-  out += "\nbottleneck: " + (bottleneck.empty() ? std::string("none yet") : bottleneck) +
+  // No bottleneck after the first second: nothing moved (/status's idle rule).
+  const bool idle = status.contains("window_s") && status["window_s"].is_number();
+  out += "\nbottleneck: " +
+         (!bottleneck.empty() ? bottleneck
+          : idle              ? std::string("none (idle: nothing moved in the last second)")
+                              : std::string("none yet")) +
          (elsewhere.empty() || bottleneck.empty() ? "" : " (of the stages served here)") + "\n";
   return out;
 }

@@ -75,7 +75,8 @@ void stream_preview(detail::Previews& previews, const httplib::Request& request,
 }
 
 // GET /status/stream: a /status document every 750 ms as server-sent events, on this client's
-// own thread, until the client goes away or the endpoint stops.
+// own thread, until the client goes away or the endpoint stops (after the run's last document
+// when the run has ended).
 void stream_status(detail::StatusStreams& streams, httplib::Response& response) {
   if (!streams.claim()) {
     send(detail::error_reply(503, std::to_string(detail::StatusStreams::kMaxClients) +
@@ -91,13 +92,13 @@ void stream_status(detail::StatusStreams& streams, httplib::Response& response) 
     Place(const Place&) = delete;
     Place& operator=(const Place&) = delete;
     detail::StatusStreams& streams;
-    detail::StatusStreams::Clock::time_point due = detail::StatusStreams::Clock::now();
+    detail::StatusStreams::Cursor cursor;
   };
   auto place = std::make_shared<Place>(streams);
   set_common_headers(response);
   response.set_content_provider("text/event-stream", [place](std::size_t, httplib::DataSink& sink) {
     const std::string event =
-        place->streams.next_event(place->due, [&sink] { return sink.is_writable(); });
+        place->streams.next_event(place->cursor, [&sink] { return sink.is_writable(); });
     if (event.empty()) {
       sink.done();
       return true;
@@ -110,7 +111,8 @@ void stream_status(detail::StatusStreams& streams, httplib::Response& response) 
 
 struct ControlServer::State {
   State(Run& r, ControlOptions o)
-      : options(std::move(o)),
+      : run(r),
+        options(std::move(o)),
         sampler([&r] { return r.metrics(); }, options.sample_period_s, options.rate_window_s,
                 options.inputs, options.broker),
         routes(r, sampler),
@@ -146,6 +148,7 @@ struct ControlServer::State {
     return httplib::Server::HandlerResponse::Handled;
   }
 
+  Run& run;
   ControlOptions options;
   detail::StatusSampler sampler;
   detail::ControlRoutes routes;
@@ -260,9 +263,24 @@ ControlServer::ControlServer(Run& run, ControlOptions options) {
 }
 
 ControlServer::~ControlServer() {
-  // The streams end, so that stopping does not wait for them.
+  // The streams end, so that stopping does not wait for them; a status stream of a run that has
+  // ended (or failed) first gets its final figures.
+  bool ended = false;
+  try {
+    ended = state_->run.wait_for(0);
+  } catch (...) {
+    ended = true;  // it failed
+  }
+  nlohmann::ordered_json last;
+  if (ended) {
+    try {
+      last = state_->sampler.status(state_->run.metrics(), /*ended=*/true);
+    } catch (const std::exception&) {
+      // No figures to give: the streams just end.
+    }
+  }
   state_->previews.stop();
-  state_->status_streams.stop();
+  state_->status_streams.stop(last);
   state_->server.stop();
   state_->thread.join();
 }

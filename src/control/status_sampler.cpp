@@ -153,7 +153,7 @@ void StatusSampler::loop() {
 
 Json StatusSampler::status() { return status(metrics_()); }
 
-Json StatusSampler::status(const MetricsSnapshot& now) {
+Json StatusSampler::status(const MetricsSnapshot& now, bool ended) {
   const Clock::time_point time = Clock::now();
   std::optional<Sample> base;
   Json broker_view, processes_view, broker_error;
@@ -172,23 +172,45 @@ Json StatusSampler::status(const MetricsSnapshot& now) {
     if (!base && !samples_.empty()) base = samples_.front();
   }
   double window_s = base ? std::chrono::duration<double>(time - base->time).count() : 0;
+  if (ended) {
+    // The last document: the window is the whole run, from nothing to the final counts, so that
+    // its rates are the run's own (as in the metrics table), not those of its last second.
+    base = Sample{time, MetricsSnapshot{}};
+    window_s = now.elapsed_s;
+  }
   if (window_s < 0.05) {
     base.reset();  // too short to say anything about rates
     window_s = 0;
   }
 
+  const StageMetrics nothing{};
+  bool moved = base && now.packets_in != base->metrics.packets_in;
   Json stages = Json::array();
   for (const StageMetrics& s : now.stages) {
     const auto inputs = inputs_.find(s.name);
-    stages.push_back(stage_json(
-        s, recent_of(s, base ? base->metrics.stage(s.name) : nullptr, window_s),
-        inputs != inputs_.end() ? Json(inputs->second) : Json(nullptr)));
+    const StageMetrics* before = base ? base->metrics.stage(s.name) : nullptr;
+    if (ended) before = &nothing;
+    Recent recent = recent_of(s, before, window_s);
+    if (ended) recent.busy_share = s.busy_share;  // the run's, as the metrics table has it
+    if (before != nullptr && s.processed + s.failed + s.dropped !=
+                                 before->processed + before->failed + before->dropped) {
+      moved = true;
+    }
+    stages.push_back(
+        stage_json(s, recent, inputs != inputs_.end() ? Json(inputs->second) : Json(nullptr)));
   }
   // The same rule as the run's report (MetricsSnapshot::bottleneck), on the service times of the
-  // last window when packets finished in it, so that after a change the limit moves at once.
+  // last window when packets finished in it, so that after a change the limit moves at once. At
+  // the end, the report's own: over the whole run. None while idle: when nothing entered,
+  // finished or was dropped in the window and nothing is in flight, nothing limits anything
+  // (a worker whose run is over, a run whose sources are done).
   std::optional<Bottleneck> limit;
-  if (base && now.packets_in > base->metrics.packets_in) limit = now.bottleneck(&base->metrics);
-  if (!limit) limit = now.bottleneck();
+  if (ended) {
+    limit = now.bottleneck();
+  } else if (!base || moved || now.in_flight > 0) {
+    if (base && now.packets_in > base->metrics.packets_in) limit = now.bottleneck(&base->metrics);
+    if (!limit) limit = now.bottleneck();
+  }
 
   // Each stage the broker knows gets its inputs too: on a distributed run most stages run in
   // other processes, and the dashboard draws them all.
@@ -206,20 +228,20 @@ Json StatusSampler::status(const MetricsSnapshot& now) {
                                   : 0;
     throughput = static_cast<double>(out) / window_s;
   }
-  return Json{
-      {"pipeline", now.pipeline},
-      {"elapsed_s", now.elapsed_s},
-      {"packets_in", now.packets_in},
-      {"packets_out", now.packets_out},
-      {"in_flight", now.in_flight},
-      {"window_s", base ? Json(window_s) : Json(nullptr)},
-      {"throughput_per_s", optional_number(throughput)},
-      {"bottleneck", limit ? Json(limit->name) : Json(nullptr)},
-      {"stages", std::move(stages)},
-      {"transport", now.transport},
-      {"broker", std::move(broker_view)},
-      {"processes", std::move(processes_view)},
-      {"broker_error", std::move(broker_error)}};
+  return Json{{"pipeline", now.pipeline},
+              {"elapsed_s", now.elapsed_s},
+              {"packets_in", now.packets_in},
+              {"packets_out", now.packets_out},
+              {"in_flight", now.in_flight},
+              {"window_s", base ? Json(window_s) : Json(nullptr)},
+              {"throughput_per_s", optional_number(throughput)},
+              {"bottleneck", limit ? Json(limit->name) : Json(nullptr)},
+              {"stages", std::move(stages)},
+              {"transport", now.transport},
+              {"broker", std::move(broker_view)},
+              {"processes", std::move(processes_view)},
+              {"broker_error", std::move(broker_error)},
+              {"ended", ended}};
 }
 
 Json StatusSampler::stage_status(const std::string& name) {

@@ -38,8 +38,9 @@ class StatusSampler {
 
   /// The /status document for a fresh snapshot.
   [[nodiscard]] nlohmann::ordered_json status();
-  /// The same, but for a snapshot the caller has already taken.
-  [[nodiscard]] nlohmann::ordered_json status(const MetricsSnapshot& now);
+  /// The same, but for a snapshot the caller has already taken. `ended`: the run has finished
+  /// and this is its last document: `ended` true, the recent figures over the whole run.
+  [[nodiscard]] nlohmann::ordered_json status(const MetricsSnapshot& now, bool ended = false);
   /// One stage's entry of `status()`, or null when there is no such stage.
   [[nodiscard]] nlohmann::ordered_json stage_status(const std::string& name);
 

@@ -25,15 +25,23 @@ class StatusStreams {
   /// Takes a client's place; false when every place is taken.
   [[nodiscard]] bool claim();
   void release();
-  /// The next event ("data: {...}\n\n"), once `due` has come (then `due` moves on a period);
-  /// empty when the endpoint stops or the client no longer reads (`writable`).
-  [[nodiscard]] std::string next_event(Clock::time_point& due, const std::function<bool()>& writable);
-  /// The endpoint stops: every stream ends within a fraction of a second.
-  void stop() { stopping_.store(true); }
+  /// Where one client's stream is: when its next event is due, and whether it had the last.
+  struct Cursor {
+    Clock::time_point due = Clock::now();
+    bool ended = false;
+  };
+  /// The next event ("data: {...}\n\n"), once `cursor.due` has come (then it moves on a
+  /// period); when the endpoint stops after the run ended, the last event (once); then empty,
+  /// as when the client no longer reads (`writable`).
+  [[nodiscard]] std::string next_event(Cursor& cursor, const std::function<bool()>& writable);
+  /// The endpoint stops: every stream ends within a fraction of a second. `last`: the run has
+  /// ended, and this is its last /status document (`ended` true), sent to every stream first.
+  void stop(const nlohmann::ordered_json& last = nullptr);
 
  private:
   StatusSampler& sampler_;
   std::atomic<bool> stopping_{false};
+  std::string last_event_;  // set before stopping_, read after it
   std::mutex mutex_;
   int clients_ = 0;
 };

@@ -701,6 +701,50 @@ TEST_F(ControlTest, TopSaysSoWhenTheRunEnds) {
   EXPECT_TRUE(terminal.cooked());
 }
 
+// The status stream read to the run's end: its last event has the run's final counts, the same
+// as the end-of-run figures (--metrics-json), marked `ended`; every event before is not.
+TEST_F(ControlTest, TheStatusStreamEndsWithTheRunsFinalCounts) {
+  constexpr int kPackets = 300;
+  auto run = start_run(write_pipeline(kPackets, 200, 1));  // about 1.5 s
+  ASSERT_FALSE(url_.empty());
+  std::string body;
+  bool closed = false;
+  std::thread reader([&] {
+    auto c = client();
+    c.set_read_timeout(20);
+    const auto reply = c.Get("/status/stream", [&](const char* data, std::size_t size) {
+      body.append(data, size);
+      return true;
+    });
+    closed = static_cast<bool>(reply);
+  });
+  EXPECT_EQ(run->wait(20s).exit_code, 0);
+  reader.join();
+  EXPECT_TRUE(closed) << "the stream did not end with the run";
+  std::vector<Json> events;
+  std::size_t at = 0;
+  for (std::size_t end; (end = body.find("\n\n", at)) != std::string::npos; at = end + 2) {
+    ASSERT_EQ(body.compare(at, 6, "data: "), 0) << body.substr(at, 80);
+    events.push_back(Json::parse(body.substr(at + 6, end - at - 6)));
+  }
+  ASSERT_GE(events.size(), 2u) << body.substr(0, 300);
+  for (std::size_t i = 0; i + 1 < events.size(); ++i) EXPECT_EQ(events[i]["ended"], false);
+  const Json& last = events.back();
+  EXPECT_EQ(last["ended"], true);
+  EXPECT_EQ(last["packets_in"], kPackets);
+  EXPECT_EQ(last["packets_out"], kPackets);
+  EXPECT_EQ(last["in_flight"], 0);
+  EXPECT_EQ(stage(last, "sink")["processed"], kPackets);
+  const Json final_metrics = Json::parse(read_text(dir_ / "metrics.json"));
+  EXPECT_EQ(last["packets_out"], final_metrics["packets_out"]);
+  for (const Json& s : final_metrics["stages"]) {
+    EXPECT_EQ(stage(last, s["name"])["processed"], s["processed"]) << s["name"];
+  }
+  // Its rates are the whole run's: about the source's pace, not a last second's.
+  EXPECT_NEAR(last["throughput_per_s"].get<double>(), 200, 60) << last.dump();
+  EXPECT_EQ(last["window_s"], last["elapsed_s"]);
+}
+
 #ifdef MICROMODELS_HAS_VISION
 // The preview as players read it: ffprobe and ffmpeg open the MJPEG stream of a video run's
 // frames, and the stream ends when the run does.

@@ -78,7 +78,7 @@ class FakeRun final : public Run {
   };
 
   void start() override {}
-  bool wait_for(double /*timeout_ms*/) override { return true; }
+  bool wait_for(double /*timeout_ms*/) override { return finished.load(); }
   void stop() override {}
   void scale(std::string_view stage, int consumers) override { on_scale(stage, consumers); }
   void swap(std::string_view /*stage*/, const std::map<std::string, std::string>& /*params*/,
@@ -98,6 +98,7 @@ class FakeRun final : public Run {
   }
   PacketTap tap_a;
   PacketTap tap_b;
+  std::atomic<bool> finished{true};  // what wait_for says
 
  private:
   mutable std::mutex mutex_;
@@ -319,6 +320,43 @@ TEST(ControlServer, RatesComeFromTheLastWindowNotFromTheStart) {
   EXPECT_EQ(status["bottleneck"], "b") << status.dump();
   EXPECT_EQ(fake.metrics().bottleneck()->name, "a") << "since the start, a was the slower";
   EXPECT_NEAR(status["window_s"].get<double>(), 0.3, 0.15);
+}
+
+TEST(ControlServer, AnIdleRunHasNoBottleneck) {
+  FakeRun fake;
+  // Since the start, a took 0.95 ms a packet and b 0.1 ms: a limited the run. Then nothing
+  // moves (a worker whose run is over): nothing limits anything now.
+  fake.change([](MetricsSnapshot& m) {
+    m.elapsed_s = 100;
+    m.packets_in = 100000;
+    for (StageMetrics& s : m.stages) {
+      s.processed = 100000;
+      s.service.count = 100000;
+    }
+    m.stages[0].service.sum_us = 95e6;
+    m.stages[1].service.sum_us = 10e6;
+  });
+  ControlServer server(fake, {.sample_period_s = 0.02, .rate_window_s = 0.2});
+  ASSERT_TRUE(fake.metrics().bottleneck());
+  EXPECT_EQ(fake.metrics().bottleneck()->name, "a");
+  std::this_thread::sleep_for(400ms);
+  Json status = get_json(server, "/status");
+  EXPECT_TRUE(status["bottleneck"].is_null()) << status.dump();
+  EXPECT_EQ(status["throughput_per_s"], 0.0);
+  // A packet held at a stage for longer than the window is not idleness: the figures since the
+  // start say what limits.
+  fake.change([](MetricsSnapshot& m) { m.in_flight = 1; });
+  status = get_json(server, "/status");
+  EXPECT_EQ(status["bottleneck"], "a") << status.dump();
+  // Packets moving again: a bottleneck again.
+  fake.change([](MetricsSnapshot& m) {
+    m.in_flight = 0;
+    m.stages[1].processed += 10;
+    m.stages[1].service.count += 10;
+    m.stages[1].service.sum_us += 10 * 10e3;
+  });
+  status = get_json(server, "/status");
+  EXPECT_FALSE(status["bottleneck"].is_null()) << status.dump();
 }
 
 TEST(ControlServer, StopsPromptlyWithAClientConnected) {
@@ -697,6 +735,76 @@ TEST(ControlServer, StatusStreamSendsTheStatusEvery750Ms) {
   server.reset();
   EXPECT_LT(std::chrono::steady_clock::now() - stopping, 3s);
   EXPECT_TRUE(stream.wait_until([&] { return stream.ended(); }, 3s));
+}
+
+// The run's end: the stream's last event has its final figures, marked `ended`, with the rates
+// over the whole run, at once rather than up to 750 ms late; then the stream closes.
+TEST(ControlServer, StatusStreamEndsWithTheRunsFinalFigures) {
+  FakeRun fake;
+  fake.finished = false;
+  fake.change([](MetricsSnapshot& m) {
+    m.elapsed_s = 7;
+    m.packets_in = 700;
+    m.packets_out = 690;
+    m.in_flight = 10;
+    for (StageMetrics& s : m.stages) s.processed = 690;
+  });
+  auto server = std::make_unique<ControlServer>(fake, ControlOptions{});
+  StreamClient stream(server->url(), "/status/stream");
+  ASSERT_TRUE(stream.wait_until([&] { return !events_in(stream.body()).empty(); }, 10s));
+  // The last packets retire, the run ends, and the endpoint stops before the next event is due.
+  fake.change([](MetricsSnapshot& m) {
+    m.elapsed_s = 8;
+    m.packets_out = 800;
+    m.packets_in = 800;
+    m.in_flight = 0;
+    for (StageMetrics& s : m.stages) {
+      s.processed = 800;
+      s.service.count = 800;
+      s.service.sum_us = 800 * 500.0;
+      s.service.mean_us = 500;
+      s.busy_share = 0.05;
+    }
+    m.stages[1].failed = 5;
+  });
+  fake.finished = true;
+  const auto stopping = std::chrono::steady_clock::now();
+  server.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - stopping, 3s);
+  ASSERT_TRUE(stream.wait_until([&] { return stream.ended(); }, 3s));
+  const std::vector<std::string> events = events_in(stream.body());
+  ASSERT_GE(events.size(), 2u);
+  for (std::size_t i = 0; i + 1 < events.size(); ++i) {
+    EXPECT_EQ(Json::parse(events[i])["ended"], false) << events[i];
+  }
+  const Json last = Json::parse(events.back());
+  EXPECT_EQ(last["ended"], true) << last.dump();
+  EXPECT_EQ(last["packets_out"], 800);
+  EXPECT_EQ(last["in_flight"], 0);
+  EXPECT_EQ(stage_of(last, "a")["processed"], 800);
+  EXPECT_EQ(stage_of(last, "b")["failed"], 5);
+  // Rates over the whole run (8 s), not over its last second.
+  EXPECT_EQ(last["window_s"], 8.0);
+  EXPECT_DOUBLE_EQ(last["throughput_per_s"].get<double>(), 100.0);
+  EXPECT_DOUBLE_EQ(stage_of(last, "a")["rate_per_s"].get<double>(), 100.0);
+  EXPECT_DOUBLE_EQ(stage_of(last, "b")["rate_per_s"].get<double>(), 805.0 / 8);
+  EXPECT_EQ(stage_of(last, "a")["recent_busy_share"], 0.05);
+  EXPECT_DOUBLE_EQ(stage_of(last, "a")["recent_service_mean_us"].get<double>(), 500.0);
+}
+
+// An endpoint stopped while its run goes on (a program that embeds it) has no final figures to
+// give: the stream just ends.
+TEST(ControlServer, StatusStreamOfARunNotEndedJustCloses) {
+  FakeRun fake;
+  fake.finished = false;
+  auto server = std::make_unique<ControlServer>(fake, ControlOptions{});
+  StreamClient stream(server->url(), "/status/stream");
+  ASSERT_TRUE(stream.wait_until([&] { return !events_in(stream.body()).empty(); }, 10s));
+  server.reset();
+  ASSERT_TRUE(stream.wait_until([&] { return stream.ended(); }, 3s));
+  for (const std::string& data : events_in(stream.body())) {
+    EXPECT_EQ(Json::parse(data)["ended"], false) << data;
+  }
 }
 
 }  // namespace

@@ -66,7 +66,8 @@ struct ControlOptions {
 /// A refusal from the run (std::invalid_argument: 400, ConfigError: 422) changes nothing.
 /// Construction binds and starts serving (throws std::invalid_argument for bad options,
 /// std::runtime_error when the address cannot be bound); destruction stops it and waits for
-/// requests in progress. The run must outlive the server.
+/// requests in progress. When the run has finished by then, each GET /status/stream first gets
+/// the run's last /status document, with `ended` true. The run must outlive the server.
 ///
 ///   Runner runner(pipeline);
 ///   ControlServer control(runner, {.listen = "127.0.0.1:0"});
