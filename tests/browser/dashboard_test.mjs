@@ -203,6 +203,21 @@ test("the dashboard shows the run live, and scales and swaps through the routes"
   console.log(`# the page showed the new consumer count ${Date.now() - clicked} ms after the click`);
   assert.match(await page.$eval("#message", (e) => e.textContent), /scaled work: 1 → 2 consumers/);
 
+  // Two quick clicks add up: 3 → 5, not two requests for 4.
+  const post = await fetch(url + "/stages/work/scale", { method: "POST", body: JSON.stringify({ consumers: 3 }),
+                                                         headers: { "Content-Type": "application/json" } });
+  assert.equal(post.status, 200, await post.text());
+  await page.waitForFunction(() => document.querySelector('.stage[data-stage="work"] [data-field="consumers"]')
+    .textContent === "3", { timeout: 5000 });
+  await page.click('.stage[data-stage="work"] .scale-up');
+  await page.click('.stage[data-stage="work"] .scale-up');
+  await until("work's consumers to reach 5", async () => stageOf(await status(url), "work").consumers === 5);
+  await page.waitForFunction(() => document.querySelector('.stage[data-stage="work"] [data-field="consumers"]')
+    .textContent === "5" && /scaled work: 4 → 5 consumers/.test(document.querySelector("#message").textContent),
+  { timeout: 5000 });
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(stageOf(await status(url), "work").consumers, 5, "no third request");
+
   // A source cannot be scaled or swapped: its card has no buttons.
   assert.equal(await page.$$eval('.stage[data-stage="source"] button', (b) => b.length), 0,
                "the source's card has no scale or swap buttons");

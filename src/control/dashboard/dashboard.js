@@ -733,17 +733,37 @@ document.addEventListener("visibilitychange", () => {
 
 // --- scale and swap, through the routes `ctl` uses -------------------------------------------
 
-async function scaleBy(name, delta) {
+// Clicks add up: each asks for one more (or less) than the count asked for last, not than the
+// count last shown, which is stale until the server's figures catch up; and the requests go one
+// after another, so that they reach the server in the order of the clicks.
+const scaling = new Map();    // stage -> {consumers: the count asked for last, pending: requests}
+let scaleQueue = Promise.resolve();
+
+function scaleBy(name, delta) {
   const s = latest && latest.stages.find((x) => x.name === name);
   if (!s) return;
-  try {
-    const answer = await call("POST", `/stages/${encodeURIComponent(name)}/scale`,
-                              { consumers: s.consumers + delta });
-    showMessage(`scaled ${name}: ${answer.consumers_before} → ${answer.consumers} consumers`, true);
-    poll();
-  } catch (e) {
-    showMessage(`scale ${name}: ${e.message}`);
-  }
+  const asked = scaling.get(name) || { consumers: s.consumers, pending: 0 };
+  asked.consumers += delta;
+  asked.pending++;
+  scaling.set(name, asked);
+  const consumers = asked.consumers;
+  scaleQueue = scaleQueue.then(async () => {
+    try {
+      const answer = await call("POST", `/stages/${encodeURIComponent(name)}/scale`, { consumers });
+      showMessage(`scaled ${name}: ${answer.consumers_before} → ${answer.consumers} consumers`, true);
+      // Shown at once; the next status confirms it.
+      const shown = latest && latest.stages.find((x) => x.name === name);
+      if (shown) shown.consumers = answer.consumers;
+      const card = $("graph").querySelector(`.stage[data-stage="${CSS.escape(name)}"]`);
+      if (card) fill(card, "consumers", String(answer.consumers));
+      poll();
+    } catch (e) {
+      showMessage(`scale ${name}: ${e.message}`);
+      asked.consumers -= delta;  // refused: nothing changed
+    } finally {
+      if (--asked.pending === 0) scaling.delete(name);
+    }
+  });
 }
 
 function openSwap(name) {
