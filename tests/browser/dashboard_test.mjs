@@ -3,7 +3,8 @@
 // through the page. Saves screenshots in out/test-logs/ (dashboard.png, dashboard-token.png).
 //
 // Also dashboard-preview.png: a 12-stage video pipeline in rows, and its preview playing;
-// dashboard-fanout.png: a wrapped graph whose last column has two sinks of one input.
+// dashboard-fanout.png: a wrapped graph whose last column has two sinks of one input;
+// dashboard-ended.png: a run's page after its end.
 //
 //   node tests/browser/dashboard_test.mjs    (ctest -L browser sets the variables below; run as
 //   a plain script, not under `node --test`, so that its skip, exit 77, reaches ctest)
@@ -453,6 +454,68 @@ test("in a wrapped graph, every edge comes from its real input and crosses no ot
   await stop(run.child);
 });
 
+// A short run that fails one packet in ten at `work` into a dead letter, watched to its end.
+test("at the run's end the page shows its final totals and says it ended", async () => {
+  const packets = 600;
+  const file = path.join(dir, "short.yaml");
+  fs.writeFileSync(file, `pipeline: dashboard_short
+dead_letter: failed
+stages:
+  - name: source
+    type: synthetic.source
+    params: { count: ${packets}, rate: 200 }
+  - name: work
+    type: model.sleep
+    params: { service_ms: 1, fail_every: 10 }
+  - name: sink
+    type: sink.jsonl
+    inputs: [work]
+    params: { path: ${JSON.stringify(path.join(dir, "short.jsonl"))} }
+  - name: failed
+    type: sink.jsonl
+    params: { path: ${JSON.stringify(path.join(dir, "failed.jsonl"))} }
+`);
+  const run = startRun("127.0.0.1:0", {}, ["run", file, "-q"]);
+  runs.push(run.child);
+  const url = await run.url;
+  const exited = new Promise((resolve) => run.child.on("exit", (code) => resolve(code)));
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1360, height: 900 });
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  await page.goto(url + "/", { waitUntil: "load" });
+  await page.waitForFunction(() => document.querySelector("#connection").textContent === "live", { timeout: 10000 });
+  assert.equal(await exited, 0);
+
+  // The last event's figures: every packet out, rates over the whole run, "run ended".
+  await page.waitForFunction(() => document.querySelector("#connection").textContent === "run ended",
+                             { timeout: 5000 });
+  const shown = () => page.evaluate(() => ({
+    connection: document.querySelector("#connection").textContent,
+    lost: document.querySelector("#connection").classList.contains("lost"),
+    in: document.querySelector("#packets-in").textContent,
+    out: document.querySelector("#packets-out").textContent,
+    inFlight: document.querySelector("#in-flight").textContent,
+    throughput: document.querySelector("#throughput").textContent,
+    rate: document.querySelector('.stage[data-stage="work"] [data-field="rate"]').textContent,
+    workLost: document.querySelector('.stage[data-stage="work"] [data-field="lost"]').textContent,
+  }));
+  const end = await shown();
+  assert.equal(end.in, String(packets));
+  assert.equal(end.out, String(packets));
+  assert.equal(end.inFlight, "0");
+  assert.match(end.throughput, /^[0-9.,]+\/s over the run$/);
+  assert.match(end.rate, /^[0-9.,]+\/s over the run$/);
+  assert.equal(end.lost, false);
+  // No alarm and no retrying out loud afterwards: still the same a while later.
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.deepEqual(await shown(), end);
+
+  await page.screenshot({ path: path.join(logDir, "dashboard-ended.png"), fullPage: true });
+  assert.deepEqual(pageErrors, []);
+  await page.close();
+});
+
 test("off loopback, a page without the token gets nothing of the run", async () => {
   const token = "dashboard-s3cret";
   const address = outsideAddress();
@@ -564,6 +627,7 @@ test("on Redis, the run's page shows the stages its workers serve, as the broker
   const auditHere = await page.$eval('.stage[data-stage="audit"] [data-field="rate"]', (e) => e.textContent);
   assert.ok(auditDone > 0, `audit processes packets (${auditHere}), its "all done" is ${auditDone}`);
   await page.screenshot({ path: path.join(logDir, "dashboard-redis.png") });
+
   await page.close();
   await stop(run.child);
   worker.child.kill("SIGTERM");

@@ -2,7 +2,7 @@
 // with their live figures and the last minute as plots, shows the preview of an image field, and
 // scales or swaps a stage through the routes `micromodels ctl` uses.
 // Every text from the server is set as text (never as HTML).
-// About 750 lines in one file: the page loads it as it is, with no build step, and its parts (the
+// About 800 lines in one file: the page loads it as it is, with no build step, and its parts (the
 // graph, the plots, the preview, scale and swap) share the last status document.
 "use strict";
 
@@ -110,37 +110,46 @@ function showMessage(text, ok) {
 // that the token goes in the header, every 750 ms): the page is told rather than asking, which
 // saves the browser a request each time. A hidden tab asks GET /status every 5 s instead, and a
 // page without a stream asks every 750 ms until the next answer lets it open one.
+// When the run ends, the stream's last document says so (`ended`): the page shows its final
+// figures, says "run ended", and only asks every 5 s, quietly, whether a new run answers.
 let pollTimer = 0;
 let unanswered = 0;           // polls in a row that got no answer
 let stream = null;            // the open status stream's AbortController
 let noStreamUntil = 0;        // after a refused stream, poll until then
+let runEnded = false;         // the last document was the run's last
 
 function received(status) {
   unanswered = 0;
+  runEnded = status.ended === true;
   $("token-form").hidden = true;
-  setText($("connection"), "live");
+  setText($("connection"), runEnded ? "run ended" : "live");
   $("connection").classList.remove("lost");
+  $("connection").classList.toggle("ended", runEnded);
   show(status);
+  if (runEnded) {
+    stopPreview();
+    previewState("the run has ended");
+  }
 }
 
 async function poll() {
   clearTimeout(pollTimer);
   try {
     received(await call("GET", "/status"));
-    if (!document.hidden && !stream && Date.now() >= noStreamUntil) {
+    if (!document.hidden && !stream && !runEnded && Date.now() >= noStreamUntil) {
       watch();
       return;
     }
   } catch (e) {
-    // One lost poll on a busy machine is no news; two in a row are.
-    if (!(e instanceof Refused) && ++unanswered >= 2) {
+    // One lost poll on a busy machine is no news; two in a row are, unless the run said it ended.
+    if (!(e instanceof Refused) && ++unanswered >= 2 && !runEnded) {
       $("connection").textContent = "no answer: has the run ended? retrying…";
       $("connection").classList.add("lost");
     }
   }
   // While the token is asked for, nothing is polled: the form's submit polls again.
   if ($("token-form").hidden && !stream) {
-    pollTimer = setTimeout(poll, document.hidden ? HIDDEN_POLL_MS : POLL_MS);
+    pollTimer = setTimeout(poll, document.hidden || runEnded ? HIDDEN_POLL_MS : POLL_MS);
   }
 }
 
@@ -168,7 +177,11 @@ async function watch() {
     // Aborted, or the connection broke: polling takes over below.
   }
   if (stream === controller) stream = null;
-  if (!controller.signal.aborted) poll();  // the stream ended: ask, and open another if answered
+  // The stream ended: ask, and open another if answered; after the run's end, in a while.
+  if (!controller.signal.aborted) {
+    if (runEnded) pollTimer = setTimeout(poll, HIDDEN_POLL_MS);
+    else poll();
+  }
 }
 
 function stopWatching() {
@@ -440,9 +453,13 @@ function show(status) {
   setText($("packets-in"), count(status.packets_in));
   setText($("packets-out"), count(status.packets_out));
   setText($("in-flight"), count(status.in_flight));
-  setText($("throughput"), rate(status.throughput_per_s));
-  setText($("bottleneck"), status.bottleneck === null ? "–" : status.bottleneck);
-  $("bottleneck").classList.toggle("alarm", status.bottleneck !== null);
+  // After the run's end its rates are over the whole run, and say so.
+  const over = status.ended ? " over the run" : "";
+  setText($("throughput"), rate(status.throughput_per_s) + over);
+  // No bottleneck once there is a window: nothing moved in it (/status's idle rule).
+  setText($("bottleneck"), status.bottleneck !== null ? status.bottleneck
+    : status.window_s !== null && !status.ended ? "none: idle" : "–");
+  $("bottleneck").classList.toggle("alarm", status.bottleneck !== null && !status.ended);
 
   const drawn = graphStages(status);
   const key = JSON.stringify(drawn);
@@ -474,7 +491,7 @@ function show(status) {
     fill(card, "consumers", String(s.consumers));
     fill(card, "queue", s.queue_capacity > 0 ? `${s.queue_depth}/${s.queue_capacity}` : "–");
     width(card, "queue-fill", s.queue_capacity > 0 ? s.queue_depth / s.queue_capacity : 0);
-    fill(card, "rate", rate(s.rate_per_s));
+    fill(card, "rate", rate(s.rate_per_s) + over);
     fill(card, "latency", `${duration(s.service_us.p50)} · ${duration(s.service_us.p99)}`);
     const busy = s.recent_busy_share !== null ? s.recent_busy_share : s.busy_share;
     fill(card, "busy", percent(busy));
@@ -487,7 +504,8 @@ function show(status) {
   }
   place(drawn);
   showProcesses(status.processes);
-  record(status);
+  // The plots are of the last seconds: the whole run's figures at the end are no point on them.
+  if (!status.ended) record(status);
   previewStages(status);
   startPreview();
 }
@@ -620,7 +638,7 @@ function stopPreview() {
 function startPreview(again) {
   const stage = $("preview-stage").value;
   const field = $("preview-field").value.trim();
-  if (!stage || !field || document.hidden || !$("token-form").hidden) return;
+  if (!stage || !field || document.hidden || !$("token-form").hidden || runEnded) return;
   const key = stage + "\n" + field;
   if (key === preview.key && again !== true) return;
   stopPreview();
@@ -635,9 +653,9 @@ function startPreview(again) {
     preview.controller = null;
     // A run still starting (503) or a stream that ended is asked again; a field or stage the
     // server refused waits for the user to choose another.
-    if (retry) preview.retry = setTimeout(() => startPreview(true), PREVIEW_RETRY_MS);
+    if (retry && !runEnded) preview.retry = setTimeout(() => startPreview(true), PREVIEW_RETRY_MS);
   }, (e) => {
-    if (controller.signal.aborted) return;
+    if (controller.signal.aborted || runEnded) return;
     previewState(`no preview: ${e.message}`, true);
     preview.controller = null;
     preview.retry = setTimeout(() => startPreview(true), PREVIEW_RETRY_MS);
