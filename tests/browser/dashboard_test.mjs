@@ -4,7 +4,8 @@
 //
 // Also dashboard-preview.png: a 12-stage video pipeline in rows, and its preview playing;
 // dashboard-fanout.png: a wrapped graph whose last column has two sinks of one input;
-// dashboard-ended.png: a run's page after its end.
+// dashboard-ended.png: a run's page after its end; on Redis, dashboard-redis.png and
+// dashboard-worker.png (a worker's page, idle after the run).
 //
 //   node tests/browser/dashboard_test.mjs    (ctest -L browser sets the variables below; run as
 //   a plain script, not under `node --test`, so that its skip, exit 77, reaches ctest)
@@ -255,6 +256,9 @@ test("the dashboard shows the run live, and scales and swaps through the routes"
   assert.equal(await page.$eval("#preview-state", (e) => e.classList.contains("bad")), false);
   assert.equal(await page.$eval("#preview-image", (e) => e.hidden), true);
 
+  // A run in one process has its last stages here: the age plot, no note about it.
+  assert.equal(await page.$eval("#age-note", (e) => e.offsetHeight), 0);
+  assert.ok(await page.$eval("#plot-age", (e) => e.getBoundingClientRect().height) > 100);
   // The plots fill in; then the screenshot (the artifact).
   await page.waitForFunction(() => document.querySelectorAll("#plot-throughput polyline").length === 1 &&
     document.querySelectorAll("#plot-service polyline").length >= 3 &&
@@ -506,11 +510,19 @@ stages:
   assert.equal(end.inFlight, "0");
   assert.match(end.throughput, /^[0-9.,]+\/s over the run$/);
   assert.match(end.rate, /^[0-9.,]+\/s over the run$/);
+  assert.equal(end.workLost, `dropped 0 · failed ${packets / 10} · dead-lettered ${packets / 10}`);
   assert.equal(end.lost, false);
   // No alarm and no retrying out loud afterwards: still the same a while later.
   await new Promise((r) => setTimeout(r, 2500));
   assert.deepEqual(await shown(), end);
 
+  // Nothing runs past its card (the losses wrap).
+  const overflowing = await page.$$eval(".stage", (cards) => cards.flatMap((card) => {
+    const box = card.getBoundingClientRect();
+    return [...card.querySelectorAll(".value, .row")].filter((e) => e.getBoundingClientRect().right > box.right + 0.5)
+      .map((e) => `${card.dataset.stage}: ${e.textContent}`);
+  }));
+  assert.deepEqual(overflowing, []);
   await page.screenshot({ path: path.join(logDir, "dashboard-ended.png"), fullPage: true });
   assert.deepEqual(pageErrors, []);
   await page.close();
@@ -588,7 +600,7 @@ test("on Redis, the run's page shows the stages its workers serve, as the broker
   const worker = startRun("127.0.0.1:0", {},
     ["worker", file, "--broker", redis, "--stages", "decode,work", "--consumers", "2"]);
   runs.push(worker.child);
-  await worker.url;
+  const workerUrl = await worker.url;
   const run = startRun("127.0.0.1:0", {}, ["run", file, "-q", "--broker", redis, "--serve", "none"]);
   runs.push(run.child);
   const url = await run.url;
@@ -628,7 +640,32 @@ test("on Redis, the run's page shows the stages its workers serve, as the broker
   assert.ok(auditDone > 0, `audit processes packets (${auditHere}), its "all done" is ${auditDone}`);
   await page.screenshot({ path: path.join(logDir, "dashboard-redis.png") });
 
+  // The worker's page: its stages in the colours the run's page gives them; no age plot (its
+  // stages are not last ones), but why.
+  const workerPage = await browser.newPage();
+  await workerPage.setViewport({ width: 1360, height: 900 });
+  const workerErrors = [];
+  workerPage.on("pageerror", (e) => workerErrors.push(String(e)));
+  await workerPage.goto(workerUrl + "/", { waitUntil: "load" });
+  await workerPage.waitForFunction((n) => document.querySelectorAll(".stage").length === n &&
+    document.querySelectorAll(".stage.elsewhere").length === 3, { timeout: 20000 }, stageNames.length);
+  const swatches = (p) => p.$$eval(".stage", (cards) => Object.fromEntries(cards.map((c) =>
+    [c.dataset.stage, getComputedStyle(c.querySelector(".swatch")).backgroundColor])));
+  const onRun = await swatches(page), onWorker = await swatches(workerPage);
+  assert.deepEqual(onWorker, onRun);
+  assert.equal(new Set(Object.values(onRun)).size, stageNames.length, `two stages share a colour: ${JSON.stringify(onRun)}`);
+  await workerPage.waitForFunction(() => document.querySelector("#age-note").offsetHeight > 0 &&
+    document.querySelector("#plot-age").getBoundingClientRect().height === 0, { timeout: 5000 });
+  assert.match(await workerPage.$eval("#age-note", (e) => e.textContent), /at its last stages \(.*sink.*\), which run in other processes/);
   await page.close();
   await stop(run.child);
+
+  // The run is over: nothing moves at the worker, which names no bottleneck.
+  await workerPage.waitForFunction(() => document.querySelector("#bottleneck").textContent === "none: idle" &&
+    document.querySelectorAll(".stage.bottleneck").length === 0 &&
+    !document.querySelector("#bottleneck").classList.contains("alarm"), { timeout: 10000 });
+  await workerPage.screenshot({ path: path.join(logDir, "dashboard-worker.png"), fullPage: true });
+  assert.deepEqual(workerErrors, []);
+  await workerPage.close();
   worker.child.kill("SIGTERM");
 });

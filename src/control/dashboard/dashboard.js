@@ -2,7 +2,7 @@
 // with their live figures and the last minute as plots, shows the preview of an image field, and
 // scales or swaps a stage through the routes `micromodels ctl` uses.
 // Every text from the server is set as text (never as HTML).
-// About 800 lines in one file: the page loads it as it is, with no build step, and its parts (the
+// About 850 lines in one file: the page loads it as it is, with no build step, and its parts (the
 // graph, the plots, the preview, scale and swap) share the last status document.
 "use strict";
 
@@ -12,8 +12,10 @@ const POLL_MS = 750, HIDDEN_POLL_MS = 5000;
 const HISTORY_S = 60;         // what the plots show
 const CARD_W = 290, GAP_X = 48, GAP_Y = 18, ROW_GAP = 44;
 const TOKEN_KEY = "micromodels.token";
+// 16 colours told apart at a glance, for the plots' lines: a stage's is chosen by colorOf.
 const COLORS = ["#2760c4", "#c62828", "#3a8f5c", "#d08a1e", "#7b3fb5", "#00838f", "#ad1457",
-                "#5d6875"];
+                "#5d6875", "#8d6e3f", "#7cb342", "#f06292", "#29b6f6", "#ffb300", "#283593",
+                "#00bfa5", "#9e9d24"];
 
 const $ = (id) => document.getElementById(id);
 const svgNS = "http://www.w3.org/2000/svg";
@@ -23,6 +25,7 @@ let layoutKey = "";           // the graph drawn: stages and their inputs
 let history = [];             // {t, throughput, service: {stage: ms}, age: {stage: ms}}
 let swapStage = "";
 let placed = "";              // the cards' heights when the graph was last placed
+let colorIndex = new Map();   // stage -> its colour's index (colorOf)
 
 // --- talking to the endpoint -----------------------------------------------------------------
 
@@ -223,6 +226,29 @@ function el(tag, className, text) {
   return e;
 }
 
+// A stage's colour: by its place among the names of every stage the page knows (its own, the
+// broker's, their inputs) in alphabetical order, so that it is the same on the run's page and
+// on each worker's (they know the same pipeline) and no two of up to 16 stages share one.
+function colorOf(name) {
+  const i = colorIndex.has(name) ? colorIndex.get(name) : 0;
+  return COLORS[i % COLORS.length];
+}
+
+function knowStages(drawn) {
+  const names = new Set();
+  for (const s of drawn) {
+    names.add(s.name);
+    for (const input of s.inputs || []) names.add(input);
+  }
+  const sorted = [...names].sort();
+  if (sorted.join("\n") === [...colorIndex.keys()].join("\n")) return;
+  colorIndex = new Map(sorted.map((n, i) => [n, i]));
+  $("legend-service").dataset.names = "";  // drawn again in the new colours
+  for (const swatch of document.querySelectorAll(".stage .swatch")) {
+    swatch.style.background = colorOf(swatch.closest(".stage").dataset.stage);
+  }
+}
+
 // --- the graph -------------------------------------------------------------------------------
 
 // Depth of each stage: 0 for one without inputs, else one more than its deepest input. Inputs
@@ -255,7 +281,10 @@ function makeCard(name, elsewhere, source) {
   const card = el("div", "stage" + (elsewhere ? " elsewhere" : ""));
   card.dataset.stage = name;
   const title = el("div", "title");
-  title.append(el("span", "name", name), el("span", "type", elsewhere ? "runs elsewhere" : ""));
+  // The stage's colour, as its lines in the plots have it.
+  const swatch = el("span", "swatch");
+  swatch.style.background = colorOf(name);
+  title.append(swatch, el("span", "name", name), el("span", "type", elsewhere ? "runs elsewhere" : ""));
   card.append(title);
   const row = (label, ...children) => {
     const r = el("div", "row");
@@ -462,6 +491,8 @@ function show(status) {
   $("bottleneck").classList.toggle("alarm", status.bottleneck !== null && !status.ended);
 
   const drawn = graphStages(status);
+  knowStages(drawn);
+  showAgeNote(status, drawn);
   const key = JSON.stringify(drawn);
   if (key !== layoutKey) {
     layoutKey = key;
@@ -510,6 +541,22 @@ function show(status) {
   startPreview();
 }
 
+// Age is measured where packets leave the pipeline, at its last stages (those no stage reads):
+// a process that serves none of them (a worker) has no age to plot, and says why instead.
+function showAgeNote(status, drawn) {
+  const read = new Set(drawn.flatMap((s) => s.inputs || []));
+  const graphKnown = drawn.some((s) => Array.isArray(s.inputs));
+  const last = drawn.filter((s) => !read.has(s.name)).map((s) => s.name);
+  const here = new Set(status.stages.map((s) => s.name));
+  const none = graphKnown && status.stages.length > 0 && !last.some((n) => here.has(n));
+  $("plot-age").toggleAttribute("hidden", none);  // an <svg> has no `hidden` property
+  $("age-note").hidden = !none;
+  if (none) {
+    setText($("age-note"), `Age is measured where packets leave the pipeline, at its last stages ` +
+      `(${last.join(", ")}), which run in other processes: see their page.`);
+  }
+}
+
 // On a distributed run, a row per live process: what it serves and how fresh its heartbeat is.
 function showProcesses(processes) {
   const box = $("processes");
@@ -548,17 +595,17 @@ function record(status) {
   const names = status.stages.map((s) => s.name);
   plot($("plot-throughput"), [{ color: COLORS[0], get: (h) => h.throughput }], t);
   plot($("plot-service"),
-    names.map((n, i) => ({ name: n, color: COLORS[i % COLORS.length], get: (h) => h.service[n] })), t);
+    names.map((n) => ({ name: n, color: colorOf(n), get: (h) => h.service[n] })), t);
   // The age of what the last stages finished (capture to done): one line per last stage, in the
   // colour of its service-time line.
-  plot($("plot-age"),
-    names.map((n, i) => ({ name: n, color: COLORS[i % COLORS.length], get: (h) => h.age[n] })), t);
+  plot($("plot-age"), names.map((n) => ({ name: n, color: colorOf(n), get: (h) => h.age[n] })), t);
   const legend = $("legend-service");
   if (legend.dataset.names !== names.join("\n")) {
     legend.dataset.names = names.join("\n");
-    legend.replaceChildren(...names.map((n, i) => {
+    legend.replaceChildren(...names.map((n) => {
       const li = el("li", "", n);
-      li.style.setProperty("--swatch", COLORS[i % COLORS.length]);
+      li.dataset.stage = n;
+      li.style.setProperty("--swatch", colorOf(n));
       return li;
     }));
   }
