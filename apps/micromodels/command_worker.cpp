@@ -75,6 +75,7 @@ int worker(const WorkerOptions& options) {
                  transport.name().c_str());
     std::fflush(stderr);
   };
+  loop.report = [&] { return transport.round_trip(); };
   return run_to_end(runner, loop, /*interrupted_is_ok=*/true);
 }
 

@@ -100,8 +100,11 @@ class RedisTransport final : public Transport {
   [[nodiscard]] bool finished() const override;
   void stop_taking() override;
   void stop() override;
-  /// Bytes per hop (all processes) and the run's dead letters.
+  /// Bytes per hop (all processes), the run's dead letters, and `round_trip()`.
   [[nodiscard]] std::string report() const override;
+  /// "round trip to Redis from this process: ..." when Redis is 2 ms or more away (a worker's
+  /// report); empty otherwise.
+  [[nodiscard]] std::string round_trip() const;
   /// Pauses for Redis's memory in this process: `memory_pauses` (begun) and `memory_paused_ms`
   /// (the one under way included).
   [[nodiscard]] std::map<std::string, std::uint64_t> events() const override;

@@ -1,5 +1,6 @@
 #include "keeper.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <set>
@@ -11,6 +12,20 @@
 #include "stage_counts.hpp"
 
 namespace micromodels::detail {
+
+namespace {
+
+constexpr auto kRound = std::chrono::milliseconds(250);  // between two rounds
+constexpr std::size_t kRoundTrips = 64;                  // measured round trips kept
+
+double median(std::vector<double> values) {
+  if (values.empty()) return 0;
+  const auto middle = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
+  std::nth_element(values.begin(), middle, values.end());
+  return *middle;
+}
+
+}  // namespace
 
 void Keeper::start() {
   std::lock_guard lock(mutex_);
@@ -40,6 +55,7 @@ void Keeper::run() {
     }
     try {
       const bool on = session_.attempt(conn, "keeper", [&](Connection& redis, bool /*fresh*/) {
+        const auto round_start = std::chrono::steady_clock::now();
         session_.memory.sample(redis);
         for (RedisInlet* inlet : session_.inlets_now()) {
           inlet->refresh_idle(redis);
@@ -50,13 +66,16 @@ void Keeper::run() {
           next_second = std::chrono::steady_clock::now() + std::chrono::seconds(1);
           every_second(redis);
         }
+        measure_round_trip(redis, std::chrono::duration<double, std::milli>(
+                                      std::chrono::steady_clock::now() - round_start)
+                                      .count());
       });
       if (!on) break;
     } catch (const std::exception& error) {
       log().error("keeper: {}", error.what());
     }
     std::unique_lock lock(mutex_);
-    wake_.wait_for(lock, std::chrono::milliseconds(250), [this] { return stopping_; });
+    wake_.wait_for(lock, kRound, [this] { return stopping_; });
   }
   // Leave at once, so that the run notices a stopped worker without waiting for its heartbeat
   // to expire, and another process takes its partitions without waiting for the leases to.
@@ -273,6 +292,41 @@ void Keeper::warn_unserved(const Processes& processes) {
                            "ordering, partitions, or what decides drops): start them with "
                            "the run's file",
       full);
+}
+
+// A process keeps the entries it works on from looking idle by claiming them again each round
+// (RedisInlet::refresh_idle): an entry looks idle for up to a round's pause and its own length
+// plus a round trip. A --reclaim-ms under that has the other processes (or this one) take over
+// entries still being worked on: they run twice, and the sinks drop the copies. Said once, with
+// the figure to use, after eight rounds measured it.
+void Keeper::measure_round_trip(Connection& conn, double round_ms) {
+  const auto start = std::chrono::steady_clock::now();
+  conn.command({"PING"});
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  std::size_t seen = 0;
+  double typical = 0;
+  {
+    std::lock_guard lock(round_trips_mutex_);
+    if (round_trips_ms_.size() == kRoundTrips) round_trips_ms_.erase(round_trips_ms_.begin());
+    round_trips_ms_.push_back(ms);
+    seen = ++round_trips_seen_;
+    typical = median(round_trips_ms_);
+  }
+  const double idle_ms = static_cast<double>(kRound.count()) + round_ms + typical;
+  if (seen == 8 && session_.options.reclaim_idle_ms < idle_ms) {
+    log().warn(
+        "round trips to Redis take {:.0f} ms from this process, and its rounds {:.0f} ms: the "
+        "entries it works on can look idle for {:.0f} ms, longer than --reclaim-ms {:g}, so that "
+        "they may be taken over while they run (and run twice; the sinks drop the copies): raise "
+        "--reclaim-ms to {:.0f} or more (docs/distributed.md#a-broker-far-away)",
+        typical, round_ms, idle_ms, session_.options.reclaim_idle_ms, 2 * idle_ms);
+  }
+}
+
+double Keeper::round_trip_ms() const {
+  std::lock_guard lock(round_trips_mutex_);
+  return median(round_trips_ms_);
 }
 
 }  // namespace micromodels::detail

@@ -35,6 +35,9 @@ class Keeper {
   void stop();
   /// The run process: whether the dead-letter stage's stream was last seen drained.
   [[nodiscard]] bool letters_drained() const noexcept { return letters_drained_.load(); }
+  /// The median of the round trips to Redis measured so far (a PING each round), in ms; 0 when
+  /// none was.
+  [[nodiscard]] double round_trip_ms() const;
 
  private:
   void run();
@@ -48,6 +51,8 @@ class Keeper {
   [[nodiscard]] std::vector<std::string> unserved(const Processes& processes) const;
   void serve_missing(const Processes& processes);
   void warn_unserved(const Processes& processes);
+  /// Times a PING; once a few are measured, says when --reclaim-ms is too short for them.
+  void measure_round_trip(Connection& conn, double round_ms);
 
   Session& session_;
   std::mutex mutex_;
@@ -60,6 +65,9 @@ class Keeper {
   std::map<std::string, StageMetrics> added_;  // per stage: the counts add_counts added so far
   Processes other_versions_;  // stage -> live processes of another pipeline version (announce)
   int warned_round_ = 0;
+  mutable std::mutex round_trips_mutex_;
+  std::vector<double> round_trips_ms_;  // the last kRoundTrips measured
+  std::size_t round_trips_seen_ = 0;
   std::thread thread_;
 };
 

@@ -241,7 +241,17 @@ std::string RedisTransport::report() const {
   } catch (const BrokerError& error) {
     out += "  (Redis unreachable: " + std::string(error.what()) + ")\n";
   }
-  return out;
+  return out + round_trip();
+}
+
+// Where Redis is some milliseconds away, its round trips bound what a consumer can do.
+std::string RedisTransport::round_trip() const {
+  const double ms = keeper_->round_trip_ms();
+  if (ms < 2) return {};
+  return fmt::format(
+      "round trip to Redis from this process: {:.1f} ms (median): every read and back-pressure "
+      "probe waits for one (docs/distributed.md#a-broker-far-away)\n",
+      ms);
 }
 
 }  // namespace micromodels
