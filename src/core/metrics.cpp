@@ -232,9 +232,28 @@ std::string MetricsSnapshot::to_table() const {
   return out;
 }
 
-std::string MetricsSnapshot::bottleneck_report() const {
-  const std::vector<detail::StageLoad> loads = detail::stage_loads(*this);
-  const detail::Capacity now = detail::capacity(loads, workers);
+namespace {
+
+// A stage whose queue drops what does not fit is left out of the bound (it never holds the
+// stages before it back), so the line above it names another limit; said beside it when such a
+// stage did drop, since more consumers there would keep more packets.
+std::string shed_note(const std::vector<StageMetrics>& stages) {
+  std::string note;
+  for (const StageMetrics& s : stages) {
+    const std::uint64_t overflow =
+        s.dropped - std::min(s.dropped, s.dropped_age + s.dropped_newest + s.dropped_unserved);
+    if (!s.sheds || overflow == 0) continue;
+    note += "  " + s.name + " dropped " + std::to_string(overflow) +
+            " packets its queue had no room for (its overflow policy): it keeps up by dropping; "
+            "more consumers there would keep more\n";
+  }
+  return note;
+}
+
+// The bottleneck line and what one more consumer or core would give.
+std::string limit_report(const MetricsSnapshot& m) {
+  const std::vector<detail::StageLoad> loads = detail::stage_loads(m);
+  const detail::Capacity now = detail::capacity(loads, m.workers);
   if (loads.empty() || !std::isfinite(now.rate)) {
     return "bottleneck: none (no packet was measured)\n";
   }
@@ -242,15 +261,15 @@ std::string MetricsSnapshot::bottleneck_report() const {
   // In the bound's unit: packets entering (what the sources made) per second, not packets out,
   // which counts each of a split's packets, and packets dropped or filtered on the way.
   const std::string measured =
-      " (measured " + format_rate(per_second(packets_in, elapsed_s)) + "/s in)\n";
+      " (measured " + format_rate(per_second(m.packets_in, m.elapsed_s)) + "/s in)\n";
   if (!now.stage) {
     double pool_demand = 0;
     for (const detail::StageLoad& load : loads) pool_demand += load.blocking ? 0 : load.demand_s;
-    const detail::Capacity more_cores = detail::capacity(loads, workers + 1);
-    return "bottleneck: the worker pool: " + std::to_string(workers) + " thread" +
-           (workers == 1 ? "" : "s") + " for " + format_duration_us(pool_demand * 1e6) +
+    const detail::Capacity more_cores = detail::capacity(loads, m.workers + 1);
+    return "bottleneck: the worker pool: " + std::to_string(m.workers) + " thread" +
+           (m.workers == 1 ? "" : "s") + " for " + format_duration_us(pool_demand * 1e6) +
            " of CPU-bound work per packet = at most " + rate(now.rate) + measured +
-           "  one more consumer adds nothing; more cores (" + std::to_string(workers + 1) +
+           "  one more consumer adds nothing; more cores (" + std::to_string(m.workers + 1) +
            " workers: at most " + rate(more_cores.rate) +
            (more_cores.stage ? ", then " + loads[*more_cores.stage].name + " limits" : "") +
            ") or cheaper CPU-bound stages would\n";
@@ -260,7 +279,7 @@ std::string MetricsSnapshot::bottleneck_report() const {
                     " consumer" + (limit.consumers == 1 ? "" : "s") + " x " +
                     format_duration_us(limit.demand_s * 1e6) + " per packet = at most " +
                     rate(now.rate) + measured;
-  if (stages[*now.stage].source) {
+  if (m.stages[*now.stage].source) {
     out += "  a source has one consumer: it paces the pipeline (decoding, a camera's frame rate, "
            "a rate param)\n";
     return out;
@@ -273,15 +292,22 @@ std::string MetricsSnapshot::bottleneck_report() const {
   }
   std::vector<detail::StageLoad> more = loads;
   ++more[*now.stage].consumers;
-  const detail::Capacity next = detail::capacity(more, workers);
+  const detail::Capacity next = detail::capacity(more, m.workers);
   out += "  one more consumer on " + limit.name + ": at most " + rate(next.rate);
   if (next.rate <= now.rate * 1.01) {
     out += ", no gain";
   }
   out += next.stage ? " (then " + loads[*next.stage].name + " limits)"
-                    : " (then the " + std::to_string(workers) + " worker threads limit)";
+                    : " (then the " + std::to_string(m.workers) + " worker threads limit)";
   out += '\n';
   return out;
+}
+
+}  // namespace
+
+std::string MetricsSnapshot::bottleneck_report() const {
+  std::string out = limit_report(*this);
+  return out.starts_with("bottleneck: none") ? out : out + shed_note(stages);
 }
 
 std::string MetricsSnapshot::to_json() const {

@@ -253,11 +253,20 @@ TEST(MetricsSnapshot, AStageThatShedsIsNotTheBottleneck) {
   const std::string report = m.bottleneck_report();
   EXPECT_EQ(report.rfind("bottleneck: a: 1 consumer x 1.00ms per packet = at most 1000", 0), 0u)
       << report;
+  // Left out of the bound, it is named beside it with what it dropped: more consumers there
+  // would keep more packets.
+  EXPECT_NE(report.find("\n  b dropped 750 packets its queue had no room for"), std::string::npos)
+      << report;
   for (StageMetrics& s : m.stages) s.blocking = s.source;  // on the pool: 1 + 1 + 1 ms per packet
   EXPECT_EQ(m.bottleneck_report().rfind(
                 "bottleneck: the worker pool: 2 threads for 3.00ms of CPU-bound work", 0),
             0u)
       << m.bottleneck_report();
+  EXPECT_NE(m.bottleneck_report().find("b dropped 750"), std::string::npos);
+  // Drops of live mode (age, newest, unserved) are the budget's, not a queue without room.
+  b.dropped_age = 700;
+  b.dropped_newest = 50;
+  EXPECT_EQ(m.bottleneck_report().find("dropped"), std::string::npos) << m.bottleneck_report();
 }
 
 TEST(MetricsSnapshot, BottleneckReportKnowsThePoolStreamsAndSources) {
