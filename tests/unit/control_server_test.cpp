@@ -68,10 +68,10 @@ class FakeRun final : public Run {
     }
     snapshot_.pipeline = "fake";
   }
-  template <class Change>
-  void change(Change change) {
+  template <class Edit>
+  void change(Edit edit) {
     std::lock_guard lock(mutex_);
-    change(snapshot_);
+    edit(snapshot_);
   }
   std::function<void(std::string_view, int)> on_scale = [](std::string_view, int) {
     throw std::invalid_argument("this run cannot scale");
@@ -272,23 +272,26 @@ TEST(ControlServer, StatusGivesTheBrokersViewAndWhyItCannotBeRead) {
   EXPECT_TRUE(untold["broker_error"].is_null());
 }
 
+// 100000 packets long ago through both stages: a took 0.95 ms each (a high busy share since the
+// start), b 0.1 ms; a limited the run.
+void ran_a_while(MetricsSnapshot& m) {
+  m.elapsed_s = 100;
+  m.packets_in = 100000;
+  for (StageMetrics& s : m.stages) {
+    s.processed = 100000;
+    s.emitted = 100000;
+    s.service.count = 100000;
+  }
+  m.stages[0].busy_share = 0.95;
+  m.stages[0].service.sum_us = 95e6;
+  m.stages[1].busy_share = 0.1;
+  m.stages[1].service.sum_us = 10e6;
+}
+
 TEST(ControlServer, RatesComeFromTheLastWindowNotFromTheStart) {
   FakeRun fake;
-  // 100000 packets long ago: stage a took 0.95 ms each (a high busy share since the start),
-  // stage b 0.1 ms. Then stage a stops, and b alone works, slowly.
-  fake.change([](MetricsSnapshot& m) {
-    m.elapsed_s = 100;
-    m.packets_in = 100000;
-    for (StageMetrics& s : m.stages) {
-      s.processed = 100000;
-      s.emitted = 100000;
-      s.service.count = 100000;
-    }
-    m.stages[0].busy_share = 0.95;
-    m.stages[0].service.sum_us = 95e6;
-    m.stages[1].busy_share = 0.1;
-    m.stages[1].service.sum_us = 10e6;
-  });
+  // Then stage a stops, and b alone works, slowly.
+  fake.change(ran_a_while);
   ControlServer server(fake, {.sample_period_s = 0.02, .rate_window_s = 0.3});
 
   // Stage b now works flat out: 50 packets of 10 ms every 0.5 s on one consumer.
@@ -324,18 +327,8 @@ TEST(ControlServer, RatesComeFromTheLastWindowNotFromTheStart) {
 
 TEST(ControlServer, AnIdleRunHasNoBottleneck) {
   FakeRun fake;
-  // Since the start, a took 0.95 ms a packet and b 0.1 ms: a limited the run. Then nothing
-  // moves (a worker whose run is over): nothing limits anything now.
-  fake.change([](MetricsSnapshot& m) {
-    m.elapsed_s = 100;
-    m.packets_in = 100000;
-    for (StageMetrics& s : m.stages) {
-      s.processed = 100000;
-      s.service.count = 100000;
-    }
-    m.stages[0].service.sum_us = 95e6;
-    m.stages[1].service.sum_us = 10e6;
-  });
+  // Then nothing moves (a worker whose run is over): nothing limits anything now.
+  fake.change(ran_a_while);
   ControlServer server(fake, {.sample_period_s = 0.02, .rate_window_s = 0.2});
   ASSERT_TRUE(fake.metrics().bottleneck());
   EXPECT_EQ(fake.metrics().bottleneck()->name, "a");
