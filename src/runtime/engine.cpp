@@ -193,9 +193,15 @@ void Engine::serve_source(Node& node) {
     }
     if (trace_ != nullptr) {
       for (const Packet& packet : out) {
-        trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index), .stream = packet.stream,
-                        .seq = packet.seq, .enqueued = t0, .start = t0, .end = t1, .thread = 0,
-                        .failed = false});
+        trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index),
+                        .stream = packet.stream,
+                        .seq = packet.seq,
+                        .enqueued = t0,
+                        .start = t0,
+                        .end = t1,
+                        .thread = 0,
+                        .failed = false,
+                        .dropped = false});
       }
     }
     node.processed.fetch_add(out.size(), std::memory_order_relaxed);
@@ -363,9 +369,15 @@ void Engine::run_batch(Node& node, Stage& stage, std::vector<Queued>& batch, boo
   const auto t1 = stamp();
   if (trace_ != nullptr) {
     for (std::size_t i = 0; i < keys.size(); ++i) {
-      trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index), .stream = keys[i].stream,
-                      .seq = keys[i].seq, .enqueued = batch[i].enqueued, .start = t0, .end = t1,
-                      .thread = 0, .failed = !ok});
+      trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index),
+                      .stream = keys[i].stream,
+                      .seq = keys[i].seq,
+                      .enqueued = batch[i].enqueued,
+                      .start = t0,
+                      .end = t1,
+                      .thread = 0,
+                      .failed = !ok,
+                      .dropped = false});
     }
   }
   if (!ok) {
@@ -408,9 +420,15 @@ void Engine::run_packets(Node& node, Stage& stage, std::vector<Queued>& batch, b
     const auto t1 = stamp();
     const auto spent = ns_between(t0, t1);
     if (trace_ != nullptr) {
-      trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index), .stream = key.stream,
-                      .seq = key.seq, .enqueued = queued.enqueued, .start = t0, .end = t1,
-                      .thread = 0, .failed = !ok});
+      trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index),
+                      .stream = key.stream,
+                      .seq = key.seq,
+                      .enqueued = queued.enqueued,
+                      .start = t0,
+                      .end = t1,
+                      .thread = 0,
+                      .failed = !ok,
+                      .dropped = false});
     }
     t0 = t1;
     node.service.record(spent, exclusive);

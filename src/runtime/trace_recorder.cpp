@@ -312,6 +312,7 @@ void TraceRecorder::finish() {
     event += R"(,"wait_us":)";
     append_us(event, e.start - e.enqueued);
     if (e.failed) event += R"(,"failed":true)";
+    if (e.dropped) event += R"(,"dropped":true)";
     event += "}}";
     if (!(first && last)) {
       // A flow step bound to the slice above (same cat, pid, tid and ts): Perfetto draws one

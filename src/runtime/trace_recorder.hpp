@@ -28,6 +28,8 @@ struct TraceEvent {
   std::int64_t end;
   std::uint32_t thread;  // filled in when written: the recording thread's id
   bool failed;
+  bool dropped;  // the stage's queue dropped it (overflow, or live mode's age or newest): no
+                 // service, start = end
 };
 
 /// Records the sampled packets of one engine and writes them to `config.path`.

@@ -152,6 +152,41 @@ TEST_F(TraceTest, FailedPacketsAreMarked) {
   EXPECT_EQ(failed, 4);
 }
 
+// A packet the stage's queue had no room for ends there: its path shows where it went.
+TEST_F(TraceTest, PacketsAQueueDroppedAreMarkedWhereTheyWereDropped) {
+  const fs::path path = dir_ / "dropped.json";
+  Pipeline pipeline("trace_drops");
+  pipeline.add({.name = "source",
+                .type = "synthetic.source",
+                .params = {{"count", ParamValue{std::int64_t{300}}}}});
+  pipeline.add({.name = "work",
+                .type = "model.sleep",
+                .params = {{"service_ms", ParamValue{1.0}}},
+                .queue_capacity = 4,
+                .overflow = Overflow::drop_newest});
+  pipeline.add({.name = "sink", .type = "pass"});
+  pipeline.set_trace({.path = path.string()});
+  std::uint64_t dropped = 0;
+  {
+    Runner runner(pipeline);
+    runner.start();
+    runner.wait();
+    dropped = runner.metrics().stage("work")->dropped;
+  }
+  ASSERT_GT(dropped, 0U) << "an unpaced source into a 1 ms stage with a queue of 4";
+  std::ifstream in(path);
+  const auto trace = nlohmann::json::parse(in);
+  std::uint64_t marked = 0;
+  for (const auto& event : trace["traceEvents"]) {
+    if (event["ph"] == "X" && event["args"].value("dropped", false)) {
+      EXPECT_EQ(event["name"], "work");
+      EXPECT_EQ(event["dur"], 0);
+      ++marked;
+    }
+  }
+  EXPECT_EQ(marked, dropped);
+}
+
 TEST_F(TraceTest, UnwritablePathFailsBeforeTheRun) {
   const std::string path = (dir_ / "no_such_dir" / "t.json").string();
   try {
