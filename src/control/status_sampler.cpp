@@ -46,6 +46,7 @@ Recent recent_of(const StageMetrics& now, const StageMetrics* before, double win
 Json stage_json(const StageMetrics& s, const Recent& recent, Json inputs) {
   return Json{{"name", s.name},
               {"type", s.type},
+              {"source", s.source},
               {"inputs", std::move(inputs)},
               {"consumers", s.consumers},
               {"queue_depth", s.queue_depth},

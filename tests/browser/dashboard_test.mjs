@@ -511,6 +511,12 @@ stages:
   assert.match(end.throughput, /^[0-9.,]+\/s over the run$/);
   assert.match(end.rate, /^[0-9.,]+\/s over the run$/);
   assert.equal(end.workLost, `dropped 0 · failed ${packets / 10} · dead-lettered ${packets / 10}`);
+  // The dead-letter stage reads no other stage, as a source does, but scales like any stage.
+  const buttons = await page.evaluate(() => ({
+    failed: !!document.querySelector('.stage[data-stage="failed"] .scale-up'),
+    source: !!document.querySelector('.stage[data-stage="source"] .scale-up'),
+  }));
+  assert.deepEqual(buttons, { failed: true, source: false });
   assert.equal(end.lost, false);
   // No alarm and no retrying out loud afterwards: still the same a while later.
   await new Promise((r) => setTimeout(r, 2500));

@@ -142,6 +142,8 @@ TEST(ControlServer, ServesARunnerInThisProcess) {
     const Json status = get_json(server, "/status");
     EXPECT_EQ(status["pipeline"], runner.metrics().pipeline);
     EXPECT_EQ(stage_of(status, "work")["type"], "model.sleep");
+    EXPECT_EQ(stage_of(status, "work")["source"], false);
+    EXPECT_EQ(stage_of(status, "source")["source"], true);
 
     const auto [code, answer] = post_json(server, "/stages/work/scale", R"({"consumers": 3})");
     EXPECT_EQ(code, 200) << answer.dump();

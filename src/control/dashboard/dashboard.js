@@ -337,7 +337,7 @@ function makeCard(name, elsewhere, source) {
 // The stages to draw: this process's, and on a distributed run the broker's others, each with
 // its inputs when known.
 function graphStages(status) {
-  const stages = status.stages.map((s) => ({ name: s.name, inputs: s.inputs }));
+  const stages = status.stages.map((s) => ({ name: s.name, inputs: s.inputs, source: s.source }));
   const here = new Set(stages.map((s) => s.name));
   for (const b of status.broker || []) {
     if (!here.has(b.stage)) stages.push({ name: b.stage, inputs: b.inputs, elsewhere: true });
@@ -358,7 +358,9 @@ function build(stages) {
   }
   for (const name of names) {
     const s = stages.find((x) => x.name === name);
-    const source = !!s && Array.isArray(s.inputs) && s.inputs.length === 0;
+    // A dead-letter stage has no inputs either, but its consumers scale like any stage's.
+    const source = !!s && (typeof s.source === "boolean" ? s.source
+                                                         : Array.isArray(s.inputs) && s.inputs.length === 0);
     graph.append(makeCard(name, !s || s.elsewhere, source));
   }
 }
