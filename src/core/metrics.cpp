@@ -306,8 +306,7 @@ std::string limit_report(const MetricsSnapshot& m) {
 }  // namespace
 
 std::string MetricsSnapshot::bottleneck_report() const {
-  std::string out = limit_report(*this);
-  return out.starts_with("bottleneck: none") ? out : out + shed_note(stages);
+  return limit_report(*this) + shed_note(stages);
 }
 
 std::string MetricsSnapshot::to_json() const {

@@ -123,13 +123,26 @@ Reply Connection::checked(void* reply, const char* doing) {
           "deploy/redis/users.acl does (docs/distributed.md#access-control)");
 }
 
-Reply Connection::ok(const Args& args) {
-  Reply reply = command(args);
+namespace {
+
+Reply succeeded(const Args& args, Reply reply) {
   if (is_error(reply.get())) {
     throw std::runtime_error("Redis " + args.items()[0] +
                              " failed: " + std::string(text(reply.get())));
   }
   return reply;
+}
+
+}  // namespace
+
+Reply Connection::ok(const Args& args) { return succeeded(args, command(args)); }
+
+void Connection::ok_all(const std::vector<Args>& commands) {
+  for (const Args& args : commands) append(args);
+  // Every reply is read before any error is thrown: the connection stays in step.
+  std::vector<Reply> replies;
+  for (const Args& args : commands) replies.push_back(read(args.items()[0].c_str()));
+  for (std::size_t i = 0; i < commands.size(); ++i) succeeded(commands[i], std::move(replies[i]));
 }
 
 void Connection::append(const Args& args) {

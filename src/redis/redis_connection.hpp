@@ -56,6 +56,8 @@ class Connection {
   Reply command(const Args& args);
   /// `command`, throwing std::runtime_error on an error reply (naming the command).
   Reply ok(const Args& args);
+  /// `ok` for each of `commands`, pipelined: one round trip.
+  void ok_all(const std::vector<Args>& commands);
   /// Pipelining: append any number, then read one reply per appended command, in order
   /// (`doing` names it in the error when the connection fails).
   void append(const Args& args);

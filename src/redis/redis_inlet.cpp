@@ -71,7 +71,6 @@ Delivery control(Delivery::Kind kind, std::uint32_t stream, std::uint64_t seq, s
   return d;
 }
 
-// A letter the inlet writes (the engine logs the failures of stages): logged, as an error.
 // A delivery that goes on as a skip of its (stream, seq), the packet left behind.
 void skip_instead(Delivery& d, Delivery::Loss loss) {
   d.kind = Delivery::Kind::skip;
@@ -79,6 +78,7 @@ void skip_instead(Delivery& d, Delivery::Loss loss) {
   d.packet = Packet{.stream = d.packet.stream, .seq = d.packet.seq};
 }
 
+// A letter the inlet writes (the engine logs the failures of stages): logged, as an error.
 void letter_of_inlet(Session& session, const DeadLetter& letter) {
   log().error("stage '{}': {}{}: dead-lettered to {}", letter.stage, letter.error,
               letter.position ? " (stream " + std::to_string(letter.position->first) + " seq " +
@@ -559,7 +559,7 @@ void RedisInlet::lease_round(std::vector<Delivery>& out) {
   // deletes them, and this process learns of the run from its first entry, which a broker far
   // away delivers some round trips after the keeper found the leases gone. Not a loss, then.
   bool lost = false;
-  for (std::size_t k = 0; k < keys_.size(); ++k) lost = lost || ledger_.lost(k);
+  for (std::size_t k = 0; k < keys_.size() && !lost; ++k) lost = ledger_.lost(k);
   if (lost && !session_.is_run()) {
     session_.is_current_run(*conn_, 0);  // reads the run record
     if (session_.run() != run_) {

@@ -193,14 +193,7 @@ void Session::begin_run(Connection& conn) {
     reset.push_back(std::move(del));
   }
   reset.push_back({"SET", names->run(), version_text(run_) + " " + version_text(version)});
-  for (const Args& command : reset) conn.append(command);
-  for (const Args& command : reset) {
-    const Reply reply = conn.read(command.items()[0].c_str());
-    if (is_error(reply.get())) {
-      throw std::runtime_error("Redis " + command.items()[0] +
-                               " failed: " + std::string(text(reply.get())));
-    }
-  }
+  conn.ok_all(reset);
   for (const PlanStage& stage : plan->stages()) {
     // A worker that read the old stream may have made the new one (and its group) already.
     for (const std::string& key : stage.source() ? std::vector<std::string>{} : keys(stage)) {

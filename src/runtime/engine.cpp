@@ -193,15 +193,7 @@ void Engine::serve_source(Node& node) {
     }
     if (trace_ != nullptr) {
       for (const Packet& packet : out) {
-        trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index),
-                        .stream = packet.stream,
-                        .seq = packet.seq,
-                        .enqueued = t0,
-                        .start = t0,
-                        .end = t1,
-                        .thread = 0,
-                        .failed = false,
-                        .dropped = false});
+        trace(node, packet.stream, packet.seq, t0, t0, t1, /*failed=*/false);
       }
     }
     node.processed.fetch_add(out.size(), std::memory_order_relaxed);
@@ -369,15 +361,7 @@ void Engine::run_batch(Node& node, Stage& stage, std::vector<Queued>& batch, boo
   const auto t1 = stamp();
   if (trace_ != nullptr) {
     for (std::size_t i = 0; i < keys.size(); ++i) {
-      trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index),
-                      .stream = keys[i].stream,
-                      .seq = keys[i].seq,
-                      .enqueued = batch[i].enqueued,
-                      .start = t0,
-                      .end = t1,
-                      .thread = 0,
-                      .failed = !ok,
-                      .dropped = false});
+      trace(node, keys[i].stream, keys[i].seq, batch[i].enqueued, t0, t1, /*failed=*/!ok);
     }
   }
   if (!ok) {
@@ -419,17 +403,7 @@ void Engine::run_packets(Node& node, Stage& stage, std::vector<Queued>& batch, b
     const bool ok = contained([&] { stage.process(std::move(queued.packet), out); }, error);
     const auto t1 = stamp();
     const auto spent = ns_between(t0, t1);
-    if (trace_ != nullptr) {
-      trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index),
-                      .stream = key.stream,
-                      .seq = key.seq,
-                      .enqueued = queued.enqueued,
-                      .start = t0,
-                      .end = t1,
-                      .thread = 0,
-                      .failed = !ok,
-                      .dropped = false});
-    }
+    trace(node, key.stream, key.seq, queued.enqueued, t0, t1, /*failed=*/!ok);
     t0 = t1;
     node.service.record(spent, exclusive);
     const auto ewma = node.service_ewma_ns.load(std::memory_order_relaxed);

@@ -249,8 +249,21 @@ class Engine {
                    Aftermath& after);
   void enqueue_locked(Node& to, Packet&& packet, Ticket ticket, Aftermath& after);
   void drop_aged_locked(Node& node, std::vector<Queued>& batch, Aftermath& after);
-  /// A traced packet that `node`'s queue dropped: a slice of no duration, marked dropped.
-  void trace_drop(const Node& node, std::uint32_t stream, std::uint64_t seq, std::int64_t enqueued);
+  /// When the run is traced: one turn of `node` with a packet, or (`dropped`: start = end) the
+  /// packet its queue dropped.
+  void trace(const Node& node, std::uint32_t stream, std::uint64_t seq, std::int64_t enqueued,
+             std::int64_t start, std::int64_t end, bool failed, bool dropped = false) {
+    if (trace_ == nullptr) return;
+    trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index),
+                    .stream = stream,
+                    .seq = seq,
+                    .enqueued = enqueued,
+                    .start = start,
+                    .end = end,
+                    .thread = 0,
+                    .failed = failed,
+                    .dropped = dropped});
+  }
   /// `now`: the capture clock when the stage was done with them (the thread's last stamp).
   void record_ages(Node& node, std::span<const Key> done, std::int64_t now, bool exclusive);
   /// What `to` holds of `stream` goes back unsettled. `taken` (a transport's reset: the stream

@@ -327,25 +327,11 @@ void Engine::ReorderOut::late(std::uint32_t stream, std::uint64_t seq, std::uint
 void Engine::enqueue_locked(Node& to, Packet&& packet, Ticket ticket, Aftermath& after) {
   std::optional<StageQueue::Dropped> dropped = to.queue.push({std::move(packet), t_clock, ticket});
   if (!dropped) return;
-  trace_drop(to, dropped->stream, dropped->seq, t_clock);
+  trace(to, dropped->stream, dropped->seq, t_clock, t_clock, t_clock, false, /*dropped=*/true);
   to.dropped.fetch_add(1, std::memory_order_relaxed);
   if (to.newest) to.dropped_newest.fetch_add(1, std::memory_order_relaxed);
   after.skips.push_back({&to, dropped->stream, dropped->seq, dropped->ticket});
   ++after.leaves;
-}
-
-void Engine::trace_drop(const Node& node, std::uint32_t stream, std::uint64_t seq,
-                        std::int64_t enqueued) {
-  if (trace_ == nullptr) return;
-  trace_->record({.stage = static_cast<std::uint32_t>(node.plan.index),
-                  .stream = stream,
-                  .seq = seq,
-                  .enqueued = enqueued,
-                  .start = t_clock,
-                  .end = t_clock,
-                  .thread = 0,
-                  .failed = false,
-                  .dropped = true});
 }
 
 void Engine::drop_aged_locked(Node& node, std::vector<Queued>& batch, Aftermath& after) {
@@ -355,7 +341,8 @@ void Engine::drop_aged_locked(Node& node, std::vector<Queued>& batch, Aftermath&
   const auto aged = std::remove_if(batch.begin(), batch.end(), [&](const Queued& queued) {
     const std::int64_t capture = queued.packet.capture_ns;
     if (capture == 0 || now - capture <= node.max_age_ns) return false;
-    trace_drop(node, queued.packet.stream, queued.packet.seq, queued.enqueued);
+    trace(node, queued.packet.stream, queued.packet.seq, queued.enqueued, t_clock, t_clock, false,
+          /*dropped=*/true);
     after.skips.push_back({&node, queued.packet.stream, queued.packet.seq, queued.ticket});
     return true;
   });
