@@ -201,26 +201,41 @@ void Keeper::add_counts(Connection& conn) {
 // Drops what every consumer has acknowledged: entries older than the oldest pending one, or
 // than the last delivered one when nothing is pending. Unread entries are newer than the last
 // delivered one, so they are never trimmed. Also notes whether the dead letters are all read.
+// Three round trips, however many streams (a broker far away would take one per command).
 void Keeper::trim(Connection& conn) {
-  bool letters_drained = true;
+  struct Queue {
+    std::string key;
+    const PlanStage* stage;
+    std::string min_id{};
+  };
+  std::vector<Queue> queues;
   for (const PlanStage& stage : session_.plan->stages()) {
     if (stage.source()) continue;
-    for (const std::string& key : session_.keys(stage)) {
-      const Reply groups = conn.command({"XINFO", "GROUPS", key});
-      const redisReply* info = group(groups.get(), stage.name());
-      if (info == nullptr) continue;
-      std::string min_id(text(field(info, "last-delivered-id")));
-      const long long pending = integer(field(info, "pending"));
-      if (stage.dead_letter && (pending > 0 || integer(field(info, "lag")) > 0)) {
-        letters_drained = false;
-      }
-      if (pending > 0) {
-        const Reply summary = conn.command({"XPENDING", key, stage.name()});
-        min_id = std::string(text(at(summary.get(), 1)));
-      }
-      if (!min_id.empty() && min_id != "0-0") conn.command({"XTRIM", key, "MINID", min_id});
-    }
+    for (std::string& key : session_.keys(stage)) queues.push_back({std::move(key), &stage});
   }
+  for (const Queue& q : queues) conn.append({"XINFO", "GROUPS", q.key});
+  bool letters_drained = true;
+  std::vector<Queue*> pending;
+  for (Queue& q : queues) {
+    const Reply groups = conn.read("XINFO GROUPS");
+    const redisReply* info = group(groups.get(), q.stage->name());
+    if (info == nullptr) continue;
+    q.min_id = text(field(info, "last-delivered-id"));
+    const long long waiting = integer(field(info, "pending"));
+    if (q.stage->dead_letter && (waiting > 0 || integer(field(info, "lag")) > 0)) {
+      letters_drained = false;
+    }
+    if (waiting > 0) pending.push_back(&q);
+  }
+  for (const Queue* q : pending) conn.append({"XPENDING", q->key, q->stage->name()});
+  for (Queue* q : pending) q->min_id = text(at(conn.read("XPENDING").get(), 1));
+  std::size_t trims = 0;
+  for (const Queue& q : queues) {
+    if (q.min_id.empty() || q.min_id == "0-0") continue;
+    conn.append({"XTRIM", q.key, "MINID", q.min_id});
+    ++trims;
+  }
+  for (; trims > 0; --trims) (void)conn.read("XTRIM");
   letters_drained_ = letters_drained;
 }
 

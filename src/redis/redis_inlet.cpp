@@ -26,13 +26,19 @@ constexpr int kBlockMs = 100;           // longest wait for entries: how soon a 
 constexpr int kIdleBlockMs = 500;       // the same once a read has found nothing for a second
 constexpr int kIdleReads = 10;          // ... that is after this many empty reads in a row
 
-// A partition's lease. KEYS[1]: the lease. ARGV: consumer, time to live (ms). Taken when free,
-// or kept when ours already (after a reconnect); returns 1 when it is ours.
+// Leases of one stage's partitions (one slot). KEYS: the leases asked for. ARGV: consumer, time to
+// live (ms), how many to take at most. Each is taken when free, or kept when ours already (after
+// a reconnect); returns 1 for each that is ours, else 0.
 constexpr const char* kAcquire =
-    "local v = redis.call('GET', KEYS[1]) "
-    "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
-    "if v then return 0 end "
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1";
+    "local got, n = {}, tonumber(ARGV[3]) "
+    "for i, key in ipairs(KEYS) do "
+    "  local v = redis.call('GET', key) "
+    "  got[i] = 0 "
+    "  if n > 0 and (v == ARGV[1] or not v) then "
+    "    redis.call('SET', key, ARGV[1], 'PX', ARGV[2]) got[i] = 1 n = n - 1 "
+    "  end "
+    "end "
+    "return got";
 // The progress of a leased partition (its acknowledgements and next seq per stream) is recorded
 // only while the lease is still ours, in one step. A former owner that has not noticed yet that
 // its lease expired then changes nothing: what it processed stays pending, the new owner claims
@@ -113,7 +119,9 @@ RedisInlet::~RedisInlet() {
 }
 
 void RedisInlet::create_groups(Connection& conn) {
-  for (const std::string& key : keys_) create_group(conn, key, group_);
+  std::vector<std::pair<std::string, std::string>> groups;
+  for (const std::string& key : keys_) groups.emplace_back(key, group_);
+  detail::create_groups(conn, std::move(groups));
 }
 
 bool RedisInlet::take(std::vector<Delivery>& out, std::size_t max) {
@@ -578,15 +586,22 @@ void RedisInlet::lease_round(std::vector<Delivery>& out) {
   }
   const auto share = (keys_.size() + static_cast<std::size_t>(std::max(1, processes.load())) - 1) /
                      static_cast<std::size_t>(std::max(1, processes.load()));
-  // A partition taken over may hold another version's entries, which pause this inlet (refuse):
-  // it then takes no more, and gives back what it took.
-  for (std::size_t k = 0; k < keys_.size() && owned < share && !paused_; ++k) {
-    if (ledger_.owned(k)) continue;
-    const Reply got = conn_->command({"EVAL", kAcquire, "1", session_.names->lease(keys_[k]),
-                                      consumer_, std::to_string(kLeaseMs)});
-    if (integer(got.get()) != 1) continue;
-    take_over(k, out);
-    ++owned;
+  // One round trip asks for this process's share of the free partitions.
+  std::vector<std::size_t> free;
+  for (std::size_t k = 0; k < keys_.size(); ++k) {
+    if (!ledger_.owned(k)) free.push_back(k);
+  }
+  if (owned < share && !free.empty()) {
+    Args acquire{"EVAL", kAcquire, std::to_string(free.size())};
+    for (std::size_t k : free) acquire.add(session_.names->lease(keys_[k]));
+    acquire.add(consumer_).add(std::to_string(kLeaseMs)).add(std::uint64_t{share - owned});
+    const Reply got = conn_->command(acquire);
+    std::vector<std::size_t> taken;
+    for (std::size_t i = 0; i < free.size(); ++i) {
+      if (integer(at(got.get(), i)) == 1) taken.push_back(free[i]);
+    }
+    take_over(taken, out);
+    owned += taken.size();
   }
   if (owned > share && processes.load() > 1) {
     for (std::size_t k = keys_.size(); k-- > 0;) {
@@ -599,27 +614,51 @@ void RedisInlet::lease_round(std::vector<Delivery>& out) {
   if (paused_) give_up_all(out, true);
 }
 
-// A partition becomes ours: its progress from Redis, then every entry still pending in it (a
-// previous owner's, or ours from before a reconnect).
-void RedisInlet::take_over(std::size_t k, std::vector<Delivery>& out) {
-  // Our own earlier ownership of it (before a lost lease or a reconnect) may still have progress
+// Partitions become ours: their progress from Redis, then every entry still pending in them (a
+// previous owner's, or ours from before a reconnect); a round trip for each step, however many
+// they are. A partition may hold another version's entries, which pause this inlet (refuse), or
+// a new run's first entry (accept): the partitions after it are then not delivered from (the
+// lease round gives them back, or takes them over again for the new run).
+void RedisInlet::take_over(const std::vector<std::size_t>& parts, std::vector<Delivery>& out) {
+  if (parts.empty()) return;
+  // Our own earlier ownership of one (before a lost lease or a reconnect) may still have progress
   // in the writer, which is recorded once the lease is ours again: read the progress after it.
   session_.writer.drain();
-  const Reply reply = conn_->command({"HGETALL", session_.names->next_seq(keys_[k])});
-  std::map<std::uint32_t, std::uint64_t> next;
-  for (std::size_t i = 0; i + 1 < size(reply.get()); i += 2) {
-    next.emplace(static_cast<std::uint32_t>(integer(at(reply.get(), i))),
-                 static_cast<std::uint64_t>(integer(at(reply.get(), i + 1))));
+  for (std::size_t k : parts) conn_->append({"HGETALL", session_.names->next_seq(keys_[k])});
+  std::vector<bool> progressed;
+  for (std::size_t k : parts) {
+    const Reply reply = conn_->read("HGETALL");
+    std::map<std::uint32_t, std::uint64_t> next;
+    for (std::size_t i = 0; i + 1 < size(reply.get()); i += 2) {
+      next.emplace(static_cast<std::uint32_t>(integer(at(reply.get(), i))),
+                   static_cast<std::uint64_t>(integer(at(reply.get(), i + 1))));
+    }
+    ledger_.take_over(k, next);
+    for (const auto& [stream, seq] : next) {
+      out.push_back(control(Delivery::Kind::reset, stream, seq, 0, 0));
+    }
+    progressed.push_back(!next.empty());
   }
-  ledger_.take_over(k, next);
-  for (const auto& [stream, seq] : next) {
-    out.push_back(control(Delivery::Kind::reset, stream, seq, 0, 0));
+  for (std::size_t k : parts) {
+    conn_->append({"XAUTOCLAIM", keys_[k], group_, consumer_, "0", "0-0", "COUNT",
+                   std::to_string(kMostRead)});
   }
-  const std::size_t before = out.size();
-  claim_pending(k, out);
-  if (out.size() > before || !next.empty()) {
-    log().info("stage '{}': took over {} with {} pending entries", stage_.name(), keys_[k],
-               out.size() - before);
+  std::vector<Reply> claimed;
+  for (std::size_t i = 0; i < parts.size(); ++i) claimed.push_back(conn_->read("XAUTOCLAIM"));
+  bool go_on = true;
+  for (std::size_t i = 0; i < parts.size() && go_on && !paused_; ++i) {
+    const std::size_t k = parts[i];
+    const std::size_t before = out.size();
+    if (!is_error(claimed[i].get())) {
+      go_on = accept_all(at(claimed[i].get(), 1), k, out);
+      for (std::string cursor(text(at(claimed[i].get(), 0))); go_on && cursor != "0-0";) {
+        cursor = claim(k, "0", cursor, kMostRead, false, out);
+      }
+    }
+    if (out.size() > before || progressed[i]) {
+      log().info("stage '{}': took over {} with {} pending entries", stage_.name(), keys_[k],
+                 out.size() - before);
+    }
   }
 }
 

@@ -85,7 +85,7 @@ class RedisInlet final : public Inlet {
   std::string claim(std::size_t part, const std::string& idle, const std::string& cursor,
                     std::size_t count, bool counted, std::vector<Delivery>& out);
   void lease_round(std::vector<Delivery>& out);
-  void take_over(std::size_t part, std::vector<Delivery>& out);
+  void take_over(const std::vector<std::size_t>& parts, std::vector<Delivery>& out);
   void claim_pending(std::size_t part, std::vector<Delivery>& out);
   void give_up(std::size_t part, std::vector<Delivery>& out, bool release);
   void give_up_all(std::vector<Delivery>& out, bool release);

@@ -183,44 +183,52 @@ void Session::begin_run(Connection& conn) {
   std::vector<Args> reset{
       {"DEL", names->dead_letter(), names->hops(), names->streams(), names->counters()}};
   Args streams{"HSET", names->streams()};
+  std::vector<std::pair<std::string, std::string>> groups;  // (stream, group)
   for (const PlanStage& stage : plan->stages()) {
     if (stage.source()) continue;
     Args del{"DEL"};
     for (const std::string& key : keys(stage)) {
       del.add(key).add(names->lease(key)).add(names->next_seq(key));
       streams.add(key).add(stage.name());
+      groups.emplace_back(key, stage.name());
     }
     reset.push_back(std::move(del));
   }
   reset.push_back({"SET", names->run(), version_text(run_) + " " + version_text(version)});
+  reset.push_back(std::move(streams));
+  reset.push_back({"SADD", StreamNames::pipelines(), plan->pipeline().name()});
   conn.ok_all(reset);
-  for (const PlanStage& stage : plan->stages()) {
-    // A worker that read the old stream may have made the new one (and its group) already.
-    for (const std::string& key : stage.source() ? std::vector<std::string>{} : keys(stage)) {
-      create_group(conn, key, stage.name());
-    }
-  }
-  conn.ok(streams);
-  conn.ok({"SADD", StreamNames::pipelines(), plan->pipeline().name()});
+  // A worker that read the old stream may have made the new one (and its group) already.
+  create_groups(conn, std::move(groups));
 }
 
-void create_group(Connection& conn, const std::string& key, const std::string& group) {
-  // Redis at its maxmemory refuses the new stream (OOM), also for a moment while it reads
-  // another client's large write: tried again for a while (kTries x kWait) before it is an error.
+void create_groups(Connection& conn, std::vector<std::pair<std::string, std::string>> groups) {
+  // Redis at its maxmemory refuses a new stream (OOM), also for a moment while it reads another
+  // client's large write: those are tried again for a while (kTries x kWait) before it is an
+  // error.
   constexpr int kTries = 50;
   constexpr auto kWait = std::chrono::milliseconds(100);
-  const std::string tried_for = fmt::format("{:g}", kTries * kWait.count() / 1000.0);
-  for (int tried = 1;; ++tried) {
-    const Reply made = conn.command({"XGROUP", "CREATE", key, group, "0", "MKSTREAM"});
-    const std::string_view why = text(made.get());
-    if (!is_error(made.get()) || why.starts_with("BUSYGROUP")) return;
-    const bool oom = !memory_refusal(made.get()).empty();
-    if (!oom || tried == kTries) {
-      throw std::runtime_error("cannot create consumer group '" + group + "' on " + key + ": " +
-                               std::string(why) +
-                               (oom ? " (for " + tried_for + " s): raise maxmemory" : ""));
+  for (int tried = 1; !groups.empty(); ++tried) {
+    for (const auto& [key, group] : groups) {
+      conn.append({"XGROUP", "CREATE", key, group, "0", "MKSTREAM"});
     }
-    std::this_thread::sleep_for(kWait);
+    std::vector<std::pair<std::string, std::string>> refused;
+    std::string error;  // the first that cannot be made; thrown once every reply is read
+    for (auto& [key, group] : groups) {
+      const Reply made = conn.read("XGROUP CREATE");
+      const std::string_view why = text(made.get());
+      if (!is_error(made.get()) || why.starts_with("BUSYGROUP")) continue;
+      const bool oom = !memory_refusal(made.get()).empty();
+      if ((!oom || tried == kTries) && error.empty()) {
+        error = "cannot create consumer group '" + group + "' on " + key + ": " + std::string(why) +
+                (oom ? fmt::format(" (for {:g} s): raise maxmemory", kTries * kWait.count() / 1e3)
+                     : "");
+      }
+      refused.emplace_back(std::move(key), std::move(group));
+    }
+    if (!error.empty()) throw std::runtime_error(error);
+    groups = std::move(refused);
+    if (!groups.empty()) std::this_thread::sleep_for(kWait);
   }
 }
 

@@ -130,9 +130,9 @@ class Session {
   std::map<std::size_t, std::map<std::uint32_t, std::uint64_t>> produced_;
 };
 
-/// Makes the consumer group `group` of stream `key` (and the stream) unless it exists; waits
-/// up to 5 s while Redis refuses it for memory.
-void create_group(Connection& conn, const std::string& key, const std::string& group);
+/// Makes each consumer group (stream, group) of `groups` (and its stream) unless it exists, in
+/// one round trip; waits up to 5 s while Redis refuses one for memory.
+void create_groups(Connection& conn, std::vector<std::pair<std::string, std::string>> groups);
 
 /// Messages go to stderr (spdlog's "micromodels.redis" logger): stdout holds only what a
 /// script may read.
