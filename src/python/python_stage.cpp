@@ -223,6 +223,41 @@ std::optional<FileStamp> stamp_of(const py::module_& module) {
   return stamp;
 }
 
+// Python keeps one module of a name per process (sys.modules): once a module is imported, an
+// import of its name gives it back whatever the path. A stage whose `path` holds another file of
+// that name (two models' `model.py`, or a `types.py` beside the standard one) would run the
+// other module's class: refused, naming both files. Needs the GIL.
+void refuse_a_hidden_module(const std::string& module_name, const std::string& path) {
+  const std::string top = module_name.substr(0, module_name.find('.'));
+  std::string in_path;
+  std::string imported_from;
+  try {
+    const py::module_ os_path = py::module_::import("os.path");
+    py::list search;
+    search.append(os_path.attr("abspath")(path));
+    const py::object spec = py::module_::import("importlib.machinery")
+                                .attr("PathFinder")
+                                .attr("find_spec")(top, search);
+    if (spec.is_none() || spec.attr("origin").is_none()) return;  // not there, or a namespace
+    const py::object imported = py::module_::import("sys").attr("modules").attr("get")(top);
+    if (imported.is_none()) return;
+    const py::object file = py::getattr(imported, "__file__", py::none());
+    const py::object realpath = os_path.attr("realpath");
+    if (!file.is_none() && realpath(file).equal(realpath(spec.attr("origin")))) return;
+    in_path = py::str(spec.attr("origin")).cast<std::string>();
+    imported_from =
+        file.is_none() ? "the interpreter (built in)" : py::str(file).cast<std::string>();
+  } catch (py::error_already_set&) {
+    return;  // nothing to compare: the import itself worked
+  }
+  throw ParamError("module",
+                   "Python module '" + top + "' is already imported from '" + imported_from +
+                       "', so '" + in_path +
+                       "' in this stage's path is not used (Python keeps one module "
+                       "per name in a process); rename one of them, or make them packages "
+                       "(detector.model, classifier.model)");
+}
+
 // Imports the module (again when `reload`, or when its file changed since) and checks the
 // class. Needs the GIL.
 Loaded load(const Params& params, bool reload = false) {
@@ -249,6 +284,7 @@ Loaded load(const Params& params, bool reload = false) {
                                    "') does not import; fix the module or the path:\n" +
                                    python_error(error));
   }
+  refuse_a_hidden_module(module_name, path);
   const std::string file = py::hasattr(module, "__file__")
                                ? py::str(module.attr("__file__")).cast<std::string>()
                                : module_name;

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import textwrap
 import time
 
 import pytest
@@ -290,6 +291,55 @@ def test_a_module_that_does_not_import_names_the_file_line_and_the_python_error(
     result, file = bad_input(cli, pipeline, path, "no_such_module")
     assert result.returncode == 2
     assert f"{file}:9:" in result.stderr and "ModuleNotFoundError" in result.stderr
+
+
+def test_two_modules_of_one_name_in_different_paths_are_refused(cli, pipeline, tmp_path):
+    # Python keeps one module per name in a process: the second stage would run the first
+    # one's class (or a standard module's) instead of the file in its own path.
+    for name, field in (("det", "box"), ("cls", "label")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.py").write_text(textwrap.dedent(f"""
+            class Model:
+                writes = {{"{field}": "text"}}
+                def process(self, packet):
+                    packet["{field}"] = "{name}"
+                    return packet
+        """))
+    out = tmp_path / "out.jsonl"
+    file = pipeline(f"""
+        pipeline: same_name
+        stages:
+          - name: source
+            type: synthetic.source
+            params: {{ count: 3 }}
+          - name: det
+            type: python
+            params: {{ module: model, class: Model, path: {tmp_path / 'det'} }}
+          - name: cls
+            type: python
+            params:
+              module: model
+              class: Model
+              path: {tmp_path / 'cls'}
+          - name: sink
+            type: sink.jsonl
+            params: {{ path: {out} }}
+    """)
+    result = run(cli, "run", "-q", file)
+    assert result.returncode == 2, result.stderr
+    assert f"{file}:13:" in result.stderr, result.stderr  # the second stage's `module:` line
+    assert (f"Python module 'model' is already imported from '{tmp_path / 'det' / 'model.py'}'"
+            in result.stderr), result.stderr
+    assert str(tmp_path / "cls" / "model.py") in result.stderr
+    assert not out.exists()
+
+    # A module named like a standard one that Python has imported already: the same.
+    (tmp_path / "std").mkdir()
+    (tmp_path / "std" / "types.py").write_text("class Stage:\n    def process(self, p):\n        return p\n")
+    result, file = bad_input(cli, pipeline, str(tmp_path / "std"), "types")
+    assert result.returncode == 2, result.stderr
+    assert f"{file}:9:" in result.stderr, result.stderr
+    assert "Python module 'types' is already imported from" in result.stderr, result.stderr
 
 
 def test_a_missing_class_or_process_is_a_configuration_error(cli, stages, pipeline):
