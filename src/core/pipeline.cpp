@@ -346,8 +346,13 @@ void Pipeline::validate(const Registry& registry) const {
            "missing; every stage needs a type, e.g. type: model.spin");
     }
     if (type == nullptr) {
+      // No close name: the type may be a plugin's that nobody loaded.
+      const bool typo = !detail::did_you_mean(stage.type, registry.names()).empty();
       fail(where(stage, "type"), subject, "type",
            "unknown stage type '" + stage.type + "'" +
+               (typo ? ""
+                     : "; a stage type from a plugin needs the plugin loaded (plugins: "
+                       "[PATH] in the pipeline file, or --plugin PATH)") +
                detail::unknown_hint(stage.type, registry.names(), "types"));
     }
     detail::check_count(stage.consumers, 1, detail::kMaxConsumers, where(stage, "consumers"),

@@ -79,6 +79,11 @@ TEST_F(PluginTest, WithoutThePluginItsTypeIsUnknown) {
   const Result r = run({"inspect", write_pipeline().string()});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("unknown stage type 'example.label'"), std::string::npos) << r.err;
+  // No built-in type is close to its name: the message says how a plugin's type is loaded.
+  EXPECT_NE(r.err.find("'example.label'; a stage type from a plugin needs the plugin loaded "
+                       "(plugins: [PATH] in the pipeline file, or --plugin PATH); valid types: "),
+            std::string::npos)
+      << r.err;
 }
 
 TEST_F(PluginTest, RunLoadsThePluginGivenOnTheCommandLine) {
