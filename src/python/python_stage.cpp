@@ -435,6 +435,12 @@ class PythonStage final : public Stage {
     } catch (py::error_already_set& error) {
       throw std::runtime_error(label_ + ": process_batch raised:\n" + python_error(error));
     }
+    // None is what a method without `return` gives: the batch must not vanish as filtered.
+    if (result.is_none()) {
+      throw std::runtime_error(label_ +
+                               ": process_batch returned None; return the list of packets (an "
+                               "empty list when none goes on)");
+    }
     collect(result, "process_batch", out);
   }
 

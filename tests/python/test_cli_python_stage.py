@@ -776,6 +776,59 @@ def test_process_batch_gets_the_batch(cli, stages, pipeline, tmp_path):
     assert len(sizes) == 64 and max(sizes) > 1 and max(sizes) <= 8
 
 
+def test_process_batch_that_returns_nothing_fails_its_packets(cli, stages, pipeline, tmp_path):
+    # A process_batch that changes the packets in place and forgets `return packets` returns
+    # None: its packets fail (counted, dead-lettered), rather than vanish as filtered.
+    path = stages("noreturn", """
+        class InPlace:
+            reads = {"value": "int"}
+            writes = {"y": "number"}
+            def process(self, packet):
+                return packet
+            def process_batch(self, packets):
+                for p in packets:
+                    p["y"] = 1.0
+    """)
+    out, dead = tmp_path / "out.jsonl", tmp_path / "dead.jsonl"
+    metrics = tmp_path / "m.json"
+    result = run(cli, "run", "-q", "--metrics-json", str(metrics), pipeline(f"""
+        pipeline: noreturn
+        dead_letter: dead
+        stages:
+          - {{ name: source, type: synthetic.source, params: {{ count: 40 }} }}
+          - name: work
+            type: python
+            batch: {{ max_batch: 8, max_delay_ms: 5 }}
+            params: {{ module: noreturn, class: InPlace, path: {path} }}
+          - {{ name: sink, type: sink.jsonl, ordered: true, params: {{ path: {out} }} }}
+          - {{ name: dead, type: sink.jsonl, params: {{ path: {dead} }} }}
+    """))
+    assert result.returncode == 1, result.stderr  # every packet failed at 'work'
+    assert ("noreturn.InPlace: process_batch returned None; return the list of packets "
+            "(an empty list when none goes on)") in result.stderr, result.stderr
+    work = next(s for s in json.load(open(metrics))["stages"] if s["name"] == "work")
+    assert work["failed"] == 40 and work["processed"] == 0
+    assert sorted(r["seq"] for r in read_jsonl(dead)) == list(range(40))
+    assert read_jsonl(out) == []
+
+    # An empty list is how a batch's packets are all filtered out: no failure.
+    (tmp_path / "noreturn.py").write_text(
+        (tmp_path / "noreturn.py").read_text().replace("p[\"y\"] = 1.0", "p[\"y\"] = 1.0\n        return []"))
+    result = run(cli, "run", "-q", "--metrics-json", str(metrics), pipeline(f"""
+        pipeline: noreturn
+        stages:
+          - {{ name: source, type: synthetic.source, params: {{ count: 40 }} }}
+          - name: work
+            type: python
+            batch: {{ max_batch: 8, max_delay_ms: 5 }}
+            params: {{ module: noreturn, class: InPlace, path: {path} }}
+          - {{ name: sink, type: sink.jsonl, ordered: true, params: {{ path: {out} }} }}
+    """))
+    assert result.returncode == 0, result.stderr
+    work = next(s for s in json.load(open(metrics))["stages"] if s["name"] == "work")
+    assert work["failed"] == 0 and work["processed"] == 40 and work["emitted"] == 0
+
+
 def test_python_stages_in_a_worker_on_redis(cli, stages, pipeline, tmp_path):
     """Across processes each has its own interpreter; a hop carries the declared fields."""
     url = os.environ.get("MICROMODELS_REDIS_URL")
