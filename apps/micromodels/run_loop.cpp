@@ -1,8 +1,10 @@
 #include "run_loop.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <fstream>
 #include <iostream>
@@ -130,22 +132,29 @@ std::string metrics_json(const MetricsSnapshot& metrics,
   return out.dump(2, ' ', false, Json::error_handler_t::replace) + '\n';
 }
 
+// Why the metrics file at `path` could not be opened (errno, as the open left it), and what to do.
+ConfigError unwritable_metrics(const std::string& path) {
+  return ConfigError({}, "metrics-json",
+                     "cannot write metrics to '" + path + "': " + std::strerror(errno) +
+                         "; give a path in a directory that exists and is writable");
+}
+
 }  // namespace
 
 void check_metrics_path(const std::string& path) {
   if (path.empty()) return;
+  errno = 0;
   std::ofstream file(path, std::ios::app);
-  if (!file) throw ConfigError({}, "metrics-json", "cannot write metrics to '" + path + "'");
+  if (!file) throw unwritable_metrics(path);
 }
 
 int run_to_end(Run& run, const RunLoopOptions& options, bool interrupted_is_ok) {
   // Opened before the run so that a wrong path fails now, not after an hour of work.
   std::ofstream metrics_file;
   if (!options.metrics_json.empty()) {
+    errno = 0;
     metrics_file.open(options.metrics_json);
-    if (!metrics_file) {
-      throw ConfigError({}, "metrics-json", "cannot write metrics to '" + options.metrics_json + "'");
-    }
+    if (!metrics_file) throw unwritable_metrics(options.metrics_json);
   }
   bool interrupted = false;
   std::exception_ptr failure;
