@@ -123,7 +123,7 @@ Pipeline load_pipeline(const PipelineOptions& options) {
   for (const std::string& assignment : options.sets) pipeline.set_param(assignment);
   for (const std::string& assignment : options.consumers) {
     const auto parsed = parse_consumers(assignment);  // checked by the validator already
-    pipeline.set_consumers(parsed->stage, parsed->consumers);
+    pipeline.set_consumers(parsed->stage, parsed->consumers, "--consumers");
   }
   if (options.workers) pipeline.set_workers(*options.workers);
   if (options.autoscale && !pipeline.autoscale().enabled) pipeline.set_autoscale({.enabled = true});

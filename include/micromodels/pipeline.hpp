@@ -138,7 +138,9 @@ class Pipeline {
   void set_param(std::string_view assignment, std::string_view origin = "--set");
   void set_param(std::string_view stage, std::string_view param, std::string_view text,
                  std::string_view origin = "--set");
-  void set_consumers(std::string_view stage, int consumers);
+  /// An unknown stage is a ConfigError, which names `origin` and the assignment when given
+  /// ("--consumers scor=3").
+  void set_consumers(std::string_view stage, int consumers, std::string_view origin = {});
   /// Another type for a stage, with the params it has.
   void set_type(std::string_view stage, std::string_view type);
   /// The same for a type of `registry` (`swap`): the params it does not declare no longer apply

@@ -67,8 +67,14 @@ std::vector<std::string> names_of(const std::vector<StageConfig>& stages) {
   return names;
 }
 
-[[noreturn]] void unknown_stage(std::string_view name, const std::vector<StageConfig>& stages) {
-  throw ConfigError({}, std::string(name),
+bool has_stage(const std::vector<StageConfig>& stages, std::string_view name) {
+  return std::any_of(stages.begin(), stages.end(),
+                     [name](const StageConfig& stage) { return stage.name == name; });
+}
+
+[[noreturn]] void unknown_stage(std::string_view name, const std::vector<StageConfig>& stages,
+                                SourceLocation where = {}) {
+  throw ConfigError(std::move(where), std::string(name),
                     "unknown stage '" + std::string(name) + "'" +
                         detail::unknown_hint(name, names_of(stages), "stages"));
 }
@@ -216,15 +222,22 @@ void Pipeline::set_param(std::string_view stage, std::string_view param, std::st
                       "stage '" + std::string(stage) + "': no param name given; write e.g. " +
                           std::string(stage) + ".count=100");
   }
-  StageConfig& config = mutable_stage(stage);
   const std::string key(param);
-  config.params[key] = std::string(text);
   // The value no longer comes from the file: errors about it should point at the override.
-  config.locations["params." + key] = SourceLocation{
-      std::string(origin) + " " + std::string(stage) + "." + key + "=" + std::string(text)};
+  SourceLocation at{std::string(origin) + " " + std::string(stage) + "." + key + "=" +
+                    std::string(text)};
+  if (!has_stage(stages_, stage)) unknown_stage(stage, stages_, std::move(at));
+  StageConfig& config = mutable_stage(stage);
+  config.params[key] = std::string(text);
+  config.locations["params." + key] = std::move(at);
 }
 
-void Pipeline::set_consumers(std::string_view stage, int consumers) {
+void Pipeline::set_consumers(std::string_view stage, int consumers, std::string_view origin) {
+  if (!origin.empty() && !has_stage(stages_, stage)) {
+    unknown_stage(
+        stage, stages_,
+        {std::string(origin) + " " + std::string(stage) + "=" + std::to_string(consumers)});
+  }
   StageConfig& config = mutable_stage(stage);
   detail::check_count(consumers, 1, detail::kMaxConsumers, {}, stage_label(stage, 0), "consumers");
   config.consumers = consumers;

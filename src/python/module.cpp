@@ -212,7 +212,12 @@ PYBIND11_MODULE(micromodels, module) {
             p.set_param(assignment, "set_param");  // an error about the value names it so
           },
           py::arg("assignment"))
-      .def("set_consumers", &Pipeline::set_consumers, py::arg("stage"), py::arg("consumers"))
+      .def(
+          "set_consumers",
+          [](Pipeline& p, std::string_view stage, int consumers) {
+            p.set_consumers(stage, consumers, "set_consumers");
+          },
+          py::arg("stage"), py::arg("consumers"))
       .def_property_readonly("name", &Pipeline::name)
       .def_property_readonly("stages",
                              [](const Pipeline& p) {

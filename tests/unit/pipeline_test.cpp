@@ -989,9 +989,12 @@ TEST(PipelineOverrides, UnknownStagesAndBadAssignments) {
     }
     return std::string();
   };
+  // The stage named wrong is said with the argument that named it.
   EXPECT_EQ(message("detetc.every=3"),
-            "unknown stage 'detetc'; did you mean 'detect'? Valid stages: camera, detect");
-  EXPECT_EQ(message("sink.path=x"), "unknown stage 'sink'; valid stages: camera, detect");
+            "--set detetc.every=3: unknown stage 'detetc'; did you mean 'detect'? Valid stages: "
+            "camera, detect");
+  EXPECT_EQ(message("sink.path=x"),
+            "--set sink.path=x: unknown stage 'sink'; valid stages: camera, detect");
   EXPECT_EQ(message("every=3"),
             "cannot read \"every=3\" as stage.param=value; write e.g. source.count=100");
   EXPECT_EQ(message("detect.every"),
@@ -999,6 +1002,14 @@ TEST(PipelineOverrides, UnknownStagesAndBadAssignments) {
   EXPECT_EQ(message("detect.=3"),
             "cannot read \"detect.=3\" as stage.param=value; write e.g. source.count=100");
   EXPECT_THROW(p.set_consumers("detct", 2), ConfigError);
+  try {
+    p.set_consumers("detct", 2, "--consumers");
+    ADD_FAILURE() << "an unknown stage was taken";
+  } catch (const ConfigError& error) {
+    EXPECT_EQ(std::string(error.what()),
+              "--consumers detct=2: unknown stage 'detct'; did you mean 'detect'? Valid stages: "
+              "camera, detect");
+  }
   EXPECT_THROW((void)p.stage("nope"), ConfigError);
 }
 
