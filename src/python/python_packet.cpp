@@ -16,15 +16,36 @@ const Packet& held(const PythonPacket& self) {
   return self.packet;
 }
 
+constexpr const char* kTypes = "image, tensor, rects, points, scalars, int, number, text, bytes";
+
+// The field type a value of this Python type most likely is, for an example in an error.
+std::string likely_type(py::handle value) {
+  if (py::isinstance<py::bool_>(value) || py::isinstance<py::int_>(value)) return "int";
+  if (py::isinstance<py::float_>(value)) return "number";
+  if (py::isinstance<py::str>(value)) return "text";
+  if (py::isinstance<py::bytes>(value)) return "bytes";
+  if (py::hasattr(value, "dtype")) {  // an array: 8-bit pixels, or numbers
+    return py::str(value.attr("dtype")).cast<std::string>() == "uint8" ? "image" : "tensor";
+  }
+  if (py::isinstance<py::sequence>(value) && py::len(value) > 0) {  // a list of boxes, or points
+    const py::handle first = value[py::int_(0)];
+    if (py::isinstance<Rect>(first)) return "rects";
+    if (py::isinstance<Point>(first)) return "points";
+  }
+  return "scalars";
+}
+
 // The declared type of a field this packet's stage may read.
 std::size_t readable(const PythonPacket& self, const std::string& name) {
   for (const auto* fields : {&self.declaration->reads, &self.declaration->optional_reads,
                              &self.declaration->writes}) {
     if (const auto found = fields->find(name); found != fields->end()) return found->second;
   }
-  throw py::key_error("field '" + name +
-                      "' is not declared; add it to the class's reads (or optional_reads) with "
-                      "its type, e.g. reads = {\"" + name + "\": \"image\"}");
+  // KeyError shows its message as a repr: with no apostrophe in it, nothing is escaped.
+  throw py::key_error("field " + name +
+                      " is not declared: add it with its type to the reads (or optional_reads) "
+                      "of the class, e.g. reads = {\"" +
+                      name + "\": \"image\"}; the types: " + kTypes);
 }
 
 py::object get(const PythonPacket& self, const std::string& name) {
@@ -45,9 +66,10 @@ void set(PythonPacket& self, const std::string& name, py::handle value) {
   held(self);
   const auto found = self.declaration->writes.find(name);
   if (found == self.declaration->writes.end()) {
-    throw py::key_error("field '" + name +
-                        "' is not declared in the class's writes; add it with its type, e.g. "
-                        "writes = {\"" + name + "\": \"image\"}");
+    throw py::key_error("field " + name +
+                        " is not declared: add it with its type to the writes of the class, "
+                        "e.g. writes = {\"" +
+                        name + "\": \"" + likely_type(value) + "\"}; the types: " + kTypes);
   }
   self.packet.set(name, from_python(value, found->second, name));
 }

@@ -263,6 +263,38 @@ def test_a_value_of_the_wrong_type_fails_the_packet(cli, stages, pipeline, tmp_p
     assert "TypeError: field 'image' is declared image; got str" in result.stderr
 
 
+def test_a_field_the_class_did_not_declare_says_how_to_declare_it(cli, stages, pipeline, tmp_path):
+    path = stages("undeclared", """
+        import micromodels
+        class Undeclared:
+            def process(self, packet):
+                if packet.seq == 0:
+                    packet["score"] = 0.5
+                elif packet.seq == 1:
+                    packet["boxes"] = [micromodels.Rect(1, 2, 3, 4)]
+                else:
+                    return packet["frame"]
+                return packet
+    """)
+    result = run(cli, "run", "-q", pipeline(f"""
+        pipeline: undeclared
+        stages:
+          - {{ name: source, type: synthetic.source, params: {{ count: 3 }} }}
+          - {{ name: work, type: python, params: {{ module: undeclared, class: Undeclared, path: {path} }} }}
+          - {{ name: sink, type: sink.jsonl, params: {{ path: {tmp_path / 'o.jsonl'} }} }}
+    """))
+    assert result.returncode == 1, result.stderr  # every packet failed at 'work'
+    # The example's type follows the value written; the message reads without escapes.
+    types = "the types: image, tensor, rects, points, scalars, int, number, text, bytes"
+    assert ("KeyError: 'field score is not declared: add it with its type to the writes of the "
+            'class, e.g. writes = {"score": "number"}; ' + types) in result.stderr
+    assert 'e.g. writes = {"boxes": "rects"}' in result.stderr
+    assert ("KeyError: 'field frame is not declared: add it with its type to the reads (or "
+            'optional_reads) of the class, e.g. reads = {"frame": "image"}; ' + types
+            ) in result.stderr
+    assert "\\'" not in result.stderr
+
+
 def bad_input(cli, pipeline, path, module, cls="Stage"):
     """Runs a one-stage pipeline whose Python stage is broken; returns the result and the file."""
     file = pipeline(f"""
