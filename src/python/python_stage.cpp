@@ -267,8 +267,12 @@ Loaded load(const Params& params, bool reload = false) {
   Loaded loaded;
   loaded.label = module_name + "." + class_name;
   py::module_ module;
+  std::string searched = "'" + path + "'";  // and, when relative, where that is
   try {
     const py::object absolute = py::module_::import("os.path").attr("abspath")(path);
+    if (const auto full = py::str(absolute).cast<std::string>(); full != path) {
+      searched += ", which is " + full + " from the working directory";
+    }
     py::list sys_path = py::module_::import("sys").attr("path");
     if (!sys_path.contains(absolute)) sys_path.insert(0, absolute);
     module = py::module_::import(module_name.c_str());
@@ -280,8 +284,8 @@ Loaded load(const Params& params, bool reload = false) {
       imported_files()[module_name] = *stamp;
     }
   } catch (py::error_already_set& error) {
-    throw ParamError("module", "Python module '" + module_name + "' (searched first in '" + path +
-                                   "') does not import; fix the module or the path:\n" +
+    throw ParamError("module", "Python module '" + module_name + "' (searched first in " +
+                                   searched + ") does not import; fix the module or the path:\n" +
                                    python_error(error));
   }
   refuse_a_hidden_module(module_name, path);

@@ -323,6 +323,11 @@ def test_a_module_that_does_not_import_names_the_file_line_and_the_python_error(
     result, file = bad_input(cli, pipeline, path, "no_such_module")
     assert result.returncode == 2
     assert f"{file}:9:" in result.stderr and "ModuleNotFoundError" in result.stderr
+    # A relative path is taken from the working directory, not the pipeline file's: said whole.
+    result, file = bad_input(cli, pipeline, "my_stages", "no_such_module")
+    assert result.returncode == 2
+    assert (f"(searched first in 'my_stages', which is {SOURCE_DIR}/my_stages from the working "
+            "directory) does not import") in result.stderr, result.stderr
 
 
 def test_two_modules_of_one_name_in_different_paths_are_refused(cli, pipeline, tmp_path):
