@@ -126,6 +126,7 @@ std::string metrics_json(const MetricsSnapshot& metrics,
     for (const detail::StageCount& count : detail::kStageCounts) {
       stage[std::string(count.name)] = s.*count.member;
     }
+    stage["events"] = s.events;
     stages.push_back(std::move(stage));
   }
   out["served_elsewhere"] = std::move(stages);

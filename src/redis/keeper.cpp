@@ -177,6 +177,14 @@ void Keeper::add_counts(Connection& conn) {
                         std::to_string(now - added.*count.member)});
         added.*count.member = now;
       }
+      for (const auto& [event, now] : stage.events) {
+        std::uint64_t& before = added.events[event];
+        if (now <= before) continue;
+        adds.push_back({"HINCRBY", session_.names->counters(),
+                        stage.name + std::string(kEventField) + event,
+                        std::to_string(now - before)});
+        before = now;
+      }
     }
   }
   std::vector<std::pair<std::string, RedisOutlet::Sent>> sent;

@@ -205,8 +205,10 @@ std::string RedisTransport::report() const {
           "every stage):\n";
       for (const StageMetrics& s : elsewhere) {
         out += fmt::format(
-            "  {:<14} processed {:>10}  failed {:>8}  dropped {:>8}  dead-lettered {:>8}\n", s.name,
+            "  {:<14} processed {:>10}  failed {:>8}  dropped {:>8}  dead-lettered {:>8}", s.name,
             s.processed, s.failed, s.dropped, s.dead_lettered);
+        for (const auto& [event, n] : s.events) out += fmt::format("  {} {}", event, n);
+        out += '\n';
       }
     }
     out += "\nbytes per hop (all processes):\n";

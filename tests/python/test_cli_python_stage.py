@@ -874,6 +874,7 @@ def test_python_stages_in_a_worker_on_redis(cli, stages, pipeline, tmp_path):
     path = stages("remote", """
         import os
         import numpy as np
+        import micromodels
 
         class Draw:
             reads = {"value": "int"}
@@ -888,9 +889,12 @@ def test_python_stages_in_a_worker_on_redis(cli, stages, pipeline, tmp_path):
             def process(self, packet):
                 packet["mean"] = float(packet["image"].mean())
                 packet["pid"] = os.getpid()
+                if packet.seq % 7 == 0:
+                    micromodels.count("sevens")
                 return packet
     """)
     out = tmp_path / "out.jsonl"
+    metrics = tmp_path / "run.json"
     file = pipeline(f"""
         pipeline: python_on_redis_{os.getpid()}
         stages:
@@ -905,7 +909,7 @@ def test_python_stages_in_a_worker_on_redis(cli, stages, pipeline, tmp_path):
     try:
         assert "worker: serving" in worker.stderr.readline()
         time.sleep(0.5)  # its heartbeat, so that the run leaves the stages to it
-        result = run(cli, "run", "-q", file, "--broker", url)
+        result = run(cli, "run", file, "--broker", url, "-q", "--metrics-json", str(metrics))
         assert result.returncode == 0, result.stderr
     finally:
         worker.send_signal(signal.SIGINT)
@@ -915,6 +919,10 @@ def test_python_stages_in_a_worker_on_redis(cli, stages, pipeline, tmp_path):
     assert [r["seq"] for r in rows] == list(range(100))
     assert all(r["fields"]["mean"] == r["seq"] % 256 for r in rows)
     assert worker.pid in {r["fields"]["pid"] for r in rows}, "the worker served mean"
+    # What the stage counted in the worker is in the run's totals: 0, 7, ..., 98.
+    elsewhere = {s["name"]: s for s in json.loads(metrics.read_text())["served_elsewhere"]}
+    assert elsewhere["mean"]["events"] == {"sevens": 15}, elsewhere
+    assert re.search(r"\n  mean +processed +100 .* sevens 15\n", result.stdout), result.stdout
 
 
 def test_the_autoscaler_takes_back_consumers_a_gil_bound_stage_cannot_use(
