@@ -187,6 +187,17 @@ class VideoStagesTest : public ::testing::Test {
   fs::path dir_;
 };
 
+// Runs `command` in a shell and returns what it printed on stdout.
+std::string output_of(const std::string& command) {
+  std::string text;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return text;
+  char buffer[4096];
+  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) text.append(buffer, n);
+  ::pclose(pipe);
+  return text;
+}
+
 // The first `count` frames of franck.mp4 as packets, straight from the source stage.
 std::vector<Packet> franck_packets(std::int64_t count) {
   StageHarness source("video.source",
@@ -253,6 +264,33 @@ TEST_F(VideoStagesTest, SourceAnnouncesAndDeliversAll4800FramesOfFranck) {
   std::cout << "[ info ] video.source decoded franck.mp4 (360x288): " << count << " frames in "
             << seconds << " s = " << static_cast<double>(count) / seconds << " fps\n";
   RecordProperty("decode_fps", std::to_string(static_cast<double>(count) / seconds));
+}
+
+// A video whose rate varies (every other frame of its first 2 s left out: 12.5 fps, then 25):
+// each frame keeps its own time, the last ones too, which the decoder hands out after the
+// file's end without a time of their own (they are 40 ms apart, not the average rate's 50).
+TEST_F(VideoStagesTest, SourceKeepsTheTimesOfAVaryingRateToTheLastFrame) {
+  REQUIRE_MEDIA("cap13_edit2.mp4");
+  const fs::path varying = dir_ / "varying.mp4";
+  const std::string make = "ffmpeg -v error -y -i '" + media("cap13_edit2.mp4").string() +
+                           "' -t 4 -vf \"select='not(lt(n\\,50)*mod(n\\,2))'\" -fps_mode vfr "
+                           "-c:v libx264 -preset superfast '" +
+                           varying.string() + "'";
+  ASSERT_EQ(std::system(make.c_str()), 0) << make;
+  std::vector<double> want;
+  std::istringstream lines(
+      output_of("ffprobe -v error -select_streams v -show_entries frame=pts_time -of csv=p=0 '" +
+                varying.string() + "'"));
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty()) want.push_back(std::stod(line));
+  }
+  ASSERT_EQ(want.size(), 75u);
+  StageHarness source("video.source", {{"path", varying.string()}}, registry());
+  const std::vector<Packet> packets = source.drain();
+  ASSERT_EQ(packets.size(), want.size());
+  for (std::size_t i = 0; i < packets.size(); ++i) {
+    EXPECT_NEAR(static_cast<double>(packets[i].time_ns) / 1e9, want[i], 1e-3) << "frame " << i;
+  }
 }
 
 TEST_F(VideoStagesTest, SourceStartsAtTheRequestedFrame) {
@@ -570,17 +608,6 @@ TEST_F(VideoStagesTest, SinkUsesTheFpsParameterAndOtherContainers) {
   for (std::size_t i = 0; i < 20; ++i) {
     EXPECT_TRUE(same_pixels(from_mkv.frames[i], to_mat(packets[i].get<Image>("frame")))) << i;
   }
-}
-
-// Runs `command` in a shell and returns what it printed on stdout.
-std::string output_of(const std::string& command) {
-  std::string text;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return text;
-  char buffer[4096];
-  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) text.append(buffer, n);
-  ::pclose(pipe);
-  return text;
 }
 
 // The sound of the input comes out with the frames it belongs to. The input: franck's frames

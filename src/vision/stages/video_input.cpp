@@ -390,16 +390,18 @@ std::optional<VideoFrame> VideoInput::read_capture_frame() {
   } else {
     const double msec = capture_.get(cv::CAP_PROP_POS_MSEC);
     const auto from_decoder = static_cast<std::int64_t>(std::llround(msec * 1e6));
-    // Trust the decoder's timestamp while it is sane (present, increasing); otherwise count
-    // frames at the nominal rate so that time_ns stays monotonic.
+    // Trust the decoder's timestamp while it is sane (present, increasing); otherwise go on at
+    // the gap between the last two frames it timed, or at the nominal rate before it timed two,
+    // so that time_ns stays monotonic. OpenCV times no frame the decoder hands out after the
+    // file's end (as many as it holds back to reorder them): with a varying rate the nominal
+    // rate, an average, would move them off their times.
     if (std::isfinite(msec) && msec >= 0 && (read_ == 0 || from_decoder > last_time_ns_)) {
+      if (read_ > 0) last_step_ns_ = from_decoder - last_time_ns_;
       frame.time_ns = from_decoder;
     } else {
-      frame.time_ns =
-          read_ == 0
-              ? static_cast<std::int64_t>(
-                    std::llround(static_cast<double>(options_.start) * 1e9 / fps_))
-              : last_time_ns_ + step_ns;
+      frame.time_ns = read_ == 0 ? static_cast<std::int64_t>(std::llround(
+                                       static_cast<double>(options_.start) * 1e9 / fps_))
+                                 : last_time_ns_ + (last_step_ns_ > 0 ? last_step_ns_ : step_ns);
     }
   }
   ++read_;

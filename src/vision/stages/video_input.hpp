@@ -93,6 +93,7 @@ class VideoInput {
   std::optional<VideoFrame> first_;  // decoded by the constructor, returned by the first read
   std::uint64_t read_ = 0;           // frames read so far, counting from `start`
   std::int64_t last_time_ns_ = 0;
+  std::int64_t last_step_ns_ = 0;  // between the last two frames the decoder timed; 0: none yet
   std::chrono::steady_clock::time_point opened_at_;
   std::atomic<std::uint64_t> reconnected_ = 0;  // read by other threads
   std::optional<cv::Size> size_;  // of the last frame, to log a change of size
