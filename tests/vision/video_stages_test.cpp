@@ -293,6 +293,57 @@ TEST_F(VideoStagesTest, SourceKeepsTheTimesOfAVaryingRateToTheLastFrame) {
   }
 }
 
+// A phone stores a portrait video as landscape frames and a turn for players to apply (the
+// display matrix). The source hands the frames out as players show them: upright, the same
+// picture as a file that holds the portrait frames themselves. OpenCV 4.6 turns 90 and 270
+// degrees the wrong way, which gave a phone's video upside down.
+TEST_F(VideoStagesTest, SourceTurnsAPhonesVideoAsPlayersShowIt) {
+  REQUIRE_MEDIA("cap13_edit2.mp4");
+  const fs::path upright = dir_ / "upright.mp4";
+  const std::string make = "ffmpeg -v error -y -i '" + media("cap13_edit2.mp4").string() +
+                           "' -frames:v 5 -vf crop=170:300:115:0 -c:v libx264 -qp 0 '" +
+                           upright.string() + "'";
+  ASSERT_EQ(std::system(make.c_str()), 0) << make;
+  StageHarness reference("video.source", {{"path", upright.string()}}, registry());
+  const std::vector<Packet> want = reference.drain();
+  ASSERT_EQ(want.size(), 5u);
+  // The stored frames turned against the turn the tag asks of players; FFmpeg's own decoder,
+  // as players do, shows them upright (checked below).
+  for (const auto& [tag, stored_as] : std::vector<std::pair<std::string, std::string>>{
+           {"90", "transpose=1"}, {"270", "transpose=2"}, {"180", "hflip,vflip"}}) {
+    const fs::path phone = dir_ / ("phone" + tag + ".mp4");
+    const fs::path stored = dir_ / ("stored" + tag + ".mp4");
+    const std::string turn = "ffmpeg -v error -y -i '" + upright.string() + "' -vf " + stored_as +
+                             " -c:v libx264 -qp 0 '" + stored.string() +
+                             "' && ffmpeg -v error -y -i '" + stored.string() +
+                             "' -c copy -metadata:s:v rotate=" + tag + " '" + phone.string() + "'";
+    ASSERT_EQ(std::system(turn.c_str()), 0) << turn;
+    const std::string rotation =
+        output_of("ffprobe -v error -show_entries stream_side_data=rotation -of csv=p=0 '" +
+                  phone.string() + "'");
+    if (rotation.find_first_of("0123456789") == std::string::npos) {
+      GTEST_SKIP() << "this ffmpeg does not write the rotate tag as a display matrix";
+    }
+    const fs::path shown = dir_ / ("shown" + tag + ".png");
+    const std::string show = "ffmpeg -v error -y -i '" + phone.string() +
+                             "' -frames:v 1 -update 1 '" + shown.string() + "'";
+    ASSERT_EQ(std::system(show.c_str()), 0) << show;
+    const cv::Mat player = cv::imread(shown.string());
+    const cv::Mat first = to_mat(want[0].get<Image>("frame"));
+    ASSERT_EQ(player.size(), first.size()) << "rotate " << tag;
+    ASSERT_GT(cv::PSNR(player, first), 30.0) << "rotate " << tag << ": FFmpeg shows it upright";
+    StageHarness source("video.source", {{"path", phone.string()}}, registry());
+    const std::vector<Packet> got = source.drain();
+    ASSERT_EQ(got.size(), want.size()) << tag;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      const cv::Mat a = to_mat(got[i].get<Image>("frame"));
+      const cv::Mat b = to_mat(want[i].get<Image>("frame"));
+      ASSERT_EQ(a.size(), b.size()) << "rotate " << tag << ", frame " << i;
+      EXPECT_GT(cv::PSNR(a, b), 30.0) << "rotate " << tag << ", frame " << i << ": upright";
+    }
+  }
+}
+
 TEST_F(VideoStagesTest, SourceStartsAtTheRequestedFrame) {
   REQUIRE_MEDIA("franck.mp4");
   const Decoded reference = decode(media("franck.mp4"), 104);

@@ -16,6 +16,7 @@
 
 extern "C" {
 #include <libavformat/avformat.h>
+#include <libavutil/display.h>
 }
 
 namespace micromodels::vision {
@@ -42,6 +43,38 @@ std::string format_of(const std::string& path) {
   std::string name = context->iformat != nullptr ? context->iformat->name : "";
   avformat_close_input(&context);
   return name;
+}
+
+// The clockwise turn (0, 90, 180 or 270 degrees) with which players show the frames of the
+// file's first video stream: its display matrix, read as FFmpeg's own tools read it. A phone
+// stores a portrait video as landscape frames and this turn.
+int display_turn(const std::string& path) {
+  AVFormatContext* context = nullptr;
+  if (avformat_open_input(&context, path.c_str(), nullptr, nullptr) != 0) return 0;
+  int turn = 0;
+  for (unsigned i = 0; i < context->nb_streams; ++i) {
+    const AVStream* stream = context->streams[i];
+    if (stream->codecpar->codec_type != AVMEDIA_TYPE_VIDEO) continue;
+#if LIBAVCODEC_VERSION_INT >= AV_VERSION_INT(60, 29, 100)
+    const AVPacketSideData* side =
+        av_packet_side_data_get(stream->codecpar->coded_side_data,
+                                stream->codecpar->nb_coded_side_data, AV_PKT_DATA_DISPLAYMATRIX);
+    const std::uint8_t* matrix = side != nullptr ? side->data : nullptr;
+#else
+    const std::uint8_t* matrix =
+        av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, nullptr);
+#endif
+    if (matrix != nullptr) {
+      // av_display_rotation_get counts counter-clockwise.
+      const double degrees =
+          -av_display_rotation_get(reinterpret_cast<const std::int32_t*>(matrix));
+      if (std::isfinite(degrees))
+        turn = static_cast<int>(((std::lround(degrees / 90) % 4) + 4) % 4) * 90;
+    }
+    break;
+  }
+  avformat_close_input(&context);
+  return turn;
 }
 
 std::string lower(std::string text) {
@@ -179,6 +212,15 @@ bool VideoInput::open_live() {
   return capture_.open(options_.path, cv::CAP_V4L2);
 }
 
+bool VideoInput::open_file() {
+  if (!capture_.open(options_.path, cv::CAP_FFMPEG)) return false;
+  // The turn is applied here, as players apply it: OpenCV 4.6 turns 90 and 270 degrees the
+  // other way, which shows a phone's portrait video upside down.
+  capture_.set(cv::CAP_PROP_ORIENTATION_AUTO, 0);
+  turn_ = display_turn(options_.path);
+  return true;
+}
+
 void VideoInput::open_capture() {
   const std::string& path = options_.path;
   if (kind_ == VideoInputKind::video_file) {
@@ -198,7 +240,7 @@ void VideoInput::open_capture() {
     }
     // FFmpeg explicitly: with CAP_ANY a file FFmpeg rejects is offered to other backends
     // (GStreamer, image sequences) that fail later and more obscurely.
-    if (!capture_.open(path, cv::CAP_FFMPEG)) {
+    if (!open_file()) {
       throw std::runtime_error("video.source: cannot open '" + path +
                                "' as a video: FFmpeg does not recognise it (corrupt, truncated "
                                "or not a video); check it with: ffprobe '" +
@@ -243,7 +285,7 @@ void VideoInput::open_capture() {
       static_cast<long long>(options_.start)) {
     return;
   }
-  capture_.open(path, cv::CAP_FFMPEG);
+  open_file();
   for (std::uint64_t i = 0; i < options_.start; ++i) {
     if (!capture_.grab()) break;  // the first read then fails and reports `start` past the end
   }
@@ -376,6 +418,14 @@ std::optional<VideoFrame> VideoInput::read_capture_frame() {
                    describe(), read_, *expected_);
     }
     return std::nullopt;
+  }
+  if (turn_ != 0) {
+    cv::Mat turned;
+    cv::rotate(pixels, turned,
+               turn_ == 90    ? cv::ROTATE_90_CLOCKWISE
+               : turn_ == 180 ? cv::ROTATE_180
+                              : cv::ROTATE_90_COUNTERCLOCKWISE);
+    pixels = turned;
   }
   VideoFrame frame{frame_as_bgr8(std::move(pixels), describe()), 0};
   note_size(frame.pixels);

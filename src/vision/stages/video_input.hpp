@@ -76,6 +76,7 @@ class VideoInput {
   void open_capture();
   void open_images();
   bool open_live();
+  bool open_file();  // a video file, with the turn players give its frames
   std::optional<VideoFrame> read_capture_frame();
   std::optional<VideoFrame> read_image_frame();
   std::optional<VideoFrame> reconnect(const std::stop_token& stop);
@@ -93,6 +94,7 @@ class VideoInput {
   std::optional<VideoFrame> first_;  // decoded by the constructor, returned by the first read
   std::uint64_t read_ = 0;           // frames read so far, counting from `start`
   std::int64_t last_time_ns_ = 0;
+  int turn_ = 0;  // clockwise degrees a file's frames are turned by to be shown (display matrix)
   std::int64_t last_step_ns_ = 0;  // between the last two frames the decoder timed; 0: none yet
   std::chrono::steady_clock::time_point opened_at_;
   std::atomic<std::uint64_t> reconnected_ = 0;  // read by other threads
