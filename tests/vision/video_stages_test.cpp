@@ -344,6 +344,41 @@ TEST_F(VideoStagesTest, SourceTurnsAPhonesVideoAsPlayersShowIt) {
   }
 }
 
+// A file damaged in the middle (20 kB overwritten) is read past the damage, as FFmpeg's own
+// tools read it, at the frames' own times: OpenCV's read stops at the first packet the decoder
+// refuses, which ended the video there (64 of its 150 frames).
+TEST_F(VideoStagesTest, SourceReadsPastADamagedStretch) {
+  REQUIRE_MEDIA("cap13_edit2.mp4");
+  const fs::path damaged = dir_ / "damaged.mp4";
+  const std::string make = "ffmpeg -v error -y -i '" + media("cap13_edit2.mp4").string() +
+                           "' -frames:v 150 -c:v libx264 -preset superfast -movflags +faststart '" +
+                           damaged.string() + "'";
+  ASSERT_EQ(std::system(make.c_str()), 0) << make;
+  {
+    std::fstream file(damaged, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(fs::file_size(damaged) / 2));
+    std::mt19937 bytes(7);
+    for (int i = 0; i < 20000; ++i) file.put(static_cast<char>(bytes() & 0xff));
+  }
+  const std::string counted = output_of(
+      "ffprobe -v quiet -count_frames -select_streams v -show_entries stream=nb_read_frames -of "
+      "csv=p=0 '" +
+      damaged.string() + "'");
+  ASSERT_FALSE(counted.empty());
+  const std::size_t ffmpeg_reads = std::stoul(counted);
+  ASSERT_LT(ffmpeg_reads, 150u) << "the damage costs frames";
+  ASSERT_GT(ffmpeg_reads, 90u) << "FFmpeg reads past the damage";
+  StageHarness source("video.source", {{"path", damaged.string()}}, registry());
+  const std::vector<Packet> packets = source.drain();
+  EXPECT_GE(packets.size() + 5, ffmpeg_reads) << "frames after the damage are read too";
+  ASSERT_FALSE(packets.empty());
+  for (std::size_t i = 1; i < packets.size(); ++i) {
+    EXPECT_GT(packets[i].time_ns, packets[i - 1].time_ns) << i;
+  }
+  // The last frame at its own time, 149 / 25 s: the frames after the damage are not moved.
+  EXPECT_NEAR(static_cast<double>(packets.back().time_ns) / 1e9, 149.0 / 25, 0.05);
+}
+
 TEST_F(VideoStagesTest, SourceStartsAtTheRequestedFrame) {
   REQUIRE_MEDIA("franck.mp4");
   const Decoded reference = decode(media("franck.mp4"), 104);

@@ -34,6 +34,9 @@ constexpr double kLongestRetryS = 8;
 // changed frame size, which OpenCV's FFmpeg reader does not follow (it repeats the last frame
 // of the old size).
 constexpr double kFrozenS = 2;
+// Reads that may fail in a row, in a file that has frames left, before it counts as ended: each
+// failed read skips at least one damaged packet.
+constexpr int kDamagedReads = 512;
 
 // The name of the format FFmpeg reads a file as (from its header); empty when FFmpeg cannot
 // open it (OpenCV's open then says why).
@@ -412,7 +415,23 @@ std::optional<VideoFrame> VideoInput::read_capture_frame() {
   // A fresh Mat per frame: packets share its pixels (zero-copy), so the decoder must never
   // write into a Mat an earlier packet still holds.
   cv::Mat pixels;
-  if (!capture_.isOpened() || !capture_.read(pixels) || pixels.empty()) {
+  bool got = capture_.isOpened() && capture_.read(pixels) && !pixels.empty();
+  if (!got && kind_ == VideoInputKind::video_file && expected_ && read_ < *expected_) {
+    // A packet the decoder refuses (a damaged stretch of the file) ends OpenCV's read, and the
+    // reads after it go on past it, as FFmpeg's own tools do. At the end they fail at once.
+    int failed = 1;
+    for (; !got && failed < kDamagedReads; ++failed) {
+      got = capture_.read(pixels) && !pixels.empty();
+    }
+    if (got) {
+      spdlog::warn(
+          "video.source: {} is damaged after frame {} ({:.2f} s): {} reads failed, "
+          "frames there are left out (the sink keeps the one before on screen); "
+          "going on",
+          describe(), read_, static_cast<double>(last_time_ns_) / 1e9, failed - 1);
+    }
+  }
+  if (!got) {
     if (expected_ && read_ < *expected_ && read_ > 0) {
       spdlog::warn("video.source: {} ended after {} of the {} frames its header announces",
                    describe(), read_, *expected_);
@@ -445,13 +464,15 @@ std::optional<VideoFrame> VideoInput::read_capture_frame() {
     // so that time_ns stays monotonic. OpenCV times no frame the decoder hands out after the
     // file's end (as many as it holds back to reorder them): with a varying rate the nominal
     // rate, an average, would move them off their times.
+    // A gap far off the nominal one (a damaged stretch's times jump) is not gone on with.
+    const bool plausible_step = last_step_ns_ >= step_ns / 4 && last_step_ns_ <= 4 * step_ns;
     if (std::isfinite(msec) && msec >= 0 && (read_ == 0 || from_decoder > last_time_ns_)) {
       if (read_ > 0) last_step_ns_ = from_decoder - last_time_ns_;
       frame.time_ns = from_decoder;
     } else {
       frame.time_ns = read_ == 0 ? static_cast<std::int64_t>(std::llround(
                                        static_cast<double>(options_.start) * 1e9 / fps_))
-                                 : last_time_ns_ + (last_step_ns_ > 0 ? last_step_ns_ : step_ns);
+                                 : last_time_ns_ + (plausible_step ? last_step_ns_ : step_ns);
     }
   }
   ++read_;
