@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -25,6 +27,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "micromodels/micromodels.hpp"
@@ -867,6 +870,34 @@ TEST_F(VideoStagesTest, AVideoThatGotItsSoundBackKeepsItsLastFrame) {
     EXPECT_NE(streams.find("video," + std::to_string(frames) + "\n"), std::string::npos)
         << "every frame decodes: " << streams;
   }
+}
+
+// An H.264 file whose writing fails part-way (its disk full: here the process may write no
+// more than 40 kB to a file) has no index, and no player opens it: it is removed, not left
+// where the finished video is expected.
+TEST_F(VideoStagesTest, AnH264FileThatCouldNotBeWrittenToTheEndIsRemoved) {
+  REQUIRE_MEDIA("franck.mp4");
+  const fs::path out = dir_ / "full.mp4";
+  Pipeline pipeline("full");
+  pipeline.add(stage("source", "video.source",
+                     {{"path", media("franck.mp4").string()}, {"max_frames", std::int64_t{96}}}));
+  pipeline.add(stage("sink", "video.sink", {{"path", out.string()}}, 1, true));
+  std::optional<Runner> runner;
+  runner.emplace(pipeline, registry());
+  rlimit before{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &before), 0);
+  rlimit small = before;
+  small.rlim_cur = 40000;
+  const auto previous = std::signal(SIGXFSZ, SIG_IGN);  // a write past it fails with EFBIG
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  runner->start();
+  runner->wait();
+  const std::uint64_t written = runner->metrics().stage("sink")->processed;
+  runner.reset();  // the sink closes its file here, still under the limit
+  ::setrlimit(RLIMIT_FSIZE, &before);
+  std::signal(SIGXFSZ, previous);
+  ASSERT_GT(written, 0u) << "the frames reached the sink (the writes that failed were buffered)";
+  EXPECT_FALSE(fs::exists(out)) << "the incomplete file is removed";
 }
 
 TEST_F(VideoStagesTest, PipelineCopiesCap12FrameForFrame) {

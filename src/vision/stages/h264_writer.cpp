@@ -37,6 +37,7 @@ struct H264Writer::Impl {
   std::int64_t frame_ticks = 1;  // one frame at the nominal rate, in kTicksPerSecond
   std::int64_t last_pts = -1;
   bool finished = false;
+  std::string write_error;  // the first failure to write to the file
 
   [[noreturn]] void fail(const std::string& what, int code) const {
     throw std::runtime_error("video.sink: H.264 output '" + path + "': " + what + ": " +
@@ -53,7 +54,10 @@ struct H264Writer::Impl {
       av_packet_rescale_ts(packet, codec->time_base, stream->time_base);
       packet->stream_index = stream->index;
       const int written = av_interleaved_write_frame(format, packet);  // takes the packet
-      if (written < 0) fail("cannot write (disk full?)", written);
+      if (written < 0) {
+        if (write_error.empty()) write_error = av_error(written);
+        fail("cannot write (disk full?)", written);
+      }
     }
   }
 
@@ -144,6 +148,8 @@ H264Writer::H264Writer(const std::string& path, cv::Size size, double fps,
   if (code < 0) w.fail("cannot write the header", code);
 }
 
+const std::string& H264Writer::write_error() const { return impl_->write_error; }
+
 const std::vector<std::string>& H264Writer::presets() {
   static const std::vector<std::string> names{"ultrafast", "superfast", "veryfast",
                                               "faster",    "fast",      "medium",
@@ -195,7 +201,14 @@ void H264Writer::finish() {
   if (code < 0 && code != AVERROR_EOF) w.fail("flushing the encoder failed", code);
   w.drain();
   const int trailer = av_write_trailer(w.format);
-  if (trailer < 0) w.fail("cannot write the index (disk full?)", trailer);
+  if (trailer < 0) {
+    if (w.write_error.empty()) w.write_error = av_error(trailer);
+    w.fail("cannot write the index (disk full?)", trailer);
+  }
+  // What the muxer could not write as it went shows in its buffer's error.
+  if (w.format->pb != nullptr && w.format->pb->error < 0 && w.write_error.empty()) {
+    w.write_error = av_error(w.format->pb->error);
+  }
 }
 
 }  // namespace micromodels::vision

@@ -33,6 +33,9 @@ class H264Writer {
   /// last one for a frame at `fps`); throws std::runtime_error on an encoder or disk error.
   void write(const cv::Mat& bgr, std::int64_t time_ns);
   void finish();                   // flushes the encoder and writes the index; idempotent
+  /// The first failure to write to the file (a full disk, an I/O error), empty when none: the
+  /// file is then incomplete, whatever was written after.
+  [[nodiscard]] const std::string& write_error() const;
 
  private:
   struct Impl;

@@ -321,18 +321,38 @@ VideoSink::~VideoSink() {
 void VideoSink::close(Output& output) {
   // Destructors must not throw: failures here can only be logged.
   try {
+    bool incomplete = false;
     if (output.writer.isOpened()) output.writer.release();
     if (output.h264) {
-      output.h264->finish();
+      std::string error;
+      try {
+        output.h264->finish();
+      } catch (const std::exception& failed) {
+        error = failed.what();
+      }
+      if (!output.h264->write_error().empty()) error = output.h264->write_error();
       output.h264.reset();
+      if (!error.empty()) {
+        // An H.264 file whose writing failed part-way has no index (or a wrong one): no player
+        // opens it. It is not left where the finished video is expected.
+        std::error_code ignored;
+        fs::remove(output.path, ignored);
+        spdlog::error(
+            "video.sink: '{}' could not be written to the end ({}); the incomplete "
+            "file was removed: make room on its disk, or write it elsewhere",
+            output.path, error);
+        incomplete = true;
+      }
     }
-    if (output.written == 0) {
+    if (incomplete) {
+      // said above
+    } else if (output.written == 0) {
       spdlog::warn("video.sink: no frame reached '{}'; nothing was written", output.path);
     } else {
       spdlog::info("video.sink: wrote {} frames of {}x{} at {} fps to '{}'", output.written,
                    output.size->width, output.size->height, output.written_fps, output.path);
     }
-    if (output.written > 0) add_audio(output);
+    if (output.written > 0 && !incomplete) add_audio(output);
     if (!output.contact_sheet.empty()) write_contact_sheet(output);
     if (!output.eye_strip.empty()) write_eye_strip(output);
   } catch (const std::exception& error) {
