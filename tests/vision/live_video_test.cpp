@@ -256,6 +256,13 @@ TEST_F(LiveVideoTest, InputsAreClassifiedAndLiveOrRealtimeSourcesBlock) {
   EXPECT_EQ(micromodels::vision::split_video_inputs("[a.mp4,  b.mp4 ]"),
             (std::vector<std::string>{"a.mp4", "b.mp4"}));
   EXPECT_THROW((void)micromodels::vision::split_video_inputs("a.mp4,,b.mp4"), std::runtime_error);
+  // A file whose name holds a comma is one input.
+  const fs::path named =
+      fs::temp_directory_path() / ("take 1, final " + std::to_string(::getpid()) + ".mp4");
+  std::ofstream(named) << "x";
+  EXPECT_EQ(micromodels::vision::split_video_inputs(named.string()),
+            (std::vector<std::string>{named.string()}));
+  fs::remove(named);
 }
 
 TEST_F(LiveVideoTest, RealtimePacesAFileAtItsFrameRate) {

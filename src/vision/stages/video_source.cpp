@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <stdexcept>
+#include <system_error>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -30,6 +32,11 @@ std::string trim(const std::string& text) {
 
 std::vector<std::string> split_video_inputs(const std::string& path) {
   std::string text = trim(path);
+  // A file or folder whose name holds a comma ("take 1, final.mp4") is one input.
+  if (std::error_code ignored;
+      text.find(',') != std::string::npos && std::filesystem::exists(text, ignored)) {
+    return {text};
+  }
   if (text.size() >= 2 && text.front() == '[' && text.back() == ']') {
     text = text.substr(1, text.size() - 2);
   }

@@ -18,7 +18,8 @@
 namespace micromodels::vision {
 
 /// The inputs a `path` lists: one, or several separated by commas (optionally in brackets:
-/// "[a.mp4, rtsp://cam/1]"), blanks around each trimmed.
+/// "[a.mp4, rtsp://cam/1]"), blanks around each trimmed. A file or folder that exists under
+/// the whole `path` is one input, commas in its name or not.
 [[nodiscard]] std::vector<std::string> split_video_inputs(const std::string& path);
 
 struct VideoSourceOptions {
