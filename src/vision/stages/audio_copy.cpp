@@ -129,9 +129,11 @@ std::string copy_audio(const std::string& video, const std::string& media, doubl
   }
   Output out(allocated);
   const AVCodecParameters* sound_codec = sound->streams[audio]->codecpar;
+  const std::string cannot_hold =
+      std::string("a ") + target.extension().string() + " file cannot hold its audio (" +
+      avcodec_get_name(sound_codec->codec_id) + "); write .mkv to keep it";
   if (avformat_query_codec(out->oformat, sound_codec->codec_id, FF_COMPLIANCE_NORMAL) != 1) {
-    return std::string("a ") + target.extension().string() + " file cannot hold its audio (" +
-           avcodec_get_name(sound_codec->codec_id) + "); write .mkv to keep it";
+    return cannot_hold;
   }
   const auto add_stream = [&](const AVStream* from) {
     AVStream* to = avformat_new_stream(out.get(), nullptr);
@@ -155,6 +157,14 @@ std::string copy_audio(const std::string& video, const std::string& media, doubl
   }
   try {
     if (const int code = avformat_write_header(out.get(), nullptr); code < 0) {
+      if (code == AVERROR_EXPERIMENTAL) {
+        // FFmpeg names the codec for this container but writes it only as experimental (FLAC
+        // in .mp4): as good as not holding it, for players.
+        out.reset();
+        std::error_code ignored;
+        std::filesystem::remove(temporary, ignored);
+        return cannot_hold;
+      }
       throw std::runtime_error("cannot write '" + temporary.string() + "': " + av_error(code));
     }
     picture_copy.advance();
