@@ -1292,6 +1292,10 @@ TEST_F(VideoStagesTest, SinkErrorsNameThePath) {
     }
   };
   expect_config_error({{"path", (dir_ / "out.txt").string()}}, (dir_ / "out.txt").string());
+  // What is refused, and every extension that is written.
+  expect_config_error({{"path", (dir_ / "out.webm").string()}},
+                      "'.webm' is not written; use .mp4, .m4v, .mov, .avi or .mkv");
+  expect_config_error({{"path", (dir_ / "out").string()}}, "no file extension; use .mp4");
   std::ofstream(dir_ / "a_file") << "x";
   expect_config_error({{"path", (dir_ / "a_file" / "out.mp4").string()}},
                       (dir_ / "a_file" / "out.mp4").string());

@@ -230,10 +230,11 @@ void check_sink_options(const VideoSinkOptions& options) {
     const std::string extension = lower(fs::path(path).extension().string());
     if (!to_network && extension != ".mp4" && extension != ".m4v" && extension != ".mov" &&
         extension != ".avi" && extension != ".mkv") {
-      throw ParamError("path", "video.sink: output '" + path +
-                                   "' has no video extension; use .mp4, .avi or .mkv, end the "
-                                   "path with '/' to write numbered PNGs, or give a udp:// or "
-                                   "tcp:// URL");
+      throw ParamError("path", "video.sink: output '" + path + "': " +
+                                   (extension.empty() ? std::string("no file extension")
+                                                      : "'" + extension + "' is not written") +
+                                   "; use .mp4, .m4v, .mov, .avi or .mkv, end the path with "
+                                   "'/' to write numbered PNGs, or give a udp:// or tcp:// URL");
     }
     if (!options.codec.empty() && options.codec.size() != 4) {
       throw ParamError("codec",
