@@ -583,6 +583,16 @@ TEST_F(VideoStagesTest, SourceReportsCorruptVideosByPath) {
   const fs::path empty = dir_ / "empty.mp4";
   std::ofstream(empty).close();
   expect_error_naming({{"path", empty.string()}}, empty.string(), "cannot open");
+
+  // A file FFmpeg reads that holds sound only: said so, not called corrupt.
+  const fs::path sound = dir_ / "sound.m4a";
+  const std::string make =
+      "ffmpeg -v error -y -f lavfi -i sine=frequency=440:sample_rate=48000 "
+      "-t 1 -c:a aac '" +
+      sound.string() + "'";
+  ASSERT_EQ(std::system(make.c_str()), 0) << make;
+  expect_error_naming({{"path", sound.string()}}, sound.string(),
+                      "holds no video stream (audio only)");
 }
 
 // --- video.sink ------------------------------------------------------------------------------

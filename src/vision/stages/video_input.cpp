@@ -80,6 +80,27 @@ int display_turn(const std::string& path) {
   return turn;
 }
 
+// What a file FFmpeg reads holds when none of it is video ("audio", "audio, subtitles"); empty
+// when it has a video stream or FFmpeg cannot read it.
+std::string streams_without_video(const std::string& path) {
+  AVFormatContext* context = nullptr;
+  if (avformat_open_input(&context, path.c_str(), nullptr, nullptr) != 0) return "";
+  std::string kinds;
+  bool video = false;
+  if (avformat_find_stream_info(context, nullptr) >= 0) {
+    for (unsigned i = 0; i < context->nb_streams; ++i) {
+      const AVMediaType type = context->streams[i]->codecpar->codec_type;
+      if (type == AVMEDIA_TYPE_VIDEO) video = true;
+      const char* name = av_get_media_type_string(type);
+      const std::string kind = name != nullptr ? name : "unknown";
+      if (kinds.find(kind) == std::string::npos) kinds += (kinds.empty() ? "" : ", ") + kind;
+    }
+  }
+  avformat_close_input(&context);
+  if (video) return "";
+  return kinds.empty() ? "no streams at all" : kinds + " only";
+}
+
 std::string lower(std::string text) {
   std::transform(text.begin(), text.end(), text.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -244,6 +265,10 @@ void VideoInput::open_capture() {
     // FFmpeg explicitly: with CAP_ANY a file FFmpeg rejects is offered to other backends
     // (GStreamer, image sequences) that fail later and more obscurely.
     if (!open_file()) {
+      if (const std::string what = streams_without_video(path); !what.empty()) {
+        throw std::runtime_error("video.source: '" + path + "' holds no video stream (" + what +
+                                 "); give a video file");
+      }
       throw std::runtime_error("video.source: cannot open '" + path +
                                "' as a video: FFmpeg does not recognise it (corrupt, truncated "
                                "or not a video); check it with: ffprobe '" +
