@@ -37,6 +37,9 @@ constexpr double kFrozenS = 2;
 // Reads that may fail in a row, in a file that has frames left, before it counts as ended: each
 // failed read skips at least one damaged packet.
 constexpr int kDamagedReads = 512;
+// Frames a video whose container does not count them may end short of the estimate from its
+// duration without a warning.
+constexpr std::uint64_t kEstimateSlack = 2;
 
 // The name of the format FFmpeg reads a file as (from its header); empty when FFmpeg cannot
 // open it (OpenCV's open then says why).
@@ -48,16 +51,26 @@ std::string format_of(const std::string& path) {
   return name;
 }
 
-// The clockwise turn (0, 90, 180 or 270 degrees) with which players show the frames of the
-// file's first video stream: its display matrix, read as FFmpeg's own tools read it. A phone
-// stores a portrait video as landscape frames and this turn.
-int display_turn(const std::string& path) {
-  AVFormatContext* context = nullptr;
-  if (avformat_open_input(&context, path.c_str(), nullptr, nullptr) != 0) return 0;
+// What the header of a file's first video stream says.
+struct VideoHeader {
+  // The clockwise turn (0, 90, 180 or 270 degrees) with which players show the frames: its
+  // display matrix, read as FFmpeg's own tools read it. A phone stores a portrait video as
+  // landscape frames and this turn.
   int turn = 0;
+  // Whether the container counts the frames (MP4 does; Matroska and MPEG-TS do not, and
+  // OpenCV's frame count is then an estimate from the duration).
+  bool counted = false;
+};
+
+VideoHeader video_header(const std::string& path) {
+  VideoHeader header;
+  AVFormatContext* context = nullptr;
+  if (avformat_open_input(&context, path.c_str(), nullptr, nullptr) != 0) return header;
+  int& turn = header.turn;
   for (unsigned i = 0; i < context->nb_streams; ++i) {
     const AVStream* stream = context->streams[i];
     if (stream->codecpar->codec_type != AVMEDIA_TYPE_VIDEO) continue;
+    header.counted = stream->nb_frames > 0;
 #if LIBAVCODEC_VERSION_INT >= AV_VERSION_INT(60, 29, 100)
     const AVPacketSideData* side =
         av_packet_side_data_get(stream->codecpar->coded_side_data,
@@ -77,7 +90,7 @@ int display_turn(const std::string& path) {
     break;
   }
   avformat_close_input(&context);
-  return turn;
+  return header;
 }
 
 // What a file FFmpeg reads holds when none of it is video ("audio", "audio, subtitles"); empty
@@ -241,7 +254,9 @@ bool VideoInput::open_file() {
   // The turn is applied here, as players apply it: OpenCV 4.6 turns 90 and 270 degrees the
   // other way, which shows a phone's portrait video upside down.
   capture_.set(cv::CAP_PROP_ORIENTATION_AUTO, 0);
-  turn_ = display_turn(options_.path);
+  const VideoHeader header = video_header(options_.path);
+  turn_ = header.turn;
+  counted_ = header.counted;
   return true;
 }
 
@@ -458,8 +473,17 @@ std::optional<VideoFrame> VideoInput::read_capture_frame() {
   }
   if (!got) {
     if (expected_ && read_ < *expected_ && read_ > 0) {
-      spdlog::warn("video.source: {} ended after {} of the {} frames its header announces",
-                   describe(), read_, *expected_);
+      if (counted_) {
+        spdlog::warn("video.source: {} ended after {} of the {} frames its header announces",
+                     describe(), read_, *expected_);
+      } else if (*expected_ - read_ > kEstimateSlack) {
+        // Without a count in the container, a frame or two off the duration's estimate is the
+        // estimate's own error, not frames lost.
+        spdlog::warn(
+            "video.source: {} ended after {} frames, where its duration suggests "
+            "about {} (its container does not count them)",
+            describe(), read_, *expected_);
+      }
     }
     return std::nullopt;
   }

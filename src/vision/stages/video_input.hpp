@@ -94,6 +94,7 @@ class VideoInput {
   std::optional<VideoFrame> first_;  // decoded by the constructor, returned by the first read
   std::uint64_t read_ = 0;           // frames read so far, counting from `start`
   std::int64_t last_time_ns_ = 0;
+  bool counted_ = false;  // the file's container counts its frames: expected_ is not an estimate
   int turn_ = 0;  // clockwise degrees a file's frames are turned by to be shown (display matrix)
   std::int64_t last_step_ns_ = 0;  // between the last two frames the decoder timed; 0: none yet
   std::chrono::steady_clock::time_point opened_at_;
