@@ -106,12 +106,13 @@ void register_video_stages(Registry& registry) {
   StageType sink;
   sink.name = "video.sink";
   sink.help =
-      "Writes an image field to a video (.mp4, .avi, .mkv), numbered PNGs (path ending in '/') "
+      "Writes an image field to a video (.mp4, .m4v, .mov, .avi, .mkv), numbered PNGs (path ending "
+      "in '/') "
       "or an MPEG-TS stream (udp://, tcp://), in the order received: use it with "
       "`ordered: true`. {stream} in the path: one output per stream.";
   sink.params = {
       {"path", ParamType::text, std::nullopt,
-       "output .mp4/.avi/.mkv, a folder ending in '/' for PNGs, or udp://host:port "
+       "output .mp4/.m4v/.mov/.avi/.mkv, a folder ending in '/' for PNGs, or udp://host:port "
        "or tcp://host:port (MPEG-TS); {stream} in it: one output per stream"},
       {"field", ParamType::text, std::string("frame"), "image field to write"},
       {"fps", ParamType::number, 0.0, "0: the packets' 'fps' field, else 25", ParamRange{.low = 0}},
