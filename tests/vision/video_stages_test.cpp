@@ -590,6 +590,12 @@ TEST_F(VideoStagesTest, AnOutputOverTheInputOrAnotherOutputIsAConfigError) {
             std::string::npos)
       << over;
   EXPECT_EQ(fs::file_size(input), fs::file_size(media("franck.mp4"))) << "the input is intact";
+  // A hard link is the input under another name: writing it would destroy the input too.
+  fs::create_hard_link(input, dir_ / "linked.mp4");
+  const std::string linked = error_of((dir_ / "linked.mp4").string(), (dir_ / "copy.mp4").string());
+  EXPECT_NE(linked.find("is the input of stage 'source' (params.path): writing it would destroy"),
+            std::string::npos)
+      << linked;
   const std::string twice = error_of((dir_ / "pngs/").string(), (dir_ / "." / "pngs/").string());
   EXPECT_NE(twice.find("is written by stage 'sink' (params.path) too"), std::string::npos) << twice;
 }

@@ -4,6 +4,8 @@
 #include <map>
 #include <system_error>
 
+#include <sys/stat.h>
+
 #include "config_checks.hpp"
 
 namespace micromodels::detail {
@@ -20,13 +22,23 @@ std::string one_name(std::string path) {
   return error ? absolute.lexically_normal().string() : canonical.string();
 }
 
+// What tells the file apart from others: for one that exists, its device and inode, which a
+// hard link or another mount of it shares under a name of its own; else its one name.
+std::string identity(const std::string& path) {
+  struct stat status {};
+  if (::stat(path.c_str(), &status) == 0) {
+    return "\n" + std::to_string(status.st_dev) + ":" + std::to_string(status.st_ino);
+  }
+  return one_name(path);
+}
+
 }  // namespace
 
 void check_file_uses(const std::vector<FileUse>& uses) {
   std::map<std::string, const FileUse*> seen;
   for (const FileUse& use : uses) {
     if (use.path.empty()) continue;
-    const auto [found, first] = seen.emplace(one_name(use.path), &use);
+    const auto [found, first] = seen.emplace(identity(use.path), &use);
     if (first) continue;
     const FileUse& other = *found->second;
     const std::string theirs = other.subject + " (" + other.key + ")";

@@ -18,7 +18,8 @@ struct FileUse {
 };
 
 /// Throws ConfigError at the later of two uses of one file (paths compared after resolving `.`,
-/// `..` and symbolic links) when either writes it.
+/// `..` and symbolic links; an existing file by its device and inode, so a hard link to it is
+/// the same file) when either writes it.
 void check_file_uses(const std::vector<FileUse>& uses);
 
 }  // namespace micromodels::detail
