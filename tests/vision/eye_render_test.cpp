@@ -118,6 +118,58 @@ TEST(EyeRender, TurnsALargeDrawnEyeIntoTheSameEyeLookingUp) {
   EXPECT_NEAR(moved->x, 0, 0.15);
 }
 
+// An eye as large as at 1080p (96 px wide), its iris under both lids: raising it uncovers iris
+// that the lower lid hid, filled with the iris mirrored across its centre's row. The mirror of
+// those rows lies under the upper lid's edge, whose dark lashes are some pixels deep on an eye
+// this size: kept out of the mirror by a margin of a fixed pixel, they were drawn again as a
+// dark line along the uncovered iris's bottom.
+TEST(EyeRender, ALargeEyesLashesAreNotMirroredIntoTheIrisARaiseUncovers) {
+  DrawnEye eye;
+  eye.centre = {80, 55};
+  eye.half_width = 48;
+  eye.upper_rise = 18;
+  eye.lower_drop = 12;
+  eye.iris = {80, 55};
+  eye.iris_radius = 19;  // from 36 to 74: under the lashes (37-43) and the lower lid (64-67)
+  eye.lashes = 6;
+  eye.rim = 3;
+  const cv::Size size(160, 110);
+  const cv::Mat frame = eye.draw(size);
+  const cv::Point2f shift(0, -8);
+  const mv::EyeRenderRequest r = request(eye, shift);
+  const mv::EyePatch patch = mv::render_eyes(frame, {&r, 1}, {});
+  ASSERT_FALSE(patch.empty());
+  ASSERT_EQ(patch.applied[0], shift);
+  const cv::Mat out = apply(frame, patch);
+  DrawnEye up = eye;
+  up.iris.y -= 8;
+  up.upper_rise += 8;
+  const cv::Mat truth = up.draw(size);
+  // Lash-dark pixels (the iris is 70, the lashes 40) in the iris the raise uncovered: the rows
+  // the lower lid's rim hid, now 8 px higher, inside the iris.
+  const auto dark = [&](const cv::Mat& image) {
+    int n = 0;
+    for (int y = 52; y < 64; ++y) {
+      for (int x = 66; x < 95; ++x) {
+        if (std::hypot(static_cast<float>(x) - up.iris.x, static_cast<float>(y) - up.iris.y) >
+            up.iris_radius - 1) {
+          continue;
+        }
+        n += image.at<cv::Vec3b>(y, x)[0] < 55 ? 1 : 0;
+      }
+    }
+    return n;
+  };
+  if (const char* dir = std::getenv("MICROMODELS_TEST_PICTURES")) {
+    cv::Mat strip;
+    cv::vconcat(std::vector<cv::Mat>{frame, out, truth}, strip);
+    cv::resize(strip, strip, cv::Size(), 6, 6, cv::INTER_NEAREST);
+    cv::imwrite(std::string(dir) + "/eye_render_large_lashes.png", strip);
+  }
+  EXPECT_EQ(dark(truth), 0);
+  EXPECT_EQ(dark(out), 0) << "the lashes were mirrored into the uncovered iris";
+}
+
 TEST(EyeRender, MovesTheIrisSidewaysWithoutMovingTheLids) {
   const DrawnEye eye;
   const cv::Mat frame = eye.draw();

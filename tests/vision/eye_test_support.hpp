@@ -240,6 +240,7 @@ struct DrawnEye {
   cv::Point2f iris{60, 39};
   float iris_radius = 5;
   float rim = 1.5f;        // the lower lid's dark rim, above its edge
+  float lashes = 2.0f;     // the upper lid's dark edge, under its contour
 
   [[nodiscard]] float upper_at(float x) const {
     const float t = (x - centre.x) / half_width;
@@ -260,9 +261,9 @@ struct DrawnEye {
         int v = kSkin;
         if (std::abs(fx - centre.x) < half_width) {
           const float up = upper_at(fx), low = lower_at(fx);
-          if (fy >= up && fy < up + 2.0f) {
+          if (fy >= up && fy < up + lashes) {
             v = 40;  // lashes
-          } else if (fy >= up + 2.0f && fy < low - rim) {
+          } else if (fy >= up + lashes && fy < low - rim) {
             v = std::hypot(fx - iris.x, fy - iris.y) < iris_radius ? kIris : kSclera;
           } else if (fy >= low - rim && fy < low) {
             v = 110;  // the lower lid's rim

@@ -15,7 +15,8 @@ constexpr float kWhiteAt = 1.5f;       // the white is sampled this far beyond t
 constexpr float kLowerRim = 1.25f;     // pixels of the lower lid's rim inside its measured edge,
 constexpr float kLowerRimWidths = 0.0625f;  // or this share of the eye's width, if more
 constexpr float kCarried = 1.5f;       // pixels below the old opening filled from the content above
-constexpr float kUpperEdge = 1.0f;     // pixels under the upper lid's contour that show its edge
+constexpr float kUpperEdge = 1.0f;     // pixels under the upper lid's contour that show its edge,
+constexpr float kUpperEdgeWidths = 0.08f;  // or this share of the eye's width, if more
 // A vertical shift opens (or closes) the eye by as much, and what comes into view is invented.
 // So it is at most kMaxOpening of the opening between the lids over the iris beyond
 // kClosedAperture eye widths (the lash lines' own height: an eye that shows no more is shut
@@ -79,6 +80,7 @@ class EyeLayers {
     centre_ = axes.to_eye(eye.iris);
     radius_ = eye.iris_radius > 0 ? eye.iris_radius : 0.2f * axes.width;
     rim_ = std::max(kLowerRim, kLowerRimWidths * axes.width);
+    upper_edge_ = std::max(kUpperEdge, kUpperEdgeWidths * axes.width);
     // A closing eye is opened less and less, and a shut one not at all (kMaxOpening). A sideways
     // shift opens nothing; it fades out over the last kClosedAperture before the eye is shut.
     const float closed = kClosedAperture * axes.width;
@@ -299,13 +301,15 @@ class EyeLayers {
 
   // Iris that was hidden by a lid, at q (eye axes, before the move): the iris mirrored across
   // its centre's row where the eye shows that, so that the limbus and the pupil's edge come
-  // back where they belong; else the iris's median colour. The mirrored rows keep a pixel clear
-  // of the upper lid: its edge pixels are part lid, and mirrored they drew a pale arc across
-  // the lower iris.
+  // back where they belong; else the iris's median colour. The mirrored rows keep clear of the
+  // upper lid's edge: its pixels are part lid, and mirrored they drew a pale arc across the
+  // lower iris. The edge is a pixel deep on 20 px eyes and grows with the eye: on a 1080p face
+  // (eyes ~90 px wide) a fixed pixel mirrored the lashes below it into a dark line along the
+  // bottom of the iris a raise uncovers (EyeRender.ALargeEyesLashesAreNotMirroredInto...).
   void fill_iris(cv::Point2f q, float* out) const {
     const int channels = frame_.channels();
     const cv::Point2f mirror(q.x, 2 * centre_.y - q.y);
-    const float seen = soft_inside(mirror, kUpperEdge);
+    const float seen = soft_inside(mirror, upper_edge_);
     float mirrored[4] = {0, 0, 0, 0};
     if (seen > 0) {
       const cv::Point2f at = eye_.axes.to_frame(mirror);
@@ -351,6 +355,7 @@ class EyeLayers {
   cv::Point2f shift_eye_;   // the shift, eye axes
   float radius_ = 0;
   float rim_ = kLowerRim;   // the lower lid's rim, pixels
+  float upper_edge_ = kUpperEdge;  // the upper lid's edge under its contour, pixels
   float lid_ = 0;           // the upper lid's move over the iris, along `up`
   float above_ = 0;         // the skin above the lid follows it over this height
   float band_ = 0;          // and this much of the opening below the lid line moves with it
