@@ -77,10 +77,10 @@ void MemoryGate::sample(Connection& conn) {
     said_at_ = now;
     ++pauses_;
     paused_since_ns_ = now.time_since_epoch().count();
-    log_pause("is at");
+    log_pause("is at", window_note(conn));
   } else if (holding && now - said_at_ >= kSayEvery) {
     said_at_ = now;
-    log_pause("still has no room after " + std::to_string(ms / 1000) + " s: at");
+    log_pause("still has no room after " + std::to_string(ms / 1000) + " s: at", window_note(conn));
   } else if (!holding && since != 0) {
     paused_ms_ += static_cast<std::uint64_t>(ms);
     paused_since_ns_ = 0;
@@ -96,7 +96,36 @@ std::uint64_t MemoryGate::paused_ms() const {
   return paused_ms_.load() + (since == 0 ? 0 : static_cast<std::uint64_t>(ms_since(since)));
 }
 
-void MemoryGate::log_pause(const std::string& state) {
+// The run process: what this pipeline's queues hold in Redis when full, each stage's queue
+// capacity of entries at the largest size sent to it so far (its images stored included, from the
+// run's hop counts), when that is more than maxmemory leaves room for. Then waiting may not help:
+// the packets in Redis move on only into more memory, which is not there. Empty otherwise.
+std::string MemoryGate::window_note(Connection& conn) const {
+  const long long max = maxmemory_.load();
+  if (!session_.is_run() || session_.plan == nullptr || max <= 0) return {};
+  const Reply hops = conn.command({"HGETALL", session_.names->hops()});
+  const std::vector<PlanStage>& stages = session_.plan->stages();
+  double full = 0;
+  for (const PlanStage& to : stages) {
+    double entry = 0;
+    for (std::size_t from : to.inputs) {
+      const std::string hop = stages[from].name() + ">" + to.name();
+      const long long packets = integer(field(hops.get(), hop + ":packets"));
+      if (packets <= 0) continue;
+      const long long bytes =
+          integer(field(hops.get(), hop + ":bytes")) + integer(field(hops.get(), hop + ":images"));
+      entry = std::max(entry, static_cast<double>(bytes) / static_cast<double>(packets));
+    }
+    full += entry * static_cast<double>(to.config.queue_capacity);
+  }
+  if (full < kOpen * static_cast<double>(max - startup_.load())) return {};
+  return ". This pipeline's queues hold up to " + mib(static_cast<long long>(full)) +
+         " in Redis when full (each stage's queue capacity of packets of the sizes sent so far), "
+         "more than its maxmemory leaves room for: the run may not resume by itself; lower the "
+         "stages' queue: { capacity: N } or raise maxmemory";
+}
+
+void MemoryGate::log_pause(const std::string& state, const std::string& note) {
   const std::size_t outputs = held_outputs_.load();
   std::string what = closed_.load() && session_.is_run() ? "the sources' packets" : "";
   if (outputs > 0) {
@@ -106,8 +135,8 @@ void MemoryGate::log_pause(const std::string& state) {
   log().warn(
       "Redis at {} {} {}; holding {} until it has room (below {:.0f}% of maxmemory): raise "
       "maxmemory, add consumers, or lower wire.image_ttl_s (an image whose frame the sinks do "
-      "not have yet stays that long after its last hop)",
-      session_.url.where(), state, figures(), what, kOpen * 100);
+      "not have yet stays that long after its last hop){}",
+      session_.url.where(), state, figures(), what, kOpen * 100, note);
 }
 
 void MemoryGate::refused(std::size_t outputs) {

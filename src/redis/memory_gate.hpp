@@ -47,7 +47,8 @@ class MemoryGate {
   [[nodiscard]] std::uint64_t paused_ms() const;
 
  private:
-  void log_pause(const std::string& state);
+  void log_pause(const std::string& state, const std::string& note);
+  [[nodiscard]] std::string window_note(Connection& conn) const;
   void wake_outlets();
 
   Session& session_;
