@@ -1557,6 +1557,19 @@ class RedisMemoryTest : public ImageRefsTest {
       expect_frame(out[i], true);
     }
   }
+  // Another client fills Redis to its maxmemory with keys of 64 KB (at most 1,000): how many.
+  static int fill(Redis& filler) {
+    const std::string block(64 * 1024, 'x');
+    int blocks = 0;
+    for (; blocks < 1000; ++blocks) {
+      const auto reply = filler.command({"SET", "filler:" + std::to_string(blocks), block});
+      if (reply->type == REDIS_REPLY_ERROR) break;
+    }
+    return blocks;
+  }
+  static void empty(Redis& filler, int blocks) {
+    for (int i = 0; i < blocks; ++i) filler.command({"DEL", "filler:" + std::to_string(i)});
+  }
   static std::uint64_t pauses(const std::string& url, const std::string& counters) {
     Redis redis(url);
     return std::stoull("0" + redis.text({"HGET", counters, "memory_pauses"}));
@@ -1576,16 +1589,11 @@ TEST_F(RedisMemoryTest, AnotherClientFillingRedisPausesTheRunUntilItHasRoomAndNo
   while (run.runner.progress().done < 30 && !run.runner.wait_for(10)) {
   }
   Redis filler(redis.url());
-  const std::string block(64 * 1024, 'x');
-  int blocks = 0;
-  for (; blocks < 1000; ++blocks) {
-    const auto reply = filler.command({"SET", "filler:" + std::to_string(blocks), block});
-    if (reply->type == REDIS_REPLY_ERROR) break;
-  }
+  const int blocks = fill(filler);
   ASSERT_LT(blocks, 1000) << "Redis took more than its maxmemory";
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   const std::uint64_t during = run.runner.progress().done;
-  for (int i = 0; i < blocks; ++i) filler.command({"DEL", "filler:" + std::to_string(i)});
+  empty(filler, blocks);
   const bool finished = run.runner.wait_for(60000);
   const std::string log = ::testing::internal::GetCapturedStderr();
   ASSERT_TRUE(finished) << log;
@@ -1623,15 +1631,10 @@ TEST_F(RedisMemoryTest, APauseSaysWhenThePipelinesQueuesHoldMoreThanRedisMay) {
   // The sizes sent so far reach the run's hop counts with the keeper's next round (250 ms).
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   Redis filler(redis.url());
-  const std::string block(64 * 1024, 'x');
-  int blocks = 0;
-  for (; blocks < 1000; ++blocks) {
-    const auto reply = filler.command({"SET", "filler:" + std::to_string(blocks), block});
-    if (reply->type == REDIS_REPLY_ERROR) break;
-  }
+  const int blocks = fill(filler);
   ASSERT_LT(blocks, 1000) << "Redis took more than its maxmemory";
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-  for (int i = 0; i < blocks; ++i) filler.command({"DEL", "filler:" + std::to_string(i)});
+  empty(filler, blocks);
   const bool finished = run.runner.wait_for(60000);
   const std::string log = ::testing::internal::GetCapturedStderr();
   ASSERT_TRUE(finished) << log;
