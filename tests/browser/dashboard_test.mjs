@@ -517,6 +517,11 @@ stages:
     source: !!document.querySelector('.stage[data-stage="source"] .scale-up'),
   }));
   assert.deepEqual(buttons, { failed: true, source: false });
+  // It is drawn with the last stages (where packets end), not in the sources' column.
+  const left = await page.evaluate(() => Object.fromEntries([...document.querySelectorAll(".stage")]
+    .map((c) => [c.dataset.stage, Math.round(c.getBoundingClientRect().left)])));
+  assert.equal(left.failed, left.sink, JSON.stringify(left));
+  assert.ok(left.failed > left.source, JSON.stringify(left));
   assert.equal(end.lost, false);
   // No alarm and no retrying out loud afterwards: still the same a while later.
   await new Promise((r) => setTimeout(r, 2500));

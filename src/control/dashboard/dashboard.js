@@ -251,8 +251,9 @@ function knowStages(drawn) {
 
 // --- the graph -------------------------------------------------------------------------------
 
-// Depth of each stage: 0 for one without inputs, else one more than its deepest input. Inputs
-// that do not run in this process (a worker's) are drawn as "elsewhere" nodes.
+// Depth of each stage: 0 for one without inputs, else one more than its deepest input; the
+// dead-letter stage that of the deepest. Inputs that do not run in this process (a worker's) are
+// drawn as "elsewhere" nodes.
 function depths(stages) {
   const byName = new Map(stages.map((s) => [s.name, s]));
   const depth = new Map();
@@ -272,6 +273,11 @@ function depths(stages) {
     if (!graphKnown) depth.set(s.name, i);  // no graph given: the stages in a row, no edges
     else visit(s.name, new Set());
   });
+  // A dead-letter stage reads no stage (failures come to it from any), but it is where packets
+  // end, not where they start: drawn with the last stages, not beside the sources.
+  const deadLetter = (s) => s.source === false && Array.isArray(s.inputs) && s.inputs.length === 0;
+  const last = Math.max(0, ...stages.filter((s) => !deadLetter(s)).map((s) => depth.get(s.name) || 0));
+  for (const s of stages) if (deadLetter(s)) depth.set(s.name, last);
   return depth;
 }
 
