@@ -170,6 +170,55 @@ TEST(EyeRender, ALargeEyesLashesAreNotMirroredIntoTheIrisARaiseUncovers) {
   EXPECT_EQ(dark(out), 0) << "the lashes were mirrored into the uncovered iris";
 }
 
+// The same large eye, soft as a 1080p frame upscaled from a small camera is (a blur of 2.5 px):
+// the white a raise uncovers beside the iris is sampled beyond the iris's soft edge. Sampled
+// 1.5 px from the edge, as on 20 px eyes, it took the limbus's grey, and each row it filled
+// showed as a dark line across the white.
+TEST(EyeRender, ASoftLargeEyesUncoveredWhiteIsTakenFromTheWhite) {
+  DrawnEye eye;
+  eye.centre = {80, 55};
+  eye.half_width = 48;
+  eye.upper_rise = 18;
+  eye.lower_drop = 12;
+  eye.iris = {80, 55};
+  eye.iris_radius = 14;
+  eye.rim = 3;
+  const cv::Size size(160, 110);
+  cv::Mat frame = eye.draw(size);
+  cv::GaussianBlur(frame, frame, {0, 0}, 2.5);
+  const cv::Point2f shift(0, -6);
+  const mv::EyeRenderRequest r = request(eye, shift);
+  const mv::EyePatch patch = mv::render_eyes(frame, {&r, 1}, {});
+  ASSERT_FALSE(patch.empty());
+  ASSERT_EQ(patch.applied[0], shift);
+  const cv::Mat out = apply(frame, patch);
+  // The truth: the same soft eye drawn looking up. Where it shows clear white (over 225), the
+  // output may not show grey (under 195): the limbus's grey drawn into the white.
+  DrawnEye up = eye;
+  up.iris.y -= 6;
+  up.upper_rise += 6;
+  cv::Mat truth = up.draw(size);
+  cv::GaussianBlur(truth, truth, {0, 0}, 2.5);
+  const auto grey = [&](const cv::Mat& image) {
+    int n = 0;
+    for (int y = 0; y < size.height; ++y) {
+      for (int x = 0; x < size.width; ++x) {
+        if (truth.at<cv::Vec3b>(y, x)[0] <= 225) continue;
+        n += image.at<cv::Vec3b>(y, x)[0] < 195 ? 1 : 0;
+      }
+    }
+    return n;
+  };
+  if (const char* dir = std::getenv("MICROMODELS_TEST_PICTURES")) {
+    cv::Mat strip;
+    cv::vconcat(std::vector<cv::Mat>{frame, out, truth}, strip);
+    cv::resize(strip, strip, cv::Size(), 6, 6, cv::INTER_NEAREST);
+    cv::imwrite(std::string(dir) + "/eye_render_soft_white.png", strip);
+  }
+  EXPECT_EQ(grey(truth), 0);
+  EXPECT_EQ(grey(out), 0) << "the white was filled with the limbus's grey";
+}
+
 TEST(EyeRender, MovesTheIrisSidewaysWithoutMovingTheLids) {
   const DrawnEye eye;
   const cv::Mat frame = eye.draw();

@@ -11,7 +11,8 @@ namespace {
 
 constexpr float kMinShift = 1e-3f;     // pixels: below this nothing is rendered
 constexpr float kFullShift = 0.5f;     // pixels: smaller shifts fade the rendering in
-constexpr float kWhiteAt = 1.5f;       // the white is sampled this far beyond the iris's edge
+constexpr float kWhiteAt = 1.5f;       // the white is sampled this far beyond the iris's edge,
+constexpr float kWhiteAtWidths = 0.06f;  // or this share of the eye's width, if more
 constexpr float kLowerRim = 1.25f;     // pixels of the lower lid's rim inside its measured edge,
 constexpr float kLowerRimWidths = 0.0625f;  // or this share of the eye's width, if more
 constexpr float kCarried = 1.5f;       // pixels below the old opening filled from the content above
@@ -81,6 +82,7 @@ class EyeLayers {
     radius_ = eye.iris_radius > 0 ? eye.iris_radius : 0.2f * axes.width;
     rim_ = std::max(kLowerRim, kLowerRimWidths * axes.width);
     upper_edge_ = std::max(kUpperEdge, kUpperEdgeWidths * axes.width);
+    white_at_ = std::max(kWhiteAt, kWhiteAtWidths * axes.width);
     // A closing eye is opened less and less, and a shut one not at all (kMaxOpening). A sideways
     // shift opens nothing; it fades out over the last kClosedAperture before the eye is shut.
     const float closed = kClosedAperture * axes.width;
@@ -270,11 +272,13 @@ class EyeLayers {
   }
 
   // The white of the eye at q where it comes into view: interpolated, row by row, between the
-  // white on either side of the iris (just beyond its edge, inside the opening).
+  // white on either side of the iris (just beyond its edge, inside the opening). The iris's edge
+  // is soft over more pixels on a larger eye: at 1.5 px beyond it, a 1080p face's white was
+  // sampled from the limbus, and the rows it filled showed as dark lines in the white.
   void fill_white(cv::Point2f q, float* out) const {
     const int channels = frame_.channels();
-    const float left_u = centre_.x - radius_ - kWhiteAt;
-    const float right_u = centre_.x + radius_ + kWhiteAt;
+    const float left_u = centre_.x - radius_ - white_at_;
+    const float right_u = centre_.x + radius_ + white_at_;
     const bool has_left = left_u > first_ + 0.5f;
     const bool has_right = right_u < last_ - 0.5f;
     if (!has_left && !has_right) {
@@ -356,6 +360,7 @@ class EyeLayers {
   float radius_ = 0;
   float rim_ = kLowerRim;   // the lower lid's rim, pixels
   float upper_edge_ = kUpperEdge;  // the upper lid's edge under its contour, pixels
+  float white_at_ = kWhiteAt;      // the white is sampled this far beyond the iris, pixels
   float lid_ = 0;           // the upper lid's move over the iris, along `up`
   float above_ = 0;         // the skin above the lid follows it over this height
   float band_ = 0;          // and this much of the opening below the lid line moves with it
