@@ -188,7 +188,9 @@ class Pipeline {
   [[nodiscard]] std::string to_dot(const Registry& registry = Registry::global()) const;
 
  private:
-  StageConfig& mutable_stage(std::string_view name);
+  /// The stage named `name`; an unknown one is a ConfigError at `where` (the argument that
+  /// named it, when there is one).
+  StageConfig& mutable_stage(std::string_view name, const SourceLocation& where = {});
   std::string name_{};
   std::string file_{};
   std::string broker_ = "memory";

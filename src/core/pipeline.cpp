@@ -67,11 +67,6 @@ std::vector<std::string> names_of(const std::vector<StageConfig>& stages) {
   return names;
 }
 
-bool has_stage(const std::vector<StageConfig>& stages, std::string_view name) {
-  return std::any_of(stages.begin(), stages.end(),
-                     [name](const StageConfig& stage) { return stage.name == name; });
-}
-
 [[noreturn]] void unknown_stage(std::string_view name, const std::vector<StageConfig>& stages,
                                 SourceLocation where = {}) {
   throw ConfigError(std::move(where), std::string(name),
@@ -226,19 +221,16 @@ void Pipeline::set_param(std::string_view stage, std::string_view param, std::st
   // The value no longer comes from the file: errors about it should point at the override.
   SourceLocation at{std::string(origin) + " " + std::string(stage) + "." + key + "=" +
                     std::string(text)};
-  if (!has_stage(stages_, stage)) unknown_stage(stage, stages_, std::move(at));
-  StageConfig& config = mutable_stage(stage);
+  StageConfig& config = mutable_stage(stage, at);
   config.params[key] = std::string(text);
   config.locations["params." + key] = std::move(at);
 }
 
 void Pipeline::set_consumers(std::string_view stage, int consumers, std::string_view origin) {
-  if (!origin.empty() && !has_stage(stages_, stage)) {
-    unknown_stage(
-        stage, stages_,
-        {std::string(origin) + " " + std::string(stage) + "=" + std::to_string(consumers)});
-  }
-  StageConfig& config = mutable_stage(stage);
+  StageConfig& config = mutable_stage(
+      stage, origin.empty() ? SourceLocation{}
+                            : SourceLocation{std::string(origin) + " " + std::string(stage) + "=" +
+                                             std::to_string(consumers)});
   detail::check_count(consumers, 1, detail::kMaxConsumers, {}, stage_label(stage, 0), "consumers");
   config.consumers = consumers;
   config.locations.erase("consumers");
@@ -276,11 +268,11 @@ const StageConfig& Pipeline::stage(std::string_view name) const {
   return *found;
 }
 
-StageConfig& Pipeline::mutable_stage(std::string_view name) {
+StageConfig& Pipeline::mutable_stage(std::string_view name, const SourceLocation& where) {
   auto found = std::find_if(stages_.begin(), stages_.end(),
                             [name](const StageConfig& stage) { return stage.name == name; });
   if (found == stages_.end()) {
-    unknown_stage(name, stages_);
+    unknown_stage(name, stages_, where);
   }
   return *found;
 }

@@ -5,6 +5,7 @@
 
 #include "redis_outlet.hpp"
 #include "session.hpp"
+#include "stage_counts.hpp"
 
 namespace micromodels::detail {
 
@@ -104,19 +105,16 @@ std::string MemoryGate::window_note(Connection& conn) const {
   const long long max = maxmemory_.load();
   if (!session_.is_run() || session_.plan == nullptr || max <= 0) return {};
   const Reply hops = conn.command({"HGETALL", session_.names->hops()});
-  const std::vector<PlanStage>& stages = session_.plan->stages();
+  std::vector<double> entry(session_.plan->stages().size());  // per stage: its largest, bytes
+  for (const HopBytes& hop : hop_counts(hops.get(), *session_.plan)) {
+    if (hop.packets == 0) continue;
+    double& largest = entry[session_.plan->find(hop.to)->index];
+    largest = std::max(largest, static_cast<double>(hop.bytes + hop.image_bytes) /
+                                    static_cast<double>(hop.packets));
+  }
   double full = 0;
-  for (const PlanStage& to : stages) {
-    double entry = 0;
-    for (std::size_t from : to.inputs) {
-      const std::string hop = stages[from].name() + ">" + to.name();
-      const long long packets = integer(field(hops.get(), hop + ":packets"));
-      if (packets <= 0) continue;
-      const long long bytes =
-          integer(field(hops.get(), hop + ":bytes")) + integer(field(hops.get(), hop + ":images"));
-      entry = std::max(entry, static_cast<double>(bytes) / static_cast<double>(packets));
-    }
-    full += entry * static_cast<double>(to.config.queue_capacity);
+  for (const PlanStage& stage : session_.plan->stages()) {
+    full += entry[stage.index] * static_cast<double>(stage.config.queue_capacity);
   }
   if (full < kOpen * static_cast<double>(max - startup_.load())) return {};
   return ". This pipeline's queues hold up to " + mib(static_cast<long long>(full)) +

@@ -10,6 +10,7 @@
 
 #include "micromodels/transport.hpp"
 
+#include "stage_counts.hpp"
 #include "wire/entry.hpp"
 
 namespace micromodels::detail {
@@ -38,7 +39,7 @@ class RedisOutlet final : public Outlet {
   /// On the writer's thread: asks for the backlog behind the outlets that wait for room.
   static void probe_waiting(Session& session);
   /// "from>to", and what was sent since the last call (the keeper's totals).
-  [[nodiscard]] std::string hop() const { return from_.name() + ">" + to_.name(); }
+  [[nodiscard]] std::string hop() const { return hop_field(from_.name(), to_.name()); }
   struct Sent {
     std::uint64_t bytes = 0;  // entries
     std::uint64_t packets = 0;

@@ -103,25 +103,9 @@ void RedisTransport::stop() {
 }
 
 std::vector<HopBytes> RedisTransport::hop_bytes() const {
-  std::vector<HopBytes> hops;
   auto conn = session_->connect();
   const detail::Reply all = conn->command({"HGETALL", session_->names->hops()});
-  for (const PlanStage& to : session_->plan->stages()) {
-    for (std::size_t from : to.inputs) {
-      const std::string& name = session_->plan->stages()[from].name();
-      const auto count =
-          [&](std::string_view what) {  // the keepers' totals (Keeper::add_hop_bytes)
-            const std::string key = name + ">" + to.name() + std::string(what);
-            return static_cast<std::uint64_t>(detail::integer(detail::field(all.get(), key)));
-          };
-      hops.push_back({.from = name,
-                      .to = to.name(),
-                      .packets = count(":packets"),
-                      .bytes = count(":bytes"),
-                      .image_bytes = count(":images")});
-    }
-  }
-  return hops;
+  return detail::hop_counts(all.get(), *session_->plan);
 }
 
 std::uint64_t RedisTransport::dead_lettered() const {

@@ -55,6 +55,17 @@ def counting_pipeline(pipeline, path, out, count=50, extra=""):
     """)
 
 
+def run_one_stage(cli, pipeline, path, module, cls, out):
+    """Runs 3 packets through the Python stage `module.cls` into a JSONL sink at `out`."""
+    return run(cli, "run", "-q", pipeline(f"""
+        pipeline: {module}
+        stages:
+          - {{ name: source, type: synthetic.source, params: {{ count: 3 }} }}
+          - {{ name: work, type: python, params: {{ module: {module}, class: {cls}, path: {path} }} }}
+          - {{ name: sink, type: sink.jsonl, params: {{ path: {out} }} }}
+    """))
+
+
 def read_jsonl(path):
     with open(path) as f:
         return [json.loads(line) for line in f]
@@ -252,13 +263,7 @@ def test_a_value_of_the_wrong_type_fails_the_packet(cli, stages, pipeline, tmp_p
                 packet["image"] = "not pixels"
                 return packet
     """)
-    result = run(cli, "run", "-q", pipeline(f"""
-        pipeline: badvalue
-        stages:
-          - {{ name: source, type: synthetic.source, params: {{ count: 3 }} }}
-          - {{ name: work, type: python, params: {{ module: badvalue, class: BadValue, path: {path} }} }}
-          - {{ name: sink, type: sink.jsonl, params: {{ path: {tmp_path / 'o.jsonl'} }} }}
-    """))
+    result = run_one_stage(cli, pipeline, path, "badvalue", "BadValue", tmp_path / "o.jsonl")
     assert result.returncode == 1, result.stderr  # every packet failed at 'work'
     assert "TypeError: field 'image' is declared image; got str" in result.stderr
 
@@ -276,13 +281,7 @@ def test_a_field_the_class_did_not_declare_says_how_to_declare_it(cli, stages, p
                     return packet["frame"]
                 return packet
     """)
-    result = run(cli, "run", "-q", pipeline(f"""
-        pipeline: undeclared
-        stages:
-          - {{ name: source, type: synthetic.source, params: {{ count: 3 }} }}
-          - {{ name: work, type: python, params: {{ module: undeclared, class: Undeclared, path: {path} }} }}
-          - {{ name: sink, type: sink.jsonl, params: {{ path: {tmp_path / 'o.jsonl'} }} }}
-    """))
+    result = run_one_stage(cli, pipeline, path, "undeclared", "Undeclared", tmp_path / "o.jsonl")
     assert result.returncode == 1, result.stderr  # every packet failed at 'work'
     # The example's type follows the value written; the message reads without escapes.
     types = "the types: image, tensor, rects, points, scalars, int, number, text, bytes"

@@ -39,10 +39,34 @@ double mean_abs_diff(const cv::Mat& a, const cv::Mat& b, const cv::Rect& region)
 
 // The truth for a raised gaze: the same eye drawn with its iris `by` px higher and the upper lid
 // following it.
-cv::Mat drawn_looking_up(DrawnEye eye, float by) {
+cv::Mat drawn_looking_up(DrawnEye eye, float by, cv::Size size = {120, 80}) {
   eye.iris.y -= by;
   eye.upper_rise += by;
-  return eye.draw();
+  return eye.draw(size);
+}
+
+// An eye as large as on a 1080p face (96 px wide), in a frame of kLargeEyeFrame.
+const cv::Size kLargeEyeFrame(160, 110);
+DrawnEye large_eye() {
+  DrawnEye eye;
+  eye.centre = {80, 55};
+  eye.half_width = 48;
+  eye.upper_rise = 18;
+  eye.lower_drop = 12;
+  eye.iris = {80, 55};
+  eye.rim = 3;
+  return eye;
+}
+
+// The images one above the other, enlarged, to look at when MICROMODELS_TEST_PICTURES names a
+// folder.
+void save_picture(const std::string& name, const std::vector<cv::Mat>& images, double scale) {
+  const char* dir = std::getenv("MICROMODELS_TEST_PICTURES");
+  if (dir == nullptr) return;
+  cv::Mat strip;
+  cv::vconcat(images, strip);
+  cv::resize(strip, strip, cv::Size(), scale, scale, cv::INTER_NEAREST);
+  cv::imwrite(std::string(dir) + "/" + name, strip);
 }
 
 }  // namespace
@@ -72,12 +96,7 @@ TEST(EyeRender, TurnsADrawnEyeIntoTheSameEyeLookingUp) {
               before, after, without_lid);
   EXPECT_LT(after, 0.45 * before);  // the rest: the lower lid's rim, and a filled-in iris edge
   EXPECT_LT(after, 0.8 * without_lid);
-  if (const char* dir = std::getenv("MICROMODELS_TEST_PICTURES")) {  // to look at, when asked
-    cv::Mat strip;
-    cv::vconcat(std::vector<cv::Mat>{frame(region), out(region), truth(region)}, strip);
-    cv::resize(strip, strip, cv::Size(), 10, 10, cv::INTER_NEAREST);
-    cv::imwrite(std::string(dir) + "/eye_render_up.png", strip);
-  }
+  save_picture("eye_render_up.png", {frame(region), out(region), truth(region)}, 10);
 
   // Measured by the evaluation's own means: the iris's pixels moved by what was asked.
   const auto moved = mb::measure_iris_translation(out, frame, eval_eye(eye), eye.iris + shift,
@@ -124,35 +143,26 @@ TEST(EyeRender, TurnsALargeDrawnEyeIntoTheSameEyeLookingUp) {
 // this size: kept out of the mirror by a margin of a fixed pixel, they were drawn again as a
 // dark line along the uncovered iris's bottom.
 TEST(EyeRender, ALargeEyesLashesAreNotMirroredIntoTheIrisARaiseUncovers) {
-  DrawnEye eye;
-  eye.centre = {80, 55};
-  eye.half_width = 48;
-  eye.upper_rise = 18;
-  eye.lower_drop = 12;
-  eye.iris = {80, 55};
+  DrawnEye eye = large_eye();
   eye.iris_radius = 19;  // from 36 to 74: under the lashes (37-43) and the lower lid (64-67)
   eye.lashes = 6;
-  eye.rim = 3;
-  const cv::Size size(160, 110);
-  const cv::Mat frame = eye.draw(size);
+  const cv::Mat frame = eye.draw(kLargeEyeFrame);
   const cv::Point2f shift(0, -8);
   const mv::EyeRenderRequest r = request(eye, shift);
   const mv::EyePatch patch = mv::render_eyes(frame, {&r, 1}, {});
   ASSERT_FALSE(patch.empty());
   ASSERT_EQ(patch.applied[0], shift);
   const cv::Mat out = apply(frame, patch);
-  DrawnEye up = eye;
-  up.iris.y -= 8;
-  up.upper_rise += 8;
-  const cv::Mat truth = up.draw(size);
+  const cv::Mat truth = drawn_looking_up(eye, 8, kLargeEyeFrame);
+  const cv::Point2f raised = eye.iris + shift;
   // Lash-dark pixels (the iris is 70, the lashes 40) in the iris the raise uncovered: the rows
   // the lower lid's rim hid, now 8 px higher, inside the iris.
   const auto dark = [&](const cv::Mat& image) {
     int n = 0;
     for (int y = 52; y < 64; ++y) {
       for (int x = 66; x < 95; ++x) {
-        if (std::hypot(static_cast<float>(x) - up.iris.x, static_cast<float>(y) - up.iris.y) >
-            up.iris_radius - 1) {
+        if (std::hypot(static_cast<float>(x) - raised.x, static_cast<float>(y) - raised.y) >
+            eye.iris_radius - 1) {
           continue;
         }
         n += image.at<cv::Vec3b>(y, x)[0] < 55 ? 1 : 0;
@@ -160,12 +170,7 @@ TEST(EyeRender, ALargeEyesLashesAreNotMirroredIntoTheIrisARaiseUncovers) {
     }
     return n;
   };
-  if (const char* dir = std::getenv("MICROMODELS_TEST_PICTURES")) {
-    cv::Mat strip;
-    cv::vconcat(std::vector<cv::Mat>{frame, out, truth}, strip);
-    cv::resize(strip, strip, cv::Size(), 6, 6, cv::INTER_NEAREST);
-    cv::imwrite(std::string(dir) + "/eye_render_large_lashes.png", strip);
-  }
+  save_picture("eye_render_large_lashes.png", {frame, out, truth}, 6);
   EXPECT_EQ(dark(truth), 0);
   EXPECT_EQ(dark(out), 0) << "the lashes were mirrored into the uncovered iris";
 }
@@ -175,15 +180,9 @@ TEST(EyeRender, ALargeEyesLashesAreNotMirroredIntoTheIrisARaiseUncovers) {
 // 1.5 px from the edge, as on 20 px eyes, it took the limbus's grey, and each row it filled
 // showed as a dark line across the white.
 TEST(EyeRender, ASoftLargeEyesUncoveredWhiteIsTakenFromTheWhite) {
-  DrawnEye eye;
-  eye.centre = {80, 55};
-  eye.half_width = 48;
-  eye.upper_rise = 18;
-  eye.lower_drop = 12;
-  eye.iris = {80, 55};
+  DrawnEye eye = large_eye();
   eye.iris_radius = 14;
-  eye.rim = 3;
-  const cv::Size size(160, 110);
+  const cv::Size size = kLargeEyeFrame;
   cv::Mat frame = eye.draw(size);
   cv::GaussianBlur(frame, frame, {0, 0}, 2.5);
   const cv::Point2f shift(0, -6);
@@ -194,10 +193,7 @@ TEST(EyeRender, ASoftLargeEyesUncoveredWhiteIsTakenFromTheWhite) {
   const cv::Mat out = apply(frame, patch);
   // The truth: the same soft eye drawn looking up. Where it shows clear white (over 225), the
   // output may not show grey (under 195): the limbus's grey drawn into the white.
-  DrawnEye up = eye;
-  up.iris.y -= 6;
-  up.upper_rise += 6;
-  cv::Mat truth = up.draw(size);
+  cv::Mat truth = drawn_looking_up(eye, 6, size);
   cv::GaussianBlur(truth, truth, {0, 0}, 2.5);
   const auto grey = [&](const cv::Mat& image) {
     int n = 0;
@@ -209,12 +205,7 @@ TEST(EyeRender, ASoftLargeEyesUncoveredWhiteIsTakenFromTheWhite) {
     }
     return n;
   };
-  if (const char* dir = std::getenv("MICROMODELS_TEST_PICTURES")) {
-    cv::Mat strip;
-    cv::vconcat(std::vector<cv::Mat>{frame, out, truth}, strip);
-    cv::resize(strip, strip, cv::Size(), 6, 6, cv::INTER_NEAREST);
-    cv::imwrite(std::string(dir) + "/eye_render_soft_white.png", strip);
-  }
+  save_picture("eye_render_soft_white.png", {frame, out, truth}, 6);
   EXPECT_EQ(grey(truth), 0);
   EXPECT_EQ(grey(out), 0) << "the white was filled with the limbus's grey";
 }
